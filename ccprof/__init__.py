@@ -1,0 +1,16 @@
+"""ccprof: a cost profiler and advisor for PyTorch training.
+
+    from ccprof import profile_model
+    profile = profile_model(model, optimizer, batches, loss_fn, steps=10)
+"""
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "profile_model", "analyze_script", "advise"]
+
+
+def __getattr__(name):  # keep `import ccprof` cheap: torch loads only when asked for
+    if name in ("profile_model", "analyze_script", "advise"):
+        from ccprof import api
+
+        return getattr(api, name)
+    raise AttributeError(name)

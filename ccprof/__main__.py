@@ -1,0 +1,3 @@
+from ccprof.cli import main
+
+main()

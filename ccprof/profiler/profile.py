@@ -1,0 +1,349 @@
+"""The Profile: everything ccprof measured about a few training steps, as frozen data.
+
+Every stage after the profiler (hardware projection, advisors, reports, verify) reads a
+Profile and never re-runs the script. ``Profile.to_json()`` / ``Profile.from_json()``
+round-trip it; ``schema`` is versioned.
+
+Units are in the names: ``_bytes``, ``_s``, ``_flops`` (or ``flops`` fields), ``_frac``.
+Memory ledger convention (``Memory``): ``params_bytes``, ``grads_bytes`` and
+``optimizer_state_bytes`` are the steady-state sizes of those categories (each storage
+counted once), ``activations_bytes`` is everything autograd saved for backward during one
+step that is not a parameter, and ``other_bytes = peak_bytes - (the four above)``, floored
+at 0: inputs, temporaries and allocator slack at the peak.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ccprof import _serde
+
+SCHEMA = "ccprof.profile/1"
+
+__all__ = [
+    "SCHEMA", "Profile", "Device", "ModuleStat", "RepeatedBlock", "Embedding", "ModelInfo",
+    "OptimizerInfo", "OptimizerSection", "Steps", "OpCost", "Flops", "Memory", "DataInfo",
+    "Precision", "GpuSample", "GpuInfo", "StaticFacts", "Environment", "Finding",
+    "ErrorInfo", "GpuProjection", "Cost",
+]
+
+
+def _cls(default: Any = "") -> Any:
+    return field(default=default, metadata={"json": "class"})
+
+
+@dataclass(frozen=True)
+class Device:
+    type: str = "cpu"                       # "cpu" | "cuda"
+    name: str = ""                          # "NVIDIA H200", or the CPU model
+    memory_bytes: int | None = None         # device memory (GPUs); None on CPU
+    count: int = 1                          # devices visible to the process
+    capability: str | None = None           # CUDA compute capability "9.0"
+    catalog_id: str | None = None           # matching hardware catalog id, when known
+
+
+@dataclass(frozen=True)
+class ModuleStat:
+    """One module of the tree, by dotted name ("" is the root)."""
+    name: str
+    class_: str = _cls()
+    depth: int = 0
+    params: int = 0                         # own + children
+    trainable_params: int = 0
+    flops: int = 0                          # forward + backward, one step
+    forward_flops: int = 0
+    activation_bytes: int = 0               # saved for backward while this module ran
+
+
+@dataclass(frozen=True)
+class RepeatedBlock:
+    """A container of identical blocks, e.g. ``model.layers`` = 12 x LlamaDecoderLayer."""
+    container: str
+    class_: str = _cls()
+    count: int = 0
+    params_each: int = 0
+    names: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Embedding:
+    name: str
+    num_embeddings: int = 0
+    dim: int = 0
+    params: int = 0
+    trainable: bool = True
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    class_: str = _cls()
+    params: int = 0
+    trainable_params: int = 0
+    param_dtypes: dict[str, int] = field(default_factory=dict)   # dtype -> element count
+    buffers_bytes: int = 0
+    modules: list[ModuleStat] = field(default_factory=list)
+    repeated_blocks: list[RepeatedBlock] = field(default_factory=list)
+    embeddings: list[Embedding] = field(default_factory=list)
+    linear_names: list[str] = field(default_factory=list)
+    pretrained: bool = False                # weights loaded from a checkpoint
+    loaded_from: str | None = None          # "from_pretrained:<id>", "load_state_dict", ...
+    hf_model_type: str | None = None        # "llama", "gpt2", ...
+    hf_config: dict[str, Any] = field(default_factory=dict)  # small scalar subset
+    gradient_checkpointing: bool = False    # seen on the live model
+    roots: list[str] = field(default_factory=list)  # classes of every trained root module
+
+
+@dataclass(frozen=True)
+class OptimizerInfo:
+    class_: str = _cls()
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+    param_count: int = 0                    # elements it updates
+    state_bytes: int = 0
+    steps: int = 0                          # step() calls seen
+    foreach: bool | None = None
+    fused: bool | None = None
+
+
+@dataclass(frozen=True)
+class OptimizerSection:
+    optimizers: list[OptimizerInfo] = field(default_factory=list)
+    state_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Steps:
+    warmup: int = 0
+    measured: int = 0
+    step_s: list[float] = field(default_factory=list)
+    phase_s: dict[str, float] = field(default_factory=dict)  # data/forward/backward/optimizer/other means
+    loss: list[float] = field(default_factory=list)
+    micro_batches: int = 1                  # backward passes per optimizer step
+    samples_per_step: int | None = None
+    tokens_per_step: int | None = None
+    kind: str = "optimizer"                 # "optimizer" | "backward" (no torch.optim)
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """One aten op over one step: what the roofline needs to project it elsewhere."""
+    op: str
+    dtype: str = "float32"
+    count: int = 0
+    flops: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    phase: str = "forward"                  # forward | backward | optimizer | other
+
+
+@dataclass(frozen=True)
+class Flops:
+    per_step: int = 0
+    forward: int = 0
+    backward: int = 0
+    by_module: dict[str, int] = field(default_factory=dict)
+    by_op: dict[str, int] = field(default_factory=dict)
+    method: str = "torch.utils.flop_counter.FlopCounterMode"
+    fvcore_forward: int | None = None       # cross-check, forward only
+    fvcore_note: str | None = None          # why fvcore could not count, when it could not
+
+
+@dataclass(frozen=True)
+class Memory:
+    peak_bytes: int = 0
+    params_bytes: int = 0
+    grads_bytes: int = 0
+    optimizer_state_bytes: int = 0
+    activations_bytes: int = 0
+    other_bytes: int = 0
+    buffers_bytes: int = 0
+    cuda_max_allocated_bytes: int | None = None
+    cuda_reserved_bytes: int | None = None
+    method: str = ""
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    batch_size: int | None = None
+    shapes: list[str] = field(default_factory=list)      # "input_ids: int64[8, 128]"
+    num_workers: int | None = None
+    pin_memory: bool | None = None
+    persistent_workers: bool | None = None
+    dataset_len: int | None = None
+    steps_per_epoch: int | None = None
+    wait_frac: float | None = None
+    fingerprints: list[str] = field(default_factory=list)
+    duplicate_frac: float | None = None
+    near_duplicate_frac: float | None = None
+    duplicate_scope: str = "sampled"        # "sampled" | "dataset"
+    token_inputs: bool = False
+    seq_len: int | None = None
+    dataloader_seen: bool = False
+
+
+@dataclass(frozen=True)
+class Precision:
+    autocast: bool = False
+    autocast_dtype: str | None = None
+    grad_scaler: bool = False
+    tf32_matmul: bool = False
+    tf32_cudnn: bool = False
+    float32_matmul_precision: str = "highest"
+    param_dtype: str = "float32"            # dtype holding most parameters
+
+
+@dataclass(frozen=True)
+class GpuSample:
+    t_s: float
+    sm_util_pct: float | None = None
+    mem_used_bytes: int | None = None
+    power_w: float | None = None
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    samples: list[GpuSample] = field(default_factory=list)
+    interval_s: float = 0.1
+    mean_sm_util_pct: float | None = None
+    p95_sm_util_pct: float | None = None
+    mean_power_w: float | None = None
+    energy_j_per_step: float | None = None
+    source: str = "nvml"
+
+
+@dataclass(frozen=True)
+class StaticFacts:
+    """What the script's source says, read with libcst. ``lines`` maps a fact to its line."""
+    parsed: bool = True
+    autocast: bool = False
+    grad_scaler: bool = False
+    checkpointing: bool = False
+    accumulation: bool = False
+    validation: bool = False
+    early_stopping: bool = False
+    from_pretrained: bool = False
+    ddp: bool = False
+    fsdp: bool = False
+    data_parallel: bool = False
+    compile: bool = False
+    hf_trainer: bool = False
+    lightning: bool = False
+    peft: bool = False
+    training_args: dict[str, Any] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=dict)
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Environment:
+    python: str = ""
+    torch: str = ""
+    ccprof: str = ""
+    transformers: str | None = None
+    script: str = ""
+    argv: list[str] = field(default_factory=list)
+    cwd: str = ""
+    started_at: str = ""
+    finished_at: str = ""
+    hostname: str = ""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something that happened during profiling that the user must hear about (OOM...)."""
+    kind: str
+    message: str
+    file: str | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    kind: str                               # "script_error" | "timeout" | "ended" | "no_training" | "interrupted" | "oom"
+    message: str
+    exit_code: int = 0
+    traceback: str | None = None
+    file: str | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class GpuProjection:
+    step_s: float | None = None
+    step_s_bf16: float | None = None
+    fits: bool = False
+    mfu: float | None = None
+    measured_step_s: float | None = None    # only for the GPU the profile ran on
+    method: str = "roofline"                # "roofline" | "measured" | "habitat"
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Cost:
+    gpu: str = ""
+    usd_per_hour: float = 0.0
+    price_date: str = ""
+    price_source: str = ""
+    step_s: float = 0.0
+    usd_per_step: float = 0.0
+    usd_per_1k_steps: float = 0.0
+    usd_per_1k_samples: float | None = None
+    usd_per_1m_tokens: float | None = None
+    samples_per_s: float | None = None
+    tokens_per_s: float | None = None
+    steps_per_epoch: int | None = None
+    usd_per_epoch: float | None = None
+    run_steps: int = 0
+    run_steps_source: str = ""
+    usd_run: float = 0.0
+    run_hours: float = 0.0
+    energy_j_per_step: float | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Profile:
+    schema: str = SCHEMA
+    status: str = "complete"                # "complete" | "partial"
+    device: Device = field(default_factory=Device)
+    model: ModelInfo = field(default_factory=ModelInfo)
+    optimizer: OptimizerSection | None = None
+    steps: Steps = field(default_factory=Steps)
+    flops: Flops = field(default_factory=Flops)
+    ops: list[OpCost] = field(default_factory=list)
+    memory: Memory = field(default_factory=Memory)
+    data: DataInfo = field(default_factory=DataInfo)
+    precision: Precision = field(default_factory=Precision)
+    gpu: GpuInfo | None = None
+    static: StaticFacts = field(default_factory=StaticFacts)
+    environment: Environment = field(default_factory=Environment)
+    findings: list[Finding] = field(default_factory=list)
+    error: ErrorInfo | None = None
+    reasons: dict[str, str] = field(default_factory=dict)   # why a section is null: {"optimizer": ...}
+    counters: dict[str, int] = field(default_factory=dict)  # forward_calls, backward_calls, ...
+    projection: dict[str, GpuProjection] | None = None      # by catalog GPU id (hardware stage)
+    cost: Cost | None = None                                 # for the target GPU (hardware stage)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _serde.to_dict(self)
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """JSON text of the profile; also written to ``path`` when given."""
+        return _serde.dump_json(self, path)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Profile":
+        schema = data.get("schema", "")
+        if not str(schema).startswith("ccprof.profile/"):
+            raise ValueError(f"not a ccprof profile (schema {schema!r})")
+        return _serde.from_dict(cls, data)
+
+    @classmethod
+    def from_json(cls, path_or_text: str | Path) -> "Profile":
+        """Load a profile from a path or from JSON text."""
+        import json
+
+        text = str(path_or_text)
+        if not text.lstrip().startswith("{"):
+            text = Path(path_or_text).read_text(encoding="utf-8")
+        return cls.from_dict(json.loads(text))
