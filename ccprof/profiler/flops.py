@@ -1,0 +1,405 @@
+"""FLOPs of one training step, by phase, module and aten op, and the per-op roofline inputs.
+
+``FlopPass`` wraps ``torch.utils.flop_counter.FlopCounterMode`` (it counts the real
+backward, not "2x forward", and attributes work to modules through its module tracker)
+and nests a second dispatch mode under it that records, for every aten kernel that runs,
+its dtype, phase, FLOPs (the same formulas) and the bytes it reads and writes: the
+``OpCost`` list a roofline needs to project the step onto another GPU.
+
+FlopCounterMode misses some attention kernels; ``EXTRA_FLOP_FORMULAS`` adds them (on CPU,
+``F.scaled_dot_product_attention`` runs ``aten._scaled_dot_product_flash_attention_for_cpu``,
+which torch 2.x does not count at all). Like torch's own formulas they count the full
+score matrix, causal or not, and the flash backward counts the score recomputation.
+
+The harness drives the pass from hooks, so it works as explicit calls::
+
+    fp = FlopPass({"": model})
+    fp.start()
+    fp.set_phase("forward");  loss = model(x).sum()
+    fp.set_phase("backward"); loss.backward()
+    fp.set_phase("optimizer"); opt.step()
+    flops, ops = fp.stop()       # Flops, list[OpCost]
+
+``fvcore_forward_flops`` is the cross-check: fvcore's jit-traced count of one forward.
+"""
+from __future__ import annotations
+
+import weakref
+from collections import defaultdict
+from typing import Any, Callable
+
+import torch
+from torch.autograd.graph import register_multi_grad_hook
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+from torch.utils.flop_counter import (
+    FlopCounterMode,
+    _flash_attention_forward_flop,
+    flop_registry,
+    sdpa_backward_flop_count,
+    sdpa_flop_count,
+)
+from torch.utils.module_tracker import ModuleTracker
+
+from ccprof.profiler.profile import Flops, OpCost
+
+__all__ = [
+    "PHASES", "EXTRA_FLOP_FORMULAS", "register_extra_flop_formula", "FlopPass",
+    "fvcore_forward_flops", "module_names", "op_name",
+]
+
+PHASES = ("forward", "backward", "optimizer", "other")
+
+aten = torch.ops.aten
+
+# OpOverloadPacket -> formula, merged into FlopCounterMode's registry as ``custom_mapping``.
+# Formulas take shapes (torch wraps them with its ``shape_wrapper``) unless marked
+# ``_get_raw = True``, in which case they receive the tensors themselves.
+EXTRA_FLOP_FORMULAS: dict[Any, Callable[..., int]] = {}
+
+
+def register_extra_flop_formula(*names: str, get_raw: bool = False):
+    """Decorator: count ``aten.<name>`` with this formula; refuses a duplicate or a counted op.
+
+    Names missing from this torch build are skipped, so one table serves several versions.
+    """
+    def deco(fn: Callable[..., int]) -> Callable[..., int]:
+        if get_raw:
+            fn._get_raw = True  # type: ignore[attr-defined]
+        for name in names:
+            packet = getattr(aten, name, None)
+            if packet is None:
+                continue
+            if packet in EXTRA_FLOP_FORMULAS or packet in flop_registry:
+                raise RuntimeError(f"duplicate flop formula for aten.{name}")
+            EXTRA_FLOP_FORMULAS[packet] = fn
+        return fn
+    return deco
+
+
+# Shapes are (batch, heads, seq, head_dim) for all of these (the sdpa layout).
+@register_extra_flop_formula(
+    "_scaled_dot_product_flash_attention_for_cpu",     # CPU sdpa (HF Llama "sdpa" on CPU)
+    "_scaled_dot_product_fused_attention_overrideable",  # XPU / PrivateUse1 backends
+    "_scaled_dot_product_attention_math_for_mps",      # Apple MPS
+)
+def _sdpa_forward_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    """QK^T and PV matmuls: 4·b·h·s_q·s_k·d."""
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+@register_extra_flop_formula(
+    "_scaled_dot_product_flash_attention_for_cpu_backward",
+    "_scaled_dot_product_fused_attention_overrideable_backward",
+)
+def _sdpa_backward_flop(grad_out_shape, query_shape, key_shape, value_shape, *args,
+                        out_shape=None, **kwargs) -> int:
+    """Score recomputation plus the four gradient matmuls: 10·b·h·s_q·s_k·d."""
+    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+@register_extra_flop_formula("_flash_attention_forward_no_dropout_inplace", get_raw=True)
+def _flash_forward_inplace_flop(out, query, key, value, cum_seq_q, cum_seq_k, max_q, max_k,
+                                *args, out_val=None, **kwargs) -> int:
+    """Same kernel as ``aten._flash_attention_forward`` writing into ``out``; (b, s, h, d) layout."""
+    return _flash_attention_forward_flop(query, key, value, cum_seq_q, cum_seq_k, max_q, max_k)
+
+
+def op_name(func: Any) -> str:
+    """``aten.mm`` for ``aten.mm.default``: the op name used in ``by_op`` and ``OpCost.op``."""
+    packet = getattr(func, "_overloadpacket", func)
+    return str(packet)
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix and name else (prefix or name)
+
+
+def module_names(roots: dict[str, torch.nn.Module]) -> dict[torch.nn.Module, str]:
+    """Module -> dotted name relative to its root, prefixed with the root's key when not ""."""
+    names: dict[torch.nn.Module, str] = {}
+    for prefix, root in roots.items():
+        for name, mod in root.named_modules(remove_duplicate=True):
+            names.setdefault(mod, _join(prefix, name))
+    return names
+
+
+class _NamedModuleTracker(ModuleTracker):
+    """ModuleTracker that names the modules of our roots by their dotted path, not class name."""
+
+    def __init__(self, names: dict[torch.nn.Module, str]) -> None:
+        super().__init__()
+        self._ccprof_names: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary(names)
+
+    def _get_mod_name(self, mod):  # overrides a private torch helper
+        name = self._ccprof_names.get(mod)
+        return name if name is not None else super()._get_mod_name(mod)
+
+    # torch's tracker registers the backward "leave module" hook on positional inputs only,
+    # so a module called with keywords (HF attention: ``self_attn(hidden_states=...)``)
+    # never leaves in backward and collects its predecessors' backward FLOPs. Register both
+    # backward hooks after forward, from the positional and keyword inputs alike.
+    def _fw_pre_hook(self, mod, input) -> None:
+        self._get_append_fn(self._get_mod_name(mod), False)()
+
+    def _fw_post_hook_kw(self, mod, args, kwargs, output) -> None:
+        name = self._get_mod_name(mod)
+        self._get_pop_fn(name, False)()
+        for tree, make in (((args, kwargs), self._get_pop_fn), (output, self._get_append_fn)):
+            tensors = [t for t in _tensors(tree) if t.requires_grad]
+            if tensors:
+                self._hooks.append(register_multi_grad_hook(tensors, make(name, True)))
+
+    def __enter__(self):
+        self._fw_pre_handle = register_module_forward_pre_hook(self._fw_pre_hook)
+        self._fw_post_handle = register_module_forward_hook(self._fw_post_hook_kw, with_kwargs=True)
+        return self
+
+
+def _tensor_bytes(t: torch.Tensor) -> int:
+    """Bytes a kernel touches for ``t``: its elements, capped by its storage (broadcasts)."""
+    nbytes = t.numel() * t.element_size()
+    try:
+        return min(nbytes, t.untyped_storage().nbytes())
+    except (RuntimeError, NotImplementedError, TypeError):   # sparse, nested, subclasses
+        return nbytes
+
+
+def _tensors(tree: Any) -> list[torch.Tensor]:
+    leaves, _ = tree_flatten(tree)
+    return [x for x in leaves if isinstance(x, torch.Tensor)]
+
+
+def _storage_key(t: torch.Tensor) -> int | None:
+    try:
+        return t.untyped_storage()._cdata
+    except (RuntimeError, NotImplementedError, TypeError):
+        return None
+
+
+def _dtype_of(inputs: list[torch.Tensor], outputs: list[torch.Tensor]) -> str:
+    """The dtype that sets the kernel's peak: first floating input, else first tensor."""
+    for t in inputs:
+        if t.is_floating_point() or t.is_complex():
+            return str(t.dtype).removeprefix("torch.")
+    for t in (*inputs, *outputs):
+        return str(t.dtype).removeprefix("torch.")
+    return "none"
+
+
+class _OpCostMode(TorchDispatchMode):
+    """Sits under FlopCounterMode and records every kernel that actually runs."""
+
+    def __init__(self, owner: "FlopPass") -> None:
+        super().__init__()
+        self.owner = owner
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        try:
+            self.owner._record(func, args, kwargs, out)
+        except Exception as exc:  # never break the user's step over bookkeeping
+            self.owner._errors.append(f"{op_name(func)}: {type(exc).__name__}: {exc}")
+        return out
+
+
+class FlopPass:
+    """Counts one step's FLOPs (by phase, module and op) and collects ``OpCost`` rows.
+
+    Args:
+        roots: prefix -> root module being trained; one root gets prefix "" so module
+            names read ``model.layers.0.self_attn``; with several roots each name starts
+            with its key (``student.model.layers.0``). The root itself is named by its key.
+
+    ``start()`` / ``set_phase()`` / ``stop()`` are explicit calls so a harness can drive
+    them from hooks. Until ``set_phase`` is first called, work inside the autograd engine
+    counts as backward and everything else as forward. Work inside the autograd engine is
+    always backward. ``stop()`` returns ``(Flops, list[OpCost])``; afterwards
+    ``forward_by_module`` holds the forward-only FLOPs by module name.
+    """
+
+    def __init__(self, roots: dict[str, torch.nn.Module]) -> None:
+        self.roots = dict(roots)
+        self._names = module_names(self.roots)
+        self._known = set(self._names.values())
+        self._counter: FlopCounterMode | None = None
+        self._op_mode: _OpCostMode | None = None
+        self._phase: str | None = None
+        self._ops: dict[tuple[str, str, str], list[int]] = {}
+        self._by_phase: dict[str, int] = defaultdict(int)
+        self.forward_by_module: dict[str, int] = {}
+        self._fwd_by_module: dict[str, int] = defaultdict(int)
+        self._errors: list[str] = []
+
+    # -- driving ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Begin counting (enters the dispatch modes and the module tracker)."""
+        if self._counter is not None:
+            raise RuntimeError("FlopPass.start() called twice without stop()")
+        self._ops, self._by_phase, self._fwd_by_module = {}, defaultdict(int), defaultdict(int)
+        self._errors, self._phase = [], None
+        counter = FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS)
+        counter.mod_tracker = _NamedModuleTracker(self._names)
+        self._op_mode = _OpCostMode(self)
+        self._op_mode.__enter__()       # below: sees the kernels FlopCounterMode runs
+        try:
+            counter.__enter__()         # on top: decomposes what it cannot count
+        except BaseException:
+            self._op_mode.__exit__(None, None, None)
+            self._op_mode = None
+            raise
+        self._counter = counter
+
+    def set_phase(self, phase: str) -> None:
+        """Tell the pass which phase runs from now on: forward|backward|optimizer|other."""
+        if phase not in PHASES:
+            raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
+        self._phase = phase
+
+    def stop(self) -> tuple[Flops, list[OpCost]]:
+        """Stop counting; return the step's ``Flops`` and its ``OpCost`` rows."""
+        if self._counter is None or self._op_mode is None:
+            raise RuntimeError("FlopPass.stop() called before start()")
+        counter, op_mode = self._counter, self._op_mode
+        self._counter = self._op_mode = None
+        try:
+            counter.__exit__(None, None, None)
+        finally:
+            op_mode.__exit__(None, None, None)
+        counts = counter.get_flop_counts()
+        per_step = int(sum(counts.get("Global", {}).values()))
+        by_module = {name: int(sum(ops.values())) for name, ops in counts.items()
+                     if name in self._known}
+        by_op = {op_name(k): int(v) for k, v in counts.get("Global", {}).items() if v}
+        self.forward_by_module = {k: int(v) for k, v in self._fwd_by_module.items() if v}
+        flops = Flops(
+            per_step=per_step,
+            forward=int(self._by_phase.get("forward", 0)),
+            backward=int(self._by_phase.get("backward", 0)),
+            by_module={k: v for k, v in sorted(by_module.items()) if v},
+            by_op=dict(sorted(by_op.items(), key=lambda kv: -kv[1])),
+        )
+        ops = [
+            OpCost(op=op, dtype=dtype, phase=phase, count=c, flops=f,
+                   bytes_read=r, bytes_written=w)
+            for (op, dtype, phase), (c, f, r, w) in self._ops.items()
+        ]
+        ops.sort(key=lambda o: (-o.flops, -(o.bytes_read + o.bytes_written), o.op))
+        return flops, ops
+
+    @property
+    def errors(self) -> list[str]:
+        """Bookkeeping failures seen during the last pass (the step itself still ran)."""
+        return list(self._errors)
+
+    # -- recording ----------------------------------------------------------------------
+    def _current_phase(self) -> str:
+        if torch._C._current_graph_task_id() != -1:
+            return "backward"
+        return self._phase or "forward"
+
+    def _record(self, func, args, kwargs, out) -> None:
+        outputs = _tensors(out)
+        if not outputs:
+            return                                  # metadata queries, scalars
+        inputs = _tensors((args, kwargs))
+        if func.is_view or (not func._schema.is_mutable and _aliases_only(inputs, outputs)):
+            return                                  # views move no data and launch nothing
+        counter = self._counter
+        registry = counter.flop_registry if counter is not None else {}
+        packet = func._overloadpacket
+        flops = 0
+        if packet in registry:
+            flops = int(registry[packet](*args, **kwargs, out_val=out))
+        phase = self._current_phase()
+        key = (op_name(func), _dtype_of(inputs, outputs), phase)
+        row = self._ops.get(key)
+        if row is None:
+            row = self._ops[key] = [0, 0, 0, 0]
+        row[0] += 1
+        row[1] += flops
+        row[2] += sum(_tensor_bytes(t) for t in inputs)
+        row[3] += sum(_tensor_bytes(t) for t in outputs)
+        if flops:
+            self._by_phase[phase] += flops
+            if phase == "forward" and counter is not None:
+                for name in counter.mod_tracker.parents:
+                    if name in self._known:
+                        self._fwd_by_module[name] += flops
+
+
+def _aliases_only(inputs: list[torch.Tensor], outputs: list[torch.Tensor]) -> bool:
+    """True when every output shares a storage with some input (``_unsafe_view``, ``alias``)."""
+    in_keys = {_storage_key(t) for t in inputs}
+    in_keys.discard(None)
+    return bool(in_keys) and all(_storage_key(t) in in_keys for t in outputs)
+
+
+# Ops fvcore counts by default that FlopCounterMode does not (norms, pooling, resampling):
+# switched off so the cross-check compares like with like (matmuls, convolutions, einsum).
+_FVCORE_OFF = (
+    "aten::batch_norm", "aten::group_norm", "aten::layer_norm", "aten::instance_norm",
+    "aten::upsample_nearest2d", "aten::upsample_bilinear2d", "aten::adaptive_avg_pool2d",
+    "aten::grid_sampler",
+)
+
+
+def fvcore_forward_flops(model: torch.nn.Module, args: tuple, kwargs: dict | None = None
+                         ) -> tuple[int | None, str | None]:
+    """fvcore's jit-traced FLOP count of one forward: the cross-check for ``Flops.forward``.
+
+    fvcore counts one multiply-add as one "flop"; the result is doubled to match
+    FlopCounterMode (2 FLOPs per multiply-add). Norms, pooling and resampling, which
+    FlopCounterMode does not count, are switched off. The model runs under ``no_grad``
+    with the RNG state restored afterwards, so the user's random stream is untouched.
+
+    Args:
+        model: the module to trace; args / kwargs: one forward's inputs (kwargs are bound
+            as constants of the trace).
+
+    Returns:
+        ``(flops, None)``, or ``(None, "why")`` when fvcore is missing or cannot trace the
+        model (Hugging Face models typically fail on their cache objects).
+
+    Example:
+        >>> fvcore_forward_flops(torch.nn.Linear(4, 3), (torch.randn(2, 4),), {})
+        (48, None)
+    """
+    try:
+        from fvcore.nn import FlopCountAnalysis
+    except ImportError as exc:
+        return None, f"fvcore is not installed ({exc}); pip install fvcore"
+    kwargs = dict(kwargs or {})
+    target: torch.nn.Module = model if not kwargs else _BoundKwargs(model, kwargs)
+    devices = [d.index if d.index is not None else torch.cuda.current_device()
+               for d in {t.device for t in _tensors((args, kwargs)) if t.device.type == "cuda"}]
+    was_training = model.training
+    try:
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            analysis = FlopCountAnalysis(target, tuple(args))
+            for op in _FVCORE_OFF:
+                analysis.set_op_handle(op, None)
+            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+            analysis.tracer_warnings("none")
+            total_macs = analysis.total()
+    except Exception as exc:  # noqa: BLE001 - any tracing failure is the answer we report
+        msg = " ".join(str(exc).split())[:300]
+        return None, (f"fvcore could not trace {type(model).__name__} with torch.jit "
+                      f"({type(exc).__name__}: {msg})")
+    finally:
+        model.train(was_training)
+    return 2 * int(total_macs), None
+
+
+class _BoundKwargs(torch.nn.Module):
+    """Calls ``model(*args, **kwargs)`` with fixed kwargs: jit tracing takes positionals only."""
+
+    def __init__(self, model: torch.nn.Module, kwargs: dict) -> None:
+        super().__init__()
+        self.model = model
+        self._kwargs = kwargs
+
+    def forward(self, *args):
+        return self.model(*args, **self._kwargs)
