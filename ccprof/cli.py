@@ -18,6 +18,106 @@ def cli() -> None:
     """Cost profiler and advisor for PyTorch training."""
 
 
+def _fail(message: str, code: int) -> None:
+    click.echo(f"ccprof: {message}", err=True)
+    sys.exit(code)
+
+
+@cli.command("analyze", context_settings={"ignore_unknown_options": True})
+@click.argument("script", type=click.Path(dir_okay=True, path_type=str))
+@click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--steps", default=10, show_default=True, type=click.IntRange(1, 10_000),
+              help="Steps to measure (after warm-up and the FLOP/memory steps).")
+@click.option("--warmup", default=3, show_default=True, type=click.IntRange(0, 10_000),
+              help="Unmeasured warm-up steps (at least 1 is always run).")
+@click.option("--out", "out_dir", default="ccprof-report", show_default=True,
+              type=click.Path(file_okay=False), help="Where profile.json, advice.json, report.html go.")
+@click.option("--timeout", "timeout_s", default=600.0, show_default=True, type=float,
+              help="Seconds for the whole run before it is stopped.")
+@click.option("--json", "as_json", is_flag=True, help="Print the profile as JSON on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+@click.option("--gpu", default=None, help="Target GPU id for projections and dollars (see `ccprof gpus`).")
+@click.option("--catalog", "catalog_path", default=None, type=click.Path(dir_okay=False),
+              help="TOML file with extra GPUs or price overrides.")
+@click.option("--price", "price_usd", default=None, type=float, help="USD per GPU-hour for the target GPU.")
+@click.option("--total-steps", default=None, type=click.IntRange(1), help="Planned run size in steps.")
+@click.option("--epochs", default=None, type=float, help="Planned run size in epochs.")
+@click.option("--history", default=None, type=click.Path(exists=True),
+              help="Loss history for early stopping: trainer_state.json, a CSV, or a TensorBoard log dir.")
+def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: int, out_dir: str,
+                timeout_s: float, as_json: bool, quiet: bool, gpu: str | None, catalog_path: str | None,
+                price_usd: float | None, total_steps: int | None, epochs: float | None,
+                history: str | None) -> None:
+    """Profile SCRIPT for a few steps, advise, and write a cost report.
+
+    Arguments after `--` go to the script: ccprof analyze train.py -- --lr 3e-4
+    """
+    from ccprof import api
+    from ccprof.profiler.runner import ScriptError, check_script
+
+    args = list(script_args)
+    if args and args[0] == "--":
+        args = args[1:]
+    try:
+        check_script(script)
+    except ScriptError as exc:
+        _fail(str(exc), exc.exit_code)
+    from rich.console import Console
+
+    err = Console(stderr=True)
+    progress = None
+    on_event = None
+    if not quiet:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        progress = Progress(TextColumn("[bold]ccprof[/] {task.description}"), BarColumn(),
+                            MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                            TimeElapsedColumn(), console=err, transient=True)
+        task = progress.add_task(f"profiling {script}", total=None, info="")
+
+        def on_event(event: dict) -> None:
+            if event.get("event") == "step":
+                loss = event.get("loss")
+                info = f"step {event['step_s'] * 1e3:.1f} ms" + (f", loss {loss:.4g}" if loss is not None else "")
+                progress.update(task, completed=event["done"], total=event["total"], info=info)
+
+        progress.start()
+    advice_options = {"history": history} if history else {}
+    try:
+        result = api.analyze_script(
+            script, args, steps=steps, warmup=warmup, out_dir=out_dir, timeout_s=timeout_s, gpu=gpu,
+            catalog_path=catalog_path, price_usd=price_usd, total_steps=total_steps, epochs=epochs,
+            advice_options=advice_options, on_event=on_event,
+            child_stdout=sys.stderr if as_json else None)
+    except ScriptError as exc:
+        _fail(str(exc), exc.exit_code)
+    except api.StageError as exc:
+        if progress:
+            progress.stop()
+        _fail(str(exc), 1)
+    finally:
+        if progress:
+            progress.stop()
+    if result.profile is None:
+        _fail(result.message or "nothing was measured", result.exit_code)
+    if as_json:
+        click.echo(result.profile.to_json())
+    error = result.profile.error
+    if error is not None:
+        if error.traceback:
+            click.echo(error.traceback.rstrip(), err=True)
+        click.echo(f"ccprof: {error.message}", err=True)
+        click.echo(f"ccprof: what was measured is in {result.paths.get('profile')}", err=True)
+    if not quiet and not as_json:
+        from ccprof.reports import terminal_summary
+
+        terminal_summary(result.profile, result.advice, err)
+        for name in ("profile", "advice", "report"):
+            if name in result.paths:
+                err.print(f"[dim]{name}:[/] {result.paths[name]}")
+    sys.exit(result.exit_code)
+
+
 @cli.command("tweaks")
 @click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
 def tweaks_cmd(as_json: bool) -> None:

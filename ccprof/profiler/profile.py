@@ -323,6 +323,7 @@ class Profile:
     counters: dict[str, int] = field(default_factory=dict)  # forward_calls, backward_calls, ...
     projection: dict[str, GpuProjection] | None = None      # by catalog GPU id (hardware stage)
     cost: Cost | None = None                                 # for the target GPU (hardware stage)
+    applied: list[dict[str, Any]] = field(default_factory=list)  # runtime tweaks applied (--verify)
 
     def to_dict(self) -> dict[str, Any]:
         return _serde.to_dict(self)

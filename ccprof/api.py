@@ -1,0 +1,176 @@
+"""ccprof's public API: what the CLI calls, and what notebooks use directly.
+
+    from ccprof import analyze_script, profile_model, advise
+    result = analyze_script("train.py", ["--lr", "3e-4"], steps=10)
+    result.profile.memory.peak_bytes, result.advice.advice[0].tweak
+
+Stages (DESIGN.md): profiler -> hardware (projection, cost) -> advisors -> reports. Each
+stage is a function of the previous artefact; the CLI owns printing, this module owns the
+files under ``out_dir``.
+"""
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ccprof.profiler.profile import Profile
+
+__all__ = ["Analysis", "analyze_script", "profile_model", "attach_costs", "advise", "write_artefacts",
+           "StageError"]
+
+
+class StageError(Exception):
+    """A ccprof stage failed (a ccprof bug, not the user's); the message says what was kept."""
+
+
+@dataclass
+class Analysis:
+    profile: Profile | None
+    advice: Any = None                       # AdviceSet
+    exit_code: int = 0
+    message: str | None = None
+    paths: dict[str, Path] = field(default_factory=dict)
+    verified: list[Any] = field(default_factory=list)
+
+
+def attach_costs(profile: Profile, *, gpu: str | None = None, catalog_path: str | None = None,
+                 price_usd: float | None = None, total_steps: int | None = None,
+                 epochs: float | None = None) -> Profile:
+    """The profile with ``projection`` and ``cost`` filled for the target GPU."""
+    from ccprof import hardware
+
+    catalog = hardware.load_catalog(catalog_path)
+    return hardware.attach(profile, gpu=gpu, catalog=catalog, price_usd=price_usd,
+                           total_steps=total_steps, epochs=epochs)
+
+
+def advise(profile: Profile, ctx: Any = None, **options: Any):
+    """Every advisor's Advice for ``profile``, ranked, with the combined plan (an AdviceSet)."""
+    from ccprof import advisors
+
+    if ctx is None and options:
+        ctx = advisors.AdviceContext.from_profile(profile, **options) if hasattr(
+            advisors.AdviceContext, "from_profile") else advisors.AdviceContext(**options)
+    return advisors.advise(profile, ctx)
+
+
+def write_artefacts(out_dir: str | Path, profile: Profile, advice: Any = None,
+                    report: bool = True) -> dict[str, Path]:
+    """Write profile.json, advice.json and report.html under ``out_dir``; return their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"profile": out / "profile.json"}
+    profile.to_json(paths["profile"])
+    if advice is not None:
+        paths["advice"] = out / "advice.json"
+        advice.to_json(paths["advice"])
+    if report:
+        from ccprof.reports import write_report
+
+        paths["report"] = Path(write_report(profile, advice, out))
+    return paths
+
+
+def _stage(name: str, out_dir: Path, fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except Exception as exc:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        log = out_dir / "ccprof-error.log"
+        log.write_text(traceback.format_exc())
+        raise StageError(f"ccprof's {name} stage failed ({type(exc).__name__}: {exc}); "
+                         f"details in {log}") from exc
+
+
+def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int = 10, warmup: int = 3,
+                   out_dir: str | Path = "ccprof-report", timeout_s: float = 600.0,
+                   gpu: str | None = None, catalog_path: str | None = None,
+                   price_usd: float | None = None, total_steps: int | None = None,
+                   epochs: float | None = None, advice_options: dict[str, Any] | None = None,
+                   report: bool = True, on_event: Callable[[dict], None] | None = None,
+                   child_stdout: Any = None) -> Analysis:
+    """Profile ``script``, attach costs, advise and write the artefacts under ``out_dir``.
+
+    Raises ``ScriptError`` (ccprof.profiler.runner) for bad input before anything runs.
+    A script that fails mid-run still yields the partial profile (``exit_code`` != 0).
+    """
+    from ccprof.profiler.runner import run_script
+
+    out = Path(out_dir)
+    run = run_script(script, list(args), steps=steps, warmup=warmup, timeout_s=timeout_s,
+                     on_event=on_event, stdout=child_stdout)
+    if run.profile is None:
+        return Analysis(None, None, run.exit_code, run.message)
+    profile = run.profile
+    paths = write_artefacts(out, profile, report=False)      # keep the measurement first, whatever follows
+    profile = _stage("cost", out, lambda: attach_costs(profile, gpu=gpu, catalog_path=catalog_path,
+                                                       price_usd=price_usd, total_steps=total_steps,
+                                                       epochs=epochs))
+    advice = _stage("advice", out, lambda: advise(profile, **(advice_options or {})))
+    paths = _stage("report", out, lambda: write_artefacts(out, profile, advice, report=report))
+    return Analysis(profile, advice, run.exit_code, run.message, paths)
+
+
+def profile_model(model: Any, optimizer: Any, batches: Iterable[Any], loss_fn: Callable | None = None,
+                  *, steps: int = 10, warmup: int = 3) -> Profile:
+    """Profile a training loop that is not a script: same hooks, same Profile.
+
+    Runs ``warmup + 2 + steps`` optimizer steps over ``batches`` (cycled when it runs out):
+    for a batch ``(x, y)`` the loss is ``loss_fn(model(x), y)``; for a dict batch it is
+    ``loss_fn(model(**batch), batch)``, or ``model(**batch).loss`` with ``loss_fn=None``
+    (Hugging Face models); any other batch: ``loss_fn(model(batch), batch)``.
+
+        profile = profile_model(model, torch.optim.AdamW(model.parameters()),
+                                loader, torch.nn.functional.cross_entropy, steps=5)
+    """
+    import itertools
+
+    import torch
+
+    from ccprof.profiler.hooks import Session, StopProfiling
+    from ccprof.profiler.profile import Environment
+
+    session = Session(steps=steps, warmup=warmup).install()
+    cache: list[Any] = []
+
+    def cycled():
+        for b in batches:
+            cache.append(b)
+            yield b
+        if not cache:
+            raise ValueError("profile_model: `batches` yielded nothing")
+        yield from itertools.cycle(cache)
+
+    limit = (session.total_steps + 2) * 64   # an upper bound on micro-batches; StopProfiling ends it
+    try:
+        for batch in itertools.islice(cycled(), limit):
+            optimizer.zero_grad(set_to_none=True)
+            if isinstance(batch, (tuple, list)) and len(batch) == 2:
+                loss = loss_fn(model(batch[0]), batch[1])
+            elif isinstance(batch, dict):
+                out = model(**batch)
+                loss = out.loss if loss_fn is None else loss_fn(out, batch)
+            else:
+                loss = loss_fn(model(batch), batch)
+            loss.backward()
+            optimizer.step()
+    except StopProfiling:
+        pass
+    finally:
+        session.uninstall()
+    import platform
+
+    from ccprof import __version__
+
+    env = Environment(python=platform.python_version(), torch=torch.__version__, ccprof=__version__,
+                      script="<profile_model>")
+    profile = session.build_profile(environment=env)
+    if session.step_index < session.total_steps:
+        from ccprof.profiler.profile import ErrorInfo
+
+        profile = replace(profile, status="partial", error=ErrorInfo(
+            kind="ended", exit_code=4,
+            message=f"only {session.step_index} of {session.total_steps} steps ran"))
+    return profile

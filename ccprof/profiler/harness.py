@@ -1,0 +1,246 @@
+"""The child process that runs the user's script, unmodified, under a profiling Session.
+
+    python -m ccprof.profiler.harness SPEC.json
+
+SPEC holds the script, its arguments, the step plan, where to write the Profile and,
+for ``--verify``, which tweak to apply. The script runs in this process with
+``runpy.run_path(..., run_name="__main__")``, its own ``sys.argv``, its folder first on
+``sys.path`` and the cwd it was started in. Exit codes: 0 measured, 3 the script raised,
+4 it ended / never trained / timed out, 130 interrupted.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import signal
+import socket
+import sys
+import traceback
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch  # before sys.path changes: the user's folder must not shadow it
+
+from ccprof import __version__
+from ccprof.profiler.hooks import Session, StopProfiling, _Timeout
+from ccprof.profiler.profile import Environment, ErrorInfo, Finding, StaticFacts
+
+EXIT_OK, EXIT_SCRIPT_ERROR, EXIT_NOTHING, EXIT_INTERRUPTED = 0, 3, 4, 130
+_CCPROF_DIR = str(Path(__file__).resolve().parents[1])
+_HIDDEN = (_CCPROF_DIR, os.path.dirname(__import__("runpy").__file__) + os.sep + "runpy.py")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def user_frames(tb: Any) -> list[traceback.FrameSummary]:
+    """The traceback's frames without ccprof's own (and runpy's)."""
+    frames = traceback.extract_tb(tb)
+    return [f for f in frames if not str(Path(f.filename).resolve()).startswith(_HIDDEN)
+            and not f.filename.startswith("<frozen runpy")]
+
+
+def format_user_traceback(exc: BaseException) -> str:
+    lines = ["Traceback (most recent call last):\n"]
+    lines += traceback.format_list(user_frames(exc.__traceback__))
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines)
+
+
+def blame_frame(exc: BaseException, script: str) -> tuple[str | None, int | None]:
+    """Where in the user's code it happened: the deepest frame in the script's folder."""
+    frames = user_frames(exc.__traceback__)
+    folder = str(Path(script).resolve().parent)
+    mine = [f for f in frames if str(Path(f.filename).resolve()).startswith(folder)]
+    pick = (mine or frames or [None])[-1]
+    return (pick.filename, pick.lineno) if pick else (None, None)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, getattr(torch.cuda, "OutOfMemoryError", ())):
+        return True
+    return isinstance(exc, (RuntimeError, MemoryError)) and (
+        "out of memory" in str(exc).lower() or "can't allocate memory" in str(exc).lower()
+        or isinstance(exc, MemoryError))
+
+
+def _static(script: str) -> StaticFacts:
+    try:
+        from ccprof.profiler.static import read_static_facts
+    except ImportError:
+        return StaticFacts(parsed=False, note="static analysis unavailable")
+    try:
+        return read_static_facts(script)
+    except Exception as exc:  # static facts are a bonus; never fail the run for them
+        return StaticFacts(parsed=False, note=f"static analysis failed: {exc!r}")
+
+
+class _Progress:
+    def __init__(self, fd: int | None):
+        self.fh = os.fdopen(fd, "w", buffering=1) if fd is not None else None
+
+    def __call__(self, **event: Any) -> None:
+        if self.fh is None:
+            return
+        try:
+            self.fh.write(json.dumps(event) + "\n")
+        except (OSError, ValueError):
+            self.fh = None
+
+
+def _find_optimizers(model: torch.nn.Module) -> list[torch.optim.Optimizer]:
+    """The user's optimizers over ``model``, before any of them has stepped (for --verify)."""
+    import gc
+
+    ids = {id(p) for p in model.parameters()}
+    found = []
+    for obj in gc.get_objects():
+        try:
+            if isinstance(obj, torch.optim.Optimizer) and not isinstance(
+                    getattr(obj, "optimizer", None), torch.optim.Optimizer):
+                if any(id(p) in ids for g in obj.param_groups for p in g["params"]):
+                    found.append(obj)
+        except Exception:
+            continue
+    return found
+
+
+def run(spec: dict[str, Any]) -> int:
+    script = str(Path(spec["script"]).resolve())
+    args = list(spec.get("args", []))
+    progress = _Progress(spec.get("progress_fd"))
+    applied: list[dict[str, Any]] = []
+    tweak = spec.get("tweak")
+
+    def on_step(done: int, total: int, step_s: float, loss: float | None) -> None:
+        progress(event="step", done=done, total=total, step_s=step_s, loss=loss,
+                 counters=dict(session.counters))
+
+    def on_first_forward(sess: Session, model: torch.nn.Module) -> None:
+        if not tweak:
+            return
+        from ccprof.applier.runtime import RunObjects, apply_tweak
+
+        loaders = [r() for r in sess.loaders if r() is not None]
+        try:
+            result = apply_tweak(tweak, RunObjects(model=model, optimizers=_find_optimizers(model),
+                                                   dataloaders=loaders),
+                                 options=spec.get("tweak_options") or {})
+            applied.append({"tweak": tweak, "applied": bool(result.applied),
+                            "reason": result.reason, "changes": list(result.changes)})
+        except Exception as exc:
+            applied.append({"tweak": tweak, "applied": False, "reason": f"failed: {exc!r}",
+                            "changes": []})
+
+    session = Session(steps=spec.get("steps", 10), warmup=spec.get("warmup", 3),
+                      on_step=on_step, on_first_forward=on_first_forward)
+    if spec.get("seed") is not None:
+        torch.manual_seed(int(spec["seed"]))
+        import random
+
+        random.seed(int(spec["seed"]))
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise _Timeout()
+
+    signal.signal(signal.SIGTERM, on_term)
+    started = _now()
+    sys.argv = [spec["script"]] + args
+    sys.path[0] = str(Path(script).parent)
+    error: ErrorInfo | None = None
+    findings: list[Finding] = []
+    code = EXIT_OK
+    session.install()
+    try:
+        import runpy
+
+        runpy.run_path(script, run_name="__main__")
+        outcome = "ended"
+    except StopProfiling:
+        outcome = "complete"
+    except SystemExit as exc:
+        outcome = "ended"
+        if exc.code not in (None, 0):
+            outcome = "exited"
+            error = ErrorInfo(kind="script_error", exit_code=EXIT_SCRIPT_ERROR,
+                              message=f"the script called sys.exit({exc.code!r}) before "
+                                      f"{session.total_steps} steps")
+    except _Timeout:
+        outcome = "timeout"
+    except KeyboardInterrupt:
+        outcome = "interrupted"
+    except BaseException as exc:  # the user's error, reported in their terms
+        outcome = "error"
+        file, line = blame_frame(exc, script)
+        tb = format_user_traceback(exc)
+        if _is_oom(exc):
+            findings.append(Finding("oom", f"out of memory: {str(exc).splitlines()[0][:300]}", file, line))
+            error = ErrorInfo(kind="oom", exit_code=EXIT_SCRIPT_ERROR, traceback=tb, file=file, line=line,
+                              message=f"out of memory at {file}:{line} after {session.step_index} steps")
+        else:
+            error = ErrorInfo(kind="script_error", exit_code=EXIT_SCRIPT_ERROR, traceback=tb,
+                              file=file, line=line,
+                              message=f"{type(exc).__name__}: {exc} ({file}:{line})")
+    finally:
+        session.uninstall()
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        except Exception:
+            pass
+
+    seen = session.counters
+    seen_text = (f"{seen['forward_calls'] + seen['forward_calls_untrained']} forward calls, "
+                 f"{seen['backward_calls'] or 'no'} backward, {seen['optimizer_steps'] or 'no'} optimizer steps, "
+                 f"{session.step_index} steps")
+    if outcome in ("ended", "timeout", "interrupted") and error is None:
+        if outcome == "interrupted":
+            error = ErrorInfo(kind="interrupted", exit_code=EXIT_INTERRUPTED,
+                              message=f"interrupted (Ctrl-C) after {seen_text}")
+        elif seen["backward_calls"] == 0:
+            error = ErrorInfo(kind="no_training", exit_code=EXIT_NOTHING,
+                              message=f"the script never trained: {seen_text}"
+                                      + (" (timed out)" if outcome == "timeout" else ""))
+        elif outcome == "timeout":
+            error = ErrorInfo(kind="timeout", exit_code=EXIT_NOTHING,
+                              message=f"timed out after {spec.get('timeout', '?')} s: {seen_text}")
+        else:
+            error = ErrorInfo(kind="ended", exit_code=EXIT_NOTHING,
+                              message=f"the script ended before {session.total_steps} steps "
+                                      f"({session.warmup} warm-up + measurement): {seen_text}")
+    if error is not None:
+        code = error.exit_code
+    env = Environment(
+        python=platform.python_version(), torch=torch.__version__, ccprof=__version__,
+        transformers=getattr(sys.modules.get("transformers"), "__version__", None),
+        script=spec["script"], argv=args, cwd=os.getcwd(), started_at=started,
+        finished_at=_now(), hostname=socket.gethostname(),
+    )
+    extra: dict[str, Any] = {}
+    if applied:
+        extra["applied"] = applied
+    profile = session.build_profile(
+        static=_static(script), environment=env, error=error,
+        status="complete" if error is None else "partial", **extra,
+    )
+    if findings:
+        profile = replace(profile, findings=list(profile.findings) + findings)
+    profile.to_json(spec["out"])
+    progress(event="done", code=code)
+    return code
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    spec = json.loads(Path(argv[0]).read_text())
+    code = run(spec)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # skip atexit of the user's script (workers, loggers) that may hang
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,748 @@
+"""Observe an unmodified training run through public hooks, and stop it after the measured steps.
+
+A ``Session`` installs global hooks (optimizer step pre/post, module forward during discovery,
+``Tensor.backward``/``torch.autograd.backward`` wrappers, DataLoader iteration,
+``load_state_dict``, GradScaler), cuts the run into *steps* and drives the measurement
+passes: warm-up steps, one FLOP step, one memory step, then ``steps`` plainly timed steps.
+After the last one it raises ``StopProfiling`` (a ``BaseException``, so ``except Exception``
+in the user's loop cannot swallow it). ``Session.build_profile()`` turns what it saw into
+a ``Profile``.
+
+A step is one optimizer step of the *primary* optimizer (the first one that stepped), so a
+GAN's two optimizers make one step per iteration. Without any torch.optim optimizer, a step
+ends with each backward that is followed by a parameter change (scripts that update
+parameters by hand).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+import weakref
+from collections import Counter
+from dataclasses import replace
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+from ccprof.profiler.profile import (
+    DataInfo, Device, Finding, Precision, Profile, Steps,
+)
+
+__all__ = ["StopProfiling", "Session", "PHASES"]
+
+PHASES = ("data", "forward", "backward", "optimizer", "other")
+MAX_FINGERPRINTS = 4096     # sampled examples kept for duplicate detection
+MAX_SHAPES = 8
+
+
+class StopProfiling(BaseException):
+    """Raised from a hook once the measured steps are done; not an ``Exception`` on purpose."""
+
+
+class _Timeout(BaseException):
+    """Raised in the main thread when the parent asks the run to stop (timeout)."""
+
+
+def _sync(device_type: str) -> None:
+    if device_type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _first_tensor(obj: Any, depth: int = 0) -> torch.Tensor | None:
+    if isinstance(obj, torch.Tensor):
+        return obj
+    if depth > 3:
+        return None
+    if isinstance(obj, dict):
+        for key in ("input_ids", "pixel_values", "input", "x", "inputs"):
+            if isinstance(obj.get(key), torch.Tensor):
+                return obj[key]
+        obj = list(obj.values())
+    if isinstance(obj, (list, tuple)):
+        for v in obj:
+            t = _first_tensor(v, depth + 1)
+            if t is not None:
+                return t
+    return None
+
+
+def _describe_batch(batch: Any, prefix: str = "") -> list[str]:
+    out: list[str] = []
+    if isinstance(batch, torch.Tensor):
+        dtype = str(batch.dtype).replace("torch.", "")
+        out.append(f"{prefix or 'batch'}: {dtype}{list(batch.shape)}")
+    elif isinstance(batch, dict):
+        for k, v in batch.items():
+            out += _describe_batch(v, str(k))
+    elif isinstance(batch, (list, tuple)):
+        for i, v in enumerate(batch):
+            out += _describe_batch(v, f"{prefix}[{i}]" if prefix else f"[{i}]")
+    return out[:MAX_SHAPES]
+
+
+def _row_fingerprints(t: torch.Tensor) -> list[str]:
+    if t.dim() == 0:
+        return []
+    rows = t.detach().to("cpu").contiguous().reshape(t.shape[0], -1)
+    if rows.dtype == torch.bfloat16:
+        rows = rows.view(torch.int16)
+    arr = rows.numpy()
+    return [hashlib.blake2b(r.tobytes(), digest_size=8).hexdigest() for r in arr]
+
+
+def _count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+class Session:
+    """Watches one training run. ``install()`` before it starts, ``uninstall()`` after."""
+
+    def __init__(self, steps: int = 10, warmup: int = 3, passes: bool = True,
+                 on_step: Callable[[int, int, float, float | None], None] | None = None,
+                 on_first_forward: Callable[["Session", nn.Module], None] | None = None):
+        self.steps_wanted = max(1, int(steps))
+        self.warmup = max(1, int(warmup))      # discovery needs one full step
+        self.passes = passes
+        self.on_step = on_step                  # (done, total, step_s, loss)
+        self.on_first_forward = on_first_forward
+        self.n_pass_steps = 2 if passes else 0
+        self.total_steps = self.warmup + self.n_pass_steps + self.steps_wanted
+
+        self.device_type = "cpu"
+        self.roots: dict[int, nn.Module] = {}          # id -> module, trained roots in call order
+        self.optimizers: list[torch.optim.Optimizer] = []
+        self.primary_opt: torch.optim.Optimizer | None = None
+        self.step_kind: str | None = None               # "optimizer" | "backward"
+        self.step_index = 0                              # completed steps
+        self.counters: Counter[str] = Counter()
+        self.step_s: list[float] = []
+        self.losses: list[float] = []
+        self.step_losses: list[float] = []
+        self.phase_totals: list[dict[str, float]] = []
+        self.micro_batches: list[int] = []
+        self.samples: list[int] = []
+        self.tokens: list[int] = []
+        self.findings: list[Finding] = []
+        self.loaded: list[tuple[str, int]] = []         # (module class, keys) from load_state_dict
+        self.loaded_ids: set[int] = set()
+        self.autocast_dtype: str | None = None
+        self.grad_scaler = False
+        self.loaders: list[weakref.ref] = []
+        self.loader_info: dict[str, Any] = {}
+        self.batch_shapes: list[str] = []
+        self.fingerprints: list[str] = []
+        self.example_input: tuple[tuple, dict] | None = None
+        self.flops_result = None
+        self.memory_result = None
+        self.started_at = time.time()
+        self.first_forward_done = False
+
+        self._handles: list[Any] = []
+        self._patched: list[tuple[Any, str, Any]] = []
+        self._depth = 0
+        self._opt_depth = 0
+        self._in_backward = False
+        self._phase = "other"
+        self._phase_t = 0.0
+        self._cur_phase: dict[str, float] = dict.fromkeys(PHASES, 0.0)
+        self._step_t0: float | None = None
+        self._cur_micro = 0
+        self._cur_samples = 0
+        self._cur_tokens = 0
+        self._root_hooks: dict[int, Any] = {}
+        self._discovery = True
+        self._pass: Any = None
+        self._pass_name: str | None = None
+        self._awaiting_update = False
+        self._version_at_backward = 0
+        self._cur_samples_in_opt: tuple[int, int] | None = None
+        self._data_wait_s = 0.0
+        self._stopped = False
+        self._nvml = None
+        self.gpu_info = None
+        self.gpu_reason: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ install
+    def install(self) -> "Session":
+        from torch.nn.modules import module as module_mod
+        from torch.optim import optimizer as optim_mod
+
+        self._handles.append(optim_mod.register_optimizer_step_pre_hook(self._opt_pre))
+        self._handles.append(optim_mod.register_optimizer_step_post_hook(self._opt_post))
+        self._global_fwd = [module_mod.register_module_forward_pre_hook(self._global_pre),
+                            module_mod.register_module_forward_hook(self._global_post)]
+        self._patch(torch.Tensor, "backward", self._wrap_tensor_backward(torch.Tensor.backward))
+        self._patch(torch.autograd, "backward", self._wrap_autograd_backward(torch.autograd.backward))
+        from torch.utils.data import dataloader as dl_mod
+
+        self._patch(dl_mod._BaseDataLoaderIter, "__next__",
+                    self._wrap_next(dl_mod._BaseDataLoaderIter.__next__))
+        self._patch(dl_mod.DataLoader, "__iter__", self._wrap_iter(dl_mod.DataLoader.__iter__))
+        self._patch(nn.Module, "load_state_dict", self._wrap_load(nn.Module.load_state_dict))
+        from torch.amp import grad_scaler
+
+        self._patch(grad_scaler.GradScaler, "scale", self._wrap_scale(grad_scaler.GradScaler.scale))
+        return self
+
+    def uninstall(self) -> None:
+        self._end_pass(abort=True)
+        self._stop_sampler()
+        for h in self._handles + getattr(self, "_global_fwd", []) + list(self._root_hooks.values()):
+            h.remove()
+        self._handles.clear()
+        self._root_hooks.clear()
+        for owner, name, orig in reversed(self._patched):
+            setattr(owner, name, orig)
+        self._patched.clear()
+
+    def _patch(self, owner: Any, name: str, new: Any) -> None:
+        self._patched.append((owner, name, owner.__dict__.get(name, getattr(owner, name))))
+        setattr(owner, name, new)
+
+    # ------------------------------------------------------------------ phases
+    def _now(self) -> float:
+        return time.perf_counter()
+
+    def _set_phase(self, phase: str, sync: bool = True) -> None:
+        if phase == self._phase:
+            return
+        if sync and not self._discovery:
+            _sync(self.device_type)
+        t = self._now()
+        if self._step_t0 is not None:
+            self._cur_phase[self._phase] += t - self._phase_t
+        self._phase_t = t
+        self._phase = phase
+        if self._pass is not None and hasattr(self._pass, "set_phase") and phase != "data":
+            self._pass.set_phase(phase)
+
+    def _rest_phase(self) -> str:
+        return "optimizer" if self._opt_depth > 0 else "other"
+
+    # ------------------------------------------------------------------ modules
+    def _global_pre(self, module: nn.Module, args: tuple, kwargs: dict | None = None) -> None:
+        if self._depth == 0 and not isinstance(module, _SKIP_ROOTS):
+            self._on_root_forward(module, args, kwargs or {})
+        if self.autocast_dtype is None:
+            for dev in ("cuda", "cpu"):
+                try:
+                    if torch.is_autocast_enabled(dev):
+                        self.autocast_dtype = str(torch.get_autocast_dtype(dev)).replace("torch.", "")
+                        break
+                except Exception:
+                    pass
+        self._depth += 1
+
+    def _global_post(self, module: nn.Module, args: tuple, output: Any) -> None:
+        self._depth = max(0, self._depth - 1)
+
+    def _root_pre(self, module: nn.Module, args: tuple, kwargs: dict | None = None) -> None:
+        self._on_root_forward(module, args, kwargs or {})
+
+    def _on_root_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        key = id(module)
+        if key not in self.roots:
+            if not self._discovery:
+                return      # a new root after discovery is not timed; the FLOP pass still sees it
+            if not any(p.requires_grad for p in module.parameters()):
+                self.counters["forward_calls_untrained"] += 1
+                return
+            self.roots[key] = module
+            if next(module.parameters()).is_cuda:
+                self.device_type = "cuda"
+        self.counters["forward_calls"] += 1
+        if self._awaiting_update and not self.optimizers and self._params_version() != self._version_at_backward:
+            # parameters changed after backward with no torch.optim optimizer: a hand-written update
+            self._awaiting_update = False
+            self.step_kind = "backward"
+            self._end_step()
+        if self._opt_depth == 0 and self._phase not in ("forward", "backward"):
+            self._begin_step_if_needed()
+        if self._phase != "backward":
+            self._set_phase("forward")
+        if module is self._main_root() and torch.is_grad_enabled():
+            t = _first_tensor((args, kwargs))
+            if t is not None and t.dim() >= 1:
+                n_tokens = int(t.numel()) if (not t.is_floating_point() and t.dim() == 2) else 0
+                if self._opt_depth == 0:
+                    self._cur_samples += int(t.shape[0])
+                    self._cur_tokens += n_tokens
+                elif not self._cur_samples_in_opt:      # closure optimizers: one forward's batch
+                    self._cur_samples_in_opt = (int(t.shape[0]), n_tokens)
+            if self.example_input is None:
+                self.example_input = (args, kwargs)
+        if not self.first_forward_done:
+            self.first_forward_done = True
+            if self.on_first_forward is not None:
+                self.on_first_forward(self, module)
+
+    def _params_version(self) -> int:
+        root = self._main_root()
+        if root is None:
+            return 0
+        total = 0
+        for i, p in enumerate(root.parameters()):
+            if i >= 4:
+                break
+            total += p._version
+        return total
+
+    def _main_root(self) -> nn.Module | None:
+        if not self.roots:
+            return None
+        return max(self.roots.values(), key=_count_params)
+
+    # ------------------------------------------------------------------ backward
+    def _wrap_tensor_backward(self, orig: Callable) -> Callable:
+        session = self
+
+        def backward(tensor, *args, **kwargs):
+            if session._in_backward:
+                return orig(tensor, *args, **kwargs)
+            return session._run_backward(lambda: orig(tensor, *args, **kwargs), tensor)
+
+        backward.__wrapped__ = orig
+        return backward
+
+    def _wrap_autograd_backward(self, orig: Callable) -> Callable:
+        session = self
+
+        def backward(tensors, *args, **kwargs):
+            if session._in_backward:
+                return orig(tensors, *args, **kwargs)
+            first = tensors if isinstance(tensors, torch.Tensor) else (
+                tensors[0] if isinstance(tensors, (list, tuple)) and tensors else None)
+            return session._run_backward(lambda: orig(tensors, *args, **kwargs), first)
+
+        backward.__wrapped__ = orig
+        return backward
+
+    def _run_backward(self, call: Callable, loss: torch.Tensor | None) -> Any:
+        self._begin_step_if_needed()
+        self.counters["backward_calls"] += 1
+        self._cur_micro += 1
+        if loss is not None and loss.numel() == 1:
+            try:
+                self.step_losses.append(float(loss.detach().float().item()))
+            except Exception:
+                pass
+        self._set_phase("backward")
+        self._in_backward = True
+        try:
+            result = call()
+        finally:
+            self._in_backward = False
+            self._set_phase(self._rest_phase())
+        if not self.optimizers:
+            self._awaiting_update = True
+            self._version_at_backward = self._params_version()
+        return result
+
+    # ------------------------------------------------------------------ optimizer
+    def _opt_pre(self, opt: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+        inner = getattr(opt, "optimizer", None)
+        if isinstance(inner, torch.optim.Optimizer):
+            return      # a wrapper (accelerate's AcceleratedOptimizer): the inner one counts
+        if opt not in self.optimizers:
+            self.optimizers.append(opt)
+        if self.primary_opt is None:
+            self.primary_opt = opt
+            if self.step_kind is None:
+                self.step_kind = "optimizer"
+            elif self.step_kind == "backward":
+                self.step_kind = "optimizer"     # an optimizer appeared late: it defines steps now
+        self._awaiting_update = False
+        self._begin_step_if_needed()
+        self._opt_depth += 1
+        self._set_phase("optimizer")
+
+    def _opt_post(self, opt: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+        if isinstance(getattr(opt, "optimizer", None), torch.optim.Optimizer):
+            return
+        self.counters["optimizer_steps"] += 1
+        self._opt_depth = max(0, self._opt_depth - 1)
+        self._set_phase(self._rest_phase())
+        if opt is self.primary_opt and self._opt_depth == 0:
+            self._end_step()
+
+    # ------------------------------------------------------------------ data
+    def _wrap_iter(self, orig: Callable) -> Callable:
+        session = self
+
+        def __iter__(loader):
+            it = orig(loader)
+            try:
+                it._ccprof_loader = weakref.ref(loader)
+            except Exception:
+                pass
+            if not any(r() is loader for r in session.loaders):
+                session.loaders.append(weakref.ref(loader))
+            return it
+
+        __iter__.__wrapped__ = orig
+        return __iter__
+
+    def _wrap_next(self, orig: Callable) -> Callable:
+        session = self
+
+        def __next__(it):
+            if session._in_data:
+                return orig(it)
+            session._in_data = True
+            prev = session._phase
+            if session._step_t0 is not None:
+                session._set_phase("data", sync=False)
+            t0 = time.perf_counter()
+            try:
+                batch = orig(it)
+            finally:
+                session._in_data = False
+                session._data_wait_s += time.perf_counter() - t0
+                if session._step_t0 is not None:
+                    session._set_phase(prev, sync=False)
+            session._on_batch(it, batch)
+            return batch
+
+        __next__.__wrapped__ = orig
+        return __next__
+
+    _in_data = False
+
+    def _on_batch(self, it: Any, batch: Any) -> None:
+        self.counters["batches"] += 1
+        loader = getattr(it, "_ccprof_loader", lambda: None)()
+        if loader is not None and not self.loader_info:
+            info: dict[str, Any] = {
+                "batch_size": loader.batch_size,
+                "num_workers": loader.num_workers,
+                "pin_memory": bool(loader.pin_memory),
+                "persistent_workers": bool(getattr(loader, "persistent_workers", False)),
+            }
+            try:
+                info["dataset_len"] = len(loader.dataset)
+            except Exception:
+                info["dataset_len"] = None
+            try:
+                info["steps_per_epoch"] = len(loader)
+            except Exception:
+                info["steps_per_epoch"] = None
+            self.loader_info = info
+        if not self.batch_shapes:
+            self.batch_shapes = _describe_batch(batch)
+        if self._timed_step() or len(self.fingerprints) >= MAX_FINGERPRINTS:
+            return      # hashing costs time: only in warm-up and pass steps
+        t = _first_tensor(batch)
+        if t is not None:
+            try:
+                self.fingerprints.extend(_row_fingerprints(t)[: MAX_FINGERPRINTS - len(self.fingerprints)])
+            except Exception:
+                pass
+
+    # ------------------------------------------------------------------ misc wrappers
+    def _wrap_load(self, orig: Callable) -> Callable:
+        session = self
+
+        def load_state_dict(module, state_dict, *args, **kwargs):
+            result = orig(module, state_dict, *args, **kwargs)
+            try:
+                session.loaded.append((type(module).__name__, len(state_dict)))
+                session.loaded_ids.add(id(module))
+            except Exception:
+                pass
+            return result
+
+        load_state_dict.__wrapped__ = orig
+        return load_state_dict
+
+    def _wrap_scale(self, orig: Callable) -> Callable:
+        session = self
+
+        def scale(scaler, outputs):
+            if scaler.is_enabled():
+                session.grad_scaler = True
+            return orig(scaler, outputs)
+
+        scale.__wrapped__ = orig
+        return scale
+
+    # ------------------------------------------------------------------ steps
+    def _timed_step(self) -> bool:
+        return self.step_index >= self.warmup + self.n_pass_steps
+
+    def _begin_step_if_needed(self) -> None:
+        if self._step_t0 is None:
+            _sync(self.device_type) if not self._discovery else None
+            self._step_t0 = self._now()
+            self._phase_t = self._step_t0
+            self._cur_phase = dict.fromkeys(PHASES, 0.0)
+
+    def _end_step(self) -> None:
+        if self._step_t0 is None:
+            return
+        _sync(self.device_type)
+        t = self._now()
+        self._cur_phase[self._phase] += t - self._phase_t
+        step_s = t - self._step_t0
+        idx = self.step_index
+        self.step_index += 1
+        loss = self.step_losses[-1] if self.step_losses else None
+        if self._pass_name is not None:
+            self._end_pass()
+        if idx >= self.warmup + self.n_pass_steps:
+            self.step_s.append(step_s)
+            self.phase_totals.append(dict(self._cur_phase))
+            self.micro_batches.append(self._cur_micro)
+            if not self._cur_samples and self._cur_samples_in_opt:
+                self._cur_samples, self._cur_tokens = self._cur_samples_in_opt
+            self.samples.append(self._cur_samples)
+            self.tokens.append(self._cur_tokens)
+            if loss is not None:
+                self.losses.append(loss)
+        elif idx < self.warmup + self.n_pass_steps and loss is not None and idx >= self.warmup:
+            self.losses.append(loss)
+        if self.on_step is not None:
+            try:
+                self.on_step(self.step_index, self.total_steps, step_s, loss)
+            except Exception:
+                pass
+        self.step_losses = []
+        self._cur_micro = 0
+        self._cur_samples = 0
+        self._cur_tokens = 0
+        self._cur_samples_in_opt = None
+        if self.step_index == 1 and self._discovery:
+            self._finish_discovery()
+        if self.step_index >= self.total_steps:
+            self._stopped = True
+            self._stop_sampler()
+            raise StopProfiling()
+        if self.step_index == self.warmup + self.n_pass_steps:
+            self._start_sampler()
+        if self.passes and self.step_index == self.warmup:
+            self._start_pass("flops")
+        elif self.passes and self.step_index == self.warmup + 1:
+            self._start_pass("memory")
+        # the next step starts now: data fetching for it counts as its data phase
+        _sync(self.device_type) if not self._discovery else None
+        self._step_t0 = self._now()
+        self._phase_t = self._step_t0
+        self._phase = "other"
+        self._cur_phase = dict.fromkeys(PHASES, 0.0)
+
+    def _start_sampler(self) -> None:
+        if self.device_type != "cuda":
+            self.gpu_reason = {"gpu": "no NVIDIA GPU in use (the model trained on the CPU)"}
+            return
+        from ccprof.profiler.nvml import NvmlSampler
+
+        self._nvml = NvmlSampler(torch.cuda.current_device())
+        if self._nvml.reason:
+            self.gpu_reason = {"gpu": self._nvml.reason}
+        self._nvml.start()
+
+    def _stop_sampler(self) -> None:
+        if self._nvml is not None:
+            self.gpu_info = self._nvml.stop(len(self.step_s))
+            self._nvml = None
+
+    def _finish_discovery(self) -> None:
+        """After the first full step: the roots are known, so drop the costly global hooks."""
+        self._discovery = False
+        for h in self._global_fwd:
+            h.remove()
+        self._global_fwd = []
+        for key, module in self.roots.items():
+            self._root_hooks[key] = module.register_forward_pre_hook(self._root_pre, with_kwargs=True)
+
+    def _named_roots(self) -> dict[str, nn.Module]:
+        roots = list(self.roots.values())
+        if len(roots) == 1:
+            return {"": roots[0]}
+        named: dict[str, nn.Module] = {}
+        for i, m in enumerate(roots):
+            name = type(m).__name__
+            named[name if name not in named else f"{name}_{i}"] = m
+        return named
+
+    def _start_pass(self, name: str) -> None:
+        try:
+            if name == "flops":
+                from ccprof.profiler.flops import FlopPass
+
+                self._pass = FlopPass(self._named_roots())
+            else:
+                from ccprof.profiler.memory import MemoryLedger
+
+                self._pass = MemoryLedger(self._named_roots(), list(self.optimizers),
+                                          torch.device(self.device_type))
+            self._pass.start()
+            self._pass_name = name
+        except Exception as exc:  # a broken pass must not break the user's run
+            self.findings.append(Finding("pass_failed", f"{name} pass could not start: {exc!r}"))
+            self._pass = None
+            self._pass_name = None
+
+    def _end_pass(self, abort: bool = False) -> None:
+        if self._pass is None:
+            return
+        p, name = self._pass, self._pass_name
+        self._pass, self._pass_name = None, None
+        try:
+            result = p.stop()
+        except Exception as exc:
+            self.findings.append(Finding("pass_failed", f"{name} pass failed: {exc!r}"))
+            return
+        if abort:
+            return      # the step did not finish: a partial count would mislead
+        if name == "flops":
+            self.flops_result = result
+        else:
+            self.memory_result = result
+
+    # ------------------------------------------------------------------ results
+    def measured_steps(self) -> int:
+        return len(self.step_s)
+
+    def build_steps(self) -> Steps:
+        n = len(self.step_s)
+        phase_s = {}
+        if n:
+            for ph in PHASES:
+                phase_s[ph] = sum(d[ph] for d in self.phase_totals) / n
+        mean = lambda xs: (sum(xs) / len(xs)) if xs else None  # noqa: E731
+        samples = mean(self.samples)
+        tokens = mean(self.tokens)
+        return Steps(
+            warmup=self.warmup, measured=n, step_s=list(self.step_s), phase_s=phase_s,
+            loss=[x for x in self.losses if math.isfinite(x)] if self.losses else [],
+            micro_batches=round(mean(self.micro_batches)) if self.micro_batches else 1,
+            samples_per_step=round(samples) if samples else None,
+            tokens_per_step=round(tokens) if tokens else None,
+            kind=self.step_kind or "optimizer",
+        )
+
+    def build_data(self) -> DataInfo:
+        info = self.loader_info
+        fps = self.fingerprints
+        dup = None
+        if len(fps) >= 2:
+            dup = 1.0 - len(set(fps)) / len(fps)
+        wait = None
+        if self.step_s and self.phase_totals:
+            wait = sum(d["data"] for d in self.phase_totals) / sum(self.step_s)
+        seq_len = None
+        token_inputs = False
+        ex = _first_tensor(self.example_input) if self.example_input else None
+        if ex is not None and not ex.is_floating_point() and ex.dim() == 2:
+            token_inputs = True
+            seq_len = int(ex.shape[1])
+        batch_size = info.get("batch_size")
+        if batch_size is None and ex is not None and ex.dim() >= 1:
+            batch_size = int(ex.shape[0])
+        shapes = self.batch_shapes
+        if not shapes and self.example_input is not None:
+            shapes = _describe_batch(list(self.example_input[0]) + list(self.example_input[1].values()))
+        return DataInfo(
+            batch_size=batch_size, shapes=shapes,
+            num_workers=info.get("num_workers"), pin_memory=info.get("pin_memory"),
+            persistent_workers=info.get("persistent_workers"), dataset_len=info.get("dataset_len"),
+            steps_per_epoch=info.get("steps_per_epoch"), wait_frac=wait,
+            fingerprints=fps[:512], duplicate_frac=dup, duplicate_scope="sampled",
+            token_inputs=token_inputs, seq_len=seq_len, dataloader_seen=bool(self.loaders),
+        )
+
+    def build_precision(self) -> Precision:
+        dtypes: Counter[str] = Counter()
+        for m in self.roots.values():
+            for p in m.parameters():
+                dtypes[str(p.dtype).replace("torch.", "")] += p.numel()
+        return Precision(
+            autocast=self.autocast_dtype is not None, autocast_dtype=self.autocast_dtype,
+            grad_scaler=self.grad_scaler,
+            tf32_matmul=bool(torch.backends.cuda.matmul.allow_tf32),
+            tf32_cudnn=bool(torch.backends.cudnn.allow_tf32) and self.device_type == "cuda",
+            float32_matmul_precision=torch.get_float32_matmul_precision(),
+            param_dtype=dtypes.most_common(1)[0][0] if dtypes else "float32",
+        )
+
+    def build_device(self) -> Device:
+        if self.device_type == "cuda" and torch.cuda.is_available():
+            idx = torch.cuda.current_device()
+            props = torch.cuda.get_device_properties(idx)
+            return Device(type="cuda", name=props.name, memory_bytes=int(props.total_memory),
+                          count=torch.cuda.device_count(), capability=f"{props.major}.{props.minor}")
+        import platform
+
+        name = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo") as fh:
+                for line in fh:
+                    if line.startswith("model name"):
+                        name = line.split(":", 1)[1].strip()
+                        break
+        except OSError:
+            pass
+        return Device(type="cpu", name=name, memory_bytes=None,
+                      count=torch.cuda.device_count() if torch.cuda.is_available() else 0)
+
+    def build_profile(self, **sections: Any) -> Profile:
+        """Everything seen so far as a Profile; ``sections`` override (static, environment...)."""
+        from ccprof.profiler.flops import FlopPass  # noqa: F401  (import errors surface early)
+        from ccprof.profiler.memory import optimizer_section
+        from ccprof.profiler.model_info import describe_model
+
+        named = self._named_roots() if self.roots else {}
+        flops, ops = (self.flops_result if self.flops_result else (None, []))
+        memory, act_by_module = (self.memory_result if self.memory_result else (None, {}))
+        model = describe_model(
+            named,
+            flops_by_module=flops.by_module if flops else None,
+            activation_bytes_by_module=act_by_module or None,
+        ) if named else None
+        reasons: dict[str, str] = dict(sections.pop("reasons", {}) or {})
+        reasons.update(self.gpu_reason)
+        if self.gpu_info is None:
+            reasons.setdefault("gpu", "no GPU samples: the timed steps were not reached")
+        if model is not None:
+            loaded_ids = self.loaded_ids
+            pretrained_from = None
+            for m in named.values():
+                path = getattr(getattr(m, "config", None), "_name_or_path", "") or ""
+                if path:
+                    pretrained_from = f"from_pretrained:{path}"
+                    break
+            if pretrained_from is None:
+                for m in named.values():
+                    if any(id(sub) in loaded_ids for sub in m.modules()):
+                        pretrained_from = "load_state_dict"
+                        break
+            model = replace(model, pretrained=pretrained_from is not None, loaded_from=pretrained_from)
+        opt = optimizer_section(self.optimizers) if self.optimizers else None
+        if opt is None:
+            reasons.setdefault("optimizer", "no torch.optim optimizer stepped: parameters were "
+                                            "updated by hand after backward()" if self.counters["backward_calls"]
+                               else "no torch.optim optimizer stepped")
+        kwargs: dict[str, Any] = dict(
+            device=self.build_device(), steps=self.build_steps(), data=self.build_data(),
+            precision=self.build_precision(), optimizer=opt, ops=ops or [],
+            findings=list(self.findings), counters=dict(self.counters), reasons=reasons,
+            gpu=self.gpu_info,
+        )
+        if model is not None:
+            kwargs["model"] = model
+        if flops is not None:
+            kwargs["flops"] = flops
+        if memory is not None:
+            kwargs["memory"] = memory
+        else:
+            reasons.setdefault("memory", "the memory step was not reached")
+        if flops is None:
+            reasons.setdefault("flops", "the FLOP step was not reached")
+        kwargs.update(sections)
+        return Profile(**kwargs)
+
+
+# Loss modules and containers are called at depth 0 in most loops but are not the model.
+_SKIP_ROOTS = (nn.modules.loss._Loss,)
