@@ -1,0 +1,252 @@
+"""Unit economics of a training run on a catalog GPU: $/step, $/1k samples, $/1M tokens, $/run.
+
+All dollar figures come from one projected (or measured) step time and one hourly price,
+and each ``Cost`` names the GPU, the price, its source and date, and where the planned
+run size came from (``run_steps_source``)::
+
+    usd_per_step = usd_per_hour * num_gpus * step_s / 3600
+    usd_run      = usd_per_step * run_steps
+
+The planned run size is, in order: ``--total-steps``; ``--epochs`` x steps per epoch;
+the Trainer's ``max_steps``; the Trainer's ``num_train_epochs`` (3 when a Trainer is used
+and the script does not set it: the ``TrainingArguments`` default) x steps per epoch; one
+epoch when steps per epoch are known; else :data:`DEFAULT_RUN_STEPS`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from ccprof.hardware.catalog import DEFAULT_GPU, GpuSpec, load_catalog, resolve_gpu
+from ccprof.hardware.roofline import project, source_gpu
+from ccprof.profiler.profile import Cost, GpuProjection, Profile
+
+__all__ = ["DEFAULT_RUN_STEPS", "HF_DEFAULT_EPOCHS", "steps_per_epoch", "run_steps",
+           "target_gpu", "cost_for", "right_size", "attach"]
+
+# Planned run size when nothing says it: a round number the user is told to replace.
+DEFAULT_RUN_STEPS = 1000
+
+# transformers.TrainingArguments(num_train_epochs=3.0) is the library default.
+HF_DEFAULT_EPOCHS = 3.0
+
+
+def steps_per_epoch(profile: Profile) -> int | None:
+    """Optimizer steps per epoch, from the DataLoader or Trainer the profiler saw.
+
+    ``data.steps_per_epoch`` is taken as optimizer steps, unless it equals the number of
+    batches in the dataset while several micro-batches make one step (gradient
+    accumulation): then it counted batches, and is divided by the micro-batch count.
+    """
+    spe = profile.data.steps_per_epoch
+    if not spe or spe <= 0:
+        return None
+    mb = max(profile.steps.micro_batches or 1, 1)
+    d = profile.data
+    if mb > 1 and d.dataset_len and d.batch_size:
+        batches = math.ceil(d.dataset_len / d.batch_size)
+        if spe == batches:
+            return max(math.ceil(spe / mb), 1)
+    return int(spe)
+
+
+def run_steps(profile: Profile, total_steps: int | None = None,
+              epochs: float | None = None) -> tuple[int, str]:
+    """Planned optimizer steps of the run and a sentence saying where the number came from.
+
+    >>> from ccprof.profiler.profile import Profile
+    >>> run_steps(Profile(), total_steps=5000)
+    (5000, '--total-steps 5000')
+    """
+    spe = steps_per_epoch(profile)
+    notes = []
+    if total_steps is not None:
+        if total_steps <= 0:
+            raise ValueError(f"--total-steps must be a positive number of optimizer steps, got {total_steps}")
+        return int(total_steps), f"--total-steps {total_steps}"
+    if epochs is not None:
+        if epochs <= 0:
+            raise ValueError(f"--epochs must be positive, got {epochs}")
+        if spe:
+            return max(round(epochs * spe), 1), f"--epochs {epochs:g} x {spe} steps/epoch"
+        notes.append(f"--epochs {epochs:g} given but steps per epoch are unknown "
+                     "(no sized DataLoader seen); pass --total-steps")
+    args = profile.static.training_args or {}
+    max_steps = args.get("max_steps")
+    if isinstance(max_steps, (int, float)) and not isinstance(max_steps, bool) and max_steps > 0:
+        return int(max_steps), f"TrainingArguments(max_steps={int(max_steps)})"
+    n_epochs = args.get("num_train_epochs")
+    if profile.static.hf_trainer and spe:
+        if isinstance(n_epochs, (int, float)) and not isinstance(n_epochs, bool) and n_epochs > 0:
+            return max(round(n_epochs * spe), 1), f"TrainingArguments(num_train_epochs={n_epochs:g}) x {spe} steps/epoch"
+        if n_epochs is None:
+            return (max(round(HF_DEFAULT_EPOCHS * spe), 1),
+                    f"TrainingArguments default num_train_epochs={HF_DEFAULT_EPOCHS:g} x {spe} steps/epoch")
+    prefix = "; ".join(notes) + "; " if notes else ""
+    if spe:
+        return spe, prefix + f"default: one epoch ({spe} steps); planned run size unknown, pass --total-steps or --epochs"
+    return DEFAULT_RUN_STEPS, (prefix + f"default: {DEFAULT_RUN_STEPS:,} steps; planned run size unknown, "
+                               "pass --total-steps or --epochs")
+
+
+def target_gpu(profile: Profile, catalog: dict[str, GpuSpec], gpu: str | None = None) -> tuple[str, str]:
+    """The GPU dollar figures use, and why: ``--gpu``, the GPU in use, or the default.
+
+    Returns ``(gpu_id, choice)`` where choice is ``"--gpu"``, ``"device in use"`` or a
+    sentence naming the default. Raises ValueError for an unknown ``--gpu``.
+    """
+    if gpu:
+        return resolve_gpu(gpu, catalog), "--gpu"
+    src = source_gpu(profile, catalog)
+    if src is not None:
+        return src, "device in use"
+    default = DEFAULT_GPU if DEFAULT_GPU in catalog else next(iter(catalog))
+    if profile.device.type == "cuda":
+        why = (f"default {default}: the GPU in use ({profile.device.name or 'unnamed'}) is not in the "
+               "catalog; add it with --catalog FILE or pick one with --gpu")
+    else:
+        why = f"default {default}: profiled without a GPU; pick one with --gpu"
+    return default, why
+
+
+def cost_for(profile: Profile, gpu_id: str, catalog: dict[str, GpuSpec], price_usd: float | None = None,
+             total_steps: int | None = None, epochs: float | None = None, *,
+             projection: dict[str, GpuProjection] | None = None, num_gpus: int = 1,
+             bf16: bool = False, gpu_choice: str = "") -> Cost:
+    """Unit economics of the profiled step on ``gpu_id``.
+
+    Inputs: the profile; a catalog id; ``price_usd`` overrides the catalog's $/h
+    (``--price``); ``total_steps``/``epochs`` size the planned run; ``projection`` reuses
+    :func:`project` output; ``num_gpus`` bills that many GPUs per step; ``bf16`` costs the
+    bf16-autocast projection instead of the step as measured. Output: a ``Cost``;
+    ``usd_per_1m_tokens`` is None unless the inputs are token ids.
+
+    Example: ``cost_for(profile, "h100-sxm", load_catalog(), total_steps=10_000).usd_run``.
+    """
+    gid = resolve_gpu(gpu_id, catalog)
+    spec = catalog[gid]
+    if price_usd is not None:
+        if price_usd <= 0:
+            raise ValueError(f"--price must be a positive USD per GPU-hour, got {price_usd}")
+        usd_h, p_source, p_date = float(price_usd), "--price", _today()
+    elif spec.usd_per_hour is not None:
+        usd_h, p_source, p_date = spec.usd_per_hour, spec.price_source, spec.price_date
+    else:
+        raise ValueError(f"GPU {gid!r} has no price in the catalog; pass --price USD or add "
+                         f"usd_per_hour to [gpu.{gid}] in your catalog file")
+    proj = (projection or project(profile, {gid: spec} if source_gpu(profile, catalog) is None else catalog))[gid]
+    step_s = proj.step_s_bf16 if bf16 else proj.step_s
+    if step_s is None or step_s <= 0:
+        raise ValueError("no step time to cost: the profile has no measured steps, op records or FLOPs")
+    n = max(int(num_gpus), 1)
+    usd_per_step = usd_h * n * step_s / 3600.0
+    samples = profile.steps.samples_per_step
+    tokens = profile.steps.tokens_per_step if profile.data.token_inputs else None
+    spe = steps_per_epoch(profile)
+    n_steps, n_source = run_steps(profile, total_steps, epochs)
+    run_hours = n_steps * step_s / 3600.0
+    on_source = proj.method == "measured"
+    energy = profile.gpu.energy_j_per_step if (on_source and not bf16 and profile.gpu is not None) else None
+    detail: dict[str, Any] = {
+        "gpu_name": spec.name,
+        "gpu_choice": gpu_choice,
+        "step_s_method": proj.method,
+        "num_gpus": n,
+        "precision": "bf16 autocast (projected)" if bf16 else "as profiled",
+        "label": f"{spec.name} at ${usd_h:.2f}/GPU-hour ({p_source}, {p_date})",
+    }
+    if "usd_per_hour" in spec.unverified and price_usd is None:
+        detail["price_unverified"] = True
+    if energy is not None:
+        detail["energy_kwh_run"] = energy * n_steps / 3.6e6
+    return Cost(
+        gpu=gid,
+        usd_per_hour=usd_h,
+        price_date=p_date,
+        price_source=p_source,
+        step_s=step_s,
+        usd_per_step=usd_per_step,
+        usd_per_1k_steps=usd_per_step * 1000,
+        usd_per_1k_samples=usd_per_step / samples * 1000 if samples else None,
+        usd_per_1m_tokens=usd_per_step / tokens * 1e6 if tokens else None,
+        samples_per_s=samples / step_s if samples else None,
+        tokens_per_s=tokens / step_s if tokens else None,
+        steps_per_epoch=spe,
+        usd_per_epoch=usd_per_step * spe if spe else None,
+        run_steps=n_steps,
+        run_steps_source=n_source,
+        usd_run=usd_per_step * n_steps,
+        run_hours=run_hours,
+        energy_j_per_step=energy,
+        detail=detail,
+    )
+
+
+def _today() -> str:
+    import datetime as dt
+
+    return dt.date.today().isoformat()
+
+
+def right_size(profile: Profile, catalog: dict[str, GpuSpec], total_steps: int | None = None,
+               epochs: float | None = None, *, projection: dict[str, GpuProjection] | None = None,
+               bf16: bool = False, prices: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """Every catalog GPU the job fits on, ranked by the planned run's cost (then by hours).
+
+    Inputs: the profile and catalog; the run size as for :func:`cost_for`; ``prices``
+    overrides $/h per GPU id; ``bf16`` ranks the bf16-autocast projection. GPUs without a
+    price are skipped. Output: dicts with ``gpu``, ``name``, ``step_s``, ``usd_per_hour``,
+    ``price_date``, ``usd_per_step``, ``usd_run``, ``hours``, ``method``, ``rank_usd``,
+    ``rank_time`` (1 = fastest) and ``run_steps``/``run_steps_source``.
+    """
+    proj = projection or project(profile, catalog)
+    prices = prices or {}
+    rows: list[dict[str, Any]] = []
+    for gid, spec in catalog.items():
+        p = proj.get(gid)
+        if p is None or not p.fits:
+            continue
+        price = prices.get(gid)
+        if price is None and spec.usd_per_hour is None:
+            continue
+        step = p.step_s_bf16 if bf16 else p.step_s
+        if step is None or step <= 0:
+            continue
+        c = cost_for(profile, gid, catalog, price, total_steps, epochs, projection=proj, bf16=bf16)
+        rows.append({
+            "gpu": gid, "name": spec.name, "step_s": c.step_s, "usd_per_hour": c.usd_per_hour,
+            "price_date": c.price_date, "price_source": c.price_source,
+            "usd_per_step": c.usd_per_step, "usd_run": c.usd_run, "hours": c.run_hours,
+            "usd_per_1k_samples": c.usd_per_1k_samples, "method": p.method, "mfu": p.mfu,
+            "run_steps": c.run_steps, "run_steps_source": c.run_steps_source,
+        })
+    rows.sort(key=lambda r: (r["usd_run"], r["hours"]))
+    for i, r in enumerate(rows, 1):
+        r["rank_usd"] = i
+    for i, r in enumerate(sorted(rows, key=lambda r: (r["hours"], r["usd_run"])), 1):
+        r["rank_time"] = i
+    return rows
+
+
+def attach(profile: Profile, *, gpu: str | None = None, catalog: dict[str, GpuSpec] | None = None,
+           price_usd: float | None = None, total_steps: int | None = None,
+           epochs: float | None = None) -> Profile:
+    """The profile with ``projection`` (every catalog GPU) and ``cost`` (the target GPU) set.
+
+    Inputs: ``gpu`` (``--gpu``; default the GPU in use, else :data:`DEFAULT_GPU`), a catalog
+    (default :func:`load_catalog`), ``price_usd`` (``--price``), the planned run size.
+    Output: ``dataclasses.replace(profile, projection=..., cost=...)``; when the profile ran
+    on a catalog GPU, ``device.catalog_id`` is filled too.
+
+    Example: ``attach(Profile.from_json("profile.json"), gpu="l4", total_steps=20_000)``.
+    """
+    cat = catalog if catalog is not None else load_catalog()
+    proj = project(profile, cat)
+    gid, choice = target_gpu(profile, cat, gpu)
+    cost = cost_for(profile, gid, cat, price_usd, total_steps, epochs, projection=proj, gpu_choice=choice)
+    changes: dict[str, Any] = {"projection": proj, "cost": cost}
+    src = source_gpu(profile, cat)
+    if src is not None and profile.device.catalog_id != src:
+        changes["device"] = dataclasses.replace(profile.device, catalog_id=src)
+    return dataclasses.replace(profile, **changes)
