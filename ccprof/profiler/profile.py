@@ -222,6 +222,7 @@ class StaticFacts:
     validation: bool = False
     early_stopping: bool = False
     from_pretrained: bool = False
+    load_state_dict: bool = False           # weights loaded from a file (`.load_state_dict(...)`)
     ddp: bool = False
     fsdp: bool = False
     data_parallel: bool = False
