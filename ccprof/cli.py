@@ -141,6 +141,47 @@ def tweaks_cmd(as_json: bool) -> None:
     Console().print(table)
 
 
+@cli.command("gpus")
+@click.option("--catalog", "catalog_path", default=None, type=click.Path(dir_okay=False),
+              help="TOML file with extra GPUs or price overrides (merged over the built-in catalog).")
+@click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
+def gpus_cmd(catalog_path: str | None, as_json: bool) -> None:
+    """The hardware catalog: dense peak TFLOP/s, memory, bandwidth, $/GPU-hour with source and date."""
+    from ccprof.hardware import CatalogError, catalog_rows, load_catalog, user_catalog_path
+
+    try:
+        rows = catalog_rows(load_catalog(catalog_path))
+    except CatalogError as exc:
+        _fail(str(exc), 2)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    def num(v: float | None) -> str:
+        return "-" if v is None else f"{v:,.4g}"
+
+    table = Table(title="ccprof gpus (dense peaks, TFLOP/s)")
+    for col in ("id", "name", "mem GB", "GB/s", "fp32", "tf32", "bf16", "fp16", "fp8", "$/h", "price date",
+                "price source"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        tf = r["tflops"]
+        price = ("-" if r["usd_per_hour"] is None else f"{r['usd_per_hour']:.2f}") + ("*" if "usd_per_hour" in r["unverified"] else "")
+        table.add_row(r["id"], r["name"], num(r["memory_gb"]), num(r["bandwidth_gb_s"]),
+                      *(num(tf.get(k)) for k in ("fp32", "tf32", "bf16", "fp16", "fp8")),
+                      price, r["price_date"], r["price_source"])
+    console = Console()
+    console.print(table)
+    user = user_catalog_path()
+    console.print("[dim]* price from a third party, not re-checked. Override prices with --catalog FILE, "
+                  f"$CCPROF_CATALOG or ~/.config/ccprof/catalog.toml (in use: {user or 'none'}), "
+                  "or --price USD on analyze.[/]")
+
+
 def main() -> None:
     cli(prog_name="ccprof")
 
