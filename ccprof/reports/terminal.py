@@ -1,0 +1,84 @@
+"""The terminal stage: a compact rich summary of a report, and compare as a table.
+
+Both print to the ``rich.console.Console`` they are given (the CLI owns it, and ``--quiet``
+simply does not call them); the numbers come from the same view models as the HTML.
+"""
+from __future__ import annotations
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from ccprof.advisors.advice import AdviceSet
+from ccprof.profiler.profile import Profile
+from ccprof.reports.view import build_compare_view, build_report_view
+
+__all__ = ["terminal_summary", "compare_table"]
+
+_RISK_STYLE = {"none": "green", "numerics": "yellow", "convergence": "yellow", "accuracy": "red"}
+
+
+def terminal_summary(profile: Profile, advice_set: AdviceSet | None, console: Console,
+                     top: int = 5) -> None:
+    """Print cost, memory, MFU and the ``top`` recommendations to ``console``.
+
+    Example: ``terminal_summary(profile, advice, Console(), top=3)``.
+    """
+    v = build_report_view(profile, advice_set)
+    h = v.header
+    head = Text.assemble((h.title, "bold"), "\n",
+                         ("device ", "dim"), h.device, ("   target ", "dim"), h.target_gpu,
+                         ("   price ", "dim"), h.price.split(" — ")[0])
+    cards = Table.grid(padding=(0, 3))
+    for _ in v.glance.cards:
+        cards.add_column(justify="left")
+    cards.add_row(*[Text(c.label, style="dim") for c in v.glance.cards])
+    cards.add_row(*[Text(c.value, style="bold") for c in v.glance.cards])
+    parts: list = [head, Text(""), cards]
+    if v.glance.note:
+        parts.append(Text(v.glance.note, style="yellow"))
+    if v.error:
+        parts.append(Text("The script stopped early: " + v.error, style="red"))
+    for f in v.findings[:3]:
+        parts.append(Text("• " + f, style="yellow"))
+    recs = v.recommendations[:max(0, top)]
+    if recs:
+        t = Table(title=f"Top {len(recs)} of {len(v.recommendations)} recommendations",
+                  title_justify="left", expand=False, show_edge=False, pad_edge=False)
+        for col, kw in (("#", {"justify": "right"}), ("tweak", {}), ("time", {}), ("memory", {}),
+                        ("$", {}), ("confidence", {}), ("risk", {}), ("verified", {})):
+            t.add_column(col, **kw)
+        for r in recs:
+            verified = ""
+            if r.measured:
+                verified = r.measured[0].measured + (" (harmful)" if r.harmful else "")
+            # Text, not str: a rich table parses "[...]" in plain strings as markup
+            t.add_row(Text(str(r.rank)), Text(r.tweak), Text(r.time), Text(r.memory), Text(r.usd),
+                      Text(r.confidence), Text(r.risk, style=_RISK_STYLE.get(r.risk, "")),
+                      Text(verified))
+        parts += [Text(""), t]
+    elif advice_set is not None and advice_set.advice:
+        parts += [Text(""), Text("No tweak is recommended for this profile.")]
+    if v.plan:
+        parts += [Text(""), Text.assemble(("plan ", "bold"), " → ".join(v.plan.tweaks), ": ", v.plan.summary)]
+    console.print(Panel(Group(*parts), title="ccprof", title_align="left", expand=False))
+
+
+def compare_table(before: Profile, after: Profile, console: Console) -> None:
+    """Print before/after/change of step time, memory, MFU, throughput and $ to ``console``.
+
+    Example: ``compare_table(Profile.from_json("a.json"), Profile.from_json("b.json"), Console())``.
+    """
+    v = build_compare_view(before, after)
+    t = Table(title=Text(v.title), title_justify="left")
+    t.add_column("metric")
+    t.add_column("before", justify="right")
+    t.add_column("after", justify="right")
+    t.add_column("change", justify="right")
+    for r in v.rows:
+        style = "green" if r.better else ("red" if r.better is False else "")
+        t.add_row(Text(r.metric), Text(r.before), Text(r.after), Text(r.change, style=style))
+    console.print(t)
+    for n in v.notes:
+        console.print(Text("note: " + n, style="yellow"))

@@ -1,0 +1,822 @@
+"""View models: what a report shows, as plain dataclasses built by pure functions.
+
+The templates (``templates/*.html.j2``), the plotly figures (``figures.py``) and the terminal
+summary (``terminal.py``) read these and nothing else, so every number is formatted once,
+here, and the gold-file tests pin the whole content of a report without a browser
+(the coverage.py ``html.py`` pattern: templates hold no logic).
+
+    view = build_report_view(profile, advice_set)
+    view.glance.cards[0].value        # "$0.0011" per step
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from ccprof.advisors.advice import Advice, AdviceSet
+from ccprof.advisors.catalog import TWEAKS
+from ccprof.profiler.profile import GpuProjection, Profile
+from ccprof.reports._format import (
+    MISSING, fmt_bytes, fmt_count, fmt_delta_bytes, fmt_delta_usd, fmt_flops, fmt_pct,
+    fmt_rate, fmt_s, fmt_signed_pct, fmt_usd,
+)
+
+__all__ = [
+    "Card", "Header", "Glance", "MeasuredRow", "Recommendation", "OtherAdvice", "PlanView",
+    "ChartSpec", "MemoryPart", "MemoryChart", "Phase", "FlopsNode", "GpuCostRow",
+    "WaterfallStep", "GpuTimeline", "LossSeries", "ModuleRow", "ReportView", "CompareRow",
+    "CompareView", "build_report_view", "build_compare_view", "gpu_cost_rows",
+    "MAX_MODULE_ROWS", "MAX_TIMELINE_POINTS", "NO_PRICE",
+]
+
+# Size caps keep the self-contained report small (plotly.js alone is ~4.8 MB; the issue's
+# budget is 5 MB): deeper modules and extra NVML samples stay in profile.json.
+MAX_MODULE_ROWS = 400
+MAX_TIMELINE_POINTS = 1500
+NO_PRICE = "no price attached"
+PHASE_ORDER = ("data", "forward", "backward", "optimizer", "other")
+MEMORY_PARTS = (("params_bytes", "parameters"), ("grads_bytes", "gradients"),
+                ("optimizer_state_bytes", "optimizer state"),
+                ("activations_bytes", "activations"), ("other_bytes", "other (inputs, temporaries)"))
+
+
+# --------------------------------------------------------------------------- dataclasses
+@dataclass(frozen=True)
+class Card:
+    label: str
+    value: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Header:
+    title: str
+    script: str
+    argv: str
+    device: str
+    target_gpu: str
+    price: str
+    planned_run: str
+    versions: str
+    ran_at: str
+    status: str
+    generated_at: str
+
+
+@dataclass(frozen=True)
+class Glance:
+    cards: list[Card]
+    note: str = ""                          # e.g. "no price attached: ..."
+
+
+@dataclass(frozen=True)
+class MeasuredRow:
+    what: str
+    projected: str
+    measured: str
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    rank: int
+    tweak: str
+    anchor: str                             # "tweak-<id>", the report anchor of the tweak id
+    title: str
+    time: str
+    memory: str
+    usd: str
+    confidence: str
+    risk: str
+    rationale: str
+    assumptions: list[str]
+    sources: list[str]
+    snippet: str
+    auto_apply: bool
+    in_plan: bool
+    measured: list[MeasuredRow] = field(default_factory=list)
+    measured_note: str = ""
+    harmful: bool = False
+
+
+@dataclass(frozen=True)
+class OtherAdvice:
+    tweak: str
+    anchor: str
+    title: str
+    status: str
+    rationale: str
+
+
+@dataclass(frozen=True)
+class PlanView:
+    tweaks: list[str]
+    summary: str
+    conflicts: list[str]
+
+
+@dataclass(frozen=True)
+class ChartSpec:
+    id: str
+    title: str
+    caption: str
+    available: bool
+    reason: str = ""                        # why the chart is not drawn
+
+
+@dataclass(frozen=True)
+class MemoryPart:
+    label: str
+    bytes: int
+    text: str
+
+
+@dataclass(frozen=True)
+class MemoryChart:
+    parts: list[MemoryPart]
+    peak_bytes: int
+    capacity_bytes: int | None
+    capacity_label: str
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    s: float
+    text: str
+
+
+@dataclass(frozen=True)
+class FlopsNode:
+    id: str
+    parent: str
+    label: str
+    flops: int
+    text: str
+
+
+@dataclass(frozen=True)
+class GpuCostRow:
+    gpu: str
+    name: str
+    fits: bool
+    target: bool
+    step_s: float | None
+    usd_per_hour: float | None
+    usd_run: float | None
+    mfu: float | None
+    step: str
+    price: str
+    run: str
+    mfu_text: str
+    method: str
+    note: str
+
+
+@dataclass(frozen=True)
+class WaterfallStep:
+    label: str
+    usd: float                              # absolute for the first and last, delta between
+    measure: str                            # "absolute" | "relative" | "total"
+    text: str
+
+
+@dataclass(frozen=True)
+class GpuTimeline:
+    t_s: list[float]
+    sm_util_pct: list[float | None]
+    power_w: list[float | None]
+    mem_used_gib: list[float | None]
+
+
+@dataclass(frozen=True)
+class LossSeries:
+    step: list[int]
+    loss: list[float | None]
+
+
+@dataclass(frozen=True)
+class ModuleRow:
+    name: str
+    class_: str
+    depth: int
+    params: int
+    trainable_params: int
+    flops: int
+    activation_bytes: int
+    params_text: str
+    trainable_text: str
+    flops_text: str
+    activation_text: str
+
+
+@dataclass(frozen=True)
+class ReportView:
+    header: Header
+    glance: Glance
+    recommendations: list[Recommendation]
+    other_advice: list[OtherAdvice]
+    plan: PlanView | None
+    charts: list[ChartSpec]
+    memory: MemoryChart
+    phases: list[Phase]
+    flops_tree: list[FlopsNode]
+    gpu_costs: list[GpuCostRow]
+    waterfall: list[WaterfallStep]
+    timeline: GpuTimeline | None
+    loss: LossSeries
+    modules: list[ModuleRow]
+    modules_note: str
+    findings: list[str]
+    error: str
+    notes: list[str]
+
+
+@dataclass(frozen=True)
+class CompareRow:
+    metric: str
+    before: str
+    after: str
+    change: str
+    better: bool | None                     # None: unchanged or not comparable
+    before_value: float | None = None
+    after_value: float | None = None
+
+
+@dataclass(frozen=True)
+class CompareView:
+    title: str
+    before_label: str
+    after_label: str
+    rows: list[CompareRow]
+    notes: list[str]
+    generated_at: str
+
+
+# --------------------------------------------------------------------------- helpers
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _mean(xs: list[float]) -> float | None:
+    xs = [x for x in xs if _finite(x)]
+    return sum(xs) / len(xs) if xs else None
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _catalog() -> dict[str, Any]:
+    """The hardware catalog by GPU id when ``ccprof.hardware.load_catalog`` exists, else {}."""
+    try:
+        from ccprof.hardware import load_catalog  # type: ignore[attr-defined]
+
+        cat = load_catalog()
+    except Exception:  # the hardware stage is optional for rendering
+        return {}
+    if isinstance(cat, dict):
+        return cat
+    try:
+        return {getattr(g, "id", None) or g["id"]: g for g in cat}
+    except Exception:
+        return {}
+
+
+def _get(obj: Any, *names: str) -> Any:
+    """First non-None attribute or key among ``names`` (catalog entries may be either)."""
+    for n in names:
+        v = obj.get(n) if isinstance(obj, dict) else getattr(obj, n, None)
+        if v is not None:
+            return v
+    return None
+
+
+def _gpu_name(gpu_id: str, proj: GpuProjection | None, catalog: dict[str, Any]) -> str:
+    name = _get(proj.detail, "name") if proj is not None else None
+    if name is None and gpu_id in catalog:
+        name = _get(catalog[gpu_id], "name", "title")
+    return str(name) if name else gpu_id
+
+
+def _usd_per_hour(gpu_id: str, proj: GpuProjection | None, profile: Profile,
+                  catalog: dict[str, Any]) -> float | None:
+    v = _get(proj.detail, "usd_per_hour") if proj is not None else None
+    if v is None and gpu_id in catalog:
+        v = _get(catalog[gpu_id], "usd_per_hour", "price_usd_per_hour")
+    if v is None and profile.cost is not None and profile.cost.gpu == gpu_id:
+        v = profile.cost.usd_per_hour
+    return float(v) if _finite(v) and v > 0 else None
+
+
+def _gpu_memory_bytes(gpu_id: str, proj: GpuProjection | None, catalog: dict[str, Any]) -> int | None:
+    v = _get(proj.detail, "memory_bytes") if proj is not None else None
+    if v is None and gpu_id in catalog:
+        v = _get(catalog[gpu_id], "memory_bytes")
+    return int(v) if _finite(v) else None
+
+
+def _run_steps(profile: Profile) -> int | None:
+    if profile.cost is not None and profile.cost.run_steps > 0:
+        return profile.cost.run_steps
+    return None
+
+
+def _target_mfu(profile: Profile) -> float | None:
+    proj = profile.projection or {}
+    for gid in (profile.device.catalog_id, profile.cost.gpu if profile.cost else None):
+        if gid and gid in proj and _finite(proj[gid].mfu):
+            return proj[gid].mfu
+    return None
+
+
+def _no_price(profile: Profile) -> str:
+    """"no price attached: <why>", without saying it twice when the reason already does."""
+    why = profile.reasons.get("cost", "") or "no target GPU price"
+    return why if why.lower().startswith(NO_PRICE) else f"{NO_PRICE}: {why}"
+
+
+def _saved_time(frac: float | None) -> str:
+    if not _finite(frac):
+        return MISSING
+    if abs(frac) < 5e-4:
+        return "no change"
+    return f"{fmt_pct(frac)} faster" if frac > 0 else f"{fmt_pct(-frac)} slower"
+
+
+def _saved_memory(n: int | None) -> str:
+    if not _finite(n):
+        return MISSING
+    if n == 0:
+        return "no change"
+    return f"frees {fmt_bytes(n)}" if n > 0 else f"uses {fmt_bytes(-n)} more"
+
+
+def _saved_usd(usd: float | None, priced: bool) -> str:
+    if not priced:
+        return NO_PRICE
+    if not _finite(usd):
+        return MISSING
+    if usd == 0:
+        return "no change"
+    return f"saves {fmt_usd(usd)}" if usd > 0 else f"costs {fmt_usd(-usd)} more"
+
+
+def _tweak_title(tweak: str, given: str) -> str:
+    if given:
+        return given
+    info = TWEAKS.get(tweak)
+    return info.title if info else tweak
+
+
+# --------------------------------------------------------------------------- sections
+def _header(profile: Profile, generated_at: str) -> Header:
+    env, dev, cost = profile.environment, profile.device, profile.cost
+    device = dev.name or dev.type
+    if dev.type != "cpu" and dev.memory_bytes:
+        device += f" ({fmt_bytes(dev.memory_bytes)})"
+    if dev.count > 1:
+        device += f" × {dev.count}"
+    if cost is not None:
+        target = cost.gpu
+        price = f"{fmt_usd(cost.usd_per_hour)}/h"
+        if cost.price_date:
+            price += f" (as of {cost.price_date})"
+        if cost.price_source:
+            price += f" — {cost.price_source}"
+        planned = f"{cost.run_steps:,} steps" if cost.run_steps else MISSING
+        if cost.run_steps_source:
+            planned += f" ({cost.run_steps_source})"
+    else:
+        target = MISSING
+        price = NO_PRICE
+        planned = MISSING
+    versions = f"ccprof {env.ccprof or MISSING} · torch {env.torch or MISSING}"
+    if env.transformers:
+        versions += f" · transformers {env.transformers}"
+    if env.python:
+        versions += f" · Python {env.python}"
+    script_name = env.script.replace("\\", "/").rsplit("/", 1)[-1] if env.script else "(notebook)"
+    return Header(
+        title=f"ccprof report — {script_name}",
+        script=env.script or "(no script: profiled in-process)",
+        argv=" ".join(env.argv) if env.argv else "(no arguments)",
+        device=device, target_gpu=target, price=price, planned_run=planned, versions=versions,
+        ran_at=env.started_at or MISSING, status=profile.status, generated_at=generated_at)
+
+
+def _glance(profile: Profile, advice: AdviceSet) -> Glance:
+    cost, steps = profile.cost, profile.steps
+    step_s = cost.step_s if cost is not None else _mean(steps.step_s)
+    mfu = _target_mfu(profile)
+    plan = advice.plan
+    cards = [Card("step time", fmt_s(step_s),
+                  f"mean of {steps.measured} measured steps" if steps.measured else "")]
+    note = ""
+    if cost is not None:
+        cards.append(Card("cost per step", fmt_usd(cost.usd_per_step), f"on {cost.gpu}"))
+        cards.append(Card("planned run", fmt_usd(cost.usd_run),
+                          f"{cost.run_steps:,} steps, {fmt_s(cost.run_hours * 3600)}"
+                          if cost.run_steps else ""))
+    else:
+        note = _no_price(profile)
+        cards.append(Card("cost per step", NO_PRICE))
+        cards.append(Card("planned run", NO_PRICE))
+    mfu_note = "model FLOP/s ÷ dense peak"
+    if mfu is None:
+        mfu_note = profile.reasons.get("mfu", "no peak FLOP/s known for this device")
+    cards.append(Card("MFU", fmt_pct(mfu), mfu_note))
+    cards.append(Card("peak memory", fmt_bytes(profile.memory.peak_bytes),
+                      f"of {fmt_bytes(profile.device.memory_bytes)}" if profile.device.memory_bytes else ""))
+    if plan.tweaks and cost is not None:
+        cards.append(Card("after the plan", fmt_usd(plan.usd_run_after),
+                          f"{fmt_delta_usd(plan.usd_run_after - plan.usd_run_before)} "
+                          f"({fmt_signed_pct(_rel(plan.usd_run_before, plan.usd_run_after))}) with "
+                          + ", ".join(plan.tweaks)))
+    elif plan.tweaks:
+        cards.append(Card("after the plan", fmt_s(plan.step_s_after),
+                          "step time with " + ", ".join(plan.tweaks)))
+    else:
+        cards.append(Card("after the plan", MISSING, "no recommended plan"))
+    return Glance(cards, note)
+
+
+def _rel(before: float | None, after: float | None) -> float | None:
+    if not _finite(before) or not _finite(after) or before == 0:
+        return None
+    return (after - before) / abs(before)
+
+
+def _measured_rows(a: Advice, priced: bool) -> list[MeasuredRow]:
+    m, p = a.measured, a.projected
+    if m is None:
+        return []
+    rows = [MeasuredRow("step time", _saved_time(p.time_saved_frac), _saved_time(m.time_saved_frac)),
+            MeasuredRow("memory", _saved_memory(p.memory_saved_bytes), _saved_memory(m.memory_saved_bytes)),
+            MeasuredRow("dollars", _saved_usd(p.usd_saved, priced), _saved_usd(m.usd_saved, priced)),
+            MeasuredRow("step time after", fmt_s(p.step_s_after), fmt_s(m.step_s)),
+            MeasuredRow("peak memory after", fmt_bytes(p.peak_bytes_after), fmt_bytes(m.peak_bytes))]
+    if m.loss_delta is not None:
+        rows.append(MeasuredRow("last loss vs baseline", MISSING, f"{m.loss_delta:+.4g}"))
+    if m.time_error_frac is not None or m.memory_error_frac is not None:
+        rows.append(MeasuredRow("projection error (time / memory)", MISSING,
+                                f"{fmt_signed_pct(m.time_error_frac)} / {fmt_signed_pct(m.memory_error_frac)}"))
+    return rows
+
+
+def _rank_key(a: Advice) -> tuple[float, float]:
+    usd = a.projected.usd_saved if _finite(a.projected.usd_saved) else 0.0
+    frac = a.projected.time_saved_frac if _finite(a.projected.time_saved_frac) else 0.0
+    return (-usd, -frac)
+
+
+def _recommendations(profile: Profile, advice: AdviceSet) -> tuple[list[Recommendation], list[OtherAdvice]]:
+    priced = profile.cost is not None
+    plan = set(advice.plan.tweaks)
+    recs = sorted((a for a in advice.advice if a.status == "recommended"), key=_rank_key)
+    out = []
+    for i, a in enumerate(recs, 1):
+        m = a.measured
+        out.append(Recommendation(
+            rank=i, tweak=a.tweak, anchor=f"tweak-{a.tweak}", title=_tweak_title(a.tweak, a.title),
+            time=_saved_time(a.projected.time_saved_frac),
+            memory=_saved_memory(a.projected.memory_saved_bytes),
+            usd=_saved_usd(a.projected.usd_saved, priced), confidence=a.confidence, risk=a.risk,
+            rationale=a.rationale, assumptions=list(a.assumptions), sources=list(a.sources),
+            snippet=a.snippet, auto_apply=a.auto_apply, in_plan=a.tweak in plan,
+            measured=_measured_rows(a, priced), measured_note=(m.note or "") if m else "",
+            harmful=bool(m and m.harmful)))
+    order = {"already_applied": 0, "not_applicable": 1}
+    others = [OtherAdvice(a.tweak, f"tweak-{a.tweak}", _tweak_title(a.tweak, a.title), a.status,
+                          a.rationale)
+              for a in sorted((a for a in advice.advice if a.status != "recommended"),
+                              key=lambda a: (order.get(a.status, 2), a.tweak))]
+    return out, others
+
+
+def _plan(profile: Profile, advice: AdviceSet) -> PlanView | None:
+    plan = advice.plan
+    if not plan.tweaks:
+        return None
+    parts = [f"step time {fmt_s(plan.step_s_before)} → {fmt_s(plan.step_s_after)}",
+             f"peak memory {fmt_bytes(plan.peak_bytes_before)} → {fmt_bytes(plan.peak_bytes_after)}"]
+    if profile.cost is not None:
+        parts.append(f"planned run {fmt_usd(plan.usd_run_before)} → {fmt_usd(plan.usd_run_after)}")
+    if plan.gpu:
+        parts.append(f"on {plan.gpu}")
+    return PlanView(list(plan.tweaks), "; ".join(parts), list(plan.conflicts))
+
+
+def _memory(profile: Profile, catalog: dict[str, Any]) -> MemoryChart:
+    mem = profile.memory
+    parts = [MemoryPart(label, int(getattr(mem, attr) or 0), fmt_bytes(getattr(mem, attr) or 0))
+             for attr, label in MEMORY_PARTS]
+    cap, label = profile.device.memory_bytes, ""
+    if cap:
+        label = f"{profile.device.name or profile.device.type} capacity {fmt_bytes(cap)}"
+    elif profile.cost is not None:
+        gid = profile.cost.gpu
+        cap = _gpu_memory_bytes(gid, (profile.projection or {}).get(gid), catalog)
+        if cap:
+            label = f"{gid} capacity {fmt_bytes(cap)}"
+    return MemoryChart(parts, int(mem.peak_bytes), cap or None, label)
+
+
+def _phases(profile: Profile) -> list[Phase]:
+    ph = profile.steps.phase_s
+    names = [n for n in PHASE_ORDER if n in ph] + sorted(n for n in ph if n not in PHASE_ORDER)
+    return [Phase(n, float(ph[n]), fmt_s(ph[n])) for n in names if _finite(ph[n])]
+
+
+def _parent(name: str, names: set[str]) -> str:
+    parts = name.split(".")
+    for k in range(len(parts) - 1, 0, -1):
+        cand = ".".join(parts[:k])
+        if cand in names:
+            return cand
+    return ""
+
+
+def _flops_tree(profile: Profile) -> list[FlopsNode]:
+    mods = {m.name: (m.class_, int(m.flops)) for m in profile.model.modules}
+    if not mods and profile.flops.by_module:
+        mods = {k: ("", int(v)) for k, v in profile.flops.by_module.items()}
+    if not any(f for _, f in mods.values()):
+        return []
+    names = set(mods)
+    parent = {n: _parent(n, names) for n in names if n}
+    # keep the tree small enough to draw: shallowest modules first
+    keep = sorted(names, key=lambda n: (0 if not n else n.count(".") + 1, n))[:MAX_MODULE_ROWS]
+    keep_set = set(keep)
+    children: dict[str, list[str]] = {}
+    for n in keep:
+        if n:
+            children.setdefault(parent[n], []).append(n)
+    total: dict[str, int] = {}
+
+    def value(n: str) -> int:  # a parent is at least the sum of its children ("total" branches)
+        if n not in total:
+            total[n] = max(mods[n][1], sum(value(c) for c in children.get(n, [])))
+        return total[n]
+
+    root_label = (mods[""][0] if "" in mods and mods[""][0] else "model")
+    has_root = "" in keep_set
+    out = []
+    for n in keep:
+        v = value(n)
+        if v <= 0:
+            continue
+        node_id = n or "(root)"
+        par = "" if not n else (parent[n] or ("(root)" if has_root else ""))
+        label = root_label if not n else (n[len(parent[n]) + 1:] if parent[n] else n)
+        cls = mods[n][0]
+        text = f"{n} ({cls})" if n and cls else (n or root_label)
+        out.append(FlopsNode(node_id, par, label, v, f"{text}: {fmt_flops(v)}"))
+    return out
+
+
+def gpu_cost_rows(profile: Profile, catalog: dict[str, Any] | None = None) -> list[GpuCostRow]:
+    """Right-size table: every projected GPU, cheapest planned run first, non-fitting last.
+
+    ``usd_per_hour`` comes from ``GpuProjection.detail``, else the hardware catalog, else the
+    profile's own ``cost`` for its target; the planned run is ``cost.run_steps`` steps.
+    """
+    catalog = _catalog() if catalog is None else catalog
+    run_steps = _run_steps(profile)
+    target = profile.cost.gpu if profile.cost is not None else None
+    rows = []
+    for gid, proj in (profile.projection or {}).items():
+        price = _usd_per_hour(gid, proj, profile, catalog)
+        step_s = proj.measured_step_s if _finite(proj.measured_step_s) else proj.step_s
+        usd_run = (step_s * run_steps / 3600 * price
+                   if proj.fits and _finite(step_s) and price is not None and run_steps else None)
+        if gid == target and profile.cost is not None and proj.fits:
+            usd_run = profile.cost.usd_run       # the hardware stage's own number for the target
+        note = str(_get(proj.detail, "reason", "note") or "")
+        if not proj.fits and not note:
+            note = "does not fit in memory"
+        if proj.fits and price is None and not note:
+            note = NO_PRICE
+        rows.append(GpuCostRow(
+            gpu=gid, name=_gpu_name(gid, proj, catalog), fits=proj.fits, target=gid == target,
+            step_s=step_s if _finite(step_s) else None, usd_per_hour=price, usd_run=usd_run,
+            mfu=proj.mfu if _finite(proj.mfu) else None,
+            step=fmt_s(step_s) if proj.fits else MISSING,
+            price=f"{fmt_usd(price)}/h" if price is not None else NO_PRICE,
+            run=fmt_usd(usd_run) if usd_run is not None else MISSING,
+            mfu_text=fmt_pct(proj.mfu) if proj.fits else MISSING,
+            method=proj.method, note=note))
+    inf = float("inf")
+    rows.sort(key=lambda r: (not r.fits, r.usd_run if r.usd_run is not None else inf,
+                             r.step_s if r.step_s is not None else inf, r.gpu))
+    return rows
+
+
+def _waterfall(profile: Profile, advice: AdviceSet) -> list[WaterfallStep]:
+    plan = advice.plan
+    if profile.cost is None or not plan.tweaks or not plan.steps:
+        return []
+    out = [WaterfallStep(f"today ({profile.cost.gpu})", plan.usd_run_before, "absolute",
+                         fmt_usd(plan.usd_run_before))]
+    prev = plan.usd_run_before
+    for st in plan.steps:
+        d = st.usd_run - prev
+        out.append(WaterfallStep(st.tweak, d, "relative", fmt_delta_usd(d)))
+        prev = st.usd_run
+    out.append(WaterfallStep("with the plan", plan.usd_run_after, "total", fmt_usd(plan.usd_run_after)))
+    return out
+
+
+def _timeline(profile: Profile) -> GpuTimeline | None:
+    g = profile.gpu
+    if g is None or not g.samples:
+        return None
+    samples = g.samples
+    stride = max(1, math.ceil(len(samples) / MAX_TIMELINE_POINTS))
+    samples = samples[::stride]
+    return GpuTimeline(
+        t_s=[s.t_s for s in samples],
+        sm_util_pct=[s.sm_util_pct for s in samples],
+        power_w=[s.power_w for s in samples],
+        mem_used_gib=[None if s.mem_used_bytes is None else round(s.mem_used_bytes / 2**30, 4)
+                      for s in samples])
+
+
+def _loss(profile: Profile) -> LossSeries:
+    loss = [x if _finite(x) else None for x in profile.steps.loss]
+    first = profile.steps.warmup + 1
+    return LossSeries(list(range(first, first + len(loss))), loss)
+
+
+def _modules(profile: Profile) -> tuple[list[ModuleRow], str]:
+    mods = sorted(profile.model.modules, key=lambda m: (m.depth, m.name))
+    note = ""
+    if len(mods) > MAX_MODULE_ROWS:
+        note = (f"{len(mods) - MAX_MODULE_ROWS} deeper modules are not shown; "
+                f"profile.json has all {len(mods)}.")
+        mods = mods[:MAX_MODULE_ROWS]
+    order = {m.name: i for i, m in enumerate(profile.model.modules)}
+    mods.sort(key=lambda m: order[m.name])          # tree order, as the profiler listed them
+    return [ModuleRow(m.name or "(root)", m.class_, m.depth, m.params, m.trainable_params, m.flops,
+                      m.activation_bytes, fmt_count(m.params), fmt_count(m.trainable_params),
+                      fmt_flops(m.flops), fmt_bytes(m.activation_bytes)) for m in mods], note
+
+
+def _charts(profile: Profile, memory: MemoryChart, phases: list[Phase], tree: list[FlopsNode],
+            gpu_costs: list[GpuCostRow], waterfall: list[WaterfallStep],
+            timeline: GpuTimeline | None, loss: LossSeries, advice: AdviceSet) -> list[ChartSpec]:
+    fitting_priced = [r for r in gpu_costs if r.fits and r.usd_run is not None]
+    if profile.gpu is None:
+        gpu_reason = profile.reasons.get("gpu", "no NVML samples: the profile ran without an NVIDIA GPU")
+    else:
+        gpu_reason = "NVML recorded no samples" if timeline is None else ""
+    if profile.cost is None:
+        cost_reason = _no_price(profile)
+    elif not profile.projection:
+        cost_reason = profile.reasons.get("projection", "no GPU projection in the profile")
+    else:
+        cost_reason = "no catalog GPU with a price fits this job" if not fitting_priced else ""
+    if profile.cost is None:
+        wf_reason = _no_price(profile)
+    elif not advice.plan.tweaks:
+        wf_reason = "no recommended plan"
+    else:
+        wf_reason = "" if waterfall else "the plan has no steps"
+    cap = (f"against {memory.capacity_label}" if memory.capacity_bytes
+           else "no device capacity known (CPU run, no target GPU)")
+    valid_loss = [x for x in loss.loss if x is not None]
+    return [
+        ChartSpec("memory", "Memory ledger at the peak", f"Peak {fmt_bytes(memory.peak_bytes)}, {cap}.",
+                  memory.peak_bytes > 0, "" if memory.peak_bytes > 0 else "no memory measured"),
+        ChartSpec("phases", "Step time by phase", "Mean seconds per phase of one step.",
+                  bool(phases), "" if phases else "no phase timings measured"),
+        ChartSpec("flops", "FLOPs by module", "Forward + backward FLOPs of one step; click to zoom.",
+                  bool(tree), "" if tree else "no FLOPs counted by module"),
+        ChartSpec("gpu_costs", "Planned run on every GPU it fits",
+                  "Cost of the planned run per catalog GPU; the target is highlighted.",
+                  not cost_reason, cost_reason),
+        ChartSpec("waterfall", "From today's cost to the plan's",
+                  "Each tweak's effect, applied in sequence.", not wf_reason, wf_reason),
+        ChartSpec("gpu_timeline", "GPU utilization and power", "NVML samples during the measured steps.",
+                  not gpu_reason, gpu_reason),
+        ChartSpec("loss", "Loss over the measured steps", "The loss the script computed at each step.",
+                  bool(valid_loss), "" if valid_loss else
+                  profile.reasons.get("loss", "no loss value seen (the script's loss was not a tensor ccprof could read)")),
+    ]
+
+
+# --------------------------------------------------------------------------- entry points
+def build_report_view(profile: Profile, advice_set: AdviceSet | None = None,
+                      generated_at: str | None = None,
+                      catalog: dict[str, Any] | None = None) -> ReportView:
+    """Everything the HTML report and the terminal summary show, formatted.
+
+    Inputs: a ``Profile`` and (optionally) its ``AdviceSet``; ``generated_at`` overrides the
+    clock (tests), ``catalog`` the hardware catalog (by GPU id). Output: a ``ReportView``.
+    Example: ``build_report_view(Profile.from_json("ccprof-report/profile.json"))``.
+    """
+    advice = advice_set or AdviceSet()
+    catalog = _catalog() if catalog is None else catalog
+    recs, others = _recommendations(profile, advice)
+    memory = _memory(profile, catalog)
+    phases = _phases(profile)
+    tree = _flops_tree(profile)
+    gpu_costs = gpu_cost_rows(profile, catalog)
+    waterfall = _waterfall(profile, advice)
+    timeline = _timeline(profile)
+    loss = _loss(profile)
+    modules, modules_note = _modules(profile)
+    notes = []
+    if profile.cost is None:
+        notes.append(_no_price(profile))
+    for section, why in sorted(profile.reasons.items()):
+        if section not in ("cost",):
+            notes.append(f"{section}: {why}")
+    if not advice.advice:
+        notes.append("no advice: the advisors did not run on this profile")
+    findings = [f.message + (f" ({f.file}:{f.line})" if f.file and f.line else "")
+                for f in profile.findings]
+    error = ""
+    if profile.error is not None:
+        e = profile.error
+        error = f"{e.kind}: {e.message}" + (f" ({e.file}:{e.line})" if e.file and e.line else "")
+    return ReportView(
+        header=_header(profile, generated_at or _now_iso()), glance=_glance(profile, advice),
+        recommendations=recs, other_advice=others, plan=_plan(profile, advice),
+        charts=_charts(profile, memory, phases, tree, gpu_costs, waterfall, timeline, loss, advice),
+        memory=memory, phases=phases, flops_tree=tree, gpu_costs=gpu_costs, waterfall=waterfall,
+        timeline=timeline, loss=loss, modules=modules, modules_note=modules_note,
+        findings=findings, error=error, notes=notes)
+
+
+def _label(profile: Profile, fallback: str) -> str:
+    env = profile.environment
+    name = env.script.replace("\\", "/").rsplit("/", 1)[-1] if env.script else fallback
+    return f"{name} {' '.join(env.argv)}".strip() if env.argv else name
+
+
+def _compare_row(metric: str, b: float | None, a: float | None, fmt, lower_is_better: bool,
+                 kind: str = "rel") -> CompareRow:
+    bt, at = fmt(b), fmt(a)
+    if not _finite(b) or not _finite(a):
+        return CompareRow(metric, bt, at, MISSING, None, b if _finite(b) else None,
+                          a if _finite(a) else None)
+    if kind == "pp":                                 # fractions: percentage points
+        change = f"{(a - b) * 100:+.1f} pp"
+    else:
+        rel = _rel(b, a)
+        change = fmt_signed_pct(rel) if rel is not None else MISSING
+    better = None if a == b else ((a < b) == lower_is_better)
+    return CompareRow(metric, bt, at, change, better, float(b), float(a))
+
+
+def build_compare_view(before: Profile, after: Profile, generated_at: str | None = None) -> CompareView:
+    """Side-by-side change between two profiles: step time, memory, MFU, throughput and $.
+
+    Example: ``build_compare_view(Profile.from_json("a.json"), Profile.from_json("b.json"))``.
+    """
+    def step_s(p: Profile) -> float | None:
+        return p.cost.step_s if p.cost is not None else _mean(p.steps.step_s)
+
+    def cost_attr(p: Profile, attr: str) -> float | None:
+        return getattr(p.cost, attr) if p.cost is not None else None
+
+    def tput(p: Profile, attr: str) -> float | None:
+        if p.cost is not None and _finite(getattr(p.cost, attr)):
+            return getattr(p.cost, attr)
+        s, n = step_s(p), getattr(p.steps, "tokens_per_step" if attr == "tokens_per_s" else "samples_per_step")
+        return n / s if n and _finite(s) and s > 0 else None
+
+    rows = [
+        _compare_row("step time", step_s(before), step_s(after), fmt_s, True),
+        _compare_row("peak memory", before.memory.peak_bytes or None, after.memory.peak_bytes or None,
+                     fmt_bytes, True),
+        _compare_row("MFU", _target_mfu(before), _target_mfu(after), fmt_pct, False, "pp"),
+        _compare_row("FLOPs per step", before.flops.per_step or None, after.flops.per_step or None,
+                     fmt_flops, True),
+        _compare_row("tokens/s", tput(before, "tokens_per_s"), tput(after, "tokens_per_s"),
+                     lambda x: fmt_rate(x, "tok/s"), False),
+        _compare_row("samples/s", tput(before, "samples_per_s"), tput(after, "samples_per_s"),
+                     lambda x: fmt_rate(x, "samples/s"), False),
+        _compare_row("$ per step", cost_attr(before, "usd_per_step"), cost_attr(after, "usd_per_step"),
+                     fmt_usd, True),
+        _compare_row("$ planned run", cost_attr(before, "usd_run"), cost_attr(after, "usd_run"),
+                     fmt_usd, True),
+    ]
+    notes = []
+    if before.cost is None or after.cost is None:
+        notes.append(f"{NO_PRICE} to " + ("either profile" if before.cost is None and after.cost is None
+                                            else ("the before profile" if before.cost is None else "the after profile")))
+    elif before.cost.gpu != after.cost.gpu:
+        notes.append(f"different target GPUs: {before.cost.gpu} → {after.cost.gpu}")
+    if before.device.name != after.device.name:
+        notes.append(f"measured on different devices: {before.device.name or before.device.type} → "
+                     f"{after.device.name or after.device.type}")
+    if before.cost and after.cost and before.cost.run_steps != after.cost.run_steps:
+        notes.append(f"planned run sizes differ: {before.cost.run_steps:,} → {after.cost.run_steps:,} steps")
+    b_label, a_label = _label(before, "before"), _label(after, "after")
+    if b_label == a_label:
+        b_label, a_label = f"before: {b_label}", f"after: {a_label}"
+    return CompareView(f"ccprof compare — {b_label} vs {a_label}", b_label, a_label, rows, notes,
+                       generated_at or _now_iso())
