@@ -182,6 +182,75 @@ def gpus_cmd(catalog_path: str | None, as_json: bool) -> None:
                   "or --price USD on analyze.[/]")
 
 
+def _load_artefact(kind: str, path: str):
+    """Profile or AdviceSet from a JSON file, or exit 2 with what to do next."""
+    import json
+    from pathlib import Path
+
+    if kind == "profile":
+        from ccprof.profiler.profile import Profile as cls
+    else:
+        from ccprof.advisors.advice import AdviceSet as cls
+    try:
+        return cls.from_json(Path(path))
+    except FileNotFoundError:
+        _fail(f"{path}: no such file (ccprof analyze writes ccprof-report/{kind}.json)", 2)
+    except (ValueError, json.JSONDecodeError, TypeError) as exc:
+        _fail(f"{path}: not a ccprof {kind} file ({exc})", 2)
+
+
+@cli.command("report")
+@click.argument("profile_path", metavar="PROFILE_JSON", type=click.Path(dir_okay=False))
+@click.option("--advice", "advice_path", default=None, type=click.Path(dir_okay=False),
+              help="advice.json to show (default: advice.json next to the profile, if present).")
+@click.option("-o", "--output", "output", default=None, type=click.Path(dir_okay=False),
+              help="HTML file to write (default: report.html next to the profile).")
+@click.option("--quiet", "-q", is_flag=True, help="No terminal summary; print only the report path.")
+def report_cmd(profile_path: str, advice_path: str | None, output: str | None, quiet: bool) -> None:
+    """Re-render the HTML report from a saved profile (and advice), without re-running anything."""
+    from pathlib import Path
+
+    from ccprof.reports import render_html, terminal_summary
+
+    profile = _load_artefact("profile", profile_path)
+    sibling = Path(profile_path).with_name("advice.json")
+    if advice_path is None and sibling.is_file():
+        advice_path = str(sibling)
+    advice = _load_artefact("advice", advice_path) if advice_path else None
+    out = Path(output) if output else Path(profile_path).with_name("report.html")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_html(profile, advice), encoding="utf-8")
+    if not quiet:
+        from rich.console import Console
+
+        terminal_summary(profile, advice, Console())
+    click.echo(str(out))
+
+
+@cli.command("compare")
+@click.argument("before_path", metavar="BEFORE_JSON", type=click.Path(dir_okay=False))
+@click.argument("after_path", metavar="AFTER_JSON", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "output", default="ccprof-report/compare.html", show_default=True,
+              type=click.Path(dir_okay=False), help="HTML file to write.")
+@click.option("--quiet", "-q", is_flag=True, help="No terminal table; print only the HTML path.")
+def compare_cmd(before_path: str, after_path: str, output: str, quiet: bool) -> None:
+    """Step time, memory, MFU and $ of two saved profiles side by side (terminal and HTML)."""
+    from pathlib import Path
+
+    from ccprof.reports import compare_html, compare_table
+
+    before = _load_artefact("profile", before_path)
+    after = _load_artefact("profile", after_path)
+    if not quiet:
+        from rich.console import Console
+
+        compare_table(before, after, Console())
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(compare_html(before, after), encoding="utf-8")
+    click.echo(str(out))
+
+
 def main() -> None:
     cli(prog_name="ccprof")
 

@@ -580,22 +580,26 @@ def gpu_cost_rows(profile: Profile, catalog: dict[str, Any] | None = None) -> li
     """Right-size table: every projected GPU, cheapest planned run first, non-fitting last.
 
     ``usd_per_hour`` comes from ``GpuProjection.detail``, else the hardware catalog, else the
-    profile's own ``cost`` for its target; the planned run is ``cost.run_steps`` steps.
+    profile's own ``cost`` for its target; the planned run is ``cost.run_steps`` steps on
+    ``cost.detail["num_gpus"]`` GPUs (1 when absent).
     """
     catalog = _catalog() if catalog is None else catalog
     run_steps = _run_steps(profile)
     target = profile.cost.gpu if profile.cost is not None else None
+    num_gpus = int((profile.cost.detail.get("num_gpus") if profile.cost is not None else None) or 1)
     rows = []
     for gid, proj in (profile.projection or {}).items():
         price = _usd_per_hour(gid, proj, profile, catalog)
         step_s = proj.measured_step_s if _finite(proj.measured_step_s) else proj.step_s
-        usd_run = (step_s * run_steps / 3600 * price
+        usd_run = (step_s * run_steps / 3600 * price * num_gpus
                    if proj.fits and _finite(step_s) and price is not None and run_steps else None)
         if gid == target and profile.cost is not None and proj.fits:
             usd_run = profile.cost.usd_run       # the hardware stage's own number for the target
         note = str(_get(proj.detail, "reason", "note") or "")
         if not proj.fits and not note:
-            note = "does not fit in memory"
+            need, usable = _get(proj.detail, "peak_bytes"), _get(proj.detail, "usable_bytes")
+            note = (f"needs {fmt_bytes(need)}, {fmt_bytes(usable)} usable" if _finite(need) and _finite(usable)
+                    else "does not fit in memory")
         if proj.fits and price is None and not note:
             note = NO_PRICE
         rows.append(GpuCostRow(
