@@ -1,0 +1,454 @@
+"""Static facts about a training script, read from its source with libcst.
+
+What the source says complements what the profiler measures: a ``GradScaler`` that never
+ran in the measured steps, an ``EarlyStoppingCallback``, the keyword values a
+``TrainingArguments(...)`` call was given. Library names are matched by *qualified name*
+(``libcst.metadata.QualifiedNameProvider``), so ``import torch as T; T.autocast(...)``,
+``from torch.cuda.amp import autocast`` and ``from torch import amp; amp.autocast(...)``
+all count, and a function of the user's own that happens to be called ``checkpoint`` does
+not. Method calls on the user's objects (``model.eval()``, ``model.from_pretrained``,
+``optimizer.step()``) are matched by attribute name, since their receivers have no
+importable name.
+
+``read_static_facts(path)`` never raises on a bad script: a file that does not parse
+gives ``StaticFacts(parsed=False, note=...)`` naming the line.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import libcst as cst
+import libcst.matchers as m
+from libcst.metadata import MetadataWrapper, PositionProvider, QualifiedNameProvider
+
+from ccprof.profiler.profile import StaticFacts
+
+__all__ = ["read_static_facts", "static_facts_from_source"]
+
+
+# ---------------------------------------------------------------------------------------
+# Rules on qualified names of referenced library objects: fact -> predicate(qname).
+# A qualified name is split into (root package, last component) for the predicates.
+
+_QN_RULES: dict[str, Callable[[str, str, str], bool]] = {}
+
+
+def _register_qn(fact: str):
+    """Register ``fn(qname, root, last) -> bool`` as the qualified-name rule of ``fact``."""
+    def deco(fn: Callable[[str, str, str], bool]) -> Callable[[str, str, str], bool]:
+        if fact in _QN_RULES:
+            raise ValueError(f"duplicate qualified-name rule for {fact!r}")
+        _QN_RULES[fact] = fn
+        return fn
+    return deco
+
+
+@_register_qn("autocast")
+def _qn_autocast(qname: str, root: str, last: str) -> bool:
+    # torch.autocast, torch.amp.autocast, torch.cuda.amp.autocast, torch.cpu.amp.autocast
+    return root == "torch" and last == "autocast"
+
+
+@_register_qn("grad_scaler")
+def _qn_grad_scaler(qname: str, root: str, last: str) -> bool:
+    # torch.amp.GradScaler, torch.cuda.amp.GradScaler, torch.amp.grad_scaler.GradScaler
+    return root == "torch" and last in ("GradScaler", "ShardedGradScaler")
+
+
+@_register_qn("checkpointing")
+def _qn_checkpointing(qname: str, root: str, last: str) -> bool:
+    return qname in (
+        "torch.utils.checkpoint.checkpoint",
+        "torch.utils.checkpoint.checkpoint_sequential",
+    ) or (root == "torch" and last in ("checkpoint_wrapper", "apply_activation_checkpointing"))
+
+
+@_register_qn("early_stopping")
+def _qn_early_stopping(qname: str, root: str, last: str) -> bool:
+    # transformers.EarlyStoppingCallback, lightning.pytorch.callbacks.EarlyStopping,
+    # pytorch_lightning.callbacks.EarlyStopping, ignite.handlers.EarlyStopping
+    return last in ("EarlyStoppingCallback", "EarlyStopping")
+
+
+@_register_qn("ddp")
+def _qn_ddp(qname: str, root: str, last: str) -> bool:
+    return root == "torch" and last == "DistributedDataParallel"
+
+
+@_register_qn("fsdp")
+def _qn_fsdp(qname: str, root: str, last: str) -> bool:
+    return root == "torch" and last in ("FullyShardedDataParallel", "fully_shard")
+
+
+@_register_qn("data_parallel")
+def _qn_data_parallel(qname: str, root: str, last: str) -> bool:
+    return root == "torch" and last == "DataParallel"
+
+
+@_register_qn("compile")
+def _qn_compile(qname: str, root: str, last: str) -> bool:
+    return qname in ("torch.compile", "torch._dynamo.optimize")
+
+
+@_register_qn("hf_trainer")
+def _qn_hf_trainer(qname: str, root: str, last: str) -> bool:
+    # transformers.Trainer, Seq2SeqTrainer, trl.SFTTrainer, ...; not TrainerCallback
+    return root in ("transformers", "trl") and last.endswith("Trainer")
+
+
+@_register_qn("lightning")
+def _qn_lightning(qname: str, root: str, last: str) -> bool:
+    return root in ("lightning", "pytorch_lightning") and last in ("Trainer", "LightningModule")
+
+
+@_register_qn("peft")
+def _qn_peft(qname: str, root: str, last: str) -> bool:
+    return root == "peft"
+
+
+def _is_training_arguments(root: str, last: str) -> bool:
+    return (root == "transformers" and last.endswith("TrainingArguments")) or (
+        root == "trl" and last.endswith("Config")
+    )
+
+
+def _is_lightning_trainer(root: str, last: str) -> bool:
+    return root in ("lightning", "pytorch_lightning") and last == "Trainer"
+
+
+def _is_accelerator(root: str, last: str) -> bool:
+    return root == "accelerate" and last == "Accelerator"
+
+
+# ---------------------------------------------------------------------------------------
+# Rules on keyword values of configuration calls: (owner, keyword) -> facts it implies.
+# ``value`` is the literal value, or _NOT_LITERAL when the source passes an expression.
+
+_NOT_LITERAL = object()
+
+
+def _on(value: Any) -> bool:
+    """True for a literal truthy value; False for a literal falsy one or an expression."""
+    return value is not _NOT_LITERAL and bool(value)
+
+
+def _more_than_one(value: Any) -> bool:
+    """An accumulation count: an expression counts (it is there to be set above 1)."""
+    if value is _NOT_LITERAL:
+        return True
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 1
+
+
+def _strategy_enabled(value: Any) -> bool:
+    if value is _NOT_LITERAL:
+        return True
+    return value not in ("no", "NO", None, False)
+
+
+def _fsdp_enabled(value: Any) -> bool:
+    if value is _NOT_LITERAL:
+        return True
+    return bool(value) and value not in ("", [], False)
+
+
+_LIGHTNING_AMP = {16, "16", "16-mixed", "bf16", "bf16-mixed"}
+_LIGHTNING_FP16 = {16, "16", "16-mixed"}
+
+
+def _lightning_strategy(prefix: str) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, str) and (v == prefix or v.startswith(prefix + "_"))
+
+
+# owner -> keyword -> [(fact, predicate(value))]
+_KWARG_RULES: dict[str, dict[str, list[tuple[str, Callable[[Any], bool]]]]] = {
+    "training_arguments": {
+        "fp16": [("autocast", _on), ("grad_scaler", _on)],
+        "bf16": [("autocast", _on)],
+        "gradient_checkpointing": [("checkpointing", _on)],
+        "gradient_accumulation_steps": [("accumulation", _more_than_one)],
+        "eval_strategy": [("validation", _strategy_enabled)],
+        "evaluation_strategy": [("validation", _strategy_enabled)],
+        "do_eval": [("validation", _on)],
+        "torch_compile": [("compile", _on)],
+        "torch_compile_backend": [("compile", lambda v: v is not None)],
+        "torch_compile_mode": [("compile", lambda v: v is not None)],
+        "fsdp": [("fsdp", _fsdp_enabled)],
+    },
+    "lightning_trainer": {
+        "precision": [("autocast", lambda v: v in _LIGHTNING_AMP),
+                      ("grad_scaler", lambda v: v in _LIGHTNING_FP16)],
+        "accumulate_grad_batches": [("accumulation", _more_than_one)],
+        "strategy": [("ddp", _lightning_strategy("ddp")),
+                     ("fsdp", _lightning_strategy("fsdp")),
+                     ("data_parallel", lambda v: v == "dp")],
+    },
+    "accelerator": {
+        "mixed_precision": [("autocast", lambda v: v in ("fp16", "bf16", "fp8")),
+                            ("grad_scaler", lambda v: v == "fp16")],
+        "gradient_accumulation_steps": [("accumulation", _more_than_one)],
+    },
+    "hf_trainer": {
+        "peft_config": [("peft", lambda v: v is not None)],
+    },
+}
+
+
+# ---------------------------------------------------------------------------------------
+# Name-based rules for the user's own objects and functions.
+
+# `X.from_pretrained(...)` loads weights unless X is a tokenizer, config or processor.
+_NOT_WEIGHTS = re.compile(r"(Tokenizer|Config|Processor|FeatureExtractor|Extractor)\w*$")
+# receivers of `.step()` that are not optimizers
+_NOT_OPTIMIZER = re.compile(r"sched|(^|[._])lr", re.IGNORECASE)
+# a range() bound that names micro-batches: `for micro_step in range(grad_accum_steps)`
+_ACCUM_BOUND = re.compile(r"accum|micro", re.IGNORECASE)
+# identifiers of hand-written early stopping: `if bad_epochs >= patience: break`
+_PATIENCE = re.compile(
+    r"patience|early_?stop|no_?improve|without_improvement|bad_(epochs|evals|steps|rounds)",
+    re.IGNORECASE,
+)
+# evaluation functions users define (nanoGPT's estimate_loss, Lightning's validation_step)
+_EVAL_DEF = re.compile(
+    r"^(validation_step|evaluate|validate|estimate_loss|run_(eval|validation)"
+    r"|eval(uate)?_(epoch|loop|model)|val(idation|idate)?_(epoch|loop))$"
+)
+
+_FACTS = (
+    "autocast", "grad_scaler", "checkpointing", "accumulation", "validation",
+    "early_stopping", "from_pretrained", "load_state_dict", "ddp", "fsdp", "data_parallel",
+    "compile", "hf_trainer", "lightning", "peft",
+)
+
+
+def _literal(code: str) -> Any:
+    """The Python value of a literal expression's source, or _NOT_LITERAL."""
+    try:
+        value = ast.literal_eval(code)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return _NOT_LITERAL
+    return _jsonable(value)
+
+
+def _jsonable(value: Any) -> Any:
+    """Tuples and sets as lists, so the value survives a JSON round-trip unchanged."""
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((_jsonable(v) for v in value), key=repr)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, complex) or isinstance(value, bytes):
+        return repr(value)
+    return value
+
+
+class _Collector(cst.CSTVisitor):
+    """Walks a module once and records the first line of each fact and the call keywords."""
+
+    METADATA_DEPENDENCIES = (QualifiedNameProvider, PositionProvider)
+
+    def __init__(self, module: cst.Module) -> None:
+        super().__init__()
+        self.module = module
+        self.lines: dict[str, int] = {}
+        self.training_args: dict[str, Any] = {}
+
+    # -- helpers ------------------------------------------------------------------------
+    def _line(self, node: cst.CSTNode) -> int:
+        return self.get_metadata(PositionProvider, node).start.line
+
+    def _see(self, fact: str, node: cst.CSTNode) -> None:
+        line = self._line(node)
+        if fact not in self.lines or line < self.lines[fact]:
+            self.lines[fact] = line
+
+    def _qnames(self, node: cst.CSTNode) -> list[tuple[str, str, str]]:
+        out = []
+        for q in self.get_metadata(QualifiedNameProvider, node, set()):
+            parts = q.name.split(".")
+            out.append((q.name, parts[0], parts[-1]))
+        return out
+
+    def _code(self, node: cst.CSTNode) -> str:
+        return self.module.code_for_node(node)
+
+    # -- library references by qualified name ---------------------------------------------
+    def _reference(self, node: cst.CSTNode) -> None:
+        for qname, root, last in self._qnames(node):
+            for fact, rule in _QN_RULES.items():
+                if rule(qname, root, last):
+                    self._see(fact, node)
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self._reference(node)
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:
+        self._reference(node)
+
+    # -- calls --------------------------------------------------------------------------
+    def visit_Call(self, node: cst.Call) -> None:
+        owner = None
+        for _, root, last in self._qnames(node.func):
+            if _is_training_arguments(root, last):
+                owner = "training_arguments"
+            elif _is_lightning_trainer(root, last):
+                owner = "lightning_trainer"
+            elif _is_accelerator(root, last):
+                owner = "accelerator"
+            elif root in ("transformers", "trl") and last.endswith("Trainer"):
+                owner = "hf_trainer"
+        if owner is not None:
+            self._keywords(owner, node)
+        if isinstance(node.func, cst.Attribute):
+            self._method_call(node, node.func)
+
+    def _keywords(self, owner: str, node: cst.Call) -> None:
+        if owner in ("training_arguments", "lightning_trainer"):
+            self._see("training_args", node)
+        rules = _KWARG_RULES.get(owner, {})
+        for arg in node.args:
+            if arg.keyword is None:
+                continue
+            key = arg.keyword.value
+            value = _literal(self._code(arg.value))
+            if owner in ("training_arguments", "lightning_trainer") and value is not _NOT_LITERAL:
+                self.training_args.setdefault(key, value)
+            for fact, predicate in rules.get(key, []):
+                if predicate(value):
+                    self._see(fact, arg)
+
+    def _method_call(self, node: cst.Call, func: cst.Attribute) -> None:
+        name = func.attr.value
+        library = any(
+            q.source.name == "IMPORT"
+            for q in self.get_metadata(QualifiedNameProvider, func, set())
+        )
+        if name == "gradient_checkpointing_enable":
+            self._see("checkpointing", node)
+        elif name == "from_pretrained":
+            receiver = self._code(func.value)
+            qlast = [last for _, _, last in self._qnames(func.value)]
+            if not any(_NOT_WEIGHTS.search(s) for s in [receiver, *qlast]):
+                self._see("from_pretrained", node)
+        elif name == "load_state_dict" and not library:
+            self._see("load_state_dict", node)
+        elif name == "eval" and not node.args and not library:
+            self._see("validation", node)           # model.eval()
+        elif name in ("evaluate", "validate") and not library:
+            self._see("validation", node)           # trainer.evaluate(), trainer.validate()
+        elif name == "compile" and not library:
+            self._see("compile", node)              # nn.Module.compile(); not re.compile
+
+    # -- control flow -------------------------------------------------------------------
+    def visit_If(self, node: cst.If) -> None:
+        self._condition(node.test, node.body, node)
+
+    def visit_While(self, node: cst.While) -> None:
+        self._condition(node.test, node.body, node)
+
+    def _condition(self, test: cst.BaseExpression, body: cst.CSTNode, node: cst.CSTNode) -> None:
+        # `if (i + 1) % accum == 0: optimizer.step()` -> accumulation
+        if m.findall(test, m.BinaryOperation(operator=m.Modulo())):
+            for call in m.findall(body, m.Call(func=m.Attribute(attr=m.Name("step")))):
+                receiver = self._code(call.func.value)
+                if not _NOT_OPTIMIZER.search(receiver):
+                    self._see("accumulation", call)
+                    break
+        # `if epochs_without_improvement >= patience: break` -> early stopping
+        for name in m.findall(test, m.Name()):
+            if _PATIENCE.search(name.value):
+                self._see("early_stopping", node)
+                break
+
+    def visit_For(self, node: cst.For) -> None:
+        # `for micro_step in range(gradient_accumulation_steps): ... loss.backward()`
+        iterator = node.iter
+        if (
+            isinstance(iterator, cst.Call)
+            and m.matches(iterator.func, m.Name("range"))
+            and any(_ACCUM_BOUND.search(self._code(a.value)) for a in iterator.args)
+            and m.findall(node.body, m.Call(func=m.Attribute(attr=m.Name("backward"))))
+            # the step comes after the micro-batch loop, not inside it
+            and not m.findall(node.body, m.Call(func=m.Attribute(attr=m.Name("step"))))
+        ):
+            self._see("accumulation", node)
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        if _EVAL_DEF.match(node.name.value):
+            self._see("validation", node)
+
+
+def _syntax_note(source: str, filename: str) -> str | None:
+    """Python's own complaint about the source, naming the line, or None if it compiles."""
+    try:
+        ast.parse(source, filename=filename)
+    except SyntaxError as e:
+        where = f"line {e.lineno}" if e.lineno else "an unknown line"
+        return f"{filename} does not parse: {e.msg} at {where}; static facts were not read"
+    except ValueError as e:                           # e.g. null bytes in the source
+        return f"{filename} does not parse: {e}; static facts were not read"
+    return None
+
+
+def static_facts_from_source(source: str, filename: str = "<string>") -> StaticFacts:
+    """Static facts of a script given as source text.
+
+    Args:
+        source: the script's Python source.
+        filename: how notes name the script.
+
+    Returns:
+        ``StaticFacts``; ``parsed=False`` with a ``note`` naming the line when the source
+        does not parse (never raises for bad source).
+
+    Example:
+        >>> f = static_facts_from_source("import torch as T\\nwith T.autocast('cuda'): pass\\n")
+        >>> f.autocast, f.lines["autocast"]
+        (True, 2)
+    """
+    note = _syntax_note(source, filename)
+    if note is not None:
+        return StaticFacts(parsed=False, note=note)
+    try:
+        module = cst.parse_module(source)
+    except cst.ParserSyntaxError as e:                # valid Python that libcst cannot read
+        return StaticFacts(
+            parsed=False,
+            note=f"{filename}: libcst cannot parse line {e.raw_line} ({e.message}); "
+                 "static facts were not read",
+        )
+    collector = _Collector(module)
+    MetadataWrapper(module, unsafe_skip_copy=True).visit(collector)
+    lines = dict(sorted(collector.lines.items(), key=lambda kv: (kv[1], kv[0])))
+    flags = {fact: fact in lines for fact in _FACTS}
+    return StaticFacts(parsed=True, training_args=collector.training_args, lines=lines, **flags)
+
+
+def read_static_facts(path: str | Path) -> StaticFacts:
+    """Read what a training script's source says about how it trains.
+
+    Args:
+        path: the script (``train.py``).
+
+    Returns:
+        ``StaticFacts`` with one boolean per fact (autocast, grad_scaler, checkpointing,
+        accumulation, validation, early_stopping, from_pretrained, load_state_dict, ddp,
+        fsdp, data_parallel, compile, hf_trainer, lightning, peft), the literal keyword
+        values of ``TrainingArguments(...)`` / Lightning ``Trainer(...)`` in
+        ``training_args``, and ``lines``: fact -> first line it was seen on. A file that
+        cannot be read or parsed gives ``parsed=False`` and a ``note``; nothing is raised.
+
+    Example:
+        >>> facts = read_static_facts("examples/hf_trainer.py")
+        >>> facts.hf_trainer, facts.training_args["save_strategy"]
+        (True, 'no')
+    """
+    path = Path(path)
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        return StaticFacts(parsed=False, note=f"cannot read {path}: {e}")
+    return static_facts_from_source(source, filename=str(path))
