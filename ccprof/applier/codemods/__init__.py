@@ -1,1 +1,148 @@
-"""ccprof.applier.codemods"""
+"""libcst codemods that rewrite a training script to keep a tweak (``ccprof apply``).
+
+One codemod per tweak id, in its own module, registered in ``CODEMODS``. ``apply_source``
+runs the asked tweaks in a fixed order (so stacking them gives one result) and returns the
+new source, what was applied, what was skipped and why, and the unified diff. It never
+touches a file: the CLI owns the file system.
+
+Example::
+
+    result = apply_source(open("train.py").read(), ["mixed_precision", "checkpointing"])
+    print(result.diff)
+    result.skipped     # {"checkpointing": "looked for ... at line 42"}
+"""
+from __future__ import annotations
+
+import builtins
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import libcst as cst
+from libcst.codemod import CodemodContext
+
+from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
+
+__all__ = ["ApplyResult", "CODEMODS", "APPLY_ORDER", "register", "apply_source", "codemod_ids",
+           "ScriptSyntaxError"]
+
+CODEMODS: dict[str, type[TweakCodemod]] = {}
+
+# Order in which stacked tweaks are applied: model surgery (checkpointing, LoRA) before the
+# optimizer-facing ones, wrappers (compile, DDP) last, so each sees the previous one's code.
+APPLY_ORDER = ("tf32", "warm_start", "checkpointing", "lora", "mixed_precision", "grad_accumulation",
+               "batch_size", "fused_optimizer", "dataloader", "early_stopping", "compile", "distributed")
+
+
+class ScriptSyntaxError(ValueError):
+    """The script does not parse; ``line`` is where the parser stopped."""
+
+    def __init__(self, path: str, line: int, message: str) -> None:
+        super().__init__(f"{path}:{line}: {message}")
+        self.path, self.line, self.message = path, line, message
+
+
+def register(tweak: str) -> Callable[[type[TweakCodemod]], type[TweakCodemod]]:
+    """Class decorator: ``@register("tf32")`` files the codemod under its tweak id (once)."""
+    def deco(cls: type[TweakCodemod]) -> type[TweakCodemod]:
+        if tweak in CODEMODS:
+            raise ValueError(f"codemod for {tweak!r} registered twice")
+        cls.tweak = tweak
+        CODEMODS[tweak] = cls
+        return cls
+    return deco
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What ``apply_source`` did.
+
+    source: the rewritten script (the input when nothing applied);
+    applied: tweak ids that changed the script, in the order applied;
+    skipped: tweak id -> why not (names the line ccprof looked for, or says it is already there);
+    diff: unified diff of input -> output ("" when unchanged);
+    already_applied: the skipped ids whose reason is that the script already has the tweak;
+    notes: tweak id -> what the user should still do or know (launch command, caveats).
+    """
+    source: str
+    applied: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    diff: str = ""
+    already_applied: list[str] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+def codemod_ids() -> list[str]:
+    """Tweak ids that have a codemod, in application order."""
+    _load()
+    return [t for t in APPLY_ORDER if t in CODEMODS] + sorted(set(CODEMODS) - set(APPLY_ORDER))
+
+
+def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | None = None,
+                 path: str = "<script>") -> ApplyResult:
+    """Rewrite ``source`` with the codemods of ``tweaks``; pure (no file I/O).
+
+    Each tweak either rewrites the script completely or leaves it exactly as it was (a skip
+    with a reason). Applying a tweak a second time changes nothing. Unknown ids are skipped.
+    ``options``: ``dtype`` ("bf16" | "fp16"), ``accumulation_steps``, ``lora_rank``,
+    ``lora_targets``, ``patience``, ``num_workers``, ``batch_size``, ``embeddings_path`` ...
+    Raises ``ScriptSyntaxError`` when ``source`` does not parse.
+    """
+    _load()
+    try:
+        tree = cst.parse_module(source)
+    except cst.ParserSyntaxError as e:
+        raise ScriptSyntaxError(path, e.raw_line, e.message) from None
+    opts = dict(options or {})
+    wanted = list(dict.fromkeys(tweaks))
+    order = {t: i for i, t in enumerate(APPLY_ORDER)}
+    wanted.sort(key=lambda t: order.get(t, len(order)))
+    applied: list[str] = []
+    skipped: dict[str, str] = {}
+    already: list[str] = []
+    notes: dict[str, str] = {}
+    for tweak in wanted:
+        cls = CODEMODS.get(tweak)
+        if cls is None:
+            skipped[tweak] = (f"no codemod for {tweak!r}; codemods exist for: {', '.join(codemod_ids())}")
+            continue
+        codemod = cls(CodemodContext(filename=path), opts)
+        try:
+            new_tree = codemod.transform_module(tree)
+        except AlreadyApplied as e:
+            skipped[tweak] = f"already applied: {e}"
+            already.append(tweak)
+            continue
+        except Skip as e:
+            skipped[tweak] = str(e)
+            continue
+        if codemod.notes:
+            notes[tweak] = " ".join(codemod.notes)
+        if new_tree.code == tree.code:
+            skipped[tweak] = "already applied: nothing to change"
+            already.append(tweak)
+            continue
+        _check_compiles(new_tree.code, tweak, path)
+        tree = new_tree
+        applied.append(tweak)
+    out = tree.code
+    diff = "".join(difflib.unified_diff(source.splitlines(keepends=True), out.splitlines(keepends=True),
+                                        fromfile=path, tofile=path))
+    return ApplyResult(out, applied, skipped, diff, already, notes)
+
+
+def _check_compiles(code: str, tweak: str, path: str) -> None:
+    try:
+        builtins.compile(code, path, "exec")  # the package has a module named compile
+    except SyntaxError as e:  # a codemod bug, never the user's
+        raise RuntimeError(f"codemod {tweak!r} produced code that does not compile: {e}") from e
+
+
+def _load() -> None:
+    """Import every codemod module once (each registers itself)."""
+    if CODEMODS:
+        return
+    from ccprof.applier.codemods import (  # noqa: F401
+        batch_size, checkpointing, compile, dataloader, distributed, early_stopping, fused_optimizer,
+        grad_accumulation, lora, mixed_precision, tf32, warm_start,
+    )
