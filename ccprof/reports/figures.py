@@ -28,6 +28,13 @@ def safe_json(text: str) -> str:
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
+def _t(items):
+    """User text as plotly shows it: plotly reads a few HTML tags in labels, so escape them."""
+    def one(s):
+        return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") if isinstance(s, str) else s
+    return [one(s) for s in items] if isinstance(items, list) else one(items)
+
+
 def _layout(**kw) -> dict:
     base = dict(template="none", height=320, margin=dict(l=60, r=20, t=20, b=50),
                 font=dict(family="system-ui, -apple-system, Segoe UI, sans-serif", size=12),
@@ -53,11 +60,11 @@ def _memory(view: ReportView) -> go.Figure:
     for i, part in enumerate(m.parts):
         fig.add_trace(go.Bar(x=[part.bytes / scale], y=["peak"], name=part.label, orientation="h",
                              marker_color=PALETTE[i % len(PALETTE)],
-                             hovertext=[f"{part.label}: {part.text}"], hoverinfo="text"))
+                             hovertext=_t([f"{part.label}: {part.text}"]), hoverinfo="text"))
     if m.capacity_bytes:
         cap = m.capacity_bytes / scale
         fig.add_shape(type="line", x0=cap, x1=cap, y0=-0.5, y1=0.5, line=dict(color=_TARGET, width=3, dash="dash"))
-        fig.add_annotation(x=cap, y=0.5, text=m.capacity_label, showarrow=False, yanchor="bottom",
+        fig.add_annotation(x=cap, y=0.5, text=_t(m.capacity_label), showarrow=False, yanchor="bottom",
                            xanchor="right", font=dict(color=_TARGET))
     return fig
 
@@ -66,19 +73,19 @@ def _phases(view: ReportView) -> go.Figure:
     total = sum(p.s for p in view.phases)
     unit, scale = ("ms", 1e3) if total < 2 else ("s", 1.0)
     return go.Figure(
-        go.Bar(x=[p.name for p in view.phases], y=[p.s * scale for p in view.phases],
+        go.Bar(x=_t([p.name for p in view.phases]), y=[p.s * scale for p in view.phases],
                text=[p.text for p in view.phases], textposition="auto",
                marker_color=[PALETTE[i % len(PALETTE)] for i in range(len(view.phases))],
-               hovertext=[f"{p.name}: {p.text} ({p.s / total:.0%} of {fmt_s(total)})" if total else p.name
-                          for p in view.phases], hoverinfo="text"),
+               hovertext=_t([f"{p.name}: {p.text} ({p.s / total:.0%} of {fmt_s(total)})" if total else p.name
+                             for p in view.phases]), hoverinfo="text"),
         layout=_layout(yaxis=dict(title=unit, rangemode="tozero")))
 
 
 def _flops(view: ReportView) -> go.Figure:
     t = view.flops_tree
     return go.Figure(
-        go.Treemap(ids=[n.id for n in t], parents=[n.parent for n in t], labels=[n.label for n in t],
-                   values=[n.flops for n in t], branchvalues="total", hovertext=[n.text for n in t],
+        go.Treemap(ids=_t([n.id for n in t]), parents=_t([n.parent for n in t]), labels=_t([n.label for n in t]),
+                   values=[n.flops for n in t], branchvalues="total", hovertext=_t([n.text for n in t]),
                    hoverinfo="text", maxdepth=3, marker=dict(colorscale="Blues")),
         layout=_layout(height=420, margin=dict(l=5, r=5, t=5, b=5)))
 
@@ -86,18 +93,18 @@ def _flops(view: ReportView) -> go.Figure:
 def _gpu_costs(view: ReportView) -> go.Figure:
     rows = [r for r in view.gpu_costs if r.fits and r.usd_run is not None]
     return go.Figure(
-        go.Bar(x=[r.name for r in rows], y=[r.usd_run for r in rows], text=[r.run for r in rows],
+        go.Bar(x=_t([r.name for r in rows]), y=[r.usd_run for r in rows], text=[r.run for r in rows],
                textposition="auto",
                marker_color=[_TARGET if r.target else _FIT for r in rows],
-               hovertext=[f"{r.name}{' (target)' if r.target else ''}: {r.run} · {r.step}/step · {r.price}"
-                          for r in rows], hoverinfo="text"),
+               hovertext=_t([f"{r.name}{' (target)' if r.target else ''}: {r.run} · {r.step}/step · {r.price}"
+                             for r in rows]), hoverinfo="text"),
         layout=_layout(yaxis=dict(title="USD, planned run", rangemode="tozero", tickprefix="$")))
 
 
 def _waterfall(view: ReportView) -> go.Figure:
     w = view.waterfall
     return go.Figure(
-        go.Waterfall(x=[s.label for s in w], y=[s.usd for s in w], measure=[s.measure for s in w],
+        go.Waterfall(x=_t([s.label for s in w]), y=[s.usd for s in w], measure=[s.measure for s in w],
                      text=[s.text for s in w], textposition="outside", hoverinfo="x+text",
                      decreasing=dict(marker=dict(color=PALETTE[2])),
                      increasing=dict(marker=dict(color=PALETTE[3])),
@@ -153,9 +160,9 @@ def compare_figure(view: CompareView) -> str:
     ratio = [r.after_value / r.before_value * 100 for r in rows]
     colors = [PALETTE[2] if r.better else (PALETTE[3] if r.better is False else PALETTE[7]) for r in rows]
     fig = go.Figure(
-        go.Bar(x=[r.metric for r in rows], y=ratio, marker_color=colors,
+        go.Bar(x=_t([r.metric for r in rows]), y=ratio, marker_color=colors,
                text=[r.change for r in rows], textposition="auto",
-               hovertext=[f"{r.metric}: {r.before} → {r.after} ({r.change})" for r in rows],
+               hovertext=_t([f"{r.metric}: {r.before} → {r.after} ({r.change})" for r in rows]),
                hoverinfo="text"),
         layout=_layout(yaxis=dict(title="after, % of before", rangemode="tozero")))
     fig.add_hline(y=100, line=dict(color="#444", dash="dot"))

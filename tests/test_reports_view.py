@@ -1,0 +1,138 @@
+"""Gold-file tests of the report view models (dates and paths scrubbed).
+
+Regenerate after an intended change: ``CCPROF_UPDATE_GOLD=1 python -m pytest tests/test_reports_view.py``
+and review the diff of ``tests/fixtures/gold/``.
+"""
+import dataclasses
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from ccprof.advisors.advice import AdviceSet
+from ccprof.profiler.profile import Profile
+from ccprof.reports.view import (
+    NO_PRICE, build_compare_view, build_report_view, gpu_cost_rows,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+GOLD = FIXTURES / "gold"
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}:\d{2}|Z)?")
+_PATH = re.compile(r"(?<![\w.])/(?:[\w.\-]+/)+(?=[\w.\-]+)")
+
+
+def scrub(text: str) -> str:
+    """ISO timestamps -> <DATE>, absolute directories -> <DIR>/ (file names kept)."""
+    return _PATH.sub("<DIR>/", _DATE.sub("<DATE>", text))
+
+
+def load(name: str):
+    profile = Profile.from_json(FIXTURES / f"profile_{name}.json")
+    advice = AdviceSet.from_json(FIXTURES / f"advice_{name}.json")
+    return profile, advice
+
+
+def check_gold(name: str, obj) -> None:
+    text = scrub(json.dumps(dataclasses.asdict(obj), indent=1, ensure_ascii=False, sort_keys=True)) + "\n"
+    path = GOLD / f"{name}.json"
+    if os.environ.get("CCPROF_UPDATE_GOLD") or not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert text == path.read_text(encoding="utf-8"), f"view changed; see {path}"
+
+
+def test_scrub_dates_and_paths():
+    assert scrub("ran 2026-11-20T14:03:11+00:00 at /home/ana/proj/train.py") == "ran <DATE> at <DIR>/train.py"
+
+
+@pytest.mark.parametrize("name", ["sample", "sparse"])
+def test_report_view_gold(name):
+    profile, advice = load(name)
+    check_gold(f"report_view_{name}", build_report_view(profile, advice, generated_at="2026-01-01T00:00:00", catalog={}))
+
+
+def test_compare_view_gold():
+    rich, _ = load("sample")
+    sparse, _ = load("sparse")
+    check_gold("compare_view", build_compare_view(rich, sparse, generated_at="2026-01-01T00:00:00"))
+
+
+def test_rich_view_numbers():
+    profile, advice = load("sample")
+    v = build_report_view(profile, advice, catalog={})
+    cards = {c.label: c.value for c in v.glance.cards}
+    # 1.122125 s x $3.43/h / 3600 = $0.001069 per step; x 20,000 steps = $21.38
+    assert cards["cost per step"] == "$0.0011"
+    assert cards["planned run"] == "$21.38"
+    assert cards["MFU"] == "39.4%"                   # the projection's mfu on the measured GPU
+    assert cards["after the plan"] == "$8.83"
+    # ranked by projected dollars saved, in one place
+    usd = [a.projected.usd_saved for a in sorted(
+        (a for a in advice.advice if a.status == "recommended"), key=lambda a: -a.projected.usd_saved)]
+    assert [r.usd for r in v.recommendations][:2] == [f"saves ${usd[0]:.2f}", f"saves ${usd[1]:.2f}"]
+    assert v.recommendations[0].rank == 1
+    mp = next(r for r in v.recommendations if r.tweak == "mixed_precision")
+    assert mp.anchor == "tweak-mixed_precision" and mp.in_plan
+    assert [m.what for m in mp.measured][:3] == ["step time", "memory", "dollars"]
+    assert mp.measured[0].projected == "54.0% faster" and mp.measured[0].measured == "49.0% faster"
+    # waterfall: starts at today's cost, ends at the plan's, deltas in between add up
+    w = v.waterfall
+    assert w[0].measure == "absolute" and w[-1].measure == "total"
+    assert w[0].usd + sum(s.usd for s in w[1:-1]) == pytest.approx(w[-1].usd)
+    assert all(c.available for c in v.charts)
+
+
+def test_right_size_rows_fit_first_cheapest_first():
+    profile, _ = load("sample")
+    rows = gpu_cost_rows(profile, catalog={})
+    fits = [r for r in rows if r.fits]
+    assert rows[: len(fits)] == fits                 # non-fitting GPUs last
+    assert [r.usd_run for r in fits] == sorted(r.usd_run for r in fits)
+    l4 = next(r for r in rows if r.gpu == "l4")
+    assert l4.usd_run == pytest.approx(1.35 * 20_000 / 3600 * 0.80)   # = $6.00
+    assert next(r for r in rows if r.gpu == "a100-80gb").target
+    t4 = next(r for r in rows if r.gpu == "t4")
+    assert not t4.fits and t4.run == "—" and "needs" in t4.note
+
+
+def test_price_falls_back_to_the_catalog():
+    @dataclasses.dataclass
+    class Spec:                                      # the shape of ccprof.hardware.GpuSpec
+        id: str
+        name: str
+        memory_bytes: int
+        usd_per_hour: float | None
+
+    profile, _ = load("sample")
+    proj = dict(profile.projection)
+    l4 = proj["l4"]
+    proj["l4"] = dataclasses.replace(l4, detail={k: v for k, v in l4.detail.items() if k != "usd_per_hour"})
+    profile = dataclasses.replace(profile, projection=proj)
+    rows = gpu_cost_rows(profile, catalog={"l4": Spec("l4", "NVIDIA L4 24GB", 24 * 10**9, 1.0)})
+    row = next(r for r in rows if r.gpu == "l4")
+    assert row.name == "NVIDIA L4 24GB" and row.price == "$1.00/h"
+    assert row.usd_run == pytest.approx(1.35 * 20_000 / 3600 * 1.0)
+
+
+def test_sparse_view_says_why():
+    profile, advice = load("sparse")
+    v = build_report_view(profile, advice, catalog={})
+    charts = {c.id: c for c in v.charts}
+    assert not charts["gpu_timeline"].available
+    assert charts["gpu_timeline"].reason == profile.reasons["gpu"]
+    assert not charts["gpu_costs"].available and NO_PRICE in charts["gpu_costs"].reason
+    assert not charts["waterfall"].available
+    assert not charts["loss"].available
+    assert charts["memory"].available and charts["flops"].available
+    assert v.header.price == NO_PRICE
+    assert v.recommendations == [] and v.plan is None
+    assert any(c.value == NO_PRICE for c in v.glance.cards)
+
+
+def test_view_of_a_default_profile_does_not_fail():
+    v = build_report_view(Profile(), None, catalog={})
+    assert v.modules == [] and v.flops_tree == []
+    assert [c.id for c in v.charts if c.available] == []
