@@ -178,3 +178,9 @@ def test_attach_gpu_profile_costs_the_gpu_in_use_with_energy():
 def test_attach_unknown_gpu_lists_known_ids():
     with pytest.raises(ValueError, match="Known ids:.*h100-sxm"):
         attach(_profile(), catalog=load_catalog(user=False), gpu="tpu-v9")
+
+
+def test_attach_with_nothing_to_cost_says_why():
+    out = attach(Profile(), catalog=load_catalog(user=False))
+    assert out.cost is None and "no step time" in out.reasons["cost"]
+    assert out.projection["h100-sxm"].step_s is None

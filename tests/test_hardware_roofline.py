@@ -188,3 +188,15 @@ def test_gpu_not_in_catalog_falls_back_to_roofline():
     out = project(prof, {"a": A, "b": B})
     assert out["a"].method == out["b"].method == "roofline"
     assert out["a"].step_s == pytest.approx(0.101)
+
+
+def test_flops_only_counts_launches_per_leaf_module():
+    from ccprof.profiler.profile import ModelInfo, ModuleStat
+
+    model = ModelInfo(modules=[ModuleStat(""), ModuleStat("0"), ModuleStat("2"),
+                               ModuleStat("3"), ModuleStat("3.fc")])
+    prof = _cpu_profile(ops=[], flops=Flops(per_step=10**12), model=model)
+    p = project(prof, {"toy": TOY})["toy"]
+    # leaves: 0, 2, 3.fc -> 3 * 3 = 9 launches * 5e-6 s; plus 1e12 / 10e12 = 0.1 s
+    assert p.step_s == pytest.approx(0.1 + 9 * 5e-6)
+    assert "lower bound" in p.detail["ops_note"]

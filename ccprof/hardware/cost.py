@@ -22,7 +22,7 @@ from ccprof.hardware.catalog import DEFAULT_GPU, GpuSpec, load_catalog, resolve_
 from ccprof.hardware.roofline import project, source_gpu
 from ccprof.profiler.profile import Cost, GpuProjection, Profile
 
-__all__ = ["DEFAULT_RUN_STEPS", "HF_DEFAULT_EPOCHS", "steps_per_epoch", "run_steps",
+__all__ = ["DEFAULT_RUN_STEPS", "HF_DEFAULT_EPOCHS", "NoStepTimeError", "steps_per_epoch", "run_steps",
            "target_gpu", "cost_for", "right_size", "attach"]
 
 # Planned run size when nothing says it: a round number the user is told to replace.
@@ -30,6 +30,10 @@ DEFAULT_RUN_STEPS = 1000
 
 # transformers.TrainingArguments(num_train_epochs=3.0) is the library default.
 HF_DEFAULT_EPOCHS = 3.0
+
+
+class NoStepTimeError(ValueError):
+    """The profile has nothing to cost: no measured GPU steps, op records or FLOPs."""
 
 
 def steps_per_epoch(profile: Profile) -> int | None:
@@ -138,7 +142,8 @@ def cost_for(profile: Profile, gpu_id: str, catalog: dict[str, GpuSpec], price_u
     proj = (projection or project(profile, {gid: spec} if source_gpu(profile, catalog) is None else catalog))[gid]
     step_s = proj.step_s_bf16 if bf16 else proj.step_s
     if step_s is None or step_s <= 0:
-        raise ValueError("no step time to cost: the profile has no measured steps, op records or FLOPs")
+        raise NoStepTimeError(f"no step time to cost on {gid}: the profile has no GPU-measured steps, "
+                              "per-op records or FLOP count (see the profile's findings)")
     n = max(int(num_gpus), 1)
     usd_per_step = usd_h * n * step_s / 3600.0
     samples = profile.steps.samples_per_step
@@ -237,15 +242,22 @@ def attach(profile: Profile, *, gpu: str | None = None, catalog: dict[str, GpuSp
     Inputs: ``gpu`` (``--gpu``; default the GPU in use, else :data:`DEFAULT_GPU`), a catalog
     (default :func:`load_catalog`), ``price_usd`` (``--price``), the planned run size.
     Output: ``dataclasses.replace(profile, projection=..., cost=...)``; when the profile ran
-    on a catalog GPU, ``device.catalog_id`` is filled too.
+    on a catalog GPU, ``device.catalog_id`` is filled too. With nothing to cost (no steps,
+    ops or FLOPs) ``cost`` is None and ``reasons["cost"]`` says why; a bad ``--gpu`` or
+    ``--price`` raises ValueError.
 
     Example: ``attach(Profile.from_json("profile.json"), gpu="l4", total_steps=20_000)``.
     """
     cat = catalog if catalog is not None else load_catalog()
     proj = project(profile, cat)
     gid, choice = target_gpu(profile, cat, gpu)
-    cost = cost_for(profile, gid, cat, price_usd, total_steps, epochs, projection=proj, gpu_choice=choice)
-    changes: dict[str, Any] = {"projection": proj, "cost": cost}
+    changes: dict[str, Any] = {"projection": proj}
+    try:
+        changes["cost"] = cost_for(profile, gid, cat, price_usd, total_steps, epochs,
+                                   projection=proj, gpu_choice=choice)
+    except NoStepTimeError as exc:
+        changes["cost"] = None
+        changes["reasons"] = {**profile.reasons, "cost": str(exc)}
     src = source_gpu(profile, cat)
     if src is not None and profile.device.catalog_id != src:
         changes["device"] = dataclasses.replace(profile.device, catalog_id=src)

@@ -270,12 +270,25 @@ def _peak_bytes(profile: Profile) -> int:
     return max(m.peak_bytes or 0, m.cuda_max_allocated_bytes or 0)
 
 
+# Without per-op records, kernels per step are estimated as 3 per leaf module: one in
+# forward, two in backward (grad of input and grad of weight), the pattern of Linear and
+# Conv layers. A stated assumption, not a measurement; it keeps tiny models from
+# projecting to nanoseconds.
+KERNELS_PER_LEAF_MODULE = 3
+
+
+def _leaf_modules(profile: Profile) -> int:
+    names = [m.name for m in profile.model.modules if m.name]
+    return sum(1 for n in names if not any(o.startswith(n + ".") for o in names))
+
+
 def _flops_only_ops(profile: Profile) -> list[OpCost]:
-    """Without per-op records, one synthetic matmul op carrying the step's FLOPs."""
+    """Without per-op records, one synthetic matmul op carrying the step's FLOPs and kernels."""
     flops = profile.flops.per_step
     if not flops:
         return []
-    return [OpCost(op="aten.mm", dtype=profile.precision.param_dtype or "float32", count=0, flops=flops)]
+    return [OpCost(op="aten.mm", dtype=profile.precision.param_dtype or "float32",
+                   count=KERNELS_PER_LEAF_MODULE * _leaf_modules(profile), flops=flops)]
 
 
 def _with_compute_dtype(ops: list[OpCost], profile: Profile) -> list[OpCost]:
@@ -340,6 +353,9 @@ def project(profile: Profile, catalog: dict[str, GpuSpec]) -> dict[str, GpuProje
         }
         if peak_bytes <= 0:
             detail["note"] = "peak memory unknown: fit assumed"
+        if not profile.ops:
+            detail["ops_note"] = ("no per-op records: step time from FLOPs at the compute peak plus "
+                                  f"{KERNELS_PER_LEAF_MODULE} launches per leaf module; a lower bound")
         measured_here = None
         if src is None:
             step_s, method = (roof if roof > 0 else None), method_base
