@@ -1,0 +1,426 @@
+"""Shared machinery for the advisors: the price of the planned run, the target GPU's figures,
+the memory ledger at peak, a per-op roofline, formatting, and the Advice builder."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ccprof.advisors import constants as C
+from ccprof.advisors.advice import Advice, Projected
+from ccprof.advisors.catalog import TWEAKS
+from ccprof.advisors.context import AdviceContext
+from ccprof.profiler.profile import GpuProjection, Profile
+
+# Tweaks with a runtime applier and/or codemod being written (task brief, issue 4).
+AUTO_APPLY = frozenset({
+    "mixed_precision", "checkpointing", "lora", "warm_start", "grad_accumulation", "tf32",
+    "compile", "fused_optimizer", "dataloader", "batch_size", "pruning", "quantization",
+    "distillation", "early_stopping", "distributed",
+})
+# Tweaks whose time saving is a share of the whole run (fewer steps), not of each step.
+RUN_SCOPED = frozenset({"finetune", "early_stopping", "data_curation", "warm_start"})
+
+
+# ---------------------------------------------------------------------------- formatting
+def fmt_bytes(n: float | int | None) -> str:
+    """1288490188 -> '1.20 GiB'."""
+    if n is None:
+        return "unknown"
+    sign = "-" if n < 0 else ""
+    n = abs(float(n))
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{sign}{n / size:.2f} {unit}"
+    return f"{sign}{int(n)} B"
+
+
+def fmt_pct(frac: float | None) -> str:
+    """0.613 -> '61%'; 0.042 -> '4.2%'."""
+    if frac is None:
+        return "unknown"
+    p = 100 * frac
+    return f"{p:.0f}%" if abs(p) >= 10 or p == 0 else f"{p:.1f}%"
+
+
+def fmt_usd(usd: float) -> str:
+    return f"-${-usd:,.2f}" if usd < 0 else f"${usd:,.2f}"
+
+
+def fmt_s(s: float | None) -> str:
+    if s is None:
+        return "unknown"
+    return f"{s * 1e3:.1f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def fmt_num(n: float) -> str:
+    """12_345_678 -> '12.3M'."""
+    n = float(n)
+    for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.1f}{unit}"
+    return f"{n:.0f}"
+
+
+# ---------------------------------------------------------------------------- price and run
+@dataclass(frozen=True)
+class RunPrice:
+    """The planned run on the target GPU, as the advisors price it."""
+    gpu: str
+    step_s: float
+    run_steps: int
+    usd_per_hour: float
+    usd_run: float
+    priced: bool
+    note: str
+
+
+def mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs) if xs else 0.0
+
+
+def target_gpu(profile: Profile, ctx: AdviceContext) -> str:
+    if ctx.gpu:
+        return ctx.gpu
+    if profile.cost is not None and profile.cost.gpu:
+        return profile.cost.gpu
+    return profile.device.catalog_id or ""
+
+
+def target_projection(profile: Profile, ctx: AdviceContext) -> GpuProjection | None:
+    gpu = target_gpu(profile, ctx)
+    if profile.projection and gpu in profile.projection:
+        return profile.projection[gpu]
+    return None
+
+
+def run_price(profile: Profile, ctx: AdviceContext) -> RunPrice:
+    """Step time, planned steps and dollars of the run, from ``profile.cost`` and overrides."""
+    gpu = target_gpu(profile, ctx)
+    cost = profile.cost
+    proj = target_projection(profile, ctx)
+    if cost is not None and cost.step_s > 0:
+        step_s, src = cost.step_s, f"the hardware stage's {cost.gpu} step time"
+    elif proj is not None and (proj.measured_step_s or proj.step_s):
+        step_s, src = float(proj.measured_step_s or proj.step_s), f"the {gpu} projection"
+    else:
+        step_s, src = mean(profile.steps.step_s), f"the measured {profile.device.type} step time"
+    run_steps = ctx.run_steps or (cost.run_steps if cost is not None else 0) or 0
+    usd_per_hour = ctx.usd_per_hour if ctx.usd_per_hour is not None else (cost.usd_per_hour if cost else 0.0)
+    priced = usd_per_hour > 0 and run_steps > 0
+    if cost is not None and ctx.run_steps is None and ctx.usd_per_hour is None and cost.usd_run > 0:
+        usd_run = cost.usd_run
+    else:
+        usd_run = step_s * run_steps * usd_per_hour / 3600.0
+    if priced:
+        note = (f"Dollars: {run_steps:,} planned steps x {fmt_s(step_s)} ({src}) at "
+                f"${usd_per_hour:.2f}/h on {gpu or 'the target GPU'} = {fmt_usd(usd_run)}.")
+    else:
+        why = "no price was attached to this profile" if usd_per_hour <= 0 else "the planned run size is unknown (pass --total-steps)"
+        note = f"Dollars are $0 because {why}; time and memory still hold."
+        usd_run = 0.0
+    return RunPrice(gpu, step_s, int(run_steps), float(usd_per_hour), float(usd_run), priced, note)
+
+
+# ---------------------------------------------------------------------------- target GPU figures
+@dataclass(frozen=True)
+class GpuSpec:
+    name: str
+    memory_bytes: int | None
+    bandwidth_bytes_per_s: float
+    peak_flops: dict[str, float]          # dtype ("float32", "tf32", "bfloat16", "float16") -> FLOP/s
+    capability: str | None
+    interconnect_bytes_per_s: float | None
+    usd_per_hour: float | None
+    source: str
+
+
+def _get(obj: Any, *names: str) -> Any:
+    for n in names:
+        v = obj.get(n) if isinstance(obj, dict) else getattr(obj, n, None)
+        if v is not None:
+            return v
+    return None
+
+
+def _catalog(ctx: AdviceContext) -> Any:
+    if ctx.catalog is not None:
+        return ctx.catalog
+    try:
+        from ccprof import hardware
+        load = getattr(hardware, "load_catalog", None)
+        if load is None:
+            from ccprof.hardware import catalog as _cat
+            load = getattr(_cat, "load_catalog", None)
+        return load() if load else None
+    except Exception:  # the hardware stage may not have landed; degrade, said in gpu_spec.source
+        return None
+
+
+def catalog_entries(ctx: AdviceContext) -> dict[str, Any]:
+    """The hardware catalog as {gpu_id: entry}, or {} when none is available."""
+    cat = _catalog(ctx)
+    if cat is None:
+        return {}
+    if isinstance(cat, dict):
+        inner = cat.get("gpus", cat)
+        return dict(inner) if isinstance(inner, dict) else {_get(g, "id"): g for g in inner}
+    gpus = getattr(cat, "gpus", None)
+    if isinstance(gpus, dict):
+        return dict(gpus)
+    if gpus is not None:
+        return {_get(g, "id"): g for g in gpus}
+    try:
+        return {_get(g, "id"): g for g in cat}
+    except TypeError:
+        return {}
+
+
+def spec_from_entry(gid: str, e: Any) -> GpuSpec:
+    """A catalog entry (dataclass or dict; field names tolerated) as a GpuSpec."""
+    def tf(*names: str) -> float | None:
+        v = _get(e, *names)
+        return float(v) * 1e12 if v is not None and float(v) < 1e6 else (float(v) if v is not None else None)
+
+    peaks = {}
+    for dt, names in (("float32", ("fp32_tflops", "float32_tflops", "fp32")),
+                      ("tf32", ("tf32_tflops", "tf32")),
+                      ("bfloat16", ("bf16_tflops", "bfloat16_tflops", "bf16")),
+                      ("float16", ("fp16_tflops", "float16_tflops", "fp16"))):
+        v = tf(*names)
+        if v:
+            peaks[dt] = v
+    pf = _get(e, "peak_flops", "peak_tflops")
+    if isinstance(pf, dict):
+        for k, v in pf.items():
+            key = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}.get(k, k)
+            peaks[key] = float(v) * (1e12 if float(v) < 1e6 else 1)
+    mem = _get(e, "memory_bytes")
+    if mem is None and _get(e, "memory_gb") is not None:
+        mem = int(float(_get(e, "memory_gb")) * 1e9)
+    bw = _get(e, "bandwidth_bytes_per_s")
+    if bw is None and _get(e, "bandwidth_gbps", "bandwidth_gb_s", "bandwidth_gb_per_s") is not None:
+        bw = float(_get(e, "bandwidth_gbps", "bandwidth_gb_s", "bandwidth_gb_per_s")) * 1e9
+    ic = _get(e, "interconnect_bytes_per_s")
+    if ic is None and _get(e, "interconnect_gbps", "interconnect_gb_s", "nvlink_gb_s") is not None:
+        ic = float(_get(e, "interconnect_gbps", "interconnect_gb_s", "nvlink_gb_s")) * 1e9
+    cap = _get(e, "capability", "compute_capability")
+    if cap is None:
+        import re
+        m = re.search(r"sm_(\d)(\d)", str(_get(e, "arch") or ""))
+        cap = f"{m.group(1)}.{m.group(2)}" if m else None
+    return GpuSpec(
+        name=str(_get(e, "name") or gid), memory_bytes=int(mem) if mem else None,
+        bandwidth_bytes_per_s=float(bw or C.FALLBACK_PEAKS["bandwidth"]), peak_flops=peaks,
+        capability=str(cap) if cap else None,
+        interconnect_bytes_per_s=float(ic) if ic else None,
+        usd_per_hour=float(_get(e, "usd_per_hour", "price_usd_per_hour")) if _get(e, "usd_per_hour", "price_usd_per_hour") else None,
+        source=f"hardware catalog entry {gid}")
+
+
+def gpu_spec(profile: Profile, ctx: AdviceContext) -> GpuSpec:
+    """Figures of the target GPU: the hardware catalog when present, else FACTS.md's A100."""
+    gid = target_gpu(profile, ctx)
+    entries = catalog_entries(ctx)
+    if gid and gid in entries:
+        s = spec_from_entry(gid, entries[gid])
+        fb = C.FALLBACK_PEAKS
+        f32 = s.peak_flops.get("float32", fb["float32"])
+        # A missing key means no such units (T4: no bf16, no tf32): fall back to what it has.
+        peaks = {"float32": f32, "tf32": s.peak_flops.get("tf32", f32),
+                 "float16": s.peak_flops.get("float16", f32),
+                 "bfloat16": s.peak_flops.get("bfloat16", s.peak_flops.get("float16", f32))}
+        mem = ctx.device_memory_bytes or s.memory_bytes
+        return GpuSpec(s.name, mem, s.bandwidth_bytes_per_s, peaks, s.capability or None,
+                       s.interconnect_bytes_per_s, s.usd_per_hour, s.source)
+    fb = C.FALLBACK_PEAKS
+    mem = ctx.device_memory_bytes
+    cap = str(fb["capability"])
+    if mem is None and profile.device.type == "cuda":
+        mem = profile.device.memory_bytes
+        cap = profile.device.capability or cap
+    return GpuSpec(
+        name=str(fb["name"]), memory_bytes=mem, bandwidth_bytes_per_s=float(fb["bandwidth"]),
+        peak_flops={k: float(fb[k]) for k in ("float32", "tf32", "bfloat16", "float16")},
+        capability=cap, interconnect_bytes_per_s=None, usd_per_hour=None,
+        source=("no hardware catalog entry for " + (gid or "the target") +
+                "; roofline uses the NVIDIA A100 SXM datasheet figures in FACTS.md"))
+
+
+def capability_at_least(spec: GpuSpec, major: int) -> bool:
+    try:
+        return float(spec.capability or 0) >= major
+    except ValueError:
+        return False
+
+
+# ---------------------------------------------------------------------------- memory ledger
+@dataclass(frozen=True)
+class Ledger:
+    peak: int
+    params: int
+    grads: int
+    opt: int
+    act: int
+    other: int
+    grads_at_peak: int                    # the share of gradients resident at the peak
+    opt_bytes_per_param: float
+    note: str
+
+
+def ledger(profile: Profile) -> Ledger:
+    """The memory ledger, with how much of the gradients the peak holds.
+
+    When params + grads + optimizer state + activations exceed the peak, not all were resident
+    together (``zero_grad(set_to_none=True)`` frees gradients before the forward): the resident
+    gradients are what the peak leaves after the rest.
+    """
+    m = profile.memory
+    four = m.params_bytes + m.grads_bytes + m.optimizer_state_bytes + m.activations_bytes
+    if four <= m.peak_bytes * 1.02:
+        g, note = m.grads_bytes, "gradients are resident at the peak"
+    else:
+        g = max(0, m.peak_bytes - (m.params_bytes + m.optimizer_state_bytes + m.activations_bytes))
+        note = (f"gradients are only partly resident at the peak ({fmt_bytes(g)} of "
+                f"{fmt_bytes(m.grads_bytes)})")
+    n_opt = sum(o.param_count for o in profile.optimizer.optimizers) if profile.optimizer else 0
+    opt_pp = (m.optimizer_state_bytes / n_opt) if n_opt else (
+        m.optimizer_state_bytes / profile.model.trainable_params if profile.model.trainable_params else 0.0)
+    return Ledger(m.peak_bytes, m.params_bytes, m.grads_bytes, m.optimizer_state_bytes,
+                  m.activations_bytes, m.other_bytes, g, opt_pp, note)
+
+
+def batch_size(profile: Profile) -> int | None:
+    """Samples per optimizer step divided by micro-batches, or the DataLoader batch size."""
+    if profile.data.batch_size:
+        return int(profile.data.batch_size)
+    s = profile.steps
+    if s.samples_per_step:
+        return max(1, s.samples_per_step // max(1, s.micro_batches))
+    return None
+
+
+# ---------------------------------------------------------------------------- roofline
+@dataclass(frozen=True)
+class OpShares:
+    """Projected time of one step's ops on the target GPU, split by kind (seconds)."""
+    matmul_fp32_s: float = 0.0
+    matmul_16_s: float = 0.0
+    other_s: float = 0.0
+    launch_s: float = 0.0
+    matmul_fp32_flops: int = 0
+    matmul_flops: int = 0
+    kernels: int = 0
+    from_ops: bool = True
+
+    @property
+    def total_s(self) -> float:
+        return self.matmul_fp32_s + self.matmul_16_s + self.other_s + self.launch_s
+
+    def share(self, part_s: float) -> float:
+        return part_s / self.total_s if self.total_s > 0 else 0.0
+
+
+def is_matmul(op: str) -> bool:
+    base = op if op.startswith("aten.") else f"aten.{op}"
+    base = base.split(".default")[0]
+    return base in C.MATMUL_OPS or "scaled_dot_product" in base or base.startswith(("aten.mm", "aten.bmm", "aten.addmm", "aten.conv"))
+
+
+def op_shares(profile: Profile, spec: GpuSpec, fp32_peak_key: str = "float32") -> OpShares:
+    """Per-op roofline of one step on ``spec``: max(FLOPs/peak, bytes/bandwidth) + launch."""
+    fp32 = spec.peak_flops[fp32_peak_key]
+    bf16 = spec.peak_flops.get("bfloat16", fp32)
+    bw = spec.bandwidth_bytes_per_s
+    if profile.ops:
+        mm32 = mm16 = oth = launch = 0.0
+        f32 = fmm = kernels = 0
+        for o in profile.ops:
+            mem_s = (o.bytes_read + o.bytes_written) / bw
+            launch += o.count * C.KERNEL_LAUNCH_S
+            kernels += o.count
+            if is_matmul(o.op) and o.flops:
+                fmm += o.flops
+                if o.dtype in ("float32", "torch.float32"):
+                    f32 += o.flops
+                    mm32 += max(o.flops / fp32, mem_s)
+                else:
+                    mm16 += max(o.flops / bf16, mem_s)
+            else:
+                oth += max(o.flops / fp32, mem_s)
+        return OpShares(mm32, mm16, oth, launch, f32, fmm, kernels, True)
+    # No per-op table: matmul FLOPs from flops.by_op in the parameters' dtype; no memory-bound part.
+    fmm = sum(v for k, v in profile.flops.by_op.items() if is_matmul(k)) or profile.flops.per_step
+    half = profile.precision.autocast or profile.precision.param_dtype in ("bfloat16", "float16")
+    if half:
+        return OpShares(0.0, fmm / bf16, 0.0, 0.0, 0, fmm, 0, False)
+    return OpShares(fmm / fp32, 0.0, 0.0, 0.0, fmm, fmm, 0, False)
+
+
+def linear_modules(profile: Profile) -> list:
+    """ModuleStats of the model's nn.Linear layers (by ``model.linear_names``)."""
+    names = set(profile.model.linear_names)
+    return [m for m in profile.model.modules if m.name in names]
+
+
+def head_names(profile: Profile) -> set[str]:
+    """Output layers LoRA leaves alone (peft's 'all-linear' excludes the output layer)."""
+    lin = profile.model.linear_names
+    heads = {n for n in lin if n.split(".")[-1] in ("lm_head", "head", "classifier", "score", "output", "fc_out")}
+    if not heads and lin:
+        last = lin[-1]
+        vocab = profile.model.hf_config.get("vocab_size")
+        if vocab and "lm_head" in last:
+            heads.add(last)
+    return heads
+
+
+def module_map(profile: Profile) -> dict[str, Any]:
+    return {m.name: m for m in profile.model.modules}
+
+
+# ---------------------------------------------------------------------------- the builder
+def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *,
+                rationale: str, snippet: str, confidence: str = "medium",
+                time_saved_frac: float = 0.0, memory_saved_bytes: int = 0,
+                usd_saved: float | None = None, risk: str | None = None,
+                assumptions: list[str] | None = None, sources: list[str] | None = None,
+                details: dict[str, Any] | None = None, peak_bytes_after: int | None = None,
+                step_s_after: float | None = None) -> Advice:
+    """An Advice with dollars and 'after' figures filled from the run's price.
+
+    Step-scoped savings change the step time; run-scoped ones (RUN_SCOPED) cut steps, so
+    ``step_s_after`` stays and the saving is a share of the run's dollars.
+    """
+    price = run_price(profile, ctx)
+    d = dict(details or {})
+    d.setdefault("time_scope", "run" if tweak in RUN_SCOPED else "step")
+    d.setdefault("gpu", price.gpu)
+    if status != "recommended":
+        time_saved_frac, memory_saved_bytes, usd_saved = 0.0, 0, 0.0
+        peak_bytes_after = step_s_after = None
+    if usd_saved is None:
+        usd_saved = price.usd_run * time_saved_frac
+    if not price.priced:
+        usd_saved = 0.0
+    if status == "recommended":
+        if step_s_after is None and price.step_s:
+            step_s_after = price.step_s * (1 - time_saved_frac) if d["time_scope"] == "step" else price.step_s
+        if peak_bytes_after is None and profile.memory.peak_bytes:
+            peak_bytes_after = int(profile.memory.peak_bytes - memory_saved_bytes)
+    text = rationale.strip()
+    if status == "recommended":
+        text += " " + price.note
+    return Advice(
+        tweak=tweak, status=status, title=TWEAKS[tweak].title,
+        projected=Projected(time_saved_frac=float(round(time_saved_frac, 6)),
+                            memory_saved_bytes=int(memory_saved_bytes),
+                            usd_saved=float(round(usd_saved, 4)),
+                            step_s_after=step_s_after, peak_bytes_after=peak_bytes_after),
+        confidence=confidence, risk=risk or TWEAKS[tweak].risk, rationale=text,
+        assumptions=list(assumptions or []), sources=list(sources or []), snippet=snippet.strip() + "\n",
+        auto_apply=tweak in AUTO_APPLY, details=d)
+
+
+def clamp(x: float, lo: float = 0.0, hi: float = 1.0) -> float:
+    return max(lo, min(hi, x)) if math.isfinite(x) else lo

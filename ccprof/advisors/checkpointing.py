@@ -1,0 +1,117 @@
+"""checkpointing: keep only block boundaries, recompute each block in backward."""
+from __future__ import annotations
+
+from ccprof.advisors import constants as C
+from ccprof.advisors._common import (clamp, fmt_bytes, fmt_pct, ledger, make_advice, module_map)
+from ccprof.advisors._registry import register
+from ccprof.advisors.advice import Advice
+from ccprof.advisors.context import AdviceContext
+from ccprof.profiler.profile import Profile
+
+__all__ = ["advise_checkpointing", "project_checkpointing"]
+
+SNIPPET = """
+from torch.utils.checkpoint import checkpoint
+
+# Hugging Face models: model.gradient_checkpointing_enable()
+for i, block in enumerate(model.{container}):
+    model.{container}[i] = CheckpointedBlock(block)
+
+class CheckpointedBlock(torch.nn.Module):
+    def __init__(self, block):
+        super().__init__()
+        self.block = block
+    def forward(self, *args, **kwargs):
+        return checkpoint(self.block, *args, use_reentrant=False, **kwargs)
+"""
+
+_HIDDEN_KEYS = ("hidden_size", "n_embd", "d_model", "dim", "embed_dim")
+
+
+def _boundary_bytes(profile: Profile, block_acts: list[int], block_names: list[str]) -> tuple[int, str]:
+    """Bytes of one block's input (what checkpointing keeps), and how it was estimated."""
+    hidden = next((profile.model.hf_config[k] for k in _HIDDEN_KEYS if profile.model.hf_config.get(k)), None)
+    tokens = profile.steps.tokens_per_step
+    if hidden and tokens:
+        tokens_micro = tokens // max(1, profile.steps.micro_batches)
+        dt = 2 if profile.precision.autocast else C.BYTES_FP32
+        return int(tokens_micro * hidden * dt), f"{tokens_micro:,} tokens x hidden {hidden} x {dt} bytes"
+    # Generic: a block saves one tensor of about its input's size per leaf module.
+    mods = module_map(profile)
+    leaves = []
+    for name in block_names:
+        kids = [m for m in profile.model.modules if m.name.startswith(name + ".") and m.activation_bytes > 0
+                and not any(o.name.startswith(m.name + ".") for o in profile.model.modules)]
+        leaves.append(max(1, len(kids)))
+    per = [a // n for a, n in zip(block_acts, leaves)]
+    return (int(max(per)) if per else 0), "a block's activations / its leaf modules (one saved tensor each)"
+
+
+def project_checkpointing(profile: Profile) -> dict:
+    """Activations and peak after checkpointing every repeated block, and the extra FLOPs.
+
+    act_after = act - sum(block activations) + n_blocks x boundary + the largest block's
+    activations (recomputed one at a time in backward). Extra FLOPs = one more forward of the
+    blocks. Returns {} without repeated blocks.
+    """
+    rbs = [rb for rb in profile.model.repeated_blocks if rb.count >= 2]
+    if not rbs:
+        return {}
+    mods = module_map(profile)
+    led = ledger(profile)
+    names = [n for rb in rbs for n in rb.names]
+    acts = [mods[n].activation_bytes if n in mods else 0 for n in names]
+    fwd = sum(mods[n].forward_flops if n in mods else 0 for n in names)
+    boundary, how = _boundary_bytes(profile, acts, names)
+    kept = len(names) * boundary + (max(acts) if acts else 0)
+    act_after = max(0, led.act - sum(acts) + kept)
+    saved = led.act - act_after
+    return {"blocks": len(names), "containers": [rb.container for rb in rbs],
+            "block_activation_bytes": sum(acts), "boundary_bytes": boundary, "boundary_estimate": how,
+            "activations_after_bytes": act_after, "memory_saved_bytes": int(saved),
+            "peak_bytes_after": int(led.peak - saved), "extra_flops": fwd,
+            "extra_flops_frac": fwd / profile.flops.per_step if profile.flops.per_step else 0.0}
+
+
+@register("checkpointing")
+def advise_checkpointing(profile: Profile, ctx: AdviceContext) -> Advice:
+    """Recommend checkpointing when activations are a large share of peak and blocks repeat."""
+    st = profile.static
+    if profile.model.gradient_checkpointing or st.checkpointing:
+        where = "on the live model" if profile.model.gradient_checkpointing else f"in the script (line {st.lines.get('checkpointing', '?')})"
+        return make_advice("checkpointing", "already_applied", profile, ctx, confidence="high",
+                           rationale=f"Gradient checkpointing is already on ({where}).", snippet=SNIPPET.replace("{container}", "layers"))
+    pr = project_checkpointing(profile)
+    led = ledger(profile)
+    act_share = led.act / led.peak if led.peak else 0.0
+    if not pr:
+        return make_advice("checkpointing", "not_applicable", profile, ctx, confidence="medium",
+                           rationale=(f"No repeated blocks were found in {profile.model.class_ or 'the model'}, so there "
+                                      f"are no block boundaries to keep; activations are {fmt_pct(act_share)} of the "
+                                      f"{fmt_bytes(led.peak)} peak."), snippet=SNIPPET.replace("{container}", "layers"))
+    container = pr["containers"][0]
+    snippet = SNIPPET.replace("{container}", container)
+    details = dict(pr)
+    if act_share < C.CKPT_ACT_SHARE_MIN or pr["memory_saved_bytes"] <= 0:
+        return make_advice("checkpointing", "not_applicable", profile, ctx, confidence="medium",
+                           rationale=(f"Activations are {fmt_pct(act_share)} of the {fmt_bytes(led.peak)} peak "
+                                      f"(below {fmt_pct(C.CKPT_ACT_SHARE_MIN)}): checkpointing the {pr['blocks']} blocks "
+                                      f"would free {fmt_bytes(pr['memory_saved_bytes'])} for "
+                                      f"{fmt_pct(pr['extra_flops_frac'])} more FLOPs; not worth it."),
+                           snippet=snippet, details=details)
+    frac = -clamp(pr["extra_flops_frac"])
+    rationale = (f"Activations are {fmt_pct(act_share)} of the {fmt_bytes(led.peak)} peak; the {pr['blocks']} "
+                 f"blocks of {', '.join(pr['containers'])} save {fmt_bytes(pr['block_activation_bytes'])}. Keeping "
+                 f"only each block's input ({fmt_bytes(pr['boundary_bytes'])}, {pr['boundary_estimate']}) plus one "
+                 f"block being recomputed leaves {fmt_bytes(pr['activations_after_bytes'])}: peak "
+                 f"{fmt_bytes(led.peak)} -> {fmt_bytes(pr['peak_bytes_after'])}. It costs one extra forward of the "
+                 f"blocks, {pr['extra_flops']:,} FLOPs ({fmt_pct(pr['extra_flops_frac'])} of the step), so it pays "
+                 f"only when the freed memory buys a larger batch or a smaller GPU (see the plan).")
+    return make_advice("checkpointing", "recommended", profile, ctx, confidence="high",
+                       time_saved_frac=frac, memory_saved_bytes=pr["memory_saved_bytes"],
+                       peak_bytes_after=pr["peak_bytes_after"], rationale=rationale, snippet=snippet,
+                       assumptions=["Recompute time is proportional to the blocks' forward FLOPs.",
+                                    "Non-reentrant torch.utils.checkpoint keeps each block's inputs only."],
+                       sources=["Chen et al. 2016, arXiv 1604.06174 (O(sqrt n) memory for one extra forward)",
+                                "FACTS.md: extra forward is ~2N of 6N FLOPs, at most ~+33% compute"],
+                       details=details)

@@ -1,0 +1,145 @@
+"""Advisor defaults and thresholds, in one place, each with its source (HTA-style).
+
+Every number an advisor projects from goes through a name here, so a rationale can state it
+and a user can override it through ``AdviceContext``. Figures marked *unverified* are
+ccprof's own starting points, said plainly in the rationale that uses them.
+"""
+from __future__ import annotations
+
+__all__ = [
+    "BYTES_FP32", "BYTES_BF16", "ADAM_STATE_BYTES_PER_PARAM",
+    "MEMORY_FULL_FRAC", "DATA_WAIT_FRAC_MIN", "GPU_UTIL_LOW_PCT",
+    "FINETUNE_BUDGET_FRAC", "LORA_RANK", "LORA_LINEAR_SHARE_MIN", "LORA_SPEEDUP_NOTE",
+    "WARM_START_EMBED_SHARE_MIN", "WARM_START_RUN_FRAC",
+    "CKPT_ACT_SHARE_MIN", "MP_MATMUL_SHARE_MIN", "MP_SPEEDUP_FALLBACK", "MP_OTHER_ACT_KEEP_FRAC",
+    "GRAD_ACCUM_OVERHEAD_FRAC_PER_MICRO",
+    "DISTILL_DEPTH_FRAC", "PRUNE_STRUCTURED_FRAC", "SPARSE_24_SPEEDUP",
+    "QUANT_4BIT_BYTES_PER_PARAM", "QUANT_INT8_BYTES_PER_PARAM", "QUANT_FROZEN_SHARE_MIN",
+    "EARLY_STOP_PATIENCE_EVALS", "EARLY_STOP_MIN_DELTA_FRAC",
+    "DEDUP_MIN_FRAC", "MINHASH_NUM_PERM", "MINHASH_THRESHOLD", "MINHASH_SHINGLE",
+    "DDP_BUCKET_BYTES", "INTERCONNECT_FALLBACK_BYTES_PER_S", "DDP_EXPOSED_COMM_FRAC",
+    "TF32_SPEEDUP_FALLBACK", "COMPILE_SPEEDUP_MAX", "COMPILE_FUSION_GAIN",
+    "FUSED_OPT_SPEEDUP", "DATALOADER_HIDDEN_FRAC", "BATCH_MAX_MULTIPLE",
+    "FALLBACK_PEAKS", "KERNEL_LAUNCH_S", "MATMUL_OPS",
+]
+
+# --- bytes --------------------------------------------------------------------------------
+BYTES_FP32 = 4
+BYTES_BF16 = 2
+# fp32 AdamW: exp_avg + exp_avg_sq = 8 bytes/param (FACTS.md "Memory"; ZeRO paper accounting).
+ADAM_STATE_BYTES_PER_PARAM = 8
+
+# --- thresholds other tools use (FACTS.md "Thresholds") -------------------------------------
+# PyTorch TensorBoard plugin: peak memory > 90% of the device -> checkpointing / AMP.
+MEMORY_FULL_FRAC = 0.90
+# PyTorch TensorBoard plugin: DataLoader > 5% of step -> more workers.
+DATA_WAIT_FRAC_MIN = 0.05
+# PyTorch TensorBoard plugin: GPU utilization < 50% -> larger batch.
+GPU_UTIL_LOW_PCT = 50.0
+
+# --- finetune ---------------------------------------------------------------------------------
+# Fine-tuning budget as a fraction of the planned from-scratch run. He et al. (ICCV 2019):
+# training from scratch catches up only with far longer schedules (6x in mmdetection's
+# scratch configs), so fine-tuning is taken as 1/6 of the scratch run. A user-settable
+# assumption (AdviceContext.finetune_budget_frac), *unverified* for any given task.
+FINETUNE_BUDGET_FRAC = 1 / 6
+
+# --- lora -----------------------------------------------------------------------------------
+# Rank 8: peft's LoraConfig default r=8; Hu et al. (ICLR 2022) use r in 1..64.
+LORA_RANK = 8
+# "Linear-heavy": Linear weights hold at least half the parameters (ccprof threshold).
+LORA_LINEAR_SHARE_MIN = 0.50
+LORA_SPEEDUP_NOTE = "Hu et al. (ICLR 2022): 25% faster training, 3x less memory on GPT-3 175B"
+
+# --- warm_start -----------------------------------------------------------------------------
+# Embeddings "large" when they hold >= 10% of the parameters (ccprof threshold).
+WARM_START_EMBED_SHARE_MIN = 0.10
+# Share of the run spent learning what pretrained embeddings already know. *Unverified*
+# ccprof assumption; set AdviceContext.warm_start_run_frac.
+WARM_START_RUN_FRAC = 0.05
+
+# --- checkpointing ------------------------------------------------------------------------
+# Recommend when activations are >= 30% of peak (ccprof threshold): below that, recomputation
+# costs up to +33% compute (Chen et al. 2016; FACTS.md) for little memory.
+CKPT_ACT_SHARE_MIN = 0.30
+
+# --- mixed_precision -----------------------------------------------------------------------
+MP_MATMUL_SHARE_MIN = 0.20            # fp32 matmul FLOPs share worth converting (ccprof threshold)
+# Without a roofline projection: bf16 matmuls ~2x fp32 (conservative; NVIDIA AMP docs say
+# "up to 3x" on Volta/Turing).
+MP_SPEEDUP_FALLBACK = 2.0
+# Activations saved by non-matmul ops (norms, softmax in fp32 under autocast) stay 4-byte.
+# Share of saved bytes kept at full size: *unverified*, calibrated on tiny models.
+MP_OTHER_ACT_KEEP_FRAC = 0.0
+
+# --- grad_accumulation ----------------------------------------------------------------------
+# Per extra micro-batch, the fixed per-forward overhead (launches, Python) as a share of the
+# original step. *Unverified* ccprof assumption.
+GRAD_ACCUM_OVERHEAD_FRAC_PER_MICRO = 0.02
+
+# --- distillation ---------------------------------------------------------------------------
+# Student of half the depth (DistilBERT: half the layers of BERT-base, 40% smaller, 60% faster,
+# 97% of quality -- Sanh et al. 2019).
+DISTILL_DEPTH_FRAC = 0.5
+
+# --- pruning --------------------------------------------------------------------------------
+# Structured pruning of 30% of channels/heads (ccprof assumption; lottery tickets prune >90%
+# unstructured, structured tolerates less).
+PRUNE_STRUCTURED_FRAC = 0.30
+# 2:4 sparse tensor cores double math throughput (Mishra et al. 2021) on Ampere and newer.
+SPARSE_24_SPEEDUP = 2.0
+
+# --- quantization ---------------------------------------------------------------------------
+# QLoRA NF4 with double quantization: 4.127 bits/param (Dettmers et al. 2023) = 0.516 bytes.
+QUANT_4BIT_BYTES_PER_PARAM = 4.127 / 8
+# LLM.int8(): 1 byte/param plus per-row scales (Dettmers et al. 2022); PyTorch docs: 4x smaller.
+QUANT_INT8_BYTES_PER_PARAM = 1.0
+QUANT_FROZEN_SHARE_MIN = 0.50         # frozen weights worth quantizing (ccprof threshold)
+
+# --- early_stopping -------------------------------------------------------------------------
+# Lightning EarlyStopping default patience=3 evaluations; Prechelt (1998) criteria.
+EARLY_STOP_PATIENCE_EVALS = 3
+# Improvement smaller than 0.5% of the loss counts as none (ccprof threshold).
+EARLY_STOP_MIN_DELTA_FRAC = 0.005
+
+# --- data_curation --------------------------------------------------------------------------
+DEDUP_MIN_FRAC = 0.01                 # below 1% duplicates, nothing worth curating
+# MinHash: 128 permutations, Jaccard 0.8 on 5-token shingles (Lee et al., ACL 2022 use
+# MinHash with 5-grams and 0.8 for near-duplicate text).
+MINHASH_NUM_PERM = 128
+MINHASH_THRESHOLD = 0.8
+MINHASH_SHINGLE = 5
+
+# --- distributed ----------------------------------------------------------------------------
+DDP_BUCKET_BYTES = 25 * 2**20         # DDP default bucket_cap_mb=25 (Li et al., VLDB 2020)
+# Without a catalog interconnect: PCIe Gen4 x16, 32 GB/s per direction (PCI-SIG spec).
+INTERCONNECT_FALLBACK_BYTES_PER_S = 32e9
+# DDP overlaps all-reduce with backward; share left exposed. *Unverified*, conservative
+# (Li et al. report near-linear scaling with overlap).
+DDP_EXPOSED_COMM_FRAC = 0.5
+
+# --- tf32 / compile / fused_optimizer / dataloader / batch_size ---------------------------
+TF32_SPEEDUP_FALLBACK = 3.0           # HF single-GPU guide: "up to 3x" on matmuls
+# PyTorch 2 (Ansel et al., ASPLOS 2024): TorchInductor 1.41x training geomean on A100
+# (*unverified* figure from the paper's summary) -> at most 1 - 1/1.41 = 29% saved.
+COMPILE_SPEEDUP_MAX = 1.41
+COMPILE_FUSION_GAIN = 0.5             # fusion halves memory-bound op time (ccprof assumption)
+FUSED_OPT_SPEEDUP = 2.0               # fused vs per-param/foreach update (*unverified*)
+DATALOADER_HIDDEN_FRAC = 0.9          # workers hide 90% of the data wait (ccprof assumption)
+BATCH_MAX_MULTIPLE = 8                # never propose more than 8x the current batch
+
+# --- roofline fallback (FACTS.md, NVIDIA A100 SXM 80GB datasheet) ----------------------------
+# Used only when ccprof.hardware's catalog is not available.
+FALLBACK_PEAKS = {
+    "float32": 19.5e12, "tf32": 156e12, "bfloat16": 312e12, "float16": 312e12,
+    "bandwidth": 2.039e12, "memory_bytes": 80 * 10**9, "capability": "8.0", "name": "A100 80GB",
+}
+KERNEL_LAUNCH_S = 5e-6                # ~5 us per CUDA kernel launch (ccprof assumption)
+MATMUL_OPS = frozenset({
+    "aten.mm", "aten.addmm", "aten.bmm", "aten.baddbmm", "aten.convolution",
+    "aten.convolution_backward", "aten._scaled_dot_product_efficient_attention",
+    "aten._scaled_dot_product_flash_attention", "aten._scaled_dot_product_cudnn_attention",
+    "aten._scaled_dot_product_efficient_attention_backward",
+    "aten._scaled_dot_product_flash_attention_backward", "aten.matmul", "aten.linear",
+    "aten._scaled_mm", "aten.addbmm",
+})

@@ -1,0 +1,108 @@
+"""grad_accumulation: reach the wanted batch with micro-batches that fit."""
+from __future__ import annotations
+
+import math
+
+from ccprof.advisors import constants as C
+from ccprof.advisors._common import (batch_size, fmt_bytes, fmt_pct, gpu_spec, ledger, make_advice,
+                                     target_projection)
+from ccprof.advisors._registry import register
+from ccprof.advisors.advice import Advice
+from ccprof.advisors.context import AdviceContext
+from ccprof.profiler.profile import Profile
+
+__all__ = ["advise_grad_accumulation", "peak_bytes_at_batch", "micro_batch_plan"]
+
+SNIPPET = """
+accum_steps = {k}                      # micro-batch {m} x {k} = the batch of {b}
+for i, (x, y) in enumerate(loader):    # the DataLoader now yields batch_size={m}
+    loss = loss_fn(model(x), y) / accum_steps
+    loss.backward()
+    if (i + 1) % accum_steps == 0:
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+"""
+
+
+def peak_bytes_at_batch(profile: Profile, batch: int) -> int:
+    """Peak memory at another (micro-)batch: activations scale with the batch, the rest does not.
+
+    Example: peak 1000, activations 600 at batch 8 -> batch 4: 1000 - 600 x (1 - 4/8) = 700.
+    """
+    b = batch_size(profile)
+    led = ledger(profile)
+    if not b:
+        return led.peak
+    return int(led.peak - led.act * (1 - batch / b))
+
+
+def micro_batch_plan(profile: Profile, wanted_batch: int, budget_bytes: int) -> dict:
+    """Largest micro-batch whose peak fits ``budget_bytes``, and the accumulation steps."""
+    b = batch_size(profile) or 1
+    led = ledger(profile)
+    fixed = led.peak - led.act
+    per_sample = led.act / b if b else 0
+    if per_sample <= 0 or budget_bytes <= fixed:
+        return {"micro_batch": 0, "accum_steps": 0, "fixed_bytes": fixed, "per_sample_bytes": per_sample}
+    m = max(0, min(wanted_batch, int((budget_bytes - fixed) // per_sample)))
+    k = math.ceil(wanted_batch / m) if m else 0
+    if m and k:
+        m = math.ceil(wanted_batch / k)          # even split: same number of steps, smaller peak
+    return {"micro_batch": m, "accum_steps": k, "fixed_bytes": fixed, "per_sample_bytes": per_sample,
+            "peak_bytes_after": peak_bytes_at_batch(profile, m) if m else None}
+
+
+@register("grad_accumulation")
+def advise_grad_accumulation(profile: Profile, ctx: AdviceContext) -> Advice:
+    """Recommend accumulation when the wanted batch does not fit the target GPU."""
+    b = batch_size(profile)
+    wanted = ctx.wanted_batch_size or b
+    snip = SNIPPET.format(k=2, m=max(1, (wanted or 2) // 2), b=wanted or 2)
+    if profile.steps.micro_batches > 1 or profile.static.accumulation:
+        return make_advice("grad_accumulation", "already_applied", profile, ctx, confidence="high", snippet=snip,
+                           rationale=(f"The script already accumulates gradients ({profile.steps.micro_batches} "
+                                      "backward passes per optimizer step)."))
+    spec = gpu_spec(profile, ctx)
+    led = ledger(profile)
+    if not b or not wanted:
+        return make_advice("grad_accumulation", "not_applicable", profile, ctx, confidence="low", snippet=snip,
+                           rationale="The batch size was not seen, so activations cannot be scaled with it.")
+    if spec.memory_bytes is None:
+        return make_advice("grad_accumulation", "not_applicable", profile, ctx, confidence="low", snippet=snip,
+                           rationale=("The target GPU's memory is unknown (CPU run, no catalog entry), so ccprof "
+                                      "cannot tell whether the batch fits; pass --gpu."))
+    budget = int(C.MEMORY_FULL_FRAC * spec.memory_bytes)
+    peak_wanted = peak_bytes_at_batch(profile, wanted)
+    proj = target_projection(profile, ctx)
+    fits = peak_wanted <= budget and (proj is None or proj.fits or wanted != b)
+    if fits:
+        return make_advice("grad_accumulation", "not_applicable", profile, ctx, confidence="high", snippet=snip,
+                           rationale=(f"A batch of {wanted} needs {fmt_bytes(peak_wanted)}, within "
+                                      f"{fmt_pct(C.MEMORY_FULL_FRAC)} of the {fmt_bytes(spec.memory_bytes)} on "
+                                      f"{spec.name}: no need to accumulate."),
+                           details={"peak_bytes_wanted": peak_wanted, "budget_bytes": budget})
+    plan = micro_batch_plan(profile, wanted, budget)
+    if not plan["micro_batch"]:
+        return make_advice("grad_accumulation", "not_applicable", profile, ctx, confidence="medium", snippet=snip,
+                           rationale=(f"Even a micro-batch of 1 does not fit: model state alone is "
+                                      f"{fmt_bytes(plan['fixed_bytes'])} against {fmt_bytes(budget)} usable on "
+                                      f"{spec.name}. See checkpointing, lora or distributed (FSDP)."), details=plan)
+    m, k = plan["micro_batch"], plan["accum_steps"]
+    cost = (k - 1) * C.GRAD_ACCUM_OVERHEAD_FRAC_PER_MICRO
+    rationale = (f"The batch of {wanted} peaks at {fmt_bytes(peak_wanted)} (activations {fmt_bytes(led.act)} at batch "
+                 f"{b}, {fmt_bytes(plan['per_sample_bytes'])} per sample; the rest {fmt_bytes(plan['fixed_bytes'])}), "
+                 f"above {fmt_pct(C.MEMORY_FULL_FRAC)} of the {fmt_bytes(spec.memory_bytes)} on {spec.name}. "
+                 f"Micro-batches of {m} x {k} accumulation steps keep the batch and peak at "
+                 f"{fmt_bytes(plan['peak_bytes_after'])}; the same FLOPs run in {k} passes, costing about "
+                 f"{fmt_pct(cost)} more time per step.")
+    return make_advice("grad_accumulation", "recommended", profile, ctx, confidence="medium",
+                       time_saved_frac=-cost, memory_saved_bytes=led.peak - plan["peak_bytes_after"]
+                       if wanted == b else peak_wanted - plan["peak_bytes_after"],
+                       peak_bytes_after=plan["peak_bytes_after"], rationale=rationale,
+                       snippet=SNIPPET.format(k=k, m=m, b=wanted),
+                       assumptions=["Activations scale linearly with the micro-batch; parameters, gradients and "
+                                    "optimizer state do not.",
+                                    f"Each extra micro-batch costs {fmt_pct(C.GRAD_ACCUM_OVERHEAD_FRAC_PER_MICRO)} of "
+                                    "the step in fixed overhead (ccprof assumption, unverified)."],
+                       sources=["PyTorch TensorBoard plugin: peak memory > 90% of the device (FACTS.md)", spec.source],
+                       details={**plan, "wanted_batch": wanted, "peak_bytes_wanted": peak_wanted, "budget_bytes": budget})

@@ -1,0 +1,116 @@
+"""lora: freeze the base weights, train low-rank adapters on the Linear layers."""
+from __future__ import annotations
+
+import math
+
+from ccprof.advisors import constants as C
+from ccprof.advisors._common import (clamp, fmt_bytes, fmt_num, fmt_pct, head_names, ledger,
+                                     linear_modules, make_advice)
+from ccprof.advisors._registry import register
+from ccprof.advisors.advice import Advice
+from ccprof.advisors.context import AdviceContext
+from ccprof.profiler.profile import Profile
+
+__all__ = ["advise_lora", "project_lora", "lora_applied"]
+
+SNIPPET = """
+from peft import LoraConfig, get_peft_model
+
+config = LoraConfig(r={rank}, lora_alpha={alpha}, lora_dropout=0.05, target_modules={targets})
+model = get_peft_model(model, config)          # freezes every base weight
+optimizer = torch.optim.AdamW((p for p in model.parameters() if p.requires_grad), lr=2e-4)
+"""
+
+
+def lora_applied(profile: Profile) -> bool:
+    """peft in the script, or LoRA modules on the live model."""
+    return profile.static.peft or any(".lora_A" in m.name or m.name.endswith("lora_A") for m in profile.model.modules)
+
+
+def _targets(profile: Profile, ctx: AdviceContext) -> list:
+    heads = head_names(profile)
+    lins = [m for m in linear_modules(profile) if m.name not in heads]
+    if ctx.lora_targets:
+        lins = [m for m in lins if m.name.split(".")[-1] in ctx.lora_targets or m.name in ctx.lora_targets]
+    return lins
+
+
+def project_lora(profile: Profile, ctx: AdviceContext) -> dict:
+    """Memory and time of LoRA rank r on the target Linears with every base weight frozen.
+
+    Adapters per Linear: r x (in + out) parameters, with in + out ~ 2 sqrt(weight params)
+    (exact for square layers). Memory saved = gradients at peak + optimizer state of the base
+    minus the adapters' weights, gradients and state. FLOPs saved = the weight-gradient matmul
+    of every frozen Linear (= its forward FLOPs) minus the adapters' 3 passes.
+    """
+    r = ctx.lora_rank
+    led = ledger(profile)
+    targets = _targets(profile, ctx)
+    lin_all = linear_modules(profile)
+    adapters = sum(r * 2 * math.isqrt(max(1, m.params)) for m in targets)
+    trainable = profile.model.trainable_params or profile.model.params
+    grad_frac = led.grads_at_peak / led.grads if led.grads else 0.0
+    base_saved = led.grads_at_peak + led.opt
+    adapter_bytes = int(adapters * (C.BYTES_FP32 * (1 + grad_frac) + led.opt_bytes_per_param))
+    saved = base_saved - adapter_bytes
+    wgrad = sum(m.forward_flops for m in lin_all)
+    adapter_flops = sum(3 * m.forward_flops * (r * 2 * math.isqrt(max(1, m.params))) / max(1, m.params) for m in targets)
+    flops_saved = max(0.0, wgrad - adapter_flops)
+    ph = profile.steps.phase_s
+    total = sum(ph.values()) if ph else 0.0
+    opt_share = ph.get("optimizer", 0.0) / total if total else 0.0
+    compute_share = (ph.get("forward", 0.0) + ph.get("backward", 0.0)) / total if total else 1.0
+    frac = (flops_saved / profile.flops.per_step if profile.flops.per_step else 0.0) * compute_share \
+        + opt_share * (1 - adapters / trainable if trainable else 0.0)
+    return {"rank": r, "targets": [m.name for m in targets], "adapter_params": adapters,
+            "adapter_bytes": adapter_bytes, "base_grad_opt_bytes": base_saved,
+            "memory_saved_bytes": int(saved), "peak_bytes_after": int(led.peak - saved),
+            "weight_grad_flops": wgrad, "adapter_flops": int(adapter_flops),
+            "time_saved_frac": clamp(frac), "optimizer_share": opt_share,
+            "linear_params": sum(m.params for m in lin_all)}
+
+
+@register("lora")
+def advise_lora(profile: Profile, ctx: AdviceContext) -> Advice:
+    """Recommend LoRA for full fine-tuning of Linear-heavy models."""
+    m = profile.model
+    pr = project_lora(profile, ctx)
+    snippet = SNIPPET.format(rank=ctx.lora_rank, alpha=2 * ctx.lora_rank,
+                             targets=repr(sorted({t.split('.')[-1] for t in pr["targets"]}) or "all-linear"))
+    if lora_applied(profile):
+        return make_advice("lora", "already_applied", profile, ctx, confidence="high", snippet=snippet,
+                           rationale=(f"LoRA is already in use ({'peft in the script' if profile.static.peft else 'lora_A modules on the model'}); "
+                                      f"{fmt_num(m.trainable_params)} of {fmt_num(m.params)} parameters train."))
+    if m.params and m.trainable_params < 0.5 * m.params:
+        return make_advice("lora", "not_applicable", profile, ctx, confidence="medium", snippet=snippet,
+                           rationale=(f"Only {fmt_pct(m.trainable_params / m.params)} of the parameters train: "
+                                      "this is not full fine-tuning, most weights are already frozen."))
+    lin_share = pr["linear_params"] / m.params if m.params else 0.0
+    if not pr["targets"] or lin_share < C.LORA_LINEAR_SHARE_MIN:
+        return make_advice("lora", "not_applicable", profile, ctx, confidence="medium", snippet=snippet,
+                           rationale=(f"Linear layers hold {fmt_pct(lin_share)} of the {fmt_num(m.params)} parameters "
+                                      f"(below {fmt_pct(C.LORA_LINEAR_SHARE_MIN)}): LoRA adapters would leave most of "
+                                      "the model's training cost in place."), details=pr)
+    led = ledger(profile)
+    scratch = not (m.pretrained or profile.static.from_pretrained)
+    family = m.hf_model_type or m.class_
+    rationale = (f"All {fmt_num(m.trainable_params)} parameters train and Linear layers hold {fmt_pct(lin_share)} of them. "
+                 f"Freezing the base drops its gradients at peak and optimizer state ({fmt_bytes(pr['base_grad_opt_bytes'])}; "
+                 f"{led.note}); rank-{pr['rank']} adapters on {len(pr['targets'])} Linear layers add "
+                 f"{fmt_num(pr['adapter_params'])} parameters ({fmt_bytes(pr['adapter_bytes'])} with their gradients and "
+                 f"state): peak {fmt_bytes(led.peak)} -> {fmt_bytes(pr['peak_bytes_after'])}. The frozen Linears no longer "
+                 f"compute weight gradients ({pr['weight_grad_flops']:,} FLOPs, less {pr['adapter_flops']:,} for the adapters), "
+                 f"and the optimizer ({fmt_pct(pr['optimizer_share'])} of the step) updates only the adapters: "
+                 f"{fmt_pct(pr['time_saved_frac'])} less time per step.")
+    if scratch:
+        rationale += (f" The model was built from scratch: LoRA only makes sense once it starts from pretrained "
+                      f"{family} weights (see finetune); confidence is low until then.")
+    return make_advice("lora", "recommended", profile, ctx, confidence="low" if scratch else "medium",
+                       time_saved_frac=pr["time_saved_frac"], memory_saved_bytes=pr["memory_saved_bytes"],
+                       peak_bytes_after=pr["peak_bytes_after"], rationale=rationale, snippet=snippet,
+                       assumptions=[f"Adapter rank r={pr['rank']} (peft default 8; AdviceContext.lora_rank).",
+                                    "Adapter size r x (in + out) with in + out ~ 2 sqrt(weight params).",
+                                    "Step time is proportional to FLOPs within forward+backward."],
+                       sources=["Hu et al., LoRA, ICLR 2022 (" + C.LORA_SPEEDUP_NOTE + ")",
+                                "FACTS.md: fp32 AdamW 16 bytes/param"],
+                       details=pr)

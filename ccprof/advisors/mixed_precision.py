@@ -1,0 +1,97 @@
+"""mixed_precision: bf16/fp16 autocast for matmuls; projected through the target's roofline."""
+from __future__ import annotations
+
+from ccprof.advisors import constants as C
+from ccprof.advisors._common import (clamp, fmt_bytes, fmt_pct, fmt_s, gpu_spec, ledger,
+                                     linear_modules, make_advice, op_shares, run_price,
+                                     target_projection)
+from ccprof.advisors._registry import register
+from ccprof.advisors.advice import Advice
+from ccprof.advisors.context import AdviceContext
+from ccprof.profiler.profile import Profile
+
+__all__ = ["advise_mixed_precision", "project_mixed_precision_memory"]
+
+SNIPPET = """
+# bf16 autocast around forward + loss; weights, grads and optimizer stay fp32.
+with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+    loss = loss_fn(model(x), y)
+loss.backward()          # fp16 instead of bf16 also needs torch.amp.GradScaler("cuda")
+optimizer.step()
+"""
+
+
+def project_mixed_precision_memory(profile: Profile) -> dict:
+    """Peak memory under bf16 autocast: saved activations halve, plus autocast's bf16 weight copies.
+
+    Returns {"activations_after_bytes", "weight_cache_bytes", "memory_saved_bytes", "peak_bytes_after"}.
+    Example: activations 100 MiB, Linear weights 10M params -> 50 MiB + 20 MB of bf16 weights.
+    """
+    led = ledger(profile)
+    keep = C.MP_OTHER_ACT_KEEP_FRAC
+    act_after = int(led.act * (keep + (1 - keep) * C.BYTES_BF16 / C.BYTES_FP32))
+    # autocast caches a bf16 copy of every fp32 weight a matmul uses, kept for backward.
+    matmul_params = sum(m.params for m in linear_modules(profile))
+    cache = matmul_params * C.BYTES_BF16
+    saved = (led.act - act_after) - cache
+    return {"activations_after_bytes": act_after, "weight_cache_bytes": cache,
+            "memory_saved_bytes": int(saved), "peak_bytes_after": int(led.peak - saved)}
+
+
+@register("mixed_precision")
+def advise_mixed_precision(profile: Profile, ctx: AdviceContext) -> Advice:
+    """Recommend autocast when fp32 matmuls dominate; project time via the roofline."""
+    p = profile.precision
+    if p.autocast or profile.static.autocast or p.param_dtype in ("bfloat16", "float16"):
+        how = (f"autocast ({p.autocast_dtype or 'dtype unknown'}) was seen during the run" if p.autocast
+               else f"the script uses autocast (line {profile.static.lines.get('autocast', '?')})"
+               if profile.static.autocast else f"parameters are already {p.param_dtype}")
+        return make_advice("mixed_precision", "already_applied", profile, ctx, confidence="high",
+                           rationale=f"Mixed precision is already on: {how}.", snippet=SNIPPET)
+    spec = gpu_spec(profile, ctx)
+    sh = op_shares(profile, spec)
+    mm_share = sh.matmul_fp32_flops / profile.flops.per_step if profile.flops.per_step else 0.0
+    mem = project_mixed_precision_memory(profile)
+    led = ledger(profile)
+    proj = target_projection(profile, ctx)
+    price = run_price(profile, ctx)
+    assumptions = [
+        f"Saved activations become 2-byte (bf16) under autocast; autocast keeps a bf16 copy of "
+        f"the matmul weights ({fmt_bytes(mem['weight_cache_bytes'])}) for backward.",
+        "Weights, gradients and optimizer state stay fp32 (FACTS.md: AMP alone shrinks activations, not model state).",
+    ]
+    if proj is not None and proj.step_s and proj.step_s_bf16:
+        frac = clamp(1 - proj.step_s_bf16 / proj.step_s)
+        how = (f"the hardware roofline projects {fmt_s(proj.step_s)} -> {fmt_s(proj.step_s_bf16)} "
+               f"per step on {price.gpu}")
+    elif sh.total_s > 0:
+        bf16 = spec.peak_flops["bfloat16"]
+        after = sh.total_s - sh.matmul_fp32_s + sh.matmul_fp32_flops / bf16
+        frac = clamp(1 - after / sh.total_s)
+        how = (f"ccprof's per-op roofline on {spec.name} ({spec.source}) puts fp32 matmuls at "
+               f"{fmt_pct(sh.share(sh.matmul_fp32_s))} of the step; at the bf16 peak they shrink "
+               f"{spec.peak_flops['float32'] and bf16 / spec.peak_flops['float32']:.0f}x")
+    else:
+        frac = clamp(mm_share * (1 - 1 / C.MP_SPEEDUP_FALLBACK))
+        how = f"assuming bf16 matmuls run {C.MP_SPEEDUP_FALLBACK:.0f}x faster (NVIDIA AMP docs: up to 3x)"
+    act_share = led.act / led.peak if led.peak else 0.0
+    if mm_share < C.MP_MATMUL_SHARE_MIN and mem["memory_saved_bytes"] <= 0:
+        return make_advice("mixed_precision", "not_applicable", profile, ctx, confidence="medium",
+                           rationale=(f"fp32 matmuls are only {fmt_pct(mm_share)} of the step's FLOPs "
+                                      f"(below {fmt_pct(C.MP_MATMUL_SHARE_MIN)}) and activations are "
+                                      f"{fmt_pct(act_share)} of peak: autocast would save little."),
+                           snippet=SNIPPET, details={"fp32_matmul_flops_frac": mm_share, **mem})
+    rationale = (f"fp32 matmuls are {fmt_pct(mm_share)} of the {profile.flops.per_step:,} FLOPs per step; "
+                 f"{how}, so a step takes {fmt_pct(frac)} less time. Activations are {fmt_bytes(led.act)} "
+                 f"({fmt_pct(act_share)} of the {fmt_bytes(led.peak)} peak); in bf16 they take "
+                 f"{fmt_bytes(mem['activations_after_bytes'])}, plus {fmt_bytes(mem['weight_cache_bytes'])} "
+                 f"of bf16 weight copies: peak {fmt_bytes(led.peak)} -> {fmt_bytes(mem['peak_bytes_after'])}.")
+    return make_advice("mixed_precision", "recommended", profile, ctx,
+                       confidence="high" if proj is not None else "medium",
+                       time_saved_frac=frac, memory_saved_bytes=mem["memory_saved_bytes"],
+                       peak_bytes_after=mem["peak_bytes_after"], rationale=rationale,
+                       assumptions=assumptions, snippet=SNIPPET,
+                       sources=["Micikevicius et al., Mixed Precision Training, ICLR 2018 ('nearly halves memory')",
+                                "NVIDIA AMP documentation (up to 3x on Volta/Turing)",
+                                f"{spec.source}"],
+                       details={"fp32_matmul_flops_frac": mm_share, **mem})

@@ -1,0 +1,131 @@
+"""The combined plan: apply the recommended tweaks in sequence through the time and memory
+model, skipping conflicts, and price the run before and after.
+
+Effects compound, they are not added: a step-scoped tweak scales the step time, a run-scoped
+one (finetune, early_stopping, data_curation, warm_start) scales the number of steps, memory
+savings lower the peak, and the freed memory is offered to ``batch_size`` again at the end
+(checkpointing frees memory -> a larger batch). ``right_size_gpu`` prices the result.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ccprof.advisors._common import RUN_SCOPED, fmt_bytes, fmt_pct, run_price
+from ccprof.advisors.advice import Advice, Plan, PlanStep
+from ccprof.advisors.context import AdviceContext
+from ccprof.profiler.profile import Profile
+
+__all__ = ["CONFLICTS", "build_plan"]
+
+# Pairs that must not both be applied, with the reason the plan reports.
+CONFLICTS: dict[frozenset, str] = {
+    frozenset({"lora", "warm_start"}): "LoRA freezes every base weight, embeddings included",
+    frozenset({"finetune", "warm_start"}): "the pretrained checkpoint already brings the embeddings",
+    frozenset({"grad_accumulation", "batch_size"}): "one shrinks the micro-batch to fit, the other grows it",
+    frozenset({"distillation", "pruning"}): "both shrink the model; apply one, re-profile, then consider the other",
+    frozenset({"distillation", "lora"}): "a distilled student trains all its weights; LoRA adapts a fixed base",
+    frozenset({"tf32", "mixed_precision"}): "under autocast the matmuls already run in bf16; TF32 only touches the rest",
+}
+_LAST = ("batch_size", "right_size_gpu")
+
+
+def _conflict(tweak: str, chosen: list[str]) -> tuple[str, str] | None:
+    for c in chosen:
+        why = CONFLICTS.get(frozenset({tweak, c}))
+        if why:
+            return c, why
+    return None
+
+
+def build_plan(profile: Profile, ctx: AdviceContext, advice: list[Advice]) -> Plan:
+    """A Plan over the ranked ``advice``: each step's step time, peak and run dollars.
+
+    Tweaks that only cost time (checkpointing) enter the plan when the peak does not fit the
+    target GPU, or when the memory they free lets ``batch_size`` recover more than they cost.
+    Example: mixed_precision (-40% step) then data_curation (-10% steps): usd x 0.6 x 0.9.
+    """
+    from ccprof.advisors._common import gpu_spec
+    from ccprof.advisors import constants as C
+
+    price = run_price(profile, ctx)
+    spec = gpu_spec(profile, ctx)
+    budget = int(C.MEMORY_FULL_FRAC * spec.memory_bytes) if spec.memory_bytes else None
+    step_s, peak, steps_frac, usd_factor = price.step_s, profile.memory.peak_bytes, 1.0, 1.0
+    act = profile.memory.activations_bytes
+    chosen: list[str] = []
+    out: list[PlanStep] = []
+    conflicts: list[str] = []
+    rec = [a for a in advice if a.status == "recommended"]
+    by = {a.tweak: a for a in rec}
+
+    def usd_now() -> float:
+        return price.usd_run * usd_factor
+
+    def apply(a: Advice, note: str = "") -> None:
+        nonlocal step_s, peak, steps_frac, usd_factor, act
+        p = a.projected
+        scope = a.details.get("time_scope", "run" if a.tweak in RUN_SCOPED else "step")
+        if a.tweak == "right_size_gpu" or a.tweak == "distributed" and a.details.get("case") == "unused_gpus":
+            usd_factor *= max(0.0, 1 - p.usd_saved / price.usd_run) if price.usd_run else 1.0
+            if a.tweak == "distributed":
+                step_s *= 1 - p.time_saved_frac
+        elif scope == "run":
+            steps_frac *= 1 - p.time_saved_frac
+            usd_factor *= 1 - p.time_saved_frac
+        else:
+            step_s *= 1 - p.time_saved_frac
+            usd_factor *= 1 - p.time_saved_frac
+        if a.tweak in ("checkpointing", "mixed_precision") and "activations_after_bytes" in a.details and act:
+            ratio = a.details["activations_after_bytes"] / profile.memory.activations_bytes
+            act_new = act * ratio
+            peak -= int((act - act_new) + (a.details.get("weight_cache_bytes", 0) * -1))
+            act = act_new
+        else:
+            peak -= p.memory_saved_bytes
+        chosen.append(a.tweak)
+        out.append(PlanStep(a.tweak, step_s, int(peak), usd_now(), note))
+
+    fits = budget is None or peak <= budget
+    for a in rec:
+        if a.tweak in _LAST:
+            continue
+        c = _conflict(a.tweak, chosen)
+        if c:
+            conflicts.append(f"{a.tweak} vs {c[0]}: {c[1]}")
+            continue
+        helps = a.projected.usd_saved > 0 or a.projected.time_saved_frac > 0
+        needed = not fits and a.projected.memory_saved_bytes > 0
+        if helps or needed:
+            apply(a, "needed to fit" if needed and not helps else "")
+            fits = budget is None or peak <= budget
+    # Freed memory -> larger batch (re-advised on the lighter profile).
+    if "batch_size" in by or budget is not None:
+        from ccprof.advisors.batch_size import advise_batch_size
+        ck = by.get("checkpointing")
+        light = replace(profile, memory=replace(profile.memory, peak_bytes=int(peak), activations_bytes=int(act)))
+        bs = advise_batch_size(light, ctx)
+        if ck is not None and "checkpointing" not in chosen and bs.status == "recommended":
+            ratio = ck.details.get("activations_after_bytes", act) / max(1, profile.memory.activations_bytes)
+            lighter = replace(light, memory=replace(light.memory, peak_bytes=int(peak - act * (1 - ratio)),
+                                                    activations_bytes=int(act * ratio)))
+            bs_ck = advise_batch_size(lighter, ctx)
+            gain_ck = (1 - ck.projected.time_saved_frac) * (1 - bs_ck.projected.time_saved_frac)
+            if bs_ck.status == "recommended" and gain_ck < 1 - bs.projected.time_saved_frac:
+                apply(ck, "frees memory for a larger batch")
+                bs = bs_ck
+        c = _conflict("batch_size", chosen)
+        if bs.status == "recommended" and bs.projected.time_saved_frac > 0:
+            if c:
+                conflicts.append(f"batch_size vs {c[0]}: {c[1]}")
+            else:
+                apply(bs, f"batch {bs.details.get('batch_before')} -> {bs.details.get('batch_after')} in "
+                          f"{fmt_bytes(max(0, (budget or 0) - peak))} of headroom")
+    if "right_size_gpu" in by:
+        apply(by["right_size_gpu"], "priced on the cheaper GPU")
+    for a in advice:
+        if a.status == "recommended" and a.tweak not in chosen and not any(s.startswith(a.tweak + " vs") for s in conflicts):
+            pass
+    return Plan(tweaks=chosen, steps=out, usd_run_before=price.usd_run, usd_run_after=usd_now(),
+                step_s_before=price.step_s, step_s_after=step_s,
+                peak_bytes_before=profile.memory.peak_bytes, peak_bytes_after=int(peak),
+                conflicts=conflicts, gpu=price.gpu)
