@@ -184,3 +184,15 @@ def test_attach_with_nothing_to_cost_says_why():
     out = attach(Profile(), catalog=load_catalog(user=False))
     assert out.cost is None and "no step time" in out.reasons["cost"]
     assert out.projection["h100-sxm"].step_s is None
+
+
+def test_right_size_reuses_the_attached_price_and_run_size():
+    cheap = dataclasses.replace(TOY, id="cheap", name="Cheap", usd_per_hour=1.0)
+    cat = {"toy": TOY, "cheap": cheap}
+    out = attach(_profile(), catalog=cat, gpu="toy", price_usd=0.36, epochs=3)
+    rows = right_size(out, cat)
+    by_id = {r["gpu"]: r for r in rows}
+    # 300 steps (3 epochs * 100) * 0.5 s = 150 s; toy at the --price 0.36 $/h: 0.36 * 150/3600 = $0.015
+    assert by_id["toy"]["usd_run"] == pytest.approx(0.015) and by_id["toy"]["usd_per_hour"] == 0.36
+    assert by_id["cheap"]["usd_run"] == pytest.approx(150 / 3600)   # $1/h
+    assert rows[0]["gpu"] == "toy" and rows[0]["run_steps_source"].startswith("--epochs 3")

@@ -196,17 +196,26 @@ def _today() -> str:
 
 def right_size(profile: Profile, catalog: dict[str, GpuSpec], total_steps: int | None = None,
                epochs: float | None = None, *, projection: dict[str, GpuProjection] | None = None,
-               bf16: bool = False, prices: dict[str, float] | None = None) -> list[dict[str, Any]]:
+               bf16: bool = False, prices: dict[str, float] | None = None,
+               num_gpus: int = 1) -> list[dict[str, Any]]:
     """Every catalog GPU the job fits on, ranked by the planned run's cost (then by hours).
 
-    Inputs: the profile and catalog; the run size as for :func:`cost_for`; ``prices``
-    overrides $/h per GPU id; ``bf16`` ranks the bf16-autocast projection. GPUs without a
-    price are skipped. Output: dicts with ``gpu``, ``name``, ``step_s``, ``usd_per_hour``,
-    ``price_date``, ``usd_per_step``, ``usd_run``, ``hours``, ``method``, ``rank_usd``,
+    Inputs: the profile and catalog; the run size as for :func:`cost_for` (when neither is
+    given and the profile already carries a ``cost``, its ``run_steps`` are reused); ``prices``
+    overrides $/h per GPU id (a ``--price`` already in ``profile.cost`` applies to its GPU);
+    ``bf16`` ranks the bf16-autocast projection. GPUs without a price are skipped. Output:
+    dicts with ``gpu``, ``name``, ``step_s``, ``usd_per_hour``, ``price_date``,
+    ``usd_per_step``, ``usd_run``, ``hours``, ``method``, ``mfu``, ``rank_usd``,
     ``rank_time`` (1 = fastest) and ``run_steps``/``run_steps_source``.
     """
-    proj = projection or project(profile, catalog)
-    prices = prices or {}
+    proj = projection or profile.projection or project(profile, catalog)
+    prices = dict(prices or {})
+    run_source = None
+    if profile.cost is not None:
+        if profile.cost.price_source == "--price":
+            prices.setdefault(profile.cost.gpu, profile.cost.usd_per_hour)
+        if total_steps is None and epochs is None and profile.cost.run_steps > 0:
+            total_steps, run_source = profile.cost.run_steps, profile.cost.run_steps_source
     rows: list[dict[str, Any]] = []
     for gid, spec in catalog.items():
         p = proj.get(gid)
@@ -218,13 +227,14 @@ def right_size(profile: Profile, catalog: dict[str, GpuSpec], total_steps: int |
         step = p.step_s_bf16 if bf16 else p.step_s
         if step is None or step <= 0:
             continue
-        c = cost_for(profile, gid, catalog, price, total_steps, epochs, projection=proj, bf16=bf16)
+        c = cost_for(profile, gid, catalog, price, total_steps, epochs, projection=proj, bf16=bf16,
+                     num_gpus=num_gpus)
         rows.append({
             "gpu": gid, "name": spec.name, "step_s": c.step_s, "usd_per_hour": c.usd_per_hour,
             "price_date": c.price_date, "price_source": c.price_source,
             "usd_per_step": c.usd_per_step, "usd_run": c.usd_run, "hours": c.run_hours,
             "usd_per_1k_samples": c.usd_per_1k_samples, "method": p.method, "mfu": p.mfu,
-            "run_steps": c.run_steps, "run_steps_source": c.run_steps_source,
+            "run_steps": c.run_steps, "run_steps_source": run_source or c.run_steps_source,
         })
     rows.sort(key=lambda r: (r["usd_run"], r["hours"]))
     for i, r in enumerate(rows, 1):
@@ -236,11 +246,12 @@ def right_size(profile: Profile, catalog: dict[str, GpuSpec], total_steps: int |
 
 def attach(profile: Profile, *, gpu: str | None = None, catalog: dict[str, GpuSpec] | None = None,
            price_usd: float | None = None, total_steps: int | None = None,
-           epochs: float | None = None) -> Profile:
+           epochs: float | None = None, num_gpus: int = 1) -> Profile:
     """The profile with ``projection`` (every catalog GPU) and ``cost`` (the target GPU) set.
 
     Inputs: ``gpu`` (``--gpu``; default the GPU in use, else :data:`DEFAULT_GPU`), a catalog
-    (default :func:`load_catalog`), ``price_usd`` (``--price``), the planned run size.
+    (default :func:`load_catalog`), ``price_usd`` (``--price``), the planned run size, and
+    ``num_gpus`` billed per step (data-parallel jobs: the world size).
     Output: ``dataclasses.replace(profile, projection=..., cost=...)``; when the profile ran
     on a catalog GPU, ``device.catalog_id`` is filled too. With nothing to cost (no steps,
     ops or FLOPs) ``cost`` is None and ``reasons["cost"]`` says why; a bad ``--gpu`` or
@@ -254,7 +265,7 @@ def attach(profile: Profile, *, gpu: str | None = None, catalog: dict[str, GpuSp
     changes: dict[str, Any] = {"projection": proj}
     try:
         changes["cost"] = cost_for(profile, gid, cat, price_usd, total_steps, epochs,
-                                   projection=proj, gpu_choice=choice)
+                                   projection=proj, gpu_choice=choice, num_gpus=num_gpus)
     except NoStepTimeError as exc:
         changes["cost"] = None
         changes["reasons"] = {**profile.reasons, "cost": str(exc)}
