@@ -1,0 +1,48 @@
+"""Where the model is finished and the optimizer not yet built: the place for model surgery."""
+from __future__ import annotations
+
+import libcst as cst
+
+from ccprof.applier.codemods._base import ScriptInfo, Skip, assigned_names, kwarg
+
+
+def model_insertion(info: ScriptInfo) -> tuple[cst.BaseStatement, str]:
+    """(statement to insert before, model name): the optimizer statement of a plain loop, or
+    the ``Trainer(model=...)`` statement of an HF script."""
+    if info.kind == "hf_trainer":
+        for call in info.hf_trainer_calls():
+            arg = kwarg(call, "model")
+            if arg is not None and isinstance(arg.value, cst.Name):
+                return info.stmt_of(call), arg.value.value
+        raise Skip("looked for `Trainer(model=<name>, ...)` to change the model before it")
+    models = info.model_names()
+    for stmt, _name, call in info.optimizer_assigns():
+        for arg_model in sorted(models):
+            if arg_model in _param_owners(call) and info.block_of(stmt) is not None:
+                return stmt, arg_model
+    raise Skip("looked for `optimizer = torch.optim.<Optimizer>(model.parameters(), ...)` "
+               "to change the model just before the optimizer is built")
+
+
+def _param_owners(call: cst.Call) -> set[str]:
+    from ccprof.applier.codemods._base import call_names, method_call
+
+    out = set()
+    for inner in call_names(call):
+        for meth in ("parameters", "named_parameters"):
+            c = method_call(inner, meth)
+            if c is not None and isinstance(c.func.value, cst.Name):  # type: ignore[union-attr]
+                out.add(c.func.value.value)  # type: ignore[union-attr]
+    return out
+
+
+def model_stmt(info: ScriptInfo, name: str, before: cst.CSTNode) -> cst.BaseStatement | None:
+    """The last statement of ``before``'s block, before it, that binds ``name``."""
+    block = info.block_of(before)
+    if block is None:
+        return None
+    body = list(block.body)
+    for stmt in reversed(body[:body.index(before)]):
+        if name in assigned_names(stmt):
+            return stmt
+    return None

@@ -1,0 +1,52 @@
+"""fused_optimizer: ``fused=True`` on torch.optim Adam/AdamW/SGD/Adagrad (``foreach=True`` on
+the others that have it); ``optim="adamw_torch_fused"`` for the HF Trainer."""
+from __future__ import annotations
+
+from ccprof.applier.codemods import register
+from ccprof.applier.codemods._base import (
+    FUSED_CAPABLE, AlreadyApplied, Edits, ScriptInfo, Skip, TweakCodemod, kwarg_code, set_kwarg,
+)
+
+__all__ = ["FusedOptimizer"]
+
+FOREACH_CAPABLE = ("Adadelta", "Adamax", "ASGD", "NAdam", "RAdam", "RMSprop", "Rprop")
+
+
+@register("fused_optimizer")
+class FusedOptimizer(TweakCodemod):
+    DESCRIPTION = "One fused kernel (or foreach kernels) for the whole parameter update."
+
+    def plan(self, info: ScriptInfo, edits: Edits) -> None:
+        if info.kind == "hf_trainer" and not info.optimizer_calls():
+            calls = info.training_args_calls()
+            if not calls:
+                raise Skip("looked for a `TrainingArguments(...)` call; pass --optim adamw_torch_fused")
+            for call in calls:
+                cur = kwarg_code(call, "optim")
+                if cur is not None and "fused" in cur:
+                    raise AlreadyApplied(f"`optim={cur}` at line {info.line(call)}")
+                if cur is not None and cur.strip("'\"") not in ("adamw_torch", "adamw_hf"):
+                    raise Skip(f"line {info.line(call)}: `optim={cur}` is a chosen optimizer; looked for "
+                               "the default AdamW to make it fused")
+            for call in calls:
+                edits.replace(call, lambda u: set_kwarg(u, "optim", '"adamw_torch_fused"'))
+            return
+        calls = info.optimizer_calls()
+        if not calls:
+            raise Skip("looked for a `torch.optim.<Optimizer>(...)` call in the script and found none")
+        done = []
+        for call in calls:
+            cls = info.optimizer_class(call)
+            if kwarg_code(call, "fused") not in (None, "False", "None") or kwarg_code(call, "foreach") not in (
+                    None, "False", "None"):
+                done.append(call)
+                continue
+            if cls in FUSED_CAPABLE:
+                edits.replace(call, lambda u: set_kwarg(u, "fused", "True"))
+            elif cls in FOREACH_CAPABLE:
+                edits.replace(call, lambda u: set_kwarg(u, "foreach", "True"))
+        if not edits:
+            if done:
+                raise AlreadyApplied(f"the optimizer at line {info.line(done[0])} is fused or foreach")
+            raise Skip(f"line {info.line(calls[0])}: `{info.optimizer_class(calls[0])}` has no fused or "
+                       "foreach implementation")
