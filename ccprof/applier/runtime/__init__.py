@@ -1,1 +1,121 @@
-"""ccprof.applier.runtime"""
+"""Runtime appliers: apply one tweak to the live objects of a running, unmodified script.
+
+The harness calls ``apply_tweak(tweak, RunObjects(model=root, optimizers=[...],
+dataloaders=[...]), options)`` at the first forward of the trained root module. Every
+change is made in place (the user's variables keep pointing at the same model, optimizer
+and DataLoader objects); a marker on the model makes a second application a no-op that
+says so; a tweak that does not fit the run returns ``applied=False`` with the reason.
+
+Changes to the root module's own ``forward`` (mixed_precision, compile, grad_accumulation,
+distillation) take effect from the next forward call: ``Module._call_impl`` reads
+``forward`` before it runs the pre-hook the harness is calling from. Changes inside the
+model (checkpointing, lora, warm_start, pruning, quantization, the student's blocks) apply
+to the call in progress. ``dataloader_hooks`` gives the harness a ``DataLoader.__iter__``
+callback so loader settings hold from the first epoch.
+
+Example::
+
+    from ccprof.applier.runtime import apply_tweak, RunObjects
+    r = apply_tweak("lora", RunObjects(model, [optimizer]), {"r": 8})
+    r.applied, r.reason, r.changes
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from torch import nn
+
+from ccprof.advisors.catalog import TWEAKS
+
+from . import (batch_size, checkpointing, compile, dataloader, distillation, fused_optimizer,  # noqa: F401  (fill REGISTRY)
+               grad_accumulation, lora, mixed_precision, pruning, quantization, tf32, warm_start)
+from ._base import REGISTRY, STATE_ATTR, Applied, RunObjects
+from .batch_size import apply_batch_size
+from .checkpointing import apply_checkpointing
+from .compile import apply_compile
+from .dataloader import apply_dataloader
+from .distillation import apply_distillation
+from .fused_optimizer import apply_fused_optimizer
+from .grad_accumulation import apply_grad_accumulation
+from .lora import apply_lora
+from .mixed_precision import apply_mixed_precision
+from .pruning import apply_pruning
+from .quality import LOSS_TOLERANCE_FRAC, quality_guard
+from .quantization import apply_quantization
+from .tf32 import apply_tf32
+from .warm_start import apply_warm_start
+
+__all__ = [
+    "RunObjects", "Applied", "apply_tweak", "runtime_tweaks", "NOT_RUNTIME", "dataloader_hooks",
+    "runtime_notes", "quality_guard", "LOSS_TOLERANCE_FRAC",
+    "apply_mixed_precision", "apply_checkpointing", "apply_lora", "apply_warm_start",
+    "apply_grad_accumulation", "apply_tf32", "apply_compile", "apply_fused_optimizer",
+    "apply_dataloader", "apply_batch_size", "apply_pruning", "apply_quantization",
+    "apply_distillation",
+]
+
+# Catalog tweaks that cannot be applied to live objects mid-run, and what to do instead.
+NOT_RUNTIME: dict[str, str] = {
+    "finetune": "needs pretrained weights of the same family before training starts; load them with "
+                "from_pretrained in your script (the advice names a checkpoint)",
+    "early_stopping": "needs a validation loss over many epochs, which a few measured steps never reach; "
+                      "`ccprof apply -t early_stopping` adds a patience check to your loop",
+    "data_curation": "changes which examples the run sees, so a few steps cannot show its effect; "
+                     "deduplicate the dataset before training (the advice lists the duplicates found)",
+    "distributed": "needs one process per GPU from the start (torchrun + DDP/FSDP); "
+                   "`ccprof apply -t distributed` rewrites the script for torchrun",
+    "right_size_gpu": "is a choice of machine, not a change to the run; rerun on the suggested GPU",
+}
+
+
+def runtime_tweaks() -> list[str]:
+    """Tweak ids with a runtime applier, in catalog order."""
+    return [t for t in TWEAKS if t in REGISTRY]
+
+
+def apply_tweak(tweak: str, objs: RunObjects | nn.Module, options: dict[str, Any] | None = None) -> Applied:
+    """Apply one catalog tweak to the live objects; never raises for a tweak that does not fit.
+
+    Inputs: ``tweak`` a catalog id; ``objs`` the live objects (a bare module is taken as
+    ``RunObjects(model=module)``); ``options`` keyword options of ``apply_<tweak>``.
+    Output: Applied(tweak, applied, reason, changes, already_applied, details).
+    An unexpected error inside an applier is reported as not applied, with its type and
+    message (changes made before it may remain; the verify run should then be discarded).
+    Example: ``apply_tweak("checkpointing", RunObjects(model, [opt]))``.
+    """
+    options = dict(options or {})
+    if tweak not in TWEAKS:
+        return Applied(tweak, False, f"unknown tweak {tweak!r}; `ccprof tweaks` lists them")
+    if tweak in NOT_RUNTIME:
+        return Applied(tweak, False, f"{tweak} cannot be applied to a running script: {NOT_RUNTIME[tweak]}")
+    fn = REGISTRY[tweak]
+    try:
+        return fn(objs, **options)
+    except TypeError as e:
+        if "unexpected keyword" in str(e):
+            return Applied(tweak, False, f"bad option for {tweak}: {e}")
+        return Applied(tweak, False, f"{tweak} failed: {type(e).__name__}: {e}", details={"error": type(e).__name__})
+    except Exception as e:  # a run must survive one tweak's failure; the reason is reported
+        return Applied(tweak, False, f"{tweak} failed: {type(e).__name__}: {e}", details={"error": type(e).__name__})
+
+
+def dataloader_hooks(tweak: str, options: dict[str, Any] | None = None) -> Callable[[Any], None] | None:
+    """A ``on_dataloader_iter(loader)`` callback for ``DataLoader.__iter__``, or None.
+
+    For ``dataloader`` and ``batch_size`` only: the callback applies the settings to each
+    loader once, before its iterator is made, so a verify run has them from epoch one.
+    Example: ``hook = dataloader_hooks("batch_size", {"batch_size": 64}); hook(loader)``.
+    """
+    options = dict(options or {})
+    if tweak == "dataloader":
+        return dataloader.loader_hook(dataloader.dataloader_settings(None, **options))
+    if tweak == "batch_size":
+        return batch_size.loader_hook(options.get("batch_size"), options.get("factor"))
+    return None
+
+
+def runtime_notes(model: nn.Module) -> dict[str, list[str]]:
+    """What happened after apply time, by tweak (compile fell back to eager, fp16 skipped steps,
+    grad_accumulation found no loss, ...). Empty when nothing did."""
+    st = model.__dict__.get(STATE_ATTR) or {}
+    return {k: list(v) for k, v in st.get("_notes", {}).items()}

@@ -1,0 +1,102 @@
+"""lora: inject peft LoRA adapters into the live model, freeze the base, train the adapters.
+
+``peft.inject_adapter_in_model`` replaces the target ``nn.Linear`` layers in place (the
+user's model object stays the same); B is initialised to zero, so the model computes exactly
+what it did before (Hu et al., ICLR 2022). Base weights are frozen (grads and optimizer
+state dropped, so the memory really goes), and the adapters join the user's optimizer as a
+new param group with the hyperparameters of the group that held the model.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from ._base import (Applied, RunObjects, add_param_group, freeze, hf_model, linear_targets,
+                    main_optimizer, not_applied, register, trainable_elems)
+
+__all__ = ["apply_lora", "DEFAULT_R", "DEFAULT_ALPHA"]
+
+TWEAK = "lora"
+# Hu et al. 2022 use r in 1..64 with alpha = r or 2r; r=8, alpha=16 is peft's documented example.
+DEFAULT_R = 8
+DEFAULT_ALPHA = 16
+# Randomly initialised task heads must keep training (peft's modules_to_save for SEQ_CLS).
+HEAD_NAMES = ("classifier", "score")
+
+
+def _is_lora_layer(m: nn.Module) -> bool:
+    return hasattr(m, "lora_A") and hasattr(m, "base_layer")
+
+
+@register(TWEAK)
+def apply_lora(objs: RunObjects, r: int = DEFAULT_R, alpha: int = DEFAULT_ALPHA,
+               dropout: float = 0.0, target_modules: list[str] | None = None,
+               keep_trainable: list[str] | None = None, lr: float | None = None) -> Applied:
+    """Inject LoRA adapters into ``objs.model`` in place and train only them.
+
+    Inputs: ``r``, ``alpha``, ``dropout``; ``target_modules`` (names or suffixes; default:
+    peft's per-architecture list for HF models, else the Linear layers of the repeated
+    blocks); ``keep_trainable`` (module names kept trainable; default HF ``classifier`` /
+    ``score`` heads); ``lr`` for the adapters (default: the model's current lr).
+    Output: Applied with trainable elements before/after in ``details``.
+    Example: ``apply_lora(RunObjects(model, [opt]), r=4)``.
+    """
+    model = objs.model
+    try:
+        import peft
+        from peft import LoraConfig
+    except Exception as e:  # peft is a dependency, but say so plainly if it is broken
+        return not_applied(TWEAK, f"peft could not be imported ({e}); pip install peft")
+    if any(_is_lora_layer(m) for m in model.modules()):
+        return not_applied(TWEAK, f"{type(model).__name__} already has LoRA adapters (peft)", already=True)
+    opt = main_optimizer(model, objs.optimizers)
+    if opt is None:
+        return not_applied(TWEAK, "no torch.optim optimizer updates this model's parameters, so the "
+                           "adapters would never be trained")
+
+    hf = hf_model(model)
+    if target_modules is None:
+        from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as MAP
+        mtype = getattr(getattr(hf, "config", None), "model_type", None)
+        target_modules = list(MAP[mtype]) if hf is not None and mtype in MAP else linear_targets(model)
+    if not target_modules:
+        return not_applied(TWEAK, f"{type(model).__name__} has no nn.Linear layers to adapt")
+    if keep_trainable is None:
+        keep_trainable = [n for n, _ in model.named_modules() if hf is not None
+                          and n.rsplit(".", 1)[-1] in HEAD_NAMES]
+
+    before = trainable_elems(model)
+    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
+                     bias="none")
+    try:
+        out = peft.inject_adapter_in_model(cfg, model)
+    except ValueError as e:  # "Target modules ... not found in the base model"
+        return not_applied(TWEAK, f"peft could not inject adapters: {e}")
+    assert out is model
+
+    adapted = [n for n, m in model.named_modules() if _is_lora_layer(m)]
+    keep = tuple(f"{k}." for k in keep_trainable)
+    new_params, base = [], []
+    for n, p in model.named_parameters():
+        if "lora_" in n:
+            p.requires_grad_(True)
+            new_params.append(p)
+        elif not n.startswith(keep):
+            base.append(p)
+    frozen = freeze(base, objs.optimizers)
+    group = add_param_group(opt, new_params, model, lr)
+    after = trainable_elems(model)
+    changes = [f"peft LoRA r={r} alpha={alpha} injected into {len(adapted)} Linear layers "
+               f"({', '.join(adapted[:4])}{', ...' if len(adapted) > 4 else ''})",
+               f"froze {frozen:,} base parameter elements (grads and optimizer state dropped)",
+               f"added {len(new_params)} adapter tensors ({sum(p.numel() for p in new_params):,} elements) "
+               f"to {type(opt).__name__} as a new param group (lr={group['lr']:g})",
+               f"trainable elements {before:,} -> {after:,}"]
+    if keep_trainable:
+        changes.append(f"kept trainable: {', '.join(keep_trainable)}")
+    if objs.schedulers:
+        changes.append("note: LR schedulers built before this keep scheduling only the original groups")
+    return Applied(TWEAK, True, f"LoRA r={r} on {len(adapted)} layers; trainable {before:,} -> {after:,}",
+                   changes, details={"trainable_before": before, "trainable_after": after,
+                                     "adapted": adapted, "adapter_elems": sum(p.numel() for p in new_params)})
