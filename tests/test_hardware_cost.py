@@ -43,7 +43,7 @@ def test_unit_economics():
     assert c.run_steps == 100 and c.run_steps_source.startswith("default: one epoch")
     assert c.usd_run == pytest.approx(0.05)
     assert c.run_hours == pytest.approx(100 * 0.5 / 3600)
-    assert "Toy GPU at $3.60/GPU-hour" in c.detail["label"]
+    assert c.detail["label"] == "Toy GPU at $3.60/GPU-hour, priced 2026-01-01"
 
 
 def test_total_steps_epochs_and_bf16():

@@ -159,7 +159,8 @@ def cost_for(profile: Profile, gpu_id: str, catalog: dict[str, GpuSpec], price_u
         "step_s_method": proj.method,
         "num_gpus": n,
         "precision": "bf16 autocast (projected)" if bf16 else "as profiled",
-        "label": f"{spec.name} at ${usd_h:.2f}/GPU-hour ({p_source}, {p_date})",
+        "label": (f"{spec.name} at ${usd_h:.2f}/GPU-hour"
+                  + (" (--price)" if price_usd is not None else f", priced {p_date}")),
     }
     if "usd_per_hour" in spec.unverified and price_usd is None:
         detail["price_unverified"] = True
