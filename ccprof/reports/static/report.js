@@ -32,6 +32,9 @@
       el.setAttribute("data-drawn", "1");
     });
   });
-  Promise.all(drawn).then(function () { document.body.setAttribute("data-charts-ready", "1"); },
+  Promise.all(drawn).then(function () {
+    document.body.setAttribute("data-ready-ms", String(Math.round(performance.now())));
+    document.body.setAttribute("data-charts-ready", "1");
+  },
     function (err) { document.body.setAttribute("data-charts-ready", "error"); throw err; });
 })();
