@@ -369,6 +369,7 @@ def fvcore_forward_flops(model: torch.nn.Module, args: tuple, kwargs: dict | Non
     """
     try:
         from fvcore.nn import FlopCountAnalysis
+        from fvcore.nn.flop_count import _DEFAULT_SUPPORTED_OPS as _FVCORE_DEFAULT_OPS
     except ImportError as exc:
         return None, f"fvcore is not installed ({exc}); pip install fvcore"
     kwargs = dict(kwargs or {})
@@ -379,8 +380,8 @@ def fvcore_forward_flops(model: torch.nn.Module, args: tuple, kwargs: dict | Non
     try:
         with torch.random.fork_rng(devices=devices), torch.no_grad():
             analysis = FlopCountAnalysis(target, tuple(args))
-            for op in _FVCORE_OFF:
-                analysis.set_op_handle(op, None)
+            handles = {k: v for k, v in _FVCORE_DEFAULT_OPS.items() if k not in _FVCORE_OFF}
+            analysis.clear_op_handles().set_op_handle(**handles)
             analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
             analysis.tracer_warnings("none")
             total_macs = analysis.total()
