@@ -627,7 +627,7 @@ def insert_after_imports(info: ScriptInfo, edits: Edits, stmts: list[cst.BaseSta
     """Put ``stmts`` after the script's imports (a blank line before them)."""
     anchor = after_imports_anchor(info.module)
     if stmts:
-        stmts = [stmts[0].with_changes(leading_lines=[cst.EmptyLine()])] + list(stmts[1:])
+        stmts = [stmts[0].with_changes(leading_lines=[cst.EmptyLine(), *stmts[0].leading_lines])] + list(stmts[1:])
     if anchor is None:
         first = info.module.body[0] if info.module.body else None
         if first is None:

@@ -16,10 +16,16 @@ def model_insertion(info: ScriptInfo) -> tuple[cst.BaseStatement, str]:
                 return info.stmt_of(call), arg.value.value
         raise Skip("looked for `Trainer(model=<name>, ...)` to change the model before it")
     models = info.model_names()
+    sites = []
     for stmt, _name, call in info.optimizer_assigns():
         for arg_model in sorted(models):
             if arg_model in _param_owners(call) and info.block_of(stmt) is not None:
-                return stmt, arg_model
+                sites.append((stmt, arg_model))
+                break
+    if sites:
+        # several optimizers (pretrain, then fine-tune): the model loaded from a checkpoint, else the last
+        loaded = [s for s in sites if _loaded_before(info, *s)]
+        return (loaded or sites)[-1]
     raise Skip("looked for `optimizer = torch.optim.<Optimizer>(model.parameters(), ...)` "
                "to change the model just before the optimizer is built")
 
@@ -46,3 +52,18 @@ def model_stmt(info: ScriptInfo, name: str, before: cst.CSTNode) -> cst.BaseStat
         if name in assigned_names(stmt):
             return stmt
     return None
+
+
+def _loaded_before(info: ScriptInfo, stmt: cst.BaseStatement, name: str) -> bool:
+    """``name`` (or a part of it) gets checkpoint weights in ``stmt``'s block before ``stmt``."""
+    from ccprof.applier.codemods._base import attr_chain, call_names
+
+    block = info.block_of(stmt)
+    body = list(block.body) if block is not None else []
+    for prev in body[:body.index(stmt)] if stmt in body else []:
+        for c in call_names(prev):
+            chain = attr_chain(c.func) or ""
+            if chain.endswith((".load_state_dict", ".from_pretrained")) and (
+                    chain.split(".")[0] == name or name in assigned_names(prev)):
+                return True
+    return False
