@@ -251,6 +251,79 @@ def compare_cmd(before_path: str, after_path: str, output: str, quiet: bool) -> 
     click.echo(str(out))
 
 
+@cli.command("apply")
+@click.argument("script", type=click.Path(dir_okay=False, path_type=str))
+@click.option("-t", "--tweak", "tweaks", multiple=True, help="Tweak id to apply (repeatable).")
+@click.option("--from", "advice_path", default=None, type=click.Path(dir_okay=False),
+              help="advice.json (ccprof.advice/1): apply its top recommendations.")
+@click.option("--top", default=None, type=click.IntRange(1, 50), help="With --from: how many (default all).")
+@click.option("-o", "--output", "output", default=None, type=click.Path(dir_okay=False),
+              help="File to write (default: <stem>_ccprof.py beside the script).")
+@click.option("--in-place", is_flag=True, help="Rewrite the script itself, keeping SCRIPT.bak.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@click.option("--option", "option_texts", multiple=True, metavar="KEY=VALUE",
+              help="Codemod option: dtype=fp16, accumulation_steps=8, lora_rank=16, patience=5 ...")
+def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top: int | None,
+              output: str | None, in_place: bool, force: bool, option_texts: tuple[str, ...]) -> None:
+    """Rewrite SCRIPT with libcst to keep tweaks; print the diff and what was skipped."""
+    from pathlib import Path
+
+    from ccprof.applier.codemods import ScriptSyntaxError, apply_source
+    from ccprof.applier.codemods.selection import (
+        backup_path, default_output_path, parse_option, tweaks_from_advice,
+    )
+
+    src_path = Path(script)
+    if not src_path.is_file():
+        _fail(f"{script}: no such file", 2)
+    wanted, options = list(tweaks), {}
+    if advice_path:
+        picked, options = tweaks_from_advice(_load_artefact("advice", advice_path), top)
+        wanted += [t for t in picked if t not in wanted]
+    if not wanted:
+        _fail("nothing to apply: name tweaks with -t ID or give --from advice.json", 2)
+    for text in option_texts:
+        try:
+            key, value = parse_option(text)
+        except ValueError as exc:
+            _fail(str(exc), 2)
+        options[key] = value
+    if in_place and output:
+        _fail("--in-place and -o/--output exclude each other", 2)
+    out_path = src_path if in_place else Path(output) if output else default_output_path(src_path)
+    if not in_place and out_path.exists() and not force:
+        _fail(f"{out_path} exists; pass --force to overwrite it or -o to write elsewhere", 2)
+    try:
+        source = src_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        _fail(f"{script}: not a UTF-8 Python file", 2)
+    try:
+        result = apply_source(source, wanted, options=options, path=str(src_path))
+    except ScriptSyntaxError as exc:
+        _fail(f"{exc.path}:{exc.line}: syntax error, fix the script first ({exc.message.splitlines()[0]})", 3)
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    if result.applied:
+        if in_place:
+            bak = backup_path(src_path)
+            bak.write_text(source, encoding="utf-8")
+            click.echo(f"backup: {bak}", err=True)
+        out_path.write_text(result.source, encoding="utf-8")
+    if result.diff:
+        if sys.stdout.isatty():
+            from rich.console import Console
+            from rich.syntax import Syntax
+
+            Console().print(Syntax(result.diff, "diff", theme="ansi_dark"))
+        else:
+            click.echo(result.diff, nl=False)
+    for tweak in result.applied:
+        click.echo(f"applied {tweak}" + (f": {result.notes[tweak]}" if tweak in result.notes else ""), err=True)
+    for tweak, reason in result.skipped.items():
+        click.echo(f"skipped {tweak}: {reason}", err=True)
+    click.echo(f"wrote {out_path}" if result.applied else "no change; nothing written", err=True)
+
+
 def main() -> None:
     cli(prog_name="ccprof")
 

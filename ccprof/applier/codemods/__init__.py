@@ -90,9 +90,13 @@ def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | No
     """
     _load()
     try:
+        builtins.compile(source, path, "exec", dont_inherit=True)
+    except SyntaxError as e:
+        raise ScriptSyntaxError(path, e.lineno or 0, e.msg) from None
+    try:
         tree = cst.parse_module(source)
     except cst.ParserSyntaxError as e:
-        raise ScriptSyntaxError(path, e.raw_line, e.message) from None
+        raise ScriptSyntaxError(path, e.editor_line, e.message) from None
     opts = dict(options or {})
     wanted = list(dict.fromkeys(tweaks))
     order = {t: i for i, t in enumerate(APPLY_ORDER)}
