@@ -45,17 +45,26 @@ def apply_checkpointing(objs: RunObjects, container: str | None = None) -> Appli
     model = objs.model
     hf = hf_model(model)
     if hf is not None and container is None and getattr(hf, "supports_gradient_checkpointing", False):
-        if getattr(hf, "is_gradient_checkpointing", False):
+        # transformers 5 renamed gradient_* to activation_* (the old names warn until v6)
+        is_on = getattr(type(hf), "is_activation_checkpointing", None)
+        is_on = hf.is_activation_checkpointing if is_on is not None else getattr(hf, "is_gradient_checkpointing", False)
+        if is_on:
             return not_applied(TWEAK, f"gradient checkpointing is already on for {type(hf).__name__} "
-                               "(gradient_checkpointing_enable was called)", already=True)
-        hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        n = sum(1 for m in hf.modules() if getattr(m, "gradient_checkpointing", False) is True)
-        changes = [f"{type(hf).__name__}.gradient_checkpointing_enable(use_reentrant=False): "
+                               "(gradient/activation_checkpointing_enable was called)", already=True)
+        if hasattr(hf, "activation_checkpointing_enable"):
+            hf.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            how = "activation_checkpointing_enable"
+        else:
+            hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            how = "gradient_checkpointing_enable"
+        n = sum(1 for m in hf.modules() if getattr(m, "gradient_checkpointing", False) is True
+                and not hasattr(m, "supports_gradient_checkpointing"))
+        changes = [f"{type(hf).__name__}.{how}(use_reentrant=False): "
                    f"{n} layers recompute their activations in backward"]
         if getattr(getattr(hf, "config", None), "use_cache", False):
             changes.append("the KV cache is off while training with checkpointing (transformers does this)")
         return Applied(TWEAK, True, f"Hugging Face gradient checkpointing on {n} layers", changes,
-                       details={"blocks": n, "method": "gradient_checkpointing_enable"})
+                       details={"blocks": n, "method": how})
 
     if container is not None:
         try:
