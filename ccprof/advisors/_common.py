@@ -375,6 +375,15 @@ def head_names(profile: Profile) -> set[str]:
     return heads
 
 
+def forward_flops(profile: Profile, m: Any) -> float:
+    """A module's forward FLOPs; when the profiler left them 0, its step FLOPs times the
+    model's forward share (flops.forward / flops.per_step)."""
+    if m.forward_flops:
+        return float(m.forward_flops)
+    f = profile.flops
+    return m.flops * (f.forward / f.per_step) if f.per_step and f.forward else m.flops / 3.0
+
+
 def module_map(profile: Profile) -> dict[str, Any]:
     return {m.name: m for m in profile.model.modules}
 

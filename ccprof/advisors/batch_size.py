@@ -17,16 +17,18 @@ loader = torch.utils.data.DataLoader(dataset, batch_size={b}, shuffle=True)
 
 
 def largest_batch(profile: Profile, budget_bytes: int) -> int:
-    """The largest batch whose peak fits ``budget_bytes`` (activations scale with the batch).
+    """The largest batch whose peak fits ``budget_bytes``; activations and temporaries
+    (``other_bytes``) scale with the batch, model state does not.
 
-    Example: peak 1000, activations 600 at batch 8 (75/sample), budget 2000: (2000-400)//75 = 21.
+    Example: peak 1000 = state 400 + activations 500 + other 100 at batch 8 (75/sample),
+    budget 2000: (2000 - 400) // 75 = 21.
     """
     b = batch_size(profile) or 0
     led = ledger(profile)
-    if not b or led.act <= 0:
+    var = led.act + led.other
+    if not b or var <= 0:
         return b
-    per = led.act / b
-    return int((budget_bytes - (led.peak - led.act)) // per)
+    return int((budget_bytes - (led.peak - var)) // (var / b))
 
 
 @register("batch_size")
@@ -56,9 +58,9 @@ def advise_batch_size(profile: Profile, ctx: AdviceContext) -> Advice:
     util = profile.gpu.mean_sm_util_pct if profile.gpu else None
     # Per-sample time: (fixed + variable x nb/b) / nb vs (fixed + variable) / b.
     frac = clamp(fixed * (1 - b / nb))
-    peak_after = int(led.peak + led.act * (nb / b - 1))
+    peak_after = int(led.peak + (led.act + led.other) * (nb / b - 1))
     rationale = (f"The peak of {fmt_bytes(led.peak)} uses {fmt_pct(used)} of the {fmt_bytes(spec.memory_bytes)} on "
-                 f"{spec.name}. Activations are {fmt_bytes(led.act / b)} per sample, so batch {nb} (from {b}) fits "
+                 f"{spec.name}. Activations and temporaries are {fmt_bytes((led.act + led.other) / b)} per sample, so batch {nb} (from {b}) fits "
                  f"within {fmt_pct(C.MEMORY_FULL_FRAC)} (peak {fmt_bytes(peak_after)}). The optimizer step and other fixed "
                  f"work ({fmt_pct(fixed)} of the step) are then paid once per {nb} samples: {fmt_pct(frac)} less time "
                  "per sample" + (f"; the GPU averaged {util:.0f}% utilization" if util is not None else "")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ccprof.advisors import constants as C
-from ccprof.advisors._common import (clamp, fmt_bytes, fmt_pct, ledger, make_advice, module_map)
+from ccprof.advisors._common import (forward_flops, clamp, fmt_bytes, fmt_pct, ledger, make_advice, module_map)
 from ccprof.advisors._registry import register
 from ccprof.advisors.advice import Advice
 from ccprof.advisors.context import AdviceContext
@@ -50,9 +50,11 @@ def _boundary_bytes(profile: Profile, block_acts: list[int], block_names: list[s
 def project_checkpointing(profile: Profile) -> dict:
     """Activations and peak after checkpointing every repeated block, and the extra FLOPs.
 
-    act_after = act - sum(block activations) + n_blocks x boundary + the largest block's
-    activations (recomputed one at a time in backward). Extra FLOPs = one more forward of the
-    blocks. Returns {} without repeated blocks.
+    act_after = max(end of forward: act - sum(block activations) + n_blocks x boundary;
+    recompute of the last block in backward: n_blocks x boundary + its activations + those of
+    the modules before the blocks (embeddings)). Extra FLOPs = one more forward of the blocks.
+    Example: act 10, blocks 2 x 4, boundary 0.5, no embeddings: max(10-8+1, 1+4) = 5.
+    Returns {} without repeated blocks.
     """
     rbs = [rb for rb in profile.model.repeated_blocks if rb.count >= 2]
     if not rbs:
@@ -61,10 +63,15 @@ def project_checkpointing(profile: Profile) -> dict:
     led = ledger(profile)
     names = [n for rb in rbs for n in rb.names]
     acts = [mods[n].activation_bytes if n in mods else 0 for n in names]
-    fwd = sum(mods[n].forward_flops if n in mods else 0 for n in names)
+    fwd = int(sum(forward_flops(profile, mods[n]) if n in mods else 0 for n in names))
     boundary, how = _boundary_bytes(profile, acts, names)
-    kept = len(names) * boundary + (max(acts) if acts else 0)
-    act_after = max(0, led.act - sum(acts) + kept)
+    bounds = len(names) * boundary
+    pre = sum(mods[e.name].activation_bytes for e in profile.model.embeddings if e.name in mods)
+    end_of_forward = led.act - sum(acts) + bounds
+    # Recomputing the last block happens after backward has freed everything after it
+    # (final norm, head, loss): only the boundaries, that block and what ran before remain.
+    recompute = bounds + (max(acts) if acts else 0) + pre
+    act_after = max(0, max(end_of_forward, recompute))
     saved = led.act - act_after
     return {"blocks": len(names), "containers": [rb.container for rb in rbs],
             "block_activation_bytes": sum(acts), "boundary_bytes": boundary, "boundary_estimate": how,
@@ -102,8 +109,9 @@ def advise_checkpointing(profile: Profile, ctx: AdviceContext) -> Advice:
     frac = -clamp(pr["extra_flops_frac"])
     rationale = (f"Activations are {fmt_pct(act_share)} of the {fmt_bytes(led.peak)} peak; the {pr['blocks']} "
                  f"blocks of {', '.join(pr['containers'])} save {fmt_bytes(pr['block_activation_bytes'])}. Keeping "
-                 f"only each block's input ({fmt_bytes(pr['boundary_bytes'])}, {pr['boundary_estimate']}) plus one "
-                 f"block being recomputed leaves {fmt_bytes(pr['activations_after_bytes'])}: peak "
+                 f"only each block's input ({fmt_bytes(pr['boundary_bytes'])}, {pr['boundary_estimate']}) leaves "
+                 f"{fmt_bytes(pr['activations_after_bytes'])} at the worse of the end of forward and the recompute of "
+                 f"the last block (after the head's activations are freed): peak "
                  f"{fmt_bytes(led.peak)} -> {fmt_bytes(pr['peak_bytes_after'])}. It costs one extra forward of the "
                  f"blocks, {pr['extra_flops']:,} FLOPs ({fmt_pct(pr['extra_flops_frac'])} of the step), so it pays "
                  f"only when the freed memory buys a larger batch or a smaller GPU (see the plan).")

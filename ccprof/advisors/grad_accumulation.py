@@ -25,23 +25,27 @@ for i, (x, y) in enumerate(loader):    # the DataLoader now yields batch_size={m
 
 
 def peak_bytes_at_batch(profile: Profile, batch: int) -> int:
-    """Peak memory at another (micro-)batch: activations scale with the batch, the rest does not.
+    """Peak memory at another (micro-)batch: activations and the rest of the peak beyond model
+    state (inputs, logits, temporaries: ``other_bytes``) scale with the batch; parameters,
+    gradients and optimizer state do not.
 
-    Example: peak 1000, activations 600 at batch 8 -> batch 4: 1000 - 600 x (1 - 4/8) = 700.
+    Example: peak 1000 = state 300 + activations 600 + other 100 at batch 8 -> batch 4:
+    300 + 700 x 4/8 = 650.
     """
     b = batch_size(profile)
     led = ledger(profile)
     if not b:
         return led.peak
-    return int(led.peak - led.act * (1 - batch / b))
+    var = led.act + led.other
+    return int(led.peak - var + var * batch / b)
 
 
 def micro_batch_plan(profile: Profile, wanted_batch: int, budget_bytes: int) -> dict:
     """Largest micro-batch whose peak fits ``budget_bytes``, and the accumulation steps."""
     b = batch_size(profile) or 1
     led = ledger(profile)
-    fixed = led.peak - led.act
-    per_sample = led.act / b if b else 0
+    fixed = led.peak - led.act - led.other
+    per_sample = (led.act + led.other) / b if b else 0
     if per_sample <= 0 or budget_bytes <= fixed:
         return {"micro_batch": 0, "accum_steps": 0, "fixed_bytes": fixed, "per_sample_bytes": per_sample}
     m = max(0, min(wanted_batch, int((budget_bytes - fixed) // per_sample)))
@@ -89,8 +93,9 @@ def advise_grad_accumulation(profile: Profile, ctx: AdviceContext) -> Advice:
                                       f"{spec.name}. See checkpointing, lora or distributed (FSDP)."), details=plan)
     m, k = plan["micro_batch"], plan["accum_steps"]
     cost = (k - 1) * C.GRAD_ACCUM_OVERHEAD_FRAC_PER_MICRO
-    rationale = (f"The batch of {wanted} peaks at {fmt_bytes(peak_wanted)} (activations {fmt_bytes(led.act)} at batch "
-                 f"{b}, {fmt_bytes(plan['per_sample_bytes'])} per sample; the rest {fmt_bytes(plan['fixed_bytes'])}), "
+    rationale = (f"The batch of {wanted} peaks at {fmt_bytes(peak_wanted)} (activations and temporaries "
+                 f"{fmt_bytes(led.act + led.other)} at batch {b}, {fmt_bytes(plan['per_sample_bytes'])} per sample; model "
+                 f"state {fmt_bytes(plan['fixed_bytes'])}), "
                  f"above {fmt_pct(C.MEMORY_FULL_FRAC)} of the {fmt_bytes(spec.memory_bytes)} on {spec.name}. "
                  f"Micro-batches of {m} x {k} accumulation steps keep the batch and peak at "
                  f"{fmt_bytes(plan['peak_bytes_after'])}; the same FLOPs run in {k} passes, costing about "
@@ -100,8 +105,8 @@ def advise_grad_accumulation(profile: Profile, ctx: AdviceContext) -> Advice:
                        if wanted == b else peak_wanted - plan["peak_bytes_after"],
                        peak_bytes_after=plan["peak_bytes_after"], rationale=rationale,
                        snippet=SNIPPET.format(k=k, m=m, b=wanted),
-                       assumptions=["Activations scale linearly with the micro-batch; parameters, gradients and "
-                                    "optimizer state do not.",
+                       assumptions=["Activations and temporaries (the ledger's 'other') scale linearly with the "
+                                    "micro-batch; parameters, gradients and optimizer state do not.",
                                     f"Each extra micro-batch costs {fmt_pct(C.GRAD_ACCUM_OVERHEAD_FRAC_PER_MICRO)} of "
                                     "the step in fixed overhead (ccprof assumption, unverified)."],
                        sources=["PyTorch TensorBoard plugin: peak memory > 90% of the device (FACTS.md)", spec.source],

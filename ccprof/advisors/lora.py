@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from ccprof.advisors import constants as C
-from ccprof.advisors._common import (clamp, fmt_bytes, fmt_num, fmt_pct, head_names, ledger,
+from ccprof.advisors._common import (forward_flops, clamp, fmt_bytes, fmt_num, fmt_pct, head_names, ledger,
                                      linear_modules, make_advice)
 from ccprof.advisors._registry import register
 from ccprof.advisors.advice import Advice
@@ -53,8 +53,8 @@ def project_lora(profile: Profile, ctx: AdviceContext) -> dict:
     base_saved = led.grads_at_peak + led.opt
     adapter_bytes = int(adapters * (C.BYTES_FP32 * (1 + grad_frac) + led.opt_bytes_per_param))
     saved = base_saved - adapter_bytes
-    wgrad = sum(m.forward_flops for m in lin_all)
-    adapter_flops = sum(3 * m.forward_flops * (r * 2 * math.isqrt(max(1, m.params))) / max(1, m.params) for m in targets)
+    wgrad = int(sum(forward_flops(profile, m) for m in lin_all))
+    adapter_flops = sum(3 * forward_flops(profile, m) * (r * 2 * math.isqrt(max(1, m.params))) / max(1, m.params) for m in targets)
     flops_saved = max(0.0, wgrad - adapter_flops)
     ph = profile.steps.phase_s
     total = sum(ph.values()) if ph else 0.0

@@ -21,20 +21,52 @@ optimizer.step()
 """
 
 
-def project_mixed_precision_memory(profile: Profile) -> dict:
-    """Peak memory under bf16 autocast: saved activations halve, plus autocast's bf16 weight copies.
+_KEEP_FP32 = ("Norm", "Softmax", "Loss")     # autocast runs these in fp32 (torch.amp op lists)
 
-    Returns {"activations_after_bytes", "weight_cache_bytes", "memory_saved_bytes", "peak_bytes_after"}.
-    Example: activations 100 MiB, Linear weights 10M params -> 50 MiB + 20 MB of bf16 weights.
+
+def _own_activation_bytes(profile: Profile) -> list[tuple[object, int]]:
+    """(module, activation bytes saved by the module itself, not by its children).
+
+    Containers (ModuleList) record 0 although their children saved tensors: a module's
+    total is taken as max(its own record, the sum of its children's totals), deepest first.
+    """
+    mods = profile.model.modules
+    def parent(n: str) -> str | None:
+        return None if not n else (n.rsplit(".", 1)[0] if "." in n else "")
+    total = {m.name: m.activation_bytes for m in mods}
+    kids: dict[str, int] = {}
+    for m in sorted(mods, key=lambda m: -m.name.count(".") - (1 if m.name else 0)):
+        t = max(total[m.name], kids.get(m.name, 0))
+        total[m.name] = t
+        par = parent(m.name)
+        if par is not None:
+            kids[par] = kids.get(par, 0) + t
+    return [(m, max(0, total[m.name] - kids.get(m.name, 0))) for m in mods]
+
+
+def project_mixed_precision_memory(profile: Profile) -> dict:
+    """Peak memory under bf16 autocast.
+
+    Activations saved by matmuls and by the ops fed from them (activation functions,
+    attention) halve; those saved by norms, softmax and the loss (autocast's fp32 list), and
+    anything saved outside a module (the root's own: loss, residual adds), stay fp32.
+    Autocast adds a bf16 copy of every Linear weight, saved for backward.
+    Example: Linear inputs 100 MiB + LayerNorm inputs 20 MiB -> 50 + 20 MiB, plus 2 bytes x
+    Linear params. Returns {"activations_after_bytes", "weight_cache_bytes",
+    "memory_saved_bytes", "peak_bytes_after", "halved_bytes"}.
     """
     led = ledger(profile)
-    keep = C.MP_OTHER_ACT_KEEP_FRAC
-    act_after = int(led.act * (keep + (1 - keep) * C.BYTES_BF16 / C.BYTES_FP32))
-    # autocast caches a bf16 copy of every fp32 weight a matmul uses, kept for backward.
+    own = _own_activation_bytes(profile)
+    if own and sum(b for _, b in own):
+        halved = sum(b for m, b in own if m.name and not any(k in m.class_ for k in _KEEP_FP32))
+    else:  # no per-module ledger: everything halves except MP_OTHER_ACT_KEEP_FRAC
+        halved = int(led.act * (1 - C.MP_OTHER_ACT_KEEP_FRAC))
+    halved = min(halved, led.act)
     matmul_params = sum(m.params for m in linear_modules(profile))
     cache = matmul_params * C.BYTES_BF16
-    saved = (led.act - act_after) - cache
-    return {"activations_after_bytes": act_after, "weight_cache_bytes": cache,
+    act_after = int(led.act - halved * (1 - C.BYTES_BF16 / C.BYTES_FP32) + cache)
+    saved = led.act - act_after
+    return {"activations_after_bytes": act_after, "weight_cache_bytes": cache, "halved_bytes": int(halved),
             "memory_saved_bytes": int(saved), "peak_bytes_after": int(led.peak - saved)}
 
 
@@ -56,8 +88,9 @@ def advise_mixed_precision(profile: Profile, ctx: AdviceContext) -> Advice:
     proj = target_projection(profile, ctx)
     price = run_price(profile, ctx)
     assumptions = [
-        f"Saved activations become 2-byte (bf16) under autocast; autocast keeps a bf16 copy of "
-        f"the matmul weights ({fmt_bytes(mem['weight_cache_bytes'])}) for backward.",
+        f"Activations saved by matmuls, activation functions and attention ({fmt_bytes(mem['halved_bytes'])}) "
+        f"become 2-byte; norms, softmax and the loss stay fp32 (autocast op lists); autocast keeps a bf16 "
+        f"copy of the Linear weights ({fmt_bytes(mem['weight_cache_bytes'])}) for backward.",
         "Weights, gradients and optimizer state stay fp32 (FACTS.md: AMP alone shrinks activations, not model state).",
     ]
     if proj is not None and proj.step_s and proj.step_s_bf16:
@@ -83,9 +116,10 @@ def advise_mixed_precision(profile: Profile, ctx: AdviceContext) -> Advice:
                            snippet=SNIPPET, details={"fp32_matmul_flops_frac": mm_share, **mem})
     rationale = (f"fp32 matmuls are {fmt_pct(mm_share)} of the {profile.flops.per_step:,} FLOPs per step; "
                  f"{how}, so a step takes {fmt_pct(frac)} less time. Activations are {fmt_bytes(led.act)} "
-                 f"({fmt_pct(act_share)} of the {fmt_bytes(led.peak)} peak); in bf16 they take "
-                 f"{fmt_bytes(mem['activations_after_bytes'])}, plus {fmt_bytes(mem['weight_cache_bytes'])} "
-                 f"of bf16 weight copies: peak {fmt_bytes(led.peak)} -> {fmt_bytes(mem['peak_bytes_after'])}.")
+                 f"({fmt_pct(act_share)} of the {fmt_bytes(led.peak)} peak); {fmt_bytes(mem['halved_bytes'])} of them "
+                 f"are saved by matmuls and the ops they feed and halve in bf16, and autocast adds "
+                 f"{fmt_bytes(mem['weight_cache_bytes'])} of bf16 weight copies: activations "
+                 f"{fmt_bytes(mem['activations_after_bytes'])}, peak {fmt_bytes(led.peak)} -> {fmt_bytes(mem['peak_bytes_after'])}.")
     return make_advice("mixed_precision", "recommended", profile, ctx,
                        confidence="high" if proj is not None else "medium",
                        time_saved_frac=frac, memory_saved_bytes=mem["memory_saved_bytes"],
