@@ -44,7 +44,9 @@ def fmt_pct(frac: float | None) -> str:
 
 
 def fmt_usd(usd: float) -> str:
-    return f"-${-usd:,.2f}" if usd < 0 else f"${usd:,.2f}"
+    """12.3456 -> '$12.35'; 0.000123 -> '$0.000123' (tiny runs keep 3 significant digits)."""
+    sign, a = ("-" if usd < 0 else ""), abs(usd)
+    return f"{sign}${a:,.2f}" if a >= 0.01 or a == 0 else f"{sign}${a:.3g}"
 
 
 def fmt_s(s: float | None) -> str:

@@ -25,6 +25,7 @@ CONFLICTS: dict[frozenset, str] = {
     frozenset({"distillation", "pruning"}): "both shrink the model; apply one, re-profile, then consider the other",
     frozenset({"distillation", "lora"}): "a distilled student trains all its weights; LoRA adapts a fixed base",
     frozenset({"tf32", "mixed_precision"}): "under autocast the matmuls already run in bf16; TF32 only touches the rest",
+    frozenset({"batch_size", "right_size_gpu"}): "a larger batch fills this GPU's memory; a cheaper GPU has less of it",
 }
 _LAST = ("batch_size", "right_size_gpu")
 
@@ -121,10 +122,26 @@ def build_plan(profile: Profile, ctx: AdviceContext, advice: list[Advice]) -> Pl
                 apply(bs, f"batch {bs.details.get('batch_before')} -> {bs.details.get('batch_after')} in "
                           f"{fmt_bytes(max(0, (budget or 0) - peak))} of headroom")
     if "right_size_gpu" in by:
-        apply(by["right_size_gpu"], "priced on the cheaper GPU")
-    for a in advice:
-        if a.status == "recommended" and a.tweak not in chosen and not any(s.startswith(a.tweak + " vs") for s in conflicts):
-            pass
+        rs = by["right_size_gpu"]
+        if "batch_size" in chosen:
+            bs_step = next(s for s in out if s.tweak == "batch_size")
+            bs_usd = (out[-2].usd_run if len(out) > 1 else price.usd_run) - bs_step.usd_run
+            if rs.projected.usd_saved > bs_usd:
+                # undo the batch step: the cheaper GPU saves more than the larger batch
+                i = [s.tweak for s in out].index("batch_size")
+                prev = out[i - 1] if i else None
+                step_s = prev.step_s if prev else price.step_s
+                peak = prev.peak_bytes if prev else profile.memory.peak_bytes
+                usd_factor = (prev.usd_run if prev else price.usd_run) / price.usd_run if price.usd_run else 1.0
+                out.pop(i)
+                chosen.remove("batch_size")
+                conflicts.append(f"batch_size vs right_size_gpu: {CONFLICTS[frozenset({'batch_size', 'right_size_gpu'})]}; "
+                                 "the cheaper GPU saves more")
+                apply(rs, "priced on the cheaper GPU")
+            else:
+                conflicts.append(f"right_size_gpu vs batch_size: {CONFLICTS[frozenset({'batch_size', 'right_size_gpu'})]}")
+        else:
+            apply(rs, "priced on the cheaper GPU")
     return Plan(tweaks=chosen, steps=out, usd_run_before=price.usd_run, usd_run_after=usd_now(),
                 step_s_before=price.step_s, step_s_after=step_s,
                 peak_bytes_before=profile.memory.peak_bytes, peak_bytes_after=int(peak),
