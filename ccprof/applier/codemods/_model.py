@@ -25,7 +25,11 @@ def model_insertion(info: ScriptInfo) -> tuple[cst.BaseStatement, str]:
     if sites:
         # several optimizers (pretrain, then fine-tune): the model loaded from a checkpoint, else the last
         loaded = [s for s in sites if _loaded_before(info, *s)]
-        return (loaded or sites)[-1]
+        if loaded:
+            return loaded[-1]
+        last = sites[-1]
+        # one model with several optimizers: before the first of them
+        return next(s for s in sites if s[1] == last[1] and info.func_of(s[0]) is info.func_of(last[0]))
     raise Skip("looked for `optimizer = torch.optim.<Optimizer>(model.parameters(), ...)` "
                "to change the model just before the optimizer is built")
 

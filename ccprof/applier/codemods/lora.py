@@ -28,7 +28,8 @@ def linear_attributes(info: ScriptInfo) -> list[str]:
     names: list[str] = []
     for call in info.calls_to(("torch.nn.Linear", "torch.nn.modules.linear.Linear")):
         stmt = info.stmt_of(call)
-        if isinstance(stmt, cst.SimpleStatementLine) and isinstance(stmt.body[0], cst.Assign):
+        if isinstance(stmt, cst.SimpleStatementLine) and isinstance(stmt.body[0], cst.Assign) \
+                and stmt.body[0].value is call:
             target = stmt.body[0].targets[0].target
             if isinstance(target, cst.Attribute) and isinstance(target.value, cst.Name) \
                     and target.value.value == "self" and target.attr.value not in names:
