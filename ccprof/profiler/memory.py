@@ -18,7 +18,11 @@ is freed; the ledger keys storages by their C pointer (``_cdata``).
   (parameters, gradients, optimizer state, buffers) + every storage an aten op created or
   touched since, until its finalizer fires. A ``TorchDispatchMode`` sees every op, in the
   autograd engine's threads too.
-- on CUDA also the caching allocator's own figures (peak stats reset at start).
+  A kernel's private workspace (a convolution backward's buffers, say) is no tensor and
+  never passes through the dispatcher, so it is not in the peak; on CUDA the allocator's
+  figures include it.
+- on CUDA also the caching allocator's own figures (peak stats reset at start):
+  ``cuda_max_allocated_bytes`` (peak allocated) and ``cuda_reserved_bytes`` (peak reserved).
 
 Only storages on the ledger's device count (a GPU ledger ignores the CPU copy of a batch
 and AdamW's CPU ``step`` scalars).
