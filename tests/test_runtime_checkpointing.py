@@ -11,7 +11,7 @@ def test_custom_blocks_identical_grads_and_fewer_saved_bytes():
     x, y = batch()
     ref_model = tiny_gpt(dropout=0.1)              # dropout: recomputation must replay the RNG
     torch.manual_seed(5)
-    ref_saved, loss = saved_bytes(lambda: gpt_loss(ref_model, x, y))
+    ref_saved, loss = saved_bytes(lambda: gpt_loss(ref_model, x, y), ref_model)
     loss.backward()
 
     model = tiny_gpt(dropout=0.1)
@@ -19,7 +19,7 @@ def test_custom_blocks_identical_grads_and_fewer_saved_bytes():
     assert r.applied and r.details["blocks"] == 4 and r.details["container"] == "blocks"
     assert all("forward" in b.__dict__ for b in model.blocks)        # wrapped on the instance
     torch.manual_seed(5)
-    ck_saved, loss2 = saved_bytes(lambda: gpt_loss(model, x, y))
+    ck_saved, loss2 = saved_bytes(lambda: gpt_loss(model, x, y), model)
     loss2.backward()
     assert torch.equal(loss, loss2)
     ref, got = grads(ref_model), grads(model)
@@ -43,14 +43,14 @@ def test_hf_llama_uses_gradient_checkpointing_enable():
     x, _ = batch()
     ref_model = tiny_llama()
     ref_model.train()
-    ref_saved, out = saved_bytes(lambda: ref_model(input_ids=x, labels=x, use_cache=False))
+    ref_saved, out = saved_bytes(lambda: ref_model(input_ids=x, labels=x, use_cache=False), ref_model)
     out.loss.backward()
     model = tiny_llama()
     model.train()
     r = apply_checkpointing(RunObjects(model))
     assert r.applied and r.details["method"].endswith("checkpointing_enable") and r.details["blocks"] == 2
     assert getattr(model, "is_activation_checkpointing", None) or model.is_gradient_checkpointing
-    ck_saved, out2 = saved_bytes(lambda: model(input_ids=x, labels=x, use_cache=False))
+    ck_saved, out2 = saved_bytes(lambda: model(input_ids=x, labels=x, use_cache=False), model)
     out2.loss.backward()
     assert torch.allclose(out.loss, out2.loss)
     for n, g in grads(ref_model).items():

@@ -90,16 +90,35 @@ def grads(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def saved_bytes(fn) -> int:
-    """Bytes autograd keeps for backward while ``fn()`` runs (the profiler's ledger method)."""
-    total = 0
+class _Saved:
+    __slots__ = ("t", "__weakref__")
 
-    def pack(t: torch.Tensor):
-        nonlocal total
-        total += t.numel() * t.element_size()
-        return t
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    def __init__(self, t: torch.Tensor) -> None:
+        self.t = t
+
+
+def saved_bytes(fn, model: nn.Module | None = None):
+    """(bytes autograd still holds for backward when ``fn()`` returns, fn's result): the
+    profiler's activation ledger, counting a saved tensor only while its graph is alive and
+    leaving out ``model``'s parameters."""
+    import weakref
+    alive: weakref.WeakSet = weakref.WeakSet()
+
+    def pack(t: torch.Tensor) -> _Saved:
+        box = _Saved(t)
+        alive.add(box)
+        return box
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda box: box.t):
         out = fn()
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()} if model is not None else set()
+    seen, total = set(), 0
+    for box in list(alive):
+        if box.t.untyped_storage().data_ptr() in params:
+            continue
+        key = (box.t.untyped_storage().data_ptr(), box.t.shape, box.t.stride())
+        if key not in seen:
+            seen.add(key)
+            total += box.t.numel() * box.t.element_size()
     return total, out
 
 
