@@ -1,0 +1,156 @@
+"""Tiny real models, their profiles and a hand-built profile, shared by the advisor tests
+(models are built from configs, never downloaded)."""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from ccprof.api import profile_model
+
+LLAMA = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=4, vocab_size=256)
+BATCH, SEQ = 8, 64
+
+
+def llama(seed: int = 0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(LlamaConfig(**LLAMA))
+
+
+def llama_batches(batch: int = BATCH, seq: int = SEQ):
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, LLAMA["vocab_size"], (batch, seq), generator=g)
+    return [{"input_ids": ids, "labels": ids}]
+
+
+def run(model, batches, loss_fn=None, params=None, steps: int = 2, warmup: int = 1):
+    params = [p for p in (params or model.parameters()) if p.requires_grad]
+    return profile_model(model, torch.optim.AdamW(params), batches, loss_fn, steps=steps, warmup=warmup)
+
+
+@functools.lru_cache(maxsize=None)
+def llama_plain():
+    return run(llama(), llama_batches())
+
+
+class GPT(torch.nn.Module):
+    """A nanoGPT-like model: token + position embeddings, n pre-norm blocks, a head."""
+
+    def __init__(self, vocab=128, d=64, n=3, seq=32):
+        super().__init__()
+        self.tok = torch.nn.Embedding(vocab, d)
+        self.pos = torch.nn.Embedding(seq, d)
+        self.blocks = torch.nn.ModuleList(Block(d) for _ in range(n))
+        self.ln = torch.nn.LayerNorm(d)
+        self.head = torch.nn.Linear(d, vocab, bias=False)
+
+    def forward(self, idx):
+        x = self.tok(idx) + self.pos(torch.arange(idx.shape[1]))
+        for b in self.blocks:
+            x = b(x)
+        return self.head(self.ln(x))
+
+
+class Block(torch.nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.ln1, self.ln2 = torch.nn.LayerNorm(d), torch.nn.LayerNorm(d)
+        self.attn = torch.nn.MultiheadAttention(d, 4, batch_first=True)
+        self.fc1, self.fc2 = torch.nn.Linear(d, 4 * d), torch.nn.Linear(4 * d, d)
+
+    def forward(self, x):
+        h = self.ln1(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        return x + self.fc2(torch.nn.functional.gelu(self.fc1(self.ln2(x))))
+
+
+def gpt_loss(logits, y):
+    return torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
+
+
+def gpt_batches(batch=8, seq=32, vocab=128):
+    g = torch.Generator().manual_seed(2)
+    x = torch.randint(0, vocab, (batch, seq), generator=g)
+    return [(x, torch.roll(x, -1, 1))]
+
+
+class CNN(torch.nn.Module):
+    def __init__(self, n=3, c=16):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, c, 3, padding=1)
+        self.blocks = torch.nn.ModuleList(torch.nn.Sequential(
+            torch.nn.Conv2d(c, c, 3, padding=1), torch.nn.BatchNorm2d(c), torch.nn.ReLU()) for _ in range(n))
+        self.fc = torch.nn.Linear(c, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        for b in self.blocks:
+            x = b(x)
+        return self.fc(x.mean((2, 3)))
+
+
+def cnn_batches(batch=8):
+    g = torch.Generator().manual_seed(3)
+    return [(torch.randn(batch, 3, 16, 16, generator=g), torch.randint(0, 10, (batch,), generator=g))]
+
+
+# ------------------------------------------------------------------- shared helpers
+from dataclasses import replace  # noqa: E402
+
+from ccprof.profiler.profile import (Cost, Flops, GpuProjection, Memory, ModelInfo, ModuleStat,  # noqa: E402
+                                     OpCost, OptimizerInfo, OptimizerSection, Profile, Steps)
+
+
+def priced(profile: Profile, gpu: str = "a100-80gb", total_steps: int = 10_000) -> Profile:
+    """The profile with the hardware stage's projection and cost attached."""
+    from ccprof.hardware import attach
+    return attach(profile, gpu=gpu, total_steps=total_steps)
+
+
+@functools.lru_cache(maxsize=None)
+def gpt_plain():
+    return run(GPT(), gpt_batches(), gpt_loss)
+
+
+@functools.lru_cache(maxsize=None)
+def cnn_plain():
+    torch.manual_seed(0)
+    return run(CNN(), cnn_batches(), torch.nn.functional.cross_entropy)
+
+
+def hand_profile(**kw) -> Profile:
+    """A hand-built profile: 1 GiB-ish round numbers, every field a test may need, overridable.
+
+    Defaults: 100M params (80M in 10 Linear layers of 8M), AdamW (8 bytes/param state),
+    peak 2000 MB = params 400 + grads 400 + optimizer 800 + activations 300 + other 100,
+    batch 8, step 1 s (forward 0.3, backward 0.5, optimizer 0.1, other 0.1), 1e12 FLOPs/step
+    (forward 1/3), priced on an A100 80GB at $3.60/h for 10,000 steps = $10.
+    """
+    MB = 10**6
+    lins = [ModuleStat(name=f"layers.{i}.fc", class_="Linear", params=8_000_000, trainable_params=8_000_000,
+                       flops=60_000_000_000, activation_bytes=20 * MB) for i in range(10)]
+    model = ModelInfo(class_="Net", params=100_000_000, trainable_params=100_000_000,
+                      param_dtypes={"float32": 100_000_000}, modules=lins,
+                      linear_names=[m.name for m in lins])
+    base = dict(
+        model=model,
+        optimizer=OptimizerSection([OptimizerInfo(class_="AdamW", param_count=100_000_000, state_bytes=800 * MB,
+                                                  foreach=None, fused=None)], 800 * MB),
+        steps=Steps(warmup=1, measured=2, step_s=[1.0, 1.0], samples_per_step=8,
+                    phase_s={"data": 0.0, "forward": 0.3, "backward": 0.5, "optimizer": 0.1, "other": 0.1}),
+        flops=Flops(per_step=10**12, forward=10**12 // 3, backward=2 * 10**12 // 3, by_op={"aten.mm": 10**12}),
+        memory=Memory(peak_bytes=2000 * MB, params_bytes=400 * MB, grads_bytes=400 * MB,
+                      optimizer_state_bytes=800 * MB, activations_bytes=300 * MB, other_bytes=100 * MB),
+        cost=Cost(gpu="a100-80gb", usd_per_hour=3.6, step_s=1.0, run_steps=10_000, usd_run=10.0),
+    )
+    base["data"] = replace(Profile().data, batch_size=8)
+    base.update(kw)
+    return Profile(**base)
+
+
+def test_hand_profile_ledger_adds_up():
+    p = hand_profile()
+    m = p.memory
+    assert m.params_bytes + m.grads_bytes + m.optimizer_state_bytes + m.activations_bytes + m.other_bytes == m.peak_bytes
