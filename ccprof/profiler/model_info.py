@@ -24,7 +24,7 @@ HF_CONFIG_KEYS = (
     "max_position_embeddings", "hidden_act", "tie_word_embeddings", "use_cache",
     "n_embd", "n_layer", "n_head", "n_positions", "n_inner", "d_model", "num_layers",
     "num_heads", "d_ff", "encoder_layers", "decoder_layers", "image_size", "patch_size",
-    "num_labels", "dtype", "torch_dtype", "rope_theta", "sliding_window",
+    "num_labels", "dtype", "rope_theta", "sliding_window",
 )
 
 

@@ -1,0 +1,116 @@
+"""describe_model on real tiny models built from configs."""
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+from ccprof.profiler.flops import FlopPass
+from ccprof.profiler.memory import MemoryLedger
+from ccprof.profiler.model_info import describe_model, repeated_blocks
+from ccprof.profiler.profile import ModelInfo, Profile
+
+
+def _llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=4, vocab_size=256)
+    return LlamaForCausalLM(cfg)
+
+
+def test_tiny_llama_facts_and_measured_tree():
+    torch.manual_seed(0)
+    model = _llama()
+    opt = torch.optim.AdamW(model.parameters())
+    x = torch.randint(0, 256, (2, 16))
+    fp = FlopPass({"": model})
+    fp.start()
+    model(input_ids=x, labels=x).loss.backward()
+    flops, _ = fp.stop()
+    led = MemoryLedger({"": model}, [opt], torch.device("cpu"))
+    led.start()
+    model(input_ids=x, labels=x).loss.backward()
+    _, acts = led.stop()
+    info = describe_model({"": model}, flops.by_module, fp.forward_by_module, acts)
+
+    # params: embed 256·64 + 2 layers·(4·64² attn + 3·64·128 mlp + 2·64 norms) + 64 norm + 256·64 head
+    n = 256 * 64 + 2 * (4 * 64 * 64 + 3 * 64 * 128 + 2 * 64) + 64 + 256 * 64      # 115,008
+    assert (info.class_, info.params, info.trainable_params) == ("LlamaForCausalLM", n, n)
+    assert info.param_dtypes == {"float32": n}
+    assert info.buffers_bytes == 2 * 8 * 4                # rotary inv_freq + original_inv_freq: head_dim/2 fp32
+    assert info.roots == ["LlamaForCausalLM"]
+    [block] = info.repeated_blocks
+    assert (block.container, block.class_, block.count) == ("model.layers", "LlamaDecoderLayer", 2)
+    assert block.params_each == 4 * 64 * 64 + 3 * 64 * 128 + 2 * 64
+    assert block.names == ["model.layers.0", "model.layers.1"]
+    [emb] = info.embeddings
+    assert (emb.name, emb.num_embeddings, emb.dim, emb.trainable) == ("model.embed_tokens", 256, 64, True)
+    assert len(info.linear_names) == 2 * 7 + 1 and "model.layers.1.mlp.down_proj" in info.linear_names
+    assert info.hf_model_type == "llama"
+    assert info.hf_config["hidden_size"] == 64 and info.hf_config["num_hidden_layers"] == 2
+    assert all(isinstance(v, (int, float, str, bool)) for v in info.hf_config.values())
+    assert info.gradient_checkpointing is False
+
+    stats = {m.name: m for m in info.modules}
+    assert stats[""].depth == 0 and stats["model.layers.0.self_attn"].depth == 4
+    assert stats[""].params == n and stats["model.layers.0"].params == block.params_each
+    assert stats[""].flops == flops.per_step
+    assert stats["model.layers.0.mlp"].forward_flops == 2 * 3 * 64 * 128 * 32
+    assert stats["model.layers.1"].activation_bytes > 0
+    # it rides in the Profile's JSON
+    again = Profile.from_json(Profile(model=info).to_json()).model
+    assert isinstance(again, ModelInfo) and again == info
+
+
+def test_gradient_checkpointing_seen_on_the_live_model():
+    model = _llama()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.gradient_checkpointing_enable()
+    assert describe_model({"": model}).gradient_checkpointing is True
+
+
+def test_gpt2_conv1d_counts_as_linear_and_several_roots_are_prefixed():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    gpt = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=64,
+                                     n_positions=32, bos_token_id=0, eos_token_id=0))
+    head = nn.Linear(32, 2)
+    info = describe_model({"lm": gpt, "cls": head})
+    assert "lm.transformer.h.0.attn.c_attn" in info.linear_names      # transformers Conv1D
+    assert "cls" in info.linear_names
+    assert info.roots == ["GPT2LMHeadModel", "Linear"]
+    # GPT-2 ties lm_head to wte: counted once
+    assert info.params == sum(p.numel() for p in gpt.parameters()) + 32 * 2 + 2
+    assert info.repeated_blocks[0].container == "lm.transformer.h"
+    assert {e.name for e in info.embeddings} == {"lm.transformer.wte", "lm.transformer.wpe"}
+    assert info.hf_model_type == "gpt2" and info.hf_config["n_layer"] == 2
+    stats = {m.name: m for m in info.modules}
+    assert stats["lm"].depth == 0 and stats["lm.transformer"].depth == 1 and stats["cls"].depth == 0
+
+
+def test_repeated_blocks_need_same_class_and_shapes():
+    same = nn.ModuleList(nn.Linear(4, 4) for _ in range(3))
+    mixed = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 4), nn.ReLU())
+    frozen = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 2))
+    for p in frozen[0].parameters():
+        p.requires_grad_(False)
+    root = nn.ModuleDict({"same": same, "mixed": mixed, "frozen": frozen})
+    blocks = {b.container: b for b in repeated_blocks({"": root})}
+    assert set(blocks) == {"same", "frozen"}           # ReLUs have no parameters; Linears differ
+    assert blocks["same"].count == 3 and blocks["same"].params_each == 20
+    assert blocks["frozen"].names == ["frozen.0", "frozen.1"]
+    info = describe_model({"": root})
+    assert info.trainable_params == info.params - 20
+    assert info.hf_model_type is None and info.hf_config == {}
+
+
+def test_bf16_params_and_buffers():
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)).to(torch.bfloat16)
+    model[0].weight.data = model[0].weight.data.float()
+    info = describe_model({"": model})
+    assert info.param_dtypes == {"float32": 16, "bfloat16": 12}
+    # running_mean, running_var (bf16, 4 each) + num_batches_tracked (int64)
+    assert info.buffers_bytes == 2 * 4 * 2 + 8
