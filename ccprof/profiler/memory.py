@@ -268,8 +268,10 @@ class MemoryLedger:
                 idx = len(self._stack) - 1 - self._stack[::-1].index(name)
                 del self._stack[idx:]
 
-        def root_inputs(mod, args, kwargs):
-            # the batch handed to a root module is an input, not an activation
+        def root_inputs(mod, args, kwargs=None):
+            # the batch handed to a root module is an input, not an activation. kwargs may be
+            # missing: torch calls a hook removed mid-call (the step ends in a forward pre-hook
+            # for hand-written updates) without them.
             for t in _leaf_tensors((args, kwargs)):
                 st = _storage(t)
                 if st is not None:
