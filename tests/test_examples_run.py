@@ -17,7 +17,7 @@ RUNS = {
     "gpt_loop.py": ["--steps", "60", "--eval-every", "30"],
     "hf_trainer.py": ["--steps", "80", "--logging-steps", "10", "--eval-steps", "40"],
     "cnn.py": ["--epochs", "2", "--train-size", "1600", "--log-every", "10"],
-    "finetune.py": ["--steps", "60", "--pretrain-steps", "30"],
+    "finetune.py": ["--steps", "60"],
 }
 
 
