@@ -1,0 +1,52 @@
+from dataclasses import replace
+
+import pytest
+
+from ccprof.advisors import advise_one
+from ccprof.advisors.checkpointing import project_checkpointing
+from ccprof.profiler.profile import Memory, ModuleStat, RepeatedBlock
+from test_advisors_models import cnn_plain, gpt_plain, hand_profile, llama_plain
+
+MB = 10**6
+
+
+def test_formula():
+    blocks = [ModuleStat(f"b.{i}", class_="Blk", flops=90_000_000_000, activation_bytes=300 * MB) for i in range(2)]
+    p = hand_profile()
+    p = replace(p, memory=replace(p.memory, activations_bytes=700 * MB, other_bytes=0),
+                model=replace(p.model, modules=blocks, repeated_blocks=[RepeatedBlock("b", "Blk", 2, 1, ["b.0", "b.1"])],
+                              hf_config={"hidden_size": 1000}),
+                steps=replace(p.steps, tokens_per_step=1000))
+    pr = project_checkpointing(p)
+    # activations 700 of the 2000 MB peak (35%); boundary = 1000 tokens x 1000 x 4 B = 4 MB;
+    # end of forward 700-600+8 = 108 MB; recompute of last block 8 + 300 = 308 MB -> saved 392 MB
+    assert pr["boundary_bytes"] == 4 * MB
+    assert pr["activations_after_bytes"] == 308 * MB
+    assert pr["memory_saved_bytes"] == 392 * MB
+    # extra forward: 2 x 90e9 x (1/3) = 60e9 of 1e12
+    assert pr["extra_flops_frac"] == pytest.approx(0.06, rel=1e-6)
+    a = advise_one("checkpointing", p)
+    assert a.status == "recommended" and a.projected.time_saved_frac == pytest.approx(-0.06, rel=1e-6)
+    assert a.projected.usd_saved == pytest.approx(-0.6, rel=1e-4)     # it costs time: said plainly
+
+
+def test_fires_on_llama_and_gpt():
+    assert advise_one("checkpointing", llama_plain()).status == "recommended"
+    a = advise_one("checkpointing", gpt_plain())
+    assert a.status in ("recommended", "not_applicable") and a.details["blocks"] == 3
+
+
+def test_not_applicable_below_threshold():
+    p = llama_plain()
+    p = replace(p, memory=replace(p.memory, activations_bytes=p.memory.peak_bytes // 10))
+    assert advise_one("checkpointing", p).status == "not_applicable"
+
+
+def test_already_applied_on_hf_checkpointing():
+    from test_advisors_models import llama, llama_batches, run
+    m = llama()
+    m.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    m.config.use_cache = False
+    p = run(m, llama_batches(batch=2, seq=16))
+    a = advise_one("checkpointing", p)
+    assert a.status == "already_applied", (p.model.gradient_checkpointing, p.static.checkpointing)

@@ -1,0 +1,35 @@
+from dataclasses import replace
+
+import pytest
+
+from ccprof.advisors import AdviceContext, advise_one
+from ccprof.profiler.profile import Embedding
+from test_advisors_models import cnn_plain, hand_profile, llama_plain
+
+
+def test_formula():
+    p = hand_profile(model=replace(hand_profile().model, embeddings=[Embedding("tok", 50_000, 400, 20_000_000)]))
+    a = advise_one("warm_start", p, AdviceContext(warm_start_run_frac=0.05))
+    # 20M params x (4 grad + 8 state) = 240 MB
+    assert a.projected.memory_saved_bytes == 240_000_000
+    # run 5% + 95% x optimizer share 0.1 x 20M/100M = 0.05 + 0.95 x 0.02 = 0.069
+    assert a.projected.time_saved_frac == pytest.approx(0.069)
+    assert a.projected.usd_saved == pytest.approx(0.69)
+    assert a.confidence == "low" and any("unverified" in s for s in a.assumptions)
+
+
+def test_fires_on_llama():
+    a = advise_one("warm_start", llama_plain())
+    assert a.status == "recommended" and "model.embed_tokens" in a.rationale
+
+
+def test_not_applicable_without_embeddings():
+    assert advise_one("warm_start", cnn_plain()).status == "not_applicable"
+
+
+def test_already_applied_when_frozen():
+    from test_advisors_models import llama, llama_batches, run
+    m = llama()
+    m.model.embed_tokens.weight.requires_grad_(False)
+    p = run(m, llama_batches(batch=2, seq=16))
+    assert advise_one("warm_start", p).status == "already_applied"
