@@ -198,7 +198,10 @@ def test_start_stop_misuse():
         fp.start()
     with pytest.raises(ValueError):
         fp.set_phase("warmup")
-    fp.stop()
+    fp.set_phase("data")                       # the harness's data phase folds into "other"
+    torch.ones(3) * 2
+    _, ops = fp.stop()
+    assert {o.phase for o in ops} == {"other"}
 
 
 def test_fvcore_agrees_on_traceable_models():

@@ -45,11 +45,21 @@ from torch.utils.module_tracker import ModuleTracker
 from ccprof.profiler.profile import Flops, OpCost
 
 __all__ = [
-    "PHASES", "EXTRA_FLOP_FORMULAS", "register_extra_flop_formula", "FlopPass",
+    "PHASES", "normalize_phase", "EXTRA_FLOP_FORMULAS", "register_extra_flop_formula", "FlopPass",
     "fvcore_forward_flops", "module_names", "op_name",
 ]
 
 PHASES = ("forward", "backward", "optimizer", "other")
+# phases a harness may name that the op rows fold into one of PHASES
+PHASE_ALIASES = {"data": "other"}
+
+
+def normalize_phase(phase: str) -> str:
+    """``phase`` as one of PHASES ("data" counts as "other"); ValueError for anything else."""
+    phase = PHASE_ALIASES.get(phase, phase)
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES} or 'data'")
+    return phase
 
 aten = torch.ops.aten
 
@@ -253,10 +263,8 @@ class FlopPass:
         self._counter = counter
 
     def set_phase(self, phase: str) -> None:
-        """Tell the pass which phase runs from now on: forward|backward|optimizer|other."""
-        if phase not in PHASES:
-            raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
-        self._phase = phase
+        """Tell the pass which phase runs from now on: forward|backward|optimizer|other|data."""
+        self._phase = normalize_phase(phase)
 
     def stop(self) -> tuple[Flops, list[OpCost]]:
         """Stop counting; return the step's ``Flops`` and its ``OpCost`` rows."""

@@ -39,7 +39,7 @@ from torch.nn.modules.module import register_module_forward_hook, register_modul
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from ccprof.profiler.flops import PHASES, module_names
+from ccprof.profiler.flops import module_names, normalize_phase
 from ccprof.profiler.profile import Memory, OptimizerInfo, OptimizerSection
 
 __all__ = ["MemoryLedger", "optimizer_section", "unique_storage_bytes"]
@@ -294,10 +294,8 @@ class MemoryLedger:
         self._mode.__enter__()
 
     def set_phase(self, phase: str) -> None:
-        """Note the phase (forward|backward|optimizer|other) and read grads / state sizes."""
-        if phase not in PHASES:
-            raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
-        self.phase = phase
+        """Note the phase (forward|backward|optimizer|other|data); read grads / state sizes."""
+        self.phase = normalize_phase(phase)
         if self._active:
             self._sample()
 
