@@ -352,7 +352,8 @@ def op_shares(profile: Profile, spec: GpuSpec, fp32_peak_key: str = "float32") -
                 oth += max(o.flops / fp32, mem_s)
         return OpShares(mm32, mm16, oth, launch, f32, fmm, kernels, True)
     # No per-op table: matmul FLOPs from flops.by_op in the parameters' dtype; no memory-bound part.
-    fmm = sum(v for k, v in profile.flops.by_op.items() if is_matmul(k)) or profile.flops.per_step
+    by_op = profile.flops.by_op
+    fmm = sum(v for k, v in by_op.items() if is_matmul(k)) if by_op else profile.flops.per_step
     half = profile.precision.autocast or profile.precision.param_dtype in ("bfloat16", "float16")
     if half:
         return OpShares(0.0, fmm / bf16, 0.0, 0.0, 0, fmm, 0, False)
