@@ -121,7 +121,7 @@ def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | No
             skipped[tweak] = str(e)
             continue
         if codemod.notes:
-            notes[tweak] = " ".join(codemod.notes)
+            notes[tweak] = "; ".join(codemod.notes)
         if new_tree.code == tree.code:
             skipped[tweak] = "already applied: nothing to change"
             already.append(tweak)

@@ -123,17 +123,17 @@ def _val_loss(info: ScriptInfo) -> tuple[cst.BaseStatement, str] | None:
                     idx.value.evaluated_value in ("val", "valid", "validation", "eval"):
                 subscripted.setdefault(sub.value.value, code_of(sub).strip())
     backward_loops = {id(outermost_loop(info, c)) for c in info.backward_calls()}
-    for stmt in _stmts(info.module):
-        names = assigned_names(stmt)
-        if outermost_loop(info, stmt) is None or id(outermost_loop(info, stmt)) not in backward_loops:
-            continue
-        if info.block_of(stmt) is None:
-            continue
-        for n in sorted(names):
-            if VAL_LOSS_NAME.match(n):
-                return stmt, n
-            if n in subscripted:
-                return stmt, subscripted[n]
+    # first in the loop that runs backward; else in any loop (an epoch loop calling train())
+    for strict in (True, False):
+        for stmt in _stmts(info.module):
+            loop = outermost_loop(info, stmt)
+            if loop is None or info.block_of(stmt) is None or (strict and id(loop) not in backward_loops):
+                continue
+            for n in sorted(assigned_names(stmt)):
+                if VAL_LOSS_NAME.match(n):
+                    return stmt, n
+                if n in subscripted:
+                    return stmt, subscripted[n]
     return None
 
 
