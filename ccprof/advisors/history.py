@@ -105,8 +105,11 @@ class Plateau:
 
 def _fit_power(points: list[tuple[float, float]]) -> dict[str, float]:
     """Least squares of loss = a + b * step^-c over a grid of c (steps shifted to start at 1)."""
+    # Steps as logged (a power law in the run's own step count); shifted to start at 1 only
+    # when the log starts at step 0 or below.
     s0 = points[0][0]
-    xs = [s - s0 + 1 for s, _ in points]
+    shift = 1 - s0 if s0 < 1 else 0.0
+    xs = [s + shift for s, _ in points]
     ys = [v for _, v in points]
     best: dict[str, float] = {}
     for c in [i / 20 for i in range(1, 61)]:
@@ -120,7 +123,7 @@ def _fit_power(points: list[tuple[float, float]]) -> dict[str, float]:
         a = my - b * mz
         sse = sum((a + b * z - y) ** 2 for z, y in zip(zs, ys))
         if not best or sse < best["sse"]:
-            best = {"a": a, "b": b, "c": c, "sse": sse, "step0": s0}
+            best = {"a": a, "b": b, "c": c, "sse": sse, "shift": shift}
     return best
 
 
@@ -149,5 +152,5 @@ def plateau(points: list[tuple[float, float]], patience: int = 3, min_delta_frac
         # remaining improvement b*x^-c < min_delta * a  ->  x > (b / (min_delta * |a|))^(1/c)
         a = abs(fit["a"]) or 1e-12
         x = (fit["b"] / (min_delta_frac * a)) ** (1 / fit["c"])
-        plateau_step = fit["step0"] + x - 1
+        plateau_step = x - fit["shift"]
     return Plateau(best_step, best_loss, stop, points[-1][0], plateau_step, fit, len(points))
