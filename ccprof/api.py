@@ -43,7 +43,7 @@ def attach_costs(profile: Profile, *, gpu: str | None = None, catalog_path: str 
 
     catalog = hardware.load_catalog(catalog_path)
     return hardware.attach(profile, gpu=gpu, catalog=catalog, price_usd=price_usd,
-                           total_steps=total_steps, epochs=epochs)
+                           total_steps=total_steps, epochs=epochs, num_gpus=max(1, profile.world_size))
 
 
 def advise(profile: Profile, ctx: Any = None, **options: Any):
@@ -90,7 +90,7 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
                    price_usd: float | None = None, total_steps: int | None = None,
                    epochs: float | None = None, advice_options: dict[str, Any] | None = None,
                    report: bool = True, on_event: Callable[[dict], None] | None = None,
-                   child_stdout: Any = None) -> Analysis:
+                   child_stdout: Any = None, nproc: int = 1) -> Analysis:
     """Profile ``script``, attach costs, advise and write the artefacts under ``out_dir``.
 
     Raises ``ScriptError`` (ccprof.profiler.runner) for bad input before anything runs.
@@ -100,7 +100,7 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
 
     out = Path(out_dir)
     run = run_script(script, list(args), steps=steps, warmup=warmup, timeout_s=timeout_s,
-                     on_event=on_event, stdout=child_stdout)
+                     on_event=on_event, stdout=child_stdout, nproc=nproc)
     if run.profile is None:
         return Analysis(None, None, run.exit_code, run.message)
     profile = run.profile

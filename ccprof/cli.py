@@ -44,10 +44,12 @@ def _fail(message: str, code: int) -> None:
 @click.option("--epochs", default=None, type=float, help="Planned run size in epochs.")
 @click.option("--history", default=None, type=click.Path(exists=True),
               help="Loss history for early stopping: trainer_state.json, a CSV, or a TensorBoard log dir.")
+@click.option("--nproc", default=1, show_default=True, type=click.IntRange(1, 1024),
+              help="Processes under torchrun (DDP/FSDP scripts); each rank profiles itself, rank 0 merges.")
 def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: int, out_dir: str,
                 timeout_s: float, as_json: bool, quiet: bool, gpu: str | None, catalog_path: str | None,
                 price_usd: float | None, total_steps: int | None, epochs: float | None,
-                history: str | None) -> None:
+                history: str | None, nproc: int) -> None:
     """Profile SCRIPT for a few steps, advise, and write a cost report.
 
     Arguments after `--` go to the script: ccprof analyze train.py -- --lr 3e-4
@@ -88,7 +90,7 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
             script, args, steps=steps, warmup=warmup, out_dir=out_dir, timeout_s=timeout_s, gpu=gpu,
             catalog_path=catalog_path, price_usd=price_usd, total_steps=total_steps, epochs=epochs,
             advice_options=advice_options, on_event=on_event,
-            child_stdout=sys.stderr if as_json else None)
+            child_stdout=sys.stderr if as_json else None, nproc=nproc)
     except ScriptError as exc:
         _fail(str(exc), exc.exit_code)
     except api.StageError as exc:

@@ -228,3 +228,14 @@ def test_hf_trainer_example_profile():
     assert p.flops.per_step > 0 and p.steps.tokens_per_step
     assert p.optimizer.optimizers[0].class_ in ("AdamW", "Adam")
     assert not p.model.pretrained
+
+
+def test_torchrun_two_ranks_gloo_merge_on_rank_0():
+    r = run_script(SCRIPTS / "ddp_gloo.py", [], nproc=2, **FAST)
+    assert r.exit_code == 0, r.message
+    p = r.profile
+    assert p.world_size == 2 and p.rank == 0
+    assert [row["rank"] for row in p.ranks] == [0, 1]
+    assert p.steps.samples_per_step == 2 * 32          # the global batch
+    assert p.static.ddp
+    assert all(row["status"] == "complete" for row in p.ranks)

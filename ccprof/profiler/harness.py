@@ -80,8 +80,10 @@ def _static(script: str) -> StaticFacts:
 
 
 class _Progress:
-    def __init__(self, fd: int | None):
-        self.fh = os.fdopen(fd, "w", buffering=1) if fd is not None else None
+    """JSON lines appended to a file the parent tails (a file, not a pipe: it crosses torchrun)."""
+
+    def __init__(self, path: str | None):
+        self.fh = open(path, "a", buffering=1) if path else None
 
     def __call__(self, **event: Any) -> None:
         if self.fh is None:
@@ -112,7 +114,9 @@ def _find_optimizers(model: torch.nn.Module) -> list[torch.optim.Optimizer]:
 def run(spec: dict[str, Any]) -> int:
     script = str(Path(spec["script"]).resolve())
     args = list(spec.get("args", []))
-    progress = _Progress(spec.get("progress_fd"))
+    rank = int(os.environ.get("RANK", "0"))
+    out_path = spec["out"] if "WORLD_SIZE" not in os.environ else f"{spec['out']}.rank{rank}"
+    progress = _Progress(spec.get("progress_path") if rank == 0 else None)
     applied: list[dict[str, Any]] = []
     tweak = spec.get("tweak")
 
@@ -228,7 +232,9 @@ def run(spec: dict[str, Any]) -> int:
     )
     if findings:
         profile = replace(profile, findings=list(profile.findings) + findings)
-    profile.to_json(spec["out"])
+    if "WORLD_SIZE" in os.environ:
+        profile = replace(profile, world_size=int(os.environ["WORLD_SIZE"]), rank=rank)
+    profile.to_json(out_path)
     progress(event="done", code=code)
     return code
 

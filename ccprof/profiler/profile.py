@@ -325,6 +325,9 @@ class Profile:
     projection: dict[str, GpuProjection] | None = None      # by catalog GPU id (hardware stage)
     cost: Cost | None = None                                 # for the target GPU (hardware stage)
     applied: list[dict[str, Any]] = field(default_factory=list)  # runtime tweaks applied (--verify)
+    world_size: int = 1                     # processes under torchrun
+    rank: int = 0                           # this profile's rank (0 after merging)
+    ranks: list[dict[str, Any]] = field(default_factory=list)    # per-rank summary, merged on rank 0
 
     def to_dict(self) -> dict[str, Any]:
         return _serde.to_dict(self)

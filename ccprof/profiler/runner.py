@@ -74,33 +74,45 @@ class RunResult:
 def run_script(script: str | Path, args: list[str] | None = None, *, steps: int = 10, warmup: int = 3,
                timeout_s: float = 600.0, tweak: str | None = None, tweak_options: dict | None = None,
                seed: int | None = None, on_event: Callable[[dict[str, Any]], None] | None = None,
-               python: str | None = None, stdout: Any = None) -> RunResult:
+               python: str | None = None, stdout: Any = None, nproc: int = 1) -> RunResult:
     """Profile ``script`` in a child process; never raises for the script's own failures.
 
     Raises ScriptError for bad input (missing file, not Python, syntax error) before
     anything runs. ``on_event`` receives the child's progress events (one per step).
     ``stdout`` redirects the script's standard output (``--json`` keeps ccprof's stdout clean).
+    ``nproc`` > 1 runs it under torchrun: each rank profiles itself, rank 0's profile carries
+    the merge (``world_size``, ``ranks``).
     """
     script = str(script)
     check_script(script)
     with tempfile.TemporaryDirectory(prefix="ccprof-") as tmp:
         out = os.path.join(tmp, "profile.json")
-        read_fd, write_fd = os.pipe()
+        progress_path = os.path.join(tmp, "progress.jsonl")
+        Path(progress_path).touch()
         spec = {"script": script, "args": list(args or []), "steps": steps, "warmup": warmup,
-                "out": out, "progress_fd": write_fd, "tweak": tweak,
+                "out": out, "progress_path": progress_path, "tweak": tweak,
                 "tweak_options": tweak_options or {}, "seed": seed, "timeout": timeout_s}
         spec_path = os.path.join(tmp, "spec.json")
         Path(spec_path).write_text(json.dumps(spec))
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
-        proc = subprocess.Popen([python or sys.executable, "-m", "ccprof.profiler.harness", spec_path],
-                                pass_fds=(write_fd,), env=env, stdout=stdout)
-        os.close(write_fd)
+        cmd = [python or sys.executable]
+        if nproc > 1:
+            cmd += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+        cmd += ["-m", "ccprof.profiler.harness", spec_path]
+        proc = subprocess.Popen(cmd, env=env, stdout=stdout)
         last: dict[str, Any] = {}
+        done = threading.Event()
 
         def pump() -> None:
-            with os.fdopen(read_fd, "r") as fh:
-                for line in fh:
+            with open(progress_path) as fh:
+                while True:
+                    line = fh.readline()
+                    if not line:
+                        if done.is_set():
+                            return
+                        time.sleep(0.05)
+                        continue
                     try:
                         event = json.loads(line)
                     except ValueError:
@@ -128,8 +140,12 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
                 code = proc.wait(timeout=GRACE_S)
             except (subprocess.TimeoutExpired, KeyboardInterrupt):
                 code = _stop(proc)
+        done.set()
         reader.join(timeout=2)
-        profile = Profile.from_json(out) if os.path.exists(out) else None
+        if nproc > 1:
+            profile = merge_ranks(out, nproc)
+        else:
+            profile = Profile.from_json(out) if os.path.exists(out) else None
     if interrupted:
         code = EXIT_INTERRUPTED
     if profile is None:
@@ -152,6 +168,40 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
         profile = _with_error(profile, "timeout", f"timed out after {timeout_s:g} s")
     message = profile.error.message if profile.error else None
     return RunResult(profile, code if code >= 0 else EXIT_SCRIPT_ERROR, message)
+
+
+def merge_ranks(out: str, nproc: int) -> Profile | None:
+    """Rank 0's profile with every rank's step time, peak memory and samples beside it.
+
+    The step of a data-parallel job is as slow as its slowest rank, so ``steps.step_s``
+    becomes the per-step maximum over ranks; samples per step add up to the global batch.
+    """
+    from dataclasses import replace
+
+    profiles = {}
+    for r in range(nproc):
+        path = f"{out}.rank{r}"
+        if os.path.exists(path):
+            profiles[r] = Profile.from_json(path)
+    if 0 not in profiles:
+        return None
+    p0 = profiles[0]
+    ranks = []
+    for r, p in sorted(profiles.items()):
+        mean = sum(p.steps.step_s) / len(p.steps.step_s) if p.steps.step_s else None
+        ranks.append({"rank": r, "step_s_mean": mean, "peak_bytes": p.memory.peak_bytes,
+                      "samples_per_step": p.steps.samples_per_step, "status": p.status,
+                      "error": p.error.message if p.error else None})
+    n = min(len(p.steps.step_s) for p in profiles.values())
+    step_s = [max(p.steps.step_s[i] for p in profiles.values()) for i in range(n)]
+    samples = [p.steps.samples_per_step for p in profiles.values()]
+    tokens = [p.steps.tokens_per_step for p in profiles.values()]
+    steps = replace(p0.steps, step_s=step_s, measured=n,
+                    samples_per_step=sum(samples) if all(samples) else p0.steps.samples_per_step,
+                    tokens_per_step=sum(tokens) if all(tokens) else p0.steps.tokens_per_step)
+    error = p0.error or next((p.error for p in profiles.values() if p.error), None)
+    return replace(p0, steps=steps, world_size=nproc, rank=0, ranks=ranks, error=error,
+                   status="complete" if error is None and len(profiles) == nproc else "partial")
 
 
 def _with_error(profile: Profile, kind: str, message: str) -> Profile:
