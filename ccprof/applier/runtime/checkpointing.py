@@ -72,6 +72,8 @@ def apply_checkpointing(objs: RunObjects, container: str | None = None) -> Appli
         except AttributeError:
             return not_applied(TWEAK, f"no submodule {container!r} in {type(model).__name__}")
         names = [n for n, _ in cont.named_children()]
+        if not names:
+            return not_applied(TWEAK, f"{container} ({type(cont).__name__}) has no child blocks to checkpoint")
         found = (container, cont, names)
     else:
         found = find_repeated_blocks(model)
