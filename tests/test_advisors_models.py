@@ -154,3 +154,23 @@ def test_hand_profile_ledger_adds_up():
     p = hand_profile()
     m = p.memory
     assert m.params_bytes + m.grads_bytes + m.optimizer_state_bytes + m.activations_bytes + m.other_bytes == m.peak_bytes
+
+
+class SlowRepeating(torch.utils.data.Dataset):
+    """64 token sequences with only 8 distinct ones, each taking 10 ms to load."""
+
+    def __len__(self):
+        return 64
+
+    def __getitem__(self, i):
+        import time
+        time.sleep(0.01)
+        g = torch.Generator().manual_seed(i % 8)
+        x = torch.randint(0, 128, (32,), generator=g)
+        return x, torch.roll(x, -1, 0)
+
+
+@functools.lru_cache(maxsize=None)
+def gpt_loader_plain():
+    """The GPT trained from a DataLoader with no workers over a slow, repetitive dataset."""
+    return run(GPT(), torch.utils.data.DataLoader(SlowRepeating(), batch_size=8), gpt_loss)

@@ -1,0 +1,35 @@
+from dataclasses import replace
+
+import pytest
+
+from ccprof.advisors import AdviceContext, advise_one
+from ccprof.advisors.batch_size import largest_batch
+from test_advisors_models import hand_profile, llama_plain, priced
+
+MB = 10**6
+
+
+def test_formula():
+    p = hand_profile()
+    # state 1600 MB, 50 MB per sample: budget 2700 -> (2700 - 1600) / 50 = 22
+    assert largest_batch(p, 2700 * MB) == 22
+    a = advise_one("batch_size", p, AdviceContext(device_memory_bytes=3000 * MB))
+    # batch 22 (cap 64); fixed share = optimizer 0.1 + other 0.1 = 0.2; 0.2 x (1 - 8/22)
+    assert a.details["batch_after"] == 22
+    assert a.projected.time_saved_frac == pytest.approx(0.2 * (1 - 8 / 22), abs=1e-6)
+    assert a.projected.peak_bytes_after == 2000 * MB + 400 * MB * (22 / 8 - 1)
+    assert a.risk == "convergence"
+
+
+def test_fires_on_real_llama_on_an_a100():
+    a = advise_one("batch_size", priced(llama_plain()))
+    assert a.status == "recommended" and a.details["batch_after"] == 64        # 8x cap
+
+
+def test_not_applicable_without_device_memory():
+    assert advise_one("batch_size", llama_plain()).status == "not_applicable"
+
+
+def test_already_applied_when_memory_is_full():
+    p = hand_profile()
+    assert advise_one("batch_size", p, AdviceContext(device_memory_bytes=2100 * MB)).status == "already_applied"
