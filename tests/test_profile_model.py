@@ -119,3 +119,13 @@ def test_hf_model_without_loss_fn():
     assert p.model.params == sum(t.numel() for t in model.parameters())
     assert p.flops.by_op.get("aten._scaled_dot_product_flash_attention_for_cpu", 0) > 0 or any(
         "attention" in k for k in p.flops.by_op)
+
+
+def test_fvcore_cross_check_agrees_on_the_matmuls(profile):
+    # fvcore's jit trace has no handle for scaled_dot_product_attention, so it counts the
+    # Linear layers only: forward 2 * linear_weights * tokens, i.e. ours minus attention's
+    # forward 4 * B * T^2 * D per layer.
+    tokens = B * T
+    linear_weights = LAYERS * 12 * D * D + D * VOCAB
+    assert profile.flops.fvcore_forward == 2 * linear_weights * tokens
+    assert profile.flops.forward - profile.flops.fvcore_forward == 4 * B * T * T * D * LAYERS

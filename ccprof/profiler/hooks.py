@@ -135,6 +135,7 @@ class Session:
         self.fingerprints: list[str] = []
         self.example_input: tuple[tuple, dict] | None = None
         self.flops_result = None
+        self.forward_flops_by_module: dict[str, int] = {}
         self.memory_result = None
         self.started_at = time.time()
         self.first_forward_done = False
@@ -215,7 +216,7 @@ class Session:
             self._cur_phase[self._phase] += t - self._phase_t
         self._phase_t = t
         self._phase = phase
-        if self._pass is not None and hasattr(self._pass, "set_phase") and phase != "data":
+        if self._pass is not None:
             self._pass.set_phase(phase)
 
     def _rest_phase(self) -> str:
@@ -598,6 +599,9 @@ class Session:
             return      # the step did not finish: a partial count would mislead
         if name == "flops":
             self.flops_result = result
+            self.forward_flops_by_module = dict(getattr(p, "forward_by_module", {}) or {})
+            for err in getattr(p, "errors", []) or []:
+                self.findings.append(Finding("flop_count", f"FLOP bookkeeping: {err}"))
         else:
             self.memory_result = result
 
@@ -687,6 +691,23 @@ class Session:
         return Device(type="cpu", name=name, memory_bytes=None,
                       count=torch.cuda.device_count() if torch.cuda.is_available() else 0)
 
+    def _fvcore_cross_check(self, flops: Any) -> Any:
+        """fvcore's jit-traced forward count beside ours (one extra forward, after the run)."""
+        from ccprof.profiler.flops import fvcore_forward_flops
+
+        root = self._main_root()
+        args, kwargs = self.example_input
+        was_training = root.training
+        try:
+            root.eval()      # no BatchNorm statistics updated, no dropout: same FLOPs
+            with torch.no_grad():
+                count, note = fvcore_forward_flops(root, tuple(args), dict(kwargs))
+        except Exception as exc:
+            count, note = None, f"fvcore failed: {type(exc).__name__}: {exc}"
+        finally:
+            root.train(was_training)
+        return replace(flops, fvcore_forward=count, fvcore_note=note)
+
     def build_profile(self, **sections: Any) -> Profile:
         """Everything seen so far as a Profile; ``sections`` override (static, environment...)."""
         from ccprof.profiler.flops import FlopPass  # noqa: F401  (import errors surface early)
@@ -699,8 +720,11 @@ class Session:
         model = describe_model(
             named,
             flops_by_module=flops.by_module if flops else None,
+            forward_flops_by_module=self.forward_flops_by_module or None,
             activation_bytes_by_module=act_by_module or None,
         ) if named else None
+        if flops is not None and self.example_input is not None and len(named) == 1:
+            flops = self._fvcore_cross_check(flops)
         reasons: dict[str, str] = dict(sections.pop("reasons", {}) or {})
         reasons.update(self.gpu_reason)
         if self.gpu_info is None:
