@@ -132,9 +132,12 @@ def trainable_elems(model: nn.Module) -> int:
 
 def hf_model(model: nn.Module) -> nn.Module | None:
     """The Hugging Face PreTrainedModel: the root itself or its first such submodule."""
+    import sys
+    if "transformers" not in sys.modules:   # not imported by the script: no HF model (and no slow import)
+        return None
     try:
         from transformers import PreTrainedModel
-    except Exception:  # transformers missing or broken: no HF path
+    except Exception:  # transformers broken: no HF path
         return None
     for m in model.modules():
         if isinstance(m, PreTrainedModel):

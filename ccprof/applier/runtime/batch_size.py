@@ -9,7 +9,7 @@ projection keeps the recipe and only fills memory.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 from torch.utils.data import BatchSampler, DataLoader
 

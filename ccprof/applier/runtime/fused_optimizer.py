@@ -9,7 +9,6 @@ non-fused step are moved to the parameter's device, where the fused kernels want
 from __future__ import annotations
 
 import inspect
-from typing import Any
 
 import torch
 

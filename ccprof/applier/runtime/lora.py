@@ -8,7 +8,6 @@ new param group with the hyperparameters of the group that held the model.
 """
 from __future__ import annotations
 
-from typing import Any
 
 from torch import nn
 

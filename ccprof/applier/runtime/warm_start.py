@@ -6,7 +6,6 @@ frozen there too; the result says so.
 """
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 from torch import nn
