@@ -63,3 +63,11 @@ def test_not_applicable_without_fingerprints_or_duplicates():
 def test_already_applied():
     p = replace(llama_plain(), static=StaticFacts(lines={"dedup": 7}))
     assert advise_one("data_curation", p).status == "already_applied"
+
+
+def test_fires_on_a_real_repetitive_loader():
+    from test_advisors_models import gpt_loader_plain
+    p = gpt_loader_plain()          # 64 examples, 8 distinct: the sampled fingerprints repeat
+    a = advise_one("data_curation", p)
+    assert a.status == "recommended" and a.details["scope"] == "sampled"
+    assert a.projected.time_saved_frac == pytest.approx(p.data.duplicate_frac, abs=1e-6)

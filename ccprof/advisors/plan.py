@@ -100,7 +100,7 @@ def build_plan(profile: Profile, ctx: AdviceContext, advice: list[Advice]) -> Pl
             apply(a, "needed to fit" if needed and not helps else "")
             fits = budget is None or peak <= budget
     # Freed memory -> larger batch (re-advised on the lighter profile).
-    if "batch_size" in by or budget is not None:
+    if "batch_size" in by or (budget is not None and peak < profile.memory.peak_bytes):
         from ccprof.advisors.batch_size import advise_batch_size
         ck = by.get("checkpointing")
         light = replace(profile, memory=replace(profile.memory, peak_bytes=int(peak), activations_bytes=int(act)))

@@ -1,0 +1,118 @@
+"""The advisor registry, the one ranking, advice.json, the combined plan, and invariants
+that hold for every advisor on every profile."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from ccprof.advisors import ADVISORS, AdviceContext, advise, rank, register
+from ccprof.advisors.advice import RISKS, STATUSES, CONFIDENCES, Advice, AdviceSet, Projected
+from ccprof.advisors.catalog import TWEAKS
+from ccprof.advisors.plan import build_plan
+from ccprof.profiler.profile import Profile
+from test_advisors_models import cnn_plain, gpt_loader_plain, gpt_plain, hand_profile, llama_plain, priced
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_registry_holds_the_18_ids_and_refuses_duplicates():
+    assert set(ADVISORS) == set(TWEAKS) and len(ADVISORS) == 18
+    with pytest.raises(RuntimeError):
+        register("lora")(lambda p, c: None)
+    with pytest.raises(KeyError):
+        register("not_a_tweak")
+
+
+def test_rank_is_by_dollars_then_status():
+    a = [Advice("x", "recommended", projected=Projected(usd_saved=1.0)),
+         Advice("y", "recommended", projected=Projected(usd_saved=5.0)),
+         Advice("z", "already_applied"), Advice("w", "recommended", projected=Projected(usd_saved=-1.0))]
+    assert [x.tweak for x in rank(a)] == ["y", "x", "w", "z"]
+
+
+def test_advice_json_schema_and_round_trip(tmp_path):
+    s = advise(priced(llama_plain()))
+    path = tmp_path / "advice.json"
+    s.to_json(path)
+    data = json.loads(path.read_text())
+    assert data["schema"] == "ccprof.advice/1" and set(data) == {"schema", "advice", "plan"}
+    assert [a["tweak"] for a in data["advice"]] == [a.tweak for a in s.advice]
+    assert AdviceSet.from_json(path) == s
+    usd = [a.projected.usd_saved for a in s.advice if a.status == "recommended"]
+    assert usd == sorted(usd, reverse=True)
+
+
+def test_plan_compounds_and_knows_conflicts():
+    p = hand_profile()
+    mk = lambda t, frac, scope="step", mem=0: Advice(t, "recommended", projected=Projected(
+        time_saved_frac=frac, memory_saved_bytes=mem, usd_saved=10 * frac), details={"time_scope": scope})
+    advice = rank([mk("mixed_precision", 0.4), mk("data_curation", 0.1, "run"), mk("lora", 0.3),
+                   mk("warm_start", 0.05, "run", 5)])
+    plan = build_plan(p, AdviceContext(), advice)
+    # $10 x (1 - 0.4) x (1 - 0.3) x (1 - 0.1) = $3.78; step 1 s x 0.6 x 0.7 = 0.42 s
+    assert plan.tweaks == ["mixed_precision", "lora", "data_curation"]
+    assert plan.usd_run_before == pytest.approx(10.0) and plan.usd_run_after == pytest.approx(3.78)
+    assert plan.step_s_after == pytest.approx(0.42)
+    assert any(c.startswith("warm_start vs lora") for c in plan.conflicts)
+
+
+def test_plan_uses_checkpointing_when_the_peak_does_not_fit():
+    s = advise(llama_plain(), AdviceContext(device_memory_bytes=int(llama_plain().memory.peak_bytes / 0.9 * 0.8)))
+    ck = s.by_tweak()["checkpointing"]
+    assert ck.status == "recommended" and ck.projected.usd_saved <= 0
+    assert "checkpointing" in s.plan.tweaks or "mixed_precision" in s.plan.tweaks
+    assert s.plan.peak_bytes_after < s.plan.peak_bytes_before
+
+
+PROFILES = {
+    "llama": lambda: llama_plain(),
+    "llama_priced": lambda: priced(llama_plain()),
+    "gpt": lambda: priced(gpt_plain(), gpu="l4"),
+    "cnn": lambda: cnn_plain(),
+    "loader": lambda: priced(gpt_loader_plain(), gpu="h100-sxm"),
+    "sample": lambda: Profile.from_json(FIXTURES / "profile_sample.json"),
+    "sparse": lambda: Profile.from_json(FIXTURES / "profile_sparse.json"),
+    "hf_trainer": lambda: Profile.from_json(FIXTURES / "real_hf_trainer" / "profile.json"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_every_advisor_answers_and_explains(name):
+    s = advise(PROFILES[name]())
+    assert sorted(a.tweak for a in s.advice) == sorted(TWEAKS)
+    for a in s.advice:
+        assert a.status in STATUSES and a.risk in RISKS and a.confidence in CONFIDENCES, a
+        assert a.rationale and a.snippet.strip() and a.title, a.tweak
+        if a.status != "recommended":
+            # nothing claimed for what is done already or does not apply
+            assert (a.projected.time_saved_frac, a.projected.memory_saved_bytes, a.projected.usd_saved) == (0, 0, 0), a
+        else:
+            # a saving comes with numbers from the profile, its assumptions and sources
+            assert re.search(r"\d", a.rationale), a.tweak
+            if a.projected.time_saved_frac or a.projected.memory_saved_bytes or a.projected.usd_saved:
+                assert a.assumptions and a.sources, a.tweak
+            if a.projected.usd_saved:
+                assert "$" in a.rationale, a.tweak
+    assert s.plan.usd_run_after <= s.plan.usd_run_before + 1e-9
+
+
+def test_no_price_means_no_dollars_and_says_so():
+    s = advise(llama_plain())
+    assert all(a.projected.usd_saved == 0 for a in s.advice)
+    rec = [a for a in s.advice if a.status == "recommended"]
+    assert rec and all("no price was attached" in a.rationale for a in rec)
+
+
+def test_already_applied_profile_gets_no_recommendation_for_it():
+    p = llama_plain()
+    p = replace(p, precision=replace(p.precision, autocast=True, autocast_dtype="bfloat16",
+                                     float32_matmul_precision="high"),
+                model=replace(p.model, gradient_checkpointing=True),
+                static=replace(p.static, compile=True, early_stopping=True, peft=True, ddp=True))
+    by = advise(p).by_tweak()
+    for t in ("mixed_precision", "tf32", "checkpointing", "compile", "early_stopping", "lora", "distributed", "finetune"):
+        assert by[t].status == "already_applied", t
