@@ -10,6 +10,7 @@ files under ``out_dir``.
 """
 from __future__ import annotations
 
+import subprocess
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -90,17 +91,23 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
                    price_usd: float | None = None, total_steps: int | None = None,
                    epochs: float | None = None, advice_options: dict[str, Any] | None = None,
                    report: bool = True, on_event: Callable[[dict], None] | None = None,
-                   child_stdout: Any = None, nproc: int = 1) -> Analysis:
+                   child_stdout: Any = None, nproc: int = 1, verify: int | str | None = None,
+                   on_verify: Callable[[str], None] | None = None) -> Analysis:
     """Profile ``script``, attach costs, advise and write the artefacts under ``out_dir``.
 
     Raises ``ScriptError`` (ccprof.profiler.runner) for bad input before anything runs.
     A script that fails mid-run still yields the partial profile (``exit_code`` != 0).
+    ``verify``: K re-runs the top K applicable tweaks, one fresh process each, "plan" the
+    combined plan once (ccprof.applier.verify); the baseline run is then seeded.
     """
     from ccprof.profiler.runner import run_script
 
     out = Path(out_dir)
+    seed = None
+    if verify:
+        from ccprof.applier.verify import VERIFY_SEED as seed
     run = run_script(script, list(args), steps=steps, warmup=warmup, timeout_s=timeout_s,
-                     on_event=on_event, stdout=child_stdout, nproc=nproc)
+                     on_event=on_event, stdout=child_stdout, nproc=nproc, seed=seed)
     if run.profile is None:
         return Analysis(None, None, run.exit_code, run.message)
     profile = run.profile
@@ -109,6 +116,19 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
                                                        price_usd=price_usd, total_steps=total_steps,
                                                        epochs=epochs))
     advice = _stage("advice", out, lambda: advise(profile, **(advice_options or {})))
+    if verify and profile.error is None:
+        from ccprof.applier.verify import verify as verify_advice
+
+        def run_one(tweaks: list[str], options: dict[str, dict]) -> Profile | None:
+            r = run_script(script, list(args), steps=steps, warmup=warmup, timeout_s=timeout_s,
+                           stdout=child_stdout if child_stdout is not None else subprocess.DEVNULL,
+                           nproc=nproc, seed=seed, tweak=tweaks, tweak_options=options)
+            return r.profile
+
+        plan = str(verify) == "plan"
+        k = None if plan else int(verify)
+        advice = _stage("verify", out, lambda: verify_advice(run_one, profile, advice, k=k, plan=plan,
+                                                             on_tweak=on_verify))
     paths = _stage("report", out, lambda: write_artefacts(out, profile, advice, report=report))
     return Analysis(profile, advice, run.exit_code, run.message, paths)
 

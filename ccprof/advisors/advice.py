@@ -82,6 +82,7 @@ class Plan:
     peak_bytes_after: int = 0
     conflicts: list[str] = field(default_factory=list)
     gpu: str = ""
+    measured: "Measured | None" = None      # `--verify plan`: the whole plan applied in one run
 
 
 @dataclass(frozen=True)

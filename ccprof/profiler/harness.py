@@ -118,30 +118,46 @@ def run(spec: dict[str, Any]) -> int:
     out_path = spec["out"] if "WORLD_SIZE" not in os.environ else f"{spec['out']}.rank{rank}"
     progress = _Progress(spec.get("progress_path") if rank == 0 else None)
     applied: list[dict[str, Any]] = []
-    tweak = spec.get("tweak")
+    tweaks = spec.get("tweak") or []
+    tweaks = [tweaks] if isinstance(tweaks, str) else list(tweaks)
+    options_by_tweak = spec.get("tweak_options") or {}
+    applied_to: list[torch.nn.Module] = []
 
     def on_step(done: int, total: int, step_s: float, loss: float | None) -> None:
         progress(event="step", done=done, total=total, step_s=step_s, loss=loss,
                  counters=dict(session.counters))
 
-    def on_first_forward(sess: Session, model: torch.nn.Module) -> None:
-        if not tweak:
+    def on_first_forward(sess: Session, model: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        if not tweaks:
             return
         from ccprof.applier.runtime import RunObjects, apply_tweak
 
         loaders = [r() for r in sess.loaders if r() is not None]
-        try:
-            result = apply_tweak(tweak, RunObjects(model=model, optimizers=_find_optimizers(model),
-                                                   dataloaders=loaders),
-                                 options=spec.get("tweak_options") or {})
-            applied.append({"tweak": tweak, "applied": bool(result.applied),
-                            "reason": result.reason, "changes": list(result.changes)})
-        except Exception as exc:
-            applied.append({"tweak": tweak, "applied": False, "reason": f"failed: {exc!r}",
-                            "changes": []})
+        objs = RunObjects(model=model, optimizers=_find_optimizers(model), dataloaders=loaders,
+                          example_args=tuple(args), example_kwargs=dict(kwargs))
+        applied_to.append(model)
+        for tw in tweaks:
+            try:
+                result = apply_tweak(tw, objs, options=options_by_tweak.get(tw) or {})
+                applied.append({"tweak": tw, "applied": bool(result.applied), "reason": result.reason,
+                                "changes": list(result.changes),
+                                "already_applied": bool(getattr(result, "already_applied", False))})
+            except Exception as exc:
+                applied.append({"tweak": tw, "applied": False, "reason": f"failed: {exc!r}", "changes": []})
+
+    loader_hooks = []
+    if tweaks:
+        from ccprof.applier.runtime import dataloader_hooks
+
+        loader_hooks = [h for h in (dataloader_hooks(tw, options_by_tweak.get(tw)) for tw in tweaks) if h]
+
+    def on_loader_iter(loader: Any) -> None:
+        for hook in loader_hooks:
+            hook(loader)
 
     session = Session(steps=spec.get("steps", 10), warmup=spec.get("warmup", 3),
-                      on_step=on_step, on_first_forward=on_first_forward)
+                      on_step=on_step, on_first_forward=on_first_forward,
+                      on_loader_iter=on_loader_iter if loader_hooks else None)
     if spec.get("seed") is not None:
         torch.manual_seed(int(spec["seed"]))
         import random
@@ -224,6 +240,13 @@ def run(spec: dict[str, Any]) -> int:
         finished_at=_now(), hostname=socket.gethostname(),
     )
     extra: dict[str, Any] = {}
+    if applied and applied_to:
+        from ccprof.applier.runtime import runtime_notes
+
+        notes = runtime_notes(applied_to[0])
+        for entry in applied:
+            if notes.get(entry["tweak"]):
+                entry["notes"] = notes[entry["tweak"]]
     if applied:
         extra["applied"] = applied
     profile = session.build_profile(

@@ -101,12 +101,14 @@ class Session:
 
     def __init__(self, steps: int = 10, warmup: int = 3, passes: bool = True,
                  on_step: Callable[[int, int, float, float | None], None] | None = None,
-                 on_first_forward: Callable[["Session", nn.Module], None] | None = None):
+                 on_first_forward: Callable[["Session", nn.Module, tuple, dict], None] | None = None,
+                 on_loader_iter: Callable[[Any], None] | None = None):
         self.steps_wanted = max(1, int(steps))
         self.warmup = max(1, int(warmup))      # discovery needs one full step
         self.passes = passes
         self.on_step = on_step                  # (done, total, step_s, loss)
         self.on_first_forward = on_first_forward
+        self.on_loader_iter = on_loader_iter      # --verify: DataLoader settings before iterating
         self.n_pass_steps = 2 if passes else 0
         self.total_steps = self.warmup + self.n_pass_steps + self.steps_wanted
 
@@ -277,7 +279,7 @@ class Session:
         if not self.first_forward_done:
             self.first_forward_done = True
             if self.on_first_forward is not None:
-                self.on_first_forward(self, module)
+                self.on_first_forward(self, module, args, kwargs)
 
     def _params_version(self) -> int:
         root = self._main_root()
@@ -373,6 +375,8 @@ class Session:
         session = self
 
         def __iter__(loader):
+            if session.on_loader_iter is not None:
+                session.on_loader_iter(loader)
             it = orig(loader)
             try:
                 it._ccprof_loader = weakref.ref(loader)

@@ -72,7 +72,8 @@ class RunResult:
 
 
 def run_script(script: str | Path, args: list[str] | None = None, *, steps: int = 10, warmup: int = 3,
-               timeout_s: float = 600.0, tweak: str | None = None, tweak_options: dict | None = None,
+               timeout_s: float = 600.0, tweak: str | list[str] | None = None,
+               tweak_options: dict[str, dict] | None = None,
                seed: int | None = None, on_event: Callable[[dict[str, Any]], None] | None = None,
                python: str | None = None, stdout: Any = None, nproc: int = 1) -> RunResult:
     """Profile ``script`` in a child process; never raises for the script's own failures.
@@ -80,6 +81,8 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
     Raises ScriptError for bad input (missing file, not Python, syntax error) before
     anything runs. ``on_event`` receives the child's progress events (one per step).
     ``stdout`` redirects the script's standard output (``--json`` keeps ccprof's stdout clean).
+    ``tweak`` (one id or several) is applied to the live run at the first forward of the
+    model (``--verify``), with ``tweak_options`` keyed by tweak id.
     ``nproc`` > 1 runs it under torchrun: each rank profiles itself, rank 0's profile carries
     the merge (``world_size``, ``ranks``).
     """
