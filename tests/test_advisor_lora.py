@@ -9,6 +9,7 @@ from test_advisors_models import cnn_plain, hand_profile, llama_plain
 
 def test_formula_memory_and_time():
     p = hand_profile()
+    p = replace(p, model=replace(p.model, pretrained=True, loaded_from="load_state_dict"))   # full fine-tuning
     a = advise_one("lora", p, AdviceContext(lora_rank=8))
     # 10 Linear of 8M params; no head name -> all targeted; adapters 8 x 2 x isqrt(8e6)=2828 each
     adapters = 10 * 8 * 2 * math.isqrt(8_000_000)
@@ -33,6 +34,12 @@ def test_fires_on_llama():
 
 def test_not_applicable_on_conv_net():
     assert advise_one("lora", cnn_plain()).status == "not_applicable"
+
+
+def test_not_applicable_from_scratch_without_a_family():
+    # Linear-heavy, but trained from scratch with nothing pretrained to adapt
+    a = advise_one("lora", hand_profile())
+    assert a.status == "not_applicable" and "from scratch" in a.rationale
 
 
 def test_already_applied_with_peft():

@@ -100,6 +100,12 @@ def test_every_advisor_answers_and_explains(name):
     assert s.plan.usd_run_after <= s.plan.usd_run_before + 1e-9
 
 
+def test_a_run_that_measured_nothing_gets_18_plain_answers():
+    s = advise(Profile())
+    assert len(s.advice) == 18 and all(a.status == "not_applicable" for a in s.advice)
+    assert all("measured no training step" in a.rationale for a in s.advice)
+
+
 def test_no_price_means_no_dollars_and_says_so():
     s = advise(llama_plain())
     assert all(a.projected.usd_saved == 0 for a in s.advice)
@@ -123,7 +129,7 @@ EXAMPLE_ARGS = {                        # short runs, as tests/test_examples_run
     "gpt_loop.py": ["--steps", "60", "--eval-every", "30"],
     "hf_trainer.py": ["--steps", "80", "--logging-steps", "10", "--eval-steps", "40"],
     "cnn.py": ["--epochs", "1", "--train-size", "320"],
-    "finetune.py": ["--steps", "60", "--pretrain-steps", "30"],
+    "finetune.py": ["--steps", "60"],
 }
 
 
@@ -135,7 +141,7 @@ def test_every_example_yields_all_18(name, tmp_path):
 
     args = EXAMPLE_ARGS[name] + (["--checkpoint", str(tmp_path / "b.pt")] if name == "finetune.py" else [])
     r = run_script(EXAMPLES / name, args, steps=2, warmup=1, timeout_s=240)
-    assert r.profile is not None, r.message
+    assert r.profile is not None and r.profile.steps.measured == 2, r.message
     s = advise(attach(r.profile, total_steps=1000))
     assert sorted(a.tweak for a in s.advice) == sorted(TWEAKS)
     assert AdviceSet.from_json(s.to_json()) == s

@@ -30,9 +30,23 @@ def rank(advice: list[Advice]) -> list[Advice]:
                                          -a.projected.time_saved_frac, -a.projected.memory_saved_bytes, a.tweak))
 
 
+def _nothing_measured(profile: Profile) -> str | None:
+    """Why no advisor can project anything from this profile, or None."""
+    if profile.steps.measured or profile.flops.per_step or profile.memory.peak_bytes:
+        return None
+    why = f" ({profile.error.kind}: {profile.error.message})" if profile.error else ""
+    return f"The run measured no training step{why}, so there is nothing to project; fix the run and profile again."
+
+
 def advise_one(tweak: str, profile: Profile, ctx: AdviceContext | None = None) -> Advice:
     """One advisor's Advice. Example: ``advise_one("lora", profile).projected.memory_saved_bytes``."""
-    return ADVISORS[tweak](profile, ctx or AdviceContext())
+    ctx = ctx or AdviceContext()
+    empty = _nothing_measured(profile)
+    if empty:
+        from ccprof.advisors._common import make_advice
+        return make_advice(tweak, "not_applicable", profile, ctx, confidence="high", rationale=empty,
+                           snippet=f"# see `ccprof tweaks` for {tweak}")
+    return ADVISORS[tweak](profile, ctx)
 
 
 def advise(profile: Profile, ctx: AdviceContext | None = None) -> AdviceSet:
@@ -46,5 +60,5 @@ def advise(profile: Profile, ctx: AdviceContext | None = None) -> AdviceSet:
     from ccprof.advisors.plan import build_plan
 
     ctx = ctx or AdviceContext()
-    ranked = rank([fn(profile, ctx) for fn in ADVISORS.values()])
+    ranked = rank([advise_one(t, profile, ctx) for t in ADVISORS])
     return AdviceSet(advice=ranked, plan=build_plan(profile, ctx, ranked))

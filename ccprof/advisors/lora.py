@@ -93,7 +93,13 @@ def advise_lora(profile: Profile, ctx: AdviceContext) -> Advice:
                                       "the model's training cost in place."), details=pr)
     led = ledger(profile)
     scratch = not (m.pretrained or profile.static.from_pretrained)
-    family = m.hf_model_type or m.class_
+    from ccprof.advisors.finetune import pretrained_family
+    family = pretrained_family(profile)
+    if scratch and family is None:
+        return make_advice("lora", "not_applicable", profile, ctx, confidence="medium", snippet=snippet,
+                           rationale=(f"{m.class_ or 'The model'} trains from scratch and matches no pretrained family: "
+                                      "LoRA adapts pretrained weights, and frozen random weights would cap what it "
+                                      "can learn."), details=pr)
     rationale = (f"All {fmt_num(m.trainable_params)} parameters train and Linear layers hold {fmt_pct(lin_share)} of them. "
                  f"Freezing the base drops its gradients at peak and optimizer state ({fmt_bytes(pr['base_grad_opt_bytes'])}; "
                  f"{led.note}); rank-{pr['rank']} adapters on {len(pr['targets'])} Linear layers add "
