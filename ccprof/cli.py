@@ -210,6 +210,61 @@ def _load_artefact(kind: str, path: str):
         _fail(f"{path}: not a ccprof {kind} file ({exc})", 2)
 
 
+@cli.command("advise")
+@click.argument("profile_path", metavar="PROFILE_JSON", type=click.Path(dir_okay=False))
+@click.option("--gpu", default=None, help="Target catalog GPU id (default: the profile's cost GPU).")
+@click.option("--total-steps", type=int, default=None, help="Planned run size in optimizer steps.")
+@click.option("--price", "price_usd", type=float, default=None, help="Override the target's USD per GPU-hour.")
+@click.option("--history", type=click.Path(exists=True), default=None,
+              help="Validation-loss history: trainer_state.json, a step,val_loss CSV, or a TensorBoard log dir.")
+@click.option("--lora-rank", type=int, default=None, help="LoRA rank to project (default 8, peft's).")
+@click.option("--finetune-budget", type=float, default=None,
+              help="Fine-tuning budget as a fraction of the planned run (default 1/6).")
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
+              help="advice.json to write (default: advice.json next to the profile).")
+@click.option("--json", "as_json", is_flag=True, help="Print the advice JSON instead of a table.")
+def advise_cmd(profile_path: str, gpu: str | None, total_steps: int | None, price_usd: float | None,
+               history: str | None, lora_rank: int | None, finetune_budget: float | None,
+               output: str | None, as_json: bool) -> None:
+    """Advise again on a saved profile (other GPU, run size, history), without re-running it."""
+    from dataclasses import fields
+    from pathlib import Path
+
+    from ccprof.advisors import AdviceContext, advise
+    from ccprof.advisors._common import fmt_bytes, fmt_pct, fmt_usd
+
+    profile = _load_artefact("profile", profile_path)
+    if gpu or total_steps or price_usd is not None:
+        from ccprof.hardware import attach
+
+        profile = attach(profile, gpu=gpu, price_usd=price_usd, total_steps=total_steps)
+    opts = {"history": history, "lora_rank": lora_rank, "finetune_budget_frac": finetune_budget}
+    defaults = {f.name: f.default for f in fields(AdviceContext)}
+    ctx = AdviceContext(**{k: (v if v is not None else defaults[k]) for k, v in opts.items()})
+    result = advise(profile, ctx)
+    out = Path(output) if output else Path(profile_path).with_name("advice.json")
+    result.to_json(out)
+    if as_json:
+        click.echo(result.to_json())
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"ccprof advice ({result.plan.gpu or 'no GPU priced'})")
+    for col in ("tweak", "status", "time", "memory", "dollars", "confidence", "risk"):
+        table.add_column(col)
+    for a in result.advice:
+        p = a.projected
+        table.add_row(a.tweak, a.status, fmt_pct(p.time_saved_frac), fmt_bytes(p.memory_saved_bytes),
+                      fmt_usd(p.usd_saved), a.confidence, a.risk)
+    con = Console()
+    con.print(table)
+    plan = result.plan
+    con.print(f"plan: {' -> '.join(plan.tweaks) or 'nothing to apply'}; run {fmt_usd(plan.usd_run_before)} -> "
+              f"{fmt_usd(plan.usd_run_after)}")
+    click.echo(str(out))
+
+
 @cli.command("report")
 @click.argument("profile_path", metavar="PROFILE_JSON", type=click.Path(dir_okay=False))
 @click.option("--advice", "advice_path", default=None, type=click.Path(dir_okay=False),

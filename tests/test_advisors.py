@@ -149,3 +149,19 @@ def test_every_example_yields_all_18(name, tmp_path):
 
 def test_every_example_is_covered():
     assert {p.name for p in EXAMPLES.glob("*.py")} == set(EXAMPLE_ARGS)
+
+
+def test_cli_advise_rewrites_advice_json(tmp_path):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from ccprof.cli import cli
+
+    prof = tmp_path / "profile.json"
+    shutil.copy(FIXTURES / "profile_sample.json", prof)
+    r = CliRunner().invoke(cli, ["advise", str(prof), "--total-steps", "5000", "--lora-rank", "16"])
+    assert r.exit_code == 0, r.output
+    s = AdviceSet.from_json(tmp_path / "advice.json")
+    assert len(s.advice) == 18 and s.by_tweak()["lora"].details["rank"] == 16
+    assert "plan:" in r.output
