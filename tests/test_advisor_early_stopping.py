@@ -62,3 +62,17 @@ def test_without_history_says_what_to_pass():
 def test_already_applied():
     p = replace(llama_plain(), static=StaticFacts(early_stopping=True, lines={"early_stopping": 88}))
     assert advise_one("early_stopping", p).status == "already_applied"
+
+
+def test_tensorboard_dir_without_the_package_says_what_to_do(tmp_path):
+    (tmp_path / "events.out.tfevents.1.host").write_bytes(b"")
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.raises(HistoryError, match="pip install tensorboard"):
+            load_history(tmp_path)
+        a = advise_one("early_stopping", hand_profile(), AdviceContext(history=str(tmp_path)))
+        assert a.status == "not_applicable" and "tensorboard" in a.rationale
+    else:
+        with pytest.raises(HistoryError):
+            load_history(tmp_path)       # an empty event file has no validation-loss scalar

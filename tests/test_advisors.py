@@ -165,3 +165,14 @@ def test_cli_advise_rewrites_advice_json(tmp_path):
     s = AdviceSet.from_json(tmp_path / "advice.json")
     assert len(s.advice) == 18 and s.by_tweak()["lora"].details["rank"] == 16
     assert "plan:" in r.output
+
+
+def test_plan_with_unused_gpus_never_goes_below_zero():
+    from ccprof.profiler.profile import Device
+    p = hand_profile(device=Device(type="cuda", name="A100", count=8, capability="8.0", memory_bytes=80 * 10**9))
+    s = advise(p)
+    assert "distributed" in s.plan.tweaks
+    d = s.by_tweak()["distributed"].projected.time_saved_frac
+    step = next(x for x in s.plan.steps if x.tweak == "distributed")
+    before = s.plan.steps[s.plan.tweaks.index("distributed") - 1].usd_run if s.plan.tweaks.index("distributed") else 10.0
+    assert step.usd_run == pytest.approx(before * (1 - d)) and s.plan.usd_run_after > 0

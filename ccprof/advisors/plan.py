@@ -44,6 +44,8 @@ def build_plan(profile: Profile, ctx: AdviceContext, advice: list[Advice]) -> Pl
     Tweaks that only cost time (checkpointing) enter the plan when the peak does not fit the
     target GPU, or when the memory they free lets ``batch_size`` recover more than they cost.
     Example: mixed_precision (-40% step) then data_curation (-10% steps): usd x 0.6 x 0.9.
+    DDP over n visible GPUs counts as a step-scoped saving: the advisor assumes all n are paid
+    for either way, so the dollars fall with the wall time.
     """
     from ccprof.advisors._common import gpu_spec
     from ccprof.advisors import constants as C
@@ -66,10 +68,8 @@ def build_plan(profile: Profile, ctx: AdviceContext, advice: list[Advice]) -> Pl
         nonlocal step_s, peak, steps_frac, usd_factor, act
         p = a.projected
         scope = a.details.get("time_scope", "run" if a.tweak in RUN_SCOPED else "step")
-        if a.tweak == "right_size_gpu" or a.tweak == "distributed" and a.details.get("case") == "unused_gpus":
+        if a.tweak == "right_size_gpu":
             usd_factor *= max(0.0, 1 - p.usd_saved / price.usd_run) if price.usd_run else 1.0
-            if a.tweak == "distributed":
-                step_s *= 1 - p.time_saved_frac
         elif scope == "run":
             steps_frac *= 1 - p.time_saved_frac
             usd_factor *= 1 - p.time_saved_frac
