@@ -68,8 +68,9 @@ MP_MATMUL_SHARE_MIN = 0.20            # fp32 matmul FLOPs share worth converting
 # Without a roofline projection: bf16 matmuls ~2x fp32 (conservative; NVIDIA AMP docs say
 # "up to 3x" on Volta/Turing).
 MP_SPEEDUP_FALLBACK = 2.0
-# Activations saved by non-matmul ops (norms, softmax in fp32 under autocast) stay 4-byte.
-# Share of saved bytes kept at full size: *unverified*, calibrated on tiny models.
+# Fallback only, when the profile has no per-module activation ledger: share of saved bytes
+# kept at 4 bytes under autocast. With the ledger, norms/softmax/loss stay fp32 and the rest
+# halves (mixed_precision.project_mixed_precision_memory; within 6% on a tiny Llama).
 MP_OTHER_ACT_KEEP_FRAC = 0.0
 
 # --- grad_accumulation ----------------------------------------------------------------------
