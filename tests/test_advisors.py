@@ -176,3 +176,16 @@ def test_plan_with_unused_gpus_never_goes_below_zero():
     step = next(x for x in s.plan.steps if x.tweak == "distributed")
     before = s.plan.steps[s.plan.tweaks.index("distributed") - 1].usd_run if s.plan.tweaks.index("distributed") else 10.0
     assert step.usd_run == pytest.approx(before * (1 - d)) and s.plan.usd_run_after > 0
+
+
+def test_plan_leaves_out_accuracy_risks_at_low_confidence():
+    p = hand_profile()
+    mk = lambda t, frac, risk, conf: Advice(t, "recommended", risk=risk, confidence=conf, projected=Projected(
+        time_saved_frac=frac, usd_saved=10 * frac), details={"time_scope": "step"})
+    advice = rank([mk("pruning", 0.3, "accuracy", "low"), mk("lora", 0.2, "accuracy", "medium"),
+                   mk("mixed_precision", 0.4, "numerics", "medium")])
+    plan = build_plan(p, AdviceContext(), advice)
+    # $10 x (1 - 0.4) x (1 - 0.2) = $4.80: pruning is offered, not planned
+    assert plan.tweaks == ["mixed_precision", "lora"]
+    assert plan.usd_run_after == pytest.approx(4.8)
+    assert any(c.startswith("pruning left out of the plan") for c in plan.conflicts)
