@@ -51,9 +51,10 @@ def advise(profile: Profile, ctx: Any = None, **options: Any):
     """Every advisor's Advice for ``profile``, ranked, with the combined plan (an AdviceSet)."""
     from ccprof import advisors
 
-    if ctx is None and options:
-        ctx = advisors.AdviceContext.from_profile(profile, **options) if hasattr(
-            advisors.AdviceContext, "from_profile") else advisors.AdviceContext(**options)
+    if ctx is None:
+        if profile.data.scan and "scan" not in options:
+            options["scan"] = profile.data.scan          # --scan-data ran in the harness
+        ctx = advisors.AdviceContext(**options) if options else None
     return advisors.advise(profile, ctx)
 
 
@@ -91,7 +92,8 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
                    price_usd: float | None = None, total_steps: int | None = None,
                    epochs: float | None = None, advice_options: dict[str, Any] | None = None,
                    report: bool = True, on_event: Callable[[dict], None] | None = None,
-                   child_stdout: Any = None, nproc: int = 1, verify: int | str | None = None,
+                   child_stdout: Any = None, nproc: int = 1, scan_data: bool = False,
+                   verify: int | str | None = None,
                    on_verify: Callable[[str], None] | None = None) -> Analysis:
     """Profile ``script``, attach costs, advise and write the artefacts under ``out_dir``.
 
@@ -107,7 +109,7 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
     if verify:
         from ccprof.applier.verify import VERIFY_SEED as seed
     run = run_script(script, list(args), steps=steps, warmup=warmup, timeout_s=timeout_s,
-                     on_event=on_event, stdout=child_stdout, nproc=nproc, seed=seed)
+                     on_event=on_event, stdout=child_stdout, nproc=nproc, seed=seed, scan_data=scan_data)
     if run.profile is None:
         return Analysis(None, None, run.exit_code, run.message)
     profile = run.profile

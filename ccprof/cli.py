@@ -44,6 +44,8 @@ def _fail(message: str, code: int) -> None:
 @click.option("--epochs", default=None, type=float, help="Planned run size in epochs.")
 @click.option("--history", default=None, type=click.Path(exists=True),
               help="Loss history for early stopping: trainer_state.json, a CSV, or a TensorBoard log dir.")
+@click.option("--scan-data", is_flag=True,
+              help="After the measured steps, fingerprint the whole map-style dataset for duplicates.")
 @click.option("--verify", default=None, metavar="K|plan",
               help="Re-run with each of the top K tweaks applied (or the whole plan) and measure them.")
 @click.option("--nproc", default=1, show_default=True, type=click.IntRange(1, 1024),
@@ -51,7 +53,7 @@ def _fail(message: str, code: int) -> None:
 def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: int, out_dir: str,
                 timeout_s: float, as_json: bool, quiet: bool, gpu: str | None, catalog_path: str | None,
                 price_usd: float | None, total_steps: int | None, epochs: float | None,
-                history: str | None, verify: str | None, nproc: int) -> None:
+                history: str | None, scan_data: bool, verify: str | None, nproc: int) -> None:
     """Profile SCRIPT for a few steps, advise, and write a cost report.
 
     Arguments after `--` go to the script: ccprof analyze train.py -- --lr 3e-4
@@ -84,6 +86,9 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
                 loss = event.get("loss")
                 info = f"step {event['step_s'] * 1e3:.1f} ms" + (f", loss {loss:.4g}" if loss is not None else "")
                 progress.update(task, completed=event["done"], total=event["total"], info=info)
+            elif event.get("event") == "scan":
+                progress.update(task, description=f"scanning the dataset of {script}",
+                                completed=event["done"], total=event["total"], info="")
 
         progress.start()
     if verify is not None and verify != "plan" and not (verify.isdigit() and int(verify) > 0):
@@ -98,7 +103,7 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
             script, args, steps=steps, warmup=warmup, out_dir=out_dir, timeout_s=timeout_s, gpu=gpu,
             catalog_path=catalog_path, price_usd=price_usd, total_steps=total_steps, epochs=epochs,
             advice_options=advice_options, on_event=on_event,
-            child_stdout=sys.stderr if as_json else None, nproc=nproc, verify=verify,
+            child_stdout=sys.stderr if as_json else None, nproc=nproc, scan_data=scan_data, verify=verify,
             on_verify=on_verify)
     except ScriptError as exc:
         _fail(str(exc), exc.exit_code)

@@ -111,6 +111,25 @@ def _find_optimizers(model: torch.nn.Module) -> list[torch.optim.Optimizer]:
     return found
 
 
+def _scan_data(profile: Any, session: Session, progress: "_Progress") -> Any:
+    """--scan-data: fingerprint the whole map-style dataset behind the first DataLoader."""
+    dataset = session.dataset
+    if dataset is None or not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+        why = ("no DataLoader was seen" if not session.loaders
+               else "the DataLoader's dataset is not map-style (no len/getitem)")
+        return replace(profile, reasons={**profile.reasons, "scan": f"--scan-data: {why}"})
+    from ccprof.advisors.data_scan import scan_dataset
+
+    try:
+        result = scan_dataset(dataset, progress=lambda done, total: progress(event="scan", done=done, total=total)
+                              if done % 64 == 0 or done == total else None)
+    except Exception as exc:
+        return replace(profile, reasons={**profile.reasons, "scan": f"--scan-data failed: {exc!r}"})
+    data = replace(profile.data, scan=result, duplicate_frac=result.get("duplicate_frac"),
+                   near_duplicate_frac=result.get("near_duplicate_frac"), duplicate_scope="dataset")
+    return replace(profile, data=data)
+
+
 def run(spec: dict[str, Any]) -> int:
     script = str(Path(spec["script"]).resolve())
     args = list(spec.get("args", []))
@@ -255,6 +274,8 @@ def run(spec: dict[str, Any]) -> int:
     )
     if findings:
         profile = replace(profile, findings=list(profile.findings) + findings)
+    if spec.get("scan_data") and outcome == "complete":
+        profile = _scan_data(profile, session, progress)
     if "WORLD_SIZE" in os.environ:
         profile = replace(profile, world_size=int(os.environ["WORLD_SIZE"]), rank=rank)
     profile.to_json(out_path)

@@ -132,6 +132,7 @@ class Session:
         self.autocast_dtype: str | None = None
         self.grad_scaler = False
         self.loaders: list[weakref.ref] = []
+        self.dataset: Any = None
         self.loader_info: dict[str, Any] = {}
         self.batch_shapes: list[str] = []
         self.fingerprints: list[str] = []
@@ -384,6 +385,9 @@ class Session:
                 pass
             if not any(r() is loader for r in session.loaders):
                 session.loaders.append(weakref.ref(loader))
+            if session.dataset is None:
+                # strong: loops that build a DataLoader per epoch drop it before --scan-data runs
+                session.dataset = getattr(loader, "dataset", None)
             return it
 
         __iter__.__wrapped__ = orig

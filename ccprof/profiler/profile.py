@@ -179,6 +179,7 @@ class DataInfo:
     token_inputs: bool = False
     seq_len: int | None = None
     dataloader_seen: bool = False
+    scan: dict[str, Any] | None = None      # --scan-data: advisors.data_scan.scan_dataset's result
 
 
 @dataclass(frozen=True)

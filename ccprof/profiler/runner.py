@@ -75,7 +75,8 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
                timeout_s: float = 600.0, tweak: str | list[str] | None = None,
                tweak_options: dict[str, dict] | None = None,
                seed: int | None = None, on_event: Callable[[dict[str, Any]], None] | None = None,
-               python: str | None = None, stdout: Any = None, nproc: int = 1) -> RunResult:
+               python: str | None = None, stdout: Any = None, nproc: int = 1,
+               scan_data: bool = False) -> RunResult:
     """Profile ``script`` in a child process; never raises for the script's own failures.
 
     Raises ScriptError for bad input (missing file, not Python, syntax error) before
@@ -94,7 +95,8 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
         Path(progress_path).touch()
         spec = {"script": script, "args": list(args or []), "steps": steps, "warmup": warmup,
                 "out": out, "progress_path": progress_path, "tweak": tweak,
-                "tweak_options": tweak_options or {}, "seed": seed, "timeout": timeout_s}
+                "tweak_options": tweak_options or {}, "seed": seed, "timeout": timeout_s,
+                "scan_data": scan_data}
         spec_path = os.path.join(tmp, "spec.json")
         Path(spec_path).write_text(json.dumps(spec))
         env = dict(os.environ)
