@@ -329,6 +329,15 @@ def is_matmul(op: str) -> bool:
     return base in C.MATMUL_OPS or "scaled_dot_product" in base or base.startswith(("aten.mm", "aten.bmm", "aten.addmm", "aten.conv"))
 
 
+def matmul_flops_by_dtype(profile: Profile) -> dict[str, int]:
+    """Measured matmul/conv/attention FLOPs of one step, by the dtype they ran in."""
+    out: dict[str, int] = {}
+    for op in profile.ops:
+        if is_matmul(op.op):
+            out[op.dtype] = out.get(op.dtype, 0) + op.flops
+    return out
+
+
 def op_shares(profile: Profile, spec: GpuSpec, fp32_peak_key: str = "float32") -> OpShares:
     """Per-op roofline of one step on ``spec``: max(FLOPs/peak, bytes/bandwidth) + launch."""
     fp32 = spec.peak_flops[fp32_peak_key]

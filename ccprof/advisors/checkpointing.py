@@ -86,8 +86,19 @@ def advise_checkpointing(profile: Profile, ctx: AdviceContext) -> Advice:
     st = profile.static
     if profile.model.gradient_checkpointing or st.checkpointing:
         where = "on the live model" if profile.model.gradient_checkpointing else f"in the script (line {st.lines.get('checkpointing', '?')})"
+        f = profile.flops
+        effect = ""
+        if f.forward and f.per_step:
+            # without recomputation backward is ~2x forward; what exceeds it is the recomputed forward
+            recompute = max(0, f.backward - 2 * f.forward)
+            led = ledger(profile)
+            effect = (f" Measured in this run: backward counted {f.backward / f.forward:.2f}x the forward FLOPs "
+                      f"(2x without recomputation), so recomputation adds {fmt_pct(recompute / max(1, f.per_step - recompute))} "
+                      f"FLOPs per step; activations saved for backward are {fmt_bytes(led.act)} of the "
+                      f"{fmt_bytes(led.peak)} peak.")
         return make_advice("checkpointing", "already_applied", profile, ctx, confidence="high",
-                           rationale=f"Gradient checkpointing is already on ({where}).", snippet=SNIPPET.replace("{container}", "layers"))
+                           rationale=f"Gradient checkpointing is already on ({where}).{effect}",
+                           snippet=SNIPPET.replace("{container}", "layers"))
     pr = project_checkpointing(profile)
     led = ledger(profile)
     act_share = led.act / led.peak if led.peak else 0.0

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ccprof.advisors import constants as C
-from ccprof.advisors._common import clamp, fmt_pct, make_advice
+from ccprof.advisors._common import clamp, fmt_pct, fmt_s, make_advice
 from ccprof.advisors._registry import register
 from ccprof.advisors.advice import Advice
 from ccprof.advisors.context import AdviceContext
@@ -27,8 +27,12 @@ def advise_fused_optimizer(profile: Profile, ctx: AdviceContext) -> Advice:
         return make_advice("fused_optimizer", "not_applicable", profile, ctx, confidence="high", snippet=snippet,
                            rationale="No torch.optim optimizer was seen: the script updates parameters itself.")
     if all(o.fused for o in opts):
+        ph = profile.steps.phase_s
+        total = sum(ph.values()) if ph else 0.0
+        effect = (f" Measured in this run: the optimizer step takes {fmt_s(ph.get('optimizer', 0.0))} "
+                  f"({fmt_pct(ph.get('optimizer', 0.0) / total)} of the step).") if total else ""
         return make_advice("fused_optimizer", "already_applied", profile, ctx, confidence="high", snippet=snippet,
-                           rationale=f"{cls} already runs with fused=True.")
+                           rationale=f"{cls} already runs with fused=True.{effect}")
     if not any(o.class_ in FUSED_CLASSES for o in opts):
         return make_advice("fused_optimizer", "not_applicable", profile, ctx, confidence="medium", snippet=snippet,
                            rationale=f"{cls} has no fused implementation in torch.optim.")

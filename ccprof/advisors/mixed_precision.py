@@ -70,6 +70,20 @@ def project_mixed_precision_memory(profile: Profile) -> dict:
             "memory_saved_bytes": int(saved), "peak_bytes_after": int(led.peak - saved)}
 
 
+def _measured_effect(profile: Profile) -> str:
+    """What this run measured of the tweak's effect (for an already-applied tweak)."""
+    from ccprof.advisors._common import matmul_flops_by_dtype
+
+    by = matmul_flops_by_dtype(profile)
+    total = sum(by.values())
+    if not total:
+        return ""
+    low = sum(v for k, v in by.items() if k in ("bfloat16", "float16"))
+    led = ledger(profile)
+    return (f" Measured in this run: {fmt_pct(low / total)} of the {total:,} matmul/conv/attention FLOPs per step "
+            f"ran in 16-bit; activations saved for backward are {fmt_bytes(led.act)} of the {fmt_bytes(led.peak)} peak.")
+
+
 @register("mixed_precision")
 def advise_mixed_precision(profile: Profile, ctx: AdviceContext) -> Advice:
     """Recommend autocast when fp32 matmuls dominate; project time via the roofline."""
@@ -79,7 +93,8 @@ def advise_mixed_precision(profile: Profile, ctx: AdviceContext) -> Advice:
                else f"the script uses autocast (line {profile.static.lines.get('autocast', '?')})"
                if profile.static.autocast else f"parameters are already {p.param_dtype}")
         return make_advice("mixed_precision", "already_applied", profile, ctx, confidence="high",
-                           rationale=f"Mixed precision is already on: {how}.", snippet=SNIPPET)
+                           rationale=f"Mixed precision is already on: {how}.{_measured_effect(profile)}",
+                           snippet=SNIPPET)
     spec = gpu_spec(profile, ctx)
     sh = op_shares(profile, spec)
     mm_share = sh.matmul_fp32_flops / profile.flops.per_step if profile.flops.per_step else 0.0
