@@ -369,7 +369,7 @@ def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top
     except UnicodeDecodeError:
         _fail(f"{script}: not a UTF-8 Python file", 2)
     try:
-        result = apply_source(source, wanted, options=options, path=str(src_path))
+        result = apply_source(source, wanted, options=options, path=str(src_path), to_path=str(out_path))
     except ScriptSyntaxError as exc:
         _fail(f"{exc.path}:{exc.line}: syntax error, fix the script first ({exc.message.splitlines()[0]})", 3)
     except ValueError as exc:

@@ -79,13 +79,14 @@ def codemod_ids() -> list[str]:
 
 
 def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | None = None,
-                 path: str = "<script>") -> ApplyResult:
+                 path: str = "<script>", to_path: str | None = None) -> ApplyResult:
     """Rewrite ``source`` with the codemods of ``tweaks``; pure (no file I/O).
 
     Each tweak either rewrites the script completely or leaves it exactly as it was (a skip
     with a reason). Applying a tweak a second time changes nothing. Unknown ids are skipped.
     ``options``: ``dtype`` ("bf16" | "fp16"), ``accumulation_steps``, ``lora_rank``,
     ``lora_targets``, ``patience``, ``num_workers``, ``batch_size``, ``embeddings_path`` ...
+    ``path`` and ``to_path`` label the diff's old and new file (the new defaults to ``path``).
     Raises ``ScriptSyntaxError`` when ``source`` does not parse.
     """
     _load()
@@ -131,7 +132,7 @@ def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | No
         applied.append(tweak)
     out = tree.code
     diff = "".join(difflib.unified_diff(source.splitlines(keepends=True), out.splitlines(keepends=True),
-                                        fromfile=path, tofile=path))
+                                        fromfile=path, tofile=to_path or path))
     return ApplyResult(out, applied, skipped, diff, already, notes)
 
 
