@@ -59,6 +59,11 @@ def main() -> None:
     log.write(f"torch {torch.__version__} cuda {torch.version.cuda} device "
               f"{torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}\n")
     summary: dict = {"examples": {}, "verify": {}}
+    # hook overhead on the GPU, where the per-phase synchronizations cost something
+    r = subprocess.run([sys.executable, "bench/overhead.py", "--device", "cuda", "--skip-e2e"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    summary["overhead"] = r.stdout
+    log.write(r.stdout + r.stderr[-2000:] + "\n")
     for name, args in EXAMPLES:
         rep = out / name
         code = sh([sys.executable, "-m", "ccprof", "analyze", f"examples/{name}.py", "--quiet", "--steps", "10",

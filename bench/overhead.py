@@ -28,7 +28,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
 
 
+DEVICE = "cpu"
+
+
 def make_model(kind: str) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    model, x, y = _make_model(kind)
+    return model.to(DEVICE), x.to(DEVICE), y.to(DEVICE)
+
+
+def _make_model(kind: str) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
     if kind == "gpt":
         from gpt_loop import GPT  # the bundled example's model, at its default size
@@ -49,11 +57,15 @@ def loss_of(kind: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> to
 def timed_steps(kind, model, opt, x, y, n: int) -> list[float]:
     times = []
     for _ in range(n):
+        if DEVICE == "cuda":
+            torch.cuda.synchronize()
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss = loss_of(kind, model, x, y)
         loss.backward()
         opt.step()
+        if DEVICE == "cuda":
+            torch.cuda.synchronize()      # the GPU's work counts, in both arms alike
         times.append(time.perf_counter() - t0)
     return times
 
@@ -97,7 +109,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--skip-e2e", action="store_true")
+    ap.add_argument("--device", default="cpu", help="cuda: the hooks' per-phase synchronizations are measured too")
     a = ap.parse_args()
+    global DEVICE
+    DEVICE = a.device
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
     for kind in ("mlp", "gpt"):
         r = in_process(kind, a.steps, a.rounds)

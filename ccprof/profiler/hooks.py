@@ -156,6 +156,7 @@ class Session:
         self._cur_samples = 0
         self._cur_tokens = 0
         self._root_hooks: dict[int, Any] = {}
+        self._main_root_cache: nn.Module | None = None
         self._discovery = True
         self._pass: Any = None
         self._pass_name: str | None = None
@@ -294,9 +295,15 @@ class Session:
         return total
 
     def _main_root(self) -> nn.Module | None:
+        """The trained root with the most parameters (cached once discovery is over)."""
+        if self._main_root_cache is not None:
+            return self._main_root_cache
         if not self.roots:
             return None
-        return max(self.roots.values(), key=_count_params)
+        root = max(self.roots.values(), key=_count_params)
+        if not self._discovery:
+            self._main_root_cache = root
+        return root
 
     # ------------------------------------------------------------------ backward
     def _wrap_tensor_backward(self, orig: Callable) -> Callable:
