@@ -23,6 +23,20 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _check_cost_options(gpu: str | None, catalog_path: str | None, price_usd: float | None) -> None:
+    """Bad --gpu/--catalog/--price fail in a second, before the script runs for minutes."""
+    from ccprof import hardware
+
+    try:
+        catalog = hardware.load_catalog(catalog_path)
+        if gpu is not None:
+            hardware.resolve_gpu(gpu, catalog)
+    except (hardware.CatalogError, ValueError, OSError) as exc:
+        _fail(str(exc), 2)
+    if price_usd is not None and price_usd <= 0:
+        _fail(f"--price must be a positive number of USD per GPU-hour, not {price_usd:g}", 2)
+
+
 @cli.command("analyze", context_settings={"ignore_unknown_options": True})
 @click.argument("script", type=click.Path(dir_okay=True, path_type=str))
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
@@ -68,6 +82,7 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
         check_script(script)
     except ScriptError as exc:
         _fail(str(exc), exc.exit_code)
+    _check_cost_options(gpu, catalog_path, price_usd)
     from rich.console import Console
 
     err = Console(stderr=True)

@@ -239,3 +239,15 @@ def test_torchrun_two_ranks_gloo_merge_on_rank_0():
     assert p.steps.samples_per_step == 2 * 32          # the global batch
     assert p.static.ddp
     assert all(row["status"] == "complete" for row in p.ranks)
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--gpu", "nosuch"], "unknown GPU 'nosuch'"),
+    (["--price", "-1"], "--price must be a positive number"),
+])
+def test_bad_cost_options_fail_before_the_script_runs(tmp_path, flags, message):
+    t0 = time.monotonic()
+    proc = cli("analyze", str(SCRIPTS / "hangs.py"), *flags, "--out", str(tmp_path))
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert time.monotonic() - t0 < 30          # hangs.py was never started
+    assert not (tmp_path / "profile.json").exists()
