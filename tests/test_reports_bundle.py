@@ -88,6 +88,17 @@ def test_report_inlines_the_bundle_not_the_full_plotly():
     assert html._plotly_js().count("</script") == 0
 
 
+def test_missing_bundle_falls_back_to_full_plotly(monkeypatch, tmp_path):
+    monkeypatch.setattr(html, "_PLOTLY_BUNDLE", tmp_path / "absent.min.js")
+    html._plotly_js.cache_clear()
+    try:
+        assert html._plotly_js().endswith(get_plotlyjs()[-300:])
+    finally:
+        monkeypatch.undo()
+        html._plotly_js.cache_clear()
+    assert "ccprof partial bundle" in html._plotly_js()[:1000]
+
+
 # --- in a real browser -------------------------------------------------------------------
 
 needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM),
