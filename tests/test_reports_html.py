@@ -39,9 +39,9 @@ def evil_profile() -> tuple[Profile, AdviceSet]:
 def test_report_is_self_contained_and_small():
     html = render_html(*sample())
     assert len(html.encode()) < MAX_REPORT_BYTES
-    from plotly.offline import get_plotlyjs
+    from ccprof.reports.html import _plotly_js
 
-    assert html.count(get_plotlyjs()[-300:]) == 1      # plotly.js inlined exactly once
+    assert html.count(_plotly_js()[-300:]) == 1      # plotly.js inlined exactly once
     assert html.count("<script") == 3                 # figures JSON, plotly.js, our JS
     assert "Content-Security-Policy" in html and "default-src 'none'" in html
     # no reference that a browser would fetch
