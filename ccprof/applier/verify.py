@@ -22,7 +22,7 @@ from typing import Any, Callable
 from ccprof.advisors.advice import Advice, AdviceSet, Measured
 from ccprof.profiler.profile import Profile
 
-__all__ = ["VERIFY_SEED", "verifiable", "pick_tweaks", "measure", "verify"]
+__all__ = ["VERIFY_SEED", "verifiable", "pick_tweaks", "runtime_options", "measure", "verify"]
 
 VERIFY_SEED = 0
 
@@ -42,12 +42,28 @@ def _median(xs: list[float]) -> float | None:
     return statistics.median(xs) if xs else None
 
 
+def runtime_options(tweak: str, details: dict[str, Any] | None) -> dict[str, Any]:
+    """The runtime applier's options that reproduce what the advisor projected.
+
+    A projection is only checked if the run applies the same thing: LoRA's rank and target
+    Linears, the micro-batch count, the embeddings frozen.
+    """
+    d = dict(details or {})
+    opts: dict[str, Any] = dict(d.get("runtime_options") or {})
+    if tweak == "lora":
+        if d.get("rank"):
+            opts.setdefault("r", int(d["rank"]))
+        if d.get("targets"):
+            opts.setdefault("target_modules", list(d["targets"]))
+    elif tweak == "grad_accumulation" and (d.get("accum_steps") or 0) >= 2:
+        opts.setdefault("micro_batches", int(d["accum_steps"]))
+    elif tweak == "warm_start" and d.get("embeddings"):
+        opts.setdefault("names", list(d["embeddings"]))
+    return opts
+
+
 def _options_for(advice: Advice | None) -> dict[str, Any]:
-    """Runtime options the advisor chose (LoRA rank and targets, micro-batch, ...), if any."""
-    if advice is None:
-        return {}
-    opts = advice.details.get("runtime_options") if isinstance(advice.details, dict) else None
-    return dict(opts or {})
+    return runtime_options(advice.tweak, advice.details) if advice is not None else {}
 
 
 def measure(baseline: Profile, run: Profile | None, projected_frac: float | None,
