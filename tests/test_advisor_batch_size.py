@@ -26,8 +26,10 @@ def test_fires_on_real_llama_on_an_a100():
     assert a.status == "recommended" and a.details["batch_after"] == 64        # 8x cap
 
 
-def test_not_applicable_without_device_memory():
-    assert advise_one("batch_size", llama_plain()).status == "not_applicable"
+def test_without_a_price_the_target_is_the_stated_default_gpu():
+    # a CPU profile with no cost attached is advised for the hardware stage's default GPU
+    a = advise_one("batch_size", llama_plain())
+    assert a.status == "recommended" and "A100" in a.rationale
 
 
 def test_already_applied_when_memory_is_full():

@@ -2,7 +2,7 @@ from dataclasses import replace
 
 import pytest
 
-from ccprof.advisors import advise_one
+from ccprof.advisors import AdviceContext, advise_one
 from ccprof.advisors.checkpointing import project_checkpointing
 from ccprof.profiler.profile import Memory, ModuleStat, RepeatedBlock
 from test_advisors_models import cnn_plain, gpt_plain, hand_profile, llama_plain
@@ -25,13 +25,21 @@ def test_formula():
     assert pr["memory_saved_bytes"] == 392 * MB
     # extra forward: 2 x 90e9 x (1/3) = 60e9 of 1e12
     assert pr["extra_flops_frac"] == pytest.approx(0.06, rel=1e-6)
-    a = advise_one("checkpointing", p)
+    # on a 2 GB device the 2000 MB peak is over 90%: checkpointing is needed, and costs time
+    a = advise_one("checkpointing", p, AdviceContext(device_memory_bytes=2000 * MB))
     assert a.status == "recommended" and a.projected.time_saved_frac == pytest.approx(-0.06, rel=1e-6)
     assert a.projected.usd_saved == pytest.approx(-0.6, rel=1e-4)     # it costs time: said plainly
+    # on an 80 GB A100 it fits: not recommended on its own, the projection kept for the plan
+    roomy = advise_one("checkpointing", p)
+    assert roomy.status == "not_applicable" and "fits" in roomy.rationale
+    assert roomy.details["peak_bytes_after"] == 2000 * MB - 392 * MB
 
 
 def test_fires_on_llama_and_gpt():
-    assert advise_one("checkpointing", llama_plain()).status == "recommended"
+    p = llama_plain()
+    tight = AdviceContext(device_memory_bytes=p.memory.peak_bytes)     # the peak fills the device
+    assert advise_one("checkpointing", p, tight).status == "recommended"
+    assert advise_one("checkpointing", p).status == "not_applicable"  # an 80 GB GPU has room
     a = advise_one("checkpointing", gpt_plain())
     assert a.status in ("recommended", "not_applicable") and a.details["blocks"] == 3
 

@@ -30,13 +30,6 @@ EXTERNAL = Path(__file__).resolve().parent / "external"
 ALL_TWEAKS = set(TWELVE) | set(MORE)
 TINY_TEXT = EXTERNAL / "word_language_model" / "data" / "tiny" / "train.txt"
 
-# Root cause of the hand-written-update xfails below: ccprof.profiler.hooks detects an update
-# without torch.optim by a change of `p._version`, but `p.data.add_(...)` (the idiom of both
-# pytorch/examples scripts) writes through `.data`, which has its own version counter.
-DATA_UPDATE_BUG = ("ccprof counts no step when parameters are updated through `p.data.add_` "
-                   "without torch.optim: `.data` writes do not bump `p._version`, which "
-                   "hooks._params_version() watches; the run exits 4 ('ended before 6 steps')")
-
 
 def _env() -> dict[str, str]:
     env = os.environ.copy()
@@ -160,18 +153,12 @@ def test_nanogpt_flops_match_the_scripts_own_estimate(nanogpt):
     assert abs(per_step - estimate) / estimate < 0.05
 
 
-@pytest.mark.xfail(strict=True, reason="static source facts override runtime ones: the script "
-                   "contains `model = torch.compile(model)` under `if compile:`, run with "
-                   "--compile=False, and compile is still reported already_applied")
 def test_nanogpt_compile_not_claimed_when_disabled(nanogpt):
     root, proc, out, model = nanogpt
     assert proc.returncode == 0, _why(proc)
     assert _advice(out)["compile"]["status"] != "already_applied"
 
 
-@pytest.mark.xfail(strict=True, reason="finetune/warm_start say 'weights come from a checkpoint "
-                   "(from_pretrained in the script)' for a from-scratch run (init_from='scratch'); "
-                   "profile.model.pretrained is False but the static from_pretrained fact wins")
 def test_nanogpt_scratch_run_is_not_a_finetune(nanogpt):
     root, proc, out, model = nanogpt
     assert proc.returncode == 0, _why(proc)
@@ -182,9 +169,6 @@ def test_nanogpt_scratch_run_is_not_a_finetune(nanogpt):
     assert advice["warm_start"]["status"] != "already_applied"
 
 
-@pytest.mark.xfail(strict=True, reason="distributed is recommended for 'DDP without no_sync()' on a "
-                   "single-process run (no RANK, no DDP wrapper at runtime); the script also skips "
-                   "the sync itself with model.require_backward_grad_sync")
 def test_nanogpt_single_process_gets_no_ddp_no_sync_advice(nanogpt):
     root, proc, out, model = nanogpt
     assert proc.returncode == 0, _why(proc)
@@ -235,7 +219,6 @@ def word_lm(tmp_path_factory):
     return root, proc, out, model
 
 
-@pytest.mark.xfail(strict=True, reason=DATA_UPDATE_BUG)
 def test_word_language_model_analyze(word_lm):
     root, proc, out, model = word_lm
     assert proc.returncode == 0, _why(proc)
@@ -286,7 +269,6 @@ def regression(tmp_path_factory):
     return root, _analyze(root, "main.py", [], out), out
 
 
-@pytest.mark.xfail(strict=True, reason=DATA_UPDATE_BUG)
 def test_regression_analyze(regression):
     root, proc, out = regression
     assert proc.returncode == 0, _why(proc)

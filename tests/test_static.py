@@ -563,3 +563,22 @@ def test_hf_trainer_example_training_args():
     assert f.training_args["report_to"] == "none"
     assert f.training_args["eval_strategy"] == "steps"
     assert "max_steps" not in f.training_args      # `max_steps=args.steps` is not a literal
+
+
+def test_reconcile_runtime_wins_and_keeps_the_line():
+    from ccprof.profiler.static import reconcile
+
+    src = ("import torch\n"
+           "compile = False\n"
+           "model = torch.nn.Linear(2, 2)\n"
+           "if compile:\n"
+           "    model = torch.compile(model)\n")
+    facts = static_facts_from_source(src)
+    assert facts.compile and facts.lines["compile"] == 5
+    # the run showed no compile (the flag was off) and a GradScaler a library created
+    after = reconcile(facts, {"compile": False, "grad_scaler": True})
+    assert not after.compile and after.inactive == {"compile": 5}
+    assert after.grad_scaler
+    assert reconcile(facts, {"compile": True}) is facts          # nothing to change
+    with pytest.raises(ValueError):
+        reconcile(facts, {"validation": False})                 # not observed at run time

@@ -86,7 +86,14 @@ def target_gpu(profile: Profile, ctx: AdviceContext) -> str:
         return ctx.gpu
     if profile.cost is not None and profile.cost.gpu:
         return profile.cost.gpu
-    return profile.device.catalog_id or ""
+    if profile.device.catalog_id:
+        return profile.device.catalog_id
+    try:  # the GPU the hardware stage would cost it on (its stated default)
+        from ccprof.hardware import DEFAULT_GPU
+
+        return DEFAULT_GPU if profile.device.type != "cuda" else ""
+    except ImportError:
+        return ""
 
 
 def target_projection(profile: Profile, ctx: AdviceContext) -> GpuProjection | None:
@@ -241,6 +248,8 @@ def gpu_spec(profile: Profile, ctx: AdviceContext) -> GpuSpec:
     if mem is None and profile.device.type == "cuda":
         mem = profile.device.memory_bytes
         cap = profile.device.capability or cap
+    elif mem is None:
+        mem = int(fb["memory_bytes"])          # the fallback's own memory, as its name says
     return GpuSpec(
         name=str(fb["name"]), memory_bytes=mem, bandwidth_bytes_per_s=float(fb["bandwidth"]),
         peak_flops={k: float(fb[k]) for k in ("float32", "tf32", "bfloat16", "float16")},

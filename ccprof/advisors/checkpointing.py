@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from ccprof.advisors import constants as C
-from ccprof.advisors._common import (forward_flops, clamp, fmt_bytes, fmt_pct, ledger, make_advice, module_map)
+from ccprof.advisors._common import (forward_flops, clamp, fmt_bytes, fmt_pct, gpu_spec, ledger, make_advice,
+                                     module_map)
 from ccprof.advisors._registry import register
 from ccprof.advisors.advice import Advice
 from ccprof.advisors.context import AdviceContext
@@ -118,14 +119,27 @@ def advise_checkpointing(profile: Profile, ctx: AdviceContext) -> Advice:
                                       f"{fmt_pct(pr['extra_flops_frac'])} more FLOPs; not worth it."),
                            snippet=snippet, details=details)
     frac = -clamp(pr["extra_flops_frac"])
+    spec = gpu_spec(profile, ctx)
+    budget = int(C.MEMORY_FULL_FRAC * spec.memory_bytes) if spec.memory_bytes else None
+    if budget is not None and led.peak <= budget:
+        # It only costs time unless memory is short: then it is the plan's to pair with a
+        # larger batch (plan.build_plan reads these details), not a recommendation on its own.
+        return make_advice("checkpointing", "not_applicable", profile, ctx, confidence="high",
+                           rationale=(f"The {fmt_bytes(led.peak)} peak fits {spec.name} "
+                                      f"({fmt_pct(led.peak / spec.memory_bytes)} of {fmt_bytes(spec.memory_bytes)}), "
+                                      f"so checkpointing the {pr['blocks']} blocks of {', '.join(pr['containers'])} "
+                                      f"would free {fmt_bytes(pr['memory_saved_bytes'])} for "
+                                      f"{fmt_pct(pr['extra_flops_frac'])} more FLOPs per step: a cost, unless the "
+                                      f"freed memory buys a larger batch (the plan checks that)."),
+                           snippet=snippet, details=details)
     rationale = (f"Activations are {fmt_pct(act_share)} of the {fmt_bytes(led.peak)} peak; the {pr['blocks']} "
                  f"blocks of {', '.join(pr['containers'])} save {fmt_bytes(pr['block_activation_bytes'])}. Keeping "
                  f"only each block's input ({fmt_bytes(pr['boundary_bytes'])}, {pr['boundary_estimate']}) leaves "
                  f"{fmt_bytes(pr['activations_after_bytes'])} at the worse of the end of forward and the recompute of "
                  f"the last block (after the head's activations are freed): peak "
                  f"{fmt_bytes(led.peak)} -> {fmt_bytes(pr['peak_bytes_after'])}. It costs one extra forward of the "
-                 f"blocks, {pr['extra_flops']:,} FLOPs ({fmt_pct(pr['extra_flops_frac'])} of the step), so it pays "
-                 f"only when the freed memory buys a larger batch or a smaller GPU (see the plan).")
+                 f"blocks, {pr['extra_flops']:,} FLOPs ({fmt_pct(pr['extra_flops_frac'])} of the step); the peak "
+                 f"does not fit {fmt_pct(C.MEMORY_FULL_FRAC)} of {spec.name}'s {fmt_bytes(spec.memory_bytes)} without it.")
     return make_advice("checkpointing", "recommended", profile, ctx, confidence="high",
                        time_saved_frac=frac, memory_saved_bytes=pr["memory_saved_bytes"],
                        peak_bytes_after=pr["peak_bytes_after"], rationale=rationale, snippet=snippet,

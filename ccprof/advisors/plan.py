@@ -111,7 +111,10 @@ def build_plan(profile: Profile, ctx: AdviceContext, advice: list[Advice]) -> Pl
     # Freed memory -> larger batch (re-advised on the lighter profile).
     if "batch_size" in by or (budget is not None and peak < profile.memory.peak_bytes):
         from ccprof.advisors.batch_size import advise_batch_size
-        ck = by.get("checkpointing")
+        # checkpointing alone only costs time when memory fits; its projection is still in
+        # the advice's details, for pairing with a larger batch
+        ck = by.get("checkpointing") or next((a for a in advice if a.tweak == "checkpointing"
+                                              and a.details.get("peak_bytes_after")), None)
         light = replace(profile, memory=replace(profile.memory, peak_bytes=int(peak), activations_bytes=int(act)))
         bs = advise_batch_size(light, ctx)
         if ck is not None and "checkpointing" not in chosen and bs.status == "recommended":

@@ -268,8 +268,13 @@ def run(spec: dict[str, Any]) -> int:
                 entry["notes"] = notes[entry["tweak"]]
     if applied:
         extra["applied"] = applied
+    static = _static(script)
+    if static.parsed and session.step_index >= session.warmup:
+        from ccprof.profiler.static import reconcile
+
+        static = reconcile(static, session.runtime_facts())
     profile = session.build_profile(
-        static=_static(script), environment=env, error=error,
+        static=static, environment=env, error=error,
         status="complete" if error is None else "partial", **extra,
     )
     if findings:

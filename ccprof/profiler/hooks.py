@@ -35,6 +35,7 @@ __all__ = ["StopProfiling", "Session", "PHASES"]
 PHASES = ("data", "forward", "backward", "optimizer", "other")
 MAX_FINGERPRINTS = 4096     # sampled examples kept for duplicate detection
 MAX_SHAPES = 8
+PROBE_PARAMS, PROBE_ELEMENTS = 4, 4096   # what is compared to see a hand-written update
 
 
 class StopProfiling(BaseException):
@@ -161,7 +162,7 @@ class Session:
         self._pass: Any = None
         self._pass_name: str | None = None
         self._awaiting_update = False
-        self._version_at_backward = 0
+        self._probe: list[tuple[torch.Tensor, int, torch.Tensor]] = []
         self._cur_samples_in_opt: tuple[int, int] | None = None
         self._data_wait_s = 0.0
         self._stopped = False
@@ -189,6 +190,11 @@ class Session:
         from torch.amp import grad_scaler
 
         self._patch(grad_scaler.GradScaler, "scale", self._wrap_scale(grad_scaler.GradScaler.scale))
+        import torch.utils.checkpoint as ckpt_mod
+
+        self._patch(torch, "compile", self._counting("compile_calls", torch.compile))
+        self._patch(nn.Module, "compile", self._counting("compile_calls", nn.Module.compile))
+        self._patch(ckpt_mod, "checkpoint", self._counting("checkpoint_calls", ckpt_mod.checkpoint))
         return self
 
     def uninstall(self) -> None:
@@ -258,7 +264,7 @@ class Session:
             if next(module.parameters()).is_cuda:
                 self.device_type = "cuda"
         self.counters["forward_calls"] += 1
-        if self._awaiting_update and not self.optimizers and self._params_version() != self._version_at_backward:
+        if self._awaiting_update and not self.optimizers and self._params_changed():
             # parameters changed after backward with no torch.optim optimizer: a hand-written update
             self._awaiting_update = False
             self.step_kind = "backward"
@@ -283,16 +289,25 @@ class Session:
             if self.on_first_forward is not None:
                 self.on_first_forward(self, module, args, kwargs)
 
-    def _params_version(self) -> int:
+    def _param_probe(self) -> list[tuple[torch.Tensor, int, torch.Tensor]]:
+        """A few small parameters that just got gradients, with copies of their values.
+
+        Hand-written updates often go through ``p.data`` (pytorch/examples), which does not
+        bump ``p._version``, so values are compared; small tensors (biases, norms) are picked
+        because every batch moves them, unlike an embedding row a batch never touched.
+        """
         root = self._main_root()
         if root is None:
-            return 0
-        total = 0
-        for i, p in enumerate(root.parameters()):
-            if i >= 4:
-                break
-            total += p._version
-        return total
+            return []
+        with_grad = [p for p in root.parameters() if p.grad is not None]
+        with_grad.sort(key=lambda p: p.numel())
+        return [(p, p._version, p.detach().reshape(-1)[:PROBE_ELEMENTS].clone()) for p in with_grad[:PROBE_PARAMS]]
+
+    def _params_changed(self) -> bool:
+        for p, version, values in self._probe:
+            if p._version != version or not torch.equal(p.detach().reshape(-1)[:PROBE_ELEMENTS], values):
+                return True
+        return False
 
     def _main_root(self) -> nn.Module | None:
         """The trained root with the most parameters (cached once discovery is over)."""
@@ -348,7 +363,7 @@ class Session:
             self._set_phase(self._rest_phase())
         if not self.optimizers:
             self._awaiting_update = True
-            self._version_at_backward = self._params_version()
+            self._probe = self._param_probe()
         return result
 
     # ------------------------------------------------------------------ optimizer
@@ -471,6 +486,39 @@ class Session:
 
         load_state_dict.__wrapped__ = orig
         return load_state_dict
+
+    def _counting(self, counter: str, orig: Callable) -> Callable:
+        """``orig`` that counts its calls (torch.compile, checkpoint: facts for static.reconcile)."""
+        import functools
+
+        counters = self.counters
+
+        @functools.wraps(orig)
+        def counted(*args, **kwargs):
+            counters[counter] += 1
+            return orig(*args, **kwargs)
+
+        return counted
+
+    def runtime_facts(self) -> dict[str, bool]:
+        """What the run showed of the facts static analysis also reads (static.RUNTIME_FACTS)."""
+        classes = {type(m).__name__ for m in self.roots.values()}
+        model_ckpt = any(getattr(m, "is_gradient_checkpointing", False) for m in self.roots.values())
+        loaded_hf = any(getattr(getattr(m, "config", None), "_name_or_path", "") for m in self.roots.values())
+        return {
+            "autocast": self.autocast_dtype is not None,
+            "grad_scaler": self.grad_scaler,
+            "checkpointing": self.counters["checkpoint_calls"] > 0 or model_ckpt,
+            "accumulation": bool(self.micro_batches) and max(self.micro_batches) > 1
+                            and (self.step_kind == "optimizer"),
+            "from_pretrained": loaded_hf,
+            "load_state_dict": bool(self.loaded),
+            "ddp": "DistributedDataParallel" in classes,
+            "fsdp": "FullyShardedDataParallel" in classes or any(
+                "FSDP" in c for c in classes),
+            "data_parallel": "DataParallel" in classes,
+            "compile": self.counters["compile_calls"] > 0 or "OptimizedModule" in classes,
+        }
 
     def _wrap_scale(self, orig: Callable) -> Callable:
         session = self

@@ -234,6 +234,9 @@ class StaticFacts:
     training_args: dict[str, Any] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)
     note: str | None = None
+    # facts the source has (fact -> line) that the run showed were not active, e.g. a
+    # `torch.compile` behind `if compile:` with --compile=False (see static.reconcile)
+    inactive: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,12 @@ from libcst.metadata import MetadataWrapper, PositionProvider, QualifiedNameProv
 
 from ccprof.profiler.profile import StaticFacts
 
-__all__ = ["read_static_facts", "static_facts_from_source"]
+__all__ = ["read_static_facts", "static_facts_from_source", "reconcile", "RUNTIME_FACTS"]
+
+# Facts the profiler also observes while the script runs. For these the run is the truth:
+# the source may hold them behind a flag (`if compile:`, `nullcontext() if cpu else autocast`).
+RUNTIME_FACTS = ("autocast", "grad_scaler", "checkpointing", "accumulation", "from_pretrained",
+                 "load_state_dict", "ddp", "fsdp", "data_parallel", "compile")
 
 
 # ---------------------------------------------------------------------------------------
@@ -452,3 +457,27 @@ def read_static_facts(path: str | Path) -> StaticFacts:
     except (OSError, UnicodeDecodeError) as e:
         return StaticFacts(parsed=False, note=f"cannot read {path}: {e}")
     return static_facts_from_source(source, filename=str(path))
+
+
+def reconcile(facts: StaticFacts, seen: dict[str, bool]) -> StaticFacts:
+    """The static facts corrected by what the run showed, for the facts in ``seen``.
+
+    A fact the source has but the run did not show becomes False and moves to ``inactive``
+    with its line (the advice can say "your script can do this with a flag"); a fact the run
+    showed but the source did not (a library did it) becomes True.
+    Example: ``reconcile(facts, {"compile": False})`` after a run with --compile=False.
+    """
+    from dataclasses import replace
+
+    changes: dict[str, object] = {}
+    inactive = dict(facts.inactive)
+    for fact, active in seen.items():
+        if fact not in RUNTIME_FACTS:
+            raise ValueError(f"{fact!r} is not observed at run time")
+        if getattr(facts, fact) and not active:
+            changes[fact] = False
+            if fact in facts.lines:
+                inactive[fact] = facts.lines[fact]
+        elif active and not getattr(facts, fact):
+            changes[fact] = True
+    return replace(facts, **changes, inactive=inactive) if changes else facts
