@@ -411,8 +411,18 @@ def _glance(profile: Profile, advice: AdviceSet) -> Glance:
     step_s = cost.step_s if cost is not None else _mean(steps.step_s)
     mfu = _target_mfu(profile)
     plan = advice.plan
-    cards = [Card("step time", fmt_s(step_s),
-                  f"mean of {steps.measured} measured steps" if steps.measured else "")]
+    measured_s = _mean(steps.step_s)
+    method = (cost.detail or {}).get("step_s_method", "") if cost is not None else ""
+    on_target = profile.device.type == "cuda" and profile.device.catalog_id in (None, cost.gpu) \
+        if cost is not None else False
+    if cost is not None and method != "measured" and not (not method and on_target):
+        # the figure is a projection onto the target GPU: say so, and show what was measured
+        here = (f"; measured {fmt_s(measured_s)} on {profile.device.name or profile.device.type}"
+                if measured_s is not None else "")
+        cards = [Card(f"step on {cost.gpu}", fmt_s(step_s), f"projected ({method or 'roofline'}){here}")]
+    else:
+        cards = [Card("step time", fmt_s(step_s),
+                      f"mean of {steps.measured} measured steps" if steps.measured else "")]
     note = ""
     if cost is not None:
         cards.append(Card("cost per step", fmt_usd(cost.usd_per_step), f"on {cost.gpu}"))
