@@ -78,3 +78,23 @@ def dump_json(obj: Any, path: str | Path | None = None, indent: int = 2) -> str:
     if path is not None:
         Path(path).write_text(text + "\n", encoding="utf-8")
     return text
+
+
+def load_json(cls: type[T], path_or_text: str | Path, schema_prefix: str, what: str) -> T:
+    """Rebuild a versioned artefact from a path or JSON text; ValueError if not one.
+
+    ``schema_prefix`` ("ccprof.profile/") is checked against the ``schema`` field, and
+    ``what`` ("profile") names the artefact in the error.
+    """
+    text = str(path_or_text)
+    if not text.lstrip().startswith("{"):
+        text = Path(path_or_text).read_text(encoding="utf-8")
+    data = json.loads(text)
+    return check_schema(cls, data, schema_prefix, what)
+
+
+def check_schema(cls: type[T], data: dict, schema_prefix: str, what: str) -> T:
+    schema = data.get("schema", "") if isinstance(data, dict) else ""
+    if not str(schema).startswith(schema_prefix):
+        raise ValueError(f"not a ccprof {what} (schema {schema!r})")
+    return from_dict(cls, data)

@@ -99,15 +99,8 @@ class AdviceSet:
 
     @classmethod
     def from_json(cls, path_or_text: str | Path) -> "AdviceSet":
-        import json
-
-        text = str(path_or_text)
-        if not text.lstrip().startswith("{"):
-            text = Path(path_or_text).read_text(encoding="utf-8")
-        data = json.loads(text)
-        if not str(data.get("schema", "")).startswith("ccprof.advice/"):
-            raise ValueError(f"not a ccprof advice file (schema {data.get('schema')!r})")
-        return _serde.from_dict(cls, data)
+        """Load advice from a path or from JSON text."""
+        return _serde.load_json(cls, path_or_text, "ccprof.advice/", "advice file")
 
     def by_tweak(self) -> dict[str, Advice]:
         return {a.tweak: a for a in self.advice}

@@ -342,17 +342,9 @@ class Profile:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Profile":
-        schema = data.get("schema", "")
-        if not str(schema).startswith("ccprof.profile/"):
-            raise ValueError(f"not a ccprof profile (schema {schema!r})")
-        return _serde.from_dict(cls, data)
+        return _serde.check_schema(cls, data, "ccprof.profile/", "profile")
 
     @classmethod
     def from_json(cls, path_or_text: str | Path) -> "Profile":
         """Load a profile from a path or from JSON text."""
-        import json
-
-        text = str(path_or_text)
-        if not text.lstrip().startswith("{"):
-            text = Path(path_or_text).read_text(encoding="utf-8")
-        return cls.from_dict(json.loads(text))
+        return _serde.load_json(cls, path_or_text, "ccprof.profile/", "profile")
