@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ccprof.advisors.advice import AdviceSet
+from ccprof.hardware import load_catalog
 from ccprof.profiler.profile import Profile
 from ccprof.reports.view import (
     NO_PRICE, build_compare_view, build_report_view, gpu_cost_rows,
@@ -19,6 +20,7 @@ from ccprof.reports.view import (
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLD = FIXTURES / "gold"
+CATALOG = load_catalog(user=False)      # the built-in catalog: a user's file must not move gold numbers
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}:\d{2}|Z)?")
 _PATH = re.compile(r"(?<![\w.])/(?:[\w.\-]+/)+(?=[\w.\-]+)")
@@ -51,7 +53,7 @@ def test_scrub_dates_and_paths():
 @pytest.mark.parametrize("name", ["sample", "sparse"])
 def test_report_view_gold(name):
     profile, advice = load(name)
-    check_gold(f"report_view_{name}", build_report_view(profile, advice, generated_at="2026-01-01T00:00:00", catalog={}))
+    check_gold(f"report_view_{name}", build_report_view(profile, advice, generated_at="2026-01-01T00:00:00", catalog=CATALOG))
 
 
 def test_compare_view_gold():
@@ -62,7 +64,7 @@ def test_compare_view_gold():
 
 def test_rich_view_numbers():
     profile, advice = load("sample")
-    v = build_report_view(profile, advice, catalog={})
+    v = build_report_view(profile, advice, catalog=CATALOG)
     cards = {c.label: c.value for c in v.glance.cards}
     # 1.122125 s x $3.43/h / 3600 = $0.001069 per step; x 20,000 steps = $21.38
     assert cards["cost per step"] == "$0.0011"
@@ -87,7 +89,7 @@ def test_rich_view_numbers():
 
 def test_right_size_rows_fit_first_cheapest_first():
     profile, _ = load("sample")
-    rows = gpu_cost_rows(profile, catalog={})
+    rows = gpu_cost_rows(profile, catalog=CATALOG)
     fits = [r for r in rows if r.fits]
     assert rows[: len(fits)] == fits                 # non-fitting GPUs last
     assert [r.usd_run for r in fits] == sorted(r.usd_run for r in fits)
@@ -98,22 +100,15 @@ def test_right_size_rows_fit_first_cheapest_first():
     assert not t4.fits and t4.run == "—" and "needs" in t4.note
 
 
-def test_price_falls_back_to_the_catalog():
-    @dataclasses.dataclass
-    class Spec:                                      # the shape of ccprof.hardware.GpuSpec
-        id: str
-        name: str
-        memory_bytes: int
-        usd_per_hour: float | None
+def test_price_comes_from_the_catalog_in_use():
+    from ccprof.hardware import load_catalog
 
     profile, _ = load("sample")
-    proj = dict(profile.projection)
-    l4 = proj["l4"]
-    proj["l4"] = dataclasses.replace(l4, detail={k: v for k, v in l4.detail.items() if k != "usd_per_hour"})
-    profile = dataclasses.replace(profile, projection=proj)
-    rows = gpu_cost_rows(profile, catalog={"l4": Spec("l4", "NVIDIA L4 24GB", 24 * 10**9, 1.0)})
+    cat = load_catalog(user=False)
+    cat["l4"] = dataclasses.replace(cat["l4"], usd_per_hour=1.0)     # a user's price override
+    rows = gpu_cost_rows(profile, catalog=cat)
     row = next(r for r in rows if r.gpu == "l4")
-    assert row.name == "NVIDIA L4 24GB" and row.price == "$1.00/h"
+    assert row.name == cat["l4"].name and row.price == "$1.00/h"
     assert row.usd_run == pytest.approx(1.35 * 20_000 / 3600 * 1.0)
 
 

@@ -269,52 +269,10 @@ def _now_iso() -> str:
 
 
 def _catalog() -> dict[str, Any]:
-    """The hardware catalog by GPU id when ``ccprof.hardware.load_catalog`` exists, else {}."""
-    try:
-        from ccprof.hardware import load_catalog  # type: ignore[attr-defined]
+    """The hardware catalog by GPU id (built-in plus the user's overrides)."""
+    from ccprof.hardware import load_catalog
 
-        cat = load_catalog()
-    except Exception:  # the hardware stage is optional for rendering
-        return {}
-    if isinstance(cat, dict):
-        return cat
-    try:
-        return {getattr(g, "id", None) or g["id"]: g for g in cat}
-    except Exception:
-        return {}
-
-
-def _get(obj: Any, *names: str) -> Any:
-    """First non-None attribute or key among ``names`` (catalog entries may be either)."""
-    for n in names:
-        v = obj.get(n) if isinstance(obj, dict) else getattr(obj, n, None)
-        if v is not None:
-            return v
-    return None
-
-
-def _gpu_name(gpu_id: str, proj: GpuProjection | None, catalog: dict[str, Any]) -> str:
-    name = _get(proj.detail, "name") if proj is not None else None
-    if name is None and gpu_id in catalog:
-        name = _get(catalog[gpu_id], "name", "title")
-    return str(name) if name else gpu_id
-
-
-def _usd_per_hour(gpu_id: str, proj: GpuProjection | None, profile: Profile,
-                  catalog: dict[str, Any]) -> float | None:
-    v = _get(proj.detail, "usd_per_hour") if proj is not None else None
-    if v is None and gpu_id in catalog:
-        v = _get(catalog[gpu_id], "usd_per_hour", "price_usd_per_hour")
-    if v is None and profile.cost is not None and profile.cost.gpu == gpu_id:
-        v = profile.cost.usd_per_hour
-    return float(v) if _finite(v) and v > 0 else None
-
-
-def _gpu_memory_bytes(gpu_id: str, proj: GpuProjection | None, catalog: dict[str, Any]) -> int | None:
-    v = _get(proj.detail, "memory_bytes") if proj is not None else None
-    if v is None and gpu_id in catalog:
-        v = _get(catalog[gpu_id], "memory_bytes")
-    return int(v) if _finite(v) else None
+    return load_catalog()
 
 
 def _run_steps(profile: Profile) -> int | None:
@@ -527,7 +485,7 @@ def _memory(profile: Profile, catalog: dict[str, Any]) -> MemoryChart:
         label = f"{profile.device.name or profile.device.type} capacity {fmt_bytes(cap)}"
     elif profile.cost is not None:
         gid = profile.cost.gpu
-        cap = _gpu_memory_bytes(gid, (profile.projection or {}).get(gid), catalog)
+        cap = catalog[gid].memory_bytes if gid in catalog else None
         if cap:
             label = f"{gid} capacity {fmt_bytes(cap)}"
     return MemoryChart(parts, int(mem.peak_bytes), cap or None, label)
@@ -589,31 +547,40 @@ def _flops_tree(profile: Profile) -> list[FlopsNode]:
 def gpu_cost_rows(profile: Profile, catalog: dict[str, Any] | None = None) -> list[GpuCostRow]:
     """Right-size table: every projected GPU, cheapest planned run first, non-fitting last.
 
-    ``usd_per_hour`` comes from ``GpuProjection.detail``, else the hardware catalog, else the
-    profile's own ``cost`` for its target; the planned run is ``cost.run_steps`` steps on
-    ``cost.detail["num_gpus"]`` GPUs (1 when absent).
+    The numbers of the GPUs the job fits on are the hardware stage's own
+    (``ccprof.hardware.right_size``: the planned run's steps on ``cost.detail["num_gpus"]``
+    GPUs, each at its catalog price or a ``--price``); the rest say why they do not fit or
+    have no price.
     """
+    from ccprof.hardware import right_size
+
     catalog = _catalog() if catalog is None else catalog
-    run_steps = _run_steps(profile)
+    projection = profile.projection or {}
+    if not projection:
+        return []
     target = profile.cost.gpu if profile.cost is not None else None
     num_gpus = int((profile.cost.detail.get("num_gpus") if profile.cost is not None else None) or 1)
+    priced = {r["gpu"]: r for r in right_size(profile, catalog, projection=projection, num_gpus=num_gpus)}
     rows = []
-    for gid, proj in (profile.projection or {}).items():
-        price = _usd_per_hour(gid, proj, profile, catalog)
-        step_s = proj.measured_step_s if _finite(proj.measured_step_s) else proj.step_s
-        usd_run = (step_s * run_steps / 3600 * price * num_gpus
-                   if proj.fits and _finite(step_s) and price is not None and run_steps else None)
+    for gid, proj in projection.items():
+        r = priced.get(gid)
+        spec = catalog.get(gid)
+        name = spec.name if spec is not None else str(proj.detail.get("gpu_name") or gid)
+        step_s = r["step_s"] if r else (proj.measured_step_s if _finite(proj.measured_step_s) else proj.step_s)
+        price = r["usd_per_hour"] if r else None
+        usd_run = r["usd_run"] if r else None
+        note = str(proj.detail.get("note") or "")
         if gid == target and profile.cost is not None and proj.fits:
-            usd_run = profile.cost.usd_run       # the hardware stage's own number for the target
-        note = str(_get(proj.detail, "reason", "note") or "")
+            # the target's row repeats the figures the rest of the report quotes for it
+            step_s, price, usd_run = profile.cost.step_s, profile.cost.usd_per_hour, profile.cost.usd_run
         if not proj.fits and not note:
-            need, usable = _get(proj.detail, "peak_bytes"), _get(proj.detail, "usable_bytes")
+            need, usable = proj.detail.get("peak_bytes"), proj.detail.get("usable_bytes")
             note = (f"needs {fmt_bytes(need)}, {fmt_bytes(usable)} usable" if _finite(need) and _finite(usable)
                     else "does not fit in memory")
-        if proj.fits and price is None and not note:
+        if proj.fits and r is None and not note:
             note = NO_PRICE
         rows.append(GpuCostRow(
-            gpu=gid, name=_gpu_name(gid, proj, catalog), fits=proj.fits, target=gid == target,
+            gpu=gid, name=name, fits=proj.fits, target=gid == target,
             step_s=step_s if _finite(step_s) else None, usd_per_hour=price, usd_run=usd_run,
             mfu=proj.mfu if _finite(proj.mfu) else None,
             step=fmt_s(step_s) if proj.fits else MISSING,
