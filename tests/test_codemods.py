@@ -149,6 +149,195 @@ def test_mixed_precision_hf_and_lightning_keywords():
     assert 'L.Trainer(max_epochs=3, precision="bf16-mixed")' in lit
 
 
+AUTOCAST_BF16 = "with torch.autocast(device_type=next(model.parameters()).device.type, dtype=torch.bfloat16):"
+
+
+def test_mixed_precision_forward_in_if_else_above_the_loss():
+    before = """\
+    import torch
+
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x in data:
+        opt.zero_grad()
+        if x.dim() == 1:
+            out = model(x.unsqueeze(0))
+        else:
+            x = x.flatten(1)
+            out = model(x)
+        loss = out.pow(2).mean()
+        loss.backward()
+        opt.step()
+    """
+    after = f"""\
+    import torch
+
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x in data:
+        opt.zero_grad()
+        {AUTOCAST_BF16}
+            if x.dim() == 1:
+                out = model(x.unsqueeze(0))
+            else:
+                x = x.flatten(1)
+                out = model(x)
+            loss = out.pow(2).mean()
+        loss.backward()
+        opt.step()
+    """
+    check(before, after, "mixed_precision")
+
+
+def test_mixed_precision_forward_and_loss_inside_a_with_block():
+    before = """\
+    import torch
+    from torch.profiler import record_function
+
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x in data:
+        with record_function("forward"):
+            out = model(x)
+            loss = out.pow(2).mean()
+        loss.backward()
+        opt.step()
+    """
+    after = f"""\
+    import torch
+    from torch.profiler import record_function
+
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x in data:
+        {AUTOCAST_BF16}
+            with record_function("forward"):
+                out = model(x)
+                loss = out.pow(2).mean()
+        loss.backward()
+        opt.step()
+    """
+    check(before, after, "mixed_precision")
+
+
+def test_mixed_precision_forward_before_a_with_block_holding_the_loss():
+    before = """\
+    import torch
+
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x, y in data:
+        out = model(x)
+        with torch.no_grad():
+            w = y.abs().mean()
+        with record_function("loss"):
+            loss = ((out - y) ** 2).mean() * w
+        loss.backward()
+        opt.step()
+    """
+    after = f"""\
+    import torch
+
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x, y in data:
+        {AUTOCAST_BF16}
+            out = model(x)
+            with torch.no_grad():
+                w = y.abs().mean()
+            with record_function("loss"):
+                loss = ((out - y) ** 2).mean() * w
+        loss.backward()
+        opt.step()
+    """
+    check(before, after, "mixed_precision")
+
+
+def test_mixed_precision_leaves_an_evaluation_block_above_the_forward_outside():
+    before = """\
+    import torch
+
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step, x in enumerate(data):
+        if step % 100 == 0:
+            with torch.no_grad():
+                val = model(x_val).mean()
+        out = model(x)
+        loss = out.pow(2).mean()
+        loss.backward()
+        opt.step()
+    """
+    after = before.replace(
+        "        out = model(x)\n        loss = out.pow(2).mean()\n",
+        f"        {AUTOCAST_BF16}\n            out = model(x)\n            loss = out.pow(2).mean()\n")
+    check(before, after, "mixed_precision")
+
+
+WORD_LM = """\
+import torch
+import torch.nn as nn
+
+import model
+
+device = torch.device("cuda" if args.cuda else "cpu")
+model = model.RNNModel(args.model, ntokens, args.emsize, args.nhid, args.nlayers).to(device)
+criterion = nn.NLLLoss()
+
+
+def train():
+    model.train()
+    hidden = model.init_hidden(args.batch_size)
+    for batch, i in enumerate(range(0, train_data.size(0) - 1, args.bptt)):
+        data, targets = get_batch(train_data, i)
+        # Starting each batch, we detach the hidden state from how it was previously produced.
+        model.zero_grad()
+        if args.model == 'Transformer':
+            output = model(data)
+        else:
+            hidden = repackage_hidden(hidden)
+            output, hidden = model(data, hidden)
+        loss = criterion(output.view(-1, ntokens), targets)
+        loss.backward()
+
+        # `clip_grad_norm` helps prevent the exploding gradient problem in RNNs / LSTMs.
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+        for p in model.parameters():
+            p.data.add_(p.grad, alpha=-lr)
+
+        total_loss += loss.item()
+"""
+
+
+def test_mixed_precision_word_language_model_shape():
+    """pytorch/examples word_language_model: no torch.optim optimizer (a hand-written SGD update),
+    the forward in an if/else above the loss; autocast covers both, backward and update stay out."""
+    after = WORD_LM.replace("""\
+        if args.model == 'Transformer':
+            output = model(data)
+        else:
+            hidden = repackage_hidden(hidden)
+            output, hidden = model(data, hidden)
+        loss = criterion(output.view(-1, ntokens), targets)
+""", """\
+        with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16):
+            if args.model == 'Transformer':
+                output = model(data)
+            else:
+                hidden = repackage_hidden(hidden)
+                output, hidden = model(data, hidden)
+            loss = criterion(output.view(-1, ntokens), targets)
+""")
+    assert after != WORD_LM
+    check(WORD_LM, after, "mixed_precision")
+
+
+def test_mixed_precision_fp16_without_an_optimizer_says_why():
+    result = rewrite(WORD_LM, "mixed_precision", dtype="fp16")
+    assert result.source == textwrap.dedent(WORD_LM) and result.applied == []
+    assert "scaler.step(optimizer)" in result.skipped["mixed_precision"]
+
+
 def test_mixed_precision_already_applied_names_the_line():
     src = PLAIN.replace("    out = model(x)", "    with torch.autocast('cpu'):\n        out = model(x)")
     result = rewrite(src, "mixed_precision")

@@ -247,10 +247,6 @@ def _autocast_bodies(source: str) -> list[str]:
     return bodies
 
 
-@pytest.mark.xfail(strict=True, reason="the mixed_precision codemod wraps only "
-                   "`loss = criterion(output.view(-1, ntokens), targets)` in autocast; the model "
-                   "forward (`output, hidden = model(data, hidden)`, in the if/else just above) "
-                   "stays fp32, so the rewrite changes nothing that matters")
 def test_word_language_model_autocast_covers_the_forward(word_lm):
     root, proc, out, model = word_lm
     res = _apply(root, "main.py", "mixed_precision", "main_amp_check.py")
