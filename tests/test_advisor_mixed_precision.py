@@ -5,22 +5,42 @@ import torch
 
 from ccprof.advisors import advise_one
 from ccprof.advisors.mixed_precision import project_mixed_precision_memory
-from ccprof.profiler.profile import GpuProjection, ModuleStat
+from ccprof.profiler.profile import Device, GpuProjection, ModuleStat, OpCost
 from test_advisors_models import hand_profile, llama, llama_batches, llama_plain, priced, run
 
 MB = 10**6
 
 
-def test_formula_memory_by_module():
+def _conv_net(device: str):
     mods = [ModuleStat("", class_="Net", activation_bytes=300 * MB),
-            ModuleStat("fc", class_="Linear", params=1_000_000, activation_bytes=200 * MB),
+            ModuleStat("conv", class_="Conv2d", params=1_000_000, activation_bytes=100 * MB),
+            ModuleStat("bn", class_="BatchNorm2d", activation_bytes=40 * MB),
+            ModuleStat("fc", class_="Linear", params=1_000_000, activation_bytes=20 * MB),
             ModuleStat("ln", class_="LayerNorm", activation_bytes=60 * MB)]
-    p = hand_profile(model=replace(hand_profile().model, modules=mods, linear_names=["fc"]))
-    m = project_mixed_precision_memory(p)
-    # Linear's 200 MB halve; LayerNorm's 60 and the root's own 40 stay; + 1M x 2 B of bf16 weights
-    assert m["halved_bytes"] == 200 * MB
-    assert m["activations_after_bytes"] == 300 * MB - 100 * MB + 2 * MB
-    assert m["memory_saved_bytes"] == 98 * MB
+    ops = [OpCost("aten.max_pool2d_with_indices", "float32", count=1, bytes_written=36 * MB),
+           OpCost("aten._log_softmax", "float32", count=1, bytes_written=10 * MB)]
+    return hand_profile(model=replace(hand_profile().model, modules=mods, linear_names=["fc"]),
+                        ops=ops, device=Device(type=device))
+
+
+def test_formula_memory_by_module():
+    m = project_mixed_precision_memory(_conv_net("cuda"))
+    # root's own 300 - (100 + 40 + 20 + 60) = 80 MB of functional ops; of those the max-pool
+    # indices (36 x 8/12 = 24 MB, int64) and the loss's log-softmax (10 MB, fp32) stay.
+    # Halve: conv 100 + fc 20 + bn 40 + root 80 - 34 = 206 MB; LayerNorm is on CUDA's fp32 list.
+    assert m["halved_bytes"] == 206 * MB
+    assert m["kept_bytes"] == 60 * MB + 34 * MB
+    # 300 - 206/2 + bf16 copies of conv and fc weights (2M x 2 B)
+    assert m["activations_after_bytes"] == 300 * MB - 103 * MB + 4 * MB
+    # temporaries 100 MB: the loss's fp32 logit gradients (2 x 10 MB) stay, 80 MB halve
+    assert m["other_after_bytes"] == 60 * MB
+    assert m["memory_saved_bytes"] == 99 * MB + 40 * MB
+    assert m["peak_bytes_after"] == 2000 * MB - 139 * MB
+
+
+def test_layernorm_after_linear_follows_it_on_cpu():
+    # CPU autocast has no norm on its fp32 list: a LayerNorm fed by a Linear gets bf16 input
+    assert project_mixed_precision_memory(_conv_net("cpu"))["halved_bytes"] == (206 + 60) * MB
 
 
 def test_time_from_the_hardware_projection():

@@ -21,7 +21,32 @@ optimizer.step()
 """
 
 
-_KEEP_FP32 = ("Norm", "Softmax", "Loss")     # autocast runs these in fp32 (torch.amp op lists)
+# How each module's own saved activations fare under bf16 autocast, by class name. Sources:
+# PyTorch autocast op reference (https://pytorch.org/docs/stable/amp.html#autocast-op-reference):
+# "CUDA Ops that can autocast to float32" lists layer_norm, group_norm, softmax, log_softmax
+# and the losses; the CPU fp32 list has the losses (cross_entropy_loss, nll_loss, mse_loss...)
+# but no norm or softmax; ops on no list (batch_norm, relu, gelu, max_pool2d, dropout...)
+# "run in the type of their inputs". Checked on torch 2.13 CPU: BatchNorm2d/LayerNorm/
+# GroupNorm on a bf16 input return bf16 under CPU autocast, cross_entropy returns fp32.
+_MATMUL = ("Linear", "Conv")                  # autocast lowers them: a bf16 copy of the input is saved
+_FP32_ALWAYS = ("Loss", "RMSNorm")            # losses: both lists; HF RMSNorms upcast to fp32 by hand
+_FP32_CUDA = ("LayerNorm", "GroupNorm", "Softmax")   # CUDA fp32 list; on CPU they follow their input
+_INTEGER = ("Embedding",)                     # saves its integer indices, whatever the autocast dtype
+# Forward ops whose float output also carries an integer tensor saved for backward, and its
+# element size: max-pool indices are int64, dropout masks bool (aten native_functions.yaml).
+# The op's bytes_written is n x (float element + integer element), so the integer part is
+# bytes_written x k / (4 + k) for an fp32 op.
+_INT_SAVED_ELEM_BYTES = {
+    "aten.max_pool2d_with_indices": 8, "aten.max_pool3d_with_indices": 8,
+    "aten.adaptive_max_pool2d": 8, "aten.adaptive_max_pool3d": 8, "aten.native_dropout": 1,
+}
+# Forward ops whose fp32 output is saved for backward and stays fp32 under autocast: the loss's
+# log-softmax (cross_entropy/log_softmax on the fp32 lists); softmax only on CUDA.
+_FP32_SAVED_OPS = {"aten._log_softmax": ("cpu", "cuda"), "aten._softmax": ("cuda",)}
+
+
+def _parent(n: str) -> str | None:
+    return None if not n else (n.rsplit(".", 1)[0] if "." in n else "")
 
 
 def _own_activation_bytes(profile: Profile) -> list[tuple[object, int]]:
@@ -31,42 +56,140 @@ def _own_activation_bytes(profile: Profile) -> list[tuple[object, int]]:
     total is taken as max(its own record, the sum of its children's totals), deepest first.
     """
     mods = profile.model.modules
-    def parent(n: str) -> str | None:
-        return None if not n else (n.rsplit(".", 1)[0] if "." in n else "")
     total = {m.name: m.activation_bytes for m in mods}
     kids: dict[str, int] = {}
     for m in sorted(mods, key=lambda m: -m.name.count(".") - (1 if m.name else 0)):
         t = max(total[m.name], kids.get(m.name, 0))
         total[m.name] = t
-        par = parent(m.name)
+        par = _parent(m.name)
         if par is not None:
             kids[par] = kids.get(par, 0) + t
     return [(m, max(0, total[m.name] - kids.get(m.name, 0))) for m in mods]
 
 
-def project_mixed_precision_memory(profile: Profile) -> dict:
-    """Peak memory under bf16 autocast.
+def _is_matmul_module(m: object, linear_names: set[str]) -> bool:
+    return m.name in linear_names or any(k in m.class_ for k in _MATMUL)
 
-    Activations saved by matmuls and by the ops fed from them (activation functions,
-    attention) halve; those saved by norms, softmax and the loss (autocast's fp32 list), and
-    anything saved outside a module (the root's own: loss, residual adds), stay fp32.
-    Autocast adds a bf16 copy of every Linear weight, saved for backward.
-    Example: Linear inputs 100 MiB + LayerNorm inputs 20 MiB -> 50 + 20 MiB, plus 2 bytes x
-    Linear params. Returns {"activations_after_bytes", "weight_cache_bytes",
-    "memory_saved_bytes", "peak_bytes_after", "halved_bytes"}.
+
+def _saved_dtype(m: object, prev: object | None, device: str, linear_names: set[str]) -> str:
+    """'matmul' | 'fp32' | 'integer' | 'input': what the module's own saved tensors become.
+
+    A LayerNorm/GroupNorm/Softmax on CPU follows its input: bf16 when the sibling registered
+    just before it is a Linear/Conv (Sequential and conv-net order), fp32 otherwise (a
+    transformer's pre-norm reads the fp32 residual stream: fp32 + bf16 adds promote to fp32).
+    """
+    if _is_matmul_module(m, linear_names):
+        return "matmul"
+    if any(k in m.class_ for k in _FP32_ALWAYS):
+        return "fp32"
+    if any(k in m.class_ for k in _INTEGER):
+        return "integer"
+    if any(k in m.class_ for k in _FP32_CUDA):
+        if device == "cuda" or prev is None or not _is_matmul_module(prev, linear_names):
+            return "fp32"
+    return "input"
+
+
+def _forward_ops(profile: Profile) -> list:
+    return [o for o in profile.ops if o.phase == "forward" and o.dtype in ("float32", "torch.float32")]
+
+
+def _int_saved_bytes(profile: Profile) -> int:
+    """Integer tensors saved next to fp32 outputs (max-pool indices, dropout masks), one step."""
+    return int(sum(o.bytes_written * k / (C.BYTES_FP32 + k) for o in _forward_ops(profile)
+                   for op, k in _INT_SAVED_ELEM_BYTES.items() if o.op.split(".default")[0] == op))
+
+
+def _fp32_saved_op_bytes(profile: Profile) -> tuple[int, int]:
+    """(fp32 outputs autocast keeps fp32 and backward saves, of which the loss's log-softmax)."""
+    dev = profile.device.type
+    kept = loss = 0
+    for o in _forward_ops(profile):
+        base = o.op.split(".default")[0]
+        if dev in _FP32_SAVED_OPS.get(base, ()):
+            kept += o.bytes_written
+            if base == "aten._log_softmax":
+                loss += o.bytes_written
+    return kept, loss
+
+
+def _batch_bytes(profile: Profile) -> tuple[int, int]:
+    """(all bytes, floating-point bytes) of one batch, from ``data.shapes`` ('x: float32[8, 3]')."""
+    import re
+
+    size = {"float64": 8, "float32": 4, "int64": 8, "int32": 4, "float16": 2, "bfloat16": 2,
+            "int16": 2, "uint8": 1, "int8": 1, "bool": 1}
+    total = floating = 0
+    for s in profile.data.shapes:
+        m = re.search(r"(\w+)\[([\d,\s]*)\]", s)
+        if not m or m.group(1) not in size:
+            continue
+        n = 1
+        for d in filter(None, (x.strip() for x in m.group(2).split(","))):
+            n *= int(d)
+        b = n * size[m.group(1)]
+        total += b
+        floating += b if m.group(1).startswith("float") else 0
+    return total, floating
+
+
+def project_mixed_precision_memory(profile: Profile) -> dict:
+    """Peak memory under bf16 autocast, on the profile's device.
+
+    Activations: each module's own saved bytes are classed by what autocast does to them
+    (autocast op reference; see ``_saved_dtype``). Linear/Conv save a bf16 copy of their
+    input (halves) plus a bf16 copy of their weight (``weight_cache_bytes``); ops on no
+    autocast list (BatchNorm, activations, pooling, dropout, the root's own functional ops)
+    follow their bf16 input and halve, except integer tensors they save (max-pool indices,
+    dropout masks, from the op table) and fp32 outputs autocast keeps (the loss's
+    log-softmax; softmax on CUDA); norms on the fp32 list, losses, Embedding indices, and
+    anything saved outside the model stay. A float batch fed straight to a Linear/Conv (one
+    that saved nothing of its own) gets a bf16 copy saved (``input_copy_bytes``).
+    Temporaries (``other_bytes``): the batch and the loss's fp32 logit gradients (2 x the
+    log-softmax output) stay; the rest are activation gradients in bf16 and halve.
+
+    Example: Linear input 100 MiB + BatchNorm input 40 MiB + LayerNorm 20 MiB on CUDA ->
+    50 + 20 + 20 MiB, plus 2 bytes x Linear params. Returns {"activations_after_bytes",
+    "weight_cache_bytes", "halved_bytes", "kept_bytes", "input_copy_bytes",
+    "other_after_bytes", "memory_saved_bytes", "peak_bytes_after"}.
     """
     led = ledger(profile)
     own = _own_activation_bytes(profile)
+    lin = set(profile.model.linear_names)
+    dev = profile.device.type
+    copy = 0
     if own and sum(b for _, b in own):
-        halved = sum(b for m, b in own if m.name and not any(k in m.class_ for k in _KEEP_FP32))
+        siblings: dict[str | None, object] = {}
+        by: dict[str, int] = {"matmul": 0, "fp32": 0, "integer": 0, "input": 0}
+        for m, b in own:
+            if not m.name:
+                by["input"] += b                     # the root's own functional ops
+                continue
+            par = _parent(m.name)
+            by[_saved_dtype(m, siblings.get(par), dev, lin)] += b
+            siblings[par] = m
+        outside = max(0, led.act - sum(b for _, b in own))      # e.g. a loss computed by the script
+        fp32_ops, _ = _fp32_saved_op_bytes(profile)
+        stay = min(by["input"], _int_saved_bytes(profile) + max(0, fp32_ops - outside))
+        halved = by["matmul"] + by["input"] - stay
+        _, float_batch = _batch_bytes(profile)
+        if float_batch and any(b == 0 and _is_matmul_module(m, lin) for m, b in own if m.name):
+            copy = float_batch * max(1, profile.steps.micro_batches) * C.BYTES_BF16 // C.BYTES_FP32
     else:  # no per-module ledger: everything halves except MP_OTHER_ACT_KEEP_FRAC
         halved = int(led.act * (1 - C.MP_OTHER_ACT_KEEP_FRAC))
-    halved = min(halved, led.act)
-    matmul_params = sum(m.params for m in linear_modules(profile))
-    cache = matmul_params * C.BYTES_BF16
-    act_after = int(led.act - halved * (1 - C.BYTES_BF16 / C.BYTES_FP32) + cache)
-    saved = led.act - act_after
-    return {"activations_after_bytes": act_after, "weight_cache_bytes": cache, "halved_bytes": int(halved),
+    halved = max(0, min(halved, led.act))
+    cache = sum(m.params for m in profile.model.modules
+                if m.name and _is_matmul_module(m, lin)) * C.BYTES_BF16
+    act_after = int(led.act - halved * (1 - C.BYTES_BF16 / C.BYTES_FP32) + cache + copy)
+    # temporaries at the peak: the batch and the fp32 loss gradients stay, the rest halve
+    _, loss = _fp32_saved_op_bytes(profile)
+    batch, _ = _batch_bytes(profile)
+    keep_other = min(led.other, 2 * loss + batch)
+    other_saved = int(min(led.other - keep_other, halved) * (1 - C.BYTES_BF16 / C.BYTES_FP32))
+    saved = led.act - act_after + other_saved
+    return {"activations_after_bytes": act_after, "weight_cache_bytes": int(cache),
+            "halved_bytes": int(halved), "kept_bytes": int(led.act - halved), "input_copy_bytes": int(copy),
+            "other_after_bytes": int(led.other - other_saved),
             "memory_saved_bytes": int(saved), "peak_bytes_after": int(led.peak - saved)}
 
 
@@ -102,10 +225,27 @@ def advise_mixed_precision(profile: Profile, ctx: AdviceContext) -> Advice:
     led = ledger(profile)
     proj = target_projection(profile, ctx)
     price = run_price(profile, ctx)
+    dev = profile.device.type
     assumptions = [
-        f"Activations saved by matmuls, activation functions and attention ({fmt_bytes(mem['halved_bytes'])}) "
-        f"become 2-byte; norms, softmax and the loss stay fp32 (autocast op lists); autocast keeps a bf16 "
-        f"copy of the Linear weights ({fmt_bytes(mem['weight_cache_bytes'])}) for backward.",
+        f"Activations that become 2-byte ({fmt_bytes(mem['halved_bytes'])}): the inputs Linear/Conv layers save "
+        "(autocast lowers them: 'CUDA/CPU Ops that can autocast to lower precision'), and what BatchNorm, "
+        "activation functions, pooling, dropout and the model's own functional ops save, since ops on no "
+        "autocast list 'run in the type of their inputs' (PyTorch autocast op reference, "
+        "https://pytorch.org/docs/stable/amp.html#autocast-op-reference).",
+        f"Activations that keep their size ({fmt_bytes(mem['kept_bytes'])}): the loss's log-softmax (cross_entropy is "
+        "on both autocast fp32 lists), max-pool indices and dropout masks (integer), Embedding indices, "
+        "RMSNorms (they upcast to fp32 by hand), anything saved outside the model, and "
+        + ("LayerNorm/GroupNorm/softmax (on CUDA autocast's fp32 list)." if dev == "cuda" else
+           "LayerNorm/GroupNorm/softmax unless a Linear/Conv feeds them (CPU autocast lets them follow their "
+           "input; a transformer's pre-norm reads the fp32 residual stream)."),
+        f"Autocast adds bf16 copies of the Linear/Conv weights ({fmt_bytes(mem['weight_cache_bytes'])}) and of a float "
+        f"batch fed straight to one ({fmt_bytes(mem['input_copy_bytes'])}), saved for backward.",
+        f"Temporaries at the peak ({fmt_bytes(led.other)} -> {fmt_bytes(mem['other_after_bytes'])}): the batch and the "
+        "loss's fp32 logit gradients (2 x its log-softmax output) keep their size; the rest are activation "
+        "gradients, bf16 like the activations, and halve (at most as much as the activations that halve).",
+        "A Linear that shares its fp32 input with a sibling (q/k/v projections) gets its own bf16 copy under "
+        "autocast; the profile cannot tell it from one fed by bf16 attention output, so it is not counted "
+        "(a tiny Llama's projection is ~6% low for it).",
         "Weights, gradients and optimizer state stay fp32 (FACTS.md: AMP alone shrinks activations, not model state).",
     ]
     if proj is not None and proj.step_s and proj.step_s_bf16:
@@ -132,9 +272,10 @@ def advise_mixed_precision(profile: Profile, ctx: AdviceContext) -> Advice:
     rationale = (f"fp32 matmuls are {fmt_pct(mm_share)} of the {profile.flops.per_step:,} FLOPs per step; "
                  f"{how}, so a step takes {fmt_pct(frac)} less time. Activations are {fmt_bytes(led.act)} "
                  f"({fmt_pct(act_share)} of the {fmt_bytes(led.peak)} peak); {fmt_bytes(mem['halved_bytes'])} of them "
-                 f"are saved by matmuls and the ops they feed and halve in bf16, and autocast adds "
-                 f"{fmt_bytes(mem['weight_cache_bytes'])} of bf16 weight copies: activations "
-                 f"{fmt_bytes(mem['activations_after_bytes'])}, peak {fmt_bytes(led.peak)} -> {fmt_bytes(mem['peak_bytes_after'])}.")
+                 f"are saved by matmuls and the ops that follow them and halve in bf16, and autocast adds "
+                 f"{fmt_bytes(mem['weight_cache_bytes'] + mem['input_copy_bytes'])} of bf16 weight and input copies: "
+                 f"activations {fmt_bytes(mem['activations_after_bytes'])}; temporaries {fmt_bytes(led.other)} -> "
+                 f"{fmt_bytes(mem['other_after_bytes'])}; peak {fmt_bytes(led.peak)} -> {fmt_bytes(mem['peak_bytes_after'])}.")
     return make_advice("mixed_precision", "recommended", profile, ctx,
                        confidence="high" if proj is not None else "medium",
                        time_saved_frac=frac, memory_saved_bytes=mem["memory_saved_bytes"],
