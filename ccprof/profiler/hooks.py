@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import sys
 import time
 import weakref
 from collections import Counter
@@ -95,6 +96,30 @@ def _row_fingerprints(t: torch.Tensor) -> list[str]:
 
 def _count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+_MODULE_FILE = nn.modules.module.__file__
+
+
+def _call_kwargs(module: nn.Module) -> dict:
+    """The keyword arguments of ``module``'s call in progress ({} when they cannot be found).
+
+    torch calls a *global* forward pre-hook as ``hook(module, args)``, without the kwargs
+    (only per-module hooks can ask for them), so ``model(**batch)`` -- the Hugging Face
+    Trainer's call and most HF loops -- looked argument-less at discovery: the first-forward
+    tweaks saw no labels and the example input was empty. The kwargs dict is read (never
+    written) from torch's ``Module._call_impl`` frame a few levels up.
+    """
+    frame = sys._getframe(1)
+    for _ in range(6):
+        if frame is None:
+            break
+        if frame.f_code.co_filename == _MODULE_FILE:
+            local = frame.f_locals
+            if local.get("self") is module and isinstance(local.get("kwargs"), dict):
+                return local["kwargs"]
+        frame = frame.f_back
+    return {}
 
 
 class Session:
@@ -235,7 +260,7 @@ class Session:
     # ------------------------------------------------------------------ modules
     def _global_pre(self, module: nn.Module, args: tuple, kwargs: dict | None = None) -> None:
         if self._depth == 0 and not isinstance(module, _SKIP_ROOTS):
-            self._on_root_forward(module, args, kwargs or {})
+            self._on_root_forward(module, args, kwargs if kwargs is not None else _call_kwargs(module))
         if self.autocast_dtype is None:
             for dev in ("cuda", "cpu"):
                 try:

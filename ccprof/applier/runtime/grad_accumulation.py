@@ -9,7 +9,9 @@ and backward cannot erase them). The returned loss has the full batch's value an
 micro-batch's graph; tensors with the batch dim are concatenated back (earlier
 micro-batches detached). Micro-batch losses are weighted by their share of samples, which
 equals the full-batch mean for per-sample-mean losses (token-mean losses with padding differ
-slightly). When the loss is computed outside ``model(...)`` there is no loss to backpropagate
+slightly). A call that passes ``num_items_in_batch`` (the Hugging Face Trainer does) gets a
+loss already divided by the whole batch's token count, so its micro-batch losses add up
+unweighted. When the loss is computed outside ``model(...)`` there is no loss to backpropagate
 inside the model: the tweak says so, and the codemod rewrites the loop instead.
 """
 from __future__ import annotations
@@ -160,7 +162,8 @@ def apply_grad_accumulation(objs: RunObjects, micro_batches: int = 2) -> Applied
                     note(model, TWEAK, st["disabled"])
                     del out
                     return orig(*args, **kwargs)
-                w = sizes[i] / n
+                # HF losses given num_items_in_batch are sums over the whole batch's count: they add
+                w = 1.0 if kwargs.get("num_items_in_batch") is not None else sizes[i] / n
                 if i < k - 1:
                     grads = torch.autograd.grad(loss * w, params, allow_unused=True)
                     acc.add(params, grads)
