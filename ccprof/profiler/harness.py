@@ -111,6 +111,29 @@ def _find_optimizers(model: torch.nn.Module) -> list[torch.optim.Optimizer]:
     return found
 
 
+def _find_schedulers(optimizers: list[torch.optim.Optimizer]) -> list[Any]:
+    """The LR schedulers built over ``optimizers`` (or a wrapper of one): lora adds a param
+    group, and a scheduler that does not know it fails at its next step (HF Trainer's LambdaLR)."""
+    import gc
+    import warnings
+
+    from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+
+    ids = {id(o) for o in optimizers}
+    found = []
+    with warnings.catch_warnings():     # isinstance on deprecated module objects warns
+        warnings.simplefilter("ignore")
+        for obj in gc.get_objects():
+            try:
+                if isinstance(obj, (LRScheduler, ReduceLROnPlateau)):
+                    o = getattr(obj, "optimizer", None)
+                    if id(o) in ids or id(getattr(o, "optimizer", None)) in ids:
+                        found.append(obj)
+            except Exception:
+                continue
+    return found
+
+
 def _scan_data(profile: Any, session: Session, progress: "_Progress") -> Any:
     """--scan-data: fingerprint the whole map-style dataset behind the first DataLoader."""
     dataset = session.dataset
@@ -152,8 +175,10 @@ def run(spec: dict[str, Any]) -> int:
         from ccprof.applier.runtime import RunObjects, apply_tweak
 
         loaders = [r() for r in sess.loaders if r() is not None]
-        objs = RunObjects(model=model, optimizers=_find_optimizers(model), dataloaders=loaders,
-                          example_args=tuple(args), example_kwargs=dict(kwargs))
+        optimizers = _find_optimizers(model)
+        objs = RunObjects(model=model, optimizers=optimizers, dataloaders=loaders,
+                          example_args=tuple(args), example_kwargs=dict(kwargs),
+                          schedulers=_find_schedulers(optimizers) if optimizers else [])
         applied_to.append(model)
         for tw in tweaks:
             try:

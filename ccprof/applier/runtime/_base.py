@@ -212,12 +212,17 @@ def drop_from_optimizers(params: list[torch.Tensor], optimizers: list[torch.opti
     return n
 
 
+def template_group(opt: torch.optim.Optimizer, model: nn.Module) -> dict[str, Any]:
+    """The param group of ``opt`` that holds most of ``model``'s parameter elements."""
+    own = {id(p) for p in model.parameters()}
+    return max(opt.param_groups, key=lambda g: sum(p.numel() for p in g["params"] if id(p) in own))
+
+
 def add_param_group(opt: torch.optim.Optimizer, params: list[nn.Parameter], model: nn.Module,
                     lr: float | None = None) -> dict[str, Any]:
     """Hand ``params`` to the user's optimizer as a new group copying the hyperparameters of
     the group that holds most of the model (current lr, not the constructor's)."""
-    own = {id(p) for p in model.parameters()}
-    template = max(opt.param_groups, key=lambda g: sum(p.numel() for p in g["params"] if id(p) in own))
+    template = template_group(opt, model)
     group = {k: v for k, v in template.items() if k != "params"}
     if lr is not None:
         group["lr"] = lr
@@ -225,6 +230,46 @@ def add_param_group(opt: torch.optim.Optimizer, params: list[nn.Parameter], mode
     group["params"] = list(params)
     opt.add_param_group(group)
     return group
+
+
+# Per-param-group lists kept by torch.optim.lr_scheduler classes (LambdaLR's lr_lambdas,
+# CyclicLR's max_lrs, OneCycleLR/CyclicLR momentums, ReduceLROnPlateau's min_lrs).
+SCHEDULER_GROUP_LISTS = ("base_lrs", "_last_lr", "lr_lambdas", "max_lrs", "min_lrs",
+                         "base_momentums", "max_momentums")
+
+
+def extend_schedulers(schedulers: list[Any], opt: torch.optim.Optimizer, template: dict[str, Any]) -> int:
+    """Give every LR scheduler of ``opt`` an entry for its newest param group, copied from the
+    ``template`` group's entry (the new group's ``initial_lr`` as its base lr).
+
+    torch's schedulers zip their per-group lists with ``optimizer.param_groups`` strictly, so a
+    group added after they were built stops the run at the next ``scheduler.step()``
+    (``ValueError: zip() argument 2 is shorter than argument 1``). Children of SequentialLR /
+    ChainedScheduler and accelerate's wrapper are followed. Returns schedulers extended.
+    """
+    n = len(opt.param_groups)
+    t = next(i for i, g in enumerate(opt.param_groups) if g is template)
+    new = opt.param_groups[-1]
+    seen: set[int] = set()
+    todo, extended = list(schedulers), 0
+    while todo:
+        s = todo.pop()
+        if s is None or id(s) in seen:
+            continue
+        seen.add(id(s))
+        todo += list(getattr(s, "_schedulers", None) or []) + [getattr(s, "scheduler", None)]
+        o = getattr(s, "optimizer", None)
+        if o is not opt and getattr(o, "optimizer", None) is not opt:
+            continue
+        grew = False
+        for name in SCHEDULER_GROUP_LISTS:
+            values = s.__dict__.get(name)
+            if isinstance(values, list) and len(values) == n - 1:
+                values.append(new.get("initial_lr", new["lr"]) if name == "base_lrs"
+                              else new["lr"] if name == "_last_lr" else values[t])
+                grew = True
+        extended += grew
+    return extended
 
 
 def map_tensors(obj: Any, fn: Callable[[torch.Tensor], Any]) -> Any:

@@ -4,15 +4,16 @@
 user's model object stays the same); B is initialised to zero, so the model computes exactly
 what it did before (Hu et al., ICLR 2022). Base weights are frozen (grads and optimizer
 state dropped, so the memory really goes), and the adapters join the user's optimizer as a
-new param group with the hyperparameters of the group that held the model.
+new param group with the hyperparameters of the group that held the model; the LR schedulers
+of that optimizer (``RunObjects.schedulers``) get an entry for it, copied from that group.
 """
 from __future__ import annotations
 
 
 from torch import nn
 
-from ._base import (Applied, RunObjects, add_param_group, freeze, hf_model, linear_targets,
-                    main_optimizer, not_applied, register, trainable_elems)
+from ._base import (Applied, RunObjects, add_param_group, extend_schedulers, freeze, hf_model,
+                    linear_targets, main_optimizer, not_applied, register, template_group, trainable_elems)
 
 __all__ = ["apply_lora", "DEFAULT_R", "DEFAULT_ALPHA"]
 
@@ -66,6 +67,7 @@ def apply_lora(objs: RunObjects, r: int = DEFAULT_R, alpha: int = DEFAULT_ALPHA,
                           and n.rsplit(".", 1)[-1] in HEAD_NAMES]
 
     before = trainable_elems(model)
+    was_trainable = {id(p) for p in model.parameters() if p.requires_grad}
     cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
                      bias="none")
     try:
@@ -83,8 +85,15 @@ def apply_lora(objs: RunObjects, r: int = DEFAULT_R, alpha: int = DEFAULT_ALPHA,
             new_params.append(p)
         elif not n.startswith(keep):
             base.append(p)
-    frozen = freeze(base, objs.optimizers)
+    # peft has already turned requires_grad off on the base: count what was trainable before it
+    frozen = sum(p.numel() for p in base if id(p) in was_trainable)
+    freeze(base, objs.optimizers)
+    for n, p in model.named_parameters():     # peft froze the kept heads too: train them again
+        if n.startswith(keep) and id(p) in was_trainable:
+            p.requires_grad_(True)
+    template = template_group(opt, model)
     group = add_param_group(opt, new_params, model, lr)
+    n_sched = extend_schedulers(objs.schedulers, opt, template)
     after = trainable_elems(model)
     changes = [f"peft LoRA r={r} alpha={alpha} injected into {len(adapted)} Linear layers "
                f"({', '.join(adapted[:4])}{', ...' if len(adapted) > 4 else ''})",
@@ -94,8 +103,9 @@ def apply_lora(objs: RunObjects, r: int = DEFAULT_R, alpha: int = DEFAULT_ALPHA,
                f"trainable elements {before:,} -> {after:,}"]
     if keep_trainable:
         changes.append(f"kept trainable: {', '.join(keep_trainable)}")
-    if objs.schedulers:
-        changes.append("note: LR schedulers built before this keep scheduling only the original groups")
+    if n_sched:
+        changes.append(f"{n_sched} LR scheduler(s) of {type(opt).__name__} schedule the adapter group "
+                       "like the group it copies")
     return Applied(TWEAK, True, f"LoRA r={r} on {len(adapted)} layers; trainable {before:,} -> {after:,}",
                    changes, details={"trainable_before": before, "trainable_after": after,
                                      "adapted": adapted, "adapter_elems": sum(p.numel() for p in new_params)})
