@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from ccprof.advisors.advice import Advice, AdviceSet, Plan, Projected
 from ccprof.applier.verify import VERIFY_SEED, pick_tweaks, verify
+from ccprof.profiler.hooks import StopProfiling
 from ccprof.profiler.runner import run_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,3 +87,112 @@ def test_bad_verify_value_is_usage_error():
     proc = subprocess.run([sys.executable, "-m", "ccprof", "analyze", str(GPT), "--verify", "lots"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--verify takes" in proc.stderr
+
+
+# --- issue 6: --verify on the Hugging Face Trainer example ------------------------------
+HF = ROOT / "examples" / "hf_trainer.py"
+HF_ARGS = ["--eval-steps", "1000", "--logging-steps", "1000"]
+
+
+def _tiny_llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                        num_attention_heads=4, num_key_value_heads=4, vocab_size=256))
+
+
+def _batch(n=4, t=16):
+    ids = torch.randint(0, 256, (n, t), generator=torch.Generator().manual_seed(1))
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+
+
+def test_first_forward_sees_keyword_arguments():
+    # model(**batch), as the HF Trainer calls it: the global pre-hook gets no kwargs from
+    # torch, so the first-forward tweaks saw no labels and the example input was empty
+    from ccprof.profiler.hooks import Session
+
+    model = _tiny_llama()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    seen = {}
+    session = Session(steps=1, warmup=1, passes=False,
+                      on_first_forward=lambda s, m, a, kw: seen.update(model=m, kwargs=dict(kw)))
+    session.install()
+    try:
+        with pytest.raises(StopProfiling):
+            for _ in range(3):
+                model(**_batch()).loss.backward()
+                opt.step()
+                opt.zero_grad()
+    finally:
+        session.uninstall()
+    assert seen["model"] is model and set(seen["kwargs"]) == {"input_ids", "attention_mask", "labels"}
+    data = session.build_data()
+    assert (data.batch_size, data.seq_len, data.token_inputs) == (4, 16, True)
+
+
+def test_lora_extends_the_lr_scheduler_of_its_optimizer():
+    # a LambdaLR built before the adapter group zips its lambdas with the groups strictly:
+    # the HF Trainer's run died at the first scheduler.step() and measured nothing
+    from ccprof.applier.runtime import RunObjects, apply_tweak
+
+    model = _tiny_llama()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (step + 1))
+    r = apply_tweak("lora", RunObjects(model, [opt], schedulers=[sched]))
+    assert r.applied and any("LR scheduler" in c for c in r.changes), r.reason
+    assert len(sched.lr_lambdas) == len(sched.base_lrs) == len(opt.param_groups) == 2
+    model(**_batch()).loss.backward()
+    opt.step()
+    sched.step()
+    sched.step()
+    # the adapter group follows the same schedule as the group it copied: 1e-2 / 3
+    assert opt.param_groups[-1]["lr"] == pytest.approx(1e-2 / 3)
+
+
+def test_grad_accumulation_with_num_items_in_batch_keeps_the_loss():
+    # the HF Trainer passes num_items_in_batch: each micro-batch loss is already divided by the
+    # whole batch's token count, so the micro-batch losses add (weighting them halved the loss)
+    from ccprof.applier.runtime import RunObjects, apply_tweak
+
+    batch = {**_batch(), "num_items_in_batch": torch.tensor(4 * 15)}
+    full = _tiny_llama()(**batch).loss
+    model = _tiny_llama()
+    r = apply_tweak("grad_accumulation", RunObjects(model, [], example_kwargs=batch), {"micro_batches": 2})
+    assert r.applied, r.reason
+    assert model(**batch).loss.item() == pytest.approx(full.item(), rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def hf_baseline():
+    r = run_script(HF, HF_ARGS, stdout=subprocess.DEVNULL, **PLAN)
+    assert r.exit_code == 0, r.message
+    return r.profile
+
+
+def _hf_run(tweak, options=None):
+    r = run_script(HF, HF_ARGS, tweak=[tweak], tweak_options={tweak: options or {}},
+                   stdout=subprocess.DEVNULL, **PLAN)
+    entry = next(e for e in r.profile.applied if e["tweak"] == tweak)
+    return r, entry
+
+
+def test_hf_trainer_lora_run_has_a_ledger_within_15pct_of_projection(hf_baseline):
+    from ccprof.api import advise, attach_costs
+    from ccprof.applier.verify import runtime_options
+
+    lora = advise(attach_costs(hf_baseline)).by_tweak()["lora"]
+    r, entry = _hf_run("lora", runtime_options("lora", lora.details))
+    assert r.exit_code == 0 and entry["applied"], (r.message, entry)
+    mem = r.profile.memory
+    assert mem.peak_bytes > 0 and 0 < mem.grads_bytes < hf_baseline.memory.grads_bytes
+    projected = lora.projected.peak_bytes_after
+    assert projected and abs(projected - mem.peak_bytes) / mem.peak_bytes <= 0.15
+
+
+def test_hf_trainer_grad_accumulation_applied_at_run_time(hf_baseline):
+    r, entry = _hf_run("grad_accumulation", {"micro_batches": 2})
+    assert r.exit_code == 0 and entry["applied"], (r.message, entry)
+    assert 0 < r.profile.memory.peak_bytes < hf_baseline.memory.peak_bytes
+    # same seed, same data: the Trainer's loss is the full batch's, not a micro-batch share
+    assert r.profile.steps.loss == pytest.approx(hf_baseline.steps.loss, rel=1e-3)
