@@ -189,3 +189,20 @@ def test_plan_leaves_out_accuracy_risks_at_low_confidence():
     assert plan.tweaks == ["mixed_precision", "lora"]
     assert plan.usd_run_after == pytest.approx(4.8)
     assert any(c.startswith("pruning left out of the plan") for c in plan.conflicts)
+
+
+def test_plan_memory_follows_each_tweaks_own_saving():
+    p = hand_profile()                                   # activations 300 MB, peak 2000 MB
+    MB = 10**6
+    mp = Advice("mixed_precision", "recommended", risk="numerics", confidence="medium",
+                projected=Projected(time_saved_frac=0.4, usd_saved=4, memory_saved_bytes=200 * MB),
+                details={"time_scope": "step", "activations_after_bytes": 150 * MB})
+    ck = Advice("checkpointing", "recommended", projected=Projected(time_saved_frac=0.01, usd_saved=0.1,
+                                                                    memory_saved_bytes=240 * MB),
+                details={"time_scope": "step", "activations_after_bytes": 60 * MB})
+    plan = build_plan(p, AdviceContext(device_memory_bytes=10**12), rank([mp, ck]))
+    # mixed precision: 2000 - 200 = 1800 MB, activations 300 -> 150 MB;
+    # checkpointing then saves 240 MB x (150 / 300) = 120 MB: 1680 MB
+    assert [s.tweak for s in plan.steps][:2] == ["mixed_precision", "checkpointing"]
+    assert plan.steps[0].peak_bytes == 1800 * MB
+    assert plan.steps[1].peak_bytes == 1680 * MB

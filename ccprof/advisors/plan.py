@@ -82,10 +82,10 @@ def build_plan(profile: Profile, ctx: AdviceContext, advice: list[Advice]) -> Pl
             step_s *= 1 - p.time_saved_frac
             usd_factor *= 1 - p.time_saved_frac
         if a.tweak in ("checkpointing", "mixed_precision") and "activations_after_bytes" in a.details and act:
-            ratio = a.details["activations_after_bytes"] / profile.memory.activations_bytes
-            act_new = act * ratio
-            peak -= int((act - act_new) + (a.details.get("weight_cache_bytes", 0) * -1))
-            act = act_new
+            # both act on activations: an earlier tweak that shrank them shrinks this saving too
+            scale = act / profile.memory.activations_bytes
+            peak -= int(p.memory_saved_bytes * scale)
+            act *= a.details["activations_after_bytes"] / profile.memory.activations_bytes
         else:
             peak -= p.memory_saved_bytes
         chosen.append(a.tweak)
