@@ -191,6 +191,27 @@ def test_cpu_out_of_memory_is_a_finding(tmp_path):
     assert p.error.kind == "oom"
     oom = [f for f in p.findings if f.kind == "oom"]
     assert oom and oom[0].file.endswith("oom.py") and oom[0].line == 8
+    # step 3 is a timed step (warm-up 1, FLOP step, memory step): the memory step's ledger is kept
+    assert p.memory.params_bytes == 4 * (16 + 4) and p.memory.peak_bytes > 0
+
+
+def test_out_of_memory_inside_the_memory_step_keeps_the_ledger_so_far(tmp_path):
+    script = tmp_path / "oom_mem.py"
+    script.write_text(
+        "import torch\n"
+        "model = torch.nn.Linear(4, 4)\n"
+        "opt = torch.optim.Adam(model.parameters(), lr=0.1)\n"
+        "for step in range(100):\n"
+        "    loss = model(torch.randn(2, 4)).sum()\n"
+        "    if step == 2:\n"                      # warm-up 0, FLOP step 1, memory step 2
+        "        huge = torch.empty(2 ** 62, dtype=torch.uint8)\n"
+        "    loss.backward(); opt.step(); opt.zero_grad()\n"
+    )
+    r = run_script(script, [], **FAST)
+    p = r.profile
+    assert r.exit_code == 3 and p.error.kind == "oom" and p.error.line == 7
+    assert "up to the out-of-memory error" in p.memory.method
+    assert p.memory.params_bytes == 4 * 20 and p.memory.optimizer_state_bytes == 8 * 20 + 2 * 4
 
 
 def test_ctrl_c_writes_partial_profile(tmp_path):

@@ -242,6 +242,7 @@ def run(spec: dict[str, Any]) -> int:
         file, line = blame_frame(exc, script)
         tb = format_user_traceback(exc)
         if _is_oom(exc):
+            session.keep_memory_at_failure()
             findings.append(Finding("oom", f"out of memory: {str(exc).splitlines()[0][:300]}", file, line))
             error = ErrorInfo(kind="oom", exit_code=EXIT_SCRIPT_ERROR, traceback=tb, file=file, line=line,
                               message=f"out of memory at {file}:{line} after {session.step_index} steps")

@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 
 from ccprof.profiler.profile import (
-    DataInfo, Device, Finding, Precision, Profile, Steps,
+    DataInfo, Device, Finding, Memory, Precision, Profile, Steps,
 )
 
 __all__ = ["StopProfiling", "Session", "PHASES"]
@@ -692,6 +692,42 @@ class Session:
                 self.findings.append(Finding("flop_count", f"FLOP bookkeeping: {err}"))
         else:
             self.memory_result = result
+
+    def keep_memory_at_failure(self) -> None:
+        """After an out-of-memory error: keep what the ledger saw up to it, or what is known.
+
+        If the memory step was running, its ledger up to the failure is kept (the peak is a
+        lower bound). Otherwise the model state that existed is counted (parameters, their
+        gradients, optimizer state), with the CUDA allocator's own peak when on a GPU.
+        """
+        if self._pass_name == "memory":
+            p = self._pass
+            self._pass, self._pass_name = None, None
+            try:
+                memory, by_module = p.stop()
+            except Exception as exc:
+                self.findings.append(Finding("pass_failed", f"memory pass failed at the OOM: {exc!r}"))
+            else:
+                self.memory_result = (replace(memory, method=memory.method + " (up to the out-of-memory error)"),
+                                      by_module)
+                return
+        if self.memory_result is not None or not self.roots:
+            return
+        from ccprof.profiler.memory import optimizer_section, unique_storage_bytes
+
+        params = [p for m in self.roots.values() for p in m.parameters()]
+        params_bytes, _ = unique_storage_bytes(params)
+        grads_bytes, _ = unique_storage_bytes([p.grad for p in params if p.grad is not None])
+        opt_bytes = optimizer_section(self.optimizers).state_bytes if self.optimizers else 0
+        cuda_peak = cuda_reserved = None
+        if self.device_type == "cuda":
+            cuda_peak, cuda_reserved = torch.cuda.max_memory_allocated(), torch.cuda.memory_reserved()
+        known = params_bytes + grads_bytes + opt_bytes
+        self.memory_result = (Memory(
+            peak_bytes=max(known, cuda_peak or 0), params_bytes=params_bytes, grads_bytes=grads_bytes,
+            optimizer_state_bytes=opt_bytes, other_bytes=max(0, (cuda_peak or 0) - known),
+            cuda_max_allocated_bytes=cuda_peak, cuda_reserved_bytes=cuda_reserved,
+            method="model state at the out-of-memory error (activations not measured)"), {})
 
     # ------------------------------------------------------------------ results
     def measured_steps(self) -> int:
