@@ -144,86 +144,29 @@ class GpuSpec:
     source: str
 
 
-def _get(obj: Any, *names: str) -> Any:
-    for n in names:
-        v = obj.get(n) if isinstance(obj, dict) else getattr(obj, n, None)
-        if v is not None:
-            return v
-    return None
-
-
-def _catalog(ctx: AdviceContext) -> Any:
-    if ctx.catalog is not None:
-        return ctx.catalog
-    try:
-        from ccprof import hardware
-        load = getattr(hardware, "load_catalog", None)
-        if load is None:
-            from ccprof.hardware import catalog as _cat
-            load = getattr(_cat, "load_catalog", None)
-        return load() if load else None
-    except Exception:  # the hardware stage may not have landed; degrade, said in gpu_spec.source
-        return None
-
-
 def catalog_entries(ctx: AdviceContext) -> dict[str, Any]:
-    """The hardware catalog as {gpu_id: entry}, or {} when none is available."""
-    cat = _catalog(ctx)
-    if cat is None:
-        return {}
-    if isinstance(cat, dict):
-        inner = cat.get("gpus", cat)
-        return dict(inner) if isinstance(inner, dict) else {_get(g, "id"): g for g in inner}
-    gpus = getattr(cat, "gpus", None)
-    if isinstance(gpus, dict):
-        return dict(gpus)
-    if gpus is not None:
-        return {_get(g, "id"): g for g in gpus}
-    try:
-        return {_get(g, "id"): g for g in cat}
-    except TypeError:
-        return {}
+    """The hardware catalog in use as {gpu_id: ccprof.hardware.GpuSpec}."""
+    if ctx.catalog:
+        return dict(ctx.catalog)
+    from ccprof.hardware import load_catalog
+
+    return load_catalog()
+
+
+_DTYPES = {"fp32": "float32", "tf32": "tf32", "bf16": "bfloat16", "fp16": "float16"}
 
 
 def spec_from_entry(gid: str, e: Any) -> GpuSpec:
-    """A catalog entry (dataclass or dict; field names tolerated) as a GpuSpec."""
-    def tf(*names: str) -> float | None:
-        v = _get(e, *names)
-        return float(v) * 1e12 if v is not None and float(v) < 1e6 else (float(v) if v is not None else None)
+    """A hardware catalog entry as the advisors' GpuSpec (torch dtype names, capability)."""
+    import re
 
-    peaks = {}
-    for dt, names in (("float32", ("fp32_tflops", "float32_tflops", "fp32")),
-                      ("tf32", ("tf32_tflops", "tf32")),
-                      ("bfloat16", ("bf16_tflops", "bfloat16_tflops", "bf16")),
-                      ("float16", ("fp16_tflops", "float16_tflops", "fp16"))):
-        v = tf(*names)
-        if v:
-            peaks[dt] = v
-    pf = _get(e, "peak_flops", "peak_tflops")
-    if isinstance(pf, dict):
-        for k, v in pf.items():
-            key = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}.get(k, k)
-            peaks[key] = float(v) * (1e12 if float(v) < 1e6 else 1)
-    mem = _get(e, "memory_bytes")
-    if mem is None and _get(e, "memory_gb") is not None:
-        mem = int(float(_get(e, "memory_gb")) * 1e9)
-    bw = _get(e, "bandwidth_bytes_per_s")
-    if bw is None and _get(e, "bandwidth_gbps", "bandwidth_gb_s", "bandwidth_gb_per_s") is not None:
-        bw = float(_get(e, "bandwidth_gbps", "bandwidth_gb_s", "bandwidth_gb_per_s")) * 1e9
-    ic = _get(e, "interconnect_bytes_per_s")
-    if ic is None and _get(e, "interconnect_gbps", "interconnect_gb_s", "nvlink_gb_s") is not None:
-        ic = float(_get(e, "interconnect_gbps", "interconnect_gb_s", "nvlink_gb_s")) * 1e9
-    cap = _get(e, "capability", "compute_capability")
-    if cap is None:
-        import re
-        m = re.search(r"sm_(\d)(\d)", str(_get(e, "arch") or ""))
-        cap = f"{m.group(1)}.{m.group(2)}" if m else None
+    m = re.search(r"sm_(\d)(\d)", e.arch or "")
     return GpuSpec(
-        name=str(_get(e, "name") or gid), memory_bytes=int(mem) if mem else None,
-        bandwidth_bytes_per_s=float(bw or C.FALLBACK_PEAKS["bandwidth"]), peak_flops=peaks,
-        capability=str(cap) if cap else None,
-        interconnect_bytes_per_s=float(ic) if ic else None,
-        usd_per_hour=float(_get(e, "usd_per_hour", "price_usd_per_hour")) if _get(e, "usd_per_hour", "price_usd_per_hour") else None,
+        name=e.name or gid, memory_bytes=e.memory_bytes or None,
+        bandwidth_bytes_per_s=float(e.bandwidth_bytes_per_s or C.FALLBACK_PEAKS["bandwidth"]),
+        peak_flops={_DTYPES[k]: float(v) for k, v in e.peak_flops.items() if k in _DTYPES},
+        capability=f"{m.group(1)}.{m.group(2)}" if m else None,
+        interconnect_bytes_per_s=e.interconnect_bytes_per_s, usd_per_hour=e.usd_per_hour,
         source=f"hardware catalog entry {gid}")
 
 

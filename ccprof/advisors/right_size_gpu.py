@@ -1,7 +1,7 @@
 """right_size_gpu: a cheaper catalog GPU that fits the job finishes the run for fewer dollars."""
 from __future__ import annotations
 
-from ccprof.advisors._common import clamp, fmt_pct, fmt_s, fmt_usd, make_advice, run_price
+from ccprof.advisors._common import catalog_entries, clamp, fmt_pct, fmt_s, fmt_usd, make_advice, run_price
 from ccprof.advisors._registry import register
 from ccprof.advisors.advice import Advice
 from ccprof.advisors.context import AdviceContext
@@ -17,11 +17,9 @@ SNIPPET = """
 
 def cheapest_fit(profile: Profile, ctx: AdviceContext) -> tuple[list[dict], str]:
     """Rows from ccprof.hardware.right_size (GPUs that fit, cheapest run first), and a note."""
-    try:
-        from ccprof.hardware import load_catalog, right_size
-    except ImportError:
-        return [], "the hardware catalog (ccprof.hardware.right_size) is not available"
-    cat = ctx.catalog if isinstance(ctx.catalog, dict) and ctx.catalog else load_catalog()
+    from ccprof.hardware import right_size
+
+    cat = catalog_entries(ctx)
     price = run_price(profile, ctx)
     try:
         rows = right_size(profile, cat, total_steps=price.run_steps or None, projection=profile.projection)
