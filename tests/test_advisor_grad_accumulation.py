@@ -11,19 +11,24 @@ MB = 10**6
 
 def test_formula_peak_at_batch():
     p = hand_profile()
-    # state 1600 MB fixed; activations 300 + other 100 scale: batch 4 -> 1600 + 400 x 4/8 = 1800
-    assert peak_bytes_at_batch(p, 4) == 1800 * MB
+    # params 400 + optimizer 800 = 1200 MB stay; the rest of the 2000 MB peak, 800, scales
+    # (no gradient is alive yet at the start of backward): batch 4 run whole -> 1200 + 800 x 4/8 = 1600
+    assert peak_bytes_at_batch(p, 4) == 1600 * MB
+    # micro-batch 4 of 2: the first micro-batch's 400 MB of gradients stay -> 1600 + 400 = 2000
+    assert peak_bytes_at_batch(p, 4, accum_steps=2) == 2000 * MB
 
 
 def test_formula_micro_batch_plan():
     p = hand_profile()
-    # budget 1800 MB: (1800 - 1600) / 50 MB per sample = 4 -> micro 4 x 2 steps for batch 8
+    # budget 1800 MB: fixed 1200 + 400 gradients = 1600; (1800 - 1600) / (800 / 8 = 100 MB per sample)
+    # = 2 -> micro 2 x 4 steps for batch 8, peak 1600 + 2 x 100 = 1800
     plan = micro_batch_plan(p, 8, 1800 * MB)
-    assert (plan["micro_batch"], plan["accum_steps"]) == (4, 2)
+    assert (plan["micro_batch"], plan["accum_steps"]) == (2, 4)
+    assert plan["peak_bytes_after"] == 1800 * MB
     a = advise_one("grad_accumulation", p, AdviceContext(device_memory_bytes=2000 * MB))
     # 90% of 2000 MB = 1800 MB budget; peak 2000 does not fit
     assert a.status == "recommended" and a.projected.peak_bytes_after == 1800 * MB
-    assert a.projected.time_saved_frac == pytest.approx(-0.02)       # one extra micro-batch x 2%
+    assert a.projected.time_saved_frac == pytest.approx(-0.06)       # three extra micro-batches x 2%
 
 
 def test_fires_on_llama_on_a_small_device():

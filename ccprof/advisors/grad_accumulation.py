@@ -24,28 +24,50 @@ for i, (x, y) in enumerate(loader):    # the DataLoader now yields batch_size={m
 """
 
 
-def peak_bytes_at_batch(profile: Profile, batch: int) -> int:
-    """Peak memory at another (micro-)batch: activations and the rest of the peak beyond model
-    state (inputs, logits, temporaries: ``other_bytes``) scale with the batch; parameters,
-    gradients and optimizer state do not.
+def _split(profile: Profile) -> tuple[int, int, int]:
+    """(parameters + optimizer state, gradients, what scales with the batch) of the measured peak.
 
-    Example: peak 1000 = state 300 + activations 600 + other 100 at batch 8 -> batch 4:
-    300 + 700 x 4/8 = 650.
+    The peak of a step whose gradients are freed between steps (``zero_grad()``, set_to_none
+    since PyTorch 2.0, and the Hugging Face Trainer's ``model.zero_grad()``) comes at the start
+    of backward, before any gradient exists: everything above parameters and optimizer state
+    (activations, loss gradient, logits, temporaries) scales with the batch. The ledger's
+    gradients are their steady-state size, not what the peak held; on examples/hf_trainer.py
+    no gradient was alive at the peak.
+    """
+    led = ledger(profile)
+    state = led.params + led.opt
+    return state, led.grads, max(0, led.peak - state)
+
+
+def peak_bytes_at_batch(profile: Profile, batch: int, accum_steps: int = 1) -> int:
+    """Peak memory at another (micro-)batch, run whole or as one of ``accum_steps`` micro-batches.
+
+    Parameters and optimizer state stay; the rest of the measured peak (activations, loss
+    gradient, logits, temporaries: no gradient is alive yet at the start of backward) scales
+    with the batch. With ``accum_steps`` >= 2 the first micro-batch's gradients stay alive
+    through every later micro-batch's forward and backward, so all of them are added.
+
+    Example: peak 2000 = params 400 + optimizer 800 + 800 that scales, gradients 400, batch 8
+    -> batch 4 run whole: 1200 + 800 x 4/8 = 1600; micro-batch 4 of 2: 1600 + 400 = 2000.
     """
     b = batch_size(profile)
     led = ledger(profile)
     if not b:
         return led.peak
-    var = led.act + led.other
-    return int(led.peak - var + var * batch / b)
+    state, grads, var = _split(profile)
+    return int(state + (grads if accum_steps >= 2 else 0) + var * batch / b)
 
 
 def micro_batch_plan(profile: Profile, wanted_batch: int, budget_bytes: int) -> dict:
-    """Largest micro-batch whose peak fits ``budget_bytes``, and the accumulation steps."""
+    """Largest micro-batch whose peak fits ``budget_bytes``, and the accumulation steps.
+
+    Fixed: parameters, optimizer state and the accumulated gradients; per sample: the rest
+    of the measured peak over the measured batch (see ``peak_bytes_at_batch``).
+    """
     b = batch_size(profile) or 1
-    led = ledger(profile)
-    fixed = led.peak - led.act - led.other
-    per_sample = (led.act + led.other) / b if b else 0
+    state, grads, var = _split(profile)
+    fixed = state + grads
+    per_sample = var / b if b else 0
     if per_sample <= 0 or budget_bytes <= fixed:
         return {"micro_batch": 0, "accum_steps": 0, "fixed_bytes": fixed, "per_sample_bytes": per_sample}
     m = max(0, min(wanted_batch, int((budget_bytes - fixed) // per_sample)))
@@ -53,7 +75,7 @@ def micro_batch_plan(profile: Profile, wanted_batch: int, budget_bytes: int) -> 
     if m and k:
         m = math.ceil(wanted_batch / k)          # even split: same number of steps, smaller peak
     return {"micro_batch": m, "accum_steps": k, "fixed_bytes": fixed, "per_sample_bytes": per_sample,
-            "peak_bytes_after": peak_bytes_at_batch(profile, m) if m else None}
+            "peak_bytes_after": peak_bytes_at_batch(profile, m, k) if m else None}
 
 
 @register("grad_accumulation")
@@ -93,20 +115,27 @@ def advise_grad_accumulation(profile: Profile, ctx: AdviceContext) -> Advice:
                                       f"{spec.name}. See checkpointing, lora or distributed (FSDP)."), details=plan)
     m, k = plan["micro_batch"], plan["accum_steps"]
     cost = (k - 1) * C.GRAD_ACCUM_OVERHEAD_FRAC_PER_MICRO
-    rationale = (f"The batch of {wanted} peaks at {fmt_bytes(peak_wanted)} (activations and temporaries "
-                 f"{fmt_bytes(led.act + led.other)} at batch {b}, {fmt_bytes(plan['per_sample_bytes'])} per sample; model "
-                 f"state {fmt_bytes(plan['fixed_bytes'])}), "
+    state, grads, var = _split(profile)
+    rationale = (f"The batch of {wanted} peaks at {fmt_bytes(peak_wanted)} (activations, logits and temporaries "
+                 f"{fmt_bytes(var)} at batch {b}, {fmt_bytes(plan['per_sample_bytes'])} per sample; parameters and "
+                 f"optimizer state {fmt_bytes(state)}), "
                  f"above {fmt_pct(C.MEMORY_FULL_FRAC)} of the {fmt_bytes(spec.memory_bytes)} on {spec.name}. "
                  f"Micro-batches of {m} x {k} accumulation steps keep the batch and peak at "
-                 f"{fmt_bytes(plan['peak_bytes_after'])}; the same FLOPs run in {k} passes, costing about "
+                 f"{fmt_bytes(plan['peak_bytes_after'])} (the gradients, {fmt_bytes(grads)}, stay alive from the "
+                 f"first micro-batch on); the same FLOPs run in {k} passes, costing about "
                  f"{fmt_pct(cost)} more time per step.")
     return make_advice("grad_accumulation", "recommended", profile, ctx, confidence="medium",
                        time_saved_frac=-cost, memory_saved_bytes=led.peak - plan["peak_bytes_after"]
                        if wanted == b else peak_wanted - plan["peak_bytes_after"],
                        peak_bytes_after=plan["peak_bytes_after"], rationale=rationale,
                        snippet=SNIPPET.format(k=k, m=m, b=wanted),
-                       assumptions=["Activations and temporaries (the ledger's 'other') scale linearly with the "
-                                    "micro-batch; parameters, gradients and optimizer state do not.",
+                       assumptions=["The measured peak came at the start of backward, before any gradient "
+                                    "existed (zero_grad() frees them between steps, PyTorch's default since 2.0): "
+                                    "all of it above parameters and optimizer state scales linearly with the "
+                                    "micro-batch. If your script keeps gradients between steps, the projection "
+                                    "is high by up to the gradients' size times the micro-batch share.",
+                                    "With accumulation the gradients are alive from the first micro-batch on: "
+                                    "they are added in full.",
                                     f"Each extra micro-batch costs {fmt_pct(C.GRAD_ACCUM_OVERHEAD_FRAC_PER_MICRO)} of "
                                     "the step in fixed overhead (ccprof assumption, unverified)."],
                        sources=["PyTorch TensorBoard plugin: peak memory > 90% of the device (FACTS.md)", spec.source],
