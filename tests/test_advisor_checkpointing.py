@@ -4,7 +4,7 @@ import pytest
 
 from ccprof.advisors import AdviceContext, advise_one
 from ccprof.advisors.checkpointing import project_checkpointing
-from ccprof.profiler.profile import Memory, ModuleStat, RepeatedBlock
+from ccprof.profiler.profile import Embedding, Memory, ModuleStat, RepeatedBlock
 from test_advisors_models import cnn_plain, gpt_plain, hand_profile, llama_plain
 
 MB = 10**6
@@ -33,6 +33,24 @@ def test_formula():
     roomy = advise_one("checkpointing", p)
     assert roomy.status == "not_applicable" and "fits" in roomy.rationale
     assert roomy.details["peak_bytes_after"] == 2000 * MB - 392 * MB
+
+
+def test_boundary_from_embeddings_without_a_config():
+    blocks = [ModuleStat(f"b.{i}", class_="Blk", flops=90_000_000_000, activation_bytes=300 * MB) for i in range(2)]
+    p = hand_profile()
+    p = replace(p, memory=replace(p.memory, activations_bytes=700 * MB, other_bytes=0),
+                model=replace(p.model, modules=blocks, repeated_blocks=[RepeatedBlock("b", "Blk", 2, 1, ["b.0", "b.1"])],
+                              embeddings=[Embedding("tok", 100, 1000, 100_000), Embedding("pos", 10, 1000, 10_000)]),
+                steps=replace(p.steps, tokens_per_step=1000))
+    pr = project_checkpointing(p)
+    # no hidden size in a config: the embeddings' dim, 1000 tokens x 1000 x 4 B = 4 MB, as test_formula
+    assert pr["boundary_bytes"] == 4 * MB and "tok's dim 1000" in pr["boundary_estimate"]
+    assert pr["activations_after_bytes"] == 308 * MB
+    # bf16 parameters: the residual stream is bf16 -> 2 MB; autocast alone keeps it fp32
+    bf16 = replace(p, precision=replace(p.precision, param_dtype="bfloat16"))
+    assert project_checkpointing(bf16)["boundary_bytes"] == 2 * MB
+    amp = replace(p, precision=replace(p.precision, autocast=True, autocast_dtype="bfloat16"))
+    assert project_checkpointing(amp)["boundary_bytes"] == 4 * MB
 
 
 def test_fires_on_llama_and_gpt():
