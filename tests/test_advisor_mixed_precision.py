@@ -65,14 +65,7 @@ def test_not_applicable_without_matmuls():
 
 
 def test_already_applied_when_autocast_seen():
-    class Amp(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
+    from test_advisors_models import Autocast
 
-        def forward(self, **kw):
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                return self.m(**kw)
-
-    p = run(Amp(llama()), llama_batches(batch=2, seq=16))
+    p = run(Autocast(llama()), llama_batches(batch=2, seq=16))
     assert advise_one("mixed_precision", p).status == "already_applied", p.precision

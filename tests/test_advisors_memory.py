@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ccprof.advisors import AdviceContext, advise_one
-from test_advisors_models import GPT, gpt_batches, gpt_loss, llama, llama_batches, llama_plain, run
+from test_advisors_models import GPT, Autocast, gpt_batches, gpt_loss, llama, llama_batches, llama_plain, run
 
 TOLERANCE = 0.15
 
@@ -22,15 +22,6 @@ TOLERANCE = 0.15
 def close(projected: int, measured: int) -> bool:
     return abs(projected - measured) <= TOLERANCE * measured
 
-
-class Autocast(torch.nn.Module):
-    def __init__(self, m):
-        super().__init__()
-        self.m = m
-
-    def forward(self, **kw):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return self.m(**kw)
 
 
 def test_mixed_precision_peak_within_15pct():

@@ -31,6 +31,18 @@ def run(model, batches, loss_fn=None, params=None, steps: int = 2, warmup: int =
 
 
 @functools.lru_cache(maxsize=None)
+class Autocast(torch.nn.Module):
+    """A Hugging Face model whose forward runs under CPU bf16 autocast (mixed precision by hand)."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, **kw):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return self.m(**kw)
+
+
 def llama_plain():
     return run(llama(), llama_batches())
 

@@ -306,22 +306,26 @@ def find_loss(out: Any) -> torch.Tensor | None:
     return None
 
 
-def replace_loss(out: Any, new_loss: torch.Tensor) -> Any:
-    """``out`` with its loss (as found by ``find_loss``) replaced by ``new_loss``."""
-    old = find_loss(out)
+def _replace_in_output(out: Any, old: torch.Tensor | None, key: str, new: torch.Tensor) -> Any:
+    """``out`` with the tensor ``old`` (found under ``key`` or among its items) swapped for ``new``."""
     if old is None:
         return out
     if out is old:
-        return new_loss
+        return new
     if isinstance(out, Mapping):
         if _is_model_output(out):
-            out["loss"] = new_loss       # ModelOutput keeps attribute and key in step
+            out[key] = new               # ModelOutput keeps attribute and key in step
             return out
         d = type(out)(out)
-        d["loss"] = new_loss
+        d[key] = new
         return d
-    items = [new_loss if v is old else v for v in out]
+    items = [new if v is old else v for v in out]
     return type(out)(*items) if hasattr(out, "_fields") else type(out)(items)
+
+
+def replace_loss(out: Any, new_loss: torch.Tensor) -> Any:
+    """``out`` with its loss (as found by ``find_loss``) replaced by ``new_loss``."""
+    return _replace_in_output(out, find_loss(out), "loss", new_loss)
 
 
 def find_logits(out: Any) -> torch.Tensor | None:
@@ -343,20 +347,7 @@ def find_logits(out: Any) -> torch.Tensor | None:
 
 def replace_logits(out: Any, new: torch.Tensor) -> Any:
     """``out`` with its logits (as found by ``find_logits``) replaced by ``new``."""
-    old = find_logits(out)
-    if old is None:
-        return out
-    if out is old:
-        return new
-    if isinstance(out, Mapping):
-        if _is_model_output(out):
-            out["logits"] = new
-            return out
-        d = type(out)(out)
-        d["logits"] = new
-        return d
-    items = [new if v is old else v for v in out]
-    return type(out)(*items) if hasattr(out, "_fields") else type(out)(items)
+    return _replace_in_output(out, find_logits(out), "logits", new)
 
 
 def wrap_forward(module: nn.Module, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
