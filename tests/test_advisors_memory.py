@@ -176,3 +176,18 @@ def test_checkpointing_gpt_peak_within_15pct():
         model.blocks[i] = Checkpointed(block)
     measured = run(model, gpt_batches(batch=8, seq=64), gpt_loss).memory.peak_bytes
     assert close(a.projected.peak_bytes_after, measured), (a.projected.peak_bytes_after, measured)
+
+
+def test_lora_on_a_cnn_head_drops_the_frozen_trunks_activations():
+    # peft freezes every base weight; with the adapter on the head only, nothing upstream
+    # needs a gradient, so the conv trunk's activations are never saved
+    from peft import LoraConfig, get_peft_model
+    from test_advisors_models import CNN, cnn_batches as small_batches
+
+    plain = run(CNN(), small_batches(), F.cross_entropy)
+    a = advise_one("lora", plain, AdviceContext(lora_rank=4, lora_targets=["fc"]))
+    model = get_peft_model(CNN(), LoraConfig(r=4, target_modules=["fc"]))
+    measured = run(model, small_batches(), F.cross_entropy).memory.peak_bytes
+    projected = a.details["peak_bytes_after"]
+    assert a.details["frozen_prefix_activation_bytes"] > 0
+    assert close(projected, measured), (projected, measured, plain.memory.peak_bytes)

@@ -35,12 +35,34 @@ def _targets(profile: Profile, ctx: AdviceContext) -> list:
     return lins
 
 
+def _frozen_prefix_activation_bytes(profile: Profile, trainable: set[str]) -> tuple[int, int]:
+    """Activations saved by the modules that run before the first module left trainable,
+    and the largest of them.
+
+    With every base weight frozen, nothing upstream of the first adapter (or kept head)
+    needs a gradient, so autograd saves nothing there: a CNN with LoRA on its head only keeps
+    no conv activations at all. Modules are taken in registration order (the forward order of
+    sequential models and transformer stacks); leaves only, so nothing counts twice.
+    """
+    mods = profile.model.modules
+    names = [m.name for m in mods]
+    leaves = [m for m in mods if m.name and not any(n.startswith(m.name + ".") for n in names)]
+    total = largest = 0
+    for m in leaves:
+        if any(m.name == t or m.name.startswith(t + ".") for t in trainable):
+            return total, largest
+        total += m.activation_bytes
+        largest = max(largest, m.activation_bytes)
+    return 0, 0     # nothing left trainable: no projection of this kind
+
+
 def project_lora(profile: Profile, ctx: AdviceContext) -> dict:
     """Memory and time of LoRA rank r on the target Linears with every base weight frozen.
 
     Adapters per Linear: r x (in + out) parameters, with in + out ~ 2 sqrt(weight params)
     (exact for square layers). Memory saved = gradients at peak + optimizer state of the base
-    minus the adapters' weights, gradients and state. FLOPs saved = the weight-gradient matmul
+    minus the adapters' weights, gradients and state, plus the activations of the frozen
+    modules that run before the first trainable one. FLOPs saved = the weight-gradient matmul
     of every frozen Linear (= its forward FLOPs) minus the adapters' 3 passes.
     """
     r = ctx.lora_rank
@@ -52,7 +74,13 @@ def project_lora(profile: Profile, ctx: AdviceContext) -> dict:
     grad_frac = led.grads_at_peak / led.grads if led.grads else 0.0
     base_saved = led.grads_at_peak + led.opt
     adapter_bytes = int(adapters * (C.BYTES_FP32 * (1 + grad_frac) + led.opt_bytes_per_param))
-    saved = base_saved - adapter_bytes
+    frozen_prefix, largest = _frozen_prefix_activation_bytes(profile, {m.name for m in targets} | head_names(profile))
+    saved = base_saved - adapter_bytes + frozen_prefix
+    if frozen_prefix:
+        # the peak then moves into the frozen forward, where the step's temporaries and at
+        # least one layer's output are still alive: the peak cannot fall below that
+        floor = led.params + adapter_bytes + profile.memory.other_bytes + largest
+        saved = min(saved, max(0, led.peak - floor))
     wgrad = int(sum(forward_flops(profile, m) for m in lin_all))
     adapter_flops = sum(3 * forward_flops(profile, m) * (r * 2 * math.isqrt(max(1, m.params))) / max(1, m.params) for m in targets)
     flops_saved = max(0.0, wgrad - adapter_flops)
@@ -67,7 +95,7 @@ def project_lora(profile: Profile, ctx: AdviceContext) -> dict:
             "memory_saved_bytes": int(saved), "peak_bytes_after": int(led.peak - saved),
             "weight_grad_flops": wgrad, "adapter_flops": int(adapter_flops),
             "time_saved_frac": clamp(frac), "optimizer_share": opt_share,
-            "linear_params": sum(m.params for m in lin_all)}
+            "linear_params": sum(m.params for m in lin_all), "frozen_prefix_activation_bytes": frozen_prefix}
 
 
 @register("lora")
