@@ -46,17 +46,19 @@ def terminal_summary(profile: Profile, advice_set: AdviceSet | None, console: Co
     if recs:
         t = Table(title=f"Top {len(recs)} of {len(v.recommendations)} recommendations",
                   title_justify="left", expand=False, show_edge=False, pad_edge=False)
-        for col, kw in (("#", {"justify": "right"}), ("tweak", {}), ("time", {}), ("memory", {}),
-                        ("$", {}), ("confidence", {}), ("risk", {}), ("verified", {})):
+        verified_any = any(r.measured for r in recs)
+        # the tweak id is what the user types next (ccprof apply -t ID): never cut it
+        cols = [("#", {"justify": "right"}), ("tweak", {"no_wrap": True}), ("time", {}), ("memory", {}),
+                ("$", {}), ("conf.", {}), ("risk", {})] + ([("verified", {})] if verified_any else [])
+        for col, kw in cols:
             t.add_column(col, **kw)
         for r in recs:
-            verified = ""
-            if r.measured:
-                verified = r.measured[0].measured + (" (harmful)" if r.harmful else "")
             # Text, not str: a rich table parses "[...]" in plain strings as markup
-            t.add_row(Text(str(r.rank)), Text(r.tweak), Text(r.time), Text(r.memory), Text(r.usd),
-                      Text(r.confidence), Text(r.risk, style=_RISK_STYLE.get(r.risk, "")),
-                      Text(verified))
+            row = [Text(str(r.rank)), Text(r.tweak), Text(r.time), Text(r.memory), Text(r.usd),
+                   Text(r.confidence), Text(r.risk, style=_RISK_STYLE.get(r.risk, ""))]
+            if verified_any:
+                row.append(Text(r.measured[0].measured + (" (harmful)" if r.harmful else "") if r.measured else ""))
+            t.add_row(*row)
         parts += [Text(""), t]
     elif advice_set is not None and advice_set.advice:
         parts += [Text(""), Text("No tweak is recommended for this profile.")]
