@@ -16,7 +16,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -n
   python -m pip install -q -e '.[test]'
   touch "$stamp"
 fi
-# Browser tests drive Debian's chromium (never `playwright install`, which downloads a browser).
+# Browser tests drive Debian's chromium (never playwright's own browser download, which fails here).
 if [ "${CCPROF_SKIP_BROWSER:-0}" != "1" ] && [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = "0" ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
     || echo "setup: could not install chromium; browser tests will be skipped" >&2
