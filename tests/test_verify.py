@@ -196,3 +196,19 @@ def test_hf_trainer_grad_accumulation_applied_at_run_time(hf_baseline):
     assert 0 < r.profile.memory.peak_bytes < hf_baseline.memory.peak_bytes
     # same seed, same data: the Trainer's loss is the full batch's, not a micro-batch share
     assert r.profile.steps.loss == pytest.approx(hf_baseline.steps.loss, rel=1e-3)
+
+
+def test_time_differences_within_step_noise_are_said_to_be_noise():
+    from dataclasses import replace as _replace
+
+    from ccprof.applier.verify import measure, step_noise_frac
+    from ccprof.profiler.profile import Memory, Profile, Steps
+
+    # median 1.0 s, absolute deviations 0, 0, 0.1, 0.1, 0.2 -> MAD 0.1 -> sigma 0.148 (14.8%)
+    base = Profile(steps=Steps(step_s=[0.8, 0.9, 1.0, 1.1, 1.0], loss=[2.0, 1.9, 1.8]),
+                   memory=Memory(peak_bytes=1000))
+    assert step_noise_frac(base.steps.step_s) == pytest.approx(0.14826)
+    close = _replace(base, steps=_replace(base.steps, step_s=[0.95, 0.95, 0.95]))
+    assert "within the baseline's step-to-step noise" in measure(base, close, None, None, None).note
+    far = _replace(base, steps=_replace(base.steps, step_s=[0.5, 0.5, 0.5]))
+    assert "noise" not in measure(base, far, None, None, None).note

@@ -22,9 +22,22 @@ from typing import Any, Callable
 from ccprof.advisors.advice import Advice, AdviceSet, Measured
 from ccprof.profiler.profile import Profile
 
-__all__ = ["VERIFY_SEED", "verifiable", "pick_tweaks", "runtime_options", "measure", "verify"]
+__all__ = ["VERIFY_SEED", "NOISE_SIGMAS", "step_noise_frac", "verifiable", "pick_tweaks", "runtime_options",
+           "measure", "verify"]
 
 VERIFY_SEED = 0
+# A measured time difference smaller than this many robust standard deviations of the
+# baseline's own step times is reported as noise (2 sigma: ~95% of a normal spread).
+NOISE_SIGMAS = 2.0
+
+
+def step_noise_frac(step_s: list[float]) -> float | None:
+    """Robust relative spread of step times: 1.4826 x median absolute deviation / median."""
+    if len(step_s) < 3:
+        return None
+    med = statistics.median(step_s)
+    mad = statistics.median(abs(x - med) for x in step_s)
+    return 1.4826 * mad / med if med else None
 
 
 def verifiable(advice: Advice) -> bool:
@@ -82,6 +95,10 @@ def measure(baseline: Profile, run: Profile | None, projected_frac: float | None
         loss_delta = run.steps.loss[-1] - baseline.steps.loss[-1]
     harmful, guard = quality_guard(list(baseline.steps.loss), list(run.steps.loss))
     notes = [guard]
+    noise = step_noise_frac(baseline.steps.step_s)
+    if time_frac is not None and noise is not None and abs(time_frac) < NOISE_SIGMAS * noise:
+        notes.append(f"the time difference ({time_frac:+.1%}) is within the baseline's step-to-step "
+                     f"noise (±{NOISE_SIGMAS * noise:.1%}): measure more steps to tell")
     usd = None
     if time_frac is not None and usd_run is not None and baseline.device.type == "cuda":
         usd = time_frac * usd_run
