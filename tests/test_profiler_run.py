@@ -272,3 +272,14 @@ def test_bad_cost_options_fail_before_the_script_runs(tmp_path, flags, message):
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
     assert time.monotonic() - t0 < 30          # hangs.py was never started
     assert not (tmp_path / "profile.json").exists()
+
+
+def test_json_flag_keeps_stdout_pure_json(tmp_path):
+    import json
+
+    proc = cli("analyze", str(SCRIPTS / "uses_argv_and_cwd.py"), "--json", "--quiet", "--steps", "2",
+               "--warmup", "1", "--out", str(tmp_path / "rep"), "--", "x", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(proc.stdout)                    # the script's prints went to stderr
+    assert data["schema"] == "ccprof.profile/1" and data["environment"]["argv"] == ["x"]
+    assert "argv: ['x']" in proc.stderr
