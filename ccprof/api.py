@@ -18,8 +18,8 @@ from typing import Any, Callable, Iterable
 
 from ccprof.profiler.profile import Profile
 
-__all__ = ["Analysis", "analyze_script", "profile_model", "attach_costs", "advise", "write_artefacts",
-           "StageError"]
+__all__ = ["Analysis", "analyze_script", "profile_model", "attach_costs", "advise", "apply",
+           "write_artefacts", "StageError"]
 
 
 class StageError(Exception):
@@ -56,6 +56,18 @@ def advise(profile: Profile, ctx: Any = None, **options: Any):
             options["scan"] = profile.data.scan          # --scan-data ran in the harness
         ctx = advisors.AdviceContext(**options) if options else None
     return advisors.advise(profile, ctx)
+
+
+def apply(script: str | Path, tweaks: list[str], options: dict[str, Any] | None = None):
+    """The script's source rewritten to keep ``tweaks`` (a codemods ApplyResult); writes nothing.
+
+        result = apply("train.py", ["mixed_precision", "checkpointing"])
+        print(result.diff); result.skipped   # tweak -> why, naming the line looked for
+    """
+    from ccprof.applier.codemods import apply_source
+
+    path = Path(script)
+    return apply_source(path.read_text(encoding="utf-8"), list(tweaks), options=options, path=str(path))
 
 
 def write_artefacts(out_dir: str | Path, profile: Profile, advice: Any = None,

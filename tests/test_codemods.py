@@ -574,3 +574,21 @@ def test_stacked_tweaks_keep_comments_and_compile():
     compile(result.source, "<test>", "exec")
     again = apply_source(result.source, result.applied)
     assert again.source == result.source
+
+
+def test_api_apply_reads_the_script_and_writes_nothing(tmp_path):
+    from ccprof import api
+
+    script = tmp_path / "train.py"
+    src = ("import torch\n"
+           "model = torch.nn.Linear(4, 4)\n"
+           "opt = torch.optim.AdamW(model.parameters())\n"
+           "for x in [torch.randn(2, 4)]:\n"
+           "    loss = model(x).sum()\n"
+           "    loss.backward()\n"
+           "    opt.step()\n"
+           "    opt.zero_grad()\n")
+    script.write_text(src)
+    result = api.apply(script, ["fused_optimizer"])
+    assert result.applied == ["fused_optimizer"] and "fused=True" in result.source
+    assert script.read_text() == src and sorted(p.name for p in tmp_path.iterdir()) == ["train.py"]
