@@ -27,8 +27,9 @@ import torch  # before sys.path changes: the user's folder must not shadow it
 from ccprof import __version__
 from ccprof.profiler.hooks import Session, StopProfiling, _Timeout
 from ccprof.profiler.profile import Environment, ErrorInfo, Finding, StaticFacts
+from ccprof.profiler.runner import EXIT_INTERRUPTED, EXIT_NOTHING, EXIT_SCRIPT_ERROR
 
-EXIT_OK, EXIT_SCRIPT_ERROR, EXIT_NOTHING, EXIT_INTERRUPTED = 0, 3, 4, 130
+EXIT_OK = 0
 _CCPROF_DIR = str(Path(__file__).resolve().parents[1])
 _HIDDEN = (_CCPROF_DIR, os.path.dirname(__import__("runpy").__file__) + os.sep + "runpy.py")
 

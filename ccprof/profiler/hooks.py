@@ -190,7 +190,6 @@ class Session:
         self._probe: list[tuple[torch.Tensor, int, torch.Tensor]] = []
         self._cur_samples_in_opt: tuple[int, int] | None = None
         self._data_wait_s = 0.0
-        self._stopped = False
         self._nvml = None
         self.gpu_info = None
         self.gpu_reason: dict[str, str] = {}
@@ -604,7 +603,6 @@ class Session:
         if self.step_index == 1 and self._discovery:
             self._finish_discovery()
         if self.step_index >= self.total_steps:
-            self._stopped = True
             self._stop_sampler()
             raise StopProfiling()
         if self.step_index == self.warmup + self.n_pass_steps:
@@ -730,9 +728,6 @@ class Session:
             method="model state at the out-of-memory error (activations not measured)"), {})
 
     # ------------------------------------------------------------------ results
-    def measured_steps(self) -> int:
-        return len(self.step_s)
-
     def build_steps(self) -> Steps:
         n = len(self.step_s)
         phase_s = {}
