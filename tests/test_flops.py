@@ -151,7 +151,10 @@ def test_cnn_conv_counts_respect_what_needs_grad():
     assert flops.backward == f1 + 2 * f2 + 2 * f3
     assert flops.by_module["0"] == 2 * f1 and flops.by_module["3"] == 3 * f2
     conv_fwd = [o for o in ops if o.op == "aten.convolution" and o.phase == "forward"]
-    assert conv_fwd and conv_fwd[0].count == 2
+    # one row per shape: the two convolutions, with their input, weight, bias and output shapes
+    assert sorted((o.count, o.shapes[0], o.out_shapes[0]) for o in conv_fwd) == [
+        (1, [4, 3, 16, 16], [4, 8, 16, 16]), (1, [4, 8, 8, 8], [4, 16, 8, 8])]
+    assert all(o.attrs == {"groups": 1, "transposed": False} for o in conv_fwd)
 
 
 def test_op_rows_bytes_and_views():
@@ -161,9 +164,11 @@ def test_op_rows_bytes_and_views():
     fp.start()
     lin(x).sum().backward()
     flops, ops = fp.stop()
-    rows = {(o.op, o.dtype, o.phase): o for o in ops}
-    assert len(rows) == len(ops)                                  # one row per key
+    real = [o for o in ops if o.autocast != "cast"]           # the rest are casts autocast would add
+    rows = {(o.op, o.dtype, o.phase): o for o in real}
+    assert len(rows) == len(real)                             # one row per op, dtype, phase and shapes here
     mm = rows[("aten.mm", "float32", "forward")]
+    assert (mm.shapes, mm.out_shapes, mm.fixed) == ([[2, 8], [8, 4]], [[2, 4]], [1])   # W^T is the parameter
     assert (mm.count, mm.flops) == (1, 2 * 2 * 8 * 4)
     assert mm.bytes_read == 2 * 8 * 4 + 8 * 4 * 4                 # x and W^T (a view of W)
     assert mm.bytes_written == 2 * 4 * 4

@@ -1,10 +1,15 @@
-"""FLOPs of one training step, by phase, module and aten op, and the per-op roofline inputs.
+"""FLOPs of one training step, by phase, module and aten op, and the op list the cost model reads.
 
 ``FlopPass`` wraps ``torch.utils.flop_counter.FlopCounterMode`` (it counts the real
 backward, not "2x forward", and attributes work to modules through its module tracker)
 and nests a second dispatch mode under it that records, for every aten kernel that runs,
-its dtype, phase, FLOPs (the same formulas) and the bytes it reads and writes: the
-``OpCost`` list a roofline needs to project the step onto another GPU.
+its dtype, phase, FLOPs (the same formulas), input and output shapes, the module it ran in
+and the bytes it reads and writes: the ``OpCost`` list the cost model (``ccprof.hardware``)
+needs to cost the step on another GPU. Three things a CPU run cannot show are recorded from
+its dataflow: how each op would run under CUDA autocast (a virtual 16-bit tag follows every
+tensor through the step, with the casts autocast would add; ``autocast_ops``), which forward
+work backward recomputes (activation checkpointing), and the bytes torch.compile's fusion of
+the non-matmul ops between two matmuls would still move (``FlopPass.fusion``).
 
 FlopCounterMode misses some attention kernels; ``EXTRA_FLOP_FORMULAS`` adds them (on CPU,
 ``F.scaled_dot_product_attention`` runs ``aten._scaled_dot_product_flash_attention_for_cpu``,
@@ -42,6 +47,9 @@ from torch.utils.flop_counter import (
 )
 from torch.utils.module_tracker import ModuleTracker
 
+from torch.utils.weak import WeakIdKeyDictionary
+
+from ccprof.profiler.autocast_ops import autocast_class
 from ccprof.profiler.profile import Flops, OpCost
 
 __all__ = [
@@ -114,6 +122,53 @@ def _flash_forward_inplace_flop(out, query, key, value, cum_seq_q, cum_seq_k, ma
                                 *args, out_val=None, **kwargs) -> int:
     """Same kernel as ``aten._flash_attention_forward`` writing into ``out``; (b, s, h, d) layout."""
     return _flash_attention_forward_flop(query, key, value, cum_seq_q, cum_seq_k, max_q, max_k)
+
+
+_LOW = (torch.bfloat16, torch.float16)
+_GAP_PHASES = ("forward", "backward")
+
+
+def _base(name: str) -> str:
+    """``"aten.addmm"`` -> ``"addmm"``."""
+    return name.split(".", 1)[1] if name.startswith("aten.") else name
+
+
+def scope_of(parents: Any) -> str:
+    """The module an op ran in, for grouping: the outermost module with a block index in its
+    path (``transformer.h.3.attn`` -> ``transformer.h.*``), else the deepest module, cut at two
+    components. ``parents`` are ModuleTracker names ("Global" and the root "" are ignored)."""
+    names = [n for n in parents if n and n != "Global"]
+    numbered = [n for n in names if any(part.isdigit() for part in n.split("."))]
+    if numbered:
+        name = min(numbered, key=lambda n: (n.count("."), n))
+        parts = name.split(".")
+        cut = next(i for i, part in enumerate(parts) if part.isdigit())
+        return ".".join(parts[:cut] + ["*"])
+    if not names:
+        return ""
+    deepest = max(names, key=lambda n: (n.count("."), n))
+    return ".".join(deepest.split(".")[:2])
+
+
+def _schema_attrs(func: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """The non-tensor arguments the cost model reads: conv ``groups``/``transposed``, attention ``causal``."""
+    out: dict[str, Any] = {}
+    try:
+        arguments = func._schema.arguments
+    except AttributeError:
+        return out
+    for i, a in enumerate(arguments):
+        if a.name not in ("groups", "transposed", "is_causal"):
+            continue
+        if a.name in kwargs:
+            val = kwargs[a.name]
+        elif i < len(args):
+            val = args[i]
+        else:
+            val = a.default_value if a.has_default_value() else None
+        if isinstance(val, (bool, int)):
+            out["causal" if a.name == "is_causal" else a.name] = val
+    return out
 
 
 def op_name(func: Any) -> str:
@@ -242,6 +297,19 @@ class FlopPass:
         self.forward_by_module: dict[str, int] = {}
         self._fwd_by_module: dict[str, int] = defaultdict(int)
         self._errors: list[str] = []
+        self._param_ids: set[int] = set()
+        self._param_shapes: set[tuple[int, ...]] = set()
+        self._info: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self._param_copies: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self._cast_seen: set[int] = set()
+        self._gaps: dict[tuple[str, int], list[int]] = {}
+        self._gap_index: dict[str, int] = {}
+        self._gap_open: dict[str, bool] = {}
+        self._recompute_depth = 0
+        self._hooks: list[Any] = []
+        self.fusion: dict[str, dict[str, int]] = {}
+        self.module_calls = 0
+        self._recompute_flops = 0
 
     # -- driving ------------------------------------------------------------------------
     def start(self) -> None:
@@ -250,6 +318,20 @@ class FlopPass:
             raise RuntimeError("FlopPass.start() called twice without stop()")
         self._ops, self._by_phase, self._fwd_by_module = {}, defaultdict(int), defaultdict(int)
         self._errors, self._phase = [], None
+        params = [p for root in self.roots.values() for p in root.parameters()]
+        self._param_ids = {id(p) for p in params}
+        self._param_shapes = set()
+        for p in params:
+            shape = tuple(p.shape)
+            self._param_shapes.add(shape)
+            if len(shape) == 2:
+                self._param_shapes.add(shape[::-1])
+        self._info, self._cast_seen = WeakIdKeyDictionary(), set()
+        self._param_copies = WeakIdKeyDictionary()
+        self._gaps, self._gap_index, self._gap_open = {}, {}, {}
+        self._recompute_depth, self.module_calls, self._recompute_flops = 0, 0, 0
+        self._hooks = [register_module_forward_pre_hook(self._on_module_pre),
+                       register_module_forward_hook(self._on_module_post)]
         counter = FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS)
         counter.mod_tracker = _NamedModuleTracker(self._names)
         self._op_mode = _OpCostMode(self)
@@ -272,6 +354,9 @@ class FlopPass:
             raise RuntimeError("FlopPass.stop() called before start()")
         counter, op_mode = self._counter, self._op_mode
         self._counter = self._op_mode = None
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
         try:
             counter.__exit__(None, None, None)
         finally:
@@ -282,19 +367,26 @@ class FlopPass:
                      if name in self._known}
         by_op = {op_name(k): int(v) for k, v in counts.get("Global", {}).items() if v}
         self.forward_by_module = {k: int(v) for k, v in self._fwd_by_module.items() if v}
+        recompute = min(int(self._recompute_flops), per_step)
         flops = Flops(
             per_step=per_step,
             forward=int(self._by_phase.get("forward", 0)),
             backward=int(self._by_phase.get("backward", 0)),
+            model_per_step=per_step - recompute,
+            recompute=recompute,
             by_module={k: v for k, v in sorted(by_module.items()) if v},
             by_op=dict(sorted(by_op.items(), key=lambda kv: -kv[1])),
         )
         ops = [
-            OpCost(op=op, dtype=dtype, phase=phase, count=c, flops=f,
-                   bytes_read=r, bytes_written=w)
-            for (op, dtype, phase), (c, f, r, w) in self._ops.items()
+            OpCost(op=op, dtype=dtype, phase=phase, count=row[0], flops=row[1],
+                   bytes_read=row[2], bytes_written=row[3], shapes=[list(x) for x in shapes],
+                   out_shapes=[list(x) for x in out_shapes], fixed=list(fixed), scope=scope,
+                   attrs=dict(attrs), autocast=amp, autocast_bytes=row[4], recompute=recomputed)
+            for (op, dtype, phase, shapes, out_shapes, fixed, scope, attrs, amp, recomputed), row
+            in self._ops.items()
         ]
         ops.sort(key=lambda o: (-o.flops, -(o.bytes_read + o.bytes_written), o.op))
+        self.fusion = self._fusion_summary()
         return flops, ops
 
     @property
@@ -308,13 +400,43 @@ class FlopPass:
             return "backward"
         return self._phase or "forward"
 
+    def _on_module_pre(self, module, args) -> None:
+        self.module_calls += 1
+        if torch._C._current_graph_task_id() != -1:
+            self._recompute_depth += 1      # a module's forward inside backward: recomputation
+
+    def _on_module_post(self, module, args, output) -> None:
+        if self._recompute_depth and torch._C._current_graph_task_id() != -1:
+            self._recompute_depth -= 1
+
+    def _tinfo(self, t: torch.Tensor) -> list | None:
+        """[would-be-16-bit, gap key, bytes, escaped] of a tensor produced in this step (or its view's base)."""
+        info = self._info.get(t)
+        if info is None and t._base is not None:
+            info = self._info.get(t._base)
+        return info
+
+    def _is_param(self, t: torch.Tensor) -> bool:
+        """A parameter, a view of one, or a dtype copy of one (autocast's weight casts)."""
+        for x in (t, t._base):
+            if x is not None and (id(x) in self._param_ids or x in self._param_copies):
+                return True
+        return False
+
     def _record(self, func, args, kwargs, out) -> None:
         outputs = _tensors(out)
         if not outputs:
             return                                  # metadata queries, scalars
         inputs = _tensors((args, kwargs))
         if func.is_view or (not func._schema.is_mutable and _aliases_only(inputs, outputs)):
-            return                                  # views move no data and launch nothing
+            # views move no data and launch nothing, but their outputs carry the input's tags
+            # (``_unsafe_view`` and ``alias`` return tensors that are not autograd views)
+            src = self._tinfo(inputs[0]) if inputs else None
+            if src is not None:
+                for t in outputs:
+                    if self._info.get(t) is None:
+                        self._info[t] = src
+            return
         counter = self._counter
         registry = counter.flop_registry if counter is not None else {}
         packet = func._overloadpacket
@@ -322,20 +444,186 @@ class FlopPass:
         if packet in registry:
             flops = int(registry[packet](*args, **kwargs, out_val=out))
         phase = self._current_phase()
-        key = (op_name(func), _dtype_of(inputs, outputs), phase)
+        name = op_name(func)
+        recompute = phase == "backward" and self._recompute_depth > 0
+        if recompute:
+            self._recompute_flops += flops
+        if name in ("aten._to_copy", "aten.clone", "aten.contiguous") and inputs and self._is_param(inputs[0]):
+            for t in outputs:
+                self._param_copies[t] = True
+        amp, amp_bytes = self._autocast(name, func, phase, inputs, outputs)
+        self._track_gap(name, phase, inputs, outputs)
+        parents = counter.mod_tracker.parents if counter is not None else ()
+        fixed = self._fixed(phase, inputs, outputs)
+        key = (name, _dtype_of(inputs, outputs), phase,
+               tuple(tuple(t.shape) for t in inputs), tuple(tuple(t.shape) for t in outputs),
+               fixed, scope_of(parents), tuple(sorted(_schema_attrs(func, args, kwargs).items())),
+               amp, recompute)
         row = self._ops.get(key)
         if row is None:
-            row = self._ops[key] = [0, 0, 0, 0]
+            row = self._ops[key] = [0, 0, 0, 0, 0]
         row[0] += 1
         row[1] += flops
         row[2] += sum(_tensor_bytes(t) for t in inputs)
         row[3] += sum(_tensor_bytes(t) for t in outputs)
+        row[4] += amp_bytes
         if flops:
             self._by_phase[phase] += flops
             if phase == "forward" and counter is not None:
-                for name in counter.mod_tracker.parents:
-                    if name in self._known:
-                        self._fwd_by_module[name] += flops
+                for mod in counter.mod_tracker.parents:
+                    if mod in self._known:
+                        self._fwd_by_module[mod] += flops
+
+    def _fixed(self, phase: str, inputs: list, outputs: list) -> tuple[int, ...]:
+        """Indices (inputs, then outputs) of tensors that do not grow with the batch: parameters
+        (and views or copies of them), every tensor of the optimizer step, and backward outputs
+        of a parameter's shape (weight gradients; an activation gradient of the same shape is
+        taken for one too, which only tiny models meet)."""
+        fixed = []
+        n_in = len(inputs)
+        for i, t in enumerate((*inputs, *outputs)):
+            if t.dim() == 0:
+                continue
+            if phase == "optimizer" or self._is_param(t) or (
+                    phase != "forward" and i >= n_in and tuple(t.shape) in self._param_shapes):
+                fixed.append(i)
+        return tuple(fixed)
+
+    # -- autocast: how the op would run under torch.autocast("cuda") ----------------------
+    def _low(self, t: torch.Tensor) -> bool:
+        info = self._tinfo(t)
+        return info[0] if info is not None else t.dtype in _LOW
+
+    def _autocast(self, name: str, func, phase: str, inputs: list, outputs: list) -> tuple[str, int]:
+        """(class, bytes moved) of the op under autocast; records the casts autocast would add.
+
+        Forward ops on autocast's lower-precision list compute in 16-bit and get a 16-bit copy
+        of each fp32 input (parameters once per step: autocast caches their casts); ops on its
+        fp32 list get an fp32 copy of 16-bit inputs; the rest follow their inputs (type
+        promotion: any fp32 operand of more than 0 dimensions makes the result fp32). Each
+        cast of a tensor that needs a gradient has a backward cast the other way.
+        """
+        floats = [t for t in inputs if t.is_floating_point() and t.dim() > 0]
+        if phase in ("forward", "backward"):
+            cls = autocast_class(_base(name), phase == "backward")
+        else:
+            cls = "promote"
+        if name in ("aten._to_copy", "aten.copy_", "aten.to"):
+            cls = "explicit"                          # an explicit dtype is not autocast's to change
+        if cls == "lower":
+            out_low = True
+            if phase == "forward":
+                for t in floats:
+                    if not self._low(t):
+                        self._add_cast(t, to_low=True)
+        elif cls == "fp32":
+            out_low = False
+            if phase == "forward":
+                for t in floats:
+                    if self._low(t):
+                        self._add_cast(t, to_low=False)
+        elif cls == "explicit" or not floats:
+            out_low = None                            # the output's own dtype decides
+        elif func._schema.is_mutable and inputs:
+            out_low = self._low(inputs[0])            # in place: the mutated tensor keeps its dtype
+        else:
+            out_low = all(self._low(t) for t in floats)
+        nbytes = 0
+        for t in inputs:
+            if not t.is_floating_point():
+                low = False
+            elif cls in ("lower", "fp32"):
+                low = cls == "lower"                  # reads the copy autocast made
+            else:
+                low = self._low(t)
+            nbytes += _virtual_bytes(t, low)
+        for t in outputs:
+            low = (t.dtype in _LOW) if out_low is None or not t.is_floating_point() else out_low
+            nbytes += _virtual_bytes(t, low)
+            info = self._info.get(t)
+            if info is None:
+                self._info[t] = [low, None, _tensor_bytes(t), False]
+            else:
+                info[0] = low
+        computes_low = out_low if out_low is not None else any(t.dtype in _LOW for t in outputs)
+        return ("low" if computes_low else "fp32"), nbytes
+
+    def _add_cast(self, t: torch.Tensor, to_low: bool) -> None:
+        """Record the dtype copy autocast would add for ``t`` (and its backward twin)."""
+        if self._is_param(t):
+            if id(t) in self._cast_seen or (t._base is not None and id(t._base) in self._cast_seen):
+                return
+            self._cast_seen.add(id(t._base if t._base is not None else t))
+        n = t.numel()
+        src, dst = (4, 2) if to_low else (2, 4)
+        rows = [("forward", n * src, n * dst)]
+        if t.requires_grad:
+            rows.append(("backward", n * dst, n * src))
+        for phase, read, written in rows:
+            key = ("aten._to_copy", "float32" if to_low == (phase == "forward") else "bfloat16", phase,
+                   (tuple(t.shape),), (tuple(t.shape),), (0, 1) if self._is_param(t) else (), "", (),
+                   "cast", False)
+            row = self._ops.get(key)
+            if row is None:
+                row = self._ops[key] = [0, 0, 0, 0, 0]
+            row[0] += 1
+            row[4] += read + written
+
+    # -- fusion gaps: what torch.compile would fuse -----------------------------------------
+    def _track_gap(self, name: str, phase: str, inputs: list, outputs: list) -> None:
+        """Group the non-matmul ops between two matmuls of a phase, with the bytes entering and
+        leaving each group (a tensor leaves when a later op outside the group reads it)."""
+        delimiter = autocast_class(_base(name), phase == "backward") == "lower"
+        for ph in _GAP_PHASES:                     # a phase change ends the other phases' gaps
+            if ph != phase:
+                self._gap_open[ph] = False
+        for t in inputs:
+            info = self._tinfo(t)
+            if info is not None and info[1] is not None and not info[3]:
+                here = self._gap_open.get(phase) and info[1] == (phase, self._gap_index.get(phase, 0))
+                if not here or delimiter:
+                    info[3] = True
+                    self._gaps[info[1]][3] += info[2]
+        if phase not in _GAP_PHASES or delimiter:
+            self._gap_open[phase] = False
+            return
+        if not self._gap_open.get(phase):
+            self._gap_index[phase] = self._gap_index.get(phase, 0) + 1
+            self._gap_open[phase] = True
+        gap = (phase, self._gap_index[phase])
+        row = self._gaps.setdefault(gap, [0, 0, 0, 0])   # ops, bytes, bytes in, bytes out
+        row[0] += 1
+        row[1] += sum(_tensor_bytes(t) for t in (*inputs, *outputs))
+        for t in inputs:
+            info = self._tinfo(t)
+            if info is None or info[1] != gap:
+                row[2] += _tensor_bytes(t)
+        for t in outputs:
+            info = self._info.get(t)
+            if info is not None:
+                info[1], info[2], info[3] = gap, _tensor_bytes(t), False
+
+    def _fusion_summary(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for (phase, _), (ops, nbytes, bytes_in, bytes_out) in self._gaps.items():
+            d = out.setdefault(phase, {"gaps": 0, "ops": 0, "bytes": 0, "fused_bytes": 0})
+            d["gaps"] += 1
+            d["ops"] += ops
+            d["bytes"] += nbytes
+            d["fused_bytes"] += min(nbytes, bytes_in + bytes_out)
+        return out
+
+
+def _virtual_bytes(t: torch.Tensor, low: bool) -> int:
+    """Bytes of ``t`` as it would be under autocast: 2 per element when 16-bit, else its own size."""
+    if not t.is_floating_point():
+        return _tensor_bytes(t)
+    size = 2 if low else 8 if t.dtype == torch.float64 else 4
+    try:
+        elems = min(t.numel(), t.untyped_storage().nbytes() // max(t.element_size(), 1))
+    except (RuntimeError, NotImplementedError, TypeError):
+        elems = t.numel()
+    return elems * size
 
 
 def _aliases_only(inputs: list[torch.Tensor], outputs: list[torch.Tensor]) -> bool:

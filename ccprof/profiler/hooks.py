@@ -27,6 +27,7 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
+from ccprof.profiler.host import measure_host
 from ccprof.profiler.profile import (
     DataInfo, Device, Finding, Memory, Precision, Profile, Steps,
 )
@@ -35,6 +36,10 @@ __all__ = ["StopProfiling", "Session", "PHASES"]
 
 PHASES = ("data", "forward", "backward", "optimizer", "other")
 MAX_FINGERPRINTS = 4096     # sampled examples kept for duplicate detection
+# With DataLoader workers, a wait above this share of the step means they are behind (their
+# rate sets the step); below it the batch time is probed in the main process.
+DATA_BOUND_FRAC = 0.05
+PROBE_BUDGET_S = 2.0         # at most this long fetching samples for the batch-time probe
 MAX_SHAPES = 8
 PROBE_PARAMS, PROBE_ELEMENTS = 4, 4096   # what is compared to see a hand-written update
 
@@ -190,6 +195,12 @@ class Session:
         self._probe: list[tuple[torch.Tensor, int, torch.Tensor]] = []
         self._cur_samples_in_opt: tuple[int, int] | None = None
         self._data_wait_s = 0.0
+        self.batches_per_step: list[int] = []
+        self._cur_batches = 0
+        self.batch_bytes: int | None = None
+        self._train_loader: weakref.ref | None = None
+        self.fusion: dict[str, dict[str, int]] = {}
+        self.module_calls_per_step = 0
         self._nvml = None
         self.gpu_info = None
         self.gpu_reason: dict[str, str] = {}
@@ -457,6 +468,7 @@ class Session:
                 session._data_wait_s += time.perf_counter() - t0
                 if session._step_t0 is not None:
                     session._set_phase(prev, sync=False)
+            session._cur_batches += 1
             session._on_batch(it, batch)
             return batch
 
@@ -486,6 +498,10 @@ class Session:
             self.loader_info = info
         if not self.batch_shapes:
             self.batch_shapes = _describe_batch(batch)
+        if self.batch_bytes is None:
+            self.batch_bytes = _batch_bytes(batch)
+        if loader is not None and self._step_t0 is not None:
+            self._train_loader = weakref.ref(loader)
         if self._timed_step() or len(self.fingerprints) >= MAX_FINGERPRINTS:
             return      # hashing costs time: only in warm-up and pass steps
         t = _first_tensor(batch)
@@ -582,6 +598,7 @@ class Session:
             self.step_s.append(step_s)
             self.phase_totals.append(dict(self._cur_phase))
             self.micro_batches.append(self._cur_micro)
+            self.batches_per_step.append(self._cur_batches)
             if not self._cur_samples and self._cur_samples_in_opt:
                 self._cur_samples, self._cur_tokens = self._cur_samples_in_opt
             self.samples.append(self._cur_samples)
@@ -597,6 +614,7 @@ class Session:
                 pass
         self.step_losses = []
         self._cur_micro = 0
+        self._cur_batches = 0
         self._cur_samples = 0
         self._cur_tokens = 0
         self._cur_samples_in_opt = None
@@ -686,6 +704,8 @@ class Session:
         if name == "flops":
             self.flops_result = result
             self.forward_flops_by_module = dict(getattr(p, "forward_by_module", {}) or {})
+            self.fusion = dict(getattr(p, "fusion", {}) or {})
+            self.module_calls_per_step = int(getattr(p, "module_calls", 0) or 0)
             for err in getattr(p, "errors", []) or []:
                 self.findings.append(Finding("flop_count", f"FLOP bookkeeping: {err}"))
         else:
@@ -767,6 +787,8 @@ class Session:
         shapes = self.batch_shapes
         if not shapes and self.example_input is not None:
             shapes = _describe_batch(list(self.example_input[0]) + list(self.example_input[1].values()))
+        bps = (sum(self.batches_per_step) / len(self.batches_per_step)) if self.batches_per_step else None
+        batch_s, batch_how = self._batch_time(bps, info.get("num_workers"), wait)
         return DataInfo(
             batch_size=batch_size, shapes=shapes,
             num_workers=info.get("num_workers"), pin_memory=info.get("pin_memory"),
@@ -774,7 +796,31 @@ class Session:
             steps_per_epoch=info.get("steps_per_epoch"), wait_frac=wait,
             fingerprints=fps[:512], duplicate_frac=dup, duplicate_scope="sampled",
             token_inputs=token_inputs, seq_len=seq_len, dataloader_seen=bool(self.loaders),
+            batch_s=batch_s, batch_s_method=batch_how, batches_per_step=bps, batch_bytes=self.batch_bytes,
         )
+
+    def _batch_time(self, bps: float | None, workers: int | None, wait_frac: float | None
+                    ) -> tuple[float | None, str | None]:
+        """Seconds to make one batch in one process, and how it was found (see DataInfo.batch_s)."""
+        if not bps or not self.step_s or not self.phase_totals:
+            return None, None
+        n = len(self.step_s)
+        wait_s = sum(d["data"] for d in self.phase_totals) / n
+        step = sum(self.step_s) / n
+        if not workers:
+            return wait_s / bps, "measured wait (num_workers=0): the main process makes each batch"
+        if wait_frac is not None and wait_frac >= DATA_BOUND_FRAC:
+            # workers are behind: they deliver bps batches per step, w at a time
+            return workers * step / bps, (f"the {workers} workers were behind (wait {wait_frac:.0%} of the step): "
+                                          "batch time = workers x step / batches per step")
+        return self._probe_batch_time()
+
+    def _probe_batch_time(self) -> tuple[float | None, str | None]:
+        """Time one batch made in this process from the training loader's dataset (its RNG restored)."""
+        loader = self._train_loader() if self._train_loader is not None else None
+        if loader is None:
+            return None, "unknown: the workers hid the wait and no training loader was kept to probe"
+        return probe_batch_s(loader)
 
     def build_precision(self) -> Precision:
         dtypes: Counter[str] = Counter()
@@ -787,6 +833,7 @@ class Session:
             tf32_matmul=bool(torch.backends.cuda.matmul.allow_tf32),
             tf32_cudnn=bool(torch.backends.cudnn.allow_tf32) and self.device_type == "cuda",
             float32_matmul_precision=torch.get_float32_matmul_precision(),
+            cudnn_allow_tf32=bool(torch.backends.cudnn.allow_tf32),
             param_dtype=dtypes.most_common(1)[0][0] if dtypes else "float32",
         )
 
@@ -871,7 +918,8 @@ class Session:
             device=self.build_device(), steps=self.build_steps(), data=self.build_data(),
             precision=self.build_precision(), optimizer=opt, ops=ops or [],
             findings=list(self.findings), counters=dict(self.counters), reasons=reasons,
-            gpu=self.gpu_info,
+            gpu=self.gpu_info, fusion=dict(self.fusion),
+            host=measure_host(self.module_calls_per_step),
         )
         if model is not None:
             kwargs["model"] = model
@@ -885,6 +933,61 @@ class Session:
             reasons.setdefault("flops", "the FLOP step was not reached")
         kwargs.update(sections)
         return Profile(**kwargs)
+
+
+def _batch_bytes(batch: Any) -> int:
+    """Bytes of every tensor in a batch (what a host-to-device copy moves)."""
+    from torch.utils._pytree import tree_flatten
+
+    leaves, _ = tree_flatten(batch)
+    return int(sum(t.numel() * t.element_size() for t in leaves if isinstance(t, torch.Tensor)))
+
+
+def probe_batch_s(loader: Any, budget_s: float = PROBE_BUDGET_S) -> tuple[float | None, str]:
+    """Seconds to make one batch of ``loader`` in this process: fetch samples of its map-style
+    dataset through its ``collate_fn`` until a batch or ``budget_s``, and scale to the batch size.
+
+    The global RNGs (torch, Python, NumPy) are restored afterwards, so the user's random stream
+    is untouched. An iterable dataset cannot be indexed: (None, why).
+    """
+    import random
+
+    ds = getattr(loader, "dataset", None)
+    bs = getattr(loader, "batch_size", None) or 1
+    collate = getattr(loader, "collate_fn", None)
+    if ds is None or not hasattr(ds, "__getitem__") or isinstance(ds, torch.utils.data.IterableDataset):
+        return None, "unknown: the workers hid the wait and the dataset cannot be indexed to probe"
+    try:
+        n = len(ds)
+    except TypeError:
+        return None, "unknown: the workers hid the wait and the dataset has no length to probe"
+    py_state = random.getstate()
+    try:
+        import numpy as np
+        np_state = np.random.get_state()
+    except ImportError:  # pragma: no cover - numpy comes with torch
+        np, np_state = None, None
+    fetched = []
+    try:
+        with torch.random.fork_rng(devices=[]):
+            t0 = time.perf_counter()
+            for i in range(min(bs, n)):
+                fetched.append(ds[i])
+                if time.perf_counter() - t0 > budget_s:
+                    break
+            if collate is not None and fetched:
+                collate(fetched)
+            took = time.perf_counter() - t0
+    except Exception as exc:  # the probe must never break the profile
+        return None, f"unknown: probing the dataset failed ({type(exc).__name__}: {exc})"
+    finally:
+        random.setstate(py_state)
+        if np is not None:
+            np.random.set_state(np_state)
+    if not fetched:
+        return None, "unknown: the dataset is empty"
+    per_batch = took / len(fetched) * bs
+    return per_batch, f"probe: {len(fetched)} sample(s) fetched and collated in the main process"
 
 
 # Loss modules and containers are called at depth 0 in most loops but are not the model.

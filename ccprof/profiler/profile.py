@@ -24,7 +24,7 @@ SCHEMA = "ccprof.profile/1"
 __all__ = [
     "SCHEMA", "Profile", "Device", "ModuleStat", "RepeatedBlock", "Embedding", "ModelInfo",
     "OptimizerInfo", "OptimizerSection", "Steps", "OpCost", "Flops", "Memory", "DataInfo",
-    "Precision", "GpuSample", "GpuInfo", "StaticFacts", "Environment", "Finding",
+    "Precision", "GpuSample", "GpuInfo", "HostInfo", "StaticFacts", "Environment", "Finding",
     "ErrorInfo", "GpuProjection", "Cost",
 ]
 
@@ -126,7 +126,19 @@ class Steps:
 
 @dataclass(frozen=True)
 class OpCost:
-    """One aten op over one step: what the roofline needs to project it elsewhere."""
+    """One aten op of one step, grouped by shapes: what the cost model needs to cost it elsewhere.
+
+    ``count`` calls with the same op, dtype, phase, shapes and scope are one row; ``flops`` and
+    the bytes are totals over those calls. ``shapes`` / ``out_shapes`` are the input and output
+    tensor shapes of one call, in argument order (a 0-dim tensor is ``[]``). ``fixed`` indexes
+    ``shapes + out_shapes`` for tensors with a parameter's shape (they do not grow with the
+    batch). ``scope`` is the module the op ran in, with block indices as ``*``
+    (``transformer.h.*``). ``attrs`` holds the few non-tensor arguments the cost model needs
+    (convolution ``groups``/``transposed``, attention ``causal``). ``autocast`` says how the op
+    would run under CUDA autocast: ``"low"`` (16-bit), ``"fp32"``, ``"cast"`` (a dtype copy
+    autocast would add) or ``""`` (not recorded); ``autocast_bytes`` is what it would move then.
+    ``recompute`` marks forward work re-run inside backward (activation checkpointing).
+    """
     op: str
     dtype: str = "float32"
     count: int = 0
@@ -134,13 +146,29 @@ class OpCost:
     bytes_read: int = 0
     bytes_written: int = 0
     phase: str = "forward"                  # forward | backward | optimizer | other
+    shapes: list[list[int]] = field(default_factory=list)
+    out_shapes: list[list[int]] = field(default_factory=list)
+    fixed: list[int] = field(default_factory=list)
+    scope: str = ""
+    attrs: dict[str, Any] = field(default_factory=dict)
+    autocast: str = ""
+    autocast_bytes: int = 0
+    recompute: bool = False
+
+    @property
+    def bytes(self) -> int:
+        return self.bytes_read + self.bytes_written
 
 
 @dataclass(frozen=True)
 class Flops:
+    """FLOPs of one step. ``per_step`` is what executed (HFU counts it); ``model_per_step`` leaves
+    out forward work recomputed in backward (PaLM's MFU definition); ``recompute`` is the difference."""
     per_step: int = 0
     forward: int = 0
     backward: int = 0
+    model_per_step: int = 0
+    recompute: int = 0
     by_module: dict[str, int] = field(default_factory=dict)
     by_op: dict[str, int] = field(default_factory=dict)
     method: str = "torch.utils.flop_counter.FlopCounterMode"
@@ -179,6 +207,13 @@ class DataInfo:
     token_inputs: bool = False
     seq_len: int | None = None
     dataloader_seen: bool = False
+    # Host time to produce one batch in one process (the work DataLoader workers share), and
+    # how it was found: "measured wait (num_workers=0)", "wait and step (workers behind)",
+    # "probe: N samples fetched in the main process", or None when unknown.
+    batch_s: float | None = None
+    batch_s_method: str | None = None
+    batches_per_step: float | None = None
+    batch_bytes: int | None = None          # bytes of one batch's tensors (host-to-device copy)
     scan: dict[str, Any] | None = None      # --scan-data: advisors.data_scan.scan_dataset's result
 
 
@@ -188,8 +223,9 @@ class Precision:
     autocast_dtype: str | None = None
     grad_scaler: bool = False
     tf32_matmul: bool = False
-    tf32_cudnn: bool = False
+    tf32_cudnn: bool = False                # TF32 convolutions in effect (only on CUDA)
     float32_matmul_precision: str = "highest"
+    cudnn_allow_tf32: bool | None = None    # torch.backends.cudnn.allow_tf32 as the script left it
     param_dtype: str = "float32"            # dtype holding most parameters
 
 
@@ -210,6 +246,20 @@ class GpuInfo:
     mean_power_w: float | None = None
     energy_j_per_step: float | None = None
     source: str = "nvml"
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """What the profiling host's CPU costs per launched op: the host side of a GPU step.
+
+    ``dispatch_s`` is PyTorch's dispatch of one small aten op on this host (timed on tiny
+    tensors, so it is nearly all host work); ``module_call_s`` the extra cost of running it
+    inside an ``nn.Module.__call__``; ``module_calls_per_step`` is counted in the FLOP step.
+    """
+    dispatch_s: float = 0.0
+    module_call_s: float = 0.0
+    module_calls_per_step: int = 0
+    method: str = ""
 
 
 @dataclass(frozen=True)
@@ -279,8 +329,13 @@ class GpuProjection:
     fits: bool = False
     mfu: float | None = None
     measured_step_s: float | None = None    # only for the GPU the profile ran on
-    method: str = "roofline"                # "roofline" | "measured" | "habitat"
+    method: str = "cost_model"              # "cost_model" | "measured" | "calibrated" | "flops_only"
     detail: dict[str, Any] = field(default_factory=dict)
+    # seconds by phase (data, forward, backward, optimizer, other), summing to step_s; each phase
+    # is the larger of its device time and its host time (see ccprof.hardware.step)
+    phase_s: dict[str, float] = field(default_factory=dict)
+    phase_s_bf16: dict[str, float] = field(default_factory=dict)
+    hfu: float | None = None                # executed FLOPs / step / peak
 
 
 @dataclass(frozen=True)
@@ -320,6 +375,10 @@ class Profile:
     data: DataInfo = field(default_factory=DataInfo)
     precision: Precision = field(default_factory=Precision)
     gpu: GpuInfo | None = None
+    host: HostInfo | None = None
+    # torch.compile's fusion opportunity, by phase: non-matmul ops between two matmuls ("gaps"),
+    # their kernel count and bytes, and the bytes each gap reads and writes once when fused
+    fusion: dict[str, dict[str, int]] = field(default_factory=dict)
     static: StaticFacts = field(default_factory=StaticFacts)
     environment: Environment = field(default_factory=Environment)
     findings: list[Finding] = field(default_factory=list)
