@@ -127,8 +127,11 @@ def test_right_size_ranks_by_run_cost_and_time():
 
 
 def _llama_like_ops() -> list[OpCost]:
-    return [OpCost("aten.mm.default", "float32", 42, 3 * 10**9, 6 * 10**6, 2 * 10**6, "forward"),
-            OpCost("aten.mm.default", "float32", 84, 6 * 10**9, 12 * 10**6, 4 * 10**6, "backward"),
+    sq = [[2048, 2048], [2048, 2048]]          # 2 * 2048^3 = 1.7e10 FLOPs a call
+    return [OpCost("aten.mm.default", "float32", 42, 42 * 2 * 2048**3, 42 * 2**25, 42 * 2**24, "forward",
+                   shapes=sq, out_shapes=[[2048, 2048]], autocast="low", autocast_bytes=42 * 3 * 2**23),
+            OpCost("aten.mm.default", "float32", 84, 84 * 2 * 2048**3, 84 * 2**25, 84 * 2**24, "backward",
+                   shapes=sq, out_shapes=[[2048, 2048]], autocast="low", autocast_bytes=84 * 3 * 2**23),
             OpCost("aten.mul.Tensor", "float32", 60, 0, 8 * 10**6, 4 * 10**6, "forward"),
             OpCost("aten._foreach_add_.List", "float32", 2, 0, 4 * 10**6, 2 * 10**6, "optimizer")]
 
@@ -157,16 +160,16 @@ def test_attach_cpu_profile_uses_stated_default_and_round_trips():
 
 def test_attach_gpu_profile_costs_the_gpu_in_use_with_energy():
     prof = _profile(ops=_llama_like_ops(), device=Device(type="cuda", name="NVIDIA H100 80GB HBM3"),
-                    steps=Steps(step_s=[0.02, 0.02], samples_per_step=8),
+                    steps=Steps(step_s=[0.05, 0.05], samples_per_step=8),
                     gpu=GpuInfo(energy_j_per_step=7.0))
     out = attach(prof, catalog=load_catalog(user=False), gpu=None)
     assert out.cost.gpu == "h100-sxm" and out.device.catalog_id == "h100-sxm"
     assert out.cost.detail["gpu_choice"] == "device in use"
-    assert out.cost.step_s == pytest.approx(0.02)                # measured is the truth
-    assert out.cost.usd_per_step == pytest.approx(6.88 * 0.02 / 3600)
+    assert out.cost.step_s == pytest.approx(0.05)                # measured is the truth
+    assert out.cost.usd_per_step == pytest.approx(6.88 * 0.05 / 3600)
     assert out.cost.energy_j_per_step == 7.0
     assert out.projection["h100-sxm"].method == "measured"
-    assert out.projection["l4"].method == "habitat"
+    assert out.projection["l4"].method == "calibrated"           # the model, scaled by H100 measured/modelled
     # L4 has far less bandwidth and compute than the H100: it must come out slower
     assert out.projection["l4"].step_s > out.projection["h100-sxm"].step_s
     # --gpu picks another target; energy is only known for the GPU that measured it

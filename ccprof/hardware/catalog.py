@@ -16,7 +16,9 @@ A user file that only changes a price::
     price_source = "our reserved contract"
     price_date = "2026-12-01"
 
-A new GPU needs at least ``name``, ``memory_gb``, ``bandwidth_gb_s`` and ``tflops.fp32``.
+A new GPU needs at least ``name``, ``memory_gb``, ``bandwidth_gb_s`` and ``tflops.fp32``;
+``sm_count``, ``tdp_w`` and ``process_nm`` make its projected kernel times sharper (wave quantization and the
+power cap of ``ccprof.hardware.kernels``).
 """
 from __future__ import annotations
 
@@ -52,7 +54,7 @@ _REQUIRED_NEW = ("name", "memory_gb", "bandwidth_gb_s")
 _KNOWN_KEYS = {
     "name", "vendor", "arch", "memory_gb", "bandwidth_gb_s", "tflops", "interconnect",
     "interconnect_gb_s", "spec_source", "match", "usd_per_hour", "price_source",
-    "price_date", "unverified", "notes",
+    "price_date", "unverified", "notes", "sm_count", "tdp_w", "process_nm",
 }
 
 
@@ -85,6 +87,12 @@ class GpuSpec:
     unverified: tuple[str, ...] = ()
     notes: str = ""
     origin: str = "built-in"                # "built-in" or the user file that defined/changed it
+    # What the cost model's wave quantization and power cap need (ccprof.hardware.kernels):
+    # streaming multiprocessors (AMD: compute units) and the board power limit. Without them
+    # waves are continuous and fp32 is not power-capped.
+    sm_count: int | None = None
+    tdp_w: float | None = None
+    process_nm: float | None = None         # the die's process node, for the fp32 power cap
 
     @property
     def memory_gb(self) -> float:
@@ -205,6 +213,12 @@ def _merge(old: GpuSpec, entry: dict[str, Any], *, where: str, origin: str, is_n
         changes["memory_bytes"] = int(_positive(entry["memory_gb"], where, "memory_gb") * 1e9)
     if "bandwidth_gb_s" in entry:
         changes["bandwidth_bytes_per_s"] = _positive(entry["bandwidth_gb_s"], where, "bandwidth_gb_s") * 1e9
+    if "sm_count" in entry:
+        changes["sm_count"] = int(_positive(entry["sm_count"], where, "sm_count"))
+    if "tdp_w" in entry:
+        changes["tdp_w"] = _positive(entry["tdp_w"], where, "tdp_w")
+    if "process_nm" in entry:
+        changes["process_nm"] = _positive(entry["process_nm"], where, "process_nm")
     if "interconnect_gb_s" in entry:
         changes["interconnect_bytes_per_s"] = _positive(entry["interconnect_gb_s"], where, "interconnect_gb_s") * 1e9
     if "tflops" in entry:
@@ -297,6 +311,9 @@ def catalog_rows(catalog: dict[str, GpuSpec]) -> list[dict[str, Any]]:
             "interconnect": s.interconnect,
             "interconnect_gb_s": (round(s.interconnect_bytes_per_s / 1e9, 3)
                                   if s.interconnect_bytes_per_s else None),
+            "sm_count": s.sm_count,
+            "tdp_w": s.tdp_w,
+            "process_nm": s.process_nm,
             "usd_per_hour": s.usd_per_hour,
             "price_source": s.price_source,
             "price_date": s.price_date,

@@ -19,7 +19,7 @@ import math
 from typing import Any
 
 from ccprof.hardware.catalog import DEFAULT_GPU, GpuSpec, load_catalog, resolve_gpu
-from ccprof.hardware.roofline import project, source_gpu
+from ccprof.hardware.projection import project, source_gpu
 from ccprof.profiler.profile import Cost, GpuProjection, Profile
 
 __all__ = ["DEFAULT_RUN_STEPS", "HF_DEFAULT_EPOCHS", "NoStepTimeError", "steps_per_epoch", "run_steps",

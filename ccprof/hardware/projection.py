@@ -1,0 +1,218 @@
+"""Step time, bf16 step time, memory fit, MFU and HFU of a profile on every catalog GPU.
+
+Each GPU's step is :func:`ccprof.hardware.step.cost_step` of the profile under the script's own
+policy (what it would run there: ``translate.policy_for``), and again under bf16 autocast (fp16
+on GPUs without bf16 units). Phase times (data, forward, backward, optimizer, other) sum to the
+step and each says whether the device or the host sets it.
+
+When the profile was taken on a catalog GPU, the measured step is the truth for that GPU
+(``method="measured"``), and the model is recalibrated by it: each phase's device time on every
+other GPU is scaled by measured / modelled on the measured GPU (``method="calibrated"``, the
+factors in ``detail["calibration"]``), so a systematic error of the model on this workload does
+not carry over to the others.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import replace
+from typing import Any
+
+from ccprof.hardware import kernels as K
+from ccprof.hardware.catalog import GpuSpec, match_device
+from ccprof.hardware.step import PHASES, StepCost, cost_step
+from ccprof.hardware.translate import Policy, policy_for
+from ccprof.profiler.profile import GpuProjection, Profile
+
+__all__ = ["MEMORY_HEADROOM_FRAC", "CALIBRATION_BOUNDS", "usable_memory_bytes", "fits_memory",
+           "source_gpu", "half_dtype", "compute_peak", "mfu", "project", "step_cost_for"]
+
+# Memory must leave this fraction of the device free to "fit": the CUDA context
+# (~0.3-0.5 GB), cuBLAS/cuDNN workspaces and caching-allocator fragmentation live there.
+# 10% is the PyTorch TensorBoard plugin's threshold (peak memory > 90% -> act; FACTS.md).
+MEMORY_HEADROOM_FRAC = 0.10
+# A measured/modelled ratio outside these bounds says the model does not describe this step
+# (or the measurement was disturbed): the factor is clamped and the detail says so.
+CALIBRATION_BOUNDS = (0.25, 4.0)
+
+
+def usable_memory_bytes(spec: GpuSpec, headroom_frac: float = MEMORY_HEADROOM_FRAC) -> int:
+    """Device memory a job may fill: ``memory_bytes * (1 - headroom_frac)``."""
+    return int(spec.memory_bytes * (1.0 - headroom_frac))
+
+
+def fits_memory(peak_bytes: int, spec: GpuSpec, headroom_frac: float = MEMORY_HEADROOM_FRAC) -> bool:
+    """True when ``peak_bytes`` is within :func:`usable_memory_bytes` (unknown peak, 0, fits)."""
+    return peak_bytes <= usable_memory_bytes(spec, headroom_frac)
+
+
+def source_gpu(profile: Profile, catalog: dict[str, GpuSpec]) -> str | None:
+    """Catalog id of the GPU the profile was measured on, or None (CPU, or not in the catalog)."""
+    if profile.device.type != "cuda":
+        return None
+    if profile.device.catalog_id and profile.device.catalog_id in catalog:
+        return profile.device.catalog_id
+    return match_device(profile.device.name, catalog)
+
+
+def half_dtype(spec: GpuSpec) -> str:
+    """The 16-bit autocast dtype for ``spec``: bfloat16, or float16 where it has no bf16 units."""
+    return "float16" if "bf16" not in spec.peak_flops and "fp16" in spec.peak_flops else "bfloat16"
+
+
+def compute_peak(profile: Profile, spec: GpuSpec, policy: Policy) -> tuple[float, str]:
+    """(peak FLOP/s, key) the step's matmuls run at under ``policy``: MFU is measured against it."""
+    dtype = policy.autocast or profile.precision.param_dtype or "float32"
+    unit = K.math_unit(dtype, spec, tf32=policy.tf32_matmul)
+    key = {"tensor16": "bf16" if dtype == "bfloat16" and "bf16" in spec.peak_flops else "fp16",
+           "tf32": "tf32", "simt": "fp32"}[unit]
+    return K.peak_for(unit, dtype, spec), key
+
+
+def mfu(flops_per_step: float, step_s: float | None, peak_flops: float) -> float | None:
+    """FLOPs utilization: ``flops_per_step / step_s / peak`` (PaLM's MFU with model FLOPs)."""
+    if not step_s or step_s <= 0 or peak_flops <= 0 or flops_per_step <= 0:
+        return None
+    return flops_per_step / step_s / peak_flops
+
+
+def _measured_step_s(profile: Profile) -> float | None:
+    times = [t for t in profile.steps.step_s if t and t > 0]
+    return statistics.median(times) if times else None
+
+
+def _peak_bytes(profile: Profile) -> int:
+    m = profile.memory
+    return max(m.peak_bytes or 0, m.cuda_max_allocated_bytes or 0)
+
+
+def _flops_only_ops(profile: Profile) -> list:
+    """Without per-op records, one synthetic matmul carrying the step's FLOPs (a lower bound)."""
+    from ccprof.profiler.profile import OpCost
+
+    flops = profile.flops.per_step
+    if not flops:
+        return []
+    dtype = profile.precision.autocast_dtype if profile.precision.autocast else (profile.precision.param_dtype or "float32")
+    return [OpCost(op="aten.mm", dtype=dtype or "float32", count=1, flops=flops, phase="forward")]
+
+
+def step_cost_for(profile: Profile, spec: GpuSpec, policy: Policy | None = None, **kw: Any) -> StepCost:
+    """:func:`cost_step` with the flops-only fallback for profiles without op records."""
+    if not profile.ops and "ops" not in kw:
+        kw["ops"] = _flops_only_ops(profile)
+    return cost_step(profile, spec, policy, **kw)
+
+
+def _calibration(profile: Profile, src: StepCost) -> dict[str, Any]:
+    """Per-phase measured/modelled factors on the GPU the profile ran on."""
+    measured = profile.steps.phase_s or {}
+    factors: dict[str, float] = {}
+    clamped: list[str] = []
+    lo, hi = CALIBRATION_BOUNDS
+    for ph in ("forward", "backward", "optimizer"):
+        m, d = measured.get(ph, 0.0) or 0.0, src.phase_s.get(ph, 0.0)
+        if m > 0 and d > 0:
+            f = m / d
+            if not lo <= f <= hi:
+                clamped.append(ph)
+                f = min(max(f, lo), hi)
+            factors[ph] = f
+    step = _measured_step_s(profile) or 0.0
+    out: dict[str, Any] = {"factors": factors, "clamped": clamped}
+    if not factors and step and src.step_s > 0:
+        # no phase times measured: the whole step is scaled (device and host alike)
+        f = step / src.step_s
+        if not lo <= f <= hi:
+            clamped.append("step")
+            f = min(max(f, lo), hi)
+        out["step_factor"] = f
+    # what the calibrated model still cannot explain on the measured GPU (a stall, host work
+    # it does not see) is taken as host time that every GPU pays
+    out["unexplained_s"] = max(0.0, step - sum(_apply(src, out, residual=False).values()))
+    return out
+
+
+def _apply(sc: StepCost, calib: dict[str, Any], *, residual: bool = True) -> dict[str, float]:
+    """Phase times of ``sc`` recalibrated by the measured GPU's factors."""
+    if "step_factor" in calib:
+        phase = {ph: v * calib["step_factor"] for ph, v in sc.phase_s.items()}
+    else:
+        phase = sc.scaled({ph: calib["factors"].get(ph, 1.0) for ph in PHASES}).phase_s
+    if residual and calib.get("unexplained_s"):
+        phase["other"] = phase.get("other", 0.0) + calib["unexplained_s"]
+    return phase
+
+
+def _detail(sc: StepCost, profile: Profile, spec: GpuSpec) -> dict[str, Any]:
+    return {
+        "device_s": sc.device_s, "host_s": sc.host_s, "bound": sc.bound, "launches": sc.launches,
+        "by_class_s": sc.by_class, "policy": sc.policy.describe(), "notes": list(sc.notes), "data": sc.data,
+        "peak_bytes": _peak_bytes(profile), "usable_bytes": usable_memory_bytes(spec),
+        "headroom_frac": MEMORY_HEADROOM_FRAC, "autocast_dtype": half_dtype(spec),
+    }
+
+
+def project(profile: Profile, catalog: dict[str, GpuSpec]) -> dict[str, GpuProjection]:
+    """Project the profile's step time, bf16 step time, memory fit, MFU and HFU onto each GPU.
+
+    Inputs: a Profile (CPU or GPU; ``ops`` preferred, ``flops.per_step`` as a fallback) and a
+    catalog from ``load_catalog``. Output: ``{gpu_id: GpuProjection}`` with ``phase_s`` (and
+    ``phase_s_bf16``) summing to ``step_s``; ``method`` is ``"measured"`` for the GPU the
+    profile ran on, ``"calibrated"`` for the others when that GPU is in the catalog, else
+    ``"cost_model"`` (``"flops_only"`` without op records). ``detail`` carries the device and
+    host seconds by phase, which side bounds each phase, launches, device time by kernel class,
+    the policy, notes, the data-wait reasoning and the memory fit figures.
+
+    Example: ``project(Profile.from_json("profile.json"), load_catalog())["h100-sxm"].step_s``.
+    """
+    peak_bytes = _peak_bytes(profile)
+    method_base = "cost_model" if profile.ops else "flops_only"
+    src = source_gpu(profile, catalog)
+    measured = _measured_step_s(profile) if src else None
+    if src is not None and measured is None:
+        src = None
+    calib: dict[str, Any] | None = None
+    if src is not None:
+        calib = _calibration(profile, step_cost_for(profile, catalog[src]))
+    model_flops = profile.flops.model_per_step or profile.flops.per_step or sum(o.flops for o in profile.ops)
+    exec_flops = profile.flops.per_step or sum(o.flops for o in profile.ops)
+    out: dict[str, GpuProjection] = {}
+    for gid, spec in catalog.items():
+        policy = policy_for(profile, spec)
+        sc = step_cost_for(profile, spec, policy)
+        sc16 = step_cost_for(profile, spec, replace(policy, autocast=half_dtype(spec)))
+        detail = _detail(sc, profile, spec)
+        if peak_bytes <= 0:
+            detail["note"] = "peak memory unknown: fit assumed"
+        if not profile.ops:
+            detail["ops_note"] = ("no per-op records: step time from the FLOPs at the datasheet peak; "
+                                  "a lower bound")
+        measured_here = None
+        method = method_base
+        phase_s, phase16 = dict(sc.phase_s), dict(sc16.phase_s)
+        if src is not None and gid == src:
+            measured_here, method = measured, "measured"
+            detail["model_step_s"] = sc.step_s
+            detail["model_error_frac"] = (sc.step_s - measured) / measured
+            phase_s = {ph: float(profile.steps.phase_s.get(ph, 0.0) or 0.0) for ph in PHASES}
+            if sum(phase_s.values()) <= 0:        # no phase means recorded: split as the model does
+                phase_s = dict(sc.phase_s)
+            total = sum(phase_s.values())
+            if total > 0:                         # the phase means may miss a little glue: scale to the median
+                phase_s = {ph: v * measured / total for ph, v in phase_s.items()}
+            phase16 = _apply(sc16, calib) if calib else phase16
+        elif src is not None and calib is not None:
+            method = "calibrated"
+            detail["calibration"] = {"source_gpu": src, **calib}
+            phase_s, phase16 = _apply(sc, calib), _apply(sc16, calib)
+        step_s = sum(phase_s.values()) or None
+        step16 = sum(phase16.values()) or None
+        peak, key = compute_peak(profile, spec, policy)
+        peak16, key16 = compute_peak(profile, spec, replace(policy, autocast=half_dtype(spec)))
+        detail["compute_key"], detail["compute_key_bf16"] = key, key16
+        detail["mfu_bf16"] = mfu(model_flops, step16, peak16)
+        out[gid] = GpuProjection(
+            step_s=step_s, step_s_bf16=step16, fits=fits_memory(peak_bytes, spec),
+            mfu=mfu(model_flops, step_s, peak), measured_step_s=measured_here, method=method, detail=detail,
+            phase_s=phase_s, phase_s_bf16=phase16, hfu=mfu(exec_flops, step_s, peak))
+    return out

@@ -1,0 +1,209 @@
+"""The one cost model: seconds of a training step on a GPU, phase by phase.
+
+    from ccprof.hardware.step import cost_step
+    sc = cost_step(profile, catalog["h100-sxm"])          # the step as the script would run there
+    sc.phase_s, sc.step_s, sc.bound                         # {"data": ..., "forward": ...}, s, by phase
+
+Every stage that needs seconds asks this module: the projection onto each catalog GPU, every
+advisor's "after" (a tweak changes the policy or the op list, and the step is costed again),
+the plan, verify and the reports. Per phase::
+
+    device_s = sum over the phase's kernels of calls x achieved seconds (ccprof.hardware.kernels)
+    host_s   = dispatches x (this host's measured dispatch + a CUDA launch) + module calls x
+               the measured module-call overhead (forward); the measured loop glue ("other")
+    phase_s  = max(device_s, host_s)          # the host queues kernels ahead; the slower side wins
+
+and the data phase is what the loader makes the GPU wait for (:func:`data_wait_s`): the whole
+batch time with ``num_workers=0``, else what the workers cannot hide behind the step's compute.
+``step_s`` is the sum of the phases.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable
+
+from ccprof.hardware import kernels as K
+from ccprof.hardware.catalog import GpuSpec
+from ccprof.hardware.translate import Kernel, Policy, policy_for, translate
+from ccprof.profiler.profile import OpCost, Profile
+
+__all__ = ["CUDA_LAUNCH_S", "DISPATCH_S_FALLBACK", "MODULE_CALL_S_FALLBACK", "PCIE_BYTES_PER_S", "PHASES",
+           "StepCost", "cost_step", "data_wait_s", "fuse", "host_costs"]
+
+PHASES = ("data", "forward", "backward", "optimizer", "other")
+
+# Host cost of one kernel launch on top of PyTorch's dispatch: cudaLaunchKernel and the CUDA
+# bookkeeping around it take ~3-5 us when launches are pipelined (NVIDIA, "Getting Started
+# with CUDA Graphs", 2019); 4 us is taken. Not measurable on a CPU-only host.
+CUDA_LAUNCH_S = 4e-6
+# Profiles from before ccprof measured the host (no ``profile.host``): a 2020s x86 server core
+# dispatches a small aten op in ~1-3 us (this project's CPUs: ~1 us); 2 us is taken.
+DISPATCH_S_FALLBACK = 2e-6
+MODULE_CALL_S_FALLBACK = 1e-6
+# Host-to-device copy of a batch: PCIe 4.0 x16 is 32 GB/s per direction (PCI-SIG); ~25 GB/s is
+# what pinned copies reach. The copy is taken as not overlapped (the common `x.to(device)`).
+PCIE_BYTES_PER_S = 25e9
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """A step on one GPU: seconds by phase for device and host, the phase times, and notes."""
+    gpu: str
+    policy: Policy
+    device_s: dict[str, float]
+    host_s: dict[str, float]
+    phase_s: dict[str, float]
+    step_s: float
+    launches: int
+    by_class: dict[str, float] = field(default_factory=dict)   # device seconds by kernel class
+    notes: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def bound(self) -> dict[str, str]:
+        """Which side sets each phase: ``device`` or ``host`` (the data phase is ``data``)."""
+        out = {"data": "data"}
+        for ph in PHASES[1:]:
+            out[ph] = "host" if self.host_s.get(ph, 0.0) > self.device_s.get(ph, 0.0) else "device"
+        return out
+
+    @property
+    def compute_s(self) -> float:
+        """The step without its data wait."""
+        return self.step_s - self.phase_s.get("data", 0.0)
+
+    def scaled(self, device_factor: dict[str, float]) -> "StepCost":
+        """The same step with each phase's device time scaled (a measured-GPU recalibration)."""
+        dev = {ph: v * device_factor.get(ph, 1.0) for ph, v in self.device_s.items()}
+        phase = dict(self.phase_s)
+        for ph in PHASES[1:]:
+            phase[ph] = max(dev.get(ph, 0.0), self.host_s.get(ph, 0.0))
+        return replace(self, device_s=dev, phase_s=phase, step_s=sum(phase.values()))
+
+
+def host_costs(profile: Profile) -> tuple[float, float, int, str]:
+    """(dispatch s per op, module-call s, module calls per step, where they came from)."""
+    h = profile.host
+    if h is not None and h.dispatch_s > 0:
+        return h.dispatch_s, h.module_call_s, h.module_calls_per_step, h.method or "measured on the profiling host"
+    calls = profile.counters.get("module_calls_per_step", 0) if profile.counters else 0
+    return (DISPATCH_S_FALLBACK, MODULE_CALL_S_FALLBACK, calls,
+            f"not measured in this profile: {DISPATCH_S_FALLBACK * 1e6:.0f} us per op taken")
+
+
+def data_wait_s(profile: Profile, compute_s: float) -> tuple[float, dict[str, Any]]:
+    """Seconds per step the GPU would wait for data, and how that was worked out.
+
+    With ``num_workers=0`` the main process makes every batch: the wait is the batch time times
+    batches per step. With workers, each makes a batch in ``batch_s`` while the GPU computes;
+    ``w`` workers deliver ``w / batch_s`` batches a second, so the wait per step is
+    ``max(0, batches x batch_s / w - compute_s)``. Without a measured batch time the wait the
+    profiling host saw is kept (a lower bound when workers hid it there). The host-to-device
+    copy of the batch is added at :data:`PCIE_BYTES_PER_S`.
+    """
+    d = profile.data
+    measured = max(profile.steps.phase_s.get("data", 0.0) or 0.0, 0.0)
+    bps = d.batches_per_step or float(max(profile.steps.micro_batches, 1))
+    info: dict[str, Any] = {"measured_wait_s": measured, "batches_per_step": bps}
+    copy_s = (d.batch_bytes or 0) * bps / PCIE_BYTES_PER_S if profile.device.type != "cuda" else 0.0
+    info["h2d_copy_s"] = copy_s
+    if d.batch_s is None or d.batch_s <= 0:
+        info["method"] = ("the wait measured on the profiling host (no batch time measured)"
+                          if measured else "no data wait measured")
+        return measured + copy_s, info
+    workers = d.num_workers or 0
+    make_s = d.batch_s * bps
+    if workers <= 0:
+        wait = make_s
+        info["method"] = f"num_workers=0: the main process makes {bps:g} batch(es) of {d.batch_s * 1e3:.1f} ms per step"
+    else:
+        wait = max(0.0, make_s / workers - compute_s)
+        info["method"] = (f"{workers} workers at {d.batch_s * 1e3:.1f} ms a batch deliver {bps:g} batch(es) in "
+                          f"{make_s / workers * 1e3:.1f} ms; the GPU computes for {compute_s * 1e3:.1f} ms")
+    info["batch_s"] = d.batch_s
+    info["batch_s_method"] = d.batch_s_method
+    return wait + copy_s, info
+
+
+def fuse(kernels: list[Kernel], profile: Profile, spec: GpuSpec, params: K.KernelParams) -> tuple[list[Kernel], str]:
+    """torch.compile's fusion, as a stated rule: the non-matmul ops between two matmuls of a
+    phase merge into one kernel (Inductor's pointwise and reduction fusion; Ansel et al., ASPLOS
+    2024) that reads what enters the group and writes what leaves it once.
+
+    The profiler counted the groups and those bytes on the recorded step (``profile.fusion``);
+    they scale with the phase's memory-bound bytes here, so edits (autocast, a larger batch)
+    carry over. GEMMs, convolutions and attention keep their kernels. Returns the new kernels and
+    a note; without ``profile.fusion`` the kernels come back unchanged.
+    """
+    fusion = profile.fusion or {}
+    if not fusion:
+        return kernels, "no fusion groups were recorded (older profile): compile not costed"
+    out: list[Kernel] = []
+    for ph in ("forward", "backward"):
+        f = fusion.get(ph)
+        stream = [k for k in kernels if k.phase == ph and k.cls not in _KEEP]
+        if not f or not stream or not f.get("bytes"):
+            out += stream
+            continue
+        nbytes = sum(k.nbytes for k in stream)
+        ratio = min(1.0, f["fused_bytes"] / f["bytes"])
+        gaps = max(1, int(f["gaps"]))
+        fused_bytes = nbytes * ratio
+        per_call = K.stream_s(fused_bytes / gaps, "elementwise", spec, params)
+        out.append(Kernel(f"fused {ph} kernels (torch.compile, projected)", "fused", ph, "float32", gaps,
+                          per_call, gaps, sum(k.flops for k in stream), int(fused_bytes)))
+    out += [k for k in kernels if k.cls in _KEEP or k.phase not in ("forward", "backward")]
+    groups = ", ".join(f"{ph} {int(v.get('gaps', 0))} groups" for ph, v in fusion.items())
+    return out, f"torch.compile: the non-matmul ops between matmuls fused into one kernel per group ({groups})"
+
+
+_KEEP = frozenset({"gemm", "conv", "conv_backward", "attention", "attention_backward", "host"})
+
+
+def cost_step(profile: Profile, spec: GpuSpec, policy: Policy | None = None, *,
+              ops: Iterable[OpCost] | None = None, params: K.KernelParams | None = None,
+              extra_kernels: Iterable[Kernel] = (), data: bool = True) -> StepCost:
+    """Seconds of one training step of ``profile`` on ``spec``, by phase.
+
+    Inputs: the profile; the GPU; a Policy (default: the script's own, :func:`policy_for`);
+    ``ops`` an edited op list (a tweak's, e.g. a larger batch or frozen weights); extra kernels
+    a tweak adds (LoRA's adapters); ``data=False`` leaves the data wait out.
+    Output: a StepCost whose ``phase_s`` sums to ``step_s``.
+
+    Example: ``cost_step(p, cat["a100-80gb"], replace(policy_for(p), autocast="bfloat16")).step_s``.
+    """
+    params = params or K.load_params()
+    policy = policy or policy_for(profile, spec)
+    kernels = translate(profile, spec, policy, ops=ops, params=params) + list(extra_kernels)
+    notes: list[str] = []
+    if policy.compiled and not (profile.static.compile or any("OptimizedModule" in r for r in profile.model.roots)):
+        kernels, note = fuse(kernels, profile, spec, params)
+        notes.append(note)
+    dispatch_s, module_s, module_calls, host_how = host_costs(profile)
+    device = dict.fromkeys(PHASES[1:], 0.0)
+    host = dict.fromkeys(PHASES[1:], 0.0)
+    by_class: dict[str, float] = {}
+    launches = 0
+    for k in kernels:
+        ph = k.phase if k.phase in device else "other"
+        device[ph] += k.device_s
+        by_class[k.cls] = by_class.get(k.cls, 0.0) + k.device_s
+        launches += k.calls
+        if policy.compiled and k.cls != "host":
+            host[ph] += k.calls * CUDA_LAUNCH_S          # Inductor's wrapper launches; no per-op dispatch
+        else:
+            host[ph] += k.dispatches * dispatch_s + k.calls * CUDA_LAUNCH_S
+    if not policy.compiled:
+        host["forward"] += module_calls * module_s
+    measured_other = profile.steps.phase_s.get("other", 0.0) if profile.device.type != "cuda" else 0.0
+    if measured_other:
+        # the loop's own Python between steps (zero_grad, logging) runs on the host wherever it trains
+        host["other"] = max(host["other"], measured_other)
+    phase = {ph: max(device[ph], host[ph]) for ph in PHASES[1:]}
+    compute = sum(phase.values())
+    wait, dinfo = data_wait_s(profile, compute) if data else (0.0, {"method": "left out"})
+    phase = {"data": wait, **phase}
+    notes.append(f"host: {host_how}; {CUDA_LAUNCH_S * 1e6:.0f} us per CUDA launch")
+    return StepCost(gpu=spec.id, policy=policy, device_s=device, host_s=host, phase_s=phase,
+                    step_s=sum(phase.values()), launches=launches, by_class=by_class, notes=notes, data=dinfo)
+
