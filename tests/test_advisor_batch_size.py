@@ -4,6 +4,8 @@ import pytest
 
 from ccprof.advisors import AdviceContext, advise_one
 from ccprof.advisors.batch_size import largest_batch
+from ccprof.hardware import cost_step, load_catalog
+from ccprof.hardware.edits import scale_batch
 from test_advisors_models import hand_profile, llama_plain, priced
 
 MB = 10**6
@@ -14,9 +16,15 @@ def test_formula():
     # state 1600 MB, 50 MB per sample: budget 2700 -> (2700 - 1600) / 50 = 22
     assert largest_batch(p, 2700 * MB) == 22
     a = advise_one("batch_size", p, AdviceContext(device_memory_bytes=3000 * MB))
-    # batch 22 (cap 64); fixed share = optimizer 0.1 + other 0.1 = 0.2; 0.2 x (1 - 8/22)
     assert a.details["batch_after"] == 22
-    assert a.projected.time_saved_frac == pytest.approx(0.2 * (1 - 8 / 22), abs=1e-6)
+    # per-sample time from the cost model: the step at batch 8 and at 22 (every op's batch
+    # dimension scaled, the optimizer and the loop's 0.1 s of host glue per step unchanged)
+    spec = load_catalog()["a100-80gb"]
+    before = cost_step(p, spec).step_s
+    after = cost_step(p, spec, ops=scale_batch(p.ops, 22 / 8)).step_s
+    assert before < after < before * 22 / 8            # some of the step is fixed per step
+    assert a.projected.time_saved_frac == pytest.approx(1 - (after / 22) / (before / 8), abs=1e-6)
+    assert a.details["time_scope"] == "run"               # fewer, longer steps for the same samples
     assert a.projected.peak_bytes_after == 2000 * MB + 400 * MB * (22 / 8 - 1)
     assert a.risk == "convergence"
 

@@ -4,6 +4,8 @@ import pytest
 
 from ccprof.advisors import AdviceContext, advise_one
 from ccprof.advisors.checkpointing import project_checkpointing
+from ccprof.hardware import cost_step, load_catalog
+from ccprof.hardware.edits import recompute
 from ccprof.profiler.profile import Embedding, Memory, ModuleStat, RepeatedBlock
 from test_advisors_models import cnn_plain, gpt_plain, hand_profile, llama_plain
 
@@ -11,10 +13,11 @@ MB = 10**6
 
 
 def test_formula():
-    blocks = [ModuleStat(f"b.{i}", class_="Blk", flops=90_000_000_000, activation_bytes=300 * MB) for i in range(2)]
+    blocks = [ModuleStat(f"layers.{i}", class_="Blk", flops=90_000_000_000, activation_bytes=300 * MB) for i in range(2)]
     p = hand_profile()
     p = replace(p, memory=replace(p.memory, activations_bytes=700 * MB, other_bytes=0),
-                model=replace(p.model, modules=blocks, repeated_blocks=[RepeatedBlock("b", "Blk", 2, 1, ["b.0", "b.1"])],
+                model=replace(p.model, modules=blocks,
+                              repeated_blocks=[RepeatedBlock("layers", "Blk", 2, 1, ["layers.0", "layers.1"])],
                               hf_config={"hidden_size": 1000}),
                 steps=replace(p.steps, tokens_per_step=1000))
     pr = project_checkpointing(p)
@@ -25,10 +28,15 @@ def test_formula():
     assert pr["memory_saved_bytes"] == 392 * MB
     # extra forward: 2 x 90e9 x (1/3) = 60e9 of 1e12
     assert pr["extra_flops_frac"] == pytest.approx(0.06, rel=1e-6)
-    # on a 2 GB device the 2000 MB peak is over 90%: checkpointing is needed, and costs time
+    # on a 2 GB device the 2000 MB peak is over 90%: checkpointing is needed, and costs time:
+    # the step re-costed with the blocks' forward kernels again in backward
     a = advise_one("checkpointing", p, AdviceContext(device_memory_bytes=2000 * MB))
-    assert a.status == "recommended" and a.projected.time_saved_frac == pytest.approx(-0.06, rel=1e-6)
-    assert a.projected.usd_saved == pytest.approx(-0.6, rel=1e-4)     # it costs time: said plainly
+    spec = load_catalog()["a100-80gb"]
+    before = cost_step(p, spec).step_s
+    after = cost_step(p, spec, ops=recompute(p.ops, ["layers"])).step_s
+    assert after > before
+    assert a.status == "recommended" and a.projected.time_saved_frac == pytest.approx(1 - after / before, abs=1e-6)
+    assert a.projected.usd_saved == pytest.approx(10.0 * (1 - after / before), rel=1e-4)   # $10 run: a cost
     # on an 80 GB A100 it fits: not recommended on its own, the projection kept for the plan
     roomy = advise_one("checkpointing", p)
     assert roomy.status == "not_applicable" and "fits" in roomy.rationale

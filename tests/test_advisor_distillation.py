@@ -4,19 +4,27 @@ import pytest
 
 from ccprof.advisors import advise_one
 from ccprof.advisors.distillation import project_distillation
+from ccprof.hardware import cost_step, load_catalog
+from ccprof.hardware.edits import shrink_blocks
 from ccprof.profiler.profile import ModuleStat, RepeatedBlock
 from test_advisors_models import cnn_plain, gpt_plain, hand_profile, llama_plain
 
 
 def test_formula():
-    blocks = [ModuleStat(f"b.{i}", class_="Blk", flops=225_000_000_000) for i in range(4)]
+    blocks = [ModuleStat(f"layers.{i}", class_="Blk", flops=225_000_000_000) for i in range(4)]
     p = hand_profile(model=replace(hand_profile().model, modules=blocks,
-                                   repeated_blocks=[RepeatedBlock("b", "Blk", 4, 20_000_000, [f"b.{i}" for i in range(4)])]))
+                                   repeated_blocks=[RepeatedBlock("layers", "Blk", 4, 20_000_000,
+                                                                  [f"layers.{i}" for i in range(4)])]))
     pr = project_distillation(p, 0.5)
     # student drops half of 900e9 block FLOPs: 1e12 - 450e9 = 550e9; + teacher forward 333.3e9
     assert pr["student_flops"] == 550_000_000_000
-    assert pr["time_saved_frac"] == pytest.approx(1 - (550e9 + 10**12 // 3) / 1e12)
     assert pr["student_params"] == 60_000_000
+    # time: the step re-costed with half the blocks' kernels and the teacher's forward kernels
+    spec = load_catalog()["a100-80gb"]
+    teacher = [o for o in p.ops if o.phase == "forward"]
+    before = cost_step(p, spec).step_s
+    after = cost_step(p, spec, ops=shrink_blocks(p.ops, ["layers"], 0.5) + teacher).step_s
+    assert pr["time_saved_frac"] == pytest.approx(1 - after / before)
     a = advise_one("distillation", p)
     assert a.status == "recommended" and a.confidence == "low" and a.risk == "accuracy"
     assert "accuracy" in a.rationale and "low" in a.rationale

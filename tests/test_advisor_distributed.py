@@ -4,25 +4,41 @@ import pytest
 
 from ccprof.advisors import AdviceContext, advise_one
 from ccprof.advisors.distributed import project_ddp
+from ccprof.hardware import cost_step, load_catalog
+from ccprof.hardware.catalog import GpuSpec
+from ccprof.hardware.comm import ddp_comm
 from ccprof.profiler.profile import Device, StaticFacts
 from test_advisors_models import hand_profile, llama_plain, priced
 
 
+# 200 GB/s interconnect (both ways): 100 GB/s each way
+LINKED = GpuSpec("toy", "Toy", 10**10, 1e12, {"fp32": 1e13}, interconnect_bytes_per_s=200e9)
+
+
 def test_formula_ring_allreduce():
-    r = project_ddp(1.0, 10**9, 4, 100e9, exposed_frac=0.5)
-    # 2 x 3/4 x 1e9 / 100e9 = 15 ms; 0.25 + 0.5 x 0.015 = 0.2575 s
-    assert r["comm_s"] == pytest.approx(0.015)
-    assert r["step_s_after"] == pytest.approx(0.2575)
+    # 1 GB of gradients over 4 GPUs in 25 MiB buckets (39), backward 0.5 s:
+    # total 2 x 3/4 x 1e9 / (0.77 x 100e9) + 39 x 2 x 3 x 5 us = 0.0194805 + 0.00117 s;
+    # exposed: the last bucket, 2 x 3/4 x 26,214,400 / 77e9 + 6 x 5 us = 0.00054066 s
+    r = project_ddp(1.0, 0.5, 10**9, 4, LINKED)
+    assert r["comm_s"] == pytest.approx(0.0194805 + 0.00117, rel=1e-4)
+    assert r["exposed_comm_s"] == pytest.approx(0.00054066, rel=1e-4)
+    assert r["step_s_after"] == pytest.approx(1.00054066, rel=1e-6)
+    # four steps' progress per step: (1 + e) / (4 x 1) of the wall time
+    assert r["wall_time_saved_frac"] == pytest.approx(1 - 1.00054066 / 4, rel=1e-6)
 
 
 def test_fires_on_unused_gpus():
     p = hand_profile(device=Device(type="cuda", name="A100", count=4, capability="8.0", memory_bytes=80 * 10**9))
     a = advise_one("distributed", p)
-    # grads 400 MB over NVLink 600 GB/s: comm 2 x 3/4 x 0.4/600 s = 1 ms; step 0.25 + 0.5 ms
+    spec = load_catalog()["a100-80gb"]
+    model = cost_step(p, spec)
+    c = ddp_comm(p.memory.grads_bytes, 4, spec, model.phase_s["backward"])
     assert a.status == "recommended" and a.details["case"] == "unused_gpus"
-    assert a.projected.step_s_after == pytest.approx(0.2505, rel=1e-3)
-    # you pay for 4 GPUs today: 4 x $10 x (1 - 0.2505) saved
-    assert a.projected.usd_saved == pytest.approx(40 * (1 - 0.2505), rel=1e-3)
+    # each GPU's step grows by the exposed all-reduce (the measured 1 s step scaled by the model's ratio)
+    assert a.projected.step_s_after == pytest.approx((model.step_s + c.exposed_s) / model.step_s, rel=1e-6)
+    # you pay for 4 GPUs today: 4 x $10 x the wall time saved
+    wall = 1 - (model.step_s + c.exposed_s) / (4 * model.step_s)
+    assert a.projected.usd_saved == pytest.approx(40 * wall, rel=1e-3)
 
 
 def test_fires_on_real_llama_with_gpus_visible():

@@ -4,6 +4,8 @@ import pytest
 
 from ccprof.advisors import AdviceContext, advise_one
 from ccprof.advisors.grad_accumulation import micro_batch_plan, peak_bytes_at_batch
+from ccprof.hardware import cost_step, load_catalog
+from ccprof.hardware.edits import micro_batches, scale_batch
 from test_advisors_models import hand_profile, llama_plain, priced
 
 MB = 10**6
@@ -28,7 +30,12 @@ def test_formula_micro_batch_plan():
     a = advise_one("grad_accumulation", p, AdviceContext(device_memory_bytes=2000 * MB))
     # 90% of 2000 MB = 1800 MB budget; peak 2000 does not fit
     assert a.status == "recommended" and a.projected.peak_bytes_after == 1800 * MB
-    assert a.projected.time_saved_frac == pytest.approx(-0.06)       # three extra micro-batches x 2%
+    # time: 4 passes of micro-batch 2 (and three gradient adds) against one pass of batch 8
+    spec = load_catalog()["a100-80gb"]
+    whole = cost_step(p, spec).step_s
+    micro = cost_step(p, spec, ops=micro_batches(scale_batch(p.ops, 8 / 8), 4)).step_s
+    assert micro > whole
+    assert a.projected.time_saved_frac == pytest.approx(1 - micro / whole, abs=1e-6)
 
 
 def test_fires_on_llama_on_a_small_device():

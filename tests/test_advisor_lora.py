@@ -4,6 +4,8 @@ from dataclasses import replace
 import pytest
 
 from ccprof.advisors import AdviceContext, advise_one
+from ccprof.hardware import cost_step, load_catalog
+from ccprof.hardware.edits import freeze_base
 from test_advisors_models import cnn_plain, hand_profile, llama_plain
 
 
@@ -16,13 +18,15 @@ def test_formula_memory_and_time():
     assert a.details["adapter_params"] == adapters
     # saved = grads 400 MB + optimizer 800 MB - adapters x (4 weight + 4 grad + 8 state)
     assert a.projected.memory_saved_bytes == 1_200_000_000 - adapters * 16
-    # weight-grad FLOPs = forward share of each Linear: 10 x 60e9 / 3 = 200e9 of 1e12;
-    # adapters cost 3 x 20e9 x 45248/8e6 each; compute share 0.8; optimizer 0.1 x (1 - 452480/1e8)
-    fwd = 20e9
-    adapter_flops = 10 * 3 * fwd * (8 * 2 * math.isqrt(8_000_000)) / 8_000_000
-    expected = (200e9 - adapter_flops) / 1e12 * 0.8 + 0.1 * (1 - adapters / 1e8)
-    assert a.projected.time_saved_frac == pytest.approx(expected, rel=1e-4)
-    assert a.projected.usd_saved == pytest.approx(10 * expected, rel=1e-3)
+    # time: the step re-costed without the frozen weights' gradient GEMMs (10 x 2 x 2048 x 2828^2
+    # FLOPs), an optimizer over the adapters only, and the adapters' rank-8 GEMMs
+    spec = load_catalog()["a100-80gb"]
+    before = cost_step(p, spec).step_s
+    after = cost_step(p, spec, ops=freeze_base(p.ops, 8, adapters / 1e8)).step_s
+    assert a.details["weight_grad_flops"] == 10 * 2 * 2048 * 2828 * 2828
+    assert after < before
+    assert a.projected.time_saved_frac == pytest.approx(1 - after / before, abs=1e-6)
+    assert a.projected.usd_saved == pytest.approx(10 * (1 - after / before), rel=1e-3)
 
 
 def test_fires_on_llama():

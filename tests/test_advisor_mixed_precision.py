@@ -5,8 +5,9 @@ import torch
 
 from ccprof.advisors import advise_one
 from ccprof.advisors.mixed_precision import project_mixed_precision_memory
-from ccprof.profiler.profile import Device, GpuProjection, ModuleStat, OpCost
-from test_advisors_models import hand_profile, llama, llama_batches, llama_plain, priced, run
+from ccprof.hardware import cost_step, load_catalog, policy_for
+from ccprof.profiler.profile import Device, ModuleStat, OpCost
+from test_advisors_models import hand_ops, hand_profile, llama, llama_batches, llama_plain, priced, run
 
 MB = 10**6
 
@@ -43,12 +44,19 @@ def test_layernorm_after_linear_follows_it_on_cpu():
     assert project_mixed_precision_memory(_conv_net("cpu"))["halved_bytes"] == (206 + 60) * MB
 
 
-def test_time_from_the_hardware_projection():
-    p = hand_profile(projection={"a100-80gb": GpuProjection(step_s=1.0, step_s_bf16=0.4, fits=True)})
+def test_time_is_the_step_re_costed_under_autocast():
+    p = hand_profile()
     a = advise_one("mixed_precision", p)
-    # 1 - 0.4/1.0 = 60% of the step, $10 run -> $6
-    assert a.projected.time_saved_frac == pytest.approx(0.6)
-    assert a.projected.usd_saved == pytest.approx(6.0)
+    spec = load_catalog()["a100-80gb"]
+    base = policy_for(p, spec)
+    before = cost_step(p, spec, base)
+    after = cost_step(p, spec, replace(base, autocast="bfloat16"))
+    # the fp32 GEMMs move to bf16 tensor cores, the ReLUs read 16-bit activations, and the
+    # parameters get their (cached) casts
+    assert after.by_class["gemm"] < before.by_class["gemm"] / 4
+    assert a.projected.time_saved_frac == pytest.approx(1 - after.step_s / before.step_s, abs=1e-6)
+    assert a.projected.usd_saved == pytest.approx(10 * (1 - after.step_s / before.step_s), rel=1e-3)
+    assert a.details["policy"] == {"autocast": "bfloat16"}
     assert a.risk == "numerics" and "autocast" in a.snippet
 
 
@@ -59,7 +67,8 @@ def test_fires_on_real_llama_priced():
 
 
 def test_not_applicable_without_matmuls():
-    p = hand_profile(flops=replace(hand_profile().flops, by_op={"aten.add": 10**12}),
+    elementwise = [o for o in hand_ops() if o.op == "aten.relu"]
+    p = hand_profile(flops=replace(hand_profile().flops, by_op={"aten.add": 10**12}), ops=elementwise,
                      memory=replace(hand_profile().memory, activations_bytes=0))
     assert advise_one("mixed_precision", p).status == "not_applicable"
 

@@ -132,13 +132,47 @@ def cnn_plain():
     return run(CNN(), cnn_batches(), torch.nn.functional.cross_entropy)
 
 
+# The hand profile's op list: 10 square Linear layers of 2828 features (8.0M weights each) on
+# 2,048 rows (batch 8 x 256), with a ReLU after each, in fp32; per-parameter AdamW on the CPU.
+HAND_T, HAND_D, HAND_L = 2048, 2828, 10
+
+
+def hand_ops() -> list[OpCost]:
+    """What the FLOP pass would record for the hand profile's layers (shapes, parameter
+    tensors, autocast bytes): 3 x 2 x 2048 x 2828^2 x 10 = 9.83e11 FLOPs a step."""
+    t, d, n = HAND_T, HAND_D, HAND_L
+    act, w = t * d, d * d
+    mm = 2 * t * d * d
+
+    def row(op, phase, shapes, out, fixed, flops=0, amp="low", count=n, scope="layers.*"):
+        elems = sum(a * b for a, b in shapes) + sum(a * b for a, b in out)
+        return OpCost(op, "float32", count, flops * count, 4 * sum(a * b for a, b in shapes) * count,
+                      4 * sum(a * b for a, b in out) * count, phase, shapes=[list(x) for x in shapes],
+                      out_shapes=[list(x) for x in out], fixed=list(fixed), scope=scope,
+                      autocast=amp, autocast_bytes=(2 if amp == "low" else 4) * elems * count)
+    ops = [
+        row("aten.mm", "forward", [(t, d), (d, d)], [(t, d)], [1], mm),
+        row("aten.relu", "forward", [(t, d)], [(t, d)], []),
+        row("aten.threshold_backward", "backward", [(t, d), (t, d)], [(t, d)], []),
+        row("aten.mm", "backward", [(t, d), (d, d)], [(t, d)], [1], mm),       # dX = dY W
+        row("aten.mm", "backward", [(d, t), (t, d)], [(d, d)], [2], mm),       # dW = X^T dY
+    ]
+    for op, k in (("aten.mul_", 1), ("aten.lerp_", 2), ("aten.addcmul_", 3), ("aten.sqrt", 1),
+                  ("aten.div_", 1), ("aten.add_", 1), ("aten.addcdiv_", 3)):
+        ops.append(row(op, "optimizer", [(d, d)] * k, [(d, d)], list(range(k + 1)), amp="fp32", scope=""))
+    ops.append(OpCost("aten.add_", "float32", n, 0, 8 * n, 4 * n, "optimizer", shapes=[[], []], out_shapes=[[]],
+                      autocast="fp32", autocast_bytes=12 * n))
+    return ops
+
+
 def hand_profile(**kw) -> Profile:
     """A hand-built profile: 1 GiB-ish round numbers, every field a test may need, overridable.
 
     Defaults: 100M params (80M in 10 Linear layers of 8M), AdamW (8 bytes/param state),
     peak 2000 MB = params 400 + grads 400 + optimizer 800 + activations 300 + other 100,
     batch 8, step 1 s (forward 0.3, backward 0.5, optimizer 0.1, other 0.1), 1e12 FLOPs/step
-    (forward 1/3), priced on an A100 80GB at $3.60/h for 10,000 steps = $10.
+    (forward 1/3), the op list of :func:`hand_ops` (what the cost model re-costs), priced on an
+    A100 80GB at $3.60/h for 10,000 steps = $10.
     """
     MB = 10**6
     lins = [ModuleStat(name=f"layers.{i}.fc", class_="Linear", params=8_000_000, trainable_params=8_000_000,
@@ -156,6 +190,7 @@ def hand_profile(**kw) -> Profile:
         memory=Memory(peak_bytes=2000 * MB, params_bytes=400 * MB, grads_bytes=400 * MB,
                       optimizer_state_bytes=800 * MB, activations_bytes=300 * MB, other_bytes=100 * MB),
         cost=Cost(gpu="a100-80gb", usd_per_hour=3.6, step_s=1.0, run_steps=10_000, usd_run=10.0),
+        ops=hand_ops(),
     )
     base["data"] = replace(Profile().data, batch_size=8)
     base.update(kw)

@@ -74,13 +74,16 @@ def test_plan_runs_all_runtime_tweaks_once(baseline):
 @pytest.mark.slow
 def test_cli_verify_writes_measured_into_advice_json(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "ccprof", "analyze", str(GPT), "--quiet", "--steps", "3",
-                           "--warmup", "1", "--verify", "1", "--out", str(tmp_path), "--", *ARGS],
+                           "--warmup", "1", "--verify", "3", "--out", str(tmp_path), "--", *ARGS],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads((tmp_path / "advice.json").read_text())
     measured = [a for a in data["advice"] if a.get("measured")]
-    assert len(measured) == 1
-    assert measured[0]["measured"]["peak_bytes"] > 0
+    assert len(measured) == 3
+    # each re-run either measured its peak or says why the tweak could not be applied to this script
+    assert any((a["measured"]["peak_bytes"] or 0) > 0 for a in measured)
+    for a in measured:
+        assert (a["measured"]["peak_bytes"] or 0) > 0 or "could not apply" in a["measured"]["note"], a
 
 
 def test_bad_verify_value_is_usage_error():

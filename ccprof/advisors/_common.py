@@ -1,15 +1,18 @@
-"""Shared machinery for the advisors: the price of the planned run, the target GPU's figures,
-the memory ledger at peak, a per-op roofline, formatting, and the Advice builder."""
+"""Shared machinery for the advisors: the price of the planned run, the target GPU, re-costing
+a tweak through the hardware stage's cost model, the memory ledger at peak, formatting, and
+the Advice builder."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, replace
 from typing import Any
 
-from ccprof.advisors import constants as C
 from ccprof.advisors.advice import Advice, Projected
 from ccprof.advisors.catalog import TWEAKS
 from ccprof.advisors.context import AdviceContext
+from ccprof.hardware import DEFAULT_GPU, GpuSpec, Policy, StepCost, load_catalog, policy_for
+from ccprof.hardware.projection import step_cost_for
 from ccprof.profiler.profile import GpuProjection, Profile
 
 # Tweaks with a runtime applier and/or codemod being written (task brief, issue 4).
@@ -55,6 +58,13 @@ def fmt_s(s: float | None) -> str:
     return f"{s * 1e3:.1f} ms" if s < 1 else f"{s:.2f} s"
 
 
+def fmt_change(frac: float) -> str:
+    """0.25 -> '25.0% less time per step'; -0.04 -> '4.0% more time per step'."""
+    if abs(frac) < 0.0005:
+        return "no change in time per step"
+    return f"{fmt_pct(abs(frac))} {'less' if frac > 0 else 'more'} time per step"
+
+
 def fmt_num(n: float) -> str:
     """12_345_678 -> '12.3M'."""
     n = float(n)
@@ -88,12 +98,7 @@ def target_gpu(profile: Profile, ctx: AdviceContext) -> str:
         return profile.cost.gpu
     if profile.device.catalog_id:
         return profile.device.catalog_id
-    try:  # the GPU the hardware stage would cost it on (its stated default)
-        from ccprof.hardware import DEFAULT_GPU
-
-        return DEFAULT_GPU if profile.device.type != "cuda" else ""
-    except ImportError:
-        return ""
+    return DEFAULT_GPU        # the GPU the hardware stage costs a run on when none is named
 
 
 def target_projection(profile: Profile, ctx: AdviceContext) -> GpuProjection | None:
@@ -131,81 +136,82 @@ def run_price(profile: Profile, ctx: AdviceContext) -> RunPrice:
     return RunPrice(gpu, step_s, int(run_steps), float(usd_per_hour), float(usd_run), priced, note)
 
 
-# ---------------------------------------------------------------------------- target GPU figures
-@dataclass(frozen=True)
-class GpuSpec:
-    name: str
-    memory_bytes: int | None
-    bandwidth_bytes_per_s: float
-    peak_flops: dict[str, float]          # dtype ("float32", "tf32", "bfloat16", "float16") -> FLOP/s
-    capability: str | None
-    interconnect_bytes_per_s: float | None
-    usd_per_hour: float | None
-    source: str
-
-
-def catalog_entries(ctx: AdviceContext) -> dict[str, Any]:
+# ---------------------------------------------------------------------------- target GPU and re-costing
+def catalog_entries(ctx: AdviceContext) -> dict[str, GpuSpec]:
     """The hardware catalog in use as {gpu_id: ccprof.hardware.GpuSpec}."""
     if ctx.catalog:
         return dict(ctx.catalog)
-    from ccprof.hardware import load_catalog
-
     return load_catalog()
 
 
-_DTYPES = {"fp32": "float32", "tf32": "tf32", "bf16": "bfloat16", "fp16": "float16"}
-
-
-def spec_from_entry(gid: str, e: Any) -> GpuSpec:
-    """A hardware catalog entry as the advisors' GpuSpec (torch dtype names, capability)."""
-    import re
-
-    m = re.search(r"sm_(\d)(\d)", e.arch or "")
-    return GpuSpec(
-        name=e.name or gid, memory_bytes=e.memory_bytes or None,
-        bandwidth_bytes_per_s=float(e.bandwidth_bytes_per_s or C.FALLBACK_PEAKS["bandwidth"]),
-        peak_flops={_DTYPES[k]: float(v) for k, v in e.peak_flops.items() if k in _DTYPES},
-        capability=f"{m.group(1)}.{m.group(2)}" if m else None,
-        interconnect_bytes_per_s=e.interconnect_bytes_per_s, usd_per_hour=e.usd_per_hour,
-        source=f"hardware catalog entry {gid}")
-
-
 def gpu_spec(profile: Profile, ctx: AdviceContext) -> GpuSpec:
-    """Figures of the target GPU: the hardware catalog when present, else FACTS.md's A100."""
+    """The target GPU's catalog entry (``--gpu``, the GPU in use, else the stated default), with
+    ``ctx.device_memory_bytes`` as its memory when given; a GPU outside the catalog that the
+    profile ran on keeps its own name and memory on the default's figures."""
     gid = target_gpu(profile, ctx)
-    entries = catalog_entries(ctx)
-    if gid and gid in entries:
-        s = spec_from_entry(gid, entries[gid])
-        fb = C.FALLBACK_PEAKS
-        f32 = s.peak_flops.get("float32", fb["float32"])
-        # A missing key means no such units (T4: no bf16, no tf32): fall back to what it has.
-        peaks = {"float32": f32, "tf32": s.peak_flops.get("tf32", f32),
-                 "float16": s.peak_flops.get("float16", f32),
-                 "bfloat16": s.peak_flops.get("bfloat16", s.peak_flops.get("float16", f32))}
-        mem = ctx.device_memory_bytes or s.memory_bytes
-        return GpuSpec(s.name, mem, s.bandwidth_bytes_per_s, peaks, s.capability or None,
-                       s.interconnect_bytes_per_s, s.usd_per_hour, s.source)
-    fb = C.FALLBACK_PEAKS
-    mem = ctx.device_memory_bytes
-    cap = str(fb["capability"])
-    if mem is None and profile.device.type == "cuda":
-        mem = profile.device.memory_bytes
-        cap = profile.device.capability or cap
-    elif mem is None:
-        mem = int(fb["memory_bytes"])          # the fallback's own memory, as its name says
-    return GpuSpec(
-        name=str(fb["name"]), memory_bytes=mem, bandwidth_bytes_per_s=float(fb["bandwidth"]),
-        peak_flops={k: float(fb[k]) for k in ("float32", "tf32", "bfloat16", "float16")},
-        capability=cap, interconnect_bytes_per_s=None, usd_per_hour=None,
-        source=("no hardware catalog entry for " + (gid or "the target") +
-                "; roofline uses the NVIDIA A100 SXM datasheet figures in FACTS.md"))
+    cat = catalog_entries(ctx)
+    spec = cat.get(gid) or cat.get(DEFAULT_GPU) or next(iter(cat.values()))
+    unmatched_gpu = (profile.device.type == "cuda" and not profile.device.catalog_id and not ctx.gpu
+                     and not (profile.cost is not None and profile.cost.gpu))
+    if ctx.device_memory_bytes:
+        spec = replace(spec, memory_bytes=int(ctx.device_memory_bytes))
+    elif unmatched_gpu and profile.device.memory_bytes:
+        spec = replace(spec, name=profile.device.name or spec.name, memory_bytes=int(profile.device.memory_bytes))
+    return spec
+
+
+def capability(spec: GpuSpec) -> float | None:
+    """CUDA compute capability from the catalog's arch (``"Hopper (sm_90)"`` -> 9.0), or None."""
+    m = re.search(r"sm_(\d)(\d)", spec.arch or "")
+    return float(f"{m.group(1)}.{m.group(2)}") if m else None
 
 
 def capability_at_least(spec: GpuSpec, major: int) -> bool:
-    try:
-        return float(spec.capability or 0) >= major
-    except ValueError:
-        return False
+    cap = capability(spec)
+    return cap is not None and cap >= major
+
+
+@dataclass(frozen=True)
+class Recost:
+    """A tweak's step on the target GPU: the step as the script runs it, and with the tweak,
+    both from the one cost model (``ccprof.hardware.step.cost_step``)."""
+    spec: GpuSpec
+    before: StepCost
+    after: StepCost
+
+    @property
+    def frac(self) -> float:
+        """Share of the step time the tweak saves (negative: it costs time)."""
+        b = self.before.step_s
+        return 1.0 - self.after.step_s / b if b > 0 else 0.0
+
+    def says(self) -> str:
+        """'12.3 ms -> 8.1 ms per step on NVIDIA A100 SXM4 80GB (ccprof's cost model; ...)'."""
+        return (f"{fmt_s(self.before.step_s)} -> {fmt_s(self.after.step_s)} per step on {self.spec.name} "
+                f"(ccprof's cost model: {self.after.policy.describe()})")
+
+
+def base_policy(profile: Profile, spec: GpuSpec) -> Policy:
+    return policy_for(profile, spec)
+
+
+def recost(profile: Profile, ctx: AdviceContext, *, policy: dict[str, Any] | None = None, ops: Any = None,
+           extra: Any = (), profile_after: Profile | None = None, spec: GpuSpec | None = None) -> Recost:
+    """The step before and after a tweak on the target GPU.
+
+    ``policy``: Policy fields the tweak changes (``{"autocast": "bfloat16"}``); ``ops``: the edited
+    op list (``ccprof.hardware.edits``); ``extra``: kernels it adds; ``profile_after``: a profile
+    whose data or host side the tweak changed (the DataLoader's workers).
+    """
+    spec = spec or gpu_spec(profile, ctx)
+    base = base_policy(profile, spec)
+    before = step_cost_for(profile, spec, base)
+    after_policy = replace(base, **(policy or {}))
+    kw: dict[str, Any] = {"extra_kernels": tuple(extra)}
+    if ops is not None:
+        kw["ops"] = ops
+    after = step_cost_for(profile_after or profile, spec, after_policy, **kw)
+    return Recost(spec, before, after)
 
 
 # ---------------------------------------------------------------------------- memory ledger
@@ -254,73 +260,7 @@ def batch_size(profile: Profile) -> int | None:
     return None
 
 
-# ---------------------------------------------------------------------------- roofline
-@dataclass(frozen=True)
-class OpShares:
-    """Projected time of one step's ops on the target GPU, split by kind (seconds)."""
-    matmul_fp32_s: float = 0.0
-    matmul_16_s: float = 0.0
-    other_s: float = 0.0
-    launch_s: float = 0.0
-    matmul_fp32_flops: int = 0
-    matmul_flops: int = 0
-    kernels: int = 0
-    from_ops: bool = True
-
-    @property
-    def total_s(self) -> float:
-        return self.matmul_fp32_s + self.matmul_16_s + self.other_s + self.launch_s
-
-    def share(self, part_s: float) -> float:
-        return part_s / self.total_s if self.total_s > 0 else 0.0
-
-
-def is_matmul(op: str) -> bool:
-    base = op if op.startswith("aten.") else f"aten.{op}"
-    base = base.split(".default")[0]
-    return base in C.MATMUL_OPS or "scaled_dot_product" in base or base.startswith(("aten.mm", "aten.bmm", "aten.addmm", "aten.conv"))
-
-
-def matmul_flops_by_dtype(profile: Profile) -> dict[str, int]:
-    """Measured matmul/conv/attention FLOPs of one step, by the dtype they ran in."""
-    out: dict[str, int] = {}
-    for op in profile.ops:
-        if is_matmul(op.op):
-            out[op.dtype] = out.get(op.dtype, 0) + op.flops
-    return out
-
-
-def op_shares(profile: Profile, spec: GpuSpec, fp32_peak_key: str = "float32") -> OpShares:
-    """Per-op roofline of one step on ``spec``: max(FLOPs/peak, bytes/bandwidth) + launch."""
-    fp32 = spec.peak_flops[fp32_peak_key]
-    bf16 = spec.peak_flops.get("bfloat16", fp32)
-    bw = spec.bandwidth_bytes_per_s
-    if profile.ops:
-        mm32 = mm16 = oth = launch = 0.0
-        f32 = fmm = kernels = 0
-        for o in profile.ops:
-            mem_s = (o.bytes_read + o.bytes_written) / bw
-            launch += o.count * C.KERNEL_LAUNCH_S
-            kernels += o.count
-            if is_matmul(o.op) and o.flops:
-                fmm += o.flops
-                if o.dtype in ("float32", "torch.float32"):
-                    f32 += o.flops
-                    mm32 += max(o.flops / fp32, mem_s)
-                else:
-                    mm16 += max(o.flops / bf16, mem_s)
-            else:
-                oth += max(o.flops / fp32, mem_s)
-        return OpShares(mm32, mm16, oth, launch, f32, fmm, kernels, True)
-    # No per-op table: matmul FLOPs from flops.by_op in the parameters' dtype; no memory-bound part.
-    by_op = profile.flops.by_op
-    fmm = sum(v for k, v in by_op.items() if is_matmul(k)) if by_op else profile.flops.per_step
-    half = profile.precision.autocast or profile.precision.param_dtype in ("bfloat16", "float16")
-    if half:
-        return OpShares(0.0, fmm / bf16, 0.0, 0.0, 0, fmm, 0, False)
-    return OpShares(fmm / fp32, 0.0, 0.0, 0.0, fmm, fmm, 0, False)
-
-
+# ---------------------------------------------------------------------------- model structure
 def linear_modules(profile: Profile) -> list:
     """ModuleStats of the model's nn.Linear layers (by ``model.linear_names``)."""
     names = set(profile.model.linear_names)
@@ -377,6 +317,8 @@ def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *
     if not price.priced:
         usd_saved = 0.0
     if status == "recommended":
+        if step_s_after is None and price.step_s and d.get("step_s_ratio"):
+            step_s_after = price.step_s * float(d["step_s_ratio"])     # the step itself changed (batch size)
         if step_s_after is None and price.step_s:
             step_s_after = price.step_s * (1 - time_saved_frac) if d["time_scope"] == "step" else price.step_s
         if peak_bytes_after is None and profile.memory.peak_bytes:

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from ccprof.advisors import constants as C
-from ccprof.advisors._common import (forward_flops, clamp, fmt_bytes, fmt_pct, gpu_spec, ledger, make_advice,
-                                     module_map)
+from ccprof.advisors._common import (forward_flops, fmt_bytes, fmt_change, fmt_pct, gpu_spec, ledger, make_advice,
+                                     module_map, recost)
+from ccprof.hardware.edits import recompute as recompute_blocks
 from ccprof.advisors._registry import register
 from ccprof.advisors.advice import Advice
 from ccprof.advisors.context import AdviceContext
@@ -140,8 +141,11 @@ def advise_checkpointing(profile: Profile, ctx: AdviceContext) -> Advice:
                                       f"would free {fmt_bytes(pr['memory_saved_bytes'])} for "
                                       f"{fmt_pct(pr['extra_flops_frac'])} more FLOPs; not worth it."),
                            snippet=snippet, details=details)
-    frac = -clamp(pr["extra_flops_frac"])
     spec = gpu_spec(profile, ctx)
+    rc = recost(profile, ctx, ops=recompute_blocks(profile.ops, pr["containers"]), spec=spec)
+    frac = rc.frac
+    details.update({"step_s_before_model": rc.before.step_s, "step_s_after_model": rc.after.step_s,
+                    "time_saved_frac": frac})
     budget = int(C.MEMORY_FULL_FRAC * spec.memory_bytes) if spec.memory_bytes else None
     if budget is not None and led.peak <= budget:
         # It only costs time unless memory is short: then it is the plan's to pair with a
@@ -151,8 +155,9 @@ def advise_checkpointing(profile: Profile, ctx: AdviceContext) -> Advice:
                                       f"({fmt_pct(led.peak / spec.memory_bytes)} of {fmt_bytes(spec.memory_bytes)}), "
                                       f"so checkpointing the {pr['blocks']} blocks of {', '.join(pr['containers'])} "
                                       f"would free {fmt_bytes(pr['memory_saved_bytes'])} for "
-                                      f"{fmt_pct(pr['extra_flops_frac'])} more FLOPs per step: a cost, unless the "
-                                      f"freed memory buys a larger batch (the plan checks that)."),
+                                      f"{fmt_pct(pr['extra_flops_frac'])} more FLOPs per step ({fmt_change(frac)} "
+                                      f"re-costed): a cost, unless the freed memory buys a larger batch (the plan "
+                                      f"checks that)."),
                            snippet=snippet, details=details)
     rationale = (f"Activations are {fmt_pct(act_share)} of the {fmt_bytes(led.peak)} peak; the {pr['blocks']} "
                  f"blocks of {', '.join(pr['containers'])} save {fmt_bytes(pr['block_activation_bytes'])}. Keeping "
@@ -160,12 +165,13 @@ def advise_checkpointing(profile: Profile, ctx: AdviceContext) -> Advice:
                  f"{fmt_bytes(pr['activations_after_bytes'])} at the worse of the end of forward and the recompute of "
                  f"the last block (after the head's activations are freed): peak "
                  f"{fmt_bytes(led.peak)} -> {fmt_bytes(pr['peak_bytes_after'])}. It costs one extra forward of the "
-                 f"blocks, {pr['extra_flops']:,} FLOPs ({fmt_pct(pr['extra_flops_frac'])} of the step); the peak "
+                 f"blocks, {pr['extra_flops']:,} FLOPs ({fmt_pct(pr['extra_flops_frac'])} of the step), re-costed as "
+                 f"their forward kernels run again in backward: {rc.says()}, {fmt_change(frac)}; the peak "
                  f"does not fit {fmt_pct(C.MEMORY_FULL_FRAC)} of {spec.name}'s {fmt_bytes(spec.memory_bytes)} without it.")
     return make_advice("checkpointing", "recommended", profile, ctx, confidence="high",
                        time_saved_frac=frac, memory_saved_bytes=pr["memory_saved_bytes"],
                        peak_bytes_after=pr["peak_bytes_after"], rationale=rationale, snippet=snippet,
-                       assumptions=["Recompute time is proportional to the blocks' forward FLOPs.",
+                       assumptions=["Recompute: the blocks' recorded forward kernels run again inside backward.",
                                     "Non-reentrant torch.utils.checkpoint keeps each block's inputs only.",
                                     f"A block's input is {pr['boundary_estimate']}; the residual stream "
                                     "keeps the parameters' dtype under autocast.",

@@ -2,25 +2,24 @@
 
 Every number an advisor projects from goes through a name here, so a rationale can state it
 and a user can override it through ``AdviceContext``. Figures marked *unverified* are
-ccprof's own starting points, said plainly in the rationale that uses them.
+ccprof's own starting points, said plainly in the rationale that uses them. No time saving is
+a constant here: step-time effects are re-costed by the hardware stage's cost model
+(``ccprof.hardware``: kernels, translate, step, edits, comm); tests/test_advisors_recost.py
+fails on a literal speed-up.
 """
 from __future__ import annotations
 
 __all__ = [
     "BYTES_FP32", "BYTES_BF16", "ADAM_STATE_BYTES_PER_PARAM",
     "MEMORY_FULL_FRAC", "DATA_WAIT_FRAC_MIN", "GPU_UTIL_LOW_PCT",
-    "FINETUNE_BUDGET_FRAC", "LORA_RANK", "LORA_LINEAR_SHARE_MIN", "LORA_SPEEDUP_NOTE",
+    "FINETUNE_BUDGET_FRAC", "LORA_RANK", "LORA_LINEAR_SHARE_MIN", "LORA_PUBLISHED",
     "WARM_START_EMBED_SHARE_MIN", "WARM_START_RUN_FRAC",
-    "CKPT_ACT_SHARE_MIN", "MP_MATMUL_SHARE_MIN", "MP_SPEEDUP_FALLBACK", "MP_OTHER_ACT_KEEP_FRAC",
-    "GRAD_ACCUM_OVERHEAD_FRAC_PER_MICRO",
-    "DISTILL_DEPTH_FRAC", "PRUNE_STRUCTURED_FRAC", "SPARSE_24_SPEEDUP",
+    "CKPT_ACT_SHARE_MIN", "MP_MATMUL_SHARE_MIN", "MP_OTHER_ACT_KEEP_FRAC",
+    "DISTILL_DEPTH_FRAC", "PRUNE_STRUCTURED_FRAC",
     "QUANT_4BIT_BYTES_PER_PARAM", "QUANT_INT8_BYTES_PER_PARAM", "QUANT_FROZEN_SHARE_MIN",
     "EARLY_STOP_PATIENCE_EVALS", "EARLY_STOP_MIN_DELTA_FRAC",
     "DEDUP_MIN_FRAC", "MINHASH_NUM_PERM", "MINHASH_THRESHOLD", "MINHASH_SHINGLE",
-    "DDP_BUCKET_BYTES", "INTERCONNECT_FALLBACK_BYTES_PER_S", "DDP_EXPOSED_COMM_FRAC",
-    "TF32_SPEEDUP_FALLBACK", "COMPILE_SPEEDUP_MAX", "COMPILE_FUSION_GAIN",
-    "FUSED_OPT_SPEEDUP", "DATALOADER_HIDDEN_FRAC", "BATCH_MAX_MULTIPLE",
-    "FALLBACK_PEAKS", "KERNEL_LAUNCH_S", "MATMUL_OPS",
+    "BATCH_MAX_MULTIPLE",
 ]
 
 # --- bytes --------------------------------------------------------------------------------
@@ -49,7 +48,7 @@ FINETUNE_BUDGET_FRAC = 1 / 6
 LORA_RANK = 8
 # "Linear-heavy": Linear weights hold at least half the parameters (ccprof threshold).
 LORA_LINEAR_SHARE_MIN = 0.50
-LORA_SPEEDUP_NOTE = "Hu et al. (ICLR 2022): 25% faster training, 3x less memory on GPT-3 175B"
+LORA_PUBLISHED = "Hu et al. (ICLR 2022): 25% faster training, 3x less memory on GPT-3 175B"
 
 # --- warm_start -----------------------------------------------------------------------------
 # Embeddings "large" when they hold >= 10% of the parameters (ccprof threshold).
@@ -65,18 +64,11 @@ CKPT_ACT_SHARE_MIN = 0.30
 
 # --- mixed_precision -----------------------------------------------------------------------
 MP_MATMUL_SHARE_MIN = 0.20            # fp32 matmul FLOPs share worth converting (ccprof threshold)
-# Without a roofline projection: bf16 matmuls ~2x fp32 (conservative; NVIDIA AMP docs say
-# "up to 3x" on Volta/Turing).
-MP_SPEEDUP_FALLBACK = 2.0
 # Fallback only, when the profile has no per-module activation ledger: share of saved bytes
 # kept at 4 bytes under autocast. With the ledger, norms/softmax/loss stay fp32 and the rest
 # halves (mixed_precision.project_mixed_precision_memory; within 6% on a tiny Llama).
 MP_OTHER_ACT_KEEP_FRAC = 0.0
 
-# --- grad_accumulation ----------------------------------------------------------------------
-# Per extra micro-batch, the fixed per-forward overhead (launches, Python) as a share of the
-# original step. *Unverified* ccprof assumption.
-GRAD_ACCUM_OVERHEAD_FRAC_PER_MICRO = 0.02
 
 # --- distillation ---------------------------------------------------------------------------
 # Student of half the depth (DistilBERT: half the layers of BERT-base, 40% smaller, 60% faster,
@@ -87,8 +79,6 @@ DISTILL_DEPTH_FRAC = 0.5
 # Structured pruning of 30% of channels/heads (ccprof assumption; lottery tickets prune >90%
 # unstructured, structured tolerates less).
 PRUNE_STRUCTURED_FRAC = 0.30
-# 2:4 sparse tensor cores double math throughput (Mishra et al. 2021) on Ampere and newer.
-SPARSE_24_SPEEDUP = 2.0
 
 # --- quantization ---------------------------------------------------------------------------
 # QLoRA NF4 with double quantization: 4.127 bits/param (Dettmers et al. 2023) = 0.516 bytes.
@@ -111,36 +101,7 @@ MINHASH_NUM_PERM = 128
 MINHASH_THRESHOLD = 0.8
 MINHASH_SHINGLE = 5
 
-# --- distributed ----------------------------------------------------------------------------
-DDP_BUCKET_BYTES = 25 * 2**20         # DDP default bucket_cap_mb=25 (Li et al., VLDB 2020)
-# Without a catalog interconnect: PCIe Gen4 x16, 32 GB/s per direction (PCI-SIG spec).
-INTERCONNECT_FALLBACK_BYTES_PER_S = 32e9
-# DDP overlaps all-reduce with backward; share left exposed. *Unverified*, conservative
-# (Li et al. report near-linear scaling with overlap).
-DDP_EXPOSED_COMM_FRAC = 0.5
 
-# --- tf32 / compile / fused_optimizer / dataloader / batch_size ---------------------------
-TF32_SPEEDUP_FALLBACK = 3.0           # HF single-GPU guide: "up to 3x" on matmuls
-# PyTorch 2 (Ansel et al., ASPLOS 2024): TorchInductor 1.41x training geomean on A100
-# (*unverified* figure from the paper's summary) -> at most 1 - 1/1.41 = 29% saved.
-COMPILE_SPEEDUP_MAX = 1.41
-COMPILE_FUSION_GAIN = 0.5             # fusion halves memory-bound op time (ccprof assumption)
-FUSED_OPT_SPEEDUP = 2.0               # fused vs per-param/foreach update (*unverified*)
-DATALOADER_HIDDEN_FRAC = 0.9          # workers hide 90% of the data wait (ccprof assumption)
+# --- batch_size -----------------------------------------------------------------------------
 BATCH_MAX_MULTIPLE = 8                # never propose more than 8x the current batch
 
-# --- roofline fallback (FACTS.md, NVIDIA A100 SXM 80GB datasheet) ----------------------------
-# Used only when ccprof.hardware's catalog is not available.
-FALLBACK_PEAKS = {
-    "float32": 19.5e12, "tf32": 156e12, "bfloat16": 312e12, "float16": 312e12,
-    "bandwidth": 2.039e12, "memory_bytes": 80 * 10**9, "capability": "8.0", "name": "A100 80GB",
-}
-KERNEL_LAUNCH_S = 5e-6                # ~5 us per CUDA kernel launch (ccprof assumption)
-MATMUL_OPS = frozenset({
-    "aten.mm", "aten.addmm", "aten.bmm", "aten.baddbmm", "aten.convolution",
-    "aten.convolution_backward", "aten._scaled_dot_product_efficient_attention",
-    "aten._scaled_dot_product_flash_attention", "aten._scaled_dot_product_cudnn_attention",
-    "aten._scaled_dot_product_efficient_attention_backward",
-    "aten._scaled_dot_product_flash_attention_backward", "aten.matmul", "aten.linear",
-    "aten._scaled_mm", "aten.addbmm",
-})

@@ -1,10 +1,11 @@
-"""dataloader: workers, pinned memory and persistent workers when the data wait is high."""
+"""dataloader: workers, pinned memory and persistent workers when the GPU would wait for data."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from ccprof.advisors import constants as C
-from ccprof.advisors._common import clamp, fmt_pct, make_advice
+from ccprof.advisors._common import fmt_change, fmt_pct, fmt_s, make_advice, recost
 from ccprof.advisors._registry import register
 from ccprof.advisors.advice import Advice
 from ccprof.advisors.context import AdviceContext
@@ -23,36 +24,60 @@ for x, y in loader:
 
 @register("dataloader")
 def advise_dataloader(profile: Profile, ctx: AdviceContext) -> Advice:
-    """Saving = data wait share x the share workers can hide."""
+    """The data wait on the target GPU (``ccprof.hardware.step.data_wait_s``) with more workers."""
     d = profile.data
     workers = min(8, os.cpu_count() or 4)
     snippet = SNIPPET.format(b=d.batch_size or 32, w=workers)
     if not d.dataloader_seen:
         return make_advice("dataloader", "not_applicable", profile, ctx, confidence="medium", snippet=snippet,
                            rationale="No torch DataLoader was seen: batches come from elsewhere.")
-    wait = d.wait_frac
-    if wait is None:
-        return make_advice("dataloader", "not_applicable", profile, ctx, confidence="low", snippet=snippet,
-                           rationale="The data wait was not measured.")
+    now = d.num_workers or 0
+    target = max(workers, now)
+    after = replace(profile, data=replace(d, num_workers=target, pin_memory=True))
+    rc = recost(profile, ctx, profile_after=after)
+    wait = rc.before.phase_s.get("data", 0.0)
+    share = wait / rc.before.step_s if rc.before.step_s else 0.0
+    how = rc.before.data.get("method", "")
     missing = [s for s, bad in (("num_workers>0", not d.num_workers),
                                 ("pin_memory=True", d.pin_memory is False),
                                 ("persistent_workers=True", bool(d.num_workers) and d.persistent_workers is False))
                if bad]
-    if wait < C.DATA_WAIT_FRAC_MIN:
-        status = "already_applied" if d.num_workers else "not_applicable"
-        return make_advice("dataloader", status, profile, ctx, confidence="high", snippet=snippet,
-                           rationale=(f"Waiting for data is {fmt_pct(wait)} of the step (below "
-                                      f"{fmt_pct(C.DATA_WAIT_FRAC_MIN)}); the loader uses {d.num_workers or 0} workers."))
-    frac = clamp(wait * C.DATALOADER_HIDDEN_FRAC)
-    rationale = (f"Waiting for data is {fmt_pct(wait)} of the step with num_workers={d.num_workers or 0}, "
-                 f"pin_memory={d.pin_memory}, persistent_workers={d.persistent_workers}. "
-                 + (f"Set {', '.join(missing)}; " if missing else "Add workers or move preprocessing offline; ")
-                 + f"workers that prepare batches while the GPU computes hide about {fmt_pct(C.DATALOADER_HIDDEN_FRAC)} "
-                 f"of it: {fmt_pct(frac)} less time per step.")
-    return make_advice("dataloader", "recommended", profile, ctx, confidence="medium", time_saved_frac=frac,
+    if d.batch_s is None and wait <= 0:
+        return make_advice("dataloader", "already_applied" if now else "not_applicable", profile, ctx,
+                           confidence="low", snippet=snippet,
+                           rationale=(f"No data wait was measured with num_workers={now}, and the time to make a "
+                                      f"batch is unknown ({d.batch_s_method or 'not measured'}), so the wait on "
+                                      f"{rc.spec.name} cannot be projected: with a far faster step there, check it "
+                                      "on the GPU."))
+    if share < C.DATA_WAIT_FRAC_MIN:
+        return make_advice("dataloader", "already_applied" if now else "not_applicable", profile, ctx,
+                           confidence="high", snippet=snippet,
+                           rationale=(f"On {rc.spec.name} the GPU would wait {fmt_s(wait)} for data per "
+                                      f"{fmt_s(rc.before.step_s)} step ({fmt_pct(share)}, below "
+                                      f"{fmt_pct(C.DATA_WAIT_FRAC_MIN)}): {how}."),
+                           details={"wait_s": wait, "wait_frac": share, "data": rc.before.data})
+    if target <= now and rc.frac <= 0.005:
+        return make_advice("dataloader", "not_applicable", profile, ctx, confidence="medium", snippet=snippet,
+                           rationale=(f"On {rc.spec.name} the GPU would wait {fmt_s(wait)} for data per step "
+                                      f"({fmt_pct(share)}) although the loader already has {now} workers: {how}. "
+                                      "More workers need more CPU cores; move decoding or augmentation offline, or "
+                                      "into the model on the GPU."),
+                           details={"wait_s": wait, "wait_frac": share, "data": rc.before.data})
+    rationale = (f"On {rc.spec.name} the GPU would wait {fmt_s(wait)} for data in a {fmt_s(rc.before.step_s)} step "
+                 f"({fmt_pct(share)}): {how}. "
+                 + (f"Set {', '.join(missing)}; " if missing else "")
+                 + f"with {target} workers making batches while the GPU computes, the wait is "
+                 f"{fmt_s(rc.after.phase_s.get('data', 0.0))}: {rc.says()}, {fmt_change(rc.frac)}.")
+    return make_advice("dataloader", "recommended", profile, ctx, confidence="medium", time_saved_frac=rc.frac,
                        rationale=rationale, snippet=snippet,
-                       assumptions=[f"Workers hide {fmt_pct(C.DATALOADER_HIDDEN_FRAC)} of the wait (ccprof assumption).",
-                                    "The data wait on the target machine matches the profiled one."],
-                       sources=["PyTorch TensorBoard plugin: DataLoader > 5% of step -> more workers (FACTS.md)",
-                                "PyTorch performance tuning guide: num_workers, pin_memory"],
-                       details={"wait_frac": wait, "missing": missing})
+                       assumptions=[f"Each worker makes a batch in the time one process took here "
+                                    f"({fmt_s(d.batch_s) if d.batch_s else 'the measured wait'}); {target} workers "
+                                    "deliver that many batches in parallel, so the GPU waits only for what its own "
+                                    "compute does not cover.",
+                                    f"The GPU host has {target} CPU cores free for workers (this one has "
+                                    f"{os.cpu_count() or '?'})."],
+                       sources=["PyTorch DataLoader docs: workers prefetch batches in parallel processes",
+                                "PyTorch TensorBoard plugin: DataLoader > 5% of step -> more workers (FACTS.md)"],
+                       details={"wait_s": wait, "wait_frac": share, "workers_after": target, "missing": missing,
+                                "data": rc.before.data, "step_s_before_model": rc.before.step_s,
+                                "step_s_after_model": rc.after.step_s})

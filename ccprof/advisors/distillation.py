@@ -1,10 +1,12 @@
 """distillation: train a shallower student on the teacher's soft labels."""
 from __future__ import annotations
 
-from ccprof.advisors._common import clamp, fmt_bytes, fmt_num, fmt_pct, ledger, make_advice, module_map
+from ccprof.advisors._common import (fmt_bytes, fmt_change, fmt_num, fmt_pct, ledger, make_advice,
+                                     module_map, recost)
+from ccprof.advisors.context import AdviceContext
+from ccprof.hardware.edits import shrink_blocks
 from ccprof.advisors._registry import register
 from ccprof.advisors.advice import Advice
-from ccprof.advisors.context import AdviceContext
 from ccprof.profiler.profile import Profile
 
 __all__ = ["advise_distillation", "project_distillation"]
@@ -24,9 +26,10 @@ loss = 0.5 * loss_fn(s_logits, y) + 0.5 * T * T * F.kl_div(
 _MARKERS = ("distil", "student", "teacher")
 
 
-def project_distillation(profile: Profile, depth_frac: float) -> dict:
+def project_distillation(profile: Profile, depth_frac: float, ctx: AdviceContext | None = None) -> dict:
     """A student keeping ``depth_frac`` of the repeated blocks: its FLOPs and memory, and the
-    step cost with a live teacher forward. Returns {} without repeated blocks."""
+    step re-costed with a live teacher forward (the teacher's forward ops again, no backward).
+    Returns {} without repeated blocks."""
     rbs = [rb for rb in profile.model.repeated_blocks if rb.count >= 2]
     if not rbs:
         return {}
@@ -42,12 +45,18 @@ def project_distillation(profile: Profile, depth_frac: float) -> dict:
     with_teacher = student_flops + profile.flops.forward     # teacher forward each step
     bytes_per_param = (led.params + led.grads_at_peak + led.opt) / profile.model.params if profile.model.params else 16
     mem_saved = int(drop * (blk_params * bytes_per_param + blk_act) - led.params)   # teacher weights stay resident
-    return {"blocks": len(names), "student_blocks": round(len(names) * depth_frac),
-            "student_params": int(profile.model.params - drop * blk_params),
-            "student_flops": int(student_flops), "step_flops_with_teacher": int(with_teacher),
-            "time_saved_frac": clamp(1 - with_teacher / per_step, -1.0, 1.0) if per_step else 0.0,
-            "inference_time_saved_frac": drop * blk_flops / per_step if per_step else 0.0,
-            "memory_saved_bytes": mem_saved}
+    out = {"blocks": len(names), "student_blocks": round(len(names) * depth_frac),
+           "student_params": int(profile.model.params - drop * blk_params),
+           "student_flops": int(student_flops), "step_flops_with_teacher": int(with_teacher),
+           "inference_time_saved_frac": drop * blk_flops / per_step if per_step else 0.0,
+           "memory_saved_bytes": mem_saved, "time_saved_frac": 0.0}
+    if profile.ops:
+        containers = [rb.container for rb in rbs]
+        teacher = [o for o in profile.ops if o.phase == "forward" and o.autocast != "cast"]
+        rc = recost(profile, ctx or AdviceContext(), ops=shrink_blocks(profile.ops, containers, depth_frac) + teacher)
+        out.update({"time_saved_frac": rc.frac, "recost": rc.says(), "step_s_before_model": rc.before.step_s,
+                    "step_s_after_model": rc.after.step_s})
+    return out
 
 
 @register("distillation")
@@ -58,7 +67,7 @@ def advise_distillation(profile: Profile, ctx: AdviceContext) -> Advice:
     if any(k in names for k in _MARKERS) or "distillation" in profile.static.lines:
         return make_advice("distillation", "already_applied", profile, ctx, confidence="medium", snippet=SNIPPET,
                            rationale=f"The run already trains a distilled/student model ({m.class_}).")
-    pr = project_distillation(profile, ctx.distill_depth_frac)
+    pr = project_distillation(profile, ctx.distill_depth_frac, ctx)
     if not pr:
         return make_advice("distillation", "not_applicable", profile, ctx, confidence="medium", snippet=SNIPPET,
                            rationale=(f"{m.class_ or 'The model'} has no repeated blocks to halve; name a smaller "
@@ -67,7 +76,8 @@ def advise_distillation(profile: Profile, ctx: AdviceContext) -> Advice:
     rationale = (f"A student with {pr['student_blocks']} of the {pr['blocks']} blocks has {fmt_num(pr['student_params'])} "
                  f"parameters (teacher {fmt_num(m.params)}) and needs {pr['student_flops']:,} FLOPs per step "
                  f"(teacher {profile.flops.per_step:,}). Training it with the teacher's forward each step costs "
-                 f"{pr['step_flops_with_teacher']:,} FLOPs: {fmt_pct(frac)} less per step; inference on the student "
+                 f"{pr['step_flops_with_teacher']:,} FLOPs; re-costed (the student's blocks and the teacher's forward "
+                 f"kernels), {pr.get('recost', 'no op records')}: {fmt_change(frac)}; inference on the student "
                  f"saves {fmt_pct(pr['inference_time_saved_frac'])}. Memory changes by {fmt_bytes(pr['memory_saved_bytes'])} "
                  f"(teacher weights stay resident). This trades accuracy for cost: DistilBERT kept 97% of its "
                  f"teacher's quality; yours may keep less. Confidence is low.")

@@ -3,7 +3,8 @@ no_sync, shard model state with FSDP when it does not fit one device."""
 from __future__ import annotations
 
 from ccprof.advisors import constants as C
-from ccprof.advisors._common import clamp, fmt_bytes, fmt_pct, fmt_s, gpu_spec, ledger, make_advice, run_price
+from ccprof.advisors._common import clamp, fmt_bytes, fmt_pct, fmt_s, gpu_spec, ledger, make_advice, recost, run_price
+from ccprof.hardware.comm import DDP_BUCKET_BYTES, NCCL_BUS_EFF, ddp_comm, link_bytes_per_s
 from ccprof.advisors._registry import register
 from ccprof.advisors.advice import Advice
 from ccprof.advisors.context import AdviceContext
@@ -25,35 +26,40 @@ sampler = torch.utils.data.distributed.DistributedSampler(dataset)
 """
 
 
-def project_ddp(step_s: float, grad_bytes: int, n: int, link_bytes_per_s: float,
-                exposed_frac: float = C.DDP_EXPOSED_COMM_FRAC) -> dict:
-    """Step time on n GPUs with DDP: compute / n + the exposed share of a ring all-reduce.
+def project_ddp(step_s: float, backward_s: float, grad_bytes: int, n: int, spec) -> dict:
+    """One step on each of ``n`` GPUs with DDP (the batch per GPU unchanged), and the run's wall time.
 
-    Ring all-reduce moves 2 (n-1)/n x gradient bytes per GPU. Example: 1 s step, 1 GB of
-    gradients, 4 GPUs at 100 GB/s: 0.25 + 0.5 x 2 x 0.75 x 0.01 = 0.2575 s.
+    Each GPU runs the profiled step plus the part of the ring all-reduce of the gradients that
+    backward does not hide (``ccprof.hardware.comm.ddp_comm``); n GPUs make n steps' progress at
+    once, so the run takes ``(step + exposed) / (n x step)`` of its single-GPU wall time.
     """
-    comm_s = 2 * (n - 1) / n * grad_bytes / link_bytes_per_s
-    after = step_s / n + exposed_frac * comm_s
-    return {"gpus": n, "comm_s": comm_s, "step_s_after": after, "wall_time_saved_frac": 1 - after / step_s if step_s else 0.0,
-            "speedup": step_s / after if after else 0.0}
+    comm = ddp_comm(grad_bytes, n, spec, backward_s)
+    after = step_s + comm.exposed_s
+    return {"gpus": n, "comm_s": comm.total_s, "exposed_comm_s": comm.exposed_s, "step_s_after": after,
+            "wall_time_saved_frac": 1 - after / (n * step_s) if step_s else 0.0,
+            "speedup": n * step_s / after if after else 0.0, "how": comm.what}
 
 
 @register("distributed")
 def advise_distributed(profile: Profile, ctx: AdviceContext) -> Advice:
     """Recommend DDP/FSDP where GPUs go unused, DataParallel is used, no_sync is missing, or
-    model state outgrows one device."""
+    model state outgrows one device; the collectives are costed by ``ccprof.hardware.comm``."""
     st = profile.static
     n_vis = ctx.gpus or (profile.device.count if profile.device.type == "cuda" else 1)
     snippet = SNIPPET.format(n=max(2, n_vis))
     spec = gpu_spec(profile, ctx)
     led = ledger(profile)
     price = run_price(profile, ctx)
-    link = spec.interconnect_bytes_per_s or C.INTERCONNECT_FALLBACK_BYTES_PER_S
-    link_src = spec.source if spec.interconnect_bytes_per_s else "PCIe Gen4 x16 32 GB/s (no catalog interconnect)"
+    link = link_bytes_per_s(spec)
+    link_src = spec.interconnect or "PCIe 4.0 x16, 32 GB/s per direction (no catalog interconnect)"
     state = led.params + led.grads + led.opt
-    sources = ["Li et al., PyTorch Distributed, VLDB 2020 (near-linear DDP scaling, 25 MB buckets, no_sync)"]
-    assumptions = [f"Ring all-reduce of {fmt_bytes(led.grads)} of gradients over {fmt_bytes(link)}/s ({link_src}).",
-                   f"{fmt_pct(C.DDP_EXPOSED_COMM_FRAC)} of the all-reduce is not hidden behind backward (ccprof assumption, unverified)."]
+    sources = ["Li et al., PyTorch Distributed, VLDB 2020 (near-linear DDP scaling, 25 MB buckets, no_sync)",
+               "nccl-tests PERFORMANCE.md (ring all-reduce bus bandwidth)"]
+    assumptions = [f"Ring all-reduce of {fmt_bytes(led.grads)} of gradients at {fmt_pct(NCCL_BUS_EFF)} of "
+                   f"{fmt_bytes(link)}/s each way ({link_src}), in {DDP_BUCKET_BYTES // 2**20} MiB buckets.",
+                   "Buckets all-reduce while backward runs; only what backward does not cover (at least the last "
+                   "bucket) adds to the step."]
+    model = recost(profile, ctx, spec=spec).before
     if st.data_parallel and not st.ddp:
         return make_advice("distributed", "recommended", profile, ctx, confidence="medium", snippet=snippet,
                            rationale=(f"The script uses nn.DataParallel (line {st.lines.get('data_parallel', '?')}), which "
@@ -64,14 +70,17 @@ def advise_distributed(profile: Profile, ctx: AdviceContext) -> Advice:
                            details={"case": "data_parallel"})
     if st.ddp and (st.accumulation or profile.steps.micro_batches > 1) and "no_sync" not in st.lines:
         k = max(2, profile.steps.micro_batches)
-        comm = 2 * (n_vis - 1) / max(1, n_vis) * led.grads / link if n_vis > 1 else 2 * 0.5 * led.grads / link
-        frac = clamp((k - 1) * C.DDP_EXPOSED_COMM_FRAC * comm / price.step_s) if price.step_s else 0.0
+        n = max(2, n_vis)
+        c = ddp_comm(led.grads, n, spec, model.phase_s.get("backward", 0.0) / k)
+        frac = clamp((k - 1) * c.exposed_s / model.step_s) if model.step_s else 0.0
         return make_advice("distributed", "recommended", profile, ctx, confidence="medium", snippet=snippet,
                            time_saved_frac=frac, assumptions=assumptions, sources=sources,
                            rationale=(f"DDP accumulates {k} micro-batches per step without no_sync(): {k - 1} redundant "
-                                      f"all-reduces of {fmt_bytes(led.grads)} ({fmt_s(comm)} each) per step, "
-                                      f"{fmt_pct(frac)} of the {fmt_s(price.step_s)} step."),
-                           details={"case": "no_sync", "comm_s": comm})
+                                      f"all-reduces of {fmt_bytes(led.grads)} over {n} GPUs, each "
+                                      f"{fmt_s(c.total_s)} of which {fmt_s(c.exposed_s)} is not hidden by that "
+                                      f"micro-batch's backward: {fmt_pct(frac)} of the {fmt_s(model.step_s)} step on "
+                                      f"{spec.name}."),
+                           details={"case": "no_sync", "comm_s": c.total_s, "exposed_comm_s": c.exposed_s})
     if st.ddp or st.fsdp:
         return make_advice("distributed", "already_applied", profile, ctx, confidence="high", snippet=snippet,
                            rationale=f"The script already uses {'FSDP' if st.fsdp else 'DDP'}.")
@@ -88,17 +97,20 @@ def advise_distributed(profile: Profile, ctx: AdviceContext) -> Advice:
                                       f"{fmt_bytes(per)} per GPU."),
                            details={"case": "fsdp", "gpus": n})
     if n_vis > 1:
-        pr = project_ddp(price.step_s, led.grads, n_vis, link)
+        pr = project_ddp(model.step_s, model.phase_s.get("backward", 0.0), led.grads, n_vis, spec)
         # The user pays for all n visible GPUs today; with DDP the run ends n-fold sooner.
         usd = price.usd_run * n_vis * pr["wall_time_saved_frac"] if price.priced else 0.0
         return make_advice("distributed", "recommended", profile, ctx, confidence="medium", snippet=snippet,
                            time_saved_frac=pr["wall_time_saved_frac"], usd_saved=usd,
-                           step_s_after=pr["step_s_after"], assumptions=assumptions + [
+                           step_s_after=price.step_s * pr["step_s_after"] / model.step_s if model.step_s else None,
+                           assumptions=assumptions + [
                                f"You pay for all {n_vis} visible GPUs whether or not they work."], sources=sources,
-                           rationale=(f"{n_vis} GPUs are visible but the script trains on one. With DDP each step's "
-                                      f"{fmt_s(price.step_s)} of compute splits {n_vis} ways and adds an all-reduce of "
-                                      f"{fmt_bytes(led.grads)} of gradients ({fmt_s(pr['comm_s'])}): "
-                                      f"{fmt_s(pr['step_s_after'])} per step, {pr['speedup']:.1f}x faster."),
+                           rationale=(f"{n_vis} GPUs are visible but the script trains on one. With DDP each GPU runs "
+                                      f"the {fmt_s(model.step_s)} step on its own batch and all-reduces "
+                                      f"{fmt_bytes(led.grads)} of gradients ({fmt_s(pr['comm_s'])}, "
+                                      f"{fmt_s(pr['exposed_comm_s'])} not hidden by backward on {spec.name}): "
+                                      f"{n_vis} steps' progress in {fmt_s(pr['step_s_after'])}, "
+                                      f"{pr['speedup']:.1f}x the throughput."),
                            details={"case": "unused_gpus", **pr})
     return make_advice("distributed", "not_applicable", profile, ctx, confidence="high", snippet=snippet,
                        rationale=(f"One device is visible and model state ({fmt_bytes(state)}) fits it: nothing to "

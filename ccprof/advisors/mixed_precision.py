@@ -1,10 +1,10 @@
-"""mixed_precision: bf16/fp16 autocast for matmuls; projected through the target's roofline."""
+"""mixed_precision: bf16/fp16 autocast; time re-costed through the cost model, memory from the ledger."""
 from __future__ import annotations
 
 from ccprof.advisors import constants as C
-from ccprof.advisors._common import (clamp, fmt_bytes, fmt_pct, fmt_s, gpu_spec, ledger,
-                                     linear_modules, make_advice, op_shares, run_price,
-                                     target_projection)
+from ccprof.advisors._common import (fmt_bytes, fmt_change, fmt_pct, gpu_spec, ledger, make_advice, recost)
+from ccprof.hardware import half_dtype
+from ccprof.hardware.kernels import op_class
 from ccprof.advisors._registry import register
 from ccprof.advisors.advice import Advice
 from ccprof.advisors.context import AdviceContext
@@ -193,10 +193,20 @@ def project_mixed_precision_memory(profile: Profile) -> dict:
             "memory_saved_bytes": int(saved), "peak_bytes_after": int(led.peak - saved)}
 
 
+_MATMUL_CLASSES = frozenset({"gemm", "conv", "conv_backward", "attention", "attention_backward"})
+
+
+def matmul_flops_by_dtype(profile: Profile) -> dict[str, int]:
+    """Measured matmul/conv/attention FLOPs of one step, by the dtype they ran in."""
+    out: dict[str, int] = {}
+    for op in profile.ops:
+        if op_class(op.op) in _MATMUL_CLASSES:
+            out[op.dtype] = out.get(op.dtype, 0) + op.flops
+    return out
+
+
 def _measured_effect(profile: Profile) -> str:
     """What this run measured of the tweak's effect (for an already-applied tweak)."""
-    from ccprof.advisors._common import matmul_flops_by_dtype
-
     by = matmul_flops_by_dtype(profile)
     total = sum(by.values())
     if not total:
@@ -209,7 +219,7 @@ def _measured_effect(profile: Profile) -> str:
 
 @register("mixed_precision")
 def advise_mixed_precision(profile: Profile, ctx: AdviceContext) -> Advice:
-    """Recommend autocast when fp32 matmuls dominate; project time via the roofline."""
+    """Recommend autocast when it saves time or memory; time re-costed through the cost model."""
     p = profile.precision
     if p.autocast or profile.static.autocast or p.param_dtype in ("bfloat16", "float16"):
         how = (f"autocast ({p.autocast_dtype or 'dtype unknown'}) was seen during the run" if p.autocast
@@ -219,13 +229,15 @@ def advise_mixed_precision(profile: Profile, ctx: AdviceContext) -> Advice:
                            rationale=f"Mixed precision is already on: {how}.{_measured_effect(profile)}",
                            snippet=SNIPPET)
     spec = gpu_spec(profile, ctx)
-    sh = op_shares(profile, spec)
-    mm_share = sh.matmul_fp32_flops / profile.flops.per_step if profile.flops.per_step else 0.0
+    by = matmul_flops_by_dtype(profile)
+    mm32 = sum(v for k, v in by.items() if k in ("float32", "torch.float32"))
+    mm_share = mm32 / profile.flops.per_step if profile.flops.per_step else 0.0
     mem = project_mixed_precision_memory(profile)
     led = ledger(profile)
-    proj = target_projection(profile, ctx)
-    price = run_price(profile, ctx)
     dev = profile.device.type
+    half = half_dtype(spec)
+    rc = recost(profile, ctx, policy={"autocast": half}, spec=spec)
+    frac = rc.frac
     assumptions = [
         f"Activations that become 2-byte ({fmt_bytes(mem['halved_bytes'])}): the inputs Linear/Conv layers save "
         "(autocast lowers them: 'CUDA/CPU Ops that can autocast to lower precision'), and what BatchNorm, "
@@ -238,50 +250,42 @@ def advise_mixed_precision(profile: Profile, ctx: AdviceContext) -> Advice:
         + ("LayerNorm/GroupNorm/softmax (on CUDA autocast's fp32 list)." if dev == "cuda" else
            "LayerNorm/GroupNorm/softmax unless a Linear/Conv feeds them (CPU autocast lets them follow their "
            "input; a transformer's pre-norm reads the fp32 residual stream)."),
-        f"Autocast adds bf16 copies of the Linear/Conv weights ({fmt_bytes(mem['weight_cache_bytes'])}) and of a float "
+        f"Autocast adds {half} copies of the Linear/Conv weights ({fmt_bytes(mem['weight_cache_bytes'])}) and of a float "
         f"batch fed straight to one ({fmt_bytes(mem['input_copy_bytes'])}), saved for backward.",
         f"Temporaries at the peak ({fmt_bytes(led.other)} -> {fmt_bytes(mem['other_after_bytes'])}): the batch and the "
         "loss's fp32 logit gradients (2 x its log-softmax output) keep their size; the rest are activation "
-        "gradients, bf16 like the activations, and halve (at most as much as the activations that halve).",
-        "A Linear that shares its fp32 input with a sibling (q/k/v projections) gets its own bf16 copy under "
-        "autocast; the profile cannot tell it from one fed by bf16 attention output, so it is not counted "
+        "gradients, 16-bit like the activations, and halve (at most as much as the activations that halve).",
+        "A Linear that shares its fp32 input with a sibling (q/k/v projections) gets its own 16-bit copy under "
+        "autocast; the profile cannot tell it from one fed by 16-bit attention output, so it is not counted "
         "(a tiny Llama's projection is ~6% low for it).",
         "Weights, gradients and optimizer state stay fp32 (FACTS.md: AMP alone shrinks activations, not model state).",
+        "Time: every op is re-costed as CUDA autocast would run it (PyTorch's lists; the profiler recorded each "
+        "op's 16-bit or fp32 bytes and the casts autocast adds), matmuls on the 16-bit tensor cores.",
     ]
-    if proj is not None and proj.step_s and proj.step_s_bf16:
-        frac = clamp(1 - proj.step_s_bf16 / proj.step_s)
-        how = (f"the hardware roofline projects {fmt_s(proj.step_s)} -> {fmt_s(proj.step_s_bf16)} "
-               f"per step on {price.gpu}")
-    elif sh.total_s > 0:
-        bf16 = spec.peak_flops["bfloat16"]
-        after = sh.total_s - sh.matmul_fp32_s + sh.matmul_fp32_flops / bf16
-        frac = clamp(1 - after / sh.total_s)
-        how = (f"ccprof's per-op roofline on {spec.name} ({spec.source}) puts fp32 matmuls at "
-               f"{fmt_pct(sh.share(sh.matmul_fp32_s))} of the step; at the bf16 peak they shrink "
-               f"{spec.peak_flops['float32'] and bf16 / spec.peak_flops['float32']:.0f}x")
-    else:
-        frac = clamp(mm_share * (1 - 1 / C.MP_SPEEDUP_FALLBACK))
-        how = f"assuming bf16 matmuls run {C.MP_SPEEDUP_FALLBACK:.0f}x faster (NVIDIA AMP docs: up to 3x)"
+    how = (f"re-costing the step as autocast would run it ({half} matmuls on tensor cores, 16-bit bytes for the "
+           f"ops that follow them, fp32 norms and losses, and the casts): {rc.says()}")
     act_share = led.act / led.peak if led.peak else 0.0
-    if mm_share < C.MP_MATMUL_SHARE_MIN and mem["memory_saved_bytes"] <= 0:
+    if (mm_share < C.MP_MATMUL_SHARE_MIN or frac <= 0) and mem["memory_saved_bytes"] <= 0:
         return make_advice("mixed_precision", "not_applicable", profile, ctx, confidence="medium",
                            rationale=(f"fp32 matmuls are only {fmt_pct(mm_share)} of the step's FLOPs "
-                                      f"(below {fmt_pct(C.MP_MATMUL_SHARE_MIN)}) and activations are "
-                                      f"{fmt_pct(act_share)} of peak: autocast would save little."),
+                                      f"(threshold {fmt_pct(C.MP_MATMUL_SHARE_MIN)}), autocast would change the step "
+                                      f"{rc.says()}, and activations are {fmt_pct(act_share)} of peak: autocast would "
+                                      "save little."),
                            snippet=SNIPPET, details={"fp32_matmul_flops_frac": mm_share, **mem})
     rationale = (f"fp32 matmuls are {fmt_pct(mm_share)} of the {profile.flops.per_step:,} FLOPs per step; "
-                 f"{how}, so a step takes {fmt_pct(frac)} less time. Activations are {fmt_bytes(led.act)} "
+                 f"{how}: {fmt_change(frac)}. Activations are {fmt_bytes(led.act)} "
                  f"({fmt_pct(act_share)} of the {fmt_bytes(led.peak)} peak); {fmt_bytes(mem['halved_bytes'])} of them "
                  f"are saved by matmuls and the ops that follow them and halve in bf16, and autocast adds "
                  f"{fmt_bytes(mem['weight_cache_bytes'] + mem['input_copy_bytes'])} of bf16 weight and input copies: "
                  f"activations {fmt_bytes(mem['activations_after_bytes'])}; temporaries {fmt_bytes(led.other)} -> "
                  f"{fmt_bytes(mem['other_after_bytes'])}; peak {fmt_bytes(led.peak)} -> {fmt_bytes(mem['peak_bytes_after'])}.")
     return make_advice("mixed_precision", "recommended", profile, ctx,
-                       confidence="high" if proj is not None else "medium",
+                       confidence="high" if profile.ops and any(o.autocast for o in profile.ops) else "medium",
                        time_saved_frac=frac, memory_saved_bytes=mem["memory_saved_bytes"],
                        peak_bytes_after=mem["peak_bytes_after"], rationale=rationale,
                        assumptions=assumptions, snippet=SNIPPET,
                        sources=["Micikevicius et al., Mixed Precision Training, ICLR 2018 ('nearly halves memory')",
-                                "NVIDIA AMP documentation (up to 3x on Volta/Turing)",
-                                f"{spec.source}"],
-                       details={"fp32_matmul_flops_frac": mm_share, **mem})
+                                "PyTorch autocast op reference (which ops run 16-bit, which fp32)",
+                                f"ccprof kernel model ({spec.spec_source})"],
+                       details={"fp32_matmul_flops_frac": mm_share, "policy": {"autocast": half},
+                                "step_s_before_model": rc.before.step_s, "step_s_after_model": rc.after.step_s, **mem})

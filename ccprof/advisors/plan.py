@@ -1,8 +1,11 @@
 """The combined plan: apply the recommended tweaks in sequence through the time and memory
 model, skipping conflicts, and price the run before and after.
 
-Effects compound, they are not added: a step-scoped tweak scales the step time, a run-scoped
-one (finetune, early_stopping, data_curation, warm_start) scales the number of steps, memory
+Effects compound, they are not added: tweaks that change how the GPU runs the step
+(mixed_precision, tf32, compile, fused_optimizer: a ``policy`` in their details) are costed
+together again by the cost model, so compile's fusion is priced on the bf16 step autocast
+leaves; other step-scoped tweaks scale the step time, run-scoped ones (finetune,
+early_stopping, data_curation, warm_start, batch_size) scale the number of steps, memory
 savings lower the peak, and the freed memory is offered to ``batch_size`` again at the end
 (checkpointing frees memory -> a larger batch). ``right_size_gpu`` prices the result.
 """
@@ -10,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ccprof.advisors._common import RUN_SCOPED, fmt_bytes, fmt_pct, run_price
+from ccprof.advisors._common import RUN_SCOPED, fmt_bytes, fmt_pct, gpu_spec, recost, run_price
 from ccprof.advisors.advice import Advice, Plan, PlanStep
 from ccprof.advisors.context import AdviceContext
 from ccprof.profiler.profile import Profile
@@ -52,13 +55,14 @@ def build_plan(profile: Profile, ctx: AdviceContext, advice: list[Advice]) -> Pl
     DDP over n visible GPUs counts as a step-scoped saving: the advisor assumes all n are paid
     for either way, so the dollars fall with the wall time.
     """
-    from ccprof.advisors._common import gpu_spec
     from ccprof.advisors import constants as C
 
     price = run_price(profile, ctx)
     spec = gpu_spec(profile, ctx)
     budget = int(C.MEMORY_FULL_FRAC * spec.memory_bytes) if spec.memory_bytes else None
     step_s, peak, steps_frac, usd_factor = price.step_s, profile.memory.peak_bytes, 1.0, 1.0
+    policy: dict = {}
+    policy_factor = 1.0
     act = profile.memory.activations_bytes
     chosen: list[str] = []
     out: list[PlanStep] = []
@@ -70,17 +74,26 @@ def build_plan(profile: Profile, ctx: AdviceContext, advice: list[Advice]) -> Pl
         return price.usd_run * usd_factor
 
     def apply(a: Advice, note: str = "") -> None:
-        nonlocal step_s, peak, steps_frac, usd_factor, act
+        nonlocal step_s, peak, steps_frac, usd_factor, act, policy_factor
         p = a.projected
         scope = a.details.get("time_scope", "run" if a.tweak in RUN_SCOPED else "step")
+        frac = p.time_saved_frac if a.status == "recommended" else float(a.details.get("time_saved_frac", 0.0))
         if a.tweak == "right_size_gpu":
             usd_factor *= max(0.0, 1 - p.usd_saved / price.usd_run) if price.usd_run else 1.0
+        elif a.details.get("policy") and profile.ops:
+            # re-cost the step with every policy change chosen so far, together
+            policy.update(a.details["policy"])
+            rc = recost(profile, ctx, policy=policy, spec=spec)
+            new = rc.after.step_s / rc.before.step_s if rc.before.step_s else 1.0
+            step_s *= new / policy_factor
+            usd_factor *= new / policy_factor
+            policy_factor = new
         elif scope == "run":
-            steps_frac *= 1 - p.time_saved_frac
-            usd_factor *= 1 - p.time_saved_frac
+            steps_frac *= 1 - frac
+            usd_factor *= 1 - frac
         else:
-            step_s *= 1 - p.time_saved_frac
-            usd_factor *= 1 - p.time_saved_frac
+            step_s *= 1 - frac
+            usd_factor *= 1 - frac
         if a.tweak in ("checkpointing", "mixed_precision") and "activations_after_bytes" in a.details and act:
             # both act on activations: an earlier tweak that shrank them shrinks this saving too
             scale = act / profile.memory.activations_bytes
@@ -122,7 +135,9 @@ def build_plan(profile: Profile, ctx: AdviceContext, advice: list[Advice]) -> Pl
             lighter = replace(light, memory=replace(light.memory, peak_bytes=int(peak - act * (1 - ratio)),
                                                     activations_bytes=int(act * ratio)))
             bs_ck = advise_batch_size(lighter, ctx)
-            gain_ck = (1 - ck.projected.time_saved_frac) * (1 - bs_ck.projected.time_saved_frac)
+            ck_frac = ck.projected.time_saved_frac if ck.status == "recommended" else float(
+                ck.details.get("time_saved_frac", 0.0))
+            gain_ck = (1 - ck_frac) * (1 - bs_ck.projected.time_saved_frac)
             if bs_ck.status == "recommended" and gain_ck < 1 - bs.projected.time_saved_frac:
                 apply(ck, "frees memory for a larger batch")
                 bs = bs_ck

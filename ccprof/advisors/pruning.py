@@ -1,12 +1,13 @@
-"""pruning: structured pruning of channels/heads; 2:4 sparsity on Ampere and newer."""
+"""pruning: structured pruning of the repeated blocks' Linear layers, re-costed at the narrower shapes."""
 from __future__ import annotations
 
-from ccprof.advisors import constants as C
-from ccprof.advisors._common import (capability_at_least, clamp, fmt_pct, gpu_spec, is_matmul,
-                                     linear_modules, make_advice)
+from ccprof.advisors._common import (capability_at_least, fmt_change, fmt_pct, gpu_spec, linear_modules,
+                                     make_advice, recost)
 from ccprof.advisors._registry import register
 from ccprof.advisors.advice import Advice
 from ccprof.advisors.context import AdviceContext
+from ccprof.hardware.edits import in_scopes, narrow_blocks
+from ccprof.hardware.kernels import op_class
 from ccprof.profiler.profile import Profile
 
 __all__ = ["advise_pruning"]
@@ -15,52 +16,65 @@ SNIPPET = """
 import torch.nn.utils.prune as prune
 # Structured: drop {pct} of output channels (rows) by L2 norm, then make it permanent.
 for name, module in model.named_modules():
-    if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+    if isinstance(module, torch.nn.Linear):
         prune.ln_structured(module, name="weight", amount={frac}, n=2, dim=0)
         prune.remove(module, "weight")
 # Rows of zeros only save time once the layers are physically shrunk (torch-pruning), or,
-# on Ampere+, use 2:4 semi-structured sparsity for Linear layers:
+# on Ampere+, use 2:4 semi-structured sparsity for Linear layers at inference:
 # from torch.sparse import to_sparse_semi_structured
 # module.weight = torch.nn.Parameter(to_sparse_semi_structured(module.weight))
 """
 
 
+def _block_linears(profile: Profile) -> tuple[list[str], list[str]]:
+    """(repeated-block containers, their Linear layers): what ccprof's pruning applier prunes."""
+    containers = [rb.container for rb in profile.model.repeated_blocks if rb.count >= 2]
+    lins = [m.name for m in linear_modules(profile) if any(m.name.startswith(c + ".") for c in containers)]
+    return containers, lins
+
+
 @register("pruning")
 def advise_pruning(profile: Profile, ctx: AdviceContext) -> Advice:
-    """Project structured pruning's FLOPs cut on matmul layers; mention 2:4 where supported."""
+    """The step re-costed with the blocks' weights ``prune_frac`` smaller (structured)."""
     frac_p = ctx.prune_frac
     snippet = SNIPPET.format(pct=fmt_pct(frac_p), frac=frac_p)
     if "prune" in profile.static.lines or any(m.name.endswith("weight_orig") for m in profile.model.modules):
         return make_advice("pruning", "already_applied", profile, ctx, confidence="medium", snippet=snippet,
                            rationale=f"The script already prunes (line {profile.static.lines.get('prune', '?')}).")
-    per = profile.flops.per_step
-    mm = sum(v for k, v in profile.flops.by_op.items() if is_matmul(k))
-    if not mm:
-        mm = sum(m.flops for m in linear_modules(profile))
-    share = mm / per if per else 0.0
-    if share < 0.5:
+    containers, lins = _block_linears(profile)
+    if not containers or not lins:
+        what = ("has no repeated blocks" if not containers else
+                f"has no nn.Linear layers in its repeated blocks ({', '.join(containers)})")
         return make_advice("pruning", "not_applicable", profile, ctx, confidence="medium", snippet=snippet,
-                           rationale=(f"Matmul/convolution FLOPs are {fmt_pct(share)} of the step: pruning their "
-                                      "channels would not cut much."))
+                           rationale=(f"{profile.model.class_ or 'The model'} {what}: structured pruning of "
+                                      "block Linear layers (what ccprof can apply and cost) has nothing to act on."))
+    block_gemm = [o for o in profile.ops if op_class(o.op) == "gemm" and in_scopes(o, containers)]
+    if not block_gemm:
+        return make_advice("pruning", "not_applicable", profile, ctx, confidence="low", snippet=snippet,
+                           rationale="The profile has no per-op records of the blocks' matmuls to re-cost.")
     spec = gpu_spec(profile, ctx)
+    rc = recost(profile, ctx, ops=narrow_blocks(profile.ops, containers, 1 - frac_p), spec=spec)
+    if rc.frac < 0.01:
+        return make_advice("pruning", "not_applicable", profile, ctx, confidence="medium", snippet=snippet,
+                           rationale=(f"Removing {fmt_pct(frac_p)} of the block weights would change the step "
+                                      f"{rc.says()}: little to gain for the accuracy risk."))
     ampere = capability_at_least(spec, 8)
-    structured = clamp(frac_p * share)
-    lin_share = sum(m.flops for m in linear_modules(profile)) / per if per else 0.0
-    sparse24 = clamp(lin_share * (1 - 1 / C.SPARSE_24_SPEEDUP)) if ampere else 0.0
-    rationale = (f"Matmul and convolution FLOPs are {fmt_pct(share)} of the {per:,} per step. Removing "
-                 f"{fmt_pct(frac_p)} of channels/heads (structured) cuts those FLOPs by the same share: "
-                 f"{fmt_pct(structured)} of the step once the layers are physically smaller. Unstructured "
-                 "(element-wise) sparsity gives no dense speed-up, so ccprof does not count it. ")
-    rationale += (f"{spec.name} (compute capability {spec.capability}) supports 2:4 sparsity: Linear layers "
-                  f"({fmt_pct(lin_share)} of FLOPs) could run up to {fmt_pct(sparse24)} faster, on forward matmuls "
-                  "after training." if ampere else
-                  f"{spec.name} predates Ampere, so 2:4 sparse tensor cores are not available.")
+    rationale = (f"Removing {fmt_pct(frac_p)} of each block Linear's weights (structured: whole rows, then the "
+                 f"layers rebuilt smaller) in {', '.join(containers)} ({len(lins)} layers) shrinks their GEMMs and "
+                 f"the activations between them; re-costed at the narrower shapes: {rc.says()}, {fmt_change(rc.frac)}. "
+                 "Unstructured (element-wise) sparsity gives no dense speed-up, and masks alone (what "
+                 "torch.nn.utils.prune leaves) save nothing until the layers are physically smaller. ")
+    rationale += (f"{spec.name} also has 2:4 sparse tensor cores (twice the math rate on Linear layers at "
+                  "inference; not counted here)." if ampere else
+                  f"{spec.name} predates Ampere: no 2:4 sparse tensor cores.")
     rationale += " Pruning costs accuracy unless followed by fine-tuning; confidence is low."
     return make_advice("pruning", "recommended", profile, ctx, confidence="low", risk="accuracy",
-                       time_saved_frac=structured, rationale=rationale, snippet=snippet,
-                       assumptions=[f"{fmt_pct(frac_p)} of channels/heads removed (AdviceContext.prune_frac; ccprof assumption).",
-                                    "Pruned layers are rebuilt smaller; time follows FLOPs."],
+                       time_saved_frac=rc.frac, rationale=rationale, snippet=snippet,
+                       assumptions=[f"{fmt_pct(frac_p)} of each block weight removed (AdviceContext.prune_frac; "
+                                    "ccprof assumption), costed as both of its dimensions shrinking by "
+                                    f"sqrt({1 - frac_p:g}).",
+                                    "Pruned layers are rebuilt smaller (torch-pruning or a re-export)."],
                        sources=["Mishra et al. 2021, Accelerating Sparse Deep Neural Networks (2:4 doubles math throughput)",
                                 "Frankle & Carbin, Lottery Ticket Hypothesis, ICLR 2019 (>90% prunable, unstructured)"],
-                       details={"matmul_flops_frac": share, "structured_time_saved_frac": structured,
-                                "sparse_2_4_time_saved_frac": sparse24, "ampere_or_newer": ampere})
+                       details={"containers": containers, "linear_layers": lins, "ampere_or_newer": ampere,
+                                "step_s_before_model": rc.before.step_s, "step_s_after_model": rc.after.step_s})

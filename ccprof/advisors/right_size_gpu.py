@@ -55,10 +55,10 @@ def advise_right_size_gpu(profile: Profile, ctx: AdviceContext) -> Advice:
     rationale = (f"{best['name']} fits the job and runs a step in {fmt_s(best['step_s'])} at ${best['usd_per_hour']:.2f}/h "
                  f"(price {best.get('price_date', '')}): {fmt_usd(best['usd_run'])} for the run against "
                  f"{fmt_usd(current_usd)} on {price.gpu}, {fmt_pct(frac)} of the cost ({best['hours']:.1f} h of wall time "
-                 f"vs {price.step_s * price.run_steps / 3600:.1f} h). Projection method: {best.get('method', 'roofline')}.")
+                 f"vs {price.step_s * price.run_steps / 3600:.1f} h). Projection method: {best.get('method', 'cost_model')} (ccprof's cost model).")
     return make_advice("right_size_gpu", "recommended", profile, ctx, confidence="medium", usd_saved=usd,
                        time_saved_frac=0.0, step_s_after=best["step_s"], rationale=rationale, snippet=snippet,
-                       assumptions=["Projected step times from the hardware stage's roofline; prices as dated in the catalog."],
+                       assumptions=["Projected step times from the hardware stage's cost model (each GPU's achieved kernel times, host and data wait); prices as dated in the catalog."],
                        sources=[best.get("price_source", "ccprof hardware catalog"),
-                                "Habitat, USENIX ATC 2021 (cross-GPU projection, 11.8% average error)"],
+                                "ccprof bench/projection_accuracy.py (the cost model against published step times)"],
                        details={"best": best, "candidates": rows[:5], "dollar_frac": frac})
