@@ -40,9 +40,10 @@ def load(name: str):
 def check_gold(name: str, obj) -> None:
     text = scrub(json.dumps(dataclasses.asdict(obj), indent=1, ensure_ascii=False, sort_keys=True)) + "\n"
     path = GOLD / f"{name}.json"
-    if os.environ.get("CCPROF_UPDATE_GOLD") or not path.exists():
+    if os.environ.get("CCPROF_UPDATE_GOLD"):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"gold file {path} is missing: run with CCPROF_UPDATE_GOLD=1 and review it"
     assert text == path.read_text(encoding="utf-8"), f"view changed; see {path}"
 
 

@@ -141,6 +141,27 @@ class MemoryChart:
 
 
 @dataclass(frozen=True)
+class ProjectedPhase:
+    """One phase of the projected step on the target GPU: device vs host, and which sets it."""
+    name: str
+    device: str
+    host: str
+    phase: str
+    bound: str
+    s: float
+
+
+@dataclass(frozen=True)
+class Projected:
+    """The projected step on the target GPU, phase by phase (ccprof.hardware.step)."""
+    gpu: str
+    method: str
+    step: str
+    phases: list[ProjectedPhase]
+    note: str
+
+
+@dataclass(frozen=True)
 class Phase:
     name: str
     s: float
@@ -221,6 +242,7 @@ class ReportView:
     charts: list[ChartSpec]
     memory: MemoryChart
     phases: list[Phase]
+    projected: Projected | None
     flops_tree: list[FlopsNode]
     gpu_costs: list[GpuCostRow]
     waterfall: list[WaterfallStep]
@@ -377,7 +399,7 @@ def _glance(profile: Profile, advice: AdviceSet) -> Glance:
         # the figure is a projection onto the target GPU: say so, and show what was measured
         here = (f"; measured {fmt_s(measured_s)} on {profile.device.name or profile.device.type}"
                 if measured_s is not None else "")
-        cards = [Card(f"step on {cost.gpu}", fmt_s(step_s), f"projected ({method or 'roofline'}){here}")]
+        cards = [Card(f"step on {cost.gpu}", fmt_s(step_s), f"projected ({method or 'cost_model'}){here}")]
     else:
         cards = [Card("step time", fmt_s(step_s),
                       f"mean of {steps.measured} measured steps" if steps.measured else "")]
@@ -489,6 +511,31 @@ def _memory(profile: Profile, catalog: dict[str, Any]) -> MemoryChart:
         if cap:
             label = f"{gid} capacity {fmt_bytes(cap)}"
     return MemoryChart(parts, int(mem.peak_bytes), cap or None, label)
+
+
+def _projected(profile: Profile) -> Projected | None:
+    """The target GPU's projected step by phase, from what the hardware stage attached."""
+    proj = profile.projection or {}
+    gid = profile.cost.gpu if profile.cost is not None else profile.device.catalog_id
+    p = proj.get(gid) if gid else None
+    if p is None or not p.phase_s:
+        return None
+    d = p.detail or {}
+    dev, host, bound = d.get("device_s") or {}, d.get("host_s") or {}, d.get("bound") or {}
+    rows = []
+    for ph in PHASE_ORDER:
+        if ph not in p.phase_s:
+            continue
+        v = float(p.phase_s[ph])
+        if ph == "data":
+            rows.append(ProjectedPhase(ph, MISSING, MISSING, fmt_s(v), "data loading", v))
+        else:
+            rows.append(ProjectedPhase(ph, fmt_s(dev.get(ph)), fmt_s(host.get(ph)), fmt_s(v),
+                                       bound.get(ph, MISSING), v))
+    data = (d.get("data") or {}).get("method", "")
+    note = "; ".join(x for x in (str(d.get("policy") or ""), f"data: {data}" if data else "",
+                                 *[str(n) for n in d.get("notes") or []]) if x)
+    return Projected(gid, p.method, fmt_s(p.step_s), rows, note)
 
 
 def _phases(profile: Profile) -> list[Phase]:
@@ -726,7 +773,8 @@ def build_report_view(profile: Profile, advice_set: AdviceSet | None = None,
         header=_header(profile, generated_at or _now_iso()), glance=_glance(profile, advice),
         recommendations=recs, other_advice=others, plan=_plan(profile, advice),
         charts=_charts(profile, memory, phases, tree, gpu_costs, waterfall, timeline, loss, advice),
-        memory=memory, phases=phases, flops_tree=tree, gpu_costs=gpu_costs, waterfall=waterfall,
+        memory=memory, phases=phases, projected=_projected(profile), flops_tree=tree, gpu_costs=gpu_costs,
+        waterfall=waterfall,
         timeline=timeline, loss=loss, modules=modules, modules_note=modules_note,
         findings=findings, error=error, notes=notes)
 
