@@ -1,14 +1,18 @@
 """The one prepared device check: run it on a lent NVIDIA machine, keep its output in bench/.
 
-    PYTHONPATH=$PWD python3 bench/gpu_check.py --out "$OUT"      # ~5 min on one H200
+    PYTHONPATH=$PWD python3 bench/gpu_check.py --out "$OUT"      # ~6 min on one H200
 
 It exercises the CUDA paths that CPU CI cannot:
+0. The kernel model: bench/kernel_grid.py times a grid of GEMM, convolution, attention and
+   memory-bound kernels (bf16, fp32, TF32) and puts each next to ``predict_op_s`` for this GPU
+   (``kernel_grid.json``: data for the next refit of ``kernel_params.json``).
 1. NVML sampling: `ccprof analyze` on each example on the GPU; the profile's `gpu` section
    must have samples, utilization and energy per step.
 2. The CUDA memory cross-check: the ledger's `peak_bytes` against
    `torch.cuda.max_memory_allocated` over the same memory step (`cuda_max_allocated_bytes`).
-3. Projection against measurement: the roofline's step time for the GPU in use (its catalog
-   id) next to the measured median (bench/projection_accuracy.py reads the profiles).
+3. Projection against measurement: the cost model's step for the GPU in use (its catalog id),
+   phase by phase, next to the measured median (``detail.model_step_s``; then run
+   `python bench/projection_accuracy.py --skip-ops --profiles OUT`).
 4. Autocast and friends: `--verify` with mixed_precision, tf32, compile and checkpointing
    forced on the GPT example, measured vs projected step time.
 
@@ -59,6 +63,10 @@ def main() -> None:
     log.write(f"torch {torch.__version__} cuda {torch.version.cuda} device "
               f"{torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}\n")
     summary: dict = {"examples": {}, "verify": {}}
+    r = subprocess.run([sys.executable, "bench/kernel_grid.py", "--out", str(out)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    summary["kernel_grid"] = r.stdout[-4000:]
+    log.write(r.stdout + r.stderr[-2000:] + "\n")
     # hook overhead on the GPU, where the per-phase synchronizations cost something
     r = subprocess.run([sys.executable, "bench/overhead.py", "--device", "cuda", "--skip-e2e"], cwd=ROOT,
                        capture_output=True, text=True, timeout=600)
@@ -79,7 +87,11 @@ def main() -> None:
             "exit": code,
             "device": p["device"]["name"],
             "measured_step_s": statistics.median(p["steps"]["step_s"]) if p["steps"]["step_s"] else None,
-            "roofline_step_s": (proj.get("detail") or {}).get("roofline_step_s"),
+            "model_step_s": (proj.get("detail") or {}).get("model_step_s"),
+            "model_error_frac": (proj.get("detail") or {}).get("model_error_frac"),
+            "measured_phase_s": p["steps"].get("phase_s"),
+            "model_device_s": (proj.get("detail") or {}).get("device_s"),
+            "model_host_s": (proj.get("detail") or {}).get("host_s"),
             "ledger_peak_bytes": mem["peak_bytes"],
             "cuda_max_allocated_bytes": mem.get("cuda_max_allocated_bytes"),
             "ledger_over_cuda": (mem["peak_bytes"] / mem["cuda_max_allocated_bytes"]
