@@ -92,6 +92,8 @@ def main() -> None:
             "measured_phase_s": p["steps"].get("phase_s"),
             "model_device_s": (proj.get("detail") or {}).get("device_s"),
             "model_host_s": (proj.get("detail") or {}).get("host_s"),
+            "kernel_s_ops": len(p.get("kernel_s") or {}),
+            "calibration": (proj.get("detail") or {}).get("calibration"),
             "ledger_peak_bytes": mem["peak_bytes"],
             "cuda_max_allocated_bytes": mem.get("cuda_max_allocated_bytes"),
             "ledger_over_cuda": (mem["peak_bytes"] / mem["cuda_max_allocated_bytes"]

@@ -203,3 +203,38 @@ def test_real_catalog_t4_projects_fp16_for_bf16():
     out = project(_cpu_profile(), load_catalog(user=False))
     assert out["t4"].detail["autocast_dtype"] == "float16"
     assert out["h100-sxm"].step_s < out["t4"].step_s
+
+
+def test_measured_kernel_times_recalibrate_by_class():
+    """A GPU profile with its kernels timed: each class's device time on the other GPUs is
+    scaled by measured / modelled on the measured one (GEMMs 2x slower than modelled here)."""
+    from ccprof.hardware.translate import translate
+
+    fast = dataclasses.replace(TOY, id="fast", name="Fast", bandwidth_bytes_per_s=2e12,
+                               peak_flops={k: 2 * v for k, v in TOY.peak_flops.items()}, match=())
+    prof = _cpu_profile(device=Device(type="cuda", name="Toy GPU"))
+    model = {k.cls: k.device_s for k in translate(prof, TOY)}
+    kernel_s = {"aten.mm": 2 * model["gemm"], "aten.add": model["elementwise"]}
+    measured = cost_step(prof, TOY).step_s + model["gemm"]
+    prof = dataclasses.replace(prof, kernel_s=kernel_s, steps=Steps(step_s=[measured]))
+    out = project(prof, {"toy": TOY, "fast": fast})
+    cal = out["fast"].detail["calibration"]
+    assert cal["class_factors"]["gemm"] == pytest.approx(2.0)
+    assert cal["class_factors"]["elementwise"] == pytest.approx(1.0)
+    fast_model = {k.cls: k.device_s for k in translate(prof, fast)}
+    assert out["fast"].detail["by_class_s"]["gemm"] == pytest.approx(2 * fast_model["gemm"])
+    assert out["toy"].detail["model_error_frac"] == pytest.approx(cost_step(prof, TOY).step_s / measured - 1)
+
+
+def test_kernel_pass_aggregates_by_aten_op():
+    """The kernel-timing pass, run on the CPU (its CPU times stand in for device times)."""
+    import torch
+
+    from ccprof.profiler.kernel_times import KernelPass
+
+    kp = KernelPass(cuda=False)
+    kp.start()
+    a = torch.randn(64, 64)
+    (a @ a).relu().sum()
+    got = kp.stop()
+    assert "aten.mm" in got and all(k.startswith("aten.") for k in got) and all(v > 0 for v in got.values())

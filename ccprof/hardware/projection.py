@@ -6,10 +6,12 @@ on GPUs without bf16 units). Phase times (data, forward, backward, optimizer, ot
 step and each says whether the device or the host sets it.
 
 When the profile was taken on a catalog GPU, the measured step is the truth for that GPU
-(``method="measured"``), and the model is recalibrated by it: each phase's device time on every
-other GPU is scaled by measured / modelled on the measured GPU (``method="calibrated"``, the
-factors in ``detail["calibration"]``), so a systematic error of the model on this workload does
-not carry over to the others.
+(``method="measured"``), and the model is recalibrated by it before projecting onto every other
+GPU (``method="calibrated"``, the factors in ``detail["calibration"]``), so a systematic error of
+the model on this workload does not carry over: by kernel class (GEMM, convolution, attention,
+elementwise, ...) when the profile holds the kernels' measured device times (``kernel_s``, one
+step under torch.profiler), else by phase from the measured phase times. Whatever the
+calibrated model still cannot explain on the measured GPU is kept as host time on all of them.
 """
 from __future__ import annotations
 
@@ -103,12 +105,45 @@ def step_cost_for(profile: Profile, spec: GpuSpec, policy: Policy | None = None,
     return cost_step(profile, spec, policy, **kw)
 
 
-def _calibration(profile: Profile, src: StepCost) -> dict[str, Any]:
-    """Per-phase measured/modelled factors on the GPU the profile ran on."""
+def _class_factors(profile: Profile, spec: GpuSpec) -> tuple[dict[str, float], list[str], dict[str, Any]]:
+    """Measured/modelled device time by kernel class on the GPU the kernels were timed on."""
+    from ccprof.hardware.translate import translate
+
+    measured: dict[str, float] = {}
+    for op, s in profile.kernel_s.items():
+        cls = K.op_class(op)
+        measured[cls] = measured.get(cls, 0.0) + float(s)
+    model: dict[str, float] = {}
+    for k in translate(profile, spec):
+        model[k.cls] = model.get(k.cls, 0.0) + k.device_s
+    lo, hi = CALIBRATION_BOUNDS
+    factors, clamped = {}, []
+    for cls, m in measured.items():
+        d = model.get(cls, 0.0)
+        if m > 0 and d > 0:
+            f = m / d
+            if not lo <= f <= hi:
+                clamped.append(cls)
+                f = min(max(f, lo), hi)
+            factors[cls] = f
+    return factors, clamped, {"measured_device_s": measured, "model_device_s": model}
+
+
+def _calibration(profile: Profile, src: StepCost, spec: GpuSpec) -> dict[str, Any]:
+    """Measured/modelled factors on the GPU the profile ran on: by kernel class when its kernels
+    were timed, else by phase."""
+    lo, hi = CALIBRATION_BOUNDS
+    if profile.kernel_s:
+        factors_c, clamped_c, by = _class_factors(profile, spec)
+        if factors_c:
+            out: dict[str, Any] = {"class_factors": factors_c, "factors": {}, "clamped": clamped_c, **by}
+            recal = step_cost_for(profile, spec, src.policy, class_factors=factors_c)
+            step = _measured_step_s(profile) or 0.0
+            out["unexplained_s"] = max(0.0, step - recal.step_s)
+            return out
     measured = profile.steps.phase_s or {}
     factors: dict[str, float] = {}
     clamped: list[str] = []
-    lo, hi = CALIBRATION_BOUNDS
     for ph in ("forward", "backward", "optimizer"):
         m, d = measured.get(ph, 0.0) or 0.0, src.phase_s.get(ph, 0.0)
         if m > 0 and d > 0:
@@ -133,8 +168,11 @@ def _calibration(profile: Profile, src: StepCost) -> dict[str, Any]:
 
 
 def _apply(sc: StepCost, calib: dict[str, Any], *, residual: bool = True) -> dict[str, float]:
-    """Phase times of ``sc`` recalibrated by the measured GPU's factors."""
-    if "step_factor" in calib:
+    """Phase times of ``sc`` recalibrated by the measured GPU's factors (by phase; the class
+    factors are applied when the step is costed, see :func:`project`)."""
+    if "class_factors" in calib:
+        phase = dict(sc.phase_s)
+    elif "step_factor" in calib:
         phase = {ph: v * calib["step_factor"] for ph, v in sc.phase_s.items()}
     else:
         phase = sc.scaled({ph: calib["factors"].get(ph, 1.0) for ph in PHASES}).phase_s
@@ -172,15 +210,18 @@ def project(profile: Profile, catalog: dict[str, GpuSpec]) -> dict[str, GpuProje
     if src is not None and measured is None:
         src = None
     calib: dict[str, Any] | None = None
+    raw_src: StepCost | None = None
     if src is not None:
-        calib = _calibration(profile, step_cost_for(profile, catalog[src]))
+        raw_src = step_cost_for(profile, catalog[src])
+        calib = _calibration(profile, raw_src, catalog[src])
     model_flops = profile.flops.model_per_step or profile.flops.per_step or sum(o.flops for o in profile.ops)
     exec_flops = profile.flops.per_step or sum(o.flops for o in profile.ops)
     out: dict[str, GpuProjection] = {}
     for gid, spec in catalog.items():
         policy = policy_for(profile, spec)
-        sc = step_cost_for(profile, spec, policy)
-        sc16 = step_cost_for(profile, spec, replace(policy, autocast=half_dtype(spec)))
+        cf = calib.get("class_factors") if calib else None
+        sc = step_cost_for(profile, spec, policy, class_factors=cf)
+        sc16 = step_cost_for(profile, spec, replace(policy, autocast=half_dtype(spec)), class_factors=cf)
         detail = _detail(sc, profile, spec)
         if peak_bytes <= 0:
             detail["note"] = "peak memory unknown: fit assumed"
@@ -192,8 +233,9 @@ def project(profile: Profile, catalog: dict[str, GpuSpec]) -> dict[str, GpuProje
         phase_s, phase16 = dict(sc.phase_s), dict(sc16.phase_s)
         if src is not None and gid == src:
             measured_here, method = measured, "measured"
-            detail["model_step_s"] = sc.step_s
-            detail["model_error_frac"] = (sc.step_s - measured) / measured
+            detail["model_step_s"] = raw_src.step_s
+            detail["model_error_frac"] = (raw_src.step_s - measured) / measured
+            detail["calibration"] = {"source_gpu": src, **calib} if calib else {}
             phase_s = {ph: float(profile.steps.phase_s.get(ph, 0.0) or 0.0) for ph in PHASES}
             if sum(phase_s.values()) <= 0:        # no phase means recorded: split as the model does
                 phase_s = dict(sc.phase_s)

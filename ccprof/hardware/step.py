@@ -162,12 +162,14 @@ _KEEP = frozenset({"gemm", "conv", "conv_backward", "attention", "attention_back
 
 def cost_step(profile: Profile, spec: GpuSpec, policy: Policy | None = None, *,
               ops: Iterable[OpCost] | None = None, params: K.KernelParams | None = None,
-              extra_kernels: Iterable[Kernel] = (), data: bool = True) -> StepCost:
+              extra_kernels: Iterable[Kernel] = (), data: bool = True,
+              class_factors: dict[str, float] | None = None) -> StepCost:
     """Seconds of one training step of ``profile`` on ``spec``, by phase.
 
     Inputs: the profile; the GPU; a Policy (default: the script's own, :func:`policy_for`);
     ``ops`` an edited op list (a tweak's, e.g. a larger batch or frozen weights); extra kernels
-    a tweak adds (LoRA's adapters); ``data=False`` leaves the data wait out.
+    a tweak adds (LoRA's adapters); ``data=False`` leaves the data wait out; ``class_factors``
+    scale each kernel class's device time (a recalibration from kernels measured on a GPU).
     Output: a StepCost whose ``phase_s`` sums to ``step_s``.
 
     Example: ``cost_step(p, cat["a100-80gb"], replace(policy_for(p), autocast="bfloat16")).step_s``.
@@ -175,6 +177,8 @@ def cost_step(profile: Profile, spec: GpuSpec, policy: Policy | None = None, *,
     params = params or K.load_params()
     policy = policy or policy_for(profile, spec)
     kernels = translate(profile, spec, policy, ops=ops, params=params) + list(extra_kernels)
+    if class_factors:
+        kernels = [replace(k, per_call_s=k.per_call_s * class_factors.get(k.cls, 1.0)) for k in kernels]
     notes: list[str] = []
     if policy.compiled and not (profile.static.compile or any("OptimizedModule" in r for r in profile.model.roots)):
         kernels, note = fuse(kernels, profile, spec, params)
@@ -199,6 +203,11 @@ def cost_step(profile: Profile, spec: GpuSpec, policy: Policy | None = None, *,
     if measured_other:
         # the loop's own Python between steps (zero_grad, logging) runs on the host wherever it trains
         host["other"] = max(host["other"], measured_other)
+        other_bytes = sum(k.nbytes for k in kernels if k.phase == "other")
+        if other_bytes:
+            notes.append(f"the loop's {measured_other * 1e3:.1f} ms outside forward, backward and the optimizer "
+                         f"(measured here) is kept as host time; it includes this CPU computing ops the GPU "
+                         f"would run ({other_bytes / 1e6:.1f} MB, e.g. gradient clipping): an upper bound")
     phase = {ph: max(device[ph], host[ph]) for ph in PHASES[1:]}
     compute = sum(phase.values())
     wait, dinfo = data_wait_s(profile, compute) if data else (0.0, {"method": "left out"})

@@ -201,6 +201,7 @@ class Session:
         self._train_loader: weakref.ref | None = None
         self.fusion: dict[str, dict[str, int]] = {}
         self.module_calls_per_step = 0
+        self.kernel_result: dict[str, float] = {}
         self._nvml = None
         self.gpu_info = None
         self.gpu_reason: dict[str, str] = {}
@@ -629,6 +630,8 @@ class Session:
             self._start_pass("flops")
         elif self.passes and self.step_index == self.warmup + 1:
             self._start_pass("memory")
+        elif self.passes and self.n_pass_steps >= 3 and self.step_index == self.warmup + 2:
+            self._start_pass("kernels")
         # the next step starts now: data fetching for it counts as its data phase
         _sync(self.device_type) if not self._discovery else None
         self._step_t0 = self._now()
@@ -653,8 +656,15 @@ class Session:
             self._nvml = None
 
     def _finish_discovery(self) -> None:
-        """After the first full step: the roots are known, so drop the costly global hooks."""
+        """After the first full step: the roots are known, so drop the costly global hooks.
+
+        On a GPU one more pass step follows the FLOP and memory steps: the kernels' device
+        times under torch.profiler (``kernel_times``), which recalibrate the cost model.
+        """
         self._discovery = False
+        if self.passes and self.device_type == "cuda" and self.n_pass_steps < 3:
+            self.n_pass_steps = 3
+            self.total_steps = self.warmup + self.n_pass_steps + self.steps_wanted
         for h in self._global_fwd:
             h.remove()
         self._global_fwd = []
@@ -677,6 +687,10 @@ class Session:
                 from ccprof.profiler.flops import FlopPass
 
                 self._pass = FlopPass(self._named_roots())
+            elif name == "kernels":
+                from ccprof.profiler.kernel_times import KernelPass
+
+                self._pass = KernelPass(cuda=self.device_type == "cuda")
             else:
                 from ccprof.profiler.memory import MemoryLedger
 
@@ -708,6 +722,8 @@ class Session:
             self.module_calls_per_step = int(getattr(p, "module_calls", 0) or 0)
             for err in getattr(p, "errors", []) or []:
                 self.findings.append(Finding("flop_count", f"FLOP bookkeeping: {err}"))
+        elif name == "kernels":
+            self.kernel_result = dict(result or {})
         else:
             self.memory_result = result
 
@@ -918,7 +934,7 @@ class Session:
             device=self.build_device(), steps=self.build_steps(), data=self.build_data(),
             precision=self.build_precision(), optimizer=opt, ops=ops or [],
             findings=list(self.findings), counters=dict(self.counters), reasons=reasons,
-            gpu=self.gpu_info, fusion=dict(self.fusion),
+            gpu=self.gpu_info, fusion=dict(self.fusion), kernel_s=dict(self.kernel_result),
             host=measure_host(self.module_calls_per_step),
         )
         if model is not None:

@@ -379,6 +379,8 @@ class Profile:
     # torch.compile's fusion opportunity, by phase: non-matmul ops between two matmuls ("gaps"),
     # their kernel count and bytes, and the bytes each gap reads and writes once when fused
     fusion: dict[str, dict[str, int]] = field(default_factory=dict)
+    # on a CUDA GPU: device seconds of each aten op's kernels over one step (torch.profiler)
+    kernel_s: dict[str, float] = field(default_factory=dict)
     static: StaticFacts = field(default_factory=StaticFacts)
     environment: Environment = field(default_factory=Environment)
     findings: list[Finding] = field(default_factory=list)
