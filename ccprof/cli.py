@@ -251,7 +251,7 @@ def advise_cmd(profile_path: str, gpu: str | None, total_steps: int | None, pric
     from pathlib import Path
 
     from ccprof.advisors import AdviceContext, advise
-    from ccprof.advisors._common import fmt_bytes, fmt_pct, fmt_usd
+    from ccprof.advisors._common import fmt_bytes, fmt_pct, fmt_s, fmt_usd
 
     profile = _load_artefact("profile", profile_path)
     if gpu or total_steps or price_usd is not None:
@@ -280,8 +280,9 @@ def advise_cmd(profile_path: str, gpu: str | None, total_steps: int | None, pric
     con = Console()
     con.print(table)
     plan = result.plan
-    con.print(f"plan: {' -> '.join(plan.tweaks) or 'nothing to apply'}; run {fmt_usd(plan.usd_run_before)} -> "
-              f"{fmt_usd(plan.usd_run_after)}")
+    run = (f"run {fmt_usd(plan.usd_run_before)} -> {fmt_usd(plan.usd_run_after)}" if plan.usd_run_before > 0
+           else f"step {fmt_s(plan.step_s_before)} -> {fmt_s(plan.step_s_after)} (run size unknown)")
+    con.print(f"plan: {' -> '.join(plan.tweaks) or 'nothing to apply'}; {run}")
     click.echo(str(out))
 
 

@@ -27,11 +27,35 @@ def test_registry_holds_the_18_ids_and_refuses_duplicates():
         register("not_a_tweak")
 
 
-def test_rank_is_by_dollars_then_status():
+def test_rank_is_by_expected_share_then_dollars_then_status():
     a = [Advice("x", "recommended", projected=Projected(usd_saved=1.0)),
          Advice("y", "recommended", projected=Projected(usd_saved=5.0)),
          Advice("z", "already_applied"), Advice("w", "recommended", projected=Projected(usd_saved=-1.0))]
     assert [x.tweak for x in rank(a)] == ["y", "x", "w", "z"]
+    # a 30% saving at low confidence (x0.35 = 10.5%) ranks below 20% at medium (x0.7 = 14%)
+    b = [Advice("low", "recommended", projected=Projected(cost_saved_frac=0.3, expected_frac=0.105, usd_saved=30)),
+         Advice("med", "recommended", projected=Projected(cost_saved_frac=0.2, expected_frac=0.14, usd_saved=20))]
+    assert [x.tweak for x in rank(b)] == ["med", "low"]
+
+
+def test_make_advice_fills_the_share_and_the_weight():
+    from ccprof.advisors._common import make_advice
+    from ccprof.advisors.constants import CONFIDENCE_WEIGHT
+
+    p = priced(llama_plain())
+    a = make_advice("compile", "recommended", p, AdviceContext(), rationale="r", snippet="s",
+                    confidence="low", time_saved_frac=0.2)
+    assert a.projected.cost_saved_frac == pytest.approx(0.2)
+    assert a.projected.expected_frac == pytest.approx(0.2 * CONFIDENCE_WEIGHT["low"])
+    assert a.details["confidence_weight"] == CONFIDENCE_WEIGHT["low"]
+    # an explicit dollar saving sets the share from the run's dollars
+    usd_run = p.cost.usd_run
+    a = make_advice("right_size_gpu", "recommended", p, AdviceContext(), rationale="r", snippet="s",
+                    usd_saved=usd_run / 4)
+    assert a.projected.cost_saved_frac == pytest.approx(0.25, rel=1e-3)
+    # not recommended: nothing expected
+    a = make_advice("compile", "not_applicable", p, AdviceContext(), rationale="r", snippet="s")
+    assert a.projected.cost_saved_frac == 0 and a.projected.expected_frac == 0
 
 
 def test_advice_json_schema_and_round_trip(tmp_path):
@@ -42,8 +66,8 @@ def test_advice_json_schema_and_round_trip(tmp_path):
     assert data["schema"] == "ccprof.advice/1" and set(data) == {"schema", "advice", "plan"}
     assert [a["tweak"] for a in data["advice"]] == [a.tweak for a in s.advice]
     assert AdviceSet.from_json(path) == s
-    usd = [a.projected.usd_saved for a in s.advice if a.status == "recommended"]
-    assert usd == sorted(usd, reverse=True)
+    expected = [a.projected.expected_frac for a in s.advice if a.status == "recommended"]
+    assert expected == sorted(expected, reverse=True)
 
 
 def test_plan_compounds_and_knows_conflicts():

@@ -39,10 +39,10 @@ def test_unit_economics():
     assert c.tokens_per_s == pytest.approx(2048.0)
     assert c.steps_per_epoch == 100
     assert c.usd_per_epoch == pytest.approx(0.05)            # 0.0005 * 100
-    # nothing says the run size: one epoch by default, and the source says so
-    assert c.run_steps == 100 and c.run_steps_source.startswith("default: one epoch")
-    assert c.usd_run == pytest.approx(0.05)
-    assert c.run_hours == pytest.approx(100 * 0.5 / 3600)
+    # nothing says the run size: no run is invented, and the source says what would help
+    assert c.run_steps == 0 and c.run_steps_source.startswith("unknown")
+    assert "one epoch would be 100 steps" in c.run_steps_source and "--total-steps" in c.run_steps_source
+    assert c.usd_run == 0 and c.run_hours == 0
     assert c.detail["label"] == "Toy GPU at $3.60/GPU-hour, priced 2026-01-01"
 
 
@@ -74,7 +74,7 @@ def test_tokens_and_samples_are_optional():
     assert c.usd_per_1m_tokens is None and c.tokens_per_s is None
     assert c.usd_per_1k_samples is None and c.samples_per_s is None
     assert c.usd_per_epoch is None
-    assert c.run_steps == 1000 and "planned run size unknown" in c.run_steps_source
+    assert c.run_steps == 0 and "unknown" in c.run_steps_source
 
 
 def test_unpriced_gpu_asks_for_a_price():
@@ -98,7 +98,7 @@ def test_run_steps_from_trainer_arguments():
 
 def test_epochs_without_steps_per_epoch_says_so():
     n, why = run_steps(_profile(data=DataInfo()), epochs=3)
-    assert n == 1000 and "steps per epoch are unknown" in why
+    assert n == 0 and "steps per epoch are unknown" in why
 
 
 def test_steps_per_epoch_accounts_for_accumulation():
@@ -199,3 +199,46 @@ def test_right_size_reuses_the_attached_price_and_run_size():
     assert by_id["toy"]["usd_run"] == pytest.approx(0.015) and by_id["toy"]["usd_per_hour"] == 0.36
     assert by_id["cheap"]["usd_run"] == pytest.approx(150 / 3600)   # $1/h
     assert rows[0]["gpu"] == "toy" and rows[0]["run_steps_source"].startswith("--epochs 3")
+
+
+def test_run_steps_from_the_scripts_own_limits():
+    from ccprof.profiler.profile import RunLimit
+
+    # the loop around the optimizer step beats a limit-named setting; within a tier the
+    # first limit the loop reaches wins
+    lims = [RunLimit("steps", 5000, "argparse --max-steps", 3.0),
+            RunLimit("steps", 200, "loop: for it in range(200) (train.py:40)", 2.0),
+            RunLimit("epochs", 3, "loop: for epoch in range(3) (train.py:38)", 2.1)]
+    n, why = run_steps(_profile(run_limits=lims))
+    assert (n, why) == (200, "loop: for it in range(200) (train.py:40)")
+    lims[1] = RunLimit("steps", 1000, "loop: for it in range(1000) (train.py:40)", 2.0)
+    n, why = run_steps(_profile(run_limits=lims))
+    assert n == 300 and why.endswith("x 100 steps/epoch")          # 3 epochs x 100 < 1000
+    # a framework trainer's own count is most direct
+    lims.append(RunLimit("steps", 42, "Trainer.state.max_steps", 1.0))
+    assert run_steps(_profile(run_limits=lims)) == (42, "Trainer.state.max_steps")
+    # --total-steps beats everything
+    assert run_steps(_profile(run_limits=lims), total_steps=7)[0] == 7
+
+
+def test_epoch_limits_need_a_finite_loader():
+    from ccprof.profiler.profile import RunLimit
+
+    # a sampler that draws forever has no epoch: an epoch limit cannot size the run
+    lims = [RunLimit("epochs", 2, "argparse --epochs", 3.0)]
+    forever = DataInfo(steps_per_epoch=1_250_000_000, finite=False)
+    n, why = run_steps(_profile(data=forever, run_limits=lims))
+    assert n == 0 and why.startswith("unknown")
+    assert steps_per_epoch(_profile(data=forever)) is None
+    n, _ = run_steps(_profile(run_limits=lims))
+    assert n == 200                                                 # finite: 2 x 100
+
+
+def test_unknown_run_ranks_gpus_per_step():
+    cheap = dataclasses.replace(TOY, id="cheap", name="Cheap", usd_per_hour=1.0)      # 0.5 s/step
+    fast = dataclasses.replace(TOY, id="fast", name="Fast", usd_per_hour=10.0,
+                               peak_flops={"fp32": 50e12})                             # 0.1 s/step
+    rows = right_size(_profile(data=DataInfo()), {"fast": fast, "cheap": cheap})
+    assert [r["gpu"] for r in rows] == ["cheap", "fast"]            # $/step 1.4e-4 < 2.8e-4
+    assert all(r["usd_run"] == 0 and r["run_steps"] == 0 for r in rows)
+    assert [r["rank_time"] for r in rows] == [2, 1]

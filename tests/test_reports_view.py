@@ -72,10 +72,13 @@ def test_rich_view_numbers():
     assert cards["planned run"] == "$21.38"
     assert cards["MFU"] == "39.4%"                   # the projection's mfu on the measured GPU
     assert cards["after the plan"] == "$8.83"
-    # ranked by projected dollars saved, in one place
-    usd = [a.projected.usd_saved for a in sorted(
-        (a for a in advice.advice if a.status == "recommended"), key=lambda a: -a.projected.usd_saved)]
-    assert [r.usd for r in v.recommendations][:2] == [f"saves ${usd[0]:.2f}", f"saves ${usd[1]:.2f}"]
+    # ranked by expected saving (share of cost x confidence weight), the advisors' one ranking
+    exp = sorted((a for a in advice.advice if a.status == "recommended"), key=lambda a: -a.projected.expected_frac)
+    assert [r.tweak for r in v.recommendations] == [a.tweak for a in exp]
+    # right_size_gpu saves the most dollars but at medium confidence ranks below mixed_precision at high
+    assert [r.tweak for r in v.recommendations][:2] == ["mixed_precision", "right_size_gpu"]
+    assert v.recommendations[0].expected.startswith("expected 54.0% (x1 for high")
+    assert v.rank_note.startswith("Ranked by expected saving") and "medium 0.7" in v.rank_note
     assert v.recommendations[0].rank == 1
     mp = next(r for r in v.recommendations if r.tweak == "mixed_precision")
     assert mp.anchor == "tweak-mixed_precision" and mp.in_plan
@@ -132,3 +135,27 @@ def test_view_of_a_default_profile_does_not_fail():
     v = build_report_view(Profile(), None, catalog={})
     assert v.modules == [] and v.flops_tree == []
     assert [c.id for c in v.charts if c.available] == []
+
+
+def test_unknown_run_size_is_said_not_invented():
+    """With no run length known, the report compares per 1,000 steps and prices no run."""
+    from ccprof.hardware import attach
+
+    profile, advice = load("sample")
+    profile = dataclasses.replace(profile, static=dataclasses.replace(profile.static, training_args={}),
+                                  run_limits=[], cost=None)
+    profile = attach(profile, gpu="a100-80gb", catalog=CATALOG)
+    assert profile.cost.run_steps == 0
+    v = build_report_view(profile, advice, catalog=CATALOG)
+    cards = {c.label: (c.value, c.note) for c in v.glance.cards}
+    assert cards["planned run"][0] == "size unknown" and "--total-steps" in cards["planned run"][1]
+    assert v.header.planned_run.startswith("size unknown") and not v.header.planned_run_known
+    fitting = [r for r in v.gpu_costs if r.fits and r.usd_per_1k_steps is not None]
+    assert fitting and all(r.usd_run is None and r.run.endswith("/ 1k steps") for r in fitting)
+    per_1k = [r.usd_per_1k_steps for r in fitting]
+    assert per_1k == sorted(per_1k)                       # cheapest per step first
+    assert not v.waterfall
+    chart = {c.id: c for c in v.charts}
+    assert chart["gpu_costs"].title.startswith("Cost per 1,000 steps")
+    assert "unknown" in chart["waterfall"].reason
+    assert all(r.usd == "run size unknown" for r in v.recommendations)

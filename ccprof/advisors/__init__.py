@@ -24,10 +24,13 @@ for _tweak in TWEAKS:
 
 
 def rank(advice: list[Advice]) -> list[Advice]:
-    """The one ranking: recommended first, by projected dollars saved, then time, then memory."""
+    """The one ranking: recommended first, by expected saving (the share of the run's GPU cost
+    saved x the advisor's confidence weight, ``constants.CONFIDENCE_WEIGHT``), then dollars,
+    then memory. A share ranks the same with or without a known run size."""
     order = {"recommended": 0, "already_applied": 1, "not_applicable": 2}
-    return sorted(advice, key=lambda a: (order.get(a.status, 3), -a.projected.usd_saved,
-                                         -a.projected.time_saved_frac, -a.projected.memory_saved_bytes, a.tweak))
+    return sorted(advice, key=lambda a: (order.get(a.status, 3), -round(a.projected.expected_frac, 6),
+                                         -a.projected.usd_saved, -a.projected.time_saved_frac,
+                                         -a.projected.memory_saved_bytes, a.tweak))
 
 
 def _nothing_measured(profile: Profile) -> str | None:

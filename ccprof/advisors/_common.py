@@ -11,6 +11,7 @@ from typing import Any
 from ccprof.advisors.advice import Advice, Projected
 from ccprof.advisors.catalog import TWEAKS
 from ccprof.advisors.context import AdviceContext
+from ccprof.advisors import constants as C
 from ccprof.hardware import DEFAULT_GPU, GpuSpec, Policy, StepCost, load_catalog, policy_for
 from ccprof.hardware.projection import step_cost_for
 from ccprof.profiler.profile import GpuProjection, Profile
@@ -299,11 +300,14 @@ def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *
                 usd_saved: float | None = None, risk: str | None = None,
                 assumptions: list[str] | None = None, sources: list[str] | None = None,
                 details: dict[str, Any] | None = None, peak_bytes_after: int | None = None,
-                step_s_after: float | None = None) -> Advice:
+                step_s_after: float | None = None, cost_saved_frac: float | None = None) -> Advice:
     """An Advice with dollars and 'after' figures filled from the run's price.
 
     Step-scoped savings change the step time; run-scoped ones (RUN_SCOPED) cut steps, so
     ``step_s_after`` stays and the saving is a share of the run's dollars.
+    ``cost_saved_frac`` is the share of the run's GPU cost saved: by default ``usd_saved`` /
+    the run's dollars when both are known, else ``time_saved_frac`` (one GPU, one price: time
+    is cost). ``expected_frac`` weighs it by confidence; ``rank`` orders by it.
     """
     price = run_price(profile, ctx)
     d = dict(details or {})
@@ -312,10 +316,20 @@ def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *
     if status != "recommended":
         time_saved_frac, memory_saved_bytes, usd_saved = 0.0, 0, 0.0
         peak_bytes_after = step_s_after = None
+    explicit_usd = usd_saved is not None and status == "recommended"
     if usd_saved is None:
         usd_saved = price.usd_run * time_saved_frac
+    if cost_saved_frac is None:
+        if explicit_usd and price.priced and price.usd_run > 0:
+            cost_saved_frac = usd_saved / price.usd_run
+        else:
+            cost_saved_frac = time_saved_frac
+    if status != "recommended":
+        cost_saved_frac = 0.0
     if not price.priced:
         usd_saved = 0.0
+    weight = C.CONFIDENCE_WEIGHT.get(confidence, C.CONFIDENCE_WEIGHT["low"])
+    d.setdefault("confidence_weight", weight)
     if status == "recommended":
         if step_s_after is None and price.step_s and d.get("step_s_ratio"):
             step_s_after = price.step_s * float(d["step_s_ratio"])     # the step itself changed (batch size)
@@ -331,7 +345,10 @@ def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *
         projected=Projected(time_saved_frac=float(round(time_saved_frac, 6)),
                             memory_saved_bytes=int(memory_saved_bytes),
                             usd_saved=float(round(usd_saved, 4)),
-                            step_s_after=step_s_after, peak_bytes_after=peak_bytes_after),
+                            step_s_after=step_s_after, peak_bytes_after=peak_bytes_after,
+                            cost_saved_frac=float(round(cost_saved_frac, 6)),
+                            # a cost is expected in full; only savings are discounted
+                            expected_frac=float(round(cost_saved_frac * (weight if cost_saved_frac > 0 else 1.0), 6))),
         confidence=confidence, risk=risk or TWEAKS[tweak].risk, rationale=text,
         assumptions=list(assumptions or []), sources=list(sources or []), snippet=snippet.strip() + "\n",
         auto_apply=tweak in AUTO_APPLY, details=d)

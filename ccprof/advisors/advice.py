@@ -28,6 +28,8 @@ class Projected:
     usd_saved: float = 0.0                  # for the planned run on the target GPU
     step_s_after: float | None = None
     peak_bytes_after: int | None = None
+    cost_saved_frac: float = 0.0            # share of the run's GPU cost saved (known without a run size)
+    expected_frac: float = 0.0              # cost_saved_frac x confidence weight: what advice ranks by
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class Plan:
     conflicts: list[str] = field(default_factory=list)
     gpu: str = ""
     measured: "Measured | None" = None      # `--verify plan`: the whole plan applied in one run
+    cost_frac_after: float = 1.0            # the run's GPU cost after / before (known without a run size)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ fails on a literal speed-up.
 from __future__ import annotations
 
 __all__ = [
+    "CONFIDENCE_WEIGHT",
     "BYTES_FP32", "BYTES_BF16", "ADAM_STATE_BYTES_PER_PARAM",
     "MEMORY_FULL_FRAC", "DATA_WAIT_FRAC_MIN", "GPU_UTIL_LOW_PCT",
     "FINETUNE_BUDGET_FRAC", "LORA_RANK", "LORA_LINEAR_SHARE_MIN", "LORA_PUBLISHED",
@@ -105,3 +106,10 @@ MINHASH_SHINGLE = 5
 # --- batch_size -----------------------------------------------------------------------------
 BATCH_MAX_MULTIPLE = 8                # never propose more than 8x the current batch
 
+
+# Ranking: a projection's share of cost saved is weighed by how sure the advisor is that it
+# holds on this script. The weights are ccprof's policy, not a measurement: "high" is a direct
+# consequence of what was measured (already-measured waste, exact arithmetic), "medium" rests
+# on the cost model (median 15% error on published step times, bench/projection_accuracy.py),
+# "low" also depends on the model's quality or convergence surviving the change.
+CONFIDENCE_WEIGHT = {"high": 1.0, "medium": 0.7, "low": 0.35}

@@ -102,6 +102,7 @@ def advise_distributed(profile: Profile, ctx: AdviceContext) -> Advice:
         usd = price.usd_run * n_vis * pr["wall_time_saved_frac"] if price.priced else 0.0
         return make_advice("distributed", "recommended", profile, ctx, confidence="medium", snippet=snippet,
                            time_saved_frac=pr["wall_time_saved_frac"], usd_saved=usd,
+                           cost_saved_frac=pr["wall_time_saved_frac"],
                            step_s_after=price.step_s * pr["step_s_after"] / model.step_s if model.step_s else None,
                            assumptions=assumptions + [
                                f"You pay for all {n_vis} visible GPUs whether or not they work."], sources=sources,

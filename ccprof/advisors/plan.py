@@ -65,6 +65,7 @@ def build_plan(profile: Profile, ctx: AdviceContext, advice: list[Advice]) -> Pl
     policy_factor = 1.0
     act = profile.memory.activations_bytes
     chosen: list[str] = []
+    factors: list[float] = []           # the run's cost after each plan step / before (known without a run size)
     out: list[PlanStep] = []
     conflicts: list[str] = []
     rec = [a for a in advice if a.status == "recommended"]
@@ -79,7 +80,7 @@ def build_plan(profile: Profile, ctx: AdviceContext, advice: list[Advice]) -> Pl
         scope = a.details.get("time_scope", "run" if a.tweak in RUN_SCOPED else "step")
         frac = p.time_saved_frac if a.status == "recommended" else float(a.details.get("time_saved_frac", 0.0))
         if a.tweak == "right_size_gpu":
-            usd_factor *= max(0.0, 1 - p.usd_saved / price.usd_run) if price.usd_run else 1.0
+            usd_factor *= max(0.0, 1 - p.cost_saved_frac)
         elif a.details.get("policy") and profile.ops:
             # re-cost the step with every policy change chosen so far, together
             policy.update(a.details["policy"])
@@ -102,6 +103,7 @@ def build_plan(profile: Profile, ctx: AdviceContext, advice: list[Advice]) -> Pl
         else:
             peak -= p.memory_saved_bytes
         chosen.append(a.tweak)
+        factors.append(usd_factor)
         out.append(PlanStep(a.tweak, step_s, int(peak), usd_now(), note))
 
     fits = budget is None or peak <= budget
@@ -116,7 +118,7 @@ def build_plan(profile: Profile, ctx: AdviceContext, advice: list[Advice]) -> Pl
         if c:
             conflicts.append(f"{a.tweak} vs {c[0]}: {c[1]}")
             continue
-        helps = a.projected.usd_saved > 0 or a.projected.time_saved_frac > 0
+        helps = a.projected.usd_saved > 0 or a.projected.time_saved_frac > 0 or a.projected.cost_saved_frac > 0
         needed = not fits and a.projected.memory_saved_bytes > 0
         if helps or needed:
             apply(a, "needed to fit" if needed and not helps else "")
@@ -151,16 +153,17 @@ def build_plan(profile: Profile, ctx: AdviceContext, advice: list[Advice]) -> Pl
     if "right_size_gpu" in by:
         rs = by["right_size_gpu"]
         if "batch_size" in chosen:
-            bs_step = next(s for s in out if s.tweak == "batch_size")
-            bs_usd = (out[-2].usd_run if len(out) > 1 else price.usd_run) - bs_step.usd_run
-            if rs.projected.usd_saved > bs_usd:
+            i = [s.tweak for s in out].index("batch_size")
+            before_bs = factors[i - 1] if i else 1.0
+            bs_share = 1 - factors[i] / before_bs if before_bs else 0.0
+            if rs.projected.cost_saved_frac > bs_share:
                 # undo the batch step: the cheaper GPU saves more than the larger batch
-                i = [s.tweak for s in out].index("batch_size")
                 prev = out[i - 1] if i else None
                 step_s = prev.step_s if prev else price.step_s
                 peak = prev.peak_bytes if prev else profile.memory.peak_bytes
-                usd_factor = (prev.usd_run if prev else price.usd_run) / price.usd_run if price.usd_run else 1.0
+                usd_factor = before_bs
                 out.pop(i)
+                factors.pop(i)
                 chosen.remove("batch_size")
                 conflicts.append(f"batch_size vs right_size_gpu: {CONFLICTS[frozenset({'batch_size', 'right_size_gpu'})]}; "
                                  "the cheaper GPU saves more")
@@ -172,4 +175,4 @@ def build_plan(profile: Profile, ctx: AdviceContext, advice: list[Advice]) -> Pl
     return Plan(tweaks=chosen, steps=out, usd_run_before=price.usd_run, usd_run_after=usd_now(),
                 step_s_before=price.step_s, step_s_after=step_s,
                 peak_bytes_before=profile.memory.peak_bytes, peak_bytes_after=int(peak),
-                conflicts=conflicts, gpu=price.gpu)
+                conflicts=conflicts, gpu=price.gpu, cost_frac_after=float(round(usd_factor, 6)))

@@ -7,10 +7,14 @@ run size came from (``run_steps_source``)::
     usd_per_step = usd_per_hour * num_gpus * step_s / 3600
     usd_run      = usd_per_step * run_steps
 
-The planned run size is, in order: ``--total-steps``; ``--epochs`` x steps per epoch;
-the Trainer's ``max_steps``; the Trainer's ``num_train_epochs`` (3 when a Trainer is used
-and the script does not set it: the ``TrainingArguments`` default) x steps per epoch; one
-epoch when steps per epoch are known; else :data:`DEFAULT_RUN_STEPS`.
+The planned run size is, in order: ``--total-steps``; ``--epochs`` x steps per epoch; the
+limits the script itself set, read from the live run (``profile.run_limits``: a framework
+trainer's own count, then the loop around the optimizer step, then limit-named settings; an
+epoch limit counts only with a finite loader); the Trainer's ``max_steps`` /
+``num_train_epochs`` as the source reads them (3 epochs when a Trainer is used and the script
+does not set it: the ``TrainingArguments`` default). Otherwise the run size is unknown:
+``run_steps`` is 0, the dollars of the run are not computed, and advice ranks by the share of
+the step it saves.
 """
 from __future__ import annotations
 
@@ -25,8 +29,8 @@ from ccprof.profiler.profile import Cost, GpuProjection, Profile
 __all__ = ["DEFAULT_RUN_STEPS", "HF_DEFAULT_EPOCHS", "NoStepTimeError", "steps_per_epoch", "run_steps",
            "target_gpu", "cost_for", "right_size", "attach"]
 
-# Planned run size when nothing says it: a round number the user is told to replace.
-DEFAULT_RUN_STEPS = 1000
+# Kept for callers that name it: an unknown run size is 0 steps (no invented run).
+DEFAULT_RUN_STEPS = 0
 
 # transformers.TrainingArguments(num_train_epochs=3.0) is the library default.
 HF_DEFAULT_EPOCHS = 3.0
@@ -41,10 +45,11 @@ def steps_per_epoch(profile: Profile) -> int | None:
 
     ``data.steps_per_epoch`` is taken as optimizer steps, unless it equals the number of
     batches in the dataset while several micro-batches make one step (gradient
-    accumulation): then it counted batches, and is divided by the micro-batch count.
+    accumulation): then it counted batches, and is divided by the micro-batch count. A loader
+    whose sampler never ends (``data.finite`` False) has no epoch: None.
     """
     spe = profile.data.steps_per_epoch
-    if not spe or spe <= 0:
+    if not spe or spe <= 0 or profile.data.finite is False:
         return None
     mb = max(profile.steps.micro_batches or 1, 1)
     d = profile.data
@@ -55,9 +60,31 @@ def steps_per_epoch(profile: Profile) -> int | None:
     return int(spe)
 
 
+def _from_limits(profile: Profile, spe: int | None) -> tuple[int, str] | None:
+    """The run size from the script's own limits: the most direct tier wins; within it the
+    first limit the loop reaches (steps, or epochs x steps per epoch)."""
+    lims = sorted(profile.run_limits or [], key=lambda x: x.priority)
+    notes = []
+    for tier in sorted({int(x.priority) for x in lims}):
+        found: list[tuple[int, str]] = []
+        for lim in (x for x in lims if int(x.priority) == tier):
+            if lim.kind == "steps" and lim.value >= 1:
+                found.append((int(lim.value), lim.source))
+            elif lim.kind == "epochs" and lim.value > 0:
+                if spe:
+                    found.append((max(round(lim.value * spe), 1), f"{lim.source} x {spe} steps/epoch"))
+                else:
+                    notes.append(f"{lim.source} (no finite epoch to multiply)")
+        if found:
+            return min(found)
+    return None
+
+
 def run_steps(profile: Profile, total_steps: int | None = None,
               epochs: float | None = None) -> tuple[int, str]:
     """Planned optimizer steps of the run and a sentence saying where the number came from.
+
+    Returns ``(0, why)`` when nothing says how long the run is.
 
     >>> from ccprof.profiler.profile import Profile
     >>> run_steps(Profile(), total_steps=5000)
@@ -75,7 +102,10 @@ def run_steps(profile: Profile, total_steps: int | None = None,
         if spe:
             return max(round(epochs * spe), 1), f"--epochs {epochs:g} x {spe} steps/epoch"
         notes.append(f"--epochs {epochs:g} given but steps per epoch are unknown "
-                     "(no sized DataLoader seen); pass --total-steps")
+                     "(no finite DataLoader seen); pass --total-steps")
+    got = _from_limits(profile, spe)
+    if got is not None:
+        return got
     args = profile.static.training_args or {}
     max_steps = args.get("max_steps")
     if isinstance(max_steps, (int, float)) and not isinstance(max_steps, bool) and max_steps > 0:
@@ -88,10 +118,9 @@ def run_steps(profile: Profile, total_steps: int | None = None,
             return (max(round(HF_DEFAULT_EPOCHS * spe), 1),
                     f"TrainingArguments default num_train_epochs={HF_DEFAULT_EPOCHS:g} x {spe} steps/epoch")
     prefix = "; ".join(notes) + "; " if notes else ""
-    if spe:
-        return spe, prefix + f"default: one epoch ({spe} steps); planned run size unknown, pass --total-steps or --epochs"
-    return DEFAULT_RUN_STEPS, (prefix + f"default: {DEFAULT_RUN_STEPS:,} steps; planned run size unknown, "
-                               "pass --total-steps or --epochs")
+    epoch = f" (one epoch would be {spe:,} steps)" if spe else ""
+    return 0, (prefix + "unknown: the script sets no run length ccprof could read" + epoch
+               + "; pass --total-steps or --epochs")
 
 
 def target_gpu(profile: Profile, catalog: dict[str, GpuSpec], gpu: str | None = None) -> tuple[str, str]:
@@ -199,7 +228,8 @@ def right_size(profile: Profile, catalog: dict[str, GpuSpec], total_steps: int |
                epochs: float | None = None, *, projection: dict[str, GpuProjection] | None = None,
                bf16: bool = False, prices: dict[str, float] | None = None,
                num_gpus: int = 1) -> list[dict[str, Any]]:
-    """Every catalog GPU the job fits on, ranked by the planned run's cost (then by hours).
+    """Every catalog GPU the job fits on, ranked by the planned run's cost (then by hours);
+    with the run size unknown, by the cost of a step (the same order).
 
     Inputs: the profile and catalog; the run size as for :func:`cost_for` (when neither is
     given and the profile already carries a ``cost``, its ``run_steps`` are reused); ``prices``
@@ -237,10 +267,12 @@ def right_size(profile: Profile, catalog: dict[str, GpuSpec], total_steps: int |
             "usd_per_1k_samples": c.usd_per_1k_samples, "method": p.method, "mfu": p.mfu,
             "run_steps": c.run_steps, "run_steps_source": run_source or c.run_steps_source,
         })
-    rows.sort(key=lambda r: (r["usd_run"], r["hours"]))
+    # $/step orders the GPUs as $/run does (one run size for all), and still does when the run
+    # size is unknown (usd_run 0 everywhere)
+    rows.sort(key=lambda r: (r["usd_per_step"], r["step_s"]))
     for i, r in enumerate(rows, 1):
         r["rank_usd"] = i
-    for i, r in enumerate(sorted(rows, key=lambda r: (r["hours"], r["usd_run"])), 1):
+    for i, r in enumerate(sorted(rows, key=lambda r: (r["step_s"], r["usd_per_step"])), 1):
         r["rank_time"] = i
     return rows
 

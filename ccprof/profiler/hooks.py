@@ -202,6 +202,12 @@ class Session:
         self.fusion: dict[str, dict[str, int]] = {}
         self.module_calls_per_step = 0
         self.kernel_result: dict[str, float] = {}
+        self.run_limits: list = []
+        self._it_batches: dict[int, int] = {}
+        self._pending_fp: dict[int, list[str]] = {}
+        self._last_it: int | None = None
+        self._last_loader: weakref.ref | None = None
+        self._loader_from_backward = False
         self._nvml = None
         self.gpu_info = None
         self.gpu_reason: dict[str, str] = {}
@@ -383,6 +389,16 @@ class Session:
 
     def _run_backward(self, call: Callable, loss: torch.Tensor | None) -> Any:
         self._begin_step_if_needed()
+        if self._last_it is not None:
+            self._flush_fingerprints(self._last_it)     # its batch reached a backward: training data
+        if not self._loader_from_backward and self._last_loader is not None:
+            # the training loader is the one whose batch reaches a backward (not, say, Lightning's
+            # sanity-check validation loader that ran first)
+            loader = self._last_loader()
+            if loader is not None:
+                self.loader_info = _loader_info(loader)
+                self.dataset = getattr(loader, "dataset", self.dataset)
+            self._loader_from_backward = True
         self.counters["backward_calls"] += 1
         self._cur_micro += 1
         if loss is not None and loss.numel() == 1:
@@ -481,36 +497,44 @@ class Session:
     def _on_batch(self, it: Any, batch: Any) -> None:
         self.counters["batches"] += 1
         loader = getattr(it, "_ccprof_loader", lambda: None)()
-        if loader is not None and not self.loader_info:
-            info: dict[str, Any] = {
-                "batch_size": loader.batch_size,
-                "num_workers": loader.num_workers,
-                "pin_memory": bool(loader.pin_memory),
-                "persistent_workers": bool(getattr(loader, "persistent_workers", False)),
-            }
-            try:
-                info["dataset_len"] = len(loader.dataset)
-            except Exception:
-                info["dataset_len"] = None
-            try:
-                info["steps_per_epoch"] = len(loader)
-            except Exception:
-                info["steps_per_epoch"] = None
-            self.loader_info = info
+        if loader is not None:
+            self._last_loader = weakref.ref(loader)
+            if not self.loader_info:
+                self.loader_info = _loader_info(loader)
         if not self.batch_shapes:
             self.batch_shapes = _describe_batch(batch)
         if self.batch_bytes is None:
             self.batch_bytes = _batch_bytes(batch)
         if loader is not None and self._step_t0 is not None:
             self._train_loader = weakref.ref(loader)
-        if self._timed_step() or len(self.fingerprints) >= MAX_FINGERPRINTS:
+        key = id(it)
+        self._it_batches[key] = self._it_batches.get(key, 0) + 1
+        self._last_it = key
+        if self._it_batches[key] >= 2:
+            self._flush_fingerprints(key)     # an iterator that goes on is data, not a peek
+        if self._timed_step() or len(self.fingerprints) + self._pending_count() >= MAX_FINGERPRINTS:
             return      # hashing costs time: only in warm-up and pass steps
         t = _first_tensor(batch)
         if t is not None:
             try:
-                self.fingerprints.extend(_row_fingerprints(t)[: MAX_FINGERPRINTS - len(self.fingerprints)])
+                self._pending_fp.setdefault(key, []).extend(_row_fingerprints(t))
             except Exception:
                 pass
+        if self._it_batches[key] >= 2:
+            self._flush_fingerprints(key)
+
+    def _pending_count(self) -> int:
+        return sum(len(v) for v in self._pending_fp.values())
+
+    def _flush_fingerprints(self, key: int) -> None:
+        """Keep an iterator's sampled rows: it yielded a second batch or fed a backward.
+
+        ``next(iter(loader))`` to peek at one batch (the DDP tutorial prints its shapes) is
+        neither, and its rows would count as duplicates of the epoch that follows."""
+        rows = self._pending_fp.pop(key, [])
+        room = MAX_FINGERPRINTS - len(self.fingerprints)
+        if rows and room > 0:
+            self.fingerprints.extend(rows[:room])
 
     # ------------------------------------------------------------------ misc wrappers
     def _wrap_load(self, orig: Callable) -> Callable:
@@ -620,6 +644,7 @@ class Session:
         self._cur_tokens = 0
         self._cur_samples_in_opt = None
         if self.step_index == 1 and self._discovery:
+            self._probe_run_limits()
             self._finish_discovery()
         if self.step_index >= self.total_steps:
             self._stop_sampler()
@@ -654,6 +679,15 @@ class Session:
         if self._nvml is not None:
             self.gpu_info = self._nvml.stop(len(self.step_s))
             self._nvml = None
+
+    def _probe_run_limits(self) -> None:
+        """Read the run's own length from the live stack (ccprof.profiler.run_size)."""
+        from ccprof.profiler.run_size import probe
+
+        try:
+            self.run_limits = probe(sys._getframe(1))
+        except Exception as exc:   # a bonus; never break the user's run for it
+            self.findings.append(Finding("run_size", f"could not read the run's length: {exc!r}"))
 
     def _finish_discovery(self) -> None:
         """After the first full step: the roots are known, so drop the costly global hooks.
@@ -776,11 +810,22 @@ class Session:
         return Steps(
             warmup=self.warmup, measured=n, step_s=list(self.step_s), phase_s=phase_s,
             loss=[x for x in self.losses if math.isfinite(x)] if self.losses else [],
-            micro_batches=round(mean(self.micro_batches)) if self.micro_batches else 1,
+            micro_batches=self._micro_batches(),
             samples_per_step=round(samples) if samples else None,
             tokens_per_step=round(tokens) if tokens else None,
             kind=self.step_kind or "optimizer",
         )
+
+    def _micro_batches(self) -> int:
+        """Micro-batches per optimizer step: the batches a DataLoader fed each step when one did
+        (a GAN's several backwards on one batch are not accumulation), else backwards per step."""
+        if not self.micro_batches:
+            return 1
+        backwards = round(sum(self.micro_batches) / len(self.micro_batches))
+        if self.loaders and self.batches_per_step and min(self.batches_per_step) >= 1:
+            batches = round(sum(self.batches_per_step) / len(self.batches_per_step))
+            return max(1, min(backwards, batches))
+        return max(1, backwards)
 
     def build_data(self) -> DataInfo:
         info = self.loader_info
@@ -813,6 +858,7 @@ class Session:
             fingerprints=fps[:512], duplicate_frac=dup, duplicate_scope="sampled",
             token_inputs=token_inputs, seq_len=seq_len, dataloader_seen=bool(self.loaders),
             batch_s=batch_s, batch_s_method=batch_how, batches_per_step=bps, batch_bytes=self.batch_bytes,
+            finite=info.get("finite"),
         )
 
     def _batch_time(self, bps: float | None, workers: int | None, wait_frac: float | None
@@ -935,6 +981,7 @@ class Session:
             precision=self.build_precision(), optimizer=opt, ops=ops or [],
             findings=list(self.findings), counters=dict(self.counters), reasons=reasons,
             gpu=self.gpu_info, fusion=dict(self.fusion), kernel_s=dict(self.kernel_result),
+            run_limits=list(self.run_limits),
             host=measure_host(self.module_calls_per_step),
         )
         if model is not None:
@@ -949,6 +996,37 @@ class Session:
             reasons.setdefault("flops", "the FLOP step was not reached")
         kwargs.update(sections)
         return Profile(**kwargs)
+
+
+def _loader_info(loader: Any) -> dict[str, Any]:
+    """Batch size, workers, dataset length, steps per epoch, and whether its epochs end."""
+    info: dict[str, Any] = {
+        "batch_size": loader.batch_size,
+        "num_workers": loader.num_workers,
+        "pin_memory": bool(loader.pin_memory),
+        "persistent_workers": bool(getattr(loader, "persistent_workers", False)),
+    }
+    try:
+        info["dataset_len"] = len(loader.dataset)
+    except Exception:
+        info["dataset_len"] = None
+    try:
+        info["steps_per_epoch"] = len(loader)
+    except Exception:
+        info["steps_per_epoch"] = None
+    finite = info["steps_per_epoch"] is not None
+    sampler = getattr(loader, "sampler", None)
+    n = info["dataset_len"]
+    if isinstance(sampler, torch.utils.data.RandomSampler) and getattr(sampler, "replacement", False) and n:
+        # minGPT's RandomSampler(replacement=True, num_samples=int(1e10)): an endless stream
+        if getattr(sampler, "num_samples", 0) > 10 * n:
+            finite = False
+    if isinstance(getattr(loader, "dataset", None), torch.utils.data.IterableDataset):
+        finite = finite and info["steps_per_epoch"] is not None
+    if info["steps_per_epoch"] and info["steps_per_epoch"] > 10**8:
+        finite = False
+    info["finite"] = finite
+    return info
 
 
 def _batch_bytes(batch: Any) -> int:

@@ -24,7 +24,7 @@ SCHEMA = "ccprof.profile/1"
 __all__ = [
     "SCHEMA", "Profile", "Device", "ModuleStat", "RepeatedBlock", "Embedding", "ModelInfo",
     "OptimizerInfo", "OptimizerSection", "Steps", "OpCost", "Flops", "Memory", "DataInfo",
-    "Precision", "GpuSample", "GpuInfo", "HostInfo", "StaticFacts", "Environment", "Finding",
+    "Precision", "GpuSample", "GpuInfo", "HostInfo", "RunLimit", "StaticFacts", "Environment", "Finding",
     "ErrorInfo", "GpuProjection", "Cost",
 ]
 
@@ -214,6 +214,9 @@ class DataInfo:
     batch_s_method: str | None = None
     batches_per_step: float | None = None
     batch_bytes: int | None = None          # bytes of one batch's tensors (host-to-device copy)
+    # False when the training loader's sampler is effectively endless (sampling with replacement
+    # far past the dataset, or an iterable dataset): len(loader) is then no epoch
+    finite: bool | None = None
     scan: dict[str, Any] | None = None      # --scan-data: advisors.data_scan.scan_dataset's result
 
 
@@ -246,6 +249,21 @@ class GpuInfo:
     mean_power_w: float | None = None
     energy_j_per_step: float | None = None
     source: str = "nvml"
+
+
+@dataclass(frozen=True)
+class RunLimit:
+    """A limit on the run's length the script itself sets, read at its first optimizer step.
+
+    ``kind``: ``"steps"`` (optimizer steps, or iterations of the loop around the step) or
+    ``"epochs"``; ``source`` says where (``"for ... in range(args.max_iters) (train.py:88)"``,
+    ``"Trainer.state.max_steps=1245 (...)"``); ``priority``: 1 a framework trainer's own count,
+    2 the loop around the step, 3 a limit-named setting, 4 a weaker name (``steps``).
+    """
+    kind: str = "steps"
+    value: float = 0.0
+    source: str = ""
+    priority: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -381,6 +399,8 @@ class Profile:
     fusion: dict[str, dict[str, int]] = field(default_factory=dict)
     # on a CUDA GPU: device seconds of each aten op's kernels over one step (torch.profiler)
     kernel_s: dict[str, float] = field(default_factory=dict)
+    # the run's length as the script sets it (ccprof.profiler.run_size), most direct first
+    run_limits: list[RunLimit] = field(default_factory=list)
     static: StaticFacts = field(default_factory=StaticFacts)
     environment: Environment = field(default_factory=Environment)
     findings: list[Finding] = field(default_factory=list)

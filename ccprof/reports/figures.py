@@ -91,14 +91,17 @@ def _flops(view: ReportView) -> go.Figure:
 
 
 def _gpu_costs(view: ReportView) -> go.Figure:
-    rows = [r for r in view.gpu_costs if r.fits and r.usd_run is not None]
+    rows = [r for r in view.gpu_costs if r.fits and r.usd_per_1k_steps is not None]
+    per_run = all(r.usd_run is not None for r in rows)
     return go.Figure(
-        go.Bar(x=_t([r.name for r in rows]), y=[r.usd_run for r in rows], text=[r.run for r in rows],
+        go.Bar(x=_t([r.name for r in rows]), y=[r.usd_run if per_run else r.usd_per_1k_steps for r in rows],
+               text=[r.run for r in rows],
                textposition="auto",
                marker_color=[_TARGET if r.target else _FIT for r in rows],
                hovertext=_t([f"{r.name}{' (target)' if r.target else ''}: {r.run} · {r.step}/step · {r.price}"
                              for r in rows]), hoverinfo="text"),
-        layout=_layout(yaxis=dict(title="USD, planned run", rangemode="tozero", tickprefix="$")))
+        layout=_layout(yaxis=dict(title="USD, planned run" if per_run else "USD per 1,000 steps",
+                                  rangemode="tozero", tickprefix="$")))
 
 
 def _waterfall(view: ReportView) -> go.Figure:

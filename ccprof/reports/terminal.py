@@ -29,7 +29,8 @@ def terminal_summary(profile: Profile, advice_set: AdviceSet | None, console: Co
     h = v.header
     head = Text.assemble((h.title, "bold"), "\n",
                          ("device ", "dim"), h.device, ("   target ", "dim"), h.target_gpu,
-                         ("   price ", "dim"), h.price.split(" — ")[0])
+                         ("   price ", "dim"), h.price.split(" — ")[0], "\n",
+                         ("run ", "dim"), h.planned_run)
     cards = Table.grid(padding=(0, 3))
     for _ in v.glance.cards:
         cards.add_column(justify="left")
@@ -49,13 +50,13 @@ def terminal_summary(profile: Profile, advice_set: AdviceSet | None, console: Co
         verified_any = any(r.measured for r in recs)
         # the tweak id is what the user types next (ccprof apply -t ID): never cut it
         cols = [("#", {"justify": "right"}), ("tweak", {"no_wrap": True}), ("time", {}), ("memory", {}),
-                ("$", {}), ("conf.", {}), ("risk", {})] + ([("verified", {})] if verified_any else [])
+                ("$", {}), ("cost", {}), ("conf.", {}), ("risk", {})] + ([("verified", {})] if verified_any else [])
         for col, kw in cols:
             t.add_column(col, **kw)
         for r in recs:
             # Text, not str: a rich table parses "[...]" in plain strings as markup
             row = [Text(str(r.rank)), Text(r.tweak), Text(r.time), Text(r.memory), Text(r.usd),
-                   Text(r.confidence), Text(r.risk, style=_RISK_STYLE.get(r.risk, ""))]
+                   Text(r.cost_share.split(" ")[0]), Text(r.confidence), Text(r.risk, style=_RISK_STYLE.get(r.risk, ""))]
             if verified_any:
                 row.append(Text(r.measured[0].measured + (" (harmful)" if r.harmful else "") if r.measured else ""))
             t.add_row(*row)

@@ -63,6 +63,7 @@ class Header:
     ran_at: str
     status: str
     generated_at: str
+    planned_run_known: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,8 @@ class Recommendation:
     time: str
     memory: str
     usd: str
+    cost_share: str                         # share of the run's GPU cost saved
+    expected: str                           # cost_share x confidence weight: the ranking key
     confidence: str
     risk: str
     rationale: str
@@ -185,7 +188,7 @@ class GpuCostRow:
     target: bool
     step_s: float | None
     usd_per_hour: float | None
-    usd_run: float | None
+    usd_run: float | None                   # the planned run's dollars; None when the run size is unknown
     mfu: float | None
     step: str
     price: str
@@ -193,6 +196,12 @@ class GpuCostRow:
     mfu_text: str
     method: str
     note: str
+    usd_per_1k_steps: float | None = None
+
+
+def run_known(profile: Profile) -> bool:
+    """Whether the planned run has a size, so that dollars of the run mean something."""
+    return profile.cost is not None and profile.cost.run_steps > 0
 
 
 @dataclass(frozen=True)
@@ -253,6 +262,16 @@ class ReportView:
     findings: list[str]
     error: str
     notes: list[str]
+    rank_note: str = ""
+
+
+def rank_note() -> str:
+    """How the recommendations are ordered, with the weights the advisors use."""
+    from ccprof.advisors.constants import CONFIDENCE_WEIGHT as W
+
+    weights = ", ".join(f"{k} {v:g}" for k, v in W.items())
+    return (f"Ranked by expected saving: the share of the run's GPU cost a tweak saves x its "
+            f"confidence weight ({weights}).")
 
 
 @dataclass(frozen=True)
@@ -335,7 +354,7 @@ def _saved_memory(n: int | None) -> str:
 
 def _saved_usd(usd: float | None, priced: bool) -> str:
     if not priced:
-        return NO_PRICE
+        return "run size unknown"
     if not _finite(usd):
         return MISSING
     if usd == 0:
@@ -365,9 +384,10 @@ def _header(profile: Profile, generated_at: str) -> Header:
             price += f" (as of {cost.price_date})"
         if cost.price_source:
             price += f" — {cost.price_source}"
-        planned = f"{cost.run_steps:,} steps" if cost.run_steps else MISSING
-        if cost.run_steps_source:
-            planned += f" ({cost.run_steps_source})"
+        if cost.run_steps:
+            planned = f"{cost.run_steps:,} steps ({cost.run_steps_source})"
+        else:
+            planned = "size unknown: " + (cost.run_steps_source.removeprefix("unknown: ") or "no run length read")
     else:
         target = MISSING
         price = NO_PRICE
@@ -383,7 +403,8 @@ def _header(profile: Profile, generated_at: str) -> Header:
         script=env.script or "(no script: profiled in-process)",
         argv=" ".join(env.argv) if env.argv else "(no arguments)",
         device=device, target_gpu=target, price=price, planned_run=planned, versions=versions,
-        ran_at=env.started_at or MISSING, status=profile.status, generated_at=generated_at)
+        ran_at=env.started_at or MISSING, status=profile.status, generated_at=generated_at,
+        planned_run_known=run_known(profile))
 
 
 def _glance(profile: Profile, advice: AdviceSet) -> Glance:
@@ -406,9 +427,12 @@ def _glance(profile: Profile, advice: AdviceSet) -> Glance:
     note = ""
     if cost is not None:
         cards.append(Card("cost per step", fmt_usd(cost.usd_per_step), f"on {cost.gpu}"))
-        cards.append(Card("planned run", fmt_usd(cost.usd_run),
-                          f"{cost.run_steps:,} steps, {fmt_s(cost.run_hours * 3600)}"
-                          if cost.run_steps else ""))
+        if cost.run_steps:
+            cards.append(Card("planned run", fmt_usd(cost.usd_run),
+                              f"{cost.run_steps:,} steps, {fmt_s(cost.run_hours * 3600)}"))
+        else:
+            cards.append(Card("planned run", "size unknown",
+                              f"{fmt_usd(cost.usd_per_1k_steps)} per 1,000 steps; pass --total-steps or --epochs"))
     else:
         note = _no_price(profile)
         cards.append(Card("cost per step", NO_PRICE))
@@ -419,14 +443,15 @@ def _glance(profile: Profile, advice: AdviceSet) -> Glance:
     cards.append(Card("MFU", fmt_pct(mfu), mfu_note))
     cards.append(Card("peak memory", fmt_bytes(profile.memory.peak_bytes),
                       f"of {fmt_bytes(profile.device.memory_bytes)}" if profile.device.memory_bytes else ""))
-    if plan.tweaks and cost is not None:
+    if plan.tweaks and cost is not None and cost.run_steps:
         cards.append(Card("after the plan", fmt_usd(plan.usd_run_after),
                           f"{fmt_delta_usd(plan.usd_run_after - plan.usd_run_before)} "
                           f"({fmt_signed_pct(_rel(plan.usd_run_before, plan.usd_run_after))}) with "
                           + ", ".join(plan.tweaks)))
     elif plan.tweaks:
-        cards.append(Card("after the plan", fmt_s(plan.step_s_after),
-                          "step time with " + ", ".join(plan.tweaks)))
+        cards.append(Card("after the plan", f"{fmt_signed_pct(plan.cost_frac_after - 1)} cost",
+                          f"step {fmt_s(plan.step_s_before)} → {fmt_s(plan.step_s_after)} with "
+                          + ", ".join(plan.tweaks)))
     else:
         cards.append(Card("after the plan", MISSING, "no recommended plan"))
     return Glance(cards, note)
@@ -455,16 +480,12 @@ def _measured_rows(a: Advice, priced: bool) -> list[MeasuredRow]:
     return rows
 
 
-def _rank_key(a: Advice) -> tuple[float, float]:
-    usd = a.projected.usd_saved if _finite(a.projected.usd_saved) else 0.0
-    frac = a.projected.time_saved_frac if _finite(a.projected.time_saved_frac) else 0.0
-    return (-usd, -frac)
-
-
 def _recommendations(profile: Profile, advice: AdviceSet) -> tuple[list[Recommendation], list[OtherAdvice]]:
-    priced = profile.cost is not None
+    from ccprof.advisors import rank
+
+    priced = run_known(profile)
     plan = set(advice.plan.tweaks)
-    recs = sorted((a for a in advice.advice if a.status == "recommended"), key=_rank_key)
+    recs = [a for a in rank(list(advice.advice)) if a.status == "recommended"]
     out = []
     for i, a in enumerate(recs, 1):
         m = a.measured
@@ -472,7 +493,11 @@ def _recommendations(profile: Profile, advice: AdviceSet) -> tuple[list[Recommen
             rank=i, tweak=a.tweak, anchor=f"tweak-{a.tweak}", title=_tweak_title(a.tweak, a.title),
             time=_saved_time(a.projected.time_saved_frac),
             memory=_saved_memory(a.projected.memory_saved_bytes),
-            usd=_saved_usd(a.projected.usd_saved, priced), confidence=a.confidence, risk=a.risk,
+            usd=_saved_usd(a.projected.usd_saved, priced),
+            cost_share=f"{fmt_pct(a.projected.cost_saved_frac)} of the cost",
+            expected=(f"expected {fmt_pct(a.projected.expected_frac)} (x{a.details.get('confidence_weight', 0):g} "
+                      f"for {a.confidence} confidence)"),
+            confidence=a.confidence, risk=a.risk,
             rationale=a.rationale, assumptions=list(a.assumptions), sources=list(a.sources),
             snippet=a.snippet, auto_apply=a.auto_apply, in_plan=a.tweak in plan,
             measured=_measured_rows(a, priced), measured_note=(m.note or "") if m else "",
@@ -491,8 +516,10 @@ def _plan(profile: Profile, advice: AdviceSet) -> PlanView | None:
         return None
     parts = [f"step time {fmt_s(plan.step_s_before)} → {fmt_s(plan.step_s_after)}",
              f"peak memory {fmt_bytes(plan.peak_bytes_before)} → {fmt_bytes(plan.peak_bytes_after)}"]
-    if profile.cost is not None:
+    if run_known(profile):
         parts.append(f"planned run {fmt_usd(plan.usd_run_before)} → {fmt_usd(plan.usd_run_after)}")
+    else:
+        parts.append(f"cost of the run {fmt_signed_pct(plan.cost_frac_after - 1)} (its size is unknown)")
     if plan.gpu:
         parts.append(f"on {plan.gpu}")
     return PlanView(list(plan.tweaks), "; ".join(parts), list(plan.conflicts))
@@ -608,6 +635,7 @@ def gpu_cost_rows(profile: Profile, catalog: dict[str, Any] | None = None) -> li
     target = profile.cost.gpu if profile.cost is not None else None
     num_gpus = int((profile.cost.detail.get("num_gpus") if profile.cost is not None else None) or 1)
     priced = {r["gpu"]: r for r in right_size(profile, catalog, projection=projection, num_gpus=num_gpus)}
+    known = run_known(profile)
     rows = []
     for gid, proj in projection.items():
         r = priced.get(gid)
@@ -616,10 +644,12 @@ def gpu_cost_rows(profile: Profile, catalog: dict[str, Any] | None = None) -> li
         step_s = r["step_s"] if r else (proj.measured_step_s if _finite(proj.measured_step_s) else proj.step_s)
         price = r["usd_per_hour"] if r else None
         usd_run = r["usd_run"] if r else None
+        per_1k = r["usd_per_step"] * 1000 if r else None
         note = str(proj.detail.get("note") or "")
         if gid == target and profile.cost is not None and proj.fits:
             # the target's row repeats the figures the rest of the report quotes for it
             step_s, price, usd_run = profile.cost.step_s, profile.cost.usd_per_hour, profile.cost.usd_run
+            per_1k = profile.cost.usd_per_1k_steps
         if not proj.fits and not note:
             need, usable = proj.detail.get("peak_bytes"), proj.detail.get("usable_bytes")
             note = (f"needs {fmt_bytes(need)}, {fmt_bytes(usable)} usable" if _finite(need) and _finite(usable)
@@ -628,22 +658,23 @@ def gpu_cost_rows(profile: Profile, catalog: dict[str, Any] | None = None) -> li
             note = NO_PRICE
         rows.append(GpuCostRow(
             gpu=gid, name=name, fits=proj.fits, target=gid == target,
-            step_s=step_s if _finite(step_s) else None, usd_per_hour=price, usd_run=usd_run,
+            step_s=step_s if _finite(step_s) else None, usd_per_hour=price, usd_run=usd_run if known else None,
             mfu=proj.mfu if _finite(proj.mfu) else None,
             step=fmt_s(step_s) if proj.fits else MISSING,
             price=f"{fmt_usd(price)}/h" if price is not None else NO_PRICE,
-            run=fmt_usd(usd_run) if usd_run is not None else MISSING,
+            run=(fmt_usd(usd_run) if known and usd_run is not None
+                 else f"{fmt_usd(per_1k)} / 1k steps" if per_1k is not None else MISSING),
             mfu_text=fmt_pct(proj.mfu) if proj.fits else MISSING,
-            method=proj.method, note=note))
+            method=proj.method, note=note, usd_per_1k_steps=per_1k))
     inf = float("inf")
-    rows.sort(key=lambda r: (not r.fits, r.usd_run if r.usd_run is not None else inf,
+    rows.sort(key=lambda r: (not r.fits, r.usd_per_1k_steps if r.usd_per_1k_steps is not None else inf,
                              r.step_s if r.step_s is not None else inf, r.gpu))
     return rows
 
 
 def _waterfall(profile: Profile, advice: AdviceSet) -> list[WaterfallStep]:
     plan = advice.plan
-    if profile.cost is None or not plan.tweaks or not plan.steps:
+    if not run_known(profile) or not plan.tweaks or not plan.steps:
         return []
     out = [WaterfallStep(f"today ({profile.cost.gpu})", plan.usd_run_before, "absolute",
                          fmt_usd(plan.usd_run_before))]
@@ -694,7 +725,7 @@ def _modules(profile: Profile) -> tuple[list[ModuleRow], str]:
 def _charts(profile: Profile, memory: MemoryChart, phases: list[Phase], tree: list[FlopsNode],
             gpu_costs: list[GpuCostRow], waterfall: list[WaterfallStep],
             timeline: GpuTimeline | None, loss: LossSeries, advice: AdviceSet) -> list[ChartSpec]:
-    fitting_priced = [r for r in gpu_costs if r.fits and r.usd_run is not None]
+    fitting_priced = [r for r in gpu_costs if r.fits and r.usd_per_1k_steps is not None]
     if profile.gpu is None:
         gpu_reason = profile.reasons.get("gpu", "no NVML samples: the profile ran without an NVIDIA GPU")
     else:
@@ -707,6 +738,8 @@ def _charts(profile: Profile, memory: MemoryChart, phases: list[Phase], tree: li
         cost_reason = "no catalog GPU with a price fits this job" if not fitting_priced else ""
     if profile.cost is None:
         wf_reason = _no_price(profile)
+    elif not run_known(profile):
+        wf_reason = "the planned run size is unknown (pass --total-steps or --epochs)"
     elif not advice.plan.tweaks:
         wf_reason = "no recommended plan"
     else:
@@ -714,6 +747,7 @@ def _charts(profile: Profile, memory: MemoryChart, phases: list[Phase], tree: li
     cap = (f"against {memory.capacity_label}" if memory.capacity_bytes
            else "no device capacity known (CPU run, no target GPU)")
     valid_loss = [x for x in loss.loss if x is not None]
+    per_1k = profile.cost is not None and not run_known(profile)
     return [
         ChartSpec("memory", "Memory ledger at the peak", f"Peak {fmt_bytes(memory.peak_bytes)}, {cap}.",
                   memory.peak_bytes > 0, "" if memory.peak_bytes > 0 else "no memory measured"),
@@ -721,8 +755,10 @@ def _charts(profile: Profile, memory: MemoryChart, phases: list[Phase], tree: li
                   bool(phases), "" if phases else "no phase timings measured"),
         ChartSpec("flops", "FLOPs by module", "Forward + backward FLOPs of one step; click to zoom.",
                   bool(tree), "" if tree else "no FLOPs counted by module"),
-        ChartSpec("gpu_costs", "Planned run on every GPU it fits",
-                  "Cost of the planned run per catalog GPU; the target is highlighted.",
+        ChartSpec("gpu_costs", "Planned run on every GPU it fits" if not per_1k
+                  else "Cost per 1,000 steps on every GPU it fits",
+                  ("Cost of the planned run per catalog GPU; the target is highlighted." if not per_1k
+                   else "The planned run size is unknown, so GPUs compare per 1,000 steps; the target is highlighted."),
                   not cost_reason, cost_reason),
         ChartSpec("waterfall", "From today's cost to the plan's",
                   "Each tweak's effect, applied in sequence.", not wf_reason, wf_reason),
@@ -776,7 +812,7 @@ def build_report_view(profile: Profile, advice_set: AdviceSet | None = None,
         memory=memory, phases=phases, projected=_projected(profile), flops_tree=tree, gpu_costs=gpu_costs,
         waterfall=waterfall,
         timeline=timeline, loss=loss, modules=modules, modules_note=modules_note,
-        findings=findings, error=error, notes=notes)
+        findings=findings, error=error, notes=notes, rank_note=rank_note())
 
 
 def _label(profile: Profile, fallback: str) -> str:
