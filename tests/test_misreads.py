@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ccprof.hardware import attach
 from ccprof.profiler.runner import run_script
 
@@ -19,4 +21,96 @@ def test_gan_backwards_are_not_accumulation_and_a_peek_is_not_data():
     assert [o.class_ for o in p.optimizer.optimizers] == ["Adam", "Adam"]
     assert p.data.duplicate_frac == 0.0                        # random rows: the peeked batch is not a duplicate
     assert p.data.steps_per_epoch == 16 and p.data.finite
-    assert p.cost.run_steps == 80 and p.cost.run_steps_source.startswith("for ... in range(5)")
+    assert p.cost.run_steps == 80 and p.cost.run_steps_source.startswith("loops: range(5) (peek_and_gan.py:19) x loader")
+
+
+# ----------------------------------------------------------------- 2: only training work in the step
+def _eval_run(style: str, *args: str):
+    r = run_script(SCRIPTS / "eval_between.py", ["--style", style, *args], steps=3, warmup=1, timeout_s=180)
+    assert r.exit_code == 0, r.message
+    return attach(r.profile, gpu="a100-80gb")
+
+
+def test_validation_between_steps_is_measured_apart_and_priced():
+    plain, val = _eval_run("none"), _eval_run("val")
+    # the FLOP step is a clean training step either way (a pass that met validation is redone)
+    assert val.flops.per_step == plain.flops.per_step > 0
+    assert plain.eval is None and plain.cost.usd_eval_run == 0
+    assert val.memory.peak_bytes > 0 and not any(f.kind == "pass_failed" for f in val.findings)
+    ev = val.eval
+    assert ev.forward_calls == 3 and ev.episodes >= 2
+    # 3 forwards of 16 x 16 tokens: 3 x 16/8 = 6 training batches' forwards = 2 training steps' FLOPs
+    assert ev.flops == 2 * plain.flops.per_step
+    assert ev.every_steps == 2 and ev.every_source.startswith("if args.style == 'val' and it % args.every == 0")
+    assert ev.where.startswith("eval_between.py:")
+    # priced in the run: 40 iterations / 2 = 20 episodes, outside the step
+    c = val.cost
+    assert c.run_steps == 40 and c.evals_in_run == 20 and c.eval_s > 0
+    assert c.usd_run == pytest.approx(c.usd_per_step * 40 + c.usd_eval_run)
+    assert sum(val.steps.phase_s.values()) == pytest.approx(sum(val.steps.step_s) / 3, rel=0.05)
+
+
+def test_generate_in_a_callback_is_evaluation_not_training():
+    plain, gen = _eval_run("none"), _eval_run("generate")
+    assert gen.flops.per_step == plain.flops.per_step
+    assert gen.eval.forward_calls == 20 and gen.eval.flops > 0
+    assert gen.eval.every_steps == 2
+
+
+def test_a_frozen_teacher_under_no_grad_is_training_work():
+    t = _eval_run("teacher")
+    assert t.eval is None
+    assert t.flops.per_step > _eval_run("none").flops.per_step     # the teacher's forward is in the step
+
+
+# ----------------------------------------------------------------- 3: pretrained means weights were loaded
+@pytest.fixture(scope="module")
+def tiny_llama_dir(tmp_path_factory):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    d = tmp_path_factory.mktemp("tiny-llama")
+    cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                      num_key_value_heads=2, vocab_size=64, max_position_embeddings=32)
+    LlamaForCausalLM(cfg).save_pretrained(d)
+    return d
+
+
+@pytest.mark.parametrize("style,pretrained,source", [
+    ("config", False, None),                     # run_clm --config_name: from scratch
+    ("pretrained", True, "from_pretrained:"),
+    ("state_copy", False, None),                 # a state dict copied from a live model
+    ("state_file", True, "load_state_dict"),
+])
+def test_pretrained_means_weights_were_loaded(tiny_llama_dir, style, pretrained, source):
+    r = run_script(SCRIPTS / "pretrained_or_not.py", ["--style", style, "--dir", str(tiny_llama_dir)],
+                   steps=2, warmup=1, timeout_s=180)
+    assert r.exit_code == 0, r.message
+    m = r.profile.model
+    assert m.pretrained is pretrained
+    if source:
+        assert m.loaded_from.startswith(source)
+
+
+def test_run_clm_config_name_path_is_from_scratch_end_to_end(tiny_llama_dir):
+    """The static from_pretrained line that did not run is inactive; finetune advice fires, LoRA does not."""
+    from ccprof.advisors import advise
+    from ccprof.profiler.runner import run_script as rs
+
+    r = rs(SCRIPTS / "pretrained_or_not.py", ["--style", "config", "--dir", str(tiny_llama_dir)],
+           steps=2, warmup=1, timeout_s=180)
+    p = attach(r.profile, gpu="a100-80gb")
+    assert not p.static.from_pretrained and "from_pretrained" in p.static.inactive
+    by = advise(p).by_tweak()
+    assert by["finetune"].status != "already_applied"
+    assert by["lora"].status != "recommended" or by["lora"].confidence == "low"
+
+
+def test_duplicates_under_replacement_sampling_estimate_distinct_items():
+    """minGPT's adder draws 80 distinct problems with replacement: its repeats are the sampler's."""
+    from ccprof.profiler.hooks import _distinct_items
+
+    # 1000 uniform draws see all of 100 distinct items: D = the population
+    assert _distinct_items(1000, 100, 100) == pytest.approx(100, rel=1e-3)
+    # a dataset of 100 rows holding only 50 distinct ones: 200 draws see ~49.2 of them
+    seen = 50 * (1 - (1 - 1 / 50) ** 200)
+    assert _distinct_items(200, seen, 100) == pytest.approx(50, rel=1e-3)

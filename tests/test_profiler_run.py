@@ -65,7 +65,7 @@ def test_gan_two_optimizers_reported():
     p = r.profile
     assert len(p.optimizer.optimizers) == 2
     assert len(p.model.roots) == 2
-    assert p.steps.micro_batches == 2        # D and G each backward once per iteration
+    assert p.steps.micro_batches == 1        # D and G each backward once: two loss terms, not accumulation
 
 
 def test_lbfgs_closure():

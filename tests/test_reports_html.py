@@ -93,7 +93,7 @@ def test_compare_html():
                                                                  usd_per_step=0.0005))
     html = compare_html(rich, faster)
     assert "step time" in html and "-55.4%" in html  # (0.5 - 1.122125) / 1.122125
-    assert "$21.38" in html and "$9.50" in html
+    assert "$21.45" in html and "$9.50" in html
 
 
 def test_cli_report_rerenders_from_saved_files(tmp_path):

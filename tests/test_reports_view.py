@@ -67,11 +67,14 @@ def test_rich_view_numbers():
     profile, advice = load("sample")
     v = build_report_view(profile, advice, catalog=CATALOG)
     cards = {c.label: c.value for c in v.glance.cards}
-    # 1.122125 s x $3.43/h / 3600 = $0.001069 per step; x 20,000 steps = $21.38
+    # 1.122125 s x $3.43/h / 3600 = $0.001069 per step; x 20,000 steps = $21.38, + 40 validation
+    # episodes x 1.85 s x $3.43/h = $0.07 -> $21.45
     assert cards["cost per step"] == "$0.0011"
-    assert cards["planned run"] == "$21.38"
+    assert cards["planned run"] == "$21.45"
+    assert v.evaluation.startswith("Evaluation between steps (train_llama.py:49): 20 forwards")
+    assert "every 500 steps" in v.evaluation and "40 episodes in the planned run: $0.071" in v.evaluation
     assert cards["MFU"] == "39.4%"                   # the projection's mfu on the measured GPU
-    assert cards["after the plan"] == "$8.83"
+    assert cards["after the plan"] == "$8.90"             # $21.38 x 0.46 x 0.93 x 0.965 + $0.07 of validation
     # ranked by expected saving (share of cost x confidence weight), the advisors' one ranking
     exp = sorted((a for a in advice.advice if a.status == "recommended"), key=lambda a: -a.projected.expected_frac)
     assert [r.tweak for r in v.recommendations] == [a.tweak for a in exp]

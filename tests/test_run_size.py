@@ -6,6 +6,7 @@ hook does. End to end: two styles through the harness, priced by the hardware st
 """
 from __future__ import annotations
 
+import re
 import runpy
 import sys
 from pathlib import Path
@@ -46,20 +47,26 @@ def probe_style(style: str, *argv: str) -> list:
     return found
 
 
+def _nolines(why: str) -> str:
+    return re.sub(r"\.py:\d+\)", ".py)", why)
+
+
 def planned(limits, spe=None, finite=True):
+    """(steps, source) the cost stage reads from these limits; source without line numbers."""
     data = DataInfo(steps_per_epoch=spe, finite=finite if spe else None)
-    return run_steps(Profile(run_limits=limits, data=data))
+    n, why = run_steps(Profile(run_limits=limits, data=data))
+    return n, _nolines(why)
 
 
 @pytest.mark.parametrize("style,spe,finite,steps,source", [
-    ("range", None, None, 300, "for ... in range(args.max_iters)"),
+    ("range", None, None, 300, "loops: range(args.max_iters) (run_sizes.py)"),
     ("while", None, None, 250, "if cfg.max_iters is not None and it >= cfg.max_iters: break"),
-    ("epochs", 16, True, 48, "for ... in range(args.epochs)"),
+    ("epochs", 16, True, 48, "loops: range(args.epochs) (run_sizes.py) x loader"),
     # minGPT/makemore: the sampler's 1e10 draws are not an epoch; the break is the run
-    ("infinite", 625_000_000, False, 120, "if i >= args.max_steps: break"),
+    ("infinite", 625_000_000, False, 120, "loops: loader (run_sizes.py) capped by if i >= args.max_steps: break"),
     ("named", None, None, 900, "config.total_steps=900"),
-    ("nested", 16, True, 32, "for ... in range(n_ep)"),
-    ("onepass", 16, True, 16, "one pass of for ... in loader"),
+    ("nested", 16, True, 32, "loops: range(n_ep) (run_sizes.py) x loader (run_sizes.py)"),
+    ("onepass", 16, True, 16, "one pass of loader (run_sizes.py)"),
     ("none", None, None, 0, "unknown"),
 ])
 def test_run_size_from_the_loop(style, spe, finite, steps, source):
@@ -70,6 +77,18 @@ def test_run_size_from_the_loop(style, spe, finite, steps, source):
 def test_argv_overrides_the_default_through_the_live_value():
     n, why = planned(probe_style("range", "--max-iters", "40"))
     assert n == 40 and "range(args.max_iters)" in why
+
+
+def test_nested_ranges_multiply_and_a_resumed_counter_leaves_less():
+    # gan_1d: for epoch in range(5000): for d_index in range(20): d_optimizer.step()
+    n, why = planned(probe_style("gan"))
+    assert n == 5000 * 20 and why == "loops: range(num_epochs) (run_sizes.py) x range(d_steps) (run_sizes.py)"
+    # llama2.c resumed at iter 100: `if iter_num > max_iters: break` runs iterations 100..1000
+    n, why = planned(probe_style("resume"))
+    assert n == 901 and why.startswith("if iter_num > max_iters: break")
+    # accumulation by modulo: 64 batches, an optimizer step every 4
+    n, why = planned(probe_style("modulo"))
+    assert n == 16 and "/ 4 (optimizer step under if" in why
 
 
 def test_safe_eval_runs_no_code():
@@ -86,14 +105,14 @@ def test_safe_eval_runs_no_code():
 
 
 @pytest.mark.parametrize("style,steps,source", [
-    ("infinite", 120, "if i >= args.max_steps: break"),
-    ("nested", 32, "for ... in range(n_ep)"),
+    ("infinite", 120, "loops: loader (run_sizes.py) capped by if i >= args.max_steps: break"),
+    ("nested", 32, "loops: range(n_ep) (run_sizes.py) x loader (run_sizes.py)"),
 ])
 def test_harness_prices_the_scripts_own_run(style, steps, source):
     r = run_script(SCRIPT, ["--style", style], steps=2, warmup=1, timeout_s=120)
     assert r.exit_code == 0, r.message
     p = attach(r.profile, gpu="a100-80gb")
-    assert p.cost.run_steps == steps and p.cost.run_steps_source.startswith(source)
+    assert p.cost.run_steps == steps and _nolines(p.cost.run_steps_source).startswith(source)
     assert p.cost.usd_run == pytest.approx(p.cost.usd_per_step * steps)
     if style == "infinite":
         assert p.data.finite is False and p.cost.steps_per_epoch is None

@@ -124,7 +124,7 @@ def run_price(profile: Profile, ctx: AdviceContext) -> RunPrice:
     usd_per_hour = ctx.usd_per_hour if ctx.usd_per_hour is not None else (cost.usd_per_hour if cost else 0.0)
     priced = usd_per_hour > 0 and run_steps > 0
     if cost is not None and ctx.run_steps is None and ctx.usd_per_hour is None and cost.usd_run > 0:
-        usd_run = cost.usd_run
+        usd_run = cost.usd_run - cost.usd_eval_run     # the training steps: what a step tweak changes
     else:
         usd_run = step_s * run_steps * usd_per_hour / 3600.0
     if priced:

@@ -71,8 +71,12 @@ def build_plan(profile: Profile, ctx: AdviceContext, advice: list[Advice]) -> Pl
     rec = [a for a in advice if a.status == "recommended"]
     by = {a.tweak: a for a in rec}
 
+    # evaluation between steps (profile.eval) is priced in the run but no tweak here changes it
+    eval_usd = profile.cost.usd_eval_run if (profile.cost is not None and price.priced
+                                             and ctx.run_steps is None and ctx.usd_per_hour is None) else 0.0
+
     def usd_now() -> float:
-        return price.usd_run * usd_factor
+        return price.usd_run * usd_factor + eval_usd
 
     def apply(a: Advice, note: str = "") -> None:
         nonlocal step_s, peak, steps_frac, usd_factor, act, policy_factor
@@ -172,7 +176,9 @@ def build_plan(profile: Profile, ctx: AdviceContext, advice: list[Advice]) -> Pl
                 conflicts.append(f"right_size_gpu vs batch_size: {CONFLICTS[frozenset({'batch_size', 'right_size_gpu'})]}")
         else:
             apply(rs, "priced on the cheaper GPU")
-    return Plan(tweaks=chosen, steps=out, usd_run_before=price.usd_run, usd_run_after=usd_now(),
+    total = price.usd_run + eval_usd
+    cost_after = (price.usd_run * usd_factor + eval_usd) / total if total > 0 else usd_factor
+    return Plan(tweaks=chosen, steps=out, usd_run_before=total, usd_run_after=usd_now(),
                 step_s_before=price.step_s, step_s_after=step_s,
                 peak_bytes_before=profile.memory.peak_bytes, peak_bytes_after=int(peak),
-                conflicts=conflicts, gpu=price.gpu, cost_frac_after=float(round(usd_factor, 6)))
+                conflicts=conflicts, gpu=price.gpu, cost_frac_after=float(round(cost_after, 6)))

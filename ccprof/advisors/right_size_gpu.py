@@ -22,7 +22,8 @@ def cheapest_fit(profile: Profile, ctx: AdviceContext) -> tuple[list[dict], str]
     cat = catalog_entries(ctx)
     price = run_price(profile, ctx)
     try:
-        rows = right_size(profile, cat, total_steps=price.run_steps or None, projection=profile.projection)
+        # the run size as the hardware stage read it (with its source), unless the context overrides it
+        rows = right_size(profile, cat, total_steps=ctx.run_steps or None, projection=profile.projection)
     except Exception as e:  # a catalog/projection mismatch must not hide the other advice
         return [], f"right-sizing failed ({type(e).__name__}: {e})"
     return rows, ""

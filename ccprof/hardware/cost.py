@@ -5,7 +5,10 @@ and each ``Cost`` names the GPU, the price, its source and date, and where the p
 run size came from (``run_steps_source``)::
 
     usd_per_step = usd_per_hour * num_gpus * step_s / 3600
-    usd_run      = usd_per_step * run_steps
+    usd_run      = usd_per_step * run_steps + usd_eval_run
+
+``usd_eval_run`` prices the evaluation the script runs between steps (``profile.eval``: one
+episode's projected seconds x run_steps / its interval), apart from the training step.
 
 The planned run size is, in order: ``--total-steps``; ``--epochs`` x steps per epoch; the
 limits the script itself set, read from the live run (``profile.run_limits``: a framework
@@ -180,6 +183,12 @@ def cost_for(profile: Profile, gpu_id: str, catalog: dict[str, GpuSpec], price_u
     spe = steps_per_epoch(profile)
     n_steps, n_source = run_steps(profile, total_steps, epochs)
     run_hours = n_steps * step_s / 3600.0
+    ev, eval_s, evals = profile.eval, proj.eval_s, 0.0
+    if ev is not None and eval_s and n_steps and ev.every_steps:
+        # validation / generate() between steps: its own seconds, as often as the script runs it
+        evals = n_steps / ev.every_steps + ev.extra_episodes
+    usd_eval = usd_h * max(int(num_gpus), 1) * (eval_s or 0.0) * evals / 3600.0
+    run_hours += (eval_s or 0.0) * evals / 3600.0
     on_source = proj.method == "measured"
     energy = profile.gpu.energy_j_per_step if (on_source and not bf16 and profile.gpu is not None) else None
     detail: dict[str, Any] = {
@@ -211,10 +220,13 @@ def cost_for(profile: Profile, gpu_id: str, catalog: dict[str, GpuSpec], price_u
         usd_per_epoch=usd_per_step * spe if spe else None,
         run_steps=n_steps,
         run_steps_source=n_source,
-        usd_run=usd_per_step * n_steps,
+        usd_run=usd_per_step * n_steps + usd_eval,
         run_hours=run_hours,
         energy_j_per_step=energy,
         detail=detail,
+        eval_s=eval_s,
+        evals_in_run=evals,
+        usd_eval_run=usd_eval,
     )
 
 

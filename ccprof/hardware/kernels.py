@@ -58,6 +58,9 @@ _ATTN_BWD = frozenset({n + "_backward" for n in ("_scaled_dot_product_flash_atte
                                                   "_scaled_dot_product_cudnn_attention",
                                                   "_scaled_dot_product_fused_attention_overrideable")}
                       | {"_flash_attention_backward", "_efficient_attention_backward"})
+# fused recurrent layers (oneDNN / cuDNN): one op runs a layer over the whole sequence
+_RNN = frozenset({"mkldnn_rnn_layer", "_cudnn_rnn", "miopen_rnn"})
+_RNN_BW = frozenset({"mkldnn_rnn_layer_backward", "_cudnn_rnn_backward", "miopen_rnn_backward"})
 _SOFTMAX = frozenset({"_softmax", "_log_softmax", "_softmax_backward_data", "_log_softmax_backward_data",
                       "_safe_softmax", "softmax", "log_softmax", "logsumexp"})
 _NORM = frozenset({"native_layer_norm", "native_layer_norm_backward", "native_batch_norm",
@@ -114,6 +117,10 @@ def op_class(op: str) -> str:
         return "conv_backward"
     if b in _ATTN_FWD:
         return "attention"
+    if b in _RNN:
+        return "rnn"
+    if b in _RNN_BW:
+        return "rnn_backward"
     if b in _ATTN_BWD:
         return "attention_backward"
     if b.startswith("_fused_"):
@@ -424,7 +431,24 @@ def gemms_of(op: str, shapes: Sequence[Sequence[int]], out_shapes: Sequence[Sequ
         return conv_gemms(base, shapes, out_shapes, attrs)
     if cls in ("attention", "attention_backward"):
         return attention_gemms(base, shapes, attrs)
+    if cls in ("rnn", "rnn_backward"):
+        return rnn_gemms(shapes, backward=cls == "rnn_backward")
     return []
+
+
+def rnn_gemms(shapes: Sequence[Sequence[int]], backward: bool = False) -> list[Gemm]:
+    """A fused RNN layer over (T, B, I) inputs with W_ih (G*H, I) and W_hh (G*H, H): one input
+    projection GEMM for all T*B tokens, then T recurrent (B x H) @ (H x G*H) GEMMs that cannot
+    run in parallel (each step needs the last one's hidden state). Backward runs the transposed
+    recurrent chain plus the input and weight gradients. ``shapes[0]`` is taken as (T, B, I)."""
+    if len(shapes) < 3 or len(shapes[0]) < 2 or len(shapes[1]) != 2 or len(shapes[2]) != 2:
+        return []
+    x, w_ih, w_hh = shapes[0], shapes[1], shapes[2]
+    t, b = int(x[0]), int(_prod(x[1:-1]) or 1)
+    gh, i, h = int(w_ih[0]), int(w_ih[1]), int(w_hh[1])
+    if not backward:
+        return [Gemm(1, t * b, gh, i)] + [Gemm(1, b, gh, h)] * t
+    return ([Gemm(1, b, h, gh)] * t + [Gemm(1, t * b, i, gh), Gemm(1, gh, i, t * b), Gemm(1, gh, h, t * b)])
 
 
 def _prod(xs: Iterable[int]) -> int:
@@ -495,7 +519,9 @@ def kernel_s(op: str, shapes: Sequence[Sequence[int]], dtype: str, spec: GpuSpec
         t /= params.attention_eff
         if causal_skip and (attrs or {}).get("causal"):
             t *= 0.5
-    floors = params.gemm_floor_s * (len(gemms) if cls == "conv_backward" else 1)
+    # one launch per GEMM where they are separate kernels (conv backward's dgrad + wgrad; an
+    # RNN's time steps, each waiting for the last)
+    floors = params.gemm_floor_s * (len(gemms) if cls in ("conv_backward", "rnn", "rnn_backward") else 1)
     return floors + max(t, nbytes / (params.gemm[unit].operand_bw_eff * spec.bandwidth_bytes_per_s))
 
 

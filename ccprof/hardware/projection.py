@@ -26,7 +26,7 @@ from ccprof.hardware.translate import Policy, policy_for
 from ccprof.profiler.profile import GpuProjection, Profile
 
 __all__ = ["MEMORY_HEADROOM_FRAC", "CALIBRATION_BOUNDS", "usable_memory_bytes", "fits_memory",
-           "source_gpu", "half_dtype", "compute_peak", "mfu", "project", "step_cost_for"]
+           "source_gpu", "half_dtype", "compute_peak", "mfu", "project", "step_cost_for", "eval_s_for"]
 
 # Memory must leave this fraction of the device free to "fit": the CUDA context
 # (~0.3-0.5 GB), cuBLAS/cuDNN workspaces and caching-allocator fragmentation live there.
@@ -190,6 +190,21 @@ def _detail(sc: StepCost, profile: Profile, spec: GpuSpec) -> dict[str, Any]:
     }
 
 
+def eval_s_for(profile: Profile, spec: GpuSpec, policy: Policy | None = None,
+               class_factors: dict[str, float] | None = None) -> float | None:
+    """Seconds of one evaluation episode (``profile.eval``) on ``spec``: its counted forward ops
+    costed as a step of their own (no backward, optimizer or data wait), scaled up by the share of
+    its FLOPs the capped op rows miss. None without counted ops."""
+    ev = profile.eval
+    if ev is None or not ev.ops:
+        return None
+    host = replace(profile.host, module_calls_per_step=ev.module_calls) if profile.host else None
+    stub = replace(profile, ops=list(ev.ops), steps=replace(profile.steps, phase_s={}), host=host,
+                   fusion={}, eval=None)
+    sc = cost_step(stub, spec, policy, data=False, class_factors=class_factors)
+    return sc.step_s / max(ev.ops_flops_frac, 0.05)
+
+
 def project(profile: Profile, catalog: dict[str, GpuSpec]) -> dict[str, GpuProjection]:
     """Project the profile's step time, bf16 step time, memory fit, MFU and HFU onto each GPU.
 
@@ -253,8 +268,11 @@ def project(profile: Profile, catalog: dict[str, GpuSpec]) -> dict[str, GpuProje
         peak16, key16 = compute_peak(profile, spec, replace(policy, autocast=half_dtype(spec)))
         detail["compute_key"], detail["compute_key_bf16"] = key, key16
         detail["mfu_bf16"] = mfu(model_flops, step16, peak16)
+        ev_s = eval_s_for(profile, spec, policy, cf)
+        if measured_here is not None and profile.eval is not None and not profile.eval.seconds_counted:
+            ev_s = profile.eval.seconds            # timed on this very GPU
         out[gid] = GpuProjection(
             step_s=step_s, step_s_bf16=step16, fits=fits_memory(peak_bytes, spec),
             mfu=mfu(model_flops, step_s, peak), measured_step_s=measured_here, method=method, detail=detail,
-            phase_s=phase_s, phase_s_bf16=phase16, hfu=mfu(exec_flops, step_s, peak))
+            phase_s=phase_s, phase_s_bf16=phase16, hfu=mfu(exec_flops, step_s, peak), eval_s=ev_s)
     return out

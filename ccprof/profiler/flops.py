@@ -124,6 +124,38 @@ def _flash_forward_inplace_flop(out, query, key, value, cum_seq_q, cum_seq_k, ma
     return _flash_attention_forward_flop(query, key, value, cum_seq_q, cum_seq_k, max_q, max_k)
 
 
+# Fused RNN layers (oneDNN on CPU, cuDNN on CUDA) run as one op each, which torch does not
+# count: every token passes through the input-to-hidden and hidden-to-hidden GEMMs of each
+# layer and direction, 2·tokens·(W_ih + W_hh) FLOPs forward (gates' elementwise work left out)
+# and twice that backward (gradients of the inputs and of the weights).
+def _rnn_tokens(x: Any) -> int:
+    return int(x.numel() // x.shape[-1]) if isinstance(x, torch.Tensor) and x.dim() >= 2 and x.shape[-1] else 0
+
+
+def _weights_numel(ws: Any) -> int:
+    return int(sum(w.numel() for w in ws if isinstance(w, torch.Tensor) and w.dim() == 2))
+
+
+@register_extra_flop_formula("mkldnn_rnn_layer", get_raw=True)
+def _mkldnn_rnn_flop(x, w_ih, w_hh, *args, out_val=None, **kwargs) -> int:
+    return 2 * _rnn_tokens(x) * _weights_numel((w_ih, w_hh))
+
+
+@register_extra_flop_formula("mkldnn_rnn_layer_backward", get_raw=True)
+def _mkldnn_rnn_backward_flop(x, w_ih, w_hh, *args, out_val=None, **kwargs) -> int:
+    return 4 * _rnn_tokens(x) * _weights_numel((w_ih, w_hh))
+
+
+@register_extra_flop_formula("_cudnn_rnn", get_raw=True)
+def _cudnn_rnn_flop(x, weights, *args, out_val=None, **kwargs) -> int:
+    return 2 * _rnn_tokens(x) * _weights_numel(weights)
+
+
+@register_extra_flop_formula("_cudnn_rnn_backward", get_raw=True)
+def _cudnn_rnn_backward_flop(x, weights, *args, out_val=None, **kwargs) -> int:
+    return 4 * _rnn_tokens(x) * _weights_numel(weights)
+
+
 _LOW = (torch.bfloat16, torch.float16)
 _GAP_PHASES = ("forward", "backward")
 
@@ -285,8 +317,11 @@ class FlopPass:
     ``forward_by_module`` holds the forward-only FLOPs by module name.
     """
 
-    def __init__(self, roots: dict[str, torch.nn.Module]) -> None:
+    def __init__(self, roots: dict[str, torch.nn.Module], max_rows: int | None = None) -> None:
         self.roots = dict(roots)
+        self.max_rows = max_rows            # cap on distinct op rows (evaluation episodes)
+        self.dropped_flops = 0
+        self._paused = False
         self._names = module_names(self.roots)
         self._known = set(self._names.values())
         self._counter: FlopCounterMode | None = None
@@ -330,6 +365,7 @@ class FlopPass:
         self._param_copies = WeakIdKeyDictionary()
         self._gaps, self._gap_index, self._gap_open = {}, {}, {}
         self._recompute_depth, self.module_calls, self._recompute_flops = 0, 0, 0
+        self.dropped_flops = 0
         self._hooks = [register_module_forward_pre_hook(self._on_module_pre),
                        register_module_forward_hook(self._on_module_post)]
         counter = FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS)
@@ -348,10 +384,24 @@ class FlopPass:
         """Tell the pass which phase runs from now on: forward|backward|optimizer|other|data."""
         self._phase = normalize_phase(phase)
 
+    def pause(self) -> None:
+        """Stop counting until :meth:`resume` (work between steps that is not the step: a harness
+        pauses the pass around evaluation). The dispatch modes stay entered; nothing is recorded."""
+        if self._counter is not None and not self._paused:
+            self._paused = True
+            self._counter._count_flops = lambda func_packet, out, args, kwargs: out   # instance shadow
+
+    def resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            if self._counter is not None:
+                self._counter.__dict__.pop("_count_flops", None)
+
     def stop(self) -> tuple[Flops, list[OpCost]]:
         """Stop counting; return the step's ``Flops`` and its ``OpCost`` rows."""
         if self._counter is None or self._op_mode is None:
             raise RuntimeError("FlopPass.stop() called before start()")
+        self.resume()
         counter, op_mode = self._counter, self._op_mode
         self._counter = self._op_mode = None
         for h in self._hooks:
@@ -401,6 +451,8 @@ class FlopPass:
         return self._phase or "forward"
 
     def _on_module_pre(self, module, args) -> None:
+        if self._paused:
+            return
         self.module_calls += 1
         if torch._C._current_graph_task_id() != -1:
             self._recompute_depth += 1      # a module's forward inside backward: recomputation
@@ -424,6 +476,8 @@ class FlopPass:
         return False
 
     def _record(self, func, args, kwargs, out) -> None:
+        if self._paused:
+            return
         outputs = _tensors(out)
         if not outputs:
             return                                  # metadata queries, scalars
@@ -461,6 +515,12 @@ class FlopPass:
                amp, recompute)
         row = self._ops.get(key)
         if row is None:
+            if self.max_rows is not None and len(self._ops) >= self.max_rows:
+                # capped (generate(): every token a new shape): FLOPs still count, rows do not
+                self.dropped_flops += flops
+                if flops:
+                    self._by_phase[phase] += flops
+                return
             row = self._ops[key] = [0, 0, 0, 0, 0]
         row[0] += 1
         row[1] += flops

@@ -4,6 +4,10 @@ A ``Session`` installs global hooks (optimizer step pre/post, module forward dur
 ``Tensor.backward``/``torch.autograd.backward`` wrappers, DataLoader iteration,
 ``load_state_dict``, GradScaler), cuts the run into *steps* and drives the measurement
 passes: warm-up steps, one FLOP step, one memory step, then ``steps`` plainly timed steps.
+Forwards of the trained model under ``no_grad``/``inference_mode`` between optimizer steps
+(validation, ``generate()``) are *evaluation*: timed and counted apart (``Profile.eval``) and left
+out of the step time; the FLOP pass pauses over them, the memory pass goes on (no graph is kept),
+and the kernel-timing pass they interrupt is redone on the next step.
 After the last one it raises ``StopProfiling`` (a ``BaseException``, so ``except Exception``
 in the user's loop cannot swallow it). ``Session.build_profile()`` turns what it saw into
 a ``Profile``.
@@ -29,12 +33,17 @@ import torch.nn as nn
 
 from ccprof.profiler.host import measure_host
 from ccprof.profiler.profile import (
-    DataInfo, Device, Finding, Memory, Precision, Profile, Steps,
+    DataInfo, Device, EvalWork, Finding, Memory, Precision, Profile, Steps,
 )
 
 __all__ = ["StopProfiling", "Session", "PHASES"]
 
 PHASES = ("data", "forward", "backward", "optimizer", "other")
+# Forwards of the trained model under no_grad between optimizer steps (validation,
+# generate()) are timed as "eval", outside the step; a pass step they land in is redone.
+_TIMED = PHASES + ("eval",)
+EVAL_MAX_ROWS = 4000         # op rows kept for the counted evaluation episode
+MAX_PASS_RETRIES = 3
 MAX_FINGERPRINTS = 4096     # sampled examples kept for duplicate detection
 # With DataLoader workers, a wait above this share of the step means they are behind (their
 # rate sets the step); below it the batch time is probed in the main process.
@@ -42,6 +51,42 @@ DATA_BOUND_FRAC = 0.05
 PROBE_BUDGET_S = 2.0         # at most this long fetching samples for the batch-time probe
 MAX_SHAPES = 8
 PROBE_PARAMS, PROBE_ELEMENTS = 4, 4096   # what is compared to see a hand-written update
+
+
+class _AfterImport:
+    """A ``sys.meta_path`` finder that calls ``patch(module)`` right after ``name`` is imported
+    (transformers or safetensors may be imported by the script long after the hooks go in)."""
+
+    def __init__(self, patches: dict[str, Callable[[Any], None]]):
+        self.patches = dict(patches)
+        self._busy: set[str] = set()
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname not in self.patches or fullname in self._busy:
+            return None
+        import importlib.util
+
+        self._busy.add(fullname)
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self._busy.discard(fullname)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        loader, patch = spec.loader, self.patches[fullname]
+
+        class _Loader:
+            def create_module(self, s):
+                return loader.create_module(s)
+
+            def exec_module(self, module):
+                loader.exec_module(module)
+                try:
+                    patch(module)
+                except Exception:
+                    pass
+        spec.loader = _Loader()
+        return spec
 
 
 class StopProfiling(BaseException):
@@ -160,6 +205,8 @@ class Session:
         self.findings: list[Finding] = []
         self.loaded: list[tuple[str, int]] = []         # (module class, keys) from load_state_dict
         self.loaded_ids: set[int] = set()
+        self.pretrained_models: dict[int, str] = {}     # id(model) -> checkpoint, from from_pretrained
+        self._file_storages: set[int] = set()           # storages of tensors read by torch.load / safetensors
         self.autocast_dtype: str | None = None
         self.grad_scaler = False
         self.loaders: list[weakref.ref] = []
@@ -181,9 +228,10 @@ class Session:
         self._in_backward = False
         self._phase = "other"
         self._phase_t = 0.0
-        self._cur_phase: dict[str, float] = dict.fromkeys(PHASES, 0.0)
+        self._cur_phase: dict[str, float] = dict.fromkeys(_TIMED, 0.0)
         self._step_t0: float | None = None
         self._cur_micro = 0
+        self._cur_sites: Counter[tuple] = Counter()
         self._cur_samples = 0
         self._cur_tokens = 0
         self._root_hooks: dict[int, Any] = {}
@@ -203,6 +251,21 @@ class Session:
         self.module_calls_per_step = 0
         self.kernel_result: dict[str, float] = {}
         self.run_limits: list = []
+        self.eval_episodes: list[dict[str, Any]] = []
+        self.eval_period: tuple | None = None
+        self.eval_where = ""
+        self._eval_open = False
+        self._eval_t0 = 0.0
+        self._eval_calls = 0
+        self._eval_pass: Any = None
+        self._eval_prev_phase = "other"
+        self._paused_pass = False
+        # strong: the profile is built after the script's frames (and its locals) are gone
+        self._known_opts: list[torch.optim.Optimizer] = []
+        self._opt_param_ids: tuple[int, set[int]] = (-1, set())
+        self._pass_queue: list[str] = ["flops", "memory"] if passes else []
+        self._pass_retries = 0
+        self._opt_calls: dict[int, int] = {}
         self._it_batches: dict[int, int] = {}
         self._pending_fp: dict[int, list[str]] = {}
         self._last_it: int | None = None
@@ -218,6 +281,9 @@ class Session:
         from torch.optim import optimizer as optim_mod
 
         self._handles.append(optim_mod.register_optimizer_step_pre_hook(self._opt_pre))
+        self._patch(optim_mod.Optimizer, "__init__", self._wrap_opt_init(optim_mod.Optimizer.__init__))
+        self._patch(optim_mod.Optimizer, "load_state_dict",
+                    self._counting("optimizer_state_loads", optim_mod.Optimizer.load_state_dict))
         self._handles.append(optim_mod.register_optimizer_step_post_hook(self._opt_post))
         self._global_fwd = [module_mod.register_module_forward_pre_hook(self._global_pre),
                             module_mod.register_module_forward_hook(self._global_post)]
@@ -229,6 +295,18 @@ class Session:
                     self._wrap_next(dl_mod._BaseDataLoaderIter.__next__))
         self._patch(dl_mod.DataLoader, "__iter__", self._wrap_iter(dl_mod.DataLoader.__iter__))
         self._patch(nn.Module, "load_state_dict", self._wrap_load(nn.Module.load_state_dict))
+        self._patch(torch, "load", self._wrap_file_load(torch.load))
+        patches = {"transformers.modeling_utils": self._patch_from_pretrained,
+                   "safetensors.torch": self._patch_safetensors}
+        later = {}
+        for name, fn in patches.items():
+            if name in sys.modules:
+                fn(sys.modules[name])
+            else:
+                later[name] = fn
+        if later:
+            self._finder = _AfterImport(later)
+            sys.meta_path.insert(0, self._finder)
         from torch.amp import grad_scaler
 
         self._patch(grad_scaler.GradScaler, "scale", self._wrap_scale(grad_scaler.GradScaler.scale))
@@ -240,6 +318,7 @@ class Session:
         return self
 
     def uninstall(self) -> None:
+        self._close_eval(abort=True)
         self._end_pass(abort=True)
         self._stop_sampler()
         for h in self._handles + getattr(self, "_global_fwd", []) + list(self._root_hooks.values()):
@@ -249,6 +328,9 @@ class Session:
         for owner, name, orig in reversed(self._patched):
             setattr(owner, name, orig)
         self._patched.clear()
+        finder = getattr(self, "_finder", None)
+        if finder is not None and finder in sys.meta_path:
+            sys.meta_path.remove(finder)
 
     def _patch(self, owner: Any, name: str, new: Any) -> None:
         self._patched.append((owner, name, owner.__dict__.get(name, getattr(owner, name))))
@@ -268,7 +350,7 @@ class Session:
             self._cur_phase[self._phase] += t - self._phase_t
         self._phase_t = t
         self._phase = phase
-        if self._pass is not None:
+        if self._pass is not None and phase != "eval":
             self._pass.set_phase(phase)
 
     def _rest_phase(self) -> str:
@@ -305,6 +387,15 @@ class Session:
             self.roots[key] = module
             if next(module.parameters()).is_cuda:
                 self.device_type = "cuda"
+        if not self.first_forward_done:
+            self.first_forward_done = True
+            if self.on_first_forward is not None:
+                self.on_first_forward(self, module, args, kwargs)
+        if self._opt_depth == 0 and not self._in_backward and self._is_eval_call(module):
+            self._eval_forward()
+            return
+        if self._eval_open:
+            self._close_eval()
         self.counters["forward_calls"] += 1
         if self._awaiting_update and not self.optimizers and self._params_changed():
             # parameters changed after backward with no torch.optim optimizer: a hand-written update
@@ -326,10 +417,6 @@ class Session:
                     self._cur_samples_in_opt = (int(t.shape[0]), n_tokens)
             if self.example_input is None:
                 self.example_input = (args, kwargs)
-        if not self.first_forward_done:
-            self.first_forward_done = True
-            if self.on_first_forward is not None:
-                self.on_first_forward(self, module, args, kwargs)
 
     def _param_probe(self) -> list[tuple[torch.Tensor, int, torch.Tensor]]:
         """A few small parameters that just got gradients, with copies of their values.
@@ -388,6 +475,8 @@ class Session:
         return backward
 
     def _run_backward(self, call: Callable, loss: torch.Tensor | None) -> Any:
+        if self._eval_open:
+            self._close_eval()
         self._begin_step_if_needed()
         if self._last_it is not None:
             self._flush_fingerprints(self._last_it)     # its batch reached a backward: training data
@@ -401,6 +490,7 @@ class Session:
             self._loader_from_backward = True
         self.counters["backward_calls"] += 1
         self._cur_micro += 1
+        self._cur_sites[_backward_site(sys._getframe(2))] += 1
         if loss is not None and loss.numel() == 1:
             try:
                 self.step_losses.append(float(loss.detach().float().item()))
@@ -432,6 +522,8 @@ class Session:
             elif self.step_kind == "backward":
                 self.step_kind = "optimizer"     # an optimizer appeared late: it defines steps now
         self._awaiting_update = False
+        if self._eval_open:
+            self._close_eval()
         self._begin_step_if_needed()
         self._opt_depth += 1
         self._set_phase("optimizer")
@@ -440,6 +532,7 @@ class Session:
         if isinstance(getattr(opt, "optimizer", None), torch.optim.Optimizer):
             return
         self.counters["optimizer_steps"] += 1
+        self._opt_calls[id(opt)] = self._opt_calls.get(id(opt), 0) + 1
         self._opt_depth = max(0, self._opt_depth - 1)
         self._set_phase(self._rest_phase())
         if opt is self.primary_opt and self._opt_depth == 0:
@@ -457,6 +550,9 @@ class Session:
                 it._ccprof_loader = weakref.ref(loader)
             except Exception:
                 pass
+            # a new iterator (its id may be a dead one's): nothing pending from before
+            session._pending_fp.pop(id(it), None)
+            session._it_batches.pop(id(it), None)
             if not any(r() is loader for r in session.loaders):
                 session.loaders.append(weakref.ref(loader))
             if session.dataset is None:
@@ -510,8 +606,6 @@ class Session:
         key = id(it)
         self._it_batches[key] = self._it_batches.get(key, 0) + 1
         self._last_it = key
-        if self._it_batches[key] >= 2:
-            self._flush_fingerprints(key)     # an iterator that goes on is data, not a peek
         if self._timed_step() or len(self.fingerprints) + self._pending_count() >= MAX_FINGERPRINTS:
             return      # hashing costs time: only in warm-up and pass steps
         t = _first_tensor(batch)
@@ -520,37 +614,104 @@ class Session:
                 self._pending_fp.setdefault(key, []).extend(_row_fingerprints(t))
             except Exception:
                 pass
-        if self._it_batches[key] >= 2:
-            self._flush_fingerprints(key)
 
     def _pending_count(self) -> int:
         return sum(len(v) for v in self._pending_fp.values())
 
     def _flush_fingerprints(self, key: int) -> None:
-        """Keep an iterator's sampled rows: it yielded a second batch or fed a backward.
+        """Keep an iterator's sampled rows once its batch fed a backward: training data.
 
-        ``next(iter(loader))`` to peek at one batch (the DDP tutorial prints its shapes) is
-        neither, and its rows would count as duplicates of the epoch that follows."""
+        ``next(iter(loader))`` to peek at one batch (the DDP tutorial prints its shapes) and the
+        batches an evaluation reads (llama2.c's estimate_loss re-reads the train split) never
+        do, and their rows would count as duplicates of the epoch that follows."""
         rows = self._pending_fp.pop(key, [])
+        self._pending_fp.clear()            # other iterators' rows did not reach this backward
         room = MAX_FINGERPRINTS - len(self.fingerprints)
         if rows and room > 0:
             self.fingerprints.extend(rows[:room])
 
     # ------------------------------------------------------------------ misc wrappers
     def _wrap_load(self, orig: Callable) -> Callable:
+        """``load_state_dict`` that notes a module receiving weights read from a file (torch.load,
+        safetensors): pretrained. A state dict copied from another live model (a DQN target
+        network, an EMA copy) is not."""
         session = self
 
         def load_state_dict(module, state_dict, *args, **kwargs):
             result = orig(module, state_dict, *args, **kwargs)
             try:
-                session.loaded.append((type(module).__name__, len(state_dict)))
-                session.loaded_ids.add(id(module))
+                if session._from_file(state_dict):
+                    session.loaded.append((type(module).__name__, len(state_dict)))
+                    session.loaded_ids.add(id(module))
             except Exception:
                 pass
             return result
 
         load_state_dict.__wrapped__ = orig
         return load_state_dict
+
+    def _note_file_tensors(self, obj: Any) -> None:
+        from torch.utils._pytree import tree_flatten
+
+        try:
+            leaves = tree_flatten(obj)[0] if not isinstance(obj, dict) else list(obj.values())
+            for t in leaves:
+                if isinstance(t, dict):
+                    self._note_file_tensors(t)
+                elif isinstance(t, torch.Tensor) and t.device.type != "meta":
+                    self._file_storages.add(t.untyped_storage().data_ptr())
+        except Exception:
+            pass
+
+    def _from_file(self, state_dict: Any) -> bool:
+        for v in list(getattr(state_dict, "values", lambda: [])())[:64]:
+            if isinstance(v, torch.Tensor) and v.device.type != "meta":
+                try:
+                    if v.untyped_storage().data_ptr() in self._file_storages:
+                        return True
+                except Exception:
+                    continue
+        return False
+
+    def _wrap_file_load(self, orig: Callable) -> Callable:
+        session = self
+
+        def load(*args, **kwargs):
+            out = orig(*args, **kwargs)
+            session._note_file_tensors(out)
+            return out
+
+        load.__wrapped__ = orig
+        return load
+
+    def _patch_safetensors(self, module: Any) -> None:
+        for name in ("load_file", "load"):
+            fn = getattr(module, name, None)
+            if fn is not None:
+                self._patch(module, name, self._wrap_file_load(fn))
+
+    def _patch_from_pretrained(self, module: Any) -> None:
+        """``PreTrainedModel.from_pretrained`` marks the model it returns as pretrained, with the
+        checkpoint's name; ``from_config`` and constructors are from scratch."""
+        cls = getattr(module, "PreTrainedModel", None)
+        raw = cls.__dict__.get("from_pretrained") if cls is not None else None
+        if not isinstance(raw, classmethod):
+            return
+        func = raw.__func__
+        session = self
+
+        def from_pretrained(klass, *args, **kwargs):
+            model = func(klass, *args, **kwargs)
+            try:
+                target = model[0] if isinstance(model, tuple) else model
+                name = args[0] if args else kwargs.get("pretrained_model_name_or_path", "")
+                session.pretrained_models[id(target)] = str(name)
+            except Exception:
+                pass
+            return model
+
+        from_pretrained.__wrapped__ = func
+        self._patch(cls, "from_pretrained", classmethod(from_pretrained))
 
     def _counting(self, counter: str, orig: Callable) -> Callable:
         """``orig`` that counts its calls (torch.compile, checkpoint: facts for static.reconcile)."""
@@ -569,7 +730,7 @@ class Session:
         """What the run showed of the facts static analysis also reads (static.RUNTIME_FACTS)."""
         classes = {type(m).__name__ for m in self.roots.values()}
         model_ckpt = any(getattr(m, "is_gradient_checkpointing", False) for m in self.roots.values())
-        loaded_hf = any(getattr(getattr(m, "config", None), "_name_or_path", "") for m in self.roots.values())
+        loaded_hf = any(id(sub) in self.pretrained_models for m in self.roots.values() for sub in m.modules())
         return {
             "autocast": self.autocast_dtype is not None,
             "grad_scaler": self.grad_scaler,
@@ -605,15 +766,17 @@ class Session:
             _sync(self.device_type) if not self._discovery else None
             self._step_t0 = self._now()
             self._phase_t = self._step_t0
-            self._cur_phase = dict.fromkeys(PHASES, 0.0)
+            self._cur_phase = dict.fromkeys(_TIMED, 0.0)
 
     def _end_step(self) -> None:
         if self._step_t0 is None:
             return
+        if self._eval_open:
+            self._close_eval()
         _sync(self.device_type)
         t = self._now()
         self._cur_phase[self._phase] += t - self._phase_t
-        step_s = t - self._step_t0
+        step_s = t - self._step_t0 - self._cur_phase.get("eval", 0.0)
         idx = self.step_index
         self.step_index += 1
         loss = self.step_losses[-1] if self.step_losses else None
@@ -622,7 +785,12 @@ class Session:
         if idx >= self.warmup + self.n_pass_steps:
             self.step_s.append(step_s)
             self.phase_totals.append(dict(self._cur_phase))
-            self.micro_batches.append(self._cur_micro)
+            # micro-batches: backwards per step; with several models or optimizers (a GAN) only
+            # one backward call site run several times (an accumulation loop) counts: D's losses
+            # on real and on fake data are two loss terms, not two micro-batches
+            several = len(self.roots) > 1 or len(set(self._known_opts) | set(self.optimizers)) > 1
+            self.micro_batches.append(max(self._cur_sites.values()) if (several and self._cur_sites)
+                                      else self._cur_micro)
             self.batches_per_step.append(self._cur_batches)
             if not self._cur_samples and self._cur_samples_in_opt:
                 self._cur_samples, self._cur_tokens = self._cur_samples_in_opt
@@ -639,6 +807,7 @@ class Session:
                 pass
         self.step_losses = []
         self._cur_micro = 0
+        self._cur_sites = Counter()
         self._cur_batches = 0
         self._cur_samples = 0
         self._cur_tokens = 0
@@ -651,18 +820,14 @@ class Session:
             raise StopProfiling()
         if self.step_index == self.warmup + self.n_pass_steps:
             self._start_sampler()
-        if self.passes and self.step_index == self.warmup:
-            self._start_pass("flops")
-        elif self.passes and self.step_index == self.warmup + 1:
-            self._start_pass("memory")
-        elif self.passes and self.n_pass_steps >= 3 and self.step_index == self.warmup + 2:
-            self._start_pass("kernels")
+        if self.passes and self._pass is None and self._pass_queue and self.step_index >= self.warmup:
+            self._start_pass(self._pass_queue.pop(0))
         # the next step starts now: data fetching for it counts as its data phase
         _sync(self.device_type) if not self._discovery else None
         self._step_t0 = self._now()
         self._phase_t = self._step_t0
         self._phase = "other"
-        self._cur_phase = dict.fromkeys(PHASES, 0.0)
+        self._cur_phase = dict.fromkeys(_TIMED, 0.0)
 
     def _start_sampler(self) -> None:
         if self.device_type != "cuda":
@@ -680,6 +845,134 @@ class Session:
             self.gpu_info = self._nvml.stop(len(self.step_s))
             self._nvml = None
 
+    # ------------------------------------------------------------------ evaluation
+    def _wrap_opt_init(self, orig: Callable) -> Callable:
+        session = self
+
+        def __init__(opt, *args, **kwargs):
+            orig(opt, *args, **kwargs)
+            session._known_opts.append(opt)
+
+        __init__.__wrapped__ = orig
+        return __init__
+
+    def _trained_ids(self) -> set[int]:
+        opts = list(self._known_opts) + [o for o in self.optimizers if o not in self._known_opts]
+        key = sum(len(g["params"]) for o in opts for g in o.param_groups) + len(opts)
+        if self._opt_param_ids[0] != key:
+            ids = {id(p) for o in opts for g in o.param_groups for p in g["params"]}
+            self._opt_param_ids = (key, ids)
+        return self._opt_param_ids[1]
+
+    def _is_eval_call(self, module: nn.Module) -> bool:
+        """A forward of a model being trained, with no graph built for a backward: evaluation.
+
+        A frozen teacher (no parameter of it in an optimizer) is training work, not evaluation."""
+        if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
+            return False
+        ids = self._trained_ids()
+        params = list(module.parameters())
+        if ids:
+            return any(id(p) in ids for p in params)
+        return any(p.requires_grad for p in params)
+
+    def _eval_forward(self) -> None:
+        self.counters["eval_forward_calls"] += 1
+        if not self._eval_open:
+            self._open_eval()
+        self._eval_calls += 1
+
+    def _open_eval(self) -> None:
+        from ccprof.profiler import run_size
+
+        self._begin_step_if_needed()
+        if self._pass is not None and self._pass_name == "flops":
+            self._pass.pause()           # the FLOP step counts training work only
+            self._paused_pass = True
+        elif self._pass is not None and self._pass_name == "kernels":
+            # the kernels' device times must be one clean training step: redo it on the next one
+            name = self._pass_name
+            self._end_pass(abort=True)
+            if self._pass_retries < MAX_PASS_RETRIES and name:
+                self._pass_retries += 1
+                self._pass_queue.insert(0, name)
+                self.n_pass_steps += 1
+                self.total_steps += 1
+            else:
+                self.findings.append(Finding("pass_failed", f"the {name} pass was interrupted by evaluation "
+                                                            f"{MAX_PASS_RETRIES} times; left out"))
+        if self.eval_period is None:
+            try:
+                self.eval_period = run_size.eval_period(sys._getframe(2))
+                self.eval_where = run_size.call_site(sys._getframe(2))
+            except Exception:
+                self.eval_period = None
+        if self.passes and not any(e.get("counted") for e in self.eval_episodes):
+            try:
+                from ccprof.profiler.flops import FlopPass
+
+                fp = FlopPass(self._named_roots(), max_rows=EVAL_MAX_ROWS)
+                fp.start()
+                fp.set_phase("forward")
+                self._eval_pass = fp
+            except Exception as exc:
+                self._eval_pass = None
+                self.findings.append(Finding("eval_count", f"evaluation FLOPs could not be counted: {exc!r}"))
+        self._eval_prev_phase = self._phase if self._phase != "eval" else "other"
+        self._set_phase("eval")
+        self._eval_open = True
+        self._eval_calls = 0
+        self._eval_t0 = self._now()
+
+    def _close_eval(self, abort: bool = False) -> None:
+        if not self._eval_open:
+            return
+        self._eval_open = False
+        if not self._discovery:
+            _sync(self.device_type)
+        rec: dict[str, Any] = {"seconds": self._now() - self._eval_t0, "calls": self._eval_calls,
+                               "counted": False, "step": self.step_index}
+        fp, self._eval_pass = self._eval_pass, None
+        if fp is not None:
+            try:
+                flops, ops = fp.stop()
+                total = flops.per_step
+                rec.update(counted=not abort, flops=int(total), ops=ops, module_calls=int(fp.module_calls),
+                           frac=(1.0 - fp.dropped_flops / total) if total else 1.0)
+            except Exception as exc:
+                self.findings.append(Finding("eval_count", f"evaluation FLOP count failed: {exc!r}"))
+        if self._paused_pass and self._pass is not None:
+            self._pass.resume()
+        self._paused_pass = False
+        if not abort:
+            self.eval_episodes.append(rec)
+            self._set_phase(self._eval_prev_phase)
+
+    def build_eval(self) -> EvalWork | None:
+        eps = self.eval_episodes
+        if not eps:
+            return None
+        counted = next((e for e in eps if e.get("counted")), None)
+        timed = [e["seconds"] for e in eps if not e.get("counted")]
+        seconds = sum(timed) / len(timed) if timed else eps[0]["seconds"]
+        seen = max(self.step_index, 1)
+        if self.eval_period is not None:
+            every, extra, source, _ = self.eval_period
+        else:
+            every, extra = seen / len(eps), 0
+            source = (f"observed: {len(eps)} evaluation episode{'s' if len(eps) > 1 else ''} in {seen} "
+                      "profiled steps (no condition around it was read; the real interval may be longer)")
+        ref = counted or eps[0]
+        return EvalWork(
+            episodes=len(eps), steps_seen=seen, forward_calls=int(ref.get("calls", 0)),
+            module_calls=int(ref.get("module_calls", 0)), seconds=float(seconds),
+            seconds_counted=not timed and bool(eps[0].get("counted")),
+            flops=int(counted["flops"]) if counted else 0,
+            ops=list(counted["ops"]) if counted else [],
+            ops_flops_frac=float(counted.get("frac", 1.0)) if counted else 1.0,
+            every_steps=float(every) if every else None, every_source=source,
+            extra_episodes=int(extra), where=self.eval_where)
+
     def _probe_run_limits(self) -> None:
         """Read the run's own length from the live stack (ccprof.profiler.run_size)."""
         from ccprof.profiler.run_size import probe
@@ -696,8 +989,9 @@ class Session:
         times under torch.profiler (``kernel_times``), which recalibrate the cost model.
         """
         self._discovery = False
-        if self.passes and self.device_type == "cuda" and self.n_pass_steps < 3:
-            self.n_pass_steps = 3
+        if self.passes and self.device_type == "cuda" and "kernels" not in self._pass_queue:
+            self._pass_queue.append("kernels")
+            self.n_pass_steps += 1
             self.total_steps = self.warmup + self.n_pass_steps + self.steps_wanted
         for h in self._global_fwd:
             h.remove()
@@ -831,8 +1125,21 @@ class Session:
         info = self.loader_info
         fps = self.fingerprints
         dup = None
+        scope = "sampled"
         if len(fps) >= 2:
             dup = 1.0 - len(set(fps)) / len(fps)
+            n_data = info.get("dataset_len")
+            if info.get("replacement") and n_data:
+                # a sampler drawing with replacement repeats rows by itself (minGPT's adder): the
+                # duplicates are the rows the data lacks, from how many distinct ones the draws saw
+                n, k, N = len(fps), len(set(fps)), int(n_data)
+                q1, q2 = (1 - 1 / N) ** n, (1 - 2 / N) ** n
+                expect = N * (1 - q1)
+                sd = max(N * (N - 1) * q2 + N * q1 - N * N * q1 * q1, 1e-9) ** 0.5
+                # fewer distinct rows than N distinct items would give, beyond chance (3.5 sd):
+                # only then are there duplicates, and D distinct items explain what was seen
+                dup = 0.0 if (expect - k) / sd < 3.5 else max(0.0, 1.0 - _distinct_items(n, k, N) / N)
+                scope = "sampled with replacement (the sampler's own repeats discounted)"
         wait = None
         if self.step_s and self.phase_totals:
             wait = sum(d["data"] for d in self.phase_totals) / sum(self.step_s)
@@ -855,7 +1162,7 @@ class Session:
             num_workers=info.get("num_workers"), pin_memory=info.get("pin_memory"),
             persistent_workers=info.get("persistent_workers"), dataset_len=info.get("dataset_len"),
             steps_per_epoch=info.get("steps_per_epoch"), wait_frac=wait,
-            fingerprints=fps[:512], duplicate_frac=dup, duplicate_scope="sampled",
+            fingerprints=fps[:512], duplicate_frac=dup, duplicate_scope=scope,
             token_inputs=token_inputs, seq_len=seq_len, dataloader_seen=bool(self.loaders),
             batch_s=batch_s, batch_s_method=batch_how, batches_per_step=bps, batch_bytes=self.batch_bytes,
             finite=info.get("finite"),
@@ -919,10 +1226,11 @@ class Session:
         return Device(type="cpu", name=name, memory_bytes=None,
                       count=torch.cuda.device_count() if torch.cuda.is_available() else 0)
 
-    def _fvcore_cross_check(self, flops: Any) -> Any:
+    def _fvcore_cross_check(self, flops: Any, ops: list | None = None) -> Any:
         """fvcore's jit-traced forward count beside ours (one extra forward, after the run)."""
         from ccprof.profiler.flops import fvcore_forward_flops
 
+        ops = ops or []
         root = self._main_root()
         args, kwargs = self.example_input
         was_training = root.training
@@ -934,6 +1242,23 @@ class Session:
             count, note = None, f"fvcore failed: {type(exc).__name__}: {exc}"
         finally:
             root.train(was_training)
+        if count and flops.forward:
+            from ccprof.hardware.kernels import op_class
+
+            # per forward of the model, and without what fvcore does not count (attention, RNNs)
+            mb = max(self._micro_batches(), 1)
+            unseen = sum(o.flops for o in ops if o.phase == "forward"
+                         and op_class(o.op) in ("attention", "rnn"))
+            ours = (flops.forward - unseen) / mb
+            # only the low side means something: fvcore skips whole layer types (attention, RNNs,
+            # custom ops), so counting more than it is normal; counting less than half of what it
+            # sees means ccprof's count misses part of the model
+            if 0 < ours < 0.5 * count:
+                self.findings.append(Finding(
+                    "flop_mismatch",
+                    f"one forward in the FLOP step counts {ours:.3g} FLOPs, {ours / count:.2g}x fvcore's count "
+                    f"for {type(root).__name__} ({count:.3g}): ccprof's FLOP count misses part of the model; "
+                    "treat FLOP-based figures (MFU, FLOP-scaled projections) with care"))
         return replace(flops, fvcore_forward=count, fvcore_note=note)
 
     def build_profile(self, **sections: Any) -> Profile:
@@ -952,7 +1277,7 @@ class Session:
             activation_bytes_by_module=act_by_module or None,
         ) if named else None
         if flops is not None and self.example_input is not None and len(named) == 1:
-            flops = self._fvcore_cross_check(flops)
+            flops = self._fvcore_cross_check(flops, ops or [])
         reasons: dict[str, str] = dict(sections.pop("reasons", {}) or {})
         reasons.update(self.gpu_reason)
         if self.gpu_info is None:
@@ -961,17 +1286,31 @@ class Session:
             loaded_ids = self.loaded_ids
             pretrained_from = None
             for m in named.values():
-                path = getattr(getattr(m, "config", None), "_name_or_path", "") or ""
-                if path:
-                    pretrained_from = f"from_pretrained:{path}"
+                # weights came from a checkpoint only when from_pretrained built the model: a
+                # config read with AutoConfig.from_pretrained(dir) then from_config is from scratch
+                hit = next((self.pretrained_models[id(sub)] for sub in m.modules()
+                            if id(sub) in self.pretrained_models), None)
+                if hit is not None:
+                    pretrained_from = f"from_pretrained:{hit}"
                     break
             if pretrained_from is None:
                 for m in named.values():
                     if any(id(sub) in loaded_ids for sub in m.modules()):
                         pretrained_from = "load_state_dict"
                         break
-            model = replace(model, pretrained=pretrained_from is not None, loaded_from=pretrained_from)
-        opt = optimizer_section(self.optimizers) if self.optimizers else None
+            resumed = self.counters["optimizer_state_loads"] > 0 and pretrained_from == "load_state_dict"
+            if resumed:
+                # weights and optimizer state from a checkpoint: the run continues its own
+                # training (llama2.c --init_from=resume), it does not fine-tune someone's model
+                pretrained_from = "resume (model and optimizer state from a checkpoint)"
+            model = replace(model, pretrained=pretrained_from is not None and not resumed,
+                            loaded_from=pretrained_from, resumed=resumed)
+        # every optimizer the script built that holds a trained model's parameters, stepped or not
+        # (a GAN's G optimizer may not step in the profiled window: 20 D steps come first)
+        trained = {id(p) for m in self.roots.values() for p in m.parameters()}
+        opts = list(self.optimizers) + [o for o in self._known_opts if o not in self.optimizers and any(
+            id(p) in trained for g in o.param_groups for p in g["params"])]
+        opt = optimizer_section(opts, calls=self._opt_calls) if opts else None
         if opt is None:
             reasons.setdefault("optimizer", "no torch.optim optimizer stepped: parameters were "
                                             "updated by hand after backward()" if self.counters["backward_calls"]
@@ -981,7 +1320,7 @@ class Session:
             precision=self.build_precision(), optimizer=opt, ops=ops or [],
             findings=list(self.findings), counters=dict(self.counters), reasons=reasons,
             gpu=self.gpu_info, fusion=dict(self.fusion), kernel_s=dict(self.kernel_result),
-            run_limits=list(self.run_limits),
+            run_limits=list(self.run_limits), eval=self.build_eval(),
             host=measure_host(self.module_calls_per_step),
         )
         if model is not None:
@@ -996,6 +1335,37 @@ class Session:
             reasons.setdefault("flops", "the FLOP step was not reached")
         kwargs.update(sections)
         return Profile(**kwargs)
+
+
+def _distinct_items(draws: int, seen: int, population: int) -> float:
+    """Distinct items D in a dataset of ``population`` rows such that ``draws`` uniform draws with
+    replacement are expected to see ``seen`` distinct ones: D (1 - (1 - 1/D)^draws) = seen."""
+    def expected(d: float) -> float:
+        return d * (1.0 - (1.0 - 1.0 / d) ** draws)
+
+    lo, hi = float(max(seen, 1)), float(max(population, seen, 1))
+    if expected(hi) <= seen:
+        return hi
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if expected(mid) < seen:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def _backward_site(frame: Any) -> tuple:
+    """Where a backward was called from: the (file, line) chain of the user's frames on the stack,
+    so one accumulation loop is one site and two loss terms (a GAN's D on real and fake) are two."""
+    from ccprof.profiler.run_size import _user_frame
+
+    chain = []
+    while frame is not None and len(chain) < 8:
+        if _user_frame(frame):
+            chain.append((frame.f_code.co_filename, frame.f_lineno))
+        frame = frame.f_back
+    return tuple(chain)
 
 
 def _loader_info(loader: Any) -> dict[str, Any]:
@@ -1016,6 +1386,8 @@ def _loader_info(loader: Any) -> dict[str, Any]:
         info["steps_per_epoch"] = None
     finite = info["steps_per_epoch"] is not None
     sampler = getattr(loader, "sampler", None)
+    info["replacement"] = bool(isinstance(sampler, torch.utils.data.RandomSampler)
+                               and getattr(sampler, "replacement", False))
     n = info["dataset_len"]
     if isinstance(sampler, torch.utils.data.RandomSampler) and getattr(sampler, "replacement", False) and n:
         # minGPT's RandomSampler(replacement=True, num_samples=int(1e10)): an endless stream

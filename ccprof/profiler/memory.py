@@ -119,13 +119,16 @@ def _jsonable(v: Any) -> Any:
     return repr(v)
 
 
-def optimizer_section(optimizers: Iterable[torch.optim.Optimizer]) -> OptimizerSection:
+def optimizer_section(optimizers: Iterable[torch.optim.Optimizer],
+                      calls: dict[int, int] | None = None) -> OptimizerSection:
     """What each optimizer is and holds: class, hyperparameters, elements, state bytes.
 
     Hyperparameters come from the first param group (JSON-able: tensors become numbers,
     tuples lists); a key whose value differs between groups holds the list of all groups'
     values, and ``param_groups`` says how many groups there are. ``state_bytes`` counts the
-    distinct storages of the state on any device; ``steps`` is the largest ``step`` in it.
+    distinct storages of the state on any device; ``steps`` is the number of ``step()`` calls seen
+    (``calls``, by ``id(optimizer)``, from the profiler), else the largest ``step`` in its state
+    (which a resumed run's checkpoint carries over, and SGD without momentum never keeps).
 
     Example:
         >>> m = torch.nn.Linear(4, 4); opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
@@ -142,7 +145,7 @@ def optimizer_section(optimizers: Iterable[torch.optim.Optimizer]) -> OptimizerS
         hyper["param_groups"] = len(groups)
         state_bytes, _ = unique_storage_bytes(_optimizer_tensors(opt))
         steps = 0
-        for s in opt.state.values():
+        for s in (opt.state.values() if calls is None else ()):
             step = s.get("step") if isinstance(s, dict) else None
             if step is not None:
                 steps = max(steps, int(step.item() if isinstance(step, torch.Tensor) else step))
@@ -152,7 +155,7 @@ def optimizer_section(optimizers: Iterable[torch.optim.Optimizer]) -> OptimizerS
             hyperparams=hyper,
             param_count=sum(p.numel() for p in _optimizer_params(opt)),
             state_bytes=state_bytes,
-            steps=steps,
+            steps=int(calls.get(id(opt), 0)) if calls is not None else steps,
             foreach=group0.get("foreach"),
             fused=group0.get("fused"),
         ))

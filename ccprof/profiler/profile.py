@@ -24,7 +24,7 @@ SCHEMA = "ccprof.profile/1"
 __all__ = [
     "SCHEMA", "Profile", "Device", "ModuleStat", "RepeatedBlock", "Embedding", "ModelInfo",
     "OptimizerInfo", "OptimizerSection", "Steps", "OpCost", "Flops", "Memory", "DataInfo",
-    "Precision", "GpuSample", "GpuInfo", "HostInfo", "RunLimit", "StaticFacts", "Environment", "Finding",
+    "Precision", "GpuSample", "GpuInfo", "HostInfo", "RunLimit", "EvalWork", "StaticFacts", "Environment", "Finding",
     "ErrorInfo", "GpuProjection", "Cost",
 ]
 
@@ -86,8 +86,9 @@ class ModelInfo:
     repeated_blocks: list[RepeatedBlock] = field(default_factory=list)
     embeddings: list[Embedding] = field(default_factory=list)
     linear_names: list[str] = field(default_factory=list)
-    pretrained: bool = False                # weights loaded from a checkpoint
-    loaded_from: str | None = None          # "from_pretrained:<id>", "load_state_dict", ...
+    pretrained: bool = False                # weights loaded from a checkpoint (not the run's own)
+    loaded_from: str | None = None          # "from_pretrained:<id>", "load_state_dict", "resume", ...
+    resumed: bool = False                   # optimizer state restored too: this run continues an earlier one
     hf_model_type: str | None = None        # "llama", "gpt2", ...
     hf_config: dict[str, Any] = field(default_factory=dict)  # small scalar subset
     gradient_checkpointing: bool = False    # seen on the live model
@@ -267,6 +268,32 @@ class RunLimit:
 
 
 @dataclass(frozen=True)
+class EvalWork:
+    """Model work between optimizer steps that is not training, measured apart from the step.
+
+    An *episode* is a run of forwards of a trained model under ``no_grad``/``inference_mode``
+    with no training work in between: a validation loop, ``generate()``. The first episode runs
+    under its own FLOP counter (``flops``, ``ops`` for pricing it on a GPU; its ``seconds`` are
+    then slowed by the counting, ``seconds_counted``); later ones are only timed. ``every_steps``
+    is how often the script runs one, read from the condition around it (``step % 500 == 0``:
+    500) or a trainer's setting, else observed (episodes / steps seen, said in ``every_source``).
+    """
+    episodes: int = 0                       # episodes seen while profiling
+    steps_seen: int = 0                     # optimizer steps watched (warm-up and passes included)
+    forward_calls: int = 0                  # trained-model forwards in one episode (the counted one)
+    module_calls: int = 0                   # nn.Module calls in the counted episode (host cost)
+    seconds: float = 0.0                    # one episode's wall seconds on this host
+    seconds_counted: bool = False           # True: timed under the FLOP counter (an upper bound)
+    flops: int = 0                          # FLOPs of the counted episode
+    ops: list[OpCost] = field(default_factory=list)
+    ops_flops_frac: float = 1.0             # share of ``flops`` the op rows hold (rows are capped)
+    every_steps: float | None = None        # one episode per this many optimizer steps
+    every_source: str = ""
+    extra_episodes: int = 0                 # episodes besides the periodic ones (``or step == last``)
+    where: str = ""                         # the user's file:line that called the model
+
+
+@dataclass(frozen=True)
 class HostInfo:
     """What the profiling host's CPU costs per launched op: the host side of a GPU step.
 
@@ -354,6 +381,7 @@ class GpuProjection:
     phase_s: dict[str, float] = field(default_factory=dict)
     phase_s_bf16: dict[str, float] = field(default_factory=dict)
     hfu: float | None = None                # executed FLOPs / step / peak
+    eval_s: float | None = None             # one evaluation episode (profile.eval), outside the step
 
 
 @dataclass(frozen=True)
@@ -377,6 +405,10 @@ class Cost:
     run_hours: float = 0.0
     energy_j_per_step: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    # evaluation between steps (profile.eval), priced apart and included in usd_run/run_hours
+    eval_s: float | None = None             # one episode on this GPU
+    evals_in_run: float = 0.0
+    usd_eval_run: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -401,6 +433,8 @@ class Profile:
     kernel_s: dict[str, float] = field(default_factory=dict)
     # the run's length as the script sets it (ccprof.profiler.run_size), most direct first
     run_limits: list[RunLimit] = field(default_factory=list)
+    # forwards under no_grad between optimizer steps (validation, generate()): not in the step
+    eval: EvalWork | None = None
     static: StaticFacts = field(default_factory=StaticFacts)
     environment: Environment = field(default_factory=Environment)
     findings: list[Finding] = field(default_factory=list)

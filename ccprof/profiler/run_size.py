@@ -8,9 +8,11 @@ from the training loop outwards and collects, with where each came from:
 1. a framework trainer in a frame's ``self``: Hugging Face ``Trainer.state.max_steps`` (what
    the Trainer computed from max_steps, epochs, the loader and accumulation), a Lightning
    ``Trainer``'s ``estimated_stepping_batches`` / ``max_steps``;
-2. the loop around the optimizer step in the user's own code (its AST, its values from the
-   frame): ``for ... in range(N)``, ``while it < N``, ``if it >= N: break`` -- steps; an outer
-   ``for epoch in range(E)`` around a loop over a loader -- epochs;
+2. the loops around the optimizer step in the user's own code, across frames (their AST, their
+   values from the frames), multiplied: ``for ... in range(N)``, ``while it < N``, a list's
+   length -- iterations; a loop over a DataLoader -- epochs (the loops outside it count them);
+   ``if it >= N: break`` -- a cap, from the counter's value now (a resumed run has less left);
+   an optimizer step under ``if i % k == 0`` runs every k iterations;
 3. attributes with a limit's name (``max_iters``, ``max_steps``, ``epochs``, ...) on the
    frames' ``args``/``config``/``self`` objects and the script's globals.
 
@@ -28,7 +30,8 @@ from typing import Any, Iterator
 
 from ccprof.profiler.profile import RunLimit
 
-__all__ = ["STEP_NAMES", "EPOCH_NAMES", "probe", "loop_limits", "named_limits", "safe_eval"]
+__all__ = ["STEP_NAMES", "EPOCH_NAMES", "probe", "loop_limits", "named_limits", "safe_eval", "data_loop",
+           "eval_period", "call_site"]
 
 STEP_NAMES = ("max_iters", "max_steps", "num_steps", "total_steps", "train_steps", "num_train_steps",
               "max_iterations", "num_iterations", "iterations", "n_iters", "n_steps", "max_iter",
@@ -94,6 +97,14 @@ def safe_eval(node: ast.AST, frame: types.FrameType) -> Any:
             raise _Unsafe("arith")
         return {ast.Add: a + b, ast.Sub: a - b, ast.Mult: a * b}.get(type(node.op)) if not isinstance(
             node.op, (ast.FloorDiv, ast.Div)) else (a // b if isinstance(node.op, ast.FloorDiv) else a / b)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("size", "numel", "dim") \
+            and not node.keywords:
+        import torch
+
+        base = safe_eval(node.func.value, frame)
+        if not isinstance(base, torch.Tensor):
+            raise _Unsafe("call")
+        return getattr(base, node.func.attr)(*[safe_eval(a, frame) for a in node.args])
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("len", "int", "min", "max") \
             and not node.keywords:
         args = [safe_eval(a, frame) for a in node.args]
@@ -150,42 +161,6 @@ def _range_len(call: ast.Call, frame: types.FrameType) -> int | None:
     return len(range(*args))
 
 
-def _iterates_data(node: ast.For, frame: types.FrameType) -> bool:
-    """True when a for loop walks a DataLoader or another sized non-range iterable of batches."""
-    it = node.iter
-    if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id in ("enumerate", "zip", "tqdm") and it.args:
-        it = it.args[0]
-    if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range":
-        return False
-    try:
-        obj = safe_eval(it, frame)
-    except Exception:
-        return True          # a call we do not evaluate (loader(), iter(...)): data
-    return not isinstance(obj, range)
-
-
-def _bound_of_compare(test: ast.AST, frame: types.FrameType) -> tuple[int, str] | None:
-    """``i < N`` / ``N > i`` / ``i >= N`` (and ``and``/``or`` of those): N and its source text."""
-    tests = test.values if isinstance(test, ast.BoolOp) else [test]
-    for t in tests:
-        if not (isinstance(t, ast.Compare) and len(t.ops) == 1):
-            continue
-        left, right, op = t.left, t.comparators[0], t.ops[0]
-        for counter, bound, ok in ((left, right, (ast.Lt, ast.LtE, ast.Gt, ast.GtE)),
-                                   (right, left, (ast.Lt, ast.LtE, ast.Gt, ast.GtE))):
-            if not isinstance(op, ok) or not isinstance(counter, (ast.Name, ast.Attribute)):
-                continue
-            if not _limit_like(bound):
-                continue
-            try:
-                v = _int(safe_eval(bound, frame))
-            except Exception:
-                continue
-            if v is not None and v > 0:
-                return v, ast.unparse(bound)
-    return None
-
-
 def _limit_like(node: ast.AST) -> bool:
     """An expression that reads like a run limit: a constant, or a name/attribute ending in one."""
     if isinstance(node, ast.Constant):
@@ -196,6 +171,7 @@ def _limit_like(node: ast.AST) -> bool:
 
 
 def _loops(frame: types.FrameType, call_line: int | None = None) -> list[ast.AST]:
+    """The for/while loops around the frame's current line, outermost first."""
     tree = _tree(os.path.abspath(frame.f_code.co_filename))
     return [] if tree is None else _enclosing_loops(tree, call_line or frame.f_lineno)
 
@@ -206,38 +182,206 @@ def data_loop(frame: types.FrameType, call_line: int | None = None) -> ast.For |
                  if isinstance(lp, ast.For) and _iterates_data(lp, frame)), None)
 
 
-def loop_limits(frame: types.FrameType, call_line: int | None = None, data_below: bool = False) -> list[RunLimit]:
-    """Limits of the loops around ``call_line`` (default: the frame's current line) in the frame's file.
+def _unwrap_iter(it: ast.AST) -> ast.AST:
+    """``enumerate(x)``, ``tqdm(x)``, ``iter(x)``, ``zip(x, ...)``: x."""
+    while isinstance(it, ast.Call) and isinstance(it.func, (ast.Name, ast.Attribute)) and it.args:
+        name = it.func.id if isinstance(it.func, ast.Name) else it.func.attr
+        if name not in ("enumerate", "tqdm", "iter", "zip", "trange", "progress_bar"):
+            break
+        if name == "trange":
+            return ast.Call(func=ast.Name("range", ast.Load()), args=it.args, keywords=[])
+        it = it.args[0]
+    return it
 
-    A ``range`` loop outside a loop over batches counts epochs; so does one in an outer frame
-    when an inner frame walks the batches (``data_below``: ``for epoch in ...: train(loader)``).
+
+def _iter_kind(node: ast.For, frame: types.FrameType) -> tuple[str, int | None]:
+    """What a ``for`` loop walks: ("range", n), ("loader", None) for a DataLoader (its length is
+    the epoch the profiler measured), ("sized", n) for a list/tensor/sized object, ("stream",
+    None) for a generator, an iterator or anything not evaluated."""
+    import torch.utils.data as tud
+
+    it = _unwrap_iter(node.iter)
+    n = _range_len(it, frame) if isinstance(it, ast.Call) else None
+    if n is not None:
+        return "range", n
+    try:
+        obj = safe_eval(it, frame)
+    except Exception:
+        return "stream", None
+    if isinstance(obj, range):
+        return "range", len(obj)
+    if isinstance(obj, tud.DataLoader):
+        return "loader", None
+    if isinstance(obj, (str, bytes)) or not hasattr(obj, "__len__"):
+        return "stream", None
+    try:
+        return "sized", len(obj)
+    except Exception:
+        return "stream", None
+
+
+def _iterates_data(node: ast.For, frame: types.FrameType) -> bool:
+    """True when a for loop walks a DataLoader (or a stream of batches), not a range or a list."""
+    return _iter_kind(node, frame)[0] in ("loader", "stream")
+
+
+def _compare_parts(test: ast.AST, frame: types.FrameType) -> list[tuple[ast.AST, int, int, str]]:
+    """``counter OP bound`` comparisons in ``test`` (and its and/or parts) whose bound reads like a
+    run limit: (counter node, bound value, +1 when the bound itself is still run, bound text).
+    ``i > N`` / ``i <= N`` run the bound's own iteration too; ``i >= N`` / ``i < N`` do not."""
+    tests = test.values if isinstance(test, ast.BoolOp) else [test]
+    out = []
+    for t in tests:
+        if not (isinstance(t, ast.Compare) and len(t.ops) == 1):
+            continue
+        left, right, op = t.left, t.comparators[0], t.ops[0]
+        flip = {ast.Lt: ast.Gt, ast.LtE: ast.GtE, ast.Gt: ast.Lt, ast.GtE: ast.LtE}
+        for counter, bound, o in ((left, right, type(op)), (right, left, flip.get(type(op)))):
+            if o not in (ast.Lt, ast.LtE, ast.Gt, ast.GtE):
+                continue
+            if not isinstance(counter, (ast.Name, ast.Attribute)) or not _limit_like(bound):
+                continue
+            try:
+                v = _int(safe_eval(bound, frame))
+            except Exception:
+                continue
+            if v is not None and v > 0:
+                out.append((counter, v, 1 if o in (ast.Gt, ast.LtE) else 0, ast.unparse(bound)))
+                break
+    return out
+
+
+def _bound_of_compare(test: ast.AST, frame: types.FrameType) -> tuple[int, str] | None:
+    """``i < N`` / ``N > i`` / ``i >= N`` (and ``and``/``or`` of those): N and its source text."""
+    parts = _compare_parts(test, frame)
+    return (parts[0][1], parts[0][3]) if parts else None
+
+
+def _now(counter: ast.AST, frame: types.FrameType) -> int:
+    try:
+        v = _int(safe_eval(counter, frame))
+    except Exception:
+        v = None
+    return v if v is not None and v >= 0 else 0
+
+
+def _targets(node: ast.For) -> set[str]:
+    return {n.id for n in ast.walk(node.target) if isinstance(n, ast.Name)}
+
+
+def _own_ifs(loop: ast.AST) -> Iterator[ast.If]:
+    """``if`` statements in the loop's body that a ``break`` there would leave this loop from
+    (not those inside a nested loop, function or class)."""
+    stack = list(loop.body) + list(getattr(loop, "orelse", []) or [])
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.For, ast.While, ast.AsyncFor, ast.FunctionDef, ast.AsyncFunctionDef,
+                             ast.ClassDef, ast.Lambda)):
+            continue
+        if isinstance(node, ast.If):
+            yield node
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def _loop_info(lp: ast.AST, frame: types.FrameType, where: str) -> dict[str, Any]:
+    """One loop around the optimizer step: its iterations still to run (None: unknown), whether
+    they are a DataLoader's epoch, a cap on its own counter, and caps on the whole run."""
+    info: dict[str, Any] = {"count": None, "loader": False, "cap": None, "run_caps": [], "text": ""}
+    own: set[str] = set()
+    if isinstance(lp, ast.For):
+        kind, n = _iter_kind(lp, frame)
+        it = _unwrap_iter(lp.iter)
+        info["text"] = f"{ast.unparse(it)} ({where.format(lp.lineno)})"
+        info["loader"] = kind == "loader"
+        info["count"] = n if kind in ("range", "sized") else None
+        own = _targets(lp)
+    elif isinstance(lp, ast.While):
+        info["text"] = f"while {ast.unparse(lp.test)} ({where.format(lp.lineno)})"
+        for counter, v, plus, _ in _compare_parts(lp.test, frame):
+            info["count"] = max(v - _now(counter, frame) + plus, 1)
+            break
+    for node in _own_ifs(lp):
+        exits = [s for s in node.body if isinstance(s, (ast.Break, ast.Return))]
+        if not exits:
+            continue
+        for counter, v, plus, _ in _compare_parts(node.test, frame):
+            left = max(v - _now(counter, frame) + plus, 1)
+            text = f"if {ast.unparse(node.test)}: {'break' if isinstance(exits[0], ast.Break) else 'return'} " \
+                   f"({where.format(node.lineno)})"
+            cname = counter.id if isinstance(counter, ast.Name) else ""
+            if isinstance(exits[0], ast.Break) and cname in own:
+                info["cap"] = min(info["cap"] or left, left)     # this loop's own counter
+                info["cap_text"] = text
+            else:
+                info["run_caps"].append((left, text))           # a step counter across loops
+    return info
+
+
+def _step_divisor(frame: types.FrameType) -> tuple[int, str] | None:
+    """``if (i + 1) % accum == 0: optimizer.step()``: the loop runs ``accum`` iterations a step."""
+    tree = _tree(os.path.abspath(frame.f_code.co_filename))
+    if tree is None:
+        return None
+    for node in _enclosing_ifs(tree, frame.f_lineno):
+        got = _period_of(node.test, frame)
+        if got and got[0] > 1:
+            return int(got[0]), ast.unparse(node.test)
+    return None
+
+
+def loop_limits(frames: list[types.FrameType]) -> list[RunLimit]:
+    """The run's length from the loops around the optimizer step, ``frames`` innermost first.
+
+    Nested loops multiply: ``for epoch in range(5000): for d in range(20): opt.step()`` is 100,000
+    steps. A DataLoader's loop counts epochs (its length is known to the profiler, accumulation
+    included): the loops outside it give the number of epochs. A ``break`` on a loop's own
+    counter caps that loop; one on another counter (``if iter_num > max_iters: break``) caps the
+    run, from the counter's value at the first step (a resumed run has fewer steps left).
     """
-    line = call_line or frame.f_lineno
-    where = f"{os.path.basename(frame.f_code.co_filename)}:{{}}"
-    loops = _loops(frame, line)
+    loops: list[tuple[ast.AST, types.FrameType, str]] = []
+    for f in frames:
+        where = f"{os.path.basename(f.f_code.co_filename)}:{{}}"
+        for lp in reversed(_loops(f)):                  # innermost first
+            loops.append((lp, f, where))
+    if not loops:
+        return []
+    infos = [_loop_info(lp, f, where) for lp, f, where in loops]
     out: list[RunLimit] = []
-    inner_data = data_loop(frame, line)
-    for lp in reversed(loops):                         # innermost first
-        if isinstance(lp, ast.For):
-            n = _range_len(lp.iter, frame)
-            if n is not None and n > 0:
-                target = ast.unparse(lp.target).lower()
-                outer = (data_below and inner_data is None) or (
-                    inner_data is not None and lp is not inner_data and loops.index(lp) < loops.index(inner_data))
-                kind = "epochs" if outer or "epoch" in target else "steps"
-                out.append(RunLimit(kind, float(n), f"for ... in {ast.unparse(lp.iter)} ({where.format(lp.lineno)})", 2))
-        elif isinstance(lp, ast.While):
-            b = _bound_of_compare(lp.test, frame)
-            if b:
-                out.append(RunLimit("steps", float(b[0]), f"while {ast.unparse(lp.test)} ({where.format(lp.lineno)})", 2))
-        # a break on a bound anywhere in the loop's own body
-        for node in ast.walk(lp):
-            if isinstance(node, ast.If) and any(isinstance(s, (ast.Break, ast.Return)) for s in node.body):
-                b = _bound_of_compare(node.test, frame)
-                if b:
-                    kind = "epochs" if any(k in b[1].lower() for k in ("epoch",)) else "steps"
-                    out.append(RunLimit(kind, float(b[0]), f"if {ast.unparse(node.test)}: break "
-                                                           f"({where.format(node.lineno)})", 2))
+    for info in infos:
+        for left, text in info["run_caps"]:
+            out.append(RunLimit("steps", float(left), text, 2))
+    inner, outer, known = 1, 1, True
+    loader: dict[str, Any] | None = None
+    parts: list[str] = []
+    for info in infos:
+        count = info["count"]
+        if info["cap"] is not None:
+            count = min(count, info["cap"]) if count is not None else info["cap"]
+        label = info["text"] + (f" capped by {info['cap_text']}" if info["cap"] is not None else "")
+        if info["loader"] and loader is None and info["cap"] is None:
+            loader = info
+            parts.append(label)
+            continue
+        parts.append(label)
+        if count is None:
+            known = False
+            break
+        if loader is None:
+            inner *= count
+        else:
+            outer *= count
+    div = _step_divisor(frames[0]) if frames else None
+    source = "loops: " + " x ".join(reversed(parts))
+    if known and loader is not None:
+        epochs = outer * inner if inner > 1 else outer
+        src = (f"one pass of {source.removeprefix('loops: ')}" if epochs == 1 and len(parts) == 1 else source)
+        out.append(RunLimit("epochs", float(epochs), src, 2))
+    elif known:
+        steps = inner
+        if div is not None:
+            steps = max(steps // div[0], 1)
+            source += f" / {div[0]} (optimizer step under if {div[1]})"
+        out.append(RunLimit("steps", float(steps), source, 2))
     return out
 
 
@@ -311,9 +455,7 @@ def probe(frame: types.FrameType | None = None) -> list[RunLimit]:
     """Every run limit visible from the current stack, most direct first (see the module docstring)."""
     frame = frame or sys._getframe(1)
     out: list[RunLimit] = []
-    depth = 0
-    data_below = False
-    one_pass: RunLimit | None = None
+    users: list[types.FrameType] = []
     for f in _frames(frame):
         slf = f.f_locals.get("self")
         if slf is not None:
@@ -323,23 +465,15 @@ def probe(frame: types.FrameType | None = None) -> list[RunLimit]:
                 pass
         if not _user_frame(f):
             continue
+        users.append(f)
         try:
-            # loops of the frame nearest the optimizer step rank first, outer frames after
-            out += [RunLimit(x.kind, x.value, x.source, x.priority + 0.1 * depth)
-                    for x in loop_limits(f, data_below=data_below)]
             out += named_limits(f)
-            dl = data_loop(f)
-            if dl is not None:
-                data_below = True
-                if one_pass is None:
-                    one_pass = RunLimit("epochs", 1.0, f"one pass of for ... in {ast.unparse(dl.iter)} "
-                                                       f"({os.path.basename(f.f_code.co_filename)}:{dl.lineno}), "
-                                                       "no loop around it", 4.5)
         except Exception:
             pass
-        depth += 1
-    if one_pass is not None and not any(int(x.priority) <= 2 for x in out):
-        out.append(one_pass)
+    try:
+        out += loop_limits(users)
+    except Exception:
+        pass
     seen: set[tuple[str, float]] = set()
     uniq = []
     for lim in sorted(out, key=lambda x: x.priority):
@@ -348,3 +482,104 @@ def probe(frame: types.FrameType | None = None) -> list[RunLimit]:
             seen.add(key)
             uniq.append(lim)
     return uniq
+
+
+# --- how often evaluation runs ------------------------------------------------------------
+def _enclosing_ifs(tree: ast.AST, line: int) -> list[ast.If]:
+    """The ``if`` statements whose body (not ``else``) holds ``line``, innermost first."""
+    out: list[ast.If] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and any(s.lineno <= line <= (s.end_lineno or s.lineno) for s in node.body):
+            out.append(node)
+    out.sort(key=lambda n: -n.lineno)
+    return out
+
+
+def _period_of(test: ast.AST, frame: types.FrameType) -> tuple[float, int, str] | None:
+    """``i % N == 0`` / ``not i % N`` (inside ``and``/``or``): (N, extra episodes, source text).
+    An ``or i == last`` beside it is one more episode per run."""
+    parts = test.values if isinstance(test, ast.BoolOp) else [test]
+    period, extra = None, 0
+    for t in parts:
+        mod = None
+        if isinstance(t, ast.Compare) and len(t.ops) == 1 and isinstance(t.ops[0], ast.Eq):
+            for a, b in ((t.left, t.comparators[0]), (t.comparators[0], t.left)):
+                if isinstance(a, ast.BinOp) and isinstance(a.op, ast.Mod) and isinstance(b, ast.Constant) and b.value == 0:
+                    mod = a
+            if mod is None and isinstance(test, ast.BoolOp) and isinstance(test.op, ast.Or):
+                extra += 1                           # `or step == args.steps - 1`
+        elif isinstance(t, ast.UnaryOp) and isinstance(t.op, ast.Not) and isinstance(t.operand, ast.BinOp) \
+                and isinstance(t.operand.op, ast.Mod):
+            mod = t.operand
+        if mod is not None and period is None:
+            try:
+                n = _int(safe_eval(mod.right, frame))
+            except Exception:
+                n = None
+            if n and n > 0:
+                period = float(n)
+    if period is None:
+        return None
+    return period, extra, ast.unparse(test)
+
+
+def _hf_eval_period(obj: Any) -> tuple[float, int, str] | None:
+    cls = type(obj)
+    if not ((cls.__module__ or "").startswith("transformers") and cls.__name__.endswith("Trainer")):
+        return None
+    a, state = getattr(obj, "args", None), getattr(obj, "state", None)
+    strategy = str(getattr(a, "eval_strategy", getattr(a, "evaluation_strategy", "")) or "")
+    strategy = strategy.rsplit(".", 1)[-1].lower()
+    max_steps = _int(getattr(state, "max_steps", None)) or 0
+    if strategy == "steps":
+        n = getattr(a, "eval_steps", None) or getattr(a, "logging_steps", None)
+        if isinstance(n, float) and 0 < n < 1 and max_steps:
+            n = n * max_steps                        # a fraction of the run
+        if n:
+            return float(n), 0, f"TrainingArguments(eval_strategy='steps', eval_steps={getattr(a, 'eval_steps', None)})"
+    if strategy == "epoch":
+        epochs = float(getattr(a, "num_train_epochs", 0) or 0)
+        if max_steps and epochs:
+            return max_steps / epochs, 0, "TrainingArguments(eval_strategy='epoch')"
+    return None
+
+
+def eval_period(frame: types.FrameType | None = None) -> tuple[float, int, str, str] | None:
+    """How often the evaluation now running recurs: ``(every_steps, extra, source, where)``.
+
+    Walks the stack from the model call outwards: a trainer's own setting (Hugging Face
+    ``eval_strategy``/``eval_steps``), else the nearest ``if`` around the call in the user's
+    code that tests ``counter % N == 0``. None when neither says.
+    """
+    frame = frame or sys._getframe(1)
+    where = ""
+    for f in _frames(frame):
+        slf = f.f_locals.get("self")
+        if slf is not None:
+            try:
+                got = _hf_eval_period(slf)
+            except Exception:
+                got = None
+            if got:
+                return (*got, where)
+        if not _user_frame(f):
+            continue
+        if not where:
+            where = f"{os.path.basename(f.f_code.co_filename)}:{f.f_lineno}"
+        tree = _tree(os.path.abspath(f.f_code.co_filename))
+        if tree is None:
+            continue
+        for node in _enclosing_ifs(tree, f.f_lineno):
+            got = _period_of(node.test, f)
+            if got:
+                n, extra, text = got
+                return n, extra, f"if {text} ({os.path.basename(f.f_code.co_filename)}:{node.lineno})", where
+    return None
+
+
+def call_site(frame: types.FrameType | None = None) -> str:
+    """``file:line`` of the innermost user frame on the stack."""
+    for f in _frames(frame or sys._getframe(1)):
+        if _user_frame(f):
+            return f"{os.path.basename(f.f_code.co_filename)}:{f.f_lineno}"
+    return ""

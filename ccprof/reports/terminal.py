@@ -39,6 +39,8 @@ def terminal_summary(profile: Profile, advice_set: AdviceSet | None, console: Co
     parts: list = [head, Text(""), cards]
     if v.glance.note:
         parts.append(Text(v.glance.note, style="yellow"))
+    if v.evaluation:
+        parts.append(Text(v.evaluation, style="dim"))
     if v.error:
         parts.append(Text("The script stopped early: " + v.error, style="red"))
     for f in v.findings[:3]:

@@ -263,6 +263,7 @@ class ReportView:
     error: str
     notes: list[str]
     rank_note: str = ""
+    evaluation: str = ""                    # work between steps that is not training (profile.eval)
 
 
 def rank_note() -> str:
@@ -565,6 +566,29 @@ def _projected(profile: Profile) -> Projected | None:
     return Projected(gid, p.method, fmt_s(p.step_s), rows, note)
 
 
+def evaluation_line(profile: Profile) -> str:
+    """One sentence on the evaluation the script runs between steps, priced apart; "" if none."""
+    ev = profile.eval
+    if ev is None:
+        return ""
+    where = f" ({ev.where})" if ev.where else ""
+    what = (f"{ev.forward_calls} forward{'s' if ev.forward_calls != 1 else ''} of the trained model under no_grad"
+            + (f", {fmt_flops(ev.flops)}" if ev.flops else ""))
+    here = f"{fmt_s(ev.seconds)} here" + (" (while counting FLOPs: an upper bound)" if ev.seconds_counted else "")
+    parts = [f"Evaluation between steps{where}: {what} per episode; {here}"]
+    cost = profile.cost
+    if cost is not None and cost.eval_s:
+        parts[0] += f", {fmt_s(cost.eval_s)} on {cost.gpu}"
+    every = (f"every {ev.every_steps:,.0f} steps" + (f" (+{ev.extra_episodes})" if ev.extra_episodes else "")
+             if ev.every_steps else "interval unknown")
+    parts.append(f"{every}, from {ev.every_source}")
+    if cost is not None and cost.evals_in_run and cost.usd_run > 0:
+        parts.append(f"{cost.evals_in_run:,.0f} episodes in the planned run: {fmt_usd(cost.usd_eval_run)}, "
+                     f"{fmt_pct(cost.usd_eval_run / cost.usd_run)} of its cost, outside the training step "
+                     "(tweaks' savings apply to the step)")
+    return "; ".join(parts) + "."
+
+
 def _phases(profile: Profile) -> list[Phase]:
     ph = profile.steps.phase_s
     names = [n for n in PHASE_ORDER if n in ph] + sorted(n for n in ph if n not in PHASE_ORDER)
@@ -812,7 +836,8 @@ def build_report_view(profile: Profile, advice_set: AdviceSet | None = None,
         memory=memory, phases=phases, projected=_projected(profile), flops_tree=tree, gpu_costs=gpu_costs,
         waterfall=waterfall,
         timeline=timeline, loss=loss, modules=modules, modules_note=modules_note,
-        findings=findings, error=error, notes=notes, rank_note=rank_note())
+        findings=findings, error=error, notes=notes, rank_note=rank_note(),
+        evaluation=evaluation_line(profile))
 
 
 def _label(profile: Profile, fallback: str) -> str:

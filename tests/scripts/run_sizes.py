@@ -6,6 +6,9 @@
 #   named      a loop with no visible bound; config.total_steps=900     -> 900 (limit-named setting)
 #   nested     for epoch in range(n_ep): train(loader), as pytorch/examples do -> 2 epochs x 16
 #   onepass    one for loop over a finite loader, nothing around it       -> 16 (one epoch)
+#   gan        for epoch in range(5000): for d in range(20)               -> 100,000 (they multiply)
+#   resume     llama2.c resumed at iter 100, if iter_num > 1000: break    -> 901 left
+#   modulo     64 micro-batches, opt.step() under if (i + 1) % 4 == 0     -> 16
 #   none       while True with a wall-clock stop                        -> unknown
 import argparse
 import time
@@ -86,6 +89,27 @@ elif args.style == "onepass":
     loader = DataLoader(data, batch_size=16, shuffle=True)
     for xb, yb in loader:
         step(xb, yb)
+elif args.style == "gan":
+    num_epochs, d_steps = 5000, 20
+    for epoch in range(num_epochs):
+        for d_index in range(d_steps):
+            step(torch.randn(16, 8), torch.randn(16, 1))
+elif args.style == "resume":
+    max_iters, iter_num = 1000, 100                 # as loaded from a checkpoint
+    while True:
+        step(torch.randn(16, 8), torch.randn(16, 1))
+        iter_num += 1
+        if iter_num > max_iters:
+            break
+elif args.style == "modulo":
+    xs = list(torch.randn(64, 16, 8))
+    accum = 4
+    for i, x in enumerate(xs):
+        loss = F.mse_loss(model(x), torch.zeros(16, 1)) / accum
+        loss.backward()
+        if (i + 1) % accum == 0:
+            opt.step()
+            opt.zero_grad()
 elif args.style == "none":
     t0 = time.monotonic()
     while True:
