@@ -118,6 +118,7 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
 
     out = Path(out_dir)
     seed = None
+    before_run = _cwd_entries() if verify else set()
     if verify:
         from ccprof.applier.verify import VERIFY_SEED as seed
     run = run_script(script, list(args), steps=steps, warmup=warmup, timeout_s=timeout_s,
@@ -133,11 +134,26 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
     if verify and profile.error is None:
         from ccprof.applier.verify import verify as verify_advice
 
+        made = sorted(_cwd_entries() - before_run - {out.resolve().name, "__pycache__"})
+
+        def rerun(tweaks: list[str], options: dict[str, dict]) -> Profile | None:
+            return run_script(script, list(args), steps=steps, warmup=warmup, timeout_s=timeout_s,
+                              stdout=child_stdout if child_stdout is not None else subprocess.DEVNULL,
+                              nproc=nproc, seed=seed, tweak=tweaks, tweak_options=options).profile
+
         def run_one(tweaks: list[str], options: dict[str, dict]) -> Profile | None:
-            r = run_script(script, list(args), steps=steps, warmup=warmup, timeout_s=timeout_s,
-                           stdout=child_stdout if child_stdout is not None else subprocess.DEVNULL,
-                           nproc=nproc, seed=seed, tweak=tweaks, tweak_options=options)
-            return r.profile
+            prof = rerun(tweaks, options)
+            blocked = _blocked_by(prof, made)
+            if blocked:
+                # the baseline left an output the script refuses to find (run_clm's "Output
+                # directory ... already exists"): set the baseline's aside, re-run, put it back
+                with _set_aside(blocked, out / "verify-stash", "+".join(tweaks)):
+                    prof = rerun(tweaks, options)
+                if prof is not None:
+                    prof = replace(prof, findings=[*prof.findings, _finding(
+                        "verify", f"re-run after setting aside what the baseline wrote: {', '.join(blocked)} "
+                                  f"(kept in {out / 'verify-stash'}, restored after)")])
+            return prof
 
         plan = str(verify) == "plan"
         k = None if plan else int(verify)
@@ -145,6 +161,57 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
                                                              on_tweak=on_verify))
     paths = _stage("report", out, lambda: write_artefacts(out, profile, advice, report=report))
     return Analysis(profile, advice, run.exit_code, run.message, paths)
+
+
+def _cwd_entries() -> set[str]:
+    import os
+
+    try:
+        return set(os.listdir("."))
+    except OSError:
+        return set()
+
+
+def _blocked_by(prof: Profile | None, made: list[str]) -> list[str]:
+    """Entries the baseline created that a failed re-run's error names as already existing."""
+    e = prof.error if prof is not None else None
+    if e is None or not made or (prof is not None and prof.steps.measured):
+        return []
+    text = f"{e.message}\n{e.traceback or ''}".lower()
+    if "exist" not in text:
+        return []
+    return [m for m in made if m.lower() in text]
+
+
+class _set_aside:
+    """Move ``names`` (in the cwd) into ``stash/<label>/`` for a block, then move them back; what
+    the block itself wrote under those names is kept next to them as ``<name>.verify-<label>``.
+    Nothing is deleted."""
+
+    def __init__(self, names: list[str], stash: Path, label: str):
+        self.names, self.dir = list(names), Path(stash) / label
+
+    def __enter__(self) -> "_set_aside":
+        import shutil
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for n in self.names:
+            shutil.move(n, str(self.dir / n))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import shutil
+
+        for n in self.names:
+            if Path(n).exists():
+                shutil.move(n, str(self.dir / f"{n}.verify-{self.dir.name}"))
+            shutil.move(str(self.dir / n), n)
+
+
+def _finding(kind: str, message: str):
+    from ccprof.profiler.profile import Finding
+
+    return Finding(kind, message)
 
 
 def profile_model(model: Any, optimizer: Any, batches: Iterable[Any], loss_fn: Callable | None = None,

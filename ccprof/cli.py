@@ -1,7 +1,8 @@
 """ccprof's command line: thin click commands that call the public API and render.
 
 Exit codes: 0 ok; 2 bad usage or input (missing file, not Python); 3 the user's script
-failed (syntax error, exception); 4 nothing to measure (ended, hung, never trained).
+failed (syntax error, exception); 4 nothing to measure (ended, hung, never trained); 5 every
+``--verify`` re-run failed (the baseline's profile and report are still written).
 """
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
     Arguments after `--` go to the script: ccprof analyze train.py -- --lr 3e-4
     """
     from ccprof import api
-    from ccprof.profiler.runner import ScriptError, check_script
+    from ccprof.profiler.runner import EXIT_VERIFY_FAILED, ScriptError, check_script
 
     args = list(script_args)
     if args and args[0] == "--":
@@ -146,6 +147,18 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
         for name in ("profile", "advice", "report"):
             if name in result.paths:
                 err.print(f"[dim]{name}:[/] {result.paths[name]}")
+    ver = result.advice.verification if result.advice is not None else None
+    if ver is not None:
+        from rich.markup import escape
+
+        for tweak, why in ver.not_measurable.items():
+            err.print(f"[yellow]ccprof: --verify cannot measure {tweak}:[/] {escape(why)}", soft_wrap=True)
+        for tweak, line in ver.failed.items():
+            err.print(f"[red]ccprof: --verify re-run with {tweak} failed:[/] {escape(line)}", soft_wrap=True)
+        if ver.all_failed and result.exit_code == 0:
+            err.print(f"[red]ccprof: every --verify re-run failed ({', '.join(ver.failed)}); exit code "
+                      f"{EXIT_VERIFY_FAILED}[/]", soft_wrap=True)
+            sys.exit(EXIT_VERIFY_FAILED)
     sys.exit(result.exit_code)
 
 

@@ -114,3 +114,49 @@ def test_duplicates_under_replacement_sampling_estimate_distinct_items():
     # a dataset of 100 rows holding only 50 distinct ones: 200 draws see ~49.2 of them
     seen = 50 * (1 - (1 - 1 / 50) ** 200)
     assert _distinct_items(200, seen, 100) == pytest.approx(50, rel=1e-3)
+
+
+# ----------------------------------------------------------------- 7: verify hides failures
+def test_verify_sets_aside_what_the_baseline_wrote_when_a_rerun_refuses_it(tmp_path):
+    """run_clm refuses an output folder that exists: the baseline made it, so each re-run runs
+    with it set aside (moved into the report's verify-stash, restored after; nothing deleted)."""
+    import json
+    import subprocess
+    import sys
+
+    script = tmp_path / "refuses_existing_output.py"
+    script.write_text((SCRIPTS / "refuses_existing_output.py").read_text())
+    proc = subprocess.run([sys.executable, "-m", "ccprof", "analyze", str(script), "--steps", "3", "--warmup", "1",
+                           "--verify", "2", "--out", str(tmp_path / "report"), "-q"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode in (0, 5), proc.stderr[-3000:]
+    data = json.loads((tmp_path / "report" / "advice.json").read_text())
+    ver = data["verification"]
+    assert ver["measured"] and not any("FileExistsError" in line for line in ver["failed"].values()), ver
+    assert (tmp_path / "run-output").is_dir()                        # the baseline's folder is back
+    stash = tmp_path / "report" / "verify-stash"
+    assert sorted(p.name for p in stash.iterdir()) == sorted(ver["measured"])
+
+
+def test_verify_failures_are_shown_with_the_scripts_line_and_exit_5(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    script = tmp_path / "runs_once.py"
+    script.write_text((SCRIPTS / "runs_once.py").read_text())
+    proc = subprocess.run([sys.executable, "-m", "ccprof", "analyze", str(script), "--steps", "3", "--warmup", "1",
+                           "--verify", "2", "--out", str(tmp_path / "report")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 5, proc.stderr[-3000:]
+    assert "every --verify re-run failed" in proc.stderr
+    line = "runs_once.py:13: RuntimeError: this script runs once per folder"
+    assert line in proc.stderr, proc.stderr[-3000:]
+    data = json.loads((tmp_path / "report" / "advice.json").read_text())
+    ver = data["verification"]
+    assert ver["requested"] == "2" and len(ver["measured"]) == 2 and set(ver["failed"]) == set(ver["measured"])
+    assert all(v.startswith(line) for v in ver["failed"].values())
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "Every --verify re-run failed" in html and line in html
+    # the baseline's measurement is kept
+    assert json.loads((tmp_path / "report" / "profile.json").read_text())["steps"]["measured"] == 3

@@ -17,7 +17,7 @@ STATUSES = ("recommended", "already_applied", "not_applicable")
 RISKS = ("none", "numerics", "convergence", "accuracy")
 CONFIDENCES = ("low", "medium", "high")
 
-__all__ = ["SCHEMA", "STATUSES", "RISKS", "CONFIDENCES", "Projected", "Measured", "Advice",
+__all__ = ["SCHEMA", "STATUSES", "RISKS", "CONFIDENCES", "Projected", "Measured", "Verification", "Advice",
            "PlanStep", "Plan", "AdviceSet"]
 
 
@@ -44,6 +44,22 @@ class Measured:
     memory_error_frac: float | None = None
     harmful: bool = False
     note: str | None = None
+    failed: bool = False                    # the re-run did not finish: nothing was measured
+    error: str | None = None                # then: the script's own error line ("train.py:42: ...")
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What ``--verify`` did: the tweaks it re-ran, those that failed (with the script's error
+    line) and the top tweaks it could not measure, with why."""
+    requested: str = ""                     # "3" or "plan"
+    measured: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    not_measurable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def all_failed(self) -> bool:
+        return bool(self.measured) and len(self.failed) == len(self.measured)
 
 
 @dataclass(frozen=True)
@@ -93,6 +109,7 @@ class AdviceSet:
     schema: str = SCHEMA
     advice: list[Advice] = field(default_factory=list)
     plan: Plan = field(default_factory=Plan)
+    verification: Verification | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _serde.to_dict(self)

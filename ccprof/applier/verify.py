@@ -19,11 +19,20 @@ import statistics
 from dataclasses import replace
 from typing import Any, Callable
 
-from ccprof.advisors.advice import Advice, AdviceSet, Measured
+from ccprof.advisors.advice import Advice, AdviceSet, Measured, Verification
 from ccprof.profiler.profile import Profile
 
-__all__ = ["VERIFY_SEED", "NOISE_SIGMAS", "step_noise_frac", "verifiable", "pick_tweaks", "runtime_options",
-           "measure", "verify"]
+__all__ = ["VERIFY_SEED", "NOISE_SIGMAS", "NOT_MEASURABLE", "step_noise_frac", "verifiable", "pick_tweaks",
+           "runtime_options", "measure", "verify", "failure_line"]
+
+# Tweaks no re-run of a few steps can measure, and why (said for those ranked within the top K).
+NOT_MEASURABLE = {
+    "right_size_gpu": "it changes the GPU you rent, not the script: re-project with --gpu <id>",
+    "distributed": "it needs several GPUs and a launcher (torchrun); measure it with --nproc N on them",
+    "finetune": "it starts from a pretrained checkpoint ccprof cannot choose for you",
+    "early_stopping": "it ends the run sooner; a few measured steps cannot show when",
+    "data_curation": "it changes the dataset; deduplicate, then profile the new data",
+}
 
 VERIFY_SEED = 0
 # A measured time difference smaller than this many robust standard deviations of the
@@ -73,6 +82,23 @@ def runtime_options(tweak: str, details: dict[str, Any] | None) -> dict[str, Any
     elif tweak == "warm_start" and d.get("embeddings"):
         opts.setdefault("names", list(d["embeddings"]))
     return opts
+
+
+def failure_line(run: Profile | None) -> str | None:
+    """The re-run's own error, as ``file:line: message``; None when it finished."""
+    if run is None:
+        return "the re-run produced no profile (it stopped before its first training step)"
+    e = run.error
+    if e is None:
+        return None
+    import os
+    import re
+
+    msg = e.message
+    if e.file and e.line:
+        msg = re.sub(r"\s*\([^()]*:\d+\)$", "", msg)           # the location goes in front
+        return f"{os.path.basename(e.file)}:{e.line}: {msg}"
+    return msg
 
 
 def _options_for(advice: Advice | None) -> dict[str, Any]:
@@ -131,16 +157,34 @@ def verify(run_one: Callable[[list[str], dict[str, dict]], Profile | None], base
     and returns its Profile (the CLI passes a closure over ``run_script``).
     """
     by_tweak = advice_set.by_tweak()
-    usd_run = baseline.cost.usd_run if baseline.cost else None
+    # the dollars a step change moves: the training steps (evaluation between them is apart)
+    usd_run = (baseline.cost.usd_run - baseline.cost.usd_eval_run) if baseline.cost else None
     new_advice = list(advice_set.advice)
-    for tweak in pick_tweaks(advice_set, k or 0):
+    picked = pick_tweaks(advice_set, k or 0)
+    not_measurable: dict[str, str] = {}
+    if picked or k:
+        # recommended tweaks ranked above the last one verified (or within the top k) that no
+        # re-run can measure: said plainly, with why
+        recs = [a for a in advice_set.advice if a.status == "recommended"]
+        last = max((i for i, a in enumerate(recs) if a.tweak in picked), default=(k or 0) - 1)
+        for a in recs[:max(last + 1, k or 0)]:
+            if not verifiable(a):
+                not_measurable[a.tweak] = NOT_MEASURABLE.get(a.tweak, "ccprof cannot apply it to a running script")
+    failed: dict[str, str] = {}
+    for tweak in picked:
         if on_tweak:
             on_tweak(tweak)
         adv = by_tweak[tweak]
         prof = run_one([tweak], {tweak: _options_for(adv)})
         applied = [e for e in (prof.applied if prof else []) if e.get("tweak") == tweak]
+        err = failure_line(prof)
         if prof is not None and applied and not applied[0].get("applied"):
-            m = Measured(note=f"could not apply at run time: {applied[0].get('reason')}")
+            m = Measured(note=f"could not apply at run time: {applied[0].get('reason')}", failed=True,
+                         error=f"not applied: {applied[0].get('reason')}")
+            failed[tweak] = m.error
+        elif err is not None and (prof is None or not prof.steps.measured):
+            m = Measured(note=f"the re-run with {tweak} failed: {err}", failed=True, error=err)
+            failed[tweak] = err
         else:
             m = measure(baseline, prof, adv.projected.time_saved_frac, adv.projected.peak_bytes_after, usd_run)
         new_advice = [replace(a, measured=m) if a.tweak == tweak else a for a in new_advice]
@@ -157,8 +201,17 @@ def verify(run_one: Callable[[list[str], dict[str, dict]], Profile | None], base
             before = advice_set.plan.step_s_before
             frac = (1 - advice_set.plan.step_s_after / before) if before else None
             extra = f"; not applied at run time: {', '.join(skipped)}" if skipped else ""
-            m = measure(baseline, prof, frac, advice_set.plan.peak_bytes_after or None, usd_run, extra)
+            err = failure_line(prof)
+            if err is not None and (prof is None or not prof.steps.measured):
+                m = Measured(note=f"the re-run with the plan failed: {err}{extra}", failed=True, error=err)
+                failed["plan"] = err
+            else:
+                m = measure(baseline, prof, frac, advice_set.plan.peak_bytes_after or None, usd_run, extra)
+            picked = picked + ["plan"]
         else:
             m = Measured(note="no tweak of the plan can be applied to a running script")
+            not_measurable["plan"] = "no tweak of the plan can be applied to a running script"
         new_plan = replace(advice_set.plan, measured=m)
-    return replace(advice_set, advice=new_advice, plan=new_plan)
+    summary = Verification(requested="plan" if plan else str(k or 0), measured=list(picked), failed=failed,
+                           not_measurable=not_measurable)
+    return replace(advice_set, advice=new_advice, plan=new_plan, verification=summary)

@@ -54,9 +54,10 @@ def format_user_traceback(exc: BaseException) -> str:
 
 def blame_frame(exc: BaseException, script: str) -> tuple[str | None, int | None]:
     """Where in the user's code it happened: the deepest frame in the script's folder."""
-    frames = user_frames(exc.__traceback__)
+    # "<frozen os>" and "<string>" are not files (and would resolve into the cwd)
+    frames = [f for f in user_frames(exc.__traceback__) if not f.filename.startswith("<")]
     folder = str(Path(script).resolve().parent)
-    mine = [f for f in frames if str(Path(f.filename).resolve()).startswith(folder)]
+    mine = [f for f in frames if str(Path(f.filename).resolve()).startswith(folder + os.sep)]
     pick = (mine or frames or [None])[-1]
     return (pick.filename, pick.lineno) if pick else (None, None)
 
@@ -98,10 +99,21 @@ class _Progress:
 def _find_optimizers(model: torch.nn.Module) -> list[torch.optim.Optimizer]:
     """The user's optimizers over ``model``, before any of them has stepped (for --verify)."""
     import gc
+    import warnings
 
     ids = {id(p) for p in model.parameters()}
     found = []
-    for obj in gc.get_objects():
+    with warnings.catch_warnings():
+        # isinstance() on every object touches deprecated module attributes (torch.distributed)
+        warnings.simplefilter("ignore")
+        opts = []
+        for o in gc.get_objects():
+            try:
+                if isinstance(o, torch.optim.Optimizer):
+                    opts.append(o)
+            except Exception:
+                continue
+    for obj in opts:
         try:
             if isinstance(obj, torch.optim.Optimizer) and not isinstance(
                     getattr(obj, "optimizer", None), torch.optim.Optimizer):

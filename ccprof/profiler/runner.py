@@ -21,9 +21,11 @@ from typing import Any, Callable
 
 from ccprof.profiler.profile import ErrorInfo, Profile
 
-__all__ = ["ScriptError", "check_script", "run_script", "RunResult"]
+__all__ = ["ScriptError", "check_script", "run_script", "RunResult", "EXIT_BAD_INPUT", "EXIT_SCRIPT_ERROR",
+           "EXIT_NOTHING", "EXIT_INTERRUPTED", "EXIT_VERIFY_FAILED"]
 
 EXIT_BAD_INPUT, EXIT_SCRIPT_ERROR, EXIT_NOTHING, EXIT_INTERRUPTED = 2, 3, 4, 130
+EXIT_VERIFY_FAILED = 5      # --verify: every requested re-run failed (the baseline was measured)
 GRACE_S = 20.0      # after SIGTERM, time for the child to write its partial profile
 
 

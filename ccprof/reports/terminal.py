@@ -49,7 +49,7 @@ def terminal_summary(profile: Profile, advice_set: AdviceSet | None, console: Co
     if recs:
         t = Table(title=f"Top {len(recs)} of {len(v.recommendations)} recommendations",
                   title_justify="left", expand=False, show_edge=False, pad_edge=False)
-        verified_any = any(r.measured for r in recs)
+        verified_any = any(r.measured or r.failed for r in recs)
         # the tweak id is what the user types next (ccprof apply -t ID): never cut it
         cols = [("#", {"justify": "right"}), ("tweak", {"no_wrap": True}), ("time", {}), ("memory", {}),
                 ("$", {}), ("cost", {}), ("conf.", {}), ("risk", {})] + ([("verified", {})] if verified_any else [])
@@ -60,7 +60,8 @@ def terminal_summary(profile: Profile, advice_set: AdviceSet | None, console: Co
             row = [Text(str(r.rank)), Text(r.tweak), Text(r.time), Text(r.memory), Text(r.usd),
                    Text(r.cost_share.split(" ")[0]), Text(r.confidence), Text(r.risk, style=_RISK_STYLE.get(r.risk, ""))]
             if verified_any:
-                row.append(Text(r.measured[0].measured + (" (harmful)" if r.harmful else "") if r.measured else ""))
+                row.append(Text("failed" if r.failed else (r.measured[0].measured + (" (harmful)" if r.harmful else "")
+                                                           if r.measured else "")))
             t.add_row(*row)
         parts += [Text(""), t]
     elif advice_set is not None and advice_set.advice:

@@ -101,6 +101,7 @@ class Recommendation:
     measured: list[MeasuredRow] = field(default_factory=list)
     measured_note: str = ""
     harmful: bool = False
+    failed: bool = False                    # --verify: the re-run failed (measured_note has its error)
 
 
 @dataclass(frozen=True)
@@ -264,6 +265,7 @@ class ReportView:
     notes: list[str]
     rank_note: str = ""
     evaluation: str = ""                    # work between steps that is not training (profile.eval)
+    verification: list[str] = field(default_factory=list)   # what --verify did, failures first
 
 
 def rank_note() -> str:
@@ -466,7 +468,7 @@ def _rel(before: float | None, after: float | None) -> float | None:
 
 def _measured_rows(a: Advice, priced: bool) -> list[MeasuredRow]:
     m, p = a.measured, a.projected
-    if m is None:
+    if m is None or m.failed:
         return []
     rows = [MeasuredRow("step time", _saved_time(p.time_saved_frac), _saved_time(m.time_saved_frac)),
             MeasuredRow("memory", _saved_memory(p.memory_saved_bytes), _saved_memory(m.memory_saved_bytes)),
@@ -502,7 +504,7 @@ def _recommendations(profile: Profile, advice: AdviceSet) -> tuple[list[Recommen
             rationale=a.rationale, assumptions=list(a.assumptions), sources=list(a.sources),
             snippet=a.snippet, auto_apply=a.auto_apply, in_plan=a.tweak in plan,
             measured=_measured_rows(a, priced), measured_note=(m.note or "") if m else "",
-            harmful=bool(m and m.harmful)))
+            harmful=bool(m and m.harmful), failed=bool(m and m.failed)))
     order = {"already_applied": 0, "not_applicable": 1}
     others = [OtherAdvice(a.tweak, f"tweak-{a.tweak}", _tweak_title(a.tweak, a.title), a.status,
                           a.rationale)
@@ -564,6 +566,22 @@ def _projected(profile: Profile) -> Projected | None:
     note = "; ".join(x for x in (str(d.get("policy") or ""), f"data: {data}" if data else "",
                                  *[str(n) for n in d.get("notes") or []]) if x)
     return Projected(gid, p.method, fmt_s(p.step_s), rows, note)
+
+
+def verification_lines(advice: AdviceSet) -> list[str]:
+    """``--verify`` in sentences: each failed re-run with the script's error line, the top
+    tweaks no re-run can measure and why, then what was measured."""
+    v = advice.verification
+    if v is None:
+        return []
+    out = [f"The re-run with {t} failed: {line}" for t, line in v.failed.items()]
+    out += [f"{t} cannot be measured by a re-run: {why}" for t, why in v.not_measurable.items()]
+    ok = [t for t in v.measured if t not in v.failed]
+    if ok:
+        out.append(f"Measured by a re-run: {', '.join(ok)}.")
+    if v.all_failed:
+        out.insert(0, "Every --verify re-run failed: nothing below is measured.")
+    return out
 
 
 def evaluation_line(profile: Profile) -> str:
@@ -837,7 +855,7 @@ def build_report_view(profile: Profile, advice_set: AdviceSet | None = None,
         waterfall=waterfall,
         timeline=timeline, loss=loss, modules=modules, modules_note=modules_note,
         findings=findings, error=error, notes=notes, rank_note=rank_note(),
-        evaluation=evaluation_line(profile))
+        evaluation=evaluation_line(profile), verification=verification_lines(advice))
 
 
 def _label(profile: Profile, fallback: str) -> str:
