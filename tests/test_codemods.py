@@ -592,3 +592,101 @@ def test_api_apply_reads_the_script_and_writes_nothing(tmp_path):
     result = api.apply(script, ["fused_optimizer"])
     assert result.applied == ["fused_optimizer"] and "fused=True" in result.source
     assert script.read_text() == src and sorted(p.name for p in tmp_path.iterdir()) == ["train.py"]
+
+
+# --- issue 11, misread 6: rewrites that claim more than they do --------------------------------
+CLASS_TRAINER = '''\
+import torch
+import torch.nn.functional as F
+
+
+class Trainer:
+    def __init__(self, model, optimizer):
+        self.model = model
+        self.optimizer = optimizer
+
+    def _run_batch(self, source, targets):
+        self.optimizer.zero_grad()
+        output = self.model(source)
+        loss = F.cross_entropy(output, targets)
+        loss.backward()
+        self.optimizer.step()
+
+
+model = torch.nn.Linear(20, 4)
+optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+'''
+
+
+def test_mixed_precision_covers_the_forward_in_a_trainer_class_method():
+    """The DDP tutorial: the forward is `self.model(source)`, bound from `model` in __init__."""
+    check(CLASS_TRAINER, CLASS_TRAINER.replace('''        output = self.model(source)
+        loss = F.cross_entropy(output, targets)''', '''        with torch.autocast(device_type="cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16):
+            output = self.model(source)
+            loss = F.cross_entropy(output, targets)'''), "mixed_precision")
+
+
+def test_mixed_precision_follows_a_model_called_through_another_name():
+    src = PLAIN.replace("    out = model(x)", "    out = net(x)").replace(
+        "optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)",
+        "optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)\nnet = model.to('cpu')")
+    assert "out = net(x)" in src and "net = model.to('cpu')" in src
+    result = rewrite(src, "mixed_precision")
+    assert result.applied == ["mixed_precision"], result.skipped
+    assert "with torch.autocast(" in result.source
+    body = result.source.split("with torch.autocast(", 1)[1]
+    assert "out = net(x)" in body.split("backward", 1)[0]          # the forward is inside
+
+
+def test_mixed_precision_refuses_when_only_the_loss_would_be_wrapped():
+    src = '''\
+import torch
+import torch.nn.functional as F
+
+model = torch.nn.Linear(4, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+def forward_all(x):
+    return model(x)
+
+for step in range(10):
+    x = torch.randn(8, 4)
+    out = forward_all(x)
+    loss = F.mse_loss(out, torch.zeros(8, 1))
+    loss.backward()
+    opt.step()
+'''
+    result = rewrite(src, "mixed_precision")
+    assert result.applied == [] and result.source == src
+    assert "found none" in result.skipped["mixed_precision"] and "line 14" in result.skipped["mixed_precision"]
+
+
+DCGAN = '''\
+import torch
+import torch.nn as nn
+
+netD = nn.Sequential(nn.Linear(16, 1), nn.Sigmoid())
+criterion = nn.BCELoss()
+optD = torch.optim.Adam(netD.parameters(), lr=2e-4)
+for i in range(50):
+    real = torch.randn(32, 16)
+    netD.zero_grad()
+    output = netD(real).view(-1)
+    errD_real = criterion(output, torch.ones(32))
+    errD_real.backward()
+    optD.step()
+'''
+
+
+def test_mixed_precision_keeps_an_autocast_unsafe_bce_loss_outside_in_float32():
+    """dcgan: nn.BCELoss is refused under CUDA autocast; the loss leaves the region on fp32 inputs."""
+    result = check(DCGAN, DCGAN.replace('''    output = netD(real).view(-1)
+    errD_real = criterion(output, torch.ones(32))''', '''    with torch.autocast(device_type=next(netD.parameters()).device.type, dtype=torch.bfloat16):
+        output = netD(real).view(-1)
+    errD_real = criterion(output.float(), torch.ones(32).float())'''), "mixed_precision")
+    assert "BCELoss is autocast-unsafe" in result.notes["mixed_precision"]
+    # the functional form too
+    functional = DCGAN.replace("criterion = nn.BCELoss()\n", "").replace(
+        "criterion(output, torch.ones(32))", "nn.functional.binary_cross_entropy(output, torch.ones(32))")
+    result = rewrite(functional, "mixed_precision")
+    assert "binary_cross_entropy(output.float(), torch.ones(32).float())" in result.source

@@ -81,17 +81,57 @@ def calls_model(stmt: cst.CSTNode, models: set[str]) -> bool:
 def trained_models(info: ScriptInfo) -> set[str]:
     """The models the loop trains: those an optimizer gets parameters from; in a script with no
     torch.optim optimizer (a hand-written update, ``p.data.add_(-lr, p.grad)``), the names whose
-    ``.parameters()`` or ``.zero_grad()`` it calls."""
+    ``.parameters()`` or ``.zero_grad()`` it calls. Then every name or attribute the script binds
+    to one of them, wrapped or not (``self.model = DDP(model)``, ``net = model.to(device)``,
+    ``self.model = model``): the forward is called through those too."""
     found = info.model_names()
-    if found:
-        return found
-    optimizers = {n for _, n, _ in info.optimizer_assigns() if n}
-    out: set[str] = set()
-    for c in info.calls:
-        call = method_call(c, "parameters") or method_call(c, "zero_grad")
-        if call is not None and isinstance(call.func.value, cst.Name):  # type: ignore[union-attr]
-            out.add(call.func.value.value)  # type: ignore[union-attr]
-    return out - optimizers
+    if not found:
+        optimizers = {n for _, n, _ in info.optimizer_assigns() if n}
+        for c in info.calls:
+            call = method_call(c, "parameters") or method_call(c, "zero_grad")
+            if call is not None and isinstance(call.func.value, cst.Name):  # type: ignore[union-attr]
+                found.add(call.func.value.value)  # type: ignore[union-attr]
+        found -= optimizers
+    return found | model_aliases(info, found)
+
+
+def model_aliases(info: ScriptInfo, models: set[str]) -> set[str]:
+    """Names and attribute chains assigned from a model: ``X = model``, ``X = DDP(model, ...)``,
+    ``X = model.to(dev)``, ``X = torch.compile(model)`` (to a fixed point)."""
+    assigns: list[tuple[str, cst.BaseExpression]] = []
+
+    class _V(cst.CSTVisitor):
+        def visit_Assign(s, n: cst.Assign) -> None:
+            for t in n.targets:
+                chain = attr_chain(t.target)
+                if chain:
+                    assigns.append((chain, n.value))
+
+    info.module.visit(_V())
+
+    def refers(value: cst.BaseExpression, names: set[str]) -> bool:
+        chain = attr_chain(value)
+        if chain is not None:
+            return chain in names
+        if isinstance(value, cst.Call):
+            if isinstance(value.func, cst.Attribute) and value.func.attr.value in ("to", "cuda", "cpu", "train",
+                                                                                   "float", "half", "bfloat16"):
+                return refers(value.func.value, names)
+            fname = attr_chain(value.func) or ""
+            if fname.split(".")[-1] in ("deepcopy", "copy"):
+                return False                          # an EMA copy or a teacher: another model
+            first = value.args[0].value if value.args else None
+            return first is not None and attr_chain(first) in names     # a wrapper: DDP(model), compile(model)
+        return False
+
+    out = set(models)
+    for _ in range(4):
+        new = {chain for chain, value in assigns if chain not in out and refers(value, out)}
+        if not new:
+            break
+        out |= new
+    # `self.model = model` in a class also names `self.model` wherever that class's methods call it
+    return out - set(models)
 
 
 # statements a forward region may hold besides simple lines; loops and definitions end it

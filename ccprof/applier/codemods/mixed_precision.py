@@ -9,11 +9,12 @@ import libcst as cst
 
 from ccprof.applier.codemods import register
 from ccprof.applier.codemods._base import (
-    AUTOCAST, AlreadyApplied, Edits, ScriptInfo, Skip, TweakCodemod, call_names, code_of, kwarg_code,
+    AUTOCAST, AlreadyApplied, Edits, ScriptInfo, Skip, TweakCodemod, attr_chain, call_names, code_of, kwarg_code,
     parse_expr, parse_stmts, set_kwarg,
 )
 from ccprof.applier.codemods._loop import (
-    CLIP_NAMES, device_type_expr, forward_region, loop_of, outermost_loop, require_sites, step_stmts,
+    CLIP_NAMES, calls_model, device_type_expr, forward_region, loop_of, outermost_loop, require_sites,
+    step_stmts, trained_models,
 )
 
 __all__ = ["MixedPrecision", "normalize_dtype"]
@@ -27,6 +28,54 @@ def normalize_dtype(value: object) -> str:
     if text in ("bf16", "bfloat16", "bf16-mixed"):
         return "bf16"
     raise ValueError(f"dtype must be bf16 or fp16, not {value!r}")
+
+
+_BCE_FUNCS = ("torch.nn.functional.binary_cross_entropy",)
+_BCE_CLASSES = ("torch.nn.BCELoss", "torch.nn.modules.loss.BCELoss")
+
+
+def _bce_names(info: ScriptInfo) -> set[str]:
+    """Names and attributes bound to ``nn.BCELoss()`` (``criterion = nn.BCELoss()``)."""
+    out: set[str] = set()
+
+    class _V(cst.CSTVisitor):
+        def visit_Assign(s, n: cst.Assign) -> None:
+            if isinstance(n.value, cst.Call) and info.is_call_to(n.value, _BCE_CLASSES):
+                for t in n.targets:
+                    chain = attr_chain(t.target)
+                    if chain:
+                        out.add(chain)
+
+    info.module.visit(_V())
+    return out
+
+
+def _bce_call(info: ScriptInfo, c: cst.Call, bce: set[str]) -> bool:
+    return info.is_call_to(c, _BCE_FUNCS) or (attr_chain(c.func) or "") in bce or (
+        isinstance(c.func, cst.Call) and info.is_call_to(c.func, _BCE_CLASSES))
+
+
+def _calls_bce(info: ScriptInfo, stmt: cst.CSTNode, bce: set[str]) -> bool:
+    return any(_bce_call(info, c, bce) for c in call_names(stmt))
+
+
+def _float_bce_args(info: ScriptInfo, stmt: cst.CSTNode, bce: set[str]) -> cst.CSTNode:
+    """Every BCE call in ``stmt`` with ``.float()`` on its first two arguments."""
+    class _T(cst.CSTTransformer):
+        def leave_Call(s, orig: cst.Call, upd: cst.Call) -> cst.Call:
+            name = attr_chain(upd.func) or ""
+            is_bce = name in bce or name.split(".")[-1] == "binary_cross_entropy" or (
+                isinstance(upd.func, cst.Call) and (attr_chain(upd.func.func) or "").endswith("BCELoss"))
+            if not is_bce:
+                return upd
+            args = list(upd.args)
+            for i in range(min(2, len(args))):
+                v = args[i].value
+                if not (isinstance(v, cst.Call) and isinstance(v.func, cst.Attribute) and v.func.attr.value == "float"):
+                    args[i] = args[i].with_changes(value=cst.Call(func=cst.Attribute(value=v, attr=cst.Name("float"))))
+            return upd.with_changes(args=args)
+
+    return stmt.visit(_T())
 
 
 @register("mixed_precision")
@@ -78,7 +127,22 @@ class MixedPrecision(TweakCodemod):
             raise AlreadyApplied(f"`{code_of(found[0].func)}(...)` at line {info.line(found[0])}")
         sites = require_sites(info)
         torch_dtype = "torch.bfloat16" if dtype == "bf16" else "torch.float16"
-        regions = [(site, forward_region(info, site)) for site in sites]
+        models = trained_models(info)
+        self._bce_lines: list[int] = []
+        regions = []
+        for site in sites:
+            region = forward_region(info, site)
+            if not any(calls_model(stmt, models) for stmt in region):
+                raise Skip(f"line {info.line(site.stmt)}: looked for the forward of {', '.join(sorted(models)) or 'the model'} "
+                           f"before `{code_of(site.stmt).strip()}` in the same block and found none; autocast around "
+                           "the loss alone would not run the forward in the new precision")
+            region = self._unsafe_loss(info, edits, region, models)
+            regions.append((site, region))
+        if self._bce_lines:
+            self.notes.append(f"line{'s' if len(self._bce_lines) > 1 else ''} "
+                              f"{', '.join(map(str, self._bce_lines))}: BCELoss is autocast-unsafe, so the loss "
+                              "stays outside autocast on float32 inputs (BCEWithLogitsLoss on the logits, without the "
+                              "final Sigmoid, is the safe and faster form)")
         for site, region in regions:
             dev = device_type_expr(info, region[0], region)
             head = parse_expr(f"torch.autocast(device_type={dev}, dtype={torch_dtype})")
@@ -92,6 +156,23 @@ class MixedPrecision(TweakCodemod):
         self.need_import("torch")
         if dtype == "fp16":
             self._scaler(info, edits, sites)
+
+    def _unsafe_loss(self, info: ScriptInfo, edits: Edits, region: list, models: set[str]) -> list:
+        """Autocast refuses ``binary_cross_entropy`` (nn.BCELoss) on CUDA: it is unsafe in 16-bit.
+        PyTorch's recipe: leave the loss out of the autocast region and give it float32 inputs.
+        Returns the region without the statements that call it; their inputs are cast ``.float()``."""
+        bce = _bce_names(info)
+        cut = next((i for i, stmt in enumerate(region) if _calls_bce(info, stmt, bce)), None)
+        if cut is None:
+            return region
+        if not any(calls_model(stmt, models) for stmt in region[:cut]):
+            raise Skip(f"line {info.line(region[cut])}: the forward and an autocast-unsafe BCELoss share "
+                       "one statement; split the loss onto its own line (or use BCEWithLogitsLoss) first")
+        for stmt in region[cut:]:
+            if _calls_bce(info, stmt, bce):
+                edits.replace(stmt, lambda u, b=bce: _float_bce_args(info, u, b))
+        self._bce_lines.append(info.line(region[cut]))
+        return region[:cut]
 
     def _scaler(self, info: ScriptInfo, edits: Edits, sites: list) -> None:
         used = set().union(*(info.visible_names(s.stmt) for s in sites))
