@@ -33,3 +33,10 @@ def test_already_applied_when_frozen():
     m.model.embed_tokens.weight.requires_grad_(False)
     p = run(m, llama_batches(batch=2, seq=16))
     assert advise_one("warm_start", p).status == "already_applied"
+
+
+def test_not_applicable_for_embeddings_narrower_than_any_published_vectors():
+    """graykode's TextCNN trains 2-d embeddings: no published vectors are that narrow."""
+    p = hand_profile(model=replace(hand_profile().model, embeddings=[Embedding("W", 16, 2, 32)]))
+    a = advise_one("warm_start", p)
+    assert a.status == "not_applicable" and "2-dimensional" in a.rationale and "50-d" in a.rationale

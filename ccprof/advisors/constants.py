@@ -14,7 +14,7 @@ __all__ = [
     "BYTES_FP32", "BYTES_BF16", "ADAM_STATE_BYTES_PER_PARAM",
     "MEMORY_FULL_FRAC", "DATA_WAIT_FRAC_MIN", "GPU_UTIL_LOW_PCT",
     "FINETUNE_BUDGET_FRAC", "LORA_RANK", "LORA_LINEAR_SHARE_MIN", "LORA_PUBLISHED",
-    "WARM_START_EMBED_SHARE_MIN", "WARM_START_RUN_FRAC",
+    "WARM_START_EMBED_SHARE_MIN", "WARM_START_RUN_FRAC", "WARM_START_MIN_DIM",
     "CKPT_ACT_SHARE_MIN", "MP_MATMUL_SHARE_MIN", "MP_OTHER_ACT_KEEP_FRAC",
     "DISTILL_DEPTH_FRAC", "PRUNE_STRUCTURED_FRAC",
     "QUANT_4BIT_BYTES_PER_PARAM", "QUANT_INT8_BYTES_PER_PARAM", "QUANT_FROZEN_SHARE_MIN",
@@ -54,6 +54,10 @@ LORA_PUBLISHED = "Hu et al. (ICLR 2022): 25% faster training, 3x less memory on 
 # --- warm_start -----------------------------------------------------------------------------
 # Embeddings "large" when they hold >= 10% of the parameters (ccprof threshold).
 WARM_START_EMBED_SHARE_MIN = 0.10
+# Published vectors to warm-start from are at least this wide: GloVe's smallest is 50-d
+# (Pennington et al., EMNLP 2014: 50/100/200/300), word2vec and fastText 300-d, transformer
+# token embeddings 128-d and up. Narrower embeddings (a 2-d toy TextCNN) have nothing to load.
+WARM_START_MIN_DIM = 50
 # Share of the run spent learning what pretrained embeddings already know. *Unverified*
 # ccprof assumption; set AdviceContext.warm_start_run_frac.
 WARM_START_RUN_FRAC = 0.05

@@ -51,6 +51,13 @@ def advise_warm_start(profile: Profile, ctx: AdviceContext) -> Advice:
     if not any(e.trainable for e in embs):
         return make_advice("warm_start", "already_applied", profile, ctx, confidence="high", snippet=snippet,
                            rationale=f"The embeddings ({', '.join(e.name for e in embs)}) are already frozen.")
+    wide = [e for e in embs if e.trainable and e.dim >= C.WARM_START_MIN_DIM]
+    if not wide:
+        dims = sorted({e.dim for e in embs if e.trainable})
+        return make_advice("warm_start", "not_applicable", profile, ctx, confidence="high", snippet=snippet,
+                           rationale=(f"The trainable embeddings are {'/'.join(map(str, dims))}-dimensional; published "
+                                      f"vectors to start from are {C.WARM_START_MIN_DIM}-d and wider (GloVe 50-300, "
+                                      "word2vec and fastText 300), so there is nothing of that width to load."))
     pr = project_warm_start(profile)
     share = pr["embedding_params"] / m.params if m.params else 0.0
     if share < C.WARM_START_EMBED_SHARE_MIN:
