@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ccprof import _serde
+from ccprof._serde import ArtefactError
 
 SCHEMA = "ccprof.advice/1"
 
@@ -18,7 +19,7 @@ RISKS = ("none", "numerics", "convergence", "accuracy")
 CONFIDENCES = ("low", "medium", "high")
 
 __all__ = ["SCHEMA", "STATUSES", "RISKS", "CONFIDENCES", "Projected", "Measured", "Verification", "Advice",
-           "PlanStep", "Plan", "AdviceSet"]
+           "PlanStep", "Plan", "AdviceSet", "ArtefactError"]
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,8 @@ class AdviceSet:
 
     @classmethod
     def from_json(cls, path_or_text: str | Path) -> "AdviceSet":
-        """Load advice from a path or from JSON text."""
+        """Load advice from a path or from JSON text; ArtefactError (a ValueError naming the
+        field) when it is not a valid ``ccprof.advice/1``."""
         return _serde.load_json(cls, path_or_text, "ccprof.advice/", "advice file")
 
     def by_tweak(self) -> dict[str, Advice]:

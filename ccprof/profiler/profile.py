@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ccprof import _serde
+from ccprof._serde import ArtefactError
 
 SCHEMA = "ccprof.profile/1"
 
@@ -25,7 +26,7 @@ __all__ = [
     "SCHEMA", "Profile", "Device", "ModuleStat", "RepeatedBlock", "Embedding", "ModelInfo",
     "OptimizerInfo", "OptimizerSection", "Steps", "OpCost", "Flops", "Memory", "DataInfo",
     "Precision", "GpuSample", "GpuInfo", "HostInfo", "RunLimit", "EvalWork", "StaticFacts", "Environment", "Finding",
-    "ErrorInfo", "GpuProjection", "Cost",
+    "ErrorInfo", "GpuProjection", "Cost", "ArtefactError",
 ]
 
 
@@ -124,6 +125,8 @@ class Steps:
     tokens_per_step: int | None = None
     kind: str = "optimizer"                 # "optimizer" | "backward" (no torch.optim)
 
+    _json_min = {"warmup": 0, "measured": 0, "step_s": 0}  # checked on load (ccprof._serde)
+
 
 @dataclass(frozen=True)
 class OpCost:
@@ -189,6 +192,8 @@ class Memory:
     cuda_max_allocated_bytes: int | None = None
     cuda_reserved_bytes: int | None = None
     method: str = ""
+
+    _json_min = {"peak_bytes": 0}           # checked on load (ccprof._serde)
 
 
 @dataclass(frozen=True)
@@ -461,5 +466,6 @@ class Profile:
 
     @classmethod
     def from_json(cls, path_or_text: str | Path) -> "Profile":
-        """Load a profile from a path or from JSON text."""
+        """Load a profile from a path or from JSON text; ArtefactError (a ValueError naming the
+        field) when it is not a valid ``ccprof.profile/1``."""
         return _serde.load_json(cls, path_or_text, "ccprof.profile/", "profile")
