@@ -7,9 +7,14 @@ touches a file: the CLI owns the file system.
 
 Example::
 
-    result = apply_source(open("train.py").read(), ["mixed_precision", "checkpointing"])
+    script = read_script("train.py")          # text, encoding, BOM, line endings
+    result = apply_source(script.source, ["mixed_precision", "checkpointing"], like=script)
     print(result.diff)
     result.skipped     # {"checkpointing": "looked for ... at line 42"}
+    write_script("train_ccprof.py", result.source, like=script)
+
+The script is parsed once; each module version's facts (parents, lines, qualified names)
+are computed once and shared by the tweaks that read it (see ``_facts``).
 """
 from __future__ import annotations
 
@@ -22,9 +27,13 @@ import libcst as cst
 from libcst.codemod import CodemodContext
 
 from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
+from ccprof.applier.codemods._facts import ModuleFacts
+from ccprof.applier.codemods._text import (
+    ScriptEncodingError, ScriptText, format_change, join_newlines, read_script, split_newlines, write_script,
+)
 
 __all__ = ["ApplyResult", "CODEMODS", "APPLY_ORDER", "register", "apply_source", "codemod_ids",
-           "ScriptSyntaxError"]
+           "ScriptSyntaxError", "ScriptText", "ScriptEncodingError", "read_script", "write_script"]
 
 CODEMODS: dict[str, type[TweakCodemod]] = {}
 
@@ -79,7 +88,8 @@ def codemod_ids() -> list[str]:
 
 
 def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | None = None,
-                 path: str = "<script>", to_path: str | None = None) -> ApplyResult:
+                 path: str = "<script>", to_path: str | None = None,
+                 like: ScriptText | None = None) -> ApplyResult:
     """Rewrite ``source`` with the codemods of ``tweaks``; pure (no file I/O).
 
     Each tweak either rewrites the script completely or leaves it exactly as it was (a skip
@@ -87,17 +97,25 @@ def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | No
     ``options``: ``dtype`` ("bf16" | "fp16"), ``accumulation_steps``, ``lora_rank``,
     ``lora_targets``, ``patience``, ``num_workers``, ``batch_size``, ``embeddings_path`` ...
     ``path`` and ``to_path`` label the diff's old and new file (the new defaults to ``path``).
+    ``like``: the ``ScriptText`` that ``source`` came from (``read_script``); the result is
+    checked to write back in its encoding, BOM and line endings, and the diff's first line
+    says so when it would not (a ``ScriptEncodingError`` when it cannot be encoded at all).
+    A leading BOM character and ``\r\n`` or ``\r`` line endings in ``source`` are kept in
+    ``result.source``; the diff is of the text with ``\n`` endings, so it shows only edits.
     Raises ``ScriptSyntaxError`` when ``source`` does not parse.
     """
     _load()
+    bom = source.startswith("\ufeff")            # read as utf-8 rather than utf-8-sig
+    text, newline = split_newlines(source[1:] if bom else source)
     try:
-        builtins.compile(source, path, "exec", dont_inherit=True)
+        builtins.compile(text, path, "exec", dont_inherit=True)
     except SyntaxError as e:
         raise ScriptSyntaxError(path, e.lineno or 0, e.msg) from None
     try:
-        tree = cst.parse_module(source)
+        tree = cst.parse_module(text)
     except cst.ParserSyntaxError as e:
         raise ScriptSyntaxError(path, e.editor_line, e.message) from None
+    facts = ModuleFacts(tree)                    # one parse; facts per module version
     opts = dict(options or {})
     wanted = list(dict.fromkeys(tweaks))
     order = {t: i for i, t in enumerate(APPLY_ORDER)}
@@ -113,7 +131,7 @@ def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | No
             continue
         codemod = cls(CodemodContext(filename=path), opts)
         try:
-            new_tree = codemod.transform_module(tree)
+            new_tree = codemod.rewrite(facts)
         except AlreadyApplied as e:
             skipped[tweak] = f"already applied: {e}"
             already.append(tweak)
@@ -123,17 +141,23 @@ def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | No
             continue
         if codemod.notes:
             notes[tweak] = "; ".join(codemod.notes)
-        if new_tree.code == tree.code:
+        new_facts = ModuleFacts(new_tree)
+        if new_facts.code == facts.code:
             skipped[tweak] = "already applied: nothing to change"
             already.append(tweak)
             continue
-        _check_compiles(new_tree.code, tweak, path)
-        tree = new_tree
+        _check_compiles(new_facts.code, tweak, path)
+        facts = new_facts
         applied.append(tweak)
-    out = tree.code
-    diff = "".join(difflib.unified_diff(source.splitlines(keepends=True), out.splitlines(keepends=True),
+    out = facts.code
+    diff = "".join(difflib.unified_diff(text.splitlines(keepends=True), out.splitlines(keepends=True),
                                         fromfile=path, tofile=to_path or path))
-    return ApplyResult(out, applied, skipped, diff, already, notes)
+    if like is not None and applied:
+        change = format_change(join_newlines(out, newline), like)
+        if change:
+            diff = f"# ccprof: the file is written differently from how it was read: {change}\n" + diff
+    return ApplyResult(("\ufeff" if bom else "") + join_newlines(out, newline), applied, skipped, diff,
+                       already, notes)
 
 
 def _check_compiles(code: str, tweak: str, path: str) -> None:
@@ -143,11 +167,18 @@ def _check_compiles(code: str, tweak: str, path: str) -> None:
         raise RuntimeError(f"codemod {tweak!r} produced code that does not compile: {e}") from e
 
 
+_LOADED = False
+
+
 def _load() -> None:
-    """Import every codemod module once (each registers itself)."""
-    if CODEMODS:
+    """Import every codemod module once (each registers itself). A flag, not ``CODEMODS``
+    being non-empty: importing one codemod module directly (``selection`` imports
+    ``mixed_precision``) registers that one only."""
+    global _LOADED
+    if _LOADED:
         return
     from ccprof.applier.codemods import (  # noqa: F401
         batch_size, checkpointing, compile, dataloader, distributed, early_stopping, fused_optimizer,
         grad_accumulation, lora, mixed_precision, tf32, warm_start,
     )
+    _LOADED = True

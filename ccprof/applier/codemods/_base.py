@@ -15,8 +15,9 @@ from typing import Any, Callable, ClassVar, Iterable, Sequence
 import libcst as cst
 import libcst.matchers as m
 from libcst.codemod import CodemodCommand, CodemodContext
-from libcst.codemod.visitors import AddImportsVisitor
-from libcst.metadata import ParentNodeProvider, PositionProvider, QualifiedNameProvider
+from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
+
+from ccprof.applier.codemods._facts import ModuleFacts
 
 
 class Skip(Exception):
@@ -55,6 +56,8 @@ class Edits(cst.CSTTransformer):
     ``replace(node, fn)``: fn(updated) -> new node (one for one).
     ``insert_before/after(stmt, stmts)``: new statements beside a statement of a block.
     ``remove(stmt)``; ``group(stmts, fn)``: contiguous statements of one block -> fn(updated list).
+    ``apply(module, parent)`` runs the plan visiting only the paths to the edited nodes;
+    ``module.visit(edits)`` visits everything (the same result, slower).
     """
 
     def __init__(self) -> None:
@@ -66,9 +69,28 @@ class Edits(cst.CSTTransformer):
         self._groups: dict[int, tuple[list[int], Callable[[list], cst.BaseStatement]]] = {}
         self._grouped: set[int] = set()
         self._keep: list[Any] = []           # keep originals alive so ids stay unique
+        self._above: set[int] | None = None  # ids of the nodes holding an edited node (apply)
 
     def __bool__(self) -> bool:
         return bool(self._replace or self._before or self._after or self._remove or self._groups)
+
+    def apply(self, module: cst.Module, parent: Callable[[cst.CSTNode], cst.CSTNode | None]) -> cst.Module:
+        """``module`` with the plan applied, visiting only the nodes that hold an edited node:
+        every other subtree is kept as the same object (so the new module shares it)."""
+        above: set[int] = set()
+        for node in self._keep:
+            p = parent(node)
+            while p is not None and id(p) not in above:
+                above.add(id(p))
+                p = parent(p)
+        self._above = above
+        try:
+            return module.visit(self)
+        finally:
+            self._above = None
+
+    def on_visit(self, node):  # type: ignore[override]
+        return self._above is None or id(node) in self._above
 
     def replace(self, node: cst.CSTNode, fn: Callable[[Any], Any]) -> None:
         self._keep.append(node)
@@ -98,10 +120,14 @@ class Edits(cst.CSTTransformer):
         if fn is not None:
             updated_node = fn(updated_node)
         if isinstance(original_node, (cst.Module, cst.IndentedBlock)) and isinstance(
-                updated_node, (cst.Module, cst.IndentedBlock)):
+                updated_node, (cst.Module, cst.IndentedBlock)) and self._touches(original_node.body):
             updated_node = updated_node.with_changes(
                 body=self._rebuild(original_node.body, updated_node.body))
         return updated_node
+
+    def _touches(self, body: Sequence[cst.CSTNode]) -> bool:
+        return any(id(s) in self._before or id(s) in self._after or id(s) in self._remove
+                   or id(s) in self._groups or id(s) in self._grouped for s in body)
 
     def _rebuild(self, originals: Sequence[cst.CSTNode], updated: Sequence[cst.CSTNode]) -> list:
         by_id = {id(o): u for o, u in zip(originals, updated)}
@@ -277,42 +303,42 @@ def expr_stmt_call(stmt: cst.CSTNode) -> cst.Call | None:
 
 
 class ScriptInfo:
-    """What a script says, read once per codemod run from the metadata-wrapped module."""
+    """What a script says, read from the ``ModuleFacts`` of one module version (shared by the
+    tweaks that run on that version; qualified names are resolved only when asked for)."""
 
-    def __init__(self, codemod: "TweakCodemod", module: cst.Module) -> None:
-        self.module = module
-        self._cm = codemod
-        self.calls: list[cst.Call] = list(call_names(module))
-        self.class_defs: list[cst.ClassDef] = []
-        self.func_defs: list[cst.FunctionDef] = []
+    def __init__(self, facts: ModuleFacts) -> None:
+        self.facts = facts
+        self.module = facts.module
+        self.calls: list[cst.Call] = list(facts.of_type(cst.Call))
+        self.class_defs: list[cst.ClassDef] = list(facts.of_type(cst.ClassDef))
+        self.func_defs: list[cst.FunctionDef] = list(facts.of_type(cst.FunctionDef))
 
-        class _V(cst.CSTVisitor):
-            def visit_ClassDef(s, n: cst.ClassDef) -> None:
-                self.class_defs.append(n)
+    @property
+    def code(self) -> str:
+        """The module's source text."""
+        return self.facts.code
 
-            def visit_FunctionDef(s, n: cst.FunctionDef) -> None:
-                self.func_defs.append(n)
+    def assigns(self) -> list[cst.Assign]:
+        """Every ``a = b`` statement part, in source order."""
+        return self.facts.of_type(cst.Assign)
 
-        module.visit(_V())
+    def names(self) -> set[str]:
+        """Every identifier the script uses (``names_in(module)``)."""
+        return {n.value for n in self.facts.of_type(cst.Name)}
+
+    def calls_in(self, node: cst.CSTNode) -> list[cst.Call]:
+        """``call_names(node)``, without a visit when ``node`` is the module."""
+        return self.calls if node is self.module else list(call_names(node))
 
     # ---- metadata
-    def qnames(self, node: cst.CSTNode) -> set[str]:
-        try:
-            return {q.name for q in self._cm.get_metadata(QualifiedNameProvider, node, set())}
-        except KeyError:
-            return set()
+    def qnames(self, node: cst.CSTNode) -> frozenset[str]:
+        return self.facts.qnames(node)
 
     def line(self, node: cst.CSTNode) -> int:
-        try:
-            return self._cm.get_metadata(PositionProvider, node).start.line
-        except KeyError:
-            return 0
+        return self.facts.line(node)
 
     def parent(self, node: cst.CSTNode) -> cst.CSTNode | None:
-        try:
-            return self._cm.get_metadata(ParentNodeProvider, node)
-        except KeyError:
-            return None
+        return self.facts.parent(node)
 
     def ancestors(self, node: cst.CSTNode) -> Iterable[cst.CSTNode]:
         p = self.parent(node)
@@ -347,9 +373,17 @@ class ScriptInfo:
 
     def calls_to(self, names: Iterable[str]) -> list[cst.Call]:
         names = tuple(names)
+        if not self.facts.mentions(*(last_part(n) for n in names)):
+            return []       # no qualified name can end so: skips the scope analysis
         return [c for c in self.calls if self.is_call_to(c, names)]
 
-    def calls_matching(self, pred: Callable[[str], bool]) -> list[cst.Call]:
+    def calls_matching(self, pred: Callable[[str], bool], needs: Iterable[str] = ()) -> list[cst.Call]:
+        """Calls with a qualified name ``pred`` accepts. ``needs``: words one of which is part of
+        any name ``pred`` accepts (a module or class name); a script that has none of them in
+        its text has no such call, and that is known without resolving names."""
+        needs = tuple(needs)
+        if needs and not self.facts.mentions(*needs):
+            return []
         return [c for c in self.calls if any(pred(q) for q in self.qnames(c.func))]
 
     def method_calls(self, method: str) -> list[cst.Call]:
@@ -358,15 +392,15 @@ class ScriptInfo:
     # ---- frameworks
     def training_args_calls(self) -> list[cst.Call]:
         return self.calls_matching(lambda q: q.split(".")[0] in ("transformers", "trl")
-                                   and last_part(q) in TRAINING_ARGS)
+                                   and last_part(q) in TRAINING_ARGS, needs=TRAINING_ARGS)
 
     def hf_trainer_calls(self) -> list[cst.Call]:
         return self.calls_matching(lambda q: q.split(".")[0] in ("transformers", "trl")
-                                   and last_part(q) in HF_TRAINERS)
+                                   and last_part(q) in HF_TRAINERS, needs=HF_TRAINERS)
 
     def lightning_trainer_calls(self) -> list[cst.Call]:
         return self.calls_matching(lambda q: q.split(".")[0] in ("lightning", "pytorch_lightning")
-                                   and last_part(q) == "Trainer")
+                                   and last_part(q) == "Trainer", needs=("lightning",))
 
     def lightning_root(self) -> str:
         """The package the script imports Lightning from ("lightning.pytorch" or "pytorch_lightning")."""
@@ -385,12 +419,12 @@ class ScriptInfo:
         return "plain"
 
     def uses_accelerate(self) -> bool:
-        return bool(self.calls_matching(lambda q: q.startswith("accelerate.")))
+        return bool(self.calls_matching(lambda q: q.startswith("accelerate."), needs=("accelerate",)))
 
     # ---- plain loops
     def optimizer_calls(self) -> list[cst.Call]:
         return self.calls_matching(lambda q: q.startswith("torch.optim.") and "lr_scheduler" not in q
-                                   and last_part(q) in OPTIMIZER_CLASSES)
+                                   and last_part(q) in OPTIMIZER_CLASSES, needs=OPTIMIZER_CLASSES)
 
     def optimizer_class(self, call: cst.Call) -> str:
         for q in self.qnames(call.func):
@@ -424,7 +458,8 @@ class ScriptInfo:
     def scheduler_names(self) -> set[str]:
         out = set()
         for c in self.calls_matching(lambda q: "lr_scheduler" in q or "get_scheduler" in q
-                                     or q.startswith("transformers.get_") and "schedule" in q):
+                                     or q.startswith("transformers.get_") and "schedule" in q,
+                                     needs=("lr_scheduler", "get_scheduler", "transformers")):
             out |= assigned_names(self.stmt_of(c))
         return out
 
@@ -526,7 +561,7 @@ class ScriptInfo:
                 return False
             return bool(re.match(r"^(Auto\w*Model\w*|\w+Model|\w+For[A-Z]\w+)$", cls)) and "Config" not in cls \
                 and "Tokenizer" not in cls and "Processor" not in cls
-        return self.calls_matching(is_model)
+        return self.calls_matching(is_model, needs=("transformers",))
 
     def hf_task_type(self) -> str | None:
         for call in self.hf_model_calls():
@@ -574,7 +609,9 @@ class TweakCodemod(CodemodCommand):
 
     tweak: ClassVar[str] = ""
     DESCRIPTION: ClassVar[str] = ""
-    METADATA_DEPENDENCIES = (QualifiedNameProvider, PositionProvider, ParentNodeProvider)
+    # No libcst metadata providers: ``ScriptInfo`` reads a ``ModuleFacts`` (parents, lines,
+    # qualified names), which ``apply_source`` shares between the tweaks of one module version.
+    METADATA_DEPENDENCIES = ()
 
     def __init__(self, context: CodemodContext, options: dict[str, Any] | None = None) -> None:
         super().__init__(context)
@@ -584,8 +621,10 @@ class TweakCodemod(CodemodCommand):
     def plan(self, info: ScriptInfo, edits: Edits) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def transform_module_impl(self, tree: cst.Module) -> cst.Module:
-        info = ScriptInfo(self, tree)
+    def rewrite(self, facts: ModuleFacts) -> cst.Module:
+        """The module of ``facts`` with this tweak, imports included; raises ``Skip`` or
+        ``AlreadyApplied``. Unchanged subtrees are shared with ``facts.module``."""
+        info = ScriptInfo(facts)
         if info.uses_accelerate():
             raise Skip("this is an Accelerate script (looked for plain torch calls, found "
                        "`accelerate.Accelerator`): set the tweak on `Accelerator(...)` instead")
@@ -593,7 +632,20 @@ class TweakCodemod(CodemodCommand):
         self.plan(info, edits)
         if not edits:
             raise AlreadyApplied("nothing to change")
-        return tree.visit(edits)
+        tree = edits.apply(facts.module, facts.parent)
+        if AddImportsVisitor.CONTEXT_KEY in self.context.scratch:
+            tree = add_needed_imports(self.context, tree)
+        if RemoveImportsVisitor.CONTEXT_KEY in self.context.scratch:   # no codemod asks for it yet
+            tree = RemoveImportsVisitor(self.context).transform_module(tree)
+        return tree
+
+    def transform_module(self, tree: cst.Module) -> cst.Module:
+        """libcst's entry point (a whole-module pass per metadata provider) replaced by
+        ``rewrite`` on the facts of ``tree``."""
+        return self.rewrite(ModuleFacts(tree))
+
+    def transform_module_impl(self, tree: cst.Module) -> cst.Module:
+        return self.rewrite(ModuleFacts(tree))
 
     def need_import(self, module: str, obj: str | None = None, asname: str | None = None) -> None:
         AddImportsVisitor.add_needed_import(self.context, module, obj, asname)
@@ -635,3 +687,54 @@ def insert_after_imports(info: ScriptInfo, edits: Edits, stmts: list[cst.BaseSta
         edits.insert_before(first, stmts)
     else:
         edits.insert_after(anchor, stmts)
+
+
+def _is_import_line(stmt: cst.CSTNode) -> bool:
+    return isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and isinstance(
+        stmt.body[0], (cst.Import, cst.ImportFrom))
+
+
+def add_needed_imports(context: CodemodContext, module: cst.Module) -> cst.Module:
+    """What ``AddImportsVisitor`` does to ``module``, run on its head only.
+
+    The visitor reads and changes only the module's opening run of statements (a docstring,
+    the imports) and the first statement after them (a blank line before it), so it runs on a
+    module of those statements, compound ones stubbed, and the rest is spliced back. On a long
+    script that saves two whole-tree passes and a deep copy, and the visitor's recursive
+    pattern match over the whole body (a RecursionError past ~1,000 top-level statements).
+    """
+    body = list(module.body)
+    head: list[cst.BaseStatement] = []
+    stubs: dict[str, cst.BaseStatement] = {}
+    for i, stmt in enumerate(body):
+        if isinstance(stmt, cst.SimpleStatementLine):
+            head.append(stmt)
+        else:                       # a def/class/loop: a one-line stand-in with its leading lines
+            name = f"__ccprof_stub_{i}__"
+            stubs[name] = stmt
+            head.append(cst.SimpleStatementLine(body=[cst.Expr(cst.Name(name))], leading_lines=stmt.leading_lines))
+        if i >= 1 and not _is_import_line(stmt) or i == 0 and not isinstance(stmt, cst.SimpleStatementLine):
+            break
+    rest = body[len(head):]
+    stub = module.with_changes(body=head)
+    new_head = AddImportsVisitor(context).transform_module(stub)
+    if new_head.deep_equals(stub):
+        return module                   # every import is there already
+    out: list[cst.BaseStatement] = []
+    for stmt in new_head.body:
+        name = _stub_name(stmt)
+        if name in stubs:
+            orig = stubs[name]
+            lines = stmt.leading_lines
+            same = len(lines) == len(orig.leading_lines) and all(
+                a.deep_equals(b) for a, b in zip(lines, orig.leading_lines))
+            stmt = orig if same else orig.with_changes(leading_lines=lines)
+        out.append(stmt)
+    return module.with_changes(body=[*out, *rest])
+
+
+def _stub_name(stmt: cst.CSTNode) -> str | None:
+    if (isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and isinstance(stmt.body[0], cst.Expr)
+            and isinstance(stmt.body[0].value, cst.Name)):
+        return stmt.body[0].value.value
+    return None

@@ -99,15 +99,11 @@ def model_aliases(info: ScriptInfo, models: set[str]) -> set[str]:
     """Names and attribute chains assigned from a model: ``X = model``, ``X = DDP(model, ...)``,
     ``X = model.to(dev)``, ``X = torch.compile(model)`` (to a fixed point)."""
     assigns: list[tuple[str, cst.BaseExpression]] = []
-
-    class _V(cst.CSTVisitor):
-        def visit_Assign(s, n: cst.Assign) -> None:
-            for t in n.targets:
-                chain = attr_chain(t.target)
-                if chain:
-                    assigns.append((chain, n.value))
-
-    info.module.visit(_V())
+    for n in info.assigns():
+        for t in n.targets:
+            chain = attr_chain(t.target)
+            if chain:
+                assigns.append((chain, n.value))
 
     def refers(value: cst.BaseExpression, names: set[str]) -> bool:
         chain = attr_chain(value)
@@ -262,7 +258,7 @@ def step_stmts(info: ScriptInfo, within: cst.CSTNode) -> list[tuple[cst.BaseStat
     """``opt.step()`` statements inside ``within``: (statement, call, optimizer name)."""
     opts = info.optimizer_names()
     out = []
-    for c in call_names(within):
+    for c in info.calls_in(within):
         call = method_call(c, "step")
         if call is None or call.args:
             continue

@@ -13,7 +13,7 @@ import libcst as cst
 from ccprof.applier.codemods import register
 from ccprof.applier.codemods._base import (
     VAL_LOSS_NAME, AlreadyApplied, Edits, ScriptInfo, Skip, TweakCodemod, assigned_names, code_of, kwarg,
-    kwarg_code, names_in, parse_expr, parse_stmts, set_kwarg,
+    kwarg_code, parse_expr, parse_stmts, set_kwarg,
 )
 from ccprof.applier.codemods._loop import loop_of, outermost_loop
 
@@ -26,7 +26,7 @@ class EarlyStopping(TweakCodemod):
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:
         patience = int(self.opt("patience", 3))
-        names = names_in(info.module)
+        names = info.names()
         hit = sorted(n for n in names if "patience" in n.lower() or n in ("EarlyStoppingCallback", "EarlyStopping"))
         if hit:
             raise AlreadyApplied(f"the script already stops early (`{hit[0]}`)")

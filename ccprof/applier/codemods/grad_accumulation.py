@@ -11,7 +11,7 @@ import libcst as cst
 from ccprof.applier.codemods import register
 from ccprof.applier.codemods._base import (
     AlreadyApplied, Edits, ScriptInfo, Skip, TweakCodemod, call_names, code_of, expr_stmt_call,
-    insert_after_imports, kwarg_code, method_call, names_in, parse_expr, parse_stmts, set_kwarg,
+    insert_after_imports, kwarg_code, method_call, parse_expr, parse_stmts, set_kwarg,
 )
 from ccprof.applier.codemods._loop import CLIP_NAMES, loop_of, outermost_loop, require_sites, step_stmts
 
@@ -48,7 +48,7 @@ class GradAccumulation(TweakCodemod):
             edits.replace(call, lambda u: set_kwarg(u, key, str(k)))
 
     def _plain(self, info: ScriptInfo, edits: Edits, k: int) -> None:
-        accum = sorted(n for n in names_in(info.module) if "accum" in n.lower())
+        accum = sorted(n for n in info.names() if "accum" in n.lower())
         if accum:
             raise AlreadyApplied(f"the script already accumulates (`{accum[0]}`)")
         sites = require_sites(info)

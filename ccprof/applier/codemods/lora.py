@@ -76,7 +76,7 @@ class Lora(TweakCodemod):
             linears = linear_attributes(info)
             targets = [n for n in linears if not HEAD_NAMES.match(n)]
             # a fresh head must train in full; a head tied to the embedding stays as it is
-            heads = [n for n in linears if HEAD_NAMES.match(n) and f"self.{n}.weight =" not in info.module.code]
+            heads = [n for n in linears if HEAD_NAMES.match(n) and f"self.{n}.weight =" not in info.code]
         target_code = repr(list(targets)).replace("'", '"') if targets else '"all-linear"'
         parts = [f"r={rank}", f"lora_alpha={alpha}", f"lora_dropout={dropout}", f"target_modules={target_code}"]
         if heads:

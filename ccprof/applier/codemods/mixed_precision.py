@@ -37,16 +37,14 @@ _BCE_CLASSES = ("torch.nn.BCELoss", "torch.nn.modules.loss.BCELoss")
 def _bce_names(info: ScriptInfo) -> set[str]:
     """Names and attributes bound to ``nn.BCELoss()`` (``criterion = nn.BCELoss()``)."""
     out: set[str] = set()
-
-    class _V(cst.CSTVisitor):
-        def visit_Assign(s, n: cst.Assign) -> None:
-            if isinstance(n.value, cst.Call) and info.is_call_to(n.value, _BCE_CLASSES):
-                for t in n.targets:
-                    chain = attr_chain(t.target)
-                    if chain:
-                        out.add(chain)
-
-    info.module.visit(_V())
+    if not info.facts.mentions("BCELoss"):
+        return out                       # no qualified name can end so
+    for n in info.assigns():
+        if isinstance(n.value, cst.Call) and info.is_call_to(n.value, _BCE_CLASSES):
+            for t in n.targets:
+                chain = attr_chain(t.target)
+                if chain:
+                    out.add(chain)
     return out
 
 
@@ -209,7 +207,7 @@ class MixedPrecision(TweakCodemod):
                 edits.replace(stmt, lambda u, o=opt: u.with_changes(
                     body=[cst.Expr(parse_expr(f"{scaler}.step({o})"))]))
                 edits.insert_after(stmt, parse_stmts(f"{scaler}.update()\n", info.module))
-                for c in call_names(within):
+                for c in info.calls_in(within):
                     if info.is_call_to(c, CLIP_NAMES) and id(c) not in seen:
                         seen.add(id(c))
                         edits.insert_before(info.stmt_of(c), parse_stmts(f"{scaler}.unscale_({opt})\n", info.module))

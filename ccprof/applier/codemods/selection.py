@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from ccprof.applier.codemods import codemod_ids
+from ccprof.applier.codemods.mixed_precision import normalize_dtype
 
-__all__ = ["tweaks_from_advice", "parse_option", "default_output_path", "backup_path"]
+__all__ = ["tweaks_from_advice", "parse_option", "default_output_path"]
 
 # Advice.details keys an advisor may fill -> the codemod option they set
 DETAIL_OPTIONS = {
@@ -39,16 +40,60 @@ def tweaks_from_advice(advice_set: Any, top: int | None = None) -> tuple[list[st
     return [a.tweak for a in chosen], options
 
 
+# every option a codemod reads (``self.opt(...)`` in ccprof/applier/codemods/): its kind and,
+# for numbers, the least value that means something
+OPTION_KINDS: dict[str, tuple[str, Any]] = {
+    "accumulation_steps": ("int", 1), "batch_size": ("int", 1), "num_workers": ("int", 0),
+    "patience": ("int", 1), "lora_rank": ("int", 1), "lora_alpha": ("number", 0),
+    "lora_dropout": ("fraction", None), "lora_targets": ("names", None), "dtype": ("choice", ("bf16", "fp16")),
+    "embeddings_path": ("text", None), "embedding_module": ("text", None),
+}
+
+
 def parse_option(text: str) -> tuple[str, Any]:
-    """``"accumulation_steps=8"`` -> ("accumulation_steps", 8); lists as ``a,b``; strings as they are."""
+    """``"accumulation_steps=8"`` -> ("accumulation_steps", 8); lists as ``a,b``; strings as they are.
+
+    Raises ValueError naming the option for an unknown key or a value of the wrong kind
+    (``accumulation_steps=abc``), before anything is rewritten.
+    """
     if "=" not in text:
-        raise ValueError(f"--option wants key=value, got {text!r}")
+        raise ValueError(f"--option wants KEY=VALUE, got {text!r}")
     key, raw = text.split("=", 1)
     key, raw = key.strip(), raw.strip()
+    if key not in OPTION_KINDS:
+        raise ValueError(f"--option {text}: unknown option {key!r}; known: {', '.join(sorted(OPTION_KINDS))}")
     try:
         value: Any = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
         value = [p.strip() for p in raw.split(",")] if "," in raw else raw
+    kind, arg = OPTION_KINDS[key]
+    bad = None
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            bad = "a whole number"
+        elif value < arg:
+            bad = f"a whole number >= {arg}"
+    elif kind == "number":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value == value or value <= arg:
+            bad = f"a number > {arg}"
+    elif kind == "fraction":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            bad = "a number in [0, 1)"
+    elif kind == "names":
+        value = [value] if isinstance(value, str) else value
+        if not (isinstance(value, (list, tuple)) and value and all(isinstance(v, str) and v for v in value)):
+            bad = "module names, comma-separated (q_proj,v_proj)"
+        else:
+            value = list(value)
+    elif kind == "choice":     # dtype: the spellings normalize_dtype takes (bfloat16, 16-mixed ...)
+        try:
+            value = normalize_dtype(raw)
+        except ValueError:
+            bad = " or ".join(arg)
+    else:
+        value = raw
+    if bad is not None:
+        raise ValueError(f"--option {text}: {key} must be {bad}, not {raw!r}")
     return key, value
 
 
@@ -58,12 +103,3 @@ def default_output_path(script: str | Path) -> Path:
     return p.with_name(f"{p.stem}_ccprof{p.suffix or '.py'}")
 
 
-def backup_path(script: str | Path) -> Path:
-    """``train.py.bak``, or ``.bak.1``, ``.bak.2``... when it exists: a backup is never overwritten."""
-    p = Path(script)
-    candidate = p.with_name(p.name + ".bak")
-    n = 0
-    while candidate.exists():
-        n += 1
-        candidate = p.with_name(f"{p.name}.bak.{n}")
-    return candidate

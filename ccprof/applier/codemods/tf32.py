@@ -39,15 +39,11 @@ def _tf32_line(info: ScriptInfo) -> str | None:
             return f"`tf32=True` in TrainingArguments at line {info.line(call)}"
 
     found: list[cst.Assign] = []
-
-    class _V(cst.CSTVisitor):
-        def visit_Assign(self, n: cst.Assign) -> None:
-            for t in n.targets:
-                if isinstance(t.target, cst.Attribute) and t.target.attr.value == "allow_tf32" \
-                        and code_of(n.value).strip() == "True":
-                    found.append(n)
-
-    info.module.visit(_V())
+    for n in info.assigns():
+        for t in n.targets:
+            if isinstance(t.target, cst.Attribute) and t.target.attr.value == "allow_tf32" \
+                    and code_of(n.value).strip() == "True":
+                found.append(n)
     if found:
         return f"`{code_of(found[0]).strip()}` at line {info.line(found[0])}"
     return None
