@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from ccprof.outputs import archive_previous_run
 from ccprof.profiler.profile import Profile
 
 __all__ = ["Analysis", "analyze_script", "profile_model", "attach_costs", "advise", "apply",
@@ -65,9 +66,11 @@ def apply(script: str | Path, tweaks: list[str], options: dict[str, Any] | None 
         print(result.diff); result.skipped   # tweak -> why, naming the line looked for
     """
     from ccprof.applier.codemods import apply_source
+    from ccprof.applier.codemods._text import read_script
 
     path = Path(script)
-    return apply_source(path.read_text(encoding="utf-8"), list(tweaks), options=options, path=str(path))
+    text = read_script(path)        # its encoding, BOM and line endings, kept in result.source
+    return apply_source(text.source, list(tweaks), options=options, path=str(path), like=text)
 
 
 def write_artefacts(out_dir: str | Path, profile: Profile, advice: Any = None,
@@ -126,11 +129,18 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
     if run.profile is None:
         return Analysis(None, None, run.exit_code, run.message)
     profile = run.profile
+    previous = archive_previous_run(out)     # an earlier run in --out is kept: runs/<time>/
     paths = write_artefacts(out, profile, report=False)      # keep the measurement first, whatever follows
     profile = _stage("cost", out, lambda: attach_costs(profile, gpu=gpu, catalog_path=catalog_path,
                                                        price_usd=price_usd, total_steps=total_steps,
                                                        epochs=epochs))
-    advice = _stage("advice", out, lambda: advise(profile, **(advice_options or {})))
+    advice_options = dict(advice_options or {})
+    if catalog_path and "catalog" not in advice_options:
+        # the memory advisors judge the fit on the target GPU: it may be one only --catalog names
+        from ccprof.hardware import load_catalog
+
+        advice_options["catalog"] = load_catalog(catalog_path)
+    advice = _stage("advice", out, lambda: advise(profile, **advice_options))
     if verify and profile.error is None:
         from ccprof.applier.verify import verify as verify_advice
 
@@ -160,6 +170,8 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
         advice = _stage("verify", out, lambda: verify_advice(run_one, profile, advice, k=k, plan=plan,
                                                              on_tweak=on_verify))
     paths = _stage("report", out, lambda: write_artefacts(out, profile, advice, report=report))
+    if previous is not None:
+        paths = {**paths, "previous run": previous}
     return Analysis(profile, advice, run.exit_code, run.message, paths)
 
 

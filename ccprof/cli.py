@@ -1,11 +1,13 @@
 """ccprof's command line: thin click commands that call the public API and render.
 
-Exit codes: 0 ok; 2 bad usage or input (missing file, not Python); 3 the user's script
-failed (syntax error, exception); 4 nothing to measure (ended, hung, never trained); 5 every
-``--verify`` re-run failed (the baseline's profile and report are still written).
+Exit codes (README's table says what is kept on each): 0 ok; 1 a ccprof stage failed after the
+measurement; 2 bad usage or input, found before the script runs; 3 the user's script failed
+(syntax error, exception, a rank under --nproc, a signal); 4 nothing to measure (ended, never
+trained, timed out); 5 every ``--verify`` re-run failed; 130 Ctrl-C; 143 SIGTERM.
 """
 from __future__ import annotations
 
+import math
 import sys
 
 import click
@@ -34,8 +36,32 @@ def _check_cost_options(gpu: str | None, catalog_path: str | None, price_usd: fl
             hardware.resolve_gpu(gpu, catalog)
     except (hardware.CatalogError, ValueError, OSError) as exc:
         _fail(str(exc), 2)
-    if price_usd is not None and price_usd <= 0:
+    if price_usd is not None and not (math.isfinite(price_usd) and price_usd > 0):
         _fail(f"--price must be a positive number of USD per GPU-hour, not {price_usd:g}", 2)
+
+
+def _check_history(history: str | None) -> None:
+    """A --history that cannot be read fails now, not after the whole run."""
+    if not history:
+        return
+    from ccprof.advisors.history import HistoryError, load_history
+
+    try:
+        load_history(history)
+    except HistoryError as exc:
+        _fail(f"--history {history}: {exc}", 2)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
+        _fail(f"--history {history}: cannot read it as trainer_state.json, a step,val_loss CSV or a "
+              f"TensorBoard log dir ({type(exc).__name__}: {exc})", 2)
+
+
+def _positive(name: str):
+    """A click callback: a finite number > 0 (click's FloatRange lets nan and inf through)."""
+    def check(ctx, param, value):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise click.BadParameter(f"must be a positive number, not {value:g}", param_hint=name)
+        return value
+    return check
 
 
 @cli.command("analyze", context_settings={"ignore_unknown_options": True})
@@ -48,7 +74,7 @@ def _check_cost_options(gpu: str | None, catalog_path: str | None, price_usd: fl
 @click.option("--out", "out_dir", default="ccprof-report", show_default=True,
               type=click.Path(file_okay=False), help="Where profile.json, advice.json, report.html go.")
 @click.option("--timeout", "timeout_s", default=600.0, show_default=True, type=float,
-              help="Seconds for the whole run before it is stopped.")
+              callback=_positive("--timeout"), help="Seconds for the whole run before it is stopped.")
 @click.option("--json", "as_json", is_flag=True, help="Print the profile as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 @click.option("--gpu", default=None, help="Target GPU id for projections and dollars (see `ccprof gpus`).")
@@ -56,7 +82,8 @@ def _check_cost_options(gpu: str | None, catalog_path: str | None, price_usd: fl
               help="TOML file with extra GPUs or price overrides.")
 @click.option("--price", "price_usd", default=None, type=float, help="USD per GPU-hour for the target GPU.")
 @click.option("--total-steps", default=None, type=click.IntRange(1), help="Planned run size in steps.")
-@click.option("--epochs", default=None, type=float, help="Planned run size in epochs.")
+@click.option("--epochs", default=None, type=float, callback=_positive("--epochs"),
+              help="Planned run size in epochs.")
 @click.option("--history", default=None, type=click.Path(exists=True),
               help="Loss history for early stopping: trainer_state.json, a CSV, or a TensorBoard log dir.")
 @click.option("--scan-data", is_flag=True,
@@ -84,7 +111,17 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
     except ScriptError as exc:
         _fail(str(exc), exc.exit_code)
     _check_cost_options(gpu, catalog_path, price_usd)
+    _check_history(history)
+    if verify is not None and verify != "plan" and not (verify.isdigit() and int(verify) > 0):
+        _fail(f"--verify takes a number of tweaks (e.g. 3) or 'plan', not {verify!r}", 2)
+    from ccprof.outputs import OutputError, check_out_dir
+
+    try:
+        check_out_dir(out_dir)
+    except OutputError as exc:
+        _fail(str(exc), 2)
     from rich.console import Console
+    from rich.markup import escape
 
     err = Console(stderr=True)
     progress = None
@@ -95,7 +132,7 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
         progress = Progress(TextColumn("[bold]ccprof[/] {task.description}"), BarColumn(),
                             MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                             TimeElapsedColumn(), console=err, transient=True)
-        task = progress.add_task(f"profiling {script}", total=None, info="")
+        task = progress.add_task(f"profiling {escape(script)}", total=None, info="")
 
         def on_event(event: dict) -> None:
             if event.get("event") == "step":
@@ -103,12 +140,10 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
                 info = f"step {event['step_s'] * 1e3:.1f} ms" + (f", loss {loss:.4g}" if loss is not None else "")
                 progress.update(task, completed=event["done"], total=event["total"], info=info)
             elif event.get("event") == "scan":
-                progress.update(task, description=f"scanning the dataset of {script}",
+                progress.update(task, description=f"scanning the dataset of {escape(script)}",
                                 completed=event["done"], total=event["total"], info="")
 
         progress.start()
-    if verify is not None and verify != "plan" and not (verify.isdigit() and int(verify) > 0):
-        _fail(f"--verify takes a number of tweaks (e.g. 3) or 'plan', not {verify!r}", 2)
     advice_options = {"history": history} if history else {}
 
     def on_verify(what: str) -> None:
@@ -144,13 +179,11 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
         from ccprof.reports import terminal_summary
 
         terminal_summary(result.profile, result.advice, err)
-        for name in ("profile", "advice", "report"):
+        for name in ("profile", "advice", "report", "previous run"):
             if name in result.paths:
-                err.print(f"[dim]{name}:[/] {result.paths[name]}")
+                err.print(f"[dim]{name}:[/] {escape(str(result.paths[name]))}")
     ver = result.advice.verification if result.advice is not None else None
     if ver is not None:
-        from rich.markup import escape
-
         for tweak, why in ver.not_measurable.items():
             err.print(f"[yellow]ccprof: --verify cannot measure {tweak}:[/] {escape(why)}", soft_wrap=True)
         for tweak, line in ver.failed.items():
@@ -226,6 +259,30 @@ def gpus_cmd(catalog_path: str | None, as_json: bool) -> None:
                   "or --price USD on analyze.[/]")
 
 
+def _write_output(out, text: str, inputs: list, force: bool, *, option: str = "-o",
+                  check_only: bool = False) -> None:
+    """Write ``text`` to ``out`` under ccprof.outputs' rules (not over an input; not over a file
+    ccprof did not write unless --force, and then after a .bak copy), or exit 2 saying why."""
+    from pathlib import Path
+
+    from ccprof.outputs import OutputError, check_output, keep_backup
+
+    try:
+        backup = check_output(out, [p for p in inputs if p], force=force, option=option)
+    except OutputError as exc:
+        _fail(str(exc), 2)
+    if check_only:
+        return
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if keep_backup(out, backup):
+            click.echo(f"backup: {backup}", err=True)
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        _fail(f"{option} {out}: cannot write it ({exc.strerror or exc})", 2)
+
+
 def _load_artefact(kind: str, path: str):
     """Profile or AdviceSet from a JSON file, or exit 2 with what to do next."""
     import json
@@ -239,6 +296,12 @@ def _load_artefact(kind: str, path: str):
         return cls.from_json(Path(path))
     except FileNotFoundError:
         _fail(f"{path}: no such file (ccprof analyze writes ccprof-report/{kind}.json)", 2)
+    except IsADirectoryError:
+        _fail(f"{path}: is a folder; give its {kind}.json", 2)
+    except OSError as exc:
+        _fail(f"{path}: cannot read it ({exc.strerror or exc})", 2)
+    except RecursionError:
+        _fail(f"{path}: not a ccprof {kind} file (JSON nested too deeply)", 2)
     except (ValueError, json.JSONDecodeError, TypeError) as exc:
         _fail(f"{path}: not a ccprof {kind} file ({exc})", 2)
 
@@ -246,19 +309,21 @@ def _load_artefact(kind: str, path: str):
 @cli.command("advise")
 @click.argument("profile_path", metavar="PROFILE_JSON", type=click.Path(dir_okay=False))
 @click.option("--gpu", default=None, help="Target catalog GPU id (default: the profile's cost GPU).")
-@click.option("--total-steps", type=int, default=None, help="Planned run size in optimizer steps.")
-@click.option("--price", "price_usd", type=float, default=None, help="Override the target's USD per GPU-hour.")
+@click.option("--total-steps", type=click.IntRange(1), default=None, help="Planned run size in optimizer steps.")
+@click.option("--price", "price_usd", type=float, default=None, callback=_positive("--price"),
+              help="Override the target's USD per GPU-hour.")
 @click.option("--history", type=click.Path(exists=True), default=None,
               help="Validation-loss history: trainer_state.json, a step,val_loss CSV, or a TensorBoard log dir.")
-@click.option("--lora-rank", type=int, default=None, help="LoRA rank to project (default 8, peft's).")
-@click.option("--finetune-budget", type=float, default=None,
+@click.option("--lora-rank", type=click.IntRange(1), default=None, help="LoRA rank to project (default 8, peft's).")
+@click.option("--finetune-budget", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Fine-tuning budget as a fraction of the planned run (default 1/6).")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
               help="advice.json to write (default: advice.json next to the profile).")
 @click.option("--json", "as_json", is_flag=True, help="Print the advice JSON instead of a table.")
+@click.option("--force", is_flag=True, help="Replace an -o file ccprof did not write (a .bak copy is kept).")
 def advise_cmd(profile_path: str, gpu: str | None, total_steps: int | None, price_usd: float | None,
                history: str | None, lora_rank: int | None, finetune_budget: float | None,
-               output: str | None, as_json: bool) -> None:
+               output: str | None, as_json: bool, force: bool) -> None:
     """Advise again on a saved profile (other GPU, run size, history), without re-running it."""
     from dataclasses import fields
     from pathlib import Path
@@ -267,16 +332,18 @@ def advise_cmd(profile_path: str, gpu: str | None, total_steps: int | None, pric
     from ccprof.advisors._common import fmt_bytes, fmt_pct, fmt_s, fmt_usd
 
     profile = _load_artefact("profile", profile_path)
+    _check_history(history)
     if gpu or total_steps or price_usd is not None:
         from ccprof.hardware import attach
 
+        _check_cost_options(gpu, None, price_usd)
         profile = attach(profile, gpu=gpu, price_usd=price_usd, total_steps=total_steps)
     opts = {"history": history, "lora_rank": lora_rank, "finetune_budget_frac": finetune_budget}
     defaults = {f.name: f.default for f in fields(AdviceContext)}
     ctx = AdviceContext(**{k: (v if v is not None else defaults[k]) for k, v in opts.items()})
     result = advise(profile, ctx)
     out = Path(output) if output else Path(profile_path).with_name("advice.json")
-    result.to_json(out)
+    _write_output(out, result.to_json() + "\n", [profile_path, history], force)
     if as_json:
         click.echo(result.to_json())
         return
@@ -306,7 +373,9 @@ def advise_cmd(profile_path: str, gpu: str | None, total_steps: int | None, pric
 @click.option("-o", "--output", "output", default=None, type=click.Path(dir_okay=False),
               help="HTML file to write (default: report.html next to the profile).")
 @click.option("--quiet", "-q", is_flag=True, help="No terminal summary; print only the report path.")
-def report_cmd(profile_path: str, advice_path: str | None, output: str | None, quiet: bool) -> None:
+@click.option("--force", is_flag=True, help="Replace an -o file ccprof did not write (a .bak copy is kept).")
+def report_cmd(profile_path: str, advice_path: str | None, output: str | None, quiet: bool,
+               force: bool) -> None:
     """Re-render the HTML report from a saved profile (and advice), without re-running anything."""
     from pathlib import Path
 
@@ -318,8 +387,7 @@ def report_cmd(profile_path: str, advice_path: str | None, output: str | None, q
         advice_path = str(sibling)
     advice = _load_artefact("advice", advice_path) if advice_path else None
     out = Path(output) if output else Path(profile_path).with_name("report.html")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_html(profile, advice), encoding="utf-8")
+    _write_output(out, render_html(profile, advice), [profile_path, advice_path], force)
     if not quiet:
         from rich.console import Console
 
@@ -328,26 +396,44 @@ def report_cmd(profile_path: str, advice_path: str | None, output: str | None, q
 
 
 @cli.command("compare")
-@click.argument("before_path", metavar="BEFORE_JSON", type=click.Path(dir_okay=False))
-@click.argument("after_path", metavar="AFTER_JSON", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", "output", default="ccprof-report/compare.html", show_default=True,
-              type=click.Path(dir_okay=False), help="HTML file to write.")
+@click.argument("before_path", metavar="[BEFORE_JSON", required=False, type=click.Path(dir_okay=False))
+@click.argument("after_path", metavar="AFTER_JSON]", required=False, type=click.Path(dir_okay=False))
+@click.option("--dir", "run_dir", default="ccprof-report", show_default=True, type=click.Path(file_okay=False),
+              help="With no profiles named: compare the last two runs of this --out folder.")
+@click.option("-o", "--output", "output", default=None, type=click.Path(dir_okay=False),
+              help="HTML file to write (default: compare.html in the --dir folder).")
 @click.option("--quiet", "-q", is_flag=True, help="No terminal table; print only the HTML path.")
-def compare_cmd(before_path: str, after_path: str, output: str, quiet: bool) -> None:
-    """Step time, memory, MFU and $ of two saved profiles side by side (terminal and HTML)."""
+@click.option("--force", is_flag=True, help="Replace an -o file ccprof did not write (a .bak copy is kept).")
+def compare_cmd(before_path: str | None, after_path: str | None, run_dir: str, output: str | None,
+                quiet: bool, force: bool) -> None:
+    """Step time, memory, MFU and $ of two saved profiles side by side (terminal and HTML).
+
+    With no profiles named, the last two runs of the --dir folder (ccprof analyze keeps every
+    earlier run under <out>/runs/<time>/).
+    """
     from pathlib import Path
 
+    from ccprof.outputs import OutputError, last_two_runs
     from ccprof.reports import compare_html, compare_table
 
+    if before_path is None:
+        try:
+            before_path, after_path = (str(p) for p in last_two_runs(run_dir))
+        except OutputError as exc:
+            _fail(str(exc), 2)
+        click.echo(f"comparing {before_path} -> {after_path}", err=True)
+    elif after_path is None:
+        _fail("compare takes two profiles (BEFORE_JSON AFTER_JSON), or none for the last two runs of --dir", 2)
     before = _load_artefact("profile", before_path)
     after = _load_artefact("profile", after_path)
+    out = Path(output) if output else Path(run_dir) / "compare.html"
+    html = compare_html(before, after)
+    _write_output(out, html, [before_path, after_path], force, check_only=True)
     if not quiet:
         from rich.console import Console
 
         compare_table(before, after, Console())
-    out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(compare_html(before, after), encoding="utf-8")
+    _write_output(out, html, [before_path, after_path], force)
     click.echo(str(out))
 
 
@@ -366,12 +452,14 @@ def compare_cmd(before_path: str, after_path: str, output: str, quiet: bool) -> 
 def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top: int | None,
               output: str | None, in_place: bool, force: bool, option_texts: tuple[str, ...]) -> None:
     """Rewrite SCRIPT with libcst to keep tweaks; print the diff and what was skipped."""
+    import os
+    import shutil
     from pathlib import Path
 
     from ccprof.applier.codemods import ScriptSyntaxError, apply_source
-    from ccprof.applier.codemods.selection import (
-        backup_path, default_output_path, parse_option, tweaks_from_advice,
-    )
+    from ccprof.applier.codemods.selection import default_output_path, parse_option, tweaks_from_advice
+    from ccprof.outputs import backup_path
+    from ccprof.applier.codemods._text import read_script, write_script
 
     src_path = Path(script)
     if not src_path.is_file():
@@ -382,6 +470,15 @@ def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top
         wanted += [t for t in picked if t not in wanted]
     if not wanted:
         _fail("nothing to apply: name tweaks with -t ID or give --from advice.json", 2)
+    from ccprof.advisors.catalog import TWEAKS
+    from ccprof.applier.codemods import codemod_ids
+
+    have = codemod_ids()
+    for t in wanted:
+        if t not in have:
+            what = ("ccprof has no codemod for it (it is advice or a run-time change only)" if t in TWEAKS
+                    else "no such tweak (see `ccprof tweaks`)")
+            _fail(f"-t {t}: {what}; codemods exist for: {', '.join(have)}", 2)
     for text in option_texts:
         try:
             key, value = parse_option(text)
@@ -391,24 +488,47 @@ def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top
     if in_place and output:
         _fail("--in-place and -o/--output exclude each other", 2)
     out_path = src_path if in_place else Path(output) if output else default_output_path(src_path)
-    if not in_place and out_path.exists() and not force:
-        _fail(f"{out_path} exists; pass --force to overwrite it or -o to write elsewhere", 2)
+    if not in_place and out_path.resolve() == src_path.resolve():
+        if not force:
+            _fail(f"-o {output}: that is the script itself; pass --in-place (a .bak copy is kept) "
+                  "or write elsewhere", 2)
+        in_place = True        # --force over the script: as --in-place, with its backup
+    if out_path.is_dir():
+        _fail(f"-o {out_path}: is a folder; give a file name", 2)
+    backup = None
+    if in_place:
+        backup = backup_path(src_path)
+    elif out_path.exists():
+        if not force:
+            _fail(f"{out_path} exists; pass --force to overwrite it (a .bak copy is kept) or -o to write elsewhere", 2)
+        backup = backup_path(out_path)
+    target_dir = out_path.parent if str(out_path.parent) else Path(".")
+    if not target_dir.is_dir():
+        _fail(f"-o {out_path}: the folder {target_dir} does not exist", 2)
+    if (out_path.exists() and not os.access(out_path, os.W_OK)) or not os.access(target_dir, os.W_OK):
+        _fail(f"{out_path}: not writable; nothing written", 2)
     try:
-        source = src_path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        _fail(f"{script}: not a UTF-8 Python file", 2)
+        text = read_script(src_path)
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    except OSError as exc:
+        _fail(f"{script}: cannot read it ({exc.strerror or exc})", 2)
     try:
-        result = apply_source(source, wanted, options=options, path=str(src_path), to_path=str(out_path))
+        result = apply_source(text.source, wanted, options=options, path=str(src_path), to_path=str(out_path),
+                              like=text)
     except ScriptSyntaxError as exc:
         _fail(f"{exc.path}:{exc.line}: syntax error, fix the script first ({exc.message.splitlines()[0]})", 3)
     except ValueError as exc:
         _fail(str(exc), 2)
     if result.applied:
-        if in_place:
-            bak = backup_path(src_path)
-            bak.write_text(source, encoding="utf-8")
-            click.echo(f"backup: {bak}", err=True)
-        out_path.write_text(result.source, encoding="utf-8")
+        try:
+            if backup is not None:
+                shutil.copy2(out_path, backup)
+                click.echo(f"backup: {backup}", err=True)
+            write_script(out_path, result.source, like=text)
+        except OSError as exc:
+            _fail(f"{out_path}: cannot write it ({exc.strerror or exc}); "
+                  + (f"the original is unchanged, backup in {backup}" if backup else "nothing written"), 2)
     if result.diff:
         if sys.stdout.isatty():
             from rich.console import Console

@@ -151,6 +151,14 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise CatalogError(f"catalog file {path} does not exist; check --catalog or $CCPROF_CATALOG") from None
     except tomllib.TOMLDecodeError as exc:
         raise CatalogError(f"catalog file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise CatalogError(f"catalog file {path} is not a UTF-8 TOML file (it looks binary)") from None
+    except IsADirectoryError:
+        raise CatalogError(f"catalog file {path} is a folder; give a .toml file") from None
+    except OSError as exc:
+        raise CatalogError(f"catalog file {path}: cannot read it ({exc.strerror})") from None
+    except RecursionError:
+        raise CatalogError(f"catalog file {path} is nested too deeply to be a catalog") from None
 
 
 def _file_date(origin: str) -> str:

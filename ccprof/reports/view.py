@@ -319,12 +319,6 @@ def _catalog() -> dict[str, Any]:
     return load_catalog()
 
 
-def _run_steps(profile: Profile) -> int | None:
-    if profile.cost is not None and profile.cost.run_steps > 0:
-        return profile.cost.run_steps
-    return None
-
-
 def _target_mfu(profile: Profile) -> float | None:
     proj = profile.projection or {}
     for gid in (profile.device.catalog_id, profile.cost.gpu if profile.cost else None):
