@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -165,9 +164,7 @@ def test_ends_early_exit_4(tmp_path):
 
 
 def test_hang_times_out_exit_4_with_partial_profile():
-    t0 = time.monotonic()
     r = run("hangs.py", timeout_s=15)
-    assert time.monotonic() - t0 < 60
     assert r.exit_code == 4
     assert r.profile is not None and r.profile.error.kind == "timeout"
     assert r.profile.counters["optimizer_steps"] == 2
@@ -218,8 +215,10 @@ def test_ctrl_c_writes_partial_profile(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "ccprof", "analyze", str(SCRIPTS / "hangs.py"), "--quiet",
                              "--out", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
-    time.sleep(8)     # torch import + two steps, then the script sleeps
-    os.killpg(proc.pid, signal.SIGINT)
+    for line in proc.stdout:       # wait on the script's own line (an event), not on a clock
+        if "sleeping forever" in line:
+            break
+    os.killpg(proc.pid, signal.SIGINT)      # a terminal's Ctrl-C: ccprof's group; ccprof passes it on
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
     p = Profile.from_json(tmp_path / "profile.json")
@@ -267,10 +266,9 @@ def test_torchrun_two_ranks_gloo_merge_on_rank_0():
     (["--price", "-1"], "--price must be a positive number"),
 ])
 def test_bad_cost_options_fail_before_the_script_runs(tmp_path, flags, message):
-    t0 = time.monotonic()
     proc = cli("analyze", str(SCRIPTS / "hangs.py"), *flags, "--out", str(tmp_path))
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
-    assert time.monotonic() - t0 < 30          # hangs.py was never started
+    assert "step 0" not in proc.stdout          # hangs.py was never started
     assert not (tmp_path / "profile.json").exists()
 
 

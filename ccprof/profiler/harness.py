@@ -6,7 +6,11 @@ SPEC holds the script, its arguments, the step plan, where to write the Profile 
 for ``--verify``, which tweak to apply. The script runs in this process with
 ``runpy.run_path(..., run_name="__main__")``, its own ``sys.argv``, its folder first on
 ``sys.path`` and the cwd it was started in. Exit codes: 0 measured, 3 the script raised,
-4 it ended / never trained / timed out, 130 interrupted.
+4 it ended / never trained / timed out, 130 interrupted, 143 terminated (SIGTERM).
+
+What was measured is written as it is measured: a partial profile after each pass and every
+few seconds of timed steps (``error.kind == "died"`` until replaced), the whole profile the
+moment the last step ends. So a later ``os._exit``, segfault or SIGKILL still leaves a profile.
 """
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ import platform
 import signal
 import socket
 import sys
+import threading
+import time
 import traceback
 from dataclasses import replace
 from pathlib import Path
@@ -27,9 +33,10 @@ import torch  # before sys.path changes: the user's folder must not shadow it
 from ccprof import __version__
 from ccprof.profiler.hooks import Session, StopProfiling, _Timeout
 from ccprof.profiler.profile import Environment, ErrorInfo, Finding, StaticFacts
-from ccprof.profiler.runner import EXIT_INTERRUPTED, EXIT_NOTHING, EXIT_SCRIPT_ERROR
+from ccprof.profiler.runner import EXIT_INTERRUPTED, EXIT_NOTHING, EXIT_SCRIPT_ERROR, EXIT_TERMINATED
 
 EXIT_OK = 0
+FINISH_GRACE_S = 5.0     # after the last measured step, time for the script to stop by itself
 _CCPROF_DIR = str(Path(__file__).resolve().parents[1])
 _HIDDEN = (_CCPROF_DIR, os.path.dirname(__import__("runpy").__file__) + os.sep + "runpy.py")
 
@@ -41,8 +48,15 @@ def _now() -> str:
 def user_frames(tb: Any) -> list[traceback.FrameSummary]:
     """The traceback's frames without ccprof's own (and runpy's)."""
     frames = traceback.extract_tb(tb)
-    return [f for f in frames if not str(Path(f.filename).resolve()).startswith(_HIDDEN)
+    return [f for f in frames if not _resolved(f.filename).startswith(_HIDDEN)
             and not f.filename.startswith("<frozen runpy")]
+
+
+def _resolved(filename: str) -> str:
+    try:
+        return str(Path(filename).resolve())
+    except OSError:        # the script removed its cwd: a relative name cannot be resolved
+        return filename
 
 
 def format_user_traceback(exc: BaseException) -> str:
@@ -56,18 +70,45 @@ def blame_frame(exc: BaseException, script: str) -> tuple[str | None, int | None
     """Where in the user's code it happened: the deepest frame in the script's folder."""
     # "<frozen os>" and "<string>" are not files (and would resolve into the cwd)
     frames = [f for f in user_frames(exc.__traceback__) if not f.filename.startswith("<")]
-    folder = str(Path(script).resolve().parent)
-    mine = [f for f in frames if str(Path(f.filename).resolve()).startswith(folder + os.sep)]
+    folder = str(Path(_resolved(script)).parent)
+    mine = [f for f in frames if _resolved(f.filename).startswith(folder + os.sep)]
     pick = (mine or frames or [None])[-1]
     return (pick.filename, pick.lineno) if pick else (None, None)
+
+
+def safe_str(exc: BaseException) -> str:
+    """``str(exc)``, even when the exception's own ``__str__`` raises or returns nothing."""
+    try:
+        text = str(exc)
+    except Exception as inner:
+        text = f"<str() of the exception failed: {type(inner).__name__}>"
+    return text
+
+
+def first_line(exc: BaseException) -> str:
+    lines = safe_str(exc).splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _ccprof_fault(exc: BaseException) -> str | None:
+    """``hooks.py:502`` when the innermost frame of the traceback is ccprof's own code (its
+    hooks raised, not the user's code or torch), else None."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return None
+    last = frames[-1]
+    path = _resolved(last.filename)
+    if path.startswith(_CCPROF_DIR + os.sep) and not path.endswith(os.sep + "harness.py"):
+        return f"{os.path.relpath(path, os.path.dirname(_CCPROF_DIR))}:{last.lineno}"
+    return None
 
 
 def _is_oom(exc: BaseException) -> bool:
     if isinstance(exc, getattr(torch.cuda, "OutOfMemoryError", ())):
         return True
-    return isinstance(exc, (RuntimeError, MemoryError)) and (
-        "out of memory" in str(exc).lower() or "can't allocate memory" in str(exc).lower()
-        or isinstance(exc, MemoryError))
+    text = safe_str(exc).lower()
+    return isinstance(exc, MemoryError) or isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text)
 
 
 def _static(script: str) -> StaticFacts:
@@ -212,9 +253,87 @@ def run(spec: dict[str, Any]) -> int:
         for hook in loader_hooks:
             hook(loader)
 
+    cwd = os.getcwd()          # the script may delete or leave its cwd; the profile names this one
+    state: dict[str, Any] = {"final": False, "static": None}
+
+    def seen_text() -> str:
+        seen = session.counters
+        return (f"{seen['forward_calls'] + seen['forward_calls_untrained']} forward calls, "
+                f"{seen['backward_calls'] or 'no'} backward, {seen['optimizer_steps'] or 'no'} optimizer steps, "
+                f"{session.step_index} steps")
+
+    def write(profile: Any) -> None:
+        """Atomically: the parent never reads half a file, whenever this process dies."""
+        tmp = f"{out_path}.tmp"
+        profile.to_json(tmp)
+        os.replace(tmp, out_path)
+
+    def assemble(error: ErrorInfo | None, findings: list[Finding], *, cheap: bool = False,
+                 outcome: str = "") -> Any:
+        if state["static"] is None:
+            state["static"] = _static(script)
+        static = state["static"]
+        if static.parsed and session.step_index >= session.warmup:
+            from ccprof.profiler.static import reconcile
+
+            static = reconcile(static, session.runtime_facts())
+        env = Environment(
+            python=platform.python_version(), torch=torch.__version__, ccprof=__version__,
+            transformers=getattr(sys.modules.get("transformers"), "__version__", None),
+            script=spec["script"], argv=args, cwd=cwd, started_at=started,
+            finished_at=_now(), hostname=socket.gethostname(),
+        )
+        extra: dict[str, Any] = {}
+        if applied and applied_to:
+            from ccprof.applier.runtime import runtime_notes
+
+            notes = runtime_notes(applied_to[0])
+            for entry in applied:
+                if notes.get(entry["tweak"]):
+                    entry["notes"] = notes[entry["tweak"]]
+        if applied:
+            extra["applied"] = applied
+        profile = session.build_profile(
+            cheap=cheap, static=static, environment=env, error=error,
+            status="complete" if error is None else "partial", **extra,
+        )
+        if findings:
+            profile = replace(profile, findings=list(profile.findings) + findings)
+        if spec.get("scan_data") and outcome == "complete":
+            profile = _scan_data(profile, session, progress)
+        if "WORLD_SIZE" in os.environ:
+            profile = replace(profile, world_size=int(os.environ["WORLD_SIZE"]), rank=rank)
+        return profile
+
+    def on_checkpoint() -> None:
+        if state["final"]:
+            return
+        write(assemble(ErrorInfo(kind="died", exit_code=EXIT_SCRIPT_ERROR,
+                                 message=f"the run stopped before ccprof could finish it, after {seen_text()}"),
+                       [], cheap=True))
+
+    def on_complete() -> None:
+        """The last measured step ended: write the whole profile now, before StopProfiling goes
+        into the script, so a script that swallows it (``except BaseException``) or will not
+        stop cannot cost the measurement; it gets FINISH_GRACE_S to stop, then this process ends."""
+        session.uninstall()
+        try:
+            write(assemble(None, [], outcome="complete"))
+        except Exception:       # written again, the usual way, once the script has stopped
+            return
+        state["final"] = True
+        progress(event="done", code=EXIT_OK)
+
+        def end_anyway() -> None:
+            time.sleep(FINISH_GRACE_S)
+            _flush()
+            os._exit(EXIT_OK)
+        threading.Thread(target=end_anyway, daemon=True, name="ccprof-finish").start()
+
     session = Session(steps=spec.get("steps", 10), warmup=spec.get("warmup", 3),
                       on_step=on_step, on_first_forward=on_first_forward,
-                      on_loader_iter=on_loader_iter if loader_hooks else None)
+                      on_loader_iter=on_loader_iter if loader_hooks else None,
+                      on_checkpoint=on_checkpoint, on_complete=on_complete)
     if spec.get("seed") is not None:
         torch.manual_seed(int(spec["seed"]))
         import random
@@ -222,15 +341,22 @@ def run(spec: dict[str, Any]) -> int:
         random.seed(int(spec["seed"]))
 
     def on_term(signum: int, frame: Any) -> None:
+        progress(event="stopping", signal=signum)     # the parent then waits its grace period
         raise _Timeout()
 
+    def on_int(signum: int, frame: Any) -> None:
+        progress(event="stopping", signal=signum)
+        raise KeyboardInterrupt()
+
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_int)
     started = _now()
     sys.argv = [spec["script"]] + args
     sys.path[0] = str(Path(script).parent)
     error: ErrorInfo | None = None
     findings: list[Finding] = []
     code = EXIT_OK
+    stop_reason = "timeout"
     session.install()
     try:
         import runpy
@@ -248,91 +374,111 @@ def run(spec: dict[str, Any]) -> int:
                                       f"{session.total_steps} steps")
     except _Timeout:
         outcome = "timeout"
+        stop_reason = _stop_reason(spec)
     except KeyboardInterrupt:
         outcome = "interrupted"
     except BaseException as exc:  # the user's error, reported in their terms
         outcome = "error"
+        _cwd_back(cwd)
         file, line = blame_frame(exc, script)
         tb = format_user_traceback(exc)
-        if _is_oom(exc):
+        ours = _ccprof_fault(exc)
+        if ours is not None:
+            # ccprof's own code failed inside a call of the script (a hook): not the user's bug
+            error = ErrorInfo(kind="ccprof_error", exit_code=EXIT_SCRIPT_ERROR, file=file, line=line,
+                              message=f"ccprof failed inside the script's call at {file}:{line} "
+                                      f"({type(exc).__name__}: {first_line(exc)[:300]} in ccprof's {ours}); "
+                                      "the script itself did not fail; please report this")
+        elif _is_oom(exc):
             session.keep_memory_at_failure()
-            findings.append(Finding("oom", f"out of memory: {str(exc).splitlines()[0][:300]}", file, line))
+            findings.append(Finding("oom", f"out of memory: {first_line(exc)[:300]}", file, line))
             error = ErrorInfo(kind="oom", exit_code=EXIT_SCRIPT_ERROR, traceback=tb, file=file, line=line,
                               message=f"out of memory at {file}:{line} after {session.step_index} steps")
         else:
             error = ErrorInfo(kind="script_error", exit_code=EXIT_SCRIPT_ERROR, traceback=tb,
                               file=file, line=line,
-                              message=f"{type(exc).__name__}: {exc} ({file}:{line})")
+                              message=f"{type(exc).__name__}: {first_line(exc)[:500]} ({file}:{line})")
     finally:
         session.uninstall()
-        try:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        except Exception:
-            pass
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                signal.signal(sig, signal.SIG_IGN)   # from here on, finish writing what was measured
+            except Exception:
+                pass
+    _cwd_back(cwd)
+    if state["final"]:
+        # the whole profile was written when the last step ended; whatever the script did
+        # after StopProfiling (swallow it, exit, raise) does not change the measurement
+        return EXIT_OK
 
-    seen = session.counters
-    seen_text = (f"{seen['forward_calls'] + seen['forward_calls_untrained']} forward calls, "
-                 f"{seen['backward_calls'] or 'no'} backward, {seen['optimizer_steps'] or 'no'} optimizer steps, "
-                 f"{session.step_index} steps")
     if outcome in ("ended", "timeout", "interrupted") and error is None:
         if outcome == "interrupted":
             error = ErrorInfo(kind="interrupted", exit_code=EXIT_INTERRUPTED,
-                              message=f"interrupted (Ctrl-C) after {seen_text}")
-        elif seen["backward_calls"] == 0:
+                              message=f"interrupted (Ctrl-C) after {seen_text()}")
+        elif outcome == "timeout" and stop_reason == "terminated":
+            error = ErrorInfo(kind="terminated", exit_code=EXIT_TERMINATED,
+                              message=f"stopped by SIGTERM after {seen_text()}")
+        elif session.counters["backward_calls"] == 0:
             error = ErrorInfo(kind="no_training", exit_code=EXIT_NOTHING,
-                              message=f"the script never trained: {seen_text}"
+                              message=f"the script never trained: {seen_text()}"
                                       + (" (timed out)" if outcome == "timeout" else ""))
         elif outcome == "timeout":
             error = ErrorInfo(kind="timeout", exit_code=EXIT_NOTHING,
-                              message=f"timed out after {spec.get('timeout', '?')} s: {seen_text}")
+                              message=f"timed out after {spec.get('timeout', '?')} s: {seen_text()}")
         else:
             error = ErrorInfo(kind="ended", exit_code=EXIT_NOTHING,
                               message=f"the script ended before {session.total_steps} steps "
-                                      f"({session.warmup} warm-up + measurement): {seen_text}")
+                                      f"({session.warmup} warm-up + measurement): {seen_text()}")
     if error is not None:
         code = error.exit_code
-    env = Environment(
-        python=platform.python_version(), torch=torch.__version__, ccprof=__version__,
-        transformers=getattr(sys.modules.get("transformers"), "__version__", None),
-        script=spec["script"], argv=args, cwd=os.getcwd(), started_at=started,
-        finished_at=_now(), hostname=socket.gethostname(),
-    )
-    extra: dict[str, Any] = {}
-    if applied and applied_to:
-        from ccprof.applier.runtime import runtime_notes
-
-        notes = runtime_notes(applied_to[0])
-        for entry in applied:
-            if notes.get(entry["tweak"]):
-                entry["notes"] = notes[entry["tweak"]]
-    if applied:
-        extra["applied"] = applied
-    static = _static(script)
-    if static.parsed and session.step_index >= session.warmup:
-        from ccprof.profiler.static import reconcile
-
-        static = reconcile(static, session.runtime_facts())
-    profile = session.build_profile(
-        static=static, environment=env, error=error,
-        status="complete" if error is None else "partial", **extra,
-    )
-    if findings:
-        profile = replace(profile, findings=list(profile.findings) + findings)
-    if spec.get("scan_data") and outcome == "complete":
-        profile = _scan_data(profile, session, progress)
-    if "WORLD_SIZE" in os.environ:
-        profile = replace(profile, world_size=int(os.environ["WORLD_SIZE"]), rank=rank)
-    profile.to_json(out_path)
+    write(assemble(error, findings, outcome=outcome))
     progress(event="done", code=code)
     return code
+
+
+def _stop_reason(spec: dict[str, Any]) -> str:
+    """Why the parent sent SIGTERM: "timeout" (--timeout) or "terminated" (ccprof itself was
+    sent SIGTERM); a SIGTERM from elsewhere, straight to this process, counts as terminated."""
+    path = spec.get("stop_path")
+    try:
+        reason = Path(path).read_text().strip() if path else ""
+    except OSError:
+        reason = ""
+    return reason or "terminated"
+
+
+def _cwd_back(cwd: str) -> None:
+    """A script that deleted its own cwd leaves relative paths unusable: go back, or to /."""
+    try:
+        os.getcwd()
+    except OSError:
+        for where in (cwd, os.path.dirname(os.path.abspath(__file__)), "/"):
+            try:
+                os.chdir(where)
+                return
+            except OSError:
+                continue
+
+
+def _flush() -> None:
+    for fh in (sys.stdout, sys.stderr):
+        try:
+            fh.flush()
+        except Exception:
+            pass
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     spec = json.loads(Path(argv[0]).read_text())
-    code = run(spec)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    try:
+        code = run(spec)
+    except BaseException as exc:     # ccprof's own fault, after the script: say so in one line
+        _flush()
+        print(f"ccprof: internal error in the profiling harness ({type(exc).__name__}: {safe_str(exc)[:300]}); "
+              "what was measured before it, if anything, is kept", file=sys.stderr)
+        code = 1
+    _flush()
     os._exit(code)  # skip atexit of the user's script (workers, loggers) that may hang
 
 

@@ -49,6 +49,7 @@ MAX_FINGERPRINTS = 4096     # sampled examples kept for duplicate detection
 # rate sets the step); below it the batch time is probed in the main process.
 DATA_BOUND_FRAC = 0.05
 PROBE_BUDGET_S = 2.0         # at most this long fetching samples for the batch-time probe
+CHECKPOINT_S = 5.0           # during the timed steps, a partial profile at most this often
 MAX_SHAPES = 8
 PROBE_PARAMS, PROBE_ELEMENTS = 4, 4096   # what is compared to see a hand-written update
 
@@ -178,8 +179,16 @@ class Session:
     def __init__(self, steps: int = 10, warmup: int = 3, passes: bool = True,
                  on_step: Callable[[int, int, float, float | None], None] | None = None,
                  on_first_forward: Callable[["Session", nn.Module, tuple, dict], None] | None = None,
-                 on_loader_iter: Callable[[Any], None] | None = None):
+                 on_loader_iter: Callable[[Any], None] | None = None,
+                 on_checkpoint: Callable[[], None] | None = None,
+                 on_complete: Callable[[], None] | None = None):
         self.steps_wanted = max(1, int(steps))
+        # the harness writes what was measured so far after each pass and every few timed
+        # seconds (a later death still leaves a partial profile), and the whole profile the
+        # moment the last step ends, before StopProfiling is raised into the script
+        self.on_checkpoint = on_checkpoint
+        self.on_complete = on_complete
+        self._last_checkpoint = 0.0
         self.warmup = max(1, int(warmup))      # discovery needs one full step
         self.passes = passes
         self.on_step = on_step                  # (done, total, step_s, loss)
@@ -817,7 +826,12 @@ class Session:
             self._finish_discovery()
         if self.step_index >= self.total_steps:
             self._stop_sampler()
+            if self.on_complete is not None:
+                self.on_complete()
             raise StopProfiling()
+        if idx >= self.warmup + self.n_pass_steps and (
+                len(self.step_s) == 1 or time.perf_counter() - self._last_checkpoint > CHECKPOINT_S):
+            self._checkpoint()
         if self.step_index == self.warmup + self.n_pass_steps:
             self._start_sampler()
         if self.passes and self._pass is None and self._pass_queue and self.step_index >= self.warmup:
@@ -1054,6 +1068,16 @@ class Session:
             self.kernel_result = dict(result or {})
         else:
             self.memory_result = result
+        self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Hand what was measured so far to the harness (it writes a partial profile)."""
+        self._last_checkpoint = time.perf_counter()
+        if self.on_checkpoint is not None:
+            try:
+                self.on_checkpoint()
+            except Exception as exc:   # a checkpoint is insurance; it must not break the run
+                self.findings.append(Finding("checkpoint_failed", f"partial profile not written: {exc!r}"))
 
     def keep_memory_at_failure(self) -> None:
         """After an out-of-memory error: keep what the ledger saw up to it, or what is known.
@@ -1121,7 +1145,12 @@ class Session:
             return max(1, min(backwards, batches))
         return max(1, backwards)
 
-    def build_data(self) -> DataInfo:
+    def _host(self) -> Any:
+        if getattr(self, "_host_info", None) is None:
+            self._host_info = measure_host(self.module_calls_per_step)
+        return replace(self._host_info, module_calls_per_step=int(self.module_calls_per_step))
+
+    def build_data(self, probe: bool = True) -> DataInfo:
         info = self.loader_info
         fps = self.fingerprints
         dup = None
@@ -1156,7 +1185,7 @@ class Session:
         if not shapes and self.example_input is not None:
             shapes = _describe_batch(list(self.example_input[0]) + list(self.example_input[1].values()))
         bps = (sum(self.batches_per_step) / len(self.batches_per_step)) if self.batches_per_step else None
-        batch_s, batch_how = self._batch_time(bps, info.get("num_workers"), wait)
+        batch_s, batch_how = self._batch_time(bps, info.get("num_workers"), wait, probe)
         return DataInfo(
             batch_size=batch_size, shapes=shapes,
             num_workers=info.get("num_workers"), pin_memory=info.get("pin_memory"),
@@ -1168,8 +1197,8 @@ class Session:
             finite=info.get("finite"),
         )
 
-    def _batch_time(self, bps: float | None, workers: int | None, wait_frac: float | None
-                    ) -> tuple[float | None, str | None]:
+    def _batch_time(self, bps: float | None, workers: int | None, wait_frac: float | None,
+                    probe: bool = True) -> tuple[float | None, str | None]:
         """Seconds to make one batch in one process, and how it was found (see DataInfo.batch_s)."""
         if not bps or not self.step_s or not self.phase_totals:
             return None, None
@@ -1182,7 +1211,7 @@ class Session:
             # workers are behind: they deliver bps batches per step, w at a time
             return workers * step / bps, (f"the {workers} workers were behind (wait {wait_frac:.0%} of the step): "
                                           "batch time = workers x step / batches per step")
-        return self._probe_batch_time()
+        return self._probe_batch_time() if probe else (None, "not probed in a mid-run checkpoint")
 
     def _probe_batch_time(self) -> tuple[float | None, str | None]:
         """Time one batch made in this process from the training loader's dataset (its RNG restored)."""
@@ -1261,8 +1290,13 @@ class Session:
                     "treat FLOP-based figures (MFU, FLOP-scaled projections) with care"))
         return replace(flops, fvcore_forward=count, fvcore_note=note)
 
-    def build_profile(self, **sections: Any) -> Profile:
-        """Everything seen so far as a Profile; ``sections`` override (static, environment...)."""
+    def build_profile(self, cheap: bool = False, **sections: Any) -> Profile:
+        """Everything seen so far as a Profile; ``sections`` override (static, environment...).
+
+        ``cheap`` (a mid-run checkpoint): no fvcore forward, no batch-time probe of the loader
+        (both would run the user's model or data again while the run goes on), the host timing
+        measured once and reused.
+        """
         from ccprof.profiler.flops import FlopPass  # noqa: F401  (import errors surface early)
         from ccprof.profiler.memory import optimizer_section
         from ccprof.profiler.model_info import describe_model
@@ -1276,7 +1310,7 @@ class Session:
             forward_flops_by_module=self.forward_flops_by_module or None,
             activation_bytes_by_module=act_by_module or None,
         ) if named else None
-        if flops is not None and self.example_input is not None and len(named) == 1:
+        if flops is not None and self.example_input is not None and len(named) == 1 and not cheap:
             flops = self._fvcore_cross_check(flops, ops or [])
         reasons: dict[str, str] = dict(sections.pop("reasons", {}) or {})
         reasons.update(self.gpu_reason)
@@ -1316,12 +1350,12 @@ class Session:
                                             "updated by hand after backward()" if self.counters["backward_calls"]
                                else "no torch.optim optimizer stepped")
         kwargs: dict[str, Any] = dict(
-            device=self.build_device(), steps=self.build_steps(), data=self.build_data(),
+            device=self.build_device(), steps=self.build_steps(), data=self.build_data(probe=not cheap),
             precision=self.build_precision(), optimizer=opt, ops=ops or [],
             findings=list(self.findings), counters=dict(self.counters), reasons=reasons,
             gpu=self.gpu_info, fusion=dict(self.fusion), kernel_s=dict(self.kernel_result),
             run_limits=list(self.run_limits), eval=self.build_eval(),
-            host=measure_host(self.module_calls_per_step),
+            host=self._host(),
         )
         if model is not None:
             kwargs["model"] = model

@@ -43,9 +43,17 @@ _CCPROF = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LIBS = tuple({p for p in (sys.prefix, sys.base_prefix, getattr(sys, "real_prefix", "")) if p})
 
 
+def _abspath(name: str) -> str:
+    """``os.path.abspath`` that survives a script which deleted its own cwd."""
+    try:
+        return os.path.abspath(name)
+    except OSError:
+        return name
+
+
 def _user_frame(frame: types.FrameType) -> bool:
     """A frame of the user's code: not ccprof, torch, the standard library or site-packages."""
-    f = os.path.abspath(frame.f_code.co_filename)
+    f = _abspath(frame.f_code.co_filename)
     if f.startswith(_CCPROF) or "<" in frame.f_code.co_filename:
         return False
     if "site-packages" in f or "dist-packages" in f:
@@ -172,7 +180,7 @@ def _limit_like(node: ast.AST) -> bool:
 
 def _loops(frame: types.FrameType, call_line: int | None = None) -> list[ast.AST]:
     """The for/while loops around the frame's current line, outermost first."""
-    tree = _tree(os.path.abspath(frame.f_code.co_filename))
+    tree = _tree(_abspath(frame.f_code.co_filename))
     return [] if tree is None else _enclosing_loops(tree, call_line or frame.f_lineno)
 
 
@@ -319,7 +327,7 @@ def _loop_info(lp: ast.AST, frame: types.FrameType, where: str) -> dict[str, Any
 
 def _step_divisor(frame: types.FrameType) -> tuple[int, str] | None:
     """``if (i + 1) % accum == 0: optimizer.step()``: the loop runs ``accum`` iterations a step."""
-    tree = _tree(os.path.abspath(frame.f_code.co_filename))
+    tree = _tree(_abspath(frame.f_code.co_filename))
     if tree is None:
         return None
     for node in _enclosing_ifs(tree, frame.f_lineno):
@@ -566,7 +574,7 @@ def eval_period(frame: types.FrameType | None = None) -> tuple[float, int, str, 
             continue
         if not where:
             where = f"{os.path.basename(f.f_code.co_filename)}:{f.f_lineno}"
-        tree = _tree(os.path.abspath(f.f_code.co_filename))
+        tree = _tree(_abspath(f.f_code.co_filename))
         if tree is None:
             continue
         for node in _enclosing_ifs(tree, f.f_lineno):

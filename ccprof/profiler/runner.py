@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,11 +23,18 @@ from typing import Any, Callable
 from ccprof.profiler.profile import ErrorInfo, Profile
 
 __all__ = ["ScriptError", "check_script", "run_script", "RunResult", "EXIT_BAD_INPUT", "EXIT_SCRIPT_ERROR",
-           "EXIT_NOTHING", "EXIT_INTERRUPTED", "EXIT_VERIFY_FAILED"]
+           "EXIT_NOTHING", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "EXIT_VERIFY_FAILED"]
 
 EXIT_BAD_INPUT, EXIT_SCRIPT_ERROR, EXIT_NOTHING, EXIT_INTERRUPTED = 2, 3, 4, 130
+EXIT_TERMINATED = 143       # ccprof was sent SIGTERM (timeout(1), CI runners, Slurm)
 EXIT_VERIFY_FAILED = 5      # --verify: every requested re-run failed (the baseline was measured)
 GRACE_S = 20.0      # after SIGTERM, time for the child to write its partial profile
+ACK_S = 3.0         # ...once it said "stopping"; a child that does not within ACK_S is killed
+CHILDREN_GRACE_S = 2.0      # after the script's process ended: its leftover children, TERM then KILL
+
+
+class _Terminated(BaseException):
+    """ccprof itself was sent SIGTERM while the script ran."""
 
 
 class ScriptError(Exception):
@@ -94,21 +102,24 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
     with tempfile.TemporaryDirectory(prefix="ccprof-") as tmp:
         out = os.path.join(tmp, "profile.json")
         progress_path = os.path.join(tmp, "progress.jsonl")
+        stop_path = os.path.join(tmp, "stop-reason")
         Path(progress_path).touch()
         spec = {"script": script, "args": list(args or []), "steps": steps, "warmup": warmup,
-                "out": out, "progress_path": progress_path, "tweak": tweak,
+                "out": out, "progress_path": progress_path, "tweak": tweak, "stop_path": stop_path,
                 "tweak_options": tweak_options or {}, "seed": seed, "timeout": timeout_s,
                 "scan_data": scan_data}
         spec_path = os.path.join(tmp, "spec.json")
         Path(spec_path).write_text(json.dumps(spec))
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        first_failure = os.path.join(tmp, "first-failed-rank")
+        env["CCPROF_FIRST_FAILURE"] = first_failure
         cmd = [python or sys.executable]
         if nproc > 1:
-            cmd += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+            cmd += ["-m", "ccprof.profiler.launch", "--standalone", f"--nproc_per_node={nproc}"]
         cmd += ["-m", "ccprof.profiler.harness", spec_path]
-        proc = subprocess.Popen(cmd, env=env, stdout=stdout)
         last: dict[str, Any] = {}
+        stopping = threading.Event()      # the child said it is writing what it measured
         done = threading.Event()
 
         def pump() -> None:
@@ -124,6 +135,9 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
                         event = json.loads(line)
                     except ValueError:
                         continue
+                    if event.get("event") == "stopping":
+                        stopping.set()
+                        continue
                     last.update(event)
                     if on_event is not None:
                         try:
@@ -131,53 +145,127 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
                         except Exception:
                             pass
 
-        reader = threading.Thread(target=pump, daemon=True)
-        reader.start()
-        interrupted = False
-        timed_out = False
-        try:
-            code = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            code = _stop(proc)
-        except KeyboardInterrupt:
-            # the child got the same SIGINT; give it time to write what it measured
-            interrupted = True
+        # the script runs in its own process group (its DataLoader workers and helpers too), so
+        # a stop ends all of it; a Ctrl-C at the terminal reaches ccprof, which passes it on
+        with _sigterm_raises():
+            proc = subprocess.Popen(cmd, env=env, stdout=stdout, start_new_session=True)
+            reader = threading.Thread(target=pump, daemon=True)
+            reader.start()
+            why = None          # None | "timeout" | "interrupted" | "terminated"
             try:
-                code = proc.wait(timeout=GRACE_S)
-            except (subprocess.TimeoutExpired, KeyboardInterrupt):
-                code = _stop(proc)
+                code = proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                why = "timeout"
+            except KeyboardInterrupt:
+                why = "interrupted"
+            except _Terminated:
+                why = "terminated"
+            if why is not None:
+                Path(stop_path).write_text("timeout" if why == "timeout" else "terminated")
+                code = _stop(proc, signal.SIGINT if why == "interrupted" else signal.SIGTERM, stopping)
+            _end_group(proc)
         done.set()
         reader.join(timeout=2)
         if nproc > 1:
-            profile = merge_ranks(out, nproc)
+            profile = merge_ranks(out, nproc, _first_rank(first_failure))
         else:
-            profile = Profile.from_json(out) if os.path.exists(out) else None
-    if interrupted:
+            profile = _read_profile(out)
+    interrupted, timed_out = why == "interrupted", why == "timeout"
+    if why == "terminated":
+        code = EXIT_TERMINATED
+    elif interrupted:
         code = EXIT_INTERRUPTED
+    seen = last.get("counters")
     if profile is None:
         if timed_out:
             msg = f"timed out after {timeout_s:g} s and the run could not report (killed)"
             code = EXIT_NOTHING
         elif interrupted:
             msg = "interrupted before anything was measured"
+        elif why == "terminated":
+            msg = "stopped by SIGTERM before anything was measured"
         elif code < 0:
             msg = f"the script's process died with signal {-code} ({_signame(-code)})"
             code = EXIT_SCRIPT_ERROR
         else:
-            msg = f"the profiling process exited with code {code} without a profile"
-            code = code or EXIT_SCRIPT_ERROR
-        seen = last.get("counters")
+            msg = f"the script's process exited with code {code} before anything was measured"
+            code = EXIT_SCRIPT_ERROR
         if seen:
-            msg += f"; seen: {seen}"
+            msg += f"; seen: {_seen(seen)}"
         return RunResult(None, code, msg)
-    if timed_out and profile.error is not None and profile.error.kind == "ended":
+    if profile.error is not None and profile.error.kind == "died":
+        # only the mid-run checkpoint is left: the process ended without writing the rest
+        if timed_out:
+            profile = _with_error(profile, "timeout", f"timed out after {timeout_s:g} s and killed; "
+                                  + profile.error.message.replace("the run stopped before ccprof could finish it, ", ""))
+            code = EXIT_NOTHING
+        elif why in ("interrupted", "terminated"):
+            what = "interrupted (Ctrl-C)" if interrupted else "stopped by SIGTERM"
+            profile = _with_error(profile, "interrupted" if interrupted else "terminated",
+                                  f"{what} and killed; what was measured up to then is kept",
+                                  EXIT_INTERRUPTED if interrupted else EXIT_TERMINATED)
+        else:
+            how = (f"died with signal {-code} ({_signame(-code)})" if code < 0
+                   else f"exited with code {code} without returning (os._exit, or a crash in native code)")
+            profile = _with_error(profile, "died", f"the script's process {how}; "
+                                  + profile.error.message.replace("the run stopped before ccprof could finish it, ", ""),
+                                  EXIT_SCRIPT_ERROR)
+            code = EXIT_SCRIPT_ERROR
+    elif timed_out and profile.error is not None and profile.error.kind == "ended":
         profile = _with_error(profile, "timeout", f"timed out after {timeout_s:g} s")
+    elif profile.error is None and profile.status == "complete":
+        if why in (None, "timeout"):
+            code = 0        # measured in full: what the script did after the last step does not matter
     message = profile.error.message if profile.error else None
-    return RunResult(profile, code if code >= 0 else EXIT_SCRIPT_ERROR, message)
+    if code not in (0, EXIT_BAD_INPUT, EXIT_SCRIPT_ERROR, EXIT_NOTHING, EXIT_INTERRUPTED, EXIT_TERMINATED):
+        code = EXIT_SCRIPT_ERROR        # a rank's or torchrun's own code: the script failed
+    return RunResult(profile, code, message)
 
 
-def merge_ranks(out: str, nproc: int) -> Profile | None:
+def _seen(counters: dict[str, Any]) -> str:
+    f = counters.get("forward_calls", 0) + counters.get("forward_calls_untrained", 0)
+    return (f"{f} forward calls, {counters.get('backward_calls', 0)} backward, "
+            f"{counters.get('optimizer_steps', 0)} optimizer steps")
+
+
+def _read_profile(path: str) -> Profile | None:
+    if not os.path.exists(path):
+        return None
+    try:
+        return Profile.from_json(path)
+    except (ValueError, OSError):
+        return None
+
+
+class _sigterm_raises:
+    """While the script runs: SIGTERM to ccprof raises _Terminated in the main thread (only
+    there can a handler be set; elsewhere, e.g. a notebook's worker thread, nothing changes)."""
+
+    def __enter__(self) -> "_sigterm_raises":
+        self.old = None
+        if threading.current_thread() is threading.main_thread():
+            def handler(signum: int, frame: Any) -> None:
+                raise _Terminated()
+            self.old = signal.signal(signal.SIGTERM, handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.old is not None:
+            signal.signal(signal.SIGTERM, self.old)
+
+
+_PEER_GONE = re.compile(r"Connection closed by peer|Connection reset by peer|remote worker|Broken pipe|"
+                        r"communicator was aborted|NCCL error.*remote process exited", re.I)
+
+
+def _first_rank(path: str) -> int | None:
+    try:
+        return int(Path(path).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def merge_ranks(out: str, nproc: int, first_failed: int | None = None) -> Profile | None:
     """Rank 0's profile with every rank's step time, peak memory and samples beside it.
 
     The step of a data-parallel job is as slow as its slowest rank, so ``steps.step_s``
@@ -206,24 +294,80 @@ def merge_ranks(out: str, nproc: int) -> Profile | None:
     steps = replace(p0.steps, step_s=step_s, measured=n,
                     samples_per_step=sum(samples) if all(samples) else p0.steps.samples_per_step,
                     tokens_per_step=sum(tokens) if all(tokens) else p0.steps.tokens_per_step)
-    error = p0.error or next((p.error for p in profiles.values() if p.error), None)
+    # the error to show: a rank's own failure (its traceback) before the ranks torchrun then
+    # stopped, named by rank; rank 0's otherwise
+    errors = [(r, p.error) for r, p in sorted(profiles.items()) if p.error is not None]
+    # a rank whose peer died fails on the closed connection: that is a consequence, not the cause
+    own = sorted(((r, e) for r, e in errors if e.kind in ("script_error", "oom")),
+                 key=lambda re: (bool(_PEER_GONE.search(re[1].message or "")), re[0] != first_failed))
+    error = None
+    if own or errors:
+        r, e = (own or errors)[0]
+        if r != 0 or own:
+            e = replace(e, message=f"rank {r}: {e.message}",
+                        traceback=(f"rank {r}: " + e.traceback) if e.traceback else e.traceback)
+        error = e
+    missing = [r for r in range(nproc) if r not in profiles]
+    if missing and error is None:
+        error = ErrorInfo(kind="died", exit_code=EXIT_SCRIPT_ERROR,
+                          message=f"rank(s) {', '.join(map(str, missing))} wrote no profile")
     return replace(p0, steps=steps, world_size=nproc, rank=0, ranks=ranks, error=error,
-                   status="complete" if error is None and len(profiles) == nproc else "partial")
+                   status="complete" if error is None else "partial")
 
 
-def _with_error(profile: Profile, kind: str, message: str) -> Profile:
+def _with_error(profile: Profile, kind: str, message: str, exit_code: int = EXIT_NOTHING) -> Profile:
     from dataclasses import replace
 
-    return replace(profile, error=ErrorInfo(kind=kind, message=message, exit_code=EXIT_NOTHING))
+    return replace(profile, error=ErrorInfo(kind=kind, message=message, exit_code=exit_code),
+                   status="partial")
 
 
-def _stop(proc: subprocess.Popen) -> int:
-    proc.send_signal(signal.SIGTERM)
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
     try:
-        return proc.wait(timeout=GRACE_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.wait()
+        os.killpg(proc.pid, sig)       # start_new_session: the group id is the child's pid
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _stop(proc: subprocess.Popen, sig: int, stopping: threading.Event) -> int:
+    """Signal the script's whole process group; wait for it to write what it measured (up to
+    GRACE_S once it said "stopping", ACK_S if it never does: a script that ignores the signal),
+    then SIGKILL the group. A second Ctrl-C or SIGTERM meanwhile kills at once."""
+    _signal_group(proc, sig)
+    t0 = time.monotonic()
+    try:
+        while True:
+            try:
+                return proc.wait(timeout=0.1)
+            except subprocess.TimeoutExpired:
+                pass
+            waited = time.monotonic() - t0
+            if waited > (GRACE_S if stopping.is_set() else ACK_S):
+                break
+    except (KeyboardInterrupt, _Terminated):
+        pass
+    _signal_group(proc, signal.SIGKILL)
+    return proc.wait()
+
+
+def _end_group(proc: subprocess.Popen) -> None:
+    """The script's process has ended; end what it left running in its group (a helper
+    process, a DataLoader worker): SIGTERM, then SIGKILL after CHILDREN_GRACE_S."""
+    if proc.poll() is None:
+        return
+    try:
+        os.killpg(proc.pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return      # nothing left
+    _signal_group(proc, signal.SIGTERM)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < CHILDREN_GRACE_S:
+        try:
+            os.killpg(proc.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.05)
+    _signal_group(proc, signal.SIGKILL)
 
 
 def _signame(num: int) -> str:
