@@ -73,6 +73,15 @@ def apply(script: str | Path, tweaks: list[str], options: dict[str, Any] | None 
     return apply_source(text.source, list(tweaks), options=options, path=str(path), like=text)
 
 
+class _StopVerify(BaseException):
+    """A --verify re-run was stopped by Ctrl-C or SIGTERM: stop verifying (BaseException, so
+    the verify stage does not take it for a failure of its own)."""
+
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.code = code
+
+
 def write_artefacts(out_dir: str | Path, profile: Profile, advice: Any = None,
                     report: bool = True) -> dict[str, Path]:
     """Write profile.json, advice.json and report.html under ``out_dir``; return their paths."""
@@ -117,7 +126,7 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
     ``verify``: K re-runs the top K applicable tweaks, one fresh process each, "plan" the
     combined plan once (ccprof.applier.verify); the baseline run is then seeded.
     """
-    from ccprof.profiler.runner import run_script
+    from ccprof.profiler.runner import EXIT_INTERRUPTED, EXIT_TERMINATED, run_script
 
     out = Path(out_dir)
     seed = None
@@ -141,15 +150,19 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
 
         advice_options["catalog"] = load_catalog(catalog_path)
     advice = _stage("advice", out, lambda: advise(profile, **advice_options))
-    if verify and profile.error is None:
+    exit_code, message = run.exit_code, run.message
+    if verify and profile.error is None and run.exit_code not in (EXIT_INTERRUPTED, EXIT_TERMINATED):
         from ccprof.applier.verify import verify as verify_advice
 
         made = sorted(_cwd_entries() - before_run - {out.resolve().name, "__pycache__"})
 
         def rerun(tweaks: list[str], options: dict[str, dict]) -> Profile | None:
-            return run_script(script, list(args), steps=steps, warmup=warmup, timeout_s=timeout_s,
-                              stdout=child_stdout if child_stdout is not None else subprocess.DEVNULL,
-                              nproc=nproc, seed=seed, tweak=tweaks, tweak_options=options).profile
+            res = run_script(script, list(args), steps=steps, warmup=warmup, timeout_s=timeout_s,
+                             stdout=child_stdout if child_stdout is not None else subprocess.DEVNULL,
+                             nproc=nproc, seed=seed, tweak=tweaks, tweak_options=options)
+            if res.exit_code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+                raise _StopVerify(res.exit_code)     # Ctrl-C / SIGTERM ends --verify, not one re-run
+            return res.profile
 
         def run_one(tweaks: list[str], options: dict[str, dict]) -> Profile | None:
             prof = rerun(tweaks, options)
@@ -167,12 +180,17 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
 
         plan = str(verify) == "plan"
         k = None if plan else int(verify)
-        advice = _stage("verify", out, lambda: verify_advice(run_one, profile, advice, k=k, plan=plan,
-                                                             on_tweak=on_verify))
+        try:
+            advice = _stage("verify", out, lambda: verify_advice(run_one, profile, advice, k=k, plan=plan,
+                                                                 on_tweak=on_verify))
+        except _StopVerify as stop:
+            exit_code = stop.code
+            message = ("--verify stopped by " + ("Ctrl-C" if stop.code == EXIT_INTERRUPTED else "SIGTERM")
+                       + "; the baseline's profile, advice and report are written, unverified")
     paths = _stage("report", out, lambda: write_artefacts(out, profile, advice, report=report))
     if previous is not None:
         paths = {**paths, "previous run": previous}
-    return Analysis(profile, advice, run.exit_code, run.message, paths)
+    return Analysis(profile, advice, exit_code, message, paths)
 
 
 def _cwd_entries() -> set[str]:

@@ -175,6 +175,8 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
             click.echo(error.traceback.rstrip(), err=True)
         click.echo(f"ccprof: {error.message}", err=True)
         click.echo(f"ccprof: what was measured is in {result.paths.get('profile')}", err=True)
+    elif result.exit_code and result.message:       # --verify stopped by Ctrl-C / SIGTERM
+        click.echo(f"ccprof: {result.message}", err=True)
     if not quiet and not as_json:
         from ccprof.reports import terminal_summary
 
@@ -545,7 +547,11 @@ def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top
 
 
 def main() -> None:
-    cli(prog_name="ccprof")
+    try:
+        cli(prog_name="ccprof", standalone_mode=True)
+    except KeyboardInterrupt:      # Ctrl-C outside a run (a long apply, a report): no traceback
+        click.echo("ccprof: interrupted", err=True)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -119,6 +119,10 @@ def check_out_dir(out_dir: str | Path, option: str = "--out") -> Path:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{option} {out_dir}: cannot create it ({exc.strerror})") from None
+    for name in RUN_FILES[:3]:
+        if (p / name).exists() and not written_by_ccprof(p / name):
+            raise OutputError(f"{option} {out_dir}: holds a {name} that ccprof did not write; "
+                              "give another --out folder")
     probe = p / f".ccprof-write-test-{os.getpid()}"
     try:
         probe.write_bytes(b"")
@@ -150,7 +154,7 @@ def archive_previous_run(out_dir: str | Path) -> Path | None:
     folder, or None when the folder holds no earlier run."""
     out = Path(out_dir)
     prof = out / "profile.json"
-    if not prof.is_file():
+    if not prof.is_file() or not written_by_ccprof(prof):
         return None
     base = out / "runs" / _stamp(prof)
     dest, n = base, 1
@@ -159,7 +163,8 @@ def archive_previous_run(out_dir: str | Path) -> Path | None:
         dest = base.with_name(f"{base.name}-{n}")
     dest.mkdir(parents=True)
     for name in RUN_FILES:
-        if (out / name).is_file():
+        # only what ccprof wrote moves (check_out_dir refused an --out holding someone else's)
+        if (out / name).is_file() and (name == "ccprof-error.log" or written_by_ccprof(out / name)):
             os.replace(out / name, dest / name)
     return dest
 
@@ -167,8 +172,12 @@ def archive_previous_run(out_dir: str | Path) -> Path | None:
 def run_history(out_dir: str | Path) -> list[Path]:
     """Every run's profile.json in ``out_dir``, oldest first (runs/ by time, then the latest)."""
     out = Path(out_dir)
+    def order(p: Path) -> tuple[str, int]:        # 20261202T101500Z-10 after -9
+        stamp, _, n = p.parent.name.partition("-")
+        return stamp, int(n) if n.isdigit() else 0
+
     runs = sorted((d / "profile.json" for d in (out / "runs").glob("*") if (d / "profile.json").is_file()),
-                  key=lambda p: p.parent.name)
+                  key=order)
     if (out / "profile.json").is_file():
         runs.append(out / "profile.json")
     return runs

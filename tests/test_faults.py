@@ -145,6 +145,8 @@ CASES = [
     Case("verify-word", ["analyze", "train.py", "--verify", "abc"], 2, ["--verify"]),
     Case("out-under-a-file", ["analyze", "train.py", "--out", "file.txt/sub"], 2, ["--out", "file.txt"],
          files={"file.txt": "keep me"}),
+    Case("out-holds-someone-elses-profile", ["analyze", "train.py", "--out", "mine"], 2, ["--out", "profile.json"],
+         files={"mine/profile.json": "{\"mine\": true}"}),
     Case("out-is-a-file", ["analyze", "train.py", "--out", "file.txt"], 2, ["file.txt"],
          files={"file.txt": "keep me"}),
     # ---- analyze: the script's own faults (what was measured is kept)
@@ -412,4 +414,59 @@ def test_failing_rank_shows_the_users_error_and_keeps_the_ranks(tmp_path: Path):
     assert p["world_size"] == 2 and p["status"] == "partial"
     assert p["error"]["message"].startswith("rank 1:")
     assert {r["rank"] for r in p["ranks"]} == {0, 1}
+    _no_leftovers(tmp_path)
+
+
+def test_timeout_with_dataloader_workers_is_a_timeout_not_a_worker_error(tmp_path: Path):
+    """The stop goes to the script's process, not its workers first: torch's "DataLoader worker
+    exited unexpectedly" must not replace the timeout."""
+    (tmp_path / "workers.py").write_text(
+        "import time, torch\n"
+        "from torch.utils.data import DataLoader, TensorDataset\n"
+        "ds = TensorDataset(torch.randn(10000, 8), torch.randn(10000, 1))\n"
+        "model = torch.nn.Linear(8, 1)\n"
+        "opt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "for step, (x, y) in enumerate(DataLoader(ds, batch_size=4, num_workers=2)):\n"
+        "    loss = (model(x) - y).pow(2).mean()\n"
+        "    opt.zero_grad(); loss.backward(); opt.step()\n"
+        "    if step == 1:\n"
+        "        time.sleep(3600)\n")
+    r = _ccprof(["analyze", "workers.py", *FAST, "--timeout", "20", "--out", "out"], tmp_path)
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode == 4, err[-3000:]
+    assert "exited unexpectedly" not in err and "Traceback" not in err, err[-3000:]
+    assert json.loads((tmp_path / "out" / "profile.json").read_text())["error"]["kind"] == "timeout"
+    _no_leftovers(tmp_path)
+
+
+def test_timeout_under_nproc_ends_every_rank(tmp_path: Path):
+    """Rank 1 hangs, so rank 0 blocks in its all-reduce and cannot answer the stop: ccprof
+    kills the ranks' own process groups too (torchrun starts each in a new session)."""
+    (tmp_path / "stuck.py").write_text(
+        "import time, torch, torch.distributed as dist\n"
+        "dist.init_process_group('gloo')\n"
+        "model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(8, 1))\n"
+        "opt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "for step in range(100):\n"
+        "    loss = model(torch.randn(4, 8)).pow(2).mean()\n"
+        "    opt.zero_grad(); loss.backward(); opt.step()\n"
+        "    if dist.get_rank() == 1 and step == 1:\n"
+        "        time.sleep(3600)\n")
+    r = _ccprof(["analyze", "stuck.py", *FAST, "--nproc", "2", "--timeout", "30", "--out", "out"], tmp_path,
+                timeout=300)
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode in (3, 4), err[-3000:]
+    assert not FOREIGN_FRAME.search(err) and "ChildFailedError" not in err, err[-3000:]
+    _no_leftovers(tmp_path)
+
+
+def test_sighup_to_ccprof_stops_the_script(tmp_path: Path):
+    """The terminal closed (ssh dropped): the script must not train on without ccprof."""
+    proc = _start(tmp_path)
+    _wait_for_line(proc, "ccprof-test: step 6")
+    proc.send_signal(signal.SIGHUP)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert json.loads((tmp_path / "out" / "profile.json").read_text())["error"]["kind"] == "terminated"
     _no_leftovers(tmp_path)

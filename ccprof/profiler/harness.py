@@ -36,7 +36,7 @@ from ccprof.profiler.profile import Environment, ErrorInfo, Finding, StaticFacts
 from ccprof.profiler.runner import EXIT_INTERRUPTED, EXIT_NOTHING, EXIT_SCRIPT_ERROR, EXIT_TERMINATED
 
 EXIT_OK = 0
-FINISH_GRACE_S = 5.0     # after the last measured step, time for the script to stop by itself
+FINISH_GRACE_S = 30.0    # after the last measured step, time for the script to stop by itself
 _CCPROF_DIR = str(Path(__file__).resolve().parents[1])
 _HIDDEN = (_CCPROF_DIR, os.path.dirname(__import__("runpy").__file__) + os.sep + "runpy.py")
 
@@ -253,6 +253,13 @@ def run(spec: dict[str, Any]) -> int:
         for hook in loader_hooks:
             hook(loader)
 
+    _die_with_parent()
+    if "WORLD_SIZE" in os.environ:
+        # torchrun starts each rank in a session of its own: tell the parent which group to kill
+        try:
+            Path(os.path.dirname(spec["out"]), f"pgid.rank{rank}").write_text(str(os.getpgid(0)))
+        except OSError:
+            pass
     cwd = os.getcwd()          # the script may delete or leave its cwd; the profile names this one
     state: dict[str, Any] = {"final": False, "static": None}
 
@@ -315,19 +322,29 @@ def run(spec: dict[str, Any]) -> int:
     def on_complete() -> None:
         """The last measured step ended: write the whole profile now, before StopProfiling goes
         into the script, so a script that swallows it (``except BaseException``) or will not
-        stop cannot cost the measurement; it gets FINISH_GRACE_S to stop, then this process ends."""
+        stop cannot cost the measurement. Then the script unwinds as it would (its ``finally``
+        blocks run); if it trains on instead (a module is called again) or has not ended after
+        FINISH_GRACE_S, this process ends with exit 0."""
         session.uninstall()
+        _ack_only()                 # a stop signal now must not cut the write short
         try:
             write(assemble(None, [], outcome="complete"))
-        except Exception:       # written again, the usual way, once the script has stopped
+        except Exception:           # written again, the usual way, once the script has stopped
             return
+        finally:
+            _arm()
         state["final"] = True
         progress(event="done", code=EXIT_OK)
 
-        def end_anyway() -> None:
-            time.sleep(FINISH_GRACE_S)
+        def end_now(*_: Any) -> None:
             _flush()
             os._exit(EXIT_OK)
+
+        state["after_final"] = torch.nn.modules.module.register_module_forward_pre_hook(end_now)
+
+        def end_anyway() -> None:
+            time.sleep(FINISH_GRACE_S)
+            end_now()
         threading.Thread(target=end_anyway, daemon=True, name="ccprof-finish").start()
 
     session = Session(steps=spec.get("steps", 10), warmup=spec.get("warmup", 3),
@@ -340,16 +357,46 @@ def run(spec: dict[str, Any]) -> int:
 
         random.seed(int(spec["seed"]))
 
+    def ack(signum: int, frame: Any) -> None:
+        """While ccprof writes what was measured: say so (the parent then waits its grace
+        period instead of killing after ACK_S) and go on writing."""
+        progress(event="stopping", signal=signum)
+
+    def _ack_only() -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, ack)
+
     def on_term(signum: int, frame: Any) -> None:
-        progress(event="stopping", signal=signum)     # the parent then waits its grace period
+        _ack_only()           # one-shot: a second signal (Slurm signals every process) must not
+        ack(signum, frame)    # interrupt the unwinding and the write of the profile
+        if hasattr(signal, "SIGCHLD"):
+            # workers a whole-job SIGTERM ended are not the script's failure (torch's SIGCHLD
+            # handler would raise "DataLoader worker exited unexpectedly" over the stop)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         raise _Timeout()
 
     def on_int(signum: int, frame: Any) -> None:
-        progress(event="stopping", signal=signum)
+        _ack_only()
+        ack(signum, frame)
         raise KeyboardInterrupt()
 
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_int)
+    def _arm() -> None:
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_int)
+
+    user_handlers = (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT))
+
+    def _child_handlers() -> None:
+        # a process the script forks (a DataLoader worker) gets Python's own handlers back, not
+        # ccprof's: a stop signal sent to the whole group must not make it raise ccprof's _Timeout
+        for sig, h in zip((signal.SIGTERM, signal.SIGINT), user_handlers):
+            try:
+                signal.signal(sig, h if h is not None else signal.SIG_DFL)
+            except (OSError, ValueError, TypeError):
+                pass
+
+    os.register_at_fork(after_in_child=_child_handlers)
+    _arm()
     started = _now()
     sys.argv = [spec["script"]] + args
     sys.path[0] = str(Path(script).parent)
@@ -399,12 +446,10 @@ def run(spec: dict[str, Any]) -> int:
                               file=file, line=line,
                               message=f"{type(exc).__name__}: {first_line(exc)[:500]} ({file}:{line})")
     finally:
+        _ack_only()             # from here on, finish writing what was measured
         session.uninstall()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                signal.signal(sig, signal.SIG_IGN)   # from here on, finish writing what was measured
-            except Exception:
-                pass
+        if state.get("after_final") is not None:
+            state["after_final"].remove()
     _cwd_back(cwd)
     if state["final"]:
         # the whole profile was written when the last step ended; whatever the script did
@@ -445,6 +490,21 @@ def _stop_reason(spec: dict[str, Any]) -> str:
     except OSError:
         reason = ""
     return reason or "terminated"
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process if its parent (ccprof, or torchrun) dies without stopping it
+    (kill -9, an OOM kill): the script must not train on as an orphan."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _cwd_back(cwd: str) -> None:

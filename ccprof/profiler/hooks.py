@@ -49,7 +49,7 @@ MAX_FINGERPRINTS = 4096     # sampled examples kept for duplicate detection
 # rate sets the step); below it the batch time is probed in the main process.
 DATA_BOUND_FRAC = 0.05
 PROBE_BUDGET_S = 2.0         # at most this long fetching samples for the batch-time probe
-CHECKPOINT_S = 5.0           # during the timed steps, a partial profile at most this often
+CHECKPOINT_S = 10.0          # during the timed steps, a partial profile at most this often
 MAX_SHAPES = 8
 PROBE_PARAMS, PROBE_ELEMENTS = 4, 4096   # what is compared to see a hand-written update
 
@@ -188,7 +188,8 @@ class Session:
         # moment the last step ends, before StopProfiling is raised into the script
         self.on_checkpoint = on_checkpoint
         self.on_complete = on_complete
-        self._last_checkpoint = 0.0
+        self._last_checkpoint = time.perf_counter()
+        self._after_checkpoint: set[int] = set()      # indices into step_s of steps after one
         self.warmup = max(1, int(warmup))      # discovery needs one full step
         self.passes = passes
         self.on_step = on_step                  # (done, total, step_s, loss)
@@ -829,8 +830,7 @@ class Session:
             if self.on_complete is not None:
                 self.on_complete()
             raise StopProfiling()
-        if idx >= self.warmup + self.n_pass_steps and (
-                len(self.step_s) == 1 or time.perf_counter() - self._last_checkpoint > CHECKPOINT_S):
+        if idx >= self.warmup + self.n_pass_steps and time.perf_counter() - self._last_checkpoint > CHECKPOINT_S:
             self._checkpoint()
         if self.step_index == self.warmup + self.n_pass_steps:
             self._start_sampler()
@@ -1071,8 +1071,11 @@ class Session:
         self._checkpoint()
 
     def _checkpoint(self) -> None:
-        """Hand what was measured so far to the harness (it writes a partial profile)."""
+        """Hand what was measured so far to the harness (it writes a partial profile). DataLoader
+        workers prefetch meanwhile, so the next timed step's data wait is left out of the wait
+        and phase figures (``_clean_steps``)."""
         self._last_checkpoint = time.perf_counter()
+        self._after_checkpoint.add(len(self.step_s))
         if self.on_checkpoint is not None:
             try:
                 self.on_checkpoint()
@@ -1116,12 +1119,22 @@ class Session:
             method="model state at the out-of-memory error (activations not measured)"), {})
 
     # ------------------------------------------------------------------ results
+    def _clean_steps(self) -> tuple[list[float], list[dict[str, float]]]:
+        """(step_s, phase_totals) without the steps right after a checkpoint when DataLoader
+        workers ran (they prefetched during it), as long as two steps remain."""
+        skip = self._after_checkpoint if self.loader_info.get("num_workers") else set()
+        keep = [i for i in range(len(self.step_s)) if i not in skip]
+        if len(keep) < 2 or len(keep) == len(self.step_s):
+            return list(self.step_s), list(self.phase_totals)
+        return [self.step_s[i] for i in keep], [self.phase_totals[i] for i in keep]
+
     def build_steps(self) -> Steps:
         n = len(self.step_s)
+        clean_s, clean_phases = self._clean_steps()
         phase_s = {}
         if n:
             for ph in PHASES:
-                phase_s[ph] = sum(d[ph] for d in self.phase_totals) / n
+                phase_s[ph] = sum(d[ph] for d in clean_phases) / len(clean_s)
         mean = lambda xs: (sum(xs) / len(xs)) if xs else None  # noqa: E731
         samples = mean(self.samples)
         tokens = mean(self.tokens)
@@ -1145,10 +1158,14 @@ class Session:
             return max(1, min(backwards, batches))
         return max(1, backwards)
 
-    def _host(self) -> Any:
+    def _host(self, cheap: bool = False) -> Any:
+        """Host dispatch timing; measured for the final profile after ccprof's hooks are off
+        (a checkpoint's figure, with them on, is not kept)."""
+        if cheap:
+            return measure_host(self.module_calls_per_step, repeats=1)
         if getattr(self, "_host_info", None) is None:
             self._host_info = measure_host(self.module_calls_per_step)
-        return replace(self._host_info, module_calls_per_step=int(self.module_calls_per_step))
+        return self._host_info
 
     def build_data(self, probe: bool = True) -> DataInfo:
         info = self.loader_info
@@ -1170,8 +1187,9 @@ class Session:
                 dup = 0.0 if (expect - k) / sd < 3.5 else max(0.0, 1.0 - _distinct_items(n, k, N) / N)
                 scope = "sampled with replacement (the sampler's own repeats discounted)"
         wait = None
-        if self.step_s and self.phase_totals:
-            wait = sum(d["data"] for d in self.phase_totals) / sum(self.step_s)
+        clean_s, clean_phases = self._clean_steps()
+        if clean_s and clean_phases:
+            wait = sum(d["data"] for d in clean_phases) / sum(clean_s)
         seq_len = None
         token_inputs = False
         ex = _first_tensor(self.example_input) if self.example_input else None
@@ -1200,11 +1218,12 @@ class Session:
     def _batch_time(self, bps: float | None, workers: int | None, wait_frac: float | None,
                     probe: bool = True) -> tuple[float | None, str | None]:
         """Seconds to make one batch in one process, and how it was found (see DataInfo.batch_s)."""
-        if not bps or not self.step_s or not self.phase_totals:
+        clean_s, clean_phases = self._clean_steps()
+        if not bps or not clean_s or not clean_phases:
             return None, None
-        n = len(self.step_s)
-        wait_s = sum(d["data"] for d in self.phase_totals) / n
-        step = sum(self.step_s) / n
+        n = len(clean_s)
+        wait_s = sum(d["data"] for d in clean_phases) / n
+        step = sum(clean_s) / n
         if not workers:
             return wait_s / bps, "measured wait (num_workers=0): the main process makes each batch"
         if wait_frac is not None and wait_frac >= DATA_BOUND_FRAC:
@@ -1355,7 +1374,7 @@ class Session:
             findings=list(self.findings), counters=dict(self.counters), reasons=reasons,
             gpu=self.gpu_info, fusion=dict(self.fusion), kernel_s=dict(self.kernel_result),
             run_limits=list(self.run_limits), eval=self.build_eval(),
-            host=self._host(),
+            host=self._host(cheap),
         )
         if model is not None:
             kwargs["model"] = model

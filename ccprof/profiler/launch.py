@@ -26,6 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
+    import torch.distributed.elastic.agent.server.api  # noqa: F401  (its logger, below)
+
+    quiet = logging.getLogger("torch.distributed")   # its loggers set their own levels: cut them off
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+    for name, lg in list(logging.root.manager.loggerDict.items()):
+        if name.startswith("torch.distributed") and isinstance(lg, logging.Logger):
+            lg.disabled = True
+
     try:
         run(parse_args(sys.argv[1:] if argv is None else argv))
     except ChildFailedError as exc:

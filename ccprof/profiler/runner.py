@@ -146,24 +146,40 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
                             pass
 
         # the script runs in its own process group (its DataLoader workers and helpers too), so
-        # a stop ends all of it; a Ctrl-C at the terminal reaches ccprof, which passes it on
-        with _sigterm_raises():
-            proc = subprocess.Popen(cmd, env=env, stdout=stdout, start_new_session=True)
-            reader = threading.Thread(target=pump, daemon=True)
-            reader.start()
-            why = None          # None | "timeout" | "interrupted" | "terminated"
+        # a stop ends all of it; a Ctrl-C at the terminal reaches ccprof, which passes it on.
+        # Under --nproc torchrun starts each rank in a session of its own: each rank's harness
+        # writes its group id beside the profile, and a kill reaches those groups too.
+        why = None          # None | "timeout" | "interrupted" | "terminated"
+        code = EXIT_SCRIPT_ERROR
+        proc = None
+        with _stop_signals_raise():
             try:
-                code = proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                why = "timeout"
-            except KeyboardInterrupt:
-                why = "interrupted"
-            except _Terminated:
-                why = "terminated"
-            if why is not None:
-                Path(stop_path).write_text("timeout" if why == "timeout" else "terminated")
-                code = _stop(proc, signal.SIGINT if why == "interrupted" else signal.SIGTERM, stopping)
-            _end_group(proc)
+                proc = subprocess.Popen(cmd, env=env, stdout=stdout, start_new_session=True)
+                reader = threading.Thread(target=pump, daemon=True)
+                reader.start()
+                try:
+                    code = proc.wait(timeout=timeout_s)
+                except subprocess.TimeoutExpired:
+                    why = "timeout"
+                except KeyboardInterrupt:
+                    why = "interrupted"
+                except _Terminated:
+                    why = "terminated"
+                if why is not None:
+                    Path(stop_path).write_text("timeout" if why == "timeout" else "terminated")
+                    code = _stop(proc, signal.SIGINT if why == "interrupted" else signal.SIGTERM, stopping, tmp)
+                _end_group(proc, tmp)
+            except (KeyboardInterrupt, _Terminated) as exc:     # a second signal at an awkward point
+                why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated"
+            finally:
+                if proc is not None and proc.poll() is None:   # never leave the script running
+                    _kill_all(proc, tmp)
+                    code = proc.wait()
+                elif proc is not None:
+                    _kill_all(proc, tmp, leftovers_only=True)
+                if proc is None:
+                    return RunResult(None, EXIT_INTERRUPTED if why == "interrupted" else EXIT_TERMINATED,
+                                     "stopped before the script started")
         done.set()
         reader.join(timeout=2)
         if nproc > 1:
@@ -216,6 +232,8 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
     elif profile.error is None and profile.status == "complete":
         if why in (None, "timeout"):
             code = 0        # measured in full: what the script did after the last step does not matter
+    if timed_out and profile.error is not None:
+        code = EXIT_NOTHING         # whatever code the stop left (torchrun answers SIGTERM with 143)
     message = profile.error.message if profile.error else None
     if code not in (0, EXIT_BAD_INPUT, EXIT_SCRIPT_ERROR, EXIT_NOTHING, EXIT_INTERRUPTED, EXIT_TERMINATED):
         code = EXIT_SCRIPT_ERROR        # a rank's or torchrun's own code: the script failed
@@ -237,21 +255,28 @@ def _read_profile(path: str) -> Profile | None:
         return None
 
 
-class _sigterm_raises:
-    """While the script runs: SIGTERM to ccprof raises _Terminated in the main thread (only
-    there can a handler be set; elsewhere, e.g. a notebook's worker thread, nothing changes)."""
+_STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, n))
 
-    def __enter__(self) -> "_sigterm_raises":
-        self.old = None
+
+class _stop_signals_raise:
+    """While the script runs: SIGTERM, SIGHUP (the terminal closed, ssh dropped) or SIGQUIT to
+    ccprof raise _Terminated in the main thread, so the script is stopped with ccprof rather
+    than left running. Only the main thread can set handlers (a notebook's worker thread
+    changes nothing)."""
+
+    def __enter__(self) -> "_stop_signals_raise":
+        self.old: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
             def handler(signum: int, frame: Any) -> None:
                 raise _Terminated()
-            self.old = signal.signal(signal.SIGTERM, handler)
+            for sig in _STOP_SIGNALS:
+                old = signal.signal(sig, handler)
+                self.old[sig] = signal.SIG_DFL if old is None else old    # None: set from C
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self.old is not None:
-            signal.signal(signal.SIGTERM, self.old)
+        for sig, old in self.old.items():
+            signal.signal(sig, old)
 
 
 _PEER_GONE = re.compile(r"Connection closed by peer|Connection reset by peer|remote worker|Broken pipe|"
@@ -297,13 +322,16 @@ def merge_ranks(out: str, nproc: int, first_failed: int | None = None) -> Profil
     # the error to show: a rank's own failure (its traceback) before the ranks torchrun then
     # stopped, named by rank; rank 0's otherwise
     errors = [(r, p.error) for r, p in sorted(profiles.items()) if p.error is not None]
-    # a rank whose peer died fails on the closed connection: that is a consequence, not the cause
-    own = sorted(((r, e) for r, e in errors if e.kind in ("script_error", "oom")),
-                 key=lambda re: (bool(_PEER_GONE.search(re[1].message or "")), re[0] != first_failed))
+    # a rank whose peer died fails on the closed connection, and torchrun then stops the rest:
+    # those are consequences; the first rank torchrun saw fail, else the lowest, is the cause
+    def consequence(e: ErrorInfo) -> bool:
+        return e.kind in ("terminated", "interrupted", "timeout") or bool(_PEER_GONE.search(e.message or ""))
+
+    ordered = sorted(errors, key=lambda re: (consequence(re[1]), re[0] != first_failed, re[0]))
     error = None
-    if own or errors:
-        r, e = (own or errors)[0]
-        if r != 0 or own:
+    if ordered:
+        r, e = ordered[0]
+        if len(profiles) > 1 or r != 0:
             e = replace(e, message=f"rank {r}: {e.message}",
                         traceback=(f"rank {r}: " + e.traceback) if e.traceback else e.traceback)
         error = e
@@ -322,18 +350,57 @@ def _with_error(profile: Profile, kind: str, message: str, exit_code: int = EXIT
                    status="partial")
 
 
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+def _groups(proc: subprocess.Popen, tmp: str) -> list[int]:
+    """The script's process groups: the child's own, and each torchrun rank's (its harness
+    writes ``pgid.rank<N>`` in the temp folder: torchrun starts every rank in a new session)."""
+    groups = [proc.pid]
+    for p in Path(tmp).glob("pgid.rank*"):
+        try:
+            g = int(p.read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if g not in groups:
+            groups.append(g)
+    return groups
+
+
+def _signal_groups(proc: subprocess.Popen, tmp: str, sig: int) -> None:
+    if not hasattr(os, "killpg"):      # Windows: no process groups; the child alone
+        try:
+            proc.kill() if sig == getattr(signal, "SIGKILL", None) else proc.terminate()
+        except OSError:
+            pass
+        return
+    for g in _groups(proc, tmp):
+        try:
+            os.killpg(g, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _alive(proc: subprocess.Popen, tmp: str) -> bool:
+    if not hasattr(os, "killpg"):
+        return proc.poll() is None
+    for g in _groups(proc, tmp):
+        try:
+            os.killpg(g, 0)
+            return True
+        except (ProcessLookupError, PermissionError):
+            continue
+    return False
+
+
+def _stop(proc: subprocess.Popen, sig: int, stopping: threading.Event, tmp: str) -> int:
+    """Ask the script's process to stop (the harness, or torchrun, which passes it to the
+    ranks; not the whole group: DataLoader workers dying first would turn the stop into a
+    "worker exited unexpectedly" error); wait for it to write what it measured (up to GRACE_S
+    once it said "stopping", ACK_S if it never does: a script that ignores the signal, a rank
+    blocked in a collective), then SIGKILL every group of the run. A second Ctrl-C or
+    SIGTERM meanwhile kills at once."""
     try:
-        os.killpg(proc.pid, sig)       # start_new_session: the group id is the child's pid
-    except (ProcessLookupError, PermissionError):
+        proc.send_signal(sig)
+    except OSError:
         pass
-
-
-def _stop(proc: subprocess.Popen, sig: int, stopping: threading.Event) -> int:
-    """Signal the script's whole process group; wait for it to write what it measured (up to
-    GRACE_S once it said "stopping", ACK_S if it never does: a script that ignores the signal),
-    then SIGKILL the group. A second Ctrl-C or SIGTERM meanwhile kills at once."""
-    _signal_group(proc, sig)
     t0 = time.monotonic()
     try:
         while True:
@@ -341,33 +408,36 @@ def _stop(proc: subprocess.Popen, sig: int, stopping: threading.Event) -> int:
                 return proc.wait(timeout=0.1)
             except subprocess.TimeoutExpired:
                 pass
-            waited = time.monotonic() - t0
-            if waited > (GRACE_S if stopping.is_set() else ACK_S):
+            if time.monotonic() - t0 > (GRACE_S if stopping.is_set() else ACK_S):
                 break
     except (KeyboardInterrupt, _Terminated):
         pass
-    _signal_group(proc, signal.SIGKILL)
+    _kill_all(proc, tmp)
     return proc.wait()
 
 
-def _end_group(proc: subprocess.Popen) -> None:
-    """The script's process has ended; end what it left running in its group (a helper
-    process, a DataLoader worker): SIGTERM, then SIGKILL after CHILDREN_GRACE_S."""
+def _kill_all(proc: subprocess.Popen, tmp: str, leftovers_only: bool = False) -> None:
+    """SIGKILL every group of the run (``leftovers_only``: the script's process has ended;
+    what it left running gets SIGTERM first, SIGKILL after CHILDREN_GRACE_S)."""
+    kill = getattr(signal, "SIGKILL", signal.SIGTERM)
+    if leftovers_only:
+        if not _alive(proc, tmp):
+            return
+        _signal_groups(proc, tmp, signal.SIGTERM)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < CHILDREN_GRACE_S:
+            if not _alive(proc, tmp):
+                return
+            time.sleep(0.05)
+    _signal_groups(proc, tmp, kill)
+
+
+def _end_group(proc: subprocess.Popen, tmp: str) -> None:
+    """The script's process has ended; end what it left running (a helper process, a
+    DataLoader worker, a rank torchrun did not take down)."""
     if proc.poll() is None:
         return
-    try:
-        os.killpg(proc.pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return      # nothing left
-    _signal_group(proc, signal.SIGTERM)
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < CHILDREN_GRACE_S:
-        try:
-            os.killpg(proc.pid, 0)
-        except (ProcessLookupError, PermissionError):
-            return
-        time.sleep(0.05)
-    _signal_group(proc, signal.SIGKILL)
+    _kill_all(proc, tmp, leftovers_only=True)
 
 
 def _signame(num: int) -> str:
