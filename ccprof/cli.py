@@ -466,9 +466,9 @@ def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top
     src_path = Path(script)
     if not src_path.is_file():
         _fail(f"{script}: no such file", 2)
-    wanted, options = list(tweaks), {}
+    wanted, options, per_tweak = list(tweaks), {}, {}
     if advice_path:
-        picked, options = tweaks_from_advice(_load_artefact("advice", advice_path), top)
+        picked, per_tweak = tweaks_from_advice(_load_artefact("advice", advice_path), top)
         wanted += [t for t in picked if t not in wanted]
     if not wanted:
         _fail("nothing to apply: name tweaks with -t ID or give --from advice.json", 2)
@@ -517,7 +517,7 @@ def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top
         _fail(f"{script}: cannot read it ({exc.strerror or exc})", 2)
     try:
         result = apply_source(text.source, wanted, options=options, path=str(src_path), to_path=str(out_path),
-                              like=text)
+                              like=text, tweak_options=per_tweak)
     except ScriptSyntaxError as exc:
         _fail(f"{exc.path}:{exc.line}: syntax error, fix the script first ({exc.message.splitlines()[0]})", 3)
     except ValueError as exc:

@@ -130,3 +130,33 @@ def test_cli_errors_and_from_advice(tmp_path):
     assert res.exit_code == 0, res.output
     assert "applied mixed_precision" in res.output and "applied tf32" in res.output
     assert "dataloader" not in res.output
+
+
+def test_from_advice_applies_what_each_tweak_projected(tmp_path):
+    """`apply --from advice.json` takes each tweak's own figures (issue 12): grad_accumulation's
+    steps, mixed_precision's dtype, lora's rank and targets; one advisor's figure (the wanted
+    batch of grad_accumulation) never becomes another codemod's option."""
+    import dataclasses
+
+    from ccprof.advisors.advice import Advice, AdviceSet, Projected
+    from ccprof.applier.codemods.selection import tweaks_from_advice
+
+    base = AdviceSet.from_json(ROOT / "tests" / "fixtures" / "advice_sample.json")
+    details = {"grad_accumulation": {"micro_batch": 8, "accum_steps": 6, "wanted_batch": 48},
+               "mixed_precision": {"policy": {"autocast": "float16"}},
+               "lora": {"rank": 16, "targets": ["model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.v_proj"]}}
+    advice = [Advice(tweak=t, status="recommended", details=d, projected=Projected(usd_saved=10.0 - i))
+              for i, (t, d) in enumerate(details.items())]
+    picked, per_tweak = tweaks_from_advice(dataclasses.replace(base, advice=advice))
+    assert picked == ["grad_accumulation", "mixed_precision", "lora"]
+    assert per_tweak == {"grad_accumulation": {"accumulation_steps": 6}, "mixed_precision": {"dtype": "fp16"},
+                         "lora": {"lora_rank": 16, "lora_targets": ["q_proj", "v_proj"]}}
+    # end to end: the rewrite accumulates 6 micro-batches and autocasts to float16
+    path = tmp_path / "advice.json"
+    dataclasses.replace(base, advice=advice[:2]).to_json(path)
+    script = tmp_path / "cnn.py"
+    script.write_text((ROOT / "examples" / "cnn.py").read_text(encoding="utf-8"))
+    res = CliRunner().invoke(cli, ["apply", str(script), "--from", str(path), "-o", str(tmp_path / "out.py")])
+    assert res.exit_code == 0, res.output
+    new = (tmp_path / "out.py").read_text()
+    assert "6" in new and "float16" in new and "batch_size=48" not in new, res.output

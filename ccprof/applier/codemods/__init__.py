@@ -89,13 +89,16 @@ def codemod_ids() -> list[str]:
 
 def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | None = None,
                  path: str = "<script>", to_path: str | None = None,
-                 like: ScriptText | None = None) -> ApplyResult:
+                 like: ScriptText | None = None,
+                 tweak_options: dict[str, dict[str, Any]] | None = None) -> ApplyResult:
     """Rewrite ``source`` with the codemods of ``tweaks``; pure (no file I/O).
 
     Each tweak either rewrites the script completely or leaves it exactly as it was (a skip
     with a reason). Applying a tweak a second time changes nothing. Unknown ids are skipped.
     ``options``: ``dtype`` ("bf16" | "fp16"), ``accumulation_steps``, ``lora_rank``,
     ``lora_targets``, ``patience``, ``num_workers``, ``batch_size``, ``embeddings_path`` ...
+    ``tweak_options``: options for one tweak only (``{"grad_accumulation": {"accumulation_steps": 4}}``,
+    what ``selection.tweaks_from_advice`` reads from advice.json); ``options`` override them.
     ``path`` and ``to_path`` label the diff's old and new file (the new defaults to ``path``).
     ``like``: the ``ScriptText`` that ``source`` came from (``read_script``); the result is
     checked to write back in its encoding, BOM and line endings, and the diff's first line
@@ -129,7 +132,8 @@ def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | No
         if cls is None:
             skipped[tweak] = (f"no codemod for {tweak!r}; codemods exist for: {', '.join(codemod_ids())}")
             continue
-        codemod = cls(CodemodContext(filename=path), opts)
+        # the advice's own figures for this tweak, under what the user passed (--option wins)
+        codemod = cls(CodemodContext(filename=path), {**(tweak_options or {}).get(tweak, {}), **opts})
         try:
             new_tree = codemod.rewrite(facts)
         except AlreadyApplied as e:

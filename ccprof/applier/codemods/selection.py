@@ -11,32 +11,49 @@ from ccprof.applier.codemods.mixed_precision import normalize_dtype
 
 __all__ = ["tweaks_from_advice", "parse_option", "default_output_path"]
 
-# Advice.details keys an advisor may fill -> the codemod option they set
-DETAIL_OPTIONS = {
-    "batch_after": "batch_size", "batch_size": "batch_size", "wanted_batch": "batch_size",
-    "accumulation_steps": "accumulation_steps", "micro_batches": "accumulation_steps",
-    "dtype": "dtype", "lora_rank": "lora_rank", "rank": "lora_rank",
-    "lora_targets": "lora_targets", "target_modules": "lora_targets",
-    "patience": "patience", "num_workers": "num_workers", "embeddings_path": "embeddings_path",
+# per tweak: the Advice.details key its advisor fills -> the codemod option it sets (a dotted
+# key reads a nested dict). Per tweak, so that one advisor's figure (grad_accumulation's
+# wanted batch) never becomes another codemod's option (batch_size).
+TWEAK_OPTIONS: dict[str, dict[str, str]] = {
+    "batch_size": {"batch_after": "batch_size"},
+    "grad_accumulation": {"accum_steps": "accumulation_steps"},
+    "lora": {"rank": "lora_rank", "targets": "lora_targets"},
+    "dataloader": {"workers_after": "num_workers"},
+    "mixed_precision": {"policy.autocast": "dtype"},
 }
 
 
-def tweaks_from_advice(advice_set: Any, top: int | None = None) -> tuple[list[str], dict[str, Any]]:
+def _detail(details: Any, key: str) -> Any:
+    for part in key.split("."):
+        if not isinstance(details, dict):
+            return None
+        details = details.get(part)
+    return details
+
+
+def tweaks_from_advice(advice_set: Any, top: int | None = None) -> tuple[list[str], dict[str, dict[str, Any]]]:
     """The ``top`` recommended tweaks that have a codemod, ranked by projected dollars saved,
-    and the codemod options their details carry.
+    and, per tweak, the codemod options its advice's details carry (what was projected).
 
     Example: ``tweaks_from_advice(AdviceSet.from_json("ccprof-report/advice.json"), 3)``
-    -> ``(["mixed_precision", "tf32", "dataloader"], {})``.
+    -> ``(["mixed_precision", "grad_accumulation", "tf32"],
+    {"mixed_precision": {"dtype": "bf16"}, "grad_accumulation": {"accumulation_steps": 4}})``.
     """
     have = set(codemod_ids())
     ranked = sorted((a for a in advice_set.advice if a.status == "recommended" and a.tweak in have),
                     key=lambda a: -float(a.projected.usd_saved or 0.0))
     chosen = ranked[:top] if top is not None else ranked
-    options: dict[str, Any] = {}
+    options: dict[str, dict[str, Any]] = {}
     for a in chosen:
-        for key, value in (a.details or {}).items():
-            if key in DETAIL_OPTIONS and value is not None:
-                options.setdefault(DETAIL_OPTIONS[key], value)
+        for key, opt in TWEAK_OPTIONS.get(a.tweak, {}).items():
+            value = _detail(a.details or {}, key)
+            if value in (None, "", [], 0):
+                continue
+            if opt == "lora_targets":        # peft matches module-name suffixes: q_proj, c_attn
+                value = sorted({str(t).split(".")[-1] for t in value})
+            if opt == "dtype":
+                value = normalize_dtype(value)
+            options.setdefault(a.tweak, {})[opt] = value
     return [a.tweak for a in chosen], options
 
 
