@@ -470,3 +470,21 @@ def test_sighup_to_ccprof_stops_the_script(tmp_path: Path):
     assert "Traceback" not in err, err[-3000:]
     assert json.loads((tmp_path / "out" / "profile.json").read_text())["error"]["kind"] == "terminated"
     _no_leftovers(tmp_path)
+
+
+def test_own_catalog_gpu_is_the_one_memory_advice_judges(tmp_path: Path):
+    """`--catalog own.toml --gpu own`: the memory advisors judge the fit on that GPU's memory,
+    not on the default A100 80GB (issue 12)."""
+    (tmp_path / "train.py").write_text(train())
+    (tmp_path / "own.toml").write_text(
+        '[gpu.lab-card]\nname = "Lab Card 2GB"\nmemory_gb = 2\nbandwidth_gb_s = 300\n'
+        'tflops = { fp32 = 10.0, bf16 = 40.0 }\nusd_per_hour = 0.5\nprice_source = "our lab"\n'
+        'price_date = "2026-12-01"\n')
+    r = _ccprof(["analyze", "train.py", *FAST, "--catalog", "own.toml", "--gpu", "lab-card", "--out", "out"],
+                tmp_path)
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    advice = json.loads((tmp_path / "out" / "advice.json").read_text())
+    text = json.dumps([a for a in advice["advice"] if a["tweak"] in ("batch_size", "grad_accumulation",
+                                                                      "checkpointing")])
+    assert "Lab Card 2GB" in text or "1.86 GiB" in text, text[:3000]
+    assert "80GB" not in text and "74.5" not in text, text[:3000]
