@@ -167,10 +167,6 @@ def code_of(node: cst.CSTNode) -> str:
     return cst.Module(body=[]).code_for_node(node)
 
 
-def strip_leading(stmt: cst.BaseStatement) -> cst.BaseStatement:
-    return stmt.with_changes(leading_lines=[]) if hasattr(stmt, "leading_lines") else stmt
-
-
 def kwarg(call: cst.Call, name: str) -> cst.Arg | None:
     for arg in call.args:
         if arg.keyword is not None and arg.keyword.value == name:
@@ -572,9 +568,6 @@ class ScriptInfo:
                 if key in text:
                     return task
         return None
-
-    def first_hit_line(self, calls: Sequence[cst.CSTNode]) -> int:
-        return min((self.line(c) for c in calls), default=0)
 
 
 def _walk_stmts(node: cst.CSTNode) -> list[cst.CSTNode]:

@@ -46,18 +46,6 @@ def _param_owners(call: cst.Call) -> set[str]:
     return out
 
 
-def model_stmt(info: ScriptInfo, name: str, before: cst.CSTNode) -> cst.BaseStatement | None:
-    """The last statement of ``before``'s block, before it, that binds ``name``."""
-    block = info.block_of(before)
-    if block is None:
-        return None
-    body = list(block.body)
-    for stmt in reversed(body[:body.index(before)]):
-        if name in assigned_names(stmt):
-            return stmt
-    return None
-
-
 def _loaded_before(info: ScriptInfo, stmt: cst.BaseStatement, name: str) -> bool:
     """``name`` (or a part of it) gets checkpoint weights in ``stmt``'s block before ``stmt``."""
     from ccprof.applier.codemods._base import attr_chain, call_names
