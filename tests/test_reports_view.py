@@ -162,3 +162,20 @@ def test_unknown_run_size_is_said_not_invented():
     assert chart["gpu_costs"].title.startswith("Cost per 1,000 steps")
     assert "unknown" in chart["waterfall"].reason
     assert all(r.usd == "run size unknown" for r in v.recommendations)
+
+
+def test_saved_profile_renders_the_prices_it_was_costed_with(tmp_path):
+    """The right-size table is priced when the profile is costed and kept in it (issue 12): a
+    catalog whose prices changed since does not change the report of a saved profile."""
+    from ccprof.hardware import attach
+
+    profile, _ = load("sample")
+    costed = Profile.from_json(attach(profile, catalog=CATALOG, total_steps=10_000).to_json())   # saved and loaded
+    assert costed.cost.detail["right_size"], "the priced table is kept in the profile"
+    today = gpu_cost_rows(costed, CATALOG)
+    doubled = {g: dataclasses.replace(s, usd_per_hour=None if s.usd_per_hour is None else 2 * s.usd_per_hour)
+               for g, s in CATALOG.items()}
+    assert gpu_cost_rows(costed, doubled) == today
+    assert gpu_cost_rows(costed, {}) == today           # no catalog at all: still the same table
+    priced = [r for r in today if r.usd_per_hour is not None]
+    assert priced and all(r.name for r in today)

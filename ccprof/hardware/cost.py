@@ -309,8 +309,14 @@ def attach(profile: Profile, *, gpu: str | None = None, catalog: dict[str, GpuSp
     gid, choice = target_gpu(profile, cat, gpu)
     changes: dict[str, Any] = {"projection": proj}
     try:
-        changes["cost"] = cost_for(profile, gid, cat, price_usd, total_steps, epochs,
-                                   projection=proj, gpu_choice=choice, num_gpus=num_gpus)
+        cost = cost_for(profile, gid, cat, price_usd, total_steps, epochs,
+                        projection=proj, gpu_choice=choice, num_gpus=num_gpus)
+        # the right-size table as priced now, kept in the artefact: a saved profile renders the
+        # same report tomorrow, whatever the catalog's prices by then
+        table = right_size(dataclasses.replace(profile, cost=cost), cat, projection=proj, num_gpus=num_gpus)
+        names = {g: cat[g].name for g in proj if g in cat}
+        changes["cost"] = dataclasses.replace(cost, detail={**cost.detail, "right_size": table,
+                                                            "gpu_names": names})
     except NoStepTimeError as exc:
         changes["cost"] = None
         changes["reasons"] = {**profile.reasons, "cost": str(exc)}

@@ -664,19 +664,26 @@ def gpu_cost_rows(profile: Profile, catalog: dict[str, Any] | None = None) -> li
     """
     from ccprof.hardware import right_size
 
-    catalog = _catalog() if catalog is None else catalog
     projection = profile.projection or {}
     if not projection:
         return []
     target = profile.cost.gpu if profile.cost is not None else None
-    num_gpus = int((profile.cost.detail.get("num_gpus") if profile.cost is not None else None) or 1)
-    priced = {r["gpu"]: r for r in right_size(profile, catalog, projection=projection, num_gpus=num_gpus)}
+    detail = profile.cost.detail if profile.cost is not None else {}
+    num_gpus = int(detail.get("num_gpus") or 1)
+    names: dict[str, str] = {}
+    if isinstance(detail.get("right_size"), list):
+        # priced when the profile was costed (hardware.attach): the report shows what was saved
+        priced = {r["gpu"]: r for r in detail["right_size"] if isinstance(r, dict) and "gpu" in r}
+        names = dict(detail.get("gpu_names") or {})
+    else:       # a profile costed before the table was kept: price it from today's catalog
+        catalog = _catalog() if catalog is None else catalog
+        priced = {r["gpu"]: r for r in right_size(profile, catalog, projection=projection, num_gpus=num_gpus)}
+        names = {g: s.name for g, s in catalog.items()}
     known = run_known(profile)
     rows = []
     for gid, proj in projection.items():
         r = priced.get(gid)
-        spec = catalog.get(gid)
-        name = spec.name if spec is not None else str(proj.detail.get("gpu_name") or gid)
+        name = names.get(gid) or str(proj.detail.get("gpu_name") or gid)
         step_s = r["step_s"] if r else (proj.measured_step_s if _finite(proj.measured_step_s) else proj.step_s)
         price = r["usd_per_hour"] if r else None
         usd_run = r["usd_run"] if r else None
