@@ -331,7 +331,6 @@ def advise_cmd(profile_path: str, gpu: str | None, total_steps: int | None, pric
     from pathlib import Path
 
     from ccprof.advisors import AdviceContext, advise
-    from ccprof.advisors._common import fmt_bytes, fmt_pct, fmt_s, fmt_usd
 
     profile = _load_artefact("profile", profile_path)
     _check_history(history)
@@ -350,21 +349,10 @@ def advise_cmd(profile_path: str, gpu: str | None, total_steps: int | None, pric
         click.echo(result.to_json())
         return
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(title=f"ccprof advice ({result.plan.gpu or 'no GPU priced'})")
-    for col in ("tweak", "status", "time", "memory", "dollars", "confidence", "risk"):
-        table.add_column(col)
-    for a in result.advice:
-        p = a.projected
-        table.add_row(a.tweak, a.status, fmt_pct(p.time_saved_frac), fmt_bytes(p.memory_saved_bytes),
-                      fmt_usd(p.usd_saved), a.confidence, a.risk)
-    con = Console()
-    con.print(table)
-    plan = result.plan
-    run = (f"run {fmt_usd(plan.usd_run_before)} -> {fmt_usd(plan.usd_run_after)}" if plan.usd_run_before > 0
-           else f"step {fmt_s(plan.step_s_before)} -> {fmt_s(plan.step_s_after)} (run size unknown)")
-    con.print(f"plan: {' -> '.join(plan.tweaks) or 'nothing to apply'}; {run}")
+    from ccprof.reports import advice_table
+
+    advice_table(result, Console())
     click.echo(str(out))
 
 

@@ -9,6 +9,6 @@ them into plotly figures, ``html.py`` renders jinja2 templates (autoescape on) i
 self-contained offline file, ``terminal.py`` prints with rich.
 """
 from ccprof.reports.html import compare_html, render_html, write_report
-from ccprof.reports.terminal import compare_table, terminal_summary
+from ccprof.reports.terminal import advice_table, compare_table, terminal_summary
 
-__all__ = ["render_html", "write_report", "terminal_summary", "compare_html", "compare_table"]
+__all__ = ["render_html", "write_report", "terminal_summary", "compare_html", "compare_table", "advice_table"]

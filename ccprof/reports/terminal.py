@@ -12,9 +12,10 @@ from rich.text import Text
 
 from ccprof.advisors.advice import AdviceSet
 from ccprof.profiler.profile import Profile
+from ccprof.reports._format import fmt_bytes, fmt_pct, fmt_s, fmt_usd
 from ccprof.reports.view import build_compare_view, build_report_view
 
-__all__ = ["terminal_summary", "compare_table"]
+__all__ = ["terminal_summary", "compare_table", "advice_table"]
 
 _RISK_STYLE = {"none": "green", "numerics": "yellow", "convergence": "yellow", "accuracy": "red"}
 
@@ -88,3 +89,22 @@ def compare_table(before: Profile, after: Profile, console: Console) -> None:
     console.print(t)
     for n in v.notes:
         console.print(Text("note: " + n, style="yellow"))
+
+
+def advice_table(advice_set: AdviceSet, console: Console) -> None:
+    """Every tweak's status and projected saving, then the plan (``ccprof advise``).
+
+    Example: ``advice_table(AdviceSet.from_json("advice.json"), Console())``.
+    """
+    t = Table(title=Text(f"ccprof advice ({advice_set.plan.gpu or 'no GPU priced'})"))
+    for col in ("tweak", "status", "time", "memory", "dollars", "confidence", "risk"):
+        t.add_column(col, no_wrap=col in ("tweak", "status"))     # what the user types next: never cut
+    for a in advice_set.advice:
+        p = a.projected
+        t.add_row(*(Text(x) for x in (a.tweak, a.status, fmt_pct(p.time_saved_frac), fmt_bytes(p.memory_saved_bytes),
+                                      fmt_usd(p.usd_saved), a.confidence, a.risk)))
+    console.print(t)
+    plan = advice_set.plan
+    run = (f"run {fmt_usd(plan.usd_run_before)} -> {fmt_usd(plan.usd_run_after)}" if plan.usd_run_before > 0
+           else f"step {fmt_s(plan.step_s_before)} -> {fmt_s(plan.step_s_after)} (run size unknown)")
+    console.print(Text(f"plan: {' -> '.join(plan.tweaks) or 'nothing to apply'}; {run}"))
