@@ -1,0 +1,232 @@
+"""What every part of the profiling Session shares: the phases, the limits, the stop
+exceptions and small helpers on tensors, batches and loaders (no state)."""
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+PHASES = ("data", "forward", "backward", "optimizer", "other")
+# Forwards of the trained model under no_grad between optimizer steps (validation,
+# generate()) are timed as "eval", outside the step; a pass step they land in is redone.
+_TIMED = PHASES + ("eval",)
+EVAL_MAX_ROWS = 4000         # op rows kept for the counted evaluation episode
+MAX_PASS_RETRIES = 3
+MAX_FINGERPRINTS = 4096     # sampled examples kept for duplicate detection
+# With DataLoader workers, a wait above this share of the step means they are behind (their
+# rate sets the step); below it the batch time is probed in the main process.
+DATA_BOUND_FRAC = 0.05
+PROBE_BUDGET_S = 2.0         # at most this long fetching samples for the batch-time probe
+CHECKPOINT_S = 10.0          # during the timed steps, a partial profile at most this often
+MAX_SHAPES = 8
+PROBE_PARAMS, PROBE_ELEMENTS = 4, 4096   # what is compared to see a hand-written update
+
+
+class StopProfiling(BaseException):
+    """Raised from a hook once the measured steps are done; not an ``Exception`` on purpose."""
+
+
+class _Timeout(BaseException):
+    """Raised in the main thread when the parent asks the run to stop (timeout)."""
+
+
+def _sync(device_type: str) -> None:
+    if device_type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _first_tensor(obj: Any, depth: int = 0) -> torch.Tensor | None:
+    if isinstance(obj, torch.Tensor):
+        return obj
+    if depth > 3:
+        return None
+    if isinstance(obj, dict):
+        for key in ("input_ids", "pixel_values", "input", "x", "inputs"):
+            if isinstance(obj.get(key), torch.Tensor):
+                return obj[key]
+        obj = list(obj.values())
+    if isinstance(obj, (list, tuple)):
+        for v in obj:
+            t = _first_tensor(v, depth + 1)
+            if t is not None:
+                return t
+    return None
+
+
+def _describe_batch(batch: Any, prefix: str = "") -> list[str]:
+    out: list[str] = []
+    if isinstance(batch, torch.Tensor):
+        dtype = str(batch.dtype).replace("torch.", "")
+        out.append(f"{prefix or 'batch'}: {dtype}{list(batch.shape)}")
+    elif isinstance(batch, dict):
+        for k, v in batch.items():
+            out += _describe_batch(v, str(k))
+    elif isinstance(batch, (list, tuple)):
+        for i, v in enumerate(batch):
+            out += _describe_batch(v, f"{prefix}[{i}]" if prefix else f"[{i}]")
+    return out[:MAX_SHAPES]
+
+
+def _row_fingerprints(t: torch.Tensor) -> list[str]:
+    if t.dim() == 0:
+        return []
+    rows = t.detach().to("cpu").contiguous().reshape(t.shape[0], -1)
+    if rows.dtype == torch.bfloat16:
+        rows = rows.view(torch.int16)
+    arr = rows.numpy()
+    return [hashlib.blake2b(r.tobytes(), digest_size=8).hexdigest() for r in arr]
+
+
+def _count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+_MODULE_FILE = nn.modules.module.__file__
+
+
+def _call_kwargs(module: nn.Module) -> dict:
+    """The keyword arguments of ``module``'s call in progress ({} when they cannot be found).
+
+    torch calls a *global* forward pre-hook as ``hook(module, args)``, without the kwargs
+    (only per-module hooks can ask for them), so ``model(**batch)`` -- the Hugging Face
+    Trainer's call and most HF loops -- looked argument-less at discovery: the first-forward
+    tweaks saw no labels and the example input was empty. The kwargs dict is read (never
+    written) from torch's ``Module._call_impl`` frame a few levels up.
+    """
+    frame = sys._getframe(1)
+    for _ in range(6):
+        if frame is None:
+            break
+        if frame.f_code.co_filename == _MODULE_FILE:
+            local = frame.f_locals
+            if local.get("self") is module and isinstance(local.get("kwargs"), dict):
+                return local["kwargs"]
+        frame = frame.f_back
+    return {}
+
+
+def _distinct_items(draws: int, seen: int, population: int) -> float:
+    """Distinct items D in a dataset of ``population`` rows such that ``draws`` uniform draws with
+    replacement are expected to see ``seen`` distinct ones: D (1 - (1 - 1/D)^draws) = seen."""
+    def expected(d: float) -> float:
+        return d * (1.0 - (1.0 - 1.0 / d) ** draws)
+
+    lo, hi = float(max(seen, 1)), float(max(population, seen, 1))
+    if expected(hi) <= seen:
+        return hi
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if expected(mid) < seen:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def _backward_site(frame: Any) -> tuple:
+    """Where a backward was called from: the (file, line) chain of the user's frames on the stack,
+    so one accumulation loop is one site and two loss terms (a GAN's D on real and fake) are two."""
+    from ccprof.profiler.run_size import _user_frame
+
+    chain = []
+    while frame is not None and len(chain) < 8:
+        if _user_frame(frame):
+            chain.append((frame.f_code.co_filename, frame.f_lineno))
+        frame = frame.f_back
+    return tuple(chain)
+
+
+def _loader_info(loader: Any) -> dict[str, Any]:
+    """Batch size, workers, dataset length, steps per epoch, and whether its epochs end."""
+    info: dict[str, Any] = {
+        "batch_size": loader.batch_size,
+        "num_workers": loader.num_workers,
+        "pin_memory": bool(loader.pin_memory),
+        "persistent_workers": bool(getattr(loader, "persistent_workers", False)),
+    }
+    try:
+        info["dataset_len"] = len(loader.dataset)
+    except Exception:
+        info["dataset_len"] = None
+    try:
+        info["steps_per_epoch"] = len(loader)
+    except Exception:
+        info["steps_per_epoch"] = None
+    finite = info["steps_per_epoch"] is not None
+    sampler = getattr(loader, "sampler", None)
+    info["replacement"] = bool(isinstance(sampler, torch.utils.data.RandomSampler)
+                               and getattr(sampler, "replacement", False))
+    n = info["dataset_len"]
+    if isinstance(sampler, torch.utils.data.RandomSampler) and getattr(sampler, "replacement", False) and n:
+        # minGPT's RandomSampler(replacement=True, num_samples=int(1e10)): an endless stream
+        if getattr(sampler, "num_samples", 0) > 10 * n:
+            finite = False
+    if isinstance(getattr(loader, "dataset", None), torch.utils.data.IterableDataset):
+        finite = finite and info["steps_per_epoch"] is not None
+    if info["steps_per_epoch"] and info["steps_per_epoch"] > 10**8:
+        finite = False
+    info["finite"] = finite
+    return info
+
+
+def _batch_bytes(batch: Any) -> int:
+    """Bytes of every tensor in a batch (what a host-to-device copy moves)."""
+    from torch.utils._pytree import tree_flatten
+
+    leaves, _ = tree_flatten(batch)
+    return int(sum(t.numel() * t.element_size() for t in leaves if isinstance(t, torch.Tensor)))
+
+
+def probe_batch_s(loader: Any, budget_s: float = PROBE_BUDGET_S) -> tuple[float | None, str]:
+    """Seconds to make one batch of ``loader`` in this process: fetch samples of its map-style
+    dataset through its ``collate_fn`` until a batch or ``budget_s``, and scale to the batch size.
+
+    The global RNGs (torch, Python, NumPy) are restored afterwards, so the user's random stream
+    is untouched. An iterable dataset cannot be indexed: (None, why).
+    """
+    import random
+
+    ds = getattr(loader, "dataset", None)
+    bs = getattr(loader, "batch_size", None) or 1
+    collate = getattr(loader, "collate_fn", None)
+    if ds is None or not hasattr(ds, "__getitem__") or isinstance(ds, torch.utils.data.IterableDataset):
+        return None, "unknown: the workers hid the wait and the dataset cannot be indexed to probe"
+    try:
+        n = len(ds)
+    except TypeError:
+        return None, "unknown: the workers hid the wait and the dataset has no length to probe"
+    py_state = random.getstate()
+    try:
+        import numpy as np
+        np_state = np.random.get_state()
+    except ImportError:  # pragma: no cover - numpy comes with torch
+        np, np_state = None, None
+    fetched = []
+    try:
+        with torch.random.fork_rng(devices=[]):
+            t0 = time.perf_counter()
+            for i in range(min(bs, n)):
+                fetched.append(ds[i])
+                if time.perf_counter() - t0 > budget_s:
+                    break
+            if collate is not None and fetched:
+                collate(fetched)
+            took = time.perf_counter() - t0
+    except Exception as exc:  # the probe must never break the profile
+        return None, f"unknown: probing the dataset failed ({type(exc).__name__}: {exc})"
+    finally:
+        random.setstate(py_state)
+        if np is not None:
+            np.random.set_state(np_state)
+    if not fetched:
+        return None, "unknown: the dataset is empty"
+    per_batch = took / len(fetched) * bs
+    return per_batch, f"probe: {len(fetched)} sample(s) fetched and collated in the main process"
+
+
+# Loss modules and containers are called at depth 0 in most loops but are not the model.
+_SKIP_ROOTS = (nn.modules.loss._Loss,)

@@ -1,0 +1,220 @@
+"""The Session's assembly of a ``Profile`` from what was recorded (steps, precision, device,
+the fvcore cross-check, the whole profile)."""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import replace
+from typing import Any
+
+import torch
+
+from ccprof.profiler.host import measure_host
+from ccprof.profiler.profile import Device, Finding, Precision, Profile, Steps
+from ccprof.profiler.session_base import (
+    PHASES,
+)
+
+
+class ProfileBuilder:
+    """Mixin of ``Session``: the Profile sections built from recorded state."""
+
+    # ------------------------------------------------------------------ results
+    def _clean_steps(self) -> tuple[list[float], list[dict[str, float]]]:
+        """(step_s, phase_totals) without the steps right after a checkpoint when DataLoader
+        workers ran (they prefetched during it), as long as two steps remain."""
+        skip = self._after_checkpoint if self.loader_info.get("num_workers") else set()
+        keep = [i for i in range(len(self.step_s)) if i not in skip]
+        if len(keep) < 2 or len(keep) == len(self.step_s):
+            return list(self.step_s), list(self.phase_totals)
+        return [self.step_s[i] for i in keep], [self.phase_totals[i] for i in keep]
+
+    def build_steps(self) -> Steps:
+        n = len(self.step_s)
+        clean_s, clean_phases = self._clean_steps()
+        phase_s = {}
+        if n:
+            for ph in PHASES:
+                phase_s[ph] = sum(d[ph] for d in clean_phases) / len(clean_s)
+        mean = lambda xs: (sum(xs) / len(xs)) if xs else None  # noqa: E731
+        samples = mean(self.samples)
+        tokens = mean(self.tokens)
+        return Steps(
+            warmup=self.warmup, measured=n, step_s=list(self.step_s), phase_s=phase_s,
+            loss=[x for x in self.losses if math.isfinite(x)] if self.losses else [],
+            micro_batches=self._micro_batches(),
+            samples_per_step=round(samples) if samples else None,
+            tokens_per_step=round(tokens) if tokens else None,
+            kind=self.step_kind or "optimizer",
+        )
+
+    def _micro_batches(self) -> int:
+        """Micro-batches per optimizer step: the batches a DataLoader fed each step when one did
+        (a GAN's several backwards on one batch are not accumulation), else backwards per step."""
+        if not self.micro_batches:
+            return 1
+        backwards = round(sum(self.micro_batches) / len(self.micro_batches))
+        if self.loaders and self.batches_per_step and min(self.batches_per_step) >= 1:
+            batches = round(sum(self.batches_per_step) / len(self.batches_per_step))
+            return max(1, min(backwards, batches))
+        return max(1, backwards)
+
+    def _host(self, cheap: bool = False) -> Any:
+        """Host dispatch timing; measured for the final profile after ccprof's hooks are off
+        (a checkpoint's figure, with them on, is not kept)."""
+        if cheap:
+            return measure_host(self.module_calls_per_step, repeats=1)
+        if getattr(self, "_host_info", None) is None:
+            self._host_info = measure_host(self.module_calls_per_step)
+        return self._host_info
+
+
+    def build_precision(self) -> Precision:
+        dtypes: Counter[str] = Counter()
+        for m in self.roots.values():
+            for p in m.parameters():
+                dtypes[str(p.dtype).replace("torch.", "")] += p.numel()
+        return Precision(
+            autocast=self.autocast_dtype is not None, autocast_dtype=self.autocast_dtype,
+            grad_scaler=self.grad_scaler,
+            tf32_matmul=bool(torch.backends.cuda.matmul.allow_tf32),
+            tf32_cudnn=bool(torch.backends.cudnn.allow_tf32) and self.device_type == "cuda",
+            float32_matmul_precision=torch.get_float32_matmul_precision(),
+            cudnn_allow_tf32=bool(torch.backends.cudnn.allow_tf32),
+            param_dtype=dtypes.most_common(1)[0][0] if dtypes else "float32",
+        )
+
+    def build_device(self) -> Device:
+        if self.device_type == "cuda" and torch.cuda.is_available():
+            idx = torch.cuda.current_device()
+            props = torch.cuda.get_device_properties(idx)
+            return Device(type="cuda", name=props.name, memory_bytes=int(props.total_memory),
+                          count=torch.cuda.device_count(), capability=f"{props.major}.{props.minor}")
+        import platform
+
+        name = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo") as fh:
+                for line in fh:
+                    if line.startswith("model name"):
+                        name = line.split(":", 1)[1].strip()
+                        break
+        except OSError:
+            pass
+        return Device(type="cpu", name=name, memory_bytes=None,
+                      count=torch.cuda.device_count() if torch.cuda.is_available() else 0)
+
+    def _fvcore_cross_check(self, flops: Any, ops: list | None = None) -> Any:
+        """fvcore's jit-traced forward count beside ours (one extra forward, after the run)."""
+        from ccprof.profiler.flops import fvcore_forward_flops
+
+        ops = ops or []
+        root = self._main_root()
+        args, kwargs = self.example_input
+        was_training = root.training
+        try:
+            root.eval()      # no BatchNorm statistics updated, no dropout: same FLOPs
+            with torch.no_grad():
+                count, note = fvcore_forward_flops(root, tuple(args), dict(kwargs))
+        except Exception as exc:
+            count, note = None, f"fvcore failed: {type(exc).__name__}: {exc}"
+        finally:
+            root.train(was_training)
+        if count and flops.forward:
+            from ccprof.hardware.kernels import op_class
+
+            # per forward of the model, and without what fvcore does not count (attention, RNNs)
+            mb = max(self._micro_batches(), 1)
+            unseen = sum(o.flops for o in ops if o.phase == "forward"
+                         and op_class(o.op) in ("attention", "rnn"))
+            ours = (flops.forward - unseen) / mb
+            # only the low side means something: fvcore skips whole layer types (attention, RNNs,
+            # custom ops), so counting more than it is normal; counting less than half of what it
+            # sees means ccprof's count misses part of the model
+            if 0 < ours < 0.5 * count:
+                self.findings.append(Finding(
+                    "flop_mismatch",
+                    f"one forward in the FLOP step counts {ours:.3g} FLOPs, {ours / count:.2g}x fvcore's count "
+                    f"for {type(root).__name__} ({count:.3g}): ccprof's FLOP count misses part of the model; "
+                    "treat FLOP-based figures (MFU, FLOP-scaled projections) with care"))
+        return replace(flops, fvcore_forward=count, fvcore_note=note)
+
+    def build_profile(self, cheap: bool = False, **sections: Any) -> Profile:
+        """Everything seen so far as a Profile; ``sections`` override (static, environment...).
+
+        ``cheap`` (a mid-run checkpoint): no fvcore forward, no batch-time probe of the loader
+        (both would run the user's model or data again while the run goes on), the host timing
+        measured once and reused.
+        """
+        from ccprof.profiler.flops import FlopPass  # noqa: F401  (import errors surface early)
+        from ccprof.profiler.memory import optimizer_section
+        from ccprof.profiler.model_info import describe_model
+
+        named = self._named_roots() if self.roots else {}
+        flops, ops = (self.flops_result if self.flops_result else (None, []))
+        memory, act_by_module = (self.memory_result if self.memory_result else (None, {}))
+        model = describe_model(
+            named,
+            flops_by_module=flops.by_module if flops else None,
+            forward_flops_by_module=self.forward_flops_by_module or None,
+            activation_bytes_by_module=act_by_module or None,
+        ) if named else None
+        if flops is not None and self.example_input is not None and len(named) == 1 and not cheap:
+            flops = self._fvcore_cross_check(flops, ops or [])
+        reasons: dict[str, str] = dict(sections.pop("reasons", {}) or {})
+        reasons.update(self.gpu_reason)
+        if self.gpu_info is None:
+            reasons.setdefault("gpu", "no GPU samples: the timed steps were not reached")
+        if model is not None:
+            loaded_ids = self.loaded_ids
+            pretrained_from = None
+            for m in named.values():
+                # weights came from a checkpoint only when from_pretrained built the model: a
+                # config read with AutoConfig.from_pretrained(dir) then from_config is from scratch
+                hit = next((self.pretrained_models[id(sub)] for sub in m.modules()
+                            if id(sub) in self.pretrained_models), None)
+                if hit is not None:
+                    pretrained_from = f"from_pretrained:{hit}"
+                    break
+            if pretrained_from is None:
+                for m in named.values():
+                    if any(id(sub) in loaded_ids for sub in m.modules()):
+                        pretrained_from = "load_state_dict"
+                        break
+            resumed = self.counters["optimizer_state_loads"] > 0 and pretrained_from == "load_state_dict"
+            if resumed:
+                # weights and optimizer state from a checkpoint: the run continues its own
+                # training (llama2.c --init_from=resume), it does not fine-tune someone's model
+                pretrained_from = "resume (model and optimizer state from a checkpoint)"
+            model = replace(model, pretrained=pretrained_from is not None and not resumed,
+                            loaded_from=pretrained_from, resumed=resumed)
+        # every optimizer the script built that holds a trained model's parameters, stepped or not
+        # (a GAN's G optimizer may not step in the profiled window: 20 D steps come first)
+        trained = {id(p) for m in self.roots.values() for p in m.parameters()}
+        opts = list(self.optimizers) + [o for o in self._known_opts if o not in self.optimizers and any(
+            id(p) in trained for g in o.param_groups for p in g["params"])]
+        opt = optimizer_section(opts, calls=self._opt_calls) if opts else None
+        if opt is None:
+            reasons.setdefault("optimizer", "no torch.optim optimizer stepped: parameters were "
+                                            "updated by hand after backward()" if self.counters["backward_calls"]
+                               else "no torch.optim optimizer stepped")
+        kwargs: dict[str, Any] = dict(
+            device=self.build_device(), steps=self.build_steps(), data=self.build_data(probe=not cheap),
+            precision=self.build_precision(), optimizer=opt, ops=ops or [],
+            findings=list(self.findings), counters=dict(self.counters), reasons=reasons,
+            gpu=self.gpu_info, fusion=dict(self.fusion), kernel_s=dict(self.kernel_result),
+            run_limits=list(self.run_limits), eval=self.build_eval(),
+            host=self._host(cheap),
+        )
+        if model is not None:
+            kwargs["model"] = model
+        if flops is not None:
+            kwargs["flops"] = flops
+        if memory is not None:
+            kwargs["memory"] = memory
+        else:
+            reasons.setdefault("memory", "the memory step was not reached")
+        if flops is None:
+            reasons.setdefault("flops", "the FLOP step was not reached")
+        kwargs.update(sections)
+        return Profile(**kwargs)

@@ -1,0 +1,182 @@
+"""The Session's DataLoader watching: iteration, batches and their fingerprints (for
+duplicates), and the data section of the Profile (wait, batch time, duplicates)."""
+from __future__ import annotations
+
+import time
+import weakref
+from typing import Any, Callable
+
+from ccprof.profiler.profile import DataInfo
+from ccprof.profiler.session_base import (
+    DATA_BOUND_FRAC, MAX_FINGERPRINTS, _batch_bytes, _describe_batch, _distinct_items,
+    _first_tensor, _loader_info, _row_fingerprints, probe_batch_s,
+)
+
+
+class DataWatch:
+    """Mixin of ``Session``: DataLoader iteration and the data section."""
+
+    # ------------------------------------------------------------------ data
+    def _wrap_iter(self, orig: Callable) -> Callable:
+        session = self
+
+        def __iter__(loader):
+            if session.on_loader_iter is not None:
+                session.on_loader_iter(loader)
+            it = orig(loader)
+            try:
+                it._ccprof_loader = weakref.ref(loader)
+            except Exception:
+                pass
+            # a new iterator (its id may be a dead one's): nothing pending from before
+            session._pending_fp.pop(id(it), None)
+            session._it_batches.pop(id(it), None)
+            if not any(r() is loader for r in session.loaders):
+                session.loaders.append(weakref.ref(loader))
+            if session.dataset is None:
+                # strong: loops that build a DataLoader per epoch drop it before --scan-data runs
+                session.dataset = getattr(loader, "dataset", None)
+            return it
+
+        __iter__.__wrapped__ = orig
+        return __iter__
+
+    def _wrap_next(self, orig: Callable) -> Callable:
+        session = self
+
+        def __next__(it):
+            if session._in_data:
+                return orig(it)
+            session._in_data = True
+            prev = session._phase
+            if session._step_t0 is not None:
+                session._set_phase("data", sync=False)
+            t0 = time.perf_counter()
+            try:
+                batch = orig(it)
+            finally:
+                session._in_data = False
+                session._data_wait_s += time.perf_counter() - t0
+                if session._step_t0 is not None:
+                    session._set_phase(prev, sync=False)
+            session._cur_batches += 1
+            session._on_batch(it, batch)
+            return batch
+
+        __next__.__wrapped__ = orig
+        return __next__
+
+    _in_data = False
+
+    def _on_batch(self, it: Any, batch: Any) -> None:
+        self.counters["batches"] += 1
+        loader = getattr(it, "_ccprof_loader", lambda: None)()
+        if loader is not None:
+            self._last_loader = weakref.ref(loader)
+            if not self.loader_info:
+                self.loader_info = _loader_info(loader)
+        if not self.batch_shapes:
+            self.batch_shapes = _describe_batch(batch)
+        if self.batch_bytes is None:
+            self.batch_bytes = _batch_bytes(batch)
+        if loader is not None and self._step_t0 is not None:
+            self._train_loader = weakref.ref(loader)
+        key = id(it)
+        self._it_batches[key] = self._it_batches.get(key, 0) + 1
+        self._last_it = key
+        if self._timed_step() or len(self.fingerprints) + self._pending_count() >= MAX_FINGERPRINTS:
+            return      # hashing costs time: only in warm-up and pass steps
+        t = _first_tensor(batch)
+        if t is not None:
+            try:
+                self._pending_fp.setdefault(key, []).extend(_row_fingerprints(t))
+            except Exception:
+                pass
+
+    def _pending_count(self) -> int:
+        return sum(len(v) for v in self._pending_fp.values())
+
+    def _flush_fingerprints(self, key: int) -> None:
+        """Keep an iterator's sampled rows once its batch fed a backward: training data.
+
+        ``next(iter(loader))`` to peek at one batch (the DDP tutorial prints its shapes) and the
+        batches an evaluation reads (llama2.c's estimate_loss re-reads the train split) never
+        do, and their rows would count as duplicates of the epoch that follows."""
+        rows = self._pending_fp.pop(key, [])
+        self._pending_fp.clear()            # other iterators' rows did not reach this backward
+        room = MAX_FINGERPRINTS - len(self.fingerprints)
+        if rows and room > 0:
+            self.fingerprints.extend(rows[:room])
+
+
+    def build_data(self, probe: bool = True) -> DataInfo:
+        info = self.loader_info
+        fps = self.fingerprints
+        dup = None
+        scope = "sampled"
+        if len(fps) >= 2:
+            dup = 1.0 - len(set(fps)) / len(fps)
+            n_data = info.get("dataset_len")
+            if info.get("replacement") and n_data:
+                # a sampler drawing with replacement repeats rows by itself (minGPT's adder): the
+                # duplicates are the rows the data lacks, from how many distinct ones the draws saw
+                n, k, N = len(fps), len(set(fps)), int(n_data)
+                q1, q2 = (1 - 1 / N) ** n, (1 - 2 / N) ** n
+                expect = N * (1 - q1)
+                sd = max(N * (N - 1) * q2 + N * q1 - N * N * q1 * q1, 1e-9) ** 0.5
+                # fewer distinct rows than N distinct items would give, beyond chance (3.5 sd):
+                # only then are there duplicates, and D distinct items explain what was seen
+                dup = 0.0 if (expect - k) / sd < 3.5 else max(0.0, 1.0 - _distinct_items(n, k, N) / N)
+                scope = "sampled with replacement (the sampler's own repeats discounted)"
+        wait = None
+        clean_s, clean_phases = self._clean_steps()
+        if clean_s and clean_phases:
+            wait = sum(d["data"] for d in clean_phases) / sum(clean_s)
+        seq_len = None
+        token_inputs = False
+        ex = _first_tensor(self.example_input) if self.example_input else None
+        if ex is not None and not ex.is_floating_point() and ex.dim() == 2:
+            token_inputs = True
+            seq_len = int(ex.shape[1])
+        batch_size = info.get("batch_size")
+        if batch_size is None and ex is not None and ex.dim() >= 1:
+            batch_size = int(ex.shape[0])
+        shapes = self.batch_shapes
+        if not shapes and self.example_input is not None:
+            shapes = _describe_batch(list(self.example_input[0]) + list(self.example_input[1].values()))
+        bps = (sum(self.batches_per_step) / len(self.batches_per_step)) if self.batches_per_step else None
+        batch_s, batch_how = self._batch_time(bps, info.get("num_workers"), wait, probe)
+        return DataInfo(
+            batch_size=batch_size, shapes=shapes,
+            num_workers=info.get("num_workers"), pin_memory=info.get("pin_memory"),
+            persistent_workers=info.get("persistent_workers"), dataset_len=info.get("dataset_len"),
+            steps_per_epoch=info.get("steps_per_epoch"), wait_frac=wait,
+            fingerprints=fps[:512], duplicate_frac=dup, duplicate_scope=scope,
+            token_inputs=token_inputs, seq_len=seq_len, dataloader_seen=bool(self.loaders),
+            batch_s=batch_s, batch_s_method=batch_how, batches_per_step=bps, batch_bytes=self.batch_bytes,
+            finite=info.get("finite"),
+        )
+
+    def _batch_time(self, bps: float | None, workers: int | None, wait_frac: float | None,
+                    probe: bool = True) -> tuple[float | None, str | None]:
+        """Seconds to make one batch in one process, and how it was found (see DataInfo.batch_s)."""
+        clean_s, clean_phases = self._clean_steps()
+        if not bps or not clean_s or not clean_phases:
+            return None, None
+        n = len(clean_s)
+        wait_s = sum(d["data"] for d in clean_phases) / n
+        step = sum(clean_s) / n
+        if not workers:
+            return wait_s / bps, "measured wait (num_workers=0): the main process makes each batch"
+        if wait_frac is not None and wait_frac >= DATA_BOUND_FRAC:
+            # workers are behind: they deliver bps batches per step, w at a time
+            return workers * step / bps, (f"the {workers} workers were behind (wait {wait_frac:.0%} of the step): "
+                                          "batch time = workers x step / batches per step")
+        return self._probe_batch_time() if probe else (None, "not probed in a mid-run checkpoint")
+
+    def _probe_batch_time(self) -> tuple[float | None, str | None]:
+        """Time one batch made in this process from the training loader's dataset (its RNG restored)."""
+        loader = self._train_loader() if self._train_loader is not None else None
+        if loader is None:
+            return None, "unknown: the workers hid the wait and no training loader was kept to probe"
+        return probe_batch_s(loader)

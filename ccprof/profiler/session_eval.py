@@ -1,0 +1,146 @@
+"""The Session's evaluation watching: forwards of a trained model outside training
+(validation, ``generate()``) timed and counted apart, as ``Profile.eval``."""
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+from ccprof.profiler.profile import EvalWork, Finding
+from ccprof.profiler.session_base import (
+    EVAL_MAX_ROWS, MAX_PASS_RETRIES, _sync,
+)
+
+
+class EvalWatch:
+    """Mixin of ``Session``: evaluation episodes between optimizer steps."""
+
+    # ------------------------------------------------------------------ evaluation
+    def _wrap_opt_init(self, orig: Callable) -> Callable:
+        session = self
+
+        def __init__(opt, *args, **kwargs):
+            orig(opt, *args, **kwargs)
+            session._known_opts.append(opt)
+
+        __init__.__wrapped__ = orig
+        return __init__
+
+    def _trained_ids(self) -> set[int]:
+        opts = list(self._known_opts) + [o for o in self.optimizers if o not in self._known_opts]
+        key = sum(len(g["params"]) for o in opts for g in o.param_groups) + len(opts)
+        if self._opt_param_ids[0] != key:
+            ids = {id(p) for o in opts for g in o.param_groups for p in g["params"]}
+            self._opt_param_ids = (key, ids)
+        return self._opt_param_ids[1]
+
+    def _is_eval_call(self, module: nn.Module) -> bool:
+        """A forward of a model being trained, with no graph built for a backward: evaluation.
+
+        A frozen teacher (no parameter of it in an optimizer) is training work, not evaluation."""
+        if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
+            return False
+        ids = self._trained_ids()
+        params = list(module.parameters())
+        if ids:
+            return any(id(p) in ids for p in params)
+        return any(p.requires_grad for p in params)
+
+    def _eval_forward(self) -> None:
+        self.counters["eval_forward_calls"] += 1
+        if not self._eval_open:
+            self._open_eval()
+        self._eval_calls += 1
+
+    def _open_eval(self) -> None:
+        from ccprof.profiler import run_size
+
+        self._begin_step_if_needed()
+        if self._pass is not None and self._pass_name == "flops":
+            self._pass.pause()           # the FLOP step counts training work only
+            self._paused_pass = True
+        elif self._pass is not None and self._pass_name == "kernels":
+            # the kernels' device times must be one clean training step: redo it on the next one
+            name = self._pass_name
+            self._end_pass(abort=True)
+            if self._pass_retries < MAX_PASS_RETRIES and name:
+                self._pass_retries += 1
+                self._pass_queue.insert(0, name)
+                self.n_pass_steps += 1
+                self.total_steps += 1
+            else:
+                self.findings.append(Finding("pass_failed", f"the {name} pass was interrupted by evaluation "
+                                                            f"{MAX_PASS_RETRIES} times; left out"))
+        if self.eval_period is None:
+            try:
+                self.eval_period = run_size.eval_period(sys._getframe(2))
+                self.eval_where = run_size.call_site(sys._getframe(2))
+            except Exception:
+                self.eval_period = None
+        if self.passes and not any(e.get("counted") for e in self.eval_episodes):
+            try:
+                from ccprof.profiler.flops import FlopPass
+
+                fp = FlopPass(self._named_roots(), max_rows=EVAL_MAX_ROWS)
+                fp.start()
+                fp.set_phase("forward")
+                self._eval_pass = fp
+            except Exception as exc:
+                self._eval_pass = None
+                self.findings.append(Finding("eval_count", f"evaluation FLOPs could not be counted: {exc!r}"))
+        self._eval_prev_phase = self._phase if self._phase != "eval" else "other"
+        self._set_phase("eval")
+        self._eval_open = True
+        self._eval_calls = 0
+        self._eval_t0 = self._now()
+
+    def _close_eval(self, abort: bool = False) -> None:
+        if not self._eval_open:
+            return
+        self._eval_open = False
+        if not self._discovery:
+            _sync(self.device_type)
+        rec: dict[str, Any] = {"seconds": self._now() - self._eval_t0, "calls": self._eval_calls,
+                               "counted": False, "step": self.step_index}
+        fp, self._eval_pass = self._eval_pass, None
+        if fp is not None:
+            try:
+                flops, ops = fp.stop()
+                total = flops.per_step
+                rec.update(counted=not abort, flops=int(total), ops=ops, module_calls=int(fp.module_calls),
+                           frac=(1.0 - fp.dropped_flops / total) if total else 1.0)
+            except Exception as exc:
+                self.findings.append(Finding("eval_count", f"evaluation FLOP count failed: {exc!r}"))
+        if self._paused_pass and self._pass is not None:
+            self._pass.resume()
+        self._paused_pass = False
+        if not abort:
+            self.eval_episodes.append(rec)
+            self._set_phase(self._eval_prev_phase)
+
+    def build_eval(self) -> EvalWork | None:
+        eps = self.eval_episodes
+        if not eps:
+            return None
+        counted = next((e for e in eps if e.get("counted")), None)
+        timed = [e["seconds"] for e in eps if not e.get("counted")]
+        seconds = sum(timed) / len(timed) if timed else eps[0]["seconds"]
+        seen = max(self.step_index, 1)
+        if self.eval_period is not None:
+            every, extra, source, _ = self.eval_period
+        else:
+            every, extra = seen / len(eps), 0
+            source = (f"observed: {len(eps)} evaluation episode{'s' if len(eps) > 1 else ''} in {seen} "
+                      "profiled steps (no condition around it was read; the real interval may be longer)")
+        ref = counted or eps[0]
+        return EvalWork(
+            episodes=len(eps), steps_seen=seen, forward_calls=int(ref.get("calls", 0)),
+            module_calls=int(ref.get("module_calls", 0)), seconds=float(seconds),
+            seconds_counted=not timed and bool(eps[0].get("counted")),
+            flops=int(counted["flops"]) if counted else 0,
+            ops=list(counted["ops"]) if counted else [],
+            ops_flops_frac=float(counted.get("frac", 1.0)) if counted else 1.0,
+            every_steps=float(every) if every else None, every_source=source,
+            extra_episodes=int(extra), where=self.eval_where)
