@@ -59,18 +59,29 @@ def advise(profile: Profile, ctx: Any = None, **options: Any):
     return advisors.advise(profile, ctx)
 
 
-def apply(script: str | Path, tweaks: list[str], options: dict[str, Any] | None = None):
+def apply(script: str | Path, tweaks: list[str], options: dict[str, Any] | None = None, *,
+          tweak_options: dict[str, dict[str, Any]] | None = None, to_path: str | Path | None = None):
     """The script's source rewritten to keep ``tweaks`` (a codemods ApplyResult); writes nothing.
 
         result = apply("train.py", ["mixed_precision", "checkpointing"])
         print(result.diff); result.skipped   # tweak -> why, naming the line looked for
+        write_script("train_ccprof.py", result.source, like=result.script)   # same encoding/endings
+
+    ``options`` apply to every tweak, ``tweak_options`` to one each (what advice.json projected,
+    ``selection.tweaks_from_advice``); ``to_path`` names the new file in the diff. Raises
+    ``ScriptEncodingError`` (a ValueError) for a file Python could not read either,
+    ``ScriptSyntaxError`` for one that does not parse, OSError when it cannot be read.
     """
-    from ccprof.applier.codemods import apply_source
-    from ccprof.applier.codemods._text import read_script
+    from dataclasses import replace as _replace
+
+    from ccprof.applier.codemods import apply_source, read_script
 
     path = Path(script)
-    text = read_script(path)        # its encoding, BOM and line endings, kept in result.source
-    return apply_source(text.source, list(tweaks), options=options, path=str(path), like=text)
+    text = read_script(path)        # its encoding, BOM and line endings: result.script
+    result = apply_source(text.source, list(tweaks), options=options, path=str(path),
+                          to_path=str(to_path) if to_path is not None else None, like=text,
+                          tweak_options=tweak_options)
+    return _replace(result, script=text)
 
 
 class _StopVerify(BaseException):

@@ -446,10 +446,10 @@ def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top
     import shutil
     from pathlib import Path
 
-    from ccprof.applier.codemods import ScriptSyntaxError, apply_source
+    from ccprof import api
+    from ccprof.applier.codemods import ScriptSyntaxError, write_script
     from ccprof.applier.codemods.selection import default_output_path, parse_option, tweaks_from_advice
     from ccprof.outputs import backup_path
-    from ccprof.applier.codemods._text import read_script, write_script
 
     src_path = Path(script)
     if not src_path.is_file():
@@ -498,24 +498,19 @@ def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top
     if (out_path.exists() and not os.access(out_path, os.W_OK)) or not os.access(target_dir, os.W_OK):
         _fail(f"{out_path}: not writable; nothing written", 2)
     try:
-        text = read_script(src_path)
-    except ValueError as exc:
+        result = api.apply(src_path, wanted, options, tweak_options=per_tweak, to_path=out_path)
+    except ScriptSyntaxError as exc:
+        _fail(f"{exc.path}:{exc.line}: syntax error, fix the script first ({exc.message.splitlines()[0]})", 3)
+    except ValueError as exc:       # ScriptEncodingError names the file and the encoding tried
         _fail(str(exc), 2)
     except OSError as exc:
         _fail(f"{script}: cannot read it ({exc.strerror or exc})", 2)
-    try:
-        result = apply_source(text.source, wanted, options=options, path=str(src_path), to_path=str(out_path),
-                              like=text, tweak_options=per_tweak)
-    except ScriptSyntaxError as exc:
-        _fail(f"{exc.path}:{exc.line}: syntax error, fix the script first ({exc.message.splitlines()[0]})", 3)
-    except ValueError as exc:
-        _fail(str(exc), 2)
     if result.applied:
         try:
             if backup is not None:
                 shutil.copy2(out_path, backup)
                 click.echo(f"backup: {backup}", err=True)
-            write_script(out_path, result.source, like=text)
+            write_script(out_path, result.source, like=result.script)
         except OSError as exc:
             _fail(f"{out_path}: cannot write it ({exc.strerror or exc}); "
                   + (f"the original is unchanged, backup in {backup}" if backup else "nothing written"), 2)

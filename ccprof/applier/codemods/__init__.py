@@ -71,7 +71,10 @@ class ApplyResult:
     skipped: tweak id -> why not (names the line ccprof looked for, or says it is already there);
     diff: unified diff of input -> output ("" when unchanged);
     already_applied: the skipped ids whose reason is that the script already has the tweak;
-    notes: tweak id -> what the user should still do or know (launch command, caveats).
+    notes: tweak id -> what the user should still do or know (launch command, caveats);
+    script: the ``ScriptText`` it was read from (``ccprof.api.apply``): write ``source`` back
+    with ``write_script(path, result.source, like=result.script)`` to keep its encoding, BOM
+    and line endings.
     """
     source: str
     applied: list[str] = field(default_factory=list)
@@ -79,6 +82,7 @@ class ApplyResult:
     diff: str = ""
     already_applied: list[str] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
+    script: ScriptText | None = None
 
 
 def codemod_ids() -> list[str]:
