@@ -106,9 +106,9 @@ def main() -> None:
         summary["examples"][name] = row
         log.write(json.dumps({name: row}) + "\n")
     # forced verify of the GPU tweaks on the GPT example (one fresh process per tweak)
-    from ccprof.advisors.advice import Advice, AdviceSet
+    from ccprof.artefacts.advice import Advice, AdviceSet
     from ccprof.applier.verify import VERIFY_SEED, verify
-    from ccprof.profiler.profile import Profile
+    from ccprof.artefacts.profile import Profile
     from ccprof.profiler.runner import run_script
 
     name, args = EXAMPLES[0]

@@ -62,7 +62,7 @@ def projected_peak(tweak: str, profile, advice) -> tuple[int | None, dict]:
 
 
 def main() -> None:
-    from ccprof.api import advise, attach_costs
+    from ccprof.api import RUN_PLUGINS, advise, attach_costs
     from ccprof.applier.verify import VERIFY_SEED, runtime_options
     from ccprof.profiler.runner import run_script
 
@@ -84,7 +84,7 @@ def main() -> None:
             proj, details = projected_peak(tweak, base, advice)
             status = advice.by_tweak()[tweak].status
             run = run_script(script, args, tweak=[tweak], tweak_options={tweak: runtime_options(tweak, details)},
-                             **plan).profile
+                             plugins=RUN_PLUGINS, **plan).profile
             applied = [e for e in (run.applied if run else []) if e["tweak"] == tweak]
             if run is None or not applied or not applied[0]["applied"]:
                 why = applied[0]["reason"] if applied else (run.error.message if run and run.error else "no run")

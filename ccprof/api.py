@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ccprof.outputs import archive_previous_run
-from ccprof.profiler.profile import Profile
+from ccprof.artefacts.profile import Profile
 
 __all__ = ["Analysis", "analyze_script", "profile_model", "attach_costs", "advise", "apply",
            "write_artefacts", "StageError"]
@@ -84,6 +84,11 @@ def apply(script: str | Path, tweaks: list[str], options: dict[str, Any] | None 
     return _replace(result, script=text)
 
 
+# what the profiling harness runs besides the script, by name (the profiler imports no
+# advisor or applier; DESIGN.md: stages only look down)
+RUN_PLUGINS = {"apply": "ccprof.applier.runtime", "scan": "ccprof.advisors.data_scan:scan_dataset"}
+
+
 class _StopVerify(BaseException):
     """A --verify re-run was stopped by Ctrl-C or SIGTERM: stop verifying (BaseException, so
     the verify stage does not take it for a failure of its own)."""
@@ -145,7 +150,8 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
     if verify:
         from ccprof.applier.verify import VERIFY_SEED as seed
     run = run_script(script, list(args), steps=steps, warmup=warmup, timeout_s=timeout_s,
-                     on_event=on_event, stdout=child_stdout, nproc=nproc, seed=seed, scan_data=scan_data)
+                     on_event=on_event, stdout=child_stdout, nproc=nproc, seed=seed, scan_data=scan_data,
+                     plugins=RUN_PLUGINS)
     if run.profile is None:
         return Analysis(None, None, run.exit_code, run.message)
     profile = run.profile
@@ -170,7 +176,7 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
         def rerun(tweaks: list[str], options: dict[str, dict]) -> Profile | None:
             res = run_script(script, list(args), steps=steps, warmup=warmup, timeout_s=timeout_s,
                              stdout=child_stdout if child_stdout is not None else subprocess.DEVNULL,
-                             nproc=nproc, seed=seed, tweak=tweaks, tweak_options=options)
+                             nproc=nproc, seed=seed, tweak=tweaks, tweak_options=options, plugins=RUN_PLUGINS)
             if res.exit_code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
                 raise _StopVerify(res.exit_code)     # Ctrl-C / SIGTERM ends --verify, not one re-run
             return res.profile
@@ -250,7 +256,7 @@ class _set_aside:
 
 
 def _finding(kind: str, message: str):
-    from ccprof.profiler.profile import Finding
+    from ccprof.artefacts.profile import Finding
 
     return Finding(kind, message)
 
@@ -272,7 +278,7 @@ def profile_model(model: Any, optimizer: Any, batches: Iterable[Any], loss_fn: C
     import torch
 
     from ccprof.profiler.hooks import Session, StopProfiling
-    from ccprof.profiler.profile import Environment
+    from ccprof.artefacts.profile import Environment
 
     session = Session(steps=steps, warmup=warmup).install()
     cache: list[Any] = []
@@ -310,7 +316,7 @@ def profile_model(model: Any, optimizer: Any, batches: Iterable[Any], loss_fn: C
                       script="<profile_model>")
     profile = session.build_profile(environment=env)
     if session.step_index < session.total_steps:
-        from ccprof.profiler.profile import ErrorInfo
+        from ccprof.artefacts.profile import ErrorInfo
 
         profile = replace(profile, status="partial", error=ErrorInfo(
             kind="ended", exit_code=4,

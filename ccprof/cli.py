@@ -291,9 +291,9 @@ def _load_artefact(kind: str, path: str):
     from pathlib import Path
 
     if kind == "profile":
-        from ccprof.profiler.profile import Profile as cls
+        from ccprof.artefacts.profile import Profile as cls
     else:
-        from ccprof.advisors.advice import AdviceSet as cls
+        from ccprof.artefacts.advice import AdviceSet as cls
     try:
         return cls.from_json(Path(path))
     except FileNotFoundError:

@@ -6,7 +6,7 @@ from ccprof.advisors import AdviceContext, advise_one
 from ccprof.advisors.checkpointing import project_checkpointing
 from ccprof.hardware import cost_step, load_catalog
 from ccprof.hardware.edits import recompute
-from ccprof.profiler.profile import Embedding, Memory, ModuleStat, RepeatedBlock
+from ccprof.artefacts.profile import Embedding, Memory, ModuleStat, RepeatedBlock
 from test_advisors_models import cnn_plain, gpt_plain, hand_profile, llama_plain
 
 MB = 10**6

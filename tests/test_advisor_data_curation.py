@@ -5,7 +5,7 @@ import torch
 
 from ccprof.advisors import AdviceContext, advise_one
 from ccprof.advisors.data_scan import fingerprint, scan_dataset
-from ccprof.profiler.profile import StaticFacts
+from ccprof.artefacts.profile import StaticFacts
 from test_advisors_models import hand_profile, llama_plain
 
 

@@ -6,7 +6,7 @@ from ccprof.advisors import advise_one
 from ccprof.advisors.distillation import project_distillation
 from ccprof.hardware import cost_step, load_catalog
 from ccprof.hardware.edits import shrink_blocks
-from ccprof.profiler.profile import ModuleStat, RepeatedBlock
+from ccprof.artefacts.profile import ModuleStat, RepeatedBlock
 from test_advisors_models import cnn_plain, gpt_plain, hand_profile, llama_plain
 
 

@@ -7,7 +7,7 @@ from ccprof.advisors.distributed import project_ddp
 from ccprof.hardware import cost_step, load_catalog
 from ccprof.hardware.catalog import GpuSpec
 from ccprof.hardware.comm import ddp_comm
-from ccprof.profiler.profile import Device, StaticFacts
+from ccprof.artefacts.profile import Device, StaticFacts
 from test_advisors_models import hand_profile, llama_plain, priced
 
 

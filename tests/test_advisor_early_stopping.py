@@ -5,7 +5,7 @@ import pytest
 
 from ccprof.advisors import AdviceContext, advise_one
 from ccprof.advisors.history import HistoryError, load_csv, load_history, load_trainer_state, plateau
-from ccprof.profiler.profile import StaticFacts
+from ccprof.artefacts.profile import StaticFacts
 from test_advisors_models import hand_profile, llama_plain
 
 LOSSES = [3.0, 2.0, 1.5, 1.4, 1.41, 1.42, 1.43, 1.44, 1.45, 1.46]     # steps 100..1000

@@ -5,7 +5,7 @@ import pytest
 from ccprof.advisors import AdviceContext, advise_one
 from ccprof.hardware import cost_step, load_catalog
 from ccprof.hardware.edits import narrow_blocks
-from ccprof.profiler.profile import Flops, RepeatedBlock, StaticFacts
+from ccprof.artefacts.profile import Flops, RepeatedBlock, StaticFacts
 from test_advisors_models import cnn_plain, hand_profile, llama_plain, priced
 
 

@@ -3,7 +3,7 @@ from dataclasses import replace
 import pytest
 
 from ccprof.advisors import advise_one
-from ccprof.profiler.profile import Profile
+from ccprof.artefacts.profile import Profile
 from test_advisors_models import hand_profile, llama_plain, priced
 from pathlib import Path
 

@@ -4,7 +4,7 @@ import pytest
 
 from ccprof.advisors import advise_one
 from ccprof.hardware import cost_step, load_catalog, policy_for
-from ccprof.profiler.profile import Precision
+from ccprof.artefacts.profile import Precision
 from test_advisors_models import hand_profile, llama_plain, priced
 
 

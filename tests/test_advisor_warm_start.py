@@ -3,7 +3,7 @@ from dataclasses import replace
 import pytest
 
 from ccprof.advisors import AdviceContext, advise_one
-from ccprof.profiler.profile import Embedding
+from ccprof.artefacts.profile import Embedding
 from test_advisors_models import cnn_plain, hand_profile, llama_plain
 
 

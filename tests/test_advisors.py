@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from ccprof.advisors import ADVISORS, AdviceContext, advise, rank, register
-from ccprof.advisors.advice import RISKS, STATUSES, CONFIDENCES, Advice, AdviceSet, Projected
+from ccprof.artefacts.advice import RISKS, STATUSES, CONFIDENCES, Advice, AdviceSet, Projected
 from ccprof.advisors.catalog import TWEAKS
 from ccprof.advisors.plan import build_plan
-from ccprof.profiler.profile import Profile
+from ccprof.artefacts.profile import Profile
 from test_advisors_models import cnn_plain, gpt_loader_plain, gpt_plain, hand_profile, llama_plain, priced
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -193,7 +193,7 @@ def test_cli_advise_rewrites_advice_json(tmp_path):
 
 
 def test_plan_with_unused_gpus_never_goes_below_zero():
-    from ccprof.profiler.profile import Device
+    from ccprof.artefacts.profile import Device
     p = hand_profile(device=Device(type="cuda", name="A100", count=8, capability="8.0", memory_bytes=80 * 10**9))
     s = advise(p)
     assert "distributed" in s.plan.tweaks

@@ -111,7 +111,7 @@ def cnn_batches(batch=8):
 # ------------------------------------------------------------------- shared helpers
 from dataclasses import replace  # noqa: E402
 
-from ccprof.profiler.profile import (Cost, Flops, GpuProjection, Memory, ModelInfo, ModuleStat,  # noqa: E402
+from ccprof.artefacts.profile import (Cost, Flops, GpuProjection, Memory, ModelInfo, ModuleStat,  # noqa: E402
                                      OpCost, OptimizerInfo, OptimizerSection, Profile, Steps)
 
 

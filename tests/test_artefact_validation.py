@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from ccprof._serde import MAX_DEPTH, ArtefactError
-from ccprof.advisors.advice import AdviceSet
-from ccprof.profiler.profile import Profile
+from ccprof.artefacts.advice import AdviceSet
+from ccprof.artefacts.profile import Profile
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PROFILES = [FIXTURES / "profile_sample.json", FIXTURES / "profile_sparse.json",

@@ -138,7 +138,7 @@ def test_from_advice_applies_what_each_tweak_projected(tmp_path):
     batch of grad_accumulation) never becomes another codemod's option."""
     import dataclasses
 
-    from ccprof.advisors.advice import Advice, AdviceSet, Projected
+    from ccprof.artefacts.advice import Advice, AdviceSet, Projected
     from ccprof.applier.codemods.selection import tweaks_from_advice
 
     base = AdviceSet.from_json(ROOT / "tests" / "fixtures" / "advice_sample.json")

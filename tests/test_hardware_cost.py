@@ -8,7 +8,7 @@ import pytest
 from ccprof.hardware import DEFAULT_GPU, attach, cost_for, load_catalog, right_size, run_steps
 from ccprof.hardware.catalog import GpuSpec
 from ccprof.hardware.cost import steps_per_epoch
-from ccprof.profiler.profile import (DataInfo, Device, Flops, GpuInfo, Memory, OpCost, Profile,
+from ccprof.artefacts.profile import (DataInfo, Device, Flops, GpuInfo, Memory, OpCost, Profile,
                                      StaticFacts, Steps)
 
 # 3.6 $/h = 0.001 $/s; 10 TFLOP/s fp32, so 5e12 FLOPs/step -> 0.5 s/step (flops-only path)
@@ -202,7 +202,7 @@ def test_right_size_reuses_the_attached_price_and_run_size():
 
 
 def test_run_steps_from_the_scripts_own_limits():
-    from ccprof.profiler.profile import RunLimit
+    from ccprof.artefacts.profile import RunLimit
 
     # the loop around the optimizer step beats a limit-named setting; within a tier the
     # first limit the loop reaches wins
@@ -222,7 +222,7 @@ def test_run_steps_from_the_scripts_own_limits():
 
 
 def test_epoch_limits_need_a_finite_loader():
-    from ccprof.profiler.profile import RunLimit
+    from ccprof.artefacts.profile import RunLimit
 
     # a sampler that draws forever has no epoch: an epoch limit cannot size the run
     lims = [RunLimit("epochs", 2, "argparse --epochs", 3.0)]

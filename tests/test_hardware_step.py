@@ -14,7 +14,7 @@ from ccprof.hardware.comm import (DDP_BUCKET_BYTES, HOP_LATENCY_S, NCCL_BUS_EFF,
 from ccprof.hardware.projection import CALIBRATION_BOUNDS, MEMORY_HEADROOM_FRAC, fits_memory, mfu, usable_memory_bytes
 from ccprof.hardware.step import CUDA_LAUNCH_S, PCIE_BYTES_PER_S, cost_step, data_wait_s
 from ccprof.hardware.translate import Policy
-from ccprof.profiler.profile import (DataInfo, Device, Flops, HostInfo, Memory, OpCost, Precision, Profile,
+from ccprof.artefacts.profile import (DataInfo, Device, Flops, HostInfo, Memory, OpCost, Precision, Profile,
                                      Steps)
 
 # 10 GB, 1 TB/s, 10 TFLOP/s fp32, 100 bf16, 1 SM (waves are exact), interconnect 200 GB/s both ways

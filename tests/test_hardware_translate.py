@@ -14,7 +14,7 @@ from ccprof.hardware.translate import (FOREACH_MAX_ELEMS, FOREACH_MAX_TENSORS, P
                                        translate)
 from ccprof.profiler.flops import FlopPass
 from ccprof.profiler.memory import optimizer_section
-from ccprof.profiler.profile import OpCost, OptimizerInfo, OptimizerSection, Precision, Profile
+from ccprof.artefacts.profile import OpCost, OptimizerInfo, OptimizerSection, Precision, Profile
 
 CAT = load_catalog(user=False)
 A100 = CAT["a100-80gb"]

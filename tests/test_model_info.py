@@ -9,7 +9,7 @@ from torch import nn
 from ccprof.profiler.flops import FlopPass
 from ccprof.profiler.memory import MemoryLedger
 from ccprof.profiler.model_info import describe_model, repeated_blocks
-from ccprof.profiler.profile import ModelInfo, Profile
+from ccprof.artefacts.profile import ModelInfo, Profile
 
 
 def _llama():

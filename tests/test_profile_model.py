@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ccprof import profile_model
-from ccprof.profiler.profile import Profile
+from ccprof.artefacts.profile import Profile
 
 D, HEADS, LAYERS, VOCAB, B, T = 64, 4, 3, 128, 4, 32
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ccprof.profiler.profile import Profile
+from ccprof.artefacts.profile import Profile
 from ccprof.profiler.runner import ScriptError, check_script, run_script
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ccprof.advisors.advice import AdviceSet
-from ccprof.profiler.profile import Profile
+from ccprof.artefacts.advice import AdviceSet
+from ccprof.artefacts.profile import Profile
 from ccprof.reports import compare_html, render_html
 
 CHROMIUM = "/usr/bin/chromium"

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from plotly.offline import get_plotlyjs
 
-from ccprof.advisors.advice import AdviceSet
-from ccprof.profiler.profile import Profile
+from ccprof.artefacts.advice import AdviceSet
+from ccprof.artefacts.profile import Profile
 from ccprof.reports import compare_html, figures, html, render_html
 
 ROOT = Path(__file__).parent.parent

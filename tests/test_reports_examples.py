@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ccprof.advisors.advice import AdviceSet
-from ccprof.profiler.profile import Profile
+from ccprof.artefacts.advice import AdviceSet
+from ccprof.artefacts.profile import Profile
 from ccprof.reports import render_html
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,9 +5,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from ccprof.advisors.advice import Advice, AdviceSet, Projected
+from ccprof.artefacts.advice import Advice, AdviceSet, Projected
 from ccprof.cli import cli
-from ccprof.profiler.profile import Environment, ModuleStat, Profile
+from ccprof.artefacts.profile import Environment, ModuleStat, Profile
 from ccprof.reports import compare_html, render_html, write_report
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from ccprof.advisors.advice import AdviceSet
+from ccprof.artefacts.advice import AdviceSet
 from ccprof.hardware import load_catalog
-from ccprof.profiler.profile import Profile
+from ccprof.artefacts.profile import Profile
 from ccprof.reports.view import (
     NO_PRICE, build_compare_view, build_report_view, gpu_cost_rows,
 )

@@ -17,7 +17,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from ccprof.hardware import attach, run_steps
 from ccprof.profiler import run_size
-from ccprof.profiler.profile import DataInfo, Profile
+from ccprof.artefacts.profile import DataInfo, Profile
 from ccprof.profiler.runner import run_script
 
 SCRIPT = Path(__file__).parent / "scripts" / "run_sizes.py"

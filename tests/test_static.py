@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ccprof.profiler.profile import Profile, StaticFacts
+from ccprof.artefacts.profile import Profile, StaticFacts
 from ccprof.profiler.static import read_static_facts, static_facts_from_source
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ccprof.advisors.advice import Advice, AdviceSet, Plan, Projected
+from ccprof.api import RUN_PLUGINS
+from ccprof.artefacts.advice import Advice, AdviceSet, Plan, Projected
 from ccprof.applier.verify import VERIFY_SEED, pick_tweaks, verify
 from ccprof.profiler.hooks import StopProfiling
 from ccprof.profiler.runner import run_script
@@ -28,7 +29,7 @@ def baseline():
 
 
 def run_one(tweaks, options):
-    return run_script(GPT, ARGS, tweak=tweaks, tweak_options=options, **PLAN).profile
+    return run_script(GPT, ARGS, tweak=tweaks, tweak_options=options, plugins=RUN_PLUGINS, **PLAN).profile
 
 
 def test_checkpointing_measured_against_projection(baseline):
@@ -175,7 +176,7 @@ def hf_baseline():
 
 def _hf_run(tweak, options=None):
     r = run_script(HF, HF_ARGS, tweak=[tweak], tweak_options={tweak: options or {}},
-                   stdout=subprocess.DEVNULL, **PLAN)
+                   stdout=subprocess.DEVNULL, plugins=RUN_PLUGINS, **PLAN)
     entry = next(e for e in r.profile.applied if e["tweak"] == tweak)
     return r, entry
 
@@ -205,7 +206,7 @@ def test_time_differences_within_step_noise_are_said_to_be_noise():
     from dataclasses import replace as _replace
 
     from ccprof.applier.verify import measure, step_noise_frac
-    from ccprof.profiler.profile import Memory, Profile, Steps
+    from ccprof.artefacts.profile import Memory, Profile, Steps
 
     # median 1.0 s, absolute deviations 0, 0, 0.1, 0.1, 0.2 -> MAD 0.1 -> sigma 0.148 (14.8%)
     base = Profile(steps=Steps(step_s=[0.8, 0.9, 1.0, 1.1, 1.0], loss=[2.0, 1.9, 1.8]),

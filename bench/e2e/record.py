@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from ccprof.profiler.flops import FlopPass
 from ccprof.profiler.host import measure_host
 from ccprof.profiler.memory import optimizer_section
-from ccprof.profiler.profile import ModelInfo, Precision, Profile, Steps
+from ccprof.artefacts.profile import ModelInfo, Precision, Profile, Steps
 
 __all__ = ["record_step", "cpu_sdpa_on_meta"]
 

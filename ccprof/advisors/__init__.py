@@ -12,10 +12,10 @@ from __future__ import annotations
 import importlib
 
 from ccprof.advisors._registry import ADVISORS, register
-from ccprof.advisors.advice import Advice, AdviceSet, Plan
+from ccprof.artefacts.advice import Advice, AdviceSet, Plan
 from ccprof.advisors.catalog import TWEAKS
 from ccprof.advisors.context import AdviceContext
-from ccprof.profiler.profile import Profile
+from ccprof.artefacts.profile import Profile
 
 __all__ = ["advise", "advise_one", "rank", "AdviceContext", "ADVISORS", "register"]
 

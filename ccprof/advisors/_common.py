@@ -8,13 +8,13 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ccprof.advisors.advice import Advice, Projected
+from ccprof.artefacts.advice import Advice, Projected
 from ccprof.advisors.catalog import TWEAKS
 from ccprof.advisors.context import AdviceContext
 from ccprof.advisors import constants as C
 from ccprof.hardware import DEFAULT_GPU, GpuSpec, Policy, StepCost, load_catalog, policy_for
 from ccprof.hardware.projection import step_cost_for
-from ccprof.profiler.profile import GpuProjection, Profile
+from ccprof.artefacts.profile import GpuProjection, Profile
 
 # Tweaks with a runtime applier and/or codemod being written (task brief, issue 4).
 AUTO_APPLY = frozenset({

@@ -7,9 +7,9 @@ from ccprof.advisors import constants as C
 from ccprof.advisors._common import batch_size, fmt_bytes, fmt_pct, fmt_s, gpu_spec, ledger, make_advice, recost
 from ccprof.hardware.edits import scale_batch
 from ccprof.advisors._registry import register
-from ccprof.advisors.advice import Advice
+from ccprof.artefacts.advice import Advice
 from ccprof.advisors.context import AdviceContext
-from ccprof.profiler.profile import Profile
+from ccprof.artefacts.profile import Profile
 
 __all__ = ["advise_batch_size", "largest_batch"]
 

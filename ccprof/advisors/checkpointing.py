@@ -6,9 +6,9 @@ from ccprof.advisors._common import (forward_flops, fmt_bytes, fmt_change, fmt_p
                                      module_map, recost)
 from ccprof.hardware.edits import recompute as recompute_blocks
 from ccprof.advisors._registry import register
-from ccprof.advisors.advice import Advice
+from ccprof.artefacts.advice import Advice
 from ccprof.advisors.context import AdviceContext
-from ccprof.profiler.profile import Profile
+from ccprof.artefacts.profile import Profile
 
 __all__ = ["advise_checkpointing", "project_checkpointing"]
 

@@ -7,9 +7,9 @@ from dataclasses import replace
 from ccprof.advisors import constants as C
 from ccprof.advisors._common import fmt_change, fmt_pct, fmt_s, make_advice, recost
 from ccprof.advisors._registry import register
-from ccprof.advisors.advice import Advice
+from ccprof.artefacts.advice import Advice
 from ccprof.advisors.context import AdviceContext
-from ccprof.profiler.profile import Profile
+from ccprof.artefacts.profile import Profile
 
 __all__ = ["advise_dataloader"]
 

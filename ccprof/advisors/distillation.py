@@ -6,8 +6,8 @@ from ccprof.advisors._common import (fmt_bytes, fmt_change, fmt_num, fmt_pct, le
 from ccprof.advisors.context import AdviceContext
 from ccprof.hardware.edits import shrink_blocks
 from ccprof.advisors._registry import register
-from ccprof.advisors.advice import Advice
-from ccprof.profiler.profile import Profile
+from ccprof.artefacts.advice import Advice
+from ccprof.artefacts.profile import Profile
 
 __all__ = ["advise_distillation", "project_distillation"]
 

@@ -8,9 +8,9 @@ from ccprof.advisors._common import (batch_size, fmt_bytes, fmt_change, fmt_pct,
                                      recost, target_projection)
 from ccprof.hardware.edits import micro_batches, scale_batch
 from ccprof.advisors._registry import register
-from ccprof.advisors.advice import Advice
+from ccprof.artefacts.advice import Advice
 from ccprof.advisors.context import AdviceContext
-from ccprof.profiler.profile import Profile
+from ccprof.artefacts.profile import Profile
 
 __all__ = ["advise_grad_accumulation", "peak_bytes_at_batch", "micro_batch_plan"]
 

@@ -8,9 +8,9 @@ from ccprof.advisors._common import (fmt_bytes, fmt_change, fmt_num, fmt_pct, he
                                      linear_modules, make_advice, recost)
 from ccprof.hardware.edits import freeze_base
 from ccprof.advisors._registry import register
-from ccprof.advisors.advice import Advice
+from ccprof.artefacts.advice import Advice
 from ccprof.advisors.context import AdviceContext
-from ccprof.profiler.profile import Profile
+from ccprof.artefacts.profile import Profile
 
 __all__ = ["advise_lora", "project_lora", "lora_applied"]
 

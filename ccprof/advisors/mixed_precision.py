@@ -6,9 +6,9 @@ from ccprof.advisors._common import (fmt_bytes, fmt_change, fmt_pct, gpu_spec, l
 from ccprof.hardware import half_dtype
 from ccprof.hardware.kernels import op_class
 from ccprof.advisors._registry import register
-from ccprof.advisors.advice import Advice
+from ccprof.artefacts.advice import Advice
 from ccprof.advisors.context import AdviceContext
-from ccprof.profiler.profile import Profile
+from ccprof.artefacts.profile import Profile
 
 __all__ = ["advise_mixed_precision", "project_mixed_precision_memory"]
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ccprof.advisors._common import RUN_SCOPED, fmt_bytes, fmt_pct, gpu_spec, recost, run_price
-from ccprof.advisors.advice import Advice, Plan, PlanStep
+from ccprof.artefacts.advice import Advice, Plan, PlanStep
 from ccprof.advisors.context import AdviceContext
-from ccprof.profiler.profile import Profile
+from ccprof.artefacts.profile import Profile
 
 __all__ = ["CONFLICTS", "build_plan"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 from ccprof.advisors import constants as C
 from ccprof.advisors._common import fmt_bytes, fmt_num, fmt_pct, ledger, linear_modules, make_advice
 from ccprof.advisors._registry import register
-from ccprof.advisors.advice import Advice
+from ccprof.artefacts.advice import Advice
 from ccprof.advisors.context import AdviceContext
-from ccprof.profiler.profile import Profile
+from ccprof.artefacts.profile import Profile
 
 __all__ = ["advise_quantization"]
 

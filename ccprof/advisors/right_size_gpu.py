@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from ccprof.advisors._common import catalog_entries, clamp, fmt_pct, fmt_s, fmt_usd, make_advice, run_price
 from ccprof.advisors._registry import register
-from ccprof.advisors.advice import Advice
+from ccprof.artefacts.advice import Advice
 from ccprof.advisors.context import AdviceContext
-from ccprof.profiler.profile import Profile
+from ccprof.artefacts.profile import Profile
 
 __all__ = ["advise_right_size_gpu", "cheapest_fit"]
 

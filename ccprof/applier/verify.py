@@ -19,8 +19,8 @@ import statistics
 from dataclasses import replace
 from typing import Any, Callable
 
-from ccprof.advisors.advice import Advice, AdviceSet, Measured, Verification
-from ccprof.profiler.profile import Profile
+from ccprof.artefacts.advice import Advice, AdviceSet, Measured, Verification
+from ccprof.artefacts.profile import Profile
 
 __all__ = ["VERIFY_SEED", "NOISE_SIGMAS", "NOT_MEASURABLE", "step_noise_frac", "verifiable", "pick_tweaks",
            "runtime_options", "measure", "verify", "failure_line"]

@@ -27,7 +27,7 @@ from typing import Any
 
 from ccprof.hardware.catalog import DEFAULT_GPU, GpuSpec, load_catalog, resolve_gpu
 from ccprof.hardware.projection import project, source_gpu
-from ccprof.profiler.profile import Cost, GpuProjection, Profile
+from ccprof.artefacts.profile import Cost, GpuProjection, Profile
 
 __all__ = ["DEFAULT_RUN_STEPS", "HF_DEFAULT_EPOCHS", "NoStepTimeError", "steps_per_epoch", "run_steps",
            "target_gpu", "cost_for", "right_size", "attach"]
@@ -89,7 +89,7 @@ def run_steps(profile: Profile, total_steps: int | None = None,
 
     Returns ``(0, why)`` when nothing says how long the run is.
 
-    >>> from ccprof.profiler.profile import Profile
+    >>> from ccprof.artefacts.profile import Profile
     >>> run_steps(Profile(), total_steps=5000)
     (5000, '--total-steps 5000')
     """

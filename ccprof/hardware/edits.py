@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Callable, Iterable
 
 from ccprof.hardware import kernels as K
-from ccprof.profiler.profile import OpCost
+from ccprof.artefacts.profile import OpCost
 
 __all__ = ["scale_batch", "micro_batches", "recompute", "freeze_base", "shrink_blocks", "narrow_blocks",
            "in_scopes", "linear_gemms"]

@@ -23,7 +23,7 @@ from ccprof.hardware import kernels as K
 from ccprof.hardware.catalog import GpuSpec, match_device
 from ccprof.hardware.step import PHASES, StepCost, cost_step
 from ccprof.hardware.translate import Policy, policy_for
-from ccprof.profiler.profile import GpuProjection, Profile
+from ccprof.artefacts.profile import GpuProjection, Profile
 
 __all__ = ["MEMORY_HEADROOM_FRAC", "CALIBRATION_BOUNDS", "usable_memory_bytes", "fits_memory",
            "source_gpu", "half_dtype", "compute_peak", "mfu", "project", "step_cost_for", "eval_s_for"]
@@ -89,7 +89,7 @@ def _peak_bytes(profile: Profile) -> int:
 
 def _flops_only_ops(profile: Profile) -> list:
     """Without per-op records, one synthetic matmul carrying the step's FLOPs (a lower bound)."""
-    from ccprof.profiler.profile import OpCost
+    from ccprof.artefacts.profile import OpCost
 
     flops = profile.flops.per_step
     if not flops:

@@ -25,7 +25,7 @@ from typing import Any, Iterable
 from ccprof.hardware import kernels as K
 from ccprof.hardware.catalog import GpuSpec
 from ccprof.hardware.translate import Kernel, Policy, policy_for, translate
-from ccprof.profiler.profile import OpCost, Profile
+from ccprof.artefacts.profile import OpCost, Profile
 
 __all__ = ["CUDA_LAUNCH_S", "DISPATCH_S_FALLBACK", "MODULE_CALL_S_FALLBACK", "PCIE_BYTES_PER_S", "PHASES",
            "StepCost", "cost_step", "data_wait_s", "fuse", "host_costs"]

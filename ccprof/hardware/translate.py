@@ -26,7 +26,7 @@ from typing import Iterable
 
 from ccprof.hardware import kernels as K
 from ccprof.hardware.catalog import GpuSpec
-from ccprof.profiler.profile import OpCost, Profile
+from ccprof.artefacts.profile import OpCost, Profile
 
 __all__ = ["Policy", "Kernel", "policy_for", "translate", "FOREACH_MAX_TENSORS", "FOREACH_MAX_ELEMS",
            "FUSED_BYTES_PER_ELEM"]

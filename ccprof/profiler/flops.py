@@ -50,7 +50,7 @@ from torch.utils.module_tracker import ModuleTracker
 from torch.utils.weak import WeakIdKeyDictionary
 
 from ccprof.profiler.autocast_ops import autocast_class
-from ccprof.profiler.profile import Flops, OpCost
+from ccprof.artefacts.profile import Flops, OpCost
 
 __all__ = [
     "PHASES", "normalize_phase", "EXTRA_FLOP_FORMULAS", "register_extra_flop_formula", "FlopPass",

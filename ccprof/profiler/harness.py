@@ -32,7 +32,7 @@ import torch  # before sys.path changes: the user's folder must not shadow it
 
 from ccprof import __version__
 from ccprof.profiler.hooks import Session, StopProfiling, _Timeout
-from ccprof.profiler.profile import Environment, ErrorInfo, Finding, StaticFacts
+from ccprof.artefacts.profile import Environment, ErrorInfo, Finding, StaticFacts
 from ccprof.profiler.runner import EXIT_INTERRUPTED, EXIT_NOTHING, EXIT_SCRIPT_ERROR, EXIT_TERMINATED
 
 EXIT_OK = 0
@@ -188,16 +188,15 @@ def _find_schedulers(optimizers: list[torch.optim.Optimizer]) -> list[Any]:
     return found
 
 
-def _scan_data(profile: Any, session: Session, progress: "_Progress") -> Any:
+def _scan_data(profile: Any, session: Session, progress: "_Progress", spec_plugins: dict[str, str]) -> Any:
     """--scan-data: fingerprint the whole map-style dataset behind the first DataLoader."""
     dataset = session.dataset
     if dataset is None or not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
         why = ("no DataLoader was seen" if not session.loaders
                else "the DataLoader's dataset is not map-style (no len/getitem)")
         return replace(profile, reasons={**profile.reasons, "scan": f"--scan-data: {why}"})
-    from ccprof.advisors.data_scan import scan_dataset
-
     try:
+        scan_dataset = _plugin(spec_plugins, "scan")
         result = scan_dataset(dataset, progress=lambda done, total: progress(event="scan", done=done, total=total)
                               if done % 64 == 0 or done == total else None)
     except Exception as exc:
@@ -205,6 +204,18 @@ def _scan_data(profile: Any, session: Session, progress: "_Progress") -> Any:
     data = replace(profile.data, scan=result, duplicate_frac=result.get("duplicate_frac"),
                    near_duplicate_frac=result.get("near_duplicate_frac"), duplicate_scope="dataset")
     return replace(profile, data=data)
+
+
+def _plugin(plugins: dict[str, str], name: str) -> Any:
+    """The module (or ``module:attribute``) the run spec names for ``name``."""
+    import importlib
+
+    target = plugins.get(name)
+    if not target:
+        raise RuntimeError(f"the run spec names no {name!r} plugin (ccprof.api passes RUN_PLUGINS)")
+    mod_name, _, attr = target.partition(":")
+    mod = importlib.import_module(mod_name)
+    return getattr(mod, attr) if attr else mod
 
 
 def run(spec: dict[str, Any]) -> int:
@@ -217,6 +228,10 @@ def run(spec: dict[str, Any]) -> int:
     tweaks = spec.get("tweak") or []
     tweaks = [tweaks] if isinstance(tweaks, str) else list(tweaks)
     options_by_tweak = spec.get("tweak_options") or {}
+    # what the harness runs besides the script is handed to it by name (the profiler imports no
+    # advisor or applier): "apply" -> the runtime applier module (--verify), "scan" -> the
+    # dataset scanner (--scan-data), as "module" or "module:function"
+    plugins: dict[str, str] = dict(spec.get("plugins") or {})
     applied_to: list[torch.nn.Module] = []
 
     def on_step(done: int, total: int, step_s: float, loss: float | None) -> None:
@@ -226,8 +241,8 @@ def run(spec: dict[str, Any]) -> int:
     def on_first_forward(sess: Session, model: torch.nn.Module, args: tuple, kwargs: dict) -> None:
         if not tweaks:
             return
-        from ccprof.applier.runtime import RunObjects, apply_tweak
-
+        runtime = _plugin(plugins, "apply")
+        RunObjects, apply_tweak = runtime.RunObjects, runtime.apply_tweak
         loaders = [r() for r in sess.loaders if r() is not None]
         optimizers = _find_optimizers(model)
         objs = RunObjects(model=model, optimizers=optimizers, dataloaders=loaders,
@@ -245,8 +260,7 @@ def run(spec: dict[str, Any]) -> int:
 
     loader_hooks = []
     if tweaks:
-        from ccprof.applier.runtime import dataloader_hooks
-
+        dataloader_hooks = _plugin(plugins, "apply").dataloader_hooks
         loader_hooks = [h for h in (dataloader_hooks(tw, options_by_tweak.get(tw)) for tw in tweaks) if h]
 
     def on_loader_iter(loader: Any) -> None:
@@ -292,9 +306,7 @@ def run(spec: dict[str, Any]) -> int:
         )
         extra: dict[str, Any] = {}
         if applied and applied_to:
-            from ccprof.applier.runtime import runtime_notes
-
-            notes = runtime_notes(applied_to[0])
+            notes = _plugin(plugins, "apply").runtime_notes(applied_to[0])
             for entry in applied:
                 if notes.get(entry["tweak"]):
                     entry["notes"] = notes[entry["tweak"]]
@@ -307,7 +319,7 @@ def run(spec: dict[str, Any]) -> int:
         if findings:
             profile = replace(profile, findings=list(profile.findings) + findings)
         if spec.get("scan_data") and outcome == "complete":
-            profile = _scan_data(profile, session, progress)
+            profile = _scan_data(profile, session, progress, plugins)
         if "WORLD_SIZE" in os.environ:
             profile = replace(profile, world_size=int(os.environ["WORLD_SIZE"]), rank=rank)
         return profile

@@ -34,7 +34,7 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from ccprof.profiler.profile import Finding
+from ccprof.artefacts.profile import Finding
 # StopProfiling, _Timeout and _distinct_items are re-exported (the harness and tests import them here)
 from ccprof.profiler.session_base import (  # noqa: F401
     CHECKPOINT_S, PHASES, PROBE_ELEMENTS, PROBE_PARAMS, StopProfiling, _SKIP_ROOTS, _TIMED,

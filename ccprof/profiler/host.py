@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from ccprof.profiler.profile import HostInfo
+from ccprof.artefacts.profile import HostInfo
 
 __all__ = ["measure_host"]
 

@@ -40,7 +40,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from ccprof.profiler.flops import module_names, normalize_phase
-from ccprof.profiler.profile import Memory, OptimizerInfo, OptimizerSection
+from ccprof.artefacts.profile import Memory, OptimizerInfo, OptimizerSection
 
 __all__ = ["MemoryLedger", "optimizer_section", "unique_storage_bytes"]
 

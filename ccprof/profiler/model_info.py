@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ccprof.profiler.flops import module_names
-from ccprof.profiler.profile import Embedding, ModelInfo, ModuleStat, RepeatedBlock
+from ccprof.artefacts.profile import Embedding, ModelInfo, ModuleStat, RepeatedBlock
 
 __all__ = ["describe_model", "repeated_blocks", "linear_names", "HF_CONFIG_KEYS"]
 

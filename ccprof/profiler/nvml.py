@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any
 
-from ccprof.profiler.profile import GpuInfo, GpuSample
+from ccprof.artefacts.profile import GpuInfo, GpuSample
 
 __all__ = ["NvmlSampler", "INTERVAL_S", "open_device"]
 

@@ -16,7 +16,7 @@ from the training loop outwards and collects, with where each came from:
 3. attributes with a limit's name (``max_iters``, ``max_steps``, ``epochs``, ...) on the
    frames' ``args``/``config``/``self`` objects and the script's globals.
 
-Each limit is a :class:`~ccprof.profiler.profile.RunLimit`; ``ccprof.hardware.cost.run_steps``
+Each limit is a :class:`~ccprof.artefacts.profile.RunLimit`; ``ccprof.hardware.cost.run_steps``
 picks the most direct one. Nothing here changes the script or raises into it.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ import types
 from functools import lru_cache
 from typing import Any, Iterator
 
-from ccprof.profiler.profile import RunLimit
+from ccprof.artefacts.profile import RunLimit
 
 __all__ = ["STEP_NAMES", "EPOCH_NAMES", "probe", "loop_limits", "named_limits", "safe_eval", "data_loop",
            "eval_period", "call_site"]

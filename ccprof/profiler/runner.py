@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ccprof.profiler.profile import ErrorInfo, Profile
+from ccprof.artefacts.profile import ErrorInfo, Profile
 
 __all__ = ["ScriptError", "check_script", "run_script", "RunResult", "EXIT_BAD_INPUT", "EXIT_SCRIPT_ERROR",
            "EXIT_NOTHING", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "EXIT_VERIFY_FAILED"]
@@ -86,7 +86,7 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
                tweak_options: dict[str, dict] | None = None,
                seed: int | None = None, on_event: Callable[[dict[str, Any]], None] | None = None,
                python: str | None = None, stdout: Any = None, nproc: int = 1,
-               scan_data: bool = False) -> RunResult:
+               scan_data: bool = False, plugins: dict[str, str] | None = None) -> RunResult:
     """Profile ``script`` in a child process; never raises for the script's own failures.
 
     Raises ScriptError for bad input (missing file, not Python, syntax error) before
@@ -96,7 +96,12 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
     model (``--verify``), with ``tweak_options`` keyed by tweak id.
     ``nproc`` > 1 runs it under torchrun: each rank profiles itself, rank 0's profile carries
     the merge (``world_size``, ``ranks``).
+    ``plugins`` names what the harness runs besides the script (``ccprof.api.RUN_PLUGINS``:
+    the runtime applier for ``tweak``, the dataset scanner for ``scan_data``); the profiler
+    imports neither.
     """
+    if (tweak or scan_data) and not plugins:
+        raise ValueError("a tweak or --scan-data needs plugins= naming what runs them (ccprof.api.RUN_PLUGINS)")
     script = str(script)
     check_script(script)
     with tempfile.TemporaryDirectory(prefix="ccprof-") as tmp:
@@ -107,7 +112,7 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
         spec = {"script": script, "args": list(args or []), "steps": steps, "warmup": warmup,
                 "out": out, "progress_path": progress_path, "tweak": tweak, "stop_path": stop_path,
                 "tweak_options": tweak_options or {}, "seed": seed, "timeout": timeout_s,
-                "scan_data": scan_data}
+                "scan_data": scan_data, "plugins": dict(plugins or {})}
         spec_path = os.path.join(tmp, "spec.json")
         Path(spec_path).write_text(json.dumps(spec))
         env = dict(os.environ)

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from ccprof.profiler.host import measure_host
-from ccprof.profiler.profile import Device, Finding, Precision, Profile, Steps
+from ccprof.artefacts.profile import Device, Finding, Precision, Profile, Steps
 from ccprof.profiler.session_base import (
     PHASES,
 )

@@ -6,7 +6,7 @@ import time
 import weakref
 from typing import Any, Callable
 
-from ccprof.profiler.profile import DataInfo
+from ccprof.artefacts.profile import DataInfo
 from ccprof.profiler.session_base import (
     DATA_BOUND_FRAC, MAX_FINGERPRINTS, _batch_bytes, _describe_batch, _distinct_items,
     _first_tensor, _loader_info, _row_fingerprints, probe_batch_s,

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from ccprof.profiler.profile import EvalWork, Finding
+from ccprof.artefacts.profile import EvalWork, Finding
 from ccprof.profiler.session_base import (
     EVAL_MAX_ROWS, MAX_PASS_RETRIES, _sync,
 )

@@ -9,7 +9,7 @@ from dataclasses import replace
 import torch
 import torch.nn as nn
 
-from ccprof.profiler.profile import Finding, Memory
+from ccprof.artefacts.profile import Finding, Memory
 
 
 class PassRunner:

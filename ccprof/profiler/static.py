@@ -24,7 +24,7 @@ import libcst as cst
 import libcst.matchers as m
 from libcst.metadata import MetadataWrapper, PositionProvider, QualifiedNameProvider
 
-from ccprof.profiler.profile import StaticFacts
+from ccprof.artefacts.profile import StaticFacts
 
 __all__ = ["read_static_facts", "static_facts_from_source", "reconcile", "RUNTIME_FACTS"]
 

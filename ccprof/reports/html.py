@@ -12,8 +12,8 @@ from pathlib import Path
 import jinja2
 
 from ccprof import __version__
-from ccprof.advisors.advice import AdviceSet
-from ccprof.profiler.profile import Profile
+from ccprof.artefacts.advice import AdviceSet
+from ccprof.artefacts.profile import Profile
 from ccprof.reports.figures import compare_figure, figures_json
 from ccprof.reports.view import CompareView, ReportView, build_compare_view, build_report_view
 

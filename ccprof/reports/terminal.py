@@ -10,8 +10,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ccprof.advisors.advice import AdviceSet
-from ccprof.profiler.profile import Profile
+from ccprof.artefacts.advice import AdviceSet
+from ccprof.artefacts.profile import Profile
 from ccprof.reports._format import fmt_bytes, fmt_pct, fmt_s, fmt_usd
 from ccprof.reports.view import build_compare_view, build_report_view
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ccprof.advisors.advice import Advice, AdviceSet
+from ccprof.artefacts.advice import Advice, AdviceSet
 from ccprof.advisors.catalog import TWEAKS
-from ccprof.profiler.profile import GpuProjection, Profile
+from ccprof.artefacts.profile import GpuProjection, Profile
 from ccprof.reports._format import (
     MISSING, fmt_bytes, fmt_count, fmt_delta_bytes, fmt_delta_usd, fmt_flops, fmt_pct,
     fmt_rate, fmt_s, fmt_signed_pct, fmt_usd,

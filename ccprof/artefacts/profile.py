@@ -1,0 +1,471 @@
+"""The Profile: everything ccprof measured about a few training steps, as frozen data.
+
+Every stage after the profiler (hardware projection, advisors, reports, verify) reads a
+Profile and never re-runs the script. ``Profile.to_json()`` / ``Profile.from_json()``
+round-trip it; ``schema`` is versioned.
+
+Units are in the names: ``_bytes``, ``_s``, ``_flops`` (or ``flops`` fields), ``_frac``.
+Memory ledger convention (``Memory``): ``params_bytes``, ``grads_bytes`` and
+``optimizer_state_bytes`` are the steady-state sizes of those categories (each storage
+counted once), ``activations_bytes`` is everything autograd saved for backward during one
+step that is not a parameter, and ``other_bytes = peak_bytes - (the four above)``, floored
+at 0: inputs, temporaries and allocator slack at the peak.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ccprof import _serde
+from ccprof._serde import ArtefactError
+
+SCHEMA = "ccprof.profile/1"
+
+__all__ = [
+    "SCHEMA", "Profile", "Device", "ModuleStat", "RepeatedBlock", "Embedding", "ModelInfo",
+    "OptimizerInfo", "OptimizerSection", "Steps", "OpCost", "Flops", "Memory", "DataInfo",
+    "Precision", "GpuSample", "GpuInfo", "HostInfo", "RunLimit", "EvalWork", "StaticFacts", "Environment", "Finding",
+    "ErrorInfo", "GpuProjection", "Cost", "ArtefactError",
+]
+
+
+def _cls(default: Any = "") -> Any:
+    return field(default=default, metadata={"json": "class"})
+
+
+@dataclass(frozen=True)
+class Device:
+    type: str = "cpu"                       # "cpu" | "cuda"
+    name: str = ""                          # "NVIDIA H200", or the CPU model
+    memory_bytes: int | None = None         # device memory (GPUs); None on CPU
+    count: int = 1                          # devices visible to the process
+    capability: str | None = None           # CUDA compute capability "9.0"
+    catalog_id: str | None = None           # matching hardware catalog id, when known
+
+
+@dataclass(frozen=True)
+class ModuleStat:
+    """One module of the tree, by dotted name ("" is the root)."""
+    name: str
+    class_: str = _cls()
+    depth: int = 0
+    params: int = 0                         # own + children
+    trainable_params: int = 0
+    flops: int = 0                          # forward + backward, one step
+    forward_flops: int = 0
+    activation_bytes: int = 0               # saved for backward while this module ran
+
+
+@dataclass(frozen=True)
+class RepeatedBlock:
+    """A container of identical blocks, e.g. ``model.layers`` = 12 x LlamaDecoderLayer."""
+    container: str
+    class_: str = _cls()
+    count: int = 0
+    params_each: int = 0
+    names: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Embedding:
+    name: str
+    num_embeddings: int = 0
+    dim: int = 0
+    params: int = 0
+    trainable: bool = True
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    class_: str = _cls()
+    params: int = 0
+    trainable_params: int = 0
+    param_dtypes: dict[str, int] = field(default_factory=dict)   # dtype -> element count
+    buffers_bytes: int = 0
+    modules: list[ModuleStat] = field(default_factory=list)
+    repeated_blocks: list[RepeatedBlock] = field(default_factory=list)
+    embeddings: list[Embedding] = field(default_factory=list)
+    linear_names: list[str] = field(default_factory=list)
+    pretrained: bool = False                # weights loaded from a checkpoint (not the run's own)
+    loaded_from: str | None = None          # "from_pretrained:<id>", "load_state_dict", "resume", ...
+    resumed: bool = False                   # optimizer state restored too: this run continues an earlier one
+    hf_model_type: str | None = None        # "llama", "gpt2", ...
+    hf_config: dict[str, Any] = field(default_factory=dict)  # small scalar subset
+    gradient_checkpointing: bool = False    # seen on the live model
+    roots: list[str] = field(default_factory=list)  # classes of every trained root module
+
+
+@dataclass(frozen=True)
+class OptimizerInfo:
+    class_: str = _cls()
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+    param_count: int = 0                    # elements it updates
+    state_bytes: int = 0
+    steps: int = 0                          # step() calls seen
+    foreach: bool | None = None
+    fused: bool | None = None
+
+
+@dataclass(frozen=True)
+class OptimizerSection:
+    optimizers: list[OptimizerInfo] = field(default_factory=list)
+    state_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Steps:
+    warmup: int = 0
+    measured: int = 0
+    step_s: list[float] = field(default_factory=list)
+    phase_s: dict[str, float] = field(default_factory=dict)  # data/forward/backward/optimizer/other means
+    loss: list[float] = field(default_factory=list)
+    micro_batches: int = 1                  # backward passes per optimizer step
+    samples_per_step: int | None = None
+    tokens_per_step: int | None = None
+    kind: str = "optimizer"                 # "optimizer" | "backward" (no torch.optim)
+
+    _json_min = {"warmup": 0, "measured": 0, "step_s": 0}  # checked on load (ccprof._serde)
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """One aten op of one step, grouped by shapes: what the cost model needs to cost it elsewhere.
+
+    ``count`` calls with the same op, dtype, phase, shapes and scope are one row; ``flops`` and
+    the bytes are totals over those calls. ``shapes`` / ``out_shapes`` are the input and output
+    tensor shapes of one call, in argument order (a 0-dim tensor is ``[]``). ``fixed`` indexes
+    ``shapes + out_shapes`` for tensors with a parameter's shape (they do not grow with the
+    batch). ``scope`` is the module the op ran in, with block indices as ``*``
+    (``transformer.h.*``). ``attrs`` holds the few non-tensor arguments the cost model needs
+    (convolution ``groups``/``transposed``, attention ``causal``). ``autocast`` says how the op
+    would run under CUDA autocast: ``"low"`` (16-bit), ``"fp32"``, ``"cast"`` (a dtype copy
+    autocast would add) or ``""`` (not recorded); ``autocast_bytes`` is what it would move then.
+    ``recompute`` marks forward work re-run inside backward (activation checkpointing).
+    """
+    op: str
+    dtype: str = "float32"
+    count: int = 0
+    flops: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    phase: str = "forward"                  # forward | backward | optimizer | other
+    shapes: list[list[int]] = field(default_factory=list)
+    out_shapes: list[list[int]] = field(default_factory=list)
+    fixed: list[int] = field(default_factory=list)
+    scope: str = ""
+    attrs: dict[str, Any] = field(default_factory=dict)
+    autocast: str = ""
+    autocast_bytes: int = 0
+    recompute: bool = False
+
+    @property
+    def bytes(self) -> int:
+        return self.bytes_read + self.bytes_written
+
+
+@dataclass(frozen=True)
+class Flops:
+    """FLOPs of one step. ``per_step`` is what executed (HFU counts it); ``model_per_step`` leaves
+    out forward work recomputed in backward (PaLM's MFU definition); ``recompute`` is the difference."""
+    per_step: int = 0
+    forward: int = 0
+    backward: int = 0
+    model_per_step: int = 0
+    recompute: int = 0
+    by_module: dict[str, int] = field(default_factory=dict)
+    by_op: dict[str, int] = field(default_factory=dict)
+    method: str = "torch.utils.flop_counter.FlopCounterMode"
+    fvcore_forward: int | None = None       # cross-check, forward only
+    fvcore_note: str | None = None          # why fvcore could not count, when it could not
+
+
+@dataclass(frozen=True)
+class Memory:
+    peak_bytes: int = 0
+    params_bytes: int = 0
+    grads_bytes: int = 0
+    optimizer_state_bytes: int = 0
+    activations_bytes: int = 0
+    other_bytes: int = 0
+    buffers_bytes: int = 0
+    cuda_max_allocated_bytes: int | None = None
+    cuda_reserved_bytes: int | None = None
+    method: str = ""
+
+    _json_min = {"peak_bytes": 0}           # checked on load (ccprof._serde)
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    batch_size: int | None = None
+    shapes: list[str] = field(default_factory=list)      # "input_ids: int64[8, 128]"
+    num_workers: int | None = None
+    pin_memory: bool | None = None
+    persistent_workers: bool | None = None
+    dataset_len: int | None = None
+    steps_per_epoch: int | None = None
+    wait_frac: float | None = None
+    fingerprints: list[str] = field(default_factory=list)
+    duplicate_frac: float | None = None
+    near_duplicate_frac: float | None = None
+    duplicate_scope: str = "sampled"        # "sampled" | "dataset"
+    token_inputs: bool = False
+    seq_len: int | None = None
+    dataloader_seen: bool = False
+    # Host time to produce one batch in one process (the work DataLoader workers share), and
+    # how it was found: "measured wait (num_workers=0)", "wait and step (workers behind)",
+    # "probe: N samples fetched in the main process", or None when unknown.
+    batch_s: float | None = None
+    batch_s_method: str | None = None
+    batches_per_step: float | None = None
+    batch_bytes: int | None = None          # bytes of one batch's tensors (host-to-device copy)
+    # False when the training loader's sampler is effectively endless (sampling with replacement
+    # far past the dataset, or an iterable dataset): len(loader) is then no epoch
+    finite: bool | None = None
+    scan: dict[str, Any] | None = None      # --scan-data: advisors.data_scan.scan_dataset's result
+
+
+@dataclass(frozen=True)
+class Precision:
+    autocast: bool = False
+    autocast_dtype: str | None = None
+    grad_scaler: bool = False
+    tf32_matmul: bool = False
+    tf32_cudnn: bool = False                # TF32 convolutions in effect (only on CUDA)
+    float32_matmul_precision: str = "highest"
+    cudnn_allow_tf32: bool | None = None    # torch.backends.cudnn.allow_tf32 as the script left it
+    param_dtype: str = "float32"            # dtype holding most parameters
+
+
+@dataclass(frozen=True)
+class GpuSample:
+    t_s: float
+    sm_util_pct: float | None = None
+    mem_used_bytes: int | None = None
+    power_w: float | None = None
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    samples: list[GpuSample] = field(default_factory=list)
+    interval_s: float = 0.1
+    mean_sm_util_pct: float | None = None
+    p95_sm_util_pct: float | None = None
+    mean_power_w: float | None = None
+    energy_j_per_step: float | None = None
+    source: str = "nvml"
+
+
+@dataclass(frozen=True)
+class RunLimit:
+    """A limit on the run's length the script itself sets, read at its first optimizer step.
+
+    ``kind``: ``"steps"`` (optimizer steps, or iterations of the loop around the step) or
+    ``"epochs"``; ``source`` says where (``"for ... in range(args.max_iters) (train.py:88)"``,
+    ``"Trainer.state.max_steps=1245 (...)"``); ``priority``: 1 a framework trainer's own count,
+    2 the loop around the step, 3 a limit-named setting, 4 a weaker name (``steps``).
+    """
+    kind: str = "steps"
+    value: float = 0.0
+    source: str = ""
+    priority: float = 3.0
+
+
+@dataclass(frozen=True)
+class EvalWork:
+    """Model work between optimizer steps that is not training, measured apart from the step.
+
+    An *episode* is a run of forwards of a trained model under ``no_grad``/``inference_mode``
+    with no training work in between: a validation loop, ``generate()``. The first episode runs
+    under its own FLOP counter (``flops``, ``ops`` for pricing it on a GPU; its ``seconds`` are
+    then slowed by the counting, ``seconds_counted``); later ones are only timed. ``every_steps``
+    is how often the script runs one, read from the condition around it (``step % 500 == 0``:
+    500) or a trainer's setting, else observed (episodes / steps seen, said in ``every_source``).
+    """
+    episodes: int = 0                       # episodes seen while profiling
+    steps_seen: int = 0                     # optimizer steps watched (warm-up and passes included)
+    forward_calls: int = 0                  # trained-model forwards in one episode (the counted one)
+    module_calls: int = 0                   # nn.Module calls in the counted episode (host cost)
+    seconds: float = 0.0                    # one episode's wall seconds on this host
+    seconds_counted: bool = False           # True: timed under the FLOP counter (an upper bound)
+    flops: int = 0                          # FLOPs of the counted episode
+    ops: list[OpCost] = field(default_factory=list)
+    ops_flops_frac: float = 1.0             # share of ``flops`` the op rows hold (rows are capped)
+    every_steps: float | None = None        # one episode per this many optimizer steps
+    every_source: str = ""
+    extra_episodes: int = 0                 # episodes besides the periodic ones (``or step == last``)
+    where: str = ""                         # the user's file:line that called the model
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """What the profiling host's CPU costs per launched op: the host side of a GPU step.
+
+    ``dispatch_s`` is PyTorch's dispatch of one small aten op on this host (timed on tiny
+    tensors, so it is nearly all host work); ``module_call_s`` the extra cost of running it
+    inside an ``nn.Module.__call__``; ``module_calls_per_step`` is counted in the FLOP step.
+    """
+    dispatch_s: float = 0.0
+    module_call_s: float = 0.0
+    module_calls_per_step: int = 0
+    method: str = ""
+
+
+@dataclass(frozen=True)
+class StaticFacts:
+    """What the script's source says, read with libcst. ``lines`` maps a fact to its line."""
+    parsed: bool = True
+    autocast: bool = False
+    grad_scaler: bool = False
+    checkpointing: bool = False
+    accumulation: bool = False
+    validation: bool = False
+    early_stopping: bool = False
+    from_pretrained: bool = False
+    load_state_dict: bool = False           # weights loaded from a file (`.load_state_dict(...)`)
+    ddp: bool = False
+    fsdp: bool = False
+    data_parallel: bool = False
+    compile: bool = False
+    hf_trainer: bool = False
+    lightning: bool = False
+    peft: bool = False
+    training_args: dict[str, Any] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=dict)
+    note: str | None = None
+    # facts the source has (fact -> line) that the run showed were not active, e.g. a
+    # `torch.compile` behind `if compile:` with --compile=False (see static.reconcile)
+    inactive: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Environment:
+    python: str = ""
+    torch: str = ""
+    ccprof: str = ""
+    transformers: str | None = None
+    script: str = ""
+    argv: list[str] = field(default_factory=list)
+    cwd: str = ""
+    started_at: str = ""
+    finished_at: str = ""
+    hostname: str = ""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something that happened during profiling that the user must hear about (OOM...)."""
+    kind: str
+    message: str
+    file: str | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    kind: str                               # "script_error" | "timeout" | "ended" | "no_training" | "interrupted" | "oom"
+    message: str
+    exit_code: int = 0
+    traceback: str | None = None
+    file: str | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class GpuProjection:
+    step_s: float | None = None
+    step_s_bf16: float | None = None
+    fits: bool = False
+    mfu: float | None = None
+    measured_step_s: float | None = None    # only for the GPU the profile ran on
+    method: str = "cost_model"              # "cost_model" | "measured" | "calibrated" | "flops_only"
+    detail: dict[str, Any] = field(default_factory=dict)
+    # seconds by phase (data, forward, backward, optimizer, other), summing to step_s; each phase
+    # is the larger of its device time and its host time (see ccprof.hardware.step)
+    phase_s: dict[str, float] = field(default_factory=dict)
+    phase_s_bf16: dict[str, float] = field(default_factory=dict)
+    hfu: float | None = None                # executed FLOPs / step / peak
+    eval_s: float | None = None             # one evaluation episode (profile.eval), outside the step
+
+
+@dataclass(frozen=True)
+class Cost:
+    gpu: str = ""
+    usd_per_hour: float = 0.0
+    price_date: str = ""
+    price_source: str = ""
+    step_s: float = 0.0
+    usd_per_step: float = 0.0
+    usd_per_1k_steps: float = 0.0
+    usd_per_1k_samples: float | None = None
+    usd_per_1m_tokens: float | None = None
+    samples_per_s: float | None = None
+    tokens_per_s: float | None = None
+    steps_per_epoch: int | None = None
+    usd_per_epoch: float | None = None
+    run_steps: int = 0
+    run_steps_source: str = ""
+    usd_run: float = 0.0
+    run_hours: float = 0.0
+    energy_j_per_step: float | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    # evaluation between steps (profile.eval), priced apart and included in usd_run/run_hours
+    eval_s: float | None = None             # one episode on this GPU
+    evals_in_run: float = 0.0
+    usd_eval_run: float = 0.0
+
+
+@dataclass(frozen=True)
+class Profile:
+    schema: str = SCHEMA
+    status: str = "complete"                # "complete" | "partial"
+    device: Device = field(default_factory=Device)
+    model: ModelInfo = field(default_factory=ModelInfo)
+    optimizer: OptimizerSection | None = None
+    steps: Steps = field(default_factory=Steps)
+    flops: Flops = field(default_factory=Flops)
+    ops: list[OpCost] = field(default_factory=list)
+    memory: Memory = field(default_factory=Memory)
+    data: DataInfo = field(default_factory=DataInfo)
+    precision: Precision = field(default_factory=Precision)
+    gpu: GpuInfo | None = None
+    host: HostInfo | None = None
+    # torch.compile's fusion opportunity, by phase: non-matmul ops between two matmuls ("gaps"),
+    # their kernel count and bytes, and the bytes each gap reads and writes once when fused
+    fusion: dict[str, dict[str, int]] = field(default_factory=dict)
+    # on a CUDA GPU: device seconds of each aten op's kernels over one step (torch.profiler)
+    kernel_s: dict[str, float] = field(default_factory=dict)
+    # the run's length as the script sets it (ccprof.profiler.run_size), most direct first
+    run_limits: list[RunLimit] = field(default_factory=list)
+    # forwards under no_grad between optimizer steps (validation, generate()): not in the step
+    eval: EvalWork | None = None
+    static: StaticFacts = field(default_factory=StaticFacts)
+    environment: Environment = field(default_factory=Environment)
+    findings: list[Finding] = field(default_factory=list)
+    error: ErrorInfo | None = None
+    reasons: dict[str, str] = field(default_factory=dict)   # why a section is null: {"optimizer": ...}
+    counters: dict[str, int] = field(default_factory=dict)  # forward_calls, backward_calls, ...
+    projection: dict[str, GpuProjection] | None = None      # by catalog GPU id (hardware stage)
+    cost: Cost | None = None                                 # for the target GPU (hardware stage)
+    applied: list[dict[str, Any]] = field(default_factory=list)  # runtime tweaks applied (--verify)
+    world_size: int = 1                     # processes under torchrun
+    rank: int = 0                           # this profile's rank (0 after merging)
+    ranks: list[dict[str, Any]] = field(default_factory=list)    # per-rank summary, merged on rank 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return _serde.to_dict(self)
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """JSON text of the profile; also written to ``path`` when given."""
+        return _serde.dump_json(self, path)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Profile":
+        return _serde.check_schema(cls, data, "ccprof.profile/", "profile")
+
+    @classmethod
+    def from_json(cls, path_or_text: str | Path) -> "Profile":
+        """Load a profile from a path or from JSON text; ArtefactError (a ValueError naming the
+        field) when it is not a valid ``ccprof.profile/1``."""
+        return _serde.load_json(cls, path_or_text, "ccprof.profile/", "profile")
