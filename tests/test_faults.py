@@ -435,7 +435,8 @@ def test_timeout_with_dataloader_workers_is_a_timeout_not_a_worker_error(tmp_pat
     err = r.stderr.decode(errors="replace")
     assert r.returncode == 4, err[-3000:]
     assert "exited unexpectedly" not in err and "Traceback" not in err, err[-3000:]
-    assert json.loads((tmp_path / "out" / "profile.json").read_text())["error"]["kind"] == "timeout"
+    # "no_training" when a loaded machine had not reached the first backward by the timeout
+    assert json.loads((tmp_path / "out" / "profile.json").read_text())["error"]["kind"] in ("timeout", "no_training")
     _no_leftovers(tmp_path)
 
 
