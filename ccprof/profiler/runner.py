@@ -173,6 +173,8 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
                 if why is not None:
                     Path(stop_path).write_text("timeout" if why == "timeout" else "terminated")
                     code = _stop(proc, signal.SIGINT if why == "interrupted" else signal.SIGTERM, stopping, tmp)
+                    if why == "timeout" and getattr(stopping, "again", None):
+                        why = stopping.again        # Ctrl-C / SIGTERM during the timeout's grace
                 _end_group(proc, tmp)
             except (KeyboardInterrupt, _Terminated) as exc:     # a second signal at an awkward point
                 why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated"
@@ -234,6 +236,10 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
             code = EXIT_SCRIPT_ERROR
     elif timed_out and profile.error is not None and profile.error.kind == "ended":
         profile = _with_error(profile, "timeout", f"timed out after {timeout_s:g} s")
+    elif interrupted and profile.error is not None and profile.error.kind == "terminated":
+        # under --nproc torchrun passes a Ctrl-C on to the ranks as SIGTERM
+        profile = _with_error(profile, "interrupted", profile.error.message.replace(
+            "stopped by SIGTERM", "interrupted (Ctrl-C)"), EXIT_INTERRUPTED)
     elif profile.error is None and profile.status == "complete":
         if why in (None, "timeout"):
             code = 0        # measured in full: what the script did after the last step does not matter
@@ -415,8 +421,10 @@ def _stop(proc: subprocess.Popen, sig: int, stopping: threading.Event, tmp: str)
                 pass
             if time.monotonic() - t0 > (GRACE_S if stopping.is_set() else ACK_S):
                 break
-    except (KeyboardInterrupt, _Terminated):
-        pass
+    except KeyboardInterrupt:
+        stopping.again = "interrupted"      # the user's own stop outranks the timeout's
+    except _Terminated:
+        stopping.again = "terminated"
     _kill_all(proc, tmp)
     return proc.wait()
 
