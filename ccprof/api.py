@@ -39,11 +39,13 @@ class Analysis:
 
 def attach_costs(profile: Profile, *, gpu: str | None = None, catalog_path: str | None = None,
                  price_usd: float | None = None, total_steps: int | None = None,
-                 epochs: float | None = None) -> Profile:
-    """The profile with ``projection`` and ``cost`` filled for the target GPU."""
+                 epochs: float | None = None, catalog: Any = None) -> Profile:
+    """The profile with ``projection`` and ``cost`` filled for the target GPU (``catalog``: one
+    already loaded, else ``catalog_path`` and the user's files are read)."""
     from ccprof import hardware
 
-    catalog = hardware.load_catalog(catalog_path)
+    if catalog is None:
+        catalog = hardware.load_catalog(catalog_path)
     return hardware.attach(profile, gpu=gpu, catalog=catalog, price_usd=price_usd,
                            total_steps=total_steps, epochs=epochs, num_gpus=max(1, profile.world_size))
 
@@ -72,8 +74,6 @@ def apply(script: str | Path, tweaks: list[str], options: dict[str, Any] | None 
     ``ScriptEncodingError`` (a ValueError) for a file Python could not read either,
     ``ScriptSyntaxError`` for one that does not parse, OSError when it cannot be read.
     """
-    from dataclasses import replace as _replace
-
     from ccprof.applier.codemods import apply_source, read_script
 
     path = Path(script)
@@ -81,7 +81,7 @@ def apply(script: str | Path, tweaks: list[str], options: dict[str, Any] | None 
     result = apply_source(text.source, list(tweaks), options=options, path=str(path),
                           to_path=str(to_path) if to_path is not None else None, like=text,
                           tweak_options=tweak_options)
-    return _replace(result, script=text)
+    return replace(result, script=text)
 
 
 # what the profiling harness runs besides the script, by name (the profiler imports no
@@ -157,15 +157,16 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
     profile = run.profile
     previous = archive_previous_run(out)     # an earlier run in --out is kept: runs/<time>/
     paths = write_artefacts(out, profile, report=False)      # keep the measurement first, whatever follows
-    profile = _stage("cost", out, lambda: attach_costs(profile, gpu=gpu, catalog_path=catalog_path,
-                                                       price_usd=price_usd, total_steps=total_steps,
-                                                       epochs=epochs))
-    advice_options = dict(advice_options or {})
-    if catalog_path and "catalog" not in advice_options:
-        # the memory advisors judge the fit on the target GPU: it may be one only --catalog names
-        from ccprof.hardware import load_catalog
+    # one catalog for the costs and the advisors: the memory advisors judge the fit on the
+    # target GPU, which may be one only --catalog names
+    from ccprof.hardware import load_catalog
 
-        advice_options["catalog"] = load_catalog(catalog_path)
+    catalog = _stage("cost", out, lambda: load_catalog(catalog_path))
+    profile = _stage("cost", out, lambda: attach_costs(profile, gpu=gpu, catalog=catalog, price_usd=price_usd,
+                                                       total_steps=total_steps, epochs=epochs))
+    advice_options = dict(advice_options or {})
+    if catalog_path:
+        advice_options.setdefault("catalog", catalog)
     advice = _stage("advice", out, lambda: advise(profile, **advice_options))
     exit_code, message = run.exit_code, run.message
     if verify and profile.error is None and run.exit_code not in (EXIT_INTERRUPTED, EXIT_TERMINATED):

@@ -312,8 +312,7 @@ def _load_artefact(kind: str, path: str):
 @click.argument("profile_path", metavar="PROFILE_JSON", type=click.Path(dir_okay=False))
 @click.option("--gpu", default=None, help="Target catalog GPU id (default: the profile's cost GPU).")
 @click.option("--total-steps", type=click.IntRange(1), default=None, help="Planned run size in optimizer steps.")
-@click.option("--price", "price_usd", type=float, default=None, callback=_positive("--price"),
-              help="Override the target's USD per GPU-hour.")
+@click.option("--price", "price_usd", type=float, default=None, help="Override the target's USD per GPU-hour.")
 @click.option("--history", type=click.Path(exists=True), default=None,
               help="Validation-loss history: trainer_state.json, a step,val_loss CSV, or a TensorBoard log dir.")
 @click.option("--lora-rank", type=click.IntRange(1), default=None, help="LoRA rank to project (default 8, peft's).")

@@ -33,7 +33,7 @@ import torch  # before sys.path changes: the user's folder must not shadow it
 from ccprof import __version__
 from ccprof.profiler.hooks import Session, StopProfiling, _Timeout
 from ccprof.artefacts.profile import Environment, ErrorInfo, Finding, StaticFacts
-from ccprof.profiler.runner import EXIT_INTERRUPTED, EXIT_NOTHING, EXIT_SCRIPT_ERROR, EXIT_TERMINATED
+from ccprof.profiler.runner import EXIT_INTERRUPTED, EXIT_NOTHING, EXIT_SCRIPT_ERROR, EXIT_TERMINATED, seen_text
 
 EXIT_OK = 0
 FINISH_GRACE_S = 30.0    # after the last measured step, time for the script to stop by itself
@@ -277,11 +277,8 @@ def run(spec: dict[str, Any]) -> int:
     cwd = os.getcwd()          # the script may delete or leave its cwd; the profile names this one
     state: dict[str, Any] = {"final": False, "static": None}
 
-    def seen_text() -> str:
-        seen = session.counters
-        return (f"{seen['forward_calls'] + seen['forward_calls_untrained']} forward calls, "
-                f"{seen['backward_calls'] or 'no'} backward, {seen['optimizer_steps'] or 'no'} optimizer steps, "
-                f"{session.step_index} steps")
+    def seen() -> str:
+        return seen_text(session.counters, session.step_index)
 
     def write(profile: Any) -> None:
         """Atomically: the parent never reads half a file, whenever this process dies."""
@@ -328,7 +325,7 @@ def run(spec: dict[str, Any]) -> int:
         if state["final"]:
             return
         write(assemble(ErrorInfo(kind="died", exit_code=EXIT_SCRIPT_ERROR,
-                                 message=f"the run stopped before ccprof could finish it, after {seen_text()}"),
+                                 message=f"the run stopped before ccprof could finish it, after {seen()}"),
                        [], cheap=True))
 
     def on_complete() -> None:
@@ -471,21 +468,21 @@ def run(spec: dict[str, Any]) -> int:
     if outcome in ("ended", "timeout", "interrupted") and error is None:
         if outcome == "interrupted":
             error = ErrorInfo(kind="interrupted", exit_code=EXIT_INTERRUPTED,
-                              message=f"interrupted (Ctrl-C) after {seen_text()}")
+                              message=f"interrupted (Ctrl-C) after {seen()}")
         elif outcome == "timeout" and stop_reason == "terminated":
             error = ErrorInfo(kind="terminated", exit_code=EXIT_TERMINATED,
-                              message=f"stopped by SIGTERM after {seen_text()}")
+                              message=f"stopped by SIGTERM after {seen()}")
         elif session.counters["backward_calls"] == 0:
             error = ErrorInfo(kind="no_training", exit_code=EXIT_NOTHING,
-                              message=f"the script never trained: {seen_text()}"
+                              message=f"the script never trained: {seen()}"
                                       + (" (timed out)" if outcome == "timeout" else ""))
         elif outcome == "timeout":
             error = ErrorInfo(kind="timeout", exit_code=EXIT_NOTHING,
-                              message=f"timed out after {spec.get('timeout', '?')} s: {seen_text()}")
+                              message=f"timed out after {spec.get('timeout', '?')} s: {seen()}")
         else:
             error = ErrorInfo(kind="ended", exit_code=EXIT_NOTHING,
                               message=f"the script ended before {session.total_steps} steps "
-                                      f"({session.warmup} warm-up + measurement): {seen_text()}")
+                                      f"({session.warmup} warm-up + measurement): {seen()}")
     if error is not None:
         code = error.exit_code
     write(assemble(error, findings, outcome=outcome))

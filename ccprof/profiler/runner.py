@@ -175,14 +175,13 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
                     code = _stop(proc, signal.SIGINT if why == "interrupted" else signal.SIGTERM, stopping, tmp)
                     if why == "timeout" and getattr(stopping, "again", None):
                         why = stopping.again        # Ctrl-C / SIGTERM during the timeout's grace
-                _end_group(proc, tmp)
             except (KeyboardInterrupt, _Terminated) as exc:     # a second signal at an awkward point
                 why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated"
             finally:
                 if proc is not None and proc.poll() is None:   # never leave the script running
                     _kill_all(proc, tmp)
                     code = proc.wait()
-                elif proc is not None:
+                elif proc is not None:      # what the script left running (a helper, a worker)
                     _kill_all(proc, tmp, leftovers_only=True)
                 if proc is None:
                     return RunResult(None, EXIT_INTERRUPTED if why == "interrupted" else EXIT_TERMINATED,
@@ -214,7 +213,7 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
             msg = f"the script's process exited with code {code} before anything was measured"
             code = EXIT_SCRIPT_ERROR
         if seen:
-            msg += f"; seen: {_seen(seen)}"
+            msg += f"; seen: {seen_text(seen)}"
         return RunResult(None, code, msg)
     if profile.error is not None and profile.error.kind == "died":
         # only the mid-run checkpoint is left: the process ended without writing the rest
@@ -251,10 +250,12 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
     return RunResult(profile, code, message)
 
 
-def _seen(counters: dict[str, Any]) -> str:
+def seen_text(counters: dict[str, Any], steps: int | None = None) -> str:
+    """What the run had done: "5 forward calls, 5 backward, 5 optimizer steps, 5 steps"."""
     f = counters.get("forward_calls", 0) + counters.get("forward_calls_untrained", 0)
-    return (f"{f} forward calls, {counters.get('backward_calls', 0)} backward, "
-            f"{counters.get('optimizer_steps', 0)} optimizer steps")
+    text = (f"{f} forward calls, {counters.get('backward_calls', 0) or 'no'} backward, "
+            f"{counters.get('optimizer_steps', 0) or 'no'} optimizer steps")
+    return text if steps is None else f"{text}, {steps} steps"
 
 
 def _read_profile(path: str) -> Profile | None:
@@ -313,7 +314,9 @@ def merge_ranks(out: str, nproc: int, first_failed: int | None = None) -> Profil
     for r in range(nproc):
         path = f"{out}.rank{r}"
         if os.path.exists(path):
-            profiles[r] = Profile.from_json(path)
+            prof = _read_profile(path)
+            if prof is not None:
+                profiles[r] = prof
     if 0 not in profiles:
         return None
     p0 = profiles[0]
@@ -443,14 +446,6 @@ def _kill_all(proc: subprocess.Popen, tmp: str, leftovers_only: bool = False) ->
                 return
             time.sleep(0.05)
     _signal_groups(proc, tmp, kill)
-
-
-def _end_group(proc: subprocess.Popen, tmp: str) -> None:
-    """The script's process has ended; end what it left running (a helper process, a
-    DataLoader worker, a rank torchrun did not take down)."""
-    if proc.poll() is None:
-        return
-    _kill_all(proc, tmp, leftovers_only=True)
 
 
 def _signame(num: int) -> str:
