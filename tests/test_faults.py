@@ -191,6 +191,9 @@ CASES = [
          files={"eat.py": "import torch\nm = torch.nn.Linear(8, 1)\nopt = torch.optim.SGD(m.parameters(), lr=0.1)\n"
                 "while True:\n    try:\n        loss = m(torch.randn(4, 8)).pow(2).mean()\n"
                 "        opt.zero_grad(); loss.backward(); opt.step()\n    except BaseException:\n        pass\n"}),
+    Case("saves-the-whole-model", ["analyze", "save.py", *FAST, "--out", "out"], 0, profile=True,
+         files={"save.py": train("if step == 3:\n    torch.save(model, 'm.pt')\n    "
+                                 "model2 = torch.load('m.pt', weights_only=False)\n    assert not model2._forward_pre_hooks")}),
     Case("leaves-a-helper", ["analyze", "helper.py", *FAST, "--out", "out"], 0, profile=True,
          files={"helper.py": "import subprocess, sys\n"
                 "h = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(3600)'])\n"

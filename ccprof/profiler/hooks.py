@@ -218,6 +218,7 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, ProfileBuilder):
                     self._wrap_next(dl_mod._BaseDataLoaderIter.__next__))
         self._patch(dl_mod.DataLoader, "__iter__", self._wrap_iter(dl_mod.DataLoader.__iter__))
         self._patch(nn.Module, "load_state_dict", self._wrap_load(nn.Module.load_state_dict))
+        self._patch(nn.Module, "__getstate__", self._wrap_getstate(nn.Module.__getstate__))
         self._patch(torch, "load", self._wrap_file_load(torch.load))
         patches = {"transformers.modeling_utils": self._patch_from_pretrained,
                    "safetensors.torch": self._patch_safetensors}
@@ -254,6 +255,24 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, ProfileBuilder):
         finder = getattr(self, "_finder", None)
         if finder is not None and finder in sys.meta_path:
             sys.meta_path.remove(finder)
+
+    def _wrap_getstate(self, orig: Callable) -> Callable:
+        """A module pickled or deep-copied while ccprof watches (``torch.save(model)``, an EMA
+        copy) leaves out ccprof's root hook: the user's file holds no ccprof state (the hook's
+        Session and its closures cannot be pickled at all)."""
+        session = self
+
+        def __getstate__(module):
+            state = orig(module)
+            ours = {h.id for h in session._root_hooks.values()}
+            hooks = state.get("_forward_pre_hooks")
+            if ours and hooks and not ours.isdisjoint(hooks):
+                state["_forward_pre_hooks"] = type(hooks)((k, v) for k, v in hooks.items() if k not in ours)
+                kw = state.get("_forward_pre_hooks_with_kwargs")
+                if kw is not None:
+                    state["_forward_pre_hooks_with_kwargs"] = {k: v for k, v in kw.items() if k not in ours}
+            return state
+        return __getstate__
 
     def _patch(self, owner: Any, name: str, new: Any) -> None:
         self._patched.append((owner, name, owner.__dict__.get(name, getattr(owner, name))))
