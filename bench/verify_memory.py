@@ -31,39 +31,41 @@ GOAL = 0.15
 
 
 def projected_peak(tweak: str, profile, advice) -> tuple[int | None, dict]:
-    """The advisor's projected peak after ``tweak`` and the details the runtime needs."""
+    """The advisor's projected peak after ``tweak`` and the fields of the options it projected
+    (what the runtime applier then applies: ``Advice.options``)."""
     from ccprof.advisors import AdviceContext
     from ccprof.advisors.checkpointing import project_checkpointing
     from ccprof.advisors.grad_accumulation import peak_bytes_at_batch
-    from ccprof.advisors.lora import project_lora
+    from ccprof.advisors.lora import peft_targets, project_lora
     from ccprof.advisors.mixed_precision import project_mixed_precision_memory
     from ccprof.advisors.warm_start import project_warm_start
 
     a = advice.by_tweak()[tweak]
     if a.projected.peak_bytes_after:
-        return a.projected.peak_bytes_after, dict(a.details)
-    if a.details.get("peak_bytes_after"):      # projected, but not worth it here (e.g. memory fits)
-        return a.details["peak_bytes_after"], dict(a.details)
+        return a.projected.peak_bytes_after, dict(a.options)
+    # projected, but not recommended here (e.g. memory fits): the same projection, its options
     try:
         if tweak == "checkpointing":
-            d = project_checkpointing(profile)
+            d, o = project_checkpointing(profile), {}
         elif tweak == "mixed_precision":
-            d = project_mixed_precision_memory(profile)
+            d, o = project_mixed_precision_memory(profile), {}
         elif tweak == "lora":
             d = project_lora(profile, AdviceContext())
+            o = {"rank": d["rank"], "targets": peft_targets(profile, d["targets"])} if d.get("targets") else {}
         elif tweak == "warm_start":
             d = project_warm_start(profile)
+            o = {"embeddings": d["embeddings"]} if d.get("embeddings") else {}
         else:
             b = profile.data.batch_size or 0
-            return (peak_bytes_at_batch(profile, b // 2, accum_steps=2) if b >= 2 else None), {"accum_steps": 2}
+            return (peak_bytes_at_batch(profile, b // 2, accum_steps=2) if b >= 2 else None), {"steps": 2}
     except Exception:
         return None, {}
-    return (d or {}).get("peak_bytes_after"), dict(d or {})
+    return (d or {}).get("peak_bytes_after"), o
 
 
 def main() -> None:
     from ccprof.api import RUN_PLUGINS, advise, attach_costs
-    from ccprof.applier.verify import VERIFY_SEED, runtime_options
+    from ccprof.applier.verify import VERIFY_SEED
     from ccprof.profiler.runner import run_script
 
     ap = argparse.ArgumentParser()
@@ -81,9 +83,9 @@ def main() -> None:
         base = attach_costs(base)
         advice = advise(base)
         for tweak in TWEAKS:
-            proj, details = projected_peak(tweak, base, advice)
+            proj, options = projected_peak(tweak, base, advice)
             status = advice.by_tweak()[tweak].status
-            run = run_script(script, args, tweak=[tweak], tweak_options={tweak: runtime_options(tweak, details)},
+            run = run_script(script, args, tweak=[tweak], tweak_options={tweak: options},
                              plugins=RUN_PLUGINS, **plan).profile
             applied = [e for e in (run.applied if run else []) if e["tweak"] == tweak]
             if run is None or not applied or not applied[0]["applied"]:

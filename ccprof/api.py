@@ -62,15 +62,16 @@ def advise(profile: Profile, ctx: Any = None, **options: Any):
 
 
 def apply(script: str | Path, tweaks: list[str], options: dict[str, Any] | None = None, *,
-          tweak_options: dict[str, dict[str, Any]] | None = None, to_path: str | Path | None = None):
+          tweak_options: dict[str, Any] | None = None, to_path: str | Path | None = None):
     """The script's source rewritten to keep ``tweaks`` (a codemods ApplyResult); writes nothing.
 
         result = apply("train.py", ["mixed_precision", "checkpointing"])
         print(result.diff); result.skipped   # tweak -> why, naming the line looked for
         write_script("train_ccprof.py", result.source, like=result.script)   # same encoding/endings
 
-    ``options`` apply to every tweak, ``tweak_options`` to one each (what advice.json projected,
-    ``selection.tweaks_from_advice``); ``to_path`` names the new file in the diff. Raises
+    ``tweak_options``: each tweak's typed options (what advice.json projected,
+    ``selection.tweaks_from_advice``); ``options``: by ``--option`` name, over them
+    (``{"accumulation_steps": 8}``); ``to_path`` names the new file in the diff. Raises
     ``ScriptEncodingError`` (a ValueError) for a file Python could not read either,
     ``ScriptSyntaxError`` for one that does not parse, OSError when it cannot be read.
     """

@@ -200,24 +200,29 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
 @cli.command("tweaks")
 @click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
 def tweaks_cmd(as_json: bool) -> None:
-    """The tweak catalog: every id ccprof advises on."""
-    from ccprof.advisors.catalog import TWEAKS
+    """The tweak catalog: every id ccprof advises on, what can apply it, and its options."""
+    from ccprof.artefacts.tweaks import TWEAKS, describe
 
+    rows = [describe(t) for t in TWEAKS]
     if as_json:
         import json
-        from dataclasses import asdict
 
-        click.echo(json.dumps([asdict(t) for t in TWEAKS.values()], indent=2))
+        click.echo(json.dumps(rows, indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="ccprof tweaks")
-    for col in ("id", "title", "risk"):
+    for col in ("id", "title", "risk", "--verify", "apply", "options"):
         table.add_column(col)
-    for t in TWEAKS.values():
-        table.add_row(t.id, t.title, t.risk)
-    Console().print(table)
+    for r in rows:
+        table.add_row(r["id"], r["title"], r["risk"], "yes" if r["runtime"] else "no",
+                      "yes" if r["codemod"] else "no", escape(", ".join(o["name"] for o in r["options"])) or "-")
+    console = Console()
+    console.print(table)
+    console.print("Set an option with `ccprof apply --option <id>.<option>=VALUE` (short keys such as "
+                  "accumulation_steps=8: `ccprof tweaks --json`).")
 
 
 @cli.command("gpus")
@@ -437,7 +442,8 @@ def compare_cmd(before_path: str | None, after_path: str | None, run_dir: str, o
 @click.option("--in-place", is_flag=True, help="Rewrite the script itself, keeping SCRIPT.bak.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("--option", "option_texts", multiple=True, metavar="KEY=VALUE",
-              help="Codemod option: dtype=fp16, accumulation_steps=8, lora_rank=16, patience=5 ...")
+              help="A tweak's option: dtype=fp16, accumulation_steps=8, lora_rank=16, patience=5, or "
+                   "<tweak>.<option>=VALUE (lora.alpha=32); `ccprof tweaks` lists them.")
 def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top: int | None,
               output: str | None, in_place: bool, force: bool, option_texts: tuple[str, ...]) -> None:
     """Rewrite SCRIPT with libcst to keep tweaks; print the diff and what was skipped."""
@@ -448,12 +454,13 @@ def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top
     from ccprof import api
     from ccprof.applier.codemods import ScriptSyntaxError, write_script
     from ccprof.applier.codemods.selection import default_output_path, parse_option, tweaks_from_advice
+    from ccprof.artefacts.tweaks import options_for
     from ccprof.outputs import backup_path
 
     src_path = Path(script)
     if not src_path.is_file():
         _fail(f"{script}: no such file", 2)
-    wanted, options, per_tweak = list(tweaks), {}, {}
+    wanted, per_tweak = list(tweaks), {}
     if advice_path:
         picked, per_tweak = tweaks_from_advice(_load_artefact("advice", advice_path), top)
         wanted += [t for t in picked if t not in wanted]
@@ -470,10 +477,13 @@ def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top
             _fail(f"-t {t}: {what}; codemods exist for: {', '.join(have)}", 2)
     for text in option_texts:
         try:
-            key, value = parse_option(text)
+            tweak, name, value = parse_option(text)
         except ValueError as exc:
             _fail(str(exc), 2)
-        options[key] = value
+        if tweak not in wanted:
+            _fail(f"--option {text}: that is an option of {tweak}, which is not being applied "
+                  f"(add -t {tweak})", 2)
+        per_tweak[tweak] = options_for(tweak, per_tweak.get(tweak)).merged({name: value})   # --option wins
     if in_place and output:
         _fail("--in-place and -o/--output exclude each other", 2)
     out_path = src_path if in_place else Path(output) if output else default_output_path(src_path)
@@ -497,7 +507,7 @@ def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top
     if (out_path.exists() and not os.access(out_path, os.W_OK)) or not os.access(target_dir, os.W_OK):
         _fail(f"{out_path}: not writable; nothing written", 2)
     try:
-        result = api.apply(src_path, wanted, options, tweak_options=per_tweak, to_path=out_path)
+        result = api.apply(src_path, wanted, tweak_options=per_tweak, to_path=out_path)
     except ScriptSyntaxError as exc:
         _fail(f"{exc.path}:{exc.line}: syntax error, fix the script first ({exc.message.splitlines()[0]})", 3)
     except ValueError as exc:       # ScriptEncodingError names the file and the encoding tried

@@ -133,24 +133,25 @@ def test_cli_errors_and_from_advice(tmp_path):
 
 
 def test_from_advice_applies_what_each_tweak_projected(tmp_path):
-    """`apply --from advice.json` takes each tweak's own figures (issue 12): grad_accumulation's
-    steps, mixed_precision's dtype, lora's rank and targets; one advisor's figure (the wanted
-    batch of grad_accumulation) never becomes another codemod's option."""
+    """`apply --from advice.json` takes each tweak's own typed options (issue 12):
+    grad_accumulation's steps, mixed_precision's dtype, lora's rank and targets; one advisor's
+    figure (the wanted batch of grad_accumulation) never becomes another codemod's option."""
     import dataclasses
 
     from ccprof.artefacts.advice import Advice, AdviceSet, Projected
+    from ccprof.artefacts.tweaks import GradAccumulationOptions, LoraOptions, MixedPrecisionOptions
     from ccprof.applier.codemods.selection import tweaks_from_advice
 
     base = AdviceSet.from_json(ROOT / "tests" / "fixtures" / "advice_sample.json")
-    details = {"grad_accumulation": {"micro_batch": 8, "accum_steps": 6, "wanted_batch": 48},
-               "mixed_precision": {"policy": {"autocast": "float16"}},
-               "lora": {"rank": 16, "targets": ["model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.v_proj"]}}
-    advice = [Advice(tweak=t, status="recommended", details=d, projected=Projected(usd_saved=10.0 - i))
-              for i, (t, d) in enumerate(details.items())]
+    projected = {"grad_accumulation": ({"micro_batch": 8, "accum_steps": 6, "wanted_batch": 48},
+                                       GradAccumulationOptions(steps=6)),
+                 "mixed_precision": ({"policy": {"autocast": "fp16"}}, MixedPrecisionOptions(dtype="fp16")),
+                 "lora": ({"rank": 16}, LoraOptions(rank=16, targets=["q_proj", "v_proj"]))}
+    advice = [Advice(tweak=t, status="recommended", details=d, options=o.to_dict(),
+                     projected=Projected(usd_saved=10.0 - i)) for i, (t, (d, o)) in enumerate(projected.items())]
     picked, per_tweak = tweaks_from_advice(dataclasses.replace(base, advice=advice))
     assert picked == ["grad_accumulation", "mixed_precision", "lora"]
-    assert per_tweak == {"grad_accumulation": {"accumulation_steps": 6}, "mixed_precision": {"dtype": "fp16"},
-                         "lora": {"lora_rank": 16, "lora_targets": ["q_proj", "v_proj"]}}
+    assert per_tweak == {t: o for t, (_, o) in projected.items()}
     # end to end: the rewrite accumulates 6 micro-batches and autocasts to float16
     path = tmp_path / "advice.json"
     dataclasses.replace(base, advice=advice[:2]).to_json(path)
@@ -160,3 +161,25 @@ def test_from_advice_applies_what_each_tweak_projected(tmp_path):
     assert res.exit_code == 0, res.output
     new = (tmp_path / "out.py").read_text()
     assert "6" in new and "float16" in new and "batch_size=48" not in new, res.output
+
+
+def test_from_an_older_advice_file_reads_the_projection_from_its_details(tmp_path):
+    """An advice.json written before ``Advice.options`` existed: the projected figures are read
+    from the details, once, at load (accumulation steps, dtype, LoRA targets as peft suffixes)."""
+    import json
+
+    from ccprof.artefacts.advice import AdviceSet
+    from ccprof.artefacts.tweaks import GradAccumulationOptions, LoraOptions, MixedPrecisionOptions
+
+    data = json.loads((ROOT / "tests" / "fixtures" / "advice_sample.json").read_text())
+    data["advice"] = [
+        {"tweak": "grad_accumulation", "status": "recommended", "details": {"accum_steps": 6, "wanted_batch": 48}},
+        {"tweak": "mixed_precision", "status": "recommended", "details": {"policy": {"autocast": "float16"}}},
+        {"tweak": "lora", "status": "recommended",
+         "details": {"rank": 16, "targets": ["model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.v_proj"]}}]
+    path = tmp_path / "advice.json"
+    path.write_text(json.dumps(data))
+    got = {a.tweak: a.tweak_options() for a in AdviceSet.from_json(path).advice}
+    assert got == {"grad_accumulation": GradAccumulationOptions(steps=6),
+                   "mixed_precision": MixedPrecisionOptions(dtype="fp16"),
+                   "lora": LoraOptions(rank=16, targets=["q_proj", "v_proj"])}

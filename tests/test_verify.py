@@ -183,10 +183,9 @@ def _hf_run(tweak, options=None):
 
 def test_hf_trainer_lora_run_has_a_ledger_within_15pct_of_projection(hf_baseline):
     from ccprof.api import advise, attach_costs
-    from ccprof.applier.verify import runtime_options
-
     lora = advise(attach_costs(hf_baseline)).by_tweak()["lora"]
-    r, entry = _hf_run("lora", runtime_options("lora", lora.details))
+    assert lora.options["rank"] and lora.options["targets"]          # what was projected is what runs
+    r, entry = _hf_run("lora", lora.options)
     assert r.exit_code == 0 and entry["applied"], (r.message, entry)
     mem = r.profile.memory
     assert mem.peak_bytes > 0 and 0 < mem.grads_bytes < hf_baseline.memory.grads_bytes
@@ -195,7 +194,7 @@ def test_hf_trainer_lora_run_has_a_ledger_within_15pct_of_projection(hf_baseline
 
 
 def test_hf_trainer_grad_accumulation_applied_at_run_time(hf_baseline):
-    r, entry = _hf_run("grad_accumulation", {"micro_batches": 2})
+    r, entry = _hf_run("grad_accumulation", {"steps": 2})
     assert r.exit_code == 0 and entry["applied"], (r.message, entry)
     assert 0 < r.profile.memory.peak_bytes < hf_baseline.memory.peak_bytes
     # same seed, same data: the Trainer's loss is the full batch's, not a micro-batch share

@@ -9,19 +9,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ccprof.artefacts.advice import Advice, Projected
-from ccprof.advisors.catalog import TWEAKS
+from ccprof.artefacts.tweaks import TWEAKS, TweakOptions, options_for
 from ccprof.advisors.context import AdviceContext
 from ccprof.advisors import constants as C
 from ccprof.hardware import DEFAULT_GPU, GpuSpec, Policy, StepCost, load_catalog, policy_for
 from ccprof.hardware.projection import step_cost_for
 from ccprof.artefacts.profile import GpuProjection, Profile
 
-# Tweaks with a runtime applier and/or codemod being written (task brief, issue 4).
-AUTO_APPLY = frozenset({
-    "mixed_precision", "checkpointing", "lora", "warm_start", "grad_accumulation", "tf32",
-    "compile", "fused_optimizer", "dataloader", "batch_size", "pruning", "quantization",
-    "distillation", "early_stopping", "distributed",
-})
 # Tweaks whose time saving is a share of the whole run (fewer steps), not of each step.
 RUN_SCOPED = frozenset({"finetune", "early_stopping", "data_curation", "warm_start"})
 
@@ -300,7 +294,8 @@ def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *
                 usd_saved: float | None = None, risk: str | None = None,
                 assumptions: list[str] | None = None, sources: list[str] | None = None,
                 details: dict[str, Any] | None = None, peak_bytes_after: int | None = None,
-                step_s_after: float | None = None, cost_saved_frac: float | None = None) -> Advice:
+                step_s_after: float | None = None, cost_saved_frac: float | None = None,
+                options: TweakOptions | None = None) -> Advice:
     """An Advice with dollars and 'after' figures filled from the run's price.
 
     Step-scoped savings change the step time; run-scoped ones (RUN_SCOPED) cut steps, so
@@ -308,6 +303,9 @@ def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *
     ``cost_saved_frac`` is the share of the run's GPU cost saved: by default ``usd_saved`` /
     the run's dollars when both are known, else ``time_saved_frac`` (one GPU, one price: time
     is cost). ``expected_frac`` weighs it by confidence; ``rank`` orders by it.
+    ``options``: what was projected, as the tweak's typed options (``LoraOptions(rank=8,
+    targets=[...])``); --verify and ``ccprof apply --from`` apply exactly these. Kept for
+    recommended advice only.
     """
     price = run_price(profile, ctx)
     d = dict(details or {})
@@ -351,7 +349,8 @@ def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *
                             expected_frac=float(round(cost_saved_frac * (weight if cost_saved_frac > 0 else 1.0), 6))),
         confidence=confidence, risk=risk or TWEAKS[tweak].risk, rationale=text,
         assumptions=list(assumptions or []), sources=list(sources or []), snippet=snippet.strip() + "\n",
-        auto_apply=tweak in AUTO_APPLY, details=d)
+        auto_apply=TWEAKS[tweak].auto_apply, details=d,
+        options=options_for(tweak, options).to_dict() if status == "recommended" else {})
 
 
 def clamp(x: float, lo: float = 0.0, hi: float = 1.0) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ccprof.advisors import constants as C
+from ccprof.artefacts.tweaks import BatchSizeOptions
 from ccprof.advisors._common import batch_size, fmt_bytes, fmt_pct, fmt_s, gpu_spec, ledger, make_advice, recost
 from ccprof.hardware.edits import scale_batch
 from ccprof.advisors._registry import register
@@ -84,6 +85,7 @@ def advise_batch_size(profile: Profile, ctx: AdviceContext) -> Advice:
     return make_advice("batch_size", "recommended", profile, ctx, confidence="low", time_saved_frac=frac,
                        memory_saved_bytes=led.peak - peak_after, peak_bytes_after=peak_after,
                        step_s_after=None, rationale=rationale, snippet=SNIPPET.format(b=nb, b0=b),
+                       options=BatchSizeOptions(batch_size=nb),
                        assumptions=["What grows with the batch is read from each op's shapes (tensors of a "
                                     "parameter's shape and the optimizer step stay); the step is costed again.",
                                     "The run keeps its number of samples (fewer steps at the larger batch)."],

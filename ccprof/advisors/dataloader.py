@@ -5,6 +5,7 @@ import os
 from dataclasses import replace
 
 from ccprof.advisors import constants as C
+from ccprof.artefacts.tweaks import DataloaderOptions
 from ccprof.advisors._common import fmt_change, fmt_pct, fmt_s, make_advice, recost
 from ccprof.advisors._registry import register
 from ccprof.artefacts.advice import Advice
@@ -69,7 +70,7 @@ def advise_dataloader(profile: Profile, ctx: AdviceContext) -> Advice:
                  + f"with {target} workers making batches while the GPU computes, the wait is "
                  f"{fmt_s(rc.after.phase_s.get('data', 0.0))}: {rc.says()}, {fmt_change(rc.frac)}.")
     return make_advice("dataloader", "recommended", profile, ctx, confidence="medium", time_saved_frac=rc.frac,
-                       rationale=rationale, snippet=snippet,
+                       rationale=rationale, snippet=snippet, options=DataloaderOptions(num_workers=target),
                        assumptions=[f"Each worker makes a batch in the time one process took here "
                                     f"({fmt_s(d.batch_s) if d.batch_s else 'the measured wait'}); {target} workers "
                                     "deliver that many batches in parallel, so the GPU waits only for what its own "

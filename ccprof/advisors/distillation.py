@@ -1,6 +1,7 @@
 """distillation: train a shallower student on the teacher's soft labels."""
 from __future__ import annotations
 
+from ccprof.artefacts.tweaks import DistillationOptions
 from ccprof.advisors._common import (fmt_bytes, fmt_change, fmt_num, fmt_pct, ledger, make_advice,
                                      module_map, recost)
 from ccprof.advisors.context import AdviceContext
@@ -91,4 +92,4 @@ def advise_distillation(profile: Profile, ctx: AdviceContext) -> Advice:
                                     "A trained teacher exists; its forward runs every step (no cached logits).",
                                     "The student reaches useful quality in the same number of steps."],
                        sources=["Sanh et al., DistilBERT, 2019: 40% smaller, 60% faster, 97% of quality"],
-                       details=pr)
+                       details=pr, options=DistillationOptions(keep_every=max(1, round(1 / ctx.distill_depth_frac))))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 from ccprof.advisors import constants as C
+from ccprof.artefacts.tweaks import GradAccumulationOptions
 from ccprof.advisors._common import (batch_size, fmt_bytes, fmt_change, fmt_pct, gpu_spec, ledger, make_advice,
                                      recost, target_projection)
 from ccprof.hardware.edits import micro_batches, scale_batch
@@ -135,7 +136,7 @@ def advise_grad_accumulation(profile: Profile, ctx: AdviceContext) -> Advice:
                        time_saved_frac=frac, memory_saved_bytes=led.peak - plan["peak_bytes_after"]
                        if wanted == b else peak_wanted - plan["peak_bytes_after"],
                        peak_bytes_after=plan["peak_bytes_after"], rationale=rationale,
-                       snippet=SNIPPET.format(k=k, m=m, b=wanted),
+                       snippet=SNIPPET.format(k=k, m=m, b=wanted), options=GradAccumulationOptions(steps=k),
                        assumptions=["The measured peak came at the start of backward, before any gradient "
                                     "existed (zero_grad() frees them between steps, PyTorch's default since 2.0): "
                                     "all of it above parameters and optimizer state scales linearly with the "

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 from ccprof.advisors import constants as C
+from ccprof.artefacts.tweaks import LoraOptions
 from ccprof.advisors._common import (fmt_bytes, fmt_change, fmt_num, fmt_pct, head_names, ledger,
                                      linear_modules, make_advice, recost)
 from ccprof.hardware.edits import freeze_base
@@ -12,7 +13,7 @@ from ccprof.artefacts.advice import Advice
 from ccprof.advisors.context import AdviceContext
 from ccprof.artefacts.profile import Profile
 
-__all__ = ["advise_lora", "project_lora", "lora_applied"]
+__all__ = ["peft_targets", "advise_lora", "project_lora", "lora_applied"]
 
 SNIPPET = """
 from peft import LoraConfig, get_peft_model
@@ -97,6 +98,15 @@ def project_lora(profile: Profile, ctx: AdviceContext) -> dict:
             "linear_params": sum(m.params for m in lin_all), "frozen_prefix_activation_bytes": frozen_prefix}
 
 
+def peft_targets(profile: Profile, targets: list[str]) -> list[str]:
+    """``targets`` as peft's ``target_modules`` would be written: the name suffixes (``q_proj``,
+    ``c_attn``) when they match exactly those Linear layers, else the full names."""
+    suffixes = sorted({t.split(".")[-1] for t in targets})
+    names = profile.model.linear_names or [m.name for m in profile.model.modules]
+    matched = {n for n in names if n.split(".")[-1] in suffixes}
+    return suffixes if matched == set(targets) else sorted(targets)
+
+
 @register("lora")
 def advise_lora(profile: Profile, ctx: AdviceContext) -> Advice:
     """Recommend LoRA for full fine-tuning of Linear-heavy models."""
@@ -147,4 +157,4 @@ def advise_lora(profile: Profile, ctx: AdviceContext) -> Advice:
                                     "parameter gradient; the adapters' GEMMs are costed at their own (thin) shapes."],
                        sources=["Hu et al., LoRA, ICLR 2022 (" + C.LORA_PUBLISHED + ")",
                                 "FACTS.md: fp32 AdamW 16 bytes/param"],
-                       details=pr)
+                       details=pr, options=LoraOptions(rank=pr["rank"], targets=peft_targets(profile, pr["targets"])))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ccprof.advisors import constants as C
+from ccprof.artefacts.tweaks import MixedPrecisionOptions, normalize_dtype
 from ccprof.advisors._common import (fmt_bytes, fmt_change, fmt_pct, gpu_spec, ledger, make_advice, recost)
 from ccprof.hardware import half_dtype
 from ccprof.hardware.kernels import op_class
@@ -284,6 +285,7 @@ def advise_mixed_precision(profile: Profile, ctx: AdviceContext) -> Advice:
                        time_saved_frac=frac, memory_saved_bytes=mem["memory_saved_bytes"],
                        peak_bytes_after=mem["peak_bytes_after"], rationale=rationale,
                        assumptions=assumptions, snippet=SNIPPET,
+                       options=MixedPrecisionOptions(dtype=normalize_dtype(half)),
                        sources=["Micikevicius et al., Mixed Precision Training, ICLR 2018 ('nearly halves memory')",
                                 "PyTorch autocast op reference (which ops run 16-bit, which fp32)",
                                 f"ccprof kernel model ({spec.spec_source})"],

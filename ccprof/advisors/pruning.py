@@ -1,6 +1,7 @@
 """pruning: structured pruning of the repeated blocks' Linear layers, re-costed at the narrower shapes."""
 from __future__ import annotations
 
+from ccprof.artefacts.tweaks import PruningOptions
 from ccprof.advisors._common import (capability_at_least, fmt_change, fmt_pct, gpu_spec, linear_modules,
                                      make_advice, recost)
 from ccprof.advisors._registry import register
@@ -76,5 +77,7 @@ def advise_pruning(profile: Profile, ctx: AdviceContext) -> Advice:
                                     "Pruned layers are rebuilt smaller (torch-pruning or a re-export)."],
                        sources=["Mishra et al. 2021, Accelerating Sparse Deep Neural Networks (2:4 doubles math throughput)",
                                 "Frankle & Carbin, Lottery Ticket Hypothesis, ICLR 2019 (>90% prunable, unstructured)"],
+                       # whole rows by L2 norm: the structured pruning costed here
+                       options=PruningOptions(method="ln_structured", amount=frac_p, targets=lins),
                        details={"containers": containers, "linear_layers": lins, "ampere_or_newer": ampere,
                                 "step_s_before_model": rc.before.step_s, "step_s_after_model": rc.after.step_s})

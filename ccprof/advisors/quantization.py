@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ccprof.advisors import constants as C
+from ccprof.artefacts.tweaks import QuantizationOptions
 from ccprof.advisors._common import fmt_bytes, fmt_num, fmt_pct, ledger, linear_modules, make_advice
 from ccprof.advisors._registry import register
 from ccprof.artefacts.advice import Advice
@@ -50,7 +51,8 @@ def advise_quantization(profile: Profile, ctx: AdviceContext) -> Advice:
                            assumptions=["Frozen Linear weights quantized to NF4 (bitsandbytes, CUDA only).",
                                         "Time saved is 0: the win is memory (a smaller or cheaper GPU, larger batch)."],
                            sources=["Dettmers et al., QLoRA, NeurIPS 2023 (4.127 bits/param, 65B on one 48 GB GPU)"],
-                           details={"frozen_linear_params": lin_frozen, "bytes_per_param_after": C.QUANT_4BIT_BYTES_PER_PARAM})
+                           details={"frozen_linear_params": lin_frozen, "bytes_per_param_after": C.QUANT_4BIT_BYTES_PER_PARAM},
+                           options=QuantizationOptions(bits=4))        # NF4, as projected: --verify runs int4
     infer_after = int(lin * C.QUANT_INT8_BYTES_PER_PARAM)
     why = ("all weights train, so none can be stored quantized during training"
            + ("; with LoRA on this pretrained model the frozen base could be 4-bit (QLoRA)" if pretrained else ""))

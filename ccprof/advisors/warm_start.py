@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ccprof.advisors import constants as C
+from ccprof.artefacts.tweaks import WarmStartOptions
 from ccprof.advisors._common import clamp, fmt_bytes, fmt_num, fmt_pct, ledger, make_advice
 from ccprof.advisors._registry import register
 from ccprof.artefacts.advice import Advice
@@ -80,4 +81,4 @@ def advise_warm_start(profile: Profile, ctx: AdviceContext) -> Advice:
                                     "unverified; AdviceContext.warm_start_run_frac).",
                                     "Pretrained vectors of the same dimension exist for your vocabulary."],
                        sources=["FACTS.md: fp32 AdamW 16 bytes/param (4 weights + 4 grads + 8 state)"],
-                       details=pr)
+                       details=pr, options=WarmStartOptions(embeddings=pr["embeddings"]))

@@ -15,24 +15,22 @@ and loss sit next to the projection in ``Advice.measured``:
 """
 from __future__ import annotations
 
+import os
+import re
 import statistics
 from dataclasses import replace
 from typing import Any, Callable
 
 from ccprof.artefacts.advice import Advice, AdviceSet, Measured, Verification
 from ccprof.artefacts.profile import Profile
+from ccprof.artefacts.tweaks import TWEAKS
 
 __all__ = ["VERIFY_SEED", "NOISE_SIGMAS", "NOT_MEASURABLE", "step_noise_frac", "verifiable", "pick_tweaks",
-           "runtime_options", "measure", "verify", "failure_line"]
+           "measure", "verify", "failure_line"]
 
-# Tweaks no re-run of a few steps can measure, and why (said for those ranked within the top K).
-NOT_MEASURABLE = {
-    "right_size_gpu": "it changes the GPU you rent, not the script: re-project with --gpu <id>",
-    "distributed": "it needs several GPUs and a launcher (torchrun); measure it with --nproc N on them",
-    "finetune": "it starts from a pretrained checkpoint ccprof cannot choose for you",
-    "early_stopping": "it ends the run sooner; a few measured steps cannot show when",
-    "data_curation": "it changes the dataset; deduplicate, then profile the new data",
-}
+# Tweaks no re-run of a few steps can measure, and why (said for those ranked within the top K;
+# the catalog says, ccprof/artefacts/tweaks.py)
+NOT_MEASURABLE = {t: i.no_runtime for t, i in TWEAKS.items() if not i.runtime}
 
 VERIFY_SEED = 0
 # A measured time difference smaller than this many robust standard deviations of the
@@ -50,9 +48,7 @@ def step_noise_frac(step_s: list[float]) -> float | None:
 
 
 def verifiable(advice: Advice) -> bool:
-    from ccprof.applier.runtime import runtime_tweaks
-
-    return advice.status == "recommended" and advice.tweak in runtime_tweaks()
+    return advice.status == "recommended" and advice.tweak in TWEAKS and TWEAKS[advice.tweak].runtime
 
 
 def pick_tweaks(advice_set: AdviceSet, k: int) -> list[str]:
@@ -64,26 +60,6 @@ def _median(xs: list[float]) -> float | None:
     return statistics.median(xs) if xs else None
 
 
-def runtime_options(tweak: str, details: dict[str, Any] | None) -> dict[str, Any]:
-    """The runtime applier's options that reproduce what the advisor projected.
-
-    A projection is only checked if the run applies the same thing: LoRA's rank and target
-    Linears, the micro-batch count, the embeddings frozen.
-    """
-    d = dict(details or {})
-    opts: dict[str, Any] = dict(d.get("runtime_options") or {})
-    if tweak == "lora":
-        if d.get("rank"):
-            opts.setdefault("r", int(d["rank"]))
-        if d.get("targets"):
-            opts.setdefault("target_modules", list(d["targets"]))
-    elif tweak == "grad_accumulation" and (d.get("accum_steps") or 0) >= 2:
-        opts.setdefault("micro_batches", int(d["accum_steps"]))
-    elif tweak == "warm_start" and d.get("embeddings"):
-        opts.setdefault("names", list(d["embeddings"]))
-    return opts
-
-
 def failure_line(run: Profile | None) -> str | None:
     """The re-run's own error, as ``file:line: message``; None when it finished."""
     if run is None:
@@ -91,9 +67,6 @@ def failure_line(run: Profile | None) -> str | None:
     e = run.error
     if e is None:
         return None
-    import os
-    import re
-
     msg = e.message
     if e.file and e.line:
         msg = re.sub(r"\s*\([^()]*:\d+\)$", "", msg)           # the location goes in front
@@ -102,13 +75,15 @@ def failure_line(run: Profile | None) -> str | None:
 
 
 def _options_for(advice: Advice | None) -> dict[str, Any]:
-    return runtime_options(advice.tweak, advice.details) if advice is not None else {}
+    """The fields of what ``advice`` projected (its typed options), for the re-run's spec: the
+    runtime applier applies exactly those (LoRA's rank and targets, the micro-batch count ...)."""
+    return advice.tweak_options().to_dict() if advice is not None else {}
 
 
 def measure(baseline: Profile, run: Profile | None, projected_frac: float | None,
             projected_peak_after: int | None, usd_run: float | None, note_extra: str = "") -> Measured:
     """Measured effects of one verify run against the baseline profile."""
-    from ccprof.applier.runtime import quality_guard
+    from ccprof.applier.runtime import quality_guard   # here: the runtime package imports torch
 
     if run is None:
         return Measured(note="the verify run produced no profile" + note_extra, harmful=False)
@@ -153,7 +128,8 @@ def verify(run_one: Callable[[list[str], dict[str, dict]], Profile | None], base
            on_tweak: Callable[[str], None] | None = None) -> AdviceSet:
     """``advice_set`` with ``measured`` filled for the top ``k`` tweaks (and/or the plan).
 
-    ``run_one(tweaks, options_by_tweak)`` runs the script once with those tweaks applied
+    ``run_one(tweaks, options_by_tweak)`` runs the script once with those tweaks applied (each
+    tweak's options as the fields of its typed options, ``Advice.options``)
     and returns its Profile (the CLI passes a closure over ``run_script``).
     """
     by_tweak = advice_set.by_tweak()
@@ -190,9 +166,7 @@ def verify(run_one: Callable[[list[str], dict[str, dict]], Profile | None], base
         new_advice = [replace(a, measured=m) if a.tweak == tweak else a for a in new_advice]
     new_plan = advice_set.plan
     if plan:
-        from ccprof.applier.runtime import runtime_tweaks
-
-        tweaks = [t for t in advice_set.plan.tweaks if t in runtime_tweaks()]
+        tweaks = [t for t in advice_set.plan.tweaks if t in TWEAKS and TWEAKS[t].runtime]
         skipped = [t for t in advice_set.plan.tweaks if t not in tweaks]
         if tweaks:
             if on_tweak:

@@ -5,12 +5,13 @@ numbers; ``measured`` is filled by ``--verify`` (applier.runtime) from a real re
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ccprof import _serde
 from ccprof._serde import ArtefactError
+from ccprof.artefacts.tweaks import TweakOptions, normalize_dtype, options_for
 
 SCHEMA = "ccprof.advice/1"
 
@@ -78,6 +79,13 @@ class Advice:
     auto_apply: bool = False                # ccprof can apply it (runtime and/or codemod)
     measured: Measured | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    # what the advisor projected, as the tweak's typed options (ccprof.artefacts.tweaks) in
+    # JSON form: --verify and `ccprof apply --from` apply exactly these
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def tweak_options(self) -> TweakOptions:
+        """``options`` typed: ``GradAccumulationOptions(steps=4)``."""
+        return options_for(self.tweak, self.options)
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,37 @@ class Plan:
     cost_frac_after: float = 1.0            # the run's GPU cost after / before (known without a run size)
 
 
+# Advice files written before Advice.options existed carried the projected figures in
+# ``details`` only: read there, once, at load (details key -> option field).
+_LEGACY_DETAILS: dict[str, dict[str, str]] = {
+    "batch_size": {"batch_after": "batch_size"},
+    "grad_accumulation": {"accum_steps": "steps"},
+    "lora": {"rank": "rank", "targets": "targets"},
+    "dataloader": {"workers_after": "num_workers"},
+    "mixed_precision": {"policy.autocast": "dtype"},
+    "warm_start": {"embeddings": "embeddings"},
+}
+
+
+def _options_from_details(tweak: str, details: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, name in _LEGACY_DETAILS.get(tweak, {}).items():
+        value: Any = details
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value in (None, "", [], 0):
+            continue
+        if name == "targets" and isinstance(value, list):   # peft matches suffixes: q_proj, c_attn
+            value = sorted({str(t).split(".")[-1] for t in value})
+        if name == "dtype":
+            try:
+                value = normalize_dtype(value)
+            except ValueError:
+                continue
+        out[name] = value
+    return out
+
+
 @dataclass(frozen=True)
 class AdviceSet:
     schema: str = SCHEMA
@@ -122,7 +161,14 @@ class AdviceSet:
     def from_json(cls, path_or_text: str | Path) -> "AdviceSet":
         """Load advice from a path or from JSON text; ArtefactError (a ValueError naming the
         field) when it is not a valid ``ccprof.advice/1``."""
-        return _serde.load_json(cls, path_or_text, "ccprof.advice/", "advice file")
+        loaded = _serde.load_json(cls, path_or_text, "ccprof.advice/", "advice file")
+        advice = []
+        for i, a in enumerate(loaded.advice):
+            if not a.options and a.status == "recommended":
+                a = replace(a, options=_options_from_details(a.tweak, a.details))
+            options_for(a.tweak, a.options, f"advice[{i}].options")      # ArtefactError naming the field
+            advice.append(a)
+        return replace(loaded, advice=advice)
 
     def by_tweak(self) -> dict[str, Advice]:
         return {a.tweak: a for a in self.advice}

@@ -227,7 +227,7 @@ def run(spec: dict[str, Any]) -> int:
     applied: list[dict[str, Any]] = []
     tweaks = spec.get("tweak") or []
     tweaks = [tweaks] if isinstance(tweaks, str) else list(tweaks)
-    options_by_tweak = spec.get("tweak_options") or {}
+    options_by_tweak = spec.get("tweak_options") or {}     # tweak id -> its options' fields (JSON)
     # what the harness runs besides the script is handed to it by name (the profiler imports no
     # advisor or applier): "apply" -> the runtime applier module (--verify), "scan" -> the
     # dataset scanner (--scan-data), as "module" or "module:function"
@@ -251,7 +251,7 @@ def run(spec: dict[str, Any]) -> int:
         applied_to.append(model)
         for tw in tweaks:
             try:
-                result = apply_tweak(tw, objs, options=options_by_tweak.get(tw) or {})
+                result = apply_tweak(tw, objs, options=runtime.run_options(tw, options_by_tweak.get(tw)))
                 applied.append({"tweak": tw, "applied": bool(result.applied), "reason": result.reason,
                                 "changes": list(result.changes),
                                 "already_applied": bool(getattr(result, "already_applied", False))})
@@ -260,8 +260,9 @@ def run(spec: dict[str, Any]) -> int:
 
     loader_hooks = []
     if tweaks:
-        dataloader_hooks = _plugin(plugins, "apply").dataloader_hooks
-        loader_hooks = [h for h in (dataloader_hooks(tw, options_by_tweak.get(tw)) for tw in tweaks) if h]
+        runtime = _plugin(plugins, "apply")
+        loader_hooks = [h for h in (runtime.dataloader_hooks(tw, runtime.run_options(tw, options_by_tweak.get(tw)))
+                                    for tw in tweaks) if h]
 
     def on_loader_iter(loader: Any) -> None:
         for hook in loader_hooks:

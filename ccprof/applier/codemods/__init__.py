@@ -26,21 +26,17 @@ from typing import Any, Callable
 import libcst as cst
 from libcst.codemod import CodemodContext
 
+from ccprof.artefacts.tweaks import APPLY_ORDER, TWEAKS, TweakOptions, cli_options, options_for
 from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
 from ccprof.applier.codemods._facts import ModuleFacts
 from ccprof.applier.codemods._text import (
     ScriptEncodingError, ScriptText, format_change, join_newlines, read_script, split_newlines, write_script,
 )
 
-__all__ = ["ApplyResult", "CODEMODS", "APPLY_ORDER", "register", "apply_source", "codemod_ids",
+__all__ = ["ApplyResult", "CODEMODS", "APPLY_ORDER", "register", "apply_source", "tweak_options_of", "codemod_ids",
            "ScriptSyntaxError", "ScriptText", "ScriptEncodingError", "read_script", "write_script"]
 
 CODEMODS: dict[str, type[TweakCodemod]] = {}
-
-# Order in which stacked tweaks are applied: model surgery (checkpointing, LoRA) before the
-# optimizer-facing ones, wrappers (compile, DDP) last, so each sees the previous one's code.
-APPLY_ORDER = ("tf32", "warm_start", "checkpointing", "lora", "mixed_precision", "grad_accumulation",
-               "batch_size", "fused_optimizer", "dataloader", "early_stopping", "compile", "distributed")
 
 
 class ScriptSyntaxError(ValueError):
@@ -56,6 +52,8 @@ def register(tweak: str) -> Callable[[type[TweakCodemod]], type[TweakCodemod]]:
     def deco(cls: type[TweakCodemod]) -> type[TweakCodemod]:
         if tweak in CODEMODS:
             raise ValueError(f"codemod for {tweak!r} registered twice")
+        if tweak not in TWEAKS or not TWEAKS[tweak].codemod:
+            raise ValueError(f"codemod for {tweak!r}: the catalog (ccprof/artefacts/tweaks.py) lists no codemod for it")
         cls.tweak = tweak
         CODEMODS[tweak] = cls
         return cls
@@ -91,18 +89,37 @@ def codemod_ids() -> list[str]:
     return [t for t in APPLY_ORDER if t in CODEMODS] + sorted(set(CODEMODS) - set(APPLY_ORDER))
 
 
+def tweak_options_of(options: dict[str, Any] | None = None,
+                     tweak_options: dict[str, TweakOptions | dict[str, Any]] | None = None) -> dict[str, TweakOptions]:
+    """Per tweak, its typed options: ``tweak_options`` (advice.json's, typed or as dicts of fields)
+    with ``options`` on top, keyed by ``--option`` name (``accumulation_steps``) or as
+    ``<tweak>.<field>`` (``grad_accumulation.steps``). ValueError for a key no tweak has."""
+    out = {t: options_for(t, o, f"options of {t}") for t, o in (tweak_options or {}).items()}
+    keys = cli_options()
+    for key, value in (options or {}).items():
+        if key in keys:
+            tweak, name = keys[key]
+        elif "." in key and key.split(".", 1)[0] in TWEAKS:
+            tweak, name = key.split(".", 1)
+        else:
+            raise ValueError(f"unknown option {key!r}; known: {', '.join(sorted(keys))} (or <tweak>.<option>)")
+        out[tweak] = options_for(tweak, out.get(tweak)).merged({name: value})
+    return out
+
+
 def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | None = None,
                  path: str = "<script>", to_path: str | None = None,
                  like: ScriptText | None = None,
-                 tweak_options: dict[str, dict[str, Any]] | None = None) -> ApplyResult:
+                 tweak_options: dict[str, TweakOptions | dict[str, Any]] | None = None) -> ApplyResult:
     """Rewrite ``source`` with the codemods of ``tweaks``; pure (no file I/O).
 
     Each tweak either rewrites the script completely or leaves it exactly as it was (a skip
     with a reason). Applying a tweak a second time changes nothing. Unknown ids are skipped.
-    ``options``: ``dtype`` ("bf16" | "fp16"), ``accumulation_steps``, ``lora_rank``,
-    ``lora_targets``, ``patience``, ``num_workers``, ``batch_size``, ``embeddings_path`` ...
-    ``tweak_options``: options for one tweak only (``{"grad_accumulation": {"accumulation_steps": 4}}``,
-    what ``selection.tweaks_from_advice`` reads from advice.json); ``options`` override them.
+    ``tweak_options``: each tweak's typed options (``{"grad_accumulation":
+    GradAccumulationOptions(steps=4)}``, what ``selection.tweaks_from_advice`` reads from
+    advice.json; a dict of its fields also does). ``options``: by ``--option`` name, over them:
+    ``dtype`` ("bf16" | "fp16"), ``accumulation_steps``, ``lora_rank``, ``lora_targets``,
+    ``patience``, ``num_workers``, ``batch_size``, ``embeddings_path`` ... (``cli_options()``).
     ``path`` and ``to_path`` label the diff's old and new file (the new defaults to ``path``).
     ``like``: the ``ScriptText`` that ``source`` came from (``read_script``); the result is
     checked to write back in its encoding, BOM and line endings, and the diff's first line
@@ -123,7 +140,7 @@ def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | No
     except cst.ParserSyntaxError as e:
         raise ScriptSyntaxError(path, e.editor_line, e.message) from None
     facts = ModuleFacts(tree)                    # one parse; facts per module version
-    opts = dict(options or {})
+    per_tweak = tweak_options_of(options, tweak_options)
     wanted = list(dict.fromkeys(tweaks))
     order = {t: i for i, t in enumerate(APPLY_ORDER)}
     wanted.sort(key=lambda t: order.get(t, len(order)))
@@ -137,7 +154,7 @@ def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | No
             skipped[tweak] = (f"no codemod for {tweak!r}; codemods exist for: {', '.join(codemod_ids())}")
             continue
         # the advice's own figures for this tweak, under what the user passed (--option wins)
-        codemod = cls(CodemodContext(filename=path), {**(tweak_options or {}).get(tweak, {}), **opts})
+        codemod = cls(CodemodContext(filename=path), per_tweak.get(tweak))
         try:
             new_tree = codemod.rewrite(facts)
         except AlreadyApplied as e:

@@ -17,6 +17,7 @@ import libcst.matchers as m
 from libcst.codemod import CodemodCommand, CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 
+from ccprof.artefacts.tweaks import TweakOptions, options_for
 from ccprof.applier.codemods._facts import ModuleFacts
 
 
@@ -606,9 +607,11 @@ class TweakCodemod(CodemodCommand):
     # qualified names), which ``apply_source`` shares between the tweaks of one module version.
     METADATA_DEPENDENCIES = ()
 
-    def __init__(self, context: CodemodContext, options: dict[str, Any] | None = None) -> None:
+    def __init__(self, context: CodemodContext, options: TweakOptions | dict[str, Any] | None = None) -> None:
         super().__init__(context)
-        self.options = dict(options or {})
+        # the tweak's typed options (ccprof.artefacts.tweaks); a field left None takes the
+        # codemod's default, given where it is read
+        self.options = options_for(self.tweak, options)
         self.notes: list[str] = []
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:  # pragma: no cover - abstract
@@ -643,8 +646,10 @@ class TweakCodemod(CodemodCommand):
     def need_import(self, module: str, obj: str | None = None, asname: str | None = None) -> None:
         AddImportsVisitor.add_needed_import(self.context, module, obj, asname)
 
-    def opt(self, key: str, default: Any) -> Any:
-        return self.options.get(key, default)
+    def opt(self, name: str, default: Any) -> Any:
+        """Option field ``name`` of this tweak, or ``default`` when it is not set."""
+        value = getattr(self.options, name)
+        return default if value is None else value
 
 
 def after_imports_anchor(module: cst.Module) -> cst.BaseStatement | None:

@@ -1,7 +1,8 @@
 """dataloader: workers, pinned memory and persistent workers on every ``DataLoader(...)``;
 ``dataloader_num_workers`` & co. for the HF Trainer.
 
-Options: ``num_workers`` (default 4). Loaders over an ``IterableDataset`` class of the
+Options (``DataloaderOptions``): ``num_workers`` (default 4); ``pin_memory`` and
+``persistent_workers`` (added unless set to False); ``prefetch_factor`` (added when set). Loaders over an ``IterableDataset`` class of the
 script are left alone (workers would each replay the whole stream).
 """
 from __future__ import annotations
@@ -24,6 +25,8 @@ class Dataloader(TweakCodemod):
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:
         n = int(self.opt("num_workers", 4))
+        pin, persistent = self.opt("pin_memory", True), self.opt("persistent_workers", True)
+        prefetch = self.opt("prefetch_factor", None)
         loaders = info.calls_to(DATALOADER)
         if info.kind == "hf_trainer" and not loaders:
             return self._hf(info, edits, n)
@@ -44,9 +47,11 @@ class Dataloader(TweakCodemod):
             if workers is None or workers == "0":
                 changes.append(("num_workers", str(n)))
                 workers = str(n)
-            if kwarg_code(call, "pin_memory") is None and positional < 8:
+            if pin and kwarg_code(call, "pin_memory") is None and positional < 8:
                 changes.append(("pin_memory", "True"))
-            if kwarg_code(call, "persistent_workers") is None:
+            if prefetch and kwarg_code(call, "prefetch_factor") is None:
+                changes.append(("prefetch_factor", str(int(prefetch))))
+            if persistent and kwarg_code(call, "persistent_workers") is None:
                 # persistent_workers=True with 0 workers is an error, so guard a computed count
                 changes.append(("persistent_workers", "True" if workers.isdigit() else f"{workers} > 0"))
             if changes:

@@ -25,7 +25,7 @@ class GradAccumulation(TweakCodemod):
     DESCRIPTION = "Accumulate gradients over k micro-batches per optimizer step."
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:
-        k = int(self.opt("accumulation_steps", 4))
+        k = int(self.opt("steps", 4))
         if k < 2:
             raise Skip(f"accumulation_steps={k}: nothing to accumulate")
         if info.kind == "hf_trainer":

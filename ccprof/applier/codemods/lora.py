@@ -65,10 +65,10 @@ class Lora(TweakCodemod):
         self.need_import("peft", "get_peft_model")
 
     def _config(self, info: ScriptInfo) -> str:
-        rank = int(self.opt("lora_rank", 8))
-        alpha = int(self.opt("lora_alpha", 2 * rank))
-        dropout = float(self.opt("lora_dropout", 0.05))
-        targets = self.opt("lora_targets", None)
+        rank = int(self.opt("rank", 8))
+        alpha = int(self.opt("alpha", 2 * rank))
+        dropout = float(self.opt("dropout", 0.05))
+        targets = self.opt("targets", None)
         if isinstance(targets, str):
             targets = [t.strip() for t in targets.split(",") if t.strip()]
         heads: list[str] = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 import libcst as cst
 
 from ccprof.applier.codemods import register
+from ccprof.artefacts.tweaks import normalize_dtype
 from ccprof.applier.codemods._base import (
     AUTOCAST, AlreadyApplied, Edits, ScriptInfo, Skip, TweakCodemod, attr_chain, call_names, code_of, kwarg_code,
     parse_expr, parse_stmts, set_kwarg,
@@ -18,16 +19,6 @@ from ccprof.applier.codemods._loop import (
 )
 
 __all__ = ["MixedPrecision", "normalize_dtype"]
-
-
-def normalize_dtype(value: object) -> str:
-    """"bf16" or "fp16" from the spellings users and advice details use."""
-    text = str(value or "bf16").lower().replace("torch.", "")
-    if text in ("fp16", "float16", "half", "16", "16-mixed"):
-        return "fp16"
-    if text in ("bf16", "bfloat16", "bf16-mixed"):
-        return "bf16"
-    raise ValueError(f"dtype must be bf16 or fp16, not {value!r}")
 
 
 _BCE_FUNCS = ("torch.nn.functional.binary_cross_entropy",)

@@ -32,7 +32,7 @@ class WarmStart(TweakCodemod):
             raise Skip("looked for a plain loop or HF Trainer; in a LightningModule freeze the embeddings "
                        "in `__init__` (`self.model.get_input_embeddings().weight.requires_grad_(False)`)")
         stmt, name = model_insertion(info)
-        path = self.opt("embeddings_path", None)
+        path = self.opt("vectors_path", None)
         lines = []
         if info.hf_model_calls():
             if path:

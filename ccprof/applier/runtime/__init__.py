@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from ccprof.advisors.catalog import TWEAKS
+from ccprof.artefacts.tweaks import TWEAKS, TweakOptions, options_for
 
 from . import (batch_size, checkpointing, compile, dataloader, distillation, fused_optimizer,  # noqa: F401  (fill REGISTRY)
                grad_accumulation, lora, mixed_precision, pruning, quantization, tf32, warm_start)
@@ -46,7 +46,7 @@ from .tf32 import apply_tf32
 from .warm_start import apply_warm_start
 
 __all__ = [
-    "RunObjects", "Applied", "apply_tweak", "runtime_tweaks", "NOT_RUNTIME", "dataloader_hooks",
+    "RunObjects", "Applied", "apply_tweak", "runtime_tweaks", "run_options", "NOT_RUNTIME", "dataloader_hooks",
     "runtime_notes", "quality_guard", "LOSS_TOLERANCE_FRAC",
     "apply_mixed_precision", "apply_checkpointing", "apply_lora", "apply_warm_start",
     "apply_grad_accumulation", "apply_tf32", "apply_compile", "apply_fused_optimizer",
@@ -54,18 +54,9 @@ __all__ = [
     "apply_distillation",
 ]
 
-# Catalog tweaks that cannot be applied to live objects mid-run, and what to do instead.
-NOT_RUNTIME: dict[str, str] = {
-    "finetune": "needs pretrained weights of the same family before training starts; load them with "
-                "from_pretrained in your script (the advice names a checkpoint)",
-    "early_stopping": "needs a validation loss over many epochs, which a few measured steps never reach; "
-                      "`ccprof apply -t early_stopping` adds a patience check to your loop",
-    "data_curation": "changes which examples the run sees, so a few steps cannot show its effect; "
-                     "deduplicate the dataset before training (the advice lists the duplicates found)",
-    "distributed": "needs one process per GPU from the start (torchrun + DDP/FSDP); "
-                   "`ccprof apply -t distributed` rewrites the script for torchrun",
-    "right_size_gpu": "is a choice of machine, not a change to the run; rerun on the suggested GPU",
-}
+# Catalog tweaks that cannot be applied to live objects mid-run, and what to do instead (the
+# catalog says, ccprof/artefacts/tweaks.py)
+NOT_RUNTIME: dict[str, str] = {t: i.no_runtime for t, i in TWEAKS.items() if not i.runtime}
 
 
 def runtime_tweaks() -> list[str]:
@@ -73,19 +64,26 @@ def runtime_tweaks() -> list[str]:
     return [t for t in TWEAKS if t in REGISTRY]
 
 
-def apply_tweak(tweak: str, objs: RunObjects | nn.Module, options: dict[str, Any] | None = None) -> Applied:
+def run_options(tweak: str, fields: dict[str, Any] | None) -> TweakOptions:
+    """The typed options of ``tweak`` from a run spec's JSON (its fields, as advice.json holds them)."""
+    return options_for(tweak, fields, f"tweak_options.{tweak}")
+
+
+def apply_tweak(tweak: str, objs: RunObjects | nn.Module,
+                options: TweakOptions | dict[str, Any] | None = None) -> Applied:
     """Apply one catalog tweak to the live objects; never raises for a tweak that does not fit.
 
     Inputs: ``tweak`` a catalog id; ``objs`` the live objects (a bare module is taken as
-    ``RunObjects(model=module)``); ``options`` keyword options of ``apply_<tweak>``.
+    ``RunObjects(model=module)``); ``options`` the tweak's typed options (what advice.json
+    projected: ``GradAccumulationOptions(steps=4)``), or keyword options of ``apply_<tweak>``.
     Output: Applied(tweak, applied, reason, changes, already_applied, details).
     An unexpected error inside an applier is reported as not applied, with its type and
     message (changes made before it may remain; the verify run should then be discarded).
     Example: ``apply_tweak("checkpointing", RunObjects(model, [opt]))``.
     """
-    options = dict(options or {})
     if tweak not in TWEAKS:
         return Applied(tweak, False, f"unknown tweak {tweak!r}; `ccprof tweaks` lists them")
+    options = options.runtime_kwargs() if isinstance(options, TweakOptions) else dict(options or {})
     if tweak in NOT_RUNTIME:
         return Applied(tweak, False, f"{tweak} cannot be applied to a running script: {NOT_RUNTIME[tweak]}")
     fn = REGISTRY[tweak]
@@ -99,14 +97,14 @@ def apply_tweak(tweak: str, objs: RunObjects | nn.Module, options: dict[str, Any
         return Applied(tweak, False, f"{tweak} failed: {type(e).__name__}: {e}", details={"error": type(e).__name__})
 
 
-def dataloader_hooks(tweak: str, options: dict[str, Any] | None = None) -> Callable[[Any], None] | None:
+def dataloader_hooks(tweak: str, options: TweakOptions | dict[str, Any] | None = None) -> Callable[[Any], None] | None:
     """A ``on_dataloader_iter(loader)`` callback for ``DataLoader.__iter__``, or None.
 
     For ``dataloader`` and ``batch_size`` only: the callback applies the settings to each
     loader once, before its iterator is made, so a verify run has them from epoch one.
     Example: ``hook = dataloader_hooks("batch_size", {"batch_size": 64}); hook(loader)``.
     """
-    options = dict(options or {})
+    options = options.runtime_kwargs() if isinstance(options, TweakOptions) else dict(options or {})
     if tweak == "dataloader":
         return dataloader.loader_hook(dataloader.dataloader_settings(None, **options))
     if tweak == "batch_size":

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
+from ccprof.artefacts.tweaks import TWEAKS
 from torch import nn
 
 MARK_ATTR = "_ccprof_applied"      # {tweak: Applied} on the root module: a second apply is a no-op
@@ -83,6 +84,8 @@ def register(tweak: str) -> Callable[[Callable[..., Applied]], Callable[..., App
     def deco(fn: Callable[..., Applied]) -> Callable[..., Applied]:
         if tweak in REGISTRY:
             raise ValueError(f"runtime applier for {tweak!r} registered twice")
+        if tweak not in TWEAKS or not TWEAKS[tweak].runtime:
+            raise ValueError(f"runtime applier for {tweak!r}: the catalog (ccprof/artefacts/tweaks.py) lists none")
 
         @functools.wraps(fn)
         def apply(objs: RunObjects | nn.Module, **options: Any) -> Applied:

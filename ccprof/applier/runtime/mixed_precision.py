@@ -19,6 +19,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ccprof.artefacts.tweaks import normalize_dtype
+
 from ._base import (Applied, RunObjects, map_tensors, model_device, not_applied, note,
                     param_dtype, register, state, wrap_forward)
 
@@ -104,7 +106,7 @@ def apply_mixed_precision(objs: RunObjects, dtype: str | torch.dtype | None = No
                           growth_interval: int = GROWTH_INTERVAL) -> Applied:
     """Wrap the live model's forward in ``torch.autocast``; fp16 adds dynamic loss scaling.
 
-    Inputs: ``objs`` (model, optimizers); ``dtype`` "bfloat16"/"float16" (default: bf16
+    Inputs: ``objs`` (model, optimizers); ``dtype`` "bf16"/"fp16" or a torch dtype (default: bf16
     where supported, else fp16); ``loss_scaling`` (default: on for fp16 only).
     Output: Applied. Takes effect from the next forward call.
     Example: ``apply_mixed_precision(RunObjects(model, [opt]))``.
@@ -120,8 +122,11 @@ def apply_mixed_precision(objs: RunObjects, dtype: str | torch.dtype | None = No
     if pdt in (torch.float16, torch.bfloat16):
         return not_applied(TWEAK, f"the model's parameters are already {pdt}; autocast would not "
                            "lower the precision further", already=True)
-    if isinstance(dtype, str):
-        dtype = getattr(torch, dtype)
+    if isinstance(dtype, str):      # "bf16" as advice.json writes it, "bfloat16", "torch.float16" ...
+        try:
+            dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[normalize_dtype(dtype)]
+        except ValueError as e:
+            return not_applied(TWEAK, str(e))
     dtype = dtype or _default_dtype(dev)
     if dtype not in (torch.float16, torch.bfloat16):
         return not_applied(TWEAK, f"dtype must be bfloat16 or float16, not {dtype}")
