@@ -1,7 +1,6 @@
 """finetune: start from published weights of the same family instead of random init."""
 from __future__ import annotations
 
-from ccprof.advisors import constants as C
 from ccprof.advisors._common import fmt_num, fmt_pct, make_advice
 from ccprof.advisors._registry import register
 from ccprof.artefacts.advice import Advice

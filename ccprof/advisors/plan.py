@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ccprof.advisors._common import RUN_SCOPED, fmt_bytes, fmt_pct, gpu_spec, recost, run_price
+from ccprof.advisors._common import RUN_SCOPED, fmt_bytes, gpu_spec, recost, run_price
 from ccprof.artefacts.advice import Advice, Plan, PlanStep
 from ccprof.advisors.context import AdviceContext
 from ccprof.artefacts.profile import Profile

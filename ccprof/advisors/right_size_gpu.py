@@ -20,7 +20,6 @@ def cheapest_fit(profile: Profile, ctx: AdviceContext) -> tuple[list[dict], str]
     from ccprof.hardware import right_size
 
     cat = catalog_entries(ctx)
-    price = run_price(profile, ctx)
     try:
         # the run size as the hardware stage read it (with its source), unless the context overrides it
         rows = right_size(profile, cat, total_steps=ctx.run_steps or None, projection=profile.projection)

@@ -19,7 +19,7 @@ model (``step.cost_step``), never by a constant. Each edit is a pure function fr
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable, Iterable
+from typing import Iterable
 
 from ccprof.hardware import kernels as K
 from ccprof.artefacts.profile import OpCost

@@ -25,6 +25,7 @@ import libcst.matchers as m
 from libcst.metadata import MetadataWrapper, PositionProvider, QualifiedNameProvider
 
 from ccprof.artefacts.profile import StaticFacts
+from ccprof.script.names import last_of, matches
 
 __all__ = ["read_static_facts", "static_facts_from_source", "reconcile", "RUNTIME_FACTS"]
 
@@ -35,97 +36,13 @@ RUNTIME_FACTS = ("autocast", "grad_scaler", "checkpointing", "accumulation", "fr
 
 
 # ---------------------------------------------------------------------------------------
-# Rules on qualified names of referenced library objects: fact -> predicate(qname).
-# A qualified name is split into (root package, last component) for the predicates.
+# Facts from references to library objects: fact -> the kind in ccprof.script.names (one
+# vocabulary with the codemods, so "the script already has X" means the same to both).
 
-_QN_RULES: dict[str, Callable[[str, str, str], bool]] = {}
-
-
-def _register_qn(fact: str):
-    """Register ``fn(qname, root, last) -> bool`` as the qualified-name rule of ``fact``."""
-    def deco(fn: Callable[[str, str, str], bool]) -> Callable[[str, str, str], bool]:
-        if fact in _QN_RULES:
-            raise ValueError(f"duplicate qualified-name rule for {fact!r}")
-        _QN_RULES[fact] = fn
-        return fn
-    return deco
-
-
-@_register_qn("autocast")
-def _qn_autocast(qname: str, root: str, last: str) -> bool:
-    # torch.autocast, torch.amp.autocast, torch.cuda.amp.autocast, torch.cpu.amp.autocast
-    return root == "torch" and last == "autocast"
-
-
-@_register_qn("grad_scaler")
-def _qn_grad_scaler(qname: str, root: str, last: str) -> bool:
-    # torch.amp.GradScaler, torch.cuda.amp.GradScaler, torch.amp.grad_scaler.GradScaler
-    return root == "torch" and last in ("GradScaler", "ShardedGradScaler")
-
-
-@_register_qn("checkpointing")
-def _qn_checkpointing(qname: str, root: str, last: str) -> bool:
-    return qname in (
-        "torch.utils.checkpoint.checkpoint",
-        "torch.utils.checkpoint.checkpoint_sequential",
-    ) or (root == "torch" and last in ("checkpoint_wrapper", "apply_activation_checkpointing"))
-
-
-@_register_qn("early_stopping")
-def _qn_early_stopping(qname: str, root: str, last: str) -> bool:
-    # transformers.EarlyStoppingCallback, lightning.pytorch.callbacks.EarlyStopping,
-    # pytorch_lightning.callbacks.EarlyStopping, ignite.handlers.EarlyStopping
-    return last in ("EarlyStoppingCallback", "EarlyStopping")
-
-
-@_register_qn("ddp")
-def _qn_ddp(qname: str, root: str, last: str) -> bool:
-    return root == "torch" and last == "DistributedDataParallel"
-
-
-@_register_qn("fsdp")
-def _qn_fsdp(qname: str, root: str, last: str) -> bool:
-    return root == "torch" and last in ("FullyShardedDataParallel", "fully_shard")
-
-
-@_register_qn("data_parallel")
-def _qn_data_parallel(qname: str, root: str, last: str) -> bool:
-    return root == "torch" and last == "DataParallel"
-
-
-@_register_qn("compile")
-def _qn_compile(qname: str, root: str, last: str) -> bool:
-    return qname in ("torch.compile", "torch._dynamo.optimize")
-
-
-@_register_qn("hf_trainer")
-def _qn_hf_trainer(qname: str, root: str, last: str) -> bool:
-    # transformers.Trainer, Seq2SeqTrainer, trl.SFTTrainer, ...; not TrainerCallback
-    return root in ("transformers", "trl") and last.endswith("Trainer")
-
-
-@_register_qn("lightning")
-def _qn_lightning(qname: str, root: str, last: str) -> bool:
-    return root in ("lightning", "pytorch_lightning") and last in ("Trainer", "LightningModule")
-
-
-@_register_qn("peft")
-def _qn_peft(qname: str, root: str, last: str) -> bool:
-    return root == "peft"
-
-
-def _is_training_arguments(root: str, last: str) -> bool:
-    return (root == "transformers" and last.endswith("TrainingArguments")) or (
-        root == "trl" and last.endswith("Config")
-    )
-
-
-def _is_lightning_trainer(root: str, last: str) -> bool:
-    return root in ("lightning", "pytorch_lightning") and last == "Trainer"
-
-
-def _is_accelerator(root: str, last: str) -> bool:
-    return root == "accelerate" and last == "Accelerator"
+_REFERENCE_FACTS = ("autocast", "grad_scaler", "checkpointing", "early_stopping", "ddp", "fsdp",
+                    "data_parallel", "compile", "hf_trainer", "lightning", "peft")
+# configuration calls whose keywords are read (_KWARG_RULES), first match wins
+_OWNERS = ("training_arguments", "lightning_trainer", "accelerator", "hf_trainer")
 
 
 # ---------------------------------------------------------------------------------------
@@ -270,21 +187,17 @@ class _Collector(cst.CSTVisitor):
         if fact not in self.lines or line < self.lines[fact]:
             self.lines[fact] = line
 
-    def _qnames(self, node: cst.CSTNode) -> list[tuple[str, str, str]]:
-        out = []
-        for q in self.get_metadata(QualifiedNameProvider, node, set()):
-            parts = q.name.split(".")
-            out.append((q.name, parts[0], parts[-1]))
-        return out
+    def _qnames(self, node: cst.CSTNode) -> list[str]:
+        return [q.name for q in self.get_metadata(QualifiedNameProvider, node, set())]
 
     def _code(self, node: cst.CSTNode) -> str:
         return self.module.code_for_node(node)
 
     # -- library references by qualified name ---------------------------------------------
     def _reference(self, node: cst.CSTNode) -> None:
-        for qname, root, last in self._qnames(node):
-            for fact, rule in _QN_RULES.items():
-                if rule(qname, root, last):
+        for qname in self._qnames(node):
+            for fact in _REFERENCE_FACTS:
+                if matches(fact, qname):
                     self._see(fact, node)
 
     def visit_Name(self, node: cst.Name) -> None:
@@ -296,15 +209,8 @@ class _Collector(cst.CSTVisitor):
     # -- calls --------------------------------------------------------------------------
     def visit_Call(self, node: cst.Call) -> None:
         owner = None
-        for _, root, last in self._qnames(node.func):
-            if _is_training_arguments(root, last):
-                owner = "training_arguments"
-            elif _is_lightning_trainer(root, last):
-                owner = "lightning_trainer"
-            elif _is_accelerator(root, last):
-                owner = "accelerator"
-            elif root in ("transformers", "trl") and last.endswith("Trainer"):
-                owner = "hf_trainer"
+        for qname in self._qnames(node.func):
+            owner = next((o for o in _OWNERS if matches(o, qname)), owner)
         if owner is not None:
             self._keywords(owner, node)
         if isinstance(node.func, cst.Attribute):
@@ -335,7 +241,7 @@ class _Collector(cst.CSTVisitor):
             self._see("checkpointing", node)
         elif name == "from_pretrained":
             receiver = self._code(func.value)
-            qlast = [last for _, _, last in self._qnames(func.value)]
+            qlast = [last_of(q) for q in self._qnames(func.value)]
             if not any(_NOT_WEIGHTS.search(s) for s in [receiver, *qlast]):
                 self._see("from_pretrained", node)
         elif name == "load_state_dict" and not library:

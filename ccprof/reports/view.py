@@ -17,9 +17,9 @@ from typing import Any
 
 from ccprof.artefacts.advice import Advice, AdviceSet
 from ccprof.advisors.catalog import TWEAKS
-from ccprof.artefacts.profile import GpuProjection, Profile
+from ccprof.artefacts.profile import Profile
 from ccprof.reports._format import (
-    MISSING, fmt_bytes, fmt_count, fmt_delta_bytes, fmt_delta_usd, fmt_flops, fmt_pct,
+    MISSING, fmt_bytes, fmt_count, fmt_delta_usd, fmt_flops, fmt_pct,
     fmt_rate, fmt_s, fmt_signed_pct, fmt_usd,
 )
 

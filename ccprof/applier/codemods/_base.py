@@ -17,6 +17,7 @@ import libcst.matchers as m
 from libcst.codemod import CodemodCommand, CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 
+from ccprof.script.names import NAMES, matches
 from ccprof.artefacts.tweaks import TweakOptions, options_for
 from ccprof.applier.codemods._facts import ModuleFacts
 
@@ -31,16 +32,7 @@ class AlreadyApplied(Exception):
 
 # --------------------------------------------------------------------------- names
 
-OPTIMIZER_CLASSES = ("SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta", "Adamax", "NAdam",
-                     "RAdam", "ASGD", "Rprop", "LBFGS", "SparseAdam", "Adafactor", "Muon")
 FUSED_CAPABLE = ("SGD", "Adam", "AdamW", "Adagrad")          # torch.optim classes with fused=
-TRAINING_ARGS = ("TrainingArguments", "Seq2SeqTrainingArguments", "SFTConfig", "DPOConfig")
-HF_TRAINERS = ("Trainer", "Seq2SeqTrainer", "SFTTrainer", "DPOTrainer")
-LIGHTNING_ROOTS = ("lightning", "pytorch_lightning", "lightning.pytorch")
-AUTOCAST = ("torch.autocast", "torch.amp.autocast", "torch.cuda.amp.autocast", "torch.cpu.amp.autocast",
-            "torch.amp.autocast_mode.autocast")
-GRAD_SCALER = ("torch.amp.GradScaler", "torch.cuda.amp.GradScaler", "torch.GradScaler",
-               "torch.amp.grad_scaler.GradScaler", "torch.cpu.amp.GradScaler")
 VAL_LOSS_NAME = re.compile(r"^(val|valid|validation|eval|dev|test)_?(loss|losses)$", re.I)
 
 
@@ -374,6 +366,16 @@ class ScriptInfo:
             return []       # no qualified name can end so: skips the scope analysis
         return [c for c in self.calls if self.is_call_to(c, names)]
 
+    def calls_of(self, kind: str) -> list[cst.Call]:
+        """Calls of one kind of library object in the shared vocabulary (``ccprof.script.names``,
+        which the profiler's static facts read too): ``calls_of("autocast")``."""
+        name = NAMES[kind]
+        return self.calls_matching(name.match, needs=name.lasts)
+
+    def is_of(self, call: cst.Call, kind: str) -> bool:
+        """Whether ``call`` calls a ``kind`` of library object (``ccprof.script.names``)."""
+        return any(matches(kind, q) for q in self.qnames(call.func))
+
     def calls_matching(self, pred: Callable[[str], bool], needs: Iterable[str] = ()) -> list[cst.Call]:
         """Calls with a qualified name ``pred`` accepts. ``needs``: words one of which is part of
         any name ``pred`` accepts (a module or class name); a script that has none of them in
@@ -388,16 +390,13 @@ class ScriptInfo:
 
     # ---- frameworks
     def training_args_calls(self) -> list[cst.Call]:
-        return self.calls_matching(lambda q: q.split(".")[0] in ("transformers", "trl")
-                                   and last_part(q) in TRAINING_ARGS, needs=TRAINING_ARGS)
+        return self.calls_of("training_arguments")
 
     def hf_trainer_calls(self) -> list[cst.Call]:
-        return self.calls_matching(lambda q: q.split(".")[0] in ("transformers", "trl")
-                                   and last_part(q) in HF_TRAINERS, needs=HF_TRAINERS)
+        return self.calls_of("hf_trainer")
 
     def lightning_trainer_calls(self) -> list[cst.Call]:
-        return self.calls_matching(lambda q: q.split(".")[0] in ("lightning", "pytorch_lightning")
-                                   and last_part(q) == "Trainer", needs=("lightning",))
+        return self.calls_of("lightning_trainer")
 
     def lightning_root(self) -> str:
         """The package the script imports Lightning from ("lightning.pytorch" or "pytorch_lightning")."""
@@ -416,12 +415,11 @@ class ScriptInfo:
         return "plain"
 
     def uses_accelerate(self) -> bool:
-        return bool(self.calls_matching(lambda q: q.startswith("accelerate."), needs=("accelerate",)))
+        return bool(self.calls_of("accelerate"))
 
     # ---- plain loops
     def optimizer_calls(self) -> list[cst.Call]:
-        return self.calls_matching(lambda q: q.startswith("torch.optim.") and "lr_scheduler" not in q
-                                   and last_part(q) in OPTIMIZER_CLASSES, needs=OPTIMIZER_CLASSES)
+        return self.calls_of("optimizer")
 
     def optimizer_class(self, call: cst.Call) -> str:
         for q in self.qnames(call.func):
@@ -448,7 +446,7 @@ class ScriptInfo:
 
     def scaler_names(self) -> set[str]:
         out = set()
-        for c in self.calls_to(GRAD_SCALER):
+        for c in self.calls_of("grad_scaler"):
             out |= assigned_names(self.stmt_of(c))
         return out
 

@@ -11,8 +11,6 @@ from ccprof.applier.codemods._base import (
 )
 
 BARRIER_METHODS = ("backward", "step", "zero_grad", "update", "unscale_")
-CLIP_NAMES = ("torch.nn.utils.clip_grad_norm_", "torch.nn.utils.clip_grad_value_",
-              "torch.nn.utils.clip_grad.clip_grad_norm_")
 
 
 @dataclass

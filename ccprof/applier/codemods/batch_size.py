@@ -12,7 +12,6 @@ from ccprof.applier.codemods import register
 from ccprof.applier.codemods._base import (
     AlreadyApplied, Edits, ScriptInfo, Skip, TweakCodemod, code_of, kwarg, kwarg_code, set_kwarg,
 )
-from ccprof.applier.codemods.dataloader import DATALOADER
 
 __all__ = ["BatchSize"]
 
@@ -41,7 +40,7 @@ class BatchSize(TweakCodemod):
             if call.args and isinstance(call.args[0].value, cst.SimpleString) and \
                     call.args[0].value.evaluated_value in FLAGS and kwarg(call, "default") is not None:
                 return self._set(info, edits, call, "default", size)
-        for call in info.calls_to(DATALOADER):
+        for call in info.calls_of("dataloader"):
             if kwarg_code(call, "shuffle") in ("True", None) and kwarg(call, "batch_size") is not None:
                 value = kwarg(call, "batch_size").value
                 if isinstance(value, cst.Integer):

@@ -15,9 +15,8 @@ from ccprof.applier.codemods._base import (
     parse_stmts, set_kwarg,
 )
 
-__all__ = ["Checkpointing", "CHECKPOINT_CALLS"]
+__all__ = ["Checkpointing"]
 
-CHECKPOINT_CALLS = ("torch.utils.checkpoint.checkpoint", "torch.utils.checkpoint.checkpoint_sequential")
 HF_ENABLE = 'gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})'
 
 
@@ -26,7 +25,7 @@ class Checkpointing(TweakCodemod):
     DESCRIPTION = "Gradient (activation) checkpointing of the repeated blocks."
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:
-        found = info.calls_to(CHECKPOINT_CALLS) or info.method_calls("gradient_checkpointing_enable")
+        found = info.calls_of("checkpointing") or info.method_calls("gradient_checkpointing_enable")
         if found:
             raise AlreadyApplied(f"`{code_of(found[0].func).strip()}(...)` at line {info.line(found[0])}")
         if info.kind == "hf_trainer":

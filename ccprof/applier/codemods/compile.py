@@ -9,7 +9,7 @@ import libcst as cst
 
 from ccprof.applier.codemods import register
 from ccprof.applier.codemods._base import (
-    AlreadyApplied, Edits, ScriptInfo, Skip, TweakCodemod, kwarg_code, method_call, parse_stmts, set_kwarg,
+    AlreadyApplied, Edits, ScriptInfo, Skip, TweakCodemod, kwarg_code, parse_stmts, set_kwarg,
 )
 from ccprof.applier.codemods._model import model_insertion
 
@@ -21,7 +21,7 @@ class Compile(TweakCodemod):
     DESCRIPTION = "Compile the model with torch.compile."
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:
-        found = info.calls_to(("torch.compile",))
+        found = info.calls_of("compile")
         if found:
             raise AlreadyApplied(f"`torch.compile(...)` at line {info.line(found[0])}")
         for c in info.method_calls("compile"):

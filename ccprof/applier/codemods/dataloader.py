@@ -14,9 +14,7 @@ from ccprof.applier.codemods._base import (
     AlreadyApplied, Edits, ScriptInfo, Skip, TweakCodemod, code_of, kwarg, kwarg_code, last_part, set_kwarg,
 )
 
-__all__ = ["Dataloader", "DATALOADER"]
-
-DATALOADER = ("torch.utils.data.DataLoader", "torch.utils.data.dataloader.DataLoader")
+__all__ = ["Dataloader"]
 
 
 @register("dataloader")
@@ -27,7 +25,7 @@ class Dataloader(TweakCodemod):
         n = int(self.opt("num_workers", 4))
         pin, persistent = self.opt("pin_memory", True), self.opt("persistent_workers", True)
         prefetch = self.opt("prefetch_factor", None)
-        loaders = info.calls_to(DATALOADER)
+        loaders = info.calls_of("dataloader")
         if info.kind == "hf_trainer" and not loaders:
             return self._hf(info, edits, n)
         if not loaders:

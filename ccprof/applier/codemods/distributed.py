@@ -16,14 +16,9 @@ from ccprof.applier.codemods._base import (
     kwarg, kwarg_code, parse_stmts, set_kwarg,
 )
 from ccprof.applier.codemods._model import model_insertion
-from ccprof.applier.codemods.dataloader import DATALOADER
 
 __all__ = ["Distributed", "torchrun_command"]
 
-DDP_CALLS = ("torch.nn.parallel.DistributedDataParallel", "torch.distributed.init_process_group",
-             "torch.nn.parallel.distributed.DistributedDataParallel",
-             "torch.distributed.fsdp.FullyShardedDataParallel", "torch.distributed.fsdp.fully_shard",
-             "torch.distributed.fsdp.fully_sharded_data_parallel.FullyShardedDataParallel")
 
 
 def torchrun_command(path: str) -> str:
@@ -36,7 +31,7 @@ class Distributed(TweakCodemod):
     DESCRIPTION = "Data-parallel training on every GPU with DDP."
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:
-        found = info.calls_to(DDP_CALLS)
+        found = info.calls_of("ddp") + info.calls_of("fsdp") + info.calls_of("process_group")
         if found:
             raise AlreadyApplied(f"`{code_of(found[0].func).strip()}(...)` at line {info.line(found[0])}")
         launch = torchrun_command(self.context.filename or "script.py")
@@ -72,7 +67,7 @@ class Distributed(TweakCodemod):
             f"if {flag}:\n"
             f"    {model} = DistributedDataParallel({model}, device_ids=[torch.cuda.current_device()] "
             "if torch.cuda.is_available() else None)\n", info.module))
-        for call in info.calls_to(DATALOADER):
+        for call in info.calls_of("dataloader"):
             if kwarg_code(call, "shuffle") != "True" or kwarg(call, "sampler") is not None:
                 continue
             dataset = call.args[0].value if call.args and call.args[0].keyword is None else (

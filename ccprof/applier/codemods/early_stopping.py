@@ -13,7 +13,7 @@ import libcst as cst
 from ccprof.applier.codemods import register
 from ccprof.applier.codemods._base import (
     VAL_LOSS_NAME, AlreadyApplied, Edits, ScriptInfo, Skip, TweakCodemod, assigned_names, code_of, kwarg,
-    kwarg_code, parse_expr, parse_stmts, set_kwarg,
+    kwarg_code, parse_stmts, set_kwarg,
 )
 from ccprof.applier.codemods._loop import loop_of, outermost_loop
 

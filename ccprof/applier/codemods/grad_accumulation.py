@@ -10,10 +10,10 @@ import libcst as cst
 
 from ccprof.applier.codemods import register
 from ccprof.applier.codemods._base import (
-    AlreadyApplied, Edits, ScriptInfo, Skip, TweakCodemod, call_names, code_of, expr_stmt_call,
+    AlreadyApplied, Edits, ScriptInfo, Skip, TweakCodemod, code_of, expr_stmt_call,
     insert_after_imports, kwarg_code, method_call, parse_expr, parse_stmts, set_kwarg,
 )
-from ccprof.applier.codemods._loop import CLIP_NAMES, loop_of, outermost_loop, require_sites, step_stmts
+from ccprof.applier.codemods._loop import loop_of, outermost_loop, require_sites, step_stmts
 
 __all__ = ["GradAccumulation"]
 
@@ -88,7 +88,7 @@ class GradAccumulation(TweakCodemod):
             call = expr_stmt_call(stmt)
             if call is None:
                 return False
-            if info.is_call_to(call, CLIP_NAMES):
+            if info.is_of(call, "clip_grad"):
                 return True
             if isinstance(call.func, cst.Attribute) and isinstance(call.func.value, cst.Name):
                 recv, meth = call.func.value.value, call.func.attr.value

@@ -10,11 +10,11 @@ import libcst as cst
 from ccprof.applier.codemods import register
 from ccprof.artefacts.tweaks import normalize_dtype
 from ccprof.applier.codemods._base import (
-    AUTOCAST, AlreadyApplied, Edits, ScriptInfo, Skip, TweakCodemod, attr_chain, call_names, code_of, kwarg_code,
+    AlreadyApplied, Edits, ScriptInfo, Skip, TweakCodemod, attr_chain, call_names, code_of, kwarg_code,
     parse_expr, parse_stmts, set_kwarg,
 )
 from ccprof.applier.codemods._loop import (
-    CLIP_NAMES, calls_model, device_type_expr, forward_region, loop_of, outermost_loop, require_sites,
+    calls_model, device_type_expr, forward_region, loop_of, outermost_loop, require_sites,
     step_stmts, trained_models,
 )
 
@@ -111,7 +111,7 @@ class MixedPrecision(TweakCodemod):
 
     # ---- plain loop
     def _plain(self, info: ScriptInfo, edits: Edits, dtype: str) -> None:
-        found = info.calls_to(AUTOCAST)
+        found = info.calls_of("autocast")
         if found:
             raise AlreadyApplied(f"`{code_of(found[0].func)}(...)` at line {info.line(found[0])}")
         sites = require_sites(info)
@@ -199,7 +199,7 @@ class MixedPrecision(TweakCodemod):
                     body=[cst.Expr(parse_expr(f"{scaler}.step({o})"))]))
                 edits.insert_after(stmt, parse_stmts(f"{scaler}.update()\n", info.module))
                 for c in info.calls_in(within):
-                    if info.is_call_to(c, CLIP_NAMES) and id(c) not in seen:
+                    if info.is_of(c, "clip_grad") and id(c) not in seen:
                         seen.add(id(c))
                         edits.insert_before(info.stmt_of(c), parse_stmts(f"{scaler}.unscale_({opt})\n", info.module))
         if not stepped:

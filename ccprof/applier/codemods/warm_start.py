@@ -8,8 +8,6 @@ e.g. "wte") to load it into.
 """
 from __future__ import annotations
 
-import libcst as cst
-
 from ccprof.applier.codemods import register
 from ccprof.applier.codemods._base import (
     AlreadyApplied, Edits, ScriptInfo, Skip, TweakCodemod, code_of, parse_stmts,
