@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ccprof.profiler.flops import EXTRA_FLOP_FORMULAS, FlopPass, fvcore_forward_flops
+from ccprof.profiler.flops import EXTRA_FLOP_FORMULAS, FlopPass
+from ccprof.profiler.fvcore_check import fvcore_forward_flops
 
 # ---------------------------------------------------------------------------- models
 

@@ -14,9 +14,8 @@ import pytest
 from ccprof.artefacts.advice import AdviceSet
 from ccprof.hardware import load_catalog
 from ccprof.artefacts.profile import Profile
-from ccprof.reports.view import (
-    NO_PRICE, build_compare_view, build_report_view, gpu_cost_rows,
-)
+from ccprof.reports.compare import build_compare_view
+from ccprof.reports.view import NO_PRICE, build_report_view, gpu_cost_rows
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLD = FIXTURES / "gold"

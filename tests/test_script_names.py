@@ -4,8 +4,6 @@ Before, the codemods had their own lists, which missed FSDP's checkpoint_wrapper
 ShardedGradScaler and torch._dynamo.optimize, so `ccprof apply` added a second one."""
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 
 from ccprof.applier.codemods import apply_source
@@ -65,7 +63,7 @@ def test_a_sharded_grad_scaler_is_a_grad_scaler_to_both():
     src = LOOP.format(imports="from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler",
                       setup="scaler = ShardedGradScaler()")
     assert static_facts_from_source(src).grad_scaler
-    from ccprof.applier.codemods._base import ScriptInfo
+    from ccprof.applier.codemods._script import ScriptInfo
     from ccprof.applier.codemods._facts import ModuleFacts
     import libcst as cst
 

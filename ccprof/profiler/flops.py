@@ -11,11 +11,6 @@ tensor through the step, with the casts autocast would add; ``autocast_ops``), w
 work backward recomputes (activation checkpointing), and the bytes torch.compile's fusion of
 the non-matmul ops between two matmuls would still move (``FlopPass.fusion``).
 
-FlopCounterMode misses some attention kernels; ``EXTRA_FLOP_FORMULAS`` adds them (on CPU,
-``F.scaled_dot_product_attention`` runs ``aten._scaled_dot_product_flash_attention_for_cpu``,
-which torch 2.x does not count at all). Like torch's own formulas they count the full
-score matrix, causal or not, and the flash backward counts the score recomputation.
-
 The harness drives the pass from hooks, so it works as explicit calls::
 
     fp = FlopPass({"": model})
@@ -25,136 +20,35 @@ The harness drives the pass from hooks, so it works as explicit calls::
     fp.set_phase("optimizer"); opt.step()
     flops, ops = fp.stop()       # Flops, list[OpCost]
 
-``fvcore_forward_flops`` is the cross-check: fvcore's jit-traced count of one forward.
+The phases and the extra formulas are in ``flop_formulas.py``; ``fvcore_check.fvcore_forward_flops``
+is the cross-check: fvcore's jit-traced count of one forward.
 """
 from __future__ import annotations
 
 import weakref
 from collections import defaultdict
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.autograd.graph import register_multi_grad_hook
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
-from torch.utils.flop_counter import (
-    FlopCounterMode,
-    _flash_attention_forward_flop,
-    flop_registry,
-    sdpa_backward_flop_count,
-    sdpa_flop_count,
-)
+from torch.utils.flop_counter import FlopCounterMode
 from torch.utils.module_tracker import ModuleTracker
 
 from torch.utils.weak import WeakIdKeyDictionary
 
 from ccprof.profiler.autocast_ops import autocast_class
+from ccprof.profiler.flop_formulas import (  # noqa: F401  (re-exported: the op rows and tests name them here)
+    EXTRA_FLOP_FORMULAS, PHASES, normalize_phase, register_extra_flop_formula,
+)
 from ccprof.artefacts.profile import Flops, OpCost
 
 __all__ = [
     "PHASES", "normalize_phase", "EXTRA_FLOP_FORMULAS", "register_extra_flop_formula", "FlopPass",
-    "fvcore_forward_flops", "module_names", "op_name",
+    "module_names", "op_name",
 ]
-
-PHASES = ("forward", "backward", "optimizer", "other")
-# phases a harness may name that the op rows fold into one of PHASES
-PHASE_ALIASES = {"data": "other"}
-
-
-def normalize_phase(phase: str) -> str:
-    """``phase`` as one of PHASES ("data" counts as "other"); ValueError for anything else."""
-    phase = PHASE_ALIASES.get(phase, phase)
-    if phase not in PHASES:
-        raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES} or 'data'")
-    return phase
-
-aten = torch.ops.aten
-
-# OpOverloadPacket -> formula, merged into FlopCounterMode's registry as ``custom_mapping``.
-# Formulas take shapes (torch wraps them with its ``shape_wrapper``) unless marked
-# ``_get_raw = True``, in which case they receive the tensors themselves.
-EXTRA_FLOP_FORMULAS: dict[Any, Callable[..., int]] = {}
-
-
-def register_extra_flop_formula(*names: str, get_raw: bool = False):
-    """Decorator: count ``aten.<name>`` with this formula; refuses a duplicate or a counted op.
-
-    Names missing from this torch build are skipped, so one table serves several versions.
-    """
-    def deco(fn: Callable[..., int]) -> Callable[..., int]:
-        if get_raw:
-            fn._get_raw = True  # type: ignore[attr-defined]
-        for name in names:
-            packet = getattr(aten, name, None)
-            if packet is None:
-                continue
-            if packet in EXTRA_FLOP_FORMULAS or packet in flop_registry:
-                raise RuntimeError(f"duplicate flop formula for aten.{name}")
-            EXTRA_FLOP_FORMULAS[packet] = fn
-        return fn
-    return deco
-
-
-# Shapes are (batch, heads, seq, head_dim) for all of these (the sdpa layout).
-@register_extra_flop_formula(
-    "_scaled_dot_product_flash_attention_for_cpu",     # CPU sdpa (HF Llama "sdpa" on CPU)
-    "_scaled_dot_product_fused_attention_overrideable",  # XPU / PrivateUse1 backends
-    "_scaled_dot_product_attention_math_for_mps",      # Apple MPS
-)
-def _sdpa_forward_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    """QK^T and PV matmuls: 4·b·h·s_q·s_k·d."""
-    return sdpa_flop_count(query_shape, key_shape, value_shape)
-
-
-@register_extra_flop_formula(
-    "_scaled_dot_product_flash_attention_for_cpu_backward",
-    "_scaled_dot_product_fused_attention_overrideable_backward",
-)
-def _sdpa_backward_flop(grad_out_shape, query_shape, key_shape, value_shape, *args,
-                        out_shape=None, **kwargs) -> int:
-    """Score recomputation plus the four gradient matmuls: 10·b·h·s_q·s_k·d."""
-    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
-
-
-@register_extra_flop_formula("_flash_attention_forward_no_dropout_inplace", get_raw=True)
-def _flash_forward_inplace_flop(out, query, key, value, cum_seq_q, cum_seq_k, max_q, max_k,
-                                *args, out_val=None, **kwargs) -> int:
-    """Same kernel as ``aten._flash_attention_forward`` writing into ``out``; (b, s, h, d) layout."""
-    return _flash_attention_forward_flop(query, key, value, cum_seq_q, cum_seq_k, max_q, max_k)
-
-
-# Fused RNN layers (oneDNN on CPU, cuDNN on CUDA) run as one op each, which torch does not
-# count: every token passes through the input-to-hidden and hidden-to-hidden GEMMs of each
-# layer and direction, 2·tokens·(W_ih + W_hh) FLOPs forward (gates' elementwise work left out)
-# and twice that backward (gradients of the inputs and of the weights).
-def _rnn_tokens(x: Any) -> int:
-    return int(x.numel() // x.shape[-1]) if isinstance(x, torch.Tensor) and x.dim() >= 2 and x.shape[-1] else 0
-
-
-def _weights_numel(ws: Any) -> int:
-    return int(sum(w.numel() for w in ws if isinstance(w, torch.Tensor) and w.dim() == 2))
-
-
-@register_extra_flop_formula("mkldnn_rnn_layer", get_raw=True)
-def _mkldnn_rnn_flop(x, w_ih, w_hh, *args, out_val=None, **kwargs) -> int:
-    return 2 * _rnn_tokens(x) * _weights_numel((w_ih, w_hh))
-
-
-@register_extra_flop_formula("mkldnn_rnn_layer_backward", get_raw=True)
-def _mkldnn_rnn_backward_flop(x, w_ih, w_hh, *args, out_val=None, **kwargs) -> int:
-    return 4 * _rnn_tokens(x) * _weights_numel((w_ih, w_hh))
-
-
-@register_extra_flop_formula("_cudnn_rnn", get_raw=True)
-def _cudnn_rnn_flop(x, weights, *args, out_val=None, **kwargs) -> int:
-    return 2 * _rnn_tokens(x) * _weights_numel(weights)
-
-
-@register_extra_flop_formula("_cudnn_rnn_backward", get_raw=True)
-def _cudnn_rnn_backward_flop(x, weights, *args, out_val=None, **kwargs) -> int:
-    return 4 * _rnn_tokens(x) * _weights_numel(weights)
-
 
 _LOW = (torch.bfloat16, torch.float16)
 _GAP_PHASES = ("forward", "backward")
@@ -691,72 +585,3 @@ def _aliases_only(inputs: list[torch.Tensor], outputs: list[torch.Tensor]) -> bo
     in_keys = {_storage_key(t) for t in inputs}
     in_keys.discard(None)
     return bool(in_keys) and all(_storage_key(t) in in_keys for t in outputs)
-
-
-# Ops fvcore counts by default that FlopCounterMode does not (norms, pooling, resampling):
-# switched off so the cross-check compares like with like (matmuls, convolutions, einsum).
-_FVCORE_OFF = (
-    "aten::batch_norm", "aten::group_norm", "aten::layer_norm", "aten::instance_norm",
-    "aten::upsample_nearest2d", "aten::upsample_bilinear2d", "aten::adaptive_avg_pool2d",
-    "aten::grid_sampler",
-)
-
-
-def fvcore_forward_flops(model: torch.nn.Module, args: tuple, kwargs: dict | None = None
-                         ) -> tuple[int | None, str | None]:
-    """fvcore's jit-traced FLOP count of one forward: the cross-check for ``Flops.forward``.
-
-    fvcore counts one multiply-add as one "flop"; the result is doubled to match
-    FlopCounterMode (2 FLOPs per multiply-add). Norms, pooling and resampling, which
-    FlopCounterMode does not count, are switched off. The model runs under ``no_grad``
-    with the RNG state restored afterwards, so the user's random stream is untouched.
-
-    Args:
-        model: the module to trace; args / kwargs: one forward's inputs (kwargs are bound
-            as constants of the trace).
-
-    Returns:
-        ``(flops, None)``, or ``(None, "why")`` when fvcore is missing or cannot trace the
-        model (Hugging Face models typically fail on their cache objects).
-
-    Example:
-        >>> fvcore_forward_flops(torch.nn.Linear(4, 3), (torch.randn(2, 4),), {})
-        (48, None)
-    """
-    try:
-        from fvcore.nn import FlopCountAnalysis
-        from fvcore.nn.flop_count import _DEFAULT_SUPPORTED_OPS as _FVCORE_DEFAULT_OPS
-    except ImportError as exc:
-        return None, f"fvcore is not installed ({exc}); pip install fvcore"
-    kwargs = dict(kwargs or {})
-    target: torch.nn.Module = model if not kwargs else _BoundKwargs(model, kwargs)
-    devices = [d.index if d.index is not None else torch.cuda.current_device()
-               for d in {t.device for t in _tensors((args, kwargs)) if t.device.type == "cuda"}]
-    was_training = model.training
-    try:
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
-            analysis = FlopCountAnalysis(target, tuple(args))
-            handles = {k: v for k, v in _FVCORE_DEFAULT_OPS.items() if k not in _FVCORE_OFF}
-            analysis.clear_op_handles().set_op_handle(**handles)
-            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            analysis.tracer_warnings("none")
-            total_macs = analysis.total()
-    except Exception as exc:  # noqa: BLE001 - any tracing failure is the answer we report
-        msg = " ".join(str(exc).split())[:300]
-        return None, (f"fvcore could not trace {type(model).__name__} with torch.jit "
-                      f"({type(exc).__name__}: {msg})")
-    finally:
-        model.train(was_training)
-    return 2 * int(total_macs), None
-
-
-class _BoundKwargs(torch.nn.Module):
-    """Calls ``model(*args, **kwargs)`` with fixed kwargs: jit tracing takes positionals only."""
-
-    def __init__(self, model: torch.nn.Module, kwargs: dict) -> None:
-        super().__init__()
-        self.model = model
-        self._kwargs = kwargs
-
-    def forward(self, *args):
-        return self.model(*args, **self._kwargs)

@@ -106,7 +106,7 @@ class ProfileBuilder:
 
     def _fvcore_cross_check(self, flops: Any, ops: list | None = None) -> Any:
         """fvcore's jit-traced forward count beside ours (one extra forward, after the run)."""
-        from ccprof.profiler.flops import fvcore_forward_flops
+        from ccprof.profiler.fvcore_check import fvcore_forward_flops
 
         ops = ops or []
         root = self._main_root()

@@ -15,7 +15,9 @@ from ccprof import __version__
 from ccprof.artefacts.advice import AdviceSet
 from ccprof.artefacts.profile import Profile
 from ccprof.reports.figures import compare_figure, figures_json
-from ccprof.reports.view import CompareView, ReportView, build_compare_view, build_report_view
+from ccprof.reports.compare import build_compare_view
+from ccprof.reports.view import build_report_view
+from ccprof.reports.view_types import CompareView, ReportView
 
 __all__ = ["render_html", "render_view", "write_report", "compare_html", "REPORT_NAME"]
 

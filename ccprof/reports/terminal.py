@@ -13,7 +13,8 @@ from rich.text import Text
 from ccprof.artefacts.advice import AdviceSet
 from ccprof.artefacts.profile import Profile
 from ccprof.reports._format import fmt_bytes, fmt_pct, fmt_s, fmt_usd
-from ccprof.reports.view import build_compare_view, build_report_view
+from ccprof.reports.compare import build_compare_view
+from ccprof.reports.view import build_report_view
 
 __all__ = ["terminal_summary", "compare_table", "advice_table"]
 

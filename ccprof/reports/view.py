@@ -3,7 +3,8 @@
 The templates (``templates/*.html.j2``), the plotly figures (``figures.py``) and the terminal
 summary (``terminal.py``) read these and nothing else, so every number is formatted once,
 here, and the gold-file tests pin the whole content of a report without a browser
-(the coverage.py ``html.py`` pattern: templates hold no logic).
+(the coverage.py ``html.py`` pattern: templates hold no logic). The dataclasses are in
+``view_types.py``; the compare view is built in ``compare.py``.
 
     view = build_report_view(profile, advice_set)
     view.glance.cards[0].value        # "$0.0011" per step
@@ -11,23 +12,27 @@ here, and the gold-file tests pin the whole content of a report without a browse
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from ccprof.artefacts.advice import Advice, AdviceSet
 from ccprof.advisors.catalog import TWEAKS
 from ccprof.artefacts.profile import Profile
+from ccprof.reports.view_types import (
+    Card, ChartSpec, CompareRow, CompareView, FlopsNode, Glance, GpuCostRow, GpuTimeline, Header, LossSeries,
+    MeasuredRow, MemoryChart, MemoryPart, ModuleRow, OtherAdvice, Phase, PlanView, Projected, ProjectedPhase,
+    Recommendation, ReportView, WaterfallStep,
+)
 from ccprof.reports._format import (
     MISSING, fmt_bytes, fmt_count, fmt_delta_usd, fmt_flops, fmt_pct,
-    fmt_rate, fmt_s, fmt_signed_pct, fmt_usd,
+    fmt_s, fmt_signed_pct, fmt_usd,
 )
 
 __all__ = [
     "Card", "Header", "Glance", "MeasuredRow", "Recommendation", "OtherAdvice", "PlanView",
     "ChartSpec", "MemoryPart", "MemoryChart", "Phase", "FlopsNode", "GpuCostRow",
     "WaterfallStep", "GpuTimeline", "LossSeries", "ModuleRow", "ReportView", "CompareRow",
-    "CompareView", "build_report_view", "build_compare_view", "gpu_cost_rows",
+    "CompareView", "build_report_view", "gpu_cost_rows",
     "MAX_MODULE_ROWS", "MAX_TIMELINE_POINTS", "NO_PRICE",
 ]
 
@@ -42,230 +47,10 @@ MEMORY_PARTS = (("params_bytes", "parameters"), ("grads_bytes", "gradients"),
                 ("activations_bytes", "activations"), ("other_bytes", "other (inputs, temporaries)"))
 
 
-# --------------------------------------------------------------------------- dataclasses
-@dataclass(frozen=True)
-class Card:
-    label: str
-    value: str
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class Header:
-    title: str
-    script: str
-    argv: str
-    device: str
-    target_gpu: str
-    price: str
-    planned_run: str
-    versions: str
-    ran_at: str
-    status: str
-    generated_at: str
-    planned_run_known: bool = False
-
-
-@dataclass(frozen=True)
-class Glance:
-    cards: list[Card]
-    note: str = ""                          # e.g. "no price attached: ..."
-
-
-@dataclass(frozen=True)
-class MeasuredRow:
-    what: str
-    projected: str
-    measured: str
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    rank: int
-    tweak: str
-    anchor: str                             # "tweak-<id>", the report anchor of the tweak id
-    title: str
-    time: str
-    memory: str
-    usd: str
-    cost_share: str                         # share of the run's GPU cost saved
-    expected: str                           # cost_share x confidence weight: the ranking key
-    confidence: str
-    risk: str
-    rationale: str
-    assumptions: list[str]
-    sources: list[str]
-    snippet: str
-    auto_apply: bool
-    in_plan: bool
-    measured: list[MeasuredRow] = field(default_factory=list)
-    measured_note: str = ""
-    harmful: bool = False
-    failed: bool = False                    # --verify: the re-run failed (measured_note has its error)
-
-
-@dataclass(frozen=True)
-class OtherAdvice:
-    tweak: str
-    anchor: str
-    title: str
-    status: str
-    rationale: str
-
-
-@dataclass(frozen=True)
-class PlanView:
-    tweaks: list[str]
-    summary: str
-    conflicts: list[str]
-
-
-@dataclass(frozen=True)
-class ChartSpec:
-    id: str
-    title: str
-    caption: str
-    available: bool
-    reason: str = ""                        # why the chart is not drawn
-
-
-@dataclass(frozen=True)
-class MemoryPart:
-    label: str
-    bytes: int
-    text: str
-
-
-@dataclass(frozen=True)
-class MemoryChart:
-    parts: list[MemoryPart]
-    peak_bytes: int
-    capacity_bytes: int | None
-    capacity_label: str
-
-
-@dataclass(frozen=True)
-class ProjectedPhase:
-    """One phase of the projected step on the target GPU: device vs host, and which sets it."""
-    name: str
-    device: str
-    host: str
-    phase: str
-    bound: str
-    s: float
-
-
-@dataclass(frozen=True)
-class Projected:
-    """The projected step on the target GPU, phase by phase (ccprof.hardware.step)."""
-    gpu: str
-    method: str
-    step: str
-    phases: list[ProjectedPhase]
-    note: str
-
-
-@dataclass(frozen=True)
-class Phase:
-    name: str
-    s: float
-    text: str
-
-
-@dataclass(frozen=True)
-class FlopsNode:
-    id: str
-    parent: str
-    label: str
-    flops: int
-    text: str
-
-
-@dataclass(frozen=True)
-class GpuCostRow:
-    gpu: str
-    name: str
-    fits: bool
-    target: bool
-    step_s: float | None
-    usd_per_hour: float | None
-    usd_run: float | None                   # the planned run's dollars; None when the run size is unknown
-    mfu: float | None
-    step: str
-    price: str
-    run: str
-    mfu_text: str
-    method: str
-    note: str
-    usd_per_1k_steps: float | None = None
-
-
+# --------------------------------------------------------------------------- helpers
 def run_known(profile: Profile) -> bool:
     """Whether the planned run has a size, so that dollars of the run mean something."""
     return profile.cost is not None and profile.cost.run_steps > 0
-
-
-@dataclass(frozen=True)
-class WaterfallStep:
-    label: str
-    usd: float                              # absolute for the first and last, delta between
-    measure: str                            # "absolute" | "relative" | "total"
-    text: str
-
-
-@dataclass(frozen=True)
-class GpuTimeline:
-    t_s: list[float]
-    sm_util_pct: list[float | None]
-    power_w: list[float | None]
-    mem_used_gib: list[float | None]
-
-
-@dataclass(frozen=True)
-class LossSeries:
-    step: list[int]
-    loss: list[float | None]
-
-
-@dataclass(frozen=True)
-class ModuleRow:
-    name: str
-    class_: str
-    depth: int
-    params: int
-    trainable_params: int
-    flops: int
-    activation_bytes: int
-    params_text: str
-    trainable_text: str
-    flops_text: str
-    activation_text: str
-
-
-@dataclass(frozen=True)
-class ReportView:
-    header: Header
-    glance: Glance
-    recommendations: list[Recommendation]
-    other_advice: list[OtherAdvice]
-    plan: PlanView | None
-    charts: list[ChartSpec]
-    memory: MemoryChart
-    phases: list[Phase]
-    projected: Projected | None
-    flops_tree: list[FlopsNode]
-    gpu_costs: list[GpuCostRow]
-    waterfall: list[WaterfallStep]
-    timeline: GpuTimeline | None
-    loss: LossSeries
-    modules: list[ModuleRow]
-    modules_note: str
-    findings: list[str]
-    error: str
-    notes: list[str]
-    rank_note: str = ""
-    evaluation: str = ""                    # work between steps that is not training (profile.eval)
-    verification: list[str] = field(default_factory=list)   # what --verify did, failures first
 
 
 def rank_note() -> str:
@@ -277,28 +62,6 @@ def rank_note() -> str:
             f"confidence weight ({weights}).")
 
 
-@dataclass(frozen=True)
-class CompareRow:
-    metric: str
-    before: str
-    after: str
-    change: str
-    better: bool | None                     # None: unchanged or not comparable
-    before_value: float | None = None
-    after_value: float | None = None
-
-
-@dataclass(frozen=True)
-class CompareView:
-    title: str
-    before_label: str
-    after_label: str
-    rows: list[CompareRow]
-    notes: list[str]
-    generated_at: str
-
-
-# --------------------------------------------------------------------------- helpers
 def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
@@ -857,75 +620,3 @@ def build_report_view(profile: Profile, advice_set: AdviceSet | None = None,
         timeline=timeline, loss=loss, modules=modules, modules_note=modules_note,
         findings=findings, error=error, notes=notes, rank_note=rank_note(),
         evaluation=evaluation_line(profile), verification=verification_lines(advice))
-
-
-def _label(profile: Profile, fallback: str) -> str:
-    env = profile.environment
-    name = env.script.replace("\\", "/").rsplit("/", 1)[-1] if env.script else fallback
-    return f"{name} {' '.join(env.argv)}".strip() if env.argv else name
-
-
-def _compare_row(metric: str, b: float | None, a: float | None, fmt, lower_is_better: bool,
-                 kind: str = "rel") -> CompareRow:
-    bt, at = fmt(b), fmt(a)
-    if not _finite(b) or not _finite(a):
-        return CompareRow(metric, bt, at, MISSING, None, b if _finite(b) else None,
-                          a if _finite(a) else None)
-    if kind == "pp":                                 # fractions: percentage points
-        change = f"{(a - b) * 100:+.1f} pp"
-    else:
-        rel = _rel(b, a)
-        change = fmt_signed_pct(rel) if rel is not None else MISSING
-    better = None if a == b else ((a < b) == lower_is_better)
-    return CompareRow(metric, bt, at, change, better, float(b), float(a))
-
-
-def build_compare_view(before: Profile, after: Profile, generated_at: str | None = None) -> CompareView:
-    """Side-by-side change between two profiles: step time, memory, MFU, throughput and $.
-
-    Example: ``build_compare_view(Profile.from_json("a.json"), Profile.from_json("b.json"))``.
-    """
-    def step_s(p: Profile) -> float | None:
-        return p.cost.step_s if p.cost is not None else _mean(p.steps.step_s)
-
-    def cost_attr(p: Profile, attr: str) -> float | None:
-        return getattr(p.cost, attr) if p.cost is not None else None
-
-    def tput(p: Profile, attr: str) -> float | None:
-        if p.cost is not None and _finite(getattr(p.cost, attr)):
-            return getattr(p.cost, attr)
-        s, n = step_s(p), getattr(p.steps, "tokens_per_step" if attr == "tokens_per_s" else "samples_per_step")
-        return n / s if n and _finite(s) and s > 0 else None
-
-    rows = [
-        _compare_row("step time", step_s(before), step_s(after), fmt_s, True),
-        _compare_row("peak memory", before.memory.peak_bytes or None, after.memory.peak_bytes or None,
-                     fmt_bytes, True),
-        _compare_row("MFU", _target_mfu(before), _target_mfu(after), fmt_pct, False, "pp"),
-        _compare_row("FLOPs per step", before.flops.per_step or None, after.flops.per_step or None,
-                     fmt_flops, True),
-        _compare_row("tokens/s", tput(before, "tokens_per_s"), tput(after, "tokens_per_s"),
-                     lambda x: fmt_rate(x, "tok/s"), False),
-        _compare_row("samples/s", tput(before, "samples_per_s"), tput(after, "samples_per_s"),
-                     lambda x: fmt_rate(x, "samples/s"), False),
-        _compare_row("$ per step", cost_attr(before, "usd_per_step"), cost_attr(after, "usd_per_step"),
-                     fmt_usd, True),
-        _compare_row("$ planned run", cost_attr(before, "usd_run"), cost_attr(after, "usd_run"),
-                     fmt_usd, True),
-    ]
-    notes = []
-    if before.cost is None or after.cost is None:
-        notes.append(f"{NO_PRICE} to " + ("either profile" if before.cost is None and after.cost is None
-                                            else ("the before profile" if before.cost is None else "the after profile")))
-    elif before.cost.gpu != after.cost.gpu:
-        notes.append(f"different target GPUs: {before.cost.gpu} → {after.cost.gpu}")
-    if before.device.name != after.device.name:
-        notes.append(f"measured on different devices: {before.device.name or before.device.type} → "
-                     f"{after.device.name or after.device.type}")
-    if before.cost and after.cost and before.cost.run_steps != after.cost.run_steps:
-        notes.append(f"planned run sizes differ: {before.cost.run_steps:,} → {after.cost.run_steps:,} steps")
-    b_label, a_label = _label(before, "before"), _label(after, "after")
-    if b_label == a_label:
-        b_label, a_label = f"before: {b_label}", f"after: {a_label}"
-    return CompareView(f"ccprof compare — {b_label} vs {a_label}", b_label, a_label, rows, notes,
-                       generated_at or _now_iso())

@@ -5,10 +5,11 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from ccprof.applier.codemods._base import (
-    ScriptInfo, Skip, _collect_targets, assigned_names, attr_chain, call_names, code_of, expr_stmt_call,
-    method_call,
+from ccprof.applier.codemods._base import Skip
+from ccprof.applier.codemods._cst import (
+    _collect_targets, assigned_names, attr_chain, call_names, code_of, expr_stmt_call, method_call,
 )
+from ccprof.applier.codemods._script import ScriptInfo
 
 BARRIER_METHODS = ("backward", "step", "zero_grad", "update", "unscale_")
 

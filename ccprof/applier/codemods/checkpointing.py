@@ -10,10 +10,11 @@ from __future__ import annotations
 import libcst as cst
 
 from ccprof.applier.codemods import register
-from ccprof.applier.codemods._base import (
-    AlreadyApplied, Edits, ScriptInfo, Skip, TweakCodemod, call_names, code_of, kwarg_code, parse_expr,
-    parse_stmts, set_kwarg,
+from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
+from ccprof.applier.codemods._cst import (
+    Edits, call_names, code_of, kwarg_code, parse_expr, parse_stmts, set_kwarg,
 )
+from ccprof.applier.codemods._script import ScriptInfo
 
 __all__ = ["Checkpointing"]
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import libcst as cst
 
 from ccprof.applier.codemods import register
-from ccprof.applier.codemods._base import (
-    AlreadyApplied, Edits, ScriptInfo, Skip, TweakCodemod, assigned_names, code_of, insert_after_imports,
-    kwarg, kwarg_code, parse_stmts, set_kwarg,
+from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod, insert_after_imports
+from ccprof.applier.codemods._cst import (
+    Edits, assigned_names, code_of, kwarg, kwarg_code, parse_stmts, set_kwarg,
 )
+from ccprof.applier.codemods._script import ScriptInfo
 from ccprof.applier.codemods._model import model_insertion
 
 __all__ = ["Distributed", "torchrun_command"]

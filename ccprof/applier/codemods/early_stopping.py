@@ -11,10 +11,11 @@ from __future__ import annotations
 import libcst as cst
 
 from ccprof.applier.codemods import register
-from ccprof.applier.codemods._base import (
-    VAL_LOSS_NAME, AlreadyApplied, Edits, ScriptInfo, Skip, TweakCodemod, assigned_names, code_of, kwarg,
-    kwarg_code, parse_stmts, set_kwarg,
+from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
+from ccprof.applier.codemods._cst import (
+    Edits, VAL_LOSS_NAME, assigned_names, code_of, kwarg, kwarg_code, parse_stmts, set_kwarg,
 )
+from ccprof.applier.codemods._script import ScriptInfo
 from ccprof.applier.codemods._loop import loop_of, outermost_loop
 
 __all__ = ["EarlyStopping"]

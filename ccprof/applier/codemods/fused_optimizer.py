@@ -3,9 +3,9 @@ the others that have it); ``optim="adamw_torch_fused"`` for the HF Trainer."""
 from __future__ import annotations
 
 from ccprof.applier.codemods import register
-from ccprof.applier.codemods._base import (
-    FUSED_CAPABLE, AlreadyApplied, Edits, ScriptInfo, Skip, TweakCodemod, kwarg_code, set_kwarg,
-)
+from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
+from ccprof.applier.codemods._cst import Edits, FUSED_CAPABLE, kwarg_code, set_kwarg
+from ccprof.applier.codemods._script import ScriptInfo
 
 __all__ = ["FusedOptimizer"]
 

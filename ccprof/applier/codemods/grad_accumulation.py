@@ -9,10 +9,11 @@ from __future__ import annotations
 import libcst as cst
 
 from ccprof.applier.codemods import register
-from ccprof.applier.codemods._base import (
-    AlreadyApplied, Edits, ScriptInfo, Skip, TweakCodemod, code_of, expr_stmt_call,
-    insert_after_imports, kwarg_code, method_call, parse_expr, parse_stmts, set_kwarg,
+from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod, insert_after_imports
+from ccprof.applier.codemods._cst import (
+    Edits, code_of, expr_stmt_call, kwarg_code, method_call, parse_expr, parse_stmts, set_kwarg,
 )
+from ccprof.applier.codemods._script import ScriptInfo
 from ccprof.applier.codemods._loop import loop_of, outermost_loop, require_sites, step_stmts
 
 __all__ = ["GradAccumulation"]

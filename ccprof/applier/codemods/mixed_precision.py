@@ -9,10 +9,11 @@ import libcst as cst
 
 from ccprof.applier.codemods import register
 from ccprof.artefacts.tweaks import normalize_dtype
-from ccprof.applier.codemods._base import (
-    AlreadyApplied, Edits, ScriptInfo, Skip, TweakCodemod, attr_chain, call_names, code_of, kwarg_code,
-    parse_expr, parse_stmts, set_kwarg,
+from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
+from ccprof.applier.codemods._cst import (
+    Edits, attr_chain, call_names, code_of, kwarg_code, parse_expr, parse_stmts, set_kwarg,
 )
+from ccprof.applier.codemods._script import ScriptInfo
 from ccprof.applier.codemods._loop import (
     calls_model, device_type_expr, forward_region, loop_of, outermost_loop, require_sites,
     step_stmts, trained_models,

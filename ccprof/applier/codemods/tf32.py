@@ -8,9 +8,9 @@ from __future__ import annotations
 import libcst as cst
 
 from ccprof.applier.codemods import register
-from ccprof.applier.codemods._base import (
-    AlreadyApplied, Edits, ScriptInfo, TweakCodemod, code_of, insert_after_imports, kwarg_code, parse_stmts,
-)
+from ccprof.applier.codemods._base import AlreadyApplied, TweakCodemod, insert_after_imports
+from ccprof.applier.codemods._cst import Edits, code_of, kwarg_code, parse_stmts
+from ccprof.applier.codemods._script import ScriptInfo
 
 __all__ = ["Tf32"]
 

@@ -1,0 +1,253 @@
+"""The report's view models: plain frozen dataclasses, what the templates, the plotly figures
+and the terminal read (built by ``view.build_report_view`` and ``compare.build_compare_view``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = [
+    "Card", "Header", "Glance", "MeasuredRow", "Recommendation", "OtherAdvice", "PlanView",
+    "ChartSpec", "MemoryPart", "MemoryChart", "ProjectedPhase", "Projected", "Phase", "FlopsNode", "GpuCostRow",
+    "WaterfallStep", "GpuTimeline", "LossSeries", "ModuleRow", "ReportView", "CompareRow", "CompareView",
+]
+
+
+# --------------------------------------------------------------------------- dataclasses
+@dataclass(frozen=True)
+class Card:
+    label: str
+    value: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Header:
+    title: str
+    script: str
+    argv: str
+    device: str
+    target_gpu: str
+    price: str
+    planned_run: str
+    versions: str
+    ran_at: str
+    status: str
+    generated_at: str
+    planned_run_known: bool = False
+
+
+@dataclass(frozen=True)
+class Glance:
+    cards: list[Card]
+    note: str = ""                          # e.g. "no price attached: ..."
+
+
+@dataclass(frozen=True)
+class MeasuredRow:
+    what: str
+    projected: str
+    measured: str
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    rank: int
+    tweak: str
+    anchor: str                             # "tweak-<id>", the report anchor of the tweak id
+    title: str
+    time: str
+    memory: str
+    usd: str
+    cost_share: str                         # share of the run's GPU cost saved
+    expected: str                           # cost_share x confidence weight: the ranking key
+    confidence: str
+    risk: str
+    rationale: str
+    assumptions: list[str]
+    sources: list[str]
+    snippet: str
+    auto_apply: bool
+    in_plan: bool
+    measured: list[MeasuredRow] = field(default_factory=list)
+    measured_note: str = ""
+    harmful: bool = False
+    failed: bool = False                    # --verify: the re-run failed (measured_note has its error)
+
+
+@dataclass(frozen=True)
+class OtherAdvice:
+    tweak: str
+    anchor: str
+    title: str
+    status: str
+    rationale: str
+
+
+@dataclass(frozen=True)
+class PlanView:
+    tweaks: list[str]
+    summary: str
+    conflicts: list[str]
+
+
+@dataclass(frozen=True)
+class ChartSpec:
+    id: str
+    title: str
+    caption: str
+    available: bool
+    reason: str = ""                        # why the chart is not drawn
+
+
+@dataclass(frozen=True)
+class MemoryPart:
+    label: str
+    bytes: int
+    text: str
+
+
+@dataclass(frozen=True)
+class MemoryChart:
+    parts: list[MemoryPart]
+    peak_bytes: int
+    capacity_bytes: int | None
+    capacity_label: str
+
+
+@dataclass(frozen=True)
+class ProjectedPhase:
+    """One phase of the projected step on the target GPU: device vs host, and which sets it."""
+    name: str
+    device: str
+    host: str
+    phase: str
+    bound: str
+    s: float
+
+
+@dataclass(frozen=True)
+class Projected:
+    """The projected step on the target GPU, phase by phase (ccprof.hardware.step)."""
+    gpu: str
+    method: str
+    step: str
+    phases: list[ProjectedPhase]
+    note: str
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    s: float
+    text: str
+
+
+@dataclass(frozen=True)
+class FlopsNode:
+    id: str
+    parent: str
+    label: str
+    flops: int
+    text: str
+
+
+@dataclass(frozen=True)
+class GpuCostRow:
+    gpu: str
+    name: str
+    fits: bool
+    target: bool
+    step_s: float | None
+    usd_per_hour: float | None
+    usd_run: float | None                   # the planned run's dollars; None when the run size is unknown
+    mfu: float | None
+    step: str
+    price: str
+    run: str
+    mfu_text: str
+    method: str
+    note: str
+    usd_per_1k_steps: float | None = None
+
+
+@dataclass(frozen=True)
+class WaterfallStep:
+    label: str
+    usd: float                              # absolute for the first and last, delta between
+    measure: str                            # "absolute" | "relative" | "total"
+    text: str
+
+
+@dataclass(frozen=True)
+class GpuTimeline:
+    t_s: list[float]
+    sm_util_pct: list[float | None]
+    power_w: list[float | None]
+    mem_used_gib: list[float | None]
+
+
+@dataclass(frozen=True)
+class LossSeries:
+    step: list[int]
+    loss: list[float | None]
+
+
+@dataclass(frozen=True)
+class ModuleRow:
+    name: str
+    class_: str
+    depth: int
+    params: int
+    trainable_params: int
+    flops: int
+    activation_bytes: int
+    params_text: str
+    trainable_text: str
+    flops_text: str
+    activation_text: str
+
+
+@dataclass(frozen=True)
+class ReportView:
+    header: Header
+    glance: Glance
+    recommendations: list[Recommendation]
+    other_advice: list[OtherAdvice]
+    plan: PlanView | None
+    charts: list[ChartSpec]
+    memory: MemoryChart
+    phases: list[Phase]
+    projected: Projected | None
+    flops_tree: list[FlopsNode]
+    gpu_costs: list[GpuCostRow]
+    waterfall: list[WaterfallStep]
+    timeline: GpuTimeline | None
+    loss: LossSeries
+    modules: list[ModuleRow]
+    modules_note: str
+    findings: list[str]
+    error: str
+    notes: list[str]
+    rank_note: str = ""
+    evaluation: str = ""                    # work between steps that is not training (profile.eval)
+    verification: list[str] = field(default_factory=list)   # what --verify did, failures first
+
+
+@dataclass(frozen=True)
+class CompareRow:
+    metric: str
+    before: str
+    after: str
+    change: str
+    better: bool | None                     # None: unchanged or not comparable
+    before_value: float | None = None
+    after_value: float | None = None
+
+
+@dataclass(frozen=True)
+class CompareView:
+    title: str
+    before_label: str
+    after_label: str
+    rows: list[CompareRow]
+    notes: list[str]
+    generated_at: str
