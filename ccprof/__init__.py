@@ -10,7 +10,7 @@ __all__ = ["__version__", "profile_model", "analyze_script", "advise"]
 
 def __getattr__(name):  # keep `import ccprof` cheap: torch loads only when asked for
     if name in ("profile_model", "analyze_script", "advise"):
-        from ccprof import api
+        from ccprof import api  # here: `import ccprof` stays cheap; the stages load when asked for
 
         return getattr(api, name)
     raise AttributeError(name)

@@ -10,6 +10,10 @@ files under ``out_dir``.
 """
 from __future__ import annotations
 
+import itertools
+import os
+import platform
+import shutil
 import subprocess
 import traceback
 from dataclasses import dataclass, field, replace
@@ -17,7 +21,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ccprof.outputs import archive_previous_run
-from ccprof.artefacts.profile import Profile
+from ccprof.artefacts.profile import Environment, ErrorInfo, Finding, Profile
+from ccprof import __version__, advisors, hardware
+from ccprof.applier.verify import VERIFY_SEED, verify as verify_advice
+from ccprof.profiler.runner import EXIT_INTERRUPTED, EXIT_TERMINATED, run_script
 
 __all__ = ["Analysis", "analyze_script", "profile_model", "attach_costs", "advise", "apply",
            "write_artefacts", "StageError"]
@@ -42,8 +49,6 @@ def attach_costs(profile: Profile, *, gpu: str | None = None, catalog_path: str 
                  epochs: float | None = None, catalog: Any = None) -> Profile:
     """The profile with ``projection`` and ``cost`` filled for the target GPU (``catalog``: one
     already loaded, else ``catalog_path`` and the user's files are read)."""
-    from ccprof import hardware
-
     if catalog is None:
         catalog = hardware.load_catalog(catalog_path)
     return hardware.attach(profile, gpu=gpu, catalog=catalog, price_usd=price_usd,
@@ -52,8 +57,6 @@ def attach_costs(profile: Profile, *, gpu: str | None = None, catalog_path: str 
 
 def advise(profile: Profile, ctx: Any = None, **options: Any):
     """Every advisor's Advice for ``profile``, ranked, with the combined plan (an AdviceSet)."""
-    from ccprof import advisors
-
     if ctx is None:
         if profile.data.scan and "scan" not in options:
             options["scan"] = profile.data.scan          # --scan-data ran in the harness
@@ -75,7 +78,7 @@ def apply(script: str | Path, tweaks: list[str], options: dict[str, Any] | None 
     ``ScriptEncodingError`` (a ValueError) for a file Python could not read either,
     ``ScriptSyntaxError`` for one that does not parse, OSError when it cannot be read.
     """
-    from ccprof.applier.codemods import apply_source, read_script
+    from ccprof.applier.codemods import apply_source, read_script  # here: keeps `import ccprof.api` from loading libcst
 
     path = Path(script)
     text = read_script(path)        # its encoding, BOM and line endings: result.script
@@ -110,7 +113,7 @@ def write_artefacts(out_dir: str | Path, profile: Profile, advice: Any = None,
         paths["advice"] = out / "advice.json"
         advice.to_json(paths["advice"])
     if report:
-        from ccprof.reports import write_report
+        from ccprof.reports import write_report  # here: keeps `import ccprof.api` from loading jinja2, plotly, rich
 
         paths["report"] = Path(write_report(profile, advice, out))
     return paths
@@ -143,13 +146,9 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
     ``verify``: K re-runs the top K applicable tweaks, one fresh process each, "plan" the
     combined plan once (ccprof.applier.verify); the baseline run is then seeded.
     """
-    from ccprof.profiler.runner import EXIT_INTERRUPTED, EXIT_TERMINATED, run_script
-
     out = Path(out_dir)
-    seed = None
+    seed = VERIFY_SEED if verify else None
     before_run = _cwd_entries() if verify else set()
-    if verify:
-        from ccprof.applier.verify import VERIFY_SEED as seed
     run = run_script(script, list(args), steps=steps, warmup=warmup, timeout_s=timeout_s,
                      on_event=on_event, stdout=child_stdout, nproc=nproc, seed=seed, scan_data=scan_data,
                      plugins=RUN_PLUGINS)
@@ -171,8 +170,6 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
     advice = _stage("advice", out, lambda: advise(profile, **advice_options))
     exit_code, message = run.exit_code, run.message
     if verify and profile.error is None and run.exit_code not in (EXIT_INTERRUPTED, EXIT_TERMINATED):
-        from ccprof.applier.verify import verify as verify_advice
-
         made = sorted(_cwd_entries() - before_run - {out.resolve().name, "__pycache__"})
 
         def rerun(tweaks: list[str], options: dict[str, dict]) -> Profile | None:
@@ -213,8 +210,6 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
 
 
 def _cwd_entries() -> set[str]:
-    import os
-
     try:
         return set(os.listdir("."))
     except OSError:
@@ -241,16 +236,12 @@ class _set_aside:
         self.names, self.dir = list(names), Path(stash) / label
 
     def __enter__(self) -> "_set_aside":
-        import shutil
-
         self.dir.mkdir(parents=True, exist_ok=True)
         for n in self.names:
             shutil.move(n, str(self.dir / n))
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        import shutil
-
         for n in self.names:
             if Path(n).exists():
                 shutil.move(n, str(self.dir / f"{n}.verify-{self.dir.name}"))
@@ -258,8 +249,6 @@ class _set_aside:
 
 
 def _finding(kind: str, message: str):
-    from ccprof.artefacts.profile import Finding
-
     return Finding(kind, message)
 
 
@@ -275,12 +264,9 @@ def profile_model(model: Any, optimizer: Any, batches: Iterable[Any], loss_fn: C
         profile = profile_model(model, torch.optim.AdamW(model.parameters()),
                                 loader, torch.nn.functional.cross_entropy, steps=5)
     """
-    import itertools
+    import torch  # here: torch loads only on this path
 
-    import torch
-
-    from ccprof.profiler.hooks import Session, StopProfiling
-    from ccprof.artefacts.profile import Environment
+    from ccprof.profiler.hooks import Session, StopProfiling  # here: keeps `import ccprof.api` from loading torch
 
     session = Session(steps=steps, warmup=warmup).install()
     cache: list[Any] = []
@@ -310,16 +296,11 @@ def profile_model(model: Any, optimizer: Any, batches: Iterable[Any], loss_fn: C
         pass
     finally:
         session.uninstall()
-    import platform
-
-    from ccprof import __version__
 
     env = Environment(python=platform.python_version(), torch=torch.__version__, ccprof=__version__,
                       script="<profile_model>")
     profile = session.build_profile(environment=env)
     if session.step_index < session.total_steps:
-        from ccprof.artefacts.profile import ErrorInfo
-
         profile = replace(profile, status="partial", error=ErrorInfo(
             kind="ended", exit_code=4,
             message=f"only {session.step_index} of {session.total_steps} steps ran"))

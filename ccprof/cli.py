@@ -7,12 +7,25 @@ trained, timed out); 5 every ``--verify`` re-run failed; 130 Ctrl-C; 143 SIGTERM
 """
 from __future__ import annotations
 
+import json
 import math
+import os
+import shutil
 import sys
+from dataclasses import fields
+from pathlib import Path
 
 import click
 
-from ccprof import __version__
+from ccprof import __version__, api, hardware
+from ccprof.advisors import AdviceContext, advise
+from ccprof.advisors.history import HistoryError, load_history
+from ccprof.artefacts.advice import AdviceSet
+from ccprof.artefacts.profile import Profile
+from ccprof.artefacts.tweaks import TWEAKS, describe, options_for
+from ccprof.hardware import CatalogError, attach, catalog_rows, load_catalog, user_catalog_path
+from ccprof.outputs import OutputError, backup_path, check_out_dir, check_output, keep_backup, last_two_runs
+from ccprof.profiler.runner import EXIT_VERIFY_FAILED, ScriptError, check_script
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,8 +41,6 @@ def _fail(message: str, code: int) -> None:
 
 def _check_cost_options(gpu: str | None, catalog_path: str | None, price_usd: float | None) -> None:
     """Bad --gpu/--catalog/--price fail in a second, before the script runs for minutes."""
-    from ccprof import hardware
-
     try:
         catalog = hardware.load_catalog(catalog_path)
         if gpu is not None:
@@ -44,7 +55,6 @@ def _check_history(history: str | None) -> None:
     """A --history that cannot be read fails now, not after the whole run."""
     if not history:
         return
-    from ccprof.advisors.history import HistoryError, load_history
 
     try:
         load_history(history)
@@ -100,9 +110,6 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
 
     Arguments after `--` go to the script: ccprof analyze train.py -- --lr 3e-4
     """
-    from ccprof import api
-    from ccprof.profiler.runner import EXIT_VERIFY_FAILED, ScriptError, check_script
-
     args = list(script_args)
     if args and args[0] == "--":
         args = args[1:]
@@ -114,20 +121,19 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
     _check_history(history)
     if verify is not None and verify != "plan" and not (verify.isdigit() and int(verify) > 0):
         _fail(f"--verify takes a number of tweaks (e.g. 3) or 'plan', not {verify!r}", 2)
-    from ccprof.outputs import OutputError, check_out_dir
 
     try:
         check_out_dir(out_dir)
     except OutputError as exc:
         _fail(str(exc), 2)
-    from rich.console import Console
-    from rich.markup import escape
+    from rich.console import Console  # here: rich loads only on this path
+    from rich.markup import escape  # here: rich loads only on this path
 
     err = Console(stderr=True)
     progress = None
     on_event = None
     if not quiet:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # here: rich loads only on this path
 
         progress = Progress(TextColumn("[bold]ccprof[/] {task.description}"), BarColumn(),
                             MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
@@ -178,7 +184,7 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
     elif result.exit_code and result.message:       # --verify stopped by Ctrl-C / SIGTERM
         click.echo(f"ccprof: {result.message}", err=True)
     if not quiet and not as_json:
-        from ccprof.reports import terminal_summary
+        from ccprof.reports import terminal_summary  # here: keeps `import ccprof.cli` from loading jinja2, plotly, rich
 
         terminal_summary(result.profile, result.advice, err)
         for name in ("profile", "advice", "report", "previous run"):
@@ -201,17 +207,13 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
 @click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
 def tweaks_cmd(as_json: bool) -> None:
     """The tweak catalog: every id ccprof advises on, what can apply it, and its options."""
-    from ccprof.artefacts.tweaks import TWEAKS, describe
-
     rows = [describe(t) for t in TWEAKS]
     if as_json:
-        import json
-
         click.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
+    from rich.console import Console  # here: rich loads only on this path
+    from rich.markup import escape  # here: rich loads only on this path
+    from rich.table import Table  # here: rich loads only on this path
 
     table = Table(title="ccprof tweaks")
     for col in ("id", "title", "risk", "--verify", "apply", "options"):
@@ -231,19 +233,15 @@ def tweaks_cmd(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
 def gpus_cmd(catalog_path: str | None, as_json: bool) -> None:
     """The hardware catalog: dense peak TFLOP/s, memory, bandwidth, $/GPU-hour with source and date."""
-    from ccprof.hardware import CatalogError, catalog_rows, load_catalog, user_catalog_path
-
     try:
         rows = catalog_rows(load_catalog(catalog_path))
     except CatalogError as exc:
         _fail(str(exc), 2)
     if as_json:
-        import json
-
         click.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from rich.console import Console  # here: rich loads only on this path
+    from rich.table import Table  # here: rich loads only on this path
 
     def num(v: float | None) -> str:
         return "-" if v is None else f"{v:,.4g}"
@@ -270,9 +268,6 @@ def _write_output(out, text: str, inputs: list, force: bool, *, option: str = "-
                   check_only: bool = False) -> None:
     """Write ``text`` to ``out`` under ccprof.outputs' rules (not over an input; not over a file
     ccprof did not write unless --force, and then after a .bak copy), or exit 2 saying why."""
-    from pathlib import Path
-
-    from ccprof.outputs import OutputError, check_output, keep_backup
 
     try:
         backup = check_output(out, [p for p in inputs if p], force=force, option=option)
@@ -292,13 +287,7 @@ def _write_output(out, text: str, inputs: list, force: bool, *, option: str = "-
 
 def _load_artefact(kind: str, path: str):
     """Profile or AdviceSet from a JSON file, or exit 2 with what to do next."""
-    import json
-    from pathlib import Path
-
-    if kind == "profile":
-        from ccprof.artefacts.profile import Profile as cls
-    else:
-        from ccprof.artefacts.advice import AdviceSet as cls
+    cls = Profile if kind == "profile" else AdviceSet
     try:
         return cls.from_json(Path(path))
     except FileNotFoundError:
@@ -331,16 +320,10 @@ def advise_cmd(profile_path: str, gpu: str | None, total_steps: int | None, pric
                history: str | None, lora_rank: int | None, finetune_budget: float | None,
                output: str | None, as_json: bool, force: bool) -> None:
     """Advise again on a saved profile (other GPU, run size, history), without re-running it."""
-    from dataclasses import fields
-    from pathlib import Path
-
-    from ccprof.advisors import AdviceContext, advise
 
     profile = _load_artefact("profile", profile_path)
     _check_history(history)
     if gpu or total_steps or price_usd is not None:
-        from ccprof.hardware import attach
-
         _check_cost_options(gpu, None, price_usd)
         profile = attach(profile, gpu=gpu, price_usd=price_usd, total_steps=total_steps)
     opts = {"history": history, "lora_rank": lora_rank, "finetune_budget_frac": finetune_budget}
@@ -352,9 +335,9 @@ def advise_cmd(profile_path: str, gpu: str | None, total_steps: int | None, pric
     if as_json:
         click.echo(result.to_json())
         return
-    from rich.console import Console
+    from rich.console import Console  # here: rich loads only on this path
 
-    from ccprof.reports import advice_table
+    from ccprof.reports import advice_table  # here: keeps `import ccprof.cli` from loading jinja2, plotly, rich
 
     advice_table(result, Console())
     click.echo(str(out))
@@ -371,9 +354,7 @@ def advise_cmd(profile_path: str, gpu: str | None, total_steps: int | None, pric
 def report_cmd(profile_path: str, advice_path: str | None, output: str | None, quiet: bool,
                force: bool) -> None:
     """Re-render the HTML report from a saved profile (and advice), without re-running anything."""
-    from pathlib import Path
-
-    from ccprof.reports import render_html, terminal_summary
+    from ccprof.reports import render_html, terminal_summary  # here: keeps `import ccprof.cli` from loading jinja2, plotly, rich
 
     profile = _load_artefact("profile", profile_path)
     sibling = Path(profile_path).with_name("advice.json")
@@ -383,7 +364,7 @@ def report_cmd(profile_path: str, advice_path: str | None, output: str | None, q
     out = Path(output) if output else Path(profile_path).with_name("report.html")
     _write_output(out, render_html(profile, advice), [profile_path, advice_path], force)
     if not quiet:
-        from rich.console import Console
+        from rich.console import Console  # here: rich loads only on this path
 
         terminal_summary(profile, advice, Console())
     click.echo(str(out))
@@ -405,10 +386,7 @@ def compare_cmd(before_path: str | None, after_path: str | None, run_dir: str, o
     With no profiles named, the last two runs of the --dir folder (ccprof analyze keeps every
     earlier run under <out>/runs/<time>/).
     """
-    from pathlib import Path
-
-    from ccprof.outputs import OutputError, last_two_runs
-    from ccprof.reports import compare_html, compare_table
+    from ccprof.reports import compare_html, compare_table  # here: keeps `import ccprof.cli` from loading jinja2, plotly, rich
 
     if before_path is None:
         try:
@@ -424,7 +402,7 @@ def compare_cmd(before_path: str | None, after_path: str | None, run_dir: str, o
     html = compare_html(before, after)
     _write_output(out, html, [before_path, after_path], force, check_only=True)
     if not quiet:
-        from rich.console import Console
+        from rich.console import Console  # here: rich loads only on this path
 
         compare_table(before, after, Console())
     _write_output(out, html, [before_path, after_path], force)
@@ -447,15 +425,8 @@ def compare_cmd(before_path: str | None, after_path: str | None, run_dir: str, o
 def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top: int | None,
               output: str | None, in_place: bool, force: bool, option_texts: tuple[str, ...]) -> None:
     """Rewrite SCRIPT with libcst to keep tweaks; print the diff and what was skipped."""
-    import os
-    import shutil
-    from pathlib import Path
-
-    from ccprof import api
-    from ccprof.applier.codemods import ScriptSyntaxError, write_script
-    from ccprof.applier.codemods.selection import default_output_path, parse_option, tweaks_from_advice
-    from ccprof.artefacts.tweaks import options_for
-    from ccprof.outputs import backup_path
+    from ccprof.applier.codemods import ScriptSyntaxError, write_script  # here: keeps `import ccprof.cli` from loading libcst
+    from ccprof.applier.codemods.selection import default_output_path, parse_option, tweaks_from_advice  # here: keeps `import ccprof.cli` from loading libcst
 
     src_path = Path(script)
     if not src_path.is_file():
@@ -466,8 +437,7 @@ def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top
         wanted += [t for t in picked if t not in wanted]
     if not wanted:
         _fail("nothing to apply: name tweaks with -t ID or give --from advice.json", 2)
-    from ccprof.advisors.catalog import TWEAKS
-    from ccprof.applier.codemods import codemod_ids
+    from ccprof.applier.codemods import codemod_ids  # here: keeps `import ccprof.cli` from loading libcst
 
     have = codemod_ids()
     for t in wanted:
@@ -525,8 +495,8 @@ def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top
                   + (f"the original is unchanged, backup in {backup}" if backup else "nothing written"), 2)
     if result.diff:
         if sys.stdout.isatty():
-            from rich.console import Console
-            from rich.syntax import Syntax
+            from rich.console import Console  # here: rich loads only on this path
+            from rich.syntax import Syntax  # here: rich loads only on this path
 
             Console().print(Syntax(result.diff, "diff", theme="ansi_dark"))
         else:

@@ -16,6 +16,8 @@ from ccprof.artefacts.advice import Advice, AdviceSet, Plan
 from ccprof.advisors.catalog import TWEAKS
 from ccprof.advisors.context import AdviceContext
 from ccprof.artefacts.profile import Profile
+from ccprof.advisors._common import make_advice
+from ccprof.advisors.plan import build_plan
 
 __all__ = ["advise", "advise_one", "rank", "AdviceContext", "ADVISORS", "register"]
 
@@ -46,7 +48,6 @@ def advise_one(tweak: str, profile: Profile, ctx: AdviceContext | None = None) -
     ctx = ctx or AdviceContext()
     empty = _nothing_measured(profile)
     if empty:
-        from ccprof.advisors._common import make_advice
         return make_advice(tweak, "not_applicable", profile, ctx, confidence="high", rationale=empty,
                            snippet=f"# see `ccprof tweaks` for {tweak}")
     return ADVISORS[tweak](profile, ctx)
@@ -60,8 +61,6 @@ def advise(profile: Profile, ctx: AdviceContext | None = None) -> AdviceSet:
     AdviceSet whose ``advice`` holds one entry per tweak id (18) and whose ``plan`` applies
     the recommended ones in sequence.
     """
-    from ccprof.advisors.plan import build_plan
-
     ctx = ctx or AdviceContext()
     ranked = rank([advise_one(t, profile, ctx) for t in ADVISORS])
     return AdviceSet(advice=ranked, plan=build_plan(profile, ctx, ranked))

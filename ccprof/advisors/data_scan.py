@@ -13,7 +13,7 @@ __all__ = ["scan_dataset", "fingerprint", "token_sequence"]
 
 def _canon(x: Any, h: "hashlib._Hash") -> None:
     try:
-        import torch
+        import torch  # here: torch loads only on this path
         if isinstance(x, torch.Tensor):
             t = x.detach().cpu().contiguous()
             h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
@@ -52,7 +52,7 @@ def token_sequence(example: Any) -> list[int] | None:
     if x is None:
         return None
     try:
-        import torch
+        import torch  # here: torch loads only on this path
         if isinstance(x, torch.Tensor):
             if x.dtype.is_floating_point or x.dim() != 1:
                 return None
@@ -77,7 +77,7 @@ def scan_dataset(dataset: Any, progress: Callable[[int, int], None] | None = Non
 
     Example: ``scan_dataset(TensorDataset(x, y))["duplicate_frac"]``.
     """
-    from datasketch import MinHash, MinHashLSH
+    from datasketch import MinHash, MinHashLSH  # here: datasketch loads only on this path
 
     n = len(dataset) if limit is None else min(limit, len(dataset))
     seen: set[str] = set()

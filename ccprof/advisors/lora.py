@@ -12,6 +12,7 @@ from ccprof.advisors._registry import register
 from ccprof.artefacts.advice import Advice
 from ccprof.advisors.context import AdviceContext
 from ccprof.artefacts.profile import Profile
+from ccprof.advisors.finetune import pretrained_family
 
 __all__ = ["peft_targets", "advise_lora", "project_lora", "lora_applied"]
 
@@ -130,7 +131,6 @@ def advise_lora(profile: Profile, ctx: AdviceContext) -> Advice:
                                       "the model's training cost in place."), details=pr)
     led = ledger(profile)
     scratch = not (m.pretrained or profile.static.from_pretrained)
-    from ccprof.advisors.finetune import pretrained_family
     family = pretrained_family(profile)
     if scratch and family is None:
         return make_advice("lora", "not_applicable", profile, ctx, confidence="medium", snippet=snippet,

@@ -10,6 +10,7 @@ from ccprof.advisors._registry import register
 from ccprof.artefacts.advice import Advice
 from ccprof.advisors.context import AdviceContext
 from ccprof.artefacts.profile import Profile
+import re
 
 __all__ = ["advise_mixed_precision", "project_mixed_precision_memory"]
 
@@ -116,8 +117,6 @@ def _fp32_saved_op_bytes(profile: Profile) -> tuple[int, int]:
 
 def _batch_bytes(profile: Profile) -> tuple[int, int]:
     """(all bytes, floating-point bytes) of one batch, from ``data.shapes`` ('x: float32[8, 3]')."""
-    import re
-
     size = {"float64": 8, "float32": 4, "int64": 8, "int32": 4, "float16": 2, "bfloat16": 2,
             "int16": 2, "uint8": 1, "int8": 1, "bool": 1}
     total = floating = 0

@@ -17,6 +17,8 @@ from ccprof.advisors._common import RUN_SCOPED, fmt_bytes, gpu_spec, recost, run
 from ccprof.artefacts.advice import Advice, Plan, PlanStep
 from ccprof.advisors.context import AdviceContext
 from ccprof.artefacts.profile import Profile
+from ccprof.advisors import constants as C
+from ccprof.advisors.batch_size import advise_batch_size
 
 __all__ = ["CONFLICTS", "build_plan"]
 
@@ -55,8 +57,6 @@ def build_plan(profile: Profile, ctx: AdviceContext, advice: list[Advice]) -> Pl
     DDP over n visible GPUs counts as a step-scoped saving: the advisor assumes all n are paid
     for either way, so the dollars fall with the wall time.
     """
-    from ccprof.advisors import constants as C
-
     price = run_price(profile, ctx)
     spec = gpu_spec(profile, ctx)
     budget = int(C.MEMORY_FULL_FRAC * spec.memory_bytes) if spec.memory_bytes else None
@@ -129,7 +129,6 @@ def build_plan(profile: Profile, ctx: AdviceContext, advice: list[Advice]) -> Pl
             fits = budget is None or peak <= budget
     # Freed memory -> larger batch (re-advised on the lighter profile).
     if "batch_size" in by or (budget is not None and peak < profile.memory.peak_bytes):
-        from ccprof.advisors.batch_size import advise_batch_size
         # checkpointing alone only costs time when memory fits; its projection is still in
         # the advice's details, for pairing with a larger batch
         ck = by.get("checkpointing") or next((a for a in advice if a.tweak == "checkpointing"

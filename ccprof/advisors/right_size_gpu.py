@@ -6,6 +6,7 @@ from ccprof.advisors._registry import register
 from ccprof.artefacts.advice import Advice
 from ccprof.advisors.context import AdviceContext
 from ccprof.artefacts.profile import Profile
+from ccprof.hardware import right_size
 
 __all__ = ["advise_right_size_gpu", "cheapest_fit"]
 
@@ -17,8 +18,6 @@ SNIPPET = """
 
 def cheapest_fit(profile: Profile, ctx: AdviceContext) -> tuple[list[dict], str]:
     """Rows from ccprof.hardware.right_size (GPUs that fit, cheapest run first), and a note."""
-    from ccprof.hardware import right_size
-
     cat = catalog_entries(ctx)
     try:
         # the run size as the hardware stage read it (with its source), unless the context overrides it

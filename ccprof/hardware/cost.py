@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import datetime as dt
 from typing import Any
 
 from ccprof.hardware.catalog import DEFAULT_GPU, GpuSpec, load_catalog, resolve_gpu
@@ -231,8 +232,6 @@ def cost_for(profile: Profile, gpu_id: str, catalog: dict[str, GpuSpec], price_u
 
 
 def _today() -> str:
-    import datetime as dt
-
     return dt.date.today().isoformat()
 
 

@@ -30,7 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ccprof.hardware.catalog import GpuSpec
+from ccprof.hardware.catalog import GpuSpec, load_catalog, resolve_gpu
 
 __all__ = [
     "PARAMS_PATH", "GemmParams", "KernelParams", "Gemm", "load_params", "op_base", "op_class",
@@ -578,8 +578,6 @@ def predict_op_s(op: str, shapes: Sequence[Any], dtype: str, gpu: str | GpuSpec,
     if isinstance(gpu, GpuSpec):
         spec = gpu
     else:
-        from ccprof.hardware.catalog import load_catalog, resolve_gpu
-
         cat = catalog if catalog is not None else load_catalog(user=False)
         spec = cat[resolve_gpu(gpu, cat)]
     p = params or load_params()

@@ -22,8 +22,8 @@ from typing import Any
 from ccprof.hardware import kernels as K
 from ccprof.hardware.catalog import GpuSpec, match_device
 from ccprof.hardware.step import PHASES, StepCost, cost_step
-from ccprof.hardware.translate import Policy, policy_for
-from ccprof.artefacts.profile import GpuProjection, Profile
+from ccprof.hardware.translate import Policy, policy_for, translate
+from ccprof.artefacts.profile import GpuProjection, OpCost, Profile
 
 __all__ = ["MEMORY_HEADROOM_FRAC", "CALIBRATION_BOUNDS", "usable_memory_bytes", "fits_memory",
            "source_gpu", "half_dtype", "compute_peak", "mfu", "project", "step_cost_for", "eval_s_for"]
@@ -89,8 +89,6 @@ def _peak_bytes(profile: Profile) -> int:
 
 def _flops_only_ops(profile: Profile) -> list:
     """Without per-op records, one synthetic matmul carrying the step's FLOPs (a lower bound)."""
-    from ccprof.artefacts.profile import OpCost
-
     flops = profile.flops.per_step
     if not flops:
         return []
@@ -107,8 +105,6 @@ def step_cost_for(profile: Profile, spec: GpuSpec, policy: Policy | None = None,
 
 def _class_factors(profile: Profile, spec: GpuSpec) -> tuple[dict[str, float], list[str], dict[str, Any]]:
     """Measured/modelled device time by kernel class on the GPU the kernels were timed on."""
-    from ccprof.hardware.translate import translate
-
     measured: dict[str, float] = {}
     for op, s in profile.kernel_s.items():
         cls = K.op_class(op)

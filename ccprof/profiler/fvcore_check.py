@@ -43,8 +43,8 @@ def fvcore_forward_flops(model: torch.nn.Module, args: tuple, kwargs: dict | Non
         (48, None)
     """
     try:
-        from fvcore.nn import FlopCountAnalysis
-        from fvcore.nn.flop_count import _DEFAULT_SUPPORTED_OPS as _FVCORE_DEFAULT_OPS
+        from fvcore.nn import FlopCountAnalysis  # here: fvcore loads only on this path
+        from fvcore.nn.flop_count import _DEFAULT_SUPPORTED_OPS as _FVCORE_DEFAULT_OPS  # here: fvcore loads only on this path
     except ImportError as exc:
         return None, f"fvcore is not installed ({exc}); pip install fvcore"
     kwargs = dict(kwargs or {})

@@ -15,20 +15,26 @@ moment the last step ends. So a later ``os._exit``, segfault or SIGKILL still le
 from __future__ import annotations
 
 import datetime as _dt
+import gc
+import importlib
 import json
 import os
 import platform
+import random
+import runpy
 import signal
 import socket
 import sys
 import threading
 import time
 import traceback
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch  # before sys.path changes: the user's folder must not shadow it
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from ccprof import __version__
 from ccprof.profiler.hooks import Session, StopProfiling, _Timeout
@@ -113,7 +119,7 @@ def _is_oom(exc: BaseException) -> bool:
 
 def _static(script: str) -> StaticFacts:
     try:
-        from ccprof.profiler.static import read_static_facts
+        from ccprof.profiler.static import read_static_facts  # here: nothing extra is imported into the user's process before it is needed
     except ImportError:
         return StaticFacts(parsed=False, note="static analysis unavailable")
     try:
@@ -139,9 +145,6 @@ class _Progress:
 
 def _find_optimizers(model: torch.nn.Module) -> list[torch.optim.Optimizer]:
     """The user's optimizers over ``model``, before any of them has stepped (for --verify)."""
-    import gc
-    import warnings
-
     ids = {id(p) for p in model.parameters()}
     found = []
     with warnings.catch_warnings():
@@ -168,11 +171,6 @@ def _find_optimizers(model: torch.nn.Module) -> list[torch.optim.Optimizer]:
 def _find_schedulers(optimizers: list[torch.optim.Optimizer]) -> list[Any]:
     """The LR schedulers built over ``optimizers`` (or a wrapper of one): lora adds a param
     group, and a scheduler that does not know it fails at its next step (HF Trainer's LambdaLR)."""
-    import gc
-    import warnings
-
-    from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
-
     ids = {id(o) for o in optimizers}
     found = []
     with warnings.catch_warnings():     # isinstance on deprecated module objects warns
@@ -208,8 +206,6 @@ def _scan_data(profile: Any, session: Session, progress: "_Progress", spec_plugi
 
 def _plugin(plugins: dict[str, str], name: str) -> Any:
     """The module (or ``module:attribute``) the run spec names for ``name``."""
-    import importlib
-
     target = plugins.get(name)
     if not target:
         raise RuntimeError(f"the run spec names no {name!r} plugin (ccprof.api passes RUN_PLUGINS)")
@@ -293,7 +289,7 @@ def run(spec: dict[str, Any]) -> int:
             state["static"] = _static(script)
         static = state["static"]
         if static.parsed and session.step_index >= session.warmup:
-            from ccprof.profiler.static import reconcile
+            from ccprof.profiler.static import reconcile  # here: nothing extra is imported into the user's process before it is needed
 
             static = reconcile(static, session.runtime_facts())
         env = Environment(
@@ -363,7 +359,6 @@ def run(spec: dict[str, Any]) -> int:
                       on_checkpoint=on_checkpoint, on_complete=on_complete)
     if spec.get("seed") is not None:
         torch.manual_seed(int(spec["seed"]))
-        import random
 
         random.seed(int(spec["seed"]))
 
@@ -416,8 +411,6 @@ def run(spec: dict[str, Any]) -> int:
     stop_reason = "timeout"
     session.install()
     try:
-        import runpy
-
         runpy.run_path(script, run_name="__main__")
         outcome = "ended"
     except StopProfiling:
@@ -508,7 +501,7 @@ def _die_with_parent() -> None:
     if not sys.platform.startswith("linux"):
         return
     try:
-        import ctypes
+        import ctypes  # here: POSIX only
 
         libc = ctypes.CDLL(None, use_errno=True)
         PR_SET_PDEATHSIG = 1

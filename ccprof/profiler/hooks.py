@@ -25,6 +25,7 @@ parameters by hand).
 """
 from __future__ import annotations
 
+import importlib.util
 import sys
 import time
 import weakref
@@ -33,6 +34,11 @@ from typing import Any, Callable
 
 import torch
 import torch.nn as nn
+import torch.utils.checkpoint as ckpt_mod
+from torch.amp import grad_scaler
+from torch.nn.modules import module as module_mod
+from torch.optim import optimizer as optim_mod
+from torch.utils.data import dataloader as dl_mod
 
 from ccprof.artefacts.profile import Finding
 # StopProfiling, _Timeout and _distinct_items are re-exported (the harness and tests import them here)
@@ -61,7 +67,6 @@ class _AfterImport:
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
         if fullname not in self.patches or fullname in self._busy:
             return None
-        import importlib.util
 
         self._busy.add(fullname)
         try:
@@ -200,9 +205,6 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, ProfileBuilder):
 
     # ------------------------------------------------------------------ install
     def install(self) -> "Session":
-        from torch.nn.modules import module as module_mod
-        from torch.optim import optimizer as optim_mod
-
         self._handles.append(optim_mod.register_optimizer_step_pre_hook(self._opt_pre))
         self._patch(optim_mod.Optimizer, "__init__", self._wrap_opt_init(optim_mod.Optimizer.__init__))
         self._patch(optim_mod.Optimizer, "load_state_dict",
@@ -212,7 +214,6 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, ProfileBuilder):
                             module_mod.register_module_forward_hook(self._global_post)]
         self._patch(torch.Tensor, "backward", self._wrap_tensor_backward(torch.Tensor.backward))
         self._patch(torch.autograd, "backward", self._wrap_autograd_backward(torch.autograd.backward))
-        from torch.utils.data import dataloader as dl_mod
 
         self._patch(dl_mod._BaseDataLoaderIter, "__next__",
                     self._wrap_next(dl_mod._BaseDataLoaderIter.__next__))
@@ -231,10 +232,8 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, ProfileBuilder):
         if later:
             self._finder = _AfterImport(later)
             sys.meta_path.insert(0, self._finder)
-        from torch.amp import grad_scaler
 
         self._patch(grad_scaler.GradScaler, "scale", self._wrap_scale(grad_scaler.GradScaler.scale))
-        import torch.utils.checkpoint as ckpt_mod
 
         self._patch(torch, "compile", self._counting("compile_calls", torch.compile))
         self._patch(nn.Module, "compile", self._counting("compile_calls", nn.Module.compile))
@@ -560,7 +559,7 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, ProfileBuilder):
         if self.device_type != "cuda":
             self.gpu_reason = {"gpu": "no NVIDIA GPU in use (the model trained on the CPU)"}
             return
-        from ccprof.profiler.nvml import NvmlSampler
+        from ccprof.profiler.nvml import NvmlSampler  # here: nothing extra is imported into the user's process before it is needed
 
         self._nvml = NvmlSampler(torch.cuda.current_device())
         if self._nvml.reason:

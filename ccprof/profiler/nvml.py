@@ -20,11 +20,11 @@ INTERVAL_S = 0.1   # 10 Hz: NVML's utilization counter itself averages over 1/6 
 def open_device(torch_index: int = 0) -> tuple[Any, Any] | tuple[None, str]:
     """(pynvml, handle) for the torch CUDA device, or (None, reason)."""
     try:
-        import torch
+        import torch  # here: torch loads only on this path
 
         if not torch.cuda.is_available():
             return None, "no CUDA device (torch.cuda.is_available() is False)"
-        import pynvml
+        import pynvml  # here: pynvml (NVML) loads only on this path
     except ImportError as exc:
         return None, f"pynvml not importable: {exc}"
     try:

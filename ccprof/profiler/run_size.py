@@ -107,7 +107,7 @@ def safe_eval(node: ast.AST, frame: types.FrameType) -> Any:
             node.op, (ast.FloorDiv, ast.Div)) else (a // b if isinstance(node.op, ast.FloorDiv) else a / b)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("size", "numel", "dim") \
             and not node.keywords:
-        import torch
+        import torch  # here: torch loads only on this path
 
         base = safe_eval(node.func.value, frame)
         if not isinstance(base, torch.Tensor):
@@ -206,7 +206,7 @@ def _iter_kind(node: ast.For, frame: types.FrameType) -> tuple[str, int | None]:
     """What a ``for`` loop walks: ("range", n), ("loader", None) for a DataLoader (its length is
     the epoch the profiler measured), ("sized", n) for a list/tensor/sized object, ("stream",
     None) for a generator, an iterator or anything not evaluated."""
-    import torch.utils.data as tud
+    import torch.utils.data as tud  # here: torch loads only on this path
 
     it = _unwrap_iter(node.iter)
     n = _range_len(it, frame) if isinstance(it, ast.Call) else None

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -308,8 +308,6 @@ def merge_ranks(out: str, nproc: int, first_failed: int | None = None) -> Profil
     The step of a data-parallel job is as slow as its slowest rank, so ``steps.step_s``
     becomes the per-step maximum over ranks; samples per step add up to the global batch.
     """
-    from dataclasses import replace
-
     profiles = {}
     for r in range(nproc):
         path = f"{out}.rank{r}"
@@ -358,8 +356,6 @@ def merge_ranks(out: str, nproc: int, first_failed: int | None = None) -> Profil
 
 
 def _with_error(profile: Profile, kind: str, message: str, exit_code: int = EXIT_NOTHING) -> Profile:
-    from dataclasses import replace
-
     return replace(profile, error=ErrorInfo(kind=kind, message=message, exit_code=exit_code),
                    status="partial")
 

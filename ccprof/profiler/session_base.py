@@ -3,12 +3,14 @@ exceptions and small helpers on tensors, batches and loaders (no state)."""
 from __future__ import annotations
 
 import hashlib
+import random
 import sys
 import time
 from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.utils._pytree import tree_flatten
 
 PHASES = ("data", "forward", "backward", "optimizer", "other")
 # Forwards of the trained model under no_grad between optimizer steps (validation,
@@ -130,7 +132,7 @@ def _distinct_items(draws: int, seen: int, population: int) -> float:
 def _backward_site(frame: Any) -> tuple:
     """Where a backward was called from: the (file, line) chain of the user's frames on the stack,
     so one accumulation loop is one site and two loss terms (a GAN's D on real and fake) are two."""
-    from ccprof.profiler.run_size import _user_frame
+    from ccprof.profiler.run_size import _user_frame  # here: nothing extra is imported into the user's process before it is needed
 
     chain = []
     while frame is not None and len(chain) < 8:
@@ -175,8 +177,6 @@ def _loader_info(loader: Any) -> dict[str, Any]:
 
 def _batch_bytes(batch: Any) -> int:
     """Bytes of every tensor in a batch (what a host-to-device copy moves)."""
-    from torch.utils._pytree import tree_flatten
-
     leaves, _ = tree_flatten(batch)
     return int(sum(t.numel() * t.element_size() for t in leaves if isinstance(t, torch.Tensor)))
 
@@ -188,8 +188,6 @@ def probe_batch_s(loader: Any, budget_s: float = PROBE_BUDGET_S) -> tuple[float 
     The global RNGs (torch, Python, NumPy) are restored afterwards, so the user's random stream
     is untouched. An iterable dataset cannot be indexed: (None, why).
     """
-    import random
-
     ds = getattr(loader, "dataset", None)
     bs = getattr(loader, "batch_size", None) or 1
     collate = getattr(loader, "collate_fn", None)
@@ -201,7 +199,7 @@ def probe_batch_s(loader: Any, budget_s: float = PROBE_BUDGET_S) -> tuple[float 
         return None, "unknown: the workers hid the wait and the dataset has no length to probe"
     py_state = random.getstate()
     try:
-        import numpy as np
+        import numpy as np  # here: numpy loads only on this path
         np_state = np.random.get_state()
     except ImportError:  # pragma: no cover - numpy comes with torch
         np, np_state = None, None

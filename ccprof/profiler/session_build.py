@@ -3,6 +3,7 @@ the fvcore cross-check, the whole profile)."""
 from __future__ import annotations
 
 import math
+import platform
 from collections import Counter
 from dataclasses import replace
 from typing import Any
@@ -90,7 +91,6 @@ class ProfileBuilder:
             props = torch.cuda.get_device_properties(idx)
             return Device(type="cuda", name=props.name, memory_bytes=int(props.total_memory),
                           count=torch.cuda.device_count(), capability=f"{props.major}.{props.minor}")
-        import platform
 
         name = platform.processor() or platform.machine()
         try:
@@ -106,7 +106,7 @@ class ProfileBuilder:
 
     def _fvcore_cross_check(self, flops: Any, ops: list | None = None) -> Any:
         """fvcore's jit-traced forward count beside ours (one extra forward, after the run)."""
-        from ccprof.profiler.fvcore_check import fvcore_forward_flops
+        from ccprof.profiler.fvcore_check import fvcore_forward_flops  # here: nothing extra is imported into the user's process before it is needed
 
         ops = ops or []
         root = self._main_root()
@@ -121,7 +121,7 @@ class ProfileBuilder:
         finally:
             root.train(was_training)
         if count and flops.forward:
-            from ccprof.hardware.kernels import op_class
+            from ccprof.hardware.kernels import op_class  # here: nothing extra is imported into the user's process before it is needed
 
             # per forward of the model, and without what fvcore does not count (attention, RNNs)
             mb = max(self._micro_batches(), 1)
@@ -147,8 +147,8 @@ class ProfileBuilder:
         measured once and reused.
         """
         from ccprof.profiler.flops import FlopPass  # noqa: F401  (import errors surface early)
-        from ccprof.profiler.memory import optimizer_section
-        from ccprof.profiler.model_info import describe_model
+        from ccprof.profiler.memory import optimizer_section  # here: nothing extra is imported into the user's process before it is needed
+        from ccprof.profiler.model_info import describe_model  # here: nothing extra is imported into the user's process before it is needed
 
         named = self._named_roots() if self.roots else {}
         flops, ops = (self.flops_result if self.flops_result else (None, []))

@@ -55,7 +55,7 @@ class EvalWatch:
         self._eval_calls += 1
 
     def _open_eval(self) -> None:
-        from ccprof.profiler import run_size
+        from ccprof.profiler import run_size  # here: nothing extra is imported into the user's process before it is needed
 
         self._begin_step_if_needed()
         if self._pass is not None and self._pass_name == "flops":
@@ -81,7 +81,7 @@ class EvalWatch:
                 self.eval_period = None
         if self.passes and not any(e.get("counted") for e in self.eval_episodes):
             try:
-                from ccprof.profiler.flops import FlopPass
+                from ccprof.profiler.flops import FlopPass  # here: nothing extra is imported into the user's process before it is needed
 
                 fp = FlopPass(self._named_roots(), max_rows=EVAL_MAX_ROWS)
                 fp.start()

@@ -3,9 +3,11 @@
 call counters (compile, checkpoint) and GradScaler."""
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import torch
+from torch.utils._pytree import tree_flatten
 
 
 class LoadWatch:
@@ -32,8 +34,6 @@ class LoadWatch:
         return load_state_dict
 
     def _note_file_tensors(self, obj: Any) -> None:
-        from torch.utils._pytree import tree_flatten
-
         try:
             leaves = tree_flatten(obj)[0] if not isinstance(obj, dict) else list(obj.values())
             for t in leaves:
@@ -96,8 +96,6 @@ class LoadWatch:
 
     def _counting(self, counter: str, orig: Callable) -> Callable:
         """``orig`` that counts its calls (torch.compile, checkpoint: facts for static.reconcile)."""
-        import functools
-
         counters = self.counters
 
         @functools.wraps(orig)

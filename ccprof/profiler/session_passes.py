@@ -17,7 +17,7 @@ class PassRunner:
 
     def _probe_run_limits(self) -> None:
         """Read the run's own length from the live stack (ccprof.profiler.run_size)."""
-        from ccprof.profiler.run_size import probe
+        from ccprof.profiler.run_size import probe  # here: nothing extra is imported into the user's process before it is needed
 
         try:
             self.run_limits = probe(sys._getframe(1))
@@ -54,15 +54,15 @@ class PassRunner:
     def _start_pass(self, name: str) -> None:
         try:
             if name == "flops":
-                from ccprof.profiler.flops import FlopPass
+                from ccprof.profiler.flops import FlopPass  # here: nothing extra is imported into the user's process before it is needed
 
                 self._pass = FlopPass(self._named_roots())
             elif name == "kernels":
-                from ccprof.profiler.kernel_times import KernelPass
+                from ccprof.profiler.kernel_times import KernelPass  # here: nothing extra is imported into the user's process before it is needed
 
                 self._pass = KernelPass(cuda=self.device_type == "cuda")
             else:
-                from ccprof.profiler.memory import MemoryLedger
+                from ccprof.profiler.memory import MemoryLedger  # here: nothing extra is imported into the user's process before it is needed
 
                 self._pass = MemoryLedger(self._named_roots(), list(self.optimizers),
                                           torch.device(self.device_type))
@@ -130,7 +130,7 @@ class PassRunner:
                 return
         if self.memory_result is not None or not self.roots:
             return
-        from ccprof.profiler.memory import optimizer_section, unique_storage_bytes
+        from ccprof.profiler.memory import optimizer_section, unique_storage_bytes  # here: nothing extra is imported into the user's process before it is needed
 
         params = [p for m in self.roots.values() for p in m.parameters()]
         params_bytes, _ = unique_storage_bytes(params)

@@ -19,6 +19,7 @@ import ast
 import re
 from pathlib import Path
 from typing import Any, Callable
+from dataclasses import replace
 
 import libcst as cst
 import libcst.matchers as m
@@ -373,8 +374,6 @@ def reconcile(facts: StaticFacts, seen: dict[str, bool]) -> StaticFacts:
     showed but the source did not (a library did it) becomes True.
     Example: ``reconcile(facts, {"compile": False})`` after a run with --compile=False.
     """
-    from dataclasses import replace
-
     changes: dict[str, object] = {}
     inactive = dict(facts.inactive)
     for fact, active in seen.items():

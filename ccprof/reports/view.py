@@ -27,6 +27,9 @@ from ccprof.reports._format import (
     MISSING, fmt_bytes, fmt_count, fmt_delta_usd, fmt_flops, fmt_pct,
     fmt_s, fmt_signed_pct, fmt_usd,
 )
+from ccprof.advisors import rank
+from ccprof.advisors.constants import CONFIDENCE_WEIGHT as W
+from ccprof.hardware import load_catalog, right_size
 
 __all__ = [
     "Card", "Header", "Glance", "MeasuredRow", "Recommendation", "OtherAdvice", "PlanView",
@@ -55,8 +58,6 @@ def run_known(profile: Profile) -> bool:
 
 def rank_note() -> str:
     """How the recommendations are ordered, with the weights the advisors use."""
-    from ccprof.advisors.constants import CONFIDENCE_WEIGHT as W
-
     weights = ", ".join(f"{k} {v:g}" for k, v in W.items())
     return (f"Ranked by expected saving: the share of the run's GPU cost a tweak saves x its "
             f"confidence weight ({weights}).")
@@ -77,8 +78,6 @@ def _now_iso() -> str:
 
 def _catalog() -> dict[str, Any]:
     """The hardware catalog by GPU id (built-in plus the user's overrides)."""
-    from ccprof.hardware import load_catalog
-
     return load_catalog()
 
 
@@ -241,8 +240,6 @@ def _measured_rows(a: Advice, priced: bool) -> list[MeasuredRow]:
 
 
 def _recommendations(profile: Profile, advice: AdviceSet) -> tuple[list[Recommendation], list[OtherAdvice]]:
-    from ccprof.advisors import rank
-
     priced = run_known(profile)
     plan = set(advice.plan.tweaks)
     recs = [a for a in rank(list(advice.advice)) if a.status == "recommended"]
@@ -425,8 +422,6 @@ def gpu_cost_rows(profile: Profile, catalog: dict[str, Any] | None = None) -> li
     GPUs, each at its catalog price or a ``--price``); the rest say why they do not fit or
     have no price.
     """
-    from ccprof.hardware import right_size
-
     projection = profile.projection or {}
     if not projection:
         return []

@@ -4,7 +4,7 @@ from __future__ import annotations
 import libcst as cst
 
 from ccprof.applier.codemods._base import Skip
-from ccprof.applier.codemods._cst import assigned_names, kwarg
+from ccprof.applier.codemods._cst import assigned_names, attr_chain, call_names, kwarg, method_call
 from ccprof.applier.codemods._script import ScriptInfo
 
 
@@ -37,8 +37,6 @@ def model_insertion(info: ScriptInfo) -> tuple[cst.BaseStatement, str]:
 
 
 def _param_owners(call: cst.Call) -> set[str]:
-    from ccprof.applier.codemods._cst import call_names, method_call
-
     out = set()
     for inner in call_names(call):
         for meth in ("parameters", "named_parameters"):
@@ -50,8 +48,6 @@ def _param_owners(call: cst.Call) -> set[str]:
 
 def _loaded_before(info: ScriptInfo, stmt: cst.BaseStatement, name: str) -> bool:
     """``name`` (or a part of it) gets checkpoint weights in ``stmt``'s block before ``stmt``."""
-    from ccprof.applier.codemods._cst import attr_chain, call_names
-
     block = info.block_of(stmt)
     body = list(block.body) if block is not None else []
     for prev in body[:body.index(stmt)] if stmt in body else []:

@@ -5,6 +5,7 @@ Private module: the public surface is ``ccprof.applier.runtime``.
 from __future__ import annotations
 
 import functools
+import sys
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -135,11 +136,10 @@ def trainable_elems(model: nn.Module) -> int:
 
 def hf_model(model: nn.Module) -> nn.Module | None:
     """The Hugging Face PreTrainedModel: the root itself or its first such submodule."""
-    import sys
     if "transformers" not in sys.modules:   # not imported by the script: no HF model (and no slow import)
         return None
     try:
-        from transformers import PreTrainedModel
+        from transformers import PreTrainedModel  # here: transformers loads only on this path
     except Exception:  # transformers broken: no HF path
         return None
     for m in model.modules():

@@ -24,7 +24,7 @@ TWEAK = "compile"
 def _compile_errors() -> tuple[type[BaseException], ...]:
     errs: list[type[BaseException]] = []
     try:
-        from torch._dynamo.exc import TorchDynamoException
+        from torch._dynamo.exc import TorchDynamoException  # here: torch._dynamo is heavy; only compile needs it
         errs.append(TorchDynamoException)
     except ImportError:
         pass
@@ -74,7 +74,7 @@ def apply_compile(objs: RunObjects, backend: str = "inductor", mode: str | None 
     """
     model = objs.model
     try:
-        import torch._dynamo as dynamo
+        import torch._dynamo as dynamo  # here: torch._dynamo is heavy; only compile needs it
         supported = dynamo.is_dynamo_supported()
     except Exception as e:
         return not_applied(TWEAK, f"torch.compile is unavailable here: {e}")

@@ -44,8 +44,8 @@ def apply_lora(objs: RunObjects, r: int = DEFAULT_R, alpha: int = DEFAULT_ALPHA,
     """
     model = objs.model
     try:
-        import peft
-        from peft import LoraConfig
+        import peft  # here: peft loads only on this path
+        from peft import LoraConfig  # here: peft loads only on this path
     except Exception as e:  # peft is a dependency, but say so plainly if it is broken
         return not_applied(TWEAK, f"peft could not be imported ({e}); pip install peft")
     if any(_is_lora_layer(m) for m in model.modules()):
@@ -57,7 +57,7 @@ def apply_lora(objs: RunObjects, r: int = DEFAULT_R, alpha: int = DEFAULT_ALPHA,
 
     hf = hf_model(model)
     if target_modules is None:
-        from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as MAP
+        from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as MAP  # here: peft loads only on this path
         mtype = getattr(getattr(hf, "config", None), "model_type", None)
         target_modules = list(MAP[mtype]) if hf is not None and mtype in MAP else linear_targets(model)
     if not target_modules:
