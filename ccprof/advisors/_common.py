@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ccprof import units
 from ccprof.artefacts.advice import Advice, Projected
 from ccprof.artefacts.tweaks import TWEAKS, TweakOptions, options_for
 from ccprof.advisors.context import AdviceContext
@@ -21,36 +22,31 @@ RUN_SCOPED = frozenset({"finetune", "early_stopping", "data_curation", "warm_sta
 
 
 # ---------------------------------------------------------------------------- formatting
+# The prose forms of ccprof.units' formatters (one implementation with the report): a
+# missing figure reads "unknown" in a sentence, and percents drop the decimal from 10% up.
 def fmt_bytes(n: float | int | None) -> str:
     """1288490188 -> '1.20 GiB'."""
-    if n is None:
-        return "unknown"
-    sign = "-" if n < 0 else ""
-    n = abs(float(n))
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= size:
-            return f"{sign}{n / size:.2f} {unit}"
-    return f"{sign}{int(n)} B"
+    return units.fmt_bytes(n, missing="unknown")
 
 
 def fmt_pct(frac: float | None) -> str:
     """0.613 -> '61%'; 0.042 -> '4.2%'."""
-    if frac is None:
-        return "unknown"
-    p = 100 * frac
-    return f"{p:.0f}%" if abs(p) >= 10 or p == 0 else f"{p:.1f}%"
+    return units.fmt_pct(frac, digits=None, missing="unknown")
 
 
-def fmt_usd(usd: float) -> str:
-    """12.3456 -> '$12.35'; 0.000123 -> '$0.000123' (tiny runs keep 3 significant digits)."""
-    sign, a = ("-" if usd < 0 else ""), abs(usd)
-    return f"{sign}${a:,.2f}" if a >= 0.01 or a == 0 else f"{sign}${a:.3g}"
+def fmt_usd(usd: float | None) -> str:
+    """12.3456 -> '$12.35'; 0.000123 -> '$0.00012'."""
+    return units.fmt_usd(usd, missing="unknown")
 
 
 def fmt_s(s: float | None) -> str:
-    if s is None:
-        return "unknown"
-    return f"{s * 1e3:.1f} ms" if s < 1 else f"{s:.2f} s"
+    """0.0123 -> '12.3 ms'; 5400 -> '1.50 h'."""
+    return units.fmt_s(s, missing="unknown")
+
+
+def fmt_num(n: float | None) -> str:
+    """12_345_678 -> '12.3M'; 6.7e9 -> '6.70B'."""
+    return units.fmt_count(n, missing="unknown")
 
 
 def fmt_change(frac: float) -> str:
@@ -58,15 +54,6 @@ def fmt_change(frac: float) -> str:
     if abs(frac) < 0.0005:
         return "no change in time per step"
     return f"{fmt_pct(abs(frac))} {'less' if frac > 0 else 'more'} time per step"
-
-
-def fmt_num(n: float) -> str:
-    """12_345_678 -> '12.3M'."""
-    n = float(n)
-    for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.1f}{unit}"
-    return f"{n:.0f}"
 
 
 # ---------------------------------------------------------------------------- price and run

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ccprof.artefacts.profile import Profile
-from ccprof.reports._format import MISSING, fmt_bytes, fmt_flops, fmt_pct, fmt_rate, fmt_s, fmt_signed_pct, fmt_usd
+from ccprof.units import MISSING, fmt_bytes, fmt_flops, fmt_pct, fmt_rate, fmt_s, fmt_signed_pct, fmt_usd
 from ccprof.reports.view import NO_PRICE, _finite, _mean, _now_iso, _rel, _target_mfu
 from ccprof.reports.view_types import CompareRow, CompareView
 

@@ -12,7 +12,7 @@ import json
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from ccprof.reports._format import fmt_s
+from ccprof.units import fmt_s
 from ccprof.reports.view_types import CompareView, ReportView
 
 __all__ = ["build_figures", "figures_json", "compare_figure", "safe_json", "PALETTE"]

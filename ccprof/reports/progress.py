@@ -10,7 +10,7 @@ import math
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ccprof.reports._format import fmt_s
+from ccprof.units import fmt_s
 
 __all__ = ["StepProgress"]
 

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from ccprof.artefacts.advice import AdviceSet
 from ccprof.artefacts.profile import Profile
-from ccprof.reports._format import fmt_bytes, fmt_pct, fmt_s, fmt_usd
+from ccprof.units import fmt_bytes, fmt_pct, fmt_s, fmt_usd
 from ccprof.reports.compare import build_compare_view
 from ccprof.reports.view import build_report_view
 

@@ -23,7 +23,7 @@ from ccprof.reports.view_types import (
     MeasuredRow, MemoryChart, MemoryPart, ModuleRow, OtherAdvice, Phase, PlanView, Projected, ProjectedPhase,
     Recommendation, ReportView, WaterfallStep,
 )
-from ccprof.reports._format import (
+from ccprof.units import (
     MISSING, fmt_bytes, fmt_count, fmt_delta_usd, fmt_flops, fmt_pct,
     fmt_s, fmt_signed_pct, fmt_usd,
 )
