@@ -10,9 +10,9 @@ files under ``out_dir``.
 """
 from __future__ import annotations
 
+import datetime
 import itertools
 import os
-import platform
 import shutil
 import subprocess
 import traceback
@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ccprof.outputs import archive_previous_run
-from ccprof.artefacts.profile import Environment, ErrorInfo, Finding, Profile
-from ccprof import __version__, advisors, hardware
+from ccprof.artefacts.profile import ErrorInfo, Finding, Profile
+from ccprof import advisors, hardware
 from ccprof.applier.verify import VERIFY_SEED, verify as verify_advice
+from ccprof.profiler.spec import RunSpec, run_environment
 from ccprof.profiler.runner import EXIT_INTERRUPTED, EXIT_TERMINATED, run_script
 
 __all__ = ["Analysis", "analyze_script", "profile_model", "attach_costs", "advise", "apply",
@@ -252,6 +253,10 @@ def _finding(kind: str, message: str):
     return Finding(kind, message)
 
 
+def _utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
 def profile_model(model: Any, optimizer: Any, batches: Iterable[Any], loss_fn: Callable | None = None,
                   *, steps: int = 10, warmup: int = 3) -> Profile:
     """Profile a training loop that is not a script: same hooks, same Profile.
@@ -264,11 +269,12 @@ def profile_model(model: Any, optimizer: Any, batches: Iterable[Any], loss_fn: C
         profile = profile_model(model, torch.optim.AdamW(model.parameters()),
                                 loader, torch.nn.functional.cross_entropy, steps=5)
     """
-    import torch  # here: torch loads only on this path
-
     from ccprof.profiler.hooks import Session, StopProfiling  # here: keeps `import ccprof.api` from loading torch
 
-    session = Session(steps=steps, warmup=warmup).install()
+    # the same run spec as a script's (runner.run_script), without a script
+    spec = RunSpec(script="<profile_model>", steps=steps, warmup=warmup)
+    session = Session(steps=spec.steps, warmup=spec.warmup).install()
+    started = _utc_now()
     cache: list[Any] = []
 
     def cycled():
@@ -297,9 +303,7 @@ def profile_model(model: Any, optimizer: Any, batches: Iterable[Any], loss_fn: C
     finally:
         session.uninstall()
 
-    env = Environment(python=platform.python_version(), torch=torch.__version__, ccprof=__version__,
-                      script="<profile_model>")
-    profile = session.build_profile(environment=env)
+    profile = session.build_profile(environment=run_environment(spec, started_at=started, finished_at=_utc_now()))
     if session.step_index < session.total_steps:
         profile = replace(profile, status="partial", error=ErrorInfo(
             kind="ended", exit_code=4,

@@ -19,11 +19,9 @@ import gc
 import importlib
 import json
 import os
-import platform
 import random
 import runpy
 import signal
-import socket
 import sys
 import threading
 import time
@@ -36,9 +34,9 @@ from typing import Any
 import torch  # before sys.path changes: the user's folder must not shadow it
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
-from ccprof import __version__
+from ccprof.profiler.spec import RunSpec, run_environment
 from ccprof.profiler.hooks import Session, StopProfiling, _Timeout
-from ccprof.artefacts.profile import Environment, ErrorInfo, Finding, StaticFacts
+from ccprof.artefacts.profile import ErrorInfo, Finding, StaticFacts
 from ccprof.profiler.runner import EXIT_INTERRUPTED, EXIT_NOTHING, EXIT_SCRIPT_ERROR, EXIT_TERMINATED, seen_text
 
 EXIT_OK = 0
@@ -214,20 +212,19 @@ def _plugin(plugins: dict[str, str], name: str) -> Any:
     return getattr(mod, attr) if attr else mod
 
 
-def run(spec: dict[str, Any]) -> int:
-    script = str(Path(spec["script"]).resolve())
-    args = list(spec.get("args", []))
+def run(spec: RunSpec) -> int:
+    script = str(Path(spec.script).resolve())
+    args = list(spec.args)
     rank = int(os.environ.get("RANK", "0"))
-    out_path = spec["out"] if "WORLD_SIZE" not in os.environ else f"{spec['out']}.rank{rank}"
-    progress = _Progress(spec.get("progress_path") if rank == 0 else None)
+    out_path = spec.out if "WORLD_SIZE" not in os.environ else f"{spec.out}.rank{rank}"
+    progress = _Progress(spec.progress_path if rank == 0 else None)
     applied: list[dict[str, Any]] = []
-    tweaks = spec.get("tweak") or []
-    tweaks = [tweaks] if isinstance(tweaks, str) else list(tweaks)
-    options_by_tweak = spec.get("tweak_options") or {}     # tweak id -> its options' fields (JSON)
+    tweaks = list(spec.tweak)
+    options_by_tweak = spec.tweak_options     # tweak id -> its options' fields (JSON)
     # what the harness runs besides the script is handed to it by name (the profiler imports no
     # advisor or applier): "apply" -> the runtime applier module (--verify), "scan" -> the
     # dataset scanner (--scan-data), as "module" or "module:function"
-    plugins: dict[str, str] = dict(spec.get("plugins") or {})
+    plugins: dict[str, str] = dict(spec.plugins)
     applied_to: list[torch.nn.Module] = []
 
     def on_step(done: int, total: int, step_s: float, loss: float | None) -> None:
@@ -268,7 +265,7 @@ def run(spec: dict[str, Any]) -> int:
     if "WORLD_SIZE" in os.environ:
         # torchrun starts each rank in a session of its own: tell the parent which group to kill
         try:
-            Path(os.path.dirname(spec["out"]), f"pgid.rank{rank}").write_text(str(os.getpgid(0)))
+            Path(os.path.dirname(spec.out), f"pgid.rank{rank}").write_text(str(os.getpgid(0)))
         except OSError:
             pass
     cwd = os.getcwd()          # the script may delete or leave its cwd; the profile names this one
@@ -292,12 +289,7 @@ def run(spec: dict[str, Any]) -> int:
             from ccprof.profiler.static import reconcile  # here: nothing extra is imported into the user's process before it is needed
 
             static = reconcile(static, session.runtime_facts())
-        env = Environment(
-            python=platform.python_version(), torch=torch.__version__, ccprof=__version__,
-            transformers=getattr(sys.modules.get("transformers"), "__version__", None),
-            script=spec["script"], argv=args, cwd=cwd, started_at=started,
-            finished_at=_now(), hostname=socket.gethostname(),
-        )
+        env = run_environment(spec, cwd=cwd, started_at=started, finished_at=_now())
         extra: dict[str, Any] = {}
         if applied and applied_to:
             notes = _plugin(plugins, "apply").runtime_notes(applied_to[0])
@@ -312,7 +304,7 @@ def run(spec: dict[str, Any]) -> int:
         )
         if findings:
             profile = replace(profile, findings=list(profile.findings) + findings)
-        if spec.get("scan_data") and outcome == "complete":
+        if spec.scan_data and outcome == "complete":
             profile = _scan_data(profile, session, progress, plugins)
         if "WORLD_SIZE" in os.environ:
             profile = replace(profile, world_size=int(os.environ["WORLD_SIZE"]), rank=rank)
@@ -353,14 +345,13 @@ def run(spec: dict[str, Any]) -> int:
             end_now()
         threading.Thread(target=end_anyway, daemon=True, name="ccprof-finish").start()
 
-    session = Session(steps=spec.get("steps", 10), warmup=spec.get("warmup", 3),
+    session = Session(steps=spec.steps, warmup=spec.warmup,
                       on_step=on_step, on_first_forward=on_first_forward,
                       on_loader_iter=on_loader_iter if loader_hooks else None,
                       on_checkpoint=on_checkpoint, on_complete=on_complete)
-    if spec.get("seed") is not None:
-        torch.manual_seed(int(spec["seed"]))
-
-        random.seed(int(spec["seed"]))
+    if spec.seed is not None:
+        torch.manual_seed(spec.seed)
+        random.seed(spec.seed)
 
     def ack(signum: int, frame: Any) -> None:
         """While ccprof writes what was measured: say so (the parent then waits its grace
@@ -403,7 +394,7 @@ def run(spec: dict[str, Any]) -> int:
     os.register_at_fork(after_in_child=_child_handlers)
     _arm()
     started = _now()
-    sys.argv = [spec["script"]] + args
+    sys.argv = [spec.script] + args
     sys.path[0] = str(Path(script).parent)
     error: ErrorInfo | None = None
     findings: list[Finding] = []
@@ -472,7 +463,7 @@ def run(spec: dict[str, Any]) -> int:
                                       + (" (timed out)" if outcome == "timeout" else ""))
         elif outcome == "timeout":
             error = ErrorInfo(kind="timeout", exit_code=EXIT_NOTHING,
-                              message=f"timed out after {spec.get('timeout', '?')} s: {seen()}")
+                              message=f"timed out after {spec.timeout if spec.timeout is not None else '?'} s: {seen()}")
         else:
             error = ErrorInfo(kind="ended", exit_code=EXIT_NOTHING,
                               message=f"the script ended before {session.total_steps} steps "
@@ -484,10 +475,10 @@ def run(spec: dict[str, Any]) -> int:
     return code
 
 
-def _stop_reason(spec: dict[str, Any]) -> str:
+def _stop_reason(spec: RunSpec) -> str:
     """Why the parent sent SIGTERM: "timeout" (--timeout) or "terminated" (ccprof itself was
     sent SIGTERM); a SIGTERM from elsewhere, straight to this process, counts as terminated."""
-    path = spec.get("stop_path")
+    path = spec.stop_path
     try:
         reason = Path(path).read_text().strip() if path else ""
     except OSError:
@@ -533,7 +524,7 @@ def _flush() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    spec = json.loads(Path(argv[0]).read_text())
+    spec = RunSpec.from_json(argv[0])
     try:
         code = run(spec)
     except BaseException as exc:     # ccprof's own fault, after the script: say so in one line

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from ccprof.profiler.spec import RunSpec
 from ccprof.artefacts.profile import ErrorInfo, Profile
 
 __all__ = ["ScriptError", "check_script", "run_script", "RunResult", "EXIT_BAD_INPUT", "EXIT_SCRIPT_ERROR",
@@ -109,12 +110,13 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
         progress_path = os.path.join(tmp, "progress.jsonl")
         stop_path = os.path.join(tmp, "stop-reason")
         Path(progress_path).touch()
-        spec = {"script": script, "args": list(args or []), "steps": steps, "warmup": warmup,
-                "out": out, "progress_path": progress_path, "tweak": tweak, "stop_path": stop_path,
-                "tweak_options": tweak_options or {}, "seed": seed, "timeout": timeout_s,
-                "scan_data": scan_data, "plugins": dict(plugins or {})}
+        spec = RunSpec(script=script, args=list(args or []), steps=steps, warmup=warmup, out=out,
+                       progress_path=progress_path, stop_path=stop_path,
+                       tweak=[tweak] if isinstance(tweak, str) else list(tweak or []),
+                       tweak_options=dict(tweak_options or {}), seed=seed, timeout=timeout_s,
+                       scan_data=scan_data, plugins=dict(plugins or {}))
         spec_path = os.path.join(tmp, "spec.json")
-        Path(spec_path).write_text(json.dumps(spec))
+        spec.to_json(spec_path)
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
         first_failure = os.path.join(tmp, "first-failed-rank")
