@@ -12,7 +12,9 @@ import torch
 import torch.nn as nn
 from torch.utils._pytree import tree_flatten
 
-PHASES = ("data", "forward", "backward", "optimizer", "other")
+from ccprof.profiler.step_record import STEP_PHASES
+
+PHASES = STEP_PHASES
 # Forwards of the trained model under no_grad between optimizer steps (validation,
 # generate()) are timed as "eval", outside the step; a pass step they land in is redone.
 _TIMED = PHASES + ("eval",)

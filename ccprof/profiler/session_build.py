@@ -1,8 +1,9 @@
 """The Session's assembly of a ``Profile`` from what was recorded (steps, precision, device,
-the fvcore cross-check, the whole profile)."""
+the fvcore cross-check, the whole profile). The steps section is a pure function of the
+step clock's record (``step_record.py``); the others still read the Session's live objects
+(the model's parameters, the loaders)."""
 from __future__ import annotations
 
-import math
 import platform
 from collections import Counter
 from dataclasses import replace
@@ -11,54 +12,32 @@ from typing import Any
 import torch
 
 from ccprof.profiler.host import measure_host
+from ccprof.profiler.step_record import StepRecord, clean_steps, micro_batches_per_step, steps_section
 from ccprof.artefacts.profile import Device, Finding, Precision, Profile, Steps
-from ccprof.profiler.session_base import (
-    PHASES,
-)
 
 
 class ProfileBuilder:
     """Mixin of ``Session``: the Profile sections built from recorded state."""
 
     # ------------------------------------------------------------------ results
-    def _clean_steps(self) -> tuple[list[float], list[dict[str, float]]]:
-        """(step_s, phase_totals) without the steps right after a checkpoint when DataLoader
-        workers ran (they prefetched during it), as long as two steps remain."""
-        skip = self._after_checkpoint if self.loader_info.get("num_workers") else set()
-        keep = [i for i in range(len(self.step_s)) if i not in skip]
-        if len(keep) < 2 or len(keep) == len(self.step_s):
-            return list(self.step_s), list(self.phase_totals)
-        return [self.step_s[i] for i in keep], [self.phase_totals[i] for i in keep]
+    def step_record(self) -> StepRecord:
+        """What the step clock recorded, as a plain value (``step_record.steps_section`` and the
+        data section read it; nothing live)."""
+        return StepRecord(
+            warmup=self.warmup, step_s=list(self.step_s), phase_totals=[dict(d) for d in self.phase_totals],
+            losses=list(self.losses), samples=list(self.samples), tokens=list(self.tokens),
+            backwards=list(self.micro_batches), batches=list(self.batches_per_step),
+            fed_by_loader=bool(self.loaders), loader_workers=int(self.loader_info.get("num_workers") or 0),
+            after_checkpoint=frozenset(self._after_checkpoint), kind=self.step_kind or "optimizer")
 
-    def build_steps(self) -> Steps:
-        n = len(self.step_s)
-        clean_s, clean_phases = self._clean_steps()
-        phase_s = {}
-        if n:
-            for ph in PHASES:
-                phase_s[ph] = sum(d[ph] for d in clean_phases) / len(clean_s)
-        mean = lambda xs: (sum(xs) / len(xs)) if xs else None  # noqa: E731
-        samples = mean(self.samples)
-        tokens = mean(self.tokens)
-        return Steps(
-            warmup=self.warmup, measured=n, step_s=list(self.step_s), phase_s=phase_s,
-            loss=[x for x in self.losses if math.isfinite(x)] if self.losses else [],
-            micro_batches=self._micro_batches(),
-            samples_per_step=round(samples) if samples else None,
-            tokens_per_step=round(tokens) if tokens else None,
-            kind=self.step_kind or "optimizer",
-        )
+    def _clean_steps(self) -> tuple[list[float], list[dict[str, float]]]:
+        return clean_steps(self.step_record())
 
     def _micro_batches(self) -> int:
-        """Micro-batches per optimizer step: the batches a DataLoader fed each step when one did
-        (a GAN's several backwards on one batch are not accumulation), else backwards per step."""
-        if not self.micro_batches:
-            return 1
-        backwards = round(sum(self.micro_batches) / len(self.micro_batches))
-        if self.loaders and self.batches_per_step and min(self.batches_per_step) >= 1:
-            batches = round(sum(self.batches_per_step) / len(self.batches_per_step))
-            return max(1, min(backwards, batches))
-        return max(1, backwards)
+        return micro_batches_per_step(self.step_record())
+
+    def build_steps(self) -> Steps:
+        return steps_section(self.step_record())
 
     def _host(self, cheap: bool = False) -> Any:
         """Host dispatch timing; measured for the final profile after ccprof's hooks are off
