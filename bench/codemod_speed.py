@@ -104,7 +104,7 @@ def main() -> None:
     import libcst as cst
 
     from ccprof.applier.codemods import apply_source
-    from ccprof.applier.codemods._facts import ModuleFacts
+    from ccprof.script.facts import ModuleFacts
 
     code = make_script(args.lines, args.layout)
     tweaks = args.tweaks.split(",")

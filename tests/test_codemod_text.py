@@ -14,7 +14,7 @@ from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvide
 
 from ccprof.applier.codemods import apply_source
 from ccprof.applier.codemods._base import add_needed_imports
-from ccprof.applier.codemods._facts import ModuleFacts
+from ccprof.script.facts import ModuleFacts
 from ccprof.applier.codemods._text import (
     BOM, ScriptEncodingError, ScriptText, decode_script, encode_script, format_change, read_script, write_script,
 )

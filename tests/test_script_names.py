@@ -64,7 +64,7 @@ def test_a_sharded_grad_scaler_is_a_grad_scaler_to_both():
                       setup="scaler = ShardedGradScaler()")
     assert static_facts_from_source(src).grad_scaler
     from ccprof.applier.codemods._script import ScriptInfo
-    from ccprof.applier.codemods._facts import ModuleFacts
+    from ccprof.script.facts import ModuleFacts
     import libcst as cst
 
     info = ScriptInfo(ModuleFacts(cst.parse_module(src)))

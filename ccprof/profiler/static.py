@@ -23,9 +23,9 @@ from dataclasses import replace
 
 import libcst as cst
 import libcst.matchers as m
-from libcst.metadata import MetadataWrapper, PositionProvider, QualifiedNameProvider
 
 from ccprof.artefacts.profile import StaticFacts
+from ccprof.script.facts import ModuleFacts
 from ccprof.script.names import last_of, matches
 
 __all__ = ["read_static_facts", "static_facts_from_source", "reconcile", "RUNTIME_FACTS"]
@@ -169,19 +169,20 @@ def _jsonable(value: Any) -> Any:
 
 
 class _Collector(cst.CSTVisitor):
-    """Walks a module once and records the first line of each fact and the call keywords."""
+    """Walks a module once and records the first line of each fact and the call keywords. It
+    reads lines and qualified names from the script model the codemods read too
+    (``ccprof.script.facts.ModuleFacts``)."""
 
-    METADATA_DEPENDENCIES = (QualifiedNameProvider, PositionProvider)
-
-    def __init__(self, module: cst.Module) -> None:
+    def __init__(self, facts: ModuleFacts) -> None:
         super().__init__()
-        self.module = module
+        self.facts = facts
+        self.module = facts.module
         self.lines: dict[str, int] = {}
         self.training_args: dict[str, Any] = {}
 
     # -- helpers ------------------------------------------------------------------------
     def _line(self, node: cst.CSTNode) -> int:
-        return self.get_metadata(PositionProvider, node).start.line
+        return self.facts.line(node)
 
     def _see(self, fact: str, node: cst.CSTNode) -> None:
         line = self._line(node)
@@ -189,7 +190,7 @@ class _Collector(cst.CSTVisitor):
             self.lines[fact] = line
 
     def _qnames(self, node: cst.CSTNode) -> list[str]:
-        return [q.name for q in self.get_metadata(QualifiedNameProvider, node, set())]
+        return sorted(self.facts.qnames(node))
 
     def _code(self, node: cst.CSTNode) -> str:
         return self.module.code_for_node(node)
@@ -236,7 +237,7 @@ class _Collector(cst.CSTVisitor):
         name = func.attr.value
         library = any(
             q.source.name == "IMPORT"
-            for q in self.get_metadata(QualifiedNameProvider, func, set())
+            for q in self.facts.qualified(func)
         )
         if name == "gradient_checkpointing_enable":
             self._see("checkpointing", node)
@@ -332,8 +333,8 @@ def static_facts_from_source(source: str, filename: str = "<string>") -> StaticF
             note=f"{filename}: libcst cannot parse line {e.raw_line} ({e.message}); "
                  "static facts were not read",
         )
-    collector = _Collector(module)
-    MetadataWrapper(module, unsafe_skip_copy=True).visit(collector)
+    collector = _Collector(ModuleFacts(module))
+    module.visit(collector)
     lines = dict(sorted(collector.lines.items(), key=lambda kv: (kv[1], kv[0])))
     flags = {fact: fact in lines for fact in _FACTS}
     return StaticFacts(parsed=True, training_args=collector.training_args, lines=lines, **flags)

@@ -14,7 +14,7 @@ Example::
     write_script("train_ccprof.py", result.source, like=script)
 
 The script is parsed once; each module version's facts (parents, lines, qualified names)
-are computed once and shared by the tweaks that read it (see ``_facts``).
+are computed once and shared by the tweaks that read it (see ``ccprof.script.facts``).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from libcst.codemod import CodemodContext
 
 from ccprof.artefacts.tweaks import APPLY_ORDER, TWEAKS, TweakOptions, cli_options, options_for
 from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
-from ccprof.applier.codemods._facts import ModuleFacts
+from ccprof.script.facts import ModuleFacts
 from ccprof.applier.codemods._text import (
     ScriptEncodingError, ScriptText, format_change, join_newlines, read_script, split_newlines, write_script,
 )

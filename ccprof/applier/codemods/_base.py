@@ -17,7 +17,7 @@ from libcst.codemod import CodemodCommand, CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 
 from ccprof.artefacts.tweaks import TweakOptions, options_for
-from ccprof.applier.codemods._facts import ModuleFacts
+from ccprof.script.facts import ModuleFacts
 from ccprof.applier.codemods._cst import Edits
 from ccprof.applier.codemods._script import ScriptInfo
 

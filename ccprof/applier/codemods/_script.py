@@ -8,7 +8,7 @@ from typing import Callable, Iterable
 import libcst as cst
 
 from ccprof.script.names import NAMES, matches
-from ccprof.applier.codemods._facts import ModuleFacts
+from ccprof.script.facts import ModuleFacts
 from ccprof.applier.codemods._cst import (
     _collect_targets, assigned_names, attr_chain, call_names, code_of, kwarg, last_part, method_call,
 )

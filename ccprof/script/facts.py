@@ -1,4 +1,5 @@
-"""What one version of a parsed script says, computed once and shared by every tweak that reads it.
+"""The one model of a parsed script: what one version of it says, computed once and shared by
+every reader (the profiler's static facts, and each codemod that reads that version).
 
 libcst's usual codemod path costs several whole-tree passes per codemod: a deep copy of the
 module (``MetadataWrapper``), one visitor pass per metadata provider (parents, positions,
@@ -17,7 +18,7 @@ from typing import Iterator
 
 import libcst as cst
 from libcst._nodes.internal import CodegenState
-from libcst.metadata import MetadataWrapper, ScopeProvider
+from libcst.metadata import MetadataWrapper, QualifiedName, ScopeProvider
 
 __all__ = ["ModuleFacts"]
 
@@ -84,6 +85,7 @@ class ModuleFacts:
         self.nodes: list[cst.CSTNode] = state.order          # every node, in source order
         self._scopes: dict | None = None
         self._qnames: dict[cst.CSTNode, frozenset[str]] = {}
+        self._qualified: dict[cst.CSTNode, frozenset[QualifiedName]] = {}
         self._by_type: dict[type, list] = {}
 
     @staticmethod
@@ -111,15 +113,24 @@ class ModuleFacts:
         identifier of the source, so no node has a qualified name with a part absent from it."""
         return any(w in self.code for w in words)
 
-    def qnames(self, node: cst.CSTNode) -> frozenset[str]:
-        """As ``QualifiedNameProvider``: the qualified names of ``node`` ({} when none)."""
-        found = self._qnames.get(node)
+    def qualified(self, node: cst.CSTNode) -> frozenset[QualifiedName]:
+        """As ``QualifiedNameProvider``: the qualified names of ``node`` with where each comes
+        from (``source``: IMPORT, BUILTIN or LOCAL); {} when none. Scope analysis runs once,
+        at the first question."""
+        found = self._qualified.get(node)
         if found is None:
             if self._scopes is None:
                 self._scopes = MetadataWrapper(self.module, unsafe_skip_copy=True).resolve(ScopeProvider)
             scope = self._scopes.get(node)
-            found = frozenset(q.name for q in scope.get_qualified_names_for(node)) if scope else frozenset()
-            self._qnames[node] = found
+            found = frozenset(scope.get_qualified_names_for(node)) if scope else frozenset()
+            self._qualified[node] = found
+        return found
+
+    def qnames(self, node: cst.CSTNode) -> frozenset[str]:
+        """The qualified names of ``node`` as strings (``torch.optim.AdamW``)."""
+        found = self._qnames.get(node)
+        if found is None:
+            found = self._qnames[node] = frozenset(q.name for q in self.qualified(node))
         return found
 
     @property
