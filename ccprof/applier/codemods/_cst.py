@@ -8,7 +8,9 @@ from typing import Any, Callable, Iterable, Sequence
 
 import libcst as cst
 
-__all__ = ["FUSED_CAPABLE", "VAL_LOSS_NAME", "last_part", "Edits", "parse_stmts", "parse_expr", "code_of", "kwarg", "kwarg_code", "append_arg", "set_kwarg", "call_names", "names_in", "assigned_names", "attr_chain", "method_call", "expr_stmt_call"]
+__all__ = ["FUSED_CAPABLE", "VAL_LOSS_NAME", "last_part", "Edits", "parse_stmts", "parse_expr",
+           "code_of", "kwarg", "kwarg_code", "append_arg", "set_kwarg", "call_names", "names_in",
+           "assigned_names", "binds", "attr_chain", "method_call", "expr_stmt_call"]
 
 # --------------------------------------------------------------------------- names
 
@@ -230,6 +232,18 @@ def assigned_names(stmt: cst.CSTNode) -> set[str]:
             targets = [small.target]
         for t in targets:
             _collect_targets(t, out)
+    return out
+
+
+def binds(stmt: cst.CSTNode) -> set[str]:
+    """Names one statement binds itself: its assignments, a ``for`` target, ``with ... as x``."""
+    out = set(assigned_names(stmt))
+    if isinstance(stmt, cst.For):
+        _collect_targets(stmt.target, out)
+    if isinstance(stmt, cst.With):
+        for item in stmt.items:
+            if item.asname is not None:
+                _collect_targets(item.asname.name, out)
     return out
 
 

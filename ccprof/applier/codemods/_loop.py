@@ -7,7 +7,7 @@ import libcst as cst
 
 from ccprof.applier.codemods._base import Skip
 from ccprof.applier.codemods._cst import (
-    _collect_targets, assigned_names, attr_chain, call_names, code_of, expr_stmt_call, method_call,
+    assigned_names, attr_chain, binds, call_names, code_of, expr_stmt_call, method_call,
 )
 from ccprof.applier.codemods._script import ScriptInfo
 
@@ -153,13 +153,7 @@ def bound_names(stmt: cst.CSTNode) -> set[str]:
     """Names a statement binds, looking inside if/with/try/for bodies (``with ... as x`` too)."""
     out: set[str] = set()
     for s in _inner_stmts(stmt):
-        out |= assigned_names(s)
-        if isinstance(s, cst.For):
-            _collect_targets(s.target, out)
-        if isinstance(s, cst.With):
-            for item in s.items:
-                if item.asname is not None:
-                    _collect_targets(item.asname.name, out)
+        out |= binds(s)
     return out
 
 

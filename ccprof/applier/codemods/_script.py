@@ -10,7 +10,7 @@ import libcst as cst
 from ccprof.script.names import NAMES, matches
 from ccprof.script.facts import ModuleFacts
 from ccprof.applier.codemods._cst import (
-    _collect_targets, assigned_names, attr_chain, call_names, code_of, kwarg, last_part, method_call,
+    assigned_names, attr_chain, binds, call_names, code_of, kwarg, last_part, method_call,
 )
 
 # --------------------------------------------------------------------------- script facts
@@ -226,13 +226,7 @@ class ScriptInfo:
             for p in func.params.params + func.params.kwonly_params + func.params.posonly_params:
                 out.add(p.name.value)
             for c in _walk_stmts(func.body):
-                out |= assigned_names(c)
-                if isinstance(c, cst.For):
-                    _collect_targets(c.target, out)
-                if isinstance(c, cst.With):
-                    for item in c.items:
-                        if item.asname is not None:
-                            _collect_targets(item.asname.name, out)
+                out |= binds(c)
             func = self.func_of(func)
         return out
 
