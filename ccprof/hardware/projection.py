@@ -103,6 +103,16 @@ def step_cost_for(profile: Profile, spec: GpuSpec, policy: Policy | None = None,
     return cost_step(profile, spec, policy, **kw)
 
 
+def _clamp_factor(f: float, name: str, clamped: list[str]) -> float:
+    """A measured/modelled factor kept within CALIBRATION_BOUNDS; ``name`` goes in ``clamped``
+    when it was outside them."""
+    lo, hi = CALIBRATION_BOUNDS
+    if not lo <= f <= hi:
+        clamped.append(name)
+        return min(max(f, lo), hi)
+    return f
+
+
 def _class_factors(profile: Profile, spec: GpuSpec) -> tuple[dict[str, float], list[str], dict[str, Any]]:
     """Measured/modelled device time by kernel class on the GPU the kernels were timed on."""
     measured: dict[str, float] = {}
@@ -112,23 +122,18 @@ def _class_factors(profile: Profile, spec: GpuSpec) -> tuple[dict[str, float], l
     model: dict[str, float] = {}
     for k in translate(profile, spec):
         model[k.cls] = model.get(k.cls, 0.0) + k.device_s
-    lo, hi = CALIBRATION_BOUNDS
-    factors, clamped = {}, []
+    factors: dict[str, float] = {}
+    clamped: list[str] = []
     for cls, m in measured.items():
         d = model.get(cls, 0.0)
         if m > 0 and d > 0:
-            f = m / d
-            if not lo <= f <= hi:
-                clamped.append(cls)
-                f = min(max(f, lo), hi)
-            factors[cls] = f
+            factors[cls] = _clamp_factor(m / d, cls, clamped)
     return factors, clamped, {"measured_device_s": measured, "model_device_s": model}
 
 
 def _calibration(profile: Profile, src: StepCost, spec: GpuSpec) -> dict[str, Any]:
     """Measured/modelled factors on the GPU the profile ran on: by kernel class when its kernels
     were timed, else by phase."""
-    lo, hi = CALIBRATION_BOUNDS
     if profile.kernel_s:
         factors_c, clamped_c, by = _class_factors(profile, spec)
         if factors_c:
@@ -143,20 +148,12 @@ def _calibration(profile: Profile, src: StepCost, spec: GpuSpec) -> dict[str, An
     for ph in ("forward", "backward", "optimizer"):
         m, d = measured.get(ph, 0.0) or 0.0, src.phase_s.get(ph, 0.0)
         if m > 0 and d > 0:
-            f = m / d
-            if not lo <= f <= hi:
-                clamped.append(ph)
-                f = min(max(f, lo), hi)
-            factors[ph] = f
+            factors[ph] = _clamp_factor(m / d, ph, clamped)
     step = _measured_step_s(profile) or 0.0
     out: dict[str, Any] = {"factors": factors, "clamped": clamped}
     if not factors and step and src.step_s > 0:
         # no phase times measured: the whole step is scaled (device and host alike)
-        f = step / src.step_s
-        if not lo <= f <= hi:
-            clamped.append("step")
-            f = min(max(f, lo), hi)
-        out["step_factor"] = f
+        out["step_factor"] = _clamp_factor(step / src.step_s, "step", clamped)
     # what the calibrated model still cannot explain on the measured GPU (a stall, host work
     # it does not see) is taken as host time that every GPU pays
     out["unexplained_s"] = max(0.0, step - sum(_apply(src, out, residual=False).values()))

@@ -57,20 +57,12 @@ REGISTRY: dict[str, Callable[..., Applied]] = {}
 
 def marks(model: nn.Module) -> dict[str, Applied]:
     """The marker dict on ``model`` (created empty on first use)."""
-    d = model.__dict__.get(MARK_ATTR)
-    if d is None:
-        d = {}
-        model.__dict__[MARK_ATTR] = d
-    return d
+    return model.__dict__.setdefault(MARK_ATTR, {})
 
 
 def state(model: nn.Module) -> dict[str, Any]:
     """The live-state dict on ``model`` (created empty on first use)."""
-    d = model.__dict__.get(STATE_ATTR)
-    if d is None:
-        d = {}
-        model.__dict__[STATE_ATTR] = d
-    return d
+    return model.__dict__.setdefault(STATE_ATTR, {})
 
 
 def note(model: nn.Module, tweak: str, text: str) -> None:
