@@ -186,3 +186,13 @@ def test_recommended_advice_carries_what_was_projected():
         options_for(a.tweak, a.options)                         # each one is valid
         if a.status != "recommended":
             assert a.options == {}
+
+
+def test_an_option_the_rewrite_does_not_write_is_said():
+    """LoRA's lr and keep_trainable are --verify's (run time); the codemod has no place for
+    them, and says so rather than dropping them silently."""
+    result = apply_source(SCRIPT, ["lora"], tweak_options={"lora": options_for("lora", {"rank": 4, "lr": 1e-4})})
+    assert "lora" in result.applied, result.skipped
+    assert "not written by this rewrite: lora.lr" in result.notes["lora"]
+    plain = apply_source(SCRIPT, ["lora"], tweak_options={"lora": options_for("lora", {"rank": 4})})
+    assert "not written" not in plain.notes.get("lora", "")

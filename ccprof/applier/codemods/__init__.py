@@ -164,6 +164,9 @@ def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | No
         except Skip as e:
             skipped[tweak] = str(e)
             continue
+        unread = sorted(set(codemod.options.to_dict()) - codemod.read)
+        if unread:      # e.g. LoRA's lr: --verify applies it at run time, the rewrite has no place for it
+            codemod.notes.append(f"not written by this rewrite: {', '.join(f'{tweak}.{n}' for n in unread)}")
         if codemod.notes:
             notes[tweak] = "; ".join(codemod.notes)
         new_facts = ModuleFacts(new_tree)

@@ -52,6 +52,7 @@ class TweakCodemod(CodemodCommand):
         # codemod's default, given where it is read
         self.options = options_for(self.tweak, options)
         self.notes: list[str] = []
+        self.read: set[str] = set()         # the option fields this rewrite looked at
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -87,6 +88,7 @@ class TweakCodemod(CodemodCommand):
 
     def opt(self, name: str, default: Any) -> Any:
         """Option field ``name`` of this tweak, or ``default`` when it is not set."""
+        self.read.add(name)
         value = getattr(self.options, name)
         return default if value is None else value
 
