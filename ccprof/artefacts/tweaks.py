@@ -35,7 +35,7 @@ __all__ = ["TweakInfo", "TWEAKS", "TWELVE", "MORE", "APPLY_ORDER", "TweakOptions
            "WarmStartOptions", "CheckpointingOptions", "MixedPrecisionOptions", "GradAccumulationOptions",
            "DistillationOptions", "PruningOptions", "QuantizationOptions", "EarlyStoppingOptions",
            "CompileOptions", "DataloaderOptions", "BatchSizeOptions", "options_for", "runtime_ids",
-           "codemod_ids", "describe", "cli_options", "parse_option", "normalize_dtype"]
+           "codemod_ids", "describe", "cli_options", "option_key", "parse_option", "normalize_dtype"]
 
 
 def opt(*, cli: str | None = None, runtime: str | bool = True, kind: str = "", least: Any = None,
@@ -389,6 +389,22 @@ def _check(tweak: str, f: dataclasses.Field, raw: str, value: Any) -> Any:
     return value
 
 
+def option_key(key: str) -> tuple[str, str]:
+    """The (tweak, field) an option key names: a short key (``accumulation_steps``) or
+    ``<tweak>.<field>`` (``grad_accumulation.steps``); ValueError naming what is known."""
+    keys = cli_options()
+    if key in keys:
+        return keys[key]
+    if "." in key and key.split(".", 1)[0] in TWEAKS:
+        tweak, name = key.split(".", 1)
+        names = [f.name for f in fields(TWEAKS[tweak].options)]
+        if name not in names:
+            raise ValueError(f"{tweak} has no option {name!r}; its options: {', '.join(names) or 'none'}")
+        return tweak, name
+    raise ValueError(f"unknown option {key!r}; known: {', '.join(sorted(keys))} "
+                     "(or <tweak>.<option>, listed by `ccprof tweaks`)")
+
+
 def parse_option(text: str) -> tuple[str, str, Any]:
     """``"accumulation_steps=8"`` or ``"grad_accumulation.steps=8"`` -> ("grad_accumulation", "steps", 8).
 
@@ -399,17 +415,10 @@ def parse_option(text: str) -> tuple[str, str, Any]:
         raise ValueError(f"--option wants KEY=VALUE, got {text!r}")
     key, raw = text.split("=", 1)
     key, raw = key.strip(), raw.strip()
-    keys = cli_options()
-    if key in keys:
-        tweak, name = keys[key]
-    elif "." in key and key.split(".", 1)[0] in TWEAKS:
-        tweak, name = key.split(".", 1)
-        if name not in {f.name for f in fields(TWEAKS[tweak].options)}:
-            known = ", ".join(f.name for f in fields(TWEAKS[tweak].options)) or "none"
-            raise ValueError(f"--option {text}: {tweak} has no option {name!r}; its options: {known}")
-    else:
-        raise ValueError(f"--option {text}: unknown option {key!r}; known: {', '.join(sorted(keys))} "
-                         "(or <tweak>.<option>, listed by `ccprof tweaks`)")
+    try:
+        tweak, name = option_key(key)
+    except ValueError as e:
+        raise ValueError(f"--option {text}: {e}") from None
     f = next(f for f in fields(TWEAKS[tweak].options) if f.name == name)
     try:
         value: Any = ast.literal_eval(raw)

@@ -26,7 +26,7 @@ from typing import Any, Callable
 import libcst as cst
 from libcst.codemod import CodemodContext
 
-from ccprof.artefacts.tweaks import APPLY_ORDER, TWEAKS, TweakOptions, cli_options, options_for
+from ccprof.artefacts.tweaks import APPLY_ORDER, TWEAKS, TweakOptions, option_key, options_for
 from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
 from ccprof.script.facts import ModuleFacts
 from ccprof.applier.codemods._text import (
@@ -95,14 +95,8 @@ def tweak_options_of(options: dict[str, Any] | None = None,
     with ``options`` on top, keyed by ``--option`` name (``accumulation_steps``) or as
     ``<tweak>.<field>`` (``grad_accumulation.steps``). ValueError for a key no tweak has."""
     out = {t: options_for(t, o, f"options of {t}") for t, o in (tweak_options or {}).items()}
-    keys = cli_options()
     for key, value in (options or {}).items():
-        if key in keys:
-            tweak, name = keys[key]
-        elif "." in key and key.split(".", 1)[0] in TWEAKS:
-            tweak, name = key.split(".", 1)
-        else:
-            raise ValueError(f"unknown option {key!r}; known: {', '.join(sorted(keys))} (or <tweak>.<option>)")
+        tweak, name = option_key(key)
         out[tweak] = options_for(tweak, out.get(tweak)).merged({name: value})
     return out
 
