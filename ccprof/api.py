@@ -10,7 +10,6 @@ files under ``out_dir``.
 """
 from __future__ import annotations
 
-import datetime
 import itertools
 import os
 import shutil
@@ -24,7 +23,7 @@ from ccprof.outputs import archive_previous_run
 from ccprof.artefacts.profile import ErrorInfo, Finding, Profile
 from ccprof import advisors, hardware
 from ccprof.applier.verify import VERIFY_SEED, verify as verify_advice
-from ccprof.profiler.spec import RunSpec, run_environment
+from ccprof.profiler.spec import RunSpec, run_environment, utc_now
 from ccprof.profiler.runner import EXIT_INTERRUPTED, EXIT_TERMINATED, run_script
 
 __all__ = ["Analysis", "analyze_script", "profile_model", "attach_costs", "advise", "apply",
@@ -253,10 +252,6 @@ def _finding(kind: str, message: str):
     return Finding(kind, message)
 
 
-def _utc_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
 def profile_model(model: Any, optimizer: Any, batches: Iterable[Any], loss_fn: Callable | None = None,
                   *, steps: int = 10, warmup: int = 3) -> Profile:
     """Profile a training loop that is not a script: same hooks, same Profile.
@@ -274,7 +269,7 @@ def profile_model(model: Any, optimizer: Any, batches: Iterable[Any], loss_fn: C
     # the same run spec as a script's (runner.run_script), without a script
     spec = RunSpec(script="<profile_model>", steps=steps, warmup=warmup)
     session = Session(steps=spec.steps, warmup=spec.warmup).install()
-    started = _utc_now()
+    started = utc_now()
     cache: list[Any] = []
 
     def cycled():
@@ -303,7 +298,7 @@ def profile_model(model: Any, optimizer: Any, batches: Iterable[Any], loss_fn: C
     finally:
         session.uninstall()
 
-    profile = session.build_profile(environment=run_environment(spec, started_at=started, finished_at=_utc_now()))
+    profile = session.build_profile(environment=run_environment(spec, started_at=started, finished_at=utc_now()))
     if session.step_index < session.total_steps:
         profile = replace(profile, status="partial", error=ErrorInfo(
             kind="ended", exit_code=4,

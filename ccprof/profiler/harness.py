@@ -14,7 +14,6 @@ moment the last step ends. So a later ``os._exit``, segfault or SIGKILL still le
 """
 from __future__ import annotations
 
-import datetime as _dt
 import gc
 import importlib
 import json
@@ -34,7 +33,7 @@ from typing import Any
 import torch  # before sys.path changes: the user's folder must not shadow it
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
-from ccprof.profiler.spec import RunSpec, run_environment
+from ccprof.profiler.spec import RunSpec, run_environment, utc_now
 from ccprof.profiler.hooks import Session, StopProfiling, _Timeout
 from ccprof.artefacts.profile import ErrorInfo, Finding, StaticFacts
 from ccprof.profiler.runner import EXIT_INTERRUPTED, EXIT_NOTHING, EXIT_SCRIPT_ERROR, EXIT_TERMINATED, seen_text
@@ -43,10 +42,6 @@ EXIT_OK = 0
 FINISH_GRACE_S = 30.0    # after the last measured step, time for the script to stop by itself
 _CCPROF_DIR = str(Path(__file__).resolve().parents[1])
 _HIDDEN = (_CCPROF_DIR, os.path.dirname(__import__("runpy").__file__) + os.sep + "runpy.py")
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def user_frames(tb: Any) -> list[traceback.FrameSummary]:
@@ -289,7 +284,7 @@ def run(spec: RunSpec) -> int:
             from ccprof.profiler.static import reconcile  # here: nothing extra is imported into the user's process before it is needed
 
             static = reconcile(static, session.runtime_facts())
-        env = run_environment(spec, cwd=cwd, started_at=started, finished_at=_now())
+        env = run_environment(spec, cwd=cwd, started_at=started, finished_at=utc_now())
         extra: dict[str, Any] = {}
         if applied and applied_to:
             notes = _plugin(plugins, "apply").runtime_notes(applied_to[0])
@@ -393,7 +388,7 @@ def run(spec: RunSpec) -> int:
 
     os.register_at_fork(after_in_child=_child_handlers)
     _arm()
-    started = _now()
+    started = utc_now()
     sys.argv = [spec.script] + args
     sys.path[0] = str(Path(script).parent)
     error: ErrorInfo | None = None
