@@ -64,6 +64,11 @@ def runtime_tweaks() -> list[str]:
     return [t for t in TWEAKS if t in REGISTRY]
 
 
+def _kwargs(options: TweakOptions | dict[str, Any] | None) -> dict[str, Any]:
+    """An applier's keyword arguments: from typed options, or as given."""
+    return options.runtime_kwargs() if isinstance(options, TweakOptions) else dict(options or {})
+
+
 def run_options(tweak: str, fields: dict[str, Any] | None) -> TweakOptions:
     """The typed options of ``tweak`` from a run spec's JSON (its fields, as advice.json holds them)."""
     return options_for(tweak, fields, f"tweak_options.{tweak}")
@@ -83,7 +88,7 @@ def apply_tweak(tweak: str, objs: RunObjects | nn.Module,
     """
     if tweak not in TWEAKS:
         return Applied(tweak, False, f"unknown tweak {tweak!r}; `ccprof tweaks` lists them")
-    options = options.runtime_kwargs() if isinstance(options, TweakOptions) else dict(options or {})
+    options = _kwargs(options)
     if tweak in NOT_RUNTIME:
         return Applied(tweak, False, f"{tweak} cannot be applied to a running script: {NOT_RUNTIME[tweak]}")
     fn = REGISTRY[tweak]
@@ -104,7 +109,7 @@ def dataloader_hooks(tweak: str, options: TweakOptions | dict[str, Any] | None =
     loader once, before its iterator is made, so a verify run has them from epoch one.
     Example: ``hook = dataloader_hooks("batch_size", {"batch_size": 64}); hook(loader)``.
     """
-    options = options.runtime_kwargs() if isinstance(options, TweakOptions) else dict(options or {})
+    options = _kwargs(options)
     if tweak == "dataloader":
         return dataloader.loader_hook(dataloader.dataloader_settings(None, **options))
     if tweak == "batch_size":
