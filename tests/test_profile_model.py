@@ -93,7 +93,8 @@ def test_structure_steps_and_round_trip(profile):
     assert blocks and blocks[0].container == "blocks" and blocks[0].count == LAYERS
     assert [e.name for e in profile.model.embeddings] == ["wte"]
     assert "blocks.0.qkv" in profile.model.linear_names
-    assert profile.steps.measured == 3 and profile.steps.samples_per_step == B
+    # at least the 3 steps asked for (more while the step's spread is not known)
+    assert 3 <= profile.steps.measured <= 6 and profile.steps.samples_per_step == B
     assert profile.steps.tokens_per_step == B * T
     assert profile.data.token_inputs and profile.data.seq_len == T
     assert all(math.isfinite(x) for x in profile.steps.loss)

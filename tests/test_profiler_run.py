@@ -39,12 +39,13 @@ def test_plain_loop_steps_and_losses():
     assert r.exit_code == 0, r.message
     p = r.profile
     assert p.status == "complete" and p.error is None
-    assert p.steps.measured == 3 and len(p.steps.step_s) == 3
+    # at least the steps asked for; more (up to twice) while the step's spread is unknown
+    assert 3 <= p.steps.measured <= 6 and len(p.steps.step_s) == p.steps.measured
     assert p.steps.kind == "optimizer"
     assert len(p.steps.loss) >= 3
     assert set(p.steps.phase_s) == {"data", "forward", "backward", "optimizer", "other"}
     # phases are parts of the step: their means add up to the mean step time
-    mean_step = sum(p.steps.step_s) / 3
+    mean_step = sum(p.steps.step_s) / len(p.steps.step_s)
     assert sum(p.steps.phase_s.values()) == pytest.approx(mean_step, rel=0.05)
 
 
@@ -55,7 +56,7 @@ def test_manual_update_without_optimizer():
     assert p.steps.kind == "backward"
     assert p.optimizer is None
     assert "by hand" in p.reasons["optimizer"]
-    assert p.steps.measured == 3
+    assert 3 <= p.steps.measured <= 6
 
 
 def test_gan_two_optimizers_reported():
@@ -71,7 +72,7 @@ def test_lbfgs_closure():
     r = run("lbfgs.py")
     assert r.exit_code == 0, r.message
     assert r.profile.optimizer.optimizers[0].class_ == "LBFGS"
-    assert r.profile.steps.measured == 3
+    assert 3 <= r.profile.steps.measured <= 6
 
 
 def test_accumulation_counts_micro_batches():

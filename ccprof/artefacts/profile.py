@@ -119,6 +119,10 @@ class Steps:
     measured: int = 0
     step_s: list[float] = field(default_factory=list)
     phase_s: dict[str, float] = field(default_factory=dict)  # data/forward/backward/optimizer/other means
+    # the same phases in thread CPU time of the main thread (medians over the timed steps): what
+    # another process's load barely moves
+    phase_cpu_s: dict[str, float] = field(default_factory=dict)
+    step_cpu_s: list[float] = field(default_factory=list)   # each measured step's thread CPU time
     loss: list[float] = field(default_factory=list)
     micro_batches: int = 1                  # backward passes per optimizer step
     samples_per_step: int | None = None
@@ -149,7 +153,7 @@ class OpCost:
     flops: int = 0
     bytes_read: int = 0
     bytes_written: int = 0
-    phase: str = "forward"                  # forward | backward | optimizer | other
+    phase: str = "forward"                  # forward | backward | optimizer | other | data (the DataLoader's)
     shapes: list[list[int]] = field(default_factory=list)
     out_shapes: list[list[int]] = field(default_factory=list)
     fixed: list[int] = field(default_factory=list)
@@ -214,10 +218,19 @@ class DataInfo:
     seq_len: int | None = None
     dataloader_seen: bool = False
     # Host time to produce one batch in one process (the work DataLoader workers share), and
-    # how it was found: "measured wait (num_workers=0)", "wait and step (workers behind)",
-    # "probe: N samples fetched in the main process", or None when unknown.
+    # how it was found: timed where each batch is made (the main process with num_workers=0,
+    # inside each worker otherwise), "probe: N samples fetched in the main process", or None.
     batch_s: float | None = None
     batch_s_method: str | None = None
+    # the 95% interval of the median batch time, over ``batch_s_n`` batches, and its clock:
+    # "thread_cpu" (CPU time where the batch is made) or "wall" (older profiles, the probe's fallback)
+    batch_s_lo: float | None = None
+    batch_s_hi: float | None = None
+    batch_s_n: int = 0
+    batch_clock: str = "wall"
+    # besides ``batch_s`` (CPU time), what a batch waits off the CPU (a disk or network read, a
+    # sleep): the cost model adds it as it is, whatever the host's speed
+    batch_io_s: float = 0.0
     batches_per_step: float | None = None
     batch_bytes: int | None = None          # bytes of one batch's tensors (host-to-device copy)
     # False when the training loader's sampler is effectively endless (sampling with replacement
@@ -303,13 +316,30 @@ class HostInfo:
     """What the profiling host's CPU costs per launched op: the host side of a GPU step.
 
     ``dispatch_s`` is PyTorch's dispatch of one small aten op on this host (timed on tiny
-    tensors, so it is nearly all host work); ``module_call_s`` the extra cost of running it
-    inside an ``nn.Module.__call__``; ``module_calls_per_step`` is counted in the FLOP step.
+    tensors, so it is nearly all host work): the speed bench the hardware stage compares with
+    the reference host's; ``module_call_s`` the extra cost of running it inside an
+    ``nn.Module.__call__``; ``module_calls_per_step`` is counted in the FLOP step. Since
+    ``clock == "thread_cpu"`` every figure is thread CPU time (``ccprof.profiler.host``). The
+    cost model prices the host side by counts (ops, module calls, ``opcodes``) at the reference
+    host's figures (``ccprof.hardware.host``); these timings say how this host compares.
     """
     dispatch_s: float = 0.0
     module_call_s: float = 0.0
     module_calls_per_step: int = 0
     method: str = ""
+    cpu: str = ""                           # the profiling host's CPU model
+    clock: str = "wall"                     # "thread_cpu": CPU time of this thread; "wall": older profiles
+    # the speed probe (ccprof.profiler.host.speed_probe): CPU s per round on this host, the fastest
+    # of the run (beside every batch made, and ten windows at the end); against the reference
+    # host's it converts a batch's CPU time (ccprof.hardware.host)
+    probe_s: float | None = None
+    # Python bytecodes each phase ran (forward, backward, optimizer, other, data, eval) in the
+    # step that counted them (``opcode_step``, a pass step); None when not counted (older profiles)
+    opcodes: dict[str, int] | None = None
+    opcode_step: int | None = None
+    # the GPU host's speed relative to the reference host (``ccprof.hardware.host``), as the user
+    # stated it (--host-speed); None: the reference host (a CPU profile) or this host (a GPU one)
+    target_speed: float | None = None
 
 
 @dataclass(frozen=True)
@@ -387,6 +417,10 @@ class GpuProjection:
     phase_s_bf16: dict[str, float] = field(default_factory=dict)
     hfu: float | None = None                # executed FLOPs / step / peak
     eval_s: float | None = None             # one evaluation episode (profile.eval), outside the step
+    # the step at the ends of the 95% interval of what the projection measured (a batch's making;
+    # everything else is counted): None for projections made before ccprof kept it
+    step_s_lo: float | None = None
+    step_s_hi: float | None = None
 
 
 @dataclass(frozen=True)

@@ -276,7 +276,9 @@ class FlopPass:
 
     def set_phase(self, phase: str) -> None:
         """Tell the pass which phase runs from now on: forward|backward|optimizer|other|data."""
-        self._phase = normalize_phase(phase)
+        # the DataLoader's own work (collate in the main process) keeps its name: the batch time
+        # prices it, so the cost model does not run it as GPU kernels too
+        self._phase = "data" if phase == "data" else normalize_phase(phase)
 
     def pause(self) -> None:
         """Stop counting until :meth:`resume` (work between steps that is not the step: a harness

@@ -3,7 +3,8 @@
 A ``Session`` installs global hooks (optimizer step pre/post, module forward during discovery,
 ``Tensor.backward``/``torch.autograd.backward`` wrappers, DataLoader iteration,
 ``load_state_dict``, GradScaler), cuts the run into *steps* and drives the measurement
-passes: warm-up steps, one FLOP step, one memory step, then ``steps`` plainly timed steps.
+passes: warm-up steps, one FLOP step, one memory step, one step with its Python counted
+(``pycount.PythonPass``), then at least ``steps`` plainly timed steps.
 Forwards of the trained model under ``no_grad``/``inference_mode`` between optimizer steps
 (validation, ``generate()``) are *evaluation*: timed and counted apart (``Profile.eval``) and left
 out of the step time; the FLOP pass pauses over them, the memory pass goes on (no graph is kept),
@@ -49,7 +50,9 @@ from ccprof.profiler.session_base import (  # noqa: F401
 )
 from ccprof.profiler.session_build import ProfileBuilder
 from ccprof.profiler.session_data import DataWatch
+from ccprof.profiler.host import cpu_now
 from ccprof.profiler.session_eval import EvalWatch
+from ccprof.profiler.session_host import HostClock
 from ccprof.profiler.session_loads import LoadWatch
 from ccprof.profiler.session_passes import PassRunner
 
@@ -91,7 +94,7 @@ class _AfterImport:
         return spec
 
 
-class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, ProfileBuilder):
+class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, HostClock, ProfileBuilder):
     """Watches one training run. ``install()`` before it starts, ``uninstall()`` after."""
 
     def __init__(self, steps: int = 10, warmup: int = 3, passes: bool = True,
@@ -99,8 +102,24 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, ProfileBuilder):
                  on_first_forward: Callable[["Session", nn.Module, tuple, dict], None] | None = None,
                  on_loader_iter: Callable[[Any], None] | None = None,
                  on_checkpoint: Callable[[], None] | None = None,
-                 on_complete: Callable[[], None] | None = None):
+                 on_complete: Callable[[], None] | None = None,
+                 scratch_dir: str | None = None, deadline: float | None = None):
         self.steps_wanted = max(1, int(steps))
+        # host side (session_host): where workers write their batch times; no extra timed
+        # steps after this perf_counter() time (the harness passes half its timeout)
+        self.scratch_dir = scratch_dir
+        self.deadline = deadline
+        self.step_cpu_s: list[float] = []
+        self.phase_cpu_totals: list[dict[str, float]] = []
+        self.opcodes: dict[str, int] | None = None         # Python bytecodes by phase (the python pass)
+        self.opcode_step: int | None = None
+        self.main_fetches: list[tuple[int, float, float, float]] = []     # (dataset id, CPU s, wall s, probe s)
+        self.worker_fetches: list[tuple[int, float, float, float]] = []
+        self.burst_probes: list[float] = []               # the probe around batches made again after the run
+        self._main_pid = 0
+        self._step_tc0 = 0.0
+        self._phase_tc = 0.0
+        self._cur_phase_cpu: dict[str, float] = dict.fromkeys(_TIMED, 0.0)
         # the harness writes what was measured so far after each pass and every few timed
         # seconds (a later death still leaves a partial profile), and the whole profile the
         # moment the last step ends, before StopProfiling is raised into the script
@@ -113,7 +132,7 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, ProfileBuilder):
         self.on_step = on_step                  # (done, total, step_s, loss)
         self.on_first_forward = on_first_forward
         self.on_loader_iter = on_loader_iter      # --verify: DataLoader settings before iterating
-        self.n_pass_steps = 2 if passes else 0
+        self.n_pass_steps = 3 if passes else 0
         self.total_steps = self.warmup + self.n_pass_steps + self.steps_wanted
 
         self.device_type = "cpu"
@@ -191,7 +210,7 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, ProfileBuilder):
         # strong: the profile is built after the script's frames (and its locals) are gone
         self._known_opts: list[torch.optim.Optimizer] = []
         self._opt_param_ids: tuple[int, set[int]] = (-1, set())
-        self._pass_queue: list[str] = ["flops", "memory"] if passes else []
+        self._pass_queue: list[str] = ["flops", "memory", "python"] if passes else []
         self._pass_retries = 0
         self._opt_calls: dict[int, int] = {}
         self._it_batches: dict[int, int] = {}
@@ -238,6 +257,7 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, ProfileBuilder):
         self._patch(torch, "compile", self._counting("compile_calls", torch.compile))
         self._patch(nn.Module, "compile", self._counting("compile_calls", nn.Module.compile))
         self._patch(ckpt_mod, "checkpoint", self._counting("checkpoint_calls", ckpt_mod.checkpoint))
+        self._install_batch_clock()
         return self
 
     def uninstall(self) -> None:
@@ -254,6 +274,7 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, ProfileBuilder):
         finder = getattr(self, "_finder", None)
         if finder is not None and finder in sys.meta_path:
             sys.meta_path.remove(finder)
+        self._close_batch_clock()
 
     def _wrap_getstate(self, orig: Callable) -> Callable:
         """A module pickled or deep-copied while ccprof watches (``torch.save(model)``, an EMA
@@ -286,10 +307,11 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, ProfileBuilder):
             return
         if sync and not self._discovery:
             _sync(self.device_type)
-        t = self._now()
+        t, tc = self._now(), cpu_now()
         if self._step_t0 is not None:
             self._cur_phase[self._phase] += t - self._phase_t
-        self._phase_t = t
+            self._cur_phase_cpu[self._phase] += tc - self._phase_tc
+        self._phase_t, self._phase_tc = t, tc
         self._phase = phase
         if self._pass is not None and phase != "eval":
             self._pass.set_phase(phase)
@@ -419,6 +441,8 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, ProfileBuilder):
         if self._eval_open:
             self._close_eval()
         self._begin_step_if_needed()
+        # ccprof's own bookkeeping below (the loss's value, the call site) is not the loop's glue
+        self._set_phase("backward")
         if self._last_it is not None:
             self._flush_fingerprints(self._last_it)     # its batch reached a backward: training data
         if not self._loader_from_backward and self._last_loader is not None:
@@ -437,7 +461,6 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, ProfileBuilder):
                 self.step_losses.append(float(loss.detach().float().item()))
             except Exception:
                 pass
-        self._set_phase("backward")
         self._in_backward = True
         try:
             result = call()
@@ -489,6 +512,8 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, ProfileBuilder):
             self._step_t0 = self._now()
             self._phase_t = self._step_t0
             self._cur_phase = dict.fromkeys(_TIMED, 0.0)
+            self._step_tc0 = self._phase_tc = cpu_now()
+            self._cur_phase_cpu = dict.fromkeys(_TIMED, 0.0)
 
     def _end_step(self) -> None:
         if self._step_t0 is None:
@@ -496,9 +521,11 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, ProfileBuilder):
         if self._eval_open:
             self._close_eval()
         _sync(self.device_type)
-        t = self._now()
+        t, tc = self._now(), cpu_now()
         self._cur_phase[self._phase] += t - self._phase_t
+        self._cur_phase_cpu[self._phase] += tc - self._phase_tc
         step_s = t - self._step_t0 - self._cur_phase.get("eval", 0.0)
+        step_cpu_s = tc - self._step_tc0 - self._cur_phase_cpu.get("eval", 0.0)
         idx = self.step_index
         self.step_index += 1
         loss = self.step_losses[-1] if self.step_losses else None
@@ -507,6 +534,8 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, ProfileBuilder):
         if idx >= self.warmup + self.n_pass_steps:
             self.step_s.append(step_s)
             self.phase_totals.append(dict(self._cur_phase))
+            self.step_cpu_s.append(step_cpu_s)
+            self.phase_cpu_totals.append(dict(self._cur_phase_cpu))
             # micro-batches: backwards per step; with several models or optimizers (a GAN) only
             # one backward call site run several times (an accumulation loop) counts: D's losses
             # on real and on fake data are two loss terms, not two micro-batches
@@ -537,6 +566,8 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, ProfileBuilder):
         if self.step_index == 1 and self._discovery:
             self._probe_run_limits()
             self._finish_discovery()
+        if self.step_index >= self.total_steps and self._more_steps_needed():
+            self.total_steps += 1           # the host figures' spread is not known yet: one more
         if self.step_index >= self.total_steps:
             self._stop_sampler()
             if self.on_complete is not None:
@@ -554,6 +585,8 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, ProfileBuilder):
         self._phase_t = self._step_t0
         self._phase = "other"
         self._cur_phase = dict.fromkeys(_TIMED, 0.0)
+        self._step_tc0 = self._phase_tc = cpu_now()
+        self._cur_phase_cpu = dict.fromkeys(_TIMED, 0.0)
 
     def _start_sampler(self) -> None:
         if self.device_type != "cuda":

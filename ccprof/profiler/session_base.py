@@ -21,10 +21,8 @@ _TIMED = PHASES + ("eval",)
 EVAL_MAX_ROWS = 4000         # op rows kept for the counted evaluation episode
 MAX_PASS_RETRIES = 3
 MAX_FINGERPRINTS = 4096     # sampled examples kept for duplicate detection
-# With DataLoader workers, a wait above this share of the step means they are behind (their
-# rate sets the step); below it the batch time is probed in the main process.
-DATA_BOUND_FRAC = 0.05
 PROBE_BUDGET_S = 2.0         # at most this long fetching samples for the batch-time probe
+PROBE_BATCHES = 16           # and at most this many batches
 CHECKPOINT_S = 10.0          # during the timed steps, a partial profile at most this often
 MAX_SHAPES = 8
 PROBE_PARAMS, PROBE_ELEMENTS = 4, 4096   # what is compared to see a hand-written update
@@ -183,49 +181,56 @@ def _batch_bytes(batch: Any) -> int:
     return int(sum(t.numel() * t.element_size() for t in leaves if isinstance(t, torch.Tensor)))
 
 
-def probe_batch_s(loader: Any, budget_s: float = PROBE_BUDGET_S) -> tuple[float | None, str]:
-    """Seconds to make one batch of ``loader`` in this process: fetch samples of its map-style
-    dataset through its ``collate_fn`` until a batch or ``budget_s``, and scale to the batch size.
+def probe_batch_s(loader: Any, budget_s: float = PROBE_BUDGET_S,
+                  max_batches: int = PROBE_BATCHES) -> tuple[list[tuple[float, float]], str]:
+    """Batches of ``loader`` made again in this process, each timed: fetch samples of its
+    map-style dataset through its ``collate_fn``, up to ``max_batches`` batches or ``budget_s``,
+    back to back on one thread (as a DataLoader worker runs).
 
+    Output: ``([(CPU s, wall s) per batch], how)``; an empty list and why when it cannot probe.
     The global RNGs (torch, Python, NumPy) are restored afterwards, so the user's random stream
-    is untouched. An iterable dataset cannot be indexed: (None, why).
+    is untouched. An iterable dataset cannot be indexed.
     """
     ds = getattr(loader, "dataset", None)
     bs = getattr(loader, "batch_size", None) or 1
     collate = getattr(loader, "collate_fn", None)
     if ds is None or not hasattr(ds, "__getitem__") or isinstance(ds, torch.utils.data.IterableDataset):
-        return None, "unknown: the workers hid the wait and the dataset cannot be indexed to probe"
+        return [], "unknown: the batches were not timed and the dataset cannot be indexed to probe"
     try:
         n = len(ds)
     except TypeError:
-        return None, "unknown: the workers hid the wait and the dataset has no length to probe"
+        return [], "unknown: the batches were not timed and the dataset has no length to probe"
+    if n <= 0:
+        return [], "unknown: the dataset is empty"
     py_state = random.getstate()
     try:
         import numpy as np  # here: numpy loads only on this path
         np_state = np.random.get_state()
     except ImportError:  # pragma: no cover - numpy comes with torch
         np, np_state = None, None
-    fetched = []
+    times: list[tuple[float, float]] = []
+    # one thread, as a DataLoader worker runs: thread CPU time then counts all of a batch's work
+    threads = torch.get_num_threads()
     try:
+        torch.set_num_threads(1)
         with torch.random.fork_rng(devices=[]):
-            t0 = time.perf_counter()
-            for i in range(min(bs, n)):
-                fetched.append(ds[i])
-                if time.perf_counter() - t0 > budget_s:
+            start = time.perf_counter()
+            for k in range(max_batches):
+                t0, c0 = time.perf_counter(), time.thread_time()
+                fetched = [ds[(k * bs + i) % n] for i in range(min(bs, n))]
+                if collate is not None:
+                    collate(fetched)
+                times.append((time.thread_time() - c0, time.perf_counter() - t0))
+                if time.perf_counter() - start > budget_s:
                     break
-            if collate is not None and fetched:
-                collate(fetched)
-            took = time.perf_counter() - t0
     except Exception as exc:  # the probe must never break the profile
-        return None, f"unknown: probing the dataset failed ({type(exc).__name__}: {exc})"
+        return [], f"unknown: probing the dataset failed ({type(exc).__name__}: {exc})"
     finally:
+        torch.set_num_threads(threads)
         random.setstate(py_state)
         if np is not None:
             np.random.set_state(np_state)
-    if not fetched:
-        return None, "unknown: the dataset is empty"
-    per_batch = took / len(fetched) * bs
-    return per_batch, f"probe: {len(fetched)} sample(s) fetched and collated in the main process"
+    return times, f"{len(times)} batch(es) made again in the main process after the run, on one thread"
 
 
 # Loss modules and containers are called at depth 0 in most loops but are not the model.

@@ -4,14 +4,13 @@ step clock's record (``step_record.py``); the others still read the Session's li
 (the model's parameters, the loaders)."""
 from __future__ import annotations
 
-import platform
 from collections import Counter
 from dataclasses import replace
 from typing import Any
 
 import torch
 
-from ccprof.profiler.host import measure_host
+from ccprof.profiler.host import host_cpu_name, measure_host
 from ccprof.profiler.step_record import StepRecord, clean_steps, micro_batches_per_step, steps_section
 from ccprof.artefacts.profile import Device, Finding, Precision, Profile, Steps
 
@@ -28,7 +27,8 @@ class ProfileBuilder:
             losses=list(self.losses), samples=list(self.samples), tokens=list(self.tokens),
             backwards=list(self.micro_batches), batches=list(self.batches_per_step),
             fed_by_loader=bool(self.loaders), loader_workers=int(self.loader_info.get("num_workers") or 0),
-            after_checkpoint=frozenset(self._after_checkpoint), kind=self.step_kind or "optimizer")
+            after_checkpoint=frozenset(self._after_checkpoint), kind=self.step_kind or "optimizer",
+            step_cpu_s=list(self.step_cpu_s), phase_cpu_totals=[dict(d) for d in self.phase_cpu_totals])
 
     def _clean_steps(self) -> tuple[list[float], list[dict[str, float]]]:
         return clean_steps(self.step_record())
@@ -40,14 +40,24 @@ class ProfileBuilder:
         return steps_section(self.step_record())
 
     def _host(self, cheap: bool = False) -> Any:
-        """Host dispatch timing; measured for the final profile after ccprof's hooks are off
-        (a checkpoint's figure, with them on, is not kept)."""
+        """Host figures: the speed bench, measured for the final profile after ccprof's hooks are
+        off (a checkpoint's figure, with them on, is not kept), and the Python bytecodes each
+        phase ran in the python pass (``pycount.PythonPass``)."""
         if cheap:
-            return measure_host(self.module_calls_per_step, repeats=1)
-        if getattr(self, "_host_info", None) is None:
-            self._host_info = measure_host(self.module_calls_per_step)
-        return self._host_info
-
+            host = measure_host(self.module_calls_per_step, repeats=1, windows=1)
+        else:
+            if getattr(self, "_host_info", None) is None:
+                # the probe's windows (~0.8 s) only matter when a batch time needs converting
+                self._host_info = measure_host(self.module_calls_per_step, windows=8 if self.loaders else 1)
+            host = self._host_info
+        if self.opcodes is not None:
+            host = replace(host, opcodes=dict(self.opcodes), opcode_step=self.opcode_step)
+        probes = [p for p in self.fetch_probes() + self.burst_probes if p > 0]
+        if probes and host.probe_s:
+            # the machine's own speed: the fastest probe of the run, beside a batch or at the end
+            # (a shared core runs in slow spells; contention only slows a probe)
+            host = replace(host, probe_s=min(min(probes), host.probe_s))
+        return host
 
     def build_precision(self) -> Precision:
         dtypes: Counter[str] = Counter()
@@ -71,16 +81,7 @@ class ProfileBuilder:
             return Device(type="cuda", name=props.name, memory_bytes=int(props.total_memory),
                           count=torch.cuda.device_count(), capability=f"{props.major}.{props.minor}")
 
-        name = platform.processor() or platform.machine()
-        try:
-            with open("/proc/cpuinfo") as fh:
-                for line in fh:
-                    if line.startswith("model name"):
-                        name = line.split(":", 1)[1].strip()
-                        break
-        except OSError:
-            pass
-        return Device(type="cpu", name=name, memory_bytes=None,
+        return Device(type="cpu", name=host_cpu_name(), memory_bytes=None,
                       count=torch.cuda.device_count() if torch.cuda.is_available() else 0)
 
     def _fvcore_cross_check(self, flops: Any, ops: list | None = None) -> Any:

@@ -8,9 +8,10 @@ from typing import Any, Callable
 
 from ccprof.artefacts.profile import DataInfo
 from ccprof.profiler.session_base import (
-    DATA_BOUND_FRAC, MAX_FINGERPRINTS, _batch_bytes, _describe_batch, _distinct_items,
+    MAX_FINGERPRINTS, _batch_bytes, _describe_batch, _distinct_items,
     _first_tensor, _loader_info, _row_fingerprints, probe_batch_s,
 )
+from ccprof.profiler.host import speed_probe
 
 
 class DataWatch:
@@ -145,7 +146,7 @@ class DataWatch:
         if not shapes and self.example_input is not None:
             shapes = _describe_batch(list(self.example_input[0]) + list(self.example_input[1].values()))
         bps = (sum(self.batches_per_step) / len(self.batches_per_step)) if self.batches_per_step else None
-        batch_s, batch_how = self._batch_time(bps, info.get("num_workers"), wait, probe)
+        batch = self._batch_time(bps, info.get("num_workers"), probe)
         return DataInfo(
             batch_size=batch_size, shapes=shapes,
             num_workers=info.get("num_workers"), pin_memory=info.get("pin_memory"),
@@ -153,30 +154,68 @@ class DataWatch:
             steps_per_epoch=info.get("steps_per_epoch"), wait_frac=wait,
             fingerprints=fps[:512], duplicate_frac=dup, duplicate_scope=scope,
             token_inputs=token_inputs, seq_len=seq_len, dataloader_seen=bool(self.loaders),
-            batch_s=batch_s, batch_s_method=batch_how, batches_per_step=bps, batch_bytes=self.batch_bytes,
-            finite=info.get("finite"),
+            batches_per_step=bps, batch_bytes=self.batch_bytes, finite=info.get("finite"), **batch,
         )
 
-    def _batch_time(self, bps: float | None, workers: int | None, wait_frac: float | None,
-                    probe: bool = True) -> tuple[float | None, str | None]:
-        """Seconds to make one batch in one process, and how it was found (see DataInfo.batch_s)."""
-        clean_s, clean_phases = self._clean_steps()
-        if not bps or not clean_s or not clean_phases:
-            return None, None
-        n = len(clean_s)
-        wait_s = sum(d["data"] for d in clean_phases) / n
-        step = sum(clean_s) / n
-        if not workers:
-            return wait_s / bps, "measured wait (num_workers=0): the main process makes each batch"
-        if wait_frac is not None and wait_frac >= DATA_BOUND_FRAC:
-            # workers are behind: they deliver bps batches per step, w at a time
-            return workers * step / bps, (f"the {workers} workers were behind (wait {wait_frac:.0%} of the step): "
-                                          "batch time = workers x step / batches per step")
-        return self._probe_batch_time() if probe else (None, "not probed in a mid-run checkpoint")
+    def _batch_time(self, bps: float | None, workers: int | None, probe: bool = True) -> dict[str, Any]:
+        """One batch's making in one process (see DataInfo.batch_s): the fastest of the training
+        loader's fetches, timed where they ran (thread CPU time), and of batches made again in the
+        main process after the run (``probe``; not in a mid-run checkpoint). Never inferred from
+        the training step's time."""
+        if not bps or not self.loaders:
+            return {}
+        loader = self._train_loader() if self._train_loader is not None else None
+        ds_id = id(getattr(loader, "dataset", None)) if loader is not None else None
+        workers = int(workers or 0)
+        if workers:
+            fetches = self._collect_worker_fetches()
+            where = f"inside the {workers} DataLoader workers"
+        else:
+            fetches = list(self.main_fetches)
+            where = "in the main process (num_workers=0)"
+        mine = [(cpu, wall) for d, cpu, wall, _ in fetches if ds_id is not None and d == ds_id]
+        again, how = (self._probe_batch_time() if probe else ([], "not probed in a mid-run checkpoint"))
+        if not mine and not again:
+            return {"batch_s_method": how}
+        return _fastest(mine, where, again)
 
-    def _probe_batch_time(self) -> tuple[float | None, str | None]:
-        """Time one batch made in this process from the training loader's dataset (its RNG restored)."""
+    def _probe_batch_time(self) -> tuple[list[tuple[float, float]], str]:
+        """Batches made again in this process from the training loader's dataset, each timed
+        (the RNGs restored): more samples of the fastest batch, with the script stopped."""
         loader = self._train_loader() if self._train_loader is not None else None
         if loader is None:
-            return None, "unknown: the workers hid the wait and no training loader was kept to probe"
-        return probe_batch_s(loader)
+            return [], "unknown: the batches were not timed and no training loader was kept to probe"
+        # the speed probe just before and after, in the same spell of this (maybe shared) core: the
+        # batches are stated at the core's fastest probe (HostInfo.probe_s) as the run's batches are
+        before = min(speed_probe() for _ in range(5))
+        times, how = probe_batch_s(loader)
+        burst = min(before, min(speed_probe() for _ in range(5)))
+        self.burst_probes.append(burst)
+        fastest = self._host().probe_s or burst          # the fastest of the run, this burst's included
+        scale = fastest / burst if burst > 0 else 1.0
+        # only the CPU part speeds up with the core; time off the CPU (I/O) stays what it was
+        return [(cpu * scale, wall - cpu + cpu * scale) for cpu, wall in times], how
+
+
+def _fastest(run: list[tuple[float, float]], where: str, again: list[tuple[float, float]]) -> dict[str, Any]:
+    """The batch time as the fastest batch made, in CPU seconds: contention only slows, so the
+    fastest is this machine's own speed. ``run``: the batches the run made ``where`` they were
+    made; ``again``: batches made again in the main process after the run. The band's upper end
+    is the fastest tenth.
+
+    Time off the CPU (a disk or network read, a sleep) is not CPU time: when even the batch with
+    the fastest wall time spent more than half of it off the CPU, that wait is the batch's I/O
+    (``batch_io_s``), added as it is; below that, off-CPU time is taken for the machine's load."""
+    rows = run + again
+    cpu = sorted(r[0] for r in rows)
+    tenth = cpu[max(0, len(cpu) // 10 - 1)]
+    w_cpu, w_wall = min(rows, key=lambda r: r[1])
+    io = w_wall - w_cpu if w_wall > 2 * w_cpu else 0.0
+    io_text = (f"; it also waits {io * 1e3:.1f} ms off the CPU (I/O, sleeps), the off-CPU time of the batch with "
+               f"the fastest wall time" if io else "")
+    parts = ([f"{len(run)} made {where}"] if run else []) + (
+        [f"{len(again)} made again in the main process after the run, on one thread"] if again else [])
+    return {"batch_s": cpu[0], "batch_s_lo": cpu[0], "batch_s_hi": tenth, "batch_s_n": len(rows),
+            "batch_clock": "thread_cpu", "batch_io_s": io,
+            "batch_s_method": (f"thread CPU time of making a batch (the dataset's __getitem__ and collate_fn): "
+                               f"the fastest of {' and '.join(parts)}{io_text}")}

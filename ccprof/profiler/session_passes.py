@@ -57,6 +57,10 @@ class PassRunner:
                 from ccprof.profiler.flops import FlopPass  # here: nothing extra is imported into the user's process before it is needed
 
                 self._pass = FlopPass(self._named_roots())
+            elif name == "python":
+                from ccprof.profiler.pycount import PythonPass  # here: nothing extra is imported into the user's process before it is needed
+
+                self._pass = PythonPass(lambda: self._phase)
             elif name == "kernels":
                 from ccprof.profiler.kernel_times import KernelPass  # here: nothing extra is imported into the user's process before it is needed
 
@@ -94,6 +98,9 @@ class PassRunner:
                 self.findings.append(Finding("flop_count", f"FLOP bookkeeping: {err}"))
         elif name == "kernels":
             self.kernel_result = dict(result or {})
+        elif name == "python":
+            self.opcodes = dict(result or {})
+            self.opcode_step = self.step_index - 1
         else:
             self.memory_result = result
         self._checkpoint()

@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
 
 from ccprof.artefacts.profile import Steps
@@ -36,6 +37,8 @@ class StepRecord:
     loader_workers: int = 0
     after_checkpoint: frozenset[int] = frozenset()                     # step indices right after one
     kind: str = "optimizer"
+    step_cpu_s: list[float] = field(default_factory=list)             # each step's main-thread CPU time
+    phase_cpu_totals: list[dict[str, float]] = field(default_factory=list)  # per step: phase -> CPU s
 
 
 def clean_steps(rec: StepRecord) -> tuple[list[float], list[dict[str, float]]]:
@@ -66,10 +69,13 @@ def _mean(xs: list[int]) -> float | None:
 
 def steps_section(rec: StepRecord) -> Steps:
     """The Profile's ``steps``: every measured step's time, the mean phase split (over the
-    clean steps), the finite losses, micro-batches, samples and tokens per step."""
+    clean steps), the finite losses, micro-batches, samples and tokens per step; the same step
+    and its phases in thread CPU time (medians), when recorded."""
     clean_s, clean_phases = clean_steps(rec)
     phase_s = {ph: sum(d.get(ph, 0.0) for d in clean_phases) / len(clean_s) for ph in STEP_PHASES} if clean_s else {}
     samples, tokens = _mean(rec.samples), _mean(rec.tokens)
+    phase_cpu = ({ph: statistics.median(d.get(ph, 0.0) for d in rec.phase_cpu_totals) for ph in STEP_PHASES}
+                 if rec.phase_cpu_totals else {})
     return Steps(
         warmup=rec.warmup, measured=len(rec.step_s), step_s=list(rec.step_s), phase_s=phase_s,
         loss=[x for x in rec.losses if math.isfinite(x)],
@@ -77,4 +83,5 @@ def steps_section(rec: StepRecord) -> Steps:
         samples_per_step=round(samples) if samples else None,
         tokens_per_step=round(tokens) if tokens else None,
         kind=rec.kind or "optimizer",
+        phase_cpu_s=phase_cpu, step_cpu_s=list(rec.step_cpu_s),
     )
