@@ -28,7 +28,7 @@ from typing import Any
 
 from ccprof.hardware.catalog import DEFAULT_GPU, GpuSpec, load_catalog, resolve_gpu
 from ccprof.hardware.projection import project, source_gpu
-from ccprof.artefacts.profile import Cost, GpuProjection, Profile
+from ccprof.artefacts.profile import Cost, GpuProjection, HostInfo, Profile
 
 __all__ = ["DEFAULT_RUN_STEPS", "HF_DEFAULT_EPOCHS", "NoStepTimeError", "steps_per_epoch", "run_steps",
            "target_gpu", "cost_for", "right_size", "attach"]
@@ -290,12 +290,14 @@ def right_size(profile: Profile, catalog: dict[str, GpuSpec], total_steps: int |
 
 def attach(profile: Profile, *, gpu: str | None = None, catalog: dict[str, GpuSpec] | None = None,
            price_usd: float | None = None, total_steps: int | None = None,
-           epochs: float | None = None, num_gpus: int = 1) -> Profile:
+           epochs: float | None = None, num_gpus: int = 1, host_speed: float | None = None) -> Profile:
     """The profile with ``projection`` (every catalog GPU) and ``cost`` (the target GPU) set.
 
     Inputs: ``gpu`` (``--gpu``; default the GPU in use, else :data:`DEFAULT_GPU`), a catalog
-    (default :func:`load_catalog`), ``price_usd`` (``--price``), the planned run size, and
-    ``num_gpus`` billed per step (data-parallel jobs: the world size).
+    (default :func:`load_catalog`), ``price_usd`` (``--price``), the planned run size,
+    ``num_gpus`` billed per step (data-parallel jobs: the world size), and ``host_speed``
+    (``--host-speed``: the GPU machine's host CPU against the reference host,
+    ``ccprof.hardware.host``; kept in ``profile.host.target_speed``).
     Output: ``dataclasses.replace(profile, projection=..., cost=...)``; when the profile ran
     on a catalog GPU, ``device.catalog_id`` is filled too. With nothing to cost (no steps,
     ops or FLOPs) ``cost`` is None and ``reasons["cost"]`` says why; a bad ``--gpu`` or
@@ -304,6 +306,11 @@ def attach(profile: Profile, *, gpu: str | None = None, catalog: dict[str, GpuSp
     Example: ``attach(Profile.from_json("profile.json"), gpu="l4", total_steps=20_000)``.
     """
     cat = catalog if catalog is not None else load_catalog()
+    if host_speed is not None:
+        if not (host_speed > 0 and math.isfinite(host_speed)):
+            raise ValueError(f"--host-speed must be a positive number, got {host_speed!r}")
+        host = profile.host if profile.host is not None else HostInfo()
+        profile = dataclasses.replace(profile, host=dataclasses.replace(host, target_speed=float(host_speed)))
     proj = project(profile, cat)
     gid, choice = target_gpu(profile, cat, gpu)
     changes: dict[str, Any] = {"projection": proj}

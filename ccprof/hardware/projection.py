@@ -264,8 +264,10 @@ def project(profile: Profile, catalog: dict[str, GpuSpec]) -> dict[str, GpuProje
         ev_s = eval_s_for(profile, spec, policy, cf)
         if measured_here is not None and profile.eval is not None and not profile.eval.seconds_counted:
             ev_s = profile.eval.seconds            # timed on this very GPU
+        band = (step_s + sc.step_s_lo - sc.step_s, step_s + sc.step_s_hi - sc.step_s) if step_s else (None, None)
         out[gid] = GpuProjection(
             step_s=step_s, step_s_bf16=step16, fits=fits_memory(peak_bytes, spec),
             mfu=mfu(model_flops, step_s, peak), measured_step_s=measured_here, method=method, detail=detail,
-            phase_s=phase_s, phase_s_bf16=phase16, hfu=mfu(exec_flops, step_s, peak), eval_s=ev_s)
+            phase_s=phase_s, phase_s_bf16=phase16, hfu=mfu(exec_flops, step_s, peak), eval_s=ev_s,
+            step_s_lo=band[0], step_s_hi=band[1])
     return out

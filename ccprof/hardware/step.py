@@ -9,13 +9,16 @@ advisor's "after" (a tweak changes the policy or the op list, and the step is co
 the plan, verify and the reports. Per phase::
 
     device_s = sum over the phase's kernels of calls x achieved seconds (ccprof.hardware.kernels)
-    host_s   = dispatches x (this host's measured dispatch + a CUDA launch) + module calls x
-               the measured module-call overhead (forward); the measured loop glue ("other")
+    host_s   = dispatches x (the reference host's dispatch + a CUDA launch) + the phase's Python
+               (its bytecodes, counted, x the reference's cost of one; older profiles: module
+               calls x the reference's module-call cost, forward only)      (ccprof.hardware.host)
     phase_s  = max(device_s, host_s)          # the host queues kernels ahead; the slower side wins
 
 and the data phase is what the loader makes the GPU wait for (:func:`data_wait_s`): the whole
 batch time with ``num_workers=0``, else what the workers cannot hide behind the step's compute.
-``step_s`` is the sum of the phases.
+``step_s`` is the sum of the phases. Nothing here reads a time the profiling host measured except
+a batch's making (its CPU time over a speed probe): ``step_s_lo``/``step_s_hi`` carry that
+figure's 95% interval, the only spread a projection has.
 """
 from __future__ import annotations
 
@@ -24,11 +27,11 @@ from typing import Any, Iterable
 
 from ccprof.hardware import kernels as K
 from ccprof.hardware.catalog import GpuSpec
+from ccprof.hardware.host import HostSide, host_side
 from ccprof.hardware.translate import Kernel, Policy, policy_for, translate
 from ccprof.artefacts.profile import OpCost, Profile
 
-__all__ = ["CUDA_LAUNCH_S", "DISPATCH_S_FALLBACK", "MODULE_CALL_S_FALLBACK", "PCIE_BYTES_PER_S", "PHASES",
-           "StepCost", "cost_step", "data_wait_s", "fuse", "host_costs"]
+__all__ = ["CUDA_LAUNCH_S", "PCIE_BYTES_PER_S", "PHASES", "StepCost", "cost_step", "data_wait_s", "fuse"]
 
 PHASES = ("data", "forward", "backward", "optimizer", "other")
 
@@ -36,10 +39,6 @@ PHASES = ("data", "forward", "backward", "optimizer", "other")
 # bookkeeping around it take ~3-5 us when launches are pipelined (NVIDIA, "Getting Started
 # with CUDA Graphs", 2019); 4 us is taken. Not measurable on a CPU-only host.
 CUDA_LAUNCH_S = 4e-6
-# Profiles from before ccprof measured the host (no ``profile.host``): a 2020s x86 server core
-# dispatches a small aten op in ~1-3 us (this project's CPUs: ~1 us); 2 us is taken.
-DISPATCH_S_FALLBACK = 2e-6
-MODULE_CALL_S_FALLBACK = 1e-6
 # Host-to-device copy of a batch: PCIe 4.0 x16 is 32 GB/s per direction (PCI-SIG); ~25 GB/s is
 # what pinned copies reach. The copy is taken as not overlapped (the common `x.to(device)`).
 PCIE_BYTES_PER_S = 25e9
@@ -58,6 +57,18 @@ class StepCost:
     by_class: dict[str, float] = field(default_factory=dict)   # device seconds by kernel class
     notes: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
+    # the data wait at the ends of the batch time's 95% interval (None: no measured spread)
+    data_lo_s: float | None = None
+    data_hi_s: float | None = None
+
+    @property
+    def step_s_lo(self) -> float:
+        """The step at the low end of the measured batch time's interval (= step_s without one)."""
+        return self.step_s if self.data_lo_s is None else self.step_s - self.phase_s.get("data", 0.0) + self.data_lo_s
+
+    @property
+    def step_s_hi(self) -> float:
+        return self.step_s if self.data_hi_s is None else self.step_s - self.phase_s.get("data", 0.0) + self.data_hi_s
 
     @property
     def bound(self) -> dict[str, str]:
@@ -81,46 +92,41 @@ class StepCost:
         return replace(self, device_s=dev, phase_s=phase, step_s=sum(phase.values()))
 
 
-def host_costs(profile: Profile) -> tuple[float, float, int, str]:
-    """(dispatch s per op, module-call s, module calls per step, where they came from)."""
-    h = profile.host
-    if h is not None and h.dispatch_s > 0:
-        return h.dispatch_s, h.module_call_s, h.module_calls_per_step, h.method or "measured on the profiling host"
-    calls = profile.counters.get("module_calls_per_step", 0) if profile.counters else 0
-    return (DISPATCH_S_FALLBACK, MODULE_CALL_S_FALLBACK, calls,
-            f"not measured in this profile: {DISPATCH_S_FALLBACK * 1e6:.0f} us per op taken")
-
-
-def data_wait_s(profile: Profile, compute_s: float) -> tuple[float, dict[str, Any]]:
+def data_wait_s(profile: Profile, compute_s: float, host: HostSide | None = None,
+                batch_s: float | None = None) -> tuple[float, dict[str, Any]]:
     """Seconds per step the GPU would wait for data, and how that was worked out.
 
     With ``num_workers=0`` the main process makes every batch: the wait is the batch time times
     batches per step. With workers, each makes a batch in ``batch_s`` while the GPU computes;
     ``w`` workers deliver ``w / batch_s`` batches a second, so the wait per step is
-    ``max(0, batches x batch_s / w - compute_s)``. Without a measured batch time the wait the
-    profiling host saw is kept (a lower bound when workers hid it there). The host-to-device
-    copy of the batch is added at :data:`PCIE_BYTES_PER_S`.
+    ``max(0, batches x batch_s / w - compute_s)``. The batch time is the one ``host`` prices on
+    the target host (``ccprof.hardware.host``; ``batch_s`` overrides it: an end of its interval);
+    without one there is no wait to project, whatever the profiling host's loop waited (that
+    wait is its own CPU's). The host-to-device copy of the batch is added at
+    :data:`PCIE_BYTES_PER_S`.
     """
     d = profile.data
+    host = host or host_side(profile)
     measured = max(profile.steps.phase_s.get("data", 0.0) or 0.0, 0.0)
     bps = d.batches_per_step or float(max(profile.steps.micro_batches, 1))
     info: dict[str, Any] = {"measured_wait_s": measured, "batches_per_step": bps}
     copy_s = (d.batch_bytes or 0) * bps / PCIE_BYTES_PER_S if profile.device.type != "cuda" else 0.0
     info["h2d_copy_s"] = copy_s
-    if d.batch_s is None or d.batch_s <= 0:
-        info["method"] = ("the wait measured on the profiling host (no batch time measured)"
-                          if measured else "no data wait measured")
-        return measured + copy_s, info
+    one = batch_s if batch_s is not None else host.batch_s
+    if one is None or one <= 0:
+        info["method"] = ("no batch time measured: no data wait projected (the profiling host's own wait, "
+                          f"{measured * 1e3:.1f} ms, is its CPU's)" if measured else "no data wait measured")
+        return copy_s, info
     workers = d.num_workers or 0
-    make_s = d.batch_s * bps
+    make_s = one * bps
     if workers <= 0:
         wait = make_s
-        info["method"] = f"num_workers=0: the main process makes {bps:g} batch(es) of {d.batch_s * 1e3:.1f} ms per step"
+        info["method"] = f"num_workers=0: the main process makes {bps:g} batch(es) of {one * 1e3:.2f} ms per step"
     else:
         wait = max(0.0, make_s / workers - compute_s)
-        info["method"] = (f"{workers} workers at {d.batch_s * 1e3:.1f} ms a batch deliver {bps:g} batch(es) in "
-                          f"{make_s / workers * 1e3:.1f} ms; the GPU computes for {compute_s * 1e3:.1f} ms")
-    info["batch_s"] = d.batch_s
+        info["method"] = (f"{workers} workers at {one * 1e3:.2f} ms a batch deliver {bps:g} batch(es) in "
+                          f"{make_s / workers * 1e3:.2f} ms; the GPU computes for {compute_s * 1e3:.2f} ms")
+    info["batch_s"] = one
     info["batch_s_method"] = d.batch_s_method
     return wait + copy_s, info
 
@@ -180,10 +186,10 @@ def cost_step(profile: Profile, spec: GpuSpec, policy: Policy | None = None, *,
     if class_factors:
         kernels = [replace(k, per_call_s=k.per_call_s * class_factors.get(k.cls, 1.0)) for k in kernels]
     notes: list[str] = []
-    if policy.compiled and not (profile.static.compile or any("OptimizedModule" in r for r in profile.model.roots)):
+    if policy.compiled and not _already_compiled(profile):
         kernels, note = fuse(kernels, profile, spec, params)
         notes.append(note)
-    dispatch_s, module_s, module_calls, host_how = host_costs(profile)
+    hs = host_side(profile)
     device = dict.fromkeys(PHASES[1:], 0.0)
     host = dict.fromkeys(PHASES[1:], 0.0)
     by_class: dict[str, float] = {}
@@ -196,23 +202,33 @@ def cost_step(profile: Profile, spec: GpuSpec, policy: Policy | None = None, *,
         if policy.compiled and k.cls != "host":
             host[ph] += k.calls * CUDA_LAUNCH_S          # Inductor's wrapper launches; no per-op dispatch
         else:
-            host[ph] += k.dispatches * dispatch_s + k.calls * CUDA_LAUNCH_S
-    if not policy.compiled:
-        host["forward"] += module_calls * module_s
-    measured_other = profile.steps.phase_s.get("other", 0.0) if profile.device.type != "cuda" else 0.0
-    if measured_other:
-        # the loop's own Python between steps (zero_grad, logging) runs on the host wherever it trains
-        host["other"] = max(host["other"], measured_other)
-        other_bytes = sum(k.nbytes for k in kernels if k.phase == "other")
-        if other_bytes:
-            notes.append(f"the loop's {measured_other * 1e3:.1f} ms outside forward, backward and the optimizer "
-                         f"(measured here) is kept as host time; it includes this CPU computing ops the GPU "
-                         f"would run ({other_bytes / 1e6:.1f} MB, e.g. gradient clipping): an upper bound")
+            host[ph] += k.dispatches * hs.dispatch_s + k.calls * CUDA_LAUNCH_S
+    if hs.python_s is not None:
+        for ph in PHASES[1:]:
+            if policy.compiled and ph in ("forward", "backward") and not _already_compiled(profile):
+                continue            # the compiled graph replaces the model's Python (guards stay: small)
+            host[ph] += hs.python_s.get(ph, 0.0)
+    elif not policy.compiled:
+        calls = profile.host.module_calls_per_step if profile.host else (profile.counters or {}).get(
+            "module_calls_per_step", 0)
+        host["forward"] += calls * hs.module_call_s
     phase = {ph: max(device[ph], host[ph]) for ph in PHASES[1:]}
     compute = sum(phase.values())
-    wait, dinfo = data_wait_s(profile, compute) if data else (0.0, {"method": "left out"})
+    lo = hi = None
+    if data:
+        wait, dinfo = data_wait_s(profile, compute, hs)
+        if hs.batch_s is not None and (hs.batch_s_lo, hs.batch_s_hi) != (hs.batch_s, hs.batch_s):
+            lo = data_wait_s(profile, compute, hs, batch_s=hs.batch_s_lo)[0]
+            hi = data_wait_s(profile, compute, hs, batch_s=hs.batch_s_hi)[0]
+    else:
+        wait, dinfo = 0.0, {"method": "left out"}
     phase = {"data": wait, **phase}
-    notes.append(f"host: {host_how}; {CUDA_LAUNCH_S * 1e6:.0f} us per CUDA launch")
+    notes.append(f"host: {hs.how}; {CUDA_LAUNCH_S * 1e6:.0f} us per CUDA launch")
     return StepCost(gpu=spec.id, policy=policy, device_s=device, host_s=host, phase_s=phase,
-                    step_s=sum(phase.values()), launches=launches, by_class=by_class, notes=notes, data=dinfo)
+                    step_s=sum(phase.values()), launches=launches, by_class=by_class, notes=notes, data=dinfo,
+                    data_lo_s=lo, data_hi_s=hi)
+
+
+def _already_compiled(profile: Profile) -> bool:
+    return bool(profile.static.compile) or any("OptimizedModule" in r for r in profile.model.roots)
 

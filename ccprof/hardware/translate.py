@@ -213,8 +213,8 @@ def translate(profile: Profile, spec: GpuSpec, policy: Policy | None = None, *,
     rows = list(profile.ops if ops is None else ops)
     kernels: list[Kernel] = []
     for op in rows:
-        if op.phase == "optimizer":
-            continue
+        if op.phase in ("optimizer", "data"):
+            continue        # the optimizer is regrouped below; the DataLoader's work is its batch time
         cls = K.op_class(op.op)
         if cls == "view":
             continue
