@@ -50,7 +50,9 @@ def test_fires_on_real_llama_with_gpus_visible():
 def test_data_parallel_and_no_sync():
     p = replace(llama_plain(), static=StaticFacts(data_parallel=True, lines={"data_parallel": 9}))
     a = advise_one("distributed", p)
-    assert a.status == "recommended" and "DataParallel" in a.rationale and a.projected.usd_saved == 0
+    # DataParallel -> DDP without a multi-GPU profile: named, but no saving projected, so not "recommended"
+    assert a.status == "no_saving" and "DataParallel" in a.rationale and a.projected.usd_saved == 0
+    assert a.rationale.startswith("No projected saving")
     p = replace(llama_plain(), static=StaticFacts(ddp=True, accumulation=True))
     assert advise_one("distributed", p).details["case"] == "no_sync"
 

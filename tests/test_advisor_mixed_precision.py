@@ -3,7 +3,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ccprof.advisors import advise_one
+from ccprof.advisors import AdviceContext, advise_one
 from ccprof.advisors.mixed_precision import project_mixed_precision_memory
 from ccprof.hardware import cost_step, load_catalog, policy_for
 from ccprof.artefacts.profile import Device, ModuleStat, OpCost
@@ -61,7 +61,8 @@ def test_time_is_the_step_re_costed_under_autocast():
 
 
 def test_fires_on_real_llama_priced():
-    a = advise_one("mixed_precision", priced(llama_plain()))
+    p = priced(llama_plain())
+    a = advise_one("mixed_precision", p, AdviceContext(device_memory_bytes=p.memory.peak_bytes))   # memory is short
     assert a.status == "recommended" and a.projected.memory_saved_bytes > 0
     assert "%" in a.rationale and "Dollars" in a.rationale
 

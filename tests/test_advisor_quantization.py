@@ -2,15 +2,19 @@ from dataclasses import replace
 
 import pytest
 
-from ccprof.advisors import advise_one
+from ccprof.advisors import AdviceContext, advise_one
 from test_advisors_models import hand_profile, llama_plain
 
 
 def test_formula_frozen_linear_in_nf4():
     p = hand_profile()
     p = replace(p, model=replace(p.model, trainable_params=1_000_000))
-    a = advise_one("quantization", p)
-    # 80M frozen Linear params x (4 - 4.127/8) bytes
+    # 80M frozen Linear params x (4 - 4.127/8) bytes; memory only: no dollars on an 80 GB A100 ...
+    roomy = advise_one("quantization", p)
+    assert roomy.status == "no_saving" and "which this run does not need" in roomy.rationale
+    assert roomy.details["no_saving"]["memory_saved_bytes"] == int(80_000_000 * (4 - 4.127 / 8))
+    # ... needed on a device the 2 GB peak fills
+    a = advise_one("quantization", p, AdviceContext(device_memory_bytes=p.memory.peak_bytes))
     assert a.status == "recommended"
     assert a.projected.memory_saved_bytes == int(80_000_000 * (4 - 4.127 / 8))
     assert a.projected.time_saved_frac == 0 and a.projected.usd_saved == 0
@@ -21,7 +25,7 @@ def test_fires_on_real_peft_llama():
     from peft import LoraConfig, get_peft_model
     from test_advisors_models import llama, llama_batches, run
     p = run(get_peft_model(llama(), LoraConfig(r=4, target_modules="all-linear")), llama_batches(batch=2, seq=16))
-    a = advise_one("quantization", p)
+    a = advise_one("quantization", p, AdviceContext(device_memory_bytes=p.memory.peak_bytes))
     assert a.status == "recommended" and a.projected.memory_saved_bytes > 0
 
 

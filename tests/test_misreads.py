@@ -47,7 +47,7 @@ def test_validation_between_steps_is_measured_apart_and_priced():
     c = val.cost
     assert c.run_steps == 40 and c.evals_in_run == 20 and c.eval_s > 0
     assert c.usd_run == pytest.approx(c.usd_per_step * 40 + c.usd_eval_run)
-    assert sum(val.steps.phase_s.values()) == pytest.approx(sum(val.steps.step_s) / 3, rel=0.05)
+    assert sum(val.steps.phase_s.values()) == pytest.approx(sum(val.steps.step_s) / len(val.steps.step_s), rel=0.05)
 
 
 def test_generate_in_a_callback_is_evaluation_not_training():
@@ -159,4 +159,4 @@ def test_verify_failures_are_shown_with_the_scripts_line_and_exit_5(tmp_path):
     html = (tmp_path / "report" / "report.html").read_text()
     assert "Every --verify re-run failed" in html and line in html
     # the baseline's measurement is kept
-    assert json.loads((tmp_path / "report" / "profile.json").read_text())["steps"]["measured"] == 3
+    assert json.loads((tmp_path / "report" / "profile.json").read_text())["steps"]["measured"] >= 3

@@ -9,10 +9,11 @@ registered by ``@register(id)`` into ``ADVISORS``.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 
 from ccprof.advisors._registry import ADVISORS, register
-from ccprof.artefacts.advice import Advice, AdviceSet, Plan
+from ccprof.artefacts.advice import RISKS, Advice, AdviceSet, Plan
 from ccprof.advisors.catalog import TWEAKS
 from ccprof.advisors.context import AdviceContext
 from ccprof.artefacts.profile import Profile
@@ -25,14 +26,41 @@ for _tweak in TWEAKS:
     importlib.import_module(f"ccprof.advisors.{_tweak}")
 
 
+_STATUS_ORDER = {"recommended": 0, "no_saving": 1, "already_applied": 2, "not_applicable": 3}
+_RISK_ORDER = {r: i for i, r in enumerate(RISKS)}
+_CONFIDENCE_ORDER = {"high": 0, "medium": 1, "low": 2}
+
+
+def _compare(a: Advice, b: Advice) -> int:
+    sa, sb = _STATUS_ORDER.get(a.status, 4), _STATUS_ORDER.get(b.status, 4)
+    if sa != sb:
+        return -1 if sa < sb else 1
+    # savings closer than either projection's band are a tie (the measured part of the step could
+    # order them either way): then lower risk, higher confidence; without a band, the figures
+    tol = max(float(a.details.get("saving_band_frac", 0.0) or 0.0),
+              float(b.details.get("saving_band_frac", 0.0) or 0.0))
+    pa, pb = a.projected, b.projected
+    diff = round(pa.expected_frac, 6) - round(pb.expected_frac, 6)
+    if tol > 0 and abs(diff) <= tol:
+        keys = [lambda x: _RISK_ORDER.get(x.risk, 9), lambda x: _CONFIDENCE_ORDER.get(x.confidence, 9)]
+    else:
+        keys = [lambda x: -round(x.projected.expected_frac, 6), lambda x: -x.projected.usd_saved,
+                lambda x: -x.projected.time_saved_frac, lambda x: -x.projected.memory_saved_bytes]
+    for key in keys:
+        ka, kb = key(a), key(b)
+        if ka != kb:
+            return -1 if ka < kb else 1
+    return -1 if a.tweak < b.tweak else (1 if a.tweak > b.tweak else 0)
+
+
 def rank(advice: list[Advice]) -> list[Advice]:
     """The one ranking: recommended first, by expected saving (the share of the run's GPU cost
-    saved x the advisor's confidence weight, ``constants.CONFIDENCE_WEIGHT``), then dollars,
-    then memory. A share ranks the same with or without a known run size."""
-    order = {"recommended": 0, "already_applied": 1, "not_applicable": 2}
-    return sorted(advice, key=lambda a: (order.get(a.status, 3), -round(a.projected.expected_frac, 6),
-                                         -a.projected.usd_saved, -a.projected.time_saved_frac,
-                                         -a.projected.memory_saved_bytes, a.tweak))
+    saved x the advisor's confidence weight, ``constants.CONFIDENCE_WEIGHT``), then dollars, time
+    and memory saved; then "no measurable saving", "already applied", "not applicable". Savings
+    that differ by less than the projection's band (``details["saving_band_frac"]``) are a tie,
+    broken by a fixed rule: lower risk first, then higher confidence, then the tweak id. A share
+    ranks the same with or without a known run size."""
+    return sorted(advice, key=functools.cmp_to_key(_compare))
 
 
 def _nothing_measured(profile: Profile) -> str | None:

@@ -14,7 +14,7 @@ from ccprof.artefacts.tweaks import TWEAKS, TweakOptions, options_for
 from ccprof.advisors.context import AdviceContext
 from ccprof.advisors import constants as C
 from ccprof.hardware import DEFAULT_GPU, GpuSpec, Policy, StepCost, load_catalog, policy_for
-from ccprof.hardware.projection import step_cost_for
+from ccprof.hardware.projection import fits_memory, step_cost_for
 from ccprof.artefacts.profile import GpuProjection, Profile
 
 # Tweaks whose time saving is a share of the whole run (fewer steps), not of each step.
@@ -67,6 +67,9 @@ class RunPrice:
     usd_run: float
     priced: bool
     note: str
+    # half the width of the step's projected band (what the profile measured rather than
+    # counted: ccprof.hardware.host), as a share of the step; 0 when the step is all counts
+    noise_frac: float = 0.0
 
 
 def mean(xs: list[float]) -> float:
@@ -115,7 +118,11 @@ def run_price(profile: Profile, ctx: AdviceContext) -> RunPrice:
         why = "no price was attached to this profile" if usd_per_hour <= 0 else "the planned run size is unknown (pass --total-steps)"
         note = f"Dollars are $0 because {why}; time and memory still hold."
         usd_run = 0.0
-    return RunPrice(gpu, step_s, int(run_steps), float(usd_per_hour), float(usd_run), priced, note)
+    noise = 0.0
+    if proj is not None and proj.step_s and proj.step_s_lo is not None and proj.step_s_hi is not None:
+        noise = max(proj.step_s_hi - proj.step_s, proj.step_s - proj.step_s_lo, 0.0) / proj.step_s
+    return RunPrice(gpu, step_s, int(run_steps), float(usd_per_hour), float(usd_run), priced, note,
+                    noise_frac=noise)
 
 
 # ---------------------------------------------------------------------------- target GPU and re-costing
@@ -287,6 +294,10 @@ def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *
 
     Step-scoped savings change the step time; run-scoped ones (RUN_SCOPED) cut steps, so
     ``step_s_after`` stays and the saving is a share of the run's dollars.
+    A "recommended" advice whose share of the run's cost saved is not above both the
+    projection's band (``RunPrice.noise_frac``) and ``constants.MIN_SAVING_FRAC`` becomes
+    ``"no_saving"``, its figures kept in ``details["no_saving"]`` (unless it frees memory a run
+    that does not fit needs).
     ``cost_saved_frac`` is the share of the run's GPU cost saved: by default ``usd_saved`` /
     the run's dollars when both are known, else ``time_saved_frac`` (one GPU, one price: time
     is cost). ``expected_frac`` weighs it by confidence; ``rank`` orders by it.
@@ -298,10 +309,35 @@ def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *
     d = dict(details or {})
     d.setdefault("time_scope", "run" if tweak in RUN_SCOPED else "step")
     d.setdefault("gpu", price.gpu)
+    explicit_usd = usd_saved is not None and status == "recommended"
+    if status == "recommended":
+        share = cost_saved_frac
+        if share is None:
+            share = (usd_saved / price.usd_run if explicit_usd and price.priced and price.usd_run > 0
+                     else time_saved_frac)
+        gate = max(price.noise_frac, C.MIN_SAVING_FRAC)
+        # a tweak that frees memory on a run that does not fit the target (90% of its memory,
+        # or the device the user named) is needed, whatever it costs
+        needed = memory_saved_bytes > 0 and not fits_memory(profile.memory.peak_bytes or 0, gpu_spec(profile, ctx))
+        if share <= gate and not needed:
+            d["no_saving"] = {"cost_saved_frac": share, "time_saved_frac": time_saved_frac,
+                              "memory_saved_bytes": int(memory_saved_bytes), "band_frac": price.noise_frac,
+                              "threshold_frac": gate}
+            status = "no_saving"
+            why = (f"the projection's own band, ±{fmt_pct(price.noise_frac)}" if price.noise_frac > C.MIN_SAVING_FRAC
+                   else f"ccprof's {fmt_pct(C.MIN_SAVING_FRAC)} threshold")
+            if share <= -0.0005:
+                head = f"No saving: it would add {fmt_pct(-share)} to the run's GPU cost"
+            elif share < 0.0005:
+                head = "No projected saving of the run's GPU cost"
+            else:
+                head = f"No measurable saving: {fmt_pct(share)} of the run's GPU cost, within {why}"
+            freed = f" (it frees {fmt_bytes(memory_saved_bytes)}, which this run does not need)" \
+                if memory_saved_bytes > 0 else ""
+            rationale = f"{head}{freed}. " + rationale
     if status != "recommended":
         time_saved_frac, memory_saved_bytes, usd_saved = 0.0, 0, 0.0
         peak_bytes_after = step_s_after = None
-    explicit_usd = usd_saved is not None and status == "recommended"
     if usd_saved is None:
         usd_saved = price.usd_run * time_saved_frac
     if cost_saved_frac is None:
@@ -315,6 +351,7 @@ def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *
         usd_saved = 0.0
     weight = C.CONFIDENCE_WEIGHT.get(confidence, C.CONFIDENCE_WEIGHT["low"])
     d.setdefault("confidence_weight", weight)
+    d.setdefault("saving_band_frac", price.noise_frac)
     if status == "recommended":
         if step_s_after is None and price.step_s and d.get("step_s_ratio"):
             step_s_after = price.step_s * float(d["step_s_ratio"])     # the step itself changed (batch size)

@@ -20,7 +20,7 @@ __all__ = [
     "QUANT_4BIT_BYTES_PER_PARAM", "QUANT_INT8_BYTES_PER_PARAM", "QUANT_FROZEN_SHARE_MIN",
     "EARLY_STOP_PATIENCE_EVALS", "EARLY_STOP_MIN_DELTA_FRAC",
     "DEDUP_MIN_FRAC", "MINHASH_NUM_PERM", "MINHASH_THRESHOLD", "MINHASH_SHINGLE",
-    "BATCH_MAX_MULTIPLE",
+    "BATCH_MAX_MULTIPLE", "MIN_SAVING_FRAC", "STATUS_LABEL",
 ]
 
 # --- bytes --------------------------------------------------------------------------------
@@ -117,3 +117,15 @@ BATCH_MAX_MULTIPLE = 8                # never propose more than 8x the current b
 # on the cost model (median 15% error on published step times, bench/projection_accuracy.py),
 # "low" also depends on the model's quality or convergence surviving the change.
 CONFIDENCE_WEIGHT = {"high": 1.0, "medium": 0.7, "low": 0.35}
+
+
+# A tweak is recommended only when the share of the run's GPU cost it saves is above this and above
+# the projection's own band (what the profile measured rather than counted: a batch's making,
+# ccprof.hardware.host). Below it the advice says "no measurable saving", with the figures.
+# ccprof's threshold, *unverified*: a saving under 1% is of the order of a GPU training step's own
+# run-to-run variation, so neither a --verify re-run nor the user's bill would show it.
+MIN_SAVING_FRAC = 0.01
+
+# How each status reads in a report or a table.
+STATUS_LABEL = {"recommended": "recommended", "no_saving": "no measurable saving",
+                "already_applied": "already applied", "not_applicable": "not applicable"}

@@ -15,7 +15,9 @@ from ccprof.artefacts.tweaks import TweakOptions, normalize_dtype, options_for
 
 SCHEMA = "ccprof.advice/1"
 
-STATUSES = ("recommended", "already_applied", "not_applicable")
+# "no_saving": the tweak applies, but its projected saving is within the projection's band or
+# under ccprof's threshold (advisors.constants.MIN_SAVING_FRAC); details["no_saving"] has the figures
+STATUSES = ("recommended", "no_saving", "already_applied", "not_applicable")
 RISKS = ("none", "numerics", "convergence", "accuracy")
 CONFIDENCES = ("low", "medium", "high")
 
@@ -48,6 +50,8 @@ class Measured:
     note: str | None = None
     failed: bool = False                    # the re-run did not finish: nothing was measured
     error: str | None = None                # then: the script's own error line ("train.py:42: ...")
+    time_band_frac: float | None = None     # the two runs' own spread around time_saved_frac
+    clock: str = ""                         # "cpu": the main thread's CPU time (a CPU run); "wall"
 
 
 @dataclass(frozen=True)

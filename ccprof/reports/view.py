@@ -28,7 +28,7 @@ from ccprof.units import (
     fmt_s, fmt_signed_pct, fmt_usd,
 )
 from ccprof.advisors import rank
-from ccprof.advisors.constants import CONFIDENCE_WEIGHT as W
+from ccprof.advisors.constants import CONFIDENCE_WEIGHT as W, STATUS_LABEL
 from ccprof.hardware import load_catalog, right_size
 
 __all__ = [
@@ -259,11 +259,11 @@ def _recommendations(profile: Profile, advice: AdviceSet) -> tuple[list[Recommen
             snippet=a.snippet, auto_apply=a.auto_apply, in_plan=a.tweak in plan,
             measured=_measured_rows(a, priced), measured_note=(m.note or "") if m else "",
             harmful=bool(m and m.harmful), failed=bool(m and m.failed)))
-    order = {"already_applied": 0, "not_applicable": 1}
-    others = [OtherAdvice(a.tweak, f"tweak-{a.tweak}", _tweak_title(a.tweak, a.title), a.status,
-                          a.rationale)
+    order = {"no_saving": 0, "already_applied": 1, "not_applicable": 2}
+    others = [OtherAdvice(a.tweak, f"tweak-{a.tweak}", _tweak_title(a.tweak, a.title),
+                          STATUS_LABEL.get(a.status, a.status), a.rationale)
               for a in sorted((a for a in advice.advice if a.status != "recommended"),
-                              key=lambda a: (order.get(a.status, 2), a.tweak))]
+                              key=lambda a: (order.get(a.status, 3), a.tweak))]
     return out, others
 
 

@@ -13,8 +13,8 @@ __all__ = ["tweaks_from_advice", "parse_option", "default_output_path"]
 
 
 def tweaks_from_advice(advice_set: Any, top: int | None = None) -> tuple[list[str], dict[str, TweakOptions]]:
-    """The ``top`` recommended tweaks that have a codemod, ranked by projected dollars saved,
-    and, per tweak, the typed options its advice projected (``Advice.options``).
+    """The ``top`` recommended tweaks that have a codemod, in the report's order (advice.json is
+    saved ranked), and, per tweak, the typed options its advice projected (``Advice.options``).
 
     Example: ``tweaks_from_advice(AdviceSet.from_json("ccprof-report/advice.json"), 3)``
     -> ``(["mixed_precision", "grad_accumulation", "tf32"],
@@ -22,8 +22,8 @@ def tweaks_from_advice(advice_set: Any, top: int | None = None) -> tuple[list[st
     GradAccumulationOptions(steps=4), "tf32": NoOptions()})``.
     """
     have = set(codemod_ids())
-    ranked = sorted((a for a in advice_set.advice if a.status == "recommended" and a.tweak in have),
-                    key=lambda a: -float(a.projected.usd_saved or 0.0))
+    # advice.json keeps the one ranking's order (ccprof.advisors.rank): the report's order
+    ranked = [a for a in advice_set.advice if a.status == "recommended" and a.tweak in have]
     chosen = ranked[:top] if top is not None else ranked
     return [a.tweak for a in chosen], {a.tweak: a.tweak_options() for a in chosen}
 
