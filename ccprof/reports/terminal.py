@@ -79,15 +79,21 @@ def compare_table(before: Profile, after: Profile, console: Console) -> None:
     Example: ``compare_table(Profile.from_json("a.json"), Profile.from_json("b.json"), Console())``.
     """
     v = build_compare_view(before, after)
+    for run in v.runs:
+        console.print(Text(f"{run.side}: {run.script} {run.args if run.args != '(none)' else ''}".rstrip()
+                           + f" — finished {run.finished_at}, {run.gpu} at {run.price}, ccprof {run.ccprof}, "
+                           f"profiled on {run.host}"))
     t = Table(title=Text(v.title), title_justify="left")
     t.add_column("metric")
     t.add_column("before", justify="right")
     t.add_column("after", justify="right")
     t.add_column("change", justify="right")
+    t.add_column("noise band", justify="right")
     for r in v.rows:
         style = "green" if r.better else ("red" if r.better is False else "")
-        t.add_row(Text(r.metric), Text(r.before), Text(r.after), Text(r.change, style=style))
+        t.add_row(Text(r.metric), Text(r.before), Text(r.after), Text(r.change, style=style), Text(r.band))
     console.print(t)
+    console.print(Text(v.verdict, style="bold"))
     for n in v.notes:
         console.print(Text("note: " + n, style="yellow"))
 

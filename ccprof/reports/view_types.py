@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "Card", "Header", "Glance", "MeasuredRow", "Recommendation", "OtherAdvice", "PlanView",
     "ChartSpec", "MemoryPart", "MemoryChart", "ProjectedPhase", "Projected", "Phase", "FlopsNode", "GpuCostRow",
-    "WaterfallStep", "GpuTimeline", "LossSeries", "ModuleRow", "ReportView", "CompareRow", "CompareView",
+    "WaterfallStep", "GpuTimeline", "LossSeries", "ModuleRow", "ReportView", "CompareRow", "RunLabel", "CompareView",
 ]
 
 
@@ -238,9 +238,24 @@ class CompareRow:
     before: str
     after: str
     change: str
-    better: bool | None                     # None: unchanged or not comparable
+    better: bool | None                     # None: no significant change, or not comparable
     before_value: float | None = None
     after_value: float | None = None
+    band: str = ""                          # "±1.2%": what the two runs' own spread allows
+    significant: bool = False               # the change is beyond that band (and ccprof's 1%)
+
+
+@dataclass(frozen=True)
+class RunLabel:
+    """Which run a side of a comparison is: when it finished, what ran, where it was priced."""
+    side: str                               # "before" | "after"
+    finished_at: str
+    script: str
+    args: str
+    gpu: str
+    price: str
+    ccprof: str
+    host: str
 
 
 @dataclass(frozen=True)
@@ -251,3 +266,5 @@ class CompareView:
     rows: list[CompareRow]
     notes: list[str]
     generated_at: str
+    runs: list[RunLabel] = field(default_factory=list)
+    verdict: str = ""                       # "no significant change" or what changed
