@@ -46,13 +46,15 @@ class Analysis:
 
 def attach_costs(profile: Profile, *, gpu: str | None = None, catalog_path: str | None = None,
                  price_usd: float | None = None, total_steps: int | None = None,
-                 epochs: float | None = None, catalog: Any = None) -> Profile:
+                 epochs: float | None = None, catalog: Any = None, host_speed: float | None = None) -> Profile:
     """The profile with ``projection`` and ``cost`` filled for the target GPU (``catalog``: one
-    already loaded, else ``catalog_path`` and the user's files are read)."""
+    already loaded, else ``catalog_path`` and the user's files are read; ``host_speed``: the GPU
+    machine's host CPU against ccprof's reference host)."""
     if catalog is None:
         catalog = hardware.load_catalog(catalog_path)
     return hardware.attach(profile, gpu=gpu, catalog=catalog, price_usd=price_usd,
-                           total_steps=total_steps, epochs=epochs, num_gpus=max(1, profile.world_size))
+                           total_steps=total_steps, epochs=epochs, num_gpus=max(1, profile.world_size),
+                           host_speed=host_speed)
 
 
 def advise(profile: Profile, ctx: Any = None, **options: Any):
@@ -138,7 +140,7 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
                    report: bool = True, on_event: Callable[[dict], None] | None = None,
                    child_stdout: Any = None, nproc: int = 1, scan_data: bool = False,
                    verify: int | str | None = None,
-                   on_verify: Callable[[str], None] | None = None) -> Analysis:
+                   on_verify: Callable[[str], None] | None = None, host_speed: float | None = None) -> Analysis:
     """Profile ``script``, attach costs, advise and write the artefacts under ``out_dir``.
 
     Raises ``ScriptError`` (ccprof.profiler.runner) for bad input before anything runs.
@@ -163,7 +165,8 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
 
     catalog = _stage("cost", out, lambda: load_catalog(catalog_path))
     profile = _stage("cost", out, lambda: attach_costs(profile, gpu=gpu, catalog=catalog, price_usd=price_usd,
-                                                       total_steps=total_steps, epochs=epochs))
+                                                       total_steps=total_steps, epochs=epochs,
+                                                       host_speed=host_speed))
     advice_options = dict(advice_options or {})
     if catalog_path:
         advice_options.setdefault("catalog", catalog)
@@ -197,8 +200,18 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
         plan = str(verify) == "plan"
         k = None if plan else int(verify)
         try:
+            def on_start(picked: list[str], skipped: dict[str, str]) -> None:
+                if on_verify is None:
+                    return
+                if skipped:
+                    on_verify("--verify: not measurable here: "
+                              + "; ".join(f"{t} ({why})" for t, why in skipped.items()))
+                if not plan:
+                    on_verify(f"--verify: {len(picked)} re-run(s): {', '.join(picked) or 'none'}")
+
             advice = _stage("verify", out, lambda: verify_advice(run_one, profile, advice, k=k, plan=plan,
-                                                                 on_tweak=on_verify))
+                                                                 on_tweak=(lambda t: on_verify(f"verifying {t} ..."))
+                                                                 if on_verify else None, on_start=on_start))
         except _StopVerify as stop:
             exit_code = stop.code
             message = ("--verify stopped by " + ("Ctrl-C" if stop.code == EXIT_INTERRUPTED else "SIGTERM")

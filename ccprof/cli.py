@@ -102,10 +102,14 @@ def _positive(name: str):
               help="Re-run with each of the top K tweaks applied (or the whole plan) and measure them.")
 @click.option("--nproc", default=1, show_default=True, type=click.IntRange(1, 1024),
               help="Processes under torchrun (DDP/FSDP scripts); each rank profiles itself, rank 0 merges.")
+@click.option("--host-speed", default=None, type=float, callback=_positive("--host-speed"),
+              help="The GPU machine's host CPU against ccprof's reference host (an AMD EPYC Zen 3 "
+                   "core): 1.5 = 1.5x as fast. Host work (dispatch, Python, batches) is priced on it.")
 def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: int, out_dir: str,
                 timeout_s: float, as_json: bool, quiet: bool, gpu: str | None, catalog_path: str | None,
                 price_usd: float | None, total_steps: int | None, epochs: float | None,
-                history: str | None, scan_data: bool, verify: str | None, nproc: int) -> None:
+                history: str | None, scan_data: bool, verify: str | None, nproc: int,
+                host_speed: float | None) -> None:
     """Profile SCRIPT for a few steps, advise, and write a cost report.
 
     Arguments after `--` go to the script: ccprof analyze train.py -- --lr 3e-4
@@ -154,14 +158,14 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
 
     def on_verify(what: str) -> None:
         if not quiet:
-            err.print(f"[bold]ccprof[/] verifying {what} ...")
+            err.print(f"[bold]ccprof[/] {escape(what)}")
     try:
         result = api.analyze_script(
             script, args, steps=steps, warmup=warmup, out_dir=out_dir, timeout_s=timeout_s, gpu=gpu,
             catalog_path=catalog_path, price_usd=price_usd, total_steps=total_steps, epochs=epochs,
             advice_options=advice_options, on_event=on_event,
             child_stdout=sys.stderr if as_json else None, nproc=nproc, scan_data=scan_data, verify=verify,
-            on_verify=on_verify)
+            on_verify=on_verify, host_speed=host_speed)
     except ScriptError as exc:
         _fail(str(exc), exc.exit_code)
     except api.StageError as exc:
@@ -316,16 +320,18 @@ def _load_artefact(kind: str, path: str):
               help="advice.json to write (default: advice.json next to the profile).")
 @click.option("--json", "as_json", is_flag=True, help="Print the advice JSON instead of a table.")
 @click.option("--force", is_flag=True, help="Replace an -o file ccprof did not write (a .bak copy is kept).")
+@click.option("--host-speed", default=None, type=float, callback=_positive("--host-speed"),
+              help="The GPU machine's host CPU against ccprof's reference host (1.5 = 1.5x as fast).")
 def advise_cmd(profile_path: str, gpu: str | None, total_steps: int | None, price_usd: float | None,
                history: str | None, lora_rank: int | None, finetune_budget: float | None,
-               output: str | None, as_json: bool, force: bool) -> None:
+               output: str | None, as_json: bool, force: bool, host_speed: float | None) -> None:
     """Advise again on a saved profile (other GPU, run size, history), without re-running it."""
 
     profile = _load_artefact("profile", profile_path)
     _check_history(history)
-    if gpu or total_steps or price_usd is not None:
+    if gpu or total_steps or price_usd is not None or host_speed is not None:
         _check_cost_options(gpu, None, price_usd)
-        profile = attach(profile, gpu=gpu, price_usd=price_usd, total_steps=total_steps)
+        profile = attach(profile, gpu=gpu, price_usd=price_usd, total_steps=total_steps, host_speed=host_speed)
     opts = {"history": history, "lora_rank": lora_rank, "finetune_budget_frac": finetune_budget}
     defaults = {f.name: f.default for f in fields(AdviceContext)}
     ctx = AdviceContext(**{k: (v if v is not None else defaults[k]) for k, v in opts.items()})
@@ -379,8 +385,10 @@ def report_cmd(profile_path: str, advice_path: str | None, output: str | None, q
               help="HTML file to write (default: compare.html in the --dir folder).")
 @click.option("--quiet", "-q", is_flag=True, help="No terminal table; print only the HTML path.")
 @click.option("--force", is_flag=True, help="Replace an -o file ccprof did not write (a .bak copy is kept).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the comparison as JSON (runs, rows with their noise band, verdict) instead of a table.")
 def compare_cmd(before_path: str | None, after_path: str | None, run_dir: str, output: str | None,
-                quiet: bool, force: bool) -> None:
+                quiet: bool, force: bool, as_json: bool) -> None:
     """Step time, memory, MFU and $ of two saved profiles side by side (terminal and HTML).
 
     With no profiles named, the last two runs of the --dir folder (ccprof analyze keeps every
@@ -401,12 +409,20 @@ def compare_cmd(before_path: str | None, after_path: str | None, run_dir: str, o
     out = Path(output) if output else Path(run_dir) / "compare.html"
     html = compare_html(before, after)
     _write_output(out, html, [before_path, after_path], force, check_only=True)
-    if not quiet:
+    if as_json:
+        import dataclasses  # here: only --json needs it
+
+        from ccprof.reports.compare import build_compare_view  # here: keeps `import ccprof.cli` from loading the reports
+
+        view = build_compare_view(before, after)
+        click.echo(json.dumps({"before": before_path, "after": after_path, **dataclasses.asdict(view)}, indent=1))
+    elif not quiet:
         from rich.console import Console  # here: rich loads only on this path
 
         compare_table(before, after, Console())
     _write_output(out, html, [before_path, after_path], force)
-    click.echo(str(out))
+    if not as_json:
+        click.echo(str(out))
 
 
 @cli.command("apply")

@@ -6,8 +6,14 @@ at its first forward by ``ccprof.applier.runtime``. The measured step time, peak
 and loss sit next to the projection in ``Advice.measured``:
 
 - ``time_saved_frac`` = 1 - median tweak step / median baseline step, on the device the
-  script ran on. On a CPU that ratio says nothing about a GPU (bf16, TF32, kernels differ),
-  so ``usd_saved`` is left empty there and the note says so; memory transfers as measured.
+  script ran on (on a CPU, the main thread's CPU time of each step, which another process's
+  load moves less than wall time), with the band the two runs' own spread allows. On a CPU
+  that ratio says nothing about a GPU (bf16, TF32, kernels differ), so ``usd_saved`` is left
+  empty there and the note says so; memory transfers as measured.
+
+Only tweaks a re-run can measure here are picked (``artefacts.tweaks.measurable_here``: TF32 has
+no effect on a CPU, a batch-size or DataLoader change needs a DataLoader); the others ranked
+among them are listed with why before any re-run starts.
 - ``memory_saved_bytes`` = baseline peak - tweak peak (the memory-step ledger of each run).
 - ``memory_error_frac`` = (projected peak after - measured peak after) / measured peak after.
 - ``time_error_frac`` = projected time_saved_frac - measured time_saved_frac (points).
@@ -23,37 +29,39 @@ from typing import Any, Callable
 
 from ccprof.artefacts.advice import Advice, AdviceSet, Measured, Verification
 from ccprof.artefacts.profile import Profile
-from ccprof.artefacts.tweaks import TWEAKS
+from ccprof.artefacts.tweaks import measurable_here
+from ccprof.stats import median_ci
 
-__all__ = ["VERIFY_SEED", "NOISE_SIGMAS", "NOT_MEASURABLE", "step_noise_frac", "verifiable", "pick_tweaks",
-           "measure", "verify", "failure_line"]
-
-# Tweaks no re-run of a few steps can measure, and why (said for those ranked within the top K;
-# the catalog says, ccprof/artefacts/tweaks.py)
-NOT_MEASURABLE = {t: i.no_runtime for t, i in TWEAKS.items() if not i.runtime}
+__all__ = ["VERIFY_SEED", "verifiable", "pick_tweaks", "measure", "verify", "failure_line"]
 
 VERIFY_SEED = 0
-# A measured time difference smaller than this many robust standard deviations of the
-# baseline's own step times is reported as noise (2 sigma: ~95% of a normal spread).
-NOISE_SIGMAS = 2.0
 
 
-def step_noise_frac(step_s: list[float]) -> float | None:
-    """Robust relative spread of step times: 1.4826 x median absolute deviation / median."""
-    if len(step_s) < 3:
-        return None
-    med = statistics.median(step_s)
-    mad = statistics.median(abs(x - med) for x in step_s)
-    return 1.4826 * mad / med if med else None
+def _where(baseline: Profile | None) -> tuple[str, bool]:
+    if baseline is None:
+        return "cuda", True
+    return baseline.device.type, bool(baseline.data.dataloader_seen)
 
 
-def verifiable(advice: Advice) -> bool:
-    return advice.status == "recommended" and advice.tweak in TWEAKS and TWEAKS[advice.tweak].runtime
+def verifiable(advice: Advice, baseline: Profile | None = None) -> bool:
+    """A recommended tweak a re-run like ``baseline`` (its device, its DataLoader) can measure."""
+    return advice.status == "recommended" and measurable_here(advice.tweak, *_where(baseline))[0]
 
 
-def pick_tweaks(advice_set: AdviceSet, k: int) -> list[str]:
-    """The top ``k`` recommended tweaks (in ranking order) that can be applied to a live run."""
-    return [a.tweak for a in advice_set.advice if verifiable(a)][:k]
+def pick_tweaks(advice_set: AdviceSet, k: int, baseline: Profile | None = None) -> tuple[list[str], dict[str, str]]:
+    """The top ``k`` recommended tweaks (in ranking order) a re-run here can measure, and the
+    recommended ones ranked among them that it cannot, with why."""
+    picked: list[str] = []
+    skipped: dict[str, str] = {}
+    for a in advice_set.advice:
+        if a.status != "recommended" or len(picked) >= k:
+            continue
+        ok, why = measurable_here(a.tweak, *_where(baseline))
+        if ok:
+            picked.append(a.tweak)
+        else:
+            skipped[a.tweak] = why
+    return picked, skipped
 
 
 def _median(xs: list[float]) -> float | None:
@@ -87,7 +95,10 @@ def measure(baseline: Profile, run: Profile | None, projected_frac: float | None
 
     if run is None:
         return Measured(note="the verify run produced no profile" + note_extra, harmful=False)
-    base_s, run_s = _median(baseline.steps.step_s), _median(run.steps.step_s)
+    cpu = baseline.device.type != "cuda" and bool(baseline.steps.step_cpu_s) and bool(run.steps.step_cpu_s)
+    base_times = list(baseline.steps.step_cpu_s if cpu else baseline.steps.step_s)
+    run_times = list(run.steps.step_cpu_s if cpu else run.steps.step_s)
+    base_s, run_s = _median(base_times), _median(run_times)
     time_frac = (1.0 - run_s / base_s) if (base_s and run_s) else None
     base_peak, run_peak = baseline.memory.peak_bytes, run.memory.peak_bytes
     mem_saved = (base_peak - run_peak) if (base_peak and run_peak) else None
@@ -96,10 +107,17 @@ def measure(baseline: Profile, run: Profile | None, projected_frac: float | None
         loss_delta = run.steps.loss[-1] - baseline.steps.loss[-1]
     harmful, guard = quality_guard(list(baseline.steps.loss), list(run.steps.loss))
     notes = [guard]
-    noise = step_noise_frac(baseline.steps.step_s)
-    if time_frac is not None and noise is not None and abs(time_frac) < NOISE_SIGMAS * noise:
-        notes.append(f"the time difference ({time_frac:+.1%}) is within the baseline's step-to-step "
-                     f"noise (±{NOISE_SIGMAS * noise:.1%}): measure more steps to tell")
+    # the band: the 95% intervals of the two medians, together
+    sb, sr = median_ci(base_times), median_ci(run_times)
+    band = (sb.rel_half_width + sr.rel_half_width) if (sb is not None and sr is not None) else None
+    clock = "CPU time of the main thread" if cpu else "wall time"
+    if time_frac is not None and band is not None:
+        if abs(time_frac) <= band:
+            notes.append(f"the time difference ({time_frac:+.1%}, {clock}) is within the two runs' own spread "
+                         f"(±{band:.1%}): no measurable change here")
+        else:
+            notes.append(f"time saved {time_frac:+.1%} ±{band:.1%} ({clock} of the step, medians of "
+                         f"{sb.n} and {sr.n} steps)")
     usd = None
     if time_frac is not None and usd_run is not None and baseline.device.type == "cuda":
         usd = time_frac * usd_run
@@ -120,32 +138,29 @@ def measure(baseline: Profile, run: Profile | None, projected_frac: float | None
     return Measured(time_saved_frac=time_frac, memory_saved_bytes=mem_saved, usd_saved=usd,
                     loss_delta=loss_delta, step_s=run_s, peak_bytes=run_peak or None,
                     time_error_frac=time_err, memory_error_frac=mem_err, harmful=harmful,
-                    note="; ".join(n for n in notes if n) + note_extra)
+                    note="; ".join(n for n in notes if n) + note_extra,
+                    time_band_frac=band, clock="cpu" if cpu else "wall")
 
 
 def verify(run_one: Callable[[list[str], dict[str, dict]], Profile | None], baseline: Profile,
            advice_set: AdviceSet, k: int | None = None, plan: bool = False,
-           on_tweak: Callable[[str], None] | None = None) -> AdviceSet:
+           on_tweak: Callable[[str], None] | None = None,
+           on_start: Callable[[list[str], dict[str, str]], None] | None = None) -> AdviceSet:
     """``advice_set`` with ``measured`` filled for the top ``k`` tweaks (and/or the plan).
 
     ``run_one(tweaks, options_by_tweak)`` runs the script once with those tweaks applied (each
     tweak's options as the fields of its typed options, ``Advice.options``)
-    and returns its Profile (the CLI passes a closure over ``run_script``).
+    and returns its Profile (the CLI passes a closure over ``run_script``). ``on_start(picked,
+    not_measurable)`` hears, before any re-run, which tweaks will be measured and which ranked
+    among them cannot be here, with why.
     """
     by_tweak = advice_set.by_tweak()
     # the dollars a step change moves: the training steps (evaluation between them is apart)
     usd_run = (baseline.cost.usd_run - baseline.cost.usd_eval_run) if baseline.cost else None
     new_advice = list(advice_set.advice)
-    picked = pick_tweaks(advice_set, k or 0)
-    not_measurable: dict[str, str] = {}
-    if picked or k:
-        # recommended tweaks ranked above the last one verified (or within the top k) that no
-        # re-run can measure: said plainly, with why
-        recs = [a for a in advice_set.advice if a.status == "recommended"]
-        last = max((i for i, a in enumerate(recs) if a.tweak in picked), default=(k or 0) - 1)
-        for a in recs[:max(last + 1, k or 0)]:
-            if not verifiable(a):
-                not_measurable[a.tweak] = NOT_MEASURABLE.get(a.tweak, "ccprof cannot apply it to a running script")
+    picked, not_measurable = pick_tweaks(advice_set, k or 0, baseline)
+    if on_start is not None:
+        on_start(list(picked), dict(not_measurable))
     failed: dict[str, str] = {}
     for tweak in picked:
         if on_tweak:
@@ -166,7 +181,7 @@ def verify(run_one: Callable[[list[str], dict[str, dict]], Profile | None], base
         new_advice = [replace(a, measured=m) if a.tweak == tweak else a for a in new_advice]
     new_plan = advice_set.plan
     if plan:
-        tweaks = [t for t in advice_set.plan.tweaks if t in TWEAKS and TWEAKS[t].runtime]
+        tweaks = [t for t in advice_set.plan.tweaks if measurable_here(t, *_where(baseline))[0]]
         skipped = [t for t in advice_set.plan.tweaks if t not in tweaks]
         if tweaks:
             if on_tweak:

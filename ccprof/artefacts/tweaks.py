@@ -34,7 +34,7 @@ from ccprof._serde import ArtefactError, from_dict, to_dict
 __all__ = ["TweakInfo", "TWEAKS", "TWELVE", "MORE", "APPLY_ORDER", "TweakOptions", "NoOptions", "LoraOptions",
            "WarmStartOptions", "CheckpointingOptions", "MixedPrecisionOptions", "GradAccumulationOptions",
            "DistillationOptions", "PruningOptions", "QuantizationOptions", "EarlyStoppingOptions",
-           "CompileOptions", "DataloaderOptions", "BatchSizeOptions", "options_for", "runtime_ids",
+           "CompileOptions", "DataloaderOptions", "BatchSizeOptions", "options_for", "runtime_ids", "measurable_here",
            "codemod_ids", "describe", "cli_options", "option_key", "parse_option", "normalize_dtype"]
 
 
@@ -206,6 +206,9 @@ class TweakInfo:
     runtime: bool = False       # has a runtime applier (applier/runtime/<id>.py, for --verify)
     codemod: bool = False       # has a codemod (applier/codemods/<id>.py, for ccprof apply)
     no_runtime: str = ""        # why no re-run of a few steps can apply or measure it
+    # what a re-run needs to measure it ("cuda": the effect exists only on an NVIDIA GPU;
+    # "dataloader": it changes a torch DataLoader the run uses); see measurable_here
+    runtime_needs: tuple[str, ...] = ()
 
     @property
     def auto_apply(self) -> bool:
@@ -261,15 +264,17 @@ TWEAKS: dict[str, TweakInfo] = {t.id: t for t in (
               no_runtime="it needs one process per GPU from the start and a launcher (torchrun): "
                          "`ccprof apply -t distributed` rewrites the script, and --nproc N measures it"),
     TweakInfo("tf32", "TF32 matmuls", "Let fp32 matmuls use TF32 tensor cores (Ampere+).", "numerics",
-              runtime=True, codemod=True),
+              runtime=True, codemod=True, runtime_needs=("cuda",)),
     TweakInfo("compile", "torch.compile", "Fuse kernels and cut Python overhead.", "none",
               CompileOptions, runtime=True, codemod=True),
     TweakInfo("fused_optimizer", "Fused / foreach optimizer",
               "One kernel for the whole parameter update.", "none", runtime=True, codemod=True),
     TweakInfo("dataloader", "DataLoader workers and pinned memory",
-              "Hide data loading behind compute.", "none", DataloaderOptions, runtime=True, codemod=True),
+              "Hide data loading behind compute.", "none", DataloaderOptions, runtime=True, codemod=True,
+              runtime_needs=("dataloader",)),
     TweakInfo("batch_size", "Larger batch in the memory headroom",
-              "Fill the device to raise utilization.", "convergence", BatchSizeOptions, runtime=True, codemod=True),
+              "Fill the device to raise utilization.", "convergence", BatchSizeOptions, runtime=True, codemod=True,
+              runtime_needs=("dataloader",)),
     TweakInfo("right_size_gpu", "Right-size the GPU",
               "A cheaper GPU that fits the job finishes the run for fewer dollars.", "none",
               no_runtime="it changes the GPU you rent, not the script: re-project with --gpu <id>, or rerun "
@@ -282,6 +287,33 @@ APPLY_ORDER = ("tf32", "warm_start", "checkpointing", "lora", "mixed_precision",
                "batch_size", "fused_optimizer", "dataloader", "early_stopping", "compile", "distributed")
 assert set(APPLY_ORDER) == {t for t, i in TWEAKS.items() if i.codemod}, "APPLY_ORDER must list every codemod"
 assert all(bool(i.no_runtime) != i.runtime for i in TWEAKS.values()), "say why an id has no runtime applier"
+
+
+_NEEDS = {
+    "cuda": (lambda device, loader: device == "cuda",
+             "its effect exists only on an NVIDIA GPU (TF32 tensor cores), and this run trained on the {device}"),
+    "dataloader": (lambda device, loader: loader,
+                   "the run used no torch DataLoader for it to change (its batches come from the script's own code)"),
+}
+
+
+def measurable_here(tweak: str, device: str, dataloader: bool) -> tuple[bool, str]:
+    """Whether a ``--verify`` re-run can measure ``tweak`` on a run like this one (its device type
+    and whether a DataLoader fed it), and why not.
+
+    >>> measurable_here("tf32", "cpu", True)[0], measurable_here("lora", "cpu", False)[0]
+    (False, True)
+    """
+    info = TWEAKS.get(tweak)
+    if info is None:
+        return False, f"unknown tweak {tweak!r}"
+    if not info.runtime:
+        return False, info.no_runtime
+    for need in info.runtime_needs:
+        ok, why = _NEEDS[need]
+        if not ok(device, dataloader):
+            return False, why.format(device=device.upper())
+    return True, ""
 
 
 def runtime_ids() -> list[str]:

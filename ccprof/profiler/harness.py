@@ -238,6 +238,12 @@ def run(spec: RunSpec) -> int:
                           schedulers=_find_schedulers(optimizers) if optimizers else [])
         applied_to.append(model)
         for tw in tweaks:
+            if hooked.get(tw):
+                # the DataLoader hook already applied it, before the loader's first batch: that is
+                # the tweak applied (applying it again would only find it done)
+                applied.append({"tweak": tw, "applied": True, "changes": list(hooked[tw]),
+                                "reason": "applied to the DataLoader before its first batch", "already_applied": False})
+                continue
             try:
                 result = apply_tweak(tw, objs, options=runtime.run_options(tw, options_by_tweak.get(tw)))
                 applied.append({"tweak": tw, "applied": bool(result.applied), "reason": result.reason,
@@ -246,15 +252,20 @@ def run(spec: RunSpec) -> int:
             except Exception as exc:
                 applied.append({"tweak": tw, "applied": False, "reason": f"failed: {exc!r}", "changes": []})
 
-    loader_hooks = []
+    loader_hooks: list[tuple[str, Any]] = []
+    hooked: dict[str, list[str]] = {}          # tweak -> what its DataLoader hook changed
     if tweaks:
         runtime = _plugin(plugins, "apply")
-        loader_hooks = [h for h in (runtime.dataloader_hooks(tw, runtime.run_options(tw, options_by_tweak.get(tw)))
-                                    for tw in tweaks) if h]
+        for tw in tweaks:
+            hook = runtime.dataloader_hooks(tw, runtime.run_options(tw, options_by_tweak.get(tw)))
+            if hook:
+                loader_hooks.append((tw, hook))
 
     def on_loader_iter(loader: Any) -> None:
-        for hook in loader_hooks:
-            hook(loader)
+        for tw, hook in loader_hooks:
+            changed = hook(loader)
+            if changed:
+                hooked.setdefault(tw, []).extend(changed)
 
     _die_with_parent()
     if "WORLD_SIZE" in os.environ:
@@ -340,10 +351,19 @@ def run(spec: RunSpec) -> int:
             end_now()
         threading.Thread(target=end_anyway, daemon=True, name="ccprof-finish").start()
 
+    # DataLoader workers write their batch times here (the runner removes the folder); extra
+    # timed steps, while the host figures' spread is unknown, stop at half the timeout
+    scratch = os.path.join(os.path.dirname(os.path.abspath(spec.out)), f"batches-rank{rank}")
+    try:
+        os.makedirs(scratch, exist_ok=True)
+    except OSError:
+        scratch = None
+    deadline = time.perf_counter() + 0.5 * spec.timeout if spec.timeout else None
     session = Session(steps=spec.steps, warmup=spec.warmup,
                       on_step=on_step, on_first_forward=on_first_forward,
                       on_loader_iter=on_loader_iter if loader_hooks else None,
-                      on_checkpoint=on_checkpoint, on_complete=on_complete)
+                      on_checkpoint=on_checkpoint, on_complete=on_complete,
+                      scratch_dir=scratch, deadline=deadline)
     if spec.seed is not None:
         torch.manual_seed(spec.seed)
         random.seed(spec.seed)
@@ -445,6 +465,11 @@ def run(spec: RunSpec) -> int:
         # after StopProfiling (swallow it, exit, raise) does not change the measurement
         return EXIT_OK
 
+    if (outcome == "ended" or (outcome == "timeout" and stop_reason == "timeout")) and error is None \
+            and session.measured_enough():
+        # the steps asked for were measured; the script ended (or the timeout came) while ccprof
+        # timed extra steps to know their spread: the profile is complete with what it has
+        outcome = "complete"
     if outcome in ("ended", "timeout", "interrupted") and error is None:
         if outcome == "interrupted":
             error = ErrorInfo(kind="interrupted", exit_code=EXIT_INTERRUPTED,

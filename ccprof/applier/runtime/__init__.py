@@ -102,11 +102,12 @@ def apply_tweak(tweak: str, objs: RunObjects | nn.Module,
         return Applied(tweak, False, f"{tweak} failed: {type(e).__name__}: {e}", details={"error": type(e).__name__})
 
 
-def dataloader_hooks(tweak: str, options: TweakOptions | dict[str, Any] | None = None) -> Callable[[Any], None] | None:
+def dataloader_hooks(tweak: str, options: TweakOptions | dict[str, Any] | None = None) -> Callable[[Any], list[str]] | None:
     """A ``on_dataloader_iter(loader)`` callback for ``DataLoader.__iter__``, or None.
 
     For ``dataloader`` and ``batch_size`` only: the callback applies the settings to each
-    loader once, before its iterator is made, so a verify run has them from epoch one.
+    loader once, before its iterator is made, so a verify run has them from epoch one; it
+    returns what it changed (the harness then counts the tweak as applied).
     Example: ``hook = dataloader_hooks("batch_size", {"batch_size": 64}); hook(loader)``.
     """
     options = _kwargs(options)

@@ -45,10 +45,11 @@ def _resize(loader: DataLoader, batch_size: int | None, factor: float | None) ->
     return old, new
 
 
-def loader_hook(batch_size: int | None = None, factor: float | None = None) -> Callable[[DataLoader], None]:
-    """A callback for ``DataLoader.__iter__``: resizes each loader once."""
-    def on_dataloader_iter(loader: DataLoader) -> None:
-        _resize(loader, batch_size, factor)
+def loader_hook(batch_size: int | None = None, factor: float | None = None) -> Callable[[DataLoader], list[str]]:
+    """A callback for ``DataLoader.__iter__``: resizes each loader once; returns what it changed."""
+    def on_dataloader_iter(loader: DataLoader) -> list[str]:
+        r = _resize(loader, batch_size, factor)
+        return [f"batch size {r[0]} -> {r[1]}"] if isinstance(r, tuple) else []
     return on_dataloader_iter
 
 

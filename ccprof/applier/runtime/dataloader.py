@@ -73,10 +73,11 @@ def _configure(loader: DataLoader, want: dict[str, Any]) -> tuple[list[str], str
     return changes, None
 
 
-def loader_hook(want: dict[str, Any]) -> Callable[[DataLoader], None]:
-    """A callback for ``DataLoader.__iter__``: applies ``want`` to each loader once."""
-    def on_dataloader_iter(loader: DataLoader) -> None:
-        _configure(loader, want)
+def loader_hook(want: dict[str, Any]) -> Callable[[DataLoader], list[str]]:
+    """A callback for ``DataLoader.__iter__``: applies ``want`` to each loader once; returns what
+    it changed."""
+    def on_dataloader_iter(loader: DataLoader) -> list[str]:
+        return _configure(loader, want)[0]
     return on_dataloader_iter
 
 
