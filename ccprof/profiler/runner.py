@@ -23,7 +23,7 @@ from typing import Any, Callable
 from ccprof.profiler.spec import RunSpec
 from ccprof.artefacts.profile import ErrorInfo, Profile
 
-__all__ = ["ScriptError", "check_script", "run_script", "RunResult", "EXIT_BAD_INPUT", "EXIT_SCRIPT_ERROR",
+__all__ = ["ScriptError", "check_script", "run_script", "RunResult", "who_sent", "EXIT_BAD_INPUT", "EXIT_SCRIPT_ERROR",
            "EXIT_NOTHING", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "EXIT_VERIFY_FAILED"]
 
 EXIT_BAD_INPUT, EXIT_SCRIPT_ERROR, EXIT_NOTHING, EXIT_INTERRUPTED = 2, 3, 4, 130
@@ -32,6 +32,7 @@ EXIT_VERIFY_FAILED = 5      # --verify: every requested re-run failed (the basel
 GRACE_S = 20.0      # after SIGTERM, time for the child to write its partial profile
 ACK_S = 3.0         # ...once it said "stopping"; a child that does not within ACK_S is killed
 CHILDREN_GRACE_S = 2.0      # after the script's process ended: its leftover children, TERM then KILL
+SENT_LOG = "sent-signals"   # in the run's temp folder: every signal ccprof sent the run, and why
 
 
 class _Terminated(BaseException):
@@ -159,6 +160,7 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
         why = None          # None | "timeout" | "interrupted" | "terminated"
         code = EXIT_SCRIPT_ERROR
         proc = None
+        oom_before = _oom_kills()
         with _stop_signals_raise():
             try:
                 proc = subprocess.Popen(cmd, env=env, stdout=stdout, start_new_session=True)
@@ -174,7 +176,10 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
                     why = "terminated"
                 if why is not None:
                     Path(stop_path).write_text("timeout" if why == "timeout" else "terminated")
-                    code = _stop(proc, signal.SIGINT if why == "interrupted" else signal.SIGTERM, stopping, tmp)
+                    reason = {"timeout": f"the --timeout of {timeout_s:g} s", "interrupted": "Ctrl-C",
+                              "terminated": "ccprof was sent SIGTERM"}[why]
+                    code = _stop(proc, signal.SIGINT if why == "interrupted" else signal.SIGTERM, stopping, tmp,
+                                 reason)
                     if why == "timeout" and getattr(stopping, "again", None):
                         why = stopping.again        # Ctrl-C / SIGTERM during the timeout's grace
             except (KeyboardInterrupt, _Terminated) as exc:     # a second signal at an awkward point
@@ -194,6 +199,7 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
             profile = merge_ranks(out, nproc, _first_rank(first_failure))
         else:
             profile = _read_profile(out)
+        sent = _sent(tmp)          # what ccprof itself signalled the run, before the folder goes
     interrupted, timed_out = why == "interrupted", why == "timeout"
     if why == "terminated":
         code = EXIT_TERMINATED
@@ -209,7 +215,8 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
         elif why == "terminated":
             msg = "stopped by SIGTERM before anything was measured"
         elif code < 0:
-            msg = f"the script's process died with signal {-code} ({_signame(-code)})"
+            msg = (f"the script's process died with signal {-code} ({_signame(-code)}): "
+                   f"{who_sent(-code, sent, oom_before)}")
             code = EXIT_SCRIPT_ERROR
         else:
             msg = f"the script's process exited with code {code} before anything was measured"
@@ -229,7 +236,7 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
                                   f"{what} and killed; what was measured up to then is kept",
                                   EXIT_INTERRUPTED if interrupted else EXIT_TERMINATED)
         else:
-            how = (f"died with signal {-code} ({_signame(-code)})" if code < 0
+            how = (f"died with signal {-code} ({_signame(-code)}: {who_sent(-code, sent, oom_before)})" if code < 0
                    else f"exited with code {code} without returning (os._exit, or a crash in native code)")
             profile = _with_error(profile, "died", f"the script's process {how}; "
                                   + profile.error.message.replace("the run stopped before ccprof could finish it, ", ""),
@@ -376,7 +383,53 @@ def _groups(proc: subprocess.Popen, tmp: str) -> list[int]:
     return groups
 
 
-def _signal_groups(proc: subprocess.Popen, tmp: str, sig: int) -> None:
+def _log_sent(tmp: str, sig: int, why: str) -> None:
+    """Keep a line for every signal ccprof sends the run: a run that ends by a signal is then
+    said to be ccprof's doing (and why), or not."""
+    try:
+        with open(os.path.join(tmp, SENT_LOG), "a") as fh:
+            fh.write(f"{_signame(sig)}\t{why}\n")
+    except OSError:
+        pass
+
+
+def _sent(tmp: str) -> list[tuple[str, str]]:
+    try:
+        lines = Path(tmp, SENT_LOG).read_text().splitlines()
+    except OSError:
+        return []
+    return [tuple(line.split("\t", 1)) for line in lines if "\t" in line]
+
+
+def _oom_kills() -> int | None:
+    """The kernel's out-of-memory kills in this cgroup so far (cgroup v2 ``memory.events``)."""
+    try:
+        for line in Path("/sys/fs/cgroup/memory.events").read_text().splitlines():
+            if line.startswith("oom_kill "):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def who_sent(num: int, sent: list[tuple[str, str]], oom_before: int | None) -> str:
+    """Who ended the run with signal ``num``, as far as ccprof can tell: ccprof itself (``sent``,
+    its log of what it sent, with why), the kernel's out-of-memory killer (this cgroup's OOM kills
+    went up), or neither."""
+    name = _signame(num)
+    mine = [why for sig, why in sent if sig == name]
+    if mine:
+        return f"sent by ccprof: {mine[-1]}"
+    after = _oom_kills()
+    if oom_before is not None and after is not None and after > oom_before:
+        return f"the kernel's out-of-memory killer (this cgroup's OOM kills went from {oom_before} to {after})"
+    return ("not sent by ccprof (it signals a run only to stop it: a timeout, Ctrl-C, SIGTERM, and sent none) "
+            "and not the kernel's out-of-memory killer of this cgroup: another process, or the kernel for "
+            "another reason, sent it")
+
+
+def _signal_groups(proc: subprocess.Popen, tmp: str, sig: int, why: str) -> None:
+    _log_sent(tmp, sig, why)
     if not hasattr(os, "killpg"):      # Windows: no process groups; the child alone
         try:
             proc.kill() if sig == getattr(signal, "SIGKILL", None) else proc.terminate()
@@ -402,13 +455,14 @@ def _alive(proc: subprocess.Popen, tmp: str) -> bool:
     return False
 
 
-def _stop(proc: subprocess.Popen, sig: int, stopping: threading.Event, tmp: str) -> int:
+def _stop(proc: subprocess.Popen, sig: int, stopping: threading.Event, tmp: str, why: str) -> int:
     """Ask the script's process to stop (the harness, or torchrun, which passes it to the
     ranks; not the whole group: DataLoader workers dying first would turn the stop into a
     "worker exited unexpectedly" error); wait for it to write what it measured (up to GRACE_S
     once it said "stopping", ACK_S if it never does: a script that ignores the signal, a rank
     blocked in a collective), then SIGKILL every group of the run. A second Ctrl-C or
     SIGTERM meanwhile kills at once."""
+    _log_sent(tmp, sig, why)
     try:
         proc.send_signal(sig)
     except OSError:
@@ -426,24 +480,28 @@ def _stop(proc: subprocess.Popen, sig: int, stopping: threading.Event, tmp: str)
         stopping.again = "interrupted"      # the user's own stop outranks the timeout's
     except _Terminated:
         stopping.again = "terminated"
-    _kill_all(proc, tmp)
+    _kill_all(proc, tmp, why=f"{why}, and the script had not ended "
+              + (f"{GRACE_S:g} s after saying it was stopping" if stopping.is_set()
+                 else f"{ACK_S:g} s after the signal"))
     return proc.wait()
 
 
-def _kill_all(proc: subprocess.Popen, tmp: str, leftovers_only: bool = False) -> None:
+def _kill_all(proc: subprocess.Popen, tmp: str, leftovers_only: bool = False, why: str = "") -> None:
     """SIGKILL every group of the run (``leftovers_only``: the script's process has ended;
     what it left running gets SIGTERM first, SIGKILL after CHILDREN_GRACE_S)."""
     kill = getattr(signal, "SIGKILL", signal.SIGTERM)
     if leftovers_only:
         if not _alive(proc, tmp):
             return
-        _signal_groups(proc, tmp, signal.SIGTERM)
+        _signal_groups(proc, tmp, signal.SIGTERM, "what the script left running after it ended")
         t0 = time.monotonic()
         while time.monotonic() - t0 < CHILDREN_GRACE_S:
             if not _alive(proc, tmp):
                 return
             time.sleep(0.05)
-    _signal_groups(proc, tmp, kill)
+    _signal_groups(proc, tmp, kill, why or ("what the script left running after it ended, "
+                                            f"{CHILDREN_GRACE_S:g} s after SIGTERM" if leftovers_only
+                                            else "ccprof ended while the script ran"))
 
 
 def _signame(num: int) -> str:
