@@ -89,7 +89,7 @@ def advise_batch_size(profile: Profile, ctx: AdviceContext) -> Advice:
                        assumptions=["What grows with the batch is read from each op's shapes (tensors of a "
                                     "parameter's shape and the optimizer step stay); the step is costed again.",
                                     "The run keeps its number of samples (fewer steps at the larger batch)."],
-                       sources=["PyTorch TensorBoard plugin: GPU utilization < 50% -> larger batch (FACTS.md)",
+                       sources=["PyTorch TensorBoard profiler plugin (pytorch/kineto tb_plugin) recommendations: GPU utilization < 50% -> larger batch",
                                 "Goyal et al. 2017, linear learning-rate scaling with warm-up"],
                        details={"batch_after": nb, "batch_before": b, "per_sample_s_before": per_before,
                                 "per_sample_s_after": per_after, "step_s_before_model": rc.before.step_s,

@@ -178,5 +178,5 @@ def advise_checkpointing(profile: Profile, ctx: AdviceContext) -> Advice:
                                     "What the peak held beyond model state and activations (loss gradient, "
                                     "logits, temporaries) is still there at the new peak."],
                        sources=["Chen et al. 2016, arXiv 1604.06174 (O(sqrt n) memory for one extra forward)",
-                                "FACTS.md: extra forward is ~2N of 6N FLOPs, at most ~+33% compute"],
+                                "Kaplan et al. 2020: a step is ~6N FLOPs per token, the forward ~2N; one extra forward adds at most ~+33% compute"],
                        details=details)

@@ -78,7 +78,7 @@ def advise_dataloader(profile: Profile, ctx: AdviceContext) -> Advice:
                                     f"The GPU host has {target} CPU cores free for workers (this one has "
                                     f"{os.cpu_count() or '?'})."],
                        sources=["PyTorch DataLoader docs: workers prefetch batches in parallel processes",
-                                "PyTorch TensorBoard plugin: DataLoader > 5% of step -> more workers (FACTS.md)"],
+                                "PyTorch TensorBoard profiler plugin (pytorch/kineto tb_plugin) recommendations: DataLoader > 5% of step -> more workers"],
                        details={"wait_s": wait, "wait_frac": share, "workers_after": target, "missing": missing,
                                 "data": rc.before.data, "step_s_before_model": rc.before.step_s,
                                 "step_s_after_model": rc.after.step_s})

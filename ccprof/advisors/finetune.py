@@ -66,5 +66,5 @@ def advise_finetune(profile: Profile, ctx: AdviceContext) -> Advice:
                                     "(AdviceContext.finetune_budget_frac; He et al. 2019's 6x scratch schedules).",
                                     "Your architecture and vocabulary match the published checkpoint, or can be adapted."],
                        sources=["He, Girshick, Dollar, Rethinking ImageNet Pre-training, ICCV 2019",
-                                "FACTS.md: scratch catches up only with ~6x longer schedules"],
+                                "He et al., Rethinking ImageNet Pre-training (ICCV 2019): scratch catches up only with ~6x longer schedules"],
                        details={"family": fam, "budget_frac": budget, "scope": "run"})

@@ -146,7 +146,7 @@ def advise_grad_accumulation(profile: Profile, ctx: AdviceContext) -> Advice:
                                     "they are added in full.",
                                     "Time: each op's batch dimension scaled to the micro-batch, run k times, and "
                                     "the weight gradients added k-1 times (ccprof.hardware.edits.micro_batches)."],
-                       sources=["PyTorch TensorBoard plugin: peak memory > 90% of the device (FACTS.md)", spec.spec_source],
+                       sources=["PyTorch TensorBoard profiler plugin (pytorch/kineto tb_plugin) recommendations: peak memory > 90% of the device", spec.spec_source],
                        details={**plan, "wanted_batch": wanted, "peak_bytes_wanted": peak_wanted, "budget_bytes": budget,
                                 "step_s_whole_model": rc_whole.after.step_s, "step_s_after_model": rc.after.step_s,
                                 "step_s_ratio": rc.after.step_s / rc.before.step_s if rc.before.step_s else 1.0,

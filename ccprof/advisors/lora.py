@@ -156,5 +156,5 @@ def advise_lora(profile: Profile, ctx: AdviceContext) -> Advice:
                                     "Time: backward keeps the activation gradients the adapters need and drops every "
                                     "parameter gradient; the adapters' GEMMs are costed at their own (thin) shapes."],
                        sources=["Hu et al., LoRA, ICLR 2022 (" + C.LORA_PUBLISHED + ")",
-                                "FACTS.md: fp32 AdamW 16 bytes/param"],
+                                "Rajbhandari et al., ZeRO (SC 2020): fp32 Adam 16 bytes/param (4 weights + 4 grads + 8 state)"],
                        details=pr, options=LoraOptions(rank=pr["rank"], targets=peft_targets(profile, pr["targets"])))

@@ -258,7 +258,8 @@ def advise_mixed_precision(profile: Profile, ctx: AdviceContext) -> Advice:
         "A Linear that shares its fp32 input with a sibling (q/k/v projections) gets its own 16-bit copy under "
         "autocast; the profile cannot tell it from one fed by 16-bit attention output, so it is not counted "
         "(a tiny Llama's projection is ~6% low for it).",
-        "Weights, gradients and optimizer state stay fp32 (FACTS.md: AMP alone shrinks activations, not model state).",
+        "Weights, gradients and optimizer state stay fp32: mixed precision keeps fp32 master weights (Micikevicius et al., ICLR 2018), "
+        "16 bytes/param with Adam either way (Rajbhandari et al., ZeRO, SC 2020): AMP alone shrinks activations, not model state.",
         "Time: every op is re-costed as CUDA autocast would run it (PyTorch's lists; the profiler recorded each "
         "op's 16-bit or fp32 bytes and the casts autocast adds), matmuls on the 16-bit tensor cores.",
     ]

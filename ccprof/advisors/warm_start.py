@@ -80,5 +80,5 @@ def advise_warm_start(profile: Profile, ctx: AdviceContext) -> Advice:
                        assumptions=[f"Early-epoch compute saved: {fmt_pct(run_frac)} of the run (ccprof assumption, "
                                     "unverified; AdviceContext.warm_start_run_frac).",
                                     "Pretrained vectors of the same dimension exist for your vocabulary."],
-                       sources=["FACTS.md: fp32 AdamW 16 bytes/param (4 weights + 4 grads + 8 state)"],
+                       sources=["Rajbhandari et al., ZeRO (SC 2020): fp32 Adam 16 bytes/param (4 weights + 4 grads + 8 state)"],
                        details=pr, options=WarmStartOptions(embeddings=pr["embeddings"]))

@@ -319,7 +319,10 @@ def _projected(profile: Profile) -> Projected | None:
     data = (d.get("data") or {}).get("method", "")
     note = "; ".join(x for x in (str(d.get("policy") or ""), f"data: {data}" if data else "",
                                  *[str(n) for n in d.get("notes") or []]) if x)
-    return Projected(gid, p.method, fmt_s(p.step_s), rows, note)
+    step = fmt_s(p.step_s)
+    if p.step_s_lo is not None and p.step_s_hi is not None and (p.step_s_lo, p.step_s_hi) != (p.step_s, p.step_s):
+        step += f" ({fmt_s(p.step_s_lo)} to {fmt_s(p.step_s_hi)} with the measured batch time's band)"
+    return Projected(gid, p.method, step, rows, note)
 
 
 def verification_lines(advice: AdviceSet) -> list[str]:
