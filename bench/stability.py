@@ -101,7 +101,7 @@ def analyze(cwd: Path, script: str, args: list[str], out: Path, busy: int) -> di
     advice = json.loads((out / "advice.json").read_text())
     proj = {g: p["step_s"] for g, p in (profile.get("projection") or {}).items() if p.get("step_s")}
     table = (profile.get("cost") or {}).get("detail", {}).get("right_size") or []
-    cheapest = min(table, key=lambda r: (r.get("usd_per_step") or float("inf"), r["gpu"]))["gpu"] if table else None
+    cheapest = table[0]["gpu"] if table else None          # the right-size table is ranked, ties broken
     recommended = [a["tweak"] for a in advice["advice"] if a["status"] == "recommended"]
     return {"projection": proj, "recommended": recommended, "cheapest": cheapest, "wall_s": wall,
             "target_step_s": (profile.get("cost") or {}).get("step_s")}

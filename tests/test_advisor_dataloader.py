@@ -39,6 +39,7 @@ def test_not_applicable_without_dataloader():
 
 def test_already_applied_with_workers_that_keep_up():
     # 4 workers at 1 ms a batch deliver one every 0.25 ms: far below the step's compute
-    p = replace(gpt_loader_plain(), data=replace(gpt_loader_plain().data, num_workers=4, batch_s=0.001))
+    p = replace(gpt_loader_plain(), data=replace(gpt_loader_plain().data, num_workers=4, batch_s=0.001,
+                                                 batch_s_lo=0.001, batch_s_hi=0.001, batch_io_s=0.0))
     a = advise_one("dataloader", p)
     assert a.status == "already_applied", a.rationale

@@ -12,9 +12,13 @@ def test_formula():
     a = advise_one("warm_start", p, AdviceContext(warm_start_run_frac=0.05))
     # 20M params x (4 grad + 8 state) = 240 MB
     assert a.projected.memory_saved_bytes == 240_000_000
-    # run 5% + 95% x optimizer share 0.1 x 20M/100M = 0.05 + 0.95 x 0.02 = 0.069
-    assert a.projected.time_saved_frac == pytest.approx(0.069)
-    assert a.projected.usd_saved == pytest.approx(0.69)
+    # run 5% + 95% x (the optimizer's share of the step on the A100, from the cost model) x 20M/100M
+    from ccprof.hardware import cost_step, load_catalog
+    sc = cost_step(p, load_catalog()["a100-80gb"])
+    share = sc.phase_s["optimizer"] / sc.step_s
+    assert a.details["optimizer_share"] == pytest.approx(share)
+    assert a.projected.time_saved_frac == pytest.approx(0.05 + 0.95 * share * 0.2, abs=1e-6)   # rounded to 6 places
+    assert a.projected.usd_saved == pytest.approx(10 * (0.05 + 0.95 * share * 0.2), rel=1e-3)
     assert a.confidence == "low" and any("unverified" in s for s in a.assumptions)
 
 

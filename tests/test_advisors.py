@@ -28,10 +28,15 @@ def test_registry_holds_the_18_ids_and_refuses_duplicates():
 
 
 def test_rank_is_by_expected_share_then_dollars_then_status():
-    a = [Advice("x", "recommended", projected=Projected(usd_saved=1.0)),
-         Advice("y", "recommended", projected=Projected(usd_saved=5.0)),
-         Advice("z", "already_applied"), Advice("w", "recommended", projected=Projected(usd_saved=-1.0))]
+    a = [Advice("x", "recommended", projected=Projected(usd_saved=1.0, expected_frac=0.1)),
+         Advice("y", "recommended", projected=Projected(usd_saved=5.0, expected_frac=0.5)),
+         Advice("z", "already_applied"), Advice("w", "recommended", projected=Projected(usd_saved=-1.0, expected_frac=-0.1))]
     assert [x.tweak for x in rank(a)] == ["y", "x", "w", "z"]
+    # equal shares, different dollars (a share can round to the same figure): within 1%, a tie
+    # broken by risk, then confidence, then the id
+    c = [Advice("c1", "recommended", risk="accuracy", projected=Projected(usd_saved=5.0, expected_frac=0.2)),
+         Advice("c2", "recommended", risk="none", projected=Projected(usd_saved=1.0, expected_frac=0.2))]
+    assert [x.tweak for x in rank(c)] == ["c2", "c1"]
     # a 30% saving at low confidence (x0.35 = 10.5%) ranks below 20% at medium (x0.7 = 14%)
     b = [Advice("low", "recommended", projected=Projected(cost_saved_frac=0.3, expected_frac=0.105, usd_saved=30)),
          Advice("med", "recommended", projected=Projected(cost_saved_frac=0.2, expected_frac=0.14, usd_saved=20))]
@@ -74,7 +79,8 @@ def test_advice_json_schema_and_round_trip(tmp_path):
 def test_plan_compounds_and_knows_conflicts():
     p = hand_profile()
     mk = lambda t, frac, scope="step", mem=0: Advice(t, "recommended", projected=Projected(
-        time_saved_frac=frac, memory_saved_bytes=mem, usd_saved=10 * frac), details={"time_scope": scope})
+        time_saved_frac=frac, memory_saved_bytes=mem, usd_saved=10 * frac, expected_frac=frac),
+        details={"time_scope": scope})
     advice = rank([mk("mixed_precision", 0.4), mk("data_curation", 0.1, "run"), mk("lora", 0.3),
                    mk("warm_start", 0.05, "run", 5)])
     plan = build_plan(p, AdviceContext(), advice)
@@ -206,7 +212,7 @@ def test_plan_with_unused_gpus_never_goes_below_zero():
 def test_plan_leaves_out_accuracy_risks_at_low_confidence():
     p = hand_profile()
     mk = lambda t, frac, risk, conf: Advice(t, "recommended", risk=risk, confidence=conf, projected=Projected(
-        time_saved_frac=frac, usd_saved=10 * frac), details={"time_scope": "step"})
+        time_saved_frac=frac, usd_saved=10 * frac, expected_frac=frac), details={"time_scope": "step"})
     advice = rank([mk("pruning", 0.3, "accuracy", "low"), mk("lora", 0.2, "accuracy", "medium"),
                    mk("mixed_precision", 0.4, "numerics", "medium")])
     plan = build_plan(p, AdviceContext(), advice)
@@ -220,10 +226,10 @@ def test_plan_memory_follows_each_tweaks_own_saving():
     p = hand_profile()                                   # activations 300 MB, peak 2000 MB
     MB = 10**6
     mp = Advice("mixed_precision", "recommended", risk="numerics", confidence="medium",
-                projected=Projected(time_saved_frac=0.4, usd_saved=4, memory_saved_bytes=200 * MB),
+                projected=Projected(time_saved_frac=0.4, usd_saved=4, memory_saved_bytes=200 * MB, expected_frac=0.28),
                 details={"time_scope": "step", "activations_after_bytes": 150 * MB})
     ck = Advice("checkpointing", "recommended", projected=Projected(time_saved_frac=0.01, usd_saved=0.1,
-                                                                    memory_saved_bytes=240 * MB),
+                                                                    memory_saved_bytes=240 * MB, expected_frac=0.007),
                 details={"time_scope": "step", "activations_after_bytes": 60 * MB})
     plan = build_plan(p, AdviceContext(device_memory_bytes=10**12), rank([mp, ck]))
     # mixed precision: 2000 - 200 = 1800 MB, activations 300 -> 150 MB;

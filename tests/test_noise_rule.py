@@ -70,8 +70,9 @@ def test_savings_within_the_band_tie_and_break_by_a_fixed_rule():
                    _rec("lora", 0.20, "accuracy"), Advice("pruning", "no_saving"), Advice("distributed", "not_applicable"),
                    Advice("finetune", "already_applied")])
     assert [a.tweak for a in ranked] == ["lora", "compile", "tf32", "pruning", "finetune", "distributed"]
-    # without a band the larger saving wins, however close
-    assert [a.tweak for a in rank([_rec("compile", 0.100), _rec("tf32", 0.103, "numerics")])] == ["tf32", "compile"]
+    # without a band, savings within ccprof's 1% threshold tie too; beyond it the larger one wins
+    assert [a.tweak for a in rank([_rec("compile", 0.100), _rec("tf32", 0.103, "numerics")])] == ["compile", "tf32"]
+    assert [a.tweak for a in rank([_rec("compile", 0.100), _rec("tf32", 0.115, "numerics")])] == ["tf32", "compile"]
     # tied within a band, equal risks: higher confidence, then the id
     assert [a.tweak for a in rank([_rec("b_t", 0.1, confidence="low", band=0.01),
                                    _rec("a_t", 0.1, confidence="low", band=0.01),

@@ -15,6 +15,7 @@ import importlib
 from ccprof.advisors._registry import ADVISORS, register
 from ccprof.artefacts.advice import RISKS, Advice, AdviceSet, Plan
 from ccprof.advisors.catalog import TWEAKS
+from ccprof.advisors.constants import MIN_SAVING_FRAC
 from ccprof.advisors.context import AdviceContext
 from ccprof.artefacts.profile import Profile
 from ccprof.advisors._common import make_advice
@@ -35,13 +36,14 @@ def _compare(a: Advice, b: Advice) -> int:
     sa, sb = _STATUS_ORDER.get(a.status, 4), _STATUS_ORDER.get(b.status, 4)
     if sa != sb:
         return -1 if sa < sb else 1
-    # savings closer than either projection's band are a tie (the measured part of the step could
-    # order them either way): then lower risk, higher confidence; without a band, the figures
+    # savings closer than either projection's band, or than ccprof's 1% threshold, are a tie (what
+    # cannot tell a saving from none cannot order two savings either): then lower risk, higher
+    # confidence; otherwise the figures
     tol = max(float(a.details.get("saving_band_frac", 0.0) or 0.0),
-              float(b.details.get("saving_band_frac", 0.0) or 0.0))
+              float(b.details.get("saving_band_frac", 0.0) or 0.0), MIN_SAVING_FRAC)
     pa, pb = a.projected, b.projected
     diff = round(pa.expected_frac, 6) - round(pb.expected_frac, 6)
-    if tol > 0 and abs(diff) <= tol:
+    if a.status == "recommended" and abs(diff) <= tol:
         keys = [lambda x: _RISK_ORDER.get(x.risk, 9), lambda x: _CONFIDENCE_ORDER.get(x.confidence, 9)]
     else:
         keys = [lambda x: -round(x.projected.expected_frac, 6), lambda x: -x.projected.usd_saved,
@@ -57,8 +59,9 @@ def rank(advice: list[Advice]) -> list[Advice]:
     """The one ranking: recommended first, by expected saving (the share of the run's GPU cost
     saved x the advisor's confidence weight, ``constants.CONFIDENCE_WEIGHT``), then dollars, time
     and memory saved; then "no measurable saving", "already applied", "not applicable". Savings
-    that differ by less than the projection's band (``details["saving_band_frac"]``) are a tie,
-    broken by a fixed rule: lower risk first, then higher confidence, then the tweak id. A share
+    that differ by less than the projection's band (``details["saving_band_frac"]``) or ccprof's
+    1% threshold (``constants.MIN_SAVING_FRAC``) are a tie, broken by a fixed rule: lower risk
+    first, then higher confidence, then the tweak id. A share
     ranks the same with or without a known run size."""
     return sorted(advice, key=functools.cmp_to_key(_compare))
 

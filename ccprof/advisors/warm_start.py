@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ccprof.advisors import constants as C
 from ccprof.artefacts.tweaks import WarmStartOptions
-from ccprof.advisors._common import clamp, fmt_bytes, fmt_num, fmt_pct, ledger, make_advice
+from ccprof.advisors._common import clamp, fmt_bytes, fmt_num, fmt_pct, ledger, make_advice, recost
 from ccprof.advisors._registry import register
 from ccprof.artefacts.advice import Advice
 from ccprof.advisors.context import AdviceContext
@@ -19,17 +19,18 @@ optimizer = torch.optim.AdamW((p for p in model.parameters() if p.requires_grad)
 """
 
 
-def project_warm_start(profile: Profile) -> dict:
-    """Memory freed by freezing the trainable embeddings: their gradients at peak and optimizer state."""
+def project_warm_start(profile: Profile, ctx: AdviceContext | None = None) -> dict:
+    """Memory freed by freezing the trainable embeddings (their gradients at peak and optimizer
+    state), and the optimizer time they stop taking: their share of the trainable parameters x
+    the optimizer's share of the step on the target GPU (the cost model's, not this CPU's)."""
     led = ledger(profile)
     embs = [e for e in profile.model.embeddings if e.trainable]
     n = sum(e.params for e in embs)
     grad_frac = led.grads_at_peak / led.grads if led.grads else 0.0
     saved = int(n * (C.BYTES_FP32 * grad_frac + led.opt_bytes_per_param))
     trainable = profile.model.trainable_params or profile.model.params
-    ph = profile.steps.phase_s
-    total = sum(ph.values()) if ph else 0.0
-    opt_share = ph.get("optimizer", 0.0) / total if total else 0.0
+    step = recost(profile, ctx or AdviceContext()).before
+    opt_share = step.phase_s.get("optimizer", 0.0) / step.step_s if step.step_s else 0.0
     step_frac = opt_share * (n / trainable if trainable else 0.0)
     return {"embeddings": [e.name for e in embs], "embedding_params": n,
             "memory_saved_bytes": saved, "peak_bytes_after": led.peak - saved,
@@ -59,7 +60,7 @@ def advise_warm_start(profile: Profile, ctx: AdviceContext) -> Advice:
                            rationale=(f"The trainable embeddings are {'/'.join(map(str, dims))}-dimensional; published "
                                       f"vectors to start from are {C.WARM_START_MIN_DIM}-d and wider (GloVe 50-300, "
                                       "word2vec and fastText 300), so there is nothing of that width to load."))
-    pr = project_warm_start(profile)
+    pr = project_warm_start(profile, ctx)
     share = pr["embedding_params"] / m.params if m.params else 0.0
     if share < C.WARM_START_EMBED_SHARE_MIN:
         return make_advice("warm_start", "not_applicable", profile, ctx, confidence="medium", snippet=snippet,

@@ -102,10 +102,11 @@ def measure(baseline: Profile, run: Profile | None, projected_frac: float | None
     time_frac = (1.0 - run_s / base_s) if (base_s and run_s) else None
     base_peak, run_peak = baseline.memory.peak_bytes, run.memory.peak_bytes
     mem_saved = (base_peak - run_peak) if (base_peak and run_peak) else None
-    loss_delta = None
-    if baseline.steps.loss and run.steps.loss:
-        loss_delta = run.steps.loss[-1] - baseline.steps.loss[-1]
-    harmful, guard = quality_guard(list(baseline.steps.loss), list(run.steps.loss))
+    # the same steps of both runs: timed steps may go on past --steps, by a different count in each
+    n = min(len(baseline.steps.loss), len(run.steps.loss))
+    base_loss, run_loss = list(baseline.steps.loss[:n]), list(run.steps.loss[:n])
+    loss_delta = run_loss[-1] - base_loss[-1] if n else None
+    harmful, guard = quality_guard(base_loss, run_loss)
     notes = [guard]
     # the band: the 95% intervals of the two medians, together
     sb, sr = median_ci(base_times), median_ci(run_times)

@@ -22,6 +22,7 @@ the step it saves.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import datetime as dt
 from typing import Any
@@ -277,15 +278,30 @@ def right_size(profile: Profile, catalog: dict[str, GpuSpec], total_steps: int |
             "usd_per_step": c.usd_per_step, "usd_run": c.usd_run, "hours": c.run_hours,
             "usd_per_1k_samples": c.usd_per_1k_samples, "method": p.method, "mfu": p.mfu,
             "run_steps": c.run_steps, "run_steps_source": run_source or c.run_steps_source,
+            # the step's band from what was measured (a batch's making), relative
+            "band_frac": (max(p.step_s_hi - p.step_s, p.step_s - p.step_s_lo, 0.0) / p.step_s
+                          if not bf16 and p.step_s and p.step_s_lo is not None and p.step_s_hi is not None else 0.0),
         })
     # $/step orders the GPUs as $/run does (one run size for all), and still does when the run
-    # size is unknown (usd_run 0 everywhere)
-    rows.sort(key=lambda r: (r["usd_per_step"], r["step_s"]))
+    # size is unknown (usd_run 0 everywhere); costs closer than either GPU's band are a tie,
+    # broken by the shorter step, then the id (a measured batch time must not flip the cheapest)
+    rows.sort(key=functools.cmp_to_key(_cheaper))
     for i, r in enumerate(rows, 1):
         r["rank_usd"] = i
     for i, r in enumerate(sorted(rows, key=lambda r: (r["step_s"], r["usd_per_step"])), 1):
         r["rank_time"] = i
     return rows
+
+
+def _cheaper(a: dict[str, Any], b: dict[str, Any]) -> int:
+    tol = max(a.get("band_frac", 0.0), b.get("band_frac", 0.0))
+    ua, ub = a["usd_per_step"], b["usd_per_step"]
+    if abs(ua - ub) > tol * max(ua, ub) and ua != ub:
+        return -1 if ua < ub else 1
+    for ka, kb in ((a["step_s"], b["step_s"]), (a["gpu"], b["gpu"])):
+        if ka != kb:
+            return -1 if ka < kb else 1
+    return 0
 
 
 def attach(profile: Profile, *, gpu: str | None = None, catalog: dict[str, GpuSpec] | None = None,

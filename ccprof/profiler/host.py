@@ -104,7 +104,7 @@ def host_cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _fastest_probe(windows: int, per_window: int = 10, gap_s: float = 0.1) -> float:
+def _fastest_probe(windows: int, per_window: int = 10, gap_s: float = 0.06) -> float:
     """The fastest speed probe over ``windows`` windows ``gap_s`` apart: a shared cloud core runs
     in spells up to twice as slow (ccprof's own CI machines: 6.4 us a round, or 10-12 us, from
     one quarter second to the next); the fastest spell is the core's own speed."""
@@ -116,13 +116,13 @@ def _fastest_probe(windows: int, per_window: int = 10, gap_s: float = 0.1) -> fl
     return best
 
 
-def measure_host(module_calls_per_step: int = 0, repeats: int = _REPEATS, windows: int = 8) -> HostInfo:
-    """Time the speed bench, a module call and the speed probe on this host (~0.8 s in all).
+def measure_host(module_calls_per_step: int = 0, repeats: int = _REPEATS, windows: int = 6) -> HostInfo:
+    """Time the speed bench, a module call and the speed probe on this host (~0.4 s in all).
 
     Output: a HostInfo with ``dispatch_s`` (``torch.add`` of two 4-element tensors, grad off:
     the speed bench), ``module_call_s`` (the extra of calling it through ``nn.Module.__call__``,
     hooks and all), each the best of five rounds of thread CPU time, and the speed probe
-    (``probe_s``, the fastest over ``windows`` windows 0.1 s apart: ~0.8 s).
+    (``probe_s``, the fastest over ``windows`` windows 60 ms apart: ~0.4 s).
 
     >>> h = measure_host(repeats=200, windows=1); 0 < h.dispatch_s < 1e-3
     True

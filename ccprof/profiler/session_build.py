@@ -47,8 +47,8 @@ class ProfileBuilder:
             host = measure_host(self.module_calls_per_step, repeats=1, windows=1)
         else:
             if getattr(self, "_host_info", None) is None:
-                # the probe's windows (~0.8 s) only matter when a batch time needs converting
-                self._host_info = measure_host(self.module_calls_per_step, windows=8 if self.loaders else 1)
+                # the probe's windows (~0.4 s) only matter when a batch time needs converting
+                self._host_info = measure_host(self.module_calls_per_step, windows=6 if self.loaders else 1)
             host = self._host_info
         if self.opcodes is not None:
             host = replace(host, opcodes=dict(self.opcodes), opcode_step=self.opcode_step)
