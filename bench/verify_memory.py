@@ -34,11 +34,11 @@ def projected_peak(tweak: str, profile, advice) -> tuple[int | None, dict]:
     """The advisor's projected peak after ``tweak`` and the fields of the options it projected
     (what the runtime applier then applies: ``Advice.options``)."""
     from ccprof.advisors import AdviceContext
-    from ccprof.advisors.checkpointing import project_checkpointing
-    from ccprof.advisors.grad_accumulation import peak_bytes_at_batch
-    from ccprof.advisors.lora import peft_targets, project_lora
-    from ccprof.advisors.mixed_precision import project_mixed_precision_memory
-    from ccprof.advisors.warm_start import project_warm_start
+    from ccprof.tweaks.checkpointing.advise import project_checkpointing
+    from ccprof.tweaks.grad_accumulation.advise import peak_bytes_at_batch
+    from ccprof.tweaks.lora.advise import peft_targets, project_lora
+    from ccprof.tweaks.mixed_precision.advise import project_mixed_precision_memory
+    from ccprof.tweaks.warm_start.advise import project_warm_start
 
     a = advice.by_tweak()[tweak]
     if a.projected.peak_bytes_after:

@@ -12,7 +12,6 @@ import math
 import os
 import shutil
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 import click
@@ -22,7 +21,7 @@ from ccprof.advisors import AdviceContext, advise
 from ccprof.advisors.history import HistoryError, load_history
 from ccprof.artefacts.advice import AdviceSet
 from ccprof.artefacts.profile import Profile
-from ccprof.artefacts.tweaks import TWEAKS, describe, options_for
+from ccprof.artefacts.tweaks import TWEAKS, describe, options_for, options_from_cli
 from ccprof.hardware import CatalogError, attach, catalog_rows, load_catalog, user_catalog_path
 from ccprof.outputs import OutputError, backup_path, check_out_dir, check_output, keep_backup, last_two_runs
 from ccprof.profiler.runner import EXIT_VERIFY_FAILED, ScriptError, check_script
@@ -332,9 +331,14 @@ def advise_cmd(profile_path: str, gpu: str | None, total_steps: int | None, pric
     if gpu or total_steps or price_usd is not None or host_speed is not None:
         _check_cost_options(gpu, None, price_usd)
         profile = attach(profile, gpu=gpu, price_usd=price_usd, total_steps=total_steps, host_speed=host_speed)
-    opts = {"history": history, "lora_rank": lora_rank, "finetune_budget_frac": finetune_budget}
-    defaults = {f.name: f.default for f in fields(AdviceContext)}
-    ctx = AdviceContext(**{k: (v if v is not None else defaults[k]) for k, v in opts.items()})
+    # the tweak options the advice projects with: the same options `ccprof apply --option` sets
+    given = [f"lora_rank={lora_rank}"] * (lora_rank is not None) + [f"finetune_budget={finetune_budget}"] * (
+        finetune_budget is not None)
+    try:
+        options = options_from_cli(given)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    ctx = AdviceContext(history=history, options=options)
     result = advise(profile, ctx)
     out = Path(output) if output else Path(profile_path).with_name("advice.json")
     _write_output(out, result.to_json() + "\n", [profile_path, history], force)

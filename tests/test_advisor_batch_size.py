@@ -3,7 +3,7 @@ from dataclasses import replace
 import pytest
 
 from ccprof.advisors import AdviceContext, advise_one
-from ccprof.advisors.batch_size import largest_batch
+from ccprof.tweaks.batch_size.advise import largest_batch
 from ccprof.hardware import cost_step, load_catalog
 from ccprof.hardware.edits import scale_batch
 from test_advisors_models import hand_profile, llama_plain, priced

@@ -3,7 +3,7 @@ from dataclasses import replace
 import pytest
 
 from ccprof.advisors import AdviceContext, advise_one
-from ccprof.advisors.checkpointing import project_checkpointing
+from ccprof.tweaks.checkpointing.advise import project_checkpointing
 from ccprof.hardware import cost_step, load_catalog
 from ccprof.hardware.edits import recompute
 from ccprof.artefacts.profile import Embedding, Memory, ModuleStat, RepeatedBlock

@@ -3,7 +3,7 @@ from dataclasses import replace
 import pytest
 
 from ccprof.advisors import advise_one
-from ccprof.advisors.distillation import project_distillation
+from ccprof.tweaks.distillation.advise import project_distillation
 from ccprof.hardware import cost_step, load_catalog
 from ccprof.hardware.edits import shrink_blocks
 from ccprof.artefacts.profile import ModuleStat, RepeatedBlock

@@ -3,7 +3,7 @@ from dataclasses import replace
 import pytest
 
 from ccprof.advisors import AdviceContext, advise_one
-from ccprof.advisors.distributed import project_ddp
+from ccprof.tweaks.distributed.advise import project_ddp
 from ccprof.hardware import cost_step, load_catalog
 from ccprof.hardware.catalog import GpuSpec
 from ccprof.hardware.comm import ddp_comm

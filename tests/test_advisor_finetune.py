@@ -8,7 +8,7 @@ from test_advisors_models import cnn_plain, hand_profile, llama_plain, priced
 
 def test_formula_budget_fraction():
     p = hand_profile(model=replace(hand_profile().model, hf_model_type="llama"))
-    a = advise_one("finetune", p, AdviceContext(finetune_budget_frac=0.2))
+    a = advise_one("finetune", p, AdviceContext(options={"finetune": {"budget_frac": 0.2}}))
     # saving = 1 - 0.2 of the run; $10 run -> $8
     assert a.status == "recommended"
     assert a.projected.time_saved_frac == pytest.approx(0.8)

@@ -3,7 +3,7 @@ from dataclasses import replace
 import pytest
 
 from ccprof.advisors import AdviceContext, advise_one
-from ccprof.advisors.grad_accumulation import micro_batch_plan, peak_bytes_at_batch
+from ccprof.tweaks.grad_accumulation.advise import micro_batch_plan, peak_bytes_at_batch
 from ccprof.hardware import cost_step, load_catalog
 from ccprof.hardware.edits import micro_batches, scale_batch
 from test_advisors_models import hand_profile, llama_plain, priced

@@ -12,7 +12,7 @@ from test_advisors_models import cnn_plain, hand_profile, llama_plain
 def test_formula_memory_and_time():
     p = hand_profile()
     p = replace(p, model=replace(p.model, pretrained=True, loaded_from="load_state_dict"))   # full fine-tuning
-    a = advise_one("lora", p, AdviceContext(lora_rank=8))
+    a = advise_one("lora", p, AdviceContext(options={"lora": {"rank": 8}}))
     # 10 Linear of 8M params; no head name -> all targeted; adapters 8 x 2 x isqrt(8e6)=2828 each
     adapters = 10 * 8 * 2 * math.isqrt(8_000_000)
     assert a.details["adapter_params"] == adapters

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ccprof.advisors import AdviceContext, advise_one
-from ccprof.advisors.mixed_precision import project_mixed_precision_memory
+from ccprof.tweaks.mixed_precision.advise import project_mixed_precision_memory
 from ccprof.hardware import cost_step, load_catalog, policy_for
 from ccprof.artefacts.profile import Device, ModuleStat, OpCost
 from test_advisors_models import hand_ops, hand_profile, llama, llama_batches, llama_plain, priced, run

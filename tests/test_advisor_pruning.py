@@ -18,7 +18,7 @@ def _blocks():
 
 def test_formula_is_the_step_re_costed_narrower():
     p = _blocks()
-    a = advise_one("pruning", p, AdviceContext(prune_frac=0.25))
+    a = advise_one("pruning", p, AdviceContext(options={"pruning": {"amount": 0.25}}))
     spec = load_catalog()["a100-80gb"]
     before = cost_step(p, spec).step_s
     after = cost_step(p, spec, ops=narrow_blocks(p.ops, ["layers"], 0.75)).step_s

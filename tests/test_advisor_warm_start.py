@@ -9,7 +9,7 @@ from test_advisors_models import cnn_plain, hand_profile, llama_plain
 
 def test_formula():
     p = hand_profile(model=replace(hand_profile().model, embeddings=[Embedding("tok", 50_000, 400, 20_000_000)]))
-    a = advise_one("warm_start", p, AdviceContext(warm_start_run_frac=0.05))
+    a = advise_one("warm_start", p, AdviceContext(options={"warm_start": {"run_frac": 0.05}}))
     # 20M params x (4 grad + 8 state) = 240 MB
     assert a.projected.memory_saved_bytes == 240_000_000
     # run 5% + 95% x (the optimizer's share of the step on the A100, from the cost model) x 20M/100M

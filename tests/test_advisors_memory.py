@@ -97,7 +97,7 @@ def test_lora_peak_within_15pct():
     from peft import LoraConfig, get_peft_model
 
     p = llama_plain()
-    a = advise_one("lora", p, AdviceContext(lora_rank=8, device_memory_bytes=p.memory.peak_bytes))
+    a = advise_one("lora", p, AdviceContext(options={"lora": {"rank": 8}}, device_memory_bytes=p.memory.peak_bytes))
     assert a.status == "recommended"
     model = get_peft_model(llama(), LoraConfig(r=8, target_modules="all-linear"))
     measured = run(model, llama_batches()).memory.peak_bytes
@@ -136,7 +136,7 @@ class Accumulate(torch.nn.Module):
 def test_grad_accumulation_micro_batches_within_15pct():
     base = llama_plain()
     # a device where batch 8 does not fit but micro-batches of 4 x 2 do: 90% of it sits between
-    from ccprof.advisors.grad_accumulation import peak_bytes_at_batch
+    from ccprof.tweaks.grad_accumulation.advise import peak_bytes_at_batch
     half = peak_bytes_at_batch(base, 4, accum_steps=2)
     device = int((half + base.memory.peak_bytes) / 2 / 0.9)
     a = advise_one("grad_accumulation", base, AdviceContext(device_memory_bytes=device))
@@ -187,7 +187,7 @@ def test_lora_on_a_cnn_head_drops_the_frozen_trunks_activations():
     from test_advisors_models import CNN, cnn_batches as small_batches
 
     plain = run(CNN(), small_batches(), F.cross_entropy)
-    a = advise_one("lora", plain, AdviceContext(lora_rank=4, lora_targets=["fc"]))
+    a = advise_one("lora", plain, AdviceContext(options={"lora": {"rank": 4, "targets": ["fc"]}}))
     model = get_peft_model(CNN(), LoraConfig(r=4, target_modules=["fc"]))
     measured = run(model, small_batches(), F.cross_entropy).memory.peak_bytes
     projected = a.details["peak_bytes_after"]

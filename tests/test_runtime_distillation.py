@@ -5,7 +5,7 @@ import torch
 from torch.nn import functional as F
 
 from ccprof.applier.runtime import RunObjects, apply_distillation
-from ccprof.applier.runtime.distillation import kd_loss
+from ccprof.tweaks.distillation.runtime import kd_loss
 from test_runtime_models import Plain, batch, gpt_loss, tiny_gpt, tiny_llama
 
 

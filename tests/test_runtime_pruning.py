@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ccprof.applier.runtime import RunObjects, apply_pruning
-from ccprof.applier.runtime.pruning import mask_2_4
+from ccprof.tweaks.pruning.runtime import mask_2_4
 from test_runtime_models import Plain, batch, gpt_loss, tiny_gpt
 
 

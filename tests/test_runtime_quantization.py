@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from ccprof.applier.runtime import RunObjects, apply_lora, apply_quantization
-from ccprof.applier.runtime.quantization import QuantLinear, dequantize_weight, quantize_weight
+from ccprof.tweaks.quantization.runtime import QuantLinear, dequantize_weight, quantize_weight
 from test_runtime_models import Plain, batch, gpt_loss, tiny_gpt, tiny_llama
 
 

@@ -4,7 +4,7 @@
     advice_set = advise(profile, AdviceContext(gpu="a100-80gb", run_steps=20_000))
     advice_set.to_json("ccprof-report/advice.json")     # {"schema": "ccprof.advice/1", ...}
 
-Every advisor is ``advise_<id>(profile, ctx) -> Advice`` in ``ccprof/advisors/<id>.py``,
+Every advisor is ``advise_<id>(profile, ctx) -> Advice`` in ``ccprof/tweaks/<id>/advise.py``,
 registered by ``@register(id)`` into ``ADVISORS``.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ccprof.advisors.plan import build_plan
 __all__ = ["advise", "advise_one", "rank", "AdviceContext", "ADVISORS", "register"]
 
 for _tweak in TWEAKS:
-    importlib.import_module(f"ccprof.advisors.{_tweak}")
+    importlib.import_module(f"ccprof.tweaks.{_tweak}.advise")
 
 
 _STATUS_ORDER = {"recommended": 0, "no_saving": 1, "already_applied": 2, "not_applicable": 3}

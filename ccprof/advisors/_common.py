@@ -18,7 +18,6 @@ from ccprof.hardware.projection import fits_memory, step_cost_for
 from ccprof.artefacts.profile import GpuProjection, Profile
 
 # Tweaks whose time saving is a share of the whole run (fewer steps), not of each step.
-RUN_SCOPED = frozenset({"finetune", "early_stopping", "data_curation", "warm_start"})
 
 
 # ---------------------------------------------------------------------------- formatting
@@ -292,7 +291,7 @@ def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *
                 options: TweakOptions | None = None) -> Advice:
     """An Advice with dollars and 'after' figures filled from the run's price.
 
-    Step-scoped savings change the step time; run-scoped ones (RUN_SCOPED) cut steps, so
+    Step-scoped savings change the step time; run-scoped ones (the catalog's ``run_scoped``) cut steps, so
     ``step_s_after`` stays and the saving is a share of the run's dollars.
     A "recommended" advice whose share of the run's cost saved is not above both the
     projection's band (``RunPrice.noise_frac``) and ``constants.MIN_SAVING_FRAC`` becomes
@@ -307,7 +306,7 @@ def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *
     """
     price = run_price(profile, ctx)
     d = dict(details or {})
-    d.setdefault("time_scope", "run" if tweak in RUN_SCOPED else "step")
+    d.setdefault("time_scope", "run" if TWEAKS[tweak].run_scoped else "step")
     d.setdefault("gpu", price.gpu)
     explicit_usd = usd_saved is not None and status == "recommended"
     if status == "recommended":

@@ -13,12 +13,11 @@ __all__ = [
     "CONFIDENCE_WEIGHT",
     "BYTES_FP32", "BYTES_BF16", "ADAM_STATE_BYTES_PER_PARAM",
     "MEMORY_FULL_FRAC", "DATA_WAIT_FRAC_MIN", "GPU_UTIL_LOW_PCT",
-    "FINETUNE_BUDGET_FRAC", "LORA_RANK", "LORA_LINEAR_SHARE_MIN", "LORA_PUBLISHED",
-    "WARM_START_EMBED_SHARE_MIN", "WARM_START_RUN_FRAC", "WARM_START_MIN_DIM",
+    "LORA_LINEAR_SHARE_MIN", "LORA_PUBLISHED",
+    "WARM_START_EMBED_SHARE_MIN", "WARM_START_MIN_DIM",
     "CKPT_ACT_SHARE_MIN", "MP_MATMUL_SHARE_MIN", "MP_OTHER_ACT_KEEP_FRAC",
-    "DISTILL_DEPTH_FRAC", "PRUNE_STRUCTURED_FRAC",
     "QUANT_4BIT_BYTES_PER_PARAM", "QUANT_INT8_BYTES_PER_PARAM", "QUANT_FROZEN_SHARE_MIN",
-    "EARLY_STOP_PATIENCE_EVALS", "EARLY_STOP_MIN_DELTA_FRAC",
+    "EARLY_STOP_MIN_DELTA_FRAC",
     "DEDUP_MIN_FRAC", "MINHASH_NUM_PERM", "MINHASH_THRESHOLD", "MINHASH_SHINGLE",
     "BATCH_MAX_MULTIPLE", "MIN_SAVING_FRAC", "STATUS_LABEL",
 ]
@@ -38,15 +37,10 @@ DATA_WAIT_FRAC_MIN = 0.05
 GPU_UTIL_LOW_PCT = 50.0
 
 # --- finetune ---------------------------------------------------------------------------------
-# Fine-tuning budget as a fraction of the planned from-scratch run. He et al. (ICCV 2019):
-# training from scratch catches up only with far longer schedules (6x in mmdetection's
-# scratch configs), so fine-tuning is taken as 1/6 of the scratch run. A user-settable
-# assumption (AdviceContext.finetune_budget_frac), *unverified* for any given task.
-FINETUNE_BUDGET_FRAC = 1 / 6
+# The fine-tuning budget is the tweak's option ``budget_frac`` (ccprof/artefacts/tweaks.py, with its source).
 
 # --- lora -----------------------------------------------------------------------------------
-# Rank 8: peft's LoraConfig default r=8; Hu et al. (ICLR 2022) use r in 1..64.
-LORA_RANK = 8
+# The rank is the tweak's option ``rank`` (ccprof/artefacts/tweaks.py, with its source).
 # "Linear-heavy": Linear weights hold at least half the parameters (ccprof threshold).
 LORA_LINEAR_SHARE_MIN = 0.50
 LORA_PUBLISHED = "Hu et al. (ICLR 2022): 25% faster training, 3x less memory on GPT-3 175B"
@@ -58,9 +52,7 @@ WARM_START_EMBED_SHARE_MIN = 0.10
 # (Pennington et al., EMNLP 2014: 50/100/200/300), word2vec and fastText 300-d, transformer
 # token embeddings 128-d and up. Narrower embeddings (a 2-d toy TextCNN) have nothing to load.
 WARM_START_MIN_DIM = 50
-# Share of the run spent learning what pretrained embeddings already know. *Unverified*
-# ccprof assumption; set AdviceContext.warm_start_run_frac.
-WARM_START_RUN_FRAC = 0.05
+# The share of the run it saves is the tweak's option ``run_frac`` (ccprof/artefacts/tweaks.py).
 
 # --- checkpointing ------------------------------------------------------------------------
 # Recommend when activations are >= 30% of peak (ccprof threshold): below that, recomputation
@@ -76,14 +68,11 @@ MP_OTHER_ACT_KEEP_FRAC = 0.0
 
 
 # --- distillation ---------------------------------------------------------------------------
-# Student of half the depth (DistilBERT: half the layers of BERT-base, 40% smaller, 60% faster,
-# 97% of quality -- Sanh et al. 2019).
-DISTILL_DEPTH_FRAC = 0.5
+# The student keeps every ``keep_every``-th block, the tweak's option (2: half the depth, as
+# DistilBERT: half the layers of BERT-base, 40% smaller, 60% faster, 97% of quality -- Sanh et al. 2019).
 
 # --- pruning --------------------------------------------------------------------------------
-# Structured pruning of 30% of channels/heads (ccprof assumption; lottery tickets prune >90%
-# unstructured, structured tolerates less).
-PRUNE_STRUCTURED_FRAC = 0.30
+# The share pruned is the tweak's option ``amount`` (0.3; ccprof/artefacts/tweaks.py).
 
 # --- quantization ---------------------------------------------------------------------------
 # QLoRA NF4 with double quantization: 4.127 bits/param (Dettmers et al. 2023) = 0.516 bytes.
@@ -93,8 +82,7 @@ QUANT_INT8_BYTES_PER_PARAM = 1.0
 QUANT_FROZEN_SHARE_MIN = 0.50         # frozen weights worth quantizing (ccprof threshold)
 
 # --- early_stopping -------------------------------------------------------------------------
-# Lightning EarlyStopping default patience=3 evaluations; Prechelt (1998) criteria.
-EARLY_STOP_PATIENCE_EVALS = 3
+# Patience is the tweak's option ``patience`` (3, Lightning's default; ccprof/artefacts/tweaks.py).
 # Improvement smaller than 0.5% of the loss counts as none (ccprof threshold).
 EARLY_STOP_MIN_DELTA_FRAC = 0.005
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ccprof.advisors import constants as C
+from ccprof.artefacts.tweaks import TWEAKS, TweakOptions, options_for
 
 __all__ = ["AdviceContext"]
 
@@ -20,9 +20,12 @@ class AdviceContext:
     (default: those visible to the profiled process). ``wanted_batch_size``: the batch the user
     wants when it does not fit. ``history``: a ``trainer_state.json``, CSV or TensorBoard
     directory of validation loss. ``scan``: the dict ``data_scan.scan_dataset`` returned.
-    ``catalog``: a loaded hardware catalog, when the caller has one.
+    ``catalog``: a loaded hardware catalog, when the caller has one. ``options``: the tweak
+    options the user set (``{"lora": LoraOptions(rank=16)}``, what ``--option lora_rank=16``
+    gives): an advisor projects with them, and with the catalog's defaults for the rest
+    (``option``), the same values ``--verify`` and ``ccprof apply`` use.
 
-    Example: ``AdviceContext(gpu="a100-80gb", run_steps=20_000, lora_rank=16)``.
+    Example: ``AdviceContext(gpu="a100-80gb", run_steps=20_000, options={"lora": LoraOptions(rank=16)})``.
     """
     gpu: str | None = None
     usd_per_hour: float | None = None
@@ -30,14 +33,24 @@ class AdviceContext:
     device_memory_bytes: int | None = None
     gpus: int | None = None
     wanted_batch_size: int | None = None
-    finetune_budget_frac: float = C.FINETUNE_BUDGET_FRAC
-    lora_rank: int = C.LORA_RANK
-    lora_targets: tuple[str, ...] | None = None     # name suffixes; None = every Linear but the head
-    warm_start_run_frac: float = C.WARM_START_RUN_FRAC
-    distill_depth_frac: float = C.DISTILL_DEPTH_FRAC
-    prune_frac: float = C.PRUNE_STRUCTURED_FRAC
     history: str | None = None
-    patience_evals: int = C.EARLY_STOP_PATIENCE_EVALS
     scan: dict[str, Any] | None = None
     catalog: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, TweakOptions] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        checked = {t: options_for(t, o, f"options.{t}") for t, o in (self.options or {}).items() if t in TWEAKS}
+        unknown = sorted(set(self.options or {}) - set(TWEAKS))
+        if unknown:
+            raise KeyError(f"options for unknown tweaks: {', '.join(unknown)}")
+        object.__setattr__(self, "options", checked)
+
+    def option(self, tweak: str, name: str) -> Any:
+        """Option ``name`` of ``tweak``: as the user set it, else the catalog's one default.
+
+        >>> AdviceContext().option("lora", "rank"), AdviceContext(options={"lora": {"rank": 4}}).option("lora", "rank")
+        (8, 4)
+        """
+        opts = self.options.get(tweak) or TWEAKS[tweak].options()
+        return opts.value(name)

@@ -13,26 +13,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ccprof.advisors._common import RUN_SCOPED, fmt_bytes, gpu_spec, recost, run_price
+from ccprof.advisors._common import fmt_bytes, gpu_spec, recost, run_price
+from ccprof.artefacts.tweaks import TWEAKS, conflict
 from ccprof.artefacts.advice import Advice, Plan, PlanStep
 from ccprof.advisors.context import AdviceContext
 from ccprof.artefacts.profile import Profile
 from ccprof.advisors import constants as C
-from ccprof.advisors.batch_size import advise_batch_size
+from ccprof.advisors._registry import ADVISORS
 
-__all__ = ["CONFLICTS", "build_plan"]
+__all__ = ["build_plan"]
 
-# Pairs that must not both be applied, with the reason the plan reports.
-CONFLICTS: dict[frozenset, str] = {
-    frozenset({"lora", "warm_start"}): "LoRA freezes every base weight, embeddings included",
-    frozenset({"finetune", "warm_start"}): "the pretrained checkpoint already brings the embeddings",
-    frozenset({"grad_accumulation", "batch_size"}): "one shrinks the micro-batch to fit, the other grows it",
-    frozenset({"distillation", "pruning"}): "both shrink the model; apply one, re-profile, then consider the other",
-    frozenset({"distillation", "lora"}): "a distilled student trains all its weights; LoRA adapts a fixed base",
-    frozenset({"tf32", "mixed_precision"}): "under autocast the matmuls already run in bf16; TF32 only touches the rest",
-    frozenset({"batch_size", "right_size_gpu"}): "a larger batch fills this GPU's memory; a cheaper GPU has less of it",
-}
-_LAST = ("batch_size", "right_size_gpu")
 # A plan is what a team can adopt and get the same model, faster: a tweak that may cost
 # accuracy enters it only when its advisor is at least moderately sure (LoRA on a
 # pretrained model, yes; pruning, distillation or LoRA on random weights, not by default).
@@ -42,7 +32,7 @@ RISKS_NEEDING_CONFIDENCE = ("accuracy",)
 
 def _conflict(tweak: str, chosen: list[str]) -> tuple[str, str] | None:
     for c in chosen:
-        why = CONFLICTS.get(frozenset({tweak, c}))
+        why = conflict(tweak, c)
         if why:
             return c, why
     return None
@@ -81,7 +71,7 @@ def build_plan(profile: Profile, ctx: AdviceContext, advice: list[Advice]) -> Pl
     def apply(a: Advice, note: str = "") -> None:
         nonlocal step_s, peak, steps_frac, usd_factor, act, policy_factor
         p = a.projected
-        scope = a.details.get("time_scope", "run" if a.tweak in RUN_SCOPED else "step")
+        scope = a.details.get("time_scope", "run" if TWEAKS[a.tweak].run_scoped else "step")
         frac = p.time_saved_frac if a.status == "recommended" else float(a.details.get("time_saved_frac", 0.0))
         if a.tweak == "right_size_gpu":
             usd_factor *= max(0.0, 1 - p.cost_saved_frac)
@@ -112,7 +102,7 @@ def build_plan(profile: Profile, ctx: AdviceContext, advice: list[Advice]) -> Pl
 
     fits = budget is None or peak <= budget
     for a in rec:
-        if a.tweak in _LAST:
+        if TWEAKS[a.tweak].plan_last:
             continue
         if a.risk in RISKS_NEEDING_CONFIDENCE and a.confidence == "low":
             conflicts.append(f"{a.tweak} left out of the plan: risk {a.risk} at low confidence; "
@@ -134,12 +124,12 @@ def build_plan(profile: Profile, ctx: AdviceContext, advice: list[Advice]) -> Pl
         ck = by.get("checkpointing") or next((a for a in advice if a.tweak == "checkpointing"
                                               and a.details.get("peak_bytes_after")), None)
         light = replace(profile, memory=replace(profile.memory, peak_bytes=int(peak), activations_bytes=int(act)))
-        bs = advise_batch_size(light, ctx)
+        bs = ADVISORS["batch_size"](light, ctx)
         if ck is not None and "checkpointing" not in chosen and bs.status == "recommended":
             ratio = ck.details.get("activations_after_bytes", act) / max(1, profile.memory.activations_bytes)
             lighter = replace(light, memory=replace(light.memory, peak_bytes=int(peak - act * (1 - ratio)),
                                                     activations_bytes=int(act * ratio)))
-            bs_ck = advise_batch_size(lighter, ctx)
+            bs_ck = ADVISORS["batch_size"](lighter, ctx)
             ck_frac = ck.projected.time_saved_frac if ck.status == "recommended" else float(
                 ck.details.get("time_saved_frac", 0.0))
             gain_ck = (1 - ck_frac) * (1 - bs_ck.projected.time_saved_frac)
@@ -168,11 +158,11 @@ def build_plan(profile: Profile, ctx: AdviceContext, advice: list[Advice]) -> Pl
                 out.pop(i)
                 factors.pop(i)
                 chosen.remove("batch_size")
-                conflicts.append(f"batch_size vs right_size_gpu: {CONFLICTS[frozenset({'batch_size', 'right_size_gpu'})]}; "
+                conflicts.append(f"batch_size vs right_size_gpu: {conflict('batch_size', 'right_size_gpu')}; "
                                  "the cheaper GPU saves more")
                 apply(rs, "priced on the cheaper GPU")
             else:
-                conflicts.append(f"right_size_gpu vs batch_size: {CONFLICTS[frozenset({'batch_size', 'right_size_gpu'})]}")
+                conflicts.append(f"right_size_gpu vs batch_size: {conflict('batch_size', 'right_size_gpu')}")
         else:
             apply(rs, "priced on the cheaper GPU")
     total = price.usd_run + eval_usd

@@ -11,7 +11,7 @@ from typing import Any
 
 from ccprof import _serde
 from ccprof._serde import ArtefactError
-from ccprof.artefacts.tweaks import TweakOptions, normalize_dtype, options_for
+from ccprof.artefacts.tweaks import TWEAKS, TweakOptions, normalize_dtype, options_for
 
 SCHEMA = "ccprof.advice/1"
 
@@ -118,20 +118,13 @@ class Plan:
 
 
 # Advice files written before Advice.options existed carried the projected figures in
-# ``details`` only: read there, once, at load (details key -> option field).
-_LEGACY_DETAILS: dict[str, dict[str, str]] = {
-    "batch_size": {"batch_after": "batch_size"},
-    "grad_accumulation": {"accum_steps": "steps"},
-    "lora": {"rank": "rank", "targets": "targets"},
-    "dataloader": {"workers_after": "num_workers"},
-    "mixed_precision": {"policy.autocast": "dtype"},
-    "warm_start": {"embeddings": "embeddings"},
-}
+# ``details`` only: read there, once, at load (the catalog's ``legacy_details``: details key ->
+# option field).
 
 
 def _options_from_details(tweak: str, details: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key, name in _LEGACY_DETAILS.get(tweak, {}).items():
+    for key, name in (TWEAKS[tweak].legacy_details if tweak in TWEAKS else ()):
         value: Any = details
         for part in key.split("."):
             value = value.get(part) if isinstance(value, dict) else None

@@ -26,174 +26,20 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from dataclasses import dataclass, fields
+from typing import Any
 
-from ccprof._serde import ArtefactError, from_dict, to_dict
+from ccprof.artefacts.tweak_options import (BatchSizeOptions, CheckpointingOptions, CompileOptions,  # noqa: F401
+                                            DataloaderOptions, DistillationOptions, EarlyStoppingOptions,
+                                            FinetuneOptions, GradAccumulationOptions, LoraOptions,
+                                            MixedPrecisionOptions, NoOptions, PruningOptions, QuantizationOptions,
+                                            TweakOptions, WarmStartOptions)
 
-__all__ = ["TweakInfo", "TWEAKS", "TWELVE", "MORE", "APPLY_ORDER", "TweakOptions", "NoOptions", "LoraOptions",
+__all__ = ["TweakInfo", "TWEAKS", "TWELVE", "MORE", "APPLY_ORDER", "TweakOptions", "NoOptions", "FinetuneOptions", "LoraOptions",
            "WarmStartOptions", "CheckpointingOptions", "MixedPrecisionOptions", "GradAccumulationOptions",
            "DistillationOptions", "PruningOptions", "QuantizationOptions", "EarlyStoppingOptions",
            "CompileOptions", "DataloaderOptions", "BatchSizeOptions", "options_for", "runtime_ids", "measurable_here",
-           "codemod_ids", "describe", "cli_options", "option_key", "parse_option", "normalize_dtype"]
-
-
-def opt(*, cli: str | None = None, runtime: str | bool = True, kind: str = "", least: Any = None,
-        doc: str = "") -> Any:
-    """A TweakOptions field (default None: the stage's default). ``cli``: its ``--option`` key;
-    ``runtime``: the runtime applier's keyword for it (True: the field's name; False: the
-    runtime applier has no such option); ``kind``/``least``: how ``--option`` checks a value."""
-    return field(default=None, metadata={"cli": cli, "runtime": runtime, "kind": kind, "least": least,
-                                         "doc": doc})
-
-
-@dataclass(frozen=True)
-class TweakOptions:
-    """Base of every tweak's options: JSON round trip, the runtime keywords, and replacement."""
-
-    tweak: ClassVar[str] = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """The fields that are set, as JSON (what advice.json stores)."""
-        return {k: v for k, v in to_dict(self).items() if v is not None}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None, path: str = "options") -> "TweakOptions":
-        """Rebuilt and checked (``ArtefactError`` naming ``path.field``); an unknown key is an
-        error, so a misspelt or stale option is never silently dropped."""
-        data = dict(data or {})
-        names = {f.name for f in fields(cls)}
-        for key in data:
-            if key not in names:
-                known = ", ".join(sorted(names)) or "none"
-                raise ArtefactError(f"{path}.{key}", f"not an option of {cls.tweak} (its options: {known})")
-        return from_dict(cls, data, path)
-
-    def runtime_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments of the runtime applier ``apply_<id>`` for the fields that are set."""
-        out = {}
-        for f in fields(self):
-            value, name = getattr(self, f.name), f.metadata.get("runtime", True)
-            if value is None or name is False:
-                continue
-            out[f.name if name is True else name] = list(value) if isinstance(value, tuple) else value
-        return out
-
-    def merged(self, other: "TweakOptions | dict[str, Any] | None") -> "TweakOptions":
-        """These options with the set fields of ``other`` on top (``--option`` over advice.json)."""
-        if other is None:
-            return self
-        over = other.to_dict() if isinstance(other, TweakOptions) else dict(other)
-        return dataclasses.replace(self, **{k: v for k, v in over.items() if v is not None})
-
-
-@dataclass(frozen=True)
-class NoOptions(TweakOptions):
-    """A tweak with nothing to choose (tf32, fused_optimizer) or nothing ccprof applies for it."""
-
-
-@dataclass(frozen=True)
-class LoraOptions(TweakOptions):
-    tweak: ClassVar[str] = "lora"
-    rank: int | None = opt(cli="lora_rank", runtime="r", kind="int", least=1, doc="adapter rank (8)")
-    alpha: float | None = opt(cli="lora_alpha", kind="number", least=0, doc="scale (2 x rank in the codemod, 16 at run time)")
-    dropout: float | None = opt(cli="lora_dropout", kind="fraction", doc="adapter dropout (0.05 codemod, 0 at run time)")
-    targets: list[str] | None = opt(cli="lora_targets", runtime="target_modules", kind="names",
-                                    doc="Linear layers to adapt, full names or suffixes (every block Linear)")
-    keep_trainable: list[str] | None = opt(doc="modules trained in full (a fresh classifier head)")
-    lr: float | None = opt(doc="learning rate of the adapters (the optimizer's)")
-
-
-@dataclass(frozen=True)
-class WarmStartOptions(TweakOptions):
-    tweak: ClassVar[str] = "warm_start"
-    embeddings: list[str] | None = opt(runtime="names", kind="names", doc="embedding modules to freeze (all)")
-    vectors_path: str | None = opt(cli="embeddings_path", runtime=False, kind="text",
-                                   doc="a torch.load-able tensor of pretrained vectors (codemod)")
-    embedding_module: str | None = opt(cli="embedding_module", runtime=False, kind="text",
-                                       doc="the module the vectors load into (codemod)")
-    freeze: bool | None = opt(runtime="freeze_embeddings", kind="bool", doc="freeze them (yes)")
-
-
-@dataclass(frozen=True)
-class CheckpointingOptions(TweakOptions):
-    tweak: ClassVar[str] = "checkpointing"
-    container: str | None = opt(kind="text", doc="the ModuleList of blocks (the largest repeated one)")
-
-
-@dataclass(frozen=True)
-class MixedPrecisionOptions(TweakOptions):
-    tweak: ClassVar[str] = "mixed_precision"
-    dtype: str | None = opt(cli="dtype", kind="choice", least=("bf16", "fp16"),
-                            doc="bf16 or fp16 (bf16 where the GPU has it)")
-    loss_scaling: bool | None = opt(kind="bool", doc="dynamic loss scaling (with fp16)")
-
-
-@dataclass(frozen=True)
-class GradAccumulationOptions(TweakOptions):
-    tweak: ClassVar[str] = "grad_accumulation"
-    steps: int | None = opt(cli="accumulation_steps", runtime="micro_batches", kind="int", least=1,
-                            doc="micro-batches per optimizer step (4 codemod, 2 at run time)")
-
-
-@dataclass(frozen=True)
-class DistillationOptions(TweakOptions):
-    tweak: ClassVar[str] = "distillation"
-    keep_every: int | None = opt(kind="int", least=1, doc="the student keeps blocks 0, k, 2k ... (2)")
-    keep: list[int] | None = opt(kind="ints", doc="the block indices the student keeps")
-    alpha: float | None = opt(kind="fraction", doc="weight of the script's own loss (0.5)")
-    temperature: float | None = opt(kind="number", least=0, doc="softmax temperature (2)")
-
-
-@dataclass(frozen=True)
-class PruningOptions(TweakOptions):
-    tweak: ClassVar[str] = "pruning"
-    method: str | None = opt(kind="choice", least=("l1_unstructured", "ln_structured", "2:4"),
-                             doc="l1_unstructured, ln_structured or 2:4 (l1_unstructured)")
-    amount: float | None = opt(kind="fraction", doc="share of each weight removed (0.3)")
-    targets: list[str] | None = opt(kind="names", doc="Linear layers (those of the repeated blocks)")
-
-
-@dataclass(frozen=True)
-class QuantizationOptions(TweakOptions):
-    tweak: ClassVar[str] = "quantization"
-    bits: int | None = opt(kind="int", least=4, doc="8 or 4 (8)")
-    group_size: int | None = opt(kind="int", least=1, doc="weights per scale (64, QLoRA's block)")
-    targets: list[str] | None = opt(kind="names", doc="Linear layers (every frozen one)")
-    freeze_targets: bool | None = opt(kind="bool", doc="freeze the targets first (no)")
-
-
-@dataclass(frozen=True)
-class EarlyStoppingOptions(TweakOptions):
-    tweak: ClassVar[str] = "early_stopping"
-    patience: int | None = opt(cli="patience", runtime=False, kind="int", least=1,
-                               doc="validations without improvement before stopping (3)")
-
-
-@dataclass(frozen=True)
-class CompileOptions(TweakOptions):
-    tweak: ClassVar[str] = "compile"
-    backend: str | None = opt(kind="text", doc="torch.compile backend (inductor)")
-    mode: str | None = opt(kind="text", doc="torch.compile mode (default)")
-    fullgraph: bool | None = opt(kind="bool", doc="no graph breaks allowed (no)")
-    dynamic: bool | None = opt(kind="bool", doc="dynamic shapes (torch's choice)")
-
-
-@dataclass(frozen=True)
-class DataloaderOptions(TweakOptions):
-    tweak: ClassVar[str] = "dataloader"
-    num_workers: int | None = opt(cli="num_workers", kind="int", least=0, doc="worker processes (4)")
-    pin_memory: bool | None = opt(kind="bool", doc="page-locked batches (yes on CUDA)")
-    persistent_workers: bool | None = opt(kind="bool", doc="keep workers between epochs (yes with workers)")
-    prefetch_factor: int | None = opt(kind="int", least=1, doc="batches each worker loads ahead (2)")
-
-
-@dataclass(frozen=True)
-class BatchSizeOptions(TweakOptions):
-    tweak: ClassVar[str] = "batch_size"
-    batch_size: int | None = opt(cli="batch_size", kind="int", least=1, doc="the new batch (2 x the old)")
-    factor: float | None = opt(kind="number", least=0, doc="or: the old batch times this")
-    scale_lr: bool | None = opt(kind="bool", doc="scale the learning rate with the batch (no)")
+           "codemod_ids", "conflict", "describe", "options_from_cli", "cli_options", "option_key", "parse_option", "normalize_dtype"]
 
 
 @dataclass(frozen=True)
@@ -209,6 +55,14 @@ class TweakInfo:
     # what a re-run needs to measure it ("cuda": the effect exists only on an NVIDIA GPU;
     # "dataloader": it changes a torch DataLoader the run uses); see measurable_here
     runtime_needs: tuple[str, ...] = ()
+    # the saving cuts the run's steps, not the step's time (the plan scales steps by it)
+    run_scoped: bool = False
+    # (other id, why): pairs the plan never applies together; each pair is stated once, on either id
+    conflicts: tuple[tuple[str, str], ...] = ()
+    # advice.json files written before Advice.options existed: (details key, option field), read at load
+    legacy_details: tuple[tuple[str, str], ...] = ()
+    # the plan takes it after every other tweak (it is priced on what the others leave)
+    plan_last: bool = False
 
     @property
     def auto_apply(self) -> bool:
@@ -224,26 +78,37 @@ MORE = ("tf32", "compile", "fused_optimizer", "dataloader", "batch_size", "right
 TWEAKS: dict[str, TweakInfo] = {t.id: t for t in (
     TweakInfo("finetune", "Fine-tune a pretrained model instead of training from scratch",
               "Start from published weights of the same family; train for a fraction of the steps.", "accuracy",
+              FinetuneOptions,
               no_runtime="it starts from a pretrained checkpoint ccprof cannot choose for you: load one of the "
-                         "same family with from_pretrained before training (the advice names one)"),
+                         "same family with from_pretrained before training (the advice names one)",
+              run_scoped=True,
+              conflicts=(("warm_start", "the pretrained checkpoint already brings the embeddings"),)),
     TweakInfo("lora", "LoRA adapters instead of full fine-tuning",
               "Freeze the base weights; train low-rank adapters on the Linear layers.", "accuracy",
-              LoraOptions, runtime=True, codemod=True),
+              LoraOptions, runtime=True, codemod=True,
+              conflicts=(("warm_start", "LoRA freezes every base weight, embeddings included"),),
+              legacy_details=(("rank", "rank"), ("targets", "targets"))),
     TweakInfo("warm_start", "Warm-start (and freeze) embeddings",
               "Load pretrained embedding vectors and stop training them.", "convergence",
-              WarmStartOptions, runtime=True, codemod=True),
+              WarmStartOptions, runtime=True, codemod=True,
+              run_scoped=True, legacy_details=(("embeddings", "embeddings"),)),
     TweakInfo("checkpointing", "Gradient (activation) checkpointing",
               "Keep only block boundaries; recompute the rest in backward.", "none",
               CheckpointingOptions, runtime=True, codemod=True),
     TweakInfo("mixed_precision", "Mixed precision (bf16/fp16 autocast)",
               "Run matmuls and convolutions in 16-bit with fp32 master weights.", "numerics",
-              MixedPrecisionOptions, runtime=True, codemod=True),
+              MixedPrecisionOptions, runtime=True, codemod=True,
+              legacy_details=(("policy.autocast", "dtype"),)),
     TweakInfo("grad_accumulation", "Gradient accumulation",
               "Reach the wanted batch with smaller micro-batches that fit in memory.", "none",
-              GradAccumulationOptions, runtime=True, codemod=True),
+              GradAccumulationOptions, runtime=True, codemod=True,
+              conflicts=(("batch_size", "one shrinks the micro-batch to fit, the other grows it"),),
+              legacy_details=(("accum_steps", "steps"),)),
     TweakInfo("distillation", "Distill into a smaller student",
               "Train a shallower model on the teacher's soft labels.", "accuracy",
-              DistillationOptions, runtime=True),
+              DistillationOptions, runtime=True,
+              conflicts=(("pruning", "both shrink the model; apply one, re-profile, then consider the other"),
+                         ("lora", "a distilled student trains all its weights; LoRA adapts a fixed base"))),
     TweakInfo("pruning", "Pruning (structured, 2:4)",
               "Remove channels/heads, or use 2:4 sparsity on tensor cores.", "accuracy",
               PruningOptions, runtime=True),
@@ -254,31 +119,38 @@ TWEAKS: dict[str, TweakInfo] = {t.id: t for t in (
               "Stop when the validation loss has not improved for a patience window.", "convergence",
               EarlyStoppingOptions, codemod=True,
               no_runtime="it ends the run sooner, after many epochs of validation loss that a few measured "
-                         "steps never reach; `ccprof apply -t early_stopping` adds a patience check to your loop"),
+                         "steps never reach; `ccprof apply -t early_stopping` adds a patience check to your loop",
+              run_scoped=True),
     TweakInfo("data_curation", "Data curation (deduplication)",
               "Drop exact and near-duplicate examples; spend steps on new data.", "convergence",
               no_runtime="it changes which examples the run sees, so a few steps cannot show its effect: "
-                         "deduplicate the dataset (the advice lists the duplicates found), then profile the new data"),
+                         "deduplicate the dataset (the advice lists the duplicates found), then profile the new data",
+              run_scoped=True),
     TweakInfo("distributed", "Distributed training (DDP / FSDP)",
               "Use every visible GPU with DDP, or shard model state with FSDP.", "none", codemod=True,
               no_runtime="it needs one process per GPU from the start and a launcher (torchrun): "
                          "`ccprof apply -t distributed` rewrites the script, and --nproc N measures it"),
     TweakInfo("tf32", "TF32 matmuls", "Let fp32 matmuls use TF32 tensor cores (Ampere+).", "numerics",
-              runtime=True, codemod=True, runtime_needs=("cuda",)),
+              runtime=True, codemod=True, runtime_needs=("cuda",),
+              conflicts=(("mixed_precision", "under autocast the matmuls already run in bf16; TF32 only touches the rest"),)),
     TweakInfo("compile", "torch.compile", "Fuse kernels and cut Python overhead.", "none",
               CompileOptions, runtime=True, codemod=True),
     TweakInfo("fused_optimizer", "Fused / foreach optimizer",
               "One kernel for the whole parameter update.", "none", runtime=True, codemod=True),
     TweakInfo("dataloader", "DataLoader workers and pinned memory",
               "Hide data loading behind compute.", "none", DataloaderOptions, runtime=True, codemod=True,
-              runtime_needs=("dataloader",)),
+              runtime_needs=("dataloader",),
+              legacy_details=(("workers_after", "num_workers"),)),
     TweakInfo("batch_size", "Larger batch in the memory headroom",
               "Fill the device to raise utilization.", "convergence", BatchSizeOptions, runtime=True, codemod=True,
-              runtime_needs=("dataloader",)),
+              runtime_needs=("dataloader",),
+              plan_last=True, legacy_details=(("batch_after", "batch_size"),),
+              conflicts=(("right_size_gpu", "a larger batch fills this GPU's memory; a cheaper GPU has less of it"),)),
     TweakInfo("right_size_gpu", "Right-size the GPU",
               "A cheaper GPU that fits the job finishes the run for fewer dollars.", "none",
               no_runtime="it changes the GPU you rent, not the script: re-project with --gpu <id>, or rerun "
-                         "on the suggested GPU"),
+                         "on the suggested GPU",
+              plan_last=True),
 )}
 
 # Order in which stacked codemods apply: model surgery (checkpointing, LoRA) before the
@@ -287,6 +159,20 @@ APPLY_ORDER = ("tf32", "warm_start", "checkpointing", "lora", "mixed_precision",
                "batch_size", "fused_optimizer", "dataloader", "early_stopping", "compile", "distributed")
 assert set(APPLY_ORDER) == {t for t, i in TWEAKS.items() if i.codemod}, "APPLY_ORDER must list every codemod"
 assert all(bool(i.no_runtime) != i.runtime for i in TWEAKS.values()), "say why an id has no runtime applier"
+assert all(o in TWEAKS and o != t for t, i in TWEAKS.items() for o, _ in i.conflicts), "conflicts name catalog ids"
+
+
+def conflict(a: str, b: str) -> str | None:
+    """Why tweaks ``a`` and ``b`` must not both be applied (stated on either entry), or None.
+
+    >>> conflict("warm_start", "lora")
+    'LoRA freezes every base weight, embeddings included'
+    """
+    for x, y in ((a, b), (b, a)):
+        for other, why in TWEAKS[x].conflicts if x in TWEAKS else ():
+            if other == y:
+                return why
+    return None
 
 
 _NEEDS = {
@@ -460,3 +346,16 @@ def parse_option(text: str) -> tuple[str, str, Any]:
         return tweak, name, _check(tweak, f, raw, value)
     except ValueError as e:
         raise ValueError(f"--option {text}: {e}") from None
+
+
+def options_from_cli(texts: list[str] | tuple[str, ...]) -> dict[str, TweakOptions]:
+    """Per tweak, the typed options ``--option KEY=VALUE`` texts set (later ones win).
+
+    >>> options_from_cli(["lora_rank=16", "lora.dropout=0.1"])["lora"]
+    LoraOptions(rank=16, alpha=None, dropout=0.1, targets=None, keep_trainable=None, lr=None)
+    """
+    out: dict[str, TweakOptions] = {}
+    for text in texts:
+        tweak, name, value = parse_option(text)
+        out[tweak] = options_for(tweak, out.get(tweak)).merged({name: value})
+    return out

@@ -19,6 +19,7 @@ are computed once and shared by the tweaks that read it (see ``ccprof.script.fac
 from __future__ import annotations
 
 import builtins
+import importlib
 import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -27,6 +28,7 @@ import libcst as cst
 from libcst.codemod import CodemodContext
 
 from ccprof.artefacts.tweaks import APPLY_ORDER, TWEAKS, TweakOptions, option_key, options_for
+from ccprof.artefacts.tweaks import codemod_ids as catalog_codemod_ids
 from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
 from ccprof.script.facts import ModuleFacts
 from ccprof.applier.codemods._text import (
@@ -199,8 +201,6 @@ def _load() -> None:
     global _LOADED
     if _LOADED:
         return
-    from ccprof.applier.codemods import (  # noqa: F401
-        batch_size, checkpointing, compile, dataloader, distributed, early_stopping, fused_optimizer,
-        grad_accumulation, lora, mixed_precision, tf32, warm_start,
-    )
+    for tweak in catalog_codemod_ids():
+        importlib.import_module(f"ccprof.tweaks.{tweak}.codemod")
     _LOADED = True

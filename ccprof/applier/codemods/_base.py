@@ -86,11 +86,11 @@ class TweakCodemod(CodemodCommand):
     def need_import(self, module: str, obj: str | None = None, asname: str | None = None) -> None:
         AddImportsVisitor.add_needed_import(self.context, module, obj, asname)
 
-    def opt(self, name: str, default: Any) -> Any:
-        """Option field ``name`` of this tweak, or ``default`` when it is not set."""
+    def opt(self, name: str) -> Any:
+        """Option field ``name`` of this tweak: as set, else the catalog's one default for it
+        (``TweakOptions.value``; None where the rewrite decides from the script)."""
         self.read.add(name)
-        value = getattr(self.options, name)
-        return default if value is None else value
+        return self.options.value(name)
 
 
 def after_imports_anchor(module: cst.Module) -> cst.BaseStatement | None:

@@ -25,38 +25,39 @@ from typing import Any, Callable
 
 from torch import nn
 
-from ccprof.artefacts.tweaks import TWEAKS, TweakOptions, options_for
+from ccprof.artefacts.tweaks import TWEAKS, TweakOptions, options_for, runtime_ids
 
-from . import (batch_size, checkpointing, compile, dataloader, distillation, fused_optimizer,  # noqa: F401  (fill REGISTRY)
-               grad_accumulation, lora, mixed_precision, pruning, quantization, tf32, warm_start)
+import importlib
+
 from ._base import REGISTRY, STATE_ATTR, Applied, RunObjects
-from .batch_size import apply_batch_size
-from .checkpointing import apply_checkpointing
-from .compile import apply_compile
-from .dataloader import apply_dataloader
-from .distillation import apply_distillation
-from .fused_optimizer import apply_fused_optimizer
-from .grad_accumulation import apply_grad_accumulation
-from .lora import apply_lora
-from .mixed_precision import apply_mixed_precision
-from .pruning import apply_pruning
 from .quality import LOSS_TOLERANCE_FRAC, quality_guard
-from .quantization import apply_quantization
-from .tf32 import apply_tf32
-from .warm_start import apply_warm_start
 
 __all__ = [
     "RunObjects", "Applied", "apply_tweak", "runtime_tweaks", "run_options", "NOT_RUNTIME", "dataloader_hooks",
-    "runtime_notes", "quality_guard", "LOSS_TOLERANCE_FRAC",
-    "apply_mixed_precision", "apply_checkpointing", "apply_lora", "apply_warm_start",
-    "apply_grad_accumulation", "apply_tf32", "apply_compile", "apply_fused_optimizer",
-    "apply_dataloader", "apply_batch_size", "apply_pruning", "apply_quantization",
-    "apply_distillation",
+    "runtime_notes", "quality_guard", "LOSS_TOLERANCE_FRAC", "runtime_module",
 ]
 
 # Catalog tweaks that cannot be applied to live objects mid-run, and what to do instead (the
 # catalog says, ccprof/artefacts/tweaks.py)
 NOT_RUNTIME: dict[str, str] = {t: i.no_runtime for t, i in TWEAKS.items() if not i.runtime}
+
+
+def runtime_module(tweak: str):
+    """The runtime module of a catalog id, ``ccprof.tweaks.<id>.runtime`` (imported on first use)."""
+    if tweak not in TWEAKS or not TWEAKS[tweak].runtime:
+        raise KeyError(f"{tweak!r} has no runtime applier")
+    return importlib.import_module(f"ccprof.tweaks.{tweak}.runtime")
+
+
+for _tweak in runtime_ids():
+    runtime_module(_tweak)                  # each registers ``apply_<id>`` into REGISTRY
+
+
+def __getattr__(name: str):
+    """``apply_<id>`` for every runtime id, from the registry (``from ccprof.applier.runtime import apply_lora``)."""
+    if name.startswith("apply_") and name[len("apply_"):] in REGISTRY:
+        return REGISTRY[name[len("apply_"):]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def runtime_tweaks() -> list[str]:
@@ -110,12 +111,10 @@ def dataloader_hooks(tweak: str, options: TweakOptions | dict[str, Any] | None =
     returns what it changed (the harness then counts the tweak as applied).
     Example: ``hook = dataloader_hooks("batch_size", {"batch_size": 64}); hook(loader)``.
     """
-    options = _kwargs(options)
-    if tweak == "dataloader":
-        return dataloader.loader_hook(dataloader.dataloader_settings(None, **options))
-    if tweak == "batch_size":
-        return batch_size.loader_hook(options.get("batch_size"), options.get("factor"))
-    return None
+    if tweak not in TWEAKS or not TWEAKS[tweak].runtime:
+        return None
+    make = getattr(runtime_module(tweak), "dataloader_hook", None)
+    return make(**_kwargs(options)) if make else None
 
 
 def runtime_notes(model: nn.Module) -> dict[str, list[str]]:

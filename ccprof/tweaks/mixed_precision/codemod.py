@@ -1,0 +1,208 @@
+"""mixed_precision: autocast around forward and loss (GradScaler for fp16); ``bf16=True`` for the
+HF Trainer; ``precision="bf16-mixed"`` for Lightning.
+
+Options: ``dtype`` "bf16" (default) or "fp16".
+"""
+from __future__ import annotations
+
+import libcst as cst
+
+from ccprof.applier.codemods import register
+from ccprof.artefacts.tweaks import normalize_dtype
+from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
+from ccprof.applier.codemods._cst import (
+    Edits, attr_chain, call_names, code_of, kwarg_code, parse_expr, parse_stmts, set_kwarg,
+)
+from ccprof.applier.codemods._script import ScriptInfo
+from ccprof.applier.codemods._loop import (
+    calls_model, device_type_expr, forward_region, loop_of, outermost_loop, require_sites,
+    step_stmts, trained_models,
+)
+
+__all__ = ["MixedPrecision", "normalize_dtype"]
+
+
+_BCE_FUNCS = ("torch.nn.functional.binary_cross_entropy",)
+_BCE_CLASSES = ("torch.nn.BCELoss", "torch.nn.modules.loss.BCELoss")
+
+
+def _bce_names(info: ScriptInfo) -> set[str]:
+    """Names and attributes bound to ``nn.BCELoss()`` (``criterion = nn.BCELoss()``)."""
+    out: set[str] = set()
+    if not info.facts.mentions("BCELoss"):
+        return out                       # no qualified name can end so
+    for n in info.assigns():
+        if isinstance(n.value, cst.Call) and info.is_call_to(n.value, _BCE_CLASSES):
+            for t in n.targets:
+                chain = attr_chain(t.target)
+                if chain:
+                    out.add(chain)
+    return out
+
+
+def _bce_call(info: ScriptInfo, c: cst.Call, bce: set[str]) -> bool:
+    return info.is_call_to(c, _BCE_FUNCS) or (attr_chain(c.func) or "") in bce or (
+        isinstance(c.func, cst.Call) and info.is_call_to(c.func, _BCE_CLASSES))
+
+
+def _calls_bce(info: ScriptInfo, stmt: cst.CSTNode, bce: set[str]) -> bool:
+    return any(_bce_call(info, c, bce) for c in call_names(stmt))
+
+
+def _float_bce_args(info: ScriptInfo, stmt: cst.CSTNode, bce: set[str]) -> cst.CSTNode:
+    """Every BCE call in ``stmt`` with ``.float()`` on its first two arguments."""
+    class _T(cst.CSTTransformer):
+        def leave_Call(s, orig: cst.Call, upd: cst.Call) -> cst.Call:
+            name = attr_chain(upd.func) or ""
+            is_bce = name in bce or name.split(".")[-1] == "binary_cross_entropy" or (
+                isinstance(upd.func, cst.Call) and (attr_chain(upd.func.func) or "").endswith("BCELoss"))
+            if not is_bce:
+                return upd
+            args = list(upd.args)
+            for i in range(min(2, len(args))):
+                v = args[i].value
+                if not (isinstance(v, cst.Call) and isinstance(v.func, cst.Attribute) and v.func.attr.value == "float"):
+                    args[i] = args[i].with_changes(value=cst.Call(func=cst.Attribute(value=v, attr=cst.Name("float"))))
+            return upd.with_changes(args=args)
+
+    return stmt.visit(_T())
+
+
+@register("mixed_precision")
+class MixedPrecision(TweakCodemod):
+    DESCRIPTION = "Autocast forward and loss to bf16/fp16 (GradScaler for fp16)."
+
+    def plan(self, info: ScriptInfo, edits: Edits) -> None:
+        dtype = normalize_dtype(self.opt("dtype"))
+        if info.kind == "hf_trainer":
+            return self._hf(info, edits, dtype)
+        if info.kind == "lightning":
+            return self._lightning(info, edits, dtype)
+        return self._plain(info, edits, dtype)
+
+    # ---- Hugging Face Trainer
+    def _hf(self, info: ScriptInfo, edits: Edits, dtype: str) -> None:
+        calls = info.training_args_calls()
+        if not calls:
+            raise Skip("looked for a `TrainingArguments(...)` call; this Trainer gets its arguments "
+                       "elsewhere (HfArgumentParser?): pass --bf16 on its command line")
+        for call in calls:
+            for key in ("bf16", "fp16"):
+                if kwarg_code(call, key) == "True":
+                    raise AlreadyApplied(f"`{key}=True` in TrainingArguments at line {info.line(call)}")
+        for call in calls:
+            def fix(u: cst.Call, c=call) -> cst.Call:
+                u = set_kwarg(u, dtype, "True")
+                if dtype == "bf16" and kwarg_code(c, "use_cpu") is None and kwarg_code(c, "no_cuda") is None:
+                    # transformers refuses bf16=True on a machine without a bf16 GPU unless use_cpu is set
+                    u = set_kwarg(u, "use_cpu", "not torch.cuda.is_available()")
+                    self.need_import("torch")
+                return u
+            edits.replace(call, fix)
+
+    # ---- Lightning Trainer
+    def _lightning(self, info: ScriptInfo, edits: Edits, dtype: str) -> None:
+        value = '"bf16-mixed"' if dtype == "bf16" else '"16-mixed"'
+        for call in info.lightning_trainer_calls():
+            cur = kwarg_code(call, "precision")
+            if cur is not None and any(t in cur for t in ("16", "bf16")):
+                raise AlreadyApplied(f"`precision={cur}` in Trainer at line {info.line(call)}")
+        for call in info.lightning_trainer_calls():
+            edits.replace(call, lambda u: set_kwarg(u, "precision", value))
+
+    # ---- plain loop
+    def _plain(self, info: ScriptInfo, edits: Edits, dtype: str) -> None:
+        found = info.calls_of("autocast")
+        if found:
+            raise AlreadyApplied(f"`{code_of(found[0].func)}(...)` at line {info.line(found[0])}")
+        sites = require_sites(info)
+        torch_dtype = "torch.bfloat16" if dtype == "bf16" else "torch.float16"
+        models = trained_models(info)
+        self._bce_lines: list[int] = []
+        regions = []
+        for site in sites:
+            region = forward_region(info, site)
+            if not any(calls_model(stmt, models) for stmt in region):
+                raise Skip(f"line {info.line(site.stmt)}: looked for the forward of {', '.join(sorted(models)) or 'the model'} "
+                           f"before `{code_of(site.stmt).strip()}` in the same block and found none; autocast around "
+                           "the loss alone would not run the forward in the new precision")
+            region = self._unsafe_loss(info, edits, region, models)
+            regions.append((site, region))
+        if self._bce_lines:
+            self.notes.append(f"line{'s' if len(self._bce_lines) > 1 else ''} "
+                              f"{', '.join(map(str, self._bce_lines))}: BCELoss is autocast-unsafe, so the loss "
+                              "stays outside autocast on float32 inputs (BCEWithLogitsLoss on the logits, without the "
+                              "final Sigmoid, is the safe and faster form)")
+        for site, region in regions:
+            dev = device_type_expr(info, region[0], region)
+            head = parse_expr(f"torch.autocast(device_type={dev}, dtype={torch_dtype})")
+
+            def wrap(stmts: list, first=region[0], head=head) -> cst.With:
+                inner = [stmts[0].with_changes(leading_lines=[])] + list(stmts[1:])
+                return cst.With(items=[cst.WithItem(item=head)], body=cst.IndentedBlock(body=inner),
+                                leading_lines=first.leading_lines)
+
+            edits.group(region, wrap)
+        self.need_import("torch")
+        if dtype == "fp16":
+            self._scaler(info, edits, sites)
+
+    def _unsafe_loss(self, info: ScriptInfo, edits: Edits, region: list, models: set[str]) -> list:
+        """Autocast refuses ``binary_cross_entropy`` (nn.BCELoss) on CUDA: it is unsafe in 16-bit.
+        PyTorch's recipe: leave the loss out of the autocast region and give it float32 inputs.
+        Returns the region without the statements that call it; their inputs are cast ``.float()``."""
+        bce = _bce_names(info)
+        cut = next((i for i, stmt in enumerate(region) if _calls_bce(info, stmt, bce)), None)
+        if cut is None:
+            return region
+        if not any(calls_model(stmt, models) for stmt in region[:cut]):
+            raise Skip(f"line {info.line(region[cut])}: the forward and an autocast-unsafe BCELoss share "
+                       "one statement; split the loss onto its own line (or use BCEWithLogitsLoss) first")
+        for stmt in region[cut:]:
+            if _calls_bce(info, stmt, bce):
+                edits.replace(stmt, lambda u, b=bce: _float_bce_args(info, u, b))
+        self._bce_lines.append(info.line(region[cut]))
+        return region[:cut]
+
+    def _scaler(self, info: ScriptInfo, edits: Edits, sites: list) -> None:
+        used = set().union(*(info.visible_names(s.stmt) for s in sites))
+        scaler = "scaler" if "scaler" not in used else "grad_scaler"
+        first = sites[0]
+        # create the scaler where it is visible from the loop: after the optimizer when both
+        # live in the same function, else just before the loop
+        opt_stmt = None
+        for stmt, _name, _call in info.optimizer_assigns():
+            if info.func_of(stmt) is info.func_of(first.stmt) and info.block_of(stmt) is not None:
+                opt_stmt = stmt
+        loop = outermost_loop(info, first.stmt)
+        anchor = opt_stmt if opt_stmt is not None else loop
+        if anchor is None:
+            raise Skip(f"line {info.line(first.stmt)}: fp16 needs a GradScaler; looked for the optimizer "
+                       "or the training loop around `loss.backward()`")
+        dev = device_type_expr(info, anchor)
+        create = parse_stmts(f"{scaler} = torch.amp.GradScaler({dev})  # fp16 needs loss scaling\n", info.module)
+        if opt_stmt is not None:
+            edits.insert_after(opt_stmt, create)
+        else:
+            edits.insert_before(loop, create)
+        stepped = False
+        seen: set[int] = set()
+        for site in sites:
+            edits.replace(site.call, lambda u, s=scaler: u.with_changes(func=u.func.with_changes(
+                value=cst.Call(func=parse_expr(f"{s}.scale"), args=[cst.Arg(value=u.func.value)]))))
+            within = loop_of(info, site.stmt) or info.func_of(site.stmt) or info.module
+            for stmt, _call, opt in step_stmts(info, within):
+                stepped = True
+                if id(stmt) in seen:
+                    continue
+                seen.add(id(stmt))
+                edits.replace(stmt, lambda u, o=opt: u.with_changes(
+                    body=[cst.Expr(parse_expr(f"{scaler}.step({o})"))]))
+                edits.insert_after(stmt, parse_stmts(f"{scaler}.update()\n", info.module))
+                for c in info.calls_in(within):
+                    if info.is_of(c, "clip_grad") and id(c) not in seen:
+                        seen.add(id(c))
+                        edits.insert_before(info.stmt_of(c), parse_stmts(f"{scaler}.unscale_({opt})\n", info.module))
+        if not stepped:
+            raise Skip(f"line {info.line(first.stmt)}: fp16 needs `scaler.step(optimizer)`; looked for "
+                       "`optimizer.step()` in the loop around `loss.backward()`")
