@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ccprof.artefacts.advice import Advice, AdviceSet
-from ccprof.advisors.catalog import TWEAKS
+from ccprof.artefacts.tweaks import TWEAKS
 from ccprof.artefacts.profile import Profile
 from ccprof.reports.view_types import (
     Card, ChartSpec, CompareRow, CompareView, FlopsNode, Glance, GpuCostRow, GpuTimeline, Header, LossSeries,
