@@ -12,12 +12,12 @@ import torch
 import torch.nn as nn
 from torch.utils._pytree import tree_flatten
 
-from ccprof.profiler.step_record import STEP_PHASES
+from ccprof.artefacts.vocab import EVAL_PHASE, STEP_PHASES, dtype_name
 
 PHASES = STEP_PHASES
 # Forwards of the trained model under no_grad between optimizer steps (validation,
 # generate()) are timed as "eval", outside the step; a pass step they land in is redone.
-_TIMED = PHASES + ("eval",)
+_TIMED = PHASES + (EVAL_PHASE,)
 EVAL_MAX_ROWS = 4000         # op rows kept for the counted evaluation episode
 MAX_PASS_RETRIES = 3
 MAX_FINGERPRINTS = 4096     # sampled examples kept for duplicate detection
@@ -62,7 +62,7 @@ def _first_tensor(obj: Any, depth: int = 0) -> torch.Tensor | None:
 def _describe_batch(batch: Any, prefix: str = "") -> list[str]:
     out: list[str] = []
     if isinstance(batch, torch.Tensor):
-        dtype = str(batch.dtype).replace("torch.", "")
+        dtype = dtype_name(batch.dtype)
         out.append(f"{prefix or 'batch'}: {dtype}{list(batch.shape)}")
     elif isinstance(batch, dict):
         for k, v in batch.items():
