@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from ccprof.advisors import AdviceContext, advise_one
-from ccprof.advisors.data_scan import fingerprint, scan_dataset
+from ccprof.advisors.data_scan import scan_dataset
+from ccprof.artefacts.fingerprint import fingerprint
 from ccprof.artefacts.profile import StaticFacts
 from test_advisors_models import hand_profile, llama_plain
 

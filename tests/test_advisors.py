@@ -11,7 +11,7 @@ import pytest
 
 from ccprof.advisors import ADVISORS, AdviceContext, advise, rank, register
 from ccprof.artefacts.advice import RISKS, STATUSES, CONFIDENCES, Advice, AdviceSet, Projected
-from ccprof.advisors.catalog import TWEAKS
+from ccprof.artefacts.tweaks import TWEAKS
 from ccprof.advisors.plan import build_plan
 from ccprof.artefacts.profile import Profile
 from test_advisors_models import cnn_plain, gpt_loader_plain, gpt_plain, hand_profile, llama_plain, priced

@@ -88,7 +88,7 @@ trainer.fit(Lit())
 
 
 def test_registry_has_one_codemod_per_tweak_id():
-    from ccprof.advisors.catalog import TWEAKS
+    from ccprof.artefacts.tweaks import TWEAKS
 
     ids = codemod_ids()
     assert set(ids) == set(CODEMODS)

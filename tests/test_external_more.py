@@ -25,7 +25,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from ccprof.advisors.catalog import MORE, TWELVE
+from ccprof.artefacts.tweaks import MORE, TWELVE
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ccprof.advisors.catalog import MORE, TWELVE
+from ccprof.artefacts.tweaks import MORE, TWELVE
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,8 @@ import functools
 import importlib
 
 from ccprof.advisors._registry import ADVISORS, register
-from ccprof.artefacts.advice import RISKS, Advice, AdviceSet, Plan
-from ccprof.advisors.catalog import TWEAKS
+from ccprof.artefacts.advice import RISKS, Advice, AdviceSet
+from ccprof.artefacts.tweaks import TWEAKS
 from ccprof.advisors.constants import MIN_SAVING_FRAC
 from ccprof.advisors.context import AdviceContext
 from ccprof.artefacts.profile import Profile

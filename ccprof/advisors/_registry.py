@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ccprof.advisors.catalog import TWEAKS
+from ccprof.artefacts.tweaks import TWEAKS
 
 ADVISORS: dict[str, Callable] = {}
 

@@ -1,45 +1,15 @@
-"""Fingerprint a whole map-style dataset: exact duplicates (hashes) and near duplicates among
-token sequences (MinHash LSH via datasketch). ``--scan-data`` feeds the result to
-``data_curation`` (it replaces ``data.duplicate_frac``, scope ``dataset``)."""
+"""Fingerprint a whole map-style dataset: exact duplicates (``ccprof.artefacts.fingerprint``, the
+fingerprint of the profiler's sampled share) and near duplicates among token sequences (MinHash
+LSH via datasketch). ``--scan-data`` feeds the result to ``data_curation`` (it replaces
+``data.duplicate_frac``, scope ``dataset``)."""
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Callable
 
 from ccprof.advisors import constants as C
+from ccprof.artefacts.fingerprint import fingerprint
 
-__all__ = ["scan_dataset", "fingerprint", "token_sequence"]
-
-
-def _canon(x: Any, h: "hashlib._Hash") -> None:
-    try:
-        import torch  # here: torch loads only on this path
-        if isinstance(x, torch.Tensor):
-            t = x.detach().cpu().contiguous()
-            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
-            h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
-            return
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
-    if isinstance(x, dict):
-        for k in sorted(x, key=str):
-            h.update(f"K{k}".encode())
-            _canon(x[k], h)
-    elif isinstance(x, (list, tuple)):
-        h.update(f"L{len(x)}".encode())
-        for v in x:
-            _canon(v, h)
-    elif hasattr(x, "tobytes"):
-        h.update(x.tobytes())
-    else:
-        h.update(repr(x).encode())
-
-
-def fingerprint(example: Any) -> str:
-    """A stable hex digest of one example (tensors by dtype, shape and bytes; dicts by sorted key)."""
-    h = hashlib.blake2b(digest_size=16)
-    _canon(example, h)
-    return h.hexdigest()
+__all__ = ["scan_dataset", "token_sequence"]
 
 
 def token_sequence(example: Any) -> list[int] | None:
@@ -110,4 +80,4 @@ def scan_dataset(dataset: Any, progress: Callable[[int, int], None] | None = Non
     return {"examples": n, "exact_duplicates": exact, "duplicate_frac": exact / n if n else 0.0,
             "near_duplicates": near, "near_duplicate_frac": near / n if n else 0.0,
             "token_inputs": bool(token_inputs), "scope": "dataset",
-            "method": f"blake2b exact hashes; MinHash LSH num_perm={num_perm}, Jaccard>={threshold}, {shingle}-token shingles"}
+            "method": f"blake2b hashes of each example's input; MinHash LSH num_perm={num_perm}, Jaccard>={threshold}, {shingle}-token shingles"}

@@ -11,7 +11,8 @@ from typing import Any
 
 from ccprof import _serde
 from ccprof._serde import ArtefactError
-from ccprof.artefacts.tweaks import TWEAKS, TweakOptions, normalize_dtype, options_for
+from ccprof.artefacts.tweaks import TWEAKS, TweakOptions, options_for
+from ccprof.artefacts.vocab import normalize_dtype
 
 SCHEMA = "ccprof.advice/1"
 

@@ -34,12 +34,13 @@ from ccprof.artefacts.tweak_options import (BatchSizeOptions, CheckpointingOptio
                                             FinetuneOptions, GradAccumulationOptions, LoraOptions,
                                             MixedPrecisionOptions, NoOptions, PruningOptions, QuantizationOptions,
                                             TweakOptions, WarmStartOptions)
+from ccprof.artefacts.vocab import normalize_dtype
 
 __all__ = ["TweakInfo", "TWEAKS", "TWELVE", "MORE", "APPLY_ORDER", "TweakOptions", "NoOptions", "FinetuneOptions", "LoraOptions",
            "WarmStartOptions", "CheckpointingOptions", "MixedPrecisionOptions", "GradAccumulationOptions",
            "DistillationOptions", "PruningOptions", "QuantizationOptions", "EarlyStoppingOptions",
            "CompileOptions", "DataloaderOptions", "BatchSizeOptions", "options_for", "runtime_ids", "measurable_here",
-           "codemod_ids", "conflict", "describe", "options_from_cli", "cli_options", "option_key", "parse_option", "normalize_dtype"]
+           "codemod_ids", "conflict", "describe", "options_from_cli", "cli_options", "option_key", "parse_option"]
 
 
 @dataclass(frozen=True)
@@ -244,16 +245,6 @@ def cli_options() -> dict[str, tuple[str, str]]:
                 assert key not in out, f"--option {key} names two tweaks' options"
                 out[key] = (tweak, f.name)
     return out
-
-
-def normalize_dtype(value: object) -> str:
-    """"bf16" or "fp16" from the spellings users and advice details use."""
-    text = str(value or "bf16").lower().replace("torch.", "")
-    if text in ("fp16", "float16", "half", "16", "16-mixed"):
-        return "fp16"
-    if text in ("bf16", "bfloat16", "bf16-mixed"):
-        return "bf16"
-    raise ValueError(f"dtype must be bf16 or fp16, not {value!r}")
 
 
 def _check(tweak: str, f: dataclasses.Field, raw: str, value: Any) -> Any:

@@ -23,6 +23,7 @@ from typing import Iterable
 
 from ccprof.hardware import kernels as K
 from ccprof.artefacts.profile import OpCost
+from ccprof.artefacts.vocab import COMPUTE_PHASES
 
 __all__ = ["scale_batch", "micro_batches", "recompute", "freeze_base", "shrink_blocks", "narrow_blocks",
            "in_scopes", "linear_gemms"]
@@ -214,7 +215,7 @@ def freeze_base(ops: Iterable[OpCost], rank: int, trainable_frac: float, *,
 
 
 def shrink_blocks(ops: Iterable[OpCost], scopes: Iterable[str], keep: float, *,
-                  phases: tuple[str, ...] = ("forward", "backward", "optimizer")) -> list[OpCost]:
+                  phases: tuple[str, ...] = COMPUTE_PHASES) -> list[OpCost]:
     """Keep ``keep`` of the repeated blocks in ``scopes``: their ops run ``keep`` as many times
     (a shallower stack runs the same kernels on the same shapes, fewer of them). The optimizer
     phase shrinks with the blocks' share of it, taken as their share of the forward bytes."""
@@ -258,7 +259,7 @@ def narrow_blocks(ops: Iterable[OpCost], scopes: Iterable[str], keep: float) -> 
                     dims.update(t)
     out = []
     for op in ops:
-        if not in_scopes(op, scopes) or op.phase not in ("forward", "backward", "optimizer"):
+        if not in_scopes(op, scopes) or op.phase not in COMPUTE_PHASES:
             out.append(op)
             continue
         shrink = lambda t: [max(1, round(d * f)) if d in dims else d for d in t]  # noqa: E731

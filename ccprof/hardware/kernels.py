@@ -30,6 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from ccprof.artefacts.vocab import MATMUL_CLASSES, STREAM_CLASSES, dtype_name
 from ccprof.hardware.catalog import GpuSpec, load_catalog, resolve_gpu
 
 __all__ = [
@@ -86,7 +87,6 @@ _VIEW = frozenset({"view", "_unsafe_view", "reshape", "t", "transpose", "permute
                    "flatten", "_reshape_alias", "numpy_T", "diagonal", "empty", "empty_like",
                    "empty_strided", "sym_size", "sym_stride", "is_same_size", "set_", "resize_",
                    "_to_copy_view", "new_empty", "new_empty_strided", "_has_compatible_shallow_copy_type"})
-STREAM_CLASSES = ("elementwise", "softmax", "norm", "reduce")
 
 
 def op_base(op: str) -> str:
@@ -213,7 +213,7 @@ def math_unit(dtype: str, spec: GpuSpec, *, tf32: bool = False) -> str:
     ``"tfloat32"`` (or ``tf32=True`` with float32) is fp32 on TF32 tensor cores where the GPU
     has them; 16-bit dtypes fall back to ``simt`` on GPUs without units for them.
     """
-    d = dtype.replace("torch.", "")
+    d = dtype_name(dtype)
     if d in _LOW:
         key = _LOW[d]
         if key in spec.peak_flops or ("fp16" in spec.peak_flops and key == "bf16"):
@@ -228,7 +228,7 @@ def peak_for(unit: str, dtype: str, spec: GpuSpec) -> float:
     """Dense peak FLOP/s of ``spec`` for a math unit (bf16 on a GPU with only fp16 units uses fp16's)."""
     pk = spec.peak_flops
     if unit == "tensor16":
-        key = _LOW.get(dtype.replace("torch.", ""), "bf16")
+        key = _LOW.get(dtype_name(dtype), "bf16")
         return pk.get(key) or pk.get("fp16") or pk.get("bf16") or pk["fp32"]
     if unit == "tf32":
         return pk.get("tf32") or pk["fp32"]
@@ -253,7 +253,7 @@ def simt_sustain(spec: GpuSpec, params: KernelParams) -> float:
 
 
 def elem_bytes(dtype: str) -> int:
-    d = dtype.replace("torch.", "")
+    d = dtype_name(dtype)
     return 2 if d in _LOW else 8 if d in ("float64", "int64", "complex64") else 1 if d in ("int8", "uint8", "bool") else 4
 
 
@@ -498,7 +498,7 @@ def kernel_s(op: str, shapes: Sequence[Sequence[int]], dtype: str, spec: GpuSpec
     if nbytes is None:
         nbytes = elem_bytes(dtype) * sum(_prod(s) for s in (*shapes, *out_shapes))
     gemms = gemms_of(op, shapes, out_shapes, attrs)
-    if not gemms and flops and cls in ("gemm", "conv", "conv_backward", "attention", "attention_backward"):
+    if not gemms and flops and cls in MATMUL_CLASSES:
         unit = math_unit(dtype, spec, tf32=tf32)
         return flops / peak_for(unit, dtype, spec)      # no shapes: the datasheet bound
     if not gemms or cls in STREAM_CLASSES or cls in ("elementwise", "foreach", "fused_optimizer"):

@@ -24,6 +24,7 @@ from ccprof.hardware.catalog import GpuSpec, match_device
 from ccprof.hardware.step import PHASES, StepCost, cost_step
 from ccprof.hardware.translate import Policy, policy_for, translate
 from ccprof.artefacts.profile import GpuProjection, OpCost, Profile
+from ccprof.artefacts.vocab import COMPUTE_PHASES
 
 __all__ = ["MEMORY_HEADROOM_FRAC", "CALIBRATION_BOUNDS", "usable_memory_bytes", "fits_memory",
            "source_gpu", "half_dtype", "compute_peak", "mfu", "project", "step_cost_for", "eval_s_for"]
@@ -145,7 +146,7 @@ def _calibration(profile: Profile, src: StepCost, spec: GpuSpec) -> dict[str, An
     measured = profile.steps.phase_s or {}
     factors: dict[str, float] = {}
     clamped: list[str] = []
-    for ph in ("forward", "backward", "optimizer"):
+    for ph in COMPUTE_PHASES:
         m, d = measured.get(ph, 0.0) or 0.0, src.phase_s.get(ph, 0.0)
         if m > 0 and d > 0:
             factors[ph] = _clamp_factor(m / d, ph, clamped)

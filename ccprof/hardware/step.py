@@ -30,10 +30,11 @@ from ccprof.hardware.catalog import GpuSpec
 from ccprof.hardware.host import HostSide, host_side
 from ccprof.hardware.translate import Kernel, Policy, policy_for, translate
 from ccprof.artefacts.profile import OpCost, Profile
+from ccprof.artefacts.vocab import MATMUL_CLASSES, MODEL_PHASES, STEP_PHASES
 
 __all__ = ["CUDA_LAUNCH_S", "PCIE_BYTES_PER_S", "PHASES", "StepCost", "cost_step", "data_wait_s", "fuse"]
 
-PHASES = ("data", "forward", "backward", "optimizer", "other")
+PHASES = STEP_PHASES
 
 # Host cost of one kernel launch on top of PyTorch's dispatch: cudaLaunchKernel and the CUDA
 # bookkeeping around it take ~3-5 us when launches are pipelined (NVIDIA, "Getting Started
@@ -145,7 +146,7 @@ def fuse(kernels: list[Kernel], profile: Profile, spec: GpuSpec, params: K.Kerne
     if not fusion:
         return kernels, "no fusion groups were recorded (older profile): compile not costed"
     out: list[Kernel] = []
-    for ph in ("forward", "backward"):
+    for ph in MODEL_PHASES:
         f = fusion.get(ph)
         stream = [k for k in kernels if k.phase == ph and k.cls not in _KEEP]
         if not f or not stream or not f.get("bytes"):
@@ -158,12 +159,12 @@ def fuse(kernels: list[Kernel], profile: Profile, spec: GpuSpec, params: K.Kerne
         per_call = K.stream_s(fused_bytes / gaps, "elementwise", spec, params)
         out.append(Kernel(f"fused {ph} kernels (torch.compile, projected)", "fused", ph, "float32", gaps,
                           per_call, gaps, sum(k.flops for k in stream), int(fused_bytes)))
-    out += [k for k in kernels if k.cls in _KEEP or k.phase not in ("forward", "backward")]
+    out += [k for k in kernels if k.cls in _KEEP or k.phase not in MODEL_PHASES]
     groups = ", ".join(f"{ph} {int(v.get('gaps', 0))} groups" for ph, v in fusion.items())
     return out, f"torch.compile: the non-matmul ops between matmuls fused into one kernel per group ({groups})"
 
 
-_KEEP = frozenset({"gemm", "conv", "conv_backward", "attention", "attention_backward", "host"})
+_KEEP = MATMUL_CLASSES | {"host"}
 
 
 def cost_step(profile: Profile, spec: GpuSpec, policy: Policy | None = None, *,
@@ -205,7 +206,7 @@ def cost_step(profile: Profile, spec: GpuSpec, policy: Policy | None = None, *,
             host[ph] += k.dispatches * hs.dispatch_s + k.calls * CUDA_LAUNCH_S
     if hs.python_s is not None:
         for ph in PHASES[1:]:
-            if policy.compiled and ph in ("forward", "backward") and not _already_compiled(profile):
+            if policy.compiled and ph in MODEL_PHASES and not _already_compiled(profile):
                 continue            # the compiled graph replaces the model's Python (guards stay: small)
             host[ph] += hs.python_s.get(ph, 0.0)
     elif not policy.compiled:

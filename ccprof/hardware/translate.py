@@ -27,6 +27,7 @@ from typing import Iterable
 from ccprof.hardware import kernels as K
 from ccprof.hardware.catalog import GpuSpec
 from ccprof.artefacts.profile import OpCost, Profile
+from ccprof.artefacts.vocab import MATMUL_CLASSES
 
 __all__ = ["Policy", "Kernel", "policy_for", "translate", "FOREACH_MAX_TENSORS", "FOREACH_MAX_ELEMS",
            "FUSED_BYTES_PER_ELEM"]
@@ -124,7 +125,6 @@ def policy_for(profile: Profile, spec: GpuSpec | None = None) -> Policy:
                   optimizer=impl, compiled=compiled)
 
 
-_MATMUL_CLASSES = frozenset({"gemm", "conv", "conv_backward", "attention", "attention_backward"})
 
 
 def _dtype_and_bytes(op: OpCost, policy: Policy, spec: GpuSpec) -> tuple[str, int] | None:
@@ -136,7 +136,7 @@ def _dtype_and_bytes(op: OpCost, policy: Policy, spec: GpuSpec) -> tuple[str, in
     if policy.autocast and op.autocast in ("low", "fp32") and op.autocast_bytes:
         low = op.autocast == "low"
         return (_low_dtype(spec, policy.autocast) if low else "float32"), op.autocast_bytes
-    if policy.autocast and not op.autocast and op.dtype == "float32" and K.op_class(op.op) in _MATMUL_CLASSES:
+    if policy.autocast and not op.autocast and op.dtype == "float32" and K.op_class(op.op) in MATMUL_CLASSES:
         # a row recorded without autocast tags (older profiles): matmuls go 16-bit, bytes halved
         return _low_dtype(spec, policy.autocast), op.bytes // 2
     dtype = op.dtype
@@ -213,8 +213,10 @@ def translate(profile: Profile, spec: GpuSpec, policy: Policy | None = None, *,
     rows = list(profile.ops if ops is None else ops)
     kernels: list[Kernel] = []
     for op in rows:
-        if op.phase in ("optimizer", "data"):
-            continue        # the optimizer is regrouped below; the DataLoader's work is its batch time
+        if op.phase == "optimizer":
+            continue        # the optimizer is regrouped below
+        if op.phase == "data":
+            continue        # the DataLoader's work is its batch time
         cls = K.op_class(op.op)
         if cls == "view":
             continue

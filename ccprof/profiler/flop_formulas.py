@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
+from ccprof.artefacts.vocab import OP_PHASES, PHASE_ALIASES, normalize_phase  # noqa: F401  (re-exported)
 from torch.utils.flop_counter import (
     _flash_attention_forward_flop,
     flop_registry,
@@ -21,17 +22,7 @@ from torch.utils.flop_counter import (
 
 __all__ = ["PHASES", "PHASE_ALIASES", "normalize_phase", "EXTRA_FLOP_FORMULAS", "register_extra_flop_formula"]
 
-PHASES = ("forward", "backward", "optimizer", "other")
-# phases a harness may name that the op rows fold into one of PHASES
-PHASE_ALIASES = {"data": "other"}
-
-
-def normalize_phase(phase: str) -> str:
-    """``phase`` as one of PHASES ("data" counts as "other"); ValueError for anything else."""
-    phase = PHASE_ALIASES.get(phase, phase)
-    if phase not in PHASES:
-        raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES} or 'data'")
-    return phase
+PHASES = OP_PHASES      # the phase of an op row; the names live in ccprof.artefacts.vocab
 
 aten = torch.ops.aten
 

@@ -44,6 +44,7 @@ from ccprof.profiler.flop_formulas import (  # noqa: F401  (re-exported: the op 
     EXTRA_FLOP_FORMULAS, PHASES, normalize_phase, register_extra_flop_formula,
 )
 from ccprof.artefacts.profile import Flops, OpCost
+from ccprof.artefacts.vocab import MODEL_PHASES, dtype_name
 
 __all__ = [
     "PHASES", "normalize_phase", "EXTRA_FLOP_FORMULAS", "register_extra_flop_formula", "FlopPass",
@@ -51,7 +52,7 @@ __all__ = [
 ]
 
 _LOW = (torch.bfloat16, torch.float16)
-_GAP_PHASES = ("forward", "backward")
+_GAP_PHASES = MODEL_PHASES
 
 
 def _base(name: str) -> str:
@@ -173,9 +174,9 @@ def _dtype_of(inputs: list[torch.Tensor], outputs: list[torch.Tensor]) -> str:
     """The dtype that sets the kernel's peak: first floating input, else first tensor."""
     for t in inputs:
         if t.is_floating_point() or t.is_complex():
-            return str(t.dtype).removeprefix("torch.")
+            return dtype_name(t.dtype)
     for t in (*inputs, *outputs):
-        return str(t.dtype).removeprefix("torch.")
+        return dtype_name(t.dtype)
     return "none"
 
 
@@ -460,7 +461,7 @@ class FlopPass:
         cast of a tensor that needs a gradient has a backward cast the other way.
         """
         floats = [t for t in inputs if t.is_floating_point() and t.dim() > 0]
-        if phase in ("forward", "backward"):
+        if phase in MODEL_PHASES:
             cls = autocast_class(_base(name), phase == "backward")
         else:
             cls = "promote"

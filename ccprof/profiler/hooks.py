@@ -42,6 +42,7 @@ from torch.optim import optimizer as optim_mod
 from torch.utils.data import dataloader as dl_mod
 
 from ccprof.artefacts.profile import Finding
+from ccprof.artefacts.vocab import MODEL_PHASES, dtype_name
 # StopProfiling, _Timeout and _distinct_items are re-exported (the harness and tests import them here)
 from ccprof.profiler.session_base import (  # noqa: F401
     CHECKPOINT_S, PHASES, PROBE_ELEMENTS, PROBE_PARAMS, StopProfiling, _SKIP_ROOTS, _TIMED,
@@ -327,7 +328,7 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, HostClock, ProfileBui
             for dev in ("cuda", "cpu"):
                 try:
                     if torch.is_autocast_enabled(dev):
-                        self.autocast_dtype = str(torch.get_autocast_dtype(dev)).replace("torch.", "")
+                        self.autocast_dtype = dtype_name(torch.get_autocast_dtype(dev))
                         break
                 except Exception:
                     pass
@@ -365,7 +366,7 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, HostClock, ProfileBui
             self._awaiting_update = False
             self.step_kind = "backward"
             self._end_step()
-        if self._opt_depth == 0 and self._phase not in ("forward", "backward"):
+        if self._opt_depth == 0 and self._phase not in MODEL_PHASES:
             self._begin_step_if_needed()
         if self._phase != "backward":
             self._set_phase("forward")

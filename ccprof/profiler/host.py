@@ -15,7 +15,6 @@ a clock can give, a DataLoader batch's making:
 """
 from __future__ import annotations
 
-import statistics
 import time
 
 import torch

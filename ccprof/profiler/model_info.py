@@ -14,6 +14,7 @@ import torch
 
 from ccprof.profiler.flops import module_names
 from ccprof.artefacts.profile import Embedding, ModelInfo, ModuleStat, RepeatedBlock
+from ccprof.artefacts.vocab import dtype_name
 
 __all__ = ["describe_model", "repeated_blocks", "linear_names", "HF_CONFIG_KEYS"]
 
@@ -109,7 +110,7 @@ def _hf_model(roots: dict[str, torch.nn.Module]) -> torch.nn.Module | None:
 
 def _scalar(v: Any) -> Any:
     if isinstance(v, torch.dtype):
-        return str(v).removeprefix("torch.")
+        return dtype_name(v)
     if isinstance(v, (bool, int, float, str)):
         return v
     return None
@@ -177,7 +178,7 @@ def describe_model(roots: dict[str, torch.nn.Module],
             params.setdefault(id(p), p)
     dtypes: dict[str, int] = {}
     for p in params.values():
-        key = str(p.dtype).removeprefix("torch.")
+        key = dtype_name(p.dtype)
         dtypes[key] = dtypes.get(key, 0) + p.numel()
     param_storages = set()
     for p in params.values():

@@ -2,7 +2,6 @@
 exceptions and small helpers on tensors, batches and loaders (no state)."""
 from __future__ import annotations
 
-import hashlib
 import random
 import sys
 import time
@@ -12,12 +11,13 @@ import torch
 import torch.nn as nn
 from torch.utils._pytree import tree_flatten
 
-from ccprof.profiler.step_record import STEP_PHASES
+from ccprof.artefacts.fingerprint import example_input
+from ccprof.artefacts.vocab import EVAL_PHASE, STEP_PHASES, dtype_name
 
 PHASES = STEP_PHASES
 # Forwards of the trained model under no_grad between optimizer steps (validation,
 # generate()) are timed as "eval", outside the step; a pass step they land in is redone.
-_TIMED = PHASES + ("eval",)
+_TIMED = PHASES + (EVAL_PHASE,)
 EVAL_MAX_ROWS = 4000         # op rows kept for the counted evaluation episode
 MAX_PASS_RETRIES = 3
 MAX_FINGERPRINTS = 4096     # sampled examples kept for duplicate detection
@@ -41,28 +41,19 @@ def _sync(device_type: str) -> None:
         torch.cuda.synchronize()
 
 
-def _first_tensor(obj: Any, depth: int = 0) -> torch.Tensor | None:
-    if isinstance(obj, torch.Tensor):
-        return obj
-    if depth > 3:
-        return None
-    if isinstance(obj, dict):
-        for key in ("input_ids", "pixel_values", "input", "x", "inputs"):
-            if isinstance(obj.get(key), torch.Tensor):
-                return obj[key]
-        obj = list(obj.values())
-    if isinstance(obj, (list, tuple)):
-        for v in obj:
-            t = _first_tensor(v, depth + 1)
-            if t is not None:
-                return t
-    return None
+def _is_tensor(x: Any) -> bool:
+    return isinstance(x, torch.Tensor)
+
+
+def _first_tensor(obj: Any) -> torch.Tensor | None:
+    """A batch's (or a call's arguments') input tensor, found as the duplicate fingerprint finds it."""
+    return example_input(obj, _is_tensor)
 
 
 def _describe_batch(batch: Any, prefix: str = "") -> list[str]:
     out: list[str] = []
     if isinstance(batch, torch.Tensor):
-        dtype = str(batch.dtype).replace("torch.", "")
+        dtype = dtype_name(batch.dtype)
         out.append(f"{prefix or 'batch'}: {dtype}{list(batch.shape)}")
     elif isinstance(batch, dict):
         for k, v in batch.items():
@@ -71,16 +62,6 @@ def _describe_batch(batch: Any, prefix: str = "") -> list[str]:
         for i, v in enumerate(batch):
             out += _describe_batch(v, f"{prefix}[{i}]" if prefix else f"[{i}]")
     return out[:MAX_SHAPES]
-
-
-def _row_fingerprints(t: torch.Tensor) -> list[str]:
-    if t.dim() == 0:
-        return []
-    rows = t.detach().to("cpu").contiguous().reshape(t.shape[0], -1)
-    if rows.dtype == torch.bfloat16:
-        rows = rows.view(torch.int16)
-    arr = rows.numpy()
-    return [hashlib.blake2b(r.tobytes(), digest_size=8).hexdigest() for r in arr]
 
 
 def _count_params(module: nn.Module) -> int:

@@ -13,6 +13,7 @@ import torch
 from ccprof.profiler.host import host_cpu_name, measure_host
 from ccprof.profiler.step_record import StepRecord, clean_steps, micro_batches_per_step, steps_section
 from ccprof.artefacts.profile import Device, Finding, Precision, Profile, Steps
+from ccprof.artefacts.vocab import dtype_name
 
 
 class ProfileBuilder:
@@ -63,7 +64,7 @@ class ProfileBuilder:
         dtypes: Counter[str] = Counter()
         for m in self.roots.values():
             for p in m.parameters():
-                dtypes[str(p.dtype).replace("torch.", "")] += p.numel()
+                dtypes[dtype_name(p.dtype)] += p.numel()
         return Precision(
             autocast=self.autocast_dtype is not None, autocast_dtype=self.autocast_dtype,
             grad_scaler=self.grad_scaler,

@@ -6,10 +6,11 @@ import time
 import weakref
 from typing import Any, Callable
 
+from ccprof.artefacts.fingerprint import row_fingerprints
 from ccprof.artefacts.profile import DataInfo
 from ccprof.profiler.session_base import (
     MAX_FINGERPRINTS, _batch_bytes, _describe_batch, _distinct_items,
-    _first_tensor, _loader_info, _row_fingerprints, probe_batch_s,
+    _first_tensor, _loader_info, probe_batch_s,
 )
 from ccprof.profiler.host import speed_probe
 
@@ -90,7 +91,7 @@ class DataWatch:
         t = _first_tensor(batch)
         if t is not None:
             try:
-                self._pending_fp.setdefault(key, []).extend(_row_fingerprints(t))
+                self._pending_fp.setdefault(key, []).extend(row_fingerprints(t))
             except Exception:
                 pass
 

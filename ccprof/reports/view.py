@@ -16,8 +16,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ccprof.artefacts.advice import Advice, AdviceSet
-from ccprof.advisors.catalog import TWEAKS
+from ccprof.artefacts.tweaks import TWEAKS
 from ccprof.artefacts.profile import Profile
+from ccprof.artefacts.vocab import STEP_PHASES
 from ccprof.reports.view_types import (
     Card, ChartSpec, CompareRow, CompareView, FlopsNode, Glance, GpuCostRow, GpuTimeline, Header, LossSeries,
     MeasuredRow, MemoryChart, MemoryPart, ModuleRow, OtherAdvice, Phase, PlanView, Projected, ProjectedPhase,
@@ -44,7 +45,7 @@ __all__ = [
 MAX_MODULE_ROWS = 400
 MAX_TIMELINE_POINTS = 1500
 NO_PRICE = "no price attached"
-PHASE_ORDER = ("data", "forward", "backward", "optimizer", "other")
+PHASE_ORDER = STEP_PHASES
 MEMORY_PARTS = (("params_bytes", "parameters"), ("grads_bytes", "gradients"),
                 ("optimizer_state_bytes", "optimizer state"),
                 ("activations_bytes", "activations"), ("other_bytes", "other (inputs, temporaries)"))

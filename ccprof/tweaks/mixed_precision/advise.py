@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from ccprof.advisors import constants as C
-from ccprof.artefacts.tweaks import MixedPrecisionOptions, normalize_dtype
+from ccprof.artefacts.tweaks import MixedPrecisionOptions
+from ccprof.artefacts.vocab import MATMUL_CLASSES, dtype_name, normalize_dtype
 from ccprof.advisors._common import (fmt_bytes, fmt_change, fmt_pct, gpu_spec, ledger, make_advice, recost)
 from ccprof.hardware import half_dtype
 from ccprof.hardware.kernels import op_class
@@ -93,7 +94,7 @@ def _saved_dtype(m: object, prev: object | None, device: str, linear_names: set[
 
 
 def _forward_ops(profile: Profile) -> list:
-    return [o for o in profile.ops if o.phase == "forward" and o.dtype in ("float32", "torch.float32")]
+    return [o for o in profile.ops if o.phase == "forward" and dtype_name(o.dtype) == "float32"]
 
 
 def _int_saved_bytes(profile: Profile) -> int:
@@ -193,14 +194,13 @@ def project_mixed_precision_memory(profile: Profile) -> dict:
             "memory_saved_bytes": int(saved), "peak_bytes_after": int(led.peak - saved)}
 
 
-_MATMUL_CLASSES = frozenset({"gemm", "conv", "conv_backward", "attention", "attention_backward"})
 
 
 def matmul_flops_by_dtype(profile: Profile) -> dict[str, int]:
     """Measured matmul/conv/attention FLOPs of one step, by the dtype they ran in."""
     out: dict[str, int] = {}
     for op in profile.ops:
-        if op_class(op.op) in _MATMUL_CLASSES:
+        if op_class(op.op) in MATMUL_CLASSES:
             out[op.dtype] = out.get(op.dtype, 0) + op.flops
     return out
 
@@ -230,7 +230,7 @@ def advise_mixed_precision(profile: Profile, ctx: AdviceContext) -> Advice:
                            snippet=SNIPPET)
     spec = gpu_spec(profile, ctx)
     by = matmul_flops_by_dtype(profile)
-    mm32 = sum(v for k, v in by.items() if k in ("float32", "torch.float32"))
+    mm32 = sum(v for k, v in by.items() if dtype_name(k) == "float32")
     mm_share = mm32 / profile.flops.per_step if profile.flops.per_step else 0.0
     mem = project_mixed_precision_memory(profile)
     led = ledger(profile)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import libcst as cst
 
 from ccprof.applier.codemods import register
-from ccprof.artefacts.tweaks import normalize_dtype
+from ccprof.artefacts.vocab import normalize_dtype
 from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
 from ccprof.applier.codemods._cst import (
     Edits, attr_chain, call_names, code_of, kwarg_code, parse_expr, parse_stmts, set_kwarg,

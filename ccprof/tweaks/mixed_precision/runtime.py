@@ -19,7 +19,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ccprof.artefacts.tweaks import normalize_dtype
+from ccprof.artefacts.vocab import normalize_dtype
 
 from ccprof.applier.runtime._base import (Applied, RunObjects, map_tensors, model_device, not_applied, note,
                     param_dtype, register, state, wrap_forward)
