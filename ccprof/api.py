@@ -24,7 +24,8 @@ from ccprof.artefacts.profile import ErrorInfo, Finding, Profile
 from ccprof import advisors, hardware
 from ccprof.applier.verify import VERIFY_SEED, verify as verify_advice
 from ccprof.profiler.spec import RunSpec, run_environment, utc_now
-from ccprof.profiler.runner import EXIT_INTERRUPTED, EXIT_TERMINATED, run_script
+from ccprof.exit_codes import ExitCode
+from ccprof.profiler.runner import run_script
 
 __all__ = ["Analysis", "analyze_script", "profile_model", "attach_costs", "advise", "apply",
            "write_artefacts", "StageError"]
@@ -38,7 +39,7 @@ class StageError(Exception):
 class Analysis:
     profile: Profile | None
     advice: Any = None                       # AdviceSet
-    exit_code: int = 0
+    exit_code: ExitCode = ExitCode.OK
     message: str | None = None
     paths: dict[str, Path] = field(default_factory=dict)
     verified: list[Any] = field(default_factory=list)
@@ -172,14 +173,14 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
         advice_options.setdefault("catalog", catalog)
     advice = _stage("advice", out, lambda: advise(profile, **advice_options))
     exit_code, message = run.exit_code, run.message
-    if verify and profile.error is None and run.exit_code not in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+    if verify and profile.error is None and run.exit_code not in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
         made = sorted(_cwd_entries() - before_run - {out.resolve().name, "__pycache__"})
 
         def rerun(tweaks: list[str], options: dict[str, dict]) -> Profile | None:
             res = run_script(script, list(args), steps=steps, warmup=warmup, timeout_s=timeout_s,
                              stdout=child_stdout if child_stdout is not None else subprocess.DEVNULL,
                              nproc=nproc, seed=seed, tweak=tweaks, tweak_options=options, plugins=RUN_PLUGINS)
-            if res.exit_code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+            if res.exit_code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
                 raise _StopVerify(res.exit_code)     # Ctrl-C / SIGTERM ends --verify, not one re-run
             return res.profile
 
@@ -214,7 +215,7 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
                                                                  if on_verify else None, on_start=on_start))
         except _StopVerify as stop:
             exit_code = stop.code
-            message = ("--verify stopped by " + ("Ctrl-C" if stop.code == EXIT_INTERRUPTED else "SIGTERM")
+            message = ("--verify stopped by " + ("Ctrl-C" if stop.code == ExitCode.INTERRUPTED else "SIGTERM")
                        + "; the baseline's profile, advice and report are written, unverified")
     paths = _stage("report", out, lambda: write_artefacts(out, profile, advice, report=report))
     if previous is not None:
@@ -314,6 +315,6 @@ def profile_model(model: Any, optimizer: Any, batches: Iterable[Any], loss_fn: C
     profile = session.build_profile(environment=run_environment(spec, started_at=started, finished_at=utc_now()))
     if session.step_index < session.total_steps:
         profile = replace(profile, status="partial", error=ErrorInfo(
-            kind="ended", exit_code=4,
+            kind="ended", exit_code=ExitCode.NOTHING_MEASURED,
             message=f"only {session.step_index} of {session.total_steps} steps ran"))
     return profile

@@ -1,9 +1,7 @@
 """ccprof's command line: thin click commands that call the public API and render.
 
-Exit codes (README's table says what is kept on each): 0 ok; 1 a ccprof stage failed after the
-measurement; 2 bad usage or input, found before the script runs; 3 the user's script failed
-(syntax error, exception, a rank under --nproc, a signal); 4 nothing to measure (ended, never
-trained, timed out); 5 every ``--verify`` re-run failed; 130 Ctrl-C; 143 SIGTERM.
+Exit codes: ``ccprof.exit_codes.ExitCode`` (listed in ``ccprof --help``; README's table says
+what is kept on each).
 """
 from __future__ import annotations
 
@@ -25,16 +23,18 @@ from ccprof.artefacts.profile import Profile
 from ccprof.artefacts.tweaks import TWEAKS, describe, options_for
 from ccprof.hardware import CatalogError, attach, catalog_rows, load_catalog, user_catalog_path
 from ccprof.outputs import OutputError, backup_path, check_out_dir, check_output, keep_backup, last_two_runs
-from ccprof.profiler.runner import EXIT_VERIFY_FAILED, ScriptError, check_script
+from ccprof.exit_codes import ExitCode, help_text as exit_codes_help
+from ccprof.profiler.runner import ScriptError, check_script
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="\b\nExit codes:\n" + exit_codes_help())
 @click.version_option(__version__, prog_name="ccprof")
 def cli() -> None:
     """Cost profiler and advisor for PyTorch training."""
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: ExitCode) -> None:
     click.echo(f"ccprof: {message}", err=True)
     sys.exit(code)
 
@@ -46,9 +46,9 @@ def _check_cost_options(gpu: str | None, catalog_path: str | None, price_usd: fl
         if gpu is not None:
             hardware.resolve_gpu(gpu, catalog)
     except (hardware.CatalogError, ValueError, OSError) as exc:
-        _fail(str(exc), 2)
+        _fail(str(exc), ExitCode.BAD_INPUT)
     if price_usd is not None and not (math.isfinite(price_usd) and price_usd > 0):
-        _fail(f"--price must be a positive number of USD per GPU-hour, not {price_usd:g}", 2)
+        _fail(f"--price must be a positive number of USD per GPU-hour, not {price_usd:g}", ExitCode.BAD_INPUT)
 
 
 def _check_history(history: str | None) -> None:
@@ -59,10 +59,10 @@ def _check_history(history: str | None) -> None:
     try:
         load_history(history)
     except HistoryError as exc:
-        _fail(f"--history {history}: {exc}", 2)
+        _fail(f"--history {history}: {exc}", ExitCode.BAD_INPUT)
     except (OSError, ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
         _fail(f"--history {history}: cannot read it as trainer_state.json, a step,val_loss CSV or a "
-              f"TensorBoard log dir ({type(exc).__name__}: {exc})", 2)
+              f"TensorBoard log dir ({type(exc).__name__}: {exc})", ExitCode.BAD_INPUT)
 
 
 def _positive(name: str):
@@ -124,12 +124,12 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
     _check_cost_options(gpu, catalog_path, price_usd)
     _check_history(history)
     if verify is not None and verify != "plan" and not (verify.isdigit() and int(verify) > 0):
-        _fail(f"--verify takes a number of tweaks (e.g. 3) or 'plan', not {verify!r}", 2)
+        _fail(f"--verify takes a number of tweaks (e.g. 3) or 'plan', not {verify!r}", ExitCode.BAD_INPUT)
 
     try:
         check_out_dir(out_dir)
     except OutputError as exc:
-        _fail(str(exc), 2)
+        _fail(str(exc), ExitCode.BAD_INPUT)
     from rich.console import Console  # here: rich loads only on this path
     from rich.markup import escape  # here: rich loads only on this path
 
@@ -171,7 +171,7 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
     except api.StageError as exc:
         if progress:
             progress.stop()
-        _fail(str(exc), 1)
+        _fail(str(exc), ExitCode.STAGE_FAILED)
     finally:
         if progress:
             progress.stop()
@@ -202,8 +202,8 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
             err.print(f"[red]ccprof: --verify re-run with {tweak} failed:[/] {escape(line)}", soft_wrap=True)
         if ver.all_failed and result.exit_code == 0:
             err.print(f"[red]ccprof: every --verify re-run failed ({', '.join(ver.failed)}); exit code "
-                      f"{EXIT_VERIFY_FAILED}[/]", soft_wrap=True)
-            sys.exit(EXIT_VERIFY_FAILED)
+                      f"{ExitCode.VERIFY_FAILED}[/]", soft_wrap=True)
+            sys.exit(ExitCode.VERIFY_FAILED)
     sys.exit(result.exit_code)
 
 
@@ -240,7 +240,7 @@ def gpus_cmd(catalog_path: str | None, as_json: bool) -> None:
     try:
         rows = catalog_rows(load_catalog(catalog_path))
     except CatalogError as exc:
-        _fail(str(exc), 2)
+        _fail(str(exc), ExitCode.BAD_INPUT)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -276,7 +276,7 @@ def _write_output(out, text: str, inputs: list, force: bool, *, option: str = "-
     try:
         backup = check_output(out, [p for p in inputs if p], force=force, option=option)
     except OutputError as exc:
-        _fail(str(exc), 2)
+        _fail(str(exc), ExitCode.BAD_INPUT)
     if check_only:
         return
     out = Path(out)
@@ -286,7 +286,7 @@ def _write_output(out, text: str, inputs: list, force: bool, *, option: str = "-
             click.echo(f"backup: {backup}", err=True)
         out.write_text(text, encoding="utf-8")
     except OSError as exc:
-        _fail(f"{option} {out}: cannot write it ({exc.strerror or exc})", 2)
+        _fail(f"{option} {out}: cannot write it ({exc.strerror or exc})", ExitCode.BAD_INPUT)
 
 
 def _load_artefact(kind: str, path: str):
@@ -295,15 +295,15 @@ def _load_artefact(kind: str, path: str):
     try:
         return cls.from_json(Path(path))
     except FileNotFoundError:
-        _fail(f"{path}: no such file (ccprof analyze writes ccprof-report/{kind}.json)", 2)
+        _fail(f"{path}: no such file (ccprof analyze writes ccprof-report/{kind}.json)", ExitCode.BAD_INPUT)
     except IsADirectoryError:
-        _fail(f"{path}: is a folder; give its {kind}.json", 2)
+        _fail(f"{path}: is a folder; give its {kind}.json", ExitCode.BAD_INPUT)
     except OSError as exc:
-        _fail(f"{path}: cannot read it ({exc.strerror or exc})", 2)
+        _fail(f"{path}: cannot read it ({exc.strerror or exc})", ExitCode.BAD_INPUT)
     except RecursionError:
-        _fail(f"{path}: not a ccprof {kind} file (JSON nested too deeply)", 2)
+        _fail(f"{path}: not a ccprof {kind} file (JSON nested too deeply)", ExitCode.BAD_INPUT)
     except (ValueError, json.JSONDecodeError, TypeError) as exc:
-        _fail(f"{path}: not a ccprof {kind} file ({exc})", 2)
+        _fail(f"{path}: not a ccprof {kind} file ({exc})", ExitCode.BAD_INPUT)
 
 
 @cli.command("advise")
@@ -400,10 +400,10 @@ def compare_cmd(before_path: str | None, after_path: str | None, run_dir: str, o
         try:
             before_path, after_path = (str(p) for p in last_two_runs(run_dir))
         except OutputError as exc:
-            _fail(str(exc), 2)
+            _fail(str(exc), ExitCode.BAD_INPUT)
         click.echo(f"comparing {before_path} -> {after_path}", err=True)
     elif after_path is None:
-        _fail("compare takes two profiles (BEFORE_JSON AFTER_JSON), or none for the last two runs of --dir", 2)
+        _fail("compare takes two profiles (BEFORE_JSON AFTER_JSON), or none for the last two runs of --dir", ExitCode.BAD_INPUT)
     before = _load_artefact("profile", before_path)
     after = _load_artefact("profile", after_path)
     out = Path(output) if output else Path(run_dir) / "compare.html"
@@ -446,13 +446,13 @@ def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top
 
     src_path = Path(script)
     if not src_path.is_file():
-        _fail(f"{script}: no such file", 2)
+        _fail(f"{script}: no such file", ExitCode.BAD_INPUT)
     wanted, per_tweak = list(tweaks), {}
     if advice_path:
         picked, per_tweak = tweaks_from_advice(_load_artefact("advice", advice_path), top)
         wanted += [t for t in picked if t not in wanted]
     if not wanted:
-        _fail("nothing to apply: name tweaks with -t ID or give --from advice.json", 2)
+        _fail("nothing to apply: name tweaks with -t ID or give --from advice.json", ExitCode.BAD_INPUT)
     from ccprof.applier.codemods import codemod_ids  # here: keeps `import ccprof.cli` from loading libcst
 
     have = codemod_ids()
@@ -460,46 +460,46 @@ def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top
         if t not in have:
             what = ("ccprof has no codemod for it (it is advice or a run-time change only)" if t in TWEAKS
                     else "no such tweak (see `ccprof tweaks`)")
-            _fail(f"-t {t}: {what}; codemods exist for: {', '.join(have)}", 2)
+            _fail(f"-t {t}: {what}; codemods exist for: {', '.join(have)}", ExitCode.BAD_INPUT)
     for text in option_texts:
         try:
             tweak, name, value = parse_option(text)
         except ValueError as exc:
-            _fail(str(exc), 2)
+            _fail(str(exc), ExitCode.BAD_INPUT)
         if tweak not in wanted:
             _fail(f"--option {text}: that is an option of {tweak}, which is not being applied "
-                  f"(add -t {tweak})", 2)
+                  f"(add -t {tweak})", ExitCode.BAD_INPUT)
         per_tweak[tweak] = options_for(tweak, per_tweak.get(tweak)).merged({name: value})   # --option wins
     if in_place and output:
-        _fail("--in-place and -o/--output exclude each other", 2)
+        _fail("--in-place and -o/--output exclude each other", ExitCode.BAD_INPUT)
     out_path = src_path if in_place else Path(output) if output else default_output_path(src_path)
     if not in_place and out_path.resolve() == src_path.resolve():
         if not force:
             _fail(f"-o {output}: that is the script itself; pass --in-place (a .bak copy is kept) "
-                  "or write elsewhere", 2)
+                  "or write elsewhere", ExitCode.BAD_INPUT)
         in_place = True        # --force over the script: as --in-place, with its backup
     if out_path.is_dir():
-        _fail(f"-o {out_path}: is a folder; give a file name", 2)
+        _fail(f"-o {out_path}: is a folder; give a file name", ExitCode.BAD_INPUT)
     backup = None
     if in_place:
         backup = backup_path(src_path)
     elif out_path.exists():
         if not force:
-            _fail(f"{out_path} exists; pass --force to overwrite it (a .bak copy is kept) or -o to write elsewhere", 2)
+            _fail(f"{out_path} exists; pass --force to overwrite it (a .bak copy is kept) or -o to write elsewhere", ExitCode.BAD_INPUT)
         backup = backup_path(out_path)
     target_dir = out_path.parent if str(out_path.parent) else Path(".")
     if not target_dir.is_dir():
-        _fail(f"-o {out_path}: the folder {target_dir} does not exist", 2)
+        _fail(f"-o {out_path}: the folder {target_dir} does not exist", ExitCode.BAD_INPUT)
     if (out_path.exists() and not os.access(out_path, os.W_OK)) or not os.access(target_dir, os.W_OK):
-        _fail(f"{out_path}: not writable; nothing written", 2)
+        _fail(f"{out_path}: not writable; nothing written", ExitCode.BAD_INPUT)
     try:
         result = api.apply(src_path, wanted, tweak_options=per_tweak, to_path=out_path)
     except ScriptSyntaxError as exc:
-        _fail(f"{exc.path}:{exc.line}: syntax error, fix the script first ({exc.message.splitlines()[0]})", 3)
+        _fail(f"{exc.path}:{exc.line}: syntax error, fix the script first ({exc.message.splitlines()[0]})", ExitCode.SCRIPT_ERROR)
     except ValueError as exc:       # ScriptEncodingError names the file and the encoding tried
-        _fail(str(exc), 2)
+        _fail(str(exc), ExitCode.BAD_INPUT)
     except OSError as exc:
-        _fail(f"{script}: cannot read it ({exc.strerror or exc})", 2)
+        _fail(f"{script}: cannot read it ({exc.strerror or exc})", ExitCode.BAD_INPUT)
     if result.applied:
         try:
             if backup is not None:
@@ -508,7 +508,7 @@ def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top
             write_script(out_path, result.source, like=result.script)
         except OSError as exc:
             _fail(f"{out_path}: cannot write it ({exc.strerror or exc}); "
-                  + (f"the original is unchanged, backup in {backup}" if backup else "nothing written"), 2)
+                  + (f"the original is unchanged, backup in {backup}" if backup else "nothing written"), ExitCode.BAD_INPUT)
     if result.diff:
         if sys.stdout.isatty():
             from rich.console import Console  # here: rich loads only on this path
@@ -529,7 +529,7 @@ def main() -> None:
         cli(prog_name="ccprof", standalone_mode=True)
     except KeyboardInterrupt:      # Ctrl-C outside a run (a long apply, a report): no traceback
         click.echo("ccprof: interrupted", err=True)
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
 
 
 if __name__ == "__main__":
