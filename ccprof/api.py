@@ -11,18 +11,15 @@ files under ``out_dir``.
 from __future__ import annotations
 
 import itertools
-import os
-import shutil
-import subprocess
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ccprof.outputs import archive_previous_run
-from ccprof.artefacts.profile import ErrorInfo, Finding, Profile
+from ccprof.artefacts.profile import ErrorInfo, Profile
 from ccprof import advisors, hardware
-from ccprof.applier.verify import VERIFY_SEED, verify as verify_advice
+from ccprof.applier.verify import RERUN_PLUGINS, VERIFY_SEED, Rerun, cwd_entries, verify_script
 from ccprof.profiler.spec import RunSpec, run_environment, utc_now
 from ccprof.exit_codes import ExitCode
 from ccprof.profiler.runner import run_script
@@ -92,17 +89,8 @@ def apply(script: str | Path, tweaks: list[str], options: dict[str, Any] | None 
 
 
 # what the profiling harness runs besides the script, by name (the profiler imports no
-# advisor or applier; DESIGN.md: stages only look down)
-RUN_PLUGINS = {"apply": "ccprof.applier.runtime", "scan": "ccprof.advisors.data_scan:scan_dataset"}
-
-
-class _StopVerify(BaseException):
-    """A --verify re-run was stopped by Ctrl-C or SIGTERM: stop verifying (BaseException, so
-    the verify stage does not take it for a failure of its own)."""
-
-    def __init__(self, code: int):
-        super().__init__(code)
-        self.code = code
+# advisor or applier; DESIGN.md: stages only look down); --verify's re-runs add RERUN_PLUGINS
+RUN_PLUGINS = {**RERUN_PLUGINS, "scan": "ccprof.advisors.data_scan:scan_dataset"}
 
 
 def write_artefacts(out_dir: str | Path, profile: Profile, advice: Any = None,
@@ -147,11 +135,11 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
     Raises ``ScriptError`` (ccprof.profiler.runner) for bad input before anything runs.
     A script that fails mid-run still yields the partial profile (``exit_code`` != 0).
     ``verify``: K re-runs the top K applicable tweaks, one fresh process each, "plan" the
-    combined plan once (ccprof.applier.verify); the baseline run is then seeded.
+    combined plan once (``ccprof.applier.verify.verify_script``); the baseline run is then seeded.
     """
     out = Path(out_dir)
     seed = VERIFY_SEED if verify else None
-    before_run = _cwd_entries() if verify else set()
+    before_run = cwd_entries() if verify else set()
     run = run_script(script, list(args), steps=steps, warmup=warmup, timeout_s=timeout_s,
                      on_event=on_event, stdout=child_stdout, nproc=nproc, seed=seed, scan_data=scan_data,
                      plugins=RUN_PLUGINS)
@@ -174,96 +162,17 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
     advice = _stage("advice", out, lambda: advise(profile, **advice_options))
     exit_code, message = run.exit_code, run.message
     if verify and profile.error is None and run.exit_code not in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
-        made = sorted(_cwd_entries() - before_run - {out.resolve().name, "__pycache__"})
-
-        def rerun(tweaks: list[str], options: dict[str, dict]) -> Profile | None:
-            res = run_script(script, list(args), steps=steps, warmup=warmup, timeout_s=timeout_s,
-                             stdout=child_stdout if child_stdout is not None else subprocess.DEVNULL,
-                             nproc=nproc, seed=seed, tweak=tweaks, tweak_options=options, plugins=RUN_PLUGINS)
-            if res.exit_code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
-                raise _StopVerify(res.exit_code)     # Ctrl-C / SIGTERM ends --verify, not one re-run
-            return res.profile
-
-        def run_one(tweaks: list[str], options: dict[str, dict]) -> Profile | None:
-            prof = rerun(tweaks, options)
-            blocked = _blocked_by(prof, made)
-            if blocked:
-                # the baseline left an output the script refuses to find (run_clm's "Output
-                # directory ... already exists"): set the baseline's aside, re-run, put it back
-                with _set_aside(blocked, out / "verify-stash", "+".join(tweaks)):
-                    prof = rerun(tweaks, options)
-                if prof is not None:
-                    prof = replace(prof, findings=[*prof.findings, _finding(
-                        "verify", f"re-run after setting aside what the baseline wrote: {', '.join(blocked)} "
-                                  f"(kept in {out / 'verify-stash'}, restored after)")])
-            return prof
-
-        plan = str(verify) == "plan"
-        k = None if plan else int(verify)
-        try:
-            def on_start(picked: list[str], skipped: dict[str, str]) -> None:
-                if on_verify is None:
-                    return
-                if skipped:
-                    on_verify("--verify: not measurable here: "
-                              + "; ".join(f"{t} ({why})" for t, why in skipped.items()))
-                if not plan:
-                    on_verify(f"--verify: {len(picked)} re-run(s): {', '.join(picked) or 'none'}")
-
-            advice = _stage("verify", out, lambda: verify_advice(run_one, profile, advice, k=k, plan=plan,
-                                                                 on_tweak=(lambda t: on_verify(f"verifying {t} ..."))
-                                                                 if on_verify else None, on_start=on_start))
-        except _StopVerify as stop:
-            exit_code = stop.code
-            message = ("--verify stopped by " + ("Ctrl-C" if stop.code == ExitCode.INTERRUPTED else "SIGTERM")
-                       + "; the baseline's profile, advice and report are written, unverified")
+        rerun = Rerun(str(script), tuple(args), steps=steps, warmup=warmup, timeout_s=timeout_s, nproc=nproc,
+                      stdout=child_stdout)
+        outcome = _stage("verify", out, lambda: verify_script(rerun, profile, advice, verify, out_dir=out,
+                                                              before_baseline=before_run, on_verify=on_verify))
+        advice = outcome.advice
+        if outcome.stopped is not None:
+            exit_code, message = outcome.stopped, outcome.message
     paths = _stage("report", out, lambda: write_artefacts(out, profile, advice, report=report))
     if previous is not None:
         paths = {**paths, "previous run": previous}
     return Analysis(profile, advice, exit_code, message, paths)
-
-
-def _cwd_entries() -> set[str]:
-    try:
-        return set(os.listdir("."))
-    except OSError:
-        return set()
-
-
-def _blocked_by(prof: Profile | None, made: list[str]) -> list[str]:
-    """Entries the baseline created that a failed re-run's error names as already existing."""
-    e = prof.error if prof is not None else None
-    if e is None or not made or (prof is not None and prof.steps.measured):
-        return []
-    text = f"{e.message}\n{e.traceback or ''}".lower()
-    if "exist" not in text:
-        return []
-    return [m for m in made if m.lower() in text]
-
-
-class _set_aside:
-    """Move ``names`` (in the cwd) into ``stash/<label>/`` for a block, then move them back; what
-    the block itself wrote under those names is kept next to them as ``<name>.verify-<label>``.
-    Nothing is deleted."""
-
-    def __init__(self, names: list[str], stash: Path, label: str):
-        self.names, self.dir = list(names), Path(stash) / label
-
-    def __enter__(self) -> "_set_aside":
-        self.dir.mkdir(parents=True, exist_ok=True)
-        for n in self.names:
-            shutil.move(n, str(self.dir / n))
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for n in self.names:
-            if Path(n).exists():
-                shutil.move(n, str(self.dir / f"{n}.verify-{self.dir.name}"))
-            shutil.move(str(self.dir / n), n)
-
-
-def _finding(kind: str, message: str):
-    return Finding(kind, message)
 
 
 def profile_model(model: Any, optimizer: Any, batches: Iterable[Any], loss_fn: Callable | None = None,
