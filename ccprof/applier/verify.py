@@ -1,7 +1,7 @@
 """``--verify``: re-run the script with each top tweak applied and measure what it really saved.
 
 The whole of ``--verify`` lives here: parsing the request (``parse_request``), choosing the
-tweaks from the one ranking (``pick_tweaks``, advice.json's order), running the re-runs
+tweaks from the one ranking (``pick_tweaks``, ``ccprof.advisors.rank``'s order), running the re-runs
 (``verify_script``: ``ccprof.profiler.runner.run_script`` with the runtime applier as its
 ``apply`` plugin, the same seed, steps and arguments as the baseline), setting aside what the
 baseline wrote when a re-run refuses to find it, stopping on Ctrl-C/SIGTERM, and measuring each
@@ -76,11 +76,14 @@ def verifiable(advice: Advice, baseline: Profile | None = None) -> bool:
 
 
 def pick_tweaks(advice_set: AdviceSet, k: int, baseline: Profile | None = None) -> tuple[list[str], dict[str, str]]:
-    """The top ``k`` recommended tweaks (in ranking order) a re-run here can measure, and the
-    recommended ones ranked among them that it cannot, with why."""
+    """The top ``k`` recommended tweaks a re-run here can measure, in the one ranking's order
+    (``ccprof.advisors.rank``: the report's, and ``apply --from --top``'s), and the recommended
+    ones ranked among them that it cannot, with why."""
+    from ccprof.advisors import rank     # here: the one ranking; the advisors load only on this path
+
     picked: list[str] = []
     skipped: dict[str, str] = {}
-    for a in advice_set.advice:
+    for a in rank(list(advice_set.advice)):
         if a.status != "recommended" or len(picked) >= k:
             continue
         ok, why = measurable_here(a.tweak, *_where(baseline))
