@@ -11,6 +11,7 @@ files under ``out_dir``.
 from __future__ import annotations
 
 import itertools
+import math
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,15 +22,23 @@ from ccprof.artefacts.profile import ErrorInfo, Profile
 from ccprof import advisors, hardware
 from ccprof.applier.verify import RERUN_PLUGINS, VERIFY_SEED, Rerun, cwd_entries, verify_script
 from ccprof.profiler.spec import RunSpec, run_environment, utc_now
-from ccprof.exit_codes import ExitCode
+from ccprof.exit_codes import CcprofError, ExitCode
 from ccprof.profiler.runner import run_script
 
 __all__ = ["Analysis", "analyze_script", "profile_model", "attach_costs", "advise", "apply",
-           "write_artefacts", "StageError"]
+           "write_artefacts", "StageError", "UsageError", "check_analyze_inputs", "load_artefact",
+           "readvise", "save_output", "gpu_catalog", "gpu_rows", "tweak_rows", "last_two_runs",
+           "ApplyOutcome", "apply_to_file"]
 
 
-class StageError(Exception):
+class StageError(CcprofError):
     """A ccprof stage failed (a ccprof bug, not the user's); the message says what was kept."""
+
+    exit_code = ExitCode.STAGE_FAILED
+
+
+class UsageError(CcprofError):
+    """Bad usage or input, found before anything runs (exit 2 unless it says otherwise)."""
 
 
 @dataclass
@@ -40,6 +49,7 @@ class Analysis:
     message: str | None = None
     paths: dict[str, Path] = field(default_factory=dict)
     verified: list[Any] = field(default_factory=list)
+    catalog: dict[str, Any] | None = None        # the hardware catalog the costs used (for the reports)
 
 
 def attach_costs(profile: Profile, *, gpu: str | None = None, catalog_path: str | None = None,
@@ -94,8 +104,9 @@ RUN_PLUGINS = {**RERUN_PLUGINS, "scan": "ccprof.advisors.data_scan:scan_dataset"
 
 
 def write_artefacts(out_dir: str | Path, profile: Profile, advice: Any = None,
-                    report: bool = True) -> dict[str, Path]:
-    """Write profile.json, advice.json and report.html under ``out_dir``; return their paths."""
+                    report: bool = True, catalog: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Write profile.json, advice.json and report.html under ``out_dir``; return their paths
+    (``catalog``: the hardware catalog the report reads what the profile lacks from)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"profile": out / "profile.json"}
@@ -106,7 +117,7 @@ def write_artefacts(out_dir: str | Path, profile: Profile, advice: Any = None,
     if report:
         from ccprof.reports import write_report  # here: keeps `import ccprof.api` from loading jinja2, plotly, rich
 
-        paths["report"] = Path(write_report(profile, advice, out))
+        paths["report"] = Path(write_report(profile, advice, out, catalog=catalog))
     return paths
 
 
@@ -169,10 +180,10 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
         advice = outcome.advice
         if outcome.stopped is not None:
             exit_code, message = outcome.stopped, outcome.message
-    paths = _stage("report", out, lambda: write_artefacts(out, profile, advice, report=report))
+    paths = _stage("report", out, lambda: write_artefacts(out, profile, advice, report=report, catalog=catalog))
     if previous is not None:
         paths = {**paths, "previous run": previous}
-    return Analysis(profile, advice, exit_code, message, paths)
+    return Analysis(profile, advice, exit_code, message, paths, catalog=catalog)
 
 
 def profile_model(model: Any, optimizer: Any, batches: Iterable[Any], loss_fn: Callable | None = None,
@@ -227,3 +238,203 @@ def profile_model(model: Any, optimizer: Any, batches: Iterable[Any], loss_fn: C
             kind="ended", exit_code=ExitCode.NOTHING_MEASURED,
             message=f"only {session.step_index} of {session.total_steps} steps ran"))
     return profile
+
+
+# ---------------------------------------------------------------------------- what the commands need
+# Each raises a CcprofError (UsageError, OutputError, ScriptError) whose message is in the
+# user's terms and whose exit_code the CLI exits with; none prints.
+def _check_cost_options(gpu: str | None, catalog_path: str | None, price_usd: float | None) -> None:
+    """Bad --gpu/--catalog/--price fail in a second, before the script runs for minutes."""
+    try:
+        catalog = hardware.load_catalog(catalog_path)
+        if gpu is not None:
+            hardware.resolve_gpu(gpu, catalog)
+    except (hardware.CatalogError, ValueError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+    if price_usd is not None and not (math.isfinite(price_usd) and price_usd > 0):
+        raise UsageError(f"--price must be a positive number of USD per GPU-hour, not {price_usd:g}")
+
+
+def _check_history(history: str | None) -> None:
+    """A --history that cannot be read fails now, not after the whole run."""
+    if not history:
+        return
+    from ccprof.advisors.history import HistoryError, load_history
+
+    try:
+        load_history(history)
+    except HistoryError as exc:
+        raise UsageError(f"--history {history}: {exc}") from None
+    except (OSError, ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
+        raise UsageError(f"--history {history}: cannot read it as trainer_state.json, a step,val_loss CSV or a "
+                         f"TensorBoard log dir ({type(exc).__name__}: {exc})") from None
+
+
+def check_analyze_inputs(script: str | Path, *, gpu: str | None = None, catalog_path: str | None = None,
+                         price_usd: float | None = None, history: str | None = None,
+                         verify: str | None = None, out_dir: str | Path = "ccprof-report") -> None:
+    """Everything ``analyze`` can refuse before the script runs: the script (ScriptError, exit 2
+    or 3), --gpu/--catalog/--price, --history, --verify and the --out folder (created here)."""
+    from ccprof.applier.verify import parse_request
+    from ccprof.outputs import check_out_dir
+    from ccprof.profiler.runner import check_script
+
+    check_script(script)
+    _check_cost_options(gpu, catalog_path, price_usd)
+    _check_history(history)
+    if verify is not None:
+        try:
+            parse_request(verify)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    check_out_dir(out_dir)
+
+
+def load_artefact(kind: str, path: str | Path):
+    """The Profile (``kind="profile"``) or AdviceSet (``"advice"``) in a JSON file; UsageError
+    saying what to do next when it cannot be read."""
+    from ccprof.artefacts.advice import AdviceSet
+
+    cls = Profile if kind == "profile" else AdviceSet
+    try:
+        return cls.from_json(Path(path))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file (ccprof analyze writes ccprof-report/{kind}.json)") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a folder; give its {kind}.json") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except RecursionError:
+        raise UsageError(f"{path}: not a ccprof {kind} file (JSON nested too deeply)") from None
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"{path}: not a ccprof {kind} file ({exc})") from None
+
+
+def readvise(profile_path: str | Path, *, gpu: str | None = None, total_steps: int | None = None,
+             price_usd: float | None = None, history: str | None = None, lora_rank: int | None = None,
+             finetune_budget_frac: float | None = None, host_speed: float | None = None):
+    """``ccprof advise``: the saved profile, re-costed when a cost option is given, and its advice
+    again. Returns ``(profile, advice_set)``; writes nothing."""
+    profile = load_artefact("profile", profile_path)
+    _check_history(history)
+    if gpu or total_steps or price_usd is not None or host_speed is not None:
+        _check_cost_options(gpu, None, price_usd)
+        try:
+            profile = hardware.attach(profile, gpu=gpu, price_usd=price_usd, total_steps=total_steps,
+                                      host_speed=host_speed)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    given = {"history": history, "lora_rank": lora_rank, "finetune_budget_frac": finetune_budget_frac}
+    ctx = advisors.AdviceContext(**{k: v for k, v in given.items() if v is not None})
+    return profile, advisors.advise(profile, ctx)
+
+
+def save_output(out: str | Path, content: Any, inputs: list, force: bool, *, option: str = "-o",
+                check_only: bool = False) -> Path | None:
+    """Write ``content`` (text, or a function writing the file) to ``out`` under the one output
+    policy (``ccprof.outputs``: never over an input; over a file ccprof did not write only with
+    ``force``, after a backup). Returns the backup made, or None; ``check_only``: refuse now,
+    write nothing. Raises OutputError."""
+    from ccprof.outputs import check_output, write_output
+
+    backup = check_output(out, [p for p in inputs if p], force=force, option=option)
+    if check_only:
+        return None
+    return write_output(out, content, backup, option=option)
+
+
+def gpu_catalog(catalog_path: str | None = None) -> dict[str, Any]:
+    """The hardware catalog (built-in, the user's file, ``catalog_path``) by GPU id; UsageError
+    naming the file at fault."""
+    try:
+        return hardware.load_catalog(catalog_path)
+    except hardware.CatalogError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def gpu_rows(catalog_path: str | None = None) -> list[dict[str, Any]]:
+    """``ccprof gpus``: the catalog as JSON-able rows, and nothing else."""
+    return hardware.catalog_rows(gpu_catalog(catalog_path))
+
+
+def tweak_rows() -> list[dict[str, Any]]:
+    """``ccprof tweaks``: every tweak of the catalog as a JSON-able row."""
+    from ccprof.artefacts.tweaks import TWEAKS, describe
+
+    return [describe(t) for t in TWEAKS]
+
+
+def last_two_runs(run_dir: str | Path) -> tuple[Path, Path]:
+    """``ccprof compare`` with no profiles: the two newest runs of ``run_dir`` (OutputError)."""
+    from ccprof.outputs import last_two_runs as _last_two
+
+    return _last_two(run_dir)
+
+
+@dataclass
+class ApplyOutcome:
+    """What ``apply_to_file`` did: the codemods' ``ApplyResult``, where it wrote (or would
+    have), the backup it kept, and the higher-ranked tweaks passed over for having no codemod
+    (tweak -> place in the ranking)."""
+    result: Any
+    out_path: Path
+    backup: Path | None = None
+    no_rewrite: dict[str, int] = field(default_factory=dict)
+
+
+def apply_to_file(script: str | Path, tweaks: Iterable[str] = (), *, advice_path: str | None = None,
+                  top: int | None = None, option_texts: Iterable[str] = (), output: str | None = None,
+                  in_place: bool = False, force: bool = False) -> ApplyOutcome:
+    """``ccprof apply``: pick the tweaks (``-t``, or the top ``top`` of advice.json's ranking,
+    ``selection.select_tweaks``), rewrite the script and write the result under the one output
+    policy (``--in-place`` and ``--force`` keep a ``.bak``). Writes only when a tweak applied.
+
+    Example: ``apply_to_file("train.py", advice_path="ccprof-report/advice.json", top=2).out_path``
+    -> ``train_ccprof.py``.
+    """
+    from ccprof.applier.codemods import ScriptSyntaxError, write_script  # here: keeps `import ccprof.api` from loading libcst
+    from ccprof.applier.codemods.selection import default_output_path, parse_option, select_tweaks
+    from ccprof.artefacts.tweaks import options_for
+    from ccprof.outputs import check_output, write_output
+
+    src = Path(script)
+    if not src.is_file():
+        raise UsageError(f"{script}: no such file")
+    advice_set = load_artefact("advice", advice_path) if advice_path else None
+    try:
+        sel = select_tweaks(list(tweaks), advice_set, top)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    per_tweak = dict(sel.options)
+    for text in option_texts:
+        try:
+            tweak, name, value = parse_option(text)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if tweak not in sel.tweaks:
+            raise UsageError(f"--option {text}: that is an option of {tweak}, which is not being applied "
+                             f"(add -t {tweak})")
+        per_tweak[tweak] = options_for(tweak, per_tweak.get(tweak)).merged({name: value})   # --option wins
+    if in_place and output:
+        raise UsageError("--in-place and -o/--output exclude each other")
+    out_path = src if in_place else Path(output) if output else default_output_path(src)
+    if not in_place and out_path.resolve() == src.resolve():
+        if not force:
+            raise UsageError(f"-o {output}: that is the script itself; pass --in-place (a .bak copy is kept) "
+                             "or write elsewhere")
+        in_place = True        # --force over the script: as --in-place, with its backup
+    backup = check_output(out_path, [] if in_place else [src], force=force, in_place=in_place,
+                          make_parents=False)
+    try:
+        result = apply(src, sel.tweaks, tweak_options=per_tweak, to_path=out_path)
+    except ScriptSyntaxError as exc:
+        raise UsageError(f"{exc.path}:{exc.line}: syntax error, fix the script first "
+                         f"({exc.message.splitlines()[0]})", ExitCode.SCRIPT_ERROR) from None
+    except ValueError as exc:       # ScriptEncodingError names the file and the encoding tried
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"{script}: cannot read it ({exc.strerror or exc})") from None
+    made = None
+    if result.applied:
+        made = write_output(out_path, lambda p: write_script(p, result.source, like=result.script), backup)
+    return ApplyOutcome(result, out_path, made, dict(sel.no_rewrite))

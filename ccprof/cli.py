@@ -1,30 +1,22 @@
-"""ccprof's command line: thin click commands that call the public API and render.
+"""ccprof's command line: parse, call ``ccprof.api``, render. Nothing else lives here.
 
-Exit codes: ``ccprof.exit_codes.ExitCode`` (listed in ``ccprof --help``; README's table says
-what is kept on each).
+Every refusal comes from the API as a ``CcprofError`` (its message in the user's terms, its
+``ExitCode``); the commands print it as ``ccprof: <message>`` and exit with its code. Exit
+codes: ``ccprof.exit_codes.ExitCode`` (listed in ``ccprof --help``; README's table says what
+is kept on each). rich, jinja2 and plotly load only in the commands that print with them.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
-import os
-import shutil
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 import click
 
-from ccprof import __version__, api, hardware
-from ccprof.advisors import AdviceContext, advise
-from ccprof.advisors.history import HistoryError, load_history
-from ccprof.artefacts.advice import AdviceSet
-from ccprof.artefacts.profile import Profile
-from ccprof.artefacts.tweaks import TWEAKS, describe, options_for
-from ccprof.hardware import CatalogError, attach, catalog_rows, load_catalog, user_catalog_path
-from ccprof.outputs import OutputError, backup_path, check_out_dir, check_output, keep_backup, last_two_runs
-from ccprof.exit_codes import ExitCode, help_text as exit_codes_help
-from ccprof.profiler.runner import ScriptError, check_script
+from ccprof import __version__, api
+from ccprof.exit_codes import CcprofError, ExitCode, help_text as exit_codes_help
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]},
@@ -39,30 +31,15 @@ def _fail(message: str, code: ExitCode) -> None:
     sys.exit(code)
 
 
-def _check_cost_options(gpu: str | None, catalog_path: str | None, price_usd: float | None) -> None:
-    """Bad --gpu/--catalog/--price fail in a second, before the script runs for minutes."""
-    try:
-        catalog = hardware.load_catalog(catalog_path)
-        if gpu is not None:
-            hardware.resolve_gpu(gpu, catalog)
-    except (hardware.CatalogError, ValueError, OSError) as exc:
-        _fail(str(exc), ExitCode.BAD_INPUT)
-    if price_usd is not None and not (math.isfinite(price_usd) and price_usd > 0):
-        _fail(f"--price must be a positive number of USD per GPU-hour, not {price_usd:g}", ExitCode.BAD_INPUT)
-
-
-def _check_history(history: str | None) -> None:
-    """A --history that cannot be read fails now, not after the whole run."""
-    if not history:
-        return
-
-    try:
-        load_history(history)
-    except HistoryError as exc:
-        _fail(f"--history {history}: {exc}", ExitCode.BAD_INPUT)
-    except (OSError, ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
-        _fail(f"--history {history}: cannot read it as trainer_state.json, a step,val_loss CSV or a "
-              f"TensorBoard log dir ({type(exc).__name__}: {exc})", ExitCode.BAD_INPUT)
+def _says_errors(command):
+    """A CcprofError from the API ends the command as ``ccprof: <message>``, with its exit code."""
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except CcprofError as exc:
+            _fail(str(exc), exc.exit_code)
+    return run
 
 
 def _positive(name: str):
@@ -105,6 +82,7 @@ def _positive(name: str):
 @click.option("--host-speed", default=None, type=float, callback=_positive("--host-speed"),
               help="The GPU machine's host CPU against ccprof's reference host (an AMD EPYC Zen 3 "
                    "core): 1.5 = 1.5x as fast. Host work (dispatch, Python, batches) is priced on it.")
+@_says_errors
 def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: int, out_dir: str,
                 timeout_s: float, as_json: bool, quiet: bool, gpu: str | None, catalog_path: str | None,
                 price_usd: float | None, total_steps: int | None, epochs: float | None,
@@ -117,19 +95,8 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
     args = list(script_args)
     if args and args[0] == "--":
         args = args[1:]
-    try:
-        check_script(script)
-    except ScriptError as exc:
-        _fail(str(exc), exc.exit_code)
-    _check_cost_options(gpu, catalog_path, price_usd)
-    _check_history(history)
-    if verify is not None and verify != "plan" and not (verify.isdigit() and int(verify) > 0):
-        _fail(f"--verify takes a number of tweaks (e.g. 3) or 'plan', not {verify!r}", ExitCode.BAD_INPUT)
-
-    try:
-        check_out_dir(out_dir)
-    except OutputError as exc:
-        _fail(str(exc), ExitCode.BAD_INPUT)
+    api.check_analyze_inputs(script, gpu=gpu, catalog_path=catalog_path, price_usd=price_usd,
+                             history=history, verify=verify, out_dir=out_dir)
     from rich.console import Console  # here: rich loads only on this path
     from rich.markup import escape  # here: rich loads only on this path
 
@@ -166,12 +133,6 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
             advice_options=advice_options, on_event=on_event,
             child_stdout=sys.stderr if as_json else None, nproc=nproc, scan_data=scan_data, verify=verify,
             on_verify=on_verify, host_speed=host_speed)
-    except ScriptError as exc:
-        _fail(str(exc), exc.exit_code)
-    except api.StageError as exc:
-        if progress:
-            progress.stop()
-        _fail(str(exc), ExitCode.STAGE_FAILED)
     finally:
         if progress:
             progress.stop()
@@ -190,7 +151,7 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
     if not quiet and not as_json:
         from ccprof.reports import terminal_summary  # here: keeps `import ccprof.cli` from loading jinja2, plotly, rich
 
-        terminal_summary(result.profile, result.advice, err)
+        terminal_summary(result.profile, result.advice, err, catalog=result.catalog)
         for name in ("profile", "advice", "report", "previous run"):
             if name in result.paths:
                 err.print(f"[dim]{name}:[/] {escape(str(result.paths[name]))}")
@@ -209,9 +170,10 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
 
 @cli.command("tweaks")
 @click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
+@_says_errors
 def tweaks_cmd(as_json: bool) -> None:
     """The tweak catalog: every id ccprof advises on, what can apply it, and its options."""
-    rows = [describe(t) for t in TWEAKS]
+    rows = api.tweak_rows()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -235,12 +197,10 @@ def tweaks_cmd(as_json: bool) -> None:
 @click.option("--catalog", "catalog_path", default=None, type=click.Path(dir_okay=False),
               help="TOML file with extra GPUs or price overrides (merged over the built-in catalog).")
 @click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
+@_says_errors
 def gpus_cmd(catalog_path: str | None, as_json: bool) -> None:
     """The hardware catalog: dense peak TFLOP/s, memory, bandwidth, $/GPU-hour with source and date."""
-    try:
-        rows = catalog_rows(load_catalog(catalog_path))
-    except CatalogError as exc:
-        _fail(str(exc), ExitCode.BAD_INPUT)
+    rows = api.gpu_rows(catalog_path)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -262,48 +222,19 @@ def gpus_cmd(catalog_path: str | None, as_json: bool) -> None:
                       price, r["price_date"], r["price_source"])
     console = Console()
     console.print(table)
+    from ccprof.hardware import user_catalog_path  # here: where the user's file is, for the footnote
+
     user = user_catalog_path()
     console.print("[dim]* price from a third party, not re-checked. Override prices with --catalog FILE, "
                   f"$CCPROF_CATALOG or ~/.config/ccprof/catalog.toml (in use: {user or 'none'}), "
                   "or --price USD on analyze.[/]")
 
 
-def _write_output(out, text: str, inputs: list, force: bool, *, option: str = "-o",
-                  check_only: bool = False) -> None:
-    """Write ``text`` to ``out`` under ccprof.outputs' rules (not over an input; not over a file
-    ccprof did not write unless --force, and then after a .bak copy), or exit 2 saying why."""
-
-    try:
-        backup = check_output(out, [p for p in inputs if p], force=force, option=option)
-    except OutputError as exc:
-        _fail(str(exc), ExitCode.BAD_INPUT)
-    if check_only:
-        return
-    out = Path(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if keep_backup(out, backup):
-            click.echo(f"backup: {backup}", err=True)
-        out.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        _fail(f"{option} {out}: cannot write it ({exc.strerror or exc})", ExitCode.BAD_INPUT)
-
-
-def _load_artefact(kind: str, path: str):
-    """Profile or AdviceSet from a JSON file, or exit 2 with what to do next."""
-    cls = Profile if kind == "profile" else AdviceSet
-    try:
-        return cls.from_json(Path(path))
-    except FileNotFoundError:
-        _fail(f"{path}: no such file (ccprof analyze writes ccprof-report/{kind}.json)", ExitCode.BAD_INPUT)
-    except IsADirectoryError:
-        _fail(f"{path}: is a folder; give its {kind}.json", ExitCode.BAD_INPUT)
-    except OSError as exc:
-        _fail(f"{path}: cannot read it ({exc.strerror or exc})", ExitCode.BAD_INPUT)
-    except RecursionError:
-        _fail(f"{path}: not a ccprof {kind} file (JSON nested too deeply)", ExitCode.BAD_INPUT)
-    except (ValueError, json.JSONDecodeError, TypeError) as exc:
-        _fail(f"{path}: not a ccprof {kind} file ({exc})", ExitCode.BAD_INPUT)
+def _save(out, content, inputs: list, force: bool, *, check_only: bool = False) -> None:
+    """Write ``out`` under the one output policy (api.save_output); say where a backup went."""
+    backup = api.save_output(out, content, inputs, force, check_only=check_only)
+    if backup is not None:
+        click.echo(f"backup: {backup}", err=True)
 
 
 @cli.command("advise")
@@ -322,22 +253,17 @@ def _load_artefact(kind: str, path: str):
 @click.option("--force", is_flag=True, help="Replace an -o file ccprof did not write (a .bak copy is kept).")
 @click.option("--host-speed", default=None, type=float, callback=_positive("--host-speed"),
               help="The GPU machine's host CPU against ccprof's reference host (1.5 = 1.5x as fast).")
+@_says_errors
 def advise_cmd(profile_path: str, gpu: str | None, total_steps: int | None, price_usd: float | None,
                history: str | None, lora_rank: int | None, finetune_budget: float | None,
                output: str | None, as_json: bool, force: bool, host_speed: float | None) -> None:
     """Advise again on a saved profile (other GPU, run size, history), without re-running it."""
 
-    profile = _load_artefact("profile", profile_path)
-    _check_history(history)
-    if gpu or total_steps or price_usd is not None or host_speed is not None:
-        _check_cost_options(gpu, None, price_usd)
-        profile = attach(profile, gpu=gpu, price_usd=price_usd, total_steps=total_steps, host_speed=host_speed)
-    opts = {"history": history, "lora_rank": lora_rank, "finetune_budget_frac": finetune_budget}
-    defaults = {f.name: f.default for f in fields(AdviceContext)}
-    ctx = AdviceContext(**{k: (v if v is not None else defaults[k]) for k, v in opts.items()})
-    result = advise(profile, ctx)
+    _, result = api.readvise(profile_path, gpu=gpu, total_steps=total_steps, price_usd=price_usd,
+                             history=history, lora_rank=lora_rank, finetune_budget_frac=finetune_budget,
+                             host_speed=host_speed)
     out = Path(output) if output else Path(profile_path).with_name("advice.json")
-    _write_output(out, result.to_json() + "\n", [profile_path, history], force)
+    _save(out, result.to_json() + "\n", [profile_path, history], force)
     if as_json:
         click.echo(result.to_json())
         return
@@ -357,22 +283,24 @@ def advise_cmd(profile_path: str, gpu: str | None, total_steps: int | None, pric
               help="HTML file to write (default: report.html next to the profile).")
 @click.option("--quiet", "-q", is_flag=True, help="No terminal summary; print only the report path.")
 @click.option("--force", is_flag=True, help="Replace an -o file ccprof did not write (a .bak copy is kept).")
+@_says_errors
 def report_cmd(profile_path: str, advice_path: str | None, output: str | None, quiet: bool,
                force: bool) -> None:
     """Re-render the HTML report from a saved profile (and advice), without re-running anything."""
     from ccprof.reports import render_html, terminal_summary  # here: keeps `import ccprof.cli` from loading jinja2, plotly, rich
 
-    profile = _load_artefact("profile", profile_path)
+    profile = api.load_artefact("profile", profile_path)
     sibling = Path(profile_path).with_name("advice.json")
     if advice_path is None and sibling.is_file():
         advice_path = str(sibling)
-    advice = _load_artefact("advice", advice_path) if advice_path else None
+    advice = api.load_artefact("advice", advice_path) if advice_path else None
+    catalog = api.gpu_catalog()
     out = Path(output) if output else Path(profile_path).with_name("report.html")
-    _write_output(out, render_html(profile, advice), [profile_path, advice_path], force)
+    _save(out, render_html(profile, advice, catalog=catalog), [profile_path, advice_path], force)
     if not quiet:
         from rich.console import Console  # here: rich loads only on this path
 
-        terminal_summary(profile, advice, Console())
+        terminal_summary(profile, advice, Console(), catalog=catalog)
     click.echo(str(out))
 
 
@@ -387,6 +315,7 @@ def report_cmd(profile_path: str, advice_path: str | None, output: str | None, q
 @click.option("--force", is_flag=True, help="Replace an -o file ccprof did not write (a .bak copy is kept).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the comparison as JSON (runs, rows with their noise band, verdict) instead of a table.")
+@_says_errors
 def compare_cmd(before_path: str | None, after_path: str | None, run_dir: str, output: str | None,
                 quiet: bool, force: bool, as_json: bool) -> None:
     """Step time, memory, MFU and $ of two saved profiles side by side (terminal and HTML).
@@ -397,18 +326,15 @@ def compare_cmd(before_path: str | None, after_path: str | None, run_dir: str, o
     from ccprof.reports import compare_html, compare_table  # here: keeps `import ccprof.cli` from loading jinja2, plotly, rich
 
     if before_path is None:
-        try:
-            before_path, after_path = (str(p) for p in last_two_runs(run_dir))
-        except OutputError as exc:
-            _fail(str(exc), ExitCode.BAD_INPUT)
+        before_path, after_path = (str(p) for p in api.last_two_runs(run_dir))
         click.echo(f"comparing {before_path} -> {after_path}", err=True)
     elif after_path is None:
         _fail("compare takes two profiles (BEFORE_JSON AFTER_JSON), or none for the last two runs of --dir", ExitCode.BAD_INPUT)
-    before = _load_artefact("profile", before_path)
-    after = _load_artefact("profile", after_path)
+    before = api.load_artefact("profile", before_path)
+    after = api.load_artefact("profile", after_path)
     out = Path(output) if output else Path(run_dir) / "compare.html"
     html = compare_html(before, after)
-    _write_output(out, html, [before_path, after_path], force, check_only=True)
+    _save(out, html, [before_path, after_path], force, check_only=True)
     if as_json:
         import dataclasses  # here: only --json needs it
 
@@ -420,7 +346,7 @@ def compare_cmd(before_path: str | None, after_path: str | None, run_dir: str, o
         from rich.console import Console  # here: rich loads only on this path
 
         compare_table(before, after, Console())
-    _write_output(out, html, [before_path, after_path], force)
+    _save(out, html, [before_path, after_path], force)
     if not as_json:
         click.echo(str(out))
 
@@ -438,77 +364,15 @@ def compare_cmd(before_path: str | None, after_path: str | None, run_dir: str, o
 @click.option("--option", "option_texts", multiple=True, metavar="KEY=VALUE",
               help="A tweak's option: dtype=fp16, accumulation_steps=8, lora_rank=16, patience=5, or "
                    "<tweak>.<option>=VALUE (lora.alpha=32); `ccprof tweaks` lists them.")
+@_says_errors
 def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top: int | None,
               output: str | None, in_place: bool, force: bool, option_texts: tuple[str, ...]) -> None:
     """Rewrite SCRIPT with libcst to keep tweaks; print the diff and what was skipped."""
-    from ccprof.applier.codemods import ScriptSyntaxError, write_script  # here: keeps `import ccprof.cli` from loading libcst
-    from ccprof.applier.codemods.selection import default_output_path, parse_option, tweaks_from_advice  # here: keeps `import ccprof.cli` from loading libcst
-
-    src_path = Path(script)
-    if not src_path.is_file():
-        _fail(f"{script}: no such file", ExitCode.BAD_INPUT)
-    wanted, per_tweak = list(tweaks), {}
-    if advice_path:
-        picked, per_tweak = tweaks_from_advice(_load_artefact("advice", advice_path), top)
-        wanted += [t for t in picked if t not in wanted]
-    if not wanted:
-        _fail("nothing to apply: name tweaks with -t ID or give --from advice.json", ExitCode.BAD_INPUT)
-    from ccprof.applier.codemods import codemod_ids  # here: keeps `import ccprof.cli` from loading libcst
-
-    have = codemod_ids()
-    for t in wanted:
-        if t not in have:
-            what = ("ccprof has no codemod for it (it is advice or a run-time change only)" if t in TWEAKS
-                    else "no such tweak (see `ccprof tweaks`)")
-            _fail(f"-t {t}: {what}; codemods exist for: {', '.join(have)}", ExitCode.BAD_INPUT)
-    for text in option_texts:
-        try:
-            tweak, name, value = parse_option(text)
-        except ValueError as exc:
-            _fail(str(exc), ExitCode.BAD_INPUT)
-        if tweak not in wanted:
-            _fail(f"--option {text}: that is an option of {tweak}, which is not being applied "
-                  f"(add -t {tweak})", ExitCode.BAD_INPUT)
-        per_tweak[tweak] = options_for(tweak, per_tweak.get(tweak)).merged({name: value})   # --option wins
-    if in_place and output:
-        _fail("--in-place and -o/--output exclude each other", ExitCode.BAD_INPUT)
-    out_path = src_path if in_place else Path(output) if output else default_output_path(src_path)
-    if not in_place and out_path.resolve() == src_path.resolve():
-        if not force:
-            _fail(f"-o {output}: that is the script itself; pass --in-place (a .bak copy is kept) "
-                  "or write elsewhere", ExitCode.BAD_INPUT)
-        in_place = True        # --force over the script: as --in-place, with its backup
-    if out_path.is_dir():
-        _fail(f"-o {out_path}: is a folder; give a file name", ExitCode.BAD_INPUT)
-    backup = None
-    if in_place:
-        backup = backup_path(src_path)
-    elif out_path.exists():
-        if not force:
-            _fail(f"{out_path} exists; pass --force to overwrite it (a .bak copy is kept) or -o to write elsewhere", ExitCode.BAD_INPUT)
-        backup = backup_path(out_path)
-    target_dir = out_path.parent if str(out_path.parent) else Path(".")
-    if not target_dir.is_dir():
-        _fail(f"-o {out_path}: the folder {target_dir} does not exist", ExitCode.BAD_INPUT)
-    if (out_path.exists() and not os.access(out_path, os.W_OK)) or not os.access(target_dir, os.W_OK):
-        _fail(f"{out_path}: not writable; nothing written", ExitCode.BAD_INPUT)
-    try:
-        result = api.apply(src_path, wanted, tweak_options=per_tweak, to_path=out_path)
-    except ScriptSyntaxError as exc:
-        _fail(f"{exc.path}:{exc.line}: syntax error, fix the script first ({exc.message.splitlines()[0]})", ExitCode.SCRIPT_ERROR)
-    except ValueError as exc:       # ScriptEncodingError names the file and the encoding tried
-        _fail(str(exc), ExitCode.BAD_INPUT)
-    except OSError as exc:
-        _fail(f"{script}: cannot read it ({exc.strerror or exc})", ExitCode.BAD_INPUT)
-    if result.applied:
-        try:
-            if backup is not None:
-                shutil.copy2(out_path, backup)
-                click.echo(f"backup: {backup}", err=True)
-            write_script(out_path, result.source, like=result.script)
-        except OSError as exc:
-            _fail(f"{out_path}: cannot write it ({exc.strerror or exc}); "
-                  + (f"the original is unchanged, backup in {backup}" if backup else "nothing written"), ExitCode.BAD_INPUT)
+    done = api.apply_to_file(script, tweaks, advice_path=advice_path, top=top, option_texts=option_texts,
+                             output=output, in_place=in_place, force=force)
+    result, out_path = done.result, done.out_path
+    if done.backup is not None:
+        click.echo(f"backup: {done.backup}", err=True)
     if result.diff:
         if sys.stdout.isatty():
             from rich.console import Console  # here: rich loads only on this path
@@ -519,6 +383,10 @@ def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top
             click.echo(result.diff, nl=False)
     for tweak in result.applied:
         click.echo(f"applied {tweak}" + (f": {result.notes[tweak]}" if tweak in result.notes else ""), err=True)
+    for tweak, place in done.no_rewrite.items():
+        click.echo(f"skipped {tweak} (#{place} in advice.json's ranking): ccprof has no codemod for it "
+                   "(it is advice or a run-time change only; `ccprof analyze --verify` measures run-time ones)",
+                   err=True)
     for tweak, reason in result.skipped.items():
         click.echo(f"skipped {tweak}: {reason}", err=True)
     click.echo(f"wrote {out_path}" if result.applied else "no change; nothing written", err=True)

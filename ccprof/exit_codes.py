@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["ExitCode", "help_text"]
+__all__ = ["ExitCode", "CcprofError", "help_text"]
 
 
 class ExitCode(enum.IntEnum):
@@ -23,6 +23,19 @@ class ExitCode(enum.IntEnum):
     VERIFY_FAILED = 5       # every --verify re-run failed (the baseline was measured)
     INTERRUPTED = 130       # Ctrl-C
     TERMINATED = 143        # SIGTERM (timeout(1), CI runners, Slurm)
+
+
+class CcprofError(Exception):
+    """An error ccprof tells the user in one line, in their terms, and exits on with ``exit_code``
+    (the CLI prints ``ccprof: <message>``). Subclasses: bad input (``ScriptError``,
+    ``OutputError``, ``ccprof.api.UsageError``), a failed stage (``ccprof.api.StageError``)."""
+
+    exit_code: ExitCode = ExitCode.BAD_INPUT
+
+    def __init__(self, message: str, exit_code: int | None = None):
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = ExitCode(exit_code)
 
 
 _MEANING = {

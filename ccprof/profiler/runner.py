@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from ccprof.exit_codes import ExitCode
+from ccprof.exit_codes import CcprofError, ExitCode
 from ccprof.profiler.spec import RunSpec
 from ccprof.artefacts.profile import ErrorInfo, Profile
 
@@ -36,12 +36,11 @@ class _Terminated(BaseException):
     """ccprof itself was sent SIGTERM while the script ran."""
 
 
-class ScriptError(Exception):
+class ScriptError(CcprofError):
     """Bad input, in the user's terms; ``exit_code`` says which kind."""
 
     def __init__(self, message: str, exit_code: int, file: str | None = None, line: int | None = None):
-        super().__init__(message)
-        self.exit_code = exit_code
+        super().__init__(message, exit_code)
         self.file = file
         self.line = line
 
