@@ -180,6 +180,8 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
         advice = outcome.advice
         if outcome.stopped is not None:
             exit_code, message = outcome.stopped, outcome.message
+        elif advice.verification is not None and advice.verification.all_failed and exit_code == ExitCode.OK:
+            exit_code = ExitCode.VERIFY_FAILED       # the baseline was measured; every re-run failed
     paths = _stage("report", out, lambda: write_artefacts(out, profile, advice, report=report, catalog=catalog))
     if previous is not None:
         paths = {**paths, "previous run": previous}

@@ -161,10 +161,9 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
             err.print(f"[yellow]ccprof: --verify cannot measure {tweak}:[/] {escape(why)}", soft_wrap=True)
         for tweak, line in ver.failed.items():
             err.print(f"[red]ccprof: --verify re-run with {tweak} failed:[/] {escape(line)}", soft_wrap=True)
-        if ver.all_failed and result.exit_code == 0:
+        if result.exit_code == ExitCode.VERIFY_FAILED:
             err.print(f"[red]ccprof: every --verify re-run failed ({', '.join(ver.failed)}); exit code "
-                      f"{ExitCode.VERIFY_FAILED}[/]", soft_wrap=True)
-            sys.exit(ExitCode.VERIFY_FAILED)
+                      f"{int(ExitCode.VERIFY_FAILED)}[/]", soft_wrap=True)
     sys.exit(result.exit_code)
 
 
