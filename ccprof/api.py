@@ -11,37 +11,46 @@ files under ``out_dir``.
 from __future__ import annotations
 
 import itertools
-import os
-import shutil
-import subprocess
+import math
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ccprof.outputs import archive_previous_run
-from ccprof.artefacts.profile import ErrorInfo, Finding, Profile
+from ccprof.artefacts.profile import ErrorInfo, Profile
 from ccprof import advisors, hardware
-from ccprof.applier.verify import VERIFY_SEED, verify as verify_advice
+from ccprof.applier.verify import RERUN_PLUGINS, VERIFY_SEED, Rerun, cwd_entries, verify_script
 from ccprof.profiler.spec import RunSpec, run_environment, utc_now
-from ccprof.profiler.runner import EXIT_INTERRUPTED, EXIT_TERMINATED, run_script
+from ccprof.artefacts.tweaks import options_from_cli
+from ccprof.exit_codes import CcprofError, ExitCode
+from ccprof.profiler.runner import run_script
 
 __all__ = ["Analysis", "analyze_script", "profile_model", "attach_costs", "advise", "apply",
-           "write_artefacts", "StageError"]
+           "write_artefacts", "StageError", "UsageError", "check_analyze_inputs", "load_artefact", "parse_tweak_options",
+           "readvise", "save_output", "gpu_catalog", "gpu_rows", "tweak_rows", "last_two_runs",
+           "ApplyOutcome", "apply_to_file"]
 
 
-class StageError(Exception):
+class StageError(CcprofError):
     """A ccprof stage failed (a ccprof bug, not the user's); the message says what was kept."""
+
+    exit_code = ExitCode.STAGE_FAILED
+
+
+class UsageError(CcprofError):
+    """Bad usage or input, found before anything runs (exit 2 unless it says otherwise)."""
 
 
 @dataclass
 class Analysis:
     profile: Profile | None
     advice: Any = None                       # AdviceSet
-    exit_code: int = 0
+    exit_code: ExitCode = ExitCode.OK
     message: str | None = None
     paths: dict[str, Path] = field(default_factory=dict)
     verified: list[Any] = field(default_factory=list)
+    catalog: dict[str, Any] | None = None        # the hardware catalog the costs used (for the reports)
 
 
 def attach_costs(profile: Profile, *, gpu: str | None = None, catalog_path: str | None = None,
@@ -91,22 +100,14 @@ def apply(script: str | Path, tweaks: list[str], options: dict[str, Any] | None 
 
 
 # what the profiling harness runs besides the script, by name (the profiler imports no
-# advisor or applier; DESIGN.md: stages only look down)
-RUN_PLUGINS = {"apply": "ccprof.applier.runtime", "scan": "ccprof.advisors.data_scan:scan_dataset"}
-
-
-class _StopVerify(BaseException):
-    """A --verify re-run was stopped by Ctrl-C or SIGTERM: stop verifying (BaseException, so
-    the verify stage does not take it for a failure of its own)."""
-
-    def __init__(self, code: int):
-        super().__init__(code)
-        self.code = code
+# advisor or applier; DESIGN.md: stages only look down); --verify's re-runs add RERUN_PLUGINS
+RUN_PLUGINS = {**RERUN_PLUGINS, "scan": "ccprof.advisors.data_scan:scan_dataset"}
 
 
 def write_artefacts(out_dir: str | Path, profile: Profile, advice: Any = None,
-                    report: bool = True) -> dict[str, Path]:
-    """Write profile.json, advice.json and report.html under ``out_dir``; return their paths."""
+                    report: bool = True, catalog: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Write profile.json, advice.json and report.html under ``out_dir``; return their paths
+    (``catalog``: the hardware catalog the report reads what the profile lacks from)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"profile": out / "profile.json"}
@@ -117,7 +118,7 @@ def write_artefacts(out_dir: str | Path, profile: Profile, advice: Any = None,
     if report:
         from ccprof.reports import write_report  # here: keeps `import ccprof.api` from loading jinja2, plotly, rich
 
-        paths["report"] = Path(write_report(profile, advice, out))
+        paths["report"] = Path(write_report(profile, advice, out, catalog=catalog))
     return paths
 
 
@@ -146,11 +147,11 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
     Raises ``ScriptError`` (ccprof.profiler.runner) for bad input before anything runs.
     A script that fails mid-run still yields the partial profile (``exit_code`` != 0).
     ``verify``: K re-runs the top K applicable tweaks, one fresh process each, "plan" the
-    combined plan once (ccprof.applier.verify); the baseline run is then seeded.
+    combined plan once (``ccprof.applier.verify.verify_script``); the baseline run is then seeded.
     """
     out = Path(out_dir)
     seed = VERIFY_SEED if verify else None
-    before_run = _cwd_entries() if verify else set()
+    before_run = cwd_entries() if verify else set()
     run = run_script(script, list(args), steps=steps, warmup=warmup, timeout_s=timeout_s,
                      on_event=on_event, stdout=child_stdout, nproc=nproc, seed=seed, scan_data=scan_data,
                      plugins=RUN_PLUGINS)
@@ -172,97 +173,20 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
         advice_options.setdefault("catalog", catalog)
     advice = _stage("advice", out, lambda: advise(profile, **advice_options))
     exit_code, message = run.exit_code, run.message
-    if verify and profile.error is None and run.exit_code not in (EXIT_INTERRUPTED, EXIT_TERMINATED):
-        made = sorted(_cwd_entries() - before_run - {out.resolve().name, "__pycache__"})
-
-        def rerun(tweaks: list[str], options: dict[str, dict]) -> Profile | None:
-            res = run_script(script, list(args), steps=steps, warmup=warmup, timeout_s=timeout_s,
-                             stdout=child_stdout if child_stdout is not None else subprocess.DEVNULL,
-                             nproc=nproc, seed=seed, tweak=tweaks, tweak_options=options, plugins=RUN_PLUGINS)
-            if res.exit_code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
-                raise _StopVerify(res.exit_code)     # Ctrl-C / SIGTERM ends --verify, not one re-run
-            return res.profile
-
-        def run_one(tweaks: list[str], options: dict[str, dict]) -> Profile | None:
-            prof = rerun(tweaks, options)
-            blocked = _blocked_by(prof, made)
-            if blocked:
-                # the baseline left an output the script refuses to find (run_clm's "Output
-                # directory ... already exists"): set the baseline's aside, re-run, put it back
-                with _set_aside(blocked, out / "verify-stash", "+".join(tweaks)):
-                    prof = rerun(tweaks, options)
-                if prof is not None:
-                    prof = replace(prof, findings=[*prof.findings, _finding(
-                        "verify", f"re-run after setting aside what the baseline wrote: {', '.join(blocked)} "
-                                  f"(kept in {out / 'verify-stash'}, restored after)")])
-            return prof
-
-        plan = str(verify) == "plan"
-        k = None if plan else int(verify)
-        try:
-            def on_start(picked: list[str], skipped: dict[str, str]) -> None:
-                if on_verify is None:
-                    return
-                if skipped:
-                    on_verify("--verify: not measurable here: "
-                              + "; ".join(f"{t} ({why})" for t, why in skipped.items()))
-                if not plan:
-                    on_verify(f"--verify: {len(picked)} re-run(s): {', '.join(picked) or 'none'}")
-
-            advice = _stage("verify", out, lambda: verify_advice(run_one, profile, advice, k=k, plan=plan,
-                                                                 on_tweak=(lambda t: on_verify(f"verifying {t} ..."))
-                                                                 if on_verify else None, on_start=on_start))
-        except _StopVerify as stop:
-            exit_code = stop.code
-            message = ("--verify stopped by " + ("Ctrl-C" if stop.code == EXIT_INTERRUPTED else "SIGTERM")
-                       + "; the baseline's profile, advice and report are written, unverified")
-    paths = _stage("report", out, lambda: write_artefacts(out, profile, advice, report=report))
+    if verify and profile.error is None and run.exit_code not in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
+        rerun = Rerun(str(script), tuple(args), steps=steps, warmup=warmup, timeout_s=timeout_s, nproc=nproc,
+                      stdout=child_stdout)
+        outcome = _stage("verify", out, lambda: verify_script(rerun, profile, advice, verify, out_dir=out,
+                                                              before_baseline=before_run, on_verify=on_verify))
+        advice = outcome.advice
+        if outcome.stopped is not None:
+            exit_code, message = outcome.stopped, outcome.message
+        elif advice.verification is not None and advice.verification.all_failed and exit_code == ExitCode.OK:
+            exit_code = ExitCode.VERIFY_FAILED       # the baseline was measured; every re-run failed
+    paths = _stage("report", out, lambda: write_artefacts(out, profile, advice, report=report, catalog=catalog))
     if previous is not None:
         paths = {**paths, "previous run": previous}
-    return Analysis(profile, advice, exit_code, message, paths)
-
-
-def _cwd_entries() -> set[str]:
-    try:
-        return set(os.listdir("."))
-    except OSError:
-        return set()
-
-
-def _blocked_by(prof: Profile | None, made: list[str]) -> list[str]:
-    """Entries the baseline created that a failed re-run's error names as already existing."""
-    e = prof.error if prof is not None else None
-    if e is None or not made or (prof is not None and prof.steps.measured):
-        return []
-    text = f"{e.message}\n{e.traceback or ''}".lower()
-    if "exist" not in text:
-        return []
-    return [m for m in made if m.lower() in text]
-
-
-class _set_aside:
-    """Move ``names`` (in the cwd) into ``stash/<label>/`` for a block, then move them back; what
-    the block itself wrote under those names is kept next to them as ``<name>.verify-<label>``.
-    Nothing is deleted."""
-
-    def __init__(self, names: list[str], stash: Path, label: str):
-        self.names, self.dir = list(names), Path(stash) / label
-
-    def __enter__(self) -> "_set_aside":
-        self.dir.mkdir(parents=True, exist_ok=True)
-        for n in self.names:
-            shutil.move(n, str(self.dir / n))
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for n in self.names:
-            if Path(n).exists():
-                shutil.move(n, str(self.dir / f"{n}.verify-{self.dir.name}"))
-            shutil.move(str(self.dir / n), n)
-
-
-def _finding(kind: str, message: str):
-    return Finding(kind, message)
+    return Analysis(profile, advice, exit_code, message, paths, catalog=catalog)
 
 
 def profile_model(model: Any, optimizer: Any, batches: Iterable[Any], loss_fn: Callable | None = None,
@@ -314,6 +238,219 @@ def profile_model(model: Any, optimizer: Any, batches: Iterable[Any], loss_fn: C
     profile = session.build_profile(environment=run_environment(spec, started_at=started, finished_at=utc_now()))
     if session.step_index < session.total_steps:
         profile = replace(profile, status="partial", error=ErrorInfo(
-            kind="ended", exit_code=4,
+            kind="ended", exit_code=ExitCode.NOTHING_MEASURED,
             message=f"only {session.step_index} of {session.total_steps} steps ran"))
     return profile
+
+
+# ---------------------------------------------------------------------------- what the commands need
+# Each raises a CcprofError (UsageError, OutputError, ScriptError) whose message is in the
+# user's terms and whose exit_code the CLI exits with; none prints.
+def _check_cost_options(gpu: str | None, catalog_path: str | None, price_usd: float | None) -> None:
+    """Bad --gpu/--catalog/--price fail in a second, before the script runs for minutes."""
+    try:
+        catalog = hardware.load_catalog(catalog_path)
+        if gpu is not None:
+            hardware.resolve_gpu(gpu, catalog)
+    except (hardware.CatalogError, ValueError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+    if price_usd is not None and not (math.isfinite(price_usd) and price_usd > 0):
+        raise UsageError(f"--price must be a positive number of USD per GPU-hour, not {price_usd:g}")
+
+
+def _check_history(history: str | None) -> None:
+    """A --history that cannot be read fails now, not after the whole run."""
+    if not history:
+        return
+    from ccprof.advisors.history import HistoryError, load_history
+
+    try:
+        load_history(history)
+    except HistoryError as exc:
+        raise UsageError(f"--history {history}: {exc}") from None
+    except (OSError, ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
+        raise UsageError(f"--history {history}: cannot read it as trainer_state.json, a step,val_loss CSV or a "
+                         f"TensorBoard log dir ({type(exc).__name__}: {exc})") from None
+
+
+def check_analyze_inputs(script: str | Path, *, gpu: str | None = None, catalog_path: str | None = None,
+                         price_usd: float | None = None, history: str | None = None,
+                         verify: str | None = None, out_dir: str | Path = "ccprof-report") -> None:
+    """Everything ``analyze`` can refuse before the script runs: the script (ScriptError, exit 2
+    or 3), --gpu/--catalog/--price, --history, --verify and the --out folder (created here)."""
+    from ccprof.applier.verify import parse_request
+    from ccprof.outputs import check_out_dir
+    from ccprof.profiler.runner import check_script
+
+    check_script(script)
+    _check_cost_options(gpu, catalog_path, price_usd)
+    _check_history(history)
+    if verify is not None:
+        try:
+            parse_request(verify)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    check_out_dir(out_dir)
+
+
+def load_artefact(kind: str, path: str | Path):
+    """The Profile (``kind="profile"``) or AdviceSet (``"advice"``) in a JSON file; UsageError
+    saying what to do next when it cannot be read."""
+    from ccprof.artefacts.advice import AdviceSet
+
+    cls = Profile if kind == "profile" else AdviceSet
+    try:
+        return cls.from_json(Path(path))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file (ccprof analyze writes ccprof-report/{kind}.json)") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a folder; give its {kind}.json") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except RecursionError:
+        raise UsageError(f"{path}: not a ccprof {kind} file (JSON nested too deeply)") from None
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"{path}: not a ccprof {kind} file ({exc})") from None
+
+
+def parse_tweak_options(texts: Iterable[str]) -> dict[str, Any]:
+    """Per tweak, the typed options ``--option KEY=VALUE`` texts set; UsageError naming a bad one."""
+    try:
+        return options_from_cli(list(texts))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def readvise(profile_path: str | Path, *, gpu: str | None = None, total_steps: int | None = None,
+             price_usd: float | None = None, history: str | None = None, lora_rank: int | None = None,
+             finetune_budget_frac: float | None = None, host_speed: float | None = None,
+             options: list[str] | tuple[str, ...] = ()):
+    """``ccprof advise``: the saved profile, re-costed when a cost option is given, and its advice
+    again. ``options``: ``--option KEY=VALUE`` texts, the tweak options the advisors project with
+    (the same keys ``ccprof apply --option`` takes; ``lora_rank`` and ``finetune_budget_frac`` are
+    two of them). Returns ``(profile, advice_set)``; writes nothing."""
+    profile = load_artefact("profile", profile_path)
+    _check_history(history)
+    if gpu or total_steps or price_usd is not None or host_speed is not None:
+        _check_cost_options(gpu, None, price_usd)
+        try:
+            profile = hardware.attach(profile, gpu=gpu, price_usd=price_usd, total_steps=total_steps,
+                                      host_speed=host_speed)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    texts = [*([f"lora_rank={lora_rank}"] if lora_rank is not None else []),
+             *([f"finetune_budget={finetune_budget_frac}"] if finetune_budget_frac is not None else []), *options]
+    tweak_options = parse_tweak_options(texts)
+    ctx = advisors.AdviceContext(history=history, options=tweak_options)
+    return profile, advisors.advise(profile, ctx)
+
+
+def save_output(out: str | Path, content: Any, inputs: list, force: bool, *, option: str = "-o",
+                check_only: bool = False) -> Path | None:
+    """Write ``content`` (text, or a function writing the file) to ``out`` under the one output
+    policy (``ccprof.outputs``: never over an input; over a file ccprof did not write only with
+    ``force``, after a backup). Returns the backup made, or None; ``check_only``: refuse now,
+    write nothing. Raises OutputError."""
+    from ccprof.outputs import check_output, write_output
+
+    backup = check_output(out, [p for p in inputs if p], force=force, option=option)
+    if check_only:
+        return None
+    return write_output(out, content, backup, option=option)
+
+
+def gpu_catalog(catalog_path: str | None = None) -> dict[str, Any]:
+    """The hardware catalog (built-in, the user's file, ``catalog_path``) by GPU id; UsageError
+    naming the file at fault."""
+    try:
+        return hardware.load_catalog(catalog_path)
+    except hardware.CatalogError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def gpu_rows(catalog_path: str | None = None) -> list[dict[str, Any]]:
+    """``ccprof gpus``: the catalog as JSON-able rows, and nothing else."""
+    return hardware.catalog_rows(gpu_catalog(catalog_path))
+
+
+def tweak_rows() -> list[dict[str, Any]]:
+    """``ccprof tweaks``: every tweak of the catalog as a JSON-able row."""
+    from ccprof.artefacts.tweaks import TWEAKS, describe
+
+    return [describe(t) for t in TWEAKS]
+
+
+def last_two_runs(run_dir: str | Path) -> tuple[Path, Path]:
+    """``ccprof compare`` with no profiles: the two newest runs of ``run_dir`` (OutputError)."""
+    from ccprof.outputs import last_two_runs as _last_two
+
+    return _last_two(run_dir)
+
+
+@dataclass
+class ApplyOutcome:
+    """What ``apply_to_file`` did: the codemods' ``ApplyResult``, where it wrote (or would
+    have), the backup it kept, and the higher-ranked tweaks passed over for having no codemod
+    (tweak -> place in the ranking)."""
+    result: Any
+    out_path: Path
+    backup: Path | None = None
+    no_rewrite: dict[str, int] = field(default_factory=dict)
+
+
+def apply_to_file(script: str | Path, tweaks: Iterable[str] = (), *, advice_path: str | None = None,
+                  top: int | None = None, option_texts: Iterable[str] = (), output: str | None = None,
+                  in_place: bool = False, force: bool = False) -> ApplyOutcome:
+    """``ccprof apply``: pick the tweaks (``-t``, or the top ``top`` of advice.json's ranking,
+    ``selection.select_tweaks``), rewrite the script and write the result under the one output
+    policy (``--in-place`` and ``--force`` keep a ``.bak``). Writes only when a tweak applied.
+
+    Example: ``apply_to_file("train.py", advice_path="ccprof-report/advice.json", top=2).out_path``
+    -> ``train_ccprof.py``.
+    """
+    from ccprof.applier.codemods import ScriptSyntaxError, write_script  # here: keeps `import ccprof.api` from loading libcst
+    from ccprof.applier.codemods.selection import default_output_path, parse_option, select_tweaks
+    from ccprof.artefacts.tweaks import options_for
+    from ccprof.outputs import check_output, write_output
+
+    src = Path(script)
+    if not src.is_file():
+        raise UsageError(f"{script}: no such file")
+    advice_set = load_artefact("advice", advice_path) if advice_path else None
+    try:
+        sel = select_tweaks(list(tweaks), advice_set, top)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    per_tweak = dict(sel.options)
+    for text in option_texts:
+        try:
+            tweak, name, value = parse_option(text)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if tweak not in sel.tweaks:
+            raise UsageError(f"--option {text}: that is an option of {tweak}, which is not being applied "
+                             f"(add -t {tweak})")
+        per_tweak[tweak] = options_for(tweak, per_tweak.get(tweak)).merged({name: value})   # --option wins
+    if in_place and output:
+        raise UsageError("--in-place and -o/--output exclude each other")
+    out_path = src if in_place else Path(output) if output else default_output_path(src)
+    if not in_place and out_path.resolve() == src.resolve():
+        if not force:
+            raise UsageError(f"-o {output}: that is the script itself; pass --in-place (a .bak copy is kept) "
+                             "or write elsewhere")
+        in_place = True        # --force over the script: as --in-place, with its backup
+    backup = check_output(out_path, [] if in_place else [src], force=force, in_place=in_place,
+                          make_parents=False)
+    try:
+        result = apply(src, sel.tweaks, tweak_options=per_tweak, to_path=out_path)
+    except ScriptSyntaxError as exc:
+        raise UsageError(f"{exc.path}:{exc.line}: syntax error, fix the script first "
+                         f"({exc.message.splitlines()[0]})", ExitCode.SCRIPT_ERROR) from None
+    except ValueError as exc:       # ScriptEncodingError names the file and the encoding tried
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"{script}: cannot read it ({exc.strerror or exc})") from None
+    made = None
+    if result.applied:
+        made = write_output(out_path, lambda p: write_script(p, result.source, like=result.script), backup)
+    return ApplyOutcome(result, out_path, made, dict(sel.no_rewrite))

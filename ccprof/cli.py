@@ -1,67 +1,45 @@
-"""ccprof's command line: thin click commands that call the public API and render.
+"""ccprof's command line: parse, call ``ccprof.api``, render. Nothing else lives here.
 
-Exit codes (README's table says what is kept on each): 0 ok; 1 a ccprof stage failed after the
-measurement; 2 bad usage or input, found before the script runs; 3 the user's script failed
-(syntax error, exception, a rank under --nproc, a signal); 4 nothing to measure (ended, never
-trained, timed out); 5 every ``--verify`` re-run failed; 130 Ctrl-C; 143 SIGTERM.
+Every refusal comes from the API as a ``CcprofError`` (its message in the user's terms, its
+``ExitCode``); the commands print it as ``ccprof: <message>`` and exit with its code. Exit
+codes: ``ccprof.exit_codes.ExitCode`` (listed in ``ccprof --help``; README's table says what
+is kept on each). rich, jinja2 and plotly load only in the commands that print with them.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
-import os
-import shutil
 import sys
 from pathlib import Path
 
 import click
 
-from ccprof import __version__, api, hardware
-from ccprof.advisors import AdviceContext, advise
-from ccprof.advisors.history import HistoryError, load_history
-from ccprof.artefacts.advice import AdviceSet
-from ccprof.artefacts.profile import Profile
-from ccprof.artefacts.tweaks import TWEAKS, describe, options_for, options_from_cli
-from ccprof.hardware import CatalogError, attach, catalog_rows, load_catalog, user_catalog_path
-from ccprof.outputs import OutputError, backup_path, check_out_dir, check_output, keep_backup, last_two_runs
-from ccprof.profiler.runner import EXIT_VERIFY_FAILED, ScriptError, check_script
+from ccprof import __version__, api
+from ccprof.exit_codes import CcprofError, ExitCode, help_text as exit_codes_help
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="\b\nExit codes:\n" + exit_codes_help())
 @click.version_option(__version__, prog_name="ccprof")
 def cli() -> None:
     """Cost profiler and advisor for PyTorch training."""
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: ExitCode) -> None:
     click.echo(f"ccprof: {message}", err=True)
     sys.exit(code)
 
 
-def _check_cost_options(gpu: str | None, catalog_path: str | None, price_usd: float | None) -> None:
-    """Bad --gpu/--catalog/--price fail in a second, before the script runs for minutes."""
-    try:
-        catalog = hardware.load_catalog(catalog_path)
-        if gpu is not None:
-            hardware.resolve_gpu(gpu, catalog)
-    except (hardware.CatalogError, ValueError, OSError) as exc:
-        _fail(str(exc), 2)
-    if price_usd is not None and not (math.isfinite(price_usd) and price_usd > 0):
-        _fail(f"--price must be a positive number of USD per GPU-hour, not {price_usd:g}", 2)
-
-
-def _check_history(history: str | None) -> None:
-    """A --history that cannot be read fails now, not after the whole run."""
-    if not history:
-        return
-
-    try:
-        load_history(history)
-    except HistoryError as exc:
-        _fail(f"--history {history}: {exc}", 2)
-    except (OSError, ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
-        _fail(f"--history {history}: cannot read it as trainer_state.json, a step,val_loss CSV or a "
-              f"TensorBoard log dir ({type(exc).__name__}: {exc})", 2)
+def _says_errors(command):
+    """A CcprofError from the API ends the command as ``ccprof: <message>``, with its exit code."""
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except CcprofError as exc:
+            _fail(str(exc), exc.exit_code)
+    return run
 
 
 def _positive(name: str):
@@ -104,11 +82,15 @@ def _positive(name: str):
 @click.option("--host-speed", default=None, type=float, callback=_positive("--host-speed"),
               help="The GPU machine's host CPU against ccprof's reference host (an AMD EPYC Zen 3 "
                    "core): 1.5 = 1.5x as fast. Host work (dispatch, Python, batches) is priced on it.")
+@click.option("--option", "option_texts", multiple=True, metavar="KEY=VALUE",
+              help="A tweak option the advice and --verify use, as `ccprof apply --option` takes it "
+                   "(lora_rank=16, accumulation_steps=8); repeatable.")
+@_says_errors
 def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: int, out_dir: str,
                 timeout_s: float, as_json: bool, quiet: bool, gpu: str | None, catalog_path: str | None,
                 price_usd: float | None, total_steps: int | None, epochs: float | None,
                 history: str | None, scan_data: bool, verify: str | None, nproc: int,
-                host_speed: float | None) -> None:
+                host_speed: float | None, option_texts: tuple[str, ...]) -> None:
     """Profile SCRIPT for a few steps, advise, and write a cost report.
 
     Arguments after `--` go to the script: ccprof analyze train.py -- --lr 3e-4
@@ -116,19 +98,9 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
     args = list(script_args)
     if args and args[0] == "--":
         args = args[1:]
-    try:
-        check_script(script)
-    except ScriptError as exc:
-        _fail(str(exc), exc.exit_code)
-    _check_cost_options(gpu, catalog_path, price_usd)
-    _check_history(history)
-    if verify is not None and verify != "plan" and not (verify.isdigit() and int(verify) > 0):
-        _fail(f"--verify takes a number of tweaks (e.g. 3) or 'plan', not {verify!r}", 2)
-
-    try:
-        check_out_dir(out_dir)
-    except OutputError as exc:
-        _fail(str(exc), 2)
+    api.check_analyze_inputs(script, gpu=gpu, catalog_path=catalog_path, price_usd=price_usd,
+                             history=history, verify=verify, out_dir=out_dir)
+    tweak_options = api.parse_tweak_options(option_texts)
     from rich.console import Console  # here: rich loads only on this path
     from rich.markup import escape  # here: rich loads only on this path
 
@@ -154,6 +126,8 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
 
         progress.start()
     advice_options = {"history": history} if history else {}
+    if tweak_options:
+        advice_options["options"] = tweak_options
 
     def on_verify(what: str) -> None:
         if not quiet:
@@ -165,12 +139,6 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
             advice_options=advice_options, on_event=on_event,
             child_stdout=sys.stderr if as_json else None, nproc=nproc, scan_data=scan_data, verify=verify,
             on_verify=on_verify, host_speed=host_speed)
-    except ScriptError as exc:
-        _fail(str(exc), exc.exit_code)
-    except api.StageError as exc:
-        if progress:
-            progress.stop()
-        _fail(str(exc), 1)
     finally:
         if progress:
             progress.stop()
@@ -189,7 +157,7 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
     if not quiet and not as_json:
         from ccprof.reports import terminal_summary  # here: keeps `import ccprof.cli` from loading jinja2, plotly, rich
 
-        terminal_summary(result.profile, result.advice, err)
+        terminal_summary(result.profile, result.advice, err, catalog=result.catalog)
         for name in ("profile", "advice", "report", "previous run"):
             if name in result.paths:
                 err.print(f"[dim]{name}:[/] {escape(str(result.paths[name]))}")
@@ -199,18 +167,18 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
             err.print(f"[yellow]ccprof: --verify cannot measure {tweak}:[/] {escape(why)}", soft_wrap=True)
         for tweak, line in ver.failed.items():
             err.print(f"[red]ccprof: --verify re-run with {tweak} failed:[/] {escape(line)}", soft_wrap=True)
-        if ver.all_failed and result.exit_code == 0:
+        if result.exit_code == ExitCode.VERIFY_FAILED:
             err.print(f"[red]ccprof: every --verify re-run failed ({', '.join(ver.failed)}); exit code "
-                      f"{EXIT_VERIFY_FAILED}[/]", soft_wrap=True)
-            sys.exit(EXIT_VERIFY_FAILED)
+                      f"{int(ExitCode.VERIFY_FAILED)}[/]", soft_wrap=True)
     sys.exit(result.exit_code)
 
 
 @cli.command("tweaks")
 @click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
+@_says_errors
 def tweaks_cmd(as_json: bool) -> None:
     """The tweak catalog: every id ccprof advises on, what can apply it, and its options."""
-    rows = [describe(t) for t in TWEAKS]
+    rows = api.tweak_rows()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -234,12 +202,10 @@ def tweaks_cmd(as_json: bool) -> None:
 @click.option("--catalog", "catalog_path", default=None, type=click.Path(dir_okay=False),
               help="TOML file with extra GPUs or price overrides (merged over the built-in catalog).")
 @click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
+@_says_errors
 def gpus_cmd(catalog_path: str | None, as_json: bool) -> None:
     """The hardware catalog: dense peak TFLOP/s, memory, bandwidth, $/GPU-hour with source and date."""
-    try:
-        rows = catalog_rows(load_catalog(catalog_path))
-    except CatalogError as exc:
-        _fail(str(exc), 2)
+    rows = api.gpu_rows(catalog_path)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -261,48 +227,19 @@ def gpus_cmd(catalog_path: str | None, as_json: bool) -> None:
                       price, r["price_date"], r["price_source"])
     console = Console()
     console.print(table)
+    from ccprof.hardware import user_catalog_path  # here: where the user's file is, for the footnote
+
     user = user_catalog_path()
     console.print("[dim]* price from a third party, not re-checked. Override prices with --catalog FILE, "
                   f"$CCPROF_CATALOG or ~/.config/ccprof/catalog.toml (in use: {user or 'none'}), "
                   "or --price USD on analyze.[/]")
 
 
-def _write_output(out, text: str, inputs: list, force: bool, *, option: str = "-o",
-                  check_only: bool = False) -> None:
-    """Write ``text`` to ``out`` under ccprof.outputs' rules (not over an input; not over a file
-    ccprof did not write unless --force, and then after a .bak copy), or exit 2 saying why."""
-
-    try:
-        backup = check_output(out, [p for p in inputs if p], force=force, option=option)
-    except OutputError as exc:
-        _fail(str(exc), 2)
-    if check_only:
-        return
-    out = Path(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if keep_backup(out, backup):
-            click.echo(f"backup: {backup}", err=True)
-        out.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        _fail(f"{option} {out}: cannot write it ({exc.strerror or exc})", 2)
-
-
-def _load_artefact(kind: str, path: str):
-    """Profile or AdviceSet from a JSON file, or exit 2 with what to do next."""
-    cls = Profile if kind == "profile" else AdviceSet
-    try:
-        return cls.from_json(Path(path))
-    except FileNotFoundError:
-        _fail(f"{path}: no such file (ccprof analyze writes ccprof-report/{kind}.json)", 2)
-    except IsADirectoryError:
-        _fail(f"{path}: is a folder; give its {kind}.json", 2)
-    except OSError as exc:
-        _fail(f"{path}: cannot read it ({exc.strerror or exc})", 2)
-    except RecursionError:
-        _fail(f"{path}: not a ccprof {kind} file (JSON nested too deeply)", 2)
-    except (ValueError, json.JSONDecodeError, TypeError) as exc:
-        _fail(f"{path}: not a ccprof {kind} file ({exc})", 2)
+def _save(out, content, inputs: list, force: bool, *, check_only: bool = False) -> None:
+    """Write ``out`` under the one output policy (api.save_output); say where a backup went."""
+    backup = api.save_output(out, content, inputs, force, check_only=check_only)
+    if backup is not None:
+        click.echo(f"backup: {backup}", err=True)
 
 
 @cli.command("advise")
@@ -319,29 +256,23 @@ def _load_artefact(kind: str, path: str):
               help="advice.json to write (default: advice.json next to the profile).")
 @click.option("--json", "as_json", is_flag=True, help="Print the advice JSON instead of a table.")
 @click.option("--force", is_flag=True, help="Replace an -o file ccprof did not write (a .bak copy is kept).")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="A tweak option the advice projects with, as `ccprof apply --option` takes it "
+                   "(lora_rank=16, accumulation_steps=8, pruning.amount=0.5); repeatable.")
 @click.option("--host-speed", default=None, type=float, callback=_positive("--host-speed"),
               help="The GPU machine's host CPU against ccprof's reference host (1.5 = 1.5x as fast).")
+@_says_errors
 def advise_cmd(profile_path: str, gpu: str | None, total_steps: int | None, price_usd: float | None,
                history: str | None, lora_rank: int | None, finetune_budget: float | None,
-               output: str | None, as_json: bool, force: bool, host_speed: float | None) -> None:
+               output: str | None, as_json: bool, force: bool, host_speed: float | None,
+               options: tuple[str, ...]) -> None:
     """Advise again on a saved profile (other GPU, run size, history), without re-running it."""
 
-    profile = _load_artefact("profile", profile_path)
-    _check_history(history)
-    if gpu or total_steps or price_usd is not None or host_speed is not None:
-        _check_cost_options(gpu, None, price_usd)
-        profile = attach(profile, gpu=gpu, price_usd=price_usd, total_steps=total_steps, host_speed=host_speed)
-    # the tweak options the advice projects with: the same options `ccprof apply --option` sets
-    given = [f"lora_rank={lora_rank}"] * (lora_rank is not None) + [f"finetune_budget={finetune_budget}"] * (
-        finetune_budget is not None)
-    try:
-        options = options_from_cli(given)
-    except ValueError as e:
-        raise click.UsageError(str(e)) from None
-    ctx = AdviceContext(history=history, options=options)
-    result = advise(profile, ctx)
+    _, result = api.readvise(profile_path, gpu=gpu, total_steps=total_steps, price_usd=price_usd,
+                             history=history, lora_rank=lora_rank, finetune_budget_frac=finetune_budget,
+                             host_speed=host_speed, options=options)
     out = Path(output) if output else Path(profile_path).with_name("advice.json")
-    _write_output(out, result.to_json() + "\n", [profile_path, history], force)
+    _save(out, result.to_json() + "\n", [profile_path, history], force)
     if as_json:
         click.echo(result.to_json())
         return
@@ -361,22 +292,24 @@ def advise_cmd(profile_path: str, gpu: str | None, total_steps: int | None, pric
               help="HTML file to write (default: report.html next to the profile).")
 @click.option("--quiet", "-q", is_flag=True, help="No terminal summary; print only the report path.")
 @click.option("--force", is_flag=True, help="Replace an -o file ccprof did not write (a .bak copy is kept).")
+@_says_errors
 def report_cmd(profile_path: str, advice_path: str | None, output: str | None, quiet: bool,
                force: bool) -> None:
     """Re-render the HTML report from a saved profile (and advice), without re-running anything."""
     from ccprof.reports import render_html, terminal_summary  # here: keeps `import ccprof.cli` from loading jinja2, plotly, rich
 
-    profile = _load_artefact("profile", profile_path)
+    profile = api.load_artefact("profile", profile_path)
     sibling = Path(profile_path).with_name("advice.json")
     if advice_path is None and sibling.is_file():
         advice_path = str(sibling)
-    advice = _load_artefact("advice", advice_path) if advice_path else None
+    advice = api.load_artefact("advice", advice_path) if advice_path else None
+    catalog = api.gpu_catalog()
     out = Path(output) if output else Path(profile_path).with_name("report.html")
-    _write_output(out, render_html(profile, advice), [profile_path, advice_path], force)
+    _save(out, render_html(profile, advice, catalog=catalog), [profile_path, advice_path], force)
     if not quiet:
         from rich.console import Console  # here: rich loads only on this path
 
-        terminal_summary(profile, advice, Console())
+        terminal_summary(profile, advice, Console(), catalog=catalog)
     click.echo(str(out))
 
 
@@ -391,6 +324,7 @@ def report_cmd(profile_path: str, advice_path: str | None, output: str | None, q
 @click.option("--force", is_flag=True, help="Replace an -o file ccprof did not write (a .bak copy is kept).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the comparison as JSON (runs, rows with their noise band, verdict) instead of a table.")
+@_says_errors
 def compare_cmd(before_path: str | None, after_path: str | None, run_dir: str, output: str | None,
                 quiet: bool, force: bool, as_json: bool) -> None:
     """Step time, memory, MFU and $ of two saved profiles side by side (terminal and HTML).
@@ -401,18 +335,15 @@ def compare_cmd(before_path: str | None, after_path: str | None, run_dir: str, o
     from ccprof.reports import compare_html, compare_table  # here: keeps `import ccprof.cli` from loading jinja2, plotly, rich
 
     if before_path is None:
-        try:
-            before_path, after_path = (str(p) for p in last_two_runs(run_dir))
-        except OutputError as exc:
-            _fail(str(exc), 2)
+        before_path, after_path = (str(p) for p in api.last_two_runs(run_dir))
         click.echo(f"comparing {before_path} -> {after_path}", err=True)
     elif after_path is None:
-        _fail("compare takes two profiles (BEFORE_JSON AFTER_JSON), or none for the last two runs of --dir", 2)
-    before = _load_artefact("profile", before_path)
-    after = _load_artefact("profile", after_path)
+        _fail("compare takes two profiles (BEFORE_JSON AFTER_JSON), or none for the last two runs of --dir", ExitCode.BAD_INPUT)
+    before = api.load_artefact("profile", before_path)
+    after = api.load_artefact("profile", after_path)
     out = Path(output) if output else Path(run_dir) / "compare.html"
     html = compare_html(before, after)
-    _write_output(out, html, [before_path, after_path], force, check_only=True)
+    _save(out, html, [before_path, after_path], force, check_only=True)
     if as_json:
         import dataclasses  # here: only --json needs it
 
@@ -424,7 +355,7 @@ def compare_cmd(before_path: str | None, after_path: str | None, run_dir: str, o
         from rich.console import Console  # here: rich loads only on this path
 
         compare_table(before, after, Console())
-    _write_output(out, html, [before_path, after_path], force)
+    _save(out, html, [before_path, after_path], force)
     if not as_json:
         click.echo(str(out))
 
@@ -442,77 +373,15 @@ def compare_cmd(before_path: str | None, after_path: str | None, run_dir: str, o
 @click.option("--option", "option_texts", multiple=True, metavar="KEY=VALUE",
               help="A tweak's option: dtype=fp16, accumulation_steps=8, lora_rank=16, patience=5, or "
                    "<tweak>.<option>=VALUE (lora.alpha=32); `ccprof tweaks` lists them.")
+@_says_errors
 def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top: int | None,
               output: str | None, in_place: bool, force: bool, option_texts: tuple[str, ...]) -> None:
     """Rewrite SCRIPT with libcst to keep tweaks; print the diff and what was skipped."""
-    from ccprof.applier.codemods import ScriptSyntaxError, write_script  # here: keeps `import ccprof.cli` from loading libcst
-    from ccprof.applier.codemods.selection import default_output_path, parse_option, tweaks_from_advice  # here: keeps `import ccprof.cli` from loading libcst
-
-    src_path = Path(script)
-    if not src_path.is_file():
-        _fail(f"{script}: no such file", 2)
-    wanted, per_tweak = list(tweaks), {}
-    if advice_path:
-        picked, per_tweak = tweaks_from_advice(_load_artefact("advice", advice_path), top)
-        wanted += [t for t in picked if t not in wanted]
-    if not wanted:
-        _fail("nothing to apply: name tweaks with -t ID or give --from advice.json", 2)
-    from ccprof.applier.codemods import codemod_ids  # here: keeps `import ccprof.cli` from loading libcst
-
-    have = codemod_ids()
-    for t in wanted:
-        if t not in have:
-            what = ("ccprof has no codemod for it (it is advice or a run-time change only)" if t in TWEAKS
-                    else "no such tweak (see `ccprof tweaks`)")
-            _fail(f"-t {t}: {what}; codemods exist for: {', '.join(have)}", 2)
-    for text in option_texts:
-        try:
-            tweak, name, value = parse_option(text)
-        except ValueError as exc:
-            _fail(str(exc), 2)
-        if tweak not in wanted:
-            _fail(f"--option {text}: that is an option of {tweak}, which is not being applied "
-                  f"(add -t {tweak})", 2)
-        per_tweak[tweak] = options_for(tweak, per_tweak.get(tweak)).merged({name: value})   # --option wins
-    if in_place and output:
-        _fail("--in-place and -o/--output exclude each other", 2)
-    out_path = src_path if in_place else Path(output) if output else default_output_path(src_path)
-    if not in_place and out_path.resolve() == src_path.resolve():
-        if not force:
-            _fail(f"-o {output}: that is the script itself; pass --in-place (a .bak copy is kept) "
-                  "or write elsewhere", 2)
-        in_place = True        # --force over the script: as --in-place, with its backup
-    if out_path.is_dir():
-        _fail(f"-o {out_path}: is a folder; give a file name", 2)
-    backup = None
-    if in_place:
-        backup = backup_path(src_path)
-    elif out_path.exists():
-        if not force:
-            _fail(f"{out_path} exists; pass --force to overwrite it (a .bak copy is kept) or -o to write elsewhere", 2)
-        backup = backup_path(out_path)
-    target_dir = out_path.parent if str(out_path.parent) else Path(".")
-    if not target_dir.is_dir():
-        _fail(f"-o {out_path}: the folder {target_dir} does not exist", 2)
-    if (out_path.exists() and not os.access(out_path, os.W_OK)) or not os.access(target_dir, os.W_OK):
-        _fail(f"{out_path}: not writable; nothing written", 2)
-    try:
-        result = api.apply(src_path, wanted, tweak_options=per_tweak, to_path=out_path)
-    except ScriptSyntaxError as exc:
-        _fail(f"{exc.path}:{exc.line}: syntax error, fix the script first ({exc.message.splitlines()[0]})", 3)
-    except ValueError as exc:       # ScriptEncodingError names the file and the encoding tried
-        _fail(str(exc), 2)
-    except OSError as exc:
-        _fail(f"{script}: cannot read it ({exc.strerror or exc})", 2)
-    if result.applied:
-        try:
-            if backup is not None:
-                shutil.copy2(out_path, backup)
-                click.echo(f"backup: {backup}", err=True)
-            write_script(out_path, result.source, like=result.script)
-        except OSError as exc:
-            _fail(f"{out_path}: cannot write it ({exc.strerror or exc}); "
-                  + (f"the original is unchanged, backup in {backup}" if backup else "nothing written"), 2)
+    done = api.apply_to_file(script, tweaks, advice_path=advice_path, top=top, option_texts=option_texts,
+                             output=output, in_place=in_place, force=force)
+    result, out_path = done.result, done.out_path
+    if done.backup is not None:
+        click.echo(f"backup: {done.backup}", err=True)
     if result.diff:
         if sys.stdout.isatty():
             from rich.console import Console  # here: rich loads only on this path
@@ -523,6 +392,10 @@ def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top
             click.echo(result.diff, nl=False)
     for tweak in result.applied:
         click.echo(f"applied {tweak}" + (f": {result.notes[tweak]}" if tweak in result.notes else ""), err=True)
+    for tweak, place in done.no_rewrite.items():
+        click.echo(f"skipped {tweak} (#{place} in advice.json's ranking): ccprof has no codemod for it "
+                   "(it is advice or a run-time change only; `ccprof analyze --verify` measures run-time ones)",
+                   err=True)
     for tweak, reason in result.skipped.items():
         click.echo(f"skipped {tweak}: {reason}", err=True)
     click.echo(f"wrote {out_path}" if result.applied else "no change; nothing written", err=True)
@@ -533,7 +406,7 @@ def main() -> None:
         cli(prog_name="ccprof", standalone_mode=True)
     except KeyboardInterrupt:      # Ctrl-C outside a run (a long apply, a report): no traceback
         click.echo("ccprof: interrupted", err=True)
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
 
 
 if __name__ == "__main__":

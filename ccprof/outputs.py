@@ -1,9 +1,12 @@
 """Where ccprof writes: never over an input, never over a file it did not write, run history.
 
-Three rules every command follows (issue 13):
+The one output-safety policy; every command that writes a file a user named (``advise -o``,
+``report -o``, ``compare -o``, ``apply -o``/``--in-place``) goes through ``check_output`` then
+``write_output``. Nothing a user wrote is lost or overwritten without a backup (issue 13):
 
 - an output path that is one of the command's inputs is refused (``report p.json -o p.json``
-  would replace the profile with HTML);
+  would replace the profile with HTML), unless the command rewrites that input on purpose
+  (``apply --in-place``), and then a backup is always kept first;
 - an existing file ccprof did not write (no ``<meta name="generator" content="ccprof ...">``
   in HTML, no ``"schema": "ccprof.*"`` in JSON) is only replaced with ``--force``, and then a
   backup ``NAME.bak`` (``.bak.1``... never overwritten) is kept first;
@@ -25,15 +28,18 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
+
+from ccprof.exit_codes import CcprofError
 
 __all__ = ["OutputError", "RUN_FILES", "backup_path", "written_by_ccprof", "check_output", "keep_backup",
-           "check_out_dir", "archive_previous_run", "run_history", "last_two_runs"]
+           "write_output", "check_out_dir", "archive_previous_run", "run_history", "last_two_runs"]
 
 # what one analyze run leaves in its --out folder (and moves into runs/ when the next one comes)
 RUN_FILES = ("profile.json", "advice.json", "report.html", "ccprof-error.log")
 
 
-class OutputError(Exception):
+class OutputError(CcprofError):
     """A write ccprof refuses to make; the message names the path and what to do instead."""
 
 
@@ -76,12 +82,17 @@ def _same(a: Path, b: Path) -> bool:
         return False
 
 
-def check_output(out: str | Path, inputs: list[str | Path], *, force: bool, option: str = "-o") -> Path | None:
+def check_output(out: str | Path, inputs: list[str | Path], *, force: bool, option: str = "-o",
+                 in_place: bool = False, make_parents: bool = True) -> Path | None:
     """Refuse to write ``out`` over an input, or over someone else's file without ``force``.
 
-    Returns the backup to make before writing (``force`` over a file ccprof did not write), or
-    None. Raises OutputError naming the option and the path. Does not write anything itself:
-    call ``keep_backup`` right before the write.
+    ``in_place``: ``out`` is the input the command rewrites on purpose (``apply --in-place``):
+    always backed up. ``make_parents=False``: a missing folder is refused rather than created.
+    Returns the backup to make before writing (``in_place``, or ``force`` over a file ccprof did
+    not write), or None. Raises OutputError naming the option and the path. Writes nothing
+    itself: ``write_output`` makes the backup and the write.
+
+    Example: ``check_output("report.html", ["profile.json"], force=False)`` -> None.
     """
     p = Path(out)
     for src in inputs:
@@ -90,12 +101,39 @@ def check_output(out: str | Path, inputs: list[str | Path], *, force: bool, opti
                               f"(it would replace {src})")
     if p.is_dir():
         raise OutputError(f"{option} {out}: is a folder; give a file name")
+    folder = p.parent if str(p.parent) else Path(".")
+    if not make_parents and not folder.is_dir():
+        raise OutputError(f"{option} {out}: the folder {folder} does not exist")
+    if (p.exists() and not os.access(p, os.W_OK)) or (folder.is_dir() and not os.access(folder, os.W_OK)):
+        raise OutputError(f"{option} {out}: not writable; nothing written")
+    if in_place:
+        return backup_path(p)
     if not p.exists() or written_by_ccprof(p):
         return None
     if not force:
         raise OutputError(f"{option} {out}: the file exists and ccprof did not write it; pass --force "
                           "to replace it (a backup is kept) or write elsewhere")
     return backup_path(p)
+
+
+def write_output(out: str | Path, content: str | Callable[[Path], None], backup: Path | None, *,
+                 option: str = "-o") -> Path | None:
+    """Copy ``out`` to ``backup`` (from ``check_output``), then write ``content`` (text, or a
+    function that writes the file, e.g. one keeping a script's encoding). Returns the backup
+    made, or None. Raises OutputError saying what was kept when the write fails."""
+    p = Path(out)
+    made = None
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        made = keep_backup(p, backup)
+        if callable(content):
+            content(p)
+        else:
+            p.write_text(content, encoding="utf-8")
+    except OSError as exc:
+        kept = f"; the original is unchanged, backup in {made}" if made else "; nothing written"
+        raise OutputError(f"{option} {out}: cannot write it ({exc.strerror or exc}){kept}") from None
+    return made
 
 
 def keep_backup(path: str | Path, backup: Path | None) -> Path | None:

@@ -3,6 +3,7 @@ a tweak through the hardware stage's cost model, the memory ledger at peak, form
 the Advice builder."""
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, replace
@@ -13,7 +14,8 @@ from ccprof.artefacts.advice import Advice, Projected
 from ccprof.artefacts.tweaks import TWEAKS, TweakOptions, options_for
 from ccprof.advisors.context import AdviceContext
 from ccprof.advisors import constants as C
-from ccprof.hardware import DEFAULT_GPU, GpuSpec, Policy, StepCost, load_catalog, policy_for
+from ccprof.hardware import DEFAULT_GPU, GpuSpec, Policy, StepCost, load_catalog, policy_for, user_catalog_path
+from ccprof.hardware import target_gpu as hardware_target_gpu
 from ccprof.hardware.projection import fits_memory, step_cost_for
 from ccprof.artefacts.profile import GpuProjection, Profile
 
@@ -76,13 +78,9 @@ def mean(xs: list[float]) -> float:
 
 
 def target_gpu(profile: Profile, ctx: AdviceContext) -> str:
-    if ctx.gpu:
-        return ctx.gpu
-    if profile.cost is not None and profile.cost.gpu:
-        return profile.cost.gpu
-    if profile.device.catalog_id:
-        return profile.device.catalog_id
-    return DEFAULT_GPU        # the GPU the hardware stage costs a run on when none is named
+    """The target GPU's catalog id, by the one resolver (``ccprof.hardware.target_gpu``: ``ctx.gpu``,
+    then the GPU the profile was costed on, the GPU in use, the default)."""
+    return hardware_target_gpu(profile, catalog_entries(ctx), ctx.gpu)[0]
 
 
 def target_projection(profile: Profile, ctx: AdviceContext) -> GpuProjection | None:
@@ -129,6 +127,21 @@ def catalog_entries(ctx: AdviceContext) -> dict[str, GpuSpec]:
     """The hardware catalog in use as {gpu_id: ccprof.hardware.GpuSpec}."""
     if ctx.catalog:
         return dict(ctx.catalog)
+    return dict(_default_catalog(_user_catalog_key()))
+
+
+def _user_catalog_key() -> tuple[str, float]:
+    """What the default catalog depends on: the user's file and its modification time."""
+    path = user_catalog_path()
+    try:
+        return str(path or ""), (path.stat().st_mtime if path is not None else 0.0)
+    except OSError:
+        return str(path), -1.0
+
+
+@functools.lru_cache(maxsize=4)
+def _default_catalog(key: tuple[str, float]) -> dict[str, GpuSpec]:
+    """load_catalog() once per user file version: the advisors ask for the target GPU often."""
     return load_catalog()
 
 

@@ -1,5 +1,13 @@
 """``--verify``: re-run the script with each top tweak applied and measure what it really saved.
 
+The whole of ``--verify`` lives here: parsing the request (``parse_request``), choosing the
+tweaks from the one ranking (``pick_tweaks``, ``ccprof.advisors.rank``'s order), running the re-runs
+(``verify_script``: ``ccprof.profiler.runner.run_script`` with the runtime applier as its
+``apply`` plugin, the same seed, steps and arguments as the baseline), setting aside what the
+baseline wrote when a re-run refuses to find it, stopping on Ctrl-C/SIGTERM, and measuring each
+re-run against the baseline (``verify``, ``measure``). ``ccprof.api.analyze_script`` calls
+``verify_script`` once.
+
 Each tweak runs in its own fresh harness process with the same seed, warm-up and steps as
 the baseline (the analysis run itself, seeded when verifying), applied to the live model
 at its first forward by ``ccprof.applier.runtime``. The measured step time, peak memory
@@ -23,18 +31,37 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import statistics
-from dataclasses import replace
+import subprocess
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Callable
 
 from ccprof.artefacts.advice import Advice, AdviceSet, Measured, Verification
-from ccprof.artefacts.profile import Profile
+from ccprof.artefacts.profile import Finding, Profile
 from ccprof.artefacts.tweaks import measurable_here
+from ccprof.exit_codes import ExitCode
 from ccprof.stats import median_ci
 
-__all__ = ["VERIFY_SEED", "verifiable", "pick_tweaks", "measure", "verify", "failure_line"]
+__all__ = ["VERIFY_SEED", "RERUN_PLUGINS", "Rerun", "VerifyOutcome", "parse_request", "cwd_entries",
+           "verify_script", "verifiable", "pick_tweaks", "measure", "verify", "failure_line"]
 
 VERIFY_SEED = 0
+# what a re-run's harness applies the tweaks with, by name (the profiler imports no applier;
+# DESIGN.md: stages only look down)
+RERUN_PLUGINS = {"apply": "ccprof.applier.runtime"}
+
+
+def parse_request(verify: int | str) -> tuple[int | None, bool]:
+    """``--verify K|plan`` as ``(k, plan)``: ``"3"`` -> ``(3, False)``, ``"plan"`` -> ``(None, True)``.
+    Raises ValueError, in the user's terms, for anything else."""
+    text = str(verify)
+    if text == "plan":
+        return None, True
+    if text.isdigit() and int(text) > 0:
+        return int(text), False
+    raise ValueError(f"--verify takes a number of tweaks (e.g. 3) or 'plan', not {verify!r}")
 
 
 def _where(baseline: Profile | None) -> tuple[str, bool]:
@@ -49,11 +76,14 @@ def verifiable(advice: Advice, baseline: Profile | None = None) -> bool:
 
 
 def pick_tweaks(advice_set: AdviceSet, k: int, baseline: Profile | None = None) -> tuple[list[str], dict[str, str]]:
-    """The top ``k`` recommended tweaks (in ranking order) a re-run here can measure, and the
-    recommended ones ranked among them that it cannot, with why."""
+    """The top ``k`` recommended tweaks a re-run here can measure, in the one ranking's order
+    (``ccprof.advisors.rank``: the report's, and ``apply --from --top``'s), and the recommended
+    ones ranked among them that it cannot, with why."""
+    from ccprof.advisors import rank     # here: the one ranking; the advisors load only on this path
+
     picked: list[str] = []
     skipped: dict[str, str] = {}
-    for a in advice_set.advice:
+    for a in rank(list(advice_set.advice)):
         if a.status != "recommended" or len(picked) >= k:
             continue
         ok, why = measurable_here(a.tweak, *_where(baseline))
@@ -205,3 +235,136 @@ def verify(run_one: Callable[[list[str], dict[str, dict]], Profile | None], base
     summary = Verification(requested="plan" if plan else str(k or 0), measured=list(picked), failed=failed,
                            not_measurable=not_measurable)
     return replace(advice_set, advice=new_advice, plan=new_plan, verification=summary)
+
+
+# ---------------------------------------------------------------------------- the re-runs
+@dataclass(frozen=True)
+class Rerun:
+    """How the baseline ran; every ``--verify`` re-run runs the same way (seeded)."""
+    script: str
+    args: tuple[str, ...] = ()
+    steps: int = 10
+    warmup: int = 3
+    timeout_s: float = 600.0
+    nproc: int = 1
+    stdout: Any = None          # where the script's own output goes (None: discarded)
+
+
+@dataclass(frozen=True)
+class VerifyOutcome:
+    """What ``verify_script`` gives back: the advice with ``measured`` filled, or, when Ctrl-C or
+    SIGTERM stopped the re-runs, the advice as it was with ``stopped`` and a sentence why."""
+    advice: AdviceSet
+    stopped: ExitCode | None = None
+    message: str | None = None
+
+
+class _StopVerify(BaseException):
+    """A --verify re-run was stopped by Ctrl-C or SIGTERM: stop verifying (BaseException, so
+    the verify stage does not take it for a failure of its own)."""
+
+    def __init__(self, code: ExitCode):
+        super().__init__(code)
+        self.code = code
+
+
+def cwd_entries() -> set[str]:
+    """The names in the current folder (taken before the baseline: what it made is set aside)."""
+    try:
+        return set(os.listdir("."))
+    except OSError:
+        return set()
+
+
+def verify_script(rerun: Rerun, baseline: Profile, advice_set: AdviceSet, request: int | str, *,
+                  out_dir: str | Path, before_baseline: set[str],
+                  on_verify: Callable[[str], None] | None = None) -> VerifyOutcome:
+    """Re-run ``rerun.script`` once per top tweak (or once with the plan) and measure each.
+
+    ``request``: ``--verify``'s value (``parse_request``). ``before_baseline``: ``cwd_entries()``
+    taken before the baseline ran (what the baseline wrote into the cwd is set aside under
+    ``out_dir/verify-stash`` when a re-run refuses to find it, then put back). ``on_verify`` hears
+    progress lines. Example::
+
+        out = verify_script(Rerun("train.py", steps=10), profile, advice, 3,
+                            out_dir="ccprof-report", before_baseline=before)
+        out.advice.by_tweak()["checkpointing"].measured.memory_saved_bytes
+    """
+    from ccprof.profiler.runner import run_script   # here: keeps `import ccprof.applier.verify` light
+
+    k, plan = parse_request(request)
+    out = Path(out_dir)
+    made = sorted(cwd_entries() - before_baseline - {out.resolve().name, "__pycache__"})
+
+    def once(tweaks: list[str], options: dict[str, dict]) -> Profile | None:
+        res = run_script(rerun.script, list(rerun.args), steps=rerun.steps, warmup=rerun.warmup,
+                         timeout_s=rerun.timeout_s,
+                         stdout=rerun.stdout if rerun.stdout is not None else subprocess.DEVNULL,
+                         nproc=rerun.nproc, seed=VERIFY_SEED, tweak=tweaks, tweak_options=options,
+                         plugins=RERUN_PLUGINS)
+        if res.exit_code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
+            raise _StopVerify(res.exit_code)     # Ctrl-C / SIGTERM ends --verify, not one re-run
+        return res.profile
+
+    def run_one(tweaks: list[str], options: dict[str, dict]) -> Profile | None:
+        prof = once(tweaks, options)
+        blocked = _blocked_by(prof, made)
+        if blocked:
+            # the baseline left an output the script refuses to find (run_clm's "Output
+            # directory ... already exists"): set the baseline's aside, re-run, put it back
+            with _set_aside(blocked, out / "verify-stash", "+".join(tweaks)):
+                prof = once(tweaks, options)
+            if prof is not None:
+                prof = replace(prof, findings=[*prof.findings, Finding(
+                    "verify", f"re-run after setting aside what the baseline wrote: {', '.join(blocked)} "
+                              f"(kept in {out / 'verify-stash'}, restored after)")])
+        return prof
+
+    def on_start(picked: list[str], skipped: dict[str, str]) -> None:
+        if on_verify is None:
+            return
+        if skipped:
+            on_verify("--verify: not measurable here: " + "; ".join(f"{t} ({why})" for t, why in skipped.items()))
+        if not plan:
+            on_verify(f"--verify: {len(picked)} re-run(s): {', '.join(picked) or 'none'}")
+
+    try:
+        verified = verify(run_one, baseline, advice_set, k=k, plan=plan, on_start=on_start,
+                          on_tweak=(lambda t: on_verify(f"verifying {t} ...")) if on_verify else None)
+    except _StopVerify as stop:
+        return VerifyOutcome(advice_set, stop.code,
+                             "--verify stopped by " + ("Ctrl-C" if stop.code == ExitCode.INTERRUPTED else "SIGTERM")
+                             + "; the baseline's profile, advice and report are written, unverified")
+    return VerifyOutcome(verified)
+
+
+def _blocked_by(prof: Profile | None, made: list[str]) -> list[str]:
+    """Entries the baseline created that a failed re-run's error names as already existing."""
+    e = prof.error if prof is not None else None
+    if e is None or not made or (prof is not None and prof.steps.measured):
+        return []
+    text = f"{e.message}\n{e.traceback or ''}".lower()
+    if "exist" not in text:
+        return []
+    return [m for m in made if m.lower() in text]
+
+
+class _set_aside:
+    """Move ``names`` (in the cwd) into ``stash/<label>/`` for a block, then move them back; what
+    the block itself wrote under those names is kept next to them as ``<name>.verify-<label>``.
+    Nothing is deleted."""
+
+    def __init__(self, names: list[str], stash: Path, label: str):
+        self.names, self.dir = list(names), Path(stash) / label
+
+    def __enter__(self) -> "_set_aside":
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for n in self.names:
+            shutil.move(n, str(self.dir / n))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for n in self.names:
+            if Path(n).exists():
+                shutil.move(n, str(self.dir / f"{n}.verify-{self.dir.name}"))
+            shutil.move(str(self.dir / n), n)

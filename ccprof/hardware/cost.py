@@ -129,13 +129,28 @@ def run_steps(profile: Profile, total_steps: int | None = None,
 
 
 def target_gpu(profile: Profile, catalog: dict[str, GpuSpec], gpu: str | None = None) -> tuple[str, str]:
-    """The GPU dollar figures use, and why: ``--gpu``, the GPU in use, or the default.
+    """The one answer to "which GPU are the projections and dollars for?", and why.
 
-    Returns ``(gpu_id, choice)`` where choice is ``"--gpu"``, ``"device in use"`` or a
-    sentence naming the default. Raises ValueError for an unknown ``--gpu``.
+    Precedence, first that applies:
+
+    1. ``gpu``: what the user named (``--gpu`` on analyze or advise, ``AdviceContext.gpu``),
+       an id, unique prefix or name (``resolve_gpu``); an unknown one raises ValueError;
+    2. the GPU the profile was already costed on (``profile.cost.gpu``, kept in profile.json
+       by an earlier ``attach``), when the catalog still has it;
+    3. the GPU the profile ran on, when the catalog has it (``source_gpu``: its catalog id, or
+       its driver name matched);
+    4. :data:`DEFAULT_GPU` (the catalog's first entry when a catalog lacks it).
+
+    There is no environment variable or config key for the target GPU (``$CCPROF_CATALOG``
+    only adds GPUs and prices). Returns ``(gpu_id, choice)`` where choice is ``"--gpu"``,
+    the earlier cost's own choice (else ``"as costed before"``), ``"device in use"`` or a sentence naming the default.
+
+    Example: ``target_gpu(profile, load_catalog(), "H100")`` -> ``("h100-sxm", "--gpu")``.
     """
     if gpu:
         return resolve_gpu(gpu, catalog), "--gpu"
+    if profile.cost is not None and profile.cost.gpu in catalog:
+        return profile.cost.gpu, str((profile.cost.detail or {}).get("gpu_choice") or "as costed before")
     src = source_gpu(profile, catalog)
     if src is not None:
         return src, "device in use"

@@ -36,9 +36,9 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from ccprof.profiler.spec import RunSpec, run_environment, utc_now
 from ccprof.profiler.hooks import Session, StopProfiling, _Timeout
 from ccprof.artefacts.profile import ErrorInfo, Finding, StaticFacts
-from ccprof.profiler.runner import EXIT_INTERRUPTED, EXIT_NOTHING, EXIT_SCRIPT_ERROR, EXIT_TERMINATED, seen_text
+from ccprof.exit_codes import ExitCode
+from ccprof.profiler.runner import seen_text
 
-EXIT_OK = 0
 FINISH_GRACE_S = 30.0    # after the last measured step, time for the script to stop by itself
 _CCPROF_DIR = str(Path(__file__).resolve().parents[1])
 _HIDDEN = (_CCPROF_DIR, os.path.dirname(__import__("runpy").__file__) + os.sep + "runpy.py")
@@ -319,7 +319,7 @@ def run(spec: RunSpec) -> int:
     def on_checkpoint() -> None:
         if state["final"]:
             return
-        write(assemble(ErrorInfo(kind="died", exit_code=EXIT_SCRIPT_ERROR,
+        write(assemble(ErrorInfo(kind="died", exit_code=ExitCode.SCRIPT_ERROR,
                                  message=f"the run stopped before ccprof could finish it, after {seen()}"),
                        [], cheap=True))
 
@@ -338,11 +338,11 @@ def run(spec: RunSpec) -> int:
         finally:
             _arm()
         state["final"] = True
-        progress(event="done", code=EXIT_OK)
+        progress(event="done", code=ExitCode.OK)
 
         def end_now(*_: Any) -> None:
             _flush()
-            os._exit(EXIT_OK)
+            os._exit(ExitCode.OK)
 
         state["after_final"] = torch.nn.modules.module.register_module_forward_pre_hook(end_now)
 
@@ -413,7 +413,7 @@ def run(spec: RunSpec) -> int:
     sys.path[0] = str(Path(script).parent)
     error: ErrorInfo | None = None
     findings: list[Finding] = []
-    code = EXIT_OK
+    code = ExitCode.OK
     stop_reason = "timeout"
     session.install()
     try:
@@ -425,7 +425,7 @@ def run(spec: RunSpec) -> int:
         outcome = "ended"
         if exc.code not in (None, 0):
             outcome = "exited"
-            error = ErrorInfo(kind="script_error", exit_code=EXIT_SCRIPT_ERROR,
+            error = ErrorInfo(kind="script_error", exit_code=ExitCode.SCRIPT_ERROR,
                               message=f"the script called sys.exit({exc.code!r}) before "
                                       f"{session.total_steps} steps")
     except _Timeout:
@@ -441,17 +441,17 @@ def run(spec: RunSpec) -> int:
         ours = _ccprof_fault(exc)
         if ours is not None:
             # ccprof's own code failed inside a call of the script (a hook): not the user's bug
-            error = ErrorInfo(kind="ccprof_error", exit_code=EXIT_SCRIPT_ERROR, file=file, line=line,
+            error = ErrorInfo(kind="ccprof_error", exit_code=ExitCode.SCRIPT_ERROR, file=file, line=line,
                               message=f"ccprof failed inside the script's call at {file}:{line} "
                                       f"({type(exc).__name__}: {first_line(exc)[:300]} in ccprof's {ours}); "
                                       "the script itself did not fail; please report this")
         elif _is_oom(exc):
             session.keep_memory_at_failure()
             findings.append(Finding("oom", f"out of memory: {first_line(exc)[:300]}", file, line))
-            error = ErrorInfo(kind="oom", exit_code=EXIT_SCRIPT_ERROR, traceback=tb, file=file, line=line,
+            error = ErrorInfo(kind="oom", exit_code=ExitCode.SCRIPT_ERROR, traceback=tb, file=file, line=line,
                               message=f"out of memory at {file}:{line} after {session.step_index} steps")
         else:
-            error = ErrorInfo(kind="script_error", exit_code=EXIT_SCRIPT_ERROR, traceback=tb,
+            error = ErrorInfo(kind="script_error", exit_code=ExitCode.SCRIPT_ERROR, traceback=tb,
                               file=file, line=line,
                               message=f"{type(exc).__name__}: {first_line(exc)[:500]} ({file}:{line})")
     finally:
@@ -463,7 +463,7 @@ def run(spec: RunSpec) -> int:
     if state["final"]:
         # the whole profile was written when the last step ended; whatever the script did
         # after StopProfiling (swallow it, exit, raise) does not change the measurement
-        return EXIT_OK
+        return ExitCode.OK
 
     if (outcome == "ended" or (outcome == "timeout" and stop_reason == "timeout")) and error is None \
             and session.measured_enough():
@@ -472,20 +472,20 @@ def run(spec: RunSpec) -> int:
         outcome = "complete"
     if outcome in ("ended", "timeout", "interrupted") and error is None:
         if outcome == "interrupted":
-            error = ErrorInfo(kind="interrupted", exit_code=EXIT_INTERRUPTED,
+            error = ErrorInfo(kind="interrupted", exit_code=ExitCode.INTERRUPTED,
                               message=f"interrupted (Ctrl-C) after {seen()}")
         elif outcome == "timeout" and stop_reason == "terminated":
-            error = ErrorInfo(kind="terminated", exit_code=EXIT_TERMINATED,
+            error = ErrorInfo(kind="terminated", exit_code=ExitCode.TERMINATED,
                               message=f"stopped by SIGTERM after {seen()}")
         elif session.counters["backward_calls"] == 0:
-            error = ErrorInfo(kind="no_training", exit_code=EXIT_NOTHING,
+            error = ErrorInfo(kind="no_training", exit_code=ExitCode.NOTHING_MEASURED,
                               message=f"the script never trained: {seen()}"
                                       + (" (timed out)" if outcome == "timeout" else ""))
         elif outcome == "timeout":
-            error = ErrorInfo(kind="timeout", exit_code=EXIT_NOTHING,
+            error = ErrorInfo(kind="timeout", exit_code=ExitCode.NOTHING_MEASURED,
                               message=f"timed out after {spec.timeout if spec.timeout is not None else '?'} s: {seen()}")
         else:
-            error = ErrorInfo(kind="ended", exit_code=EXIT_NOTHING,
+            error = ErrorInfo(kind="ended", exit_code=ExitCode.NOTHING_MEASURED,
                               message=f"the script ended before {session.total_steps} steps "
                                       f"({session.warmup} warm-up + measurement): {seen()}")
     if error is not None:

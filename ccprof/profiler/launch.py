@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 
-EXIT_SCRIPT_ERROR = 3
+from ccprof.exit_codes import ExitCode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,12 +48,12 @@ def main(argv: list[str] | None = None) -> int:
                 pass
         codes = [f.exitcode for f in exc.failures.values()]
         mine = [c for c in codes if isinstance(c, int) and c > 0]
-        return mine[0] if mine else EXIT_SCRIPT_ERROR
+        return mine[0] if mine else ExitCode.SCRIPT_ERROR
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED
     except SignalException as exc:      # SIGTERM to the launcher: the ranks were stopped
         return 128 + int(getattr(exc, "sigval", 15))
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

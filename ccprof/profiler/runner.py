@@ -20,15 +20,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from ccprof.exit_codes import CcprofError, ExitCode
 from ccprof.profiler.spec import RunSpec
 from ccprof.artefacts.profile import ErrorInfo, Profile
 
-__all__ = ["ScriptError", "check_script", "run_script", "RunResult", "who_sent", "EXIT_BAD_INPUT", "EXIT_SCRIPT_ERROR",
-           "EXIT_NOTHING", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "EXIT_VERIFY_FAILED"]
+__all__ = ["ScriptError", "check_script", "run_script", "RunResult", "who_sent"]
 
-EXIT_BAD_INPUT, EXIT_SCRIPT_ERROR, EXIT_NOTHING, EXIT_INTERRUPTED = 2, 3, 4, 130
-EXIT_TERMINATED = 143       # ccprof was sent SIGTERM (timeout(1), CI runners, Slurm)
-EXIT_VERIFY_FAILED = 5      # --verify: every requested re-run failed (the baseline was measured)
 GRACE_S = 20.0      # after SIGTERM, time for the child to write its partial profile
 ACK_S = 3.0         # ...once it said "stopping"; a child that does not within ACK_S is killed
 CHILDREN_GRACE_S = 2.0      # after the script's process ended: its leftover children, TERM then KILL
@@ -39,12 +36,11 @@ class _Terminated(BaseException):
     """ccprof itself was sent SIGTERM while the script ran."""
 
 
-class ScriptError(Exception):
+class ScriptError(CcprofError):
     """Bad input, in the user's terms; ``exit_code`` says which kind."""
 
     def __init__(self, message: str, exit_code: int, file: str | None = None, line: int | None = None):
-        super().__init__(message)
-        self.exit_code = exit_code
+        super().__init__(message, exit_code)
         self.file = file
         self.line = line
 
@@ -53,26 +49,26 @@ def check_script(path: str | Path) -> Path:
     """Raise ScriptError (exit 2 or 3) unless ``path`` is a Python file that compiles."""
     p = Path(path)
     if not p.exists():
-        raise ScriptError(f"{path}: no such file", EXIT_BAD_INPUT, str(path))
+        raise ScriptError(f"{path}: no such file", ExitCode.BAD_INPUT, str(path))
     if p.is_dir():
-        raise ScriptError(f"{path}: is a directory, not a Python script", EXIT_BAD_INPUT, str(path))
+        raise ScriptError(f"{path}: is a directory, not a Python script", ExitCode.BAD_INPUT, str(path))
     try:
         source = p.read_bytes()
     except OSError as exc:
-        raise ScriptError(f"{path}: cannot read it ({exc.strerror})", EXIT_BAD_INPUT, str(path)) from None
+        raise ScriptError(f"{path}: cannot read it ({exc.strerror})", ExitCode.BAD_INPUT, str(path)) from None
     first = source.split(b"\n", 1)[0]
     if p.suffix not in (".py", ".pyw") and not (first.startswith(b"#!") and b"python" in first):
-        raise ScriptError(f"{path}: not a Python file (expected a .py script)", EXIT_BAD_INPUT, str(path))
+        raise ScriptError(f"{path}: not a Python file (expected a .py script)", ExitCode.BAD_INPUT, str(path))
     if b"\x00" in source[:4096]:
-        raise ScriptError(f"{path}: not a Python file (it is binary)", EXIT_BAD_INPUT, str(path))
+        raise ScriptError(f"{path}: not a Python file (it is binary)", ExitCode.BAD_INPUT, str(path))
     try:
         compile(source, str(path), "exec", dont_inherit=True)
     except SyntaxError as exc:
         where = f"{path}:{exc.lineno}" if exc.lineno else str(path)
-        raise ScriptError(f"{where}: syntax error: {exc.msg}", EXIT_SCRIPT_ERROR, str(path),
+        raise ScriptError(f"{where}: syntax error: {exc.msg}", ExitCode.SCRIPT_ERROR, str(path),
                           exc.lineno) from None
     except ValueError as exc:
-        raise ScriptError(f"{path}: not a Python file ({exc})", EXIT_BAD_INPUT, str(path)) from None
+        raise ScriptError(f"{path}: not a Python file ({exc})", ExitCode.BAD_INPUT, str(path)) from None
     return p
 
 
@@ -158,7 +154,7 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
         # Under --nproc torchrun starts each rank in a session of its own: each rank's harness
         # writes its group id beside the profile, and a kill reaches those groups too.
         why = None          # None | "timeout" | "interrupted" | "terminated"
-        code = EXIT_SCRIPT_ERROR
+        code = ExitCode.SCRIPT_ERROR
         proc = None
         oom_before = _oom_kills()
         with _stop_signals_raise():
@@ -191,7 +187,7 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
                 elif proc is not None:      # what the script left running (a helper, a worker)
                     _kill_all(proc, tmp, leftovers_only=True)
                 if proc is None:
-                    return RunResult(None, EXIT_INTERRUPTED if why == "interrupted" else EXIT_TERMINATED,
+                    return RunResult(None, ExitCode.INTERRUPTED if why == "interrupted" else ExitCode.TERMINATED,
                                      "stopped before the script started")
         done.set()
         reader.join(timeout=2)
@@ -202,14 +198,14 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
         sent = _sent(tmp)          # what ccprof itself signalled the run, before the folder goes
     interrupted, timed_out = why == "interrupted", why == "timeout"
     if why == "terminated":
-        code = EXIT_TERMINATED
+        code = ExitCode.TERMINATED
     elif interrupted:
-        code = EXIT_INTERRUPTED
+        code = ExitCode.INTERRUPTED
     seen = last.get("counters")
     if profile is None:
         if timed_out:
             msg = f"timed out after {timeout_s:g} s and the run could not report (killed)"
-            code = EXIT_NOTHING
+            code = ExitCode.NOTHING_MEASURED
         elif interrupted:
             msg = "interrupted before anything was measured"
         elif why == "terminated":
@@ -217,10 +213,10 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
         elif code < 0:
             msg = (f"the script's process died with signal {-code} ({_signame(-code)}): "
                    f"{who_sent(-code, sent, oom_before)}")
-            code = EXIT_SCRIPT_ERROR
+            code = ExitCode.SCRIPT_ERROR
         else:
             msg = f"the script's process exited with code {code} before anything was measured"
-            code = EXIT_SCRIPT_ERROR
+            code = ExitCode.SCRIPT_ERROR
         if seen:
             msg += f"; seen: {seen_text(seen)}"
         return RunResult(None, code, msg)
@@ -229,34 +225,34 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
         if timed_out:
             profile = _with_error(profile, "timeout", f"timed out after {timeout_s:g} s and killed; "
                                   + profile.error.message.replace("the run stopped before ccprof could finish it, ", ""))
-            code = EXIT_NOTHING
+            code = ExitCode.NOTHING_MEASURED
         elif why in ("interrupted", "terminated"):
             what = "interrupted (Ctrl-C)" if interrupted else "stopped by SIGTERM"
             profile = _with_error(profile, "interrupted" if interrupted else "terminated",
                                   f"{what} and killed; what was measured up to then is kept",
-                                  EXIT_INTERRUPTED if interrupted else EXIT_TERMINATED)
+                                  ExitCode.INTERRUPTED if interrupted else ExitCode.TERMINATED)
         else:
             how = (f"died with signal {-code} ({_signame(-code)}: {who_sent(-code, sent, oom_before)})" if code < 0
                    else f"exited with code {code} without returning (os._exit, or a crash in native code)")
             profile = _with_error(profile, "died", f"the script's process {how}; "
                                   + profile.error.message.replace("the run stopped before ccprof could finish it, ", ""),
-                                  EXIT_SCRIPT_ERROR)
-            code = EXIT_SCRIPT_ERROR
+                                  ExitCode.SCRIPT_ERROR)
+            code = ExitCode.SCRIPT_ERROR
     elif timed_out and profile.error is not None and profile.error.kind == "ended":
         profile = _with_error(profile, "timeout", f"timed out after {timeout_s:g} s")
     elif interrupted and profile.error is not None and profile.error.kind == "terminated":
         # under --nproc torchrun passes a Ctrl-C on to the ranks as SIGTERM
         profile = _with_error(profile, "interrupted", profile.error.message.replace(
-            "stopped by SIGTERM", "interrupted (Ctrl-C)"), EXIT_INTERRUPTED)
+            "stopped by SIGTERM", "interrupted (Ctrl-C)"), ExitCode.INTERRUPTED)
     elif profile.error is None and profile.status == "complete":
         if why in (None, "timeout"):
             code = 0        # measured in full: what the script did after the last step does not matter
     if timed_out and profile.error is not None:
-        code = EXIT_NOTHING         # whatever code the stop left (torchrun answers SIGTERM with 143)
+        code = ExitCode.NOTHING_MEASURED         # whatever code the stop left (torchrun answers SIGTERM with 143)
     message = profile.error.message if profile.error else None
-    if code not in (0, EXIT_BAD_INPUT, EXIT_SCRIPT_ERROR, EXIT_NOTHING, EXIT_INTERRUPTED, EXIT_TERMINATED):
-        code = EXIT_SCRIPT_ERROR        # a rank's or torchrun's own code: the script failed
-    return RunResult(profile, code, message)
+    if code not in set(ExitCode) - {ExitCode.STAGE_FAILED, ExitCode.VERIFY_FAILED}:
+        code = ExitCode.SCRIPT_ERROR        # a rank's or torchrun's own code: the script failed
+    return RunResult(profile, ExitCode(code), message)
 
 
 def seen_text(counters: dict[str, Any], steps: int | None = None) -> str:
@@ -358,13 +354,13 @@ def merge_ranks(out: str, nproc: int, first_failed: int | None = None) -> Profil
         error = e
     missing = [r for r in range(nproc) if r not in profiles]
     if missing and error is None:
-        error = ErrorInfo(kind="died", exit_code=EXIT_SCRIPT_ERROR,
+        error = ErrorInfo(kind="died", exit_code=ExitCode.SCRIPT_ERROR,
                           message=f"rank(s) {', '.join(map(str, missing))} wrote no profile")
     return replace(p0, steps=steps, world_size=nproc, rank=0, ranks=ranks, error=error,
                    status="complete" if error is None else "partial")
 
 
-def _with_error(profile: Profile, kind: str, message: str, exit_code: int = EXIT_NOTHING) -> Profile:
+def _with_error(profile: Profile, kind: str, message: str, exit_code: int = ExitCode.NOTHING_MEASURED) -> Profile:
     return replace(profile, error=ErrorInfo(kind=kind, message=message, exit_code=exit_code),
                    status="partial")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
@@ -70,18 +71,19 @@ def render_view(view: ReportView) -> str:
 
 
 def render_html(profile: Profile, advice_set: AdviceSet | None = None,
-                generated_at: str | None = None) -> str:
+                generated_at: str | None = None, catalog: dict[str, Any] | None = None) -> str:
     """The full HTML report of a profile and its advice, as one self-contained string.
 
     Inputs: ``Profile``; ``AdviceSet`` (None or empty: no recommendations);
-    ``generated_at`` overrides the clock. Output: HTML text (~1.3 MB, mostly the custom plotly.js bundle).
-    Example: ``Path("r.html").write_text(render_html(profile, advice))``.
+    ``generated_at`` overrides the clock; ``catalog``: the hardware catalog, for what the
+    profile does not hold (``build_report_view``). Output: HTML text (~1.3 MB, mostly the custom
+    plotly.js bundle). Example: ``Path("r.html").write_text(render_html(profile, advice))``.
     """
-    return render_view(build_report_view(profile, advice_set, generated_at))
+    return render_view(build_report_view(profile, advice_set, generated_at, catalog=catalog))
 
 
 def write_report(profile: Profile, advice_set: AdviceSet | None, out_dir: Path,
-                 name: str = REPORT_NAME) -> Path:
+                 name: str = REPORT_NAME, catalog: dict[str, Any] | None = None) -> Path:
     """Write ``out_dir/report.html`` (creating ``out_dir``) and return its path.
 
     Nothing is written outside ``out_dir``. Example:
@@ -90,7 +92,7 @@ def write_report(profile: Profile, advice_set: AdviceSet | None, out_dir: Path,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / name
-    path.write_text(render_html(profile, advice_set), encoding="utf-8")
+    path.write_text(render_html(profile, advice_set, catalog=catalog), encoding="utf-8")
     return path
 
 

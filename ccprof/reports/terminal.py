@@ -5,6 +5,8 @@ simply does not call them); the numbers come from the same view models as the HT
 """
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
@@ -22,12 +24,12 @@ _RISK_STYLE = {"none": "green", "numerics": "yellow", "convergence": "yellow", "
 
 
 def terminal_summary(profile: Profile, advice_set: AdviceSet | None, console: Console,
-                     top: int = 5) -> None:
+                     top: int = 5, catalog: dict[str, Any] | None = None) -> None:
     """Print cost, memory, MFU and the ``top`` recommendations to ``console``.
 
     Example: ``terminal_summary(profile, advice, Console(), top=3)``.
     """
-    v = build_report_view(profile, advice_set)
+    v = build_report_view(profile, advice_set, catalog=catalog)
     h = v.header
     head = Text.assemble((h.title, "bold"), "\n",
                          ("device ", "dim"), h.device, ("   target ", "dim"), h.target_gpu,

@@ -30,7 +30,7 @@ from ccprof.units import (
 )
 from ccprof.advisors import rank
 from ccprof.advisors.constants import CONFIDENCE_WEIGHT as W, STATUS_LABEL
-from ccprof.hardware import load_catalog, right_size
+from ccprof.hardware import right_size
 
 __all__ = [
     "Card", "Header", "Glance", "MeasuredRow", "Recommendation", "OtherAdvice", "PlanView",
@@ -75,11 +75,6 @@ def _mean(xs: list[float]) -> float | None:
 
 def _now_iso() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
-
-
-def _catalog() -> dict[str, Any]:
-    """The hardware catalog by GPU id (built-in plus the user's overrides)."""
-    return load_catalog()
 
 
 def _target_mfu(profile: Profile) -> float | None:
@@ -437,8 +432,8 @@ def gpu_cost_rows(profile: Profile, catalog: dict[str, Any] | None = None) -> li
         # priced when the profile was costed (hardware.attach): the report shows what was saved
         priced = {r["gpu"]: r for r in detail["right_size"] if isinstance(r, dict) and "gpu" in r}
         names = dict(detail.get("gpu_names") or {})
-    else:       # a profile costed before the table was kept: price it from today's catalog
-        catalog = _catalog() if catalog is None else catalog
+    else:       # a profile costed before the table was kept: price it from the catalog given
+        catalog = catalog or {}
         priced = {r["gpu"]: r for r in right_size(profile, catalog, projection=projection, num_gpus=num_gpus)}
         names = {g: s.name for g, s in catalog.items()}
     known = run_known(profile)
@@ -582,11 +577,14 @@ def build_report_view(profile: Profile, advice_set: AdviceSet | None = None,
     """Everything the HTML report and the terminal summary show, formatted.
 
     Inputs: a ``Profile`` and (optionally) its ``AdviceSet``; ``generated_at`` overrides the
-    clock (tests), ``catalog`` the hardware catalog (by GPU id). Output: a ``ReportView``.
-    Example: ``build_report_view(Profile.from_json("ccprof-report/profile.json"))``.
+    clock (tests), ``catalog`` the hardware catalog (by GPU id), read only for a profile
+    costed before its right-size table was kept in it, and for the target's memory when the
+    profile has none; the caller loads it (``ccprof.api.gpu_catalog``). A pure function of its
+    inputs: nothing is read from disk here. Output: a ``ReportView``.
+    Example: ``build_report_view(Profile.from_json("ccprof-report/profile.json"), catalog=load_catalog())``.
     """
     advice = advice_set or AdviceSet()
-    catalog = _catalog() if catalog is None else catalog
+    catalog = catalog or {}
     recs, others = _recommendations(profile, advice)
     memory = _memory(profile, catalog)
     phases = _phases(profile)
