@@ -19,7 +19,7 @@ from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 from ccprof.artefacts.tweaks import TweakOptions, options_for
 from ccprof.script.facts import ModuleFacts
 from ccprof.applier.codemods._cst import Edits
-from ccprof.applier.codemods._script import ScriptInfo
+from ccprof.script.info import ScriptInfo
 
 
 class Skip(Exception):

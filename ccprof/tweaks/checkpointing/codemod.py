@@ -14,7 +14,7 @@ from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
 from ccprof.applier.codemods._cst import (
     Edits, call_names, code_of, kwarg_code, parse_expr, parse_stmts, set_kwarg,
 )
-from ccprof.applier.codemods._script import ScriptInfo
+from ccprof.script.info import ScriptInfo
 
 __all__ = ["Checkpointing"]
 

@@ -10,7 +10,7 @@ import libcst as cst
 from ccprof.applier.codemods import register
 from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
 from ccprof.applier.codemods._cst import Edits, kwarg_code, parse_stmts, set_kwarg
-from ccprof.applier.codemods._script import ScriptInfo
+from ccprof.script.info import ScriptInfo
 from ccprof.applier.codemods._model import model_insertion
 
 __all__ = ["Compile"]

@@ -15,7 +15,7 @@ from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod, in
 from ccprof.applier.codemods._cst import (
     Edits, assigned_names, code_of, kwarg, kwarg_code, parse_stmts, set_kwarg,
 )
-from ccprof.applier.codemods._script import ScriptInfo
+from ccprof.script.info import ScriptInfo
 from ccprof.applier.codemods._model import model_insertion
 
 __all__ = ["Distributed", "torchrun_command"]

@@ -15,8 +15,8 @@ from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
 from ccprof.applier.codemods._cst import (
     Edits, VAL_LOSS_NAME, assigned_names, code_of, kwarg, kwarg_code, parse_stmts, set_kwarg,
 )
-from ccprof.applier.codemods._script import ScriptInfo
-from ccprof.applier.codemods._loop import loop_of, outermost_loop
+from ccprof.script.info import ScriptInfo
+from ccprof.script.loop import loop_of, outermost_loop
 
 __all__ = ["EarlyStopping"]
 

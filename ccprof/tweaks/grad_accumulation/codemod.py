@@ -13,8 +13,9 @@ from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod, in
 from ccprof.applier.codemods._cst import (
     Edits, code_of, expr_stmt_call, kwarg_code, method_call, parse_expr, parse_stmts, set_kwarg,
 )
-from ccprof.applier.codemods._script import ScriptInfo
-from ccprof.applier.codemods._loop import loop_of, outermost_loop, require_sites, step_stmts
+from ccprof.script.info import ScriptInfo
+from ccprof.applier.codemods._loop import require_sites
+from ccprof.script.loop import loop_of, outermost_loop, step_stmts
 
 __all__ = ["GradAccumulation"]
 

@@ -13,11 +13,9 @@ from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
 from ccprof.applier.codemods._cst import (
     Edits, attr_chain, call_names, code_of, kwarg_code, parse_expr, parse_stmts, set_kwarg,
 )
-from ccprof.applier.codemods._script import ScriptInfo
-from ccprof.applier.codemods._loop import (
-    calls_model, device_type_expr, forward_region, loop_of, outermost_loop, require_sites,
-    step_stmts, trained_models,
-)
+from ccprof.script.info import ScriptInfo
+from ccprof.applier.codemods._loop import device_type_expr, forward_region, require_sites
+from ccprof.script.loop import calls_model, loop_of, outermost_loop, step_stmts, trained_models
 
 __all__ = ["MixedPrecision", "normalize_dtype"]
 

@@ -10,7 +10,7 @@ import libcst as cst
 from ccprof.applier.codemods import register
 from ccprof.applier.codemods._base import AlreadyApplied, TweakCodemod, insert_after_imports
 from ccprof.applier.codemods._cst import Edits, code_of, kwarg_code, parse_stmts
-from ccprof.applier.codemods._script import ScriptInfo
+from ccprof.script.info import ScriptInfo
 
 __all__ = ["Tf32"]
 
