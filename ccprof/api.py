@@ -67,7 +67,8 @@ def advise(profile: Profile, ctx: Any = None, **options: Any):
 
 
 def apply(script: str | Path, tweaks: list[str], options: dict[str, Any] | None = None, *,
-          tweak_options: dict[str, Any] | None = None, to_path: str | Path | None = None):
+          tweak_options: dict[str, Any] | None = None, to_path: str | Path | None = None,
+          argv: list[str] | None = None):
     """The script's source rewritten to keep ``tweaks`` (a codemods ApplyResult); writes nothing.
 
         result = apply("train.py", ["mixed_precision", "checkpointing"])
@@ -76,7 +77,9 @@ def apply(script: str | Path, tweaks: list[str], options: dict[str, Any] | None 
 
     ``tweak_options``: each tweak's typed options (what advice.json projected,
     ``selection.tweaks_from_advice``); ``options``: by ``--option`` name, over them
-    (``{"accumulation_steps": 8}``); ``to_path`` names the new file in the diff. Raises
+    (``{"accumulation_steps": 8}``); ``to_path`` names the new file in the diff; ``argv``: the
+    arguments of the run the advice came from (a tweak behind a flag that run left off is not
+    "already applied"; ``selection.run_argv``). Raises
     ``ScriptEncodingError`` (a ValueError) for a file Python could not read either,
     ``ScriptSyntaxError`` for one that does not parse, OSError when it cannot be read.
     """
@@ -86,7 +89,7 @@ def apply(script: str | Path, tweaks: list[str], options: dict[str, Any] | None 
     text = read_script(path)        # its encoding, BOM and line endings: result.script
     result = apply_source(text.source, list(tweaks), options=options, path=str(path),
                           to_path=str(to_path) if to_path is not None else None, like=text,
-                          tweak_options=tweak_options)
+                          tweak_options=tweak_options, argv=argv)
     return replace(result, script=text)
 
 

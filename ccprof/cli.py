@@ -446,7 +446,7 @@ def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top
               output: str | None, in_place: bool, force: bool, option_texts: tuple[str, ...]) -> None:
     """Rewrite SCRIPT with libcst to keep tweaks; print the diff and what was skipped."""
     from ccprof.applier.codemods import ScriptSyntaxError, write_script  # here: keeps `import ccprof.cli` from loading libcst
-    from ccprof.applier.codemods.selection import default_output_path, parse_option, tweaks_from_advice  # here: keeps `import ccprof.cli` from loading libcst
+    from ccprof.applier.codemods.selection import default_output_path, parse_option, run_argv, tweaks_from_advice  # here: keeps `import ccprof.cli` from loading libcst
 
     src_path = Path(script)
     if not src_path.is_file():
@@ -497,7 +497,8 @@ def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top
     if (out_path.exists() and not os.access(out_path, os.W_OK)) or not os.access(target_dir, os.W_OK):
         _fail(f"{out_path}: not writable; nothing written", 2)
     try:
-        result = api.apply(src_path, wanted, tweak_options=per_tweak, to_path=out_path)
+        result = api.apply(src_path, wanted, tweak_options=per_tweak, to_path=out_path,
+                           argv=run_argv(advice_path) if advice_path else None)   # the advice's run: its flags
     except ScriptSyntaxError as exc:
         _fail(f"{exc.path}:{exc.line}: syntax error, fix the script first ({exc.message.splitlines()[0]})", 3)
     except ValueError as exc:       # ScriptEncodingError names the file and the encoding tried

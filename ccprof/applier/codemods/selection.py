@@ -9,7 +9,7 @@ from typing import Any
 from ccprof.artefacts.tweaks import TweakOptions, parse_option
 from ccprof.applier.codemods import codemod_ids
 
-__all__ = ["tweaks_from_advice", "parse_option", "default_output_path"]
+__all__ = ["tweaks_from_advice", "parse_option", "default_output_path", "run_argv"]
 
 
 def tweaks_from_advice(advice_set: Any, top: int | None = None) -> tuple[list[str], dict[str, TweakOptions]]:
@@ -26,6 +26,20 @@ def tweaks_from_advice(advice_set: Any, top: int | None = None) -> tuple[list[st
     ranked = [a for a in advice_set.advice if a.status == "recommended" and a.tweak in have]
     chosen = ranked[:top] if top is not None else ranked
     return [a.tweak for a in chosen], {a.tweak: a.tweak_options() for a in chosen}
+
+
+def run_argv(advice_path: str | Path) -> list[str] | None:
+    """The script's arguments in the run an advice file came from: ``environment.argv`` of the
+    profile.json beside it (``ccprof analyze`` writes both in one folder); None when there is
+    none. ``apply`` reads flag-guarded blocks (``if args.compile:``) against them."""
+    import json
+
+    profile = Path(advice_path).with_name("profile.json")
+    try:
+        argv = json.loads(profile.read_text(encoding="utf-8")).get("environment", {}).get("argv")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return [str(a) for a in argv] if isinstance(argv, list) else None
 
 
 def default_output_path(script: str | Path) -> Path:
