@@ -307,6 +307,7 @@ def reconcile(facts: StaticFacts, seen: dict[str, bool]) -> StaticFacts:
     """
     changes: dict[str, object] = {}
     inactive = dict(facts.inactive)
+    behind = dict(facts.behind)
     for fact, active in seen.items():
         if fact not in RUNTIME_FACTS:
             raise ValueError(f"{fact!r} is not observed at run time")
@@ -316,4 +317,6 @@ def reconcile(facts: StaticFacts, seen: dict[str, bool]) -> StaticFacts:
                 inactive[fact] = facts.lines[fact]
         elif active and not getattr(facts, fact):
             changes[fact] = True
-    return replace(facts, **changes, inactive=inactive) if changes else facts
+            inactive.pop(fact, None)        # the run did it after all (a flag's value ccprof misread)
+            behind.pop(fact, None)
+    return replace(facts, **changes, inactive=inactive, behind=behind) if changes else facts
