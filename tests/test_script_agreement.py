@@ -165,3 +165,14 @@ def test_accumulated_loss_is_not_accumulation():
     assert static_facts_from_source(source).accumulation is False
     result = apply_source(source, ["grad_accumulation"])
     assert result.applied == ["grad_accumulation"], result.skipped
+
+
+def test_apply_from_advice_reads_the_runs_argv(tmp_path):
+    """`ccprof apply --from advice.json` takes the run's argv from the profile.json beside it."""
+    import json
+
+    from ccprof.applier.codemods.selection import run_argv
+
+    (tmp_path / "profile.json").write_text(json.dumps({"environment": {"argv": ["--epochs", "3"]}}))
+    assert run_argv(tmp_path / "advice.json") == ["--epochs", "3"]
+    assert run_argv(tmp_path / "elsewhere" / "advice.json") is None
