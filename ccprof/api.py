@@ -76,7 +76,8 @@ def advise(profile: Profile, ctx: Any = None, **options: Any):
 
 
 def apply(script: str | Path, tweaks: list[str], options: dict[str, Any] | None = None, *,
-          tweak_options: dict[str, Any] | None = None, to_path: str | Path | None = None):
+          tweak_options: dict[str, Any] | None = None, to_path: str | Path | None = None,
+          argv: list[str] | None = None):
     """The script's source rewritten to keep ``tweaks`` (a codemods ApplyResult); writes nothing.
 
         result = apply("train.py", ["mixed_precision", "checkpointing"])
@@ -85,7 +86,9 @@ def apply(script: str | Path, tweaks: list[str], options: dict[str, Any] | None 
 
     ``tweak_options``: each tweak's typed options (what advice.json projected,
     ``selection.tweaks_from_advice``); ``options``: by ``--option`` name, over them
-    (``{"accumulation_steps": 8}``); ``to_path`` names the new file in the diff. Raises
+    (``{"accumulation_steps": 8}``); ``to_path`` names the new file in the diff; ``argv``: the
+    arguments of the run the advice came from (a tweak behind a flag that run left off is not
+    "already applied"; ``selection.run_argv``). Raises
     ``ScriptEncodingError`` (a ValueError) for a file Python could not read either,
     ``ScriptSyntaxError`` for one that does not parse, OSError when it cannot be read.
     """
@@ -95,7 +98,7 @@ def apply(script: str | Path, tweaks: list[str], options: dict[str, Any] | None 
     text = read_script(path)        # its encoding, BOM and line endings: result.script
     result = apply_source(text.source, list(tweaks), options=options, path=str(path),
                           to_path=str(to_path) if to_path is not None else None, like=text,
-                          tweak_options=tweak_options)
+                          tweak_options=tweak_options, argv=argv)
     return replace(result, script=text)
 
 
@@ -409,7 +412,7 @@ def apply_to_file(script: str | Path, tweaks: Iterable[str] = (), *, advice_path
     -> ``train_ccprof.py``.
     """
     from ccprof.applier.codemods import ScriptSyntaxError, write_script  # here: keeps `import ccprof.api` from loading libcst
-    from ccprof.applier.codemods.selection import default_output_path, parse_option, select_tweaks
+    from ccprof.applier.codemods.selection import default_output_path, parse_option, run_argv, select_tweaks
     from ccprof.artefacts.tweaks import options_for
     from ccprof.outputs import check_output, write_output
 
@@ -442,7 +445,8 @@ def apply_to_file(script: str | Path, tweaks: Iterable[str] = (), *, advice_path
     backup = check_output(out_path, [] if in_place else [src], force=force, in_place=in_place,
                           make_parents=False)
     try:
-        result = apply(src, sel.tweaks, tweak_options=per_tweak, to_path=out_path)
+        result = apply(src, sel.tweaks, tweak_options=per_tweak, to_path=out_path,
+                       argv=run_argv(advice_path) if advice_path else None)   # the advice's run: its flags
     except ScriptSyntaxError as exc:
         raise UsageError(f"{exc.path}:{exc.line}: syntax error, fix the script first "
                          f"({exc.message.splitlines()[0]})", ExitCode.SCRIPT_ERROR) from None

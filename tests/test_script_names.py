@@ -63,7 +63,7 @@ def test_a_sharded_grad_scaler_is_a_grad_scaler_to_both():
     src = LOOP.format(imports="from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler",
                       setup="scaler = ShardedGradScaler()")
     assert static_facts_from_source(src).grad_scaler
-    from ccprof.applier.codemods._script import ScriptInfo
+    from ccprof.script.info import ScriptInfo
     from ccprof.script.facts import ModuleFacts
     import libcst as cst
 

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FACTS = [
     "autocast", "grad_scaler", "checkpointing", "accumulation", "validation",
     "early_stopping", "from_pretrained", "load_state_dict", "ddp", "fsdp", "data_parallel",
-    "compile", "hf_trainer", "lightning", "peft",
+    "compile", "hf_trainer", "lightning", "peft", "tf32", "fused_optimizer", "dataloader",
 ]
 
 

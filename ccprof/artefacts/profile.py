@@ -361,12 +361,18 @@ class StaticFacts:
     hf_trainer: bool = False
     lightning: bool = False
     peft: bool = False
+    tf32: bool = False                      # TF32 matmuls allowed (`allow_tf32 = True`, matmul precision "high")
+    fused_optimizer: bool = False           # every torch.optim optimizer with a fused/foreach kernel uses it
+    dataloader: bool = False                # every DataLoader has workers, pin_memory and persistent_workers
     training_args: dict[str, Any] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)
     note: str | None = None
     # facts the source has (fact -> line) that the run showed were not active, e.g. a
     # `torch.compile` behind `if compile:` with --compile=False (see static.reconcile)
     inactive: dict[str, int] = field(default_factory=dict)
+    # facts the source holds behind a flag (fact -> which, and whether the run set it), e.g.
+    # "compile": "behind `if args.compile:` (line 200), set by --compile (off in this run)"
+    behind: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

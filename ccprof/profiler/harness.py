@@ -110,13 +110,14 @@ def _is_oom(exc: BaseException) -> bool:
         "out of memory" in text or "can't allocate memory" in text)
 
 
-def _static(script: str) -> StaticFacts:
+def _static(script: str, args: list[str]) -> StaticFacts:
+    """The script's static facts for this run: ``args`` tell which flag-guarded blocks ran."""
     try:
         from ccprof.profiler.static import read_static_facts  # here: nothing extra is imported into the user's process before it is needed
     except ImportError:
         return StaticFacts(parsed=False, note="static analysis unavailable")
     try:
-        return read_static_facts(script)
+        return read_static_facts(script, argv=args)
     except Exception as exc:  # static facts are a bonus; never fail the run for them
         return StaticFacts(parsed=False, note=f"static analysis failed: {exc!r}")
 
@@ -289,7 +290,7 @@ def run(spec: RunSpec) -> int:
     def assemble(error: ErrorInfo | None, findings: list[Finding], *, cheap: bool = False,
                  outcome: str = "") -> Any:
         if state["static"] is None:
-            state["static"] = _static(script)
+            state["static"] = _static(script, args)
         static = state["static"]
         if static.parsed and session.step_index >= session.warmup:
             from ccprof.profiler.static import reconcile  # here: nothing extra is imported into the user's process before it is needed

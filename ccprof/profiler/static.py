@@ -10,6 +10,13 @@ not. Method calls on the user's objects (``model.eval()``, ``model.from_pretrain
 ``optimizer.step()``) are matched by attribute name, since their receivers have no
 importable name.
 
+What the script already does (autocast, GradScaler, checkpointing, accumulation, compile, TF32,
+a fused optimizer, DataLoader workers, early stopping, DDP/FSDP, peft) is read by
+``ccprof.script.applied``, the functions the codemods' "already applied" checks ask too, with
+the run's argv: a fact whose every place sits behind a flag the run left off is False, with its
+line in ``inactive`` and the flag in ``behind``. This module adds the facts only the report
+needs (validation, weights loaded, the framework, the Trainer's keyword values).
+
 ``read_static_facts(path)`` never raises on a bad script: a file that does not parse
 gives ``StaticFacts(parsed=False, note=...)`` naming the line.
 """
@@ -17,15 +24,18 @@ from __future__ import annotations
 
 import ast
 import re
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any, Callable
-from dataclasses import replace
+from typing import Any, Callable, Sequence
 
 import libcst as cst
-import libcst.matchers as m
 
 from ccprof.artefacts.profile import StaticFacts
+from ccprof.script.applied import FACTS as APPLIED_FACTS
+from ccprof.script.applied import applied
 from ccprof.script.facts import ModuleFacts
+from ccprof.script.flags import script_options
+from ccprof.script.info import ScriptInfo
 from ccprof.script.names import last_of, matches
 
 __all__ = ["read_static_facts", "static_facts_from_source", "reconcile", "RUNTIME_FACTS"]
@@ -37,11 +47,10 @@ RUNTIME_FACTS = ("autocast", "grad_scaler", "checkpointing", "accumulation", "fr
 
 
 # ---------------------------------------------------------------------------------------
-# Facts from references to library objects: fact -> the kind in ccprof.script.names (one
-# vocabulary with the codemods, so "the script already has X" means the same to both).
+# Facts from references to library objects that no tweak's "already applied" reads: fact ->
+# the kind in ccprof.script.names.
 
-_REFERENCE_FACTS = ("autocast", "grad_scaler", "checkpointing", "early_stopping", "ddp", "fsdp",
-                    "data_parallel", "compile", "hf_trainer", "lightning", "peft")
+_REFERENCE_FACTS = ("data_parallel", "hf_trainer", "lightning")
 # configuration calls whose keywords are read (_KWARG_RULES), first match wins
 _OWNERS = ("training_arguments", "lightning_trainer", "accelerator", "hf_trainer")
 
@@ -53,68 +62,18 @@ _OWNERS = ("training_arguments", "lightning_trainer", "accelerator", "hf_trainer
 _NOT_LITERAL = object()
 
 
-def _on(value: Any) -> bool:
-    """True for a literal truthy value; False for a literal falsy one or an expression."""
-    return value is not _NOT_LITERAL and bool(value)
-
-
-def _more_than_one(value: Any) -> bool:
-    """An accumulation count: an expression counts (it is there to be set above 1)."""
-    if value is _NOT_LITERAL:
-        return True
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 1
-
-
 def _strategy_enabled(value: Any) -> bool:
     if value is _NOT_LITERAL:
         return True
     return value not in ("no", "NO", None, False)
 
 
-def _fsdp_enabled(value: Any) -> bool:
-    if value is _NOT_LITERAL:
-        return True
-    return bool(value) and value not in ("", [], False)
-
-
-_LIGHTNING_AMP = {16, "16", "16-mixed", "bf16", "bf16-mixed"}
-_LIGHTNING_FP16 = {16, "16", "16-mixed"}
-
-
-def _lightning_strategy(prefix: str) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, str) and (v == prefix or v.startswith(prefix + "_"))
-
-
-# owner -> keyword -> [(fact, predicate(value))]
+# owner -> keyword -> [(fact, predicate(value))]; the facts a tweak reads are ccprof.script.applied's
 _KWARG_RULES: dict[str, dict[str, list[tuple[str, Callable[[Any], bool]]]]] = {
     "training_arguments": {
-        "fp16": [("autocast", _on), ("grad_scaler", _on)],
-        "bf16": [("autocast", _on)],
-        "gradient_checkpointing": [("checkpointing", _on)],
-        "gradient_accumulation_steps": [("accumulation", _more_than_one)],
         "eval_strategy": [("validation", _strategy_enabled)],
         "evaluation_strategy": [("validation", _strategy_enabled)],
-        "do_eval": [("validation", _on)],
-        "torch_compile": [("compile", _on)],
-        "torch_compile_backend": [("compile", lambda v: v is not None)],
-        "torch_compile_mode": [("compile", lambda v: v is not None)],
-        "fsdp": [("fsdp", _fsdp_enabled)],
-    },
-    "lightning_trainer": {
-        "precision": [("autocast", lambda v: v in _LIGHTNING_AMP),
-                      ("grad_scaler", lambda v: v in _LIGHTNING_FP16)],
-        "accumulate_grad_batches": [("accumulation", _more_than_one)],
-        "strategy": [("ddp", _lightning_strategy("ddp")),
-                     ("fsdp", _lightning_strategy("fsdp")),
-                     ("data_parallel", lambda v: v == "dp")],
-    },
-    "accelerator": {
-        "mixed_precision": [("autocast", lambda v: v in ("fp16", "bf16", "fp8")),
-                            ("grad_scaler", lambda v: v == "fp16")],
-        "gradient_accumulation_steps": [("accumulation", _more_than_one)],
-    },
-    "hf_trainer": {
-        "peft_config": [("peft", lambda v: v is not None)],
+        "do_eval": [("validation", lambda v: v is not _NOT_LITERAL and bool(v))],
     },
 }
 
@@ -124,26 +83,14 @@ _KWARG_RULES: dict[str, dict[str, list[tuple[str, Callable[[Any], bool]]]]] = {
 
 # `X.from_pretrained(...)` loads weights unless X is a tokenizer, config or processor.
 _NOT_WEIGHTS = re.compile(r"(Tokenizer|Config|Processor|FeatureExtractor|Extractor)\w*$")
-# receivers of `.step()` that are not optimizers
-_NOT_OPTIMIZER = re.compile(r"sched|(^|[._])lr", re.IGNORECASE)
-# a range() bound that names micro-batches: `for micro_step in range(grad_accum_steps)`
-_ACCUM_BOUND = re.compile(r"accum|micro", re.IGNORECASE)
-# identifiers of hand-written early stopping: `if bad_epochs >= patience: break`
-_PATIENCE = re.compile(
-    r"patience|early_?stop|no_?improve|without_improvement|bad_(epochs|evals|steps|rounds)",
-    re.IGNORECASE,
-)
 # evaluation functions users define (nanoGPT's estimate_loss, Lightning's validation_step)
 _EVAL_DEF = re.compile(
     r"^(validation_step|evaluate|validate|estimate_loss|run_(eval|validation)"
     r"|eval(uate)?_(epoch|loop|model)|val(idation|idate)?_(epoch|loop))$"
 )
 
-_FACTS = (
-    "autocast", "grad_scaler", "checkpointing", "accumulation", "validation",
-    "early_stopping", "from_pretrained", "load_state_dict", "ddp", "fsdp", "data_parallel",
-    "compile", "hf_trainer", "lightning", "peft",
-)
+# every boolean fact of StaticFacts (one list: the artefact's fields)
+_FACTS = tuple(f.name for f in fields(StaticFacts) if f.type in ("bool", bool) and f.name != "parsed")
 
 
 def _literal(code: str) -> Any:
@@ -239,9 +186,7 @@ class _Collector(cst.CSTVisitor):
             q.source.name == "IMPORT"
             for q in self.facts.qualified(func)
         )
-        if name == "gradient_checkpointing_enable":
-            self._see("checkpointing", node)
-        elif name == "from_pretrained":
+        if name == "from_pretrained":
             receiver = self._code(func.value)
             qlast = [last_of(q) for q in self._qnames(func.value)]
             if not any(_NOT_WEIGHTS.search(s) for s in [receiver, *qlast]):
@@ -252,42 +197,6 @@ class _Collector(cst.CSTVisitor):
             self._see("validation", node)           # model.eval()
         elif name in ("evaluate", "validate") and not library:
             self._see("validation", node)           # trainer.evaluate(), trainer.validate()
-        elif name == "compile" and not library:
-            self._see("compile", node)              # nn.Module.compile(); not re.compile
-
-    # -- control flow -------------------------------------------------------------------
-    def visit_If(self, node: cst.If) -> None:
-        self._condition(node.test, node.body, node)
-
-    def visit_While(self, node: cst.While) -> None:
-        self._condition(node.test, node.body, node)
-
-    def _condition(self, test: cst.BaseExpression, body: cst.CSTNode, node: cst.CSTNode) -> None:
-        # `if (i + 1) % accum == 0: optimizer.step()` -> accumulation
-        if m.findall(test, m.BinaryOperation(operator=m.Modulo())):
-            for call in m.findall(body, m.Call(func=m.Attribute(attr=m.Name("step")))):
-                receiver = self._code(call.func.value)
-                if not _NOT_OPTIMIZER.search(receiver):
-                    self._see("accumulation", call)
-                    break
-        # `if epochs_without_improvement >= patience: break` -> early stopping
-        for name in m.findall(test, m.Name()):
-            if _PATIENCE.search(name.value):
-                self._see("early_stopping", node)
-                break
-
-    def visit_For(self, node: cst.For) -> None:
-        # `for micro_step in range(gradient_accumulation_steps): ... loss.backward()`
-        iterator = node.iter
-        if (
-            isinstance(iterator, cst.Call)
-            and m.matches(iterator.func, m.Name("range"))
-            and any(_ACCUM_BOUND.search(self._code(a.value)) for a in iterator.args)
-            and m.findall(node.body, m.Call(func=m.Attribute(attr=m.Name("backward"))))
-            # the step comes after the micro-batch loop, not inside it
-            and not m.findall(node.body, m.Call(func=m.Attribute(attr=m.Name("step"))))
-        ):
-            self._see("accumulation", node)
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         if _EVAL_DEF.match(node.name.value):
@@ -306,12 +215,16 @@ def _syntax_note(source: str, filename: str) -> str | None:
     return None
 
 
-def static_facts_from_source(source: str, filename: str = "<string>") -> StaticFacts:
+def static_facts_from_source(source: str, filename: str = "<string>",
+                             argv: Sequence[str] | None = None) -> StaticFacts:
     """Static facts of a script given as source text.
 
     Args:
         source: the script's Python source.
         filename: how notes name the script.
+        argv: the run's arguments after the script's name; a fact whose every place sits behind
+            a flag this run left off (``if args.compile:``) is then False, with its line in
+            ``inactive``. None: no run known, such a fact counts (``behind`` names the flag).
 
     Returns:
         ``StaticFacts``; ``parsed=False`` with a ``note`` naming the line when the source
@@ -333,23 +246,40 @@ def static_facts_from_source(source: str, filename: str = "<string>") -> StaticF
             note=f"{filename}: libcst cannot parse line {e.raw_line} ({e.message}); "
                  "static facts were not read",
         )
-    collector = _Collector(ModuleFacts(module))
+    facts = ModuleFacts(module)
+    collector = _Collector(facts)
     module.visit(collector)
-    lines = dict(sorted(collector.lines.items(), key=lambda kv: (kv[1], kv[0])))
+    lines = dict(collector.lines)
+    inactive: dict[str, int] = {}
+    behind: dict[str, str] = {}
+    info = ScriptInfo(facts)
+    options = script_options(info, argv)
+    for fact in APPLIED_FACTS:          # what the codemods' "already applied" reads too
+        a = applied(info, fact, options)
+        if a.on:
+            lines[fact] = a.line
+        elif a.off_in_run:
+            inactive[fact] = a.line
+        if a.behind:
+            behind[fact] = a.reason()
+    lines = dict(sorted(lines.items(), key=lambda kv: (kv[1], kv[0])))
     flags = {fact: fact in lines for fact in _FACTS}
-    return StaticFacts(parsed=True, training_args=collector.training_args, lines=lines, **flags)
+    return StaticFacts(parsed=True, training_args=collector.training_args, lines=lines, inactive=inactive,
+                       behind=behind, **flags)
 
 
-def read_static_facts(path: str | Path) -> StaticFacts:
+def read_static_facts(path: str | Path, argv: Sequence[str] | None = None) -> StaticFacts:
     """Read what a training script's source says about how it trains.
 
     Args:
         path: the script (``train.py``).
+        argv: the run's arguments after the script's name (``static_facts_from_source``).
 
     Returns:
         ``StaticFacts`` with one boolean per fact (autocast, grad_scaler, checkpointing,
         accumulation, validation, early_stopping, from_pretrained, load_state_dict, ddp,
-        fsdp, data_parallel, compile, hf_trainer, lightning, peft), the literal keyword
+        fsdp, data_parallel, compile, hf_trainer, lightning, peft, tf32, fused_optimizer,
+        dataloader), the literal keyword
         values of ``TrainingArguments(...)`` / Lightning ``Trainer(...)`` in
         ``training_args``, and ``lines``: fact -> first line it was seen on. A file that
         cannot be read or parsed gives ``parsed=False`` and a ``note``; nothing is raised.
@@ -364,7 +294,7 @@ def read_static_facts(path: str | Path) -> StaticFacts:
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         return StaticFacts(parsed=False, note=f"cannot read {path}: {e}")
-    return static_facts_from_source(source, filename=str(path))
+    return static_facts_from_source(source, filename=str(path), argv=argv)
 
 
 def reconcile(facts: StaticFacts, seen: dict[str, bool]) -> StaticFacts:
@@ -377,6 +307,7 @@ def reconcile(facts: StaticFacts, seen: dict[str, bool]) -> StaticFacts:
     """
     changes: dict[str, object] = {}
     inactive = dict(facts.inactive)
+    behind = dict(facts.behind)
     for fact, active in seen.items():
         if fact not in RUNTIME_FACTS:
             raise ValueError(f"{fact!r} is not observed at run time")
@@ -386,4 +317,6 @@ def reconcile(facts: StaticFacts, seen: dict[str, bool]) -> StaticFacts:
                 inactive[fact] = facts.lines[fact]
         elif active and not getattr(facts, fact):
             changes[fact] = True
-    return replace(facts, **changes, inactive=inactive) if changes else facts
+            inactive.pop(fact, None)        # the run did it after all (a flag's value ccprof misread)
+            behind.pop(fact, None)
+    return replace(facts, **changes, inactive=inactive, behind=behind) if changes else facts

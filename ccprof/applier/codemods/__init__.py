@@ -22,7 +22,7 @@ import builtins
 import importlib
 import difflib
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import libcst as cst
 from libcst.codemod import CodemodContext
@@ -106,7 +106,8 @@ def tweak_options_of(options: dict[str, Any] | None = None,
 def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | None = None,
                  path: str = "<script>", to_path: str | None = None,
                  like: ScriptText | None = None,
-                 tweak_options: dict[str, TweakOptions | dict[str, Any]] | None = None) -> ApplyResult:
+                 tweak_options: dict[str, TweakOptions | dict[str, Any]] | None = None,
+                 argv: Sequence[str] | None = None) -> ApplyResult:
     """Rewrite ``source`` with the codemods of ``tweaks``; pure (no file I/O).
 
     Each tweak either rewrites the script completely or leaves it exactly as it was (a skip
@@ -122,6 +123,10 @@ def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | No
     says so when it would not (a ``ScriptEncodingError`` when it cannot be encoded at all).
     A leading BOM character and ``\r\n`` or ``\r`` line endings in ``source`` are kept in
     ``result.source``; the diff is of the text with ``\n`` endings, so it shows only edits.
+    ``argv``: the arguments of the run the advice came from (profile.json's
+    ``environment.argv``): a tweak the script holds only behind a flag that run left off
+    (``if args.compile:``) is then not "already applied" but skipped, naming the flag. Without
+    it such a tweak counts as applied and the reason says it is behind a flag.
     Raises ``ScriptSyntaxError`` when ``source`` does not parse.
     """
     _load()
@@ -150,7 +155,7 @@ def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | No
             skipped[tweak] = (f"no codemod for {tweak!r}; codemods exist for: {', '.join(codemod_ids())}")
             continue
         # the advice's own figures for this tweak, under what the user passed (--option wins)
-        codemod = cls(CodemodContext(filename=path), per_tweak.get(tweak))
+        codemod = cls(CodemodContext(filename=path), per_tweak.get(tweak), argv=argv)
         try:
             new_tree = codemod.rewrite(facts)
         except AlreadyApplied as e:

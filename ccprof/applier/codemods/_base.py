@@ -9,7 +9,7 @@ that finds nothing to change raises ``Skip`` (with the line it looked for) or
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import libcst as cst
 import libcst.matchers as m
@@ -17,9 +17,11 @@ from libcst.codemod import CodemodCommand, CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 
 from ccprof.artefacts.tweaks import TweakOptions, options_for
-from ccprof.script.facts import ModuleFacts
 from ccprof.applier.codemods._cst import Edits
-from ccprof.applier.codemods._script import ScriptInfo
+from ccprof.script.applied import applied
+from ccprof.script.facts import ModuleFacts
+from ccprof.script.flags import script_options
+from ccprof.script.info import ScriptInfo
 
 
 class Skip(Exception):
@@ -42,12 +44,19 @@ class TweakCodemod(CodemodCommand):
 
     tweak: ClassVar[str] = ""
     DESCRIPTION: ClassVar[str] = ""
+    # the facts of ccprof.script.applied that mean the script already has the tweak (any one):
+    # the same functions the profiler's static facts ask, so apply and analyze agree
+    FACTS: ClassVar[tuple[str, ...]] = ()
     # No libcst metadata providers: ``ScriptInfo`` reads a ``ModuleFacts`` (parents, lines,
     # qualified names), which ``apply_source`` shares between the tweaks of one module version.
     METADATA_DEPENDENCIES = ()
 
-    def __init__(self, context: CodemodContext, options: TweakOptions | dict[str, Any] | None = None) -> None:
+    def __init__(self, context: CodemodContext, options: TweakOptions | dict[str, Any] | None = None,
+                 argv: Sequence[str] | None = None) -> None:
         super().__init__(context)
+        # the arguments of the run the advice came from (None: not known); they tell whether a
+        # block behind a flag (`if args.compile:`) was in effect
+        self.argv = None if argv is None else list(argv)
         # the tweak's typed options (ccprof.artefacts.tweaks); a field left None takes the
         # codemod's default, given where it is read
         self.options = options_for(self.tweak, options)
@@ -61,6 +70,7 @@ class TweakCodemod(CodemodCommand):
         """The module of ``facts`` with this tweak, imports included; raises ``Skip`` or
         ``AlreadyApplied``. Unchanged subtrees are shared with ``facts.module``."""
         info = ScriptInfo(facts)
+        self.check_applied(info)
         if info.uses_accelerate():
             raise Skip("this is an Accelerate script (looked for plain torch calls, found "
                        "`accelerate.Accelerator`): set the tweak on `Accelerator(...)` instead")
@@ -74,6 +84,22 @@ class TweakCodemod(CodemodCommand):
         if RemoveImportsVisitor.CONTEXT_KEY in self.context.scratch:   # no codemod asks for it yet
             tree = RemoveImportsVisitor(self.context).transform_module(tree)
         return tree
+
+    def check_applied(self, info: ScriptInfo) -> None:
+        """``AlreadyApplied`` when one of the tweak's ``FACTS`` is in effect (behind a flag whose
+        value the run does not tell: still, saying so); ``Skip`` when the script has it only
+        behind a flag the run left off (a second copy would fight the first)."""
+        if not self.FACTS:
+            return
+        options = script_options(info, self.argv)
+        found = [applied(info, fact, options) for fact in self.FACTS]
+        for a in found:
+            if a.on:
+                raise AlreadyApplied(a.reason())
+        for a in found:
+            if a.off_in_run:
+                raise Skip(f"not in effect in the run the advice came from: {a.reason()}; turn "
+                           f"{' / '.join(a.flags) or 'that flag'} on to use it rather than adding a second one")
 
     def transform_module(self, tree: cst.Module) -> cst.Module:
         """libcst's entry point (a whole-module pass per metadata provider) replaced by

@@ -5,7 +5,7 @@ import libcst as cst
 
 from ccprof.applier.codemods._base import Skip
 from ccprof.applier.codemods._cst import assigned_names, attr_chain, call_names, kwarg, method_call
-from ccprof.applier.codemods._script import ScriptInfo
+from ccprof.script.info import ScriptInfo
 
 
 def model_insertion(info: ScriptInfo) -> tuple[cst.BaseStatement, str]:

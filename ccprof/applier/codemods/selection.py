@@ -11,7 +11,7 @@ from typing import Any
 from ccprof.artefacts.tweaks import TWEAKS, TweakOptions, parse_option
 from ccprof.applier.codemods import codemod_ids
 
-__all__ = ["Selection", "select_tweaks", "tweaks_from_advice", "parse_option", "default_output_path"]
+__all__ = ["Selection", "select_tweaks", "tweaks_from_advice", "parse_option", "default_output_path", "run_argv"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,20 @@ def tweaks_from_advice(advice_set: Any, top: int | None = None) -> tuple[list[st
     """
     sel = select_tweaks([], advice_set, top)
     return sel.tweaks, sel.options
+
+
+def run_argv(advice_path: str | Path) -> list[str] | None:
+    """The script's arguments in the run an advice file came from: ``environment.argv`` of the
+    profile.json beside it (``ccprof analyze`` writes both in one folder); None when there is
+    none. ``apply`` reads flag-guarded blocks (``if args.compile:``) against them."""
+    import json
+
+    profile = Path(advice_path).with_name("profile.json")
+    try:
+        argv = json.loads(profile.read_text(encoding="utf-8")).get("environment", {}).get("argv")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return [str(a) for a in argv] if isinstance(argv, list) else None
 
 
 def default_output_path(script: str | Path) -> Path:

@@ -11,7 +11,7 @@ import libcst as cst
 from ccprof.applier.codemods import register
 from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
 from ccprof.applier.codemods._cst import Edits, code_of, kwarg, kwarg_code, set_kwarg
-from ccprof.applier.codemods._script import ScriptInfo
+from ccprof.script.info import ScriptInfo
 
 __all__ = ["BatchSize"]
 

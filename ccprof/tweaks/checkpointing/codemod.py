@@ -10,11 +10,11 @@ from __future__ import annotations
 import libcst as cst
 
 from ccprof.applier.codemods import register
-from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
+from ccprof.applier.codemods._base import Skip, TweakCodemod
 from ccprof.applier.codemods._cst import (
     Edits, call_names, code_of, kwarg_code, parse_expr, parse_stmts, set_kwarg,
 )
-from ccprof.applier.codemods._script import ScriptInfo
+from ccprof.script.info import ScriptInfo
 
 __all__ = ["Checkpointing"]
 
@@ -24,18 +24,13 @@ HF_ENABLE = 'gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_r
 @register("checkpointing")
 class Checkpointing(TweakCodemod):
     DESCRIPTION = "Gradient (activation) checkpointing of the repeated blocks."
+    FACTS = ("checkpointing",)
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:
-        found = info.calls_of("checkpointing") or info.method_calls("gradient_checkpointing_enable")
-        if found:
-            raise AlreadyApplied(f"`{code_of(found[0].func).strip()}(...)` at line {info.line(found[0])}")
         if info.kind == "hf_trainer":
             calls = info.training_args_calls()
             if not calls:
                 raise Skip("looked for a `TrainingArguments(...)` call; pass --gradient_checkpointing")
-            for call in calls:
-                if kwarg_code(call, "gradient_checkpointing") == "True":
-                    raise AlreadyApplied(f"`gradient_checkpointing=True` at line {info.line(call)}")
             for call in calls:
                 def fix(u: cst.Call, c=call) -> cst.Call:
                     u = set_kwarg(u, "gradient_checkpointing", "True")

@@ -8,9 +8,9 @@ from __future__ import annotations
 import libcst as cst
 
 from ccprof.applier.codemods import register
-from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
-from ccprof.applier.codemods._cst import Edits, kwarg_code, parse_stmts, set_kwarg
-from ccprof.applier.codemods._script import ScriptInfo
+from ccprof.applier.codemods._base import Skip, TweakCodemod
+from ccprof.applier.codemods._cst import Edits, parse_stmts, set_kwarg
+from ccprof.script.info import ScriptInfo
 from ccprof.applier.codemods._model import model_insertion
 
 __all__ = ["Compile"]
@@ -19,21 +19,13 @@ __all__ = ["Compile"]
 @register("compile")
 class Compile(TweakCodemod):
     DESCRIPTION = "Compile the model with torch.compile."
+    FACTS = ("compile",)
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:
-        found = info.calls_of("compile")
-        if found:
-            raise AlreadyApplied(f"`torch.compile(...)` at line {info.line(found[0])}")
-        for c in info.method_calls("compile"):
-            if isinstance(c.func.value, cst.Name) and c.func.value.value in info.model_names():  # type: ignore[union-attr]
-                raise AlreadyApplied(f"`{c.func.value.value}.compile()` at line {info.line(c)}")  # type: ignore[union-attr]
         if info.kind == "hf_trainer":
             calls = info.training_args_calls()
             if not calls:
                 raise Skip("looked for a `TrainingArguments(...)` call; pass --torch_compile on the command line")
-            for call in calls:
-                if kwarg_code(call, "torch_compile") == "True":
-                    raise AlreadyApplied(f"`torch_compile=True` at line {info.line(call)}")
             for call in calls:
                 edits.replace(call, lambda u: set_kwarg(u, "torch_compile", "True"))
             return

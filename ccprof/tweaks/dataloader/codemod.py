@@ -11,8 +11,9 @@ import libcst as cst
 
 from ccprof.applier.codemods import register
 from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
-from ccprof.applier.codemods._cst import Edits, code_of, kwarg, kwarg_code, last_part, set_kwarg
-from ccprof.applier.codemods._script import ScriptInfo
+from ccprof.applier.codemods._cst import Edits, kwarg_code, set_kwarg
+from ccprof.script.applied import loader_settings
+from ccprof.script.info import ScriptInfo
 
 __all__ = ["Dataloader"]
 
@@ -20,36 +21,27 @@ __all__ = ["Dataloader"]
 @register("dataloader")
 class Dataloader(TweakCodemod):
     DESCRIPTION = "Load batches in worker processes into pinned memory."
+    FACTS = ("dataloader",)        # every loader has workers, pin_memory and persistent_workers
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:
         n = int(self.opt("num_workers"))
         pin, persistent = self.opt("pin_memory"), self.opt("persistent_workers")
         prefetch = self.opt("prefetch_factor")
-        loaders = info.calls_of("dataloader")
-        if info.kind == "hf_trainer" and not loaders:
+        if info.kind == "hf_trainer" and not info.calls_of("dataloader"):
             return self._hf(info, edits, n)
-        if not loaders:
+        if not info.calls_of("dataloader"):
             raise Skip("looked for a `torch.utils.data.DataLoader(...)` call and found none")
-        iterable = {cd.name.value for cd in info.class_defs
-                    if any(last_part(q) == "IterableDataset" for b in cd.bases for q in info.qnames(b.value))}
-        for call in loaders:
-            dataset = call.args[0].value if call.args and call.args[0].keyword is None else (
-                kwarg(call, "dataset").value if kwarg(call, "dataset") is not None else None)
-            if dataset is not None and isinstance(dataset, cst.Call) and code_of(dataset.func).strip() in iterable:
-                continue
-            positional = sum(1 for a in call.args if a.keyword is None)
-            workers = kwarg_code(call, "num_workers")
-            if positional >= 6:
-                workers = code_of(call.args[5].value).strip()
+        for loader in loader_settings(info):
+            call, workers = loader.call, loader.workers
             changes = []
             if workers is None or workers == "0":
                 changes.append(("num_workers", str(n)))
                 workers = str(n)
-            if pin and kwarg_code(call, "pin_memory") is None and positional < 8:
+            if pin and not loader.pinned:
                 changes.append(("pin_memory", "True"))
             if prefetch and kwarg_code(call, "prefetch_factor") is None:
                 changes.append(("prefetch_factor", str(int(prefetch))))
-            if persistent and kwarg_code(call, "persistent_workers") is None:
+            if persistent and not loader.persistent:
                 # persistent_workers=True with 0 workers is an error, so guard a computed count
                 changes.append(("persistent_workers", "True" if workers.isdigit() else f"{workers} > 0"))
             if changes:
@@ -59,17 +51,12 @@ class Dataloader(TweakCodemod):
                     return u
                 edits.replace(call, fix)
         if not edits:
-            raise AlreadyApplied(f"the DataLoader at line {info.line(loaders[0])} has workers, "
-                                 "pin_memory and persistent_workers")
+            raise AlreadyApplied("every DataLoader already has what these options ask for")
 
     def _hf(self, info: ScriptInfo, edits: Edits, n: int) -> None:
         calls = info.training_args_calls()
         if not calls:
             raise Skip("looked for a `TrainingArguments(...)` call; pass --dataloader_num_workers")
-        for call in calls:
-            cur = kwarg_code(call, "dataloader_num_workers")
-            if cur is not None and cur != "0":
-                raise AlreadyApplied(f"`dataloader_num_workers={cur}` at line {info.line(call)}")
         for call in calls:
             def fix(u: cst.Call, c=call) -> cst.Call:
                 u = set_kwarg(u, "dataloader_num_workers", str(n))

@@ -11,11 +11,11 @@ from __future__ import annotations
 import libcst as cst
 
 from ccprof.applier.codemods import register
-from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod, insert_after_imports
+from ccprof.applier.codemods._base import Skip, TweakCodemod, insert_after_imports
 from ccprof.applier.codemods._cst import (
     Edits, assigned_names, code_of, kwarg, kwarg_code, parse_stmts, set_kwarg,
 )
-from ccprof.applier.codemods._script import ScriptInfo
+from ccprof.script.info import ScriptInfo
 from ccprof.applier.codemods._model import model_insertion
 
 __all__ = ["Distributed", "torchrun_command"]
@@ -30,20 +30,18 @@ def torchrun_command(path: str) -> str:
 @register("distributed")
 class Distributed(TweakCodemod):
     DESCRIPTION = "Data-parallel training on every GPU with DDP."
+    FACTS = ("ddp", "fsdp")
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:
-        found = info.calls_of("ddp") + info.calls_of("fsdp") + info.calls_of("process_group")
+        found = info.calls_of("process_group")
         if found:
-            raise AlreadyApplied(f"`{code_of(found[0].func).strip()}(...)` at line {info.line(found[0])}")
+            raise Skip(f"line {info.line(found[0])}: the script sets up torch.distributed itself "
+                       f"(`{code_of(found[0].func).strip()}(...)`) without DDP or FSDP; wrap the model by hand")
         launch = torchrun_command(self.context.filename or "script.py")
         if info.kind == "hf_trainer":
             raise Skip(f"the HF Trainer runs DDP by itself: nothing to change in the source; launch it "
                        f"with `{launch}`")
         if info.kind == "lightning":
-            for call in info.lightning_trainer_calls():
-                cur = kwarg_code(call, "strategy")
-                if cur is not None and any(s in cur for s in ("ddp", "fsdp", "deepspeed")):
-                    raise AlreadyApplied(f"`strategy={cur}` at line {info.line(call)}")
             for call in info.lightning_trainer_calls():
                 def fix(u: cst.Call, c=call) -> cst.Call:
                     u = set_kwarg(u, "strategy", '"ddp"')

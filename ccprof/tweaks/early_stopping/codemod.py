@@ -11,12 +11,12 @@ from __future__ import annotations
 import libcst as cst
 
 from ccprof.applier.codemods import register
-from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
+from ccprof.applier.codemods._base import Skip, TweakCodemod
 from ccprof.applier.codemods._cst import (
     Edits, VAL_LOSS_NAME, assigned_names, code_of, kwarg, kwarg_code, parse_stmts, set_kwarg,
 )
-from ccprof.applier.codemods._script import ScriptInfo
-from ccprof.applier.codemods._loop import loop_of, outermost_loop
+from ccprof.script.info import ScriptInfo
+from ccprof.script.loop import loop_of, outermost_loop
 
 __all__ = ["EarlyStopping"]
 
@@ -24,13 +24,10 @@ __all__ = ["EarlyStopping"]
 @register("early_stopping")
 class EarlyStopping(TweakCodemod):
     DESCRIPTION = "Stop training when the validation loss stops improving."
+    FACTS = ("early_stopping",)    # a callback, or a patience test that breaks; not a name alone
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:
         patience = int(self.opt("patience"))
-        names = info.names()
-        hit = sorted(n for n in names if "patience" in n.lower() or n in ("EarlyStoppingCallback", "EarlyStopping"))
-        if hit:
-            raise AlreadyApplied(f"the script already stops early (`{hit[0]}`)")
         if info.kind == "hf_trainer":
             return self._hf(info, edits, patience)
         if info.kind == "lightning":

@@ -3,9 +3,9 @@ the others that have it); ``optim="adamw_torch_fused"`` for the HF Trainer."""
 from __future__ import annotations
 
 from ccprof.applier.codemods import register
-from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
+from ccprof.applier.codemods._base import Skip, TweakCodemod
 from ccprof.applier.codemods._cst import Edits, FUSED_CAPABLE, kwarg_code, set_kwarg
-from ccprof.applier.codemods._script import ScriptInfo
+from ccprof.script.info import ScriptInfo
 
 __all__ = ["FusedOptimizer"]
 
@@ -15,6 +15,7 @@ FOREACH_CAPABLE = ("Adadelta", "Adamax", "ASGD", "NAdam", "RAdam", "RMSprop", "R
 @register("fused_optimizer")
 class FusedOptimizer(TweakCodemod):
     DESCRIPTION = "One fused kernel (or foreach kernels) for the whole parameter update."
+    FACTS = ("fused_optimizer",)
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:
         if info.kind == "hf_trainer" and not info.optimizer_calls():
@@ -23,8 +24,6 @@ class FusedOptimizer(TweakCodemod):
                 raise Skip("looked for a `TrainingArguments(...)` call; pass --optim adamw_torch_fused")
             for call in calls:
                 cur = kwarg_code(call, "optim")
-                if cur is not None and "fused" in cur:
-                    raise AlreadyApplied(f"`optim={cur}` at line {info.line(call)}")
                 if cur is not None and cur.strip("'\"") not in ("adamw_torch", "adamw_hf"):
                     raise Skip(f"line {info.line(call)}: `optim={cur}` is a chosen optimizer; looked for "
                                "the default AdamW to make it fused")
@@ -34,19 +33,15 @@ class FusedOptimizer(TweakCodemod):
         calls = info.optimizer_calls()
         if not calls:
             raise Skip("looked for a `torch.optim.<Optimizer>(...)` call in the script and found none")
-        done = []
         for call in calls:
             cls = info.optimizer_class(call)
             if kwarg_code(call, "fused") not in (None, "False", "None") or kwarg_code(call, "foreach") not in (
                     None, "False", "None"):
-                done.append(call)
                 continue
             if cls in FUSED_CAPABLE:
                 edits.replace(call, lambda u: set_kwarg(u, "fused", "True"))
             elif cls in FOREACH_CAPABLE:
                 edits.replace(call, lambda u: set_kwarg(u, "foreach", "True"))
         if not edits:
-            if done:
-                raise AlreadyApplied(f"the optimizer at line {info.line(done[0])} is fused or foreach")
             raise Skip(f"line {info.line(calls[0])}: `{info.optimizer_class(calls[0])}` has no fused or "
                        "foreach implementation")

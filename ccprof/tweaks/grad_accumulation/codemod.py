@@ -9,12 +9,13 @@ from __future__ import annotations
 import libcst as cst
 
 from ccprof.applier.codemods import register
-from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod, insert_after_imports
+from ccprof.applier.codemods._base import Skip, TweakCodemod, insert_after_imports
 from ccprof.applier.codemods._cst import (
-    Edits, code_of, expr_stmt_call, kwarg_code, method_call, parse_expr, parse_stmts, set_kwarg,
+    Edits, expr_stmt_call, method_call, parse_expr, parse_stmts, set_kwarg,
 )
-from ccprof.applier.codemods._script import ScriptInfo
-from ccprof.applier.codemods._loop import loop_of, outermost_loop, require_sites, step_stmts
+from ccprof.script.info import ScriptInfo
+from ccprof.applier.codemods._loop import require_sites
+from ccprof.script.loop import loop_of, outermost_loop, step_stmts
 
 __all__ = ["GradAccumulation"]
 
@@ -24,6 +25,7 @@ CONSTANT = "gradient_accumulation_steps"
 @register("grad_accumulation")
 class GradAccumulation(TweakCodemod):
     DESCRIPTION = "Accumulate gradients over k micro-batches per optimizer step."
+    FACTS = ("accumulation",)      # a real pattern (ccprof.script.applied), not a variable's name
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:
         k = int(self.opt("steps"))
@@ -42,28 +44,10 @@ class GradAccumulation(TweakCodemod):
         if not calls:
             raise Skip(missing)
         for call in calls:
-            cur = kwarg_code(call, key)
-            if cur is not None and cur != "1":
-                raise AlreadyApplied(f"`{key}={cur}` at line {info.line(call)}")
-        for call in calls:
             edits.replace(call, lambda u: set_kwarg(u, key, str(k)))
 
     def _plain(self, info: ScriptInfo, edits: Edits, k: int) -> None:
-        accum = sorted(n for n in info.names() if "accum" in n.lower())
-        if accum:
-            raise AlreadyApplied(f"the script already accumulates (`{accum[0]}`)")
         sites = require_sites(info)
-        for site in sites:
-            loop = loop_of(info, site.stmt)
-            steps = step_stmts(info, loop or info.func_of(site.stmt) or info.module)
-            for stmt, _c, _o in steps:
-                for anc in info.ancestors(stmt):
-                    if anc is loop:
-                        break
-                    if isinstance(anc, cst.If) and "%" in code_of(anc.test):
-                        raise AlreadyApplied(f"line {info.line(stmt)}: the step is under `if {code_of(anc.test).strip()}:`")
-            if loop is not None and steps and all(loop_of(info, s) is not loop for s, _c, _o in steps):
-                raise AlreadyApplied(f"line {info.line(site.stmt)}: backward runs in an inner loop of its own")
         blocks = [id(s.block) for s in sites]
         if len(set(blocks)) != len(blocks):
             lines = ", ".join(str(info.line(s.stmt)) for s in sites)

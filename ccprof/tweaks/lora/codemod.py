@@ -13,9 +13,9 @@ import re
 import libcst as cst
 
 from ccprof.applier.codemods import register
-from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
+from ccprof.applier.codemods._base import Skip, TweakCodemod
 from ccprof.applier.codemods._cst import Edits, code_of, parse_stmts
-from ccprof.applier.codemods._script import ScriptInfo
+from ccprof.script.info import ScriptInfo
 from ccprof.applier.codemods._model import model_insertion
 
 __all__ = ["Lora", "linear_attributes"]
@@ -40,12 +40,9 @@ def linear_attributes(info: ScriptInfo) -> list[str]:
 @register("lora")
 class Lora(TweakCodemod):
     DESCRIPTION = "Freeze the base weights and train LoRA adapters (peft)."
+    FACTS = ("peft",)
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:
-        found = info.calls_matching(lambda q: q.startswith("peft.") and q.rsplit(".", 1)[-1] in (
-            "get_peft_model", "from_pretrained", "PeftModel", "inject_adapter_in_model"))
-        if found:
-            raise AlreadyApplied(f"`{code_of(found[0].func).strip()}(...)` at line {info.line(found[0])}")
         config = self._config(info)
         if info.kind == "lightning":
             for call in info.hf_model_calls():

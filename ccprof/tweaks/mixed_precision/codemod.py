@@ -9,15 +9,13 @@ import libcst as cst
 
 from ccprof.applier.codemods import register
 from ccprof.artefacts.vocab import normalize_dtype
-from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
+from ccprof.applier.codemods._base import Skip, TweakCodemod
 from ccprof.applier.codemods._cst import (
     Edits, attr_chain, call_names, code_of, kwarg_code, parse_expr, parse_stmts, set_kwarg,
 )
-from ccprof.applier.codemods._script import ScriptInfo
-from ccprof.applier.codemods._loop import (
-    calls_model, device_type_expr, forward_region, loop_of, outermost_loop, require_sites,
-    step_stmts, trained_models,
-)
+from ccprof.script.info import ScriptInfo
+from ccprof.applier.codemods._loop import device_type_expr, forward_region, require_sites
+from ccprof.script.loop import calls_model, loop_of, outermost_loop, step_stmts, trained_models
 
 __all__ = ["MixedPrecision", "normalize_dtype"]
 
@@ -71,6 +69,7 @@ def _float_bce_args(info: ScriptInfo, stmt: cst.CSTNode, bce: set[str]) -> cst.C
 @register("mixed_precision")
 class MixedPrecision(TweakCodemod):
     DESCRIPTION = "Autocast forward and loss to bf16/fp16 (GradScaler for fp16)."
+    FACTS = ("autocast",)          # torch autocast, bf16/fp16=True, precision="bf16-mixed" ...
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:
         dtype = normalize_dtype(self.opt("dtype"))
@@ -87,10 +86,6 @@ class MixedPrecision(TweakCodemod):
             raise Skip("looked for a `TrainingArguments(...)` call; this Trainer gets its arguments "
                        "elsewhere (HfArgumentParser?): pass --bf16 on its command line")
         for call in calls:
-            for key in ("bf16", "fp16"):
-                if kwarg_code(call, key) == "True":
-                    raise AlreadyApplied(f"`{key}=True` in TrainingArguments at line {info.line(call)}")
-        for call in calls:
             def fix(u: cst.Call, c=call) -> cst.Call:
                 u = set_kwarg(u, dtype, "True")
                 if dtype == "bf16" and kwarg_code(c, "use_cpu") is None and kwarg_code(c, "no_cuda") is None:
@@ -104,17 +99,10 @@ class MixedPrecision(TweakCodemod):
     def _lightning(self, info: ScriptInfo, edits: Edits, dtype: str) -> None:
         value = '"bf16-mixed"' if dtype == "bf16" else '"16-mixed"'
         for call in info.lightning_trainer_calls():
-            cur = kwarg_code(call, "precision")
-            if cur is not None and any(t in cur for t in ("16", "bf16")):
-                raise AlreadyApplied(f"`precision={cur}` in Trainer at line {info.line(call)}")
-        for call in info.lightning_trainer_calls():
             edits.replace(call, lambda u: set_kwarg(u, "precision", value))
 
     # ---- plain loop
     def _plain(self, info: ScriptInfo, edits: Edits, dtype: str) -> None:
-        found = info.calls_of("autocast")
-        if found:
-            raise AlreadyApplied(f"`{code_of(found[0].func)}(...)` at line {info.line(found[0])}")
         sites = require_sites(info)
         torch_dtype = "torch.bfloat16" if dtype == "bf16" else "torch.float16"
         models = trained_models(info)

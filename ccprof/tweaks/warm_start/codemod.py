@@ -11,7 +11,7 @@ from __future__ import annotations
 from ccprof.applier.codemods import register
 from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
 from ccprof.applier.codemods._cst import Edits, code_of, parse_stmts
-from ccprof.applier.codemods._script import ScriptInfo
+from ccprof.script.info import ScriptInfo
 from ccprof.applier.codemods._model import model_insertion
 
 __all__ = ["WarmStart"]

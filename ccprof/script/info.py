@@ -1,5 +1,6 @@
-"""``ScriptInfo``: what a script says, for the codemods, read from one ``ModuleFacts`` (parents,
-lines, qualified names) and the shared vocabulary of library names (``ccprof.script.names``)."""
+"""``ScriptInfo``: what a script says, for every reader of it (the codemods and the fact readers
+of ``ccprof.script``), read from one ``ModuleFacts`` (parents, lines, qualified names) and the
+shared vocabulary of library names (``ccprof.script.names``)."""
 from __future__ import annotations
 
 import re
@@ -7,9 +8,9 @@ from typing import Callable, Iterable
 
 import libcst as cst
 
-from ccprof.script.names import NAMES, matches
 from ccprof.script.facts import ModuleFacts
-from ccprof.applier.codemods._cst import (
+from ccprof.script.names import NAMES, matches
+from ccprof.script.nodes import (
     assigned_names, attr_chain, binds, call_names, code_of, kwarg, last_part, method_call,
 )
 

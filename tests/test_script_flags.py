@@ -1,0 +1,95 @@
+"""ccprof.script.flags: the script's options, the guards around a node, their value in one run."""
+from __future__ import annotations
+
+import textwrap
+
+import libcst as cst
+import pytest
+
+from ccprof.script.applied import applied
+from ccprof.script.facts import ModuleFacts
+from ccprof.script.flags import UNKNOWN, script_options
+from ccprof.script.info import ScriptInfo
+
+PARSER = """
+import argparse, torch
+p = argparse.ArgumentParser()
+p.add_argument("data")
+p.add_argument("--no-compile", dest="compile", action="store_false")
+p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=False)
+p.add_argument("--accum", type=int, default=1)
+p.add_argument("--fast", type=str2bool, default=False)
+p.add_argument("--mode", type=parse_mode, default="eager")
+args = p.parse_args()
+"""
+
+
+def info_of(src: str) -> ScriptInfo:
+    return ScriptInfo(ModuleFacts(cst.parse_module(textwrap.dedent(src).lstrip("\n"))))
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["d"], {"compile": True, "mixed_precision": False, "accum": 1, "fast": False, "mode": UNKNOWN}),
+    (["d", "--no-compile", "--mixed-precision", "--acc", "4", "--fast", "yes"],     # a prefix, as argparse
+     {"compile": False, "mixed_precision": True, "accum": 4, "fast": True, "mode": UNKNOWN}),
+])
+def test_argparse_options_read_as_argparse_would(argv, expected):
+    opts = script_options(info_of(PARSER), argv)
+    assert {k: opts.values[k] for k in expected} == expected
+    assert opts.dests["compile"] == "--no-compile" and "args" in opts.namespaces
+
+
+def test_no_run_means_no_values():
+    assert script_options(info_of(PARSER), None).values is None
+
+
+def test_config_globals_are_overridden_by_the_command_line():
+    src = """
+        compile = True
+        dtype = "bfloat16" if cuda else "float16"
+        exec(open("configurator.py").read())
+        """
+    opts = script_options(info_of(src), ["--compile=False"])
+    assert opts.values == {"compile": False, "dtype": UNKNOWN}
+    # a config file may set anything
+    assert script_options(info_of(src), ["config/big.py"]).values == {"compile": UNKNOWN, "dtype": UNKNOWN}
+
+
+GUARDED = PARSER + """
+model = torch.nn.Linear(2, 2)
+if args.mode == "fast":
+    pass
+elif not args.compile:
+    print("eager")
+else:
+    model = torch.compile(model)
+with torch.autocast("cuda", enabled=args.mixed_precision and torch.cuda.is_available()):
+    pass
+"""
+
+
+@pytest.mark.parametrize("argv, compile_on, autocast", [
+    (["d"], None, "off"),                   # args.mode is not computable: compile may run
+    (["d", "--no-compile"], False, "off"),  # the else branch of `elif not args.compile`
+    (["d", "--mixed-precision"], None, "unknown"),   # `True and is_available()`: not known
+])
+def test_guards_in_elif_chains_and_enabled_keywords(argv, compile_on, autocast):
+    info = info_of(GUARDED)
+    opts = script_options(info, argv)
+    c = applied(info, "compile", opts)
+    assert (c.on, c.off_in_run) == ((compile_on is not False), compile_on is False)
+    assert "--no-compile" in c.behind and "--mode" in c.behind
+    a = applied(info, "autocast", opts)
+    assert {"off": a.off_in_run, "unknown": a.on and not a.known}[autocast]
+    assert "enabled=" in a.behind
+
+
+def test_conditions_on_no_option_are_not_flags():
+    info = info_of("""
+        import torch
+        model = torch.nn.Linear(2, 2)
+        if torch.cuda.is_available() and __name__ == "__main__":
+            model = torch.compile(model)
+        """)
+    a = applied(info, "compile", script_options(info, []))
+    assert a.on and a.known and a.behind == ""
