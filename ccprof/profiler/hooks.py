@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import time
 import weakref
 from collections import Counter
 from typing import Any, Callable
@@ -50,7 +49,7 @@ from ccprof.profiler.session_base import (  # noqa: F401
 )
 from ccprof.profiler.session_build import ProfileBuilder
 from ccprof.profiler.session_data import DataWatch
-from ccprof.profiler.host import cpu_now
+from ccprof.profiler.clock import cpu_s, wall_s
 from ccprof.profiler.session_eval import EvalWatch
 from ccprof.profiler.session_host import HostClock
 from ccprof.profiler.session_loads import LoadWatch
@@ -125,7 +124,7 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, HostClock, ProfileBui
         # moment the last step ends, before StopProfiling is raised into the script
         self.on_checkpoint = on_checkpoint
         self.on_complete = on_complete
-        self._last_checkpoint = time.perf_counter()
+        self._last_checkpoint = wall_s()
         self._after_checkpoint: set[int] = set()      # indices into step_s of steps after one
         self.warmup = max(1, int(warmup))      # discovery needs one full step
         self.passes = passes
@@ -165,7 +164,6 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, HostClock, ProfileBui
         self.flops_result = None
         self.forward_flops_by_module: dict[str, int] = {}
         self.memory_result = None
-        self.started_at = time.time()
         self.first_forward_done = False
 
         self._handles: list[Any] = []
@@ -300,14 +298,14 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, HostClock, ProfileBui
 
     # ------------------------------------------------------------------ phases
     def _now(self) -> float:
-        return time.perf_counter()
+        return wall_s()
 
     def _set_phase(self, phase: str, sync: bool = True) -> None:
         if phase == self._phase:
             return
         if sync and not self._discovery:
             _sync(self.device_type)
-        t, tc = self._now(), cpu_now()
+        t, tc = self._now(), cpu_s()
         if self._step_t0 is not None:
             self._cur_phase[self._phase] += t - self._phase_t
             self._cur_phase_cpu[self._phase] += tc - self._phase_tc
@@ -512,7 +510,7 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, HostClock, ProfileBui
             self._step_t0 = self._now()
             self._phase_t = self._step_t0
             self._cur_phase = dict.fromkeys(_TIMED, 0.0)
-            self._step_tc0 = self._phase_tc = cpu_now()
+            self._step_tc0 = self._phase_tc = cpu_s()
             self._cur_phase_cpu = dict.fromkeys(_TIMED, 0.0)
 
     def _end_step(self) -> None:
@@ -521,7 +519,7 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, HostClock, ProfileBui
         if self._eval_open:
             self._close_eval()
         _sync(self.device_type)
-        t, tc = self._now(), cpu_now()
+        t, tc = self._now(), cpu_s()
         self._cur_phase[self._phase] += t - self._phase_t
         self._cur_phase_cpu[self._phase] += tc - self._phase_tc
         step_s = t - self._step_t0 - self._cur_phase.get("eval", 0.0)
@@ -573,7 +571,7 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, HostClock, ProfileBui
             if self.on_complete is not None:
                 self.on_complete()
             raise StopProfiling()
-        if idx >= self.warmup + self.n_pass_steps and time.perf_counter() - self._last_checkpoint > CHECKPOINT_S:
+        if idx >= self.warmup + self.n_pass_steps and wall_s() - self._last_checkpoint > CHECKPOINT_S:
             self._checkpoint()
         if self.step_index == self.warmup + self.n_pass_steps:
             self._start_sampler()
@@ -585,7 +583,7 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, HostClock, ProfileBui
         self._phase_t = self._step_t0
         self._phase = "other"
         self._cur_phase = dict.fromkeys(_TIMED, 0.0)
-        self._step_tc0 = self._phase_tc = cpu_now()
+        self._step_tc0 = self._phase_tc = cpu_s()
         self._cur_phase_cpu = dict.fromkeys(_TIMED, 0.0)
 
     def _start_sampler(self) -> None:

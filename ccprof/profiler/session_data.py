@@ -2,10 +2,10 @@
 duplicates), and the data section of the Profile (wait, batch time, duplicates)."""
 from __future__ import annotations
 
-import time
 import weakref
 from typing import Any, Callable
 
+from ccprof.profiler.clock import wall_s
 from ccprof.artefacts.profile import DataInfo
 from ccprof.profiler.session_base import (
     MAX_FINGERPRINTS, _batch_bytes, _describe_batch, _distinct_items,
@@ -52,12 +52,12 @@ class DataWatch:
             prev = session._phase
             if session._step_t0 is not None:
                 session._set_phase("data", sync=False)
-            t0 = time.perf_counter()
+            t0 = wall_s()
             try:
                 batch = orig(it)
             finally:
                 session._in_data = False
-                session._data_wait_s += time.perf_counter() - t0
+                session._data_wait_s += wall_s() - t0
                 if session._step_t0 is not None:
                     session._set_phase(prev, sync=False)
             session._cur_batches += 1

@@ -24,11 +24,11 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 import weakref
 from typing import Any
 
-from ccprof.profiler.host import cpu_now, speed_probe
+from ccprof.profiler.clock import cpu_s, wall_s
+from ccprof.profiler.host import speed_probe
 from ccprof.stats import median_ci
 
 # Timed steps go on while the 95% interval of the median step CPU time is wider than this share
@@ -64,7 +64,7 @@ class HostClock:
             return False
         if sum(self.step_s[self.steps_wanted:]) > EXTEND_MAX_S:
             return False
-        if self.deadline is not None and time.perf_counter() > self.deadline:
+        if self.deadline is not None and wall_s() > self.deadline:
             return False
         spread = median_ci(self.step_cpu_s)
         return spread is not None and spread.n >= 3 and spread.rel_half_width > SPREAD_REL
@@ -86,9 +86,9 @@ class HostClock:
             orig = cls.fetch
 
             def fetch(fetcher, index, _orig=orig):
-                t0, w0 = cpu_now(), time.perf_counter()
+                t0, w0 = cpu_s(), wall_s()
                 out = _orig(fetcher, index)
-                session._on_fetch(id(getattr(fetcher, "dataset", None)), cpu_now() - t0, time.perf_counter() - w0)
+                session._on_fetch(id(getattr(fetcher, "dataset", None)), cpu_s() - t0, wall_s() - w0)
                 return out
 
             fetch.__wrapped__ = orig

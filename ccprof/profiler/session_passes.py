@@ -3,12 +3,12 @@ probing, mid-run checkpoints and the memory ledger kept at an out-of-memory erro
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import replace
 
 import torch
 import torch.nn as nn
 
+from ccprof.profiler.clock import wall_s
 from ccprof.artefacts.profile import Finding, Memory
 
 
@@ -109,7 +109,7 @@ class PassRunner:
         """Hand what was measured so far to the harness (it writes a partial profile). DataLoader
         workers prefetch meanwhile, so the next timed step's data wait is left out of the wait
         and phase figures (``_clean_steps``)."""
-        self._last_checkpoint = time.perf_counter()
+        self._last_checkpoint = wall_s()
         self._after_checkpoint.add(len(self.step_s))
         if self.on_checkpoint is not None:
             try:
