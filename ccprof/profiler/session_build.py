@@ -16,19 +16,20 @@ from ccprof.artefacts.profile import Device, Finding, Precision, Profile, Steps
 
 
 class ProfileBuilder:
-    """Mixin of ``Session``: the Profile sections built from recorded state."""
+    """Mixin of ``Session``: the Profile sections built from recorded state (reads every record;
+    writes only ``host.host_info``, the host figures measured once)."""
 
     # ------------------------------------------------------------------ results
     def step_record(self) -> StepRecord:
         """What the step clock recorded, as a plain value (``step_record.steps_section`` and the
         data section read it; nothing live)."""
         return StepRecord(
-            warmup=self.warmup, step_s=list(self.step_s), phase_totals=[dict(d) for d in self.phase_totals],
-            losses=list(self.losses), samples=list(self.samples), tokens=list(self.tokens),
-            backwards=list(self.micro_batches), batches=list(self.batches_per_step),
-            fed_by_loader=bool(self.loaders), loader_workers=int(self.loader_info.get("num_workers") or 0),
-            after_checkpoint=frozenset(self._after_checkpoint), kind=self.step_kind or "optimizer",
-            step_cpu_s=list(self.step_cpu_s), phase_cpu_totals=[dict(d) for d in self.phase_cpu_totals])
+            warmup=self.warmup, step_s=list(self.log.step_s), phase_totals=[dict(d) for d in self.log.phase_totals],
+            losses=list(self.log.losses), samples=list(self.log.samples), tokens=list(self.log.tokens),
+            backwards=list(self.log.micro_batches), batches=list(self.log.batches_per_step),
+            fed_by_loader=bool(self.data.loaders), loader_workers=int(self.data.loader_info.get("num_workers") or 0),
+            after_checkpoint=frozenset(self.log.after_checkpoint), kind=self.log.kind or "optimizer",
+            step_cpu_s=list(self.log.step_cpu_s), phase_cpu_totals=[dict(d) for d in self.log.phase_cpu_totals])
 
     def _clean_steps(self) -> tuple[list[float], list[dict[str, float]]]:
         return clean_steps(self.step_record())
@@ -44,15 +45,16 @@ class ProfileBuilder:
         off (a checkpoint's figure, with them on, is not kept), and the Python bytecodes each
         phase ran in the python pass (``pycount.PythonPass``)."""
         if cheap:
-            host = measure_host(self.module_calls_per_step, repeats=1, windows=1)
+            host = measure_host(self.measure.module_calls_per_step, repeats=1, windows=1)
         else:
-            if getattr(self, "_host_info", None) is None:
+            if self.host.host_info is None:
                 # the probe's windows (~0.4 s) only matter when a batch time needs converting
-                self._host_info = measure_host(self.module_calls_per_step, windows=6 if self.loaders else 1)
-            host = self._host_info
-        if self.opcodes is not None:
-            host = replace(host, opcodes=dict(self.opcodes), opcode_step=self.opcode_step)
-        probes = [p for p in self.fetch_probes() + self.burst_probes if p > 0]
+                self.host.host_info = measure_host(self.measure.module_calls_per_step,
+                                                   windows=6 if self.data.loaders else 1)
+            host = self.host.host_info
+        if self.measure.opcodes is not None:
+            host = replace(host, opcodes=dict(self.measure.opcodes), opcode_step=self.measure.opcode_step)
+        probes = [p for p in self.fetch_probes() + self.host.burst_probes if p > 0]
         if probes and host.probe_s:
             # the machine's own speed: the fastest probe of the run, beside a batch or at the end
             # (a shared core runs in slow spells; contention only slows a probe)
@@ -90,7 +92,7 @@ class ProfileBuilder:
 
         ops = ops or []
         root = self._main_root()
-        args, kwargs = self.example_input
+        args, kwargs = self.data.example_input
         was_training = root.training
         try:
             root.eval()      # no BatchNorm statistics updated, no dropout: same FLOPs
@@ -131,28 +133,28 @@ class ProfileBuilder:
         from ccprof.profiler.model_info import describe_model  # here: nothing extra is imported into the user's process before it is needed
 
         named = self._named_roots() if self.roots else {}
-        flops, ops = (self.flops_result if self.flops_result else (None, []))
-        memory, act_by_module = (self.memory_result if self.memory_result else (None, {}))
+        flops, ops = (self.measure.flops_result if self.measure.flops_result else (None, []))
+        memory, act_by_module = (self.measure.memory_result if self.measure.memory_result else (None, {}))
         model = describe_model(
             named,
             flops_by_module=flops.by_module if flops else None,
-            forward_flops_by_module=self.forward_flops_by_module or None,
+            forward_flops_by_module=self.measure.forward_flops_by_module or None,
             activation_bytes_by_module=act_by_module or None,
         ) if named else None
-        if flops is not None and self.example_input is not None and len(named) == 1 and not cheap:
+        if flops is not None and self.data.example_input is not None and len(named) == 1 and not cheap:
             flops = self._fvcore_cross_check(flops, ops or [])
         reasons: dict[str, str] = dict(sections.pop("reasons", {}) or {})
         reasons.update(self.gpu_reason)
         if self.gpu_info is None:
             reasons.setdefault("gpu", "no GPU samples: the timed steps were not reached")
         if model is not None:
-            loaded_ids = self.loaded_ids
+            loaded_ids = self.loads.loaded_ids
             pretrained_from = None
             for m in named.values():
                 # weights came from a checkpoint only when from_pretrained built the model: a
                 # config read with AutoConfig.from_pretrained(dir) then from_config is from scratch
-                hit = next((self.pretrained_models[id(sub)] for sub in m.modules()
-                            if id(sub) in self.pretrained_models), None)
+                hit = next((self.loads.pretrained_models[id(sub)] for sub in m.modules()
+                            if id(sub) in self.loads.pretrained_models), None)
                 if hit is not None:
                     pretrained_from = f"from_pretrained:{hit}"
                     break
@@ -182,7 +184,7 @@ class ProfileBuilder:
             device=self.build_device(), steps=self.build_steps(), data=self.build_data(probe=not cheap),
             precision=self.build_precision(), optimizer=opt, ops=ops or [],
             findings=list(self.findings), counters=dict(self.counters), reasons=reasons,
-            gpu=self.gpu_info, fusion=dict(self.fusion), kernel_s=dict(self.kernel_result),
+            gpu=self.gpu_info, fusion=dict(self.measure.fusion), kernel_s=dict(self.measure.kernel_result),
             run_limits=list(self.run_limits), eval=self.build_eval(),
             host=self._host(cheap),
         )

@@ -13,7 +13,7 @@ from ccprof.artefacts.profile import Finding, Memory
 
 
 class PassRunner:
-    """Mixin of ``Session``: scheduling and ending the measurement passes."""
+    """Mixin of ``Session``: scheduling and ending the measurement passes (state: ``measure``)."""
 
     def _probe_run_limits(self) -> None:
         """Read the run's own length from the live stack (ccprof.profiler.run_size)."""
@@ -31,8 +31,8 @@ class PassRunner:
         times under torch.profiler (``kernel_times``), which recalibrate the cost model.
         """
         self._discovery = False
-        if self.passes and self.device_type == "cuda" and "kernels" not in self._pass_queue:
-            self._pass_queue.append("kernels")
+        if self.passes and self.device_type == "cuda" and "kernels" not in self.measure.queue:
+            self.measure.queue.append("kernels")
             self.n_pass_steps += 1
             self.total_steps = self.warmup + self.n_pass_steps + self.steps_wanted
         for h in self._global_fwd:
@@ -56,32 +56,32 @@ class PassRunner:
             if name == "flops":
                 from ccprof.profiler.flops import FlopPass  # here: nothing extra is imported into the user's process before it is needed
 
-                self._pass = FlopPass(self._named_roots())
+                self.measure.current = FlopPass(self._named_roots())
             elif name == "python":
                 from ccprof.profiler.pycount import PythonPass  # here: nothing extra is imported into the user's process before it is needed
 
-                self._pass = PythonPass(lambda: self._phase)
+                self.measure.current = PythonPass(lambda: self.clock.phase)
             elif name == "kernels":
                 from ccprof.profiler.kernel_times import KernelPass  # here: nothing extra is imported into the user's process before it is needed
 
-                self._pass = KernelPass(cuda=self.device_type == "cuda")
+                self.measure.current = KernelPass(cuda=self.device_type == "cuda")
             else:
                 from ccprof.profiler.memory import MemoryLedger  # here: nothing extra is imported into the user's process before it is needed
 
-                self._pass = MemoryLedger(self._named_roots(), list(self.optimizers),
+                self.measure.current = MemoryLedger(self._named_roots(), list(self.optimizers),
                                           torch.device(self.device_type))
-            self._pass.start()
-            self._pass_name = name
+            self.measure.current.start()
+            self.measure.name = name
         except Exception as exc:  # a broken pass must not break the user's run
             self.findings.append(Finding("pass_failed", f"{name} pass could not start: {exc!r}"))
-            self._pass = None
-            self._pass_name = None
+            self.measure.current = None
+            self.measure.name = None
 
     def _end_pass(self, abort: bool = False) -> None:
-        if self._pass is None:
+        if self.measure.current is None:
             return
-        p, name = self._pass, self._pass_name
-        self._pass, self._pass_name = None, None
+        p, name = self.measure.current, self.measure.name
+        self.measure.current, self.measure.name = None, None
         try:
             result = p.stop()
         except Exception as exc:
@@ -90,27 +90,27 @@ class PassRunner:
         if abort:
             return      # the step did not finish: a partial count would mislead
         if name == "flops":
-            self.flops_result = result
-            self.forward_flops_by_module = dict(getattr(p, "forward_by_module", {}) or {})
-            self.fusion = dict(getattr(p, "fusion", {}) or {})
-            self.module_calls_per_step = int(getattr(p, "module_calls", 0) or 0)
+            self.measure.flops_result = result
+            self.measure.forward_flops_by_module = dict(getattr(p, "forward_by_module", {}) or {})
+            self.measure.fusion = dict(getattr(p, "fusion", {}) or {})
+            self.measure.module_calls_per_step = int(getattr(p, "module_calls", 0) or 0)
             for err in getattr(p, "errors", []) or []:
                 self.findings.append(Finding("flop_count", f"FLOP bookkeeping: {err}"))
         elif name == "kernels":
-            self.kernel_result = dict(result or {})
+            self.measure.kernel_result = dict(result or {})
         elif name == "python":
-            self.opcodes = dict(result or {})
-            self.opcode_step = self.step_index - 1
+            self.measure.opcodes = dict(result or {})
+            self.measure.opcode_step = self.log.index - 1
         else:
-            self.memory_result = result
+            self.measure.memory_result = result
         self._checkpoint()
 
     def _checkpoint(self) -> None:
         """Hand what was measured so far to the harness (it writes a partial profile). DataLoader
         workers prefetch meanwhile, so the next timed step's data wait is left out of the wait
         and phase figures (``_clean_steps``)."""
-        self._last_checkpoint = wall_s()
-        self._after_checkpoint.add(len(self.step_s))
+        self.clock.last_checkpoint = wall_s()
+        self.log.after_checkpoint.add(len(self.log.step_s))
         if self.on_checkpoint is not None:
             try:
                 self.on_checkpoint()
@@ -124,18 +124,18 @@ class PassRunner:
         lower bound). Otherwise the model state that existed is counted (parameters, their
         gradients, optimizer state), with the CUDA allocator's own peak when on a GPU.
         """
-        if self._pass_name == "memory":
-            p = self._pass
-            self._pass, self._pass_name = None, None
+        if self.measure.name == "memory":
+            p = self.measure.current
+            self.measure.current, self.measure.name = None, None
             try:
                 memory, by_module = p.stop()
             except Exception as exc:
                 self.findings.append(Finding("pass_failed", f"memory pass failed at the OOM: {exc!r}"))
             else:
-                self.memory_result = (replace(memory, method=memory.method + " (up to the out-of-memory error)"),
+                self.measure.memory_result = (replace(memory, method=memory.method + " (up to the out-of-memory error)"),
                                       by_module)
                 return
-        if self.memory_result is not None or not self.roots:
+        if self.measure.memory_result is not None or not self.roots:
             return
         from ccprof.profiler.memory import optimizer_section, unique_storage_bytes  # here: nothing extra is imported into the user's process before it is needed
 
@@ -147,7 +147,7 @@ class PassRunner:
         if self.device_type == "cuda":
             cuda_peak, cuda_reserved = torch.cuda.max_memory_allocated(), torch.cuda.memory_reserved()
         known = params_bytes + grads_bytes + opt_bytes
-        self.memory_result = (Memory(
+        self.measure.memory_result = (Memory(
             peak_bytes=max(known, cuda_peak or 0), params_bytes=params_bytes, grads_bytes=grads_bytes,
             optimizer_state_bytes=opt_bytes, other_bytes=max(0, (cuda_peak or 0) - known),
             cuda_max_allocated_bytes=cuda_peak, cuda_reserved_bytes=cuda_reserved,
