@@ -20,7 +20,7 @@ watching, the data section), ``session_loads`` (weight loads, counted calls), ``
 ``session_build`` (the Profile from recorded state) and ``session_base`` (shared constants and
 helpers); this module keeps installing the hooks and watching modules, backward and the
 optimizer. Each mixin's state is a typed record the Session holds (``session_state``:
-``clock``, ``log``, ``data``, ``host``, ``loads``, ``measure``, ``eval``).
+``clock``, ``log``, ``data``, ``host``, ``loads``, ``measure``, ``eval``, ``model``, ``hooks``).
 
 A step is one optimizer step of the *primary* optimizer (the first one that stepped), so a
 GAN's two optimizers make one step per iteration. Without any torch.optim optimizer, a step
@@ -58,8 +58,8 @@ from ccprof.profiler.session_host import HostClock
 from ccprof.profiler.session_loads import LoadWatch
 from ccprof.profiler.session_passes import PassRunner
 from ccprof.profiler.session_steps import StepClockWatch
-from ccprof.profiler.session_state import (DataState, EvalState, HostState, LoadState, PassState, StepClock,
-                                           StepLog)
+from ccprof.profiler.session_state import (DataState, EvalState, HookState, HostState, LoadState, ModelWatch,
+                                           PassState, StepClock, StepLog)
 
 __all__ = ["StopProfiling", "Session", "PHASES"]
 
@@ -133,39 +133,16 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
         self.loads = LoadState()
         self.measure = PassState(queue=["flops", "memory", "python"] if passes else [])
         self.eval = EvalState()
+        self.model = ModelWatch()
+        self.hooks = HookState()
 
-        # what the model watching sees
-        self.device_type = "cpu"
-        self.roots: dict[int, nn.Module] = {}          # id -> module, trained roots in call order
-        self.optimizers: list[torch.optim.Optimizer] = []
-        self.primary_opt: torch.optim.Optimizer | None = None
-        # strong: the profile is built after the script's frames (and its locals) are gone
-        self._known_opts: list[torch.optim.Optimizer] = []
-        self._opt_param_ids: tuple[int, set[int]] = (-1, set())
-        self._opt_calls: dict[int, int] = {}
+        # what every mixin adds to
         self.counters: Counter[str] = Counter()
         self.findings: list[Finding] = []
-        self.autocast_dtype: str | None = None
-        self.grad_scaler = False
-        self.first_forward_done = False
         self.run_limits: list = []
-        self._nvml = None
+        self._nvml = None                       # the GPU sampler over the timed steps
         self.gpu_info = None
         self.gpu_reason: dict[str, str] = {}
-
-        # hook bookkeeping
-        self._handles: list[Any] = []
-        self._patched: list[tuple[Any, str, Any]] = []
-        self._global_fwd: list[Any] = []
-        self._finder: _AfterImport | None = None
-        self._depth = 0
-        self._opt_depth = 0
-        self._in_backward = False
-        self._root_hooks: dict[int, Any] = {}
-        self._main_root_cache: nn.Module | None = None
-        self._discovery = True
-        self._awaiting_update = False
-        self._probe: list[tuple[torch.Tensor, int, torch.Tensor]] = []
 
     # what the harness and api read
     @property
@@ -183,12 +160,12 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
 
     # ------------------------------------------------------------------ install
     def install(self) -> "Session":
-        self._handles.append(optim_mod.register_optimizer_step_pre_hook(self._opt_pre))
+        self.hooks.handles.append(optim_mod.register_optimizer_step_pre_hook(self._opt_pre))
         self._patch(optim_mod.Optimizer, "__init__", self._wrap_opt_init(optim_mod.Optimizer.__init__))
         self._patch(optim_mod.Optimizer, "load_state_dict",
                     self._counting("optimizer_state_loads", optim_mod.Optimizer.load_state_dict))
-        self._handles.append(optim_mod.register_optimizer_step_post_hook(self._opt_post))
-        self._global_fwd = [module_mod.register_module_forward_pre_hook(self._global_pre),
+        self.hooks.handles.append(optim_mod.register_optimizer_step_post_hook(self._opt_post))
+        self.hooks.global_fwd = [module_mod.register_module_forward_pre_hook(self._global_pre),
                             module_mod.register_module_forward_hook(self._global_post)]
         self._patch(torch.Tensor, "backward", self._wrap_tensor_backward(torch.Tensor.backward))
         self._patch(torch.autograd, "backward", self._wrap_autograd_backward(torch.autograd.backward))
@@ -208,8 +185,8 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
             else:
                 later[name] = fn
         if later:
-            self._finder = _AfterImport(later)
-            sys.meta_path.insert(0, self._finder)
+            self.hooks.finder = _AfterImport(later)
+            sys.meta_path.insert(0, self.hooks.finder)
 
         self._patch(grad_scaler.GradScaler, "scale", self._wrap_scale(grad_scaler.GradScaler.scale))
 
@@ -223,14 +200,14 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
         self._close_eval(abort=True)
         self._end_pass(abort=True)
         self._stop_sampler()
-        for h in self._handles + self._global_fwd + list(self._root_hooks.values()):
+        for h in self.hooks.handles + self.hooks.global_fwd + list(self.hooks.root_hooks.values()):
             h.remove()
-        self._handles.clear()
-        self._root_hooks.clear()
-        for owner, name, orig in reversed(self._patched):
+        self.hooks.handles.clear()
+        self.hooks.root_hooks.clear()
+        for owner, name, orig in reversed(self.hooks.patched):
             setattr(owner, name, orig)
-        self._patched.clear()
-        finder = self._finder
+        self.hooks.patched.clear()
+        finder = self.hooks.finder
         if finder is not None and finder in sys.meta_path:
             sys.meta_path.remove(finder)
         self._close_batch_clock()
@@ -243,7 +220,7 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
 
         def __getstate__(module):
             state = orig(module)
-            ours = {h.id for h in session._root_hooks.values()}
+            ours = {h.id for h in session.hooks.root_hooks.values()}
             hooks = state.get("_forward_pre_hooks")
             if ours and hooks and not ours.isdisjoint(hooks):
                 state["_forward_pre_hooks"] = type(hooks)((k, v) for k, v in hooks.items() if k not in ours)
@@ -254,56 +231,56 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
         return __getstate__
 
     def _patch(self, owner: Any, name: str, new: Any) -> None:
-        self._patched.append((owner, name, owner.__dict__.get(name, getattr(owner, name))))
+        self.hooks.patched.append((owner, name, owner.__dict__.get(name, getattr(owner, name))))
         setattr(owner, name, new)
 
     # ------------------------------------------------------------------ modules
     def _global_pre(self, module: nn.Module, args: tuple, kwargs: dict | None = None) -> None:
-        if self._depth == 0 and not isinstance(module, _SKIP_ROOTS):
+        if self.hooks.depth == 0 and not isinstance(module, _SKIP_ROOTS):
             self._on_root_forward(module, args, kwargs if kwargs is not None else _call_kwargs(module))
-        if self.autocast_dtype is None:
+        if self.model.autocast_dtype is None:
             for dev in ("cuda", "cpu"):
                 try:
                     if torch.is_autocast_enabled(dev):
-                        self.autocast_dtype = str(torch.get_autocast_dtype(dev)).replace("torch.", "")
+                        self.model.autocast_dtype = str(torch.get_autocast_dtype(dev)).replace("torch.", "")
                         break
                 except Exception:
                     pass
-        self._depth += 1
+        self.hooks.depth += 1
 
     def _global_post(self, module: nn.Module, args: tuple, output: Any) -> None:
-        self._depth = max(0, self._depth - 1)
+        self.hooks.depth = max(0, self.hooks.depth - 1)
 
     def _root_pre(self, module: nn.Module, args: tuple, kwargs: dict | None = None) -> None:
         self._on_root_forward(module, args, kwargs or {})
 
     def _on_root_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         key = id(module)
-        if key not in self.roots:
-            if not self._discovery:
+        if key not in self.model.roots:
+            if not self.hooks.discovery:
                 return      # a new root after discovery is not timed; the FLOP pass still sees it
             if not any(p.requires_grad for p in module.parameters()):
                 self.counters["forward_calls_untrained"] += 1
                 return
-            self.roots[key] = module
+            self.model.roots[key] = module
             if next(module.parameters()).is_cuda:
-                self.device_type = "cuda"
-        if not self.first_forward_done:
-            self.first_forward_done = True
+                self.model.device_type = "cuda"
+        if not self.model.first_forward_done:
+            self.model.first_forward_done = True
             if self.on_first_forward is not None:
                 self.on_first_forward(self, module, args, kwargs)
-        if self._opt_depth == 0 and not self._in_backward and self._is_eval_call(module):
+        if self.hooks.opt_depth == 0 and not self.hooks.in_backward and self._is_eval_call(module):
             self._eval_forward()
             return
         if self.eval.open:
             self._close_eval()
         self.counters["forward_calls"] += 1
-        if self._awaiting_update and not self.optimizers and self._params_changed():
+        if self.hooks.awaiting_update and not self.model.optimizers and self._params_changed():
             # parameters changed after backward with no torch.optim optimizer: a hand-written update
-            self._awaiting_update = False
+            self.hooks.awaiting_update = False
             self.log.kind = "backward"
             self._end_step()
-        if self._opt_depth == 0 and self.clock.phase not in ("forward", "backward"):
+        if self.hooks.opt_depth == 0 and self.clock.phase not in ("forward", "backward"):
             self._begin_step_if_needed()
         if self.clock.phase != "backward":
             self._set_phase("forward")
@@ -311,7 +288,7 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
             t = _first_tensor((args, kwargs))
             if t is not None and t.dim() >= 1:
                 n_tokens = int(t.numel()) if (not t.is_floating_point() and t.dim() == 2) else 0
-                if self._opt_depth == 0:
+                if self.hooks.opt_depth == 0:
                     self.log.cur_samples += int(t.shape[0])
                     self.log.cur_tokens += n_tokens
                 elif not self.log.cur_samples_in_opt:      # closure optimizers: one forward's batch
@@ -334,20 +311,20 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
         return [(p, p._version, p.detach().reshape(-1)[:PROBE_ELEMENTS].clone()) for p in with_grad[:PROBE_PARAMS]]
 
     def _params_changed(self) -> bool:
-        for p, version, values in self._probe:
+        for p, version, values in self.hooks.probe:
             if p._version != version or not torch.equal(p.detach().reshape(-1)[:PROBE_ELEMENTS], values):
                 return True
         return False
 
     def _main_root(self) -> nn.Module | None:
         """The trained root with the most parameters (cached once discovery is over)."""
-        if self._main_root_cache is not None:
-            return self._main_root_cache
-        if not self.roots:
+        if self.model.main_root_cache is not None:
+            return self.model.main_root_cache
+        if not self.model.roots:
             return None
-        root = max(self.roots.values(), key=_count_params)
-        if not self._discovery:
-            self._main_root_cache = root
+        root = max(self.model.roots.values(), key=_count_params)
+        if not self.hooks.discovery:
+            self.model.main_root_cache = root
         return root
 
     # ------------------------------------------------------------------ backward
@@ -355,7 +332,7 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
         session = self
 
         def backward(tensor, *args, **kwargs):
-            if session._in_backward:
+            if session.hooks.in_backward:
                 return orig(tensor, *args, **kwargs)
             return session._run_backward(lambda: orig(tensor, *args, **kwargs), tensor)
 
@@ -366,7 +343,7 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
         session = self
 
         def backward(tensors, *args, **kwargs):
-            if session._in_backward:
+            if session.hooks.in_backward:
                 return orig(tensors, *args, **kwargs)
             first = tensors if isinstance(tensors, torch.Tensor) else (
                 tensors[0] if isinstance(tensors, (list, tuple)) and tensors else None)
@@ -399,15 +376,15 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
                 self.log.step_losses.append(float(loss.detach().float().item()))
             except Exception:
                 pass
-        self._in_backward = True
+        self.hooks.in_backward = True
         try:
             result = call()
         finally:
-            self._in_backward = False
+            self.hooks.in_backward = False
             self._set_phase(self._rest_phase())
-        if not self.optimizers:
-            self._awaiting_update = True
-            self._probe = self._param_probe()
+        if not self.model.optimizers:
+            self.hooks.awaiting_update = True
+            self.hooks.probe = self._param_probe()
         return result
 
     # ------------------------------------------------------------------ optimizer
@@ -415,27 +392,27 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
         inner = getattr(opt, "optimizer", None)
         if isinstance(inner, torch.optim.Optimizer):
             return      # a wrapper (accelerate's AcceleratedOptimizer): the inner one counts
-        if opt not in self.optimizers:
-            self.optimizers.append(opt)
-        if self.primary_opt is None:
-            self.primary_opt = opt
+        if opt not in self.model.optimizers:
+            self.model.optimizers.append(opt)
+        if self.model.primary_opt is None:
+            self.model.primary_opt = opt
             if self.log.kind is None:
                 self.log.kind = "optimizer"
             elif self.log.kind == "backward":
                 self.log.kind = "optimizer"     # an optimizer appeared late: it defines steps now
-        self._awaiting_update = False
+        self.hooks.awaiting_update = False
         if self.eval.open:
             self._close_eval()
         self._begin_step_if_needed()
-        self._opt_depth += 1
+        self.hooks.opt_depth += 1
         self._set_phase("optimizer")
 
     def _opt_post(self, opt: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
         if isinstance(getattr(opt, "optimizer", None), torch.optim.Optimizer):
             return
         self.counters["optimizer_steps"] += 1
-        self._opt_calls[id(opt)] = self._opt_calls.get(id(opt), 0) + 1
-        self._opt_depth = max(0, self._opt_depth - 1)
+        self.model.opt_calls[id(opt)] = self.model.opt_calls.get(id(opt), 0) + 1
+        self.hooks.opt_depth = max(0, self.hooks.opt_depth - 1)
         self._set_phase(self._rest_phase())
-        if opt is self.primary_opt and self._opt_depth == 0:
+        if opt is self.model.primary_opt and self.hooks.opt_depth == 0:
             self._end_step()

@@ -63,21 +63,21 @@ class ProfileBuilder:
 
     def build_precision(self) -> Precision:
         dtypes: Counter[str] = Counter()
-        for m in self.roots.values():
+        for m in self.model.roots.values():
             for p in m.parameters():
                 dtypes[str(p.dtype).replace("torch.", "")] += p.numel()
         return Precision(
-            autocast=self.autocast_dtype is not None, autocast_dtype=self.autocast_dtype,
-            grad_scaler=self.grad_scaler,
+            autocast=self.model.autocast_dtype is not None, autocast_dtype=self.model.autocast_dtype,
+            grad_scaler=self.model.grad_scaler,
             tf32_matmul=bool(torch.backends.cuda.matmul.allow_tf32),
-            tf32_cudnn=bool(torch.backends.cudnn.allow_tf32) and self.device_type == "cuda",
+            tf32_cudnn=bool(torch.backends.cudnn.allow_tf32) and self.model.device_type == "cuda",
             float32_matmul_precision=torch.get_float32_matmul_precision(),
             cudnn_allow_tf32=bool(torch.backends.cudnn.allow_tf32),
             param_dtype=dtypes.most_common(1)[0][0] if dtypes else "float32",
         )
 
     def build_device(self) -> Device:
-        if self.device_type == "cuda" and torch.cuda.is_available():
+        if self.model.device_type == "cuda" and torch.cuda.is_available():
             idx = torch.cuda.current_device()
             props = torch.cuda.get_device_properties(idx)
             return Device(type="cuda", name=props.name, memory_bytes=int(props.total_memory),
@@ -132,7 +132,7 @@ class ProfileBuilder:
         from ccprof.profiler.memory import optimizer_section  # here: nothing extra is imported into the user's process before it is needed
         from ccprof.profiler.model_info import describe_model  # here: nothing extra is imported into the user's process before it is needed
 
-        named = self._named_roots() if self.roots else {}
+        named = self._named_roots() if self.model.roots else {}
         flops, ops = (self.measure.flops_result if self.measure.flops_result else (None, []))
         memory, act_by_module = (self.measure.memory_result if self.measure.memory_result else (None, {}))
         model = describe_model(
@@ -172,10 +172,10 @@ class ProfileBuilder:
                             loaded_from=pretrained_from, resumed=resumed)
         # every optimizer the script built that holds a trained model's parameters, stepped or not
         # (a GAN's G optimizer may not step in the profiled window: 20 D steps come first)
-        trained = {id(p) for m in self.roots.values() for p in m.parameters()}
-        opts = list(self.optimizers) + [o for o in self._known_opts if o not in self.optimizers and any(
+        trained = {id(p) for m in self.model.roots.values() for p in m.parameters()}
+        opts = list(self.model.optimizers) + [o for o in self.model.known_opts if o not in self.model.optimizers and any(
             id(p) in trained for g in o.param_groups for p in g["params"])]
-        opt = optimizer_section(opts, calls=self._opt_calls) if opts else None
+        opt = optimizer_section(opts, calls=self.model.opt_calls) if opts else None
         if opt is None:
             reasons.setdefault("optimizer", "no torch.optim optimizer stepped: parameters were "
                                             "updated by hand after backward()" if self.counters["backward_calls"]

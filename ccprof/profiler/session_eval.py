@@ -23,18 +23,18 @@ class EvalWatch:
 
         def __init__(opt, *args, **kwargs):
             orig(opt, *args, **kwargs)
-            session._known_opts.append(opt)
+            session.model.known_opts.append(opt)
 
         __init__.__wrapped__ = orig
         return __init__
 
     def _trained_ids(self) -> set[int]:
-        opts = list(self._known_opts) + [o for o in self.optimizers if o not in self._known_opts]
+        opts = list(self.model.known_opts) + [o for o in self.model.optimizers if o not in self.model.known_opts]
         key = sum(len(g["params"]) for o in opts for g in o.param_groups) + len(opts)
-        if self._opt_param_ids[0] != key:
+        if self.model.opt_param_ids[0] != key:
             ids = {id(p) for o in opts for g in o.param_groups for p in g["params"]}
-            self._opt_param_ids = (key, ids)
-        return self._opt_param_ids[1]
+            self.model.opt_param_ids = (key, ids)
+        return self.model.opt_param_ids[1]
 
     def _is_eval_call(self, module: nn.Module) -> bool:
         """A forward of a model being trained, with no graph built for a backward: evaluation.
@@ -100,8 +100,8 @@ class EvalWatch:
         if not self.eval.open:
             return
         self.eval.open = False
-        if not self._discovery:
-            _sync(self.device_type)
+        if not self.hooks.discovery:
+            _sync(self.model.device_type)
         rec: dict[str, Any] = {"seconds": self._now() - self.eval.t0, "calls": self.eval.calls,
                                "counted": False, "step": self.log.index}
         fp, self.eval.counter = self.eval.counter, None

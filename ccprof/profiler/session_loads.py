@@ -107,12 +107,12 @@ class LoadWatch:
 
     def runtime_facts(self) -> dict[str, bool]:
         """What the run showed of the facts static analysis also reads (static.RUNTIME_FACTS)."""
-        classes = {type(m).__name__ for m in self.roots.values()}
-        model_ckpt = any(getattr(m, "is_gradient_checkpointing", False) for m in self.roots.values())
-        loaded_hf = any(id(sub) in self.loads.pretrained_models for m in self.roots.values() for sub in m.modules())
+        classes = {type(m).__name__ for m in self.model.roots.values()}
+        model_ckpt = any(getattr(m, "is_gradient_checkpointing", False) for m in self.model.roots.values())
+        loaded_hf = any(id(sub) in self.loads.pretrained_models for m in self.model.roots.values() for sub in m.modules())
         return {
-            "autocast": self.autocast_dtype is not None,
-            "grad_scaler": self.grad_scaler,
+            "autocast": self.model.autocast_dtype is not None,
+            "grad_scaler": self.model.grad_scaler,
             "checkpointing": self.counters["checkpoint_calls"] > 0 or model_ckpt,
             "accumulation": bool(self.log.micro_batches) and max(self.log.micro_batches) > 1
                             and (self.log.kind == "optimizer"),
@@ -130,7 +130,7 @@ class LoadWatch:
 
         def scale(scaler, outputs):
             if scaler.is_enabled():
-                session.grad_scaler = True
+                session.model.grad_scaler = True
             return orig(scaler, outputs)
 
         scale.__wrapped__ = orig

@@ -30,19 +30,19 @@ class PassRunner:
         On a GPU one more pass step follows the FLOP and memory steps: the kernels' device
         times under torch.profiler (``kernel_times``), which recalibrate the cost model.
         """
-        self._discovery = False
-        if self.passes and self.device_type == "cuda" and "kernels" not in self.measure.queue:
+        self.hooks.discovery = False
+        if self.passes and self.model.device_type == "cuda" and "kernels" not in self.measure.queue:
             self.measure.queue.append("kernels")
             self.n_pass_steps += 1
             self.total_steps = self.warmup + self.n_pass_steps + self.steps_wanted
-        for h in self._global_fwd:
+        for h in self.hooks.global_fwd:
             h.remove()
-        self._global_fwd = []
-        for key, module in self.roots.items():
-            self._root_hooks[key] = module.register_forward_pre_hook(self._root_pre, with_kwargs=True)
+        self.hooks.global_fwd = []
+        for key, module in self.model.roots.items():
+            self.hooks.root_hooks[key] = module.register_forward_pre_hook(self._root_pre, with_kwargs=True)
 
     def _named_roots(self) -> dict[str, nn.Module]:
-        roots = list(self.roots.values())
+        roots = list(self.model.roots.values())
         if len(roots) == 1:
             return {"": roots[0]}
         named: dict[str, nn.Module] = {}
@@ -64,12 +64,12 @@ class PassRunner:
             elif name == "kernels":
                 from ccprof.profiler.kernel_times import KernelPass  # here: nothing extra is imported into the user's process before it is needed
 
-                self.measure.current = KernelPass(cuda=self.device_type == "cuda")
+                self.measure.current = KernelPass(cuda=self.model.device_type == "cuda")
             else:
                 from ccprof.profiler.memory import MemoryLedger  # here: nothing extra is imported into the user's process before it is needed
 
-                self.measure.current = MemoryLedger(self._named_roots(), list(self.optimizers),
-                                          torch.device(self.device_type))
+                self.measure.current = MemoryLedger(self._named_roots(), list(self.model.optimizers),
+                                          torch.device(self.model.device_type))
             self.measure.current.start()
             self.measure.name = name
         except Exception as exc:  # a broken pass must not break the user's run
@@ -135,16 +135,16 @@ class PassRunner:
                 self.measure.memory_result = (replace(memory, method=memory.method + " (up to the out-of-memory error)"),
                                       by_module)
                 return
-        if self.measure.memory_result is not None or not self.roots:
+        if self.measure.memory_result is not None or not self.model.roots:
             return
         from ccprof.profiler.memory import optimizer_section, unique_storage_bytes  # here: nothing extra is imported into the user's process before it is needed
 
-        params = [p for m in self.roots.values() for p in m.parameters()]
+        params = [p for m in self.model.roots.values() for p in m.parameters()]
         params_bytes, _ = unique_storage_bytes(params)
         grads_bytes, _ = unique_storage_bytes([p.grad for p in params if p.grad is not None])
-        opt_bytes = optimizer_section(self.optimizers).state_bytes if self.optimizers else 0
+        opt_bytes = optimizer_section(self.model.optimizers).state_bytes if self.model.optimizers else 0
         cuda_peak = cuda_reserved = None
-        if self.device_type == "cuda":
+        if self.model.device_type == "cuda":
             cuda_peak, cuda_reserved = torch.cuda.max_memory_allocated(), torch.cuda.memory_reserved()
         known = params_bytes + grads_bytes + opt_bytes
         self.measure.memory_result = (Memory(

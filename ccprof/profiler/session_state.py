@@ -1,7 +1,7 @@
 """The Session's state, in typed records: each mixin reads and writes its own record's fields.
 
 A ``Session`` holds one of each (``session.clock``, ``.log``, ``.data``, ``.host``, ``.loads``,
-``.measure``, ``.eval``), created empty in ``Session.__init__``:
+``.measure``, ``.eval``, ``.model``, ``.hooks``), created empty in ``Session.__init__``:
 
 =============  ==================  ============================================================
 record         written by          what it holds
@@ -17,11 +17,12 @@ HostState      session_host        every batch's making (CPU, wall, the speed pr
 LoadState      session_loads       where weights came from (files, ``from_pretrained``)
 PassState      session_passes      the measurement pass running, those queued, their results
 EvalState      session_eval        evaluation episodes and the one open now
+ModelWatch     hooks               the trained roots, their optimizers, the device, autocast
+HookState      hooks               what ``uninstall`` removes; call depths; discovery
 =============  ==================  ============================================================
 
-What stays on the Session itself: its settings (steps, warm-up, callbacks), what the model
-watching sees (roots, optimizers, the device, autocast, counters, findings) and the hook
-bookkeeping (handles, patched attributes, nesting depths).
+What stays on the Session itself: its settings (steps, warm-up, callbacks) and what every
+mixin adds to (``counters``, ``findings``, ``run_limits``, the GPU sampler's ``gpu_info``).
 """
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ from typing import Any
 
 from ccprof.profiler.session_base import _TIMED
 
-__all__ = ["StepClock", "StepLog", "DataState", "HostState", "LoadState", "PassState", "EvalState"]
+__all__ = ["StepClock", "StepLog", "DataState", "HostState", "LoadState", "PassState", "EvalState",
+           "ModelWatch", "HookState"]
 
 
 def _phase_sums() -> dict[str, float]:
@@ -147,3 +149,37 @@ class EvalState:
     counter: Any = None                           # the episode's FlopPass
     prev_phase: str = "other"
     paused_pass: bool = False
+
+
+@dataclass
+class ModelWatch:
+    """What the model watching sees (``hooks``, ``session_eval``): the trained roots and their
+    optimizers, the device, the precision the run used."""
+    device_type: str = "cpu"
+    roots: dict[int, Any] = field(default_factory=dict)           # id -> nn.Module, trained roots in call order
+    main_root_cache: Any = None                   # the root with the most parameters, once discovery is over
+    optimizers: list[Any] = field(default_factory=list)           # those that stepped
+    primary_opt: Any = None                       # the first that stepped: its steps are the steps
+    # strong: the profile is built after the script's frames (and its locals) are gone
+    known_opts: list[Any] = field(default_factory=list)           # every one constructed
+    opt_param_ids: tuple[int, set[int]] = (-1, set())             # (key, ids of their parameters)
+    opt_calls: dict[int, int] = field(default_factory=dict)       # id(optimizer) -> step() calls
+    autocast_dtype: str | None = None
+    grad_scaler: bool = False
+    first_forward_done: bool = False
+
+
+@dataclass
+class HookState:
+    """The hooks' own bookkeeping (``hooks``): what to remove at ``uninstall``, nesting depths."""
+    handles: list[Any] = field(default_factory=list)
+    patched: list[tuple[Any, str, Any]] = field(default_factory=list)   # (owner, name, original)
+    global_fwd: list[Any] = field(default_factory=list)       # global module hooks, during discovery
+    finder: Any = None                            # the sys.meta_path finder patching later imports
+    root_hooks: dict[int, Any] = field(default_factory=dict)
+    discovery: bool = True                        # until the first step ends
+    depth: int = 0                                # module call depth (global hooks)
+    opt_depth: int = 0                            # inside optimizer.step
+    in_backward: bool = False
+    awaiting_update: bool = False                 # a backward with no torch.optim optimizer seen
+    probe: list[Any] = field(default_factory=list)    # (param, version, values) to see a hand-written update

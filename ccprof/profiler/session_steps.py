@@ -26,8 +26,8 @@ class StepClockWatch:
     def _set_phase(self, phase: str, sync: bool = True) -> None:
         if phase == self.clock.phase:
             return
-        if sync and not self._discovery:
-            _sync(self.device_type)
+        if sync and not self.hooks.discovery:
+            _sync(self.model.device_type)
         t, tc = self._now(), cpu_s()
         if self.clock.step_t0 is not None:
             self.clock.cur_phase[self.clock.phase] += t - self.clock.phase_t
@@ -38,7 +38,7 @@ class StepClockWatch:
             self.measure.current.set_phase(phase)
 
     def _rest_phase(self) -> str:
-        return "optimizer" if self._opt_depth > 0 else "other"
+        return "optimizer" if self.hooks.opt_depth > 0 else "other"
 
 
     # ------------------------------------------------------------------ steps
@@ -47,7 +47,7 @@ class StepClockWatch:
 
     def _begin_step_if_needed(self) -> None:
         if self.clock.step_t0 is None:
-            _sync(self.device_type) if not self._discovery else None
+            _sync(self.model.device_type) if not self.hooks.discovery else None
             self.clock.step_t0 = self._now()
             self.clock.phase_t = self.clock.step_t0
             self.clock.cur_phase = dict.fromkeys(_TIMED, 0.0)
@@ -59,7 +59,7 @@ class StepClockWatch:
             return
         if self.eval.open:
             self._close_eval()
-        _sync(self.device_type)
+        _sync(self.model.device_type)
         t, tc = self._now(), cpu_s()
         self.clock.cur_phase[self.clock.phase] += t - self.clock.phase_t
         self.clock.cur_phase_cpu[self.clock.phase] += tc - self.clock.phase_tc
@@ -78,7 +78,7 @@ class StepClockWatch:
             # micro-batches: backwards per step; with several models or optimizers (a GAN) only
             # one backward call site run several times (an accumulation loop) counts: D's losses
             # on real and on fake data are two loss terms, not two micro-batches
-            several = len(self.roots) > 1 or len(set(self._known_opts) | set(self.optimizers)) > 1
+            several = len(self.model.roots) > 1 or len(set(self.model.known_opts) | set(self.model.optimizers)) > 1
             self.log.micro_batches.append(max(self.log.cur_sites.values()) if (several and self.log.cur_sites)
                                       else self.log.cur_micro)
             self.log.batches_per_step.append(self.log.cur_batches)
@@ -102,7 +102,7 @@ class StepClockWatch:
         self.log.cur_samples = 0
         self.log.cur_tokens = 0
         self.log.cur_samples_in_opt = None
-        if self.log.index == 1 and self._discovery:
+        if self.log.index == 1 and self.hooks.discovery:
             self._probe_run_limits()
             self._finish_discovery()
         if self.log.index >= self.total_steps and self._more_steps_needed():
@@ -119,7 +119,7 @@ class StepClockWatch:
         if self.passes and self.measure.current is None and self.measure.queue and self.log.index >= self.warmup:
             self._start_pass(self.measure.queue.pop(0))
         # the next step starts now: data fetching for it counts as its data phase
-        _sync(self.device_type) if not self._discovery else None
+        _sync(self.model.device_type) if not self.hooks.discovery else None
         self.clock.step_t0 = self._now()
         self.clock.phase_t = self.clock.step_t0
         self.clock.phase = "other"
@@ -128,7 +128,7 @@ class StepClockWatch:
         self.clock.cur_phase_cpu = dict.fromkeys(_TIMED, 0.0)
 
     def _start_sampler(self) -> None:
-        if self.device_type != "cuda":
+        if self.model.device_type != "cuda":
             self.gpu_reason = {"gpu": "no NVIDIA GPU in use (the model trained on the CPU)"}
             return
         from ccprof.profiler.nvml import NvmlSampler  # here: nothing extra is imported into the user's process before it is needed
