@@ -45,7 +45,7 @@ def speed_probe(rounds: int = PROBE_ROUNDS) -> float:
     if _PROBE is None:
         _PROBE = (torch.ones(4), torch.ones(4), torch.arange(64), list(range(50)), {i: i for i in range(50)})
     a, b, row, keys, table = _PROBE
-    t0 = cpu_now()
+    t0 = cpu_s()
     for k in range(rounds):
         torch.add(a, b)
         row[k:k + 8]
@@ -53,7 +53,7 @@ def speed_probe(rounds: int = PROBE_ROUNDS) -> float:
         total = 0
         for j in keys:
             total += table[j]
-    return (cpu_now() - t0) / rounds
+    return (cpu_s() - t0) / rounds
 
 
 class _Add(torch.nn.Module):
@@ -84,10 +84,10 @@ def _best_per_call(fn, repeats: int, rounds: int = _ROUNDS) -> float:
     """Best of ``rounds`` rounds of ``repeats`` calls: CPU seconds per call."""
     best = float("inf")
     for _ in range(rounds):
-        t0 = cpu_now()
+        t0 = cpu_s()
         for _ in range(repeats):
             fn()
-        best = min(best, (cpu_now() - t0) / repeats)
+        best = min(best, (cpu_s() - t0) / repeats)
     return best
 
 
