@@ -6,9 +6,9 @@ A ``Session`` holds one of each (``session.clock``, ``.log``, ``.data``, ``.host
 =============  ==================  ============================================================
 record         written by          what it holds
 =============  ==================  ============================================================
-StepClock      hooks               the phase clock: the phase now, when it and the step began
+StepClock      session_steps       the phase clock: the phase now, when it and the step began
                                    (wall and thread CPU seconds), the open step's phase sums
-StepLog        hooks               each timed step's record (times, phases, losses, batches,
+StepLog        session_steps       each timed step's record (times, phases, losses, batches,
                                    samples), the open step's counts, the step count
 DataState      session_data        DataLoaders, the training loader, batches seen, sampled
                                    fingerprints, the wait inside ``__next__``
@@ -43,7 +43,7 @@ def _phase_sums() -> dict[str, float]:
 
 @dataclass
 class StepClock:
-    """The phase clock (``hooks``): wall seconds from ``clock.wall_s``, CPU from ``clock.cpu_s``."""
+    """The phase clock (``session_steps``): wall seconds from ``clock.wall_s``, CPU from ``clock.cpu_s``."""
     phase: str = "other"                          # the phase running now
     phase_t: float = 0.0                          # wall seconds when it began
     phase_tc: float = 0.0                         # thread CPU seconds when it began
@@ -56,7 +56,7 @@ class StepClock:
 
 @dataclass
 class StepLog:
-    """Steps (``hooks``): the count, each timed step's record, and the open step's counts."""
+    """Steps (``session_steps``; ``hooks`` counts backwards and samples): the count, each timed step's record, and the open step's counts."""
     index: int = 0                                # completed steps
     kind: str | None = None                       # "optimizer" | "backward"
     step_s: list[float] = field(default_factory=list)
