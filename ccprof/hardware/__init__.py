@@ -6,15 +6,19 @@
     profile.projection["h100-sxm"].phase_s, profile.cost.usd_run
     predict_op_s("aten.mm", [(4096, 4096), (4096, 4096)], "bfloat16", "h100-sxm")
 
-Layers, each looking only down: ``kernels`` (achieved seconds of one kernel, fitted on measured
-kernels: ``kernel_params.json``), ``translate`` (what the GPU would run for the profiled ops),
-``step`` (device and host time by phase, the data wait), ``projection`` (every catalog GPU),
-``cost`` (dollars for the planned run), ``comm`` (collectives of data-parallel training).
+The cost model reads a profile once, as ``StepInputs`` (``inputs``: the ops, measured times,
+host counts, data timing, model and policy facts); every seconds function takes a Profile or
+its StepInputs. Layers, each looking only down: ``kernels`` (achieved seconds of one kernel,
+fitted on measured kernels: ``kernel_params.json``), ``translate`` (what the GPU would run for
+the profiled ops), ``step`` (device and host time by phase, the data wait), ``projection``
+(every catalog GPU), ``cost`` (dollars for the planned run), ``comm`` (collectives of
+data-parallel training).
 """
 from ccprof.hardware.catalog import (DEFAULT_GPU, CatalogError, GpuSpec, catalog_rows,
                                      load_catalog, match_device, resolve_gpu, user_catalog_path)
 from ccprof.hardware.cost import (DEFAULT_RUN_STEPS, attach, cost_for, right_size, run_steps,
                                   steps_per_epoch, target_gpu)
+from ccprof.hardware.inputs import StepInputs, step_inputs
 from ccprof.hardware.kernels import load_params, op_class, predict_op_s
 from ccprof.hardware.projection import (MEMORY_HEADROOM_FRAC, fits_memory, half_dtype, project,
                                         source_gpu, usable_memory_bytes)
@@ -26,5 +30,5 @@ __all__ = [
     "load_catalog", "user_catalog_path", "catalog_rows", "resolve_gpu", "match_device", "project",
     "source_gpu", "half_dtype", "usable_memory_bytes", "fits_memory", "cost_for", "right_size",
     "run_steps", "steps_per_epoch", "target_gpu", "attach", "predict_op_s", "op_class", "load_params",
-    "StepCost", "cost_step", "Kernel", "Policy", "policy_for", "translate",
+    "StepCost", "cost_step", "Kernel", "Policy", "policy_for", "translate", "StepInputs", "step_inputs",
 ]

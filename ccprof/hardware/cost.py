@@ -28,6 +28,7 @@ import datetime as dt
 from typing import Any
 
 from ccprof.hardware.catalog import DEFAULT_GPU, GpuSpec, load_catalog, resolve_gpu
+from ccprof.hardware.inputs import step_inputs
 from ccprof.hardware.projection import project, source_gpu
 from ccprof.artefacts.profile import Cost, GpuProjection, HostInfo, Profile
 
@@ -342,7 +343,8 @@ def attach(profile: Profile, *, gpu: str | None = None, catalog: dict[str, GpuSp
             raise ValueError(f"--host-speed must be a positive number, got {host_speed!r}")
         host = profile.host if profile.host is not None else HostInfo()
         profile = dataclasses.replace(profile, host=dataclasses.replace(host, target_speed=float(host_speed)))
-    proj = project(profile, cat)
+    inputs = step_inputs(profile)          # what the cost model reads, read once
+    proj = project(inputs, cat)
     gid, choice = target_gpu(profile, cat, gpu)
     changes: dict[str, Any] = {"projection": proj}
     try:
@@ -357,7 +359,7 @@ def attach(profile: Profile, *, gpu: str | None = None, catalog: dict[str, GpuSp
     except NoStepTimeError as exc:
         changes["cost"] = None
         changes["reasons"] = {**profile.reasons, "cost": str(exc)}
-    src = source_gpu(profile, cat)
+    src = source_gpu(inputs, cat)
     if src is not None and profile.device.catalog_id != src:
         changes["device"] = dataclasses.replace(profile.device, catalog_id=src)
     return dataclasses.replace(profile, **changes)

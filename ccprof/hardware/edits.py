@@ -15,6 +15,13 @@ model (``step.cost_step``), never by a constant. Each edit is a pure function fr
   adapters only, and the adapters' own small GEMMs;
 * :func:`shrink_blocks` -- a share of the repeated blocks kept (distillation's shallower student);
 * :func:`narrow_blocks` -- the blocks' weights narrower (structured pruning).
+
+Two edits change what the op list does not hold, on the cost model's inputs
+(:class:`~ccprof.hardware.inputs.StepInputs`) instead of a copy of the Profile:
+
+* :func:`with_workers` -- the DataLoader with ``n`` workers (``dataloader``);
+* :func:`bigger_batch` -- a batch ``k`` times larger: its ops (:func:`scale_batch`), its making
+  and its bytes (``batch_size``).
 """
 from __future__ import annotations
 
@@ -22,11 +29,12 @@ from dataclasses import replace
 from typing import Iterable
 
 from ccprof.hardware import kernels as K
+from ccprof.hardware.inputs import StepInputs
 from ccprof.artefacts.profile import OpCost
 from ccprof.artefacts.vocab import COMPUTE_PHASES
 
 __all__ = ["scale_batch", "micro_batches", "recompute", "freeze_base", "shrink_blocks", "narrow_blocks",
-           "in_scopes", "linear_gemms"]
+           "in_scopes", "linear_gemms", "with_workers", "bigger_batch"]
 
 
 def _numel(shape: list[int]) -> int:
@@ -273,3 +281,17 @@ def narrow_blocks(ops: Iterable[OpCost], scopes: Iterable[str], keep: float) -> 
                            bytes_read=int(op.bytes_read * g), bytes_written=int(op.bytes_written * g),
                            autocast_bytes=int(op.autocast_bytes * g)))
     return out
+
+
+def with_workers(inputs: StepInputs, workers: int) -> StepInputs:
+    """The step with the DataLoader making batches in ``workers`` processes (its batch time as
+    measured: each worker makes a batch as fast as the main process did)."""
+    return replace(inputs, data=replace(inputs.data, num_workers=workers))
+
+
+def bigger_batch(inputs: StepInputs, k: float) -> StepInputs:
+    """The step at ``k`` times the batch: the ops by :func:`scale_batch`, a batch's making and its
+    bytes ``k`` times as large (the making's interval is left as measured)."""
+    d = inputs.data
+    data = replace(d, batch_s=d.batch_s * k, batch_bytes=int((d.batch_bytes or 0) * k) or None) if d.batch_s else d
+    return replace(inputs, ops=tuple(scale_batch(inputs.ops, k)), data=data)

@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ccprof.artefacts.profile import Profile
+from ccprof.hardware.inputs import StepInputs, step_inputs
 
 __all__ = ["HostSpec", "HostSide", "REFERENCE_HOST", "host_side", "SPEED_BOUNDS"]
 
@@ -79,31 +80,33 @@ class HostSide:
     how: str
 
 
-def _speed(profile: Profile) -> tuple[float, str]:
-    h = profile.host
-    if h is not None and h.target_speed:
+def _speed(inputs: StepInputs) -> tuple[float, str]:
+    h = inputs.host
+    if h.target_speed:
         lo, hi = SPEED_BOUNDS
         s = min(max(float(h.target_speed), lo), hi)
         return s, f"a host {s:g}x as fast as the reference, as stated"
     return 1.0, "the reference host"
 
 
-def host_side(profile: Profile, reference: HostSpec = REFERENCE_HOST) -> HostSide:
+def host_side(profile: Profile | StepInputs, reference: HostSpec = REFERENCE_HOST) -> HostSide:
     """The profile's host work priced on the target host (see the module docstring).
 
+    Input: a Profile or its :class:`~ccprof.hardware.inputs.StepInputs` (host counts, data timing).
     Output: per-op and per-module-call seconds, each phase's Python seconds (None for profiles
     without bytecode counts), the batch time with its interval, the speed and a sentence saying
     which host and how. Pure: the same profile gives the same figures.
     """
-    speed, who = _speed(profile)
-    h = profile.host
+    inputs = step_inputs(profile)
+    speed, who = _speed(inputs)
+    h = inputs.host
     python_s = None
-    if h is not None and h.opcodes is not None:
+    if h.opcodes is not None:
         python_s = {ph: n * reference.opcode_s / speed for ph, n in h.opcodes.items()}
-    d = profile.data
+    d = inputs.data
     batch = lo = hi = None
     if d.batch_s is not None and d.batch_s > 0:
-        if d.batch_clock == "thread_cpu" and h is not None and h.probe_s:
+        if d.batch_clock == "thread_cpu" and h.probe_s:
             here = min(max(reference.probe_s / h.probe_s, HOST_FACTOR_BOUNDS[0]), HOST_FACTOR_BOUNDS[1])
             scale = here / speed
             batch_how = (f"the batch's CPU time here x {here:.2f} (this host's speed probe against the "

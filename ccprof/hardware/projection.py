@@ -21,6 +21,7 @@ from typing import Any
 
 from ccprof.hardware import kernels as K
 from ccprof.hardware.catalog import GpuSpec, match_device
+from ccprof.hardware.inputs import StepInputs, step_inputs
 from ccprof.hardware.step import PHASES, StepCost, cost_step
 from ccprof.hardware.translate import Policy, policy_for, translate
 from ccprof.artefacts.profile import GpuProjection, OpCost, Profile
@@ -48,13 +49,14 @@ def fits_memory(peak_bytes: int, spec: GpuSpec, headroom_frac: float = MEMORY_HE
     return peak_bytes <= usable_memory_bytes(spec, headroom_frac)
 
 
-def source_gpu(profile: Profile, catalog: dict[str, GpuSpec]) -> str | None:
+def source_gpu(profile: Profile | StepInputs, catalog: dict[str, GpuSpec]) -> str | None:
     """Catalog id of the GPU the profile was measured on, or None (CPU, or not in the catalog)."""
-    if profile.device.type != "cuda":
+    dev = step_inputs(profile).device
+    if dev.type != "cuda":
         return None
-    if profile.device.catalog_id and profile.device.catalog_id in catalog:
-        return profile.device.catalog_id
-    return match_device(profile.device.name, catalog)
+    if dev.catalog_id and dev.catalog_id in catalog:
+        return dev.catalog_id
+    return match_device(dev.name, catalog)
 
 
 def half_dtype(spec: GpuSpec) -> str:
@@ -62,9 +64,9 @@ def half_dtype(spec: GpuSpec) -> str:
     return "float16" if "bf16" not in spec.peak_flops and "fp16" in spec.peak_flops else "bfloat16"
 
 
-def compute_peak(profile: Profile, spec: GpuSpec, policy: Policy) -> tuple[float, str]:
+def compute_peak(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy) -> tuple[float, str]:
     """(peak FLOP/s, key) the step's matmuls run at under ``policy``: MFU is measured against it."""
-    dtype = policy.autocast or profile.precision.param_dtype or "float32"
+    dtype = policy.autocast or step_inputs(profile).precision.param_dtype or "float32"
     unit = K.math_unit(dtype, spec, tf32=policy.tf32_matmul)
     key = {"tensor16": "bf16" if dtype == "bfloat16" and "bf16" in spec.peak_flops else "fp16",
            "tf32": "tf32", "simt": "fp32"}[unit]
@@ -78,30 +80,28 @@ def mfu(flops_per_step: float, step_s: float | None, peak_flops: float) -> float
     return flops_per_step / step_s / peak_flops
 
 
-def _measured_step_s(profile: Profile) -> float | None:
-    times = [t for t in profile.steps.step_s if t and t > 0]
+def _measured_step_s(inputs: StepInputs) -> float | None:
+    times = [t for t in inputs.measured.step_s if t and t > 0]
     return statistics.median(times) if times else None
 
 
-def _peak_bytes(profile: Profile) -> int:
-    m = profile.memory
-    return max(m.peak_bytes or 0, m.cuda_max_allocated_bytes or 0)
-
-
-def _flops_only_ops(profile: Profile) -> list:
+def _flops_only_ops(inputs: StepInputs) -> list:
     """Without per-op records, one synthetic matmul carrying the step's FLOPs (a lower bound)."""
-    flops = profile.flops.per_step
+    flops = inputs.model.flops_per_step
     if not flops:
         return []
-    dtype = profile.precision.autocast_dtype if profile.precision.autocast else (profile.precision.param_dtype or "float32")
+    p = inputs.precision
+    dtype = p.autocast_dtype if p.autocast else (p.param_dtype or "float32")
     return [OpCost(op="aten.mm", dtype=dtype or "float32", count=1, flops=flops, phase="forward")]
 
 
-def step_cost_for(profile: Profile, spec: GpuSpec, policy: Policy | None = None, **kw: Any) -> StepCost:
+def step_cost_for(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy | None = None,
+                  **kw: Any) -> StepCost:
     """:func:`cost_step` with the flops-only fallback for profiles without op records."""
-    if not profile.ops and "ops" not in kw:
-        kw["ops"] = _flops_only_ops(profile)
-    return cost_step(profile, spec, policy, **kw)
+    inputs = step_inputs(profile)
+    if not inputs.ops and "ops" not in kw:
+        kw["ops"] = _flops_only_ops(inputs)
+    return cost_step(inputs, spec, policy, **kw)
 
 
 def _clamp_factor(f: float, name: str, clamped: list[str]) -> float:
@@ -114,14 +114,14 @@ def _clamp_factor(f: float, name: str, clamped: list[str]) -> float:
     return f
 
 
-def _class_factors(profile: Profile, spec: GpuSpec) -> tuple[dict[str, float], list[str], dict[str, Any]]:
+def _class_factors(inputs: StepInputs, spec: GpuSpec) -> tuple[dict[str, float], list[str], dict[str, Any]]:
     """Measured/modelled device time by kernel class on the GPU the kernels were timed on."""
     measured: dict[str, float] = {}
-    for op, s in profile.kernel_s.items():
+    for op, s in inputs.measured.kernel_s.items():
         cls = K.op_class(op)
         measured[cls] = measured.get(cls, 0.0) + float(s)
     model: dict[str, float] = {}
-    for k in translate(profile, spec):
+    for k in translate(inputs, spec):
         model[k.cls] = model.get(k.cls, 0.0) + k.device_s
     factors: dict[str, float] = {}
     clamped: list[str] = []
@@ -132,25 +132,25 @@ def _class_factors(profile: Profile, spec: GpuSpec) -> tuple[dict[str, float], l
     return factors, clamped, {"measured_device_s": measured, "model_device_s": model}
 
 
-def _calibration(profile: Profile, src: StepCost, spec: GpuSpec) -> dict[str, Any]:
+def _calibration(inputs: StepInputs, src: StepCost, spec: GpuSpec) -> dict[str, Any]:
     """Measured/modelled factors on the GPU the profile ran on: by kernel class when its kernels
     were timed, else by phase."""
-    if profile.kernel_s:
-        factors_c, clamped_c, by = _class_factors(profile, spec)
+    if inputs.measured.kernel_s:
+        factors_c, clamped_c, by = _class_factors(inputs, spec)
         if factors_c:
             out: dict[str, Any] = {"class_factors": factors_c, "factors": {}, "clamped": clamped_c, **by}
-            recal = step_cost_for(profile, spec, src.policy, class_factors=factors_c)
-            step = _measured_step_s(profile) or 0.0
+            recal = step_cost_for(inputs, spec, src.policy, class_factors=factors_c)
+            step = _measured_step_s(inputs) or 0.0
             out["unexplained_s"] = max(0.0, step - recal.step_s)
             return out
-    measured = profile.steps.phase_s or {}
+    measured = inputs.measured.phase_s or {}
     factors: dict[str, float] = {}
     clamped: list[str] = []
     for ph in COMPUTE_PHASES:
         m, d = measured.get(ph, 0.0) or 0.0, src.phase_s.get(ph, 0.0)
         if m > 0 and d > 0:
             factors[ph] = _clamp_factor(m / d, ph, clamped)
-    step = _measured_step_s(profile) or 0.0
+    step = _measured_step_s(inputs) or 0.0
     out: dict[str, Any] = {"factors": factors, "clamped": clamped}
     if not factors and step and src.step_s > 0:
         # no phase times measured: the whole step is scaled (device and host alike)
@@ -175,34 +175,33 @@ def _apply(sc: StepCost, calib: dict[str, Any], *, residual: bool = True) -> dic
     return phase
 
 
-def _detail(sc: StepCost, profile: Profile, spec: GpuSpec) -> dict[str, Any]:
+def _detail(sc: StepCost, inputs: StepInputs, spec: GpuSpec) -> dict[str, Any]:
     return {
         "device_s": sc.device_s, "host_s": sc.host_s, "bound": sc.bound, "launches": sc.launches,
         "by_class_s": sc.by_class, "policy": sc.policy.describe(), "notes": list(sc.notes), "data": sc.data,
-        "peak_bytes": _peak_bytes(profile), "usable_bytes": usable_memory_bytes(spec),
+        "peak_bytes": inputs.model.peak_bytes, "usable_bytes": usable_memory_bytes(spec),
         "headroom_frac": MEMORY_HEADROOM_FRAC, "autocast_dtype": half_dtype(spec),
     }
 
 
-def eval_s_for(profile: Profile, spec: GpuSpec, policy: Policy | None = None,
+def eval_s_for(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy | None = None,
                class_factors: dict[str, float] | None = None) -> float | None:
     """Seconds of one evaluation episode (``profile.eval``) on ``spec``: its counted forward ops
     costed as a step of their own (no backward, optimizer or data wait), scaled up by the share of
     its FLOPs the capped op rows miss. None without counted ops."""
-    ev = profile.eval
-    if ev is None or not ev.ops:
+    inputs = step_inputs(profile)
+    episode = inputs.eval_step()
+    if episode is None:
         return None
-    host = replace(profile.host, module_calls_per_step=ev.module_calls) if profile.host else None
-    stub = replace(profile, ops=list(ev.ops), steps=replace(profile.steps, phase_s={}), host=host,
-                   fusion={}, eval=None)
-    sc = cost_step(stub, spec, policy, data=False, class_factors=class_factors)
-    return sc.step_s / max(ev.ops_flops_frac, 0.05)
+    sc = cost_step(episode, spec, policy, data=False, class_factors=class_factors)
+    return sc.step_s / max(inputs.eval.ops_flops_frac, 0.05)
 
 
-def project(profile: Profile, catalog: dict[str, GpuSpec]) -> dict[str, GpuProjection]:
+def project(profile: Profile | StepInputs, catalog: dict[str, GpuSpec]) -> dict[str, GpuProjection]:
     """Project the profile's step time, bf16 step time, memory fit, MFU and HFU onto each GPU.
 
-    Inputs: a Profile (CPU or GPU; ``ops`` preferred, ``flops.per_step`` as a fallback) and a
+    Inputs: a Profile or its StepInputs (CPU or GPU; ``ops`` preferred, the FLOPs per step as a
+    fallback) and a
     catalog from ``load_catalog``. Output: ``{gpu_id: GpuProjection}`` with ``phase_s`` (and
     ``phase_s_bf16``) summing to ``step_s``; ``method`` is ``"measured"`` for the GPU the
     profile ran on, ``"calibrated"`` for the others when that GPU is in the catalog, else
@@ -212,29 +211,31 @@ def project(profile: Profile, catalog: dict[str, GpuSpec]) -> dict[str, GpuProje
 
     Example: ``project(Profile.from_json("profile.json"), load_catalog())["h100-sxm"].step_s``.
     """
-    peak_bytes = _peak_bytes(profile)
-    method_base = "cost_model" if profile.ops else "flops_only"
-    src = source_gpu(profile, catalog)
-    measured = _measured_step_s(profile) if src else None
+    inputs = step_inputs(profile)
+    mf = inputs.model
+    peak_bytes = mf.peak_bytes
+    method_base = "cost_model" if inputs.ops else "flops_only"
+    src = source_gpu(inputs, catalog)
+    measured = _measured_step_s(inputs) if src else None
     if src is not None and measured is None:
         src = None
     calib: dict[str, Any] | None = None
     raw_src: StepCost | None = None
     if src is not None:
-        raw_src = step_cost_for(profile, catalog[src])
-        calib = _calibration(profile, raw_src, catalog[src])
-    model_flops = profile.flops.model_per_step or profile.flops.per_step or sum(o.flops for o in profile.ops)
-    exec_flops = profile.flops.per_step or sum(o.flops for o in profile.ops)
+        raw_src = step_cost_for(inputs, catalog[src])
+        calib = _calibration(inputs, raw_src, catalog[src])
+    model_flops = mf.model_flops_per_step or mf.flops_per_step or sum(o.flops for o in inputs.ops)
+    exec_flops = mf.flops_per_step or sum(o.flops for o in inputs.ops)
     out: dict[str, GpuProjection] = {}
     for gid, spec in catalog.items():
-        policy = policy_for(profile, spec)
+        policy = policy_for(inputs, spec)
         cf = calib.get("class_factors") if calib else None
-        sc = step_cost_for(profile, spec, policy, class_factors=cf)
-        sc16 = step_cost_for(profile, spec, replace(policy, autocast=half_dtype(spec)), class_factors=cf)
-        detail = _detail(sc, profile, spec)
+        sc = step_cost_for(inputs, spec, policy, class_factors=cf)
+        sc16 = step_cost_for(inputs, spec, replace(policy, autocast=half_dtype(spec)), class_factors=cf)
+        detail = _detail(sc, inputs, spec)
         if peak_bytes <= 0:
             detail["note"] = "peak memory unknown: fit assumed"
-        if not profile.ops:
+        if not inputs.ops:
             detail["ops_note"] = ("no per-op records: step time from the FLOPs at the datasheet peak; "
                                   "a lower bound")
         measured_here = None
@@ -245,7 +246,7 @@ def project(profile: Profile, catalog: dict[str, GpuSpec]) -> dict[str, GpuProje
             detail["model_step_s"] = raw_src.step_s
             detail["model_error_frac"] = (raw_src.step_s - measured) / measured
             detail["calibration"] = {"source_gpu": src, **calib} if calib else {}
-            phase_s = {ph: float(profile.steps.phase_s.get(ph, 0.0) or 0.0) for ph in PHASES}
+            phase_s = {ph: float(inputs.measured.phase_s.get(ph, 0.0) or 0.0) for ph in PHASES}
             if sum(phase_s.values()) <= 0:        # no phase means recorded: split as the model does
                 phase_s = dict(sc.phase_s)
             total = sum(phase_s.values())
@@ -258,13 +259,13 @@ def project(profile: Profile, catalog: dict[str, GpuSpec]) -> dict[str, GpuProje
             phase_s, phase16 = _apply(sc, calib), _apply(sc16, calib)
         step_s = sum(phase_s.values()) or None
         step16 = sum(phase16.values()) or None
-        peak, key = compute_peak(profile, spec, policy)
-        peak16, key16 = compute_peak(profile, spec, replace(policy, autocast=half_dtype(spec)))
+        peak, key = compute_peak(inputs, spec, policy)
+        peak16, key16 = compute_peak(inputs, spec, replace(policy, autocast=half_dtype(spec)))
         detail["compute_key"], detail["compute_key_bf16"] = key, key16
         detail["mfu_bf16"] = mfu(model_flops, step16, peak16)
-        ev_s = eval_s_for(profile, spec, policy, cf)
-        if measured_here is not None and profile.eval is not None and not profile.eval.seconds_counted:
-            ev_s = profile.eval.seconds            # timed on this very GPU
+        ev_s = eval_s_for(inputs, spec, policy, cf)
+        if measured_here is not None and inputs.eval is not None and not inputs.eval.seconds_counted:
+            ev_s = inputs.eval.seconds             # timed on this very GPU
         band = (step_s + sc.step_s_lo - sc.step_s, step_s + sc.step_s_hi - sc.step_s) if step_s else (None, None)
         out[gid] = GpuProjection(
             step_s=step_s, step_s_bf16=step16, fits=fits_memory(peak_bytes, spec),

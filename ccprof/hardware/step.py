@@ -28,6 +28,7 @@ from typing import Any, Iterable
 from ccprof.hardware import kernels as K
 from ccprof.hardware.catalog import GpuSpec
 from ccprof.hardware.host import HostSide, host_side
+from ccprof.hardware.inputs import StepInputs, step_inputs
 from ccprof.hardware.translate import Kernel, Policy, policy_for, translate
 from ccprof.artefacts.profile import OpCost, Profile
 from ccprof.artefacts.vocab import MATMUL_CLASSES, MODEL_PHASES, STEP_PHASES
@@ -93,7 +94,7 @@ class StepCost:
         return replace(self, device_s=dev, phase_s=phase, step_s=sum(phase.values()))
 
 
-def data_wait_s(profile: Profile, compute_s: float, host: HostSide | None = None,
+def data_wait_s(profile: Profile | StepInputs, compute_s: float, host: HostSide | None = None,
                 batch_s: float | None = None) -> tuple[float, dict[str, Any]]:
     """Seconds per step the GPU would wait for data, and how that was worked out.
 
@@ -106,12 +107,13 @@ def data_wait_s(profile: Profile, compute_s: float, host: HostSide | None = None
     wait is its own CPU's). The host-to-device copy of the batch is added at
     :data:`PCIE_BYTES_PER_S`.
     """
-    d = profile.data
-    host = host or host_side(profile)
-    measured = max(profile.steps.phase_s.get("data", 0.0) or 0.0, 0.0)
-    bps = d.batches_per_step or float(max(profile.steps.micro_batches, 1))
+    inputs = step_inputs(profile)
+    d = inputs.data
+    host = host or host_side(inputs)
+    measured = d.measured_wait_s
+    bps = d.batches_per_step or float(max(d.micro_batches, 1))
     info: dict[str, Any] = {"measured_wait_s": measured, "batches_per_step": bps}
-    copy_s = (d.batch_bytes or 0) * bps / PCIE_BYTES_PER_S if profile.device.type != "cuda" else 0.0
+    copy_s = (d.batch_bytes or 0) * bps / PCIE_BYTES_PER_S if inputs.device.type != "cuda" else 0.0
     info["h2d_copy_s"] = copy_s
     one = batch_s if batch_s is not None else host.batch_s
     if one is None or one <= 0:
@@ -132,17 +134,18 @@ def data_wait_s(profile: Profile, compute_s: float, host: HostSide | None = None
     return wait + copy_s, info
 
 
-def fuse(kernels: list[Kernel], profile: Profile, spec: GpuSpec, params: K.KernelParams) -> tuple[list[Kernel], str]:
+def fuse(kernels: list[Kernel], profile: Profile | StepInputs, spec: GpuSpec,
+         params: K.KernelParams) -> tuple[list[Kernel], str]:
     """torch.compile's fusion, as a stated rule: the non-matmul ops between two matmuls of a
     phase merge into one kernel (Inductor's pointwise and reduction fusion; Ansel et al., ASPLOS
     2024) that reads what enters the group and writes what leaves it once.
 
-    The profiler counted the groups and those bytes on the recorded step (``profile.fusion``);
+    The profiler counted the groups and those bytes on the recorded step (``model.fusion``);
     they scale with the phase's memory-bound bytes here, so edits (autocast, a larger batch)
     carry over. GEMMs, convolutions and attention keep their kernels. Returns the new kernels and
-    a note; without ``profile.fusion`` the kernels come back unchanged.
+    a note; without fusion groups the kernels come back unchanged.
     """
-    fusion = profile.fusion or {}
+    fusion = step_inputs(profile).model.fusion
     if not fusion:
         return kernels, "no fusion groups were recorded (older profile): compile not costed"
     out: list[Kernel] = []
@@ -167,13 +170,14 @@ def fuse(kernels: list[Kernel], profile: Profile, spec: GpuSpec, params: K.Kerne
 _KEEP = MATMUL_CLASSES | {"host"}
 
 
-def cost_step(profile: Profile, spec: GpuSpec, policy: Policy | None = None, *,
+def cost_step(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy | None = None, *,
               ops: Iterable[OpCost] | None = None, params: K.KernelParams | None = None,
               extra_kernels: Iterable[Kernel] = (), data: bool = True,
               class_factors: dict[str, float] | None = None) -> StepCost:
     """Seconds of one training step of ``profile`` on ``spec``, by phase.
 
-    Inputs: the profile; the GPU; a Policy (default: the script's own, :func:`policy_for`);
+    Inputs: the profile, or its StepInputs (:func:`ccprof.hardware.inputs.step_inputs`: what a
+    what-if edits); the GPU; a Policy (default: the script's own, :func:`policy_for`);
     ``ops`` an edited op list (a tweak's, e.g. a larger batch or frozen weights); extra kernels
     a tweak adds (LoRA's adapters); ``data=False`` leaves the data wait out; ``class_factors``
     scale each kernel class's device time (a recalibration from kernels measured on a GPU).
@@ -181,16 +185,18 @@ def cost_step(profile: Profile, spec: GpuSpec, policy: Policy | None = None, *,
 
     Example: ``cost_step(p, cat["a100-80gb"], replace(policy_for(p), autocast="bfloat16")).step_s``.
     """
+    inputs = step_inputs(profile)
     params = params or K.load_params()
-    policy = policy or policy_for(profile, spec)
-    kernels = translate(profile, spec, policy, ops=ops, params=params) + list(extra_kernels)
+    policy = policy or policy_for(inputs, spec)
+    kernels = translate(inputs, spec, policy, ops=ops, params=params) + list(extra_kernels)
     if class_factors:
         kernels = [replace(k, per_call_s=k.per_call_s * class_factors.get(k.cls, 1.0)) for k in kernels]
     notes: list[str] = []
-    if policy.compiled and not _already_compiled(profile):
-        kernels, note = fuse(kernels, profile, spec, params)
+    compiled_already = inputs.model.compiled
+    if policy.compiled and not compiled_already:
+        kernels, note = fuse(kernels, inputs, spec, params)
         notes.append(note)
-    hs = host_side(profile)
+    hs = host_side(inputs)
     device = dict.fromkeys(PHASES[1:], 0.0)
     host = dict.fromkeys(PHASES[1:], 0.0)
     by_class: dict[str, float] = {}
@@ -206,21 +212,19 @@ def cost_step(profile: Profile, spec: GpuSpec, policy: Policy | None = None, *,
             host[ph] += k.dispatches * hs.dispatch_s + k.calls * CUDA_LAUNCH_S
     if hs.python_s is not None:
         for ph in PHASES[1:]:
-            if policy.compiled and ph in MODEL_PHASES and not _already_compiled(profile):
+            if policy.compiled and ph in MODEL_PHASES and not compiled_already:
                 continue            # the compiled graph replaces the model's Python (guards stay: small)
             host[ph] += hs.python_s.get(ph, 0.0)
     elif not policy.compiled:
-        calls = profile.host.module_calls_per_step if profile.host else (profile.counters or {}).get(
-            "module_calls_per_step", 0)
-        host["forward"] += calls * hs.module_call_s
+        host["forward"] += inputs.host.module_calls_per_step * hs.module_call_s
     phase = {ph: max(device[ph], host[ph]) for ph in PHASES[1:]}
     compute = sum(phase.values())
     lo = hi = None
     if data:
-        wait, dinfo = data_wait_s(profile, compute, hs)
+        wait, dinfo = data_wait_s(inputs, compute, hs)
         if hs.batch_s is not None and (hs.batch_s_lo, hs.batch_s_hi) != (hs.batch_s, hs.batch_s):
-            lo = data_wait_s(profile, compute, hs, batch_s=hs.batch_s_lo)[0]
-            hi = data_wait_s(profile, compute, hs, batch_s=hs.batch_s_hi)[0]
+            lo = data_wait_s(inputs, compute, hs, batch_s=hs.batch_s_lo)[0]
+            hi = data_wait_s(inputs, compute, hs, batch_s=hs.batch_s_hi)[0]
     else:
         wait, dinfo = 0.0, {"method": "left out"}
     phase = {"data": wait, **phase}
@@ -229,7 +233,4 @@ def cost_step(profile: Profile, spec: GpuSpec, policy: Policy | None = None, *,
                     step_s=sum(phase.values()), launches=launches, by_class=by_class, notes=notes, data=dinfo,
                     data_lo_s=lo, data_hi_s=hi)
 
-
-def _already_compiled(profile: Profile) -> bool:
-    return bool(profile.static.compile) or any("OptimizedModule" in r for r in profile.model.roots)
 

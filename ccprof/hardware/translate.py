@@ -26,7 +26,8 @@ from typing import Iterable
 
 from ccprof.hardware import kernels as K
 from ccprof.hardware.catalog import GpuSpec
-from ccprof.artefacts.profile import OpCost, Profile
+from ccprof.hardware.inputs import StepInputs, step_inputs
+from ccprof.artefacts.profile import OpCost, OptimizerInfo, Profile
 from ccprof.artefacts.vocab import MATMUL_CLASSES
 
 __all__ = ["Policy", "Kernel", "policy_for", "translate", "FOREACH_MAX_TENSORS", "FOREACH_MAX_ELEMS",
@@ -95,15 +96,17 @@ def _low_dtype(spec: GpuSpec, wanted: str) -> str:
     return wanted
 
 
-def policy_for(profile: Profile, spec: GpuSpec | None = None) -> Policy:
-    """The policy the profiled script would run with on a CUDA GPU.
+def policy_for(profile: Profile | StepInputs, spec: GpuSpec | None = None) -> Policy:
+    """The policy the profiled script would run with on a CUDA GPU (``profile``: a Profile or
+    its StepInputs: the precision, the optimizers, the device, whether the run compiled).
 
     Autocast as seen in the run (its dtype; float16 where the GPU has no bf16 units); TF32
     matmuls as the script set them; cuDNN TF32 as the flag stands (True unless the script
     turned it off); the optimizer's implementation as constructed (``fused``/``foreach``
     flags; unset means foreach on CUDA); torch.compile when the run compiled the model.
     """
-    p = profile.precision
+    inputs = step_inputs(profile)
+    p = inputs.precision
     autocast = None
     if p.autocast:
         autocast = p.autocast_dtype or "float16"
@@ -111,17 +114,17 @@ def policy_for(profile: Profile, spec: GpuSpec | None = None) -> Policy:
         autocast = None                      # the weights are 16-bit: the recorded dtypes already say so
     if autocast and spec is not None:
         autocast = _low_dtype(spec, autocast)
-    opts = profile.optimizer.optimizers if profile.optimizer else []
+    opts = inputs.optimizers
     impl = "foreach"
     if opts and all(o.fused for o in opts):
         impl = "fused"
     elif opts and all(o.foreach is False for o in opts):
         impl = "for_loop"
-    compiled = bool(profile.static.compile) or any("OptimizedModule" in r for r in profile.model.roots)
+    compiled = inputs.model.compiled
     return Policy(autocast=autocast,
                   tf32_matmul=bool(p.tf32_matmul or p.float32_matmul_precision in ("high", "medium")),
                   tf32_cudnn=bool(p.cudnn_allow_tf32 if p.cudnn_allow_tf32 is not None
-                                  else (p.tf32_cudnn or profile.device.type != "cuda")),
+                                  else (p.tf32_cudnn or inputs.device.type != "cuda")),
                   optimizer=impl, compiled=compiled)
 
 
@@ -154,7 +157,7 @@ def _foreach_launches(calls: int, shapes: list[list[int]], in_place: bool, per_c
     return max(1, by_tensors, by_elems)
 
 
-def _optimizer_kernels(ops: list[OpCost], profile: Profile, policy: Policy, spec: GpuSpec,
+def _optimizer_kernels(ops: list[OpCost], opts: tuple[OptimizerInfo, ...], policy: Policy, spec: GpuSpec,
                        params: K.KernelParams) -> list[Kernel]:
     """The optimizer step as the policy's implementation would launch it on the GPU."""
     out: list[Kernel] = []
@@ -164,7 +167,6 @@ def _optimizer_kernels(ops: list[OpCost], profile: Profile, policy: Policy, spec
         out.append(Kernel("step counters (host)", "host", "optimizer", "float32", 0, 0.0, host_only, 0, 0))
     recorded_foreach = any(K.op_base(o.op).startswith(("_foreach_", "_fused_")) for o in vector)
     if policy.optimizer == "fused" and not any(K.op_base(o.op).startswith("_fused_") for o in vector):
-        opts = profile.optimizer.optimizers if profile.optimizer else []
         elems = sum(o.param_count for o in opts)
         per = max((FUSED_BYTES_PER_ELEM.get(o.class_, 28) for o in opts), default=28)
         tensors = max(1, len({tuple(map(tuple, o.shapes)) for o in vector}) and
@@ -199,18 +201,19 @@ def _optimizer_kernels(ops: list[OpCost], profile: Profile, policy: Policy, spec
     return out
 
 
-def translate(profile: Profile, spec: GpuSpec, policy: Policy | None = None, *,
+def translate(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy | None = None, *,
               ops: Iterable[OpCost] | None = None, params: K.KernelParams | None = None) -> list[Kernel]:
     """The step's ops as ``spec`` would run them under ``policy`` (default :func:`policy_for`).
 
-    Inputs: the profile (its ``ops``, or ``ops`` given here: an edited op list a tweak
-    produced), a GpuSpec and a Policy. Output: Kernel rows, one per recorded row (the optimizer
+    Inputs: the profile or its StepInputs (its ``ops``, or ``ops`` given here: an edited op list
+    a tweak produced), a GpuSpec and a Policy. Output: Kernel rows, one per recorded row (the optimizer
     phase regrouped by the implementation). View ops are dropped; host-only ops (syncs such as
     ``.item()``) keep their host dispatch and no device time.
     """
-    policy = policy or policy_for(profile, spec)
+    inputs = step_inputs(profile)
+    policy = policy or policy_for(inputs, spec)
     params = params or K.load_params()
-    rows = list(profile.ops if ops is None else ops)
+    rows = list(inputs.ops if ops is None else ops)
     kernels: list[Kernel] = []
     for op in rows:
         if op.phase == "optimizer":
@@ -233,7 +236,7 @@ def translate(profile: Profile, spec: GpuSpec, policy: Policy | None = None, *,
                               nbytes=nbytes / calls, tf32=tf32, flops=op.flops / calls)
         unit = K.math_unit(dtype, spec, tf32=tf32) if K.gemms_of(op.op, op.shapes, op.out_shapes, op.attrs) else ""
         kernels.append(Kernel(op.op, cls, op.phase, dtype, calls, per_call, calls, op.flops, nbytes, unit))
-    kernels += _optimizer_kernels([o for o in rows if o.phase == "optimizer"], profile, policy, spec, params)
+    kernels += _optimizer_kernels([o for o in rows if o.phase == "optimizer"], inputs.optimizers, policy, spec, params)
     return kernels
 
 

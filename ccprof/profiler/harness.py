@@ -33,7 +33,8 @@ from typing import Any
 import torch  # before sys.path changes: the user's folder must not shadow it
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
-from ccprof.profiler.spec import RunSpec, run_environment, utc_now
+from ccprof.profiler.clock import utc_now, wall_s
+from ccprof.profiler.spec import RunSpec, run_environment
 from ccprof.profiler.hooks import Session, StopProfiling, _Timeout
 from ccprof.artefacts.profile import ErrorInfo, Finding, StaticFacts
 from ccprof.exit_codes import ExitCode
@@ -359,7 +360,7 @@ def run(spec: RunSpec) -> int:
         os.makedirs(scratch, exist_ok=True)
     except OSError:
         scratch = None
-    deadline = time.perf_counter() + 0.5 * spec.timeout if spec.timeout else None
+    deadline = wall_s() + 0.5 * spec.timeout if spec.timeout else None
     session = Session(steps=spec.steps, warmup=spec.warmup,
                       on_step=on_step, on_first_forward=on_first_forward,
                       on_loader_iter=on_loader_iter if loader_hooks else None,

@@ -16,8 +16,11 @@ a ``Profile``.
 The Session is one class in several modules, one job each: ``session_data`` (DataLoader
 watching, the data section), ``session_loads`` (weight loads, counted calls), ``session_eval``
 (evaluation episodes), ``session_passes`` (the FLOP / memory / kernel passes, checkpoints),
+``session_steps`` (the phase clock and the step boundaries), ``session_host`` (the batch clock),
 ``session_build`` (the Profile from recorded state) and ``session_base`` (shared constants and
-helpers); this module keeps installing the hooks, the phase clock and the step boundaries.
+helpers); this module keeps installing the hooks and watching modules, backward and the
+optimizer. Each mixin's state is a typed record the Session holds (``session_state``:
+``clock``, ``log``, ``data``, ``host``, ``loads``, ``measure``, ``eval``, ``model``, ``hooks``).
 
 A step is one optimizer step of the *primary* optimizer (the first one that stepped), so a
 GAN's two optimizers make one step per iteration. Without any torch.optim optimizer, a step
@@ -28,7 +31,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import time
 import weakref
 from collections import Counter
 from typing import Any, Callable
@@ -45,17 +47,20 @@ from ccprof.artefacts.profile import Finding
 from ccprof.artefacts.vocab import MODEL_PHASES, dtype_name
 # StopProfiling, _Timeout and _distinct_items are re-exported (the harness and tests import them here)
 from ccprof.profiler.session_base import (  # noqa: F401
-    CHECKPOINT_S, PHASES, PROBE_ELEMENTS, PROBE_PARAMS, StopProfiling, _SKIP_ROOTS, _TIMED,
+    PHASES, PROBE_ELEMENTS, PROBE_PARAMS, StopProfiling, _SKIP_ROOTS,
     _Timeout, _backward_site, _call_kwargs, _count_params, _distinct_items, _first_tensor,
     _loader_info, _sync,
 )
 from ccprof.profiler.session_build import ProfileBuilder
 from ccprof.profiler.session_data import DataWatch
-from ccprof.profiler.host import cpu_now
+from ccprof.profiler.clock import wall_s
 from ccprof.profiler.session_eval import EvalWatch
 from ccprof.profiler.session_host import HostClock
 from ccprof.profiler.session_loads import LoadWatch
 from ccprof.profiler.session_passes import PassRunner
+from ccprof.profiler.session_steps import StepClockWatch
+from ccprof.profiler.session_state import (DataState, EvalState, HookState, HostState, LoadState, ModelWatch,
+                                           PassState, StepClock, StepLog)
 
 __all__ = ["StopProfiling", "Session", "PHASES"]
 
@@ -95,7 +100,7 @@ class _AfterImport:
         return spec
 
 
-class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, HostClock, ProfileBuilder):
+class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostClock, ProfileBuilder):
     """Watches one training run. ``install()`` before it starts, ``uninstall()`` after."""
 
     def __init__(self, steps: int = 10, warmup: int = 3, passes: bool = True,
@@ -105,132 +110,63 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, HostClock, ProfileBui
                  on_checkpoint: Callable[[], None] | None = None,
                  on_complete: Callable[[], None] | None = None,
                  scratch_dir: str | None = None, deadline: float | None = None):
+        # settings
         self.steps_wanted = max(1, int(steps))
-        # host side (session_host): where workers write their batch times; no extra timed
-        # steps after this perf_counter() time (the harness passes half its timeout)
-        self.scratch_dir = scratch_dir
-        self.deadline = deadline
-        self.step_cpu_s: list[float] = []
-        self.phase_cpu_totals: list[dict[str, float]] = []
-        self.opcodes: dict[str, int] | None = None         # Python bytecodes by phase (the python pass)
-        self.opcode_step: int | None = None
-        self.main_fetches: list[tuple[int, float, float, float]] = []     # (dataset id, CPU s, wall s, probe s)
-        self.worker_fetches: list[tuple[int, float, float, float]] = []
-        self.burst_probes: list[float] = []               # the probe around batches made again after the run
-        self._main_pid = 0
-        self._step_tc0 = 0.0
-        self._phase_tc = 0.0
-        self._cur_phase_cpu: dict[str, float] = dict.fromkeys(_TIMED, 0.0)
+        self.warmup = max(1, int(warmup))      # discovery needs one full step
+        self.passes = passes
+        self.n_pass_steps = 3 if passes else 0
+        self.total_steps = self.warmup + self.n_pass_steps + self.steps_wanted
+        self.deadline = deadline                # no extra timed steps after this clock.wall_s() time
+        self.on_step = on_step                  # (done, total, step_s, loss)
+        self.on_first_forward = on_first_forward
+        self.on_loader_iter = on_loader_iter      # --verify: DataLoader settings before iterating
         # the harness writes what was measured so far after each pass and every few timed
         # seconds (a later death still leaves a partial profile), and the whole profile the
         # moment the last step ends, before StopProfiling is raised into the script
         self.on_checkpoint = on_checkpoint
         self.on_complete = on_complete
-        self._last_checkpoint = time.perf_counter()
-        self._after_checkpoint: set[int] = set()      # indices into step_s of steps after one
-        self.warmup = max(1, int(warmup))      # discovery needs one full step
-        self.passes = passes
-        self.on_step = on_step                  # (done, total, step_s, loss)
-        self.on_first_forward = on_first_forward
-        self.on_loader_iter = on_loader_iter      # --verify: DataLoader settings before iterating
-        self.n_pass_steps = 3 if passes else 0
-        self.total_steps = self.warmup + self.n_pass_steps + self.steps_wanted
 
-        self.device_type = "cpu"
-        self.roots: dict[int, nn.Module] = {}          # id -> module, trained roots in call order
-        self.optimizers: list[torch.optim.Optimizer] = []
-        self.primary_opt: torch.optim.Optimizer | None = None
-        self.step_kind: str | None = None               # "optimizer" | "backward"
-        self.step_index = 0                              # completed steps
+        # each mixin's state, in its record (session_state)
+        self.clock = StepClock(last_checkpoint=wall_s())
+        self.log = StepLog()
+        self.data = DataState()
+        self.host = HostState(scratch_dir=scratch_dir)   # where workers write their batch times
+        self.loads = LoadState()
+        self.measure = PassState(queue=["flops", "memory", "python"] if passes else [])
+        self.eval = EvalState()
+        self.model = ModelWatch()
+        self.hooks = HookState()
+
+        # what every mixin adds to
         self.counters: Counter[str] = Counter()
-        self.step_s: list[float] = []
-        self.losses: list[float] = []
-        self.step_losses: list[float] = []
-        self.phase_totals: list[dict[str, float]] = []
-        self.micro_batches: list[int] = []
-        self.samples: list[int] = []
-        self.tokens: list[int] = []
         self.findings: list[Finding] = []
-        self.loaded: list[tuple[str, int]] = []         # (module class, keys) from load_state_dict
-        self.loaded_ids: set[int] = set()
-        self.pretrained_models: dict[int, str] = {}     # id(model) -> checkpoint, from from_pretrained
-        self._file_storages: set[int] = set()           # storages of tensors read by torch.load / safetensors
-        self.autocast_dtype: str | None = None
-        self.grad_scaler = False
-        self.loaders: list[weakref.ref] = []
-        self.dataset: Any = None
-        self.loader_info: dict[str, Any] = {}
-        self.batch_shapes: list[str] = []
-        self.fingerprints: list[str] = []
-        self.example_input: tuple[tuple, dict] | None = None
-        self.flops_result = None
-        self.forward_flops_by_module: dict[str, int] = {}
-        self.memory_result = None
-        self.started_at = time.time()
-        self.first_forward_done = False
-
-        self._handles: list[Any] = []
-        self._patched: list[tuple[Any, str, Any]] = []
-        self._depth = 0
-        self._opt_depth = 0
-        self._in_backward = False
-        self._phase = "other"
-        self._phase_t = 0.0
-        self._cur_phase: dict[str, float] = dict.fromkeys(_TIMED, 0.0)
-        self._step_t0: float | None = None
-        self._cur_micro = 0
-        self._cur_sites: Counter[tuple] = Counter()
-        self._cur_samples = 0
-        self._cur_tokens = 0
-        self._root_hooks: dict[int, Any] = {}
-        self._main_root_cache: nn.Module | None = None
-        self._discovery = True
-        self._pass: Any = None
-        self._pass_name: str | None = None
-        self._awaiting_update = False
-        self._probe: list[tuple[torch.Tensor, int, torch.Tensor]] = []
-        self._cur_samples_in_opt: tuple[int, int] | None = None
-        self._data_wait_s = 0.0
-        self.batches_per_step: list[int] = []
-        self._cur_batches = 0
-        self.batch_bytes: int | None = None
-        self._train_loader: weakref.ref | None = None
-        self.fusion: dict[str, dict[str, int]] = {}
-        self.module_calls_per_step = 0
-        self.kernel_result: dict[str, float] = {}
         self.run_limits: list = []
-        self.eval_episodes: list[dict[str, Any]] = []
-        self.eval_period: tuple | None = None
-        self.eval_where = ""
-        self._eval_open = False
-        self._eval_t0 = 0.0
-        self._eval_calls = 0
-        self._eval_pass: Any = None
-        self._eval_prev_phase = "other"
-        self._paused_pass = False
-        # strong: the profile is built after the script's frames (and its locals) are gone
-        self._known_opts: list[torch.optim.Optimizer] = []
-        self._opt_param_ids: tuple[int, set[int]] = (-1, set())
-        self._pass_queue: list[str] = ["flops", "memory", "python"] if passes else []
-        self._pass_retries = 0
-        self._opt_calls: dict[int, int] = {}
-        self._it_batches: dict[int, int] = {}
-        self._pending_fp: dict[int, list[str]] = {}
-        self._last_it: int | None = None
-        self._last_loader: weakref.ref | None = None
-        self._loader_from_backward = False
-        self._nvml = None
+        self._nvml = None                       # the GPU sampler over the timed steps
         self.gpu_info = None
         self.gpu_reason: dict[str, str] = {}
 
+    # what the harness and api read
+    @property
+    def step_index(self) -> int:
+        """Steps completed so far."""
+        return self.log.index
+
+    @property
+    def loaders(self) -> list[weakref.ref]:
+        return self.data.loaders
+
+    @property
+    def dataset(self) -> Any:
+        return self.data.dataset
+
     # ------------------------------------------------------------------ install
     def install(self) -> "Session":
-        self._handles.append(optim_mod.register_optimizer_step_pre_hook(self._opt_pre))
+        self.hooks.handles.append(optim_mod.register_optimizer_step_pre_hook(self._opt_pre))
         self._patch(optim_mod.Optimizer, "__init__", self._wrap_opt_init(optim_mod.Optimizer.__init__))
         self._patch(optim_mod.Optimizer, "load_state_dict",
                     self._counting("optimizer_state_loads", optim_mod.Optimizer.load_state_dict))
-        self._handles.append(optim_mod.register_optimizer_step_post_hook(self._opt_post))
-        self._global_fwd = [module_mod.register_module_forward_pre_hook(self._global_pre),
+        self.hooks.handles.append(optim_mod.register_optimizer_step_post_hook(self._opt_post))
+        self.hooks.global_fwd = [module_mod.register_module_forward_pre_hook(self._global_pre),
                             module_mod.register_module_forward_hook(self._global_post)]
         self._patch(torch.Tensor, "backward", self._wrap_tensor_backward(torch.Tensor.backward))
         self._patch(torch.autograd, "backward", self._wrap_autograd_backward(torch.autograd.backward))
@@ -250,8 +186,8 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, HostClock, ProfileBui
             else:
                 later[name] = fn
         if later:
-            self._finder = _AfterImport(later)
-            sys.meta_path.insert(0, self._finder)
+            self.hooks.finder = _AfterImport(later)
+            sys.meta_path.insert(0, self.hooks.finder)
 
         self._patch(grad_scaler.GradScaler, "scale", self._wrap_scale(grad_scaler.GradScaler.scale))
 
@@ -265,14 +201,14 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, HostClock, ProfileBui
         self._close_eval(abort=True)
         self._end_pass(abort=True)
         self._stop_sampler()
-        for h in self._handles + getattr(self, "_global_fwd", []) + list(self._root_hooks.values()):
+        for h in self.hooks.handles + self.hooks.global_fwd + list(self.hooks.root_hooks.values()):
             h.remove()
-        self._handles.clear()
-        self._root_hooks.clear()
-        for owner, name, orig in reversed(self._patched):
+        self.hooks.handles.clear()
+        self.hooks.root_hooks.clear()
+        for owner, name, orig in reversed(self.hooks.patched):
             setattr(owner, name, orig)
-        self._patched.clear()
-        finder = getattr(self, "_finder", None)
+        self.hooks.patched.clear()
+        finder = self.hooks.finder
         if finder is not None and finder in sys.meta_path:
             sys.meta_path.remove(finder)
         self._close_batch_clock()
@@ -285,7 +221,7 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, HostClock, ProfileBui
 
         def __getstate__(module):
             state = orig(module)
-            ours = {h.id for h in session._root_hooks.values()}
+            ours = {h.id for h in session.hooks.root_hooks.values()}
             hooks = state.get("_forward_pre_hooks")
             if ours and hooks and not ours.isdisjoint(hooks):
                 state["_forward_pre_hooks"] = type(hooks)((k, v) for k, v in hooks.items() if k not in ours)
@@ -296,91 +232,70 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, HostClock, ProfileBui
         return __getstate__
 
     def _patch(self, owner: Any, name: str, new: Any) -> None:
-        self._patched.append((owner, name, owner.__dict__.get(name, getattr(owner, name))))
+        self.hooks.patched.append((owner, name, owner.__dict__.get(name, getattr(owner, name))))
         setattr(owner, name, new)
-
-    # ------------------------------------------------------------------ phases
-    def _now(self) -> float:
-        return time.perf_counter()
-
-    def _set_phase(self, phase: str, sync: bool = True) -> None:
-        if phase == self._phase:
-            return
-        if sync and not self._discovery:
-            _sync(self.device_type)
-        t, tc = self._now(), cpu_now()
-        if self._step_t0 is not None:
-            self._cur_phase[self._phase] += t - self._phase_t
-            self._cur_phase_cpu[self._phase] += tc - self._phase_tc
-        self._phase_t, self._phase_tc = t, tc
-        self._phase = phase
-        if self._pass is not None and phase != "eval":
-            self._pass.set_phase(phase)
-
-    def _rest_phase(self) -> str:
-        return "optimizer" if self._opt_depth > 0 else "other"
 
     # ------------------------------------------------------------------ modules
     def _global_pre(self, module: nn.Module, args: tuple, kwargs: dict | None = None) -> None:
-        if self._depth == 0 and not isinstance(module, _SKIP_ROOTS):
+        if self.hooks.depth == 0 and not isinstance(module, _SKIP_ROOTS):
             self._on_root_forward(module, args, kwargs if kwargs is not None else _call_kwargs(module))
-        if self.autocast_dtype is None:
+        if self.model.autocast_dtype is None:
             for dev in ("cuda", "cpu"):
                 try:
                     if torch.is_autocast_enabled(dev):
-                        self.autocast_dtype = dtype_name(torch.get_autocast_dtype(dev))
+                        self.model.autocast_dtype = dtype_name(torch.get_autocast_dtype(dev))
                         break
                 except Exception:
                     pass
-        self._depth += 1
+        self.hooks.depth += 1
 
     def _global_post(self, module: nn.Module, args: tuple, output: Any) -> None:
-        self._depth = max(0, self._depth - 1)
+        self.hooks.depth = max(0, self.hooks.depth - 1)
 
     def _root_pre(self, module: nn.Module, args: tuple, kwargs: dict | None = None) -> None:
         self._on_root_forward(module, args, kwargs or {})
 
     def _on_root_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         key = id(module)
-        if key not in self.roots:
-            if not self._discovery:
+        if key not in self.model.roots:
+            if not self.hooks.discovery:
                 return      # a new root after discovery is not timed; the FLOP pass still sees it
             if not any(p.requires_grad for p in module.parameters()):
                 self.counters["forward_calls_untrained"] += 1
                 return
-            self.roots[key] = module
+            self.model.roots[key] = module
             if next(module.parameters()).is_cuda:
-                self.device_type = "cuda"
-        if not self.first_forward_done:
-            self.first_forward_done = True
+                self.model.device_type = "cuda"
+        if not self.model.first_forward_done:
+            self.model.first_forward_done = True
             if self.on_first_forward is not None:
                 self.on_first_forward(self, module, args, kwargs)
-        if self._opt_depth == 0 and not self._in_backward and self._is_eval_call(module):
+        if self.hooks.opt_depth == 0 and not self.hooks.in_backward and self._is_eval_call(module):
             self._eval_forward()
             return
-        if self._eval_open:
+        if self.eval.open:
             self._close_eval()
         self.counters["forward_calls"] += 1
-        if self._awaiting_update and not self.optimizers and self._params_changed():
+        if self.hooks.awaiting_update and not self.model.optimizers and self._params_changed():
             # parameters changed after backward with no torch.optim optimizer: a hand-written update
-            self._awaiting_update = False
-            self.step_kind = "backward"
+            self.hooks.awaiting_update = False
+            self.log.kind = "backward"
             self._end_step()
-        if self._opt_depth == 0 and self._phase not in MODEL_PHASES:
+        if self.hooks.opt_depth == 0 and self.clock.phase not in MODEL_PHASES:
             self._begin_step_if_needed()
-        if self._phase != "backward":
+        if self.clock.phase != "backward":
             self._set_phase("forward")
         if module is self._main_root() and torch.is_grad_enabled():
             t = _first_tensor((args, kwargs))
             if t is not None and t.dim() >= 1:
                 n_tokens = int(t.numel()) if (not t.is_floating_point() and t.dim() == 2) else 0
-                if self._opt_depth == 0:
-                    self._cur_samples += int(t.shape[0])
-                    self._cur_tokens += n_tokens
-                elif not self._cur_samples_in_opt:      # closure optimizers: one forward's batch
-                    self._cur_samples_in_opt = (int(t.shape[0]), n_tokens)
-            if self.example_input is None:
-                self.example_input = (args, kwargs)
+                if self.hooks.opt_depth == 0:
+                    self.log.cur_samples += int(t.shape[0])
+                    self.log.cur_tokens += n_tokens
+                elif not self.log.cur_samples_in_opt:      # closure optimizers: one forward's batch
+                    self.log.cur_samples_in_opt = (int(t.shape[0]), n_tokens)
+            if self.data.example_input is None:
+                self.data.example_input = (args, kwargs)
 
     def _param_probe(self) -> list[tuple[torch.Tensor, int, torch.Tensor]]:
         """A few small parameters that just got gradients, with copies of their values.
@@ -397,20 +312,20 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, HostClock, ProfileBui
         return [(p, p._version, p.detach().reshape(-1)[:PROBE_ELEMENTS].clone()) for p in with_grad[:PROBE_PARAMS]]
 
     def _params_changed(self) -> bool:
-        for p, version, values in self._probe:
+        for p, version, values in self.hooks.probe:
             if p._version != version or not torch.equal(p.detach().reshape(-1)[:PROBE_ELEMENTS], values):
                 return True
         return False
 
     def _main_root(self) -> nn.Module | None:
         """The trained root with the most parameters (cached once discovery is over)."""
-        if self._main_root_cache is not None:
-            return self._main_root_cache
-        if not self.roots:
+        if self.model.main_root_cache is not None:
+            return self.model.main_root_cache
+        if not self.model.roots:
             return None
-        root = max(self.roots.values(), key=_count_params)
-        if not self._discovery:
-            self._main_root_cache = root
+        root = max(self.model.roots.values(), key=_count_params)
+        if not self.hooks.discovery:
+            self.model.main_root_cache = root
         return root
 
     # ------------------------------------------------------------------ backward
@@ -418,7 +333,7 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, HostClock, ProfileBui
         session = self
 
         def backward(tensor, *args, **kwargs):
-            if session._in_backward:
+            if session.hooks.in_backward:
                 return orig(tensor, *args, **kwargs)
             return session._run_backward(lambda: orig(tensor, *args, **kwargs), tensor)
 
@@ -429,7 +344,7 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, HostClock, ProfileBui
         session = self
 
         def backward(tensors, *args, **kwargs):
-            if session._in_backward:
+            if session.hooks.in_backward:
                 return orig(tensors, *args, **kwargs)
             first = tensors if isinstance(tensors, torch.Tensor) else (
                 tensors[0] if isinstance(tensors, (list, tuple)) and tensors else None)
@@ -439,38 +354,38 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, HostClock, ProfileBui
         return backward
 
     def _run_backward(self, call: Callable, loss: torch.Tensor | None) -> Any:
-        if self._eval_open:
+        if self.eval.open:
             self._close_eval()
         self._begin_step_if_needed()
         # ccprof's own bookkeeping below (the loss's value, the call site) is not the loop's glue
         self._set_phase("backward")
-        if self._last_it is not None:
-            self._flush_fingerprints(self._last_it)     # its batch reached a backward: training data
-        if not self._loader_from_backward and self._last_loader is not None:
+        if self.data.last_it is not None:
+            self._flush_fingerprints(self.data.last_it)     # its batch reached a backward: training data
+        if not self.data.loader_from_backward and self.data.last_loader is not None:
             # the training loader is the one whose batch reaches a backward (not, say, Lightning's
             # sanity-check validation loader that ran first)
-            loader = self._last_loader()
+            loader = self.data.last_loader()
             if loader is not None:
-                self.loader_info = _loader_info(loader)
-                self.dataset = getattr(loader, "dataset", self.dataset)
-            self._loader_from_backward = True
+                self.data.loader_info = _loader_info(loader)
+                self.data.dataset = getattr(loader, "dataset", self.data.dataset)
+            self.data.loader_from_backward = True
         self.counters["backward_calls"] += 1
-        self._cur_micro += 1
-        self._cur_sites[_backward_site(sys._getframe(2))] += 1
+        self.log.cur_micro += 1
+        self.log.cur_sites[_backward_site(sys._getframe(2))] += 1
         if loss is not None and loss.numel() == 1:
             try:
-                self.step_losses.append(float(loss.detach().float().item()))
+                self.log.step_losses.append(float(loss.detach().float().item()))
             except Exception:
                 pass
-        self._in_backward = True
+        self.hooks.in_backward = True
         try:
             result = call()
         finally:
-            self._in_backward = False
+            self.hooks.in_backward = False
             self._set_phase(self._rest_phase())
-        if not self.optimizers:
-            self._awaiting_update = True
-            self._probe = self._param_probe()
+        if not self.model.optimizers:
+            self.hooks.awaiting_update = True
+            self.hooks.probe = self._param_probe()
         return result
 
     # ------------------------------------------------------------------ optimizer
@@ -478,129 +393,27 @@ class Session(DataWatch, LoadWatch, EvalWatch, PassRunner, HostClock, ProfileBui
         inner = getattr(opt, "optimizer", None)
         if isinstance(inner, torch.optim.Optimizer):
             return      # a wrapper (accelerate's AcceleratedOptimizer): the inner one counts
-        if opt not in self.optimizers:
-            self.optimizers.append(opt)
-        if self.primary_opt is None:
-            self.primary_opt = opt
-            if self.step_kind is None:
-                self.step_kind = "optimizer"
-            elif self.step_kind == "backward":
-                self.step_kind = "optimizer"     # an optimizer appeared late: it defines steps now
-        self._awaiting_update = False
-        if self._eval_open:
+        if opt not in self.model.optimizers:
+            self.model.optimizers.append(opt)
+        if self.model.primary_opt is None:
+            self.model.primary_opt = opt
+            if self.log.kind is None:
+                self.log.kind = "optimizer"
+            elif self.log.kind == "backward":
+                self.log.kind = "optimizer"     # an optimizer appeared late: it defines steps now
+        self.hooks.awaiting_update = False
+        if self.eval.open:
             self._close_eval()
         self._begin_step_if_needed()
-        self._opt_depth += 1
+        self.hooks.opt_depth += 1
         self._set_phase("optimizer")
 
     def _opt_post(self, opt: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
         if isinstance(getattr(opt, "optimizer", None), torch.optim.Optimizer):
             return
         self.counters["optimizer_steps"] += 1
-        self._opt_calls[id(opt)] = self._opt_calls.get(id(opt), 0) + 1
-        self._opt_depth = max(0, self._opt_depth - 1)
+        self.model.opt_calls[id(opt)] = self.model.opt_calls.get(id(opt), 0) + 1
+        self.hooks.opt_depth = max(0, self.hooks.opt_depth - 1)
         self._set_phase(self._rest_phase())
-        if opt is self.primary_opt and self._opt_depth == 0:
+        if opt is self.model.primary_opt and self.hooks.opt_depth == 0:
             self._end_step()
-
-    # ------------------------------------------------------------------ steps
-    def _timed_step(self) -> bool:
-        return self.step_index >= self.warmup + self.n_pass_steps
-
-    def _begin_step_if_needed(self) -> None:
-        if self._step_t0 is None:
-            _sync(self.device_type) if not self._discovery else None
-            self._step_t0 = self._now()
-            self._phase_t = self._step_t0
-            self._cur_phase = dict.fromkeys(_TIMED, 0.0)
-            self._step_tc0 = self._phase_tc = cpu_now()
-            self._cur_phase_cpu = dict.fromkeys(_TIMED, 0.0)
-
-    def _end_step(self) -> None:
-        if self._step_t0 is None:
-            return
-        if self._eval_open:
-            self._close_eval()
-        _sync(self.device_type)
-        t, tc = self._now(), cpu_now()
-        self._cur_phase[self._phase] += t - self._phase_t
-        self._cur_phase_cpu[self._phase] += tc - self._phase_tc
-        step_s = t - self._step_t0 - self._cur_phase.get("eval", 0.0)
-        step_cpu_s = tc - self._step_tc0 - self._cur_phase_cpu.get("eval", 0.0)
-        idx = self.step_index
-        self.step_index += 1
-        loss = self.step_losses[-1] if self.step_losses else None
-        if self._pass_name is not None:
-            self._end_pass()
-        if idx >= self.warmup + self.n_pass_steps:
-            self.step_s.append(step_s)
-            self.phase_totals.append(dict(self._cur_phase))
-            self.step_cpu_s.append(step_cpu_s)
-            self.phase_cpu_totals.append(dict(self._cur_phase_cpu))
-            # micro-batches: backwards per step; with several models or optimizers (a GAN) only
-            # one backward call site run several times (an accumulation loop) counts: D's losses
-            # on real and on fake data are two loss terms, not two micro-batches
-            several = len(self.roots) > 1 or len(set(self._known_opts) | set(self.optimizers)) > 1
-            self.micro_batches.append(max(self._cur_sites.values()) if (several and self._cur_sites)
-                                      else self._cur_micro)
-            self.batches_per_step.append(self._cur_batches)
-            if not self._cur_samples and self._cur_samples_in_opt:
-                self._cur_samples, self._cur_tokens = self._cur_samples_in_opt
-            self.samples.append(self._cur_samples)
-            self.tokens.append(self._cur_tokens)
-            if loss is not None:
-                self.losses.append(loss)
-        elif idx < self.warmup + self.n_pass_steps and loss is not None and idx >= self.warmup:
-            self.losses.append(loss)
-        if self.on_step is not None:
-            try:
-                self.on_step(self.step_index, self.total_steps, step_s, loss)
-            except Exception:
-                pass
-        self.step_losses = []
-        self._cur_micro = 0
-        self._cur_sites = Counter()
-        self._cur_batches = 0
-        self._cur_samples = 0
-        self._cur_tokens = 0
-        self._cur_samples_in_opt = None
-        if self.step_index == 1 and self._discovery:
-            self._probe_run_limits()
-            self._finish_discovery()
-        if self.step_index >= self.total_steps and self._more_steps_needed():
-            self.total_steps += 1           # the host figures' spread is not known yet: one more
-        if self.step_index >= self.total_steps:
-            self._stop_sampler()
-            if self.on_complete is not None:
-                self.on_complete()
-            raise StopProfiling()
-        if idx >= self.warmup + self.n_pass_steps and time.perf_counter() - self._last_checkpoint > CHECKPOINT_S:
-            self._checkpoint()
-        if self.step_index == self.warmup + self.n_pass_steps:
-            self._start_sampler()
-        if self.passes and self._pass is None and self._pass_queue and self.step_index >= self.warmup:
-            self._start_pass(self._pass_queue.pop(0))
-        # the next step starts now: data fetching for it counts as its data phase
-        _sync(self.device_type) if not self._discovery else None
-        self._step_t0 = self._now()
-        self._phase_t = self._step_t0
-        self._phase = "other"
-        self._cur_phase = dict.fromkeys(_TIMED, 0.0)
-        self._step_tc0 = self._phase_tc = cpu_now()
-        self._cur_phase_cpu = dict.fromkeys(_TIMED, 0.0)
-
-    def _start_sampler(self) -> None:
-        if self.device_type != "cuda":
-            self.gpu_reason = {"gpu": "no NVIDIA GPU in use (the model trained on the CPU)"}
-            return
-        from ccprof.profiler.nvml import NvmlSampler  # here: nothing extra is imported into the user's process before it is needed
-
-        self._nvml = NvmlSampler(torch.cuda.current_device())
-        if self._nvml.reason:
-            self.gpu_reason = {"gpu": self._nvml.reason}
-        self._nvml.start()
-
-    def _stop_sampler(self) -> None:
-        if self._nvml is not None:
-            self.gpu_info = self._nvml.stop(len(self.step_s))
-            self._nvml = None

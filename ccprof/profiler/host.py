@@ -20,13 +20,14 @@ import time
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ccprof.profiler.clock import cpu_s
 from ccprof.artefacts.profile import HostInfo
 
 __all__ = ["measure_host", "cpu_now", "OpClock", "host_cpu_name", "speed_probe", "PROBE_ROUNDS"]
 
 _REPEATS = 2000
 _ROUNDS = 5
-cpu_now = time.thread_time          # CPU seconds of the calling thread
+cpu_now = cpu_s                     # kept for bench/host_reference.py: the one clock's thread CPU time
 # The speed probe: CPU seconds of a fixed mix of what a training loop's host side does (a small
 # aten op, a tensor slice, an element read, a Python loop over a dict), per round. Run beside
 # every timed step (and in the workers beside every batch), it tells how fast this CPU ran
@@ -43,7 +44,7 @@ def speed_probe(rounds: int = PROBE_ROUNDS) -> float:
     if _PROBE is None:
         _PROBE = (torch.ones(4), torch.ones(4), torch.arange(64), list(range(50)), {i: i for i in range(50)})
     a, b, row, keys, table = _PROBE
-    t0 = cpu_now()
+    t0 = cpu_s()
     for k in range(rounds):
         torch.add(a, b)
         row[k:k + 8]
@@ -51,7 +52,7 @@ def speed_probe(rounds: int = PROBE_ROUNDS) -> float:
         total = 0
         for j in keys:
             total += table[j]
-    return (cpu_now() - t0) / rounds
+    return (cpu_s() - t0) / rounds
 
 
 class _Add(torch.nn.Module):
@@ -82,10 +83,10 @@ def _best_per_call(fn, repeats: int, rounds: int = _ROUNDS) -> float:
     """Best of ``rounds`` rounds of ``repeats`` calls: CPU seconds per call."""
     best = float("inf")
     for _ in range(rounds):
-        t0 = cpu_now()
+        t0 = cpu_s()
         for _ in range(repeats):
             fn()
-        best = min(best, (cpu_now() - t0) / repeats)
+        best = min(best, (cpu_s() - t0) / repeats)
     return best
 
 

@@ -7,9 +7,9 @@ counter when it has one (Volta and newer), else from integrating sampled power.
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
+from ccprof.profiler.clock import wall_s
 from ccprof.artefacts.profile import GpuInfo, GpuSample
 
 __all__ = ["NvmlSampler", "INTERVAL_S", "open_device"]
@@ -77,7 +77,7 @@ class NvmlSampler:
             power = n.nvmlDeviceGetPowerUsage(h) / 1000.0
         except Exception:
             pass
-        return GpuSample(t_s=round(time.perf_counter() - self._t0, 4), sm_util_pct=util,
+        return GpuSample(t_s=round(wall_s() - self._t0, 4), sm_util_pct=util,
                          mem_used_bytes=mem, power_w=power)
 
     def _loop(self) -> None:
@@ -88,7 +88,7 @@ class NvmlSampler:
     def start(self) -> None:
         if self.nvml is None or self._thread is not None:
             return
-        self._t0 = time.perf_counter()
+        self._t0 = wall_s()
         self._energy0_mj = self._energy_mj()
         self._thread = threading.Thread(target=self._loop, name="ccprof-nvml", daemon=True)
         self._thread.start()
@@ -98,7 +98,7 @@ class NvmlSampler:
             return None
         self._stop.set()
         self._thread.join(timeout=2)
-        elapsed = time.perf_counter() - self._t0
+        elapsed = wall_s() - self._t0
         self.samples.append(self._sample())
         energy_j = None
         e1 = self._energy_mj()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ccprof.exit_codes import CcprofError, ExitCode
+from ccprof.profiler.clock import wall_s
 from ccprof.profiler.spec import RunSpec
 from ccprof.artefacts.profile import ErrorInfo, Profile
 
@@ -463,14 +464,14 @@ def _stop(proc: subprocess.Popen, sig: int, stopping: threading.Event, tmp: str,
         proc.send_signal(sig)
     except OSError:
         pass
-    t0 = time.monotonic()
+    t0 = wall_s()
     try:
         while True:
             try:
                 return proc.wait(timeout=0.1)
             except subprocess.TimeoutExpired:
                 pass
-            if time.monotonic() - t0 > (GRACE_S if stopping.is_set() else ACK_S):
+            if wall_s() - t0 > (GRACE_S if stopping.is_set() else ACK_S):
                 break
     except KeyboardInterrupt:
         stopping.again = "interrupted"      # the user's own stop outranks the timeout's
@@ -490,8 +491,8 @@ def _kill_all(proc: subprocess.Popen, tmp: str, leftovers_only: bool = False, wh
         if not _alive(proc, tmp):
             return
         _signal_groups(proc, tmp, signal.SIGTERM, "what the script left running after it ended")
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < CHILDREN_GRACE_S:
+        t0 = wall_s()
+        while wall_s() - t0 < CHILDREN_GRACE_S:
             if not _alive(proc, tmp):
                 return
             time.sleep(0.05)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import sys
-import time
 from typing import Any
 
 import torch
@@ -13,6 +12,7 @@ from torch.utils._pytree import tree_flatten
 
 from ccprof.artefacts.fingerprint import example_input
 from ccprof.artefacts.vocab import EVAL_PHASE, STEP_PHASES, dtype_name
+from ccprof.profiler.clock import cpu_s, wall_s
 
 PHASES = STEP_PHASES
 # Forwards of the trained model under no_grad between optimizer steps (validation,
@@ -195,14 +195,14 @@ def probe_batch_s(loader: Any, budget_s: float = PROBE_BUDGET_S,
     try:
         torch.set_num_threads(1)
         with torch.random.fork_rng(devices=[]):
-            start = time.perf_counter()
+            start = wall_s()
             for k in range(max_batches):
-                t0, c0 = time.perf_counter(), time.thread_time()
+                t0, c0 = wall_s(), cpu_s()
                 fetched = [ds[(k * bs + i) % n] for i in range(min(bs, n))]
                 if collate is not None:
                     collate(fetched)
-                times.append((time.thread_time() - c0, time.perf_counter() - t0))
-                if time.perf_counter() - start > budget_s:
+                times.append((cpu_s() - c0, wall_s() - t0))
+                if wall_s() - start > budget_s:
                     break
     except Exception as exc:  # the probe must never break the profile
         return [], f"unknown: probing the dataset failed ({type(exc).__name__}: {exc})"

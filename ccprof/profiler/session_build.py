@@ -17,19 +17,20 @@ from ccprof.artefacts.vocab import dtype_name
 
 
 class ProfileBuilder:
-    """Mixin of ``Session``: the Profile sections built from recorded state."""
+    """Mixin of ``Session``: the Profile sections built from recorded state (reads every record;
+    writes only ``host.host_info``, the host figures measured once)."""
 
     # ------------------------------------------------------------------ results
     def step_record(self) -> StepRecord:
         """What the step clock recorded, as a plain value (``step_record.steps_section`` and the
         data section read it; nothing live)."""
         return StepRecord(
-            warmup=self.warmup, step_s=list(self.step_s), phase_totals=[dict(d) for d in self.phase_totals],
-            losses=list(self.losses), samples=list(self.samples), tokens=list(self.tokens),
-            backwards=list(self.micro_batches), batches=list(self.batches_per_step),
-            fed_by_loader=bool(self.loaders), loader_workers=int(self.loader_info.get("num_workers") or 0),
-            after_checkpoint=frozenset(self._after_checkpoint), kind=self.step_kind or "optimizer",
-            step_cpu_s=list(self.step_cpu_s), phase_cpu_totals=[dict(d) for d in self.phase_cpu_totals])
+            warmup=self.warmup, step_s=list(self.log.step_s), phase_totals=[dict(d) for d in self.log.phase_totals],
+            losses=list(self.log.losses), samples=list(self.log.samples), tokens=list(self.log.tokens),
+            backwards=list(self.log.micro_batches), batches=list(self.log.batches_per_step),
+            fed_by_loader=bool(self.data.loaders), loader_workers=int(self.data.loader_info.get("num_workers") or 0),
+            after_checkpoint=frozenset(self.log.after_checkpoint), kind=self.log.kind or "optimizer",
+            step_cpu_s=list(self.log.step_cpu_s), phase_cpu_totals=[dict(d) for d in self.log.phase_cpu_totals])
 
     def _clean_steps(self) -> tuple[list[float], list[dict[str, float]]]:
         return clean_steps(self.step_record())
@@ -45,15 +46,16 @@ class ProfileBuilder:
         off (a checkpoint's figure, with them on, is not kept), and the Python bytecodes each
         phase ran in the python pass (``pycount.PythonPass``)."""
         if cheap:
-            host = measure_host(self.module_calls_per_step, repeats=1, windows=1)
+            host = measure_host(self.measure.module_calls_per_step, repeats=1, windows=1)
         else:
-            if getattr(self, "_host_info", None) is None:
+            if self.host.host_info is None:
                 # the probe's windows (~0.4 s) only matter when a batch time needs converting
-                self._host_info = measure_host(self.module_calls_per_step, windows=6 if self.loaders else 1)
-            host = self._host_info
-        if self.opcodes is not None:
-            host = replace(host, opcodes=dict(self.opcodes), opcode_step=self.opcode_step)
-        probes = [p for p in self.fetch_probes() + self.burst_probes if p > 0]
+                self.host.host_info = measure_host(self.measure.module_calls_per_step,
+                                                   windows=6 if self.data.loaders else 1)
+            host = self.host.host_info
+        if self.measure.opcodes is not None:
+            host = replace(host, opcodes=dict(self.measure.opcodes), opcode_step=self.measure.opcode_step)
+        probes = [p for p in self.fetch_probes() + self.host.burst_probes if p > 0]
         if probes and host.probe_s:
             # the machine's own speed: the fastest probe of the run, beside a batch or at the end
             # (a shared core runs in slow spells; contention only slows a probe)
@@ -62,21 +64,21 @@ class ProfileBuilder:
 
     def build_precision(self) -> Precision:
         dtypes: Counter[str] = Counter()
-        for m in self.roots.values():
+        for m in self.model.roots.values():
             for p in m.parameters():
                 dtypes[dtype_name(p.dtype)] += p.numel()
         return Precision(
-            autocast=self.autocast_dtype is not None, autocast_dtype=self.autocast_dtype,
-            grad_scaler=self.grad_scaler,
+            autocast=self.model.autocast_dtype is not None, autocast_dtype=self.model.autocast_dtype,
+            grad_scaler=self.model.grad_scaler,
             tf32_matmul=bool(torch.backends.cuda.matmul.allow_tf32),
-            tf32_cudnn=bool(torch.backends.cudnn.allow_tf32) and self.device_type == "cuda",
+            tf32_cudnn=bool(torch.backends.cudnn.allow_tf32) and self.model.device_type == "cuda",
             float32_matmul_precision=torch.get_float32_matmul_precision(),
             cudnn_allow_tf32=bool(torch.backends.cudnn.allow_tf32),
             param_dtype=dtypes.most_common(1)[0][0] if dtypes else "float32",
         )
 
     def build_device(self) -> Device:
-        if self.device_type == "cuda" and torch.cuda.is_available():
+        if self.model.device_type == "cuda" and torch.cuda.is_available():
             idx = torch.cuda.current_device()
             props = torch.cuda.get_device_properties(idx)
             return Device(type="cuda", name=props.name, memory_bytes=int(props.total_memory),
@@ -91,7 +93,7 @@ class ProfileBuilder:
 
         ops = ops or []
         root = self._main_root()
-        args, kwargs = self.example_input
+        args, kwargs = self.data.example_input
         was_training = root.training
         try:
             root.eval()      # no BatchNorm statistics updated, no dropout: same FLOPs
@@ -131,29 +133,29 @@ class ProfileBuilder:
         from ccprof.profiler.memory import optimizer_section  # here: nothing extra is imported into the user's process before it is needed
         from ccprof.profiler.model_info import describe_model  # here: nothing extra is imported into the user's process before it is needed
 
-        named = self._named_roots() if self.roots else {}
-        flops, ops = (self.flops_result if self.flops_result else (None, []))
-        memory, act_by_module = (self.memory_result if self.memory_result else (None, {}))
+        named = self._named_roots() if self.model.roots else {}
+        flops, ops = (self.measure.flops_result if self.measure.flops_result else (None, []))
+        memory, act_by_module = (self.measure.memory_result if self.measure.memory_result else (None, {}))
         model = describe_model(
             named,
             flops_by_module=flops.by_module if flops else None,
-            forward_flops_by_module=self.forward_flops_by_module or None,
+            forward_flops_by_module=self.measure.forward_flops_by_module or None,
             activation_bytes_by_module=act_by_module or None,
         ) if named else None
-        if flops is not None and self.example_input is not None and len(named) == 1 and not cheap:
+        if flops is not None and self.data.example_input is not None and len(named) == 1 and not cheap:
             flops = self._fvcore_cross_check(flops, ops or [])
         reasons: dict[str, str] = dict(sections.pop("reasons", {}) or {})
         reasons.update(self.gpu_reason)
         if self.gpu_info is None:
             reasons.setdefault("gpu", "no GPU samples: the timed steps were not reached")
         if model is not None:
-            loaded_ids = self.loaded_ids
+            loaded_ids = self.loads.loaded_ids
             pretrained_from = None
             for m in named.values():
                 # weights came from a checkpoint only when from_pretrained built the model: a
                 # config read with AutoConfig.from_pretrained(dir) then from_config is from scratch
-                hit = next((self.pretrained_models[id(sub)] for sub in m.modules()
-                            if id(sub) in self.pretrained_models), None)
+                hit = next((self.loads.pretrained_models[id(sub)] for sub in m.modules()
+                            if id(sub) in self.loads.pretrained_models), None)
                 if hit is not None:
                     pretrained_from = f"from_pretrained:{hit}"
                     break
@@ -171,10 +173,10 @@ class ProfileBuilder:
                             loaded_from=pretrained_from, resumed=resumed)
         # every optimizer the script built that holds a trained model's parameters, stepped or not
         # (a GAN's G optimizer may not step in the profiled window: 20 D steps come first)
-        trained = {id(p) for m in self.roots.values() for p in m.parameters()}
-        opts = list(self.optimizers) + [o for o in self._known_opts if o not in self.optimizers and any(
+        trained = {id(p) for m in self.model.roots.values() for p in m.parameters()}
+        opts = list(self.model.optimizers) + [o for o in self.model.known_opts if o not in self.model.optimizers and any(
             id(p) in trained for g in o.param_groups for p in g["params"])]
-        opt = optimizer_section(opts, calls=self._opt_calls) if opts else None
+        opt = optimizer_section(opts, calls=self.model.opt_calls) if opts else None
         if opt is None:
             reasons.setdefault("optimizer", "no torch.optim optimizer stepped: parameters were "
                                             "updated by hand after backward()" if self.counters["backward_calls"]
@@ -183,7 +185,7 @@ class ProfileBuilder:
             device=self.build_device(), steps=self.build_steps(), data=self.build_data(probe=not cheap),
             precision=self.build_precision(), optimizer=opt, ops=ops or [],
             findings=list(self.findings), counters=dict(self.counters), reasons=reasons,
-            gpu=self.gpu_info, fusion=dict(self.fusion), kernel_s=dict(self.kernel_result),
+            gpu=self.gpu_info, fusion=dict(self.measure.fusion), kernel_s=dict(self.measure.kernel_result),
             run_limits=list(self.run_limits), eval=self.build_eval(),
             host=self._host(cheap),
         )

@@ -2,11 +2,11 @@
 duplicates), and the data section of the Profile (wait, batch time, duplicates)."""
 from __future__ import annotations
 
-import time
 import weakref
 from typing import Any, Callable
 
 from ccprof.artefacts.fingerprint import row_fingerprints
+from ccprof.profiler.clock import wall_s
 from ccprof.artefacts.profile import DataInfo
 from ccprof.profiler.session_base import (
     MAX_FINGERPRINTS, _batch_bytes, _describe_batch, _distinct_items,
@@ -16,7 +16,8 @@ from ccprof.profiler.host import speed_probe
 
 
 class DataWatch:
-    """Mixin of ``Session``: DataLoader iteration and the data section."""
+    """Mixin of ``Session``: DataLoader iteration and the data section (state: ``data``; it counts
+    the open step's batches in ``log.cur_batches``)."""
 
     # ------------------------------------------------------------------ data
     def _wrap_iter(self, orig: Callable) -> Callable:
@@ -31,13 +32,13 @@ class DataWatch:
             except Exception:
                 pass
             # a new iterator (its id may be a dead one's): nothing pending from before
-            session._pending_fp.pop(id(it), None)
-            session._it_batches.pop(id(it), None)
-            if not any(r() is loader for r in session.loaders):
-                session.loaders.append(weakref.ref(loader))
-            if session.dataset is None:
+            session.data.pending_fp.pop(id(it), None)
+            session.data.it_batches.pop(id(it), None)
+            if not any(r() is loader for r in session.data.loaders):
+                session.data.loaders.append(weakref.ref(loader))
+            if session.data.dataset is None:
                 # strong: loops that build a DataLoader per epoch drop it before --scan-data runs
-                session.dataset = getattr(loader, "dataset", None)
+                session.data.dataset = getattr(loader, "dataset", None)
             return it
 
         __iter__.__wrapped__ = orig
@@ -47,56 +48,54 @@ class DataWatch:
         session = self
 
         def __next__(it):
-            if session._in_data:
+            if session.data.in_next:
                 return orig(it)
-            session._in_data = True
-            prev = session._phase
-            if session._step_t0 is not None:
+            session.data.in_next = True
+            prev = session.clock.phase
+            if session.clock.step_t0 is not None:
                 session._set_phase("data", sync=False)
-            t0 = time.perf_counter()
+            t0 = wall_s()
             try:
                 batch = orig(it)
             finally:
-                session._in_data = False
-                session._data_wait_s += time.perf_counter() - t0
-                if session._step_t0 is not None:
+                session.data.in_next = False
+                session.data.wait_s += wall_s() - t0
+                if session.clock.step_t0 is not None:
                     session._set_phase(prev, sync=False)
-            session._cur_batches += 1
+            session.log.cur_batches += 1
             session._on_batch(it, batch)
             return batch
 
         __next__.__wrapped__ = orig
         return __next__
 
-    _in_data = False
-
     def _on_batch(self, it: Any, batch: Any) -> None:
         self.counters["batches"] += 1
         loader = getattr(it, "_ccprof_loader", lambda: None)()
         if loader is not None:
-            self._last_loader = weakref.ref(loader)
-            if not self.loader_info:
-                self.loader_info = _loader_info(loader)
-        if not self.batch_shapes:
-            self.batch_shapes = _describe_batch(batch)
-        if self.batch_bytes is None:
-            self.batch_bytes = _batch_bytes(batch)
-        if loader is not None and self._step_t0 is not None:
-            self._train_loader = weakref.ref(loader)
+            self.data.last_loader = weakref.ref(loader)
+            if not self.data.loader_info:
+                self.data.loader_info = _loader_info(loader)
+        if not self.data.batch_shapes:
+            self.data.batch_shapes = _describe_batch(batch)
+        if self.data.batch_bytes is None:
+            self.data.batch_bytes = _batch_bytes(batch)
+        if loader is not None and self.clock.step_t0 is not None:
+            self.data.train_loader = weakref.ref(loader)
         key = id(it)
-        self._it_batches[key] = self._it_batches.get(key, 0) + 1
-        self._last_it = key
-        if self._timed_step() or len(self.fingerprints) + self._pending_count() >= MAX_FINGERPRINTS:
+        self.data.it_batches[key] = self.data.it_batches.get(key, 0) + 1
+        self.data.last_it = key
+        if self._timed_step() or len(self.data.fingerprints) + self._pending_count() >= MAX_FINGERPRINTS:
             return      # hashing costs time: only in warm-up and pass steps
         t = _first_tensor(batch)
         if t is not None:
             try:
-                self._pending_fp.setdefault(key, []).extend(row_fingerprints(t))
+                self.data.pending_fp.setdefault(key, []).extend(row_fingerprints(t))
             except Exception:
                 pass
 
     def _pending_count(self) -> int:
-        return sum(len(v) for v in self._pending_fp.values())
+        return sum(len(v) for v in self.data.pending_fp.values())
 
     def _flush_fingerprints(self, key: int) -> None:
         """Keep an iterator's sampled rows once its batch fed a backward: training data.
@@ -104,16 +103,16 @@ class DataWatch:
         ``next(iter(loader))`` to peek at one batch (the DDP tutorial prints its shapes) and the
         batches an evaluation reads (llama2.c's estimate_loss re-reads the train split) never
         do, and their rows would count as duplicates of the epoch that follows."""
-        rows = self._pending_fp.pop(key, [])
-        self._pending_fp.clear()            # other iterators' rows did not reach this backward
-        room = MAX_FINGERPRINTS - len(self.fingerprints)
+        rows = self.data.pending_fp.pop(key, [])
+        self.data.pending_fp.clear()            # other iterators' rows did not reach this backward
+        room = MAX_FINGERPRINTS - len(self.data.fingerprints)
         if rows and room > 0:
-            self.fingerprints.extend(rows[:room])
+            self.data.fingerprints.extend(rows[:room])
 
 
     def build_data(self, probe: bool = True) -> DataInfo:
-        info = self.loader_info
-        fps = self.fingerprints
+        info = self.data.loader_info
+        fps = self.data.fingerprints
         dup = None
         scope = "sampled"
         if len(fps) >= 2:
@@ -136,17 +135,18 @@ class DataWatch:
             wait = sum(d["data"] for d in clean_phases) / sum(clean_s)
         seq_len = None
         token_inputs = False
-        ex = _first_tensor(self.example_input) if self.example_input else None
+        ex = _first_tensor(self.data.example_input) if self.data.example_input else None
         if ex is not None and not ex.is_floating_point() and ex.dim() == 2:
             token_inputs = True
             seq_len = int(ex.shape[1])
         batch_size = info.get("batch_size")
         if batch_size is None and ex is not None and ex.dim() >= 1:
             batch_size = int(ex.shape[0])
-        shapes = self.batch_shapes
-        if not shapes and self.example_input is not None:
-            shapes = _describe_batch(list(self.example_input[0]) + list(self.example_input[1].values()))
-        bps = (sum(self.batches_per_step) / len(self.batches_per_step)) if self.batches_per_step else None
+        shapes = self.data.batch_shapes
+        if not shapes and self.data.example_input is not None:
+            shapes = _describe_batch(list(self.data.example_input[0]) + list(self.data.example_input[1].values()))
+        per_step = self.log.batches_per_step
+        bps = (sum(per_step) / len(per_step)) if per_step else None
         batch = self._batch_time(bps, info.get("num_workers"), probe)
         return DataInfo(
             batch_size=batch_size, shapes=shapes,
@@ -154,8 +154,8 @@ class DataWatch:
             persistent_workers=info.get("persistent_workers"), dataset_len=info.get("dataset_len"),
             steps_per_epoch=info.get("steps_per_epoch"), wait_frac=wait,
             fingerprints=fps[:512], duplicate_frac=dup, duplicate_scope=scope,
-            token_inputs=token_inputs, seq_len=seq_len, dataloader_seen=bool(self.loaders),
-            batches_per_step=bps, batch_bytes=self.batch_bytes, finite=info.get("finite"), **batch,
+            token_inputs=token_inputs, seq_len=seq_len, dataloader_seen=bool(self.data.loaders),
+            batches_per_step=bps, batch_bytes=self.data.batch_bytes, finite=info.get("finite"), **batch,
         )
 
     def _batch_time(self, bps: float | None, workers: int | None, probe: bool = True) -> dict[str, Any]:
@@ -163,16 +163,16 @@ class DataWatch:
         loader's fetches, timed where they ran (thread CPU time), and of batches made again in the
         main process after the run (``probe``; not in a mid-run checkpoint). Never inferred from
         the training step's time."""
-        if not bps or not self.loaders:
+        if not bps or not self.data.loaders:
             return {}
-        loader = self._train_loader() if self._train_loader is not None else None
+        loader = self.data.train_loader() if self.data.train_loader is not None else None
         ds_id = id(getattr(loader, "dataset", None)) if loader is not None else None
         workers = int(workers or 0)
         if workers:
             fetches = self._collect_worker_fetches()
             where = f"inside the {workers} DataLoader workers"
         else:
-            fetches = list(self.main_fetches)
+            fetches = list(self.host.main_fetches)
             where = "in the main process (num_workers=0)"
         mine = [(cpu, wall) for d, cpu, wall, _ in fetches if ds_id is not None and d == ds_id]
         again, how = (self._probe_batch_time() if probe else ([], "not probed in a mid-run checkpoint"))
@@ -183,7 +183,7 @@ class DataWatch:
     def _probe_batch_time(self) -> tuple[list[tuple[float, float]], str]:
         """Batches made again in this process from the training loader's dataset, each timed
         (the RNGs restored): more samples of the fastest batch, with the script stopped."""
-        loader = self._train_loader() if self._train_loader is not None else None
+        loader = self.data.train_loader() if self.data.train_loader is not None else None
         if loader is None:
             return [], "unknown: the batches were not timed and no training loader was kept to probe"
         # the speed probe just before and after, in the same spell of this (maybe shared) core: the
@@ -191,7 +191,7 @@ class DataWatch:
         before = min(speed_probe() for _ in range(5))
         times, how = probe_batch_s(loader)
         burst = min(before, min(speed_probe() for _ in range(5)))
-        self.burst_probes.append(burst)
+        self.host.burst_probes.append(burst)
         fastest = self._host().probe_s or burst          # the fastest of the run, this burst's included
         scale = fastest / burst if burst > 0 else 1.0
         # only the CPU part speeds up with the core; time off the CPU (I/O) stays what it was

@@ -24,11 +24,11 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 import weakref
 from typing import Any
 
-from ccprof.profiler.host import cpu_now, speed_probe
+from ccprof.profiler.clock import cpu_s, wall_s
+from ccprof.profiler.host import speed_probe
 from ccprof.stats import median_ci
 
 # Timed steps go on while the 95% interval of the median step CPU time is wider than this share
@@ -49,24 +49,24 @@ def _at_fork_in_child() -> None:
 
 
 class HostClock:
-    """Mixin of ``Session``: the batch clock and the step extension."""
+    """Mixin of ``Session``: the batch clock and the step extension (state: ``host``)."""
 
     # ------------------------------------------------------------------ more steps
     def measured_enough(self) -> bool:
         """The passes ran and the timed steps asked for were measured (extra steps may follow)."""
-        return (len(self.step_s) >= self.steps_wanted and self.step_index >= self.warmup + self.n_pass_steps
-                and not self._pass_queue and self._pass is None)
+        return (len(self.log.step_s) >= self.steps_wanted and self.log.index >= self.warmup + self.n_pass_steps
+                and not self.measure.queue and self.measure.current is None)
 
     def _more_steps_needed(self) -> bool:
         """True while the median step's CPU time is unsure and the extension budget is not spent."""
-        timed = len(self.step_s)
+        timed = len(self.log.step_s)
         if timed < self.steps_wanted or timed >= EXTEND_MAX_FACTOR * self.steps_wanted:
             return False
-        if sum(self.step_s[self.steps_wanted:]) > EXTEND_MAX_S:
+        if sum(self.log.step_s[self.steps_wanted:]) > EXTEND_MAX_S:
             return False
-        if self.deadline is not None and time.perf_counter() > self.deadline:
+        if self.deadline is not None and wall_s() > self.deadline:
             return False
-        spread = median_ci(self.step_cpu_s)
+        spread = median_ci(self.log.step_cpu_s)
         return spread is not None and spread.n >= 3 and spread.rel_half_width > SPREAD_REL
 
     # ------------------------------------------------------------------ batch clock
@@ -74,10 +74,10 @@ class HostClock:
         """Time every DataLoader fetch where it runs (main process, or a forked worker)."""
         from torch.utils.data._utils import fetch as fetch_mod  # here: torch is loaded; the fetchers are private, kept to one place
 
-        self._main_pid = os.getpid()
-        if self.scratch_dir is None:
-            self._own_scratch = tempfile.mkdtemp(prefix="ccprof-batches-")
-            self.scratch_dir = self._own_scratch
+        self.host.main_pid = os.getpid()
+        if self.host.scratch_dir is None:
+            self.host.own_scratch = tempfile.mkdtemp(prefix="ccprof-batches-")
+            self.host.scratch_dir = self.host.own_scratch
         session = self
         for name in _FETCHERS:
             cls = getattr(fetch_mod, name, None)
@@ -86,9 +86,9 @@ class HostClock:
             orig = cls.fetch
 
             def fetch(fetcher, index, _orig=orig):
-                t0, w0 = cpu_now(), time.perf_counter()
+                t0, w0 = cpu_s(), wall_s()
                 out = _orig(fetcher, index)
-                session._on_fetch(id(getattr(fetcher, "dataset", None)), cpu_now() - t0, time.perf_counter() - w0)
+                session._on_fetch(id(getattr(fetcher, "dataset", None)), cpu_s() - t0, wall_s() - w0)
                 return out
 
             fetch.__wrapped__ = orig
@@ -102,7 +102,7 @@ class HostClock:
     def _after_fork_in_child(self) -> None:
         """In a forked child (a DataLoader worker): none of ccprof's dispatch modes or tracing
         (they watch the main thread, and would slow the worker), and its own batch file."""
-        self._worker_file = None
+        self.host.worker_file = None
         try:
             from torch.utils._python_dispatch import _get_current_dispatch_mode, _pop_mode  # here: torch is loaded; private helpers, kept to one place
 
@@ -111,34 +111,35 @@ class HostClock:
                 _pop_mode()
         except Exception:
             pass
-        if self._pass_name == "python":
+        if self.measure.name == "python":
             sys.settrace(None)             # the parent counts its own thread's bytecodes only
 
     def _own_modes(self) -> list[Any]:
-        p = self._pass
+        p = self.measure.current
         return [m for m in (getattr(p, "_counter", None), getattr(p, "_op_mode", None)) if m is not None]
 
-    def _on_fetch(self, dataset_id: int, cpu_s: float, wall_s: float) -> None:
+    def _on_fetch(self, dataset_id: int, batch_cpu_s: float, batch_wall_s: float) -> None:
         # the speed probe beside each batch: where the batches are made, as often (the fastest
         # of all of them is this machine's speed; see HostInfo.probe_s)
-        if os.getpid() == self._main_pid:
+        if os.getpid() == self.host.main_pid:
             # in the main process only the timed steps' fetches count (a pass's dispatch modes
             # or the first batches' warm-up would slow them)
-            if self._step_t0 is not None and self._timed_step() and self._pass is None:
-                self.main_fetches.append((dataset_id, cpu_s, wall_s, speed_probe(FETCH_PROBE_ROUNDS)))
+            if self.clock.step_t0 is not None and self._timed_step() and self.measure.current is None:
+                self.host.main_fetches.append((dataset_id, batch_cpu_s, batch_wall_s, speed_probe(FETCH_PROBE_ROUNDS)))
             return
         try:
             probe = speed_probe(FETCH_PROBE_ROUNDS)
-            if getattr(self, "_worker_file", None) is None:
-                self._worker_file = open(os.path.join(self.scratch_dir, f"batches.{os.getpid()}"), "a", buffering=1)
-            self._worker_file.write(f"{dataset_id} {cpu_s:.9f} {wall_s:.9f} {probe:.12f}\n")
+            if self.host.worker_file is None:
+                path = os.path.join(self.host.scratch_dir, f"batches.{os.getpid()}")
+                self.host.worker_file = open(path, "a", buffering=1)
+            self.host.worker_file.write(f"{dataset_id} {batch_cpu_s:.9f} {batch_wall_s:.9f} {probe:.12f}\n")
         except Exception:
             pass
 
     def _collect_worker_fetches(self) -> list[tuple[int, float, float, float]]:
         """Every batch time the workers wrote so far: (dataset id, CPU s, wall s, probe s)."""
-        out: list[tuple[int, float, float, float]] = list(self.worker_fetches)
-        folder = self.scratch_dir
+        out: list[tuple[int, float, float, float]] = list(self.host.worker_fetches)
+        folder = self.host.scratch_dir
         if not folder or not os.path.isdir(folder):
             return out
         for name in sorted(os.listdir(folder)):
@@ -160,22 +161,22 @@ class HostClock:
 
     def fetch_probes(self) -> list[float]:
         """The speed probes run beside every batch made (main process and workers)."""
-        return [r[3] for r in self.main_fetches] + [r[3] for r in self._collect_worker_fetches()]
+        return [r[3] for r in self.host.main_fetches] + [r[3] for r in self._collect_worker_fetches()]
 
     def _close_batch_clock(self) -> None:
         """Keep what the workers wrote, then remove ccprof's own scratch folder."""
         global _ACTIVE
         if _ACTIVE is not None and _ACTIVE() is self:
             _ACTIVE = None
-        if self.scratch_dir and os.path.isdir(self.scratch_dir):
-            self.worker_fetches = self._collect_worker_fetches()
-            for name in os.listdir(self.scratch_dir):
+        if self.host.scratch_dir and os.path.isdir(self.host.scratch_dir):
+            self.host.worker_fetches = self._collect_worker_fetches()
+            for name in os.listdir(self.host.scratch_dir):
                 if name.startswith("batches."):
                     try:
-                        os.remove(os.path.join(self.scratch_dir, name))
+                        os.remove(os.path.join(self.host.scratch_dir, name))
                     except OSError:
                         pass
-        if getattr(self, "_own_scratch", None):
-            shutil.rmtree(self._own_scratch, ignore_errors=True)
-            self._own_scratch = None
-            self.scratch_dir = None
+        if self.host.own_scratch:
+            shutil.rmtree(self.host.own_scratch, ignore_errors=True)
+            self.host.own_scratch = None
+            self.host.scratch_dir = None

@@ -11,7 +11,7 @@ from torch.utils._pytree import tree_flatten
 
 
 class LoadWatch:
-    """Mixin of ``Session``: weight loads, counted calls, GradScaler."""
+    """Mixin of ``Session``: weight loads, counted calls, GradScaler (state: ``loads``)."""
 
     # ------------------------------------------------------------------ misc wrappers
     def _wrap_load(self, orig: Callable) -> Callable:
@@ -24,8 +24,8 @@ class LoadWatch:
             result = orig(module, state_dict, *args, **kwargs)
             try:
                 if session._from_file(state_dict):
-                    session.loaded.append((type(module).__name__, len(state_dict)))
-                    session.loaded_ids.add(id(module))
+                    session.loads.loaded.append((type(module).__name__, len(state_dict)))
+                    session.loads.loaded_ids.add(id(module))
             except Exception:
                 pass
             return result
@@ -40,7 +40,7 @@ class LoadWatch:
                 if isinstance(t, dict):
                     self._note_file_tensors(t)
                 elif isinstance(t, torch.Tensor) and t.device.type != "meta":
-                    self._file_storages.add(t.untyped_storage().data_ptr())
+                    self.loads.file_storages.add(t.untyped_storage().data_ptr())
         except Exception:
             pass
 
@@ -48,7 +48,7 @@ class LoadWatch:
         for v in list(getattr(state_dict, "values", lambda: [])())[:64]:
             if isinstance(v, torch.Tensor) and v.device.type != "meta":
                 try:
-                    if v.untyped_storage().data_ptr() in self._file_storages:
+                    if v.untyped_storage().data_ptr() in self.loads.file_storages:
                         return True
                 except Exception:
                     continue
@@ -86,7 +86,7 @@ class LoadWatch:
             try:
                 target = model[0] if isinstance(model, tuple) else model
                 name = args[0] if args else kwargs.get("pretrained_model_name_or_path", "")
-                session.pretrained_models[id(target)] = str(name)
+                session.loads.pretrained_models[id(target)] = str(name)
             except Exception:
                 pass
             return model
@@ -107,17 +107,17 @@ class LoadWatch:
 
     def runtime_facts(self) -> dict[str, bool]:
         """What the run showed of the facts static analysis also reads (static.RUNTIME_FACTS)."""
-        classes = {type(m).__name__ for m in self.roots.values()}
-        model_ckpt = any(getattr(m, "is_gradient_checkpointing", False) for m in self.roots.values())
-        loaded_hf = any(id(sub) in self.pretrained_models for m in self.roots.values() for sub in m.modules())
+        classes = {type(m).__name__ for m in self.model.roots.values()}
+        model_ckpt = any(getattr(m, "is_gradient_checkpointing", False) for m in self.model.roots.values())
+        loaded_hf = any(id(sub) in self.loads.pretrained_models for m in self.model.roots.values() for sub in m.modules())
         return {
-            "autocast": self.autocast_dtype is not None,
-            "grad_scaler": self.grad_scaler,
+            "autocast": self.model.autocast_dtype is not None,
+            "grad_scaler": self.model.grad_scaler,
             "checkpointing": self.counters["checkpoint_calls"] > 0 or model_ckpt,
-            "accumulation": bool(self.micro_batches) and max(self.micro_batches) > 1
-                            and (self.step_kind == "optimizer"),
+            "accumulation": bool(self.log.micro_batches) and max(self.log.micro_batches) > 1
+                            and (self.log.kind == "optimizer"),
             "from_pretrained": loaded_hf,
-            "load_state_dict": bool(self.loaded),
+            "load_state_dict": bool(self.loads.loaded),
             "ddp": "DistributedDataParallel" in classes,
             "fsdp": "FullyShardedDataParallel" in classes or any(
                 "FSDP" in c for c in classes),
@@ -130,7 +130,7 @@ class LoadWatch:
 
         def scale(scaler, outputs):
             if scaler.is_enabled():
-                session.grad_scaler = True
+                session.model.grad_scaler = True
             return orig(scaler, outputs)
 
         scale.__wrapped__ = orig

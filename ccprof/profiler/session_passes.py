@@ -3,17 +3,17 @@ probing, mid-run checkpoints and the memory ledger kept at an out-of-memory erro
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import replace
 
 import torch
 import torch.nn as nn
 
+from ccprof.profiler.clock import wall_s
 from ccprof.artefacts.profile import Finding, Memory
 
 
 class PassRunner:
-    """Mixin of ``Session``: scheduling and ending the measurement passes."""
+    """Mixin of ``Session``: scheduling and ending the measurement passes (state: ``measure``)."""
 
     def _probe_run_limits(self) -> None:
         """Read the run's own length from the live stack (ccprof.profiler.run_size)."""
@@ -30,19 +30,19 @@ class PassRunner:
         On a GPU one more pass step follows the FLOP and memory steps: the kernels' device
         times under torch.profiler (``kernel_times``), which recalibrate the cost model.
         """
-        self._discovery = False
-        if self.passes and self.device_type == "cuda" and "kernels" not in self._pass_queue:
-            self._pass_queue.append("kernels")
+        self.hooks.discovery = False
+        if self.passes and self.model.device_type == "cuda" and "kernels" not in self.measure.queue:
+            self.measure.queue.append("kernels")
             self.n_pass_steps += 1
             self.total_steps = self.warmup + self.n_pass_steps + self.steps_wanted
-        for h in self._global_fwd:
+        for h in self.hooks.global_fwd:
             h.remove()
-        self._global_fwd = []
-        for key, module in self.roots.items():
-            self._root_hooks[key] = module.register_forward_pre_hook(self._root_pre, with_kwargs=True)
+        self.hooks.global_fwd = []
+        for key, module in self.model.roots.items():
+            self.hooks.root_hooks[key] = module.register_forward_pre_hook(self._root_pre, with_kwargs=True)
 
     def _named_roots(self) -> dict[str, nn.Module]:
-        roots = list(self.roots.values())
+        roots = list(self.model.roots.values())
         if len(roots) == 1:
             return {"": roots[0]}
         named: dict[str, nn.Module] = {}
@@ -56,32 +56,32 @@ class PassRunner:
             if name == "flops":
                 from ccprof.profiler.flops import FlopPass  # here: nothing extra is imported into the user's process before it is needed
 
-                self._pass = FlopPass(self._named_roots())
+                self.measure.current = FlopPass(self._named_roots())
             elif name == "python":
                 from ccprof.profiler.pycount import PythonPass  # here: nothing extra is imported into the user's process before it is needed
 
-                self._pass = PythonPass(lambda: self._phase)
+                self.measure.current = PythonPass(lambda: self.clock.phase)
             elif name == "kernels":
                 from ccprof.profiler.kernel_times import KernelPass  # here: nothing extra is imported into the user's process before it is needed
 
-                self._pass = KernelPass(cuda=self.device_type == "cuda")
+                self.measure.current = KernelPass(cuda=self.model.device_type == "cuda")
             else:
                 from ccprof.profiler.memory import MemoryLedger  # here: nothing extra is imported into the user's process before it is needed
 
-                self._pass = MemoryLedger(self._named_roots(), list(self.optimizers),
-                                          torch.device(self.device_type))
-            self._pass.start()
-            self._pass_name = name
+                self.measure.current = MemoryLedger(self._named_roots(), list(self.model.optimizers),
+                                          torch.device(self.model.device_type))
+            self.measure.current.start()
+            self.measure.name = name
         except Exception as exc:  # a broken pass must not break the user's run
             self.findings.append(Finding("pass_failed", f"{name} pass could not start: {exc!r}"))
-            self._pass = None
-            self._pass_name = None
+            self.measure.current = None
+            self.measure.name = None
 
     def _end_pass(self, abort: bool = False) -> None:
-        if self._pass is None:
+        if self.measure.current is None:
             return
-        p, name = self._pass, self._pass_name
-        self._pass, self._pass_name = None, None
+        p, name = self.measure.current, self.measure.name
+        self.measure.current, self.measure.name = None, None
         try:
             result = p.stop()
         except Exception as exc:
@@ -90,27 +90,27 @@ class PassRunner:
         if abort:
             return      # the step did not finish: a partial count would mislead
         if name == "flops":
-            self.flops_result = result
-            self.forward_flops_by_module = dict(getattr(p, "forward_by_module", {}) or {})
-            self.fusion = dict(getattr(p, "fusion", {}) or {})
-            self.module_calls_per_step = int(getattr(p, "module_calls", 0) or 0)
+            self.measure.flops_result = result
+            self.measure.forward_flops_by_module = dict(getattr(p, "forward_by_module", {}) or {})
+            self.measure.fusion = dict(getattr(p, "fusion", {}) or {})
+            self.measure.module_calls_per_step = int(getattr(p, "module_calls", 0) or 0)
             for err in getattr(p, "errors", []) or []:
                 self.findings.append(Finding("flop_count", f"FLOP bookkeeping: {err}"))
         elif name == "kernels":
-            self.kernel_result = dict(result or {})
+            self.measure.kernel_result = dict(result or {})
         elif name == "python":
-            self.opcodes = dict(result or {})
-            self.opcode_step = self.step_index - 1
+            self.measure.opcodes = dict(result or {})
+            self.measure.opcode_step = self.log.index - 1
         else:
-            self.memory_result = result
+            self.measure.memory_result = result
         self._checkpoint()
 
     def _checkpoint(self) -> None:
         """Hand what was measured so far to the harness (it writes a partial profile). DataLoader
         workers prefetch meanwhile, so the next timed step's data wait is left out of the wait
         and phase figures (``_clean_steps``)."""
-        self._last_checkpoint = time.perf_counter()
-        self._after_checkpoint.add(len(self.step_s))
+        self.clock.last_checkpoint = wall_s()
+        self.log.after_checkpoint.add(len(self.log.step_s))
         if self.on_checkpoint is not None:
             try:
                 self.on_checkpoint()
@@ -124,30 +124,30 @@ class PassRunner:
         lower bound). Otherwise the model state that existed is counted (parameters, their
         gradients, optimizer state), with the CUDA allocator's own peak when on a GPU.
         """
-        if self._pass_name == "memory":
-            p = self._pass
-            self._pass, self._pass_name = None, None
+        if self.measure.name == "memory":
+            p = self.measure.current
+            self.measure.current, self.measure.name = None, None
             try:
                 memory, by_module = p.stop()
             except Exception as exc:
                 self.findings.append(Finding("pass_failed", f"memory pass failed at the OOM: {exc!r}"))
             else:
-                self.memory_result = (replace(memory, method=memory.method + " (up to the out-of-memory error)"),
+                self.measure.memory_result = (replace(memory, method=memory.method + " (up to the out-of-memory error)"),
                                       by_module)
                 return
-        if self.memory_result is not None or not self.roots:
+        if self.measure.memory_result is not None or not self.model.roots:
             return
         from ccprof.profiler.memory import optimizer_section, unique_storage_bytes  # here: nothing extra is imported into the user's process before it is needed
 
-        params = [p for m in self.roots.values() for p in m.parameters()]
+        params = [p for m in self.model.roots.values() for p in m.parameters()]
         params_bytes, _ = unique_storage_bytes(params)
         grads_bytes, _ = unique_storage_bytes([p.grad for p in params if p.grad is not None])
-        opt_bytes = optimizer_section(self.optimizers).state_bytes if self.optimizers else 0
+        opt_bytes = optimizer_section(self.model.optimizers).state_bytes if self.model.optimizers else 0
         cuda_peak = cuda_reserved = None
-        if self.device_type == "cuda":
+        if self.model.device_type == "cuda":
             cuda_peak, cuda_reserved = torch.cuda.max_memory_allocated(), torch.cuda.memory_reserved()
         known = params_bytes + grads_bytes + opt_bytes
-        self.memory_result = (Memory(
+        self.measure.memory_result = (Memory(
             peak_bytes=max(known, cuda_peak or 0), params_bytes=params_bytes, grads_bytes=grads_bytes,
             optimizer_state_bytes=opt_bytes, other_bytes=max(0, (cuda_peak or 0) - known),
             cuda_max_allocated_bytes=cuda_peak, cuda_reserved_bytes=cuda_reserved,

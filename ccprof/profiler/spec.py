@@ -11,7 +11,6 @@ Example::
 """
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import platform
@@ -23,6 +22,7 @@ from typing import Any
 
 from ccprof import __version__, _serde
 from ccprof.artefacts.profile import Environment
+from ccprof.profiler.clock import utc_now  # noqa: F401  (re-exported: api.py imports it here)
 
 __all__ = ["RunSpec", "run_environment", "utc_now"]
 
@@ -51,11 +51,6 @@ class RunSpec:
     @classmethod
     def from_json(cls, path: str | Path) -> "RunSpec":
         return _serde.from_dict(cls, json.loads(Path(path).read_text(encoding="utf-8")), "run spec")
-
-
-def utc_now() -> str:
-    """Now, as a profile's Environment writes its start and finish: UTC ISO 8601, to the second."""
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def run_environment(spec: RunSpec, *, cwd: str | None = None, started_at: str = "",
