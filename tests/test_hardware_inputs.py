@@ -52,10 +52,15 @@ def test_with_workers_edits_inputs_as_a_profile_copy_would():
 def test_bigger_batch_edits_ops_and_the_batch():
     p = _profile()
     k = 2.0
+    p = dataclasses.replace(p, data=dataclasses.replace(p.data, batch_s_lo=p.data.batch_s,
+                                                        batch_s_hi=p.data.batch_s * 1.2))
     bigger = dataclasses.replace(p, ops=scale_batch(p.ops, k),
                                  data=dataclasses.replace(p.data, batch_s=p.data.batch_s * k,
+                                                          batch_s_lo=p.data.batch_s * k,
+                                                          batch_s_hi=p.data.batch_s * 1.2 * k,
                                                           batch_bytes=int(p.data.batch_bytes * k)))
     edited = bigger_batch(step_inputs(p), k)
+    assert edited.data.batch_s_hi == pytest.approx(p.data.batch_s_hi * k)   # the band scales with the batch
     assert edited.ops[0].shapes[0] == [1024, 768]           # the tokens of x @ W^T grow
     assert cost_step(edited, A100) == cost_step(bigger, A100)
 

@@ -291,7 +291,10 @@ def with_workers(inputs: StepInputs, workers: int) -> StepInputs:
 
 def bigger_batch(inputs: StepInputs, k: float) -> StepInputs:
     """The step at ``k`` times the batch: the ops by :func:`scale_batch`, a batch's making and its
-    bytes ``k`` times as large (the making's interval is left as measured)."""
+    bytes ``k`` times as large, its band too (the making's interval is left as measured)."""
     d = inputs.data
-    data = replace(d, batch_s=d.batch_s * k, batch_bytes=int((d.batch_bytes or 0) * k) or None) if d.batch_s else d
+    data = replace(d, batch_s=d.batch_s * k,
+                   batch_s_lo=d.batch_s_lo * k if d.batch_s_lo is not None else None,
+                   batch_s_hi=d.batch_s_hi * k if d.batch_s_hi is not None else None,
+                   batch_bytes=int((d.batch_bytes or 0) * k) or None) if d.batch_s else d
     return replace(inputs, ops=tuple(scale_batch(inputs.ops, k)), data=data)

@@ -60,9 +60,13 @@ def advise_batch_size(profile: Profile, ctx: AdviceContext) -> Advice:
     util = profile.gpu.mean_sm_util_pct if profile.gpu else None
     peak_after = int(led.peak + (led.act + led.other) * (nb / b - 1))
     k = nb / b
-    bigger = replace(profile, data=replace(profile.data, batch_s=profile.data.batch_s * k,
-                                           batch_bytes=int((profile.data.batch_bytes or 0) * k) or None)) \
-        if profile.data.batch_s else profile
+    d = profile.data
+    # a batch k times as large takes k times as long to make: its band too
+    bigger = replace(profile, data=replace(d, batch_s=d.batch_s * k,
+                                           batch_s_lo=d.batch_s_lo * k if d.batch_s_lo is not None else None,
+                                           batch_s_hi=d.batch_s_hi * k if d.batch_s_hi is not None else None,
+                                           batch_bytes=int((d.batch_bytes or 0) * k) or None)) \
+        if d.batch_s else profile
     rc = recost(profile, ctx, ops=scale_batch(profile.ops, k), profile_after=bigger, spec=spec)
     per_before = rc.before.step_s / b
     per_after = rc.after.step_s / nb
