@@ -30,7 +30,6 @@ def run(model, batches, loss_fn=None, params=None, steps: int = 2, warmup: int =
     return profile_model(model, torch.optim.AdamW(params), batches, loss_fn, steps=steps, warmup=warmup)
 
 
-@functools.lru_cache(maxsize=None)
 class Autocast(torch.nn.Module):
     """A Hugging Face model whose forward runs under CPU bf16 autocast (mixed precision by hand)."""
 
@@ -43,6 +42,7 @@ class Autocast(torch.nn.Module):
             return self.m(**kw)
 
 
+@functools.lru_cache(maxsize=None)
 def llama_plain():
     return run(llama(), llama_batches())
 
