@@ -1,6 +1,11 @@
 """Test-suite wiring: everything under tests/e2e/ is marked ``e2e`` (deselect it with
 ``pytest -m "not e2e"`` for the fast loop), and the profiles cached for the session are checked
-to be unchanged by the tests that shared them."""
+to be unchanged by the tests that shared them.
+
+``e2e`` means the test starts another process: the CLI or a script in a subprocess, the public
+scripts, faults, a browser. Such tests live in tests/e2e/; the few that share a unit test file's
+helpers stay there and carry ``@pytest.mark.e2e`` themselves.
+"""
 from __future__ import annotations
 
 import sys

@@ -186,6 +186,7 @@ def test_format_change_is_noted_at_the_top_of_the_diff() -> None:
     assert "Python reads it as utf-8" in format_change(cookie_moved.source, cookie_moved)
 
 
+@pytest.mark.e2e                # the CLI in a subprocess
 def test_cli_apply_keeps_bom_and_crlf(tmp_path: Path) -> None:
     src = tmp_path / "train.py"
     src.write_bytes(BOM + SCRIPT.replace("\n", "\r\n").encode())
@@ -200,6 +201,7 @@ def test_cli_apply_keeps_bom_and_crlf(tmp_path: Path) -> None:
     assert "\r" not in proc.stdout and "+torch.backends.cuda.matmul.allow_tf32" in proc.stdout
 
 
+@pytest.mark.e2e                # the CLI in a subprocess
 def test_cli_apply_invalid_utf8_fails_clearly(tmp_path: Path) -> None:
     src = tmp_path / "bad.py"
     src.write_bytes(b"import torch\nx = '\xff'\n")

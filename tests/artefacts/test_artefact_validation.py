@@ -280,6 +280,7 @@ def assert_bad(res: subprocess.CompletedProcess, path: Path, field: str) -> None
     assert str(path) in res.stderr and field in res.stderr, res.stderr
 
 
+@pytest.mark.e2e                # the CLI in a subprocess
 def test_cli_report_bad_profiles(tmp_path):
     d = sample()
     d["steps"] = None
@@ -292,6 +293,7 @@ def test_cli_report_bad_profiles(tmp_path):
     assert_bad(ccprof("report", str(top), cwd=tmp_path), top, "top level")
 
 
+@pytest.mark.e2e                # the CLI in a subprocess
 def test_cli_advise_bad_profile(tmp_path):
     d = sample()
     d["steps"]["step_s"][2] = "abc"
@@ -302,6 +304,7 @@ def test_cli_advise_bad_profile(tmp_path):
     assert not (tmp_path / "advice.json").exists()
 
 
+@pytest.mark.e2e                # the CLI in a subprocess
 def test_cli_report_bad_advice(tmp_path):
     write(tmp_path, "profile.json", sample())
     d = sample("advice_sample.json")
@@ -312,6 +315,7 @@ def test_cli_report_bad_advice(tmp_path):
     assert_bad(res, bad, "advice[0].projected.time_saved_frac")
 
 
+@pytest.mark.e2e                # the CLI in a subprocess
 def test_cli_compare_bad_second_profile(tmp_path):
     good = write(tmp_path, "a.json", sample())
     d = sample()
@@ -322,6 +326,7 @@ def test_cli_compare_bad_second_profile(tmp_path):
     assert str(good) not in res.stderr
 
 
+@pytest.mark.e2e                # the CLI in a subprocess
 def test_cli_good_files_still_work(tmp_path):
     # the same commands on valid files: exit 0
     good = write(tmp_path, "profile.json", sample())

@@ -99,6 +99,7 @@ def test_example_input_picks_the_named_input_first():
     assert example_input({"text": "a"}) is None
 
 
+@pytest.mark.e2e                # the script in the harness child
 def test_the_profilers_fingerprints_are_the_scans(tmp_path):
     """End to end: the run's sampled fingerprints are the scan's, example for example."""
     from ccprof.profiler.runner import run_script

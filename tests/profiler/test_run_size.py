@@ -109,6 +109,7 @@ def test_safe_eval_runs_no_code():
     ("infinite", 120, "loops: loader (run_sizes.py) capped by if i >= args.max_steps: break"),
     ("nested", 32, "loops: range(n_ep) (run_sizes.py) x loader (run_sizes.py)"),
 ])
+@pytest.mark.e2e                # the script in the harness child
 def test_harness_prices_the_scripts_own_run(style, steps, source):
     r = run_script(SCRIPT, ["--style", style], steps=2, warmup=1, timeout_s=120)
     assert r.exit_code == 0, r.message
