@@ -9,6 +9,7 @@ from ccprof.applier.codemods import CODEMODS, ScriptSyntaxError, apply_source, c
 
 from tests.helpers.codemod import ALIASED, CUSTOM, HF, PLAIN, rewrite
 
+
 def test_registry_has_one_codemod_per_tweak_id():
     from ccprof.artefacts.tweaks import TWEAKS
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from tests.helpers.codemod import CUSTOM, HF, check, rewrite
 
+
 def test_checkpointing_custom_blocks():
     check(CUSTOM, CUSTOM.replace("from torch import nn\n", "from torch import nn\nimport torch.utils.checkpoint\n").replace(
         "x = layer(x)  # (B, 8)", "x = torch.utils.checkpoint.checkpoint(layer, x, use_reentrant=False)  # (B, 8)"),

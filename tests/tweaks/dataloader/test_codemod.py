@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from tests.helpers.codemod import rewrite
 
+
 def test_dataloader_keywords_guard_a_computed_worker_count():
     src = """\
     from torch.utils.data import DataLoader

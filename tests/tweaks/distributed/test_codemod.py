@@ -5,6 +5,7 @@ from ccprof.applier.codemods import apply_source
 
 from tests.helpers.codemod import HF, LIGHTNING, rewrite
 
+
 def test_distributed_plain_lightning_and_hf():
     src = """\
     import torch

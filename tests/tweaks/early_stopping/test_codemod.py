@@ -5,6 +5,7 @@ from ccprof.applier.codemods import apply_source
 
 from tests.helpers.codemod import HF, LIGHTNING, rewrite
 
+
 def test_early_stopping_plain_breaks_on_patience():
     src = """\
     import torch

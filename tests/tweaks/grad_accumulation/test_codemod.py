@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tests.helpers.codemod import HF, LIGHTNING, PLAIN, check, rewrite
 
+
 def test_grad_accumulation_plain_moves_step_and_zero_grad_under_modulo():
     after = PLAIN.replace("import torch.nn as nn\n", "import torch.nn as nn\n\n"
                           "gradient_accumulation_steps = 8  # micro-batches per optimizer step\n").replace(

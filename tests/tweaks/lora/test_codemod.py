@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from tests.helpers.codemod import CUSTOM, HF, check, rewrite
 
+
 def test_lora_custom_targets_linear_attributes_and_keeps_head_trainable():
     after = CUSTOM.replace("import torch\nfrom torch import nn\n",
                            "import torch\nfrom torch import nn\nfrom peft import LoraConfig, get_peft_model\n").replace(

@@ -7,6 +7,7 @@ import textwrap
 
 from tests.helpers.codemod import ALIASED, HF, LIGHTNING, PLAIN, check, rewrite
 
+
 def test_mixed_precision_plain_bf16_wraps_forward_and_loss():
     check(PLAIN, PLAIN.replace(
         "    out = model(x)  # forward\n    loss = out.pow(2).mean()\n",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from tests.helpers.codemod import CUSTOM, HF, check, rewrite
 
+
 def test_warm_start_freezes_embeddings_before_optimizer():
     out = check(CUSTOM, CUSTOM.replace("model = Net()\n", "model = Net()\nfor embedding in model.modules():  # frozen embeddings\n"
                                        "    if isinstance(embedding, torch.nn.Embedding):\n"
