@@ -22,7 +22,7 @@
 #          directory that is removed afterwards; the only file written in the repository is
 #          the bundle. Keep PLOTLY_JS_VERSION equal to the plotly.js embedded in the plotly
 #          Python package (see the first line of plotly.offline.get_plotlyjs()):
-#          tests/test_reports_bundle.py checks it, since the figures' JSON follows that schema.
+#          tests/reports/test_bundle.py checks it, since the figures' JSON follows that schema.
 set -euo pipefail
 
 PLOTLY_JS_VERSION="${PLOTLY_JS_VERSION:-4.1.1}"

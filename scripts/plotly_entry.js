@@ -2,7 +2,7 @@
 // plotly.js/lib/core brings the scatter trace and every layout component (shapes,
 // annotations, legend, hover, modebar, colorscale, ...); register here only the other trace
 // types ccprof/reports/figures.py emits. Adding a go.<Trace> there means adding it here and
-// rebuilding (tests/test_reports_bundle.py fails until then).
+// rebuilding (tests/reports/test_bundle.py fails until then).
 'use strict';
 
 var Plotly = require('plotly.js/lib/core');

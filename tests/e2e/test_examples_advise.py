@@ -1,0 +1,36 @@
+"""Each example profiled in the harness child yields an answer from all 18 advisors."""
+from __future__ import annotations
+
+import pytest
+
+from ccprof.advisors import advise
+from ccprof.artefacts.advice import AdviceSet
+from ccprof.artefacts.tweaks import TWEAKS
+
+from tests.helpers.paths import EXAMPLES
+
+
+EXAMPLE_ARGS = {                        # short runs, as tests/e2e/test_examples_run.py uses them
+    "gpt_loop.py": ["--steps", "60", "--eval-every", "30"],
+    "hf_trainer.py": ["--steps", "80", "--logging-steps", "10", "--eval-steps", "40"],
+    "cnn.py": ["--epochs", "1", "--train-size", "320"],
+    "finetune.py": ["--steps", "60"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(EXAMPLE_ARGS))
+def test_every_example_yields_all_18(name, tmp_path):
+    from ccprof.hardware import attach
+    from ccprof.profiler.runner import run_script
+
+    args = EXAMPLE_ARGS[name] + (["--checkpoint", str(tmp_path / "b.pt")] if name == "finetune.py" else [])
+    r = run_script(EXAMPLES / name, args, steps=2, warmup=1, timeout_s=240)
+    assert r.profile is not None and r.profile.steps.measured == 2, r.message
+    s = advise(attach(r.profile, total_steps=1000))
+    assert sorted(a.tweak for a in s.advice) == sorted(TWEAKS)
+    assert AdviceSet.from_json(s.to_json()) == s
+
+
+def test_every_example_is_covered():
+    assert {p.name for p in EXAMPLES.glob("*.py")} == set(EXAMPLE_ARGS)

@@ -1,0 +1,51 @@
+from dataclasses import replace
+
+import pytest
+
+from ccprof.advisors import advise_one
+from ccprof.tweaks.distillation.advise import project_distillation
+from ccprof.hardware import cost_step, load_catalog
+from ccprof.hardware.edits import shrink_blocks
+from ccprof.artefacts.profile import ModuleStat, RepeatedBlock
+from tests.helpers.profiles import cnn_plain, gpt_plain, hand_profile, llama_plain
+
+
+def test_formula():
+    blocks = [ModuleStat(f"layers.{i}", class_="Blk", flops=225_000_000_000) for i in range(4)]
+    p = hand_profile(model=replace(hand_profile().model, modules=blocks,
+                                   repeated_blocks=[RepeatedBlock("layers", "Blk", 4, 20_000_000,
+                                                                  [f"layers.{i}" for i in range(4)])]))
+    pr = project_distillation(p, 0.5)
+    # student drops half of 900e9 block FLOPs: 1e12 - 450e9 = 550e9; + teacher forward 333.3e9
+    assert pr["student_flops"] == 550_000_000_000
+    assert pr["student_params"] == 60_000_000
+    # time: the step re-costed with half the blocks' kernels and the teacher's forward kernels
+    spec = load_catalog()["a100-80gb"]
+    teacher = [o for o in p.ops if o.phase == "forward"]
+    before = cost_step(p, spec).step_s
+    after = cost_step(p, spec, ops=shrink_blocks(p.ops, ["layers"], 0.5) + teacher).step_s
+    assert pr["time_saved_frac"] == pytest.approx(1 - after / before)
+    a = advise_one("distillation", p)
+    assert a.status == "recommended" and a.confidence == "low" and a.risk == "accuracy"
+    assert "accuracy" in a.rationale and "low" in a.rationale
+
+
+def test_real_llama_gets_an_answer():
+    a = advise_one("distillation", llama_plain())
+    assert a.status in ("recommended", "not_applicable") and a.details["blocks"] == 2
+
+
+def test_fires_on_gpt():
+    a = advise_one("distillation", gpt_plain())
+    assert a.details["student_blocks"] == 2 and a.details["blocks"] == 3
+
+
+def test_not_applicable_without_blocks():
+    p = hand_profile()
+    assert advise_one("distillation", p).status == "not_applicable"
+
+
+def test_already_applied_for_a_student():
+    p = llama_plain()
+    p = replace(p, model=replace(p.model, roots=["StudentLM"]))
+    assert advise_one("distillation", p).status == "already_applied"

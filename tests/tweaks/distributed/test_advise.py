@@ -1,0 +1,69 @@
+from dataclasses import replace
+
+import pytest
+
+from ccprof.advisors import AdviceContext, advise_one
+from ccprof.tweaks.distributed.advise import project_ddp
+from ccprof.hardware import cost_step, load_catalog
+from ccprof.hardware.catalog import GpuSpec
+from ccprof.hardware.comm import ddp_comm
+from ccprof.artefacts.profile import Device, StaticFacts
+from tests.helpers.profiles import hand_profile, llama_plain, priced
+
+
+# 200 GB/s interconnect (both ways): 100 GB/s each way
+LINKED = GpuSpec("toy", "Toy", 10**10, 1e12, {"fp32": 1e13}, interconnect_bytes_per_s=200e9)
+
+
+def test_formula_ring_allreduce():
+    # 1 GB of gradients over 4 GPUs in 25 MiB buckets (39), backward 0.5 s:
+    # total 2 x 3/4 x 1e9 / (0.77 x 100e9) + 39 x 2 x 3 x 5 us = 0.0194805 + 0.00117 s;
+    # exposed: the last bucket, 2 x 3/4 x 26,214,400 / 77e9 + 6 x 5 us = 0.00054066 s
+    r = project_ddp(1.0, 0.5, 10**9, 4, LINKED)
+    assert r["comm_s"] == pytest.approx(0.0194805 + 0.00117, rel=1e-4)
+    assert r["exposed_comm_s"] == pytest.approx(0.00054066, rel=1e-4)
+    assert r["step_s_after"] == pytest.approx(1.00054066, rel=1e-6)
+    # four steps' progress per step: (1 + e) / (4 x 1) of the wall time
+    assert r["wall_time_saved_frac"] == pytest.approx(1 - 1.00054066 / 4, rel=1e-6)
+
+
+def test_fires_on_unused_gpus():
+    p = hand_profile(device=Device(type="cuda", name="A100", count=4, capability="8.0", memory_bytes=80 * 10**9))
+    a = advise_one("distributed", p)
+    spec = load_catalog()["a100-80gb"]
+    model = cost_step(p, spec)
+    c = ddp_comm(p.memory.grads_bytes, 4, spec, model.phase_s["backward"])
+    assert a.status == "recommended" and a.details["case"] == "unused_gpus"
+    # each GPU's step grows by the exposed all-reduce (the measured 1 s step scaled by the model's ratio)
+    assert a.projected.step_s_after == pytest.approx((model.step_s + c.exposed_s) / model.step_s, rel=1e-6)
+    # you pay for 4 GPUs today: 4 x $10 x the wall time saved
+    wall = 1 - (model.step_s + c.exposed_s) / (4 * model.step_s)
+    assert a.projected.usd_saved == pytest.approx(40 * wall, rel=1e-3)
+
+
+def test_fires_on_real_llama_with_gpus_visible():
+    # a real CPU profile, told that 2 GPUs were visible (the profiler's multi-GPU merge is elsewhere)
+    a = advise_one("distributed", priced(llama_plain()), AdviceContext(gpus=2))
+    assert a.status == "recommended" and a.projected.time_saved_frac > 0.4
+
+
+def test_data_parallel_and_no_sync():
+    p = replace(llama_plain(), static=StaticFacts(data_parallel=True, lines={"data_parallel": 9}))
+    a = advise_one("distributed", p)
+    # DataParallel -> DDP without a multi-GPU profile: named, but no saving projected, so not "recommended"
+    assert a.status == "no_saving" and "DataParallel" in a.rationale and a.projected.usd_saved == 0
+    assert a.rationale.startswith("No projected saving")
+    p = replace(llama_plain(), static=StaticFacts(ddp=True, accumulation=True))
+    assert advise_one("distributed", p).details["case"] == "no_sync"
+
+
+def test_fsdp_when_state_outgrows_the_device():
+    a = advise_one("distributed", hand_profile(), AdviceContext(device_memory_bytes=10**9))
+    # state 1.6 GB > 0.9 GB usable: shard over ceil(1.6/0.9)+1 = 3 GPUs
+    assert a.status == "recommended" and a.details["case"] == "fsdp" and a.details["gpus"] == 3
+
+
+def test_not_applicable_and_already_applied():
+    assert advise_one("distributed", priced(llama_plain())).status == "not_applicable"
+    p = replace(llama_plain(), static=StaticFacts(ddp=True))
+    assert advise_one("distributed", p).status == "already_applied"

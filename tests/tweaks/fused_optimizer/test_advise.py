@@ -1,0 +1,42 @@
+from dataclasses import replace
+
+import pytest
+import torch
+
+from ccprof.advisors import advise_one
+from ccprof.hardware import cost_step, load_catalog, policy_for, translate
+from tests.helpers.profiles import GPT, gpt_batches, gpt_loss, gpt_plain, hand_profile
+
+
+def test_formula():
+    p = hand_profile()
+    a = advise_one("fused_optimizer", p)
+    spec = load_catalog()["a100-80gb"]
+    base = policy_for(p, spec)
+    before, after = cost_step(p, spec, base), cost_step(p, spec, replace(base, optimizer="fused"))
+    # AdamW over 10 x 8.0M fp32 weights: foreach streams each op's tensors again (the recorded
+    # per-parameter bytes); fused reads and writes each tensor once: 28 bytes x its 100M parameters
+    assert base.optimizer == "foreach"
+    (fused,) = [k for k in translate(p, spec, replace(base, optimizer="fused")) if k.cls == "fused_optimizer"]
+    assert fused.nbytes == 28 * 100_000_000               # the optimizer steps 100M parameters
+    assert after.phase_s["optimizer"] < before.phase_s["optimizer"]
+    assert a.status == "recommended"
+    assert a.projected.time_saved_frac == pytest.approx(1 - after.step_s / before.step_s, abs=1e-6)
+    assert a.projected.usd_saved == pytest.approx(10.0 * (1 - after.step_s / before.step_s), rel=1e-3)
+
+
+def test_real_adamw_gets_an_answer():
+    a = advise_one("fused_optimizer", gpt_plain())
+    assert a.status in ("recommended", "not_applicable") and "AdamW" in a.snippet
+    assert "fused" in a.rationale
+
+
+def test_not_applicable_without_optimizer():
+    assert advise_one("fused_optimizer", replace(hand_profile(), optimizer=None)).status == "not_applicable"
+
+
+def test_already_applied_with_fused_adamw():
+    from ccprof.api import profile_model
+    m = GPT()
+    p = profile_model(m, torch.optim.AdamW(m.parameters(), fused=True), gpt_batches(), gpt_loss, steps=2, warmup=1)
+    assert advise_one("fused_optimizer", p).status == "already_applied", p.optimizer

@@ -1,0 +1,60 @@
+from dataclasses import replace
+
+import pytest
+
+from ccprof.advisors import AdviceContext, advise_one
+from ccprof.tweaks.grad_accumulation.advise import micro_batch_plan, peak_bytes_at_batch
+from ccprof.hardware import cost_step, load_catalog
+from ccprof.hardware.edits import micro_batches, scale_batch
+from tests.helpers.profiles import hand_profile, llama_plain, priced
+
+MB = 10**6
+
+
+def test_formula_peak_at_batch():
+    p = hand_profile()
+    # params 400 + optimizer 800 = 1200 MB stay; the rest of the 2000 MB peak, 800, scales
+    # (no gradient is alive yet at the start of backward): batch 4 run whole -> 1200 + 800 x 4/8 = 1600
+    assert peak_bytes_at_batch(p, 4) == 1600 * MB
+    # micro-batch 4 of 2: the first micro-batch's 400 MB of gradients stay -> 1600 + 400 = 2000
+    assert peak_bytes_at_batch(p, 4, accum_steps=2) == 2000 * MB
+
+
+def test_formula_micro_batch_plan():
+    p = hand_profile()
+    # budget 1800 MB: fixed 1200 + 400 gradients = 1600; (1800 - 1600) / (800 / 8 = 100 MB per sample)
+    # = 2 -> micro 2 x 4 steps for batch 8, peak 1600 + 2 x 100 = 1800
+    plan = micro_batch_plan(p, 8, 1800 * MB)
+    assert (plan["micro_batch"], plan["accum_steps"]) == (2, 4)
+    assert plan["peak_bytes_after"] == 1800 * MB
+    a = advise_one("grad_accumulation", p, AdviceContext(device_memory_bytes=2000 * MB))
+    # 90% of 2000 MB = 1800 MB budget; peak 2000 does not fit
+    assert a.status == "recommended" and a.projected.peak_bytes_after == 1800 * MB
+    # time: 4 passes of micro-batch 2 (and three gradient adds) against one pass of batch 8
+    spec = load_catalog()["a100-80gb"]
+    whole = cost_step(p, spec).step_s
+    micro = cost_step(p, spec, ops=micro_batches(scale_batch(p.ops, 8 / 8), 4)).step_s
+    assert micro > whole
+    assert a.projected.time_saved_frac == pytest.approx(1 - micro / whole, abs=1e-6)
+
+
+def test_fires_on_llama_on_a_small_device():
+    p = llama_plain()
+    a = advise_one("grad_accumulation", p, AdviceContext(device_memory_bytes=int(p.memory.peak_bytes * 0.8)))
+    assert a.status == "recommended" and a.details["accum_steps"] >= 2
+
+
+def test_not_applicable_when_it_fits():
+    assert advise_one("grad_accumulation", priced(llama_plain())).status == "not_applicable"
+
+
+def test_already_applied_with_micro_batches():
+    p = llama_plain()
+    p = replace(p, steps=replace(p.steps, micro_batches=4))
+    assert advise_one("grad_accumulation", p).status == "already_applied"
+
+
+def test_nothing_fits_says_what_next():
+    p = hand_profile()
+    a = advise_one("grad_accumulation", p, AdviceContext(device_memory_bytes=1000 * MB))
+    assert a.status == "not_applicable" and "checkpointing" in a.rationale

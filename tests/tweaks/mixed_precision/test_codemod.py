@@ -1,0 +1,352 @@
+"""The mixed_precision codemod, before -> after: autocast around the forward and the loss (plain loops,
+aliased imports, HF Trainer, Lightning, the shapes of public scripts), fp16's GradScaler, and the
+"already applied" and "nothing to do" cases."""
+from __future__ import annotations
+
+import textwrap
+
+from tests.helpers.codemod import ALIASED, HF, LIGHTNING, PLAIN, check, rewrite
+
+
+def test_mixed_precision_plain_bf16_wraps_forward_and_loss():
+    check(PLAIN, PLAIN.replace(
+        "    out = model(x)  # forward\n    loss = out.pow(2).mean()\n",
+        "    with torch.autocast(device_type=next(model.parameters()).device.type, dtype=torch.bfloat16):\n"
+        "        out = model(x)  # forward\n        loss = out.pow(2).mean()\n"), "mixed_precision")
+
+
+def test_mixed_precision_fp16_adds_grad_scaler():
+    result = check(PLAIN, PLAIN.replace(
+        "lr=1e-3)\n", "lr=1e-3)\nscaler = torch.amp.GradScaler(next(model.parameters()).device.type)"
+                      "  # fp16 needs loss scaling\n").replace(
+        "    out = model(x)  # forward\n    loss = out.pow(2).mean()\n",
+        "    with torch.autocast(device_type=next(model.parameters()).device.type, dtype=torch.float16):\n"
+        "        out = model(x)  # forward\n        loss = out.pow(2).mean()\n").replace(
+        "    loss.backward()\n    optimizer.step()\n",
+        "    scaler.scale(loss).backward()\n    scaler.step(optimizer)\n    scaler.update()\n"),
+        "mixed_precision", dtype="fp16")
+    assert "GradScaler" in result.diff
+
+
+def test_mixed_precision_uses_the_device_the_model_is_moved_to():
+    src = """\
+    import torch
+    def main(args):
+        model = torch.nn.Linear(4, 1).to(args.device)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for x in data:
+            loss = model(x).sum()
+            loss.backward()
+            opt.step()
+    """
+    out = rewrite(src, "mixed_precision").source
+    assert "torch.autocast(device_type=torch.device(args.device).type, dtype=torch.bfloat16)" in out
+
+
+def test_mixed_precision_aliased_imports_match():
+    out = rewrite(ALIASED, "mixed_precision").source
+    assert "    with torch.autocast(" in out and "import torch\n" in out
+    assert out.count("import torch\n") == 1
+
+
+def test_mixed_precision_hf_and_lightning_keywords():
+    hf = rewrite(HF, "mixed_precision")
+    assert "    bf16=True,\n    use_cpu=not torch.cuda.is_available(),\n)" in hf.source
+    assert "import torch\n" in hf.source
+    assert "fp16=True" in rewrite(HF, "mixed_precision", dtype="fp16").source
+    lit = rewrite(LIGHTNING, "mixed_precision").source
+    assert 'L.Trainer(max_epochs=3, precision="bf16-mixed")' in lit
+
+
+AUTOCAST_BF16 = "with torch.autocast(device_type=next(model.parameters()).device.type, dtype=torch.bfloat16):"
+
+
+def test_mixed_precision_forward_in_if_else_above_the_loss():
+    before = """\
+    import torch
+
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x in data:
+        opt.zero_grad()
+        if x.dim() == 1:
+            out = model(x.unsqueeze(0))
+        else:
+            x = x.flatten(1)
+            out = model(x)
+        loss = out.pow(2).mean()
+        loss.backward()
+        opt.step()
+    """
+    after = f"""\
+    import torch
+
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x in data:
+        opt.zero_grad()
+        {AUTOCAST_BF16}
+            if x.dim() == 1:
+                out = model(x.unsqueeze(0))
+            else:
+                x = x.flatten(1)
+                out = model(x)
+            loss = out.pow(2).mean()
+        loss.backward()
+        opt.step()
+    """
+    check(before, after, "mixed_precision")
+
+
+def test_mixed_precision_forward_and_loss_inside_a_with_block():
+    before = """\
+    import torch
+    from torch.profiler import record_function
+
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x in data:
+        with record_function("forward"):
+            out = model(x)
+            loss = out.pow(2).mean()
+        loss.backward()
+        opt.step()
+    """
+    after = f"""\
+    import torch
+    from torch.profiler import record_function
+
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x in data:
+        {AUTOCAST_BF16}
+            with record_function("forward"):
+                out = model(x)
+                loss = out.pow(2).mean()
+        loss.backward()
+        opt.step()
+    """
+    check(before, after, "mixed_precision")
+
+
+def test_mixed_precision_forward_before_a_with_block_holding_the_loss():
+    before = """\
+    import torch
+
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x, y in data:
+        out = model(x)
+        with torch.no_grad():
+            w = y.abs().mean()
+        with record_function("loss"):
+            loss = ((out - y) ** 2).mean() * w
+        loss.backward()
+        opt.step()
+    """
+    after = f"""\
+    import torch
+
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x, y in data:
+        {AUTOCAST_BF16}
+            out = model(x)
+            with torch.no_grad():
+                w = y.abs().mean()
+            with record_function("loss"):
+                loss = ((out - y) ** 2).mean() * w
+        loss.backward()
+        opt.step()
+    """
+    check(before, after, "mixed_precision")
+
+
+def test_mixed_precision_leaves_an_evaluation_block_above_the_forward_outside():
+    before = """\
+    import torch
+
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step, x in enumerate(data):
+        if step % 100 == 0:
+            with torch.no_grad():
+                val = model(x_val).mean()
+        out = model(x)
+        loss = out.pow(2).mean()
+        loss.backward()
+        opt.step()
+    """
+    after = before.replace(
+        "        out = model(x)\n        loss = out.pow(2).mean()\n",
+        f"        {AUTOCAST_BF16}\n            out = model(x)\n            loss = out.pow(2).mean()\n")
+    check(before, after, "mixed_precision")
+
+
+WORD_LM = """\
+import torch
+import torch.nn as nn
+
+import model
+
+device = torch.device("cuda" if args.cuda else "cpu")
+model = model.RNNModel(args.model, ntokens, args.emsize, args.nhid, args.nlayers).to(device)
+criterion = nn.NLLLoss()
+
+
+def train():
+    model.train()
+    hidden = model.init_hidden(args.batch_size)
+    for batch, i in enumerate(range(0, train_data.size(0) - 1, args.bptt)):
+        data, targets = get_batch(train_data, i)
+        # Starting each batch, we detach the hidden state from how it was previously produced.
+        model.zero_grad()
+        if args.model == 'Transformer':
+            output = model(data)
+        else:
+            hidden = repackage_hidden(hidden)
+            output, hidden = model(data, hidden)
+        loss = criterion(output.view(-1, ntokens), targets)
+        loss.backward()
+
+        # `clip_grad_norm` helps prevent the exploding gradient problem in RNNs / LSTMs.
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+        for p in model.parameters():
+            p.data.add_(p.grad, alpha=-lr)
+
+        total_loss += loss.item()
+"""
+
+
+def test_mixed_precision_word_language_model_shape():
+    """pytorch/examples word_language_model: no torch.optim optimizer (a hand-written SGD update),
+    the forward in an if/else above the loss; autocast covers both, backward and update stay out."""
+    after = WORD_LM.replace("""\
+        if args.model == 'Transformer':
+            output = model(data)
+        else:
+            hidden = repackage_hidden(hidden)
+            output, hidden = model(data, hidden)
+        loss = criterion(output.view(-1, ntokens), targets)
+""", """\
+        with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16):
+            if args.model == 'Transformer':
+                output = model(data)
+            else:
+                hidden = repackage_hidden(hidden)
+                output, hidden = model(data, hidden)
+            loss = criterion(output.view(-1, ntokens), targets)
+""")
+    assert after != WORD_LM
+    check(WORD_LM, after, "mixed_precision")
+
+
+def test_mixed_precision_fp16_without_an_optimizer_says_why():
+    result = rewrite(WORD_LM, "mixed_precision", dtype="fp16")
+    assert result.source == textwrap.dedent(WORD_LM) and result.applied == []
+    assert "scaler.step(optimizer)" in result.skipped["mixed_precision"]
+
+
+def test_mixed_precision_already_applied_names_the_line():
+    src = PLAIN.replace("    out = model(x)", "    with torch.autocast('cpu'):\n        out = model(x)")
+    result = rewrite(src, "mixed_precision")
+    assert result.source == src and result.already_applied == ["mixed_precision"]
+    assert "line 10" in result.skipped["mixed_precision"]
+
+
+# --- issue 11, misread 6: rewrites that claim more than they do --------------------------------
+CLASS_TRAINER = '''\
+import torch
+import torch.nn.functional as F
+
+
+class Trainer:
+    def __init__(self, model, optimizer):
+        self.model = model
+        self.optimizer = optimizer
+
+    def _run_batch(self, source, targets):
+        self.optimizer.zero_grad()
+        output = self.model(source)
+        loss = F.cross_entropy(output, targets)
+        loss.backward()
+        self.optimizer.step()
+
+
+model = torch.nn.Linear(20, 4)
+optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+'''
+
+
+def test_mixed_precision_covers_the_forward_in_a_trainer_class_method():
+    """The DDP tutorial: the forward is `self.model(source)`, bound from `model` in __init__."""
+    check(CLASS_TRAINER, CLASS_TRAINER.replace('''        output = self.model(source)
+        loss = F.cross_entropy(output, targets)''', '''        with torch.autocast(device_type="cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16):
+            output = self.model(source)
+            loss = F.cross_entropy(output, targets)'''), "mixed_precision")
+
+
+def test_mixed_precision_follows_a_model_called_through_another_name():
+    src = PLAIN.replace("    out = model(x)", "    out = net(x)").replace(
+        "optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)",
+        "optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)\nnet = model.to('cpu')")
+    assert "out = net(x)" in src and "net = model.to('cpu')" in src
+    result = rewrite(src, "mixed_precision")
+    assert result.applied == ["mixed_precision"], result.skipped
+    assert "with torch.autocast(" in result.source
+    body = result.source.split("with torch.autocast(", 1)[1]
+    assert "out = net(x)" in body.split("backward", 1)[0]          # the forward is inside
+
+
+def test_mixed_precision_refuses_when_only_the_loss_would_be_wrapped():
+    src = '''\
+import torch
+import torch.nn.functional as F
+
+model = torch.nn.Linear(4, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+def forward_all(x):
+    return model(x)
+
+for step in range(10):
+    x = torch.randn(8, 4)
+    out = forward_all(x)
+    loss = F.mse_loss(out, torch.zeros(8, 1))
+    loss.backward()
+    opt.step()
+'''
+    result = rewrite(src, "mixed_precision")
+    assert result.applied == [] and result.source == src
+    assert "found none" in result.skipped["mixed_precision"] and "line 14" in result.skipped["mixed_precision"]
+
+
+DCGAN = '''\
+import torch
+import torch.nn as nn
+
+netD = nn.Sequential(nn.Linear(16, 1), nn.Sigmoid())
+criterion = nn.BCELoss()
+optD = torch.optim.Adam(netD.parameters(), lr=2e-4)
+for i in range(50):
+    real = torch.randn(32, 16)
+    netD.zero_grad()
+    output = netD(real).view(-1)
+    errD_real = criterion(output, torch.ones(32))
+    errD_real.backward()
+    optD.step()
+'''
+
+
+def test_mixed_precision_keeps_an_autocast_unsafe_bce_loss_outside_in_float32():
+    """dcgan: nn.BCELoss is refused under CUDA autocast; the loss leaves the region on fp32 inputs."""
+    result = check(DCGAN, DCGAN.replace('''    output = netD(real).view(-1)
+    errD_real = criterion(output, torch.ones(32))''', '''    with torch.autocast(device_type=next(netD.parameters()).device.type, dtype=torch.bfloat16):
+        output = netD(real).view(-1)
+    errD_real = criterion(output.float(), torch.ones(32).float())'''), "mixed_precision")
+    assert "BCELoss is autocast-unsafe" in result.notes["mixed_precision"]
+    # the functional form too
+    functional = DCGAN.replace("criterion = nn.BCELoss()\n", "").replace(
+        "criterion(output, torch.ones(32))", "nn.functional.binary_cross_entropy(output, torch.ones(32))")
+    result = rewrite(functional, "mixed_precision")
+    assert "binary_cross_entropy(output.float(), torch.ones(32).float())" in result.source
