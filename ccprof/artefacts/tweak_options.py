@@ -108,12 +108,12 @@ class FinetuneOptions(TweakOptions):
 class LoraOptions(TweakOptions):
     tweak: ClassVar[str] = "lora"
     # rank 8: peft's LoraConfig default r=8 (Hu et al., ICLR 2022, use r in 1..64); alpha = 2 x
-    # rank (alpha = r or 2r in the paper); dropout 0.05: QLoRA's (Dettmers et al. 2023) for its
-    # larger models, a common starting point
+    # rank (alpha = r or 2r in the paper); dropout 0: peft's LoraConfig default, and what the
+    # memory projection assumes (adapter dropout keeps a mask and the dropped input per layer)
     rank: int | None = opt(cli="lora_rank", runtime="r", kind="int", least=1, doc="adapter rank (8)", default=8)
     alpha: float | None = opt(cli="lora_alpha", kind="number", least=0, doc="scale (2 x rank)",
                               default=lambda o: 2 * o.value("rank"))
-    dropout: float | None = opt(cli="lora_dropout", kind="fraction", doc="adapter dropout (0.05)", default=0.05)
+    dropout: float | None = opt(cli="lora_dropout", kind="fraction", doc="adapter dropout (0)", default=0.0)
     targets: list[str] | None = opt(cli="lora_targets", runtime="target_modules", kind="names",
                                     doc="Linear layers to adapt, full names or suffixes (every block Linear)")
     keep_trainable: list[str] | None = opt(doc="modules trained in full (a fresh classifier head)")

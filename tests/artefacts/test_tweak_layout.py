@@ -155,5 +155,5 @@ def test_codemods_read_options_only_through_the_catalog(tweak):
 def test_lora_alpha_is_two_times_the_rank_in_every_stage():
     from ccprof.artefacts.tweaks import LoraOptions
     assert LoraOptions().value("alpha") == 16 and LoraOptions(rank=4).value("alpha") == 8
-    assert LoraOptions(rank=4).runtime_kwargs() == {"r": 4, "alpha": 8, "dropout": 0.05}
+    assert LoraOptions(rank=4).runtime_kwargs() == {"r": 4, "alpha": 8, "dropout": 0.0}
     assert LoraOptions(rank=4, alpha=4).runtime_kwargs()["alpha"] == 4

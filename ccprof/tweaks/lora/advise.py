@@ -19,7 +19,7 @@ __all__ = ["peft_targets", "advise_lora", "project_lora", "lora_applied"]
 SNIPPET = """
 from peft import LoraConfig, get_peft_model
 
-config = LoraConfig(r={rank}, lora_alpha={alpha}, lora_dropout=0.05, target_modules={targets})
+config = LoraConfig(r={rank}, lora_alpha={alpha}, lora_dropout={dropout}, target_modules={targets})
 model = get_peft_model(model, config)          # freezes every base weight
 optimizer = torch.optim.AdamW((p for p in model.parameters() if p.requires_grad), lr=2e-4)
 """
@@ -115,6 +115,7 @@ def advise_lora(profile: Profile, ctx: AdviceContext) -> Advice:
     m = profile.model
     pr = project_lora(profile, ctx)
     snippet = SNIPPET.format(rank=ctx.option("lora", "rank"), alpha=ctx.option("lora", "alpha"),
+                             dropout=ctx.option("lora", "dropout"),
                              targets=repr(sorted({t.split('.')[-1] for t in pr["targets"]}) or "all-linear"))
     if lora_applied(profile):
         return make_advice("lora", "already_applied", profile, ctx, confidence="high", snippet=snippet,

@@ -2,7 +2,7 @@
 the optimizer (plain loops) or the Trainer (HF); after ``self.model = ...from_pretrained(...)``
 in a LightningModule.
 
-Options: ``lora_rank`` (8), ``lora_alpha`` (2 x rank), ``lora_dropout`` (0.05),
+Options: ``lora_rank`` (8), ``lora_alpha`` (2 x rank), ``lora_dropout`` (0),
 ``lora_targets`` (list or comma-separated names; default: the ``self.<name> = nn.Linear``
 attributes of the script's model classes without the output head, else "all-linear").
 """

@@ -19,7 +19,7 @@ from ccprof.applier.runtime._base import (Applied, RunObjects, add_param_group, 
 __all__ = ["apply_lora", "DEFAULT_R", "DEFAULT_ALPHA"]
 
 TWEAK = "lora"
-# The catalog's one default of each option (rank 8, alpha 2 x rank, dropout 0.05: sources there)
+# The catalog's one default of each option (rank 8, alpha 2 x rank, dropout 0: sources there)
 DEFAULT_R = LoraOptions().value("rank")
 DEFAULT_ALPHA = LoraOptions().value("alpha")
 # Randomly initialised task heads must keep training (peft's modules_to_save for SEQ_CLS).

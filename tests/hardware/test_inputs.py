@@ -13,7 +13,7 @@ from ccprof.hardware.edits import bigger_batch, scale_batch, with_workers
 from ccprof.hardware.inputs import StepInputs
 from ccprof.hardware.projection import eval_s_for
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 CAT = load_catalog(user=False)
 A100 = CAT["a100-80gb"]
 MM = OpCost("aten.mm", count=4, flops=2 * 512 * 768 * 3072 * 4, bytes_read=4 * 4 * (512 * 768 + 768 * 3072),
@@ -79,7 +79,7 @@ def test_eval_step_is_the_episode_alone():
 def test_cost_model_modules_read_a_profile_only_through_step_inputs():
     """step/translate/host/projection: a ``profile`` argument is only ever handed to step_inputs
     (or passed on whole); no attribute of it is read."""
-    root = Path(__file__).parents[1] / "ccprof" / "hardware"
+    root = Path(__file__).parents[2] / "ccprof" / "hardware"
     for name in ("step.py", "translate.py", "host.py", "projection.py"):
         tree = ast.parse((root / name).read_text())
         reads = [n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)

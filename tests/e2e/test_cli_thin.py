@@ -23,7 +23,7 @@ from ccprof.cli import cli
 from ccprof.exit_codes import ExitCode
 from ccprof.reports.view import build_report_view
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROFILE = ROOT / "tests" / "fixtures" / "profile_sample.json"
 HEAVY = ("torch", "libcst", "jinja2", "plotly", "rich")
 

@@ -16,7 +16,7 @@ import pytest
 from ccprof.applier.codemods import CODEMODS, apply_source, codemod_ids
 from ccprof.profiler.static import static_facts_from_source
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 AGREEMENT = ROOT / "tests" / "scripts" / "agreement"
 
 # the command lines the external scripts are profiled with in tests/test_external_*.py (the flags
