@@ -21,163 +21,36 @@ The harness drives the pass from hooks, so it works as explicit calls::
     flops, ops = fp.stop()       # Flops, list[OpCost]
 
 The phases and the extra formulas are in ``flop_formulas.py``; ``fvcore_check.fvcore_forward_flops``
-is the cross-check: fvcore's jit-traced count of one forward.
+is the cross-check: fvcore's jit-traced count of one forward. What one op and its tensors are
+(names, bytes, the module it ran in) is in ``_flop_ops.py``; the autocast and fusion-gap tags
+that follow each tensor through the step in ``_flop_dataflow.py``.
 """
 from __future__ import annotations
 
-import weakref
 from collections import defaultdict
 from typing import Any
 
 import torch
-from torch.autograd.graph import register_multi_grad_hook
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
-from torch.utils.module_tracker import ModuleTracker
 
 from torch.utils.weak import WeakIdKeyDictionary
 
-from ccprof.profiler.autocast_ops import autocast_class
+from ccprof.profiler._flop_dataflow import _DataflowTags
+from ccprof.profiler._flop_ops import (  # noqa: F401  (module_names, op_name, scope_of: re-exported)
+    _NamedModuleTracker, _aliases_only, _dtype_of, _schema_attrs, _tensor_bytes, _tensors, module_names, op_name,
+    scope_of,
+)
 from ccprof.profiler.flop_formulas import (  # noqa: F401  (re-exported: the op rows and tests name them here)
     EXTRA_FLOP_FORMULAS, PHASES, normalize_phase, register_extra_flop_formula,
 )
 from ccprof.artefacts.profile import Flops, OpCost
-from ccprof.artefacts.vocab import MODEL_PHASES, dtype_name
 
 __all__ = [
     "PHASES", "normalize_phase", "EXTRA_FLOP_FORMULAS", "register_extra_flop_formula", "FlopPass",
     "module_names", "op_name",
 ]
-
-_LOW = (torch.bfloat16, torch.float16)
-_GAP_PHASES = MODEL_PHASES
-
-
-def _base(name: str) -> str:
-    """``"aten.addmm"`` -> ``"addmm"``."""
-    return name.split(".", 1)[1] if name.startswith("aten.") else name
-
-
-def scope_of(parents: Any) -> str:
-    """The module an op ran in, for grouping: the outermost module with a block index in its
-    path (``transformer.h.3.attn`` -> ``transformer.h.*``), else the deepest module, cut at two
-    components. ``parents`` are ModuleTracker names ("Global" and the root "" are ignored)."""
-    names = [n for n in parents if n and n != "Global"]
-    numbered = [n for n in names if any(part.isdigit() for part in n.split("."))]
-    if numbered:
-        name = min(numbered, key=lambda n: (n.count("."), n))
-        parts = name.split(".")
-        cut = next(i for i, part in enumerate(parts) if part.isdigit())
-        return ".".join(parts[:cut] + ["*"])
-    if not names:
-        return ""
-    deepest = max(names, key=lambda n: (n.count("."), n))
-    return ".".join(deepest.split(".")[:2])
-
-
-def _schema_attrs(func: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
-    """The non-tensor arguments the cost model reads: conv ``groups``/``transposed``, attention ``causal``."""
-    out: dict[str, Any] = {}
-    try:
-        arguments = func._schema.arguments
-    except AttributeError:
-        return out
-    for i, a in enumerate(arguments):
-        if a.name not in ("groups", "transposed", "is_causal"):
-            continue
-        if a.name in kwargs:
-            val = kwargs[a.name]
-        elif i < len(args):
-            val = args[i]
-        else:
-            val = a.default_value if a.has_default_value() else None
-        if isinstance(val, (bool, int)):
-            out["causal" if a.name == "is_causal" else a.name] = val
-    return out
-
-
-def op_name(func: Any) -> str:
-    """``aten.mm`` for ``aten.mm.default``: the op name used in ``by_op`` and ``OpCost.op``."""
-    packet = getattr(func, "_overloadpacket", func)
-    return str(packet)
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix and name else (prefix or name)
-
-
-def module_names(roots: dict[str, torch.nn.Module]) -> dict[torch.nn.Module, str]:
-    """Module -> dotted name relative to its root, prefixed with the root's key when not ""."""
-    names: dict[torch.nn.Module, str] = {}
-    for prefix, root in roots.items():
-        for name, mod in root.named_modules(remove_duplicate=True):
-            names.setdefault(mod, _join(prefix, name))
-    return names
-
-
-class _NamedModuleTracker(ModuleTracker):
-    """ModuleTracker that names the modules of our roots by their dotted path, not class name."""
-
-    def __init__(self, names: dict[torch.nn.Module, str]) -> None:
-        super().__init__()
-        self._ccprof_names: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary(names)
-
-    def _get_mod_name(self, mod):  # overrides a private torch helper
-        name = self._ccprof_names.get(mod)
-        return name if name is not None else super()._get_mod_name(mod)
-
-    # torch's tracker registers the backward "leave module" hook on positional inputs only,
-    # so a module called with keywords (HF attention: ``self_attn(hidden_states=...)``)
-    # never leaves in backward and collects its predecessors' backward FLOPs. Register both
-    # backward hooks after forward, from the positional and keyword inputs alike.
-    def _fw_pre_hook(self, mod, input) -> None:
-        self._get_append_fn(self._get_mod_name(mod), False)()
-
-    def _fw_post_hook_kw(self, mod, args, kwargs, output) -> None:
-        name = self._get_mod_name(mod)
-        self._get_pop_fn(name, False)()
-        for tree, make in (((args, kwargs), self._get_pop_fn), (output, self._get_append_fn)):
-            tensors = [t for t in _tensors(tree) if t.requires_grad]
-            if tensors:
-                self._hooks.append(register_multi_grad_hook(tensors, make(name, True)))
-
-    def __enter__(self):
-        self._fw_pre_handle = register_module_forward_pre_hook(self._fw_pre_hook)
-        self._fw_post_handle = register_module_forward_hook(self._fw_post_hook_kw, with_kwargs=True)
-        return self
-
-
-def _tensor_bytes(t: torch.Tensor) -> int:
-    """Bytes a kernel touches for ``t``: its elements, capped by its storage (broadcasts)."""
-    nbytes = t.numel() * t.element_size()
-    try:
-        return min(nbytes, t.untyped_storage().nbytes())
-    except (RuntimeError, NotImplementedError, TypeError):   # sparse, nested, subclasses
-        return nbytes
-
-
-def _tensors(tree: Any) -> list[torch.Tensor]:
-    leaves, _ = tree_flatten(tree)
-    return [x for x in leaves if isinstance(x, torch.Tensor)]
-
-
-def _storage_key(t: torch.Tensor) -> int | None:
-    try:
-        return t.untyped_storage()._cdata
-    except (RuntimeError, NotImplementedError, TypeError):
-        return None
-
-
-def _dtype_of(inputs: list[torch.Tensor], outputs: list[torch.Tensor]) -> str:
-    """The dtype that sets the kernel's peak: first floating input, else first tensor."""
-    for t in inputs:
-        if t.is_floating_point() or t.is_complex():
-            return dtype_name(t.dtype)
-    for t in (*inputs, *outputs):
-        return dtype_name(t.dtype)
-    return "none"
 
 
 class _OpCostMode(TorchDispatchMode):
@@ -197,7 +70,7 @@ class _OpCostMode(TorchDispatchMode):
         return out
 
 
-class FlopPass:
+class FlopPass(_DataflowTags):
     """Counts one step's FLOPs (by phase, module and op) and collects ``OpCost`` rows.
 
     Args:
@@ -358,20 +231,6 @@ class FlopPass:
         if self._recompute_depth and torch._C._current_graph_task_id() != -1:
             self._recompute_depth -= 1
 
-    def _tinfo(self, t: torch.Tensor) -> list | None:
-        """[would-be-16-bit, gap key, bytes, escaped] of a tensor produced in this step (or its view's base)."""
-        info = self._info.get(t)
-        if info is None and t._base is not None:
-            info = self._info.get(t._base)
-        return info
-
-    def _is_param(self, t: torch.Tensor) -> bool:
-        """A parameter, a view of one, or a dtype copy of one (autocast's weight casts)."""
-        for x in (t, t._base):
-            if x is not None and (id(x) in self._param_ids or x in self._param_copies):
-                return True
-        return False
-
     def _record(self, func, args, kwargs, out) -> None:
         if self._paused:
             return
@@ -445,146 +304,3 @@ class FlopPass:
                     phase != "forward" and i >= n_in and tuple(t.shape) in self._param_shapes):
                 fixed.append(i)
         return tuple(fixed)
-
-    # -- autocast: how the op would run under torch.autocast("cuda") ----------------------
-    def _low(self, t: torch.Tensor) -> bool:
-        info = self._tinfo(t)
-        return info[0] if info is not None else t.dtype in _LOW
-
-    def _autocast(self, name: str, func, phase: str, inputs: list, outputs: list) -> tuple[str, int]:
-        """(class, bytes moved) of the op under autocast; records the casts autocast would add.
-
-        Forward ops on autocast's lower-precision list compute in 16-bit and get a 16-bit copy
-        of each fp32 input (parameters once per step: autocast caches their casts); ops on its
-        fp32 list get an fp32 copy of 16-bit inputs; the rest follow their inputs (type
-        promotion: any fp32 operand of more than 0 dimensions makes the result fp32). Each
-        cast of a tensor that needs a gradient has a backward cast the other way.
-        """
-        floats = [t for t in inputs if t.is_floating_point() and t.dim() > 0]
-        if phase in MODEL_PHASES:
-            cls = autocast_class(_base(name), phase == "backward")
-        else:
-            cls = "promote"
-        if name in ("aten._to_copy", "aten.copy_", "aten.to"):
-            cls = "explicit"                          # an explicit dtype is not autocast's to change
-        if cls == "lower":
-            out_low = True
-            if phase == "forward":
-                for t in floats:
-                    if not self._low(t):
-                        self._add_cast(t, to_low=True)
-        elif cls == "fp32":
-            out_low = False
-            if phase == "forward":
-                for t in floats:
-                    if self._low(t):
-                        self._add_cast(t, to_low=False)
-        elif cls == "explicit" or not floats:
-            out_low = None                            # the output's own dtype decides
-        elif func._schema.is_mutable and inputs:
-            out_low = self._low(inputs[0])            # in place: the mutated tensor keeps its dtype
-        else:
-            out_low = all(self._low(t) for t in floats)
-        nbytes = 0
-        for t in inputs:
-            if not t.is_floating_point():
-                low = False
-            elif cls in ("lower", "fp32"):
-                low = cls == "lower"                  # reads the copy autocast made
-            else:
-                low = self._low(t)
-            nbytes += _virtual_bytes(t, low)
-        for t in outputs:
-            low = (t.dtype in _LOW) if out_low is None or not t.is_floating_point() else out_low
-            nbytes += _virtual_bytes(t, low)
-            info = self._info.get(t)
-            if info is None:
-                self._info[t] = [low, None, _tensor_bytes(t), False]
-            else:
-                info[0] = low
-        computes_low = out_low if out_low is not None else any(t.dtype in _LOW for t in outputs)
-        return ("low" if computes_low else "fp32"), nbytes
-
-    def _add_cast(self, t: torch.Tensor, to_low: bool) -> None:
-        """Record the dtype copy autocast would add for ``t`` (and its backward twin)."""
-        if self._is_param(t):
-            if id(t) in self._cast_seen or (t._base is not None and id(t._base) in self._cast_seen):
-                return
-            self._cast_seen.add(id(t._base if t._base is not None else t))
-        n = t.numel()
-        src, dst = (4, 2) if to_low else (2, 4)
-        rows = [("forward", n * src, n * dst)]
-        if t.requires_grad:
-            rows.append(("backward", n * dst, n * src))
-        for phase, read, written in rows:
-            key = ("aten._to_copy", "float32" if to_low == (phase == "forward") else "bfloat16", phase,
-                   (tuple(t.shape),), (tuple(t.shape),), (0, 1) if self._is_param(t) else (), "", (),
-                   "cast", False)
-            row = self._ops.get(key)
-            if row is None:
-                row = self._ops[key] = [0, 0, 0, 0, 0]
-            row[0] += 1
-            row[4] += read + written
-
-    # -- fusion gaps: what torch.compile would fuse -----------------------------------------
-    def _track_gap(self, name: str, phase: str, inputs: list, outputs: list) -> None:
-        """Group the non-matmul ops between two matmuls of a phase, with the bytes entering and
-        leaving each group (a tensor leaves when a later op outside the group reads it)."""
-        delimiter = autocast_class(_base(name), phase == "backward") == "lower"
-        for ph in _GAP_PHASES:                     # a phase change ends the other phases' gaps
-            if ph != phase:
-                self._gap_open[ph] = False
-        for t in inputs:
-            info = self._tinfo(t)
-            if info is not None and info[1] is not None and not info[3]:
-                here = self._gap_open.get(phase) and info[1] == (phase, self._gap_index.get(phase, 0))
-                if not here or delimiter:
-                    info[3] = True
-                    self._gaps[info[1]][3] += info[2]
-        if phase not in _GAP_PHASES or delimiter:
-            self._gap_open[phase] = False
-            return
-        if not self._gap_open.get(phase):
-            self._gap_index[phase] = self._gap_index.get(phase, 0) + 1
-            self._gap_open[phase] = True
-        gap = (phase, self._gap_index[phase])
-        row = self._gaps.setdefault(gap, [0, 0, 0, 0])   # ops, bytes, bytes in, bytes out
-        row[0] += 1
-        row[1] += sum(_tensor_bytes(t) for t in (*inputs, *outputs))
-        for t in inputs:
-            info = self._tinfo(t)
-            if info is None or info[1] != gap:
-                row[2] += _tensor_bytes(t)
-        for t in outputs:
-            info = self._info.get(t)
-            if info is not None:
-                info[1], info[2], info[3] = gap, _tensor_bytes(t), False
-
-    def _fusion_summary(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {}
-        for (phase, _), (ops, nbytes, bytes_in, bytes_out) in self._gaps.items():
-            d = out.setdefault(phase, {"gaps": 0, "ops": 0, "bytes": 0, "fused_bytes": 0})
-            d["gaps"] += 1
-            d["ops"] += ops
-            d["bytes"] += nbytes
-            d["fused_bytes"] += min(nbytes, bytes_in + bytes_out)
-        return out
-
-
-def _virtual_bytes(t: torch.Tensor, low: bool) -> int:
-    """Bytes of ``t`` as it would be under autocast: 2 per element when 16-bit, else its own size."""
-    if not t.is_floating_point():
-        return _tensor_bytes(t)
-    size = 2 if low else 8 if t.dtype == torch.float64 else 4
-    try:
-        elems = min(t.numel(), t.untyped_storage().nbytes() // max(t.element_size(), 1))
-    except (RuntimeError, NotImplementedError, TypeError):
-        elems = t.numel()
-    return elems * size
-
-
-def _aliases_only(inputs: list[torch.Tensor], outputs: list[torch.Tensor]) -> bool:
-    """True when every output shares a storage with some input (``_unsafe_view``, ``alias``)."""
-    in_keys = {_storage_key(t) for t in inputs}
-    in_keys.discard(None)
-    return bool(in_keys) and all(_storage_key(t) in in_keys for t in outputs)

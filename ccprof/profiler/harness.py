@@ -11,12 +11,12 @@ for ``--verify``, which tweak to apply. The script runs in this process with
 What was measured is written as it is measured: a partial profile after each pass and every
 few seconds of timed steps (``error.kind == "died"`` until replaced), the whole profile the
 moment the last step ends. So a later ``os._exit``, segfault or SIGKILL still leaves a profile.
+
+This module is the run loop; how a failure is told in the user's terms is in ``_harness_faults.py``,
+the progress file, plugins and process plumbing in ``_harness_io.py``.
 """
 from __future__ import annotations
 
-import gc
-import importlib
-import json
 import os
 import random
 import runpy
@@ -24,189 +24,27 @@ import signal
 import sys
 import threading
 import time
-import traceback
-import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch  # before sys.path changes: the user's folder must not shadow it
-from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from ccprof.profiler.clock import utc_now, wall_s
 from ccprof.profiler.spec import RunSpec, run_environment
 from ccprof.profiler.hooks import Session, StopProfiling, _Timeout
-from ccprof.artefacts.profile import ErrorInfo, Finding, StaticFacts
+from ccprof.artefacts.profile import ErrorInfo, Finding
 from ccprof.exit_codes import ExitCode
 from ccprof.profiler.runner import seen_text
+from ccprof.profiler._harness_faults import (  # noqa: F401  (user_frames: re-exported)
+    _ccprof_fault, _is_oom, blame_frame, first_line, format_user_traceback, safe_str, user_frames,
+)
+from ccprof.profiler._harness_io import (
+    _cwd_back, _die_with_parent, _find_optimizers, _find_schedulers, _flush, _plugin, _Progress, _scan_data,
+    _static, _stop_reason,
+)
 
 FINISH_GRACE_S = 30.0    # after the last measured step, time for the script to stop by itself
-_CCPROF_DIR = str(Path(__file__).resolve().parents[1])
-_HIDDEN = (_CCPROF_DIR, os.path.dirname(__import__("runpy").__file__) + os.sep + "runpy.py")
-
-
-def user_frames(tb: Any) -> list[traceback.FrameSummary]:
-    """The traceback's frames without ccprof's own (and runpy's)."""
-    frames = traceback.extract_tb(tb)
-    return [f for f in frames if not _resolved(f.filename).startswith(_HIDDEN)
-            and not f.filename.startswith("<frozen runpy")]
-
-
-def _resolved(filename: str) -> str:
-    try:
-        return str(Path(filename).resolve())
-    except OSError:        # the script removed its cwd: a relative name cannot be resolved
-        return filename
-
-
-def format_user_traceback(exc: BaseException) -> str:
-    lines = ["Traceback (most recent call last):\n"]
-    lines += traceback.format_list(user_frames(exc.__traceback__))
-    lines += traceback.format_exception_only(type(exc), exc)
-    return "".join(lines)
-
-
-def blame_frame(exc: BaseException, script: str) -> tuple[str | None, int | None]:
-    """Where in the user's code it happened: the deepest frame in the script's folder."""
-    # "<frozen os>" and "<string>" are not files (and would resolve into the cwd)
-    frames = [f for f in user_frames(exc.__traceback__) if not f.filename.startswith("<")]
-    folder = str(Path(_resolved(script)).parent)
-    mine = [f for f in frames if _resolved(f.filename).startswith(folder + os.sep)]
-    pick = (mine or frames or [None])[-1]
-    return (pick.filename, pick.lineno) if pick else (None, None)
-
-
-def safe_str(exc: BaseException) -> str:
-    """``str(exc)``, even when the exception's own ``__str__`` raises or returns nothing."""
-    try:
-        text = str(exc)
-    except Exception as inner:
-        text = f"<str() of the exception failed: {type(inner).__name__}>"
-    return text
-
-
-def first_line(exc: BaseException) -> str:
-    lines = safe_str(exc).splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
-def _ccprof_fault(exc: BaseException) -> str | None:
-    """``hooks.py:502`` when the innermost frame of the traceback is ccprof's own code (its
-    hooks raised, not the user's code or torch), else None."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    if not frames:
-        return None
-    last = frames[-1]
-    path = _resolved(last.filename)
-    if path.startswith(_CCPROF_DIR + os.sep) and not path.endswith(os.sep + "harness.py"):
-        return f"{os.path.relpath(path, os.path.dirname(_CCPROF_DIR))}:{last.lineno}"
-    return None
-
-
-def _is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, getattr(torch.cuda, "OutOfMemoryError", ())):
-        return True
-    text = safe_str(exc).lower()
-    return isinstance(exc, MemoryError) or isinstance(exc, RuntimeError) and (
-        "out of memory" in text or "can't allocate memory" in text)
-
-
-def _static(script: str, args: list[str]) -> StaticFacts:
-    """The script's static facts for this run: ``args`` tell which flag-guarded blocks ran."""
-    try:
-        from ccprof.profiler.static import read_static_facts  # here: nothing extra is imported into the user's process before it is needed
-    except ImportError:
-        return StaticFacts(parsed=False, note="static analysis unavailable")
-    try:
-        return read_static_facts(script, argv=args)
-    except Exception as exc:  # static facts are a bonus; never fail the run for them
-        return StaticFacts(parsed=False, note=f"static analysis failed: {exc!r}")
-
-
-class _Progress:
-    """JSON lines appended to a file the parent tails (a file, not a pipe: it crosses torchrun)."""
-
-    def __init__(self, path: str | None):
-        self.fh = open(path, "a", buffering=1) if path else None
-
-    def __call__(self, **event: Any) -> None:
-        if self.fh is None:
-            return
-        try:
-            self.fh.write(json.dumps(event) + "\n")
-        except (OSError, ValueError):
-            self.fh = None
-
-
-def _find_optimizers(model: torch.nn.Module) -> list[torch.optim.Optimizer]:
-    """The user's optimizers over ``model``, before any of them has stepped (for --verify)."""
-    ids = {id(p) for p in model.parameters()}
-    found = []
-    with warnings.catch_warnings():
-        # isinstance() on every object touches deprecated module attributes (torch.distributed)
-        warnings.simplefilter("ignore")
-        opts = []
-        for o in gc.get_objects():
-            try:
-                if isinstance(o, torch.optim.Optimizer):
-                    opts.append(o)
-            except Exception:
-                continue
-    for obj in opts:
-        try:
-            if isinstance(obj, torch.optim.Optimizer) and not isinstance(
-                    getattr(obj, "optimizer", None), torch.optim.Optimizer):
-                if any(id(p) in ids for g in obj.param_groups for p in g["params"]):
-                    found.append(obj)
-        except Exception:
-            continue
-    return found
-
-
-def _find_schedulers(optimizers: list[torch.optim.Optimizer]) -> list[Any]:
-    """The LR schedulers built over ``optimizers`` (or a wrapper of one): lora adds a param
-    group, and a scheduler that does not know it fails at its next step (HF Trainer's LambdaLR)."""
-    ids = {id(o) for o in optimizers}
-    found = []
-    with warnings.catch_warnings():     # isinstance on deprecated module objects warns
-        warnings.simplefilter("ignore")
-        for obj in gc.get_objects():
-            try:
-                if isinstance(obj, (LRScheduler, ReduceLROnPlateau)):
-                    o = getattr(obj, "optimizer", None)
-                    if id(o) in ids or id(getattr(o, "optimizer", None)) in ids:
-                        found.append(obj)
-            except Exception:
-                continue
-    return found
-
-
-def _scan_data(profile: Any, session: Session, progress: "_Progress", spec_plugins: dict[str, str]) -> Any:
-    """--scan-data: fingerprint the whole map-style dataset behind the first DataLoader."""
-    dataset = session.dataset
-    if dataset is None or not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
-        why = ("no DataLoader was seen" if not session.loaders
-               else "the DataLoader's dataset is not map-style (no len/getitem)")
-        return replace(profile, reasons={**profile.reasons, "scan": f"--scan-data: {why}"})
-    try:
-        scan_dataset = _plugin(spec_plugins, "scan")
-        result = scan_dataset(dataset, progress=lambda done, total: progress(event="scan", done=done, total=total)
-                              if done % 64 == 0 or done == total else None)
-    except Exception as exc:
-        return replace(profile, reasons={**profile.reasons, "scan": f"--scan-data failed: {exc!r}"})
-    data = replace(profile.data, scan=result, duplicate_frac=result.get("duplicate_frac"),
-                   near_duplicate_frac=result.get("near_duplicate_frac"), duplicate_scope="dataset")
-    return replace(profile, data=data)
-
-
-def _plugin(plugins: dict[str, str], name: str) -> Any:
-    """The module (or ``module:attribute``) the run spec names for ``name``."""
-    target = plugins.get(name)
-    if not target:
-        raise RuntimeError(f"the run spec names no {name!r} plugin (ccprof.api passes RUN_PLUGINS)")
-    mod_name, _, attr = target.partition(":")
-    mod = importlib.import_module(mod_name)
-    return getattr(mod, attr) if attr else mod
 
 
 def run(spec: RunSpec) -> int:
@@ -495,53 +333,6 @@ def run(spec: RunSpec) -> int:
     write(assemble(error, findings, outcome=outcome))
     progress(event="done", code=code)
     return code
-
-
-def _stop_reason(spec: RunSpec) -> str:
-    """Why the parent sent SIGTERM: "timeout" (--timeout) or "terminated" (ccprof itself was
-    sent SIGTERM); a SIGTERM from elsewhere, straight to this process, counts as terminated."""
-    path = spec.stop_path
-    try:
-        reason = Path(path).read_text().strip() if path else ""
-    except OSError:
-        reason = ""
-    return reason or "terminated"
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this process if its parent (ccprof, or torchrun) dies without stopping it
-    (kill -9, an OOM kill): the script must not train on as an orphan."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes  # here: POSIX only
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _cwd_back(cwd: str) -> None:
-    """A script that deleted its own cwd leaves relative paths unusable: go back, or to /."""
-    try:
-        os.getcwd()
-    except OSError:
-        for where in (cwd, os.path.dirname(os.path.abspath(__file__)), "/"):
-            try:
-                os.chdir(where)
-                return
-            except OSError:
-                continue
-
-
-def _flush() -> None:
-    for fh in (sys.stdout, sys.stderr):
-        try:
-            fh.flush()
-        except Exception:
-            pass
 
 
 def main(argv: list[str] | None = None) -> None:
