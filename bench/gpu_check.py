@@ -106,8 +106,8 @@ def main() -> None:
         summary["examples"][name] = row
         log.write(json.dumps({name: row}) + "\n")
     # forced verify of the GPU tweaks on the GPT example (one fresh process per tweak)
-    from ccprof.artefacts.advice import Advice, AdviceSet
     from ccprof.applier.verify import VERIFY_SEED, verify
+    from ccprof.artefacts.advice import AdviceSet
     from ccprof.artefacts.profile import Profile
     from ccprof.profiler.runner import run_script
 
@@ -115,7 +115,7 @@ def main() -> None:
     script = ROOT / "examples" / f"{name}.py"
     base = run_script(script, args, steps=10, warmup=3, seed=VERIFY_SEED, stdout=subprocess.DEVNULL).profile
     if base is not None:
-        from ccprof.api import attach_costs, advise
+        from ccprof.api import advise, attach_costs
 
         base = attach_costs(base)
         projected = advise(base).by_tweak()

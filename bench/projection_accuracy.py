@@ -36,10 +36,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "bench" / "e2e"))
 
+from ccprof.artefacts.profile import Profile  # noqa: E402
 from ccprof.hardware import load_catalog, project, source_gpu  # noqa: E402
 from ccprof.hardware.comm import ddp_comm  # noqa: E402
 from ccprof.hardware.step import cost_step  # noqa: E402
-from ccprof.artefacts.profile import Profile  # noqa: E402
 
 
 def _err(projected: float | None, measured: float | None) -> float | None:

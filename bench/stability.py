@@ -40,7 +40,7 @@ TINY_TEXT = EXTERNAL / "word_language_model" / "data" / "tiny" / "train.txt"
 
 def _nanogpt_data(root: Path) -> None:
     """nanoGPT's character-level format (data/shakespeare_char/prepare.py), from a tiny text."""
-    import numpy as np   # here: only the nanoGPT set-up needs it
+    import numpy as np  # here: only the nanoGPT set-up needs it
 
     text = TINY_TEXT.read_text(encoding="utf-8")
     chars = sorted(set(text))

@@ -17,14 +17,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ccprof.outputs import archive_previous_run
-from ccprof.artefacts.profile import ErrorInfo, Profile
 from ccprof import advisors, hardware
 from ccprof.applier.verify import RERUN_PLUGINS, VERIFY_SEED, Rerun, cwd_entries, verify_script
-from ccprof.profiler.spec import RunSpec, run_environment, utc_now
+from ccprof.artefacts.profile import ErrorInfo, Profile
 from ccprof.artefacts.tweaks import options_from_cli
 from ccprof.exit_codes import CcprofError, ExitCode
+from ccprof.outputs import archive_previous_run
 from ccprof.profiler.runner import run_script
+from ccprof.profiler.spec import RunSpec, run_environment, utc_now
 
 __all__ = ["Analysis", "analyze_script", "profile_model", "attach_costs", "advise", "apply",
            "write_artefacts", "StageError", "UsageError", "check_analyze_inputs", "load_artefact", "parse_tweak_options",
@@ -411,7 +411,10 @@ def apply_to_file(script: str | Path, tweaks: Iterable[str] = (), *, advice_path
     Example: ``apply_to_file("train.py", advice_path="ccprof-report/advice.json", top=2).out_path``
     -> ``train_ccprof.py``.
     """
-    from ccprof.applier.codemods import ScriptSyntaxError, write_script  # here: keeps `import ccprof.api` from loading libcst
+    from ccprof.applier.codemods import (  # here: keeps `import ccprof.api` from loading libcst
+        ScriptSyntaxError,
+        write_script,
+    )
     from ccprof.applier.codemods.selection import default_output_path, parse_option, run_argv, select_tweaks
     from ccprof.artefacts.tweaks import options_for
     from ccprof.outputs import check_output, write_output

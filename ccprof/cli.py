@@ -16,7 +16,8 @@ from pathlib import Path
 import click
 
 from ccprof import __version__, api
-from ccprof.exit_codes import CcprofError, ExitCode, help_text as exit_codes_help
+from ccprof.exit_codes import CcprofError, ExitCode
+from ccprof.exit_codes import help_text as exit_codes_help
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]},
@@ -108,7 +109,13 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
     progress = None
     on_event = None
     if not quiet:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # here: rich loads only on this path
+        from rich.progress import (  # here: rich loads only on this path
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         progress = Progress(TextColumn("[bold]ccprof[/] {task.description}"), BarColumn(),
                             MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
@@ -296,7 +303,10 @@ def advise_cmd(profile_path: str, gpu: str | None, total_steps: int | None, pric
 def report_cmd(profile_path: str, advice_path: str | None, output: str | None, quiet: bool,
                force: bool) -> None:
     """Re-render the HTML report from a saved profile (and advice), without re-running anything."""
-    from ccprof.reports import render_html, terminal_summary  # here: keeps `import ccprof.cli` from loading jinja2, plotly, rich
+    from ccprof.reports import (  # here: keeps `import ccprof.cli` from loading jinja2, plotly, rich
+        render_html,
+        terminal_summary,
+    )
 
     profile = api.load_artefact("profile", profile_path)
     sibling = Path(profile_path).with_name("advice.json")
@@ -332,7 +342,10 @@ def compare_cmd(before_path: str | None, after_path: str | None, run_dir: str, o
     With no profiles named, the last two runs of the --dir folder (ccprof analyze keeps every
     earlier run under <out>/runs/<time>/).
     """
-    from ccprof.reports import compare_html, compare_table  # here: keeps `import ccprof.cli` from loading jinja2, plotly, rich
+    from ccprof.reports import (  # here: keeps `import ccprof.cli` from loading jinja2, plotly, rich
+        compare_html,
+        compare_table,
+    )
 
     if before_path is None:
         before_path, after_path = (str(p) for p in api.last_two_runs(run_dir))
@@ -347,7 +360,9 @@ def compare_cmd(before_path: str | None, after_path: str | None, run_dir: str, o
     if as_json:
         import dataclasses  # here: only --json needs it
 
-        from ccprof.reports.compare import build_compare_view  # here: keeps `import ccprof.cli` from loading the reports
+        from ccprof.reports.compare import (
+            build_compare_view,  # here: keeps `import ccprof.cli` from loading the reports
+        )
 
         view = build_compare_view(before, after)
         click.echo(json.dumps({"before": before_path, "after": after_path, **dataclasses.asdict(view)}, indent=1))

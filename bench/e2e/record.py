@@ -20,10 +20,10 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from ccprof.artefacts.profile import ModelInfo, Precision, Profile, Steps
 from ccprof.profiler.flops import FlopPass
 from ccprof.profiler.host import measure_host
 from ccprof.profiler.memory import optimizer_section
-from ccprof.artefacts.profile import ModelInfo, Precision, Profile, Steps
 
 __all__ = ["record_step", "cpu_sdpa_on_meta"]
 

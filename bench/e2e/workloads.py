@@ -24,8 +24,8 @@ sys.path.insert(0, str(HERE))
 from record import meta_tokens, record_step  # noqa: E402
 from resnet50 import ResNet50  # noqa: E402
 
-from ccprof.hardware.translate import Policy  # noqa: E402
 from ccprof.artefacts.profile import Profile  # noqa: E402
+from ccprof.hardware.translate import Policy  # noqa: E402
 
 DLE = ("NVIDIA/DeepLearningExamples PyTorch/Classification/ConvNets/resnet50v1.5/README.md @ 7bdfc81d "
        "(pytorch-21.03 NGC container), 1-GPU training table; batch sizes from configs.yml")

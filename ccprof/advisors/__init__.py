@@ -12,14 +12,14 @@ from __future__ import annotations
 import functools
 import importlib
 
+from ccprof.advisors._common import make_advice
 from ccprof.advisors._registry import ADVISORS, register
-from ccprof.artefacts.advice import RISKS, Advice, AdviceSet
-from ccprof.artefacts.tweaks import TWEAKS
 from ccprof.advisors.constants import MIN_SAVING_FRAC
 from ccprof.advisors.context import AdviceContext
-from ccprof.artefacts.profile import Profile
-from ccprof.advisors._common import make_advice
 from ccprof.advisors.plan import build_plan
+from ccprof.artefacts.advice import RISKS, Advice, AdviceSet
+from ccprof.artefacts.profile import Profile
+from ccprof.artefacts.tweaks import TWEAKS
 
 __all__ = ["advise", "advise_one", "rank", "AdviceContext", "ADVISORS", "register"]
 

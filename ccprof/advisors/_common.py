@@ -10,14 +10,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ccprof import units
-from ccprof.artefacts.advice import Advice, Projected
-from ccprof.artefacts.tweaks import TWEAKS, TweakOptions, options_for
-from ccprof.advisors.context import AdviceContext
 from ccprof.advisors import constants as C
+from ccprof.advisors.context import AdviceContext
+from ccprof.artefacts.advice import Advice, Projected
+from ccprof.artefacts.profile import GpuProjection, Profile
+from ccprof.artefacts.tweaks import TWEAKS, TweakOptions, options_for
 from ccprof.hardware import DEFAULT_GPU, GpuSpec, Policy, StepCost, load_catalog, policy_for, user_catalog_path
 from ccprof.hardware import target_gpu as hardware_target_gpu
 from ccprof.hardware.projection import fits_memory, step_cost_for
-from ccprof.artefacts.profile import GpuProjection, Profile
 
 # Tweaks whose time saving is a share of the whole run (fewer steps), not of each step.
 

@@ -57,7 +57,9 @@ def load_csv(path: str | Path) -> list[tuple[float, float]]:
 def load_tensorboard(path: str | Path, tag: str | None = None) -> list[tuple[float, float]]:
     """``(step, value)`` of a validation-loss scalar from TensorBoard event files (needs ``tensorboard``)."""
     try:
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # here: tensorboard loads only on this path
+        from tensorboard.backend.event_processing.event_accumulator import (
+            EventAccumulator,  # here: tensorboard loads only on this path
+        )
     except ImportError as e:
         raise HistoryError("reading TensorBoard logs needs the tensorboard package (pip install tensorboard); "
                            "or export the curve as CSV with step,val_loss columns") from e

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ccprof.advisors._common import fmt_bytes, gpu_spec, recost, run_price
-from ccprof.artefacts.tweaks import TWEAKS, conflict
-from ccprof.artefacts.advice import Advice, Plan, PlanStep
-from ccprof.advisors.context import AdviceContext
-from ccprof.artefacts.profile import Profile
 from ccprof.advisors import constants as C
+from ccprof.advisors._common import fmt_bytes, gpu_spec, recost, run_price
 from ccprof.advisors._registry import ADVISORS
+from ccprof.advisors.context import AdviceContext
+from ccprof.artefacts.advice import Advice, Plan, PlanStep
+from ccprof.artefacts.profile import Profile
+from ccprof.artefacts.tweaks import TWEAKS, conflict
 
 __all__ = ["build_plan"]
 

@@ -79,7 +79,7 @@ def pick_tweaks(advice_set: AdviceSet, k: int, baseline: Profile | None = None) 
     """The top ``k`` recommended tweaks a re-run here can measure, in the one ranking's order
     (``ccprof.advisors.rank``: the report's, and ``apply --from --top``'s), and the recommended
     ones ranked among them that it cannot, with why."""
-    from ccprof.advisors import rank     # here: the one ranking; the advisors load only on this path
+    from ccprof.advisors import rank  # here: the one ranking; the advisors load only on this path
 
     picked: list[str] = []
     skipped: dict[str, str] = {}
@@ -121,7 +121,7 @@ def _options_for(advice: Advice | None) -> dict[str, Any]:
 def measure(baseline: Profile, run: Profile | None, projected_frac: float | None,
             projected_peak_after: int | None, usd_run: float | None, note_extra: str = "") -> Measured:
     """Measured effects of one verify run against the baseline profile."""
-    from ccprof.applier.runtime import quality_guard   # here: the runtime package imports torch
+    from ccprof.applier.runtime import quality_guard  # here: the runtime package imports torch
 
     if run is None:
         return Measured(note="the verify run produced no profile" + note_extra, harmful=False)
@@ -290,7 +290,7 @@ def verify_script(rerun: Rerun, baseline: Profile, advice_set: AdviceSet, reques
                             out_dir="ccprof-report", before_baseline=before)
         out.advice.by_tweak()["checkpointing"].measured.memory_saved_bytes
     """
-    from ccprof.profiler.runner import run_script   # here: keeps `import ccprof.applier.verify` light
+    from ccprof.profiler.runner import run_script  # here: keeps `import ccprof.applier.verify` light
 
     k, plan = parse_request(request)
     out = Path(out_dir)

@@ -29,11 +29,23 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ccprof.artefacts.tweak_options import (BatchSizeOptions, CheckpointingOptions, CompileOptions,  # noqa: F401
-                                            DataloaderOptions, DistillationOptions, EarlyStoppingOptions,
-                                            FinetuneOptions, GradAccumulationOptions, LoraOptions,
-                                            MixedPrecisionOptions, NoOptions, PruningOptions, QuantizationOptions,
-                                            TweakOptions, WarmStartOptions)
+from ccprof.artefacts.tweak_options import (  # noqa: F401
+    BatchSizeOptions,
+    CheckpointingOptions,
+    CompileOptions,
+    DataloaderOptions,
+    DistillationOptions,
+    EarlyStoppingOptions,
+    FinetuneOptions,
+    GradAccumulationOptions,
+    LoraOptions,
+    MixedPrecisionOptions,
+    NoOptions,
+    PruningOptions,
+    QuantizationOptions,
+    TweakOptions,
+    WarmStartOptions,
+)
 from ccprof.artefacts.vocab import normalize_dtype
 
 __all__ = ["TweakInfo", "TWEAKS", "TWELVE", "MORE", "APPLY_ORDER", "TweakOptions", "NoOptions", "FinetuneOptions", "LoraOptions",

@@ -14,14 +14,27 @@ the profiled ops), ``step`` (device and host time by phase, the data wait), ``pr
 (every catalog GPU), ``cost`` (dollars for the planned run), ``comm`` (collectives of
 data-parallel training).
 """
-from ccprof.hardware.catalog import (DEFAULT_GPU, CatalogError, GpuSpec, catalog_rows,
-                                     load_catalog, match_device, resolve_gpu, user_catalog_path)
-from ccprof.hardware.cost import (DEFAULT_RUN_STEPS, attach, cost_for, right_size, run_steps,
-                                  steps_per_epoch, target_gpu)
+from ccprof.hardware.catalog import (
+                                     DEFAULT_GPU,
+                                     CatalogError,
+                                     GpuSpec,
+                                     catalog_rows,
+                                     load_catalog,
+                                     match_device,
+                                     resolve_gpu,
+                                     user_catalog_path,
+)
+from ccprof.hardware.cost import DEFAULT_RUN_STEPS, attach, cost_for, right_size, run_steps, steps_per_epoch, target_gpu
 from ccprof.hardware.inputs import StepInputs, step_inputs
 from ccprof.hardware.kernels import load_params, op_class, predict_op_s
-from ccprof.hardware.projection import (MEMORY_HEADROOM_FRAC, fits_memory, half_dtype, project,
-                                        source_gpu, usable_memory_bytes)
+from ccprof.hardware.projection import (
+                                     MEMORY_HEADROOM_FRAC,
+                                     fits_memory,
+                                     half_dtype,
+                                     project,
+                                     source_gpu,
+                                     usable_memory_bytes,
+)
 from ccprof.hardware.step import StepCost, cost_step
 from ccprof.hardware.translate import Kernel, Policy, policy_for, translate
 

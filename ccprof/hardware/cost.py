@@ -22,15 +22,15 @@ the step it saves.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
 import math
-import datetime as dt
 from typing import Any
 
+from ccprof.artefacts.profile import Cost, GpuProjection, HostInfo, Profile
 from ccprof.hardware.catalog import DEFAULT_GPU, GpuSpec, load_catalog, resolve_gpu
 from ccprof.hardware.inputs import step_inputs
 from ccprof.hardware.projection import project, source_gpu
-from ccprof.artefacts.profile import Cost, GpuProjection, HostInfo, Profile
 
 __all__ = ["DEFAULT_RUN_STEPS", "HF_DEFAULT_EPOCHS", "NoStepTimeError", "steps_per_epoch", "run_steps",
            "target_gpu", "cost_for", "right_size", "attach"]

@@ -28,10 +28,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Iterable
 
-from ccprof.hardware import kernels as K
-from ccprof.hardware.inputs import StepInputs
 from ccprof.artefacts.profile import OpCost
 from ccprof.artefacts.vocab import COMPUTE_PHASES
+from ccprof.hardware import kernels as K
+from ccprof.hardware.inputs import StepInputs
 
 __all__ = ["scale_batch", "micro_batches", "recompute", "freeze_base", "shrink_blocks", "narrow_blocks",
            "in_scopes", "linear_gemms", "with_workers", "bigger_batch"]

@@ -30,17 +30,41 @@ from __future__ import annotations
 from typing import Any, Iterable, Sequence
 
 from ccprof.artefacts.vocab import MATMUL_CLASSES, STREAM_CLASSES, dtype_name
-from ccprof.hardware.catalog import GpuSpec, load_catalog, resolve_gpu
+
 # the parts, re-exported here: kernels.py is the one module the cost model and the fit import
 from ccprof.hardware._kernel_gemm import (  # noqa: F401  (re-exported)
-    Gemm, _is_winograd, _mm_gemm, _prod, attention_gemms, conv_gemms, gemm_core, rnn_gemms,
+    Gemm,
+    _is_winograd,
+    _mm_gemm,
+    _prod,
+    attention_gemms,
+    conv_gemms,
+    gemm_core,
+    rnn_gemms,
 )
 from ccprof.hardware._kernel_ops import (  # noqa: F401  (re-exported: the op tables are the classes' members)
-    _ATTN_BWD, _ATTN_FWD, _CONV, _CONV_BW, _GEMM, _HOST, _NORM, _REDUCE, _RNN, _RNN_BW, _SOFTMAX, _VIEW, op_base,
+    _ATTN_BWD,
+    _ATTN_FWD,
+    _CONV,
+    _CONV_BW,
+    _GEMM,
+    _HOST,
+    _NORM,
+    _REDUCE,
+    _RNN,
+    _RNN_BW,
+    _SOFTMAX,
+    _VIEW,
+    op_base,
 )
 from ccprof.hardware._kernel_params import (  # noqa: F401  (re-exported)
-    PARAMS_PATH, GemmParams, KernelParams, load_params, params_from_dict,
+    PARAMS_PATH,
+    GemmParams,
+    KernelParams,
+    load_params,
+    params_from_dict,
 )
+from ccprof.hardware.catalog import GpuSpec, load_catalog, resolve_gpu
 
 __all__ = [
     "PARAMS_PATH", "GemmParams", "KernelParams", "Gemm", "load_params", "op_base", "op_class",

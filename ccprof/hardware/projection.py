@@ -19,13 +19,13 @@ import statistics
 from dataclasses import replace
 from typing import Any
 
+from ccprof.artefacts.profile import GpuProjection, OpCost, Profile
+from ccprof.artefacts.vocab import COMPUTE_PHASES
 from ccprof.hardware import kernels as K
 from ccprof.hardware.catalog import GpuSpec, match_device
 from ccprof.hardware.inputs import StepInputs, step_inputs
 from ccprof.hardware.step import PHASES, StepCost, cost_step
 from ccprof.hardware.translate import Policy, policy_for, translate
-from ccprof.artefacts.profile import GpuProjection, OpCost, Profile
-from ccprof.artefacts.vocab import COMPUTE_PHASES
 
 __all__ = ["MEMORY_HEADROOM_FRAC", "CALIBRATION_BOUNDS", "usable_memory_bytes", "fits_memory",
            "source_gpu", "half_dtype", "compute_peak", "mfu", "project", "step_cost_for", "eval_s_for"]

@@ -25,13 +25,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
+from ccprof.artefacts.profile import OpCost, Profile
+from ccprof.artefacts.vocab import MATMUL_CLASSES, MODEL_PHASES, STEP_PHASES
 from ccprof.hardware import kernels as K
 from ccprof.hardware.catalog import GpuSpec
 from ccprof.hardware.host import HostSide, host_side
 from ccprof.hardware.inputs import StepInputs, step_inputs
 from ccprof.hardware.translate import Kernel, Policy, policy_for, translate
-from ccprof.artefacts.profile import OpCost, Profile
-from ccprof.artefacts.vocab import MATMUL_CLASSES, MODEL_PHASES, STEP_PHASES
 
 __all__ = ["CUDA_LAUNCH_S", "PCIE_BYTES_PER_S", "PHASES", "StepCost", "cost_step", "data_wait_s", "fuse"]
 

@@ -24,11 +24,11 @@ import math
 from dataclasses import dataclass, replace
 from typing import Iterable
 
+from ccprof.artefacts.profile import OpCost, OptimizerInfo, Profile
+from ccprof.artefacts.vocab import MATMUL_CLASSES
 from ccprof.hardware import kernels as K
 from ccprof.hardware.catalog import GpuSpec
 from ccprof.hardware.inputs import StepInputs, step_inputs
-from ccprof.artefacts.profile import OpCost, OptimizerInfo, Profile
-from ccprof.artefacts.vocab import MATMUL_CLASSES
 
 __all__ = ["Policy", "Kernel", "policy_for", "translate", "FOREACH_MAX_TENSORS", "FOREACH_MAX_ELEMS",
            "FUSED_BYTES_PER_ELEM"]

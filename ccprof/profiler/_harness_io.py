@@ -27,7 +27,9 @@ from ccprof.profiler.spec import RunSpec
 def _static(script: str, args: list[str]) -> StaticFacts:
     """The script's static facts for this run: ``args`` tell which flag-guarded blocks ran."""
     try:
-        from ccprof.profiler.static import read_static_facts  # here: nothing extra is imported into the user's process before it is needed
+        from ccprof.profiler.static import (
+            read_static_facts,  # here: nothing extra is imported into the user's process before it is needed
+        )
     except ImportError:
         return StaticFacts(parsed=False, note="static analysis unavailable")
     try:

@@ -12,13 +12,14 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
-from ccprof.artefacts.vocab import OP_PHASES, PHASE_ALIASES, normalize_phase  # noqa: F401  (re-exported)
 from torch.utils.flop_counter import (
     _flash_attention_forward_flop,
     flop_registry,
     sdpa_backward_flop_count,
     sdpa_flop_count,
 )
+
+from ccprof.artefacts.vocab import OP_PHASES, PHASE_ALIASES, normalize_phase  # noqa: F401  (re-exported)
 
 __all__ = ["PHASES", "PHASE_ALIASES", "normalize_phase", "EXTRA_FLOP_FORMULAS", "register_extra_flop_formula"]
 

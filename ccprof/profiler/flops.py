@@ -34,18 +34,27 @@ import torch
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
-
 from torch.utils.weak import WeakIdKeyDictionary
 
+from ccprof.artefacts.profile import Flops, OpCost
 from ccprof.profiler._flop_dataflow import _DataflowTags
 from ccprof.profiler._flop_ops import (  # noqa: F401  (module_names, op_name, scope_of: re-exported)
-    _NamedModuleTracker, _aliases_only, _dtype_of, _schema_attrs, _tensor_bytes, _tensors, module_names, op_name,
+    _aliases_only,
+    _dtype_of,
+    _NamedModuleTracker,
+    _schema_attrs,
+    _tensor_bytes,
+    _tensors,
+    module_names,
+    op_name,
     scope_of,
 )
 from ccprof.profiler.flop_formulas import (  # noqa: F401  (re-exported: the op rows and tests name them here)
-    EXTRA_FLOP_FORMULAS, PHASES, normalize_phase, register_extra_flop_formula,
+    EXTRA_FLOP_FORMULAS,
+    PHASES,
+    normalize_phase,
+    register_extra_flop_formula,
 )
-from ccprof.artefacts.profile import Flops, OpCost
 
 __all__ = [
     "PHASES", "normalize_phase", "EXTRA_FLOP_FORMULAS", "register_extra_flop_formula", "FlopPass",

@@ -44,7 +44,9 @@ def fvcore_forward_flops(model: torch.nn.Module, args: tuple, kwargs: dict | Non
     """
     try:
         from fvcore.nn import FlopCountAnalysis  # here: fvcore loads only on this path
-        from fvcore.nn.flop_count import _DEFAULT_SUPPORTED_OPS as _FVCORE_DEFAULT_OPS  # here: fvcore loads only on this path
+        from fvcore.nn.flop_count import (
+            _DEFAULT_SUPPORTED_OPS as _FVCORE_DEFAULT_OPS,  # here: fvcore loads only on this path
+        )
     except ImportError as exc:
         return None, f"fvcore is not installed ({exc}); pip install fvcore"
     kwargs = dict(kwargs or {})

@@ -30,19 +30,33 @@ from typing import Any
 
 import torch  # before sys.path changes: the user's folder must not shadow it
 
-from ccprof.profiler.clock import utc_now, wall_s
-from ccprof.profiler.spec import RunSpec, run_environment
-from ccprof.profiler.hooks import Session, StopProfiling, _Timeout
 from ccprof.artefacts.profile import ErrorInfo, Finding
 from ccprof.exit_codes import ExitCode
-from ccprof.profiler.runner import seen_text
 from ccprof.profiler._harness_faults import (  # noqa: F401  (user_frames: re-exported)
-    _ccprof_fault, _is_oom, blame_frame, first_line, format_user_traceback, safe_str, user_frames,
+    _ccprof_fault,
+    _is_oom,
+    blame_frame,
+    first_line,
+    format_user_traceback,
+    safe_str,
+    user_frames,
 )
 from ccprof.profiler._harness_io import (
-    _cwd_back, _die_with_parent, _find_optimizers, _find_schedulers, _flush, _plugin, _Progress, _scan_data,
-    _static, _stop_reason,
+    _cwd_back,
+    _die_with_parent,
+    _find_optimizers,
+    _find_schedulers,
+    _flush,
+    _plugin,
+    _Progress,
+    _scan_data,
+    _static,
+    _stop_reason,
 )
+from ccprof.profiler.clock import utc_now, wall_s
+from ccprof.profiler.hooks import Session, StopProfiling, _Timeout
+from ccprof.profiler.runner import seen_text
+from ccprof.profiler.spec import RunSpec, run_environment
 
 FINISH_GRACE_S = 30.0    # after the last measured step, time for the script to stop by itself
 
@@ -132,7 +146,9 @@ def run(spec: RunSpec) -> int:
             state["static"] = _static(script, args)
         static = state["static"]
         if static.parsed and session.step_index >= session.warmup:
-            from ccprof.profiler.static import reconcile  # here: nothing extra is imported into the user's process before it is needed
+            from ccprof.profiler.static import (
+                reconcile,  # here: nothing extra is imported into the user's process before it is needed
+            )
 
             static = reconcile(static, session.runtime_facts())
         env = run_environment(spec, cwd=cwd, started_at=started, finished_at=utc_now())

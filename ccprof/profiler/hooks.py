@@ -45,22 +45,42 @@ from torch.utils.data import dataloader as dl_mod
 
 from ccprof.artefacts.profile import Finding
 from ccprof.artefacts.vocab import MODEL_PHASES, dtype_name
+from ccprof.profiler.clock import wall_s
+
 # StopProfiling, _Timeout and _distinct_items are re-exported (the harness and tests import them here)
 from ccprof.profiler.session_base import (  # noqa: F401
-    PHASES, PROBE_ELEMENTS, PROBE_PARAMS, StopProfiling, _SKIP_ROOTS,
-    _Timeout, _backward_site, _call_kwargs, _count_params, _distinct_items, _first_tensor,
-    _loader_info, _sync,
+    _SKIP_ROOTS,
+    PHASES,
+    PROBE_ELEMENTS,
+    PROBE_PARAMS,
+    StopProfiling,
+    _backward_site,
+    _call_kwargs,
+    _count_params,
+    _distinct_items,
+    _first_tensor,
+    _loader_info,
+    _sync,
+    _Timeout,
 )
 from ccprof.profiler.session_build import ProfileBuilder
 from ccprof.profiler.session_data import DataWatch
-from ccprof.profiler.clock import wall_s
 from ccprof.profiler.session_eval import EvalWatch
 from ccprof.profiler.session_host import HostClock
 from ccprof.profiler.session_loads import LoadWatch
 from ccprof.profiler.session_passes import PassRunner
+from ccprof.profiler.session_state import (
+    DataState,
+    EvalState,
+    HookState,
+    HostState,
+    LoadState,
+    ModelWatch,
+    PassState,
+    StepClock,
+    StepLog,
+)
 from ccprof.profiler.session_steps import StepClockWatch
-from ccprof.profiler.session_state import (DataState, EvalState, HookState, HostState, LoadState, ModelWatch,
-                                           PassState, StepClock, StepLog)
 
 __all__ = ["StopProfiling", "Session", "PHASES"]
 

@@ -20,8 +20,8 @@ import time
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ccprof.profiler.clock import cpu_s
 from ccprof.artefacts.profile import HostInfo
+from ccprof.profiler.clock import cpu_s
 
 __all__ = ["measure_host", "cpu_now", "OpClock", "host_cpu_name", "speed_probe", "PROBE_ROUNDS"]
 

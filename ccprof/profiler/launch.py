@@ -22,11 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     # signal SIGTERM") are launcher chatter, not the script's output
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    import torch.distributed.elastic.agent.server.api  # noqa: F401  (its logger, below)
     from torch.distributed.elastic.multiprocessing.api import SignalException  # here: torch loads only on this path
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError  # here: torch loads only on this path
     from torch.distributed.run import parse_args, run  # here: torch loads only on this path
-
-    import torch.distributed.elastic.agent.server.api  # noqa: F401  (its logger, below)
 
     quiet = logging.getLogger("torch.distributed")   # its loggers set their own levels: cut them off
     quiet.addHandler(logging.NullHandler())

@@ -39,8 +39,8 @@ from torch.nn.modules.module import register_module_forward_hook, register_modul
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from ccprof.profiler.flops import module_names, normalize_phase
 from ccprof.artefacts.profile import Memory, OptimizerInfo, OptimizerSection
+from ccprof.profiler.flops import module_names, normalize_phase
 
 __all__ = ["MemoryLedger", "optimizer_section", "unique_storage_bytes"]
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
-from ccprof.profiler.flops import module_names
 from ccprof.artefacts.profile import Embedding, ModelInfo, ModuleStat, RepeatedBlock
 from ccprof.artefacts.vocab import dtype_name
+from ccprof.profiler.flops import module_names
 
 __all__ = ["describe_model", "repeated_blocks", "linear_names", "HF_CONFIG_KEYS"]
 

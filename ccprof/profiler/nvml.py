@@ -9,8 +9,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from ccprof.profiler.clock import wall_s
 from ccprof.artefacts.profile import GpuInfo, GpuSample
+from ccprof.profiler.clock import wall_s
 
 __all__ = ["NvmlSampler", "INTERVAL_S", "open_device"]
 

@@ -27,12 +27,24 @@ import types
 from typing import Any
 
 from ccprof.artefacts.profile import RunLimit
+
 # the parts, re-exported here: run_size is the module the Session and the tests import
 from ccprof.profiler._run_size_eval import (  # noqa: F401  (re-exported)
-    _Unsafe, _abspath, _frames, _int, _tree, _user_frame, safe_eval,
+    _abspath,
+    _frames,
+    _int,
+    _tree,
+    _Unsafe,
+    _user_frame,
+    safe_eval,
 )
 from ccprof.profiler._run_size_loops import (  # noqa: F401  (re-exported)
-    EPOCH_NAMES, STEP_NAMES, _enclosing_ifs, _period_of, data_loop, loop_limits,
+    EPOCH_NAMES,
+    STEP_NAMES,
+    _enclosing_ifs,
+    _period_of,
+    data_loop,
+    loop_limits,
 )
 
 __all__ = ["STEP_NAMES", "EPOCH_NAMES", "probe", "loop_limits", "named_limits", "safe_eval", "data_loop",

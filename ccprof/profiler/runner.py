@@ -20,10 +20,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from ccprof.artefacts.profile import ErrorInfo, Profile
 from ccprof.exit_codes import CcprofError, ExitCode
 from ccprof.profiler.clock import wall_s
 from ccprof.profiler.spec import RunSpec
-from ccprof.artefacts.profile import ErrorInfo, Profile
 
 __all__ = ["ScriptError", "check_script", "run_script", "RunResult", "who_sent"]
 

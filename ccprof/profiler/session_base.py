@@ -113,7 +113,9 @@ def _distinct_items(draws: int, seen: int, population: int) -> float:
 def _backward_site(frame: Any) -> tuple:
     """Where a backward was called from: the (file, line) chain of the user's frames on the stack,
     so one accumulation loop is one site and two loss terms (a GAN's D on real and fake) are two."""
-    from ccprof.profiler.run_size import _user_frame  # here: nothing extra is imported into the user's process before it is needed
+    from ccprof.profiler.run_size import (
+        _user_frame,  # here: nothing extra is imported into the user's process before it is needed
+    )
 
     chain = []
     while frame is not None and len(chain) < 8:

@@ -10,10 +10,10 @@ from typing import Any
 
 import torch
 
-from ccprof.profiler.host import host_cpu_name, measure_host
-from ccprof.profiler.step_record import StepRecord, clean_steps, micro_batches_per_step, steps_section
 from ccprof.artefacts.profile import Device, Finding, Precision, Profile, Steps
 from ccprof.artefacts.vocab import dtype_name
+from ccprof.profiler.host import host_cpu_name, measure_host
+from ccprof.profiler.step_record import StepRecord, clean_steps, micro_batches_per_step, steps_section
 
 
 class ProfileBuilder:
@@ -89,7 +89,9 @@ class ProfileBuilder:
 
     def _fvcore_cross_check(self, flops: Any, ops: list | None = None) -> Any:
         """fvcore's jit-traced forward count beside ours (one extra forward, after the run)."""
-        from ccprof.profiler.fvcore_check import fvcore_forward_flops  # here: nothing extra is imported into the user's process before it is needed
+        from ccprof.profiler.fvcore_check import (
+            fvcore_forward_flops,  # here: nothing extra is imported into the user's process before it is needed
+        )
 
         ops = ops or []
         root = self._main_root()
@@ -104,7 +106,9 @@ class ProfileBuilder:
         finally:
             root.train(was_training)
         if count and flops.forward:
-            from ccprof.hardware.kernels import op_class  # here: nothing extra is imported into the user's process before it is needed
+            from ccprof.hardware.kernels import (
+                op_class,  # here: nothing extra is imported into the user's process before it is needed
+            )
 
             # per forward of the model, and without what fvcore does not count (attention, RNNs)
             mb = max(self._micro_batches(), 1)
@@ -130,8 +134,12 @@ class ProfileBuilder:
         measured once and reused.
         """
         from ccprof.profiler.flops import FlopPass  # noqa: F401  (import errors surface early)
-        from ccprof.profiler.memory import optimizer_section  # here: nothing extra is imported into the user's process before it is needed
-        from ccprof.profiler.model_info import describe_model  # here: nothing extra is imported into the user's process before it is needed
+        from ccprof.profiler.memory import (
+            optimizer_section,  # here: nothing extra is imported into the user's process before it is needed
+        )
+        from ccprof.profiler.model_info import (
+            describe_model,  # here: nothing extra is imported into the user's process before it is needed
+        )
 
         named = self._named_roots() if self.model.roots else {}
         flops, ops = (self.measure.flops_result if self.measure.flops_result else (None, []))

@@ -6,13 +6,18 @@ import weakref
 from typing import Any, Callable
 
 from ccprof.artefacts.fingerprint import row_fingerprints
-from ccprof.profiler.clock import wall_s
 from ccprof.artefacts.profile import DataInfo
-from ccprof.profiler.session_base import (
-    MAX_FINGERPRINTS, _batch_bytes, _describe_batch, _distinct_items,
-    _first_tensor, _loader_info, probe_batch_s,
-)
+from ccprof.profiler.clock import wall_s
 from ccprof.profiler.host import speed_probe
+from ccprof.profiler.session_base import (
+    MAX_FINGERPRINTS,
+    _batch_bytes,
+    _describe_batch,
+    _distinct_items,
+    _first_tensor,
+    _loader_info,
+    probe_batch_s,
+)
 
 
 class DataWatch:

@@ -10,7 +10,9 @@ import torch.nn as nn
 
 from ccprof.artefacts.profile import EvalWork, Finding
 from ccprof.profiler.session_base import (
-    EVAL_MAX_ROWS, MAX_PASS_RETRIES, _sync,
+    EVAL_MAX_ROWS,
+    MAX_PASS_RETRIES,
+    _sync,
 )
 
 
@@ -55,7 +57,9 @@ class EvalWatch:
         self.eval.calls += 1
 
     def _open_eval(self) -> None:
-        from ccprof.profiler import run_size  # here: nothing extra is imported into the user's process before it is needed
+        from ccprof.profiler import (
+            run_size,  # here: nothing extra is imported into the user's process before it is needed
+        )
 
         self._begin_step_if_needed()
         if self.measure.current is not None and self.measure.name == "flops":
@@ -81,7 +85,9 @@ class EvalWatch:
                 self.eval.period = None
         if self.passes and not any(e.get("counted") for e in self.eval.episodes):
             try:
-                from ccprof.profiler.flops import FlopPass  # here: nothing extra is imported into the user's process before it is needed
+                from ccprof.profiler.flops import (
+                    FlopPass,  # here: nothing extra is imported into the user's process before it is needed
+                )
 
                 fp = FlopPass(self._named_roots(), max_rows=EVAL_MAX_ROWS)
                 fp.start()

@@ -72,7 +72,9 @@ class HostClock:
     # ------------------------------------------------------------------ batch clock
     def _install_batch_clock(self) -> None:
         """Time every DataLoader fetch where it runs (main process, or a forked worker)."""
-        from torch.utils.data._utils import fetch as fetch_mod  # here: torch is loaded; the fetchers are private, kept to one place
+        from torch.utils.data._utils import (
+            fetch as fetch_mod,  # here: torch is loaded; the fetchers are private, kept to one place
+        )
 
         self.host.main_pid = os.getpid()
         if self.host.scratch_dir is None:
@@ -104,7 +106,10 @@ class HostClock:
         (they watch the main thread, and would slow the worker), and its own batch file."""
         self.host.worker_file = None
         try:
-            from torch.utils._python_dispatch import _get_current_dispatch_mode, _pop_mode  # here: torch is loaded; private helpers, kept to one place
+            from torch.utils._python_dispatch import (  # here: torch is loaded; private helpers, kept to one place
+                _get_current_dispatch_mode,
+                _pop_mode,
+            )
 
             mine = {id(m) for m in self._own_modes()}
             while (m := _get_current_dispatch_mode()) is not None and id(m) in mine:

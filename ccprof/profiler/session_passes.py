@@ -8,8 +8,8 @@ from dataclasses import replace
 import torch
 import torch.nn as nn
 
-from ccprof.profiler.clock import wall_s
 from ccprof.artefacts.profile import Finding, Memory
+from ccprof.profiler.clock import wall_s
 
 
 class PassRunner:
@@ -17,7 +17,9 @@ class PassRunner:
 
     def _probe_run_limits(self) -> None:
         """Read the run's own length from the live stack (ccprof.profiler.run_size)."""
-        from ccprof.profiler.run_size import probe  # here: nothing extra is imported into the user's process before it is needed
+        from ccprof.profiler.run_size import (
+            probe,  # here: nothing extra is imported into the user's process before it is needed
+        )
 
         try:
             self.run_limits = probe(sys._getframe(1))
@@ -54,19 +56,27 @@ class PassRunner:
     def _start_pass(self, name: str) -> None:
         try:
             if name == "flops":
-                from ccprof.profiler.flops import FlopPass  # here: nothing extra is imported into the user's process before it is needed
+                from ccprof.profiler.flops import (
+                    FlopPass,  # here: nothing extra is imported into the user's process before it is needed
+                )
 
                 self.measure.current = FlopPass(self._named_roots())
             elif name == "python":
-                from ccprof.profiler.pycount import PythonPass  # here: nothing extra is imported into the user's process before it is needed
+                from ccprof.profiler.pycount import (
+                    PythonPass,  # here: nothing extra is imported into the user's process before it is needed
+                )
 
                 self.measure.current = PythonPass(lambda: self.clock.phase)
             elif name == "kernels":
-                from ccprof.profiler.kernel_times import KernelPass  # here: nothing extra is imported into the user's process before it is needed
+                from ccprof.profiler.kernel_times import (
+                    KernelPass,  # here: nothing extra is imported into the user's process before it is needed
+                )
 
                 self.measure.current = KernelPass(cuda=self.model.device_type == "cuda")
             else:
-                from ccprof.profiler.memory import MemoryLedger  # here: nothing extra is imported into the user's process before it is needed
+                from ccprof.profiler.memory import (
+                    MemoryLedger,  # here: nothing extra is imported into the user's process before it is needed
+                )
 
                 self.measure.current = MemoryLedger(self._named_roots(), list(self.model.optimizers),
                                           torch.device(self.model.device_type))
@@ -137,7 +147,10 @@ class PassRunner:
                 return
         if self.measure.memory_result is not None or not self.model.roots:
             return
-        from ccprof.profiler.memory import optimizer_section, unique_storage_bytes  # here: nothing extra is imported into the user's process before it is needed
+        from ccprof.profiler.memory import (  # here: nothing extra is imported into the user's process before it is needed
+            optimizer_section,
+            unique_storage_bytes,
+        )
 
         params = [p for m in self.model.roots.values() for p in m.parameters()]
         params_bytes, _ = unique_storage_bytes(params)

@@ -13,7 +13,7 @@ from collections import Counter
 import torch
 
 from ccprof.profiler.clock import cpu_s, wall_s
-from ccprof.profiler.session_base import CHECKPOINT_S, StopProfiling, _TIMED, _sync
+from ccprof.profiler.session_base import _TIMED, CHECKPOINT_S, StopProfiling, _sync
 
 
 class StepClockWatch:
@@ -131,7 +131,9 @@ class StepClockWatch:
         if self.model.device_type != "cuda":
             self.gpu_reason = {"gpu": "no NVIDIA GPU in use (the model trained on the CPU)"}
             return
-        from ccprof.profiler.nvml import NvmlSampler  # here: nothing extra is imported into the user's process before it is needed
+        from ccprof.profiler.nvml import (
+            NvmlSampler,  # here: nothing extra is imported into the user's process before it is needed
+        )
 
         self._nvml = NvmlSampler(torch.cuda.current_device())
         if self._nvml.reason:

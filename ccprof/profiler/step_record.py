@@ -17,7 +17,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from ccprof.artefacts.profile import Steps
-from ccprof.artefacts.vocab import STEP_PHASES   # a step's wall time, split
+from ccprof.artefacts.vocab import STEP_PHASES  # a step's wall time, split
 
 __all__ = ["StepRecord", "steps_section", "clean_steps", "micro_batches_per_step", "STEP_PHASES"]
 

@@ -1,7 +1,16 @@
 """The number formatters now live in ``ccprof.units`` (the advisors' sentences use them too);
 re-exported here for older imports."""
 from ccprof.units import (  # noqa: F401
-    MISSING, fmt_bytes, fmt_count, fmt_delta_bytes, fmt_delta_usd, fmt_flops, fmt_pct, fmt_rate, fmt_s,
-    fmt_signed_pct, fmt_usd,
+    MISSING,
+    __all__,  # noqa: F401
+    fmt_bytes,
+    fmt_count,
+    fmt_delta_bytes,
+    fmt_delta_usd,
+    fmt_flops,
+    fmt_pct,
+    fmt_rate,
+    fmt_s,
+    fmt_signed_pct,
+    fmt_usd,
 )
-from ccprof.units import __all__  # noqa: F401

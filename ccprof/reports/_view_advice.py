@@ -4,7 +4,8 @@ measured), the rest of the advice, the plan, its cost waterfall, and the verific
 from __future__ import annotations
 
 from ccprof.advisors import rank
-from ccprof.advisors.constants import CONFIDENCE_WEIGHT as W, STATUS_LABEL
+from ccprof.advisors.constants import CONFIDENCE_WEIGHT as W
+from ccprof.advisors.constants import STATUS_LABEL
 from ccprof.artefacts.advice import Advice, AdviceSet
 from ccprof.artefacts.profile import Profile
 from ccprof.reports._view_common import _saved_memory, _saved_time, _saved_usd, _tweak_title, run_known

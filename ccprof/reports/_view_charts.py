@@ -10,10 +10,24 @@ from typing import Any
 from ccprof.artefacts.advice import AdviceSet
 from ccprof.artefacts.profile import Profile
 from ccprof.reports._view_common import (
-    MAX_MODULE_ROWS, MAX_TIMELINE_POINTS, MEMORY_PARTS, PHASE_ORDER, _finite, _no_price, run_known,
+    MAX_MODULE_ROWS,
+    MAX_TIMELINE_POINTS,
+    MEMORY_PARTS,
+    PHASE_ORDER,
+    _finite,
+    _no_price,
+    run_known,
 )
 from ccprof.reports.view_types import (
-    ChartSpec, FlopsNode, GpuCostRow, GpuTimeline, LossSeries, MemoryChart, MemoryPart, ModuleRow, Phase,
+    ChartSpec,
+    FlopsNode,
+    GpuCostRow,
+    GpuTimeline,
+    LossSeries,
+    MemoryChart,
+    MemoryPart,
+    ModuleRow,
+    Phase,
     WaterfallStep,
 )
 from ccprof.units import fmt_bytes, fmt_count, fmt_flops, fmt_s

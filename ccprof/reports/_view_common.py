@@ -9,8 +9,8 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
-from ccprof.artefacts.tweaks import TWEAKS
 from ccprof.artefacts.profile import Profile
+from ccprof.artefacts.tweaks import TWEAKS
 from ccprof.artefacts.vocab import STEP_PHASES
 from ccprof.units import MISSING, fmt_bytes, fmt_pct, fmt_usd
 

@@ -9,7 +9,14 @@ from ccprof.artefacts.advice import AdviceSet
 from ccprof.artefacts.profile import Profile
 from ccprof.hardware import right_size
 from ccprof.reports._view_common import (
-    NO_PRICE, PHASE_ORDER, _finite, _mean, _no_price, _rel, _target_mfu, run_known,
+    NO_PRICE,
+    PHASE_ORDER,
+    _finite,
+    _mean,
+    _no_price,
+    _rel,
+    _target_mfu,
+    run_known,
 )
 from ccprof.reports.view_types import Card, Glance, GpuCostRow, Header, Projected, ProjectedPhase
 from ccprof.units import MISSING, fmt_bytes, fmt_delta_usd, fmt_flops, fmt_pct, fmt_s, fmt_signed_pct, fmt_usd

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from ccprof.advisors.constants import MIN_SAVING_FRAC
 from ccprof.artefacts.profile import Profile
-from ccprof.stats import median_ci
-from ccprof.units import MISSING, fmt_bytes, fmt_flops, fmt_pct, fmt_rate, fmt_s, fmt_signed_pct, fmt_usd
 from ccprof.reports.view import NO_PRICE, _finite, _now_iso, _rel, _target_mfu
 from ccprof.reports.view_types import CompareRow, CompareView, RunLabel
+from ccprof.stats import median_ci
+from ccprof.units import MISSING, fmt_bytes, fmt_flops, fmt_pct, fmt_rate, fmt_s, fmt_signed_pct, fmt_usd
 
 __all__ = ["build_compare_view"]
 

@@ -12,8 +12,8 @@ import json
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from ccprof.units import fmt_s
 from ccprof.reports.view_types import CompareView, ReportView
+from ccprof.units import fmt_s
 
 __all__ = ["build_figures", "figures_json", "compare_figure", "safe_json", "PALETTE"]
 

@@ -15,8 +15,8 @@ import jinja2
 from ccprof import __version__
 from ccprof.artefacts.advice import AdviceSet
 from ccprof.artefacts.profile import Profile
-from ccprof.reports.figures import compare_figure, figures_json
 from ccprof.reports.compare import build_compare_view
+from ccprof.reports.figures import compare_figure, figures_json
 from ccprof.reports.view import build_report_view
 from ccprof.reports.view_types import CompareView, ReportView
 

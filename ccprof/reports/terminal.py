@@ -14,9 +14,9 @@ from rich.text import Text
 
 from ccprof.artefacts.advice import AdviceSet
 from ccprof.artefacts.profile import Profile
-from ccprof.units import fmt_bytes, fmt_pct, fmt_s, fmt_usd
 from ccprof.reports.compare import build_compare_view
 from ccprof.reports.view import build_report_view
+from ccprof.units import fmt_bytes, fmt_pct, fmt_s, fmt_usd
 
 __all__ = ["terminal_summary", "compare_table", "advice_table"]
 

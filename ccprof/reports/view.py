@@ -17,19 +17,49 @@ from typing import Any
 
 from ccprof.artefacts.advice import AdviceSet
 from ccprof.artefacts.profile import Profile
-from ccprof.reports.view_types import (  # noqa: F401  (re-exported: the view models)
-    Card, ChartSpec, CompareRow, CompareView, FlopsNode, Glance, GpuCostRow, GpuTimeline, Header, LossSeries,
-    MeasuredRow, MemoryChart, MemoryPart, ModuleRow, OtherAdvice, Phase, PlanView, Projected, ProjectedPhase,
-    Recommendation, ReportView, WaterfallStep,
-)
-# the sections, built beside this module; every name the report stages import from here stays here
-from ccprof.reports._view_common import (  # noqa: F401  (re-exported: compare.py and the tests import them)
-    MAX_MODULE_ROWS, MAX_TIMELINE_POINTS, MEMORY_PARTS, NO_PRICE, PHASE_ORDER, _finite, _mean, _no_price, _now_iso,
-    _rel, _target_mfu, run_known,
-)
-from ccprof.reports._view_cost import _glance, _header, _projected, evaluation_line, gpu_cost_rows
 from ccprof.reports._view_advice import _plan, _recommendations, _waterfall, rank_note, verification_lines
 from ccprof.reports._view_charts import _charts, _flops_tree, _loss, _memory, _modules, _phases, _timeline
+
+# the sections, built beside this module; every name the report stages import from here stays here
+from ccprof.reports._view_common import (  # noqa: F401  (re-exported: compare.py and the tests import them)
+    MAX_MODULE_ROWS,
+    MAX_TIMELINE_POINTS,
+    MEMORY_PARTS,
+    NO_PRICE,
+    PHASE_ORDER,
+    _finite,
+    _mean,
+    _no_price,
+    _now_iso,
+    _rel,
+    _target_mfu,
+    run_known,
+)
+from ccprof.reports._view_cost import _glance, _header, _projected, evaluation_line, gpu_cost_rows
+from ccprof.reports.view_types import (  # noqa: F401  (re-exported: the view models)
+    Card,
+    ChartSpec,
+    CompareRow,
+    CompareView,
+    FlopsNode,
+    Glance,
+    GpuCostRow,
+    GpuTimeline,
+    Header,
+    LossSeries,
+    MeasuredRow,
+    MemoryChart,
+    MemoryPart,
+    ModuleRow,
+    OtherAdvice,
+    Phase,
+    PlanView,
+    Projected,
+    ProjectedPhase,
+    Recommendation,
+    ReportView,
+    WaterfallStep,
+)
 
 __all__ = [
     "Card", "Header", "Glance", "MeasuredRow", "Recommendation", "OtherAdvice", "PlanView",

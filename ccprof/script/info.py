@@ -11,7 +11,14 @@ import libcst as cst
 from ccprof.script.facts import ModuleFacts
 from ccprof.script.names import NAMES, matches
 from ccprof.script.nodes import (
-    assigned_names, attr_chain, binds, call_names, code_of, kwarg, last_part, method_call,
+    assigned_names,
+    attr_chain,
+    binds,
+    call_names,
+    code_of,
+    kwarg,
+    last_part,
+    method_call,
 )
 
 # --------------------------------------------------------------------------- script facts

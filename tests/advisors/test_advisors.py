@@ -9,13 +9,12 @@ from dataclasses import replace
 import pytest
 
 from ccprof.advisors import ADVISORS, AdviceContext, advise, rank, register
-from ccprof.artefacts.advice import RISKS, STATUSES, CONFIDENCES, Advice, AdviceSet, Projected
-from ccprof.artefacts.tweaks import TWEAKS
 from ccprof.advisors.plan import build_plan
+from ccprof.artefacts.advice import CONFIDENCES, RISKS, STATUSES, Advice, AdviceSet, Projected
 from ccprof.artefacts.profile import Profile
-from tests.helpers.profiles import cnn_plain, gpt_loader_plain, gpt_plain, hand_profile, llama_plain, priced
-
+from ccprof.artefacts.tweaks import TWEAKS
 from tests.helpers.paths import FIXTURES
+from tests.helpers.profiles import cnn_plain, gpt_loader_plain, gpt_plain, hand_profile, llama_plain, priced
 
 
 def test_registry_holds_the_18_ids_and_refuses_duplicates():

@@ -8,7 +8,6 @@ by hand; the advisor's projected peak must be within 15% of the second profile's
 """
 from __future__ import annotations
 
-import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
@@ -183,7 +182,9 @@ def test_lora_on_a_cnn_head_drops_the_frozen_trunks_activations():
     # peft freezes every base weight; with the adapter on the head only, nothing upstream
     # needs a gradient, so the conv trunk's activations are never saved
     from peft import LoraConfig, get_peft_model
-    from tests.helpers.profiles import CNN, cnn_batches as small_batches
+
+    from tests.helpers.profiles import CNN
+    from tests.helpers.profiles import cnn_batches as small_batches
 
     plain = run(CNN(), small_batches(), F.cross_entropy)
     a = advise_one("lora", plain, AdviceContext(options={"lora": {"rank": 4, "targets": ["fc"]}}))

@@ -11,7 +11,6 @@ from ccprof.advisors._common import make_advice
 from ccprof.advisors.constants import MIN_SAVING_FRAC
 from ccprof.artefacts.advice import Advice, Projected
 from ccprof.artefacts.profile import GpuProjection
-
 from tests.helpers.profiles import hand_profile
 
 

@@ -8,10 +8,9 @@ import ast
 import pytest
 import torch
 
-from ccprof.advisors import AdviceContext, advise, advise_one
+from ccprof.advisors import advise
 from ccprof.api import profile_model
 from ccprof.hardware import attach
-
 from tests.helpers.paths import ROOT
 
 ADVISORS = ROOT / "ccprof" / "advisors"

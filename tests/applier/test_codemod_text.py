@@ -14,13 +14,18 @@ from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvide
 
 from ccprof.applier.codemods import apply_source
 from ccprof.applier.codemods._base import add_needed_imports
-from ccprof.script.facts import ModuleFacts
 from ccprof.applier.codemods._text import (
-    BOM, ScriptEncodingError, ScriptText, decode_script, encode_script, format_change, read_script, write_script,
+    BOM,
+    ScriptEncodingError,
+    ScriptText,
+    decode_script,
+    encode_script,
+    format_change,
+    read_script,
+    write_script,
 )
-
+from ccprof.script.facts import ModuleFacts
 from tests.helpers.paths import ROOT
-
 
 SCRIPT = textwrap.dedent("""\
     import torch
@@ -280,8 +285,9 @@ def test_module_facts_match_libcst_metadata(path: Path | None) -> None:
 
 def test_facts_skip_scope_analysis_when_the_text_rules_it_out() -> None:
     """tf32 on a plain script needs no qualified name: no scope analysis is run for it."""
-    from ccprof.applier.codemods import CODEMODS, _load
     from libcst.codemod import CodemodContext
+
+    from ccprof.applier.codemods import CODEMODS, _load
 
     _load()
     facts = ModuleFacts(cst.parse_module(SCRIPT))
@@ -336,8 +342,9 @@ def test_every_codemod_loads_after_one_module_was_imported_directly() -> None:
 def test_rewrite_shares_untouched_subtrees_with_the_old_module() -> None:
     """The edit pass visits only the paths to the edited nodes: the rest of the new module is
     the old module's own nodes (so the next tweak's facts need no deep copy)."""
-    from ccprof.applier.codemods import CODEMODS, _load
     from libcst.codemod import CodemodContext
+
+    from ccprof.applier.codemods import CODEMODS, _load
 
     _load()
     facts = ModuleFacts(cst.parse_module(SCRIPT))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from ccprof.applier.codemods import CODEMODS, ScriptSyntaxError, apply_source, codemod_ids
-
 from tests.helpers.codemod import ALIASED, CUSTOM, HF, PLAIN, rewrite
 
 

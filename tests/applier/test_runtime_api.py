@@ -7,10 +7,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from ccprof.artefacts.tweaks import TWEAKS
-from ccprof.applier.runtime import (NOT_RUNTIME, Applied, RunObjects, apply_tweak, quality_guard,
-                                    runtime_tweaks)
+from ccprof.applier.runtime import NOT_RUNTIME, Applied, RunObjects, apply_tweak, quality_guard, runtime_tweaks
 from ccprof.applier.runtime._base import REGISTRY, register
+from ccprof.artefacts.tweaks import TWEAKS
 from tests.helpers.models import SEQ, VOCAB, tiny_gpt
 
 

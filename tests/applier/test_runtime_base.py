@@ -3,9 +3,14 @@ from __future__ import annotations
 
 import torch
 
-from ccprof.applier.runtime._base import (find_logits, find_loss, find_repeated_blocks, linear_targets,
-                                          map_tensors, replace_loss)
-
+from ccprof.applier.runtime._base import (
+    find_logits,
+    find_loss,
+    find_repeated_blocks,
+    linear_targets,
+    map_tensors,
+    replace_loss,
+)
 from tests.helpers.models import Plain, batch, tiny_gpt, tiny_llama
 
 

@@ -17,7 +17,6 @@ import pytest
 from ccprof._serde import MAX_DEPTH, ArtefactError
 from ccprof.artefacts.advice import AdviceSet
 from ccprof.artefacts.profile import Profile
-
 from tests.helpers.paths import FIXTURES
 
 PROFILES = [FIXTURES / "profile_sample.json", FIXTURES / "profile_sparse.json",

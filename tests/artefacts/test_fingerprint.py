@@ -5,7 +5,6 @@ scan hashed whole examples: 12 repeated inputs of 48 with labels of their own we
 and 0% to the other."""
 from __future__ import annotations
 
-
 import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset

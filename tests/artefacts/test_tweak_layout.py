@@ -12,7 +12,6 @@ from dataclasses import fields
 import pytest
 
 from ccprof.artefacts.tweaks import TWEAKS
-
 from tests.helpers.paths import ROOT
 
 PKG = ROOT / "ccprof"

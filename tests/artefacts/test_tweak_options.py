@@ -18,12 +18,9 @@ from ccprof.applier.runtime import RunObjects, apply_tweak
 from ccprof.applier.runtime._base import REGISTRY
 from ccprof.artefacts.advice import Advice, AdviceSet, ArtefactError
 from ccprof.artefacts.profile import Profile
-from ccprof.artefacts.tweaks import (TWEAKS, NoOptions, TweakOptions, cli_options, options_for, parse_option,
-                                     runtime_ids)
+from ccprof.artefacts.tweaks import TWEAKS, NoOptions, TweakOptions, cli_options, options_for, parse_option, runtime_ids
 from tests.helpers.models import SEQ, VOCAB, tiny_gpt
-
 from tests.helpers.paths import ROOT
-
 
 # one value per option field, of the field's kind, that each stage can take
 SAMPLES: dict[str, dict[str, typing.Any]] = {
@@ -170,9 +167,8 @@ def test_the_codemod_takes_the_options(tweak):
 # ---- and the advisors fill them -------------------------------------------------------------
 
 def test_recommended_advice_carries_what_was_projected():
-    from ccprof.api import advise, attach_costs
-
     from ccprof.advisors import AdviceContext
+    from ccprof.api import advise, attach_costs
 
     p = Profile.from_json(ROOT / "tests" / "fixtures" / "profile_sample.json")
     by = advise(attach_costs(p) if p.cost is None else p).by_tweak()

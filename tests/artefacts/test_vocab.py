@@ -8,8 +8,18 @@ from pathlib import Path
 import pytest
 
 from ccprof.artefacts import vocab
-from ccprof.artefacts.vocab import (COMPUTE_PHASES, MATMUL_CLASSES, MODEL_PHASES, OP_CLASSES, OP_PHASES,
-                                    STEP_PHASES, STREAM_CLASSES, dtype_name, normalize_dtype, normalize_phase)
+from ccprof.artefacts.vocab import (
+    COMPUTE_PHASES,
+    MATMUL_CLASSES,
+    MODEL_PHASES,
+    OP_CLASSES,
+    OP_PHASES,
+    STEP_PHASES,
+    STREAM_CLASSES,
+    dtype_name,
+    normalize_dtype,
+    normalize_phase,
+)
 
 PACKAGE = Path(vocab.__file__).resolve().parents[1]          # .../ccprof
 PHASE_NAMES = set(STEP_PHASES) | {vocab.EVAL_PHASE}

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from ccprof.applier.codemods import apply_source
 from ccprof.cli import cli
-
-from tests.helpers.paths import ROOT, CODEMOD_CASES as CASES
+from tests.helpers.paths import CODEMOD_CASES as CASES
+from tests.helpers.paths import ROOT
 
 
 def _run(path: Path, *args: str) -> str:
@@ -137,10 +137,10 @@ def test_from_advice_applies_what_each_tweak_projected(tmp_path):
     figure (the wanted batch of grad_accumulation) never becomes another codemod's option."""
     import dataclasses
 
-    from ccprof.artefacts.advice import Advice, AdviceSet, Projected
-    from ccprof.artefacts.tweaks import GradAccumulationOptions, LoraOptions, MixedPrecisionOptions
     from ccprof.advisors import rank
     from ccprof.applier.codemods.selection import tweaks_from_advice
+    from ccprof.artefacts.advice import Advice, AdviceSet, Projected
+    from ccprof.artefacts.tweaks import GradAccumulationOptions, LoraOptions, MixedPrecisionOptions
 
     base = AdviceSet.from_json(ROOT / "tests" / "fixtures" / "advice_sample.json")
     projected = {"grad_accumulation": ({"micro_batch": 8, "accum_steps": 6, "wanted_batch": 48},

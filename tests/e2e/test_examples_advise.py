@@ -6,9 +6,7 @@ import pytest
 from ccprof.advisors import advise
 from ccprof.artefacts.advice import AdviceSet
 from ccprof.artefacts.tweaks import TWEAKS
-
 from tests.helpers.paths import EXAMPLES
-
 
 EXAMPLE_ARGS = {                        # short runs, as tests/e2e/test_examples_run.py uses them
     "gpt_loop.py": ["--steps", "60", "--eval-every", "30"],

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from ccprof.artefacts.tweaks import MORE, TWELVE
-
-from tests.helpers.paths import EXTERNAL, ROOT as REPO
+from tests.helpers.paths import EXTERNAL
+from tests.helpers.paths import ROOT as REPO
 
 pytestmark = pytest.mark.slow
 

@@ -28,9 +28,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.paths import ROOT
-
-
 # a tiny training loop: `--steps 2 --warmup 1` measures 5 steps; STEPS bounds the loop
 TRAIN = """\
 import sys, time, torch

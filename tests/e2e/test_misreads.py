@@ -2,12 +2,10 @@
 script under tests/scripts/); the run-size misread has its own file, tests/profiler/test_run_size.py."""
 from __future__ import annotations
 
-
 import pytest
 
 from ccprof.hardware import attach
 from ccprof.profiler.runner import run_script
-
 from tests.helpers.paths import SCRIPTS
 
 

@@ -15,7 +15,6 @@ import pytest
 
 from ccprof.artefacts.profile import Profile
 from ccprof.profiler.runner import ScriptError, check_script, run_script
-
 from tests.helpers.paths import ROOT
 
 SCRIPTS = ROOT / "tests" / "scripts"

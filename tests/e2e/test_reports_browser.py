@@ -12,7 +12,6 @@ import pytest
 from ccprof.artefacts.advice import AdviceSet
 from ccprof.artefacts.profile import Profile
 from ccprof.reports import compare_html, render_html
-
 from tests.helpers.browser import Page
 from tests.helpers.paths import ARTIFACTS, FIXTURES
 

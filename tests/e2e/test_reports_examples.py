@@ -9,7 +9,6 @@ import pytest
 from ccprof.artefacts.advice import AdviceSet
 from ccprof.artefacts.profile import Profile
 from ccprof.reports import render_html
-
 from tests.helpers.paths import ARTIFACTS, FIXTURES, ROOT
 
 EXAMPLES = sorted(p.stem for p in (ROOT / "examples").glob("*.py"))
@@ -29,8 +28,9 @@ def test_saved_real_artefacts_render():
 @pytest.mark.skipif(not os.path.exists("/usr/bin/chromium"), reason="/usr/bin/chromium is missing")
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_example_report(example, tmp_path):
-    from tests.helpers.browser import Page
     from playwright.sync_api import sync_playwright
+
+    from tests.helpers.browser import Page
 
     out = tmp_path / "out"
     res = subprocess.run([sys.executable, "-m", "ccprof", "analyze", str(ROOT / "examples" / f"{example}.py"),

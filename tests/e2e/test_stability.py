@@ -4,7 +4,6 @@ signal names who sent it. Real scripts in subprocesses (tests/scripts/, examples
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from ccprof.profiler.runner import run_script, who_sent
-
 from tests.helpers.paths import ROOT
 
 EXAMPLES = ROOT / "examples"

@@ -9,11 +9,10 @@ import pytest
 import torch
 
 from ccprof.api import RUN_PLUGINS
-from ccprof.artefacts.advice import Advice, AdviceSet, Plan, Projected
 from ccprof.applier.verify import VERIFY_SEED, pick_tweaks, verify
+from ccprof.artefacts.advice import Advice, AdviceSet, Plan, Projected
 from ccprof.profiler.hooks import StopProfiling
 from ccprof.profiler.runner import run_script
-
 from tests.helpers.paths import ROOT
 
 GPT = ROOT / "examples" / "gpt_loop.py"
@@ -184,8 +183,8 @@ def _hf_run(tweak, options=None):
 
 
 def test_hf_trainer_lora_run_has_a_ledger_within_15pct_of_projection(hf_baseline):
-    from ccprof.api import advise, attach_costs
     from ccprof.advisors import AdviceContext
+    from ccprof.api import advise, attach_costs
 
     # a device the peak fills: LoRA's memory is needed, so it is recommended with what it projects
     tight = AdviceContext(device_memory_bytes=hf_baseline.memory.peak_bytes)

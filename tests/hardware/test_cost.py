@@ -5,11 +5,10 @@ import dataclasses
 
 import pytest
 
+from ccprof.artefacts.profile import DataInfo, Device, Flops, GpuInfo, Memory, OpCost, Profile, StaticFacts, Steps
 from ccprof.hardware import DEFAULT_GPU, attach, cost_for, load_catalog, right_size, run_steps
 from ccprof.hardware.catalog import GpuSpec
 from ccprof.hardware.cost import steps_per_epoch
-from ccprof.artefacts.profile import (DataInfo, Device, Flops, GpuInfo, Memory, OpCost, Profile,
-                                     StaticFacts, Steps)
 
 # 3.6 $/h = 0.001 $/s; 10 TFLOP/s fp32, so 5e12 FLOPs/step -> 0.5 s/step (flops-only path)
 TOY = GpuSpec("toy", "Toy GPU", memory_bytes=10 * 10**9, bandwidth_bytes_per_s=1e12,

@@ -10,7 +10,8 @@ import pytest
 from ccprof.artefacts.profile import DataInfo, HostInfo, OpCost, Profile, Steps
 from ccprof.hardware import load_catalog, project
 from ccprof.hardware.catalog import GpuSpec
-from ccprof.hardware.host import REFERENCE_HOST as REF, host_side
+from ccprof.hardware.host import REFERENCE_HOST as REF
+from ccprof.hardware.host import host_side
 from ccprof.hardware.step import CUDA_LAUNCH_S, cost_step
 from ccprof.hardware.translate import Policy
 

@@ -10,7 +10,6 @@ import pytest
 from ccprof.hardware import kernels as K
 from ccprof.hardware import load_catalog, predict_op_s
 from ccprof.hardware.catalog import GpuSpec
-
 from tests.helpers.paths import ROOT
 
 CAL_GPUS = ROOT / "bench" / "calibration" / "gpus.toml"

@@ -6,17 +6,15 @@ import dataclasses
 
 import pytest
 
+from ccprof.artefacts.profile import DataInfo, Device, Flops, HostInfo, Memory, OpCost, Precision, Profile, Steps
 from ccprof.hardware import kernels as K
 from ccprof.hardware import load_catalog, project
 from ccprof.hardware.catalog import GpuSpec
-from ccprof.hardware.comm import (DDP_BUCKET_BYTES, HOP_LATENCY_S, NCCL_BUS_EFF, ddp_comm, fsdp_comm,
-                                  ring_allreduce_s)
-from ccprof.hardware.projection import CALIBRATION_BOUNDS, MEMORY_HEADROOM_FRAC, fits_memory, mfu, usable_memory_bytes
+from ccprof.hardware.comm import DDP_BUCKET_BYTES, HOP_LATENCY_S, NCCL_BUS_EFF, ddp_comm, fsdp_comm, ring_allreduce_s
 from ccprof.hardware.host import REFERENCE_HOST as REF
+from ccprof.hardware.projection import CALIBRATION_BOUNDS, MEMORY_HEADROOM_FRAC, fits_memory, mfu, usable_memory_bytes
 from ccprof.hardware.step import CUDA_LAUNCH_S, PCIE_BYTES_PER_S, cost_step, data_wait_s
 from ccprof.hardware.translate import Policy
-from ccprof.artefacts.profile import (DataInfo, Device, Flops, HostInfo, Memory, OpCost, Precision, Profile,
-                                     Steps)
 
 # 10 GB, 1 TB/s, 10 TFLOP/s fp32, 100 bf16, 1 SM (waves are exact), interconnect 200 GB/s both ways
 TOY = GpuSpec("toy", "Toy", memory_bytes=10 * 10**9, bandwidth_bytes_per_s=1e12,

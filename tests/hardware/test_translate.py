@@ -9,12 +9,11 @@ import pytest
 import torch
 import torch.nn as nn
 
+from ccprof.artefacts.profile import OpCost, OptimizerInfo, OptimizerSection, Precision, Profile
 from ccprof.hardware import load_catalog
-from ccprof.hardware.translate import (FOREACH_MAX_ELEMS, FOREACH_MAX_TENSORS, Policy, policy_for,
-                                       translate)
+from ccprof.hardware.translate import FOREACH_MAX_ELEMS, FOREACH_MAX_TENSORS, Policy, policy_for, translate
 from ccprof.profiler.flops import FlopPass
 from ccprof.profiler.memory import optimizer_section
-from ccprof.artefacts.profile import OpCost, OptimizerInfo, OptimizerSection, Precision, Profile
 
 CAT = load_catalog(user=False)
 A100 = CAT["a100-80gb"]

@@ -14,8 +14,18 @@ from dataclasses import replace
 import torch
 
 from ccprof.api import profile_model
-from ccprof.artefacts.profile import (Cost, Flops, GpuProjection, Memory, ModelInfo, ModuleStat, OpCost,
-                                     OptimizerInfo, OptimizerSection, Profile, Steps)
+from ccprof.artefacts.profile import (
+    Cost,
+    Flops,
+    Memory,
+    ModelInfo,
+    ModuleStat,
+    OpCost,
+    OptimizerInfo,
+    OptimizerSection,
+    Profile,
+    Steps,
+)
 
 # builder -> the JSON of the profile it built, when it built it
 BUILT: dict[str, str] = {}
@@ -166,7 +176,6 @@ def hand_ops() -> list[OpCost]:
     """What the FLOP pass would record for the hand profile's layers (shapes, parameter
     tensors, autocast bytes): 3 x 2 x 2048 x 2828^2 x 10 = 9.83e11 FLOPs a step."""
     t, d, n = HAND_T, HAND_D, HAND_L
-    act, w = t * d, d * d
     mm = 2 * t * d * d
 
     def row(op, phase, shapes, out, fixed, flops=0, amp="low", count=n, scope="layers.*"):

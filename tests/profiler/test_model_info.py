@@ -6,10 +6,10 @@ import warnings
 import torch
 from torch import nn
 
+from ccprof.artefacts.profile import ModelInfo, Profile
 from ccprof.profiler.flops import FlopPass
 from ccprof.profiler.memory import MemoryLedger
 from ccprof.profiler.model_info import describe_model, repeated_blocks
-from ccprof.artefacts.profile import ModelInfo, Profile
 
 
 def _llama():

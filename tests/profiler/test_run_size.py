@@ -11,14 +11,12 @@ import runpy
 import sys
 
 import pytest
-import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+from ccprof.artefacts.profile import DataInfo, Profile
 from ccprof.hardware import attach, run_steps
 from ccprof.profiler import run_size
-from ccprof.artefacts.profile import DataInfo, Profile
 from ccprof.profiler.runner import run_script
-
 from tests.helpers.paths import SCRIPTS
 
 SCRIPT = SCRIPTS / "run_sizes.py"

@@ -8,7 +8,6 @@ import pytest
 
 from ccprof.artefacts.profile import Profile, StaticFacts
 from ccprof.profiler.static import read_static_facts, static_facts_from_source
-
 from tests.helpers.paths import ROOT
 
 FACTS = [

@@ -21,7 +21,6 @@ from plotly.offline import get_plotlyjs
 from ccprof.artefacts.advice import AdviceSet
 from ccprof.artefacts.profile import Profile
 from ccprof.reports import compare_html, figures, html, render_html
-
 from tests.helpers.paths import ARTIFACTS, FIXTURES, ROOT
 
 BUNDLE = ROOT / "ccprof" / "reports" / "static" / "plotly-ccprof.min.js"

@@ -1,10 +1,18 @@
 """Units in the report: binary bytes, percent MFU, dollars with two significant decimals."""
 import math
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ccprof.reports._format import (
-    MISSING, fmt_bytes, fmt_count, fmt_delta_usd, fmt_flops, fmt_pct, fmt_s, fmt_usd,
+    MISSING,
+    fmt_bytes,
+    fmt_count,
+    fmt_delta_usd,
+    fmt_flops,
+    fmt_pct,
+    fmt_s,
+    fmt_usd,
 )
 
 

@@ -5,12 +5,11 @@ import re
 from click.testing import CliRunner
 
 from ccprof.artefacts.advice import AdviceSet
+from ccprof.artefacts.profile import Profile
 from ccprof.cli import cli
-from ccprof.artefacts.profile import Environment, ModuleStat, Profile
 from ccprof.reports import compare_html, render_html, write_report
-
 from tests.helpers.paths import FIXTURES
-from tests.helpers.reports import EVIL, evil_profile, sample
+from tests.helpers.reports import evil_profile, sample
 
 MAX_REPORT_BYTES = 5_000_000
 

@@ -11,11 +11,10 @@ import re
 import pytest
 
 from ccprof.artefacts.advice import AdviceSet
-from ccprof.hardware import load_catalog
 from ccprof.artefacts.profile import Profile
+from ccprof.hardware import load_catalog
 from ccprof.reports.compare import build_compare_view
 from ccprof.reports.view import NO_PRICE, build_report_view, gpu_cost_rows
-
 from tests.helpers.paths import FIXTURES
 
 GOLD = FIXTURES / "gold"

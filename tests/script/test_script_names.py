@@ -63,9 +63,10 @@ def test_a_sharded_grad_scaler_is_a_grad_scaler_to_both():
     src = LOOP.format(imports="from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler",
                       setup="scaler = ShardedGradScaler()")
     assert static_facts_from_source(src).grad_scaler
-    from ccprof.script.info import ScriptInfo
-    from ccprof.script.facts import ModuleFacts
     import libcst as cst
+
+    from ccprof.script.facts import ModuleFacts
+    from ccprof.script.info import ScriptInfo
 
     info = ScriptInfo(ModuleFacts(cst.parse_module(src)))
     assert info.scaler_names() == {"scaler"}

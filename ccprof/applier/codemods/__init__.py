@@ -19,21 +19,27 @@ are computed once and shared by the tweaks that read it (see ``ccprof.script.fac
 from __future__ import annotations
 
 import builtins
-import importlib
 import difflib
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import libcst as cst
 from libcst.codemod import CodemodContext
 
+from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
+from ccprof.applier.codemods._text import (
+    ScriptEncodingError,
+    ScriptText,
+    format_change,
+    join_newlines,
+    read_script,
+    split_newlines,
+    write_script,
+)
 from ccprof.artefacts.tweaks import APPLY_ORDER, TWEAKS, TweakOptions, option_key, options_for
 from ccprof.artefacts.tweaks import codemod_ids as catalog_codemod_ids
-from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
 from ccprof.script.facts import ModuleFacts
-from ccprof.applier.codemods._text import (
-    ScriptEncodingError, ScriptText, format_change, join_newlines, read_script, split_newlines, write_script,
-)
 
 __all__ = ["ApplyResult", "CODEMODS", "APPLY_ORDER", "register", "apply_source", "tweak_options_of", "codemod_ids",
            "ScriptSyntaxError", "ScriptText", "ScriptEncodingError", "read_script", "write_script"]

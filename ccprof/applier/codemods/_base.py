@@ -16,8 +16,8 @@ import libcst.matchers as m
 from libcst.codemod import CodemodCommand, CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 
-from ccprof.artefacts.tweaks import TweakOptions, options_for
 from ccprof.applier.codemods._cst import Edits
+from ccprof.artefacts.tweaks import TweakOptions, options_for
 from ccprof.script.applied import applied
 from ccprof.script.facts import ModuleFacts
 from ccprof.script.flags import script_options

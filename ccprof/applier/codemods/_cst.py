@@ -9,8 +9,19 @@ from typing import Any, Callable, Sequence
 import libcst as cst
 
 from ccprof.script.nodes import (
-    FUSED_CAPABLE, VAL_LOSS_NAME, assigned_names, attr_chain, binds, call_names, code_of, expr_stmt_call,
-    kwarg, kwarg_code, last_part, method_call, names_in,
+    FUSED_CAPABLE,
+    VAL_LOSS_NAME,
+    assigned_names,
+    attr_chain,
+    binds,
+    call_names,
+    code_of,
+    expr_stmt_call,
+    kwarg,
+    kwarg_code,
+    last_part,
+    method_call,
+    names_in,
 )
 
 __all__ = ["FUSED_CAPABLE", "VAL_LOSS_NAME", "last_part", "Edits", "parse_stmts", "parse_expr",

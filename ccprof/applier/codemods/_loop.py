@@ -9,6 +9,7 @@ from ccprof.applier.codemods._cst import assigned_names, binds, call_names, code
 from ccprof.script.info import ScriptInfo
 from ccprof.script.loop import BackwardSite, backward_sites, calls_model, is_barrier, loss_name, trained_models
 
+
 def require_sites(info: ScriptInfo) -> list[BackwardSite]:
     sites = backward_sites(info)
     if not sites:

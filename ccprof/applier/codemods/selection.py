@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ccprof.artefacts.tweaks import TWEAKS, TweakOptions, parse_option
 from ccprof.applier.codemods import codemod_ids
+from ccprof.artefacts.tweaks import TWEAKS, TweakOptions, parse_option
 
 __all__ = ["Selection", "select_tweaks", "tweaks_from_advice", "parse_option", "default_output_path", "run_argv"]
 
@@ -38,7 +38,7 @@ def select_tweaks(named: list[str], advice_set: Any = None, top: int | None = No
     Example: ``select_tweaks([], AdviceSet.from_json("advice.json"), 2)`` ->
     ``Selection(["mixed_precision", "tf32"], {...}, {"lora": 1})`` when lora ranks first.
     """
-    from ccprof.advisors import rank     # here: the one ranking; advisors load only on this path
+    from ccprof.advisors import rank  # here: the one ranking; advisors load only on this path
 
     have = codemod_ids()
     for t in named:

@@ -21,13 +21,12 @@ Example::
 """
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable
 
 from torch import nn
 
 from ccprof.artefacts.tweaks import TWEAKS, TweakOptions, options_for, runtime_ids
-
-import importlib
 
 from ._base import REGISTRY, STATE_ATTR, Applied, RunObjects
 from .quality import LOSS_TOLERANCE_FRAC, quality_guard

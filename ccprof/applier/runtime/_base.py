@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
-from ccprof.artefacts.tweaks import TWEAKS
 from torch import nn
+
+from ccprof.artefacts.tweaks import TWEAKS
 
 MARK_ATTR = "_ccprof_applied"      # {tweak: Applied} on the root module: a second apply is a no-op
 STATE_ATTR = "_ccprof_state"       # {tweak: object} live state (scaler, teacher, notes)

@@ -4,13 +4,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ccprof.advisors import constants as C
-from ccprof.artefacts.tweaks import BatchSizeOptions
 from ccprof.advisors._common import batch_size, fmt_bytes, fmt_pct, fmt_s, gpu_spec, ledger, make_advice, recost
-from ccprof.hardware.edits import scale_batch
 from ccprof.advisors._registry import register
-from ccprof.artefacts.advice import Advice
 from ccprof.advisors.context import AdviceContext
+from ccprof.artefacts.advice import Advice
 from ccprof.artefacts.profile import Profile
+from ccprof.artefacts.tweaks import BatchSizeOptions
+from ccprof.hardware.edits import scale_batch
 
 __all__ = ["advise_batch_size", "largest_batch"]
 

@@ -13,8 +13,8 @@ from typing import Callable
 
 from torch.utils.data import BatchSampler, DataLoader
 
-from ccprof.artefacts.tweaks import BatchSizeOptions
 from ccprof.applier.runtime._base import Applied, RunObjects, not_applied, register
+from ccprof.artefacts.tweaks import BatchSizeOptions
 
 __all__ = ["apply_batch_size", "loader_hook"]
 

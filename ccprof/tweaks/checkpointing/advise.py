@@ -2,13 +2,22 @@
 from __future__ import annotations
 
 from ccprof.advisors import constants as C
-from ccprof.advisors._common import (forward_flops, fmt_bytes, fmt_change, fmt_pct, gpu_spec, ledger, make_advice,
-                                     module_map, recost)
-from ccprof.hardware.edits import recompute as recompute_blocks
+from ccprof.advisors._common import (
+    fmt_bytes,
+    fmt_change,
+    fmt_pct,
+    forward_flops,
+    gpu_spec,
+    ledger,
+    make_advice,
+    module_map,
+    recost,
+)
 from ccprof.advisors._registry import register
-from ccprof.artefacts.advice import Advice
 from ccprof.advisors.context import AdviceContext
+from ccprof.artefacts.advice import Advice
 from ccprof.artefacts.profile import Profile
+from ccprof.hardware.edits import recompute as recompute_blocks
 
 __all__ = ["advise_checkpointing", "project_checkpointing"]
 

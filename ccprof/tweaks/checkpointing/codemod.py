@@ -12,7 +12,13 @@ import libcst as cst
 from ccprof.applier.codemods import register
 from ccprof.applier.codemods._base import Skip, TweakCodemod
 from ccprof.applier.codemods._cst import (
-    Edits, call_names, code_of, kwarg_code, parse_expr, parse_stmts, set_kwarg,
+    Edits,
+    call_names,
+    code_of,
+    kwarg_code,
+    parse_expr,
+    parse_stmts,
+    set_kwarg,
 )
 from ccprof.script.info import ScriptInfo
 

@@ -15,8 +15,15 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ccprof.applier.runtime._base import (Applied, RunObjects, find_repeated_blocks, hf_model, not_applied, register,
-                    wrap_forward)
+from ccprof.applier.runtime._base import (
+    Applied,
+    RunObjects,
+    find_repeated_blocks,
+    hf_model,
+    not_applied,
+    register,
+    wrap_forward,
+)
 
 __all__ = ["apply_checkpointing"]
 

@@ -10,8 +10,8 @@ import libcst as cst
 from ccprof.applier.codemods import register
 from ccprof.applier.codemods._base import Skip, TweakCodemod
 from ccprof.applier.codemods._cst import Edits, parse_stmts, set_kwarg
-from ccprof.script.info import ScriptInfo
 from ccprof.applier.codemods._model import model_insertion
+from ccprof.script.info import ScriptInfo
 
 __all__ = ["Compile"]
 

@@ -13,9 +13,17 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ccprof.applier.runtime._base import (
+    Applied,
+    RunObjects,
+    model_device,
+    not_applied,
+    note,
+    register,
+    state,
+    wrap_forward,
+)
 from ccprof.artefacts.tweaks import CompileOptions
-from ccprof.applier.runtime._base import (Applied, RunObjects, model_device, not_applied, note, register, state,
-                    wrap_forward)
 
 __all__ = ["apply_compile"]
 

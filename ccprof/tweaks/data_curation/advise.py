@@ -4,8 +4,8 @@ from __future__ import annotations
 from ccprof.advisors import constants as C
 from ccprof.advisors._common import clamp, fmt_pct, make_advice
 from ccprof.advisors._registry import register
-from ccprof.artefacts.advice import Advice
 from ccprof.advisors.context import AdviceContext
+from ccprof.artefacts.advice import Advice
 from ccprof.artefacts.profile import Profile
 
 __all__ = ["advise_data_curation"]

@@ -5,12 +5,12 @@ import os
 from dataclasses import replace
 
 from ccprof.advisors import constants as C
-from ccprof.artefacts.tweaks import DataloaderOptions
 from ccprof.advisors._common import fmt_change, fmt_pct, fmt_s, make_advice, recost
 from ccprof.advisors._registry import register
-from ccprof.artefacts.advice import Advice
 from ccprof.advisors.context import AdviceContext
+from ccprof.artefacts.advice import Advice
 from ccprof.artefacts.profile import Profile
+from ccprof.artefacts.tweaks import DataloaderOptions
 
 __all__ = ["advise_dataloader"]
 

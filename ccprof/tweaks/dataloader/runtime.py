@@ -14,8 +14,8 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from ccprof.artefacts.tweaks import DataloaderOptions
 from ccprof.applier.runtime._base import Applied, RunObjects, model_device, not_applied, register
+from ccprof.artefacts.tweaks import DataloaderOptions
 
 __all__ = ["apply_dataloader", "dataloader_settings", "loader_hook"]
 

@@ -1,14 +1,13 @@
 """distillation: train a shallower student on the teacher's soft labels."""
 from __future__ import annotations
 
-from ccprof.artefacts.tweaks import DistillationOptions
-from ccprof.advisors._common import (fmt_bytes, fmt_change, fmt_num, fmt_pct, ledger, make_advice,
-                                     module_map, recost)
-from ccprof.advisors.context import AdviceContext
-from ccprof.hardware.edits import shrink_blocks
+from ccprof.advisors._common import fmt_bytes, fmt_change, fmt_num, fmt_pct, ledger, make_advice, module_map, recost
 from ccprof.advisors._registry import register
+from ccprof.advisors.context import AdviceContext
 from ccprof.artefacts.advice import Advice
 from ccprof.artefacts.profile import Profile
+from ccprof.artefacts.tweaks import DistillationOptions
+from ccprof.hardware.edits import shrink_blocks
 
 __all__ = ["advise_distillation", "project_distillation"]
 

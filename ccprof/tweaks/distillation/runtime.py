@@ -22,10 +22,24 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ccprof.applier.runtime._base import (
+    Applied,
+    RunObjects,
+    drop_from_optimizers,
+    find_logits,
+    find_loss,
+    find_repeated_blocks,
+    hf_model,
+    not_applied,
+    note,
+    register,
+    replace_logits,
+    replace_loss,
+    state,
+    strip_ccprof,
+    wrap_forward,
+)
 from ccprof.artefacts.tweaks import DistillationOptions
-from ccprof.applier.runtime._base import (Applied, RunObjects, drop_from_optimizers, find_logits, find_loss,
-                    find_repeated_blocks, hf_model, not_applied, note, register, replace_logits,
-                    replace_loss, state, strip_ccprof, wrap_forward)
 
 __all__ = ["apply_distillation", "kd_loss"]
 

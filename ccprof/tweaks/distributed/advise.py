@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from ccprof.advisors import constants as C
 from ccprof.advisors._common import clamp, fmt_bytes, fmt_pct, fmt_s, gpu_spec, ledger, make_advice, recost, run_price
-from ccprof.hardware.comm import DDP_BUCKET_BYTES, NCCL_BUS_EFF, ddp_comm, link_bytes_per_s
 from ccprof.advisors._registry import register
-from ccprof.artefacts.advice import Advice
 from ccprof.advisors.context import AdviceContext
+from ccprof.artefacts.advice import Advice
 from ccprof.artefacts.profile import Profile
+from ccprof.hardware.comm import DDP_BUCKET_BYTES, NCCL_BUS_EFF, ddp_comm, link_bytes_per_s
 
 __all__ = ["advise_distributed", "project_ddp"]
 

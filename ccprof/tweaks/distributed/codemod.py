@@ -13,10 +13,16 @@ import libcst as cst
 from ccprof.applier.codemods import register
 from ccprof.applier.codemods._base import Skip, TweakCodemod, insert_after_imports
 from ccprof.applier.codemods._cst import (
-    Edits, assigned_names, code_of, kwarg, kwarg_code, parse_stmts, set_kwarg,
+    Edits,
+    assigned_names,
+    code_of,
+    kwarg,
+    kwarg_code,
+    parse_stmts,
+    set_kwarg,
 )
-from ccprof.script.info import ScriptInfo
 from ccprof.applier.codemods._model import model_insertion
+from ccprof.script.info import ScriptInfo
 
 __all__ = ["Distributed", "torchrun_command"]
 

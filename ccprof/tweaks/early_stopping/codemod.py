@@ -13,7 +13,14 @@ import libcst as cst
 from ccprof.applier.codemods import register
 from ccprof.applier.codemods._base import Skip, TweakCodemod
 from ccprof.applier.codemods._cst import (
-    Edits, VAL_LOSS_NAME, assigned_names, code_of, kwarg, kwarg_code, parse_stmts, set_kwarg,
+    VAL_LOSS_NAME,
+    Edits,
+    assigned_names,
+    code_of,
+    kwarg,
+    kwarg_code,
+    parse_stmts,
+    set_kwarg,
 )
 from ccprof.script.info import ScriptInfo
 from ccprof.script.loop import loop_of, outermost_loop

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from ccprof.advisors._common import fmt_num, fmt_pct, make_advice
 from ccprof.advisors._registry import register
+from ccprof.advisors.context import AdviceContext
 from ccprof.advisors.families import pretrained_family
 from ccprof.artefacts.advice import Advice
-from ccprof.advisors.context import AdviceContext
 from ccprof.artefacts.profile import Profile
 
 __all__ = ["advise_finetune"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ccprof.applier.codemods import register
 from ccprof.applier.codemods._base import Skip, TweakCodemod
-from ccprof.applier.codemods._cst import Edits, FUSED_CAPABLE, kwarg_code, set_kwarg
+from ccprof.applier.codemods._cst import FUSED_CAPABLE, Edits, kwarg_code, set_kwarg
 from ccprof.script.info import ScriptInfo
 
 __all__ = ["FusedOptimizer"]

@@ -4,14 +4,23 @@ from __future__ import annotations
 import math
 
 from ccprof.advisors import constants as C
-from ccprof.artefacts.tweaks import GradAccumulationOptions
-from ccprof.advisors._common import (batch_size, fmt_bytes, fmt_change, fmt_pct, gpu_spec, ledger, make_advice,
-                                     recost, target_projection)
-from ccprof.hardware.edits import micro_batches, scale_batch
+from ccprof.advisors._common import (
+    batch_size,
+    fmt_bytes,
+    fmt_change,
+    fmt_pct,
+    gpu_spec,
+    ledger,
+    make_advice,
+    recost,
+    target_projection,
+)
 from ccprof.advisors._registry import register
-from ccprof.artefacts.advice import Advice
 from ccprof.advisors.context import AdviceContext
+from ccprof.artefacts.advice import Advice
 from ccprof.artefacts.profile import Profile
+from ccprof.artefacts.tweaks import GradAccumulationOptions
+from ccprof.hardware.edits import micro_batches, scale_batch
 
 __all__ = ["advise_grad_accumulation", "peak_bytes_at_batch", "micro_batch_plan"]
 

@@ -11,10 +11,15 @@ import libcst as cst
 from ccprof.applier.codemods import register
 from ccprof.applier.codemods._base import Skip, TweakCodemod, insert_after_imports
 from ccprof.applier.codemods._cst import (
-    Edits, expr_stmt_call, method_call, parse_expr, parse_stmts, set_kwarg,
+    Edits,
+    expr_stmt_call,
+    method_call,
+    parse_expr,
+    parse_stmts,
+    set_kwarg,
 )
-from ccprof.script.info import ScriptInfo
 from ccprof.applier.codemods._loop import require_sites
+from ccprof.script.info import ScriptInfo
 from ccprof.script.loop import loop_of, outermost_loop, step_stmts
 
 __all__ = ["GradAccumulation"]

@@ -22,9 +22,19 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ccprof.applier.runtime._base import (
+    Applied,
+    RunObjects,
+    find_loss,
+    hf_model,
+    not_applied,
+    note,
+    register,
+    replace_loss,
+    state,
+    wrap_forward,
+)
 from ccprof.artefacts.tweaks import GradAccumulationOptions
-from ccprof.applier.runtime._base import (Applied, RunObjects, find_loss, hf_model, not_applied, note, register,
-                    replace_loss, state, wrap_forward)
 
 __all__ = ["apply_grad_accumulation", "split_batch"]
 

@@ -4,15 +4,24 @@ from __future__ import annotations
 import math
 
 from ccprof.advisors import constants as C
-from ccprof.artefacts.tweaks import LoraOptions
-from ccprof.advisors._common import (fmt_bytes, fmt_change, fmt_num, fmt_pct, head_names, ledger,
-                                     linear_modules, make_advice, recost)
-from ccprof.hardware.edits import freeze_base
+from ccprof.advisors._common import (
+    fmt_bytes,
+    fmt_change,
+    fmt_num,
+    fmt_pct,
+    head_names,
+    ledger,
+    linear_modules,
+    make_advice,
+    recost,
+)
 from ccprof.advisors._registry import register
-from ccprof.artefacts.advice import Advice
 from ccprof.advisors.context import AdviceContext
-from ccprof.artefacts.profile import Profile
 from ccprof.advisors.families import pretrained_family
+from ccprof.artefacts.advice import Advice
+from ccprof.artefacts.profile import Profile
+from ccprof.artefacts.tweaks import LoraOptions
+from ccprof.hardware.edits import freeze_base
 
 __all__ = ["peft_targets", "advise_lora", "project_lora", "lora_applied"]
 

@@ -9,12 +9,23 @@ of that optimizer (``RunObjects.schedulers``) get an entry for it, copied from t
 """
 from __future__ import annotations
 
-
 from torch import nn
 
+from ccprof.applier.runtime._base import (
+    Applied,
+    RunObjects,
+    add_param_group,
+    extend_schedulers,
+    freeze,
+    hf_model,
+    linear_targets,
+    main_optimizer,
+    not_applied,
+    register,
+    template_group,
+    trainable_elems,
+)
 from ccprof.artefacts.tweaks import LoraOptions
-from ccprof.applier.runtime._base import (Applied, RunObjects, add_param_group, extend_schedulers, freeze, hf_model,
-                    linear_targets, main_optimizer, not_applied, register, template_group, trainable_elems)
 
 __all__ = ["apply_lora", "DEFAULT_R", "DEFAULT_ALPHA"]
 
@@ -60,7 +71,9 @@ def apply_lora(objs: RunObjects, r: int = DEFAULT_R, alpha: float | None = None,
 
     hf = hf_model(model)
     if target_modules is None:
-        from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as MAP  # here: peft loads only on this path
+        from peft.utils import (
+            TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as MAP,  # here: peft loads only on this path
+        )
         mtype = getattr(getattr(hf, "config", None), "model_type", None)
         target_modules = list(MAP[mtype]) if hf is not None and mtype in MAP else linear_targets(model)
     if not target_modules:

@@ -1,17 +1,18 @@
 """mixed_precision: bf16/fp16 autocast; time re-costed through the cost model, memory from the ledger."""
 from __future__ import annotations
 
+import re
+
 from ccprof.advisors import constants as C
+from ccprof.advisors._common import fmt_bytes, fmt_change, fmt_pct, gpu_spec, ledger, make_advice, recost
+from ccprof.advisors._registry import register
+from ccprof.advisors.context import AdviceContext
+from ccprof.artefacts.advice import Advice
+from ccprof.artefacts.profile import Profile
 from ccprof.artefacts.tweaks import MixedPrecisionOptions
 from ccprof.artefacts.vocab import MATMUL_CLASSES, dtype_name, normalize_dtype
-from ccprof.advisors._common import (fmt_bytes, fmt_change, fmt_pct, gpu_spec, ledger, make_advice, recost)
 from ccprof.hardware import half_dtype
 from ccprof.hardware.kernels import op_class
-from ccprof.advisors._registry import register
-from ccprof.artefacts.advice import Advice
-from ccprof.advisors.context import AdviceContext
-from ccprof.artefacts.profile import Profile
-import re
 
 __all__ = ["advise_mixed_precision", "project_mixed_precision_memory"]
 

@@ -8,13 +8,20 @@ from __future__ import annotations
 import libcst as cst
 
 from ccprof.applier.codemods import register
-from ccprof.artefacts.vocab import normalize_dtype
 from ccprof.applier.codemods._base import Skip, TweakCodemod
 from ccprof.applier.codemods._cst import (
-    Edits, attr_chain, call_names, code_of, kwarg_code, parse_expr, parse_stmts, set_kwarg,
+    Edits,
+    attr_chain,
+    call_names,
+    code_of,
+    kwarg_code,
+    parse_expr,
+    parse_stmts,
+    set_kwarg,
 )
-from ccprof.script.info import ScriptInfo
 from ccprof.applier.codemods._loop import device_type_expr, forward_region, require_sites
+from ccprof.artefacts.vocab import normalize_dtype
+from ccprof.script.info import ScriptInfo
 from ccprof.script.loop import calls_model, loop_of, outermost_loop, step_stmts, trained_models
 
 __all__ = ["MixedPrecision", "normalize_dtype"]

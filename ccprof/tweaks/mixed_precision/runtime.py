@@ -19,10 +19,19 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ccprof.applier.runtime._base import (
+    Applied,
+    RunObjects,
+    map_tensors,
+    model_device,
+    not_applied,
+    note,
+    param_dtype,
+    register,
+    state,
+    wrap_forward,
+)
 from ccprof.artefacts.vocab import normalize_dtype
-
-from ccprof.applier.runtime._base import (Applied, RunObjects, map_tensors, model_device, not_applied, note,
-                    param_dtype, register, state, wrap_forward)
 
 __all__ = ["apply_mixed_precision"]
 

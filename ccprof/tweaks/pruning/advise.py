@@ -1,15 +1,22 @@
 """pruning: structured pruning of the repeated blocks' Linear layers, re-costed at the narrower shapes."""
 from __future__ import annotations
 
-from ccprof.artefacts.tweaks import PruningOptions
-from ccprof.advisors._common import (capability_at_least, fmt_change, fmt_pct, gpu_spec, linear_modules,
-                                     make_advice, recost)
+from ccprof.advisors._common import (
+    capability_at_least,
+    fmt_change,
+    fmt_pct,
+    gpu_spec,
+    linear_modules,
+    make_advice,
+    recost,
+)
 from ccprof.advisors._registry import register
-from ccprof.artefacts.advice import Advice
 from ccprof.advisors.context import AdviceContext
+from ccprof.artefacts.advice import Advice
+from ccprof.artefacts.profile import Profile
+from ccprof.artefacts.tweaks import PruningOptions
 from ccprof.hardware.edits import in_scopes, narrow_blocks
 from ccprof.hardware.kernels import op_class
-from ccprof.artefacts.profile import Profile
 
 __all__ = ["advise_pruning"]
 

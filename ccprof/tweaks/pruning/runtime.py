@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from ccprof.artefacts.tweaks import PruningOptions
 from ccprof.applier.runtime._base import Applied, RunObjects, linear_targets, not_applied, register
+from ccprof.artefacts.tweaks import PruningOptions
 
 __all__ = ["apply_pruning", "METHODS", "DEFAULT_AMOUNT"]
 

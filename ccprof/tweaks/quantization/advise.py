@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from ccprof.advisors import constants as C
-from ccprof.artefacts.tweaks import QuantizationOptions
 from ccprof.advisors._common import fmt_bytes, fmt_num, fmt_pct, ledger, linear_modules, make_advice
 from ccprof.advisors._registry import register
-from ccprof.artefacts.advice import Advice
 from ccprof.advisors.context import AdviceContext
+from ccprof.artefacts.advice import Advice
 from ccprof.artefacts.profile import Profile
+from ccprof.artefacts.tweaks import QuantizationOptions
 
 __all__ = ["advise_quantization"]
 

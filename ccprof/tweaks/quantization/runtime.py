@@ -16,9 +16,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from ccprof.applier.runtime._base import (
+    Applied,
+    RunObjects,
+    drop_from_optimizers,
+    freeze,
+    get_submodule_parent,
+    linear_targets,
+    not_applied,
+    register,
+)
 from ccprof.artefacts.tweaks import QuantizationOptions
-from ccprof.applier.runtime._base import (Applied, RunObjects, drop_from_optimizers, freeze, get_submodule_parent,
-                    linear_targets, not_applied, register)
 
 __all__ = ["apply_quantization", "QuantLinear", "quantize_weight", "dequantize_weight"]
 

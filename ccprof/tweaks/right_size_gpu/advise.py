@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from ccprof.advisors._common import catalog_entries, clamp, fmt_pct, fmt_s, fmt_usd, make_advice, run_price
 from ccprof.advisors._registry import register
-from ccprof.artefacts.advice import Advice
 from ccprof.advisors.context import AdviceContext
+from ccprof.artefacts.advice import Advice
 from ccprof.artefacts.profile import Profile
 from ccprof.hardware import right_size
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from ccprof.advisors._common import capability_at_least, fmt_change, gpu_spec, make_advice, recost
 from ccprof.advisors._registry import register
-from ccprof.artefacts.advice import Advice
 from ccprof.advisors.context import AdviceContext
+from ccprof.artefacts.advice import Advice
 from ccprof.artefacts.profile import Profile
 
 __all__ = ["advise_tf32"]

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from ccprof.advisors import constants as C
-from ccprof.artefacts.tweaks import WarmStartOptions
 from ccprof.advisors._common import clamp, fmt_bytes, fmt_num, fmt_pct, ledger, make_advice, recost
 from ccprof.advisors._registry import register
-from ccprof.artefacts.advice import Advice
 from ccprof.advisors.context import AdviceContext
+from ccprof.artefacts.advice import Advice
 from ccprof.artefacts.profile import Profile
+from ccprof.artefacts.tweaks import WarmStartOptions
 
 __all__ = ["advise_warm_start", "project_warm_start"]
 

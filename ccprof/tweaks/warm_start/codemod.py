@@ -11,8 +11,8 @@ from __future__ import annotations
 from ccprof.applier.codemods import register
 from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
 from ccprof.applier.codemods._cst import Edits, code_of, parse_stmts
-from ccprof.script.info import ScriptInfo
 from ccprof.applier.codemods._model import model_insertion
+from ccprof.script.info import ScriptInfo
 
 __all__ = ["WarmStart"]
 

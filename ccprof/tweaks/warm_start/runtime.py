@@ -6,12 +6,11 @@ frozen there too; the result says so.
 """
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
-from ccprof.artefacts.tweaks import WarmStartOptions
 from ccprof.applier.runtime._base import Applied, RunObjects, freeze, hf_model, not_applied, register, trainable_elems
+from ccprof.artefacts.tweaks import WarmStartOptions
 
 __all__ = ["apply_warm_start"]
 

@@ -1,11 +1,10 @@
-from dataclasses import replace
 
 import pytest
 
 from ccprof.advisors import AdviceContext, advise_one
-from ccprof.tweaks.batch_size.advise import largest_batch
 from ccprof.hardware import cost_step, load_catalog
 from ccprof.hardware.edits import scale_batch
+from ccprof.tweaks.batch_size.advise import largest_batch
 from tests.helpers.profiles import hand_profile, llama_plain, priced
 
 MB = 10**6

@@ -3,11 +3,11 @@ from dataclasses import replace
 import pytest
 
 from ccprof.advisors import AdviceContext, advise_one
-from ccprof.tweaks.checkpointing.advise import project_checkpointing
+from ccprof.artefacts.profile import Embedding, ModuleStat, RepeatedBlock
 from ccprof.hardware import cost_step, load_catalog
 from ccprof.hardware.edits import recompute
-from ccprof.artefacts.profile import Embedding, Memory, ModuleStat, RepeatedBlock
-from tests.helpers.profiles import cnn_plain, gpt_plain, hand_profile, llama_plain
+from ccprof.tweaks.checkpointing.advise import project_checkpointing
+from tests.helpers.profiles import gpt_plain, hand_profile, llama_plain
 
 MB = 10**6
 

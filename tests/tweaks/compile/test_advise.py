@@ -3,8 +3,8 @@ from dataclasses import replace
 import pytest
 
 from ccprof.advisors import advise_one
-from ccprof.hardware import cost_step, load_catalog, policy_for, translate
 from ccprof.artefacts.profile import OpCost, StaticFacts
+from ccprof.hardware import cost_step, load_catalog, policy_for, translate
 from tests.helpers.profiles import hand_ops, hand_profile, llama_plain, priced
 
 ACT = 4 * 2048 * 2828                       # one fp32 activation of the hand profile's layers

@@ -4,8 +4,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
-from ccprof.applier.runtime import (RunObjects, apply_batch_size, apply_dataloader, apply_tweak,
-                                    dataloader_hooks)
+from ccprof.applier.runtime import RunObjects, apply_batch_size, apply_dataloader, apply_tweak, dataloader_hooks
 from tests.helpers.models import tiny_gpt
 
 

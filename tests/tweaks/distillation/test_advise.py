@@ -3,11 +3,11 @@ from dataclasses import replace
 import pytest
 
 from ccprof.advisors import advise_one
-from ccprof.tweaks.distillation.advise import project_distillation
+from ccprof.artefacts.profile import ModuleStat, RepeatedBlock
 from ccprof.hardware import cost_step, load_catalog
 from ccprof.hardware.edits import shrink_blocks
-from ccprof.artefacts.profile import ModuleStat, RepeatedBlock
-from tests.helpers.profiles import cnn_plain, gpt_plain, hand_profile, llama_plain
+from ccprof.tweaks.distillation.advise import project_distillation
+from tests.helpers.profiles import gpt_plain, hand_profile, llama_plain
 
 
 def test_formula():

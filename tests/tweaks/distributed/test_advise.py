@@ -3,13 +3,12 @@ from dataclasses import replace
 import pytest
 
 from ccprof.advisors import AdviceContext, advise_one
-from ccprof.tweaks.distributed.advise import project_ddp
+from ccprof.artefacts.profile import Device, StaticFacts
 from ccprof.hardware import cost_step, load_catalog
 from ccprof.hardware.catalog import GpuSpec
 from ccprof.hardware.comm import ddp_comm
-from ccprof.artefacts.profile import Device, StaticFacts
+from ccprof.tweaks.distributed.advise import project_ddp
 from tests.helpers.profiles import hand_profile, llama_plain, priced
-
 
 # 200 GB/s interconnect (both ways): 100 GB/s each way
 LINKED = GpuSpec("toy", "Toy", 10**10, 1e12, {"fp32": 1e13}, interconnect_bytes_per_s=200e9)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from ccprof.applier.codemods import apply_source
-
 from tests.helpers.codemod import HF, LIGHTNING, rewrite
 
 

@@ -3,9 +3,9 @@ from dataclasses import replace
 import pytest
 
 from ccprof.advisors import AdviceContext, advise_one
-from ccprof.tweaks.grad_accumulation.advise import micro_batch_plan, peak_bytes_at_batch
 from ccprof.hardware import cost_step, load_catalog
 from ccprof.hardware.edits import micro_batches, scale_batch
+from ccprof.tweaks.grad_accumulation.advise import micro_batch_plan, peak_bytes_at_batch
 from tests.helpers.profiles import hand_profile, llama_plain, priced
 
 MB = 10**6

@@ -54,6 +54,7 @@ def test_not_applicable_from_scratch_without_a_family():
 
 def test_already_applied_with_peft():
     from peft import LoraConfig, get_peft_model
+
     from tests.helpers.profiles import llama, llama_batches, run
 
     p = run(get_peft_model(llama(), LoraConfig(r=4, target_modules=["q_proj"])), llama_batches(batch=2, seq=16))

@@ -1,12 +1,11 @@
 from dataclasses import replace
 
 import pytest
-import torch
 
 from ccprof.advisors import AdviceContext, advise_one
-from ccprof.tweaks.mixed_precision.advise import project_mixed_precision_memory
-from ccprof.hardware import cost_step, load_catalog, policy_for
 from ccprof.artefacts.profile import Device, ModuleStat, OpCost
+from ccprof.hardware import cost_step, load_catalog, policy_for
+from ccprof.tweaks.mixed_precision.advise import project_mixed_precision_memory
 from tests.helpers.profiles import hand_ops, hand_profile, llama, llama_batches, llama_plain, priced, run
 
 MB = 10**6

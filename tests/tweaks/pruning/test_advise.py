@@ -3,9 +3,9 @@ from dataclasses import replace
 import pytest
 
 from ccprof.advisors import AdviceContext, advise_one
+from ccprof.artefacts.profile import Flops, RepeatedBlock, StaticFacts
 from ccprof.hardware import cost_step, load_catalog
 from ccprof.hardware.edits import narrow_blocks
-from ccprof.artefacts.profile import Flops, RepeatedBlock, StaticFacts
 from tests.helpers.profiles import cnn_plain, hand_profile, llama_plain, priced
 
 

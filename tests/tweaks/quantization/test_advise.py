@@ -1,7 +1,5 @@
 from dataclasses import replace
 
-import pytest
-
 from ccprof.advisors import AdviceContext, advise_one
 from tests.helpers.profiles import hand_profile, llama_plain
 
@@ -23,6 +21,7 @@ def test_formula_frozen_linear_in_nf4():
 
 def test_fires_on_real_peft_llama():
     from peft import LoraConfig, get_peft_model
+
     from tests.helpers.profiles import llama, llama_batches, run
     p = run(get_peft_model(llama(), LoraConfig(r=4, target_modules="all-linear")), llama_batches(batch=2, seq=16))
     a = advise_one("quantization", p, AdviceContext(device_memory_bytes=p.memory.peak_bytes))

@@ -1,12 +1,10 @@
-from dataclasses import replace
 
 import pytest
 
 from ccprof.advisors import advise_one
 from ccprof.artefacts.profile import Profile
-from tests.helpers.profiles import hand_profile, llama_plain, priced
-
 from tests.helpers.paths import FIXTURES
+from tests.helpers.profiles import llama_plain, priced
 
 SAMPLE = FIXTURES / "profile_sample.json"
 

@@ -3,8 +3,8 @@ from dataclasses import replace
 import pytest
 
 from ccprof.advisors import advise_one
-from ccprof.hardware import cost_step, load_catalog, policy_for
 from ccprof.artefacts.profile import Precision
+from ccprof.hardware import cost_step, load_catalog, policy_for
 from tests.helpers.profiles import hand_profile, llama_plain, priced
 
 
