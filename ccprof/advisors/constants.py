@@ -4,7 +4,7 @@ Every number an advisor projects from goes through a name here, so a rationale c
 and a user can override it through ``AdviceContext``. Figures marked *unverified* are
 ccprof's own starting points, said plainly in the rationale that uses them. No time saving is
 a constant here: step-time effects are re-costed by the hardware stage's cost model
-(``ccprof.hardware``: kernels, translate, step, edits, comm); tests/test_advisors_recost.py
+(``ccprof.hardware``: kernels, translate, step, edits, comm); tests/advisors/test_recost.py
 fails on a literal speed-up.
 """
 from __future__ import annotations

@@ -1,19 +1,25 @@
 """The tweak catalog: one entry per id, with the stages that id has and its typed options.
 
-One id names the same thing everywhere (advisor, options, runtime applier, codemod, test
-file, report anchor). Each entry says which stages exist for it (every id has an advisor; a
-runtime applier for ``--verify``; a codemod for ``ccprof apply``) and carries the dataclass of
-its options. An option has one name, the field's, through every stage:
+One id names the same thing everywhere (its folder ``ccprof/tweaks/<id>/``, advisor, options,
+runtime applier, codemod, test folder, report anchor). Each entry says which stages exist for
+it (every id has an advisor; a runtime applier for ``--verify``; a codemod for ``ccprof
+apply``), carries the dataclass of its options (``ccprof/artefacts/tweak_options.py``), and
+owns what the engines would otherwise decide by id: its conflicts, run scope, place in the plan
+and stacked rewrites, and the details keys of old advice files. An option has one name, the
+field's, and one default, through every stage:
 
-- the advisor fills it with what it projected (``GradAccumulationOptions(steps=4)``);
+- the advisor projects with ``AdviceContext.option(id, name)`` and fills what it projected
+  (``GradAccumulationOptions(steps=4)``);
 - advice.json stores it (``Advice.options``, validated on load against the dataclass);
-- the runtime applier takes ``options.runtime_kwargs()`` (``apply_grad_accumulation(micro_batches=4)``);
-- the codemod reads the fields (``self.options.steps``);
-- ``ccprof apply --option`` sets a field by its ``cli`` key (``accumulation_steps=8``) or as
-  ``<tweak>.<field>=...`` (``grad_accumulation.steps=8``).
+- the runtime applier takes ``options.runtime_kwargs()`` (``apply_grad_accumulation(micro_batches=4)``),
+  the defaults of unset fields included;
+- the codemod reads ``self.opt("steps")``: the field, else the catalog's default;
+- ``--option`` (``analyze``, ``advise``, ``apply``) sets a field by its ``cli`` key
+  (``accumulation_steps=8``) or as ``<tweak>.<field>=...`` (``grad_accumulation.steps=8``).
 
-A field left ``None`` means "that stage's default" (given in each stage's docstring).
-``tests/test_tweak_options.py`` walks every id through advisor -> advice.json -> runtime -> codemod.
+A field whose default is None is decided from the run (its ``doc`` says how).
+``tests/artefacts/test_tweak_options.py`` walks every id through advisor -> advice.json -> runtime
+-> codemod; ``tests/artefacts/test_tweak_layout.py`` checks the one default and the layout.
 
 Example::
 
