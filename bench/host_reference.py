@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
-from ccprof.profiler.host import OpClock, cpu_now, host_cpu_name, measure_host, speed_probe  # noqa: E402
+from ccprof.profiler.clock import cpu_s  # noqa: E402
+from ccprof.profiler.host import OpClock, host_cpu_name, measure_host, speed_probe  # noqa: E402
 from ccprof.profiler.pycount import OpcodeCounter  # noqa: E402
 
 
@@ -46,9 +47,9 @@ def best_cpu_s(fn: Callable[[], object], repeats: int = 200) -> float:
         fn()
     best = float("inf")
     for _ in range(repeats):
-        t0 = cpu_now()
+        t0 = cpu_s()
         fn()
-        best = min(best, cpu_now() - t0)
+        best = min(best, cpu_s() - t0)
     return best
 
 

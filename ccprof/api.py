@@ -23,8 +23,9 @@ from ccprof.artefacts.profile import ErrorInfo, Profile
 from ccprof.artefacts.tweaks import options_from_cli
 from ccprof.exit_codes import CcprofError, ExitCode
 from ccprof.outputs import archive_previous_run
+from ccprof.profiler.clock import utc_now
 from ccprof.profiler.runner import run_script
-from ccprof.profiler.spec import RunSpec, run_environment, utc_now
+from ccprof.profiler.spec import RunSpec, run_environment
 
 __all__ = ["Analysis", "analyze_script", "profile_model", "attach_costs", "advise", "apply",
            "write_artefacts", "StageError", "UsageError", "check_analyze_inputs", "load_artefact", "parse_tweak_options",

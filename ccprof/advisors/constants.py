@@ -25,10 +25,10 @@ __all__ = [
 # --- bytes --------------------------------------------------------------------------------
 BYTES_FP32 = 4
 BYTES_BF16 = 2
-# fp32 AdamW: exp_avg + exp_avg_sq = 8 bytes/param (FACTS.md "Memory"; ZeRO paper accounting).
+# fp32 AdamW: exp_avg + exp_avg_sq = 8 bytes/param (Rajbhandari et al., ZeRO, SC 2020: the model-state accounting).
 ADAM_STATE_BYTES_PER_PARAM = 8
 
-# --- thresholds other tools use (FACTS.md "Thresholds") -------------------------------------
+# --- thresholds other tools use (PyTorch Profiler TensorBoard plugin, pytorch/kineto tb_plugin) ---
 # PyTorch TensorBoard plugin: peak memory > 90% of the device -> checkpointing / AMP.
 MEMORY_FULL_FRAC = 0.90
 # PyTorch TensorBoard plugin: DataLoader > 5% of step -> more workers.
@@ -56,7 +56,7 @@ WARM_START_MIN_DIM = 50
 
 # --- checkpointing ------------------------------------------------------------------------
 # Recommend when activations are >= 30% of peak (ccprof threshold): below that, recomputation
-# costs up to +33% compute (Chen et al. 2016; FACTS.md) for little memory.
+# costs up to +33% compute (Chen et al. 2016, "Training Deep Nets with Sublinear Memory Cost") for little memory.
 CKPT_ACT_SHARE_MIN = 0.30
 
 # --- mixed_precision -----------------------------------------------------------------------

@@ -47,7 +47,8 @@ BUILTIN_CATALOG_PATH = Path(__file__).with_name("catalog.toml")
 DTYPE_KEYS = ("fp32", "tf32", "bf16", "fp16", "fp8")
 
 # Target GPU when the profile ran without one and the user names none: the A100 80GB is
-# the most widely rented training GPU across the hyperscalers and neoclouds in FACTS.md.
+# the training GPU rented on demand at every provider the catalog's prices cite (AWS p4de, Azure
+# NC A100 v4, Lambda).
 DEFAULT_GPU = "a100-80gb"
 
 _REQUIRED_NEW = ("name", "memory_gb", "bandwidth_gb_s")

@@ -32,7 +32,7 @@ __all__ = ["MEMORY_HEADROOM_FRAC", "CALIBRATION_BOUNDS", "usable_memory_bytes", 
 
 # Memory must leave this fraction of the device free to "fit": the CUDA context
 # (~0.3-0.5 GB), cuBLAS/cuDNN workspaces and caching-allocator fragmentation live there.
-# 10% is the PyTorch TensorBoard plugin's threshold (peak memory > 90% -> act; FACTS.md).
+# 10% is the PyTorch TensorBoard plugin's threshold (peak memory > 90% -> act; pytorch/kineto tb_plugin).
 MEMORY_HEADROOM_FRAC = 0.10
 # A measured/modelled ratio outside these bounds says the model does not describe this step
 # (or the measurement was disturbed): the factor is clamped and the detail says so.

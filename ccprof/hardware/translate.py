@@ -1,8 +1,8 @@
 """What the target GPU would run for the profiled step: the CPU op list as CUDA kernels.
 
 A CPU profile records the kernels the CPU ran. A GPU runs different ones for the same step,
-and the cost model costs those (FACTS.md, "PyTorch defaults on CUDA that a CPU profile never
-shows"):
+and the cost model costs those (PyTorch's CUDA semantics notes, "TensorFloat-32 (TF32) on Ampere
+(and later) devices", and torch.optim's foreach default on CUDA tensors):
 
 * precision: cuDNN convolutions in TF32 (``torch.backends.cudnn.allow_tf32`` defaults to True);
   fp32 matmuls in TF32 only as the script set it; under autocast, every op by PyTorch's autocast

@@ -23,11 +23,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from ccprof.artefacts.profile import HostInfo
 from ccprof.profiler.clock import cpu_s
 
-__all__ = ["measure_host", "cpu_now", "OpClock", "host_cpu_name", "speed_probe", "PROBE_ROUNDS"]
+__all__ = ["measure_host", "OpClock", "host_cpu_name", "speed_probe", "PROBE_ROUNDS"]
 
 _REPEATS = 2000
 _ROUNDS = 5
-cpu_now = cpu_s                     # kept for bench/host_reference.py: the one clock's thread CPU time
 # The speed probe: CPU seconds of a fixed mix of what a training loop's host side does (a small
 # aten op, a tensor slice, an element read, a Python loop over a dict), per round. Run beside
 # every timed step (and in the workers beside every batch), it tells how fast this CPU ran

@@ -22,9 +22,8 @@ from typing import Any
 
 from ccprof import __version__, _serde
 from ccprof.artefacts.profile import Environment
-from ccprof.profiler.clock import utc_now  # noqa: F401  (re-exported: api.py imports it here)
 
-__all__ = ["RunSpec", "run_environment", "utc_now"]
+__all__ = ["RunSpec", "run_environment"]
 
 
 @dataclass(frozen=True)
