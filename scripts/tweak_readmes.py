@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ccprof.artefacts.tweaks import APPLY_ORDER, TWEAKS, conflict  # noqa: E402
+from ccprof.artefacts.tweaks import APPLY_ORDER, TWEAKS, conflict, describe  # noqa: E402
 
 STAGES = (("advise.py", "advisor", "projects the saving from a profile (`ccprof analyze`, `ccprof advise`)"),
           ("runtime.py", "runtime applier", "applies it to the live objects of a re-run (`--verify`)"),
@@ -65,7 +65,7 @@ def sources(tweak: str) -> list[str]:
     return out
 
 
-def _default(info, f) -> str:
+def _default(f) -> str:
     d = f.metadata.get("default")
     if d is None:
         return "decided from the run"
@@ -93,14 +93,13 @@ def readme(tweak: str) -> str:
     if info.codemod:
         lines.append(f"- Stacked rewrites apply it in position {APPLY_ORDER.index(tweak) + 1} of {len(APPLY_ORDER)}.")
     lines += ["", "## Options", ""]
-    opts = fields(info.options)
+    opts = describe(tweak)["options"]          # what `ccprof tweaks --json` says of them
     if not opts:
         lines.append("None.")
     else:
         lines += ["| option | `--option` key | default | what |", "|---|---|---|---|"]
-        for f in opts:
-            key = f.metadata.get("cli") or f"{tweak}.{f.name}"
-            lines.append(f"| `{f.name}` | `{key}` | {_default(info, f)} | {f.metadata.get('doc', '')} |")
+        for o, f in zip(opts, fields(info.options)):
+            lines.append(f"| `{o['name']}` | `{o['option']}` | {_default(f)} | {o['doc']} |")
     others = [t for t in TWEAKS if t != tweak and conflict(tweak, t)]
     if others:
         lines += ["", "## Not together with", ""]
