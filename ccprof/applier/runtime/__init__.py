@@ -42,7 +42,7 @@ NOT_RUNTIME: dict[str, str] = {t: i.no_runtime for t, i in TWEAKS.items() if not
 
 
 def runtime_module(tweak: str):
-    """The runtime module of a catalog id, ``ccprof.tweaks.<id>.runtime`` (imported on first use)."""
+    """The runtime module of a catalog id, ``ccprof.tweaks.<id>.runtime`` (all are imported with this package)."""
     if tweak not in TWEAKS or not TWEAKS[tweak].runtime:
         raise KeyError(f"{tweak!r} has no runtime applier")
     return importlib.import_module(f"ccprof.tweaks.{tweak}.runtime")
@@ -105,7 +105,8 @@ def apply_tweak(tweak: str, objs: RunObjects | nn.Module,
 def dataloader_hooks(tweak: str, options: TweakOptions | dict[str, Any] | None = None) -> Callable[[Any], list[str]] | None:
     """A ``on_dataloader_iter(loader)`` callback for ``DataLoader.__iter__``, or None.
 
-    For ``dataloader`` and ``batch_size`` only: the callback applies the settings to each
+    For a tweak whose runtime module defines ``dataloader_hook(**options)`` (today batch_size and
+    dataloader): the callback applies the settings to each
     loader once, before its iterator is made, so a verify run has them from epoch one; it
     returns what it changed (the harness then counts the tweak as applied).
     Example: ``hook = dataloader_hooks("batch_size", {"batch_size": 64}); hook(loader)``.
