@@ -47,6 +47,11 @@ class TweakCodemod(CodemodCommand):
     # the facts of ccprof.script.applied that mean the script already has the tweak (any one):
     # the same functions the profiler's static facts ask, so apply and analyze agree
     FACTS: ClassVar[tuple[str, ...]] = ()
+    # In a Hugging Face Accelerate script: "code" (edit the code as in a plain loop: workers, TF32,
+    # compile, checkpointing, the loader's batch size are not Accelerator settings), "accelerator"
+    # (the setting belongs to ``Accelerator(...)``: the codemod's ``plan`` puts it there), or the
+    # reason the rewrite does not apply, naming what the user should do instead.
+    ACCELERATE: ClassVar[str] = "code"
     # No libcst metadata providers: ``ScriptInfo`` reads a ``ModuleFacts`` (parents, lines,
     # qualified names), which ``apply_source`` shares between the tweaks of one module version.
     METADATA_DEPENDENCIES = ()
@@ -71,9 +76,8 @@ class TweakCodemod(CodemodCommand):
         ``AlreadyApplied``. Unchanged subtrees are shared with ``facts.module``."""
         info = ScriptInfo(facts)
         self.check_applied(info)
-        if info.uses_accelerate():
-            raise Skip("this is an Accelerate script (looked for plain torch calls, found "
-                       "`accelerate.Accelerator`): set the tweak on `Accelerator(...)` instead")
+        if info.uses_accelerate() and self.ACCELERATE not in ("code", "accelerator"):
+            raise Skip(self.ACCELERATE)
         edits = Edits()
         self.plan(info, edits)
         if not edits:
