@@ -9,6 +9,7 @@ that finds nothing to change raises ``Skip`` (with the line it looked for) or
 """
 from __future__ import annotations
 
+import shlex
 from typing import Any, ClassVar, Sequence
 
 import libcst as cst
@@ -30,6 +31,15 @@ class Skip(Exception):
 
 class AlreadyApplied(Exception):
     """The script already has the tweak; the message names the line that shows it."""
+
+
+class TurnOn(AlreadyApplied):
+    """The script has the tweak behind an option the run left off: nothing to write; the message
+    gives the run's arguments with the option on (``argv``)."""
+
+    def __init__(self, message: str, argv: list[str]) -> None:
+        super().__init__(message)
+        self.argv = argv
 
 
 # --------------------------------------------------------------------------- base class
@@ -100,6 +110,11 @@ class TweakCodemod(CodemodCommand):
         for a in found:
             if a.on:
                 raise AlreadyApplied(a.reason())
+        for a in found:
+            if a.off_in_run and a.switch is not None:
+                raise TurnOn(f"in the script, off in the run the advice came from: {a.reason()}; turn it on "
+                             f"rather than adding a second one: run the script with `{shlex.join(a.switch)}`",
+                             list(a.switch))
         for a in found:
             if a.off_in_run:
                 raise Skip(f"not in effect in the run the advice came from: {a.reason()}; turn "
