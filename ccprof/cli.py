@@ -375,9 +375,11 @@ def compare_cmd(before_path: str | None, after_path: str | None, run_dir: str, o
         click.echo(str(out))
 
 
-@cli.command("apply", epilog="\b\nExit codes: 0 every tweak asked for is written or already in the script; "
-             f"{int(ExitCode.NOT_ALL_APPLIED)} some could not be\nwritten (each is named with why; the others are "
-             f"written); {int(ExitCode.BAD_INPUT)} bad usage or input, nothing written.")
+@cli.command("apply", epilog="\b\nExit codes:\n"
+             f"{int(ExitCode.OK):>5}  every tweak asked for is written or already in the script\n"
+             f"{int(ExitCode.NOT_ALL_APPLIED):>5}  some could not be written (each is named with why; the rest is written)\n"
+             f"{int(ExitCode.BAD_INPUT):>5}  bad usage or input: nothing written\n"
+             f"{int(ExitCode.SCRIPT_ERROR):>5}  the script does not parse: nothing written")
 @click.argument("script", type=click.Path(dir_okay=False, path_type=str))
 @click.option("-t", "--tweak", "tweaks", multiple=True,
               help="Tweak id to apply (repeatable); with --from, only these, with the options advice.json projected.")

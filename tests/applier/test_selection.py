@@ -178,3 +178,22 @@ def test_cli_already_applied_is_success(script, tmp_path):
     res = runner.invoke(cli, ["apply", str(script), "-t", "tf32", "-o", str(tmp_path / "x.py")])
     assert res.exit_code == ExitCode.OK, res.output
     assert "already applied tf32: " in res.output and "the script already has every tweak asked for" in res.output
+
+
+def test_a_codemod_that_crashes_costs_only_its_own_tweak(script, monkeypatch):
+    """A rewrite's own bug on a real script: the other tweaks are still written, the crash is
+    that tweak's reason (a ccprof bug, to report), and the exit code says not all were written."""
+    from ccprof.applier.codemods import CODEMODS, codemod_ids
+
+    codemod_ids()                                   # every codemod registered before one is swapped
+
+    class Crashes(CODEMODS["compile"]):
+        def plan(self, info, edits):
+            raise AttributeError("'Name' object has no attribute 'attr'")
+
+    monkeypatch.setitem(CODEMODS, "compile", Crashes)
+    done = api.apply_to_file(script, ["tf32", "compile"])
+    assert done.exit_code == ExitCode.NOT_ALL_APPLIED and "allow_tf32" in done.out_path.read_text()
+    outcome, reason = _outcomes(done)["compile"]
+    assert outcome == "refused" and reason.startswith("ccprof's rewrite failed on this script, a ccprof bug")
+    assert "AttributeError" in reason

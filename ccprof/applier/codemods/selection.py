@@ -1,5 +1,7 @@
 """What ``ccprof apply`` rewrites: the tweaks (named with ``-t``, or the top of an advice file's
-ranking) and their options, and the default output path. No file is written here.
+ranking) and their options, why it passed over the higher-ranked ones, what became of each tweak
+(``TweakOutcome``: written, already_present, refused, skipped), and the default output path. No
+file is written here.
 ``--option`` values are parsed by ``ccprof.artefacts.tweaks.parse_option`` (each key names one
 tweak's option field)."""
 from __future__ import annotations
@@ -184,13 +186,14 @@ def tweak_outcomes(selection: Selection, result: Any) -> list[TweakOutcome]:
 
 
 def tweaks_from_advice(advice_set: Any, top: int | None = None) -> tuple[list[str], dict[str, TweakOptions]]:
-    """The ``top`` recommended tweaks that have a codemod, in the ranking's order, and, per
-    tweak, the typed options its advice projected (``Advice.options``).
+    """The ``top`` recommended tweaks that have a codemod and no conflict with one before them
+    (``select_tweaks``), in the ranking's order, and, per tweak, the typed options its advice
+    projected (``Advice.options``).
 
     Example: ``tweaks_from_advice(AdviceSet.from_json("ccprof-report/advice.json"), 3)``
-    -> ``(["mixed_precision", "grad_accumulation", "tf32"],
+    -> ``(["mixed_precision", "grad_accumulation", "fused_optimizer"],
     {"mixed_precision": MixedPrecisionOptions(dtype="bf16"), "grad_accumulation":
-    GradAccumulationOptions(steps=4), "tf32": NoOptions()})``.
+    GradAccumulationOptions(steps=4), "fused_optimizer": NoOptions()})``.
     """
     sel = select_tweaks([], advice_set, top)
     return sel.tweaks, sel.options
