@@ -68,9 +68,12 @@ def test_top_k_passes_over_a_tweak_that_conflicts_with_one_picked_before_it():
     assert sel.options["mixed_precision"] == MixedPrecisionOptions(dtype="fp16")
     assert sel.passed_over == {"tf32": f"conflicts with mixed_precision (#1, picked): "
                                        f"{conflict('tf32', 'mixed_precision')}"}
-    # without --top: every recommended tweak with a rewrite, conflicts still left out
-    assert select_tweaks([], _advice("grad_accumulation", "tf32", "batch_size")).tweaks == ["grad_accumulation",
-                                                                                             "tf32"]
+    # without --top: every recommended tweak with a rewrite, conflicts still left out, and every
+    # one passed over is named, below the last pick too
+    sel = select_tweaks([], _advice("grad_accumulation", "tf32", "batch_size", "right_size_gpu"))
+    assert sel.tweaks == ["grad_accumulation", "tf32"]
+    assert list(sel.passed_over) == ["batch_size", "right_size_gpu"]
+    assert sel.passed_over["batch_size"].startswith("conflicts with grad_accumulation (#1, picked): ")
 
 
 def test_named_tweak_with_from_applies_only_it_with_its_advice_options():

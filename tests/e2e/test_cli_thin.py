@@ -52,6 +52,12 @@ def test_help_lists_every_exit_code():
     for code in ExitCode:
         assert f"{int(code):>5}  " in res.output, code
     assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 4, 5, 6, 130, 143]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("### Exit codes"):]
+    for code in ExitCode:
+        assert f"\n| {int(code)} | " in table, f"README's exit-code table has no row for {code!r}"
+    res = CliRunner().invoke(cli, ["apply", "--help"])
+    assert f"{int(ExitCode.NOT_ALL_APPLIED):>5}  some could not be written" in res.output
 
 
 @pytest.fixture(scope="module")

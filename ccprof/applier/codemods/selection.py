@@ -32,8 +32,8 @@ class Selection:
 
     tweaks: to rewrite, in the ranking's order (the user's order without an advice file);
     options: tweak -> the typed options advice.json projected for it;
-    passed_over: tweak -> why it was not picked, for the recommended tweaks ranked above the
-    last one picked (no rewrite, or a conflict with a tweak picked before it);
+    passed_over: tweak -> why a recommended tweak was not picked (no rewrite, or a conflict with
+    a tweak picked before it); with ``--top K``, only those ranked above the last one picked;
     places: tweak -> its place among advice.json's recommended tweaks (1-based, the report's
     order);
     notes: tweak -> what the user should know about picking it (a conflict between two ``-t``,
@@ -53,8 +53,9 @@ def select_tweaks(named: list[str], advice_set: Any = None, top: int | None = No
     ``top`` (``--top K``). With an advice file the ranking is ``ccprof.advisors.rank``'s (the
     order the report shows). Without ``-t``: the first ``top`` recommended tweaks (all without
     ``top``) that have a codemod and do not conflict (``artefacts.tweaks.conflict``) with one
-    picked before them; ``passed_over`` says why each recommended tweak ranked above the last
-    one picked was not taken. With ``-t``: only the named tweaks, in the ranking's order, with
+    picked before them; ``passed_over`` says why each recommended tweak that was not taken was
+    passed over (with ``top``, those ranked above the last one picked). With ``-t``: only the
+    named tweaks, in the ranking's order, with
     the options advice.json projected for them. Two named tweaks that conflict are both
     applied, as asked, with a note.
     Raises ValueError, in the user's terms, for an unknown id, an id with no codemod, ``--top``
@@ -116,8 +117,8 @@ def select_tweaks(named: list[str], advice_set: Any = None, top: int | None = No
         why = (f"; the recommended ones have no rewrite: {', '.join(passed_over)}" if passed_over
                else "; it recommends nothing")
         raise ValueError("nothing to apply from the advice file" + why)
-    last = places[chosen[-1]]
-    passed_over = {t: why for t, why in passed_over.items() if places[t] < last}
+    if top is not None:     # what ranks below the K-th pick was not asked for: not mentioned
+        passed_over = {t: why for t, why in passed_over.items() if places[t] < places[chosen[-1]]}
     return Selection(chosen, {t: by_tweak[t].tweak_options() for t in chosen}, passed_over,
                      {t: places[t] for t in [*chosen, *passed_over]})
 
