@@ -21,7 +21,7 @@ __all__ = ["Selection", "select_tweaks", "tweaks_from_advice", "TweakOutcome", "
 WRITTEN = "written"                  # the rewrite has it
 ALREADY_PRESENT = "already_present"  # the script already had it: nothing to write, a success
 REFUSED = "refused"                  # asked for, but the codemod could not write it (the reason says why)
-SKIPPED = "skipped"                  # ranked above a picked tweak in advice.json, not picked (no rewrite, a conflict)
+SKIPPED = "skipped"                  # recommended in advice.json, not picked (no rewrite, a conflict)
 OUTCOMES = (WRITTEN, ALREADY_PRESENT, REFUSED, SKIPPED)
 
 
@@ -55,9 +55,8 @@ def select_tweaks(named: list[str], advice_set: Any = None, top: int | None = No
     ``top``) that have a codemod and do not conflict (``artefacts.tweaks.conflict``) with one
     picked before them; ``passed_over`` says why each recommended tweak that was not taken was
     passed over (with ``top``, those ranked above the last one picked). With ``-t``: only the
-    named tweaks, in the ranking's order, with
-    the options advice.json projected for them. Two named tweaks that conflict are both
-    applied, as asked, with a note.
+    named tweaks, in the ranking's order, with the options advice.json projected for them. Two
+    named tweaks that conflict are both applied, as asked, with a note.
     Raises ValueError, in the user's terms, for an unknown id, an id with no codemod, ``--top``
     without ``--from`` or with ``-t``, or nothing to apply.
 
