@@ -417,12 +417,30 @@ def last_two_runs(run_dir: str | Path) -> tuple[Path, Path]:
 @dataclass
 class ApplyOutcome:
     """What ``apply_to_file`` did: the codemods' ``ApplyResult``, where it wrote (or would
-    have), the backup it kept, and the higher-ranked tweaks passed over for having no codemod
-    (tweak -> place in the ranking)."""
+    have), the backup it kept, and per tweak considered what became of it
+    (``selection.TweakOutcome``: written, already_present, refused or skipped, with the reason),
+    in the ranking's order. ``exit_code``: ``ExitCode.OK`` when every requested tweak is written
+    or already in the script, ``ExitCode.NOT_ALL_APPLIED`` when one could not be written."""
     result: Any
     out_path: Path
     backup: Path | None = None
-    no_rewrite: dict[str, int] = field(default_factory=dict)
+    tweaks: list[Any] = field(default_factory=list)
+
+    @property
+    def written(self) -> bool:
+        """A file was written (at least one tweak changed the script)."""
+        return bool(self.result.applied)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK if all(o.ok for o in self.tweaks) else ExitCode.NOT_ALL_APPLIED
+
+    def to_dict(self) -> dict[str, Any]:
+        """``ccprof apply --json``: the output path, whether it was written, the exit code, each
+        tweak's outcome and the diff."""
+        return {"output": str(self.out_path), "written": self.written,
+                "backup": str(self.backup) if self.backup else None, "exit_code": int(self.exit_code),
+                "tweaks": [o.to_dict() for o in self.tweaks], "diff": self.result.diff}
 
 
 def apply_to_file(script: str | Path, tweaks: Iterable[str] = (), *, advice_path: str | None = None,
@@ -430,7 +448,9 @@ def apply_to_file(script: str | Path, tweaks: Iterable[str] = (), *, advice_path
                   in_place: bool = False, force: bool = False) -> ApplyOutcome:
     """``ccprof apply``: pick the tweaks (``-t``, or the top ``top`` of advice.json's ranking,
     ``selection.select_tweaks``), rewrite the script and write the result under the one output
-    policy (``--in-place`` and ``--force`` keep a ``.bak``). Writes only when a tweak applied.
+    policy (``--in-place`` and ``--force`` keep a ``.bak``). Writes only when a tweak applied;
+    a tweak that could not be written does not stop the others (``ApplyOutcome.tweaks`` says
+    why, ``ApplyOutcome.exit_code`` is then ``ExitCode.NOT_ALL_APPLIED``).
 
     Example: ``apply_to_file("train.py", advice_path="ccprof-report/advice.json", top=2).out_path``
     -> ``train_ccprof.py``.
@@ -439,7 +459,13 @@ def apply_to_file(script: str | Path, tweaks: Iterable[str] = (), *, advice_path
         ScriptSyntaxError,
         write_script,
     )
-    from ccprof.applier.codemods.selection import default_output_path, parse_option, run_argv, select_tweaks
+    from ccprof.applier.codemods.selection import (
+        default_output_path,
+        parse_option,
+        run_argv,
+        select_tweaks,
+        tweak_outcomes,
+    )
     from ccprof.artefacts.tweaks import options_for
     from ccprof.outputs import check_output, write_output
 
@@ -484,4 +510,4 @@ def apply_to_file(script: str | Path, tweaks: Iterable[str] = (), *, advice_path
     made = None
     if result.applied:
         made = write_output(out_path, lambda p: write_script(p, result.source, like=result.script), backup)
-    return ApplyOutcome(result, out_path, made, dict(sel.no_rewrite))
+    return ApplyOutcome(result, out_path, made, tweak_outcomes(sel, result))

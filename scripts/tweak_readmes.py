@@ -89,7 +89,7 @@ def readme(tweak: str) -> str:
     if not info.runtime:
         lines.append(f"- No runtime applier: {info.no_runtime}.")
     if not info.codemod:
-        lines.append("- No codemod: `ccprof apply` does not rewrite scripts for it.")
+        lines.append(f"- No codemod (`ccprof apply` does not rewrite scripts for it): {info.no_codemod}.")
     if info.codemod:
         lines.append(f"- Stacked rewrites apply it in position {APPLY_ORDER.index(tweak) + 1} of {len(APPLY_ORDER)}.")
     lines += ["", "## Options", ""]

@@ -71,6 +71,7 @@ class TweakInfo:
     runtime: bool = False       # has a runtime applier (applier/runtime/<id>.py, for --verify)
     codemod: bool = False       # has a codemod (applier/codemods/<id>.py, for ccprof apply)
     no_runtime: str = ""        # why no re-run of a few steps can apply or measure it
+    no_codemod: str = ""        # why `ccprof apply` has no rewrite for it, and what the user does instead
     # what a re-run needs to measure it ("cuda": the effect exists only on an NVIDIA GPU;
     # "dataloader": it changes a torch DataLoader the run uses); see measurable_here
     runtime_needs: tuple[str, ...] = ()
@@ -103,6 +104,8 @@ TWEAKS: dict[str, TweakInfo] = {t.id: t for t in (
               FinetuneOptions,
               no_runtime="it starts from a pretrained checkpoint ccprof cannot choose for you: load one of the "
                          "same family with from_pretrained before training (the advice names one)",
+              no_codemod="pick the pretrained checkpoint the advice names and load it with from_pretrained; "
+                         "which weights to start from is your choice, not a rewrite's",
               run_scoped=True,
               conflicts=(("warm_start", "the pretrained checkpoint already brings the embeddings"),)),
     TweakInfo("lora", "LoRA adapters instead of full fine-tuning",
@@ -133,14 +136,20 @@ TWEAKS: dict[str, TweakInfo] = {t.id: t for t in (
     TweakInfo("distillation", "Distill into a smaller student",
               "Train a shallower model on the teacher's soft labels.", "accuracy",
               DistillationOptions, runtime=True,
+              no_codemod="it needs a student model and a teacher pass in your loop: `ccprof analyze --verify` "
+                         "measures it at run time; write the student with the advice's figures",
               conflicts=(("pruning", "both shrink the model; apply one, re-profile, then consider the other"),
                          ("lora", "a distilled student trains all its weights; LoRA adapts a fixed base"))),
     TweakInfo("pruning", "Pruning (structured, 2:4)",
               "Remove channels/heads, or use 2:4 sparsity on tensor cores.", "accuracy",
-              PruningOptions, runtime=True),
+              PruningOptions, runtime=True,
+              no_codemod="it changes the trained weights, not the script: `ccprof analyze --verify` measures it; "
+                         "prune a trained checkpoint with torch.nn.utils.prune, then fine-tune"),
     TweakInfo("quantization", "Quantize frozen weights (int8 / 4-bit)",
               "Store frozen base weights in 8 or 4 bits (QLoRA style).", "accuracy",
-              QuantizationOptions, runtime=True),
+              QuantizationOptions, runtime=True,
+              no_codemod="it stores the frozen base weights in 8 or 4 bits (QLoRA style, a quantization library's "
+                         "layers): `ccprof analyze --verify` measures it at run time"),
     TweakInfo("early_stopping", "Early stopping on the validation loss",
               "Stop when the validation loss has not improved for a patience window.", "convergence",
               EarlyStoppingOptions, codemod=True,
@@ -152,6 +161,7 @@ TWEAKS: dict[str, TweakInfo] = {t.id: t for t in (
               "Drop exact and near-duplicate examples; spend steps on new data.", "convergence",
               no_runtime="it changes which examples the run sees, so a few steps cannot show its effect: "
                          "deduplicate the dataset (the advice lists the duplicates found), then profile the new data",
+              no_codemod="it changes the data, not the script: drop the duplicates the advice lists from the dataset",
               run_scoped=True),
     TweakInfo("distributed", "Distributed training (DDP / FSDP)",
               "Use every visible GPU with DDP, or shard model state with FSDP.", "none", codemod=True,
@@ -182,6 +192,7 @@ TWEAKS: dict[str, TweakInfo] = {t.id: t for t in (
               "A cheaper GPU that fits the job finishes the run for fewer dollars.", "none",
               no_runtime="it changes the GPU you rent, not the script: re-project with --gpu <id>, or rerun "
                          "on the suggested GPU",
+              no_codemod="rent the GPU it names; the script does not change",
               plan_last=True),
 )}
 
@@ -191,6 +202,7 @@ APPLY_ORDER = ("tf32", "warm_start", "checkpointing", "lora", "mixed_precision",
                "batch_size", "fused_optimizer", "dataloader", "early_stopping", "compile", "distributed")
 assert set(APPLY_ORDER) == {t for t, i in TWEAKS.items() if i.codemod}, "APPLY_ORDER must list every codemod"
 assert all(bool(i.no_runtime) != i.runtime for i in TWEAKS.values()), "say why an id has no runtime applier"
+assert all(bool(i.no_codemod) != i.codemod for i in TWEAKS.values()), "say why an id has no rewrite"
 assert all(o in TWEAKS and o != t for t, i in TWEAKS.items() for o, _ in i.conflicts), "conflicts name catalog ids"
 
 
@@ -249,6 +261,7 @@ def describe(tweak: str) -> dict[str, Any]:
     info = TWEAKS[tweak]
     return {"id": info.id, "title": info.title, "summary": info.summary, "risk": info.risk,
             "runtime": info.runtime, "codemod": info.codemod, "no_runtime": info.no_runtime or None,
+            "no_codemod": info.no_codemod or None,
             "options": [{"name": f.name, "option": f.metadata.get("cli") or f"{tweak}.{f.name}",
                          "doc": f.metadata.get("doc", "")} for f in fields(info.options)]}
 

@@ -117,7 +117,9 @@ def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | No
     """Rewrite ``source`` with the codemods of ``tweaks``; pure (no file I/O).
 
     Each tweak either rewrites the script completely or leaves it exactly as it was (a skip
-    with a reason). Applying a tweak a second time changes nothing. Unknown ids are skipped.
+    with a reason). Applying a tweak a second time changes nothing. Unknown ids are skipped; a
+    codemod that crashes or writes code that does not compile is skipped with a reason that
+    says it is a ccprof bug, and the other tweaks still apply.
     ``tweak_options``: each tweak's typed options (``{"grad_accumulation":
     GradAccumulationOptions(steps=4)}``, what ``selection.tweaks_from_advice`` reads from
     advice.json; a dict of its fields also does). ``options``: by ``--option`` name, over them:
@@ -171,6 +173,9 @@ def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | No
         except Skip as e:
             skipped[tweak] = str(e)
             continue
+        except Exception as e:      # one codemod's bug must not cost the user the others
+            skipped[tweak] = _bug(e)
+            continue
         unread = sorted(set(codemod.options.to_dict()) - codemod.read)
         if unread:      # e.g. LoRA's lr: --verify applies it at run time, the rewrite has no place for it
             codemod.notes.append(f"not written by this rewrite: {', '.join(f'{tweak}.{n}' for n in unread)}")
@@ -181,7 +186,11 @@ def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | No
             skipped[tweak] = "already applied: nothing to change"
             already.append(tweak)
             continue
-        _check_compiles(new_facts.code, tweak, path)
+        try:
+            _check_compiles(new_facts.code, tweak, path)
+        except RuntimeError as e:
+            skipped[tweak] = _bug(e)
+            continue
         facts = new_facts
         applied.append(tweak)
     out = facts.code
@@ -193,6 +202,12 @@ def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | No
             diff = f"# ccprof: the file is written differently from how it was read: {change}\n" + diff
     return ApplyResult(("\ufeff" if bom else "") + join_newlines(out, newline), applied, skipped, diff,
                        already, notes)
+
+
+def _bug(e: Exception) -> str:
+    """The skip reason for a codemod that crashed or wrote code that does not compile."""
+    return (f"ccprof's rewrite failed on this script, a ccprof bug (please report it with the script): "
+            f"{type(e).__name__}: {e}")
 
 
 def _check_compiles(code: str, tweak: str, path: str) -> None:
