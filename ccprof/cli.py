@@ -404,7 +404,7 @@ def compare_cmd(before_path: str | None, after_path: str | None, run_dir: str, o
                    "<tweak>.<option>=VALUE (lora.alpha=32); `ccprof tweaks` lists them.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print what was done as JSON on stdout: each tweak's outcome (written, already_present, "
-                   "refused, skipped) and reason, the output, the exit code, the diff.")
+                   "turn_on, refused, skipped) and reason, the output, the exit code, the diff.")
 @_says_errors
 def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top: int | None,
               output: str | None, in_place: bool, force: bool, option_texts: tuple[str, ...], as_json: bool) -> None:
@@ -431,6 +431,9 @@ def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top
     failed = [o.tweak for o in asked if not o.ok]
     if done.written:
         click.echo(f"wrote {out_path}", err=True)
+    elif not failed and any(o.outcome == "turn_on" for o in asked):
+        click.echo("no change; nothing written: the script has what was asked for; turn on what is off (above)",
+                   err=True)
     elif not failed:
         click.echo("no change; nothing written: the script already has every tweak asked for", err=True)
     else:
@@ -440,8 +443,8 @@ def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top
               "see why above", ExitCode.NOT_ALL_APPLIED)
 
 
-_OUTCOME_VERB = {"written": "applied", "already_present": "already applied", "refused": "could not write",
-                 "skipped": "skipped"}
+_OUTCOME_VERB = {"written": "applied", "already_present": "already applied", "turn_on": "turn on",
+                 "refused": "could not write", "skipped": "skipped"}
 
 
 def _outcome_line(o) -> str:

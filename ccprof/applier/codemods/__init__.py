@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 import libcst as cst
 from libcst.codemod import CodemodContext
 
-from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
+from ccprof.applier.codemods._base import AlreadyApplied, Skip, TurnOn, TweakCodemod
 from ccprof.applier.codemods._text import (
     ScriptEncodingError,
     ScriptText,
@@ -89,6 +89,9 @@ class ApplyResult:
     already_applied: list[str] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
     script: ScriptText | None = None
+    # already_applied ids the script holds behind an option the run left off: the run's arguments
+    # with that option on (``_base.TurnOn``), what to run instead of a second copy
+    turn_on: dict[str, list[str]] = field(default_factory=dict)
 
 
 def codemod_ids() -> list[str]:
@@ -157,6 +160,7 @@ def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | No
     skipped: dict[str, str] = {}
     already: list[str] = []
     notes: dict[str, str] = {}
+    turn_on: dict[str, list[str]] = {}
     for tweak in wanted:
         cls = CODEMODS.get(tweak)
         if cls is None:
@@ -166,6 +170,11 @@ def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | No
         codemod = cls(CodemodContext(filename=path), per_tweak.get(tweak), argv=argv)
         try:
             new_tree = codemod.rewrite(facts)
+        except TurnOn as e:
+            skipped[tweak] = str(e)
+            already.append(tweak)
+            turn_on[tweak] = e.argv
+            continue
         except AlreadyApplied as e:
             skipped[tweak] = f"already applied: {e}"
             already.append(tweak)
@@ -201,7 +210,7 @@ def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | No
         if change:
             diff = f"# ccprof: the file is written differently from how it was read: {change}\n" + diff
     return ApplyResult(("\ufeff" if bom else "") + join_newlines(out, newline), applied, skipped, diff,
-                       already, notes)
+                       already, notes, turn_on=turn_on)
 
 
 def _bug(e: Exception) -> str:

@@ -22,7 +22,8 @@ WRITTEN = "written"                  # the rewrite has it
 ALREADY_PRESENT = "already_present"  # the script already had it: nothing to write, a success
 REFUSED = "refused"                  # asked for, but the codemod could not write it (the reason says why)
 SKIPPED = "skipped"                  # recommended in advice.json, not picked (no rewrite, a conflict)
-OUTCOMES = (WRITTEN, ALREADY_PRESENT, REFUSED, SKIPPED)
+TURN_ON = "turn_on"                  # the script has it behind an option the run left off: run it with the option on
+OUTCOMES = (WRITTEN, ALREADY_PRESENT, TURN_ON, REFUSED, SKIPPED)
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def _named_conflicts(named: list[str]) -> dict[str, str]:
 class TweakOutcome:
     """What ``ccprof apply`` did with one tweak it considered.
 
-    outcome: ``written`` | ``already_present`` | ``refused`` | ``skipped`` (``OUTCOMES``);
+    outcome: ``written`` | ``already_present`` | ``turn_on`` | ``refused`` | ``skipped`` (``OUTCOMES``);
     reason: why, for every outcome but ``written`` (the line the codemod looked for, the flag a
     tweak sits behind, the tweak it conflicts with, that it has no rewrite);
     place: its place among advice.json's recommended tweaks, None without one;
@@ -174,6 +175,8 @@ def tweak_outcomes(selection: Selection, result: Any) -> list[TweakOutcome]:
         notes = "; ".join(n for n in (selection.notes.get(t), result.notes.get(t)) if n)
         if t in result.applied:
             out.append(TweakOutcome(t, WRITTEN, "", selection.places.get(t), notes))
+        elif t in getattr(result, "turn_on", {}):
+            out.append(TweakOutcome(t, TURN_ON, result.skipped.get(t, ""), selection.places.get(t), notes))
         elif t in result.already_applied:
             why = result.skipped.get(t, "").removeprefix("already applied: ")
             out.append(TweakOutcome(t, ALREADY_PRESENT, why, selection.places.get(t), notes))
