@@ -37,8 +37,9 @@ __all__ = ["advise_batch_size", "largest_batch", "script_lr"]
 
 TB_PLUGIN = ("PyTorch TensorBoard profiler plugin (pytorch/kineto tb_plugin) recommendations: "
              "GPU utilization < 50% -> larger batch")
-LBFGS_DOCS = ("PyTorch docs, torch.optim.LBFGS: step(closure) reevaluates the model on the same batch "
-              "(a line search over one loss function)")
+LBFGS_DOCS = ("PyTorch docs, torch.optim, 'Taking an optimization step': LBFGS needs to reevaluate the function "
+              "multiple times, through a closure; PyTorch C++ docs, 'Second-Order Optimizers': LBFGS is for "
+              "full-batch training (not mini-batch)")
 
 SNIPPET = """
 loader = torch.utils.data.DataLoader(dataset, batch_size={b}, shuffle=True)   # was {b0}
@@ -98,21 +99,21 @@ def advise_batch_size(profile: Profile, ctx: AdviceContext) -> Advice:
     led = ledger(profile)
     opt_cls, lr = script_lr(profile)
     n_data = profile.data.dataset_len
-    if not b:
-        return make_advice("batch_size", "not_applicable", profile, ctx, confidence="low",
-                           snippet="# the batch size was not seen", rationale="The batch size was not seen.")
     full = [o.class_ for o in (profile.optimizer.optimizers if profile.optimizer else [])
             if o.class_ in FULL_BATCH_OPTIMIZERS]
     if full:
         return make_advice("batch_size", "not_applicable", profile, ctx, confidence="high",
                            snippet="# keep the batch: LBFGS is a full-batch method",
                            rationale=(f"The run trains with {full[0]}, a quasi-Newton optimizer whose step(closure) "
-                                      f"reevaluates the loss on one batch for its line search: it is meant to see the "
-                                      f"whole training set"
+                                      f"reevaluates the loss several times on the same inputs (its inner iterations "
+                                      f"and line search): it is meant for full-batch training, the whole training set"
                                       + (f" ({n_data:,} samples)" if n_data else "")
                                       + " at each step, not mini-batches. A larger batch is not a cheaper way to the "
                                         "same result there; the batch is the run's full-batch design, not headroom."),
                            sources=[LBFGS_DOCS], details={"batch_before": b, "optimizer": full[0]})
+    if not b:
+        return make_advice("batch_size", "not_applicable", profile, ctx, confidence="low",
+                           snippet="# the batch size was not seen", rationale="The batch size was not seen.")
     if n_data and b >= n_data:
         return make_advice("batch_size", "not_applicable", profile, ctx, confidence="high",
                            snippet=f"# batch {b} already holds the whole training set ({n_data:,} samples)",
