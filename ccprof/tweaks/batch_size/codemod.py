@@ -22,6 +22,7 @@ from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
 from ccprof.applier.codemods._cst import Edits, code_of, kwarg, kwarg_code, parse_expr, set_kwarg
 from ccprof.profiler.run_size import EPOCH_NAMES, STEP_NAMES
 from ccprof.script.info import ScriptInfo
+from ccprof.script.loop import step_stmts
 from ccprof.tweaks.batch_size.contract import describe_rule, epochs_after, lr_factor, lr_rule_for, steps_after
 
 __all__ = ["BatchSize"]
@@ -44,9 +45,12 @@ class _Site:
     value: float | None
     where: str
     name: str = ""                      # the setting's name: an argparse dest, a variable, a keyword
+    whole: bool = False                 # the node is the number itself (``range(1000)``'s 1000)
 
     def set(self, edits: Edits, code: str) -> None:
-        if self.key is None:
+        if self.whole:
+            edits.replace(self.node, lambda u: parse_expr(code))
+        elif self.key is None:
             edits.replace(self.node, lambda u: u.with_changes(value=parse_expr(code)))
         else:
             edits.replace(self.node, lambda u, k=self.key: set_kwarg(u, k, code))
@@ -100,6 +104,37 @@ def _kwarg_sites(info: ScriptInfo, calls: list[cst.Call], names: tuple[str, ...]
             if arg is not None:
                 out.append(_Site(call, name, _number(arg.value), f"`{name}=` (line {info.line(call)})", name))
     return out
+
+
+def _range_literal(info: ScriptInfo, loop: cst.CSTNode) -> _Site | None:
+    """``for ... in range(N)`` with N a whole-number literal: N as a site."""
+    if not (isinstance(loop, cst.For) and isinstance(loop.iter, cst.Call) and isinstance(loop.iter.func, cst.Name)
+            and loop.iter.func.value == "range" and len(loop.iter.args) == 1
+            and isinstance(loop.iter.args[0].value, cst.Integer)):
+        return None
+    n = loop.iter.args[0].value
+    return _Site(n, None, _number(n), f"`{code_of(loop.iter).strip()}` (line {info.line(loop)})", whole=True)
+
+
+def _loop_sites(info: ScriptInfo) -> tuple[list[_Site], list[_Site]]:
+    """The literal loops around each ``opt.step()``: (the innermost, when it is ``range(N)``: it
+    counts steps; ``range(N)`` loops outside a loop over data: they count epochs)."""
+    steps, epochs = [], []
+    for stmt, _, _ in step_stmts(info, info.module):
+        loops = []
+        for anc in info.ancestors(stmt):
+            if isinstance(anc, (cst.FunctionDef, cst.ClassDef)):
+                break
+            if isinstance(anc, (cst.For, cst.While)):
+                loops.append(anc)
+        if not loops:
+            continue
+        inner = _range_literal(info, loops[0])
+        if inner is not None:
+            steps.append(inner)
+        elif isinstance(loops[0], cst.For):              # a loop over data: the range loops outside count epochs
+            epochs += [s for s in (_range_literal(info, x) for x in loops[1:]) if s is not None]
+    return steps, epochs
 
 
 def _num_code(value: float, integer: bool) -> str:
@@ -219,9 +254,15 @@ class BatchSize(TweakCodemod):
     def _run_length(self, info: ScriptInfo, edits: Edits, hf: bool, keep: str, old: int, new: int) -> None:
         k = new / old
         args = info.training_args_calls()[:1] if hf else []
+        loop_steps, loop_epochs = ([], []) if hf else _loop_sites(info)
         if keep == "steps":
+            whole = [s for s in loop_epochs if float(epochs_after(s.value, old, new, keep)).is_integer()]
+            for s in loop_epochs:
+                if s not in whole:
+                    self.notes.append(f"keep=steps: {s.where} counts epochs; {s.value:g} x {k:.3g} is no whole "
+                                      f"number of epochs: set it yourself")
             sites = _flag_sites(info, EPOCH_NAMES) + _assign_sites(info, EPOCH_NAMES) + \
-                _kwarg_sites(info, args, ("num_train_epochs",))
+                _kwarg_sites(info, args, ("num_train_epochs",)) + whole
             if hf and not any(s.key == "num_train_epochs" for s in sites):
                 sites.append(_Site(args[0], "num_train_epochs", HF_EPOCHS,
                                    f"`TrainingArguments(...)` (line {info.line(args[0])}, default {HF_EPOCHS:g})"))
@@ -233,7 +274,7 @@ class BatchSize(TweakCodemod):
                 self.notes.append("limits and schedules in steps stay")
             return
         steps = _flag_sites(info, STEP_NAMES) + _assign_sites(info, STEP_NAMES) + \
-            _kwarg_sites(info, args, ("max_steps",))
+            _kwarg_sites(info, args, ("max_steps",)) + loop_steps
         sched = _flag_sites(info, SCHEDULE_NAMES) + _assign_sites(info, SCHEDULE_NAMES) + \
             _kwarg_sites(info, args, ("warmup_steps",)) + self._schedule_calls(info)
         done = self._scale(edits, steps, lambda v: steps_after(int(v), old, new, keep), "steps")

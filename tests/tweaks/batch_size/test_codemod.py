@@ -108,3 +108,30 @@ def test_nothing_to_find_says_what_it_looked_for():
     result = rewrite(PLAIN, "batch_size", batch_size=16)
     assert result.source == PLAIN and result.applied == []
     assert "`DataLoader(..., batch_size=N)`" in result.skipped["batch_size"]
+
+
+LOOPS = """\
+import torch
+
+model = torch.nn.Linear(4, 4)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+loader = torch.utils.data.DataLoader(list(range(64)), batch_size=8, shuffle=True)
+for it in range(1000):
+    loss = model(torch.randn(8, 4)).sum()
+    loss.backward()
+    optimizer.step()
+for epoch in range(3):
+    for x in loader:
+        loss = model(torch.randn(8, 4)).sum()
+        loss.backward()
+        optimizer.step()
+"""
+
+
+def test_a_literal_loop_around_the_step_is_the_run_length_it_changes():
+    # the user's case: a run limited by `range(1000)` kept its 1000 steps at 4x the batch, 4x the
+    # samples for more GPU time than the advice priced. keep=samples: 1000 / 4 = 250 steps; the
+    # epoch loop around a loop over data stays. keep=steps: the epochs x 4, the step loop stays
+    batch = LOOPS.replace("batch_size=8", "batch_size=32").replace("lr=0.1", "lr=0.4")
+    check(LOOPS, batch.replace("range(1000)", "range(250)"), "batch_size", batch_size=32)
+    check(LOOPS, batch.replace("range(3)", "range(12)"), "batch_size", batch_size=32, batch_keep="steps")
