@@ -2,6 +2,7 @@
 stated contract (same samples in fewer steps, or same steps) and learning-rate rule."""
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 from ccprof.advisors import constants as C
@@ -22,6 +23,7 @@ from ccprof.advisors.context import AdviceContext
 from ccprof.artefacts.advice import Advice
 from ccprof.artefacts.profile import Profile
 from ccprof.artefacts.tweaks import BatchSizeOptions
+from ccprof.hardware import steps_per_epoch
 from ccprof.hardware.edits import scale_batch
 from ccprof.tweaks.batch_size.contract import (
     FULL_BATCH_OPTIMIZERS,
@@ -33,7 +35,7 @@ from ccprof.tweaks.batch_size.contract import (
     steps_after,
 )
 
-__all__ = ["advise_batch_size", "largest_batch", "script_lr"]
+__all__ = ["advise_batch_size", "largest_batch", "script_lr", "run_steps_after"]
 
 TB_PLUGIN = ("PyTorch TensorBoard profiler plugin (pytorch/kineto tb_plugin) recommendations: "
              "GPU utilization < 50% -> larger batch")
@@ -73,6 +75,23 @@ def script_lr(profile: Profile) -> tuple[str | None, float | None]:
     lr = h.get("initial_lr", h.get("lr"))
     ok = isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0
     return opts[0].class_, float(lr) if ok else None
+
+
+def run_steps_after(profile: Profile, ctx: AdviceContext, run_steps: int, b: int, nb: int, keep: str) -> int:
+    """The run's optimizer steps under the contract. A run the script limits in epochs keeps them
+    (keep=samples), each of ceil(dataset / new batch) batches, as the rewritten script will run;
+    otherwise ``contract.steps_after`` (steps / k, or the same steps).
+
+    Example: 3 epochs of 40 samples at batch 8 (15 steps) -> batch 16: 3 x ceil(40 / 16) = 9, not 15 / 2.
+    """
+    spe = steps_per_epoch(profile)
+    if keep == "samples" and spe and run_steps and ctx.run_steps is None:
+        epochs = run_steps / spe
+        if any(lim.kind == "epochs" and abs(lim.value - epochs) < 1e-9 for lim in profile.run_limits):
+            n, mb = profile.data.dataset_len, max(profile.steps.micro_batches or 1, 1)
+            batches = math.ceil(n / nb) if n else math.ceil(spe * mb * b / nb)
+            return max(1, round(epochs * math.ceil(batches / mb)))
+    return steps_after(run_steps, b, nb, keep)
 
 
 def _contract_text(keep: str, b: int, nb: int, run_steps: int, new_steps: int) -> str:
@@ -173,7 +192,7 @@ def advise_batch_size(profile: Profile, ctx: AdviceContext) -> Advice:
     price = run_price(profile, ctx)
     ratio = rc.after.step_s / rc.before.step_s if rc.before.step_s else 1.0
     run_steps = price.run_steps
-    new_steps = steps_after(run_steps, b, nb, keep) if run_steps else 0
+    new_steps = run_steps_after(profile, ctx, run_steps, b, nb, keep) if run_steps else 0
     if run_steps:
         cost_after_frac = ratio * new_steps / run_steps
     else:
@@ -218,7 +237,8 @@ def advise_batch_size(profile: Profile, ctx: AdviceContext) -> Advice:
                        assumptions=["What grows with the batch is read from each op's shapes (tensors of a "
                                     "parameter's shape and the optimizer step stay); the step is costed again.",
                                     ("The run keeps its number of samples: its steps are divided by the batch factor "
-                                     f"({k:.3g}), and a schedule in steps with them."
+                                     f"({k:.3g}), and a schedule in steps with them (a run limited in epochs keeps "
+                                     "them, each of ceil(training set / new batch) steps)."
                                      if keep == "samples" else
                                      f"The run keeps its number of steps: it sees {k:.3g}x the samples."),
                                     f"The learning rate follows the {rule} rule ({describe_rule(rule, k, opt_cls)}): "

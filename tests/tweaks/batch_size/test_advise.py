@@ -137,3 +137,16 @@ def test_the_advice_and_the_rewrite_agree_on_the_contract_and_its_dollars():
         assert f"lr={a.details['lr_after']:.6g})" in out.source and "lr=0.275)" in out.source
         # the advice's dollars are the rewritten run's: its steps x the larger batch's step x $3.60/h
         assert a.details["usd_run_after"] == pytest.approx(steps * a.details["step_s_ratio"] * 1.0 * 3.6 / 3600)
+
+
+def test_a_run_limited_in_epochs_keeps_them_at_whole_batches_per_epoch():
+    from ccprof.artefacts.profile import RunLimit
+    from ccprof.tweaks.batch_size.advise import run_steps_after
+    # 3 epochs of 40 samples at batch 8 = 15 steps; at batch 16 each epoch is ceil(40 / 16) = 3
+    # batches: 9 steps, as the rewritten script (epochs kept) runs them, not round(15 / 2) = 8
+    p = hand_profile(data=replace(Profile().data, batch_size=8, dataset_len=40, steps_per_epoch=5),
+                     run_limits=[RunLimit("epochs", 3.0, "args.epochs=3", 3)])
+    assert run_steps_after(p, AdviceContext(), 15, 8, 16, "samples") == 9
+    assert run_steps_after(p, AdviceContext(), 15, 8, 16, "steps") == 15
+    # a run limited in steps divides them
+    assert run_steps_after(hand_profile(), AdviceContext(), 10_000, 8, 16, "samples") == 5000
