@@ -58,8 +58,10 @@ def loader_hook(batch_size: int | None = None, factor: float | None = None) -> C
 def dataloader_hook(batch_size: int | None = None, factor: float | None = None,
                     lr_rule: str | None = None, scale_lr: bool | None = None) -> Callable[[DataLoader], list[str]]:
     """The harness's ``DataLoader.__iter__`` callback for this tweak's options (see
-    ``ccprof.applier.runtime.dataloader_hooks``): the batch only; the learning rate needs the
-    optimizers, which ``apply_batch_size`` is given."""
+    ``ccprof.applier.runtime.dataloader_hooks``): the batch only. The learning rate needs the
+    optimizers, which only ``apply_batch_size`` is given; a ``--verify`` re-run counts the hook's
+    change as the tweak applied, so there the learning rate stays (its steps measure time and
+    memory, which the learning rate does not change)."""
     return loader_hook(batch_size, factor)
 
 
