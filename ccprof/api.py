@@ -328,25 +328,48 @@ def parse_tweak_options(texts: Iterable[str]) -> dict[str, Any]:
 def readvise(profile_path: str | Path, *, gpu: str | None = None, total_steps: int | None = None,
              price_usd: float | None = None, history: str | None = None, lora_rank: int | None = None,
              finetune_budget_frac: float | None = None, host_speed: float | None = None,
-             options: list[str] | tuple[str, ...] = ()):
+             options: list[str] | tuple[str, ...] = (), catalog_path: str | None = None):
     """``ccprof advise``: the saved profile, re-costed when a cost option is given, and its advice
     again. ``options``: ``--option KEY=VALUE`` texts, the tweak options the advisors project with
     (the same keys ``ccprof apply --option`` takes; ``lora_rank`` and ``finetune_budget_frac`` are
     two of them). Returns ``(profile, advice_set)``; writes nothing."""
     profile = load_artefact("profile", profile_path)
     _check_history(history)
-    if gpu or total_steps or price_usd is not None or host_speed is not None:
-        _check_cost_options(gpu, None, price_usd)
+    catalog = gpu_catalog(catalog_path)
+    if gpu is None and profile.cost is not None and profile.cost.gpu and profile.cost.gpu not in catalog:
+        raise UsageError(f"{profile_path} was costed on {profile.cost.gpu!r}, which is not in the GPU catalog "
+                         "now: pass the --catalog file it was analyzed with, or --gpu ID")
+    if gpu or total_steps or price_usd is not None or host_speed is not None or catalog_path:
+        _check_cost_options(gpu, catalog_path, price_usd)
         try:
-            profile = hardware.attach(profile, gpu=gpu, price_usd=price_usd, total_steps=total_steps,
-                                      host_speed=host_speed)
+            # what the user does not name now stays as the profile was costed (hardware.cost_for:
+            # the GPU, its price, a run size given then)
+            profile = hardware.attach(profile, gpu=gpu, catalog=catalog, price_usd=price_usd,
+                                      total_steps=total_steps, host_speed=host_speed)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     texts = [*([f"lora_rank={lora_rank}"] if lora_rank is not None else []),
              *([f"finetune_budget={finetune_budget_frac}"] if finetune_budget_frac is not None else []), *options]
     tweak_options = parse_tweak_options(texts)
-    ctx = advisors.AdviceContext(history=history, options=tweak_options)
+    ctx = advisors.AdviceContext(history=history, options=tweak_options,
+                                 **({"catalog": catalog} if catalog_path else {}))
     return profile, advisors.advise(profile, ctx)
+
+
+def costing_basis(profile: Profile, *, gpu: str | None = None, price_usd: float | None = None,
+                  total_steps: int | None = None) -> str:
+    """``ccprof advise``'s one line on what the dollars stand on, and which of it was kept from the
+    saved profile: 'Priced on NVIDIA L4 at $5.00/GPU-hour (--price), 1,234 steps (--total-steps
+    1234); kept from the profile: GPU, price, run size.'"""
+    c = profile.cost
+    if c is None:
+        return "Not priced: " + str(profile.reasons.get("cost", "the profile has no cost"))
+    kept = [what for what, given in (("GPU", gpu), ("price", price_usd), ("run size", total_steps)) if given is None]
+    steps = f"{c.run_steps:,} steps ({c.run_steps_source})" if c.run_steps else f"run size {c.run_steps_source}"
+    label = (c.detail or {}).get("label") or f"{c.gpu} at ${c.usd_per_hour:.2f}/GPU-hour"
+    tail = (f"; kept from the profile: {', '.join(kept)} (--gpu, --price, --total-steps change them)"
+            if kept else "")
+    return f"Priced on {label}, {steps}{tail}."
 
 
 def save_output(out: str | Path, content: Any, inputs: list, force: bool, *, option: str = "-o",

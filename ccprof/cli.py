@@ -251,9 +251,13 @@ def _save(out, content, inputs: list, force: bool, *, check_only: bool = False) 
 
 @cli.command("advise")
 @click.argument("profile_path", metavar="PROFILE_JSON", type=click.Path(dir_okay=False))
-@click.option("--gpu", default=None, help="Target catalog GPU id (default: the profile's cost GPU).")
-@click.option("--total-steps", type=click.IntRange(1), default=None, help="Planned run size in optimizer steps.")
-@click.option("--price", "price_usd", type=float, default=None, help="Override the target's USD per GPU-hour.")
+@click.option("--gpu", default=None, help="Target catalog GPU id (default: the GPU the profile was costed on).")
+@click.option("--total-steps", type=click.IntRange(1), default=None,
+              help="Planned run size in optimizer steps (default: the profile's).")
+@click.option("--price", "price_usd", type=float, default=None,
+              help="USD per GPU-hour (default: the price the profile was costed at, on its GPU).")
+@click.option("--catalog", "catalog_path", default=None, type=click.Path(dir_okay=False),
+              help="A GPU catalog TOML adding or overriding GPUs (the one the profile was analyzed with).")
 @click.option("--history", type=click.Path(exists=True), default=None,
               help="Validation-loss history: trainer_state.json, a step,val_loss CSV, or a TensorBoard log dir.")
 @click.option("--lora-rank", type=click.IntRange(1), default=None, help="LoRA rank to project (default 8, peft's).")
@@ -272,12 +276,13 @@ def _save(out, content, inputs: list, force: bool, *, check_only: bool = False) 
 def advise_cmd(profile_path: str, gpu: str | None, total_steps: int | None, price_usd: float | None,
                history: str | None, lora_rank: int | None, finetune_budget: float | None,
                output: str | None, as_json: bool, force: bool, host_speed: float | None,
-               options: tuple[str, ...]) -> None:
-    """Advise again on a saved profile (other GPU, run size, history), without re-running it."""
+               options: tuple[str, ...], catalog_path: str | None) -> None:
+    """Advise again on a saved profile (other GPU, run size, history), without re-running it. What
+    is not named here (GPU, price, run size) stays as the profile was costed, and is said so."""
 
-    _, result = api.readvise(profile_path, gpu=gpu, total_steps=total_steps, price_usd=price_usd,
-                             history=history, lora_rank=lora_rank, finetune_budget_frac=finetune_budget,
-                             host_speed=host_speed, options=options)
+    profile, result = api.readvise(profile_path, gpu=gpu, total_steps=total_steps, price_usd=price_usd,
+                                   history=history, lora_rank=lora_rank, finetune_budget_frac=finetune_budget,
+                                   host_speed=host_speed, options=options, catalog_path=catalog_path)
     out = Path(output) if output else Path(profile_path).with_name("advice.json")
     _save(out, result.to_json() + "\n", [profile_path, history], force)
     if as_json:
@@ -287,6 +292,7 @@ def advise_cmd(profile_path: str, gpu: str | None, total_steps: int | None, pric
 
     from ccprof.reports import advice_table  # here: keeps `import ccprof.cli` from loading jinja2, plotly, rich
 
+    click.echo(api.costing_basis(profile, gpu=gpu, price_usd=price_usd, total_steps=total_steps))
     advice_table(result, Console())
     click.echo(str(out))
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import functools
 import math
 import re
+import shlex
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from ccprof import units
@@ -293,6 +295,35 @@ def module_map(profile: Profile) -> dict[str, Any]:
     return {m.name: m for m in profile.model.modules}
 
 
+# ---------------------------------------------------------------------------- a tweak the script has, off
+def turn_on(profile: Profile, tweak: str) -> dict[str, Any] | None:
+    """The tweak as the script already has it behind a flag this run left off, or None.
+
+    From the script reader's facts (``StaticFacts.inactive/behind/switches``, the catalog's
+    ``TweakInfo.facts``): ``{"fact", "line", "behind", "argv", "command", "says", "snippet"}``;
+    ``argv`` is the run's arguments with the flag on (None when ccprof could not write them).
+    The advice then says "turn on what you have", not new code and not "already applied".
+    """
+    st = profile.static
+    for fact in TWEAKS[tweak].facts:
+        if fact not in st.inactive:
+            continue
+        line = st.inactive[fact]
+        behind = st.behind.get(fact) or f"line {line}"
+        argv = st.switches.get(fact)
+        script = Path(profile.environment.script).name if profile.environment.script else "train.py"
+        command = shlex.join(["python", script, *argv]) if argv is not None else None
+        says = (f"Your script already has this ({behind}), and this run left it off: turn it on"
+                + (f" with `{command}`" if command else " (ccprof could not tell which value turns it on)")
+                + " rather than adding it again.")
+        snippet = (f"# {TWEAKS[tweak].title}: already in {script}, {behind}\n"
+                   + (f"# turn it on instead of adding it again:\n{command}\n" if command
+                      else "# set that option so the block runs, instead of adding it again\n"))
+        return {"fact": fact, "line": line, "behind": behind, "argv": argv, "command": command,
+                "says": says, "snippet": snippet}
+    return None
+
+
 # ---------------------------------------------------------------------------- the builder
 def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *,
                 rationale: str, snippet: str, confidence: str = "medium",
@@ -372,6 +403,11 @@ def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *
         if peak_bytes_after is None and profile.memory.peak_bytes:
             peak_bytes_after = int(profile.memory.peak_bytes - memory_saved_bytes)
     text = rationale.strip()
+    switch = turn_on(profile, tweak) if status in ("recommended", "no_saving") else None
+    if switch is not None:
+        d["turn_on"] = switch
+        text = f"{switch['says']} " + text
+        snippet = switch["snippet"]
     if status == "recommended":
         text += " " + price.note
     return Advice(

@@ -373,6 +373,9 @@ class StaticFacts:
     # facts the source holds behind a flag (fact -> which, and whether the run set it), e.g.
     # "compile": "behind `if args.compile:` (line 200), set by --compile (off in this run)"
     behind: dict[str, str] = field(default_factory=dict)
+    # facts off in this run (``inactive``): the run's arguments with the flag turned on, where
+    # ccprof could write them (``ccprof.script.flags.switch_on``), e.g. "compile": [..., "--compile"]
+    switches: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

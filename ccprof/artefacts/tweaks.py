@@ -82,6 +82,9 @@ class TweakInfo:
     legacy_details: tuple[tuple[str, str], ...] = ()
     # the plan takes it after every other tweak (it is priced on what the others leave)
     plan_last: bool = False
+    # the facts of the script reader (ccprof.script.applied) that mean the script has the tweak:
+    # "already applied" in analyze and apply alike, and "turn on what you have" when the run left it off
+    facts: tuple[str, ...] = ()
 
     @property
     def auto_apply(self) -> bool:
@@ -106,23 +109,27 @@ TWEAKS: dict[str, TweakInfo] = {t.id: t for t in (
               "Freeze the base weights; train low-rank adapters on the Linear layers.", "accuracy",
               LoraOptions, runtime=True, codemod=True,
               conflicts=(("warm_start", "LoRA freezes every base weight, embeddings included"),),
-              legacy_details=(("rank", "rank"), ("targets", "targets"))),
+              legacy_details=(("rank", "rank"), ("targets", "targets")),
+              facts=('peft',)),
     TweakInfo("warm_start", "Warm-start (and freeze) embeddings",
               "Load pretrained embedding vectors and stop training them.", "convergence",
               WarmStartOptions, runtime=True, codemod=True,
               run_scoped=True, legacy_details=(("embeddings", "embeddings"),)),
     TweakInfo("checkpointing", "Gradient (activation) checkpointing",
               "Keep only block boundaries; recompute the rest in backward.", "none",
-              CheckpointingOptions, runtime=True, codemod=True),
+              CheckpointingOptions, runtime=True, codemod=True,
+              facts=('checkpointing',)),
     TweakInfo("mixed_precision", "Mixed precision (bf16/fp16 autocast)",
               "Run matmuls and convolutions in 16-bit with fp32 master weights.", "numerics",
               MixedPrecisionOptions, runtime=True, codemod=True,
-              legacy_details=(("policy.autocast", "dtype"),)),
+              legacy_details=(("policy.autocast", "dtype"),),
+              facts=('autocast',)),
     TweakInfo("grad_accumulation", "Gradient accumulation",
               "Reach the wanted batch with smaller micro-batches that fit in memory.", "none",
               GradAccumulationOptions, runtime=True, codemod=True,
               conflicts=(("batch_size", "one shrinks the micro-batch to fit, the other grows it"),),
-              legacy_details=(("accum_steps", "steps"),)),
+              legacy_details=(("accum_steps", "steps"),),
+              facts=('accumulation',)),
     TweakInfo("distillation", "Distill into a smaller student",
               "Train a shallower model on the teacher's soft labels.", "accuracy",
               DistillationOptions, runtime=True,
@@ -139,7 +146,8 @@ TWEAKS: dict[str, TweakInfo] = {t.id: t for t in (
               EarlyStoppingOptions, codemod=True,
               no_runtime="it ends the run sooner, after many epochs of validation loss that a few measured "
                          "steps never reach; `ccprof apply -t early_stopping` adds a patience check to your loop",
-              run_scoped=True),
+              run_scoped=True,
+              facts=('early_stopping',)),
     TweakInfo("data_curation", "Data curation (deduplication)",
               "Drop exact and near-duplicate examples; spend steps on new data.", "convergence",
               no_runtime="it changes which examples the run sees, so a few steps cannot show its effect: "
@@ -148,18 +156,23 @@ TWEAKS: dict[str, TweakInfo] = {t.id: t for t in (
     TweakInfo("distributed", "Distributed training (DDP / FSDP)",
               "Use every visible GPU with DDP, or shard model state with FSDP.", "none", codemod=True,
               no_runtime="it needs one process per GPU from the start and a launcher (torchrun): "
-                         "`ccprof apply -t distributed` rewrites the script, and --nproc N measures it"),
+                         "`ccprof apply -t distributed` rewrites the script, and --nproc N measures it",
+              facts=('ddp', 'fsdp')),
     TweakInfo("tf32", "TF32 matmuls", "Let fp32 matmuls use TF32 tensor cores (Ampere+).", "numerics",
               runtime=True, codemod=True, runtime_needs=("cuda",),
-              conflicts=(("mixed_precision", "under autocast the matmuls already run in bf16; TF32 only touches the rest"),)),
+              conflicts=(("mixed_precision", "under autocast the matmuls already run in bf16; TF32 only touches the rest"),),
+              facts=('tf32',)),
     TweakInfo("compile", "torch.compile", "Fuse kernels and cut Python overhead.", "none",
-              CompileOptions, runtime=True, codemod=True),
+              CompileOptions, runtime=True, codemod=True,
+              facts=('compile',)),
     TweakInfo("fused_optimizer", "Fused / foreach optimizer",
-              "One kernel for the whole parameter update.", "none", runtime=True, codemod=True),
+              "One kernel for the whole parameter update.", "none", runtime=True, codemod=True,
+              facts=('fused_optimizer',)),
     TweakInfo("dataloader", "DataLoader workers and pinned memory",
               "Hide data loading behind compute.", "none", DataloaderOptions, runtime=True, codemod=True,
               runtime_needs=("dataloader",),
-              legacy_details=(("workers_after", "num_workers"),)),
+              legacy_details=(("workers_after", "num_workers"),),
+              facts=('dataloader',)),
     TweakInfo("batch_size", "Larger batch in the memory headroom",
               "Fill the device to raise utilization.", "convergence", BatchSizeOptions, runtime=True, codemod=True,
               runtime_needs=("dataloader",),

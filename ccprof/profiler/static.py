@@ -252,6 +252,7 @@ def static_facts_from_source(source: str, filename: str = "<string>",
     lines = dict(collector.lines)
     inactive: dict[str, int] = {}
     behind: dict[str, str] = {}
+    switches: dict[str, list[str]] = {}
     info = ScriptInfo(facts)
     options = script_options(info, argv)
     for fact in APPLIED_FACTS:          # what the codemods' "already applied" reads too
@@ -260,12 +261,14 @@ def static_facts_from_source(source: str, filename: str = "<string>",
             lines[fact] = a.line
         elif a.off_in_run:
             inactive[fact] = a.line
+            if a.switch is not None:
+                switches[fact] = list(a.switch)
         if a.behind:
             behind[fact] = a.reason()
     lines = dict(sorted(lines.items(), key=lambda kv: (kv[1], kv[0])))
     flags = {fact: fact in lines for fact in _FACTS}
     return StaticFacts(parsed=True, training_args=collector.training_args, lines=lines, inactive=inactive,
-                       behind=behind, **flags)
+                       behind=behind, switches=switches, **flags)
 
 
 def read_static_facts(path: str | Path, argv: Sequence[str] | None = None) -> StaticFacts:
@@ -308,6 +311,7 @@ def reconcile(facts: StaticFacts, seen: dict[str, bool]) -> StaticFacts:
     changes: dict[str, object] = {}
     inactive = dict(facts.inactive)
     behind = dict(facts.behind)
+    switches = dict(facts.switches)
     for fact, active in seen.items():
         if fact not in RUNTIME_FACTS:
             raise ValueError(f"{fact!r} is not observed at run time")
@@ -319,4 +323,5 @@ def reconcile(facts: StaticFacts, seen: dict[str, bool]) -> StaticFacts:
             changes[fact] = True
             inactive.pop(fact, None)        # the run did it after all (a flag's value ccprof misread)
             behind.pop(fact, None)
-    return replace(facts, **changes, inactive=inactive, behind=behind) if changes else facts
+            switches.pop(fact, None)
+    return replace(facts, **changes, inactive=inactive, behind=behind, switches=switches) if changes else facts

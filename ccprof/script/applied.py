@@ -24,7 +24,7 @@ from typing import Any, Callable
 import libcst as cst
 import libcst.matchers as m
 
-from ccprof.script.flags import Guard, Options, describe, guards_of, keyword_guard, runs, value_guard
+from ccprof.script.flags import Guard, Options, describe, guards_of, keyword_guard, runs, switch_on, value_guard
 from ccprof.script.info import ScriptInfo
 from ccprof.script.loop import loop_of
 from ccprof.script.names import NAMES
@@ -69,6 +69,9 @@ class Applied:
     behind: str = ""
     known: bool = True          # False: behind a flag whose value in the run is not known
     flags: tuple[str, ...] = ()  # the options that set the guards of ``behind`` (``--compile``)
+    # off in this run: the run's arguments with the flag turned on (``flags.switch_on``), None
+    # when ccprof cannot write them
+    switch: tuple[str, ...] | None = None
 
     def reason(self) -> str:
         """``"`torch.compile(...)` at line 12"``, with the flag when there is one."""
@@ -94,7 +97,9 @@ def applied(info: ScriptInfo, fact: str, options: Options) -> Applied:
             return Applied(fact, on=True, line=p.line, what=p.what,
                            behind=describe(p.guards) if p.guards else "", known=want is True, flags=_flags(p))
     p = min(places, key=lambda p: p.line)
-    return Applied(fact, off_in_run=True, line=p.line, what=p.what, behind=describe(p.guards), flags=_flags(p))
+    switch = switch_on(info, p.guards, options.argv)
+    return Applied(fact, off_in_run=True, line=p.line, what=p.what, behind=describe(p.guards), flags=_flags(p),
+                   switch=None if switch is None else tuple(switch))
 
 
 def _flags(place: Found) -> tuple[str, ...]:

@@ -36,7 +36,7 @@ import libcst as cst
 from ccprof.script.info import ScriptInfo
 from ccprof.script.nodes import attr_chain, code_of, kwarg
 
-__all__ = ["UNKNOWN", "Guard", "Options", "script_options", "guards_of", "value_guard", "keyword_guard", "runs",
+__all__ = ["UNKNOWN", "Guard", "Options", "script_options", "guards_of", "value_guard", "keyword_guard", "runs", "switch_on",
            "describe"]
 
 
@@ -65,6 +65,7 @@ class Options:
     config: dict[str, str] = field(default_factory=dict)
     namespaces: frozenset[str] = frozenset()
     values: dict[str, Any] | None = None
+    argv: tuple[str, ...] | None = None      # the run's arguments the values come from
 
     def value(self, name: str) -> Any:
         if self.values is None:
@@ -135,7 +136,8 @@ def script_options(info: ScriptInfo, argv: Sequence[str] | None = None) -> Optio
                 values[dest] = UNKNOWN if parsed is None or dest in unknown_dests else parsed.get(dest, UNKNOWN)
         if config:
             values.update(_config_values(config, defaults, list(argv)))
-    return Options(dests=dests, config=config, namespaces=namespaces, values=values)
+    return Options(dests=dests, config=config, namespaces=namespaces, values=values,
+                   argv=None if argv is None else tuple(argv))
 
 
 def _literal(node: cst.BaseExpression) -> Any:
@@ -413,3 +415,81 @@ def _compare(node: cst.Comparison, options: Options) -> Any:
             return UNKNOWN
         left = right
     return True
+
+
+# --------------------------------------------------------------------------- turning a flag on
+
+
+def _literals_in(node: cst.CSTNode) -> list[Any]:
+    """The literal values a condition compares with (``args.dtype == "bfloat16"`` -> ["bfloat16"])."""
+    out: list[Any] = []
+
+    class _V(cst.CSTVisitor):
+        def visit_SimpleString(self, n: cst.SimpleString) -> None:
+            out.append(n.evaluated_value)
+
+        def visit_Integer(self, n: cst.Integer) -> None:
+            out.append(n.evaluated_value)
+
+        def visit_Float(self, n: cst.Float) -> None:
+            out.append(n.evaluated_value)
+
+    node.visit(_V())
+    return list(dict.fromkeys(v for v in out if isinstance(v, (str, int, float))))
+
+
+def _without(argv: list[str], flag: str, takes_value: bool) -> list[str]:
+    """``argv`` with every setting of ``flag`` dropped (``--flag``, ``--flag=x``, ``--flag x``)."""
+    out: list[str] = []
+    skip = False
+    for i, a in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if a.startswith(flag + "="):
+            continue
+        if a == flag:
+            skip = takes_value and i + 1 < len(argv) and not argv[i + 1].startswith("-")
+            continue
+        out.append(a)
+    return out
+
+
+def switch_on(info: ScriptInfo, guards: Sequence[Guard], argv: Sequence[str] | None) -> list[str] | None:
+    """The run's arguments changed so that every guard in ``guards`` holds, or None when ccprof
+    cannot find such a command line. Each candidate is checked by evaluating the guards again
+    on it, as the script's own parser would read it: ``--compile``, ``--compile=True`` (a config
+    global), ``--dtype bfloat16`` (a value the condition compares with).
+
+    Example: guards of ``if args.compile: model = torch.compile(model)`` and argv
+    ``["--epochs", "3"]`` -> ``["--epochs", "3", "--compile"]``.
+    """
+    if argv is None:
+        return None
+    current = list(argv)
+    for guard in guards:
+        options = script_options(info, current)
+        if guard.holds(options) is True:
+            continue
+        found = None
+        for flag in guard.flags:
+            values = _literals_in(guard.node)
+            candidates: list[tuple[list[str], bool]] = [([flag], False), ([f"{flag}=True"], True)]
+            candidates += [([flag, str(v)], True) for v in values] + [([f"{flag}={v}"], True) for v in values]
+            candidates += [([flag, "1"], True), ([flag, "true"], True)]
+            for extra, takes_value in candidates:
+                trial = _without(current, flag, takes_value) + extra
+                try:
+                    ok = guard.holds(script_options(info, trial)) is True
+                except Exception:
+                    ok = False
+                if ok:
+                    found = trial
+                    break
+            if found is not None:
+                break
+        if found is None:
+            return None
+        current = found
+    final = script_options(info, current)
+    return current if all(g.holds(final) is True for g in guards) else None

@@ -156,3 +156,14 @@ def test_lora_alpha_is_two_times_the_rank_in_every_stage():
     assert LoraOptions().value("alpha") == 16 and LoraOptions(rank=4).value("alpha") == 8
     assert LoraOptions(rank=4).runtime_kwargs() == {"r": 4, "alpha": 8, "dropout": 0.0}
     assert LoraOptions(rank=4, alpha=4).runtime_kwargs()["alpha"] == 4
+
+
+def test_the_facts_that_mean_a_tweak_is_there_are_the_catalogs():
+    """apply's "already applied" and analyze's "turn on what you have" read the same facts."""
+    from ccprof.applier.codemods import CODEMODS
+    from ccprof.script.applied import FACTS
+
+    for tweak, info in TWEAKS.items():
+        assert set(info.facts) <= set(FACTS), tweak
+        if tweak in CODEMODS:
+            assert CODEMODS[tweak].FACTS == info.facts, tweak
