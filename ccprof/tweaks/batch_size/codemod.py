@@ -163,7 +163,7 @@ class BatchSize(TweakCodemod):
         new = int(size) if size is not None else max(1, round(old * factor))
         if old == new:
             raise AlreadyApplied(f"batch {new} at {site.where}")
-        site.set(edits, str(new))
+        self._write(edits, site, str(new))
         if old is None:
             self.notes.append(f"batch set to {new} at {site.where}, whose old value is not a number: scale the "
                               "learning rate and the run's length for the new batch yourself")
@@ -174,6 +174,18 @@ class BatchSize(TweakCodemod):
         self.notes.append(f"batch {old} -> {new} (x {k:.3g}) at {site.where}, keep={keep}")
         self._learning_rate(info, edits, hf, rule, k, opt_cls)
         self._run_length(info, edits, hf, keep, old, new)
+
+    def _write(self, edits: Edits, site: _Site, code: str) -> None:
+        """Set ``site`` to ``code``; when the run the advice came from set it on its command line
+        (``--lr 0.1``, nanoGPT's ``--batch_size=4``), the new default alone would not reach that run: say so."""
+        site.set(edits, code)
+        if not self.argv or not site.name or site.whole or site.key not in ("default", None):
+            return
+        flags = _flags((site.name,))
+        given = [a for a in self.argv if a in flags or a.split("=", 1)[0] in flags]
+        if given:
+            self.notes.append(f"the run's command line sets {given[0].split('=', 1)[0]}: pass "
+                              f"{given[0].split('=', 1)[0]}={code} there too (the rewrite changes the default)")
 
     def _batch_site(self, info: ScriptInfo, hf: bool) -> _Site:
         if hf:
@@ -242,7 +254,7 @@ class BatchSize(TweakCodemod):
             return
         sites, missing = self._lr_sites(info, hf)
         for s in sites:
-            s.set(edits, _num_code(s.value * m, False))
+            self._write(edits, s, _num_code(s.value * m, False))
             self.notes.append(f"learning rate {s.value:g} -> {s.value * m:.6g} at {s.where}, "
                               f"{describe_rule(rule, k, opt_cls)}")
         for where in missing:
@@ -303,7 +315,7 @@ class BatchSize(TweakCodemod):
             seen.add((id(s.node), s.key))
             value = fn(s.value)
             integer = float(value).is_integer() and (isinstance(s.value, int) or what != "epochs")
-            s.set(edits, _num_code(value, integer))
+            self._write(edits, s, _num_code(value, integer))
             self.notes.append(f"{what} {s.value:g} -> {value:g} at {s.where}")
             n += 1
         return n

@@ -135,3 +135,12 @@ def test_a_literal_loop_around_the_step_is_the_run_length_it_changes():
     batch = LOOPS.replace("batch_size=8", "batch_size=32").replace("lr=0.1", "lr=0.4")
     check(LOOPS, batch.replace("range(1000)", "range(250)"), "batch_size", batch_size=32)
     check(LOOPS, batch.replace("range(3)", "range(12)"), "batch_size", batch_size=32, batch_keep="steps")
+
+
+def test_a_setting_the_run_passed_on_its_command_line_is_named():
+    # the advice came from `python train.py --batch-size 32 --lr=0.05`: new defaults alone would not reach it
+    from ccprof.applier.codemods import apply_source
+    result = apply_source(ARGS, ["batch_size"], options={"batch_size": 64}, argv=["--batch-size", "32", "--lr=0.05"])
+    note = result.notes["batch_size"]
+    assert "the run's command line sets --batch-size: pass --batch-size=64 there too" in note
+    assert "the run's command line sets --lr: pass --lr=0.1 there too" in note
