@@ -226,8 +226,9 @@ class BatchSize(TweakCodemod):
                 continue
             value, site = _number(arg.value), None
             ref = code_of(arg.value).strip()
-            if value is not None and arg.keyword is not None:
-                site = _Site(call, "lr", value, f"`lr=` (line {info.line(call)})")
+            if value is not None:
+                site = (_Site(call, "lr", value, f"`lr=` (line {info.line(call)})") if arg.keyword is not None
+                        else _Site(arg.value, None, value, f"the lr argument (line {info.line(call)})", whole=True))
             elif ref in assigns:
                 site = assigns[ref]
             elif "." in ref and ref.split(".")[-1] in flag_by_dest:

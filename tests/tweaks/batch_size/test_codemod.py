@@ -144,3 +144,10 @@ def test_a_setting_the_run_passed_on_its_command_line_is_named():
     note = result.notes["batch_size"]
     assert "the run's command line sets --batch-size: pass --batch-size=64 there too" in note
     assert "the run's command line sets --lr: pass --lr=0.1 there too" in note
+
+
+def test_a_positional_learning_rate_is_scaled_too():
+    before = LOOPS.replace("lr=0.1", "0.1, momentum=0.9")
+    after = before.replace("batch_size=8", "batch_size=16").replace("0.1, momentum", "0.2, momentum") \
+        .replace("range(1000)", "range(500)")
+    check(before, after, "batch_size", batch_size=16)
