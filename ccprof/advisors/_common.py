@@ -510,7 +510,7 @@ def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *
                    else f"ccprof's {fmt_pct(C.MIN_SAVING_FRAC)} threshold")
             if one_time_frac and gross > gate:
                 head = (f"No saving once its one-time cost is counted: it saves {fmt_pct(gross)} of the run's GPU "
-                        f"cost per step ({fmt_usd(gross * price.usd_run) if price.priced else 'dollars unknown'}) "
+                        f"cost ({fmt_usd(gross * price.usd_run) if price.priced else 'dollars unknown'}) "
                         f"but costs {fmt_pct(one_time_frac)} of it once "
                         f"({fmt_usd(one_time_frac * price.usd_run) if price.priced else 'dollars unknown'}): "
                         f"net {fmt_pct(share)}")
@@ -532,6 +532,14 @@ def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *
         elif one_time_frac:
             one_time_note += (f" Net of it: {fmt_pct(share)} of the run's GPU cost"
                               + (f" ({fmt_usd(share * price.usd_run)})." if price.priced else "."))
+        if status == "recommended" and d["memory_needed"]:
+            # recommended for memory, not money: say so before anything the rationale says of time
+            verdict = ("brings the run under it" if fits_memory(after, spec)
+                       else "is a part of what a plan needs to get under it")
+            rationale = (f"Recommended for memory, not money: the {fmt_bytes(peak)} peak does not fit the "
+                         f"{fmt_bytes(usable_memory_bytes(spec))} usable on the target GPU, and freeing "
+                         f"{fmt_bytes(memory_saved_bytes)} (peak {fmt_bytes(after)}) {verdict}; its cost is "
+                         f"{fmt_pct(-share) if share < -0.0005 else 'none'} of the run's GPU cost. " + rationale)
     rationale = rationale.strip() + one_time_note
     if status != "recommended":
         time_saved_frac, memory_saved_bytes, usd_saved = 0.0, 0, 0.0

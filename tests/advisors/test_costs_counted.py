@@ -31,7 +31,7 @@ def test_a_one_time_cost_larger_than_the_runs_saving_is_no_saving():
     a = _advice(_flat(hand_profile()), 0.05, one_time=OneTimeCost("compiling the model", "a stated model", s=600))
     assert a.status == "no_saving"
     assert a.rationale.startswith("No saving once its one-time cost is counted: it saves 5.0% of the run's GPU "
-                                  "cost per step ($0.50) but costs 6.0% of it once ($0.60): net -1.0%")
+                                  "cost ($0.50) but costs 6.0% of it once ($0.60): net -1.0%")
     assert a.details["one_time"]["usd"] == pytest.approx(0.60)
     assert a.details["no_saving"]["one_time_frac"] == pytest.approx(0.06)
     assert a.projected.usd_saved == 0 and a.projected.cost_saved_frac == 0
@@ -82,5 +82,8 @@ def test_memory_that_makes_the_run_fit_or_is_a_real_part_of_the_gap_is_kept():
     ctx = AdviceContext(device_memory_bytes=2000 * MB)
     fits = _advice(_flat(hand_profile()), -0.1, memory=300 * MB, ctx=ctx)        # 1700 MB <= 1800 MB
     assert fits.status == "recommended" and fits.details["memory_needed"] is True
+    assert fits.rationale.startswith("Recommended for memory, not money: the 1.86 GiB peak does not fit the 1.68 GiB "
+                                     "usable on the target GPU, and freeing 286 MiB (peak 1.58 GiB) brings the run "
+                                     "under it; its cost is 10% of the run's GPU cost.")
     part = _advice(_flat(hand_profile()), memory=100 * MB, ctx=ctx)               # 5% of the peak, still over
     assert part.status == "recommended"
