@@ -406,20 +406,28 @@ class Fp32Matmuls:
         return {"fp32_matmul_flops_frac": round(self.flops_frac, 6), "fp32_matmul_time_frac": round(self.time_frac, 6)}
 
 
+def fp32_matmul_flops(profile: Profile) -> tuple[int, float]:
+    """(FLOPs, share of ``flops.per_step``) of the matmul, convolution and attention ops the profile
+    recorded in float32: what no GPU changes, so a checker can recompute it from the profile alone."""
+    from ccprof.artefacts.vocab import MATMUL_CLASSES, dtype_name
+    from ccprof.hardware.kernels import op_class
+    flops = sum(o.flops for o in profile.ops if op_class(o.op) in MATMUL_CLASSES and dtype_name(o.dtype) == "float32")
+    per = profile.flops.per_step
+    return int(flops), (flops / per if per else 0.0)
+
+
 def fp32_matmuls(profile: Profile, ctx: AdviceContext, spec: GpuSpec | None = None) -> Fp32Matmuls:
     """The step's fp32 matmul/conv/attention FLOPs (``profile.ops``) over ``flops.per_step``, and
     their device seconds over the step on the target GPU (the one cost model, the base policy)."""
     from ccprof.artefacts.vocab import MATMUL_CLASSES, dtype_name
-    from ccprof.hardware.kernels import op_class
     from ccprof.hardware.translate import translate
     spec = spec or gpu_spec(profile, ctx)
-    flops = sum(o.flops for o in profile.ops if op_class(o.op) in MATMUL_CLASSES and dtype_name(o.dtype) == "float32")
+    flops, flops_frac = fp32_matmul_flops(profile)
     base = base_policy(profile, spec)
     step_s = step_cost_for(profile, spec, base).step_s if profile.ops else 0.0
     kernels = [k for k in translate(profile, spec, base) if k.cls in MATMUL_CLASSES
                and dtype_name(k.dtype) in ("float32", "tfloat32")] if profile.ops else []
-    per = profile.flops.per_step
-    return Fp32Matmuls(int(flops), flops / per if per else 0.0, sum(k.device_s for k in kernels),
+    return Fp32Matmuls(flops, flops_frac, sum(k.device_s for k in kernels),
                        sum(k.device_s for k in kernels if k.unit == "simt"), step_s, spec.name)
 
 
@@ -578,7 +586,8 @@ def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *
         tweak=tweak, status=status, title=TWEAKS[tweak].title,
         projected=Projected(time_saved_frac=float(round(time_saved_frac, 6)),
                             memory_saved_bytes=int(memory_saved_bytes),
-                            usd_saved=float(round(usd_saved, 4)),
+                            # six significant digits: a short run's saving of $0.00002 is a saving, not $0
+                            usd_saved=float(f"{usd_saved:.6g}"),
                             step_s_after=step_s_after, peak_bytes_after=peak_bytes_after,
                             cost_saved_frac=float(round(cost_saved_frac, 6)),
                             # a cost is expected in full; only savings are discounted
