@@ -6,6 +6,7 @@ from ccprof.advisors._registry import register
 from ccprof.advisors.context import AdviceContext
 from ccprof.artefacts.advice import Advice
 from ccprof.artefacts.profile import Profile
+from ccprof.artefacts.vocab import MODEL_PHASES
 
 __all__ = ["advise_compile"]
 
@@ -26,7 +27,7 @@ COMPILE_SOURCE = ("ccprof's estimate: 39.5 ms per forward/backward aten op, from
 def compile_s(profile: Profile) -> tuple[float, int]:
     """(seconds compiling takes, aten op calls it compiles): one micro-batch's forward and backward
     ops (the graph is compiled once, whatever the accumulation) x ``COMPILE_S_PER_OP``."""
-    ops = sum(o.count for o in profile.ops if o.phase in ("forward", "backward"))
+    ops = sum(o.count for o in profile.ops if o.phase in MODEL_PHASES)
     ops = ops // max(1, profile.steps.micro_batches)
     return ops * COMPILE_S_PER_OP, ops
 
