@@ -362,6 +362,11 @@ def _one_time_details(cost: OneTimeCost, price: RunPrice, time_saved_frac: float
     return out
 
 
+def _share_of_run(frac: float) -> str:
+    """0.06 -> '6.0% of it'; 2949.2 -> '2,949 times the run's GPU cost' (percent stops reading well)."""
+    return f"{fmt_pct(frac)} of it" if frac < 10 else f"{frac:,.0f} times the run's GPU cost"
+
+
 def _one_time_says(cost: OneTimeCost, od: dict, price: RunPrice) -> str:
     """'compiling the model: ~9.5 s on the A100 ($0.0095; source)'."""
     parts = []
@@ -519,9 +524,9 @@ def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *
             if one_time_frac and gross > gate:
                 head = (f"No saving once its one-time cost is counted: it saves {fmt_pct(gross)} of the run's GPU "
                         f"cost ({fmt_usd(gross * price.usd_run) if price.priced else 'dollars unknown'}) "
-                        f"but costs {fmt_pct(one_time_frac)} of it once "
+                        f"but costs {_share_of_run(one_time_frac)} once "
                         f"({fmt_usd(one_time_frac * price.usd_run) if price.priced else 'dollars unknown'}): "
-                        f"net {fmt_pct(share)}")
+                        f"net {fmt_pct(share) if share > -10 else 'a loss of ' + _share_of_run(-share)}")
             elif share <= -0.0005:
                 head = f"No saving: it would add {fmt_pct(-share)} to the run's GPU cost"
             elif share < 0.0005:

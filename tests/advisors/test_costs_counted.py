@@ -87,3 +87,11 @@ def test_memory_that_makes_the_run_fit_or_is_a_real_part_of_the_gap_is_kept():
                                      "under it; its cost is 10% of the run's GPU cost.")
     part = _advice(_flat(hand_profile()), memory=100 * MB, ctx=ctx)               # 5% of the peak, still over
     assert part.status == "recommended"
+
+
+def test_a_one_time_cost_many_times_the_run_reads_as_a_multiple():
+    # 10 planned steps of 1 s: compiling for 600 s is 60 times the run
+    a = _advice(_flat(hand_profile()), 0.05, one_time=OneTimeCost("compiling the model", "a stated model", s=600),
+                ctx=AdviceContext(run_steps=10))
+    assert a.status == "no_saving"
+    assert "but costs 60 times the run's GPU cost once ($0.60): net a loss of 60 times the run's GPU cost" in a.rationale
