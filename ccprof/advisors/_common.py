@@ -323,6 +323,7 @@ def turn_on(profile: Profile, tweak: str) -> dict[str, Any] | None:
                 "says": says, "snippet": snippet}
     return None
 
+
 # ---------------------------------------------------------------------------- one-time costs
 @dataclass(frozen=True)
 class OneTimeCost:
