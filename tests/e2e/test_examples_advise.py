@@ -1,9 +1,11 @@
-"""Each example profiled in the harness child yields an answer from all 18 advisors."""
+"""Each example profiled in the harness child yields an answer from all 18 advisors, and no two of
+them contradict each other (ccprof.advisors.consistency), priced or not."""
 from __future__ import annotations
 
 import pytest
 
 from ccprof.advisors import advise
+from ccprof.advisors.consistency import contradictions
 from ccprof.artefacts.advice import AdviceSet
 from ccprof.artefacts.tweaks import TWEAKS
 from tests.helpers.paths import EXAMPLES
@@ -25,9 +27,13 @@ def test_every_example_yields_all_18(name, tmp_path):
     args = EXAMPLE_ARGS[name] + (["--checkpoint", str(tmp_path / "b.pt")] if name == "finetune.py" else [])
     r = run_script(EXAMPLES / name, args, steps=2, warmup=1, timeout_s=240)
     assert r.profile is not None and r.profile.steps.measured == 2, r.message
-    s = advise(attach(r.profile, total_steps=1000))
+    profile = attach(r.profile, total_steps=1000)
+    s = advise(profile)
     assert sorted(a.tweak for a in s.advice) == sorted(TWEAKS)
     assert AdviceSet.from_json(s.to_json()) == s
+    assert contradictions(s, profile) == []
+    unsized = attach(r.profile)          # the planned run as the script states it, or unknown
+    assert contradictions(advise(unsized), unsized) == []
 
 
 def test_every_example_is_covered():
