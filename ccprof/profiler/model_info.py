@@ -50,17 +50,42 @@ def _signature(mod: torch.nn.Module) -> tuple:
     return (type(mod), tuple((n, tuple(p.shape)) for n, p in mod.named_parameters()))
 
 
-def repeated_blocks(roots: dict[str, torch.nn.Module]) -> list[RepeatedBlock]:
-    """Containers (``ModuleList`` / ``Sequential``) holding >= 2 identical blocks.
+def _group_key(mod: torch.nn.Module) -> tuple:
+    """What makes two children of a container the same block: for a block built of modules
+    (a ResNet ``BasicBlock``, a ``LlamaDecoderLayer``) its class, so a stage's first block that
+    changes the width and downsamples is one of the stage's blocks (a plain ``Sequential``: the
+    classes of its children); for a leaf module (a ``Linear``) its class and parameter shapes,
+    so an MLP's differing layers are not."""
+    if next(mod.children(), None) is None:
+        return _signature(mod)
+    if type(mod) in (torch.nn.Sequential, torch.nn.ModuleList, torch.nn.ModuleDict):
+        # a plain container says nothing by its class: its children's classes, in order, do
+        return (type(mod), tuple(type(c) for c in mod.children()))
+    return (type(mod),)
 
-    Identical means same class and same parameter names and shapes; blocks without
-    parameters (activations, dropout) do not count. For a mixed container the largest
-    group of identical children is reported. Largest total parameters first.
+
+def _inside(name: str, members: list[str]) -> bool:
+    return any(name.startswith(m + ".") for m in members)
+
+
+def repeated_blocks(roots: dict[str, torch.nn.Module]) -> list[RepeatedBlock]:
+    """Containers (``ModuleList`` / ``Sequential``) holding >= 2 blocks of one kind.
+
+    One kind means the same class for blocks built of modules, and the same class and
+    parameter shapes for leaf modules (``_group_key``); blocks without parameters
+    (activations, dropout) do not count. For a mixed container the largest group is reported;
+    ``params_each`` is the blocks' mean when their sizes differ (a ResNet stage's first block
+    downsamples). Every stage of a ResNet is found: ``layer2`` = [BasicBlock(64 -> 128,
+    downsample), BasicBlock(128)] is two blocks, as torchvision's ``resnet18`` builds 2 per stage.
+    Where blocks of differing sizes hold a container of identical blocks (ConvNeXt's stages
+    of identical blocks) the inner, identical ones are reported; a group of differing blocks
+    inside another block found is left out (its blocks are counted there). Largest total
+    parameters first.
 
     Example: a Llama gives ``RepeatedBlock("model.layers", "LlamaDecoderLayer", 32, ...)``.
     """
     names = module_names(roots)
-    found = []
+    found: list[tuple[RepeatedBlock, bool]] = []          # (block, sizes differ)
     for mod, name in names.items():
         if not isinstance(mod, (torch.nn.ModuleList, torch.nn.Sequential)):
             continue
@@ -69,20 +94,29 @@ def repeated_blocks(roots: dict[str, torch.nn.Module]) -> list[RepeatedBlock]:
             continue
         groups: dict[tuple, list[tuple[str, torch.nn.Module]]] = {}
         for child_name, child in children:
-            groups.setdefault(_signature(child), []).append((child_name, child))
-        best = max(groups.values(), key=len)
-        params_each = sum(p.numel() for p in best[0][1].parameters())
-        if len(best) < 2 or params_each == 0:
+            if next(child.parameters(), None) is None:
+                continue
+            groups.setdefault(_group_key(child), []).append((child_name, child))
+        if not groups:
             continue
-        found.append(RepeatedBlock(
+        best = max(groups.values(), key=len)
+        if len(best) < 2:
+            continue
+        sizes = [sum(p.numel() for p in child.parameters()) for _, child in best]
+        found.append((RepeatedBlock(
             container=name,
             class_=type(best[0][1]).__name__,
             count=len(best),
-            params_each=params_each,
+            params_each=round(sum(sizes) / len(sizes)),
             names=[f"{name}.{n}" if name else n for n, _ in best],
-        ))
-    found.sort(key=lambda b: -b.count * b.params_each)
-    return found
+        ), len({_signature(c) for _, c in best}) > 1))
+    same = [b for b, mixed in found if not mixed]
+    kept = [(b, mixed) for b, mixed in found
+            if not (mixed and any(_inside(o.container, b.names) for o in same))]
+    out = [b for b, mixed in kept
+           if not (mixed and any(_inside(b.container, o.names) for o, _ in kept if o is not b))]
+    out.sort(key=lambda b: -b.count * b.params_each)
+    return out
 
 
 def _embeddings(roots: dict[str, torch.nn.Module]) -> list[Embedding]:

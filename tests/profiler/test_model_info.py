@@ -10,6 +10,7 @@ from ccprof.artefacts.profile import ModelInfo, Profile
 from ccprof.profiler.flops import FlopPass
 from ccprof.profiler.memory import MemoryLedger
 from ccprof.profiler.model_info import describe_model, repeated_blocks
+from tests.helpers.models import resnet18
 
 
 def _llama():
@@ -105,6 +106,35 @@ def test_repeated_blocks_need_same_class_and_shapes():
     info = describe_model({"": root})
     assert info.trainable_params == info.params - 20
     assert info.hf_model_type is None and info.hf_config == {}
+
+
+def test_every_resnet_stage_holds_repeated_blocks():
+    """torchvision's resnet18 layout: each stage's first block downsamples (other shapes, a
+    downsample branch), so blocks of identical shapes found layer1 only; by class all 4 stages."""
+    m = resnet18()
+    blocks = {b.container: b for b in repeated_blocks({"": m})}
+    assert set(blocks) == {"layer1", "layer2", "layer3", "layer4"}
+    assert [b.count for b in blocks.values()] == [2, 2, 2, 2]
+    assert blocks["layer2"].names == ["layer2.0", "layer2.1"] and blocks["layer2"].class_ == "BasicBlock"
+    # layer2: block 0 = conv 8->16 (1,152) + bn (32) + conv 16->16 (2,304) + bn (32) + downsample
+    # conv 8->16 (128) + bn (32) = 3,680; block 1 = 2,304 + 32 + 2,304 + 32 = 4,672; mean 4,176
+    assert blocks["layer2"].params_each == (3_680 + 4_672) // 2 == 4_176
+    assert blocks["layer1"].params_each == sum(p.numel() for p in m.layer1[0].parameters())
+
+
+def test_identical_blocks_inside_differing_stages_are_the_blocks():
+    """ConvNeXt-like: 2 stages of different widths, each a Sequential of 3 identical blocks; the
+    blocks repeat, the stages only share a class. An MLP's differing Linears are no blocks."""
+    def stage(c):
+        return nn.Sequential(nn.Linear(c, c), nn.Sequential(*(nn.Sequential(nn.Linear(c, c), nn.GELU())
+                                                              for _ in range(3))))
+    root = nn.ModuleDict({"stages": nn.Sequential(stage(4), stage(8)),
+                          "mlp": nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 8), nn.Linear(8, 4)),
+                          # a plain Sequential is one kind of block by its children's classes
+                          "net": nn.Sequential(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()),
+                                               nn.Sequential(nn.Flatten(), nn.Linear(4, 2)))})
+    blocks = [(b.container, b.count) for b in repeated_blocks({"": root})]
+    assert blocks == [("stages.1.1", 3), ("stages.0.1", 3)]
 
 
 def test_bf16_params_and_buffers():
