@@ -141,15 +141,25 @@ class ProfileBuilder:
             describe_model,  # here: nothing extra is imported into the user's process before it is needed
         )
 
-        named = self._named_roots() if self.model.roots else {}
+        named = self._named_roots()
         flops, ops = (self.measure.flops_result if self.measure.flops_result else (None, []))
         memory, act_by_module = (self.measure.memory_result if self.measure.memory_result else (None, {}))
+        # every optimizer the script built that holds a trained model's parameters, stepped or not
+        # (a GAN's G optimizer may not step in the profiled window: 20 D steps come first; the
+        # next layer's optimizer in a layer-by-layer run)
+        in_modules = {id(p) for m in named.values() for p in m.parameters()}
+        trained = in_modules | {id(p) for o in self.model.optimizers for g in o.param_groups for p in g["params"]}
+        opts = list(self.model.optimizers) + [o for o in self.model.known_opts if o not in self.model.optimizers and any(
+            id(p) in trained for g in o.param_groups for p in g["params"])]
+        # parameters an optimizer trains that no module holds (a bare tensor with requires_grad)
+        loose = [p for o in opts for g in o.param_groups for p in g["params"] if id(p) not in in_modules]
         model = describe_model(
             named,
             flops_by_module=flops.by_module if flops else None,
             forward_flops_by_module=self.measure.forward_flops_by_module or None,
             activation_bytes_by_module=act_by_module or None,
-        ) if named else None
+            loose_params=loose,
+        ) if named or loose else None
         if flops is not None and self.data.example_input is not None and len(named) == 1 and not cheap:
             flops = self._fvcore_cross_check(flops, ops or [])
         reasons: dict[str, str] = dict(sections.pop("reasons", {}) or {})
@@ -179,11 +189,6 @@ class ProfileBuilder:
                 pretrained_from = "resume (model and optimizer state from a checkpoint)"
             model = replace(model, pretrained=pretrained_from is not None and not resumed,
                             loaded_from=pretrained_from, resumed=resumed)
-        # every optimizer the script built that holds a trained model's parameters, stepped or not
-        # (a GAN's G optimizer may not step in the profiled window: 20 D steps come first)
-        trained = {id(p) for m in self.model.roots.values() for p in m.parameters()}
-        opts = list(self.model.optimizers) + [o for o in self.model.known_opts if o not in self.model.optimizers and any(
-            id(p) in trained for g in o.param_groups for p in g["params"])]
         opt = optimizer_section(opts, calls=self.model.opt_calls) if opts else None
         if opt is None:
             reasons.setdefault("optimizer", "no torch.optim optimizer stepped: parameters were "

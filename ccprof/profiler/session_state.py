@@ -157,6 +157,9 @@ class ModelWatch:
     optimizers, the device, the precision the run used."""
     device_type: str = "cpu"
     roots: dict[int, Any] = field(default_factory=dict)           # id -> nn.Module, trained roots in call order
+    # prefix -> module: the roots and the modules that train beside them, held in plain lists or
+    # dicts and never called at the top level (set once, at the end of discovery; {} when none)
+    reached: dict[str, Any] = field(default_factory=dict)
     main_root_cache: Any = None                   # the root with the most parameters, once discovery is over
     optimizers: list[Any] = field(default_factory=list)           # those that stepped
     primary_opt: Any = None                       # the first that stepped: its steps are the steps

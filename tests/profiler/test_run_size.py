@@ -108,6 +108,17 @@ def test_safe_eval_runs_no_code():
         run_size.safe_eval(ast.parse("boom()", mode="eval").body, frame)
     assert run_size.safe_eval(ast.parse("len(xs) * 3", mode="eval").body, frame) == 6
     assert not calls
+    # a module is callable: never a value itself, but its attributes are read
+    # (Forward-Forward's ``for i in range(self.num_epochs)`` in an nn.Module method)
+    import torch
+
+    net = torch.nn.Linear(2, 2)
+    net.num_epochs = 7
+    assert run_size.safe_eval(ast.parse("net.num_epochs + 1", mode="eval").body, frame) == 8
+    with pytest.raises(Exception):
+        run_size.safe_eval(ast.parse("net", mode="eval").body, frame)
+    with pytest.raises(Exception):
+        run_size.safe_eval(ast.parse("net.forward", mode="eval").body, frame)
 
 
 @pytest.mark.parametrize("style,steps,source", [
