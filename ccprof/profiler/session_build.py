@@ -64,7 +64,7 @@ class ProfileBuilder:
 
     def build_precision(self) -> Precision:
         dtypes: Counter[str] = Counter()
-        for m in self.model.roots.values():
+        for m in self._named_roots().values():
             for p in m.parameters():
                 dtypes[dtype_name(p.dtype)] += p.numel()
         return Precision(

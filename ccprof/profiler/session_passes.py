@@ -27,12 +27,14 @@ class PassRunner:
             self.findings.append(Finding("run_size", f"could not read the run's length: {exc!r}"))
 
     def _finish_discovery(self) -> None:
-        """After the first full step: the roots are known, so drop the costly global hooks.
+        """After the first full step: the roots are known (and the modules training beside them,
+        ``_reach_trained_modules``), so drop the costly global hooks.
 
         On a GPU one more pass step follows the FLOP and memory steps: the kernels' device
         times under torch.profiler (``kernel_times``), which recalibrate the cost model.
         """
         self.hooks.discovery = False
+        self._reach_trained_modules()
         if self.passes and self.model.device_type == "cuda" and "kernels" not in self.measure.queue:
             self.measure.queue.append("kernels")
             self.n_pass_steps += 1
@@ -42,7 +44,6 @@ class PassRunner:
         self.hooks.global_fwd = []
         for key, module in self.model.roots.items():
             self.hooks.root_hooks[key] = module.register_forward_pre_hook(self._root_pre, with_kwargs=True)
-        self._reach_trained_modules()
 
     def _reach_trained_modules(self) -> None:
         """Modules whose parameters an optimizer holds but no root does (layers in a plain list,
@@ -58,6 +59,8 @@ class PassRunner:
                 if _user_frame(f):
                     starts += list(f.f_locals.values())
             self.model.reached = reached_roots(list(self.model.roots.values()), starts, self._trained_ids())
+            if any(p.is_cuda for m in self.model.reached.values() for p in m.parameters()):
+                self.model.device_type = "cuda"     # no root was called (layer.forward(x)): their device
         except Exception as exc:   # a bonus; never break the user's run for it
             self.findings.append(Finding("model", f"could not look for modules outside the called roots: {exc!r}"))
 
