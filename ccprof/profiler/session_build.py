@@ -164,6 +164,11 @@ class ProfileBuilder:
             flops = self._fvcore_cross_check(flops, ops or [])
         reasons: dict[str, str] = dict(sections.pop("reasons", {}) or {})
         reasons.update(self.gpu_reason)
+        if self.one_batch_per_iterator():
+            n = self.data.loader_info.get("steps_per_epoch")
+            reasons.setdefault("steps_per_epoch", (
+                f"each training step took one batch from a new iterator of the DataLoader ({n} batches "
+                "long): the script's loops, not the loader's length, say how long an epoch is"))
         if self.gpu_info is None:
             reasons.setdefault("gpu", "no GPU samples: the timed steps were not reached")
         if model is not None:

@@ -91,6 +91,11 @@ class DataState:
     train_loader: weakref.ref | None = None
     pending_fp: dict[int, list[str]] = field(default_factory=dict)   # iterator id -> sampled rows
     it_batches: dict[int, int] = field(default_factory=dict)
+    # iterator serial -> its batches so far, for the iterators whose batches reached a backward
+    # (a few dozen at most): one batch each is a loop that never walks the loader
+    trained_it_batches: dict[int, int] = field(default_factory=dict)
+    iterators_made: int = 0
+    last_it_serial: int | None = None
     last_it: int | None = None
     last_loader: weakref.ref | None = None
     loader_from_backward: bool = False

@@ -25,3 +25,14 @@ def test_forward_forward_layers_in_a_plain_list_each_with_its_optimizer():
     assert p.memory.params_bytes == (2_112 + 4_160) * 4
     # the run: 2 layers x range(self.num_epochs) = 50 steps each (self is an nn.Module: callable)
     assert p.cost.run_steps == 100 and "x range(self.num_epochs)" in p.cost.run_steps_source
+
+
+def test_one_batch_from_a_new_iterator_each_epoch_is_no_loader_epoch():
+    """``for epoch in range(12): xb, yb = next(iter(loader))``: 12 steps, and the loader's 16
+    batches are no epoch of this run (was: 12 epochs x 16 steps when only ``args.epochs`` was read)."""
+    r = run_script(SCRIPTS / "run_sizes.py", ["--style", "peek", "--epochs", "12"], steps=3, warmup=1, timeout_s=120)
+    assert r.exit_code == 0, r.message
+    p = attach(r.profile, gpu="a100-80gb")
+    assert p.cost.run_steps == 12 and p.cost.run_steps_source.startswith("loops: range(args.epochs)")
+    assert p.data.steps_per_epoch is None and p.cost.usd_per_epoch is None
+    assert "one batch from a new iterator" in p.reasons["steps_per_epoch"]
