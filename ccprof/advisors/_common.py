@@ -246,7 +246,9 @@ def ledger(profile: Profile) -> Ledger:
         g = max(0, m.peak_bytes - (m.params_bytes + m.optimizer_state_bytes + m.activations_bytes))
         note = (f"gradients are only partly resident at the peak ({fmt_bytes(g)} of "
                 f"{fmt_bytes(m.grads_bytes)})")
-    n_opt = sum(o.param_count for o in profile.optimizer.optimizers) if profile.optimizer else 0
+    # per parameter of the optimizers that hold state: one that has not stepped yet (the next
+    # layer's in a layer-by-layer run, a GAN's G before its turn) holds none to divide
+    n_opt = sum(o.param_count for o in profile.optimizer.optimizers if o.state_bytes) if profile.optimizer else 0
     opt_pp = (m.optimizer_state_bytes / n_opt) if n_opt else (
         m.optimizer_state_bytes / profile.model.trainable_params if profile.model.trainable_params else 0.0)
     return Ledger(m.peak_bytes, m.params_bytes, m.grads_bytes, m.optimizer_state_bytes,

@@ -381,6 +381,7 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
         self._set_phase("backward")
         if self.data.last_it is not None:
             self._flush_fingerprints(self.data.last_it)     # its batch reached a backward: training data
+            self._note_training_iterator(self.data.last_it)
         if not self.data.loader_from_backward and self.data.last_loader is not None:
             # the training loader is the one whose batch reaches a backward (not, say, Lightning's
             # sanity-check validation loader that ran first)

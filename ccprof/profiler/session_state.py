@@ -91,6 +91,11 @@ class DataState:
     train_loader: weakref.ref | None = None
     pending_fp: dict[int, list[str]] = field(default_factory=dict)   # iterator id -> sampled rows
     it_batches: dict[int, int] = field(default_factory=dict)
+    # iterator serial -> its batches so far, for the iterators whose batches reached a backward
+    # (a few dozen at most): one batch each is a loop that never walks the loader
+    trained_it_batches: dict[int, int] = field(default_factory=dict)
+    iterators_made: int = 0
+    last_it_serial: int | None = None
     last_it: int | None = None
     last_loader: weakref.ref | None = None
     loader_from_backward: bool = False
@@ -157,6 +162,9 @@ class ModelWatch:
     optimizers, the device, the precision the run used."""
     device_type: str = "cpu"
     roots: dict[int, Any] = field(default_factory=dict)           # id -> nn.Module, trained roots in call order
+    # prefix -> module: the roots and the modules that train beside them, held in plain lists or
+    # dicts and never called at the top level (set once, at the end of discovery; {} when none)
+    reached: dict[str, Any] = field(default_factory=dict)
     main_root_cache: Any = None                   # the root with the most parameters, once discovery is over
     optimizers: list[Any] = field(default_factory=list)           # those that stepped
     primary_opt: Any = None                       # the first that stepped: its steps are the steps

@@ -167,6 +167,15 @@ def cnn_plain():
     return run(CNN(), cnn_batches(), torch.nn.functional.cross_entropy)
 
 
+@cached_profile
+def resnet_plain():
+    """torchvision's resnet18 layout, narrow (tests/helpers/models.py), on 4 images of 32 x 32."""
+    from tests.helpers.models import resnet18
+    g = torch.Generator().manual_seed(3)
+    batches = [(torch.randn(4, 3, 32, 32, generator=g), torch.randint(0, 10, (4,), generator=g))]
+    return run(resnet18(), batches, torch.nn.functional.cross_entropy)
+
+
 # The hand profile's op list: 10 square Linear layers of 2828 features (8.0M weights each) on
 # 2,048 rows (batch 8 x 256), with a ReLU after each, in fp32; per-parameter AdamW on the CPU.
 HAND_T, HAND_D, HAND_L = 2048, 2828, 10

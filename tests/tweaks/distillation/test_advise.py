@@ -7,7 +7,7 @@ from ccprof.artefacts.profile import ModuleStat, RepeatedBlock
 from ccprof.hardware import cost_step, load_catalog
 from ccprof.hardware.edits import shrink_blocks
 from ccprof.tweaks.distillation.advise import project_distillation
-from tests.helpers.profiles import gpt_plain, hand_profile, llama_plain
+from tests.helpers.profiles import gpt_plain, hand_profile, llama_plain, resnet_plain
 
 
 def _blocks(pretrained: bool = True, **kw):
@@ -79,3 +79,13 @@ def test_already_applied_for_a_student():
     p = llama_plain()
     p = replace(p, model=replace(p.model, roots=["StudentLM"]))
     assert advise_one("distillation", p).status == "already_applied"
+
+
+def test_the_student_drops_blocks_from_every_resnet_stage():
+    """Each stage's first block downsamples (other shapes): all 4 stages' 2 blocks are repeated."""
+    a = advise_one("distillation", resnet_plain())
+    assert a.details["blocks"] == 8 and a.details["student_blocks"] == 4
+    # blocks: layer1 2 x 1,184; layer2 3,680 + 4,672; layer3 14,528 + 18,560; layer4 57,728 + 73,984
+    blocks = 2 * 1_184 + 3_680 + 4_672 + 14_528 + 18_560 + 57_728 + 73_984
+    assert resnet_plain().model.params == 177_362
+    assert a.details["student_params"] == 177_362 - blocks // 2 == 89_602
