@@ -32,7 +32,7 @@ def _budget_assumption(budget: float) -> str:
             "He et al. 2019's 6x scratch schedules).")
 
 
-def _off_in_run(profile: Profile, ctx: AdviceContext, budget: float, details: dict) -> Advice:
+def _off_in_run(profile: Profile, ctx: AdviceContext, budget: float, details: dict, snippet: str) -> Advice:
     """The script loads pretrained weights behind an option this run left off: recommended, and
     ``make_advice`` says "turn on what you have" with the command (the catalog's fact
     ``from_pretrained``), not new code."""
@@ -41,7 +41,7 @@ def _off_in_run(profile: Profile, ctx: AdviceContext, budget: float, details: di
                  f"pretrained weights. Fine-tuning them for {fmt_pct(budget)} of the planned steps replaces "
                  f"{fmt_pct(frac)} of the run.")
     return make_advice("finetune", "recommended", profile, ctx, confidence="low", time_saved_frac=frac,
-                       rationale=rationale, snippet="",
+                       rationale=rationale, snippet=snippet,     # make_advice shows the command instead
                        assumptions=[_budget_assumption(budget),
                                     "The pretrained model the option loads costs per step what this run's model "
                                     "costs; a larger checkpoint costs more per step (profile it with the option on)."],
@@ -66,7 +66,7 @@ def advise_finetune(profile: Profile, ctx: AdviceContext) -> Advice:
                                       f"({m.loaded_from or 'from_pretrained in the script'}): this run already fine-tunes."),
                            details=details)
     if "from_pretrained" in s.inactive:
-        return _off_in_run(profile, ctx, budget, details)
+        return _off_in_run(profile, ctx, budget, details, snippet)
     if fam is None:
         return make_advice("finetune", "not_applicable", profile, ctx, confidence="medium", snippet=snippet,
                            rationale=(f"{m.class_ or 'The model'} was built from scratch but matches no pretrained "
