@@ -94,6 +94,9 @@ class ModelInfo:
     hf_config: dict[str, Any] = field(default_factory=dict)  # small scalar subset
     gradient_checkpointing: bool = False    # seen on the live model
     roots: list[str] = field(default_factory=list)  # classes of every trained root module
+    # parameters reachable under several names (one Parameter object): each group is its dotted
+    # names, e.g. GPT-2's ["transformer.wte.weight", "lm_head.weight"] (freezing one freezes all)
+    tied_params: list[list[str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

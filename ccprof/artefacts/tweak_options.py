@@ -124,10 +124,10 @@ class LoraOptions(TweakOptions):
 class WarmStartOptions(TweakOptions):
     tweak: ClassVar[str] = "warm_start"
     embeddings: list[str] | None = opt(runtime="names", kind="names", doc="embedding modules to freeze (all)")
-    vectors_path: str | None = opt(cli="embeddings_path", runtime=False, kind="text",
-                                   doc="a torch.load-able tensor of pretrained vectors (codemod)")
-    embedding_module: str | None = opt(cli="embedding_module", runtime=False, kind="text",
-                                       doc="the module the vectors load into (codemod)")
+    vectors_path: str | None = opt(cli="embeddings_path", kind="text",
+                                   doc="a torch.load-able tensor of pretrained vectors (needed to apply it)")
+    embedding_module: str | None = opt(cli="embedding_module", kind="text",
+                                       doc="the module the vectors load into (the token embedding)")
     freeze: bool | None = opt(runtime="freeze_embeddings", kind="bool", doc="freeze them (yes)", default=True)
     # *unverified* ccprof assumption: the share of the run spent learning what pretrained
     # embeddings already know

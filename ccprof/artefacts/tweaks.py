@@ -106,7 +106,7 @@ TWEAKS: dict[str, TweakInfo] = {t.id: t for t in (
                          "same family with from_pretrained before training (the advice names one)",
               no_codemod="pick the pretrained checkpoint the advice names and load it with from_pretrained; "
                          "which weights to start from is your choice, not a rewrite's",
-              run_scoped=True,
+              run_scoped=True, facts=("from_pretrained",),
               conflicts=(("warm_start", "the pretrained checkpoint already brings the embeddings"),)),
     TweakInfo("lora", "LoRA adapters instead of full fine-tuning",
               "Freeze the base weights; train low-rank adapters on the Linear layers.", "accuracy",

@@ -18,7 +18,7 @@ from ccprof.artefacts.profile import Embedding, ModelInfo, ModuleStat, RepeatedB
 from ccprof.artefacts.vocab import dtype_name
 from ccprof.profiler.flops import module_names
 
-__all__ = ["describe_model", "repeated_blocks", "linear_names", "reached_roots", "HF_CONFIG_KEYS"]
+__all__ = ["describe_model", "repeated_blocks", "linear_names", "reached_roots", "tied_params", "HF_CONFIG_KEYS"]
 
 # Config keys worth carrying into the profile (scalars only); the rest stays with the model.
 HF_CONFIG_KEYS = (
@@ -268,6 +268,21 @@ def _embeddings(roots: dict[str, torch.nn.Module]) -> list[Embedding]:
     return out
 
 
+def tied_params(roots: dict[str, torch.nn.Module]) -> list[list[str]]:
+    """Groups of dotted names that reach one Parameter object (tied weights), in definition order.
+
+    Example: a GPT-2 LM head model gives ``[["transformer.wte.weight", "lm_head.weight"]]``.
+    """
+    names: dict[int, list[str]] = {}
+    for prefix, root in roots.items():
+        for rel, p in root.named_parameters(remove_duplicate=False):
+            name = f"{prefix}.{rel}" if prefix else rel
+            group = names.setdefault(id(p), [])
+            if name not in group:
+                group.append(name)
+    return [group for group in names.values() if len(group) > 1]
+
+
 def _hf_model(roots: dict[str, torch.nn.Module]) -> torch.nn.Module | None:
     """The outermost module carrying a Hugging Face ``config.model_type``."""
     for root in roots.values():
@@ -407,4 +422,5 @@ def describe_model(roots: dict[str, torch.nn.Module],
         hf_config=_hf_config(hf.config) if hf is not None else {},
         gradient_checkpointing=_gradient_checkpointing(roots),
         roots=[type(r).__name__ for r in roots.values()],
+        tied_params=tied_params(roots),
     )

@@ -11,11 +11,12 @@ not. Method calls on the user's objects (``model.eval()``, ``model.from_pretrain
 importable name.
 
 What the script already does (autocast, GradScaler, checkpointing, accumulation, compile, TF32,
-a fused optimizer, DataLoader workers, early stopping, DDP/FSDP, peft) is read by
+a fused optimizer, DataLoader workers, early stopping, DDP/FSDP, peft, weights loaded with
+``from_pretrained``) is read by
 ``ccprof.script.applied``, the functions the codemods' "already applied" checks ask too, with
 the run's argv: a fact whose every place sits behind a flag the run left off is False, with its
 line in ``inactive`` and the flag in ``behind``. This module adds the facts only the report
-needs (validation, weights loaded, the framework, the Trainer's keyword values).
+needs (validation, a state dict loaded, the framework, the Trainer's keyword values).
 
 ``read_static_facts(path)`` never raises on a bad script: a file that does not parse
 gives ``StaticFacts(parsed=False, note=...)`` naming the line.
@@ -36,7 +37,7 @@ from ccprof.script.applied import applied
 from ccprof.script.facts import ModuleFacts
 from ccprof.script.flags import script_options
 from ccprof.script.info import ScriptInfo
-from ccprof.script.names import last_of, matches
+from ccprof.script.names import matches
 
 __all__ = ["read_static_facts", "static_facts_from_source", "reconcile", "RUNTIME_FACTS"]
 
@@ -81,8 +82,6 @@ _KWARG_RULES: dict[str, dict[str, list[tuple[str, Callable[[Any], bool]]]]] = {
 # ---------------------------------------------------------------------------------------
 # Name-based rules for the user's own objects and functions.
 
-# `X.from_pretrained(...)` loads weights unless X is a tokenizer, config or processor.
-_NOT_WEIGHTS = re.compile(r"(Tokenizer|Config|Processor|FeatureExtractor|Extractor)\w*$")
 # evaluation functions users define (nanoGPT's estimate_loss, Lightning's validation_step)
 _EVAL_DEF = re.compile(
     r"^(validation_step|evaluate|validate|estimate_loss|run_(eval|validation)"
@@ -186,12 +185,7 @@ class _Collector(cst.CSTVisitor):
             q.source.name == "IMPORT"
             for q in self.facts.qualified(func)
         )
-        if name == "from_pretrained":
-            receiver = self._code(func.value)
-            qlast = [last_of(q) for q in self._qnames(func.value)]
-            if not any(_NOT_WEIGHTS.search(s) for s in [receiver, *qlast]):
-                self._see("from_pretrained", node)
-        elif name == "load_state_dict" and not library:
+        if name == "load_state_dict" and not library:
             self._see("load_state_dict", node)
         elif name == "eval" and not node.args and not library:
             self._see("validation", node)           # model.eval()

@@ -27,7 +27,7 @@ import libcst.matchers as m
 from ccprof.script.flags import Guard, Options, describe, guards_of, keyword_guard, runs, switch_on, value_guard
 from ccprof.script.info import ScriptInfo
 from ccprof.script.loop import loop_of
-from ccprof.script.names import NAMES
+from ccprof.script.names import NAMES, last_of
 from ccprof.script.nodes import FUSED_CAPABLE, code_of, kwarg, kwarg_code, last_part
 
 __all__ = ["Found", "Applied", "FACTS", "applied", "found", "NOT_LITERAL", "literal", "more_than_one",
@@ -428,9 +428,25 @@ def _peft(info: ScriptInfo, options: Options) -> list[Found]:
             + _keyword_places(info, "hf_trainer", {"peft_config": lambda v: v is not None}, options))
 
 
+# `X.from_pretrained(...)` loads weights unless X is a tokenizer, config or processor.
+_NOT_WEIGHTS = re.compile(r"(Tokenizer|Config|Processor|FeatureExtractor|Extractor)\w*$")
+
+
+def _from_pretrained(info: ScriptInfo, options: Options) -> list[Found]:
+    """``Model.from_pretrained(...)`` calls that load weights (Hugging Face, or nanoGPT's own
+    ``GPT.from_pretrained``), with the flags they sit behind (``if args.model == "gpt2":``)."""
+    out = []
+    for call in info.method_calls("from_pretrained"):
+        receiver = call.func.value if isinstance(call.func, cst.Attribute) else call.func
+        names = [code_of(receiver).strip(), *(last_of(q) for q in info.qnames(receiver))]
+        if not any(_NOT_WEIGHTS.search(n) for n in names):
+            out.append(_place(info, call, options))
+    return out
+
+
 FACTS: dict[str, Callable[[ScriptInfo, Options], list[Found]]] = {
     "autocast": _autocast, "grad_scaler": _grad_scaler, "checkpointing": _checkpointing,
     "accumulation": _accumulation, "early_stopping": _early_stopping, "ddp": _ddp, "fsdp": _fsdp,
     "compile": _compile, "tf32": _tf32, "fused_optimizer": _fused_optimizer, "dataloader": _dataloader,
-    "peft": _peft,
+    "peft": _peft, "from_pretrained": _from_pretrained,
 }

@@ -386,6 +386,10 @@ def _value(node: cst.CSTNode, options: Options) -> Any:
         return UNKNOWN
     if isinstance(node, cst.Comparison):
         return _compare(node, options)
+    if (isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value == "startswith"
+            and len(node.args) == 1):          # nanoGPT's `init_from.startswith('gpt2')`
+        v, prefix = _value(node.func.value, options), _value(node.args[0].value, options)
+        return v.startswith(prefix) if isinstance(v, str) and isinstance(prefix, (str, tuple)) else UNKNOWN
     if isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.func.value == "bool" and node.args:
         v = _value(node.args[0].value, options)
         return UNKNOWN if v is UNKNOWN else bool(v)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ccprof.advisors import AdviceContext, advise_one
+from ccprof.tweaks.warm_start.advise import project_warm_start
 from tests.helpers.profiles import GPT, Autocast, gpt_batches, gpt_loss, llama, llama_batches, llama_plain, run
 
 TOLERANCE = 0.15
@@ -106,12 +107,13 @@ def test_lora_peak_within_15pct():
 
 
 def test_warm_start_peak_within_15pct():
-    a = advise_one("warm_start", llama_plain())
-    assert a.status == "recommended"
+    # the projection itself (the toy Llama's 256 x 64 table has no published vectors, so the advice
+    # is not applicable; what freezing it frees is still projected the same way)
+    pr = project_warm_start(llama_plain())
     model = llama()
     model.model.embed_tokens.weight.requires_grad_(False)
     measured = run(model, llama_batches()).memory.peak_bytes
-    assert close(a.projected.peak_bytes_after, measured), (a.projected.peak_bytes_after, measured)
+    assert close(pr["peak_bytes_after"], measured), (pr["peak_bytes_after"], measured)
 
 
 class Accumulate(torch.nn.Module):

@@ -50,9 +50,15 @@ def test_gpt_loop_rewritten_runs(tmp_path):
 
 @pytest.mark.slow
 def test_gpt_loop_warm_start_and_fp16_runs(tmp_path):
+    # warm_start loads vectors (it refuses to freeze random init): a (vocab, 64) table, the
+    # example's character vocabulary x its --n-embd default
+    import torch
+    vocab = len(set((ROOT / "examples" / "data" / "tiny_corpus.txt").read_text(encoding="utf-8")))
+    torch.save(torch.randn(vocab, 64), tmp_path / "vectors.pt")
     _rewrite_and_run(tmp_path, ROOT / "examples" / "gpt_loop.py", ["warm_start", "mixed_precision"],
                      ["--steps", "4", "--eval-every", "100", "--eval-iters", "1", "--batch-size", "4",
-                      "--seq-len", "16"], dtype="fp16")
+                      "--seq-len", "16"], dtype="fp16", embeddings_path=str(tmp_path / "vectors.pt"),
+                     embedding_module="wte")
 
 
 @pytest.mark.slow

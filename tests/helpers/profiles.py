@@ -258,3 +258,18 @@ class SlowRepeating(torch.utils.data.Dataset):
 def gpt_loader_plain():
     """The GPT trained from a DataLoader with no workers over a slow, repetitive dataset."""
     return run(GPT(), torch.utils.data.DataLoader(SlowRepeating(), batch_size=8), gpt_loss)
+
+
+# A toy GPT-2 (2 layers, 128 wide, a 1,024-token vocabulary): a 'gpt2' model no published GPT-2
+# checkpoint fits. Its wte is tied to lm_head, as in every GPT2LMHeadModel. 4 x 16 = 64 tokens a
+# step, so no activation has a weight's shape.
+GPT2_TOY = dict(n_layer=2, n_embd=128, n_head=4, vocab_size=1024, n_positions=64)
+
+
+@cached_profile
+def gpt2_toy_plain():
+    from transformers import GPT2Config, GPT2LMHeadModel
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(**GPT2_TOY, bos_token_id=0, eos_token_id=0))
+    ids = torch.randint(0, GPT2_TOY["vocab_size"], (4, 16), generator=torch.Generator().manual_seed(4))
+    return run(model, [{"input_ids": ids, "labels": ids}])

@@ -195,3 +195,18 @@ def test_a_bare_tensor_an_optimizer_trains_is_counted():
     w = torch.zeros(3, 5, requires_grad=True)
     info = describe_model({"": nn.Linear(2, 2)}, loose_params=[w])
     assert info.params == info.trainable_params == 6 + 15
+
+
+def test_tied_parameters_are_recorded_by_every_name():
+    """GPT-2's token embedding is its LM head: one Parameter, two names (freezing one freezes both)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from ccprof.profiler.model_info import tied_params
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64, n_positions=16,
+                                       bos_token_id=0, eos_token_id=0))
+    info = describe_model({"": model})
+    assert info.tied_params == [["transformer.wte.weight", "lm_head.weight"]]
+    assert info.params == sum(p.numel() for p in model.parameters())          # counted once
+    untied = nn.Sequential(nn.Embedding(8, 4), nn.Linear(4, 8))
+    assert tied_params({"": untied}) == []
+    assert tied_params({"student": model}) == [["student.transformer.wte.weight", "student.lm_head.weight"]]

@@ -93,3 +93,26 @@ def test_conditions_on_no_option_are_not_flags():
         """)
     a = applied(info, "compile", script_options(info, []))
     assert a.on and a.known and a.behind == ""
+
+
+@pytest.mark.parametrize("src, switch", [
+    # a choice compared with ==: the value to pass
+    ('import argparse\np = argparse.ArgumentParser()\np.add_argument("--model", default="tiny")\n'
+     'args = p.parse_args()\nif args.model == "gpt2":\n    model = GPT2LMHeadModel.from_pretrained("gpt2")\n',
+     ("--model", "gpt2")),
+    # a store_true switch: the flag alone
+    ('import argparse\np = argparse.ArgumentParser()\np.add_argument("--pretrained", action="store_true")\n'
+     'args = p.parse_args()\nif args.pretrained:\n    model = AutoModel.from_pretrained("bert-base-uncased")\n',
+     ("--pretrained",)),
+    # nanoGPT: a config global, an elif chain, `init_from.startswith('gpt2')` evaluated
+    ("init_from = 'scratch'\nexec(open('configurator.py').read())\nif init_from == 'scratch':\n    model = GPT(c)\n"
+     "elif init_from.startswith('gpt2'):\n    model = GPT.from_pretrained(init_from)\n", ("--init_from=gpt2",)),
+])
+def test_a_from_pretrained_off_in_the_run_has_its_switch(src, switch):
+    """Weights loaded behind an option the run left off: off in this run, with the command line
+    that turns it on; a tokenizer's or config's from_pretrained loads no weights."""
+    info = info_of(src + 'tok = AutoTokenizer.from_pretrained("gpt2")\n')
+    a = applied(info, "from_pretrained", script_options(info, []))
+    assert a.off_in_run and a.switch == switch
+    on = applied(info, "from_pretrained", script_options(info, list(switch)))
+    assert on.on and on.known
