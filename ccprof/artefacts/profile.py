@@ -127,7 +127,10 @@ class Steps:
     phase_cpu_s: dict[str, float] = field(default_factory=dict)
     step_cpu_s: list[float] = field(default_factory=list)   # each measured step's thread CPU time
     loss: list[float] = field(default_factory=list)
-    micro_batches: int = 1                  # backward passes per optimizer step
+    micro_batches: int = 1                  # backward passes per optimizer step (closure re-evaluations aside)
+    # backward passes inside optimizer.step(closure) per step: a closure optimizer (LBFGS) re-evaluating
+    # the same batch, each after zero_grad(); not micro-batches
+    closure_backwards: int = 0
     samples_per_step: int | None = None
     tokens_per_step: int | None = None
     kind: str = "optimizer"                 # "optimizer" | "backward" (no torch.optim)
