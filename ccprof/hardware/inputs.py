@@ -130,7 +130,7 @@ class StepInputs:
                              or any("OptimizedModule" in r for r in profile.model.roots)),
             device=DeviceFacts(type=profile.device.type, name=profile.device.name,
                                catalog_id=profile.device.catalog_id),
-            precision=profile.precision,
+            precision=_precision_on_gpu(profile),
             optimizers=_optimizers_on_gpu(profile),
             eval=profile.eval,
         )
@@ -164,6 +164,16 @@ def _optimizers_on_gpu(profile: Profile) -> tuple[OptimizerInfo, ...]:
         return opts
     return tuple(replace(o, fused=True, foreach=None) if o.class_ in _FUSED_CLASSES and not o.fused else o
                  for o in opts)
+
+
+def _precision_on_gpu(profile: Profile) -> Precision:
+    """The precision the target GPU's run would have: autocast that the script turns on only on
+    CUDA (``enabled=device_type == "cuda"``; ``static.on_cuda``) and a CPU run did not show is on
+    (its dtype unknown: ``policy_for`` takes float16, the same tensor-core rate as bfloat16)."""
+    p = profile.precision
+    if "autocast" in profile.static.on_cuda and not p.autocast and profile.device.type != "cuda":
+        return replace(p, autocast=True)
+    return p
 
 
 def step_inputs(source: Profile | StepInputs) -> StepInputs:

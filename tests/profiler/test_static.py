@@ -614,3 +614,15 @@ def test_a_fact_on_only_on_cuda_is_kept_when_a_cpu_run_did_not_show_it():
     assert f.autocast and f.on_cuda == {"autocast": f.what["autocast"]} and f.lines["autocast"] == 3
     assert "reads the device" in f.behind["autocast"]
     assert reconcile(f, {"autocast": False}).autocast
+
+
+def test_autocast_on_only_on_cuda_is_already_applied_for_mixed_precision():
+    from ccprof.advisors import advise_one
+    from tests.helpers.profiles import hand_profile
+
+    src = ("import torch\n"
+           "device_type = 'cuda' if torch.cuda.is_available() else 'cpu'\n"
+           "with torch.autocast(device_type, enabled=device_type == 'cuda'):\n"
+           "    pass\n")
+    a = advise_one("mixed_precision", dataclasses.replace(hand_profile(), static=static_facts_from_source(src)))
+    assert a.status == "already_applied" and "when the device is CUDA (line 3" in a.rationale

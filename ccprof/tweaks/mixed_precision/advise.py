@@ -310,7 +310,11 @@ def advise_mixed_precision(profile: Profile, ctx: AdviceContext) -> Advice:
     if p.param_dtype == "float64" or _float64_share(profile) > 0.5:
         return _advise_float64(profile, ctx)
     if p.autocast or profile.static.autocast or p.param_dtype in ("bfloat16", "float16"):
+        cuda_only = profile.static.on_cuda.get("autocast")
         how = (f"autocast ({p.autocast_dtype or 'dtype unknown'}) was seen during the run" if p.autocast
+               else f"the script turns autocast on when the device is CUDA (line "
+                    f"{profile.static.lines.get('autocast', '?')}: {cuda_only}), the branch the target GPU takes; "
+                    "this CPU run took the other" if cuda_only
                else f"the script uses autocast (line {profile.static.lines.get('autocast', '?')})"
                if profile.static.autocast else f"parameters are already {p.param_dtype}")
         return make_advice("mixed_precision", "already_applied", profile, ctx, confidence="high",
