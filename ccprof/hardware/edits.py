@@ -16,7 +16,9 @@ model (``step.cost_step``), never by a constant. Each edit is a pure function fr
 * :func:`freeze_base` -- LoRA: no weight gradients for frozen weights, an optimizer over the
   adapters only, and the adapters' own small GEMMs;
 * :func:`shrink_blocks` -- a share of the repeated blocks kept (distillation's shallower student);
-* :func:`narrow_blocks` -- the blocks' weights narrower (structured pruning).
+* :func:`narrow_blocks` -- the blocks' weights narrower (structured pruning);
+* :func:`to_float32` -- a float64 model made float32 (``mixed_precision``'s first lever on a
+  float64 script: autocast leaves float64 alone).
 
 Two edits change what the op list does not hold, on the cost model's inputs
 (:class:`~ccprof.hardware.inputs.StepInputs`) instead of a copy of the Profile:
@@ -36,7 +38,7 @@ from ccprof.hardware import kernels as K
 from ccprof.hardware.inputs import StepInputs
 
 __all__ = ["scale_batch", "micro_batches", "recompute", "freeze_weights", "freeze_base", "shrink_blocks", "narrow_blocks",
-           "in_scopes", "linear_gemms", "with_workers", "bigger_batch"]
+           "in_scopes", "linear_gemms", "with_workers", "bigger_batch", "to_float32"]
 
 
 def _numel(shape: list[int]) -> int:
@@ -112,6 +114,26 @@ def scale_batch(ops: Iterable[OpCost], k: float) -> list[OpCost]:
         out.append(replace(op, shapes=shapes, out_shapes=outs, flops=int(op.flops * k),
                            bytes_read=int(op.bytes_read * factor), bytes_written=int(op.bytes_written * factor),
                            autocast_bytes=int(op.autocast_bytes * factor)))
+    return out
+
+
+def to_float32(ops: Iterable[OpCost]) -> list[OpCost]:
+    """The step with its float64 ops in float32: the same shapes and FLOPs, half the bytes.
+
+    Assumes every tensor a float64 op moves is floating point (the integer indices of an
+    embedding or a loss are a small part); the autocast tags stay (the profiler records a
+    float64 op's autocast bytes as it would be once float32), and the casts recorded for
+    float64 tensors become float32 casts, so autocast can be costed on the result.
+    Example: ``addmm`` float64 reading 3 MB -> float32 reading 1.5 MB.
+    """
+    out: list[OpCost] = []
+    for op in ops:
+        if op.dtype != "float64":
+            out.append(op)
+        elif op.autocast == "cast":
+            out.append(replace(op, dtype="float32"))
+        else:
+            out.append(replace(op, dtype="float32", bytes_read=op.bytes_read // 2, bytes_written=op.bytes_written // 2))
     return out
 
 

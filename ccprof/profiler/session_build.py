@@ -27,7 +27,8 @@ class ProfileBuilder:
         return StepRecord(
             warmup=self.warmup, step_s=list(self.log.step_s), phase_totals=[dict(d) for d in self.log.phase_totals],
             losses=list(self.log.losses), samples=list(self.log.samples), tokens=list(self.log.tokens),
-            backwards=list(self.log.micro_batches), batches=list(self.log.batches_per_step),
+            backwards=list(self.log.micro_batches), closure_backwards=list(self.log.closure_backwards),
+            batches=list(self.log.batches_per_step),
             fed_by_loader=bool(self.data.loaders), loader_workers=int(self.data.loader_info.get("num_workers") or 0),
             after_checkpoint=frozenset(self.log.after_checkpoint), kind=self.log.kind or "optimizer",
             step_cpu_s=list(self.log.step_cpu_s), phase_cpu_totals=[dict(d) for d in self.log.phase_cpu_totals])

@@ -66,11 +66,13 @@ class StepLog:
     losses: list[float] = field(default_factory=list)
     step_losses: list[float] = field(default_factory=list)      # the open step's
     micro_batches: list[int] = field(default_factory=list)
+    closure_backwards: list[int] = field(default_factory=list)  # per step: backwards inside optimizer.step(closure)
     samples: list[int] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)
     batches_per_step: list[int] = field(default_factory=list)
     after_checkpoint: set[int] = field(default_factory=set)     # indices into step_s of steps after one
     cur_micro: int = 0
+    cur_closure: int = 0                          # backwards inside optimizer.step(closure) in the open step
     cur_sites: Counter[tuple] = field(default_factory=Counter)  # backward call sites of the open step
     cur_samples: int = 0
     cur_tokens: int = 0

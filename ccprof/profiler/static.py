@@ -219,6 +219,8 @@ def static_facts_from_source(source: str, filename: str = "<string>",
         argv: the run's arguments after the script's name; a fact whose every place sits behind
             a flag this run left off (``if args.compile:``) is then False, with its line in
             ``inactive``. None: no run known, such a fact counts (``behind`` names the flag).
+            Device conditions (``fused=torch.cuda.is_available()``) take the target GPU's branch
+            (CUDA); a fact on only through one is in ``on_cuda`` too.
 
     Returns:
         ``StaticFacts``; ``parsed=False`` with a ``note`` naming the line when the source
@@ -247,22 +249,27 @@ def static_facts_from_source(source: str, filename: str = "<string>",
     inactive: dict[str, int] = {}
     behind: dict[str, str] = {}
     switches: dict[str, list[str]] = {}
+    on_cuda: dict[str, str] = {}
+    what: dict[str, str] = {}
     info = ScriptInfo(facts)
     options = script_options(info, argv)
     for fact in APPLIED_FACTS:          # what the codemods' "already applied" reads too
         a = applied(info, fact, options)
         if a.on:
             lines[fact] = a.line
+            what[fact] = a.what
         elif a.off_in_run:
             inactive[fact] = a.line
             if a.switch is not None:
                 switches[fact] = list(a.switch)
         if a.behind:
             behind[fact] = a.reason()
+        if a.on and a.device:
+            on_cuda[fact] = a.what
     lines = dict(sorted(lines.items(), key=lambda kv: (kv[1], kv[0])))
     flags = {fact: fact in lines for fact in _FACTS}
     return StaticFacts(parsed=True, training_args=collector.training_args, lines=lines, inactive=inactive,
-                       behind=behind, switches=switches, **flags)
+                       behind=behind, switches=switches, on_cuda=on_cuda, what=what, **flags)
 
 
 def read_static_facts(path: str | Path, argv: Sequence[str] | None = None) -> StaticFacts:
@@ -309,7 +316,7 @@ def reconcile(facts: StaticFacts, seen: dict[str, bool]) -> StaticFacts:
     for fact, active in seen.items():
         if fact not in RUNTIME_FACTS:
             raise ValueError(f"{fact!r} is not observed at run time")
-        if getattr(facts, fact) and not active:
+        if getattr(facts, fact) and not active and fact not in facts.on_cuda:   # on CUDA only: not this CPU run
             changes[fact] = False
             if fact in facts.lines:
                 inactive[fact] = facts.lines[fact]

@@ -32,6 +32,7 @@ EXCEPTIONS = {
     ("ccprof/hardware/projection.py", "tf32"): "the TF32 tensor-core unit of the kernel model",
     ("ccprof/hardware/translate.py", "fused_optimizer"): "a kernel class (one fused optimizer update)",
     ("ccprof/artefacts/vocab.py", "fused_optimizer"): "a kernel class (one fused optimizer update)",
+    ("ccprof/hardware/inputs.py", "fused_optimizer"): "a fact of the script (fused= True only on CUDA) the GPU's optimizer is built with",
     ("ccprof/profiler/hooks.py", "compile"): "torch.compile, the function the profiler counts calls of",
     ("ccprof/profiler/session_base.py", "batch_size"): "DataLoader.batch_size, an attribute of torch's",
     ("ccprof/profiler/session_data.py", "batch_size"): "DataLoader.batch_size, an attribute of torch's",
