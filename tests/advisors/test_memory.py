@@ -8,6 +8,8 @@ by hand; the advisor's projected peak must be within 15% of the second profile's
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
@@ -95,7 +97,8 @@ def test_checkpointing_peak_within_15pct():
 def test_lora_peak_within_15pct():
     from peft import LoraConfig, get_peft_model
 
-    p = llama_plain()
+    p = llama_plain()          # as if loaded from a checkpoint: LoRA adapts pretrained weights
+    p = replace(p, model=replace(p.model, pretrained=True, loaded_from="from_pretrained:tiny"))
     a = advise_one("lora", p, AdviceContext(options={"lora": {"rank": 8}}, device_memory_bytes=p.memory.peak_bytes))
     assert a.status == "recommended"
     model = get_peft_model(llama(), LoraConfig(r=8, target_modules="all-linear"))

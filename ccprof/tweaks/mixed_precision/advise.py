@@ -5,7 +5,16 @@ import re
 from dataclasses import replace
 
 from ccprof.advisors import constants as C
-from ccprof.advisors._common import fmt_bytes, fmt_change, fmt_pct, gpu_spec, ledger, make_advice, recost
+from ccprof.advisors._common import (
+    fmt_bytes,
+    fmt_change,
+    fmt_pct,
+    fp32_matmuls,
+    gpu_spec,
+    ledger,
+    make_advice,
+    recost,
+)
 from ccprof.advisors._registry import register
 from ccprof.advisors.context import AdviceContext
 from ccprof.artefacts.advice import Advice
@@ -358,15 +367,15 @@ def advise_mixed_precision(profile: Profile, ctx: AdviceContext) -> Advice:
     how = (f"re-costing the step as autocast would run it ({half} matmuls on tensor cores, 16-bit bytes for the "
            f"ops that follow them, fp32 norms and losses, and the casts): {rc.says()}")
     act_share = min(led.act, led.peak) / led.peak if led.peak else 0.0
-    if (mm_share < C.MP_MATMUL_SHARE_MIN or frac <= 0) and mem["memory_saved_bytes"] <= 0:
+    fm = fp32_matmuls(profile, ctx, spec)          # the fact tf32 states too, from the same computation
+    facts = {**fm.facts(), "step_s_model": rc.before.step_s}
+    if mm_share < C.MP_MATMUL_SHARE_MIN and mem["memory_saved_bytes"] <= 0:
         return make_advice("mixed_precision", "not_applicable", profile, ctx, confidence="medium",
-                           rationale=(f"fp32 matmuls are only {fmt_pct(mm_share)} of the step's FLOPs "
-                                      f"(threshold {fmt_pct(C.MP_MATMUL_SHARE_MIN)}), autocast would change the step "
-                                      f"{rc.says()}, and activations are {fmt_pct(act_share)} of peak: autocast would "
-                                      "save little."),
-                           snippet=SNIPPET, details={"fp32_matmul_flops_frac": mm_share, **mem})
-    rationale = (f"fp32 matmuls are {fmt_pct(mm_share)} of the {profile.flops.per_step:,} FLOPs per step; "
-                 f"{how}: {fmt_change(frac)}. Activations are {fmt_bytes(min(led.act, led.peak))} "
+                           rationale=(f"{fm.says()}: below the {fmt_pct(C.MP_MATMUL_SHARE_MIN)} of the FLOPs where "
+                                      f"16-bit matmuls pay; autocast would change the step {rc.says()}, and "
+                                      f"activations are {fmt_pct(act_share)} of peak: autocast would save little."),
+                           snippet=SNIPPET, details={"fp32_matmul_flops_frac": mm_share, "facts": facts, **mem})
+    rationale = (f"{fm.says()}; {how}: {fmt_change(frac)}. Activations are {fmt_bytes(min(led.act, led.peak))} "
                  f"({fmt_pct(act_share)} of the {fmt_bytes(led.peak)} peak); {fmt_bytes(mem['halved_bytes'])} of them "
                  f"are saved by matmuls and the ops that follow them and halve in bf16, and autocast adds "
                  f"{fmt_bytes(mem['weight_cache_bytes'] + mem['input_copy_bytes'])} of bf16 weight and input copies: "
@@ -381,5 +390,5 @@ def advise_mixed_precision(profile: Profile, ctx: AdviceContext) -> Advice:
                        sources=["Micikevicius et al., Mixed Precision Training, ICLR 2018 ('nearly halves memory')",
                                 "PyTorch autocast op reference (which ops run 16-bit, which fp32)",
                                 f"ccprof kernel model ({spec.spec_source})"],
-                       details={"fp32_matmul_flops_frac": mm_share, "policy": {"autocast": half},
+                       details={"fp32_matmul_flops_frac": mm_share, "facts": facts, "policy": {"autocast": half},
                                 "step_s_before_model": rc.before.step_s, "step_s_after_model": rc.after.step_s, **mem})
