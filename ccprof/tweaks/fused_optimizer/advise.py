@@ -43,10 +43,11 @@ def advise_fused_optimizer(profile: Profile, ctx: AdviceContext) -> Advice:
             sources=["PyTorch torch.optim docs: fused implementations (CUDA tensors)"],
             details={"on_cuda": on_cuda, "optimizer_s_before": rc.before.phase_s.get("optimizer", 0.0)})
     if all(o.fused for o in opts):
-        ph = profile.steps.phase_s
-        total = sum(ph.values()) if ph else 0.0
-        effect = (f" Measured in this run: the optimizer step takes {fmt_s(ph.get('optimizer', 0.0))} "
-                  f"({fmt_pct(ph.get('optimizer', 0.0) / total)} of the step).") if total else ""
+        # the target GPU's figure (the one cost model), not this host's wall time
+        rc = recost(profile, ctx)
+        opt_s, step_s = rc.before.phase_s.get("optimizer", 0.0), rc.before.step_s
+        effect = (f" On {rc.spec.name} its step takes {fmt_s(opt_s)} ({fmt_pct(opt_s / step_s)} of the projected "
+                  f"{fmt_s(step_s)} step).") if step_s else ""
         return make_advice("fused_optimizer", "already_applied", profile, ctx, confidence="high", snippet=snippet,
                            rationale=f"{cls} already runs with fused=True.{effect}")
     if not any(o.class_ in FUSED_CLASSES for o in opts):
