@@ -46,7 +46,13 @@ class Device:
 
 @dataclass(frozen=True)
 class ModuleStat:
-    """One module of the tree, by dotted name ("" is the root)."""
+    """One module of the tree, by dotted name ("" is the root).
+
+    ``flops``, ``forward_flops`` and ``op_bytes`` count the ops the module owns and its descendants'
+    (a ``ModuleList`` gets its blocks' sum): forward ops the module ran, backward ops its forward's
+    autograd nodes ran (``ccprof.profiler.flops.FlopPass``). Its projected seconds are in the
+    target GPU's ``GpuProjection.module_s``.
+    """
     name: str
     class_: str = _cls()
     depth: int = 0
@@ -55,6 +61,7 @@ class ModuleStat:
     flops: int = 0                          # forward + backward, one step
     forward_flops: int = 0
     activation_bytes: int = 0               # saved for backward while this module ran
+    op_bytes: int = 0                       # read + written by its ops, one step, all phases
 
 
 @dataclass(frozen=True)
@@ -146,6 +153,9 @@ class OpCost:
     would run under CUDA autocast: ``"low"`` (16-bit), ``"fp32"``, ``"cast"`` (a dtype copy
     autocast would add) or ``""`` (not recorded); ``autocast_bytes`` is what it would move then.
     ``recompute`` marks forward work re-run inside backward (activation checkpointing).
+    ``modules`` splits ``count`` by the module that owns the calls (the innermost one, dotted
+    name; forward: the module that ran it, backward: the module whose forward made the autograd
+    node); calls no module owns (the script's loss, the optimizer) are left out of it.
     """
     op: str
     dtype: str = "float32"
@@ -162,6 +172,7 @@ class OpCost:
     autocast: str = ""
     autocast_bytes: int = 0
     recompute: bool = False
+    modules: dict[str, int] = field(default_factory=dict)
 
     @property
     def bytes(self) -> int:
@@ -182,6 +193,22 @@ class Flops:
     method: str = "torch.utils.flop_counter.FlopCounterMode"
     fvcore_forward: int | None = None       # cross-check, forward only
     fvcore_note: str | None = None          # why fvcore could not count, when it could not
+
+    def module_flops(self) -> int:
+        """FLOPs of the step that some module owns: ``by_module`` summed over its outermost names
+        (each includes its descendants). The rest of ``per_step`` ran outside every module."""
+        names = set(self.by_module)
+        top = [n for n in names
+               if not (n and ("" in names or any(n.startswith(a + ".") for a in names if a and a != n)))]
+        return int(sum(self.by_module[n] for n in top))
+
+    def module_frac(self) -> float | None:
+        """Share of the step's FLOPs attributed to modules (None without FLOPs); ``1 -
+        module_frac()`` ran outside every module (a loss of the script's own, the optimizer).
+
+        Example: ``Profile.from_json("profile.json").flops.module_frac()`` -> ``0.998``.
+        """
+        return self.module_flops() / self.per_step if self.per_step > 0 else None
 
 
 @dataclass(frozen=True)
@@ -427,6 +454,10 @@ class GpuProjection:
     # everything else is counted): None for projections made before ccprof kept it
     step_s_lo: float | None = None
     step_s_hi: float | None = None
+    # device seconds of the kernels each module owns (OpCost.modules), its descendants' included,
+    # under the same policy and calibration as step_s; host dispatch and the data wait stay out of
+    # it. Filled for the target GPU only (ccprof.hardware.attach); {} elsewhere and in older profiles
+    module_s: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
