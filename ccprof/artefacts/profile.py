@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from ccprof import _serde
 from ccprof._serde import ArtefactError
@@ -26,8 +26,21 @@ __all__ = [
     "SCHEMA", "Profile", "Device", "ModuleStat", "RepeatedBlock", "Embedding", "ModelInfo",
     "OptimizerInfo", "OptimizerSection", "Steps", "OpCost", "Flops", "Memory", "DataInfo",
     "Precision", "GpuSample", "GpuInfo", "HostInfo", "RunLimit", "EvalWork", "StaticFacts", "Environment", "Finding",
-    "ErrorInfo", "GpuProjection", "Cost", "ArtefactError",
+    "ErrorInfo", "GpuProjection", "Cost", "ArtefactError", "module_ancestors",
 ]
+
+
+def module_ancestors(names: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """Each dotted module name -> itself and its ancestors among ``names``, innermost first:
+    ``{"h.0.attn": ("h.0.attn", "h.0", "h", ""), ...}`` when all four are names ("" is the root).
+    How per-module figures add a module's descendants in (``ModuleStat.flops``, ``module_s``)."""
+    known = set(names)
+    out: dict[str, tuple[str, ...]] = {}
+    for name in known:
+        parts = name.split(".") if name else []
+        prefixes = [".".join(parts[:k]) for k in range(len(parts) - 1, 0, -1)]
+        out[name] = (name, *(n for n in (*prefixes, "") if n in known and n != name))
+    return out
 
 
 def _cls(default: Any = "") -> Any:
@@ -197,10 +210,8 @@ class Flops:
     def module_flops(self) -> int:
         """FLOPs of the step that some module owns: ``by_module`` summed over its outermost names
         (each includes its descendants). The rest of ``per_step`` ran outside every module."""
-        names = set(self.by_module)
-        top = [n for n in names
-               if not (n and ("" in names or any(n.startswith(a + ".") for a in names if a and a != n)))]
-        return int(sum(self.by_module[n] for n in top))
+        chains = module_ancestors(self.by_module)
+        return int(sum(v for n, v in self.by_module.items() if len(chains[n]) == 1))
 
     def module_frac(self) -> float | None:
         """Share of the step's FLOPs attributed to modules (None without FLOPs); ``1 -

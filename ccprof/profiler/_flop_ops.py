@@ -80,18 +80,6 @@ def module_names(roots: dict[str, torch.nn.Module]) -> dict[torch.nn.Module, str
     return names
 
 
-def ancestors(names: Any) -> dict[str, tuple[str, ...]]:
-    """Each dotted module name -> itself and its ancestors among ``names``, innermost first
-    (``"h.0.attn"`` -> ``("h.0.attn", "h.0", "h", "")`` when all are names)."""
-    known = set(names)
-    out: dict[str, tuple[str, ...]] = {}
-    for name in known:
-        parts = name.split(".") if name else []
-        chain = [".".join(parts[:k]) for k in range(len(parts), 0, -1)]
-        out[name] = tuple(n for n in (*chain, "") if n in known)
-    return out
-
-
 _TAG = "ccprof_module"      # key in ``torch.autograd.graph.Node.metadata``
 _PASS_IDS = itertools.count(1)
 

@@ -36,7 +36,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 from torch.utils.weak import WeakIdKeyDictionary
 
-from ccprof.artefacts.profile import Flops, OpCost
+from ccprof.artefacts.profile import Flops, OpCost, module_ancestors
 from ccprof.profiler._flop_dataflow import _DataflowTags
 from ccprof.profiler._flop_ops import (  # noqa: F401  (module_names, op_name, scope_of: re-exported)
     ModuleOwners,
@@ -45,7 +45,6 @@ from ccprof.profiler._flop_ops import (  # noqa: F401  (module_names, op_name, s
     _schema_attrs,
     _tensor_bytes,
     _tensors,
-    ancestors,
     module_names,
     op_name,
     scope_of,
@@ -106,7 +105,7 @@ class FlopPass(_DataflowTags):
         self._paused = False
         self._names = module_names(self.roots)
         self._known = set(self._names.values())
-        self._chain = ancestors(self._known)    # name -> itself and its ancestors, innermost first
+        self._chain = module_ancestors(self._known)    # name -> itself and its ancestors, innermost first
         self._owners: ModuleOwners | None = None
         self._counter: FlopCounterMode | None = None
         self._op_mode: _OpCostMode | None = None
