@@ -26,7 +26,8 @@ def _base(name: str) -> str:
 def scope_of(parents: Any) -> str:
     """The module an op ran in, for grouping: the outermost module with a block index in its
     path (``transformer.h.3.attn`` -> ``transformer.h.*``), else the deepest module, cut at two
-    components. ``parents`` are ModuleTracker names ("Global" and the root "" are ignored)."""
+    components. ``parents`` are the owning module and its ancestors ("Global" and the root "" are
+    ignored)."""
     names = [n for n in parents if n and n != "Global"]
     numbered = [n for n in names if any(part.isdigit() for part in n.split("."))]
     if numbered:
