@@ -127,10 +127,11 @@ class ModuleOwners:
     def post(self, module: torch.nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         stack = self._stacks[torch._C._current_graph_task_id() != -1]
         name = None
-        while stack:                    # a module whose forward raised never popped: drop it too
-            mid, name = stack.pop()
-            if mid == id(module):
-                break
+        if any(mid == id(module) for mid, _ in stack):
+            while stack:                # a module whose forward raised never popped: drop it too
+                mid, name = stack.pop()
+                if mid == id(module):
+                    break
         outer = self._top(stack)
         self._tag(_tensors(kwargs), outer)                 # keyword inputs: the pre-hook cannot see them
         self._tag(_tensors(output), name if name is not None else outer)
