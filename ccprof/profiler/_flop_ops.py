@@ -82,6 +82,8 @@ def module_names(roots: dict[str, torch.nn.Module]) -> dict[torch.nn.Module, str
 
 
 _TAG = "ccprof_module"      # key in ``torch.autograd.graph.Node.metadata``
+# the autograd node running now, in backward; a torch without it leaves backward work unattributed
+_current_node = getattr(torch._C, "_current_autograd_node", lambda: None)
 _PASS_IDS = itertools.count(1)
 
 
@@ -113,7 +115,7 @@ class ModuleOwners:
         stack = self._stacks[in_bw]
         if stack or not in_bw:
             return self._top(stack)
-        node = torch._C._current_autograd_node()
+        node = _current_node()
         if node is None:
             return None
         tag = node.metadata.get(_TAG)
@@ -124,17 +126,24 @@ class ModuleOwners:
         self._tag(_tensors(args), self._top(stack))        # made before this module: its caller's
         stack.append((id(module), self._names.get(module)))
 
-    def post(self, module: torch.nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+    def post(self, module: torch.nn.Module, args: Any, kwargs: Any, output: Any) -> str | None:
+        """Pop ``module`` and tag what it made. Returns its name when it was already running when
+        counting started (its pre-hook never ran: a harness that starts the pass from inside the
+        root's forward): the forward work counted since then with no module running is its own."""
         stack = self._stacks[torch._C._current_graph_task_id() != -1]
-        name = None
+        name, adopted = None, None
         if any(mid == id(module) for mid, _ in stack):
             while stack:                # a module whose forward raised never popped: drop it too
                 mid, name = stack.pop()
                 if mid == id(module):
                     break
+        elif not stack:
+            name = adopted = self._names.get(module)
+            self._tag(_tensors(args), None)
         outer = self._top(stack)
         self._tag(_tensors(kwargs), outer)                 # keyword inputs: the pre-hook cannot see them
         self._tag(_tensors(output), name if name is not None else outer)
+        return adopted
 
     @staticmethod
     def _top(stack: list) -> str | None:

@@ -118,6 +118,7 @@ class FlopPass(_DataflowTags):
         self._own_flops: dict[str, int] = defaultdict(int)      # by owning module, children not included
         self._own_bytes: dict[str, int] = defaultdict(int)
         self._row_modules: dict[tuple, dict[str, int]] = {}     # op row -> owning module -> calls
+        self._unowned: list[tuple[tuple | None, int, int]] = []  # forward (row, FLOPs, bytes) with no module running
         self._errors: list[str] = []
         self._param_ids: set[int] = set()
         self._param_shapes: set[tuple[int, ...]] = set()
@@ -140,6 +141,7 @@ class FlopPass(_DataflowTags):
             raise RuntimeError("FlopPass.start() called twice without stop()")
         self._ops, self._by_phase, self._fwd_by_module = {}, defaultdict(int), defaultdict(int)
         self._own_flops, self._own_bytes, self._row_modules = defaultdict(int), defaultdict(int), {}
+        self._unowned = []
         self._owners = ModuleOwners(self._names)
         self._errors, self._phase = [], None
         params = [p for root in self.roots.values() for p in root.parameters()]
@@ -261,7 +263,21 @@ class FlopPass(_DataflowTags):
         if self._recompute_depth and torch._C._current_graph_task_id() != -1:
             self._recompute_depth -= 1
         if self._owners is not None and not self._paused:
-            self._owners.post(module, args, kwargs, output)
+            adopted = self._owners.post(module, args, kwargs, output)
+            if adopted is not None:
+                self._adopt(adopted)
+
+    def _adopt(self, name: str) -> None:
+        """Book the forward work counted with no module running to ``name``, which was running
+        all along (it started before the pass did)."""
+        for key, flops, nbytes in self._unowned:
+            self._own_flops[name] += flops
+            self._own_bytes[name] += nbytes
+            self._fwd_by_module[name] += flops
+            if key is not None:
+                calls = self._row_modules.setdefault(key, {})
+                calls[name] = calls.get(name, 0) + 1
+        self._unowned = []
 
     def _record(self, func, args, kwargs, out) -> None:
         if self._paused:
@@ -314,6 +330,8 @@ class FlopPass(_DataflowTags):
             if self.max_rows is not None and len(self._ops) >= self.max_rows:
                 # capped (generate(): every token a new shape): FLOPs still count, rows do not
                 self.dropped_flops += flops
+                if owner is None and phase == "forward":
+                    self._unowned.append((None, flops, nbytes))
                 return
             row = self._ops[key] = [0, 0, 0, 0, 0]
         row[0] += 1
@@ -324,6 +342,8 @@ class FlopPass(_DataflowTags):
         if owner is not None:
             calls = self._row_modules.setdefault(key, {})
             calls[owner] = calls.get(owner, 0) + 1
+        elif phase == "forward":
+            self._unowned.append((key, flops, nbytes))
 
     def _fixed(self, phase: str, inputs: list, outputs: list) -> tuple[int, ...]:
         """Indices (inputs, then outputs) of tensors that do not grow with the batch: parameters

@@ -170,3 +170,21 @@ def test_old_profiles_have_no_module_frac_without_flops():
     assert Flops(per_step=100, by_module={"": 60, "a": 60}).module_frac() == 0.6
     # several roots: each outermost name counts once
     assert Flops(per_step=100, by_module={"s": 30, "s.x": 30, "t": 50}).module_flops() == 80
+
+
+def test_a_pass_started_inside_the_roots_forward_books_its_work_to_the_root():
+    # a script without torch.optim (pytorch/examples regression/main.py): the harness sees the step
+    # begin at the next forward, so the pass starts inside the root's forward, after its pre-hook
+    fc = nn.Linear(4, 1)
+    fp = FlopPass({"": fc})
+    handle = fc.register_forward_pre_hook(lambda mod, args: fp.start())
+    try:
+        x = torch.randn(32, 4)
+        fc(x).sum().backward()
+    finally:
+        handle.remove()
+    flops, ops = fp.stop()
+    # forward [32, 4] x [4, 1]; backward only dW (x needs no gradient): 2 x 32 x 4 each
+    assert flops.per_step == 2 * (2 * 32 * 4)
+    assert flops.by_module == {"": flops.per_step} and flops.module_frac() == 1.0
+    assert all(sum(o.modules.values()) == o.count for o in ops if o.flops)
