@@ -81,6 +81,18 @@ def module_names(roots: dict[str, torch.nn.Module]) -> dict[torch.nn.Module, str
     return names
 
 
+class GlobalOnly:
+    """Stands in for ``FlopCounterMode``'s module tracker: ``ModuleOwners`` says which module owns
+    each op, so the counter keeps only its "Global" total and registers no backward hooks per call."""
+    parents = frozenset({"Global"})
+
+    def __enter__(self) -> "GlobalOnly":
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        return None
+
+
 _TAG = "ccprof_module"      # key in ``torch.autograd.graph.Node.metadata``
 # the autograd node running now, in backward; a torch without it leaves backward work unattributed
 _current_node = getattr(torch._C, "_current_autograd_node", lambda: None)

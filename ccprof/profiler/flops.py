@@ -39,6 +39,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 from ccprof.artefacts.profile import Flops, OpCost, module_ancestors
 from ccprof.profiler._flop_dataflow import _DataflowTags
 from ccprof.profiler._flop_ops import (  # noqa: F401  (module_names, op_name, scope_of: re-exported)
+    GlobalOnly,
     ModuleOwners,
     _aliases_only,
     _dtype_of,
@@ -160,6 +161,7 @@ class FlopPass(_DataflowTags):
         self._hooks = [register_module_forward_pre_hook(self._on_module_pre),
                        register_module_forward_hook(self._on_module_post, with_kwargs=True)]
         counter = FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS)
+        counter.mod_tracker = GlobalOnly()     # ModuleOwners attributes the ops (a private attribute of torch's)
         self._op_mode = _OpCostMode(self)
         self._op_mode.__enter__()       # below: sees the kernels FlopCounterMode runs
         try:
