@@ -328,25 +328,48 @@ def parse_tweak_options(texts: Iterable[str]) -> dict[str, Any]:
 def readvise(profile_path: str | Path, *, gpu: str | None = None, total_steps: int | None = None,
              price_usd: float | None = None, history: str | None = None, lora_rank: int | None = None,
              finetune_budget_frac: float | None = None, host_speed: float | None = None,
-             options: list[str] | tuple[str, ...] = ()):
+             options: list[str] | tuple[str, ...] = (), catalog_path: str | None = None):
     """``ccprof advise``: the saved profile, re-costed when a cost option is given, and its advice
     again. ``options``: ``--option KEY=VALUE`` texts, the tweak options the advisors project with
     (the same keys ``ccprof apply --option`` takes; ``lora_rank`` and ``finetune_budget_frac`` are
     two of them). Returns ``(profile, advice_set)``; writes nothing."""
     profile = load_artefact("profile", profile_path)
     _check_history(history)
-    if gpu or total_steps or price_usd is not None or host_speed is not None:
-        _check_cost_options(gpu, None, price_usd)
+    catalog = gpu_catalog(catalog_path)
+    if gpu is None and profile.cost is not None and profile.cost.gpu and profile.cost.gpu not in catalog:
+        raise UsageError(f"{profile_path} was costed on {profile.cost.gpu!r}, which is not in the GPU catalog "
+                         "now: pass the --catalog file it was analyzed with, or --gpu ID")
+    if gpu or total_steps or price_usd is not None or host_speed is not None or catalog_path:
+        _check_cost_options(gpu, catalog_path, price_usd)
         try:
-            profile = hardware.attach(profile, gpu=gpu, price_usd=price_usd, total_steps=total_steps,
-                                      host_speed=host_speed)
+            # what the user does not name now stays as the profile was costed (hardware.cost_for:
+            # the GPU, its price, a run size given then)
+            profile = hardware.attach(profile, gpu=gpu, catalog=catalog, price_usd=price_usd,
+                                      total_steps=total_steps, host_speed=host_speed)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     texts = [*([f"lora_rank={lora_rank}"] if lora_rank is not None else []),
              *([f"finetune_budget={finetune_budget_frac}"] if finetune_budget_frac is not None else []), *options]
     tweak_options = parse_tweak_options(texts)
-    ctx = advisors.AdviceContext(history=history, options=tweak_options)
+    ctx = advisors.AdviceContext(history=history, options=tweak_options,
+                                 **({"catalog": catalog} if catalog_path else {}))
     return profile, advisors.advise(profile, ctx)
+
+
+def costing_basis(profile: Profile, *, gpu: str | None = None, price_usd: float | None = None,
+                  total_steps: int | None = None) -> str:
+    """``ccprof advise``'s one line on what the dollars stand on, and which of it was kept from the
+    saved profile: 'Priced on NVIDIA L4 at $5.00/GPU-hour (--price), 1,234 steps (--total-steps
+    1234); kept from the profile: GPU, price, run size.'"""
+    c = profile.cost
+    if c is None:
+        return "Not priced: " + str(profile.reasons.get("cost", "the profile has no cost"))
+    kept = [what for what, given in (("GPU", gpu), ("price", price_usd), ("run size", total_steps)) if given is None]
+    steps = f"{c.run_steps:,} steps ({c.run_steps_source})" if c.run_steps else f"run size {c.run_steps_source}"
+    label = (c.detail or {}).get("label") or f"{c.gpu} at ${c.usd_per_hour:.2f}/GPU-hour"
+    tail = (f"; kept from the profile: {', '.join(kept)} (--gpu, --price, --total-steps change them)"
+            if kept else "")
+    return f"Priced on {label}, {steps}{tail}."
 
 
 def save_output(out: str | Path, content: Any, inputs: list, force: bool, *, option: str = "-o",
@@ -394,12 +417,30 @@ def last_two_runs(run_dir: str | Path) -> tuple[Path, Path]:
 @dataclass
 class ApplyOutcome:
     """What ``apply_to_file`` did: the codemods' ``ApplyResult``, where it wrote (or would
-    have), the backup it kept, and the higher-ranked tweaks passed over for having no codemod
-    (tweak -> place in the ranking)."""
+    have), the backup it kept, and per tweak considered what became of it
+    (``selection.TweakOutcome``: written, already_present, refused or skipped, with the reason),
+    in the ranking's order. ``exit_code``: ``ExitCode.OK`` when every requested tweak is written
+    or already in the script, ``ExitCode.NOT_ALL_APPLIED`` when one could not be written."""
     result: Any
     out_path: Path
     backup: Path | None = None
-    no_rewrite: dict[str, int] = field(default_factory=dict)
+    tweaks: list[Any] = field(default_factory=list)
+
+    @property
+    def written(self) -> bool:
+        """A file was written (at least one tweak changed the script)."""
+        return bool(self.result.applied)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK if all(o.ok for o in self.tweaks) else ExitCode.NOT_ALL_APPLIED
+
+    def to_dict(self) -> dict[str, Any]:
+        """``ccprof apply --json``: the output path, whether it was written, the exit code, each
+        tweak's outcome and the diff."""
+        return {"output": str(self.out_path), "written": self.written,
+                "backup": str(self.backup) if self.backup else None, "exit_code": int(self.exit_code),
+                "tweaks": [o.to_dict() for o in self.tweaks], "diff": self.result.diff}
 
 
 def apply_to_file(script: str | Path, tweaks: Iterable[str] = (), *, advice_path: str | None = None,
@@ -407,7 +448,9 @@ def apply_to_file(script: str | Path, tweaks: Iterable[str] = (), *, advice_path
                   in_place: bool = False, force: bool = False) -> ApplyOutcome:
     """``ccprof apply``: pick the tweaks (``-t``, or the top ``top`` of advice.json's ranking,
     ``selection.select_tweaks``), rewrite the script and write the result under the one output
-    policy (``--in-place`` and ``--force`` keep a ``.bak``). Writes only when a tweak applied.
+    policy (``--in-place`` and ``--force`` keep a ``.bak``). Writes only when a tweak applied;
+    a tweak that could not be written does not stop the others (``ApplyOutcome.tweaks`` says
+    why, ``ApplyOutcome.exit_code`` is then ``ExitCode.NOT_ALL_APPLIED``).
 
     Example: ``apply_to_file("train.py", advice_path="ccprof-report/advice.json", top=2).out_path``
     -> ``train_ccprof.py``.
@@ -416,7 +459,13 @@ def apply_to_file(script: str | Path, tweaks: Iterable[str] = (), *, advice_path
         ScriptSyntaxError,
         write_script,
     )
-    from ccprof.applier.codemods.selection import default_output_path, parse_option, run_argv, select_tweaks
+    from ccprof.applier.codemods.selection import (
+        default_output_path,
+        parse_option,
+        run_argv,
+        select_tweaks,
+        tweak_outcomes,
+    )
     from ccprof.artefacts.tweaks import options_for
     from ccprof.outputs import check_output, write_output
 
@@ -461,4 +510,4 @@ def apply_to_file(script: str | Path, tweaks: Iterable[str] = (), *, advice_path
     made = None
     if result.applied:
         made = write_output(out_path, lambda p: write_script(p, result.source, like=result.script), backup)
-    return ApplyOutcome(result, out_path, made, dict(sel.no_rewrite))
+    return ApplyOutcome(result, out_path, made, tweak_outcomes(sel, result))

@@ -251,9 +251,13 @@ def _save(out, content, inputs: list, force: bool, *, check_only: bool = False) 
 
 @cli.command("advise")
 @click.argument("profile_path", metavar="PROFILE_JSON", type=click.Path(dir_okay=False))
-@click.option("--gpu", default=None, help="Target catalog GPU id (default: the profile's cost GPU).")
-@click.option("--total-steps", type=click.IntRange(1), default=None, help="Planned run size in optimizer steps.")
-@click.option("--price", "price_usd", type=float, default=None, help="Override the target's USD per GPU-hour.")
+@click.option("--gpu", default=None, help="Target catalog GPU id (default: the GPU the profile was costed on).")
+@click.option("--total-steps", type=click.IntRange(1), default=None,
+              help="Planned run size in optimizer steps (default: the profile's).")
+@click.option("--price", "price_usd", type=float, default=None,
+              help="USD per GPU-hour (default: the price the profile was costed at, on its GPU).")
+@click.option("--catalog", "catalog_path", default=None, type=click.Path(dir_okay=False),
+              help="A GPU catalog TOML adding or overriding GPUs (the one the profile was analyzed with).")
 @click.option("--history", type=click.Path(exists=True), default=None,
               help="Validation-loss history: trainer_state.json, a step,val_loss CSV, or a TensorBoard log dir.")
 @click.option("--lora-rank", type=click.IntRange(1), default=None, help="LoRA rank to project (default 8, peft's).")
@@ -272,12 +276,13 @@ def _save(out, content, inputs: list, force: bool, *, check_only: bool = False) 
 def advise_cmd(profile_path: str, gpu: str | None, total_steps: int | None, price_usd: float | None,
                history: str | None, lora_rank: int | None, finetune_budget: float | None,
                output: str | None, as_json: bool, force: bool, host_speed: float | None,
-               options: tuple[str, ...]) -> None:
-    """Advise again on a saved profile (other GPU, run size, history), without re-running it."""
+               options: tuple[str, ...], catalog_path: str | None) -> None:
+    """Advise again on a saved profile (other GPU, run size, history), without re-running it. What
+    is not named here (GPU, price, run size) stays as the profile was costed, and is said so."""
 
-    _, result = api.readvise(profile_path, gpu=gpu, total_steps=total_steps, price_usd=price_usd,
-                             history=history, lora_rank=lora_rank, finetune_budget_frac=finetune_budget,
-                             host_speed=host_speed, options=options)
+    profile, result = api.readvise(profile_path, gpu=gpu, total_steps=total_steps, price_usd=price_usd,
+                                   history=history, lora_rank=lora_rank, finetune_budget_frac=finetune_budget,
+                                   host_speed=host_speed, options=options, catalog_path=catalog_path)
     out = Path(output) if output else Path(profile_path).with_name("advice.json")
     _save(out, result.to_json() + "\n", [profile_path, history], force)
     if as_json:
@@ -287,6 +292,7 @@ def advise_cmd(profile_path: str, gpu: str | None, total_steps: int | None, pric
 
     from ccprof.reports import advice_table  # here: keeps `import ccprof.cli` from loading jinja2, plotly, rich
 
+    click.echo(api.costing_basis(profile, gpu=gpu, price_usd=price_usd, total_steps=total_steps))
     advice_table(result, Console())
     click.echo(str(out))
 
@@ -375,12 +381,20 @@ def compare_cmd(before_path: str | None, after_path: str | None, run_dir: str, o
         click.echo(str(out))
 
 
-@cli.command("apply")
+@cli.command("apply", epilog="\b\nExit codes:\n"
+             f"{int(ExitCode.OK):>5}  every tweak asked for is written or already in the script\n"
+             f"{int(ExitCode.NOT_ALL_APPLIED):>5}  some could not be written (each is named with why; the rest is written)\n"
+             f"{int(ExitCode.BAD_INPUT):>5}  bad usage or input: nothing written\n"
+             f"{int(ExitCode.SCRIPT_ERROR):>5}  the script does not parse: nothing written")
 @click.argument("script", type=click.Path(dir_okay=False, path_type=str))
-@click.option("-t", "--tweak", "tweaks", multiple=True, help="Tweak id to apply (repeatable).")
+@click.option("-t", "--tweak", "tweaks", multiple=True,
+              help="Tweak id to apply (repeatable); with --from, only these, with the options advice.json projected.")
 @click.option("--from", "advice_path", default=None, type=click.Path(dir_okay=False),
-              help="advice.json (ccprof.advice/1): apply its top recommendations.")
-@click.option("--top", default=None, type=click.IntRange(1, 50), help="With --from: how many (default all).")
+              help="advice.json (ccprof.advice/1): apply its recommendations in the report's order, each with "
+                   "its options; the ones without a rewrite or in conflict with one picked before are named and "
+                   "passed over.")
+@click.option("--top", default=None, type=click.IntRange(1, 50),
+              help="With --from: the first K recommended tweaks that have a rewrite (default all).")
 @click.option("-o", "--output", "output", default=None, type=click.Path(dir_okay=False),
               help="File to write (default: <stem>_ccprof.py beside the script).")
 @click.option("--in-place", is_flag=True, help="Rewrite the script itself, keeping SCRIPT.bak.")
@@ -388,13 +402,19 @@ def compare_cmd(before_path: str | None, after_path: str | None, run_dir: str, o
 @click.option("--option", "option_texts", multiple=True, metavar="KEY=VALUE",
               help="A tweak's option: dtype=fp16, accumulation_steps=8, lora_rank=16, patience=5, or "
                    "<tweak>.<option>=VALUE (lora.alpha=32); `ccprof tweaks` lists them.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print what was done as JSON on stdout: each tweak's outcome (written, already_present, "
+                   "turn_on, refused, skipped) and reason, the output, the exit code, the diff.")
 @_says_errors
 def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top: int | None,
-              output: str | None, in_place: bool, force: bool, option_texts: tuple[str, ...]) -> None:
-    """Rewrite SCRIPT with libcst to keep tweaks; print the diff and what was skipped."""
+              output: str | None, in_place: bool, force: bool, option_texts: tuple[str, ...], as_json: bool) -> None:
+    """Rewrite SCRIPT with libcst to keep tweaks; print the diff and what became of each tweak."""
     done = api.apply_to_file(script, tweaks, advice_path=advice_path, top=top, option_texts=option_texts,
                              output=output, in_place=in_place, force=force)
     result, out_path = done.result, done.out_path
+    if as_json:
+        click.echo(json.dumps(done.to_dict(), indent=2))
+        sys.exit(done.exit_code)
     if done.backup is not None:
         click.echo(f"backup: {done.backup}", err=True)
     if result.diff:
@@ -405,15 +425,33 @@ def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top
             Console().print(Syntax(result.diff, "diff", theme="ansi_dark"))
         else:
             click.echo(result.diff, nl=False)
-    for tweak in result.applied:
-        click.echo(f"applied {tweak}" + (f": {result.notes[tweak]}" if tweak in result.notes else ""), err=True)
-    for tweak, place in done.no_rewrite.items():
-        click.echo(f"skipped {tweak} (#{place} in advice.json's ranking): ccprof has no codemod for it "
-                   "(it is advice or a run-time change only; `ccprof analyze --verify` measures run-time ones)",
+    for o in done.tweaks:
+        click.echo(_outcome_line(o), err=True)
+    asked = [o for o in done.tweaks if o.outcome != "skipped"]
+    failed = [o.tweak for o in asked if not o.ok]
+    if done.written:
+        click.echo(f"wrote {out_path}", err=True)
+    elif not failed and any(o.outcome == "turn_on" for o in asked):
+        click.echo("no change; nothing written: the script has what was asked for; turn on what is off (above)",
                    err=True)
-    for tweak, reason in result.skipped.items():
-        click.echo(f"skipped {tweak}: {reason}", err=True)
-    click.echo(f"wrote {out_path}" if result.applied else "no change; nothing written", err=True)
+    elif not failed:
+        click.echo("no change; nothing written: the script already has every tweak asked for", err=True)
+    else:
+        click.echo("nothing written", err=True)
+    if failed:
+        _fail(f"{len(failed)} of {len(asked)} tweaks asked for could not be written ({', '.join(failed)}): "
+              "see why above", ExitCode.NOT_ALL_APPLIED)
+
+
+_OUTCOME_VERB = {"written": "applied", "already_present": "already applied", "turn_on": "turn on",
+                 "refused": "could not write", "skipped": "skipped"}
+
+
+def _outcome_line(o) -> str:
+    """``skipped right_size_gpu (#1 in advice.json's ranking): no rewrite: rent the GPU it names``."""
+    place = f" (#{o.place} in advice.json's ranking)" if o.place is not None else ""
+    text = "; ".join(x for x in (o.reason, o.note) if x)
+    return f"{_OUTCOME_VERB[o.outcome]} {o.tweak}{place}" + (f": {text}" if text else "")
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ class ExitCode(enum.IntEnum):
     SCRIPT_ERROR = 3        # the user's script failed: syntax error, exception, a rank under --nproc, a signal
     NOTHING_MEASURED = 4    # nothing to measure: the script ended, never trained, or timed out
     VERIFY_FAILED = 5       # every --verify re-run failed (the baseline was measured)
+    NOT_ALL_APPLIED = 6     # ccprof apply: some requested tweaks could not be written (each named, with its reason)
     INTERRUPTED = 130       # Ctrl-C
     TERMINATED = 143        # SIGTERM (timeout(1), CI runners, Slurm)
 
@@ -45,6 +46,7 @@ _MEANING = {
     ExitCode.SCRIPT_ERROR: "the script failed (syntax error, exception, a rank under --nproc, a signal)",
     ExitCode.NOTHING_MEASURED: "nothing to measure (ended, never trained, timed out)",
     ExitCode.VERIFY_FAILED: "every --verify re-run failed",
+    ExitCode.NOT_ALL_APPLIED: "apply: some requested tweaks could not be written (each named, with why)",
     ExitCode.INTERRUPTED: "Ctrl-C",
     ExitCode.TERMINATED: "SIGTERM",
 }

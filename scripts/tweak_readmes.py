@@ -30,12 +30,15 @@ def _doc(path: Path) -> str:
 
 
 def _strings(node: ast.AST, mod) -> list[str]:
-    """The text of a string expression: constants, module-level names (``C.LORA_PUBLISHED``)
-    and + of them; what is known only at run time (an f-string's values) is left out."""
+    """The text of a string expression: constants, module-level names (``C.LORA_PUBLISHED``),
+    a starred module-level list of them and + of them; what is known only at run time (an f-string's values) is left out."""
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return [node.value]
     if isinstance(node, ast.Name) and isinstance(getattr(mod, node.id, None), str):
         return [getattr(mod, node.id)]
+    if isinstance(node, ast.Starred) and isinstance(node.value, ast.Name):     # *SOURCES, a module-level list
+        value = getattr(mod, node.value.id, None)
+        return [v for v in value if isinstance(v, str)] if isinstance(value, (list, tuple)) else []
     if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
         value = getattr(getattr(mod, node.value.id, None), node.attr, None)
         return [value] if isinstance(value, str) else []
@@ -89,7 +92,7 @@ def readme(tweak: str) -> str:
     if not info.runtime:
         lines.append(f"- No runtime applier: {info.no_runtime}.")
     if not info.codemod:
-        lines.append("- No codemod: `ccprof apply` does not rewrite scripts for it.")
+        lines.append(f"- No codemod (`ccprof apply` does not rewrite scripts for it): {info.no_codemod}.")
     if info.codemod:
         lines.append(f"- Stacked rewrites apply it in position {APPLY_ORDER.index(tweak) + 1} of {len(APPLY_ORDER)}.")
     lines += ["", "## Options", ""]

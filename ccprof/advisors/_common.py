@@ -6,7 +6,9 @@ from __future__ import annotations
 import functools
 import math
 import re
+import shlex
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from ccprof import units
@@ -17,7 +19,7 @@ from ccprof.artefacts.profile import GpuProjection, Profile
 from ccprof.artefacts.tweaks import TWEAKS, TweakOptions, options_for
 from ccprof.hardware import DEFAULT_GPU, GpuSpec, Policy, StepCost, load_catalog, policy_for, user_catalog_path
 from ccprof.hardware import target_gpu as hardware_target_gpu
-from ccprof.hardware.projection import fits_memory, step_cost_for
+from ccprof.hardware.projection import fits_memory, step_cost_for, usable_memory_bytes
 
 # Tweaks whose time saving is a share of the whole run (fewer steps), not of each step.
 
@@ -244,7 +246,9 @@ def ledger(profile: Profile) -> Ledger:
         g = max(0, m.peak_bytes - (m.params_bytes + m.optimizer_state_bytes + m.activations_bytes))
         note = (f"gradients are only partly resident at the peak ({fmt_bytes(g)} of "
                 f"{fmt_bytes(m.grads_bytes)})")
-    n_opt = sum(o.param_count for o in profile.optimizer.optimizers) if profile.optimizer else 0
+    # per parameter of the optimizers that hold state: one that has not stepped yet (the next
+    # layer's in a layer-by-layer run, a GAN's G before its turn) holds none to divide
+    n_opt = sum(o.param_count for o in profile.optimizer.optimizers if o.state_bytes) if profile.optimizer else 0
     opt_pp = (m.optimizer_state_bytes / n_opt) if n_opt else (
         m.optimizer_state_bytes / profile.model.trainable_params if profile.model.trainable_params else 0.0)
     return Ledger(m.peak_bytes, m.params_bytes, m.grads_bytes, m.optimizer_state_bytes,
@@ -293,6 +297,148 @@ def module_map(profile: Profile) -> dict[str, Any]:
     return {m.name: m for m in profile.model.modules}
 
 
+# ---------------------------------------------------------------------------- a tweak the script has, off
+def turn_on(profile: Profile, tweak: str) -> dict[str, Any] | None:
+    """The tweak as the script already has it behind a flag this run left off, or None.
+
+    From the script reader's facts (``StaticFacts.inactive/behind/switches``, the catalog's
+    ``TweakInfo.facts``): ``{"fact", "line", "behind", "argv", "command", "says", "snippet"}``;
+    ``argv`` is the run's arguments with the flag on (None when ccprof could not write them).
+    The advice then says "turn on what you have", not new code and not "already applied".
+    """
+    st = profile.static
+    for fact in TWEAKS[tweak].facts:
+        if fact not in st.inactive:
+            continue
+        line = st.inactive[fact]
+        behind = st.behind.get(fact) or f"line {line}"
+        argv = st.switches.get(fact)
+        script = Path(profile.environment.script).name if profile.environment.script else "train.py"
+        command = shlex.join(["python", script, *argv]) if argv is not None else None
+        says = (f"Your script already has this ({behind}), and this run left it off: turn it on"
+                + (f" with `{command}`" if command else " (ccprof could not tell which value turns it on)")
+                + " rather than adding it again.")
+        snippet = (f"# {TWEAKS[tweak].title}: already in {script}, {behind}\n"
+                   + (f"# turn it on instead of adding it again:\n{command}\n" if command
+                      else "# set that option so the block runs, instead of adding it again\n"))
+        return {"fact": fact, "line": line, "behind": behind, "argv": argv, "command": command,
+                "says": says, "snippet": snippet}
+    return None
+
+
+# ---------------------------------------------------------------------------- one-time costs
+@dataclass(frozen=True)
+class OneTimeCost:
+    """What a tweak costs once per run rather than per step, subtracted from the run's saving.
+
+    ``s``: seconds on the target GPU, billed at its price (compiling the graphs); ``run_frac``: a
+    share of the planned run's cost as the script runs it (a teacher trained first, a fine-tune
+    after pruning). ``what`` names it in a sentence, ``source`` says where its figure comes from
+    (a paper, a measurement of this run). Example: ``OneTimeCost("compiling the model", "...", s=9.5)``.
+    """
+    what: str
+    source: str
+    s: float = 0.0
+    run_frac: float = 0.0
+    measured: bool = False
+
+
+def one_time_share(cost: OneTimeCost, price: RunPrice) -> float | None:
+    """The one-time cost as a share of the planned run's cost; None when it is a number of seconds
+    and the run's size is unknown (nothing to divide it by)."""
+    run_s = price.step_s * price.run_steps
+    if cost.s > 0 and run_s <= 0:
+        return None
+    return cost.run_frac + (cost.s / run_s if cost.s > 0 else 0.0)
+
+
+def _one_time_details(cost: OneTimeCost, price: RunPrice, time_saved_frac: float, step_scoped: bool) -> dict:
+    """details["one_time"]: the cost in seconds, run share and dollars, and its break-even step."""
+    share = one_time_share(cost, price)
+    saved_per_step_s = price.step_s * time_saved_frac if step_scoped else 0.0
+    out: dict[str, Any] = {"what": cost.what, "source": cost.source, "s": float(cost.s), "run_frac": float(cost.run_frac),
+                           "measured": cost.measured, "share_of_run": share,
+                           "usd": (share * price.usd_run if share is not None and price.priced else None),
+                           "break_even_steps": None}
+    if cost.s > 0 and not cost.run_frac and saved_per_step_s > 0:
+        out["break_even_steps"] = int(math.ceil(cost.s / saved_per_step_s))
+    return out
+
+
+def _share_of_run(frac: float) -> str:
+    """0.06 -> '6.0% of it'; 2949.2 -> '2,949 times the run's GPU cost' (percent stops reading well)."""
+    return f"{fmt_pct(frac)} of it" if frac < 10 else f"{frac:,.0f} times the run's GPU cost"
+
+
+def _one_time_says(cost: OneTimeCost, od: dict, price: RunPrice) -> str:
+    """'compiling the model: ~9.5 s on the A100 ($0.0095; source)'."""
+    parts = []
+    if cost.s > 0:
+        parts.append(f"~{fmt_s(cost.s)} on {price.gpu or 'the target GPU'}")
+    if cost.run_frac > 0:
+        parts.append(f"{fmt_pct(cost.run_frac)} of the planned run's cost")
+    if od["usd"] is not None:
+        parts.append(fmt_usd(od["usd"]))
+    return f"{cost.what} ({', '.join(parts)}; {cost.source})"
+
+
+# ---------------------------------------------------------------------------- shared facts
+@dataclass(frozen=True)
+class Fp32Matmuls:
+    """The step's fp32 matmuls (matmul, convolution and attention ops that ran in float32): the
+    one computation every advisor states them from (tf32, mixed_precision), so two advice never
+    disagree on them. FLOPs are measured; seconds are the cost model's, on the target GPU as the
+    script would run there (``policy_for``)."""
+    flops: int
+    flops_frac: float           # of the step's FLOPs
+    device_s: float             # their device seconds on the target GPU
+    cuda_core_s: float          # of which on CUDA cores (fp32 GEMMs without TF32: what TF32 moves)
+    step_s: float               # the step on the target GPU, by the cost model
+    gpu: str
+
+    @property
+    def time_frac(self) -> float:
+        return self.device_s / self.step_s if self.step_s > 0 else 0.0
+
+    @property
+    def cuda_core_time_frac(self) -> float:
+        return self.cuda_core_s / self.step_s if self.step_s > 0 else 0.0
+
+    def says(self) -> str:
+        """'fp32 matmuls are 100% of the step's 1,000,000 FLOPs and 12% of its projected 3.1 ms on NVIDIA A100'."""
+        return (f"fp32 matmuls are {fmt_pct(self.flops_frac)} of the step's FLOPs and "
+                f"{fmt_pct(self.time_frac)} of its projected {fmt_s(self.step_s)} on {self.gpu}")
+
+    def facts(self) -> dict[str, float]:
+        """The keys ``consistency.contradictions`` compares across advice."""
+        return {"fp32_matmul_flops_frac": round(self.flops_frac, 6), "fp32_matmul_time_frac": round(self.time_frac, 6)}
+
+
+def fp32_matmul_flops(profile: Profile) -> tuple[int, float]:
+    """(FLOPs, share of ``flops.per_step``) of the matmul, convolution and attention ops the profile
+    recorded in float32: what no GPU changes, so a checker can recompute it from the profile alone."""
+    from ccprof.artefacts.vocab import MATMUL_CLASSES, dtype_name
+    from ccprof.hardware.kernels import op_class
+    flops = sum(o.flops for o in profile.ops if op_class(o.op) in MATMUL_CLASSES and dtype_name(o.dtype) == "float32")
+    per = profile.flops.per_step
+    return int(flops), (flops / per if per else 0.0)
+
+
+def fp32_matmuls(profile: Profile, ctx: AdviceContext, spec: GpuSpec | None = None) -> Fp32Matmuls:
+    """The step's fp32 matmul/conv/attention FLOPs (``profile.ops``) over ``flops.per_step``, and
+    their device seconds over the step on the target GPU (the one cost model, the base policy)."""
+    from ccprof.artefacts.vocab import MATMUL_CLASSES, dtype_name
+    from ccprof.hardware.translate import translate
+    spec = spec or gpu_spec(profile, ctx)
+    flops, flops_frac = fp32_matmul_flops(profile)
+    base = base_policy(profile, spec)
+    step_s = step_cost_for(profile, spec, base).step_s if profile.ops else 0.0
+    kernels = [k for k in translate(profile, spec, base) if k.cls in MATMUL_CLASSES
+               and dtype_name(k.dtype) in ("float32", "tfloat32")] if profile.ops else []
+    return Fp32Matmuls(flops, flops_frac, sum(k.device_s for k in kernels),
+                       sum(k.device_s for k in kernels if k.unit == "simt"), step_s, spec.name)
+
+
 # ---------------------------------------------------------------------------- the builder
 def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *,
                 rationale: str, snippet: str, confidence: str = "medium",
@@ -301,7 +447,7 @@ def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *
                 assumptions: list[str] | None = None, sources: list[str] | None = None,
                 details: dict[str, Any] | None = None, peak_bytes_after: int | None = None,
                 step_s_after: float | None = None, cost_saved_frac: float | None = None,
-                options: TweakOptions | None = None) -> Advice:
+                options: TweakOptions | None = None, one_time: OneTimeCost | None = None) -> Advice:
     """An Advice with dollars and 'after' figures filled from the run's price.
 
     Step-scoped savings change the step time; run-scoped ones (the catalog's ``run_scoped``) cut steps, so
@@ -316,42 +462,107 @@ def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *
     ``options``: what was projected, as the tweak's typed options (``LoraOptions(rank=8,
     targets=[...])``); --verify and ``ccprof apply --from`` apply exactly these. Kept for
     recommended advice only.
+    ``one_time``: what the tweak costs once per run (:class:`OneTimeCost`), subtracted from the run's
+    saving before the gate and stated in the rationale and ``details["one_time"]``; with seconds
+    and no known run size it cannot be subtracted, and the rationale says after how many steps it
+    pays back.
+    Memory is worth money only where it changes what the run needs: a run that does not fit the
+    target keeps a memory saving that makes it fit, or that is at least ``MIN_SAVING_FRAC`` of its
+    peak (a part of what a plan needs); a smaller one, or one on a run that fits, is "no_saving".
+    ``details["priced"]`` says whether dollars were known; ``details["memory_needed"]`` whether the
+    advice stands for memory the run needs rather than for money.
     """
     price = run_price(profile, ctx)
     d = dict(details or {})
     d.setdefault("time_scope", "run" if TWEAKS[tweak].run_scoped else "step")
     d.setdefault("gpu", price.gpu)
+    d["priced"] = price.priced
     explicit_usd = usd_saved is not None and status == "recommended"
+    one_time_frac: float | None = None
+    one_time_note = ""
+    if one_time is not None:
+        od = _one_time_details(one_time, price, time_saved_frac, d["time_scope"] == "step")
+        d["one_time"] = od
+        one_time_frac = od["share_of_run"]
+        said = _one_time_says(one_time, od, price)
+        if one_time_frac is not None:
+            one_time_note = f" One-time cost, subtracted from the saving: {said}."
+        elif od["break_even_steps"]:
+            one_time_note = (f" One-time cost, not subtracted because the planned run's size is unknown (pass "
+                             f"--total-steps): {said}; at {fmt_s(price.step_s * time_saved_frac)} saved per step it "
+                             f"pays back after {od['break_even_steps']:,} steps, and a shorter run costs more than it "
+                             "saves.")
+        else:
+            one_time_note = (f" One-time cost, not subtracted because the planned run's size is unknown (pass "
+                             f"--total-steps): {said}; it weighs more the shorter the run.")
     if status == "recommended":
         share = cost_saved_frac
         if share is None:
             share = (usd_saved / price.usd_run if explicit_usd and price.priced and price.usd_run > 0
                      else time_saved_frac)
+        gross = share
+        if one_time_frac:
+            share = share - one_time_frac
+            cost_saved_frac = share
+            if explicit_usd:
+                usd_saved = float(usd_saved) - one_time_frac * price.usd_run
         gate = max(price.noise_frac, C.MIN_SAVING_FRAC)
-        # a tweak that frees memory on a run that does not fit the target (90% of its memory,
-        # or the device the user named) is needed, whatever it costs
-        needed = memory_saved_bytes > 0 and not fits_memory(profile.memory.peak_bytes or 0, gpu_spec(profile, ctx))
+        spec = gpu_spec(profile, ctx)
+        peak = profile.memory.peak_bytes or 0
+        short = memory_saved_bytes > 0 and not fits_memory(peak, spec)
+        after = (peak_bytes_after if peak_bytes_after is not None else peak - memory_saved_bytes)
+        # memory is worth money only where it changes what the run needs: a run that does not fit
+        # the target keeps a saving that makes it fit, or a sizeable part of one (a plan combines them)
+        needed = short and (fits_memory(after, spec) or memory_saved_bytes >= C.MIN_SAVING_FRAC * peak)
+        d["memory_needed"] = bool(needed and share <= gate)
         if share <= gate and not needed:
             d["no_saving"] = {"cost_saved_frac": share, "time_saved_frac": time_saved_frac,
                               "memory_saved_bytes": int(memory_saved_bytes), "band_frac": price.noise_frac,
                               "threshold_frac": gate}
+            if one_time_frac:
+                d["no_saving"].update({"gross_cost_saved_frac": gross, "one_time_frac": one_time_frac})
             status = "no_saving"
             why = (f"the projection's own band, ±{fmt_pct(price.noise_frac)}" if price.noise_frac > C.MIN_SAVING_FRAC
                    else f"ccprof's {fmt_pct(C.MIN_SAVING_FRAC)} threshold")
-            if share <= -0.0005:
+            if one_time_frac and gross > gate:
+                head = (f"No saving once its one-time cost is counted: it saves {fmt_pct(gross)} of the run's GPU "
+                        f"cost ({fmt_usd(gross * price.usd_run) if price.priced else 'dollars unknown'}) "
+                        f"but costs {_share_of_run(one_time_frac)} once "
+                        f"({fmt_usd(one_time_frac * price.usd_run) if price.priced else 'dollars unknown'}): "
+                        f"net {fmt_pct(share) if share > -10 else 'a loss of ' + _share_of_run(-share)}")
+            elif share <= -0.0005:
                 head = f"No saving: it would add {fmt_pct(-share)} to the run's GPU cost"
             elif share < 0.0005:
                 head = "No projected saving of the run's GPU cost"
             else:
                 head = f"No measurable saving: {fmt_pct(share)} of the run's GPU cost, within {why}"
-            freed = f" (it frees {fmt_bytes(memory_saved_bytes)}, which this run does not need)" \
-                if memory_saved_bytes > 0 else ""
+            if memory_saved_bytes > 0 and short:
+                freed = (f" (it frees {fmt_bytes(memory_saved_bytes)}, {fmt_pct(memory_saved_bytes / peak)} of the "
+                         f"{fmt_bytes(peak)} peak: the run still does not fit the {fmt_bytes(usable_memory_bytes(spec))} usable "
+                         "on the target GPU, and so small a part of the gap changes nothing it needs)")
+            elif memory_saved_bytes > 0:
+                freed = f" (it frees {fmt_bytes(memory_saved_bytes)}, which this run does not need)"
+            else:
+                freed = ""
             rationale = f"{head}{freed}. " + rationale
+        elif one_time_frac:
+            one_time_note += (f" Net of it: {fmt_pct(share)} of the run's GPU cost"
+                              + (f" ({fmt_usd(share * price.usd_run)})." if price.priced else "."))
+        if status == "recommended" and d["memory_needed"]:
+            # recommended for memory, not money: say so before anything the rationale says of time
+            verdict = ("brings the run under it" if fits_memory(after, spec)
+                       else "is a part of what a plan needs to get under it")
+            rationale = (f"Recommended for memory, not money: the {fmt_bytes(peak)} peak does not fit the "
+                         f"{fmt_bytes(usable_memory_bytes(spec))} usable on the target GPU, and freeing "
+                         f"{fmt_bytes(memory_saved_bytes)} (peak {fmt_bytes(after)}) {verdict}; its cost is "
+                         f"{fmt_pct(-share) if share < -0.0005 else 'none'} of the run's GPU cost. " + rationale)
+    rationale = rationale.strip() + one_time_note
     if status != "recommended":
         time_saved_frac, memory_saved_bytes, usd_saved = 0.0, 0, 0.0
         peak_bytes_after = step_s_after = None
     if usd_saved is None:
-        usd_saved = price.usd_run * time_saved_frac
+        usd_saved = price.usd_run * (cost_saved_frac if one_time_frac and cost_saved_frac is not None
+                                     else time_saved_frac)
     if cost_saved_frac is None:
         if explicit_usd and price.priced and price.usd_run > 0:
             cost_saved_frac = usd_saved / price.usd_run
@@ -372,13 +583,19 @@ def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *
         if peak_bytes_after is None and profile.memory.peak_bytes:
             peak_bytes_after = int(profile.memory.peak_bytes - memory_saved_bytes)
     text = rationale.strip()
+    switch = turn_on(profile, tweak) if status in ("recommended", "no_saving") else None
+    if switch is not None:
+        d["turn_on"] = switch
+        text = f"{switch['says']} " + text
+        snippet = switch["snippet"]
     if status == "recommended":
         text += " " + price.note
     return Advice(
         tweak=tweak, status=status, title=TWEAKS[tweak].title,
         projected=Projected(time_saved_frac=float(round(time_saved_frac, 6)),
                             memory_saved_bytes=int(memory_saved_bytes),
-                            usd_saved=float(round(usd_saved, 4)),
+                            # six significant digits: a short run's saving of $0.00002 is a saving, not $0
+                            usd_saved=float(f"{usd_saved:.6g}"),
                             step_s_after=step_s_after, peak_bytes_after=peak_bytes_after,
                             cost_saved_frac=float(round(cost_saved_frac, 6)),
                             # a cost is expected in full; only savings are discounted

@@ -114,6 +114,9 @@ class ModelInfo:
     hf_config: dict[str, Any] = field(default_factory=dict)  # small scalar subset
     gradient_checkpointing: bool = False    # seen on the live model
     roots: list[str] = field(default_factory=list)  # classes of every trained root module
+    # parameters reachable under several names (one Parameter object): each group is its dotted
+    # names, e.g. GPT-2's ["transformer.wte.weight", "lm_head.weight"] (freezing one freezes all)
+    tied_params: list[list[str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,10 @@ class Steps:
     phase_cpu_s: dict[str, float] = field(default_factory=dict)
     step_cpu_s: list[float] = field(default_factory=list)   # each measured step's thread CPU time
     loss: list[float] = field(default_factory=list)
-    micro_batches: int = 1                  # backward passes per optimizer step
+    micro_batches: int = 1                  # backward passes per optimizer step (closure re-evaluations aside)
+    # backward passes inside optimizer.step(closure) per step: a closure optimizer (LBFGS) re-evaluating
+    # the same batch, each after zero_grad(); not micro-batches
+    closure_backwards: int = 0
     samples_per_step: int | None = None
     tokens_per_step: int | None = None
     kind: str = "optimizer"                 # "optimizer" | "backward" (no torch.optim)
@@ -402,6 +408,7 @@ class StaticFacts:
     tf32: bool = False                      # TF32 matmuls allowed (`allow_tf32 = True`, matmul precision "high")
     fused_optimizer: bool = False           # every torch.optim optimizer with a fused/foreach kernel uses it
     dataloader: bool = False                # every DataLoader has workers, pin_memory and persistent_workers
+    float64: bool = False                   # the script makes the model float64 (.double(), dtype=torch.float64, ...)
     training_args: dict[str, Any] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)
     note: str | None = None
@@ -411,6 +418,15 @@ class StaticFacts:
     # facts the source holds behind a flag (fact -> which, and whether the run set it), e.g.
     # "compile": "behind `if args.compile:` (line 200), set by --compile (off in this run)"
     behind: dict[str, str] = field(default_factory=dict)
+    # facts off in this run (``inactive``): the run's arguments with the flag turned on, where
+    # ccprof could write them (``ccprof.script.flags.switch_on``), e.g. "compile": [..., "--compile"]
+    switches: dict[str, list[str]] = field(default_factory=dict)
+    # facts on for the target GPU only through a device condition a CPU run does not take (fact ->
+    # the place; its line in ``lines``, the condition in ``behind``), e.g. "fused_optimizer":
+    # "`AdamW(..., fused=use_fused)`" with ``use_fused = fused_available and device_type == 'cuda'``
+    on_cuda: dict[str, str] = field(default_factory=dict)
+    # the place each fact in ``lines`` was read from, as code (``"float64": "`model.double()`"``)
+    what: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -124,10 +124,10 @@ class LoraOptions(TweakOptions):
 class WarmStartOptions(TweakOptions):
     tweak: ClassVar[str] = "warm_start"
     embeddings: list[str] | None = opt(runtime="names", kind="names", doc="embedding modules to freeze (all)")
-    vectors_path: str | None = opt(cli="embeddings_path", runtime=False, kind="text",
-                                   doc="a torch.load-able tensor of pretrained vectors (codemod)")
-    embedding_module: str | None = opt(cli="embedding_module", runtime=False, kind="text",
-                                       doc="the module the vectors load into (codemod)")
+    vectors_path: str | None = opt(cli="embeddings_path", kind="text",
+                                   doc="a torch.load-able tensor of pretrained vectors (needed to apply it)")
+    embedding_module: str | None = opt(cli="embedding_module", kind="text",
+                                       doc="the module the vectors load into (the token embedding)")
     freeze: bool | None = opt(runtime="freeze_embeddings", kind="bool", doc="freeze them (yes)", default=True)
     # *unverified* ccprof assumption: the share of the run spent learning what pretrained
     # embeddings already know
@@ -221,6 +221,17 @@ class DataloaderOptions(TweakOptions):
 @dataclass(frozen=True)
 class BatchSizeOptions(TweakOptions):
     tweak: ClassVar[str] = "batch_size"
-    batch_size: int | None = opt(cli="batch_size", kind="int", least=1, doc="the new batch (2 x the old)")
+    batch_size: int | None = opt(cli="batch_size", kind="int", least=1,
+                                 doc="the new batch (the largest that fits, at most 8 x the old and the training set)")
     factor: float | None = opt(kind="number", least=0, doc="or: the old batch times this")
-    scale_lr: bool | None = opt(kind="bool", doc="scale the learning rate with the batch (no)", default=False)
+    # the contract of the larger batch: "samples" keeps the run's samples (steps / k, the usual
+    # way a larger batch is used; Goyal et al. 2017 keep the epochs), "steps" keeps its steps (k x
+    # the samples, epochs x k): the advice's dollars and the rewrite's limits follow it
+    keep: str | None = opt(cli="batch_keep", runtime=False, kind="choice", least=("samples", "steps"),
+                           default="samples",
+                           doc="samples: same samples, steps / k (default); steps: same steps, k x the samples")
+    # linear: Goyal et al. 2017 (SGD, arXiv 1706.02677); sqrt: Malladi et al. 2022 (Adam and
+    # RMSprop, NeurIPS 2022, arXiv 2205.10287); none: keep the learning rate
+    lr_rule: str | None = opt(cli="batch_lr_rule", kind="choice", least=("linear", "sqrt", "none"),
+                              doc="learning rate x k (linear), x sqrt(k) (sqrt) or kept (none); "
+                                  "by the optimizer: linear for SGD, sqrt for Adam-type, else none")

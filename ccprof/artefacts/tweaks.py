@@ -71,6 +71,7 @@ class TweakInfo:
     runtime: bool = False       # has a runtime applier (applier/runtime/<id>.py, for --verify)
     codemod: bool = False       # has a codemod (applier/codemods/<id>.py, for ccprof apply)
     no_runtime: str = ""        # why no re-run of a few steps can apply or measure it
+    no_codemod: str = ""        # why `ccprof apply` has no rewrite for it, and what the user does instead
     # what a re-run needs to measure it ("cuda": the effect exists only on an NVIDIA GPU;
     # "dataloader": it changes a torch DataLoader the run uses); see measurable_here
     runtime_needs: tuple[str, ...] = ()
@@ -82,6 +83,9 @@ class TweakInfo:
     legacy_details: tuple[tuple[str, str], ...] = ()
     # the plan takes it after every other tweak (it is priced on what the others leave)
     plan_last: bool = False
+    # the facts of the script reader (ccprof.script.applied) that mean the script has the tweak:
+    # "already applied" in analyze and apply alike, and "turn on what you have" when the run left it off
+    facts: tuple[str, ...] = ()
 
     @property
     def auto_apply(self) -> bool:
@@ -100,66 +104,85 @@ TWEAKS: dict[str, TweakInfo] = {t.id: t for t in (
               FinetuneOptions,
               no_runtime="it starts from a pretrained checkpoint ccprof cannot choose for you: load one of the "
                          "same family with from_pretrained before training (the advice names one)",
-              run_scoped=True,
+              no_codemod="pick the pretrained checkpoint the advice names and load it with from_pretrained; "
+                         "which weights to start from is your choice, not a rewrite's",
+              run_scoped=True, facts=("from_pretrained",),
               conflicts=(("warm_start", "the pretrained checkpoint already brings the embeddings"),)),
     TweakInfo("lora", "LoRA adapters instead of full fine-tuning",
               "Freeze the base weights; train low-rank adapters on the Linear layers.", "accuracy",
               LoraOptions, runtime=True, codemod=True,
               conflicts=(("warm_start", "LoRA freezes every base weight, embeddings included"),),
-              legacy_details=(("rank", "rank"), ("targets", "targets"))),
+              legacy_details=(("rank", "rank"), ("targets", "targets")),
+              facts=('peft',)),
     TweakInfo("warm_start", "Warm-start (and freeze) embeddings",
               "Load pretrained embedding vectors and stop training them.", "convergence",
               WarmStartOptions, runtime=True, codemod=True,
               run_scoped=True, legacy_details=(("embeddings", "embeddings"),)),
     TweakInfo("checkpointing", "Gradient (activation) checkpointing",
               "Keep only block boundaries; recompute the rest in backward.", "none",
-              CheckpointingOptions, runtime=True, codemod=True),
+              CheckpointingOptions, runtime=True, codemod=True,
+              facts=('checkpointing',)),
     TweakInfo("mixed_precision", "Mixed precision (bf16/fp16 autocast)",
               "Run matmuls and convolutions in 16-bit with fp32 master weights.", "numerics",
               MixedPrecisionOptions, runtime=True, codemod=True,
-              legacy_details=(("policy.autocast", "dtype"),)),
+              legacy_details=(("policy.autocast", "dtype"),),
+              facts=('autocast',)),
     TweakInfo("grad_accumulation", "Gradient accumulation",
               "Reach the wanted batch with smaller micro-batches that fit in memory.", "none",
               GradAccumulationOptions, runtime=True, codemod=True,
               conflicts=(("batch_size", "one shrinks the micro-batch to fit, the other grows it"),),
-              legacy_details=(("accum_steps", "steps"),)),
+              legacy_details=(("accum_steps", "steps"),),
+              facts=('accumulation',)),
     TweakInfo("distillation", "Distill into a smaller student",
               "Train a shallower model on the teacher's soft labels.", "accuracy",
               DistillationOptions, runtime=True,
+              no_codemod="it needs a student model and a teacher pass in your loop: `ccprof analyze --verify` "
+                         "measures it at run time; write the student with the advice's figures",
               conflicts=(("pruning", "both shrink the model; apply one, re-profile, then consider the other"),
                          ("lora", "a distilled student trains all its weights; LoRA adapts a fixed base"))),
     TweakInfo("pruning", "Pruning (structured, 2:4)",
               "Remove channels/heads, or use 2:4 sparsity on tensor cores.", "accuracy",
-              PruningOptions, runtime=True),
+              PruningOptions, runtime=True,
+              no_codemod="it changes the trained weights, not the script: `ccprof analyze --verify` measures it; "
+                         "prune a trained checkpoint with torch.nn.utils.prune, then fine-tune"),
     TweakInfo("quantization", "Quantize frozen weights (int8 / 4-bit)",
               "Store frozen base weights in 8 or 4 bits (QLoRA style).", "accuracy",
-              QuantizationOptions, runtime=True),
+              QuantizationOptions, runtime=True,
+              no_codemod="it stores the frozen base weights in 8 or 4 bits (QLoRA style, a quantization library's "
+                         "layers): `ccprof analyze --verify` measures it at run time"),
     TweakInfo("early_stopping", "Early stopping on the validation loss",
               "Stop when the validation loss has not improved for a patience window.", "convergence",
               EarlyStoppingOptions, codemod=True,
               no_runtime="it ends the run sooner, after many epochs of validation loss that a few measured "
                          "steps never reach; `ccprof apply -t early_stopping` adds a patience check to your loop",
-              run_scoped=True),
+              run_scoped=True,
+              facts=('early_stopping',)),
     TweakInfo("data_curation", "Data curation (deduplication)",
               "Drop exact and near-duplicate examples; spend steps on new data.", "convergence",
               no_runtime="it changes which examples the run sees, so a few steps cannot show its effect: "
                          "deduplicate the dataset (the advice lists the duplicates found), then profile the new data",
+              no_codemod="it changes the data, not the script: drop the duplicates the advice lists from the dataset",
               run_scoped=True),
     TweakInfo("distributed", "Distributed training (DDP / FSDP)",
               "Use every visible GPU with DDP, or shard model state with FSDP.", "none", codemod=True,
               no_runtime="it needs one process per GPU from the start and a launcher (torchrun): "
-                         "`ccprof apply -t distributed` rewrites the script, and --nproc N measures it"),
+                         "`ccprof apply -t distributed` rewrites the script, and --nproc N measures it",
+              facts=('ddp', 'fsdp')),
     TweakInfo("tf32", "TF32 matmuls", "Let fp32 matmuls use TF32 tensor cores (Ampere+).", "numerics",
               runtime=True, codemod=True, runtime_needs=("cuda",),
-              conflicts=(("mixed_precision", "under autocast the matmuls already run in bf16; TF32 only touches the rest"),)),
+              conflicts=(("mixed_precision", "under autocast the matmuls already run in bf16; TF32 only touches the rest"),),
+              facts=('tf32',)),
     TweakInfo("compile", "torch.compile", "Fuse kernels and cut Python overhead.", "none",
-              CompileOptions, runtime=True, codemod=True),
+              CompileOptions, runtime=True, codemod=True,
+              facts=('compile',)),
     TweakInfo("fused_optimizer", "Fused / foreach optimizer",
-              "One kernel for the whole parameter update.", "none", runtime=True, codemod=True),
+              "One kernel for the whole parameter update.", "none", runtime=True, codemod=True,
+              facts=('fused_optimizer',)),
     TweakInfo("dataloader", "DataLoader workers and pinned memory",
               "Hide data loading behind compute.", "none", DataloaderOptions, runtime=True, codemod=True,
               runtime_needs=("dataloader",),
-              legacy_details=(("workers_after", "num_workers"),)),
+              legacy_details=(("workers_after", "num_workers"),),
+              facts=('dataloader',)),
     TweakInfo("batch_size", "Larger batch in the memory headroom",
               "Fill the device to raise utilization.", "convergence", BatchSizeOptions, runtime=True, codemod=True,
               runtime_needs=("dataloader",),
@@ -169,6 +192,7 @@ TWEAKS: dict[str, TweakInfo] = {t.id: t for t in (
               "A cheaper GPU that fits the job finishes the run for fewer dollars.", "none",
               no_runtime="it changes the GPU you rent, not the script: re-project with --gpu <id>, or rerun "
                          "on the suggested GPU",
+              no_codemod="rent the GPU it names; the script does not change",
               plan_last=True),
 )}
 
@@ -178,6 +202,7 @@ APPLY_ORDER = ("tf32", "warm_start", "checkpointing", "lora", "mixed_precision",
                "batch_size", "fused_optimizer", "dataloader", "early_stopping", "compile", "distributed")
 assert set(APPLY_ORDER) == {t for t, i in TWEAKS.items() if i.codemod}, "APPLY_ORDER must list every codemod"
 assert all(bool(i.no_runtime) != i.runtime for i in TWEAKS.values()), "say why an id has no runtime applier"
+assert all(bool(i.no_codemod) != i.codemod for i in TWEAKS.values()), "say why an id has no rewrite"
 assert all(o in TWEAKS and o != t for t, i in TWEAKS.items() for o, _ in i.conflicts), "conflicts name catalog ids"
 
 
@@ -236,6 +261,7 @@ def describe(tweak: str) -> dict[str, Any]:
     info = TWEAKS[tweak]
     return {"id": info.id, "title": info.title, "summary": info.summary, "risk": info.risk,
             "runtime": info.runtime, "codemod": info.codemod, "no_runtime": info.no_runtime or None,
+            "no_codemod": info.no_codemod or None,
             "options": [{"name": f.name, "option": f.metadata.get("cli") or f"{tweak}.{f.name}",
                          "doc": f.metadata.get("doc", "")} for f in fields(info.options)]}
 

@@ -181,10 +181,15 @@ def cost_for(profile: Profile, gpu_id: str, catalog: dict[str, GpuSpec], price_u
     """
     gid = resolve_gpu(gpu_id, catalog)
     spec = catalog[gid]
+    before = profile.cost
     if price_usd is not None:
         if price_usd <= 0:
             raise ValueError(f"--price must be a positive USD per GPU-hour, got {price_usd}")
         usd_h, p_source, p_date = float(price_usd), "--price", _today()
+    elif before is not None and before.gpu == gid and before.usd_per_hour > 0:
+        # costed before on this GPU: its price stays (a --price given then, or the catalog's price of
+        # that day), so advising a saved profile again changes only what the user names now
+        usd_h, p_source, p_date = before.usd_per_hour, before.price_source, before.price_date
     elif spec.usd_per_hour is not None:
         usd_h, p_source, p_date = spec.usd_per_hour, spec.price_source, spec.price_date
     else:
@@ -200,7 +205,11 @@ def cost_for(profile: Profile, gpu_id: str, catalog: dict[str, GpuSpec], price_u
     samples = profile.steps.samples_per_step
     tokens = profile.steps.tokens_per_step if profile.data.token_inputs else None
     spe = steps_per_epoch(profile)
-    n_steps, n_source = run_steps(profile, total_steps, epochs)
+    if (total_steps is None and epochs is None and before is not None and before.run_steps > 0
+            and before.run_steps_source.startswith("--")):
+        n_steps, n_source = before.run_steps, before.run_steps_source      # a run size the user gave then
+    else:
+        n_steps, n_source = run_steps(profile, total_steps, epochs)
     run_hours = n_steps * step_s / 3600.0
     ev, eval_s, evals = profile.eval, proj.eval_s, 0.0
     if ev is not None and eval_s and n_steps and ev.every_steps:
@@ -217,9 +226,9 @@ def cost_for(profile: Profile, gpu_id: str, catalog: dict[str, GpuSpec], price_u
         "num_gpus": n,
         "precision": "bf16 autocast (projected)" if bf16 else "as profiled",
         "label": (f"{spec.name} at ${usd_h:.2f}/GPU-hour"
-                  + (" (--price)" if price_usd is not None else f", priced {p_date}")),
+                  + (" (--price)" if p_source == "--price" else f", priced {p_date}")),
     }
-    if "usd_per_hour" in spec.unverified and price_usd is None:
+    if "usd_per_hour" in spec.unverified and p_source != "--price":
         detail["price_unverified"] = True
     if energy is not None:
         detail["energy_kwh_run"] = energy * n_steps / 3.6e6

@@ -11,10 +11,14 @@ model (``step.cost_step``), never by a constant. Each edit is a pure function fr
   gradient accumulation adds);
 * :func:`recompute` -- activation checkpointing: the forward of the checkpointed blocks again,
   inside backward;
+* :func:`freeze_weights` -- some weights frozen (warm_start's embeddings and the head tied to them):
+  no gradients for them, a smaller optimizer;
 * :func:`freeze_base` -- LoRA: no weight gradients for frozen weights, an optimizer over the
   adapters only, and the adapters' own small GEMMs;
 * :func:`shrink_blocks` -- a share of the repeated blocks kept (distillation's shallower student);
-* :func:`narrow_blocks` -- the blocks' weights narrower (structured pruning).
+* :func:`narrow_blocks` -- the blocks' weights narrower (structured pruning);
+* :func:`to_float32` -- a float64 model made float32 (``mixed_precision``'s first lever on a
+  float64 script: autocast leaves float64 alone).
 
 Two edits change what the op list does not hold, on the cost model's inputs
 (:class:`~ccprof.hardware.inputs.StepInputs`) instead of a copy of the Profile:
@@ -33,8 +37,8 @@ from ccprof.artefacts.vocab import COMPUTE_PHASES
 from ccprof.hardware import kernels as K
 from ccprof.hardware.inputs import StepInputs
 
-__all__ = ["scale_batch", "micro_batches", "recompute", "freeze_base", "shrink_blocks", "narrow_blocks",
-           "in_scopes", "linear_gemms", "with_workers", "bigger_batch"]
+__all__ = ["scale_batch", "micro_batches", "recompute", "freeze_weights", "freeze_base", "shrink_blocks", "narrow_blocks",
+           "in_scopes", "linear_gemms", "with_workers", "bigger_batch", "to_float32"]
 
 
 def _numel(shape: list[int]) -> int:
@@ -113,6 +117,26 @@ def scale_batch(ops: Iterable[OpCost], k: float) -> list[OpCost]:
     return out
 
 
+def to_float32(ops: Iterable[OpCost]) -> list[OpCost]:
+    """The step with its float64 ops in float32: the same shapes and FLOPs, half the bytes.
+
+    Assumes every tensor a float64 op moves is floating point (the integer indices of an
+    embedding or a loss are a small part); the autocast tags stay (the profiler records a
+    float64 op's autocast bytes as it would be once float32), and the casts recorded for
+    float64 tensors become float32 casts, so autocast can be costed on the result.
+    Example: ``addmm`` float64 reading 3 MB -> float32 reading 1.5 MB.
+    """
+    out: list[OpCost] = []
+    for op in ops:
+        if op.dtype != "float64":
+            out.append(op)
+        elif op.autocast == "cast":
+            out.append(replace(op, dtype="float32"))
+        else:
+            out.append(replace(op, dtype="float32", bytes_read=op.bytes_read // 2, bytes_written=op.bytes_written // 2))
+    return out
+
+
 def micro_batches(ops: Iterable[OpCost], k: int) -> list[OpCost]:
     """The same step as ``k`` micro-batches of 1/k of the batch, one optimizer step at the end.
 
@@ -185,6 +209,36 @@ def _gemm_row(name: str, phase: str, m: int, n: int, k: int, count: int, scope: 
                   fixed=[2] if fixed_out else [], scope=scope, autocast="low", autocast_bytes=2 * elems * count)
 
 
+def _weight_grad(op: OpCost) -> bool:
+    """A backward op that produces a parameter's gradient (every output has a parameter's shape)."""
+    n_in = len(op.shapes)
+    return op.phase == "backward" and bool(op.out_shapes) and all(
+        i in op.fixed for i in range(n_in, n_in + len(op.out_shapes)))
+
+
+def freeze_weights(ops: Iterable[OpCost], scopes: Iterable[str] | None, trainable_frac: float) -> list[OpCost]:
+    """The weights of the modules in ``scopes`` frozen (every weight when None): no backward op that
+    produces their gradients (a Linear's ``dW``, ``embedding_dense_backward``, a tied weight's
+    gradient sum), and an optimizer over ``trainable_frac`` of what it updated (its calls and bytes
+    scale). The activation gradients stay: the layers below still train.
+
+    Example: warm_start freezing GPT-2's tied ``transformer.wte`` drops the LM head's ``dW`` GEMM too:
+    ``freeze_weights(ops, ["transformer.wte", "lm_head"], 0.76)``.
+    """
+    scopes = None if scopes is None else list(scopes)
+    f = max(0.0, min(1.0, trainable_frac))
+    out: list[OpCost] = []
+    for op in ops:
+        if _weight_grad(op) and (scopes is None or in_scopes(op, scopes)):
+            continue                                  # a gradient of a frozen parameter
+        if op.phase == "optimizer":
+            out.append(replace(op, count=max(1, round(op.count * f)), bytes_read=int(op.bytes_read * f),
+                               bytes_written=int(op.bytes_written * f), autocast_bytes=int(op.autocast_bytes * f)))
+            continue
+        out.append(op)
+    return out
+
+
 def freeze_base(ops: Iterable[OpCost], rank: int, trainable_frac: float, *,
                 exclude_scopes: Iterable[str] = ()) -> list[OpCost]:
     """LoRA: every base weight frozen, rank-``rank`` adapters on the Linears outside ``exclude_scopes``.
@@ -196,17 +250,7 @@ def freeze_base(ops: Iterable[OpCost], rank: int, trainable_frac: float, *,
     forward, and in backward dB, d(xA), dA and the input's gradient through A.
     """
     ops = list(ops)
-    out: list[OpCost] = []
-    for op in ops:
-        n_in = len(op.shapes)
-        if op.phase == "backward" and op.out_shapes and all(i in op.fixed for i in range(n_in, n_in + len(op.out_shapes))):
-            continue                                  # a gradient of a frozen parameter
-        if op.phase == "optimizer":
-            f = max(0.0, min(1.0, trainable_frac))
-            out.append(replace(op, count=max(1, round(op.count * f)), bytes_read=int(op.bytes_read * f),
-                               bytes_written=int(op.bytes_written * f), autocast_bytes=int(op.autocast_bytes * f)))
-            continue
-        out.append(op)
+    out = freeze_weights(ops, None, trainable_frac)
     for lin in linear_gemms(ops, exclude_scopes=exclude_scopes):
         mats = [s for s in lin.shapes if len(s) == 2]
         (t, d_in), (_, d_out) = mats[-2], mats[-1]

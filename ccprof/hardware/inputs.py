@@ -19,7 +19,9 @@ Records (each field says which part of the Profile it comes from):
 * ``data``: a batch's making and how the loader delivers it (workers, batches per step, bytes);
 * ``model``: FLOPs, the peak memory, torch.compile's fusion groups, whether the run compiled;
 * ``device``: the device the profile ran on;
-* ``precision``/``optimizers``: what :func:`ccprof.hardware.translate.policy_for` reads;
+* ``precision``/``optimizers``: what :func:`ccprof.hardware.translate.policy_for` reads (the
+  optimizers as the target GPU would construct them: ``fused=`` that is True on CUDA only, read
+  from the script, counts as fused on a CPU profile);
 * ``eval``: the evaluation episode between steps, costed as a step of its own.
 """
 from __future__ import annotations
@@ -128,8 +130,8 @@ class StepInputs:
                              or any("OptimizedModule" in r for r in profile.model.roots)),
             device=DeviceFacts(type=profile.device.type, name=profile.device.name,
                                catalog_id=profile.device.catalog_id),
-            precision=profile.precision,
-            optimizers=tuple(profile.optimizer.optimizers) if profile.optimizer else (),
+            precision=_precision_on_gpu(profile),
+            optimizers=_optimizers_on_gpu(profile),
             eval=profile.eval,
         )
 
@@ -147,6 +149,31 @@ class StepInputs:
         return replace(self, ops=tuple(ev.ops), measured=replace(self.measured, phase_s={}), host=host,
                        data=replace(self.data, measured_wait_s=0.0), model=replace(self.model, fusion={}),
                        eval=None)
+
+
+# torch.optim classes with a fused CUDA kernel (``fused=True``)
+_FUSED_CLASSES = ("Adam", "AdamW", "SGD", "Adagrad")
+
+
+def _optimizers_on_gpu(profile: Profile) -> tuple[OptimizerInfo, ...]:
+    """The profile's optimizers as the target GPU's run would build them: a CPU run of a script that
+    passes ``fused=`` True only on CUDA (``fused=torch.cuda.is_available()``; the script reader's
+    ``static.on_cuda``) measured the unfused branch, the GPU runs the fused one."""
+    opts = tuple(profile.optimizer.optimizers) if profile.optimizer else ()
+    if "fused_optimizer" not in profile.static.on_cuda or profile.device.type == "cuda":
+        return opts
+    return tuple(replace(o, fused=True, foreach=None) if o.class_ in _FUSED_CLASSES and not o.fused else o
+                 for o in opts)
+
+
+def _precision_on_gpu(profile: Profile) -> Precision:
+    """The precision the target GPU's run would have: autocast that the script turns on only on
+    CUDA (``enabled=device_type == "cuda"``; ``static.on_cuda``) and a CPU run did not show is on
+    (its dtype unknown: ``policy_for`` takes float16, the same tensor-core rate as bfloat16)."""
+    p = profile.precision
+    if "autocast" in profile.static.on_cuda and not p.autocast and profile.device.type != "cuda":
+        return replace(p, autocast=True)
+    return p
 
 
 def step_inputs(source: Profile | StepInputs) -> StepInputs:

@@ -131,7 +131,14 @@ def policy_for(profile: Profile | StepInputs, spec: GpuSpec | None = None) -> Po
 
 
 def _dtype_and_bytes(op: OpCost, policy: Policy, spec: GpuSpec) -> tuple[str, int] | None:
-    """The op's compute dtype and bytes under the policy; None when it would not run."""
+    """The op's compute dtype and bytes under the policy; None when it would not run.
+
+    Autocast never touches float64: an op recorded in float64 keeps its dtype and bytes, and
+    the casts recorded for float64 tensors (what autocast would add once they are float32) do
+    not run (``is_eligible`` in aten/src/ATen/autocast_mode.h skips ``kDouble`` tensors).
+    """
+    if op.dtype == "float64":
+        return None if op.autocast == "cast" else (op.dtype, op.bytes)
     if op.autocast == "cast":
         if not policy.autocast:
             return None

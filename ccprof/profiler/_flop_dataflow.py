@@ -85,6 +85,7 @@ class _DataflowTags:
         else:
             out_low = all(self._low(t) for t in floats)
         nbytes = 0
+        as32 = bool(floats) and all(t.dtype == torch.float64 for t in floats)   # a float64 op: as float32
         for t in inputs:
             if not t.is_floating_point():
                 low = False
@@ -92,10 +93,10 @@ class _DataflowTags:
                 low = cls == "lower"                  # reads the copy autocast made
             else:
                 low = self._low(t)
-            nbytes += _virtual_bytes(t, low)
+            nbytes += _virtual_bytes(t, low, as32)
         for t in outputs:
             low = (t.dtype in _LOW) if out_low is None or not t.is_floating_point() else out_low
-            nbytes += _virtual_bytes(t, low)
+            nbytes += _virtual_bytes(t, low, as32)
             info = self._info.get(t)
             if info is None:
                 self._info[t] = [low, None, _tensor_bytes(t), False]
@@ -116,7 +117,11 @@ class _DataflowTags:
         if t.requires_grad:
             rows.append(("backward", n * dst, n * src))
         for phase, read, written in rows:
-            key = ("aten._to_copy", "float32" if to_low == (phase == "forward") else "bfloat16", phase,
+            # a float64 tensor's casts are labelled float64: autocast does not make them (float64 is not
+            # eligible); they are what autocast would add once the model is float32
+            src = ("float64" if t.dtype == torch.float64 else
+                   "float32" if to_low == (phase == "forward") else "bfloat16")
+            key = ("aten._to_copy", src, phase,
                    (tuple(t.shape),), (tuple(t.shape),), (0, 1) if self._is_param(t) else (), "", (),
                    "cast", False)
             row = self._ops.get(key)

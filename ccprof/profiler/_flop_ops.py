@@ -208,11 +208,17 @@ def _dtype_of(inputs: list[torch.Tensor], outputs: list[torch.Tensor]) -> str:
     return "none"
 
 
-def _virtual_bytes(t: torch.Tensor, low: bool) -> int:
-    """Bytes of ``t`` as it would be under autocast: 2 per element when 16-bit, else its own size."""
+def _virtual_bytes(t: torch.Tensor, low: bool, as_float32: bool = False) -> int:
+    """Bytes of ``t`` as it would be under autocast: 2 per element when 16-bit, else its own size.
+
+    ``as_float32``: a float64 op's tensors at 4 bytes. Autocast leaves float64 alone
+    (``is_eligible`` in aten/src/ATen/autocast_mode.h skips ``kDouble``) and the cost model keeps
+    a float64 op's own dtype and bytes under autocast; its autocast bytes are the op once the
+    model is float32 (the float64 -> float32 lever, then autocast).
+    """
     if not t.is_floating_point():
         return _tensor_bytes(t)
-    size = 2 if low else 8 if t.dtype == torch.float64 else 4
+    size = 2 if low else 8 if t.dtype == torch.float64 and not as_float32 else 4
     try:
         elems = min(t.numel(), t.untyped_storage().nbytes() // max(t.element_size(), 1))
     except (RuntimeError, NotImplementedError, TypeError):

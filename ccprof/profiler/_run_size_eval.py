@@ -46,21 +46,23 @@ class _Unsafe(Exception):
     pass
 
 
-def safe_eval(node: ast.AST, frame: types.FrameType) -> Any:
+def safe_eval(node: ast.AST, frame: types.FrameType, _base: bool = False) -> Any:
     """Value of a simple expression in ``frame``: names, attributes, subscripts by constants,
-    numbers, + - * // / and ``len()``/``int()``/``min()``/``max()`` of those. Raises _Unsafe else."""
+    numbers, + - * // / and ``len()``/``int()``/``min()``/``max()`` of those. Raises _Unsafe else.
+    A callable is never a value, but may be the object an attribute is read from: ``self`` in
+    an ``nn.Module``'s method (``range(self.num_epochs)``) is callable."""
     if isinstance(node, ast.Constant):
         return node.value
     if isinstance(node, ast.Name):
         for scope in (frame.f_locals, frame.f_globals, vars(__builtins__) if isinstance(__builtins__, types.ModuleType) else __builtins__):
             if node.id in scope:
                 v = scope[node.id]
-                if callable(v) and node.id not in ("len", "int", "min", "max"):
+                if callable(v) and not _base and node.id not in ("len", "int", "min", "max"):
                     raise _Unsafe(node.id)
                 return v
         raise _Unsafe(node.id)
     if isinstance(node, ast.Attribute):
-        base = safe_eval(node.value, frame)
+        base = safe_eval(node.value, frame, _base=True)
         v = getattr(base, node.attr)
         if isinstance(v, property) or (callable(v) and not isinstance(v, (int, float))):
             raise _Unsafe(node.attr)

@@ -173,6 +173,34 @@ def _own_ifs(loop: ast.AST) -> Iterator[ast.If]:
         stack.extend(ast.iter_child_nodes(node))
 
 
+def _unconditional_break(loop: ast.AST) -> ast.Break | None:
+    """A ``break`` among the loop body's own statements (or inside a ``with`` there): the loop
+    runs once, e.g. ``for xb, yb in loader: step(xb, yb); break`` takes one batch."""
+    stack = list(loop.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Break):
+            return node
+        if isinstance(node, (ast.With, ast.AsyncWith)):
+            stack.extend(node.body)
+    return None
+
+
+def _own_equal(test: ast.AST, own: set[str], frame: types.FrameType) -> tuple[ast.AST, int] | None:
+    """``it == N`` (either side) where ``it`` is the for loop's own counter: (counter, N)."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return None
+    for counter, bound in ((test.left, test.comparators[0]), (test.comparators[0], test.left)):
+        if isinstance(counter, ast.Name) and counter.id in own:
+            try:
+                v = _int(safe_eval(bound, frame))
+            except Exception:
+                continue
+            if v is not None and v >= 0:
+                return counter, v
+    return None
+
+
 def _loop_info(lp: ast.AST, frame: types.FrameType, where: str) -> dict[str, Any]:
     """One loop around the optimizer step: its iterations still to run (None: unknown), whether
     they are a DataLoader's epoch, a cap on its own counter, and caps on the whole run."""
@@ -190,9 +218,22 @@ def _loop_info(lp: ast.AST, frame: types.FrameType, where: str) -> dict[str, Any
         for counter, v, plus, _ in _compare_parts(lp.test, frame):
             info["count"] = max(v - _now(counter, frame) + plus, 1)
             break
+    brk = _unconditional_break(lp)
+    if brk is not None:
+        info["cap"], info["cap_text"] = 1, f"break ({where.format(brk.lineno)}): one iteration"
     for node in _own_ifs(lp):
         exits = [s for s in node.body if isinstance(s, (ast.Break, ast.Return))]
         if not exits:
+            continue
+        eq = _own_equal(node.test, own, frame) if isinstance(exits[0], ast.Break) else None
+        if eq is not None:
+            # ``if it == max_iters: break`` on the loop's own counter: the iterations before it
+            # run the step; the one that breaks runs it too only when the test follows the step
+            counter, v = eq
+            left = max(v - _now(counter, frame) + (1 if node.lineno > frame.f_lineno else 0), 1)
+            if info["cap"] is None or left < info["cap"]:
+                info["cap"] = left
+                info["cap_text"] = f"if {ast.unparse(node.test)}: break ({where.format(node.lineno)})"
             continue
         for counter, v, plus, _ in _compare_parts(node.test, frame):
             left = max(v - _now(counter, frame) + plus, 1)

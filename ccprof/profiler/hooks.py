@@ -381,6 +381,7 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
         self._set_phase("backward")
         if self.data.last_it is not None:
             self._flush_fingerprints(self.data.last_it)     # its batch reached a backward: training data
+            self._note_training_iterator(self.data.last_it)
         if not self.data.loader_from_backward and self.data.last_loader is not None:
             # the training loader is the one whose batch reaches a backward (not, say, Lightning's
             # sanity-check validation loader that ran first)
@@ -390,8 +391,12 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
                 self.data.dataset = getattr(loader, "dataset", self.data.dataset)
             self.data.loader_from_backward = True
         self.counters["backward_calls"] += 1
-        self.log.cur_micro += 1
-        self.log.cur_sites[_backward_site(sys._getframe(2))] += 1
+        if self.hooks.opt_depth > 0:
+            # inside optimizer.step(closure) (LBFGS): a re-evaluation of the same batch, not a micro-batch
+            self.log.cur_closure += 1
+        else:
+            self.log.cur_micro += 1
+            self.log.cur_sites[_backward_site(sys._getframe(2))] += 1
         if loss is not None and loss.numel() == 1:
             try:
                 self.log.step_losses.append(float(loss.detach().float().item()))

@@ -251,7 +251,7 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
     if timed_out and profile.error is not None:
         code = ExitCode.NOTHING_MEASURED         # whatever code the stop left (torchrun answers SIGTERM with 143)
     message = profile.error.message if profile.error else None
-    if code not in set(ExitCode) - {ExitCode.STAGE_FAILED, ExitCode.VERIFY_FAILED}:
+    if code not in set(ExitCode) - {ExitCode.STAGE_FAILED, ExitCode.VERIFY_FAILED, ExitCode.NOT_ALL_APPLIED}:
         code = ExitCode.SCRIPT_ERROR        # a rank's or torchrun's own code: the script failed
     return RunResult(profile, ExitCode(code), message)
 

@@ -27,7 +27,8 @@ class ProfileBuilder:
         return StepRecord(
             warmup=self.warmup, step_s=list(self.log.step_s), phase_totals=[dict(d) for d in self.log.phase_totals],
             losses=list(self.log.losses), samples=list(self.log.samples), tokens=list(self.log.tokens),
-            backwards=list(self.log.micro_batches), batches=list(self.log.batches_per_step),
+            backwards=list(self.log.micro_batches), closure_backwards=list(self.log.closure_backwards),
+            batches=list(self.log.batches_per_step),
             fed_by_loader=bool(self.data.loaders), loader_workers=int(self.data.loader_info.get("num_workers") or 0),
             after_checkpoint=frozenset(self.log.after_checkpoint), kind=self.log.kind or "optimizer",
             step_cpu_s=list(self.log.step_cpu_s), phase_cpu_totals=[dict(d) for d in self.log.phase_cpu_totals])
@@ -64,7 +65,7 @@ class ProfileBuilder:
 
     def build_precision(self) -> Precision:
         dtypes: Counter[str] = Counter()
-        for m in self.model.roots.values():
+        for m in self._named_roots().values():
             for p in m.parameters():
                 dtypes[dtype_name(p.dtype)] += p.numel()
         return Precision(
@@ -141,20 +142,35 @@ class ProfileBuilder:
             describe_model,  # here: nothing extra is imported into the user's process before it is needed
         )
 
-        named = self._named_roots() if self.model.roots else {}
+        named = self._named_roots()
         flops, ops = (self.measure.flops_result if self.measure.flops_result else (None, []))
         memory, act_by_module = (self.measure.memory_result if self.measure.memory_result else (None, {}))
+        # every optimizer the script built that holds a trained model's parameters, stepped or not
+        # (a GAN's G optimizer may not step in the profiled window: 20 D steps come first; the
+        # next layer's optimizer in a layer-by-layer run)
+        in_modules = {id(p) for m in named.values() for p in m.parameters()}
+        trained = in_modules | {id(p) for o in self.model.optimizers for g in o.param_groups for p in g["params"]}
+        opts = list(self.model.optimizers) + [o for o in self.model.known_opts if o not in self.model.optimizers and any(
+            id(p) in trained for g in o.param_groups for p in g["params"])]
+        # parameters an optimizer trains that no module holds (a bare tensor with requires_grad)
+        loose = [p for o in opts for g in o.param_groups for p in g["params"] if id(p) not in in_modules]
         model = describe_model(
             named,
             flops_by_module=flops.by_module if flops else None,
             forward_flops_by_module=self.measure.forward_flops_by_module or None,
             activation_bytes_by_module=act_by_module or None,
             op_bytes_by_module=self.measure.op_bytes_by_module or None,
-        ) if named else None
+            loose_params=loose,
+        ) if named or loose else None
         if flops is not None and self.data.example_input is not None and len(named) == 1 and not cheap:
             flops = self._fvcore_cross_check(flops, ops or [])
         reasons: dict[str, str] = dict(sections.pop("reasons", {}) or {})
         reasons.update(self.gpu_reason)
+        if self.one_batch_per_iterator():
+            n = self.data.loader_info.get("steps_per_epoch")
+            reasons.setdefault("steps_per_epoch", (
+                f"each training step took one batch from a new iterator of the DataLoader ({n} batches "
+                "long): the script's loops, not the loader's length, say how long an epoch is"))
         if self.gpu_info is None:
             reasons.setdefault("gpu", "no GPU samples: the timed steps were not reached")
         if model is not None:
@@ -180,11 +196,6 @@ class ProfileBuilder:
                 pretrained_from = "resume (model and optimizer state from a checkpoint)"
             model = replace(model, pretrained=pretrained_from is not None and not resumed,
                             loaded_from=pretrained_from, resumed=resumed)
-        # every optimizer the script built that holds a trained model's parameters, stepped or not
-        # (a GAN's G optimizer may not step in the profiled window: 20 D steps come first)
-        trained = {id(p) for m in self.model.roots.values() for p in m.parameters()}
-        opts = list(self.model.optimizers) + [o for o in self.model.known_opts if o not in self.model.optimizers and any(
-            id(p) in trained for g in o.param_groups for p in g["params"])]
         opt = optimizer_section(opts, calls=self.model.opt_calls) if opts else None
         if opt is None:
             reasons.setdefault("optimizer", "no torch.optim optimizer stepped: parameters were "

@@ -19,6 +19,9 @@ from ccprof.profiler.session_base import (
     probe_batch_s,
 )
 
+# Training iterators remembered for ``one_batch_per_iterator`` (the profiled steps need ~10).
+MAX_TRAINING_ITERATORS = 64
+
 
 class DataWatch:
     """Mixin of ``Session``: DataLoader iteration and the data section (state: ``data``; it counts
@@ -32,8 +35,10 @@ class DataWatch:
             if session.on_loader_iter is not None:
                 session.on_loader_iter(loader)
             it = orig(loader)
+            session.data.iterators_made += 1
             try:
                 it._ccprof_loader = weakref.ref(loader)
+                it._ccprof_serial = session.data.iterators_made     # ids of dropped iterators recur
             except Exception:
                 pass
             # a new iterator (its id may be a dead one's): nothing pending from before
@@ -90,6 +95,7 @@ class DataWatch:
         key = id(it)
         self.data.it_batches[key] = self.data.it_batches.get(key, 0) + 1
         self.data.last_it = key
+        self.data.last_it_serial = getattr(it, "_ccprof_serial", None)
         if self._timed_step() or len(self.data.fingerprints) + self._pending_count() >= MAX_FINGERPRINTS:
             return      # hashing costs time: only in warm-up and pass steps
         t = _first_tensor(batch)
@@ -98,6 +104,19 @@ class DataWatch:
                 self.data.pending_fp.setdefault(key, []).extend(row_fingerprints(t))
             except Exception:
                 pass
+
+    def _note_training_iterator(self, key: int) -> None:
+        serial, d = self.data.last_it_serial, self.data.trained_it_batches
+        if serial is not None and (serial in d or len(d) < MAX_TRAINING_ITERATORS):
+            d[serial] = self.data.it_batches.get(key, 0)
+
+    def one_batch_per_iterator(self) -> bool:
+        """The training takes one batch from each new iterator of a loader longer than one batch
+        (``for epoch in range(E): xb, yb = next(iter(loader))``, or a loop that breaks after its
+        first batch): no step walks the loader, so its length is no epoch of this run."""
+        counts = list(self.data.trained_it_batches.values())
+        spe = self.data.loader_info.get("steps_per_epoch")
+        return len(counts) >= 3 and max(counts) == 1 and bool(spe) and spe > 1
 
     def _pending_count(self) -> int:
         return sum(len(v) for v in self.data.pending_fp.values())
@@ -157,7 +176,7 @@ class DataWatch:
             batch_size=batch_size, shapes=shapes,
             num_workers=info.get("num_workers"), pin_memory=info.get("pin_memory"),
             persistent_workers=info.get("persistent_workers"), dataset_len=info.get("dataset_len"),
-            steps_per_epoch=info.get("steps_per_epoch"), wait_frac=wait,
+            steps_per_epoch=None if self.one_batch_per_iterator() else info.get("steps_per_epoch"), wait_frac=wait,
             fingerprints=fps[:512], duplicate_frac=dup, duplicate_scope=scope,
             token_inputs=token_inputs, seq_len=seq_len, dataloader_seen=bool(self.data.loaders),
             batches_per_step=bps, batch_bytes=self.data.batch_bytes, finite=info.get("finite"), **batch,

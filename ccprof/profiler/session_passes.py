@@ -27,12 +27,14 @@ class PassRunner:
             self.findings.append(Finding("run_size", f"could not read the run's length: {exc!r}"))
 
     def _finish_discovery(self) -> None:
-        """After the first full step: the roots are known, so drop the costly global hooks.
+        """After the first full step: the roots are known (and the modules training beside them,
+        ``_reach_trained_modules``), so drop the costly global hooks.
 
         On a GPU one more pass step follows the FLOP and memory steps: the kernels' device
         times under torch.profiler (``kernel_times``), which recalibrate the cost model.
         """
         self.hooks.discovery = False
+        self._reach_trained_modules()
         if self.passes and self.model.device_type == "cuda" and "kernels" not in self.measure.queue:
             self.measure.queue.append("kernels")
             self.n_pass_steps += 1
@@ -43,8 +45,31 @@ class PassRunner:
         for key, module in self.model.roots.items():
             self.hooks.root_hooks[key] = module.register_forward_pre_hook(self._root_pre, with_kwargs=True)
 
+    def _reach_trained_modules(self) -> None:
+        """Modules whose parameters an optimizer holds but no root does (layers in a plain list,
+        each with its optimizer): found from the roots and the live frames' variables."""
+        from ccprof.profiler._run_size_eval import _frames, _user_frame
+        from ccprof.profiler.model_info import (
+            reached_roots,  # here: nothing extra is imported into the user's process before it is needed
+        )
+
+        try:
+            starts: list = []
+            for f in _frames(sys._getframe(1)):
+                if _user_frame(f):
+                    starts += list(f.f_locals.values())
+            self.model.reached = reached_roots(list(self.model.roots.values()), starts, self._trained_ids())
+            if any(p.is_cuda for m in self.model.reached.values() for p in m.parameters()):
+                self.model.device_type = "cuda"     # no root was called (layer.forward(x)): their device
+        except Exception as exc:   # a bonus; never break the user's run for it
+            self.findings.append(Finding("model", f"could not look for modules outside the called roots: {exc!r}"))
+
     def _named_roots(self) -> dict[str, nn.Module]:
+        if self.model.reached:
+            return dict(self.model.reached)
         roots = list(self.model.roots.values())
+        if not roots:
+            return {}
         if len(roots) == 1:
             return {"": roots[0]}
         named: dict[str, nn.Module] = {}
@@ -146,14 +171,14 @@ class PassRunner:
                 self.measure.memory_result = (replace(memory, method=memory.method + " (up to the out-of-memory error)"),
                                       by_module)
                 return
-        if self.measure.memory_result is not None or not self.model.roots:
+        if self.measure.memory_result is not None or not self._named_roots():
             return
         from ccprof.profiler.memory import (  # here: nothing extra is imported into the user's process before it is needed
             optimizer_section,
             unique_storage_bytes,
         )
 
-        params = [p for m in self.model.roots.values() for p in m.parameters()]
+        params = [p for m in self._named_roots().values() for p in m.parameters()]
         params_bytes, _ = unique_storage_bytes(params)
         grads_bytes, _ = unique_storage_bytes([p.grad for p in params if p.grad is not None])
         opt_bytes = optimizer_section(self.model.optimizers).state_bytes if self.model.optimizers else 0

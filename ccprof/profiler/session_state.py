@@ -66,11 +66,13 @@ class StepLog:
     losses: list[float] = field(default_factory=list)
     step_losses: list[float] = field(default_factory=list)      # the open step's
     micro_batches: list[int] = field(default_factory=list)
+    closure_backwards: list[int] = field(default_factory=list)  # per step: backwards inside optimizer.step(closure)
     samples: list[int] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)
     batches_per_step: list[int] = field(default_factory=list)
     after_checkpoint: set[int] = field(default_factory=set)     # indices into step_s of steps after one
     cur_micro: int = 0
+    cur_closure: int = 0                          # backwards inside optimizer.step(closure) in the open step
     cur_sites: Counter[tuple] = field(default_factory=Counter)  # backward call sites of the open step
     cur_samples: int = 0
     cur_tokens: int = 0
@@ -91,6 +93,11 @@ class DataState:
     train_loader: weakref.ref | None = None
     pending_fp: dict[int, list[str]] = field(default_factory=dict)   # iterator id -> sampled rows
     it_batches: dict[int, int] = field(default_factory=dict)
+    # iterator serial -> its batches so far, for the iterators whose batches reached a backward
+    # (a few dozen at most): one batch each is a loop that never walks the loader
+    trained_it_batches: dict[int, int] = field(default_factory=dict)
+    iterators_made: int = 0
+    last_it_serial: int | None = None
     last_it: int | None = None
     last_loader: weakref.ref | None = None
     loader_from_backward: bool = False
@@ -158,6 +165,9 @@ class ModelWatch:
     optimizers, the device, the precision the run used."""
     device_type: str = "cpu"
     roots: dict[int, Any] = field(default_factory=dict)           # id -> nn.Module, trained roots in call order
+    # prefix -> module: the roots and the modules that train beside them, held in plain lists or
+    # dicts and never called at the top level (set once, at the end of discovery; {} when none)
+    reached: dict[str, Any] = field(default_factory=dict)
     main_root_cache: Any = None                   # the root with the most parameters, once discovery is over
     optimizers: list[Any] = field(default_factory=list)           # those that stepped
     primary_opt: Any = None                       # the first that stepped: its steps are the steps

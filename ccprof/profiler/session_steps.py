@@ -81,6 +81,7 @@ class StepClockWatch:
             several = len(self.model.roots) > 1 or len(set(self.model.known_opts) | set(self.model.optimizers)) > 1
             self.log.micro_batches.append(max(self.log.cur_sites.values()) if (several and self.log.cur_sites)
                                       else self.log.cur_micro)
+            self.log.closure_backwards.append(self.log.cur_closure)
             self.log.batches_per_step.append(self.log.cur_batches)
             if not self.log.cur_samples and self.log.cur_samples_in_opt:
                 self.log.cur_samples, self.log.cur_tokens = self.log.cur_samples_in_opt
@@ -97,6 +98,7 @@ class StepClockWatch:
                 pass
         self.log.step_losses = []
         self.log.cur_micro = 0
+        self.log.cur_closure = 0
         self.log.cur_sites = Counter()
         self.log.cur_batches = 0
         self.log.cur_samples = 0

@@ -11,11 +11,12 @@ not. Method calls on the user's objects (``model.eval()``, ``model.from_pretrain
 importable name.
 
 What the script already does (autocast, GradScaler, checkpointing, accumulation, compile, TF32,
-a fused optimizer, DataLoader workers, early stopping, DDP/FSDP, peft) is read by
+a fused optimizer, DataLoader workers, early stopping, DDP/FSDP, peft, weights loaded with
+``from_pretrained``) is read by
 ``ccprof.script.applied``, the functions the codemods' "already applied" checks ask too, with
 the run's argv: a fact whose every place sits behind a flag the run left off is False, with its
 line in ``inactive`` and the flag in ``behind``. This module adds the facts only the report
-needs (validation, weights loaded, the framework, the Trainer's keyword values).
+needs (validation, a state dict loaded, the framework, the Trainer's keyword values).
 
 ``read_static_facts(path)`` never raises on a bad script: a file that does not parse
 gives ``StaticFacts(parsed=False, note=...)`` naming the line.
@@ -36,7 +37,7 @@ from ccprof.script.applied import applied
 from ccprof.script.facts import ModuleFacts
 from ccprof.script.flags import script_options
 from ccprof.script.info import ScriptInfo
-from ccprof.script.names import last_of, matches
+from ccprof.script.names import matches
 
 __all__ = ["read_static_facts", "static_facts_from_source", "reconcile", "RUNTIME_FACTS"]
 
@@ -81,8 +82,6 @@ _KWARG_RULES: dict[str, dict[str, list[tuple[str, Callable[[Any], bool]]]]] = {
 # ---------------------------------------------------------------------------------------
 # Name-based rules for the user's own objects and functions.
 
-# `X.from_pretrained(...)` loads weights unless X is a tokenizer, config or processor.
-_NOT_WEIGHTS = re.compile(r"(Tokenizer|Config|Processor|FeatureExtractor|Extractor)\w*$")
 # evaluation functions users define (nanoGPT's estimate_loss, Lightning's validation_step)
 _EVAL_DEF = re.compile(
     r"^(validation_step|evaluate|validate|estimate_loss|run_(eval|validation)"
@@ -186,12 +185,7 @@ class _Collector(cst.CSTVisitor):
             q.source.name == "IMPORT"
             for q in self.facts.qualified(func)
         )
-        if name == "from_pretrained":
-            receiver = self._code(func.value)
-            qlast = [last_of(q) for q in self._qnames(func.value)]
-            if not any(_NOT_WEIGHTS.search(s) for s in [receiver, *qlast]):
-                self._see("from_pretrained", node)
-        elif name == "load_state_dict" and not library:
+        if name == "load_state_dict" and not library:
             self._see("load_state_dict", node)
         elif name == "eval" and not node.args and not library:
             self._see("validation", node)           # model.eval()
@@ -225,6 +219,8 @@ def static_facts_from_source(source: str, filename: str = "<string>",
         argv: the run's arguments after the script's name; a fact whose every place sits behind
             a flag this run left off (``if args.compile:``) is then False, with its line in
             ``inactive``. None: no run known, such a fact counts (``behind`` names the flag).
+            Device conditions (``fused=torch.cuda.is_available()``) take the target GPU's branch
+            (CUDA); a fact on only through one is in ``on_cuda`` too.
 
     Returns:
         ``StaticFacts``; ``parsed=False`` with a ``note`` naming the line when the source
@@ -252,20 +248,28 @@ def static_facts_from_source(source: str, filename: str = "<string>",
     lines = dict(collector.lines)
     inactive: dict[str, int] = {}
     behind: dict[str, str] = {}
+    switches: dict[str, list[str]] = {}
+    on_cuda: dict[str, str] = {}
+    what: dict[str, str] = {}
     info = ScriptInfo(facts)
     options = script_options(info, argv)
     for fact in APPLIED_FACTS:          # what the codemods' "already applied" reads too
         a = applied(info, fact, options)
         if a.on:
             lines[fact] = a.line
+            what[fact] = a.what
         elif a.off_in_run:
             inactive[fact] = a.line
+            if a.switch is not None:
+                switches[fact] = list(a.switch)
         if a.behind:
             behind[fact] = a.reason()
+        if a.on and a.device:
+            on_cuda[fact] = a.what
     lines = dict(sorted(lines.items(), key=lambda kv: (kv[1], kv[0])))
     flags = {fact: fact in lines for fact in _FACTS}
     return StaticFacts(parsed=True, training_args=collector.training_args, lines=lines, inactive=inactive,
-                       behind=behind, **flags)
+                       behind=behind, switches=switches, on_cuda=on_cuda, what=what, **flags)
 
 
 def read_static_facts(path: str | Path, argv: Sequence[str] | None = None) -> StaticFacts:
@@ -308,10 +312,11 @@ def reconcile(facts: StaticFacts, seen: dict[str, bool]) -> StaticFacts:
     changes: dict[str, object] = {}
     inactive = dict(facts.inactive)
     behind = dict(facts.behind)
+    switches = dict(facts.switches)
     for fact, active in seen.items():
         if fact not in RUNTIME_FACTS:
             raise ValueError(f"{fact!r} is not observed at run time")
-        if getattr(facts, fact) and not active:
+        if getattr(facts, fact) and not active and fact not in facts.on_cuda:   # on CUDA only: not this CPU run
             changes[fact] = False
             if fact in facts.lines:
                 inactive[fact] = facts.lines[fact]
@@ -319,4 +324,5 @@ def reconcile(facts: StaticFacts, seen: dict[str, bool]) -> StaticFacts:
             changes[fact] = True
             inactive.pop(fact, None)        # the run did it after all (a flag's value ccprof misread)
             behind.pop(fact, None)
-    return replace(facts, **changes, inactive=inactive, behind=behind) if changes else facts
+            switches.pop(fact, None)
+    return replace(facts, **changes, inactive=inactive, behind=behind, switches=switches) if changes else facts

@@ -31,7 +31,8 @@ class StepRecord:
     losses: list[float] = field(default_factory=list)
     samples: list[int] = field(default_factory=list)                   # per step, when known
     tokens: list[int] = field(default_factory=list)
-    backwards: list[int] = field(default_factory=list)                 # backward calls per step
+    backwards: list[int] = field(default_factory=list)                 # backward calls per step (closures' aside)
+    closure_backwards: list[int] = field(default_factory=list)         # per step: inside optimizer.step(closure)
     batches: list[int] = field(default_factory=list)                   # DataLoader batches per step
     fed_by_loader: bool = False                                        # a DataLoader fed the steps
     loader_workers: int = 0
@@ -80,6 +81,7 @@ def steps_section(rec: StepRecord) -> Steps:
         warmup=rec.warmup, measured=len(rec.step_s), step_s=list(rec.step_s), phase_s=phase_s,
         loss=[x for x in rec.losses if math.isfinite(x)],
         micro_batches=micro_batches_per_step(rec),
+        closure_backwards=round(sum(rec.closure_backwards) / len(rec.closure_backwards)) if rec.closure_backwards else 0,
         samples_per_step=round(samples) if samples else None,
         tokens_per_step=round(tokens) if tokens else None,
         kind=rec.kind or "optimizer",

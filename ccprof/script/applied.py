@@ -24,11 +24,11 @@ from typing import Any, Callable
 import libcst as cst
 import libcst.matchers as m
 
-from ccprof.script.flags import Guard, Options, describe, guards_of, keyword_guard, runs, value_guard
+from ccprof.script.flags import Guard, Options, describe, guards_of, keyword_guard, runs, switch_on, value_guard
 from ccprof.script.info import ScriptInfo
 from ccprof.script.loop import loop_of
-from ccprof.script.names import NAMES
-from ccprof.script.nodes import FUSED_CAPABLE, code_of, kwarg, kwarg_code, last_part
+from ccprof.script.names import NAMES, last_of
+from ccprof.script.nodes import FUSED_CAPABLE, attr_chain, code_of, kwarg, kwarg_code, last_part
 
 __all__ = ["Found", "Applied", "FACTS", "applied", "found", "NOT_LITERAL", "literal", "more_than_one",
            "FOREACH_CAPABLE", "LoaderSettings", "loader_settings"]
@@ -69,13 +69,18 @@ class Applied:
     behind: str = ""
     known: bool = True          # False: behind a flag whose value in the run is not known
     flags: tuple[str, ...] = ()  # the options that set the guards of ``behind`` (``--compile``)
+    # off in this run: the run's arguments with the flag turned on (``flags.switch_on``), None
+    # when ccprof cannot write them
+    switch: tuple[str, ...] | None = None
+    device: bool = False        # a guard of the place reads the device: on CUDA it holds, on a CPU not
 
     def reason(self) -> str:
         """``"`torch.compile(...)` at line 12"``, with the flag when there is one."""
         text = f"{self.what} at line {self.line}"
         if self.behind:
-            state = ("off in this run" if self.off_in_run else "on in this run" if self.known
-                     else "on only when the run sets it")
+            state = ("off in this run" if self.off_in_run
+                     else "on for the target GPU: CUDA takes this branch, a CPU run does not" if self.device and self.known
+                     else "on in this run" if self.known else "on only when the run sets it")
             text += f", {self.behind} ({state})"
         return text
 
@@ -92,9 +97,12 @@ def applied(info: ScriptInfo, fact: str, options: Options) -> Applied:
             plain = [p for p in hits if not p.guards]
             p = min(plain or hits, key=lambda p: p.line)
             return Applied(fact, on=True, line=p.line, what=p.what,
-                           behind=describe(p.guards) if p.guards else "", known=want is True, flags=_flags(p))
+                           behind=describe(p.guards) if p.guards else "", known=want is True, flags=_flags(p),
+                           device=any(g.device for g in p.guards))
     p = min(places, key=lambda p: p.line)
-    return Applied(fact, off_in_run=True, line=p.line, what=p.what, behind=describe(p.guards), flags=_flags(p))
+    switch = switch_on(info, p.guards, options.argv)
+    return Applied(fact, off_in_run=True, line=p.line, what=p.what, behind=describe(p.guards), flags=_flags(p),
+                   switch=None if switch is None else tuple(switch))
 
 
 def _flags(place: Found) -> tuple[str, ...]:
@@ -285,8 +293,11 @@ def _fused_optimizer(info: ScriptInfo, options: Options) -> list[Found]:
     for c in calls:
         if _is_fused(c):
             key = "fused" if kwarg(c, "fused") is not None else "foreach"
-            out.append(_place(info, c, options, f"`{info.optimizer_class(c)}(..., {key}=...)`",
-                              (keyword_guard(info, c, key, options),)))
+            guard = keyword_guard(info, c, key, options)
+            if key == "foreach" and guard is not None and guard.device:
+                guard = None            # foreach is CUDA's default: a device test there changes nothing on the GPU
+            out.append(_place(info, c, options, f"`{info.optimizer_class(c)}(..., {key}={kwarg_code(c, key)})`",
+                              (guard,)))
     return out
 
 
@@ -418,14 +429,63 @@ def _fsdp(info: ScriptInfo, options: Options) -> list[Found]:
                               {"fsdp": lambda v: v is NOT_LITERAL or (bool(v) and v not in ("", []))}, options))
 
 
+_FLOAT64 = ("float64", "double")        # torch.float64 and its alias torch.double
+
+
+def _is_float64(node: cst.BaseExpression) -> bool:
+    chain = attr_chain(node) or ""
+    return "." in chain and chain.rsplit(".", 1)[-1] in _FLOAT64
+
+
+def _float64(info: ScriptInfo, options: Options) -> list[Found]:
+    """What makes the model float64: ``torch.set_default_dtype(torch.float64)``, ``model.double()``,
+    ``.to(torch.float64)`` / ``.to(dtype=torch.double)``, ``dtype=torch.float64`` given to a torch.nn
+    layer; without any of those, tensors created with ``dtype=torch.float64``."""
+    if not info.facts.mentions("double", "float64"):
+        return []
+    model: list[Found] = []
+    tensors: list[Found] = []
+    for call in info.calls:
+        func = call.func
+        name = func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else ""
+        what = f"`{code_of(call).strip()}`"
+        if name == "set_default_dtype" and call.args and _is_float64(call.args[0].value):
+            model.append(_place(info, call, options, what))
+        elif name == "double" and isinstance(func, cst.Attribute) and not call.args:
+            model.append(_place(info, call, options, what))
+        elif name in ("to", "type") and isinstance(func, cst.Attribute) and any(_is_float64(a.value) for a in call.args):
+            model.append(_place(info, call, options, what))
+        elif (arg := kwarg(call, "dtype")) is not None and _is_float64(arg.value):
+            layer = any(q.startswith("torch.nn.") for q in info.qnames(func))
+            (model if layer else tensors).append(_place(info, call, options, what if len(what) < 80 else
+                                                        f"`{code_of(func).strip()}(..., dtype={code_of(arg.value).strip()})`"))
+    return model or tensors
+
+
 def _peft(info: ScriptInfo, options: Options) -> list[Found]:
     return (_reference_places(info, "peft", options)
             + _keyword_places(info, "hf_trainer", {"peft_config": lambda v: v is not None}, options))
+
+
+# `X.from_pretrained(...)` loads weights unless X is a tokenizer, config or processor.
+_NOT_WEIGHTS = re.compile(r"(Tokenizer|Config|Processor|FeatureExtractor|Extractor)\w*$")
+
+
+def _from_pretrained(info: ScriptInfo, options: Options) -> list[Found]:
+    """``Model.from_pretrained(...)`` calls that load weights (Hugging Face, or nanoGPT's own
+    ``GPT.from_pretrained``), with the flags they sit behind (``if args.model == "gpt2":``)."""
+    out = []
+    for call in info.method_calls("from_pretrained"):
+        receiver = call.func.value if isinstance(call.func, cst.Attribute) else call.func
+        names = [code_of(receiver).strip(), *(last_of(q) for q in info.qnames(receiver))]
+        if not any(_NOT_WEIGHTS.search(n) for n in names):
+            out.append(_place(info, call, options))
+    return out
 
 
 FACTS: dict[str, Callable[[ScriptInfo, Options], list[Found]]] = {
     "autocast": _autocast, "grad_scaler": _grad_scaler, "checkpointing": _checkpointing,
     "accumulation": _accumulation, "early_stopping": _early_stopping, "ddp": _ddp, "fsdp": _fsdp,
     "compile": _compile, "tf32": _tf32, "fused_optimizer": _fused_optimizer, "dataloader": _dataloader,
-    "peft": _peft,
+    "peft": _peft, "from_pretrained": _from_pretrained, "float64": _float64,
 }

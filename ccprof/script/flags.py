@@ -16,6 +16,13 @@ and evaluates a guard against one run's argv: True (the block ran), False (the f
 None (not known: no run given, or a value ccprof cannot compute). Conditions that read no option
 (``if torch.cuda.is_available():``, ``if __name__ == "__main__":``) are not guards.
 
+A setting whose value reads the device (``fused=use_fused`` with ``use_fused = fused_available and
+device_type == "cuda"``, ``fused=torch.cuda.is_available()``) is a *device* guard: it is evaluated
+for the device the run targets (``Options.device``: ``"cuda"``, ccprof's target is a GPU), not the
+profiling host's. Names the script binds once (``use_fused = ...``) are read through their value;
+``torch.cuda.is_available()`` is True on CUDA, a ``device``/``device_type`` ccprof cannot resolve is
+the target device, ``inspect.signature(torch.optim.AdamW).parameters`` the installed torch's.
+
 Example::
 
     opts = script_options(info, ["--epochs", "3"])          # the run's argv after the script
@@ -28,7 +35,7 @@ import argparse
 import ast
 import contextlib
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Sequence
 
 import libcst as cst
@@ -36,8 +43,8 @@ import libcst as cst
 from ccprof.script.info import ScriptInfo
 from ccprof.script.nodes import attr_chain, code_of, kwarg
 
-__all__ = ["UNKNOWN", "Guard", "Options", "script_options", "guards_of", "value_guard", "keyword_guard", "runs",
-           "describe"]
+__all__ = ["UNKNOWN", "Guard", "Options", "script_options", "guards_of", "value_guard", "keyword_guard", "runs", "switch_on",
+           "describe", "TARGET_DEVICE"]
 
 
 class _Unknown:
@@ -46,6 +53,10 @@ class _Unknown:
 
 
 UNKNOWN: Any = _Unknown()           # a value ccprof cannot compute without running the script
+
+TARGET_DEVICE = "cuda"     # the device a projected run takes its branches for: a CUDA GPU
+# identifiers that hold a device (``device``, ``device_type``, ``args.device``, ``x.device.type``)
+DEVICE_NAMES = frozenset({"device", "device_type", "dev", "device_name"})
 
 # receivers whose attributes are configuration values (``args.x``, ``config.dtype``, ``self.hparams.lr``)
 CONFIG_NAMES = frozenset({"args", "opts", "config", "cfg", "conf", "hparams", "hp", "flags", "FLAGS",
@@ -59,12 +70,17 @@ class Options:
     dests: argparse destination -> its first long flag (``"compile" -> "--compile"``);
     config: nanoGPT-style config globals -> their flag (``"compile" -> "--compile"``);
     namespaces: names bound to ``parser.parse_args()``;
-    values: name -> the value in the run (UNKNOWN where not computable); None when no run is known.
+    values: name -> the value in the run (UNKNOWN where not computable); None when no run is known;
+    device: the device the run targets (``"cuda"``; None: not known), for device conditions;
+    bindings: names the script assigns exactly once -> the assigned expression.
     """
     dests: dict[str, str] = field(default_factory=dict)
     config: dict[str, str] = field(default_factory=dict)
     namespaces: frozenset[str] = frozenset()
     values: dict[str, Any] | None = None
+    argv: tuple[str, ...] | None = None      # the run's arguments the values come from
+    device: str | None = None
+    bindings: dict[str, cst.BaseExpression] = field(default_factory=dict, compare=False, repr=False)
 
     def value(self, name: str) -> Any:
         if self.values is None:
@@ -87,6 +103,7 @@ class Guard:
     node: cst.BaseExpression = field(compare=False, repr=False)
     check: Callable[[Any], bool] = field(default=bool, compare=False, repr=False)
     keyword: str = ""           # a setting's keyword (``enabled``) rather than an ``if``
+    device: bool = False        # the condition reads the device (True on CUDA, False on a CPU)
 
     def holds(self, options: Options) -> bool | None:
         """Whether the node runs in the run ``options`` describe; None when not known."""
@@ -101,6 +118,8 @@ class Guard:
     def describe(self) -> str:
         where = (f"`{self.keyword}={self.code}` (line {self.line})" if self.keyword
                  else f"`if {'not ' if not self.when else ''}{self.code}:` (line {self.line})")
+        if self.device:
+            where += ", which reads the device"
         return f"{where}, set by {', '.join(self.flags)}" if self.flags else where
 
 
@@ -120,9 +139,11 @@ def describe(guards: Sequence[Guard]) -> str:
 # --------------------------------------------------------------------------- options
 
 
-def script_options(info: ScriptInfo, argv: Sequence[str] | None = None) -> Options:
+def script_options(info: ScriptInfo, argv: Sequence[str] | None = None,
+                   device: str | None = TARGET_DEVICE) -> Options:
     """The script's argparse options and config globals, with their values in a run of
-    ``argv`` (the arguments after the script's name); ``argv=None``: no run known."""
+    ``argv`` (the arguments after the script's name); ``argv=None``: no run known. ``device``:
+    the device whose branch device conditions take (the target GPU's ``"cuda"``; None: unknown)."""
     dests, parser, unknown_dests = _parser(info)
     config, defaults = _config_globals(info)
     namespaces = frozenset(_namespaces(info))
@@ -135,7 +156,40 @@ def script_options(info: ScriptInfo, argv: Sequence[str] | None = None) -> Optio
                 values[dest] = UNKNOWN if parsed is None or dest in unknown_dests else parsed.get(dest, UNKNOWN)
         if config:
             values.update(_config_values(config, defaults, list(argv)))
-    return Options(dests=dests, config=config, namespaces=namespaces, values=values)
+    return Options(dests=dests, config=config, namespaces=namespaces, values=values,
+                   argv=None if argv is None else tuple(argv), device=device, bindings=_bindings(info))
+
+
+def _bindings(info: ScriptInfo) -> dict[str, cst.BaseExpression]:
+    """Names the script binds exactly once, by a plain ``name = value`` (any scope), -> the value.
+    A name bound twice, augmented, or bound by a loop, ``with`` or import is left out."""
+    count: dict[str, int] = {}
+    value: dict[str, cst.BaseExpression] = {}
+    for node in info.assigns():
+        for t in node.targets:
+            for name in _target_names(t.target):
+                count[name] = count.get(name, 0) + 1
+                if isinstance(t.target, cst.Name) and len(node.targets) == 1:
+                    value[name] = node.value
+    for node in info.facts.of_type(cst.AnnAssign):
+        for name in _target_names(node.target):
+            count[name] = count.get(name, 0) + 1
+            if node.value is not None:
+                value[name] = node.value
+    for node in [*info.facts.of_type(cst.AugAssign), *info.facts.of_type(cst.For), *info.facts.of_type(cst.AsName),
+                 *info.facts.of_type(cst.Param), *info.facts.of_type(cst.NamedExpr)]:
+        target = node.name if isinstance(node, (cst.Param, cst.AsName)) else node.target
+        for name in _target_names(target):
+            count[name] = count.get(name, 0) + 2
+    return {k: v for k, v in value.items() if count.get(k) == 1}
+
+
+def _target_names(target: cst.CSTNode) -> list[str]:
+    if isinstance(target, cst.Name):
+        return [target.value]
+    if isinstance(target, (cst.Tuple, cst.List)):
+        return [n for e in target.elements for n in _target_names(e.value)]
+    return []
 
 
 def _literal(node: cst.BaseExpression) -> Any:
@@ -335,11 +389,12 @@ def value_guard(info: ScriptInfo, value: cst.BaseExpression, options: Options,
     reads no option, or is a literal that passes; a literal that fails is a guard that never
     holds (``enabled=False``)."""
     flags = _reads_option(value, options)
-    if not flags:
+    device = not flags and reads_device(value, options)
+    if not flags and not device:
         literal = _literal(value)
         if literal is UNKNOWN or check(literal):
             return None
-    return Guard(code_of(value).strip(), info.line(value), True, flags, value, check, keyword)
+    return Guard(code_of(value).strip(), info.line(value), True, flags, value, check, keyword, device)
 
 
 def keyword_guard(info: ScriptInfo, call: cst.Call, key: str, options: Options,
@@ -352,30 +407,103 @@ def keyword_guard(info: ScriptInfo, call: cst.Call, key: str, options: Options,
 # --------------------------------------------------------------------------- evaluation
 
 
-def _value(node: cst.CSTNode, options: Options) -> Any:
+def reads_device(expr: cst.BaseExpression, options: Options) -> bool:
+    """Whether ``expr`` takes one value on CUDA and another on a CPU (both known)."""
+    on_cuda, on_cpu = (_value(expr, replace(options, device=d)) for d in ("cuda", "cpu"))
+    if on_cuda is UNKNOWN or on_cpu is UNKNOWN:
+        return False
+    try:
+        return bool(on_cuda != on_cpu)
+    except Exception:
+        return False
+
+
+def _device_named(node: cst.CSTNode) -> bool:
+    """``device``, ``device_type``, ``args.device``, ``x.device.type``: a name that holds a device."""
+    chain = attr_chain(node) if isinstance(node, (cst.Name, cst.Attribute)) else None
+    if not chain:
+        return False
+    parts = chain.split(".")
+    return parts[-1] in DEVICE_NAMES or (parts[-1] == "type" and len(parts) > 1 and parts[-2] in DEVICE_NAMES)
+
+
+def _device_call(node: cst.Call, options: Options, seen: frozenset[str]) -> Any:
+    """``torch.cuda.is_available()``, ``torch.device(x)``, ``inspect.signature(X).parameters``."""
+    chain = attr_chain(node.func) or ""
+    if chain.endswith("cuda.is_available"):
+        return UNKNOWN if options.device is None else options.device == "cuda"
+    if chain in ("torch.device", "device") and node.args and node.args[0].keyword is None:
+        return _value(node.args[0].value, options, seen)
+    return UNKNOWN
+
+
+def _signature_parameters(node: cst.Attribute) -> Any:
+    """``inspect.signature(torch.optim.AdamW).parameters``: the installed torch's parameter names
+    (a feature test such as nanoGPT's ``'fused' in inspect.signature(...).parameters``)."""
+    call = node.value
+    if not (isinstance(call, cst.Call) and (attr_chain(call.func) or "").endswith("signature") and call.args):
+        return UNKNOWN
+    target = attr_chain(call.args[0].value) or ""
+    if not target.startswith("torch."):
+        return UNKNOWN
+    import importlib
+    import inspect
+    module, _, name = target.rpartition(".")
+    try:
+        return tuple(inspect.signature(getattr(importlib.import_module(module), name)).parameters)
+    except Exception:
+        return UNKNOWN
+
+
+def _value(node: cst.CSTNode, options: Options, seen: frozenset[str] = frozenset()) -> Any:
     """The value of a condition in the run, or UNKNOWN (three-valued ``and``/``or``/``not``)."""
     if isinstance(node, cst.Name):
         if node.value in ("True", "False", "None"):
             return {"True": True, "False": False, "None": None}[node.value]
-        return options.value(node.value) if node.value in options.config else UNKNOWN
-    if isinstance(node, cst.Attribute):
-        if _attr_flag(node, options) is not None:
-            return options.value(node.attr.value) if node.attr.value in options.dests else UNKNOWN
+        if node.value in options.config:
+            return options.value(node.value)
+        if node.value in options.bindings and node.value not in seen:
+            got = _value(options.bindings[node.value], options, seen | {node.value})
+            if got is not UNKNOWN:
+                return got
+        if _device_named(node) and options.device is not None:
+            return options.device
         return UNKNOWN
+    if isinstance(node, cst.Attribute):
+        if _attr_flag(node, options) is not None and node.attr.value in options.dests:
+            return options.value(node.attr.value)
+        if node.attr.value == "parameters":
+            return _signature_parameters(node)
+        if node.attr.value == "type" and _device_named(node.value):
+            inner = _value(node.value, options, seen)               # torch.device("cuda:0").type
+            if isinstance(inner, str):
+                return inner.split(":")[0]
+        if _device_named(node) and options.device is not None:
+            return options.device
+        return UNKNOWN
+    if isinstance(node, cst.Call):
+        got = _device_call(node, options, seen)
+        if got is not UNKNOWN:
+            return got
+    if isinstance(node, cst.IfExp):
+        test = _value(node.test, options, seen)
+        if test is UNKNOWN:
+            return UNKNOWN
+        return _value(node.body if test else node.orelse, options, seen)
     if isinstance(node, (cst.SimpleString, cst.ConcatenatedString, cst.Integer, cst.Float)):
         return _literal(node)
     if isinstance(node, (cst.Tuple, cst.List, cst.Set)):
-        items = [_value(e.value, options) for e in node.elements]
+        items = [_value(e.value, options, seen) for e in node.elements]
         return UNKNOWN if any(v is UNKNOWN for v in items) else tuple(items)
     if isinstance(node, cst.UnaryOperation):
-        v = _value(node.expression, options)
+        v = _value(node.expression, options, seen)
         if v is UNKNOWN:
             return UNKNOWN
         if isinstance(node.operator, cst.Not):
             return not v
         return -v if isinstance(node.operator, cst.Minus) else UNKNOWN
     if isinstance(node, cst.BooleanOperation):
-        left, right = _value(node.left, options), _value(node.right, options)
+        left, right = _value(node.left, options, seen), _value(node.right, options, seen)
         is_and = isinstance(node.operator, cst.And)
         if left is not UNKNOWN:
             return (right if left else left) if is_and else (left if left else right)
@@ -383,9 +511,13 @@ def _value(node: cst.CSTNode, options: Options) -> Any:
             return right                # `? and False` is falsy, `? or True` truthy
         return UNKNOWN
     if isinstance(node, cst.Comparison):
-        return _compare(node, options)
+        return _compare(node, options, seen)
+    if (isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value == "startswith"
+            and len(node.args) == 1):          # nanoGPT's `init_from.startswith('gpt2')`
+        v, prefix = _value(node.func.value, options, seen), _value(node.args[0].value, options, seen)
+        return v.startswith(prefix) if isinstance(v, str) and isinstance(prefix, (str, tuple)) else UNKNOWN
     if isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.func.value == "bool" and node.args:
-        v = _value(node.args[0].value, options)
+        v = _value(node.args[0].value, options, seen)
         return UNKNOWN if v is UNKNOWN else bool(v)
     return UNKNOWN
 
@@ -399,10 +531,10 @@ _COMPARE: dict[type, Callable[[Any, Any], bool]] = {
 }
 
 
-def _compare(node: cst.Comparison, options: Options) -> Any:
-    left = _value(node.left, options)
+def _compare(node: cst.Comparison, options: Options, seen: frozenset[str] = frozenset()) -> Any:
+    left = _value(node.left, options, seen)
     for target in node.comparisons:
-        right = _value(target.comparator, options)
+        right = _value(target.comparator, options, seen)
         op = _COMPARE.get(type(target.operator))
         if left is UNKNOWN or right is UNKNOWN or op is None:
             return UNKNOWN
@@ -413,3 +545,81 @@ def _compare(node: cst.Comparison, options: Options) -> Any:
             return UNKNOWN
         left = right
     return True
+
+
+# --------------------------------------------------------------------------- turning a flag on
+
+
+def _literals_in(node: cst.CSTNode) -> list[Any]:
+    """The literal values a condition compares with (``args.dtype == "bfloat16"`` -> ["bfloat16"])."""
+    out: list[Any] = []
+
+    class _V(cst.CSTVisitor):
+        def visit_SimpleString(self, n: cst.SimpleString) -> None:
+            out.append(n.evaluated_value)
+
+        def visit_Integer(self, n: cst.Integer) -> None:
+            out.append(n.evaluated_value)
+
+        def visit_Float(self, n: cst.Float) -> None:
+            out.append(n.evaluated_value)
+
+    node.visit(_V())
+    return list(dict.fromkeys(v for v in out if isinstance(v, (str, int, float))))
+
+
+def _without(argv: list[str], flag: str, takes_value: bool) -> list[str]:
+    """``argv`` with every setting of ``flag`` dropped (``--flag``, ``--flag=x``, ``--flag x``)."""
+    out: list[str] = []
+    skip = False
+    for i, a in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if a.startswith(flag + "="):
+            continue
+        if a == flag:
+            skip = takes_value and i + 1 < len(argv) and not argv[i + 1].startswith("-")
+            continue
+        out.append(a)
+    return out
+
+
+def switch_on(info: ScriptInfo, guards: Sequence[Guard], argv: Sequence[str] | None) -> list[str] | None:
+    """The run's arguments changed so that every guard in ``guards`` holds, or None when ccprof
+    cannot find such a command line. Each candidate is checked by evaluating the guards again
+    on it, as the script's own parser would read it: ``--compile``, ``--compile=True`` (a config
+    global), ``--dtype bfloat16`` (a value the condition compares with).
+
+    Example: guards of ``if args.compile: model = torch.compile(model)`` and argv
+    ``["--epochs", "3"]`` -> ``["--epochs", "3", "--compile"]``.
+    """
+    if argv is None:
+        return None
+    current = list(argv)
+    for guard in guards:
+        options = script_options(info, current)
+        if guard.holds(options) is True:
+            continue
+        found = None
+        for flag in guard.flags:
+            values = _literals_in(guard.node)
+            candidates: list[tuple[list[str], bool]] = [([flag], False), ([f"{flag}=True"], True)]
+            candidates += [([flag, str(v)], True) for v in values] + [([f"{flag}={v}"], True) for v in values]
+            candidates += [([flag, "1"], True), ([flag, "true"], True)]
+            for extra, takes_value in candidates:
+                trial = _without(current, flag, takes_value) + extra
+                try:
+                    ok = guard.holds(script_options(info, trial)) is True
+                except Exception:
+                    ok = False
+                if ok:
+                    found = trial
+                    break
+            if found is not None:
+                break
+        if found is None:
+            return None
+        current = found
+    final = script_options(info, current)
+    return current if all(g.holds(final) is True for g in guards) else None

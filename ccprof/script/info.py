@@ -150,6 +150,29 @@ class ScriptInfo:
     def uses_accelerate(self) -> bool:
         return bool(self.calls_of("accelerate"))
 
+    # ---- Hugging Face Accelerate
+    def accelerator_calls(self) -> list[cst.Call]:
+        """``Accelerator(...)`` calls."""
+        return self.calls_of("accelerator")
+
+    def accelerator_names(self) -> set[str]:
+        """Names (and attribute chains) bound to an ``Accelerator(...)``: ``accelerator``, ``self.accelerator``."""
+        calls = {id(c) for c in self.accelerator_calls()}
+        out: set[str] = set()
+        for n in self.assigns():
+            if isinstance(n.value, cst.Call) and id(n.value) in calls:
+                for t in n.targets:
+                    chain = attr_chain(t.target)
+                    if chain:
+                        out.add(chain)
+        return out
+
+    def accelerator_backward_calls(self) -> list[cst.Call]:
+        """``accelerator.backward(loss)`` calls on a name bound to an ``Accelerator(...)``."""
+        names = self.accelerator_names()
+        return [c for c in self.method_calls("backward")
+                if any(a.keyword is None for a in c.args) and attr_chain(c.func.value) in names]  # type: ignore[union-attr]
+
     # ---- plain loops
     def optimizer_calls(self) -> list[cst.Call]:
         return self.calls_of("optimizer")

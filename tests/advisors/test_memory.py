@@ -8,11 +8,14 @@ by hand; the advisor's projected peak must be within 15% of the second profile's
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ccprof.advisors import AdviceContext, advise_one
+from ccprof.tweaks.warm_start.advise import project_warm_start
 from tests.helpers.profiles import GPT, Autocast, gpt_batches, gpt_loss, llama, llama_batches, llama_plain, run
 
 TOLERANCE = 0.15
@@ -94,7 +97,8 @@ def test_checkpointing_peak_within_15pct():
 def test_lora_peak_within_15pct():
     from peft import LoraConfig, get_peft_model
 
-    p = llama_plain()
+    p = llama_plain()          # as if loaded from a checkpoint: LoRA adapts pretrained weights
+    p = replace(p, model=replace(p.model, pretrained=True, loaded_from="from_pretrained:tiny"))
     a = advise_one("lora", p, AdviceContext(options={"lora": {"rank": 8}}, device_memory_bytes=p.memory.peak_bytes))
     assert a.status == "recommended"
     model = get_peft_model(llama(), LoraConfig(r=8, target_modules="all-linear"))
@@ -106,12 +110,13 @@ def test_lora_peak_within_15pct():
 
 
 def test_warm_start_peak_within_15pct():
-    a = advise_one("warm_start", llama_plain())
-    assert a.status == "recommended"
+    # the projection itself (the toy Llama's 256 x 64 table has no published vectors, so the advice
+    # is not applicable; what freezing it frees is still projected the same way)
+    pr = project_warm_start(llama_plain())
     model = llama()
     model.model.embed_tokens.weight.requires_grad_(False)
     measured = run(model, llama_batches()).memory.peak_bytes
-    assert close(a.projected.peak_bytes_after, measured), (a.projected.peak_bytes_after, measured)
+    assert close(pr["peak_bytes_after"], measured), (pr["peak_bytes_after"], measured)
 
 
 class Accumulate(torch.nn.Module):

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from ccprof.applier.runtime import NOT_RUNTIME, Applied, RunObjects, apply_tweak, quality_guard, runtime_tweaks
 from ccprof.applier.runtime._base import REGISTRY, register
 from ccprof.artefacts.tweaks import TWEAKS
-from tests.helpers.models import SEQ, VOCAB, tiny_gpt
+from tests.helpers.models import DIM, SEQ, VOCAB, tiny_gpt
 
 
 def test_every_catalog_tweak_is_runtime_or_says_why():
@@ -79,7 +79,7 @@ BASELINE: list[float] = []
 
 
 @pytest.mark.parametrize("tweak, options", [
-    ("checkpointing", None), ("mixed_precision", None), ("lora", {"lr": 3e-3}), ("warm_start", None),
+    ("checkpointing", None), ("mixed_precision", None), ("lora", {"lr": 3e-3}), ("warm_start", {"vectors": torch.randn(VOCAB, DIM)}),
     ("grad_accumulation", None), ("fused_optimizer", None), ("pruning", None), ("distillation", None),
     ("batch_size", {"factor": 0.5}), ("compile", {"backend": "aot_eager"}),
 ])

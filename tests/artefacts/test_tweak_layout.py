@@ -32,6 +32,7 @@ EXCEPTIONS = {
     ("ccprof/hardware/projection.py", "tf32"): "the TF32 tensor-core unit of the kernel model",
     ("ccprof/hardware/translate.py", "fused_optimizer"): "a kernel class (one fused optimizer update)",
     ("ccprof/artefacts/vocab.py", "fused_optimizer"): "a kernel class (one fused optimizer update)",
+    ("ccprof/hardware/inputs.py", "fused_optimizer"): "a fact of the script (fused= True only on CUDA) the GPU's optimizer is built with",
     ("ccprof/profiler/hooks.py", "compile"): "torch.compile, the function the profiler counts calls of",
     ("ccprof/profiler/session_base.py", "batch_size"): "DataLoader.batch_size, an attribute of torch's",
     ("ccprof/profiler/session_data.py", "batch_size"): "DataLoader.batch_size, an attribute of torch's",
@@ -156,3 +157,14 @@ def test_lora_alpha_is_two_times_the_rank_in_every_stage():
     assert LoraOptions().value("alpha") == 16 and LoraOptions(rank=4).value("alpha") == 8
     assert LoraOptions(rank=4).runtime_kwargs() == {"r": 4, "alpha": 8, "dropout": 0.0}
     assert LoraOptions(rank=4, alpha=4).runtime_kwargs()["alpha"] == 4
+
+
+def test_the_facts_that_mean_a_tweak_is_there_are_the_catalogs():
+    """apply's "already applied" and analyze's "turn on what you have" read the same facts."""
+    from ccprof.applier.codemods import CODEMODS
+    from ccprof.script.applied import FACTS
+
+    for tweak, info in TWEAKS.items():
+        assert set(info.facts) <= set(FACTS), tweak
+        if tweak in CODEMODS:
+            assert CODEMODS[tweak].FACTS == info.facts, tweak

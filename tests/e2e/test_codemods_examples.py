@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from ccprof.applier.codemods import apply_source
 from ccprof.cli import cli
+from ccprof.exit_codes import ExitCode
 from tests.helpers.paths import CODEMOD_CASES as CASES
 from tests.helpers.paths import ROOT
 
@@ -49,9 +50,15 @@ def test_gpt_loop_rewritten_runs(tmp_path):
 
 @pytest.mark.slow
 def test_gpt_loop_warm_start_and_fp16_runs(tmp_path):
+    # warm_start loads vectors (it refuses to freeze random init): a (vocab, 64) table, the
+    # example's character vocabulary x its --n-embd default
+    import torch
+    vocab = len(set((ROOT / "examples" / "data" / "tiny_corpus.txt").read_text(encoding="utf-8")))
+    torch.save(torch.randn(vocab, 64), tmp_path / "vectors.pt")
     _rewrite_and_run(tmp_path, ROOT / "examples" / "gpt_loop.py", ["warm_start", "mixed_precision"],
                      ["--steps", "4", "--eval-every", "100", "--eval-iters", "1", "--batch-size", "4",
-                      "--seq-len", "16"], dtype="fp16")
+                      "--seq-len", "16"], dtype="fp16", embeddings_path=str(tmp_path / "vectors.pt"),
+                     embedding_module="wte")
 
 
 @pytest.mark.slow
@@ -110,7 +117,7 @@ def test_cli_writes_new_file_refuses_clobber_and_keeps_backups(tmp_path):
     assert (tmp_path / "train.py.bak.1").read_text() == original
     assert "GradScaler" in script.read_text()
     res = runner.invoke(cli, ["apply", str(script), "-t", "checkpointing", "-o", str(tmp_path / "x.py")])
-    assert res.exit_code == 0 and "skipped checkpointing: looked for" in res.output
+    assert res.exit_code == ExitCode.NOT_ALL_APPLIED and "could not write checkpointing: looked for" in res.output
     assert not (tmp_path / "x.py").exists()
 
 
@@ -126,9 +133,12 @@ def test_cli_errors_and_from_advice(tmp_path):
     script.write_text((ROOT / "examples" / "cnn.py").read_text(encoding="utf-8"))
     res = runner.invoke(cli, ["apply", str(script), "--from", str(ROOT / "tests" / "fixtures" / "advice_sample.json"),
                               "--top", "2"])
+    # the top two with a rewrite, in the ranking: mixed_precision, then dataloader; tf32 between
+    # them conflicts with mixed_precision (the catalog's pair) and is named, not applied
     assert res.exit_code == 0, res.output
-    assert "applied mixed_precision" in res.output and "applied tf32" in res.output
-    assert "dataloader" not in res.output
+    assert "applied mixed_precision (#1" in res.output and "applied dataloader (#" in res.output, res.output
+    assert "in advice.json's ranking): conflicts with mixed_precision (#1, picked)" in res.output
+    assert "applied tf32" not in res.output and "fused_optimizer" not in res.output
 
 
 def test_from_advice_applies_what_each_tweak_projected(tmp_path):

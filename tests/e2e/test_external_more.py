@@ -27,6 +27,7 @@ import pytest
 
 from ccprof.artefacts.profile import Profile
 from ccprof.artefacts.tweaks import MORE, TWELVE
+from tests.helpers.holds import problems
 from tests.helpers.paths import EXTERNAL
 from tests.helpers.paths import ROOT as REPO
 
@@ -874,3 +875,15 @@ def test_apply_top_codemod_runs_and_is_already_applied(name, tweak, request, tmp
     if tweak == "compile":           # every model the optimizers train is compiled
         roots = p["model"]["roots"]
         assert p["counters"].get("compile_calls", 0) >= len(roots), (roots, p["counters"])
+
+
+# ------------------------------------------------- what every analysis must hold (issue 20)
+HOLDS = ["llama2c", "chargpt", "adder", "gan", "bert", "seq2seq", "textcnn", "rnnlm", "dynamic_net", "gat"]
+
+
+@pytest.mark.parametrize("name", HOLDS)
+def test_the_advice_holds_together(name, request):
+    """No two advisors contradict each other; "recommended" is a positive saving (tests.helpers.holds)."""
+    run = request.getfixturevalue(name)
+    _ok(run)
+    assert problems(run.out) == []

@@ -23,6 +23,7 @@ import pytest
 
 from ccprof.artefacts.profile import Profile
 from ccprof.artefacts.tweaks import MORE, TWELVE
+from tests.helpers.holds import problems
 from tests.helpers.paths import EXTERNAL
 from tests.helpers.paths import ROOT as REPO
 
@@ -304,3 +305,11 @@ def test_regression_rewrites_run(regression):
                           f"runpy.run_path('main_{tweak}.py', run_name='__main__')"], timeout_s=120)
         assert run.returncode == 0, _why(run)
         assert run.stdout.startswith("Loss: ")
+
+
+@pytest.mark.parametrize("name", ["nanogpt", "word_lm", "regression"])
+def test_the_advice_holds_together(name, request):
+    """No two advisors contradict each other; "recommended" is a positive saving (tests.helpers.holds)."""
+    _, proc, out, *_ = request.getfixturevalue(name)
+    assert proc.returncode == 0, _why(proc)
+    assert problems(out) == []

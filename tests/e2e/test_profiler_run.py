@@ -73,6 +73,9 @@ def test_lbfgs_closure():
     assert r.exit_code == 0, r.message
     assert r.profile.optimizer.optimizers[0].class_ == "LBFGS"
     assert 3 <= r.profile.steps.measured <= 6
+    # the closure's re-evaluations (max_iter=4: up to 5 per step) are not accumulation
+    assert r.profile.steps.micro_batches == 1 and r.profile.steps.closure_backwards >= 2
+    assert not r.profile.static.accumulation
 
 
 def test_accumulation_counts_micro_batches():

@@ -85,3 +85,19 @@ def test_cost_model_modules_read_a_profile_only_through_step_inputs():
         reads = [n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
                  and isinstance(n.value, ast.Name) and n.value.id == "profile"]
         assert not reads, f"{name} reads profile.{reads[0]}: read it from StepInputs"
+
+
+def test_what_the_script_turns_on_only_on_cuda_is_in_the_gpu_policy():
+    """issue 20: a CPU run took the CPU branch of `fused=use_fused` and `enabled=device_type == "cuda"`;
+    the target GPU takes the other, and the cost model's baseline must too."""
+    from ccprof.artefacts.profile import OptimizerInfo, OptimizerSection, StaticFacts
+    opt = OptimizerSection([OptimizerInfo(class_="AdamW", param_count=100, fused=False)])
+    plain = dataclasses.replace(_profile(), optimizer=opt)
+    assert (policy_for(plain, A100).optimizer, policy_for(plain, A100).autocast) == ("foreach", None)
+    on_cuda = dataclasses.replace(plain, static=StaticFacts(on_cuda={"fused_optimizer": "`AdamW(..., fused=f)`",
+                                                                     "autocast": "`torch.autocast(...)`"}))
+    pol = policy_for(on_cuda, A100)
+    assert (pol.optimizer, pol.autocast) == ("fused", "float16")
+    # a run on CUDA shows what the GPU does: the measured settings stand
+    on_gpu = dataclasses.replace(on_cuda, device=dataclasses.replace(on_cuda.device, type="cuda"))
+    assert (policy_for(on_gpu, A100).optimizer, policy_for(on_gpu, A100).autocast) == ("foreach", None)

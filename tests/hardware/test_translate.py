@@ -168,3 +168,26 @@ def test_cpu_sdpa_becomes_a_fused_attention_kernel():
     ks = translate(prof, A100, Policy(autocast="bfloat16"))
     assert {k.unit for k in ks if k.cls.startswith("attention")} == {"tensor16"}
     assert {k.unit for k in translate(prof, A100, Policy()) if k.cls.startswith("attention")} == {"simt"}
+
+
+def test_autocast_leaves_float64_alone_and_the_float32_lever_takes_it():
+    """issue 20: autocast does not cast float64 tensors (is_eligible skips kDouble), so a float64
+    model's step is the same with and without it; made float32 first, autocast acts."""
+    from ccprof.hardware.edits import to_float32
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 256), nn.Tanh(), nn.Linear(256, 1)).double()
+    prof = _record(model, torch.randn(32, 64, dtype=torch.float64))
+    ks = translate(prof, A100, Policy(autocast="bfloat16"))
+    plain = translate(prof, A100, Policy())
+    assert {k.dtype for k in ks if k.cls == "gemm"} == {"float64"}
+    casts = [o for o in prof.ops if o.autocast == "cast"]
+    assert casts and {o.dtype for o in casts} == {"float64"}        # what autocast would add once float32
+    assert [k for k in ks if k.op == "aten._to_copy"] == [k for k in plain if k.op == "aten._to_copy"]   # none run
+    assert sum(k.nbytes for k in ks) == sum(k.nbytes for k in plain)
+    # the lever: float32 halves each float64 op's bytes; autocast then runs the matmuls in bf16
+    ops32 = to_float32(prof.ops)
+    assert sum(o.bytes for o in ops32) == sum(o.bytes_read // 2 + o.bytes_written // 2 if o.dtype == "float64"
+                                              and o.autocast != "cast" else o.bytes for o in prof.ops)
+    mixed = translate(Profile(ops=ops32), A100, Policy(autocast="bfloat16"))
+    assert {k.dtype for k in mixed if k.cls == "gemm"} == {"bfloat16"}
+    assert sum(1 for k in mixed if k.op == "aten._to_copy") > sum(1 for k in ks if k.op == "aten._to_copy")

@@ -58,6 +58,54 @@ class Plain(nn.Module):
         return self.fc(x)
 
 
+class BasicBlock(nn.Module):
+    """torchvision's ``resnet.BasicBlock``: two 3x3 convs, a 1x1 downsample where the shape changes."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.downsample = None
+        if stride != 1 or c_in != c_out:
+            self.downsample = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:                 # x: (B, C, H, W)
+        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class ResNet(nn.Module):
+    """torchvision's ``ResNet`` layout (stem, ``layer1``..``layer4`` of ``BasicBlock``, avgpool, fc),
+    narrow: ``widths`` replaces 64/128/256/512; ``layers=(2, 2, 2, 2)`` is resnet18's depth."""
+
+    def __init__(self, layers=(2, 2, 2, 2), widths=(8, 16, 32, 64), num_classes: int = 10) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, widths[0], 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        c_in = widths[0]
+        for i, (n, c) in enumerate(zip(layers, widths)):
+            blocks = [BasicBlock(c_in, c, 1 if i == 0 else 2)] + [BasicBlock(c, c) for _ in range(n - 1)]
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+            c_in = c
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(c_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:                 # x: (B, 3, H, W)
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))               # (B, classes)
+
+
+def resnet18(seed: int = 0, **kw) -> ResNet:
+    torch.manual_seed(seed)
+    return ResNet(**kw)
+
+
 def tiny_gpt(seed: int = 0, **kw) -> TinyGPT:
     torch.manual_seed(seed)
     return TinyGPT(**kw)

@@ -167,6 +167,15 @@ def cnn_plain():
     return run(CNN(), cnn_batches(), torch.nn.functional.cross_entropy)
 
 
+@cached_profile
+def resnet_plain():
+    """torchvision's resnet18 layout, narrow (tests/helpers/models.py), on 4 images of 32 x 32."""
+    from tests.helpers.models import resnet18
+    g = torch.Generator().manual_seed(3)
+    batches = [(torch.randn(4, 3, 32, 32, generator=g), torch.randint(0, 10, (4,), generator=g))]
+    return run(resnet18(), batches, torch.nn.functional.cross_entropy)
+
+
 # The hand profile's op list: 10 square Linear layers of 2828 features (8.0M weights each) on
 # 2,048 rows (batch 8 x 256), with a ReLU after each, in fp32; per-parameter AdamW on the CPU.
 HAND_T, HAND_D, HAND_L = 2048, 2828, 10
@@ -249,3 +258,18 @@ class SlowRepeating(torch.utils.data.Dataset):
 def gpt_loader_plain():
     """The GPT trained from a DataLoader with no workers over a slow, repetitive dataset."""
     return run(GPT(), torch.utils.data.DataLoader(SlowRepeating(), batch_size=8), gpt_loss)
+
+
+# A toy GPT-2 (2 layers, 128 wide, a 1,024-token vocabulary): a 'gpt2' model no published GPT-2
+# checkpoint fits. Its wte is tied to lm_head, as in every GPT2LMHeadModel. 4 x 16 = 64 tokens a
+# step, so no activation has a weight's shape.
+GPT2_TOY = dict(n_layer=2, n_embd=128, n_head=4, vocab_size=1024, n_positions=64)
+
+
+@cached_profile
+def gpt2_toy_plain():
+    from transformers import GPT2Config, GPT2LMHeadModel
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(**GPT2_TOY, bos_token_id=0, eos_token_id=0))
+    ids = torch.randint(0, GPT2_TOY["vocab_size"], (4, 16), generator=torch.Generator().manual_seed(4))
+    return run(model, [{"input_ids": ids, "labels": ids}])

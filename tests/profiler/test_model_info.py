@@ -9,7 +9,8 @@ from torch import nn
 from ccprof.artefacts.profile import ModelInfo, Profile
 from ccprof.profiler.flops import FlopPass
 from ccprof.profiler.memory import MemoryLedger
-from ccprof.profiler.model_info import describe_model, repeated_blocks
+from ccprof.profiler.model_info import describe_model, reached_roots, repeated_blocks
+from tests.helpers.models import resnet18
 
 
 def _llama():
@@ -107,6 +108,35 @@ def test_repeated_blocks_need_same_class_and_shapes():
     assert info.hf_model_type is None and info.hf_config == {}
 
 
+def test_every_resnet_stage_holds_repeated_blocks():
+    """torchvision's resnet18 layout: each stage's first block downsamples (other shapes, a
+    downsample branch), so blocks of identical shapes found layer1 only; by class all 4 stages."""
+    m = resnet18()
+    blocks = {b.container: b for b in repeated_blocks({"": m})}
+    assert set(blocks) == {"layer1", "layer2", "layer3", "layer4"}
+    assert [b.count for b in blocks.values()] == [2, 2, 2, 2]
+    assert blocks["layer2"].names == ["layer2.0", "layer2.1"] and blocks["layer2"].class_ == "BasicBlock"
+    # layer2: block 0 = conv 8->16 (1,152) + bn (32) + conv 16->16 (2,304) + bn (32) + downsample
+    # conv 8->16 (128) + bn (32) = 3,680; block 1 = 2,304 + 32 + 2,304 + 32 = 4,672; mean 4,176
+    assert blocks["layer2"].params_each == (3_680 + 4_672) // 2 == 4_176
+    assert blocks["layer1"].params_each == sum(p.numel() for p in m.layer1[0].parameters())
+
+
+def test_identical_blocks_inside_differing_stages_are_the_blocks():
+    """ConvNeXt-like: 2 stages of different widths, each a Sequential of 3 identical blocks; the
+    blocks repeat, the stages only share a class. An MLP's differing Linears are no blocks."""
+    def stage(c):
+        return nn.Sequential(nn.Linear(c, c), nn.Sequential(*(nn.Sequential(nn.Linear(c, c), nn.GELU())
+                                                              for _ in range(3))))
+    root = nn.ModuleDict({"stages": nn.Sequential(stage(4), stage(8)),
+                          "mlp": nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 8), nn.Linear(8, 4)),
+                          # a plain Sequential is one kind of block by its children's classes
+                          "net": nn.Sequential(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()),
+                                               nn.Sequential(nn.Flatten(), nn.Linear(4, 2)))})
+    blocks = [(b.container, b.count) for b in repeated_blocks({"": root})]
+    assert blocks == [("stages.1.1", 3), ("stages.0.1", 3)]
+
+
 def test_bf16_params_and_buffers():
     model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)).to(torch.bfloat16)
     model[0].weight.data = model[0].weight.data.float()
@@ -114,3 +144,69 @@ def test_bf16_params_and_buffers():
     assert info.param_dtypes == {"float32": 16, "bfloat16": 12}
     # running_mean, running_var (bf16, 4 each) + num_batches_tracked (int64)
     assert info.buffers_bytes == 2 * 4 * 2 + 8
+
+
+# ------------------------------------------------ parameters beyond the called roots' attributes
+class _Layer(nn.Linear):
+    """Forward-Forward's layer: a Linear with its own optimizer."""
+
+    def __init__(self, d_in: int, d_out: int) -> None:
+        super().__init__(d_in, d_out)
+        self.opt = torch.optim.Adam(self.parameters())
+
+
+class _Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = [_Layer(8, 16), _Layer(16, 16)]          # a plain list: Net registers nothing
+
+
+def _ids(*opts) -> set[int]:
+    return {id(p) for o in opts for g in o.param_groups for p in g["params"]}
+
+
+def test_layers_in_a_plain_list_are_found_through_their_optimizers():
+    net = _Net()
+    assert sum(p.numel() for p in net.parameters()) == 0
+    named = reached_roots([], [net], _ids(*(layer.opt for layer in net.layers)))
+    assert list(named) == ["layers.0", "layers.1"] and named["layers.1"] is net.layers[1]
+    info = describe_model(named)
+    # 8 x 16 + 16 = 144; 16 x 16 + 16 = 272
+    assert info.params == info.trainable_params == 144 + 272
+    # the first layer called at the top level (a root), the second only held in the list
+    named = reached_roots([net.layers[0]], [net], _ids(*(layer.opt for layer in net.layers)))
+    assert list(named) == ["layers.0", "layers.1"]
+
+
+def test_a_roots_plain_list_and_dict_are_named_under_it():
+    root = nn.Linear(4, 4)
+    root.heads = [nn.Linear(4, 2), nn.Linear(4, 3)]            # plain list attribute
+    root.experts = {"a": nn.Linear(4, 4)}                       # plain dict attribute
+    params = list(root.parameters()) + [p for m in (*root.heads, root.experts["a"]) for p in m.parameters()]
+    named = reached_roots([root], [], _ids(torch.optim.SGD(params, lr=0.1)))
+    assert list(named) == ["", "heads.0", "heads.1", "experts.a"]
+    # 20 + 10 + 15 + 20
+    assert describe_model(named).params == 65
+    # every trained parameter in a called root: nothing to add
+    assert reached_roots([root], [], _ids(torch.optim.SGD(root.parameters(), lr=0.1))) == {}
+
+
+def test_a_bare_tensor_an_optimizer_trains_is_counted():
+    w = torch.zeros(3, 5, requires_grad=True)
+    info = describe_model({"": nn.Linear(2, 2)}, loose_params=[w])
+    assert info.params == info.trainable_params == 6 + 15
+
+
+def test_tied_parameters_are_recorded_by_every_name():
+    """GPT-2's token embedding is its LM head: one Parameter, two names (freezing one freezes both)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from ccprof.profiler.model_info import tied_params
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64, n_positions=16,
+                                       bos_token_id=0, eos_token_id=0))
+    info = describe_model({"": model})
+    assert info.tied_params == [["transformer.wte.weight", "lm_head.weight"]]
+    assert info.params == sum(p.numel() for p in model.parameters())          # counted once
+    untied = nn.Sequential(nn.Embedding(8, 4), nn.Linear(4, 8))
+    assert tied_params({"": untied}) == []
+    assert tied_params({"student": model}) == [["student.transformer.wte.weight", "student.lm_head.weight"]]

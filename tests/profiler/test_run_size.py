@@ -67,6 +67,13 @@ def planned(limits, spe=None, finite=True):
     ("nested", 16, True, 32, "loops: range(n_ep) (run_sizes.py) x loader (run_sizes.py)"),
     ("onepass", 16, True, 16, "one pass of loader (run_sizes.py)"),
     ("none", None, None, 0, "unknown"),
+    # one batch an epoch: 4 epochs are 4 steps, not 4 x the loader's 16 batches
+    ("peek", 16, True, 4, "loops: range(args.epochs) (run_sizes.py)"),
+    ("onebatch", 16, True, 4, "loops: range(args.epochs) (run_sizes.py) x loader (run_sizes.py) capped by "
+                              "break (run_sizes.py): one iteration"),
+    # range(max_iters + 1) whose last iteration only evaluates: 51 iterations, 50 steps
+    ("evallast", None, None, 50, "loops: range(max_iters + 1) (run_sizes.py) capped by if it == max_iters: break"),
+    ("stopat", None, None, 10, "loops: range(1000) (run_sizes.py) capped by if it == stop_at: break"),
 ])
 def test_run_size_from_the_loop(style, spe, finite, steps, source):
     n, why = planned(probe_style(style), spe, finite)
@@ -101,6 +108,17 @@ def test_safe_eval_runs_no_code():
         run_size.safe_eval(ast.parse("boom()", mode="eval").body, frame)
     assert run_size.safe_eval(ast.parse("len(xs) * 3", mode="eval").body, frame) == 6
     assert not calls
+    # a module is callable: never a value itself, but its attributes are read
+    # (Forward-Forward's ``for i in range(self.num_epochs)`` in an nn.Module method)
+    import torch
+
+    net = torch.nn.Linear(2, 2)
+    net.num_epochs = 7
+    assert run_size.safe_eval(ast.parse("net.num_epochs + 1", mode="eval").body, frame) == 8
+    with pytest.raises(Exception):
+        run_size.safe_eval(ast.parse("net", mode="eval").body, frame)
+    with pytest.raises(Exception):
+        run_size.safe_eval(ast.parse("net.forward", mode="eval").body, frame)
 
 
 @pytest.mark.parametrize("style,steps,source", [

@@ -13,7 +13,7 @@ from tests.helpers.paths import ROOT
 FACTS = [
     "autocast", "grad_scaler", "checkpointing", "accumulation", "validation",
     "early_stopping", "from_pretrained", "load_state_dict", "ddp", "fsdp", "data_parallel",
-    "compile", "hf_trainer", "lightning", "peft", "tf32", "fused_optimizer", "dataloader",
+    "compile", "hf_trainer", "lightning", "peft", "tf32", "fused_optimizer", "dataloader", "float64",
 ]
 
 
@@ -285,6 +285,24 @@ POSITIVE = [
     ("peft", """
         from trl import SFTTrainer
         trainer = SFTTrainer(model=model, peft_config=lora)
+        """, 2),
+    # float64: what makes the model float64, before tensors created so
+    ("float64", """
+        import torch
+        x = torch.randn(8, 4, dtype=torch.float64)
+        model = torch.nn.Linear(4, 1).double()
+        """, 3),
+    ("float64", """
+        import torch as T
+        T.set_default_dtype(T.float64)
+        """, 2),
+    ("float64", """
+        import torch
+        layer = torch.nn.Linear(4, 1, dtype=torch.double)
+        """, 2),
+    ("float64", """
+        import torch
+        x = torch.zeros(3, dtype=torch.float64)
         """, 2),
 ]
 
@@ -581,3 +599,30 @@ def test_reconcile_runtime_wins_and_keeps_the_line():
     assert reconcile(facts, {"compile": True}) is facts          # nothing to change
     with pytest.raises(ValueError):
         reconcile(facts, {"validation": False})                 # not observed at run time
+
+
+def test_a_fact_on_only_on_cuda_is_kept_when_a_cpu_run_did_not_show_it():
+    """issue 20: `enabled=device_type == "cuda"` holds for the target GPU; a CPU run not autocasting
+    does not turn the fact off."""
+    from ccprof.profiler.static import reconcile
+
+    src = ("import torch\n"
+           "device_type = 'cuda' if torch.cuda.is_available() else 'cpu'\n"
+           "with torch.autocast(device_type, enabled=device_type == 'cuda'):\n"
+           "    pass\n")
+    f = static_facts_from_source(src)
+    assert f.autocast and f.on_cuda == {"autocast": f.what["autocast"]} and f.lines["autocast"] == 3
+    assert "reads the device" in f.behind["autocast"]
+    assert reconcile(f, {"autocast": False}).autocast
+
+
+def test_autocast_on_only_on_cuda_is_already_applied_for_mixed_precision():
+    from ccprof.advisors import advise_one
+    from tests.helpers.profiles import hand_profile
+
+    src = ("import torch\n"
+           "device_type = 'cuda' if torch.cuda.is_available() else 'cpu'\n"
+           "with torch.autocast(device_type, enabled=device_type == 'cuda'):\n"
+           "    pass\n")
+    a = advise_one("mixed_precision", dataclasses.replace(hand_profile(), static=static_facts_from_source(src)))
+    assert a.status == "already_applied" and "when the device is CUDA (line 3" in a.rationale

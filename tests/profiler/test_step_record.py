@@ -34,3 +34,12 @@ def test_micro_batches_are_loader_batches_when_a_loader_fed_the_steps():
     assert micro_batches_per_step(StepRecord(backwards=[3, 3])) == 3   # no loader: backwards per step
     assert micro_batches_per_step(StepRecord()) == 1
     assert steps_section(StepRecord()).phase_s == {}
+
+
+def test_backwards_inside_a_closure_are_not_micro_batches():
+    # LBFGS: every backward ran inside optimizer.step(closure), so none counts as a micro-batch
+    lbfgs = StepRecord(backwards=[0, 0, 0], closure_backwards=[5, 4, 5])
+    s = steps_section(lbfgs)
+    assert s.micro_batches == 1
+    assert s.closure_backwards == 5                          # round(14 / 3)
+    assert steps_section(StepRecord(backwards=[4, 4])).closure_backwards == 0

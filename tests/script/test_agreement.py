@@ -9,6 +9,7 @@ more than one command line: a flag off, the flag on, no run known).
 """
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
@@ -96,7 +97,8 @@ def _reads(path: Path, argv: list[str] | None) -> tuple[object, dict[str, tuple[
     for tweak in _checked_tweaks():
         options = {"batch_size": 64} if tweak == "batch_size" else None
         result = apply_source(source, [tweak], options=options, path=str(path), argv=argv)
-        verdicts[tweak] = (tweak in result.already_applied, result.skipped.get(tweak, ""))
+        verdicts[tweak] = (tweak in result.already_applied and tweak not in result.turn_on,
+                           result.turn_on.get(tweak), result.skipped.get(tweak, ""))
     return static, verdicts
 
 
@@ -104,7 +106,7 @@ def _reads(path: Path, argv: list[str] | None) -> tuple[object, dict[str, tuple[
 def test_analyze_and_apply_agree_on_already_applied(path, argv):
     static, verdicts = _reads(path, argv)
     assert static.parsed, static.note
-    for tweak, (already, reason) in verdicts.items():
+    for tweak, (already, switch, reason) in verdicts.items():
         facts = CODEMODS[tweak].FACTS
         on = [f for f in facts if getattr(static, f)]
         assert bool(on) == already, (
@@ -112,7 +114,14 @@ def test_analyze_and_apply_agree_on_already_applied(path, argv):
             f"(lines {({f: static.lines.get(f) for f in facts})}) but apply says {reason!r}")
         off = [f for f in facts if f in static.inactive]
         if off and not on:           # the script has it behind a flag this run left off
-            assert "not in effect in the run" in reason, (tweak, reason)
+            switches = [static.switches[f] for f in off if f in static.switches]
+            if switches:             # analyze advises that command line; apply answers with it
+                assert switch in switches and reason.endswith(f"run the script with `{shlex.join(switch)}`"), (
+                    tweak, reason, static.switches)
+            else:
+                assert switch is None and "not in effect in the run" in reason, (tweak, reason)
+        else:
+            assert switch is None, (tweak, reason)
         behind = [f for f in on if f in static.behind]
         if already and behind:       # the reason names the flag, as the static fact does
             assert "behind" in reason, (tweak, reason, static.behind)
@@ -150,8 +159,9 @@ def test_flag_off_says_so_in_both_stages():
     static = static_facts_from_source(source, "compile_flag.py", argv=[])
     assert static.compile is False and static.inactive["compile"] == 12
     assert "--compile" in static.behind["compile"] and "off in this run" in static.behind["compile"]
+    assert static.switches["compile"] == ["--compile"]
     result = apply_source(source, ["compile"], argv=[])
-    assert "compile" not in result.already_applied and not result.applied
+    assert result.turn_on == {"compile": ["--compile"]} and not result.applied     # present: turn it on
     assert "--compile" in result.skipped["compile"] and "off in this run" in result.skipped["compile"]
     # no run known (`ccprof apply -t compile`): today's answer, saying it is behind the flag
     result = apply_source(source, ["compile"])

@@ -71,7 +71,7 @@ with torch.autocast("cuda", enabled=args.mixed_precision and torch.cuda.is_avail
 @pytest.mark.parametrize("argv, compile_on, autocast", [
     (["d"], None, "off"),                   # args.mode is not computable: compile may run
     (["d", "--no-compile"], False, "off"),  # the else branch of `elif not args.compile`
-    (["d", "--mixed-precision"], None, "unknown"),   # `True and is_available()`: not known
+    (["d", "--mixed-precision"], None, "on"),   # `True and is_available()`: True on the target GPU
 ])
 def test_guards_in_elif_chains_and_enabled_keywords(argv, compile_on, autocast):
     info = info_of(GUARDED)
@@ -80,8 +80,11 @@ def test_guards_in_elif_chains_and_enabled_keywords(argv, compile_on, autocast):
     assert (c.on, c.off_in_run) == ((compile_on is not False), compile_on is False)
     assert "--no-compile" in c.behind and "--mode" in c.behind
     a = applied(info, "autocast", opts)
-    assert {"off": a.off_in_run, "unknown": a.on and not a.known}[autocast]
+    assert {"off": a.off_in_run, "on": a.on and a.known}[autocast]
     assert "enabled=" in a.behind
+    if autocast == "on":        # with the device not known, `is_available()` is not known either
+        u = applied(info, "autocast", script_options(info, argv, device=None))
+        assert u.on and not u.known
 
 
 def test_conditions_on_no_option_are_not_flags():
@@ -93,3 +96,72 @@ def test_conditions_on_no_option_are_not_flags():
         """)
     a = applied(info, "compile", script_options(info, []))
     assert a.on and a.known and a.behind == ""
+
+
+@pytest.mark.parametrize("src, switch", [
+    # a choice compared with ==: the value to pass
+    ('import argparse\np = argparse.ArgumentParser()\np.add_argument("--model", default="tiny")\n'
+     'args = p.parse_args()\nif args.model == "gpt2":\n    model = GPT2LMHeadModel.from_pretrained("gpt2")\n',
+     ("--model", "gpt2")),
+    # a store_true switch: the flag alone
+    ('import argparse\np = argparse.ArgumentParser()\np.add_argument("--pretrained", action="store_true")\n'
+     'args = p.parse_args()\nif args.pretrained:\n    model = AutoModel.from_pretrained("bert-base-uncased")\n',
+     ("--pretrained",)),
+    # nanoGPT: a config global, an elif chain, `init_from.startswith('gpt2')` evaluated
+    ("init_from = 'scratch'\nexec(open('configurator.py').read())\nif init_from == 'scratch':\n    model = GPT(c)\n"
+     "elif init_from.startswith('gpt2'):\n    model = GPT.from_pretrained(init_from)\n", ("--init_from=gpt2",)),
+])
+def test_a_from_pretrained_off_in_the_run_has_its_switch(src, switch):
+    """Weights loaded behind an option the run left off: off in this run, with the command line
+    that turns it on; a tokenizer's or config's from_pretrained loads no weights."""
+    info = info_of(src + 'tok = AutoTokenizer.from_pretrained("gpt2")\n')
+    a = applied(info, "from_pretrained", script_options(info, []))
+    assert a.off_in_run and a.switch == switch
+    on = applied(info, "from_pretrained", script_options(info, list(switch)))
+    assert on.on and on.known
+
+
+NANOGPT_FUSED = """
+import inspect, torch
+device = "cuda" if torch.cuda.is_available() else "cpu"
+device_type = "cuda" if "cuda" in device else "cpu"
+model = torch.nn.Linear(2, 2).to(device)
+fused_available = "fused" in inspect.signature(torch.optim.AdamW).parameters
+use_fused = fused_available and device_type == "cuda"
+optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=use_fused)
+"""
+
+
+@pytest.mark.parametrize("src", [
+    NANOGPT_FUSED,
+    "import torch\nm = torch.nn.Linear(2, 2)\nopt = torch.optim.SGD(m.parameters(), lr=0.1, fused=torch.cuda.is_available())\n",
+    "import torch\ndev = torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')\n"
+    "m = torch.nn.Linear(2, 2)\nopt = torch.optim.Adam(m.parameters(), fused=dev.type == 'cuda')\n",
+])
+def test_a_setting_that_reads_the_device_takes_the_target_gpus_branch(src):
+    """issue 20: `fused=` True only on CUDA is on for the target GPU, off on the profiling host's CPU."""
+    info = info_of(src)
+    gpu = applied(info, "fused_optimizer", script_options(info, []))             # the target: CUDA
+    assert gpu.on and gpu.known and gpu.device and "reads the device" in gpu.behind
+    assert "CUDA takes this branch" in gpu.reason()
+    cpu = applied(info, "fused_optimizer", script_options(info, [], device="cpu"))
+    assert cpu.off_in_run and not cpu.on
+    unknown = applied(info, "fused_optimizer", script_options(info, [], device=None))
+    assert unknown.on and not unknown.known
+
+
+def test_names_bound_twice_or_by_a_loop_are_not_read_through():
+    info = info_of("""
+        import torch
+        use_fused = False
+        use_fused = torch.cuda.is_available()
+        for on in (True, False):
+            pass
+        m = torch.nn.Linear(2, 2)
+        opt = torch.optim.AdamW(m.parameters(), fused=use_fused)
+        opt2 = torch.optim.SGD(m.parameters(), lr=0.1, fused=on)
+        """)
+    opts = script_options(info, [])
+    assert "use_fused" not in opts.bindings and "on" not in opts.bindings
+    a = applied(info, "fused_optimizer", opts)
+    assert a.on and not a.device and a.behind == ""       # not known: counted as the script wrote it

@@ -10,6 +10,10 @@
 #   resume     llama2.c resumed at iter 100, if iter_num > 1000: break    -> 901 left
 #   modulo     64 micro-batches, opt.step() under if (i + 1) % 4 == 0     -> 16
 #   none       while True with a wall-clock stop                        -> unknown
+#   peek       for epoch in range(args.epochs): next(iter(loader)), one batch an epoch -> 4 steps
+#   onebatch   for epoch in range(args.epochs): for xb, yb in loader: ...; break       -> 4 steps
+#   evallast   for it in range(max_iters + 1), the last iteration only evaluates      -> 50 steps
+#   stopat     for it in range(1000): step; if it == stop_at: break (after the step) -> stop_at + 1
 import argparse
 import time
 from types import SimpleNamespace
@@ -29,6 +33,8 @@ if style == "infinite":
     p.add_argument("--max-steps", type=int, default=120)
 if style == "epochs":
     p.add_argument("--epochs", type=int, default=3)
+if style in ("peek", "onebatch"):
+    p.add_argument("--epochs", type=int, default=4)
 args = p.parse_args()
 
 torch.manual_seed(0)
@@ -116,3 +122,32 @@ elif args.style == "none":
         step(torch.randn(16, 8), torch.randn(16, 1))
         if time.monotonic() - t0 > 3600:
             break
+elif args.style == "peek":
+    loader = DataLoader(data, batch_size=16, shuffle=True)
+    for epoch in range(args.epochs):
+        xb, yb = next(iter(loader))                 # one batch an epoch, not the loader's 16
+        step(xb, yb)
+elif args.style == "onebatch":
+    loader = DataLoader(data, batch_size=16, shuffle=True)
+    for epoch in range(args.epochs):
+        for xb, yb in loader:
+            step(xb, yb)
+            break                                   # one batch an epoch
+elif args.style == "evallast":
+    max_iters, eval_interval = 50, 10
+
+    def evaluate():
+        with torch.no_grad():
+            return F.mse_loss(model(torch.randn(16, 8)), torch.randn(16, 1))
+    for it in range(max_iters + 1):
+        if it % eval_interval == 0:
+            evaluate()
+        if it == max_iters:
+            break                                   # the last iteration only evaluates
+        step(torch.randn(16, 8), torch.randn(16, 1))
+elif args.style == "stopat":
+    stop_at = 9
+    for it in range(1000):
+        step(torch.randn(16, 8), torch.randn(16, 1))
+        if it == stop_at:
+            break                                   # after the step: iteration 9 trained too

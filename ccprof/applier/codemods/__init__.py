@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 import libcst as cst
 from libcst.codemod import CodemodContext
 
-from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
+from ccprof.applier.codemods._base import AlreadyApplied, Skip, TurnOn, TweakCodemod
 from ccprof.applier.codemods._text import (
     ScriptEncodingError,
     ScriptText,
@@ -89,6 +89,9 @@ class ApplyResult:
     already_applied: list[str] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
     script: ScriptText | None = None
+    # already_applied ids the script holds behind an option the run left off: the run's arguments
+    # with that option on (``_base.TurnOn``), what to run instead of a second copy
+    turn_on: dict[str, list[str]] = field(default_factory=dict)
 
 
 def codemod_ids() -> list[str]:
@@ -117,7 +120,9 @@ def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | No
     """Rewrite ``source`` with the codemods of ``tweaks``; pure (no file I/O).
 
     Each tweak either rewrites the script completely or leaves it exactly as it was (a skip
-    with a reason). Applying a tweak a second time changes nothing. Unknown ids are skipped.
+    with a reason). Applying a tweak a second time changes nothing. Unknown ids are skipped; a
+    codemod that crashes or writes code that does not compile is skipped with a reason that
+    says it is a ccprof bug, and the other tweaks still apply.
     ``tweak_options``: each tweak's typed options (``{"grad_accumulation":
     GradAccumulationOptions(steps=4)}``, what ``selection.tweaks_from_advice`` reads from
     advice.json; a dict of its fields also does). ``options``: by ``--option`` name, over them:
@@ -155,6 +160,7 @@ def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | No
     skipped: dict[str, str] = {}
     already: list[str] = []
     notes: dict[str, str] = {}
+    turn_on: dict[str, list[str]] = {}
     for tweak in wanted:
         cls = CODEMODS.get(tweak)
         if cls is None:
@@ -164,12 +170,20 @@ def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | No
         codemod = cls(CodemodContext(filename=path), per_tweak.get(tweak), argv=argv)
         try:
             new_tree = codemod.rewrite(facts)
+        except TurnOn as e:
+            skipped[tweak] = str(e)
+            already.append(tweak)
+            turn_on[tweak] = e.argv
+            continue
         except AlreadyApplied as e:
             skipped[tweak] = f"already applied: {e}"
             already.append(tweak)
             continue
         except Skip as e:
             skipped[tweak] = str(e)
+            continue
+        except Exception as e:      # one codemod's bug must not cost the user the others
+            skipped[tweak] = _bug(e)
             continue
         unread = sorted(set(codemod.options.to_dict()) - codemod.read)
         if unread:      # e.g. LoRA's lr: --verify applies it at run time, the rewrite has no place for it
@@ -181,7 +195,11 @@ def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | No
             skipped[tweak] = "already applied: nothing to change"
             already.append(tweak)
             continue
-        _check_compiles(new_facts.code, tweak, path)
+        try:
+            _check_compiles(new_facts.code, tweak, path)
+        except RuntimeError as e:
+            skipped[tweak] = _bug(e)
+            continue
         facts = new_facts
         applied.append(tweak)
     out = facts.code
@@ -192,7 +210,13 @@ def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | No
         if change:
             diff = f"# ccprof: the file is written differently from how it was read: {change}\n" + diff
     return ApplyResult(("\ufeff" if bom else "") + join_newlines(out, newline), applied, skipped, diff,
-                       already, notes)
+                       already, notes, turn_on=turn_on)
+
+
+def _bug(e: Exception) -> str:
+    """The skip reason for a codemod that crashed or wrote code that does not compile."""
+    return (f"ccprof's rewrite failed on this script, a ccprof bug (please report it with the script): "
+            f"{type(e).__name__}: {e}")
 
 
 def _check_compiles(code: str, tweak: str, path: str) -> None:

@@ -9,6 +9,7 @@ that finds nothing to change raises ``Skip`` (with the line it looked for) or
 """
 from __future__ import annotations
 
+import shlex
 from typing import Any, ClassVar, Sequence
 
 import libcst as cst
@@ -32,6 +33,15 @@ class AlreadyApplied(Exception):
     """The script already has the tweak; the message names the line that shows it."""
 
 
+class TurnOn(AlreadyApplied):
+    """The script has the tweak behind an option the run left off: nothing to write; the message
+    gives the run's arguments with the option on (``argv``)."""
+
+    def __init__(self, message: str, argv: list[str]) -> None:
+        super().__init__(message)
+        self.argv = argv
+
+
 # --------------------------------------------------------------------------- base class
 
 
@@ -47,6 +57,11 @@ class TweakCodemod(CodemodCommand):
     # the facts of ccprof.script.applied that mean the script already has the tweak (any one):
     # the same functions the profiler's static facts ask, so apply and analyze agree
     FACTS: ClassVar[tuple[str, ...]] = ()
+    # In a Hugging Face Accelerate script: "code" (edit the code as in a plain loop: workers, TF32,
+    # compile, checkpointing, the loader's batch size are not Accelerator settings), "accelerator"
+    # (the setting belongs to ``Accelerator(...)``: the codemod's ``plan`` puts it there), or the
+    # reason the rewrite does not apply, naming what the user should do instead.
+    ACCELERATE: ClassVar[str] = "code"
     # No libcst metadata providers: ``ScriptInfo`` reads a ``ModuleFacts`` (parents, lines,
     # qualified names), which ``apply_source`` shares between the tweaks of one module version.
     METADATA_DEPENDENCIES = ()
@@ -71,9 +86,8 @@ class TweakCodemod(CodemodCommand):
         ``AlreadyApplied``. Unchanged subtrees are shared with ``facts.module``."""
         info = ScriptInfo(facts)
         self.check_applied(info)
-        if info.uses_accelerate():
-            raise Skip("this is an Accelerate script (looked for plain torch calls, found "
-                       "`accelerate.Accelerator`): set the tweak on `Accelerator(...)` instead")
+        if info.uses_accelerate() and self.ACCELERATE not in ("code", "accelerator"):
+            raise Skip(self.ACCELERATE)
         edits = Edits()
         self.plan(info, edits)
         if not edits:
@@ -96,6 +110,11 @@ class TweakCodemod(CodemodCommand):
         for a in found:
             if a.on:
                 raise AlreadyApplied(a.reason())
+        for a in found:
+            if a.off_in_run and a.switch is not None:
+                raise TurnOn(f"in the script, off in the run the advice came from: {a.reason()}; turn it on "
+                             f"rather than adding a second one: run the script with `{shlex.join(a.switch)}`",
+                             list(a.switch))
         for a in found:
             if a.off_in_run:
                 raise Skip(f"not in effect in the run the advice came from: {a.reason()}; turn "

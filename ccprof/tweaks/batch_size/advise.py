@@ -1,22 +1,52 @@
-"""batch_size: fill the memory headroom with a larger batch to amortize fixed per-step costs."""
+"""batch_size: fill the memory headroom with a larger batch to amortize fixed per-step costs, under a
+stated contract (same samples in fewer steps, or same steps) and learning-rate rule."""
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 from ccprof.advisors import constants as C
-from ccprof.advisors._common import batch_size, fmt_bytes, fmt_pct, fmt_s, gpu_spec, ledger, make_advice, recost
+from ccprof.advisors._common import (
+    batch_size,
+    fmt_bytes,
+    fmt_pct,
+    fmt_s,
+    fmt_usd,
+    gpu_spec,
+    ledger,
+    make_advice,
+    recost,
+    run_price,
+)
 from ccprof.advisors._registry import register
 from ccprof.advisors.context import AdviceContext
 from ccprof.artefacts.advice import Advice
 from ccprof.artefacts.profile import Profile
 from ccprof.artefacts.tweaks import BatchSizeOptions
+from ccprof.hardware import steps_per_epoch
 from ccprof.hardware.edits import scale_batch
+from ccprof.tweaks.batch_size.contract import (
+    FULL_BATCH_OPTIMIZERS,
+    GOYAL,
+    MALLADI,
+    describe_rule,
+    lr_factor,
+    lr_rule_for,
+    steps_after,
+)
 
-__all__ = ["advise_batch_size", "largest_batch"]
+__all__ = ["advise_batch_size", "largest_batch", "script_lr", "run_steps_after"]
+
+TB_PLUGIN = ("PyTorch TensorBoard profiler plugin (pytorch/kineto tb_plugin) recommendations: "
+             "GPU utilization < 50% -> larger batch")
+LBFGS_DOCS = ("PyTorch docs, torch.optim, 'Taking an optimization step': LBFGS needs to reevaluate the function "
+              "multiple times, through a closure; PyTorch C++ docs, 'Second-Order Optimizers': LBFGS is for "
+              "full-batch training (not mini-batch)")
 
 SNIPPET = """
-loader = torch.utils.data.DataLoader(dataset, batch_size={b}, shuffle=True)
-# scale the learning rate with the batch (linear rule, with warm-up): lr = base_lr * {b} / {b0}
+loader = torch.utils.data.DataLoader(dataset, batch_size={b}, shuffle=True)   # was {b0}
+# {contract}
+# {lr}
 """
 
 
@@ -35,26 +65,103 @@ def largest_batch(profile: Profile, budget_bytes: int) -> int:
     return int((budget_bytes - (led.peak - var)) // (var / b))
 
 
+def script_lr(profile: Profile) -> tuple[str | None, float | None]:
+    """The first optimizer's class and the learning rate the script set (a scheduler's
+    ``initial_lr`` when one changed it), or None where not one number."""
+    opts = profile.optimizer.optimizers if profile.optimizer else []
+    if not opts:
+        return None, None
+    h = opts[0].hyperparams or {}
+    lr = h.get("initial_lr", h.get("lr"))
+    ok = isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0
+    return opts[0].class_, float(lr) if ok else None
+
+
+def run_steps_after(profile: Profile, ctx: AdviceContext, run_steps: int, b: int, nb: int, keep: str) -> int:
+    """The run's optimizer steps under the contract. A run the script limits in epochs keeps them
+    (keep=samples), each of ceil(dataset / new batch) batches, as the rewritten script will run;
+    otherwise ``contract.steps_after`` (steps / k, or the same steps).
+
+    Example: 3 epochs of 40 samples at batch 8 (15 steps) -> batch 16: 3 x ceil(40 / 16) = 9, not 15 / 2.
+    """
+    spe = steps_per_epoch(profile)
+    if keep == "samples" and spe and run_steps and ctx.run_steps is None:
+        epochs = run_steps / spe
+        if any(lim.kind == "epochs" and abs(lim.value - epochs) < 1e-9 for lim in profile.run_limits):
+            n, mb = profile.data.dataset_len, max(profile.steps.micro_batches or 1, 1)
+            batches = math.ceil(n / nb) if n else math.ceil(spe * mb * b / nb)
+            return max(1, round(epochs * math.ceil(batches / mb)))
+    return steps_after(run_steps, b, nb, keep)
+
+
+def _contract_text(keep: str, b: int, nb: int, run_steps: int, new_steps: int) -> str:
+    k = nb / b
+    if keep == "steps":
+        steps = f"the planned {run_steps:,} steps stay" if run_steps else "the run keeps its number of steps"
+        return (f"same steps (--option batch_keep=steps): {steps}, each on {k:.3g}x the samples, so a limit "
+                f"in epochs is multiplied by {k:.3g} and an LR schedule in steps keeps its length")
+    steps = (f"the planned {run_steps:,} steps become {new_steps:,}" if run_steps
+             else f"the run takes {k:.3g}x fewer steps")
+    sched = f"{new_steps:,} steps" if run_steps else f"1/{k:.3g} of its steps"
+    return (f"same samples, fewer steps (--option batch_keep=samples, the default): {steps}; a limit in "
+            f"epochs stays as it is (each epoch has {k:.3g}x fewer steps), a limit in steps and an LR schedule "
+            f"in steps (warm-up, decay) span {sched}")
+
+
 @register("batch_size")
 def advise_batch_size(profile: Profile, ctx: AdviceContext) -> Advice:
-    """Per-sample time at the larger batch, re-costed: fixed per-step work is amortized and GEMMs
-    fill more of the GPU."""
+    """Per-sample time at the larger batch, re-costed (fixed per-step work is amortized and GEMMs
+    fill more of the GPU), priced under the contract ``keep`` (``samples``: steps / k; ``steps``:
+    the same steps), with the learning rate scaled by ``lr_rule``."""
     b = batch_size(profile)
     spec = gpu_spec(profile, ctx)
     led = ledger(profile)
+    opt_cls, lr = script_lr(profile)
+    n_data = profile.data.dataset_len
+    full = [o.class_ for o in (profile.optimizer.optimizers if profile.optimizer else [])
+            if o.class_ in FULL_BATCH_OPTIMIZERS]
+    if full:
+        return make_advice("batch_size", "not_applicable", profile, ctx, confidence="high",
+                           snippet="# keep the batch: LBFGS is a full-batch method",
+                           rationale=(f"The run trains with {full[0]}, a quasi-Newton optimizer whose step(closure) "
+                                      f"reevaluates the loss several times on the same inputs (its inner iterations "
+                                      f"and line search): it is meant for full-batch training, the whole training set"
+                                      + (f" ({n_data:,} samples)" if n_data else "")
+                                      + " at each step, not mini-batches. A larger batch is not a cheaper way to the "
+                                        "same result there; the batch is the run's full-batch design, not headroom."),
+                           sources=[LBFGS_DOCS], details={"batch_before": b, "optimizer": full[0]})
     if not b:
         return make_advice("batch_size", "not_applicable", profile, ctx, confidence="low",
-                           snippet=SNIPPET.format(b=64, b0=32), rationale="The batch size was not seen.")
+                           snippet="# the batch size was not seen", rationale="The batch size was not seen.")
+    if n_data and b >= n_data:
+        return make_advice("batch_size", "not_applicable", profile, ctx, confidence="high",
+                           snippet=f"# batch {b} already holds the whole training set ({n_data:,} samples)",
+                           rationale=(f"The batch of {b} already holds the whole training set ({n_data:,} samples, "
+                                      f"len() of the DataLoader's dataset): there is no larger batch."),
+                           details={"batch_before": b, "dataset_len": n_data})
     if spec.memory_bytes is None:
         return make_advice("batch_size", "not_applicable", profile, ctx, confidence="low",
-                           snippet=SNIPPET.format(b=2 * b, b0=b),
+                           snippet=f"# batch {b}: the target GPU's memory is unknown",
                            rationale="The target GPU's memory is unknown (CPU run, no catalog entry); pass --gpu.")
     budget = int(C.MEMORY_FULL_FRAC * spec.memory_bytes)
     used = led.peak / spec.memory_bytes
-    nb = min(largest_batch(profile, budget), C.BATCH_MAX_MULTIPLE * b)
-    if used >= 0.8 * C.MEMORY_FULL_FRAC or nb < 2 * b and nb <= b:
+    fits = min(largest_batch(profile, budget), C.BATCH_MAX_MULTIPLE * b)
+    wanted = ctx.option("batch_size", "batch_size")
+    factor = ctx.option("batch_size", "factor")
+    if wanted is None and factor is not None:
+        wanted = max(1, round(b * factor))
+    nb = int(wanted) if wanted is not None else fits
+    capped = ""
+    if n_data and nb > n_data:
+        capped = (f" It is capped at the training set's {n_data:,} samples (len() of the DataLoader's dataset): "
+                  f"a larger batch would repeat or not exist.")
+        nb = n_data
+    if wanted is not None and nb > max(fits, b):
+        capped += (f" Batch {nb} is the one asked for (--option batch_size); ccprof's ledger fits at most "
+                   f"{max(fits, b)} in {fmt_pct(C.MEMORY_FULL_FRAC)} of {spec.name}'s memory.")
+    if wanted is None and (used >= 0.8 * C.MEMORY_FULL_FRAC or nb <= b):
         return make_advice("batch_size", "already_applied" if used >= 0.5 else "not_applicable", profile, ctx,
-                           confidence="medium", snippet=SNIPPET.format(b=b, b0=b),
+                           confidence="medium", snippet=f"# batch {b}: no headroom for a larger one",
                            rationale=(f"The peak of {fmt_bytes(led.peak)} already uses {fmt_pct(used)} of the "
                                       f"{fmt_bytes(spec.memory_bytes)} on {spec.name}: no headroom for a larger batch."))
     util = profile.gpu.mean_sm_util_pct if profile.gpu else None
@@ -70,32 +177,79 @@ def advise_batch_size(profile: Profile, ctx: AdviceContext) -> Advice:
     rc = recost(profile, ctx, ops=scale_batch(profile.ops, k), profile_after=bigger, spec=spec)
     per_before = rc.before.step_s / b
     per_after = rc.after.step_s / nb
-    frac = 1 - per_after / per_before if per_before > 0 else 0.0
-    if frac <= 0.005:
+    per_sample_frac = 1 - per_after / per_before if per_before > 0 else 0.0
+    keep = ctx.option("batch_size", "keep")
+    rule = ctx.option("batch_size", "lr_rule") or lr_rule_for(opt_cls)
+    options = BatchSizeOptions(batch_size=nb, keep=keep, lr_rule=rule)
+    if per_sample_frac <= 0.005:
         return make_advice("batch_size", "not_applicable", profile, ctx, confidence="medium",
-                           snippet=SNIPPET.format(b=nb, b0=b),
+                           snippet=f"# batch {nb} (from {b}) would not cost less per sample",
                            rationale=(f"Batch {nb} (from {b}) would fit {spec.name}, but the step grows with it: "
                                       f"{fmt_s(rc.before.step_s)} -> {fmt_s(rc.after.step_s)} ({fmt_s(per_before)} -> "
                                       f"{fmt_s(per_after)} per sample): nothing fixed per step left to amortize."),
                            details={"batch_after": nb, "batch_before": b})
+    # the contract's run: its steps, each step's time, and their dollars
+    price = run_price(profile, ctx)
+    ratio = rc.after.step_s / rc.before.step_s if rc.before.step_s else 1.0
+    run_steps = price.run_steps
+    new_steps = run_steps_after(profile, ctx, run_steps, b, nb, keep) if run_steps else 0
+    if run_steps:
+        cost_after_frac = ratio * new_steps / run_steps
+    else:
+        cost_after_frac = ratio / k if keep == "samples" else ratio
+    frac = 1 - cost_after_frac
+    step_after = price.step_s * ratio
+    usd_after = price.usd_run * cost_after_frac
+    usd_saved = price.usd_run - usd_after if price.priced else None
+    lr_k = lr_factor(rule, k)
+    lr_text = describe_rule(rule, k, opt_cls)
+    if lr is not None and rule != "none":
+        lr_text += f": {lr:.4g} -> {lr * lr_k:.4g}"
+    elif rule != "none":
+        lr_text += " (the script's learning rate was not seen as one number)"
+    if rule == "linear":
+        lr_text += " (Goyal et al. reach it by a gradual warm-up over 5 epochs: add one if your schedule has none)"
+    contract = _contract_text(keep, b, nb, run_steps, new_steps)
+    if price.priced:
+        dollars = (f"Dollars under this contract: {new_steps:,} steps x {fmt_s(step_after)} (the larger batch's step) "
+                   f"= {fmt_usd(usd_after)}, from {fmt_usd(price.usd_run)}.")
+    else:
+        dollars = (f"Under this contract the run's GPU time is {fmt_pct(cost_after_frac)} of what it is now "
+                   f"(step x {ratio:.3g}" + (f", steps / {k:.3g})." if keep == "samples" else ", same steps)."))
+    more = (f" Keeping the steps trains on {k:.3g}x the samples and costs {fmt_pct(-frac)} more GPU time; "
+            f"--option batch_keep=samples keeps the samples and saves {fmt_pct(per_sample_frac)}."
+            if keep == "steps" and frac < 0 else "")
     rationale = (f"The peak of {fmt_bytes(led.peak)} uses {fmt_pct(used)} of the {fmt_bytes(spec.memory_bytes)} on "
-                 f"{spec.name}. Activations and temporaries are {fmt_bytes((led.act + led.other) / b)} per sample, so batch {nb} (from {b}) fits "
-                 f"within {fmt_pct(C.MEMORY_FULL_FRAC)} (peak {fmt_bytes(peak_after)}). Re-costed at batch {nb} (every "
-                 f"op's batch dimension scaled, the optimizer step and per-step host work unchanged, GEMMs "
-                 f"re-tiled): {rc.says()}, i.e. {fmt_s(per_before)} -> {fmt_s(per_after)} per sample, "
-                 f"{fmt_pct(frac)} less time for the same samples"
+                 f"{spec.name}. Activations and temporaries are {fmt_bytes((led.act + led.other) / b)} per sample, "
+                 f"so batch {nb} (from {b}) fits within {fmt_pct(C.MEMORY_FULL_FRAC)} (peak {fmt_bytes(peak_after)})."
+                 f"{capped} Re-costed at batch {nb} (every op's batch dimension scaled, the optimizer step and "
+                 f"per-step host work unchanged, GEMMs re-tiled): {rc.says()}, i.e. {fmt_s(per_before)} -> "
+                 f"{fmt_s(per_after)} per sample ({fmt_pct(per_sample_frac)} less)"
                  + (f"; the GPU averaged {util:.0f}% utilization" if util is not None else "")
-                 + ". A larger batch changes optimization: scale the learning rate and check convergence.")
+                 + f". Contract: {contract}. Learning rate: {lr_text}. {dollars}{more} "
+                 "A larger batch changes optimization: check the loss curve against the old run's.")
+    snippet = SNIPPET.format(b=nb, b0=b, contract=contract,
+                             lr=(f"lr = {lr * lr_k:.4g}   # was {lr:.4g}, " if lr is not None and rule != "none" else "learning rate ")
+                             + describe_rule(rule, k, opt_cls))
     return make_advice("batch_size", "recommended", profile, ctx, confidence="low", time_saved_frac=frac,
-                       memory_saved_bytes=led.peak - peak_after, peak_bytes_after=peak_after,
-                       step_s_after=None, rationale=rationale, snippet=SNIPPET.format(b=nb, b0=b),
-                       options=BatchSizeOptions(batch_size=nb),
+                       usd_saved=usd_saved, memory_saved_bytes=led.peak - peak_after, peak_bytes_after=peak_after,
+                       step_s_after=None, rationale=rationale, snippet=snippet, options=options,
                        assumptions=["What grows with the batch is read from each op's shapes (tensors of a "
                                     "parameter's shape and the optimizer step stay); the step is costed again.",
-                                    "The run keeps its number of samples (fewer steps at the larger batch)."],
-                       sources=["PyTorch TensorBoard profiler plugin (pytorch/kineto tb_plugin) recommendations: GPU utilization < 50% -> larger batch",
-                                "Goyal et al. 2017, linear learning-rate scaling with warm-up"],
+                                    ("The run keeps its number of samples: its steps are divided by the batch factor "
+                                     f"({k:.3g}), and a schedule in steps with them (a run limited in epochs keeps "
+                                     "them, each of ceil(training set / new batch) steps)."
+                                     if keep == "samples" else
+                                     f"The run keeps its number of steps: it sees {k:.3g}x the samples."),
+                                    f"The learning rate follows the {rule} rule ({describe_rule(rule, k, opt_cls)}): "
+                                    "it keeps the optimization comparable, not guaranteed equal."],
+                       sources=[TB_PLUGIN, GOYAL, MALLADI],
                        details={"batch_after": nb, "batch_before": b, "per_sample_s_before": per_before,
                                 "per_sample_s_after": per_after, "step_s_before_model": rc.before.step_s,
-                                "step_s_after_model": rc.after.step_s, "time_scope": "run",
-                                "step_s_ratio": rc.after.step_s / rc.before.step_s if rc.before.step_s else 1.0})
+                                "step_s_after_model": rc.after.step_s,
+                                "time_scope": "run" if keep == "samples" else "step",
+                                "step_s_ratio": ratio, "keep": keep, "lr_rule": rule, "lr_factor": lr_k,
+                                "lr_before": lr, "lr_after": lr * lr_k if lr is not None else None,
+                                "run_steps_before": run_steps, "run_steps_after": new_steps,
+                                "usd_run_after": usd_after if price.priced else None,
+                                "dataset_len": n_data})

@@ -1,7 +1,17 @@
 """distillation: train a shallower student on the teacher's soft labels."""
 from __future__ import annotations
 
-from ccprof.advisors._common import fmt_bytes, fmt_change, fmt_num, fmt_pct, ledger, make_advice, module_map, recost
+from ccprof.advisors._common import (
+    OneTimeCost,
+    fmt_bytes,
+    fmt_change,
+    fmt_num,
+    fmt_pct,
+    ledger,
+    make_advice,
+    module_map,
+    recost,
+)
 from ccprof.advisors._registry import register
 from ccprof.advisors.context import AdviceContext
 from ccprof.artefacts.advice import Advice
@@ -74,23 +84,40 @@ def advise_distillation(profile: Profile, ctx: AdviceContext) -> Advice:
                            rationale=(f"{m.class_ or 'The model'} has no repeated blocks to halve; name a smaller "
                                       "family to compare against."))
     frac = pr["time_saved_frac"]
+    # A student needs a trained teacher. A script that starts from pretrained weights has one (the
+    # model it loads); one that trains from scratch is training the teacher: distilling then costs
+    # this whole run first, and the student's run on top.
+    pretrained = bool(m.pretrained or profile.static.from_pretrained)
+    teacher = None if pretrained else OneTimeCost(
+        "training the teacher first: the model trains from scratch, so no trained teacher exists and its "
+        "training is this planned run", "the profile: no pretrained weights were loaded", run_frac=1.0)
+    memory = pr["memory_saved_bytes"] if pretrained else 0     # the teacher's own run needs this run's memory
     rationale = (f"A student with {pr['student_blocks']} of the {pr['blocks']} blocks has {fmt_num(pr['student_params'])} "
                  f"parameters (teacher {fmt_num(m.params)}) and needs {pr['student_flops']:,} FLOPs per step "
                  f"(teacher {profile.flops.per_step:,}). Training it with the teacher's forward each step costs "
                  f"{pr['step_flops_with_teacher']:,} FLOPs; re-costed (the student's blocks and the teacher's forward "
                  f"kernels), {pr.get('recost', 'no op records')}: {fmt_change(frac)}; inference on the student "
-                 f"saves {fmt_pct(pr['inference_time_saved_frac'])}. Memory changes by {fmt_bytes(pr['memory_saved_bytes'])} "
-                 f"(teacher weights stay resident). This trades accuracy for cost: DistilBERT kept 97% of its "
-                 f"teacher's quality; yours may keep less. Confidence is low.")
-    status = "recommended" if frac > 0 else "not_applicable"
-    if status == "not_applicable":
-        rationale = ("Distilling would not save training time: " + rationale)
-    return make_advice("distillation", status, profile, ctx, confidence="low", risk="accuracy",
-                       time_saved_frac=frac, memory_saved_bytes=pr["memory_saved_bytes"], rationale=rationale,
-                       snippet=SNIPPET,
+                 f"saves {fmt_pct(pr['inference_time_saved_frac'])}. ")
+    if pretrained:
+        rationale += (f"Memory changes by {fmt_bytes(pr['memory_saved_bytes'])} (teacher weights stay resident). ")
+    else:
+        rationale += ("The model trains from scratch: the teacher must be trained first (this run, at full memory), "
+                      "so distilling pays off at inference or when a trained teacher is reused, not on this run. ")
+    rationale += ("This trades accuracy for cost: DistilBERT kept 97% of its teacher's quality; yours may keep less. "
+                  "Confidence is low.")
+    return make_advice("distillation", "recommended", profile, ctx, confidence="low", risk="accuracy",
+                       time_saved_frac=frac, memory_saved_bytes=memory, rationale=rationale,
+                       snippet=SNIPPET, one_time=teacher,
                        assumptions=[f"Student depth {fmt_pct(depth_frac)} of the teacher (it keeps every "
                                     f"{ctx.option('distillation', 'keep_every')}th block: --option distillation.keep_every).",
-                                    "A trained teacher exists; its forward runs every step (no cached logits).",
+                                    ("The pretrained model the script loads is the teacher, with no training of its "
+                                     "own counted; a teacher that must first be fine-tuned on this task costs this "
+                                     "run again." if pretrained else
+                                     "No trained teacher exists (the model trains from scratch): the teacher's "
+                                     "training, counted once, is this planned run as the script runs it."),
+                                    "The teacher's forward runs every step (no cached logits): it is in the "
+                                    "re-costed step.",
                                     "The student reaches useful quality in the same number of steps."],
                        sources=["Sanh et al., DistilBERT, 2019: 40% smaller, 60% faster, 97% of quality"],
-                       details=pr, options=DistillationOptions(keep_every=ctx.option("distillation", "keep_every")))
+                       details={**pr, "teacher_pretrained": pretrained, "memory_saved_bytes": memory},
+                       options=DistillationOptions(keep_every=ctx.option("distillation", "keep_every")))

@@ -37,6 +37,9 @@ def torchrun_command(path: str) -> str:
 class Distributed(TweakCodemod):
     DESCRIPTION = "Data-parallel training on every GPU with DDP."
     FACTS = ("ddp", "fsdp")
+    ACCELERATE = ("Accelerate already runs this script data-parallel when it is launched that way: "
+                  "`accelerate launch --multi_gpu --num_processes N train.py` (or `accelerate config`); "
+                  "no rewrite is needed")
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:
         found = info.calls_of("process_group")

@@ -25,6 +25,23 @@ def advise_fused_optimizer(profile: Profile, ctx: AdviceContext) -> Advice:
     if not opts:
         return make_advice("fused_optimizer", "not_applicable", profile, ctx, confidence="high", snippet=snippet,
                            rationale="No torch.optim optimizer was seen: the script updates parameters itself.")
+    on_cuda = profile.static.on_cuda.get("fused_optimizer")
+    if on_cuda and profile.device.type != "cuda" and not all(o.fused for o in opts):
+        # the script sets fused=True only when the device is CUDA: the target GPU takes that branch
+        rc = recost(profile, ctx, policy={"optimizer": "fused"})
+        line = profile.static.lines.get("fused_optimizer", "?")
+        return make_advice(
+            "fused_optimizer", "already_applied", profile, ctx, confidence="high", snippet=snippet,
+            rationale=(f"Already applied on CUDA (line {line}: {on_cuda}): the value passed is True when the "
+                       f"device is CUDA, and the target GPU takes that branch. This {profile.device.type.upper()} "
+                       f"run took the other one, so its measured {cls}.step() is unfused; on {rc.spec.name} ccprof "
+                       f"costs the step fused, as the script would run it there (optimizer "
+                       f"{fmt_s(rc.before.phase_s.get('optimizer', 0.0))}, {rc.before.policy.optimizer} kernel, in "
+                       f"every advice's 'before'). Where: {profile.static.behind.get('fused_optimizer', on_cuda)}."),
+            assumptions=["The target GPU is CUDA: device tests such as `torch.cuda.is_available()` and "
+                         "`device_type == 'cuda'` are taken as True there."],
+            sources=["PyTorch torch.optim docs: fused implementations (CUDA tensors)"],
+            details={"on_cuda": on_cuda, "optimizer_s_before": rc.before.phase_s.get("optimizer", 0.0)})
     if all(o.fused for o in opts):
         ph = profile.steps.phase_s
         total = sum(ph.values()) if ph else 0.0

@@ -89,12 +89,46 @@ def micro_batch_plan(profile: Profile, wanted_batch: int, budget_bytes: int) -> 
             "peak_bytes_after": peak_bytes_at_batch(profile, m, k) if m else None}
 
 
+# torch.optim.LBFGS.step(closure): "A closure that reevaluates the model and returns the loss",
+# called up to max_eval times (default max_iter * 1.25) per step.
+LBFGS_SOURCE = "PyTorch torch.optim.LBFGS docs (step(closure): the closure re-evaluates the model)"
+CLOSURE_CLASSES = ("LBFGS",)            # torch.optim optimizers whose step() requires a closure
+
+
+def _closure_optimizer(profile: Profile) -> str:
+    """Why accumulation does not apply to a closure optimizer's step ("" when the step takes no closure).
+
+    Backward passes inside ``optimizer.step(closure)`` re-evaluate the same batch at new
+    parameters, each after ``zero_grad()``: they are a line search's function evaluations, not
+    micro-batches, and summing their gradients would be wrong. A quasi-Newton method such as LBFGS
+    also wants the full (or a fixed large) batch: its curvature pairs compare gradients of one
+    objective (Nocedal & Wright, Numerical Optimization, ch. 7).
+    """
+    opts = profile.optimizer.optimizers if profile.optimizer else []
+    cls = next((o.class_ for o in opts if o.class_ in CLOSURE_CLASSES), None)
+    n = profile.steps.closure_backwards
+    if not n and cls is None:
+        return ""
+    who = f"{cls}.step(closure)" if cls else "optimizer.step(closure)"
+    seen = (f"{n} backward passes per optimizer step ran inside {who}" if n
+            else f"{who} runs its backward passes inside the step")
+    return (f"{seen}: they are the closure's re-evaluations of the same batch at new parameters, each after "
+            "zero_grad(), not micro-batches whose gradients add up. Accumulating across them would mix gradients "
+            "of different points; a closure optimizer such as LBFGS is a full-batch quasi-Newton method whose "
+            "curvature estimates need one objective per step, so splitting its batch does not apply. If the batch "
+            "does not fit, see checkpointing or a smaller model.")
+
+
 @register("grad_accumulation")
 def advise_grad_accumulation(profile: Profile, ctx: AdviceContext) -> Advice:
     """Recommend accumulation when the wanted batch does not fit the target GPU."""
     b = batch_size(profile)
     wanted = ctx.wanted_batch_size or b
     snip = SNIPPET.format(k=2, m=max(1, (wanted or 2) // 2), b=wanted or 2)
+    closure = _closure_optimizer(profile)
+    if closure:
+        return make_advice("grad_accumulation", "not_applicable", profile, ctx, confidence="high", snippet=snip,
+                           rationale=closure, sources=[LBFGS_SOURCE])
     if profile.steps.micro_batches > 1 or profile.static.accumulation:
         return make_advice("grad_accumulation", "already_applied", profile, ctx, confidence="high", snippet=snip,
                            rationale=(f"The script already accumulates gradients ({profile.steps.micro_batches} "

@@ -20,7 +20,7 @@ from ccprof.applier.codemods._cst import (
 )
 from ccprof.applier.codemods._loop import require_sites
 from ccprof.script.info import ScriptInfo
-from ccprof.script.loop import loop_of, outermost_loop, step_stmts
+from ccprof.script.loop import loop_of, outermost_loop, step_stmts, trained_models
 
 __all__ = ["GradAccumulation"]
 
@@ -31,6 +31,7 @@ CONSTANT = "gradient_accumulation_steps"
 class GradAccumulation(TweakCodemod):
     DESCRIPTION = "Accumulate gradients over k micro-batches per optimizer step."
     FACTS = ("accumulation",)      # a real pattern (ccprof.script.applied), not a variable's name
+    ACCELERATE = "accelerator"      # Accelerator(gradient_accumulation_steps=k) + `with accelerator.accumulate(model):`
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:
         k = int(self.opt("steps"))
@@ -43,7 +44,47 @@ class GradAccumulation(TweakCodemod):
         if info.kind == "lightning":
             return self._keyword(info, edits, info.lightning_trainer_calls(), "accumulate_grad_batches", k,
                                  "looked for a Lightning `Trainer(...)` call")
+        if info.uses_accelerate():
+            return self._accelerate(info, edits, k)
         self._plain(info, edits, k)
+
+    def _accelerate(self, info: ScriptInfo, edits: Edits, k: int) -> None:
+        """Accelerate counts the micro-batches itself: ``Accelerator(gradient_accumulation_steps=k)``, and
+        the loop body under ``with accelerator.accumulate(model):`` (without it the setting does nothing:
+        the prepared optimizer steps every time)."""
+        calls = info.accelerator_calls()
+        names = sorted(info.accelerator_names())
+        if not calls or not names:
+            raise Skip("this script uses accelerate but binds no `accelerator = Accelerator(...)` here: pass "
+                       f"`--gradient_accumulation_steps {k}` to `accelerate launch`")
+        for call in calls:
+            edits.replace(call, lambda u: set_kwarg(u, "gradient_accumulation_steps", str(k)))
+        if any(method_call(c, "accumulate") is not None for c in info.calls):
+            return                                  # the loop already asks accelerator.accumulate()
+        backs = info.accelerator_backward_calls()
+        if not backs:
+            raise Skip(f"looked for `{names[0]}.backward(loss)` in a loop and found none")
+        models = sorted(trained_models(info))
+        if not models:
+            raise Skip("looked for the model an optimizer trains (`optimizer = ...(model.parameters())`) and found none")
+        done: set[int] = set()
+        for back in backs:
+            loop = loop_of(info, info.stmt_of(back))
+            if loop is None:
+                raise Skip(f"line {info.line(back)}: `{names[0]}.backward(...)` is not inside a loop")
+            if id(loop) in done:
+                continue
+            done.add(id(loop))
+            body = list(loop.body.body)
+            model = next((m for m in models if "." not in m), models[0])
+            head = parse_expr(f"{names[0]}.accumulate({model})")
+
+            def wrap(stmts: list, first=body[0], head=head) -> cst.With:
+                inner = [stmts[0].with_changes(leading_lines=[])] + list(stmts[1:])
+                return cst.With(items=[cst.WithItem(item=head)], body=cst.IndentedBlock(body=inner),
+                                leading_lines=first.leading_lines)
+
+            edits.group(body, wrap)
 
     def _keyword(self, info: ScriptInfo, edits: Edits, calls: list, key: str, k: int, missing: str) -> None:
         if not calls:

@@ -17,7 +17,7 @@ from ccprof.advisors._common import (
 )
 from ccprof.advisors._registry import register
 from ccprof.advisors.context import AdviceContext
-from ccprof.advisors.families import pretrained_family
+from ccprof.advisors.families import pretrained_family, published_match
 from ccprof.artefacts.advice import Advice
 from ccprof.artefacts.profile import Profile
 from ccprof.artefacts.tweaks import LoraOptions
@@ -148,6 +148,16 @@ def advise_lora(profile: Profile, ctx: AdviceContext) -> Advice:
                            rationale=(f"{m.class_ or 'The model'} trains from scratch and matches no pretrained family: "
                                       "LoRA adapts pretrained weights, and frozen random weights would cap what it "
                                       "can learn."), details=pr)
+    match = published_match(profile) if scratch else None
+    if match is not None and not match.fits:
+        # the same check finetune makes: LoRA on this model needs weights published for its architecture
+        return make_advice("lora", "not_applicable", profile, ctx, confidence="high", snippet=snippet,
+                           rationale=(f"{m.class_} trains from scratch, and no published '{family}' checkpoint fits "
+                                      f"it: the closest, {match.says()}, differs in {'; '.join(match.differs)}. "
+                                      "LoRA adapts pretrained weights; frozen random weights would cap what it can "
+                                      "learn."),
+                           sources=[match.published.source], details={**pr, "checkpoint": match.published.id,
+                                                                       "differs": match.differs})
     rationale = (f"All {fmt_num(m.trainable_params)} parameters train and Linear layers hold {fmt_pct(lin_share)} of them. "
                  f"Freezing the base drops its gradients at peak and optimizer state ({fmt_bytes(pr['base_grad_opt_bytes'])}; "
                  f"{led.note}); rank-{pr['rank']} adapters on {len(pr['targets'])} Linear layers add "

@@ -2,9 +2,19 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from ccprof.advisors import constants as C
-from ccprof.advisors._common import fmt_bytes, fmt_change, fmt_pct, gpu_spec, ledger, make_advice, recost
+from ccprof.advisors._common import (
+    fmt_bytes,
+    fmt_change,
+    fmt_pct,
+    fp32_matmuls,
+    gpu_spec,
+    ledger,
+    make_advice,
+    recost,
+)
 from ccprof.advisors._registry import register
 from ccprof.advisors.context import AdviceContext
 from ccprof.artefacts.advice import Advice
@@ -12,6 +22,7 @@ from ccprof.artefacts.profile import Profile
 from ccprof.artefacts.tweaks import MixedPrecisionOptions
 from ccprof.artefacts.vocab import MATMUL_CLASSES, dtype_name, normalize_dtype
 from ccprof.hardware import half_dtype
+from ccprof.hardware.edits import to_float32
 from ccprof.hardware.kernels import op_class
 
 __all__ = ["advise_mixed_precision", "project_mixed_precision_memory"]
@@ -189,6 +200,10 @@ def project_mixed_precision_memory(profile: Profile) -> dict:
     keep_other = min(led.other, 2 * loss + batch)
     other_saved = int(min(led.other - keep_other, halved) * (1 - C.BYTES_BF16 / C.BYTES_FP32))
     saved = led.act - act_after + other_saved
+    # a sane peak: parameters and optimizer state stay resident, and activations fit under the peak
+    # (a ledger whose activations exceed its peak would otherwise project a negative peak)
+    saved = min(saved, max(0, led.peak - led.params - led.opt))
+    act_after = max(0, min(act_after, led.peak - saved - led.params - led.opt))
     return {"activations_after_bytes": act_after, "weight_cache_bytes": int(cache),
             "halved_bytes": int(halved), "kept_bytes": int(led.act - halved), "input_copy_bytes": int(copy),
             "other_after_bytes": int(led.other - other_saved),
@@ -218,12 +233,97 @@ def _measured_effect(profile: Profile) -> str:
             f"ran in 16-bit; activations saved for backward are {fmt_bytes(led.act)} of the {fmt_bytes(led.peak)} peak.")
 
 
+SNIPPET_FLOAT64 = """
+# the model is float64 ({what}, line {line}): autocast leaves float64 alone. Make it float32 first
+# (drop the .double() / dtype=torch.float64; feed float32 batches), then autocast:
+model = model.float()
+with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+    loss = loss_fn(model(x.float()), y.float())
+loss.backward()
+optimizer.step()
+"""
+
+
+def _float64_share(profile: Profile) -> float:
+    """The share of the step's matmul/conv/attention FLOPs that ran in float64."""
+    by = matmul_flops_by_dtype(profile)
+    total = sum(by.values())
+    return by.get("float64", 0) / total if total else 0.0
+
+
+def _float32_profile(profile: Profile) -> Profile:
+    """The profile as the float32 model would record it: float64 ops in float32 (half the bytes,
+    ``edits.to_float32``) and every float64 tensor of the ledger at half its size."""
+    m = profile.memory
+    half = {f: getattr(m, f) // 2 for f in ("peak_bytes", "params_bytes", "grads_bytes", "optimizer_state_bytes",
+                                            "activations_bytes", "other_bytes", "buffers_bytes")}
+    modules = [replace(mod, activation_bytes=mod.activation_bytes // 2) for mod in profile.model.modules]
+    return replace(profile, ops=to_float32(profile.ops), memory=replace(m, **half),
+                   model=replace(profile.model, modules=modules))
+
+
+def _advise_float64(profile: Profile, ctx: AdviceContext) -> Advice:
+    """A float64 model: autocast alone changes nothing; the lever is float64 -> float32, then autocast."""
+    st = profile.static
+    line, what = st.lines.get("float64"), st.what.get("float64")
+    where = f"{what} at line {line}" if line else "the script (the line was not found)"
+    spec = gpu_spec(profile, ctx)
+    half = half_dtype(spec)
+    led = ledger(profile)
+    alone = recost(profile, ctx, policy={"autocast": half}, spec=spec)
+    ops32 = to_float32(profile.ops)
+    rc32 = recost(profile, ctx, ops=ops32, spec=spec)
+    rc = recost(profile, ctx, ops=ops32, policy={"autocast": half}, spec=spec)
+    p32 = _float32_profile(profile)
+    mem = project_mixed_precision_memory(p32)
+    peak_after = mem["peak_bytes_after"]
+    snippet = SNIPPET_FLOAT64.format(what=what or "float64", line=line or "?")
+    rationale = (f"The model is float64 ({profile.precision.param_dtype} parameters; {fmt_pct(_float64_share(profile))} "
+                 f"of the matmul FLOPs ran in float64), made so by {where}. Autocast leaves float64 tensors alone, "
+                 f"so autocast by itself changes the step {alone.says()}. The lever is the float64: in float32 the "
+                 f"step goes {rc32.says()} ({fmt_change(rc32.frac)}: half the bytes per op); with {half} autocast on "
+                 f"top, {rc.says()}: {fmt_change(rc.frac)} in all. Memory: every float64 tensor halves in float32 "
+                 f"(peak {fmt_bytes(led.peak)} -> {fmt_bytes(p32.memory.peak_bytes)}); with autocast's 16-bit "
+                 f"activations and its {fmt_bytes(mem['weight_cache_bytes'])} of {half} weight copies the peak is "
+                 f"{fmt_bytes(peak_after)}. Check that the run does not need float64's "
+                 "precision (a physics or ill-conditioned problem may).")
+    return make_advice(
+        "mixed_precision", "recommended", profile, ctx, confidence="medium", risk="numerics",
+        time_saved_frac=rc.frac, memory_saved_bytes=max(0, led.peak - peak_after), peak_bytes_after=peak_after,
+        rationale=rationale, snippet=snippet, options=MixedPrecisionOptions(dtype=normalize_dtype(half)),
+        assumptions=[
+            "Autocast does not cast float64 tensors (autocast's eligibility test skips kDouble), so a float64 "
+            "op keeps its dtype and bytes under autocast.",
+            "float64 -> float32: each float64 op keeps its shapes and FLOPs and moves half the bytes (its "
+            "tensors assumed floating point); every tensor of the memory ledger halves.",
+            "float64 matmuls are costed at the GPU's fp32 CUDA-core rate: the catalog has no FP64 peaks. That "
+            "matches an A100 (FP64 Tensor Core 19.5 TFLOP/s = FP32 19.5 TFLOP/s) and understates the saving on "
+            "GPUs whose FP64 rate is a small fraction of FP32 (L4, A10G, T4, RTX 4090).",
+            "Then autocast as in the float32 case: PyTorch's autocast lists, matmuls on 16-bit tensor cores, "
+            "activations saved by matmuls and what follows them in 16-bit.",
+        ],
+        sources=["PyTorch autocast docs: 'CUDA Ops that can autocast' act on floating-point tensors; "
+                 "aten/src/ATen/autocast_mode.h is_eligible() excludes kDouble",
+                 "NVIDIA A100 Tensor Core GPU datasheet (2021): FP64 Tensor Core 19.5 TFLOP/s, FP32 19.5 TFLOP/s",
+                 f"ccprof kernel model ({spec.spec_source})"],
+        details={"float64_line": line, "float64_what": what, "policy": {"autocast": half},
+                 "step_s_before_model": rc.before.step_s, "step_s_autocast_only_model": alone.after.step_s,
+                 "step_s_float32_model": rc32.after.step_s, "step_s_after_model": rc.after.step_s,
+                 "peak_bytes_float32": p32.memory.peak_bytes, **mem})
+
+
 @register("mixed_precision")
 def advise_mixed_precision(profile: Profile, ctx: AdviceContext) -> Advice:
     """Recommend autocast when it saves time or memory; time re-costed through the cost model."""
     p = profile.precision
+    if p.param_dtype == "float64" or _float64_share(profile) > 0.5:
+        return _advise_float64(profile, ctx)
     if p.autocast or profile.static.autocast or p.param_dtype in ("bfloat16", "float16"):
+        cuda_only = profile.static.on_cuda.get("autocast")
         how = (f"autocast ({p.autocast_dtype or 'dtype unknown'}) was seen during the run" if p.autocast
+               else f"the script turns autocast on when the device is CUDA (line "
+                    f"{profile.static.lines.get('autocast', '?')}: {cuda_only}), the branch the target GPU takes; "
+                    "this CPU run took the other" if cuda_only
                else f"the script uses autocast (line {profile.static.lines.get('autocast', '?')})"
                if profile.static.autocast else f"parameters are already {p.param_dtype}")
         return make_advice("mixed_precision", "already_applied", profile, ctx, confidence="high",
@@ -266,16 +366,16 @@ def advise_mixed_precision(profile: Profile, ctx: AdviceContext) -> Advice:
     ]
     how = (f"re-costing the step as autocast would run it ({half} matmuls on tensor cores, 16-bit bytes for the "
            f"ops that follow them, fp32 norms and losses, and the casts): {rc.says()}")
-    act_share = led.act / led.peak if led.peak else 0.0
-    if (mm_share < C.MP_MATMUL_SHARE_MIN or frac <= 0) and mem["memory_saved_bytes"] <= 0:
+    act_share = min(led.act, led.peak) / led.peak if led.peak else 0.0
+    fm = fp32_matmuls(profile, ctx, spec)          # the fact tf32 states too, from the same computation
+    facts = {**fm.facts(), "step_s_model": rc.before.step_s}
+    if mm_share < C.MP_MATMUL_SHARE_MIN and mem["memory_saved_bytes"] <= 0:
         return make_advice("mixed_precision", "not_applicable", profile, ctx, confidence="medium",
-                           rationale=(f"fp32 matmuls are only {fmt_pct(mm_share)} of the step's FLOPs "
-                                      f"(threshold {fmt_pct(C.MP_MATMUL_SHARE_MIN)}), autocast would change the step "
-                                      f"{rc.says()}, and activations are {fmt_pct(act_share)} of peak: autocast would "
-                                      "save little."),
-                           snippet=SNIPPET, details={"fp32_matmul_flops_frac": mm_share, **mem})
-    rationale = (f"fp32 matmuls are {fmt_pct(mm_share)} of the {profile.flops.per_step:,} FLOPs per step; "
-                 f"{how}: {fmt_change(frac)}. Activations are {fmt_bytes(led.act)} "
+                           rationale=(f"{fm.says()}: below the {fmt_pct(C.MP_MATMUL_SHARE_MIN)} of the FLOPs where "
+                                      f"16-bit matmuls pay; autocast would change the step {rc.says()}, and "
+                                      f"activations are {fmt_pct(act_share)} of peak: autocast would save little."),
+                           snippet=SNIPPET, details={"fp32_matmul_flops_frac": mm_share, "facts": facts, **mem})
+    rationale = (f"{fm.says()}; {how}: {fmt_change(frac)}. Activations are {fmt_bytes(min(led.act, led.peak))} "
                  f"({fmt_pct(act_share)} of the {fmt_bytes(led.peak)} peak); {fmt_bytes(mem['halved_bytes'])} of them "
                  f"are saved by matmuls and the ops that follow them and halve in bf16, and autocast adds "
                  f"{fmt_bytes(mem['weight_cache_bytes'] + mem['input_copy_bytes'])} of bf16 weight and input copies: "
@@ -290,5 +390,5 @@ def advise_mixed_precision(profile: Profile, ctx: AdviceContext) -> Advice:
                        sources=["Micikevicius et al., Mixed Precision Training, ICLR 2018 ('nearly halves memory')",
                                 "PyTorch autocast op reference (which ops run 16-bit, which fp32)",
                                 f"ccprof kernel model ({spec.spec_source})"],
-                       details={"fp32_matmul_flops_frac": mm_share, "policy": {"autocast": half},
+                       details={"fp32_matmul_flops_frac": mm_share, "facts": facts, "policy": {"autocast": half},
                                 "step_s_before_model": rc.before.step_s, "step_s_after_model": rc.after.step_s, **mem})

@@ -77,11 +77,14 @@ def _float_bce_args(info: ScriptInfo, stmt: cst.CSTNode, bce: set[str]) -> cst.C
 class MixedPrecision(TweakCodemod):
     DESCRIPTION = "Autocast forward and loss to bf16/fp16 (GradScaler for fp16)."
     FACTS = ("autocast",)          # torch autocast, bf16/fp16=True, precision="bf16-mixed" ...
+    ACCELERATE = "accelerator"      # Accelerator(mixed_precision="bf16") autocasts the prepared model
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:
         dtype = normalize_dtype(self.opt("dtype"))
         if info.kind == "hf_trainer":
             return self._hf(info, edits, dtype)
+        if info.uses_accelerate():
+            return self._accelerate(info, edits, dtype)
         if info.kind == "lightning":
             return self._lightning(info, edits, dtype)
         return self._plain(info, edits, dtype)
@@ -101,6 +104,18 @@ class MixedPrecision(TweakCodemod):
                     self.need_import("torch")
                 return u
             edits.replace(call, fix)
+
+    # ---- Hugging Face Accelerate
+    def _accelerate(self, info: ScriptInfo, edits: Edits, dtype: str) -> None:
+        calls = info.accelerator_calls()
+        if not calls:
+            raise Skip("this script uses accelerate but builds no `Accelerator(...)` here: pass "
+                       f"`--mixed_precision {dtype}` to `accelerate launch`, or set it in `accelerate config`")
+        for call in calls:
+            edits.replace(call, lambda u: set_kwarg(u, "mixed_precision", f'"{dtype}"'))
+        self.notes.append(f"Accelerator(mixed_precision=\"{dtype}\") autocasts the forward of every model passed to "
+                          "accelerator.prepare()" + (" and scales the loss in accelerator.backward()" if dtype == "fp16"
+                                                     else ""))
 
     # ---- Lightning Trainer
     def _lightning(self, info: ScriptInfo, edits: Edits, dtype: str) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ccprof.advisors._common import (
+    OneTimeCost,
     capability_at_least,
     fmt_change,
     fmt_pct,
@@ -19,6 +20,14 @@ from ccprof.hardware.edits import in_scopes, narrow_blocks
 from ccprof.hardware.kernels import op_class
 
 __all__ = ["advise_pruning"]
+
+# Pruned layers lose accuracy until fine-tuned: Li et al., Pruning Filters for Efficient ConvNets,
+# ICLR 2017, section 4: "retrain 40 epochs for CIFAR-10 and 20 epochs for ImageNet, which
+# represents one-fourth of the original training epochs" (and "up to 3x original training times"
+# in Han et al. 2015). ccprof counts that quarter of the planned run, at the pruned step time.
+FINETUNE_RUN_FRAC = 0.25
+FINETUNE_SOURCE = ("Li et al., Pruning Filters for Efficient ConvNets, ICLR 2017: retraining after pruning takes "
+                   "one-fourth of the original training epochs")
 
 SNIPPET = """
 import torch.nn.utils.prune as prune
@@ -75,14 +84,23 @@ def advise_pruning(profile: Profile, ctx: AdviceContext) -> Advice:
     rationale += (f"{spec.name} also has 2:4 sparse tensor cores (twice the math rate on Linear layers at "
                   "inference; not counted here)." if ampere else
                   f"{spec.name} predates Ampere: no 2:4 sparse tensor cores.")
-    rationale += " Pruning costs accuracy unless followed by fine-tuning; confidence is low."
+    finetune_frac = FINETUNE_RUN_FRAC * (1 - rc.frac)        # a quarter of the run's steps, on the pruned step
+    rationale += (" Pruning costs accuracy unless followed by fine-tuning: a quarter of the planned run's steps on "
+                  f"the pruned model ({fmt_pct(finetune_frac)} of the run's cost), counted once. Confidence is low.")
     return make_advice("pruning", "recommended", profile, ctx, confidence="low", risk="accuracy",
                        time_saved_frac=rc.frac, rationale=rationale, snippet=snippet,
+                       one_time=OneTimeCost("the fine-tune that recovers accuracy after pruning", FINETUNE_SOURCE,
+                                            run_frac=finetune_frac),
                        assumptions=[f"{fmt_pct(frac_p)} of each block weight removed (--option pruning.amount; "
                                     "ccprof assumption), costed as both of its dimensions shrinking by "
                                     f"sqrt({1 - frac_p:g}).",
-                                    "Pruned layers are rebuilt smaller (torch-pruning or a re-export)."],
+                                    "Pruned layers are rebuilt smaller (torch-pruning or a re-export).",
+                                    f"The fine-tune after pruning runs {fmt_pct(FINETUNE_RUN_FRAC)} of the planned "
+                                    "run's steps at the pruned step time (Li et al. 2017: one-fourth of the original "
+                                    "training); Han et al. 2015 report up to 3x the original training."],
                        sources=["Mishra et al. 2021, Accelerating Sparse Deep Neural Networks (2:4 doubles math throughput)",
+                                "Li et al., Pruning Filters for Efficient ConvNets, ICLR 2017 (retraining: one-fourth "
+                                "of the original training epochs)",
                                 "Frankle & Carbin, Lottery Ticket Hypothesis, ICLR 2019 (>90% prunable, unstructured)"],
                        # whole rows by L2 norm: the structured pruning costed here
                        options=PruningOptions(method="ln_structured", amount=frac_p, targets=lins),

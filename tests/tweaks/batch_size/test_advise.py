@@ -1,7 +1,11 @@
 
+from dataclasses import replace
+
 import pytest
 
 from ccprof.advisors import AdviceContext, advise_one
+from ccprof.artefacts.profile import OptimizerInfo, OptimizerSection, Profile
+from ccprof.artefacts.tweaks import BatchSizeOptions
 from ccprof.hardware import cost_step, load_catalog
 from ccprof.hardware.edits import scale_batch
 from ccprof.tweaks.batch_size.advise import largest_batch
@@ -22,7 +26,12 @@ def test_formula():
     before = cost_step(p, spec).step_s
     after = cost_step(p, spec, ops=scale_batch(p.ops, 22 / 8)).step_s
     assert before < after < before * 22 / 8            # some of the step is fixed per step
-    assert a.projected.time_saved_frac == pytest.approx(1 - (after / 22) / (before / 8), abs=1e-6)
+    # the contract (same samples): 10,000 planned steps at batch 8 become round(10,000 x 8 / 22) =
+    # 3,636 at batch 22, each after / before as long; dollars = $10 x that
+    assert a.details["run_steps_after"] == 3636
+    cost_after = (after / before) * 3636 / 10_000
+    assert a.projected.time_saved_frac == pytest.approx(1 - cost_after, abs=1e-6)
+    assert a.projected.usd_saved == pytest.approx(10.0 * (1 - cost_after), abs=1e-4)
     assert a.details["time_scope"] == "run"               # fewer, longer steps for the same samples
     assert a.projected.peak_bytes_after == 2000 * MB + 400 * MB * (22 / 8 - 1)
     assert a.risk == "convergence"
@@ -42,3 +51,102 @@ def test_without_a_price_the_target_is_the_stated_default_gpu():
 def test_already_applied_when_memory_is_full():
     p = hand_profile()
     assert advise_one("batch_size", p, AdviceContext(device_memory_bytes=2100 * MB)).status == "already_applied"
+
+
+def test_lbfgs_is_not_applicable_and_says_why():
+    p = hand_profile(optimizer=OptimizerSection([OptimizerInfo(class_="LBFGS", param_count=100_000_000)], 0))
+    a = advise_one("batch_size", p, AdviceContext(device_memory_bytes=3000 * MB))
+    assert a.status == "not_applicable" and a.options == {}
+    assert "LBFGS" in a.rationale and "whole training set" in a.rationale and "closure" in a.rationale
+
+
+def test_never_a_batch_above_the_training_set():
+    # 22 would fit (test_formula), but the map-style dataset holds 20 samples: capped at 20
+    p = hand_profile(data=replace(Profile().data, batch_size=8, dataset_len=20))
+    a = advise_one("batch_size", p, AdviceContext(device_memory_bytes=3000 * MB))
+    assert a.details["batch_after"] == 20 and a.options["batch_size"] == 20
+    assert "capped at the training set's 20 samples" in a.rationale
+    # a batch that already holds the whole set has nothing larger to go to
+    full = hand_profile(data=replace(Profile().data, batch_size=20, dataset_len=20))
+    b = advise_one("batch_size", full, AdviceContext(device_memory_bytes=3000 * MB))
+    assert b.status == "not_applicable" and "whole training set (20 samples" in b.rationale
+
+
+def test_the_rationale_states_the_contract_the_lr_and_the_dollars():
+    adam = OptimizerSection([OptimizerInfo(class_="AdamW", param_count=100_000_000, state_bytes=800 * MB,
+                                           hyperparams={"lr": 0.001, "initial_lr": 0.0004})], 800 * MB)
+    a = advise_one("batch_size", hand_profile(optimizer=adam), AdviceContext(device_memory_bytes=3000 * MB))
+    # k = 22 / 8 = 2.75; the script's lr (a scheduler's initial_lr) 4e-4 x sqrt(2.75) = 6.633e-4
+    assert a.options == {"batch_size": 22, "keep": "samples", "lr_rule": "sqrt"}
+    assert a.details["lr_after"] == pytest.approx(0.0004 * 2.75 ** 0.5)
+    assert "0.0004 -> 0.0006633" in a.rationale and "Malladi et al. 2022" in a.rationale
+    assert "the planned 10,000 steps become 3,636" in a.rationale
+    assert "span 3,636 steps" in a.rationale                   # the schedule's new length
+    # dollars = new step x new steps x price: $3.60/h, 1 s x step ratio per step
+    ratio = a.details["step_s_ratio"]
+    assert a.details["usd_run_after"] == pytest.approx(3636 * 1.0 * ratio * 3.6 / 3600)
+    assert a.projected.step_s_after == pytest.approx(ratio)
+    assert f"= ${a.details['usd_run_after']:.2f}, from $10.00" in a.rationale
+    sgd = OptimizerSection([OptimizerInfo(class_="SGD", param_count=100_000_000, hyperparams={"lr": 0.1})], 0)
+    b = advise_one("batch_size", hand_profile(optimizer=sgd), AdviceContext(device_memory_bytes=3000 * MB))
+    assert b.options["lr_rule"] == "linear" and "0.1 -> 0.275" in b.rationale and "Goyal et al. 2017" in b.rationale
+
+
+def test_keep_steps_prices_the_same_steps_at_the_longer_step():
+    ctx = AdviceContext(device_memory_bytes=3000 * MB, options={"batch_size": BatchSizeOptions(keep="steps")})
+    a = advise_one("batch_size", hand_profile(), ctx)
+    ratio = a.details["step_s_ratio"]
+    # 10,000 steps each `ratio` as long: the run costs more, and says so
+    assert a.details["run_steps_after"] == 10_000 and a.status == "no_saving"
+    assert a.details["no_saving"]["cost_saved_frac"] == pytest.approx(1 - ratio, abs=1e-6)
+    assert "trains on 2.75x the samples" in a.rationale and "batch_keep=samples" in a.rationale
+
+
+SCRIPT = """\
+import torch
+
+batch_size = 8
+max_iters = 10000
+model = torch.nn.Linear(4, 4)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for it in range(max_iters):
+    loss = model(torch.randn(batch_size, 4)).sum()
+    loss.backward()
+    optimizer.step()
+"""
+
+
+def test_the_advice_and_the_rewrite_agree_on_the_contract_and_its_dollars():
+    """The hand profile is this script's run (batch 8, 10,000 steps from `max_iters`, SGD at lr 0.1):
+    the rewrite from the advice's options writes the batch, steps and lr the advice priced."""
+    from ccprof.applier.codemods import apply_source
+    sgd = OptimizerSection([OptimizerInfo(class_="SGD", param_count=100_000_000, hyperparams={"lr": 0.1})], 0)
+    for keep in ("samples", "steps"):
+        ctx = AdviceContext(device_memory_bytes=3000 * MB, options={"batch_size": BatchSizeOptions(keep=keep)})
+        a = advise_one("batch_size", hand_profile(optimizer=sgd), ctx)
+        # keep=steps costs more (no_saving, no options kept): the same figures from its details
+        options = a.options or {k: a.details[d] for k, d in (("batch_size", "batch_after"), ("keep", "keep"),
+                                                             ("lr_rule", "lr_rule"))}
+        assert options["keep"] == keep and options["lr_rule"] == "linear"
+        out = apply_source(SCRIPT, ["batch_size"], tweak_options={"batch_size": BatchSizeOptions(**options)})
+        written = {}
+        exec(compile("\n".join(out.source.splitlines()[:4]), "<rewrite>", "exec"), {}, written)
+        steps = written["max_iters"]
+        assert written["batch_size"] == a.details["batch_after"] == 22
+        assert steps == a.details["run_steps_after"] == (3636 if keep == "samples" else 10_000)
+        assert f"lr={a.details['lr_after']:.6g})" in out.source and "lr=0.275)" in out.source
+        # the advice's dollars are the rewritten run's: its steps x the larger batch's step x $3.60/h
+        assert a.details["usd_run_after"] == pytest.approx(steps * a.details["step_s_ratio"] * 1.0 * 3.6 / 3600)
+
+
+def test_a_run_limited_in_epochs_keeps_them_at_whole_batches_per_epoch():
+    from ccprof.artefacts.profile import RunLimit
+    from ccprof.tweaks.batch_size.advise import run_steps_after
+    # 3 epochs of 40 samples at batch 8 = 15 steps; at batch 16 each epoch is ceil(40 / 16) = 3
+    # batches: 9 steps, as the rewritten script (epochs kept) runs them, not round(15 / 2) = 8
+    p = hand_profile(data=replace(Profile().data, batch_size=8, dataset_len=40, steps_per_epoch=5),
+                     run_limits=[RunLimit("epochs", 3.0, "args.epochs=3", 3)])
+    assert run_steps_after(p, AdviceContext(), 15, 8, 16, "samples") == 9
+    assert run_steps_after(p, AdviceContext(), 15, 8, 16, "steps") == 15
+    # a run limited in steps divides them
+    assert run_steps_after(hand_profile(), AdviceContext(), 10_000, 8, 16, "samples") == 5000

@@ -7,7 +7,7 @@ from ccprof.artefacts.profile import Embedding, ModuleStat, RepeatedBlock
 from ccprof.hardware import cost_step, load_catalog
 from ccprof.hardware.edits import recompute
 from ccprof.tweaks.checkpointing.advise import project_checkpointing
-from tests.helpers.profiles import gpt_plain, hand_profile, llama_plain
+from tests.helpers.profiles import gpt_plain, hand_profile, llama_plain, resnet_plain
 
 MB = 10**6
 
@@ -84,3 +84,13 @@ def test_already_applied_on_hf_checkpointing():
     p = run(m, llama_batches(batch=2, seq=16))
     a = advise_one("checkpointing", p)
     assert a.status == "already_applied", (p.model.gradient_checkpointing, p.static.checkpointing)
+
+
+def test_every_resnet_stage_is_checkpointed():
+    """A stage's first block downsamples: the blocks of all 4 stages are wrapped, not layer1's only."""
+    p = resnet_plain()
+    pr = project_checkpointing(p)
+    assert pr["blocks"] == 8 and sorted(pr["containers"]) == ["layer1", "layer2", "layer3", "layer4"]
+    mods = {m.name: m for m in p.model.modules}
+    assert pr["block_activation_bytes"] == sum(mods[f"layer{s}.{i}"].activation_bytes
+                                               for s in range(1, 5) for i in range(2)) > 0

@@ -40,3 +40,35 @@ def test_already_applied_with_fused_adamw():
     m = GPT()
     p = profile_model(m, torch.optim.AdamW(m.parameters(), fused=True), gpt_batches(), gpt_loss, steps=2, warmup=1)
     assert advise_one("fused_optimizer", p).status == "already_applied", p.optimizer
+
+
+FUSED_ON_CUDA = """
+import inspect, torch
+device = "cuda" if torch.cuda.is_available() else "cpu"
+device_type = "cuda" if "cuda" in device else "cpu"
+model = torch.nn.Linear(2, 2).to(device)
+fused_available = "fused" in inspect.signature(torch.optim.AdamW).parameters
+use_fused = fused_available and device_type == "cuda"
+optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=use_fused)
+"""
+
+
+def test_fused_only_on_cuda_is_already_applied_and_the_baseline_is_fused():
+    """issue 20: a CPU run of `fused=use_fused` (True on CUDA) measured the unfused branch; the target
+    GPU takes the fused one, for this advice and for every other advice's 'before'."""
+    from ccprof.api import profile_model
+    from ccprof.profiler.static import static_facts_from_source
+    m = GPT()
+    p = profile_model(m, torch.optim.AdamW(m.parameters(), fused=False), gpt_batches(), gpt_loss, steps=2, warmup=1)
+    assert not p.optimizer.optimizers[0].fused                     # what the CPU run measured
+    unfused = policy_for(p)
+    p = replace(p, static=static_facts_from_source(FUSED_ON_CUDA))
+    assert p.static.on_cuda == {"fused_optimizer": "`AdamW(..., fused=use_fused)`"}
+    a = advise_one("fused_optimizer", p)
+    assert a.status == "already_applied"
+    assert a.rationale.startswith("Already applied on CUDA (line 8: `AdamW(..., fused=use_fused)`)")
+    spec = load_catalog()["a100-80gb"]
+    assert unfused.optimizer == "foreach" and policy_for(p, spec).optimizer == "fused"
+    # the projected step (every advice's 'before') costs the fused update
+    assert cost_step(p, spec).phase_s["optimizer"] == pytest.approx(
+        cost_step(p, spec, replace(unfused, optimizer="fused")).phase_s["optimizer"])

@@ -58,3 +58,16 @@ def test_nothing_fits_says_what_next():
     p = hand_profile()
     a = advise_one("grad_accumulation", p, AdviceContext(device_memory_bytes=1000 * MB))
     assert a.status == "not_applicable" and "checkpointing" in a.rationale
+
+
+def test_closure_backwards_are_not_accumulation():
+    """issue 20: LBFGS re-evaluates its closure (a backward after zero_grad() each time) inside one
+    step; grad_accumulation does not apply and says why."""
+    from ccprof.artefacts.profile import OptimizerInfo, OptimizerSection
+    p = hand_profile()
+    p = replace(p, steps=replace(p.steps, micro_batches=1, closure_backwards=5),
+                optimizer=OptimizerSection([OptimizerInfo(class_="LBFGS", param_count=161)]))
+    a = advise_one("grad_accumulation", p)
+    assert a.status == "not_applicable"
+    assert a.rationale.startswith("5 backward passes per optimizer step ran inside LBFGS.step(closure)")
+    assert "re-evaluations" in a.rationale and "quasi-Newton" in a.rationale

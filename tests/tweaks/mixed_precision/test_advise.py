@@ -78,3 +78,59 @@ def test_already_applied_when_autocast_seen():
 
     p = run(Autocast(llama()), llama_batches(batch=2, seq=16))
     assert advise_one("mixed_precision", p).status == "already_applied", p.precision
+
+
+FLOAT64_SRC = """
+import torch
+model = torch.nn.Sequential(torch.nn.Linear(256, 2048), torch.nn.Tanh(), torch.nn.Linear(2048, 2048), torch.nn.Tanh(),
+                            torch.nn.Linear(2048, 1))
+model = model.double()
+"""
+
+
+def test_float64_model_names_its_line_and_projects_float32_then_autocast():
+    """issue 20: autocast leaves float64 alone; the lever is the script's `.double()`."""
+    import torch
+    import torch.nn.functional as F
+
+    from ccprof.advisors._common import ledger, recost
+    from ccprof.api import profile_model
+    from ccprof.hardware.edits import to_float32
+    from ccprof.profiler.static import static_facts_from_source
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(256, 2048), torch.nn.Tanh(), torch.nn.Linear(2048, 2048),
+                                torch.nn.Tanh(), torch.nn.Linear(2048, 1)).double()
+    x = torch.randn(512, 256, dtype=torch.float64)
+    p = profile_model(model, torch.optim.Adam(model.parameters()), [(x, x.sum(1, keepdim=True))], F.mse_loss,
+                      steps=2, warmup=1)
+    p = priced(replace(p, static=static_facts_from_source(FLOAT64_SRC)))
+    assert p.precision.param_dtype == "float64" and p.static.float64 and p.static.lines["float64"] == 5
+    ctx = AdviceContext(gpu="a100-80gb")
+    a = advise_one("mixed_precision", p, ctx)
+    assert a.status == "recommended" and a.risk == "numerics", a.rationale
+    assert "`model.double()` at line 5" in a.rationale and "Autocast leaves float64 tensors alone" in a.rationale
+    # autocast alone: the float64 step is unchanged (no op is eligible)
+    alone = recost(p, ctx, policy={"autocast": "bfloat16"})
+    assert alone.after.step_s == pytest.approx(alone.before.step_s)
+    # the lever: float32 ops (half the bytes), then autocast, costed by the cost model
+    lever = recost(p, ctx, ops=to_float32(p.ops), policy={"autocast": "bfloat16"})
+    assert a.projected.time_saved_frac == pytest.approx(lever.frac) and lever.frac > 0
+    # sane memory: float32 halves the ledger; autocast halves activations and adds bf16 weight copies;
+    # never negative, activations never above the peak
+    led = ledger(p)
+    d = a.details
+    assert d["peak_bytes_float32"] == led.peak // 2
+    assert 0 < a.projected.peak_bytes_after < led.peak
+    assert a.projected.peak_bytes_after <= led.peak // 2 + d["weight_cache_bytes"] + d["input_copy_bytes"]
+    assert d["activations_after_bytes"] <= a.projected.peak_bytes_after
+
+
+def test_memory_projection_is_never_negative_when_the_ledger_overcounts_activations():
+    """A ledger whose activations exceed its peak must not give a negative peak."""
+    from ccprof.artefacts.profile import Memory
+    p = _conv_net("cuda")
+    p = replace(p, memory=Memory(peak_bytes=200 * MB, params_bytes=20 * MB, grads_bytes=20 * MB,
+                                 optimizer_state_bytes=40 * MB, activations_bytes=408 * MB, other_bytes=100 * MB))
+    m = project_mixed_precision_memory(p)
+    assert m["peak_bytes_after"] >= 20 * MB + 40 * MB            # parameters and optimizer state stay
+    assert 0 <= m["activations_after_bytes"] <= m["peak_bytes_after"]

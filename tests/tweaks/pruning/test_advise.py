@@ -27,6 +27,11 @@ def test_formula_is_the_step_re_costed_narrower():
     assert a.projected.time_saved_frac == pytest.approx(1 - after / before, abs=1e-6)
     assert "no dense speed-up" in a.rationale and a.risk == "accuracy" and a.confidence == "low"
     assert "2:4 sparse tensor cores" in a.rationale          # an A100 has them
+    # the fine-tune after pruning: a quarter of the run's steps at the pruned step time, counted once
+    saved = 1 - after / before
+    assert a.details["one_time"]["run_frac"] == pytest.approx(0.25 * (1 - saved), abs=1e-6)
+    assert a.projected.cost_saved_frac == pytest.approx(saved - 0.25 * (1 - saved), abs=1e-5)
+    assert a.projected.usd_saved == pytest.approx(10 * (saved - 0.25 * (1 - saved)), abs=1e-3)   # of the $10 run
 
 
 def test_narrow_blocks_scales_a_gemm_by_the_kept_share():
@@ -42,8 +47,18 @@ def test_no_2_4_before_ampere():
     assert "predates Ampere" in a.rationale
 
 
+def test_a_step_saving_smaller_than_the_fine_tune_is_no_saving():
+    # the tiny Llama's blocks are a sliver of its step: ~1.8% saved per step, while the fine-tune
+    # after pruning costs a quarter of the run (~24.6%): no saving, with the figures
+    a = advise_one("pruning", priced(llama_plain()))
+    ns = a.details["no_saving"]
+    assert a.status == "no_saving" and a.rationale.startswith("No saving once its one-time cost is counted")
+    assert ns["one_time_frac"] == pytest.approx(0.25 * (1 - ns["gross_cost_saved_frac"]), abs=1e-6)
+    assert ns["cost_saved_frac"] == pytest.approx(ns["gross_cost_saved_frac"] - ns["one_time_frac"], abs=1e-6)
+
+
 def test_fires_on_llama_but_not_on_an_all_conv_net():
-    assert advise_one("pruning", priced(llama_plain())).status == "recommended"
+    assert advise_one("pruning", priced(llama_plain())).details["linear_layers"]
     a = advise_one("pruning", cnn_plain())                       # blocks of Conv2d/BatchNorm/ReLU only
     assert a.status == "not_applicable" and "no nn.Linear layers in its repeated blocks" in a.rationale
 

@@ -19,7 +19,7 @@ def test_fires_on_real_llama_priced_on_an_h100():
     from ccprof.hardware import load_catalog, right_size
     rows = right_size(p, load_catalog(), total_steps=p.cost.run_steps, projection=p.projection)
     h100 = next(r for r in rows if r["gpu"] == "h100-sxm")
-    assert a.projected.usd_saved == pytest.approx(h100["usd_run"] - rows[0]["usd_run"], abs=1e-4)   # stored to 4 decimals
+    assert a.projected.usd_saved == pytest.approx(h100["usd_run"] - rows[0]["usd_run"], abs=1e-4)   # stored to 6 digits
     assert current["gpu"] != "h100-sxm"
 
 
