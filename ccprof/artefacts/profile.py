@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from ccprof import _serde
 from ccprof._serde import ArtefactError
@@ -26,8 +26,21 @@ __all__ = [
     "SCHEMA", "Profile", "Device", "ModuleStat", "RepeatedBlock", "Embedding", "ModelInfo",
     "OptimizerInfo", "OptimizerSection", "Steps", "OpCost", "Flops", "Memory", "DataInfo",
     "Precision", "GpuSample", "GpuInfo", "HostInfo", "RunLimit", "EvalWork", "StaticFacts", "Environment", "Finding",
-    "ErrorInfo", "GpuProjection", "Cost", "ArtefactError",
+    "ErrorInfo", "GpuProjection", "Cost", "ArtefactError", "module_ancestors",
 ]
+
+
+def module_ancestors(names: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """Each dotted module name -> itself and its ancestors among ``names``, innermost first:
+    ``{"h.0.attn": ("h.0.attn", "h.0", "h", ""), ...}`` when all four are names ("" is the root).
+    How per-module figures add a module's descendants in (``ModuleStat.flops``, ``module_s``)."""
+    known = set(names)
+    out: dict[str, tuple[str, ...]] = {}
+    for name in known:
+        parts = name.split(".") if name else []
+        prefixes = [".".join(parts[:k]) for k in range(len(parts) - 1, 0, -1)]
+        out[name] = (name, *(n for n in (*prefixes, "") if n in known and n != name))
+    return out
 
 
 def _cls(default: Any = "") -> Any:
@@ -46,7 +59,13 @@ class Device:
 
 @dataclass(frozen=True)
 class ModuleStat:
-    """One module of the tree, by dotted name ("" is the root)."""
+    """One module of the tree, by dotted name ("" is the root).
+
+    ``flops``, ``forward_flops`` and ``op_bytes`` count the ops the module owns and its descendants'
+    (a ``ModuleList`` gets its blocks' sum): forward ops the module ran, backward ops its forward's
+    autograd nodes ran (``ccprof.profiler.flops.FlopPass``). Its projected seconds are in the
+    target GPU's ``GpuProjection.module_s``.
+    """
     name: str
     class_: str = _cls()
     depth: int = 0
@@ -55,6 +74,7 @@ class ModuleStat:
     flops: int = 0                          # forward + backward, one step
     forward_flops: int = 0
     activation_bytes: int = 0               # saved for backward while this module ran
+    op_bytes: int = 0                       # read + written by its ops, one step, all phases
 
 
 @dataclass(frozen=True)
@@ -152,6 +172,9 @@ class OpCost:
     would run under CUDA autocast: ``"low"`` (16-bit), ``"fp32"``, ``"cast"`` (a dtype copy
     autocast would add) or ``""`` (not recorded); ``autocast_bytes`` is what it would move then.
     ``recompute`` marks forward work re-run inside backward (activation checkpointing).
+    ``modules`` splits ``count`` by the module that owns the calls (the innermost one, dotted
+    name; forward: the module that ran it, backward: the module whose forward made the autograd
+    node); calls no module owns (the script's loss, the optimizer) are left out of it.
     """
     op: str
     dtype: str = "float32"
@@ -168,6 +191,7 @@ class OpCost:
     autocast: str = ""
     autocast_bytes: int = 0
     recompute: bool = False
+    modules: dict[str, int] = field(default_factory=dict)
 
     @property
     def bytes(self) -> int:
@@ -188,6 +212,20 @@ class Flops:
     method: str = "torch.utils.flop_counter.FlopCounterMode"
     fvcore_forward: int | None = None       # cross-check, forward only
     fvcore_note: str | None = None          # why fvcore could not count, when it could not
+
+    def module_flops(self) -> int:
+        """FLOPs of the step that some module owns: ``by_module`` summed over its outermost names
+        (each includes its descendants). The rest of ``per_step`` ran outside every module."""
+        chains = module_ancestors(self.by_module)
+        return int(sum(v for n, v in self.by_module.items() if len(chains[n]) == 1))
+
+    def module_frac(self) -> float | None:
+        """Share of the step's FLOPs attributed to modules (None without FLOPs); ``1 -
+        module_frac()`` ran outside every module (a loss of the script's own, the optimizer).
+
+        Example: ``Profile.from_json("profile.json").flops.module_frac()`` -> ``0.998``.
+        """
+        return self.module_flops() / self.per_step if self.per_step > 0 else None
 
 
 @dataclass(frozen=True)
@@ -443,6 +481,10 @@ class GpuProjection:
     # everything else is counted): None for projections made before ccprof kept it
     step_s_lo: float | None = None
     step_s_hi: float | None = None
+    # device seconds of the kernels each module owns (OpCost.modules), its descendants' included,
+    # under the same policy and calibration as step_s; host dispatch and the data wait stay out of
+    # it. Filled for the target GPU only (ccprof.hardware.attach); {} elsewhere and in older profiles
+    module_s: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

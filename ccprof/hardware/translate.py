@@ -30,7 +30,7 @@ from ccprof.hardware import kernels as K
 from ccprof.hardware.catalog import GpuSpec
 from ccprof.hardware.inputs import StepInputs, step_inputs
 
-__all__ = ["Policy", "Kernel", "policy_for", "translate", "FOREACH_MAX_TENSORS", "FOREACH_MAX_ELEMS",
+__all__ = ["Policy", "Kernel", "policy_for", "translate", "row_kernels", "FOREACH_MAX_TENSORS", "FOREACH_MAX_ELEMS",
            "FUSED_BYTES_PER_ELEM"]
 
 # multi_tensor_apply (aten/src/ATen/native/cuda/MultiTensorApply.cuh): one launch takes at most
@@ -221,10 +221,19 @@ def translate(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy | Non
     policy = policy or policy_for(inputs, spec)
     params = params or K.load_params()
     rows = list(inputs.ops if ops is None else ops)
-    kernels: list[Kernel] = []
+    kernels = [k for _, k in row_kernels(rows, spec, policy, params)]
+    kernels += _optimizer_kernels([o for o in rows if o.phase == "optimizer"], inputs.optimizers, policy, spec, params)
+    return kernels
+
+
+def row_kernels(rows: Iterable[OpCost], spec: GpuSpec, policy: Policy,
+                params: K.KernelParams) -> list[tuple[OpCost, Kernel]]:
+    """Each non-optimizer row with the Kernel it becomes on ``spec`` (views, the DataLoader's
+    work and rows with nothing to run are left out): what :func:`translate` costs, row by row."""
+    out: list[tuple[OpCost, Kernel]] = []
     for op in rows:
         if op.phase == "optimizer":
-            continue        # the optimizer is regrouped below
+            continue        # the optimizer is regrouped by translate
         if op.phase == "data":
             continue        # the DataLoader's work is its batch time
         cls = K.op_class(op.op)
@@ -236,15 +245,14 @@ def translate(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy | Non
         dtype, nbytes = got
         calls = max(op.count, 1)
         if cls == "host":
-            kernels.append(Kernel(op.op, cls, op.phase, dtype, 0, 0.0, calls, 0, 0))
+            out.append((op, Kernel(op.op, cls, op.phase, dtype, 0, 0.0, calls, 0, 0)))
             continue
         tf32 = dtype == "float32" and (policy.tf32_cudnn if cls.startswith("conv") else policy.tf32_matmul)
         per_call = K.kernel_s(op.op, op.shapes, dtype, spec, params, out_shapes=op.out_shapes, attrs=op.attrs,
                               nbytes=nbytes / calls, tf32=tf32, flops=op.flops / calls)
         unit = K.math_unit(dtype, spec, tf32=tf32) if K.gemms_of(op.op, op.shapes, op.out_shapes, op.attrs) else ""
-        kernels.append(Kernel(op.op, cls, op.phase, dtype, calls, per_call, calls, op.flops, nbytes, unit))
-    kernels += _optimizer_kernels([o for o in rows if o.phase == "optimizer"], inputs.optimizers, policy, spec, params)
-    return kernels
+        out.append((op, Kernel(op.op, cls, op.phase, dtype, calls, per_call, calls, op.flops, nbytes, unit)))
+    return out
 
 
 def scaled(kernels: list[Kernel], factor: float) -> list[Kernel]:

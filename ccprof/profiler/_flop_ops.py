@@ -1,19 +1,17 @@
 """One dispatched aten op as the FLOP pass records it: its name, the schema arguments the cost
 model reads, its tensors and the bytes they move, its dtype and the module it ran in.
 
-Plus the module tracker that names modules by their dotted path. Pure helpers of ``flops.FlopPass``;
-``module_names`` and ``op_name`` are public there.
+Plus ``ModuleOwners``, which says which module (by dotted path) owns each op, forward and
+backward. Helpers of ``flops.FlopPass``; ``module_names`` and ``op_name`` are public there.
 """
 from __future__ import annotations
 
+import itertools
 import weakref
 from typing import Any
 
 import torch
-from torch.autograd.graph import register_multi_grad_hook
-from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.utils._pytree import tree_flatten
-from torch.utils.module_tracker import ModuleTracker
 
 from ccprof.artefacts.vocab import dtype_name
 
@@ -28,7 +26,8 @@ def _base(name: str) -> str:
 def scope_of(parents: Any) -> str:
     """The module an op ran in, for grouping: the outermost module with a block index in its
     path (``transformer.h.3.attn`` -> ``transformer.h.*``), else the deepest module, cut at two
-    components. ``parents`` are ModuleTracker names ("Global" and the root "" are ignored)."""
+    components. ``parents`` are the owning module and its ancestors ("Global" and the root "" are
+    ignored)."""
     names = [n for n in parents if n and n != "Global"]
     numbered = [n for n in names if any(part.isdigit() for part in n.split("."))]
     if numbered:
@@ -82,36 +81,100 @@ def module_names(roots: dict[str, torch.nn.Module]) -> dict[torch.nn.Module, str
     return names
 
 
-class _NamedModuleTracker(ModuleTracker):
-    """ModuleTracker that names the modules of our roots by their dotted path, not class name."""
+class GlobalOnly:
+    """Stands in for ``FlopCounterMode``'s module tracker: ``ModuleOwners`` says which module owns
+    each op, so the counter keeps only its "Global" total and registers no backward hooks per call."""
+    parents = frozenset({"Global"})
+
+    def __enter__(self) -> "GlobalOnly":
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        return None
+
+
+_TAG = "ccprof_module"      # key in ``torch.autograd.graph.Node.metadata``
+# the autograd node running now, in backward; a torch without it leaves backward work unattributed
+_current_node = getattr(torch._C, "_current_autograd_node", lambda: None)
+_PASS_IDS = itertools.count(1)
+
+
+class ModuleOwners:
+    """Which module owns each op of a step: the one whose code ran it, innermost first.
+
+    Forward: the innermost module of ours running (modules outside the roots do not count, so a
+    loss module of the script's own is left unattributed). Backward: the module whose forward
+    created the autograd node that runs the op (``torch._C._current_autograd_node()``): each node
+    is tagged, in the module's forward hooks, with the module that created it, by walking the graph
+    from the module's inputs (nodes made before it: its caller's) and then from its outputs (new
+    nodes: its own). A gradient kernel then lands on the Linear that made it, not on whichever
+    module's backward hook fired last (``torch.utils.module_tracker.ModuleTracker`` keeps a module
+    "in backward" until all of its inputs' gradients are in, so siblings that share an input,
+    q/k/v projections or a residual and a Dropout, absorb one another's gradient GEMMs). Forward
+    work re-run in backward (activation checkpointing) belongs to the module re-running it.
+    ``owner()`` is ``None`` for work outside every module (the script's loss, optimizer, seeds).
+    """
 
     def __init__(self, names: dict[torch.nn.Module, str]) -> None:
-        super().__init__()
-        self._ccprof_names: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary(names)
+        self._names: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary(names)
+        self._pass = next(_PASS_IDS)
+        # (module id, its name or None for a module outside the roots): forward, and re-run in backward
+        self._stacks: tuple[list, list] = ([], [])
 
-    def _get_mod_name(self, mod):  # overrides a private torch helper
-        name = self._ccprof_names.get(mod)
-        return name if name is not None else super()._get_mod_name(mod)
+    def owner(self) -> str | None:
+        """The module the op running now belongs to, or None."""
+        in_bw = torch._C._current_graph_task_id() != -1
+        stack = self._stacks[in_bw]
+        if stack or not in_bw:
+            return self._top(stack)
+        node = _current_node()
+        if node is None:
+            return None
+        tag = node.metadata.get(_TAG)
+        return tag[1] if tag is not None and tag[0] == self._pass else None
 
-    # torch's tracker registers the backward "leave module" hook on positional inputs only,
-    # so a module called with keywords (HF attention: ``self_attn(hidden_states=...)``)
-    # never leaves in backward and collects its predecessors' backward FLOPs. Register both
-    # backward hooks after forward, from the positional and keyword inputs alike.
-    def _fw_pre_hook(self, mod, input) -> None:
-        self._get_append_fn(self._get_mod_name(mod), False)()
+    def pre(self, module: torch.nn.Module, args: Any) -> None:
+        stack = self._stacks[torch._C._current_graph_task_id() != -1]
+        self._tag(_tensors(args), self._top(stack))        # made before this module: its caller's
+        stack.append((id(module), self._names.get(module)))
 
-    def _fw_post_hook_kw(self, mod, args, kwargs, output) -> None:
-        name = self._get_mod_name(mod)
-        self._get_pop_fn(name, False)()
-        for tree, make in (((args, kwargs), self._get_pop_fn), (output, self._get_append_fn)):
-            tensors = [t for t in _tensors(tree) if t.requires_grad]
-            if tensors:
-                self._hooks.append(register_multi_grad_hook(tensors, make(name, True)))
+    def post(self, module: torch.nn.Module, args: Any, kwargs: Any, output: Any) -> str | None:
+        """Pop ``module`` and tag what it made. Returns its name when it was already running when
+        counting started (its pre-hook never ran: a harness that starts the pass from inside the
+        root's forward): the forward work counted since then with no module running is its own."""
+        stack = self._stacks[torch._C._current_graph_task_id() != -1]
+        name, adopted = None, None
+        if any(mid == id(module) for mid, _ in stack):
+            while stack:                # a module whose forward raised never popped: drop it too
+                mid, name = stack.pop()
+                if mid == id(module):
+                    break
+        elif not stack:
+            name = adopted = self._names.get(module)
+            self._tag(_tensors(args), None)
+        outer = self._top(stack)
+        self._tag(_tensors(kwargs), outer)                 # keyword inputs: the pre-hook cannot see them
+        self._tag(_tensors(output), name if name is not None else outer)
+        return adopted
 
-    def __enter__(self):
-        self._fw_pre_handle = register_module_forward_pre_hook(self._fw_pre_hook)
-        self._fw_post_handle = register_module_forward_hook(self._fw_post_hook_kw, with_kwargs=True)
-        return self
+    @staticmethod
+    def _top(stack: list) -> str | None:
+        for _, name in reversed(stack):
+            if name is not None:
+                return name
+        return None
+
+    def _tag(self, tensors: list[torch.Tensor], name: str | None) -> None:
+        """Tag every autograd node reachable from ``tensors`` that this pass has not tagged yet."""
+        todo = [t.grad_fn for t in tensors if t.grad_fn is not None]
+        while todo:
+            node = todo.pop()
+            meta = node.metadata
+            tag = meta.get(_TAG)
+            if tag is not None and tag[0] == self._pass:
+                continue
+            meta[_TAG] = (self._pass, name)
+            todo.extend(nxt for nxt, _ in node.next_functions if nxt is not None)
 
 
 def _tensor_bytes(t: torch.Tensor) -> int:

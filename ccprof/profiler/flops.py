@@ -1,10 +1,10 @@
 """FLOPs of one training step, by phase, module and aten op, and the op list the cost model reads.
 
 ``FlopPass`` wraps ``torch.utils.flop_counter.FlopCounterMode`` (it counts the real
-backward, not "2x forward", and attributes work to modules through its module tracker)
-and nests a second dispatch mode under it that records, for every aten kernel that runs,
-its dtype, phase, FLOPs (the same formulas), input and output shapes, the module it ran in
-and the bytes it reads and writes: the ``OpCost`` list the cost model (``ccprof.hardware``)
+backward, not "2x forward") and nests a second dispatch mode under it that records, for every
+aten kernel that runs, its dtype, phase, FLOPs (the same formulas), input and output shapes,
+the module that owns it (``_flop_ops.ModuleOwners``: forward ops the module running them,
+backward ops the module whose forward made their autograd node) and the bytes it reads and writes: the ``OpCost`` list the cost model (``ccprof.hardware``)
 needs to cost the step on another GPU. Three things a CPU run cannot show are recorded from
 its dataflow: how each op would run under CUDA autocast (a virtual 16-bit tag follows every
 tensor through the step, with the casts autocast would add; ``autocast_ops``), which forward
@@ -36,12 +36,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 from torch.utils.weak import WeakIdKeyDictionary
 
-from ccprof.artefacts.profile import Flops, OpCost
+from ccprof.artefacts.profile import Flops, OpCost, module_ancestors
 from ccprof.profiler._flop_dataflow import _DataflowTags
 from ccprof.profiler._flop_ops import (  # noqa: F401  (module_names, op_name, scope_of: re-exported)
+    GlobalOnly,
+    ModuleOwners,
     _aliases_only,
     _dtype_of,
-    _NamedModuleTracker,
     _schema_attrs,
     _tensor_bytes,
     _tensors,
@@ -91,7 +92,11 @@ class FlopPass(_DataflowTags):
     them from hooks. Until ``set_phase`` is first called, work inside the autograd engine
     counts as backward and everything else as forward. Work inside the autograd engine is
     always backward. ``stop()`` returns ``(Flops, list[OpCost])``; afterwards
-    ``forward_by_module`` holds the forward-only FLOPs by module name.
+    ``forward_by_module`` holds the forward-only FLOPs by module name and ``bytes_by_module``
+    the bytes its ops read and write, all phases. Every by-module figure counts the ops a module
+    owns (``ModuleOwners``) and its descendants' (a ``ModuleList`` gets its blocks' sum); work
+    outside every module (the script's own loss, the optimizer) is in no module:
+    ``Flops.module_frac()`` is the share that is.
     """
 
     def __init__(self, roots: dict[str, torch.nn.Module], max_rows: int | None = None) -> None:
@@ -101,13 +106,20 @@ class FlopPass(_DataflowTags):
         self._paused = False
         self._names = module_names(self.roots)
         self._known = set(self._names.values())
+        self._chain = module_ancestors(self._known)    # name -> itself and its ancestors, innermost first
+        self._owners: ModuleOwners | None = None
         self._counter: FlopCounterMode | None = None
         self._op_mode: _OpCostMode | None = None
         self._phase: str | None = None
         self._ops: dict[tuple[str, str, str], list[int]] = {}
         self._by_phase: dict[str, int] = defaultdict(int)
         self.forward_by_module: dict[str, int] = {}
+        self.bytes_by_module: dict[str, int] = {}
         self._fwd_by_module: dict[str, int] = defaultdict(int)
+        self._own_flops: dict[str, int] = defaultdict(int)      # by owning module, children not included
+        self._own_bytes: dict[str, int] = defaultdict(int)
+        self._row_modules: dict[tuple, dict[str, int]] = {}     # op row -> owning module -> calls
+        self._unowned: list[tuple[tuple | None, int, int]] = []  # forward (row, FLOPs, bytes) with no module running
         self._errors: list[str] = []
         self._param_ids: set[int] = set()
         self._param_shapes: set[tuple[int, ...]] = set()
@@ -129,6 +141,9 @@ class FlopPass(_DataflowTags):
         if self._counter is not None:
             raise RuntimeError("FlopPass.start() called twice without stop()")
         self._ops, self._by_phase, self._fwd_by_module = {}, defaultdict(int), defaultdict(int)
+        self._own_flops, self._own_bytes, self._row_modules = defaultdict(int), defaultdict(int), {}
+        self._unowned = []
+        self._owners = ModuleOwners(self._names)
         self._errors, self._phase = [], None
         params = [p for root in self.roots.values() for p in root.parameters()]
         self._param_ids = {id(p) for p in params}
@@ -144,9 +159,9 @@ class FlopPass(_DataflowTags):
         self._recompute_depth, self.module_calls, self._recompute_flops = 0, 0, 0
         self.dropped_flops = 0
         self._hooks = [register_module_forward_pre_hook(self._on_module_pre),
-                       register_module_forward_hook(self._on_module_post)]
+                       register_module_forward_hook(self._on_module_post, with_kwargs=True)]
         counter = FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS)
-        counter.mod_tracker = _NamedModuleTracker(self._names)
+        counter.mod_tracker = GlobalOnly()     # ModuleOwners attributes the ops (a private attribute of torch's)
         self._op_mode = _OpCostMode(self)
         self._op_mode.__enter__()       # below: sees the kernels FlopCounterMode runs
         try:
@@ -192,10 +207,10 @@ class FlopPass(_DataflowTags):
             op_mode.__exit__(None, None, None)
         counts = counter.get_flop_counts()
         per_step = int(sum(counts.get("Global", {}).values()))
-        by_module = {name: int(sum(ops.values())) for name, ops in counts.items()
-                     if name in self._known}
+        by_module = self._inclusive(self._own_flops)
         by_op = {op_name(k): int(v) for k, v in counts.get("Global", {}).items() if v}
-        self.forward_by_module = {k: int(v) for k, v in self._fwd_by_module.items() if v}
+        self.forward_by_module = self._inclusive(self._fwd_by_module)
+        self.bytes_by_module = self._inclusive(self._own_bytes)
         recompute = min(int(self._recompute_flops), per_step)
         flops = Flops(
             per_step=per_step,
@@ -206,17 +221,25 @@ class FlopPass(_DataflowTags):
             by_module={k: v for k, v in sorted(by_module.items()) if v},
             by_op=dict(sorted(by_op.items(), key=lambda kv: -kv[1])),
         )
-        ops = [
-            OpCost(op=op, dtype=dtype, phase=phase, count=row[0], flops=row[1],
-                   bytes_read=row[2], bytes_written=row[3], shapes=[list(x) for x in shapes],
-                   out_shapes=[list(x) for x in out_shapes], fixed=list(fixed), scope=scope,
-                   attrs=dict(attrs), autocast=amp, autocast_bytes=row[4], recompute=recomputed)
-            for (op, dtype, phase, shapes, out_shapes, fixed, scope, attrs, amp, recomputed), row
-            in self._ops.items()
-        ]
+        ops = []
+        for key, row in self._ops.items():
+            op, dtype, phase, shapes, out_shapes, fixed, scope, attrs, amp, recomputed = key
+            ops.append(OpCost(
+                op=op, dtype=dtype, phase=phase, count=row[0], flops=row[1], bytes_read=row[2],
+                bytes_written=row[3], shapes=[list(x) for x in shapes], out_shapes=[list(x) for x in out_shapes],
+                fixed=list(fixed), scope=scope, attrs=dict(attrs), autocast=amp, autocast_bytes=row[4],
+                recompute=recomputed, modules=dict(sorted(self._row_modules.get(key, {}).items()))))
         ops.sort(key=lambda o: (-o.flops, -(o.bytes_read + o.bytes_written), o.op))
         self.fusion = self._fusion_summary()
         return flops, ops
+
+    def _inclusive(self, own: dict[str, int]) -> dict[str, int]:
+        """Per-module totals with each module's descendants added in, by name."""
+        out: dict[str, int] = defaultdict(int)
+        for name, v in own.items():
+            for a in self._chain.get(name, (name,)):
+                out[a] += v
+        return {k: int(v) for k, v in sorted(out.items()) if v}
 
     @property
     def errors(self) -> list[str]:
@@ -235,10 +258,28 @@ class FlopPass(_DataflowTags):
         self.module_calls += 1
         if torch._C._current_graph_task_id() != -1:
             self._recompute_depth += 1      # a module's forward inside backward: recomputation
+        if self._owners is not None:
+            self._owners.pre(module, args)
 
-    def _on_module_post(self, module, args, output) -> None:
+    def _on_module_post(self, module, args, kwargs, output) -> None:
         if self._recompute_depth and torch._C._current_graph_task_id() != -1:
             self._recompute_depth -= 1
+        if self._owners is not None and not self._paused:
+            adopted = self._owners.post(module, args, kwargs, output)
+            if adopted is not None:
+                self._adopt(adopted)
+
+    def _adopt(self, name: str) -> None:
+        """Book the forward work counted with no module running to ``name``, which was running
+        all along (it started before the pass did)."""
+        for key, flops, nbytes in self._unowned:
+            self._own_flops[name] += flops
+            self._own_bytes[name] += nbytes
+            self._fwd_by_module[name] += flops
+            if key is not None:
+                calls = self._row_modules.setdefault(key, {})
+                calls[name] = calls.get(name, 0) + 1
+        self._unowned = []
 
     def _record(self, func, args, kwargs, out) -> None:
         if self._paused:
@@ -272,19 +313,27 @@ class FlopPass(_DataflowTags):
                 self._param_copies[t] = True
         amp, amp_bytes = self._autocast(name, func, phase, inputs, outputs)
         self._track_gap(name, phase, inputs, outputs)
-        parents = counter.mod_tracker.parents if counter is not None else ()
+        owner = self._owners.owner() if self._owners is not None else None
         fixed = self._fixed(phase, inputs, outputs)
         key = (name, _dtype_of(inputs, outputs), phase,
                tuple(tuple(t.shape) for t in inputs), tuple(tuple(t.shape) for t in outputs),
-               fixed, scope_of(parents), tuple(sorted(_schema_attrs(func, args, kwargs).items())),
-               amp, recompute)
+               fixed, scope_of(self._chain.get(owner, ()) if owner is not None else ()),
+               tuple(sorted(_schema_attrs(func, args, kwargs).items())), amp, recompute)
+        nbytes = sum(_tensor_bytes(t) for t in inputs) + sum(_tensor_bytes(t) for t in outputs)
+        if owner is not None:
+            self._own_flops[owner] += flops
+            self._own_bytes[owner] += nbytes
+            if phase == "forward":
+                self._fwd_by_module[owner] += flops
+        if flops:
+            self._by_phase[phase] += flops
         row = self._ops.get(key)
         if row is None:
             if self.max_rows is not None and len(self._ops) >= self.max_rows:
                 # capped (generate(): every token a new shape): FLOPs still count, rows do not
                 self.dropped_flops += flops
-                if flops:
-                    self._by_phase[phase] += flops
+                if owner is None and phase == "forward":
+                    self._unowned.append((None, flops, nbytes))
                 return
             row = self._ops[key] = [0, 0, 0, 0, 0]
         row[0] += 1
@@ -292,12 +341,11 @@ class FlopPass(_DataflowTags):
         row[2] += sum(_tensor_bytes(t) for t in inputs)
         row[3] += sum(_tensor_bytes(t) for t in outputs)
         row[4] += amp_bytes
-        if flops:
-            self._by_phase[phase] += flops
-            if phase == "forward" and counter is not None:
-                for mod in counter.mod_tracker.parents:
-                    if mod in self._known:
-                        self._fwd_by_module[mod] += flops
+        if owner is not None:
+            calls = self._row_modules.setdefault(key, {})
+            calls[owner] = calls.get(owner, 0) + 1
+        elif phase == "forward":
+            self._unowned.append((key, flops, nbytes))
 
     def _fixed(self, phase: str, inputs: list, outputs: list) -> tuple[int, ...]:
         """Indices (inputs, then outputs) of tensors that do not grow with the batch: parameters

@@ -332,6 +332,7 @@ def describe_model(roots: dict[str, torch.nn.Module],
                    flops_by_module: dict[str, int] | None = None,
                    forward_flops_by_module: dict[str, int] | None = None,
                    activation_bytes_by_module: dict[str, int] | None = None,
+                   op_bytes_by_module: dict[str, int] | None = None,
                    loose_params: Iterable[torch.Tensor] = ()) -> ModelInfo:
     """Describe the trained model(s) as a ``ModelInfo``.
 
@@ -341,6 +342,7 @@ def describe_model(roots: dict[str, torch.nn.Module],
         flops_by_module: ``Flops.by_module`` (forward + backward, one step);
         forward_flops_by_module: ``FlopPass.forward_by_module``;
         activation_bytes_by_module: the second value ``MemoryLedger.stop()`` returns;
+        op_bytes_by_module: ``FlopPass.bytes_by_module`` (bytes the module's ops move);
         loose_params: parameters an optimizer trains that no module holds (bare tensors), counted
             in ``params`` / ``trainable_params`` / ``param_dtypes``.
 
@@ -359,6 +361,7 @@ def describe_model(roots: dict[str, torch.nn.Module],
     flops_by_module = flops_by_module or {}
     forward_flops_by_module = forward_flops_by_module or {}
     activation_bytes_by_module = activation_bytes_by_module or {}
+    op_bytes_by_module = op_bytes_by_module or {}
     params: dict[int, torch.nn.Parameter] = {}
     for root in roots.values():
         for p in root.parameters():
@@ -404,6 +407,7 @@ def describe_model(roots: dict[str, torch.nn.Module],
                 flops=int(flops_by_module.get(name, 0)),
                 forward_flops=int(forward_flops_by_module.get(name, 0)),
                 activation_bytes=int(activation_bytes_by_module.get(name, 0)),
+                op_bytes=int(op_bytes_by_module.get(name, 0)),
             ))
 
     hf = _hf_model(roots)

@@ -159,6 +159,7 @@ class ProfileBuilder:
             flops_by_module=flops.by_module if flops else None,
             forward_flops_by_module=self.measure.forward_flops_by_module or None,
             activation_bytes_by_module=act_by_module or None,
+            op_bytes_by_module=self.measure.op_bytes_by_module or None,
             loose_params=loose,
         ) if named or loose else None
         if flops is not None and self.data.example_input is not None and len(named) == 1 and not cheap:

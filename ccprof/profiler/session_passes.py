@@ -127,6 +127,7 @@ class PassRunner:
         if name == "flops":
             self.measure.flops_result = result
             self.measure.forward_flops_by_module = dict(getattr(p, "forward_by_module", {}) or {})
+            self.measure.op_bytes_by_module = dict(getattr(p, "bytes_by_module", {}) or {})
             self.measure.fusion = dict(getattr(p, "fusion", {}) or {})
             self.measure.module_calls_per_step = int(getattr(p, "module_calls", 0) or 0)
             for err in getattr(p, "errors", []) or []:

@@ -136,6 +136,7 @@ class PassState:
     retries: int = 0
     flops_result: Any = None                      # (Flops, ops)
     forward_flops_by_module: dict[str, int] = field(default_factory=dict)
+    op_bytes_by_module: dict[str, int] = field(default_factory=dict)
     memory_result: Any = None                     # (Memory, activation bytes by module)
     fusion: dict[str, dict[str, int]] = field(default_factory=dict)
     module_calls_per_step: int = 0

@@ -85,6 +85,7 @@ def _flops_tree(profile: Profile) -> list[FlopsNode]:
             total[n] = max(mods[n][1], sum(value(c) for c in children.get(n, [])))
         return total[n]
 
+    module_s, gid = _module_s(profile)
     root_label = (mods[""][0] if "" in mods and mods[""][0] else "model")
     has_root = "" in keep_set
     out = []
@@ -97,7 +98,9 @@ def _flops_tree(profile: Profile) -> list[FlopsNode]:
         label = root_label if not n else (n[len(parent[n]) + 1:] if parent[n] else n)
         cls = mods[n][0]
         text = f"{n} ({cls})" if n and cls else (n or root_label)
-        out.append(FlopsNode(node_id, par, label, v, f"{text}: {fmt_flops(v)}"))
+        sec = module_s.get(n)
+        when = f", {fmt_s(sec)} on {gid}" if sec is not None else ""
+        out.append(FlopsNode(node_id, par, label, v, f"{text}: {fmt_flops(v)}{when}"))
     return out
 
 
@@ -122,18 +125,39 @@ def _loss(profile: Profile) -> LossSeries:
     return LossSeries(list(range(first, first + len(loss))), loss)
 
 
+def _module_s(profile: Profile) -> tuple[dict[str, float], str]:
+    """The target GPU's per-module device seconds and its id ({} and "" when not projected)."""
+    gid = profile.cost.gpu if profile.cost is not None else ""
+    proj = (profile.projection or {}).get(gid)
+    return (dict(proj.module_s), gid) if proj is not None and proj.module_s else ({}, "")
+
+
 def _modules(profile: Profile) -> tuple[list[ModuleRow], str]:
     mods = sorted(profile.model.modules, key=lambda m: (m.depth, m.name))
-    note = ""
+    notes = []
+    frac = profile.flops.module_frac()
+    if frac is not None and profile.model.modules and profile.flops.by_module:
+        notes.append(f"{frac:.1%} of the step's {fmt_flops(profile.flops.per_step)} ran in a module; "
+                     f"the other {fmt_flops(profile.flops.per_step - profile.flops.module_flops())} ran outside "
+                     "every module (a loss of the script's own, the optimizer) and is in no row.")
+    module_s, gid = _module_s(profile)
+    if module_s:
+        notes.append(f"Projected time: device seconds on {gid} of the kernels each module owns, its children "
+                     "included, under the step's own precision; host dispatch and the data wait are in no module.")
     if len(mods) > MAX_MODULE_ROWS:
-        note = (f"{len(mods) - MAX_MODULE_ROWS} deeper modules are not shown; "
-                f"profile.json has all {len(mods)}.")
+        notes.append(f"{len(mods) - MAX_MODULE_ROWS} deeper modules are not shown; "
+                     f"profile.json has all {len(mods)}.")
         mods = mods[:MAX_MODULE_ROWS]
     order = {m.name: i for i, m in enumerate(profile.model.modules)}
     mods.sort(key=lambda m: order[m.name])          # tree order, as the profiler listed them
-    return [ModuleRow(m.name or "(root)", m.class_, m.depth, m.params, m.trainable_params, m.flops,
-                      m.activation_bytes, fmt_count(m.params), fmt_count(m.trainable_params),
-                      fmt_flops(m.flops), fmt_bytes(m.activation_bytes)) for m in mods], note
+    rows = []
+    for m in mods:
+        sec = module_s.get(m.name) if module_s else None
+        rows.append(ModuleRow(m.name or "(root)", m.class_, m.depth, m.params, m.trainable_params, m.flops,
+                              m.activation_bytes, fmt_count(m.params), fmt_count(m.trainable_params),
+                              fmt_flops(m.flops), fmt_bytes(m.activation_bytes), m.op_bytes, fmt_bytes(m.op_bytes) if m.op_bytes else "",
+                              sec, "" if sec is None else fmt_s(sec)))
+    return rows, " ".join(notes)
 
 
 def _charts(profile: Profile, memory: MemoryChart, phases: list[Phase], tree: list[FlopsNode],

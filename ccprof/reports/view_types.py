@@ -204,6 +204,10 @@ class ModuleRow:
     trainable_text: str
     flops_text: str
     activation_text: str
+    op_bytes: int = 0                       # read + written by the module's ops, one step
+    op_bytes_text: str = ""
+    step_s: float | None = None             # device seconds of its ops on the target GPU
+    step_text: str = ""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from ccprof.artefacts.profile import Profile
 from ccprof.artefacts.tweaks import MORE, TWELVE
 from tests.helpers.holds import problems
 from tests.helpers.paths import EXTERNAL
@@ -122,6 +123,10 @@ def _complete(run, params: int) -> dict:
     assert p is not None and p["status"] == "complete", p and p.get("error")
     assert p["model"]["params"] == params
     assert set(run.advice) == ALL_TWEAKS                  # FLOPs: each script's own flops test
+    # the model's forward and backward FLOPs are in its modules, within 1%; the rest of the step ran
+    # outside every module (regression/main.py makes its batch with a matmul of its own)
+    flops = Profile.from_dict(p).flops
+    assert flops.module_flops() >= 0.99 * (flops.forward + flops.backward)
     assert (run.out / "report.html").is_file() and (run.out / "report.html").stat().st_size > 0
     return p
 

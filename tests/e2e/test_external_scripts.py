@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ccprof.artefacts.profile import Profile
 from ccprof.artefacts.tweaks import MORE, TWELVE
 from tests.helpers.holds import problems
 from tests.helpers.paths import EXTERNAL
@@ -79,6 +80,10 @@ def _check_artefacts(out: Path, params: int, bytes_per_param: int = 4) -> dict:
     assert profile["status"] == "complete", profile.get("error")
     assert profile["model"]["params"] == params
     assert profile["flops"]["per_step"] > 0
+    # the model's forward and backward FLOPs are in its modules, within 1%; the rest of the step ran
+    # outside every module (regression/main.py makes its batch with a matmul of its own)
+    flops = Profile.from_dict(profile).flops
+    assert flops.module_flops() >= 0.99 * (flops.forward + flops.backward)
     assert profile["memory"]["params_bytes"] == bytes_per_param * params
     advice = json.loads((out / "advice.json").read_text())
     assert {a["tweak"] for a in advice["advice"]} == ALL_TWEAKS

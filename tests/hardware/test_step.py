@@ -13,7 +13,7 @@ from ccprof.hardware.catalog import GpuSpec
 from ccprof.hardware.comm import DDP_BUCKET_BYTES, HOP_LATENCY_S, NCCL_BUS_EFF, ddp_comm, fsdp_comm, ring_allreduce_s
 from ccprof.hardware.host import REFERENCE_HOST as REF
 from ccprof.hardware.projection import CALIBRATION_BOUNDS, MEMORY_HEADROOM_FRAC, fits_memory, mfu, usable_memory_bytes
-from ccprof.hardware.step import CUDA_LAUNCH_S, PCIE_BYTES_PER_S, cost_step, data_wait_s
+from ccprof.hardware.step import CUDA_LAUNCH_S, PCIE_BYTES_PER_S, cost_step, data_wait_s, module_s
 from ccprof.hardware.translate import Policy
 
 # 10 GB, 1 TB/s, 10 TFLOP/s fp32, 100 bf16, 1 SM (waves are exact), interconnect 200 GB/s both ways
@@ -244,3 +244,33 @@ def test_kernel_pass_aggregates_by_aten_op():
     (a @ a).relu().sum()
     got = kp.stop()
     assert "aten.mm" in got and all(k.startswith("aten.") for k in got) and all(v > 0 for v in got.values())
+
+
+def test_module_s_splits_each_row_over_the_modules_owning_its_calls():
+    spec = load_catalog(user=False)["a100-80gb"]
+    mm = OpCost("aten.mm", count=3, flops=3 * 2 * 2048 ** 3, bytes_read=3 * 2 * 4 * 2048 ** 2,
+                bytes_written=3 * 4 * 2048 ** 2, shapes=[[2048, 2048], [2048, 2048]], out_shapes=[[2048, 2048]],
+                modules={"h.0.fc": 1, "h.1.fc": 1})          # the third call ran outside every module
+    p = Profile(ops=[mm], flops=Flops(per_step=mm.flops), host=HOST)
+    per_call = cost_step(p, spec, data=False).device_s["forward"] / 3
+    got = module_s(p, spec, names=["", "h", "h.0", "h.0.fc", "h.1", "h.1.fc"])
+    assert got["h.0.fc"] == pytest.approx(per_call) and got["h.1.fc"] == pytest.approx(per_call)
+    # parents add their children; the unowned call is in no module
+    assert got["h"] == pytest.approx(2 * per_call) and got[""] == pytest.approx(2 * per_call)
+    # without the names: every dotted prefix, and no root that owns nothing itself
+    assert "" not in module_s(p, spec) and module_s(p, spec)["h"] == pytest.approx(2 * per_call)
+    # rows from before ccprof kept owners
+    assert module_s(dataclasses.replace(p, ops=[dataclasses.replace(mm, modules={})]), spec) == {}
+
+
+def test_attach_keeps_the_target_gpus_module_seconds():
+    from tests.helpers.profiles import gpt_plain, priced
+    p = priced(gpt_plain())
+    proj = p.projection[p.cost.gpu]
+    ms = proj.module_s
+    assert ms["blocks.0"] == pytest.approx(ms["blocks.1"]) == pytest.approx(ms["blocks.2"])
+    assert ms["blocks"] == pytest.approx(sum(ms[f"blocks.{i}"] for i in range(3)))
+    # the modules' kernels are part of the step's device time, never more
+    assert 0 < ms[""] <= sum(proj.detail["device_s"].values())
+    assert all(not g.module_s for gid, g in p.projection.items() if gid != p.cost.gpu)
+    assert Profile.from_json(p.to_json()) == p

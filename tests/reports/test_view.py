@@ -177,3 +177,16 @@ def test_saved_profile_renders_the_prices_it_was_costed_with(tmp_path):
     assert gpu_cost_rows(costed, {}) == today           # no catalog at all: still the same table
     priced = [r for r in today if r.usd_per_hour is not None]
     assert priced and all(r.name for r in today)
+
+
+def test_module_rows_show_bytes_and_projected_time():
+    from tests.helpers.profiles import gpt_plain, priced
+    p = priced(gpt_plain())
+    v = build_report_view(p, AdviceSet(), generated_at="2026-01-01T00:00:00", catalog=CATALOG)
+    rows = {r.name: r for r in v.modules}
+    assert rows["blocks.0"].step_s > 0 and rows["blocks.0"].step_s == pytest.approx(rows["blocks.1"].step_s)
+    assert rows["blocks.0"].step_text and rows["blocks.0"].op_bytes_text
+    assert rows["blocks.0"].flops == rows["blocks.2"].flops
+    assert "100.0% of the step's" in v.modules_note and p.cost.gpu in v.modules_note
+    node = next(n for n in v.flops_tree if n.id == "blocks.0")
+    assert f"on {p.cost.gpu}" in node.text
