@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import typing
+from dataclasses import replace
 
 import pytest
 import torch
@@ -182,7 +183,9 @@ def test_recommended_advice_carries_what_was_projected():
     # its 32,000 x 1,024 embedding table is no published checkpoint's: no vectors, no options
     assert by["warm_start"].status == "not_applicable" and by["warm_start"].options == {}
     # on a device the peak fills, the memory tweaks are needed: recommended, with what they project
-    tight = advise(attach_costs(p) if p.cost is None else p,
+    # (LoRA adapts pretrained weights: the sample's model as if loaded from a checkpoint)
+    loaded = replace(p, model=replace(p.model, pretrained=True, loaded_from="from_pretrained:sample"))
+    tight = advise(attach_costs(loaded) if loaded.cost is None else loaded,
                    AdviceContext(device_memory_bytes=p.memory.peak_bytes)).by_tweak()
     lora = tight["lora"]
     assert lora.status == "recommended"
