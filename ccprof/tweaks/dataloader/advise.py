@@ -1,7 +1,6 @@
 """dataloader: workers, pinned memory and persistent workers when the GPU would wait for data."""
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 
 from ccprof.advisors import constants as C
@@ -27,13 +26,15 @@ for x, y in loader:
 def advise_dataloader(profile: Profile, ctx: AdviceContext) -> Advice:
     """The data wait on the target GPU (``ccprof.hardware.step.data_wait_s``) with more workers."""
     d = profile.data
-    workers = min(8, os.cpu_count() or 4)
-    snippet = SNIPPET.format(b=d.batch_size or 32, w=workers)
+    now = d.num_workers or 0
+    # the GPU host's loader, not this host's core count: the option's workers (default 4), or twice
+    # the script's own when it already has that many and the GPU still waits
+    workers = int(ctx.option("dataloader", "num_workers"))
+    target = workers if now < workers else 2 * now
+    snippet = SNIPPET.format(b=d.batch_size or 32, w=target)
     if not d.dataloader_seen:
         return make_advice("dataloader", "not_applicable", profile, ctx, confidence="medium", snippet=snippet,
                            rationale="No torch DataLoader was seen: batches come from elsewhere.")
-    now = d.num_workers or 0
-    target = max(workers, now)
     after = replace(profile, data=replace(d, num_workers=target, pin_memory=True))
     rc = recost(profile, ctx, profile_after=after)
     wait = rc.before.phase_s.get("data", 0.0)
@@ -57,12 +58,12 @@ def advise_dataloader(profile: Profile, ctx: AdviceContext) -> Advice:
                                       f"{fmt_s(rc.before.step_s)} step ({fmt_pct(share)}, below "
                                       f"{fmt_pct(C.DATA_WAIT_FRAC_MIN)}): {how}."),
                            details={"wait_s": wait, "wait_frac": share, "data": rc.before.data})
-    if target <= now and rc.frac <= 0.005:
+    if rc.frac <= 0.005:
         return make_advice("dataloader", "not_applicable", profile, ctx, confidence="medium", snippet=snippet,
                            rationale=(f"On {rc.spec.name} the GPU would wait {fmt_s(wait)} for data per step "
-                                      f"({fmt_pct(share)}) although the loader already has {now} workers: {how}. "
-                                      "More workers need more CPU cores; move decoding or augmentation offline, or "
-                                      "into the model on the GPU."),
+                                      f"({fmt_pct(share)}) with the loader's {now} workers, and {target} would not "
+                                      f"shorten it ({how}): move decoding or augmentation offline, or into the "
+                                      "model on the GPU."),
                            details={"wait_s": wait, "wait_frac": share, "data": rc.before.data})
     rationale = (f"On {rc.spec.name} the GPU would wait {fmt_s(wait)} for data in a {fmt_s(rc.before.step_s)} step "
                  f"({fmt_pct(share)}): {how}. "
@@ -75,8 +76,8 @@ def advise_dataloader(profile: Profile, ctx: AdviceContext) -> Advice:
                                     f"({fmt_s(d.batch_s) if d.batch_s else 'the measured wait'}); {target} workers "
                                     "deliver that many batches in parallel, so the GPU waits only for what its own "
                                     "compute does not cover.",
-                                    f"The GPU host has {target} CPU cores free for workers (this one has "
-                                    f"{os.cpu_count() or '?'})."],
+                                    f"The GPU host has {target} CPU cores free for workers (--option "
+                                    "num_workers=N states another count)."],
                        sources=["PyTorch DataLoader docs: workers prefetch batches in parallel processes",
                                 "PyTorch TensorBoard profiler plugin (pytorch/kineto tb_plugin) recommendations: DataLoader > 5% of step -> more workers"],
                        details={"wait_s": wait, "wait_frac": share, "workers_after": target, "missing": missing,

@@ -1,4 +1,3 @@
-import os
 from dataclasses import replace
 
 import pytest
@@ -16,7 +15,7 @@ def test_formula_is_the_wait_on_the_target_gpu():
     a = advise_one("dataloader", p)
     spec = load_catalog()["a100-80gb"]
     before = cost_step(p, spec)
-    workers = min(8, os.cpu_count() or 4)
+    workers = 4           # the option's default: the GPU host's loader, not this machine's core count
     after = cost_step(replace(p, data=replace(p.data, num_workers=workers, pin_memory=True)), spec)
     assert before.phase_s["data"] == pytest.approx(0.2)
     compute = after.step_s - after.phase_s["data"]
@@ -24,6 +23,16 @@ def test_formula_is_the_wait_on_the_target_gpu():
     assert a.status == "recommended"
     assert a.projected.time_saved_frac == pytest.approx(1 - after.step_s / before.step_s, abs=1e-6)
     assert "num_workers>0" in a.rationale and a.details["workers_after"] == workers
+
+
+def test_a_loader_that_already_has_the_workers_gets_twice_as_many_whatever_this_host():
+    """A data-bound step with 4 workers: 8 on the GPU host (stated), not "more workers need more
+    CPU cores" because the profiling machine has 2."""
+    p = hand_profile(data=replace(hand_profile().data, dataloader_seen=True, num_workers=4, batch_s=0.8,
+                                  batches_per_step=1.0))
+    a = advise_one("dataloader", p)
+    assert a.status == "recommended", a.rationale
+    assert a.details["workers_after"] == 8 and "The GPU host has 8 CPU cores free" in " ".join(a.assumptions)
 
 
 def test_fires_on_a_slow_loader_without_workers():
