@@ -730,9 +730,9 @@ def test_gat_run_size(gat):
 # The definition of done for these scripts: `ccprof apply` of its top codemods yields a script that
 # runs and whose profile reports those tweaks `already_applied`. For each fixture (not the llama2.c
 # resume variant), the tweaks below are the first two of its advice.json, in rank order, that are
-# recommended and have a codemod (`ccprof apply` supports them). Near ties in that ranking move with
-# the measured timings: adder's second is compile or dataloader, and rnnlm's first two are compile
-# and tf32 or batch_size and compile, from run to run, so both readings are listed. Each tweak is
+# recommended and have a codemod (`ccprof apply` supports them). compile counts its compilation
+# against the run (issue 20): on these few-hundred-step runs it saves nothing, and seq2seq's,
+# textcnn's and rnnlm's next rewritable tweak is fused_optimizer. Each tweak is
 # applied on its own to a fresh copy of the folder (the new file sits next to the original, so
 # sibling imports still work) and the new file is analyzed once with the fixture's own flags.
 
@@ -822,18 +822,18 @@ APPLY_CASES = [
     pytest.param("seq2seq", "batch_size", marks=_applied(
         "apply refuses: '" + NO_BATCH_FOUND + "' (every step is make_batch() of the script's 6 "
         "hard-coded word pairs: 'batch 48 (from 6)' cannot be followed without more data)")),
-    pytest.param("seq2seq", "compile"),
+    pytest.param("seq2seq", "fused_optimizer"),
     pytest.param("textcnn", "batch_size", marks=_applied(
         "apply refuses: '" + NO_BATCH_FOUND + "' (every step is the script's 6 hard-coded sentences: "
         "'batch 48 (from 6)' cannot be followed without more data)")),
-    pytest.param("textcnn", "compile"),
+    pytest.param("textcnn", "fused_optimizer"),
     pytest.param("rnnlm", "batch_size", marks=_applied(
         "the rewrite (`batch_size = 160`, from 20) never trains: analyze exits 4, 'ccprof: the script "
         "never trained: 0 forward calls, no backward, no optimizer steps, 0 steps'; the advice's batch "
         "160 does not fit the data: the 1,940-token corpus reshapes to [160, 12], shorter than "
         "seq_length 30, so `for i in range(0, ids.size(1) - seq_length, seq_length)` is empty (an epoch "
         "held 3 batches of 20)")),
-    pytest.param("rnnlm", "compile"),
+    pytest.param("rnnlm", "fused_optimizer"),
     pytest.param("rnnlm", "tf32"),
     pytest.param("dynamic_net", "batch_size", marks=_applied(
         "apply refuses: '" + NO_BATCH_FOUND + "' (the batch is N in the tuple assignment "

@@ -11,6 +11,7 @@ import torch
 from ccprof.api import RUN_PLUGINS
 from ccprof.applier.verify import VERIFY_SEED, pick_tweaks, verify
 from ccprof.artefacts.advice import Advice, AdviceSet, Plan, Projected
+from ccprof.artefacts.tweaks import measurable_here
 from ccprof.profiler.hooks import StopProfiling
 from ccprof.profiler.runner import run_script
 from tests.helpers.paths import ROOT
@@ -81,7 +82,11 @@ def test_cli_verify_writes_measured_into_advice_json(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads((tmp_path / "advice.json").read_text())
     measured = [a for a in data["advice"] if a.get("measured")]
-    assert len(measured) == 3
+    # the top three recommended tweaks a re-run can apply, or as many as the advice recommends
+    prof = json.loads((tmp_path / "profile.json").read_text())
+    here = (prof["device"]["type"], bool(prof["data"]["dataloader_seen"]))
+    picked = [a["tweak"] for a in data["advice"] if a["status"] == "recommended" and measurable_here(a["tweak"], *here)[0]]
+    assert len(measured) == min(3, len(picked)) >= 2, picked     # tf32 needs CUDA, batch_size a DataLoader
     # each re-run either measured its peak or says why the tweak could not be applied to this script
     assert any((a["measured"]["peak_bytes"] or 0) > 0 for a in measured)
     for a in measured:
@@ -183,12 +188,17 @@ def _hf_run(tweak, options=None):
 
 
 def test_hf_trainer_lora_run_has_a_ledger_within_15pct_of_projection(hf_baseline):
+    from dataclasses import replace as _replace
+
     from ccprof.advisors import AdviceContext
     from ccprof.api import advise, attach_costs
 
     # a device the peak fills: LoRA's memory is needed, so it is recommended with what it projects
+    # (the example's tiny Llama as if loaded from a checkpoint: LoRA adapts pretrained weights, and
+    # no published Llama fits these widths from scratch)
     tight = AdviceContext(device_memory_bytes=hf_baseline.memory.peak_bytes)
-    lora = advise(attach_costs(hf_baseline), tight).by_tweak()["lora"]
+    loaded = _replace(hf_baseline, model=_replace(hf_baseline.model, pretrained=True, loaded_from="from_pretrained:tiny"))
+    lora = advise(attach_costs(loaded), tight).by_tweak()["lora"]
     assert lora.options["rank"] and lora.options["targets"]          # what was projected is what runs
     r, entry = _hf_run("lora", lora.options)
     assert r.exit_code == 0 and entry["applied"], (r.message, entry)
