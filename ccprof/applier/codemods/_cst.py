@@ -96,6 +96,18 @@ class Edits(cst.CSTTransformer):
         self._groups[ids[0]] = (ids, fn)
         self._grouped.update(ids[1:])
 
+    def wrap_in_with(self, stmts: Sequence[cst.BaseStatement], head: cst.BaseExpression) -> None:
+        """``stmts`` (consecutive statements of one block) become the body of ``with head:``, which
+        takes the first statement's leading lines (comments, blank lines)."""
+        first = stmts[0]
+
+        def wrap(updated: list) -> cst.With:
+            inner = [updated[0].with_changes(leading_lines=[])] + list(updated[1:])
+            return cst.With(items=[cst.WithItem(item=head)], body=cst.IndentedBlock(body=inner),
+                            leading_lines=first.leading_lines)
+
+        self.group(stmts, wrap)
+
     def on_leave(self, original_node, updated_node):  # type: ignore[override]
         fn = self._replace.get(id(original_node))
         if fn is not None:

@@ -75,16 +75,8 @@ class GradAccumulation(TweakCodemod):
             if id(loop) in done:
                 continue
             done.add(id(loop))
-            body = list(loop.body.body)
             model = next((m for m in models if "." not in m), models[0])
-            head = parse_expr(f"{names[0]}.accumulate({model})")
-
-            def wrap(stmts: list, first=body[0], head=head) -> cst.With:
-                inner = [stmts[0].with_changes(leading_lines=[])] + list(stmts[1:])
-                return cst.With(items=[cst.WithItem(item=head)], body=cst.IndentedBlock(body=inner),
-                                leading_lines=first.leading_lines)
-
-            edits.group(body, wrap)
+            edits.wrap_in_with(list(loop.body.body), parse_expr(f"{names[0]}.accumulate({model})"))
 
     def _keyword(self, info: ScriptInfo, edits: Edits, calls: list, key: str, k: int, missing: str) -> None:
         if not calls:

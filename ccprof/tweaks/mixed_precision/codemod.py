@@ -145,14 +145,7 @@ class MixedPrecision(TweakCodemod):
                               "final Sigmoid, is the safe and faster form)")
         for site, region in regions:
             dev = device_type_expr(info, region[0], region)
-            head = parse_expr(f"torch.autocast(device_type={dev}, dtype={torch_dtype})")
-
-            def wrap(stmts: list, first=region[0], head=head) -> cst.With:
-                inner = [stmts[0].with_changes(leading_lines=[])] + list(stmts[1:])
-                return cst.With(items=[cst.WithItem(item=head)], body=cst.IndentedBlock(body=inner),
-                                leading_lines=first.leading_lines)
-
-            edits.group(region, wrap)
+            edits.wrap_in_with(region, parse_expr(f"torch.autocast(device_type={dev}, dtype={torch_dtype})"))
         self.need_import("torch")
         if dtype == "fp16":
             self._scaler(info, edits, sites)
