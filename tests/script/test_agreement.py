@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ccprof.applier.codemods import CODEMODS, apply_source, codemod_ids
+from ccprof.applier.codemods import apply_source, codemod_ids
+from ccprof.artefacts.tweaks import TWEAKS
 from ccprof.profiler.static import static_facts_from_source
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,7 +73,7 @@ EXPECTED = {
 
 def _checked_tweaks() -> list[str]:
     """Tweaks whose codemod says "already applied" from facts of ccprof.script.applied."""
-    return [t for t in codemod_ids() if CODEMODS[t].FACTS]
+    return [t for t in codemod_ids() if TWEAKS[t].facts]
 
 
 def _cases() -> list:
@@ -107,7 +108,7 @@ def test_analyze_and_apply_agree_on_already_applied(path, argv):
     static, verdicts = _reads(path, argv)
     assert static.parsed, static.note
     for tweak, (already, switch, reason) in verdicts.items():
-        facts = CODEMODS[tweak].FACTS
+        facts = TWEAKS[tweak].facts
         on = [f for f in facts if getattr(static, f)]
         assert bool(on) == already, (
             f"{tweak}: analyze's static facts {({f: getattr(static, f) for f in facts})} "
@@ -136,7 +137,7 @@ def test_small_scripts_read_as_written(name, expected):
 
 def test_every_rule_has_a_small_script():
     """Each fact a codemod checks is on in one small script and off in another."""
-    facts = {f for t in _checked_tweaks() for f in CODEMODS[t].FACTS}
+    facts = {f for t in _checked_tweaks() for f in TWEAKS[t].facts}
     seen_on = {f for e in EXPECTED.values() for f, v in e.items() if v}
     assert facts - {"fsdp"} <= seen_on
 

@@ -18,7 +18,7 @@ from libcst.codemod import CodemodCommand, CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 
 from ccprof.applier.codemods._cst import Edits
-from ccprof.artefacts.tweaks import TweakOptions, options_for
+from ccprof.artefacts.tweaks import TWEAKS, TweakOptions, options_for
 from ccprof.script.applied import applied
 from ccprof.script.facts import ModuleFacts
 from ccprof.script.flags import script_options
@@ -54,9 +54,6 @@ class TweakCodemod(CodemodCommand):
 
     tweak: ClassVar[str] = ""
     DESCRIPTION: ClassVar[str] = ""
-    # the facts of ccprof.script.applied that mean the script already has the tweak (any one):
-    # the same functions the profiler's static facts ask, so apply and analyze agree
-    FACTS: ClassVar[tuple[str, ...]] = ()
     # In a Hugging Face Accelerate script: "code" (edit the code as in a plain loop: workers, TF32,
     # compile, checkpointing, the loader's batch size are not Accelerator settings), "accelerator"
     # (the setting belongs to ``Accelerator(...)``: the codemod's ``plan`` puts it there), or the
@@ -100,13 +97,14 @@ class TweakCodemod(CodemodCommand):
         return tree
 
     def check_applied(self, info: ScriptInfo) -> None:
-        """``AlreadyApplied`` when one of the tweak's ``FACTS`` is in effect (behind a flag whose
-        value the run does not tell: still, saying so); ``Skip`` when the script has it only
+        """``AlreadyApplied`` when one of the tweak's facts (the catalog's ``TweakInfo.facts``) is in
+        effect (behind a flag whose value the run does not tell: still, saying so); ``Skip`` when the script has it only
         behind a flag the run left off (a second copy would fight the first)."""
-        if not self.FACTS:
+        facts = TWEAKS[self.tweak].facts     # the catalog's: what analyze's static facts read too
+        if not facts:
             return
         options = script_options(info, self.argv)
-        found = [applied(info, fact, options) for fact in self.FACTS]
+        found = [applied(info, fact, options) for fact in facts]
         for a in found:
             if a.on:
                 raise AlreadyApplied(a.reason())

@@ -30,7 +30,6 @@ HF_ENABLE = 'gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_r
 @register("checkpointing")
 class Checkpointing(TweakCodemod):
     DESCRIPTION = "Gradient (activation) checkpointing of the repeated blocks."
-    FACTS = ("checkpointing",)
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:
         if info.kind == "hf_trainer":

@@ -19,7 +19,6 @@ __all__ = ["Compile"]
 @register("compile")
 class Compile(TweakCodemod):
     DESCRIPTION = "Compile the model with torch.compile."
-    FACTS = ("compile",)
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:
         if info.kind == "hf_trainer":

@@ -21,7 +21,6 @@ __all__ = ["Dataloader"]
 @register("dataloader")
 class Dataloader(TweakCodemod):
     DESCRIPTION = "Load batches in worker processes into pinned memory."
-    FACTS = ("dataloader",)        # every loader has workers, pin_memory and persistent_workers
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:
         n = int(self.opt("num_workers"))

@@ -36,7 +36,6 @@ def torchrun_command(path: str) -> str:
 @register("distributed")
 class Distributed(TweakCodemod):
     DESCRIPTION = "Data-parallel training on every GPU with DDP."
-    FACTS = ("ddp", "fsdp")
     ACCELERATE = ("Accelerate already runs this script data-parallel when it is launched that way: "
                   "`accelerate launch --multi_gpu --num_processes N train.py` (or `accelerate config`); "
                   "no rewrite is needed")

@@ -31,7 +31,6 @@ __all__ = ["EarlyStopping"]
 @register("early_stopping")
 class EarlyStopping(TweakCodemod):
     DESCRIPTION = "Stop training when the validation loss stops improving."
-    FACTS = ("early_stopping",)    # a callback, or a patience test that breaks; not a name alone
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:
         patience = int(self.opt("patience"))

@@ -15,7 +15,6 @@ FOREACH_CAPABLE = ("Adadelta", "Adamax", "ASGD", "NAdam", "RAdam", "RMSprop", "R
 @register("fused_optimizer")
 class FusedOptimizer(TweakCodemod):
     DESCRIPTION = "One fused kernel (or foreach kernels) for the whole parameter update."
-    FACTS = ("fused_optimizer",)
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:
         if info.kind == "hf_trainer" and not info.optimizer_calls():

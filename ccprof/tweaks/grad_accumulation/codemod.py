@@ -30,7 +30,6 @@ CONSTANT = "gradient_accumulation_steps"
 @register("grad_accumulation")
 class GradAccumulation(TweakCodemod):
     DESCRIPTION = "Accumulate gradients over k micro-batches per optimizer step."
-    FACTS = ("accumulation",)      # a real pattern (ccprof.script.applied), not a variable's name
     ACCELERATE = "accelerator"      # Accelerator(gradient_accumulation_steps=k) + `with accelerator.accumulate(model):`
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:

@@ -40,7 +40,6 @@ def linear_attributes(info: ScriptInfo) -> list[str]:
 @register("lora")
 class Lora(TweakCodemod):
     DESCRIPTION = "Freeze the base weights and train LoRA adapters (peft)."
-    FACTS = ("peft",)
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:
         config = self._config(info)

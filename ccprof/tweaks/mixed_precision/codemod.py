@@ -76,7 +76,6 @@ def _float_bce_args(info: ScriptInfo, stmt: cst.CSTNode, bce: set[str]) -> cst.C
 @register("mixed_precision")
 class MixedPrecision(TweakCodemod):
     DESCRIPTION = "Autocast forward and loss to bf16/fp16 (GradScaler for fp16)."
-    FACTS = ("autocast",)          # torch autocast, bf16/fp16=True, precision="bf16-mixed" ...
     ACCELERATE = "accelerator"      # Accelerator(mixed_precision="bf16") autocasts the prepared model
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:

@@ -6,7 +6,7 @@ pattern sparse tensor cores run at twice the math rate on Ampere+, Mishra et al.
 torch.nn.utils.prune keeps the original tensor (``weight_orig``, the same Parameter object the
 user's optimizer holds) and a ``weight_mask`` buffer; the forward uses their product, so
 the pruned weights receive zero gradient and stay pruned. Masks alone give no dense
-speed-up (FACTS: unstructured sparsity gives no dense speed-up); the win is what a later
+speed-up (unstructured zeros still run dense kernels: PyTorch's pruning tutorial); the win is what a later
 export can drop.
 """
 from __future__ import annotations

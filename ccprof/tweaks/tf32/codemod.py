@@ -19,7 +19,6 @@ LINES = ("torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls on Ampere
 @register("tf32")
 class Tf32(TweakCodemod):
     DESCRIPTION = "Enable TF32 for fp32 matmuls and cuDNN convolutions."
-    FACTS = ("tf32",)              # `allow_tf32 = True`, set_float32_matmul_precision("high"), tf32=True
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:
         insert_after_imports(info, edits, parse_stmts(LINES, info.module))
