@@ -250,10 +250,13 @@ def profile_model(model: Any, optimizer: Any, batches: Iterable[Any], loss_fn: C
 # ---------------------------------------------------------------------------- what the commands need
 # Each raises a CcprofError (UsageError, OutputError, ScriptError) whose message is in the
 # user's terms and whose exit_code the CLI exits with; none prints.
-def _check_cost_options(gpu: str | None, catalog_path: str | None, price_usd: float | None) -> None:
-    """Bad --gpu/--catalog/--price fail in a second, before the script runs for minutes."""
+def _check_cost_options(gpu: str | None, catalog_path: str | None, price_usd: float | None,
+                        catalog: dict[str, Any] | None = None) -> None:
+    """Bad --gpu/--catalog/--price fail in a second, before the script runs for minutes
+    (``catalog``: the one already loaded from ``catalog_path``)."""
     try:
-        catalog = hardware.load_catalog(catalog_path)
+        if catalog is None:
+            catalog = hardware.load_catalog(catalog_path)
         if gpu is not None:
             hardware.resolve_gpu(gpu, catalog)
     except (hardware.CatalogError, ValueError, OSError) as exc:
@@ -340,7 +343,7 @@ def readvise(profile_path: str | Path, *, gpu: str | None = None, total_steps: i
         raise UsageError(f"{profile_path} was costed on {profile.cost.gpu!r}, which is not in the GPU catalog "
                          "now: pass the --catalog file it was analyzed with, or --gpu ID")
     if gpu or total_steps or price_usd is not None or host_speed is not None or catalog_path:
-        _check_cost_options(gpu, catalog_path, price_usd)
+        _check_cost_options(gpu, catalog_path, price_usd, catalog)
         try:
             # what the user does not name now stays as the profile was costed (hardware.cost_for:
             # the GPU, its price, a run size given then)
