@@ -78,7 +78,7 @@ def advise(profile: Profile, ctx: Any = None, **options: Any):
 
 def apply(script: str | Path, tweaks: list[str], options: dict[str, Any] | None = None, *,
           tweak_options: dict[str, Any] | None = None, to_path: str | Path | None = None,
-          argv: list[str] | None = None):
+          argv: list[str] | None = None, sites: Any = ()):
     """The script's source rewritten to keep ``tweaks`` (a codemods ApplyResult); writes nothing.
 
         result = apply("train.py", ["mixed_precision", "checkpointing"])
@@ -89,7 +89,8 @@ def apply(script: str | Path, tweaks: list[str], options: dict[str, Any] | None 
     ``selection.tweaks_from_advice``); ``options``: by ``--option`` name, over them
     (``{"accumulation_steps": 8}``); ``to_path`` names the new file in the diff; ``argv``: the
     arguments of the run the advice came from (a tweak behind a flag that run left off is not
-    "already applied"; ``selection.run_argv``). Raises
+    "already applied"; ``selection.run_argv``); ``sites``: that run's ``CallSite`` records
+    (``selection.run_sites``: where it built its loader, optimizer and models). Raises
     ``ScriptEncodingError`` (a ValueError) for a file Python could not read either,
     ``ScriptSyntaxError`` for one that does not parse, OSError when it cannot be read.
     """
@@ -99,7 +100,7 @@ def apply(script: str | Path, tweaks: list[str], options: dict[str, Any] | None 
     text = read_script(path)        # its encoding, BOM and line endings: result.script
     result = apply_source(text.source, list(tweaks), options=options, path=str(path),
                           to_path=str(to_path) if to_path is not None else None, like=text,
-                          tweak_options=tweak_options, argv=argv)
+                          tweak_options=tweak_options, argv=argv, sites=sites)
     return replace(result, script=text)
 
 
@@ -435,13 +436,26 @@ class ApplyOutcome:
         return bool(self.result.applied)
 
     @property
+    def command(self) -> list[str] | None:
+        """What to run for the tweaks to take effect when the run's own arguments would not do
+        (an option the run sets that the rewrite changes, a flag to turn on): ``["python",
+        "train_ccprof.py", "--batch_size=32", ...]``; None when ``python <output>`` with the run's
+        arguments does."""
+        argv = getattr(self.result, "command", None)
+        if argv is None:
+            return None
+        script = self.out_path if self.written else Path(self.result.script.path) \
+            if getattr(self.result.script, "path", None) else self.out_path
+        return ["python", str(script), *argv]
+
+    @property
     def exit_code(self) -> ExitCode:
         return ExitCode.OK if all(o.ok for o in self.tweaks) else ExitCode.NOT_ALL_APPLIED
 
     def to_dict(self) -> dict[str, Any]:
         """``ccprof apply --json``: the output path, whether it was written, the exit code, each
         tweak's outcome and the diff."""
-        return {"output": str(self.out_path), "written": self.written,
+        return {"output": str(self.out_path), "written": self.written, "command": self.command,
                 "backup": str(self.backup) if self.backup else None, "exit_code": int(self.exit_code),
                 "tweaks": [o.to_dict() for o in self.tweaks], "diff": self.result.diff}
 
@@ -466,6 +480,7 @@ def apply_to_file(script: str | Path, tweaks: Iterable[str] = (), *, advice_path
         default_output_path,
         parse_option,
         run_argv,
+        run_sites,
         select_tweaks,
         tweak_outcomes,
     )
@@ -502,7 +517,8 @@ def apply_to_file(script: str | Path, tweaks: Iterable[str] = (), *, advice_path
                           make_parents=False)
     try:
         result = apply(src, sel.tweaks, tweak_options=per_tweak, to_path=out_path,
-                       argv=run_argv(advice_path) if advice_path else None)   # the advice's run: its flags
+                       argv=run_argv(advice_path) if advice_path else None,    # the advice's run: its flags
+                       sites=run_sites(advice_path) if advice_path else ())    # ... and where it took its values
     except ScriptSyntaxError as exc:
         raise UsageError(f"{exc.path}:{exc.line}: syntax error, fix the script first "
                          f"({exc.message.splitlines()[0]})", ExitCode.SCRIPT_ERROR) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import shlex
 import sys
 from pathlib import Path
 
@@ -438,6 +439,9 @@ def apply_cmd(script: str, tweaks: tuple[str, ...], advice_path: str | None, top
         click.echo("no change; nothing written: the script already has every tweak asked for", err=True)
     else:
         click.echo("nothing written", err=True)
+    if done.command:
+        click.echo(f"run it with: {shlex.join(done.command)}  (the run's command line sets what the rewrite "
+                   "changes)", err=True)
     if failed:
         _fail(f"{len(failed)} of {len(asked)} tweaks asked for could not be written ({', '.join(failed)}): "
               "see why above", ExitCode.NOT_ALL_APPLIED)

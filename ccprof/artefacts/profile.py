@@ -25,7 +25,7 @@ SCHEMA = "ccprof.profile/1"
 __all__ = [
     "SCHEMA", "Profile", "Device", "ModuleStat", "RepeatedBlock", "Embedding", "ModelInfo",
     "OptimizerInfo", "OptimizerSection", "Steps", "OpCost", "Flops", "Memory", "DataInfo",
-    "Precision", "GpuSample", "GpuInfo", "HostInfo", "RunLimit", "EvalWork", "StaticFacts", "Environment", "Finding",
+    "Precision", "GpuSample", "GpuInfo", "HostInfo", "RunLimit", "EvalWork", "Setting", "CallSite", "StaticFacts", "Environment", "Finding",
     "ErrorInfo", "GpuProjection", "Cost", "ArtefactError", "module_ancestors",
 ]
 
@@ -387,6 +387,73 @@ class HostInfo:
 
 
 @dataclass(frozen=True)
+class Setting:
+    """Where one value the run passed to a call came from (``ccprof.profiler.sites``): what a
+    rewrite must change, and where, to change that value in the script's own run.
+
+    name: the call's parameter (``"batch_size"``); value: what the run passed (a JSON scalar);
+    code: the argument's source at the call (``"config.batch_size"``, ``"64"``; ``""`` when the
+    call left it to its default);
+    kind: ``"literal"`` (written at the call) | ``"argparse"`` (an option of an ``ArgumentParser``
+    the script parsed) | ``"attribute"`` (a field of an object the script holds: a config node, a
+    dataclass) | ``"global"`` (a module-level name of the script) | ``"local"`` (a function's
+    variable) | ``"default"`` (the call's own default) | ``"unknown"``;
+    path: how the script reaches it in the frame ``scope_*`` names (``"args.batch_size"``,
+    ``"config.trainer.batch_size"``, ``"batch_size"``); ``""`` for a literal or a default;
+    file/line: where the value is written (the literal's call, the ``batch_size = 128`` assignment,
+    the ``add_argument`` call); 0 when not found;
+    flag: the command-line option that sets it (``"--batch-size"``, ``"--trainer.batch_size"``);
+    default: the option's default, or the assignment's literal; None when unknown;
+    argv: the element of the run's arguments that set it (``"--batch_size=4"``, ``"--bs 4"``);
+    ``""`` when the command line did not;
+    scope_file/scope_line/scope_function: the user frame where ``path`` resolves and its line
+    when the call ran: a rewrite can set ``path = N`` just before that statement.
+    Files are relative to the script's folder when inside it.
+    """
+    name: str
+    value: Any = None
+    code: str = ""
+    kind: str = "unknown"
+    path: str = ""
+    file: str = ""
+    line: int = 0
+    flag: str = ""
+    default: Any = None
+    argv: str = ""
+    scope_file: str = ""
+    scope_line: int = 0
+    scope_function: str = ""
+
+
+@dataclass(frozen=True)
+class CallSite:
+    """A call in the user's code that made or ran an object a tweak touches, as the run saw it.
+
+    what: ``"dataloader"`` | ``"optimizer"`` | ``"model"`` (a trained root module's constructor) |
+    ``"forward"`` (a call of a trained root module) | ``"accelerator"`` | ``"training_args"``;
+    cls: the object's class, qualified (``"torch.utils.data.dataloader.DataLoader"``, ``"model.GPT"``);
+    file/line/function: the innermost frame of the user's code (relative to the script's folder
+    when inside it); stack: the user's frames from there outward, ``[file, line, function]``, to
+    the script's own module frame;
+    role: ``"train"`` (it fed, stepped or ran the measured training steps) | ``"eval"`` | ``""``;
+    name: what the innermost frame calls it, when the call's result is assigned to a name
+    (``"model"``, ``"train_loader"``);
+    settings: where each value the tweaks read (batch size, workers, learning rate) came from;
+    count: how many times the run made this call.
+    """
+    what: str
+    cls: str = ""
+    file: str = ""
+    line: int = 0
+    function: str = ""
+    stack: list[list[Any]] = field(default_factory=list)
+    role: str = ""
+    name: str = ""
+    settings: list[Setting] = field(default_factory=list)
+    count: int = 1
+
+
+@dataclass(frozen=True)
 class StaticFacts:
     """What the script's source says, read with libcst. ``lines`` maps a fact to its line."""
     parsed: bool = True
@@ -550,6 +617,8 @@ class Profile:
     world_size: int = 1                     # processes under torchrun
     rank: int = 0                           # this profile's rank (0 after merging)
     ranks: list[dict[str, Any]] = field(default_factory=list)    # per-rank summary, merged on rank 0
+    # the calls in the user's code that made the loader, optimizer, models (ccprof.profiler.sites)
+    sites: list[CallSite] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return _serde.to_dict(self)

@@ -585,6 +585,30 @@ def _without(argv: list[str], flag: str, takes_value: bool) -> list[str]:
     return out
 
 
+def with_option(argv: Sequence[str], flag: str, value: str | None) -> list[str]:
+    """``argv`` with ``flag`` set to ``value`` (``None``: a bare switch), in the form the run wrote
+    it: ``--bs 4`` -> ``--bs 32``, ``--batch_size=4`` -> ``--batch_size=32``; appended as
+    ``--flag=value`` when the run did not set it.
+
+    Example: ``with_option(["--batch_size=4", "--compile=False"], "--batch_size", "32")`` ->
+    ``["--batch_size=32", "--compile=False"]``.
+    """
+    out = list(argv)
+    for i, a in enumerate(out):
+        if a.startswith(flag + "="):
+            out[i] = flag if value is None else f"{flag}={value}"
+            return out
+        if a == flag:
+            if value is None:
+                return out
+            if i + 1 < len(out) and not out[i + 1].startswith("-"):
+                out[i + 1] = value
+            else:
+                out.insert(i + 1, value)
+            return out
+    return out + [flag if value is None else f"{flag}={value}"]
+
+
 def switch_on(info: ScriptInfo, guards: Sequence[Guard], argv: Sequence[str] | None) -> list[str] | None:
     """The run's arguments changed so that every guard in ``guards`` holds, or None when ccprof
     cannot find such a command line. Each candidate is checked by evaluating the guards again

@@ -852,19 +852,26 @@ APPLY_CASES = [
 
 @pytest.mark.parametrize("name, tweak", APPLY_CASES)
 def test_apply_top_codemod_runs_and_is_already_applied(name, tweak, request, tmp_path):
+    """As a user keeps a tweak: `ccprof apply SCRIPT --from advice.json -t TWEAK` (the advice's own
+    options, the run's flags and the places the run took its values from), then the rewrite runs
+    under `ccprof analyze` with the command line apply prints (the run's, or with the options the
+    rewrite needs there) and reports the tweak in effect."""
     base = request.getfixturevalue(name)
     _ok(base)
     assert base.advice[tweak]["status"] == "recommended", _top_codemods(base)
     cwd, paths = _fresh(name, tmp_path)
     new = f"{Path(base.script).stem}_{tweak}.py"
-    options = []
-    if tweak == "batch_size":        # what `--from advice.json` passes: the advice's new size
-        options = ["--option", f"batch_size={base.advice['batch_size']['details']['batch_after']}"]
-    res = _run(cwd, [sys.executable, "-m", "ccprof", "apply", base.script, "-t", tweak, "-o", new, *options],
-               paths)
+    res = _run(cwd, [sys.executable, "-m", "ccprof", "apply", base.script, "--from", str(base.out / "advice.json"),
+                     "-t", tweak, "-o", new, "--json"], paths)
     assert res.returncode == 0, _why(res)
-    assert f"applied {tweak}" in res.stderr and (cwd / new).is_file(), res.stderr          # (a)
-    run = _analyze(cwd, new, base.args, tmp_path / "report", paths)
+    done = json.loads(res.stdout)
+    outcome = next(o for o in done["tweaks"] if o["tweak"] == tweak)
+    assert outcome["outcome"] in ("written", "turn_on"), outcome                            # (a)
+    script, args = (new, base.args) if done["written"] else (base.script, base.args)
+    assert (cwd / script).is_file()
+    if done["command"]:                  # the run's command line sets what the rewrite changes
+        script, args = Path(done["command"][1]).name, done["command"][2:]
+    run = _analyze(cwd, script, args, tmp_path / "report", paths)
     p = _ok(run)                                                                           # (b)
     assert p["error"] is None, p["error"]
     advice = run.advice[tweak]
@@ -875,6 +882,8 @@ def test_apply_top_codemod_runs_and_is_already_applied(name, tweak, request, tmp
     if tweak == "compile":           # every model the optimizers train is compiled
         roots = p["model"]["roots"]
         assert p["counters"].get("compile_calls", 0) >= len(roots), (roots, p["counters"])
+    if tweak == "batch_size":        # the training batch is the advice's
+        assert p["data"]["batch_size"] == base.advice["batch_size"]["details"]["batch_after"], p["data"]
 
 
 # ------------------------------------------------- what every analysis must hold (issue 20)

@@ -40,6 +40,7 @@ from ccprof.applier.codemods._text import (
 from ccprof.artefacts.tweaks import APPLY_ORDER, TWEAKS, TweakOptions, option_key, options_for
 from ccprof.artefacts.tweaks import codemod_ids as catalog_codemod_ids
 from ccprof.script.facts import ModuleFacts
+from ccprof.script.flags import with_option
 
 __all__ = ["ApplyResult", "CODEMODS", "APPLY_ORDER", "register", "apply_source", "tweak_options_of", "codemod_ids",
            "ScriptSyntaxError", "ScriptText", "ScriptEncodingError", "read_script", "write_script"]
@@ -92,6 +93,12 @@ class ApplyResult:
     # already_applied ids the script holds behind an option the run left off: the run's arguments
     # with that option on (``_base.TurnOn``), what to run instead of a second copy
     turn_on: dict[str, list[str]] = field(default_factory=dict)
+    # tweak id -> the command-line options the rewrite needs the run to be given ({"--batch_size":
+    # "32"}: the run's command line sets the value the rewrite changes, so a new default alone
+    # would not reach it); ``command``: the run's arguments with every such change and every
+    # ``turn_on``, None when the run's own arguments do
+    command_line: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    command: list[str] | None = None
 
 
 def codemod_ids() -> list[str]:
@@ -116,7 +123,8 @@ def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | No
                  path: str = "<script>", to_path: str | None = None,
                  like: ScriptText | None = None,
                  tweak_options: dict[str, TweakOptions | dict[str, Any]] | None = None,
-                 argv: Sequence[str] | None = None) -> ApplyResult:
+                 argv: Sequence[str] | None = None,
+                 sites: Sequence[Any] = ()) -> ApplyResult:
     """Rewrite ``source`` with the codemods of ``tweaks``; pure (no file I/O).
 
     Each tweak either rewrites the script completely or leaves it exactly as it was (a skip
@@ -161,19 +169,22 @@ def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | No
     already: list[str] = []
     notes: dict[str, str] = {}
     turn_on: dict[str, list[str]] = {}
+    command_line: dict[str, dict[str, str | None]] = {}
+    current = None if argv is None else list(argv)      # the run's arguments, as the tweaks change them
     for tweak in wanted:
         cls = CODEMODS.get(tweak)
         if cls is None:
             skipped[tweak] = (f"no codemod for {tweak!r}; codemods exist for: {', '.join(codemod_ids())}")
             continue
         # the advice's own figures for this tweak, under what the user passed (--option wins)
-        codemod = cls(CodemodContext(filename=path), per_tweak.get(tweak), argv=argv)
+        codemod = cls(CodemodContext(filename=path), per_tweak.get(tweak), argv=current, sites=sites)
         try:
             new_tree = codemod.rewrite(facts)
         except TurnOn as e:
             skipped[tweak] = str(e)
             already.append(tweak)
             turn_on[tweak] = e.argv
+            current = list(e.argv)
             continue
         except AlreadyApplied as e:
             skipped[tweak] = f"already applied: {e}"
@@ -190,6 +201,10 @@ def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | No
             codemod.notes.append(f"not written by this rewrite: {', '.join(f'{tweak}.{n}' for n in unread)}")
         if codemod.notes:
             notes[tweak] = "; ".join(codemod.notes)
+        if codemod.command_line and current is not None:
+            command_line[tweak] = dict(codemod.command_line)
+            for flag, value in codemod.command_line.items():
+                current = with_option(current, flag, value)
         new_facts = ModuleFacts(new_tree)
         if new_facts.code == facts.code:
             skipped[tweak] = "already applied: nothing to change"
@@ -210,7 +225,8 @@ def apply_source(source: str, tweaks: list[str], *, options: dict[str, Any] | No
         if change:
             diff = f"# ccprof: the file is written differently from how it was read: {change}\n" + diff
     return ApplyResult(("\ufeff" if bom else "") + join_newlines(out, newline), applied, skipped, diff,
-                       already, notes, turn_on=turn_on)
+                       already, notes, turn_on=turn_on, command_line=command_line,
+                       command=current if current is not None and current != list(argv or []) else None)
 
 
 def _bug(e: Exception) -> str:

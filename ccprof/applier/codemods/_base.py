@@ -18,10 +18,11 @@ from libcst.codemod import CodemodCommand, CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 
 from ccprof.applier.codemods._cst import Edits
+from ccprof.applier.codemods._sites import RunSites
 from ccprof.artefacts.tweaks import TWEAKS, TweakOptions, options_for
 from ccprof.script.applied import applied
 from ccprof.script.facts import ModuleFacts
-from ccprof.script.flags import script_options
+from ccprof.script.flags import script_options, with_option
 from ccprof.script.info import ScriptInfo
 
 
@@ -64,11 +65,17 @@ class TweakCodemod(CodemodCommand):
     METADATA_DEPENDENCIES = ()
 
     def __init__(self, context: CodemodContext, options: TweakOptions | dict[str, Any] | None = None,
-                 argv: Sequence[str] | None = None) -> None:
+                 argv: Sequence[str] | None = None, sites: Sequence[Any] = ()) -> None:
         super().__init__(context)
         # the arguments of the run the advice came from (None: not known); they tell whether a
         # block behind a flag (`if args.compile:`) was in effect
         self.argv = None if argv is None else list(argv)
+        # where the run built the loader, optimizer and models and took each value from (profile.json's
+        # ``sites``; empty without a profile): a value is changed where the run read it
+        self.run = RunSites(sites)
+        # options the run's command line must carry for the rewrite to take effect ({"--batch_size": "32"}):
+        # the run sets that value on its command line, which a new default would not reach
+        self.command_line: dict[str, str | None] = {}
         # the tweak's typed options (ccprof.artefacts.tweaks); a field left None takes the
         # codemod's default, given where it is read
         self.options = options_for(self.tweak, options)
@@ -87,6 +94,12 @@ class TweakCodemod(CodemodCommand):
             raise Skip(self.ACCELERATE)
         edits = Edits()
         self.plan(info, edits)
+        if not edits and self.command_line and self.argv is not None:
+            argv = list(self.argv)
+            for flag, value in self.command_line.items():
+                argv = with_option(argv, flag, value)
+            raise TurnOn("nothing to change in the script: the run sets it on its command line; run the script "
+                         f"with `{shlex.join(argv)}`" + (f" ({'; '.join(self.notes)})" if self.notes else ""), argv)
         if not edits:
             raise AlreadyApplied("nothing to change")
         tree = edits.apply(facts.module, facts.parent)

@@ -15,7 +15,7 @@ from ccprof.applier.codemods import codemod_ids
 from ccprof.artefacts.tweaks import TWEAKS, TweakOptions, conflict, parse_option
 
 __all__ = ["Selection", "select_tweaks", "tweaks_from_advice", "TweakOutcome", "tweak_outcomes", "OUTCOMES",
-           "parse_option", "default_output_path", "run_argv"]
+           "parse_option", "default_output_path", "run_argv", "run_sites"]
 
 # what became of each tweak ``ccprof apply`` considered (``TweakOutcome.outcome``)
 WRITTEN = "written"                  # the rewrite has it
@@ -214,6 +214,15 @@ def run_argv(advice_path: str | Path) -> list[str] | None:
     except (OSError, ValueError, AttributeError):
         return None
     return [str(a) for a in argv] if isinstance(argv, list) else None
+
+
+def run_sites(advice_path: str | Path) -> list[Any]:
+    """The ``CallSite`` records of the run an advice file came from (profile.json's ``sites``
+    beside it): where that run built its loader, optimizer and models and took each value from;
+    [] when there are none (an older profile)."""
+    from ccprof.applier.codemods._sites import load_sites
+
+    return list(load_sites(Path(advice_path).with_name("profile.json")))
 
 
 def default_output_path(script: str | Path) -> Path:
