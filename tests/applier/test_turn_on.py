@@ -12,8 +12,11 @@ def test_off_in_the_run_gives_the_command_line():
     r = apply_source(SOURCE, ["compile", "mixed_precision"], argv=["--steps", "8"])
     assert r.source == SOURCE and r.applied == []
     assert set(r.already_applied) == {"compile", "mixed_precision"}, r.skipped     # present: nothing to write
-    assert r.skipped["compile"].endswith("run the script with `--steps 8 --compile`")
+    # each tweak's command carries the ones turned on before it (mixed_precision first, APPLY_ORDER),
+    # and the result's command is all of them: one command line to run
     assert r.skipped["mixed_precision"].endswith("run the script with `--steps 8 --dtype bfloat16`")
+    assert r.skipped["compile"].endswith("run the script with `--steps 8 --dtype bfloat16 --compile`")
+    assert r.command == ["--steps", "8", "--dtype", "bfloat16", "--compile"]
 
 
 def test_on_in_the_run_is_already_applied():
