@@ -44,6 +44,22 @@ def _says_errors(command):
     return run
 
 
+def _complete_gpus(ctx, param, incomplete: str) -> list:
+    """Shell completion of a GPU id: the catalog's ids (``--catalog`` on the command line counts)."""
+    try:
+        ids = sorted(api.gpu_catalog(ctx.params.get("catalog_path")))
+    except Exception:          # completion must never print a traceback into the user's shell
+        return []
+    return [i for i in ids if i.startswith(incomplete)]
+
+
+def _complete_tweaks(ctx, param, incomplete: str) -> list:
+    """Shell completion of a tweak id (the tweak catalog's ids)."""
+    from ccprof.artefacts.tweaks import TWEAKS  # here: the catalog loads only when completing
+
+    return [t for t in TWEAKS if t.startswith(incomplete)]
+
+
 def _positive(name: str):
     """A click callback: a finite number > 0 (click's FloatRange lets nan and inf through)."""
     def check(ctx, param, value):
@@ -66,7 +82,8 @@ def _positive(name: str):
               callback=_positive("--timeout"), help="Seconds for the whole run before it is stopped.")
 @click.option("--json", "as_json", is_flag=True, help="Print the profile as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
-@click.option("--gpu", default=None, help="Target GPU id for projections and dollars (see `ccprof gpus`).")
+@click.option("--gpu", default=None, shell_complete=_complete_gpus,
+              help="Target GPU id for projections and dollars (see `ccprof gpus`).")
 @click.option("--catalog", "catalog_path", default=None, type=click.Path(dir_okay=False),
               help="TOML file with extra GPUs or price overrides.")
 @click.option("--price", "price_usd", default=None, type=float, help="USD per GPU-hour for the target GPU.")
@@ -252,7 +269,8 @@ def _save(out, content, inputs: list, force: bool, *, check_only: bool = False) 
 
 @cli.command("advise")
 @click.argument("profile_path", metavar="PROFILE_JSON", type=click.Path(dir_okay=False))
-@click.option("--gpu", default=None, help="Target catalog GPU id (default: the GPU the profile was costed on).")
+@click.option("--gpu", default=None, shell_complete=_complete_gpus,
+              help="Target catalog GPU id (default: the GPU the profile was costed on).")
 @click.option("--total-steps", type=click.IntRange(1), default=None,
               help="Planned run size in optimizer steps (default: the profile's).")
 @click.option("--price", "price_usd", type=float, default=None,
@@ -388,7 +406,7 @@ def compare_cmd(before_path: str | None, after_path: str | None, run_dir: str, o
              f"{int(ExitCode.BAD_INPUT):>5}  bad usage or input: nothing written\n"
              f"{int(ExitCode.SCRIPT_ERROR):>5}  the script does not parse: nothing written")
 @click.argument("script", type=click.Path(dir_okay=False, path_type=str))
-@click.option("-t", "--tweak", "tweaks", multiple=True,
+@click.option("-t", "--tweak", "tweaks", multiple=True, shell_complete=_complete_tweaks,
               help="Tweak id to apply (repeatable); with --from, only these, with the options advice.json projected.")
 @click.option("--from", "advice_path", default=None, type=click.Path(dir_okay=False),
               help="advice.json (ccprof.advice/1): apply its recommendations in the report's order, each with "
@@ -456,6 +474,22 @@ def _outcome_line(o) -> str:
     place = f" (#{o.place} in advice.json's ranking)" if o.place is not None else ""
     text = "; ".join(x for x in (o.reason, o.note) if x)
     return f"{_OUTCOME_VERB[o.outcome]} {o.tweak}{place}" + (f": {text}" if text else "")
+
+
+@cli.command("completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion_cmd(shell: str) -> None:
+    """Print the shell completion script for SHELL: commands, options, GPU ids and tweak ids.
+
+    \b
+    bash:  eval "$(ccprof completion bash)"      (or add that line to ~/.bashrc)
+    zsh:   eval "$(ccprof completion zsh)"       (in ~/.zshrc, after compinit)
+    fish:  ccprof completion fish > ~/.config/fish/completions/ccprof.fish
+    """
+    from click.shell_completion import get_completion_class  # here: only this command needs it
+
+    cls = get_completion_class(shell)
+    click.echo(cls(cli, {}, "ccprof", "_CCPROF_COMPLETE").source())
 
 
 def main() -> None:
