@@ -126,7 +126,24 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
     err = Console(stderr=True)
     progress = None
     on_event = None
-    if not quiet:
+    if not quiet and not err.is_terminal:
+        # a log (CI, `| tee`, a file): one line per event as it happens, not a live bar that shows
+        # nothing until the end
+        said: dict[str, int] = {}
+
+        def on_event(event: dict) -> None:
+            if event.get("event") == "step":
+                loss = event.get("loss")
+                click.echo(f"ccprof: {script}: step {event['done']}/{event['total']}, "
+                           f"{event['step_s'] * 1e3:.1f} ms" + (f", loss {loss:.4g}" if loss is not None else ""),
+                           err=True)
+            elif event.get("event") == "scan" and event.get("total"):
+                tenth = int(10 * event["done"] / event["total"])
+                if tenth > said.get("scan", -1):
+                    said["scan"] = tenth
+                    click.echo(f"ccprof: scanning the dataset of {script}: {event['done']}/{event['total']}",
+                               err=True)
+    elif not quiet:
         from rich.progress import (  # here: rich loads only on this path
             BarColumn,
             MofNCompleteColumn,
