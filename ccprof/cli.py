@@ -118,7 +118,7 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
     if args and args[0] == "--":
         args = args[1:]
     api.check_analyze_inputs(script, gpu=gpu, catalog_path=catalog_path, price_usd=price_usd,
-                             history=history, verify=verify, out_dir=out_dir)
+                             history=history, verify=verify, out_dir=out_dir, scan_data=scan_data)
     tweak_options = api.parse_tweak_options(option_texts)
     from rich.console import Console  # here: rich loads only on this path
     from rich.markup import escape  # here: rich loads only on this path
