@@ -3,7 +3,11 @@ them, and a path whose extra is missing says so in one line with the install com
 from __future__ import annotations
 
 import pytest
-import tomllib
+
+try:
+    import tomllib
+except ModuleNotFoundError:       # Python 3.10: the tomli backport (a dependency there)
+    import tomli as tomllib
 
 from ccprof import extras
 from ccprof.api import check_analyze_inputs
