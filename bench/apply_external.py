@@ -227,8 +227,9 @@ def details(res: dict[str, Any]) -> list[str]:
         lines += ["    " + line for line in res["traceback"].rstrip().splitlines()[-6:]]
     before, done, after = res.get("before") or {}, res.get("apply") or {}, res.get("after") or {}
     if before:
-        lines.append(f"    before: exit {before['exit']}, {before['wall_s']} s, run {before.get('run_steps')} steps, "
-                     f"${before.get('usd_run') or 0:.4g} on {before.get('gpu')}")
+        lines.append(f"    before: exit {before['exit']}, {before['wall_s']} s" + (
+            f", run {before.get('run_steps')} steps, ${before.get('usd_run') or 0:.4g} on {before.get('gpu')}"
+            if before.get("gpu") else f"; {before.get('error', '')}"))
     for o in done.get("tweaks", []):
         why = "; ".join(x for x in (o.get("reason"), o.get("note")) if x)
         lines.append(f"    #{o.get('place')} {o['tweak']}: {o['outcome']}" + (f": {why[:400]}" if why else ""))
