@@ -637,12 +637,12 @@ TRAINING_ARGS_SETTINGS = ("per_device_train_batch_size", "gradient_accumulation_
 
 class _Site:
     """One call as recorded during the run (made a ``CallSite`` at the end)."""
-    __slots__ = ("what", "cls", "stack", "settings", "ref", "dataset", "direct", "trained", "evaluated", "count")
+    __slots__ = ("what", "cls", "stack", "settings", "dataset", "direct", "trained", "evaluated", "count")
 
-    def __init__(self, what: str, cls: str, stack: list[list[Any]], settings: list[Setting], ref: Any = None,
-                 dataset: int = 0, direct: bool = True) -> None:
+    def __init__(self, what: str, cls: str, stack: list[list[Any]], settings: list[Setting], dataset: int = 0,
+                 direct: bool = True) -> None:
         self.what, self.cls, self.stack, self.settings = what, cls, stack, settings
-        self.ref, self.dataset, self.direct = ref, dataset, direct
+        self.dataset, self.direct = dataset, direct
         self.trained = self.evaluated = False
         self.count = 1
 
@@ -662,7 +662,8 @@ class SiteRecorder:
     def __init__(self, script: str = "") -> None:
         self.script = _abspath(script) if script else ""
         self.parses = Parses()
-        self.loaders: dict[int, _Site] = {}
+        self.loaders: dict[tuple, _Site] = {}          # (stack, class) -> the site, counted per loader made
+        self.loader_refs: dict[int, tuple[weakref.ref, _Site]] = {}     # id(loader) -> its site
         self.optimizers: dict[int, tuple[Any, _Site]] = {}
         self.modules: dict[int, tuple[weakref.ref, list[list[Any]]]] = {}
         self.forwards: Counter[tuple[int, str, int, str]] = Counter()
@@ -691,30 +692,41 @@ class SiteRecorder:
         return out
 
     def _record(self, what: str, obj: Any, frame: types.FrameType | None, values: dict[str, Any],
-                names: Iterable[str] | None = None) -> _Site | None:
+                names: Iterable[str] | None = None, known: dict[tuple, _Site] | None = None) -> _Site | None:
+        """The site of ``obj``'s construction; one already in ``known`` (the same call again, a
+        loader made every epoch) is counted, its settings not resolved again."""
         frame = constructing_frame(obj, frame)
         users = user_frames(frame)
         if not users:
             return None
+        stack = _stack(users)
+        key = (tuple(map(tuple, stack)), _qualname(obj))
+        if known is not None and key in known:
+            known[key].count += 1
+            return known[key]
         direct = frame is users[0]
         settings = self._settings(obj, users, values, direct, names)
-        return _Site(what, _qualname(obj), _stack(users), settings, direct=direct)
+        site = _Site(what, key[1], stack, settings, direct=direct)
+        if known is not None:
+            known[key] = site
+        return site
 
     def on_loader(self, loader: Any, frame: types.FrameType | None) -> None:
         try:
             values = {k: getattr(loader, k, None) for k in LOADER_SETTINGS}
-            site = self._record("dataloader", loader, frame, values)
+            site = self._record("dataloader", loader, frame, values, known=self.loaders)
             if site is None:
                 return
-            site.ref = weakref.ref(loader)
-            site.dataset = id(getattr(loader, "dataset", None))
-            self.loaders[id(loader)] = site
+            site.dataset = site.dataset or id(getattr(loader, "dataset", None))
+            if len(self.loader_refs) > 256:
+                self.loader_refs = {k: v for k, v in self.loader_refs.items() if v[0]() is not None}
+            self.loader_refs[id(loader)] = (weakref.ref(loader), site)
         except Exception:
             pass
 
     def _loader_site(self, loader: Any) -> _Site | None:
-        site = self.loaders.get(id(loader))
-        return site if site is not None and site.ref is not None and site.ref() is loader else None
+        hit = self.loader_refs.get(id(loader))
+        return hit[1] if hit is not None and hit[0]() is loader else None
 
     def on_batch(self, loader: Any, grad: bool) -> None:
         self.pending_loader = loader
@@ -741,15 +753,17 @@ class SiteRecorder:
             pass
 
     def on_module(self, module: Any, frame: types.FrameType | None) -> None:
-        """A module constructed outside any other module's methods: a root candidate."""
+        """A module constructed outside any other module's methods: a root candidate. Runs for
+        every module the script builds, so frames are told apart by their code (cached), not by
+        reading their locals."""
         try:
-            f = constructing_frame(module, frame)
+            codes = _init_codes(type(module))
+            f = frame
+            while f is not None and f.f_code in codes:
+                f = f.f_back
             while f is not None and f.f_code.co_name in _INNER:
                 f = f.f_back
-            if f is None:
-                return
-            owner = _self_of(f)
-            if owner is not None and owner is not module and _is_module(owner):
+            if f is None or _module_method(f):
                 return
             users = user_frames(f)
             if users:
@@ -818,16 +832,7 @@ class SiteRecorder:
                 if mine:
                     s.trained = False
                     mine[0].trained = True
-        merged: dict[tuple, _Site] = {}
-        for s in sites:
-            key = (tuple(map(tuple, s.stack)), s.cls)
-            if key in merged:
-                m = merged[key]
-                m.count += 1
-                m.trained, m.evaluated = m.trained or s.trained, m.evaluated or s.evaluated
-            else:
-                merged[key] = s
-        return [self._site(s, "train" if s.trained else "eval" if s.evaluated else "") for s in merged.values()]
+        return [self._site(s, "train" if s.trained else "eval" if s.evaluated else "") for s in sites]
 
     def _site(self, site: _Site, role: str) -> CallSite:
         return self._callsite(site.what, site.cls, site.stack, role, site.settings, site.count)
@@ -867,6 +872,35 @@ def _called_as(module: Any, frame: types.FrameType) -> str:
                 if ok and v is module:
                     return path_text(path)
     return ""
+
+
+_INIT_CODES: dict[type, frozenset[types.CodeType]] = {}
+_MODULE_METHOD: dict[types.CodeType, bool] = {}
+
+
+def _init_codes(cls: type) -> frozenset[types.CodeType]:
+    """The code of each ``__init__`` along ``cls``'s MRO: the frames of one constructor call."""
+    hit = _INIT_CODES.get(cls)
+    if hit is None:
+        codes = set()
+        for c in cls.__mro__:
+            fn = c.__dict__.get("__init__")
+            for f in (fn, inspect.unwrap(fn) if fn is not None else None):
+                code = getattr(f, "__code__", None)
+                if code is not None:
+                    codes.add(code)
+        hit = _INIT_CODES[cls] = frozenset(codes)
+    return hit
+
+
+def _module_method(frame: types.FrameType) -> bool:
+    """Whether ``frame`` runs a method of a module (its first argument is an ``nn.Module``):
+    what it builds is a submodule. Read once per code object."""
+    code = frame.f_code
+    hit = _MODULE_METHOD.get(code)
+    if hit is None:
+        hit = _MODULE_METHOD[code] = _is_module(_self_of(frame))
+    return hit
 
 
 def _is_module(obj: Any) -> bool:

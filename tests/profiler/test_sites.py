@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import sys
 
 import pytest
@@ -16,30 +17,39 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from ccprof.profiler.runner import run_script
-from ccprof.profiler.session_sites import _after_init, _wrap_add, _wrap_parse
+from ccprof.profiler.session_sites import SiteWatch
 from ccprof.profiler.sites import SiteRecorder, argv_for_option, argv_for_path
 from tests.helpers.paths import SCRIPTS
 
 SITES = SCRIPTS / "sites"
 
 
+class _Sites(SiteWatch):
+    """The Session's site wrappers alone (``SiteWatch``), undone on exit."""
+
+    def __init__(self) -> None:
+        self.site_rec = SiteRecorder(__file__)
+        self.patched: list[tuple] = []
+
+    def _patch(self, owner, name, new) -> None:
+        self.patched.append((owner, name, owner.__dict__[name]))
+        setattr(owner, name, new)
+
+
 @contextlib.contextmanager
-def recording(argv: list[str]):
-    """The Session's wrappers of DataLoader.__init__ and argparse, around a SiteRecorder."""
-    rec = SiteRecorder(__file__)
-    patched = [(DataLoader, "__init__", DataLoader.__init__),
-               (argparse._ActionsContainer, "add_argument", argparse._ActionsContainer.add_argument),
-               (argparse.ArgumentParser, "parse_known_args", argparse.ArgumentParser.parse_known_args)]
-    old_argv = sys.argv
-    DataLoader.__init__ = _after_init(DataLoader.__init__, rec.on_loader)
-    argparse._ActionsContainer.add_argument = _wrap_add(patched[1][2], rec)
-    argparse.ArgumentParser.parse_known_args = _wrap_parse(patched[2][2], rec)
+def recording(argv: list[str], *later: str):
+    """The Session's wrappers of DataLoader.__init__, nn.Module.__init__ and argparse around a
+    SiteRecorder (and of the modules named in ``later``), with ``argv`` as the run's arguments."""
+    watch, old_argv = _Sites(), sys.argv
+    patches = watch._install_sites()
+    for name in later:
+        patches[name](importlib.import_module(name))
     sys.argv = ["train.py", *argv]
     try:
-        yield rec
+        yield watch.site_rec
     finally:
         sys.argv = old_argv
-        for owner, name, orig in patched:
+        for owner, name, orig in reversed(watch.patched):
             setattr(owner, name, orig)
 
 
@@ -100,6 +110,34 @@ def test_a_value_the_call_computes_is_found_by_its_name_and_value():
         DataLoader(_dataset(), batch_size=int(config.train_batch_size))
     bs = _setting(rec.build({}, [], trained=False)[0], "batch_size")
     assert (bs.code, bs.kind, bs.path) == ("int(config.train_batch_size)", "attribute", "config.train_batch_size")
+
+
+def test_a_loader_made_every_epoch_is_one_site_counted():
+    with recording([]) as rec:
+        for _ in range(3):
+            get_loader(_dataset(), 4)
+    (site,) = rec.build({}, [], trained=False)
+    assert site.count == 3
+
+
+def test_training_arguments_from_the_command_line(tmp_path):
+    from transformers import TrainingArguments
+
+    with recording(["--per_device_train_batch_size", "4"], "transformers.training_args") as rec:
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--per_device_train_batch_size", type=int, default=8)
+        args = parser.parse_args()
+        training_args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=args.per_device_train_batch_size,
+                                          gradient_accumulation_steps=2, report_to=[])
+    (site,) = rec.build({}, [], trained=True)
+    assert (site.what, site.name, site.role) == ("training_args", "training_args", "train")
+    bs = _setting(site, "per_device_train_batch_size")
+    assert (bs.value, bs.kind, bs.path, bs.argv) == (4, "argparse", "args.per_device_train_batch_size",
+                                                      "--per_device_train_batch_size 4")
+    accum = _setting(site, "gradient_accumulation_steps")
+    assert (accum.value, accum.kind, accum.code) == (2, "literal", "2")
+    assert _setting(site, "bf16").kind == "default"
+    assert training_args.per_device_train_batch_size == 4
 
 
 def test_arguments_that_set_a_path():
