@@ -499,12 +499,15 @@ def _resolve(name: str, value: Any, users: list[types.FrameType], call: ast.Call
     value = _scalar(value)
     call_file, call_line = (users[0].f_code.co_filename, users[0].f_lineno) if users else ("", 0)
     base = Setting(name=name, value=value)
+    expr = None
     if call is not None:
         expr, spread = _argument(call, name, positional)
+        if expr is None and spread:
+            expr, spread = _from_mapping(call, name, users[0])
         if expr is None and not spread:
             return dataclasses.replace(base, kind="default", file=call_file, line=call.lineno)
         if expr is not None:
-            code = ast.unparse(expr)
+            code = ast.unparse(expr) if _in_call(call, expr) else f"**{ast.unparse(expr.value)}"
             ok, lit = _literal(expr)
             if ok:
                 return dataclasses.replace(base, code=code, kind="literal", file=call_file, line=call.lineno)
@@ -519,12 +522,41 @@ def _resolve(name: str, value: Any, users: list[types.FrameType], call: ast.Call
     hit2 = parses.by_dest(name, value)
     if hit2 is not None:
         return _from_action(base, hit2[1], argv, parses)
+    if expr is not None:
+        # a function's parameter whose caller could not be read (a generator resumed by next(), a
+        # functools.partial): where the function itself holds it
+        found = _follow(expr, 0, value, users, parses, argv, script, params_ok=True)
+        if found is not None:
+            return dataclasses.replace(found, code=base.code)
     return base
 
 
+def _in_call(call: ast.Call, expr: ast.expr) -> bool:
+    return any(expr is n for n in ast.walk(call))
+
+
+def _from_mapping(call: ast.Call, name: str, frame: types.FrameType) -> tuple[ast.expr | None, bool]:
+    """``**extra_args`` at the call: the expression ``extra_args['fused']`` when the mapping holds
+    ``name``; (None, False) when every mapping is known and none does (the default applies)."""
+    if any(isinstance(a, ast.Starred) for a in call.args):
+        return None, True
+    for kw in call.keywords:
+        if kw.arg is not None:
+            continue
+        path = _path_of(kw.value)
+        ok, mapping, _ = eval_path(path, frame) if path is not None else (False, None, "")
+        if not ok or not isinstance(mapping, dict):
+            return None, True
+        if name in mapping:
+            return ast.Subscript(value=kw.value, slice=ast.Constant(name), ctx=ast.Load()), False
+    return None, False
+
+
 def _follow(expr: ast.expr, i: int, value: Any, users: list[types.FrameType], parses: Parses,
-            argv: list[str], script: str, hops: int = 0) -> Setting | None:
-    """The setting ``expr`` (evaluated in ``users[i]``) reads, when its value is the run's."""
+            argv: list[str], script: str, hops: int = 0, params_ok: bool = False) -> Setting | None:
+    """The setting ``expr`` (evaluated in ``users[i]``) reads, when its value is the run's; a
+    parameter of the frame's function that cannot be followed to its caller is None unless
+    ``params_ok`` (then the function's local)."""
     path = _path_of(expr)
     frame = users[i]
     if path is None or hops > 6:
@@ -568,6 +600,8 @@ def _follow(expr: ast.expr, i: int, value: Any, users: list[types.FrameType], pa
             if hit is not None:
                 return _setting(Setting(name="", value=value), hit[0], hit[1] + path[1:], j, users, parses, argv,
                                 script)
+    if len(path) == 1 and scope == "local" and root in params and not params_ok:
+        return None
     return _setting(Setting(name="", value=value), scope, path, i, users, parses, argv, script)
 
 

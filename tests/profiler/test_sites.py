@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib
 import sys
 
@@ -17,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from ccprof.profiler.runner import run_script
-from ccprof.profiler.session_sites import SiteWatch
+from ccprof.profiler.session_sites import SiteWatch, _after_init
 from ccprof.profiler.sites import SiteRecorder, argv_for_option, argv_for_path
 from tests.helpers.paths import SCRIPTS
 
@@ -42,6 +43,8 @@ def recording(argv: list[str], *later: str):
     SiteRecorder (and of the modules named in ``later``), with ``argv`` as the run's arguments."""
     watch, old_argv = _Sites(), sys.argv
     patches = watch._install_sites()
+    # the optimizer's wrapper is session_eval's; here only its site note
+    watch._patch(torch.optim.Optimizer, "__init__", _after_init(torch.optim.Optimizer.__init__, watch.site_rec.on_optimizer))
     for name in later:
         patches[name](importlib.import_module(name))
     sys.argv = ["train.py", *argv]
@@ -138,6 +141,36 @@ def test_training_arguments_from_the_command_line(tmp_path):
     assert (accum.value, accum.kind, accum.code) == (2, "literal", "2")
     assert _setting(site, "bf16").kind == "default"
     assert training_args.per_device_train_batch_size == 4
+
+
+def batches(batch_size, num_workers=0):
+    loader = DataLoader(_dataset(), batch_size=batch_size, num_workers=num_workers)
+    yield from loader
+
+
+def test_a_generators_parameter_is_found_by_name_where_it_was_set():
+    # llama2.c: iter_batches = partial(Task.iter_batches, batch_size=batch_size); next(iter_batches(...))
+    batch_size = 6
+    it = functools.partial(batches, batch_size=batch_size)()
+    with recording([]) as rec:
+        next(it)
+    (site,) = rec.build({}, [], trained=False)
+    bs = _setting(site, "batch_size")
+    assert (bs.code, bs.kind, bs.path, bs.value) == ("batch_size", "local", "batch_size", 6)
+    assert bs.scope_function == "test_a_generators_parameter_is_found_by_name_where_it_was_set"
+
+
+def test_an_option_passed_in_a_mapping():
+    # nanoGPT's configure_optimizers: extra_args = dict(fused=True) if use_fused else dict()
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    with recording([]) as rec:
+        extra_args = dict(foreach=False)
+        torch.optim.AdamW(params, lr=1e-3, **extra_args)
+    (site,) = rec.build({}, [], trained=False)
+    foreach, fused = _setting(site, "foreach"), _setting(site, "fused")
+    assert (foreach.code, foreach.kind, foreach.path, foreach.value) == (
+        "**extra_args", "attribute", "extra_args['foreach']", False)
+    assert (fused.kind, fused.value) == ("default", None)
 
 
 def test_arguments_that_set_a_path():
