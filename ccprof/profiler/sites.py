@@ -734,7 +734,8 @@ class SiteRecorder:
         if not users:
             return None
         stack = _stack(users)
-        key = (tuple(map(tuple, stack)), _qualname(obj))
+        # a loader's dataset tells apart the train and eval loaders one library call makes (a Trainer)
+        key = (tuple(map(tuple, stack)), _qualname(obj), id(getattr(obj, "dataset", None)) if what == "dataloader" else 0)
         if known is not None and key in known:
             known[key].count += 1
             return known[key]
@@ -869,7 +870,9 @@ class SiteRecorder:
         return [self._site(s, "train" if s.trained else "eval" if s.evaluated else "") for s in sites]
 
     def _site(self, site: _Site, role: str) -> CallSite:
-        return self._callsite(site.what, site.cls, site.stack, role, site.settings, site.count)
+        # made inside a library (a Trainer's loader, accelerate's): the user's statement did not name it
+        return self._callsite(site.what, site.cls, site.stack, role, site.settings, site.count,
+                              name=None if site.direct else "")
 
     def _callsite(self, what: str, cls: str, stack: list[list[Any]], role: str, settings: list[Setting],
                   count: int, name: str | None = None) -> CallSite:
