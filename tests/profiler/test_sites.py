@@ -116,9 +116,10 @@ def test_a_value_the_call_computes_is_found_by_its_name_and_value():
 
 
 def test_a_loader_made_every_epoch_is_one_site_counted():
+    ds = _dataset()
     with recording([]) as rec:
         for _ in range(3):
-            get_loader(_dataset(), 4)
+            get_loader(ds, 4)
     (site,) = rec.build({}, [], trained=False)
     assert site.count == 3
 
