@@ -211,7 +211,10 @@ def _fields(obj: Any) -> dict[str, Any] | None:
         return obj
     if isinstance(obj, (type, types.ModuleType, types.FunctionType, types.MethodType)) or _is_lib_object(obj):
         return None
-    d = getattr(obj, "__dict__", None)
+    try:
+        d = object.__getattribute__(obj, "__dict__")     # no __getattr__ of the user's runs
+    except AttributeError:
+        d = None
     if isinstance(d, dict):
         return d
     if dataclasses.is_dataclass(obj):
