@@ -592,6 +592,10 @@ def _follow(expr: ast.expr, i: int, value: Any, users: list[types.FrameType], pa
                 # the parameter's own default, written at the def
                 return Setting(name="", value=value, kind="literal", file=code.co_filename,
                                line=code.co_firstlineno, default=value)
+    if scope == "local" and root in params and len(path) == 1:
+        hit = _bound_by_partial(code, root, value, i, users, parses, argv, hops)
+        if hit is not None:
+            return hit
     # the object the path starts from, as an outer frame (the script's, preferably) reaches it
     if len(path) > 1:
         obj = (frame.f_locals if scope == "local" else frame.f_globals).get(root)
@@ -605,6 +609,33 @@ def _follow(expr: ast.expr, i: int, value: Any, users: list[types.FrameType], pa
     if len(path) == 1 and scope == "local" and root in params and not params_ok:
         return None
     return _setting(Setting(name="", value=value), scope, path, i, users, parses, argv)
+
+
+def _bound_by_partial(code: types.CodeType, param: str, value: Any, i: int, users: list[types.FrameType],
+                      parses: Parses, argv: list[str], hops: int) -> Setting | None:
+    """``param`` of the function ``code`` runs, bound by ``functools.partial(<...>.<function>,
+    param=...)`` in the file of an outer user frame (llama2.c: ``iter_batches =
+    partial(Task.iter_batches, batch_size=batch_size, num_workers=0)``, the generator resumed by
+    ``next()`` later): that keyword's literal, or what its expression reads in that frame."""
+    for j in range(i + 1, len(users)):
+        outer = users[j]
+        for call in _calls(outer.f_code.co_filename):
+            if _func_name(call) != "partial" or not call.args or not isinstance(call.args[0], (ast.Name, ast.Attribute)):
+                continue
+            target = call.args[0]
+            if (target.id if isinstance(target, ast.Name) else target.attr) != code.co_name:
+                continue
+            arg = next((kw.value for kw in call.keywords if kw.arg == param), None)
+            if arg is None:
+                continue
+            ok, lit = _literal(arg)
+            if ok and _same(_scalar(lit), value):
+                return Setting(name="", value=value, kind="literal", file=outer.f_code.co_filename, line=call.lineno)
+            if not ok:
+                hit = _follow(arg, j, value, users, parses, argv, hops + 1)
+                if hit is not None:
+                    return hit
+    return None
 
 
 def _setting(base: Setting, scope: str, path: Path, i: int, users: list[types.FrameType], parses: Parses,
