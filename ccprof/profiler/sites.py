@@ -491,14 +491,14 @@ def literal_assignment(path: Path, kind: str, files: list[str], value: Any = Non
 
 # --- resolving one value ----------------------------------------------------------------------
 def resolve(name: str, value: Any, users: list[types.FrameType], call: ast.Call | None,
-            positional: tuple[str, ...], parses: Parses, argv: list[str], script: str = "") -> Setting:
+            positional: tuple[str, ...], parses: Parses, argv: list[str]) -> Setting:
     """Where ``value``, the run's ``name`` at the call in ``users[0]`` (``call``: its AST, None
     when not found), came from. ``users``: the user's frames, innermost first, alive."""
-    return dataclasses.replace(_resolve(name, value, users, call, positional, parses, argv, script), name=name)
+    return dataclasses.replace(_resolve(name, value, users, call, positional, parses, argv), name=name)
 
 
 def _resolve(name: str, value: Any, users: list[types.FrameType], call: ast.Call | None,
-             positional: tuple[str, ...], parses: Parses, argv: list[str], script: str = "") -> Setting:
+             positional: tuple[str, ...], parses: Parses, argv: list[str]) -> Setting:
     value = _scalar(value)
     call_file, call_line = (users[0].f_code.co_filename, users[0].f_lineno) if users else ("", 0)
     base = Setting(name=name, value=value)
@@ -514,21 +514,21 @@ def _resolve(name: str, value: Any, users: list[types.FrameType], call: ast.Call
             ok, lit = _literal(expr)
             if ok:
                 return dataclasses.replace(base, code=code, kind="literal", file=call_file, line=call.lineno)
-            found = _follow(expr, 0, value, users, parses, argv, script)
+            found = _follow(expr, 0, value, users, parses, argv)
             if found is not None:
                 return dataclasses.replace(found, code=code)
             base = dataclasses.replace(base, code=code)
     for i, frame in enumerate(users):
         hit = find_by_name(name, value, frame)
         if hit is not None:
-            return _setting(base, hit[0], hit[1], i, users, parses, argv, script)
+            return _setting(base, hit[0], hit[1], i, users, parses, argv)
     hit2 = parses.by_dest(name, value)
     if hit2 is not None:
         return _from_action(base, hit2[1], argv, parses)
     if expr is not None:
         # a function's parameter whose caller could not be read (a generator resumed by next(), a
         # functools.partial): where the function itself holds it
-        found = _follow(expr, 0, value, users, parses, argv, script, params_ok=True)
+        found = _follow(expr, 0, value, users, parses, argv, params_ok=True)
         if found is not None:
             return dataclasses.replace(found, code=base.code)
     return base
@@ -556,7 +556,7 @@ def _from_mapping(call: ast.Call, name: str, frame: types.FrameType) -> tuple[as
 
 
 def _follow(expr: ast.expr, i: int, value: Any, users: list[types.FrameType], parses: Parses,
-            argv: list[str], script: str, hops: int = 0, params_ok: bool = False) -> Setting | None:
+            argv: list[str], hops: int = 0, params_ok: bool = False) -> Setting | None:
     """The setting ``expr`` (evaluated in ``users[i]``) reads, when its value is the run's; a
     parameter of the frame's function that cannot be followed to its caller is None unless
     ``params_ok`` (then the function's local)."""
@@ -585,13 +585,17 @@ def _follow(expr: ast.expr, i: int, value: Any, users: list[types.FrameType], pa
                     return Setting(name="", value=value, kind="literal", file=caller.f_code.co_filename,
                                    line=call.lineno, scope_file=caller.f_code.co_filename,
                                    scope_line=caller.f_lineno, scope_function=caller.f_code.co_name)
-                hit = _follow(arg, i + 1, value, users, parses, argv, script, hops + 1)
+                hit = _follow(arg, i + 1, value, users, parses, argv, hops + 1)
                 if hit is not None:
                     return hit
             elif arg is None and not spread and len(path) == 1:
                 # the parameter's own default, written at the def
                 return Setting(name="", value=value, kind="literal", file=code.co_filename,
                                line=code.co_firstlineno, default=value)
+    if scope == "local" and root in params and len(path) == 1:
+        hit = _bound_by_partial(code, root, value, i, users, parses, argv, hops)
+        if hit is not None:
+            return hit
     # the object the path starts from, as an outer frame (the script's, preferably) reaches it
     if len(path) > 1:
         obj = (frame.f_locals if scope == "local" else frame.f_globals).get(root)
@@ -601,15 +605,41 @@ def _follow(expr: ast.expr, i: int, value: Any, users: list[types.FrameType], pa
             except Exception:
                 continue
             if hit is not None:
-                return _setting(Setting(name="", value=value), hit[0], hit[1] + path[1:], j, users, parses, argv,
-                                script)
+                return _setting(Setting(name="", value=value), hit[0], hit[1] + path[1:], j, users, parses, argv)
     if len(path) == 1 and scope == "local" and root in params and not params_ok:
         return None
-    return _setting(Setting(name="", value=value), scope, path, i, users, parses, argv, script)
+    return _setting(Setting(name="", value=value), scope, path, i, users, parses, argv)
+
+
+def _bound_by_partial(code: types.CodeType, param: str, value: Any, i: int, users: list[types.FrameType],
+                      parses: Parses, argv: list[str], hops: int) -> Setting | None:
+    """``param`` of the function ``code`` runs, bound by ``functools.partial(<...>.<function>,
+    param=...)`` in the file of an outer user frame (llama2.c: ``iter_batches =
+    partial(Task.iter_batches, batch_size=batch_size, num_workers=0)``, the generator resumed by
+    ``next()`` later): that keyword's literal, or what its expression reads in that frame."""
+    for j in range(i + 1, len(users)):
+        outer = users[j]
+        for call in _calls(outer.f_code.co_filename):
+            if _func_name(call) != "partial" or not call.args or not isinstance(call.args[0], (ast.Name, ast.Attribute)):
+                continue
+            target = call.args[0]
+            if (target.id if isinstance(target, ast.Name) else target.attr) != code.co_name:
+                continue
+            arg = next((kw.value for kw in call.keywords if kw.arg == param), None)
+            if arg is None:
+                continue
+            ok, lit = _literal(arg)
+            if ok and _same(_scalar(lit), value):
+                return Setting(name="", value=value, kind="literal", file=outer.f_code.co_filename, line=call.lineno)
+            if not ok:
+                hit = _follow(arg, j, value, users, parses, argv, hops + 1)
+                if hit is not None:
+                    return hit
+    return None
 
 
 def _setting(base: Setting, scope: str, path: Path, i: int, users: list[types.FrameType], parses: Parses,
-             argv: list[str], script: str) -> Setting:
+             argv: list[str]) -> Setting:
     frame = users[i]
     where = dict(path=path_text(path), scope_file=frame.f_code.co_filename, scope_line=frame.f_lineno,
                  scope_function=frame.f_code.co_name)
@@ -723,7 +753,7 @@ class SiteRecorder:
         out = []
         for k, v in values.items():
             try:
-                out.append(resolve(k, v, users, call, positional, self.parses, argv, self.script))
+                out.append(resolve(k, v, users, call, positional, self.parses, argv))
             except Exception:
                 out.append(Setting(name=k, value=_scalar(v)))
         return out

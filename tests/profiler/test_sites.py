@@ -149,16 +149,20 @@ def batches(batch_size, num_workers=0):
     yield from loader
 
 
-def test_a_generators_parameter_is_found_by_name_where_it_was_set():
-    # llama2.c: iter_batches = partial(Task.iter_batches, batch_size=batch_size); next(iter_batches(...))
+def test_a_generators_parameters_are_found_where_a_partial_bound_them():
+    # llama2.c: iter_batches = partial(Task.iter_batches, batch_size=batch_size, num_workers=0); then
+    # next(iter_batches(split="train")) runs the generator, whose caller's line shows neither
     batch_size = 6
-    it = functools.partial(batches, batch_size=batch_size)()
+    partial_line = sys._getframe().f_lineno + 1
+    it = functools.partial(batches, batch_size=batch_size, num_workers=0)()
     with recording([]) as rec:
         next(it)
     (site,) = rec.build({}, [], trained=False)
     bs = _setting(site, "batch_size")
     assert (bs.code, bs.kind, bs.path, bs.value) == ("batch_size", "local", "batch_size", 6)
-    assert bs.scope_function == "test_a_generators_parameter_is_found_by_name_where_it_was_set"
+    assert bs.scope_function == "test_a_generators_parameters_are_found_where_a_partial_bound_them"
+    workers = _setting(site, "num_workers")
+    assert (workers.kind, workers.line) == ("literal", partial_line)
 
 
 def test_an_option_passed_in_a_mapping():
