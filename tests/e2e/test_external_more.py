@@ -58,7 +58,7 @@ def _copy(name: str, tmp: Path) -> Path:
     return dst
 
 
-def _run(cwd: Path, argv: list[str], paths: tuple[Path, ...] = (), timeout_s: float = 240, **env):
+def _run(cwd: Path, argv: list[str], paths: tuple[Path, ...] = (), timeout_s: float = 600, **env):
     return subprocess.run(argv, cwd=cwd, env={**_env(*paths), **env}, capture_output=True, text=True,
                           timeout=timeout_s)
 
