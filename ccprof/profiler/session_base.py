@@ -50,6 +50,39 @@ def _first_tensor(obj: Any) -> torch.Tensor | None:
     return example_input(obj, _is_tensor)
 
 
+# steps whose model input is hashed (warm-up and pass steps only: hashing costs time), and how
+# much of one input: every value up to FULL_HASH_ELEMENTS, else SAMPLED_ELEMENTS spread evenly
+MAX_INPUT_STEPS = 16
+FULL_HASH_ELEMENTS = 1 << 20
+SAMPLED_ELEMENTS = 1 << 16
+
+
+def input_key(t: torch.Tensor) -> str | None:
+    """A digest of what a forward was fed: ``t``'s dtype, shape and values (all of them up to
+    ``FULL_HASH_ELEMENTS``, else ``SAMPLED_ELEMENTS`` spread evenly), read with no dispatch mode
+    watching (the FLOP and memory passes do not see these reads); None when the values cannot
+    be read (fake tensors under --dry-run).
+
+    Example: ``input_key(x) == input_key(x.clone())``; ``input_key(x) != input_key(x + 1)``.
+    """
+    import hashlib
+
+    from torch.utils._python_dispatch import _disable_current_modes
+    try:
+        with _disable_current_modes(), torch.no_grad():
+            flat = t.detach().reshape(-1)
+            n = flat.numel()
+            if n > FULL_HASH_ELEMENTS:
+                flat = flat[:: n // SAMPLED_ELEMENTS][:SAMPLED_ELEMENTS]
+            raw = flat.to("cpu").contiguous().view(torch.uint8).numpy().tobytes()
+    except Exception:
+        return None
+    h = hashlib.blake2b(digest_size=8)
+    h.update(f"{dtype_name(t.dtype)}{tuple(t.shape)}".encode())
+    h.update(raw)
+    return h.hexdigest()
+
+
 def _describe_batch(batch: Any, prefix: str = "") -> list[str]:
     out: list[str] = []
     if isinstance(batch, torch.Tensor):
