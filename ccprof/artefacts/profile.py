@@ -281,9 +281,9 @@ class DataInfo:
     # far past the dataset, or an iterable dataset): len(loader) is then no epoch
     finite: bool | None = None
     scan: dict[str, Any] | None = None      # --scan-data: advisors.data_scan.scan_dataset's result
-    # What the trained model's forward was fed, step after step, measured on the warm-up and
-    # measurement-pass steps (hashing is kept out of the timed ones): ``input_steps`` steps hashed
-    # (dtype, shape and values of the forward's input tensor); ``same_inputs`` True when every one
+    # What the trained model's forward was fed, step after step, measured on the warm-up steps and
+    # the FLOP and memory passes' (hashing is kept out of the timed steps): ``input_steps`` steps hashed
+    # (dtype, shape and values of the forward's tensors); ``same_inputs`` True when every one
     # of them fed the same values (a batch made once: ``make_batch()`` of hard-coded sentences, one
     # ``torch.randn`` tensor reused, full-batch training on a whole graph), None under 2 steps;
     # ``distinct_samples``: the samples of the distinct inputs among them (the batch, once, when

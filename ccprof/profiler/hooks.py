@@ -335,9 +335,12 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
                     self.log.cur_samples_in_opt = (n, n_tokens)
             if self.data.example_input is None:
                 self.data.example_input = (args, kwargs)
+            # did every step feed the same samples (a batch made once)? Not in the timed steps, nor
+            # under the passes that would count the reads (bytecodes, a device-to-host copy's kernel)
             if (t is not None and self.watch_inputs and not self._timed_step()
+                    and self.measure.name not in ("python", "kernels")
                     and len(self.log.step_inputs) < MAX_INPUT_STEPS):
-                key = input_key(t)        # did every step feed the same samples (a fixed batch)?
+                key = input_key((args, kwargs))
                 if key is not None:
                     self.log.cur_inputs.append(key)
 

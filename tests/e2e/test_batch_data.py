@@ -21,8 +21,8 @@ def _profile(style: str):
 def test_a_batch_made_once_is_full_batch_and_not_a_setting():
     p = _profile("fixed")
     d = p.data
-    # warm-up + 3 measurement-pass steps hashed: make_batch()'s 6 sentences, every time
-    assert d.same_inputs is True and d.input_steps == 4 and d.distinct_samples == 6 and d.input_shape == [6, 3]
+    # the warm-up, FLOP and memory steps hashed: make_batch()'s 6 sentences, every time
+    assert d.same_inputs is True and d.input_steps == 3 and d.distinct_samples == 6 and d.input_shape == [6, 3]
     a = advise_one("batch_size", p)
     assert a.status == "not_applicable" and a.options == {}
     assert "Full-batch" in a.rationale and "same 6 samples" in a.rationale
@@ -39,7 +39,7 @@ def test_one_tensor_every_step_is_full_batch():
 def test_fresh_batches_are_not_full_batch():
     p = _profile("fresh")
     d = p.data
-    assert d.same_inputs is False and d.distinct_samples == 4 * 6       # 4 hashed steps, 6 rows each
+    assert d.same_inputs is False and d.distinct_samples == 3 * 6       # 3 hashed steps, 6 rows each
     assert advise_one("batch_size", p).details.get("same_inputs") is None
 
 

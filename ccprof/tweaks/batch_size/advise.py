@@ -148,7 +148,8 @@ def _data_cannot_follow(profile: Profile, ctx: AdviceContext, b: int) -> Advice 
             "batch_size", "not_applicable", profile, ctx, confidence="high",
             snippet=f"# full-batch: every step trains on the same {n:,} samples; a larger batch needs more data",
             rationale=(f"Full-batch: every one of the {d.input_steps} steps ccprof hashed (warm-up and measurement "
-                       f"steps: the values of the model's input{' ' + shape if shape else ''}) trained on the same "
+                       f"steps: the dtype, shape and values of the tensors the model was called with"
+                       f"{', the first ' + shape if shape else ''}) trained on the same "
                        f"{n:,} samples{where}. The script makes its batch once (hard-coded samples, a tensor built "
                        f"before the loop, a whole graph) and feeds it every step, so a larger batch needs more "
                        f"data, not a setting: the batch already holds all the data the script has. To train on "
@@ -186,15 +187,15 @@ def advise_batch_size(profile: Profile, ctx: AdviceContext) -> Advice:
     if not b:
         return make_advice("batch_size", "not_applicable", profile, ctx, confidence="low",
                            snippet="# the batch size was not seen", rationale="The batch size was not seen.")
-    data_bound = _data_cannot_follow(profile, ctx, b)
-    if data_bound is not None:
-        return data_bound
     if n_data and b >= n_data:
         return make_advice("batch_size", "not_applicable", profile, ctx, confidence="high",
                            snippet=f"# batch {b} already holds the whole training set ({n_data:,} samples)",
                            rationale=(f"The batch of {b} already holds the whole training set ({n_data:,} samples, "
                                       f"len() of the DataLoader's dataset): there is no larger batch."),
                            details={"batch_before": b, "dataset_len": n_data})
+    data_bound = _data_cannot_follow(profile, ctx, b)
+    if data_bound is not None:
+        return data_bound
     if spec.memory_bytes is None:
         return make_advice("batch_size", "not_applicable", profile, ctx, confidence="low",
                            snippet=f"# batch {b}: the target GPU's memory is unknown",
