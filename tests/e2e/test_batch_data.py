@@ -59,6 +59,14 @@ def test_a_corpus_epoch_caps_the_batch():
         assert a.status == "already_applied" and "more data" in a.rationale
 
 
+def test_an_epoch_of_random_batches_is_no_finite_epoch():
+    """`for epoch in range(50): for it in range(3): x = torch.randint(...)`: 3 steps an epoch, but
+    each draws new samples; the count bounds no data, so no epoch caps the batch."""
+    p = _profile("iters")
+    assert p.data.epoch_samples is None and p.data.same_inputs is False
+    assert "capped" not in advise_one("batch_size", p).rationale
+
+
 def test_an_unbatched_input_has_no_batch_to_grow():
     """A 1-D vector of 4 moments into Linear(4, 2): one sample per forward, not a batch of 4."""
     p = _profile("moments")

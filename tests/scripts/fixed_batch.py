@@ -6,6 +6,8 @@
                  tutorial's dynamic_net);
 --style corpus:  a token corpus reshaped to [batch, -1] and walked in slices of seq_len inside an
                  epoch loop (yunjey's language model): 3 steps of 4 rows per epoch;
+--style iters:   the same epoch loop, but its inner loop is a count of random batches
+                 (`for it in range(3)`): no finite epoch;
 --style fresh:   a new random batch every step (the control);
 --style moments: a discriminator fed one 1-D vector of 4 moments per step (a 1-D GAN).
 """
@@ -54,6 +56,14 @@ if args.style == "corpus":
     for epoch in range(50):
         for i in range(0, ids.size(1) - seq_len, seq_len):                       # 0, 5, 10: 3 steps
             x = ids[:, i:i + seq_len]
+            loss = model(x).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+elif args.style == "iters":
+    for epoch in range(50):
+        for it in range(3):
+            x = torch.randint(0, len(vocab), (4, 5))
             loss = model(x).pow(2).mean()
             opt.zero_grad()
             loss.backward()
