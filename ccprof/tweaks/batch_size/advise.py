@@ -30,6 +30,7 @@ from ccprof.tweaks.batch_size.contract import (
     GOYAL,
     MALLADI,
     describe_rule,
+    epoch_cap,
     lr_factor,
     lr_rule_for,
     steps_after,
@@ -214,8 +215,9 @@ def advise_batch_size(profile: Profile, ctx: AdviceContext) -> Advice:
                   f"a larger batch would repeat or not exist.")
         nb = n_data
     epoch = d.epoch_samples if not n_data else None
-    if epoch and nb > epoch // 2:
-        cap = epoch // 2
+    epoch_capped = False
+    if epoch and nb > epoch_cap(epoch):
+        cap = epoch_cap(epoch)
         if cap <= b:
             return make_advice("batch_size", "already_applied", profile, ctx, confidence="medium",
                                snippet=f"# batch {b}: one epoch holds {epoch:,} samples; a larger batch needs more data",
@@ -231,6 +233,7 @@ def advise_batch_size(profile: Profile, ctx: AdviceContext) -> Advice:
                   f"({d.epoch_samples_source}), so an epoch keeps at least 2 steps: one batch of the whole "
                   f"epoch would train every step on the same samples.")
         nb = cap
+        epoch_capped = True
     if wanted is not None and nb > max(fits, b):
         capped += (f" Batch {nb} is the one asked for (--option batch_size); ccprof's ledger fits at most "
                    f"{max(fits, b)} in {fmt_pct(C.MEMORY_FULL_FRAC)} of {spec.name}'s memory.")
@@ -316,7 +319,8 @@ def advise_batch_size(profile: Profile, ctx: AdviceContext) -> Advice:
                                      if keep == "samples" else
                                      f"The run keeps its number of steps: it sees {k:.3g}x the samples."),
                                     f"The learning rate follows the {rule} rule ({describe_rule(rule, k, opt_cls)}): "
-                                    "it keeps the optimization comparable, not guaranteed equal."],
+                                    "it keeps the optimization comparable, not guaranteed equal."]
+                                   + ([EPOCH_CAP] if epoch_capped else []),
                        sources=[TB_PLUGIN, GOYAL, MALLADI],
                        details={"batch_after": nb, "batch_before": b, "per_sample_s_before": per_before,
                                 "per_sample_s_after": per_after, "step_s_before_model": rc.before.step_s,

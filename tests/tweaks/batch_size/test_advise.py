@@ -189,6 +189,7 @@ def test_the_batch_keeps_two_steps_an_epoch():
                    AdviceContext(device_memory_bytes=3000 * MB))
     assert a.status == "recommended" and a.details["batch_after"] == 12 and a.options["batch_size"] == 12
     assert f"capped at 12, half of the 24 samples one epoch holds ({src})" in a.rationale
+    assert any("at least 2 mini-batches" in x for x in a.assumptions)
     # an epoch of 2 batches: no larger batch keeps 2 steps; the batch is as large as the data allows
     b = advise_one("batch_size", _data(epoch_samples=16, epoch_samples_source=src),
                    AdviceContext(device_memory_bytes=3000 * MB))
