@@ -137,7 +137,7 @@ def _data_cannot_follow(profile: Profile, ctx: AdviceContext, b: int) -> Advice 
             rationale=(f"The trained model's input is one 1-D vector {shape}{where}: a single sample with no batch "
                        f"dimension (it is as long as the model's first nn.Linear's in_features), one per forward "
                        f"call. There is no batch dimension to grow; whatever the script draws to make that vector "
-                       f"(a sample set reduced to a few statistics) does not reach the model. To train on more "
+                       f"(such as a sample set reduced to a few statistics) does not reach the model. To train on more "
                        f"samples per step, the script must stack them into a [N, {shape[1:-1]}] batch, a change "
                        f"to the model's input, not a setting."),
             assumptions=["torch.nn.Linear takes inputs of shape (*, in_features): a 1-D input of in_features "
