@@ -210,7 +210,9 @@ def profile_model(model: Any, optimizer: Any, batches: Iterable[Any], loss_fn: C
 
     # the same run spec as a script's (runner.run_script), without a script
     spec = RunSpec(script="<profile_model>", steps=steps, warmup=warmup)
-    session = Session(steps=spec.steps, warmup=spec.warmup).install()
+    session = Session(steps=spec.steps, warmup=spec.warmup)
+    session.watch_inputs = False        # the batches repeat because this loop cycles them, not the data
+    session.install()
     started = utc_now()
     cache: list[Any] = []
 

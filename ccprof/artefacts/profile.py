@@ -281,6 +281,27 @@ class DataInfo:
     # far past the dataset, or an iterable dataset): len(loader) is then no epoch
     finite: bool | None = None
     scan: dict[str, Any] | None = None      # --scan-data: advisors.data_scan.scan_dataset's result
+    # What the trained model's forward was fed, step after step, measured on the warm-up steps and
+    # the FLOP and memory passes' (hashing is kept out of the timed steps): ``input_steps`` steps hashed
+    # (dtype, shape and values of the forward's tensors); ``same_inputs`` True when every one
+    # of them fed the same values (a batch made once: ``make_batch()`` of hard-coded sentences, one
+    # ``torch.randn`` tensor reused, full-batch training on a whole graph), None under 2 steps;
+    # ``distinct_samples``: the samples of the distinct inputs among them (the batch, once, when
+    # every step fed the same); ``input_shape``: the input tensor's shape (``[4]``: a 1-D vector,
+    # one unbatched sample of 4 features)
+    input_steps: int = 0
+    same_inputs: bool | None = None
+    distinct_samples: int | None = None
+    input_shape: list[int] | None = None
+    # the input is one sample with no batch dimension: a 1-D floating tensor as long as the model's
+    # first nn.Linear's in_features (a GAN discriminator fed 4 moments); it counts as 1 sample
+    unbatched_input: bool = False
+    # Samples one epoch of the script's data holds, when finite and known: the DataLoader's
+    # dataset length, or with no DataLoader one pass of the loops inside the script's epoch loop
+    # x the samples per step (``for epoch in range(num_epochs): for i in range(0, n - 30, 30):``,
+    # 3 steps of 20 -> 60); ``epoch_samples_source`` says which
+    epoch_samples: int | None = None
+    epoch_samples_source: str = ""
 
 
 @dataclass(frozen=True)

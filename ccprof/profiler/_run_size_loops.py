@@ -315,6 +315,62 @@ def loop_limits(frames: list[types.FrameType]) -> list[RunLimit]:
         out.append(RunLimit("steps", float(steps), source, 2))
     return out
 
+def _epoch_loop(lp: ast.AST) -> bool:
+    """``for epoch in ...`` or ``for _ in range(num_epochs)``: a loop that counts epochs."""
+    if not isinstance(lp, ast.For):
+        return False
+    if any("epoch" in n.lower() for n in _targets(lp)):
+        return True
+    it = _unwrap_iter(lp.iter)
+    names = {n.id.lower() for n in ast.walk(it) if isinstance(n, ast.Name)} | \
+            {n.attr.lower() for n in ast.walk(it) if isinstance(n, ast.Attribute)}
+    return any(n == e or n.endswith("_" + e) for n in names for e in EPOCH_NAMES)
+
+
+def _walks_data(lp: ast.AST, frame: types.FrameType) -> bool:
+    """A loop over the data itself: a list or tensor walked, or a range bounded by its size
+    (``range(0, ids.size(1) - seq_length, seq_length)``, ``range(len(pairs))``), not by a count
+    (``range(iters_per_epoch)``, which may draw random batches)."""
+    if not isinstance(lp, ast.For):
+        return False
+    kind, _ = _iter_kind(lp, frame)
+    if kind == "sized":
+        return True
+    it = _unwrap_iter(lp.iter)
+    for node in ast.walk(it):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "len":
+            return True
+        if isinstance(node, ast.Attribute) and node.attr in ("size", "shape"):
+            return True
+    return False
+
+
+def epoch_loop_steps(frames: list[types.FrameType]) -> tuple[int, str] | None:
+    """Optimizer steps in one epoch of a script with no DataLoader: one pass of the loops inside
+    its epoch loop (``for epoch in range(num_epochs): for i in range(0, ids.size(1) - 30, 30):``
+    -> the inner range's length), ``frames`` innermost first; None when there is no epoch loop,
+    a loop inside it walks a DataLoader (its length is the epoch), has no known length or does
+    not walk the data (``for it in range(iters_per_epoch)``).
+
+    Returns (steps, "range(0, ids.size(1) - seq_length, seq_length) (main.py:68)")."""
+    steps, parts = 1, []
+    for f in frames:
+        where = f"{os.path.basename(f.f_code.co_filename)}:{{}}"
+        for lp in reversed(_loops(f)):                  # innermost first
+            if _epoch_loop(lp):
+                div = _step_divisor(frames[0]) if frames else None
+                if div is not None:
+                    steps = max(steps // div[0], 1)
+                return (steps, " x ".join(reversed(parts))) if parts else None
+            info = _loop_info(lp, f, where)
+            count = info["count"] if info["cap"] is None else min(info["count"] or info["cap"], info["cap"])
+            if info["loader"] or count is None or not _walks_data(lp, f):
+                return None
+            steps *= count
+            parts.append(info["text"])
+    return None
+
+
 # --- `if i % N == 0` around a line: the optimizer step's divisor, evaluation's period ---------
 def _enclosing_ifs(tree: ast.AST, line: int) -> list[ast.If]:
     """The ``if`` statements whose body (not ``else``) holds ``line``, innermost first."""

@@ -50,6 +50,7 @@ from ccprof.profiler.clock import wall_s
 # StopProfiling, _Timeout and _distinct_items are re-exported (the harness and tests import them here)
 from ccprof.profiler.session_base import (  # noqa: F401
     _SKIP_ROOTS,
+    MAX_INPUT_STEPS,
     PHASES,
     PROBE_ELEMENTS,
     PROBE_PARAMS,
@@ -62,6 +63,7 @@ from ccprof.profiler.session_base import (  # noqa: F401
     _loader_info,
     _sync,
     _Timeout,
+    input_key,
 )
 from ccprof.profiler.session_build import ProfileBuilder
 from ccprof.profiler.session_data import DataWatch
@@ -122,6 +124,16 @@ class _AfterImport:
         return spec
 
 
+def _unbatched(module: nn.Module, t: torch.Tensor) -> bool:
+    """A 1-D floating input whose length is the in_features of the model's first nn.Linear: one
+    sample with no batch dimension (a GAN's discriminator fed the 4 moments of a sample set),
+    not a batch of that many samples."""
+    if t.dim() != 1 or not t.is_floating_point():
+        return False
+    first = next((m for m in module.modules() if isinstance(m, nn.Linear)), None)
+    return first is not None and first.in_features == int(t.shape[0])
+
+
 class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostClock, SiteWatch, ProfileBuilder):
     """Watches one training run. ``install()`` before it starts, ``uninstall()`` after."""
 
@@ -164,6 +176,10 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
         self.counters: Counter[str] = Counter()
         self.findings: list[Finding] = []
         self.run_limits: list = []
+        # hash each step's model input (DataInfo.same_inputs); off where ccprof itself repeats the
+        # batches (api.profile_model cycles the ones it is given)
+        self.watch_inputs = True
+        self.epoch_loop: tuple[int, str] | None = None   # (steps, loops) of one epoch, no DataLoader
         self._nvml = None                       # the GPU sampler over the timed steps
         self.gpu_info = None
         self.gpu_reason: dict[str, str] = {}
@@ -313,15 +329,26 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
             self._set_phase("forward")
         if module is self._main_root() and torch.is_grad_enabled():
             t = _first_tensor((args, kwargs))
+            if t is not None and self.data.example_input is None:
+                self.data.unbatched = _unbatched(module, t)
             if t is not None and t.dim() >= 1:
                 n_tokens = int(t.numel()) if (not t.is_floating_point() and t.dim() == 2) else 0
+                n = 1 if self.data.unbatched else int(t.shape[0])
                 if self.hooks.opt_depth == 0:
-                    self.log.cur_samples += int(t.shape[0])
+                    self.log.cur_samples += n
                     self.log.cur_tokens += n_tokens
                 elif not self.log.cur_samples_in_opt:      # closure optimizers: one forward's batch
-                    self.log.cur_samples_in_opt = (int(t.shape[0]), n_tokens)
+                    self.log.cur_samples_in_opt = (n, n_tokens)
             if self.data.example_input is None:
                 self.data.example_input = (args, kwargs)
+            # did every step feed the same samples (a batch made once)? Not in the timed steps, nor
+            # under the passes that would count the reads (bytecodes, a device-to-host copy's kernel)
+            if (t is not None and self.watch_inputs and not self._timed_step()
+                    and self.measure.name not in ("python", "kernels")
+                    and len(self.log.step_inputs) < MAX_INPUT_STEPS):
+                key = input_key((args, kwargs))
+                if key is not None:
+                    self.log.cur_inputs.append(key)
 
     def _param_probe(self) -> list[tuple[torch.Tensor, int, torch.Tensor]]:
         """A few small parameters that just got gradients, with copies of their values.

@@ -44,10 +44,11 @@ from ccprof.profiler._run_size_loops import (  # noqa: F401  (re-exported)
     _enclosing_ifs,
     _period_of,
     data_loop,
+    epoch_loop_steps,
     loop_limits,
 )
 
-__all__ = ["STEP_NAMES", "EPOCH_NAMES", "probe", "loop_limits", "named_limits", "safe_eval", "data_loop",
+__all__ = ["STEP_NAMES", "EPOCH_NAMES", "probe", "epoch_steps", "loop_limits", "named_limits", "safe_eval", "data_loop",
            "eval_period", "call_site"]
 
 _CONTAINERS = ("args", "config", "cfg", "opt", "opts", "hparams", "params", "conf", "hp", "FLAGS", "flags",
@@ -151,6 +152,16 @@ def probe(frame: types.FrameType | None = None) -> list[RunLimit]:
             seen.add(key)
             uniq.append(lim)
     return uniq
+
+
+def epoch_steps(frame: types.FrameType | None = None) -> tuple[int, str] | None:
+    """Optimizer steps in one epoch of the script's own loops, with no DataLoader
+    (``_run_size_loops.epoch_loop_steps``), from the current stack; None when not known."""
+    frame = frame or sys._getframe(1)
+    try:
+        return epoch_loop_steps([f for f in _frames(frame) if _user_frame(f)])
+    except Exception:
+        return None
 
 
 # --- how often evaluation runs ------------------------------------------------------------

@@ -50,6 +50,46 @@ def _first_tensor(obj: Any) -> torch.Tensor | None:
     return example_input(obj, _is_tensor)
 
 
+# steps whose model input is hashed (warm-up and pass steps only: hashing costs time), and how
+# much of one input: every value up to FULL_HASH_ELEMENTS, else SAMPLED_ELEMENTS spread evenly
+MAX_INPUT_STEPS = 16
+FULL_HASH_ELEMENTS = 1 << 20
+SAMPLED_ELEMENTS = 1 << 16
+
+
+MAX_INPUT_TENSORS = 8
+
+
+def input_key(args: Any) -> str | None:
+    """A digest of what a forward was fed: each tensor of ``args`` (the call's arguments, up to
+    ``MAX_INPUT_TENSORS``) by dtype, shape and values (all of them up to ``FULL_HASH_ELEMENTS``,
+    else ``SAMPLED_ELEMENTS`` spread evenly), read with no dispatch mode watching (the FLOP and
+    memory passes do not see these reads); None when there is no tensor or its values cannot be
+    read (fake tensors under --dry-run).
+
+    Example: ``input_key((x, h)) == input_key((x.clone(), h))``; ``input_key((x,)) != input_key((x + 1,))``.
+    """
+    import hashlib
+
+    from torch.utils._python_dispatch import _disable_current_modes
+    tensors = [x for x in tree_flatten(args)[0] if isinstance(x, torch.Tensor)][:MAX_INPUT_TENSORS]
+    if not tensors:
+        return None
+    h = hashlib.blake2b(digest_size=8)
+    try:
+        with _disable_current_modes(), torch.no_grad():
+            for t in tensors:
+                flat = t.detach().reshape(-1)
+                n = flat.numel()
+                if n > FULL_HASH_ELEMENTS:
+                    flat = flat[:: n // SAMPLED_ELEMENTS][:SAMPLED_ELEMENTS]
+                h.update(f"{dtype_name(t.dtype)}{tuple(t.shape)}".encode())
+                h.update(flat.to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
+    except Exception:
+        return None
+    return h.hexdigest()
+
+
 def _describe_batch(batch: Any, prefix: str = "") -> list[str]:
     out: list[str] = []
     if isinstance(batch, torch.Tensor):

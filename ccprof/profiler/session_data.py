@@ -168,13 +168,15 @@ class DataWatch:
             seq_len = int(ex.shape[1])
         batch_size = info.get("batch_size")
         if batch_size is None and ex is not None and ex.dim() >= 1:
-            batch_size = int(ex.shape[0])
+            batch_size = 1 if self.data.unbatched else int(ex.shape[0])
         shapes = self.data.batch_shapes
         if not shapes and self.data.example_input is not None:
             shapes = _describe_batch(list(self.data.example_input[0]) + list(self.data.example_input[1].values()))
         per_step = self.log.batches_per_step
         bps = (sum(per_step) / len(per_step)) if per_step else None
         batch = self._batch_time(bps, info.get("num_workers"), probe)
+        samples = [n for n in self.log.samples if n] or [n for _, n in self.log.step_inputs if n]
+        per_step = sorted(samples)[len(samples) // 2] if samples else None
         return DataInfo(
             batch_size=batch_size, shapes=shapes,
             num_workers=info.get("num_workers"), pin_memory=info.get("pin_memory"),
@@ -183,7 +185,31 @@ class DataWatch:
             fingerprints=fps[:512], duplicate_frac=dup, duplicate_scope=scope,
             token_inputs=token_inputs, seq_len=seq_len, dataloader_seen=bool(self.data.loaders),
             batches_per_step=bps, batch_bytes=self.data.batch_bytes, finite=info.get("finite"), **batch,
+            **self._inputs_seen(ex), **self._epoch_samples(per_step),
         )
+
+    def _inputs_seen(self, ex: Any) -> dict[str, Any]:
+        """DataInfo's input_steps, same_inputs, distinct_samples, input_shape (see there)."""
+        seen = self.log.step_inputs
+        out: dict[str, Any] = {"input_steps": len(seen), "unbatched_input": self.data.unbatched,
+                               "input_shape": [int(n) for n in ex.shape] if ex is not None else None}
+        if len(seen) >= 2:
+            distinct = dict(seen)               # each distinct step input -> its samples
+            out["same_inputs"] = len(distinct) == 1
+            out["distinct_samples"] = sum(distinct.values()) or None
+        return out
+
+    def _epoch_samples(self, per_step: int | None) -> dict[str, Any]:
+        """DataInfo's epoch_samples and its source (see there)."""
+        info = self.data.loader_info
+        if info.get("dataset_len") and info.get("finite") is not False:
+            return {"epoch_samples": int(info["dataset_len"]),
+                    "epoch_samples_source": "len() of the training DataLoader's dataset"}
+        if not self.data.loaders and self.epoch_loop and per_step:
+            steps, loops = self.epoch_loop
+            return {"epoch_samples": steps * per_step,
+                    "epoch_samples_source": f"one epoch of {loops}: {steps:,} steps x {per_step:,} samples"}
+        return {}
 
     def _batch_time(self, bps: float | None, workers: int | None, probe: bool = True) -> dict[str, Any]:
         """One batch's making in one process (see DataInfo.batch_s): the fastest of the training

@@ -17,12 +17,14 @@ class PassRunner:
 
     def _probe_run_limits(self) -> None:
         """Read the run's own length from the live stack (ccprof.profiler.run_size)."""
-        from ccprof.profiler.run_size import (
-            probe,  # here: nothing extra is imported into the user's process before it is needed
+        from ccprof.profiler.run_size import (  # here: nothing extra is imported into the user's process before it is needed
+            epoch_steps,
+            probe,
         )
 
         try:
             self.run_limits = probe(sys._getframe(1))
+            self.epoch_loop = epoch_steps(sys._getframe(1))
         except Exception as exc:   # a bonus; never break the user's run for it
             self.findings.append(Finding("run_size", f"could not read the run's length: {exc!r}"))
 

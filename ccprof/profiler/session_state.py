@@ -78,6 +78,9 @@ class StepLog:
     cur_tokens: int = 0
     cur_samples_in_opt: tuple[int, int] | None = None           # closure optimizers: one forward's batch
     cur_batches: int = 0
+    cur_inputs: list[str] = field(default_factory=list)         # the open step's model inputs (input_key)
+    # per hashed step (warm-up and pass steps): its model inputs' keys and its samples
+    step_inputs: list[tuple[tuple[str, ...], int]] = field(default_factory=list)
 
 
 @dataclass
@@ -90,6 +93,7 @@ class DataState:
     fingerprints: list[str] = field(default_factory=list)
     batch_bytes: int | None = None
     example_input: tuple[tuple, dict] | None = None   # the main root's first training forward
+    unbatched: bool = False                       # its input is one sample with no batch dimension
     train_loader: weakref.ref | None = None
     pending_fp: dict[int, list[str]] = field(default_factory=dict)   # iterator id -> sampled rows
     it_batches: dict[int, int] = field(default_factory=dict)

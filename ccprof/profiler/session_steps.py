@@ -96,6 +96,10 @@ class StepClockWatch:
                 self.on_step(self.log.index, self.total_steps, step_s, loss)
             except Exception:
                 pass
+        if self.log.cur_inputs:
+            samples = self.log.cur_samples or (self.log.cur_samples_in_opt or (0, 0))[0]
+            self.log.step_inputs.append((tuple(self.log.cur_inputs), samples))
+            self.log.cur_inputs = []
         self.log.step_losses = []
         self.log.cur_micro = 0
         self.log.cur_closure = 0

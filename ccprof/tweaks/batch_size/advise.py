@@ -30,6 +30,7 @@ from ccprof.tweaks.batch_size.contract import (
     GOYAL,
     MALLADI,
     describe_rule,
+    epoch_cap,
     lr_factor,
     lr_rule_for,
     steps_after,
@@ -42,6 +43,9 @@ TB_PLUGIN = ("PyTorch TensorBoard profiler plugin (pytorch/kineto tb_plugin) rec
 LBFGS_DOCS = ("PyTorch docs, torch.optim, 'Taking an optimization step': LBFGS needs to reevaluate the function "
               "multiple times, through a closure; PyTorch C++ docs, 'Second-Order Optimizers': LBFGS is for "
               "full-batch training (not mini-batch)")
+
+LINEAR_DOCS = ("PyTorch docs, torch.nn.Linear: 'Input: (*, H_in) where * means any number of dimensions "
+               "including none'")
 
 SNIPPET = """
 loader = torch.utils.data.DataLoader(dataset, batch_size={b}, shuffle=True)   # was {b0}
@@ -108,12 +112,63 @@ def _contract_text(keep: str, b: int, nb: int, run_steps: int, new_steps: int) -
             f"in steps (warm-up, decay) span {sched}")
 
 
+EPOCH_CAP = ("A batch holds at most half the samples of one epoch, so each epoch keeps at least 2 mini-batches; "
+             "with one batch per epoch every step trains on the same samples (full-batch gradient descent).")
+
+
+def _forward_where(profile: Profile) -> str:
+    """`` (`model(...)` at train.py:89)``: where the training steps called the model, when recorded."""
+    for site in profile.sites:
+        if site.what == "forward" and site.role == "train" and site.line:
+            return f" (the model's call at {site.file}:{site.line})"
+    return ""
+
+
+def _data_cannot_follow(profile: Profile, ctx: AdviceContext, b: int) -> Advice | None:
+    """not_applicable where the script's data, not a setting, fixes the batch: its model input is
+    one unbatched sample, or every step ccprof hashed fed the same samples (a batch made once)."""
+    d = profile.data
+    shape = f"[{', '.join(str(n) for n in d.input_shape)}]" if d.input_shape else ""
+    where = _forward_where(profile)
+    if d.unbatched_input:
+        return make_advice(
+            "batch_size", "not_applicable", profile, ctx, confidence="high",
+            snippet=f"# the model's input {shape} is one sample: stack samples into a [N, ...] batch first",
+            rationale=(f"The trained model's input is one 1-D vector {shape}{where}: a single sample with no batch "
+                       f"dimension (it is as long as the model's first nn.Linear's in_features), one per forward "
+                       f"call. There is no batch dimension to grow; whatever the script draws to make that vector "
+                       f"(such as a sample set reduced to a few statistics) does not reach the model. To train on more "
+                       f"samples per step, the script must stack them into a [N, {shape[1:-1]}] batch, a change "
+                       f"to the model's input, not a setting."),
+            assumptions=["torch.nn.Linear takes inputs of shape (*, in_features): a 1-D input of in_features "
+                         "values is one sample with no batch dimension."],
+            sources=[LINEAR_DOCS], details={"batch_before": b, "input_shape": d.input_shape})
+    if d.same_inputs:
+        n = d.distinct_samples or b
+        return make_advice(
+            "batch_size", "not_applicable", profile, ctx, confidence="high",
+            snippet=f"# full-batch: every step trains on the same {n:,} samples; a larger batch needs more data",
+            rationale=(f"Full-batch: every one of the {d.input_steps} steps ccprof hashed (warm-up and measurement "
+                       f"steps: the dtype, shape and values of the tensors the model was called with"
+                       f"{', the first ' + shape if shape else ''}) trained on the same "
+                       f"{n:,} samples{where}. The script makes its batch once (hard-coded samples, a tensor built "
+                       f"before the loop, a whole graph) and feeds it every step, so a larger batch needs more "
+                       f"data, not a setting: the batch already holds all the data the script has. To train on "
+                       f"larger batches, give the script more samples and draw each step's batch from them (a "
+                       f"Dataset and a DataLoader with batch_size=)."),
+            assumptions=["Inputs are compared by dtype, shape and values (every value up to 2^20 of them, else "
+                         "2^16 spread evenly); the same values in every hashed step are the same samples."],
+            details={"batch_before": b, "same_inputs": True, "distinct_samples": n, "input_steps": d.input_steps})
+    return None
+
+
 @register("batch_size")
 def advise_batch_size(profile: Profile, ctx: AdviceContext) -> Advice:
     """Per-sample time at the larger batch, re-costed (fixed per-step work is amortized and GEMMs
     fill more of the GPU), priced under the contract ``keep`` (``samples``: steps / k; ``steps``:
     the same steps), with the learning rate scaled by ``lr_rule``."""
     b = batch_size(profile)
+    d = profile.data
     spec = gpu_spec(profile, ctx)
     led = ledger(profile)
     opt_cls, lr = script_lr(profile)
@@ -139,6 +194,9 @@ def advise_batch_size(profile: Profile, ctx: AdviceContext) -> Advice:
                            rationale=(f"The batch of {b} already holds the whole training set ({n_data:,} samples, "
                                       f"len() of the DataLoader's dataset): there is no larger batch."),
                            details={"batch_before": b, "dataset_len": n_data})
+    data_bound = _data_cannot_follow(profile, ctx, b)
+    if data_bound is not None:
+        return data_bound
     if spec.memory_bytes is None:
         return make_advice("batch_size", "not_applicable", profile, ctx, confidence="low",
                            snippet=f"# batch {b}: the target GPU's memory is unknown",
@@ -156,6 +214,26 @@ def advise_batch_size(profile: Profile, ctx: AdviceContext) -> Advice:
         capped = (f" It is capped at the training set's {n_data:,} samples (len() of the DataLoader's dataset): "
                   f"a larger batch would repeat or not exist.")
         nb = n_data
+    epoch = d.epoch_samples if not n_data else None
+    epoch_capped = False
+    if epoch and nb > epoch_cap(epoch):
+        cap = epoch_cap(epoch)
+        if cap <= b:
+            return make_advice("batch_size", "already_applied", profile, ctx, confidence="medium",
+                               snippet=f"# batch {b}: one epoch holds {epoch:,} samples; a larger batch needs more data",
+                               rationale=(f"One epoch of the script's data holds {epoch:,} samples "
+                                          f"({d.epoch_samples_source}): batch {b} already makes it "
+                                          f"{epoch // b:,} steps, and a batch above {cap:,} would leave it one "
+                                          f"step, that trains every step on the same samples (full-batch). "
+                                          f"A larger batch needs more data here, not a setting: give the script "
+                                          f"a longer corpus or more samples to grow it."),
+                               assumptions=[EPOCH_CAP],
+                               details={"batch_before": b, "epoch_samples": epoch, "batch_cap": cap})
+        capped = (f" It is capped at {cap:,}, half of the {epoch:,} samples one epoch holds "
+                  f"({d.epoch_samples_source}), so an epoch keeps at least 2 steps: one batch of the whole "
+                  f"epoch would train every step on the same samples.")
+        nb = cap
+        epoch_capped = True
     if wanted is not None and nb > max(fits, b):
         capped += (f" Batch {nb} is the one asked for (--option batch_size); ccprof's ledger fits at most "
                    f"{max(fits, b)} in {fmt_pct(C.MEMORY_FULL_FRAC)} of {spec.name}'s memory.")
@@ -167,7 +245,6 @@ def advise_batch_size(profile: Profile, ctx: AdviceContext) -> Advice:
     util = profile.gpu.mean_sm_util_pct if profile.gpu else None
     peak_after = int(led.peak + (led.act + led.other) * (nb / b - 1))
     k = nb / b
-    d = profile.data
     # a batch k times as large takes k times as long to make: its band too
     bigger = replace(profile, data=replace(d, batch_s=d.batch_s * k,
                                            batch_s_lo=d.batch_s_lo * k if d.batch_s_lo is not None else None,
@@ -242,7 +319,8 @@ def advise_batch_size(profile: Profile, ctx: AdviceContext) -> Advice:
                                      if keep == "samples" else
                                      f"The run keeps its number of steps: it sees {k:.3g}x the samples."),
                                     f"The learning rate follows the {rule} rule ({describe_rule(rule, k, opt_cls)}): "
-                                    "it keeps the optimization comparable, not guaranteed equal."],
+                                    "it keeps the optimization comparable, not guaranteed equal."]
+                                   + ([EPOCH_CAP] if epoch_capped else []),
                        sources=[TB_PLUGIN, GOYAL, MALLADI],
                        details={"batch_after": nb, "batch_before": b, "per_sample_s_before": per_before,
                                 "per_sample_s_after": per_after, "step_s_before_model": rc.before.step_s,

@@ -8,6 +8,9 @@ runtime applier applies it), so the dollars of the advice are the dollars of the
   by k; a limit in epochs stays (each epoch has k times fewer steps);
 - ``keep="steps"``: the run keeps its steps and sees k times the samples, so a limit in epochs
   is multiplied by k; a limit and schedules in steps stay;
+- the batch stays within the data: at most the training set (a DataLoader's dataset), and with
+  no DataLoader at most half of one epoch of the script's own loops (``epoch_cap``), so an epoch
+  keeps 2 steps or more: one batch of the whole epoch trains every step on the same samples;
 - the learning rate: ``linear`` x k (Goyal et al. 2017, SGD with momentum: "when the minibatch
   size is multiplied by k, multiply the learning rate by k", with a gradual warm-up),
   ``sqrt`` x sqrt(k) (Malladi et al. 2022: the square-root scaling rule for Adam and RMSprop),
@@ -19,8 +22,8 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["GOYAL", "MALLADI", "FULL_BATCH_OPTIMIZERS", "lr_rule_for", "lr_factor", "steps_after",
-           "epochs_after", "describe_rule"]
+__all__ = ["GOYAL", "MALLADI", "FULL_BATCH_OPTIMIZERS", "MIN_STEPS_PER_EPOCH", "lr_rule_for", "lr_factor",
+           "steps_after", "epochs_after", "epoch_cap", "describe_rule"]
 
 GOYAL = ("Goyal et al. 2017, 'Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour' (arXiv 1706.02677): "
          "linear learning-rate scaling with a gradual warm-up, for SGD")
@@ -33,6 +36,17 @@ MALLADI = ("Malladi et al. 2022, 'On the SDEs and Scaling Rules for Adaptive Gra
 FULL_BATCH_OPTIMIZERS = ("LBFGS",)
 _LINEAR = ("SGD", "ASGD")
 _SQRT = ("Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "SparseAdam", "Adagrad", "Adadelta")
+
+
+# an epoch of the script's loops keeps at least this many mini-batches (1 is full-batch training)
+MIN_STEPS_PER_EPOCH = 2
+
+
+def epoch_cap(epoch_samples: int) -> int:
+    """The largest batch that leaves an epoch of ``epoch_samples`` ``MIN_STEPS_PER_EPOCH`` steps.
+
+    Example: ``epoch_cap(60)`` -> 30 (yunjey's language model: 3 steps of 20 an epoch)."""
+    return max(1, epoch_samples // MIN_STEPS_PER_EPOCH)
 
 
 def lr_rule_for(optimizer_class: str | None) -> str:

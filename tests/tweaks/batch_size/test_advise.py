@@ -4,7 +4,7 @@ from dataclasses import replace
 import pytest
 
 from ccprof.advisors import AdviceContext, advise_one
-from ccprof.artefacts.profile import OptimizerInfo, OptimizerSection, Profile
+from ccprof.artefacts.profile import CallSite, OptimizerInfo, OptimizerSection, Profile
 from ccprof.artefacts.tweaks import BatchSizeOptions
 from ccprof.hardware import cost_step, load_catalog
 from ccprof.hardware.edits import scale_batch
@@ -150,3 +150,48 @@ def test_a_run_limited_in_epochs_keeps_them_at_whole_batches_per_epoch():
     assert run_steps_after(p, AdviceContext(), 15, 8, 16, "steps") == 15
     # a run limited in steps divides them
     assert run_steps_after(hand_profile(), AdviceContext(), 10_000, 8, 16, "samples") == 5000
+
+
+def _data(**kw) -> Profile:
+    return hand_profile(data=replace(Profile().data, batch_size=8, **kw))
+
+
+def test_a_batch_every_step_repeats_is_full_batch_and_names_what_to_change():
+    # the profiler hashed 3 steps' inputs and all were the same 8 samples (a batch made once)
+    a = advise_one("batch_size", _data(same_inputs=True, input_steps=3, distinct_samples=8, input_shape=[8, 16]),
+                   AdviceContext(device_memory_bytes=3000 * MB))
+    assert a.status == "not_applicable" and a.options == {}
+    assert "Full-batch" in a.rationale and "same 8 samples" in a.rationale and "[8, 16]" in a.rationale
+    assert "needs more data, not a setting" in a.rationale and "DataLoader with batch_size=" in a.rationale
+    # the training steps' call of the model, where the sites recorded it, is named
+    site = CallSite(what="forward", file="train.py", line=42, role="train")
+    b = advise_one("batch_size", replace(_data(same_inputs=True, input_steps=3, distinct_samples=8), sites=[site]),
+                   AdviceContext(device_memory_bytes=3000 * MB))
+    assert "(the model's call at train.py:42)" in b.rationale
+    # different inputs step after step: the usual advice (22, test_formula)
+    c = advise_one("batch_size", _data(same_inputs=False, input_steps=3, distinct_samples=24),
+                   AdviceContext(device_memory_bytes=3000 * MB))
+    assert c.status == "recommended" and c.details["batch_after"] == 22
+
+
+def test_an_unbatched_input_is_not_a_batch():
+    a = advise_one("batch_size", _data(unbatched_input=True, input_shape=[4]),
+                   AdviceContext(device_memory_bytes=3000 * MB))
+    assert a.status == "not_applicable" and "no batch dimension" in a.rationale and "[N, 4]" in a.rationale
+    assert any("torch.nn.Linear" in s for s in a.sources)
+
+
+def test_the_batch_keeps_two_steps_an_epoch():
+    # one epoch of the script's loops holds 3 steps of 8 = 24 samples: 22 would leave it one step
+    # (every step the same samples), so the batch stops at 24 / 2 = 12
+    src = "one epoch of range(0, n, 30) (train.py:9): 3 steps x 8 samples"
+    a = advise_one("batch_size", _data(epoch_samples=24, epoch_samples_source=src),
+                   AdviceContext(device_memory_bytes=3000 * MB))
+    assert a.status == "recommended" and a.details["batch_after"] == 12 and a.options["batch_size"] == 12
+    assert f"capped at 12, half of the 24 samples one epoch holds ({src})" in a.rationale
+    assert any("at least 2 mini-batches" in x for x in a.assumptions)
+    # an epoch of 2 batches: no larger batch keeps 2 steps; the batch is as large as the data allows
+    b = advise_one("batch_size", _data(epoch_samples=16, epoch_samples_source=src),
+                   AdviceContext(device_memory_bytes=3000 * MB))
+    assert b.status == "already_applied" and b.options == {} and "more data" in b.rationale
+    assert b.details["batch_cap"] == 8
