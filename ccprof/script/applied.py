@@ -237,8 +237,10 @@ def _keyword_places(info: ScriptInfo, kind: str, rules: dict[str, Callable[[Any]
                     out.append(_place(info, arg, options, what))
                 continue
             guard = value_guard(info, arg.value, options, _lenient(rule), key, (values or {}).get(key, ()))
-            if guard is not None and guard.flags:
+            if guard is not None and any(f.startswith("-") for f in guard.flags):   # a flag the parser declares
                 out.append(_place(info, arg, options, what, (guard,)))
+            elif _lenient(rule)(value):         # an expression the rule accepts as it is (`peft_config=lora`)
+                out.append(_place(info, arg, options, what))
     return out
 
 
