@@ -552,6 +552,12 @@ class GpuProjection:
     # under the same policy and calibration as step_s; host dispatch and the data wait stay out of
     # it. Filled for the target GPU only (ccprof.hardware.attach); {} elsewhere and in older profiles
     module_s: dict[str, float] = field(default_factory=dict)
+    # device seconds of each op row's kernels, all its calls: op_s[i] is Profile.ops[i] (same order and
+    # length), costed as step_s costs it (same policy and class calibration; ccprof.hardware.step.op_s).
+    # They sum to the step's modelled device time, sum(detail["device_s"].values()): host dispatch and
+    # the data wait are in no row, nor the phase recalibration or the unexplained rest of a measured GPU.
+    # Filled for the target GPU only (ccprof.hardware.attach); [] elsewhere and in older profiles
+    op_s: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
