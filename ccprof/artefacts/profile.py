@@ -637,6 +637,31 @@ class Profile:
     def from_dict(cls, data: dict[str, Any]) -> "Profile":
         return _serde.check_schema(cls, data, "ccprof.profile/", "profile")
 
+    def ops_frame(self, gpu: str | None = None):
+        """A pandas DataFrame with one row per op row of the step (``ops``, same order) and its
+        projected device seconds on ``gpu`` (default the target GPU, ``cost.gpu``), which sum to
+        the step's modelled device time (:func:`ccprof.artefacts.frames.ops_frame` lists the
+        columns). ValueError when the profile holds no per-op seconds for that GPU
+        (``ccprof.hardware.attach(profile, gpu=ID)`` costs them).
+
+        Example: ``Profile.from_json("profile.json").ops_frame().groupby("phase").projected_s.sum()``.
+        """
+        from ccprof.artefacts.frames import ops_frame  # here: pandas loads only when a frame is asked for
+
+        return ops_frame(self, gpu)
+
+    def modules_frame(self, gpu: str | None = None):
+        """A pandas DataFrame with one row per module (``model.modules``): class, params, FLOPs,
+        forward FLOPs, activation bytes and ``module_s``, its kernels' projected device seconds on
+        ``gpu`` (default the target GPU), descendants included
+        (:func:`ccprof.artefacts.frames.modules_frame`). ValueError as for :meth:`ops_frame`.
+
+        Example: ``Profile.from_json("profile.json").modules_frame().nlargest(5, "module_s")``.
+        """
+        from ccprof.artefacts.frames import modules_frame  # here: pandas loads only when a frame is asked for
+
+        return modules_frame(self, gpu)
+
     @classmethod
     def from_json(cls, path_or_text: str | Path) -> "Profile":
         """Load a profile from a path or from JSON text; ArtefactError (a ValueError naming the
