@@ -10,14 +10,17 @@ written by ``ccprof.api.export_profile``; this module returns data and writes no
 The trace is the Trace Event Format's JSON object form ("traceEvents", complete events
 ``ph: "X"`` with ``ts``/``dur`` in microseconds on ``pid``/``tid`` tracks; Google, "Trace Event
 Format", https://docs.google.com/document/d/1CvAClvFfyA5R-PhYUmn5OOQtYMH4h6I0nSsKchNAySU). It is the
-cost model's step on the target GPU, not a measurement: one process, three tracks:
+cost model's step on the target GPU, not a measurement, starting at ``START_US``: one process,
+three tracks:
 
 * ``phases``: data, forward, backward, optimizer, other, one after the other, each as long as the
-  projection's phase (``GpuProjection.phase_s``; stretched to hold its kernels where a measured
-  GPU's recalibration made it shorter than they are);
+  projection's phase (``GpuProjection.phase_s``, which is the larger of the phase's device and host
+  time; on the GPU the profile was measured on, the measured phase, stretched where needed to hold
+  the modelled kernels and host work);
 * ``GPU kernels``: each op row's kernels (all its calls, one event) in the order the step first ran
-  them, packed from the start of its phase; durations are ``GpuProjection.op_s`` and sum to the
-  step's modelled device time; rows that launch nothing (views, host syncs) have no event;
+  them, packed from the start of its phase; durations are ``GpuProjection.op_s`` (to 15 ps)
+  and sum to the step's modelled device time; rows that launch nothing (views, host
+  syncs) have no event;
 * ``host``: the host work the projection prices in each phase (dispatch, launches, Python;
   ``detail["host_s"]``) and the data wait (the data phase).
 """
@@ -41,6 +44,13 @@ PARQUET_ENGINES = ("pyarrow", "fastparquet")
 PID = 1
 TRACKS = {"phases": 1, "GPU kernels": 2, "host": 3}
 US = 1e6
+# Times are written in whole 1/65536ths of a microsecond (15 ps): binary fractions add exactly in
+# floating point (up to 2**37 us, 38 hours), so an event that ends where the next begins does not
+# overlap it by a rounding error (DevTools' viewer drops such events from the track)
+TICKS_PER_US = 2 ** 16
+# The step starts 1 us into the trace: DevTools' viewer leaves events at ts 0 out of the trace's
+# bounds (a step drawn from 0 showed a range short by its first kernel)
+START_US = 1.0
 
 
 def parquet_engine() -> str | None:
@@ -52,9 +62,16 @@ def _meta(name: str, tid: int, args: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "ph": "M", "pid": PID, "tid": tid, "args": args}
 
 
-def _event(name: str, cat: str, ts_s: float, dur_s: float, tid: int, args: dict[str, Any]) -> dict[str, Any]:
-    return {"name": name, "cat": cat, "ph": "X", "ts": ts_s * US, "dur": dur_s * US, "pid": PID, "tid": tid,
-            "args": args}
+def _us(t_s: float) -> float:
+    """Seconds as microseconds, in whole ticks (:data:`TICKS_PER_US`)."""
+    return round(t_s * US * TICKS_PER_US) / TICKS_PER_US
+
+
+def _event(name: str, cat: str, start_s: float, end_s: float, tid: int, args: dict[str, Any]) -> dict[str, Any]:
+    """A complete event from ``start_s`` to ``end_s`` (seconds from the step's start)."""
+    ts = START_US + _us(start_s)
+    return {"name": name, "cat": cat, "ph": "X", "ts": ts, "dur": START_US + _us(end_s) - ts, "pid": PID,
+            "tid": tid, "args": args}
 
 
 def step_trace(profile: Profile, gpu: str | None = None) -> dict[str, Any]:
@@ -85,24 +102,24 @@ def step_trace(profile: Profile, gpu: str | None = None) -> dict[str, Any]:
     for ph in STEP_PHASES:
         kernels = [(op, s) for op, s in rows.get(ph, []) if s > 0]
         dev_s = sum(s for _, s in kernels)
-        win = max(float(proj.phase_s.get(ph, 0.0) or 0.0), dev_s)
+        win = max(float(proj.phase_s.get(ph, 0.0) or 0.0), dev_s, host.get(ph, 0.0))
         if win <= 0:
             continue
-        events.append(_event(ph, "phase", t, win, TRACKS["phases"], {
+        events.append(_event(ph, "phase", t, t + win, TRACKS["phases"], {
             "phase_s": proj.phase_s.get(ph, 0.0), "device_s": device.get(ph, 0.0), "host_s": host.get(ph, 0.0),
             "bound": bound.get(ph, "")}))
         k_t = t
         for op, s in kernels:
-            events.append(_event(op.op, ph, k_t, s, TRACKS["GPU kernels"], {
+            events.append(_event(op.op, ph, k_t, k_t + s, TRACKS["GPU kernels"], {
                 "calls": op.count, "per_call_us": s * US / max(op.count, 1), "dtype": op.dtype,
                 "flops": op.flops, "bytes": op.bytes, "shapes": json.dumps(op.shapes), "scope": op.scope,
                 "modules": json.dumps(op.modules)}))
             k_t += s
         if ph == "data":
-            events.append(_event("data wait", ph, t, win, TRACKS["host"],
+            events.append(_event("data wait", ph, t, t + win, TRACKS["host"],
                                  {"method": str((proj.detail.get("data") or {}).get("method", ""))}))
         elif host.get(ph, 0.0) > 0:
-            events.append(_event(f"host: {ph}", ph, t, host[ph], TRACKS["host"],
+            events.append(_event(f"host: {ph}", ph, t, t + host[ph], TRACKS["host"],
                                  {"what": "dispatch, CUDA launches and the phase's Python, as priced"}))
         t += win
     return {

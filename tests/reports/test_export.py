@@ -129,7 +129,8 @@ def test_trace_is_trace_event_json_whose_kernels_sum_to_the_projected_kernel_tim
     events = trace["traceEvents"]
     assert all({"name", "ph", "pid", "tid"} <= e.keys() for e in events)
     complete = [e for e in events if e["ph"] == "X"]
-    assert all(isinstance(e["ts"], float) and e["dur"] >= 0 and e["ts"] >= 0 for e in complete)
+    assert all(isinstance(e["ts"], float) and e["dur"] >= 0 and e["ts"] >= export.START_US for e in complete)
+    assert min(e["ts"] for e in complete) == export.START_US      # not 0: DevTools' viewer leaves ts 0 out
     names = {e["args"]["name"] for e in events if e["name"] == "thread_name"}
     assert names == {"phases", "GPU kernels", "host"}
     tid = {e["args"]["name"]: e["tid"] for e in events if e["name"] == "thread_name"}
@@ -151,6 +152,10 @@ def test_trace_is_trace_event_json_whose_kernels_sum_to_the_projected_kernel_tim
                for k in kernels)
     assert [k["cat"] for k in kernels] == sorted((k["cat"] for k in kernels),
                                                  key=["forward", "backward", "optimizer", "other"].index)
+    # no two events of a track overlap by a rounding error (a viewer drops or nests such events)
+    for track in tid.values():
+        on = sorted((e for e in complete if e["tid"] == track), key=lambda e: e["ts"])
+        assert all(a["ts"] + a["dur"] <= b["ts"] for a, b in zip(on, on[1:])), track
     # the host track: the host time the projection prices in each phase
     host = {e["name"]: e["dur"] for e in complete if e["tid"] == tid["host"]}
     assert host == pytest.approx({f"host: {ph}": s * 1e6 for ph, s in proj.detail["host_s"].items() if s > 0})
@@ -164,7 +169,7 @@ def test_a_phase_shorter_than_its_kernels_is_stretched_to_hold_them(profile):
     p = dataclasses.replace(profile, projection={**profile.projection, "a100-80gb": short})
     trace = step_trace(p)
     back = next(e for e in trace["traceEvents"] if e["name"] == "backward" and e["ph"] == "X")
-    assert back["dur"] == pytest.approx(proj.detail["device_s"]["backward"] * 1e6)
+    assert back["dur"] == pytest.approx(max(proj.detail["device_s"]["backward"], proj.detail["host_s"]["backward"]) * 1e6)
     assert trace_device_us(trace) == pytest.approx(_device_s(profile) * 1e6, rel=1e-6)
 
 
