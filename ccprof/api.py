@@ -11,6 +11,7 @@ files under ``out_dir``.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import traceback
 from dataclasses import dataclass, field, replace
@@ -30,7 +31,7 @@ from ccprof.profiler.spec import RunSpec, run_environment
 __all__ = ["Analysis", "analyze_script", "profile_model", "attach_costs", "advise", "apply",
            "write_artefacts", "StageError", "UsageError", "check_analyze_inputs", "load_artefact", "parse_tweak_options",
            "readvise", "save_output", "gpu_catalog", "gpu_rows", "tweak_rows", "last_two_runs",
-           "ApplyOutcome", "apply_to_file"]
+           "ApplyOutcome", "apply_to_file", "with_op_seconds", "export_profile"]
 
 
 class StageError(CcprofError):
@@ -395,6 +396,79 @@ def save_output(out: str | Path, content: Any, inputs: list, force: bool, *, opt
     if check_only:
         return None
     return write_output(out, content, backup, option=option)
+
+
+def with_op_seconds(profile: Profile, *, gpu: str | None = None, catalog_path: str | None = None,
+                    source: str | Path = "the profile") -> tuple[Profile, str]:
+    """``(profile, gpu_id)`` where the profile holds each op row's and module's projected seconds
+    on ``gpu`` (an id, prefix or name; default the GPU it was costed on): as saved when it holds
+    them, else costed again by the hardware stage (``hardware.attach``, the saved price and run
+    size kept). UsageError when there is nothing to project or the GPU is unknown."""
+    from ccprof.artefacts.frames import projection_for
+
+    catalog = None
+    if gpu:
+        catalog = gpu_catalog(catalog_path)
+        try:
+            gpu = hardware.resolve_gpu(gpu, catalog)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    try:
+        return profile, projection_for(profile, gpu)[0]
+    except ValueError:
+        pass                 # not costed per op for that GPU (an older profile, another GPU): cost it now
+    try:
+        profile = hardware.attach(profile, gpu=gpu, catalog=catalog or gpu_catalog(catalog_path))
+        return profile, projection_for(profile, gpu)[0]
+    except ValueError as exc:
+        why = profile.reasons.get("cost") or exc
+        raise UsageError(f"{source}: no projected step to export ({why})") from None
+
+
+def export_profile(profile_path: str | Path, *, csv_dir: str | Path | None = None,
+                   parquet_dir: str | Path | None = None, trace_path: str | Path | None = None,
+                   gpu: str | None = None, catalog_path: str | None = None,
+                   force: bool = False) -> list[tuple[Path, Path | None]]:
+    """``ccprof export``: the saved profile's op rows and modules with their projected seconds as
+    ``ops.csv``/``modules.csv`` under ``csv_dir`` (``.parquet`` under ``parquet_dir``), and its
+    projected GPU step as a Chrome trace-event JSON at ``trace_path`` (``reports.export.step_trace``).
+
+    Every output is checked under the one output policy before any is written (never over an
+    input; over a file ccprof did not write only with ``force``, after a backup). Parquet needs
+    pyarrow or fastparquet: without either, a UsageError (exit 2) naming the install command
+    before anything is read. Returns each path written with the backup made of what it replaced
+    (None when none was), in that order.
+
+    Example: ``export_profile("ccprof-report/profile.json", csv_dir="out", trace_path="step.json")``.
+    """
+    from ccprof.reports.export import parquet_engine, step_trace
+
+    if csv_dir is None and parquet_dir is None and trace_path is None:
+        raise UsageError("nothing to export: give --csv DIR, --parquet DIR or --trace FILE")
+    engine = parquet_engine() if parquet_dir is not None else None
+    if parquet_dir is not None and engine is None:
+        raise UsageError("--parquet needs pyarrow or fastparquet, which is not installed: pip install pyarrow")
+    for option, folder in (("--csv", csv_dir), ("--parquet", parquet_dir)):
+        if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
+            raise UsageError(f"{option} {folder}: is a file; give a folder")
+    profile, gid = with_op_seconds(load_artefact("profile", profile_path), gpu=gpu, catalog_path=catalog_path,
+                                   source=profile_path)
+    outputs: list[tuple[Path, Any, str]] = []
+    if csv_dir is not None or parquet_dir is not None:
+        frames = {"ops": profile.ops_frame(gid), "modules": profile.modules_frame(gid)}
+        for name, frame in frames.items():
+            if csv_dir is not None:
+                outputs.append((Path(csv_dir) / f"{name}.csv",
+                                lambda path, f=frame: f.to_csv(path, index=False), "--csv"))
+            if parquet_dir is not None:
+                outputs.append((Path(parquet_dir) / f"{name}.parquet",
+                                lambda path, f=frame: f.to_parquet(path, index=False, engine=engine), "--parquet"))
+    if trace_path is not None:
+        text = json.dumps(step_trace(profile, gid), separators=(",", ":"))
+        outputs.append((Path(trace_path), text, "--trace"))
+    for out, _, option in outputs:
+        save_output(out, None, [profile_path], force, option=option, check_only=True)
+    return [(out, save_output(out, content, [profile_path], force, option=option)) for out, content, option in outputs]
 
 
 def gpu_catalog(catalog_path: str | None = None) -> dict[str, Any]:

@@ -365,6 +365,41 @@ def report_cmd(profile_path: str, advice_path: str | None, output: str | None, q
     click.echo(str(out))
 
 
+@cli.command("export")
+@click.argument("profile_path", metavar="PROFILE_JSON", type=click.Path(dir_okay=False))
+@click.option("--csv", "csv_dir", default=None, type=click.Path(file_okay=False), metavar="DIR",
+              help="Write ops.csv (one row per aten op row: calls, shapes, FLOPs, bytes, owning module, "
+                   "projected seconds) and modules.csv (params, FLOPs, activations, projected seconds) in DIR.")
+@click.option("--parquet", "parquet_dir", default=None, type=click.Path(file_okay=False), metavar="DIR",
+              help="The same tables as ops.parquet and modules.parquet (needs pyarrow or fastparquet).")
+@click.option("--trace", "trace_path", default=None, type=click.Path(dir_okay=False), metavar="FILE",
+              help="The projected GPU step as Chrome trace-event JSON: kernels by phase on a device track, "
+                   "host work and the data wait on a host track. Open it in ui.perfetto.dev or chrome://tracing.")
+@click.option("--gpu", default=None, shell_complete=_complete_gpus,
+              help="GPU whose projected seconds to export (default: the GPU the profile was costed on).")
+@click.option("--catalog", "catalog_path", default=None, type=click.Path(dir_okay=False),
+              help="TOML file with extra GPUs or price overrides.")
+@click.option("--force", is_flag=True, help="Replace files ccprof did not write (a .bak copy is kept).")
+@_says_errors
+def export_cmd(profile_path: str, csv_dir: str | None, parquet_dir: str | None, trace_path: str | None,
+               gpu: str | None, catalog_path: str | None, force: bool) -> None:
+    """Export a saved profile for pandas, spreadsheets and trace viewers.
+
+    The seconds are projected by ccprof's cost model on the target GPU, not measured: each op
+    row's seconds are its kernels' device time, and they sum to the step's modelled kernel time
+    (host dispatch and the data wait are in no row). Prints each file written.
+
+    \b
+    ccprof export ccprof-report/profile.json --csv out/ --trace out/step.trace.json
+    """
+    for path, backup in api.export_profile(profile_path, csv_dir=csv_dir, parquet_dir=parquet_dir,
+                                           trace_path=trace_path, gpu=gpu, catalog_path=catalog_path,
+                                           force=force):
+        if backup is not None:
+            click.echo(f"backup: {backup}", err=True)
+        click.echo(str(path))
+
+
 @cli.command("compare")
 @click.argument("before_path", metavar="[BEFORE_JSON", required=False, type=click.Path(dir_okay=False))
 @click.argument("after_path", metavar="AFTER_JSON]", required=False, type=click.Path(dir_okay=False))

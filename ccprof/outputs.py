@@ -56,7 +56,8 @@ def backup_path(path: str | Path) -> Path:
 
 def written_by_ccprof(path: str | Path) -> bool:
     """True when ``path`` is an artefact ccprof wrote: its HTML (the generator meta tag in the
-    first 4 KiB), its JSON (a ``schema`` of ``ccprof.*``), or a script ``ccprof apply`` wrote
+    first 4 KiB), its JSON (a ``schema`` of ``ccprof.*``, the export's trace included), a table
+    ``ccprof export`` wrote (its columns), or a script ``ccprof apply`` wrote
     (the ``_ccprof`` suffix it gives by default is not proof, so scripts are never counted)."""
     p = Path(path)
     try:
@@ -66,6 +67,8 @@ def written_by_ccprof(path: str | Path) -> bool:
         return False
     if b'<meta name="generator" content="ccprof' in head:
         return True
+    if p.suffix in (".csv", ".parquet"):
+        return _export_table(p, head)
     if p.suffix == ".json" and head.lstrip().startswith(b"{"):
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
@@ -73,6 +76,22 @@ def written_by_ccprof(path: str | Path) -> bool:
             return False
         return isinstance(data, dict) and str(data.get("schema", "")).startswith("ccprof.")
     return False
+
+
+def _export_table(p: Path, head: bytes) -> bool:
+    """A table ``ccprof export`` wrote: a CSV whose header is one of its tables' columns, or a
+    Parquet file with those columns (read when pyarrow is here)."""
+    from ccprof.artefacts.frames import MODULES_COLUMNS, OPS_COLUMNS  # here: only a table output asks
+
+    tables = (list(OPS_COLUMNS), list(MODULES_COLUMNS))
+    if p.suffix == ".csv":
+        return head.split(b"\n", 1)[0].decode("utf-8", "replace").strip().split(",") in tables
+    try:
+        import pyarrow.parquet as pq  # here: optional (Parquet export)
+
+        return pq.read_schema(p).names in tables
+    except Exception:             # no pyarrow, or not a Parquet file: not known to be ccprof's
+        return False
 
 
 def _same(a: Path, b: Path) -> bool:

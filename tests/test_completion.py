@@ -29,7 +29,7 @@ def _offers(args: list[str], incomplete: str) -> list[str]:
 
 
 def test_commands_and_options():
-    assert {"analyze", "advise", "apply", "completion"} <= set(_offers([], ""))
+    assert {"analyze", "advise", "apply", "completion", "export"} <= set(_offers([], ""))
     assert "--gpu" in _offers(["analyze", "train.py"], "--g")
 
 
@@ -39,6 +39,7 @@ def test_gpu_ids_come_from_the_catalog():
     offered = _offers(["analyze", "train.py", "--gpu"], "h1")
     assert offered and set(offered) == {g for g in api.gpu_catalog() if g.startswith("h1")}
     assert set(_offers(["advise", "profile.json", "--gpu"], "")) == set(api.gpu_catalog())
+    assert set(_offers(["export", "profile.json", "--gpu"], "")) == set(api.gpu_catalog())
 
 
 def test_tweak_ids_come_from_the_tweak_catalog():

@@ -573,6 +573,12 @@ class GpuProjection:
     # under the same policy and calibration as step_s; host dispatch and the data wait stay out of
     # it. Filled for the target GPU only (ccprof.hardware.attach); {} elsewhere and in older profiles
     module_s: dict[str, float] = field(default_factory=dict)
+    # device seconds of each op row's kernels, all its calls: op_s[i] is Profile.ops[i] (same order and
+    # length), costed as step_s costs it (same policy and class calibration; ccprof.hardware.step.op_s).
+    # They sum to the step's modelled device time, sum(detail["device_s"].values()): host dispatch and
+    # the data wait are in no row, nor the phase recalibration or the unexplained rest of a measured GPU.
+    # Filled for the target GPU only (ccprof.hardware.attach); [] elsewhere and in older profiles
+    op_s: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -651,6 +657,31 @@ class Profile:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Profile":
         return _serde.check_schema(cls, data, "ccprof.profile/", "profile")
+
+    def ops_frame(self, gpu: str | None = None):
+        """A pandas DataFrame with one row per op row of the step (``ops``, same order) and its
+        projected device seconds on ``gpu`` (default the target GPU, ``cost.gpu``), which sum to
+        the step's modelled device time (:func:`ccprof.artefacts.frames.ops_frame` lists the
+        columns). ValueError when the profile holds no per-op seconds for that GPU
+        (``ccprof.hardware.attach(profile, gpu=ID)`` costs them).
+
+        Example: ``Profile.from_json("profile.json").ops_frame().groupby("phase").projected_s.sum()``.
+        """
+        from ccprof.artefacts.frames import ops_frame  # here: pandas loads only when a frame is asked for
+
+        return ops_frame(self, gpu)
+
+    def modules_frame(self, gpu: str | None = None):
+        """A pandas DataFrame with one row per module (``model.modules``): class, params, FLOPs,
+        forward FLOPs, activation bytes and ``module_s``, its kernels' projected device seconds on
+        ``gpu`` (default the target GPU), descendants included
+        (:func:`ccprof.artefacts.frames.modules_frame`). ValueError as for :meth:`ops_frame`.
+
+        Example: ``Profile.from_json("profile.json").modules_frame().nlargest(5, "module_s")``.
+        """
+        from ccprof.artefacts.frames import modules_frame  # here: pandas loads only when a frame is asked for
+
+        return modules_frame(self, gpu)
 
     @classmethod
     def from_json(cls, path_or_text: str | Path) -> "Profile":

@@ -31,7 +31,7 @@ from ccprof.artefacts.profile import Cost, GpuProjection, HostInfo, Profile
 from ccprof.hardware.catalog import DEFAULT_GPU, GpuSpec, load_catalog, resolve_gpu
 from ccprof.hardware.inputs import step_inputs
 from ccprof.hardware.projection import project, source_gpu
-from ccprof.hardware.step import module_s
+from ccprof.hardware.step import module_s, op_s
 
 __all__ = ["DEFAULT_RUN_STEPS", "HF_DEFAULT_EPOCHS", "NoStepTimeError", "steps_per_epoch", "run_steps",
            "target_gpu", "cost_for", "right_size", "attach"]
@@ -334,7 +334,8 @@ def attach(profile: Profile, *, gpu: str | None = None, catalog: dict[str, GpuSp
            price_usd: float | None = None, total_steps: int | None = None,
            epochs: float | None = None, num_gpus: int = 1, host_speed: float | None = None) -> Profile:
     """The profile with ``projection`` (every catalog GPU) and ``cost`` (the target GPU) set;
-    the target GPU's projection also holds each module's device seconds (``module_s``).
+    the target GPU's projection also holds each op row's and each module's device seconds
+    (``op_s``, ``module_s``).
 
     Inputs: ``gpu`` (``--gpu``; default the GPU in use, else :data:`DEFAULT_GPU`), a catalog
     (default :func:`load_catalog`), ``price_usd`` (``--price``), the planned run size,
@@ -359,9 +360,10 @@ def attach(profile: Profile, *, gpu: str | None = None, catalog: dict[str, GpuSp
     gid, choice = target_gpu(profile, cat, gpu)
     if gid in proj and gid in cat and inputs.ops:
         calib = proj[gid].detail.get("calibration") or {}
+        per_op = op_s(inputs, cat[gid], class_factors=calib.get("class_factors"))
         per_module = module_s(inputs, cat[gid], class_factors=calib.get("class_factors"),
-                              names=[m.name for m in profile.model.modules])
-        proj = {**proj, gid: dataclasses.replace(proj[gid], module_s=per_module)}
+                              names=[m.name for m in profile.model.modules], seconds=per_op)
+        proj = {**proj, gid: dataclasses.replace(proj[gid], module_s=per_module, op_s=per_op)}
     changes: dict[str, Any] = {"projection": proj}
     try:
         cost = cost_for(profile, gid, cat, price_usd, total_steps, epochs,

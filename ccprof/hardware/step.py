@@ -31,10 +31,10 @@ from ccprof.hardware import kernels as K
 from ccprof.hardware.catalog import GpuSpec
 from ccprof.hardware.host import HostSide, host_side
 from ccprof.hardware.inputs import StepInputs, step_inputs
-from ccprof.hardware.translate import Kernel, Policy, policy_for, row_kernels, translate
+from ccprof.hardware.translate import Kernel, Policy, optimizer_kernels, policy_for, row_kernels, translate
 
 __all__ = ["CUDA_LAUNCH_S", "PCIE_BYTES_PER_S", "PHASES", "StepCost", "cost_step", "data_wait_s", "fuse",
-           "module_s"]
+           "module_s", "op_s"]
 
 PHASES = STEP_PHASES
 
@@ -237,31 +237,75 @@ def cost_step(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy | Non
 
 
 
+def op_s(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy | None = None, *,
+         params: K.KernelParams | None = None, class_factors: dict[str, float] | None = None) -> list[float]:
+    """Device seconds on ``spec`` of each op row of the step: ``out[i]`` is ``ops[i]``'s kernels
+    (all its calls), in the order and number of the profile's ``ops``.
+
+    Each row is costed as :func:`cost_step` costs it (same translation, policy, kernel model and
+    class factors), so the list sums to the step's device time, ``sum(cost_step(...).device_s.values())``,
+    under a policy that adds no torch.compile fusion (the script's own never does: a compiled run
+    was recorded compiled). Rows that launch nothing are 0: views, host-only ops (``.item()``), the
+    DataLoader's work and autocast casts that would not run. The optimizer's rows are regrouped on
+    the GPU (one foreach launch per group of tensors, or one fused kernel): a regrouped kernel's
+    seconds are split over the rows it runs in proportion to their bytes (by calls when they move
+    none). Host dispatch and the data wait are in no row.
+
+    Example: ``sum(op_s(p, cat["h100-sxm"])) == pytest.approx(sum(cost_step(p, cat["h100-sxm"]).device_s.values()))``.
+    """
+    inputs = step_inputs(profile)
+    params = params or K.load_params()
+    policy = policy or policy_for(inputs, spec)
+    factors = class_factors or {}
+    rows = inputs.ops
+    out = [0.0] * len(rows)
+    where: dict[int, int] = {}
+    for i, row in enumerate(rows):
+        if row.phase == "optimizer":
+            where.setdefault(id(row), i)
+            continue
+        for _, k in row_kernels([row], spec, policy, params):
+            out[i] += k.device_s * factors.get(k.cls, 1.0)
+    for runs, k in optimizer_kernels([o for o in rows if o.phase == "optimizer"], inputs.optimizers, policy,
+                                     spec, params):
+        sec = k.device_s * factors.get(k.cls, 1.0)
+        if sec <= 0 or not runs:
+            continue
+        weights = [float(o.bytes) for o in runs]
+        if sum(weights) <= 0:
+            weights = [float(max(o.count, 1)) for o in runs]
+        total = sum(weights)
+        for o, w in zip(runs, weights):
+            out[where[id(o)]] += sec * w / total
+    return out
+
+
 def module_s(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy | None = None, *,
              params: K.KernelParams | None = None,
              class_factors: dict[str, float] | None = None,
-             names: Iterable[str] | None = None) -> dict[str, float]:
+             names: Iterable[str] | None = None, seconds: list[float] | None = None) -> dict[str, float]:
     """Device seconds on ``spec`` of the kernels each module owns, its descendants' included.
 
-    Each op row is costed as :func:`cost_step` costs it (same policy, kernel model and class
-    factors) and its seconds are split over the modules that own its calls
+    Each op row is costed as :func:`cost_step` costs it (:func:`op_s`: same policy, kernel model
+    and class factors) and its seconds are split over the modules that own its calls
     (``OpCost.modules``: calls x seconds per call); a module's figure then adds its descendants'
     (by dotted name among ``names``, the profile's module names; without them every dotted prefix,
     and the root "" only when it owns work itself; a ``ModuleList`` gets its blocks' sum). Work outside every module (a loss of
     the script's own, the optimizer), host dispatch and the data wait are in no module, and
     torch.compile's fusion (a policy change) is not split. Rows recorded before ccprof kept
-    owners (no ``modules``) give ``{}``.
+    owners (no ``modules``) give ``{}``. ``seconds``: the rows' :func:`op_s` when already costed
+    with the same arguments (the hardware stage stores both).
 
     Example: ``module_s(p, cat["h100-sxm"])["transformer.h.0"]`` -> ``1.9e-4``.
     """
     inputs = step_inputs(profile)
-    params = params or K.load_params()
-    policy = policy or policy_for(inputs, spec)
+    if seconds is None:
+        seconds = op_s(inputs, spec, policy, params=params, class_factors=class_factors)
     own: dict[str, float] = {}
-    for op, k in row_kernels(inputs.ops, spec, policy, params):
-        if not op.modules or k.calls <= 0:
+    for op, sec in zip(inputs.ops, seconds):
+        if not op.modules or sec <= 0:
             continue
-        per_call = k.per_call_s * (class_factors or {}).get(k.cls, 1.0) * k.calls / max(op.count, 1)
+        per_call = sec / max(op.count, 1)
         for name, calls in op.modules.items():
             own[name] = own.get(name, 0.0) + per_call * calls
     chains = module_ancestors(set(names) | set(own) if names is not None else _prefixes(own))

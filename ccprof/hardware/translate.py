@@ -30,8 +30,8 @@ from ccprof.hardware import kernels as K
 from ccprof.hardware.catalog import GpuSpec
 from ccprof.hardware.inputs import StepInputs, step_inputs
 
-__all__ = ["Policy", "Kernel", "policy_for", "translate", "row_kernels", "FOREACH_MAX_TENSORS", "FOREACH_MAX_ELEMS",
-           "FUSED_BYTES_PER_ELEM"]
+__all__ = ["Policy", "Kernel", "policy_for", "translate", "row_kernels", "optimizer_kernels", "FOREACH_MAX_TENSORS",
+           "FOREACH_MAX_ELEMS", "FUSED_BYTES_PER_ELEM"]
 
 # multi_tensor_apply (aten/src/ATen/native/cuda/MultiTensorApply.cuh): one launch takes at most
 # depth_to_max_tensors[depth-1] tensors and 320 blocks of 65,536 elements (kChunkSize).
@@ -164,14 +164,17 @@ def _foreach_launches(calls: int, shapes: list[list[int]], in_place: bool, per_c
     return max(1, by_tensors, by_elems)
 
 
-def _optimizer_kernels(ops: list[OpCost], opts: tuple[OptimizerInfo, ...], policy: Policy, spec: GpuSpec,
-                       params: K.KernelParams) -> list[Kernel]:
-    """The optimizer step as the policy's implementation would launch it on the GPU."""
-    out: list[Kernel] = []
+def optimizer_kernels(ops: list[OpCost], opts: tuple[OptimizerInfo, ...], policy: Policy, spec: GpuSpec,
+                      params: K.KernelParams) -> list[tuple[list[OpCost], Kernel]]:
+    """The optimizer step as the policy's implementation would launch it on the GPU: each Kernel
+    with the recorded optimizer rows it runs (a foreach or fused kernel runs several; a
+    per-parameter loop one each)."""
+    out: list[tuple[list[OpCost], Kernel]] = []
     vector = [o for o in ops if any(s for s in o.shapes)]          # 0-dim step counters stay on the host
-    host_only = sum(o.count for o in ops if not any(s for s in o.shapes))
+    counters = [o for o in ops if not any(s for s in o.shapes)]
+    host_only = sum(o.count for o in counters)
     if host_only:
-        out.append(Kernel("step counters (host)", "host", "optimizer", "float32", 0, 0.0, host_only, 0, 0))
+        out.append((counters, Kernel("step counters (host)", "host", "optimizer", "float32", 0, 0.0, host_only, 0, 0)))
     recorded_foreach = any(K.op_base(o.op).startswith(("_foreach_", "_fused_")) for o in vector)
     if policy.optimizer == "fused" and not any(K.op_base(o.op).startswith("_fused_") for o in vector):
         elems = sum(o.param_count for o in opts)
@@ -181,15 +184,16 @@ def _optimizer_kernels(ops: list[OpCost], opts: tuple[OptimizerInfo, ...], polic
         launches = max(1, math.ceil(tensors / FOREACH_MAX_TENSORS[-2]), math.ceil(elems / FOREACH_MAX_ELEMS))
         nbytes = per * elems
         per_call = K.stream_s(nbytes / launches, "elementwise", spec, params)
-        out.append(Kernel("_fused_adamw_ (projected)", "fused_optimizer", "optimizer", "float32", launches,
-                          per_call, max(1, len(opts)), 0, nbytes))
+        out.append((vector, Kernel("_fused_adamw_ (projected)", "fused_optimizer", "optimizer", "float32", launches,
+                                   per_call, max(1, len(opts)), 0, nbytes)))
         return out
     if policy.optimizer == "for_loop" or recorded_foreach:
         for o in vector:
             dtype, nbytes = _dtype_and_bytes(o, Policy(), spec) or (o.dtype, o.bytes)
             calls = max(o.count, 1)
             per_call = K.stream_s(nbytes / calls, "elementwise", spec, params)
-            out.append(Kernel(o.op, K.op_class(o.op), "optimizer", dtype, calls, per_call, calls, o.flops, nbytes))
+            out.append(([o], Kernel(o.op, K.op_class(o.op), "optimizer", dtype, calls, per_call, calls, o.flops,
+                                    nbytes)))
         return out
     # foreach: the per-parameter calls of one op kind become chunked multi-tensor launches
     groups: dict[str, list[OpCost]] = {}
@@ -202,9 +206,9 @@ def _optimizer_kernels(ops: list[OpCost], opts: tuple[OptimizerInfo, ...], polic
         launches = _foreach_launches(calls, rows[0].shapes, name.endswith("_"), elems // max(calls, 1))
         per_call = K.stream_s(nbytes / launches, "elementwise", spec, params)
         base = K.op_base(name)
-        out.append(Kernel(f"aten._foreach_{base.rstrip('_')}{'_' if base.endswith('_') else ''} (projected)",
-                          "foreach", "optimizer", rows[0].dtype, launches, per_call, 1,
-                          sum(o.flops for o in rows), nbytes))
+        out.append((rows, Kernel(f"aten._foreach_{base.rstrip('_')}{'_' if base.endswith('_') else ''} (projected)",
+                                 "foreach", "optimizer", rows[0].dtype, launches, per_call, 1,
+                                 sum(o.flops for o in rows), nbytes)))
     return out
 
 
@@ -222,7 +226,8 @@ def translate(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy | Non
     params = params or K.load_params()
     rows = list(inputs.ops if ops is None else ops)
     kernels = [k for _, k in row_kernels(rows, spec, policy, params)]
-    kernels += _optimizer_kernels([o for o in rows if o.phase == "optimizer"], inputs.optimizers, policy, spec, params)
+    kernels += [k for _, k in optimizer_kernels([o for o in rows if o.phase == "optimizer"], inputs.optimizers,
+                                                 policy, spec, params)]
     return kernels
 
 

@@ -13,8 +13,8 @@ from ccprof.hardware.catalog import GpuSpec
 from ccprof.hardware.comm import DDP_BUCKET_BYTES, HOP_LATENCY_S, NCCL_BUS_EFF, ddp_comm, fsdp_comm, ring_allreduce_s
 from ccprof.hardware.host import REFERENCE_HOST as REF
 from ccprof.hardware.projection import CALIBRATION_BOUNDS, MEMORY_HEADROOM_FRAC, fits_memory, mfu, usable_memory_bytes
-from ccprof.hardware.step import CUDA_LAUNCH_S, PCIE_BYTES_PER_S, cost_step, data_wait_s, module_s
-from ccprof.hardware.translate import Policy
+from ccprof.hardware.step import CUDA_LAUNCH_S, PCIE_BYTES_PER_S, cost_step, data_wait_s, module_s, op_s
+from ccprof.hardware.translate import Policy, policy_for
 
 # 10 GB, 1 TB/s, 10 TFLOP/s fp32, 100 bf16, 1 SM (waves are exact), interconnect 200 GB/s both ways
 TOY = GpuSpec("toy", "Toy", memory_bytes=10 * 10**9, bandwidth_bytes_per_s=1e12,
@@ -273,4 +273,26 @@ def test_attach_keeps_the_target_gpus_module_seconds():
     # the modules' kernels are part of the step's device time, never more
     assert 0 < ms[""] <= sum(proj.detail["device_s"].values())
     assert all(not g.module_s for gid, g in p.projection.items() if gid != p.cost.gpu)
+    # and each op row's seconds, summing to the step's modelled device time
+    assert len(proj.op_s) == len(p.ops) and all(not g.op_s for gid, g in p.projection.items() if gid != p.cost.gpu)
+    assert sum(proj.op_s) == pytest.approx(sum(proj.detail["device_s"].values()), rel=1e-9)
     assert Profile.from_json(p.to_json()) == p
+
+
+def test_op_s_costs_each_row_and_sums_to_the_steps_device_time():
+    """op_s[i] is ops[i]'s kernels; the optimizer's regrouped kernels are split over their rows."""
+    from tests.helpers.profiles import hand_profile
+    spec = load_catalog(user=False)["a100-80gb"]
+    p = hand_profile()
+    for policy in (policy_for(p, spec), dataclasses.replace(policy_for(p, spec), optimizer="fused"),
+                   dataclasses.replace(policy_for(p, spec), optimizer="for_loop", autocast="bfloat16")):
+        got = op_s(p, spec, policy)
+        assert len(got) == len(p.ops)
+        assert sum(got) == pytest.approx(sum(cost_step(p, spec, policy).device_s.values()), rel=1e-9)
+        by_phase = {ph: sum(s for o, s in zip(p.ops, got) if o.phase == ph) for ph in ("forward", "backward",
+                                                                                     "optimizer")}
+        assert by_phase == pytest.approx({ph: cost_step(p, spec, policy).device_s[ph] for ph in by_phase})
+    # with class factors (a GPU's measured kernels), as the step is costed with them
+    cf = {"gemm": 2.0}
+    assert sum(op_s(p, spec, class_factors=cf)) == pytest.approx(
+        sum(cost_step(p, spec, class_factors=cf).device_s.values()))
