@@ -81,6 +81,8 @@ class Options:
     argv: tuple[str, ...] | None = None      # the run's arguments the values come from
     device: str | None = None
     bindings: dict[str, cst.BaseExpression] = field(default_factory=dict, compare=False, repr=False)
+    # the run's environment variables as far as known (``os.environ.get(K, d)``); None: not known
+    environ: dict[str, str] | None = None
 
     def value(self, name: str) -> Any:
         if self.values is None:
@@ -488,6 +490,18 @@ def _value(node: cst.CSTNode, options: Options, seen: frozenset[str] = frozenset
         got = _device_call(node, options, seen)
         if got is not UNKNOWN:
             return got
+        got = _number_call(node, options, seen)
+        if got is not UNKNOWN:
+            return got
+    if isinstance(node, cst.BinaryOperation):
+        left, right = _value(node.left, options, seen), _value(node.right, options, seen)
+        op = _ARITHMETIC.get(type(node.operator))
+        if left is UNKNOWN or right is UNKNOWN or op is None:
+            return UNKNOWN
+        try:
+            return op(left, right)
+        except Exception:
+            return UNKNOWN
     if isinstance(node, cst.IfExp):
         test = _value(node.test, options, seen)
         if test is UNKNOWN:
@@ -523,6 +537,39 @@ def _value(node: cst.CSTNode, options: Options, seen: frozenset[str] = frozenset
         v = _value(node.args[0].value, options, seen)
         return UNKNOWN if v is UNKNOWN else bool(v)
     return UNKNOWN
+
+
+_ARITHMETIC: dict[type, Callable[[Any, Any], Any]] = {
+    cst.Add: lambda a, b: a + b, cst.Subtract: lambda a, b: a - b, cst.Multiply: lambda a, b: a * b,
+    cst.Divide: lambda a, b: a / b, cst.FloorDivide: lambda a, b: a // b, cst.Modulo: lambda a, b: a % b,
+    cst.Power: lambda a, b: a ** b if abs(b) < 64 else UNKNOWN,
+}
+_NUMBER_CALLS: dict[str, Callable[..., Any]] = {"int": int, "float": float, "min": min, "max": max, "abs": abs}
+
+
+def _number_call(node: cst.Call, options: Options, seen: frozenset[str]) -> Any:
+    """``int(x)``, ``min(a, b)`` ... of known values; ``os.environ.get(K, d)`` / ``os.getenv`` when
+    the run's environment is known (``Options.environ``)."""
+    chain = attr_chain(node.func) or ""
+    args = [a for a in node.args if a.keyword is None]
+    if len(args) != len(node.args) or not args:
+        return UNKNOWN
+    if chain in ("os.environ.get", "os.getenv", "environ.get", "getenv") and options.environ is not None:
+        key = _value(args[0].value, options, seen)
+        if not isinstance(key, str):
+            return UNKNOWN
+        default = _value(args[1].value, options, seen) if len(args) > 1 else None
+        return options.environ.get(key, default)
+    fn = _NUMBER_CALLS.get(chain)
+    if fn is None:
+        return UNKNOWN
+    values = [_value(a.value, options, seen) for a in args]
+    if any(v is UNKNOWN for v in values):
+        return UNKNOWN
+    try:
+        return fn(*values)
+    except Exception:
+        return UNKNOWN
 
 
 _COMPARE: dict[type, Callable[[Any, Any], bool]] = {

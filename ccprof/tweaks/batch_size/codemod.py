@@ -13,15 +13,20 @@ argparse default it names in its note, with the value to set.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 
 import libcst as cst
 
 from ccprof.applier.codemods import register
 from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
 from ccprof.applier.codemods._cst import Edits, code_of, kwarg, kwarg_code, parse_expr, set_kwarg
+from ccprof.applier.codemods._settings import set_value
+from ccprof.artefacts.profile import CallSite, Setting
 from ccprof.profiler.run_size import EPOCH_NAMES, STEP_NAMES
+from ccprof.script.flags import script_options
 from ccprof.script.info import ScriptInfo
+from ccprof.script.invariants import asserts_on
 from ccprof.script.loop import step_stmts
 from ccprof.tweaks.batch_size.contract import describe_rule, epochs_after, lr_factor, lr_rule_for, steps_after
 
@@ -137,6 +142,33 @@ def _loop_sites(info: ScriptInfo) -> tuple[list[_Site], list[_Site]]:
     return steps, epochs
 
 
+def _argv_numbers(argv: list[str] | None) -> list[tuple[str, float]]:
+    """The numeric options of a command line, as written: ``--max_iters=1000`` and
+    ``--trainer.max_iters 1000`` -> ("--max_iters", 1000), ("--trainer.max_iters", 1000)."""
+    out = []
+    args = list(argv or [])
+    for i, a in enumerate(args):
+        if not a.startswith("--"):
+            continue
+        flag, eq, text = a.partition("=")
+        if not eq:
+            if i + 1 >= len(args) or args[i + 1].startswith("--"):
+                continue
+            text = args[i + 1]
+        try:
+            value = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out.append((flag, value))
+    return out
+
+
+def _option_name(flag: str) -> str:
+    """``--trainer.max_iters`` -> ``max_iters``; ``--max-iters`` -> ``max_iters``."""
+    return flag.lstrip("-").rsplit(".", 1)[-1].replace("-", "_")
+
+
 def _num_code(value: float, integer: bool) -> str:
     if integer:
         return str(int(round(value)))
@@ -155,7 +187,75 @@ class BatchSize(TweakCodemod):
         if size is None and factor is None:
             raise Skip("needs the new size: --option batch_size=N (or --from advice.json)")
         hf = info.kind == "hf_trainer"
-        site = self._batch_site(info, hf)
+        self._hf_parser = hf and not info.training_args_calls() and info.facts.mentions("HfArgumentParser")
+        got = self._batch_from_run(info, edits, hf, size, factor)
+        if got is None:
+            got = self._hf_parser_batch(size, factor) if self._hf_parser else \
+                self._batch_in_script(info, edits, hf, size, factor)
+        old, new, where, changed = got
+        if old is None:
+            self.notes.append(f"batch set to {new} at {where}, whose old value is not a number: scale the "
+                              "learning rate and the run's length for the new batch yourself")
+            return
+        self.notes.append(f"batch {old} -> {new} (x {new / old:.3g}) at {where}, keep={keep}")
+        # the batch an optimizer step sees: the micro-batch, or a total the script asserts is a multiple of it
+        old, new = self._invariants(info, edits, changed, old, new)
+        k = new / old
+        opt_cls = "AdamW" if hf else next((info.optimizer_class(c) for c in info.optimizer_calls()), None) \
+            or self._run_optimizer()
+        rule = rule or lr_rule_for(opt_cls)
+        self._learning_rate(info, edits, hf, rule, k, opt_cls)
+        self._run_length(info, edits, hf, keep, old, new)
+
+    # ---- the batch
+    def _batch_from_run(self, info: ScriptInfo, edits: Edits, hf: bool, size, factor):
+        """Where the run took its training batch from (profile.json's sites), changed there:
+        (old, new, where, (name, argparse dest)); None when the run does not tell."""
+        site = self.run.training("training_args") if hf else None
+        setting = self.run.setting(site, "per_device_train_batch_size")
+        if setting is None and not hf:
+            site = self.run.training("dataloader")
+            setting = self.run.setting(site, "batch_size")
+        if site is None or setting is None or setting.kind == "unknown":
+            return None
+        old = setting.value if isinstance(setting.value, (int, float)) and not isinstance(setting.value, bool) \
+            else None
+        if size is None and old is None:
+            raise Skip(f"batch_size.factor needs the old batch as a number; the run's is {setting.value!r}: "
+                       "pass --option batch_size=N")
+        new = int(size) if size is not None else max(1, round(old * factor))
+        origin = setting.path or setting.code or "the call's default"
+        if old is not None and int(old) == new:
+            raise AlreadyApplied(f"the run's training batch is {new} (`{origin}`)")
+        what = "the `TrainingArguments`" if setting.name.startswith("per_device") else "the training DataLoader"
+        placed = set_value(info, edits, site, setting, str(new), script=self.context.filename or "", what=what)
+        if not placed.ok:
+            raise Skip(placed.refusal)
+        self.command_line.update(placed.command_line)
+        changed = None
+        if setting.kind == "argparse" and setting.path:
+            changed = (setting.path.rsplit(".", 1)[-1],) * 2
+        elif setting.kind == "global" and setting.path:
+            changed = (setting.path, "")
+        return (int(old) if old is not None else None), new, placed.where, changed
+
+    def _hf_parser_batch(self, size, factor):
+        """TrainingArguments that ``HfArgumentParser`` builds from the command line: the batch is
+        ``--per_device_train_batch_size`` there (the class default when the run did not set it)."""
+        flag = "--per_device_train_batch_size"
+        if self.argv is None:
+            raise Skip("the script builds its TrainingArguments with HfArgumentParser from the command line: "
+                       f"pass {flag}=N there (or apply --from advice.json, which knows the run's command line)")
+        old = int(dict(_argv_numbers(self.argv)).get(flag, HF_BATCH))
+        new = int(size) if size is not None else max(1, round(old * factor))
+        if old == new:
+            raise AlreadyApplied(f"the run's {flag} is {new}")
+        self.command_line[flag] = str(new)
+        return old, new, f"`{flag}` on the run's command line (HfArgumentParser)", None
+
+    def _batch_in_script(self, info: ScriptInfo, edits: Edits, hf: bool, size, factor):
+        """The batch as the script alone says it (no run known): the first of the sites below."""
+        site = self._in_run(self._batch_site(info, hf))
         old = int(site.value) if site.value is not None else None
         if size is None and old is None:
             raise Skip(f"batch_size.factor needs the old batch as a number; {site.where} is not one: "
@@ -164,16 +264,77 @@ class BatchSize(TweakCodemod):
         if old == new:
             raise AlreadyApplied(f"batch {new} at {site.where}")
         self._write(edits, site, str(new))
-        if old is None:
-            self.notes.append(f"batch set to {new} at {site.where}, whose old value is not a number: scale the "
-                              "learning rate and the run's length for the new batch yourself")
-            return
-        k = new / old
-        opt_cls = "AdamW" if hf else next((info.optimizer_class(c) for c in info.optimizer_calls()), None)
-        rule = rule or lr_rule_for(opt_cls)
-        self.notes.append(f"batch {old} -> {new} (x {k:.3g}) at {site.where}, keep={keep}")
-        self._learning_rate(info, edits, hf, rule, k, opt_cls)
-        self._run_length(info, edits, hf, keep, old, new)
+        changed = None
+        if site.key == "default" and site.name:
+            changed = (site.name, site.name)
+        elif site.key is None and site.name and not site.whole:
+            changed = (site.name, "")
+        return old, new, site.where, changed
+
+    def _run_optimizer(self) -> str | None:
+        site = self.run.training("optimizer")
+        return site.cls.rsplit(".", 1)[-1] if site is not None and site.cls else None
+
+    def _invariants(self, info: ScriptInfo, edits: Edits, changed, old: int, new: int) -> tuple[int, int]:
+        """The asserts on the batch or a value derived from it, with the new batch: a total the
+        script asserts is a multiple of it is raised to the next multiple (and is then the batch the
+        contract scales by); an assert the new batch breaks otherwise refuses the rewrite."""
+        if changed is None:
+            return old, new
+        name, dest = changed
+        options = script_options(info, self.argv or [])
+        step = (old, new)
+        for inv in asserts_on(info, name, options, new, dest=dest):
+            mult = inv.multiple
+            if mult is not None and (inv.after or mult.new != mult.old):
+                if mult.new != mult.old:
+                    setting = self._option_setting(info, options, mult.name, mult.code)
+                    placed = set_value(info, edits, CallSite("script"), setting, str(mult.new),
+                                       script=self.context.filename or "", what="the script")
+                    if not placed.ok:
+                        raise Skip(f"batch {new} breaks the script's {inv.quote()}: {mult.code} would have to be "
+                                   f"a multiple of {mult.per_step}; {placed.refusal}")
+                    self.command_line.update(placed.command_line)
+                    self.notes.append(f"{inv.quote()} needs {mult.code} to be a multiple of {mult.per_step} with "
+                                      f"batch {new}: {mult.name} {mult.old} -> {mult.new} at {placed.where} "
+                                      f"(the next multiple, for one process: RANK and WORLD_SIZE unset); each "
+                                      f"optimizer step sees that total, so the learning rate and the run's length "
+                                      f"follow its x {mult.new / mult.old:.3g}")
+                else:
+                    self.notes.append(f"{inv.quote()} still holds with batch {new}: {mult.code} = {mult.old}")
+                # the optimizer step's batch is that total: the contract scales by its change
+                step = (mult.old, mult.new)
+                if mult.new == mult.old:
+                    self.notes.append(f"each optimizer step still sees {mult.code} = {mult.old} "
+                                      "(fewer accumulated micro-batches): the learning rate and the run's length stay")
+                continue
+            if inv.after is False:
+                raise Skip(f"batch {new} breaks the script's {inv.quote()} (true in the run, false with batch "
+                           f"{new}, for one process: RANK and WORLD_SIZE unset): change what it checks, or pick a batch it allows")
+            if inv.after is None:
+                self.notes.append(f"check {inv.quote()} with batch {new}: it reads values ccprof cannot compute "
+                                  "without running the script")
+        return step
+
+    def _option_setting(self, info: ScriptInfo, options, name: str, code: str) -> Setting:
+        """``name`` (an argparse dest or a module global of the script) as a ``Setting``, with the
+        element of the run's command line that set it."""
+        if name in options.dests:
+            flag, kind = options.dests[name], "argparse"
+        else:
+            flag, kind = (f"--{name}" if name in options.config else ""), "global"
+        given = next((a for a in (self.argv or []) if flag and (a == flag or a.startswith(flag + "="))), "")
+        return Setting(name, kind=kind, path=code, flag=flag, argv=given,
+                       file=os.path.basename(self.context.filename or ""))
+
+    def _in_run(self, site: _Site) -> _Site:
+        """``site`` with the value the run used: the command line's when the run set that option there
+        (``--lr 0.1`` over ``default=0.05``), else the script's."""
+        if not self.argv or not site.name or site.whole or site.key not in ("default", None):
+            return site
+        flags = _flags((site.name,))
+        given = [v for f, v in _argv_numbers(self.argv) if f in flags]
+        return replace(site, value=given[0]) if given else site
 
     def _write(self, edits: Edits, site: _Site, code: str) -> None:
         """Set ``site`` to ``code``; when the run the advice came from set it on its command line
@@ -184,8 +345,10 @@ class BatchSize(TweakCodemod):
         flags = _flags((site.name,))
         given = [a for a in self.argv if a in flags or a.split("=", 1)[0] in flags]
         if given:
-            self.notes.append(f"the run's command line sets {given[0].split('=', 1)[0]}: pass "
-                              f"{given[0].split('=', 1)[0]}={code} there too (the rewrite changes the default)")
+            flag = given[0].split("=", 1)[0]
+            self.command_line[flag] = code
+            self.notes.append(f"the run's command line sets {flag}: {flag}={code} goes there too (the rewrite "
+                              "changes the default)")
 
     def _batch_site(self, info: ScriptInfo, hf: bool) -> _Site:
         if hf:
@@ -253,16 +416,63 @@ class BatchSize(TweakCodemod):
         if m == 1.0:
             self.notes.append(f"learning rate {describe_rule(rule, k, opt_cls)}")
             return
+        if self._lr_from_run(info, edits, m, rule, k, opt_cls):
+            return
+        if self._hf_parser:             # TrainingArguments from the command line: its learning_rate too
+            flag = "--learning_rate"
+            old = dict(_argv_numbers(self.argv)).get(flag, HF_LR)
+            self.command_line[flag] = _num_code(old * m, False)
+            self.notes.append(f"learning rate {old:g} -> {old * m:.6g} on the run's command line ({flag}), "
+                              f"{describe_rule(rule, k, opt_cls)}")
+            return
         sites, missing = self._lr_sites(info, hf)
+        sites = [self._in_run(s) for s in sites]
         for s in sites:
             self._write(edits, s, _num_code(s.value * m, False))
             self.notes.append(f"learning rate {s.value:g} -> {s.value * m:.6g} at {s.where}, "
                               f"{describe_rule(rule, k, opt_cls)}")
+        if not sites and self._scale_argv(LR_NAMES, lambda v: v * m, "learning rate", False):
+            self.notes.append(f"learning rate {describe_rule(rule, k, opt_cls)}")
+            return
         for where in missing:
             self.notes.append(f"learning rate at {where} is not a number this rewrite can scale: multiply it by {m:.4g} "
                               f"yourself ({describe_rule(rule, k, opt_cls)})")
         if not sites and not missing:
             self.notes.append(f"no learning rate found: multiply yours by {m:.4g} ({describe_rule(rule, k, opt_cls)})")
+
+    def _lr_from_run(self, info: ScriptInfo, edits: Edits, m: float, rule: str, k: float, opt_cls: str | None) -> bool:
+        """The training optimizer's ``lr`` where the run took it from (profile.json's sites);
+        False when the run does not tell or it cannot be set from the script (the script's own
+        sites are tried then)."""
+        site = self.run.training("optimizer")
+        setting = self.run.setting(site, "lr")
+        if site is None or setting is None or setting.kind == "unknown" or \
+                not isinstance(setting.value, (int, float)) or isinstance(setting.value, bool):
+            return False
+        code = _num_code(setting.value * m, False)
+        placed = set_value(info, edits, site, setting, code, script=self.context.filename or "", what="the optimizer")
+        if not placed.ok:
+            return False
+        self.command_line.update(placed.command_line)
+        self.notes.append(f"learning rate {setting.value:g} -> {code} at {placed.where}, {describe_rule(rule, k, opt_cls)}")
+        for s in map(self._in_run, _assign_sites(info, ("min_lr",)) + _flag_sites(info, ("min_lr",))):
+            if s.value:                 # a floor the schedule decays to: it scales with the peak
+                self._write(edits, s, _num_code(s.value * m, False))
+                self.notes.append(f"min_lr {s.value:g} -> {s.value * m:.6g} at {s.where}")
+        return True
+
+    def _scale_argv(self, names: tuple[str, ...], fn, what: str, integer: bool) -> int:
+        """Options of the run's command line named like ``names`` (``--max_iters=1000``,
+        ``--trainer.max_iters=1000``) that no site above changed, scaled there: how many."""
+        n = 0
+        for flag, value in _argv_numbers(self.argv):
+            if _option_name(flag) not in names or flag in self.command_line:
+                continue
+            new = fn(value)
+            self.command_line[flag] = _num_code(new, integer and float(new).is_integer())
+            self.notes.append(f"{what} {value:g} -> {self.command_line[flag]} on the run's command line ({flag})")
+            n += 1
+        return n
 
     def _run_length(self, info: ScriptInfo, edits: Edits, hf: bool, keep: str, old: int, new: int) -> None:
         k = new / old
@@ -276,10 +486,16 @@ class BatchSize(TweakCodemod):
                                       f"number of epochs: set it yourself")
             sites = _flag_sites(info, EPOCH_NAMES) + _assign_sites(info, EPOCH_NAMES) + \
                 _kwarg_sites(info, args, ("num_train_epochs",)) + whole
-            if hf and not any(s.key == "num_train_epochs" for s in sites):
+            if hf and args and not any(s.key == "num_train_epochs" for s in sites):
                 sites.append(_Site(args[0], "num_train_epochs", HF_EPOCHS,
                                    f"`TrainingArguments(...)` (line {info.line(args[0])}, default {HF_EPOCHS:g})"))
             done = self._scale(edits, sites, lambda v: epochs_after(v, old, new, keep), "epochs")
+            done += self._scale_argv(EPOCH_NAMES, lambda v: epochs_after(v, old, new, keep), "epochs", True)
+            if self._hf_parser and "--num_train_epochs" not in self.command_line:
+                self.command_line["--num_train_epochs"] = _num_code(epochs_after(HF_EPOCHS, old, new, keep), False)
+                self.notes.append(f"epochs {HF_EPOCHS:g} (the TrainingArguments default) -> "
+                                  f"{self.command_line['--num_train_epochs']} on the run's command line")
+                done += 1
             if not done:
                 self.notes.append(f"keep=steps: no epoch limit found as a number; if your run is limited in epochs, "
                                   f"multiply it by {k:.3g} (limits and schedules in steps stay)")
@@ -292,6 +508,8 @@ class BatchSize(TweakCodemod):
             _kwarg_sites(info, args, ("warmup_steps",)) + self._schedule_calls(info)
         done = self._scale(edits, steps, lambda v: steps_after(int(v), old, new, keep), "steps")
         done += self._scale(edits, sched, lambda v: steps_after(int(v), old, new, keep), "schedule steps")
+        done += self._scale_argv(STEP_NAMES + SCHEDULE_NAMES, lambda v: steps_after(int(v), old, new, keep),
+                                 "steps", True)
         self.notes.append(f"keep=samples: limits in epochs stay (each epoch has {k:.3g}x fewer steps)"
                           + ("" if done else f"; no limit or schedule in steps found as a number: if your run or "
                              f"its LR schedule is set in steps, divide it by {k:.3g}"))
@@ -310,7 +528,7 @@ class BatchSize(TweakCodemod):
     def _scale(self, edits: Edits, sites: list[_Site], fn, what: str) -> int:
         n = 0
         seen = set()
-        for s in sites:
+        for s in map(self._in_run, sites):
             if s.value is None or s.value <= 0 or (id(s.node), s.key) in seen:
                 continue
             seen.add((id(s.node), s.key))

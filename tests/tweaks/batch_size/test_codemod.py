@@ -137,13 +137,14 @@ def test_a_literal_loop_around_the_step_is_the_run_length_it_changes():
     check(LOOPS, batch.replace("range(3)", "range(12)"), "batch_size", batch_size=32, batch_keep="steps")
 
 
-def test_a_setting_the_run_passed_on_its_command_line_is_named():
+def test_a_setting_the_run_passed_on_its_command_line_goes_on_the_command_line_too():
     # the advice came from `python train.py --batch-size 32 --lr=0.05`: new defaults alone would not reach it
     from ccprof.applier.codemods import apply_source
     result = apply_source(ARGS, ["batch_size"], options={"batch_size": 64}, argv=["--batch-size", "32", "--lr=0.05"])
-    note = result.notes["batch_size"]
-    assert "the run's command line sets --batch-size: pass --batch-size=64 there too" in note
-    assert "the run's command line sets --lr: pass --lr=0.1 there too" in note
+    assert "default=64)" in result.source and "default=0.1)" in result.source
+    assert result.command_line["batch_size"] == {"--batch-size": "64", "--lr": "0.1"}
+    assert result.command == ["--batch-size", "64", "--lr=0.1"]
+    assert "the run's command line sets --batch-size: --batch-size=64 goes there too" in result.notes["batch_size"]
 
 
 def test_a_positional_learning_rate_is_scaled_too():
