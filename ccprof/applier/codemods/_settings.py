@@ -79,6 +79,10 @@ def set_value(info: ScriptInfo, edits: Edits, site: CallSite, setting: Setting, 
     elif kind == "attribute":
         if given:
             return Placed(f"`{setting.flag}` on the run's command line", given)
+        assign = _literal_assign(info, setting.line) if RunSites.in_script(setting.file, script) else None
+        if assign is not None:          # the config's own `C.batch_size = 64`, in the script
+            edits.replace(assign, lambda u: u.with_changes(value=parse_expr(code)))
+            return Placed(f"`{code_of(assign.targets[0].target).strip()} = ...` (line {info.line(assign)})", {}, True)
         if setting.path and setting.scope_line and RunSites.in_script(setting.scope_file, script):
             stmt = statement_at(info, setting.scope_line)
             if stmt is not None:
@@ -164,6 +168,14 @@ def _module_assign(info: ScriptInfo, name: str) -> cst.Assign | None:
     return found[0] if len(found) == 1 else None
 
 
+def _literal_assign(info: ScriptInfo, line: int) -> cst.Assign | None:
+    """The ``x.y = <literal>`` assignment at ``line``."""
+    for assign in info.assigns():
+        if info.line(assign) == line and len(assign.targets) == 1 and _is_literal(assign.value):
+            return assign
+    return None
+
+
 def _calls_at(info: ScriptInfo, line: int) -> list[cst.Call]:
     """The calls whose source spans ``line``, innermost first."""
     out = [c for c in info.calls if info.line(c) <= line <= info.line(c) + code_of(c).count("\n")]
@@ -206,6 +218,8 @@ def _at_call(info: ScriptInfo, edits: Edits, site: CallSite, setting: Setting, c
 
 
 def _is_literal(expr: cst.BaseExpression) -> bool:
+    if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Minus):
+        expr = expr.expression
     return isinstance(expr, (cst.Integer, cst.Float, cst.Name)) and (
         not isinstance(expr, cst.Name) or expr.value in ("True", "False", "None"))
 

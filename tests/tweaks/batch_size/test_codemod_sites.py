@@ -282,3 +282,15 @@ def test_training_arguments_from_hfargumentparser_take_the_batch_on_the_command_
     assert result.source == HF_PARSER and result.already_applied == ["batch_size"]
     assert result.turn_on["batch_size"] == ["--output_dir", "out", "--per_device_train_batch_size", "16",
                                             "--learning_rate=0.0001"]
+
+
+def test_a_config_fields_literal_in_the_script_is_changed_there():
+    # the script's own config function writes `C.trainer.batch_size = 64`: that line changes, nothing is inserted
+    source = MINGPT.replace("    C.trainer = Trainer.get_default_config()\n",
+                            "    C.trainer = Trainer.get_default_config()\n    C.trainer.batch_size = 64\n")
+    bs = Setting("batch_size", 64, "config.batch_size", "attribute", "config.trainer.batch_size", "chargpt.py", 11,
+                 "", 64, "", "chargpt.py", 22, "<module>")
+    site = _loader(bs, file="mingpt/trainer.py", line=68, stack=[("mingpt/trainer.py", 68, "run"),
+                                                                 ("chargpt.py", 22, "<module>")])
+    result = _apply(source, [site], [], path="chargpt.py", batch_size=128, batch_lr_rule="none")
+    assert result.source == source.replace("batch_size = 64", "batch_size = 128")
