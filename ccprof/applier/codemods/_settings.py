@@ -16,13 +16,15 @@ Example::
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Sequence
 
 import libcst as cst
 
 from ccprof.applier.codemods._cst import Edits, code_of, kwarg, parse_expr, set_kwarg
 from ccprof.applier.codemods._sites import RunSites
 from ccprof.artefacts.profile import CallSite, Setting
+from ccprof.script.flags import UNKNOWN, script_options
 from ccprof.script.info import ScriptInfo
 from ccprof.script.nodes import attr_chain
 
@@ -45,7 +47,7 @@ class Placed:
 
 
 def set_value(info: ScriptInfo, edits: Edits, site: CallSite, setting: Setting, code: str, *,
-              script: str, what: str = "the training DataLoader") -> Placed:
+              script: str, what: str = "the training DataLoader", argv: Sequence[str] | None = None) -> Placed:
     """Plan setting ``setting`` (of ``site``) to ``code`` where the run took it from, in ``edits``.
 
     kind ``argparse``: the ``add_argument`` default (found by its option string) and, when the run
@@ -54,9 +56,14 @@ def set_value(info: ScriptInfo, edits: Edits, site: CallSite, setting: Setting, 
     the run set it there, else ``path = code`` just before the statement of the script the run was
     at when it built the object (``scope_line``); ``literal`` / ``default`` / ``local``: the call's
     keyword or the assignment, in the script; the keyword of the script's call of a factory that
-    passes it on (``get_dataloader(ds, batch_size=64)``). Written in another file: a refusal that
-    names the file, the line and what to change there.
+    passes it on (``get_dataloader(ds, batch_size=64)``). A parameter of a function in another file
+    that the script holds as an option of its own, by the same name and with the same value in the
+    run (``argv``: nanoGPT's ``batch_size`` global handed through ``partial(Task.iter_batches,
+    batch_size=batch_size)``), is set as that option. Written in another file: a refusal that names
+    the file, the line and what to change there.
     """
+    if setting.kind == "local" and not RunSites.in_script(setting.file or site.file, script):
+        setting = _as_script_option(info, setting, argv) or setting
     given = {setting.flag: code} if setting.flag and setting.argv else {}
     kind = setting.kind
     if kind == "argparse":
@@ -101,6 +108,24 @@ def set_value(info: ScriptInfo, edits: Edits, site: CallSite, setting: Setting, 
     if setting.flag:                # an option the script's parser or configurator reads
         return Placed(f"`{setting.flag}` on the run's command line", {setting.flag: code})
     return Placed(refusal=_elsewhere(site, setting, code, what))
+
+
+def _as_script_option(info: ScriptInfo, setting: Setting, argv: Sequence[str] | None) -> Setting | None:
+    """``setting`` (a function's variable in another file) as the script's own option of the same
+    name whose value in the run is the same: a nanoGPT config global or an argparse option."""
+    name = (setting.path or setting.code or setting.name).rsplit(".", 1)[-1]
+    options = script_options(info, list(argv or []))
+    value = options.value(name)
+    if value is UNKNOWN or value != setting.value or isinstance(value, bool) != isinstance(setting.value, bool):
+        return None
+    if name in options.config:
+        kind, flag, path = "global", options.config[name], name
+    elif name in options.dests and options.namespaces:
+        kind, flag, path = "argparse", options.dests[name], f"{sorted(options.namespaces)[0]}.{name}"
+    else:
+        return None
+    given = next((a for a in (argv or []) if a == flag or a.startswith(flag + "=")), "")
+    return replace(setting, kind=kind, path=path, flag=flag, argv=given, file="", line=0)
 
 
 def add_argument_call(info: ScriptInfo, flag: str, path: str = "") -> cst.Call | None:

@@ -228,7 +228,8 @@ class BatchSize(TweakCodemod):
         if old is not None and int(old) == new:
             raise AlreadyApplied(f"the run's training batch is {new} (`{origin}`)")
         what = "the `TrainingArguments`" if setting.name.startswith("per_device") else "the training DataLoader"
-        placed = set_value(info, edits, site, setting, str(new), script=self.context.filename or "", what=what)
+        placed = set_value(info, edits, site, setting, str(new), script=self.context.filename or "", what=what,
+                           argv=self.argv)
         if not placed.ok:
             raise Skip(placed.refusal)
         self.command_line.update(placed.command_line)
@@ -450,7 +451,8 @@ class BatchSize(TweakCodemod):
                 not isinstance(setting.value, (int, float)) or isinstance(setting.value, bool):
             return False
         code = _num_code(setting.value * m, False)
-        placed = set_value(info, edits, site, setting, code, script=self.context.filename or "", what="the optimizer")
+        placed = set_value(info, edits, site, setting, code, script=self.context.filename or "", what="the optimizer",
+                           argv=self.argv)
         if not placed.ok:
             return False
         self.command_line.update(placed.command_line)

@@ -89,7 +89,7 @@ class Dataloader(TweakCodemod):
                                  "and persistent workers")
         refused = []
         for s, code in wanted:
-            placed = set_value(info, edits, site, s, code, script=script)
+            placed = set_value(info, edits, site, s, code, script=script, argv=self.argv)
             if placed.ok:
                 self.command_line.update(placed.command_line)
                 self.notes.append(f"{s.name}={code} at {placed.where}")

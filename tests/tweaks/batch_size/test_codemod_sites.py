@@ -294,3 +294,21 @@ def test_a_config_fields_literal_in_the_script_is_changed_there():
                                                                  ("chargpt.py", 22, "<module>")])
     result = _apply(source, [site], [], path="chargpt.py", batch_size=128, batch_lr_rule="none")
     assert result.source == source.replace("batch_size = 64", "batch_size = 128")
+
+
+def test_a_parameter_in_another_file_that_is_the_scripts_own_option_in_the_run_is_set_as_that_option():
+    # llama2c: the DataLoader is built in tinystories.py from its parameter `batch_size`, handed on by
+    # `partial(Task.iter_batches, batch_size=batch_size)`: the script's global, 4 in the run (--batch_size=4)
+    source = NANO.replace("model = torch.nn.Linear(4, 4)\n",
+                          "iter_batches = partial(Task.iter_batches, batch_size=batch_size)\n"
+                          "model = torch.nn.Linear(4, 4)\n")
+    bs = Setting("batch_size", 4, "batch_size", "local", "batch_size", "tinystories.py", 244,
+                 scope_file="tinystories.py", scope_line=244, scope_function="iter_batches")
+    site = _loader(bs, file="tinystories.py", line=244, stack=[("tinystories.py", 244, "iter_batches"),
+                                                               ("train.py", 11, "<module>")])
+    result = _apply(source, [site], ["--batch_size=4", "--max_iters=1000"], batch_size=16)
+    assert "batch_size = 16\nlearning_rate = 0.0012\nmax_iters = 250\n" in result.source
+    assert result.command == ["--batch_size=16", "--max_iters=250"]
+    # not the same value in the run: the script's option is not what the loader read
+    other = _apply(source, [site], ["--batch_size=8", "--max_iters=1000"], batch_size=16)
+    assert other.applied == [] and "tinystories.py:244" in other.skipped["batch_size"]
