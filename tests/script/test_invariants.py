@@ -21,7 +21,7 @@ def test_names_derived_from_the_batch_are_followed_through_tuples_and_products()
     info = _info(LLMC)
     # B from `B, T = args.batch_size, args.sequence_length` (T is not derived), then tokens, then accumulation
     found = dependents(info.module, {"args.batch_size"})
-    assert {"B", "tokens_per_fwdbwd", "grad_accum_steps", "x", "loss"} == found and "T" not in found
+    assert {"B", "tokens_per_fwdbwd", "grad_accum_steps", "loader", "loss"} == found and "T" not in found
 
 
 def test_the_total_assert_is_evaluated_with_the_run_and_the_new_batch_for_one_process():
@@ -29,7 +29,7 @@ def test_the_total_assert_is_evaluated_with_the_run_and_the_new_batch_for_one_pr
     options = script_options(info, ["--batch_size", "4"])
     (inv,) = asserts_on(info, "batch_size", options, 16, dest="batch_size")
     # 128 % (4 x 16 x 1) == 0 in the run; 128 % (16 x 16 x 1) != 0 with the new batch: the next multiple is 256
-    assert (inv.line, inv.before, inv.after) == (28, True, False)
+    assert (inv.line, inv.before, inv.after) == (29, True, False)
     assert (inv.multiple.code, inv.multiple.old, inv.multiple.new, inv.multiple.per_step) == \
         ("args.total_batch_size", 128, 256, 256)
 
@@ -37,7 +37,7 @@ def test_the_total_assert_is_evaluated_with_the_run_and_the_new_batch_for_one_pr
 def test_an_assert_on_a_value_not_derived_from_the_batch_is_not_read():
     info = _info(LLMC)
     options = script_options(info, [])
-    assert [i.line for i in asserts_on(info, "batch_size", options, 16, dest="batch_size")] == [28]
+    assert [i.line for i in asserts_on(info, "batch_size", options, 16, dest="batch_size")] == [29]
 
 
 def test_a_world_size_the_run_does_not_tell_leaves_the_assert_unknown():

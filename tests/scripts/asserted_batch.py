@@ -6,6 +6,7 @@ import os
 
 import torch
 import torch.nn as nn
+from torch.utils.data import DataLoader, TensorDataset
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
@@ -29,12 +30,20 @@ if __name__ == "__main__":
     grad_accum_steps = args.total_batch_size // tokens_per_fwdbwd
 
     torch.manual_seed(0)
+    tokens = torch.randint(0, 32, (4096, T))
+    loader = DataLoader(TensorDataset(tokens), batch_size=args.batch_size, shuffle=True, drop_last=True)
+
+    def batches():
+        while True:
+            yield from loader
+
     model = nn.Sequential(nn.Embedding(32, 8), nn.Linear(8, 32))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate)
+    data = batches()
     for step in range(args.num_iterations):
         optimizer.zero_grad()
         for micro_step in range(grad_accum_steps):
-            x = torch.randint(0, 32, (B, T))
+            (x,) = next(data)
             loss = nn.functional.cross_entropy(model(x).view(B * T, 32), x.view(-1)) / grad_accum_steps
             loss.backward()
         optimizer.step()

@@ -245,7 +245,7 @@ def test_a_total_batch_asserted_a_multiple_is_raised_to_the_next_multiple_and_sc
     assert 'default=0.00141421)' in src and "--num_iterations\", type=int, default=10)" in src
     assert result.command == ["--batch_size", "16"]
     note = result.notes["batch_size"]
-    assert ("`assert args.total_batch_size % tokens_per_fwdbwd == 0` (line 28) needs args.total_batch_size to be "
+    assert ("`assert args.total_batch_size % tokens_per_fwdbwd == 0` (line 29) needs args.total_batch_size to be "
             "a multiple of 256 with batch 16: total_batch_size 128 -> 256") in note
 
 
@@ -262,7 +262,7 @@ def test_an_assert_the_new_batch_breaks_is_a_refusal_quoting_it():
     source = ASSERTED.replace("    assert 1 <= T <= 1024\n", "    assert B <= 8\n")
     result = apply_source(source, ["batch_size"], options={"batch_size": 16}, argv=[], path="asserted_batch.py")
     assert result.applied == [] and result.source == source
-    assert result.skipped["batch_size"].startswith("batch 16 breaks the script's `assert B <= 8` (line 19)")
+    assert result.skipped["batch_size"].startswith("batch 16 breaks the script's `assert B <= 8` (line 20)")
 
 
 # ------------------------------------------------------------------ TrainingArguments from the command line
