@@ -337,19 +337,36 @@ class BatchSize(TweakCodemod):
         given = [v for f, v in _argv_numbers(self.argv) if f in flags]
         return replace(site, value=given[0]) if given else site
 
-    def _write(self, edits: Edits, site: _Site, code: str) -> None:
-        """Set ``site`` to ``code``; when the run the advice came from set it on its command line
-        (``--lr 0.1``, nanoGPT's ``--batch_size=4``), the new default alone would not reach that run: say so."""
-        site.set(edits, code)
+    def _write(self, edits: Edits, site: _Site, code: str | None, run_code: str | None = None) -> None:
+        """Set ``site`` to ``code`` (None: leave the script's as it is); when the run the advice came
+        from set it on its command line (``--lr 0.1``, nanoGPT's ``--batch_size=4``), the new default
+        alone would not reach that run: ``run_code`` (else ``code``) goes on the command line too."""
+        if code is not None:
+            site.set(edits, code)
         if not self.argv or not site.name or site.whole or site.key not in ("default", None):
             return
         flags = _flags((site.name,))
         given = [a for a in self.argv if a in flags or a.split("=", 1)[0] in flags]
         if given:
             flag = given[0].split("=", 1)[0]
-            self.command_line[flag] = code
-            self.notes.append(f"the run's command line sets {flag}: {flag}={code} goes there too (the rewrite "
-                              "changes the default)")
+            self.command_line[flag] = run_code if run_code is not None else str(code)
+            self.notes.append(f"the run's command line sets {flag}: {flag}={self.command_line[flag]} goes there "
+                              "too" + (" (the rewrite changes the default)" if code is not None else ""))
+
+    def _scaled(self, edits: Edits, site: _Site, fn, integer: bool) -> tuple[float | None, float]:
+        """``site`` and, when the run set it on its command line, that option, each scaled by ``fn``
+        from its own value (a default of 100000 and the run's --max_iters=1000): (the run's old value,
+        its new value); (None, 0) when neither is a number."""
+        run = self._in_run(site)
+        if run.value is None:
+            return None, 0.0
+
+        def code(v: float) -> str:
+            new = fn(v)
+            return _num_code(new, integer and float(new).is_integer())
+
+        self._write(edits, site, code(site.value) if site.value is not None else None, code(run.value))
+        return run.value, fn(run.value)
 
     def _batch_site(self, info: ScriptInfo, hf: bool) -> _Site:
         if hf:
@@ -427,11 +444,9 @@ class BatchSize(TweakCodemod):
                               f"{describe_rule(rule, k, opt_cls)}")
             return
         sites, missing = self._lr_sites(info, hf)
-        sites = [self._in_run(s) for s in sites]
         for s in sites:
-            self._write(edits, s, _num_code(s.value * m, False))
-            self.notes.append(f"learning rate {s.value:g} -> {s.value * m:.6g} at {s.where}, "
-                              f"{describe_rule(rule, k, opt_cls)}")
+            old, new = self._scaled(edits, s, lambda v: v * m, False)
+            self.notes.append(f"learning rate {old:g} -> {new:.6g} at {s.where}, {describe_rule(rule, k, opt_cls)}")
         if not sites and self._scale_argv(LR_NAMES, lambda v: v * m, "learning rate", False):
             self.notes.append(f"learning rate {describe_rule(rule, k, opt_cls)}")
             return
@@ -457,10 +472,10 @@ class BatchSize(TweakCodemod):
             return False
         self.command_line.update(placed.command_line)
         self.notes.append(f"learning rate {setting.value:g} -> {code} at {placed.where}, {describe_rule(rule, k, opt_cls)}")
-        for s in map(self._in_run, _assign_sites(info, ("min_lr",)) + _flag_sites(info, ("min_lr",))):
-            if s.value:                 # a floor the schedule decays to: it scales with the peak
-                self._write(edits, s, _num_code(s.value * m, False))
-                self.notes.append(f"min_lr {s.value:g} -> {s.value * m:.6g} at {s.where}")
+        for s in _assign_sites(info, ("min_lr",)) + _flag_sites(info, ("min_lr",)):
+            if self._in_run(s).value:    # a floor the schedule decays to: it scales with the peak
+                old, new = self._scaled(edits, s, lambda v: v * m, False)
+                self.notes.append(f"min_lr {old:g} -> {new:.6g} at {s.where}")
         return True
 
     def _scale_argv(self, names: tuple[str, ...], fn, what: str, integer: bool) -> int:
@@ -530,13 +545,12 @@ class BatchSize(TweakCodemod):
     def _scale(self, edits: Edits, sites: list[_Site], fn, what: str) -> int:
         n = 0
         seen = set()
-        for s in map(self._in_run, sites):
-            if s.value is None or s.value <= 0 or (id(s.node), s.key) in seen:
+        for s in sites:
+            run = self._in_run(s).value
+            if run is None or run <= 0 or (id(s.node), s.key) in seen:
                 continue
             seen.add((id(s.node), s.key))
-            value = fn(s.value)
-            integer = float(value).is_integer() and (isinstance(s.value, int) or what != "epochs")
-            self._write(edits, s, _num_code(value, integer))
-            self.notes.append(f"{what} {s.value:g} -> {value:g} at {s.where}")
+            old, value = self._scaled(edits, s, fn, isinstance(run, int) or what != "epochs")
+            self.notes.append(f"{what} {old:g} -> {value:g} at {s.where}")
             n += 1
         return n

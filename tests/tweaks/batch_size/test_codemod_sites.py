@@ -49,13 +49,14 @@ for (x,) in loader:
 
 
 def test_an_argparse_default_the_run_overrode_changes_the_default_and_the_command_line():
-    # `python train.py --bs 16 --lr=0.1 --max_steps 1000`: batch 16 -> 64 (k = 4), SGD: lr x 4 = 0.4 (the run's
-    # 0.1, not the default 0.05); steps 1000 / 4 = 250, on the command line the run set them on
+    # `python train.py --bs 16 --lr=0.1 --max_steps 1000`: batch 16 -> 64 (k = 4), SGD: lr x 4: the run's 0.1 ->
+    # 0.4 on the command line that set it, the default 0.05 -> 0.2; steps 1000 / 4 = 250 there (the default too)
     bs = Setting("batch_size", 16, "args.batch_size", "argparse", "args.batch_size", "train.py", 7, "--bs", 32,
                  "--bs 16", "train.py", 12, "<module>")
     result = _apply(ARGS, [_loader(bs, line=12)], ["--bs", "16", "--lr=0.1", "--max_steps", "1000"], batch_size=64)
     assert 'parser.add_argument("--bs", dest="batch_size", type=int, default=64)' in result.source
-    assert 'parser.add_argument("--lr", type=float, default=0.4)' in result.source
+    assert 'parser.add_argument("--lr", type=float, default=0.2)' in result.source
+    assert 'parser.add_argument("--max_steps", type=int, default=250)' in result.source
     assert result.command == ["--bs", "64", "--lr=0.4", "--max_steps", "250"]
     assert "batch 16 -> 64 (x 4) at the `--bs` default (line 7) and the run's command line" in result.notes["batch_size"]
 
@@ -115,11 +116,11 @@ for it in range(max_iters):
 def test_a_module_global_the_configurator_overrode_changes_the_assignment_and_the_command_line():
     # llama2c: `batch_size = 128` in the script, `--batch_size=4` on the run's command line. The old
     # rewrite changed the default alone and the run kept training at 4. Batch 4 -> 16 (k = 4): AdamW
-    # lr x sqrt(4) = 2; --max_iters=1000 -> 250 (the run's, not the script's 6000)
+    # lr x sqrt(4) = 2; the run's --max_iters=1000 -> 250 on the command line, the script's 6000 -> 1500
     bs = Setting("batch_size", 4, "batch_size", "global", "batch_size", "train.py", 3, "--batch_size", 12,
                  "--batch_size=4", "train.py", 10, "<module>")
     result = _apply(NANO, [_loader(bs)], ["--batch_size=4", "--max_iters=1000"], batch_size=16)
-    assert "batch_size = 16\nlearning_rate = 0.0012\nmax_iters = 250\n" in result.source
+    assert "batch_size = 16\nlearning_rate = 0.0012\nmax_iters = 1500\n" in result.source
     assert result.command == ["--batch_size=16", "--max_iters=250"]
 
 
@@ -307,7 +308,7 @@ def test_a_parameter_in_another_file_that_is_the_scripts_own_option_in_the_run_i
     site = _loader(bs, file="tinystories.py", line=244, stack=[("tinystories.py", 244, "iter_batches"),
                                                                ("train.py", 11, "<module>")])
     result = _apply(source, [site], ["--batch_size=4", "--max_iters=1000"], batch_size=16)
-    assert "batch_size = 16\nlearning_rate = 0.0012\nmax_iters = 250\n" in result.source
+    assert "batch_size = 16\nlearning_rate = 0.0012\nmax_iters = 1500\n" in result.source
     assert result.command == ["--batch_size=16", "--max_iters=250"]
     # not the same value in the run: the script's option is not what the loader read
     other = _apply(source, [site], ["--batch_size=8", "--max_iters=1000"], batch_size=16)
