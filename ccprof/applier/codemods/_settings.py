@@ -16,6 +16,7 @@ Example::
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
@@ -107,7 +108,7 @@ def set_value(info: ScriptInfo, edits: Edits, site: CallSite, setting: Setting, 
             return placed
     if setting.flag:                # an option the script's parser or configurator reads
         return Placed(f"`{setting.flag}` on the run's command line", {setting.flag: code})
-    return Placed(refusal=_elsewhere(site, setting, code, what))
+    return Placed(refusal=_elsewhere(site, setting, code, what, script))
 
 
 def _as_script_option(info: ScriptInfo, setting: Setting, argv: Sequence[str] | None) -> Setting | None:
@@ -249,9 +250,12 @@ def _is_literal(expr: cst.BaseExpression) -> bool:
         not isinstance(expr, cst.Name) or expr.value in ("True", "False", "None"))
 
 
-def _elsewhere(site: CallSite, setting: Setting, code: str, what: str) -> str:
-    """Why the value cannot be set from the script: where it is, and what to change there."""
+def _elsewhere(site: CallSite, setting: Setting, code: str, what: str, script: str) -> str:
+    """Why the value cannot be set from the script: where it is (relative to the script's folder),
+    and what to change there."""
     file, line = (setting.file, setting.line) if setting.file and setting.line else (site.file, site.line)
+    if file and os.path.isabs(file) and script and os.path.isabs(os.path.abspath(script)):
+        file = os.path.relpath(file, os.path.dirname(os.path.abspath(script)))
     where = f"{file}:{line}" if file else "a file ccprof was not shown"
     if setting.kind == "default" or not setting.code:
         return (f"{what} at {where} has no setting for {setting.name}; add {setting.name}={code} there "

@@ -91,3 +91,14 @@ def test_workers_written_in_another_file_are_refused_with_its_file_and_line():
     assert result.applied == [] and result.source == source
     assert result.skipped["dataloader"] == ("num_workers: the training DataLoader is built at data.py:7 with "
                                             "`num_workers=0`: set it to 4 there, ccprof rewrites only the script")
+
+
+def test_a_file_outside_the_scripts_folder_is_named_relative_to_it(tmp_path):
+    # the profiler records files outside the script's folder as absolute paths (minGPT's package, two levels up)
+    script = tmp_path / "projects" / "adder" / "adder.py"
+    trainer = tmp_path / "mingpt" / "trainer.py"
+    workers = Setting("num_workers", 0, "0", "literal", "", str(trainer), 74)
+    site = CallSite("dataloader", LOADER, str(trainer), 68, "run", [], "train", "train_loader", [workers])
+    result = _apply("import torch\n", [site], [], path=str(script), num_workers=4)
+    assert result.skipped["dataloader"].startswith(
+        "num_workers: the training DataLoader is built at ../../mingpt/trainer.py:74 with `num_workers=0`")
