@@ -1,14 +1,29 @@
 """batch_size: set the training batch size to ``options["batch_size"]`` under the advice's contract.
 
-Where the script says it: the ``--batch-size`` argparse default, the shuffled DataLoader's
-``batch_size=`` literal or a module-level ``batch_size = N``; ``per_device_train_batch_size``
-for the HF Trainer. With the batch k times as large it writes the same contract the advice
-priced (``contract.py``): the learning rate scaled by the rule (the optimizer's ``lr=`` literal,
-the module-level name or ``--lr`` default it reads, ``learning_rate`` of ``TrainingArguments``);
-with ``keep="samples"`` every limit and schedule length in steps divided by k (``max_iters``,
-``warmup_iters``, ``lr_decay_iters``, ``max_steps``, a ``get_*_schedule_with_warmup`` literal), epochs
-kept; with ``keep="steps"`` the epochs multiplied by k. What it cannot find as a literal or an
-argparse default it names in its note, with the value to set.
+Where the run took it from, when the advice's profile tells (``--from advice.json``: profile.json's
+``sites``, set by ``_settings.set_value``): the ``add_argument`` default and the run's option when
+its command line set it, a module global (and nanoGPT's ``--batch_size=N``), a config field
+(``--trainer.batch_size=N`` when the run set it there, else ``config.trainer.batch_size = N`` just
+before the line that built the loader), the training loader's literal, the keyword of the script's
+call of a factory; refused, naming the file and line, when it is written in another file of the
+project. Without sites, where the script says it: the ``--batch-size`` argparse default, the
+shuffled DataLoader's ``batch_size=`` literal or a module-level ``batch_size = N``;
+``per_device_train_batch_size`` for the HF Trainer (on the command line when ``HfArgumentParser``
+builds the TrainingArguments).
+
+With the batch k times as large it writes the same contract the advice priced (``contract.py``):
+the learning rate scaled by the rule (where the run's optimizer took it from, else the optimizer's
+``lr=`` literal, the module-level name or ``--lr`` default it reads, ``learning_rate`` of
+``TrainingArguments``); with ``keep="samples"`` every limit and schedule length in steps divided by k
+(``max_iters``, ``warmup_iters``, ``lr_decay_iters``, ``max_steps``, a ``get_*_schedule_with_warmup``
+literal), epochs kept; with ``keep="steps"`` the epochs multiplied by k. An option the run set on its
+command line (``--lr``, ``--trainer.max_iters``) is changed there too, from the run's value.
+
+An assert on the batch or a value derived from it (llm.c's ``args.total_batch_size %
+tokens_per_fwdbwd == 0``, ``ccprof.script.invariants``) is kept true: a total that must stay a
+multiple is raised to the next multiple, and being the batch each optimizer step sees, it is what
+the contract scales by; any other assert the new batch breaks refuses the rewrite, quoting it.
+What the rewrite cannot find as a number it names in its note, with the value to set.
 """
 from __future__ import annotations
 
