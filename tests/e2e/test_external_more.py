@@ -799,8 +799,10 @@ APPLY_CASES = [
         "command line (the default max_iters 100000 -> 12500), and the re-profile trains at 32; but the advisor grows the batch at most 8x per advice and "
         "recommends again: 'batch 256 (from 32) fits within 90%'")),
     pytest.param("chargpt", "batch_size", marks=_applied(
-        "apply refuses: '" + NO_BATCH_FOUND + "' (the batch is minGPT's trainer config "
-        "`C.batch_size = 64` in mingpt/trainer.py, set by --trainer.batch_size)")),
+        "the rewrite lands where the run took the batch (minGPT's config field, set by the run's "
+        "--trainer.batch_size=4): `--trainer.batch_size=32 --trainer.max_iters=125` on the command line and "
+        "`C.trainer.learning_rate = 0.00141421` in chargpt.py, and the re-profile trains at 32; but the advisor "
+        "grows the batch at most 8x per advice and recommends again: 'batch 256 (from 32) fits within 90%'")),
     pytest.param("chargpt", "compile", marks=_applied(
         "apply refuses: '" + MINGPT_NO_OPTIMIZER + "' (minGPT builds the optimizer in mingpt/trainer.py "
         "with model.configure_optimizers(); chargpt.py has `model = GPT(config.model)`)")),
