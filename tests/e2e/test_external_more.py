@@ -784,11 +784,16 @@ NO_BATCH_FOUND = ("skipped batch_size: looked for a `--batch-size` argparse defa
 MINGPT_NO_OPTIMIZER = ("skipped compile: looked for `optimizer = torch.optim.<Optimizer>(model.parameters(), "
                        "...)` to change the model just before the optimizer is built")
 
+# Cases whose advice is "no_saving" for the fixture's short run alone (a one-time cost outweighs the
+# saving over it); the rewrite is what a user planning a longer run keeps, and apply must answer as
+# for "recommended" advice
+NO_SAVING_HERE = {
+    ("llama2c", "compile"): "compiling (~12 s once) outweighs the saving over --max_iters=1000 "
+                            "(break-even ~5,450 steps)",
+}
+
 APPLY_CASES = [
-    pytest.param("llama2c", "compile", marks=_applied(
-        "apply refuses: 'skipped compile: already applied: `torch.compile(...)` at line 200', nothing "
-        "written; that call sits under `if compile:` and the run passes --compile=False (analyze lists "
-        "line 200 in static.inactive and recommends compile), and apply does not say to set the flag")),
+    pytest.param("llama2c", "compile"),
     pytest.param("llama2c", "batch_size", marks=_applied(
         "apply rewrites train.py's module default `batch_size = 128` to `batch_size = 32` (a smaller "
         "default), which the run's own --batch_size=4 overrides; the re-profile still trains at batch 4 "
@@ -858,7 +863,9 @@ def test_apply_top_codemod_runs_and_is_already_applied(name, tweak, request, tmp
     rewrite needs there) and reports the tweak in effect."""
     base = request.getfixturevalue(name)
     _ok(base)
-    assert base.advice[tweak]["status"] == "recommended", _top_codemods(base)
+    status = base.advice[tweak]["status"]
+    assert status == "recommended" or status == "no_saving" and (name, tweak) in NO_SAVING_HERE, (
+        status, _top_codemods(base))
     cwd, paths = _fresh(name, tmp_path)
     new = f"{Path(base.script).stem}_{tweak}.py"
     res = _run(cwd, [sys.executable, "-m", "ccprof", "apply", base.script, "--from", str(base.out / "advice.json"),
@@ -882,6 +889,7 @@ def test_apply_top_codemod_runs_and_is_already_applied(name, tweak, request, tmp
     if tweak == "compile":           # every model the optimizers train is compiled
         roots = p["model"]["roots"]
         assert p["counters"].get("compile_calls", 0) >= len(roots), (roots, p["counters"])
+        assert all("OptimizedModule" in r for r in roots), roots
     if tweak == "batch_size":        # the training batch is the advice's
         assert p["data"]["batch_size"] == base.advice["batch_size"]["details"]["batch_after"], p["data"]
 
