@@ -98,6 +98,10 @@ class Compile(TweakCodemod):
                            "assign it to a variable (`model = ...`) so it can be compiled")
             if name in compiled:
                 continue                       # the script compiles this one already
+            if not _used_as_module(info, name):
+                raise Skip(f"line {s.line}: the run built {_cls(s)} while running `{code_of(stmt).strip()}`, "
+                           f"and the script never uses `{name}` as a model (calls it, takes its parameters, "
+                           f"passes it on): {_cls(s)} is built inside that call; compile it where it is built")
             before, anchor = _place(info, stmt, name)
             if (id(anchor), name) in done:
                 continue                       # one statement built it several times (a loop)
@@ -138,6 +142,27 @@ def _target(stmt: cst.BaseStatement) -> str | None:
     else:
         return None
     return target
+
+
+# what a script does with a model (and not with a trainer object that builds one inside)
+_MODULE_METHODS = ("parameters", "named_parameters", "train", "eval", "to", "cuda", "state_dict",
+                   "load_state_dict", "forward", "modules", "children", "named_modules", "zero_grad", "apply",
+                   "half", "bfloat16", "requires_grad_", "generate")
+
+
+def _used_as_module(info: ScriptInfo, name: str) -> bool:
+    """Whether the script calls ``name``, calls a module method on it or passes it to a call: a
+    model rather than an object that builds one inside (``trainer = Trainer(cfg)``)."""
+    for c in info.calls:
+        chain = attr_chain(c.func)
+        if chain == name:
+            return True
+        if isinstance(c.func, cst.Attribute) and c.func.attr.value in _MODULE_METHODS \
+                and attr_chain(c.func.value) == name:
+            return True
+        if any(attr_chain(a.value) == name for a in c.args):
+            return True
+    return False
 
 
 def _compiled_names(info: ScriptInfo) -> set[str]:

@@ -77,22 +77,24 @@ def _float_bce_args(info: ScriptInfo, stmt: cst.CSTNode, bce: set[str]) -> cst.C
     return stmt.visit(_T())
 
 
-def _forward_callee(info: ScriptInfo, stmt: cst.CSTNode, line: int) -> str | None:
-    """The model a forward statement calls, when one call on the run's ``line`` can be it: a plain
-    name or ``self.<name>`` that is neither imported nor a function or class of the script
-    (``model`` in ``output = model(*input)``); None when none or several can."""
+def _forward_callees(info: ScriptInfo, stmt: cst.CSTNode, line: int) -> set[str]:
+    """The calls on the run's ``line`` of a forward statement that can be the model's: a plain name
+    or ``self.<name>`` that is neither imported nor a function or class of the script (``model`` in
+    ``output = model(*input)``; not ``trainer.run()``)."""
     defined = {f.name.value for f in info.func_defs} | {c.name.value for c in info.class_defs}
     found = set()
     for c in call_names(stmt):
         if info.line(c) != line:
             continue
         chain = attr_chain(c.func)
+        if chain is not None and chain.endswith(".forward"):
+            chain = chain[:-len(".forward")]                       # model.forward(x)
         if chain is None or chain.count(".") > (1 if chain.startswith("self.") else 0) or chain in defined:
             continue
         if any(q.source.name in ("IMPORT", "BUILTIN") for q in info.facts.qualified(c.func)):
             continue
         found.add(chain)
-    return found.pop() if len(found) == 1 else None
+    return found
 
 
 @register("mixed_precision")
@@ -212,9 +214,14 @@ class MixedPrecision(TweakCodemod):
                     and not is_barrier(body[j + 1]):
                 j += 1
             spans.setdefault(id(block), (body, []))[1].append((i, j))
-            callee = _forward_callee(info, stmt, s.line)
-            if callee is not None:
-                self._callees[id(stmt)] = callee
+            callees = _forward_callees(info, stmt, s.line)
+            if not callees:
+                raise Skip(f"line {s.line}: the run reached the forward of {s.cls.rsplit('.', 1)[-1] or 'the model'} "
+                           f"through `{code_of(stmt).strip()}`, which does not call the model itself (a library's "
+                           "loop?): autocast must wrap the forward and the loss, not the backward; set that "
+                           "library's mixed-precision option instead")
+            if len(callees) == 1:
+                self._callees[id(stmt)] = next(iter(callees))
         regions = []
         for body, pairs in spans.values():
             merged: list[list[int]] = []

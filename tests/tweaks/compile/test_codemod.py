@@ -113,3 +113,17 @@ def test_compile_with_sites_refuses_a_model_built_in_another_file_naming_where()
     assert result.applied == [] and result.source == MINGPT
     assert "GPT, built at ../../mingpt/factory.py:12, called from line 7 of this script" in why
     assert "add `model = torch.compile(model)` where GPT is built" in why
+
+
+def test_compile_with_sites_refuses_a_model_built_inside_a_call_that_returns_something_else():
+    """The run saw the model built while `trainer = LibTrainer(cfg)` ran (a library builds it): the
+    script's `trainer` is not the model, and compiling it would break the run."""
+    src = """\
+import torch
+from lib import LibTrainer
+
+trainer = LibTrainer(cfg)
+trainer.fit()
+"""
+    result = rewrite(src, "compile", sites=[built(src, "trainer = LibTrainer(", "", "lib.Net")])
+    assert result.applied == [] and "the script never uses `trainer` as a model" in result.skipped["compile"]

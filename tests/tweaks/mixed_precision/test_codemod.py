@@ -449,3 +449,12 @@ def test_mixed_precision_with_sites_refuses_a_forward_sharing_the_backward_state
     result = rewrite(src, "mixed_precision", sites=[site_at(src, "model(*input)", "forward", "GAT")])
     assert result.applied == [] and "in one statement; compute the loss on its own line" in \
         result.skipped["mixed_precision"]
+
+
+def test_mixed_precision_with_sites_refuses_a_forward_reached_through_a_library_loop():
+    """The run's innermost frame of the script is `trainer.run()`: wrapping it would autocast the backward."""
+    src = GAT.replace("        train_iter(epoch + 1, gat_net, optimizer, (features, adj), labels)\n",
+                      "        trainer.run()\n")
+    result = rewrite(src, "mixed_precision", sites=[site_at(src, "trainer.run()", "forward", "GAT")])
+    assert result.applied == [] and "through `trainer.run()`, which does not call the model itself" in \
+        result.skipped["mixed_precision"]
