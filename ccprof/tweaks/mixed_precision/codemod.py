@@ -208,18 +208,27 @@ class MixedPrecision(TweakCodemod):
                 raise Skip(f"line {info.line(stmt)}: `{code_of(stmt).strip()}` runs the forward and the backward "
                            "(or the optimizer) in one statement; compute the loss on its own line first, so "
                            "autocast can cover the forward and the loss and not the backward")
-            body = list(block.body)
-            i = j = body.index(stmt)
-            while j + 1 < len(body) and isinstance(body[j + 1], (cst.SimpleStatementLine, *REGION_COMPOUND)) \
-                    and not is_barrier(body[j + 1]):
-                j += 1
-            spans.setdefault(id(block), (body, []))[1].append((i, j))
             callees = _forward_callees(info, stmt, s.line)
             if not callees:
                 raise Skip(f"line {s.line}: the run reached the forward of {s.cls.rsplit('.', 1)[-1] or 'the model'} "
                            f"through `{code_of(stmt).strip()}`, which does not call the model itself (a library's "
                            "loop?): autocast must wrap the forward and the loss, not the backward; set that "
                            "library's mixed-precision option instead")
+            while True:
+                body = list(block.body)
+                i = j = body.index(stmt)
+                while j + 1 < len(body) and isinstance(body[j + 1], (cst.SimpleStatementLine, *REGION_COMPOUND)) \
+                        and not is_barrier(body[j + 1]):
+                    j += 1
+                # a forward in an if/else, with or try body that ends there: the loss is computed
+                # after that statement, so the region is the whole statement and what follows it
+                owner = info.stmt_of(block) if isinstance(block, cst.IndentedBlock) else None
+                outer = info.block_of(owner) if owner is not None else None
+                if j + 1 < len(body) or not isinstance(owner, REGION_COMPOUND) or is_barrier(owner) \
+                        or outer is None:
+                    break
+                stmt, block = owner, outer
+            spans.setdefault(id(block), (body, []))[1].append((i, j))
             if len(callees) == 1:
                 self._callees[id(stmt)] = next(iter(callees))
         regions = []

@@ -458,3 +458,43 @@ def test_mixed_precision_with_sites_refuses_a_forward_reached_through_a_library_
     result = rewrite(src, "mixed_precision", sites=[site_at(src, "trainer.run()", "forward", "GAT")])
     assert result.applied == [] and "through `trainer.run()`, which does not call the model itself" in \
         result.skipped["mixed_precision"]
+
+
+def test_mixed_precision_with_sites_takes_the_if_else_around_the_forward_with_the_loss_after_it():
+    """The run called the forward in both branches; the loss follows the if/else: one region holds all."""
+    before = """\
+    import torch
+
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x in data:
+        opt.zero_grad()
+        if x.dim() == 1:
+            out = model(x.unsqueeze(0))
+        else:
+            x = x.flatten(1)
+            out = model(x)
+        loss = out.pow(2).mean()
+        loss.backward()
+        opt.step()
+    """
+    after = """\
+    import torch
+
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x in data:
+        opt.zero_grad()
+        with torch.autocast(device_type=next(model.parameters()).device.type, dtype=torch.bfloat16):
+            if x.dim() == 1:
+                out = model(x.unsqueeze(0))
+            else:
+                x = x.flatten(1)
+                out = model(x)
+            loss = out.pow(2).mean()
+        loss.backward()
+        opt.step()
+    """
+    sites = [site_at(before, "out = model(x.unsqueeze(0))", "forward", "Linear"),
+             site_at(before, "out = model(x)", "forward", "Linear")]
+    check(before, after, "mixed_precision", sites=sites)
