@@ -21,7 +21,13 @@ from ccprof.applier.codemods._cst import (
     parse_stmts,
     set_kwarg,
 )
-from ccprof.applier.codemods._loop import REGION_COMPOUND, device_type_expr, forward_region, require_sites
+from ccprof.applier.codemods._loop import (
+    REGION_COMPOUND,
+    bound_names,
+    device_type_expr,
+    forward_region,
+    require_sites,
+)
 from ccprof.applier.codemods._sites import RunSites
 from ccprof.artefacts.profile import CallSite
 from ccprof.artefacts.vocab import normalize_dtype
@@ -187,7 +193,8 @@ class MixedPrecision(TweakCodemod):
         """The regions to autocast where the run called each trained model's forward in training
         (``CallSite(what="forward", role="train")``, in any function of the script: ``train_iter``):
         the forward's statement and those after it in its block up to the backward (or another
-        optimizer barrier, a loop, the block's end). Regions of one block that overlap merge."""
+        optimizer barrier, a loop, the block's end), less trailing statements that bind nothing (a
+        print of the loss). Regions of one block that overlap merge."""
         script = self.context.filename or ""
         outside = [s for s in forwards if not RunSites.in_script(s.file, script)]
         if outside:
@@ -228,6 +235,8 @@ class MixedPrecision(TweakCodemod):
                         or outer is None:
                     break
                 stmt, block = owner, outer
+            while j > i and not bound_names(body[j]):
+                j -= 1                  # a trailing print or log of the loss stays outside
             spans.setdefault(id(block), (body, []))[1].append((i, j))
             if len(callees) == 1:
                 self._callees[id(stmt)] = next(iter(callees))

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import textwrap
 
+from ccprof.applier.codemods import apply_source
 from tests.helpers.codemod import ALIASED, HF, LIGHTNING, PLAIN, SCRIPT, check, rewrite, site_at
+from tests.helpers.paths import EXTERNAL
 
 
 def test_mixed_precision_plain_bf16_wraps_forward_and_loss():
@@ -498,3 +500,15 @@ def test_mixed_precision_with_sites_takes_the_if_else_around_the_forward_with_th
     sites = [site_at(before, "out = model(x.unsqueeze(0))", "forward", "Linear"),
              site_at(before, "out = model(x)", "forward", "Linear")]
     check(before, after, "mixed_precision", sites=sites)
+
+
+def test_mixed_precision_with_sites_rewrites_bert_as_the_script_only_reading_does():
+    """graykode's BERT: the forward, the losses, then a print of the loss under `if`: the region
+    ends at the loss, the print stays outside, with the run's sites as without them."""
+    src = (EXTERNAL / "bert_graykode" / "BERT.py").read_text(encoding="utf-8")
+    site = site_at(src, "logits_lm, logits_clsf = model(input_ids, segment_ids, masked_pos)", "forward", "BERT",
+                   file="BERT.py")
+    alone = apply_source(src, ["mixed_precision"], path="BERT.py")
+    with_sites = apply_source(src, ["mixed_precision"], path="BERT.py", sites=[site])
+    assert with_sites.applied == ["mixed_precision"] and with_sites.source == alone.source
+    assert "    with torch.autocast(" in with_sites.source and "            if (epoch + 1) % 10" not in with_sites.source
