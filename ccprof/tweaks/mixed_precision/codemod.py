@@ -22,6 +22,7 @@ from ccprof.applier.codemods._cst import (
     set_kwarg,
 )
 from ccprof.applier.codemods._loop import (
+    ANY_DEVICE,
     REGION_COMPOUND,
     bound_names,
     device_type_expr,
@@ -182,8 +183,9 @@ class MixedPrecision(TweakCodemod):
                               "final Sigmoid, is the safe and faster form)")
         for region in regions:
             callee = next((self._callees[id(st)] for st in region if id(st) in self._callees), None)
-            dev = (f"next({callee}.parameters()).device.type" if callee is not None
-                   else device_type_expr(info, region[0], region))
+            dev = device_type_expr(info, region[0], region)
+            if dev == ANY_DEVICE and callee is not None:        # the model the run called there
+                dev = f"next({callee}.parameters()).device.type"
             edits.wrap_in_with(region, parse_expr(f"torch.autocast(device_type={dev}, dtype={torch_dtype})"))
         self.need_import("torch")
         if dtype == "fp16":

@@ -414,7 +414,8 @@ for step in range(10):
 
 
 def test_mixed_precision_with_sites_covers_every_trained_forward_of_a_gan():
-    """D's step and G's step each get one region; G's forward and D's on the next line share it."""
+    """D's step and G's step each get one region; G's forward and D's on the next line share it (both
+    models sit on one device: the region's device is the first model's it calls, by name)."""
     sites = [site_at(GAN, "d_real = D(", "forward", "Sequential", "d_real"),
              site_at(GAN, "fake = G(", "forward", "Sequential", "fake"),
              site_at(GAN, "g_error = -D(", "forward", "Sequential", "g_error")]
@@ -422,7 +423,7 @@ def test_mixed_precision_with_sites_covers_every_trained_forward_of_a_gan():
     d_error = d_real.mean()''', '''    with torch.autocast(device_type=next(D.parameters()).device.type, dtype=torch.bfloat16):
         d_real = D(torch.randn(2, 4))
         d_error = d_real.mean()''').replace('''    fake = G(torch.randn(2, 4))
-    g_error = -D(fake).mean()''', '''    with torch.autocast(device_type=next(G.parameters()).device.type, dtype=torch.bfloat16):
+    g_error = -D(fake).mean()''', '''    with torch.autocast(device_type=next(D.parameters()).device.type, dtype=torch.bfloat16):
         fake = G(torch.randn(2, 4))
         g_error = -D(fake).mean()'''), "mixed_precision", sites=sites)
 
