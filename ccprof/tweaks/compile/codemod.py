@@ -41,9 +41,10 @@ class Compile(TweakCodemod):
             super().check_applied(info)
         except TurnOn:
             raise
-        except AlreadyApplied:
+        except AlreadyApplied as e:
             if not self._roots() or info.kind in ("hf_trainer", "lightning"):
                 raise
+            self._seen = e                 # said again when every trained model proves compiled
 
     def plan(self, info: ScriptInfo, edits: Edits) -> None:
         if info.kind == "hf_trainer":
@@ -110,7 +111,9 @@ class Compile(TweakCodemod):
             new = parse_stmts(f"{name} = torch.compile({name})\n", info.module)
             (edits.insert_before if before else edits.insert_after)(anchor, new)
         if not names:
-            raise AlreadyApplied(f"every model the run trained is compiled: {', '.join(sorted(compiled))}")
+            seen = getattr(self, "_seen", None)
+            raise AlreadyApplied(f"{seen}; every model the run trained is compiled" if seen is not None
+                                 else f"every model the run trained is compiled: {', '.join(sorted(compiled))}")
         self.need_import("torch")
         self._state_dict_note(info, names)
 
