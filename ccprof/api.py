@@ -283,14 +283,19 @@ def _check_history(history: str | None) -> None:
 
 def check_analyze_inputs(script: str | Path, *, gpu: str | None = None, catalog_path: str | None = None,
                          price_usd: float | None = None, history: str | None = None,
-                         verify: str | None = None, out_dir: str | Path = "ccprof-report") -> None:
+                         verify: str | None = None, out_dir: str | Path = "ccprof-report",
+                         scan_data: bool = False) -> None:
     """Everything ``analyze`` can refuse before the script runs: the script (ScriptError, exit 2
-    or 3), --gpu/--catalog/--price, --history, --verify and the --out folder (created here)."""
+    or 3), --gpu/--catalog/--price, --history, --verify, --scan-data without its extra, and the --out
+    folder (created here)."""
     from ccprof.applier.verify import parse_request
+    from ccprof.extras import require
     from ccprof.outputs import check_out_dir
     from ccprof.profiler.runner import check_script
 
     check_script(script)
+    if scan_data:
+        require("dedup", "--scan-data")
     _check_cost_options(gpu, catalog_path, price_usd)
     _check_history(history)
     if verify is not None:

@@ -44,6 +44,22 @@ def _says_errors(command):
     return run
 
 
+def _complete_gpus(ctx, param, incomplete: str) -> list:
+    """Shell completion of a GPU id: the catalog's ids (``--catalog`` on the command line counts)."""
+    try:
+        ids = sorted(api.gpu_catalog(ctx.params.get("catalog_path")))
+    except Exception:          # completion must never print a traceback into the user's shell
+        return []
+    return [i for i in ids if i.startswith(incomplete)]
+
+
+def _complete_tweaks(ctx, param, incomplete: str) -> list:
+    """Shell completion of a tweak id (the tweak catalog's ids)."""
+    from ccprof.artefacts.tweaks import TWEAKS  # here: the catalog loads only when completing
+
+    return [t for t in TWEAKS if t.startswith(incomplete)]
+
+
 def _positive(name: str):
     """A click callback: a finite number > 0 (click's FloatRange lets nan and inf through)."""
     def check(ctx, param, value):
@@ -66,7 +82,8 @@ def _positive(name: str):
               callback=_positive("--timeout"), help="Seconds for the whole run before it is stopped.")
 @click.option("--json", "as_json", is_flag=True, help="Print the profile as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
-@click.option("--gpu", default=None, help="Target GPU id for projections and dollars (see `ccprof gpus`).")
+@click.option("--gpu", default=None, shell_complete=_complete_gpus,
+              help="Target GPU id for projections and dollars (see `ccprof gpus`).")
 @click.option("--catalog", "catalog_path", default=None, type=click.Path(dir_okay=False),
               help="TOML file with extra GPUs or price overrides.")
 @click.option("--price", "price_usd", default=None, type=float, help="USD per GPU-hour for the target GPU.")
@@ -101,7 +118,7 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
     if args and args[0] == "--":
         args = args[1:]
     api.check_analyze_inputs(script, gpu=gpu, catalog_path=catalog_path, price_usd=price_usd,
-                             history=history, verify=verify, out_dir=out_dir)
+                             history=history, verify=verify, out_dir=out_dir, scan_data=scan_data)
     tweak_options = api.parse_tweak_options(option_texts)
     from rich.console import Console  # here: rich loads only on this path
     from rich.markup import escape  # here: rich loads only on this path
@@ -109,7 +126,24 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
     err = Console(stderr=True)
     progress = None
     on_event = None
-    if not quiet:
+    if not quiet and not err.is_terminal:
+        # a log (CI, `| tee`, a file): one line per event as it happens, not a live bar that shows
+        # nothing until the end
+        said: dict[str, int] = {}
+
+        def on_event(event: dict) -> None:
+            if event.get("event") == "step":
+                loss = event.get("loss")
+                click.echo(f"ccprof: {script}: step {event['done']}/{event['total']}, "
+                           f"{event['step_s'] * 1e3:.1f} ms" + (f", loss {loss:.4g}" if loss is not None else ""),
+                           err=True)
+            elif event.get("event") == "scan" and event.get("total"):
+                tenth = int(10 * event["done"] / event["total"])
+                if tenth > said.get("scan", -1):
+                    said["scan"] = tenth
+                    click.echo(f"ccprof: scanning the dataset of {script}: {event['done']}/{event['total']}",
+                               err=True)
+    elif not quiet:
         from rich.progress import (  # here: rich loads only on this path
             BarColumn,
             MofNCompleteColumn,
@@ -252,7 +286,8 @@ def _save(out, content, inputs: list, force: bool, *, check_only: bool = False) 
 
 @cli.command("advise")
 @click.argument("profile_path", metavar="PROFILE_JSON", type=click.Path(dir_okay=False))
-@click.option("--gpu", default=None, help="Target catalog GPU id (default: the GPU the profile was costed on).")
+@click.option("--gpu", default=None, shell_complete=_complete_gpus,
+              help="Target catalog GPU id (default: the GPU the profile was costed on).")
 @click.option("--total-steps", type=click.IntRange(1), default=None,
               help="Planned run size in optimizer steps (default: the profile's).")
 @click.option("--price", "price_usd", type=float, default=None,
@@ -388,7 +423,7 @@ def compare_cmd(before_path: str | None, after_path: str | None, run_dir: str, o
              f"{int(ExitCode.BAD_INPUT):>5}  bad usage or input: nothing written\n"
              f"{int(ExitCode.SCRIPT_ERROR):>5}  the script does not parse: nothing written")
 @click.argument("script", type=click.Path(dir_okay=False, path_type=str))
-@click.option("-t", "--tweak", "tweaks", multiple=True,
+@click.option("-t", "--tweak", "tweaks", multiple=True, shell_complete=_complete_tweaks,
               help="Tweak id to apply (repeatable); with --from, only these, with the options advice.json projected.")
 @click.option("--from", "advice_path", default=None, type=click.Path(dir_okay=False),
               help="advice.json (ccprof.advice/1): apply its recommendations in the report's order, each with "
@@ -456,6 +491,22 @@ def _outcome_line(o) -> str:
     place = f" (#{o.place} in advice.json's ranking)" if o.place is not None else ""
     text = "; ".join(x for x in (o.reason, o.note) if x)
     return f"{_OUTCOME_VERB[o.outcome]} {o.tweak}{place}" + (f": {text}" if text else "")
+
+
+@cli.command("completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion_cmd(shell: str) -> None:
+    """Print the shell completion script for SHELL: commands, options, GPU ids and tweak ids.
+
+    \b
+    bash:  eval "$(ccprof completion bash)"      (or add that line to ~/.bashrc)
+    zsh:   eval "$(ccprof completion zsh)"       (in ~/.zshrc, after compinit)
+    fish:  ccprof completion fish > ~/.config/fish/completions/ccprof.fish
+    """
+    from click.shell_completion import get_completion_class  # here: only this command needs it
+
+    cls = get_completion_class(shell)
+    click.echo(cls(cli, {}, "ccprof", "_CCPROF_COMPLETE").source())
 
 
 def main() -> None:

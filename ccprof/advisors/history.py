@@ -61,7 +61,7 @@ def load_tensorboard(path: str | Path, tag: str | None = None) -> list[tuple[flo
             EventAccumulator,  # here: tensorboard loads only on this path
         )
     except ImportError as e:
-        raise HistoryError("reading TensorBoard logs needs the tensorboard package (pip install tensorboard); "
+        raise HistoryError("reading TensorBoard logs needs the tensorboard package (pip install 'ccprof[tensorboard]'); "
                            "or export the curve as CSV with step,val_loss columns") from e
     acc = EventAccumulator(str(path))
     acc.Reload()

@@ -48,7 +48,7 @@ def fvcore_forward_flops(model: torch.nn.Module, args: tuple, kwargs: dict | Non
             _DEFAULT_SUPPORTED_OPS as _FVCORE_DEFAULT_OPS,  # here: fvcore loads only on this path
         )
     except ImportError as exc:
-        return None, f"fvcore is not installed ({exc}); pip install fvcore"
+        return None, f"fvcore is not installed ({exc}); pip install 'ccprof[crosscheck]'"
     kwargs = dict(kwargs or {})
     target: torch.nn.Module = model if not kwargs else _BoundKwargs(model, kwargs)
     devices = [d.index if d.index is not None else torch.cuda.current_device()

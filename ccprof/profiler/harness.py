@@ -219,7 +219,7 @@ def run(spec: RunSpec) -> int:
                       on_step=on_step, on_first_forward=on_first_forward,
                       on_loader_iter=on_loader_iter if loader_hooks else None,
                       on_checkpoint=on_checkpoint, on_complete=on_complete,
-                      scratch_dir=scratch, deadline=deadline)
+                      scratch_dir=scratch, deadline=deadline, script=script)
     if spec.seed is not None:
         torch.manual_seed(spec.seed)
         random.seed(spec.seed)

@@ -69,6 +69,7 @@ from ccprof.profiler.session_eval import EvalWatch
 from ccprof.profiler.session_host import HostClock
 from ccprof.profiler.session_loads import LoadWatch
 from ccprof.profiler.session_passes import PassRunner
+from ccprof.profiler.session_sites import SiteWatch
 from ccprof.profiler.session_state import (
     DataState,
     EvalState,
@@ -81,6 +82,7 @@ from ccprof.profiler.session_state import (
     StepLog,
 )
 from ccprof.profiler.session_steps import StepClockWatch
+from ccprof.profiler.sites import SiteRecorder
 
 __all__ = ["StopProfiling", "Session", "PHASES"]
 
@@ -120,7 +122,7 @@ class _AfterImport:
         return spec
 
 
-class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostClock, ProfileBuilder):
+class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostClock, SiteWatch, ProfileBuilder):
     """Watches one training run. ``install()`` before it starts, ``uninstall()`` after."""
 
     def __init__(self, steps: int = 10, warmup: int = 3, passes: bool = True,
@@ -129,7 +131,7 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
                  on_loader_iter: Callable[[Any], None] | None = None,
                  on_checkpoint: Callable[[], None] | None = None,
                  on_complete: Callable[[], None] | None = None,
-                 scratch_dir: str | None = None, deadline: float | None = None):
+                 scratch_dir: str | None = None, deadline: float | None = None, script: str = ""):
         # settings
         self.steps_wanted = max(1, int(steps))
         self.warmup = max(1, int(warmup))      # discovery needs one full step
@@ -156,6 +158,7 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
         self.eval = EvalState()
         self.model = ModelWatch()
         self.hooks = HookState()
+        self.site_rec = SiteRecorder(script)      # where each knob is (Profile.sites); script: its path
 
         # what every mixin adds to
         self.counters: Counter[str] = Counter()
@@ -198,7 +201,7 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
         self._patch(nn.Module, "__getstate__", self._wrap_getstate(nn.Module.__getstate__))
         self._patch(torch, "load", self._wrap_file_load(torch.load))
         patches = {"transformers.modeling_utils": self._patch_from_pretrained,
-                   "safetensors.torch": self._patch_safetensors}
+                   "safetensors.torch": self._patch_safetensors, **self._install_sites()}
         later = {}
         for name, fn in patches.items():
             if name in sys.modules:
@@ -291,8 +294,11 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
             if self.on_first_forward is not None:
                 self.on_first_forward(self, module, args, kwargs)
         if self.hooks.opt_depth == 0 and not self.hooks.in_backward and self._is_eval_call(module):
+            self.site_rec.on_forward(module, sys._getframe(1), "eval")
+            self.site_rec.on_batch(self.site_rec.pending_loader, grad=False)
             self._eval_forward()
             return
+        self.site_rec.on_forward(module, sys._getframe(1), "train")
         if self.eval.open:
             self._close_eval()
         self.counters["forward_calls"] += 1
@@ -391,6 +397,7 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
                 self.data.dataset = getattr(loader, "dataset", self.data.dataset)
             self.data.loader_from_backward = True
         self.counters["backward_calls"] += 1
+        self.site_rec.on_backward()
         if self.hooks.opt_depth > 0:
             # inside optimizer.step(closure) (LBFGS): a re-evaluation of the same batch, not a micro-batch
             self.log.cur_closure += 1

@@ -208,6 +208,8 @@ class ProfileBuilder:
             gpu=self.gpu_info, fusion=dict(self.measure.fusion), kernel_s=dict(self.measure.kernel_result),
             run_limits=list(self.run_limits), eval=self.build_eval(),
             host=self._host(cheap),
+            sites=self.site_rec.build(named, self.model.optimizers,
+                                      trained=self.counters["optimizer_steps"] + self.counters["backward_calls"] > 0),
         )
         if model is not None:
             kwargs["model"] = model

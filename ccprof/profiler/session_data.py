@@ -5,6 +5,8 @@ from __future__ import annotations
 import weakref
 from typing import Any, Callable
 
+import torch
+
 from ccprof.artefacts.fingerprint import row_fingerprints
 from ccprof.artefacts.profile import DataInfo
 from ccprof.profiler.clock import wall_s
@@ -83,6 +85,7 @@ class DataWatch:
         self.counters["batches"] += 1
         loader = getattr(it, "_ccprof_loader", lambda: None)()
         if loader is not None:
+            self.site_rec.on_batch(loader, grad=torch.is_grad_enabled())
             self.data.last_loader = weakref.ref(loader)
             if not self.data.loader_info:
                 self.data.loader_info = _loader_info(loader)

@@ -26,6 +26,7 @@ class EvalWatch:
         def __init__(opt, *args, **kwargs):
             orig(opt, *args, **kwargs)
             session.model.known_opts.append(opt)
+            session.site_rec.on_optimizer(opt, sys._getframe(1))
 
         __init__.__wrapped__ = orig
         return __init__

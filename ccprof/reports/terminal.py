@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
@@ -20,6 +21,9 @@ from ccprof.units import fmt_bytes, fmt_pct, fmt_s, fmt_usd
 
 __all__ = ["terminal_summary", "compare_table", "advice_table"]
 
+# the narrow summary's words for each column of the recommendations table
+_LIST_LABEL = {"time": "time {}", "memory": "memory {}", "$": "{}", "cost": "{} of the cost",
+               "conf.": "confidence {}", "risk": "risk {}", "verified": "verified {}"}
 _RISK_STYLE = {"none": "green", "numerics": "yellow", "convergence": "yellow", "accuracy": "red"}
 
 
@@ -35,11 +39,20 @@ def terminal_summary(profile: Profile, advice_set: AdviceSet | None, console: Co
                          ("device ", "dim"), h.device, ("   target ", "dim"), h.target_gpu,
                          ("   price ", "dim"), h.price.split(" — ")[0], "\n",
                          ("run ", "dim"), h.planned_run)
-    cards = Table.grid(padding=(0, 3))
-    for _ in v.glance.cards:
-        cards.add_column(justify="left")
-    cards.add_row(*[Text(c.label, style="dim") for c in v.glance.cards])
-    cards.add_row(*[Text(c.value, style="bold") for c in v.glance.cards])
+    room = console.width - 4
+    # the figures side by side when each fits its column whole (a label may wrap), else one per line
+    card_widths = [max(len(c.value), *(len(w) for w in c.label.split())) for c in v.glance.cards]
+    if sum(card_widths) + 3 * (len(card_widths) - 1) <= room:
+        spare = room - sum(card_widths) - 3 * (len(card_widths) - 1)
+        cards = Table.grid(padding=(0, 3))
+        for c, w in zip(v.glance.cards, card_widths):     # a label on one line when the room allows
+            grow = min(spare, max(0, len(c.label) - w))
+            spare -= grow
+            cards.add_column(justify="left", width=w + grow)
+        cards.add_row(*[Text(c.label, style="dim") for c in v.glance.cards])
+        cards.add_row(*[Text(c.value, style="bold") for c in v.glance.cards])
+    else:
+        cards = Group(*[Text.assemble((c.label + " ", "dim"), (c.value, "bold")) for c in v.glance.cards])
     parts: list = [head, Text(""), cards]
     if v.glance.note:
         parts.append(Text(v.glance.note, style="yellow"))
@@ -51,14 +64,11 @@ def terminal_summary(profile: Profile, advice_set: AdviceSet | None, console: Co
         parts.append(Text("• " + f, style="yellow"))
     recs = v.recommendations[:max(0, top)]
     if recs:
-        t = Table(title=f"Top {len(recs)} of {len(v.recommendations)} recommendations",
-                  title_justify="left", expand=False, show_edge=False, pad_edge=False)
         verified_any = any(r.measured or r.failed for r in recs)
         # the tweak id is what the user types next (ccprof apply -t ID): never cut it
         cols = [("#", {"justify": "right"}), ("tweak", {"no_wrap": True}), ("time", {}), ("memory", {}),
                 ("$", {}), ("cost", {}), ("conf.", {}), ("risk", {})] + ([("verified", {})] if verified_any else [])
-        for col, kw in cols:
-            t.add_column(col, **kw)
+        rows = []
         for r in recs:
             # Text, not str: a rich table parses "[...]" in plain strings as markup
             row = [Text(str(r.rank)), Text(r.tweak), Text(r.time), Text(r.memory), Text(r.usd),
@@ -66,13 +76,55 @@ def terminal_summary(profile: Profile, advice_set: AdviceSet | None, console: Co
             if verified_any:
                 row.append(Text("failed" if r.failed else (r.measured[0].measured + (" (harmful)" if r.harmful else "")
                                                            if r.measured else "")))
-            t.add_row(*row)
-        parts += [Text(""), t]
+            rows.append(row)
+        widths = _widths(cols, rows, console.width - 4)
+        if widths is not None:
+            parts += [Text(""), _recommendations(len(recs), len(v.recommendations), cols, rows, widths)]
+        else:   # too narrow for the columns side by side: one wrapped line per tweak, nothing cut
+            parts += [Text(""), Text(f"Top {len(recs)} of {len(v.recommendations)} recommendations", style="italic")]
+            for row in rows:
+                parts.append(Text.assemble(
+                    (f"{row[0].plain}. ", ""), (row[1].plain, "bold"), ": ",
+                    "; ".join(_LIST_LABEL.get(col, col + " {}").format(cell.plain)
+                              for (col, _), cell in zip(cols[2:], row[2:]) if cell.plain)))
     elif advice_set is not None and advice_set.advice:
         parts += [Text(""), Text("No tweak is recommended for this profile.")]
     if v.plan:
         parts += [Text(""), Text.assemble(("plan ", "bold"), " → ".join(v.plan.tweaks), ": ", v.plan.summary)]
     console.print(Panel(Group(*parts), title="ccprof", title_align="left", expand=False))
+
+
+def _recommendations(shown: int, total: int, cols: list, rows: list, widths: list[int]) -> Table:
+    t = Table(title=f"Top {shown} of {total} recommendations", title_justify="left", expand=False, show_edge=False,
+              pad_edge=False, box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True)
+    for i, (col, kw) in enumerate(cols):
+        t.add_column(col, width=widths[i], **kw)
+    for row in rows:
+        t.add_row(*row)
+    return t
+
+
+def _widths(cols: list, rows: list, room: int) -> list[int] | None:
+    """Column widths of the recommendations table in ``room`` characters: a figure is wrapped between
+    words, never cut ("saves $0.000437", "convergence"). Each column gets its longest word, then
+    what is left goes to the columns that would wrap, most wrapped first; None (rich folds words)
+    when even the longest words do not fit side by side (the summary then lists one line per tweak)."""
+    room -= 2 * (len(cols) - 1)                      # the gaps between columns
+    texts = [[col] + [row[i].plain for row in rows] for i, (col, _) in enumerate(cols)]
+    natural = [max(len(x) for x in t) for t in texts]
+    widths = [max((len(w) for x in t for w in x.split()), default=1) for t in texts]
+    if sum(natural) <= room:
+        return natural
+    if sum(widths) > room:
+        return None
+    spare = room - sum(widths)
+    while spare > 0:
+        i = max(range(len(widths)), key=lambda k: natural[k] - widths[k])
+        if natural[i] <= widths[i]:
+            break
+        widths[i] += 1
+        spare -= 1
+    return widths
 
 
 def compare_table(before: Profile, after: Profile, console: Console) -> None:

@@ -219,15 +219,37 @@ def _reference_places(info: ScriptInfo, kind: str, options: Options, enabled: bo
 
 
 def _keyword_places(info: ScriptInfo, kind: str, rules: dict[str, Callable[[Any], bool]],
-                    options: Options) -> list[Found]:
-    """Configuration calls (``TrainingArguments(bf16=True)``) whose keyword passes its rule."""
+                    options: Options, values: dict[str, tuple[Any, ...]] | None = None) -> list[Found]:
+    """Configuration calls (``TrainingArguments(bf16=True)``) whose keyword passes its rule; a
+    keyword set from an option (``Accelerator(mixed_precision=args.mixed_precision)``) is a place
+    behind that option, on when the run's value passes the rule. ``values``: per keyword, values
+    that turn it on (what ``switch_on`` tries on the command line)."""
     out = []
     for call in info.calls_of(kind):
         for key, rule in rules.items():
             arg = kwarg(call, key)
-            if arg is not None and rule(literal(arg.value)):
-                out.append(_place(info, arg, options, f"`{key}={code_of(arg.value).strip()}`"))
+            if arg is None:
+                continue
+            value = literal(arg.value)
+            what = f"`{key}={code_of(arg.value).strip()}`"
+            if value is not NOT_LITERAL:
+                if rule(value):
+                    out.append(_place(info, arg, options, what))
+                continue
+            guard = value_guard(info, arg.value, options, _lenient(rule), key, (values or {}).get(key, ()))
+            if guard is not None and guard.flags:
+                out.append(_place(info, arg, options, what, (guard,)))
     return out
+
+
+def _lenient(rule: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    """``rule`` that says False rather than raising on a value of another type."""
+    def check(value: Any) -> bool:
+        try:
+            return bool(rule(value))
+        except Exception:
+            return False
+    return check
 
 
 # --------------------------------------------------------------------------- the facts
@@ -238,7 +260,7 @@ def _autocast(info: ScriptInfo, options: Options) -> list[Found]:
             + _keyword_places(info, "training_arguments", {"fp16": _on, "bf16": _on}, options)
             + _keyword_places(info, "lightning_trainer", {"precision": _sixteen_bit}, options)
             + _keyword_places(info, "accelerator", {"mixed_precision": lambda v: v in ("fp16", "bf16", "fp8")},
-                              options))
+                              options, {"mixed_precision": ("bf16", "fp16")}))
 
 
 def _grad_scaler(info: ScriptInfo, options: Options) -> list[Found]:

@@ -104,6 +104,9 @@ class Guard:
     check: Callable[[Any], bool] = field(default=bool, compare=False, repr=False)
     keyword: str = ""           # a setting's keyword (``enabled``) rather than an ``if``
     device: bool = False        # the condition reads the device (True on CUDA, False on a CPU)
+    # values an option could take to turn the setting on, besides those the condition compares with
+    # (``Accelerator(mixed_precision=args.mixed_precision)``: "bf16", "fp16")
+    values: tuple[Any, ...] = ()
 
     def holds(self, options: Options) -> bool | None:
         """Whether the node runs in the run ``options`` describe; None when not known."""
@@ -383,7 +386,7 @@ def guards_of(info: ScriptInfo, node: cst.CSTNode, options: Options) -> tuple[Gu
 
 
 def value_guard(info: ScriptInfo, value: cst.BaseExpression, options: Options,
-                check: Callable[[Any], bool] = bool, keyword: str = "") -> Guard | None:
+                check: Callable[[Any], bool] = bool, keyword: str = "", values: tuple[Any, ...] = ()) -> Guard | None:
     """A guard for a setting whose value comes from an option (``enabled=args.amp``,
     ``num_workers=args.workers``): the setting is on when ``check(value)``. None when the value
     reads no option, or is a literal that passes; a literal that fails is a guard that never
@@ -394,7 +397,7 @@ def value_guard(info: ScriptInfo, value: cst.BaseExpression, options: Options,
         literal = _literal(value)
         if literal is UNKNOWN or check(literal):
             return None
-    return Guard(code_of(value).strip(), info.line(value), True, flags, value, check, keyword, device)
+    return Guard(code_of(value).strip(), info.line(value), True, flags, value, check, keyword, device, values)
 
 
 def keyword_guard(info: ScriptInfo, call: cst.Call, key: str, options: Options,
@@ -627,7 +630,7 @@ def switch_on(info: ScriptInfo, guards: Sequence[Guard], argv: Sequence[str] | N
             continue
         found = None
         for flag in guard.flags:
-            values = _literals_in(guard.node)
+            values = list(dict.fromkeys([*_literals_in(guard.node), *guard.values]))
             candidates: list[tuple[list[str], bool]] = [([flag], False), ([f"{flag}=True"], True)]
             candidates += [([flag, str(v)], True) for v in values] + [([f"{flag}={v}"], True) for v in values]
             candidates += [([flag, "1"], True), ([flag, "true"], True)]

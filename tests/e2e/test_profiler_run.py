@@ -285,3 +285,16 @@ def test_json_flag_keeps_stdout_pure_json(tmp_path):
     data = json.loads(proc.stdout)                    # the script's prints went to stderr
     assert data["schema"] == "ccprof.profile/1" and data["environment"]["argv"] == ["x"]
     assert "argv: ['x']" in proc.stderr
+
+
+def test_progress_in_a_log_is_one_line_per_step(tmp_path):
+    """stderr is not a terminal (CI, `| tee`): progress comes as lines while the run goes, not a bar
+    that prints nothing until the end; the summary's figures are whole."""
+    proc = cli("analyze", str(SCRIPTS / "uses_argv_and_cwd.py"), "--steps", "2", "--warmup", "1",
+               "--out", str(tmp_path / "rep"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    steps = [line for line in proc.stderr.splitlines() if line.startswith("ccprof: ") and ": step " in line]
+    assert steps and steps[-1].split(": step ")[1].split(",")[0].split("/")[0] == \
+        steps[-1].split(": step ")[1].split(",")[0].split("/")[1], steps
+    assert all(" ms" in line for line in steps), steps
+    assert "…" not in proc.stderr

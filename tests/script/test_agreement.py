@@ -43,6 +43,7 @@ AGREEMENT_ARGV: dict[str, list[list[str] | None]] = {
     "compile_flag.py": [[], ["--compile"], None],
     "config_flag.py": [[], ["--compile=True"], ["--tf32=False"], None],
     "dataloader_workers.py": [[], ["--workers", "0"], None],
+    "accelerate_flag.py": [[], ["--mixed_precision", "bf16"], ["--mixed_precision=fp16"], None],
 }
 
 # what each small script must read as (fact -> on in the run of its first command line); the
@@ -54,6 +55,7 @@ EXPECTED = {
     "accumulation_counter.py": {"accumulation": True},
     "autocast_plain.py": {"autocast": True},
     "autocast_flag.py": {"autocast": False},
+    "accelerate_flag.py": {"autocast": False},
     "grad_scaler_flag.py": {"autocast": False, "grad_scaler": False},
     "checkpointing.py": {"checkpointing": True},
     "compile_flag.py": {"compile": False},

@@ -60,8 +60,8 @@ def apply_lora(objs: RunObjects, r: int = DEFAULT_R, alpha: float | None = None,
     try:
         import peft  # here: peft loads only on this path
         from peft import LoraConfig  # here: peft loads only on this path
-    except Exception as e:  # peft is a dependency, but say so plainly if it is broken
-        return not_applied(TWEAK, f"peft could not be imported ({e}); pip install peft")
+    except Exception as e:  # peft is the hf extra: say so plainly when it is missing or broken
+        return not_applied(TWEAK, f"peft could not be imported ({e}); pip install 'ccprof[hf]'")
     if any(_is_lora_layer(m) for m in model.modules()):
         return not_applied(TWEAK, f"{type(model).__name__} already has LoRA adapters (peft)", already=True)
     opt = main_optimizer(model, objs.optimizers)

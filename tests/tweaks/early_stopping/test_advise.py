@@ -69,7 +69,7 @@ def test_tensorboard_dir_without_the_package_says_what_to_do(tmp_path):
     try:
         import tensorboard  # noqa: F401
     except ImportError:
-        with pytest.raises(HistoryError, match="pip install tensorboard"):
+        with pytest.raises(HistoryError, match=r"pip install .ccprof\[tensorboard\]."):
             load_history(tmp_path)
         a = advise_one("early_stopping", hand_profile(), AdviceContext(history=str(tmp_path)))
         assert a.status == "not_applicable" and "tensorboard" in a.rationale
