@@ -147,10 +147,11 @@ def _target(stmt: cst.BaseStatement) -> str | None:
     return target
 
 
-# what a script does with a model (and not with a trainer object that builds one inside)
-_MODULE_METHODS = ("parameters", "named_parameters", "train", "eval", "to", "cuda", "state_dict",
-                   "load_state_dict", "forward", "modules", "children", "named_modules", "zero_grad", "apply",
-                   "half", "bfloat16", "requires_grad_", "generate")
+# what a script does with a model (and not with a trainer object that builds one inside: not
+# `.train()`, a Trainer's method too)
+_MODULE_METHODS = ("parameters", "named_parameters", "to", "cuda", "state_dict", "load_state_dict",
+                   "modules", "children", "named_modules", "apply", "half", "bfloat16", "requires_grad_",
+                   "generate")
 
 
 def _used_as_module(info: ScriptInfo, name: str) -> bool:
@@ -160,7 +161,8 @@ def _used_as_module(info: ScriptInfo, name: str) -> bool:
         chain = attr_chain(c.func)
         if chain == name:
             return True
-        if isinstance(c.func, cst.Attribute) and c.func.attr.value in _MODULE_METHODS \
+        if isinstance(c.func, cst.Attribute) and (c.func.attr.value in _MODULE_METHODS
+                                                  or c.func.attr.value == "forward") \
                 and attr_chain(c.func.value) == name:
             return True
         if any(attr_chain(a.value) == name for a in c.args):

@@ -127,3 +127,15 @@ trainer.fit()
 """
     result = rewrite(src, "compile", sites=[built(src, "trainer = LibTrainer(", "", "lib.Net")])
     assert result.applied == [] and "the script never uses `trainer` as a model" in result.skipped["compile"]
+
+
+def test_compile_with_sites_does_not_take_a_trainers_train_call_for_a_model():
+    src = """\
+import torch
+from lib import LibTrainer
+
+trainer = LibTrainer(cfg)
+trainer.train()
+"""
+    result = rewrite(src, "compile", sites=[built(src, "trainer = LibTrainer(", "", "lib.Net")])
+    assert result.applied == [] and "never uses `trainer` as a model" in result.skipped["compile"]
