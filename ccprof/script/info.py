@@ -77,6 +77,27 @@ class ScriptInfo:
                 return cur  # type: ignore[return-value]
             cur = par
 
+    def stmt_at(self, line: int) -> cst.BaseStatement | None:
+        """The innermost statement of a block that holds source line ``line`` (a frame's line, as
+        the run recorded it: ``CallSite.line``); a compound statement only when the line is the first
+        of its header (``for x in model(y):``). None when no statement spans that line.
+
+        Example: ``info.stmt_at(262)`` is ``output = model(*input)`` in ``train_iter``."""
+        found: cst.BaseStatement | None = None
+        for node in self.facts.nodes:
+            if not isinstance(node, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
+                continue
+            start = self.line(node)
+            if start > line:
+                break                       # source order: nothing later starts before the line
+            if isinstance(node, cst.BaseCompoundStatement):
+                span = 0                    # its header's first line; the body's statements are their own
+            else:
+                span = code_of(node.with_changes(leading_lines=[])).rstrip().count("\n")
+            if start <= line <= start + span:
+                found = node                # a later (inner) statement that spans it wins
+        return found
+
     def block_of(self, stmt: cst.CSTNode) -> cst.Module | cst.IndentedBlock | None:
         par = self.parent(stmt)
         return par if isinstance(par, (cst.Module, cst.IndentedBlock)) else None

@@ -785,27 +785,30 @@ def _applied(why: str):
 
 NO_BATCH_FOUND = ("skipped batch_size: looked for a `--batch-size` argparse default, a "
                   "`DataLoader(..., batch_size=N)` literal and a module-level `batch_size = N`; found none")
-MINGPT_NO_OPTIMIZER = ("skipped compile: looked for `optimizer = torch.optim.<Optimizer>(model.parameters(), "
-                       "...)` to change the model just before the optimizer is built")
+
+# Cases whose advice is "no_saving" for the fixture's short run alone (a one-time cost outweighs the
+# saving over it); the rewrite is what a user planning a longer run keeps, and apply must answer as
+# for "recommended" advice
+NO_SAVING_HERE = {
+    ("llama2c", "compile"): "compiling (~12 s once) outweighs the saving over --max_iters=1000 "
+                            "(break-even ~5,450 steps)",
+    ("chargpt", "compile"): "compiling (~10 s once) outweighs the saving over --trainer.max_iters=1000 "
+                            "(break-even ~17,300 steps)",
+    ("adder", "compile"): "compiling (~14 s once) outweighs the saving over --trainer.max_iters=2000 "
+                          "(break-even ~16,800 steps)",
+}
 
 APPLY_CASES = [
-    pytest.param("llama2c", "compile", marks=_applied(
-        "apply refuses: 'skipped compile: already applied: `torch.compile(...)` at line 200', nothing "
-        "written; that call sits under `if compile:` and the run passes --compile=False (analyze lists "
-        "line 200 in static.inactive and recommends compile), and apply does not say to set the flag")),
+    pytest.param("llama2c", "compile"),
     pytest.param("llama2c", "batch_size"),
     pytest.param("chargpt", "batch_size"),
-    pytest.param("chargpt", "compile", marks=_applied(
-        "apply refuses: '" + MINGPT_NO_OPTIMIZER + "' (minGPT builds the optimizer in mingpt/trainer.py "
-        "with model.configure_optimizers(); chargpt.py has `model = GPT(config.model)`)")),
+    # the fixture's analysis, then the compiled rewrite's: Inductor compiles GPT's forward and
+    # backward for the CPU (~1m45 of CPU time), past the default 300 s on a shared 2-core host
+    pytest.param("chargpt", "compile", marks=pytest.mark.timeout(600)),
     pytest.param("adder", "batch_size"),
-    pytest.param("adder", "compile", marks=_applied(
-        "apply refuses: '" + MINGPT_NO_OPTIMIZER + "' (the optimizer is built in mingpt/trainer.py)")),
+    pytest.param("adder", "compile"),
     pytest.param("adder", "dataloader"),
-    pytest.param("gan", "compile", marks=_applied(
-        "apply compiles only G (`G = torch.compile(G)` before g_optimizer); D, which the profiled D steps "
-        "train, stays eager (model roots ['Discriminator', 'OptimizedModule'], compile_calls 1), yet the "
-        "re-profile says compile already_applied: 'The script already calls torch.compile (line 134).'")),
+    pytest.param("gan", "compile"),
     pytest.param("bert", "mixed_precision"),
     pytest.param("bert", "tf32"),
     pytest.param("seq2seq", "fused_optimizer"),
@@ -817,11 +820,7 @@ APPLY_CASES = [
     pytest.param("dynamic_net", "tf32"),
     pytest.param("dynamic_net", "fused_optimizer"),
     pytest.param("gat", "tf32"),
-    pytest.param("gat", "mixed_precision", marks=_applied(
-        "apply refuses: 'skipped mixed_precision: line 265: looked for the forward of gat_net before "
-        "`loss.backward()` in the same block and found none; autocast around the loss alone would not "
-        "run the forward in the new precision'; the forward is `output = model(*input)` on line 262, in "
-        "train_iter(), which gat_net is passed to as its parameter `model`")),
+    pytest.param("gat", "mixed_precision"),
 ]
 
 
@@ -833,7 +832,9 @@ def test_apply_top_codemod_runs_and_is_already_applied(name, tweak, request, tmp
     rewrite needs there) and reports the tweak in effect."""
     base = request.getfixturevalue(name)
     _ok(base)
-    assert base.advice[tweak]["status"] == "recommended", _top_codemods(base)
+    status = base.advice[tweak]["status"]
+    assert status == "recommended" or status == "no_saving" and (name, tweak) in NO_SAVING_HERE, (
+        status, _top_codemods(base))
     cwd, paths = _fresh(name, tmp_path)
     new = f"{Path(base.script).stem}_{tweak}.py"
     res = _run(cwd, [sys.executable, "-m", "ccprof", "apply", base.script, "--from", str(base.out / "advice.json"),
@@ -866,6 +867,7 @@ def test_apply_top_codemod_runs_and_is_already_applied(name, tweak, request, tmp
     if tweak == "compile":           # every model the optimizers train is compiled
         roots = p["model"]["roots"]
         assert p["counters"].get("compile_calls", 0) >= len(roots), (roots, p["counters"])
+        assert all("OptimizedModule" in r for r in roots), roots
 
 
 # batch_size advice that the script's data cannot follow: a refusal that names what to change

@@ -4,20 +4,26 @@ Lightning, a custom model with repeated blocks)."""
 from __future__ import annotations
 
 import textwrap
+from typing import Sequence
 
 from ccprof.applier.codemods import ApplyResult, apply_source
+from ccprof.artefacts.profile import CallSite
+
+SCRIPT = "train.py"          # the name the scripts below are rewritten under
 
 
-def rewrite(before: str, *tweaks: str, **options) -> ApplyResult:
-    return apply_source(textwrap.dedent(before), list(tweaks), options=options)
+def rewrite(before: str, *tweaks: str, sites: Sequence[CallSite] = (), **options) -> ApplyResult:
+    """``before`` rewritten as ``train.py`` (the file ``sites`` name: where the run built and called
+    things, as ``ccprof apply --from`` reads them from profile.json)."""
+    return apply_source(textwrap.dedent(before), list(tweaks), options=options, sites=sites, path=SCRIPT)
 
 
-def check(before: str, after: str, *tweaks: str, **options) -> ApplyResult:
+def check(before: str, after: str, *tweaks: str, sites: Sequence[CallSite] = (), **options) -> ApplyResult:
     """``before`` rewrites to ``after``, and rewriting ``after`` again changes nothing."""
-    result = rewrite(before, *tweaks, **options)
+    result = rewrite(before, *tweaks, sites=sites, **options)
     assert result.source == textwrap.dedent(after), result.source
     assert result.applied == list(tweaks), result.skipped
-    again = apply_source(result.source, list(tweaks), options=options)
+    again = apply_source(result.source, list(tweaks), options=options, sites=sites, path=SCRIPT)
     assert again.source == result.source
     assert again.applied == [] and set(again.already_applied) == set(tweaks), again.skipped
     return result
@@ -108,3 +114,15 @@ class Net(nn.Module):
 model = Net()
 optimizer = torch.optim.AdamW(model.parameters())
 """
+
+
+def line_of(src: str, text: str) -> int:
+    """The 1-based line of ``src`` (dedented) that holds ``text``."""
+    return next(i for i, line in enumerate(textwrap.dedent(src).splitlines(), 1) if text in line)
+
+
+def site_at(src: str, text: str, what: str, cls: str = "", name: str = "", file: str = SCRIPT,
+            role: str = "train", **kw) -> CallSite:
+    """The run's record (``Profile.sites``) of a call at the line of ``src`` that holds ``text``:
+    ``site_at(GAN, "G = Generator(", "model", "gan.Generator", "G")``."""
+    return CallSite(what, cls=cls, file=file, line=line_of(src, text), role=role, name=name, **kw)

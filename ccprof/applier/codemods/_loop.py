@@ -115,6 +115,10 @@ def forward_region(info: ScriptInfo, site: BackwardSite) -> list[cst.BaseStateme
     return body[s:a + 1]
 
 
+# autocast's device type when nothing in the script says where the model is
+ANY_DEVICE = '"cuda" if torch.cuda.is_available() else "cpu"'
+
+
 def device_type_expr(info: ScriptInfo, at: cst.CSTNode, region: list[cst.CSTNode] | None = None) -> str:
     """An expression for autocast's ``device_type`` that is valid at ``at``."""
     models = sorted(trained_models(info))
@@ -127,4 +131,4 @@ def device_type_expr(info: ScriptInfo, at: cst.CSTNode, region: list[cst.CSTNode
     for mname in used:
         if mname in visible:
             return f"next({mname}.parameters()).device.type"
-    return '"cuda" if torch.cuda.is_available() else "cpu"'
+    return ANY_DEVICE

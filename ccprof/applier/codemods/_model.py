@@ -21,7 +21,7 @@ def model_insertion(info: ScriptInfo) -> tuple[cst.BaseStatement, str]:
     sites = []
     for stmt, _name, call in info.optimizer_assigns():
         for arg_model in sorted(models):
-            if arg_model in _param_owners(call) and info.block_of(stmt) is not None:
+            if arg_model in param_owners(call) and info.block_of(stmt) is not None:
                 sites.append((stmt, arg_model))
                 break
     if sites:
@@ -36,7 +36,8 @@ def model_insertion(info: ScriptInfo) -> tuple[cst.BaseStatement, str]:
                "to change the model just before the optimizer is built")
 
 
-def _param_owners(call: cst.Call) -> set[str]:
+def param_owners(call: cst.Call) -> set[str]:
+    """Names whose ``.parameters()`` / ``.named_parameters()`` the optimizer call ``call`` takes."""
     out = set()
     for inner in call_names(call):
         for meth in ("parameters", "named_parameters"):

@@ -1,6 +1,8 @@
 """compile: torch.compile fuses the non-matmul ops between matmuls and cuts launches."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ccprof.advisors._common import OneTimeCost, fmt_change, fmt_pct, fmt_s, gpu_spec, make_advice, recost
 from ccprof.advisors._registry import register
 from ccprof.advisors.context import AdviceContext
@@ -37,18 +39,37 @@ model = torch.compile(model)      # first steps compile (seconds to minutes); la
 """
 
 
+PARTIAL_ASSUMPTION = ("The run compiles some of its trained models and not others; ccprof's cost model compiles "
+                      "a step whole or not at all, so the step is costed from fully eager to fully compiled: an "
+                      "upper bound on what compiling the eager ones saves.")
+
+
+def _partial_says(compiled: list[str], eager: list[str]) -> str:
+    return (f"The run trains {len(compiled) + len(eager)} models and compiles {len(compiled)}: "
+            f"{', '.join(eager)} run{'s' if len(eager) == 1 else ''} eager (compile each trained model). ")
+
+
 @register("compile")
 def advise_compile(profile: Profile, ctx: AdviceContext) -> Advice:
     """The step re-costed with its non-matmul ops fused per matmul-delimited group (Inductor's rule)."""
-    if profile.static.compile or any("OptimizedModule" in r for r in profile.model.roots):
+    roots = profile.model.roots
+    compiled = [r for r in roots if "OptimizedModule" in r]
+    eager = [r for r in roots if "OptimizedModule" not in r]
+    partial = bool(compiled and eager)
+    if (profile.static.compile or compiled) and not partial:
         return make_advice("compile", "already_applied", profile, ctx, confidence="high", snippet=SNIPPET,
                            rationale=f"The script already calls torch.compile (line {profile.static.lines.get('compile', '?')}).")
+    costed = profile
+    if partial:
+        # the cost model compiles a step whole or not at all: the step is costed from eager, a bound
+        costed = replace(profile, static=replace(profile.static, compile=False),
+                         model=replace(profile.model, roots=eager))
     if not profile.ops or not profile.fusion:
         return make_advice("compile", "not_applicable", profile, ctx, confidence="low", snippet=SNIPPET,
                            rationale=("This profile has no fusion groups recorded (an older ccprof, or no FLOP step), "
                                       "so what torch.compile would fuse is unknown: nothing is projected."))
     spec = gpu_spec(profile, ctx)
-    rc = recost(profile, ctx, policy={"compiled": True}, spec=spec)
+    rc = recost(costed, ctx, policy={"compiled": True}, spec=spec)
     f = profile.fusion
     ops = sum(v.get("ops", 0) for v in f.values())
     groups = sum(v.get("gaps", 0) for v in f.values())
@@ -60,12 +81,14 @@ def advise_compile(profile: Profile, ctx: AdviceContext) -> Advice:
                                       f"{rc.says()}: little to gain."),
                            details={"ops": ops, "groups": groups})
     comp_s, comp_ops = compile_s(profile)
-    rationale = (f"In forward and backward, {ops:,} non-matmul kernels sit in {groups} groups between matmuls; "
+    rationale = (_partial_says(compiled, eager) if partial else "") + (
+                 f"In forward and backward, {ops:,} non-matmul kernels sit in {groups} groups between matmuls; "
                  f"TorchInductor fuses each group into one kernel that reads what enters it and writes what leaves "
                  f"it ({fmt_pct(fused / nbytes if nbytes else 0)} of their {nbytes / 1e9:.2f} GB), and launches them "
                  f"without per-op Python dispatch. Re-costed: {rc.says()}: {fmt_change(rc.frac)}. Compiling the "
                  f"{comp_ops:,} forward and backward ops takes about {fmt_s(comp_s)} once, in the first step.")
-    return make_advice("compile", "recommended", profile, ctx, confidence="medium", time_saved_frac=rc.frac,
+    return make_advice("compile", "recommended", profile, ctx, confidence="low" if partial else "medium",
+                       time_saved_frac=rc.frac,
                        rationale=rationale, snippet=SNIPPET,
                        one_time=OneTimeCost(f"compiling {comp_ops:,} forward and backward ops", COMPILE_SOURCE,
                                             s=comp_s),
@@ -76,7 +99,8 @@ def advise_compile(profile: Profile, ctx: AdviceContext) -> Advice:
                                     "reads (measured from the step's dataflow), at the elementwise bandwidth.",
                                     f"Compiling takes {COMPILE_S_PER_OP * 1e3:.1f} ms per forward/backward aten op "
                                     f"({fmt_s(comp_s)} here), once per run, billed at the GPU's price; recompiles "
-                                    "(a last partial batch, an eval graph) and a warm compile cache are not counted."],
+                                    "(a last partial batch, an eval graph) and a warm compile cache are not counted."]
+                       + ([PARTIAL_ASSUMPTION] if partial else []),
                        sources=["Ansel et al., PyTorch 2, ASPLOS 2024 (TorchInductor's pointwise/reduction fusion)",
                                 "karpathy/nanoGPT pull request #392 (first iteration 7,961.94 ms compiled vs "
                                 "1,166.17 ms eager, 4-layer 128-wide GPT)",
@@ -85,4 +109,5 @@ def advise_compile(profile: Profile, ctx: AdviceContext) -> Advice:
                        details={"policy": {"compiled": True}, "ops": ops, "groups": groups, "bytes": nbytes,
                                 "fused_bytes": fused, "compile_s": comp_s, "compile_ops": comp_ops,
                                 "step_s_before_model": rc.before.step_s,
-                                "step_s_after_model": rc.after.step_s})
+                                "step_s_after_model": rc.after.step_s,
+                                **({"compiled_roots": compiled, "eager_roots": eager} if partial else {})})

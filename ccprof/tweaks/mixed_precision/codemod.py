@@ -5,10 +5,12 @@ Options: ``dtype`` "bf16" (default) or "fp16".
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import libcst as cst
 
 from ccprof.applier.codemods import register
-from ccprof.applier.codemods._base import Skip, TweakCodemod
+from ccprof.applier.codemods._base import Skip, TweakCodemod, insert_after_imports
 from ccprof.applier.codemods._cst import (
     Edits,
     attr_chain,
@@ -19,10 +21,19 @@ from ccprof.applier.codemods._cst import (
     parse_stmts,
     set_kwarg,
 )
-from ccprof.applier.codemods._loop import device_type_expr, forward_region, require_sites
+from ccprof.applier.codemods._loop import (
+    ANY_DEVICE,
+    REGION_COMPOUND,
+    bound_names,
+    device_type_expr,
+    forward_region,
+    require_sites,
+)
+from ccprof.applier.codemods._sites import RunSites
+from ccprof.artefacts.profile import CallSite
 from ccprof.artefacts.vocab import normalize_dtype
 from ccprof.script.info import ScriptInfo
-from ccprof.script.loop import calls_model, loop_of, outermost_loop, step_stmts, trained_models
+from ccprof.script.loop import calls_model, is_barrier, loop_of, outermost_loop, step_stmts, trained_models
 
 __all__ = ["MixedPrecision", "normalize_dtype"]
 
@@ -71,6 +82,26 @@ def _float_bce_args(info: ScriptInfo, stmt: cst.CSTNode, bce: set[str]) -> cst.C
             return upd.with_changes(args=args)
 
     return stmt.visit(_T())
+
+
+def _forward_callees(info: ScriptInfo, stmt: cst.CSTNode, line: int) -> set[str]:
+    """The calls on the run's ``line`` of a forward statement that can be the model's: a plain name
+    or ``self.<name>`` that is neither imported nor a function or class of the script (``model`` in
+    ``output = model(*input)``; not ``trainer.run()``)."""
+    defined = {f.name.value for f in info.func_defs} | {c.name.value for c in info.class_defs}
+    found = set()
+    for c in call_names(stmt):
+        if info.line(c) != line:
+            continue
+        chain = attr_chain(c.func)
+        if chain is not None and chain.endswith(".forward"):
+            chain = chain[:-len(".forward")]                       # model.forward(x)
+        if chain is None or chain.count(".") > (1 if chain.startswith("self.") else 0) or chain in defined:
+            continue
+        if any(q.source.name in ("IMPORT", "BUILTIN") for q in info.facts.qualified(c.func)):
+            continue
+        found.add(chain)
+    return found
 
 
 @register("mixed_precision")
@@ -124,40 +155,116 @@ class MixedPrecision(TweakCodemod):
 
     # ---- plain loop
     def _plain(self, info: ScriptInfo, edits: Edits, dtype: str) -> None:
-        sites = require_sites(info)
         torch_dtype = "torch.bfloat16" if dtype == "bf16" else "torch.float16"
-        models = trained_models(info)
         self._bce_lines: list[int] = []
-        regions = []
-        for site in sites:
-            region = forward_region(info, site)
-            if not any(calls_model(stmt, models) for stmt in region):
-                raise Skip(f"line {info.line(site.stmt)}: looked for the forward of {', '.join(sorted(models)) or 'the model'} "
-                           f"before `{code_of(site.stmt).strip()}` in the same block and found none; autocast around "
-                           "the loss alone would not run the forward in the new precision")
-            region = self._unsafe_loss(info, edits, region, models)
-            regions.append((site, region))
+        self._callees: dict[int, str] = {}          # forward statement -> the model it calls
+        forwards = self.run.of("forward", "train")
+        if forwards:
+            regions = self._run_regions(info, edits, forwards)
+            sites = require_sites(info) if dtype == "fp16" else []
+        else:
+            sites = require_sites(info)
+            models = trained_models(info)
+            regions = []
+            for site in sites:
+                region = forward_region(info, site)
+                if not any(calls_model(stmt, models) for stmt in region):
+                    raise Skip(f"line {info.line(site.stmt)}: looked for the forward of "
+                               f"{', '.join(sorted(models)) or 'the model'} before `{code_of(site.stmt).strip()}` in "
+                               "the same block and found none; autocast around the loss alone would not run the "
+                               "forward in the new precision")
+                region = self._unsafe_loss(info, edits, region,
+                                           lambda stmts: any(calls_model(s, models) for s in stmts))
+                regions.append(region)
         if self._bce_lines:
             self.notes.append(f"line{'s' if len(self._bce_lines) > 1 else ''} "
                               f"{', '.join(map(str, self._bce_lines))}: BCELoss is autocast-unsafe, so the loss "
                               "stays outside autocast on float32 inputs (BCEWithLogitsLoss on the logits, without the "
                               "final Sigmoid, is the safe and faster form)")
-        for site, region in regions:
+        for region in regions:
+            callee = next((self._callees[id(st)] for st in region if id(st) in self._callees), None)
             dev = device_type_expr(info, region[0], region)
+            if dev == ANY_DEVICE and callee is not None:        # the model the run called there
+                dev = f"next({callee}.parameters()).device.type"
             edits.wrap_in_with(region, parse_expr(f"torch.autocast(device_type={dev}, dtype={torch_dtype})"))
         self.need_import("torch")
         if dtype == "fp16":
             self._scaler(info, edits, sites)
 
-    def _unsafe_loss(self, info: ScriptInfo, edits: Edits, region: list, models: set[str]) -> list:
+    def _run_regions(self, info: ScriptInfo, edits: Edits, forwards: list[CallSite]) -> list[list]:
+        """The regions to autocast where the run called each trained model's forward in training
+        (``CallSite(what="forward", role="train")``, in any function of the script: ``train_iter``):
+        the forward's statement and those after it in its block up to the backward (or another
+        optimizer barrier, a loop, the block's end), less trailing statements that bind nothing (a
+        print of the loss). Regions of one block that overlap merge."""
+        script = self.context.filename or ""
+        outside = [s for s in forwards if not RunSites.in_script(s.file, script)]
+        if outside:
+            s = outside[0]
+            called = next((f for f in s.stack if f and RunSites.in_script(str(f[0]), script)), None)
+            via = f", reached from line {called[1]} of this script" if called else ""
+            raise Skip(f"the run called the forward of {s.cls.rsplit('.', 1)[-1] or 'the model'} at {s.file}:{s.line}"
+                       f"{via}; this rewrite edits only this script: wrap that forward and its loss in "
+                       "`with torch.autocast(...)` there, or build the model with a mixed-precision option")
+        spans: dict[int, tuple[list, list[tuple[int, int]]]] = {}
+        for s in forwards:
+            stmt = info.stmt_at(s.line)
+            block = info.block_of(stmt) if stmt is not None else None
+            if stmt is None or block is None:
+                raise Skip(f"line {s.line}: the run called the model's forward there, but no statement of the "
+                           "script holds that line (was the script edited since the run?)")
+            if is_barrier(stmt):
+                raise Skip(f"line {info.line(stmt)}: `{code_of(stmt).strip()}` runs the forward and the backward "
+                           "(or the optimizer) in one statement; compute the loss on its own line first, so "
+                           "autocast can cover the forward and the loss and not the backward")
+            callees = _forward_callees(info, stmt, s.line)
+            if not callees:
+                raise Skip(f"line {s.line}: the run reached the forward of {s.cls.rsplit('.', 1)[-1] or 'the model'} "
+                           f"through `{code_of(stmt).strip()}`, which does not call the model itself (a library's "
+                           "loop?): autocast must wrap the forward and the loss, not the backward; set that "
+                           "library's mixed-precision option instead")
+            while True:
+                body = list(block.body)
+                i = j = body.index(stmt)
+                while j + 1 < len(body) and isinstance(body[j + 1], (cst.SimpleStatementLine, *REGION_COMPOUND)) \
+                        and not is_barrier(body[j + 1]):
+                    j += 1
+                # a forward in an if/else, with or try body that ends there: the loss is computed
+                # after that statement, so the region is the whole statement and what follows it
+                owner = info.stmt_of(block) if isinstance(block, cst.IndentedBlock) else None
+                outer = info.block_of(owner) if owner is not None else None
+                if j + 1 < len(body) or not isinstance(owner, REGION_COMPOUND) or is_barrier(owner) \
+                        or outer is None:
+                    break
+                stmt, block = owner, outer
+            while j > i and not bound_names(body[j]):
+                j -= 1                  # a trailing print or log of the loss stays outside
+            spans.setdefault(id(block), (body, []))[1].append((i, j))
+            if len(callees) == 1:
+                self._callees[id(stmt)] = next(iter(callees))
+        regions = []
+        for body, pairs in spans.values():
+            merged: list[list[int]] = []
+            for i, j in sorted(set(pairs)):
+                if merged and i <= merged[-1][1]:
+                    merged[-1][1] = max(merged[-1][1], j)
+                else:
+                    merged.append([i, j])
+            for i, j in merged:
+                regions.append(self._unsafe_loss(info, edits, body[i:j + 1], bool))
+        return regions
+
+    def _unsafe_loss(self, info: ScriptInfo, edits: Edits, region: list,
+                     has_forward: Callable[[list], bool]) -> list:
         """Autocast refuses ``binary_cross_entropy`` (nn.BCELoss) on CUDA: it is unsafe in 16-bit.
         PyTorch's recipe: leave the loss out of the autocast region and give it float32 inputs.
-        Returns the region without the statements that call it; their inputs are cast ``.float()``."""
+        Returns the region without the statements that call it; their inputs are cast ``.float()``.
+        ``has_forward``: whether statements (the region's head before that loss) run the forward."""
         bce = _bce_names(info)
         cut = next((i for i, stmt in enumerate(region) if _calls_bce(info, stmt, bce)), None)
         if cut is None:
             return region
-        if not any(calls_model(stmt, models) for stmt in region[:cut]):
+        if not has_forward(region[:cut]):
             raise Skip(f"line {info.line(region[cut])}: the forward and an autocast-unsafe BCELoss share "
                        "one statement; split the loss onto its own line (or use BCEWithLogitsLoss) first")
         for stmt in region[cut:]:
@@ -178,15 +285,23 @@ class MixedPrecision(TweakCodemod):
                 opt_stmt = stmt
         loop = outermost_loop(info, first.stmt)
         anchor = opt_stmt if opt_stmt is not None else loop
-        if anchor is None:
+        if anchor is None and info.func_of(first.stmt) is None:
             raise Skip(f"line {info.line(first.stmt)}: fp16 needs a GradScaler; looked for the optimizer "
                        "or the training loop around `loss.backward()`")
-        dev = device_type_expr(info, anchor)
-        create = parse_stmts(f"{scaler} = torch.amp.GradScaler({dev})  # fp16 needs loss scaling\n", info.module)
-        if opt_stmt is not None:
-            edits.insert_after(opt_stmt, create)
+        if anchor is None:
+            # the step is a function the loop calls (``train_iter(model, optimizer, ...)``): one scaler
+            # for the whole run, at module level, where that function sees it
+            create = parse_stmts(f"{scaler} = torch.amp.GradScaler(\"cuda\" if torch.cuda.is_available() else "
+                                 "\"cpu\")  # fp16 needs loss scaling\n", info.module)
+            insert_after_imports(info, edits, create)
         else:
-            edits.insert_before(loop, create)
+            dev = device_type_expr(info, anchor)
+            create = parse_stmts(f"{scaler} = torch.amp.GradScaler({dev})  # fp16 needs loss scaling\n",
+                                 info.module)
+            if opt_stmt is not None:
+                edits.insert_after(opt_stmt, create)
+            else:
+                edits.insert_before(loop, create)
         stepped = False
         seen: set[int] = set()
         for site in sites:

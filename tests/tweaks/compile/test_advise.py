@@ -74,3 +74,19 @@ def test_not_applicable_without_fusion_groups():
 def test_already_applied():
     p = replace(llama_plain(), static=StaticFacts(compile=True, lines={"compile": 5}))
     assert advise_one("compile", p).status == "already_applied"
+
+
+def test_a_run_compiling_some_of_its_trained_models_is_not_already_applied():
+    """A GAN that compiles G and trains D eager (roots ['Discriminator', 'OptimizedModule']) still
+    has D to compile: the advice says which, and costs the step from eager as a stated bound."""
+    p = hand_profile(fusion=FUSION, ops=hand_ops() + CHAIN, static=StaticFacts(compile=True, lines={"compile": 134}))
+    p = replace(p, model=replace(p.model, roots=["Discriminator", "OptimizedModule"]))
+    a = advise_one("compile", p)
+    eager = advise_one("compile", replace(p, static=StaticFacts(), model=replace(p.model, roots=["Discriminator"])))
+    assert a.status == "recommended", a.rationale
+    assert a.rationale.startswith("The run trains 2 models and compiles 1: Discriminator runs eager")
+    assert a.details["eager_roots"] == ["Discriminator"] and a.confidence == "low"
+    assert any("upper bound" in s for s in a.assumptions)
+    assert a.projected.time_saved_frac == pytest.approx(eager.projected.time_saved_frac)
+    every = replace(p, model=replace(p.model, roots=["OptimizedModule", "OptimizedModule"]))
+    assert advise_one("compile", every).status == "already_applied"

@@ -1,11 +1,13 @@
 """The mixed_precision codemod, before -> after: autocast around the forward and the loss (plain loops,
 aliased imports, HF Trainer, Lightning, the shapes of public scripts), fp16's GradScaler, and the
-"already applied" and "nothing to do" cases."""
+"already applied" and "nothing to do" cases; with the run's sites, the forward where the run called it."""
 from __future__ import annotations
 
 import textwrap
 
-from tests.helpers.codemod import ALIASED, HF, LIGHTNING, PLAIN, check, rewrite
+from ccprof.applier.codemods import apply_source
+from tests.helpers.codemod import ALIASED, HF, LIGHTNING, PLAIN, SCRIPT, check, rewrite, site_at
+from tests.helpers.paths import EXTERNAL
 
 
 def test_mixed_precision_plain_bf16_wraps_forward_and_loss():
@@ -350,3 +352,164 @@ def test_mixed_precision_keeps_an_autocast_unsafe_bce_loss_outside_in_float32():
         "criterion(output, torch.ones(32))", "nn.functional.binary_cross_entropy(output, torch.ones(32))")
     result = rewrite(functional, "mixed_precision")
     assert "binary_cross_entropy(output.float(), torch.ones(32).float())" in result.source
+
+
+# ------------------------------------------------ with the run's sites (ccprof apply --from advice.json)
+
+GAT = '''\
+import torch
+import torch.nn.functional as F
+
+
+def train_iter(epoch, model, optimizer, input, target):
+    model.train()
+    optimizer.zero_grad()
+
+    # Forward pass
+    output = model(*input)
+    loss = F.nll_loss(output, target)
+
+    loss.backward()
+    optimizer.step()
+
+
+if __name__ == "__main__":
+    gat_net = GAT(nfeat=8, nhid=8, nclass=3)
+    optimizer = torch.optim.Adam(gat_net.parameters(), lr=5e-3)
+    for epoch in range(10):
+        train_iter(epoch + 1, gat_net, optimizer, (features, adj), labels)
+'''
+
+
+def test_mixed_precision_with_sites_wraps_the_forward_where_the_run_called_it():
+    """pyGAT: the forward `output = model(*input)` is in train_iter(), which the loop passes gat_net to;
+    the script alone does not tie `model` to gat_net, the run's forward site does."""
+    sites = [site_at(GAT, "output = model(*input)", "forward", "GAT", "output")]
+    result = check(GAT, GAT.replace('''    output = model(*input)
+    loss = F.nll_loss(output, target)''', '''    with torch.autocast(device_type=next(model.parameters()).device.type, dtype=torch.bfloat16):
+        output = model(*input)
+        loss = F.nll_loss(output, target)'''), "mixed_precision", sites=sites)
+    compile(result.source, "train.py", "exec")
+    assert "found none" in rewrite(GAT, "mixed_precision").skipped["mixed_precision"]     # without the sites
+
+
+GAN = '''\
+import torch
+import torch.nn as nn
+
+G = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 4))
+D = nn.Sequential(nn.Linear(4, 1))
+d_optimizer = torch.optim.SGD(D.parameters(), lr=0.1)
+g_optimizer = torch.optim.SGD(G.parameters(), lr=0.1)
+for step in range(10):
+    d_real = D(torch.randn(2, 4))
+    d_error = d_real.mean()
+    d_error.backward()
+    d_optimizer.step()
+    fake = G(torch.randn(2, 4))
+    g_error = -D(fake).mean()
+    g_error.backward()
+    g_optimizer.step()
+'''
+
+
+def test_mixed_precision_with_sites_covers_every_trained_forward_of_a_gan():
+    """D's step and G's step each get one region; G's forward and D's on the next line share it (both
+    models sit on one device: the region's device is the first model's it calls, by name)."""
+    sites = [site_at(GAN, "d_real = D(", "forward", "Sequential", "d_real"),
+             site_at(GAN, "fake = G(", "forward", "Sequential", "fake"),
+             site_at(GAN, "g_error = -D(", "forward", "Sequential", "g_error")]
+    check(GAN, GAN.replace('''    d_real = D(torch.randn(2, 4))
+    d_error = d_real.mean()''', '''    with torch.autocast(device_type=next(D.parameters()).device.type, dtype=torch.bfloat16):
+        d_real = D(torch.randn(2, 4))
+        d_error = d_real.mean()''').replace('''    fake = G(torch.randn(2, 4))
+    g_error = -D(fake).mean()''', '''    with torch.autocast(device_type=next(D.parameters()).device.type, dtype=torch.bfloat16):
+        fake = G(torch.randn(2, 4))
+        g_error = -D(fake).mean()'''), "mixed_precision", sites=sites)
+
+
+def test_mixed_precision_with_sites_keeps_the_grad_scaler_for_fp16():
+    sites = [site_at(GAT, "output = model(*input)", "forward", "GAT", "output")]
+    result = rewrite(GAT, "mixed_precision", sites=sites, dtype="fp16")
+    assert result.applied == ["mixed_precision"], result.skipped
+    assert "dtype=torch.float16" in result.source and "scaler.scale(loss).backward()" in result.source
+    assert "scaler.step(optimizer)" in result.source and "scaler.update()" in result.source
+    compile(result.source, "train.py", "exec")
+
+
+def test_mixed_precision_with_sites_refuses_a_forward_in_another_file_naming_where():
+    site = site_at(GAT, "output = model(*input)", "forward", "mingpt.model.GPT", file="../../mingpt/trainer.py",
+                   stack=[["../../mingpt/trainer.py", 10, "run"], [SCRIPT, 21, "<module>"]])
+    result = rewrite(GAT, "mixed_precision", sites=[site])
+    why = result.skipped["mixed_precision"]
+    assert result.applied == [] and result.source == GAT
+    assert "the forward of GPT at ../../mingpt/trainer.py:10, reached from line 21 of this script" in why
+
+
+def test_mixed_precision_with_sites_refuses_a_forward_sharing_the_backward_statement():
+    src = GAT.replace("    output = model(*input)\n    loss = F.nll_loss(output, target)\n\n    loss.backward()\n",
+                      "    F.nll_loss(model(*input), target).backward()\n")
+    result = rewrite(src, "mixed_precision", sites=[site_at(src, "model(*input)", "forward", "GAT")])
+    assert result.applied == [] and "in one statement; compute the loss on its own line" in \
+        result.skipped["mixed_precision"]
+
+
+def test_mixed_precision_with_sites_refuses_a_forward_reached_through_a_library_loop():
+    """The run's innermost frame of the script is `trainer.run()`: wrapping it would autocast the backward."""
+    src = GAT.replace("        train_iter(epoch + 1, gat_net, optimizer, (features, adj), labels)\n",
+                      "        trainer.run()\n")
+    result = rewrite(src, "mixed_precision", sites=[site_at(src, "trainer.run()", "forward", "GAT")])
+    assert result.applied == [] and "through `trainer.run()`, which does not call the model itself" in \
+        result.skipped["mixed_precision"]
+
+
+def test_mixed_precision_with_sites_takes_the_if_else_around_the_forward_with_the_loss_after_it():
+    """The run called the forward in both branches; the loss follows the if/else: one region holds all."""
+    before = """\
+    import torch
+
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x in data:
+        opt.zero_grad()
+        if x.dim() == 1:
+            out = model(x.unsqueeze(0))
+        else:
+            x = x.flatten(1)
+            out = model(x)
+        loss = out.pow(2).mean()
+        loss.backward()
+        opt.step()
+    """
+    after = """\
+    import torch
+
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x in data:
+        opt.zero_grad()
+        with torch.autocast(device_type=next(model.parameters()).device.type, dtype=torch.bfloat16):
+            if x.dim() == 1:
+                out = model(x.unsqueeze(0))
+            else:
+                x = x.flatten(1)
+                out = model(x)
+            loss = out.pow(2).mean()
+        loss.backward()
+        opt.step()
+    """
+    sites = [site_at(before, "out = model(x.unsqueeze(0))", "forward", "Linear"),
+             site_at(before, "out = model(x)", "forward", "Linear")]
+    check(before, after, "mixed_precision", sites=sites)
+
+
+def test_mixed_precision_with_sites_rewrites_bert_as_the_script_only_reading_does():
+    """graykode's BERT: the forward, the losses, then a print of the loss under `if`: the region
+    ends at the loss, the print stays outside, with the run's sites as without them."""
+    src = (EXTERNAL / "bert_graykode" / "BERT.py").read_text(encoding="utf-8")
+    site = site_at(src, "logits_lm, logits_clsf = model(input_ids, segment_ids, masked_pos)", "forward", "BERT",
+                   file="BERT.py")
+    alone = apply_source(src, ["mixed_precision"], path="BERT.py")
+    with_sites = apply_source(src, ["mixed_precision"], path="BERT.py", sites=[site])
+    assert with_sites.applied == ["mixed_precision"] and with_sites.source == alone.source
+    assert "    with torch.autocast(" in with_sites.source and "            if (epoch + 1) % 10" not in with_sites.source
