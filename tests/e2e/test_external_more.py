@@ -783,9 +783,6 @@ def _applied(why: str):
     return pytest.mark.xfail(strict=True, reason=why)
 
 
-NO_BATCH_FOUND = ("skipped batch_size: looked for a `--batch-size` argparse default, a "
-                  "`DataLoader(..., batch_size=N)` literal and a module-level `batch_size = N`; found none")
-
 # Cases whose advice is "no_saving" for the fixture's short run alone (a one-time cost outweighs the
 # saving over it); the rewrite is what a user planning a longer run keeps, and apply must answer as
 # for "recommended" advice
