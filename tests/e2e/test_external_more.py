@@ -779,10 +779,6 @@ def _low_precision_frac(profile: dict) -> float:
     return low / total if total else 0.0
 
 
-def _applied(why: str):
-    return pytest.mark.xfail(strict=True, reason=why)
-
-
 # Cases whose advice is "no_saving" for the fixture's short run alone (a one-time cost outweighs the
 # saving over it); the rewrite is what a user planning a longer run keeps, and apply must answer as
 # for "recommended" advice
