@@ -196,16 +196,20 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
 
 
 def profile_model(model: Any, optimizer: Any, batches: Iterable[Any], loss_fn: Callable | None = None,
-                  *, steps: int = 10, warmup: int = 3) -> Profile:
+                  *, steps: int = 10, warmup: int = 3, gpu: str | None = None) -> Profile:
     """Profile a training loop that is not a script: same hooks, same Profile.
 
-    Runs ``warmup + 2 + steps`` optimizer steps over ``batches`` (cycled when it runs out):
+    Runs ``warmup + 3 + steps`` optimizer steps over ``batches`` (cycled when it runs out):
     for a batch ``(x, y)`` the loss is ``loss_fn(model(x), y)``; for a dict batch it is
     ``loss_fn(model(**batch), batch)``, or ``model(**batch).loss`` with ``loss_fn=None``
     (Hugging Face models); any other batch: ``loss_fn(model(batch), batch)``.
 
         profile = profile_model(model, torch.optim.AdamW(model.parameters()),
-                                loader, torch.nn.functional.cross_entropy, steps=5)
+                                loader, torch.nn.functional.cross_entropy, steps=5, gpu="h100-sxm")
+
+    With ``gpu`` (a catalog id, ``ccprof gpus``) the profile comes back costed for it
+    (``projection`` and ``cost``, as ``attach_costs`` fills them); without, as measured. To profile
+    a loop of your own instead of this one, use ``ccprof.profile()``.
     """
     from ccprof.profiler.hooks import Session, StopProfiling  # here: keeps `import ccprof.api` from loading torch
 
@@ -248,6 +252,8 @@ def profile_model(model: Any, optimizer: Any, batches: Iterable[Any], loss_fn: C
         profile = replace(profile, status="partial", error=ErrorInfo(
             kind="ended", exit_code=ExitCode.NOTHING_MEASURED,
             message=f"only {session.step_index} of {session.total_steps} steps ran"))
+    if gpu is not None:
+        profile = attach_costs(profile, gpu=gpu)
     return profile
 
 
