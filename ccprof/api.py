@@ -31,7 +31,7 @@ from ccprof.profiler.spec import RunSpec, run_environment
 __all__ = ["Analysis", "analyze_script", "profile_model", "attach_costs", "advise", "apply",
            "write_artefacts", "StageError", "UsageError", "check_analyze_inputs", "load_artefact", "parse_tweak_options",
            "readvise", "save_output", "gpu_catalog", "gpu_rows", "tweak_rows", "last_two_runs",
-           "ApplyOutcome", "apply_to_file", "with_op_seconds", "export_profile"]
+           "ApplyOutcome", "apply_to_file", "with_op_seconds", "export_profile", "check_cost_options"]
 
 
 class StageError(CcprofError):
@@ -273,6 +273,12 @@ def _check_cost_options(gpu: str | None, catalog_path: str | None, price_usd: fl
         raise UsageError(str(exc)) from None
     if price_usd is not None and not (math.isfinite(price_usd) and price_usd > 0):
         raise UsageError(f"--price must be a positive number of USD per GPU-hour, not {price_usd:g}")
+
+
+def check_cost_options(gpu: str | None = None, price_usd: float | None = None) -> None:
+    """A ``UsageError`` for a GPU id the catalog does not have or a price that is not a positive
+    number, said before a measurement starts (``ccprof.profile()``, the Trainer callbacks)."""
+    _check_cost_options(gpu, None, price_usd)
 
 
 def _check_history(history: str | None) -> None:

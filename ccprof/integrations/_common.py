@@ -17,8 +17,6 @@ def publish(live: LiveProfile, out_dir: str | Path | None) -> dict[str, float]:
         if out_dir is not None:
             live.write(out_dir)
         return headline(live.profile, live.advice)
-    except ValueError:
-        raise                                   # a bad --gpu or price: the user's to fix
     except Exception as exc:
         live.note = f"ccprof could not write its report ({type(exc).__name__}: {exc})"
         return {}

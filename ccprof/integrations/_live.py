@@ -33,8 +33,8 @@ def main_script() -> str | None:
 
 
 class LiveProfile:
-    """One measurement of ``steps`` timed steps after ``warmup`` warm-up steps (and ``skip`` steps
-    left alone before them), inside whatever loop runs while it is installed.
+    """One measurement of ``steps`` timed steps after ``skip`` + ``warmup`` warm-up steps (and the
+    three measurement passes), inside whatever loop runs while it is installed.
 
     ``gpu``/``price``/``total_steps``: what the costs are for (``ccprof.hardware.attach``);
     ``script``: the file whose static facts go into the profile (None: none read);
@@ -44,6 +44,9 @@ class LiveProfile:
     def __init__(self, *, steps: int = 5, warmup: int = 3, skip: int = 0, gpu: str | None = None,
                  price: float | None = None, total_steps: int | None = None, script: str | None = None,
                  argv: list[str] | None = None, on_done: Callable[["LiveProfile"], None] | None = None):
+        from ccprof import api  # here: `import ccprof` stays free of the stages
+
+        api.check_cost_options(gpu, price)      # a GPU id or price that is wrong: now, not after the steps
         self.steps, self.warmup, self.skip = int(steps), int(warmup), max(0, int(skip))
         self.gpu, self.price, self.total_steps = gpu, price, total_steps
         self.script, self.argv = script, list(argv or [])
@@ -128,8 +131,6 @@ class LiveProfile:
                 self._catalog = api.gpu_catalog()
                 self._costed = api.attach_costs(self.raw, gpu=self.gpu, catalog=self._catalog,
                                                 price_usd=self.price, total_steps=self.total_steps)
-            except ValueError:
-                raise                       # a bad gpu or price: the user's to fix
             except Exception as exc:
                 self.note = f"ccprof could not cost the profile ({type(exc).__name__}: {exc})"
                 self._costed = self.raw

@@ -6,9 +6,9 @@
                                                 gpu="h100-sxm")])
     trainer.train()       # trains every step; ccprof-report/ has profile.json, advice.json, report.html
 
-The callback installs ccprof's profiler when training begins and leaves the first ``start`` steps
-alone; then ``warmup`` warm-up steps, the FLOP, memory and Python passes and ``steps`` timed steps
-are measured as ``ccprof analyze`` measures a script. The profiler then detaches and training goes
+The callback installs ccprof's profiler when training begins; the first ``start`` steps count as
+warm-up too, then ``warmup`` warm-up steps, the FLOP, memory and Python passes and ``steps`` timed
+steps are measured as ``ccprof analyze`` measures a script. The profiler then detaches and training goes
 on. The headline figures (``ccprof/step_s``, ``ccprof/usd_per_step``, ``ccprof/mfu``,
 ``ccprof/peak_bytes``, the top tweak's dollars saved) go through ``Trainer.log``, so the loggers
 ``report_to`` names (TensorBoard, W&B, ...) receive them, and into ``state.log_history``.
@@ -28,6 +28,7 @@ except ImportError as exc:       # the extra is missing: say how to get it, in o
     raise ImportError(f"ccprof.integrations.hf needs transformers, which is not installed: "
                       f"{install_hint('hf')}") from exc
 
+from ccprof.api import check_cost_options
 from ccprof.integrations._common import number, publish
 from ccprof.integrations._live import LiveProfile, main_script
 
@@ -54,6 +55,7 @@ class CcprofCallback(TrainerCallback):
 
     def __init__(self, steps: int = 5, warmup: int = 3, start: int = 0, out_dir: str | Path | None = "ccprof-report",
                  gpu: str | None = None, price: float | None = None, total_steps: int | None = None):
+        check_cost_options(gpu, price)         # a wrong GPU id or price: now, not after the steps
         self.steps, self.warmup, self.start = steps, warmup, start
         self.out_dir, self.gpu, self.price, self.total_steps = out_dir, gpu, price, total_steps
         self.result: LiveProfile | None = None

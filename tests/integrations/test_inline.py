@@ -10,6 +10,7 @@ from torch.nn.modules import module as module_mod
 from torch.optim import optimizer as optim_mod
 
 import ccprof
+from ccprof.exit_codes import CcprofError
 from ccprof.profiler.hooks import Session
 
 STEPS, WARMUP = 3, 1
@@ -117,3 +118,10 @@ def test_profile_model_with_a_gpu_returns_costs():
     assert p.cost.gpu == "l4" and p.cost.usd_per_step > 0
     assert ccprof.profile_model(model, opt, batches, torch.nn.functional.cross_entropy, steps=2,
                                 warmup=1).cost is None
+
+
+def test_a_gpu_the_catalog_lacks_is_refused_before_the_loop_runs():
+    with pytest.raises(CcprofError, match="no-such-gpu"):
+        ccprof.profile(gpu="no-such-gpu")
+    with pytest.raises(CcprofError, match="--price"):
+        ccprof.profile(price=-1.0)
