@@ -4,7 +4,7 @@
     trainer = lightning.Trainer(max_steps=1000, callbacks=[CcprofCallback(steps=5, gpu="h100-sxm")])
     trainer.fit(module, loader)    # trains every step; ccprof-report/ holds profile.json, advice.json, report.html
 
-The callback installs ccprof's profiler when training starts (after the sanity check); the first
+The callback installs ccprof's profiler when fitting starts (before the sanity check); the first
 ``start`` steps count as warm-up too, then ``warmup`` warm-up steps, the FLOP, memory and Python
 passes and ``steps`` timed steps are measured as ``ccprof analyze`` measures a script. The profiler then
 detaches and training goes on. The headline figures (``ccprof/step_s``, ``ccprof/usd_per_step``,
@@ -48,7 +48,9 @@ class CcprofCallback(Callback):
         self.figures: dict[str, float] = {}
         self._published = False
 
-    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        # here, not at on_train_start: Lightning makes the training DataLoader's iterator before
+        # that hook, and the profiler must see it made (the loader's settings, the data wait)
         if self.result is not None:
             return
         planned = self.total_steps
