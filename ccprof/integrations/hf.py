@@ -64,7 +64,12 @@ class CcprofCallback(TrainerCallback):
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.result is not None:
-            return                            # a second train() on the same callback: measured once
+            if self.result.done:
+                return                        # a second train() on the same callback: measured once
+            # the last train() raised before its end (the Trainer has no exception hook): keep
+            # what it measured, partial, and measure this run afresh
+            self.result.finish("the Trainer's previous run stopped before its end")
+            self._published = False
         planned = self.total_steps or (state.max_steps if state.max_steps and state.max_steps > 0 else None)
         script = main_script()
         self.result = LiveProfile(steps=self.steps, warmup=self.warmup, skip=self.start, gpu=self.gpu,

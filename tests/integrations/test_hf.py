@@ -38,6 +38,25 @@ def test_the_trainer_trains_on_and_its_tensorboard_log_gets_the_figures(tmp_path
     assert events and any(b"ccprof/step_s" in e.read_bytes() for e in events)
 
 
+def test_a_run_that_raised_leaves_a_partial_profile_and_the_next_run_is_measured(tmp_path):
+    from transformers import TrainerCallback
+
+    class Boom(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                raise RuntimeError("the user's callback failed")
+
+    main = runpy.run_path(str(SCRIPTS / "hf_trainer_tiny.py"))["main"]
+    cb = CcprofCallback(steps=2, warmup=1, out_dir=None)
+    with pytest.raises(RuntimeError):
+        main(out_dir=str(tmp_path / "a"), max_steps=4, callbacks=[cb, Boom()])
+    first = cb.result
+    trainer = main(out_dir=str(tmp_path / "b"), max_steps=10, callbacks=[cb])
+    assert first.raw.status == "partial" and "previous run stopped" in first.raw.error.message
+    assert cb.result is not first and cb.result.raw.status == "complete"
+    assert trainer.state.global_step == 10
+
+
 def test_a_missing_transformers_is_one_line_with_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)
     monkeypatch.delitem(sys.modules, "ccprof.integrations.hf")
