@@ -92,22 +92,23 @@ class LiveProfile:
                                       f"({session.warmup} warm-up + measurement)"))
 
     def _build(self, error: ErrorInfo | None) -> None:
+        """The profile from what the Session kept; it runs inside the user's optimizer step, so
+        nothing it does may raise into their training."""
         session = self._session
-        from ccprof.profiler.spec import RunSpec, run_environment
-
-        spec = RunSpec(script=self.script or "<ccprof.profile>", args=self.argv, steps=self.steps,
-                       warmup=session.warmup)
-        sections: dict[str, Any] = {"environment": run_environment(spec, started_at=self._started,
-                                                                   finished_at=utc_now())}
-        if self.script:
+        try:
             from ccprof.profiler._harness_io import _static
+            from ccprof.profiler.spec import RunSpec, run_environment
             from ccprof.profiler.static import reconcile
 
-            static = _static(self.script, self.argv)
-            if static.parsed and session.step_index >= session.warmup:
-                static = reconcile(static, session.runtime_facts())
-            sections["static"] = static
-        try:
+            spec = RunSpec(script=self.script or "<ccprof.profile>", args=self.argv, steps=self.steps,
+                           warmup=session.warmup)
+            sections: dict[str, Any] = {"environment": run_environment(spec, started_at=self._started,
+                                                                       finished_at=utc_now())}
+            if self.script:
+                static = _static(self.script, self.argv)     # never raises: a note when it cannot read
+                if static.parsed and session.step_index >= session.warmup:
+                    static = reconcile(static, session.runtime_facts())
+                sections["static"] = static
             profile = session.build_profile(status="complete" if error is None else "partial", error=error,
                                             **sections)
         except Exception as exc:          # ccprof's fault: never the user's loop's
@@ -116,7 +117,10 @@ class LiveProfile:
                                                                 message=self.note))
         self.raw = profile
         if self.on_done is not None:
-            self.on_done(self)
+            try:
+                self.on_done(self)
+            except Exception as exc:
+                self.note = f"ccprof's on_done failed ({type(exc).__name__}: {exc})"
 
     # ------------------------------------------------------------------ costs, advice, files
     @property
