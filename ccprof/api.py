@@ -31,7 +31,7 @@ from ccprof.profiler.spec import RunSpec, run_environment
 __all__ = ["Analysis", "analyze_script", "profile_model", "attach_costs", "advise", "apply",
            "write_artefacts", "StageError", "UsageError", "check_analyze_inputs", "load_artefact", "parse_tweak_options",
            "readvise", "save_output", "gpu_catalog", "gpu_rows", "tweak_rows", "last_two_runs",
-           "ApplyOutcome", "apply_to_file", "with_op_seconds", "export_profile"]
+           "ApplyOutcome", "apply_to_file", "with_op_seconds", "export_profile", "check_cost_options"]
 
 
 class StageError(CcprofError):
@@ -196,16 +196,20 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
 
 
 def profile_model(model: Any, optimizer: Any, batches: Iterable[Any], loss_fn: Callable | None = None,
-                  *, steps: int = 10, warmup: int = 3) -> Profile:
+                  *, steps: int = 10, warmup: int = 3, gpu: str | None = None) -> Profile:
     """Profile a training loop that is not a script: same hooks, same Profile.
 
-    Runs ``warmup + 2 + steps`` optimizer steps over ``batches`` (cycled when it runs out):
+    Runs ``warmup + 3 + steps`` optimizer steps over ``batches`` (cycled when it runs out):
     for a batch ``(x, y)`` the loss is ``loss_fn(model(x), y)``; for a dict batch it is
     ``loss_fn(model(**batch), batch)``, or ``model(**batch).loss`` with ``loss_fn=None``
     (Hugging Face models); any other batch: ``loss_fn(model(batch), batch)``.
 
         profile = profile_model(model, torch.optim.AdamW(model.parameters()),
-                                loader, torch.nn.functional.cross_entropy, steps=5)
+                                loader, torch.nn.functional.cross_entropy, steps=5, gpu="h100-sxm")
+
+    With ``gpu`` (a catalog id, ``ccprof gpus``) the profile comes back costed for it
+    (``projection`` and ``cost``, as ``attach_costs`` fills them); without, as measured. To profile
+    a loop of your own instead of this one, use ``ccprof.profile()``.
     """
     from ccprof.profiler.hooks import Session, StopProfiling  # here: keeps `import ccprof.api` from loading torch
 
@@ -248,6 +252,8 @@ def profile_model(model: Any, optimizer: Any, batches: Iterable[Any], loss_fn: C
         profile = replace(profile, status="partial", error=ErrorInfo(
             kind="ended", exit_code=ExitCode.NOTHING_MEASURED,
             message=f"only {session.step_index} of {session.total_steps} steps ran"))
+    if gpu is not None:
+        profile = attach_costs(profile, gpu=gpu)
     return profile
 
 
@@ -267,6 +273,12 @@ def _check_cost_options(gpu: str | None, catalog_path: str | None, price_usd: fl
         raise UsageError(str(exc)) from None
     if price_usd is not None and not (math.isfinite(price_usd) and price_usd > 0):
         raise UsageError(f"--price must be a positive number of USD per GPU-hour, not {price_usd:g}")
+
+
+def check_cost_options(gpu: str | None = None, price_usd: float | None = None) -> None:
+    """A ``UsageError`` for a GPU id the catalog does not have or a price that is not a positive
+    number, said before a measurement starts (``ccprof.profile()``, the Trainer callbacks)."""
+    _check_cost_options(gpu, None, price_usd)
 
 
 def _check_history(history: str | None) -> None:

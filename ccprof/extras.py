@@ -5,6 +5,7 @@ profiles, projects, advises, reports and rewrites; an extra adds one path:
     crosscheck   fvcore                  the second FLOP count beside torch's (profile.flops.fvcore_forward)
     dedup        datasketch              --scan-data (near-duplicate examples by MinHash)
     tensorboard  tensorboard             --history of a TensorBoard log folder
+    lightning    lightning               ccprof.integrations.lightning.CcprofCallback
 
 A path that needs a missing extra says so in one line with the install command
 (a ``CcprofError``, exit 2, before anything runs) or notes it where the path is optional.
@@ -20,6 +21,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "crosscheck": ("fvcore",),
     "dedup": ("datasketch",),
     "tensorboard": ("tensorboard",),
+    "lightning": ("lightning",),
 }
 
 

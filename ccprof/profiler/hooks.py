@@ -143,7 +143,8 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
                  on_loader_iter: Callable[[Any], None] | None = None,
                  on_checkpoint: Callable[[], None] | None = None,
                  on_complete: Callable[[], None] | None = None,
-                 scratch_dir: str | None = None, deadline: float | None = None, script: str = ""):
+                 scratch_dir: str | None = None, deadline: float | None = None, script: str = "",
+                 keep_running: bool = False):
         # settings
         self.steps_wanted = max(1, int(steps))
         self.warmup = max(1, int(warmup))      # discovery needs one full step
@@ -159,6 +160,9 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
         # moment the last step ends, before StopProfiling is raised into the script
         self.on_checkpoint = on_checkpoint
         self.on_complete = on_complete
+        # False (the harness): StopProfiling after the last step; True (a callback, ccprof.profile()):
+        # detach after it and let the run train on (``detach``)
+        self.keep_running = keep_running
 
         # each mixin's state, in its record (session_state)
         self.clock = StepClock(last_checkpoint=wall_s())
@@ -236,7 +240,55 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
         self._install_batch_clock()
         return self
 
+    def detach(self) -> None:
+        """Stop watching a run that goes on (``keep_running``): every hook is a no-op from now on;
+        patched functions and module hooks go at once (torch calls module hooks from a copy of its
+        hook dicts); the optimizer step hooks, which torch calls while iterating its live dicts
+        (this may run inside one of them), are removed at the next module forward, or by
+        ``uninstall``. What was measured is kept for ``build_profile``."""
+        if self.hooks.detached:
+            return
+        self.hooks.detached = True
+        self._close_eval(abort=True)
+        self._end_pass(abort=True)
+        self._stop_sampler()
+        for h in self.hooks.global_fwd + list(self.hooks.root_hooks.values()):
+            h.remove()
+        self.hooks.global_fwd = []
+        self.hooks.root_hooks.clear()
+        self._restore_patches()
+        session = self
+
+        def janitor(module: nn.Module, args: tuple) -> None:
+            for h in session.hooks.handles:
+                h.remove()
+            session.hooks.handles.clear()
+            if session.hooks.janitor is not None:
+                session.hooks.janitor.remove()
+                session.hooks.janitor = None
+        if self.hooks.handles:
+            self.hooks.janitor = module_mod.register_module_forward_pre_hook(janitor)
+
+    def _restore_patches(self) -> None:
+        for owner, name, orig in reversed(self.hooks.patched):
+            setattr(owner, name, orig)
+        self.hooks.patched.clear()
+        finder = self.hooks.finder
+        if finder is not None and finder in sys.meta_path:
+            sys.meta_path.remove(finder)
+        self.hooks.finder = None
+        self._close_batch_clock()
+
     def uninstall(self) -> None:
+        """Remove every hook and patch (again after ``detach``: what it left is removed now)."""
+        if self.hooks.janitor is not None:
+            self.hooks.janitor.remove()
+            self.hooks.janitor = None
+        if self.hooks.detached:
+            for h in self.hooks.handles:
+                h.remove()
+            self.hooks.handles.clear()
+            return
         self._close_eval(abort=True)
         self._end_pass(abort=True)
         self._stop_sampler()
@@ -244,13 +296,7 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
             h.remove()
         self.hooks.handles.clear()
         self.hooks.root_hooks.clear()
-        for owner, name, orig in reversed(self.hooks.patched):
-            setattr(owner, name, orig)
-        self.hooks.patched.clear()
-        finder = self.hooks.finder
-        if finder is not None and finder in sys.meta_path:
-            sys.meta_path.remove(finder)
-        self._close_batch_clock()
+        self._restore_patches()
 
     def _wrap_getstate(self, orig: Callable) -> Callable:
         """A module pickled or deep-copied while ccprof watches (``torch.save(model)``, an EMA
@@ -276,6 +322,8 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
 
     # ------------------------------------------------------------------ modules
     def _global_pre(self, module: nn.Module, args: tuple, kwargs: dict | None = None) -> None:
+        if self.hooks.detached:
+            return
         if self.hooks.depth == 0 and not isinstance(module, _SKIP_ROOTS):
             self._on_root_forward(module, args, kwargs if kwargs is not None else _call_kwargs(module))
         if self.model.autocast_dtype is None:
@@ -289,9 +337,13 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
         self.hooks.depth += 1
 
     def _global_post(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if self.hooks.detached:
+            return
         self.hooks.depth = max(0, self.hooks.depth - 1)
 
     def _root_pre(self, module: nn.Module, args: tuple, kwargs: dict | None = None) -> None:
+        if self.hooks.detached:
+            return
         self._on_root_forward(module, args, kwargs or {})
 
     def _on_root_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
@@ -449,6 +501,8 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
 
     # ------------------------------------------------------------------ optimizer
     def _opt_pre(self, opt: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+        if self.hooks.detached:
+            return
         inner = getattr(opt, "optimizer", None)
         if isinstance(inner, torch.optim.Optimizer):
             return      # a wrapper (accelerate's AcceleratedOptimizer): the inner one counts
@@ -468,6 +522,8 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
         self._set_phase("optimizer")
 
     def _opt_post(self, opt: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+        if self.hooks.detached:
+            return
         if isinstance(getattr(opt, "optimizer", None), torch.optim.Optimizer):
             return
         self.counters["optimizer_steps"] += 1

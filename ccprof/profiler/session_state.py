@@ -198,3 +198,5 @@ class HookState:
     in_backward: bool = False
     awaiting_update: bool = False                 # a backward with no torch.optim optimizer seen
     probe: list[Any] = field(default_factory=list)    # (param, version, values) to see a hand-written update
+    detached: bool = False                        # keep_running: measured; every hook is a no-op now
+    janitor: Any = None                           # removes the optimizer hooks at the next forward

@@ -4,7 +4,8 @@ A step begins at the first forward, backward or optimizer step after the last on
 ends when the primary optimizer's step returns (or a hand-written update is seen). Each phase's
 wall seconds (``clock.wall_s``) and thread CPU seconds (``clock.cpu_s``) are summed in
 ``Session.clock``; each timed step's figures go to ``Session.log`` (``step_record.StepRecord``
-reads them). After the last step ``StopProfiling`` is raised into the script.
+reads them). After the last step ``StopProfiling`` is raised into the script, or, for a Session
+with ``keep_running``, the Session detaches (``Session.detach``) and the run goes on.
 """
 from __future__ import annotations
 
@@ -115,6 +116,13 @@ class StepClockWatch:
             self.total_steps += 1           # the host figures' spread is not known yet: one more
         if self.log.index >= self.total_steps:
             self._stop_sampler()
+            if self.keep_running:
+                # inside someone else's run (a Trainer callback, ``ccprof.profile()``): stop
+                # watching and let it train on; on_complete builds the profile from what was kept
+                self.detach()
+                if self.on_complete is not None:
+                    self.on_complete()
+                return
             if self.on_complete is not None:
                 self.on_complete()
             raise StopProfiling()
