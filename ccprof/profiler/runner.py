@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,7 @@ from typing import Any, Callable
 from ccprof.artefacts.profile import ErrorInfo, Profile
 from ccprof.exit_codes import CcprofError, ExitCode
 from ccprof.profiler.clock import wall_s
+from ccprof.profiler.launched import flag_stragglers
 from ccprof.profiler.spec import RunSpec
 
 __all__ = ["ScriptError", "check_script", "run_script", "RunResult", "who_sent"]
@@ -328,8 +330,11 @@ def merge_ranks(out: str, nproc: int, first_failed: int | None = None) -> Profil
     for r, p in sorted(profiles.items()):
         mean = sum(p.steps.step_s) / len(p.steps.step_s) if p.steps.step_s else None
         ranks.append({"rank": r, "step_s_mean": mean, "peak_bytes": p.memory.peak_bytes,
+                      "step_s": statistics.median(p.steps.step_s) if p.steps.step_s else None,
+                      "data_s": p.steps.phase_s.get("data"), "backward_s": p.steps.phase_s.get("backward"),
                       "samples_per_step": p.steps.samples_per_step, "status": p.status,
                       "error": p.error.message if p.error else None})
+    flag_stragglers(ranks)
     n = min(len(p.steps.step_s) for p in profiles.values())
     step_s = [max(p.steps.step_s[i] for p in profiles.values()) for i in range(n)]
     samples = [p.steps.samples_per_step for p in profiles.values()]
