@@ -23,8 +23,8 @@ from typing import Any
 
 from ccprof.artefacts.profile import Profile
 
-__all__ = ["Launch", "flag_stragglers", "gather_profiles", "launch_from_env", "merge_profiles",
-           "STRAGGLER_EXCESS_FRAC"]
+__all__ = ["Launch", "flag_stragglers", "own_work_s", "gather_profiles", "launch_from_env", "merge_profiles",
+           "STRAGGLER_EXCESS_FRAC", "STRAGGLER_MIN_EXCESS_S"]
 
 GATHER_TIMEOUT_S = 300.0      # a rank that never reaches the end of its measured steps: give up on it
 
@@ -35,6 +35,10 @@ GATHER_TIMEOUT_S = 300.0      # a rank that never reaches the end of its measure
 # gradients during backward, so every rank's step is as long as the slowest one's (Li et al.,
 # "PyTorch Distributed: Experiences on Accelerating Data Parallel Training", VLDB 2020, sec. 3.2).
 STRAGGLER_EXCESS_FRAC = 0.10
+# ... and by more than this many seconds: on a shared host, scheduling alone moves a rank's
+# millisecond-long step by a fraction of a millisecond (measured here: 0.5 ms of 4 ms steps, two
+# CPU ranks, no rank slowed), which is not a rank the job waits for
+STRAGGLER_MIN_EXCESS_S = 0.002
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,7 @@ def merge_profiles(ranked: list[tuple[Profile, Launch]]) -> Profile:
                      "hostname": lc.hostname, "step_s": step_s,
                      "step_s_mean": (sum(p.steps.step_s) / len(p.steps.step_s)) if p.steps.step_s else None,
                      "data_s": ph.get("data"), "forward_s": ph.get("forward"), "backward_s": ph.get("backward"),
+                     "own_s": own_work_s(ph),
                      "peak_bytes": p.memory.peak_bytes, "samples_per_step": p.steps.samples_per_step,
                      "status": p.status, "error": p.error.message if p.error else None})
     flag_stragglers(rows)
@@ -140,19 +145,26 @@ def merge_profiles(ranked: list[tuple[Profile, Launch]]) -> Profile:
                    status="complete" if error is None else "partial")
 
 
+def own_work_s(phase_s: dict[str, float]) -> float | None:
+    """A rank's mean time per step outside backward (data, forward, optimizer, other): under DDP
+    the work the other ranks wait for inside their backward. None without phase times."""
+    rest = [v for k, v in (phase_s or {}).items() if k not in ("backward", "eval")]
+    return sum(rest) if rest else None
+
+
 def flag_stragglers(rows: list[dict[str, Any]]) -> None:
     """Set ``straggler_factor`` on each per-rank row (1.0 when none) and ``straggler`` where it
-    exceeds 1 + STRAGGLER_EXCESS_FRAC. Rows: dicts with ``step_s`` (median step) and
-    ``backward_s`` (mean backward phase), either None when unknown."""
-    steps = [r["step_s"] for r in rows if r.get("step_s") is not None]
-    med_step = _median(steps)
-    own = [r["step_s"] - (r.get("backward_s") or 0.0) for r in rows if r.get("step_s") is not None]
-    med_own = _median(own)
+    exceeds 1 + STRAGGLER_EXCESS_FRAC and the excess is over STRAGGLER_MIN_EXCESS_S. Rows: dicts
+    with ``step_s`` (median step) and ``own_s`` (``own_work_s``), either None when unknown."""
+    med_step = _median([r["step_s"] for r in rows if r.get("step_s") is not None])
+    med_own = _median([r["own_s"] for r in rows if r.get("own_s") is not None])
     for r in rows:
         r["straggler_factor"], r["straggler"] = 1.0, False
         if r.get("step_s") is None or not med_step:
             continue
-        excess_s = max(r["step_s"] - med_step, (r["step_s"] - (r.get("backward_s") or 0.0)) - med_own)
+        excess_s = r["step_s"] - med_step
+        if r.get("own_s") is not None and med_own is not None:
+            excess_s = max(excess_s, r["own_s"] - med_own)
         factor = 1.0 + max(excess_s, 0.0) / med_step
         r["straggler_factor"] = round(factor, 3)
-        r["straggler"] = factor > 1.0 + STRAGGLER_EXCESS_FRAC
+        r["straggler"] = factor > 1.0 + STRAGGLER_EXCESS_FRAC and excess_s > STRAGGLER_MIN_EXCESS_S

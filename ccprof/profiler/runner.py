@@ -24,7 +24,7 @@ from typing import Any, Callable
 from ccprof.artefacts.profile import ErrorInfo, Profile
 from ccprof.exit_codes import CcprofError, ExitCode
 from ccprof.profiler.clock import wall_s
-from ccprof.profiler.launched import flag_stragglers
+from ccprof.profiler.launched import flag_stragglers, own_work_s
 from ccprof.profiler.spec import RunSpec
 
 __all__ = ["ScriptError", "check_script", "run_script", "RunResult", "who_sent"]
@@ -332,6 +332,7 @@ def merge_ranks(out: str, nproc: int, first_failed: int | None = None) -> Profil
         ranks.append({"rank": r, "step_s_mean": mean, "peak_bytes": p.memory.peak_bytes,
                       "step_s": statistics.median(p.steps.step_s) if p.steps.step_s else None,
                       "data_s": p.steps.phase_s.get("data"), "backward_s": p.steps.phase_s.get("backward"),
+                      "own_s": own_work_s(p.steps.phase_s),
                       "samples_per_step": p.steps.samples_per_step, "status": p.status,
                       "error": p.error.message if p.error else None})
     flag_stragglers(ranks)

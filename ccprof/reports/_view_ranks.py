@@ -12,7 +12,7 @@ from ccprof.units import MISSING, fmt_bytes, fmt_s
 STRAGGLER_RULE = (
     "A straggler's own work per step (its step time, or the time outside backward: DDP's other "
     "ranks wait for it inside theirs) exceeds the ranks' median by more than {frac:.0%} of the median "
-    "step; the factor is the job's step over the median rank's. Assumes the ranks do the same work per "
+    "step and by more than {floor_ms:g} ms (less is scheduling noise of a shared host); the factor is the job's step over the median rank's. Assumes the ranks do the same work per "
     "step, as data-parallel ranks do (DDP all-reduces gradients during backward: Li et al., "
     "\"PyTorch Distributed: Experiences on Accelerating Data Parallel Training\", VLDB 2020).")
 
@@ -38,9 +38,12 @@ def ranks_note(profile: Profile) -> str:
     """How stragglers are told apart, with the threshold (empty for a single process)."""
     if profile.world_size <= 1 or not profile.ranks:
         return ""
-    from ccprof.profiler.launched import STRAGGLER_EXCESS_FRAC  # the one threshold, beside its rule
+    from ccprof.profiler.launched import (  # the one threshold, beside its rule
+        STRAGGLER_EXCESS_FRAC,
+        STRAGGLER_MIN_EXCESS_S,
+    )
 
-    return STRAGGLER_RULE.format(frac=STRAGGLER_EXCESS_FRAC)
+    return STRAGGLER_RULE.format(frac=STRAGGLER_EXCESS_FRAC, floor_ms=STRAGGLER_MIN_EXCESS_S * 1e3)
 
 
 def _where(r: dict[str, Any]) -> str:
