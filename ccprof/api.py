@@ -204,7 +204,8 @@ def run_launched(script: str | Path, args: Iterable[str] = (), *, steps: int = 1
     launch) in this process; after the measured steps the ranks' profiles meet on rank 0 through
     ``torch.distributed`` (``ccprof.profiler.launched``), which costs, advises and writes the
     artefacts under ``out_dir`` with a row per rank. Returns the Analysis on rank 0; on the other
-    ranks (they write nothing) one with no profile, no message and the rank's exit code. A run that fails before the end of its measured steps is
+    ranks (they write nothing: no ``paths``) one with the rank's exit code and, when it failed,
+    its own profile (its error). A run that fails before the end of its measured steps is
     not gathered (the other ranks may be inside a collective): rank 0 writes its own profile.
     """
     import os
@@ -251,9 +252,10 @@ def run_launched(script: str | Path, args: Iterable[str] = (), *, steps: int = 1
         raise done["error"]
     if "analysis" in done:
         return done["analysis"]
-    if launch.rank != 0:
-        return Analysis(None, None, code)
     mine = f"{spec.out}.rank{launch.rank}" if "WORLD_SIZE" in os.environ else spec.out
+    if launch.rank != 0:            # its own profile (its error, if any) for its own stderr; no files
+        own = Profile.from_json(Path(mine)) if code and os.path.exists(mine) else None
+        return Analysis(own, None, code)
     if not os.path.exists(mine):
         return Analysis(None, None, code or ExitCode.SCRIPT_ERROR, "rank 0 wrote no profile")
     finish(merge_profiles([(Profile.from_json(Path(mine)), launch)]))

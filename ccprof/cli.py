@@ -258,6 +258,12 @@ def run_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: int, 
     if result.profile is None:
         if result.message:
             click.echo(f"ccprof: {result.message}", err=True)
+    elif not result.paths:          # another rank than 0: it writes nothing; its own error, if any
+        error = result.profile.error
+        if error is not None:
+            if error.traceback:
+                click.echo(error.traceback.rstrip(), err=True)
+            click.echo(f"ccprof: rank {result.profile.rank}: {error.message}", err=True)
     else:
         from rich.console import Console  # here: rich loads only on this path
         from rich.markup import escape  # here: rich loads only on this path
