@@ -209,6 +209,7 @@ def run_launched(script: str | Path, args: Iterable[str] = (), *, steps: int = 1
     not gathered (the other ranks may be inside a collective): rank 0 writes its own profile.
     """
     import os
+    import shutil
     import tempfile
 
     from ccprof.outputs import check_out_dir
@@ -246,20 +247,25 @@ def run_launched(script: str | Path, args: Iterable[str] = (), *, steps: int = 1
                 finish(merge_profiles(ranked))
         except BaseException as exc:      # raised into the script it would read as the script's error
             done["error"] = exc
+        finally:        # the script may be ended at its next module call (harness): clean up now
+            shutil.rmtree(scratch, ignore_errors=True)
 
-    code = harness.run(spec, on_final=on_final)
-    if "error" in done:
-        raise done["error"]
-    if "analysis" in done:
+    try:
+        code = harness.run(spec, on_final=on_final)
+        if "error" in done:
+            raise done["error"]
+        if "analysis" in done:
+            return done["analysis"]
+        mine = f"{spec.out}.rank{launch.rank}" if "WORLD_SIZE" in os.environ else spec.out
+        if launch.rank != 0:            # its own profile (its error, if any) for its own stderr; no files
+            own = Profile.from_json(Path(mine)) if code and os.path.exists(mine) else None
+            return Analysis(own, None, code)
+        if not os.path.exists(mine):
+            return Analysis(None, None, code or ExitCode.SCRIPT_ERROR, "rank 0 wrote no profile")
+        finish(merge_profiles([(Profile.from_json(Path(mine)), launch)]))
         return done["analysis"]
-    mine = f"{spec.out}.rank{launch.rank}" if "WORLD_SIZE" in os.environ else spec.out
-    if launch.rank != 0:            # its own profile (its error, if any) for its own stderr; no files
-        own = Profile.from_json(Path(mine)) if code and os.path.exists(mine) else None
-        return Analysis(own, None, code)
-    if not os.path.exists(mine):
-        return Analysis(None, None, code or ExitCode.SCRIPT_ERROR, "rank 0 wrote no profile")
-    finish(merge_profiles([(Profile.from_json(Path(mine)), launch)]))
-    return done["analysis"]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def profile_model(model: Any, optimizer: Any, batches: Iterable[Any], loss_fn: Callable | None = None,

@@ -24,8 +24,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+def env(tmp: Path) -> dict[str, str]:
+    """The ranks' environment; their temporary files go under ``tmp`` (checked empty at the end)."""
+    tmp.mkdir(exist_ok=True)
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp)}
 
 
 def trained(stdout: str) -> dict[int, int]:
@@ -65,7 +67,7 @@ def test_two_torchrun_nodes_four_ranks_one_profile_with_the_straggler(tmp_path):
          "--node-rank", str(n), "--rdzv-backend", "c10d", "--rdzv-endpoint", f"localhost:{port}",
          "--rdzv-id", f"ccprof-test-{port}",
          "-m", "ccprof", "run", str(SCRIPT), *STEPS, "--out", str(outs[n]), "--", "--slow-rank", "3"],
-        cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in (0, 1)]
+        cwd=tmp_path, env=env(tmp_path / "tmp"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in (0, 1)]
     results = finish(procs)
     for code, so, se in results:
         assert code == 0, se[-3000:]
@@ -88,6 +90,7 @@ def test_two_torchrun_nodes_four_ranks_one_profile_with_the_straggler(tmp_path):
     assert len(set(last.values())) == 1 and min(last.values()) >= 4
     html = next(o for o in outs if o.exists() and any(o.iterdir())) / "report.html"
     assert 'id="rank-table"' in html.read_text() and "straggler, " in html.read_text()
+    assert not [p.name for p in (tmp_path / "tmp").iterdir() if p.name.startswith("ccprof")]   # cleaned up
 
 
 def test_srun_style_env_two_ranks(tmp_path):
@@ -95,7 +98,7 @@ def test_srun_style_env_two_ranks(tmp_path):
     port = free_port()
     procs = []
     for rank in (0, 1):
-        e = {k: v for k, v in env().items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+        e = {k: v for k, v in env(tmp_path / "tmp").items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
         e.update(SLURM_PROCID=str(rank), SLURM_NTASKS="2", SLURM_LOCALID="0", SLURM_NODEID=str(rank),
                  MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         procs.append(subprocess.Popen(
