@@ -227,7 +227,7 @@ def run(spec: RunSpec, on_final: Callable[[Any], None] | None = None) -> int:
                       on_checkpoint=on_checkpoint, on_complete=on_complete,
                       scratch_dir=scratch, deadline=deadline, script=script)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        session.extend_steps = False        # every rank stops at the same step (Session docs)
+        session.extend_steps = False        # every rank stops at the same step (HostClock.extend_steps)
     if spec.seed is not None:
         torch.manual_seed(spec.seed)
         random.seed(spec.seed)

@@ -21,9 +21,10 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from ccprof.artefacts.profile import Profile
+from ccprof.artefacts.profile import Profile, Steps
+from ccprof.artefacts.vocab import STEP_PHASES
 
-__all__ = ["Launch", "flag_stragglers", "own_work_s", "gather_profiles", "launch_from_env", "merge_profiles",
+__all__ = ["Launch", "flag_stragglers", "merged_steps", "own_work_s", "rank_row", "gather_profiles", "launch_from_env", "merge_profiles",
            "STRAGGLER_EXCESS_FRAC", "STRAGGLER_MIN_EXCESS_S"]
 
 GATHER_TIMEOUT_S = 300.0      # a rank that never reaches the end of its measured steps: give up on it
@@ -115,40 +116,48 @@ def merge_profiles(ranked: list[tuple[Profile, Launch]]) -> Profile:
     stragglers flagged (``straggler_factor``: the job's step over the median rank's if the
     straggler's extra work is what the others wait for).
 
-    As ``ccprof.profiler.runner.merge_ranks``: the step of a data-parallel job is as slow as its
-    slowest rank, so ``steps.step_s`` is the per-step maximum; samples per step add up."""
+    Steps as ``merged_steps``; the first rank's error, named by rank (``analyze --nproc``'s
+    ``ccprof.profiler.runner.merge_ranks`` orders causes before consequences from torchrun's
+    failure table, which a rank inside the launch does not have)."""
     ranked = sorted(ranked, key=lambda pl: pl[1].rank)
     p0 = next((p for p, lc in ranked if lc.rank == 0), ranked[0][0])
-    rows: list[dict[str, Any]] = []
-    for p, lc in ranked:
-        ph = p.steps.phase_s or {}
-        step_s = _median(list(p.steps.step_s))
-        rows.append({"rank": lc.rank, "local_rank": lc.local_rank, "node_rank": lc.node_rank,
-                     "hostname": lc.hostname, "step_s": step_s,
-                     "step_s_mean": (sum(p.steps.step_s) / len(p.steps.step_s)) if p.steps.step_s else None,
-                     "data_s": ph.get("data"), "forward_s": ph.get("forward"), "backward_s": ph.get("backward"),
-                     "own_s": own_work_s(ph),
-                     "peak_bytes": p.memory.peak_bytes, "samples_per_step": p.steps.samples_per_step,
-                     "status": p.status, "error": p.error.message if p.error else None})
+    rows = [{**rank_row(p, lc.rank), "local_rank": lc.local_rank, "node_rank": lc.node_rank,
+             "hostname": lc.hostname} for p, lc in ranked]
     flag_stragglers(rows)
-    profiles = [p for p, _ in ranked]
-    n = min(len(p.steps.step_s) for p in profiles)
-    step_s = [max(p.steps.step_s[i] for p in profiles) for i in range(n)]
-    samples = [p.steps.samples_per_step for p in profiles]
-    tokens = [p.steps.tokens_per_step for p in profiles]
-    steps = replace(p0.steps, step_s=step_s, measured=n,
-                    samples_per_step=sum(samples) if all(samples) else p0.steps.samples_per_step,
-                    tokens_per_step=sum(tokens) if all(tokens) else p0.steps.tokens_per_step)
+    steps = merged_steps(p0, [p for p, _ in ranked])
     error = next((replace(p.error, message=f"rank {lc.rank}: {p.error.message}")
                   for p, lc in ranked if p.error is not None), None)
     return replace(p0, steps=steps, world_size=len(ranked), rank=0, ranks=rows, error=error,
                    status="complete" if error is None else "partial")
 
 
+def rank_row(p: Profile, rank: int) -> dict[str, Any]:
+    """One rank's row of ``Profile.ranks``: its step time (median and mean), phases, memory, status."""
+    ph = p.steps.phase_s or {}
+    return {"rank": rank, "step_s": _median(list(p.steps.step_s)),
+            "step_s_mean": (sum(p.steps.step_s) / len(p.steps.step_s)) if p.steps.step_s else None,
+            "data_s": ph.get("data"), "forward_s": ph.get("forward"), "backward_s": ph.get("backward"),
+            "own_s": own_work_s(ph), "peak_bytes": p.memory.peak_bytes,
+            "samples_per_step": p.steps.samples_per_step, "status": p.status,
+            "error": p.error.message if p.error else None}
+
+
+def merged_steps(p0: Profile, profiles: list[Profile]) -> Steps:
+    """Rank 0's steps with the job's step times (per step, the slowest rank's: a data-parallel
+    step is as slow as its slowest rank) and the global batch (samples and tokens add up)."""
+    n = min(len(p.steps.step_s) for p in profiles)
+    step_s = [max(p.steps.step_s[i] for p in profiles) for i in range(n)]
+    samples = [p.steps.samples_per_step for p in profiles]
+    tokens = [p.steps.tokens_per_step for p in profiles]
+    return replace(p0.steps, step_s=step_s, measured=n,
+                   samples_per_step=sum(samples) if all(samples) else p0.steps.samples_per_step,
+                   tokens_per_step=sum(tokens) if all(tokens) else p0.steps.tokens_per_step)
+
+
 def own_work_s(phase_s: dict[str, float]) -> float | None:
     """A rank's mean time per step outside backward (data, forward, optimizer, other): under DDP
     the work the other ranks wait for inside their backward. None without phase times."""
-    rest = [v for k, v in (phase_s or {}).items() if k not in ("backward", "eval")]
+    rest = [phase_s[k] for k in STEP_PHASES if k != "backward" and k in (phase_s or {})]
     return sum(rest) if rest else None
 
 
