@@ -195,6 +195,79 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
     return Analysis(profile, advice, exit_code, message, paths, catalog=catalog)
 
 
+def run_launched(script: str | Path, args: Iterable[str] = (), *, steps: int = 10, warmup: int = 3,
+                 out_dir: str | Path = "ccprof-report", gpu: str | None = None,
+                 catalog_path: str | None = None, price_usd: float | None = None,
+                 total_steps: int | None = None, epochs: float | None = None,
+                 report: bool = True) -> Analysis:
+    """``ccprof run``: profile this rank of a job a launcher started (torchrun, srun, accelerate
+    launch) in this process; after the measured steps the ranks' profiles meet on rank 0 through
+    ``torch.distributed`` (``ccprof.profiler.launched``), which costs, advises and writes the
+    artefacts under ``out_dir`` with a row per rank. Returns the Analysis on rank 0; on the other
+    ranks (they write nothing: no ``paths``) one with the rank's exit code and, when it failed,
+    its own profile (its error). A run that fails before the end of its measured steps is
+    not gathered (the other ranks may be inside a collective): rank 0 writes its own profile.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    from ccprof.outputs import check_out_dir
+    from ccprof.profiler import harness  # here: the harness imports torch, only on this path
+    from ccprof.profiler.launched import gather_profiles, launch_from_env, merge_profiles
+    from ccprof.profiler.runner import check_script
+
+    check_script(script)
+    _check_cost_options(gpu, catalog_path, price_usd)
+    launch = launch_from_env()
+    if launch.rank == 0:
+        check_out_dir(out_dir)      # the other ranks write nothing, not even the folder
+    scratch = tempfile.mkdtemp(prefix="ccprof-run-")      # this node's own disk, this rank's own folder
+    spec = RunSpec(script=str(script), args=list(args), steps=steps, warmup=warmup,
+                   out=os.path.join(scratch, "profile.json"))
+    done: dict[str, Any] = {}
+
+    def finish(profile: Profile) -> None:
+        out = Path(out_dir)
+        write_artefacts(out, profile, report=False)      # keep the measurement first, whatever follows
+        catalog = _stage("cost", out, lambda: hardware.load_catalog(catalog_path))
+        profile = _stage("cost", out, lambda: attach_costs(profile, gpu=gpu, catalog=catalog, price_usd=price_usd,
+                                                           total_steps=total_steps, epochs=epochs))
+        options: dict[str, Any] = {"catalog": catalog} if catalog_path else {}
+        advice = _stage("advice", out, lambda: advise(profile, **options))
+        paths = _stage("report", out, lambda: write_artefacts(out, profile, advice, report=report, catalog=catalog))
+        code = profile.error.exit_code if profile.error is not None else ExitCode.OK
+        done["analysis"] = Analysis(profile, advice, code, profile.error.message if profile.error else None,
+                                    paths, catalog=catalog)
+
+    def on_final(profile: Profile) -> None:
+        try:
+            ranked = gather_profiles(profile, launch)
+            if ranked is not None:
+                finish(merge_profiles(ranked))
+        except BaseException as exc:      # raised into the script it would read as the script's error
+            done["error"] = exc
+        finally:        # the script may be ended at its next module call (harness): clean up now
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    try:
+        code = harness.run(spec, on_final=on_final)
+        if "error" in done:
+            raise done["error"]
+        if "analysis" in done:
+            return done["analysis"]
+        mine = f"{spec.out}.rank{launch.rank}" if "WORLD_SIZE" in os.environ else spec.out
+        if launch.rank != 0:            # its own profile (its error, if any) for its own stderr; no files
+            own = Profile.from_json(Path(mine)) if code and os.path.exists(mine) else None
+            return Analysis(own, None, code)
+        if not os.path.exists(mine):
+            return Analysis(None, None, code or ExitCode.SCRIPT_ERROR, "rank 0 wrote no profile")
+        finish(merge_profiles([(Profile.from_json(Path(mine)), launch)]))
+        return done["analysis"]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def profile_model(model: Any, optimizer: Any, batches: Iterable[Any], loss_fn: Callable | None = None,
                   *, steps: int = 10, warmup: int = 3, gpu: str | None = None) -> Profile:
     """Profile a training loop that is not a script: same hooks, same Profile.

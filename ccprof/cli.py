@@ -215,6 +215,77 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
     sys.exit(result.exit_code)
 
 
+@cli.command("run", context_settings={"ignore_unknown_options": True})
+@click.argument("script", type=click.Path(dir_okay=True, path_type=str))
+@click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--steps", default=10, show_default=True, type=click.IntRange(1, 10_000),
+              help="Steps to measure (after warm-up and the FLOP/memory steps).")
+@click.option("--warmup", default=3, show_default=True, type=click.IntRange(0, 10_000),
+              help="Unmeasured warm-up steps (at least 1 is always run).")
+@click.option("--out", "out_dir", default="ccprof-report", show_default=True,
+              type=click.Path(file_okay=False), help="Where rank 0 writes profile.json, advice.json, report.html.")
+@click.option("--quiet", "-q", is_flag=True, help="No summary on rank 0.")
+@click.option("--gpu", default=None, shell_complete=_complete_gpus,
+              help="Target GPU id for projections and dollars (see `ccprof gpus`).")
+@click.option("--catalog", "catalog_path", default=None, type=click.Path(dir_okay=False),
+              help="TOML file with extra GPUs or price overrides.")
+@click.option("--price", "price_usd", default=None, type=float, help="USD per GPU-hour for the target GPU.")
+@click.option("--total-steps", default=None, type=click.IntRange(1), help="Planned run size in steps.")
+@click.option("--epochs", default=None, type=float, callback=_positive("--epochs"),
+              help="Planned run size in epochs.")
+@_says_errors
+def run_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: int, out_dir: str, quiet: bool,
+            gpu: str | None, catalog_path: str | None, price_usd: float | None, total_steps: int | None,
+            epochs: float | None) -> None:
+    """Profile SCRIPT in this process, on every rank of a job a launcher started.
+
+    \b
+      torchrun --nnodes 2 --nproc-per-node 4 ... -m ccprof run train.py ARGS
+      srun python -m ccprof run train.py ARGS
+      accelerate launch -m ccprof run train.py ARGS
+
+    Each rank profiles itself where it runs; after the measured steps the ranks' profiles go
+    to rank 0 through torch.distributed, and rank 0 alone writes one report with a row per rank.
+    """
+    import os
+
+    args = list(script_args)
+    if args and args[0] == "--":
+        args = args[1:]
+    result = api.run_launched(script, args, steps=steps, warmup=warmup, out_dir=out_dir, gpu=gpu,
+                              catalog_path=catalog_path, price_usd=price_usd, total_steps=total_steps,
+                              epochs=epochs)
+    if result.profile is None:
+        if result.message:
+            click.echo(f"ccprof: {result.message}", err=True)
+    elif not result.paths:          # another rank than 0: it writes nothing; its own error, if any
+        error = result.profile.error
+        if error is not None:
+            if error.traceback:
+                click.echo(error.traceback.rstrip(), err=True)
+            click.echo(f"ccprof: rank {result.profile.rank}: {error.message}", err=True)
+    else:
+        from rich.console import Console  # here: rich loads only on this path
+        from rich.markup import escape  # here: rich loads only on this path
+
+        err = Console(stderr=True)
+        error = result.profile.error
+        if error is not None:
+            if error.traceback:
+                click.echo(error.traceback.rstrip(), err=True)
+            click.echo(f"ccprof: {error.message}", err=True)
+        if not quiet:
+            from ccprof.reports import terminal_summary  # here: rich, jinja2, plotly load on this path only
+
+            terminal_summary(result.profile, result.advice, err, catalog=result.catalog)
+            for name in ("profile", "advice", "report"):
+                if name in result.paths:
+                    err.print(f"[dim]{name}:[/] {escape(str(result.paths[name]))}")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(result.exit_code))     # the script's atexit work (workers, loggers) may hang: skip it
+
+
 @cli.command("tweaks")
 @click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
 @_says_errors

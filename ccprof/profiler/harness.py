@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch  # before sys.path changes: the user's folder must not shadow it
 
@@ -61,7 +61,10 @@ from ccprof.profiler.spec import RunSpec, run_environment
 FINISH_GRACE_S = 30.0    # after the last measured step, time for the script to stop by itself
 
 
-def run(spec: RunSpec) -> int:
+def run(spec: RunSpec, on_final: Callable[[Any], None] | None = None) -> int:
+    """Run the script under a Session as ``spec`` says; return the exit code. ``on_final``
+    (``ccprof run``): called with the whole profile right after the last measured step, on every
+    rank at the same step, before the script is stopped (the ranks' profiles are gathered there)."""
     script = str(Path(spec.script).resolve())
     args = list(spec.args)
     rank = int(os.environ.get("RANK", "0"))
@@ -188,12 +191,15 @@ def run(spec: RunSpec) -> int:
         session.uninstall()
         _ack_only()                 # a stop signal now must not cut the write short
         try:
-            write(assemble(None, [], outcome="complete"))
+            final = assemble(None, [], outcome="complete")
+            write(final)
         except Exception:           # written again, the usual way, once the script has stopped
             return
         finally:
             _arm()
         state["final"] = True
+        if on_final is not None:
+            on_final(final)
         progress(event="done", code=ExitCode.OK)
 
         def end_now(*_: Any) -> None:
@@ -220,6 +226,8 @@ def run(spec: RunSpec) -> int:
                       on_loader_iter=on_loader_iter if loader_hooks else None,
                       on_checkpoint=on_checkpoint, on_complete=on_complete,
                       scratch_dir=scratch, deadline=deadline, script=script)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        session.extend_steps = False        # every rank stops at the same step (HostClock.extend_steps)
     if spec.seed is not None:
         torch.manual_seed(spec.seed)
         random.seed(spec.seed)

@@ -23,6 +23,7 @@ from typing import Any, Callable
 from ccprof.artefacts.profile import ErrorInfo, Profile
 from ccprof.exit_codes import CcprofError, ExitCode
 from ccprof.profiler.clock import wall_s
+from ccprof.profiler.launched import flag_stragglers, merged_steps, rank_row
 from ccprof.profiler.spec import RunSpec
 
 __all__ = ["ScriptError", "check_script", "run_script", "RunResult", "who_sent"]
@@ -324,19 +325,9 @@ def merge_ranks(out: str, nproc: int, first_failed: int | None = None) -> Profil
     if 0 not in profiles:
         return None
     p0 = profiles[0]
-    ranks = []
-    for r, p in sorted(profiles.items()):
-        mean = sum(p.steps.step_s) / len(p.steps.step_s) if p.steps.step_s else None
-        ranks.append({"rank": r, "step_s_mean": mean, "peak_bytes": p.memory.peak_bytes,
-                      "samples_per_step": p.steps.samples_per_step, "status": p.status,
-                      "error": p.error.message if p.error else None})
-    n = min(len(p.steps.step_s) for p in profiles.values())
-    step_s = [max(p.steps.step_s[i] for p in profiles.values()) for i in range(n)]
-    samples = [p.steps.samples_per_step for p in profiles.values()]
-    tokens = [p.steps.tokens_per_step for p in profiles.values()]
-    steps = replace(p0.steps, step_s=step_s, measured=n,
-                    samples_per_step=sum(samples) if all(samples) else p0.steps.samples_per_step,
-                    tokens_per_step=sum(tokens) if all(tokens) else p0.steps.tokens_per_step)
+    ranks = [rank_row(p, r) for r, p in sorted(profiles.items())]
+    flag_stragglers(ranks)
+    steps = merged_steps(p0, list(profiles.values()))
     # the error to show: a rank's own failure (its traceback) before the ranks torchrun then
     # stopped, named by rank; rank 0's otherwise
     errors = [(r, p.error) for r, p in sorted(profiles.items()) if p.error is not None]

@@ -51,6 +51,10 @@ def _at_fork_in_child() -> None:
 class HostClock:
     """Mixin of ``Session``: the batch clock and the step extension (state: ``host``)."""
 
+    # False under a launcher (several ranks): each rank deciding on its own to time one more step
+    # would leave the others waiting in that step's collective; every rank stops at the same step
+    extend_steps: bool = True
+
     # ------------------------------------------------------------------ more steps
     def measured_enough(self) -> bool:
         """The passes ran and the timed steps asked for were measured (extra steps may follow)."""
@@ -60,6 +64,8 @@ class HostClock:
     def _more_steps_needed(self) -> bool:
         """True while the median step's CPU time is unsure and the extension budget is not spent."""
         timed = len(self.log.step_s)
+        if not self.extend_steps:
+            return False
         if timed < self.steps_wanted or timed >= EXTEND_MAX_FACTOR * self.steps_wanted:
             return False
         if sum(self.log.step_s[self.steps_wanted:]) > EXTEND_MAX_S:

@@ -58,6 +58,10 @@ def terminal_summary(profile: Profile, advice_set: AdviceSet | None, console: Co
         parts.append(Text(v.glance.note, style="yellow"))
     if v.evaluation:
         parts.append(Text(v.evaluation, style="dim"))
+    if v.ranks:
+        slow = [f"rank {r.rank} ({r.node}: {r.straggler_text})" for r in v.ranks if r.straggler]
+        parts.append(Text(f"{len(v.ranks)} ranks; " + ("stragglers: " + "; ".join(slow) if slow else "no straggler")
+                          + " (the per-rank table is in the report)", style="yellow" if slow else "dim"))
     if v.error:
         parts.append(Text("The script stopped early: " + v.error, style="red"))
     for f in v.findings[:3]:

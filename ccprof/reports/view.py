@@ -36,6 +36,7 @@ from ccprof.reports._view_common import (  # noqa: F401  (re-exported: compare.p
     run_known,
 )
 from ccprof.reports._view_cost import _glance, _header, _projected, evaluation_line, gpu_cost_rows
+from ccprof.reports._view_ranks import rank_rows, ranks_note
 from ccprof.reports.view_types import (  # noqa: F401  (re-exported: the view models)
     Card,
     ChartSpec,
@@ -116,4 +117,5 @@ def build_report_view(profile: Profile, advice_set: AdviceSet | None = None,
         waterfall=waterfall,
         timeline=timeline, loss=loss, modules=modules, modules_note=modules_note,
         findings=findings, error=error, notes=notes, rank_note=rank_note(),
-        evaluation=evaluation_line(profile), verification=verification_lines(advice))
+        evaluation=evaluation_line(profile), verification=verification_lines(advice),
+        ranks=rank_rows(profile), ranks_note=ranks_note(profile))

@@ -211,6 +211,20 @@ class ModuleRow:
 
 
 @dataclass(frozen=True)
+class RankRow:
+    """One rank of a job profiled on several ranks."""
+    rank: int
+    node: str                               # "node 1 (host), local rank 0"
+    step_text: str
+    step_s: float | None
+    data_text: str                          # data wait per step
+    peak_text: str
+    straggler: bool
+    straggler_text: str                     # "straggler, 1.85x" or ""
+    status: str
+
+
+@dataclass(frozen=True)
 class ReportView:
     header: Header
     glance: Glance
@@ -234,6 +248,8 @@ class ReportView:
     rank_note: str = ""
     evaluation: str = ""                    # work between steps that is not training (profile.eval)
     verification: list[str] = field(default_factory=list)   # what --verify did, failures first
+    ranks: list[RankRow] = field(default_factory=list)      # per rank, when several ranks ran
+    ranks_note: str = ""
 
 
 @dataclass(frozen=True)
