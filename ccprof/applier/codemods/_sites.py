@@ -9,7 +9,7 @@ from typing import Any, Iterable, Sequence
 
 from ccprof.artefacts.profile import CallSite, Setting
 
-__all__ = ["RunSites", "load_sites"]
+__all__ = ["RunSites", "load_sites", "where"]
 
 
 class RunSites:
@@ -49,6 +49,15 @@ class RunSites:
             return False
         return os.path.basename(file) == os.path.basename(script) and (
             not os.path.isabs(file) or os.path.abspath(file) == os.path.abspath(script))
+
+
+def where(site: CallSite, script: str) -> str:
+    """``file:line`` of ``site``, the file relative to the folder of ``script`` (the path being
+    rewritten) when the site's path is absolute: ``../../mingpt/trainer.py:74``."""
+    file = site.file
+    if file and os.path.isabs(file) and script:
+        file = os.path.relpath(file, os.path.dirname(os.path.abspath(script)))
+    return f"{file}:{site.line}" if file else "a file ccprof was not shown"
 
 
 def _site(data: dict[str, Any]) -> CallSite:

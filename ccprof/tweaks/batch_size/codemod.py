@@ -37,6 +37,7 @@ from ccprof.applier.codemods import register
 from ccprof.applier.codemods._base import AlreadyApplied, Skip, TweakCodemod
 from ccprof.applier.codemods._cst import Edits, code_of, kwarg, kwarg_code, parse_expr, set_kwarg
 from ccprof.applier.codemods._settings import set_value
+from ccprof.applier.codemods._sites import where as site_where
 from ccprof.artefacts.profile import CallSite, Setting
 from ccprof.profiler.run_size import EPOCH_NAMES, STEP_NAMES
 from ccprof.script.flags import script_options
@@ -401,8 +402,15 @@ class BatchSize(TweakCodemod):
         for s in _assign_sites(info, ("batch_size",)):
             if s.value is not None:
                 return s
-        raise Skip("looked for a `--batch-size` argparse default, a `DataLoader(..., batch_size=N)` "
-                   "literal and a module-level `batch_size = N`; found none")
+        forward = self.run.training("forward")
+        if forward is not None:
+            raise Skip(f"the training batch is made by the script's own code, not a DataLoader, an argparse "
+                       f"option or a module-level `batch_size`: the model is called at "
+                       f"{site_where(forward, self.context.filename or '')} with it; set its size where that batch "
+                       "is built, or pass --option batch_size=N after giving it one of those")
+        raise Skip("the batch is not a `--batch-size` argparse default, a `DataLoader(..., batch_size=N)` "
+                   "literal nor a module-level `batch_size = N`, and no run recorded where it is made: run "
+                   "`ccprof analyze` and pass --from advice.json, or set it where your code builds the batch")
 
     def _lr_sites(self, info: ScriptInfo, hf: bool) -> tuple[list[_Site], list[str]]:
         """Where the learning rate is a number the rewrite can scale, and where it is not."""

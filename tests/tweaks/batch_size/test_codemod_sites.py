@@ -313,3 +313,26 @@ def test_a_parameter_in_another_file_that_is_the_scripts_own_option_in_the_run_i
     # not the same value in the run: the script's option is not what the loader read
     other = _apply(source, [site], ["--batch_size=8", "--max_iters=1000"], batch_size=16)
     assert other.applied == [] and "tinystories.py:244" in other.skipped["batch_size"]
+
+
+def test_a_batch_the_script_makes_itself_is_refused_naming_the_models_call():
+    """No DataLoader, option or global holds the batch (pytorch/examples' regression: get_batch()
+    with a default): the refusal names the line that feeds the model, never 'found none'."""
+    from tests.helpers.codemod import rewrite, site_at
+
+    src = """\
+import torch
+def get_batch(batch_size=32):
+    x = torch.randn(batch_size, 4)
+    return x, x.sum(1, keepdim=True)
+fc = torch.nn.Linear(4, 1)
+for i in range(100):
+    x, y = get_batch()
+    loss = torch.nn.functional.mse_loss(fc(x), y)
+    loss.backward()
+"""
+    forward = site_at(src, "fc(x)", "forward", "torch.nn.modules.linear.Linear", "fc")
+    why = rewrite(src, "batch_size", sites=[forward], batch_size=64).skipped["batch_size"]
+    assert "train.py:8" in why and "made by the script's own code" in why and "found none" not in why, why
+    why = rewrite(src, "batch_size", batch_size=64).skipped["batch_size"]
+    assert "found none" not in why and "--from advice.json" in why, why
