@@ -23,9 +23,10 @@ class SiteWatch:
         self._patch(dl_mod.DataLoader, "__init__",
                     _after_init(dl_mod.DataLoader.__init__, rec.on_loader))
         self._patch(nn.Module, "__init__", _after_init(nn.Module.__init__, rec.on_module))
-        self._patch(argparse._ActionsContainer, "add_argument", _wrap_add(argparse._ActionsContainer.add_argument, rec))
-        self._patch(argparse.ArgumentParser, "parse_known_args",
-                    _wrap_parse(argparse.ArgumentParser.parse_known_args, rec))
+        self._patch(argparse._ActionsContainer, "add_argument", _then(
+            argparse._ActionsContainer.add_argument, lambda _, action, frame: rec.parses.on_add(action, frame)))
+        self._patch(argparse.ArgumentParser, "parse_known_args", _then(
+            argparse.ArgumentParser.parse_known_args, lambda parser, result, _: rec.parses.on_parse(parser, result[0])))
         return {"accelerate.accelerator": self._patch_accelerator,
                 "transformers.training_args": self._patch_training_args}
 
@@ -46,40 +47,21 @@ class SiteWatch:
 
 def _after_init(orig: Callable, note: Callable[[Any, Any], None]) -> Callable:
     """``orig`` then ``note(self, the caller's frame)``; the note never raises into the script."""
+    return _then(orig, lambda self, result, frame: note(self, frame))
 
-    def __init__(self, *args, **kwargs):
-        result = orig(self, *args, **kwargs)
+
+def _then(orig: Callable, note: Callable[[Any, Any, Any], None]) -> Callable:
+    """``orig`` then ``note(its first argument, its result, the caller's frame)``; returns ``orig``'s
+    result, and the note never raises into the script."""
+
+    def wrapper(first, *args, **kwargs):
+        result = orig(first, *args, **kwargs)
         try:
-            note(self, sys._getframe(1))
+            note(first, result, sys._getframe(1))
         except Exception:
             pass
         return result
 
-    __init__.__wrapped__ = orig
-    return __init__
-
-
-def _wrap_add(orig: Callable, rec: Any) -> Callable:
-    def add_argument(container, *args, **kwargs):
-        action = orig(container, *args, **kwargs)
-        try:
-            rec.parses.on_add(action, sys._getframe(1))
-        except Exception:
-            pass
-        return action
-
-    add_argument.__wrapped__ = orig
-    return add_argument
-
-
-def _wrap_parse(orig: Callable, rec: Any) -> Callable:
-    def parse_known_args(parser, *args, **kwargs):
-        result = orig(parser, *args, **kwargs)
-        try:
-            rec.parses.on_parse(parser, result[0])
-        except Exception:
-            pass
-        return result
-
-    parse_known_args.__wrapped__ = orig
-    return parse_known_args
+    wrapper.__name__ = getattr(orig, "__name__", "wrapper")
+    wrapper.__wrapped__ = orig
+    return wrapper
