@@ -43,6 +43,17 @@ class RunSites:
         return next((s for s in site.settings if s.name == name), None)
 
     @staticmethod
+    def outside(sites: Iterable[CallSite], script: str, how: str = "reached from") -> tuple[CallSite, str] | None:
+        """The first of ``sites`` in a file other than ``script``, with where it is (``where``) and,
+        when the stack shows it, the line of the script that reached it (``"model.py:12, reached from
+        line 40 of this script"``, ``how`` the verb); None when every site is in the script."""
+        for s in sites:
+            if not RunSites.in_script(s.file, script):
+                called = next((f for f in s.stack if f and RunSites.in_script(str(f[0]), script)), None)
+                return s, where(s, script) + (f", {how} line {called[1]} of this script" if called else "")
+        return None
+
+    @staticmethod
     def in_script(file: str, script: str) -> bool:
         """Whether a site's ``file`` is the script being rewritten (``script``: its path)."""
         if not file:

@@ -77,12 +77,10 @@ class Compile(TweakCodemod):
     def _compile_roots(self, info: ScriptInfo, edits: Edits, roots: list[CallSite]) -> None:
         """``name = torch.compile(name)`` for every trained root the script does not compile yet."""
         script = self.context.filename or ""
-        outside = [s for s in roots if not RunSites.in_script(s.file, script)]
+        outside = RunSites.outside(roots, script, "called from")
         if outside:
-            s = outside[0]
-            called = next((f for f in s.stack if f and RunSites.in_script(str(f[0]), script)), None)
-            via = f", called from line {called[1]} of this script" if called else ""
-            raise Skip(f"the run trained {_cls(s)}, built at {s.file}:{s.line}{via}; this rewrite edits only "
+            s, at = outside
+            raise Skip(f"the run trained {_cls(s)}, built at {at}; this rewrite edits only "
                        f"this script: add `model = torch.compile(model)` where {_cls(s)} is built "
                        "(every trained model must be compiled for the step to be)")
         compiled = _compiled_names(info)

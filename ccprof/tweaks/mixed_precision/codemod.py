@@ -198,13 +198,11 @@ class MixedPrecision(TweakCodemod):
         optimizer barrier, a loop, the block's end), less trailing statements that bind nothing (a
         print of the loss). Regions of one block that overlap merge."""
         script = self.context.filename or ""
-        outside = [s for s in forwards if not RunSites.in_script(s.file, script)]
+        outside = RunSites.outside(forwards, script)
         if outside:
-            s = outside[0]
-            called = next((f for f in s.stack if f and RunSites.in_script(str(f[0]), script)), None)
-            via = f", reached from line {called[1]} of this script" if called else ""
-            raise Skip(f"the run called the forward of {s.cls.rsplit('.', 1)[-1] or 'the model'} at {s.file}:{s.line}"
-                       f"{via}; this rewrite edits only this script: wrap that forward and its loss in "
+            s, at = outside
+            raise Skip(f"the run called the forward of {s.cls.rsplit('.', 1)[-1] or 'the model'} at {at}"
+                       "; this rewrite edits only this script: wrap that forward and its loss in "
                        "`with torch.autocast(...)` there, or build the model with a mixed-precision option")
         spans: dict[int, tuple[list, list[tuple[int, int]]]] = {}
         for s in forwards:
