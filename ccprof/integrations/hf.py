@@ -17,7 +17,6 @@ Needs transformers: ``pip install 'ccprof[hf]'``.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 from ccprof.extras import install_hint
@@ -28,9 +27,7 @@ except ImportError as exc:       # the extra is missing: say how to get it, in o
     raise ImportError(f"ccprof.integrations.hf needs transformers, which is not installed: "
                       f"{install_hint('hf')}") from exc
 
-from ccprof.api import check_cost_options
-from ccprof.integrations._common import number, publish
-from ccprof.integrations._live import LiveProfile, main_script
+from ccprof.integrations._common import CallbackCore
 
 __all__ = ["CcprofCallback"]
 
@@ -47,20 +44,11 @@ def _calling_trainer() -> Any:
     return None
 
 
-class CcprofCallback(TrainerCallback):
+class CcprofCallback(CallbackCore, TrainerCallback):
     """Profile ``steps`` timed steps after ``start`` skipped and ``warmup`` warm-up steps of the
     Trainer's run; write the report under ``out_dir`` (None: write nothing) on the main process;
     costs for ``gpu`` at ``price`` $/GPU-hour for ``total_steps`` (default: the Trainer's max_steps).
     After the run, ``callback.result`` holds the measurement (``.profile``, ``.advice``)."""
-
-    def __init__(self, steps: int = 5, warmup: int = 3, start: int = 0, out_dir: str | Path | None = "ccprof-report",
-                 gpu: str | None = None, price: float | None = None, total_steps: int | None = None):
-        check_cost_options(gpu, price)         # a wrong GPU id or price: now, not after the steps
-        self.steps, self.warmup, self.start = steps, warmup, start
-        self.out_dir, self.gpu, self.price, self.total_steps = out_dir, gpu, price, total_steps
-        self.result: LiveProfile | None = None
-        self.figures: dict[str, float] = {}
-        self._published = False
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.result is not None:
@@ -71,10 +59,7 @@ class CcprofCallback(TrainerCallback):
             self.result.finish("the Trainer's previous run stopped before its end")
             self._published = False
         planned = self.total_steps or (state.max_steps if state.max_steps and state.max_steps > 0 else None)
-        script = main_script()
-        self.result = LiveProfile(steps=self.steps, warmup=self.warmup, skip=self.start, gpu=self.gpu,
-                                  price=self.price, total_steps=planned, script=script,
-                                  argv=sys.argv[1:] if script else None).start()
+        self._measure(planned)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.result is not None and self.result.done and not self._published:
@@ -91,9 +76,7 @@ class CcprofCallback(TrainerCallback):
         self._published = True
         if not state.is_world_process_zero:
             return
-        figures = publish(self.result, self.out_dir)
-        self.figures = {k: v for k, v in figures.items() if number(v) is not None}
-        if not self.figures:
+        if not self._write_figures():
             return
         trainer = _calling_trainer()
         if trainer is not None:

@@ -14,8 +14,6 @@ detaches and training goes on. The headline figures (``ccprof/step_s``, ``ccprof
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 from typing import Any
 
 from ccprof.extras import install_hint
@@ -26,27 +24,16 @@ except ImportError as exc:       # the extra is missing: say how to get it, in o
     raise ImportError(f"ccprof.integrations.lightning needs lightning, which is not installed: "
                       f"{install_hint('lightning')}") from exc
 
-from ccprof.api import check_cost_options
-from ccprof.integrations._common import number, publish
-from ccprof.integrations._live import LiveProfile, main_script
+from ccprof.integrations._common import CallbackCore
 
 __all__ = ["CcprofCallback"]
 
 
-class CcprofCallback(Callback):
+class CcprofCallback(CallbackCore, Callback):
     """Profile ``steps`` timed steps after ``start`` skipped and ``warmup`` warm-up steps of the
     Trainer's run; write the report under ``out_dir`` (None: write nothing) on global rank 0;
     costs for ``gpu`` at ``price`` $/GPU-hour for ``total_steps`` (default: the Trainer's
     estimated optimizer steps). After the run, ``callback.result`` holds the measurement."""
-
-    def __init__(self, steps: int = 5, warmup: int = 3, start: int = 0, out_dir: str | Path | None = "ccprof-report",
-                 gpu: str | None = None, price: float | None = None, total_steps: int | None = None):
-        check_cost_options(gpu, price)         # a wrong GPU id or price: now, not after the steps
-        self.steps, self.warmup, self.start = steps, warmup, start
-        self.out_dir, self.gpu, self.price, self.total_steps = out_dir, gpu, price, total_steps
-        self.result: LiveProfile | None = None
-        self.figures: dict[str, float] = {}
-        self._published = False
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         # here, not at on_train_start: Lightning makes the training DataLoader's iterator before
@@ -60,10 +47,7 @@ class CcprofCallback(Callback):
                 planned = int(est) if est and math.isfinite(est) else None
             except Exception:       # no length known (an iterable dataset): the script's reading stands
                 planned = None
-        script = main_script()
-        self.result = LiveProfile(steps=self.steps, warmup=self.warmup, skip=self.start, gpu=self.gpu,
-                                  price=self.price, total_steps=planned, script=script,
-                                  argv=sys.argv[1:] if script else None).start()
+        self._measure(planned)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.result is not None and self.result.done and not self._published:
@@ -84,7 +68,6 @@ class CcprofCallback(Callback):
         self._published = True
         if not trainer.is_global_zero:
             return
-        figures = publish(self.result, self.out_dir)
-        self.figures = {k: v for k, v in figures.items() if number(v) is not None}
+        self._write_figures()
         for logger in trainer.loggers:
             logger.log_metrics(dict(self.figures), step=trainer.global_step)
