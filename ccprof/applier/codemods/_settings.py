@@ -16,14 +16,13 @@ Example::
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import libcst as cst
 
 from ccprof.applier.codemods._cst import Edits, code_of, kwarg, parse_expr, set_kwarg
-from ccprof.applier.codemods._sites import RunSites
+from ccprof.applier.codemods._sites import RunSites, place
 from ccprof.artefacts.profile import CallSite, Setting
 from ccprof.script.flags import UNKNOWN, script_options
 from ccprof.script.info import ScriptInfo
@@ -254,9 +253,7 @@ def _elsewhere(site: CallSite, setting: Setting, code: str, what: str, script: s
     """Why the value cannot be set from the script: where it is (relative to the script's folder),
     and what to change there."""
     file, line = (setting.file, setting.line) if setting.file and setting.line else (site.file, site.line)
-    if file and os.path.isabs(file) and script and os.path.isabs(os.path.abspath(script)):
-        file = os.path.relpath(file, os.path.dirname(os.path.abspath(script)))
-    where = f"{file}:{line}" if file else "a file ccprof was not shown"
+    where = place(file, line, script)
     if setting.kind == "default" or not setting.code:
         return (f"{what} at {where} has no setting for {setting.name}; add {setting.name}={code} there "
                 "(ccprof rewrites only the script)")

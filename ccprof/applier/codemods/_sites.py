@@ -9,7 +9,7 @@ from typing import Any, Iterable, Sequence
 
 from ccprof.artefacts.profile import CallSite, Setting
 
-__all__ = ["RunSites", "load_sites", "where"]
+__all__ = ["RunSites", "load_sites", "where", "place"]
 
 
 class RunSites:
@@ -65,10 +65,14 @@ class RunSites:
 def where(site: CallSite, script: str) -> str:
     """``file:line`` of ``site``, the file relative to the folder of ``script`` (the path being
     rewritten) when the site's path is absolute: ``../../mingpt/trainer.py:74``."""
-    file = site.file
+    return place(site.file, site.line, script)
+
+
+def place(file: str, line: int, script: str) -> str:
+    """``file:line``, ``file`` made relative to the folder of ``script`` when it is absolute."""
     if file and os.path.isabs(file) and script:
         file = os.path.relpath(file, os.path.dirname(os.path.abspath(script)))
-    return f"{file}:{site.line}" if file else "a file ccprof was not shown"
+    return f"{file}:{line}" if file else "a file ccprof was not shown"
 
 
 def _site(data: dict[str, Any]) -> CallSite:
