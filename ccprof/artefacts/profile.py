@@ -128,6 +128,10 @@ class OptimizerInfo:
     steps: int = 0                          # step() calls seen
     foreach: bool | None = None
     fused: bool | None = None
+    # parameters that had a gradient at some step() and none at another (a branch of the model
+    # some steps do not take): names, the first 20, and how many in all
+    grad_gaps: list[str] = field(default_factory=list)
+    grad_gap_params: int = 0
 
 
 @dataclass(frozen=True)

@@ -518,6 +518,8 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
         if self.eval.open:
             self._close_eval()
         self._begin_step_if_needed()
+        if self.hooks.opt_depth == 0:
+            _note_grads(self.model.grad_presence.setdefault(id(opt), {}), opt)
         self.hooks.opt_depth += 1
         self._set_phase("optimizer")
 
@@ -532,3 +534,15 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
         self._set_phase(self._rest_phase())
         if opt is self.model.primary_opt and self.hooks.opt_depth == 0:
             self._end_step()
+
+
+def _note_grads(presence: dict[int, list[int]], opt: torch.optim.Optimizer) -> None:
+    """Count, for each parameter of ``opt``, the steps it had a gradient and the steps it had none:
+    a parameter with both is one a step can leave out (a branch of the model not taken), which
+    some fused updates cannot follow (``OptimizerInfo.grad_gaps``)."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            row = presence.get(id(p))
+            if row is None:
+                row = presence[id(p)] = [0, 0]
+            row[0 if p.grad is not None else 1] += 1

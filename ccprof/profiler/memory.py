@@ -120,7 +120,9 @@ def _jsonable(v: Any) -> Any:
 
 
 def optimizer_section(optimizers: Iterable[torch.optim.Optimizer],
-                      calls: dict[int, int] | None = None) -> OptimizerSection:
+                      calls: dict[int, int] | None = None,
+                      grad_presence: dict[int, dict[int, list[int]]] | None = None,
+                      names: dict[int, str] | None = None) -> OptimizerSection:
     """What each optimizer is and holds: class, hyperparameters, elements, state bytes.
 
     Hyperparameters come from the first param group (JSON-able: tensors become numbers,
@@ -129,6 +131,9 @@ def optimizer_section(optimizers: Iterable[torch.optim.Optimizer],
     distinct storages of the state on any device; ``steps`` is the number of ``step()`` calls seen
     (``calls``, by ``id(optimizer)``, from the profiler), else the largest ``step`` in its state
     (which a resumed run's checkpoint carries over, and SGD without momentum never keeps).
+    ``grad_presence`` (by ``id(optimizer)``, then ``id(parameter)``: [steps with a gradient, steps
+    without]) gives ``grad_gaps``, the parameters some steps left without a gradient, named from
+    ``names`` (``id(parameter)`` -> dotted name) where known.
 
     Example:
         >>> m = torch.nn.Linear(4, 4); opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
@@ -150,6 +155,8 @@ def optimizer_section(optimizers: Iterable[torch.optim.Optimizer],
             if step is not None:
                 steps = max(steps, int(step.item() if isinstance(step, torch.Tensor) else step))
         group0 = opt.param_groups[0] if opt.param_groups else {}
+        presence = (grad_presence or {}).get(id(opt), {})
+        gaps = [p for p in _optimizer_params(opt) if all(presence.get(id(p), (0, 0)))]
         infos.append(OptimizerInfo(
             class_=type(opt).__name__,
             hyperparams=hyper,
@@ -158,6 +165,8 @@ def optimizer_section(optimizers: Iterable[torch.optim.Optimizer],
             steps=int(calls.get(id(opt), 0)) if calls is not None else steps,
             foreach=group0.get("foreach"),
             fused=group0.get("fused"),
+            grad_gaps=[(names or {}).get(id(p), f"param[{i}]") for i, p in enumerate(gaps[:20])],
+            grad_gap_params=len(gaps),
         ))
     total, _ = unique_storage_bytes(t for opt in optimizers for t in _optimizer_tensors(opt))
     return OptimizerSection(optimizers=infos, state_bytes=total)

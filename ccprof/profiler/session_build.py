@@ -196,7 +196,10 @@ class ProfileBuilder:
                 pretrained_from = "resume (model and optimizer state from a checkpoint)"
             model = replace(model, pretrained=pretrained_from is not None and not resumed,
                             loaded_from=pretrained_from, resumed=resumed)
-        opt = optimizer_section(opts, calls=self.model.opt_calls) if opts else None
+        param_names = {id(p): (f"{prefix}.{n}" if prefix and len(named) > 1 else n)
+                       for prefix, m in named.items() for n, p in m.named_parameters()}
+        opt = optimizer_section(opts, calls=self.model.opt_calls, grad_presence=self.model.grad_presence,
+                                names=param_names) if opts else None
         if opt is None:
             reasons.setdefault("optimizer", "no torch.optim optimizer stepped: parameters were "
                                             "updated by hand after backward()" if self.counters["backward_calls"]

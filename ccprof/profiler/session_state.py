@@ -179,6 +179,8 @@ class ModelWatch:
     known_opts: list[Any] = field(default_factory=list)           # every one constructed
     opt_param_ids: tuple[int, set[int]] = (-1, set())             # (key, ids of their parameters)
     opt_calls: dict[int, int] = field(default_factory=dict)       # id(optimizer) -> step() calls
+    # id(optimizer) -> {id(parameter): [steps it had a gradient, steps it had none]}, at each step()
+    grad_presence: dict[int, dict[int, list[int]]] = field(default_factory=dict)
     autocast_dtype: str | None = None
     grad_scaler: bool = False
     first_forward_done: bool = False

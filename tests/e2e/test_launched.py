@@ -39,14 +39,17 @@ def trained(stdout: str) -> dict[int, int]:
 
 
 def finish(procs: list[subprocess.Popen]) -> list[tuple[int, str, str]]:
+    """Wait for every process; kill them all only when one of them runs past TIMEOUT_S (killing
+    the others as soon as the first one returns would cut off a node that ends a moment later)."""
     out = []
     for p in procs:
         try:
             so, se = p.communicate(timeout=TIMEOUT_S)
-        finally:
+        except BaseException:
             for q in procs:
                 if q.poll() is None:
                     q.kill()
+            raise
         out.append((p.returncode, so, se))
     return out
 

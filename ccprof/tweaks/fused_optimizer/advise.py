@@ -16,6 +16,14 @@ optimizer = torch.optim.{cls}(model.parameters(), lr=lr, fused=True)   # CUDA pa
 """
 
 
+def _fused_fails_on_gaps(opt) -> bool:
+    """True for an SGD with momentum whose parameters some steps left without a gradient: fused,
+    its step fails once such a parameter gets its first gradient after the others' buffers exist."""
+    momentum = opt.hyperparams.get("momentum", 0)
+    moving = any(m for m in momentum) if isinstance(momentum, list) else bool(momentum)
+    return opt.class_ == "SGD" and moving and opt.grad_gap_params > 0
+
+
 @register("fused_optimizer")
 def advise_fused_optimizer(profile: Profile, ctx: AdviceContext) -> Advice:
     """The optimizer step re-costed as one fused kernel reading and writing each state once."""
@@ -53,6 +61,23 @@ def advise_fused_optimizer(profile: Profile, ctx: AdviceContext) -> Advice:
     if not any(o.class_ in FUSED_CLASSES for o in opts):
         return make_advice("fused_optimizer", "not_applicable", profile, ctx, confidence="medium", snippet=snippet,
                            rationale=f"{cls} has no fused implementation in torch.optim.")
+    gapped = next((o for o in opts if _fused_fails_on_gaps(o)), None)
+    if gapped is not None:
+        names = ", ".join(gapped.grad_gaps[:3]) + (f" and {gapped.grad_gap_params - 3} more"
+                                                   if gapped.grad_gap_params > 3 else "")
+        return make_advice(
+            "fused_optimizer", "not_applicable", profile, ctx, confidence="high", snippet=snippet,
+            rationale=(f"Some steps left {gapped.grad_gap_params} of the parameters {gapped.class_} updates without a "
+                       f"gradient ({names}: a branch of the model those steps did not take). torch's fused SGD with "
+                       f"momentum cannot follow that: once the other parameters hold momentum buffers, a parameter "
+                       f"whose first gradient comes later reaches the fused kernel without one, and step() raises "
+                       f"TypeError (expected Tensor ... but got NoneType). The foreach update, the default on CUDA, "
+                       f"handles it."),
+            assumptions=["Parameters that a measured step left without a gradient can get their first one "
+                         "after the optimizer's first step in a real run."],
+            sources=["torch/optim/sgd.py, _fused_sgd: the momentum buffers go to torch._fused_sgd_ as one list, "
+                     "all or none of them set"],
+            details={"grad_gaps": gapped.grad_gaps, "grad_gap_params": gapped.grad_gap_params})
     rc = recost(profile, ctx, policy={"optimizer": "fused"})
     before, after = rc.before.phase_s.get("optimizer", 0.0), rc.after.phase_s.get("optimizer", 0.0)
     if rc.frac < 0.005:

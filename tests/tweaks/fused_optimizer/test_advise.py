@@ -72,3 +72,80 @@ def test_fused_only_on_cuda_is_already_applied_and_the_baseline_is_fused():
     # the projected step (every advice's 'before') costs the fused update
     assert cost_step(p, spec).phase_s["optimizer"] == pytest.approx(
         cost_step(p, spec, replace(unfused, optimizer="fused")).phase_s["optimizer"])
+
+
+class _Branchy(torch.nn.Module):
+    """A model whose ``extra`` layer runs on every other call only: the steps that skip it leave
+    its parameters without a gradient (set_to_none zero_grad), as a data-dependent branch would."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp, self.extra, self.out = torch.nn.Linear(8, 8), torch.nn.Linear(8, 8), torch.nn.Linear(8, 2)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        h = self.inp(x).relu()
+        if self.calls % 2 == 0:
+            h = self.extra(h).relu()
+        return self.out(h)
+
+
+def _branchy_batches(n=6):
+    g = torch.Generator().manual_seed(0)
+    return [(torch.randn(4, 8, generator=g), torch.randint(0, 2, (4,), generator=g)) for _ in range(n)]
+
+
+def _branchy_loss(model, batch):
+    x, y = batch
+    return torch.nn.functional.cross_entropy(model(x), y)
+
+
+_CE = torch.nn.functional.cross_entropy       # what profile_model applies to (model(x), y)
+
+
+def test_fused_sgd_with_momentum_is_not_advised_when_steps_leave_parameters_without_gradients():
+    """dynamic_net's class: SGD(momentum) fused fails once a parameter gets its first gradient after
+    the others hold momentum buffers. The run records which parameters some steps left out."""
+    from ccprof.api import profile_model
+    m = _Branchy()
+    p = profile_model(m, torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9), _branchy_batches(), _CE,
+                      steps=3, warmup=1)
+    (info,) = p.optimizer.optimizers
+    assert info.grad_gaps == ["extra.weight", "extra.bias"] and info.grad_gap_params == 2
+    a = advise_one("fused_optimizer", p)
+    assert a.status == "not_applicable" and "extra.weight" in a.rationale and "momentum" in a.rationale
+    # what the advice says torch does: the fused step fails on the first step that reaches `extra`
+    m2 = _Branchy()
+    fused = torch.optim.SGD(m2.parameters(), lr=0.1, momentum=0.9, fused=True)
+    with pytest.raises(TypeError, match="NoneType"):
+        for batch in _branchy_batches():
+            fused.zero_grad()
+            _branchy_loss(m2, batch).backward()
+            fused.step()
+
+
+@pytest.mark.parametrize("make", [lambda ps: torch.optim.SGD(ps, lr=0.1),
+                                  lambda ps: torch.optim.AdamW(ps, lr=1e-3)], ids=["sgd-no-momentum", "adamw"])
+def test_gaps_do_not_block_the_updates_that_follow_them(make):
+    from ccprof.api import profile_model
+    m = _Branchy()
+    p = profile_model(m, make(m.parameters()), _branchy_batches(), _CE, steps=3, warmup=1)
+    assert p.optimizer.optimizers[0].grad_gap_params == 2
+    assert "without a gradient" not in advise_one("fused_optimizer", p).rationale
+    m2 = _Branchy()
+    opt = make(m2.parameters())
+    for g in opt.param_groups:
+        g["fused"] = True
+    for batch in _branchy_batches():      # and torch's fused step does follow them
+        opt.zero_grad()
+        _branchy_loss(m2, batch).backward()
+        opt.step()
+
+
+def test_no_gaps_when_every_step_reaches_every_parameter():
+    from ccprof.api import profile_model
+    m = torch.nn.Linear(8, 2)
+    p = profile_model(m, torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9), _branchy_batches(), _CE,
+                      steps=3, warmup=1)
+    assert p.optimizer.optimizers[0].grad_gaps == [] and p.optimizer.optimizers[0].grad_gap_params == 0
