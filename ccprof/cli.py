@@ -104,12 +104,15 @@ def _positive(name: str):
 @click.option("--option", "option_texts", multiple=True, metavar="KEY=VALUE",
               help="A tweak option the advice and --verify use, as `ccprof apply --option` takes it "
                    "(lora_rank=16, accumulation_steps=8); repeatable.")
+@click.option("--dry-run", is_flag=True,
+              help="Run the script on fake tensors (shapes, no storage, no arithmetic): plan a model this "
+                   "machine cannot hold. Nothing is measured; every second is the cost model's.")
 @_says_errors
 def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: int, out_dir: str,
                 timeout_s: float, as_json: bool, quiet: bool, gpu: str | None, catalog_path: str | None,
                 price_usd: float | None, total_steps: int | None, epochs: float | None,
                 history: str | None, scan_data: bool, verify: str | None, nproc: int,
-                host_speed: float | None, option_texts: tuple[str, ...]) -> None:
+                host_speed: float | None, option_texts: tuple[str, ...], dry_run: bool) -> None:
     """Profile SCRIPT for a few steps, advise, and write a cost report.
 
     Arguments after `--` go to the script: ccprof analyze train.py -- --lr 3e-4
@@ -118,7 +121,8 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
     if args and args[0] == "--":
         args = args[1:]
     api.check_analyze_inputs(script, gpu=gpu, catalog_path=catalog_path, price_usd=price_usd,
-                             history=history, verify=verify, out_dir=out_dir, scan_data=scan_data)
+                             history=history, verify=verify, out_dir=out_dir, scan_data=scan_data,
+                             dry_run=dry_run, nproc=nproc)
     tweak_options = api.parse_tweak_options(option_texts)
     from rich.console import Console  # here: rich loads only on this path
     from rich.markup import escape  # here: rich loads only on this path
@@ -180,7 +184,7 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
             catalog_path=catalog_path, price_usd=price_usd, total_steps=total_steps, epochs=epochs,
             advice_options=advice_options, on_event=on_event,
             child_stdout=sys.stderr if as_json else None, nproc=nproc, scan_data=scan_data, verify=verify,
-            on_verify=on_verify, host_speed=host_speed)
+            on_verify=on_verify, host_speed=host_speed, dry_run=dry_run)
     finally:
         if progress:
             progress.stop()

@@ -26,7 +26,7 @@ __all__ = [
     "SCHEMA", "Profile", "Device", "ModuleStat", "RepeatedBlock", "Embedding", "ModelInfo",
     "OptimizerInfo", "OptimizerSection", "Steps", "OpCost", "Flops", "Memory", "DataInfo",
     "Precision", "GpuSample", "GpuInfo", "HostInfo", "RunLimit", "EvalWork", "Setting", "CallSite", "StaticFacts", "Environment", "Finding",
-    "ErrorInfo", "GpuProjection", "Cost", "ArtefactError", "module_ancestors",
+    "ErrorInfo", "StandIn", "DryRun", "GpuProjection", "Cost", "ArtefactError", "module_ancestors",
 ]
 
 
@@ -545,6 +545,26 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class StandIn:
+    """A value a --dry-run did not have and assumed: what, the value used, the script's line
+    that asked for it, and how many times it did."""
+    what: str
+    value: Any = None
+    file: str = ""
+    line: int = 0
+    function: str = ""
+    count: int = 0
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """The profile of a --dry-run: the script ran on fake tensors (shapes, dtypes, devices; no
+    storage, no arithmetic). Nothing in it was timed; every second is the cost model's."""
+    stand_ins: list[StandIn] = field(default_factory=list)
+    assumptions: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class ErrorInfo:
     kind: str                               # "script_error" | "timeout" | "ended" | "no_training" | "interrupted" | "oom"
     message: str
@@ -650,6 +670,8 @@ class Profile:
     ranks: list[dict[str, Any]] = field(default_factory=list)    # per-rank summary, merged on rank 0
     # the calls in the user's code that made the loader, optimizer, models (ccprof.profiler.sites)
     sites: list[CallSite] = field(default_factory=list)
+    # set when the run was a --dry-run (fake tensors: nothing measured, the stand-ins it assumed)
+    dry_run: DryRun | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _serde.to_dict(self)

@@ -17,6 +17,7 @@ the progress file, plugins and process plumbing in ``_harness_io.py``.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import runpy
@@ -145,6 +146,14 @@ def run(spec: RunSpec, on_final: Callable[[Any], None] | None = None) -> int:
 
     def assemble(error: ErrorInfo | None, findings: list[Finding], *, cheap: bool = False,
                  outcome: str = "") -> Any:
+        if spec.dry_run:
+            from torch.utils._python_dispatch import _disable_current_modes
+            with _disable_current_modes():      # ccprof's own arithmetic is real, not fake
+                return _assemble(error, findings, cheap=cheap, outcome=outcome)
+        return _assemble(error, findings, cheap=cheap, outcome=outcome)
+
+    def _assemble(error: ErrorInfo | None, findings: list[Finding], *, cheap: bool = False,
+                  outcome: str = "") -> Any:
         if state["static"] is None:
             state["static"] = _static(script, args)
         static = state["static"]
@@ -163,6 +172,9 @@ def run(spec: RunSpec, on_final: Callable[[Any], None] | None = None) -> int:
                     entry["notes"] = notes[entry["tweak"]]
         if applied:
             extra["applied"] = applied
+        if state.get("dry_log") is not None:
+            from ccprof.profiler.dryrun import describe
+            extra["dry_run"] = describe(state["dry_log"])
         profile = session.build_profile(
             cheap=cheap, static=static, environment=env, error=error,
             status="complete" if error is None else "partial", **extra,
@@ -226,7 +238,8 @@ def run(spec: RunSpec, on_final: Callable[[Any], None] | None = None) -> int:
                       on_loader_iter=on_loader_iter if loader_hooks else None,
                       on_checkpoint=on_checkpoint, on_complete=on_complete,
                       scratch_dir=scratch, deadline=deadline, script=script)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 or spec.dry_run:
+        # a dry run's host times are fake tensors' bookkeeping: more of them say nothing
         session.extend_steps = False        # every rank stops at the same step (HostClock.extend_steps)
     if spec.seed is not None:
         torch.manual_seed(spec.seed)
@@ -280,8 +293,14 @@ def run(spec: RunSpec, on_final: Callable[[Any], None] | None = None) -> int:
     code = ExitCode.OK
     stop_reason = "timeout"
     session.install()
+    dry = contextlib.nullcontext()
+    if spec.dry_run:
+        from ccprof.profiler.dryrun import dry_run
+        dry = dry_run()
     try:
-        runpy.run_path(script, run_name="__main__")
+        with dry as dry_log:
+            state["dry_log"] = dry_log
+            runpy.run_path(script, run_name="__main__")
         outcome = "ended"
     except StopProfiling:
         outcome = "complete"

@@ -57,8 +57,15 @@ def _storage(t: Any) -> torch.UntypedStorage | None:
         return None
 
 
-def _on(device: torch.device, st: torch.UntypedStorage) -> bool:
+def _storage_device(t: Any, st: torch.UntypedStorage) -> torch.device:
+    """Where the storage lives; a fake tensor's (--dry-run) is on the device it stands for, not
+    on the meta device that holds its storage."""
     d = st.device
+    return getattr(t, "fake_device", d) if d.type == "meta" else d
+
+
+def _on(device: torch.device, st: torch.UntypedStorage, t: Any = None) -> bool:
+    d = _storage_device(t, st)
     return d.type == device.type and (device.index is None or d.index == device.index)
 
 
@@ -81,7 +88,7 @@ def unique_storage_bytes(tensors: Iterable[torch.Tensor | None],
     total, keys = 0, set()
     for t in tensors:
         st = _storage(t)
-        if st is None or (device is not None and not _on(device, st)) or st.device.type == "meta":
+        if st is None or (device is not None and not _on(device, st, t)) or _storage_device(t, st).type == "meta":
             continue
         key = st._cdata
         if key in keys or (exclude and key in exclude):
@@ -291,7 +298,7 @@ class MemoryLedger:
 
         def grad_ready(p):
             st = _storage(p.grad)
-            if st is not None and _on(self.device, st) and st._cdata not in self._param_keys:
+            if st is not None and _on(self.device, st, p.grad) and st._cdata not in self._param_keys:
                 self._grad_storages[st._cdata] = st.nbytes()
 
         self._handles = [register_module_forward_pre_hook(pre),
@@ -357,7 +364,7 @@ class MemoryLedger:
     # -- bookkeeping --------------------------------------------------------------------
     def _see(self, t: Any, resized: bool = False) -> None:
         st = _storage(t)
-        if st is None or not _on(self.device, st):
+        if st is None or not _on(self.device, st, t):
             return
         key = st._cdata
         nbytes = st.nbytes()
@@ -392,7 +399,7 @@ class MemoryLedger:
         if not self._active:
             return t
         st = _storage(t)
-        if st is None or not _on(self.device, st):
+        if st is None or not _on(self.device, st, t):
             return t
         key = st._cdata
         if key in self._skip_act or key in self._act_keys:

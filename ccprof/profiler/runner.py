@@ -86,7 +86,8 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
                tweak_options: dict[str, dict] | None = None,
                seed: int | None = None, on_event: Callable[[dict[str, Any]], None] | None = None,
                python: str | None = None, stdout: Any = None, nproc: int = 1,
-               scan_data: bool = False, plugins: dict[str, str] | None = None) -> RunResult:
+               scan_data: bool = False, plugins: dict[str, str] | None = None,
+               dry_run: bool = False) -> RunResult:
     """Profile ``script`` in a child process; never raises for the script's own failures.
 
     Raises ScriptError for bad input (missing file, not Python, syntax error) before
@@ -98,7 +99,7 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
     the merge (``world_size``, ``ranks``).
     ``plugins`` names what the harness runs besides the script (``ccprof.api.RUN_PLUGINS``:
     the runtime applier for ``tweak``, the dataset scanner for ``scan_data``); the profiler
-    imports neither.
+    imports neither. ``dry_run``: the script runs on fake tensors (``ccprof.profiler.dryrun``).
     """
     if (tweak or scan_data) and not plugins:
         raise ValueError("a tweak or --scan-data needs plugins= naming what runs them (ccprof.api.RUN_PLUGINS)")
@@ -113,7 +114,7 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
                        progress_path=progress_path, stop_path=stop_path,
                        tweak=[tweak] if isinstance(tweak, str) else list(tweak or []),
                        tweak_options=dict(tweak_options or {}), seed=seed, timeout=timeout_s,
-                       scan_data=scan_data, plugins=dict(plugins or {}))
+                       scan_data=scan_data, plugins=dict(plugins or {}), dry_run=dry_run)
         spec_path = os.path.join(tmp, "spec.json")
         spec.to_json(spec_path)
         env = dict(os.environ)

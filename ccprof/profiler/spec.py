@@ -41,6 +41,7 @@ class RunSpec:
     timeout: float | None = None                        # the parent's --timeout, for the message
     scan_data: bool = False                             # run the dataset scan plugin after the steps
     plugins: dict[str, str] = field(default_factory=dict)  # name -> "module[:attr]" the harness runs
+    dry_run: bool = False                               # fake tensors: shapes only (ccprof.profiler.dryrun)
 
     _json_min = {"steps": 1, "warmup": 0}
 

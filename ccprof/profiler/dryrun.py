@@ -1,0 +1,235 @@
+"""--dry-run: the unmodified script on fake tensors.
+
+Under ``dry_run()`` every tensor the script makes (parameters, optimizer state, batches,
+activations) is a ``FakeTensor``: shape, dtype, device and strides, no storage, no arithmetic.
+The hooks, the FLOP pass, the memory ledger and the op recording see the same aten ops a real
+run dispatches, so the op list, the FLOPs and the memory follow from shapes alone; a model of
+any size is traced on a machine that could not hold it.
+
+What needs values gets a stand-in, each one recorded with the script's file and line
+(``StandIn``) so the report can say what was assumed:
+
+- a tensor read as a Python number (``.item()``, ``float(t)``, ``if t:``, ``.tolist()``): 1.0
+  for a float, 1 for an integer; a bool is True, except a test for NaN or Inf (a tensor that
+  ``isnan``/``isinf`` made, or one reduced from it), which is False: the run is assumed healthy;
+- a tensor turned into NumPy (``.numpy()``) or read through ``data_ptr()``: not followed, the
+  run stops with an error naming the line;
+- an op whose output shape depends on values (``nonzero``, ``masked_select``, ``unique``): the
+  run stops there with an error naming the line (``DryRunUnsupported``);
+- DataLoader worker processes: the batches are made in the main process (``num_workers=0``),
+  as fake tensors cannot cross processes.
+
+Real tensors the script brings in (a dataset read with ``torch.from_numpy``) are turned into
+fake ones when an op meets them.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+__all__ = ["dry_run", "StandInMode", "DryRunUnsupported", "is_fake", "user_line"]
+
+_aten = torch.ops.aten
+_CCPROF = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_TORCH = os.path.dirname(os.path.abspath(torch.__file__))
+# ops whose output marks a test for a broken value; reductions and logic carry the mark on
+_BAD_TESTS = {_aten.isnan.default, _aten.isinf.default, _aten.isposinf.default, _aten.isneginf.default}
+_CARRY = {_aten.any.default, _aten.any.dim, _aten.all.default, _aten.all.dim, _aten.logical_or.default,
+          _aten.logical_and.default, _aten.bitwise_or.Tensor, _aten.bitwise_and.Tensor, _aten.sum.default,
+          _aten.sum.dim_IntList, _aten.ne.Scalar, _aten.eq.Scalar, _aten.gt.Scalar, _aten.clone.default,
+          _aten.detach.default, _aten._to_copy.default, _aten.view.default, _aten.squeeze.default}
+
+
+class DryRunUnsupported(RuntimeError):
+    """The script needs a value the dry run does not have (a shape that depends on data)."""
+
+
+def is_fake(t: Any) -> bool:
+    from torch._subclasses.fake_tensor import FakeTensor
+    return isinstance(t, FakeTensor)
+
+
+# torch's own machinery between a Python-level read (t.item(), bool(t)) and the dispatch mode
+_MACHINERY = tuple(os.path.join(_TORCH, *p) for p in (
+    ("utils", "_python_dispatch.py"), ("_subclasses",), ("_tensor.py",), ("overrides.py",), ("utils", "_stats.py"),
+    ("_dynamo",), ("_compile.py",), ("utils", "_contextlib.py"), ("_ops.py",)))
+
+
+def user_line() -> tuple[str, int, str] | None:
+    """(file, line, function) of the code that read the value: the first frame outside the
+    dispatch machinery and ccprof. None when that is torch itself (an optimizer reading its step
+    count): torch's own reads are not the script's assumptions."""
+    f = sys._getframe(1)
+    while f is not None:
+        name = os.path.abspath(f.f_code.co_filename)
+        if name.startswith(_CCPROF) or name.startswith(_MACHINERY) or f.f_code.co_filename.startswith("<"):
+            f = f.f_back
+            continue
+        if name.startswith(_TORCH):
+            return None
+        return name, f.f_lineno, f.f_code.co_name
+    return None
+
+
+def _from_ccprof() -> bool:
+    """True when ccprof's own code (not the script) asked: its reads are not the script's stand-ins."""
+    f = sys._getframe(2)
+    while f is not None:
+        name = os.path.abspath(f.f_code.co_filename)
+        if name.startswith(_CCPROF):
+            return not name.startswith(os.path.join(_CCPROF, "profiler", "dryrun.py"))
+        if not name.startswith(_TORCH):
+            return False
+        f = f.f_back
+    return False
+
+
+@dataclass
+class _Record:
+    what: str
+    value: Any
+    file: str
+    line: int
+    function: str
+    count: int = 0
+
+
+@dataclass
+class StandInLog:
+    """What the dry run stood in for, by the script's line."""
+    records: dict[tuple[str, int, str], _Record] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def note(self, what: str, value: Any) -> None:
+        where = user_line()
+        if where is None:
+            return
+        key = (where[0], where[1], what)
+        with self.lock:
+            rec = self.records.get(key)
+            if rec is None:
+                rec = self.records[key] = _Record(what, value, *where)
+            rec.count += 1
+
+
+class StandInMode(TorchDispatchMode):
+    """Above FakeTensorMode: answers what the fake tensors cannot (a scalar read), marks tests
+    for NaN/Inf, and stops with the script's line on an op whose output shape needs values."""
+
+    def __init__(self, log: StandInLog) -> None:
+        super().__init__()
+        self.log = log
+        self.bad_test: "torch.utils.weak.WeakIdKeyDictionary" = torch.utils.weak.WeakIdKeyDictionary()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is _aten._local_scalar_dense.default:
+            t = args[0]
+            if t.dtype == torch.bool:
+                value = not self.bad_test.get(t, False)
+                what = "a NaN/Inf test read as a bool" if not value else "a tensor read as a bool"
+            elif t.dtype.is_floating_point or t.dtype.is_complex:
+                value, what = 1.0, "a tensor read as a number (.item(), float())"
+            else:
+                value, what = 1, "an integer tensor read as a number (.item(), int())"
+            if not _from_ccprof():
+                self.log.note(what, value)
+            return value
+        try:
+            out = func(*args, **kwargs)
+        except Exception as exc:
+            from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicOutputShapeException
+            if isinstance(exc, (DynamicOutputShapeException, DataDependentOutputException)):
+                raise DryRunUnsupported(
+                    f"--dry-run cannot follow {func.overloadpacket.__name__}: its output's shape depends on the "
+                    f"tensor's values, which a dry run does not have") from None
+            raise
+        if func in _BAD_TESTS or (func in _CARRY and any(
+                isinstance(a, torch.Tensor) and self.bad_test.get(a, False) for a in args)):
+            if isinstance(out, torch.Tensor):
+                self.bad_test[out] = True
+        return out
+
+
+def _no_workers(log: StandInLog):
+    """DataLoader(num_workers=N) -> 0 under the dry run (fake tensors cannot cross processes)."""
+    from torch.utils.data import DataLoader
+    original = DataLoader.__init__
+
+    def init(self, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        if getattr(self, "num_workers", 0):
+            log.note(f"DataLoader(num_workers={self.num_workers}) run with num_workers=0", 0)
+            self._DataLoader__initialized = False       # persistent_workers is guarded after __init__
+            self.num_workers, self.prefetch_factor, self.persistent_workers = 0, None, False
+            self._DataLoader__initialized = True
+    DataLoader.__init__ = init
+    return lambda: setattr(DataLoader, "__init__", original)
+
+
+def _swap_fallback():
+    """``module.to(dtype)`` on fake parameters: torch swaps each parameter for its converted copy
+    (``torch.utils.swap_tensors``), which refuses a tensor that FakeTensorMode's converter holds a
+    weak reference to. Setting ``.data`` instead keeps the same Parameter objects with the new
+    dtype, as ``_apply`` does for real tensors."""
+    original = torch.utils.swap_tensors
+
+    def swap(t1: torch.Tensor, t2: torch.Tensor) -> None:
+        try:
+            original(t1, t2)
+        except RuntimeError as exc:
+            if not (is_fake(t1) and is_fake(t2) and "weakref" in str(exc)):
+                raise
+            with torch.no_grad():
+                t1.data = t2.detach()
+    torch.utils.swap_tensors = swap
+    return lambda: setattr(torch.utils, "swap_tensors", original)
+
+
+@contextlib.contextmanager
+def dry_run() -> Iterator[StandInLog]:
+    """Run the enclosed code on fake tensors; yields the log of stand-ins.
+
+    Example:
+        >>> with dry_run() as log:
+        ...     x = torch.randn(1 << 20, 1 << 20)      # a 4 TiB tensor with no storage
+        ...     y = float((x @ x).sum())
+        >>> y, [r.what for r in log.records.values()][:1]
+        (1.0, ['a tensor read as a number (.item(), float())'])
+    """
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    log = StandInLog()
+    undo = [_no_workers(log), _swap_fallback()]
+    fake = FakeTensorMode(allow_non_fake_inputs=True)
+    try:
+        with fake, StandInMode(log):
+            yield log
+    finally:
+        for u in undo:
+            u()
+
+
+ASSUMPTIONS = [
+    "The script ran on fake tensors (torch FakeTensorMode): every tensor had its shape, dtype and device "
+    "but no storage, and no arithmetic ran. Ops, FLOPs and memory follow from the shapes; every time is "
+    "the cost model's, nothing was measured.",
+    "Where the script read a tensor's value, the stand-in listed with its line was used instead; a branch "
+    "on such a value took the stand-in's side.",
+]
+
+
+def describe(log: StandInLog | None):
+    """The profile's DryRun section from the log (script lines first, by line)."""
+    from ccprof.artefacts.profile import DryRun, StandIn
+    recs = sorted((log.records.values() if log is not None else ()), key=lambda r: (r.file, r.line, r.what))
+    return DryRun(stand_ins=[StandIn(what=r.what, value=r.value, file=r.file, line=r.line, function=r.function,
+                                     count=r.count) for r in recs],
+                  assumptions=list(ASSUMPTIONS))
