@@ -566,7 +566,7 @@ class DryRun:
 
 @dataclass(frozen=True)
 class ErrorInfo:
-    kind: str                               # "script_error" | "timeout" | "ended" | "no_training" | "interrupted" | "oom"
+    kind: str                               # "script_error" | "timeout" | "ended" | "no_training" | "interrupted" | "oom" | "dry_run_unsupported"
     message: str
     exit_code: int = 0
     traceback: str | None = None

@@ -207,12 +207,15 @@ def dry_run() -> Iterator[StandInLog]:
     """
     from torch._subclasses.fake_tensor import FakeTensorMode
     log = StandInLog()
+    from ccprof.profiler.pycount import SKIPPED_WITH_CALLEES
     undo = [_no_workers(log), _swap_fallback()]
     fake = FakeTensorMode(allow_non_fake_inputs=True)
+    SKIPPED_WITH_CALLEES.add(StandInMode.__torch_dispatch__.__code__)
     try:
         with fake, StandInMode(log):
             yield log
     finally:
+        SKIPPED_WITH_CALLEES.discard(StandInMode.__torch_dispatch__.__code__)
         for u in undo:
             u()
 

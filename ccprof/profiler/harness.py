@@ -322,7 +322,11 @@ def run(spec: RunSpec, on_final: Callable[[Any], None] | None = None) -> int:
         file, line = blame_frame(exc, script)
         tb = format_user_traceback(exc)
         ours = _ccprof_fault(exc)
-        if ours is not None:
+        if _dry_unsupported(exc):
+            # the script needs what a dry run does not have: the script's line, not ccprof's fault
+            error = ErrorInfo(kind="dry_run_unsupported", exit_code=ExitCode.SCRIPT_ERROR, traceback=tb,
+                              file=file, line=line, message=f"{first_line(exc)[:500]} ({file}:{line})")
+        elif ours is not None:
             # ccprof's own code failed inside a call of the script (a hook): not the user's bug
             error = ErrorInfo(kind="ccprof_error", exit_code=ExitCode.SCRIPT_ERROR, file=file, line=line,
                               message=f"ccprof failed inside the script's call at {file}:{line} "
@@ -376,6 +380,11 @@ def run(spec: RunSpec, on_final: Callable[[Any], None] | None = None) -> int:
     write(assemble(error, findings, outcome=outcome))
     progress(event="done", code=code)
     return code
+
+
+def _dry_unsupported(exc: BaseException) -> bool:
+    from ccprof.profiler.dryrun import DryRunUnsupported
+    return isinstance(exc, DryRunUnsupported)
 
 
 def main(argv: list[str] | None = None) -> None:

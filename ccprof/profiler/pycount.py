@@ -21,19 +21,32 @@ import os
 import sys
 from typing import Any, Callable
 
-__all__ = ["OpcodeCounter", "PythonPass", "SKIPPED_DIRS"]
+__all__ = ["OpcodeCounter", "PythonPass", "SKIPPED_DIRS", "SKIPPED_WITH_CALLEES"]
+
+# code objects whose frames are not counted and neither is anything they call: --dry-run's
+# dispatch mode (ccprof.profiler.dryrun.StandInMode) registers its __torch_dispatch__ while a dry
+# run is on, so the fake tensors' Python (what stands in for the C++ kernels of a real step) is not
+# priced as the step's host work. Empty in a real run: nothing is walked then.
+SKIPPED_WITH_CALLEES: set[Any] = set()
+_CALLER_DEPTH = 64
 
 _CCPROF_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def _torch_dirs() -> tuple[str, ...]:
-    """torch.compile's compiler and tracer: their Python is compile work, not the step's."""
+    """torch.compile's compiler and tracer: their Python is compile work, not the step's. And
+    fake tensors' machinery (--dry-run: FakeTensorMode and the Python meta kernels and
+    decompositions it runs for each op), which stands in for C++ kernels a real step dispatches
+    without Python; an eager real step does not run it."""
     try:
         import torch  # here: torch is already loaded in the harness; the path is all that is read
     except ImportError:  # pragma: no cover
         return ()
     base = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
-    return tuple(base + d + os.sep for d in ("_dynamo", "_inductor", "fx", "_functorch", "_export"))
+    dirs = ("_dynamo", "_inductor", "fx", "_functorch", "_export", "_subclasses", "_prims", "_prims_common", "_refs",
+            "_decomp", "_higher_order_ops", "_library")
+    files = ("_meta_registrations.py", os.path.join("utils", "_python_dispatch.py"), "_ops.py")
+    return tuple(base + d + os.sep for d in dirs) + tuple(base + f for f in files)
 
 
 SKIPPED_DIRS: tuple[str, ...] = (_CCPROF_DIR,) + _torch_dirs()
@@ -77,6 +90,12 @@ class OpcodeCounter:
     def _global(self, frame: Any, event: str, arg: Any) -> Any:
         if self._skipped(frame.f_code.co_filename):
             return None
+        if SKIPPED_WITH_CALLEES:
+            f, depth = frame, 0
+            while f is not None and depth < _CALLER_DEPTH:
+                if f.f_code in SKIPPED_WITH_CALLEES:
+                    return None
+                f, depth = f.f_back, depth + 1
         frame.f_trace_opcodes = True
         frame.f_trace_lines = False
         return self._local

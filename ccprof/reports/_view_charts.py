@@ -49,6 +49,8 @@ def _memory(profile: Profile, catalog: dict[str, Any]) -> MemoryChart:
 
 
 def _phases(profile: Profile) -> list[Phase]:
+    if profile.dry_run is not None:
+        return []           # the fake tensors' bookkeeping times: nothing a GPU run would show
     ph = profile.steps.phase_s
     names = [n for n in PHASE_ORDER if n in ph] + sorted(n for n in ph if n not in PHASE_ORDER)
     return [Phase(n, float(ph[n]), fmt_s(ph[n])) for n in names if _finite(ph[n])]
@@ -120,7 +122,8 @@ def _timeline(profile: Profile) -> GpuTimeline | None:
 
 
 def _loss(profile: Profile) -> LossSeries:
-    loss = [x if _finite(x) else None for x in profile.steps.loss]
+    # a dry run's losses are stand-ins (1.0 each): no curve
+    loss = [x if _finite(x) else None for x in profile.steps.loss] if profile.dry_run is None else []
     first = profile.steps.warmup + 1
     return LossSeries(list(range(first, first + len(loss))), loss)
 

@@ -29,6 +29,8 @@ def _header(profile: Profile, generated_at: str) -> Header:
         device += f" ({fmt_bytes(dev.memory_bytes)})"
     if dev.count > 1:
         device += f" × {dev.count}"
+    if profile.dry_run is not None:
+        device = f"none: a dry run on fake tensors (traced on {device}; nothing measured)"
     if cost is not None:
         target = cost.gpu
         price = f"{fmt_usd(cost.usd_per_hour)}/h"
@@ -64,14 +66,14 @@ def _glance(profile: Profile, advice: AdviceSet) -> Glance:
     step_s = cost.step_s if cost is not None else _mean(steps.step_s)
     mfu = _target_mfu(profile)
     plan = advice.plan
-    measured_s = _mean(steps.step_s)
+    measured_s = _mean(steps.step_s) if profile.dry_run is None else None   # a dry run's times are fake ops'
     method = (cost.detail or {}).get("step_s_method", "") if cost is not None else ""
     on_target = profile.device.type == "cuda" and profile.device.catalog_id in (None, cost.gpu) \
         if cost is not None else False
     if cost is not None and method != "measured" and not (not method and on_target):
         # the figure is a projection onto the target GPU: say so, and show what was measured
         here = (f"; measured {fmt_s(measured_s)} on {profile.device.name or profile.device.type}"
-                if measured_s is not None else "")
+                if measured_s is not None else "; nothing measured (dry run)" if profile.dry_run is not None else "")
         cards = [Card(f"step on {cost.gpu}", fmt_s(step_s), f"projected ({method or 'cost_model'}){here}")]
     else:
         cards = [Card("step time", fmt_s(step_s),

@@ -54,6 +54,12 @@ def terminal_summary(profile: Profile, advice_set: AdviceSet | None, console: Co
     else:
         cards = Group(*[Text.assemble((c.label + " ", "dim"), (c.value, "bold")) for c in v.glance.cards])
     parts: list = [head, Text(""), cards]
+    if v.dry_run is not None:
+        d = v.dry_run
+        said = (f"{len(d.stand_ins)} value(s) the script read got stand-ins, e.g. {d.stand_ins[0]}"
+                if d.stand_ins else "the script read no tensor's value")
+        parts.append(Text(f"Dry run on fake tensors: nothing was measured, every time is the cost model's; {said} "
+                          "(the report lists them).", style="yellow"))
     if v.glance.note:
         parts.append(Text(v.glance.note, style="yellow"))
     if v.evaluation:

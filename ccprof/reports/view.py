@@ -36,6 +36,7 @@ from ccprof.reports._view_common import (  # noqa: F401  (re-exported: compare.p
     run_known,
 )
 from ccprof.reports._view_cost import _glance, _header, _projected, evaluation_line, gpu_cost_rows
+from ccprof.reports._view_dry import dry_run_view
 from ccprof.reports._view_ranks import rank_rows, ranks_note
 from ccprof.reports.view_types import (  # noqa: F401  (re-exported: the view models)
     Card,
@@ -118,4 +119,4 @@ def build_report_view(profile: Profile, advice_set: AdviceSet | None = None,
         timeline=timeline, loss=loss, modules=modules, modules_note=modules_note,
         findings=findings, error=error, notes=notes, rank_note=rank_note(),
         evaluation=evaluation_line(profile), verification=verification_lines(advice),
-        ranks=rank_rows(profile), ranks_note=ranks_note(profile))
+        ranks=rank_rows(profile), ranks_note=ranks_note(profile), dry_run=dry_run_view(profile, catalog))

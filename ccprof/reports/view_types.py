@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 __all__ = [
-    "Card", "Header", "Glance", "MeasuredRow", "Recommendation", "OtherAdvice", "PlanView",
+    "Card", "DryRunView", "Header", "Glance", "MeasuredRow", "Recommendation", "OtherAdvice", "PlanView",
     "ChartSpec", "MemoryPart", "MemoryChart", "ProjectedPhase", "Projected", "Phase", "FlopsNode", "GpuCostRow",
     "WaterfallStep", "GpuTimeline", "LossSeries", "ModuleRow", "ReportView", "CompareRow", "RunLabel", "CompareView",
 ]
@@ -17,6 +17,16 @@ class Card:
     label: str
     value: str
     note: str = ""
+
+
+@dataclass(frozen=True)
+class DryRunView:
+    """What a --dry-run report says first: nothing measured, the stand-ins, the fit per GPU."""
+    headline: str
+    assumptions: list[str] = field(default_factory=list)
+    stand_ins: list[str] = field(default_factory=list)     # "train.py:42 (main): what: value (N times)"
+    fits: list[str] = field(default_factory=list)          # "h100-sxm (80 GiB): fits, 12 GiB to spare ..."
+    fits_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -248,6 +258,7 @@ class ReportView:
     rank_note: str = ""
     evaluation: str = ""                    # work between steps that is not training (profile.eval)
     verification: list[str] = field(default_factory=list)   # what --verify did, failures first
+    dry_run: DryRunView | None = None       # a --dry-run's profile (ccprof.reports._view_dry)
     ranks: list[RankRow] = field(default_factory=list)      # per rank, when several ranks ran
     ranks_note: str = ""
 

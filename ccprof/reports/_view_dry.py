@@ -1,0 +1,53 @@
+"""The report's --dry-run section: that nothing was measured, what was assumed (the stand-ins,
+each with the script's line), and whether the step's memory fits each GPU, with the margin."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ccprof.artefacts.profile import Profile
+from ccprof.hardware.projection import MEMORY_HEADROOM_FRAC, usable_memory_bytes
+from ccprof.reports.view_types import DryRunView
+from ccprof.units import fmt_bytes
+
+__all__ = ["dry_run_view"]
+
+
+def _where(file: str, line: int, script: str) -> str:
+    base = os.path.dirname(os.path.abspath(script)) if script else ""
+    shown = os.path.relpath(file, base) if base and file.startswith(base + os.sep) else file
+    return f"{shown}:{line}"
+
+
+def dry_run_view(profile: Profile, catalog: dict[str, Any]) -> DryRunView | None:
+    """None for a measured run; else the headline, the assumptions, one line per stand-in and
+    one line per projected GPU saying whether the step's peak memory fits and by how much."""
+    dry = profile.dry_run
+    if dry is None:
+        return None
+    peak = max(profile.memory.peak_bytes or 0, 0)
+    headline = ("Dry run: the script ran on fake tensors (shapes, dtypes and devices, no storage, no arithmetic). "
+                "Nothing here was measured: the ops, FLOPs and memory follow from the shapes, and every time and "
+                "dollar is the cost model's.")
+    stand_ins = []
+    for s in dry.stand_ins:
+        times = f" ({s.count:,} times)" if s.count > 1 else ""
+        value = "" if s.value is None else f": {s.value!r} was used"
+        stand_ins.append(f"{_where(s.file, s.line, profile.environment.script)} ({s.function}): {s.what}{value}{times}")
+    fits = []
+    headroom = f"{MEMORY_HEADROOM_FRAC:.0%} of the memory left free for the CUDA context, workspaces and fragmentation"
+    for gid, proj in sorted((profile.projection or {}).items()):
+        spec = catalog.get(gid)
+        if spec is None or not peak:
+            fits.append(f"{gid}: {'fits' if proj.fits else 'does not fit'}")
+            continue
+        usable = usable_memory_bytes(spec)
+        if peak <= usable:
+            fits.append(f"{gid} ({fmt_bytes(spec.memory_bytes)}): fits, {fmt_bytes(usable - peak)} to spare "
+                        f"of {fmt_bytes(usable)} usable")
+        else:
+            fits.append(f"{gid} ({fmt_bytes(spec.memory_bytes)}): does not fit, {fmt_bytes(peak - usable)} over "
+                        f"the {fmt_bytes(usable)} usable")
+    return DryRunView(headline=headline, assumptions=list(dry.assumptions), stand_ins=stand_ins, fits=fits,
+                      fits_note=(f"Peak memory of one step {fmt_bytes(peak)} (this process's tensors in the "
+                                 f"script's dtypes) against each GPU with {headroom}.") if peak else "")
