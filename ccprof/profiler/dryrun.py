@@ -17,7 +17,9 @@ What needs values gets a stand-in, each one recorded with the script's file and 
 - an op whose output shape depends on values (``nonzero``, ``masked_select``, ``unique``): the
   run stops there with an error naming the line (``DryRunUnsupported``);
 - DataLoader worker processes: the batches are made in the main process (``num_workers=0``),
-  as fake tensors cannot cross processes.
+  as fake tensors cannot cross processes;
+- checkpoint writes (``torch.save``, safetensors' ``save_file``, ``save_pretrained``): nothing is
+  written, so no file of the user's is replaced by one without values.
 
 Real tensors the script brings in (a dataset read with ``torch.from_numpy``) are turned into
 fake ones when an op meets them.
@@ -175,6 +177,63 @@ def _no_workers(log: StandInLog):
     return lambda: setattr(DataLoader, "__init__", original)
 
 
+def _no_saves(log: StandInLog):
+    """Checkpoint writes do nothing under the dry run: fake tensors have no values to write, and a
+    half-written file must never replace the user's checkpoint of the same name (torch.save of a
+    fake state dict starts the zip, then fails). ``torch.save``, safetensors' ``save_file`` and
+    ``save_model``, and transformers' own import of ``save_file`` are replaced while it lasts."""
+    import importlib
+    patched: list[tuple[Any, str, Any]] = []
+
+    def skip(name: str):
+        def save(obj: Any, f: Any = None, *args: Any, **kwargs: Any) -> None:
+            target = f if isinstance(f, (str, os.PathLike)) else type(f).__name__
+            log.note(f"{name}(..., {os.fspath(target) if isinstance(target, os.PathLike) else target!s}) not "
+                     "written: fake tensors have no values", None)
+        return save
+
+    targets = [("torch", "save", "torch.save"), ("torch.serialization", "save", "torch.save"),
+               ("safetensors.torch", "save_file", "safetensors.torch.save_file"),
+               ("safetensors.torch", "save_model", "safetensors.torch.save_model"),
+               ("transformers.modeling_utils", "safe_save_file", "safetensors.torch.save_file")]
+    for module, attr, name in targets:
+        try:
+            # safetensors is imported now, so a transformers imported later binds the patched save_file
+            mod = sys.modules.get(module) or (importlib.import_module(module)
+                                              if module.startswith(("torch", "safetensors")) else None)
+        except ImportError:
+            mod = None
+        if mod is not None and hasattr(mod, attr):
+            patched.append((mod, attr, getattr(mod, attr)))
+            setattr(mod, attr, skip(name))
+
+    # save_pretrained checks for shared storages by data pointer (all 0 on fake tensors) before it
+    # writes: it would fail, so it writes nothing as well (transformers imported now when installed)
+    import importlib.util
+    if importlib.util.find_spec("transformers") is not None:
+        try:
+            mu = importlib.import_module("transformers.modeling_utils")
+        except Exception:       # a broken install is the script's business, not the dry run's
+            mu = None
+        if mu is not None:
+            original_sp = mu.PreTrainedModel.save_pretrained
+
+            def save_pretrained(self: Any, save_directory: Any, *args: Any, **kwargs: Any) -> None:
+                log.note(f"{type(self).__name__}.save_pretrained({os.fspath(save_directory)}) not written: "
+                         "fake tensors have no values", None)
+            patched.append((mu.PreTrainedModel, "save_pretrained", original_sp))
+            mu.PreTrainedModel.save_pretrained = save_pretrained
+    skips = {id(getattr(mod, attr)) for mod, attr, _ in patched}
+
+    def undo() -> None:
+        for mod, attr, original in patched:
+            setattr(mod, attr, original)
+        late = sys.modules.get("transformers.modeling_utils")     # imported during the dry run
+        if late is not None and id(getattr(late, "safe_save_file", None)) in skips:
+            late.safe_save_file = sys.modules["safetensors.torch"].save_file
+    return undo
+
+
 def _swap_fallback():
     """``module.to(dtype)`` on fake parameters: torch swaps each parameter for its converted copy
     (``torch.utils.swap_tensors``), which refuses a tensor that FakeTensorMode's converter holds a
@@ -208,7 +267,7 @@ def dry_run() -> Iterator[StandInLog]:
     from torch._subclasses.fake_tensor import FakeTensorMode
     log = StandInLog()
     from ccprof.profiler.pycount import SKIPPED_WITH_CALLEES
-    undo = [_no_workers(log), _swap_fallback()]
+    undo = [_no_workers(log), _swap_fallback(), _no_saves(log)]
     fake = FakeTensorMode(allow_non_fake_inputs=True)
     SKIPPED_WITH_CALLEES.add(StandInMode.__torch_dispatch__.__code__)
     try:

@@ -116,3 +116,31 @@ def test_the_memory_ledger_counts_fake_storages_as_real_ones():
     real, fake = _ledger(False), _ledger(True)
     for field in ("peak_bytes", "params_bytes", "grads_bytes", "optimizer_state_bytes", "activations_bytes"):
         assert getattr(fake, field) == getattr(real, field) > 0, field
+
+
+def test_checkpoint_writes_never_replace_the_users_file(tmp_path):
+    """torch.save of fake tensors starts the zip and then fails: the user's checkpoint of that name
+    would be gone. Under the dry run nothing is written, and the line says so."""
+    import safetensors.torch
+    ckpt, st = tmp_path / "ckpt.pt", tmp_path / "model.safetensors"
+    ckpt.write_text("the user's checkpoint")
+    with dry_run() as log:
+        m = torch.nn.Linear(4, 4)
+        torch.save(m.state_dict(), ckpt)
+        safetensors.torch.save_file(m.state_dict(), str(st))
+    assert ckpt.read_text() == "the user's checkpoint" and not st.exists()
+    notes = sorted(r.what for r in log.records.values())
+    assert notes == [f"safetensors.torch.save_file(..., {st}) not written: fake tensors have no values",
+                     f"torch.save(..., {ckpt}) not written: fake tensors have no values"]
+    torch.save({"w": torch.ones(2)}, ckpt)                 # and saving works again afterwards
+    assert torch.load(ckpt)["w"].sum() == 2
+
+
+def test_save_pretrained_writes_no_weights(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                      num_key_value_heads=1, vocab_size=64)
+    with dry_run() as log:
+        LlamaForCausalLM(cfg).save_pretrained(tmp_path / "out")
+    assert not list((tmp_path / "out").glob("*.safetensors")) and not list((tmp_path / "out").glob("*.bin"))
+    assert any("not written" in r.what for r in log.records.values())
