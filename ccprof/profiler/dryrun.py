@@ -50,6 +50,9 @@ _CARRY = {_aten.any.default, _aten.any.dim, _aten.all.default, _aten.all.dim, _a
           _aten.detach.default, _aten._to_copy.default, _aten.view.default, _aten.squeeze.default}
 
 
+_UNKNOWN = object()
+
+
 class DryRunUnsupported(RuntimeError):
     """The script needs a value the dry run does not have (a shape that depends on data)."""
 
@@ -122,19 +125,87 @@ class StandInLog:
             rec.count += 1
 
 
+# an integer or bool fake tensor of at most this many elements whose inputs all have known values
+# gets its real value too (a "shadow"): indices sampled with randint, step counters, masks of them.
+# Floating-point tensors never do: the model's arithmetic stays shapes only, whatever its size.
+SHADOW_MAX_ELEMENTS = 1 << 16
+
+
 class StandInMode(TorchDispatchMode):
     """Above FakeTensorMode: answers what the fake tensors cannot (a scalar read), marks tests
-    for NaN/Inf, and stops with the script's line on an op whose output shape needs values."""
+    for NaN/Inf, and stops with the script's line on an op whose output shape needs values.
 
-    def __init__(self, log: StandInLog) -> None:
+    Small integer and bool tensors whose inputs have known values (real tensors, constants, other shadows, or no
+    tensor input at all: ``torch.randint(n, (B,))``) are also computed for real, beside the fake:
+    ``ix = torch.randint(len(data) - T, (B,)); torch.stack([data[i:i + T] for i in ix])`` then
+    slices at the real ``i`` and ``i + T`` (a stand-in of 1 for both would give empty rows), and a
+    ``nonzero`` of such a mask has its real shape. Values from the model's own arithmetic (a loss)
+    have no shadow and get the stand-ins.
+    """
+
+    def __init__(self, log: StandInLog, fake_mode: Any = None) -> None:
         super().__init__()
         self.log = log
+        self.fake_mode = fake_mode
         self.bad_test: "torch.utils.weak.WeakIdKeyDictionary" = torch.utils.weak.WeakIdKeyDictionary()
+        self.shadow: "torch.utils.weak.WeakIdKeyDictionary" = torch.utils.weak.WeakIdKeyDictionary()
+
+    def _real(self, x: Any) -> Any:
+        """The real value behind ``x`` (a shadow, a fake's constant, a real tensor), or _UNKNOWN."""
+        if not isinstance(x, torch.Tensor):
+            return x
+        if not is_fake(x):
+            return x
+        real = self.shadow.get(x)
+        if real is not None:
+            return real
+        constant = getattr(x, "constant", None)
+        return constant if constant is not None else _UNKNOWN
+
+    def _compute_real(self, func, args, kwargs) -> Any:
+        from torch.utils._python_dispatch import _disable_current_modes
+        from torch.utils._pytree import tree_flatten, tree_map
+        flat = tree_flatten((args, kwargs))[0]
+        real = [self._real(x) for x in flat]
+        if any(r is _UNKNOWN for r in real):
+            return _UNKNOWN
+        try:
+            real_args, real_kwargs = tree_map(self._real, (args, kwargs))
+            with _disable_current_modes(), torch.no_grad():
+                return func(*real_args, **real_kwargs)
+        except Exception:           # a device this build lacks, an op with no CPU kernel: no shadow
+            return _UNKNOWN
+
+    def _keep_shadow(self, func, args, kwargs, out: Any) -> None:
+        outs = list(out) if isinstance(out, (tuple, list)) else [out]     # unbind, split, max.dim
+        tensors = [o for o in outs if isinstance(o, torch.Tensor)]
+        if not tensors:
+            return
+        if any(o.numel() > SHADOW_MAX_ELEMENTS or o.dtype.is_floating_point or o.dtype.is_complex for o in tensors):
+            for o in tensors:
+                self.shadow.pop(o, None)
+            return
+        real = self._compute_real(func, args, kwargs)
+        reals = list(real) if isinstance(real, (tuple, list)) else [real]
+        if len(reals) == len(outs) and all(
+                isinstance(r, torch.Tensor) and r.shape == o.shape for r, o in zip(reals, outs)
+                if isinstance(o, torch.Tensor)):
+            for r, o in zip(reals, outs):
+                if isinstance(o, torch.Tensor):
+                    self.shadow[o] = r
+        else:
+            for o in tensors:
+                self.shadow.pop(o, None)     # an in-place op on a shadow with an unknown input
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is _aten._local_scalar_dense.default:
             t = args[0]
+            real = self.shadow.get(t)
+            if real is not None:
+                from torch.utils._python_dispatch import _disable_current_modes
+                with _disable_current_modes():
+                    return real.item()
             if t.dtype == torch.bool:
                 value = not self.bad_test.get(t, False)
                 what = "a NaN/Inf test read as a bool" if not value else "a tensor read as a bool"
@@ -150,6 +221,11 @@ class StandInMode(TorchDispatchMode):
         except Exception as exc:
             from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicOutputShapeException
             if isinstance(exc, (DynamicOutputShapeException, DataDependentOutputException)):
+                real = self._compute_real(func, args, kwargs)
+                if isinstance(real, torch.Tensor) and self.fake_mode is not None:
+                    out = self.fake_mode.from_tensor(real)
+                    self.shadow[out] = real
+                    return out
                 raise DryRunUnsupported(
                     f"--dry-run cannot follow {func.overloadpacket.__name__}: its output's shape depends on the "
                     f"tensor's values, which a dry run does not have") from None
@@ -158,6 +234,7 @@ class StandInMode(TorchDispatchMode):
                 isinstance(a, torch.Tensor) and self.bad_test.get(a, False) for a in args)):
             if isinstance(out, torch.Tensor):
                 self.bad_test[out] = True
+        self._keep_shadow(func, args, kwargs, out)
         return out
 
 
@@ -271,7 +348,7 @@ def dry_run() -> Iterator[StandInLog]:
     fake = FakeTensorMode(allow_non_fake_inputs=True)
     SKIPPED_WITH_CALLEES.add(StandInMode.__torch_dispatch__.__code__)
     try:
-        with fake, StandInMode(log):
+        with fake, StandInMode(log, fake):
             yield log
     finally:
         SKIPPED_WITH_CALLEES.discard(StandInMode.__torch_dispatch__.__code__)

@@ -23,7 +23,7 @@ def _reads():
     x = torch.randn(1 << 16, 1 << 16)                   # 16 GiB, no storage
     loss = (x @ x).mean()
     out = {"float": loss.item()}                         # mark:float
-    out["int"] = int(torch.randint(0, 9, (4,)).sum())    # mark:int
+    out["int"] = int((x[:4, :4] @ x[:4, :4]).argmax())   # mark:int
     out["nan"] = bool(torch.isnan(loss))                 # mark:nan
     out["inf_any"] = bool(torch.isinf(x).any())          # mark:inf
     out["finite"] = bool(torch.isfinite(loss).all())     # mark:finite
@@ -57,6 +57,29 @@ def test_torch_reading_its_own_values_is_not_the_scripts_assumption():
             opt.zero_grad()
     assert log.records == {}
     assert is_fake(m.weight) and is_fake(opt.state[m.weight]["exp_avg"])
+
+
+def test_indices_sampled_from_known_values_keep_their_real_values():
+    """nanoGPT's get_batch: ix from randint, then rows data[i:i + T]. With a stand-in of 1 for both
+    i and i + T every row would be empty; integer tensors made from known values are computed for
+    real beside the fake (and a nonzero of them has its real shape)."""
+    import numpy as np
+    data = torch.from_numpy(np.arange(1000, dtype=np.int64))
+    with dry_run() as log:
+        torch.manual_seed(0)
+        ix = torch.randint(len(data) - 9, (4,))
+        x = torch.stack([data[i:i + 8] for i in ix])
+        step = torch.zeros((), dtype=torch.long)
+        for _ in range(3):
+            step += 1
+        picked = torch.nonzero(ix >= 0)
+        steps, first = int(step), int(ix[0])
+    torch.manual_seed(0)
+    expected = torch.randint(len(data) - 9, (4,))
+    assert x.shape == (4, 8) and is_fake(x)
+    assert steps == 3 and picked.shape == (4, 1) and first == int(expected[0])
+    assert [r.what for r in log.records.values()] == []       # nothing stood in: the values were known
+    assert ix.shape == expected.shape
 
 
 def test_a_shape_that_needs_values_stops_with_a_clear_error():
