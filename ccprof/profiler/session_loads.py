@@ -10,6 +10,15 @@ import torch
 from torch.utils._pytree import tree_flatten
 
 
+def _storage_key(t: torch.Tensor) -> int | tuple[str, int]:
+    """The storage a tensor views: its data pointer, or for a fake tensor (--dry-run: every data
+    pointer is 0) the storage object itself."""
+    from ccprof.profiler.dryrun import is_fake
+    if is_fake(t):
+        return ("fake", t.untyped_storage()._cdata)
+    return t.untyped_storage().data_ptr()
+
+
 class LoadWatch:
     """Mixin of ``Session``: weight loads, counted calls, GradScaler (state: ``loads``)."""
 
@@ -40,7 +49,7 @@ class LoadWatch:
                 if isinstance(t, dict):
                     self._note_file_tensors(t)
                 elif isinstance(t, torch.Tensor) and t.device.type != "meta":
-                    self.loads.file_storages.add(t.untyped_storage().data_ptr())
+                    self.loads.file_storages.add(_storage_key(t))
         except Exception:
             pass
 
@@ -48,7 +57,7 @@ class LoadWatch:
         for v in list(getattr(state_dict, "values", lambda: [])())[:64]:
             if isinstance(v, torch.Tensor) and v.device.type != "meta":
                 try:
-                    if v.untyped_storage().data_ptr() in self.loads.file_storages:
+                    if _storage_key(v) in self.loads.file_storages:
                         return True
                 except Exception:
                     continue

@@ -128,7 +128,7 @@ class LoadState:
     loaded: list[tuple[str, int]] = field(default_factory=list)   # (module class, keys) from load_state_dict
     loaded_ids: set[int] = field(default_factory=set)
     pretrained_models: dict[int, str] = field(default_factory=dict)   # id(model) -> checkpoint
-    file_storages: set[int] = field(default_factory=set)          # storages read by torch.load / safetensors
+    file_storages: set[int | tuple[str, int]] = field(default_factory=set)  # storages read by torch.load / safetensors
 
 
 @dataclass
