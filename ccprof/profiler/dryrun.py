@@ -113,8 +113,10 @@ class StandInLog:
     records: dict[tuple[str, int, str], _Record] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def note(self, what: str, value: Any) -> None:
-        where = user_line()
+    def note(self, what: str, value: Any, where: tuple[str, int, str] | None = None) -> None:
+        """Record one stand-in at ``where`` (file, line, function), else at the line that asked
+        (``user_line``); nothing when that is torch's own code."""
+        where = where or user_line()
         if where is None:
             return
         key = (where[0], where[1], what)
@@ -348,7 +350,8 @@ def dry_run() -> Iterator[StandInLog]:
     fake = FakeTensorMode(allow_non_fake_inputs=True)
     SKIPPED_WITH_CALLEES.add(StandInMode.__torch_dispatch__.__code__)
     try:
-        with fake, StandInMode(log, fake):
+        from ccprof.profiler.dryrun_weights import shapes_only_loads
+        with fake, StandInMode(log, fake), shapes_only_loads(log):
             yield log
     finally:
         SKIPPED_WITH_CALLEES.discard(StandInMode.__torch_dispatch__.__code__)

@@ -89,17 +89,7 @@ def _script_line() -> tuple[str, int, str] | None:
 def _note(log: Any, what: str, value: Any) -> None:
     """``log.note`` at the script's line. ``StandInLog.note`` takes the line of the first frame
     outside torch and ccprof, which for a load is inside safetensors or transformers."""
-    where = _script_line()
-    if where is None:
-        log.note(what, value)
-        return
-    from ccprof.profiler.dryrun import _Record
-    key = (where[0], where[1], what)
-    with log.lock:
-        rec = log.records.get(key)
-        if rec is None:
-            rec = log.records[key] = _Record(what, value, *where)
-        rec.count += 1
+    log.note(what, value, where=_script_line())
 
 
 def _fake(mode: Any, shape: list[int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -229,6 +219,9 @@ def _bound_to(value: Any) -> list[tuple[Any, str]]:
     return found
 
 
+_ACTIVE: list[dict[str, int]] = []       # the counts of the shapes_only_loads now active
+
+
 @contextlib.contextmanager
 def shapes_only_loads(log: Any) -> Iterator[dict[str, int]]:
     """Inside ``dry_run()``: checkpoint loads return fake tensors of the file's shapes and dtypes,
@@ -246,6 +239,9 @@ def shapes_only_loads(log: Any) -> Iterator[dict[str, int]]:
     if mode is None:
         raise RuntimeError("shapes_only_loads() runs inside ccprof.profiler.dryrun.dry_run(): "
                            "no FakeTensorMode is active")
+    if _ACTIVE:                 # dry_run() entered it already: the same loads, noted once
+        yield _ACTIVE[-1]
+        return
     counts: dict[str, int] = {}
     undo: list[tuple[Any, str, Any]] = []
     try:
@@ -263,9 +259,11 @@ def shapes_only_loads(log: Any) -> Iterator[dict[str, int]]:
     torch.load = _shapes_only_torch_load(torch.load, log)
     env_before = os.environ.get(_ASYNC_ENV)
     os.environ[_ASYNC_ENV] = "1"
+    _ACTIVE.append(counts)
     try:
         yield counts
     finally:
+        _ACTIVE.pop()
         if env_before is None:
             os.environ.pop(_ASYNC_ENV, None)
         else:
