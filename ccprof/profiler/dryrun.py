@@ -313,6 +313,26 @@ def _no_saves(log: StandInLog):
     return undo
 
 
+def _foreach_on_fakes():
+    """torch picks its foreach kernels (clip_grad_norm_, the optimizers) only for tensors whose type
+    is exactly Tensor or Parameter: a FakeTensor would take the per-tensor loop a real run does
+    not take. FakeTensor joins those lists while the dry run lasts (the device test is unchanged)."""
+    import torch.optim.optimizer as optim_mod
+    import torch.utils._foreach_utils as foreach_mod
+    from torch._subclasses.fake_tensor import FakeTensor
+    added = []
+    for mod in (foreach_mod, optim_mod):
+        types = getattr(mod, "_foreach_supported_types", None)
+        if isinstance(types, list) and FakeTensor not in types:
+            types.append(FakeTensor)
+            added.append(types)
+
+    def undo() -> None:
+        for types in added:
+            types.remove(FakeTensor)
+    return undo
+
+
 def _swap_fallback():
     """``module.to(dtype)`` on fake parameters: torch swaps each parameter for its converted copy
     (``torch.utils.swap_tensors``), which refuses a tensor that FakeTensorMode's converter holds a
@@ -346,7 +366,7 @@ def dry_run() -> Iterator[StandInLog]:
     from torch._subclasses.fake_tensor import FakeTensorMode
     log = StandInLog()
     from ccprof.profiler.pycount import SKIPPED_WITH_CALLEES
-    undo = [_no_workers(log), _swap_fallback(), _no_saves(log)]
+    undo = [_no_workers(log), _swap_fallback(), _no_saves(log), _foreach_on_fakes()]
     fake = FakeTensorMode(allow_non_fake_inputs=True)
     SKIPPED_WITH_CALLEES.add(StandInMode.__torch_dispatch__.__code__)
     try:
