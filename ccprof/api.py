@@ -179,6 +179,7 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
                                                        total_steps=total_steps, epochs=epochs,
                                                        host_speed=host_speed))
     advice_options = dict(advice_options or {})
+    advice_options.setdefault("configurations", True)      # the plan across GPUs, counts, memory tweaks
     if catalog_path:
         advice_options.setdefault("catalog", catalog)
     advice = _stage("advice", out, lambda: advise(profile, **advice_options))
@@ -435,9 +436,10 @@ def parse_tweak_options(texts: Iterable[str]) -> dict[str, Any]:
 def readvise(profile_path: str | Path, *, gpu: str | None = None, total_steps: int | None = None,
              price_usd: float | None = None, history: str | None = None, lora_rank: int | None = None,
              finetune_budget_frac: float | None = None, host_speed: float | None = None,
-             options: list[str] | tuple[str, ...] = (), catalog_path: str | None = None):
+             options: list[str] | tuple[str, ...] = (), catalog_path: str | None = None,
+             budget_usd: float | None = None, deadline_h: float | None = None):
     """``ccprof advise``: the saved profile, re-costed when a cost option is given, and its advice
-    again. ``options``: ``--option KEY=VALUE`` texts, the tweak options the advisors project with
+    again, with the plan across configurations (``budget_usd``/``deadline_h`` pick within them). ``options``: ``--option KEY=VALUE`` texts, the tweak options the advisors project with
     (the same keys ``ccprof apply --option`` takes; ``lora_rank`` and ``finetune_budget_frac`` are
     two of them). Returns ``(profile, advice_set)``; writes nothing."""
     profile = load_artefact("profile", profile_path)
@@ -458,7 +460,8 @@ def readvise(profile_path: str | Path, *, gpu: str | None = None, total_steps: i
     texts = [*([f"lora_rank={lora_rank}"] if lora_rank is not None else []),
              *([f"finetune_budget={finetune_budget_frac}"] if finetune_budget_frac is not None else []), *options]
     tweak_options = parse_tweak_options(texts)
-    ctx = advisors.AdviceContext(history=history, options=tweak_options,
+    ctx = advisors.AdviceContext(history=history, options=tweak_options, configurations=True,
+                                 budget_usd=budget_usd, deadline_h=deadline_h,
                                  **({"catalog": catalog} if catalog_path else {}))
     return profile, advisors.advise(profile, ctx)
 

@@ -104,6 +104,10 @@ def _positive(name: str):
 @click.option("--option", "option_texts", multiple=True, metavar="KEY=VALUE",
               help="A tweak option the advice and --verify use, as `ccprof apply --option` takes it "
                    "(lora_rank=16, accumulation_steps=8); repeatable.")
+@click.option("--budget", "budget_usd", default=None, type=float, callback=_positive("--budget"),
+              help="USD for the planned run: the report names the fastest configuration within it.")
+@click.option("--deadline", "deadline_h", default=None, type=float, callback=_positive("--deadline"),
+              help="Hours for the planned run: the report names the cheapest configuration within it.")
 @click.option("--dry-run", is_flag=True,
               help="Run the script on fake tensors (shapes, no storage, no arithmetic): plan a model this "
                    "machine cannot hold. Nothing is measured; every second is the cost model's.")
@@ -112,7 +116,8 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
                 timeout_s: float, as_json: bool, quiet: bool, gpu: str | None, catalog_path: str | None,
                 price_usd: float | None, total_steps: int | None, epochs: float | None,
                 history: str | None, scan_data: bool, verify: str | None, nproc: int,
-                host_speed: float | None, option_texts: tuple[str, ...], dry_run: bool) -> None:
+                host_speed: float | None, option_texts: tuple[str, ...], budget_usd: float | None,
+                deadline_h: float | None, dry_run: bool) -> None:
     """Profile SCRIPT for a few steps, advise, and write a cost report.
 
     Arguments after `--` go to the script: ccprof analyze train.py -- --lr 3e-4
@@ -172,6 +177,7 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
 
         progress.start()
     advice_options = {"history": history} if history else {}
+    advice_options.update({k: v for k, v in (("budget_usd", budget_usd), ("deadline_h", deadline_h)) if v})
     if tweak_options:
         advice_options["options"] = tweak_options
 
@@ -383,17 +389,23 @@ def _save(out, content, inputs: list, force: bool, *, check_only: bool = False) 
                    "(lora_rank=16, accumulation_steps=8, pruning.amount=0.5); repeatable.")
 @click.option("--host-speed", default=None, type=float, callback=_positive("--host-speed"),
               help="The GPU machine's host CPU against ccprof's reference host (1.5 = 1.5x as fast).")
+@click.option("--budget", "budget_usd", default=None, type=float, callback=_positive("--budget"),
+              help="USD for the planned run: name the fastest configuration within it.")
+@click.option("--deadline", "deadline_h", default=None, type=float, callback=_positive("--deadline"),
+              help="Hours for the planned run: name the cheapest configuration within it.")
 @_says_errors
 def advise_cmd(profile_path: str, gpu: str | None, total_steps: int | None, price_usd: float | None,
                history: str | None, lora_rank: int | None, finetune_budget: float | None,
                output: str | None, as_json: bool, force: bool, host_speed: float | None,
-               options: tuple[str, ...], catalog_path: str | None) -> None:
+               options: tuple[str, ...], catalog_path: str | None, budget_usd: float | None,
+               deadline_h: float | None) -> None:
     """Advise again on a saved profile (other GPU, run size, history), without re-running it. What
     is not named here (GPU, price, run size) stays as the profile was costed, and is said so."""
 
     profile, result = api.readvise(profile_path, gpu=gpu, total_steps=total_steps, price_usd=price_usd,
                                    history=history, lora_rank=lora_rank, finetune_budget_frac=finetune_budget,
-                                   host_speed=host_speed, options=options, catalog_path=catalog_path)
+                                   host_speed=host_speed, options=options, catalog_path=catalog_path,
+                                   budget_usd=budget_usd, deadline_h=deadline_h)
     out = Path(output) if output else Path(profile_path).with_name("advice.json")
     _save(out, result.to_json() + "\n", [profile_path, history], force)
     if as_json:

@@ -94,4 +94,8 @@ def advise(profile: Profile, ctx: AdviceContext | None = None) -> AdviceSet:
     """
     ctx = ctx or AdviceContext()
     ranked = rank([advise_one(t, profile, ctx) for t in ADVISORS])
-    return AdviceSet(advice=ranked, plan=build_plan(profile, ctx, ranked))
+    configurations = None
+    if ctx.configurations and not _nothing_measured(profile):
+        from ccprof.advisors.configurations import plan_configurations
+        configurations = plan_configurations(profile, ctx, budget_usd=ctx.budget_usd, deadline_h=ctx.deadline_h)
+    return AdviceSet(advice=ranked, plan=build_plan(profile, ctx, ranked), configurations=configurations)

@@ -38,6 +38,11 @@ class AdviceContext:
     catalog: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
     options: dict[str, TweakOptions] = field(default_factory=dict)
+    # the plan across configurations (ccprof.advisors.configurations): asked for by analyze and
+    # advise (a dozen GPUs x the memory tweaks' advisors), with the user's budget and deadline
+    configurations: bool = False
+    budget_usd: float | None = None
+    deadline_h: float | None = None
 
     def __post_init__(self) -> None:
         checked = {t: options_for(t, o, f"options.{t}") for t, o in (self.options or {}).items() if t in TWEAKS}

@@ -23,7 +23,7 @@ RISKS = ("none", "numerics", "convergence", "accuracy")
 CONFIDENCES = ("low", "medium", "high")
 
 __all__ = ["SCHEMA", "STATUSES", "RISKS", "CONFIDENCES", "Projected", "Measured", "Verification", "Advice",
-           "PlanStep", "Plan", "AdviceSet", "ArtefactError"]
+           "PlanStep", "Plan", "ConfigRow", "Configurations", "AdviceSet", "ArtefactError"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,41 @@ class PlanStep:
 
 
 @dataclass(frozen=True)
+class ConfigRow:
+    """One configuration of the plan across configurations (ccprof.advisors.configurations)."""
+    gpu: str                                # catalog id
+    gpus: int = 1                           # on one node
+    parallel: str = "none"                  # "none" | "ddp" | "fsdp"
+    tweak: str = "as written"               # or the memory tweak applied: mixed_precision, checkpointing, lora
+    memory_per_gpu_bytes: int = 0
+    usable_bytes: int = 0                   # what one GPU may fill (its memory less the headroom)
+    fits: bool = True
+    step_s: float = 0.0                     # one step on each GPU, collectives not hidden included
+    tokens_per_s_per_gpu: float | None = None
+    samples_per_s: float | None = None      # all GPUs together
+    run_hours: float | None = None          # the planned run's samples; None without a run size
+    usd_run: float | None = None
+    usd_per_hour: float = 0.0               # all its GPUs
+    usd_per_1k_samples: float | None = None
+    how: str = ""                           # the collectives it adds
+    risk: str = "none"                      # the memory tweak's risk (its advice's); "none" as written
+
+
+@dataclass(frozen=True)
+class Configurations:
+    """Every configuration's figures and the picks (indices into ``rows``; None when none qualifies)."""
+    rows: list[ConfigRow] = field(default_factory=list)
+    run_steps: int = 0                      # the planned run on one GPU with the script's batch
+    cheapest: int | None = None             # the cheapest that fits
+    fastest_in_budget: int | None = None    # the shortest run within budget_usd
+    cheapest_by_deadline: int | None = None  # the cheapest run within deadline_h
+    budget_usd: float | None = None
+    deadline_h: float | None = None
+    assumptions: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class Plan:
     tweaks: list[str] = field(default_factory=list)
     steps: list[PlanStep] = field(default_factory=list)
@@ -148,6 +183,7 @@ class AdviceSet:
     advice: list[Advice] = field(default_factory=list)
     plan: Plan = field(default_factory=Plan)
     verification: Verification | None = None
+    configurations: Configurations | None = None    # the plan across GPUs, counts and memory tweaks
 
     def to_dict(self) -> dict[str, Any]:
         return _serde.to_dict(self)

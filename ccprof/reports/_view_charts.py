@@ -188,7 +188,17 @@ def _charts(profile: Profile, memory: MemoryChart, phases: list[Phase], tree: li
     cap = (f"against {memory.capacity_label}" if memory.capacity_bytes
            else "no device capacity known (CPU run, no target GPU)")
     valid_loss = [x for x in loss.loss if x is not None]
+    cfg = advice.configurations
+    fit_rows = [r for r in (cfg.rows if cfg else []) if r.fits and r.run_hours is not None]
+    configs_ok = bool(fit_rows)
+    configs_reason = ("" if configs_ok or cfg is None
+                      else "the planned run size is unknown (pass --total-steps or --epochs)" if not cfg.run_steps
+                      else "no configuration fits")
     per_1k = profile.cost is not None and not run_known(profile)
+    configs = [ChartSpec("configs", "Every configuration that fits: dollars against hours",
+                         "One point per GPU type, GPU count and memory tweak (diamonds: with a memory tweak; "
+                         "larger: more GPUs); lower left is cheaper and sooner.", configs_ok, configs_reason)
+               ] if cfg is not None else []          # no plan asked for (a profile advised without it): no box
     return [
         ChartSpec("memory", "Memory ledger at the peak", f"Peak {fmt_bytes(memory.peak_bytes)}, {cap}.",
                   memory.peak_bytes > 0, "" if memory.peak_bytes > 0 else "no memory measured"),
@@ -208,4 +218,5 @@ def _charts(profile: Profile, memory: MemoryChart, phases: list[Phase], tree: li
         ChartSpec("loss", "Loss over the measured steps", "The loss the script computed at each step.",
                   bool(valid_loss), "" if valid_loss else
                   profile.reasons.get("loss", "no loss value seen (the script's loss was not a tensor ccprof could read)")),
+        *configs,
     ]

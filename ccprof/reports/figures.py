@@ -138,7 +138,24 @@ def _loss(view: ReportView) -> go.Figure:
                        yaxis=dict(title="loss")))
 
 
-_BUILDERS = {"memory": _memory, "phases": _phases, "flops": _flops, "gpu_costs": _gpu_costs,
+def _configs(view: ReportView) -> go.Figure:
+    lines = [c for c in (view.configs.lines if view.configs else []) if c.run_hours is not None]
+    fig = go.Figure(layout=_layout(showlegend=True, legend=dict(orientation="h", y=-0.25),
+                                   xaxis=dict(title="hours, planned run", type="log"),
+                                   yaxis=dict(title="USD, planned run", rangemode="tozero", tickprefix="$"),
+                                   margin=dict(l=60, r=20, t=20, b=70)))
+    for i, gpu in enumerate(sorted({c.gpu for c in lines})):
+        mine = [c for c in lines if c.gpu == gpu]
+        fig.add_trace(go.Scatter(
+            x=[c.run_hours for c in mine], y=[c.usd_value for c in mine], mode="markers", name=_t([gpu])[0],
+            marker=dict(size=[6 + 2 * c.gpus for c in mine], color=PALETTE[i % len(PALETTE)],
+                        symbol=["circle" if c.tweak == "as written" else "diamond" for c in mine]),
+            hovertext=_t([f"{c.name}: {c.usd} in {c.hours}, {c.memory} per GPU, {c.step}/step" for c in mine]),
+            hoverinfo="text"))
+    return fig
+
+
+_BUILDERS = {"configs": _configs, "memory": _memory, "phases": _phases, "flops": _flops, "gpu_costs": _gpu_costs,
              "waterfall": _waterfall, "gpu_timeline": _timeline, "loss": _loss}
 
 

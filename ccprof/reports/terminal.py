@@ -101,6 +101,8 @@ def terminal_summary(profile: Profile, advice_set: AdviceSet | None, console: Co
         parts += [Text(""), Text("No tweak is recommended for this profile.")]
     if v.plan:
         parts += [Text(""), Text.assemble(("plan ", "bold"), " → ".join(v.plan.tweaks), ": ", v.plan.summary)]
+    if v.configs is not None:
+        parts += [Text("")] + [Text(p) for p in v.configs.picks]
     console.print(Panel(Group(*parts), title="ccprof", title_align="left", expand=False))
 
 
@@ -179,3 +181,7 @@ def advice_table(advice_set: AdviceSet, console: Console) -> None:
     run = (f"run {fmt_usd(plan.usd_run_before)} -> {fmt_usd(plan.usd_run_after)}" if plan.usd_run_before > 0
            else f"step {fmt_s(plan.step_s_before)} -> {fmt_s(plan.step_s_after)} (run size unknown)")
     console.print(Text(f"plan: {' -> '.join(plan.tweaks) or 'nothing to apply'}; {run}"))
+    from ccprof.reports._view_configs import configs_view  # here: the view module loads only on this path
+    configs = configs_view(advice_set)
+    for pick in (configs.picks if configs is not None else []):
+        console.print(Text(pick))

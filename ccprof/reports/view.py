@@ -35,6 +35,7 @@ from ccprof.reports._view_common import (  # noqa: F401  (re-exported: compare.p
     _target_mfu,
     run_known,
 )
+from ccprof.reports._view_configs import configs_view
 from ccprof.reports._view_cost import _glance, _header, _projected, evaluation_line, gpu_cost_rows
 from ccprof.reports._view_dry import dry_run_view
 from ccprof.reports._view_ranks import rank_rows, ranks_note
@@ -119,4 +120,5 @@ def build_report_view(profile: Profile, advice_set: AdviceSet | None = None,
         timeline=timeline, loss=loss, modules=modules, modules_note=modules_note,
         findings=findings, error=error, notes=notes, rank_note=rank_note(),
         evaluation=evaluation_line(profile), verification=verification_lines(advice),
-        ranks=rank_rows(profile), ranks_note=ranks_note(profile), dry_run=dry_run_view(profile, catalog))
+        ranks=rank_rows(profile), ranks_note=ranks_note(profile), dry_run=dry_run_view(profile, catalog),
+        configs=configs_view(advice))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 __all__ = [
-    "Card", "DryRunView", "Header", "Glance", "MeasuredRow", "Recommendation", "OtherAdvice", "PlanView",
+    "Card", "ConfigLine", "ConfigsView", "DryRunView", "Header", "Glance", "MeasuredRow", "Recommendation", "OtherAdvice", "PlanView",
     "ChartSpec", "MemoryPart", "MemoryChart", "ProjectedPhase", "Projected", "Phase", "FlopsNode", "GpuCostRow",
     "WaterfallStep", "GpuTimeline", "LossSeries", "ModuleRow", "ReportView", "CompareRow", "RunLabel", "CompareView",
 ]
@@ -17,6 +17,39 @@ class Card:
     label: str
     value: str
     note: str = ""
+
+
+@dataclass(frozen=True)
+class ConfigLine:
+    """One configuration of the plan, formatted (``ccprof.reports._view_configs``)."""
+    name: str                               # "4 x h100-sxm FSDP + checkpointing"
+    gpu: str
+    gpus: int
+    parallel: str
+    tweak: str
+    fits: bool
+    memory: str
+    memory_bytes: int
+    step: str
+    step_s: float
+    tokens: str
+    tokens_per_s: float | None
+    hours: str
+    run_hours: float | None
+    usd: str
+    usd_value: float | None
+    price: str
+    how: str
+
+
+@dataclass(frozen=True)
+class ConfigsView:
+    picks: list[str]
+    lines: list[ConfigLine]                 # the configurations that fit, cheapest first
+    note: str
+    assumptions: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    per_1k: bool = False                    # no run size: dollars per 1,000 samples
 
 
 @dataclass(frozen=True)
@@ -259,6 +292,7 @@ class ReportView:
     evaluation: str = ""                    # work between steps that is not training (profile.eval)
     verification: list[str] = field(default_factory=list)   # what --verify did, failures first
     dry_run: DryRunView | None = None       # a --dry-run's profile (ccprof.reports._view_dry)
+    configs: ConfigsView | None = None      # the plan across configurations (ccprof.reports._view_configs)
     ranks: list[RankRow] = field(default_factory=list)      # per rank, when several ranks ran
     ranks_note: str = ""
 

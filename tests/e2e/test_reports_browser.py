@@ -163,3 +163,24 @@ def test_report_opens_quickly(browser, tmp_path):
     if best_ms >= OPEN_BUDGET_S * 1000 and load > cores:
         pytest.skip(f"machine overloaded (load {load:.1f} on {cores} cores): took {best_ms:.0f} ms")
     assert best_ms < OPEN_BUDGET_S * 1000, f"report took {best_ms:.0f} ms to draw"
+
+
+def test_the_plan_across_configurations_draws_and_sorts(browser, tmp_path):
+    """The configurations' dollars-against-hours chart draws, and its table sorts by dollars."""
+    from ccprof.advisors import AdviceContext, advise
+    from ccprof.hardware import attach
+    from tests.helpers.profiles import hand_profile
+    profile = attach(hand_profile(), gpu="a100-80gb", total_steps=10_000)
+    advice = advise(profile, AdviceContext(configurations=True, budget_usd=20.0))
+    page = Page(browser, _write(tmp_path, "configs.html", render_html(profile, advice)))
+    try:
+        assert page.page.get_attribute("body", "data-charts-ready") == "1" and page.errors == []
+        assert page.page.get_attribute("#chart-configs", "data-drawn") == "1"
+        assert page.page.locator("#chart-configs svg.main-svg").count() > 0
+        assert "Fastest within $20.00" in page.page.inner_text("#configurations")
+        page.page.locator("#configs-table th", has_text="planned run").click()
+        usd = page.page.eval_on_selector_all(
+            "#configs-table tbody tr", "rows => rows.map(r => parseFloat(r.cells[4].dataset.v))")
+        assert len(usd) > 10 and usd == sorted(usd)
+    finally:
+        page.close()

@@ -1,0 +1,181 @@
+"""The plan across configurations: which GPU, how many, sharded how, with which memory tweak.
+
+For every catalog GPU with a price, and 1, 2, 4 or 8 of them on one node, the script as written
+and with each memory tweak its advisor projects (mixed precision, activation checkpointing,
+LoRA) is costed: memory per GPU, step time, tokens per second per GPU, the planned run's hours
+and dollars, and whether one step fits. From the rows: the cheapest configuration that fits, the
+fastest one under ``--budget`` and the cheapest one that meets ``--deadline``.
+
+What each row assumes (also in ``Configurations.assumptions``):
+
+- Data parallel keeps the script's batch on each GPU, so N GPUs take N batches a step and the run
+  needs ``run_steps / N`` steps for the same samples (a global batch N times larger: the learning
+  rate may need to follow).
+- DDP (every GPU holds the whole model state) adds its gradient buckets (one more gradient-sized
+  buffer unless ``gradient_as_bucket_view=True``: PyTorch DDP docs) and the ring all-reduce that
+  backward does not hide (``ccprof.hardware.comm.ddp_comm``).
+- FSDP / ZeRO-3 (when the state does not fit one GPU with DDP) holds 1/N of the parameters,
+  gradients and optimizer state, plus one repeated block's parameters gathered in full (two with
+  prefetch), and adds the all-gathers and reduce-scatter that compute does not hide
+  (``ccprof.hardware.comm.fsdp_comm``; Rajbhandari et al., ZeRO, SC 2020; Zhao et al., PyTorch
+  FSDP, VLDB 2023).
+- One node: GPUs talk over the catalog's interconnect (NVLink, else PCIe). Several nodes are
+  not planned yet.
+- A memory tweak's step time and peak are its advisor's projection on that GPU.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ccprof.advisors._common import catalog_entries, ledger, run_price
+from ccprof.advisors.context import AdviceContext
+from ccprof.artefacts.advice import Advice, ConfigRow, Configurations
+from ccprof.artefacts.profile import Profile
+from ccprof.hardware.comm import ddp_comm, fsdp_comm
+from ccprof.hardware.projection import MEMORY_HEADROOM_FRAC, usable_memory_bytes
+
+__all__ = ["plan_configurations", "GPU_COUNTS", "MEMORY_TWEAKS"]
+
+GPU_COUNTS = (1, 2, 4, 8)                         # one node: 8 GPUs is the common HGX/DGX board
+MEMORY_TWEAKS = ("mixed_precision", "checkpointing", "lora")
+
+ASSUMPTIONS = [
+    "Data parallel keeps the script's batch on each GPU: N GPUs take N batches a step, and the run needs "
+    "1/N of the steps for the same samples (a global batch N times larger; the learning rate may need to follow).",
+    "DDP holds the whole model state on each GPU plus its gradient buckets (one more gradient-sized buffer, "
+    "gradient_as_bucket_view=False, the default), and adds the ring all-reduce backward does not hide.",
+    "FSDP (ZeRO-3), chosen where DDP does not fit, holds 1/N of the parameters, gradients and optimizer state plus "
+    "two repeated blocks' parameters gathered in full (the current one and the prefetched next), and adds the "
+    "all-gathers and reduce-scatter compute does not hide.",
+    f"One step fits when its peak stays under {1 - MEMORY_HEADROOM_FRAC:.0%} of the GPU's memory (the rest for the "
+    "CUDA context, library workspaces and the caching allocator's fragmentation).",
+    "One node: the GPUs talk over the catalog's interconnect (NVLink, else PCIe 4.0 x16). Several nodes are not "
+    "planned yet.",
+    "A memory tweak's step time and peak on each GPU are its advisor's projection there.",
+    "The picks (cheapest, fastest within the budget, cheapest by the deadline) train the script's model as it is: "
+    "rows with a tweak that changes what is trained (LoRA) are listed but never picked.",
+]
+SOURCES = [
+    "PyTorch DDP docs (bucket_cap_mb=25, gradient_as_bucket_view)",
+    "Li et al., PyTorch Distributed, VLDB 2020 (overlap of the all-reduce with backward)",
+    "Rajbhandari et al., ZeRO, SC 2020 (sharded parameters, gradients, optimizer state)",
+    "Zhao et al., PyTorch FSDP, VLDB 2023 (all-gather in forward and backward, reduce-scatter of gradients)",
+    "nccl-tests PERFORMANCE.md (ring bus bandwidth)",
+]
+
+
+def _block_bytes(profile: Profile) -> int:
+    """One repeated block's parameter bytes (what FSDP gathers in full per layer), 0 when none."""
+    led = ledger(profile)
+    params = profile.model.params or 0
+    bytes_per_param = led.params / params if params else 4.0
+    blocks = profile.model.repeated_blocks
+    if not blocks:
+        return 0
+    return int(max(b.params_each for b in blocks) * bytes_per_param)
+
+
+def _variants(profile: Profile, ctx: AdviceContext, base_step: float) -> list[tuple[str, float, int, Advice | None]]:
+    """(name, step seconds, peak bytes, advice) on ctx's GPU: as written, then each memory tweak
+    its advisor recommends there (one that is not recommended changes nothing worth a row)."""
+    from ccprof.advisors import advise_one  # here: advisors import this module's package
+
+    led = ledger(profile)
+    out: list[tuple[str, float, int, Advice | None]] = [("as written", base_step, led.peak, None)]
+    ref = run_price(profile, ctx).step_s     # what the advice's step_s_after is a change of
+    for tweak in MEMORY_TWEAKS:
+        a = advise_one(tweak, profile, ctx)
+        p = a.projected
+        if a.status != "recommended" or p.peak_bytes_after is None:
+            continue
+        ratio = p.step_s_after / ref if p.step_s_after and ref else 1.0 - p.time_saved_frac
+        out.append((tweak, max(base_step * ratio, 0.0), int(max(p.peak_bytes_after, 0)), a))
+    return out
+
+
+def plan_configurations(profile: Profile, ctx: AdviceContext | None = None, *, budget_usd: float | None = None,
+                        deadline_h: float | None = None) -> Configurations | None:
+    """Every configuration's memory per GPU, step, throughput, hours and dollars, and the picks.
+
+    Input: a costed Profile (``profile.projection`` from the hardware stage), the advice context
+    (its catalog, run size and options), an optional budget (USD) and deadline (hours).
+    Output: ``Configurations`` (None when the profile has no projection).
+    Example: ``plan_configurations(profile, AdviceContext(run_steps=20_000), budget_usd=500).cheapest``.
+    """
+    ctx = ctx or AdviceContext()
+    if not profile.projection:
+        return None
+    catalog = catalog_entries(ctx)
+    led = ledger(profile)
+    state = led.params + led.grads + led.opt
+    tokens = profile.steps.tokens_per_step or None
+    samples = profile.steps.samples_per_step or None
+    run_steps = ctx.run_steps or (profile.cost.run_steps if profile.cost is not None else 0) or 0
+    block = _block_bytes(profile)
+    rows: list[ConfigRow] = []
+    for gid, proj in sorted(profile.projection.items()):
+        spec = catalog.get(gid)
+        if spec is None or not spec.usd_per_hour or not proj.step_s:
+            continue
+        usable = usable_memory_bytes(spec)
+        g_ctx = replace(ctx, gpu=gid, usd_per_hour=None)
+        compute = sum(v for ph, v in (proj.phase_s or {}).items() if ph in ("forward", "backward")) or proj.step_s
+        backward = (proj.phase_s or {}).get("backward", 0.0)
+        for name, step1, peak1, advice in _variants(profile, g_ctx, proj.step_s):
+            lora = name == "lora"
+            for n in GPU_COUNTS:
+                if n == 1:
+                    parallel, mem, step, how = "none", peak1, step1, "one GPU"
+                else:
+                    ddp_mem = peak1 + (0 if lora else led.grads)
+                    if ddp_mem <= usable or lora:
+                        c = ddp_comm(0 if lora else led.grads, n, spec, backward)
+                        what = "all-reduce of the adapters' gradients (a few MiB at most)" if lora else c.what
+                        parallel, mem, step, how = "ddp", ddp_mem, step1 + c.exposed_s, what
+                    else:
+                        c = fsdp_comm(led.params, led.grads, n, spec, compute)
+                        mem = int(state / n + (peak1 - state) + 2 * block) if peak1 > state else int(peak1 / n + 2 * block)
+                        parallel, step, how = "fsdp", step1 + c.exposed_s, c.what
+                fits = mem <= usable
+                steps_needed = run_steps / n if run_steps else None
+                hours = steps_needed * step / 3600 if steps_needed else None
+                usd = hours * n * spec.usd_per_hour if hours is not None else None
+                rows.append(ConfigRow(
+                    gpu=gid, gpus=n, parallel=parallel, tweak=name, memory_per_gpu_bytes=int(mem),
+                    usable_bytes=usable, fits=fits, step_s=step,
+                    tokens_per_s_per_gpu=tokens / step if tokens and step else None,
+                    samples_per_s=samples * n / step if samples and step else None,
+                    run_hours=hours, usd_run=usd, usd_per_hour=n * spec.usd_per_hour,
+                    usd_per_1k_samples=(1000 * step * spec.usd_per_hour / 3600 / samples) if samples else None,
+                    how=how, risk=advice.risk if advice is not None else "none"))
+    if not rows:
+        return None
+    return Configurations(rows=rows, run_steps=run_steps, budget_usd=budget_usd, deadline_h=deadline_h,
+                          **_picks(rows, budget_usd, deadline_h), assumptions=list(ASSUMPTIONS),
+                          sources=list(SOURCES))
+
+
+def _cost_key(r: ConfigRow) -> float:
+    """The planned run's dollars; without a run size, dollars per 1,000 samples (the same order)."""
+    if r.usd_run is not None:
+        return r.usd_run
+    return r.usd_per_1k_samples if r.usd_per_1k_samples is not None else r.usd_per_hour * r.step_s
+
+
+# a tweak that changes what is trained (LoRA: accuracy) is shown, never picked: the picks train
+# the script's model as it is
+PICKABLE_RISKS = ("none", "numerics")
+
+
+def _picks(rows: list[ConfigRow], budget: float | None, deadline: float | None) -> dict[str, int | None]:
+    fit = [i for i, r in enumerate(rows) if r.fits and r.risk in PICKABLE_RISKS]
+    cheapest = min(fit, key=lambda i: (_cost_key(rows[i]), rows[i].step_s / rows[i].gpus), default=None)
+    fastest = None
+    if budget is not None:
+        ok = [i for i in fit if rows[i].usd_run is not None and rows[i].usd_run <= budget]
+        fastest = min(ok, key=lambda i: (rows[i].run_hours, rows[i].usd_run), default=None)
+    by_deadline = None
+    if deadline is not None:
+        ok = [i for i in fit if rows[i].run_hours is not None and rows[i].run_hours <= deadline]
+        by_deadline = min(ok, key=lambda i: (rows[i].usd_run, rows[i].run_hours), default=None)
+    return {"cheapest": cheapest, "fastest_in_budget": fastest, "cheapest_by_deadline": by_deadline}

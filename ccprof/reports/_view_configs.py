@@ -1,0 +1,73 @@
+"""The report's plan across configurations (``AdviceSet.configurations``): the picks, one row
+per configuration that fits, and what the rows assume."""
+from __future__ import annotations
+
+from ccprof.artefacts.advice import AdviceSet, ConfigRow
+from ccprof.reports.view_types import ConfigLine, ConfigsView
+from ccprof.units import fmt_bytes, fmt_s, fmt_usd
+
+__all__ = ["configs_view"]
+
+_PARALLEL = {"none": "", "ddp": " DDP", "fsdp": " FSDP"}
+
+
+def _name(r: ConfigRow) -> str:
+    tweak = "" if r.tweak == "as written" else f" + {r.tweak}"
+    return f"{r.gpus} x {r.gpu}{_PARALLEL.get(r.parallel, ' ' + r.parallel)}{tweak}"
+
+
+def _line(r: ConfigRow, per_1k: bool) -> ConfigLine:
+    return ConfigLine(
+        name=_name(r), gpu=r.gpu, gpus=r.gpus, parallel=r.parallel or "none", tweak=r.tweak, fits=r.fits,
+        memory=f"{fmt_bytes(r.memory_per_gpu_bytes)} of {fmt_bytes(r.usable_bytes)}",
+        memory_bytes=r.memory_per_gpu_bytes, step=fmt_s(r.step_s), step_s=r.step_s,
+        tokens=f"{r.tokens_per_s_per_gpu:,.0f}" if r.tokens_per_s_per_gpu else "—",
+        tokens_per_s=r.tokens_per_s_per_gpu,
+        hours=(fmt_s(r.run_hours * 3600) if r.run_hours is not None else "—"), run_hours=r.run_hours,
+        usd=(fmt_usd(r.usd_run) if r.usd_run is not None
+             else (fmt_usd(r.usd_per_1k_samples) + " / 1k samples" if r.usd_per_1k_samples is not None else "—")),
+        usd_value=r.usd_run if r.usd_run is not None else r.usd_per_1k_samples,
+        price=f"{fmt_usd(r.usd_per_hour)}/h", how=r.how)
+
+
+def configs_view(advice: AdviceSet) -> ConfigsView | None:
+    """None when the advice has no plan across configurations."""
+    c = advice.configurations
+    if c is None or not c.rows:
+        return None
+    per_1k = not c.run_steps
+    picks = []
+    if c.cheapest is not None:
+        r = c.rows[c.cheapest]
+        picks.append(f"Cheapest that fits: {_name(r)}, {_line(r, per_1k).usd}"
+                     + (f" in {fmt_s(r.run_hours * 3600)}" if r.run_hours is not None else "") + ".")
+    else:
+        picks.append("No configuration fits: one step's memory is over every GPU's, even sharded over 8.")
+    if c.budget_usd is not None:
+        if c.fastest_in_budget is not None:
+            r = c.rows[c.fastest_in_budget]
+            picks.append(f"Fastest within {fmt_usd(c.budget_usd)}: {_name(r)}, {fmt_s(r.run_hours * 3600)} for "
+                         f"{fmt_usd(r.usd_run)}.")
+        else:
+            picks.append(f"Nothing fits within {fmt_usd(c.budget_usd)}"
+                         + ("" if c.run_steps else " (the run size is unknown: pass --total-steps or --epochs)") + ".")
+    if c.deadline_h is not None:
+        if c.cheapest_by_deadline is not None:
+            r = c.rows[c.cheapest_by_deadline]
+            picks.append(f"Cheapest within {fmt_s(c.deadline_h * 3600)}: {_name(r)}, {fmt_usd(r.usd_run)} in "
+                         f"{fmt_s(r.run_hours * 3600)}.")
+        else:
+            picks.append(f"Nothing fits within {fmt_s(c.deadline_h * 3600)}"
+                         + ("" if c.run_steps else " (the run size is unknown: pass --total-steps or --epochs)") + ".")
+    fitting = [r for r in c.rows if r.fits]
+    order = sorted(fitting, key=lambda r: (r.usd_run if r.usd_run is not None else (r.usd_per_1k_samples or 0),
+                                           r.step_s))
+    lines = [_line(r, per_1k) for r in order]
+    out_of = len(c.rows) - len(fitting)
+    note = (f"{len(fitting)} of {len(c.rows)} configurations fit"
+            + (f"; the {out_of} others need more memory per GPU than it has" if out_of else "") + ". "
+            + ("Dollars and hours are the planned run's "
+               f"({c.run_steps:,} steps of the script's batch on one GPU, 1/N of them on N GPUs)."
+               if c.run_steps else "The planned run size is unknown: dollars per 1,000 samples."))
+    return ConfigsView(picks=picks, lines=lines, note=note, assumptions=list(c.assumptions),
+                       sources=list(c.sources), per_1k=per_1k)

@@ -1,0 +1,100 @@
+"""The plan across configurations (ccprof.advisors.configurations): each GPU x count x memory
+tweak's memory per GPU, step, hours and dollars, and the three picks."""
+from __future__ import annotations
+
+import pytest
+
+from ccprof.advisors import AdviceContext, advise
+from ccprof.advisors.configurations import GPU_COUNTS, plan_configurations
+from ccprof.artefacts.profile import Memory
+from ccprof.hardware import attach, load_catalog
+from ccprof.hardware.comm import ddp_comm, fsdp_comm
+from ccprof.hardware.projection import usable_memory_bytes
+from tests.helpers.profiles import hand_profile
+
+GB = 10**9
+
+
+def _costed(**kw):
+    return attach(hand_profile(**kw), gpu="a100-80gb", total_steps=10_000)
+
+
+def _row(plan, gpu, n, tweak="as written"):
+    (row,) = [r for r in plan.rows if r.gpu == gpu and r.gpus == n and r.tweak == tweak]
+    return row
+
+
+def test_one_gpu_rows_are_the_projection_and_ddp_adds_its_buckets_and_exposed_all_reduce():
+    p = _costed()
+    plan = plan_configurations(p, AdviceContext())
+    cat = load_catalog()
+    priced = {g for g, s in cat.items() if s.usd_per_hour and g in p.projection}
+    assert {r.gpu for r in plan.rows} == priced
+    assert {r.gpus for r in plan.rows} == set(GPU_COUNTS)
+    one = _row(plan, "a100-80gb", 1)
+    proj = p.projection["a100-80gb"]
+    assert one.step_s == pytest.approx(proj.step_s) and one.memory_per_gpu_bytes == p.memory.peak_bytes
+    assert one.run_hours == pytest.approx(10_000 * proj.step_s / 3600)
+    assert one.usd_run == pytest.approx(one.run_hours * cat["a100-80gb"].usd_per_hour)
+    four = _row(plan, "a100-80gb", 4)
+    comm = ddp_comm(p.memory.grads_bytes, 4, cat["a100-80gb"], proj.phase_s["backward"])
+    assert four.parallel == "ddp" and four.memory_per_gpu_bytes == p.memory.peak_bytes + p.memory.grads_bytes
+    assert four.step_s == pytest.approx(proj.step_s + comm.exposed_s)
+    # the same samples: a quarter of the steps, four GPUs' price
+    assert four.run_hours == pytest.approx(10_000 / 4 * four.step_s / 3600)
+    assert four.usd_run == pytest.approx(four.run_hours * 4 * cat["a100-80gb"].usd_per_hour)
+
+
+def test_state_too_big_for_ddp_is_sharded_and_the_picks_follow_budget_and_deadline():
+    big = Memory(peak_bytes=130 * GB, params_bytes=30 * GB, grads_bytes=30 * GB, optimizer_state_bytes=60 * GB,
+                 activations_bytes=8 * GB, other_bytes=2 * GB)
+    p = _costed(memory=big)
+    cat = load_catalog()
+    plan = plan_configurations(p, AdviceContext(), budget_usd=1e9, deadline_h=1e9)
+    h100 = cat["h100-sxm"]
+    assert not _row(plan, "h100-sxm", 1).fits
+    eight = _row(plan, "h100-sxm", 8)
+    assert eight.parallel == "fsdp" and eight.fits
+    assert eight.memory_per_gpu_bytes == 120 * GB // 8 + 10 * GB      # state / 8 + the rest (no repeated block)
+    proj = p.projection["h100-sxm"]
+    comm = fsdp_comm(30 * GB, 30 * GB, 8, h100, proj.phase_s["forward"] + proj.phase_s["backward"])
+    assert eight.step_s == pytest.approx(proj.step_s + comm.exposed_s)
+    fits = [r for r in plan.rows if r.fits and r.risk in ("none", "numerics")]
+    assert all(r.memory_per_gpu_bytes <= usable_memory_bytes(cat[r.gpu]) for r in fits)
+    assert plan.rows[plan.cheapest] == min(fits, key=lambda r: (r.usd_run, r.step_s / r.gpus))
+    assert plan.rows[plan.fastest_in_budget].run_hours == min(r.run_hours for r in fits)
+    # a budget and a deadline that only some rows meet
+    mid_usd = sorted(r.usd_run for r in fits)[len(fits) // 2]
+    mid_h = sorted(r.run_hours for r in fits)[len(fits) // 2]
+    plan = plan_configurations(p, AdviceContext(), budget_usd=mid_usd, deadline_h=mid_h)
+    fast = plan.rows[plan.fastest_in_budget]
+    assert fast.usd_run <= mid_usd and fast.run_hours == min(r.run_hours for r in fits if r.usd_run <= mid_usd)
+    cheap = plan.rows[plan.cheapest_by_deadline]
+    assert cheap.run_hours <= mid_h and cheap.usd_run == min(r.usd_run for r in fits if r.run_hours <= mid_h)
+    none = plan_configurations(p, AdviceContext(), budget_usd=1e-9, deadline_h=1e-9)
+    assert none.fastest_in_budget is None and none.cheapest_by_deadline is None
+
+
+def test_without_a_run_size_rows_compare_per_1k_samples():
+    p = attach(hand_profile(cost=None), gpu="a100-80gb")
+    plan = plan_configurations(p, AdviceContext())
+    assert plan.run_steps == 0 and all(r.run_hours is None and r.usd_run is None for r in plan.rows)
+    one = _row(plan, "a100-80gb", 1)
+    assert one.usd_per_1k_samples == pytest.approx(1000 * one.step_s * one.usd_per_hour / 3600 / 8)
+    assert plan.cheapest is not None
+
+
+def test_advise_adds_the_plan_only_when_asked():
+    p = _costed()
+    assert advise(p).configurations is None
+    withplan = advise(p, AdviceContext(configurations=True, budget_usd=5.0))
+    assert withplan.configurations is not None and withplan.configurations.budget_usd == 5.0
+
+
+def test_the_report_shows_the_picks_the_table_and_the_chart():
+    from ccprof.reports.html import render_html
+    p = _costed()
+    advice = advise(p, AdviceContext(configurations=True, deadline_h=100.0))
+    html = render_html(p, advice)
+    assert 'id="configurations"' in html and "Cheapest that fits:" in html and "Cheapest within 4.17 d: " in html
+    assert 'id="chart-configs"' in html
