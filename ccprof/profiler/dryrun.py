@@ -145,10 +145,11 @@ class StandInMode(TorchDispatchMode):
     have no shadow and get the stand-ins.
     """
 
-    def __init__(self, log: StandInLog, fake_mode: Any = None) -> None:
+    def __init__(self, log: StandInLog, fake_mode: Any = None, cuda: bool = False) -> None:
         super().__init__()
         self.log = log
         self.fake_mode = fake_mode
+        self.cuda = cuda            # the script sees a GPU (dryrun_cuda): device="cuda" -> the CPU
         self.bad_test: "torch.utils.weak.WeakIdKeyDictionary" = torch.utils.weak.WeakIdKeyDictionary()
         self.shadow: "torch.utils.weak.WeakIdKeyDictionary" = torch.utils.weak.WeakIdKeyDictionary()
 
@@ -201,6 +202,11 @@ class StandInMode(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if self.cuda and "device" in kwargs:
+            from ccprof.profiler.dryrun_cuda import map_devices
+            from ccprof.profiler.dryrun_weights import _script_line
+            args, kwargs = map_devices(func, args, kwargs, lambda: self.log.note(
+                "tensors asked for on cuda are fake tensors on the CPU device", None, where=_script_line()))
         if func is _aten._local_scalar_dense.default:
             t = args[0]
             real = self.shadow.get(t)
@@ -208,6 +214,11 @@ class StandInMode(TorchDispatchMode):
                 from torch.utils._python_dispatch import _disable_current_modes
                 with _disable_current_modes():
                     return real.item()
+            if self.bad_test.get(t, False) and not t.dtype == torch.bool:
+                # a count of infs/NaNs (GradScaler's found_inf): none, as the run is assumed healthy
+                if not _from_ccprof():
+                    self.log.note("a NaN/Inf count read as a number", 0.0)
+                return 0.0 if t.dtype.is_floating_point else 0
             if t.dtype == torch.bool:
                 value = not self.bad_test.get(t, False)
                 what = "a NaN/Inf test read as a bool" if not value else "a tensor read as a bool"
@@ -236,6 +247,8 @@ class StandInMode(TorchDispatchMode):
                 isinstance(a, torch.Tensor) and self.bad_test.get(a, False) for a in args)):
             if isinstance(out, torch.Tensor):
                 self.bad_test[out] = True
+        if func is _aten._amp_foreach_non_finite_check_and_unscale_.default and len(args) > 1:
+            self.bad_test[args[1]] = True           # found_inf: what GradScaler.step reads
         self._keep_shadow(func, args, kwargs, out)
         return out
 
@@ -353,8 +366,9 @@ def _swap_fallback():
 
 
 @contextlib.contextmanager
-def dry_run() -> Iterator[StandInLog]:
-    """Run the enclosed code on fake tensors; yields the log of stand-ins.
+def dry_run(cuda: bool = False) -> Iterator[StandInLog]:
+    """Run the enclosed code on fake tensors; yields the log of stand-ins. ``cuda``: the code
+    sees one CUDA GPU (``ccprof.profiler.dryrun_cuda``), as ``analyze --dry-run`` runs scripts.
 
     Example:
         >>> with dry_run() as log:
@@ -370,8 +384,10 @@ def dry_run() -> Iterator[StandInLog]:
     fake = FakeTensorMode(allow_non_fake_inputs=True)
     SKIPPED_WITH_CALLEES.add(StandInMode.__torch_dispatch__.__code__)
     try:
+        from ccprof.profiler.dryrun_cuda import cuda_facade
         from ccprof.profiler.dryrun_weights import shapes_only_loads
-        with fake, StandInMode(log, fake), shapes_only_loads(log):
+        facade = cuda_facade(log) if cuda else contextlib.nullcontext()
+        with fake, StandInMode(log, fake, cuda=cuda), shapes_only_loads(log), facade:
             yield log
     finally:
         SKIPPED_WITH_CALLEES.discard(StandInMode.__torch_dispatch__.__code__)

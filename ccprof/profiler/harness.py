@@ -298,7 +298,7 @@ def run(spec: RunSpec, on_final: Callable[[Any], None] | None = None) -> int:
     dry = contextlib.nullcontext()
     if spec.dry_run:
         from ccprof.profiler.dryrun import dry_run
-        dry = dry_run()
+        dry = dry_run(cuda=True)     # the script sees a GPU: its CUDA branches run (dryrun_cuda)
     try:
         with dry as dry_log:
             state["dry_log"] = dry_log

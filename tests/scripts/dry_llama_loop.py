@@ -10,7 +10,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 parser = argparse.ArgumentParser()
 parser.add_argument("--hidden", type=int, default=64)
 parser.add_argument("--layers", type=int, default=2)
-parser.add_argument("--nonzero", action="store_true", help="take a shape from the data (unsupported dry)")
+parser.add_argument("--nonzero", action="store_true", help="take a shape from the model's outputs (unsupported dry)")
 args = parser.parse_args()
 
 
@@ -29,8 +29,9 @@ opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
 loader = DataLoader(Tokens(), batch_size=4, num_workers=2)
 for epoch in range(10):
     for x in loader:
-        if args.nonzero:
-            x = x[torch.nonzero(x[:, 0] > 100).flatten()]
+        if args.nonzero:    # keep the rows the model scores positive: a shape only values give
+            with torch.no_grad():
+                x = x[torch.nonzero(model(input_ids=x).logits[:, 0, 0] > 0).flatten()]
         loss = model(input_ids=x, labels=x).loss
         if torch.isnan(loss):
             raise RuntimeError("loss is NaN")
