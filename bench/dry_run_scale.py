@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from tests.helpers.llama_math import (  # noqa: E402  (the repository root is on sys.path first)
     LLAMA3_8B,
     LLAMA3_70B,
+    activation_bytes_bf16,
     flops_narayanan,
     flops_torch_counter,
     params,
@@ -85,9 +86,13 @@ def report(name: str, keep: Path | None) -> bool:
     print(f"     vs Narayanan et al. 2021 (3 x forward, full-matrix attention) {megatron / 1e12:.3f}e12 ({pct(flops, megatron)})")
     mem = prof["memory"]
     peak, want_peak = mem["peak_bytes"], peak_bytes_bf16_adamw(shape, BATCH, SEQ)
-    print(f"   memory peak {peak / GiB:.2f} GiB profile  {want_peak / GiB:.2f} GiB analytic ({pct(peak, want_peak)}); "
-          f"ledger: params {mem['params_bytes'] / GiB:.2f}, grads {mem['grads_bytes'] / GiB:.2f}, "
-          f"optimizer {mem['optimizer_state_bytes'] / GiB:.2f}, activations {mem['activations_bytes'] / GiB:.2f} GiB")
+    acts, want_acts = mem["activations_bytes"], activation_bytes_bf16(shape, BATCH, SEQ)
+    print(f"   memory peak {peak:,} B = {peak / GiB:.2f} GiB profile  {want_peak:,} B analytic "
+          f"({peak - want_peak:+,} B, {pct(peak, want_peak)}): the optimizer step, params + grads + AdamW moments "
+          f"+ 2 temporaries of the largest parameter")
+    print(f"   ledger: params {mem['params_bytes'] / GiB:.2f}, grads {mem['grads_bytes'] / GiB:.2f}, "
+          f"optimizer {mem['optimizer_state_bytes'] / GiB:.2f}, activations {acts / GiB:.2f} GiB "
+          f"(analytic estimate {want_acts / GiB:.2f} GiB, {pct(acts, want_acts)})")
     ok = code == 0 and wall_s < wall_goal_s and (rss_goal is None or rss < rss_goal)
     goal = f"under {wall_goal_s:.0f} s" + (f" and {rss_goal / GiB:.0f} GiB" if rss_goal else "")
     print(f"   goal ({goal}): {'met' if ok else 'MISSED'}")
