@@ -235,11 +235,13 @@ def run(spec: RunSpec, on_final: Callable[[Any], None] | None = None) -> int:
     except OSError:
         scratch = None
     deadline = wall_s() + 0.5 * spec.timeout if spec.timeout else None
-    session = Session(steps=spec.steps, warmup=spec.warmup,
+    # a dry run times nothing: one plain step after the FLOP, memory and Python passes is enough
+    session = Session(steps=1 if spec.dry_run else spec.steps, warmup=spec.warmup,
                       on_step=on_step, on_first_forward=on_first_forward,
                       on_loader_iter=on_loader_iter if loader_hooks else None,
                       on_checkpoint=on_checkpoint, on_complete=on_complete,
                       scratch_dir=scratch, deadline=deadline, script=script)
+    session.dry_run = spec.dry_run
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 or spec.dry_run:
         # a dry run's host times are fake tensors' bookkeeping: more of them say nothing
         session.extend_steps = False        # every rank stops at the same step (HostClock.extend_steps)

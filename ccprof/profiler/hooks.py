@@ -137,6 +137,8 @@ def _unbatched(module: nn.Module, t: torch.Tensor) -> bool:
 class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostClock, SiteWatch, ProfileBuilder):
     """Watches one training run. ``install()`` before it starts, ``uninstall()`` after."""
 
+    dry_run: bool = False       # the run is on fake tensors (--dry-run, ccprof.profiler.dryrun): set by the harness
+
     def __init__(self, steps: int = 10, warmup: int = 3, passes: bool = True,
                  on_step: Callable[[int, int, float, float | None], None] | None = None,
                  on_first_forward: Callable[["Session", nn.Module, tuple, dict], None] | None = None,

@@ -162,7 +162,10 @@ class ProfileBuilder:
             op_bytes_by_module=self.measure.op_bytes_by_module or None,
             loose_params=loose,
         ) if named or loose else None
-        if flops is not None and self.data.example_input is not None and len(named) == 1 and not cheap:
+        # fvcore's check runs the model once more: on fake tensors (a dry run) it would check the
+        # same shapes at the cost of another forward of a model that may be 70B parameters
+        if (flops is not None and self.data.example_input is not None and len(named) == 1 and not cheap
+                and not self.dry_run):
             flops = self._fvcore_cross_check(flops, ops or [])
         reasons: dict[str, str] = dict(sections.pop("reasons", {}) or {})
         reasons.update(self.gpu_reason)
