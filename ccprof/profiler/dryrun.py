@@ -379,10 +379,15 @@ def dry_run(cuda: bool = False) -> Iterator[StandInLog]:
     """
     from torch._subclasses.fake_tensor import FakeTensorMode
     log = StandInLog()
-    from ccprof.profiler.pycount import SKIPPED_WITH_CALLEES
+    from ccprof.profiler.pycount import SKIPPED_WHILE_DRY, SKIPPED_WITH_CALLEES
     undo = [_no_workers(log), _swap_fallback(), _no_saves(log), _foreach_on_fakes()]
     fake = FakeTensorMode(allow_non_fake_inputs=True)
     SKIPPED_WITH_CALLEES.add(StandInMode.__torch_dispatch__.__code__)
+    # and the weak dictionaries' callbacks when a fake tensor dies (StandInMode's shadows)
+    import weakref
+    glue = [os.path.join(_TORCH, "_ops.py"), os.path.join(_TORCH, "_library") + os.sep,
+            os.path.join(_TORCH, "utils", "weak.py"), os.path.abspath(weakref.__file__)]
+    SKIPPED_WHILE_DRY.extend(glue)
     try:
         from ccprof.profiler.dryrun_cuda import cuda_facade
         from ccprof.profiler.dryrun_weights import shapes_only_loads
@@ -391,6 +396,8 @@ def dry_run(cuda: bool = False) -> Iterator[StandInLog]:
             yield log
     finally:
         SKIPPED_WITH_CALLEES.discard(StandInMode.__torch_dispatch__.__code__)
+        for path in glue:
+            SKIPPED_WHILE_DRY.remove(path)
         for u in undo:
             u()
 

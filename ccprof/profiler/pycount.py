@@ -28,6 +28,11 @@ __all__ = ["OpcodeCounter", "PythonPass", "SKIPPED_DIRS", "SKIPPED_WITH_CALLEES"
 # run is on, so the fake tensors' Python (what stands in for the C++ kernels of a real step) is not
 # priced as the step's host work. Empty in a real run: nothing is walked then.
 SKIPPED_WITH_CALLEES: set[Any] = set()
+# files skipped only while a dry run is on: torch's Python dispatch glue (torch/_ops.py and the
+# torch/_library registries it consults), which hands each op of a fake tensor to the dispatch
+# modes and which an eager real step runs only for explicit torch.ops calls and custom ops (so a
+# real run still counts those)
+SKIPPED_WHILE_DRY: list[str] = []
 _CALLER_DEPTH = 64
 
 _CCPROF_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -43,9 +48,10 @@ def _torch_dirs() -> tuple[str, ...]:
     except ImportError:  # pragma: no cover
         return ()
     base = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
+    # (only what an eager real step never runs: a real run's counts stay what they were)
     dirs = ("_dynamo", "_inductor", "fx", "_functorch", "_export", "_subclasses", "_prims", "_prims_common", "_refs",
-            "_decomp", "_higher_order_ops", "_library")
-    files = ("_meta_registrations.py", os.path.join("utils", "_python_dispatch.py"), "_ops.py")
+            "_decomp")
+    files = ("_meta_registrations.py", os.path.join("utils", "_python_dispatch.py"))
     return tuple(base + d + os.sep for d in dirs) + tuple(base + f for f in files)
 
 
@@ -77,8 +83,8 @@ class OpcodeCounter:
     def _skipped(self, filename: str) -> bool:
         hit = self._skip_cache.get(filename)
         if hit is None:
-            hit = self._skip_cache[filename] = os.path.abspath(filename).startswith(self.skip) \
-                if not filename.startswith("<") else False
+            hit = self._skip_cache[filename] = os.path.abspath(filename).startswith(
+                self.skip + tuple(SKIPPED_WHILE_DRY)) if not filename.startswith("<") else False
         return hit
 
     def _local(self, frame: Any, event: str, arg: Any) -> Any:

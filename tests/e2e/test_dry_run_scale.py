@@ -78,3 +78,11 @@ def test_dry_run_records_what_a_real_run_records():
     for field in ("peak_bytes", "params_bytes", "grads_bytes", "optimizer_state_bytes", "activations_bytes",
                   "other_bytes", "buffers_bytes"):
         assert getattr(dry.profile.memory, field) == pytest.approx(getattr(real.profile.memory, field), rel=0.01), field
+    # the host work the cost model prices is the script's Python, not the fake tensors' own: the
+    # bytecodes each phase counts, and so the projected step, are the real run's
+    for phase in ("forward", "backward", "optimizer"):
+        assert dry.profile.host.opcodes[phase] == pytest.approx(real.profile.host.opcodes[phase], rel=0.05), phase
+    from ccprof.hardware import attach
+    step = {name: attach(r.profile, gpu="a100-80gb").projection["a100-80gb"].step_s
+            for name, r in (("real", real), ("dry", dry))}
+    assert step["dry"] == pytest.approx(step["real"], rel=0.02)
