@@ -71,3 +71,21 @@ def test_what_a_dry_run_cannot_be_combined_with_is_refused_before_it_runs(tmp_pa
         proc, out = _analyze(tmp_path, *flag)
         assert proc.returncode == 2 and f"--dry-run cannot be combined with {flag[0]}" in proc.stderr, proc.stderr
         assert why in proc.stderr and not (out / "profile.json").exists()
+
+
+def test_a_gpu_script_is_traced_on_its_cuda_branches(tmp_path):
+    script = ROOT / "tests" / "scripts" / "dry_cuda_branches.py"
+    out = tmp_path / "report"
+    proc = subprocess.run([sys.executable, "-m", "ccprof", "analyze", str(script), "--dry-run", "--steps", "2",
+                           "--warmup", "1", "--out", str(out), "-q", "--", "50"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    profile = json.loads((out / "profile.json").read_text())
+    assert profile["precision"]["autocast_dtype"] == "bfloat16"
+    assert profile["optimizer"]["optimizers"][0]["fused"] is True
+    lines = {s["what"]: s["line"] for s in profile["dry_run"]["stand_ins"]}
+    text = script.read_text().splitlines()
+    assert "torch.cuda.is_available()" in text[lines["torch.cuda.is_available() answered True (a dry run's GPU)"] - 1]
+    assert "torch.autocast" in text[lines["torch.autocast('cuda') run as torch.autocast('cpu') with the same dtype"] - 1]
+    advice = {a["tweak"]: a["status"] for a in json.loads((out / "advice.json").read_text())["advice"]}
+    assert advice["mixed_precision"] == "already_applied" and advice["fused_optimizer"] == "already_applied"
