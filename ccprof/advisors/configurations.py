@@ -31,13 +31,16 @@ from ccprof.advisors._common import catalog_entries, ledger, run_price
 from ccprof.advisors.context import AdviceContext
 from ccprof.artefacts.advice import Advice, ConfigRow, Configurations
 from ccprof.artefacts.profile import Profile
+from ccprof.artefacts.tweaks import TWEAKS
+from ccprof.artefacts.vocab import MODEL_PHASES
 from ccprof.hardware.comm import ddp_comm, fsdp_comm
 from ccprof.hardware.projection import MEMORY_HEADROOM_FRAC, usable_memory_bytes
 
 __all__ = ["plan_configurations", "GPU_COUNTS", "MEMORY_TWEAKS"]
 
 GPU_COUNTS = (1, 2, 4, 8)                         # one node: 8 GPUs is the common HGX/DGX board
-MEMORY_TWEAKS = ("mixed_precision", "checkpointing", "lora")
+# the memory tweaks each GPU is costed with, in the catalog's order (TweakInfo.plan_variant)
+MEMORY_TWEAKS = tuple(t for t, info in TWEAKS.items() if info.plan_variant)
 
 ASSUMPTIONS = [
     "Data parallel keeps the script's batch on each GPU: N GPUs take N batches a step, and the run needs "
@@ -119,18 +122,18 @@ def plan_configurations(profile: Profile, ctx: AdviceContext | None = None, *, b
             continue
         usable = usable_memory_bytes(spec)
         g_ctx = replace(ctx, gpu=gid, usd_per_hour=None)
-        compute = sum(v for ph, v in (proj.phase_s or {}).items() if ph in ("forward", "backward")) or proj.step_s
+        compute = sum(v for ph, v in (proj.phase_s or {}).items() if ph in MODEL_PHASES) or proj.step_s
         backward = (proj.phase_s or {}).get("backward", 0.0)
         for name, step1, peak1, advice in _variants(profile, g_ctx, proj.step_s):
-            lora = name == "lora"
+            adapters = name in TWEAKS and TWEAKS[name].plan_variant == "adapters"
             for n in GPU_COUNTS:
                 if n == 1:
                     parallel, mem, step, how = "none", peak1, step1, "one GPU"
                 else:
-                    ddp_mem = peak1 + (0 if lora else led.grads)
-                    if ddp_mem <= usable or lora:
-                        c = ddp_comm(0 if lora else led.grads, n, spec, backward)
-                        what = "all-reduce of the adapters' gradients (a few MiB at most)" if lora else c.what
+                    ddp_mem = peak1 + (0 if adapters else led.grads)
+                    if ddp_mem <= usable or adapters:
+                        c = ddp_comm(0 if adapters else led.grads, n, spec, backward)
+                        what = "all-reduce of the adapters' gradients (a few MiB at most)" if adapters else c.what
                         parallel, mem, step, how = "ddp", ddp_mem, step1 + c.exposed_s, what
                     else:
                         c = fsdp_comm(led.params, led.grads, n, spec, compute)

@@ -86,6 +86,10 @@ class TweakInfo:
     # the facts of the script reader (ccprof.script.applied) that mean the script has the tweak:
     # "already applied" in analyze and apply alike, and "turn on what you have" when the run left it off
     facts: tuple[str, ...] = ()
+    # a row of the plan across configurations (ccprof.advisors.configurations) with it applied:
+    # "model_state" (the model's parameters, gradients and optimizer state stay as written) or
+    # "adapters" (the base is frozen: gradients and optimizer state are the adapters', a few MiB)
+    plan_variant: str = ""
 
     @property
     def auto_apply(self) -> bool:
@@ -110,7 +114,7 @@ TWEAKS: dict[str, TweakInfo] = {t.id: t for t in (
               conflicts=(("warm_start", "the pretrained checkpoint already brings the embeddings"),)),
     TweakInfo("lora", "LoRA adapters instead of full fine-tuning",
               "Freeze the base weights; train low-rank adapters on the Linear layers.", "accuracy",
-              LoraOptions, runtime=True, codemod=True,
+              LoraOptions, runtime=True, codemod=True, plan_variant="adapters",
               conflicts=(("warm_start", "LoRA freezes every base weight, embeddings included"),),
               legacy_details=(("rank", "rank"), ("targets", "targets")),
               facts=('peft',)),
@@ -121,12 +125,12 @@ TWEAKS: dict[str, TweakInfo] = {t.id: t for t in (
     TweakInfo("checkpointing", "Gradient (activation) checkpointing",
               "Keep only block boundaries; recompute the rest in backward.", "none",
               CheckpointingOptions, runtime=True, codemod=True,
-              facts=('checkpointing',)),
+              facts=('checkpointing',), plan_variant="model_state"),
     TweakInfo("mixed_precision", "Mixed precision (bf16/fp16 autocast)",
               "Run matmuls and convolutions in 16-bit with fp32 master weights.", "numerics",
               MixedPrecisionOptions, runtime=True, codemod=True,
               legacy_details=(("policy.autocast", "dtype"),),
-              facts=('autocast',)),
+              facts=('autocast',), plan_variant="model_state"),
     TweakInfo("grad_accumulation", "Gradient accumulation",
               "Reach the wanted batch with smaller micro-batches that fit in memory.", "none",
               GradAccumulationOptions, runtime=True, codemod=True,

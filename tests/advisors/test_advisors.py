@@ -66,7 +66,7 @@ def test_advice_json_schema_and_round_trip(tmp_path):
     path = tmp_path / "advice.json"
     s.to_json(path)
     data = json.loads(path.read_text())
-    assert data["schema"] == "ccprof.advice/1" and set(data) == {"schema", "advice", "plan", "verification"}
+    assert data["schema"] == "ccprof.advice/1" and set(data) == {"schema", "advice", "plan", "verification", "configurations"}
     assert data["verification"] is None                      # no --verify ran
     assert [a["tweak"] for a in data["advice"]] == [a.tweak for a in s.advice]
     assert AdviceSet.from_json(path) == s
