@@ -53,7 +53,7 @@ ASSUMPTIONS = {
     "litgpt": "LitGPT's own GPT module vs transformers' Llama/Phi: same shapes and parameter count, but "
               "LitGPT computes the loss in 128-token lm_head chunks and saves different intermediates",
     "phi": "phi-1.5 built with hidden_act='gelu_pytorch_tanh' (one F.gelu(approximate='tanh') op, as LitGPT "
-           "runs it); transformers' default 'gelu_new' writes the same function as elementwise ops that each save "
+           "runs it); transformers' default 'gelu_new' writes the same function as 8 elementwise ops, several of which save "
            "a tensor for backward (the first run of this bench, with it: +24.1% at micro-batch 1, +44.0% at 4)",
     "lora": "LoRA through peft (LoraConfig r/alpha/dropout/target_modules, adapters kept in bf16 with "
             "autocast_adapter_dtype=False), as LitGPT/torchtune apply their own LoRA layers",

@@ -32,7 +32,7 @@ shape = dict(hidden_size=args.hidden, intermediate_size=args.intermediate, num_h
              max_position_embeddings=max(4096, args.seq), tie_word_embeddings=False)
 if args.arch == "phi":  # phi-1.5: half the head dims rotated, biases, parallel attention + MLP
     # GELU (tanh) as one F.gelu(approximate="tanh") op, as LitGPT's phi-1_5 config runs it; transformers'
-    # default "gelu_new" is the same function written as 8 elementwise ops, each saving a tensor
+    # default "gelu_new" is the same function written as 8 elementwise ops, several saving a tensor
     model = PhiForCausalLM(PhiConfig(**shape, partial_rotary_factor=0.5, hidden_act="gelu_pytorch_tanh"))
 else:
     model = LlamaForCausalLM(LlamaConfig(**shape))
