@@ -1,0 +1,78 @@
+"""bench/data/published_scale.toml: every entry says its configuration, figure, unit and source, and
+the loop bench/scale_accuracy.py dry-runs rebuilds each published model with its exact parameter
+count (built on the meta device: shapes only, no subprocess)."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+import torch
+
+from ccprof.hardware import load_catalog
+from tests.helpers.paths import ROOT
+
+spec = importlib.util.spec_from_file_location("scale_accuracy", ROOT / "bench" / "scale_accuracy.py")
+scale_accuracy = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(scale_accuracy)
+ENTRIES = scale_accuracy.load_entries()
+
+
+def test_each_entry_has_its_configuration_figure_unit_and_source():
+    assert len(ENTRIES) >= 6 and len({e["id"] for e in ENTRIES}) == len(ENTRIES)
+    assert any(e["single_gpu"] and e["projectable"] for e in ENTRIES)
+    assert any(not e["single_gpu"] for e in ENTRIES)
+    catalog = load_catalog()
+    for e in ENTRIES:
+        m = e["model"]
+        assert all(m[k] > 0 for k in ("layers", "hidden", "intermediate", "heads", "kv_heads", "vocab", "params"))
+        assert e["seq_len"] > 0 and e["batch_per_gpu"] > 0 and e["dtype"] and e["optimizer"]
+        assert "activation_checkpointing" in e and e["gpu"]["name"] and e["gpu"]["count"] >= 1
+        assert e.get("memory") or e.get("tokens_per_s_per_gpu"), e["id"]
+        if e.get("memory"):
+            assert e["memory"]["unit"] in scale_accuracy.UNIT_BYTES and e["memory"]["kind"]
+        src = e["source"]
+        assert src["url"].startswith("https://") and src["section"] and src["read"] == "2026-12-07"
+        if e["single_gpu"] and e["projectable"]:
+            assert e["gpu"]["catalog_id"] in catalog and e["gpu"]["count"] == 1
+        else:
+            assert e.get("why_not"), e["id"]
+
+
+def _loop_model(args: list[str]) -> torch.nn.Module:
+    """The model llama_loop.py builds from these arguments, on the meta device (its parser, not a copy)."""
+    src = (ROOT / "bench" / "scale" / "llama_loop.py").read_text()
+    build = src.split("model.train()")[0]  # everything up to the training loop
+    scope: dict = {"__name__": "__main__"}
+    argv, sys.argv = sys.argv, ["llama_loop.py", *args]
+    try:
+        with torch.device("meta"):
+            exec(compile(build, "llama_loop.py", "exec"), scope)
+    finally:
+        sys.argv = argv
+    return scope["model"]
+
+
+@pytest.mark.parametrize("entry", [e for e in ENTRIES if e["single_gpu"] and e["projectable"]], ids=lambda e: e["id"])
+def test_the_dry_run_loop_rebuilds_the_published_model(entry):
+    model = _loop_model(scale_accuracy.script_args(entry))
+    params = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    # LoRA adds rank x (in + out) per targeted linear; the base count is the published one
+    assert params - trainable == entry["model"]["params"]
+    # the frozen base in bf16 (peft leaves meta-device adapters in the default dtype; on fake tensors
+    # autocast_adapter_dtype=False keeps them bf16 too)
+    assert {p.dtype for p in model.parameters() if not p.requires_grad} == {torch.bfloat16}
+    if entry["id"].startswith("litgpt-llama2-7b"):
+        assert trainable == 4_194_304  # LitGPT's table: 32 layers x (q, v) x 8 x (4096 + 4096)
+    if entry["id"].startswith("litgpt-phi1.5"):
+        assert trainable == 1_572_864  # LitGPT's table: 24 x 2 x 8 x (2048 + 2048)
+    assert entry["method"] == "lora" and trainable > 0
+
+
+def test_the_multi_rank_and_inexpressible_rows_print_why_and_no_numbers(capsys):
+    # neither row runs a dry run, so main() returns at once
+    assert scale_accuracy.main(["--only", "torchtitan-llama3.1-8b-fsdp-8xh100", "torchtune-llama3.1-8b-full-4090"]) == 0
+    out, err = capsys.readouterr()
+    assert "needs a multi-rank dry run" in out and "PagedAdamW8bit" in out
+    assert "dry-running" not in err and "median" not in out
