@@ -326,7 +326,9 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
     def _global_pre(self, module: nn.Module, args: tuple, kwargs: dict | None = None) -> None:
         if self.hooks.detached:
             return
-        if self.hooks.depth == 0 and not isinstance(module, _SKIP_ROOTS):
+        # a forward while backward runs is activation checkpointing recomputing a block of a
+        # model already seen, not the loop calling a model: no new root, no forward call counted
+        if self.hooks.depth == 0 and not isinstance(module, _SKIP_ROOTS) and not self.hooks.in_backward:
             self._on_root_forward(module, args, kwargs if kwargs is not None else _call_kwargs(module))
         if self.model.autocast_dtype is None:
             for dev in ("cuda", "cpu"):
