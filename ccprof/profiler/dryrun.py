@@ -86,15 +86,21 @@ def user_line() -> tuple[str, int, str] | None:
 
 def _from_ccprof() -> bool:
     """True when ccprof's own code (not the script) asked: its reads are not the script's stand-ins."""
-    f = sys._getframe(2)
+    # Up to the first frame that is neither torch nor ccprof (the script, or its library), the
+    # outermost ccprof frame decides: one of ccprof's dispatch modes (the FLOP and memory passes sit
+    # between a read and whoever asked) means the script asked; any other (a hook reading a loss)
+    # means ccprof did.
+    f, outermost = sys._getframe(2), None
+    dry_files = os.path.join(_CCPROF, "profiler", "dryrun")
     while f is not None:
         name = os.path.abspath(f.f_code.co_filename)
         if name.startswith(_CCPROF):
-            return not name.startswith(os.path.join(_CCPROF, "profiler", "dryrun.py"))
-        if not name.startswith(_TORCH):
-            return False
+            if not name.startswith(dry_files):
+                outermost = f
+        elif not name.startswith(_TORCH):
+            break
         f = f.f_back
-    return False
+    return outermost is not None and outermost.f_code.co_name != "__torch_dispatch__"
 
 
 @dataclass
