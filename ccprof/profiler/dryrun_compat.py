@@ -16,6 +16,10 @@ around the dispatcher, each patched here for the dry run only and undone after i
   it came from: ``i`` is 1, ``i+block_size`` is ``1+block_size``, the slice has ``block_size``
   tokens. Only tensors the script made by arithmetic get a derived value; everything else
   (a loss, a random draw, an element of a larger tensor) stays the stand-in mode's.
+- ``torch.save`` of fake tensors (a checkpoint at ``eval_interval``): they cannot be pickled
+  (no storage). Nothing is written; the skipped save is a stand-in with the script's line.
+- ``tensor.pin_memory()`` (nanoGPT's CUDA batch path, ``pin_memory().to(device,
+  non_blocking=True)``): FakeTensorMode has no ``_pin_memory``; a fake tensor pins as itself.
 - the stand-in's line: a read that NumPy makes (``operator.index(t)`` when slicing) is the
   script's line that called NumPy, and reads during ccprof's own measurement passes (its dispatch
   modes sit above the dry run's) are still the script's.
@@ -82,8 +86,15 @@ def _tensors(tree: Any) -> list[torch.Tensor]:
     return out
 
 
-def _what(dtype: torch.dtype, value: Any) -> str:
-    """The stand-in mode's words for a read (ccprof.profiler.dryrun.StandInMode)."""
+DERIVED = " (arithmetic on stand-ins)"
+
+
+def _what(dtype: torch.dtype, value: Any, derived: bool = False) -> str:
+    """The stand-in mode's words for a read (ccprof.profiler.dryrun.StandInMode); a value derived
+    by arithmetic from other stand-ins says so."""
+    if derived:
+        kind = "a tensor read as a bool" if dtype == torch.bool else _what(dtype, value)
+        return kind + DERIVED
     if dtype == torch.bool:
         return "a tensor read as a bool" if value else "a NaN/Inf test read as a bool"
     if dtype.is_floating_point or dtype.is_complex:
@@ -158,10 +169,14 @@ class ScalarValues(TorchDispatchMode):
         kwargs = kwargs or {}
         if func is _aten._local_scalar_dense.default:
             t = args[0]
-            value = self._value(t)
+            value, derived = self._value(t)
             if not _asked_by_ccprof():
-                _note(self.log, _what(t.dtype, value), value)
+                _note(self.log, _what(t.dtype, value, derived), value)
             return value
+        if func is _aten._pin_memory.default:
+            return args[0]                  # no page-locked memory for a tensor with no storage
+        if func is _aten.is_pinned.default:
+            return True
         out = func(*args, **kwargs)
         if func._schema.is_mutable:
             for t in _tensors((args, kwargs)):
@@ -171,25 +186,28 @@ class ScalarValues(TorchDispatchMode):
             self.made[out] = (func, args, kwargs)
         return out
 
-    def _value(self, t: torch.Tensor) -> Any:
-        """t's value: its arithmetic on its inputs' values, else the stand-in mode's answer."""
+    def _value(self, t: torch.Tensor) -> tuple[Any, bool]:
+        """(t's value, whether it was derived): its arithmetic on its inputs' values, else the
+        stand-in mode's answer (a real tensor's own value)."""
         from ccprof.profiler.dryrun import is_fake
         if not is_fake(t):
             with _disable_current_modes():
-                return t.item()
+                return t.item(), False
         how = self.made.get(t)
         if how is not None:
             func, args, kwargs = how
             try:
-                values = {id(a): self._value(a) for a in _tensors((args, kwargs))}
+                if func in _COPIES:         # the same value (a copy of a stand-in is that stand-in)
+                    value, derived = self._value(_tensors(args)[0])
+                    with _disable_current_modes():
+                        return torch.tensor(value).to(t.dtype).item(), derived
+                values = {id(a): self._value(a)[0] for a in _tensors((args, kwargs))}
                 with _disable_current_modes():
-                    if func in _COPIES:
-                        return torch.tensor(values[id(_tensors(args)[0])]).to(t.dtype).item()
                     real = _real(args, values), _real(kwargs, values)
-                    return func(*real[0], **real[1]).to(t.dtype).item()
+                    return func(*real[0], **real[1]).to(t.dtype).item(), True
             except Exception:       # an op the arithmetic cannot redo: the plain stand-in
                 pass
-        return _aten._local_scalar_dense.default(t)      # the mode below: the stand-in
+        return _aten._local_scalar_dense.default(t), False     # the mode below: the stand-in
 
 
 def _real(tree: Any, values: dict[int, Any]) -> Any:
@@ -201,6 +219,36 @@ def _real(tree: Any, values: dict[int, Any]) -> Any:
     if isinstance(tree, dict):
         return {k: _real(v, values) for k, v in tree.items()}
     return tree
+
+
+def _has_fake(obj: Any, depth: int = 0) -> bool:
+    """True when ``obj`` (a checkpoint: dicts, lists, tensors, modules, objects) holds a fake tensor."""
+    from ccprof.profiler.dryrun import is_fake
+    if isinstance(obj, torch.Tensor):
+        return is_fake(obj)
+    if depth > 8:
+        return False
+    if isinstance(obj, torch.nn.Module):
+        return any(is_fake(t) for t in obj.state_dict().values())
+    if isinstance(obj, dict):
+        return any(_has_fake(v, depth + 1) for v in obj.values())
+    if isinstance(obj, (list, tuple, set)):
+        return any(_has_fake(v, depth + 1) for v in obj)
+    return False
+
+
+def _save_fallback(log: Any):
+    """``torch.save`` of fake tensors writes nothing (they have no values); noted as a stand-in."""
+    original = torch.save
+
+    def save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        if not _has_fake(obj):
+            return original(obj, f, *args, **kwargs)
+        _note(log, "torch.save of fake tensors skipped: nothing written",
+              os.fspath(f) if isinstance(f, (str, os.PathLike)) else None)
+        return None
+    torch.save = save
+    return lambda: setattr(torch, "save", original)
 
 
 @contextlib.contextmanager
@@ -220,7 +268,7 @@ def compat(log: Any = None) -> Iterator[None]:
     with _lock:
         _depth += 1
         first = _depth == 1
-    undo = [_format_fallback()] if first else []
+    undo = [_format_fallback(), _save_fallback(log)] if first else []
     mode = ScalarValues(log) if first else contextlib.nullcontext()
     try:
         with mode:

@@ -421,8 +421,12 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
         return [(p, p._version, p.detach().reshape(-1)[:PROBE_ELEMENTS].clone()) for p in with_grad[:PROBE_PARAMS]]
 
     def _params_changed(self) -> bool:
+        from ccprof.profiler.dryrun import is_fake
         for p, version, values in self.hooks.probe:
-            if p._version != version or not torch.equal(p.detach().reshape(-1)[:PROBE_ELEMENTS], values):
+            if p._version != version:
+                return True
+            # a --dry-run's fake parameters have no values to compare: the version is all there is
+            if not is_fake(values) and not torch.equal(p.detach().reshape(-1)[:PROBE_ELEMENTS], values):
                 return True
         return False
 
