@@ -18,6 +18,8 @@ around the dispatcher, each patched here for the dry run only and undone after i
   (a loss, a random draw, an element of a larger tensor) stays the stand-in mode's.
 - ``torch.save`` of fake tensors (a checkpoint at ``eval_interval``): they cannot be pickled
   (no storage). Nothing is written; the skipped save is a stand-in with the script's line.
+- ``torch.equal(a, b)`` on fake tensors: equal when they share their memory (tied weights), not
+  when shapes or dtypes differ; else a stand-in True.
 - ``tensor.pin_memory()`` (nanoGPT's CUDA batch path, ``pin_memory().to(device,
   non_blocking=True)``): FakeTensorMode has no ``_pin_memory``; a fake tensor pins as itself.
 - the stand-in's line: a read that NumPy makes (``operator.index(t)`` when slicing) is the
@@ -173,6 +175,8 @@ class ScalarValues(TorchDispatchMode):
             if not _asked_by_ccprof():
                 _note(self.log, _what(t.dtype, value, derived), value)
             return value
+        if func is _aten.equal.default:
+            return self._equal(*args)
         if func is _aten._pin_memory.default:
             return args[0]                  # no page-locked memory for a tensor with no storage
         if func is _aten.is_pinned.default:
@@ -185,6 +189,23 @@ class ScalarValues(TorchDispatchMode):
               and all(_one(t) for t in _tensors((args, kwargs)))):
             self.made[out] = (func, args, kwargs)
         return out
+
+    def _equal(self, a: torch.Tensor, b: torch.Tensor) -> bool:
+        """``torch.equal(a, b)`` (llama2.c's export asks whether the output head is tied to the
+        embedding): the same memory is equal and other shapes or dtypes are not, both facts;
+        otherwise the values would decide, and the stand-in is True."""
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return False
+        from ccprof.profiler.dryrun import is_fake
+        if not (is_fake(a) or is_fake(b)):
+            with _disable_current_modes():
+                return bool(torch.equal(a, b))
+        if (a.untyped_storage()._cdata == b.untyped_storage()._cdata and a.storage_offset() == b.storage_offset()
+                and a.stride() == b.stride()):
+            return True
+        if not _asked_by_ccprof():
+            _note(self.log, "torch.equal of two tensors read as a bool", True)
+        return True
 
     def _value(self, t: torch.Tensor) -> tuple[Any, bool]:
         """(t's value, whether it was derived): its arithmetic on its inputs' values, else the

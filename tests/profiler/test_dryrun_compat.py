@@ -113,3 +113,15 @@ def test_pin_memory_of_a_fake_batch():
         x = torch.stack([torch.from_numpy(np.zeros(16, dtype=np.int64))])
         y = x.pin_memory().to("cpu", non_blocking=True)
     assert is_fake(y) and tuple(y.shape) == (1, 16)
+
+
+def test_torch_equal_of_fake_tensors():
+    # llama2.c export.py:82 shared_classifier = torch.equal(model.tok_embeddings.weight, model.output.weight)
+    with dry_run() as log, compat(log):
+        emb, head = torch.nn.Embedding(10, 4), torch.nn.Linear(4, 10, bias=False)
+        emb.weight = head.weight                                     # tied: the same memory
+        assert torch.equal(emb.weight, head.weight)
+        assert not torch.equal(emb.weight, torch.zeros(4, 10))       # other shape: a fact
+        assert not log.records
+        assert torch.equal(emb.weight, torch.zeros(10, 4)); line = _here()   # the values would decide
+    assert _lines(log) == {(line, "torch.equal of two tensors read as a bool", True)}
