@@ -70,6 +70,11 @@ def _format_fallback():
     return lambda: setattr(torch.Tensor, "__format__", original)
 
 
+# what an op is to ScalarValues, by op (filled as ops are met)
+_MUTATES, _ARITHMETIC, _OTHER = "mutates", "arithmetic", "other"
+_KIND: dict[Any, str] = {}
+
+
 def _one(t: Any) -> bool:
     return isinstance(t, torch.Tensor) and t.numel() == 1
 
@@ -182,11 +187,15 @@ class ScalarValues(TorchDispatchMode):
         if func is _aten.is_pinned.default:
             return True
         out = func(*args, **kwargs)
-        if func._schema.is_mutable:
-            for t in _tensors((args, kwargs)):
-                self.made.pop(t, None)
-        elif (_one(out) and (func in _COPIES or torch.Tag.pointwise in func.tags)
-              and all(_one(t) for t in _tensors((args, kwargs)))):
+        kind = _KIND.get(func)
+        if kind is None:
+            kind = _KIND[func] = (_MUTATES if func._schema.is_mutable else
+                                  _ARITHMETIC if func in _COPIES or torch.Tag.pointwise in func.tags else _OTHER)
+        if kind is _MUTATES:
+            if len(self.made):
+                for t in _tensors((args, kwargs)):
+                    self.made.pop(t, None)
+        elif kind is _ARITHMETIC and _one(out) and all(_one(t) for t in _tensors((args, kwargs))):
             self.made[out] = (func, args, kwargs)
         return out
 
