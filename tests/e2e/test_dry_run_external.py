@@ -18,9 +18,9 @@ full T x T, causal masking not discounted); backward is twice the forward, so a 
 3 x forward. The embedding lookup is not a matmul; the tied output head is.
 
 Wall time here (2 CPU cores shared with other jobs, `--steps 2 --warmup 1`: 6 steps with ccprof's
-FLOP and memory passes, about 0.4 GB resident): llama2.c 7B 62-78 s, nanoGPT GPT-2 XL 62-70 s as
-fixture setup under pytest (up to 126 s and 98 s when other heavy jobs ran beside them); the small
-nanoGPT case 13 s.
+FLOP and memory passes, about 0.4 GB resident), as fixture setup under pytest: llama2.c 7B 62-78 s,
+nanoGPT GPT-2 XL 62-70 s, the small nanoGPT case 13 s; with the machine's load average at 4.5,
+76 s, 114 s and 31 s.
 """
 from __future__ import annotations
 
