@@ -262,10 +262,12 @@ def test_gpt2xl_dry_run_stand_ins(gpt2xl):
 
 @pytest.fixture(scope="module")
 def nanogpt_paths(tmp_path_factory):
-    """A small nanoGPT (2 layers) on the paths the full-size cases leave out: torch.compile on,
+    """A small nanoGPT (2 layers) on the paths the full-size cases leave out: the script's CUDA path
+    (the dry run's GPU: pin_memory().to(device, non_blocking=True), autocast bf16, fused AdamW,
+    GradScaler('cuda') disabled for bf16), torch.compile on,
     gradient accumulation 2 (a backward before the optimizer's first step), an evaluation and a
-    checkpoint every 2 iterations, and enough steps (--steps 6) that estimate_mfu runs
-    (local_iter_num >= 5)."""
+    checkpoint every 2 iterations, and enough steps that estimate_mfu runs (local_iter_num >= 5:
+    a dry run times one step after its passes, so --warmup 4 makes the iterations)."""
     tmp = tmp_path_factory.mktemp("nanogpt_paths")
     root = _copy("nanogpt", tmp)
     folder = root / "data" / "small"
@@ -275,11 +277,11 @@ def nanogpt_paths(tmp_path_factory):
     ids.tofile(folder / "val.bin")
     with open(folder / "meta.pkl", "wb") as f:
         pickle.dump({"vocab_size": 65}, f)
-    args = ["--dataset=small", "--device=cpu", "--compile=True", "--wandb_log=False", "--dtype=float32",
+    args = ["--dataset=small", "--device=cuda", "--compile=True", "--wandb_log=False", "--dtype=bfloat16",
             "--eval_iters=1", "--eval_interval=2", "--max_iters=1000", "--n_layer=2", "--n_head=2", "--n_embd=32",
             "--block_size=64", "--bias=True", "--batch_size=2", "--gradient_accumulation_steps=2"]
     proc = subprocess.run([sys.executable, "-m", "ccprof", "analyze", "train.py", "--dry-run", "--quiet",
-                           "--steps", "6", "--warmup", "1", "--out", str(tmp / "report"), "--", *args],
+                           "--steps", "1", "--warmup", "4", "--out", str(tmp / "report"), "--", *args],
                           cwd=root, env=_env(), capture_output=True, text=True, timeout=600)
     profile = json.loads((tmp / "report" / "profile.json").read_text())
     return SimpleNamespace(root=root, proc=proc, profile=profile)
@@ -292,6 +294,7 @@ def test_nanogpt_compile_accumulation_checkpoints_mfu_dry_run(nanogpt_paths):
     out = run.proc.stdout
     assert "saving checkpoint to out" in out and not (run.root / "out" / "ckpt.pt").exists()
     assert "mfu 0.00%" in out            # estimate_mfu ran (on ccprof's host seconds: ~0)
+    assert "using fused AdamW: True" in out
     rows = _stand_ins(run)
     # :286 torch.save(checkpoint, os.path.join(out_dir, 'ckpt.pt')): nothing written (dryrun.py);
     # :274 losses['val'] < best_val_loss and :225 losses[k] = loss.item() at the evaluations outside
