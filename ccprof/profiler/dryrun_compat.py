@@ -8,7 +8,7 @@ only and undone after it:
 - ``f"{loss:.4f}"`` on a 0-dim tensor (both scripts print their losses so): ``Tensor.__format__``
   reads the value only when ``type(self) is Tensor``, so a ``FakeTensor`` reaches
   ``object.__format__`` and raises ``TypeError``. A fake 0-dim tensor formats as its stand-in
-  value (``.item()``), noted with the script's line.
+  value (``.item()``, which the stand-in mode answers and notes with the script's line).
 - ``torch.equal(a, b)`` (llama2.c's ``export.py`` asks whether the output head is tied to the
   embedding): a bool that depends on values, which FakeTensorMode refuses. Two tensors on the same
   memory are equal and tensors of other shapes or dtypes are not, both facts; otherwise the
@@ -39,26 +39,15 @@ _lock = threading.Lock()
 _depth = 0
 
 
-def _what(dtype: torch.dtype) -> str:
-    """The stand-in mode's words for a number read (ccprof.profiler.dryrun.StandInMode)."""
-    if dtype.is_floating_point or dtype.is_complex:
-        return "a tensor read as a number (.item(), float())"
-    return "an integer tensor read as a number (.item(), int())"
-
-
-def _format_fallback(log: Any):
+def _format_fallback():
     """Fake 0-dim tensors format as their stand-in value, as real ones format as theirs."""
     from ccprof.profiler.dryrun import is_fake
     original = torch.Tensor.__format__
 
     def fmt(self: torch.Tensor, format_spec: str) -> str:
         if is_fake(self) and self.dim() == 0:
-            # a read from ccprof's frame is not noted by the stand-in mode: noted here, at the
-            # script's line (the first frame outside torch and ccprof)
-            value = self.detach().item()
-            if log is not None and self.dtype != torch.bool:
-                log.note(_what(self.dtype), value)
-            return value.__format__(format_spec)
+            # the stand-in mode notes the read at the script's line (dryrun* frames are its own)
+            return self.detach().item().__format__(format_spec)
         return original(self, format_spec)
     torch.Tensor.__format__ = fmt
     return lambda: setattr(torch.Tensor, "__format__", original)
@@ -124,7 +113,7 @@ def compat(log: Any = None) -> Iterator[None]:
     with _lock:
         _depth += 1
         first = _depth == 1
-    undo = [_format_fallback(log), _equal_fallback(log), _pin_fallback()] if first else []
+    undo = [_format_fallback(), _equal_fallback(log), _pin_fallback()] if first else []
     try:
         yield
     finally:
