@@ -75,7 +75,10 @@ def user_line() -> tuple[str, int, str] | None:
     f = sys._getframe(1)
     while f is not None:
         name = os.path.abspath(f.f_code.co_filename)
-        if name.startswith(_CCPROF) or name.startswith(_MACHINERY) or f.f_code.co_filename.startswith("<"):
+        # a dispatch mode between the read and its asker (torch's FlopCounterMode under ccprof's
+        # FLOP pass) passes the read on: it does not read
+        if (name.startswith(_CCPROF) or name.startswith(_MACHINERY) or f.f_code.co_filename.startswith("<")
+                or f.f_code.co_name == "__torch_dispatch__"):
             f = f.f_back
             continue
         if name.startswith(_TORCH):
@@ -395,10 +398,11 @@ def dry_run(cuda: bool = False) -> Iterator[StandInLog]:
             os.path.join(_TORCH, "utils", "weak.py"), os.path.abspath(weakref.__file__)]
     SKIPPED_WHILE_DRY.extend(glue)
     try:
+        from ccprof.profiler.dryrun_compat import compat
         from ccprof.profiler.dryrun_cuda import cuda_facade
         from ccprof.profiler.dryrun_weights import shapes_only_loads
         facade = cuda_facade(log) if cuda else contextlib.nullcontext()
-        with fake, StandInMode(log, fake, cuda=cuda), shapes_only_loads(log), facade:
+        with fake, StandInMode(log, fake, cuda=cuda), shapes_only_loads(log), facade, compat(log):
             yield log
     finally:
         SKIPPED_WITH_CALLEES.discard(StandInMode.__torch_dispatch__.__code__)

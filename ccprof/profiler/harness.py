@@ -62,14 +62,6 @@ from ccprof.profiler.spec import RunSpec, run_environment
 FINISH_GRACE_S = 30.0    # after the last measured step, time for the script to stop by itself
 
 
-def _dry_compat(spec: RunSpec, log: Any):
-    """What public scripts do that fake tensors alone do not answer (ccprof.profiler.dryrun_compat)."""
-    if not spec.dry_run:
-        return contextlib.nullcontext()
-    from ccprof.profiler.dryrun_compat import compat
-    return compat(log)
-
-
 def run(spec: RunSpec, on_final: Callable[[Any], None] | None = None) -> int:
     """Run the script under a Session as ``spec`` says; return the exit code. ``on_final``
     (``ccprof run``): called with the whole profile right after the last measured step, on every
@@ -310,7 +302,7 @@ def run(spec: RunSpec, on_final: Callable[[Any], None] | None = None) -> int:
         from ccprof.profiler.dryrun import dry_run
         dry = dry_run(cuda=True)     # the script sees a GPU: its CUDA branches run (dryrun_cuda)
     try:
-        with dry as dry_log, _dry_compat(spec, dry_log):
+        with dry as dry_log:
             state["dry_log"] = dry_log
             runpy.run_path(script, run_name="__main__")
         outcome = "ended"

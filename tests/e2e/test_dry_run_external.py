@@ -108,15 +108,8 @@ BOOL = "a tensor read as a bool"
 SAVE = "torch.save(..., out/ckpt.pt) not written: fake tensors have no values"
 GRADSCALER = "GradScaler('cuda') scales on the CPU device"
 CUDA_AVAILABLE = "torch.cuda.is_available() answered True (a dry run's GPU)"
-# Reads made while ccprof's FLOP pass counts (its evaluation counter is open from estimate_loss at
-# iter 0 up to the next training step, the f-string print included) reach the stand-in mode under
-# torch's FlopCounterMode: ccprof/profiler/dryrun.py's user_line() stops at torch's
-# flop_counter.py ("torch's own read") and the profile leaves them out. The fix, in dryrun.py (not
-# this branch's to edit): user_line() walks past frames named __torch_dispatch__ as _from_ccprof()
-# does since main's 6b11372 (the modes pass the read on; they do not read).
-MISSED_UNDER_PASSES = pytest.mark.xfail(
-    strict=True, reason="stand-ins read under ccprof's FLOP pass are not listed until dryrun.py's "
-                        "user_line() walks past __torch_dispatch__ frames")
+# Reads made while ccprof's FLOP pass counts (estimate_loss at iter 0 up to the next training step)
+# reach the stand-in mode under torch's FlopCounterMode: they are the script's reads all the same.
 
 
 # --------------------------------------------------------------------- karpathy/llama2.c, Llama-2-7B
@@ -188,7 +181,6 @@ def test_llama7b_dry_run_stand_ins_outside_passes(llama7b):
     assert not (llama7b.root / "out" / "ckpt.pt").exists()
 
 
-@MISSED_UNDER_PASSES
 def test_llama7b_dry_run_stand_ins(llama7b):
     # train.py:223 losses[k] = loss.item() (estimate_loss at iter 0); :263 print(f"... {losses['train']:.4f}")
     # (dryrun_compat formats it); :278 if losses["val"] < best_val_loss (True; no checkpoint: iter_num
@@ -256,7 +248,6 @@ def test_gpt2xl_dry_run_stand_ins_outside_passes(gpt2xl):
     assert not (gpt2xl.root / "out" / "ckpt.pt").exists()
 
 
-@MISSED_UNDER_PASSES
 def test_gpt2xl_dry_run_stand_ins(gpt2xl):
     # :225 losses[k] = loss.item(); :265 the f"{...:.4f}" print; :274 losses['val'] < best_val_loss (1e9);
     # :73, :196 and :323 as above
