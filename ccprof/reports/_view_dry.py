@@ -13,8 +13,10 @@ from ccprof.units import fmt_bytes
 __all__ = ["dry_run_view"]
 
 
-def _where(file: str, line: int, script: str) -> str:
-    base = os.path.dirname(os.path.abspath(script)) if script else ""
+def _where(file: str, line: int, script: str, cwd: str = "") -> str:
+    """``file:line`` relative to the script's folder when it is in it (the script's path is taken
+    from the run's cwd, not this process's)."""
+    base = os.path.dirname(os.path.join(cwd, script) if cwd else os.path.abspath(script)) if script else ""
     shown = os.path.relpath(file, base) if base and file.startswith(base + os.sep) else file
     return f"{shown}:{line}"
 
@@ -33,7 +35,8 @@ def dry_run_view(profile: Profile, catalog: dict[str, Any]) -> DryRunView | None
     for s in dry.stand_ins:
         times = f" ({s.count:,} times)" if s.count > 1 else ""
         value = "" if s.value is None else f": {s.value!r} was used"
-        stand_ins.append(f"{_where(s.file, s.line, profile.environment.script)} ({s.function}): {s.what}{value}{times}")
+        where = _where(s.file, s.line, profile.environment.script, profile.environment.cwd)
+        stand_ins.append(f"{where} ({s.function}): {s.what}{value}{times}")
     fits = []
     headroom = f"{MEMORY_HEADROOM_FRAC:.0%} of the memory left free for the CUDA context, workspaces and fragmentation"
     for gid, proj in sorted((profile.projection or {}).items()):
