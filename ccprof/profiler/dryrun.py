@@ -14,15 +14,21 @@ What needs values gets a stand-in, each one recorded with the script's file and 
   ``isnan``/``isinf`` made, or one reduced from it), which is False: the run is assumed healthy;
 - a tensor turned into NumPy (``.numpy()``) or read through ``data_ptr()``: not followed, the
   run stops with an error naming the line;
-- an op whose output shape depends on values (``nonzero``, ``masked_select``, ``unique``): the
-  run stops there with an error naming the line (``DryRunUnsupported``);
+- an op whose output shape depends on values (``nonzero``, ``masked_select``, ``unique``) of the
+  model's arithmetic: the run stops there with an error naming the line (``DryRunUnsupported``);
+  integer and bool tensors made from known values (randint indices, counters, their masks) are
+  computed for real beside the fake ("shadows", ``StandInMode``), so their reads and shapes are exact;
+- a NaN/Inf count read as a number (GradScaler's ``found_inf``): 0, so the optimizer steps;
 - DataLoader worker processes: the batches are made in the main process (``num_workers=0``),
   as fake tensors cannot cross processes;
 - checkpoint writes (``torch.save``, safetensors' ``save_file``, ``save_pretrained``): nothing is
   written, so no file of the user's is replaced by one without values.
 
 Real tensors the script brings in (a dataset read with ``torch.from_numpy``) are turned into
-fake ones when an op meets them.
+fake ones when an op meets them. ``dry_run(cuda=True)`` (what ``analyze --dry-run`` uses) also
+shows the script one CUDA GPU (``dryrun_cuda``); checkpoint loads read headers only
+(``dryrun_weights``); ``dryrun_compat`` covers what public scripts do with fakes (f-strings,
+``torch.equal``, ``pin_memory``).
 """
 from __future__ import annotations
 
