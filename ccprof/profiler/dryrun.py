@@ -218,10 +218,9 @@ class StandInMode(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if self.cuda and "device" in kwargs:
-            from ccprof.profiler.dryrun_cuda import map_devices
+            from ccprof.profiler.dryrun_cuda import ON_CPU, map_device
             from ccprof.profiler.dryrun_weights import _script_line
-            args, kwargs = map_devices(func, args, kwargs, lambda: self.log.note(
-                "tensors asked for on cuda are fake tensors on the CPU device", None, where=_script_line()))
+            kwargs = map_device(kwargs, lambda: self.log.note(ON_CPU, None, where=_script_line()))
         if func is _aten._local_scalar_dense.default:
             t = args[0]
             real = self.shadow.get(t)
@@ -268,7 +267,35 @@ class StandInMode(TorchDispatchMode):
         return out
 
 
-def _no_workers(log: StandInLog):
+_MISSING = object()
+
+
+class Patches:
+    """Attributes replaced while a dry run lasts, and put back by ``undo()``, last first: the one
+    way dryrun, dryrun_cuda, dryrun_compat and dryrun_weights change torch and its libraries.
+
+    Example: ``p = Patches(); p.set(torch, "save", skip); ...; p.undo()``.
+    """
+
+    def __init__(self) -> None:
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def set(self, owner: Any, name: str, value: Any) -> None:
+        # a class's own attribute only: one it inherits is deleted again, not copied onto it
+        old = owner.__dict__.get(name, _MISSING) if isinstance(owner, type) else getattr(owner, name, _MISSING)
+        self._saved.append((owner, name, old))
+        setattr(owner, name, value)
+
+    def undo(self) -> None:
+        while self._saved:
+            owner, name, old = self._saved.pop()
+            if old is _MISSING:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, old)
+
+
+def _no_workers(log: StandInLog, patches: Patches) -> None:
     """DataLoader(num_workers=N) -> 0 under the dry run (fake tensors cannot cross processes)."""
     from torch.utils.data import DataLoader
     original = DataLoader.__init__
@@ -280,17 +307,18 @@ def _no_workers(log: StandInLog):
             self._DataLoader__initialized = False       # persistent_workers is guarded after __init__
             self.num_workers, self.prefetch_factor, self.persistent_workers = 0, None, False
             self._DataLoader__initialized = True
-    DataLoader.__init__ = init
-    return lambda: setattr(DataLoader, "__init__", original)
+    patches.set(DataLoader, "__init__", init)
 
 
-def _no_saves(log: StandInLog):
+def _no_saves(log: StandInLog, patches: Patches):
     """Checkpoint writes do nothing under the dry run: fake tensors have no values to write, and a
     half-written file must never replace the user's checkpoint of the same name (torch.save of a
     fake state dict starts the zip, then fails). ``torch.save``, safetensors' ``save_file`` and
-    ``save_model``, and transformers' own import of ``save_file`` are replaced while it lasts."""
+    ``save_model``, and transformers' own import of ``save_file`` are replaced while it lasts.
+    Returns what to run after ``patches.undo()``: a transformers imported during the dry run bound
+    the stand-in save_file by name."""
     import importlib
-    patched: list[tuple[Any, str, Any]] = []
+    skips: set[int] = set()
 
     def skip(name: str):
         def save(obj: Any, f: Any = None, *args: Any, **kwargs: Any) -> None:
@@ -311,8 +339,9 @@ def _no_saves(log: StandInLog):
         except ImportError:
             mod = None
         if mod is not None and hasattr(mod, attr):
-            patched.append((mod, attr, getattr(mod, attr)))
-            setattr(mod, attr, skip(name))
+            stand_in = skip(name)
+            skips.add(id(stand_in))
+            patches.set(mod, attr, stand_in)
 
     # save_pretrained checks for shared storages by data pointer (all 0 on fake tensors) before it
     # writes: it would fail, so it writes nothing as well (transformers imported now when installed)
@@ -323,22 +352,16 @@ def _no_saves(log: StandInLog):
         except Exception:       # a broken install is the script's business, not the dry run's
             mu = None
         if mu is not None:
-            original_sp = mu.PreTrainedModel.save_pretrained
-
             def save_pretrained(self: Any, save_directory: Any, *args: Any, **kwargs: Any) -> None:
                 log.note(f"{type(self).__name__}.save_pretrained({os.fspath(save_directory)}) not written: "
                          "fake tensors have no values", None)
-            patched.append((mu.PreTrainedModel, "save_pretrained", original_sp))
-            mu.PreTrainedModel.save_pretrained = save_pretrained
-    skips = {id(getattr(mod, attr)) for mod, attr, _ in patched}
+            patches.set(mu.PreTrainedModel, "save_pretrained", save_pretrained)
 
-    def undo() -> None:
-        for mod, attr, original in patched:
-            setattr(mod, attr, original)
+    def rebind() -> None:
         late = sys.modules.get("transformers.modeling_utils")     # imported during the dry run
         if late is not None and id(getattr(late, "safe_save_file", None)) in skips:
             late.safe_save_file = sys.modules["safetensors.torch"].save_file
-    return undo
+    return rebind
 
 
 def _foreach_on_fakes():
@@ -361,7 +384,7 @@ def _foreach_on_fakes():
     return undo
 
 
-def _swap_fallback():
+def _swap_fallback(patches: Patches) -> None:
     """``module.to(dtype)`` on fake parameters: torch swaps each parameter for its converted copy
     (``torch.utils.swap_tensors``), which refuses a tensor that FakeTensorMode's converter holds a
     weak reference to. Setting ``.data`` instead keeps the same Parameter objects with the new
@@ -376,8 +399,7 @@ def _swap_fallback():
                 raise
             with torch.no_grad():
                 t1.data = t2.detach()
-    torch.utils.swap_tensors = swap
-    return lambda: setattr(torch.utils, "swap_tensors", original)
+    patches.set(torch.utils, "swap_tensors", swap)
 
 
 @contextlib.contextmanager
@@ -395,7 +417,11 @@ def dry_run(cuda: bool = False) -> Iterator[StandInLog]:
     from torch._subclasses.fake_tensor import FakeTensorMode
     log = StandInLog()
     from ccprof.profiler.pycount import SKIPPED_WHILE_DRY, SKIPPED_WITH_CALLEES
-    undo = [_no_workers(log), _swap_fallback(), _no_saves(log), _foreach_on_fakes()]
+    patches = Patches()
+    _no_workers(log, patches)
+    _swap_fallback(patches)
+    rebind = _no_saves(log, patches)
+    unlist = _foreach_on_fakes()
     fake = FakeTensorMode(allow_non_fake_inputs=True)
     SKIPPED_WITH_CALLEES.add(StandInMode.__torch_dispatch__.__code__)
     # and the weak dictionaries' callbacks when a fake tensor dies (StandInMode's shadows)
@@ -414,8 +440,9 @@ def dry_run(cuda: bool = False) -> Iterator[StandInLog]:
         SKIPPED_WITH_CALLEES.discard(StandInMode.__torch_dispatch__.__code__)
         for path in glue:
             SKIPPED_WHILE_DRY.remove(path)
-        for u in undo:
-            u()
+        patches.undo()
+        rebind()
+        unlist()
 
 
 ASSUMPTIONS = [

@@ -39,7 +39,7 @@ _lock = threading.Lock()
 _depth = 0
 
 
-def _format_fallback():
+def _format_fallback(patches: Any) -> None:
     """Fake 0-dim tensors format as their stand-in value, as real ones format as theirs."""
     from ccprof.profiler.dryrun import is_fake
     original = torch.Tensor.__format__
@@ -49,11 +49,10 @@ def _format_fallback():
             # the stand-in mode notes the read at the script's line (dryrun* frames are its own)
             return self.detach().item().__format__(format_spec)
         return original(self, format_spec)
-    torch.Tensor.__format__ = fmt
-    return lambda: setattr(torch.Tensor, "__format__", original)
+    patches.set(torch.Tensor, "__format__", fmt)
 
 
-def _equal_fallback(log: Any):
+def _equal_fallback(log: Any, patches: Any) -> None:
     """``torch.equal`` / ``Tensor.equal`` on fake tensors: facts first (the same memory; other
     shapes or dtypes), else the stand-in True, noted at the script's line."""
     from ccprof.profiler.dryrun import is_fake
@@ -78,22 +77,18 @@ def _equal_fallback(log: Any):
     def equal_method(self: Any, other: Any) -> bool:
         answer = decide(self, other)
         return original_method(self, other) if answer is None else answer
-    torch.equal, torch.Tensor.equal = equal, equal_method
-
-    def undo() -> None:
-        torch.equal, torch.Tensor.equal = original_fn, original_method
-    return undo
+    patches.set(torch, "equal", equal)
+    patches.set(torch.Tensor, "equal", equal_method)
 
 
-def _pin_fallback():
+def _pin_fallback(patches: Any) -> None:
     """``Tensor.pin_memory()`` of a fake tensor: a fake copy (no memory to page-lock)."""
     from ccprof.profiler.dryrun import is_fake
     original = torch.Tensor.pin_memory
 
     def pin_memory(self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         return self.clone() if is_fake(self) else original(self, *args, **kwargs)
-    torch.Tensor.pin_memory = pin_memory
-    return lambda: setattr(torch.Tensor, "pin_memory", original)
+    patches.set(torch.Tensor, "pin_memory", pin_memory)
 
 
 @contextlib.contextmanager
@@ -113,11 +108,15 @@ def compat(log: Any = None) -> Iterator[None]:
     with _lock:
         _depth += 1
         first = _depth == 1
-    undo = [_format_fallback(), _equal_fallback(log), _pin_fallback()] if first else []
+    from ccprof.profiler.dryrun import Patches
+    patches = Patches()
+    if first:
+        _format_fallback(patches)
+        _equal_fallback(log, patches)
+        _pin_fallback(patches)
     try:
         yield
     finally:
-        for u in reversed(undo):
-            u()
+        patches.undo()
         with _lock:
             _depth -= 1

@@ -32,6 +32,7 @@ __all__ = ["cuda_facade", "FACADE_NAME", "FACADE_MEMORY_BYTES"]
 FACADE_NAME = "ccprof dry-run GPU"
 FACADE_MEMORY_BYTES = 80 * 2 ** 30            # what scripts that size their batch by it will read
 FACADE_CAPABILITY = (9, 0)
+ON_CPU = "tensors asked for on cuda are fake tensors on the CPU device"
 
 
 class _Event:
@@ -133,31 +134,42 @@ def cuda_facade(log: Any) -> Iterator[None]:
         "default_stream": quiet(_Stream()),
         "stream": quiet(contextlib.nullcontext()),
     }
-    undo: list[tuple[Any, str, Any]] = []
+    from ccprof.profiler.dryrun import Patches
+    patches = Patches()
     for name, value in replacements.items():
-        undo.append((cuda, name, getattr(cuda, name, None)))
-        setattr(cuda, name, value)
+        patches.set(cuda, name, value)
 
     from torch.amp import autocast_mode, grad_scaler
-    ac_init = autocast_mode.autocast.__init__
 
-    def autocast_init(self: Any, device_type: str, *args: Any, **kwargs: Any) -> None:
-        if device_type == "cuda":
-            note("torch.autocast('cuda') run as torch.autocast('cpu') with the same dtype")
-            device_type = "cpu"
-        ac_init(self, device_type, *args, **kwargs)
-    undo.append((autocast_mode.autocast, "__init__", ac_init))
-    autocast_mode.autocast.__init__ = autocast_init
+    def on_cpu_init(cls: type, param: str, what: str, cuda_by_default: bool = False) -> None:
+        """``cls(...)`` made for cuda (its first argument, ``param``, positional or by name; or by
+        default) is made for the CPU."""
+        original = cls.__init__
 
-    gs_init = grad_scaler.GradScaler.__init__
+        def init(self: Any, *args: Any, **kwargs: Any) -> None:
+            if param in kwargs:
+                device = kwargs[param]
+            elif args:
+                device = args[0]
+            else:
+                device = "cuda" if cuda_by_default else None
+            if device == "cuda":
+                note(what)
+                if args and param not in kwargs:
+                    args = ("cpu", *args[1:])
+                else:
+                    kwargs = {**kwargs, param: "cpu"}
+            original(self, *args, **kwargs)
+        patches.set(cls, "__init__", init)
+    on_cpu_init(autocast_mode.autocast, "device_type",
+                "torch.autocast('cuda') run as torch.autocast('cpu') with the same dtype")
+    on_cpu_init(grad_scaler.GradScaler, "device", "GradScaler('cuda') scales on the CPU device", cuda_by_default=True)
 
-    def scaler_init(self: Any, device: str = "cuda", *args: Any, **kwargs: Any) -> None:
-        if device == "cuda":
-            note("GradScaler('cuda') scales on the CPU device")
-            device = "cpu"
-        gs_init(self, device, *args, **kwargs)
-    undo.append((grad_scaler.GradScaler, "__init__", gs_init))
-    grad_scaler.GradScaler.__init__ = scaler_init
+    def moved(device: Any) -> Any:
+        mapped = _cuda_to_cpu(device)
+        if mapped is not device:
+            note(ON_CPU)
+        return mapped
 
     tensor_to = torch.Tensor.to
 
@@ -165,49 +177,33 @@ def cuda_facade(log: Any) -> Iterator[None]:
         # torch's C++ `to` refuses a cuda device in a build without CUDA before any dispatch mode sees it
         if args and (isinstance(args[0], (str, torch.device)) or (isinstance(args[0], int)
                                                                    and not isinstance(args[0], bool))):
-            mapped = _cuda_to_cpu(args[0])
-            if mapped is not args[0]:
-                note("tensors asked for on cuda are fake tensors on the CPU device")
-                args = (mapped, *args[1:])
+            args = (moved(args[0]), *args[1:])
         if "device" in kwargs:
-            mapped = _cuda_to_cpu(kwargs["device"])
-            if mapped is not kwargs["device"]:
-                note("tensors asked for on cuda are fake tensors on the CPU device")
-                kwargs = {**kwargs, "device": mapped}
+            kwargs = {**kwargs, "device": moved(kwargs["device"])}
         return tensor_to(self, *args, **kwargs)
-    undo.append((torch.Tensor, "to", tensor_to))
-    torch.Tensor.to = to
-    tensor_cuda = torch.Tensor.cuda
+    patches.set(torch.Tensor, "to", to)
 
     def to_cuda(self: torch.Tensor, device: Any = None, *args: Any, **kwargs: Any) -> torch.Tensor:
-        note("tensors asked for on cuda are fake tensors on the CPU device")
+        note(ON_CPU)
         return self.to("cpu")
-    undo.append((torch.Tensor, "cuda", tensor_cuda))
-    torch.Tensor.cuda = to_cuda
-    module_cuda = torch.nn.Module.cuda
+    patches.set(torch.Tensor, "cuda", to_cuda)
 
     def module_to_cuda(self: torch.nn.Module, device: Any = None) -> torch.nn.Module:
-        note("tensors asked for on cuda are fake tensors on the CPU device")
+        note(ON_CPU)
         return self
-    undo.append((torch.nn.Module, "cuda", module_cuda))
-    torch.nn.Module.cuda = module_to_cuda
+    patches.set(torch.nn.Module, "cuda", module_to_cuda)
     try:
         yield
     finally:
-        for owner, name, value in reversed(undo):
-            if value is None:
-                delattr(owner, name)
-            else:
-                setattr(owner, name, value)
+        patches.undo()
 
 
-def map_devices(func: Any, args: tuple, kwargs: dict, note: Any) -> tuple[tuple, dict]:
-    """A dispatched op's ``device=`` on cuda becomes the CPU (``StandInMode`` calls this while the
-    facade is on); the args are returned unchanged otherwise."""
+def map_device(kwargs: dict, note: Any) -> dict:
+    """A dispatched op's ``device=`` on cuda becomes the CPU, ``note()`` called then
+    (``StandInMode`` calls this while the facade is on); else ``kwargs`` as they were."""
     dev = kwargs.get("device")
-    if dev is not None:
-        mapped = _cuda_to_cpu(dev)
-        if mapped is not dev:
-            note()
-            kwargs = {**kwargs, "device": mapped}
-    return args, kwargs
+    mapped = _cuda_to_cpu(dev)
+    if mapped is dev:
+        return kwargs
+    note()
+    return {**kwargs, "device": mapped}

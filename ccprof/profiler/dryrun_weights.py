@@ -243,7 +243,8 @@ def shapes_only_loads(log: Any) -> Iterator[dict[str, int]]:
         yield _ACTIVE[-1]
         return
     counts: dict[str, int] = {}
-    undo: list[tuple[Any, str, Any]] = []
+    from ccprof.profiler.dryrun import Patches
+    patches = Patches()
     try:
         import safetensors
         import safetensors.torch  # noqa: F401  (load_file reads through its module's safe_open)
@@ -253,10 +254,8 @@ def shapes_only_loads(log: Any) -> Iterator[dict[str, int]]:
         original = safetensors.safe_open
         fake_open = _shapes_only_open(original, mode, log, counts)
         for module, attr in _bound_to(original):
-            undo.append((module, attr, original))
-            setattr(module, attr, fake_open)
-    undo.append((torch, "load", torch.load))
-    torch.load = _shapes_only_torch_load(torch.load, log)
+            patches.set(module, attr, fake_open)
+    patches.set(torch, "load", _shapes_only_torch_load(torch.load, log))
     env_before = os.environ.get(_ASYNC_ENV)
     os.environ[_ASYNC_ENV] = "1"
     _ACTIVE.append(counts)
@@ -268,8 +267,7 @@ def shapes_only_loads(log: Any) -> Iterator[dict[str, int]]:
             os.environ.pop(_ASYNC_ENV, None)
         else:
             os.environ[_ASYNC_ENV] = env_before
-        for owner, attr, value in reversed(undo):
-            setattr(owner, attr, value)
+        patches.undo()
         if safetensors is not None:         # modules imported meanwhile took the stand-in by name
             for module, attr in _bound_to(fake_open):
                 setattr(module, attr, original)
