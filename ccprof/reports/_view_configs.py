@@ -16,7 +16,7 @@ def _name(r: ConfigRow) -> str:
     return f"{r.gpus} x {r.gpu}{_PARALLEL.get(r.parallel, ' ' + r.parallel)}{tweak}"
 
 
-def _line(r: ConfigRow, per_1k: bool) -> ConfigLine:
+def _line(r: ConfigRow) -> ConfigLine:
     return ConfigLine(
         name=_name(r), gpu=r.gpu, gpus=r.gpus, parallel=r.parallel or "none", tweak=r.tweak, fits=r.fits,
         memory=f"{fmt_bytes(r.memory_per_gpu_bytes)} of {fmt_bytes(r.usable_bytes)}",
@@ -39,30 +39,24 @@ def configs_view(advice: AdviceSet) -> ConfigsView | None:
     picks = []
     if c.cheapest is not None:
         r = c.rows[c.cheapest]
-        picks.append(f"Cheapest that fits: {_name(r)}, {_line(r, per_1k).usd}"
+        picks.append(f"Cheapest that fits: {_name(r)}, {_line(r).usd}"
                      + (f" in {fmt_s(r.run_hours * 3600)}" if r.run_hours is not None else "") + ".")
     else:
         picks.append("No configuration fits: one step's memory is over every GPU's, even sharded over 8.")
-    if c.budget_usd is not None:
-        if c.fastest_in_budget is not None:
-            r = c.rows[c.fastest_in_budget]
-            picks.append(f"Fastest within {fmt_usd(c.budget_usd)}: {_name(r)}, {fmt_s(r.run_hours * 3600)} for "
-                         f"{fmt_usd(r.usd_run)}.")
-        else:
-            picks.append(f"Nothing fits within {fmt_usd(c.budget_usd)}"
-                         + ("" if c.run_steps else " (the run size is unknown: pass --total-steps or --epochs)") + ".")
-    if c.deadline_h is not None:
-        if c.cheapest_by_deadline is not None:
-            r = c.rows[c.cheapest_by_deadline]
-            picks.append(f"Cheapest within {fmt_s(c.deadline_h * 3600)}: {_name(r)}, {fmt_usd(r.usd_run)} in "
-                         f"{fmt_s(r.run_hours * 3600)}.")
-        else:
-            picks.append(f"Nothing fits within {fmt_s(c.deadline_h * 3600)}"
-                         + ("" if c.run_steps else " (the run size is unknown: pass --total-steps or --epochs)") + ".")
+    unknown = "" if c.run_steps else " (the run size is unknown: pass --total-steps or --epochs)"
+    limits = (  # (the limit as written, the pick within it, how the pick reads)
+        (None if c.budget_usd is None else fmt_usd(c.budget_usd), c.fastest_in_budget,
+         lambda limit, r: f"Fastest within {limit}: {_name(r)}, {fmt_s(r.run_hours * 3600)} for {fmt_usd(r.usd_run)}."),
+        (None if c.deadline_h is None else fmt_s(c.deadline_h * 3600), c.cheapest_by_deadline,
+         lambda limit, r: f"Cheapest within {limit}: {_name(r)}, {fmt_usd(r.usd_run)} in {fmt_s(r.run_hours * 3600)}."))
+    for limit, index, says in limits:
+        if limit is not None:
+            picks.append(says(limit, c.rows[index]) if index is not None
+                         else f"Nothing fits within {limit}{unknown}.")
     fitting = [r for r in c.rows if r.fits]
     order = sorted(fitting, key=lambda r: (r.usd_run if r.usd_run is not None else (r.usd_per_1k_samples or 0),
                                            r.step_s))
-    lines = [_line(r, per_1k) for r in order]
+    lines = [_line(r) for r in order]
     out_of = len(c.rows) - len(fitting)
     note = (f"{len(fitting)} of {len(c.rows)} configurations fit"
             + (f"; the {out_of} others need more memory per GPU than it has" if out_of else "") + ". "
