@@ -24,9 +24,7 @@ resident): llama2.c 7B 33-36 s, nanoGPT GPT-2 XL 35-37 s, the small nanoGPT case
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,29 +33,19 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from tests.helpers.external import copy_external, external_env
 from tests.helpers.paths import EXTERNAL
-from tests.helpers.paths import ROOT as REPO
 
 pytestmark = pytest.mark.slow
 
 TINY_TEXT = EXTERNAL / "word_language_model" / "data" / "tiny" / "train.txt"
 
 
+_copy = copy_external
+
+
 def _env(*paths: Path) -> dict[str, str]:
-    env = os.environ.copy()
-    parts = [str(p) for p in paths] + [str(REPO)]
-    if env.get("PYTHONPATH"):
-        parts.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(parts)
-    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
-        env.pop(key, None)
-    return env
-
-
-def _copy(name: str, tmp: Path) -> Path:
-    dst = tmp / name
-    shutil.copytree(EXTERNAL / name, dst, ignore=shutil.ignore_patterns("__pycache__"))
-    return dst
+    return external_env(*paths, legacy_torch_load=False)
 
 
 def _dry_run(cwd: Path, args: list[str], out: Path, paths: tuple[Path, ...] = ()) -> SimpleNamespace:

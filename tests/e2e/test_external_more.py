@@ -14,9 +14,7 @@ import ast
 import contextlib
 import importlib.util
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,9 +25,9 @@ import pytest
 
 from ccprof.artefacts.profile import Profile
 from ccprof.artefacts.tweaks import MORE, TWELVE
+from tests.helpers.external import copy_external, external_env
 from tests.helpers.holds import problems
 from tests.helpers.paths import EXTERNAL
-from tests.helpers.paths import ROOT as REPO
 
 pytestmark = pytest.mark.slow
 
@@ -40,22 +38,8 @@ TINY_TEXT = EXTERNAL / "word_language_model" / "data" / "tiny" / "train.txt"
 
 # ----------------------------------------------------------------------------- helpers
 
-def _env(*paths: Path) -> dict[str, str]:
-    env = os.environ.copy()
-    parts = [str(p) for p in paths] + [str(REPO)]
-    if env.get("PYTHONPATH"):
-        parts.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(parts)
-    env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
-    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
-        env.pop(key, None)
-    return env
-
-
-def _copy(name: str, tmp: Path) -> Path:
-    dst = tmp / name
-    shutil.copytree(EXTERNAL / name, dst, ignore=shutil.ignore_patterns("__pycache__"))
-    return dst
+_env = external_env
+_copy = copy_external
 
 
 def _run(cwd: Path, argv: list[str], paths: tuple[Path, ...] = (), timeout_s: float = 600, **env):

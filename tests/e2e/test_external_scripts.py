@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
-import os
 import pickle
 import re
 import shutil
@@ -23,9 +22,9 @@ import pytest
 
 from ccprof.artefacts.profile import Profile
 from ccprof.artefacts.tweaks import MORE, TWELVE
+from tests.helpers.external import copy_external, external_env
 from tests.helpers.holds import problems
 from tests.helpers.paths import EXTERNAL
-from tests.helpers.paths import ROOT as REPO
 
 pytestmark = pytest.mark.slow
 
@@ -33,20 +32,8 @@ ALL_TWEAKS = set(TWELVE) | set(MORE)
 TINY_TEXT = EXTERNAL / "word_language_model" / "data" / "tiny" / "train.txt"
 
 
-def _env() -> dict[str, str]:
-    env = os.environ.copy()
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    # Scripts written before torch 2.6 call torch.load() on whole pickled modules.
-    env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
-    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
-        env.pop(key, None)
-    return env
-
-
-def _copy(name: str, tmp: Path) -> Path:
-    dst = tmp / name
-    shutil.copytree(EXTERNAL / name, dst, ignore=shutil.ignore_patterns("__pycache__"))
-    return dst
+_env = external_env
+_copy = copy_external
 
 
 def _run(cwd: Path, argv: list[str], timeout_s: float = 240) -> subprocess.CompletedProcess:
