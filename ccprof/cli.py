@@ -69,6 +69,17 @@ def _positive(name: str):
     return check
 
 
+def _plan_limits(command):
+    """``--budget`` and ``--deadline``, the limits the plan across configurations picks within
+    (analyze and advise take them alike)."""
+    command = click.option("--deadline", "deadline_h", default=None, type=float, callback=_positive("--deadline"),
+                           help="Hours for the planned run: the advice names the cheapest configuration "
+                                "within it.")(command)
+    return click.option("--budget", "budget_usd", default=None, type=float, callback=_positive("--budget"),
+                        help="USD for the planned run: the advice names the fastest configuration "
+                             "within it.")(command)
+
+
 @cli.command("analyze", context_settings={"ignore_unknown_options": True})
 @click.argument("script", type=click.Path(dir_okay=True, path_type=str))
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
@@ -104,10 +115,7 @@ def _positive(name: str):
 @click.option("--option", "option_texts", multiple=True, metavar="KEY=VALUE",
               help="A tweak option the advice and --verify use, as `ccprof apply --option` takes it "
                    "(lora_rank=16, accumulation_steps=8); repeatable.")
-@click.option("--budget", "budget_usd", default=None, type=float, callback=_positive("--budget"),
-              help="USD for the planned run: the report names the fastest configuration within it.")
-@click.option("--deadline", "deadline_h", default=None, type=float, callback=_positive("--deadline"),
-              help="Hours for the planned run: the report names the cheapest configuration within it.")
+@_plan_limits
 @click.option("--dry-run", is_flag=True,
               help="Run the script on fake tensors (shapes, no storage, no arithmetic): plan a model this "
                    "machine cannot hold. Nothing is measured; every second is the cost model's.")
@@ -389,10 +397,7 @@ def _save(out, content, inputs: list, force: bool, *, check_only: bool = False) 
                    "(lora_rank=16, accumulation_steps=8, pruning.amount=0.5); repeatable.")
 @click.option("--host-speed", default=None, type=float, callback=_positive("--host-speed"),
               help="The GPU machine's host CPU against ccprof's reference host (1.5 = 1.5x as fast).")
-@click.option("--budget", "budget_usd", default=None, type=float, callback=_positive("--budget"),
-              help="USD for the planned run: name the fastest configuration within it.")
-@click.option("--deadline", "deadline_h", default=None, type=float, callback=_positive("--deadline"),
-              help="Hours for the planned run: name the cheapest configuration within it.")
+@_plan_limits
 @_says_errors
 def advise_cmd(profile_path: str, gpu: str | None, total_steps: int | None, price_usd: float | None,
                history: str | None, lora_rank: int | None, finetune_budget: float | None,
