@@ -57,6 +57,14 @@ _CARRY = {_aten.any.default, _aten.any.dim, _aten.all.default, _aten.all.dim, _a
 
 
 _UNKNOWN = object()
+# storage key -> in-place writes StandInMode saw while a dry run is on: what a hand-written update
+# through ``p.data`` leaves (it bumps no version counter, and fakes have no values to compare)
+_WRITES: dict[int, int] = {}
+
+
+def writes_to(t: torch.Tensor) -> int:
+    """In-place writes into ``t``'s storage seen so far in this dry run (0 outside one)."""
+    return _WRITES.get(t.untyped_storage()._cdata, 0)
 
 
 class DryRunUnsupported(RuntimeError):
@@ -264,6 +272,11 @@ class StandInMode(TorchDispatchMode):
         if func is _aten._amp_foreach_non_finite_check_and_unscale_.default and len(args) > 1:
             self.bad_test[args[1]] = True           # found_inf: what GradScaler.step reads
         self._keep_shadow(func, args, kwargs, out)
+        if func._schema.is_mutable:
+            for arg, value in zip(func._schema.arguments, args):
+                if arg.alias_info is not None and arg.alias_info.is_write and isinstance(value, torch.Tensor):
+                    key = value.untyped_storage()._cdata
+                    _WRITES[key] = _WRITES.get(key, 0) + 1
         return out
 
 
@@ -438,6 +451,7 @@ def dry_run(cuda: bool = False) -> Iterator[StandInLog]:
             yield log
     finally:
         SKIPPED_WITH_CALLEES.discard(StandInMode.__torch_dispatch__.__code__)
+        _WRITES.clear()
         for path in glue:
             SKIPPED_WHILE_DRY.remove(path)
         patches.undo()

@@ -418,15 +418,16 @@ class Session(StepClockWatch, DataWatch, LoadWatch, EvalWatch, PassRunner, HostC
             return []
         with_grad = [p for p in root.parameters() if p.grad is not None]
         with_grad.sort(key=lambda p: p.numel())
-        return [(p, p._version, p.detach().reshape(-1)[:PROBE_ELEMENTS].clone()) for p in with_grad[:PROBE_PARAMS]]
+        return [(p, p._version, _probe_values(p)) for p in with_grad[:PROBE_PARAMS]]
 
     def _params_changed(self) -> bool:
-        from ccprof.profiler.dryrun import is_fake
         for p, version, values in self.hooks.probe:
             if p._version != version:
                 return True
-            # a --dry-run's fake parameters have no values to compare: the version is all there is
-            if not is_fake(values) and not torch.equal(p.detach().reshape(-1)[:PROBE_ELEMENTS], values):
+            if isinstance(values, int):         # a --dry-run's fake parameter: its storage's writes
+                if _probe_values(p) != values:
+                    return True
+            elif not torch.equal(p.detach().reshape(-1)[:PROBE_ELEMENTS], values):
                 return True
         return False
 
@@ -554,3 +555,12 @@ def _note_grads(presence: dict[int, list[int]], opt: torch.optim.Optimizer) -> N
             if row is None:
                 row = presence[id(p)] = [0, 0]
             row[0 if p.grad is not None else 1] += 1
+
+
+def _probe_values(p: torch.Tensor) -> torch.Tensor | int:
+    """What ``_params_changed`` compares: a copy of the first values, or for a --dry-run's fake
+    parameter (no values) the in-place writes its storage has had (``dryrun.writes_to``)."""
+    from ccprof.profiler.dryrun import is_fake, writes_to
+    if is_fake(p):
+        return writes_to(p)
+    return p.detach().reshape(-1)[:PROBE_ELEMENTS].clone()

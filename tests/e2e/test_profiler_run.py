@@ -59,6 +59,17 @@ def test_manual_update_without_optimizer():
     assert 3 <= p.steps.measured <= 6
 
 
+@pytest.mark.parametrize("dry", [False, True], ids=["real", "dry-run"])
+def test_manual_update_through_data_is_a_step(dry):
+    """p.data.add_(...) bumps no version counter: a real run compares values, a dry run (no
+    values) counts the in-place writes into the parameters' storage."""
+    r = run("manual_sgd_data.py", dry_run=dry)
+    assert r.exit_code == 0, r.message
+    p = r.profile
+    assert p.steps.kind == "backward" and p.optimizer is None
+    assert p.steps.measured >= 1 and p.flops.per_step > 0 and p.memory.peak_bytes > 0
+
+
 def test_gan_two_optimizers_reported():
     r = run("gan.py")
     assert r.exit_code == 0, r.message
