@@ -148,11 +148,13 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
                    child_stdout: Any = None, nproc: int = 1, scan_data: bool = False,
                    verify: int | str | None = None,
                    on_verify: Callable[[str], None] | None = None, host_speed: float | None = None,
-                   dry_run: bool = False) -> Analysis:
+                   dry_run: bool = False, nnodes: int = 1) -> Analysis:
     """Profile ``script``, attach costs, advise and write the artefacts under ``out_dir``.
 
     ``dry_run``: the script runs on fake tensors (shapes, no storage, no arithmetic): a model
-    larger than this machine is planned from its shapes, and nothing is measured.
+    larger than this machine is planned from its shapes, and nothing is measured. With it,
+    ``nproc`` GPUs per node x ``nnodes`` nodes is the world the script sees (one process traces
+    rank 0 on a fake process group; its collectives are costed over the catalog's links).
 
     Raises ``ScriptError`` (ccprof.profiler.runner) for bad input before anything runs.
     A script that fails mid-run still yields the partial profile (``exit_code`` != 0).
@@ -164,7 +166,7 @@ def analyze_script(script: str | Path, args: Iterable[str] = (), *, steps: int =
     before_run = cwd_entries() if verify else set()
     run = run_script(script, list(args), steps=steps, warmup=warmup, timeout_s=timeout_s,
                      on_event=on_event, stdout=child_stdout, nproc=nproc, seed=seed, scan_data=scan_data,
-                     plugins=RUN_PLUGINS, dry_run=dry_run)
+                     plugins=RUN_PLUGINS, dry_run=dry_run, nnodes=nnodes)
     if run.profile is None:
         return Analysis(None, None, run.exit_code, run.message)
     profile = run.profile
@@ -377,7 +379,8 @@ def _check_history(history: str | None) -> None:
 def check_analyze_inputs(script: str | Path, *, gpu: str | None = None, catalog_path: str | None = None,
                          price_usd: float | None = None, history: str | None = None,
                          verify: str | None = None, out_dir: str | Path = "ccprof-report",
-                         scan_data: bool = False, dry_run: bool = False, nproc: int = 1) -> None:
+                         scan_data: bool = False, dry_run: bool = False, nproc: int = 1,
+                         nnodes: int = 1) -> None:
     """Everything ``analyze`` can refuse before the script runs: the script (ScriptError, exit 2
     or 3), --gpu/--catalog/--price, --history, --verify, --scan-data without its extra, what
     --dry-run cannot be combined with, and the --out folder (created here)."""
@@ -389,10 +392,12 @@ def check_analyze_inputs(script: str | Path, *, gpu: str | None = None, catalog_
     check_script(script)
     if dry_run:
         for given, flag, why in ((verify is not None, "--verify", "re-runs measure the tweaks, a dry run measures nothing"),
-                                 (scan_data, "--scan-data", "the dataset's values are not read in a dry run"),
-                                 (nproc > 1, "--nproc", "a dry run traces one process for now")):
+                                 (scan_data, "--scan-data", "the dataset's values are not read in a dry run")):
             if given:
                 raise UsageError(f"--dry-run cannot be combined with {flag}: {why}")
+    elif nnodes > 1:
+        raise UsageError("--nnodes needs --dry-run: a measured run on several nodes is launched by torchrun "
+                         "(torchrun --nnodes M --nproc-per-node N ... -m ccprof run train.py)")
     if scan_data:
         require("dedup", "--scan-data")
     _check_cost_options(gpu, catalog_path, price_usd)

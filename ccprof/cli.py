@@ -108,7 +108,11 @@ def _plan_limits(command):
 @click.option("--verify", default=None, metavar="K|plan",
               help="Re-run with each of the top K tweaks applied (or the whole plan) and measure them.")
 @click.option("--nproc", default=1, show_default=True, type=click.IntRange(1, 1024),
-              help="Processes under torchrun (DDP/FSDP scripts); each rank profiles itself, rank 0 merges.")
+              help="Processes under torchrun (DDP/FSDP scripts); each rank profiles itself, rank 0 merges. "
+                   "With --dry-run: the GPUs per node the script sees (one process traces rank 0).")
+@click.option("--nnodes", default=1, show_default=True, type=click.IntRange(1, 4096),
+              help="With --dry-run: the nodes the script sees (--nproc GPUs each); inter-node collectives "
+                   "are costed over the catalog's network figure.")
 @click.option("--host-speed", default=None, type=float, callback=_positive("--host-speed"),
               help="The GPU machine's host CPU against ccprof's reference host (an AMD EPYC Zen 3 "
                    "core): 1.5 = 1.5x as fast. Host work (dispatch, Python, batches) is priced on it.")
@@ -123,7 +127,7 @@ def _plan_limits(command):
 def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: int, out_dir: str,
                 timeout_s: float, as_json: bool, quiet: bool, gpu: str | None, catalog_path: str | None,
                 price_usd: float | None, total_steps: int | None, epochs: float | None,
-                history: str | None, scan_data: bool, verify: str | None, nproc: int,
+                history: str | None, scan_data: bool, verify: str | None, nproc: int, nnodes: int,
                 host_speed: float | None, option_texts: tuple[str, ...], budget_usd: float | None,
                 deadline_h: float | None, dry_run: bool) -> None:
     """Profile SCRIPT for a few steps, advise, and write a cost report.
@@ -135,7 +139,7 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
         args = args[1:]
     api.check_analyze_inputs(script, gpu=gpu, catalog_path=catalog_path, price_usd=price_usd,
                              history=history, verify=verify, out_dir=out_dir, scan_data=scan_data,
-                             dry_run=dry_run, nproc=nproc)
+                             dry_run=dry_run, nproc=nproc, nnodes=nnodes)
     tweak_options = api.parse_tweak_options(option_texts)
     from rich.console import Console  # here: rich loads only on this path
     from rich.markup import escape  # here: rich loads only on this path
@@ -198,7 +202,7 @@ def analyze_cmd(script: str, script_args: tuple[str, ...], steps: int, warmup: i
             catalog_path=catalog_path, price_usd=price_usd, total_steps=total_steps, epochs=epochs,
             advice_options=advice_options, on_event=on_event,
             child_stdout=sys.stderr if as_json else None, nproc=nproc, scan_data=scan_data, verify=verify,
-            on_verify=on_verify, host_speed=host_speed, dry_run=dry_run)
+            on_verify=on_verify, host_speed=host_speed, dry_run=dry_run, nnodes=nnodes)
     finally:
         if progress:
             progress.stop()

@@ -562,6 +562,9 @@ class DryRun:
     storage, no arithmetic). Nothing in it was timed; every second is the cost model's."""
     stand_ins: list[StandIn] = field(default_factory=list)
     assumptions: list[str] = field(default_factory=list)
+    # the world the script saw (--nproc GPUs per node x --nnodes nodes; rank 0 traced)
+    nproc: int = 1
+    nnodes: int = 1
 
 
 @dataclass(frozen=True)

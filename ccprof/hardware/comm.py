@@ -82,3 +82,27 @@ def fsdp_comm(param_bytes: float, grad_bytes: float, n_gpus: int, spec: GpuSpec,
     exposed = max(0.0, total - compute_s)
     return CommCost(total, exposed, moved, link_bytes_per_s(spec),
                     "all-gather of the parameters in forward and backward, reduce-scatter of the gradients")
+
+
+# ---- provisional (replaced by the catalog-network version) -------------------------------
+_KINDS = {"allreduce": "all_reduce", "all_reduce": "all_reduce", "allgather": "all_gather",
+          "all_gather": "all_gather", "reduce_scatter": "reduce_scatter", "broadcast": "broadcast",
+          "reduce": "reduce", "alltoall": "all_to_all", "all_to_all": "all_to_all", "send": "send",
+          "recv": "recv", "gather": "gather", "scatter": "scatter", "barrier": "barrier"}
+
+
+def collective_kind(op: str) -> str | None:
+    ns, _, name = op.partition(".")
+    if ns not in ("c10d", "_c10d_functional") or name.startswith(("wait", "_wrap")):
+        return None
+    core = name.strip("_").replace("_base", "").replace("_coalesced", "").replace("_into_tensor", "")
+    core = core.replace("_tensor", "").replace("_single", "")
+    return _KINDS.get(core)
+
+
+def collective_s(kind: str, nbytes: float, group_size: int, spec: GpuSpec, *, nodes: int = 1) -> float:
+    n = group_size
+    if n <= 1 or nbytes <= 0:
+        return 0.0
+    factor = {"all_reduce": 2.0 * (n - 1) / n, "broadcast": 1.0, "reduce": 1.0}.get(kind, (n - 1) / n)
+    return factor * nbytes / (NCCL_BUS_EFF * link_bytes_per_s(spec)) + 2 * (n - 1) * HOP_LATENCY_S

@@ -79,8 +79,13 @@ def op_class(op: str) -> str:
     ``attention_backward``, ``softmax``, ``norm``, ``reduce``, ``elementwise``, ``foreach``,
     ``fused_optimizer``, ``host`` (a device sync or host-only work) or ``view`` (no kernel).
 
-    Anything unknown is ``elementwise``: costed as its bytes over achieved bandwidth.
+    A collective (``c10d.*``, ``_c10d_functional.*``) is ``collective``, costed over the links
+    (``ccprof.hardware.comm``); a wait on one is ``view``. Anything unknown is ``elementwise``:
+    costed as its bytes over achieved bandwidth.
     """
+    if op.startswith(("c10d.", "_c10d_functional.")):
+        from ccprof.hardware.comm import collective_kind
+        return "collective" if collective_kind(op) else "view"
     b = op_base(op)
     if b in _VIEW:
         return "view"
@@ -222,6 +227,12 @@ def kernel_s(op: str, shapes: Sequence[Sequence[int]], dtype: str, spec: GpuSpec
     base = op_base(op)
     if cls in ("view", "host"):
         return 0.0
+    if cls == "collective":
+        from ccprof.hardware.comm import collective_kind, collective_s
+        a = attrs or {}
+        size = a.get("bytes", nbytes if nbytes is not None else 0)
+        return collective_s(collective_kind(op) or "all_reduce", float(size), int(a.get("group", 1)), spec,
+                            nodes=int(a.get("nodes", 1)))
     if nbytes is None:
         nbytes = elem_bytes(dtype) * sum(_prod(s) for s in (*shapes, *out_shapes))
     gemms = gemms_of(op, shapes, out_shapes, attrs)

@@ -31,10 +31,18 @@ from ccprof.hardware import kernels as K
 from ccprof.hardware.catalog import GpuSpec
 from ccprof.hardware.host import HostSide, host_side
 from ccprof.hardware.inputs import StepInputs, step_inputs
-from ccprof.hardware.translate import Kernel, Policy, optimizer_kernels, policy_for, row_kernels, translate
+from ccprof.hardware.translate import (
+    Kernel,
+    Policy,
+    optimizer_kernels,
+    policy_for,
+    regrouped,
+    row_kernels,
+    translate,
+)
 
-__all__ = ["CUDA_LAUNCH_S", "PCIE_BYTES_PER_S", "PHASES", "StepCost", "cost_step", "data_wait_s", "fuse",
-           "module_s", "op_s"]
+__all__ = ["CUDA_LAUNCH_S", "PCIE_BYTES_PER_S", "PHASES", "OVERLAPPED_PHASES", "StepCost", "cost_step",
+           "data_wait_s", "exposed_comm_s", "fuse", "module_s", "op_s"]
 
 PHASES = STEP_PHASES
 
@@ -63,6 +71,10 @@ class StepCost:
     # the data wait at the ends of the batch time's 95% interval (None: no measured spread)
     data_lo_s: float | None = None
     data_hi_s: float | None = None
+    # collectives by phase: their seconds on the links, and what of them the compute does not hide
+    # (included in device_s; :func:`exposed_comm_s`)
+    comm_s: dict[str, float] = field(default_factory=dict)
+    comm_exposed_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def step_s_lo(self) -> float:
@@ -168,7 +180,7 @@ def fuse(kernels: list[Kernel], profile: Profile | StepInputs, spec: GpuSpec,
     return out, f"torch.compile: the non-matmul ops between matmuls fused into one kernel per group ({groups})"
 
 
-_KEEP = MATMUL_CLASSES | {"host"}
+_KEEP = MATMUL_CLASSES | {"host", "collective"}
 
 
 def cost_step(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy | None = None, *,
@@ -202,10 +214,16 @@ def cost_step(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy | Non
     host = dict.fromkeys(PHASES[1:], 0.0)
     by_class: dict[str, float] = {}
     launches = 0
+    comm = dict.fromkeys(PHASES[1:], 0.0)
+    comm_longest = dict.fromkeys(PHASES[1:], 0.0)
     for k in kernels:
         ph = k.phase if k.phase in device else "other"
-        device[ph] += k.device_s
         by_class[k.cls] = by_class.get(k.cls, 0.0) + k.device_s
+        if k.cls == "collective":
+            comm[ph] += k.device_s
+            comm_longest[ph] = max(comm_longest[ph], k.per_call_s)
+        else:
+            device[ph] += k.device_s
         launches += k.calls
         if policy.compiled and k.cls != "host":
             host[ph] += k.calls * CUDA_LAUNCH_S          # Inductor's wrapper launches; no per-op dispatch
@@ -218,6 +236,12 @@ def cost_step(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy | Non
             host[ph] += hs.python_s.get(ph, 0.0)
     elif not policy.compiled:
         host["forward"] += inputs.host.module_calls_per_step * hs.module_call_s
+    exposed = {ph: exposed_comm_s(ph, comm[ph], comm_longest[ph], device[ph]) for ph in PHASES[1:]}
+    if any(comm.values()):
+        notes.append("collectives: " + ", ".join(f"{ph} {comm[ph] * 1e3:.2f} ms ({exposed[ph] * 1e3:.2f} ms not hidden)"
+                                                 for ph in PHASES[1:] if comm[ph]))
+    for ph in PHASES[1:]:
+        device[ph] += exposed[ph]
     phase = {ph: max(device[ph], host[ph]) for ph in PHASES[1:]}
     compute = sum(phase.values())
     lo = hi = None
@@ -232,7 +256,27 @@ def cost_step(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy | Non
     notes.append(f"host: {hs.how}; {CUDA_LAUNCH_S * 1e6:.0f} us per CUDA launch")
     return StepCost(gpu=spec.id, policy=policy, device_s=device, host_s=host, phase_s=phase,
                     step_s=sum(phase.values()), launches=launches, by_class=by_class, notes=notes, data=dinfo,
-                    data_lo_s=lo, data_hi_s=hi)
+                    data_lo_s=lo, data_hi_s=hi, comm_s={ph: v for ph, v in comm.items() if v},
+                    comm_exposed_s={ph: v for ph, v in exposed.items() if comm[ph]})
+
+
+# phases whose collectives run beside the compute on a stream of their own: DDP all-reduces each
+# gradient bucket as backward fills it (Li et al., "PyTorch Distributed", VLDB 2020); FSDP
+# all-gathers the next block's parameters while the current one computes (Zhao et al., "PyTorch
+# FSDP", VLDB 2023). Elsewhere (the optimizer's, the script's own all-reduce of a loss) the
+# collective blocks.
+OVERLAPPED_PHASES = ("forward", "backward")
+
+
+def exposed_comm_s(phase: str, comm_s: float, longest_s: float, compute_s: float) -> float:
+    """Seconds of a phase's collectives the compute cannot hide: in an overlapped phase the larger
+    of its longest collective (the last bucket starts when backward ends; the first gather before
+    any compute) and what exceeds the compute; elsewhere all of them."""
+    if comm_s <= 0:
+        return 0.0
+    if phase not in OVERLAPPED_PHASES:
+        return comm_s
+    return min(comm_s, max(longest_s, comm_s - compute_s))
 
 
 
@@ -261,12 +305,12 @@ def op_s(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy | None = N
     out = [0.0] * len(rows)
     where: dict[int, int] = {}
     for i, row in enumerate(rows):
-        if row.phase == "optimizer":
+        if regrouped(row):
             where.setdefault(id(row), i)
             continue
         for _, k in row_kernels([row], spec, policy, params):
             out[i] += k.device_s * factors.get(k.cls, 1.0)
-    for runs, k in optimizer_kernels([o for o in rows if o.phase == "optimizer"], inputs.optimizers, policy,
+    for runs, k in optimizer_kernels([o for o in rows if regrouped(o)], inputs.optimizers, policy,
                                      spec, params):
         sec = k.device_s * factors.get(k.cls, 1.0)
         if sec <= 0 or not runs:
@@ -277,6 +321,17 @@ def op_s(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy | None = N
         total = sum(weights)
         for o, w in zip(runs, weights):
             out[where[id(o)]] += sec * w / total
+    # a phase's collectives count what its compute does not hide (cost_step's exposed_comm_s)
+    for ph in PHASES[1:]:
+        coll = [i for i, r in enumerate(rows) if r.phase == ph and K.op_class(r.op) == "collective"]
+        if not coll:
+            continue
+        comm = sum(out[i] for i in coll)
+        longest = max((out[i] / max(rows[i].count, 1) for i in coll), default=0.0)
+        compute = sum(v for i, (r, v) in enumerate(zip(rows, out)) if r.phase == ph and i not in coll)
+        share = exposed_comm_s(ph, comm, longest, compute) / comm if comm > 0 else 0.0
+        for i in coll:
+            out[i] *= share
     return out
 
 

@@ -226,9 +226,15 @@ def translate(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy | Non
     params = params or K.load_params()
     rows = list(inputs.ops if ops is None else ops)
     kernels = [k for _, k in row_kernels(rows, spec, policy, params)]
-    kernels += [k for _, k in optimizer_kernels([o for o in rows if o.phase == "optimizer"], inputs.optimizers,
+    kernels += [k for _, k in optimizer_kernels([o for o in rows if regrouped(o)], inputs.optimizers,
                                                  policy, spec, params)]
     return kernels
+
+
+def regrouped(op: OpCost) -> bool:
+    """An optimizer row the optimizer's implementation regroups (:func:`optimizer_kernels`); a
+    collective in the optimizer phase (a gradient-norm clip's all-reduce) is costed as itself."""
+    return op.phase == "optimizer" and K.op_class(op.op) != "collective"
 
 
 def row_kernels(rows: Iterable[OpCost], spec: GpuSpec, policy: Policy,
@@ -237,7 +243,7 @@ def row_kernels(rows: Iterable[OpCost], spec: GpuSpec, policy: Policy,
     work and rows with nothing to run are left out): what :func:`translate` costs, row by row."""
     out: list[tuple[OpCost, Kernel]] = []
     for op in rows:
-        if op.phase == "optimizer":
+        if regrouped(op):
             continue        # the optimizer is regrouped by translate
         if op.phase == "data":
             continue        # the DataLoader's work is its batch time

@@ -7,6 +7,7 @@ backward. Helpers of ``flops.FlopPass``; ``module_names`` and ``op_name`` are pu
 from __future__ import annotations
 
 import itertools
+import os
 import weakref
 from typing import Any
 
@@ -60,6 +61,40 @@ def _schema_attrs(func: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
         if isinstance(val, (bool, int)):
             out["causal" if a.name == "is_causal" else a.name] = val
     return out
+
+
+COLLECTIVE_NAMESPACES = ("c10d", "_c10d_functional")
+
+
+def collective_attrs(func: Any, args: tuple, kwargs: dict, out: Any) -> dict[str, Any]:
+    """What the cost model needs of a collective (``c10d.*``, ``_c10d_functional.*``): ``bytes``,
+    the largest of its arguments' tensors and its result (the gathered buffer of an all-gather,
+    the unsharded input of a reduce-scatter, the tensor of an all-reduce); ``group``, the ranks in
+    its process group; ``nodes``, how many nodes they span (``LOCAL_WORLD_SIZE`` ranks a node, as
+    torchrun sets it). {} when the group cannot be read."""
+    try:
+        arguments = func._schema.arguments
+    except AttributeError:
+        return {}
+    import torch.distributed as dist
+    named = {a.name: (kwargs[a.name] if a.name in kwargs else args[i] if i < len(args) else None)
+             for i, a in enumerate(arguments)}
+    group = None
+    for name, val in named.items():
+        if isinstance(val, torch.ScriptObject) and name == "process_group":
+            from torch._C._distributed_c10d import ProcessGroup
+            group = ProcessGroup.unbox(val)
+        elif name == "group_name" and isinstance(val, str):
+            from torch.distributed.distributed_c10d import _resolve_process_group
+            group = _resolve_process_group(val)
+    if group is None or not dist.is_initialized():
+        return {}
+    ranks = dist.get_process_group_ranks(group)
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE") or dist.get_world_size())
+    sizes = [sum(_tensor_bytes(t) for t in tree_flatten(v)[0] if isinstance(t, torch.Tensor))
+             for v in (*named.values(), out)]
+    return {"bytes": max(sizes, default=0), "group": len(ranks),
+            "nodes": len({r // max(per_node, 1) for r in ranks})}
 
 
 def op_name(func: Any) -> str:

@@ -135,6 +135,13 @@ class StandInLog:
     """What the dry run stood in for, by the script's line."""
     records: dict[tuple[str, int, str], _Record] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    assumed: list[str] = field(default_factory=list)    # what holds for the whole run, no line of the script's
+
+    def assume(self, what: str) -> None:
+        """An assumption of the whole dry run (the profile lists it with the others), once."""
+        with self.lock:
+            if what not in self.assumed:
+                self.assumed.append(what)
 
     def note(self, what: str, value: Any, where: tuple[str, int, str] | None = None) -> None:
         """Record one stand-in at ``where`` (file, line, function), else at the line that asked
@@ -416,9 +423,12 @@ def _swap_fallback(patches: Patches) -> None:
 
 
 @contextlib.contextmanager
-def dry_run(cuda: bool = False) -> Iterator[StandInLog]:
+def dry_run(cuda: bool = False, world: tuple[int, int] | None = None) -> Iterator[StandInLog]:
     """Run the enclosed code on fake tensors; yields the log of stand-ins. ``cuda``: the code
     sees one CUDA GPU (``ccprof.profiler.dryrun_cuda``), as ``analyze --dry-run`` runs scripts.
+    ``world``: (GPUs per node, nodes): the code runs as rank 0 of that many ranks on a fake
+    process group (``ccprof.profiler.dryrun_dist``, ``--dry-run --nproc N --nnodes M``); with
+    ``cuda`` it sees the node's GPUs.
 
     Example:
         >>> with dry_run() as log:
@@ -445,9 +455,11 @@ def dry_run(cuda: bool = False) -> Iterator[StandInLog]:
     try:
         from ccprof.profiler.dryrun_compat import compat
         from ccprof.profiler.dryrun_cuda import cuda_facade
+        from ccprof.profiler.dryrun_dist import fake_world
         from ccprof.profiler.dryrun_weights import shapes_only_loads
-        facade = cuda_facade(log) if cuda else contextlib.nullcontext()
-        with fake, StandInMode(log, fake, cuda=cuda), shapes_only_loads(log), facade, compat(log):
+        facade = cuda_facade(log, devices=world[0] if world else 1) if cuda else contextlib.nullcontext()
+        ranks = fake_world(log, *world) if world and world[0] * world[1] > 1 else contextlib.nullcontext()
+        with fake, ranks, StandInMode(log, fake, cuda=cuda), shapes_only_loads(log), facade, compat(log):
             yield log
     finally:
         SKIPPED_WITH_CALLEES.discard(StandInMode.__torch_dispatch__.__code__)
@@ -468,10 +480,12 @@ ASSUMPTIONS = [
 ]
 
 
-def describe(log: StandInLog | None):
-    """The profile's DryRun section from the log (script lines first, by line)."""
+def describe(log: StandInLog | None, world: tuple[int, int] = (1, 1)):
+    """The profile's DryRun section from the log (script lines first, by line); ``world``: the
+    GPUs per node and nodes the script saw."""
     from ccprof.artefacts.profile import DryRun, StandIn
     recs = sorted((log.records.values() if log is not None else ()), key=lambda r: (r.file, r.line, r.what))
     return DryRun(stand_ins=[StandIn(what=r.what, value=r.value, file=r.file, line=r.line, function=r.function,
                                      count=r.count) for r in recs],
-                  assumptions=list(ASSUMPTIONS))
+                  assumptions=list(ASSUMPTIONS) + list(log.assumed if log is not None else ()),
+                  nproc=world[0], nnodes=world[1])

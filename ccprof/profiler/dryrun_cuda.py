@@ -78,9 +78,10 @@ def _cuda_to_cpu(device: Any) -> Any:
 
 
 @contextlib.contextmanager
-def cuda_facade(log: Any) -> Iterator[None]:
-    """Make the script see one CUDA GPU for the dry run (module docstring); ``log`` (a
-    ``StandInLog``) gets one note per kind of answer, at the script's line."""
+def cuda_facade(log: Any, devices: int = 1) -> Iterator[None]:
+    """Make the script see one CUDA GPU for the dry run (module docstring), or ``devices`` of them
+    (a node's, ``--dry-run --nproc N``); ``log`` (a ``StandInLog``) gets one note per kind of
+    answer, at the script's line."""
     said: set[str] = set()
 
     from ccprof.profiler.dryrun_weights import _script_line
@@ -108,7 +109,7 @@ def cuda_facade(log: Any) -> Iterator[None]:
     cuda = torch.cuda
     replacements: dict[str, Any] = {
         "is_available": answer("is_available", True),
-        "device_count": quiet(1),
+        "device_count": quiet(devices),
         "current_device": quiet(0),
         "is_initialized": quiet(True),
         "init": quiet(),

@@ -39,6 +39,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 from ccprof.artefacts.profile import Flops, OpCost, module_ancestors
 from ccprof.profiler._flop_dataflow import _DataflowTags
 from ccprof.profiler._flop_ops import (  # noqa: F401  (module_names, op_name, scope_of: re-exported)
+    COLLECTIVE_NAMESPACES,
     GlobalOnly,
     ModuleOwners,
     _aliases_only,
@@ -46,6 +47,7 @@ from ccprof.profiler._flop_ops import (  # noqa: F401  (module_names, op_name, s
     _schema_attrs,
     _tensor_bytes,
     _tensors,
+    collective_attrs,
     module_names,
     op_name,
     scope_of,
@@ -281,6 +283,12 @@ class FlopPass(_DataflowTags):
                 calls[name] = calls.get(name, 0) + 1
         self._unowned = []
 
+    @staticmethod
+    def _attrs(func, args, kwargs, out) -> dict[str, Any]:
+        if func.namespace in COLLECTIVE_NAMESPACES:
+            return collective_attrs(func, args, kwargs, out)
+        return _schema_attrs(func, args, kwargs)
+
     def _record(self, func, args, kwargs, out) -> None:
         if self._paused:
             return
@@ -288,7 +296,9 @@ class FlopPass(_DataflowTags):
         if not outputs:
             return                                  # metadata queries, scalars
         inputs = _tensors((args, kwargs))
-        if func.is_view or (not func._schema.is_mutable and _aliases_only(inputs, outputs)):
+        # a collective writes into its tensors without saying so in its schema (c10d.allreduce_)
+        collective = func.namespace in COLLECTIVE_NAMESPACES
+        if func.is_view or (not collective and not func._schema.is_mutable and _aliases_only(inputs, outputs)):
             # views move no data and launch nothing, but their outputs carry the input's tags
             # (``_unsafe_view`` and ``alias`` return tensors that are not autograd views)
             src = self._tinfo(inputs[0]) if inputs else None
@@ -318,7 +328,7 @@ class FlopPass(_DataflowTags):
         key = (name, _dtype_of(inputs, outputs), phase,
                tuple(tuple(t.shape) for t in inputs), tuple(tuple(t.shape) for t in outputs),
                fixed, scope_of(self._chain.get(owner, ()) if owner is not None else ()),
-               tuple(sorted(_schema_attrs(func, args, kwargs).items())), amp, recompute)
+               tuple(sorted(self._attrs(func, args, kwargs, out).items())), amp, recompute)
         nbytes = sum(_tensor_bytes(t) for t in inputs) + sum(_tensor_bytes(t) for t in outputs)
         if owner is not None:
             self._own_flops[owner] += flops

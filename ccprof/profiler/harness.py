@@ -174,7 +174,7 @@ def run(spec: RunSpec, on_final: Callable[[Any], None] | None = None) -> int:
             extra["applied"] = applied
         if state.get("dry_log") is not None:
             from ccprof.profiler.dryrun import describe
-            extra["dry_run"] = describe(state["dry_log"])
+            extra["dry_run"] = describe(state["dry_log"], world=(spec.dry_nproc, spec.dry_nnodes))
         profile = session.build_profile(
             cheap=cheap, static=static, environment=env, error=error,
             status="complete" if error is None else "partial", **extra,
@@ -185,7 +185,9 @@ def run(spec: RunSpec, on_final: Callable[[Any], None] | None = None) -> int:
             profile = replace(profile, data=_untimed_batches(profile.data))
         if spec.scan_data and outcome == "complete":
             profile = _scan_data(profile, session, progress, plugins)
-        if "WORLD_SIZE" in os.environ:
+        if spec.dry_run:
+            profile = replace(profile, world_size=spec.dry_nproc * spec.dry_nnodes, rank=0)
+        elif "WORLD_SIZE" in os.environ:
             profile = replace(profile, world_size=int(os.environ["WORLD_SIZE"]), rank=rank)
         return profile
 
@@ -300,7 +302,9 @@ def run(spec: RunSpec, on_final: Callable[[Any], None] | None = None) -> int:
     dry = contextlib.nullcontext()
     if spec.dry_run:
         from ccprof.profiler.dryrun import dry_run
-        dry = dry_run(cuda=True)     # the script sees a GPU: its CUDA branches run (dryrun_cuda)
+        # the script sees a GPU (its CUDA branches run: dryrun_cuda), or a node's GPUs as rank 0
+        # of --nproc x --nnodes ranks (dryrun_dist)
+        dry = dry_run(cuda=True, world=(spec.dry_nproc, spec.dry_nnodes))
     try:
         with dry as dry_log:
             state["dry_log"] = dry_log

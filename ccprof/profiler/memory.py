@@ -48,7 +48,16 @@ METHOD = ("storage ledger: dispatch-mode allocations with weakref finalizers on 
           "saved_tensors_hooks for activations, each storage counted once")
 
 
+def _local(t: Any) -> Any:
+    """A sharded tensor's shard on this rank (a DTensor's local tensor: what FSDP2 and tensor
+    parallelism leave on the GPU); any other tensor itself. A DTensor's own storage is the
+    whole (global) tensor's size."""
+    local = getattr(t, "_local_tensor", None)
+    return local if isinstance(local, torch.Tensor) else t
+
+
 def _storage(t: Any) -> torch.UntypedStorage | None:
+    t = _local(t)
     if not isinstance(t, torch.Tensor):
         return None
     try:
@@ -87,6 +96,7 @@ def unique_storage_bytes(tensors: Iterable[torch.Tensor | None],
     """
     total, keys = 0, set()
     for t in tensors:
+        t = _local(t)
         st = _storage(t)
         if st is None or (device is not None and not _on(device, st, t)) or _storage_device(t, st).type == "meta":
             continue
@@ -363,6 +373,7 @@ class MemoryLedger:
 
     # -- bookkeeping --------------------------------------------------------------------
     def _see(self, t: Any, resized: bool = False) -> None:
+        t = _local(t)
         st = _storage(t)
         if st is None or not _on(self.device, st, t):
             return

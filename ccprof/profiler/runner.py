@@ -87,7 +87,7 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
                seed: int | None = None, on_event: Callable[[dict[str, Any]], None] | None = None,
                python: str | None = None, stdout: Any = None, nproc: int = 1,
                scan_data: bool = False, plugins: dict[str, str] | None = None,
-               dry_run: bool = False) -> RunResult:
+               dry_run: bool = False, nnodes: int = 1) -> RunResult:
     """Profile ``script`` in a child process; never raises for the script's own failures.
 
     Raises ScriptError for bad input (missing file, not Python, syntax error) before
@@ -99,8 +99,13 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
     the merge (``world_size``, ``ranks``).
     ``plugins`` names what the harness runs besides the script (``ccprof.api.RUN_PLUGINS``:
     the runtime applier for ``tweak``, the dataset scanner for ``scan_data``); the profiler
-    imports neither. ``dry_run``: the script runs on fake tensors (``ccprof.profiler.dryrun``).
+    imports neither. ``dry_run``: the script runs on fake tensors (``ccprof.profiler.dryrun``);
+    with it ``nproc`` x ``nnodes`` is the world the script sees, one process tracing rank 0
+    (``ccprof.profiler.dryrun_dist``): no torchrun, no other process.
     """
+    if nnodes > 1 and not dry_run:
+        raise ValueError("nnodes > 1 needs dry_run: a measured multi-node run is launched by torchrun ("
+                         "`torchrun --nnodes ... -m ccprof run`)")
     if (tweak or scan_data) and not plugins:
         raise ValueError("a tweak or --scan-data needs plugins= naming what runs them (ccprof.api.RUN_PLUGINS)")
     script = str(script)
@@ -114,7 +119,9 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
                        progress_path=progress_path, stop_path=stop_path,
                        tweak=[tweak] if isinstance(tweak, str) else list(tweak or []),
                        tweak_options=dict(tweak_options or {}), seed=seed, timeout=timeout_s,
-                       scan_data=scan_data, plugins=dict(plugins or {}), dry_run=dry_run)
+                       scan_data=scan_data, plugins=dict(plugins or {}), dry_run=dry_run,
+                       dry_nproc=nproc if dry_run else 1, dry_nnodes=nnodes if dry_run else 1)
+        launched = 1 if dry_run else nproc      # a dry run's ranks are one process
         spec_path = os.path.join(tmp, "spec.json")
         spec.to_json(spec_path)
         env = dict(os.environ)
@@ -122,7 +129,7 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
         first_failure = os.path.join(tmp, "first-failed-rank")
         env["CCPROF_FIRST_FAILURE"] = first_failure
         cmd = [python or sys.executable]
-        if nproc > 1:
+        if launched > 1:
             cmd += ["-m", "ccprof.profiler.launch", "--standalone", f"--nproc_per_node={nproc}"]
         cmd += ["-m", "ccprof.profiler.harness", spec_path]
         last: dict[str, Any] = {}
@@ -194,7 +201,7 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
                                      "stopped before the script started")
         done.set()
         reader.join(timeout=2)
-        if nproc > 1:
+        if launched > 1:
             profile = merge_ranks(out, nproc, _first_rank(first_failure))
         else:
             profile = _read_profile(out)

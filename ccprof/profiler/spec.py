@@ -42,6 +42,9 @@ class RunSpec:
     scan_data: bool = False                             # run the dataset scan plugin after the steps
     plugins: dict[str, str] = field(default_factory=dict)  # name -> "module[:attr]" the harness runs
     dry_run: bool = False                               # fake tensors: shapes only (ccprof.profiler.dryrun)
+    # a dry run's world: GPUs per node and nodes, rank 0 of them traced (ccprof.profiler.dryrun_dist)
+    dry_nproc: int = 1
+    dry_nnodes: int = 1
 
     _json_min = {"steps": 1, "warmup": 0}
 

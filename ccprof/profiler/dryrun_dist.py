@@ -1,0 +1,154 @@
+"""``--dry-run --nproc N --nnodes M``: the script's ``torch.distributed`` sees N x M ranks without them.
+
+One process runs the script as rank 0 of a world of ``N x M`` ranks (``N`` GPUs per node, ``M``
+nodes): the environment torchrun would give it (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``,
+``LOCAL_WORLD_SIZE``, ``MASTER_ADDR``...), and ``init_process_group`` (any backend the script asks
+for: nccl, gloo, "cpu:gloo,cuda:nccl") on torch's fake process group, which completes every
+collective at once without sending anything. DDP, FSDP2 (``fully_shard``), DTensor and
+DeviceMesh then shard and bucket as they would on that many ranks: the parameters rank 0 keeps,
+its gradients' buckets and its optimizer state are what its GPU would hold. Every collective goes
+through the dispatcher (``c10d.allreduce_``, ``c10d._allgather_base_``, ``_c10d_functional.*``),
+where the FLOP pass records it as an op row with its bytes, its group's size and how many nodes
+the group spans (``ccprof.profiler._flop_ops.collective_attrs``); the cost model costs it over the
+catalog's links.
+
+What stands in for the other ranks (each recorded as a stand-in):
+
+- every rank does what rank 0 does (data parallelism: the same shapes on every rank); a script
+  whose ranks differ in work (pipeline stages) is traced as rank 0;
+- a collective's result is its input buffer as it was (no values cross ranks: there are none);
+- DDP's checks that every rank has the same parameters, and its rebuild of the gradient buckets
+  in the order backward produced them (after the first step), are skipped: the buckets keep the
+  parameters' order, the same sizes.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+__all__ = ["fake_world", "FakeWorkMode", "WORLD_ENV"]
+
+# what torchrun sets for each rank (torch.distributed.run); the dry run's process is rank 0
+WORLD_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "NODE_RANK", "ROLE_RANK",
+             "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID")
+
+
+class FakeWorkMode(TorchDispatchMode):
+    """A fake process group's collectives return a Work whose future holds no tensors; DDP's
+    reducer (and any comm hook) reads the reduced bucket from that future. This mode hands back a
+    completed Work holding the op's own output tensors instead."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func.namespace == "c10d" and isinstance(out, tuple) and len(out) == 2 \
+                and isinstance(out[1], torch.ScriptObject):
+            from torch._C._distributed_c10d import _create_work_from_future
+            fut: torch.futures.Future = torch.futures.Future()
+            fut.set_result(out[0])
+            out = (out[0], _create_work_from_future(fut).boxed())
+        return out
+
+
+def _world_env(nproc: int, nnodes: int) -> dict[str, str]:
+    world = nproc * nnodes
+    return {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": str(world), "LOCAL_WORLD_SIZE": str(nproc),
+            "GROUP_RANK": "0", "NODE_RANK": "0", "ROLE_RANK": "0", "ROLE_WORLD_SIZE": str(world),
+            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500", "TORCHELASTIC_RUN_ID": "ccprof-dry-run"}
+
+
+@contextlib.contextmanager
+def fake_world(log: Any, nproc: int, nnodes: int = 1) -> Iterator[None]:
+    """The script runs as rank 0 of ``nproc x nnodes`` ranks on a fake process group (module
+    docstring); ``log`` (a ``StandInLog``) gets the stand-ins. Restores the environment, torch's
+    functions and the default process group on leaving."""
+    import torch.distributed as dist
+    import torch.distributed.distributed_c10d as c10d
+    import torch.nn.parallel.distributed as ddp_mod
+    from torch.testing._internal.distributed.fake_pg import FakeStore  # registers the "fake" backend
+
+    from ccprof.profiler.dryrun import Patches
+    from ccprof.profiler.dryrun_weights import _script_line
+
+    world = nproc * nnodes
+    saved_env = {k: os.environ.get(k) for k in WORLD_ENV}
+    os.environ.update(_world_env(nproc, nnodes))
+    log.assume(f"The script ran as rank 0 of {world} ranks ({nnodes} node(s) of {nproc} GPU(s)) with torchrun's "
+               "environment and a fake process group: every other rank is taken to do what rank 0 does, and a "
+               "collective's result is its input as it was.")
+    patches = Patches()
+    original_init = c10d.init_process_group
+
+    def init_process_group(backend: Any = None, init_method: Any = None, timeout: Any = None,
+                           world_size: int = -1, rank: int = -1, store: Any = None, *args: Any,
+                           **kwargs: Any) -> None:
+        log.note(f"init_process_group(backend={backend!r}) made a fake process group of {world} ranks "
+                 "(no collective sends anything; this process is rank 0)", world, where=_script_line())
+        kwargs.pop("device_id", None)       # a device id names a GPU this machine does not have
+        extra = {"timeout": timeout} if timeout is not None else {}
+        original_init("fake", world_size=world, rank=0, store=FakeStore(), **extra)
+    for owner in (dist, c10d):
+        patches.set(owner, "init_process_group", init_process_group)
+
+    def same_shapes(*args: Any, **kwargs: Any) -> None:
+        return None                         # every rank builds the same model: nothing to compare
+    patches.set(ddp_mod, "_verify_param_shape_across_processes", same_shapes)
+
+    ddp = ddp_mod.DistributedDataParallel
+    original_ddp_init = ddp.__init__
+
+    def ddp_init(self: Any, module: Any, device_ids: Any = None, output_device: Any = None,
+                 *args: Any, **kwargs: Any) -> None:
+        if (device_ids or output_device is not None) and all(p.device.type == "cpu" for p in module.parameters()):
+            # the dry run's GPU is a CPU device underneath; DDP refuses device_ids for a CPU module
+            log.note(f"DistributedDataParallel(device_ids={device_ids!r}) wrapped the model without device_ids "
+                     "(the dry run's GPU tensors live on the CPU device)", None, where=_script_line())
+            device_ids, output_device = None, None
+        original_ddp_init(self, module, device_ids, output_device, *args, **kwargs)
+    patches.set(ddp, "__init__", ddp_init)
+
+    original_pre = ddp._pre_forward
+
+    def pre_forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+        reducer = self.reducer
+        self.reducer = _KeepBuckets(reducer, log)
+        try:
+            return original_pre(self, *args, **kwargs)
+        finally:
+            self.reducer = reducer
+    patches.set(ddp, "_pre_forward", pre_forward)
+    try:
+        with FakeWorkMode():
+            yield
+    finally:
+        patches.undo()
+        if dist.is_initialized():
+            with contextlib.suppress(Exception):
+                dist.destroy_process_group()
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class _KeepBuckets:
+    """DDP's reducer as its ``_pre_forward`` sees it, without the rebuild of the buckets in
+    backward's order after the first step (the rebuild syncs the order across ranks by writing
+    into an int tensor, which a fake one cannot hold). Everything else is the reducer's own."""
+
+    def __init__(self, reducer: Any, log: Any) -> None:
+        object.__setattr__(self, "_reducer", reducer)
+        object.__setattr__(self, "_log", log)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reducer, name)
+
+    def _rebuild_buckets(self) -> bool:
+        self._log.assume("DDP's gradient buckets keep the parameters' order: a real run rebuilds them in "
+                         "backward's order after its first step (the same bucket sizes, another order).")
+        return False

@@ -1,0 +1,97 @@
+"""--dry-run --nproc N --nnodes M in one process: the script's torch.distributed sees N x M ranks
+on a fake process group; DDP and FSDP2 shard and bucket as on that many ranks; every collective
+becomes an op row with its bytes, its group's size and the nodes it spans; nothing leaks out."""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+from ccprof.profiler.dryrun import describe, dry_run
+from ccprof.profiler.dryrun_dist import WORLD_ENV
+from ccprof.profiler.flops import FlopPass
+
+
+def _mlp(width: int = 64) -> nn.Module:
+    return nn.Sequential(nn.Linear(width, 4 * width), nn.ReLU(), nn.Linear(4 * width, width))
+
+
+def _step(model: nn.Module, wrapped: nn.Module, width: int = 64):
+    """One recorded training step of ``wrapped``: (Flops, op rows)."""
+    opt = torch.optim.AdamW(wrapped.parameters())
+    fp = FlopPass({"": model})
+    fp.start()
+    loss = wrapped(torch.randn(8, width, device="cuda")).square().mean()
+    fp.set_phase("backward")
+    loss.backward()
+    fp.set_phase("optimizer")
+    opt.step()
+    return fp.stop()
+
+
+def _collectives(ops):
+    return sorted((o.op, o.phase, o.count, o.attrs["bytes"], o.attrs["group"], o.attrs["nodes"])
+                  for o in ops if o.op.startswith("c10d."))
+
+
+def test_ddp_all_reduces_every_gradient_byte_across_the_whole_world():
+    before = {k: os.environ.get(k) for k in WORLD_ENV}
+    with dry_run(cuda=True, world=(8, 2)) as log:
+        dist.init_process_group("nccl")
+        assert (dist.get_world_size(), dist.get_rank(), os.environ["LOCAL_WORLD_SIZE"]) == (16, 0, "8")
+        assert torch.cuda.device_count() == 8
+        model = _mlp().cuda()
+        ddp = nn.parallel.DistributedDataParallel(model, device_ids=[0])
+        _, ops = _step(model, ddp)
+    grad_bytes = sum(p.numel() * 4 for p in model.parameters())
+    coll = _collectives(ops)
+    assert [c[0] for c in coll] == ["c10d.allreduce_"] and coll[0][1] == "backward"
+    assert sum(c[2] * c[3] for c in coll) == grad_bytes          # the buckets hold every gradient once
+    assert {(c[4], c[5]) for c in coll} == {(16, 2)}
+    # nothing of the fake world is left behind
+    assert not dist.is_initialized()
+    assert {k: os.environ.get(k) for k in WORLD_ENV} == before
+    d = describe(log, world=(8, 2))
+    assert (d.nproc, d.nnodes) == (8, 2)
+    assert any("rank 0 of 16 ranks (2 node(s) of 8 GPU(s))" in a for a in d.assumptions)
+    inits = [s for s in d.stand_ins if s.what.startswith("init_process_group(backend='nccl')")]
+    assert inits and inits[0].file == os.path.abspath(__file__)
+    assert any("device_ids=[0]" in s.what for s in d.stand_ins)
+
+
+def test_fsdp2_keeps_one_shard_per_rank_and_gathers_each_block():
+    from torch.distributed.fsdp import fully_shard
+    with dry_run(cuda=True, world=(4, 1)):
+        dist.init_process_group("nccl")
+        model = nn.Sequential(_mlp(), _mlp()).cuda()
+        full = {n: p.numel() for n, p in model.named_parameters()}
+        for block in model:
+            fully_shard(block)
+        fully_shard(model)
+        local = {n: p.to_local().numel() for n, p in model.named_parameters()}
+        _, ops = _step(model, model)
+    assert local == {n: v // 4 for n, v in full.items()}
+    block_bytes = sum(full.values()) * 4 // 2
+    coll = _collectives(ops)
+    gathers = [c for c in coll if c[0] == "c10d._allgather_base_"]
+    scatters = [c for c in coll if c[0] == "c10d._reduce_scatter_base_"]
+    # each block gathered before its forward and again before its backward; its gradients reduce-scattered
+    assert sum(c[2] for c in gathers if c[1] == "forward") == 2
+    assert sum(c[2] for c in gathers if c[1] == "backward") == 2
+    assert sum(c[2] for c in scatters) == 2
+    assert {c[3] for c in coll} == {block_bytes}
+    assert {(c[4], c[5]) for c in coll} == {(4, 1)}
+
+
+def test_a_node_local_group_spans_one_node_and_a_comm_hook_gets_its_tensors_back():
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+    with dry_run(cuda=True, world=(4, 2)):
+        dist.init_process_group("nccl")
+        node = dist.new_group(list(range(4)))
+        model = _mlp().cuda()
+        ddp = nn.parallel.DistributedDataParallel(model, process_group=node)
+        ddp.register_comm_hook(node, default_hooks.allreduce_hook)     # reads the reduced bucket back
+        _, ops = _step(model, ddp)
+    assert {(c[4], c[5]) for c in _collectives(ops)} == {(4, 1)}
