@@ -181,6 +181,7 @@ def _detail(sc: StepCost, inputs: StepInputs, spec: GpuSpec) -> dict[str, Any]:
         "by_class_s": sc.by_class, "policy": sc.policy.describe(), "notes": list(sc.notes), "data": sc.data,
         "peak_bytes": inputs.model.peak_bytes, "usable_bytes": usable_memory_bytes(spec),
         "headroom_frac": MEMORY_HEADROOM_FRAC, "autocast_dtype": half_dtype(spec),
+        "comm_s": sc.comm_s, "comm_exposed_s": sc.comm_exposed_s,
     }
 
 

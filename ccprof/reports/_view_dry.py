@@ -8,7 +8,7 @@ from typing import Any
 from ccprof.artefacts.profile import Profile
 from ccprof.hardware.projection import MEMORY_HEADROOM_FRAC, usable_memory_bytes
 from ccprof.reports.view_types import DryRunView
-from ccprof.units import fmt_bytes
+from ccprof.units import fmt_bytes, fmt_s
 
 __all__ = ["dry_run_view"]
 
@@ -51,6 +51,20 @@ def dry_run_view(profile: Profile, catalog: dict[str, Any]) -> DryRunView | None
         else:
             fits.append(f"{gid} ({fmt_bytes(spec.memory_bytes)}): does not fit, {fmt_bytes(peak - usable)} over "
                         f"the {fmt_bytes(usable)} usable")
-    return DryRunView(headline=headline, assumptions=list(dry.assumptions), stand_ins=stand_ins, fits=fits,
+    world = ""
+    if dry.nproc * dry.nnodes > 1:
+        world = (f"The script saw {dry.nproc * dry.nnodes} ranks ({dry.nnodes} node(s) x {dry.nproc} GPU(s)) and was "
+                 "traced as rank 0: the memory above is one GPU's.")
+        target = profile.cost.gpu if profile.cost is not None else ""
+        proj = (profile.projection or {}).get(target)
+        comm = (proj.detail.get("comm_s") or {}) if proj is not None else {}
+        if comm:
+            hidden = proj.detail.get("comm_exposed_s") or {}
+            world += (f" Its collectives take {fmt_s(sum(comm.values()))} a step on {target}'s links, "
+                      f"{fmt_s(sum(hidden.values()))} of it not hidden behind compute "
+                      f"({', '.join(f'{ph} {fmt_s(v)}' for ph, v in comm.items())}).")
+        else:
+            world += " It ran no collective in the step."
+    return DryRunView(headline=headline, assumptions=list(dry.assumptions), stand_ins=stand_ins, fits=fits, world=world,
                       fits_note=(f"Peak memory of one step {fmt_bytes(peak)} (this process's tensors in the "
                                  f"script's dtypes) against each GPU with {headroom}.") if peak else "")

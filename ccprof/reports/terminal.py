@@ -60,6 +60,8 @@ def terminal_summary(profile: Profile, advice_set: AdviceSet | None, console: Co
                 if d.stand_ins else "the script read no tensor's value")
         parts.append(Text(f"Dry run on fake tensors: nothing was measured, every time is the cost model's; {said} "
                           "(the report lists them).", style="yellow"))
+        if d.world:
+            parts.append(Text(d.world))
         target = profile.cost.gpu if profile.cost is not None else ""
         parts += [Text(f) for f in d.fits if target and f.startswith((f"{target} (", f"{target}:"))]
     if v.glance.note:

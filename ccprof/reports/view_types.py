@@ -60,6 +60,7 @@ class DryRunView:
     stand_ins: list[str] = field(default_factory=list)     # "train.py:42 (main): what: value (N times)"
     fits: list[str] = field(default_factory=list)          # "h100-sxm (80 GiB): fits, 12 GiB to spare ..."
     fits_note: str = ""
+    world: str = ""         # "rank 0 of 16 (2 nodes x 8 GPUs): collectives 1.2 ms a step on h100-sxm, 0.3 ms not hidden"
 
 
 @dataclass(frozen=True)
