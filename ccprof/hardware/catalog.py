@@ -18,7 +18,15 @@ A user file that only changes a price::
 
 A new GPU needs at least ``name``, ``memory_gb``, ``bandwidth_gb_s`` and ``tflops.fp32``;
 ``sm_count``, ``tdp_w`` and ``process_nm`` make its projected kernel times sharper (wave quantization and the
-power cap of ``ccprof.hardware.kernels``).
+power cap of ``ccprof.hardware.kernels``). ``gpus_per_node`` and ``network_gbit_s_per_gpu`` (the node's
+inter-node bandwidth per GPU, one direction, Gbit/s) let the plan and the collectives span several nodes
+(``ccprof.hardware.comm``); a GPU without them is planned on one node only::
+
+    [gpu.h100-sxm]
+    gpus_per_node = 8
+    network_gbit_s_per_gpu = 400     # 8 x 400 Gb/s InfiniBand NDR
+    network = "our cluster: 8 x 400 Gb/s NDR per node"
+    network_source = "our cluster's spec sheet"
 """
 from __future__ import annotations
 
@@ -56,6 +64,7 @@ _KNOWN_KEYS = {
     "name", "vendor", "arch", "memory_gb", "bandwidth_gb_s", "tflops", "interconnect",
     "interconnect_gb_s", "spec_source", "match", "usd_per_hour", "price_source",
     "price_date", "unverified", "notes", "sm_count", "tdp_w", "process_nm",
+    "gpus_per_node", "network_gbit_s_per_gpu", "network", "network_source",
 }
 
 
@@ -94,6 +103,13 @@ class GpuSpec:
     sm_count: int | None = None
     tdp_w: float | None = None
     process_nm: float | None = None         # the die's process node, for the fp32 power cap
+    # The cloud node the price comes from, for plans across nodes (ccprof.hardware.comm): its GPUs and
+    # its inter-node network per GPU, one direction (bytes/s; Gbit/s in the TOML). Without a network
+    # figure the GPU is planned on one node only.
+    gpus_per_node: int | None = None
+    network_bytes_per_s_per_gpu: float | None = None
+    network: str = ""                       # what the node's network is ("p5.48xlarge: 3,200 Gbps EFA")
+    network_source: str = ""
 
     @property
     def memory_gb(self) -> float:
@@ -215,7 +231,7 @@ def _merge(old: GpuSpec, entry: dict[str, Any], *, where: str, origin: str, is_n
     """Apply one TOML table over an existing (or blank) GpuSpec."""
     changes: dict[str, Any] = {}
     for key in ("name", "vendor", "arch", "interconnect", "spec_source", "notes",
-                "price_source", "price_date"):
+                "price_source", "price_date", "network", "network_source"):
         if key in entry:
             changes[key] = str(entry[key])
     if "memory_gb" in entry:
@@ -228,6 +244,14 @@ def _merge(old: GpuSpec, entry: dict[str, Any], *, where: str, origin: str, is_n
         changes["tdp_w"] = _positive(entry["tdp_w"], where, "tdp_w")
     if "process_nm" in entry:
         changes["process_nm"] = _positive(entry["process_nm"], where, "process_nm")
+    if "gpus_per_node" in entry:
+        per_node = _positive(entry["gpus_per_node"], where, "gpus_per_node")
+        if per_node != int(per_node):
+            raise CatalogError(f"{where}: gpus_per_node must be a whole number, got {entry['gpus_per_node']!r}")
+        changes["gpus_per_node"] = int(per_node)
+    if "network_gbit_s_per_gpu" in entry:
+        changes["network_bytes_per_s_per_gpu"] = (
+            _positive(entry["network_gbit_s_per_gpu"], where, "network_gbit_s_per_gpu") * 1e9 / 8)
     if "interconnect_gb_s" in entry:
         changes["interconnect_bytes_per_s"] = _positive(entry["interconnect_gb_s"], where, "interconnect_gb_s") * 1e9
     if "tflops" in entry:
@@ -323,6 +347,11 @@ def catalog_rows(catalog: dict[str, GpuSpec]) -> list[dict[str, Any]]:
             "sm_count": s.sm_count,
             "tdp_w": s.tdp_w,
             "process_nm": s.process_nm,
+            "gpus_per_node": s.gpus_per_node,
+            "network_gbit_s_per_gpu": (round(s.network_bytes_per_s_per_gpu * 8 / 1e9, 3)
+                                       if s.network_bytes_per_s_per_gpu else None),
+            "network": s.network,
+            "network_source": s.network_source,
             "usd_per_hour": s.usd_per_hour,
             "price_source": s.price_source,
             "price_date": s.price_date,

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from ccprof.cli import cli
-from ccprof.hardware import CatalogError, load_catalog, match_device, resolve_gpu
+from ccprof.hardware import CatalogError, catalog_rows, load_catalog, match_device, resolve_gpu
 from ccprof.hardware.catalog import DTYPE_KEYS
 
 T = 1e12
@@ -71,6 +71,30 @@ def test_facts_prices(cat):
     assert cat["l4"].usd_per_hour == 0.80 and cat["t4"].usd_per_hour == 0.53
 
 
+def test_nodes_and_their_network_per_gpu(cat):
+    # the cloud node the price comes from, its network / its GPUs, one direction (Gbit/s -> bytes/s)
+    gbit = {"a100-40gb": 50, "a100-80gb": 50, "h100-sxm": 400, "h200": 400, "l40s": 50, "a10g": 12.5,
+            "l4": 12.5, "t4": 12.5, "v100-16gb": 3.125, "mi300x": 400}     # p4d 400/8, p5 3200/8, g5 100/8, ...
+    for gid, s in cat.items():
+        if gid in gbit:
+            assert s.network_bytes_per_s_per_gpu == gbit[gid] * 1e9 / 8, gid
+            assert s.gpus_per_node == 8 and s.network and s.network_source, gid
+        else:  # planned on one node only, and the entry says why
+            assert s.network_bytes_per_s_per_gpu is None and "No network figure" in s.notes, gid
+    assert set(cat) - set(gbit) == {"h100-pcie", "rtx-4090"}
+    row = next(r for r in catalog_rows(cat) if r["id"] == "h100-sxm")
+    assert row["network_gbit_s_per_gpu"] == 400 and row["gpus_per_node"] == 8 and "3,200 Gbps" in row["network"]
+
+
+def test_user_gives_a_gpu_a_network(tmp_path, cat):
+    f = tmp_path / "mine.toml"
+    f.write_text('[gpu.h100-pcie]\ngpus_per_node = 4\nnetwork_gbit_s_per_gpu = 200\n'
+                 'network = "our cluster: 4 x 200 Gb/s HDR"\nnetwork_source = "our spec sheet"\n')
+    h = load_catalog(f, user=False)["h100-pcie"]
+    assert h.gpus_per_node == 4 and h.network_bytes_per_s_per_gpu == 25e9 and h.network_source == "our spec sheet"
+    assert h.peak_flops == cat["h100-pcie"].peak_flops
+
+
 def test_user_price_override_keeps_everything_else(tmp_path, cat):
     f = tmp_path / "mine.toml"
     f.write_text('[gpu.h100-sxm]\nusd_per_hour = 2.49\n')
@@ -113,6 +137,8 @@ tflops = { bf16 = 70 }
     ('[gpu.t4]\ntflops = { int4 = 3 }\n', "unknown dtypes"),
     ('[gpu.t4]\nusd_per_hour = -1\n', "positive number"),
     ('[gpu.t4\n', "not valid TOML"),
+    ('[gpu.t4]\ngpus_per_node = 2.5\n', "gpus_per_node must be a whole number"),
+    ('[gpu.t4]\nnetwork_gbit_s_per_gpu = 0\n', "network_gbit_s_per_gpu must be a positive number"),
 ])
 def test_bad_user_catalogs_say_what_to_fix(tmp_path, text, message):
     f = tmp_path / "bad.toml"
