@@ -1,6 +1,7 @@
 """The plan across configurations: which GPU, how many, sharded how, with which memory tweak.
 
-For every catalog GPU with a price, and 1, 2, 4 or 8 of them on one node, the script as written
+For every catalog GPU with a price, 1, 2, 4 or 8 of them on one node (and 2 to 16 nodes where the
+catalog has the node's network and they can matter), the script as written
 and with each memory tweak its advisor projects (mixed precision, activation checkpointing,
 LoRA) is costed: memory per GPU, step time, tokens per second per GPU, the planned run's hours
 and dollars, and whether one step fits. From the rows: the cheapest configuration that fits, the
@@ -19,26 +20,32 @@ What each row assumes (also in ``Configurations.assumptions``):
   prefetch), and adds the all-gathers and reduce-scatter that compute does not hide
   (``ccprof.hardware.comm.fsdp_comm``; Rajbhandari et al., ZeRO, SC 2020; Zhao et al., PyTorch
   FSDP, VLDB 2023).
-- One node: GPUs talk over the catalog's interconnect (NVLink, else PCIe). Several nodes are
-  not planned yet.
+- Within a node GPUs talk over the catalog's interconnect (NVLink, else PCIe); across nodes over the
+  catalog's network per GPU (``network_gbit_s_per_gpu`` of the node ``gpus_per_node`` describes),
+  costed by ``ccprof.hardware.comm.collective_s``. Rows of 2, 4, 8 and 16 whole nodes are added for a
+  GPU with a network figure only while they can matter: when the one-node rows do not fit, miss
+  ``--deadline``, or stay within ``--budget`` (more nodes are never cheaper for the same samples:
+  they only add collectives). A GPU without a network figure is planned on one node only.
 - A memory tweak's step time and peak are its advisor's projection on that GPU.
 """
 from __future__ import annotations
 
 from dataclasses import replace
 
-from ccprof.advisors._common import catalog_entries, ledger, run_price
+from ccprof.advisors._common import Ledger, catalog_entries, ledger, run_price
 from ccprof.advisors.context import AdviceContext
 from ccprof.artefacts.advice import Advice, ConfigRow, Configurations
 from ccprof.artefacts.profile import Profile
 from ccprof.artefacts.tweaks import TWEAKS
 from ccprof.artefacts.vocab import MODEL_PHASES
-from ccprof.hardware.comm import ddp_comm, fsdp_comm
+from ccprof.hardware.catalog import GpuSpec
+from ccprof.hardware.comm import NCCL_BUS_EFF, NETWORK_BUS_EFF, NETWORK_HOP_LATENCY_S, ddp_comm, fsdp_comm
 from ccprof.hardware.projection import MEMORY_HEADROOM_FRAC, usable_memory_bytes
 
-__all__ = ["plan_configurations", "GPU_COUNTS", "MEMORY_TWEAKS"]
+__all__ = ["plan_configurations", "GPU_COUNTS", "NODE_COUNTS", "MEMORY_TWEAKS"]
 
 GPU_COUNTS = (1, 2, 4, 8)                         # one node: 8 GPUs is the common HGX/DGX board
+NODE_COUNTS = (2, 4, 8, 16)                       # whole nodes of the catalog's gpus_per_node
 # the memory tweaks each GPU is costed with, in the catalog's order (TweakInfo.plan_variant)
 MEMORY_TWEAKS = tuple(t for t, info in TWEAKS.items() if info.plan_variant)
 
@@ -52,8 +59,14 @@ ASSUMPTIONS = [
     "all-gathers and reduce-scatter compute does not hide.",
     f"One step fits when its peak stays under {1 - MEMORY_HEADROOM_FRAC:.0%} of the GPU's memory (the rest for the "
     "CUDA context, library workspaces and the caching allocator's fragmentation).",
-    "One node: the GPUs talk over the catalog's interconnect (NVLink, else PCIe 4.0 x16). Several nodes are not "
-    "planned yet.",
+    "Within a node the GPUs talk over the catalog's interconnect (NVLink, else PCIe 4.0 x16) at "
+    f"{NCCL_BUS_EFF:.0%} of it; across nodes over the catalog node's network per GPU at {NETWORK_BUS_EFF:.0%} of "
+    "what one node's GPUs have together (NCCL runs a ring per network card; measured on InfiniBand, unverified for "
+    f"AWS EFA), each ring step that crosses nodes taking {NETWORK_HOP_LATENCY_S * 1e6:.1f} us (NCCL's own tuning "
+    "model).",
+    "Rows of 2, 4, 8 and 16 whole nodes are listed only while they can matter: when one node cannot hold a step, "
+    "misses the deadline, or stays within the budget (for the same samples more nodes are never cheaper: they only "
+    "add collectives).",
     "A memory tweak's step time and peak on each GPU are its advisor's projection there.",
     "The picks (cheapest, fastest within the budget, cheapest by the deadline) train the script's model as it is: "
     "rows with a tweak that changes what is trained (LoRA) are listed but never picked.",
@@ -64,6 +77,8 @@ SOURCES = [
     "Rajbhandari et al., ZeRO, SC 2020 (sharded parameters, gradients, optimizer state)",
     "Zhao et al., PyTorch FSDP, VLDB 2023 (all-gather in forward and backward, reduce-scatter of gradients)",
     "nccl-tests PERFORMANCE.md (ring bus bandwidth)",
+    "NCCL src/graph/tuning.cc (ring steps that cross nodes; 9.6 us per network step, Simple protocol)",
+    "NVIDIA/nccl-tests issue #175 (2 x 8 A100, 4 x 200 Gb/s HDR per node: 86 GB/s all-reduce bus bandwidth)",
 ]
 
 
@@ -96,6 +111,34 @@ def _variants(profile: Profile, ctx: AdviceContext, base_step: float) -> list[tu
     return out
 
 
+def _parallel(n: int, nodes: int, spec: GpuSpec, step1: float, peak1: int, adapters: bool, led: Ledger,
+              block: int, backward_s: float, compute_s: float) -> tuple[str, int, float, str]:
+    """(parallel, memory per GPU, step seconds, collectives) of ``n`` GPUs over ``nodes`` nodes: DDP
+    where the whole state fits one GPU (or only adapters train), else FSDP."""
+    if n == 1:
+        return "none", peak1, step1, "one GPU"
+    state = led.params + led.grads + led.opt
+    ddp_mem = peak1 + (0 if adapters else led.grads)
+    if ddp_mem <= usable_memory_bytes(spec) or adapters:
+        c = ddp_comm(0 if adapters else led.grads, n, spec, backward_s, nodes=nodes)
+        what = ("all-reduce of the adapters' gradients (a few MiB at most)"
+                + (f" over {nodes} nodes" if nodes > 1 else "")) if adapters else c.what
+        return "ddp", ddp_mem, step1 + c.exposed_s, what
+    c = fsdp_comm(led.params, led.grads, n, spec, compute_s, nodes=nodes)
+    mem = int(state / n + (peak1 - state) + 2 * block) if peak1 > state else int(peak1 / n + 2 * block)
+    return "fsdp", mem, step1 + c.exposed_s, c.what
+
+
+def _more_nodes(last: ConfigRow, budget_usd: float | None, deadline_h: float | None) -> bool:
+    """Whether the next node count is worth a row: the last did not fit, misses the deadline, or
+    stays within the budget (a faster run may too)."""
+    if not last.fits:
+        return True
+    if deadline_h is not None and (last.run_hours is None or last.run_hours > deadline_h):
+        return True
+    return budget_usd is not None and last.usd_run is not None and last.usd_run <= budget_usd
+
+
 def plan_configurations(profile: Profile, ctx: AdviceContext | None = None, *, budget_usd: float | None = None,
                         deadline_h: float | None = None) -> Configurations | None:
     """Every configuration's memory per GPU, step, throughput, hours and dollars, and the picks.
@@ -110,52 +153,60 @@ def plan_configurations(profile: Profile, ctx: AdviceContext | None = None, *, b
         return None
     catalog = catalog_entries(ctx)
     led = ledger(profile)
-    state = led.params + led.grads + led.opt
     tokens = profile.steps.tokens_per_step or None
     samples = profile.steps.samples_per_step or None
     run_steps = ctx.run_steps or (profile.cost.run_steps if profile.cost is not None else 0) or 0
     block = _block_bytes(profile)
     rows: list[ConfigRow] = []
+    one_node_only: list[str] = []
+    networks: dict[str, str] = {}
+
+    def row(gid: str, spec: GpuSpec, n: int, nodes: int, name: str, step1: float, peak1: int,
+            advice: Advice | None, backward: float, compute: float) -> ConfigRow:
+        adapters = name in TWEAKS and TWEAKS[name].plan_variant == "adapters"
+        parallel, mem, step, how = _parallel(n, nodes, spec, step1, peak1, adapters, led, block, backward, compute)
+        steps_needed = run_steps / n if run_steps else None
+        hours = steps_needed * step / 3600 if steps_needed else None
+        return ConfigRow(
+            gpu=gid, gpus=n, nodes=nodes, parallel=parallel, tweak=name, memory_per_gpu_bytes=int(mem),
+            usable_bytes=usable_memory_bytes(spec), fits=mem <= usable_memory_bytes(spec), step_s=step,
+            tokens_per_s_per_gpu=tokens / step if tokens and step else None,
+            samples_per_s=samples * n / step if samples and step else None,
+            run_hours=hours, usd_run=hours * n * spec.usd_per_hour if hours is not None else None,
+            usd_per_hour=n * spec.usd_per_hour,
+            usd_per_1k_samples=(1000 * step * spec.usd_per_hour / 3600 / samples) if samples else None,
+            how=how, risk=advice.risk if advice is not None else "none")
+
     for gid, proj in sorted(profile.projection.items()):
         spec = catalog.get(gid)
         if spec is None or not spec.usd_per_hour or not proj.step_s:
             continue
-        usable = usable_memory_bytes(spec)
         g_ctx = replace(ctx, gpu=gid, usd_per_hour=None)
         compute = sum(v for ph, v in (proj.phase_s or {}).items() if ph in MODEL_PHASES) or proj.step_s
         backward = (proj.phase_s or {}).get("backward", 0.0)
+        per_node = spec.gpus_per_node or max(GPU_COUNTS)
+        networked = bool(spec.network_bytes_per_s_per_gpu and spec.gpus_per_node)
+        if not networked:
+            one_node_only.append(gid)
         for name, step1, peak1, advice in _variants(profile, g_ctx, proj.step_s):
-            adapters = name in TWEAKS and TWEAKS[name].plan_variant == "adapters"
-            for n in GPU_COUNTS:
-                if n == 1:
-                    parallel, mem, step, how = "none", peak1, step1, "one GPU"
-                else:
-                    ddp_mem = peak1 + (0 if adapters else led.grads)
-                    if ddp_mem <= usable or adapters:
-                        c = ddp_comm(0 if adapters else led.grads, n, spec, backward)
-                        what = "all-reduce of the adapters' gradients (a few MiB at most)" if adapters else c.what
-                        parallel, mem, step, how = "ddp", ddp_mem, step1 + c.exposed_s, what
-                    else:
-                        c = fsdp_comm(led.params, led.grads, n, spec, compute)
-                        mem = int(state / n + (peak1 - state) + 2 * block) if peak1 > state else int(peak1 / n + 2 * block)
-                        parallel, step, how = "fsdp", step1 + c.exposed_s, c.what
-                fits = mem <= usable
-                steps_needed = run_steps / n if run_steps else None
-                hours = steps_needed * step / 3600 if steps_needed else None
-                usd = hours * n * spec.usd_per_hour if hours is not None else None
-                rows.append(ConfigRow(
-                    gpu=gid, gpus=n, parallel=parallel, tweak=name, memory_per_gpu_bytes=int(mem),
-                    usable_bytes=usable, fits=fits, step_s=step,
-                    tokens_per_s_per_gpu=tokens / step if tokens and step else None,
-                    samples_per_s=samples * n / step if samples and step else None,
-                    run_hours=hours, usd_run=usd, usd_per_hour=n * spec.usd_per_hour,
-                    usd_per_1k_samples=(1000 * step * spec.usd_per_hour / 3600 / samples) if samples else None,
-                    how=how, risk=advice.risk if advice is not None else "none"))
+            for n in (c for c in GPU_COUNTS if c <= per_node):
+                rows.append(row(gid, spec, n, 1, name, step1, peak1, advice, backward, compute))
+            last = rows[-1]
+            for nodes in NODE_COUNTS if networked else ():
+                if not _more_nodes(last, budget_usd, deadline_h):
+                    break
+                last = row(gid, spec, nodes * per_node, nodes, name, step1, peak1, advice, backward, compute)
+                rows.append(last)
+                networks[gid] = f"{gid}: {spec.network} ({spec.network_source})"
     if not rows:
         return None
+    assumptions = list(ASSUMPTIONS)
+    if one_node_only:
+        assumptions.append(f"No network figure in the catalog for {', '.join(one_node_only)}: planned on one node only "
+                           "(add gpus_per_node and network_gbit_s_per_gpu with --catalog FILE to plan them across nodes).")
     return Configurations(rows=rows, run_steps=run_steps, budget_usd=budget_usd, deadline_h=deadline_h,
-                          **_picks(rows, budget_usd, deadline_h), assumptions=list(ASSUMPTIONS),
-                          sources=list(SOURCES))
+                          **_picks(rows, budget_usd, deadline_h), assumptions=assumptions,
+                          sources=list(SOURCES) + sorted(networks.values()))
 
 
 def _cost_key(r: ConfigRow) -> float:

@@ -106,7 +106,7 @@ class PlanStep:
 class ConfigRow:
     """One configuration of the plan across configurations (ccprof.advisors.configurations)."""
     gpu: str                                # catalog id
-    gpus: int = 1                           # on one node
+    gpus: int = 1                           # all of them, on ``nodes`` nodes
     parallel: str = "none"                  # "none" | "ddp" | "fsdp"
     tweak: str = "as written"               # or the memory tweak applied: mixed_precision, checkpointing, lora
     memory_per_gpu_bytes: int = 0
@@ -121,6 +121,7 @@ class ConfigRow:
     usd_per_1k_samples: float | None = None
     how: str = ""                           # the collectives it adds
     risk: str = "none"                      # the memory tweak's risk (its advice's); "none" as written
+    nodes: int = 1                          # gpus / nodes on each node
 
 
 @dataclass(frozen=True)

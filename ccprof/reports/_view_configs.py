@@ -13,7 +13,8 @@ _PARALLEL = {"none": "", "ddp": " DDP", "fsdp": " FSDP"}
 
 def _name(r: ConfigRow) -> str:
     tweak = "" if r.tweak == "as written" else f" + {r.tweak}"
-    return f"{r.gpus} x {r.gpu}{_PARALLEL.get(r.parallel, ' ' + r.parallel)}{tweak}"
+    gpus = f"{r.nodes} nodes x {r.gpus // r.nodes}" if r.nodes > 1 else f"{r.gpus}"
+    return f"{gpus} x {r.gpu}{_PARALLEL.get(r.parallel, ' ' + r.parallel)}{tweak}"
 
 
 def _line(r: ConfigRow) -> ConfigLine:
@@ -42,7 +43,9 @@ def configs_view(advice: AdviceSet) -> ConfigsView | None:
         picks.append(f"Cheapest that fits: {_name(r)}, {_line(r).usd}"
                      + (f" in {fmt_s(r.run_hours * 3600)}" if r.run_hours is not None else "") + ".")
     else:
-        picks.append("No configuration fits: one step's memory is over every GPU's, even sharded over 8.")
+        most = max(c.rows, key=lambda r: r.gpus)
+        over = f"{most.gpus} GPUs on {most.nodes} nodes" if most.nodes > 1 else f"{most.gpus}"
+        picks.append(f"No configuration fits: one step's memory is over every GPU's, even sharded over {over}.")
     unknown = "" if c.run_steps else " (the run size is unknown: pass --total-steps or --epochs)"
     limits = (  # (the limit as written, the pick within it, how the pick reads)
         (None if c.budget_usd is None else fmt_usd(c.budget_usd), c.fastest_in_budget,
@@ -58,8 +61,11 @@ def configs_view(advice: AdviceSet) -> ConfigsView | None:
                                            r.step_s))
     lines = [_line(r) for r in order]
     out_of = len(c.rows) - len(fitting)
+    multi = sum(1 for r in c.rows if r.nodes > 1)
     note = (f"{len(fitting)} of {len(c.rows)} configurations fit"
             + (f"; the {out_of} others need more memory per GPU than it has" if out_of else "") + ". "
+            + (f"{multi} span several nodes (listed only where one node does not fit, misses the deadline or "
+               "leaves budget). " if multi else "")
             + ("Dollars and hours are the planned run's "
                f"({c.run_steps:,} steps of the script's batch on one GPU, 1/N of them on N GPUs)."
                if c.run_steps else "The planned run size is unknown: dollars per 1,000 samples."))

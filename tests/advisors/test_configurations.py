@@ -98,3 +98,54 @@ def test_the_report_shows_the_picks_the_table_and_the_chart():
     html = render_html(p, advice)
     assert 'id="configurations"' in html and "Cheapest that fits:" in html and "Cheapest within 4.17 d: " in html
     assert 'id="chart-configs"' in html
+
+
+BIG = Memory(peak_bytes=130 * GB, params_bytes=30 * GB, grads_bytes=30 * GB, optimizer_state_bytes=60 * GB,
+             activations_bytes=8 * GB, other_bytes=2 * GB)
+
+
+def test_a_step_one_node_cannot_hold_is_sharded_over_whole_nodes_of_the_catalog_network():
+    p = _costed(memory=BIG)
+    cat = load_catalog()
+    plan = plan_configurations(p, AdviceContext())
+    l4 = cat["l4"]
+    assert not _row(plan, "l4", 8).fits
+    (two,) = [r for r in plan.rows if r.gpu == "l4" and r.nodes == 2 and r.tweak == "as written"]
+    assert two.gpus == 16 and two.parallel == "fsdp" and two.fits
+    assert two.memory_per_gpu_bytes == 120 * GB // 16 + 10 * GB                 # state / 16 + the rest
+    proj = p.projection["l4"]
+    comm = fsdp_comm(30 * GB, 30 * GB, 16, l4, proj.phase_s["forward"] + proj.phase_s["backward"], nodes=2)
+    assert two.step_s == pytest.approx(proj.step_s + comm.exposed_s) and "over 2 nodes" in two.how
+    assert two.usd_per_hour == 16 * l4.usd_per_hour
+    assert two.usd_run == pytest.approx(10_000 / 16 * two.step_s / 3600 * 16 * l4.usd_per_hour)
+    # 2 nodes fit: no more nodes without a budget or deadline; nor any for a GPU one node holds
+    assert not any(r.gpu == "l4" and r.nodes > 2 for r in plan.rows)
+    assert not any(r.gpu == "h100-sxm" and r.nodes > 1 for r in plan.rows)
+    # GPUs without a network figure stay on one node, and the plan says so
+    assert not any(r.nodes > 1 for r in plan.rows if r.gpu in ("h100-pcie", "rtx-4090"))
+    assert any("No network figure in the catalog for h100-pcie, rtx-4090" in a for a in plan.assumptions)
+    assert any(l4.network_source in s for s in plan.sources)
+    # the report names the nodes
+    from ccprof.artefacts.advice import AdviceSet
+    from ccprof.reports._view_configs import configs_view
+    view = configs_view(AdviceSet(configurations=plan))
+    assert any(line.name == "2 nodes x 8 x l4 FSDP" for line in view.lines)
+    assert "span several nodes" in view.note
+
+
+def test_budget_and_deadline_picks_consider_more_nodes():
+    p = _costed()
+    plan = plan_configurations(p, AdviceContext(), budget_usd=1e9)
+    h100 = [r for r in plan.rows if r.gpu == "h100-sxm" and r.tweak == "as written"]
+    assert [(r.gpus, r.nodes) for r in h100] == [(1, 1), (2, 1), (4, 1), (8, 1), (16, 2), (32, 4), (64, 8), (128, 16)]
+    # more nodes: a shorter run, never a cheaper one (the same samples, more collectives)
+    assert all(a.run_hours > b.run_hours and a.usd_run <= b.usd_run for a, b in zip(h100[3:], h100[4:]))
+    fits = [r for r in plan.rows if r.fits and r.risk in ("none", "numerics")]
+    fastest = plan.rows[plan.fastest_in_budget]
+    assert fastest.run_hours == min(r.run_hours for r in fits) and fastest.nodes > 1
+    # a deadline no single node meets is met by the cheapest multi-node row
+    one_node = min(r.run_hours for r in fits if r.nodes == 1)
+    plan = plan_configurations(p, AdviceContext(), deadline_h=0.9 * one_node)
+    pick = plan.rows[plan.cheapest_by_deadline]
+    met = [r for r in plan.rows if r.fits and r.risk in ("none", "numerics") and r.run_hours <= 0.9 * one_node]
+    assert pick.nodes > 1 and pick.usd_run == min(r.usd_run for r in met)
