@@ -67,6 +67,9 @@ ASSUMPTIONS = [
     "Rows of 2, 4, 8 and 16 whole nodes are listed only while they can matter: when one node cannot hold a step, "
     "misses the deadline, or stays within the budget (for the same samples more nodes are never cheaper: they only "
     "add collectives).",
+    "Collectives are costed as NCCL rings: a ring's latency grows with its GPUs, and at 8-16 nodes NCCL may pick its "
+    "tree all-reduce (log2 of the nodes in network steps) instead, so small gradient buckets over many nodes are "
+    "costed on the high side.",
     "A memory tweak's step time and peak on each GPU are its advisor's projection there.",
     "The picks (cheapest, fastest within the budget, cheapest by the deadline) train the script's model as it is: "
     "rows with a tweak that changes what is trained (LoRA) are listed but never picked.",

@@ -14,6 +14,8 @@ once (NCCL's tuning model: bus bandwidth = channels x per-channel network speed)
 is the smaller of that and the intra-node link's. The steps that cross nodes (``2(nodes-1)`` of an
 all-reduce's ``2(n-1)``, ``nodes-1`` of an all-gather's) pay the network latency. All-to-all,
 gather and scatter do not ring: each GPU's own share of the network carries what leaves its node.
+Rings only: NCCL picks its tree all-reduce where the ring's latency (linear in the GPUs) dominates, with
+``log2(nodes)`` network steps, so small messages over many nodes are costed on the high side here.
 
 DDP buckets the gradients (25 MB by default) and all-reduces each bucket as soon as backward has
 produced it, so only what does not fit under the rest of backward shows: at least the last bucket,
