@@ -136,7 +136,8 @@ def collective_s(kind: str, nbytes: float, group_size: int, spec: GpuSpec, *, no
 
     ``nbytes``: all_reduce, broadcast, reduce: the tensor; all_gather: the gathered (output) size;
     reduce_scatter: the input (unsharded) size; all_to_all: what each rank sends in all; gather and
-    scatter: the root's whole (gathered) size; send/recv: the message; barrier: ignored (latency only).
+    scatter: the root's whole (gathered) size; send/recv: the message, to a peer on another node when
+    ``nodes > 1``; barrier: ignored (latency only).
     Output: ``factor x nbytes / bus bandwidth`` plus a latency per ring step (module docstring), 0.0
     for one GPU or no bytes. Raises ValueError for an unknown kind, an uneven split, or ``nodes > 1``
     on a GPU whose catalog entry has no network figure.
@@ -158,7 +159,7 @@ def collective_s(kind: str, nbytes: float, group_size: int, spec: GpuSpec, *, no
     if n <= 1 or (nbytes <= 0 and kind != "barrier"):
         return 0.0
     if kind in _DIRECT:
-        local = _per_node(n, nodes, spec)
+        local = _per_node(n, nodes, spec) if nodes > 1 else n
         intra_s = (local - 1) / n * nbytes / (NCCL_BUS_EFF * link_bytes_per_s(spec))
         net_s = ((n - local) / n * nbytes / (NETWORK_BUS_EFF * _network_bytes_per_s(spec, nodes))
                  if nodes > 1 else 0.0)

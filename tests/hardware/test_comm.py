@@ -46,6 +46,8 @@ def test_one_node_follows_the_bus_bandwidth_factors_and_ring_steps():
     assert collective_s("send", GB, 8, NET) == pytest.approx(GB / INTRA + HOP_LATENCY_S)
     assert collective_s("recv", GB, 2, NET) == collective_s("send", GB, 2, NET)
     assert collective_s("barrier", 0, 8, NET) == pytest.approx(14 * HOP_LATENCY_S)      # latency only
+    # one node of more GPUs than the catalog's node (a DGX-2 has 16) is the user's to say
+    assert collective_s("all_to_all", GB, 16, NET) == pytest.approx(15 / 16 * GB / INTRA + 15 * HOP_LATENCY_S)
     # one GPU, or nothing to move, costs nothing
     assert collective_s("all_reduce", GB, 1, NET) == 0.0 and collective_s("all_gather", 0, 8, NET) == 0.0
     # the old entry point is the same all-reduce, plus a latency per extra message
