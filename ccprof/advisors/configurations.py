@@ -24,8 +24,8 @@ What each row assumes (also in ``Configurations.assumptions``):
   catalog's network per GPU (``network_gbit_s_per_gpu`` of the node ``gpus_per_node`` describes),
   costed by ``ccprof.hardware.comm.collective_s``. Rows of 2, 4, 8 and 16 whole nodes are added for a
   GPU with a network figure only while they can matter: when the one-node rows do not fit, miss
-  ``--deadline``, or stay within ``--budget`` (more nodes are never cheaper for the same samples:
-  they only add collectives). A GPU without a network figure is planned on one node only.
+  ``--deadline``, or stay within ``--budget`` (for the same samples more nodes cost no less in this
+  model: they only add collectives). A GPU without a network figure is planned on one node only.
 - A memory tweak's step time and peak are its advisor's projection on that GPU.
 """
 from __future__ import annotations
@@ -65,8 +65,8 @@ ASSUMPTIONS = [
     f"AWS EFA), each ring step that crosses nodes taking {NETWORK_HOP_LATENCY_S * 1e6:.1f} us (NCCL's own tuning "
     "model).",
     "Rows of 2, 4, 8 and 16 whole nodes are listed only while they can matter: when one node cannot hold a step, "
-    "misses the deadline, or stays within the budget (for the same samples more nodes are never cheaper: they only "
-    "add collectives).",
+    "misses the deadline, or stays within the budget (for the same samples more nodes cost no less in this model: "
+    "they only add collectives).",
     "Collectives are costed as NCCL rings: a ring's latency grows with its GPUs, and at 8-16 nodes NCCL may pick its "
     "tree all-reduce (log2 of the nodes in network steps) instead, so small gradient buckets over many nodes are "
     "costed on the high side.",
