@@ -2,7 +2,7 @@
 per configuration that fits, and what the rows assume."""
 from __future__ import annotations
 
-from ccprof.artefacts.advice import AdviceSet, ConfigRow
+from ccprof.artefacts.advice import AdviceSet, ConfigRow, Configurations
 from ccprof.reports.view_types import ConfigLine, ConfigsView
 from ccprof.units import fmt_bytes, fmt_s, fmt_usd
 
@@ -31,6 +31,30 @@ def _line(r: ConfigRow) -> ConfigLine:
         price=f"{fmt_usd(r.usd_per_hour)}/h", how=r.how)
 
 
+def _shown(c: Configurations) -> set[int]:
+    """Rows the table lists: every one-node row that fits; of the rows over several nodes, the picks and,
+    per GPU and tweak, the fewest nodes that fit where one node does not, or meet the deadline where one
+    node does not (more nodes only add collectives: their rows would repeat the same GPU at a higher price)."""
+    picked = {i for i in (c.cheapest, c.fastest_in_budget, c.cheapest_by_deadline) if i is not None}
+    shown = {i for i, r in enumerate(c.rows) if r.fits and (r.nodes == 1 or i in picked)}
+
+    def meets(r: ConfigRow) -> bool:
+        return c.deadline_h is not None and r.run_hours is not None and r.run_hours <= c.deadline_h
+
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, r in enumerate(c.rows):
+        groups.setdefault((r.gpu, r.tweak), []).append(i)
+    for rows in groups.values():
+        one = [c.rows[i] for i in rows if c.rows[i].nodes == 1 and c.rows[i].fits]
+        multi = sorted((i for i in rows if c.rows[i].nodes > 1 and c.rows[i].fits), key=lambda i: c.rows[i].nodes)
+        for wanted in ((lambda r: True) if not one else None,
+                       meets if c.deadline_h is not None and not any(meets(r) for r in one) else None):
+            first = next((i for i in multi if wanted is not None and wanted(c.rows[i])), None)
+            if first is not None:
+                shown.add(first)
+    return shown
+
+
 def configs_view(advice: AdviceSet) -> ConfigsView | None:
     """None when the advice has no plan across configurations."""
     c = advice.configurations
@@ -57,15 +81,17 @@ def configs_view(advice: AdviceSet) -> ConfigsView | None:
             picks.append(says(limit, c.rows[index]) if index is not None
                          else f"Nothing fits within {limit}{unknown}.")
     fitting = [r for r in c.rows if r.fits]
-    order = sorted(fitting, key=lambda r: (r.usd_run if r.usd_run is not None else (r.usd_per_1k_samples or 0),
+    shown = _shown(c)
+    order = sorted((r for i, r in enumerate(c.rows) if i in shown), key=lambda r: (r.usd_run if r.usd_run is not None else (r.usd_per_1k_samples or 0),
                                            r.step_s))
     lines = [_line(r) for r in order]
     out_of = len(c.rows) - len(fitting)
     multi = sum(1 for r in c.rows if r.nodes > 1)
     note = (f"{len(fitting)} of {len(c.rows)} configurations fit"
             + (f"; the {out_of} others need more memory per GPU than it has" if out_of else "") + ". "
-            + (f"{multi} span several nodes (listed only where one node does not fit, misses the deadline or "
-               "leaves budget). " if multi else "")
+            + (f"{multi} span several nodes; the table lists {sum(c.rows[i].nodes > 1 for i in shown)} of them "
+               "(the picks, and for each GPU and tweak the fewest nodes that fit where one node does not, or that "
+               "meet the deadline where one node does not); advice.json has them all. " if multi else "")
             + ("Dollars and hours are the planned run's "
                f"({c.run_steps:,} steps of the script's batch on one GPU, 1/N of them on N GPUs)."
                if c.run_steps else "The planned run size is unknown: dollars per 1,000 samples."))

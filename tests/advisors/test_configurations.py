@@ -143,6 +143,12 @@ def test_budget_and_deadline_picks_consider_more_nodes():
     fits = [r for r in plan.rows if r.fits and r.risk in ("none", "numerics")]
     fastest = plan.rows[plan.fastest_in_budget]
     assert fastest.run_hours == min(r.run_hours for r in fits) and fastest.nodes > 1
+    # the table keeps one node's rows and, of the many rows over several nodes, the pick
+    from ccprof.artefacts.advice import AdviceSet
+    from ccprof.reports._view_configs import configs_view
+    view = configs_view(AdviceSet(configurations=plan))
+    assert [line.gpus for line in view.lines if line.gpus > 8] == [fastest.gpus]
+    assert sum(r.nodes == 1 and r.fits for r in plan.rows) == len(view.lines) - 1 and "has them all" in view.note
     # a deadline no single node meets is met by the cheapest multi-node row
     one_node = min(r.run_hours for r in fits if r.nodes == 1)
     plan = plan_configurations(p, AdviceContext(), deadline_h=0.9 * one_node)
