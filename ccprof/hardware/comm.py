@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from ccprof.hardware.catalog import GpuSpec
 
 __all__ = ["NCCL_BUS_EFF", "HOP_LATENCY_S", "NETWORK_BUS_EFF", "NETWORK_HOP_LATENCY_S",
-           "INTERCONNECT_FALLBACK_BYTES_PER_S", "DDP_BUCKET_BYTES", "KINDS", "CommCost", "collective_s",
+           "INTERCONNECT_FALLBACK_BYTES_PER_S", "DDP_BUCKET_BYTES", "KINDS", "CommCost", "NoNetworkError", "collective_s",
            "collective_kind", "bus_bytes_per_s", "ring_allreduce_s", "ddp_comm", "fsdp_comm", "link_bytes_per_s"]
 
 # Share of the link's one-way bandwidth NCCL's ring reaches on large messages. nccl-tests on a
@@ -65,6 +65,10 @@ _P2P = {"send", "recv"}
 KINDS = tuple(_RING) + tuple(sorted(_DIRECT)) + tuple(sorted(_P2P))
 
 
+class NoNetworkError(ValueError):
+    """Collectives across nodes asked of a GPU whose catalog entry has no network figure."""
+
+
 @dataclass(frozen=True)
 class CommCost:
     """Communication of one step: total collective seconds, and what backward cannot hide."""
@@ -84,7 +88,7 @@ def link_bytes_per_s(spec: GpuSpec) -> float:
 def _network_bytes_per_s(spec: GpuSpec, nodes: int) -> float:
     """One GPU's one-way network bytes/s; a ValueError that says what to add when the catalog has none."""
     if not spec.network_bytes_per_s_per_gpu:
-        raise ValueError(
+        raise NoNetworkError(
             f"{spec.id} has no network figure in the catalog (network_gbit_s_per_gpu), so {nodes} nodes of it "
             "cannot be costed: add one for your cluster with --catalog FILE, e.g. "
             f"[gpu.{spec.id}] gpus_per_node = 8, network_gbit_s_per_gpu = 400")

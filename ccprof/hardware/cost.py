@@ -30,7 +30,7 @@ from typing import Any
 from ccprof.artefacts.profile import Cost, GpuProjection, HostInfo, Profile
 from ccprof.hardware.catalog import DEFAULT_GPU, GpuSpec, load_catalog, resolve_gpu
 from ccprof.hardware.inputs import step_inputs
-from ccprof.hardware.projection import project, source_gpu
+from ccprof.hardware.projection import project, source_gpu, spanned_nodes
 from ccprof.hardware.step import module_s, op_s
 
 __all__ = ["DEFAULT_RUN_STEPS", "HF_DEFAULT_EPOCHS", "NoStepTimeError", "steps_per_epoch", "run_steps",
@@ -358,6 +358,12 @@ def attach(profile: Profile, *, gpu: str | None = None, catalog: dict[str, GpuSp
     inputs = step_inputs(profile)          # what the cost model reads, read once
     proj = project(inputs, cat)
     gid, choice = target_gpu(profile, cat, gpu)
+    nodes = spanned_nodes(inputs)
+    unplanned = [g for g in cat if g not in proj]      # no network figure for collectives across nodes
+    if gid in unplanned:
+        raise ValueError(f"--gpu {gid}: the script's collectives span {nodes} nodes and the catalog has no network "
+                         f"figure for {gid}; add gpus_per_node and network_gbit_s_per_gpu for it with --catalog FILE, "
+                         "or pick another --gpu (`ccprof gpus --json` shows each GPU's network)")
     if gid in proj and gid in cat and inputs.ops:
         calib = proj[gid].detail.get("calibration") or {}
         per_op = op_s(inputs, cat[gid], class_factors=calib.get("class_factors"))
@@ -365,6 +371,10 @@ def attach(profile: Profile, *, gpu: str | None = None, catalog: dict[str, GpuSp
                               names=[m.name for m in profile.model.modules], seconds=per_op)
         proj = {**proj, gid: dataclasses.replace(proj[gid], module_s=per_module, op_s=per_op)}
     changes: dict[str, Any] = {"projection": proj}
+    if unplanned:
+        changes["reasons"] = {**profile.reasons, "network": (
+            f"{', '.join(unplanned)} not projected: the script's collectives span {nodes} nodes and the catalog has "
+            "no network figure for them (add gpus_per_node and network_gbit_s_per_gpu with --catalog FILE)")}
     try:
         cost = cost_for(profile, gid, cat, price_usd, total_steps, epochs,
                         projection=proj, gpu_choice=choice, num_gpus=num_gpus)
@@ -376,7 +386,7 @@ def attach(profile: Profile, *, gpu: str | None = None, catalog: dict[str, GpuSp
                                                             "gpu_names": names})
     except NoStepTimeError as exc:
         changes["cost"] = None
-        changes["reasons"] = {**profile.reasons, "cost": str(exc)}
+        changes["reasons"] = {**changes.get("reasons", profile.reasons), "cost": str(exc)}
     src = source_gpu(inputs, cat)
     if src is not None and profile.device.catalog_id != src:
         changes["device"] = dataclasses.replace(profile.device, catalog_id=src)

@@ -28,7 +28,8 @@ from ccprof.hardware.step import PHASES, StepCost, cost_step
 from ccprof.hardware.translate import Policy, policy_for, translate
 
 __all__ = ["MEMORY_HEADROOM_FRAC", "CALIBRATION_BOUNDS", "usable_memory_bytes", "fits_memory",
-           "source_gpu", "half_dtype", "compute_peak", "mfu", "project", "step_cost_for", "eval_s_for"]
+           "source_gpu", "half_dtype", "compute_peak", "mfu", "project", "spanned_nodes", "step_cost_for",
+           "eval_s_for"]
 
 # Memory must leave this fraction of the device free to "fit": the CUDA context
 # (~0.3-0.5 GB), cuBLAS/cuDNN workspaces and caching-allocator fragmentation live there.
@@ -198,6 +199,11 @@ def eval_s_for(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy | No
     return sc.step_s / max(inputs.eval.ops_flops_frac, 0.05)
 
 
+def spanned_nodes(profile: Profile | StepInputs) -> int:
+    """The most nodes one of the step's collectives spans (its op row's ``attrs["nodes"]``); 1 without any."""
+    return max((int((o.attrs or {}).get("nodes", 1) or 1) for o in profile.ops or ()), default=1)
+
+
 def project(profile: Profile | StepInputs, catalog: dict[str, GpuSpec]) -> dict[str, GpuProjection]:
     """Project the profile's step time, bf16 step time, memory fit, MFU and HFU onto each GPU.
 
@@ -206,7 +212,8 @@ def project(profile: Profile | StepInputs, catalog: dict[str, GpuSpec]) -> dict[
     catalog from ``load_catalog``. Output: ``{gpu_id: GpuProjection}`` with ``phase_s`` (and
     ``phase_s_bf16``) summing to ``step_s``; ``method`` is ``"measured"`` for the GPU the
     profile ran on, ``"calibrated"`` for the others when that GPU is in the catalog, else
-    ``"cost_model"`` (``"flops_only"`` without op records). ``detail`` carries the device and
+    ``"cost_model"`` (``"flops_only"`` without op records); a GPU whose catalog entry has no network
+    figure is left out when the step's collectives span several nodes. ``detail`` carries the device and
     host seconds by phase, which side bounds each phase, launches, device time by kernel class,
     the policy, notes, the data-wait reasoning and the memory fit figures.
 
@@ -228,7 +235,10 @@ def project(profile: Profile | StepInputs, catalog: dict[str, GpuSpec]) -> dict[
     model_flops = mf.model_flops_per_step or mf.flops_per_step or sum(o.flops for o in inputs.ops)
     exec_flops = mf.flops_per_step or sum(o.flops for o in inputs.ops)
     out: dict[str, GpuProjection] = {}
+    nodes = spanned_nodes(inputs)
     for gid, spec in catalog.items():
+        if nodes > 1 and not spec.network_bytes_per_s_per_gpu:
+            continue        # its collectives across nodes cannot be costed (ccprof.hardware.comm.NoNetworkError)
         policy = policy_for(inputs, spec)
         cf = calib.get("class_factors") if calib else None
         sc = step_cost_for(inputs, spec, policy, class_factors=cf)

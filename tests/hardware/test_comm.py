@@ -168,3 +168,25 @@ def test_collective_kind_names_every_c10d_op_of_this_torch():
     assert names and names <= set(C10D) | NO_TRANSFER | {n.replace("_c10d_functional.", "c10d_functional.")
                                                           for n in C10D}, sorted(names - set(C10D) - NO_TRANSFER)
     assert all(collective_kind(n) in KINDS for n in names - NO_TRANSFER)
+
+
+def _spanning(nodes: int):
+    from ccprof.artefacts.profile import OpCost
+    from tests.helpers.profiles import hand_profile
+    base = hand_profile()
+    nbytes = 2**20
+    row = OpCost("c10d.allreduce_", "float32", 4, 0, 4 * nbytes, 4 * nbytes, "backward", shapes=[[nbytes // 4]],
+                 out_shapes=[[nbytes // 4]], attrs={"bytes": nbytes, "group": 8 * nodes, "nodes": nodes})
+    return dataclasses.replace(base, ops=base.ops + [row])
+
+
+def test_the_cost_stage_leaves_out_gpus_without_a_network_when_collectives_span_nodes():
+    from ccprof.hardware import attach
+    p = attach(_spanning(2), gpu="h100-sxm")
+    assert {"h100-pcie", "rtx-4090"}.isdisjoint(p.projection) and {"h100-sxm", "l4", "mi300x"} <= set(p.projection)
+    assert p.reasons["network"].startswith("h100-pcie, rtx-4090 not projected: the script's collectives span 2 nodes")
+    assert p.cost is not None and p.cost.gpu == "h100-sxm"
+    with pytest.raises(ValueError, match="--gpu h100-pcie: the script's collectives span 2 nodes.*--catalog FILE"):
+        attach(_spanning(2), gpu="h100-pcie")
+    one = attach(_spanning(1), gpu="h100-pcie")                # one node: every GPU, no note
+    assert set(one.projection) == set(load_catalog()) and "network" not in one.reasons
