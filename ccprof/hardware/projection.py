@@ -201,7 +201,8 @@ def eval_s_for(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy | No
 
 def spanned_nodes(profile: Profile | StepInputs) -> int:
     """The most nodes one of the step's collectives spans (its op row's ``attrs["nodes"]``); 1 without any."""
-    return max((int((o.attrs or {}).get("nodes", 1) or 1) for o in profile.ops or ()), default=1)
+    ops = step_inputs(profile).ops
+    return max((int((o.attrs or {}).get("nodes", 1) or 1) for o in ops), default=1)
 
 
 def project(profile: Profile | StepInputs, catalog: dict[str, GpuSpec]) -> dict[str, GpuProjection]:
