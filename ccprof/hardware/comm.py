@@ -95,14 +95,10 @@ def _network_bytes_per_s(spec: GpuSpec, nodes: int) -> float:
     return spec.network_bytes_per_s_per_gpu
 
 
-def _per_node(group_size: int, nodes: int, spec: GpuSpec) -> int:
-    """The group's GPUs on each node (nodes hold equal shares); a ValueError when the split is impossible."""
-    if nodes < 1 or nodes > group_size or group_size % nodes:
-        raise ValueError(f"{group_size} GPUs cannot be split evenly over {nodes} nodes")
-    local = group_size // nodes
-    if spec.gpus_per_node and local > spec.gpus_per_node:
-        raise ValueError(f"{local} GPUs per node is more than a {spec.id} node holds ({spec.gpus_per_node})")
-    return local
+def _per_node(group_size: int, nodes: int) -> int:
+    """The group's GPUs on each node: the smaller share when the split is uneven (NCCL's rings cross
+    the nodes through as many network cards as the emptiest node lends them)."""
+    return max(1, group_size // max(nodes, 1))
 
 
 def bus_bytes_per_s(group_size: int, spec: GpuSpec, *, nodes: int = 1) -> float:
@@ -116,7 +112,7 @@ def bus_bytes_per_s(group_size: int, spec: GpuSpec, *, nodes: int = 1) -> float:
     intra = NCCL_BUS_EFF * link_bytes_per_s(spec)
     if nodes <= 1:
         return intra
-    local = _per_node(group_size, nodes, spec)
+    local = _per_node(group_size, nodes)
     net = NETWORK_BUS_EFF * local * _network_bytes_per_s(spec, nodes)
     return min(intra, net) if local > 1 else net
 
@@ -143,8 +139,10 @@ def collective_s(kind: str, nbytes: float, group_size: int, spec: GpuSpec, *, no
     scatter: the root's whole (gathered) size; send/recv: the message, to a peer on another node when
     ``nodes > 1``; barrier: ignored (latency only).
     Output: ``factor x nbytes / bus bandwidth`` plus a latency per ring step (module docstring), 0.0
-    for one GPU or no bytes. Raises ValueError for an unknown kind, an uneven split, or ``nodes > 1``
-    on a GPU whose catalog entry has no network figure.
+    for one GPU or no bytes. Raises ValueError for an unknown kind, and NoNetworkError (a ValueError)
+    for ``nodes > 1`` on a GPU whose catalog entry has no network figure. The world is the caller's:
+    a node may hold more GPUs than the catalog's ``gpus_per_node``, and an uneven split counts the
+    smaller share per node.
 
     Example: ``collective_s("all_reduce", 1e9, 8, spec)`` on a 300 GB/s link =
     ``2 x 7/8 x 1e9 / (0.77 x 300e9) + 14 x 5 us``.
@@ -163,7 +161,7 @@ def collective_s(kind: str, nbytes: float, group_size: int, spec: GpuSpec, *, no
     if n <= 1 or (nbytes <= 0 and kind != "barrier"):
         return 0.0
     if kind in _DIRECT:
-        local = _per_node(n, nodes, spec) if nodes > 1 else n
+        local = _per_node(n, nodes)
         intra_s = (local - 1) / n * nbytes / (NCCL_BUS_EFF * link_bytes_per_s(spec))
         net_s = ((n - local) / n * nbytes / (NETWORK_BUS_EFF * _network_bytes_per_s(spec, nodes))
                  if nodes > 1 else 0.0)
@@ -228,7 +226,7 @@ def _bottleneck_bytes_per_s(n_gpus: int, spec: GpuSpec, nodes: int) -> float:
     """One-way bytes/s of what limits the ring: the intra-node link, or the network of one node's GPUs."""
     if nodes <= 1 or n_gpus <= 1:
         return link_bytes_per_s(spec)
-    local = _per_node(n_gpus, nodes, spec)
+    local = _per_node(n_gpus, nodes)
     net = local * _network_bytes_per_s(spec, nodes)
     return net if local == 1 or NETWORK_BUS_EFF * net < NCCL_BUS_EFF * link_bytes_per_s(spec) else link_bytes_per_s(spec)
 
