@@ -341,14 +341,20 @@ def profile_model(model: Any, optimizer: Any, batches: Iterable[Any], loss_fn: C
 # Each raises a CcprofError (UsageError, OutputError, ScriptError) whose message is in the
 # user's terms and whose exit_code the CLI exits with; none prints.
 def _check_cost_options(gpu: str | None, catalog_path: str | None, price_usd: float | None,
-                        catalog: dict[str, Any] | None = None) -> None:
+                        catalog: dict[str, Any] | None = None, nnodes: int = 1) -> None:
     """Bad --gpu/--catalog/--price fail in a second, before the script runs for minutes
-    (``catalog``: the one already loaded from ``catalog_path``)."""
+    (``catalog``: the one already loaded from ``catalog_path``); so does a --gpu with no network
+    figure for a dry run over ``nnodes`` > 1 nodes."""
     try:
         if catalog is None:
             catalog = hardware.load_catalog(catalog_path)
         if gpu is not None:
-            hardware.resolve_gpu(gpu, catalog)
+            spec = catalog[hardware.resolve_gpu(gpu, catalog)]
+            if nnodes > 1 and not spec.network_bytes_per_s_per_gpu:
+                raise UsageError(f"--gpu {gpu}: --nnodes {nnodes} needs the network between nodes, and the catalog "
+                                 f"has no network figure for {spec.id}; add gpus_per_node and network_gbit_s_per_gpu "
+                                 "for it with --catalog FILE, or pick another --gpu (`ccprof gpus --json` shows "
+                                 "each GPU's network)")
     except (hardware.CatalogError, ValueError, OSError) as exc:
         raise UsageError(str(exc)) from None
     if price_usd is not None and not (math.isfinite(price_usd) and price_usd > 0):
@@ -400,7 +406,7 @@ def check_analyze_inputs(script: str | Path, *, gpu: str | None = None, catalog_
                          "(torchrun --nnodes M --nproc-per-node N ... -m ccprof run train.py)")
     if scan_data:
         require("dedup", "--scan-data")
-    _check_cost_options(gpu, catalog_path, price_usd)
+    _check_cost_options(gpu, catalog_path, price_usd, nnodes=nnodes if dry_run else 1)
     _check_history(history)
     if verify is not None:
         try:

@@ -62,3 +62,11 @@ def test_nnodes_without_a_dry_run_is_refused_before_anything_runs(tmp_path):
     assert proc.returncode == 2
     assert "--nnodes needs --dry-run" in proc.stderr
     assert not (tmp_path / "r" / "profile.json").exists()
+
+
+def test_nnodes_on_a_gpu_with_no_network_figure_is_refused_before_anything_runs(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "ccprof", "analyze", str(SCRIPT), "--dry-run", "--nproc", "8",
+                           "--nnodes", "2", "--gpu", "h100-pcie", "--out", str(tmp_path / "r")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "no network figure for h100-pcie" in proc.stderr and "Traceback" not in proc.stderr
