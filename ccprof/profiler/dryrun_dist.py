@@ -4,8 +4,8 @@ One process runs the script as rank 0 of a world of ``N x M`` ranks (``N`` GPUs 
 nodes): the environment torchrun would give it (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``,
 ``LOCAL_WORLD_SIZE``, ``MASTER_ADDR``...), and ``init_process_group`` (any backend the script asks
 for: nccl, gloo, "cpu:gloo,cuda:nccl") on torch's fake process group, which completes every
-collective at once without sending anything. DDP, FSDP2 (``fully_shard``), DTensor and
-DeviceMesh then shard and bucket as they would on that many ranks: the parameters rank 0 keeps,
+collective at once without sending anything. DDP, FSDP (1 and 2), tensor parallelism (DTensor)
+and DeviceMesh then shard and bucket as they would on that many ranks: the parameters rank 0 keeps,
 its gradients' buckets and its optimizer state are what its GPU would hold. Every collective goes
 through the dispatcher (``c10d.allreduce_``, ``c10d._allgather_base_``, ``_c10d_functional.*``),
 where the FLOP pass records it as an op row with its bytes, its group's size and how many nodes
@@ -91,7 +91,11 @@ def fake_world(log: Any, nproc: int, nnodes: int = 1) -> Iterator[None]:
         kwargs.pop("device_id", None)       # a device id names a GPU this machine does not have
         extra = {"timeout": timeout} if timeout is not None else {}
         original_init("fake", world_size=world, rank=0, store=FakeStore(), **extra)
-    for owner in (dist, c10d):
+    # and every module that bound torch's own by name before the dry run (DeviceMesh's)
+    import sys
+    owners = [m for name, m in list(sys.modules.items())
+              if name.startswith("torch.distributed") and getattr(m, "init_process_group", None) is original_init]
+    for owner in owners:
         patches.set(owner, "init_process_group", init_process_group)
 
     def same_shapes(*args: Any, **kwargs: Any) -> None:
@@ -110,6 +114,26 @@ def fake_world(log: Any, nproc: int, nnodes: int = 1) -> Iterator[None]:
             device_ids, output_device = None, None
         original_ddp_init(self, module, device_ids, output_device, *args, **kwargs)
     patches.set(ddp, "__init__", ddp_init)
+
+    from torch.distributed.fsdp import FullyShardedDataParallel as fsdp1
+    original_fsdp1_init = fsdp1.__init__
+
+    def fsdp1_init(self: Any, module: Any, *args: Any, **kwargs: Any) -> None:
+        # FSDP (1) needs the device it computes on; the dry run's GPU tensors live on the CPU device
+        if kwargs.get("device_id") is not None and str(kwargs["device_id"]) != "cpu":
+            log.note(f"FullyShardedDataParallel(device_id={kwargs['device_id']!r}) computes on the CPU device (the "
+                     "dry run's GPU tensors live there)", None, where=_script_line())
+        kwargs["device_id"] = torch.device("cpu")
+        original_fsdp1_init(self, module, *args, **kwargs)
+    patches.set(fsdp1, "__init__", fsdp1_init)
+
+    from torch.distributed import device_mesh as mesh_mod
+    original_mesh_init = mesh_mod.DeviceMesh.__init__
+
+    def mesh_init(self: Any, device_type: str, *args: Any, **kwargs: Any) -> None:
+        # a mesh of the script's GPUs is a mesh of the CPU device its fake tensors live on
+        original_mesh_init(self, "cpu" if str(device_type).startswith("cuda") else device_type, *args, **kwargs)
+    patches.set(mesh_mod.DeviceMesh, "__init__", mesh_init)
 
     original_pre = ddp._pre_forward
 

@@ -95,3 +95,40 @@ def test_a_node_local_group_spans_one_node_and_a_comm_hook_gets_its_tensors_back
         ddp.register_comm_hook(node, default_hooks.allreduce_hook)     # reads the reduced bucket back
         _, ops = _step(model, ddp)
     assert {(c[4], c[5]) for c in _collectives(ops)} == {(4, 1)}
+
+
+def test_tensor_parallel_inside_fsdp_on_a_two_dimensional_mesh():
+    """Colwise/Rowwise tensor parallelism over the 4 GPUs of a node, FSDP2 across the 2 nodes: each
+    rank keeps 1/8 of each Linear, the row-parallel output is all-reduced within the node, the
+    FSDP gathers cross the nodes."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+    with dry_run(cuda=True, world=(4, 2)):
+        mesh = init_device_mesh("cuda", (2, 4), mesh_dim_names=("dp", "tp"))     # starts the process group
+        model = _mlp().cuda()
+        full = {n: p.numel() for n, p in model.named_parameters()}
+        parallelize_module(model, mesh["tp"], {"0": ColwiseParallel(), "2": RowwiseParallel()})
+        fully_shard(model, mesh=mesh["dp"])
+        local = {n: p.to_local().numel() for n, p in model.named_parameters()}
+        _, ops = _step(model, model)
+    assert local["0.weight"] == full["0.weight"] // 8 and local["2.weight"] == full["2.weight"] // 8
+    rows = {(o.op, o.attrs.get("group"), o.attrs.get("nodes")) for o in ops if "c10d" in o.op}
+    assert ("_c10d_functional.all_reduce", 4, 1) in rows          # tensor parallel: within the node
+    assert ("c10d._allgather_base_", 2, 2) in rows                  # FSDP: across the nodes
+
+
+def test_fsdp1_wraps_each_block_and_regathers_it_for_backward():
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+    with dry_run(cuda=True, world=(4, 1)) as log:
+        dist.init_process_group("nccl")
+        model = nn.Sequential(_mlp(), _mlp())
+        total = sum(p.numel() for p in model.parameters())
+        wrapped = FSDP(nn.Sequential(*(FSDP(b, device_id=0) for b in model)), device_id=0)
+        local = sum(p.numel() for p in wrapped.parameters())
+        _, ops = _step(model, wrapped)
+    assert local == total // 4
+    gathers = [o for o in ops if o.op == "c10d.allgather_"]
+    assert {o.phase for o in gathers} == {"forward", "backward"}            # resharded after forward
+    assert {(o.attrs["group"], o.attrs["nodes"]) for o in ops if o.op.startswith("c10d.")} == {(4, 1)}
+    assert any("FullyShardedDataParallel(device_id=0)" in s.what for s in describe(log).stand_ins)
