@@ -142,6 +142,17 @@ def _more_nodes(last: ConfigRow, budget_usd: float | None, deadline_h: float | N
     return budget_usd is not None and last.usd_run is not None and last.usd_run <= budget_usd
 
 
+def _traced_world(profile: Profile) -> tuple[int, int, str]:
+    """(ranks, nodes, parallel) of a profile traced on several ranks (``--nproc``, ``--dry-run --nproc
+    N --nnodes M``): its collectives say how it shards (a reduce-scatter: FSDP; else DDP)."""
+    from ccprof.hardware.comm import collective_kind
+    kinds = {collective_kind(o.op) for o in profile.ops}
+    nodes = max([int(o.attrs.get("nodes", 1)) for o in profile.ops if collective_kind(o.op)] or [1])
+    if profile.dry_run is not None:
+        nodes = max(nodes, profile.dry_run.nnodes)
+    return profile.world_size, nodes, "fsdp" if "reduce_scatter" in kinds else "ddp"
+
+
 def plan_configurations(profile: Profile, ctx: AdviceContext | None = None, *, budget_usd: float | None = None,
                         deadline_h: float | None = None) -> Configurations | None:
     """Every configuration's memory per GPU, step, throughput, hours and dollars, and the picks.
@@ -164,11 +175,21 @@ def plan_configurations(profile: Profile, ctx: AdviceContext | None = None, *, b
     one_node_only: list[str] = []
     networks: dict[str, str] = {}
 
+    traced = _traced_world(profile) if profile.world_size > 1 else None
+
     def row(gid: str, spec: GpuSpec, n: int, nodes: int, name: str, step1: float, peak1: int,
             advice: Advice | None, backward: float, compute: float) -> ConfigRow:
         adapters = name in TWEAKS and TWEAKS[name].plan_variant == "adapters"
-        parallel, mem, step, how = _parallel(n, nodes, spec, step1, peak1, adapters, led, block, backward, compute)
-        steps_needed = run_steps / n if run_steps else None
+        if traced is not None:
+            # the step and memory are already one rank's of the traced world, collectives included;
+            # every rank takes each of the script's steps
+            parallel, mem, step = traced[2], peak1, step1
+            how = f"as traced: {n} ranks on {nodes} node(s), the script's own collectives"
+            steps_needed = float(run_steps) if run_steps else None
+        else:
+            parallel, mem, step, how = _parallel(n, nodes, spec, step1, peak1, adapters, led, block, backward,
+                                                 compute)
+            steps_needed = run_steps / n if run_steps else None
         hours = steps_needed * step / 3600 if steps_needed else None
         return ConfigRow(
             gpu=gid, gpus=n, nodes=nodes, parallel=parallel, tweak=name, memory_per_gpu_bytes=int(mem),
@@ -192,6 +213,9 @@ def plan_configurations(profile: Profile, ctx: AdviceContext | None = None, *, b
         if not networked:
             one_node_only.append(gid)
         for name, step1, peak1, advice in _variants(profile, g_ctx, proj.step_s):
+            if traced is not None:
+                rows.append(row(gid, spec, traced[0], traced[1], name, step1, peak1, advice, backward, compute))
+                continue
             for n in (c for c in GPU_COUNTS if c <= per_node):
                 rows.append(row(gid, spec, n, 1, name, step1, peak1, advice, backward, compute))
             last = rows[-1]
@@ -204,7 +228,12 @@ def plan_configurations(profile: Profile, ctx: AdviceContext | None = None, *, b
     if not rows:
         return None
     assumptions = list(ASSUMPTIONS)
-    if one_node_only:
+    if traced is not None:
+        assumptions.insert(0, f"The script ran as one of {traced[0]} ranks on {traced[1]} node(s) ({traced[2].upper()}, "
+                              "as its collectives show): every row keeps that world, with each rank's memory and step "
+                              "as traced and its collectives costed on each GPU's links. To plan another world, run "
+                              "again with another --nproc (and --nnodes with --dry-run).")
+    if one_node_only and traced is None:
         assumptions.append(f"No network figure in the catalog for {', '.join(one_node_only)}: planned on one node only "
                            "(add gpus_per_node and network_gbit_s_per_gpu with --catalog FILE to plan them across nodes).")
     return Configurations(rows=rows, run_steps=run_steps, budget_usd=budget_usd, deadline_h=deadline_h,

@@ -155,3 +155,20 @@ def test_budget_and_deadline_picks_consider_more_nodes():
     pick = plan.rows[plan.cheapest_by_deadline]
     met = [r for r in plan.rows if r.fits and r.risk in ("none", "numerics") and r.run_hours <= 0.9 * one_node]
     assert pick.nodes > 1 and pick.usd_run == min(r.usd_run for r in met)
+
+
+def test_a_profile_traced_on_many_ranks_is_planned_in_its_own_world_without_adding_collectives_twice():
+    from ccprof.artefacts.profile import OpCost
+    from tests.helpers.profiles import hand_ops
+    scatter = OpCost("c10d._reduce_scatter_base_", "float32", 10, 0, 0, 0, "backward", shapes=[[1000], [16000]],
+                     out_shapes=[[1000]], attrs={"bytes": 64_000_000, "group": 16, "nodes": 2})
+    p = _costed(world_size=16, ops=hand_ops() + [scatter])
+    plan = plan_configurations(p, AdviceContext())
+    assert plan.rows and {(r.gpus, r.nodes, r.parallel) for r in plan.rows} == {(16, 2, "fsdp")}
+    row = _row(plan, "a100-80gb", 16)
+    proj = p.projection["a100-80gb"]
+    # the rank's own step (its collectives already in it) and memory; every rank takes every step
+    assert row.step_s == pytest.approx(proj.step_s) and row.memory_per_gpu_bytes == p.memory.peak_bytes
+    assert row.run_hours == pytest.approx(10_000 * proj.step_s / 3600)
+    assert row.usd_run == pytest.approx(row.run_hours * 16 * load_catalog()["a100-80gb"].usd_per_hour)
+    assert "16 ranks on 2 node(s)" in plan.assumptions[0]
