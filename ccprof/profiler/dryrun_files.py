@@ -31,15 +31,17 @@ temporary folder ccprof made, ``<tmp>/ccprof-*``: the run's profile and progress
 copies); caches, which hold what was downloaded or compiled rather than values of the run
 (``~/.cache`` or ``$XDG_CACHE_HOME``, ``$HF_HOME``, ``$TORCH_HOME``, triton's and inductor's
 caches); processes the script forks (the guard is this process's); writes by native code that opens
-the file itself rather than through Python (a C++ library's ``fopen``); a process killed outright
-(SIGKILL, a crash in native code), after which the copies stay in the folder named on stderr. A copy
-of a multi-GB checkpoint costs its size on the temporary folder's disk and the time to copy it; no
+the file itself rather than through Python (a C++ library's ``fopen``). Each change is written to a
+journal beside the copies before it happens (``_dry_journal``), so where the process is killed
+outright (SIGKILL, a crash in native code) the runner undoes it after the process ended. A copy of
+a multi-GB checkpoint costs its size on the temporary folder's disk and the time to copy it; no
 file is read into memory.
 """
 from __future__ import annotations
 
 import contextlib
 import getpass
+import json
 import os
 import shutil
 import sys
@@ -48,6 +50,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from ccprof.profiler._dry_journal import BACKUPS_ENV, JOURNAL, undo_all
 from ccprof.profiler.dryrun import DryRunUnsupported
 
 __all__ = ["guard_files", "BackupFailed"]
@@ -131,7 +134,8 @@ class _Guard:
         self.made: set[str] = set()         # paths the dry run made
         self.trees: list[str] = []          # folders shutil.rmtree removed (its own removals follow)
         self.actions: list[tuple] = []
-        self.folder: str | None = None      # the copies, made at the first one
+        self.folder: str | None = None      # the copies and the journal, made at the first change
+        self.journal: Any = None
         self.ours = (os.path.join(os.path.realpath(tempfile.gettempdir()), "ccprof-"),) + _caches()
 
     # -- watching -------------------------------------------------------------------------------
@@ -207,7 +211,7 @@ class _Guard:
         if path is None:
             return
         if os.path.islink(path):
-            self.actions.append(("relink", path, os.readlink(path)))
+            self._record(("relink", path, os.readlink(path)))
             self._note(f"{_shown(given)} (a symbolic link) {how}: made again after the dry run")
         elif os.path.isfile(path):
             self._keep(path, f"{_shown(given)} {how}: a copy was kept and is put back after the dry run")
@@ -217,14 +221,14 @@ class _Guard:
         if src is not None and dst is not None and os.path.isdir(src) and not os.path.islink(src):
             if self._in_made(src):
                 if dst not in self.made:        # a folder the dry run made, under a new name
-                    self.actions.append(("rmtree", dst))
+                    self._record(("rmtree", dst))
                     self.made.add(dst)
                 return
             if self._ours(src):
                 return
             if os.path.isdir(dst):              # the empty folder it replaces comes back too
-                self.actions.append(("mkdir", dst, os.stat(dst).st_mode & 0o7777))
-            self.actions.append(("unmove", src, dst))
+                self._record(("mkdir", dst, os.stat(dst).st_mode & 0o7777))
+            self._record(("unmove", src, dst))
             self._note(f"{_shown(src_given)} (a folder) moved to {_shown(dst_given)}: moved back after the dry run")
             return
         # a file: the source goes away (kept if it was the user's), the destination is replaced
@@ -246,7 +250,7 @@ class _Guard:
     def _mkdir(self, given: Any, dir_fd: Any) -> None:
         path = _resolve(given, dir_fd)
         if path is not None and not os.path.lexists(path) and self._first(path, given) is not None:
-            self.actions.append(("rmdir", path))        # only when nothing else is left in it
+            self._record(("rmdir", path))        # only when nothing else is left in it
             self.made.add(path)
 
     def _rmdir(self, given: Any, dir_fd: Any) -> None:
@@ -255,7 +259,7 @@ class _Guard:
             return
         path = self._first(path, given)
         if path is not None and os.path.isdir(path):
-            self.actions.append(("mkdir", path, os.stat(path).st_mode & 0o7777))
+            self._record(("mkdir", path, os.stat(path).st_mode & 0o7777))
             self._note(f"{_shown(given)} (an empty folder) removed: made again after the dry run")
 
     def _rmtree(self, given: Any, dir_fd: Any) -> None:
@@ -275,7 +279,7 @@ class _Guard:
             shutil.rmtree(backup, ignore_errors=True)
             self.trees.pop()
             raise self._failed(given, exc) from None
-        self.actions.append(("copytree", path, backup))
+        self._record(("copytree", path, backup))
         self._note(f"{_shown(given)} (a folder) removed: a copy was kept and is put back after the dry run")
 
     def _in_tree(self, path: str) -> bool:
@@ -293,22 +297,44 @@ class _Guard:
                 os.remove(backup)
             self.seen.discard(path)
             raise self._failed(path, exc) from None
-        self.actions.append(("restore", path, backup))
+        self._record(("restore", path, backup))
         self._note(note)
 
     def _make(self, path: str, note: str) -> None:
-        self.actions.append(("remove", path))
+        self._record(("remove", path))
         self.made.add(path)
         self._note(note)
 
     def _backup_path(self, path: str) -> str:
-        if self.folder is None:
-            try:
-                self.folder = tempfile.mkdtemp(prefix=_BACKUP_PREFIX)
-            except OSError as exc:
-                self.seen.discard(path)
-                raise self._failed(path, exc) from None
+        self._open_folder(path)
         return os.path.join(self.folder, f"{len(self.actions):05d}-{os.path.basename(path) or 'folder'}")
+
+    def _open_folder(self, path: str) -> None:
+        """The folder of copies and its journal, made at the first change; its path goes where the
+        runner looks after the process ends (``CCPROF_DRY_BACKUPS``), so a killed run is undone too."""
+        if self.folder is not None:
+            return
+        try:
+            self.folder = tempfile.mkdtemp(prefix=_BACKUP_PREFIX)
+            self.journal = open(os.path.join(self.folder, JOURNAL), "a", encoding="utf-8")
+            listed = os.environ.get(BACKUPS_ENV)
+            if listed:
+                with open(listed, "a", encoding="utf-8") as f:
+                    f.write(self.folder + "\n")
+        except OSError as exc:
+            self.seen.discard(path)
+            raise self._failed(path, exc) from None
+
+    def _record(self, action: tuple) -> None:
+        """One change to undo, written to the journal before the change happens."""
+        self._open_folder(action[1])
+        try:
+            self.journal.write(json.dumps(action) + "\n")
+            self.journal.flush()
+        except OSError as exc:
+            self.seen.discard(action[1])
+            raise self._failed(action[1], exc) from None
+        self.actions.append(action)
 
     def _failed(self, given: Any, exc: BaseException) -> BackupFailed:
         where = _script_line()
@@ -328,57 +354,12 @@ class _Guard:
         """Put every change back, last first; what cannot be is said on stderr with where its copy is."""
         with self.lock:
             actions, self.actions = self.actions, None
-        if not actions:
-            return
-        problems = []
-        for action in reversed(actions):
-            try:
-                _undo_one(action)
-            except (OSError, shutil.Error) as exc:
-                problems.append(f"{action[1]}: {exc}")
-        if problems:
-            # the profile may already be written: stderr is the one place left to say it
-            sys.stderr.write("ccprof --dry-run could not put back what the script changed; the copies are in "
-                             f"{self.folder}:\n" + "".join(f"  {p}\n" for p in problems))
+        if self.journal is not None:
+            self.journal.close()
+        if actions:
+            undo_all(actions, self.folder)
         elif self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def _undo_one(action: tuple) -> None:
-    kind, path = action[0], action[1]
-    if kind == "restore":
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        try:
-            os.replace(action[2], path)         # a new file: a handle left open writes elsewhere
-        except OSError:                         # another file system: copy beside it, then replace
-            beside = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.ccprof-restore")
-            shutil.copy2(action[2], beside)
-            os.replace(beside, path)
-            os.remove(action[2])
-    elif kind == "remove":
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        elif os.path.lexists(path):
-            os.remove(path)
-    elif kind == "rmtree":
-        shutil.rmtree(path, ignore_errors=True)
-    elif kind == "rmdir":
-        with contextlib.suppress(FileNotFoundError, OSError):
-            os.rmdir(path)                      # a folder that still holds something stays
-    elif kind == "mkdir":
-        os.makedirs(path, action[2], exist_ok=True)
-    elif kind == "relink":
-        if os.path.lexists(path):
-            os.remove(path)
-        os.symlink(action[2], path)
-    elif kind == "unmove":
-        if os.path.lexists(action[2]) and not os.path.lexists(path):
-            os.rename(action[2], path)
-    elif kind == "copytree":
-        shutil.copytree(action[2], path, symlinks=True, dirs_exist_ok=True)
-        shutil.rmtree(action[2], ignore_errors=True)
 
 
 def _shown(given: Any) -> str:

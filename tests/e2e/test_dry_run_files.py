@@ -52,3 +52,12 @@ def test_a_dry_run_ended_by_os_exit_puts_the_files_back_first(tmp_path):
     assert proc.returncode == 7, proc.stderr[-3000:]
     assert (tmp_path / "ckpt.pt").read_bytes() == b"OLD" and sorted(os.listdir(tmp_path)) == ["ckpt.pt"]
 
+
+def test_a_dry_run_killed_outright_is_undone_by_the_runner_from_its_journal(tmp_path):
+    from ccprof.profiler.runner import run_script
+    ckpt = tmp_path / "ckpt.pt"
+    ckpt.write_bytes(b"OLD")
+    result = run_script(ROOT / "tests" / "scripts" / "dry_killed_after_write.py", [str(ckpt)], steps=2, warmup=1,
+                        dry_run=True)
+    assert result.profile is None and "signal 9" in result.message
+    assert ckpt.read_bytes() == b"OLD" and os.listdir(tmp_path) == ["ckpt.pt"]
