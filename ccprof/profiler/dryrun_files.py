@@ -76,7 +76,7 @@ def _hook(event: str, args: tuple) -> None:
         return
     if event == "open":
         path, mode, flags = args
-        if isinstance(path, int) or not (flags & _WRITE_FLAGS or (isinstance(mode, str) and any(
+        if isinstance(path, int) or not ((flags or 0) & _WRITE_FLAGS or (isinstance(mode, str) and any(
                 c in mode for c in "wax+"))):
             return
     guard.on_event(event, args)
@@ -214,7 +214,7 @@ class _Guard:
             self._record(("relink", path, os.readlink(path)))
             self._note(f"{_shown(given)} (a symbolic link) {how}: made again after the dry run")
         elif os.path.isfile(path):
-            self._keep(path, f"{_shown(given)} {how}: a copy was kept and is put back after the dry run")
+            self._keep(path, f"{_shown(given)} {how}: a copy was kept and is put back after the dry run", True)
 
     def _rename(self, src_given: Any, dst_given: Any, src_fd: Any, dst_fd: Any) -> None:
         src, dst = _resolve(src_given, src_fd), _resolve(dst_given, dst_fd)
@@ -238,7 +238,7 @@ class _Guard:
             return
         if os.path.isfile(path):
             self._keep(path, f"{_shown(dst_given)} replaced by {_shown(src_given)}: a copy was kept and is put "
-                             "back after the dry run")
+                             "back after the dry run", True)
         elif not os.path.lexists(path):
             self._make(path, f"{_shown(dst_given)} made by the dry run (from {_shown(src_given)}): removed after it")
 
@@ -288,10 +288,13 @@ class _Guard:
     def _in_made(self, path: str) -> bool:
         return path in self.made or any(path.startswith(os.path.join(m, "")) for m in self.made)
 
-    def _keep(self, path: str, note: str) -> None:
+    def _keep(self, path: str, note: str, unlinked: bool = False) -> None:
+        """Copy ``path`` before it changes; a file about to be ``unlinked`` (removed, replaced) keeps
+        its bytes, so a hard link holds them where the copies' folder is on the same file system."""
         backup = self._backup_path(path)
         try:
-            shutil.copy2(path, backup)
+            if not (unlinked and _linked(path, backup)):
+                shutil.copy2(path, backup)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.remove(backup)
@@ -362,6 +365,15 @@ class _Guard:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def _linked(path: str, backup: str) -> bool:
+    """A hard link ``backup`` to ``path``; False where it cannot be (another file system)."""
+    try:
+        os.link(path, backup)
+        return True
+    except OSError:
+        return False
+
+
 def _shown(given: Any) -> str:
     return os.fsdecode(given) if isinstance(given, (str, bytes, os.PathLike)) else f"file descriptor {given}"
 
@@ -395,6 +407,7 @@ def guard_files(log: Any) -> Iterator[None]:
     """
     global _active, _installed
     from ccprof.profiler.dryrun import Patches
+    from ccprof.profiler.pycount import SKIPPED_WITH_CALLEES
     if not _installed:
         sys.addaudithook(_hook)
         _installed = True
@@ -408,10 +421,14 @@ def guard_files(log: Any) -> Iterator[None]:
 
     patches = Patches()
     patches.set(os, "_exit", exit_after_undo)
+    # the copies' Python (shutil's) is the dry run's, not the script's host work (pycount)
+    SKIPPED_WITH_CALLEES.add(_Guard.on_event.__code__)
     _active = guard
     try:
         yield
     finally:
         _active = outer
+        if outer is None:
+            SKIPPED_WITH_CALLEES.discard(_Guard.on_event.__code__)
         patches.undo()
         guard.undo()

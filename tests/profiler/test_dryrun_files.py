@@ -156,3 +156,16 @@ def test_a_copy_that_cannot_be_made_refuses_the_change_with_the_scripts_line(tmp
     assert f"could not copy {ckpt} into {not_a_folder}" in str(failed.value)
     assert f"at {__file__}:{line} was refused and the file is unchanged" in str(failed.value)
     assert _same(ckpt, b"OLD")
+
+
+def test_a_file_renamed_away_and_a_symbolic_link_removed_or_written_through_come_back(tmp_path):
+    old = _file(tmp_path / "best.pt", b"best")
+    target = _file(tmp_path / "last-real.pt", b"last")
+    link = tmp_path / "last.pt"
+    link.symlink_to(target.name)
+    with dry_run():
+        os.rename(old, tmp_path / "best-old.pt")
+        link.write_bytes(b"new")                # through the link: the target changes
+        os.remove(link)
+    assert _same(old, b"best") and not (tmp_path / "best-old.pt").exists()
+    assert os.readlink(link) == "last-real.pt" and _same(target, b"last")
