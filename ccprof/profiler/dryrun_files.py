@@ -219,15 +219,15 @@ class _Guard:
     def _rename(self, src_given: Any, dst_given: Any, src_fd: Any, dst_fd: Any) -> None:
         src, dst = _resolve(src_given, src_fd), _resolve(dst_given, dst_fd)
         if src is not None and dst is not None and os.path.isdir(src) and not os.path.islink(src):
+            if not self._in_made(src) and self._ours(src):
+                return
+            if os.path.isdir(dst) and not self._in_made(dst):     # the empty folder it replaces comes back too
+                self._record(("mkdir", dst, os.stat(dst).st_mode & 0o7777))
             if self._in_made(src):
                 if dst not in self.made:        # a folder the dry run made, under a new name
                     self._record(("rmtree", dst))
                     self.made.add(dst)
                 return
-            if self._ours(src):
-                return
-            if os.path.isdir(dst):              # the empty folder it replaces comes back too
-                self._record(("mkdir", dst, os.stat(dst).st_mode & 0o7777))
             self._record(("unmove", src, dst))
             self._note(f"{_shown(src_given)} (a folder) moved to {_shown(dst_given)}: moved back after the dry run")
             return

@@ -169,3 +169,12 @@ def test_a_file_renamed_away_and_a_symbolic_link_removed_or_written_through_come
         os.remove(link)
     assert _same(old, b"best") and not (tmp_path / "best-old.pt").exists()
     assert os.readlink(link) == "last-real.pt" and _same(target, b"last")
+
+
+def test_a_folder_the_dry_run_made_and_renamed_into_place_is_removed(tmp_path):
+    (tmp_path / "checkpoint-10").mkdir()            # an empty folder of the user's it replaces
+    with dry_run():
+        os.makedirs(tmp_path / "tmp-checkpoint")
+        (tmp_path / "tmp-checkpoint" / "model.safetensors").write_bytes(b"\0")
+        os.rename(tmp_path / "tmp-checkpoint", tmp_path / "checkpoint-10")
+    assert os.listdir(tmp_path) == ["checkpoint-10"] and os.listdir(tmp_path / "checkpoint-10") == []
