@@ -456,10 +456,12 @@ def dry_run(cuda: bool = False, world: tuple[int, int] | None = None) -> Iterato
         from ccprof.profiler.dryrun_compat import compat
         from ccprof.profiler.dryrun_cuda import cuda_facade
         from ccprof.profiler.dryrun_dist import fake_world
+        from ccprof.profiler.dryrun_files import guard_files
         from ccprof.profiler.dryrun_weights import shapes_only_loads
         facade = cuda_facade(log, devices=world[0] if world else 1) if cuda else contextlib.nullcontext()
         ranks = fake_world(log, *world) if world and world[0] * world[1] > 1 else contextlib.nullcontext()
-        with fake, ranks, StandInMode(log, fake, cuda=cuda), shapes_only_loads(log), facade, compat(log):
+        with guard_files(log), fake, ranks, StandInMode(log, fake, cuda=cuda), shapes_only_loads(log), facade, \
+                compat(log):
             yield log
     finally:
         SKIPPED_WITH_CALLEES.discard(StandInMode.__torch_dispatch__.__code__)

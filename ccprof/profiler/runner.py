@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from ccprof.artefacts.profile import ErrorInfo, Profile
 from ccprof.exit_codes import CcprofError, ExitCode
+from ccprof.profiler._dry_journal import BACKUPS_ENV, undo_left
 from ccprof.profiler.clock import wall_s
 from ccprof.profiler.launched import flag_stragglers, merged_steps, rank_row
 from ccprof.profiler.spec import RunSpec
@@ -128,6 +129,8 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
         env.setdefault("PYTHONUNBUFFERED", "1")
         first_failure = os.path.join(tmp, "first-failed-rank")
         env["CCPROF_FIRST_FAILURE"] = first_failure
+        dry_backups = os.path.join(tmp, "dry-backups")      # each dry run's copies of the user's files
+        env[BACKUPS_ENV] = dry_backups
         cmd = [python or sys.executable]
         if launched > 1:
             cmd += ["-m", "ccprof.profiler.launch", "--standalone", f"--nproc_per_node={nproc}"]
@@ -201,6 +204,8 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
                                      "stopped before the script started")
         done.set()
         reader.join(timeout=2)
+        if dry_run:
+            undo_left(dry_backups)       # what a process killed outright could not put back itself
         if launched > 1:
             profile = merge_ranks(out, nproc, _first_rank(first_failure))
         else:
