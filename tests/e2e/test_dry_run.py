@@ -67,7 +67,8 @@ def test_a_shape_taken_from_the_data_stops_with_the_scripts_line(tmp_path):
 
 
 def test_what_a_dry_run_cannot_be_combined_with_is_refused_before_it_runs(tmp_path):
-    for flag, why in ((["--verify", "1"], "a dry run measures nothing"), (["--nproc", "2"], "one process")):
+    for flag, why in ((["--verify", "1"], "a dry run measures nothing"),
+                      (["--scan-data"], "the dataset's values are not read in a dry run")):
         proc, out = _analyze(tmp_path, *flag)
         assert proc.returncode == 2 and f"--dry-run cannot be combined with {flag[0]}" in proc.stderr, proc.stderr
         assert why in proc.stderr and not (out / "profile.json").exists()
