@@ -56,7 +56,7 @@ def terminal_summary(profile: Profile, advice_set: AdviceSet | None, console: Co
     parts: list = [head, Text(""), cards]
     if v.dry_run is not None:
         d = v.dry_run
-        said = (f"{len(d.stand_ins)} value(s) the script read got stand-ins, e.g. {d.stand_ins[0]}"
+        said = (f"{len(d.stand_ins)} stand-in(s) for what the script read or did, e.g. {d.stand_ins[0]}"
                 if d.stand_ins else "the script read no tensor's value")
         parts.append(Text(f"Dry run on fake tensors: nothing was measured, every time is the cost model's; {said} "
                           "(the report lists them).", style="yellow"))
