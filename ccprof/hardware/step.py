@@ -265,7 +265,7 @@ def cost_step(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy | Non
 # all-gathers the next block's parameters while the current one computes (Zhao et al., "PyTorch
 # FSDP", VLDB 2023). Elsewhere (the optimizer's, the script's own all-reduce of a loss) the
 # collective blocks.
-OVERLAPPED_PHASES = ("forward", "backward")
+OVERLAPPED_PHASES = MODEL_PHASES
 
 
 def exposed_comm_s(phase: str, comm_s: float, longest_s: float, compute_s: float) -> float:
