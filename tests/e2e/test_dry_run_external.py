@@ -287,3 +287,30 @@ def test_nanogpt_compile_accumulation_checkpoints_mfu_dry_run(nanogpt_paths):
     assert {(286, SAVE, None), (274, BOOL, True), (225, NUMBER, 1.0), (323, NUMBER, 1.0)} <= rows
     # two micro-batches of 2 x 64 tokens per optimizer step: twice one forward and backward's FLOPs
     assert p["steps"]["tokens_per_step"] == 2 * 2 * 64
+
+
+def test_nanogpt_ddp_in_a_world_of_two_nodes_all_reduces_once_per_step(tmp_path):
+    """nanoGPT's own DDP path (it reads RANK/WORLD_SIZE from torchrun's environment) as rank 0 of 2 x 8:
+    the 32 accumulation steps are split over 16 ranks (2 each), and its `require_backward_grad_sync`
+    skips the all-reduce on the first, so each optimizer step all-reduces every gradient once."""
+    root = _copy("nanogpt", tmp_path)
+    folder = root / "data" / "small"
+    folder.mkdir(parents=True)
+    ids = _char_ids(1)
+    ids.tofile(folder / "train.bin")
+    ids.tofile(folder / "val.bin")
+    with open(folder / "meta.pkl", "wb") as f:
+        pickle.dump({"vocab_size": 65}, f)
+    args = ["--dataset=small", "--device=cuda", "--compile=False", "--wandb_log=False", "--dtype=bfloat16",
+            "--eval_iters=1", "--eval_interval=2", "--max_iters=1000", "--n_layer=2", "--n_head=2", "--n_embd=32",
+            "--block_size=64", "--batch_size=2", "--gradient_accumulation_steps=32"]
+    proc = subprocess.run([sys.executable, "-m", "ccprof", "analyze", "train.py", "--dry-run", "--nproc", "8",
+                           "--nnodes", "2", "--quiet", "--steps", "1", "--warmup", "4", "--gpu", "h100-sxm",
+                           "--out", str(tmp_path / "report"), "--", *args],
+                          cwd=root, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    p = json.loads((tmp_path / "report" / "profile.json").read_text())
+    assert p["world_size"] == 16 and p["steps"]["samples_per_step"] == 2 * 2
+    coll = [(o["op"], o["phase"], o["count"], o["attrs"]) for o in p["ops"] if o["op"].startswith("c10d")]
+    assert coll == [("c10d.allreduce_", "backward", 1, {"bytes": p["memory"]["grads_bytes"], "group": 16, "nodes": 2})]
+    assert any(s["what"].startswith("DistributedDataParallel(device_ids=[0])") for s in p["dry_run"]["stand_ins"])
