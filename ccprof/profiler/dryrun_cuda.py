@@ -66,6 +66,9 @@ class _Stream(_Event):
     def wait_event(self, *args: Any, **kwargs: Any) -> None:
         pass
 
+    def is_capturing(self) -> bool:
+        return False            # no CUDA graph is being captured (torch's optimizers ask)
+
 
 def _cuda_to_cpu(device: Any) -> Any:
     if isinstance(device, torch.device) and device.type == "cuda":
@@ -139,6 +142,20 @@ def cuda_facade(log: Any, devices: int = 1) -> Iterator[None]:
     patches = Patches()
     for name, value in replacements.items():
         patches.set(cuda, name, value)
+    # torch.accelerator, the device-generic API (Accelerate and newer scripts ask it which device to use)
+    accel = getattr(torch, "accelerator", None)
+    if accel is not None:
+        for name, value in {"is_available": answer("accelerator.is_available", True),
+                            "current_accelerator": quiet(torch.device("cuda")),
+                            "device_count": quiet(devices), "current_device_index": quiet(0),
+                            "current_device_idx": quiet(0), "set_device_index": quiet(), "set_device_idx": quiet(),
+                            "synchronize": quiet(), "empty_cache": quiet(), "memory_allocated": quiet(0),
+                            "max_memory_allocated": quiet(0), "memory_reserved": quiet(0),
+                            "max_memory_reserved": quiet(0), "reset_peak_memory_stats": quiet(),
+                            "get_memory_info": quiet((FACADE_MEMORY_BYTES, FACADE_MEMORY_BYTES)),
+                            "current_stream": quiet(_Stream()), "set_stream": quiet()}.items():
+            if hasattr(accel, name):
+                patches.set(accel, name, value)
 
     from torch.amp import autocast_mode, grad_scaler
 

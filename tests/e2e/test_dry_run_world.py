@@ -70,3 +70,17 @@ def test_nnodes_on_a_gpu_with_no_network_figure_is_refused_before_anything_runs(
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "no network figure for h100-pcie" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_accelerate_script_sees_the_world_and_wraps_its_model_in_ddp(tmp_path):
+    out = tmp_path / "r"
+    proc = subprocess.run([sys.executable, "-m", "ccprof", "analyze", str(ROOT / "tests" / "scripts" /
+                                                                         "dry_accelerate_ddp.py"),
+                           "--dry-run", "--nproc", "4", "--steps", "2", "--warmup", "1", "--gpu", "h100-sxm",
+                           "--out", str(out), "-q"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "0 1.0 4 DistributedDataParallel" in proc.stdout          # step, loss stand-in, processes, wrapper
+    p = json.loads((out / "profile.json").read_text())
+    assert p["precision"]["autocast_dtype"] == "bfloat16"
+    coll = [(o["op"], o["phase"], o["attrs"]["group"]) for o in p["ops"] if o["op"].startswith("c10d")]
+    assert coll == [("c10d.allreduce_", "backward", 4)]
