@@ -98,6 +98,8 @@ def fake_world(log: Any, nproc: int, nnodes: int = 1) -> Iterator[None]:
     for owner in owners:
         patches.set(owner, "init_process_group", init_process_group)
 
+    _object_collectives(log, patches)
+
     def same_shapes(*args: Any, **kwargs: Any) -> None:
         return None                         # every rank builds the same model: nothing to compare
     patches.set(ddp_mod, "_verify_param_shape_across_processes", same_shapes)
@@ -176,3 +178,55 @@ class _KeepBuckets:
         self._log.assume("DDP's gradient buckets keep the parameters' order: a real run rebuilds them in "
                          "backward's order after its first step (the same bucket sizes, another order).")
         return False
+
+
+def _object_collectives(log: Any, patches: Any) -> None:
+    """Python objects sent between ranks (pickled into tensors, which a fake tensor cannot hold):
+    every rank's object is rank 0's own, as every rank is taken to do what rank 0 does; an object
+    received from another rank (a pipeline stage's metadata) is not known, and stops the dry run
+    with the script's line (``DryRunUnsupported``)."""
+    import sys
+
+    import torch.distributed as dist
+
+    from ccprof.profiler.dryrun import DryRunUnsupported
+    from ccprof.profiler.dryrun_weights import _script_line
+
+    def said(name: str) -> None:
+        log.note(f"{name}: every rank's object taken to be rank 0's own", None, where=_script_line())
+
+    def broadcast_object_list(object_list: list, *args: Any, **kwargs: Any) -> None:
+        said("broadcast_object_list")            # rank 0's objects stay as they are
+
+    def all_gather_object(object_list: list, obj: Any, *args: Any, **kwargs: Any) -> None:
+        said("all_gather_object")
+        object_list[:] = [obj] * len(object_list)
+
+    def gather_object(obj: Any, object_gather_list: list | None = None, *args: Any, **kwargs: Any) -> None:
+        said("gather_object")
+        if object_gather_list is not None:
+            object_gather_list[:] = [obj] * len(object_gather_list)
+
+    def scatter_object_list(out: list, inputs: list | None = None, *args: Any, **kwargs: Any) -> None:
+        said("scatter_object_list")
+        if out and inputs:
+            out[0] = inputs[0]
+
+    def send_object_list(*args: Any, **kwargs: Any) -> None:
+        said("send_object_list")
+
+    def recv_object_list(*args: Any, **kwargs: Any) -> None:
+        raise DryRunUnsupported("recv_object_list: a dry run traces rank 0 alone and cannot know what another rank "
+                                "sends it (pipeline stages exchange their shapes so); trace a data-parallel, FSDP or "
+                                "tensor-parallel script")
+
+    stand_ins = {"broadcast_object_list": broadcast_object_list, "all_gather_object": all_gather_object,
+                 "gather_object": gather_object, "scatter_object_list": scatter_object_list,
+                 "send_object_list": send_object_list, "recv_object_list": recv_object_list}
+    for name, fn in stand_ins.items():
+        original = getattr(dist, name, None)
+        if original is None:
+            continue
+        for mod_name, mod in list(sys.modules.items()):
+            if mod_name.startswith("torch.distributed") and getattr(mod, name, None) is original:
+                patches.set(mod, name, fn)

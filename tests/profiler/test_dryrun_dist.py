@@ -132,3 +132,19 @@ def test_fsdp1_wraps_each_block_and_regathers_it_for_backward():
     assert {o.phase for o in gathers} == {"forward", "backward"}            # resharded after forward
     assert {(o.attrs["group"], o.attrs["nodes"]) for o in ops if o.op.startswith("c10d.")} == {(4, 1)}
     assert any("FullyShardedDataParallel(device_id=0)" in s.what for s in describe(log).stand_ins)
+
+
+def test_objects_between_ranks_are_rank_zeros_and_one_received_from_another_rank_stops_the_run():
+    import pytest
+
+    from ccprof.profiler.dryrun import DryRunUnsupported
+    with dry_run(cuda=True, world=(4, 1)) as log:
+        dist.init_process_group("nccl")
+        gathered = [None] * 4
+        dist.all_gather_object(gathered, {"tokens": 7})
+        config = ["rank 0's"]
+        dist.broadcast_object_list(config, src=0)
+        with pytest.raises(DryRunUnsupported, match="recv_object_list"):
+            dist.recv_object_list([None], src=1)
+    assert gathered == [{"tokens": 7}] * 4 and config == ["rank 0's"]
+    assert any(s.what.startswith("all_gather_object") for s in describe(log).stand_ins)
