@@ -148,3 +148,23 @@ def test_objects_between_ranks_are_rank_zeros_and_one_received_from_another_rank
             dist.recv_object_list([None], src=1)
     assert gathered == [{"tokens": 7}] * 4 and config == ["rank 0's"]
     assert any(s.what.startswith("all_gather_object") for s in describe(log).stand_ins)
+
+
+def test_zero_redundancy_optimizer_keeps_one_ranks_state_and_broadcasts_the_updated_parameters():
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+    with dry_run(cuda=True, world=(4, 1)):
+        dist.init_process_group("nccl")
+        model = nn.Sequential(*(nn.Linear(64, 64) for _ in range(4))).cuda()
+        ddp = nn.parallel.DistributedDataParallel(model)
+        opt = ZeroRedundancyOptimizer(ddp.parameters(), optimizer_class=torch.optim.AdamW)
+        fp = FlopPass({"": model})
+        fp.start()
+        ddp(torch.randn(8, 64, device="cuda")).square().mean().backward()
+        fp.set_phase("optimizer")
+        opt.step()
+        _, ops = fp.stop()
+        held = {id(p) for p in opt.optim.state}
+    params = list(model.parameters())
+    assert 0 < len(held) < len(params)                       # rank 0 steps its own partition only
+    broadcast = sum(o.count * o.attrs["bytes"] for o in ops if o.op == "c10d.broadcast_" and o.phase == "optimizer")
+    assert broadcast == sum(p.numel() * 4 for p in params)   # every parameter from the rank that owns it
