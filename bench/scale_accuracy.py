@@ -78,7 +78,8 @@ ASSUMPTIONS = {
     "world": "multi-rank rows: one process traced as rank 0 of N x M ranks on a fake process group; every rank "
              "does what rank 0 does; FSDP2's all-gathers/reduce-scatters costed as NCCL rings over the catalog "
              "GPU's NVLink (one node) or its node's network (several), forward/backward hiding what their "
-             "compute covers",
+             "compute covers; the policy line's 'no autocast, fp32 matmuls' is ccprof's reading of fp32 "
+             "parameters that FSDP2's MixedPrecisionPolicy casts: the recorded matmuls are bf16 and costed so",
     "titan": "torchtitan's model written out in plain PyTorch (bench/scale/titan_fsdp.py): its shapes, fp32 "
              "logits, repeat_kv copies, selective-op AC policy and FSDP2 wrapping; rotary embeddings as a "
              "real fp32 rotation instead of its complex64 one; random token ids, no data loader",
