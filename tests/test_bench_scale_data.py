@@ -103,7 +103,7 @@ def test_the_world_loop_rebuilds_the_published_model_and_its_wrapping(entry):
     args = scale_accuracy.script_args(entry)
     model = _titan_model(args)
     assert sum(p.numel() for p in model.parameters()) == entry["model"]["params"]
-    ac = {"full": "full", "selective": "selective-op"}[entry["activation_checkpointing"]]
+    ac = {"full": "full", "selective": "selective-op", False: "none"}[entry["activation_checkpointing"]]
     assert args[args.index("--ac") + 1] == ac
     assert args[args.index("--batch") + 1] == str(entry["batch_per_gpu"])
     assert args[args.index("--seq") + 1] == str(entry["seq_len"])
