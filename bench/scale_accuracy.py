@@ -15,10 +15,18 @@ AdamW, a fixed batch x sequence of token ids), dry-run on fake tensors with
 - throughput: tokens per step (batch x seq) / ``projection[gpu].step_s`` against the published
   tokens/s per GPU.
 
-Goals (issue 22): memory within 10%, throughput within 15%. Multi-GPU entries print "needs a
-multi-rank dry run" (the dry run traces one process today); entries whose configuration plain
-PyTorch/transformers/peft cannot express print why. Nothing here feeds back into ccprof: the cost
-model and the ledger are never fitted or tuned to these end-to-end figures.
+Multi-GPU entries (``world = {nproc, nnodes}``) run bench/scale/titan_fsdp.py, torchtitan's Llama and
+its FSDP2 wrapping (activation checkpointing per block, ``fully_shard`` per block then the root,
+bf16 params / fp32 reduce), with ``--dry-run --nproc N --nnodes M``: the dry run traces rank 0 of the
+N x M ranks, its ledger holds rank 0's shards, its collectives are op rows costed over the catalog's
+NVLink / network. Each such row also prints its step split into compute, collectives (and what of
+them compute does not hide) and host, and the dry run's wall time. A published run that compiled
+is projected from the same eager trace under ``Policy(compiled=True)`` (torch.compile's fusion in
+the cost model); its memory is the eager trace's.
+
+Goals (issue 22): memory within 10%, throughput within 15%. Entries whose configuration plain
+PyTorch/transformers/peft, the dry run or the catalog cannot express print why. Nothing here feeds
+back into ccprof: the cost model and the ledger are never fitted or tuned to these end-to-end figures.
 """
 from __future__ import annotations
 
@@ -40,6 +48,7 @@ else:  # pragma: no cover - pyproject pins tomli for 3.10
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "bench" / "data" / "published_scale.toml"
 SCRIPT = ROOT / "bench" / "scale" / "llama_loop.py"
+SCRIPTS = {"llama_loop": SCRIPT, "titan_fsdp": ROOT / "bench" / "scale" / "titan_fsdp.py"}
 UNIT_BYTES = {"GB": 1e9, "GiB": 2**30, "MB": 1e6, "MiB": 2**20}
 MEMORY_GOAL_FRAC = 0.10
 THROUGHPUT_GOAL_FRAC = 0.15
@@ -63,6 +72,24 @@ ASSUMPTIONS = {
            "tokens); every dry-run step uses that length",
     "throughput": "projected tokens/s = batch x seq / ccprof's projected step on the catalog GPU (its "
                   "datasheet peaks and fitted kernel efficiencies), no data loading or host stalls",
+    "reserved": "published = torch.cuda.max_memory_reserved (torchtitan logs max_reserved_gib as 'memory'): the "
+                "caching allocator's segments, so it exceeds the tensors' peak (ccprof's ledger) by the "
+                "allocator's slack and fragmentation",
+    "world": "multi-rank rows: one process traced as rank 0 of N x M ranks on a fake process group; every rank "
+             "does what rank 0 does; FSDP2's all-gathers/reduce-scatters costed as NCCL rings over the catalog "
+             "GPU's NVLink (one node) or its node's network (several), forward/backward hiding what their "
+             "compute covers; the policy line's 'no autocast, fp32 matmuls' is ccprof's reading of fp32 "
+             "parameters that FSDP2's MixedPrecisionPolicy casts: the recorded matmuls are bf16 and costed so",
+    "titan": "torchtitan's model written out in plain PyTorch (bench/scale/titan_fsdp.py): its shapes, fp32 "
+             "logits, repeat_kv copies, selective-op AC policy and FSDP2 wrapping; rotary embeddings as a "
+             "real fp32 rotation instead of its complex64 one; random token ids, no data loader",
+    "compiled": "published run compiled each block: projected under Policy(compiled=True) (the non-matmul ops "
+                "between two matmuls fused into one kernel); memory as traced eagerly (compile saves fewer "
+                "activations)",
+    "h100-500w": "torchtitan's H100s are 96 GB HBM2e at 500 W (2.4 TB/s, lower clocks: their peak 'between "
+                 "SXM and NVL'); the projection uses the catalog's h100-sxm (80 GB HBM3, 3.35 TB/s, 700 W)",
+    "a100-nodes": "the 64 A100s' nodes and network are not published: 8 nodes of 8 GPUs over the catalog's "
+                  "a100-80gb node network are assumed",
 }
 
 
@@ -72,8 +99,18 @@ def load_entries(path: Path = DATA) -> list[dict[str, Any]]:
 
 
 def script_args(e: dict[str, Any]) -> list[str]:
-    """The llama_loop.py arguments that rebuild entry ``e``'s configuration."""
+    """The arguments of the entry's loop (llama_loop.py, or titan_fsdp.py for ``script = "titan_fsdp"``)
+    that rebuild entry ``e``'s configuration."""
     m = e["model"]
+    if e.get("script") == "titan_fsdp":
+        ac = e.get("activation_checkpointing")
+        ac_arg = {"full": "full", "selective": f"selective-{e.get('ac_option', 'op')}"}.get(ac, "none")
+        fsdp = e["fsdp"]
+        args = ["--layers", m["layers"], "--hidden", m["hidden"], "--intermediate", m["intermediate"],
+                "--heads", m["heads"], "--kv-heads", m["kv_heads"], "--vocab", m["vocab"], "--seq", e["seq_len"],
+                "--batch", e["batch_per_gpu"], "--ac", ac_arg, "--param-dtype", fsdp["param_dtype"],
+                "--reduce-dtype", fsdp["reduce_dtype"]]
+        return [str(a) for a in args]
     args = ["--arch", m["arch"], "--layers", m["layers"], "--hidden", m["hidden"],
             "--intermediate", m["intermediate"], "--heads", m["heads"], "--kv-heads", m["kv_heads"],
             "--vocab", m["vocab"], "--seq", e["seq_len"], "--batch", e["batch_per_gpu"], "--dtype", "bf16"]
@@ -88,17 +125,66 @@ def script_args(e: dict[str, Any]) -> list[str]:
     return [str(a) for a in args]
 
 
+def projectable(e: dict[str, Any]) -> bool:
+    """Whether bench/scale_accuracy.py dry-runs entry ``e`` (one GPU, or a world of ranks it can trace)."""
+    return bool(e["projectable"]) and (e["single_gpu"] or "world" in e)
+
+
+def run_key(e: dict[str, Any]) -> tuple:
+    """Entries with the same key share one dry run (a compiled row reuses its eager twin's trace)."""
+    w = e.get("world") or {}
+    return (e.get("script", "llama_loop"), tuple(script_args(e)), w.get("nproc", 1), w.get("nnodes", 1),
+            e["gpu"]["catalog_id"])
+
+
 def dry_run(e: dict[str, Any], out: Path, timeout_s: float) -> dict[str, Any]:
-    """Run ``ccprof analyze --dry-run`` on the entry's loop; its profile.json plus the wall time."""
+    """Run ``ccprof analyze --dry-run`` on the entry's loop (``--nproc N --nnodes M`` for a world of
+    ranks); its profile.json plus the wall time."""
     gpu = e["gpu"]["catalog_id"]
-    cmd = [sys.executable, "-m", "ccprof", "analyze", str(SCRIPT), "--dry-run", "--steps", "2", "--warmup", "1",
-           "--gpu", gpu, "--out", str(out), "-q", "--timeout", str(timeout_s), "--", *script_args(e)]
+    world = e.get("world")
+    ranks = ["--nproc", str(world["nproc"]), "--nnodes", str(world["nnodes"])] if world else []
+    script = SCRIPTS[e.get("script", "llama_loop")]
+    cmd = [sys.executable, "-m", "ccprof", "analyze", str(script), "--dry-run", "--steps", "2", "--warmup", "1",
+           *ranks, "--gpu", gpu, "--out", str(out), "-q", "--timeout", str(timeout_s), "--", *script_args(e)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s + 60)
     wall_s = time.perf_counter() - t0
     if proc.returncode != 0:
         return {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-600:]}", "wall_s": wall_s, "cmd": cmd}
-    return {"profile": json.loads((out / "profile.json").read_text()), "wall_s": wall_s, "cmd": cmd}
+    return {"profile": json.loads((out / "profile.json").read_text()), "path": out / "profile.json",
+            "wall_s": wall_s, "cmd": cmd}
+
+
+def step_split(e: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """The projected step on the entry's GPU under the policy its published run used (the script's
+    own, plus torch.compile's fusion where ``policy.compiled``), split into compute (device time
+    without collectives), collectives (all, and what compute does not hide) and host-bound excess."""
+    from dataclasses import replace
+
+    from ccprof.artefacts import Profile
+    from ccprof.hardware import cost_step, load_catalog, policy_for
+
+    profile = Profile.from_json(run["path"])
+    spec = load_catalog()[e["gpu"]["catalog_id"]]
+    policy = policy_for(profile, spec)
+    if (e.get("policy") or {}).get("compiled"):
+        policy = replace(policy, compiled=True)
+    sc = cost_step(profile, spec, policy)
+    as_pub = e["gpu"].get("as_published")
+    published_gpu_s = None
+    if as_pub:   # the source's own GPU: its bandwidth and the range of bf16 peaks it gives
+        published_gpu_s = []
+        for tflops in as_pub["bf16_tflops"]:
+            peaks = {**spec.peak_flops, "bf16": tflops * 1e12, "fp16": tflops * 1e12}
+            alt = replace(spec, bandwidth_bytes_per_s=as_pub["bandwidth_gb_s"] * 1e9, peak_flops=peaks,
+                          memory_bytes=int(as_pub["memory_gb"] * 1e9))
+            published_gpu_s.append(cost_step(profile, alt, policy).step_s)
+    exposed_s = sum(sc.comm_exposed_s.values())
+    device_s = sum(sc.device_s.values())
+    host_excess_s = sum(max(0.0, sc.host_s.get(ph, 0.0) - sc.device_s.get(ph, 0.0)) for ph in sc.device_s)
+    return {"step_s": sc.step_s, "compute_s": device_s - exposed_s, "comm_s": sum(sc.comm_s.values()),
+            "comm_exposed_s": exposed_s, "host_excess_s": host_excess_s, "policy": sc.policy.describe(),
+            "by_class_s": dict(sc.by_class), "published_gpu_s": published_gpu_s}
 
 
 def _err(dry: float | None, published: float | None) -> float | None:
@@ -115,6 +201,9 @@ def compare(e: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     pub_mem = e.get("memory")
     pub_mem_bytes = pub_mem["value"] * UNIT_BYTES[pub_mem["unit"]] if pub_mem else None
     step_s = (p.get("projection") or {}).get(gpu, {}).get("step_s")
+    split = step_split(e, run) if e.get("world") else None
+    if split:
+        step_s = split["step_s"]        # the published run's policy (compiled or not) on the same trace
     tokens_per_step = e["batch_per_gpu"] * e["seq_len"]
     tok_s = tokens_per_step / step_s if step_s else None
     pub_tok_s = e.get("tokens_per_s_per_gpu")
@@ -129,6 +218,7 @@ def compare(e: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
         "step_s": step_s, "tokens_per_step": tokens_per_step, "flops_per_step": p["flops"]["per_step"],
         "pub_tok_s": pub_tok_s, "dry_tok_s": tok_s, "tok_err": _err(tok_s, pub_tok_s) if pub_tok_s else None,
         "mfu": (p.get("projection") or {}).get(gpu, {}).get("mfu"),
+        "split": split, "world_size": p.get("world_size"),
     }
 
 
@@ -140,6 +230,15 @@ def _mem(b: float | None, unit: str | None) -> str:
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:+.1%}"
+
+
+def _mfu_note(r: dict[str, Any]) -> str:
+    """The projection's MFU, or for a world row the executed FLOP/s: under FSDP2's bf16 casts of fp32
+    parameters the projection's MFU is taken against the fp32 peak, and its model FLOPs (executed less
+    recomputed) count backward work under activation checkpointing as recompute."""
+    if r.get("split"):
+        return f" ({r['flops_per_step'] / r['step_s'] / 1e12:.0f} TFLOP/s executed)"
+    return f", MFU {(r['mfu'] or 0):.0%}"
 
 
 def render(entries: list[dict[str, Any]], rows: dict[str, dict[str, Any]], header: str) -> str:
@@ -154,13 +253,10 @@ def render(entries: list[dict[str, Any]], rows: dict[str, dict[str, Any]], heade
         pub_mem_s = f"{pub_mem['value']} {pub_mem['unit']}" if pub_mem else "-"
         pub_tok = e.get("tokens_per_s_per_gpu")
         pub_tok_s = f"{pub_tok:,}" if pub_tok else "-"
-        if not e["single_gpu"]:
-            lines.append(f"{eid:<40} {gpu:<10} {pub_mem_s:>14} {'needs a multi-rank dry run':>29}   {pub_tok_s:>15}"
-                         f"  ({e['gpu']['count']} GPUs, {e['parallelism']})")
-            continue
-        if not e["projectable"]:
+        if not projectable(e):
+            why = e.get("why_not") or "needs a dry run of its world"
             lines.append(f"{eid:<40} {gpu:<10} {pub_mem_s:>14} {'not projected':>21}   {pub_tok_s:>15}"
-                         f"  ({e['why_not']})")
+                         f"  ({e['gpu']['count']} GPU(s): {why})")
             continue
         r = rows.get(eid)
         if r is None or "error" in r:
@@ -183,19 +279,40 @@ def render(entries: list[dict[str, Any]], rows: dict[str, dict[str, Any]], heade
                      f"samples (not compared)" if "time_1k_iterations_min" in e else "")
         lines.append(f"  {e['id']}: params {r['params']:,} ({params_note}), trainable {r['trainable_params']:,}; "
                      f"ledger GB: {parts}; step {r['step_s']:.3f} s on {r['gpu']} for {r['tokens_per_step']:,} "
-                     f"tokens, {r['flops_per_step'] / 1e12:.1f} TFLOP, MFU "
-                     f"{(r['mfu'] or 0):.0%}; dry run {r['wall_s']:.0f} s wall{time_note}")
+                     f"tokens, {r['flops_per_step'] / 1e12:.1f} TFLOP{_mfu_note(r)}; dry run {r['wall_s']:.0f} s wall"
+                     f"{' (the trace of ' + r['shared_with'] + ')' if r.get('shared_with') else ''}{time_note}")
+        sp = r.get("split")
+        if sp:
+            w = e["world"]
+            pub_mfu = f"; published MFU {e['mfu']:.1%} (torchtitan's FLOPs per token)" if e.get("mfu") else ""
+            lines.append(f"    world {w['nproc']} x {w['nnodes']} = {r['world_size']} ranks; policy: {sp['policy']}; "
+                         f"step {sp['step_s']:.3f} s = compute {sp['compute_s']:.3f} + collectives not hidden "
+                         f"{sp['comm_exposed_s']:.3f} (of {sp['comm_s']:.3f}) + host over device "
+                         f"{sp['host_excess_s']:.3f}{pub_mfu}")
+            if sp.get("published_gpu_s"):
+                tok = [r["tokens_per_step"] / t for t in sp["published_gpu_s"]]
+                pub = e.get("tokens_per_s_per_gpu")
+                errs = " to ".join(_pct(_err(t, pub)) for t in sorted(tok))
+                lines.append(f"    on the source's GPU ({e['gpu']['as_published']['source']}): "
+                             f"{min(tok):,.0f} to {max(tok):,.0f} tokens/s, error {errs}")
+            classes = ", ".join(f"{k} {v:.3f}" for k, v in sorted(sp["by_class_s"].items(), key=lambda kv: -kv[1]))
+            lines.append(f"    device s by kernel class: {classes}")
         if e.get("caveat"):
             lines.append(f"    caveat: {e['caveat']}")
     lines += ["", "What each comparison assumes:"]
     used: list[str] = []
     for e in entries:
-        if not (e["single_gpu"] and e["projectable"]):
+        if not projectable(e):
             continue
         keys = [e["memory"]["kind"] if e.get("memory") else None,
+                "world" if e.get("world") else None, "titan" if e.get("script") == "titan_fsdp" else None,
+                "compiled" if (e.get("policy") or {}).get("compiled") else None,
+                "h100-500w" if "500 W" in e["gpu"]["name"] else None,
+                "a100-nodes" if e.get("world", {}).get("nnodes", 1) > 1 and e["gpu"]["catalog_id"] == "a100-80gb"
+                else None,
                 "litgpt" if e["id"].startswith("litgpt") else None,
                 "phi" if e["model"]["arch"] == "phi" else None, "lora" if e["method"] == "lora" else None,
-                "compile" if e.get("compile") else None, "seq" if e["id"].startswith("litgpt") else None,
+                "compile" if e.get("compile") and not e.get("policy") else None, "seq" if e["id"].startswith("litgpt") else None,
                 "throughput" if e.get("tokens_per_s_per_gpu") else None]
         for k in keys:
             if k and k not in used:
@@ -212,10 +329,8 @@ def render(entries: list[dict[str, Any]], rows: dict[str, dict[str, Any]], heade
         lines.append(f"  throughput: {len(tok_errs)} entries, median |error| {statistics.median(tok_errs):.1%}, "
                      f"worst {max(tok_errs):.1%}, within 15%: "
                      f"{sum(x <= THROUGHPUT_GOAL_FRAC for x in tok_errs)}/{len(tok_errs)}")
-    multi = sum(not e["single_gpu"] for e in entries)
-    skipped = sum(e["single_gpu"] and not e["projectable"] for e in entries)
-    lines.append(f"  {multi} multi-GPU entries need a multi-rank dry run; {skipped} single-GPU entries not "
-                 f"expressible with plain APIs or the catalog")
+    skipped = [e["id"] for e in entries if not projectable(e)]
+    lines.append(f"  {len(skipped)} entries not projected (the reason on their row): {', '.join(skipped) or '-'}")
     return "\n".join(lines) + "\n"
 
 
@@ -236,12 +351,19 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         base = args.reports or Path(tmp)
+        runs: dict[tuple, dict[str, Any]] = {}
         for e in entries:
-            if not (e["single_gpu"] and e["projectable"]):
+            if not projectable(e):
                 continue
-            print(f"dry-running {e['id']} ...", file=sys.stderr, flush=True)
-            run = dry_run(e, base / e["id"], args.timeout)
+            key = run_key(e)
+            shared = key in runs
+            if not shared:
+                print(f"dry-running {e['id']} ...", file=sys.stderr, flush=True)
+                runs[key] = {**dry_run(e, base / e["id"], args.timeout), "entry": e["id"]}
+            run = runs[key]
             rows[e["id"]] = compare(e, run) if "profile" in run else {"error": run["error"]}
+            if shared:
+                rows[e["id"]]["shared_with"] = run["entry"]
     import torch
     import transformers
     header = (f"ccprof scale accuracy: --dry-run against published full-size training ({DATA.relative_to(ROOT)})\n"

@@ -1,6 +1,7 @@
 """bench/data/published_scale.toml: every entry says its configuration, figure, unit and source, and
-the loop bench/scale_accuracy.py dry-runs rebuilds each published model with its exact parameter
-count (built on the meta device: shapes only, no subprocess)."""
+the loops bench/scale_accuracy.py dry-runs (llama_loop.py on one GPU, titan_fsdp.py for a world of
+ranks) rebuild each published model with its exact parameter count (built on the meta device:
+shapes only, no subprocess)."""
 from __future__ import annotations
 
 import importlib.util
@@ -33,8 +34,19 @@ def test_each_entry_has_its_configuration_figure_unit_and_source():
             assert e["memory"]["unit"] in scale_accuracy.UNIT_BYTES and e["memory"]["kind"]
         src = e["source"]
         assert src["url"].startswith("https://") and src["section"] and src["read"] == "2026-12-07"
-        if e["single_gpu"] and e["projectable"]:
-            assert e["gpu"]["catalog_id"] in catalog and e["gpu"]["count"] == 1
+        if scale_accuracy.projectable(e):
+            assert e["gpu"]["catalog_id"] in catalog and not e.get("why_not"), e["id"]
+            if e["single_gpu"]:
+                assert e["gpu"]["count"] == 1
+            else:   # a world of ranks: its GPUs, its loop, FSDP2's dtypes, where the fields were read
+                assert e["world"]["nproc"] * e["world"]["nnodes"] == e["gpu"]["count"], e["id"]
+                assert e["script"] in scale_accuracy.SCRIPTS and e["script"] != "llama_loop"
+                assert {e["fsdp"]["param_dtype"], e["fsdp"]["reduce_dtype"]} <= {"bf16", "fp32"}
+                assert e["config"]["url"].startswith("https://") and e["config"]["fields"]
+                if e["activation_checkpointing"] == "selective":
+                    assert e["ac_option"] == "op"
+                if e["world"]["nnodes"] > 1:
+                    assert catalog[e["gpu"]["catalog_id"]].network_bytes_per_s_per_gpu
         else:
             assert e.get("why_not"), e["id"]
 
@@ -70,9 +82,43 @@ def test_the_dry_run_loop_rebuilds_the_published_model(entry):
     assert entry["method"] == "lora" and trainable > 0
 
 
-def test_the_multi_rank_and_inexpressible_rows_print_why_and_no_numbers(capsys):
+def _titan_model(args: list[str]) -> torch.nn.Module:
+    """The model titan_fsdp.py builds from these arguments, on the meta device, before any process
+    group or sharding (its parser and classes, not a copy)."""
+    src = (ROOT / "bench" / "scale" / "titan_fsdp.py").read_text()
+    build = src.split("dist.init_process_group(")[0]   # the arguments, the model and the AC policy
+    scope: dict = {"__name__": "__main__"}
+    argv, sys.argv = sys.argv, ["titan_fsdp.py", *args]
+    try:
+        exec(compile(build, "titan_fsdp.py", "exec"), scope)
+        with torch.device("meta"):
+            return scope["Transformer"]()
+    finally:
+        sys.argv = argv
+
+
+@pytest.mark.parametrize("entry", [e for e in ENTRIES if scale_accuracy.projectable(e) and not e["single_gpu"]],
+                         ids=lambda e: e["id"])
+def test_the_world_loop_rebuilds_the_published_model_and_its_wrapping(entry):
+    args = scale_accuracy.script_args(entry)
+    model = _titan_model(args)
+    assert sum(p.numel() for p in model.parameters()) == entry["model"]["params"]
+    ac = {"full": "full", "selective": "selective-op", False: "none"}[entry["activation_checkpointing"]]
+    assert args[args.index("--ac") + 1] == ac
+    assert args[args.index("--batch") + 1] == str(entry["batch_per_gpu"])
+    assert args[args.index("--seq") + 1] == str(entry["seq_len"])
+
+
+def test_a_compiled_row_shares_its_eager_twins_trace():
+    by_id = {e["id"]: e for e in ENTRIES}
+    eager, compiled = by_id["torchtitan-llama3.1-8b-fsdp-8xh100"], by_id["torchtitan-llama3.1-8b-fsdp-compile-8xh100"]
+    assert scale_accuracy.run_key(eager) == scale_accuracy.run_key(compiled)
+    assert compiled["policy"]["compiled"] and not eager.get("policy")
+
+
+def test_the_rows_not_projected_print_why_and_no_numbers(capsys):
     # neither row runs a dry run, so main() returns at once
-    assert scale_accuracy.main(["--only", "torchtitan-llama3.1-8b-fsdp-8xh100", "torchtune-llama3.1-8b-full-4090"]) == 0
+    assert scale_accuracy.main(["--only", "torchtune-llama3.1-70b-full-8xa100", "torchtune-llama3.1-8b-full-4090"]) == 0
     out, err = capsys.readouterr()
-    assert "needs a multi-rank dry run" in out and "PagedAdamW8bit" in out
+    assert "CPU offload" in out and "PagedAdamW8bit" in out
     assert "dry-running" not in err and "median" not in out

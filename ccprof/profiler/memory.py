@@ -17,7 +17,9 @@ is freed; the ledger keys storages by their C pointer (``_cdata``).
 - peak: the highest live total during the step. Live = what was alive at start
   (parameters, gradients, optimizer state, buffers) + every storage an aten op created or
   touched since, until its finalizer fires. A ``TorchDispatchMode`` sees every op, in the
-  autograd engine's threads too.
+  autograd engine's threads too. A storage resized in place (``untyped_storage().resize_``,
+  which no op dispatches: FSDP2 frees each block's gathered parameters so after its forward
+  and backward, keeping the tensors) counts at its new size.
   A kernel's private workspace (a convolution backward's buffers, say) is no tensor and
   never passes through the dispatcher, so it is not in the peak; on CUDA the allocator's
   figures include it.
@@ -232,6 +234,7 @@ class MemoryLedger:
         self._mode: _AllocMode | None = None
         self._saved_hooks: torch.autograd.graph.saved_tensors_hooks | None = None
         self._handles: list[Any] = []
+        self._patches: Any = None
         self.phase = "other"
 
     # -- what the script holds ----------------------------------------------------------
@@ -319,6 +322,7 @@ class MemoryLedger:
                           for p in {id(p): p for p in params if p.requires_grad}.values()]
         self._saved_hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack)
         self._saved_hooks.__enter__()
+        self._patches = _watch_resizes(self)
         self._mode = _AllocMode(self)
         self._mode.__enter__()
 
@@ -337,6 +341,9 @@ class MemoryLedger:
                 self._mode.__exit__(None, None, None)
         finally:
             self._mode = None
+            if self._patches is not None:
+                self._patches.undo()
+                self._patches = None
             if self._saved_hooks is not None:
                 self._saved_hooks.__exit__(None, None, None)
                 self._saved_hooks = None
@@ -394,6 +401,19 @@ class MemoryLedger:
         if self._live_bytes > self._peak_bytes:
             self._peak_bytes = self._live_bytes
 
+    def _resized(self, st: torch.UntypedStorage) -> None:
+        """A counted storage resized in place now holds ``st.nbytes()``. One not counted yet is left
+        to the dispatch mode, which sees it (and its device) when an op writes into it."""
+        if not self._active:
+            return
+        key = st._cdata
+        old = self._live.get(key)
+        if old is None or old == st.nbytes():
+            return
+        self._live[key] = st.nbytes()
+        self._live_bytes += st.nbytes() - old
+        self._peak_bytes = max(self._peak_bytes, self._live_bytes)
+
     def _see_all(self, tree: Any, resized: bool = False) -> None:
         if not self._active:
             return
@@ -425,3 +445,19 @@ class MemoryLedger:
 
 def _unpack(t: torch.Tensor) -> torch.Tensor:
     return t
+
+
+def _watch_resizes(ledger: MemoryLedger) -> Any:
+    """``UntypedStorage.resize_`` tells ``ledger`` each new size while the ledger runs; returns the
+    Patches that put it back."""
+    from ccprof.profiler.dryrun import Patches
+
+    original = torch.UntypedStorage.resize_
+
+    def resize_(st: torch.UntypedStorage, size: int) -> Any:
+        out = original(st, size)
+        ledger._resized(st)
+        return out
+    patches = Patches()
+    patches.set(torch.UntypedStorage, "resize_", resize_)
+    return patches

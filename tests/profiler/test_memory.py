@@ -199,3 +199,52 @@ def test_misuse_and_devices():
     led.start()
     memory, _ = led.stop()
     assert memory.params_bytes == 0 and memory.peak_bytes == 0
+
+
+def test_a_storage_resized_in_place_counts_at_its_new_size():
+    # untyped_storage().resize_ dispatches no op: FSDP2 frees a block's gathered parameters with it
+    model = nn.Linear(4, 4)
+    led = MemoryLedger({"": model}, [], CPU)
+    led.start()
+    base = led._live_bytes
+    a = torch.zeros(1000)                       # 4,000 B
+    a.untyped_storage().resize_(0)              # freed in place, the tensor kept
+    b, c = torch.zeros(1000), torch.zeros(1000)  # 8,000 B while a holds nothing
+    del b, c
+    a.untyped_storage().resize_(4000)           # a gathered again: 4,000 B
+    a.zero_()
+    live_bytes = led._live_bytes
+    memory, _ = led.stop()
+    assert memory.peak_bytes == base + 8000     # (a's dead 4,000 B had counted too: 12,000)
+    assert live_bytes == base + 4000
+    assert "resize_" not in torch.UntypedStorage.__dict__       # put back
+
+
+def test_fsdp2_gathered_parameters_leave_the_ledger_when_resharded():
+    # 8 blocks of 1 MiB fp32 weights on 8 ranks: rank 0 keeps 1/8 of each. FSDP2 all-gathers a block
+    # before its forward and frees it after (storage resize_), so the peak holds a block or two
+    # gathered at once, not the whole model gathered (8 MiB): the 64 x A100 70B dry run had counted
+    # 131 GiB of gathered bf16 weights, all 80 blocks at once
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+
+    from ccprof.profiler.dryrun import dry_run
+
+    block_bytes = 512 * 512 * 4
+    with dry_run(cuda=True, world=(8, 1)):
+        dist.init_process_group("nccl")
+        model = nn.Sequential(*[nn.Linear(512, 512, bias=False) for _ in range(8)]).cuda()
+        for block in model:
+            fully_shard(block)
+        fully_shard(model)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        led = MemoryLedger({"": model}, [opt], CPU)            # the dry run's GPU is a CPU device underneath
+        led.start()
+        model(torch.randn(2, 512, device="cuda")).sum().backward()
+        opt.step()
+        memory, _ = led.stop()
+        dist.destroy_process_group()
+    assert memory.params_bytes == memory.grads_bytes == 8 * block_bytes // 8
+    # at most a block gathered, the next prefetched, a gathered gradient and the reduce-scatter's
+    # input: 6,045,704 B; before storage resizes were seen, 13,508,616 B (every block gathered)
+    assert memory.peak_bytes < memory.params_bytes + memory.grads_bytes + 5 * block_bytes
