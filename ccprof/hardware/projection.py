@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 from ccprof.artefacts.profile import GpuProjection, OpCost, Profile
-from ccprof.artefacts.vocab import COMPUTE_PHASES
+from ccprof.artefacts.vocab import COMPUTE_PHASES, MATMUL_CLASSES
 from ccprof.hardware import kernels as K
 from ccprof.hardware.catalog import GpuSpec, match_device
 from ccprof.hardware.inputs import StepInputs, step_inputs
@@ -65,9 +65,22 @@ def half_dtype(spec: GpuSpec) -> str:
     return "float16" if "bf16" not in spec.peak_flops and "fp16" in spec.peak_flops else "bfloat16"
 
 
+def _matmul_dtype(inputs: StepInputs) -> str | None:
+    """The dtype most of the step's matmul FLOPs ran in, as recorded (None without matmuls): 16-bit
+    where the weights were cast for compute without autocast (FSDP2's MixedPrecisionPolicy keeps
+    fp32 parameters and runs its matmuls in bf16)."""
+    by_dtype: dict[str, int] = {}
+    for op in inputs.ops:
+        if op.flops and K.op_class(op.op) in MATMUL_CLASSES:
+            by_dtype[op.dtype] = by_dtype.get(op.dtype, 0) + op.flops
+    return max(by_dtype, key=by_dtype.__getitem__) if by_dtype else None
+
+
 def compute_peak(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy) -> tuple[float, str]:
-    """(peak FLOP/s, key) the step's matmuls run at under ``policy``: MFU is measured against it."""
-    dtype = policy.autocast or step_inputs(profile).precision.param_dtype or "float32"
+    """(peak FLOP/s, key) the step's matmuls run at under ``policy``: MFU is measured against it.
+    Without autocast, the dtype the recorded matmuls ran in (else the parameters')."""
+    inputs = step_inputs(profile)
+    dtype = policy.autocast or _matmul_dtype(inputs) or inputs.precision.param_dtype or "float32"
     unit = K.math_unit(dtype, spec, tf32=policy.tf32_matmul)
     key = {"tensor16": "bf16" if dtype == "bfloat16" and "bf16" in spec.peak_flops else "fp16",
            "tf32": "tf32", "simt": "fp32"}[unit]

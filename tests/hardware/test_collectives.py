@@ -71,3 +71,4 @@ def test_exposed_comm_rule():
     assert exposed_comm_s("backward", 1.5, 0.1, 1.0) == pytest.approx(0.5)
     assert exposed_comm_s("forward", 0.2, 0.2, 0.0) == pytest.approx(0.2)
     assert exposed_comm_s("optimizer", 0.3, 0.1, 5.0) == pytest.approx(0.3)
+
