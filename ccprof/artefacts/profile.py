@@ -244,6 +244,9 @@ class Memory:
     cuda_max_allocated_bytes: int | None = None
     cuda_reserved_bytes: int | None = None
     method: str = ""
+    # what PyTorch's CUDA caching allocator would reserve (torch.cuda.max_memory_reserved) for the
+    # ledger's allocations replayed in order (ccprof.profiler.allocator); None in older profiles
+    reserved_peak_bytes: int | None = None
 
     _json_min = {"peak_bytes": 0}           # checked on load (ccprof._serde)
 

@@ -265,6 +265,7 @@ class MemoryLedger:
         if self._active:
             raise RuntimeError("MemoryLedger.start() called twice without stop()")
         self._live: dict[int, int] = {}
+        self._events: list[tuple[str, int, int]] = []   # allocations and frees in order (the allocator's replay)
         self._finalizers: list[weakref.finalize] = []
         self._live_bytes = 0
         self._peak_bytes = 0
@@ -374,7 +375,9 @@ class MemoryLedger:
             cuda_max_allocated_bytes=cuda_max,
             cuda_reserved_bytes=cuda_reserved,
             method=METHOD,
+            reserved_peak_bytes=_replayed(self._events),
         )
+        self._events = []
         by_module = {k: int(v) for k, v in sorted(self._act_by_module.items()) if v}
         return memory, by_module
 
@@ -393,9 +396,11 @@ class MemoryLedger:
             self._live[key] = nbytes
             self._live_bytes += nbytes
             self._finalizers.append(weakref.finalize(st, self._freed, key))
+            self._events.append(("alloc", key, nbytes))
         elif resized and old != nbytes:
             self._live[key] = nbytes
             self._live_bytes += nbytes - old
+            self._events.append(("alloc", key, nbytes) if nbytes else ("free", key, 0))
         else:
             return
         if self._live_bytes > self._peak_bytes:
@@ -413,6 +418,7 @@ class MemoryLedger:
         self._live[key] = st.nbytes()
         self._live_bytes += st.nbytes() - old
         self._peak_bytes = max(self._peak_bytes, self._live_bytes)
+        self._events.append(("alloc", key, st.nbytes()) if st.nbytes() else ("free", key, 0))
 
     def _see_all(self, tree: Any, resized: bool = False) -> None:
         if not self._active:
@@ -425,6 +431,8 @@ class MemoryLedger:
     def _freed(self, key: int) -> None:
         nbytes = self._live.pop(key, 0)
         self._live_bytes -= nbytes
+        if nbytes:
+            self._events.append(("free", key, 0))
 
     def _pack(self, t: torch.Tensor) -> torch.Tensor:
         if not self._active:
@@ -445,6 +453,14 @@ class MemoryLedger:
 
 def _unpack(t: torch.Tensor) -> torch.Tensor:
     return t
+
+
+def _replayed(events: list[tuple[str, int, int]]) -> int | None:
+    """The caching allocator's peak reserved bytes for the ledger's events (None without any)."""
+    if not events:
+        return None
+    from ccprof.profiler.allocator import reserved_peak
+    return int(reserved_peak(events)[0])
 
 
 def _watch_resizes(ledger: MemoryLedger) -> Any:

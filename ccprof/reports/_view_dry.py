@@ -67,4 +67,15 @@ def dry_run_view(profile: Profile, catalog: dict[str, Any]) -> DryRunView | None
             world += " It ran no collective in the step."
     return DryRunView(headline=headline, assumptions=list(dry.assumptions), stand_ins=stand_ins, fits=fits, world=world,
                       fits_note=(f"Peak memory of one step {fmt_bytes(peak)} (this process's tensors in the "
-                                 f"script's dtypes) against each GPU with {headroom}.") if peak else "")
+                                 f"script's dtypes) against each GPU with {headroom}.{_reserved(profile)}")
+                      if peak else "")
+
+
+def _reserved(profile: Profile) -> str:
+    """What PyTorch's caching allocator would reserve for the same allocations, when replayed."""
+    got = profile.memory.reserved_peak_bytes
+    if not got:
+        return ""
+    return (f" PyTorch's CUDA caching allocator would reserve {fmt_bytes(got)} for these allocations "
+            "(torch.cuda.max_memory_reserved, what nvidia-smi and training logs show: the ledger's allocations "
+            "replayed through its 512-byte rounding, 2 and 20 MiB segments and best-fit reuse, on one stream).")

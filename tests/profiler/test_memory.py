@@ -248,3 +248,19 @@ def test_fsdp2_gathered_parameters_leave_the_ledger_when_resharded():
     # at most a block gathered, the next prefetched, a gathered gradient and the reduce-scatter's
     # input: 6,045,704 B; before storage resizes were seen, 13,508,616 B (every block gathered)
     assert memory.peak_bytes < memory.params_bytes + memory.grads_bytes + 5 * block_bytes
+
+
+def test_the_ledger_replays_its_allocations_through_the_caching_allocator():
+    """reserved_peak_bytes: the step's allocations in order through PyTorch's caching allocator
+    rules: whole segments (2 MiB small, 20 MiB or 2 MiB-rounded large), never below the tensors' peak."""
+    model = nn.Sequential(nn.Linear(512, 2048), nn.GELU(), nn.Linear(2048, 512))
+    opt = torch.optim.AdamW(model.parameters())
+    led = MemoryLedger({"": model}, [opt], torch.device("cpu"))
+    led.start()
+    model(torch.randn(64, 512)).square().mean().backward()
+    opt.step()
+    memory, _ = led.stop()
+    assert memory.reserved_peak_bytes >= memory.peak_bytes > 0
+    assert memory.reserved_peak_bytes % (2 << 20) == 0
+    # 4 MiB weights each need a 20 MiB large segment of their own or a share of one: far from the peak
+    assert memory.reserved_peak_bytes < 4 * memory.peak_bytes
