@@ -161,7 +161,7 @@ class FlopPass(_DataflowTags):
         self._recompute_depth, self.module_calls, self._recompute_flops = 0, 0, 0
         self.dropped_flops = 0
         self._hooks = [register_module_forward_pre_hook(self._on_module_pre),
-                       register_module_forward_hook(self._on_module_post, with_kwargs=True)]
+                       register_module_forward_hook(self._on_module_post, with_kwargs=True, always_call=True)]
         counter = FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS)
         counter.mod_tracker = GlobalOnly()     # ModuleOwners attributes the ops (a private attribute of torch's)
         self._op_mode = _OpCostMode(self)
@@ -263,7 +263,9 @@ class FlopPass(_DataflowTags):
         if self._owners is not None:
             self._owners.pre(module, args)
 
-    def _on_module_post(self, module, args, kwargs, output) -> None:
+    def _on_module_post(self, module, args, kwargs, output=None) -> None:
+        # called also when the forward raised (always_call): checkpoint's early stop ends a
+        # recomputed forward with an exception, and the recompute must end with it
         if self._recompute_depth and torch._C._current_graph_task_id() != -1:
             self._recompute_depth -= 1
         if self._owners is not None and not self._paused:
