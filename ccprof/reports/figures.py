@@ -8,6 +8,7 @@ use binary units (GiB), never plotly's decimal SI ticks.
 from __future__ import annotations
 
 import json
+import math
 
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -148,7 +149,8 @@ def _configs(view: ReportView) -> go.Figure:
         mine = [c for c in lines if c.gpu == gpu]
         fig.add_trace(go.Scatter(
             x=[c.run_hours for c in mine], y=[c.usd_value for c in mine], mode="markers", name=_t([gpu])[0],
-            marker=dict(size=[6 + 2 * c.gpus for c in mine], color=PALETTE[i % len(PALETTE)],
+            # the marker grows with the GPU count's doublings (1 GPU: 6 px, 128 GPUs: 34 px)
+            marker=dict(size=[6 + 4 * math.log2(max(c.gpus, 1)) for c in mine], color=PALETTE[i % len(PALETTE)],
                         symbol=["circle" if c.tweak == "as written" else "diamond" for c in mine]),
             hovertext=_t([f"{c.name}: {c.usd} in {c.hours}, {c.memory} per GPU, {c.step}/step" for c in mine]),
             hoverinfo="text"))
