@@ -351,20 +351,24 @@ def gpus_cmd(catalog_path: str | None, as_json: bool) -> None:
         return "-" if v is None else f"{v:,.4g}"
 
     table = Table(title="ccprof gpus (dense peaks, TFLOP/s)")
-    for col in ("id", "name", "mem GB", "GB/s", "fp32", "tf32", "bf16", "fp16", "fp8", "$/h", "price date",
-                "price source"):
+    for col in ("id", "name", "mem GB", "GB/s", "fp32", "tf32", "bf16", "fp16", "fp8", "link GB/s", "node",
+                "$/h", "price date", "price source"):
         table.add_column(col, overflow="fold")
     for r in rows:
         tf = r["tflops"]
         price = ("-" if r["usd_per_hour"] is None else f"{r['usd_per_hour']:.2f}") + ("*" if "usd_per_hour" in r["unverified"] else "")
+        node = (f"{r['gpus_per_node']} GPUs, {num(r['network_gbit_s_per_gpu'])} Gb/s per GPU"
+                if r.get("gpus_per_node") and r.get("network_gbit_s_per_gpu") else "-")
         table.add_row(r["id"], r["name"], num(r["memory_gb"]), num(r["bandwidth_gb_s"]),
                       *(num(tf.get(k)) for k in ("fp32", "tf32", "bf16", "fp16", "fp8")),
-                      price, r["price_date"], r["price_source"])
+                      num(r.get("interconnect_gb_s")), node, price, r["price_date"], r["price_source"])
     console = Console()
     console.print(table)
     from ccprof.hardware import user_catalog_path  # here: where the user's file is, for the footnote
 
     user = user_catalog_path()
+    console.print("[dim]link: the GPUs' link within a node (both directions); node: the cloud node the price is "
+                  "from and its network between nodes (--dry-run --nnodes; sources in --json).[/]")
     console.print("[dim]* price from a third party, not re-checked. Override prices with --catalog FILE, "
                   f"$CCPROF_CATALOG or ~/.config/ccprof/catalog.toml (in use: {user or 'none'}), "
                   "or --price USD on analyze.[/]")
