@@ -188,20 +188,28 @@ NANOGPT_ARGS = ["--dataset=gpt2xl", "--device=cpu", "--compile=False", "--wandb_
                 "--gradient_accumulation_steps=1"]
 
 
+def _nanogpt(tmp: Path, dataset: str, repeats: int, vocab_size: int) -> Path:
+    """nanoGPT copied under ``tmp`` with data/<dataset>/{train,val}.bin (``repeats`` copies of the
+    character ids, uint16) and meta.pkl giving ``vocab_size``: the format of nanoGPT's
+    data/shakespeare_char/prepare.py (the script reads the vocabulary size from it)."""
+    root = _copy("nanogpt", tmp)
+    folder = root / "data" / dataset
+    folder.mkdir(parents=True)
+    ids = _char_ids(repeats)
+    ids.tofile(folder / "train.bin")
+    ids.tofile(folder / "val.bin")
+    with open(folder / "meta.pkl", "wb") as f:
+        pickle.dump({"vocab_size": vocab_size}, f)
+    return root
+
+
 @pytest.fixture(scope="module")
 def gpt2xl(tmp_path_factory):
     """nanoGPT at GPT-2 XL shapes, dry-run. Data: data/gpt2xl/{train,val}.bin uint16 token ids and
     meta.pkl with vocab_size 50257, the format of nanoGPT's data/shakespeare_char/prepare.py (the
     script reads the vocabulary size from it)."""
     tmp = tmp_path_factory.mktemp("gpt2xl")
-    root = _copy("nanogpt", tmp)
-    folder = root / "data" / "gpt2xl"
-    folder.mkdir(parents=True)
-    ids = _char_ids(4)                   # 12,856 tokens
-    ids.tofile(folder / "train.bin")
-    ids.tofile(folder / "val.bin")
-    with open(folder / "meta.pkl", "wb") as f:
-        pickle.dump({"vocab_size": GPT2_XL["vocab_size"]}, f)
+    root = _nanogpt(tmp, "gpt2xl", 4, GPT2_XL["vocab_size"])       # 12,856 tokens
     return _dry_run(root, NANOGPT_ARGS, tmp / "report")
 
 
@@ -254,14 +262,7 @@ def nanogpt_paths(tmp_path_factory):
     checkpoint every 2 iterations, and enough steps that estimate_mfu runs (local_iter_num >= 5:
     a dry run times one step after its passes, so --warmup 4 makes the iterations)."""
     tmp = tmp_path_factory.mktemp("nanogpt_paths")
-    root = _copy("nanogpt", tmp)
-    folder = root / "data" / "small"
-    folder.mkdir(parents=True)
-    ids = _char_ids(1)
-    ids.tofile(folder / "train.bin")
-    ids.tofile(folder / "val.bin")
-    with open(folder / "meta.pkl", "wb") as f:
-        pickle.dump({"vocab_size": 65}, f)
+    root = _nanogpt(tmp, "small", 1, 65)
     args = ["--dataset=small", "--device=cuda", "--compile=True", "--wandb_log=False", "--dtype=bfloat16",
             "--eval_iters=1", "--eval_interval=2", "--max_iters=1000", "--n_layer=2", "--n_head=2", "--n_embd=32",
             "--block_size=64", "--bias=True", "--batch_size=2", "--gradient_accumulation_steps=2"]
@@ -293,14 +294,7 @@ def test_nanogpt_ddp_in_a_world_of_two_nodes_all_reduces_once_per_step(tmp_path)
     """nanoGPT's own DDP path (it reads RANK/WORLD_SIZE from torchrun's environment) as rank 0 of 2 x 8:
     the 32 accumulation steps are split over 16 ranks (2 each), and its `require_backward_grad_sync`
     skips the all-reduce on the first, so each optimizer step all-reduces every gradient once."""
-    root = _copy("nanogpt", tmp_path)
-    folder = root / "data" / "small"
-    folder.mkdir(parents=True)
-    ids = _char_ids(1)
-    ids.tofile(folder / "train.bin")
-    ids.tofile(folder / "val.bin")
-    with open(folder / "meta.pkl", "wb") as f:
-        pickle.dump({"vocab_size": 65}, f)
+    root = _nanogpt(tmp_path, "small", 1, 65)
     args = ["--dataset=small", "--device=cuda", "--compile=False", "--wandb_log=False", "--dtype=bfloat16",
             "--eval_iters=1", "--eval_interval=2", "--max_iters=1000", "--n_layer=2", "--n_head=2", "--n_embd=32",
             "--block_size=64", "--batch_size=2", "--gradient_accumulation_steps=32"]
