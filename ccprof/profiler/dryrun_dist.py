@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -91,12 +92,7 @@ def fake_world(log: Any, nproc: int, nnodes: int = 1) -> Iterator[None]:
         kwargs.pop("device_id", None)       # a device id names a GPU this machine does not have
         extra = {"timeout": timeout} if timeout is not None else {}
         original_init("fake", world_size=world, rank=0, store=FakeStore(), **extra)
-    # and every module that bound torch's own by name before the dry run (DeviceMesh's)
-    import sys
-    owners = [m for name, m in list(sys.modules.items())
-              if name.startswith("torch.distributed") and getattr(m, "init_process_group", None) is original_init]
-    for owner in owners:
-        patches.set(owner, "init_process_group", init_process_group)
+    _bind_everywhere(patches, "init_process_group", init_process_group)
 
     _object_collectives(log, patches)
 
@@ -185,10 +181,6 @@ def _object_collectives(log: Any, patches: Any) -> None:
     every rank's object is rank 0's own, as every rank is taken to do what rank 0 does; an object
     received from another rank (a pipeline stage's metadata) is not known, and stops the dry run
     with the script's line (``DryRunUnsupported``)."""
-    import sys
-
-    import torch.distributed as dist
-
     from ccprof.profiler.dryrun import DryRunUnsupported
     from ccprof.profiler.dryrun_weights import _script_line
 
@@ -224,9 +216,16 @@ def _object_collectives(log: Any, patches: Any) -> None:
                  "gather_object": gather_object, "scatter_object_list": scatter_object_list,
                  "send_object_list": send_object_list, "recv_object_list": recv_object_list}
     for name, fn in stand_ins.items():
-        original = getattr(dist, name, None)
-        if original is None:
-            continue
-        for mod_name, mod in list(sys.modules.items()):
-            if mod_name.startswith("torch.distributed") and getattr(mod, name, None) is original:
-                patches.set(mod, name, fn)
+        _bind_everywhere(patches, name, fn)
+
+
+def _bind_everywhere(patches: Any, name: str, replacement: Any) -> None:
+    """``torch.distributed.<name>`` replaced in every ``torch.distributed*`` module that holds it,
+    including those that bound it by name before the dry run (DeviceMesh's ``init_process_group``)."""
+    import torch.distributed as dist
+    original = getattr(dist, name, None)
+    if original is None:
+        return
+    for mod_name, mod in list(sys.modules.items()):
+        if mod_name.startswith("torch.distributed") and getattr(mod, name, None) is original:
+            patches.set(mod, name, replacement)
