@@ -42,24 +42,23 @@ def scope_of(parents: Any) -> str:
     return ".".join(deepest.split(".")[:2])
 
 
-def _schema_attrs(func: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
-    """The non-tensor arguments the cost model reads: conv ``groups``/``transposed``, attention ``causal``."""
-    out: dict[str, Any] = {}
+def _named_args(func: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """The op's arguments by their schema names (given, else the schema's default, else None);
+    {} for a callable without a schema."""
     try:
         arguments = func._schema.arguments
     except AttributeError:
-        return out
-    for i, a in enumerate(arguments):
-        if a.name not in ("groups", "transposed", "is_causal"):
-            continue
-        if a.name in kwargs:
-            val = kwargs[a.name]
-        elif i < len(args):
-            val = args[i]
-        else:
-            val = a.default_value if a.has_default_value() else None
-        if isinstance(val, (bool, int)):
-            out["causal" if a.name == "is_causal" else a.name] = val
+        return {}
+    return {a.name: kwargs[a.name] if a.name in kwargs else args[i] if i < len(args)
+            else a.default_value if a.has_default_value() else None for i, a in enumerate(arguments)}
+
+
+def _schema_attrs(func: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """The non-tensor arguments the cost model reads: conv ``groups``/``transposed``, attention ``causal``."""
+    out: dict[str, Any] = {}
+    for name, val in _named_args(func, args, kwargs).items():
+        if name in ("groups", "transposed", "is_causal") and isinstance(val, (bool, int)):
+            out["causal" if name == "is_causal" else name] = val
     return out
 
 
@@ -72,21 +71,15 @@ def collective_attrs(func: Any, args: tuple, kwargs: dict, out: Any) -> dict[str
     the unsharded input of a reduce-scatter, the tensor of an all-reduce); ``group``, the ranks in
     its process group; ``nodes``, how many nodes they span (``LOCAL_WORLD_SIZE`` ranks a node, as
     torchrun sets it). {} when the group cannot be read."""
-    try:
-        arguments = func._schema.arguments
-    except AttributeError:
-        return {}
     import torch.distributed as dist
-    named = {a.name: (kwargs[a.name] if a.name in kwargs else args[i] if i < len(args) else None)
-             for i, a in enumerate(arguments)}
+    named = _named_args(func, args, kwargs)
     group = None
-    for name, val in named.items():
-        if isinstance(val, torch.ScriptObject) and name == "process_group":
-            from torch._C._distributed_c10d import ProcessGroup
-            group = ProcessGroup.unbox(val)
-        elif name == "group_name" and isinstance(val, str):
-            from torch.distributed.distributed_c10d import _resolve_process_group
-            group = _resolve_process_group(val)
+    if isinstance(named.get("process_group"), torch.ScriptObject):        # c10d.*
+        from torch._C._distributed_c10d import ProcessGroup
+        group = ProcessGroup.unbox(named["process_group"])
+    elif isinstance(named.get("group_name"), str):                          # _c10d_functional.*
+        from torch.distributed.distributed_c10d import _resolve_process_group
+        group = _resolve_process_group(named["group_name"])
     if group is None or not dist.is_initialized():
         return {}
     ranks = dist.get_process_group_ranks(group)
