@@ -39,8 +39,15 @@ from ccprof.artefacts.profile import Profile
 from ccprof.artefacts.tweaks import TWEAKS
 from ccprof.artefacts.vocab import MODEL_PHASES
 from ccprof.hardware.catalog import GpuSpec
-from ccprof.hardware.comm import NCCL_BUS_EFF, NETWORK_BUS_EFF, NETWORK_HOP_LATENCY_S, ddp_comm, fsdp_comm
-from ccprof.hardware.projection import MEMORY_HEADROOM_FRAC, usable_memory_bytes
+from ccprof.hardware.comm import (
+    NCCL_BUS_EFF,
+    NETWORK_BUS_EFF,
+    NETWORK_HOP_LATENCY_S,
+    collective_kind,
+    ddp_comm,
+    fsdp_comm,
+)
+from ccprof.hardware.projection import MEMORY_HEADROOM_FRAC, spanned_nodes, usable_memory_bytes
 
 __all__ = ["plan_configurations", "GPU_COUNTS", "NODE_COUNTS", "MEMORY_TWEAKS"]
 
@@ -145,9 +152,8 @@ def _more_nodes(last: ConfigRow, budget_usd: float | None, deadline_h: float | N
 def _traced_world(profile: Profile) -> tuple[int, int, str]:
     """(ranks, nodes, parallel) of a profile traced on several ranks (``--nproc``, ``--dry-run --nproc
     N --nnodes M``): its collectives say how it shards (a reduce-scatter: FSDP; else DDP)."""
-    from ccprof.hardware.comm import collective_kind
     kinds = {collective_kind(o.op) for o in profile.ops}
-    nodes = max([int(o.attrs.get("nodes", 1)) for o in profile.ops if collective_kind(o.op)] or [1])
+    nodes = spanned_nodes(profile)
     if profile.dry_run is not None:
         nodes = max(nodes, profile.dry_run.nnodes)
     return profile.world_size, nodes, "fsdp" if "reduce_scatter" in kinds else "ddp"

@@ -65,6 +65,7 @@ from ccprof.hardware._kernel_params import (  # noqa: F401  (re-exported)
     params_from_dict,
 )
 from ccprof.hardware.catalog import GpuSpec, load_catalog, resolve_gpu
+from ccprof.hardware.comm import collective_kind, collective_s
 
 __all__ = [
     "PARAMS_PATH", "GemmParams", "KernelParams", "Gemm", "load_params", "op_base", "op_class",
@@ -84,7 +85,6 @@ def op_class(op: str) -> str:
     costed as its bytes over achieved bandwidth.
     """
     if op.startswith(("c10d.", "_c10d_functional.")):
-        from ccprof.hardware.comm import collective_kind
         return "collective" if collective_kind(op) else "view"
     b = op_base(op)
     if b in _VIEW:
@@ -228,7 +228,6 @@ def kernel_s(op: str, shapes: Sequence[Sequence[int]], dtype: str, spec: GpuSpec
     if cls in ("view", "host"):
         return 0.0
     if cls == "collective":
-        from ccprof.hardware.comm import collective_kind, collective_s
         a = attrs or {}
         size = a.get("bytes", nbytes if nbytes is not None else 0)
         return collective_s(collective_kind(op) or "all_reduce", float(size), int(a.get("group", 1)), spec,

@@ -322,13 +322,14 @@ def op_s(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy | None = N
         for o, w in zip(runs, weights):
             out[where[id(o)]] += sec * w / total
     # a phase's collectives count what its compute does not hide (cost_step's exposed_comm_s)
+    is_coll = [K.op_class(r.op) == "collective" for r in rows]
     for ph in PHASES[1:]:
-        coll = [i for i, r in enumerate(rows) if r.phase == ph and K.op_class(r.op) == "collective"]
+        coll = [i for i, r in enumerate(rows) if r.phase == ph and is_coll[i]]
         if not coll:
             continue
         comm = sum(out[i] for i in coll)
-        longest = max((out[i] / max(rows[i].count, 1) for i in coll), default=0.0)
-        compute = sum(v for i, (r, v) in enumerate(zip(rows, out)) if r.phase == ph and i not in coll)
+        longest = max(out[i] / max(rows[i].count, 1) for i in coll)
+        compute = sum(v for r, v, c in zip(rows, out, is_coll) if r.phase == ph and not c)
         share = exposed_comm_s(ph, comm, longest, compute) / comm if comm > 0 else 0.0
         for i in coll:
             out[i] *= share
