@@ -150,18 +150,18 @@ def cuda_facade(log: Any, devices: int = 1) -> Iterator[None]:
     patches = Patches()
     for name, value in replacements.items():
         patches.set(cuda, name, value)
-    # torch.accelerator, the device-generic API (Accelerate and newer scripts ask it which device to use)
+    # torch.accelerator, the device-generic API (Accelerate and newer scripts ask it which device to
+    # use): torch.cuda's answers under its names
     accel = getattr(torch, "accelerator", None)
     if accel is not None:
-        for name, value in {"is_available": answer("accelerator.is_available", True),
-                            "current_accelerator": quiet(torch.device("cuda")),
-                            "device_count": quiet(devices), "current_device_index": quiet(0),
-                            "current_device_idx": quiet(0), "set_device_index": quiet(), "set_device_idx": quiet(),
-                            "synchronize": quiet(), "empty_cache": quiet(), "memory_allocated": quiet(0),
-                            "max_memory_allocated": quiet(0), "memory_reserved": quiet(0),
-                            "max_memory_reserved": quiet(0), "reset_peak_memory_stats": quiet(),
-                            "get_memory_info": quiet((FACADE_MEMORY_BYTES, FACADE_MEMORY_BYTES)),
-                            "current_stream": quiet(_Stream()), "set_stream": quiet()}.items():
+        same = ("device_count", "synchronize", "empty_cache", "memory_allocated", "max_memory_allocated",
+                "memory_reserved", "max_memory_reserved", "reset_peak_memory_stats", "current_stream")
+        renamed = {"current_device_index": "current_device", "current_device_idx": "current_device",
+                   "set_device_index": "set_device", "set_device_idx": "set_device", "get_memory_info": "mem_get_info"}
+        answers = {**{n: replacements[n] for n in same}, **{n: replacements[c] for n, c in renamed.items()},
+                   "is_available": answer("accelerator.is_available", True),
+                   "current_accelerator": quiet(torch.device("cuda")), "set_stream": quiet()}
+        for name, value in answers.items():
             if hasattr(accel, name):
                 patches.set(accel, name, value)
 
