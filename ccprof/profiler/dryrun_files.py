@@ -51,7 +51,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from ccprof.profiler._dry_journal import BACKUPS_ENV, JOURNAL, undo_all
-from ccprof.profiler.dryrun import DryRunUnsupported
+from ccprof.profiler.dryrun import DryRunUnsupported, _from_ccprof, user_line
+from ccprof.profiler.dryrun_weights import _script_line
 
 __all__ = ["guard_files", "BackupFailed"]
 
@@ -376,21 +377,6 @@ def _linked(path: str, backup: str) -> bool:
 
 def _shown(given: Any) -> str:
     return os.fsdecode(given) if isinstance(given, (str, bytes, os.PathLike)) else f"file descriptor {given}"
-
-
-def _from_ccprof() -> bool:
-    from ccprof.profiler.dryrun import _from_ccprof as asked_by_ccprof
-    return asked_by_ccprof()
-
-
-def _script_line() -> tuple[str, int, str] | None:
-    from ccprof.profiler.dryrun_weights import _script_line as line
-    return line()
-
-
-def user_line() -> tuple[str, int, str] | None:
-    from ccprof.profiler.dryrun import user_line as line
-    return line()
 
 
 @contextlib.contextmanager
