@@ -86,9 +86,12 @@ def _device_kernel(op: torch._ops.OpOverload) -> bool:
     """Whether ``op`` has a kernel of its own on a device (CPU or CUDA), not only a decomposition."""
     got = _DEVICE_KERNEL.get(op)
     if got is None:
-        name = op.name()
-        got = _DEVICE_KERNEL[op] = any(torch._C._dispatch_has_kernel_for_dispatch_key(name, key)
-                                       for key in ("CPU", "CUDA"))
+        try:
+            name = op.name()
+            got = any(torch._C._dispatch_has_kernel_for_dispatch_key(name, key) for key in ("CPU", "CUDA"))
+        except RuntimeError:            # an op the dispatcher does not list (prim::device)
+            got = False
+        _DEVICE_KERNEL[op] = got
     return got
 
 

@@ -254,3 +254,16 @@ def test_an_op_with_its_own_kernel_is_one_row_not_its_decomposition():
     assert not {"aten.sigmoid", "aten.fill_", "aten.sub_", "aten.tanh", "aten.softplus"} & set(backward)
     # the matmuls, as before: 6 x rows x weights, less the input gradient x does not need
     assert flops.per_step == 6 * 4 * (8 * 16 + 16 * 8 + 8 * 2) - 2 * 4 * 8 * 16
+
+
+def test_fake_tensors_device_queries_pass_through_the_kernel_registry():
+    """Under a dry run FlopCounterMode sees ``prim.device``, which the dispatcher does not list: the
+    registry's kernel lookup must answer no rather than raise (an LSTM's backward aborted the process)."""
+    from ccprof.profiler.dryrun import dry_run
+    with dry_run():
+        model = nn.LSTM(8, 8, 2)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        x = torch.randn(5, 3, 8)
+        flops, ops = _train_step(FlopPass({"": model}), model, opt, lambda m: m(x)[0].sum())
+    assert flops.per_step > 0
+    assert any(o.phase == "backward" for o in ops)
