@@ -359,8 +359,8 @@ class FlopPass(_DataflowTags):
             for t in outputs:
                 self._param_copies[t] = True
         amp, amp_bytes = self._autocast(name, func, phase, inputs, outputs)
-        self._track_gap(name, phase, inputs, outputs)
         owner = self._owners.owner() if self._owners is not None else None
+        self._track_gap(name, phase, inputs, outputs, in_model=owner is not None)
         fixed = self._fixed(phase, inputs, outputs)
         key = (name, _dtype_of(inputs, outputs), phase,
                tuple(tuple(t.shape) for t in inputs), tuple(tuple(t.shape) for t in outputs),

@@ -267,3 +267,33 @@ def test_fake_tensors_device_queries_pass_through_the_kernel_registry():
         flops, ops = _train_step(FlopPass({"": model}), model, opt, lambda m: m(x)[0].sum())
     assert flops.per_step > 0
     assert any(o.phase == "backward" for o in ops)
+
+
+class _WithLoss(nn.Module):
+    """The same MLP with its loss inside the model (as Hugging Face models compute it)."""
+
+    def __init__(self, mlp: nn.Module) -> None:
+        super().__init__()
+        self.mlp = mlp
+
+    def forward(self, x):
+        return (self.mlp(x).softmax(-1) * 3.0 + 1.0).sum()
+
+
+def test_fusion_groups_hold_the_models_ops_and_not_a_loss_outside_it():
+    """torch.compile(model) fuses what the model's modules run; a loss written after the model's
+    output stays eager, so its ops are in no fusion group (and end the group before them)."""
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 8), nn.GELU())
+    x = torch.randn(4, 8)
+    outside = FlopPass({"": mlp})
+    _train_step(outside, mlp, torch.optim.SGD(mlp.parameters(), lr=0.1),
+                lambda m: (m(x).softmax(-1) * 3.0 + 1.0).sum())
+    wrapped = _WithLoss(mlp)
+    inside = FlopPass({"": wrapped})
+    _train_step(inside, wrapped, torch.optim.SGD(wrapped.parameters(), lr=0.1), lambda m: m(x))
+    fo, fi = outside.fusion["forward"], inside.fusion["forward"]
+    # forward: two GELUs in the model; inside, the last GELU's group also takes softmax, mul, add, sum
+    assert fo["ops"] == 2 and fi["ops"] == 6
+    assert fo["gaps"] == fi["gaps"] == 2
+    assert inside.fusion["backward"]["ops"] > outside.fusion["backward"]["ops"]
