@@ -83,12 +83,16 @@ class _OpCostMode(TorchDispatchMode):
 
 
 def _device_kernel(op: torch._ops.OpOverload) -> bool:
-    """Whether ``op`` has a kernel of its own on a device (CPU or CUDA), not only a decomposition."""
+    """Whether ``op`` has a kernel of its own on a device (CPU or CUDA) that FlopCounterMode would
+    skip for its C++ composite (``silu_backward``'s ``math_silu_backward``). Ops with a Python
+    decomposition registered (``native_batch_norm`` -> ``_native_batch_norm_legit``: torch._decomp's
+    functional twin, itself one kernel) decompose as they always did: the op tables name those."""
     got = _DEVICE_KERNEL.get(op)
     if got is None:
         try:
             name = op.name()
-            got = any(torch._C._dispatch_has_kernel_for_dispatch_key(name, key) for key in ("CPU", "CUDA"))
+            got = (torch._C.DispatchKey.CompositeImplicitAutograd not in op.py_kernels
+                   and any(torch._C._dispatch_has_kernel_for_dispatch_key(name, key) for key in ("CPU", "CUDA")))
         except RuntimeError:            # an op the dispatcher does not list (prim::device)
             got = False
         _DEVICE_KERNEL[op] = got

@@ -244,7 +244,8 @@ def test_an_op_with_its_own_kernel_is_one_row_not_its_decomposition():
     CompositeImplicitAutograd kernel, even ops with a device kernel of their own: SiLU's backward
     had reached the op rows as sigmoid, fill_, sub_ and muls (eight kernels where the GPU runs one)."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(8, 16), nn.SiLU(), nn.Linear(16, 8), nn.Mish(), nn.Linear(8, 2))
+    model = nn.Sequential(nn.Linear(8, 16), nn.SiLU(), nn.Linear(16, 8), nn.Mish(), nn.BatchNorm1d(8),
+                          nn.Linear(8, 2))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x = torch.randn(4, 8)
     flops, ops = _train_step(FlopPass({"": model}), model, opt, lambda m: m(x).sum())
@@ -252,6 +253,10 @@ def test_an_op_with_its_own_kernel_is_one_row_not_its_decomposition():
     assert backward["aten.silu_backward"] == 1
     assert backward["aten.mish_backward"] == 1
     assert not {"aten.sigmoid", "aten.fill_", "aten.sub_", "aten.tanh", "aten.softplus"} & set(backward)
+    # an op with a Python decomposition to its functional twin decomposes as before: the op tables
+    # (autocast classes, kernel classes) name the twin, and it is one kernel as well
+    forward = {o.op for o in ops if o.phase == "forward"}
+    assert "aten._native_batch_norm_legit" in forward and "aten.native_batch_norm" not in forward
     # the matmuls, as before: 6 x rows x weights, less the input gradient x does not need
     assert flops.per_step == 6 * 4 * (8 * 16 + 16 * 8 + 8 * 2) - 2 * 4 * 8 * 16
 
