@@ -70,7 +70,8 @@ def dry_run_view(profile: Profile, catalog: dict[str, Any]) -> DryRunView | None
 def _fit_line(fit: MemoryFit) -> str:
     """"fits, 8.5 GiB to spare of the 80 GiB on the GPU (reserved 70 GiB + NCCL buffers 960 MiB + CUDA context 512 MiB)"."""
     names = {"reserved": "reserved", "nccl": "NCCL buffers", "cuda_context": "CUDA context", "tensors": "tensors"}
-    parts = " + ".join(f"{names.get(k, k)} {fmt_bytes(v)}" for k, v in fit.parts.items())
+    # a part that is 0 (no collective: no NCCL buffers) is left out
+    parts = " + ".join(f"{names.get(k, k)} {fmt_bytes(v)}" for k, v in fit.parts.items() if v or k == "tensors")
     of = "usable" if fit.rule == "tensors" else "on the GPU"
     if fit.fits:
         return f"fits, {fmt_bytes(fit.margin_bytes)} to spare of the {fmt_bytes(fit.capacity_bytes)} {of} ({parts})"
