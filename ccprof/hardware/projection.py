@@ -124,7 +124,7 @@ def memory_fit(peak_bytes: int, spec: GpuSpec, *, reserved_bytes: int | None = N
     fragmentation). An unknown peak (0) fits.
 
     Example: ``memory_fit(60 << 30, h100, reserved_bytes=70 << 30, groups=((8, 1),))`` -> parts
-    reserved 70 GiB, nccl 960 MiB, cuda_context 512 MiB against 80 GiB: fits, margin 8.5 GiB.
+    reserved 70 GiB, nccl 960 MiB, cuda_context 512 MiB against the 80 GB (74.5 GiB): fits, margin 3.07 GiB.
     """
     if reserved_bytes:
         parts = {"reserved": int(reserved_bytes),
