@@ -30,6 +30,8 @@ class _DataflowTags:
     _gaps: dict[tuple[str, int], list[int]]     # (phase, index) -> [ops, bytes, bytes in, bytes out]
     _gap_index: dict[str, int]              # phase -> index of its current gap
     _gap_open: dict[str, bool]              # phase -> whether its current gap is still open
+    _row_modules: dict[tuple, dict[str, int]]   # op row key -> owning module -> calls
+    _cast_owner: str | None                 # the module of the op now recorded (its casts are its own)
 
     def _tinfo(self, t: torch.Tensor) -> list | None:
         """[would-be-16-bit, gap key, bytes, escaped] of a tensor produced in this step (or its view's base)."""
@@ -129,6 +131,9 @@ class _DataflowTags:
                 row = self._ops[key] = [0, 0, 0, 0, 0]
             row[0] += 1
             row[4] += read + written
+            if self._cast_owner is not None:     # the cast belongs to the module of the op that needs it
+                calls = self._row_modules.setdefault(key, {})
+                calls[self._cast_owner] = calls.get(self._cast_owner, 0) + 1
 
     # -- fusion gaps: what torch.compile would fuse -----------------------------------------
     def _track_gap(self, name: str, phase: str, inputs: list, outputs: list, *, in_model: bool = True) -> None:

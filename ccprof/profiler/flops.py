@@ -159,6 +159,7 @@ class FlopPass(_DataflowTags):
         self._own_flops: dict[str, int] = defaultdict(int)      # by owning module, children not included
         self._own_bytes: dict[str, int] = defaultdict(int)
         self._row_modules: dict[tuple, dict[str, int]] = {}     # op row -> owning module -> calls
+        self._cast_owner: str | None = None     # the module of the op whose autocast casts are being added
         self._unowned: list[tuple[tuple | None, int, int]] = []  # forward (row, FLOPs, bytes) with no module running
         self._errors: list[str] = []
         self._param_ids: set[int] = set()
@@ -362,8 +363,9 @@ class FlopPass(_DataflowTags):
         if name in ("aten._to_copy", "aten.clone", "aten.contiguous") and inputs and self._is_param(inputs[0]):
             for t in outputs:
                 self._param_copies[t] = True
-        amp, amp_bytes = self._autocast(name, func, phase, inputs, outputs)
         owner = self._owners.owner() if self._owners is not None else None
+        self._cast_owner = owner
+        amp, amp_bytes = self._autocast(name, func, phase, inputs, outputs)
         self._track_gap(name, phase, inputs, outputs, in_model=owner is not None)
         fixed = self._fixed(phase, inputs, outputs)
         key = (name, _dtype_of(inputs, outputs), phase,

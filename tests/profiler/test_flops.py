@@ -302,3 +302,16 @@ def test_fusion_groups_hold_the_models_ops_and_not_a_loss_outside_it():
     assert fo["ops"] == 2 and fi["ops"] == 6
     assert fo["gaps"] == fi["gaps"] == 2
     assert inside.fusion["backward"]["ops"] > outside.fusion["backward"]["ops"]
+
+
+def test_autocasts_casts_belong_to_the_module_that_needs_them():
+    """The casts autocast would add (virtual rows) are the model's when its ops need them: compile
+    fuses them with the model's other ops (they had been rows of no module, left eager)."""
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 8))
+    x = torch.randn(4, 8)
+    _, ops = _train_step(FlopPass({"": mlp}), mlp, torch.optim.SGD(mlp.parameters(), lr=0.1),
+                         lambda m: m(x).sum())
+    casts = [o for o in ops if o.autocast == "cast"]
+    assert casts and all(o.modules for o in casts)
+    assert {m for o in casts for m in o.modules} >= {"0", "2"}       # both Linears' weight casts
