@@ -313,5 +313,9 @@ def test_autocasts_casts_belong_to_the_module_that_needs_them():
     _, ops = _train_step(FlopPass({"": mlp}), mlp, torch.optim.SGD(mlp.parameters(), lr=0.1),
                          lambda m: m(x).sum())
     casts = [o for o in ops if o.autocast == "cast"]
-    assert casts and all(o.modules for o in casts)
-    assert {m for o in casts for m in o.modules} >= {"0", "2"}       # both Linears' weight casts
+    # every cast the Linears need (input, weight, bias, and their gradients' twins) is theirs
+    assert {m for o in casts for m in o.modules} == {"0", "2"}
+    assert sum(1 for o in casts if o.modules) == 9
+    # the model's bf16 output cast back to fp32 for the sum outside it: the loss's, no module's
+    outside = [(o.phase, o.dtype, o.shapes) for o in casts if not o.modules]
+    assert outside == [("forward", "bfloat16", [[4, 8]]), ("backward", "float32", [[4, 8]])]
