@@ -55,8 +55,8 @@ from ccprof.profiler._harness_io import (
     _stop_reason,
 )
 from ccprof.profiler.clock import utc_now, wall_s
-from ccprof.profiler.hooks import Session, StopProfiling, _Timeout
 from ccprof.profiler.dryrun_pipe import PipelineFound, pipeline_path, run_stages
+from ccprof.profiler.hooks import Session, StopProfiling, _Timeout
 from ccprof.profiler.runner import seen_text
 from ccprof.profiler.spec import RunSpec, run_environment
 
