@@ -63,8 +63,8 @@ def test_rank_0_finds_the_pipeline_and_its_ranks_at_the_first_step(run_dir):
 
 
 def test_the_last_stage_traced_as_rank_1_gets_stage_0s_shapes_and_sends_its_gradients_shapes_back(run_dir):
-    from torch.distributed.pipelining.stage import _StageBackwardMeta, _StageForwardMeta
     from torch.distributed.pipelining._utils import extract_tensor_metas
+    from torch.distributed.pipelining.stage import _StageBackwardMeta, _StageForwardMeta
     out = os.path.join(run_dir, "profile.json")
     # what stage 0's dry run sends rank 1 before the first step: its output's shapes, (B/m, T, C) = (2, 16, 32)
     sent = _StageForwardMeta(forward_metas=extract_tensor_metas((torch.empty(2, 16, WIDTH, requires_grad=True),)))
