@@ -75,3 +75,32 @@ def test_interleaved_stages_count_their_ranks_not_their_stages():
     assert run.detail["chunks_per_rank"] == 2 and run.detail["ranks"] == 4
     assert run.bubble_frac == pytest.approx(1.5 / 9.5)
     assert describe_pipeline(run.detail).startswith("pipeline of 8 stages on 4 ranks x 8 microbatches (Interleaved1F1B)")
+
+
+def test_the_projection_schedules_each_ranks_cost_model_step():
+    from dataclasses import replace
+
+    from ccprof.artefacts.profile import DryRun
+    from ccprof.hardware.catalog import load_catalog
+    from ccprof.hardware.inputs import step_inputs
+    from ccprof.hardware.projection import compute_peak, project, step_cost_for
+    from ccprof.hardware.translate import policy_for
+    from tests.helpers.profiles import hand_ops, hand_profile
+    light = hand_ops()
+    heavy = [replace(o, count=2 * o.count, flops=2 * o.flops) for o in light]      # rank 1: twice the layers
+    pipe = Pipeline(schedule="Schedule1F1B", microbatches=4, num_stages=2, stage_rank=[0, 1],
+                    ranks=[PipelineRank(rank=0, ops=light, flops_per_step=10**12),
+                           PipelineRank(rank=1, ops=heavy, flops_per_step=2 * 10**12)])
+    profile = hand_profile(world_size=2, dry_run=DryRun(nproc=2, rank=0, pipeline=pipe))
+    spec = load_catalog()["h100-sxm"]
+    got = project(profile, {"h100-sxm": spec})["h100-sxm"]
+    plain = {r: step_cost_for(profile, spec, ops=ops).phase_s for r, ops in ((0, light), (1, heavy))}
+    work1 = sum(v for ph, v in plain[1].items() if ph not in ("data", "optimizer"))
+    # p = 2, m = 4: rank 1's forward and backward x 5/4, the slower optimizer step after
+    expected = work1 * 5 / 4 + max(plain[0]["optimizer"], plain[1]["optimizer"]) + plain[1]["data"]
+    assert got.step_s == pytest.approx(expected)
+    assert got.detail["pipeline"]["slowest_rank"] == 1 and got.detail["pipeline"]["bubble_frac"] == pytest.approx(0.2)
+    # MFU per GPU: the ranks' mean FLOPs, 1.5e12 a step
+    peak_flops, _ = compute_peak(profile, spec, policy_for(step_inputs(profile), spec))
+    assert got.hfu == pytest.approx(1.5e12 / got.step_s / peak_flops)
+    assert sum(got.phase_s.values()) == pytest.approx(got.step_s)

@@ -107,3 +107,29 @@ def test_the_object_channel_carries_an_object_to_another_process_that_waits_for_
     assert mine.recv() == {"shapes": [[2, 16, 32]]}
     waiting.join(timeout=60)
     assert waiting.exitcode == 0
+
+
+def _stage_profile(peak_bytes: int, flops: int, error=None):
+    from ccprof.artefacts.profile import DryRun, Flops, Memory, Profile
+    return Profile(memory=Memory(peak_bytes=peak_bytes), flops=Flops(per_step=flops), dry_run=DryRun(nproc=2),
+                   error=error, status="complete" if error is None else "partial")
+
+
+def test_the_merged_profile_is_the_heaviest_stage_with_every_rank_beside_it(run_dir):
+    from ccprof.artefacts.profile import ErrorInfo
+    from ccprof.profiler.dryrun_pipe import merge_stages, stage_out
+    out = os.path.join(run_dir, "profile.json")
+    with open(pipeline_path(out), "w") as fh:
+        json.dump({"schedule": "ScheduleInterleaved1F1B", "microbatches": 8, "num_stages": 4,
+                   "stage_rank": [0, 1, 0, 1], "stages": [0, 2]}, fh)
+    stages = {stage_out(out, 0): _stage_profile(100, 7), stage_out(out, 1): _stage_profile(300, 9)}
+    merged = merge_stages(out, stages.get)
+    assert merged.dry_run.rank == 1 and merged.memory.peak_bytes == 300 and merged.error is None
+    pipe = merged.dry_run.pipeline
+    assert [(r.rank, r.stages, r.peak_bytes, r.flops_per_step) for r in pipe.ranks] == [(0, [0, 2], 100, 7),
+                                                                                      (1, [1, 3], 300, 9)]
+    # a stage's failure is the merged profile's, named by its rank and stages; a missing rank is said
+    stages[stage_out(out, 0)] = _stage_profile(100, 7, ErrorInfo(kind="script_error", message="boom"))
+    assert merge_stages(out, stages.get).error.message == "rank 0 (pipeline stage(s) [0, 2]): boom"
+    del stages[stage_out(out, 0)]
+    assert merge_stages(out, stages.get).error.message == "pipeline rank(s) 0 wrote no profile"
