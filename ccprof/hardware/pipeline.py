@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ccprof.artefacts.profile import OpCost, Pipeline
+from ccprof.artefacts.vocab import MODEL_PHASES, STEP_PHASES
 
 __all__ = ["ZERO_BUBBLE_H1_FRAC", "PipelineStep", "bubble_frac", "chunks_per_rank", "pipeline_step",
            "describe_pipeline"]
@@ -40,8 +41,9 @@ ZERO_BUBBLE_H1_FRAC = 1.0 / 3.0
 _ZB_H1 = ("ScheduleInterleavedZeroBubble",)
 _ZB_V = ("ScheduleZBVZeroBubble", "ScheduleDualPipeV")
 _INTERLEAVED = ("ScheduleInterleaved1F1B", "ScheduleLoopedBFS")
-# phases that run after the pipeline's flush, on every rank at once
-_AFTER_FLUSH = ("data", "optimizer")
+# phases that run after the pipeline's flush, on every rank at once (the data wait and the optimizer step);
+# forward, backward and what runs between them (the sends and receives, "other") are pipelined
+_AFTER_FLUSH = tuple(ph for ph in STEP_PHASES if ph not in MODEL_PHASES and ph != "other")
 SOURCES = ["Narayanan et al., SC'21, \"Efficient Large-Scale Language Model Training on GPU Clusters Using "
            "Megatron-LM\", section 2.2 (pipeline bubble)",
            "Qi et al., ICLR 2024, \"Zero Bubble Pipeline Parallelism\", sections 3-4"]
