@@ -74,7 +74,8 @@ ASSUMPTIONS = {
                   "datasheet peaks and fitted kernel efficiencies), no data loading or host stalls",
     "reserved": "published = torch.cuda.max_memory_reserved (torchtitan logs max_reserved_gib as 'memory'), compared "
                 "with the ledger's allocations replayed through PyTorch's caching allocator (ccprof.profiler.allocator: "
-                "512 B rounding, 2/20 MiB segments, best fit with splitting; one stream); the "
+                "512 B rounding, 2/20 MiB segments, best fit with splitting; a pool per stream: FSDP2's all-gather and "
+                "reduce-scatter streams keep their own segments); the "
                 "caching allocator's segments, so it exceeds the tensors' peak (ccprof's ledger) by the "
                 "allocator's slack and fragmentation",
     "world": "multi-rank rows: one process traced as rank 0 of N x M ranks on a fake process group; every rank "

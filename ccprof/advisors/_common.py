@@ -19,7 +19,7 @@ from ccprof.artefacts.profile import GpuProjection, Profile
 from ccprof.artefacts.tweaks import TWEAKS, TweakOptions, options_for
 from ccprof.hardware import DEFAULT_GPU, GpuSpec, Policy, StepCost, load_catalog, policy_for, user_catalog_path
 from ccprof.hardware import target_gpu as hardware_target_gpu
-from ccprof.hardware.projection import fits_memory, step_cost_for, usable_memory_bytes
+from ccprof.hardware.projection import memory_fit_for, step_cost_for
 
 # Tweaks whose time saving is a share of the whole run (fewer steps), not of each step.
 
@@ -509,11 +509,15 @@ def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *
         gate = max(price.noise_frac, C.MIN_SAVING_FRAC)
         spec = gpu_spec(profile, ctx)
         peak = profile.memory.peak_bytes or 0
-        short = memory_saved_bytes > 0 and not fits_memory(peak, spec)
+        # the one fit rule (the tensors' peak against 90% of the GPU; for a dry run the allocator's
+        # reserved peak + NCCL's buffers + the CUDA context against all of it)
+        fit_now = memory_fit_for(profile, spec, peak)
+        short = memory_saved_bytes > 0 and not fit_now.fits
         after = (peak_bytes_after if peak_bytes_after is not None else peak - memory_saved_bytes)
+        fits_after = memory_fit_for(profile, spec, after).fits
         # memory is worth money only where it changes what the run needs: a run that does not fit
         # the target keeps a saving that makes it fit, or a sizeable part of one (a plan combines them)
-        needed = short and (fits_memory(after, spec) or memory_saved_bytes >= C.MIN_SAVING_FRAC * peak)
+        needed = short and (fits_after or memory_saved_bytes >= C.MIN_SAVING_FRAC * peak)
         d["memory_needed"] = bool(needed and share <= gate)
         if share <= gate and not needed:
             d["no_saving"] = {"cost_saved_frac": share, "time_saved_frac": time_saved_frac,
@@ -538,7 +542,7 @@ def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *
                 head = f"No measurable saving: {fmt_pct(share)} of the run's GPU cost, within {why}"
             if memory_saved_bytes > 0 and short:
                 freed = (f" (it frees {fmt_bytes(memory_saved_bytes)}, {fmt_pct(memory_saved_bytes / peak)} of the "
-                         f"{fmt_bytes(peak)} peak: the run still does not fit the {fmt_bytes(usable_memory_bytes(spec))} usable "
+                         f"{fmt_bytes(peak)} peak: the run still does not fit the {fmt_bytes(fit_now.capacity_bytes)} usable "
                          "on the target GPU, and so small a part of the gap changes nothing it needs)")
             elif memory_saved_bytes > 0:
                 freed = f" (it frees {fmt_bytes(memory_saved_bytes)}, which this run does not need)"
@@ -550,10 +554,13 @@ def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *
                               + (f" ({fmt_usd(share * price.usd_run)})." if price.priced else "."))
         if status == "recommended" and d["memory_needed"]:
             # recommended for memory, not money: say so before anything the rationale says of time
-            verdict = ("brings the run under it" if fits_memory(after, spec)
+            verdict = ("brings the run under it" if fits_after
                        else "is a part of what a plan needs to get under it")
-            rationale = (f"Recommended for memory, not money: the {fmt_bytes(peak)} peak does not fit the "
-                         f"{fmt_bytes(usable_memory_bytes(spec))} usable on the target GPU, and freeing "
+            what = ("peak" if fit_now.rule == "tensors" else
+                    f"peak ({fmt_bytes(fit_now.need_bytes)} with the caching allocator's reserve, NCCL's buffers "
+                    "and the CUDA context)")
+            rationale = (f"Recommended for memory, not money: the {fmt_bytes(peak)} {what} does not fit the "
+                         f"{fmt_bytes(fit_now.capacity_bytes)} usable on the target GPU, and freeing "
                          f"{fmt_bytes(memory_saved_bytes)} (peak {fmt_bytes(after)}) {verdict}; its cost is "
                          f"{fmt_pct(-share) if share < -0.0005 else 'none'} of the run's GPU cost. " + rationale)
     rationale = rationale.strip() + one_time_note

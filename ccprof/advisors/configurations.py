@@ -30,6 +30,7 @@ What each row assumes (also in ``Configurations.assumptions``):
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from ccprof.advisors._common import Ledger, catalog_entries, ledger, run_price
@@ -47,7 +48,13 @@ from ccprof.hardware.comm import (
     ddp_comm,
     fsdp_comm,
 )
-from ccprof.hardware.projection import MEMORY_HEADROOM_FRAC, spanned_nodes, usable_memory_bytes
+from ccprof.hardware.projection import (
+    MEMORY_FIT_SOURCES,
+    MEMORY_HEADROOM_FRAC,
+    MemoryFit,
+    memory_fit_for,
+    spanned_nodes,
+)
 
 __all__ = ["plan_configurations", "GPU_COUNTS", "NODE_COUNTS", "MEMORY_TWEAKS"]
 
@@ -64,8 +71,12 @@ ASSUMPTIONS = [
     "FSDP (ZeRO-3), chosen where DDP does not fit, holds 1/N of the parameters, gradients and optimizer state plus "
     "two repeated blocks' parameters gathered in full (the current one and the prefetched next), and adds the "
     "all-gathers and reduce-scatter compute does not hide.",
-    f"One step fits when its peak stays under {1 - MEMORY_HEADROOM_FRAC:.0%} of the GPU's memory (the rest for the "
-    "CUDA context, library workspaces and the caching allocator's fragmentation).",
+    f"One step fits when its tensors' peak stays under {1 - MEMORY_HEADROOM_FRAC:.0%} of the GPU's memory (the rest "
+    "for the CUDA context, library workspaces and the caching allocator's fragmentation); for a dry run, whose "
+    "allocations are replayed through PyTorch's caching allocator, when the allocator's reserved peak + NCCL's "
+    "buffers (an estimate per process group: 32 channels x 3 peers x NCCL's default Simple, LL and LL128 buffers) + "
+    "the CUDA context (512 MiB) stay within the GPU's memory; a tweak's or a planned shard's reserved figure moves "
+    "with its tensors' peak.",
     "Within a node the GPUs talk over the catalog's interconnect (NVLink, else PCIe 4.0 x16) at "
     f"{NCCL_BUS_EFF:.0%} of it; across nodes over the catalog node's network per GPU at {NETWORK_BUS_EFF:.0%} of "
     "what one node's GPUs have together (NCCL runs a ring per network card; measured on InfiniBand, unverified for "
@@ -89,6 +100,7 @@ SOURCES = [
     "nccl-tests PERFORMANCE.md (ring bus bandwidth)",
     "NCCL src/graph/tuning.cc (ring steps that cross nodes; 9.6 us per network step, Simple protocol)",
     "NVIDIA/nccl-tests issue #175 (2 x 8 A100, 4 x 200 Gb/s HDR per node: 86 GB/s all-reduce bus bandwidth)",
+    *MEMORY_FIT_SOURCES,
 ]
 
 
@@ -122,14 +134,14 @@ def _variants(profile: Profile, ctx: AdviceContext, base_step: float) -> list[tu
 
 
 def _parallel(n: int, nodes: int, spec: GpuSpec, step1: float, peak1: int, adapters: bool, led: Ledger,
-              block: int, backward_s: float, compute_s: float) -> tuple[str, int, float, str]:
-    """(parallel, memory per GPU, step seconds, collectives) of ``n`` GPUs over ``nodes`` nodes: DDP
-    where the whole state fits one GPU (or only adapters train), else FSDP."""
+              block: int, backward_s: float, compute_s: float, fits: Callable[[int], bool]) -> tuple[str, int, float, str]:
+    """(parallel, tensors' peak per GPU, step seconds, collectives) of ``n`` GPUs over ``nodes`` nodes: DDP
+    where the whole state fits one GPU (``fits(peak)``, or only adapters train), else FSDP."""
     if n == 1:
         return "none", peak1, step1, "one GPU"
     state = led.params + led.grads + led.opt
     ddp_mem = peak1 + (0 if adapters else led.grads)
-    if ddp_mem <= usable_memory_bytes(spec) or adapters:
+    if fits(ddp_mem) or adapters:
         c = ddp_comm(0 if adapters else led.grads, n, spec, backward_s, nodes=nodes)
         what = ("all-reduce of the adapters' gradients (a few MiB at most)"
                 + (f" over {nodes} nodes" if nodes > 1 else "")) if adapters else c.what
@@ -195,14 +207,18 @@ def plan_configurations(profile: Profile, ctx: AdviceContext | None = None, *, b
             parallel, mem, step = traced[2], peak1, step1
             how = f"as traced: {n} ranks on {nodes} node(s), the script's own collectives"
             steps_needed = float(run_steps) if run_steps else None
+            fit = memory_fit_for(profile, spec, mem)
         else:
+            def fit_of(peak: int) -> MemoryFit:      # the plan's own world: one communicator of its n GPUs
+                return memory_fit_for(profile, spec, peak, groups=((n, nodes),) if n > 1 else ())
             parallel, mem, step, how = _parallel(n, nodes, spec, step1, peak1, adapters, led, block, backward,
-                                                 compute)
+                                                 compute, lambda peak: fit_of(peak).fits)
             steps_needed = run_steps / n if run_steps else None
+            fit = fit_of(mem)
         hours = steps_needed * step / 3600 if steps_needed else None
         return ConfigRow(
-            gpu=gid, gpus=n, nodes=nodes, parallel=parallel, tweak=name, memory_per_gpu_bytes=int(mem),
-            usable_bytes=usable_memory_bytes(spec), fits=mem <= usable_memory_bytes(spec), step_s=step,
+            gpu=gid, gpus=n, nodes=nodes, parallel=parallel, tweak=name, memory_per_gpu_bytes=fit.need_bytes,
+            usable_bytes=fit.capacity_bytes, fits=fit.fits, memory_parts=dict(fit.parts), step_s=step,
             tokens_per_s_per_gpu=tokens / step if tokens and step else None,
             samples_per_s=samples * n / step if samples and step else None,
             run_hours=hours, usd_run=hours * n * spec.usd_per_hour if hours is not None else None,

@@ -109,8 +109,8 @@ class ConfigRow:
     gpus: int = 1                           # all of them, on ``nodes`` nodes
     parallel: str = "none"                  # "none" | "ddp" | "fsdp" | "pipeline" (a traced pipeline's world)
     tweak: str = "as written"               # or the memory tweak applied: mixed_precision, checkpointing, lora
-    memory_per_gpu_bytes: int = 0
-    usable_bytes: int = 0                   # what one GPU may fill (its memory less the headroom)
+    memory_per_gpu_bytes: int = 0           # what one GPU needs under the fit's rule (the sum of memory_parts)
+    usable_bytes: int = 0                   # what it may fill: its memory less the headroom (tensors' rule) or all of it
     fits: bool = True
     step_s: float = 0.0                     # one step on each GPU, collectives not hidden included
     tokens_per_s_per_gpu: float | None = None
@@ -122,6 +122,9 @@ class ConfigRow:
     how: str = ""                           # the collectives it adds
     risk: str = "none"                      # the memory tweak's risk (its advice's); "none" as written
     nodes: int = 1                          # gpus / nodes on each node
+    # the parts of memory_per_gpu_bytes (ccprof.hardware.projection.MemoryFit.parts): "tensors", or
+    # "reserved" + "nccl" + "cuda_context" for a dry run; empty in older plans
+    memory_parts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

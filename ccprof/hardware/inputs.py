@@ -74,6 +74,9 @@ class ModelFacts:
     flops_per_step: int = 0                      # executed (recomputation included)
     model_flops_per_step: int = 0                # the model's own (MFU)
     peak_bytes: int = 0                          # the larger of the ledger's peak and CUDA's
+    # a dry run's allocations replayed through PyTorch's caching allocator (Memory.reserved_peak_bytes):
+    # the fit's reserved rule (projection.memory_fit); None for a measured run, which keeps the tensors' rule
+    reserved_peak_bytes: int | None = None
     fusion: dict[str, dict[str, int]] = field(default_factory=dict)   # torch.compile's groups by phase
     compiled: bool = False                       # the script compiles the model already
 
@@ -129,6 +132,7 @@ class StepInputs:
             model=ModelFacts(flops_per_step=profile.flops.per_step,
                              model_flops_per_step=profile.flops.model_per_step,
                              peak_bytes=max(m.peak_bytes or 0, m.cuda_max_allocated_bytes or 0),
+                             reserved_peak_bytes=m.reserved_peak_bytes if profile.dry_run is not None else None,
                              fusion=profile.fusion or {},
                              compiled=bool(profile.static.compile)
                              or any("OptimizedModule" in r for r in profile.model.roots)),

@@ -16,19 +16,22 @@ calibrated model still cannot explain on the measured GPU is kept as host time o
 from __future__ import annotations
 
 import statistics
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ccprof.artefacts.profile import GpuProjection, OpCost, Profile
 from ccprof.artefacts.vocab import COMPUTE_PHASES, MATMUL_CLASSES
 from ccprof.hardware import kernels as K
 from ccprof.hardware.catalog import GpuSpec, match_device
+from ccprof.hardware.comm import collective_kind
 from ccprof.hardware.inputs import StepInputs, step_inputs
 from ccprof.hardware.pipeline import pipeline_step
 from ccprof.hardware.step import PHASES, StepCost, cost_step
 from ccprof.hardware.translate import Policy, policy_for, translate
 
-__all__ = ["MEMORY_HEADROOM_FRAC", "CALIBRATION_BOUNDS", "usable_memory_bytes", "fits_memory",
+__all__ = ["MEMORY_HEADROOM_FRAC", "CALIBRATION_BOUNDS", "usable_memory_bytes", "fits_memory", "MemoryFit",
+           "memory_fit", "memory_fit_for", "communicators", "nccl_buffer_bytes", "CUDA_CONTEXT_BYTES",
+           "MEMORY_FIT_SOURCES",
            "source_gpu", "half_dtype", "compute_peak", "mfu", "project", "spanned_nodes", "step_cost_for",
            "eval_s_for"]
 
@@ -41,14 +44,127 @@ MEMORY_HEADROOM_FRAC = 0.10
 CALIBRATION_BOUNDS = (0.25, 4.0)
 
 
+# What a GPU holds beside PyTorch's caching allocator (not in torch.cuda.max_memory_reserved), for the
+# fit of a profile whose allocations were replayed through the allocator (reserved_peak_bytes):
+# - the CUDA context: the driver's state and the kernels it loads, ~300-400 MB with CUDA >= 11.7's lazy
+#   module loading, the PyTorch default (PyTorch maintainers in pytorch/pytorch#107667 and #109888; over
+#   1 GB before lazy loading); taken as 512 MiB.
+CUDA_CONTEXT_BYTES = 512 * 2 ** 20
+# - NCCL's buffers, per communicator (one per process group that ran a collective): for each channel and
+#   each peer it receives from, one buffer per protocol: Simple NCCL_BUFFSIZE (4 MiB default, NCCL docs
+#   "Environment Variables"), LL 512 KiB and LL128 4,915,200 B (NCCL src/init.cc DEFAULT_LL_BUFFSIZE,
+#   DEFAULT_LL128_BUFFSIZE): 9.19 MiB, allocated as 10 MiB (2 MiB granules: the 10,485,760 B buffers
+#   NCCL_DEBUG_SUBSYS=ALLOC shows in NVIDIA/nccl#1685).
+NCCL_PROTO_BUFFERS_BYTES = (4 << 20) + (512 << 10) + 4_915_200
+NCCL_BUFFER_GRANULE_BYTES = 2 << 20
+# channels: NCCL's MAXCHANNELS, what it opens on H100 NVLink (NVIDIA/nccl#1685's logs); GPUs with fewer
+# links open fewer, so the figure is on the high side for them. Peers per channel: the ring's one and the
+# tree's two (its parent and child in a node's chain): 24 channels x 3 x 9.19 MiB = 694 MB, what
+# NVIDIA/nccl#964 measured for a 4 x A100 group's all-reduce (688 MB).
+NCCL_CHANNELS = 32
+NCCL_PEERS_PER_CHANNEL = 3
+MEMORY_FIT_SOURCES = [
+    "NCCL docs, Environment Variables: NCCL_BUFFSIZE (4 MiB default), NCCL_MAX_NCHANNELS",
+    "NCCL src/init.cc: DEFAULT_BUFFSIZE, DEFAULT_LL_BUFFSIZE, DEFAULT_LL128_BUFFSIZE",
+    "NVIDIA/nccl#964 (688 MB for one 4 x A100 communicator's all-reduce), #1685 (32 channels, 10 MiB buffers on H100), "
+    "#986 (memory grows with communicators and channels)",
+    "pytorch/pytorch#107667, #109888 (CUDA context ~300-400 MB with lazy module loading)",
+]
+
+
 def usable_memory_bytes(spec: GpuSpec, headroom_frac: float = MEMORY_HEADROOM_FRAC) -> int:
-    """Device memory a job may fill: ``memory_bytes * (1 - headroom_frac)``."""
+    """Device memory a job may fill under the tensors' rule: ``memory_bytes * (1 - headroom_frac)``."""
     return int(spec.memory_bytes * (1.0 - headroom_frac))
 
 
+@dataclass(frozen=True)
+class MemoryFit:
+    """Whether one GPU holds the step, and each part of what it needs.
+
+    ``rule`` is ``"reserved"`` (the caching allocator's reserved peak + NCCL's buffers + the CUDA
+    context against the GPU's whole memory) or ``"tensors"`` (the tensors' peak against
+    ``1 - MEMORY_HEADROOM_FRAC`` of it); ``parts`` name -> bytes (their sum is ``need_bytes``);
+    ``margin_bytes`` = ``capacity_bytes - need_bytes`` (negative: over)."""
+    fits: bool
+    rule: str
+    need_bytes: int
+    capacity_bytes: int
+    parts: dict[str, int]
+    communicators: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def margin_bytes(self) -> int:
+        return self.capacity_bytes - self.need_bytes
+
+
+def nccl_buffer_bytes(group_ranks: int) -> int:
+    """NCCL's buffers on one GPU for one communicator of ``group_ranks`` ranks (0 for a group of one:
+    no peer to connect): channels x peers x the three protocols' buffers, in 2 MiB granules."""
+    if group_ranks <= 1:
+        return 0
+    per_peer = -(-NCCL_PROTO_BUFFERS_BYTES // NCCL_BUFFER_GRANULE_BYTES) * NCCL_BUFFER_GRANULE_BYTES
+    return NCCL_CHANNELS * NCCL_PEERS_PER_CHANNEL * per_peer
+
+
+def communicators(profile: Profile | StepInputs) -> tuple[tuple[int, int], ...]:
+    """(ranks, nodes) of each process group the step's collectives ran on, as their op rows record
+    them (``attrs["group"]``, ``attrs["nodes"]``); two groups of the same size and span count once."""
+    seen = {(int((o.attrs or {}).get("group", 0) or 0), int((o.attrs or {}).get("nodes", 1) or 1))
+            for o in step_inputs(profile).ops if collective_kind(o.op)}
+    return tuple(sorted(g for g in seen if g[0] > 1))
+
+
+def memory_fit(peak_bytes: int, spec: GpuSpec, *, reserved_bytes: int | None = None,
+               groups: tuple[tuple[int, int], ...] = (), headroom_frac: float = MEMORY_HEADROOM_FRAC) -> MemoryFit:
+    """Whether a step fits ``spec``, and by how much: the one rule every caller uses.
+
+    With ``reserved_bytes`` (PyTorch's caching allocator's reserved peak, replayed from the step's
+    allocations): it fits when reserved + NCCL's buffers for each communicator in ``groups`` ((ranks,
+    nodes) pairs) + the CUDA context stay within the GPU's memory. Without it: when the tensors'
+    ``peak_bytes`` stay within :func:`usable_memory_bytes` (the rest for the context, workspaces and
+    fragmentation). An unknown peak (0) fits.
+
+    Example: ``memory_fit(60 << 30, h100, reserved_bytes=70 << 30, groups=((8, 1),))`` -> parts
+    reserved 70 GiB, nccl 960 MiB, cuda_context 512 MiB against the 80 GB (74.5 GiB): fits, margin 3.07 GiB.
+    """
+    if reserved_bytes:
+        parts = {"reserved": int(reserved_bytes),
+                 "nccl": sum(nccl_buffer_bytes(ranks) for ranks, _ in groups),
+                 "cuda_context": CUDA_CONTEXT_BYTES}
+        need, capacity, rule = sum(parts.values()), int(spec.memory_bytes), "reserved"
+    else:
+        parts = {"tensors": int(max(peak_bytes, 0))}
+        need, capacity, rule = parts["tensors"], usable_memory_bytes(spec, headroom_frac), "tensors"
+    return MemoryFit(fits=need <= capacity, rule=rule, need_bytes=need, capacity_bytes=capacity, parts=parts,
+                     communicators=tuple(groups) if rule == "reserved" else ())
+
+
+def memory_fit_for(profile: Profile | StepInputs, spec: GpuSpec, peak_bytes: int | None = None,
+                   groups: tuple[tuple[int, int], ...] | None = None) -> MemoryFit:
+    """:func:`memory_fit` of a profile's step on ``spec``: the reserved rule where the profile has the
+    allocator's replay (``ModelFacts.reserved_peak_bytes``: a dry run's), else the tensors' rule.
+
+    ``peak_bytes``: another tensor peak for the same step (a tweak's projected peak, a planned
+    world's shard); the reserved figure then moves by the same bytes (the allocator's overhead over
+    the tensors, as traced, is assumed unchanged). ``groups``: the communicators ((ranks, nodes)) of
+    a world the plan sets up instead of the ones the step's collectives ran on.
+
+    Example: ``memory_fit_for(Profile.from_json("profile.json"), load_catalog()["h100-sxm"]).margin_bytes``."""
+    inputs = step_inputs(profile)
+    mf = inputs.model
+    peak = mf.peak_bytes if peak_bytes is None else int(peak_bytes)
+    reserved = mf.reserved_peak_bytes
+    if reserved and peak_bytes is not None:
+        reserved = max(int(reserved) + peak - mf.peak_bytes, peak)
+    if groups is None:
+        groups = communicators(inputs) if reserved else ()
+    return memory_fit(peak, spec, reserved_bytes=reserved, groups=groups)
+
+
 def fits_memory(peak_bytes: int, spec: GpuSpec, headroom_frac: float = MEMORY_HEADROOM_FRAC) -> bool:
-    """True when ``peak_bytes`` is within :func:`usable_memory_bytes` (unknown peak, 0, fits)."""
-    return peak_bytes <= usable_memory_bytes(spec, headroom_frac)
+    """True when the tensors' ``peak_bytes`` are within :func:`usable_memory_bytes` (unknown peak, 0,
+    fits): :func:`memory_fit`'s rule for a profile without the allocator's replay."""
+    return memory_fit(peak_bytes, spec, headroom_frac=headroom_frac).fits
 
 
 def source_gpu(profile: Profile | StepInputs, catalog: dict[str, GpuSpec]) -> str | None:
@@ -190,13 +306,16 @@ def _apply(sc: StepCost, calib: dict[str, Any], *, residual: bool = True) -> dic
     return phase
 
 
-def _detail(sc: StepCost, inputs: StepInputs, spec: GpuSpec) -> dict[str, Any]:
+def _detail(sc: StepCost, inputs: StepInputs, spec: GpuSpec, fit: MemoryFit) -> dict[str, Any]:
     return {
         "device_s": sc.device_s, "host_s": sc.host_s, "bound": sc.bound, "launches": sc.launches,
         "by_class_s": sc.by_class, "policy": sc.policy.describe(), "notes": list(sc.notes), "data": sc.data,
         "peak_bytes": inputs.model.peak_bytes, "usable_bytes": usable_memory_bytes(spec),
         "headroom_frac": MEMORY_HEADROOM_FRAC, "autocast_dtype": half_dtype(spec),
         "comm_s": sc.comm_s, "comm_exposed_s": sc.comm_exposed_s,
+        "memory_fit": {"rule": fit.rule, "parts": dict(fit.parts), "need_bytes": fit.need_bytes,
+                       "capacity_bytes": fit.capacity_bytes, "margin_bytes": fit.margin_bytes,
+                       "communicators": [list(g) for g in fit.communicators]},
     }
 
 
@@ -281,7 +400,8 @@ def project(profile: Profile | StepInputs, catalog: dict[str, GpuSpec]) -> dict[
         cf = calib.get("class_factors") if calib else None
         sc = step_cost_for(inputs, spec, policy, class_factors=cf)
         sc16 = step_cost_for(inputs, spec, replace(policy, autocast=half_dtype(spec)), class_factors=cf)
-        detail = _detail(sc, inputs, spec)
+        fit = memory_fit_for(inputs, spec)
+        detail = _detail(sc, inputs, spec, fit)
         if peak_bytes <= 0:
             detail["note"] = "peak memory unknown: fit assumed"
         if not inputs.ops:
@@ -319,7 +439,7 @@ def project(profile: Profile | StepInputs, catalog: dict[str, GpuSpec]) -> dict[
             ev_s = inputs.eval.seconds             # timed on this very GPU
         band = (step_s + sc.step_s_lo - sc.step_s, step_s + sc.step_s_hi - sc.step_s) if step_s else (None, None)
         out[gid] = GpuProjection(
-            step_s=step_s, step_s_bf16=step16, fits=fits_memory(peak_bytes, spec),
+            step_s=step_s, step_s_bf16=step16, fits=fit.fits,
             mfu=mfu(model_flops, step_s, peak), measured_step_s=measured_here, method=method, detail=detail,
             phase_s=phase_s, phase_s_bf16=phase16, hfu=mfu(exec_flops, step_s, peak), eval_s=ev_s,
             step_s_lo=band[0], step_s_hi=band[1])

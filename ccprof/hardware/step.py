@@ -153,6 +153,10 @@ def fuse(kernels: list[Kernel], profile: Profile | StepInputs, spec: GpuSpec,
     phase merge into one kernel (Inductor's pointwise and reduction fusion; Ansel et al., ASPLOS
     2024) that reads what enters the group and writes what leaves it once.
 
+    What is compiled is the model (``torch.compile(model)``): ops that ran outside its modules (a
+    loss computed on its output, a criterion module) keep their eager kernels. A profile whose
+    rows name no module at all (recorded before rows did) fuses the phase whole.
+
     The profiler counted the groups and those bytes on the recorded step (``model.fusion``);
     they scale with the phase's memory-bound bytes here, so edits (autocast, a larger batch)
     carry over. GEMMs, convolutions and attention keep their kernels. Returns the new kernels and
@@ -165,6 +169,9 @@ def fuse(kernels: list[Kernel], profile: Profile | StepInputs, spec: GpuSpec,
     for ph in MODEL_PHASES:
         f = fusion.get(ph)
         stream = [k for k in kernels if k.phase == ph and k.cls not in _KEEP]
+        if any(k.in_model for k in stream):
+            out += [k for k in stream if not k.in_model]        # outside the compiled model: eager
+            stream = [k for k in stream if k.in_model]
         if not f or not stream or not f.get("bytes"):
             out += stream
             continue

@@ -83,6 +83,7 @@ class Kernel:
     flops: int
     nbytes: int
     unit: str = ""
+    in_model: bool = True       # its op ran inside the model's modules (what torch.compile(model) compiles)
 
     @property
     def device_s(self) -> float:
@@ -262,7 +263,8 @@ def row_kernels(rows: Iterable[OpCost], spec: GpuSpec, policy: Policy,
         per_call = K.kernel_s(op.op, op.shapes, dtype, spec, params, out_shapes=op.out_shapes, attrs=op.attrs,
                               nbytes=nbytes / calls, tf32=tf32, flops=op.flops / calls)
         unit = K.math_unit(dtype, spec, tf32=tf32) if K.gemms_of(op.op, op.shapes, op.out_shapes, op.attrs) else ""
-        out.append((op, Kernel(op.op, cls, op.phase, dtype, calls, per_call, calls, op.flops, nbytes, unit)))
+        out.append((op, Kernel(op.op, cls, op.phase, dtype, calls, per_call, calls, op.flops, nbytes, unit,
+                               in_model=bool(op.modules))))
     return out
 
 

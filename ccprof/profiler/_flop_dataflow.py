@@ -131,10 +131,15 @@ class _DataflowTags:
             row[4] += read + written
 
     # -- fusion gaps: what torch.compile would fuse -----------------------------------------
-    def _track_gap(self, name: str, phase: str, inputs: list, outputs: list) -> None:
+    def _track_gap(self, name: str, phase: str, inputs: list, outputs: list, *, in_model: bool = True) -> None:
         """Group the non-matmul ops between two matmuls of a phase, with the bytes entering and
-        leaving each group (a tensor leaves when a later op outside the group reads it)."""
-        delimiter = autocast_class(_base(name), phase == "backward") == "lower"
+        leaving each group (a tensor leaves when a later op outside the group reads it).
+
+        Only ops inside the model's modules group (``in_model``): ``torch.compile(model)`` compiles
+        the model's forward and, through AOTAutograd, its backward; a loss computed outside the
+        model (``F.cross_entropy(model(x), y)``, a criterion module) stays eager and ends a group as
+        a matmul does."""
+        delimiter = not in_model or autocast_class(_base(name), phase == "backward") == "lower"
         for ph in _GAP_PHASES:                     # a phase change ends the other phases' gaps
             if ph != phase:
                 self._gap_open[ph] = False

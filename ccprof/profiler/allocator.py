@@ -14,14 +14,25 @@ default settings; the PyTorch docs' "CUDA semantics: memory management" describe
 - a request takes the smallest free block of its pool that holds it (then the lowest address);
   the block is split when the rest is at least 512 bytes (small pool) or more than 1 MiB (large);
 - a freed block merges with free neighbours of its segment; segments are never given back (no
-  ``empty_cache``, no out-of-memory retry).
+  ``empty_cache``, no out-of-memory retry);
+- every segment belongs to the stream whose request opened it, and a free block serves only a
+  request on that stream (the allocator's pools are keyed by stream: ``BlockComparator`` orders by
+  stream first). FSDP2 allocates its all-gather outputs on its all-gather stream and its
+  reduce-scatter inputs on its reduce-scatter stream, so their blocks are never reused by the
+  default stream's activations, and the reverse. Events carry the stream (``stream_key``, 0 the
+  default); a dry run's ledger reads it from ``torch.cuda.stream(...)`` blocks
+  (``ccprof.profiler.dryrun_cuda.current_stream_key``).
 
-Not modelled (stated): separate streams (a block freed on one stream serves only that stream:
-FSDP's all-gather stream, DDP's comm stream), ``expandable_segments`` and other
-``PYTORCH_CUDA_ALLOC_CONF`` settings, the CUDA context and NCCL's own buffers.
+Assumed (stated): a block freed after ``record_stream`` on another stream is reusable at its free
+event, as if that stream's work were done by then (the allocator waits for it with an event; the
+replay has no clock). Not modelled: ``expandable_segments`` and other ``PYTORCH_CUDA_ALLOC_CONF``
+settings; the CUDA context and NCCL's own buffers are not the allocator's (they are in the fit:
+``ccprof.hardware.projection.memory_fit``).
 
 Example: ``reserved_peak([("alloc", 1, 3 << 20), ("free", 1, 0), ("alloc", 2, 1 << 20)])`` ->
-``(20 << 20) + (2 << 20)``: the 3 MiB request gets a 20 MiB segment, the 1 MiB one a small 2 MiB one.
+``(20 << 20) + (2 << 20)``: the 3 MiB request gets a 20 MiB segment, the 1 MiB one a small 2 MiB one;
+``reserved_peak([("alloc", 1, 3 << 20, 0), ("free", 1, 0), ("alloc", 2, 3 << 20, 7)])`` -> ``40 << 20``:
+the freed 20 MiB segment is the default stream's, so stream 7's request opens one of its own.
 """
 from __future__ import annotations
 
@@ -53,24 +64,27 @@ def segment_size(rounded: int) -> int:
 
 
 class CachingAllocator:
-    """The allocator's bookkeeping for one device and one stream: ``alloc(key, n)``, ``free(key)``;
+    """The allocator's bookkeeping for one device: ``alloc(key, n, stream)``, ``free(key)``;
     ``reserved`` / ``peak_reserved`` are the segments' bytes, ``allocated`` / ``peak_allocated``
-    the blocks handed out (rounded, whole blocks where not split)."""
+    the blocks handed out (rounded, whole blocks where not split). Free blocks are pooled by
+    (stream, small pool?): a block serves only requests on the stream that opened its segment."""
 
     def __init__(self) -> None:
         self.reserved = self.peak_reserved = 0
         self.allocated = self.peak_allocated = 0
-        self._free: dict[bool, list[tuple[int, int, int]]] = {True: [], False: []}   # small? -> (size, seg, start)
-        self._blocks: dict[int, tuple[bool, int, int, int]] = {}                       # key -> (small, seg, start, size)
+        # (stream, small?) -> sorted free blocks (size, seg, start)
+        self._free: dict[tuple[int, bool], list[tuple[int, int, int]]] = {}
+        self._blocks: dict[int, tuple[tuple[int, bool], int, int, int]] = {}    # key -> (pool, seg, start, size)
         self._starts: list[dict[int, tuple[int, bool]]] = []      # per segment: start -> (size, free)
         self._ends: list[dict[int, int]] = []                      # per segment: end -> start
 
-    def alloc(self, key: int, nbytes: int) -> None:
+    def alloc(self, key: int, nbytes: int, stream: int = 0) -> None:
         if key in self._blocks:
             self.free(key)
         size = round_size(nbytes)
         small = size <= K_SMALL_SIZE
-        pool = self._free[small]
+        pool_key = (stream, small)
+        pool = self._free.setdefault(pool_key, [])
         i = bisect.bisect_left(pool, (size, -1, -1))
         if i < len(pool):
             block_size, seg, start = pool.pop(i)
@@ -89,7 +103,7 @@ class CachingAllocator:
         if rest:
             self._place(seg, start + size, rest, True)
             bisect.insort(pool, (rest, seg, start + size))
-        self._blocks[key] = (small, seg, start, size)
+        self._blocks[key] = (pool_key, seg, start, size)
         self.allocated += size
         self.peak_allocated = max(self.peak_allocated, self.allocated)
 
@@ -97,9 +111,9 @@ class CachingAllocator:
         got = self._blocks.pop(key, None)
         if got is None:
             return
-        small, seg, start, size = got
+        pool_key, seg, start, size = got
         self.allocated -= size
-        pool, starts, ends = self._free[small], self._starts[seg], self._ends[seg]
+        pool, starts, ends = self._free[pool_key], self._starts[seg], self._ends[seg]
         del starts[start]
         ends.pop(start + size, None)
         nxt = starts.get(start + size)
@@ -123,13 +137,14 @@ class CachingAllocator:
         self._ends[seg][start + size] = start
 
 
-def reserved_peak(events: Iterable[tuple[str, int, int]]) -> tuple[int, int]:
-    """(peak reserved, peak allocated) bytes for ``events``: ``("alloc", key, nbytes)`` and
-    ``("free", key, 0)`` in the order they happened."""
+def reserved_peak(events: Iterable[tuple]) -> tuple[int, int]:
+    """(peak reserved, peak allocated) bytes for ``events``: ``("alloc", key, nbytes[, stream])`` and
+    ``("free", key, 0[, stream])`` in the order they happened (stream 0, the default, where absent;
+    a free goes back to the pool of the stream its block was allocated on)."""
     a = CachingAllocator()
-    for what, key, nbytes in events:
+    for what, key, nbytes, *stream in events:
         if what == "alloc":
-            a.alloc(key, nbytes)
+            a.alloc(key, nbytes, stream[0] if stream else 0)
         else:
             a.free(key)
     return a.peak_reserved, a.peak_allocated

@@ -343,6 +343,9 @@ def _no_saves(log: StandInLog, patches: Patches):
 
     def skip(name: str):
         def save(obj: Any, f: Any = None, *args: Any, **kwargs: Any) -> None:
+            if name == "torch.save":
+                from ccprof.profiler.dryrun_weights import remember_save
+                remember_save(obj, f)       # a torch.load of it later in the run gets it back
             target = f if isinstance(f, (str, os.PathLike)) else type(f).__name__
             log.note(f"{name}(..., {os.fspath(target) if isinstance(target, os.PathLike) else target!s}) not "
                      "written: fake tensors have no values", None)

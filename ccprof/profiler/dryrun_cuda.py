@@ -6,8 +6,10 @@ without a GPU would take every CPU branch and plan a run nobody makes. While ``c
 active:
 
 - ``torch.cuda`` answers as one GPU would (available, one device, compute capability 9.0, bf16
-  supported, 80 GiB); ``synchronize``, ``set_device``, seeds, streams, events and the memory
-  statistics do nothing (they answer 0);
+  supported, 80 GiB); ``synchronize``, ``set_device``, seeds, events and the memory statistics do
+  nothing (they answer 0); streams run nothing but are tracked: ``torch.cuda.stream(s)`` makes ``s``
+  current until the block ends, so the memory ledger can tag each allocation with the stream the GPU
+  run would make it on (:func:`current_stream_key`: the caching allocator keeps a block on its stream);
 - a tensor asked for on ``cuda`` (a factory's ``device=``, ``.to("cuda")``, ``.cuda()``) is a fake
   tensor on the CPU device: fake tensors need no GPU, but this build of torch has no CUDA kernels
   to describe one, so ops keep their CPU semantics (``x.is_cuda`` is False);
@@ -27,7 +29,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["cuda_facade", "FACADE_NAME", "FACADE_MEMORY_BYTES"]
+__all__ = ["cuda_facade", "current_stream_key", "FACADE_NAME", "FACADE_MEMORY_BYTES"]
 
 FACADE_NAME = "ccprof dry-run GPU"
 FACADE_MEMORY_BYTES = 80 * 2 ** 30            # what scripts that size their batch by it will read
@@ -70,6 +72,47 @@ class _Stream(_Event):
         return False            # no CUDA graph is being captured (torch's optimizers ask)
 
 
+class _Streams:
+    """The facade's current stream: the default one, or the one a ``torch.cuda.stream(s)`` block
+    (or ``set_stream``) selected."""
+
+    def __init__(self) -> None:
+        self.default = self.current = _Stream()
+
+    @contextlib.contextmanager
+    def stream(self, s: Any) -> Iterator[None]:
+        if s is None:                       # torch.cuda.stream(None) selects nothing
+            yield
+            return
+        prev, self.current = self.current, s
+        try:
+            yield
+        finally:
+            self.current = prev
+
+    def set_stream(self, s: Any) -> None:
+        if s is not None:
+            self.current = s
+
+
+_streams: _Streams | None = None       # while cuda_facade() is on
+
+
+def current_stream_key() -> int:
+    """The stream a GPU run would allocate on now: 0 for the default stream, else ``id()`` of the
+    stream a ``torch.cuda.stream(s)`` (or ``torch.cpu.stream(s)``) block selected. A dry run's world
+    maps a DeviceMesh on cuda to the CPU (ccprof.profiler.dryrun_dist), so FSDP2 selects its
+    all-gather and reduce-scatter streams through ``torch.cpu``'s device handle: both are read.
+    Outside a dry run always 0 (a CPU run has one stream)."""
+    state = _streams
+    if state is None:
+        return 0
+    if state.current is not state.default:
+        return id(state.current)
+    cpu = torch.cpu.current_stream()
+    return 0 if cpu is getattr(torch.cpu, "_default_cpu_stream", cpu) else id(cpu)
+
+
 def _cuda_to_cpu(device: Any) -> Any:
     if isinstance(device, torch.device) and device.type == "cuda":
         return torch.device("cpu")
@@ -109,6 +152,8 @@ def cuda_facade(log: Any, devices: int = 1) -> Iterator[None]:
     props = SimpleNamespace(name=FACADE_NAME, total_memory=FACADE_MEMORY_BYTES, major=FACADE_CAPABILITY[0],
                             minor=FACADE_CAPABILITY[1], multi_processor_count=132, is_integrated=False,
                             uuid="00000000-0000-0000-0000-000000000000", L2_cache_size=50 * 2 ** 20)
+    global _streams
+    streams = _Streams()
     cuda = torch.cuda
     replacements: dict[str, Any] = {
         "is_available": answer("is_available", True),
@@ -142,9 +187,10 @@ def cuda_facade(log: Any, devices: int = 1) -> Iterator[None]:
         "mem_get_info": quiet((FACADE_MEMORY_BYTES, FACADE_MEMORY_BYTES)),
         "Event": _Event,
         "Stream": _Stream,
-        "current_stream": quiet(_Stream()),
-        "default_stream": quiet(_Stream()),
-        "stream": quiet(contextlib.nullcontext()),
+        "current_stream": lambda *a, **k: streams.current,
+        "default_stream": quiet(streams.default),
+        "stream": streams.stream,
+        "set_stream": streams.set_stream,
     }
     from ccprof.profiler.dryrun import Patches
     patches = Patches()
@@ -160,7 +206,7 @@ def cuda_facade(log: Any, devices: int = 1) -> Iterator[None]:
                    "set_device_index": "set_device", "set_device_idx": "set_device", "get_memory_info": "mem_get_info"}
         answers = {**{n: replacements[n] for n in same}, **{n: replacements[c] for n, c in renamed.items()},
                    "is_available": answer("accelerator.is_available", True),
-                   "current_accelerator": quiet(torch.device("cuda")), "set_stream": quiet()}
+                   "current_accelerator": quiet(torch.device("cuda")), "set_stream": streams.set_stream}
         for name, value in answers.items():
             if hasattr(accel, name):
                 patches.set(accel, name, value)
@@ -218,9 +264,11 @@ def cuda_facade(log: Any, devices: int = 1) -> Iterator[None]:
         note(ON_CPU)
         return self
     patches.set(torch.nn.Module, "cuda", module_to_cuda)
+    _streams = streams
     try:
         yield
     finally:
+        _streams = None
         patches.undo()
 
 

@@ -17,6 +17,12 @@ declares, so an 8B checkpoint "loads" in the time it takes to read its header.
 
 Each file is noted once in the dry run's log with the script's line that asked for it:
 "checkpoint weights read as shapes only (model.safetensors, 7 tensors)".
+
+What the script saved during the dry run and loads back (``torch.save(model, f)`` for the best
+epoch, ``torch.load`` of it for the test) is not on disk: the dry run writes no checkpoint. The
+object ``torch.save`` was given is kept instead (``remember_save``), and ``torch.load`` of the same
+path or file object returns a copy of it, refused as torch would refuse it under
+``weights_only``.
 """
 from __future__ import annotations
 
@@ -26,13 +32,14 @@ import os
 import struct
 import sys
 import sysconfig
+import warnings
 from collections.abc import Iterator
 from typing import Any, Callable
 
 import torch
 from torch.utils._pytree import tree_flatten
 
-__all__ = ["shapes_only_loads", "read_safetensors_header"]
+__all__ = ["shapes_only_loads", "read_safetensors_header", "remember_save"]
 
 _CCPROF = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # installed libraries and the standard library: the frames between the script and the file read
@@ -187,11 +194,86 @@ def _shapes_only_open(original: Callable, mode: Any, log: Any, counts: dict[str,
     return _ShapesOnlyOpen
 
 
+_SAVED: list[dict[Any, Any]] = []     # the active dry run's torch.save objects, by target (see remember_save)
+
+
+def _target_key(f: Any) -> Any:
+    """What names a save's or load's target: the real path of a path or of an open file, else the
+    file-like object itself (a BytesIO saved into and read back)."""
+    name = f if isinstance(f, (str, os.PathLike)) else getattr(f, "name", None)
+    if isinstance(name, (str, os.PathLike)):
+        return ("path", os.path.realpath(os.fspath(name)))
+    return ("object", id(f))
+
+
+def remember_save(obj: Any, f: Any) -> None:
+    """Keep what ``torch.save(obj, f)`` was given in the dry run, for a ``torch.load`` of ``f`` later
+    in the same run (the dry run writes no file)."""
+    if _SAVED and f is not None:
+        _SAVED[-1][_target_key(f)] = obj
+
+
+def _weights_only(kwargs: dict[str, Any]) -> bool:
+    """Whether torch.load would load with ``weights_only`` here: the argument, else torch's default
+    and its environment overrides (torch/serialization.py)."""
+    import torch.serialization as ser
+    with contextlib.suppress(Exception):
+        if ser._get_torch_force_no_weights_only_load():
+            return False
+    weights_only = kwargs.get("weights_only")
+    if weights_only is None:
+        with contextlib.suppress(Exception):
+            if ser._get_torch_force_weights_only_load():
+                return True
+        try:
+            return bool(ser._default_to_weights_only(kwargs.get("pickle_module")))
+        except Exception:
+            return True
+    return bool(weights_only)
+
+
+_PLAIN = (torch.Tensor, int, float, bool, str, bytes, type(None), torch.dtype, torch.device, torch.Size)
+
+
+def _plain(obj: Any) -> bool:
+    """Whether ``obj`` holds only what a weights-only load accepts: tensors and plain values in
+    dicts, lists and tuples (torch.serialization's allow-list, less what ccprof need not tell)."""
+    if isinstance(obj, dict):
+        return all(_plain(k) and _plain(v) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return all(_plain(v) for v in obj)
+    return isinstance(obj, _PLAIN)
+
+
+def _load_saved(obj: Any, f: Any, kwargs: dict[str, Any], log: Any) -> Any:
+    import copy
+    import pickle
+    if _weights_only(kwargs) and not _plain(obj):
+        raise pickle.UnpicklingError(
+            f"Weights only load failed: {type(obj).__name__} is not a plain container of tensors "
+            "(torch.load's default weights_only=True refuses it; the dry run refuses it as torch would)")
+    try:
+        with warnings.catch_warnings():       # a fake tensor's copy asks for its data pointer (0)
+            warnings.simplefilter("ignore")
+            out = copy.deepcopy(obj)
+    except Exception:
+        out = obj
+    name = os.path.basename(os.fspath(f)) if isinstance(f, (str, os.PathLike)) else getattr(f, "name", "a file object")
+    _note(log, f"loaded what this run saved to {name} (kept from torch.save: the dry run writes no file)",
+          type(obj).__name__)
+    return out
+
+
 def _shapes_only_torch_load(current: Callable, log: Any) -> Callable:
     """``torch.load`` that notes the file it read as shapes: under FakeTensorMode torch reads the
-    zip's record sizes only and returns fake tensors."""
+    zip's record sizes only and returns fake tensors. A target this dry run saved to returns what
+    was saved (:func:`remember_save`)."""
 
     def load(f: Any, *args: Any, **kwargs: Any) -> Any:
+        saved = _SAVED[-1] if _SAVED else {}
+        key = _target_key(f)
+        if key in saved:
+            return _load_saved(saved[key], f, kwargs, log)
         out = current(f, *args, **kwargs)
         with contextlib.suppress(Exception):
             tensors = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
@@ -259,9 +341,11 @@ def shapes_only_loads(log: Any) -> Iterator[dict[str, int]]:
     env_before = os.environ.get(_ASYNC_ENV)
     os.environ[_ASYNC_ENV] = "1"
     _ACTIVE.append(counts)
+    _SAVED.append({})
     try:
         yield counts
     finally:
+        _SAVED.pop()
         _ACTIVE.pop()
         if env_before is None:
             os.environ.pop(_ASYNC_ENV, None)

@@ -83,6 +83,44 @@ class _OpCostMode(TorchDispatchMode):
         return out
 
 
+def _device_kernel(op: torch._ops.OpOverload) -> bool:
+    """Whether ``op`` has a kernel of its own on a device (CPU or CUDA) that FlopCounterMode would
+    skip for its C++ composite (``silu_backward``'s ``math_silu_backward``). Ops with a Python
+    decomposition registered (``native_batch_norm`` -> ``_native_batch_norm_legit``: torch._decomp's
+    functional twin, itself one kernel) decompose as they always did: the op tables name those."""
+    got = _DEVICE_KERNEL.get(op)
+    if got is None:
+        try:
+            name = op.name()
+            got = (torch._C.DispatchKey.CompositeImplicitAutograd not in op.py_kernels
+                   and any(torch._C._dispatch_has_kernel_for_dispatch_key(name, key) for key in ("CPU", "CUDA")))
+        except RuntimeError:            # an op the dispatcher does not list (prim::device)
+            got = False
+        _DEVICE_KERNEL[op] = got
+    return got
+
+
+_DEVICE_KERNEL: dict[Any, bool] = {}
+
+
+class _KernelRegistry(dict):
+    """FlopCounterMode's FLOP formulas, which also tell it what not to decompose.
+
+    FlopCounterMode decomposes every op missing from its registry that has a
+    CompositeImplicitAutograd kernel (``OpOverload.decompose``), even one that also has a device
+    kernel of its own: ``aten.silu_backward`` (one kernel on CUDA and on the CPU) reached the op
+    rows as ``sigmoid``, ``empty_like``, ``fill_``, ``sub_``, ``add`` and three ``mul``, so every
+    SwiGLU model's backward was costed as eight elementwise kernels where the GPU runs one. An
+    op with a device kernel counts as known here (its FLOPs stay 0: pointwise), so it reaches
+    the op rows as the kernel it is; ops with a decomposition only are decomposed as before.
+    """
+
+    def __contains__(self, key: object) -> bool:
+        if dict.__contains__(self, key):
+            return True
+        return isinstance(key, torch._ops.OpOverload) and _device_kernel(key)
+
+
 class FlopPass(_DataflowTags):
     """Counts one step's FLOPs (by phase, module and op) and collects ``OpCost`` rows.
 
@@ -165,6 +203,7 @@ class FlopPass(_DataflowTags):
                        register_module_forward_hook(self._on_module_post, with_kwargs=True, always_call=True)]
         counter = FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS)
         counter.mod_tracker = GlobalOnly()     # ModuleOwners attributes the ops (a private attribute of torch's)
+        counter.flop_registry = _KernelRegistry(counter.flop_registry)
         self._op_mode = _OpCostMode(self)
         self._op_mode.__enter__()       # below: sees the kernels FlopCounterMode runs
         try:
@@ -325,8 +364,8 @@ class FlopPass(_DataflowTags):
             for t in outputs:
                 self._param_copies[t] = True
         amp, amp_bytes = self._autocast(name, func, phase, inputs, outputs)
-        self._track_gap(name, phase, inputs, outputs)
         owner = self._owners.owner() if self._owners is not None else None
+        self._track_gap(name, phase, inputs, outputs, in_model=owner is not None)
         fixed = self._fixed(phase, inputs, outputs)
         key = (name, _dtype_of(inputs, outputs), phase,
                tuple(tuple(t.shape) for t in inputs), tuple(tuple(t.shape) for t in outputs),

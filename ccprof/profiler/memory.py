@@ -42,6 +42,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from ccprof.artefacts.profile import Memory, OptimizerInfo, OptimizerSection
+from ccprof.profiler.dryrun_cuda import current_stream_key
 from ccprof.profiler.flops import module_names, normalize_phase
 
 __all__ = ["MemoryLedger", "optimizer_section", "unique_storage_bytes"]
@@ -265,7 +266,8 @@ class MemoryLedger:
         if self._active:
             raise RuntimeError("MemoryLedger.start() called twice without stop()")
         self._live: dict[int, int] = {}
-        self._events: list[tuple[str, int, int]] = []   # allocations and frees in order (the allocator's replay)
+        # allocations and frees in order, (what, storage key, bytes, stream): the allocator's replay
+        self._events: list[tuple[str, int, int, int]] = []
         self._finalizers: list[weakref.finalize] = []
         self._live_bytes = 0
         self._peak_bytes = 0
@@ -396,11 +398,11 @@ class MemoryLedger:
             self._live[key] = nbytes
             self._live_bytes += nbytes
             self._finalizers.append(weakref.finalize(st, self._freed, key))
-            self._events.append(("alloc", key, nbytes))
+            self._events.append(("alloc", key, nbytes, current_stream_key()))
         elif resized and old != nbytes:
             self._live[key] = nbytes
             self._live_bytes += nbytes - old
-            self._events.append(("alloc", key, nbytes) if nbytes else ("free", key, 0))
+            self._events.append(("alloc", key, nbytes, current_stream_key()) if nbytes else ("free", key, 0, 0))
         else:
             return
         if self._live_bytes > self._peak_bytes:
@@ -418,7 +420,7 @@ class MemoryLedger:
         self._live[key] = st.nbytes()
         self._live_bytes += st.nbytes() - old
         self._peak_bytes = max(self._peak_bytes, self._live_bytes)
-        self._events.append(("alloc", key, st.nbytes()) if st.nbytes() else ("free", key, 0))
+        self._events.append(("alloc", key, st.nbytes(), current_stream_key()) if st.nbytes() else ("free", key, 0, 0))
 
     def _see_all(self, tree: Any, resized: bool = False) -> None:
         if not self._active:
@@ -432,7 +434,7 @@ class MemoryLedger:
         nbytes = self._live.pop(key, 0)
         self._live_bytes -= nbytes
         if nbytes:
-            self._events.append(("free", key, 0))
+            self._events.append(("free", key, 0, 0))
 
     def _pack(self, t: torch.Tensor) -> torch.Tensor:
         if not self._active:
@@ -455,7 +457,7 @@ def _unpack(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def _replayed(events: list[tuple[str, int, int]]) -> int | None:
+def _replayed(events: list[tuple[str, int, int, int]]) -> int | None:
     """The caching allocator's peak reserved bytes for the ledger's events (None without any)."""
     if not events:
         return None

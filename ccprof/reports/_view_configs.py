@@ -20,7 +20,7 @@ def _name(r: ConfigRow) -> str:
 def _line(r: ConfigRow) -> ConfigLine:
     return ConfigLine(
         name=_name(r), gpu=r.gpu, gpus=r.gpus, parallel=r.parallel or "none", tweak=r.tweak, fits=r.fits,
-        memory=f"{fmt_bytes(r.memory_per_gpu_bytes)} of {fmt_bytes(r.usable_bytes)}",
+        memory=f"{fmt_bytes(r.memory_per_gpu_bytes)} of {fmt_bytes(r.usable_bytes)}{_parts(r)}",
         memory_bytes=r.memory_per_gpu_bytes, step=fmt_s(r.step_s), step_s=r.step_s,
         tokens=f"{r.tokens_per_s_per_gpu:,.0f}" if r.tokens_per_s_per_gpu else "—",
         tokens_per_s=r.tokens_per_s_per_gpu,
@@ -29,6 +29,15 @@ def _line(r: ConfigRow) -> ConfigLine:
              else (fmt_usd(r.usd_per_1k_samples) + " / 1k samples" if r.usd_per_1k_samples is not None else "—")),
         usd_value=r.usd_run if r.usd_run is not None else r.usd_per_1k_samples,
         price=f"{fmt_usd(r.usd_per_hour)}/h", how=r.how)
+
+
+def _parts(r: ConfigRow) -> str:
+    """" (reserved 70 GiB + NCCL 960 MiB + context 512 MiB)" under the reserved rule; "" under the tensors'."""
+    p = r.memory_parts
+    if "reserved" not in p:
+        return ""
+    return (f" (reserved {fmt_bytes(p['reserved'])} + NCCL {fmt_bytes(p.get('nccl', 0))} + context "
+            f"{fmt_bytes(p.get('cuda_context', 0))})")
 
 
 def _shown(c: Configurations) -> set[int]:

@@ -200,7 +200,9 @@ def gpu_cost_rows(profile: Profile, catalog: dict[str, Any] | None = None) -> li
             step_s, price, usd_run = profile.cost.step_s, profile.cost.usd_per_hour, profile.cost.usd_run
             per_1k = profile.cost.usd_per_1k_steps
         if not proj.fits and not note:
-            need, usable = proj.detail.get("peak_bytes"), proj.detail.get("usable_bytes")
+            fit = proj.detail.get("memory_fit") or {}        # projection.memory_fit's figures (older: the peak's)
+            need = fit.get("need_bytes", proj.detail.get("peak_bytes"))
+            usable = fit.get("capacity_bytes", proj.detail.get("usable_bytes"))
             note = (f"needs {fmt_bytes(need)}, {fmt_bytes(usable)} usable" if _finite(need) and _finite(usable)
                     else "does not fit in memory")
         if proj.fits and r is None and not note:

@@ -7,7 +7,7 @@ from typing import Any
 
 from ccprof.artefacts.profile import Profile
 from ccprof.hardware.pipeline import describe_pipeline
-from ccprof.hardware.projection import MEMORY_HEADROOM_FRAC, usable_memory_bytes
+from ccprof.hardware.projection import CUDA_CONTEXT_BYTES, MEMORY_HEADROOM_FRAC, MemoryFit, memory_fit_for
 from ccprof.reports.view_types import DryRunView
 from ccprof.units import fmt_bytes, fmt_s
 
@@ -24,7 +24,9 @@ def _where(file: str, line: int, script: str, cwd: str = "") -> str:
 
 def dry_run_view(profile: Profile, catalog: dict[str, Any]) -> DryRunView | None:
     """None for a measured run; else the headline, the assumptions, one line per stand-in and
-    one line per projected GPU saying whether the step's peak memory fits and by how much."""
+    one line per projected GPU saying whether the step's memory fits and by how much, with each part
+    (the caching allocator's reserved peak, NCCL's buffers, the CUDA context) where the allocations
+    were replayed, else the tensors' peak against 90% of the GPU."""
     dry = profile.dry_run
     if dry is None:
         return None
@@ -39,19 +41,15 @@ def dry_run_view(profile: Profile, catalog: dict[str, Any]) -> DryRunView | None
         where = _where(s.file, s.line, profile.environment.script, profile.environment.cwd)
         stand_ins.append(f"{where} ({s.function}): {s.what}{value}{times}")
     fits = []
-    headroom = f"{MEMORY_HEADROOM_FRAC:.0%} of the memory left free for the CUDA context, workspaces and fragmentation"
+    fit_rule = ""
     for gid, proj in sorted((profile.projection or {}).items()):
         spec = catalog.get(gid)
         if spec is None or not peak:
             fits.append(f"{gid}: {'fits' if proj.fits else 'does not fit'}")
             continue
-        usable = usable_memory_bytes(spec)
-        if peak <= usable:
-            fits.append(f"{gid} ({fmt_bytes(spec.memory_bytes)}): fits, {fmt_bytes(usable - peak)} to spare "
-                        f"of {fmt_bytes(usable)} usable")
-        else:
-            fits.append(f"{gid} ({fmt_bytes(spec.memory_bytes)}): does not fit, {fmt_bytes(peak - usable)} over "
-                        f"the {fmt_bytes(usable)} usable")
+        fit = memory_fit_for(profile, spec)
+        fit_rule = fit.rule
+        fits.append(f"{gid} ({fmt_bytes(spec.memory_bytes)}): {_fit_line(fit)}")
     world = ""
     if dry.nproc * dry.nnodes > 1:
         target = profile.cost.gpu if profile.cost is not None else ""
@@ -79,16 +77,32 @@ def dry_run_view(profile: Profile, catalog: dict[str, Any]) -> DryRunView | None
         else:
             world += " It ran no collective in the step."
     return DryRunView(headline=headline, assumptions=list(dry.assumptions), stand_ins=stand_ins, fits=fits, world=world,
-                      fits_note=(f"Peak memory of one step {fmt_bytes(peak)} (this process's tensors in the "
-                                 f"script's dtypes) against each GPU with {headroom}.{_reserved(profile)}")
-                      if peak else "")
+                      fits_note=_fits_note(profile, peak, fit_rule) if peak else "")
 
 
-def _reserved(profile: Profile) -> str:
-    """What PyTorch's caching allocator would reserve for the same allocations, when replayed."""
-    got = profile.memory.reserved_peak_bytes
-    if not got:
-        return ""
-    return (f" PyTorch's CUDA caching allocator would reserve {fmt_bytes(got)} for these allocations "
-            "(torch.cuda.max_memory_reserved, what nvidia-smi and training logs show: the ledger's allocations "
-            "replayed through its 512-byte rounding, 2 and 20 MiB segments and best-fit reuse, on one stream).")
+def _fit_line(fit: MemoryFit) -> str:
+    """"fits, 8.5 GiB to spare of the 80 GiB on the GPU (reserved 70 GiB + NCCL buffers 960 MiB + CUDA context 512 MiB)"."""
+    names = {"reserved": "reserved", "nccl": "NCCL buffers", "cuda_context": "CUDA context", "tensors": "tensors"}
+    # a part that is 0 (no collective: no NCCL buffers) is left out
+    parts = " + ".join(f"{names.get(k, k)} {fmt_bytes(v)}" for k, v in fit.parts.items() if v or k == "tensors")
+    of = "usable" if fit.rule == "tensors" else "on the GPU"
+    if fit.fits:
+        return f"fits, {fmt_bytes(fit.margin_bytes)} to spare of the {fmt_bytes(fit.capacity_bytes)} {of} ({parts})"
+    return f"does not fit, {fmt_bytes(-fit.margin_bytes)} over the {fmt_bytes(fit.capacity_bytes)} {of} ({parts})"
+
+
+def _fits_note(profile: Profile, peak: int, rule: str) -> str:
+    """How the fit above was made: the parts and where each figure comes from."""
+    tensors = f"Peak memory of one step {fmt_bytes(peak)} (this process's tensors in the script's dtypes)."
+    reserved = profile.memory.reserved_peak_bytes
+    if rule != "reserved" or not reserved:
+        return (f"{tensors} Against {1 - MEMORY_HEADROOM_FRAC:.0%} of each GPU's memory (the rest left free for the "
+                "CUDA context, workspaces and fragmentation).")
+    return (f"{tensors} PyTorch's CUDA caching allocator would reserve {fmt_bytes(reserved)} for these allocations "
+            "(torch.cuda.max_memory_reserved, what training logs show: the ledger's allocations replayed through its "
+            "512-byte rounding, 2 and 20 MiB segments and best-fit reuse, each on the stream it was made on). "
+            "Beside it the GPU holds what that figure leaves out: NCCL's buffers for each process group that ran a "
+            "collective (an estimate: 32 channels x 3 peers x the Simple 4 MiB, LL 512 KiB and LL128 4.7 MiB buffers, "
+            "NCCL's defaults, in 10 MiB; NCCL docs NCCL_BUFFSIZE, NVIDIA/nccl#964 and #1685) and the CUDA context "
+            f"({fmt_bytes(CUDA_CONTEXT_BYTES)}: ~300-400 MB measured with lazy module loading, pytorch/pytorch#107667 "
+            "and #109888). A step fits when the three stay within the GPU's memory.")

@@ -172,3 +172,28 @@ def test_a_profile_traced_on_many_ranks_is_planned_in_its_own_world_without_addi
     assert row.run_hours == pytest.approx(10_000 * proj.step_s / 3600)
     assert row.usd_run == pytest.approx(row.run_hours * 16 * load_catalog()["a100-80gb"].usd_per_hour)
     assert "16 ranks on 2 node(s)" in plan.assumptions[0]
+
+
+def test_a_dry_run_world_fits_by_its_reserved_peak_nccl_buffers_and_context():
+    from dataclasses import replace
+
+    from ccprof.artefacts.profile import DryRun, OpCost
+    from ccprof.hardware.projection import CUDA_CONTEXT_BYTES, nccl_buffer_bytes
+    from tests.helpers.profiles import hand_ops
+    scatter = OpCost("c10d._reduce_scatter_base_", "float32", 10, 0, 0, 0, "backward", shapes=[[1000], [16000]],
+                     out_shapes=[[1000]], attrs={"bytes": 64_000_000, "group": 16, "nodes": 2})
+    base = hand_profile(world_size=16, ops=hand_ops() + [scatter])
+    reserved = base.memory.peak_bytes + 3 * GB             # the allocator's segments over the tensors
+    dry = replace(base, dry_run=DryRun(nproc=8, nnodes=2),
+                  memory=replace(base.memory, reserved_peak_bytes=reserved))
+    plan = plan_configurations(attach(dry, gpu="a100-80gb", total_steps=10_000), AdviceContext())
+    row = _row(plan, "a100-80gb", 16)
+    # one communicator (16 ranks over 2 nodes): 960 MiB of NCCL buffers; the context 512 MiB
+    assert row.memory_parts == {"reserved": reserved, "nccl": nccl_buffer_bytes(16), "cuda_context": CUDA_CONTEXT_BYTES}
+    assert row.memory_per_gpu_bytes == sum(row.memory_parts.values())
+    assert row.usable_bytes == 80 * GB and row.fits == (row.memory_per_gpu_bytes <= 80 * GB)
+    assert any("NCCL's buffers" in a for a in plan.assumptions)
+    # the same world as a measured run keeps the tensors' rule
+    measured = plan_configurations(attach(replace(dry, dry_run=None), gpu="a100-80gb", total_steps=10_000),
+                                   AdviceContext())
+    assert _row(measured, "a100-80gb", 16).memory_parts == {"tensors": base.memory.peak_bytes}

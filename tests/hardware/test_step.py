@@ -14,7 +14,7 @@ from ccprof.hardware.comm import DDP_BUCKET_BYTES, HOP_LATENCY_S, NCCL_BUS_EFF, 
 from ccprof.hardware.host import REFERENCE_HOST as REF
 from ccprof.hardware.projection import CALIBRATION_BOUNDS, MEMORY_HEADROOM_FRAC, fits_memory, mfu, usable_memory_bytes
 from ccprof.hardware.step import CUDA_LAUNCH_S, PCIE_BYTES_PER_S, cost_step, data_wait_s, module_s, op_s
-from ccprof.hardware.translate import Policy, policy_for
+from ccprof.hardware.translate import Policy, policy_for, translate
 
 # 10 GB, 1 TB/s, 10 TFLOP/s fp32, 100 bf16, 1 SM (waves are exact), interconnect 200 GB/s both ways
 TOY = GpuSpec("toy", "Toy", memory_bytes=10 * 10**9, bandwidth_bytes_per_s=1e12,
@@ -296,3 +296,19 @@ def test_op_s_costs_each_row_and_sums_to_the_steps_device_time():
     cf = {"gemm": 2.0}
     assert sum(op_s(p, spec, class_factors=cf)) == pytest.approx(
         sum(cost_step(p, spec, class_factors=cf).device_s.values()))
+
+
+def test_compile_fuses_the_model_and_leaves_a_loss_outside_it_eager():
+    """torch.compile(model) compiles the model's modules: an op that ran outside them (a loss on
+    its output) keeps its eager kernel, while the model's ops fuse as before."""
+    inside = dataclasses.replace(ADD, modules={"mlp": 2})
+    loss = dataclasses.replace(ADD, op="aten.mul.Tensor", modules={})
+    fusion = {"forward": {"gaps": 1, "ops": 2, "bytes": 10**9, "fused_bytes": 2.5 * 10**8}}
+    prof = Profile(ops=[inside, loss], host=HOST, fusion=fusion)
+    eager = {k.op: k for k in translate(prof, TOY, Policy())}
+    assert eager["aten.add.Tensor"].in_model and not eager["aten.mul.Tensor"].in_model
+    fused = cost_step(prof, TOY, Policy(compiled=True))
+    # the model's add: a quarter of its bytes in one kernel; the loss's mul: as eager
+    assert fused.by_class["fused"] == pytest.approx(K.stream_s(eager["aten.add.Tensor"].nbytes / 4, "elementwise",
+                                                               TOY, P))
+    assert fused.by_class["elementwise"] == pytest.approx(eager["aten.mul.Tensor"].device_s)

@@ -67,3 +67,34 @@ def test_a_random_trace_keeps_the_books_and_frees_back_to_whole_segments():
     # every segment is one free block again
     for seg, starts in enumerate(a._starts):
         assert list(starts) == [0] and starts[0][1]
+
+
+def test_a_block_freed_on_one_stream_serves_no_other_streams_request():
+    # the default stream's freed 20 MiB segment holds a second 3 MiB request on the default stream,
+    # not one on stream 7, which opens a segment of its own
+    one = reserved_peak([("alloc", 1, 3 * MiB, 0), ("free", 1, 0, 0), ("alloc", 2, 3 * MiB, 0)])
+    two = reserved_peak([("alloc", 1, 3 * MiB, 0), ("free", 1, 0, 0), ("alloc", 2, 3 * MiB, 7)])
+    assert one[0] == 20 * MiB and two[0] == 40 * MiB
+    # events without a stream are the default stream's (older ledgers' three-field events)
+    assert reserved_peak([("alloc", 1, 3 * MiB), ("free", 1, 0), ("alloc", 2, 3 * MiB)]) == one
+
+
+def test_a_block_goes_back_to_the_pool_of_the_stream_it_was_allocated_on():
+    # FSDP2's all-gather output: allocated on its stream (7), freed while the default stream runs
+    a = CachingAllocator()
+    a.alloc(1, 12 * MiB, 7)
+    a.free(1)                                   # the free carries no stream: the block knows its own
+    a.alloc(2, 12 * MiB, 7)                     # stream 7's next gather reuses the 12 MiB segment
+    assert a.reserved == 12 * MiB
+    a.free(2)
+    a.alloc(3, 12 * MiB, 0)                     # the default stream cannot: a second 12 MiB segment
+    assert a.reserved == 24 * MiB and a.allocated == 12 * MiB
+
+
+def test_small_blocks_are_pooled_by_stream_too():
+    a = CachingAllocator()
+    a.alloc(1, 400 * 1024, 0)
+    a.alloc(2, 400 * 1024, 5)                   # would share the 2 MiB segment on one stream
+    assert a.reserved == 4 * MiB
+    a.alloc(3, 400 * 1024, 5)                   # fits in stream 5's segment
+    assert a.reserved == 4 * MiB

@@ -37,3 +37,25 @@ def test_a_script_takes_its_cuda_branches_with_the_gpu_dtypes():
 def test_without_the_gpu_the_dry_run_sees_this_machine():
     with dry_run():
         assert not torch.cuda.is_available()
+
+
+def test_a_stream_block_selects_its_stream_for_the_ledger_and_the_default_comes_back():
+    from ccprof.profiler.dryrun_cuda import current_stream_key
+    with dry_run(cuda=True):
+        default = torch.cuda.current_stream()
+        assert current_stream_key() == 0 and torch.cuda.default_stream() is default
+        side = torch.cuda.Stream()
+        with torch.cuda.stream(side):
+            assert torch.cuda.current_stream() is side and current_stream_key() == id(side)
+            with torch.cuda.stream(None):            # selects nothing
+                assert current_stream_key() == id(side)
+        assert torch.cuda.current_stream() is default and current_stream_key() == 0
+        # FSDP2 in a dry-run world selects its streams through torch.cpu (its mesh is mapped to the CPU)
+        cpu_side = torch.cpu.Stream()
+        with torch.cpu.stream(cpu_side):
+            assert current_stream_key() == id(cpu_side)
+        assert current_stream_key() == 0
+        with torch.cuda.stream(side):
+            pass
+    with torch.cpu.stream(torch.cpu.Stream()):
+        assert current_stream_key() == 0               # a CPU run has one stream

@@ -85,6 +85,37 @@ def test_fsdp2_keeps_one_shard_per_rank_and_gathers_each_block():
     assert {(c[4], c[5]) for c in coll} == {(4, 1)}
 
 
+def test_fsdp2_gathers_on_its_own_stream_and_the_allocator_keeps_a_pool_per_stream():
+    from collections import Counter
+
+    from torch.distributed.fsdp import fully_shard
+
+    from ccprof.profiler.memory import MemoryLedger
+    with dry_run(cuda=True, world=(4, 1)):
+        dist.init_process_group("nccl")
+        model = nn.Sequential(_mlp(), _mlp()).cuda()
+        block_bytes = sum(p.numel() for p in model.parameters()) * 4 // 2
+        for block in model:
+            fully_shard(block)
+        fully_shard(model)
+        opt = torch.optim.AdamW(model.parameters())
+        led = MemoryLedger({"": model}, [opt], torch.device("cpu"))   # a dry run's tensors are CPU fakes
+        led.start()
+        model(torch.randn(8, 64, device="cuda")).square().mean().backward()
+        opt.step()
+        events = list(led._events)
+        memory, _ = led.stop()
+    by_stream = {s: Counter(n for what, _, n, st in events if what == "alloc" and st == s)
+                 for s in {e[3] for e in events}}
+    side = [c for s, c in by_stream.items() if s != 0]
+    # FSDP2's all-gather outputs (each block's parameters in full: twice in forward, twice in backward)
+    # are made on its all-gather stream, its reduce-scatter outputs (one shard per block) on another
+    assert Counter({block_bytes: 4}) in side and Counter({block_bytes // 4: 2}) in side
+    # every request is under 1 MiB: each of the three streams opens a 2 MiB small-pool segment of its
+    # own, where one stream would have held all of them in one
+    assert memory.reserved_peak_bytes == 3 * (2 << 20)
+
+
 def test_a_node_local_group_spans_one_node_and_a_comm_hook_gets_its_tensors_back():
     from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
     with dry_run(cuda=True, world=(4, 2)):

@@ -207,3 +207,34 @@ def test_read_safetensors_header_rejects_a_file_that_is_not_one(tmp_path):
     bad.write_bytes(struct.pack("<Q", 1 << 40) + json.dumps({}).encode())
     with pytest.raises(ValueError, match="not a safetensors file"):
         read_safetensors_header(bad)
+
+
+def test_what_the_run_saved_loads_back_though_nothing_was_written(tmp_path):
+    """word_language_model saves the best epoch's model (``with open(save, 'wb') as f: torch.save(model,
+    f)``) and reloads it for the test: the dry run writes no checkpoint, so torch.load returns what
+    torch.save was given, by path or open file, and refuses a whole module under weights_only as
+    torch does."""
+    import pickle
+    best, weights = tmp_path / "best.pt", tmp_path / "weights.pt"
+    with dry_run() as log, shapes_only_loads(log):
+        model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+        with open(best, "wb") as f:
+            torch.save(model, f)
+        torch.save(model.state_dict(), weights)
+        assert best.stat().st_size == 0 and not weights.exists()      # nothing written
+        with open(best, "rb") as f:
+            with pytest.raises(pickle.UnpicklingError, match="weights_only"):
+                torch.load(f)
+        with open(best, "rb") as f:
+            again = torch.load(f, weights_only=False)
+        state = torch.load(str(weights), map_location="cpu")
+        model.load_state_dict(state)
+        out = again(torch.randn(2, 8))
+        assert again is not model and is_fake(out) and tuple(out.shape) == (2, 4)
+        assert {k: tuple(v.shape) for k, v in state.items()} == {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        assert all(is_fake(v) for v in state.values())
+    whats = [r.what for r in log.records.values()]
+    assert any("best.pt" in w and "loaded what this run saved" in w for w in whats), whats
+    assert any("weights.pt" in w and "loaded what this run saved" in w for w in whats), whats
+    with pytest.raises(FileNotFoundError):          # outside the dry run nothing is remembered
+        torch.load(weights)

@@ -237,3 +237,68 @@ def test_fvcore_says_why_for_hf_llama():
     assert "could not trace LlamaForCausalLM" in note
     assert torch.equal(torch.random.get_rng_state(), state)      # the user's RNG is untouched
     assert model.training
+
+
+def test_an_op_with_its_own_kernel_is_one_row_not_its_decomposition():
+    """FlopCounterMode decomposes ops missing from its registry when they have a
+    CompositeImplicitAutograd kernel, even ops with a device kernel of their own: SiLU's backward
+    had reached the op rows as sigmoid, fill_, sub_ and muls (eight kernels where the GPU runs one)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.SiLU(), nn.Linear(16, 8), nn.Mish(), nn.BatchNorm1d(8),
+                          nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(4, 8)
+    flops, ops = _train_step(FlopPass({"": model}), model, opt, lambda m: m(x).sum())
+    backward = {o.op: o.count for o in ops if o.phase == "backward"}
+    assert backward["aten.silu_backward"] == 1
+    assert backward["aten.mish_backward"] == 1
+    assert not {"aten.sigmoid", "aten.fill_", "aten.sub_", "aten.tanh", "aten.softplus"} & set(backward)
+    # an op with a Python decomposition to its functional twin decomposes as before: the op tables
+    # (autocast classes, kernel classes) name the twin, and it is one kernel as well
+    forward = {o.op for o in ops if o.phase == "forward"}
+    assert "aten._native_batch_norm_legit" in forward and "aten.native_batch_norm" not in forward
+    # the matmuls, as before: 6 x rows x weights, less the input gradient x does not need
+    assert flops.per_step == 6 * 4 * (8 * 16 + 16 * 8 + 8 * 2) - 2 * 4 * 8 * 16
+
+
+def test_fake_tensors_device_queries_pass_through_the_kernel_registry():
+    """Under a dry run FlopCounterMode sees ``prim.device``, which the dispatcher does not list: the
+    registry's kernel lookup must answer no rather than raise (an LSTM's backward aborted the process)."""
+    from ccprof.profiler.dryrun import dry_run
+    with dry_run():
+        model = nn.LSTM(8, 8, 2)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        x = torch.randn(5, 3, 8)
+        flops, ops = _train_step(FlopPass({"": model}), model, opt, lambda m: m(x)[0].sum())
+    assert flops.per_step > 0
+    assert any(o.phase == "backward" for o in ops)
+
+
+class _WithLoss(nn.Module):
+    """The same MLP with its loss inside the model (as Hugging Face models compute it)."""
+
+    def __init__(self, mlp: nn.Module) -> None:
+        super().__init__()
+        self.mlp = mlp
+
+    def forward(self, x):
+        return (self.mlp(x).softmax(-1) * 3.0 + 1.0).sum()
+
+
+def test_fusion_groups_hold_the_models_ops_and_not_a_loss_outside_it():
+    """torch.compile(model) fuses what the model's modules run; a loss written after the model's
+    output stays eager, so its ops are in no fusion group (and end the group before them)."""
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 8), nn.GELU())
+    x = torch.randn(4, 8)
+    outside = FlopPass({"": mlp})
+    _train_step(outside, mlp, torch.optim.SGD(mlp.parameters(), lr=0.1),
+                lambda m: (m(x).softmax(-1) * 3.0 + 1.0).sum())
+    wrapped = _WithLoss(mlp)
+    inside = FlopPass({"": wrapped})
+    _train_step(inside, wrapped, torch.optim.SGD(wrapped.parameters(), lr=0.1), lambda m: m(x))
+    fo, fi = outside.fusion["forward"], inside.fusion["forward"]
+    # forward: two GELUs in the model; inside, the last GELU's group also takes softmax, mul, add, sum
+    assert fo["ops"] == 2 and fi["ops"] == 6
+    assert fo["gaps"] == fi["gaps"] == 2
+    assert inside.fusion["backward"]["ops"] > outside.fusion["backward"]["ops"]

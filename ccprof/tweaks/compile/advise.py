@@ -92,9 +92,10 @@ def advise_compile(profile: Profile, ctx: AdviceContext) -> Advice:
                        rationale=rationale, snippet=SNIPPET,
                        one_time=OneTimeCost(f"compiling {comp_ops:,} forward and backward ops", COMPILE_SOURCE,
                                             s=comp_s),
-                       assumptions=["Inductor fuses every pointwise and reduction op between two matmuls into one "
-                                    "kernel (ccprof's stated fusion rule); matmuls, convolutions and attention keep "
-                                    "their library kernels.",
+                       assumptions=["Inductor fuses every pointwise and reduction op the model's modules run between "
+                                    "two matmuls into one kernel (ccprof's stated fusion rule); matmuls, convolutions "
+                                    "and attention keep their library kernels, and ops outside the compiled model (a "
+                                    "loss computed on its output) keep their eager kernels.",
                                     "A fused group moves the bytes of the tensors entering it and of those a later op "
                                     "reads (measured from the step's dataflow), at the elementwise bandwidth.",
                                     f"Compiling takes {COMPILE_S_PER_OP * 1e3:.1f} ms per forward/backward aten op "
