@@ -428,13 +428,14 @@ def _swap_fallback(patches: Patches) -> None:
 
 @contextlib.contextmanager
 def dry_run(cuda: bool = False, world: tuple[int, int] | None = None, rank: int = 0, out: str | None = None,
-            traced: list[int] | None = None) -> Iterator[StandInLog]:
+            traced: list[int] | None = None, timeout_s: float | None = None) -> Iterator[StandInLog]:
     """Run the enclosed code on fake tensors; yields the log of stand-ins. ``cuda``: the code
     sees one CUDA GPU (``ccprof.profiler.dryrun_cuda``), as ``analyze --dry-run`` runs scripts.
     ``world``: (GPUs per node, nodes): the code runs as rank 0 of that many ranks on a fake
     process group (``ccprof.profiler.dryrun_dist``, ``--dry-run --nproc N --nnodes M``); with
     ``cuda`` it sees the node's GPUs. ``rank``, ``out``, ``traced``: the rank traced, the profile's path
-    and the ranks traced together (a pipeline's stages: ``ccprof.profiler.dryrun_pipe``).
+    and the ranks traced together (a pipeline's stages: ``ccprof.profiler.dryrun_pipe``), whose objects
+    are waited for up to ``timeout_s`` (the run's timeout; None: 24 hours).
 
     Example:
         >>> with dry_run() as log:
@@ -465,7 +466,7 @@ def dry_run(cuda: bool = False, world: tuple[int, int] | None = None, rank: int 
         from ccprof.profiler.dryrun_files import guard_files
         from ccprof.profiler.dryrun_weights import shapes_only_loads
         facade = cuda_facade(log, devices=world[0] if world else 1) if cuda else contextlib.nullcontext()
-        ranks = (fake_world(log, *world, rank=rank, out=out, traced=traced) if world and world[0] * world[1] > 1
+        ranks = (fake_world(log, *world, rank=rank, out=out, traced=traced, timeout_s=timeout_s) if world and world[0] * world[1] > 1
                  else contextlib.nullcontext())
         with guard_files(log), fake, ranks, StandInMode(log, fake, cuda=cuda), shapes_only_loads(log), facade, \
                 compat(log):

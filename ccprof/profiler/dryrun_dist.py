@@ -67,13 +67,13 @@ def _world_env(nproc: int, nnodes: int, rank: int = 0) -> dict[str, str]:
 
 @contextlib.contextmanager
 def fake_world(log: Any, nproc: int, nnodes: int = 1, rank: int = 0, out: str | None = None,
-               traced: list[int] | None = None) -> Iterator[None]:
+               traced: list[int] | None = None, timeout_s: float | None = None) -> Iterator[None]:
     """The script runs as rank ``rank`` (0 unless a pipeline's stage is traced) of ``nproc x nnodes``
     ranks on a fake process group (module docstring); ``log`` (a ``StandInLog``) gets the stand-ins.
     ``out``: the profile's path, beside which a pipeline found is written and the stages' object
     channel lives; ``traced``: every rank a dry run traces at once (a pipeline's, ``ccprof.profiler.
-    dryrun_pipe``; empty: this one alone). Restores the environment, torch's functions and the
-    default process group on leaving."""
+    dryrun_pipe``; empty: this one alone), whose objects are waited for up to ``timeout_s`` (None: 24
+    hours). Restores the environment, torch's functions and the default process group on leaving."""
     import torch.distributed as dist
     import torch.distributed.distributed_c10d as c10d
     import torch.nn.parallel.distributed as ddp_mod
@@ -105,7 +105,7 @@ def fake_world(log: Any, nproc: int, nnodes: int = 1, rank: int = 0, out: str | 
     _bind_everywhere(patches, "init_process_group", init_process_group)
 
     from ccprof.profiler.dryrun_pipe import ObjectChannel, watch_schedules
-    channel = ObjectChannel(out, rank) if out and traced else None
+    channel = ObjectChannel(out, rank, timeout_s or 86400.0) if out and traced else None
     _object_collectives(log, patches, channel, traced)
     watch_schedules(log, patches, out, traced)
 

@@ -306,7 +306,7 @@ def run(spec: RunSpec, on_final: Callable[[Any], None] | None = None) -> int:
         # the script sees a GPU (its CUDA branches run: dryrun_cuda), or a node's GPUs as rank 0
         # of --nproc x --nnodes ranks (dryrun_dist)
         dry = dry_run(cuda=True, world=(spec.dry_nproc, spec.dry_nnodes), rank=spec.dry_rank, out=spec.out,
-                      traced=spec.dry_stage_ranks)
+                      traced=spec.dry_stage_ranks, timeout_s=spec.timeout)
     try:
         with dry as dry_log:
             state["dry_log"] = dry_log
