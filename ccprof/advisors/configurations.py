@@ -163,11 +163,14 @@ def _more_nodes(last: ConfigRow, budget_usd: float | None, deadline_h: float | N
 
 def _traced_world(profile: Profile) -> tuple[int, int, str]:
     """(ranks, nodes, parallel) of a profile traced on several ranks (``--nproc``, ``--dry-run --nproc
-    N --nnodes M``): its collectives say how it shards (a reduce-scatter: FSDP; else DDP)."""
+    N --nnodes M``): a pipeline's stages traced (``DryRun.pipeline``: "pipeline"), else its collectives
+    say how it shards (a reduce-scatter: FSDP; else DDP)."""
     kinds = {collective_kind(o.op) for o in profile.ops}
     nodes = spanned_nodes(profile)
     if profile.dry_run is not None:
         nodes = max(nodes, profile.dry_run.nnodes)
+        if profile.dry_run.pipeline is not None and profile.dry_run.pipeline.ranks:
+            return profile.world_size, nodes, "pipeline"
     return profile.world_size, nodes, "fsdp" if "reduce_scatter" in kinds else "ddp"
 
 

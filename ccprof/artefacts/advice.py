@@ -107,7 +107,7 @@ class ConfigRow:
     """One configuration of the plan across configurations (ccprof.advisors.configurations)."""
     gpu: str                                # catalog id
     gpus: int = 1                           # all of them, on ``nodes`` nodes
-    parallel: str = "none"                  # "none" | "ddp" | "fsdp"
+    parallel: str = "none"                  # "none" | "ddp" | "fsdp" | "pipeline" (a traced pipeline's world)
     tweak: str = "as written"               # or the memory tweak applied: mixed_precision, checkpointing, lora
     memory_per_gpu_bytes: int = 0           # what one GPU needs under the fit's rule (the sum of memory_parts)
     usable_bytes: int = 0                   # what it may fill: its memory less the headroom (tensors' rule) or all of it

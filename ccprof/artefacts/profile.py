@@ -23,7 +23,7 @@ from ccprof._serde import ArtefactError
 SCHEMA = "ccprof.profile/1"
 
 __all__ = [
-    "SCHEMA", "Profile", "Device", "ModuleStat", "RepeatedBlock", "Embedding", "ModelInfo",
+    "SCHEMA", "Profile", "Pipeline", "PipelineRank", "Device", "ModuleStat", "RepeatedBlock", "Embedding", "ModelInfo",
     "OptimizerInfo", "OptimizerSection", "Steps", "OpCost", "Flops", "Memory", "DataInfo",
     "Precision", "GpuSample", "GpuInfo", "HostInfo", "RunLimit", "EvalWork", "Setting", "CallSite", "StaticFacts", "Environment", "Finding",
     "ErrorInfo", "StandIn", "DryRun", "GpuProjection", "Cost", "ArtefactError", "module_ancestors",
@@ -560,6 +560,33 @@ class StandIn:
 
 
 @dataclass(frozen=True)
+class PipelineRank:
+    """One rank of a pipeline as its own dry run traced it (``--dry-run --nproc``): the stages it
+    holds, its step's op rows (every microbatch's forward and backward, its optimizer step), its
+    FLOPs and its memory peaks."""
+    rank: int
+    stages: list[int] = field(default_factory=list)     # stage indices this rank holds (several: looped)
+    ops: list[OpCost] = field(default_factory=list)
+    flops_per_step: int = 0
+    model_flops_per_step: int = 0
+    peak_bytes: int = 0
+    reserved_peak_bytes: int | None = None
+    params: int = 0
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The script's pipeline (``torch.distributed.pipelining``) as the dry run saw it: the schedule's
+    class, microbatches per step, stages and the global rank holding each; ``ranks`` holds each
+    traced rank's work once the stages' dry runs are merged (empty in one stage's own profile)."""
+    schedule: str = ""                      # "Schedule1F1B", "ScheduleGPipe", "ScheduleInterleaved1F1B", ...
+    microbatches: int = 1
+    num_stages: int = 1
+    stage_rank: list[int] = field(default_factory=list)     # stage index -> global rank
+    ranks: list[PipelineRank] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class DryRun:
     """The profile of a --dry-run: the script ran on fake tensors (shapes, dtypes, devices; no
     storage, no arithmetic). Nothing in it was timed; every second is the cost model's."""
@@ -568,6 +595,8 @@ class DryRun:
     # the world the script saw (--nproc GPUs per node x --nnodes nodes; rank 0 traced)
     nproc: int = 1
     nnodes: int = 1
+    rank: int = 0                           # the rank traced (a pipeline's: the one with the largest peak)
+    pipeline: Pipeline | None = None        # set when the script ran torch.distributed.pipelining stages
 
 
 @dataclass(frozen=True)

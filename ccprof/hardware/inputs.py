@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Iterable
 
-from ccprof.artefacts.profile import EvalWork, OpCost, OptimizerInfo, Precision, Profile
+from ccprof.artefacts.profile import EvalWork, OpCost, OptimizerInfo, Pipeline, Precision, Profile
 
 __all__ = ["StepInputs", "Measured", "HostCounts", "DataTiming", "ModelFacts", "DeviceFacts", "step_inputs"]
 
@@ -105,6 +105,9 @@ class StepInputs:
     precision: Precision = field(default_factory=Precision)
     optimizers: tuple[OptimizerInfo, ...] = ()
     eval: EvalWork | None = None
+    # a dry run's pipeline: every rank's op rows (``pipeline.ranks``); ``ops`` are rank ``pipeline_rank``'s
+    pipeline: Pipeline | None = None
+    pipeline_rank: int = 0
 
     @classmethod
     def from_profile(cls, profile: Profile) -> "StepInputs":
@@ -116,6 +119,7 @@ class StepInputs:
         else:       # older profiles: the module calls were a counter
             host = HostCounts(module_calls_per_step=(profile.counters or {}).get("module_calls_per_step", 0))
         m = profile.memory
+        pipe = profile.dry_run.pipeline if profile.dry_run is not None else None
         return cls(
             ops=tuple(profile.ops),
             measured=Measured(step_s=tuple(st.step_s), phase_s=st.phase_s, kernel_s=profile.kernel_s),
@@ -137,6 +141,8 @@ class StepInputs:
             precision=_precision_on_gpu(profile),
             optimizers=_optimizers_on_gpu(profile),
             eval=profile.eval,
+            pipeline=pipe if pipe is not None and pipe.ranks else None,
+            pipeline_rank=profile.dry_run.rank if profile.dry_run is not None else 0,
         )
 
     def with_ops(self, ops: Iterable[OpCost]) -> "StepInputs":
@@ -152,7 +158,7 @@ class StepInputs:
         host = replace(self.host, module_calls_per_step=ev.module_calls) if self.host.counted else self.host
         return replace(self, ops=tuple(ev.ops), measured=replace(self.measured, phase_s={}), host=host,
                        data=replace(self.data, measured_wait_s=0.0), model=replace(self.model, fusion={}),
-                       eval=None)
+                       eval=None, pipeline=None)
 
 
 # torch.optim classes with a fused CUDA kernel (``fused=True``)

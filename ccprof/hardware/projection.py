@@ -25,6 +25,7 @@ from ccprof.hardware import kernels as K
 from ccprof.hardware.catalog import GpuSpec, match_device
 from ccprof.hardware.comm import collective_kind
 from ccprof.hardware.inputs import StepInputs, step_inputs
+from ccprof.hardware.pipeline import pipeline_step
 from ccprof.hardware.step import PHASES, StepCost, cost_step
 from ccprof.hardware.translate import Policy, policy_for, translate
 
@@ -331,9 +332,27 @@ def eval_s_for(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy | No
     return sc.step_s / max(inputs.eval.ops_flops_frac, 0.05)
 
 
+def _pipelined(inputs: StepInputs, spec: GpuSpec, policy: Policy, class_factors: dict[str, float] | None,
+               detail: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
+    """A pipeline's phase seconds under ``policy`` and bf16: each rank's rows costed, then scheduled
+    (``ccprof.hardware.pipeline``); ``detail["pipeline"]`` gets the bubble and each rank's work."""
+    assert inputs.pipeline is not None
+
+    def under(pol: Policy):
+        def cost(ops: list, rank: int) -> StepCost:
+            return step_cost_for(inputs, spec, pol, ops=ops, class_factors=class_factors)
+        return pipeline_step(inputs.pipeline, cost, inputs.pipeline_rank, list(inputs.ops))
+    run = under(policy)
+    run16 = under(replace(policy, autocast=half_dtype(spec)))
+    detail["pipeline"] = run.detail
+    detail["pipeline_bf16_bubble_s"] = run16.bubble_s
+    return run.phase_s, run16.phase_s
+
+
 def spanned_nodes(profile: Profile | StepInputs) -> int:
     """The most nodes one of the step's collectives spans (its op row's ``attrs["nodes"]``); 1 without any."""
-    ops = step_inputs(profile).ops
+    inputs = step_inputs(profile)
+    ops = list(inputs.ops) + [o for r in (inputs.pipeline.ranks if inputs.pipeline else ()) for o in r.ops]
     return max((int((o.attrs or {}).get("nodes", 1) or 1) for o in ops), default=1)
 
 
@@ -367,6 +386,11 @@ def project(profile: Profile | StepInputs, catalog: dict[str, GpuSpec]) -> dict[
         calib = _calibration(inputs, raw_src, catalog[src])
     model_flops = mf.model_flops_per_step or mf.flops_per_step or sum(o.flops for o in inputs.ops)
     exec_flops = mf.flops_per_step or sum(o.flops for o in inputs.ops)
+    pipe = inputs.pipeline
+    if pipe is not None:        # MFU per GPU: the pipeline ranks' mean work (ccprof.hardware.pipeline)
+        n = len(pipe.ranks)
+        model_flops = sum(r.model_flops_per_step or r.flops_per_step for r in pipe.ranks) / n
+        exec_flops = sum(r.flops_per_step for r in pipe.ranks) / n
     out: dict[str, GpuProjection] = {}
     nodes = spanned_nodes(inputs)
     for gid, spec in catalog.items():
@@ -402,6 +426,8 @@ def project(profile: Profile | StepInputs, catalog: dict[str, GpuSpec]) -> dict[
             method = "calibrated"
             detail["calibration"] = {"source_gpu": src, **calib}
             phase_s, phase16 = _apply(sc, calib), _apply(sc16, calib)
+        if pipe is not None and measured_here is None:
+            phase_s, phase16 = _pipelined(inputs, spec, policy, cf, detail)
         step_s = sum(phase_s.values()) or None
         step16 = sum(phase16.values()) or None
         peak, key = compute_peak(inputs, spec, policy)

@@ -63,6 +63,8 @@ def _schema_attrs(func: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
 
 
 COLLECTIVE_NAMESPACES = ("c10d", "_c10d_functional")
+# point-to-point ops (a pipeline's activations and gradients): they return a Work, no tensor
+P2P_OPS = ("c10d.send", "c10d.recv_")
 
 
 def collective_attrs(func: Any, args: tuple, kwargs: dict, out: Any) -> dict[str, Any]:
@@ -70,7 +72,8 @@ def collective_attrs(func: Any, args: tuple, kwargs: dict, out: Any) -> dict[str
     the largest of its arguments' tensors and its result (the gathered buffer of an all-gather,
     the unsharded input of a reduce-scatter, the tensor of an all-reduce); ``group``, the ranks in
     its process group; ``nodes``, how many nodes they span (``LOCAL_WORLD_SIZE`` ranks a node, as
-    torchrun sets it). {} when the group cannot be read."""
+    torchrun sets it); a send or receive (``P2P_OPS``): group 2, the nodes of this rank and its peer.
+    {} when the group cannot be read."""
     import torch.distributed as dist
     named = _named_args(func, args, kwargs)
     group = None
@@ -86,6 +89,10 @@ def collective_attrs(func: Any, args: tuple, kwargs: dict, out: Any) -> dict[str
     per_node = int(os.environ.get("LOCAL_WORLD_SIZE") or dist.get_world_size())
     sizes = [sum(_tensor_bytes(t) for t in tree_flatten(v)[0] if isinstance(t, torch.Tensor))
              for v in (*named.values(), out)]
+    peer = named.get("dst", named.get("src"))           # the peer's rank in the group
+    if str(getattr(func, "_overloadpacket", func)) in P2P_OPS and isinstance(peer, int):
+        # a send or receive crosses the link between this rank and its peer: the nodes are theirs
+        ranks = [dist.get_rank(), dist.get_global_rank(group, peer)]
     return {"bytes": max(sizes, default=0), "group": len(ranks),
             "nodes": len({r // max(per_node, 1) for r in ranks})}
 

@@ -136,6 +136,7 @@ class StandInLog:
     records: dict[tuple[str, int, str], _Record] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     assumed: list[str] = field(default_factory=list)    # what holds for the whole run, no line of the script's
+    pipeline: dict[str, Any] | None = None              # a pipeline schedule's facts (dryrun_pipe.watch_schedules)
 
     def assume(self, what: str) -> None:
         """An assumption of the whole dry run (the profile lists it with the others), once."""
@@ -426,12 +427,15 @@ def _swap_fallback(patches: Patches) -> None:
 
 
 @contextlib.contextmanager
-def dry_run(cuda: bool = False, world: tuple[int, int] | None = None) -> Iterator[StandInLog]:
+def dry_run(cuda: bool = False, world: tuple[int, int] | None = None, rank: int = 0, out: str | None = None,
+            traced: list[int] | None = None, timeout_s: float | None = None) -> Iterator[StandInLog]:
     """Run the enclosed code on fake tensors; yields the log of stand-ins. ``cuda``: the code
     sees one CUDA GPU (``ccprof.profiler.dryrun_cuda``), as ``analyze --dry-run`` runs scripts.
     ``world``: (GPUs per node, nodes): the code runs as rank 0 of that many ranks on a fake
     process group (``ccprof.profiler.dryrun_dist``, ``--dry-run --nproc N --nnodes M``); with
-    ``cuda`` it sees the node's GPUs.
+    ``cuda`` it sees the node's GPUs. ``rank``, ``out``, ``traced``: the rank traced, the profile's path
+    and the ranks traced together (a pipeline's stages: ``ccprof.profiler.dryrun_pipe``), whose objects
+    are waited for up to ``timeout_s`` (the run's timeout; None: 24 hours).
 
     Example:
         >>> with dry_run() as log:
@@ -462,7 +466,8 @@ def dry_run(cuda: bool = False, world: tuple[int, int] | None = None) -> Iterato
         from ccprof.profiler.dryrun_files import guard_files
         from ccprof.profiler.dryrun_weights import shapes_only_loads
         facade = cuda_facade(log, devices=world[0] if world else 1) if cuda else contextlib.nullcontext()
-        ranks = fake_world(log, *world) if world and world[0] * world[1] > 1 else contextlib.nullcontext()
+        ranks = (fake_world(log, *world, rank=rank, out=out, traced=traced, timeout_s=timeout_s) if world and world[0] * world[1] > 1
+                 else contextlib.nullcontext())
         with guard_files(log), fake, ranks, StandInMode(log, fake, cuda=cuda), shapes_only_loads(log), facade, \
                 compat(log):
             yield log
@@ -485,12 +490,15 @@ ASSUMPTIONS = [
 ]
 
 
-def describe(log: StandInLog | None, world: tuple[int, int] = (1, 1)):
+def describe(log: StandInLog | None, world: tuple[int, int] = (1, 1), rank: int = 0):
     """The profile's DryRun section from the log (script lines first, by line); ``world``: the
-    GPUs per node and nodes the script saw."""
-    from ccprof.artefacts.profile import DryRun, StandIn
+    GPUs per node and nodes the script saw; ``rank``: the one traced."""
+    from ccprof.artefacts.profile import DryRun, Pipeline, StandIn
+    pipe = log.pipeline if log is not None else None
+    pipeline = Pipeline(schedule=pipe["schedule"], microbatches=pipe["microbatches"], num_stages=pipe["num_stages"],
+                        stage_rank=list(pipe["stage_rank"])) if pipe else None
     recs = sorted((log.records.values() if log is not None else ()), key=lambda r: (r.file, r.line, r.what))
     return DryRun(stand_ins=[StandIn(what=r.what, value=r.value, file=r.file, line=r.line, function=r.function,
                                      count=r.count) for r in recs],
                   assumptions=list(ASSUMPTIONS) + list(log.assumed if log is not None else ()),
-                  nproc=world[0], nnodes=world[1])
+                  nproc=world[0], nnodes=world[1], rank=rank, pipeline=pipeline)

@@ -14,8 +14,9 @@ catalog's links.
 
 What stands in for the other ranks (each recorded as a stand-in):
 
-- every rank does what rank 0 does (data parallelism: the same shapes on every rank); a script
-  whose ranks differ in work (pipeline stages) is traced as rank 0;
+- every rank does what rank 0 does (data parallelism: the same shapes on every rank); the stages
+  of a ``torch.distributed.pipelining`` schedule, whose ranks differ in work, are each traced by
+  a dry run of their own rank, run together (``ccprof.profiler.dryrun_pipe``);
 - a collective's result is its input buffer as it was (no values cross ranks: there are none);
 - DDP's checks that every rank has the same parameters, and its rebuild of the gradient buckets
   in the order backward produced them (after the first step), are skipped: the buckets keep the
@@ -55,18 +56,24 @@ class FakeWorkMode(TorchDispatchMode):
         return out
 
 
-def _world_env(nproc: int, nnodes: int) -> dict[str, str]:
+def _world_env(nproc: int, nnodes: int, rank: int = 0) -> dict[str, str]:
     world = nproc * nnodes
-    return {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": str(world), "LOCAL_WORLD_SIZE": str(nproc),
-            "GROUP_RANK": "0", "NODE_RANK": "0", "ROLE_RANK": "0", "ROLE_WORLD_SIZE": str(world),
-            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500", "TORCHELASTIC_RUN_ID": "ccprof-dry-run"}
+    node = str(rank // nproc)
+    return {"RANK": str(rank), "LOCAL_RANK": str(rank % nproc), "WORLD_SIZE": str(world),
+            "LOCAL_WORLD_SIZE": str(nproc), "GROUP_RANK": node, "NODE_RANK": node, "ROLE_RANK": str(rank),
+            "ROLE_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500",
+            "TORCHELASTIC_RUN_ID": "ccprof-dry-run"}
 
 
 @contextlib.contextmanager
-def fake_world(log: Any, nproc: int, nnodes: int = 1) -> Iterator[None]:
-    """The script runs as rank 0 of ``nproc x nnodes`` ranks on a fake process group (module
-    docstring); ``log`` (a ``StandInLog``) gets the stand-ins. Restores the environment, torch's
-    functions and the default process group on leaving."""
+def fake_world(log: Any, nproc: int, nnodes: int = 1, rank: int = 0, out: str | None = None,
+               traced: list[int] | None = None, timeout_s: float | None = None) -> Iterator[None]:
+    """The script runs as rank ``rank`` (0 unless a pipeline's stage is traced) of ``nproc x nnodes``
+    ranks on a fake process group (module docstring); ``log`` (a ``StandInLog``) gets the stand-ins.
+    ``out``: the profile's path, beside which a pipeline found is written and the stages' object
+    channel lives; ``traced``: every rank a dry run traces at once (a pipeline's, ``ccprof.profiler.
+    dryrun_pipe``; empty: this one alone), whose objects are waited for up to ``timeout_s`` (None: 24
+    hours). Restores the environment, torch's functions and the default process group on leaving."""
     import torch.distributed as dist
     import torch.distributed.distributed_c10d as c10d
     import torch.nn.parallel.distributed as ddp_mod
@@ -77,24 +84,30 @@ def fake_world(log: Any, nproc: int, nnodes: int = 1) -> Iterator[None]:
 
     world = nproc * nnodes
     saved_env = {k: os.environ.get(k) for k in WORLD_ENV}
-    os.environ.update(_world_env(nproc, nnodes))
-    log.assume(f"The script ran as rank 0 of {world} ranks ({nnodes} node(s) of {nproc} GPU(s)) with torchrun's "
-               "environment and a fake process group: every other rank is taken to do what rank 0 does, and a "
+    os.environ.update(_world_env(nproc, nnodes, rank))
+    traced = list(traced or [])
+    log.assume(f"The script ran as rank {rank} of {world} ranks ({nnodes} node(s) of {nproc} GPU(s)) with torchrun's "
+               "environment and a fake process group: every other rank is taken to do what rank "
+               f"{rank} does{' (pipeline stages aside: each traced as its own rank)' if traced else ''}, and a "
                "collective's result is its input as it was.")
     patches = Patches()
     original_init = c10d.init_process_group
+    me = rank                               # the script's own rank= argument is another (ignored) one
 
     def init_process_group(backend: Any = None, init_method: Any = None, timeout: Any = None,
                            world_size: int = -1, rank: int = -1, store: Any = None, *args: Any,
                            **kwargs: Any) -> None:
         log.note(f"init_process_group(backend={backend!r}) made a fake process group of {world} ranks "
-                 "(no collective sends anything; this process is rank 0)", world, where=_script_line())
+                 f"(no collective sends anything; this process is rank {me})", world, where=_script_line())
         kwargs.pop("device_id", None)       # a device id names a GPU this machine does not have
         extra = {"timeout": timeout} if timeout is not None else {}
-        original_init("fake", world_size=world, rank=0, store=FakeStore(), **extra)
+        original_init("fake", world_size=world, rank=me, store=FakeStore(), **extra)
     _bind_everywhere(patches, "init_process_group", init_process_group)
 
-    _object_collectives(log, patches)
+    from ccprof.profiler.dryrun_pipe import ObjectChannel, watch_schedules
+    channel = ObjectChannel(out, rank, timeout_s or 86400.0) if out and traced else None
+    _object_collectives(log, patches, channel, traced)
+    watch_schedules(log, patches, out, traced)
 
     def same_shapes(*args: Any, **kwargs: Any) -> None:
         return None                         # every rank builds the same model: nothing to compare
@@ -176,16 +189,25 @@ class _KeepBuckets:
         return False
 
 
-def _object_collectives(log: Any, patches: Any) -> None:
+def _object_collectives(log: Any, patches: Any, channel: Any = None, traced: list[int] | None = None) -> None:
     """Python objects sent between ranks (pickled into tensors, which a fake tensor cannot hold):
-    every rank's object is rank 0's own, as every rank is taken to do what rank 0 does; an object
-    received from another rank (a pipeline stage's metadata) is not known, and stops the dry run
-    with the script's line (``DryRunUnsupported``)."""
+    every rank's object is this rank's own, as every rank is taken to do what it does. Sent to or
+    received from another traced rank (a pipeline's stage, ``channel``: ``dryrun_pipe.ObjectChannel``),
+    an object crosses for real; received from a rank not traced, it is not known, and stops the dry
+    run with the script's line (``DryRunUnsupported``)."""
+    import torch.distributed as dist
+
     from ccprof.profiler.dryrun import DryRunUnsupported
     from ccprof.profiler.dryrun_weights import _script_line
+    traced = list(traced or [])
 
     def said(name: str) -> None:
-        log.note(f"{name}: every rank's object taken to be rank 0's own", None, where=_script_line())
+        log.note(f"{name}: every rank's object taken to be this rank's own", None, where=_script_line())
+
+    def peer(rank: int | None, group: Any, group_rank: int | None) -> int | None:
+        if rank is None and group_rank is not None:
+            return dist.get_global_rank(group, group_rank) if group is not None else group_rank
+        return rank
 
     def broadcast_object_list(object_list: list, *args: Any, **kwargs: Any) -> None:
         said("broadcast_object_list")            # rank 0's objects stay as they are
@@ -204,13 +226,24 @@ def _object_collectives(log: Any, patches: Any) -> None:
         if out and inputs:
             out[0] = inputs[0]
 
-    def send_object_list(*args: Any, **kwargs: Any) -> None:
-        said("send_object_list")
+    def send_object_list(object_list: list, dst: int | None = None, group: Any = None, device: Any = None,
+                         group_dst: int | None = None, use_batch: bool = False) -> None:
+        to = peer(dst, group, group_dst)
+        if channel is not None and to in traced:
+            channel.send(list(object_list), to)
+        else:
+            said("send_object_list")
 
-    def recv_object_list(*args: Any, **kwargs: Any) -> None:
-        raise DryRunUnsupported("recv_object_list: a dry run traces rank 0 alone and cannot know what another rank "
-                                "sends it (pipeline stages exchange their shapes so); trace a data-parallel, FSDP or "
-                                "tensor-parallel script")
+    def recv_object_list(object_list: list, src: int | None = None, group: Any = None, device: Any = None,
+                         group_src: int | None = None, use_batch: bool = False) -> int:
+        frm = peer(src, group, group_src)
+        if channel is None or frm not in traced:
+            raise DryRunUnsupported("recv_object_list: a dry run traces rank 0 (and a pipeline's stages) and cannot "
+                                    f"know what rank {frm} sends it; trace a data-parallel, FSDP, tensor-parallel or "
+                                    "torch.distributed.pipelining script")
+        got = channel.recv(frm)
+        object_list[:len(got)] = got
+        return frm
 
     stand_ins = {"broadcast_object_list": broadcast_object_list, "all_gather_object": all_gather_object,
                  "gather_object": gather_object, "scatter_object_list": scatter_object_list,

@@ -40,6 +40,7 @@ from ccprof.artefacts.profile import Flops, OpCost, module_ancestors
 from ccprof.profiler._flop_dataflow import _DataflowTags
 from ccprof.profiler._flop_ops import (  # noqa: F401  (module_names, op_name, scope_of: re-exported)
     COLLECTIVE_NAMESPACES,
+    P2P_OPS,
     GlobalOnly,
     ModuleOwners,
     _aliases_only,
@@ -335,11 +336,11 @@ class FlopPass(_DataflowTags):
         if self._paused:
             return
         outputs = _tensors(out)
-        if not outputs:
-            return                                  # metadata queries, scalars
-        inputs = _tensors((args, kwargs))
         # a collective writes into its tensors without saying so in its schema (c10d.allreduce_)
         collective = func.namespace in COLLECTIVE_NAMESPACES
+        if not outputs and not (collective and str(func._overloadpacket) in P2P_OPS):
+            return                                  # metadata queries, scalars (a send returns only its Work)
+        inputs = _tensors((args, kwargs))
         if func.is_view or (not collective and not func._schema.is_mutable and _aliases_only(inputs, outputs)):
             # views move no data and launch nothing, but their outputs carry the input's tags
             # (``_unsafe_view`` and ``alias`` return tensors that are not autograd views)

@@ -55,6 +55,7 @@ from ccprof.profiler._harness_io import (
     _stop_reason,
 )
 from ccprof.profiler.clock import utc_now, wall_s
+from ccprof.profiler.dryrun_pipe import PipelineFound, pipeline_path, run_stages
 from ccprof.profiler.hooks import Session, StopProfiling, _Timeout
 from ccprof.profiler.runner import seen_text
 from ccprof.profiler.spec import RunSpec, run_environment
@@ -174,7 +175,7 @@ def run(spec: RunSpec, on_final: Callable[[Any], None] | None = None) -> int:
             extra["applied"] = applied
         if state.get("dry_log") is not None:
             from ccprof.profiler.dryrun import describe
-            extra["dry_run"] = describe(state["dry_log"], world=(spec.dry_nproc, spec.dry_nnodes))
+            extra["dry_run"] = describe(state["dry_log"], world=(spec.dry_nproc, spec.dry_nnodes), rank=spec.dry_rank)
         profile = session.build_profile(
             cheap=cheap, static=static, environment=env, error=error,
             status="complete" if error is None else "partial", **extra,
@@ -304,7 +305,8 @@ def run(spec: RunSpec, on_final: Callable[[Any], None] | None = None) -> int:
         from ccprof.profiler.dryrun import dry_run
         # the script sees a GPU (its CUDA branches run: dryrun_cuda), or a node's GPUs as rank 0
         # of --nproc x --nnodes ranks (dryrun_dist)
-        dry = dry_run(cuda=True, world=(spec.dry_nproc, spec.dry_nnodes))
+        dry = dry_run(cuda=True, world=(spec.dry_nproc, spec.dry_nnodes), rank=spec.dry_rank, out=spec.out,
+                      traced=spec.dry_stage_ranks, timeout_s=spec.timeout)
     try:
         with dry as dry_log:
             state["dry_log"] = dry_log
@@ -319,6 +321,8 @@ def run(spec: RunSpec, on_final: Callable[[Any], None] | None = None) -> int:
             error = ErrorInfo(kind="script_error", exit_code=ExitCode.SCRIPT_ERROR,
                               message=f"the script called sys.exit({exc.code!r}) before "
                                       f"{session.total_steps} steps")
+    except PipelineFound:
+        outcome = "pipeline"          # main() traces the pipeline's stages, each as its own rank
     except _Timeout:
         outcome = "timeout"
         stop_reason = _stop_reason(spec)
@@ -355,6 +359,8 @@ def run(spec: RunSpec, on_final: Callable[[Any], None] | None = None) -> int:
         if state.get("after_final") is not None:
             state["after_final"].remove()
     _cwd_back(cwd)
+    if outcome == "pipeline":
+        return ExitCode.OK
     if state["final"]:
         # the whole profile was written when the last step ended; whatever the script did
         # after StopProfiling (swallow it, exit, raise) does not change the measurement
@@ -408,6 +414,8 @@ def main(argv: list[str] | None = None) -> None:
     spec = RunSpec.from_json(argv[0])
     try:
         code = run(spec)
+        if code == ExitCode.OK and spec.dry_run and not spec.dry_stage_ranks and os.path.exists(pipeline_path(spec.out)):
+            code = run_stages(spec, argv[0])
     except BaseException as exc:     # ccprof's own fault, after the script: say so in one line
         _flush()
         print(f"ccprof: internal error in the profiling harness ({type(exc).__name__}: {safe_str(exc)[:300]}); "

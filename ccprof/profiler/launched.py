@@ -137,7 +137,7 @@ def rank_row(p: Profile, rank: int) -> dict[str, Any]:
     return {"rank": rank, "step_s": _median(list(p.steps.step_s)),
             "step_s_mean": (sum(p.steps.step_s) / len(p.steps.step_s)) if p.steps.step_s else None,
             "data_s": ph.get("data"), "forward_s": ph.get("forward"), "backward_s": ph.get("backward"),
-            "own_s": own_work_s(ph), "peak_bytes": p.memory.peak_bytes,
+            "own_s": own_work_s(ph), "peak_bytes": p.memory.peak_bytes, "flops_per_step": p.flops.per_step,
             "samples_per_step": p.steps.samples_per_step, "status": p.status,
             "error": p.error.message if p.error else None}
 

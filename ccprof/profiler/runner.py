@@ -24,6 +24,7 @@ from ccprof.artefacts.profile import ErrorInfo, Profile
 from ccprof.exit_codes import CcprofError, ExitCode
 from ccprof.profiler._dry_journal import BACKUPS_ENV, undo_left
 from ccprof.profiler.clock import wall_s
+from ccprof.profiler.dryrun_pipe import merge_stages, pipeline_path
 from ccprof.profiler.launched import flag_stragglers, merged_steps, rank_row
 from ccprof.profiler.spec import RunSpec
 
@@ -208,6 +209,8 @@ def run_script(script: str | Path, args: list[str] | None = None, *, steps: int 
             undo_left(dry_backups)       # what a process killed outright could not put back itself
         if launched > 1:
             profile = merge_ranks(out, nproc, _first_rank(first_failure))
+        elif dry_run and os.path.exists(pipeline_path(out)):
+            profile = merge_stages(out, _read_profile)      # a pipeline's stages, each traced as its own rank
         else:
             profile = _read_profile(out)
         sent = _sent(tmp)          # what ccprof itself signalled the run, before the folder goes

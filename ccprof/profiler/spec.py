@@ -45,6 +45,10 @@ class RunSpec:
     # a dry run's world: GPUs per node and nodes, rank 0 of them traced (ccprof.profiler.dryrun_dist)
     dry_nproc: int = 1
     dry_nnodes: int = 1
+    # a pipeline's stages, each traced by a dry run of its own rank (ccprof.profiler.dryrun_pipe): this
+    # process's rank, and every traced rank (empty: rank 0 alone, until it finds a pipeline)
+    dry_rank: int = 0
+    dry_stage_ranks: list[int] = field(default_factory=list)
 
     _json_min = {"steps": 1, "warmup": 0}
 

@@ -8,7 +8,7 @@ from ccprof.units import fmt_bytes, fmt_s, fmt_usd
 
 __all__ = ["configs_view"]
 
-_PARALLEL = {"none": "", "ddp": " DDP", "fsdp": " FSDP"}
+_PARALLEL = {"none": "", "ddp": " DDP", "fsdp": " FSDP", "pipeline": " pipeline"}
 
 
 def _name(r: ConfigRow) -> str:

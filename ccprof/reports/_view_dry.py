@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from ccprof.artefacts.profile import Profile
+from ccprof.hardware.pipeline import describe_pipeline
 from ccprof.hardware.projection import CUDA_CONTEXT_BYTES, MEMORY_HEADROOM_FRAC, MemoryFit, memory_fit_for
 from ccprof.reports.view_types import DryRunView
 from ccprof.units import fmt_bytes, fmt_s
@@ -51,10 +52,22 @@ def dry_run_view(profile: Profile, catalog: dict[str, Any]) -> DryRunView | None
         fits.append(f"{gid} ({fmt_bytes(spec.memory_bytes)}): {_fit_line(fit)}")
     world = ""
     if dry.nproc * dry.nnodes > 1:
-        world = (f"The script saw {dry.nproc * dry.nnodes} ranks ({dry.nnodes} node(s) x {dry.nproc} GPU(s)) and was "
-                 "traced as rank 0: the memory above is one GPU's.")
         target = profile.cost.gpu if profile.cost is not None else ""
         proj = (profile.projection or {}).get(target)
+        pipe = dry.pipeline
+        if pipe is not None and pipe.ranks:
+            traced = ", ".join(str(r.rank) for r in pipe.ranks)
+            world = (f"The script saw {dry.nproc * dry.nnodes} ranks ({dry.nnodes} node(s) x {dry.nproc} GPU(s)); its "
+                     f"pipeline's ranks {traced} were each traced as their own rank, and the memory above is rank "
+                     f"{dry.rank}'s, the largest of them (one GPU's).")
+            detail = proj.detail.get("pipeline") if proj is not None else None
+            if detail:
+                line = describe_pipeline(detail)
+                world += (f" {line[0].upper()}{line[1:]} on {target}, {fmt_s(detail['bubble_s'])} "
+                          f"({detail['rule']}).")
+        else:
+            world = (f"The script saw {dry.nproc * dry.nnodes} ranks ({dry.nnodes} node(s) x {dry.nproc} GPU(s)) and "
+                     "was traced as rank 0: the memory above is one GPU's.")
         comm = (proj.detail.get("comm_s") or {}) if proj is not None else {}
         if comm:
             hidden = proj.detail.get("comm_exposed_s") or {}

@@ -1,0 +1,170 @@
+"""Pipelines in the world dry run: every stage traced by a dry run of its own rank.
+
+A pipeline's ranks differ in work (the first stage embeds, the last one computes the loss), so
+rank 0 alone does not show the step. When rank 0's dry run reaches a pipeline schedule's first
+step (``torch.distributed.pipelining``) whose stages sit on other ranks too, it writes the
+schedule's stage -> rank map beside its profile and stops (``PipelineFound``); its harness then
+starts one dry run per distinct rank of the pipeline, all at once (:func:`run_stages`), each the
+rank it traces in torchrun's environment and the fake process group. The stages exchange Python
+objects (their input and gradient shapes, before the first step) through a real channel, a
+``torch.distributed.FileStore`` file that every stage's process opens (:class:`ObjectChannel`:
+the receiver blocks until the sender's key is there); tensor sends and receives stay fake (a
+completed Work, no data), recorded as op rows like every collective. The runner merges the
+stages' profiles (:func:`merge_stages`): each rank's op rows, FLOPs and peaks in
+``DryRun.pipeline.ranks``, the profile of the rank with the largest peak around them (it sets
+the memory per GPU). ``ccprof.hardware.pipeline`` schedules the stages' costs into the step.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+__all__ = ["PipelineFound", "ObjectChannel", "pipeline_path", "stage_out", "watch_schedules", "run_stages",
+           "merge_stages"]
+
+
+class PipelineFound(BaseException):
+    """Rank 0's dry run reached a pipeline whose stages sit on several ranks: each is traced again
+    by a dry run of its own rank (a BaseException: the script's ``except Exception`` cannot stop it)."""
+
+
+def pipeline_path(out: str) -> str:
+    """Where rank 0's dry run writes the pipeline it found (the schedule, the stage -> rank map)."""
+    return f"{out}.pipeline.json"
+
+
+def stage_out(out: str, rank: int) -> str:
+    """Where the dry run of a pipeline's rank ``rank`` writes its profile."""
+    return f"{out}.stage-rank{rank}"
+
+
+def _channel_path(out: str) -> str:
+    return os.path.join(os.path.dirname(os.path.abspath(out)), "pipeline-objects")     # beside every stage's profile
+
+
+class ObjectChannel:
+    """Python objects between the stages' dry runs: ``send`` sets one key per (source, destination,
+    sequence number) in a FileStore all of them open; ``recv`` blocks until its key is set."""
+
+    def __init__(self, out: str, rank: int, timeout_s: float = 600.0) -> None:
+        import torch.distributed as dist
+        self.rank = rank
+        self.store = dist.FileStore(_channel_path(out), -1)
+        self.store.set_timeout(timedelta(seconds=timeout_s))
+        self._sent: Counter[int] = Counter()
+        self._got: Counter[int] = Counter()
+
+    def send(self, obj: Any, dst: int) -> None:
+        n = self._sent[dst]
+        self._sent[dst] += 1
+        self.store.set(f"{self.rank}->{dst}#{n}", pickle.dumps(obj))
+
+    def recv(self, src: int) -> Any:
+        n = self._got[src]
+        self._got[src] += 1
+        return pickle.loads(self.store.get(f"{src}->{self.rank}#{n}"))
+
+
+def watch_schedules(log: Any, patches: Any, out: str | None, traced: list[int]) -> None:
+    """At a pipeline schedule's step, ``log.pipeline`` gets its schedule, microbatches and stage -> rank
+    map; on rank 0's first dry run (``traced`` empty) a pipeline spanning several ranks is written to
+    :func:`pipeline_path` and the run stops with :class:`PipelineFound`."""
+    from torch.distributed.pipelining import schedules
+
+    base = schedules._PipelineSchedule
+    original = base._initialize_pp_stages
+
+    def initialize(self: Any, stages: list, *args: Any, **kwargs: Any) -> Any:
+        first = stages[0]
+        stage_rank = [int(first._resolve_peer_global_rank(i)) for i in range(first.num_stages)]
+        log.pipeline = {"schedule": type(self).__name__, "microbatches": int(self._n_microbatches),
+                        "num_stages": int(first.num_stages), "stage_rank": stage_rank,
+                        "stages": sorted(int(s.stage_index) for s in stages)}
+        if out and not traced and len(set(stage_rank)) > 1:
+            with open(pipeline_path(out), "w") as fh:
+                json.dump(log.pipeline, fh)
+            raise PipelineFound(f"a pipeline of {first.num_stages} stages on ranks {sorted(set(stage_rank))}")
+        if len(set(stage_rank)) > 1:
+            log.assume(f"{type(self).__name__} ran {first.num_stages} pipeline stages on ranks "
+                       f"{sorted(set(stage_rank))}, each traced by a dry run of its own rank; the stages' "
+                       "shapes crossed between them, their tensors did not (every send and receive completes "
+                       "at once).")
+        return original(self, stages, *args, **kwargs)
+    patches.set(base, "_initialize_pp_stages", initialize)
+
+
+def run_stages(spec: Any, spec_path: str) -> int:
+    """Rank 0 found a pipeline (:func:`pipeline_path`): run one dry run per rank of it, concurrently,
+    each a harness of its own rank writing :func:`stage_out`; the first failure stops the others.
+    Returns the first failing rank's exit code, else 0."""
+    with open(pipeline_path(spec.out)) as fh:
+        info = json.load(fh)
+    ranks = sorted(set(info["stage_rank"]))
+    procs: dict[int, subprocess.Popen] = {}
+    for r in ranks:
+        path = f"{spec_path}.rank{r}"
+        replace(spec, out=stage_out(spec.out, r), dry_rank=r, dry_stage_ranks=ranks,
+                progress_path=spec.progress_path if r == 0 else None).to_json(path)
+        env = dict(os.environ, RANK=str(r))     # the harness's scratch folder and progress follow it
+        procs[r] = subprocess.Popen([sys.executable, "-m", "ccprof.profiler.harness", path], env=env)
+    codes: dict[int, int] = {}
+    first = 0
+    while len(codes) < len(procs):
+        pid, status = os.wait()
+        r = next((k for k, p in procs.items() if p.pid == pid), None)
+        if r is None:
+            continue
+        procs[r].returncode = code = os.waitstatus_to_exitcode(status)
+        codes[r] = code
+        if code != 0 and not first:
+            first = code if code > 0 else 3
+            for k, p in procs.items():      # a stage waiting for this one's objects would wait forever
+                if k not in codes:
+                    p.send_signal(signal.SIGTERM)
+    return first
+
+
+def merge_stages(out: str, read: Any) -> Any:
+    """The pipeline's profile from its ranks' (``read(path)`` -> Profile or None): the profile of the
+    rank with the largest peak (it sets the memory per GPU), with every rank's op rows, FLOPs and
+    peaks in ``dry_run.pipeline.ranks``. None when no rank wrote a profile."""
+    from ccprof.artefacts.profile import ErrorInfo, Pipeline, PipelineRank
+    from ccprof.exit_codes import ExitCode
+
+    with open(pipeline_path(out)) as fh:
+        info = json.load(fh)
+    ranks = sorted(set(info["stage_rank"]))
+    profiles = {r: p for r in ranks if (p := read(stage_out(out, r))) is not None}
+    if not profiles:
+        return None
+    rows = [PipelineRank(rank=r, stages=[i for i, x in enumerate(info["stage_rank"]) if x == r], ops=list(p.ops),
+                         flops_per_step=p.flops.per_step, model_flops_per_step=p.flops.model_per_step,
+                         peak_bytes=p.memory.peak_bytes, reserved_peak_bytes=p.memory.reserved_peak_bytes,
+                         params=p.model.params) for r, p in sorted(profiles.items())]
+    heaviest = max(profiles, key=lambda r: (profiles[r].memory.reserved_peak_bytes or profiles[r].memory.peak_bytes,
+                                            -r))
+    base = profiles[heaviest]
+    pipeline = Pipeline(schedule=info["schedule"], microbatches=info["microbatches"], num_stages=info["num_stages"],
+                        stage_rank=list(info["stage_rank"]), ranks=rows)
+    errors = [(r, p.error) for r, p in sorted(profiles.items()) if p.error is not None]
+    error = None
+    if errors:
+        # a stage stopped because its peer failed: the peer's own error is the cause
+        errors.sort(key=lambda re: (re[1].kind in ("terminated", "interrupted", "timeout"), re[0]))
+        r, e = errors[0]
+        held = [i for i, x in enumerate(info["stage_rank"]) if x == r]
+        error = replace(e, message=f"rank {r} (pipeline stage(s) {held}): {e.message}")
+    missing = [r for r in ranks if r not in profiles]
+    if missing and error is None:
+        error = ErrorInfo(kind="died", exit_code=ExitCode.SCRIPT_ERROR,
+                          message=f"pipeline rank(s) {', '.join(map(str, missing))} wrote no profile")
+    dry = replace(base.dry_run, rank=heaviest, pipeline=pipeline) if base.dry_run is not None else None
+    return replace(base, dry_run=dry, error=error, status="complete" if error is None else "partial")

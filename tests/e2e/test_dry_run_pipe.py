@@ -1,0 +1,60 @@
+"""`ccprof analyze --dry-run --nproc N` on a pipeline-parallel script (torch.distributed.pipelining):
+each stage traced as its own rank. On gloo, a real 2-rank run's per-rank peak memory and FLOPs
+against the dry run's stages; a world of 4 ranks without them, 4 stages and the bubble in the step."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers.paths import ROOT
+
+SCRIPT = ROOT / "tests" / "scripts" / "pipe_train.py"
+
+
+def _analyze(tmp_path, name, *extra, script_args=(), quiet=True):
+    out = tmp_path / name
+    proc = subprocess.run([sys.executable, "-m", "ccprof", "analyze", str(SCRIPT), "--steps", "2", "--warmup", "1",
+                           "--out", str(out), "--gpu", "h100-sxm", *(["-q"] if quiet else []), *extra, "--",
+                           "--steps", "6", *script_args],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, COLUMNS="400"))     # the terminal's world line on one line
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((out / "profile.json").read_text()), proc.stdout + proc.stderr
+
+
+def test_each_stage_matches_its_real_rank_on_gloo(tmp_path):
+    real, _ = _analyze(tmp_path, "real", "--nproc", "2")
+    dry, _ = _analyze(tmp_path, "dry", "--nproc", "2", "--dry-run")
+    pipe = dry["dry_run"]["pipeline"]
+    assert (pipe["schedule"], pipe["num_stages"], pipe["microbatches"], pipe["stage_rank"]) == \
+        ("Schedule1F1B", 2, 4, [0, 1])
+    stages = {r["rank"]: r for r in pipe["ranks"]}
+    for row in real["ranks"]:
+        stage = stages[row["rank"]]
+        assert stage["peak_bytes"] == pytest.approx(row["peak_bytes"], rel=0.05), row["rank"]
+        assert stage["flops_per_step"] == row["flops_per_step"], row["rank"]
+    # the stages differ: the first embeds, the last one computes the head and the loss
+    assert stages[0]["flops_per_step"] != stages[1]["flops_per_step"]
+    # the profile around them is the stage with the largest peak (it sets the memory per GPU)
+    heaviest = max(stages.values(), key=lambda r: (r["reserved_peak_bytes"] or r["peak_bytes"], -r["rank"]))
+    assert dry["dry_run"]["rank"] == heaviest["rank"] and dry["memory"]["peak_bytes"] == heaviest["peak_bytes"]
+    # activations and gradients cross between the two GPUs: send/receive rows on both stages
+    for stage in stages.values():
+        p2p = {o["op"] for o in stage["ops"] if o["op"].startswith("c10d.")}
+        assert p2p == {"c10d.send", "c10d.recv_"}
+
+
+def test_four_stages_on_four_ranks_and_the_bubble_in_the_step(tmp_path):
+    dry, stdout = _analyze(tmp_path, "dry4", "--nproc", "4", "--dry-run", script_args=("--microbatches", "8"),
+                           quiet=False)
+    pipe = dry["dry_run"]["pipeline"]
+    assert pipe["stage_rank"] == [0, 1, 2, 3] and [r["stages"] for r in pipe["ranks"]] == [[0], [1], [2], [3]]
+    detail = dry["projection"]["h100-sxm"]["detail"]["pipeline"]
+    # 1F1B, p = 4, m = 8: (p - 1) / (m + p - 1) = 3/11 of the pipelined time
+    assert detail["bubble_frac"] == pytest.approx(3 / 11)
+    assert 0 < detail["bubble_step_frac"] < 3 / 11
+    assert "Pipeline of 4 stages x 8 microbatches (1F1B): bubble" in stdout

@@ -1,0 +1,135 @@
+"""Pipelines in the world dry run (ccprof.profiler.dryrun_pipe): rank 0's dry run finds the stages and
+their ranks at the schedule's first step; a stage traced as its own rank receives the other stage's
+shapes through the object channel, sends its own back, and its tensor sends and receives complete
+at once (recorded as collective rows on the link between the two ranks)."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import tempfile
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ccprof.profiler.dryrun import describe, dry_run
+from ccprof.profiler.dryrun_pipe import ObjectChannel, PipelineFound, pipeline_path
+from ccprof.profiler.flops import FlopPass
+
+WIDTH, VOCAB, MICRO = 32, 64, 4
+
+
+@pytest.fixture
+def run_dir():
+    """A folder like the runner's (``<tmp>/ccprof-*``): the dry run's file guard leaves ccprof's own files there."""
+    path = tempfile.mkdtemp(prefix="ccprof-test-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _stage(index: int) -> nn.Module:
+    """Stage 0 embeds tokens (B, T) -> (B, T, C); stage 1 projects to the vocabulary (B, T, V)."""
+    if index == 0:
+        return nn.Sequential(nn.Embedding(VOCAB, WIDTH), nn.Linear(WIDTH, WIDTH))
+    return nn.Sequential(nn.Linear(WIDTH, WIDTH), nn.GELU(), nn.Linear(WIDTH, VOCAB))
+
+
+def _loss(logits, targets):
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+
+
+def _schedule(rank: int):
+    from torch.distributed.pipelining import PipelineStage, Schedule1F1B
+    dist.init_process_group("nccl")
+    mod = _stage(rank).cuda()
+    stage = PipelineStage(mod, rank, 2, torch.device("cuda", rank))
+    return mod, Schedule1F1B(stage, n_microbatches=MICRO, loss_fn=_loss)
+
+
+def test_rank_0_finds_the_pipeline_and_its_ranks_at_the_first_step(run_dir):
+    out = os.path.join(run_dir, "profile.json")
+    with pytest.raises(PipelineFound):
+        with dry_run(cuda=True, world=(2, 1), out=out, traced=[]):
+            _, schedule = _schedule(0)
+            schedule.step(torch.randint(0, VOCAB, (8, 16), device="cuda"))
+    found = json.loads(open(pipeline_path(out)).read())
+    assert found == {"schedule": "Schedule1F1B", "microbatches": MICRO, "num_stages": 2, "stage_rank": [0, 1],
+                     "stages": [0]}
+    assert not dist.is_initialized()
+
+
+def test_the_last_stage_traced_as_rank_1_gets_stage_0s_shapes_and_sends_its_gradients_shapes_back(run_dir):
+    from torch.distributed.pipelining._utils import extract_tensor_metas
+    from torch.distributed.pipelining.stage import _StageBackwardMeta, _StageForwardMeta
+    out = os.path.join(run_dir, "profile.json")
+    # what stage 0's dry run sends rank 1 before the first step: its output's shapes, (B/m, T, C) = (2, 16, 32)
+    sent = _StageForwardMeta(forward_metas=extract_tensor_metas((torch.empty(2, 16, WIDTH, requires_grad=True),)))
+    ObjectChannel(out, rank=0).send([sent], 1)
+    with dry_run(cuda=True, world=(2, 1), rank=1, out=out, traced=[0, 1]) as log:
+        assert (os.environ["RANK"], os.environ["LOCAL_RANK"]) == ("1", "1")
+        mod, schedule = _schedule(1)
+        assert dist.get_rank() == 1
+        opt = torch.optim.AdamW(mod.parameters())
+        schedule.step(target=torch.randint(0, VOCAB, (8, 16), device="cuda"))      # the shapes' exchange
+        fp = FlopPass({"": mod})
+        fp.start()
+        schedule.step(target=torch.randint(0, VOCAB, (8, 16), device="cuda"))
+        opt.step()
+        flops, ops = fp.stop()
+    # its input gradients' shapes reached stage 0's channel: what stage 0 would receive
+    back = ObjectChannel(out, rank=0).recv(1)
+    assert isinstance(back[0], _StageBackwardMeta) and back[0].backward_metas[0].shape == (2, 16, WIDTH)
+    assert describe(log).pipeline.stage_rank == [0, 1] and describe(log, rank=1).rank == 1
+    p2p = sorted((o.op, o.count, o.attrs["bytes"], o.attrs["group"], o.attrs["nodes"])
+                 for o in ops if o.op.startswith("c10d."))
+    # one activation received and one gradient sent per microbatch: (2, 16, 32) fp32 = 4096 bytes each
+    assert p2p == [("c10d.recv_", MICRO, 4096, 2, 1), ("c10d.send", MICRO, 4096, 2, 1)]
+    # forward and backward of (8, 16) tokens through 32 -> 32 -> 64: 3 x 2 x 128 x (32 x 32 + 32 x 64)
+    assert flops.model_per_step == 3 * 2 * 128 * (WIDTH * WIDTH + WIDTH * VOCAB)
+    assert not dist.is_initialized()
+
+
+def _receive(out: str, conn) -> None:
+    conn.send(ObjectChannel(out, rank=1).recv(0))
+
+
+def test_the_object_channel_carries_an_object_to_another_process_that_waits_for_it(run_dir):
+    out = os.path.join(run_dir, "profile.json")
+    ctx = multiprocessing.get_context("spawn")
+    mine, theirs = ctx.Pipe()
+    waiting = ctx.Process(target=_receive, args=(out, theirs))
+    waiting.start()
+    ObjectChannel(out, rank=0).send({"shapes": [[2, 16, 32]]}, 1)
+    assert mine.recv() == {"shapes": [[2, 16, 32]]}
+    waiting.join(timeout=60)
+    assert waiting.exitcode == 0
+
+
+def _stage_profile(peak_bytes: int, flops: int, error=None):
+    from ccprof.artefacts.profile import DryRun, Flops, Memory, Profile
+    return Profile(memory=Memory(peak_bytes=peak_bytes), flops=Flops(per_step=flops), dry_run=DryRun(nproc=2),
+                   error=error, status="complete" if error is None else "partial")
+
+
+def test_the_merged_profile_is_the_heaviest_stage_with_every_rank_beside_it(run_dir):
+    from ccprof.artefacts.profile import ErrorInfo
+    from ccprof.profiler.dryrun_pipe import merge_stages, stage_out
+    out = os.path.join(run_dir, "profile.json")
+    with open(pipeline_path(out), "w") as fh:
+        json.dump({"schedule": "ScheduleInterleaved1F1B", "microbatches": 8, "num_stages": 4,
+                   "stage_rank": [0, 1, 0, 1], "stages": [0, 2]}, fh)
+    stages = {stage_out(out, 0): _stage_profile(100, 7), stage_out(out, 1): _stage_profile(300, 9)}
+    merged = merge_stages(out, stages.get)
+    assert merged.dry_run.rank == 1 and merged.memory.peak_bytes == 300 and merged.error is None
+    pipe = merged.dry_run.pipeline
+    assert [(r.rank, r.stages, r.peak_bytes, r.flops_per_step) for r in pipe.ranks] == [(0, [0, 2], 100, 7),
+                                                                                      (1, [1, 3], 300, 9)]
+    # a stage's failure is the merged profile's, named by its rank and stages; a missing rank is said
+    stages[stage_out(out, 0)] = _stage_profile(100, 7, ErrorInfo(kind="script_error", message="boom"))
+    assert merge_stages(out, stages.get).error.message == "rank 0 (pipeline stage(s) [0, 2]): boom"
+    del stages[stage_out(out, 0)]
+    assert merge_stages(out, stages.get).error.message == "pipeline rank(s) 0 wrote no profile"

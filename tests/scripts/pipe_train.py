@@ -1,0 +1,97 @@
+# Tests (--dry-run --nproc, pipelines): a pipeline-parallel loop as torchrun runs it; the script splits its own
+# model into world // dp stages (an embedding in the first, a head and the loss in the last, so stages differ),
+# torch.distributed.pipelining's PipelineStage and a schedule chosen by --schedule; gloo on the CPU, nccl on CUDA.
+import argparse
+import os
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe, ScheduleInterleaved1F1B
+
+p = argparse.ArgumentParser()
+p.add_argument("--schedule", default="1f1b", choices=["gpipe", "1f1b", "interleaved"])
+p.add_argument("--microbatches", type=int, default=4)
+p.add_argument("--dp", type=int, default=1)             # data-parallel replicas of the whole pipeline
+p.add_argument("--width", type=int, default=128)
+p.add_argument("--layers", type=int, default=8)
+p.add_argument("--vocab", type=int, default=512)
+p.add_argument("--seq", type=int, default=32)
+p.add_argument("--batch", type=int, default=16)
+p.add_argument("--steps", type=int, default=20)
+args = p.parse_args()
+backend = "nccl" if torch.cuda.is_available() else "gloo"
+dist.init_process_group(backend)
+rank, world, local = dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
+device = torch.device("cuda", local) if torch.cuda.is_available() else torch.device("cpu")
+if device.type == "cuda":
+    torch.cuda.set_device(device)
+pp = world // args.dp                                   # ranks per pipeline; ranks [r*pp, (r+1)*pp) form replica r
+replica, pp_rank = rank // pp, rank % pp
+pp_group = dist.new_group(list(range(replica * pp, (replica + 1) * pp)))
+for r in range(args.dp):                                # every rank creates every group, in the same order
+    if r != replica:
+        dist.new_group(list(range(r * pp, (r + 1) * pp)))
+chunks = 2 if args.schedule == "interleaved" else 1     # stages per rank (interleaved: looped)
+num_stages = pp * chunks
+
+
+class Block(nn.Module):
+    def __init__(self, d: int):
+        super().__init__()
+        self.norm, self.up, self.down = nn.LayerNorm(d), nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+
+    def forward(self, x):
+        return x + self.down(F.gelu(self.up(self.norm(x))))
+
+
+class Stage(nn.Module):
+    """Layers [lo, hi) of the model; the first stage embeds tokens, the last one projects to the vocabulary."""
+
+    def __init__(self, index: int):
+        super().__init__()
+        per = args.layers // num_stages
+        self.embed = nn.Embedding(args.vocab, args.width) if index == 0 else None
+        self.blocks = nn.ModuleList(Block(args.width) for _ in range(per))
+        self.head = nn.Linear(args.width, args.vocab) if index == num_stages - 1 else None
+
+    def forward(self, x):                               # (B, T) tokens on the first stage, (B, T, C) after
+        if self.embed is not None:
+            x = self.embed(x)
+        for b in self.blocks:
+            x = b(x)
+        return self.head(x) if self.head is not None else x
+
+
+def loss_fn(logits, targets):                           # (B, T, V), (B, T)
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+
+
+torch.manual_seed(0)
+indices = [pp_rank + k * pp for k in range(chunks)]     # looped placement: rank r holds stages r, r + pp, ...
+mods = [Stage(i).to(device) for i in indices]
+stages = [PipelineStage(m, i, num_stages, device, group=pp_group) for m, i in zip(mods, indices)]
+if args.schedule == "gpipe":
+    schedule = ScheduleGPipe(stages[0], n_microbatches=args.microbatches, loss_fn=loss_fn)
+elif args.schedule == "1f1b":
+    schedule = Schedule1F1B(stages[0], n_microbatches=args.microbatches, loss_fn=loss_fn)
+else:
+    schedule = ScheduleInterleaved1F1B(stages, n_microbatches=args.microbatches, loss_fn=loss_fn)
+opt = torch.optim.AdamW([q for m in mods for q in m.parameters()], lr=1e-3)
+for step in range(args.steps):
+    g = torch.Generator().manual_seed(step)
+    tokens = torch.randint(0, args.vocab, (args.batch, args.seq + 1), generator=g).to(device)
+    x, y = tokens[:, :-1], tokens[:, 1:]
+    opt.zero_grad(set_to_none=True)
+    losses: list = []
+    if pp_rank == 0:
+        schedule.step(x, target=y if num_stages == 1 else None, losses=losses if num_stages == 1 else None)
+    elif pp_rank == pp - 1:
+        schedule.step(target=y, losses=losses)
+    else:
+        schedule.step()
+    opt.step()
+    if losses and step % 5 == 0:
+        print(f"rank {rank} step {step} loss {torch.stack(losses).mean().item():.4f}")
+dist.destroy_process_group()
