@@ -232,17 +232,32 @@ def _weights_only(kwargs: dict[str, Any]) -> bool:
     return bool(weights_only)
 
 
-_PLAIN = (torch.Tensor, int, float, bool, str, bytes, type(None), torch.dtype, torch.device, torch.Size)
+_PLAIN = (torch.Tensor, int, float, complex, bool, str, bytes, bytearray, type(None), torch.dtype, torch.device,
+          torch.Size, slice, range)
 
 
-def _plain(obj: Any) -> bool:
+def _user_safe_types() -> tuple[type, ...]:
+    """Classes the script allow-listed for weights-only loads (``torch.serialization.add_safe_globals``
+    or the ``safe_globals`` context)."""
+    import torch.serialization as ser
+    try:
+        listed = ser.get_safe_globals()
+    except Exception:
+        return ()
+    listed = [g[0] if isinstance(g, tuple) else g for g in listed]     # (class, "its name") pairs too
+    return tuple(g for g in listed if isinstance(g, type))
+
+
+def _plain(obj: Any, safe: tuple[type, ...] | None = None) -> bool:
     """Whether ``obj`` holds only what a weights-only load accepts: tensors and plain values in
-    dicts, lists and tuples (torch.serialization's allow-list, less what ccprof need not tell)."""
+    dicts (OrderedDict, Counter), lists, tuples, sets and frozensets (torch's weights-only
+    unpickler's allow-list), and the classes the script allow-listed itself."""
+    safe = _user_safe_types() if safe is None else safe
     if isinstance(obj, dict):
-        return all(_plain(k) and _plain(v) for k, v in obj.items())
-    if isinstance(obj, (list, tuple)):
-        return all(_plain(v) for v in obj)
-    return isinstance(obj, _PLAIN)
+        return all(_plain(k, safe) and _plain(v, safe) for k, v in obj.items())
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return all(_plain(v, safe) for v in obj)
+    return isinstance(obj, _PLAIN) or (bool(safe) and isinstance(obj, safe))
 
 
 def _load_saved(obj: Any, f: Any, kwargs: dict[str, Any], log: Any) -> Any:

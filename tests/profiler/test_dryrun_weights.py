@@ -238,3 +238,22 @@ def test_what_the_run_saved_loads_back_though_nothing_was_written(tmp_path):
     assert any("weights.pt" in w and "loaded what this run saved" in w for w in whats), whats
     with pytest.raises(FileNotFoundError):          # outside the dry run nothing is remembered
         torch.load(weights)
+
+
+def test_a_weights_only_load_accepts_what_torch_accepts(tmp_path):
+    """Sets, complex numbers and classes the script allow-listed load back under weights_only, as
+    torch's own unpickler loads them; a class nobody allow-listed is refused."""
+    import argparse
+    import pickle
+    ckpt = tmp_path / "ckpt.pt"
+    with dry_run() as log, shapes_only_loads(log):
+        w = torch.nn.Linear(2, 2).weight
+        torch.save({"w": w, "tags": {1, 2}, "z": 1 + 2j, "b": bytearray(b"x"), "args": argparse.Namespace(lr=1)},
+                   ckpt)
+        with pytest.raises(pickle.UnpicklingError):
+            torch.load(ckpt)
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            back = torch.load(ckpt)
+        assert back["tags"] == {1, 2} and back["z"] == 1 + 2j and back["args"].lr == 1
+        torch.save({"w": w, "tags": {1, 2}, "z": 1 + 2j}, ckpt)
+        assert tuple(torch.load(ckpt)["w"].shape) == (2, 2)
