@@ -174,6 +174,12 @@ def _traced_world(profile: Profile) -> tuple[int, int, str]:
     return profile.world_size, nodes, "fsdp" if "reduce_scatter" in kinds else "ddp"
 
 
+def _pipeline_ranks(profile: Profile) -> int:
+    """The ranks of one traced pipeline (its stages' distinct ranks), which share each sample."""
+    pipe = profile.dry_run.pipeline if profile.dry_run is not None else None
+    return max(1, len(set(pipe.stage_rank))) if pipe is not None else 1
+
+
 def plan_configurations(profile: Profile, ctx: AdviceContext | None = None, *, budget_usd: float | None = None,
                         deadline_h: float | None = None) -> Configurations | None:
     """Every configuration's memory per GPU, step, throughput, hours and dollars, and the picks.
@@ -216,14 +222,17 @@ def plan_configurations(profile: Profile, ctx: AdviceContext | None = None, *, b
             steps_needed = run_steps / n if run_steps else None
             fit = fit_of(mem)
         hours = steps_needed * step / 3600 if steps_needed else None
+        # a pipeline's ranks share each sample (every stage of one pipeline sees the same batch): per GPU,
+        # a step moves a share of the batch, and n GPUs hold n / share replicas of the pipeline
+        share = _pipeline_ranks(profile) if parallel == "pipeline" else 1
         return ConfigRow(
             gpu=gid, gpus=n, nodes=nodes, parallel=parallel, tweak=name, memory_per_gpu_bytes=fit.need_bytes,
             usable_bytes=fit.capacity_bytes, fits=fit.fits, memory_parts=dict(fit.parts), step_s=step,
-            tokens_per_s_per_gpu=tokens / step if tokens and step else None,
-            samples_per_s=samples * n / step if samples and step else None,
+            tokens_per_s_per_gpu=tokens / share / step if tokens and step else None,
+            samples_per_s=samples * n / share / step if samples and step else None,
             run_hours=hours, usd_run=hours * n * spec.usd_per_hour if hours is not None else None,
             usd_per_hour=n * spec.usd_per_hour,
-            usd_per_1k_samples=(1000 * step * spec.usd_per_hour / 3600 / samples) if samples else None,
+            usd_per_1k_samples=(1000 * step * spec.usd_per_hour / 3600 / (samples / share)) if samples else None,
             how=how, risk=advice.risk if advice is not None else "none")
 
     for gid, proj in sorted(profile.projection.items()):

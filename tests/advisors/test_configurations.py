@@ -197,3 +197,25 @@ def test_a_dry_run_world_fits_by_its_reserved_peak_nccl_buffers_and_context():
     measured = plan_configurations(attach(replace(dry, dry_run=None), gpu="a100-80gb", total_steps=10_000),
                                    AdviceContext())
     assert _row(measured, "a100-80gb", 16).memory_parts == {"tensors": base.memory.peak_bytes}
+
+
+def test_a_traced_pipelines_ranks_share_each_sample():
+    """Four ranks of one pipeline each see every sample of the step: per GPU a step moves a quarter
+    of the batch, and the four GPUs together one batch a step (not four)."""
+    from ccprof.artefacts.profile import DryRun, Pipeline, PipelineRank
+    from tests.helpers.profiles import hand_ops
+    ops = hand_ops()
+    pipe = Pipeline(schedule="Schedule1F1B", microbatches=8, num_stages=4, stage_rank=[0, 1, 2, 3],
+                    ranks=[PipelineRank(rank=r, ops=ops) for r in range(4)])
+    profile = attach(hand_profile(world_size=4, dry_run=DryRun(nproc=4, rank=0, pipeline=pipe)), gpu="a100-80gb",
+                     total_steps=10_000)
+    plan = plan_configurations(profile, AdviceContext())
+    row = _row(plan, "a100-80gb", 4)
+    assert row.parallel == "pipeline"
+    samples, tokens = profile.steps.samples_per_step, profile.steps.tokens_per_step
+    assert row.samples_per_s == pytest.approx(samples / row.step_s)
+    if tokens:
+        assert row.tokens_per_s_per_gpu == pytest.approx(tokens / 4 / row.step_s)
+    cat = load_catalog()
+    assert row.usd_per_1k_samples == pytest.approx(1000 * row.step_s * cat["a100-80gb"].usd_per_hour / 3600
+                                                   / (samples / 4))
