@@ -19,6 +19,8 @@ from ccprof.artefacts.profile import GpuProjection, Profile
 from ccprof.artefacts.tweaks import TWEAKS, TweakOptions, options_for
 from ccprof.hardware import DEFAULT_GPU, GpuSpec, Policy, StepCost, load_catalog, policy_for, user_catalog_path
 from ccprof.hardware import target_gpu as hardware_target_gpu
+from ccprof.hardware.inputs import step_inputs
+from ccprof.hardware.pipeline import pipeline_step
 from ccprof.hardware.projection import memory_fit_for, step_cost_for
 
 # Tweaks whose time saving is a share of the whole run (fewer steps), not of each step.
@@ -208,13 +210,32 @@ def recost(profile: Profile, ctx: AdviceContext, *, policy: dict[str, Any] | Non
     """
     spec = spec or gpu_spec(profile, ctx)
     base = base_policy(profile, spec)
-    before = step_cost_for(profile, spec, base)
+    before = _scheduled(profile, spec, base, step_cost_for(profile, spec, base))
     after_policy = replace(base, **(policy or {}))
     kw: dict[str, Any] = {"extra_kernels": tuple(extra)}
     if ops is not None:
         kw["ops"] = ops
-    after = step_cost_for(profile_after or profile, spec, after_policy, **kw)
+    after_profile = profile_after or profile
+    after = _scheduled(after_profile, spec, after_policy, step_cost_for(after_profile, spec, after_policy, **kw),
+                       ops=ops, extra=tuple(extra))
     return Recost(spec, before, after)
+
+
+def _scheduled(profile: Profile, spec: GpuSpec, policy: Policy, sc: StepCost, *, ops: Any = None,
+               extra: tuple = ()) -> StepCost:
+    """``sc`` (the profile's own rank's step) as its pipeline schedules it, when the profile traced a
+    pipeline: every rank's rows under ``policy``, the tweak's edited rows and added kernels on the
+    profile's own rank, the slowest rank stretched by the bubble (:func:`ccprof.hardware.pipeline.pipeline_step`,
+    as the projection schedules it). Without a pipeline, ``sc`` itself."""
+    inputs = step_inputs(profile)
+    if inputs.pipeline is None or not inputs.pipeline.ranks:
+        return sc
+    own = inputs.pipeline_rank
+
+    def cost(rank_ops: list, rank: int) -> StepCost:
+        return step_cost_for(profile, spec, policy, ops=rank_ops, extra_kernels=extra if rank == own else ())
+    run = pipeline_step(inputs.pipeline, cost, own, list(inputs.ops if ops is None else ops))
+    return replace(sc, step_s=run.step_s, phase_s=run.phase_s)
 
 
 # ---------------------------------------------------------------------------- memory ledger

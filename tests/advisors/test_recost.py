@@ -95,3 +95,27 @@ def test_every_time_saving_is_a_re_cost():
             want = 1 - d["step_s_after_model"] / d["step_s_before_model"]
         assert a.projected.time_saved_frac == pytest.approx(want, abs=1e-5), a.tweak
     assert seen >= 3
+
+
+def test_a_pipelines_tweak_is_costed_on_the_scheduled_step():
+    """A traced pipeline's step is its ranks' costs scheduled: a tweak's before and after are the
+    scheduled steps (every rank under the tweak's policy), the before equal to the projection's."""
+    from dataclasses import replace
+
+    from ccprof.advisors import AdviceContext
+    from ccprof.advisors._common import recost
+    from ccprof.artefacts.profile import DryRun, Pipeline, PipelineRank
+    from ccprof.hardware import attach, load_catalog
+    from ccprof.hardware.projection import step_cost_for
+    from tests.helpers.profiles import hand_ops, hand_profile
+    light = hand_ops()
+    heavy = [replace(o, count=2 * o.count, flops=2 * o.flops) for o in light]
+    pipe = Pipeline(schedule="Schedule1F1B", microbatches=4, num_stages=2, stage_rank=[0, 1],
+                    ranks=[PipelineRank(rank=0, ops=light), PipelineRank(rank=1, ops=heavy)])
+    p = attach(hand_profile(world_size=2, dry_run=DryRun(nproc=2, rank=0, pipeline=pipe)), gpu="a100-80gb")
+    rc = recost(p, AdviceContext(gpu="a100-80gb"), policy={"autocast": "bfloat16"})
+    assert rc.before.step_s == pytest.approx(p.projection["a100-80gb"].step_s)
+    # the slower rank 1 paces the pipeline, its forward and backward stretched by 5/4: well over rank 0's own step
+    assert rc.before.step_s > 1.25 * step_cost_for(p, load_catalog()["a100-80gb"]).step_s
+    assert sum(rc.before.phase_s.values()) == pytest.approx(rc.before.step_s)
+    assert 0 < rc.after.step_s < rc.before.step_s
