@@ -73,14 +73,21 @@ class ObjectChannel:
         return pickle.loads(self.store.get(f"{src}->{self.rank}#{n}"))
 
 
-def watch_schedules(log: Any, patches: Any, out: str | None, traced: list[int]) -> None:
+def watch_schedules(log: Any, patches: Any, out: str | None, traced: list[int]) -> bool:
     """At a pipeline schedule's step, ``log.pipeline`` gets its schedule, microbatches and stage -> rank
     map; on rank 0's first dry run (``traced`` empty) a pipeline spanning several ranks is written to
-    :func:`pipeline_path` and the run stops with :class:`PipelineFound`."""
-    from torch.distributed.pipelining import schedules
-
-    base = schedules._PipelineSchedule
-    original = base._initialize_pp_stages
+    :func:`pipeline_path` and the run stops with :class:`PipelineFound`. Returns whether it watches:
+    False on a torch without the (private, recent) hook it needs; pipelines are then not detected and
+    a stage's ``recv_object_list`` stops the dry run as any other rank's does."""
+    try:
+        from torch.distributed.pipelining import schedules
+        from torch.distributed.pipelining.stage import _PipelineStageBase
+    except ImportError:                 # torch < 2.4: no torch.distributed.pipelining
+        return False
+    base = getattr(schedules, "_PipelineSchedule", None)
+    original = getattr(base, "_initialize_pp_stages", None) if base is not None else None
+    if original is None or getattr(_PipelineStageBase, "_resolve_peer_global_rank", None) is None:
+        return False
 
     def initialize(self: Any, stages: list, *args: Any, **kwargs: Any) -> Any:
         first = stages[0]
@@ -99,6 +106,7 @@ def watch_schedules(log: Any, patches: Any, out: str | None, traced: list[int]) 
                        "at once).")
         return original(self, stages, *args, **kwargs)
     patches.set(base, "_initialize_pp_stages", initialize)
+    return True
 
 
 def run_stages(spec: Any, spec_path: str) -> int:

@@ -133,3 +133,43 @@ def test_the_merged_profile_is_the_heaviest_stage_with_every_rank_beside_it(run_
     assert merge_stages(out, stages.get).error.message == "rank 0 (pipeline stage(s) [0, 2]): boom"
     del stages[stage_out(out, 0)]
     assert merge_stages(out, stages.get).error.message == "pipeline rank(s) 0 wrote no profile"
+
+
+def test_a_torch_without_the_schedules_hook_still_dry_runs_ddp_and_stops_at_a_stages_object(run_dir, monkeypatch):
+    # torch >= 2.4 is allowed; the hook a pipeline is found by (_PipelineSchedule._initialize_pp_stages) is private
+    from torch.distributed.pipelining import schedules
+
+    from ccprof.profiler.dryrun import DryRunUnsupported
+    from ccprof.profiler.dryrun_dist import WORLD_ENV
+    monkeypatch.delattr(schedules._PipelineSchedule, "_initialize_pp_stages")
+    env = {k: os.environ.get(k) for k in WORLD_ENV}
+    init = dist.init_process_group
+    out = os.path.join(run_dir, "profile.json")
+    with dry_run(cuda=True, world=(2, 1), out=out, traced=[]):
+        dist.init_process_group("nccl")
+        model = nn.Linear(8, 8).cuda()
+        ddp = nn.parallel.DistributedDataParallel(model, device_ids=[0])
+        ddp(torch.randn(4, 8, device="cuda")).sum().backward()
+        assert model.weight.grad.shape == (8, 8)
+    # a stage's object from another rank is then unknown, as any rank's is
+    with dry_run(cuda=True, world=(2, 1), rank=1, out=out, traced=[0, 1]):
+        dist.init_process_group("nccl")
+        with pytest.raises(DryRunUnsupported, match="recv_object_list"):
+            dist.recv_object_list([None], src=0)
+    assert {k: os.environ.get(k) for k in WORLD_ENV} == env and dist.init_process_group is init
+    assert not dist.is_initialized() and not os.path.exists(pipeline_path(out))
+
+
+def test_a_failure_while_the_world_is_set_up_restores_the_environment_and_torch(run_dir, monkeypatch):
+    from ccprof.profiler import dryrun_pipe
+    from ccprof.profiler.dryrun_dist import WORLD_ENV
+
+    def no_channel(*args, **kwargs):
+        raise OSError("the channel's folder is gone")
+    monkeypatch.setattr(dryrun_pipe.ObjectChannel, "__init__", no_channel)
+    env = {k: os.environ.get(k) for k in WORLD_ENV}
+    init = dist.init_process_group
+    with pytest.raises(OSError, match="folder is gone"):
+        with dry_run(cuda=True, world=(2, 1), rank=1, out=os.path.join(run_dir, "profile.json"), traced=[0, 1]):
+            pass
+    assert {k: os.environ.get(k) for k in WORLD_ENV} == env and dist.init_process_group is init
