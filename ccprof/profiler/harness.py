@@ -55,7 +55,7 @@ from ccprof.profiler._harness_io import (
     _stop_reason,
 )
 from ccprof.profiler.clock import utc_now, wall_s
-from ccprof.profiler.dryrun_pipe import PipelineFound, pipeline_path, run_stages
+from ccprof.profiler.dryrun_pipe import PipelineFound, abort_stages, pipeline_path, run_stages
 from ccprof.profiler.hooks import Session, StopProfiling, _Timeout
 from ccprof.profiler.runner import seen_text
 from ccprof.profiler.spec import RunSpec, run_environment
@@ -391,6 +391,9 @@ def run(spec: RunSpec, on_final: Callable[[Any], None] | None = None) -> int:
                                       f"({session.warmup} warm-up + measurement): {seen()}")
     if error is not None:
         code = error.exit_code
+        if spec.dry_run and spec.dry_stage_ranks and error.kind not in ("terminated", "interrupted"):
+            # the pipeline's other stages may wait for this one's objects: they stop now, not at --timeout
+            abort_stages(spec.out, spec.dry_rank, error.message)
     write(assemble(error, findings, outcome=outcome))
     progress(event="done", code=code)
     return code

@@ -58,3 +58,17 @@ def test_four_stages_on_four_ranks_and_the_bubble_in_the_step(tmp_path):
     assert detail["bubble_frac"] == pytest.approx(3 / 11)
     assert 0 < detail["bubble_step_frac"] < 3 / 11
     assert "Pipeline of 4 stages x 8 microbatches (1F1B): bubble" in stdout
+
+
+def test_a_stage_that_fails_early_ends_the_dry_run_with_its_error_not_the_timeout(tmp_path):
+    # rank 1 raises before its first step; stage 0 waits for rank 1's gradients' shapes: it stops when rank 1
+    # fails, long before --timeout (600 s; this test gives the whole run 300 s)
+    out = tmp_path / "failed"
+    proc = subprocess.run([sys.executable, "-m", "ccprof", "analyze", str(SCRIPT), "--steps", "2", "--warmup", "1",
+                           "--out", str(out), "--gpu", "h100-sxm", "-q", "--nproc", "2", "--dry-run",
+                           "--timeout", "600", "--", "--steps", "6", "--fail-rank", "1"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    said = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "rank 1 failed before its first step" in said, said[-3000:]
+    assert "timed out" not in said and "no message from rank" not in said

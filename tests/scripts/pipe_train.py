@@ -20,6 +20,7 @@ p.add_argument("--vocab", type=int, default=512)
 p.add_argument("--seq", type=int, default=32)
 p.add_argument("--batch", type=int, default=16)
 p.add_argument("--steps", type=int, default=20)
+p.add_argument("--fail-rank", type=int, default=None)  # this rank raises before its first step (a stage failing)
 args = p.parse_args()
 backend = "nccl" if torch.cuda.is_available() else "gloo"
 dist.init_process_group(backend)
@@ -78,6 +79,8 @@ elif args.schedule == "1f1b":
     schedule = Schedule1F1B(stages[0], n_microbatches=args.microbatches, loss_fn=loss_fn)
 else:
     schedule = ScheduleInterleaved1F1B(stages, n_microbatches=args.microbatches, loss_fn=loss_fn)
+if rank == args.fail_rank:
+    raise RuntimeError(f"rank {rank} failed before its first step")
 opt = torch.optim.AdamW([q for m in mods for q in m.parameters()], lr=1e-3)
 for step in range(args.steps):
     g = torch.Generator().manual_seed(step)
