@@ -141,11 +141,17 @@ def watch_schedules(log: Any, patches: Any, out: str | None, traced: list[int]) 
     return True
 
 
-def run_stages(spec: Any, spec_path: str) -> int:
+def run_stages(spec: Any, spec_path: str, cwd: str | None = None) -> int:
     """Rank 0 found a pipeline (:func:`pipeline_path`): run one dry run per rank of it, concurrently,
-    each a harness of its own rank writing :func:`stage_out`; the first failure stops the others
+    each a harness of its own rank writing :func:`stage_out`, started in ``cwd`` (the folder rank 0's
+    harness started in: its script may have changed folders since; None: this one) where
+    ``spec.script`` and ``spec_path``, if relative, are found. The first failure stops the others
     (their object channel is aborted, then they get SIGTERM), and a SIGTERM or SIGINT sent to this
     process is passed on to every stage. Returns the first failing rank's exit code, else 0."""
+    cwd = cwd or os.getcwd()
+    # absolute paths (os.path.join keeps one that is): this process may be in another folder
+    spec = replace(spec, script=os.path.join(cwd, spec.script), out=os.path.join(cwd, spec.out))
+    spec_path = os.path.join(cwd, spec_path)
     with open(pipeline_path(spec.out)) as fh:
         info = json.load(fh)
     ranks = sorted(set(info["stage_rank"]))
@@ -163,7 +169,7 @@ def run_stages(spec: Any, spec_path: str) -> int:
             replace(spec, out=stage_out(spec.out, r), dry_rank=r, dry_stage_ranks=ranks,
                     progress_path=spec.progress_path if r == 0 else None).to_json(path)
             env = dict(os.environ, RANK=str(r))     # the harness's scratch folder and progress follow it
-            procs[r] = subprocess.Popen([sys.executable, "-m", "ccprof.profiler.harness", path], env=env)
+            procs[r] = subprocess.Popen([sys.executable, "-m", "ccprof.profiler.harness", path], env=env, cwd=cwd)
         first = 0
         while len(codes) < len(procs):
             pid, status = os.wait()

@@ -415,10 +415,12 @@ def _dry_unsupported(exc: BaseException) -> bool:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     spec = RunSpec.from_json(argv[0])
+    start = os.getcwd()         # the script may change folders; a pipeline's stages start here, as it did
     try:
         code = run(spec)
-        if code == ExitCode.OK and spec.dry_run and not spec.dry_stage_ranks and os.path.exists(pipeline_path(spec.out)):
-            code = run_stages(spec, argv[0])
+        if code == ExitCode.OK and spec.dry_run and not spec.dry_stage_ranks \
+                and os.path.exists(os.path.join(start, pipeline_path(spec.out))):
+            code = run_stages(spec, argv[0], cwd=start)
     except BaseException as exc:     # ccprof's own fault, after the script: say so in one line
         _flush()
         print(f"ccprof: internal error in the profiling harness ({type(exc).__name__}: {safe_str(exc)[:300]}); "

@@ -72,3 +72,11 @@ def test_a_stage_that_fails_early_ends_the_dry_run_with_its_error_not_the_timeou
     assert proc.returncode != 0
     assert "rank 1 failed before its first step" in said, said[-3000:]
     assert "timed out" not in said and "no message from rank" not in said
+
+
+def test_the_stages_start_in_the_folder_the_run_started_in_not_the_one_the_script_moved_to(tmp_path):
+    # the script changes into "work" before its pipeline is found; each stage's script, started where the run
+    # started, changes into it again (started in "work", it would find no "work/work")
+    (tmp_path / "work").mkdir()
+    dry, _ = _analyze(tmp_path, "moved", "--nproc", "2", "--dry-run", script_args=("--chdir", "work"))
+    assert dry["error"] is None and [r["rank"] for r in dry["dry_run"]["pipeline"]["ranks"]] == [0, 1]

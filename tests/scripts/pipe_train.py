@@ -20,8 +20,11 @@ p.add_argument("--vocab", type=int, default=512)
 p.add_argument("--seq", type=int, default=32)
 p.add_argument("--batch", type=int, default=16)
 p.add_argument("--steps", type=int, default=20)
+p.add_argument("--chdir", default=None)                # a folder (relative) the script works in, as some do
 p.add_argument("--fail-rank", type=int, default=None)  # this rank raises before its first step (a stage failing)
 args = p.parse_args()
+if args.chdir:
+    os.chdir(args.chdir)
 backend = "nccl" if torch.cuda.is_available() else "gloo"
 dist.init_process_group(backend)
 rank, world, local = dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
