@@ -187,7 +187,8 @@ def run(spec: RunSpec, on_final: Callable[[Any], None] | None = None) -> int:
         if spec.scan_data and outcome == "complete":
             profile = _scan_data(profile, session, progress, plugins)
         if spec.dry_run:
-            profile = replace(profile, world_size=spec.dry_nproc * spec.dry_nnodes, rank=0)
+            # the rank traced: 0, or a pipeline stage's own (dryrun_pipe.run_stages)
+            profile = replace(profile, world_size=spec.dry_nproc * spec.dry_nnodes, rank=spec.dry_rank)
         elif "WORLD_SIZE" in os.environ:
             profile = replace(profile, world_size=int(os.environ["WORLD_SIZE"]), rank=rank)
         return profile
