@@ -28,6 +28,8 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+from ccprof.profiler._dry_journal import BACKUPS_ENV, DEFER_ENV, undo_left
+
 __all__ = ["PipelineFound", "ObjectChannel", "abort_stages", "pipeline_path", "stage_out", "watch_schedules", "run_stages",
            "merge_stages"]
 
@@ -157,6 +159,7 @@ def run_stages(spec: Any, spec_path: str, cwd: str | None = None) -> int:
     ranks = sorted(set(info["stage_rank"]))
     procs: dict[int, subprocess.Popen] = {}
     codes: dict[int, int] = {}
+    listed = os.environ.get(BACKUPS_ENV)
 
     def forward(signum: int, frame: Any) -> None:
         for k, p in procs.items():
@@ -169,6 +172,8 @@ def run_stages(spec: Any, spec_path: str, cwd: str | None = None) -> int:
             replace(spec, out=stage_out(spec.out, r), dry_rank=r, dry_stage_ranks=ranks,
                     progress_path=spec.progress_path if r == 0 else None).to_json(path)
             env = dict(os.environ, RANK=str(r))     # the harness's scratch folder and progress follow it
+            if listed:      # the stages' changes to the user's files are undone here, together, once they end
+                env[DEFER_ENV] = "1"
             procs[r] = subprocess.Popen([sys.executable, "-m", "ccprof.profiler.harness", path], env=env, cwd=cwd)
         first = 0
         while len(codes) < len(procs):
@@ -190,6 +195,10 @@ def run_stages(spec: Any, spec_path: str, cwd: str | None = None) -> int:
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+        if listed and len(codes) == len(procs):
+            # every stage left its journal: undone in the one order of all their changes (a log every
+            # stage appended to gets back the copy made before the first stage's append)
+            undo_left(listed)
 
 
 def merge_stages(out: str, read: Any) -> Any:
