@@ -74,13 +74,17 @@ def test_a_stage_that_fails_early_ends_the_dry_run_with_its_error_not_the_timeou
     assert "timed out" not in said and "no message from rank" not in said
 
 
-def test_the_stages_start_in_the_folder_the_run_started_in_and_each_profile_names_its_rank(tmp_path):
+def test_the_stages_start_where_the_run_started_name_their_rank_and_leave_a_shared_log_as_it_was(tmp_path):
     # the script changes into "work" before its pipeline is found; each stage's script, started where the run
     # started, changes into it again (started in "work", it would find no "work/work")
     (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "train.log").write_text("epoch 3\n")        # every stage appends its steps to it
     # a vocabulary of 8192 makes the last stage the heaviest: its logits (16, 32, 8192) fp32 are 16 MiB
     dry, _ = _analyze(tmp_path, "moved", "--nproc", "2", "--dry-run", script_args=("--chdir", "work",
-                                                                                   "--vocab", "8192"))
+                                                                                   "--vocab", "8192", "--log",
+                                                                                   "train.log"))
     assert dry["error"] is None and [r["rank"] for r in dry["dry_run"]["pipeline"]["ranks"]] == [0, 1]
     # the profile around the stages is rank 1's, and says so
     assert dry["dry_run"]["rank"] == dry["rank"] == 1
+    # both stages appended to the log at once; it is back as it was
+    assert (tmp_path / "work" / "train.log").read_text() == "epoch 3\n"

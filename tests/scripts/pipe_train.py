@@ -21,6 +21,7 @@ p.add_argument("--seq", type=int, default=32)
 p.add_argument("--batch", type=int, default=16)
 p.add_argument("--steps", type=int, default=20)
 p.add_argument("--chdir", default=None)                # a folder (relative) the script works in, as some do
+p.add_argument("--log", default=None)                  # a file every rank appends its steps to
 p.add_argument("--fail-rank", type=int, default=None)  # this rank raises before its first step (a stage failing)
 args = p.parse_args()
 if args.chdir:
@@ -98,6 +99,9 @@ for step in range(args.steps):
     else:
         schedule.step()
     opt.step()
+    if args.log:
+        with open(args.log, "a") as fh:
+            fh.write(f"rank {rank} step {step}\n")
     if losses and step % 5 == 0:
         print(f"rank {rank} step {step} loss {torch.stack(losses).mean().item():.4f}")
 dist.destroy_process_group()
