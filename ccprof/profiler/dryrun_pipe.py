@@ -8,7 +8,8 @@ starts one dry run per distinct rank of the pipeline, all at once (:func:`run_st
 rank it traces in torchrun's environment and the fake process group. The stages exchange Python
 objects (their input and gradient shapes, before the first step) through a real channel, a
 ``torch.distributed.FileStore`` file that every stage's process opens (:class:`ObjectChannel`:
-the receiver blocks until the sender's key is there); tensor sends and receives stay fake (a
+the receiver polls until the sender's key is there, a stage that failed aborts the channel, or the
+run's timeout passes); tensor sends and receives stay fake (a
 completed Work, no data), recorded as op rows like every collective. The runner merges the
 stages' profiles (:func:`merge_stages`): each rank's op rows, FLOPs and peaks in
 ``DryRun.pipeline.ranks``, the profile of the rank with the largest peak around them (it sets
