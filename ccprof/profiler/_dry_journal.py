@@ -6,7 +6,11 @@ A journal is one JSON list per line, written before the change it undoes happens
 ``["restore", path, copy]`` (put the copy back at path), ``["remove", path]`` (a file the dry run
 made), ``["rmdir", path]`` (a folder it made, removed when empty), ``["rmtree", path]`` (a folder it
 made and renamed), ``["mkdir", path, mode]``, ``["relink", path, target]`` (a symbolic link),
-``["unmove", path, moved_to]`` (a folder renamed), ``["copytree", path, copy]`` (a folder removed).
+``["unmove", path, moved_to]`` (a folder renamed), ``["copytree", path, copy]`` (a folder removed);
+each line ends with ``{"t": ns}``, when it was written (``time.monotonic_ns``, after a file's copy:
+the machine's one clock), so that the journals of dry runs that ran at once (a pipeline's stages,
+which defer their undoing to the process that started them: ``DEFER_ENV``) are undone in the one
+order of their changes, last first: a log every stage appended to gets the first stage's copy back.
 """
 from __future__ import annotations
 
@@ -16,12 +20,16 @@ import os
 import shutil
 import sys
 
-__all__ = ["BACKUPS_ENV", "JOURNAL", "undo_all", "undo_left"]
+__all__ = ["BACKUPS_ENV", "DEFER_ENV", "JOURNAL", "undo_all", "undo_left"]
 
 JOURNAL = "journal.jsonl"
 # a file the runner names: each dry run's folder of copies is listed there, so that the runner can
 # undo what a process killed outright could not
 BACKUPS_ENV = "CCPROF_DRY_BACKUPS"
+# set (with BACKUPS_ENV) for dry runs that run at once: each leaves its journal for undo_left, which
+# undoes them all in one order after they all ended (one run's undoing alone could put back a copy
+# that holds another's changes)
+DEFER_ENV = "CCPROF_DRY_DEFER_UNDO"
 
 
 def undo_all(actions: list, folder: str | None) -> list[str]:
@@ -34,8 +42,9 @@ def undo_all(actions: list, folder: str | None) -> list[str]:
         except (OSError, shutil.Error) as exc:
             problems.append(f"{action[1]}: {exc}")
     if problems:
+        where = folder if folder is not None else "the folders named below"
         sys.stderr.write("ccprof --dry-run could not put back what the script changed; the copies are in "
-                         f"{folder}:\n" + "".join(f"  {p}\n" for p in problems))
+                         f"{where}:\n" + "".join(f"  {p}\n" for p in problems))
         if folder is not None:          # tried once: the runner does not try (and say it) again
             with contextlib.suppress(OSError):
                 os.replace(os.path.join(folder, JOURNAL), os.path.join(folder, f"tried-{JOURNAL}"))
@@ -53,15 +62,33 @@ def undo_left(listed: str) -> list[str]:
             folders = [line.strip() for line in f if line.strip()]
     except OSError:
         return []
-    problems = []
+    journals: dict[str, list] = {}
     for folder in folders:
         try:
             with open(os.path.join(folder, JOURNAL), encoding="utf-8") as f:
-                actions = [tuple(json.loads(line)) for line in f if line.endswith("\n")]
+                journals[folder] = [tuple(json.loads(line)) for line in f if line.endswith("\n")]
         except (OSError, ValueError):
             continue
-        problems += undo_all(actions, folder)
+    if len(journals) < 2:
+        return [p for folder, actions in journals.items() for p in undo_all(actions, folder)]
+    # several runs' changes: undone together, last first across all of them
+    stamped = sorted((_stamp(a), n, i, a) for n, actions in enumerate(journals.values())
+                     for i, a in enumerate(actions))
+    problems = undo_all([a for *_, a in stamped], None)
+    for folder in journals:
+        if problems:
+            with contextlib.suppress(OSError):
+                os.replace(os.path.join(folder, JOURNAL), os.path.join(folder, f"tried-{JOURNAL}"))
+            sys.stderr.write(f"ccprof --dry-run: the copies of the files above are in {folder}\n")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
     return problems
+
+
+def _stamp(action: tuple) -> int:
+    """When a journal's line was written (0 for a line without its time)."""
+    last = action[-1]
+    return int(last["t"]) if isinstance(last, dict) else 0
 
 
 def _undo_one(action: tuple) -> None:

@@ -84,79 +84,80 @@ def fake_world(log: Any, nproc: int, nnodes: int = 1, rank: int = 0, out: str | 
 
     world = nproc * nnodes
     saved_env = {k: os.environ.get(k) for k in WORLD_ENV}
-    os.environ.update(_world_env(nproc, nnodes, rank))
-    traced = list(traced or [])
-    log.assume(f"The script ran as rank {rank} of {world} ranks ({nnodes} node(s) of {nproc} GPU(s)) with torchrun's "
-               "environment and a fake process group: every other rank is taken to do what rank "
-               f"{rank} does{' (pipeline stages aside: each traced as its own rank)' if traced else ''}, and a "
-               "collective's result is its input as it was.")
     patches = Patches()
-    original_init = c10d.init_process_group
-    me = rank                               # the script's own rank= argument is another (ignored) one
-
-    def init_process_group(backend: Any = None, init_method: Any = None, timeout: Any = None,
-                           world_size: int = -1, rank: int = -1, store: Any = None, *args: Any,
-                           **kwargs: Any) -> None:
-        log.note(f"init_process_group(backend={backend!r}) made a fake process group of {world} ranks "
-                 f"(no collective sends anything; this process is rank {me})", world, where=_script_line())
-        kwargs.pop("device_id", None)       # a device id names a GPU this machine does not have
-        extra = {"timeout": timeout} if timeout is not None else {}
-        original_init("fake", world_size=world, rank=me, store=FakeStore(), **extra)
-    _bind_everywhere(patches, "init_process_group", init_process_group)
-
-    from ccprof.profiler.dryrun_pipe import ObjectChannel, watch_schedules
-    channel = ObjectChannel(out, rank, timeout_s or 86400.0) if out and traced else None
-    _object_collectives(log, patches, channel, traced)
-    watch_schedules(log, patches, out, traced)
-
-    def same_shapes(*args: Any, **kwargs: Any) -> None:
-        return None                         # every rank builds the same model: nothing to compare
-    patches.set(ddp_mod, "_verify_param_shape_across_processes", same_shapes)
-
-    ddp = ddp_mod.DistributedDataParallel
-    original_ddp_init = ddp.__init__
-
-    def ddp_init(self: Any, module: Any, device_ids: Any = None, output_device: Any = None,
-                 *args: Any, **kwargs: Any) -> None:
-        if (device_ids or output_device is not None) and all(p.device.type == "cpu" for p in module.parameters()):
-            # the dry run's GPU is a CPU device underneath; DDP refuses device_ids for a CPU module
-            log.note(f"DistributedDataParallel(device_ids={device_ids!r}) wrapped the model without device_ids "
-                     "(the dry run's GPU tensors live on the CPU device)", None, where=_script_line())
-            device_ids, output_device = None, None
-        original_ddp_init(self, module, device_ids, output_device, *args, **kwargs)
-    patches.set(ddp, "__init__", ddp_init)
-
-    from torch.distributed.fsdp import FullyShardedDataParallel as fsdp1
-    original_fsdp1_init = fsdp1.__init__
-
-    def fsdp1_init(self: Any, module: Any, *args: Any, **kwargs: Any) -> None:
-        # FSDP (1) needs the device it computes on; the dry run's GPU tensors live on the CPU device
-        if kwargs.get("device_id") is not None and str(kwargs["device_id"]) != "cpu":
-            log.note(f"FullyShardedDataParallel(device_id={kwargs['device_id']!r}) computes on the CPU device (the "
-                     "dry run's GPU tensors live there)", None, where=_script_line())
-        kwargs["device_id"] = torch.device("cpu")
-        original_fsdp1_init(self, module, *args, **kwargs)
-    patches.set(fsdp1, "__init__", fsdp1_init)
-
-    from torch.distributed import device_mesh as mesh_mod
-    original_mesh_init = mesh_mod.DeviceMesh.__init__
-
-    def mesh_init(self: Any, device_type: str, *args: Any, **kwargs: Any) -> None:
-        # a mesh of the script's GPUs is a mesh of the CPU device its fake tensors live on
-        original_mesh_init(self, "cpu" if str(device_type).startswith("cuda") else device_type, *args, **kwargs)
-    patches.set(mesh_mod.DeviceMesh, "__init__", mesh_init)
-
-    original_pre = ddp._pre_forward
-
-    def pre_forward(self: Any, *args: Any, **kwargs: Any) -> Any:
-        reducer = self.reducer
-        self.reducer = _KeepBuckets(reducer, log)
-        try:
-            return original_pre(self, *args, **kwargs)
-        finally:
-            self.reducer = reducer
-    patches.set(ddp, "_pre_forward", pre_forward)
     try:
+        os.environ.update(_world_env(nproc, nnodes, rank))
+        traced = list(traced or [])
+        log.assume(f"The script ran as rank {rank} of {world} ranks ({nnodes} node(s) of {nproc} GPU(s)) with torchrun's "
+                   "environment and a fake process group: every other rank is taken to do what rank "
+                   f"{rank} does{' (pipeline stages aside: each traced as its own rank)' if traced else ''}, and a "
+                   "collective's result is its input as it was.")
+        original_init = c10d.init_process_group
+        me = rank                               # the script's own rank= argument is another (ignored) one
+
+        def init_process_group(backend: Any = None, init_method: Any = None, timeout: Any = None,
+                               world_size: int = -1, rank: int = -1, store: Any = None, *args: Any,
+                               **kwargs: Any) -> None:
+            log.note(f"init_process_group(backend={backend!r}) made a fake process group of {world} ranks "
+                     f"(no collective sends anything; this process is rank {me})", world, where=_script_line())
+            kwargs.pop("device_id", None)       # a device id names a GPU this machine does not have
+            extra = {"timeout": timeout} if timeout is not None else {}
+            original_init("fake", world_size=world, rank=me, store=FakeStore(), **extra)
+        _bind_everywhere(patches, "init_process_group", init_process_group)
+
+        from ccprof.profiler.dryrun_pipe import ObjectChannel, watch_schedules
+        # a torch without the pipeline schedules' hook: no stages are traced, no objects cross
+        watching = watch_schedules(log, patches, out, traced)
+        channel = ObjectChannel(out, rank, timeout_s or 86400.0) if out and traced and watching else None
+        _object_collectives(log, patches, channel, traced)
+
+        def same_shapes(*args: Any, **kwargs: Any) -> None:
+            return None                         # every rank builds the same model: nothing to compare
+        patches.set(ddp_mod, "_verify_param_shape_across_processes", same_shapes)
+
+        ddp = ddp_mod.DistributedDataParallel
+        original_ddp_init = ddp.__init__
+
+        def ddp_init(self: Any, module: Any, device_ids: Any = None, output_device: Any = None,
+                     *args: Any, **kwargs: Any) -> None:
+            if (device_ids or output_device is not None) and all(p.device.type == "cpu" for p in module.parameters()):
+                # the dry run's GPU is a CPU device underneath; DDP refuses device_ids for a CPU module
+                log.note(f"DistributedDataParallel(device_ids={device_ids!r}) wrapped the model without device_ids "
+                         "(the dry run's GPU tensors live on the CPU device)", None, where=_script_line())
+                device_ids, output_device = None, None
+            original_ddp_init(self, module, device_ids, output_device, *args, **kwargs)
+        patches.set(ddp, "__init__", ddp_init)
+
+        from torch.distributed.fsdp import FullyShardedDataParallel as fsdp1
+        original_fsdp1_init = fsdp1.__init__
+
+        def fsdp1_init(self: Any, module: Any, *args: Any, **kwargs: Any) -> None:
+            # FSDP (1) needs the device it computes on; the dry run's GPU tensors live on the CPU device
+            if kwargs.get("device_id") is not None and str(kwargs["device_id"]) != "cpu":
+                log.note(f"FullyShardedDataParallel(device_id={kwargs['device_id']!r}) computes on the CPU device (the "
+                         "dry run's GPU tensors live there)", None, where=_script_line())
+            kwargs["device_id"] = torch.device("cpu")
+            original_fsdp1_init(self, module, *args, **kwargs)
+        patches.set(fsdp1, "__init__", fsdp1_init)
+
+        from torch.distributed import device_mesh as mesh_mod
+        original_mesh_init = mesh_mod.DeviceMesh.__init__
+
+        def mesh_init(self: Any, device_type: str, *args: Any, **kwargs: Any) -> None:
+            # a mesh of the script's GPUs is a mesh of the CPU device its fake tensors live on
+            original_mesh_init(self, "cpu" if str(device_type).startswith("cuda") else device_type, *args, **kwargs)
+        patches.set(mesh_mod.DeviceMesh, "__init__", mesh_init)
+
+        original_pre = ddp._pre_forward
+
+        def pre_forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+            reducer = self.reducer
+            self.reducer = _KeepBuckets(reducer, log)
+            try:
+                return original_pre(self, *args, **kwargs)
+            finally:
+                self.reducer = reducer
+        patches.set(ddp, "_pre_forward", pre_forward)
         with FakeWorkMode():
             yield
     finally:

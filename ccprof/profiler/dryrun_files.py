@@ -47,10 +47,11 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
-from ccprof.profiler._dry_journal import BACKUPS_ENV, JOURNAL, undo_all
+from ccprof.profiler._dry_journal import BACKUPS_ENV, DEFER_ENV, JOURNAL, undo_all
 from ccprof.profiler.dryrun import DryRunUnsupported, _from_ccprof, user_line
 from ccprof.profiler.dryrun_weights import _script_line
 
@@ -333,7 +334,8 @@ class _Guard:
         """One change to undo, written to the journal before the change happens."""
         self._open_folder(action[1])
         try:
-            self.journal.write(json.dumps(action) + "\n")
+            # when: the journals of dry runs that ran at once are undone in one order (_dry_journal)
+            self.journal.write(json.dumps([*action, {"t": time.monotonic_ns()}]) + "\n")
             self.journal.flush()
         except OSError as exc:
             self.seen.discard(action[1])
@@ -360,6 +362,8 @@ class _Guard:
             actions, self.actions = self.actions, None
         if self.journal is not None:
             self.journal.close()
+        if actions and self.folder is not None and os.environ.get(DEFER_ENV) and os.environ.get(BACKUPS_ENV):
+            return      # one of dry runs that ran at once: the process that started them undoes (undo_left)
         if actions:
             undo_all(actions, self.folder)
         elif self.folder is not None:

@@ -8,7 +8,8 @@ starts one dry run per distinct rank of the pipeline, all at once (:func:`run_st
 rank it traces in torchrun's environment and the fake process group. The stages exchange Python
 objects (their input and gradient shapes, before the first step) through a real channel, a
 ``torch.distributed.FileStore`` file that every stage's process opens (:class:`ObjectChannel`:
-the receiver blocks until the sender's key is there); tensor sends and receives stay fake (a
+the receiver polls until the sender's key is there, a stage that failed aborts the channel, or the
+run's timeout passes); tensor sends and receives stay fake (a
 completed Work, no data), recorded as op rows like every collective. The runner merges the
 stages' profiles (:func:`merge_stages`): each rank's op rows, FLOPs and peaks in
 ``DryRun.pipeline.ranks``, the profile of the rank with the largest peak around them (it sets
@@ -22,12 +23,15 @@ import pickle
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-__all__ = ["PipelineFound", "ObjectChannel", "pipeline_path", "stage_out", "watch_schedules", "run_stages",
+from ccprof.profiler._dry_journal import BACKUPS_ENV, DEFER_ENV, undo_left
+
+__all__ = ["PipelineFound", "ObjectChannel", "abort_stages", "pipeline_path", "stage_out", "watch_schedules", "run_stages",
            "merge_stages"]
 
 
@@ -50,13 +54,20 @@ def _channel_path(out: str) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(out)), "pipeline-objects")     # beside every stage's profile
 
 
+ABORT_KEY = "abort"         # set by a stage that failed (or by run_stages): its peers stop waiting for it
+POLL_S = 0.1                # how often a receiver looks for its object, the abort and its deadline
+
+
 class ObjectChannel:
     """Python objects between the stages' dry runs: ``send`` sets one key per (source, destination,
-    sequence number) in a FileStore all of them open; ``recv`` blocks until its key is set."""
+    sequence number) in a FileStore all of them open; ``recv`` waits until its key is set, another
+    stage stopped (:meth:`abort`) or ``timeout_s`` passed, polling (a wait inside FileStore's C++
+    ``get`` would not let Python's signal handlers run: a SIGTERM would wait for it)."""
 
     def __init__(self, out: str, rank: int, timeout_s: float = 600.0) -> None:
         import torch.distributed as dist
         self.rank = rank
+        self.timeout_s = timeout_s
         self.store = dist.FileStore(_channel_path(out), -1)
         self.store.set_timeout(timedelta(seconds=timeout_s))
         self._sent: Counter[int] = Counter()
@@ -68,19 +79,50 @@ class ObjectChannel:
         self.store.set(f"{self.rank}->{dst}#{n}", pickle.dumps(obj))
 
     def recv(self, src: int) -> Any:
+        from ccprof.profiler.dryrun import DryRunUnsupported
         n = self._got[src]
         self._got[src] += 1
-        return pickle.loads(self.store.get(f"{src}->{self.rank}#{n}"))
+        key = f"{src}->{self.rank}#{n}"
+        deadline = time.monotonic() + self.timeout_s
+        while not self.store.check([key]):
+            if self.store.check([ABORT_KEY]):
+                raise DryRunUnsupported(self.store.get(ABORT_KEY).decode("utf-8", "replace"))
+            if time.monotonic() > deadline:
+                raise DryRunUnsupported(f"no message from rank {src} within {self.timeout_s:g} s: the pipeline's "
+                                        "stages did not exchange their shapes (raise --timeout if the stage "
+                                        "before this one is slow to build)")
+            time.sleep(POLL_S)
+        return pickle.loads(self.store.get(key))
+
+    def abort(self, message: str) -> None:
+        """Every stage waiting for an object stops with ``message`` (the first abort's stays)."""
+        if not self.store.check([ABORT_KEY]):
+            self.store.set(ABORT_KEY, message)
 
 
-def watch_schedules(log: Any, patches: Any, out: str | None, traced: list[int]) -> None:
+def abort_stages(out: str, rank: int, message: str) -> None:
+    """The pipeline's stages traced beside ``out`` stop waiting: ``rank`` stopped with ``message``."""
+    try:
+        ObjectChannel(out, rank).abort(f"stage on rank {rank} stopped: {message}")
+    except Exception:       # noqa: BLE001 - no channel (its folder is gone): nobody is waiting on it
+        pass
+
+
+def watch_schedules(log: Any, patches: Any, out: str | None, traced: list[int]) -> bool:
     """At a pipeline schedule's step, ``log.pipeline`` gets its schedule, microbatches and stage -> rank
     map; on rank 0's first dry run (``traced`` empty) a pipeline spanning several ranks is written to
-    :func:`pipeline_path` and the run stops with :class:`PipelineFound`."""
-    from torch.distributed.pipelining import schedules
-
-    base = schedules._PipelineSchedule
-    original = base._initialize_pp_stages
+    :func:`pipeline_path` and the run stops with :class:`PipelineFound`. Returns whether it watches:
+    False on a torch without the (private, recent) hook it needs; pipelines are then not detected and
+    a stage's ``recv_object_list`` stops the dry run as any other rank's does."""
+    try:
+        from torch.distributed.pipelining import schedules
+        from torch.distributed.pipelining.stage import _PipelineStageBase
+    except ImportError:                 # torch < 2.4: no torch.distributed.pipelining
+        return False
+    base = getattr(schedules, "_PipelineSchedule", None)
+    original = getattr(base, "_initialize_pp_stages", None) if base is not None else None
+    if original is None or getattr(_PipelineStageBase, "_resolve_peer_global_rank", None) is None:
+        return False
 
     def initialize(self: Any, stages: list, *args: Any, **kwargs: Any) -> Any:
         first = stages[0]
@@ -99,37 +141,65 @@ def watch_schedules(log: Any, patches: Any, out: str | None, traced: list[int]) 
                        "at once).")
         return original(self, stages, *args, **kwargs)
     patches.set(base, "_initialize_pp_stages", initialize)
+    return True
 
 
-def run_stages(spec: Any, spec_path: str) -> int:
+def run_stages(spec: Any, spec_path: str, cwd: str | None = None) -> int:
     """Rank 0 found a pipeline (:func:`pipeline_path`): run one dry run per rank of it, concurrently,
-    each a harness of its own rank writing :func:`stage_out`; the first failure stops the others.
-    Returns the first failing rank's exit code, else 0."""
+    each a harness of its own rank writing :func:`stage_out`, started in ``cwd`` (the folder rank 0's
+    harness started in: its script may have changed folders since; None: this one) where
+    ``spec.script`` and ``spec_path``, if relative, are found. The first failure stops the others
+    (their object channel is aborted, then they get SIGTERM), and a SIGTERM or SIGINT sent to this
+    process is passed on to every stage. Returns the first failing rank's exit code, else 0."""
+    cwd = cwd or os.getcwd()
+    # absolute paths (os.path.join keeps one that is): this process may be in another folder
+    spec = replace(spec, script=os.path.join(cwd, spec.script), out=os.path.join(cwd, spec.out))
+    spec_path = os.path.join(cwd, spec_path)
     with open(pipeline_path(spec.out)) as fh:
         info = json.load(fh)
     ranks = sorted(set(info["stage_rank"]))
     procs: dict[int, subprocess.Popen] = {}
-    for r in ranks:
-        path = f"{spec_path}.rank{r}"
-        replace(spec, out=stage_out(spec.out, r), dry_rank=r, dry_stage_ranks=ranks,
-                progress_path=spec.progress_path if r == 0 else None).to_json(path)
-        env = dict(os.environ, RANK=str(r))     # the harness's scratch folder and progress follow it
-        procs[r] = subprocess.Popen([sys.executable, "-m", "ccprof.profiler.harness", path], env=env)
     codes: dict[int, int] = {}
-    first = 0
-    while len(codes) < len(procs):
-        pid, status = os.wait()
-        r = next((k for k, p in procs.items() if p.pid == pid), None)
-        if r is None:
-            continue
-        procs[r].returncode = code = os.waitstatus_to_exitcode(status)
-        codes[r] = code
-        if code != 0 and not first:
-            first = code if code > 0 else 3
-            for k, p in procs.items():      # a stage waiting for this one's objects would wait forever
-                if k not in codes:
-                    p.send_signal(signal.SIGTERM)
-    return first
+    listed = os.environ.get(BACKUPS_ENV)
+
+    def forward(signum: int, frame: Any) -> None:
+        for k, p in procs.items():
+            if k not in codes:
+                p.send_signal(signum)
+    old = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for r in ranks:
+            path = f"{spec_path}.rank{r}"
+            replace(spec, out=stage_out(spec.out, r), dry_rank=r, dry_stage_ranks=ranks,
+                    progress_path=spec.progress_path if r == 0 else None).to_json(path)
+            env = dict(os.environ, RANK=str(r))     # the harness's scratch folder and progress follow it
+            if listed:      # the stages' changes to the user's files are undone here, together, once they end
+                env[DEFER_ENV] = "1"
+            procs[r] = subprocess.Popen([sys.executable, "-m", "ccprof.profiler.harness", path], env=env, cwd=cwd)
+        first = 0
+        while len(codes) < len(procs):
+            pid, status = os.wait()
+            r = next((k for k, p in procs.items() if p.pid == pid), None)
+            if r is None:
+                continue
+            procs[r].returncode = code = os.waitstatus_to_exitcode(status)
+            codes[r] = code
+            if code != 0 and not first:
+                first = code if code > 0 else 3
+                # a stage waiting for this one's objects would wait forever: it stops at its next poll
+                abort_stages(spec.out, r, f"exit code {code}" + ("" if os.path.exists(stage_out(spec.out, r))
+                                                                 else " without a profile"))
+                for k, p in procs.items():
+                    if k not in codes:
+                        p.send_signal(signal.SIGTERM)
+        return first
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if listed and len(codes) == len(procs):
+            # every stage left its journal: undone in the one order of all their changes (a log every
+            # stage appended to gets back the copy made before the first stage's append)
+            undo_left(listed)
 
 
 def merge_stages(out: str, read: Any) -> Any:
@@ -155,16 +225,24 @@ def merge_stages(out: str, read: Any) -> Any:
     pipeline = Pipeline(schedule=info["schedule"], microbatches=info["microbatches"], num_stages=info["num_stages"],
                         stage_rank=list(info["stage_rank"]), ranks=rows)
     errors = [(r, p.error) for r, p in sorted(profiles.items()) if p.error is not None]
+    # a stage stopped because a peer failed (terminated, or its wait for the peer's objects ended):
+    # the peer's own error is the cause, and a peer that crashed without a profile is one too
+    caused = [(r, e) for r, e in errors if not _stopped_by_peer(e)]
+    missing = [r for r in ranks if r not in profiles]
     error = None
-    if errors:
-        # a stage stopped because its peer failed: the peer's own error is the cause
-        errors.sort(key=lambda re: (re[1].kind in ("terminated", "interrupted", "timeout"), re[0]))
-        r, e = errors[0]
+    if caused or (errors and not missing):
+        r, e = (caused or errors)[0]
         held = [i for i, x in enumerate(info["stage_rank"]) if x == r]
         error = replace(e, message=f"rank {r} (pipeline stage(s) {held}): {e.message}")
-    missing = [r for r in ranks if r not in profiles]
-    if missing and error is None:
+    elif missing:
         error = ErrorInfo(kind="died", exit_code=ExitCode.SCRIPT_ERROR,
                           message=f"pipeline rank(s) {', '.join(map(str, missing))} wrote no profile")
     dry = replace(base.dry_run, rank=heaviest, pipeline=pipeline) if base.dry_run is not None else None
     return replace(base, dry_run=dry, error=error, status="complete" if error is None else "partial")
+
+
+def _stopped_by_peer(error: Any) -> bool:
+    """A stage's error that another stage caused: stopped (SIGTERM, Ctrl-C, the timeout) or its wait
+    for a peer's objects ended (:meth:`ObjectChannel.recv`)."""
+    return error.kind in ("terminated", "interrupted", "timeout") or (
+        error.kind == "dry_run_unsupported" and error.message.startswith(("stage on rank ", "no message from rank ")))

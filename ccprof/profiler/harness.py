@@ -55,7 +55,7 @@ from ccprof.profiler._harness_io import (
     _stop_reason,
 )
 from ccprof.profiler.clock import utc_now, wall_s
-from ccprof.profiler.dryrun_pipe import PipelineFound, pipeline_path, run_stages
+from ccprof.profiler.dryrun_pipe import PipelineFound, abort_stages, pipeline_path, run_stages
 from ccprof.profiler.hooks import Session, StopProfiling, _Timeout
 from ccprof.profiler.runner import seen_text
 from ccprof.profiler.spec import RunSpec, run_environment
@@ -187,7 +187,8 @@ def run(spec: RunSpec, on_final: Callable[[Any], None] | None = None) -> int:
         if spec.scan_data and outcome == "complete":
             profile = _scan_data(profile, session, progress, plugins)
         if spec.dry_run:
-            profile = replace(profile, world_size=spec.dry_nproc * spec.dry_nnodes, rank=0)
+            # the rank traced: 0, or a pipeline stage's own (dryrun_pipe.run_stages)
+            profile = replace(profile, world_size=spec.dry_nproc * spec.dry_nnodes, rank=spec.dry_rank)
         elif "WORLD_SIZE" in os.environ:
             profile = replace(profile, world_size=int(os.environ["WORLD_SIZE"]), rank=rank)
         return profile
@@ -391,6 +392,9 @@ def run(spec: RunSpec, on_final: Callable[[Any], None] | None = None) -> int:
                                       f"({session.warmup} warm-up + measurement): {seen()}")
     if error is not None:
         code = error.exit_code
+        if spec.dry_run and spec.dry_stage_ranks and error.kind not in ("terminated", "interrupted"):
+            # the pipeline's other stages may wait for this one's objects: they stop now, not at --timeout
+            abort_stages(spec.out, spec.dry_rank, error.message)
     write(assemble(error, findings, outcome=outcome))
     progress(event="done", code=code)
     return code
@@ -412,10 +416,12 @@ def _dry_unsupported(exc: BaseException) -> bool:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     spec = RunSpec.from_json(argv[0])
+    start = os.getcwd()         # the script may change folders; a pipeline's stages start here, as it did
     try:
         code = run(spec)
-        if code == ExitCode.OK and spec.dry_run and not spec.dry_stage_ranks and os.path.exists(pipeline_path(spec.out)):
-            code = run_stages(spec, argv[0])
+        if code == ExitCode.OK and spec.dry_run and not spec.dry_stage_ranks \
+                and os.path.exists(os.path.join(start, pipeline_path(spec.out))):
+            code = run_stages(spec, argv[0], cwd=start)
     except BaseException as exc:     # ccprof's own fault, after the script: say so in one line
         _flush()
         print(f"ccprof: internal error in the profiling harness ({type(exc).__name__}: {safe_str(exc)[:300]}); "

@@ -58,3 +58,33 @@ def test_four_stages_on_four_ranks_and_the_bubble_in_the_step(tmp_path):
     assert detail["bubble_frac"] == pytest.approx(3 / 11)
     assert 0 < detail["bubble_step_frac"] < 3 / 11
     assert "Pipeline of 4 stages x 8 microbatches (1F1B): bubble" in stdout
+
+
+def test_a_stage_that_fails_early_ends_the_dry_run_with_its_error_not_the_timeout(tmp_path):
+    # rank 1 raises before its first step; stage 0 waits for rank 1's gradients' shapes: it stops when rank 1
+    # fails, long before --timeout (600 s; this test gives the whole run 300 s)
+    out = tmp_path / "failed"
+    proc = subprocess.run([sys.executable, "-m", "ccprof", "analyze", str(SCRIPT), "--steps", "2", "--warmup", "1",
+                           "--out", str(out), "--gpu", "h100-sxm", "-q", "--nproc", "2", "--dry-run",
+                           "--timeout", "600", "--", "--steps", "6", "--fail-rank", "1"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    said = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "rank 1 failed before its first step" in said, said[-3000:]
+    assert "timed out" not in said and "no message from rank" not in said
+
+
+def test_the_stages_start_where_the_run_started_name_their_rank_and_leave_a_shared_log_as_it_was(tmp_path):
+    # the script changes into "work" before its pipeline is found; each stage's script, started where the run
+    # started, changes into it again (started in "work", it would find no "work/work")
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "train.log").write_text("epoch 3\n")        # every stage appends its steps to it
+    # a vocabulary of 8192 makes the last stage the heaviest: its logits (16, 32, 8192) fp32 are 16 MiB
+    dry, _ = _analyze(tmp_path, "moved", "--nproc", "2", "--dry-run", script_args=("--chdir", "work",
+                                                                                   "--vocab", "8192", "--log",
+                                                                                   "train.log"))
+    assert dry["error"] is None and [r["rank"] for r in dry["dry_run"]["pipeline"]["ranks"]] == [0, 1]
+    # the profile around the stages is rank 1's, and says so
+    assert dry["dry_run"]["rank"] == dry["rank"] == 1
+    # both stages appended to the log at once; it is back as it was
+    assert (tmp_path / "work" / "train.log").read_text() == "epoch 3\n"

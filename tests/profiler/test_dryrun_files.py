@@ -178,3 +178,59 @@ def test_a_folder_the_dry_run_made_and_renamed_into_place_is_removed(tmp_path):
         (tmp_path / "tmp-checkpoint" / "model.safetensors").write_bytes(b"\0")
         os.rename(tmp_path / "tmp-checkpoint", tmp_path / "checkpoint-10")
     assert os.listdir(tmp_path) == ["checkpoint-10"] and os.listdir(tmp_path / "checkpoint-10") == []
+
+
+def _stage_writes(role: str, log_path: str, made_path: str, listed: str, events: dict, conn) -> None:
+    """One of two dry runs at once (a pipeline's stages) that both append to the same log, the
+    first of them making a file the second appends to as well."""
+    from ccprof.profiler._dry_journal import BACKUPS_ENV, DEFER_ENV
+    from ccprof.profiler.dryrun import StandInLog
+    from ccprof.profiler.dryrun_files import guard_files
+    os.environ.update({BACKUPS_ENV: listed, DEFER_ENV: "1"})
+    try:
+        if role == "first":
+            with guard_files(StandInLog()):
+                with open(log_path, "a") as f:
+                    f.write("rank 0 step 0 loss 1.0000\n")
+                with open(made_path, "w") as f:
+                    f.write("rank 0\n")
+                events["first_wrote"].set()
+                assert events["second_wrote"].wait(60)
+            events["first_left"].set()              # the first stage leaves while the second still runs
+        else:
+            assert events["first_wrote"].wait(60)
+            with guard_files(StandInLog()):
+                with open(log_path, "a") as f:
+                    f.write("rank 1 step 0 loss 1.0000\n")
+                with open(made_path, "a") as f:
+                    f.write("rank 1\n")
+                events["second_wrote"].set()
+                assert events["first_left"].wait(60)
+        conn.send("ok")
+    except BaseException as exc:        # noqa: BLE001 - the test says what went wrong in the child
+        conn.send(repr(exc))
+
+
+def test_two_dry_runs_at_once_appending_to_one_log_leave_it_as_it_was(tmp_path):
+    import multiprocessing
+
+    from ccprof.profiler._dry_journal import undo_left
+    log_file = _file(tmp_path / "train.log", b"epoch 3 loss 2.31\n")
+    made = tmp_path / "ranks.txt"
+    listed = str(tmp_path / "dry-backups")
+    ctx = multiprocessing.get_context("spawn")
+    events = {k: ctx.Event() for k in ("first_wrote", "second_wrote", "first_left")}
+    pipes = {role: ctx.Pipe() for role in ("first", "second")}
+    procs = [ctx.Process(target=_stage_writes, args=(role, str(log_file), str(made), listed, events, pipes[role][1]))
+             for role in ("first", "second")]
+    for p in procs:
+        p.start()
+    assert [pipes[role][0].recv() for role in ("first", "second")] == ["ok", "ok"]
+    for p in procs:
+        p.join(60)
+    # each left its changes (the first one's undoing alone would put back a copy holding none of the second's
+    # and the second's a copy holding the first's append): the parent undoes both, in the one order of changes
+    assert log_file.read_bytes() == b"epoch 3 loss 2.31\nrank 0 step 0 loss 1.0000\nrank 1 step 0 loss 1.0000\n"
+    assert undo_left(listed) == []
+    assert _same(log_file, b"epoch 3 loss 2.31\n") and not made.exists()
+    assert sorted(os.listdir(tmp_path)) == ["dry-backups", "train.log"]

@@ -109,6 +109,36 @@ def test_the_object_channel_carries_an_object_to_another_process_that_waits_for_
     assert waiting.exitcode == 0
 
 
+def _waiting_recv(channel, got: list, done) -> None:
+    try:
+        got.append(channel.recv(1))
+    except BaseException as exc:        # noqa: BLE001 - the test reads what the wait ended with
+        got.append(exc)
+    done.set()
+
+
+def test_a_stage_waiting_for_its_peer_stops_at_once_when_the_peer_aborts(run_dir):
+    import threading
+
+    from ccprof.profiler.dryrun import DryRunUnsupported
+    from ccprof.profiler.dryrun_pipe import abort_stages
+    out = os.path.join(run_dir, "profile.json")
+    got, done = [], threading.Event()
+    waiting = threading.Thread(target=_waiting_recv, args=(ObjectChannel(out, rank=0, timeout_s=600), got, done),
+                               daemon=True)
+    waiting.start()
+    abort_stages(out, 1, "RuntimeError: boom (pipe_train.py:80)")
+    assert done.wait(60)                # well within the channel's 600 s
+    assert isinstance(got[0], DryRunUnsupported)
+    assert str(got[0]) == "stage on rank 1 stopped: RuntimeError: boom (pipe_train.py:80)"
+
+
+def test_a_stage_waiting_for_an_object_never_sent_stops_at_its_deadline(run_dir):
+    from ccprof.profiler.dryrun import DryRunUnsupported
+    with pytest.raises(DryRunUnsupported, match="no message from rank 1 within 0.2 s"):
+        ObjectChannel(os.path.join(run_dir, "profile.json"), rank=0, timeout_s=0.2).recv(1)
+
+
 def _stage_profile(peak_bytes: int, flops: int, error=None):
     from ccprof.artefacts.profile import DryRun, Flops, Memory, Profile
     return Profile(memory=Memory(peak_bytes=peak_bytes), flops=Flops(per_step=flops), dry_run=DryRun(nproc=2),
@@ -133,3 +163,52 @@ def test_the_merged_profile_is_the_heaviest_stage_with_every_rank_beside_it(run_
     assert merge_stages(out, stages.get).error.message == "rank 0 (pipeline stage(s) [0, 2]): boom"
     del stages[stage_out(out, 0)]
     assert merge_stages(out, stages.get).error.message == "pipeline rank(s) 0 wrote no profile"
+    # rank 0 crashed without a profile; rank 1 was then stopped: the crash is the cause, not the stop
+    stages[stage_out(out, 1)] = _stage_profile(300, 9, ErrorInfo(kind="terminated", message="stopped by SIGTERM"))
+    assert merge_stages(out, stages.get).error.message == "pipeline rank(s) 0 wrote no profile"
+    stages[stage_out(out, 1)] = _stage_profile(300, 9, ErrorInfo(
+        kind="dry_run_unsupported", message="stage on rank 0 stopped: exit code -9 without a profile"))
+    assert merge_stages(out, stages.get).error.message == "pipeline rank(s) 0 wrote no profile"
+    # both wrote one: the stage that failed by itself, not the one its failure stopped
+    stages[stage_out(out, 0)] = _stage_profile(100, 7, ErrorInfo(kind="script_error", message="boom"))
+    assert merge_stages(out, stages.get).error.message == "rank 0 (pipeline stage(s) [0, 2]): boom"
+
+
+def test_a_torch_without_the_schedules_hook_still_dry_runs_ddp_and_stops_at_a_stages_object(run_dir, monkeypatch):
+    # torch >= 2.4 is allowed; the hook a pipeline is found by (_PipelineSchedule._initialize_pp_stages) is private
+    from torch.distributed.pipelining import schedules
+
+    from ccprof.profiler.dryrun import DryRunUnsupported
+    from ccprof.profiler.dryrun_dist import WORLD_ENV
+    monkeypatch.delattr(schedules._PipelineSchedule, "_initialize_pp_stages")
+    env = {k: os.environ.get(k) for k in WORLD_ENV}
+    init = dist.init_process_group
+    out = os.path.join(run_dir, "profile.json")
+    with dry_run(cuda=True, world=(2, 1), out=out, traced=[]):
+        dist.init_process_group("nccl")
+        model = nn.Linear(8, 8).cuda()
+        ddp = nn.parallel.DistributedDataParallel(model, device_ids=[0])
+        ddp(torch.randn(4, 8, device="cuda")).sum().backward()
+        assert model.weight.grad.shape == (8, 8)
+    # a stage's object from another rank is then unknown, as any rank's is
+    with dry_run(cuda=True, world=(2, 1), rank=1, out=out, traced=[0, 1]):
+        dist.init_process_group("nccl")
+        with pytest.raises(DryRunUnsupported, match="recv_object_list"):
+            dist.recv_object_list([None], src=0)
+    assert {k: os.environ.get(k) for k in WORLD_ENV} == env and dist.init_process_group is init
+    assert not dist.is_initialized() and not os.path.exists(pipeline_path(out))
+
+
+def test_a_failure_while_the_world_is_set_up_restores_the_environment_and_torch(run_dir, monkeypatch):
+    from ccprof.profiler import dryrun_pipe
+    from ccprof.profiler.dryrun_dist import WORLD_ENV
+
+    def no_channel(*args, **kwargs):
+        raise OSError("the channel's folder is gone")
+    monkeypatch.setattr(dryrun_pipe.ObjectChannel, "__init__", no_channel)
+    env = {k: os.environ.get(k) for k in WORLD_ENV}
+    init = dist.init_process_group
+    with pytest.raises(OSError, match="folder is gone"):
+        with dry_run(cuda=True, world=(2, 1), rank=1, out=os.path.join(run_dir, "profile.json"), traced=[0, 1]):
+            pass
+    assert {k: os.environ.get(k) for k in WORLD_ENV} == env and dist.init_process_group is init

@@ -20,7 +20,12 @@ p.add_argument("--vocab", type=int, default=512)
 p.add_argument("--seq", type=int, default=32)
 p.add_argument("--batch", type=int, default=16)
 p.add_argument("--steps", type=int, default=20)
+p.add_argument("--chdir", default=None)                # a folder (relative) the script works in, as some do
+p.add_argument("--log", default=None)                  # a file every rank appends its steps to
+p.add_argument("--fail-rank", type=int, default=None)  # this rank raises before its first step (a stage failing)
 args = p.parse_args()
+if args.chdir:
+    os.chdir(args.chdir)
 backend = "nccl" if torch.cuda.is_available() else "gloo"
 dist.init_process_group(backend)
 rank, world, local = dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
@@ -78,6 +83,8 @@ elif args.schedule == "1f1b":
     schedule = Schedule1F1B(stages[0], n_microbatches=args.microbatches, loss_fn=loss_fn)
 else:
     schedule = ScheduleInterleaved1F1B(stages, n_microbatches=args.microbatches, loss_fn=loss_fn)
+if rank == args.fail_rank:
+    raise RuntimeError(f"rank {rank} failed before its first step")
 opt = torch.optim.AdamW([q for m in mods for q in m.parameters()], lr=1e-3)
 for step in range(args.steps):
     g = torch.Generator().manual_seed(step)
@@ -92,6 +99,9 @@ for step in range(args.steps):
     else:
         schedule.step()
     opt.step()
+    if args.log:
+        with open(args.log, "a") as fh:
+            fh.write(f"rank {rank} step {step}\n")
     if losses and step % 5 == 0:
         print(f"rank {rank} step {step} loss {torch.stack(losses).mean().item():.4f}")
 dist.destroy_process_group()
