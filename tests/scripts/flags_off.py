@@ -11,7 +11,9 @@ p.add_argument("--steps", type=int, default=8)
 args = p.parse_args()
 
 torch.manual_seed(0)
-model = torch.nn.Sequential(torch.nn.Linear(1024, 4096), torch.nn.GELU(), torch.nn.Linear(4096, 1024))
+# a block with non-matmul ops between its matmuls (norm, activation, dropout): what torch.compile(model) fuses
+model = torch.nn.Sequential(torch.nn.Linear(1024, 4096), torch.nn.LayerNorm(4096), torch.nn.GELU(),
+                            torch.nn.Dropout(0.1), torch.nn.Linear(4096, 1024))
 if args.compile:
     model = torch.compile(model)
 opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
