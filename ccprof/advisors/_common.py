@@ -20,8 +20,7 @@ from ccprof.artefacts.tweaks import TWEAKS, TweakOptions, options_for
 from ccprof.hardware import DEFAULT_GPU, GpuSpec, Policy, StepCost, load_catalog, policy_for, user_catalog_path
 from ccprof.hardware import target_gpu as hardware_target_gpu
 from ccprof.hardware.inputs import step_inputs
-from ccprof.hardware.pipeline import pipeline_step
-from ccprof.hardware.projection import memory_fit_for, step_cost_for
+from ccprof.hardware.projection import memory_fit_for, pipelined_step, step_cost_for
 
 # Tweaks whose time saving is a share of the whole run (fewer steps), not of each step.
 
@@ -226,15 +225,11 @@ def _scheduled(profile: Profile, spec: GpuSpec, policy: Policy, sc: StepCost, *,
     """``sc`` (the profile's own rank's step) as its pipeline schedules it, when the profile traced a
     pipeline: every rank's rows under ``policy``, the tweak's edited rows and added kernels on the
     profile's own rank, the slowest rank stretched by the bubble (:func:`ccprof.hardware.pipeline.pipeline_step`,
-    as the projection schedules it). Without a pipeline, ``sc`` itself."""
-    inputs = step_inputs(profile)
-    if inputs.pipeline is None or not inputs.pipeline.ranks:
+    as the projection schedules it: :func:`ccprof.hardware.projection.pipelined_step`). Without a
+    pipeline, ``sc`` itself."""
+    if step_inputs(profile).pipeline is None:
         return sc
-    own = inputs.pipeline_rank
-
-    def cost(rank_ops: list, rank: int) -> StepCost:
-        return step_cost_for(profile, spec, policy, ops=rank_ops, extra_kernels=extra if rank == own else ())
-    run = pipeline_step(inputs.pipeline, cost, own, list(inputs.ops if ops is None else ops))
+    run = pipelined_step(profile, spec, policy, ops=ops, extra_kernels=extra)
     return replace(sc, step_s=run.step_s, phase_s=run.phase_s)
 
 

@@ -25,14 +25,14 @@ from ccprof.hardware import kernels as K
 from ccprof.hardware.catalog import GpuSpec, match_device
 from ccprof.hardware.comm import collective_kind
 from ccprof.hardware.inputs import StepInputs, step_inputs
-from ccprof.hardware.pipeline import pipeline_step
+from ccprof.hardware.pipeline import PipelineStep, pipeline_step
 from ccprof.hardware.step import PHASES, StepCost, cost_step
 from ccprof.hardware.translate import Policy, policy_for, translate
 
 __all__ = ["MEMORY_HEADROOM_FRAC", "CALIBRATION_BOUNDS", "usable_memory_bytes", "fits_memory", "MemoryFit",
            "memory_fit", "memory_fit_for", "communicators", "nccl_buffer_bytes", "CUDA_CONTEXT_BYTES",
            "MEMORY_FIT_SOURCES",
-           "source_gpu", "half_dtype", "compute_peak", "mfu", "project", "spanned_nodes", "step_cost_for",
+           "source_gpu", "half_dtype", "pipelined_step", "compute_peak", "mfu", "project", "spanned_nodes", "step_cost_for",
            "eval_s_for"]
 
 # Memory must leave this fraction of the device free to "fit": the CUDA context
@@ -332,18 +332,28 @@ def eval_s_for(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy | No
     return sc.step_s / max(inputs.eval.ops_flops_frac, 0.05)
 
 
+def pipelined_step(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy, *, ops: Any = None,
+                   extra_kernels: tuple = (), class_factors: dict[str, float] | None = None) -> PipelineStep:
+    """A traced pipeline's step on ``spec`` under ``policy``: every rank's rows costed, then scheduled
+    (:func:`ccprof.hardware.pipeline.pipeline_step`). ``ops`` (a what-if's edited rows) and
+    ``extra_kernels`` (the kernels a tweak adds) are the profile's own rank's; the other ranks keep
+    their rows. The profile must have a pipeline (``StepInputs.pipeline``)."""
+    inputs = step_inputs(profile)
+    assert inputs.pipeline is not None
+    own = inputs.pipeline_rank
+
+    def cost(rank_ops: list, rank: int) -> StepCost:
+        return step_cost_for(inputs, spec, policy, ops=rank_ops, extra_kernels=extra_kernels if rank == own else (),
+                             class_factors=class_factors)
+    return pipeline_step(inputs.pipeline, cost, own, list(inputs.ops if ops is None else ops))
+
+
 def _pipelined(inputs: StepInputs, spec: GpuSpec, policy: Policy, class_factors: dict[str, float] | None,
                detail: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
-    """A pipeline's phase seconds under ``policy`` and bf16: each rank's rows costed, then scheduled
-    (``ccprof.hardware.pipeline``); ``detail["pipeline"]`` gets the bubble and each rank's work."""
-    assert inputs.pipeline is not None
-
-    def under(pol: Policy):
-        def cost(ops: list, rank: int) -> StepCost:
-            return step_cost_for(inputs, spec, pol, ops=ops, class_factors=class_factors)
-        return pipeline_step(inputs.pipeline, cost, inputs.pipeline_rank, list(inputs.ops))
-    run = under(policy)
-    run16 = under(replace(policy, autocast=half_dtype(spec)))
+    """A pipeline's phase seconds under ``policy`` and bf16 (:func:`pipelined_step`);
+    ``detail["pipeline"]`` gets the bubble and each rank's work."""
+    run = pipelined_step(inputs, spec, policy, class_factors=class_factors)
+    run16 = pipelined_step(inputs, spec, replace(policy, autocast=half_dtype(spec)), class_factors=class_factors)
     detail["pipeline"] = run.detail
     detail["pipeline_bf16_bubble_s"] = run16.bubble_s
     return run.phase_s, run16.phase_s
