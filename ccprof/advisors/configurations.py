@@ -48,6 +48,7 @@ from ccprof.hardware.comm import (
     ddp_comm,
     fsdp_comm,
 )
+from ccprof.hardware.pipeline import pipeline_ranks
 from ccprof.hardware.projection import (
     MEMORY_FIT_SOURCES,
     MEMORY_HEADROOM_FRAC,
@@ -177,7 +178,7 @@ def _traced_world(profile: Profile) -> tuple[int, int, str]:
 def _pipeline_ranks(profile: Profile) -> int:
     """The ranks of one traced pipeline (its stages' distinct ranks), which share each sample."""
     pipe = profile.dry_run.pipeline if profile.dry_run is not None else None
-    return max(1, len(set(pipe.stage_rank))) if pipe is not None else 1
+    return max(1, pipeline_ranks(pipe)) if pipe is not None else 1
 
 
 def plan_configurations(profile: Profile, ctx: AdviceContext | None = None, *, budget_usd: float | None = None,

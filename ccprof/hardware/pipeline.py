@@ -32,7 +32,7 @@ from typing import Any
 from ccprof.artefacts.profile import OpCost, Pipeline
 from ccprof.artefacts.vocab import MODEL_PHASES, STEP_PHASES
 
-__all__ = ["ZERO_BUBBLE_H1_FRAC", "PipelineStep", "bubble_frac", "chunks_per_rank", "pipeline_step",
+__all__ = ["ZERO_BUBBLE_H1_FRAC", "PipelineStep", "bubble_frac", "chunks_per_rank", "pipeline_ranks", "pipeline_step",
            "describe_pipeline"]
 
 # ZB-H1's bubble as a share of 1F1B's when the F, B and W passes take equal time: (p-1)(T_F + T_B - T_W)
@@ -49,10 +49,14 @@ SOURCES = ["Narayanan et al., SC'21, \"Efficient Large-Scale Language Model Trai
            "Qi et al., ICLR 2024, \"Zero Bubble Pipeline Parallelism\", sections 3-4"]
 
 
+def pipeline_ranks(pipe: Pipeline) -> int:
+    """The distinct ranks holding the pipeline's stages (``p``; 0 without a stage map)."""
+    return len(set(pipe.stage_rank))
+
+
 def chunks_per_rank(pipe: Pipeline) -> int:
     """Stages each rank holds (``v``): the stages over the distinct ranks holding them."""
-    ranks = len(set(pipe.stage_rank)) or 1
-    return max(1, pipe.num_stages // ranks)
+    return max(1, pipe.num_stages // (pipeline_ranks(pipe) or 1))
 
 
 def bubble_frac(schedule: str, ranks: int, microbatches: int, chunks: int = 1) -> float:
@@ -98,7 +102,7 @@ def pipeline_step(pipe: Pipeline, cost: Callable[[list[OpCost], int], Any], base
         by_rank[row.rank] = dict(cost(list(ops), row.rank).phase_s)
     work = {r: sum(v for ph, v in phases.items() if ph not in _AFTER_FLUSH) for r, phases in by_rank.items()}
     slowest = max(work, key=lambda r: (work[r], -r))
-    p = len(set(pipe.stage_rank)) or len(by_rank)
+    p = pipeline_ranks(pipe) or len(by_rank)
     v = chunks_per_rank(pipe)
     frac = bubble_frac(pipe.schedule, p, pipe.microbatches, v)
     stretch = 1.0 / (1.0 - frac)
