@@ -119,29 +119,41 @@ def watch_schedules(log: Any, patches: Any, out: str | None, traced: list[int]) 
         from torch.distributed.pipelining.stage import _PipelineStageBase
     except ImportError:                 # torch < 2.4: no torch.distributed.pipelining
         return False
-    base = getattr(schedules, "_PipelineSchedule", None)
-    original = getattr(base, "_initialize_pp_stages", None) if base is not None else None
-    if original is None or getattr(_PipelineStageBase, "_resolve_peer_global_rank", None) is None:
+    hook = schedule_hook(schedules, _PipelineStageBase)
+    if hook is None:
         return False
+    base, original = hook
 
     def initialize(self: Any, stages: list, *args: Any, **kwargs: Any) -> Any:
         first = stages[0]
         stage_rank = [int(first._resolve_peer_global_rank(i)) for i in range(first.num_stages)]
+        ranks = sorted(set(stage_rank))
         log.pipeline = {"schedule": type(self).__name__, "microbatches": int(self._n_microbatches),
                         "num_stages": int(first.num_stages), "stage_rank": stage_rank,
                         "stages": sorted(int(s.stage_index) for s in stages)}
-        if out and not traced and len(set(stage_rank)) > 1:
+        if out and not traced and len(ranks) > 1:
             with open(pipeline_path(out), "w") as fh:
                 json.dump(log.pipeline, fh)
-            raise PipelineFound(f"a pipeline of {first.num_stages} stages on ranks {sorted(set(stage_rank))}")
-        if len(set(stage_rank)) > 1:
+            raise PipelineFound(f"a pipeline of {first.num_stages} stages on ranks {ranks}")
+        if len(ranks) > 1:
             log.assume(f"{type(self).__name__} ran {first.num_stages} pipeline stages on ranks "
-                       f"{sorted(set(stage_rank))}, each traced by a dry run of its own rank; the stages' "
+                       f"{ranks}, each traced by a dry run of its own rank; the stages' "
                        "shapes crossed between them, their tensors did not (every send and receive completes "
                        "at once).")
         return original(self, stages, *args, **kwargs)
     patches.set(base, "_initialize_pp_stages", initialize)
     return True
+
+
+def schedule_hook(schedules: Any, stage_base: Any) -> tuple[Any, Any] | None:
+    """(the schedules' base class, its ``_initialize_pp_stages``) where this torch has the private
+    hooks a pipeline is found by (that method, and the stages' ``_resolve_peer_global_rank``), else
+    None: ``schedules`` is ``torch.distributed.pipelining.schedules``, ``stage_base`` its stages' base."""
+    base = getattr(schedules, "_PipelineSchedule", None)
+    original = getattr(base, "_initialize_pp_stages", None) if base is not None else None
+    if original is None or getattr(stage_base, "_resolve_peer_global_rank", None) is None:
+        return None
+    return base, original
 
 
 def run_stages(spec: Any, spec_path: str, cwd: str | None = None) -> int:

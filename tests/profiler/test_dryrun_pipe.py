@@ -174,13 +174,27 @@ def test_the_merged_profile_is_the_heaviest_stage_with_every_rank_beside_it(run_
     assert merge_stages(out, stages.get).error.message == "rank 0 (pipeline stage(s) [0, 2]): boom"
 
 
-def test_a_torch_without_the_schedules_hook_still_dry_runs_ddp_and_stops_at_a_stages_object(run_dir, monkeypatch):
+def test_the_schedules_hook_is_found_on_this_torch_and_not_on_one_without_it():
     # torch >= 2.4 is allowed; the hook a pipeline is found by (_PipelineSchedule._initialize_pp_stages) is private
-    from torch.distributed.pipelining import schedules
+    from types import SimpleNamespace
 
+    from torch.distributed.pipelining import schedules
+    from torch.distributed.pipelining.stage import _PipelineStageBase
+
+    from ccprof.profiler.dryrun_pipe import schedule_hook
+    base, original = schedule_hook(schedules, _PipelineStageBase)
+    assert base is schedules._PipelineSchedule and original is schedules._PipelineSchedule._initialize_pp_stages
+    older = SimpleNamespace(_PipelineSchedule=type("_PipelineSchedule", (), {}))     # a schedules module before it
+    assert schedule_hook(older, _PipelineStageBase) is None
+    assert schedule_hook(SimpleNamespace(), _PipelineStageBase) is None
+    assert schedule_hook(schedules, type("_PipelineStageBase", (), {})) is None
+
+
+def test_a_torch_without_the_schedules_hook_still_dry_runs_ddp_and_stops_at_a_stages_object(run_dir, monkeypatch):
+    from ccprof.profiler import dryrun_pipe
     from ccprof.profiler.dryrun import DryRunUnsupported
     from ccprof.profiler.dryrun_dist import WORLD_ENV
-    monkeypatch.delattr(schedules._PipelineSchedule, "_initialize_pp_stages")
+    monkeypatch.setattr(dryrun_pipe, "schedule_hook", lambda *args: None)     # what schedule_hook says there
     env = {k: os.environ.get(k) for k in WORLD_ENV}
     init = dist.init_process_group
     out = os.path.join(run_dir, "profile.json")
