@@ -187,23 +187,22 @@ def _stage_writes(role: str, log_path: str, made_path: str, listed: str, events:
     from ccprof.profiler.dryrun import StandInLog
     from ccprof.profiler.dryrun_files import guard_files
     os.environ.update({BACKUPS_ENV: listed, DEFER_ENV: "1"})
+    def writes(rank: int, made_mode: str) -> None:
+        with open(log_path, "a") as f:
+            f.write(f"rank {rank} step 0 loss 1.0000\n")
+        with open(made_path, made_mode) as f:
+            f.write(f"rank {rank}\n")
     try:
         if role == "first":
             with guard_files(StandInLog()):
-                with open(log_path, "a") as f:
-                    f.write("rank 0 step 0 loss 1.0000\n")
-                with open(made_path, "w") as f:
-                    f.write("rank 0\n")
+                writes(0, "w")
                 events["first_wrote"].set()
                 assert events["second_wrote"].wait(60)
             events["first_left"].set()              # the first stage leaves while the second still runs
         else:
             assert events["first_wrote"].wait(60)
             with guard_files(StandInLog()):
-                with open(log_path, "a") as f:
-                    f.write("rank 1 step 0 loss 1.0000\n")
-                with open(made_path, "a") as f:
-                    f.write("rank 1\n")
+                writes(1, "a")
                 events["second_wrote"].set()
                 assert events["first_left"].wait(60)
         conn.send("ok")
