@@ -31,7 +31,6 @@ class _DataflowTags:
     _gap_index: dict[str, int]              # phase -> index of its current gap
     _gap_open: dict[str, bool]              # phase -> whether its current gap is still open
     _row_modules: dict[tuple, dict[str, int]]   # op row key -> owning module -> calls
-    _cast_owner: str | None                 # the module of the op now recorded (its casts are its own)
 
     def _tinfo(self, t: torch.Tensor) -> list | None:
         """[would-be-16-bit, gap key, bytes, escaped] of a tensor produced in this step (or its view's base)."""
@@ -52,7 +51,8 @@ class _DataflowTags:
         info = self._tinfo(t)
         return info[0] if info is not None else t.dtype in _LOW
 
-    def _autocast(self, name: str, func, phase: str, inputs: list, outputs: list) -> tuple[str, int]:
+    def _autocast(self, name: str, func, phase: str, inputs: list, outputs: list,
+                  owner: str | None = None) -> tuple[str, int]:
         """(class, bytes moved) of the op under autocast; records the casts autocast would add.
 
         Forward ops on autocast's lower-precision list compute in 16-bit and get a 16-bit copy
@@ -73,13 +73,13 @@ class _DataflowTags:
             if phase == "forward":
                 for t in floats:
                     if not self._low(t):
-                        self._add_cast(t, to_low=True)
+                        self._add_cast(t, to_low=True, owner=owner)
         elif cls == "fp32":
             out_low = False
             if phase == "forward":
                 for t in floats:
                     if self._low(t):
-                        self._add_cast(t, to_low=False)
+                        self._add_cast(t, to_low=False, owner=owner)
         elif cls == "explicit" or not floats:
             out_low = None                            # the output's own dtype decides
         elif func._schema.is_mutable and inputs:
@@ -107,8 +107,9 @@ class _DataflowTags:
         computes_low = out_low if out_low is not None else any(t.dtype in _LOW for t in outputs)
         return ("low" if computes_low else "fp32"), nbytes
 
-    def _add_cast(self, t: torch.Tensor, to_low: bool) -> None:
-        """Record the dtype copy autocast would add for ``t`` (and its backward twin)."""
+    def _add_cast(self, t: torch.Tensor, to_low: bool, owner: str | None = None) -> None:
+        """Record the dtype copy autocast would add for ``t`` (and its backward twin), the module
+        ``owner``'s: the module of the op that needs it."""
         if self._is_param(t):
             if id(t) in self._cast_seen or (t._base is not None and id(t._base) in self._cast_seen):
                 return
@@ -131,9 +132,9 @@ class _DataflowTags:
                 row = self._ops[key] = [0, 0, 0, 0, 0]
             row[0] += 1
             row[4] += read + written
-            if self._cast_owner is not None:     # the cast belongs to the module of the op that needs it
+            if owner is not None:
                 calls = self._row_modules.setdefault(key, {})
-                calls[self._cast_owner] = calls.get(self._cast_owner, 0) + 1
+                calls[owner] = calls.get(owner, 0) + 1
 
     # -- fusion gaps: what torch.compile would fuse -----------------------------------------
     def _track_gap(self, name: str, phase: str, inputs: list, outputs: list, *, in_model: bool = True) -> None:

@@ -27,6 +27,7 @@ that follow each tensor through the step in ``_flop_dataflow.py``.
 """
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from typing import Any
 
@@ -83,24 +84,18 @@ class _OpCostMode(TorchDispatchMode):
         return out
 
 
+@functools.cache
 def _device_kernel(op: torch._ops.OpOverload) -> bool:
     """Whether ``op`` has a kernel of its own on a device (CPU or CUDA) that FlopCounterMode would
     skip for its C++ composite (``silu_backward``'s ``math_silu_backward``). Ops with a Python
     decomposition registered (``native_batch_norm`` -> ``_native_batch_norm_legit``: torch._decomp's
     functional twin, itself one kernel) decompose as they always did: the op tables name those."""
-    got = _DEVICE_KERNEL.get(op)
-    if got is None:
-        try:
-            name = op.name()
-            got = (torch._C.DispatchKey.CompositeImplicitAutograd not in op.py_kernels
-                   and any(torch._C._dispatch_has_kernel_for_dispatch_key(name, key) for key in ("CPU", "CUDA")))
-        except RuntimeError:            # an op the dispatcher does not list (prim::device)
-            got = False
-        _DEVICE_KERNEL[op] = got
-    return got
-
-
-_DEVICE_KERNEL: dict[Any, bool] = {}
+    try:
+        name = op.name()
+        return (torch._C.DispatchKey.CompositeImplicitAutograd not in op.py_kernels
+                and any(torch._C._dispatch_has_kernel_for_dispatch_key(name, key) for key in ("CPU", "CUDA")))
+    except RuntimeError:            # an op the dispatcher does not list (prim::device)
+        return False
 
 
 class _KernelRegistry(dict):
@@ -160,7 +155,6 @@ class FlopPass(_DataflowTags):
         self._own_flops: dict[str, int] = defaultdict(int)      # by owning module, children not included
         self._own_bytes: dict[str, int] = defaultdict(int)
         self._row_modules: dict[tuple, dict[str, int]] = {}     # op row -> owning module -> calls
-        self._cast_owner: str | None = None     # the module of the op whose autocast casts are being added
         self._unowned: list[tuple[tuple | None, int, int]] = []  # forward (row, FLOPs, bytes) with no module running
         self._errors: list[str] = []
         self._param_ids: set[int] = set()
@@ -365,8 +359,7 @@ class FlopPass(_DataflowTags):
             for t in outputs:
                 self._param_copies[t] = True
         owner = self._owners.owner() if self._owners is not None else None
-        self._cast_owner = owner
-        amp, amp_bytes = self._autocast(name, func, phase, inputs, outputs)
+        amp, amp_bytes = self._autocast(name, func, phase, inputs, outputs, owner)
         self._track_gap(name, phase, inputs, outputs, in_model=owner is not None)
         fixed = self._fixed(phase, inputs, outputs)
         key = (name, _dtype_of(inputs, outputs), phase,
