@@ -13,7 +13,9 @@ is freed; the ledger keys storages by their C pointer (``_cdata``).
 - activations: storages handed to autograd's ``saved_tensors_hooks`` pack hook during the
   step that are neither parameters, buffers nor the inputs handed to a root module's
   forward (those count in ``other_bytes``), attributed to every module (of the roots)
-  running when they were saved, so a module's figure includes its children's.
+  running when they were saved, so a module's figure includes its children's. A parameter
+  the step gathered (FSDP's unsharded weights, a view of an ``nn.Parameter`` whose storage was
+  not there at start) is no activation either: it is in the peak and in ``other_bytes``.
 - peak: the highest live total during the step. Live = what was alive at start
   (parameters, gradients, optimizer state, buffers) + every storage an aten op created or
   touched since, until its finalizer fires. A ``TorchDispatchMode`` sees every op, in the
@@ -57,6 +59,14 @@ def _local(t: Any) -> Any:
     whole (global) tensor's size."""
     local = getattr(t, "_local_tensor", None)
     return local if isinstance(local, torch.Tensor) else t
+
+
+def _is_parameter(t: Any) -> bool:
+    """``t`` is a parameter or a view of one (a Linear's saved ``weight.t()``), sharded or not."""
+    for x in (t, _local(t)):
+        if isinstance(x, torch.nn.Parameter) or isinstance(getattr(x, "_base", None), torch.nn.Parameter):
+            return True
+    return False
 
 
 def _storage(t: Any) -> torch.UntypedStorage | None:
@@ -444,6 +454,12 @@ class MemoryLedger:
             return t
         key = st._cdata
         if key in self._skip_act or key in self._act_keys:
+            return t
+        if _is_parameter(t):
+            # a parameter's storage that was not there at start: FSDP's gathered (unsharded) weights,
+            # saved by the matmul that uses them. They are weights held for compute and freed by the
+            # engine, not the step's activations; they stay in the peak (``other``).
+            self._skip_act.add(key)
             return t
         nbytes = st.nbytes()
         self._act_keys[key] = nbytes

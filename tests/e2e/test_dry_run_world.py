@@ -36,6 +36,12 @@ def test_per_rank_memory_and_collectives_match_real_ranks_on_gloo(tmp_path, wrap
     for key in ("params_bytes", "grads_bytes", "optimizer_state_bytes"):
         assert dry["memory"][key] == real["memory"][key], key
     assert dry["memory"]["peak_bytes"] == pytest.approx(real["memory"]["peak_bytes"], rel=0.05)
+    # activations are what the step saved, not FSDP's gathered weights (8 MiB of them, freed after
+    # each block's forward): per block GELU's input and output (32 x 1024 fp32), blocks 1-3's input,
+    # and the model's output saved by the loss (32 x 256 fp32); the batch is an input
+    width = 256
+    saved = 4 * 2 * (32 * 4 * width * 4) + 3 * (32 * width * 4) + 32 * width * 4
+    assert real["memory"]["activations_bytes"] == dry["memory"]["activations_bytes"] == saved
     coll_real, coll_dry = _collectives(real), _collectives(dry)
     if wrap == "fsdp2":
         assert coll_dry == coll_real

@@ -248,6 +248,12 @@ def test_fsdp2_gathered_parameters_leave_the_ledger_when_resharded():
     # at most a block gathered, the next prefetched, a gathered gradient and the reduce-scatter's
     # input: 6,045,704 B; before storage resizes were seen, 13,508,616 B (every block gathered)
     assert memory.peak_bytes < memory.params_bytes + memory.grads_bytes + 5 * block_bytes
+    # the gathered weights each matmul saves for its backward are weights, not activations: what
+    # the step saved is blocks 1-7's (2, 512) fp32 inputs (block 0's is the batch). Counted as
+    # activations the gathered weights had made 7,368,704 B, more than the step's whole peak (the
+    # Llama 2 13B no-AC dry run: 110 GB of "activations" under a 90 GB peak)
+    assert memory.activations_bytes == 7 * 2 * 512 * 4
+    assert memory.activations_bytes + memory.params_bytes + memory.grads_bytes <= memory.peak_bytes
 
 
 def test_the_ledger_replays_its_allocations_through_the_caching_allocator():
