@@ -85,7 +85,9 @@ ASSUMPTIONS = {
              "parameters that FSDP2's MixedPrecisionPolicy casts: the recorded matmuls are bf16 and costed so",
     "titan": "torchtitan's model written out in plain PyTorch (bench/scale/titan_fsdp.py): its shapes, fp32 "
              "logits, repeat_kv copies, selective-op AC policy and FSDP2 wrapping; rotary embeddings as a "
-             "real fp32 rotation instead of its complex64 one; random token ids, no data loader",
+             "real fp32 rotation instead of its complex64 one; random token ids, no data loader; its RMSNorm "
+             "as the row's norm_type when measured (rmsnorm: its Python class, fp32 upcast; fused_rmsnorm: "
+             "its Triton kernel, stood in by nn.RMSNorm's one-kernel CUDA path, which saves the same)",
     "compiled": "published run compiled each block: projected under Policy(compiled=True) (the non-matmul ops "
                 "between two matmuls fused into one kernel); memory as traced eagerly (compile saves fewer "
                 "activations)",
@@ -112,7 +114,7 @@ def script_args(e: dict[str, Any]) -> list[str]:
         args = ["--layers", m["layers"], "--hidden", m["hidden"], "--intermediate", m["intermediate"],
                 "--heads", m["heads"], "--kv-heads", m["kv_heads"], "--vocab", m["vocab"], "--seq", e["seq_len"],
                 "--batch", e["batch_per_gpu"], "--ac", ac_arg, "--param-dtype", fsdp["param_dtype"],
-                "--reduce-dtype", fsdp["reduce_dtype"]]
+                "--reduce-dtype", fsdp["reduce_dtype"], "--norm", e.get("norm_type", {}).get("value", "rmsnorm")]
         return [str(a) for a in args]
     args = ["--arch", m["arch"], "--layers", m["layers"], "--hidden", m["hidden"],
             "--intermediate", m["intermediate"], "--heads", m["heads"], "--kv-heads", m["kv_heads"],

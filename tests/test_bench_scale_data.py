@@ -107,6 +107,12 @@ def test_the_world_loop_rebuilds_the_published_model_and_its_wrapping(entry):
     assert args[args.index("--ac") + 1] == ac
     assert args[args.index("--batch") + 1] == str(entry["batch_per_gpu"])
     assert args[args.index("--seq") + 1] == str(entry["seq_len"])
+    # the RMSNorm the row's torchtitan ran then: its Triton kernel (stood in by nn.RMSNorm's fused CUDA
+    # path) or its Python class with the fp32 upcast
+    norms = [type(m) for m in model.modules() if type(m).__name__ == "RMSNorm"]
+    fused = entry.get("norm_type", {}).get("value") == "fused_rmsnorm"
+    assert len(norms) == 2 * entry["model"]["layers"] + 1
+    assert {t is torch.nn.RMSNorm for t in norms} == {fused}
 
 
 def test_a_compiled_row_shares_its_eager_twins_trace():

@@ -6,8 +6,15 @@ batch x sequence of token ids. bench/scale_accuracy.py dry-runs it with ``--dry-
 at the sizes of torchtitan's published multi-GPU measurements (bench/data/published_scale.toml).
 
 What differs from torchtitan on purpose (plain PyTorch only): rotary embeddings as a real-valued
-rotation in fp32 (torchtitan multiplies complex64 tensors in fp32: the same shapes and dtypes),
-``nn.RMSNorm``, no data loader (random token ids), no LR schedule, no torch.compile / float8."""
+rotation in fp32 (torchtitan multiplies complex64 tensors in fp32: the same shapes and dtypes), no
+data loader (random token ids), no LR schedule, no torch.compile / float8.
+
+``--norm`` is torchtitan's ``norm_type`` (torchtitan/models/norms.py ``build_norm``): ``rmsnorm`` its
+``RMSNorm`` class as written there (normalise ``x.float()``, ``type_as(x)``, times the weight: several
+elementwise kernels, fp32 copies saved for backward); ``fused_rmsnorm`` its Triton
+``TritonFusedRMSNorm`` (one kernel forward, one plus a sum backward; saves the input, weight and a fp32
+rstd per row), stood in by ``nn.RMSNorm`` whose CUDA path with matching input and weight dtypes is
+ATen's one-kernel ``_fused_rms_norm``, saving the same."""
 import argparse
 import math
 import os
@@ -31,6 +38,8 @@ p.add_argument("--ac", choices=["none", "full", "selective-op"], default="none",
                help="torchtitan's activation_checkpoint mode (selective-op: its op policy)")
 p.add_argument("--param-dtype", choices=["bf16", "fp32"], default="bf16", help="FSDP2 mixed precision param dtype")
 p.add_argument("--reduce-dtype", choices=["bf16", "fp32"], default="fp32", help="FSDP2 mixed precision reduce dtype")
+p.add_argument("--norm", choices=["rmsnorm", "fused_rmsnorm"], default="rmsnorm",
+               help="torchtitan's norm_type (see the docstring)")
 p.add_argument("--steps", type=int, default=100)
 args = p.parse_args()
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
@@ -42,6 +51,26 @@ def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     x0, x1 = xf[..., 0], xf[..., 1]
     out = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1)
     return out.flatten(-2).type_as(x)
+
+
+class RMSNorm(nn.Module):
+    """torchtitan's RMSNorm (torchtitan/models/norms.py at 9dec370, Dec 2024)."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
+
+    def reset_parameters(self) -> None:
+        nn.init.ones_(self.weight)
+
+
+def norm(dim: int) -> nn.Module:
+    return RMSNorm(dim, eps=1e-5) if args.norm == "rmsnorm" else nn.RMSNorm(dim, eps=1e-5)
 
 
 class Attention(nn.Module):
@@ -82,8 +111,8 @@ class TransformerBlock(nn.Module):
         super().__init__()
         self.attention = Attention(args.hidden, args.heads, args.kv_heads)
         self.feed_forward = FeedForward(args.hidden, args.intermediate)
-        self.attention_norm = nn.RMSNorm(args.hidden, eps=1e-5)
-        self.ffn_norm = nn.RMSNorm(args.hidden, eps=1e-5)
+        self.attention_norm = norm(args.hidden)
+        self.ffn_norm = norm(args.hidden)
 
     def forward(self, x, cos, sin):
         h = x + self.attention(self.attention_norm(x), cos, sin)
@@ -95,7 +124,7 @@ class Transformer(nn.Module):
         super().__init__()
         self.tok_embeddings = nn.Embedding(args.vocab, args.hidden)
         self.layers = nn.ModuleDict({str(i): TransformerBlock() for i in range(args.layers)})
-        self.norm = nn.RMSNorm(args.hidden, eps=1e-5)
+        self.norm = norm(args.hidden)
         self.output = nn.Linear(args.hidden, args.vocab, bias=False)
         head_dim = args.hidden // args.heads                  # rope theta 500000 (Llama 3)
         freqs = 1.0 / (500000.0 ** (torch.arange(0, head_dim, 2).float() / head_dim))
@@ -157,7 +186,7 @@ with torch.no_grad():
     for m in model.modules():
         if isinstance(m, (nn.Linear, nn.Embedding)):
             nn.init.normal_(m.weight, std=0.02)  # torchtitan: trunc_normal_ (values do not matter here)
-        elif isinstance(m, nn.RMSNorm):
+        elif isinstance(m, (nn.RMSNorm, RMSNorm)):
             m.reset_parameters()
     head_dim = args.hidden // args.heads
     freqs = 1.0 / (500000.0 ** (torch.arange(0, head_dim, 2, device=device).float() / head_dim))
