@@ -12,7 +12,7 @@ from __future__ import annotations
 __all__ = [
     "CONFIDENCE_WEIGHT",
     "BYTES_FP32", "BYTES_BF16", "ADAM_STATE_BYTES_PER_PARAM",
-    "MEMORY_FULL_FRAC", "DATA_WAIT_FRAC_MIN", "GPU_UTIL_LOW_PCT",
+    "DATA_WAIT_FRAC_MIN", "GPU_UTIL_LOW_PCT",
     "LORA_LINEAR_SHARE_MIN", "LORA_PUBLISHED",
     "WARM_START_EMBED_SHARE_MIN", "WARM_START_MIN_DIM",
     "CKPT_ACT_SHARE_MIN", "MP_MATMUL_SHARE_MIN", "MP_OTHER_ACT_KEEP_FRAC",
@@ -29,8 +29,8 @@ BYTES_BF16 = 2
 ADAM_STATE_BYTES_PER_PARAM = 8
 
 # --- thresholds other tools use (PyTorch Profiler TensorBoard plugin, pytorch/kineto tb_plugin) ---
-# PyTorch TensorBoard plugin: peak memory > 90% of the device -> checkpointing / AMP.
-MEMORY_FULL_FRAC = 0.90
+# (peak memory > 90% of the device, its memory threshold, is the tensors' rule of the one memory fit:
+# ccprof.hardware.projection.MEMORY_HEADROOM_FRAC)
 # PyTorch TensorBoard plugin: DataLoader > 5% of step -> more workers.
 DATA_WAIT_FRAC_MIN = 0.05
 # PyTorch TensorBoard plugin: GPU utilization < 50% -> larger batch.

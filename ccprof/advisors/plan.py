@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ccprof.advisors import constants as C
 from ccprof.advisors._common import fmt_bytes, gpu_spec, recost, run_price
 from ccprof.advisors._registry import ADVISORS
 from ccprof.advisors.context import AdviceContext
 from ccprof.artefacts.advice import Advice, Plan, PlanStep
 from ccprof.artefacts.profile import Profile
 from ccprof.artefacts.tweaks import TWEAKS, conflict
+from ccprof.hardware.projection import peak_budget_bytes, reserved_at
 
 __all__ = ["build_plan"]
 
@@ -38,6 +38,15 @@ def _conflict(tweak: str, chosen: list[str]) -> tuple[str, str] | None:
     return None
 
 
+def _with_peak(profile: Profile, peak: int, act: int) -> Profile:
+    """The profile as if its tweaks had brought the tensors' peak to ``peak`` and activations to ``act``;
+    a dry run's reserved peak moves by the same bytes (the allocator's overhead over the tensors, as
+    traced, is assumed unchanged, as ``projection.memory_fit_for`` assumes for a tweak's peak)."""
+    m = profile.memory
+    reserved = reserved_at(m.reserved_peak_bytes, peak, m.peak_bytes) if m.reserved_peak_bytes else m.reserved_peak_bytes
+    return replace(profile, memory=replace(m, peak_bytes=peak, activations_bytes=act, reserved_peak_bytes=reserved))
+
+
 def build_plan(profile: Profile, ctx: AdviceContext, advice: list[Advice]) -> Plan:
     """A Plan over the ranked ``advice``: each step's step time, peak and run dollars.
 
@@ -49,7 +58,9 @@ def build_plan(profile: Profile, ctx: AdviceContext, advice: list[Advice]) -> Pl
     """
     price = run_price(profile, ctx)
     spec = gpu_spec(profile, ctx)
-    budget = int(C.MEMORY_FULL_FRAC * spec.memory_bytes) if spec.memory_bytes else None
+    # the largest tensor peak the one fit rule lets through (projection.peak_budget_bytes): peak <= budget is
+    # exactly memory_fit_for(profile, spec, peak).fits, the projection's and every advisor's verdict
+    budget = peak_budget_bytes(profile, spec) if spec.memory_bytes else None
     step_s, peak, steps_frac, usd_factor = price.step_s, profile.memory.peak_bytes, 1.0, 1.0
     policy: dict = {}
     policy_factor = 1.0
@@ -123,12 +134,11 @@ def build_plan(profile: Profile, ctx: AdviceContext, advice: list[Advice]) -> Pl
         # the advice's details, for pairing with a larger batch
         ck = by.get("checkpointing") or next((a for a in advice if a.tweak == "checkpointing"
                                               and a.details.get("peak_bytes_after")), None)
-        light = replace(profile, memory=replace(profile.memory, peak_bytes=int(peak), activations_bytes=int(act)))
+        light = _with_peak(profile, int(peak), int(act))
         bs = ADVISORS["batch_size"](light, ctx)
         if ck is not None and "checkpointing" not in chosen and bs.status == "recommended":
             ratio = ck.details.get("activations_after_bytes", act) / max(1, profile.memory.activations_bytes)
-            lighter = replace(light, memory=replace(light.memory, peak_bytes=int(peak - act * (1 - ratio)),
-                                                    activations_bytes=int(act * ratio)))
+            lighter = _with_peak(light, int(peak - act * (1 - ratio)), int(act * ratio))
             bs_ck = ADVISORS["batch_size"](lighter, ctx)
             ck_frac = ck.projected.time_saved_frac if ck.status == "recommended" else float(
                 ck.details.get("time_saved_frac", 0.0))

@@ -28,10 +28,11 @@ from ccprof.hardware.inputs import StepInputs, step_inputs
 from ccprof.hardware.pipeline import PipelineStep, pipeline_step
 from ccprof.hardware.step import PHASES, StepCost, cost_step
 from ccprof.hardware.translate import Policy, policy_for, translate
+from ccprof.units import fmt_bytes
 
 __all__ = ["MEMORY_HEADROOM_FRAC", "CALIBRATION_BOUNDS", "usable_memory_bytes", "fits_memory", "MemoryFit",
-           "memory_fit", "memory_fit_for", "communicators", "nccl_buffer_bytes", "CUDA_CONTEXT_BYTES",
-           "MEMORY_FIT_SOURCES",
+           "memory_fit", "memory_fit_for", "peak_budget_bytes", "reserved_at", "communicators", "nccl_buffer_bytes", "CUDA_CONTEXT_BYTES",
+           "MEMORY_FIT_SOURCES", "TENSORS_FIT_SOURCE", "FIT_SOURCES",
            "source_gpu", "half_dtype", "pipelined_step", "compute_peak", "mfu", "project", "spanned_nodes", "step_cost_for",
            "eval_s_for"]
 
@@ -70,6 +71,10 @@ MEMORY_FIT_SOURCES = [
     "#986 (memory grows with communicators and channels)",
     "pytorch/pytorch#107667, #109888 (CUDA context ~300-400 MB with lazy module loading)",
 ]
+# what an advice that decides by the fit cites: the tensors' rule's 90% and the reserved rule's figures
+TENSORS_FIT_SOURCE = ("PyTorch TensorBoard profiler plugin (pytorch/kineto tb_plugin) recommendations: peak memory > "
+                      "90% of the device")
+FIT_SOURCES = [TENSORS_FIT_SOURCE, *MEMORY_FIT_SOURCES]
 
 
 def usable_memory_bytes(spec: GpuSpec, headroom_frac: float = MEMORY_HEADROOM_FRAC) -> int:
@@ -95,6 +100,24 @@ class MemoryFit:
     @property
     def margin_bytes(self) -> int:
         return self.capacity_bytes - self.need_bytes
+
+    def says(self) -> str:
+        """"fits, 3.07 GiB to spare of the 74.5 GiB on the GPU (reserved 70.0 GiB + NCCL buffers 960 MiB +
+        CUDA context 512 MiB)", or "does not fit, ... over the ... usable (tensors ...)" under the tensors' rule:
+        the verdict, the margin, the capacity and each part, as the report and the advisors word it."""
+        names = {"reserved": "reserved", "nccl": "NCCL buffers", "cuda_context": "CUDA context", "tensors": "tensors"}
+        # a part that is 0 (no collective: no NCCL buffers) is left out
+        parts = " + ".join(f"{names.get(k, k)} {fmt_bytes(v)}" for k, v in self.parts.items() if v or k == "tensors")
+        of = "usable" if self.rule == "tensors" else "on the GPU"
+        if self.fits:
+            return f"fits, {fmt_bytes(self.margin_bytes)} to spare of the {fmt_bytes(self.capacity_bytes)} {of} ({parts})"
+        return f"does not fit, {fmt_bytes(-self.margin_bytes)} over the {fmt_bytes(self.capacity_bytes)} {of} ({parts})"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The figures, for a projection's or an advice's ``details``."""
+        return {"rule": self.rule, "fits": self.fits, "parts": dict(self.parts), "need_bytes": self.need_bytes,
+                "capacity_bytes": self.capacity_bytes, "margin_bytes": self.margin_bytes,
+                "communicators": [list(g) for g in self.communicators]}
 
 
 def nccl_buffer_bytes(group_ranks: int) -> int:
@@ -139,6 +162,14 @@ def memory_fit(peak_bytes: int, spec: GpuSpec, *, reserved_bytes: int | None = N
                      communicators=tuple(groups) if rule == "reserved" else ())
 
 
+def reserved_at(reserved_bytes: int, peak_bytes: int, traced_peak_bytes: int) -> int:
+    """The caching allocator's reserved peak at another tensor peak: moved by the same bytes (its overhead
+    over the tensors, as traced, assumed unchanged), never below the tensors' peak.
+
+    Example: reserved 76 GiB at a traced 60 GiB peak -> at a 56 GiB peak, 72 GiB."""
+    return max(int(reserved_bytes) + int(peak_bytes) - int(traced_peak_bytes), int(peak_bytes))
+
+
 def memory_fit_for(profile: Profile | StepInputs, spec: GpuSpec, peak_bytes: int | None = None,
                    groups: tuple[tuple[int, int], ...] | None = None) -> MemoryFit:
     """:func:`memory_fit` of a profile's step on ``spec``: the reserved rule where the profile has the
@@ -155,10 +186,32 @@ def memory_fit_for(profile: Profile | StepInputs, spec: GpuSpec, peak_bytes: int
     peak = mf.peak_bytes if peak_bytes is None else int(peak_bytes)
     reserved = mf.reserved_peak_bytes
     if reserved and peak_bytes is not None:
-        reserved = max(int(reserved) + peak - mf.peak_bytes, peak)
+        reserved = reserved_at(reserved, peak, mf.peak_bytes)
     if groups is None:
         groups = communicators(inputs) if reserved else ()
     return memory_fit(peak, spec, reserved_bytes=reserved, groups=groups)
+
+
+def peak_budget_bytes(profile: Profile | StepInputs, spec: GpuSpec,
+                      groups: tuple[tuple[int, int], ...] | None = None) -> int:
+    """The largest tensor peak that :func:`memory_fit_for` ``(profile, spec, peak, groups)`` fits: the one rule
+    inverted, for an advisor that searches the largest batch (or the fewest shards) that fit. The fit is
+    monotone in the peak, so ``peak <= peak_budget_bytes(...)`` is exactly ``memory_fit_for(...).fits``.
+
+    Tensors' rule: the usable bytes. Reserved rule: the GPU's memory less NCCL's buffers and the CUDA
+    context is what the reserved figure may reach, and it runs the allocator's overhead over the tensors
+    (reserved - peak, as traced; none when negative) above the peak.
+
+    Example: H100 (80e9 B), reserved 70 GiB at a 60 GiB peak, one communicator of 8:
+    80e9 - 960 MiB - 512 MiB - 10 GiB = 67,719,077,888 B (63.1 GiB)."""
+    inputs = step_inputs(profile)
+    peak = inputs.model.peak_bytes
+    fit = memory_fit_for(inputs, spec, peak, groups)
+    if fit.rule == "tensors":
+        return fit.capacity_bytes
+    reserved = fit.parts["reserved"]
+    beside = fit.need_bytes - reserved                   # NCCL's buffers and the CUDA context
+    return fit.capacity_bytes - beside - max(reserved - peak, 0)
 
 
 def fits_memory(peak_bytes: int, spec: GpuSpec, headroom_frac: float = MEMORY_HEADROOM_FRAC) -> bool:
@@ -313,9 +366,7 @@ def _detail(sc: StepCost, inputs: StepInputs, spec: GpuSpec, fit: MemoryFit) -> 
         "peak_bytes": inputs.model.peak_bytes, "usable_bytes": usable_memory_bytes(spec),
         "headroom_frac": MEMORY_HEADROOM_FRAC, "autocast_dtype": half_dtype(spec),
         "comm_s": sc.comm_s, "comm_exposed_s": sc.comm_exposed_s,
-        "memory_fit": {"rule": fit.rule, "parts": dict(fit.parts), "need_bytes": fit.need_bytes,
-                       "capacity_bytes": fit.capacity_bytes, "margin_bytes": fit.margin_bytes,
-                       "communicators": [list(g) for g in fit.communicators]},
+        "memory_fit": fit.as_dict(),
     }
 
 

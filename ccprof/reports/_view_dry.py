@@ -7,7 +7,7 @@ from typing import Any
 
 from ccprof.artefacts.profile import Profile
 from ccprof.hardware.pipeline import describe_pipeline
-from ccprof.hardware.projection import CUDA_CONTEXT_BYTES, MEMORY_HEADROOM_FRAC, MemoryFit, memory_fit_for
+from ccprof.hardware.projection import CUDA_CONTEXT_BYTES, MEMORY_HEADROOM_FRAC, memory_fit_for
 from ccprof.reports.view_types import DryRunView
 from ccprof.units import fmt_bytes, fmt_s
 
@@ -49,7 +49,7 @@ def dry_run_view(profile: Profile, catalog: dict[str, Any]) -> DryRunView | None
             continue
         fit = memory_fit_for(profile, spec)
         fit_rule = fit.rule
-        fits.append(f"{gid} ({fmt_bytes(spec.memory_bytes)}): {_fit_line(fit)}")
+        fits.append(f"{gid} ({fmt_bytes(spec.memory_bytes)}): {fit.says()}")
     world = ""
     if dry.nproc * dry.nnodes > 1:
         target = profile.cost.gpu if profile.cost is not None else ""
@@ -78,17 +78,6 @@ def dry_run_view(profile: Profile, catalog: dict[str, Any]) -> DryRunView | None
             world += " It ran no collective in the step."
     return DryRunView(headline=headline, assumptions=list(dry.assumptions), stand_ins=stand_ins, fits=fits, world=world,
                       fits_note=_fits_note(profile, peak, fit_rule) if peak else "")
-
-
-def _fit_line(fit: MemoryFit) -> str:
-    """"fits, 8.5 GiB to spare of the 80 GiB on the GPU (reserved 70 GiB + NCCL buffers 960 MiB + CUDA context 512 MiB)"."""
-    names = {"reserved": "reserved", "nccl": "NCCL buffers", "cuda_context": "CUDA context", "tensors": "tensors"}
-    # a part that is 0 (no collective: no NCCL buffers) is left out
-    parts = " + ".join(f"{names.get(k, k)} {fmt_bytes(v)}" for k, v in fit.parts.items() if v or k == "tensors")
-    of = "usable" if fit.rule == "tensors" else "on the GPU"
-    if fit.fits:
-        return f"fits, {fmt_bytes(fit.margin_bytes)} to spare of the {fmt_bytes(fit.capacity_bytes)} {of} ({parts})"
-    return f"does not fit, {fmt_bytes(-fit.margin_bytes)} over the {fmt_bytes(fit.capacity_bytes)} {of} ({parts})"
 
 
 def _fits_note(profile: Profile, peak: int, rule: str) -> str:

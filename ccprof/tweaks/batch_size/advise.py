@@ -25,6 +25,7 @@ from ccprof.artefacts.profile import Profile
 from ccprof.artefacts.tweaks import BatchSizeOptions
 from ccprof.hardware import steps_per_epoch
 from ccprof.hardware.edits import scale_batch
+from ccprof.hardware.projection import FIT_SOURCES, memory_fit_for, peak_budget_bytes
 from ccprof.tweaks.batch_size.contract import (
     FULL_BATCH_OPTIMIZERS,
     GOYAL,
@@ -46,6 +47,12 @@ LBFGS_DOCS = ("PyTorch docs, torch.optim, 'Taking an optimization step': LBFGS n
 
 LINEAR_DOCS = ("PyTorch docs, torch.nn.Linear: 'Input: (*, H_in) where * means any number of dimensions "
                "including none'")
+
+# Shares of the largest tensor peak that fits (projection.peak_budget_bytes, the one fit rule): from 80% on,
+# the batch could grow by at most 1.25x, so there is no headroom to advise; from 50% on, the batch already
+# fills the GPU (already_applied) rather than being held back by something else (not_applicable).
+NO_HEADROOM_FRAC = 0.8
+FILLED_FRAC = 0.5
 
 SNIPPET = """
 loader = torch.utils.data.DataLoader(dataset, batch_size={b}, shuffle=True)   # was {b0}
@@ -201,8 +208,9 @@ def advise_batch_size(profile: Profile, ctx: AdviceContext) -> Advice:
         return make_advice("batch_size", "not_applicable", profile, ctx, confidence="low",
                            snippet=f"# batch {b}: the target GPU's memory is unknown",
                            rationale="The target GPU's memory is unknown (CPU run, no catalog entry); pass --gpu.")
-    budget = int(C.MEMORY_FULL_FRAC * spec.memory_bytes)
-    used = led.peak / spec.memory_bytes
+    # the one fit rule (the projection's and the report's): its largest tensor peak, inverted to a batch
+    budget = peak_budget_bytes(profile, spec)
+    fit_now = memory_fit_for(profile, spec)
     fits = min(largest_batch(profile, budget), C.BATCH_MAX_MULTIPLE * b)
     wanted = ctx.option("batch_size", "batch_size")
     factor = ctx.option("batch_size", "factor")
@@ -236,14 +244,19 @@ def advise_batch_size(profile: Profile, ctx: AdviceContext) -> Advice:
         epoch_capped = True
     if wanted is not None and nb > max(fits, b):
         capped += (f" Batch {nb} is the one asked for (--option batch_size); ccprof's ledger fits at most "
-                   f"{max(fits, b)} in {fmt_pct(C.MEMORY_FULL_FRAC)} of {spec.name}'s memory.")
-    if wanted is None and (used >= 0.8 * C.MEMORY_FULL_FRAC or nb <= b):
-        return make_advice("batch_size", "already_applied" if used >= 0.5 else "not_applicable", profile, ctx,
+                   f"{max(fits, b)} on {spec.name} (a peak of at most {fmt_bytes(budget)}).")
+    used = led.peak / budget if budget > 0 else math.inf
+    if wanted is None and (used >= NO_HEADROOM_FRAC or nb <= b or not fit_now.fits):
+        room = (f"at batch {b} the step {fit_now.says()}" if not fit_now.fits else
+                f"the peak of {fmt_bytes(led.peak)} is {fmt_pct(used)} of the largest that fits, {fmt_bytes(budget)} "
+                f"(at batch {b} the step {fit_now.says()})")
+        return make_advice("batch_size", "already_applied" if used >= FILLED_FRAC else "not_applicable", profile, ctx,
                            confidence="medium", snippet=f"# batch {b}: no headroom for a larger one",
-                           rationale=(f"The peak of {fmt_bytes(led.peak)} already uses {fmt_pct(used)} of the "
-                                      f"{fmt_bytes(spec.memory_bytes)} on {spec.name}: no headroom for a larger batch."))
+                           rationale=f"On {spec.name}, {room}: no headroom for a larger batch.",
+                           details={"batch_before": b, "memory_fit": fit_now.as_dict(), "peak_budget_bytes": budget})
     util = profile.gpu.mean_sm_util_pct if profile.gpu else None
     peak_after = int(led.peak + (led.act + led.other) * (nb / b - 1))
+    fit_after = memory_fit_for(profile, spec, peak_after)
     k = nb / b
     # a batch k times as large takes k times as long to make: its band too
     bigger = replace(profile, data=replace(d, batch_s=d.batch_s * k,
@@ -296,9 +309,9 @@ def advise_batch_size(profile: Profile, ctx: AdviceContext) -> Advice:
     more = (f" Keeping the steps trains on {k:.3g}x the samples and costs {fmt_pct(-frac)} more GPU time; "
             f"--option batch_keep=samples keeps the samples and saves {fmt_pct(per_sample_frac)}."
             if keep == "steps" and frac < 0 else "")
-    rationale = (f"The peak of {fmt_bytes(led.peak)} uses {fmt_pct(used)} of the {fmt_bytes(spec.memory_bytes)} on "
-                 f"{spec.name}. Activations and temporaries are {fmt_bytes((led.act + led.other) / b)} per sample, "
-                 f"so batch {nb} (from {b}) fits within {fmt_pct(C.MEMORY_FULL_FRAC)} (peak {fmt_bytes(peak_after)})."
+    rationale = (f"On {spec.name}, at batch {b} the step {fit_now.says()}. Activations and temporaries are "
+                 f"{fmt_bytes((led.act + led.other) / b)} per sample, so batch {nb} (from {b}) peaks at "
+                 f"{fmt_bytes(peak_after)} and {fit_after.says()}."
                  f"{capped} Re-costed at batch {nb} (every op's batch dimension scaled, the optimizer step and "
                  f"per-step host work unchanged, GEMMs re-tiled): {rc.says()}, i.e. {fmt_s(per_before)} -> "
                  f"{fmt_s(per_after)} per sample ({fmt_pct(per_sample_frac)} less)"
@@ -321,7 +334,7 @@ def advise_batch_size(profile: Profile, ctx: AdviceContext) -> Advice:
                                     f"The learning rate follows the {rule} rule ({describe_rule(rule, k, opt_cls)}): "
                                     "it keeps the optimization comparable, not guaranteed equal."]
                                    + ([EPOCH_CAP] if epoch_capped else []),
-                       sources=[TB_PLUGIN, GOYAL, MALLADI],
+                       sources=[TB_PLUGIN, GOYAL, MALLADI, *FIT_SOURCES],
                        details={"batch_after": nb, "batch_before": b, "per_sample_s_before": per_before,
                                 "per_sample_s_after": per_after, "step_s_before_model": rc.before.step_s,
                                 "step_s_after_model": rc.after.step_s,
@@ -330,4 +343,5 @@ def advise_batch_size(profile: Profile, ctx: AdviceContext) -> Advice:
                                 "lr_before": lr, "lr_after": lr * lr_k if lr is not None else None,
                                 "run_steps_before": run_steps, "run_steps_after": new_steps,
                                 "usd_run_after": usd_after if price.priced else None,
-                                "dataset_len": n_data})
+                                "dataset_len": n_data, "memory_fit": fit_now.as_dict(),
+                                "memory_fit_after": fit_after.as_dict(), "peak_budget_bytes": budget})

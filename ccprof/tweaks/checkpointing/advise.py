@@ -18,6 +18,7 @@ from ccprof.advisors.context import AdviceContext
 from ccprof.artefacts.advice import Advice
 from ccprof.artefacts.profile import Profile
 from ccprof.hardware.edits import recompute as recompute_blocks
+from ccprof.hardware.projection import FIT_SOURCES, memory_fit_for
 
 __all__ = ["advise_checkpointing", "project_checkpointing"]
 
@@ -155,13 +156,15 @@ def advise_checkpointing(profile: Profile, ctx: AdviceContext) -> Advice:
     frac = rc.frac
     details.update({"step_s_before_model": rc.before.step_s, "step_s_after_model": rc.after.step_s,
                     "time_saved_frac": frac})
-    budget = int(C.MEMORY_FULL_FRAC * spec.memory_bytes) if spec.memory_bytes else None
-    if budget is not None and led.peak <= budget:
+    # the one fit rule (the projection's and the report's) for the step as profiled
+    fit = memory_fit_for(profile, spec) if spec.memory_bytes else None
+    if fit is not None:
+        details["memory_fit"] = fit.as_dict()
+    if fit is not None and fit.fits:
         # It only costs time unless memory is short: then it is the plan's to pair with a
         # larger batch (plan.build_plan reads these details), not a recommendation on its own.
         return make_advice("checkpointing", "not_applicable", profile, ctx, confidence="high",
-                           rationale=(f"The {fmt_bytes(led.peak)} peak fits {spec.name} "
-                                      f"({fmt_pct(led.peak / spec.memory_bytes)} of {fmt_bytes(spec.memory_bytes)}), "
+                           rationale=(f"The {fmt_bytes(led.peak)} peak fits {spec.name} (it {fit.says()}), "
                                       f"so checkpointing the {pr['blocks']} blocks of {', '.join(pr['containers'])} "
                                       f"would free {fmt_bytes(pr['memory_saved_bytes'])} for "
                                       f"{fmt_pct(pr['extra_flops_frac'])} more FLOPs per step ({fmt_change(frac)} "
@@ -176,7 +179,9 @@ def advise_checkpointing(profile: Profile, ctx: AdviceContext) -> Advice:
                  f"{fmt_bytes(led.peak)} -> {fmt_bytes(pr['peak_bytes_after'])}. It costs one extra forward of the "
                  f"blocks, {pr['extra_flops']:,} FLOPs ({fmt_pct(pr['extra_flops_frac'])} of the step), re-costed as "
                  f"their forward kernels run again in backward: {rc.says()}, {fmt_change(frac)}; the peak "
-                 f"does not fit {fmt_pct(C.MEMORY_FULL_FRAC)} of {spec.name}'s {fmt_bytes(spec.memory_bytes)} without it.")
+                 f"does not fit {spec.name} without it"
+                 + (f" (it {fit.says()}); with it the step "
+                    f"{memory_fit_for(profile, spec, pr['peak_bytes_after']).says()}." if fit is not None else "."))
     return make_advice("checkpointing", "recommended", profile, ctx, confidence="high",
                        time_saved_frac=frac, memory_saved_bytes=pr["memory_saved_bytes"],
                        peak_bytes_after=pr["peak_bytes_after"], rationale=rationale, snippet=snippet,
@@ -187,5 +192,6 @@ def advise_checkpointing(profile: Profile, ctx: AdviceContext) -> Advice:
                                     "What the peak held beyond model state and activations (loss gradient, "
                                     "logits, temporaries) is still there at the new peak."],
                        sources=["Chen et al. 2016, arXiv 1604.06174 (O(sqrt n) memory for one extra forward)",
-                                "Kaplan et al. 2020: a step is ~6N FLOPs per token, the forward ~2N; one extra forward adds at most ~+33% compute"],
+                                "Kaplan et al. 2020: a step is ~6N FLOPs per token, the forward ~2N; one extra forward adds at most ~+33% compute",
+                                *FIT_SOURCES],
                        details=details)

@@ -2,15 +2,15 @@
 no_sync, shard model state with FSDP when it does not fit one device."""
 from __future__ import annotations
 
-from ccprof.advisors import constants as C
 from ccprof.advisors._common import clamp, fmt_bytes, fmt_pct, fmt_s, gpu_spec, ledger, make_advice, recost, run_price
 from ccprof.advisors._registry import register
 from ccprof.advisors.context import AdviceContext
 from ccprof.artefacts.advice import Advice
 from ccprof.artefacts.profile import Profile
 from ccprof.hardware.comm import DDP_BUCKET_BYTES, NCCL_BUS_EFF, ddp_comm, link_bytes_per_s
+from ccprof.hardware.projection import FIT_SOURCES, MemoryFit, memory_fit_for, peak_budget_bytes
 
-__all__ = ["advise_distributed", "project_ddp"]
+__all__ = ["advise_distributed", "project_ddp", "fsdp_gpus"]
 
 SNIPPET = """
 # torchrun --nproc_per_node={n} train.py
@@ -38,6 +38,21 @@ def project_ddp(step_s: float, backward_s: float, grad_bytes: int, n: int, spec)
     return {"gpus": n, "comm_s": comm.total_s, "exposed_comm_s": comm.exposed_s, "step_s_after": after,
             "wall_time_saved_frac": 1 - after / (n * step_s) if step_s else 0.0,
             "speedup": n * step_s / after if after else 0.0, "how": comm.what}
+
+
+def fsdp_gpus(profile: Profile, spec, state: int, rest: int, least: int) -> tuple[int, MemoryFit]:
+    """The fewest GPUs (at least ``least``) whose FSDP shard of ``state`` plus the unsharded ``rest``
+    (activations and temporaries) fits each GPU by the one fit rule, with the planned world's
+    communicator (its NCCL buffers under the reserved rule), and that fit; ``least`` and its failing
+    fit when no count fits (``rest`` alone, beside the buffers and the context, is over).
+
+    Example: state 1.6 GB, rest 0.4 GB, a 1 GB GPU under the tensors' rule (0.9 GB): 0.5 GB for the
+    shard -> ceil(1.6 / 0.5) = 4 GPUs, peak 0.8 GB each."""
+    def fit(n: int) -> MemoryFit:          # the world's nodes do not change its buffers: one (n, 1) group
+        return memory_fit_for(profile, spec, -(-state // n) + rest, groups=((n, 1),))
+    room = peak_budget_bytes(profile, spec, groups=((least, 1),)) - rest
+    n = max(least, -(-state // room)) if room > 0 else least
+    return n, fit(n)
 
 
 @register("distributed")
@@ -84,18 +99,30 @@ def advise_distributed(profile: Profile, ctx: AdviceContext) -> Advice:
     if st.ddp or st.fsdp:
         return make_advice("distributed", "already_applied", profile, ctx, confidence="high", snippet=snippet,
                            rationale=f"The script already uses {'FSDP' if st.fsdp else 'DDP'}.")
-    if spec.memory_bytes and state > C.MEMORY_FULL_FRAC * spec.memory_bytes:
-        n = max(2, n_vis, -(-state // int(C.MEMORY_FULL_FRAC * spec.memory_bytes)) + 1)
+    # the one fit rule (the projection's and the report's): model state alone on one GPU
+    fit_state = memory_fit_for(profile, spec, state) if spec.memory_bytes else None
+    if fit_state is not None and not fit_state.fits:
+        n, fit_after = fsdp_gpus(profile, spec, state, led.act + led.other, max(2, n_vis))
         per = state / n + led.act + led.other
+        says = (f"Model state (parameters {fmt_bytes(led.params)}, gradients {fmt_bytes(led.grads)}, "
+                f"optimizer {fmt_bytes(led.opt)}) is {fmt_bytes(state)}: alone on one {spec.name} it "
+                f"{fit_state.says()}. FSDP/ZeRO-3 over {n} GPUs holds {fmt_bytes(state / n)} of it per GPU: peak "
+                f"{fmt_bytes(per)} per GPU with activations and temporaries, and with the NCCL buffers of the {n} GPUs' "
+                f"process group it {fit_after.says()}.")
+        details = {"case": "fsdp", "gpus": n, "memory_fit": fit_state.as_dict(), "memory_fit_after": fit_after.as_dict()}
+        src = sources + ["Rajbhandari et al., ZeRO, SC 2020 (sharding parameters, gradients, optimizer state)",
+                         *FIT_SOURCES]
+        if not fit_after.fits:
+            return make_advice("distributed", "not_applicable", profile, ctx, confidence="medium", snippet=snippet,
+                               rationale=(f"{says} Sharding the state over more GPUs does not bring it under: what "
+                                          f"each GPU keeps beside its shard (activations and temporaries "
+                                          f"{fmt_bytes(led.act + led.other)}, NCCL's buffers, the CUDA context) "
+                                          "already does not fit. See checkpointing, grad_accumulation or a GPU "
+                                          "with more memory."),
+                               assumptions=assumptions, sources=src, details=details)
         return make_advice("distributed", "recommended", profile, ctx, confidence="medium", snippet=snippet,
                            memory_saved_bytes=int(led.peak - per), peak_bytes_after=int(per), assumptions=assumptions,
-                           sources=sources + ["Rajbhandari et al., ZeRO, SC 2020 (sharding parameters, gradients, optimizer state)"],
-                           rationale=(f"Model state (parameters {fmt_bytes(led.params)}, gradients {fmt_bytes(led.grads)}, "
-                                      f"optimizer {fmt_bytes(led.opt)}) is {fmt_bytes(state)}, above "
-                                      f"{fmt_pct(C.MEMORY_FULL_FRAC)} of the {fmt_bytes(spec.memory_bytes)} on {spec.name}. "
-                                      f"FSDP/ZeRO-3 over {n} GPUs holds {fmt_bytes(state / n)} of it per GPU: peak "
-                                      f"{fmt_bytes(per)} per GPU."),
-                           details={"case": "fsdp", "gpus": n})
+                           sources=src, rationale=says, details=details)
     if n_vis > 1:
         pr = project_ddp(model.step_s, model.phase_s.get("backward", 0.0), led.grads, n_vis, spec)
         # The user pays for all n visible GPUs today; with DDP the run ends n-fold sooner.

@@ -3,17 +3,14 @@ from __future__ import annotations
 
 import math
 
-from ccprof.advisors import constants as C
 from ccprof.advisors._common import (
     batch_size,
     fmt_bytes,
     fmt_change,
-    fmt_pct,
     gpu_spec,
     ledger,
     make_advice,
     recost,
-    target_projection,
 )
 from ccprof.advisors._registry import register
 from ccprof.advisors.context import AdviceContext
@@ -21,6 +18,7 @@ from ccprof.artefacts.advice import Advice
 from ccprof.artefacts.profile import Profile
 from ccprof.artefacts.tweaks import GradAccumulationOptions
 from ccprof.hardware.edits import micro_batches, scale_batch
+from ccprof.hardware.projection import FIT_SOURCES, memory_fit_for, peak_budget_bytes
 
 __all__ = ["advise_grad_accumulation", "peak_bytes_at_batch", "micro_batch_plan"]
 
@@ -70,7 +68,8 @@ def peak_bytes_at_batch(profile: Profile, batch: int, accum_steps: int = 1) -> i
 
 
 def micro_batch_plan(profile: Profile, wanted_batch: int, budget_bytes: int) -> dict:
-    """Largest micro-batch whose peak fits ``budget_bytes``, and the accumulation steps.
+    """Largest micro-batch whose peak fits ``budget_bytes`` (``projection.peak_budget_bytes``: the one fit
+    rule's largest tensor peak), and the accumulation steps.
 
     Fixed: parameters, optimizer state and the accumulated gradients; per sample: the rest
     of the measured peak over the measured batch (see ``peak_bytes_at_batch``).
@@ -142,23 +141,26 @@ def advise_grad_accumulation(profile: Profile, ctx: AdviceContext) -> Advice:
         return make_advice("grad_accumulation", "not_applicable", profile, ctx, confidence="low", snippet=snip,
                            rationale=("The target GPU's memory is unknown (CPU run, no catalog entry), so ccprof "
                                       "cannot tell whether the batch fits; pass --gpu."))
-    budget = int(C.MEMORY_FULL_FRAC * spec.memory_bytes)
+    # the one fit rule (the projection's and the report's); at the script's own batch, the step as profiled
+    budget = peak_budget_bytes(profile, spec)
     peak_wanted = peak_bytes_at_batch(profile, wanted)
-    proj = target_projection(profile, ctx)
-    fits = peak_wanted <= budget and (proj is None or proj.fits or wanted != b)
-    if fits:
+    fit_wanted = memory_fit_for(profile, spec) if wanted == b else memory_fit_for(profile, spec, peak_wanted)
+    if fit_wanted.fits:
         return make_advice("grad_accumulation", "not_applicable", profile, ctx, confidence="high", snippet=snip,
-                           rationale=(f"A batch of {wanted} needs {fmt_bytes(peak_wanted)}, within "
-                                      f"{fmt_pct(C.MEMORY_FULL_FRAC)} of the {fmt_bytes(spec.memory_bytes)} on "
-                                      f"{spec.name}: no need to accumulate."),
-                           details={"peak_bytes_wanted": peak_wanted, "budget_bytes": budget})
+                           rationale=(f"A batch of {wanted} needs {fmt_bytes(peak_wanted)} on {spec.name}: it "
+                                      f"{fit_wanted.says()}. No need to accumulate."),
+                           details={"peak_bytes_wanted": peak_wanted, "budget_bytes": budget,
+                                    "memory_fit": fit_wanted.as_dict()})
     plan = micro_batch_plan(profile, wanted, budget)
     if not plan["micro_batch"]:
         return make_advice("grad_accumulation", "not_applicable", profile, ctx, confidence="medium", snippet=snip,
                            rationale=(f"Even a micro-batch of 1 does not fit: model state alone is "
-                                      f"{fmt_bytes(plan['fixed_bytes'])} against {fmt_bytes(budget)} usable on "
-                                      f"{spec.name}. See checkpointing, lora or distributed (FSDP)."), details=plan)
+                                      f"{fmt_bytes(plan['fixed_bytes'])} against a peak of at most {fmt_bytes(budget)} "
+                                      f"that fits {spec.name} (the batch of {wanted}: {fit_wanted.says()}). "
+                                      f"See checkpointing, lora or distributed (FSDP)."),
+                           details={**plan, "budget_bytes": budget, "memory_fit": fit_wanted.as_dict()})
     m, k = plan["micro_batch"], plan["accum_steps"]
+    fit_after = memory_fit_for(profile, spec, plan["peak_bytes_after"])
     state, grads, var = _split(profile)
     # the step at the wanted batch in one pass (if it fitted), and as k micro-batches of m
     whole = scale_batch(profile.ops, wanted / b)
@@ -167,11 +169,10 @@ def advise_grad_accumulation(profile: Profile, ctx: AdviceContext) -> Advice:
     frac = 1 - rc.after.step_s / rc_whole.after.step_s if rc_whole.after.step_s else 0.0
     rationale = (f"The batch of {wanted} peaks at {fmt_bytes(peak_wanted)} (activations, logits and temporaries "
                  f"{fmt_bytes(var)} at batch {b}, {fmt_bytes(plan['per_sample_bytes'])} per sample; parameters and "
-                 f"optimizer state {fmt_bytes(state)}), "
-                 f"above {fmt_pct(C.MEMORY_FULL_FRAC)} of the {fmt_bytes(spec.memory_bytes)} on {spec.name}. "
+                 f"optimizer state {fmt_bytes(state)}): on {spec.name} it {fit_wanted.says()}. "
                  f"Micro-batches of {m} x {k} accumulation steps keep the batch and peak at "
                  f"{fmt_bytes(plan['peak_bytes_after'])} (the gradients, {fmt_bytes(grads)}, stay alive from the "
-                 f"first micro-batch on). Re-costed: the same work in {k} passes of smaller kernels, plus adding each "
+                 f"first micro-batch on): it {fit_after.says()}. Re-costed: the same work in {k} passes of smaller kernels, plus adding each "
                  f"micro-batch's weight gradients into .grad, takes {rc.after.step_s * 1e3:.1f} ms per step against "
                  f"{rc_whole.after.step_s * 1e3:.1f} ms in one pass on {spec.name}: {fmt_change(frac)}.")
     cost = -frac
@@ -189,8 +190,9 @@ def advise_grad_accumulation(profile: Profile, ctx: AdviceContext) -> Advice:
                                     "they are added in full.",
                                     "Time: each op's batch dimension scaled to the micro-batch, run k times, and "
                                     "the weight gradients added k-1 times (ccprof.hardware.edits.micro_batches)."],
-                       sources=["PyTorch TensorBoard profiler plugin (pytorch/kineto tb_plugin) recommendations: peak memory > 90% of the device", spec.spec_source],
+                       sources=[*FIT_SOURCES, spec.spec_source],
                        details={**plan, "wanted_batch": wanted, "peak_bytes_wanted": peak_wanted, "budget_bytes": budget,
+                                "memory_fit": fit_wanted.as_dict(), "memory_fit_after": fit_after.as_dict(),
                                 "step_s_whole_model": rc_whole.after.step_s, "step_s_after_model": rc.after.step_s,
                                 "step_s_ratio": rc.after.step_s / rc.before.step_s if rc.before.step_s else 1.0,
                                 "time_cost_frac": cost})
