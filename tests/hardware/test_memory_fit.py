@@ -13,6 +13,8 @@ from ccprof.hardware.projection import (
     memory_fit,
     memory_fit_for,
     nccl_buffer_bytes,
+    peak_budget_bytes,
+    usable_memory_bytes,
 )
 from ccprof.reports._view_dry import dry_run_view
 
@@ -87,3 +89,24 @@ def test_the_dry_run_report_states_each_part_of_the_fit():
     # without the replay (an older dry-run profile) the report keeps the 90% rule and says so
     old = dry_run_view(attach(_dry_profile(reserved=None), catalog=CAT, gpu="h100-sxm"), CAT)
     assert "usable (tensors " in next(f for f in old.fits if f.startswith("h100-sxm (")) and "90%" in old.fits_note
+
+
+def test_the_peak_budget_is_the_rule_inverted():
+    """peak_budget_bytes: the largest tensor peak memory_fit_for fits, for the advisors' searches."""
+    dry = _dry_profile(reserved=70 * GiB)
+    budget = peak_budget_bytes(dry, H100)
+    # 80e9 - 960 MiB (its communicator of 8) - 512 MiB - the 10 GiB the reserve runs over the 60 GiB peak
+    assert budget == 80 * 10**9 - 960 * MiB - 512 * MiB - 10 * GiB == 67_719_077_888
+    assert memory_fit_for(dry, H100, budget).fits and not memory_fit_for(dry, H100, budget + 1).fits
+    # a planned world's communicators instead of the traced ones: none (one GPU) leaves 960 MiB more
+    alone = peak_budget_bytes(dry, H100, groups=())
+    assert alone == budget + 960 * MiB
+    assert memory_fit_for(dry, H100, alone, groups=()).fits and not memory_fit_for(dry, H100, alone + 1, groups=()).fits
+    # a reserve under the tensors' peak (never traced so, but the fit clamps it to the peak): no overhead
+    low = _dry_profile(reserved=50 * GiB)
+    b = peak_budget_bytes(low, H100)
+    assert b == 80 * 10**9 - 960 * MiB - 512 * MiB
+    assert memory_fit_for(low, H100, b).fits and not memory_fit_for(low, H100, b + 1).fits
+    # a measured run: the tensors' rule, 90% of the GPU
+    measured = replace(dry, dry_run=None)
+    assert peak_budget_bytes(measured, H100) == usable_memory_bytes(H100) == 72 * 10**9

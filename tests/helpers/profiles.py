@@ -273,3 +273,13 @@ def gpt2_toy_plain():
     model = GPT2LMHeadModel(GPT2Config(**GPT2_TOY, bos_token_id=0, eos_token_id=0))
     ids = torch.randint(0, GPT2_TOY["vocab_size"], (4, 16), generator=torch.Generator().manual_seed(4))
     return run(model, [{"input_ids": ids, "labels": ids}])
+
+
+def as_dry_run(profile: Profile) -> Profile:
+    """``profile`` read as a one-GPU dry run's. Its memory ledger replayed the step's allocations through
+    the caching allocator's rules (``Memory.reserved_peak_bytes``), as a dry run's ledger does; with
+    ``dry_run`` set the memory fit takes that reserved peak + NCCL's buffers + the CUDA context against
+    the whole GPU (``ccprof.hardware.projection.memory_fit_for``) instead of the tensors' peak against 90%."""
+    from ccprof.artefacts.profile import DryRun
+    assert profile.memory.reserved_peak_bytes, "the ledger replays every step's allocations"
+    return replace(profile, dry_run=DryRun(nproc=1))

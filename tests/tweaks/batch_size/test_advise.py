@@ -4,14 +4,17 @@ from dataclasses import replace
 import pytest
 
 from ccprof.advisors import AdviceContext, advise_one
+from ccprof.advisors._common import gpu_spec
 from ccprof.artefacts.profile import CallSite, OptimizerInfo, OptimizerSection, Profile
 from ccprof.artefacts.tweaks import BatchSizeOptions
 from ccprof.hardware import cost_step, load_catalog
 from ccprof.hardware.edits import scale_batch
+from ccprof.hardware.projection import memory_fit_for
 from ccprof.tweaks.batch_size.advise import largest_batch
-from tests.helpers.profiles import hand_profile, llama_plain, priced
+from tests.helpers.profiles import as_dry_run, hand_profile, llama_plain, priced
 
 MB = 10**6
+MiB = 1 << 20
 
 
 def test_formula():
@@ -195,3 +198,29 @@ def test_the_batch_keeps_two_steps_an_epoch():
                    AdviceContext(device_memory_bytes=3000 * MB))
     assert b.status == "already_applied" and b.options == {} and "more data" in b.rationale
     assert b.details["batch_cap"] == 8
+
+
+def test_a_dry_runs_largest_batch_is_the_reports_fit_not_ninety_percent_of_the_gpu():
+    """On a dry run the fit is the caching allocator's reserved peak + the CUDA context (512 MiB) against
+    the whole GPU. On a 530 MiB GPU the tiny Llama's 8.6 MB tensors' peak is under 90% at any batch up to
+    the 8x cap, but 530 - 512 MiB leaves 18 MiB for the reserve, which runs ~1.9 MB above the tensors."""
+    dry = as_dry_run(llama_plain())
+    ctx = AdviceContext(device_memory_bytes=530 * MiB)
+    spec = gpu_spec(dry, ctx)
+    a = advise_one("batch_size", dry, ctx)
+    nb, b = a.details["batch_after"], a.details["batch_before"]
+    m = dry.memory
+    at = lambda n: int(m.peak_bytes + (m.activations_bytes + m.other_bytes) * (n / b - 1))   # noqa: E731
+    assert a.projected.peak_bytes_after == at(nb)
+    # the largest batch the one rule fits: the same verdict as memory_fit_for, one more sample is over
+    assert memory_fit_for(dry, spec, at(nb)).fits and not memory_fit_for(dry, spec, at(nb + 1)).fits
+    assert a.details["memory_fit_after"] == memory_fit_for(dry, spec, at(nb)).as_dict()
+    assert b < nb < 8 * b and at(8 * b) < 0.9 * spec.memory_bytes       # 90% of the GPU would take the 8x cap
+    assert "reserved" in a.rationale and "CUDA context 512 MiB" in a.rationale
+    # the same script measured keeps the tensors' rule: the 8x cap
+    assert advise_one("batch_size", llama_plain(), ctx).details["batch_after"] == 8 * b
+    # on 520 MiB the report says the step does not fit at all: no larger batch, and the advice says why
+    small = AdviceContext(device_memory_bytes=520 * MiB)
+    assert not memory_fit_for(dry, gpu_spec(dry, small)).fits
+    c = advise_one("batch_size", dry, small)
+    assert c.status == "already_applied" and "does not fit, 2.00 MiB over the 520 MiB on the GPU" in c.rationale

@@ -3,11 +3,13 @@ from dataclasses import replace
 import pytest
 
 from ccprof.advisors import AdviceContext, advise_one
+from ccprof.advisors._common import gpu_spec
 from ccprof.artefacts.profile import Embedding, ModuleStat, RepeatedBlock
 from ccprof.hardware import cost_step, load_catalog
 from ccprof.hardware.edits import recompute
+from ccprof.hardware.projection import memory_fit_for
 from ccprof.tweaks.checkpointing.advise import project_checkpointing
-from tests.helpers.profiles import gpt_plain, hand_profile, llama_plain, resnet_plain
+from tests.helpers.profiles import as_dry_run, gpt_plain, hand_profile, llama_plain, resnet_plain
 
 MB = 10**6
 
@@ -94,3 +96,16 @@ def test_every_resnet_stage_is_checkpointed():
     mods = {m.name: m for m in p.model.modules}
     assert pr["block_activation_bytes"] == sum(mods[f"layer{s}.{i}"].activation_bytes
                                                for s in range(1, 5) for i in range(2)) > 0
+
+
+def test_a_dry_run_that_does_not_fit_is_checkpointed_by_the_reports_rule():
+    """The tiny Llama as a dry run on a 520 MiB GPU: the tensors' 8.6 MB peak is under 90% (the old
+    budget: "fits, a cost"), but reserved + the CUDA context is 2 MiB over: checkpointing is needed."""
+    dry = as_dry_run(llama_plain())
+    ctx = AdviceContext(device_memory_bytes=520 * (1 << 20))
+    spec = gpu_spec(dry, ctx)
+    assert dry.memory.peak_bytes < 0.9 * spec.memory_bytes and not memory_fit_for(dry, spec).fits
+    a = advise_one("checkpointing", dry, ctx)
+    assert a.status == "recommended" and a.details["memory_fit"] == memory_fit_for(dry, spec).as_dict()
+    assert memory_fit_for(dry, spec, a.projected.peak_bytes_after).fits
+    assert advise_one("checkpointing", llama_plain(), ctx).status == "not_applicable"

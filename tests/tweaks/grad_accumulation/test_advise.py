@@ -3,12 +3,16 @@ from dataclasses import replace
 import pytest
 
 from ccprof.advisors import AdviceContext, advise_one
+from ccprof.advisors._common import gpu_spec
+from ccprof.artefacts.profile import DryRun
 from ccprof.hardware import cost_step, load_catalog
 from ccprof.hardware.edits import micro_batches, scale_batch
+from ccprof.hardware.projection import memory_fit_for
 from ccprof.tweaks.grad_accumulation.advise import micro_batch_plan, peak_bytes_at_batch
-from tests.helpers.profiles import hand_profile, llama_plain, priced
+from tests.helpers.profiles import as_dry_run, hand_profile, llama_plain, priced
 
 MB = 10**6
+MiB, GiB = 1 << 20, 1 << 30
 
 
 def test_formula_peak_at_batch():
@@ -71,3 +75,34 @@ def test_closure_backwards_are_not_accumulation():
     assert a.status == "not_applicable"
     assert a.rationale.startswith("5 backward passes per optimizer step ran inside LBFGS.step(closure)")
     assert "re-evaluations" in a.rationale and "quasi-Newton" in a.rationale
+
+
+def test_a_dry_run_that_does_not_fit_is_accumulated_though_its_tensors_are_under_ninety_percent():
+    """The tiny Llama as a dry run on a 520 MiB GPU: its tensors' peak (8.6 MB) is 2% of it, but the
+    reserved 10 MiB + the 512 MiB CUDA context are 2 MiB over: the report's verdict, and now the advisor's."""
+    dry = as_dry_run(llama_plain())
+    ctx = AdviceContext(device_memory_bytes=520 * MiB)
+    spec = gpu_spec(dry, ctx)
+    assert dry.memory.peak_bytes < 0.9 * spec.memory_bytes and not memory_fit_for(dry, spec).fits
+    a = advise_one("grad_accumulation", dry, ctx)
+    assert a.status == "recommended" and a.details["accum_steps"] >= 2
+    assert a.details["memory_fit"] == memory_fit_for(dry, spec).as_dict()
+    assert memory_fit_for(dry, spec, a.projected.peak_bytes_after).fits
+    assert "does not fit, 2.00 MiB over the 520 MiB on the GPU (reserved 10.0 MiB + CUDA context 512 MiB)" in a.rationale
+    # measured, the same step keeps the tensors' rule: it fits, nothing to accumulate
+    assert advise_one("grad_accumulation", llama_plain(), ctx).status == "not_applicable"
+
+
+def test_a_dry_run_over_ninety_percent_that_the_reserved_rule_fits_is_not_accumulated():
+    """The reverse: a 70 GiB peak is 94% of an 80 GB H100 (over the tensors' 90%), but its reserved 70.5 GiB
+    + the 512 MiB context are 71 GiB of the 74.5 GiB: it fits, as the report says."""
+    p = hand_profile(dry_run=DryRun(nproc=1))
+    p = replace(p, memory=replace(p.memory, peak_bytes=70 * GiB, other_bytes=70 * GiB - 1900 * MB,
+                                  reserved_peak_bytes=70 * GiB + 512 * MiB))
+    ctx = AdviceContext(gpu="h100-sxm")
+    spec = gpu_spec(p, ctx)
+    assert p.memory.peak_bytes > 0.9 * spec.memory_bytes and memory_fit_for(p, spec).fits
+    a = advise_one("grad_accumulation", p, ctx)
+    assert a.status == "not_applicable" and a.details["memory_fit"]["fits"]
+    # 80e9 - (70.5 GiB + 512 MiB) = 3,764,330,496 B to spare
+    assert "fits, 3.51 GiB to spare of the 74.5 GiB on the GPU" in a.rationale
