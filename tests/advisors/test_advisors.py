@@ -14,7 +14,15 @@ from ccprof.artefacts.advice import CONFIDENCES, RISKS, STATUSES, Advice, Advice
 from ccprof.artefacts.profile import Profile
 from ccprof.artefacts.tweaks import TWEAKS
 from tests.helpers.paths import FIXTURES
-from tests.helpers.profiles import cnn_plain, gpt_loader_plain, gpt_plain, hand_profile, llama_plain, priced
+from tests.helpers.profiles import (
+    as_dry_run,
+    cnn_plain,
+    gpt_loader_plain,
+    gpt_plain,
+    hand_profile,
+    llama_plain,
+    priced,
+)
 
 
 def test_registry_holds_the_18_ids_and_refuses_duplicates():
@@ -107,6 +115,21 @@ PROFILES = {
     "sparse": lambda: Profile.from_json(FIXTURES / "profile_sparse.json"),
     "hf_trainer": lambda: Profile.from_json(FIXTURES / "real_hf_trainer" / "profile.json"),
 }
+
+
+def test_the_plan_fits_a_dry_run_by_the_reports_rule():
+    """The tiny Llama as a dry run on a 520 MiB GPU: its 8.6 MB tensors' peak is under 90%, but the reserved
+    10 MiB + the 512 MiB CUDA context are over (the report's verdict). The plan takes a tweak as needed to
+    fit, and its peak fits by memory_fit_for only from that step on."""
+    from ccprof.advisors._common import gpu_spec
+    from ccprof.hardware.projection import memory_fit_for
+    dry = priced(as_dry_run(llama_plain()))
+    ctx = AdviceContext(device_memory_bytes=520 << 20)
+    spec = gpu_spec(dry, ctx)
+    assert dry.memory.peak_bytes < 0.9 * spec.memory_bytes and not memory_fit_for(dry, spec).fits
+    steps = advise(dry, ctx).plan.steps
+    first = next(i for i, st in enumerate(steps) if st.note == "needed to fit")
+    assert [memory_fit_for(dry, spec, st.peak_bytes).fits for st in steps] == [i >= first for i in range(len(steps))]
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
