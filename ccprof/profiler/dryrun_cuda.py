@@ -175,13 +175,13 @@ def _fused_rms_norm_backward_cpu(grad_out: torch.Tensor, input: torch.Tensor, no
 # implementation", layer_norm.cpp:346 in torch 2.13), an MPS-only branch aside, and calls
 # ``at::_fused_rms_norm`` otherwise, on every device. ``_fused_rms_norm`` has a CUDA kernel and, on the CPU,
 # only ``CompositeImplicitAutograd`` (torch 2.13: ``torch._C._dispatch_dump("aten::_fused_rms_norm")``), so
-# the CPU decomposes into nine ops (``_to_copy`` to fp32, pow, mean, add_, rsqrt, mul, mul, ``_to_copy``)
-# whose autograd saves fp32 copies. On CUDA its autograd node (derivatives.yaml, ``- name:
+# the CPU decomposes into nine ops (``_to_copy`` to fp32, pow, mean, add_, rsqrt, detach, mul, mul,
+# ``_to_copy``) whose autograd saves fp32 copies. On CUDA its autograd node (derivatives.yaml, ``- name:
 # _fused_rms_norm``) saves ``input``, ``weight`` and ``result1`` (rstd: fp32 for a 16-bit input, one value a
-# row, shape input.shape[:-len(normalized_shape)] + 1s) and, with grad mode off in backward, calls
-# ``_fused_rms_norm_backward(grads[0], input, normalized_shape, result1, weight, grad_input_mask)``.
-# Autocast is not part of the condition: it casts before ``rms_norm`` is reached, and the dtypes it leaves
-# are the ones compared.
+# row, shape input.shape[:-len(normalized_shape)] + 1s) and, with grad mode off in backward (no
+# ``create_graph``), calls ``_fused_rms_norm_backward(grads[0], input, normalized_shape, result1, weight,
+# grad_input_mask)``. Autocast is not part of rms_norm_symint's condition: the dtypes it compares are the
+# ones the autocast key, dispatched before it, leaves.
 FAST_PATHS: tuple[FastPath, ...] = (
     FastPath(op="_fused_rms_norm",
              kernels=(("_fused_rms_norm", _fused_rms_norm_cpu),

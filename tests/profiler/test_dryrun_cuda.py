@@ -176,4 +176,7 @@ def test_the_fused_rms_norm_stand_in_is_numerically_torchs_on_real_tensors():
         # bf16 keeps an fp32 rstd, as CUDA's kernel does
         _, rstd = torch.ops.aten._fused_rms_norm(x.detach().bfloat16(), [8], w.detach().bfloat16(), 1e-5)
         assert rstd.dtype == torch.float32
+        # torch's own condition still holds: a channels-last input keeps the composite, as on CUDA
+        img = torch.randn(2, 3, 4, 4, requires_grad=True).to(memory_format=torch.channels_last)
+        assert type(torch.nn.functional.rms_norm(img, (4,)).grad_fn).__name__ != "FusedRmsNormBackward0"
     assert type(norm(x, w).grad_fn).__name__ != "FusedRmsNormBackward0"
