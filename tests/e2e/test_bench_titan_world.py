@@ -35,9 +35,19 @@ def test_the_titan_loop_dry_runs_as_its_real_ranks_do(tmp_path):
     dry = _analyze(tmp_path, "dry", "--dry-run")
     for key in ("params_bytes", "grads_bytes", "optimizer_state_bytes"):
         assert dry["memory"][key] == real["memory"][key], key
-    # equal at layers 4 / hidden 256 / seq 256; at this size the real run peaks 183,040 B higher
-    # (6,548,060 B against 6,365,020 B, 2.8%), a difference not traced to its source
-    assert dry["memory"]["peak_bytes"] == pytest.approx(real["memory"]["peak_bytes"], rel=0.05)
+    # The norms differ, and on purpose: the dry run targets CUDA, where torch runs nn.RMSNorm with a
+    # bf16 input and a bf16 weight (FSDP2's param_dtype) as one fused kernel, aten._fused_rms_norm,
+    # that saves the bf16 input and an fp32 rstd; this CPU decomposes it and saves fp32 copies
+    # (ccprof.profiler.dryrun_cuda.FAST_PATHS). Only the final norm is outside the checkpointed blocks:
+    # the composite saves the fp32 input and the fp32 normalized input (8nh) and the rsqrt (4n), the fused
+    # kernel the bf16 input (2nh) and rstd (4n): 6nh fewer bytes (n = 2 x 64 tokens, h = 128).
+    n, h = 2 * 64, 128
+    assert dry["memory"]["activations_bytes"] == real["memory"]["activations_bytes"] - 6 * n * h     # 98,304 B
+    # The peak is lower by those 6nh and by the composite's fp32 backward temporaries: 14nh (229,376 B)
+    # in all, measured against this dry run with the norm decomposed as the CPU does (6,002,012 B).
+    # The real run's peak is that or 182,784 B more from one run to the next (6,002,012 B and 6,184,796 B
+    # measured; 2 ranks on gloo), a difference not traced to its source.
+    assert dry["memory"]["peak_bytes"] + 14 * n * h == pytest.approx(real["memory"]["peak_bytes"], rel=0.05)
     assert dry["flops"]["per_step"] == real["flops"]["per_step"]
     assert _collectives(dry) == _collectives(real) and _collectives(dry)
     # rank 0 keeps half of every fp32 parameter (FSDP2's shard), all of them counted once
