@@ -103,6 +103,8 @@ def op_class(op: str) -> str:
         return "rnn_backward"
     if b in _ATTN_BWD:
         return "attention_backward"
+    if b in _NORM:              # before the ``_fused_`` prefix: CUDA's ``_fused_rms_norm`` is a norm kernel
+        return "norm"
     if b.startswith("_fused_"):
         return "fused_optimizer" if any(k in b for k in ("adam", "sgd", "adagrad")) else "elementwise"
     if b.startswith("_foreach_"):

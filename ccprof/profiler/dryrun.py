@@ -43,6 +43,8 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ccprof.profiler.dryrun_cuda import FAST_PATH_OPS
+
 __all__ = ["dry_run", "StandInMode", "DryRunUnsupported", "is_fake", "user_line"]
 
 _aten = torch.ops.aten
@@ -237,6 +239,9 @@ class StandInMode(TorchDispatchMode):
             from ccprof.profiler.dryrun_cuda import ON_CPU, map_device
             from ccprof.profiler.dryrun_weights import _script_line
             kwargs = map_device(kwargs, lambda: self.log.note(ON_CPU, None, where=_script_line()))
+        if self.cuda and func in FAST_PATH_OPS:
+            from ccprof.profiler.dryrun_weights import _script_line
+            self.log.note(FAST_PATH_OPS[func].note, None, where=_script_line())
         if func is _aten._local_scalar_dense.default:
             t = args[0]
             real = self.shadow.get(t)

@@ -14,7 +14,11 @@ active:
   tensor on the CPU device: fake tensors need no GPU, but this build of torch has no CUDA kernels
   to describe one, so ops keep their CPU semantics (``x.is_cuda`` is False);
 - ``torch.autocast("cuda", dtype)`` runs as ``torch.autocast("cpu", dtype)`` and a GradScaler
-  made for ``cuda`` scales on the CPU: the dtypes the GPU run uses are the ones traced.
+  made for ``cuda`` scales on the CPU: the dtypes the GPU run uses are the ones traced;
+- where torch dispatches to a fused kernel that only CUDA has, on a condition it checks the same
+  way on every device, the dry run takes that kernel too (:data:`FAST_PATHS`, device-conditional
+  fast paths): ``F.rms_norm`` runs as CUDA's ``aten._fused_rms_norm``, one op forward and one
+  backward that save what CUDA's do, instead of the CPU's nine-op composite with fp32 copies.
 
 Each of these is noted as a stand-in once, at the script's line that asked.
 """
@@ -23,13 +27,15 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
 import torch
 
-__all__ = ["cuda_facade", "current_stream_key", "FACADE_NAME", "FACADE_MEMORY_BYTES"]
+__all__ = ["cuda_facade", "current_stream_key", "fast_paths", "FastPath", "FAST_PATHS", "FAST_PATH_OPS",
+           "FACADE_NAME", "FACADE_MEMORY_BYTES"]
 
 FACADE_NAME = "ccprof dry-run GPU"
 FACADE_MEMORY_BYTES = 80 * 2 ** 30            # what scripts that size their batch by it will read
@@ -121,6 +127,99 @@ def _cuda_to_cpu(device: Any) -> Any:
     if isinstance(device, int) and not isinstance(device, bool):
         return "cpu"                               # .to(0) / .cuda(0): a CUDA ordinal
     return device
+
+
+# --- device-conditional fast paths ------------------------------------------------------------
+@dataclass(frozen=True)
+class FastPath:
+    """An aten op torch runs as one kernel on CUDA and as its CompositeImplicitAutograd
+    decomposition on the CPU (no CPU kernel in this build), where the condition that picks it is
+    checked by torch itself, device-independently, before the op is called.
+
+    While :func:`fast_paths` lasts, ``kernels`` (aten op name -> CPU kernel) are registered for the
+    CPU: a backend kernel of its own makes the dispatcher run the op's autograd kernel (torch's
+    generated node, from ``tools/autograd/derivatives.yaml``) instead of the decomposition, as it
+    does on CUDA. The dispatch modes (the FLOP pass, the ledger) then see the op as one call and
+    autograd saves what CUDA's formula saves. Under FakeTensorMode no CPU kernel runs (the fake
+    mode computes the op's shapes); on real CPU tensors (a stand-in's shadow value) the kernels
+    compute what the CPU composite would. ``note``: the stand-in the dry run records at the
+    script's line that called it. ``source``: where the condition and the saved tensors are read.
+    """
+    op: str
+    kernels: tuple[tuple[str, Callable[..., Any]], ...]
+    note: str
+    source: str
+
+
+def _fused_rms_norm_cpu(input: torch.Tensor, normalized_shape: list[int], weight: torch.Tensor | None,
+                        eps: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``aten._fused_rms_norm`` on the CPU: torch's own composite (``rms_norm_composite``)."""
+    return torch.ops.aten._fused_rms_norm.default.decompose(input, normalized_shape, weight, eps)
+
+
+def _fused_rms_norm_backward_cpu(grad_out: torch.Tensor, input: torch.Tensor, normalized_shape: list[int],
+                                 rstd: torch.Tensor, weight: torch.Tensor | None,
+                                 output_mask: list[bool]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``aten._fused_rms_norm_backward`` on the CPU: torch's registered decomposition (torch._decomp)."""
+    from torch._decomp import decomposition_table
+    decomp = decomposition_table[torch.ops.aten._fused_rms_norm_backward.default]
+    return decomp(grad_out, input, normalized_shape, rstd, weight, output_mask)
+
+
+# ``F.rms_norm`` / ``nn.RMSNorm`` -> ``torch.rms_norm`` -> ``aten::rms_norm`` (CompositeImplicitAutograd),
+# ``rms_norm_symint`` in aten/src/ATen/native/layer_norm.cpp (read at pytorch/pytorch commit
+# 3de78edb07f16b05fe8af347d4e2d1d495873d85; torch 2.13, git cf30153c, dispatches the same way, checked on
+# CPU tensors with a dispatch mode once a CPU kernel is registered: tests/profiler/test_dryrun_cuda.py): it takes
+# ``rms_norm_composite`` for a channels-last input, a complex input, or a defined weight whose dtype is not
+# the input's (the warning "Mismatch dtype between input and weight ... Cannot dispatch to fused
+# implementation", layer_norm.cpp:346 in torch 2.13), an MPS-only branch aside, and calls
+# ``at::_fused_rms_norm`` otherwise, on every device. ``_fused_rms_norm`` has a CUDA kernel and, on the CPU,
+# only ``CompositeImplicitAutograd`` (torch 2.13: ``torch._C._dispatch_dump("aten::_fused_rms_norm")``), so
+# the CPU decomposes into nine ops (``_to_copy`` to fp32, pow, mean, add_, rsqrt, detach, mul, mul,
+# ``_to_copy``) whose autograd saves fp32 copies. On CUDA its autograd node (derivatives.yaml, ``- name:
+# _fused_rms_norm``) saves ``input``, ``weight`` and ``result1`` (rstd: fp32 for a 16-bit input, one value a
+# row, shape input.shape[:-len(normalized_shape)] + 1s) and, with grad mode off in backward (no
+# ``create_graph``), calls ``_fused_rms_norm_backward(grads[0], input, normalized_shape, result1, weight,
+# grad_input_mask)``. Autocast is not part of rms_norm_symint's condition: the dtypes it compares are the
+# ones the autocast key, dispatched before it, leaves.
+FAST_PATHS: tuple[FastPath, ...] = (
+    FastPath(op="_fused_rms_norm",
+             kernels=(("_fused_rms_norm", _fused_rms_norm_cpu),
+                      ("_fused_rms_norm_backward", _fused_rms_norm_backward_cpu)),
+             note="F.rms_norm run as CUDA's fused kernel aten._fused_rms_norm (input and weight of one dtype)",
+             source="aten/src/ATen/native/layer_norm.cpp rms_norm_symint; tools/autograd/derivatives.yaml "
+                    "_fused_rms_norm"),
+)
+FAST_PATH_OPS = {getattr(torch.ops.aten, p.op).default: p for p in FAST_PATHS}     # forward op -> its path
+
+
+def _forget_device_kernels() -> None:
+    """The FLOP pass caches which ops have a device kernel; the fast paths change the answer."""
+    from ccprof.profiler.flops import _device_kernel
+    _device_kernel.cache_clear()
+
+
+@contextlib.contextmanager
+def fast_paths() -> Iterator[None]:
+    """Register :data:`FAST_PATHS`' CPU kernels while the block lasts (``cuda_facade`` enters it);
+    torch's dispatcher is as it was afterwards.
+
+    Example:
+        >>> with fast_paths():
+        ...     y = torch.nn.functional.rms_norm(torch.randn(2, 8, requires_grad=True), (8,))
+        >>> type(y.grad_fn).__name__
+        'FusedRmsNormBackward0'
+    """
+    lib = torch.library.Library("aten", "IMPL")
+    try:
+        for path in FAST_PATHS:
+            for name, kernel in path.kernels:
+                lib.impl(name, kernel, "CPU")
+        _forget_device_kernels()
+        yield
+    finally:
+        lib._destroy()
+        _forget_device_kernels()
 
 
 @contextlib.contextmanager
@@ -266,7 +365,8 @@ def cuda_facade(log: Any, devices: int = 1) -> Iterator[None]:
     patches.set(torch.nn.Module, "cuda", module_to_cuda)
     _streams = streams
     try:
-        yield
+        with fast_paths():
+            yield
     finally:
         _streams = None
         patches.undo()

@@ -32,6 +32,9 @@ def test_op_classes():
     assert K.op_class("aten._scaled_dot_product_flash_attention_for_cpu") == "attention"
     assert K.op_class("aten._scaled_dot_product_efficient_attention_backward") == "attention_backward"
     assert K.op_class("aten.native_layer_norm") == "norm"
+    # CUDA's fused RMSNorm is a norm kernel, not a fused optimizer or an elementwise one (its "_fused_" prefix)
+    assert K.op_class("aten._fused_rms_norm") == K.op_class("aten._fused_rms_norm_backward.default") == "norm"
+    assert K.op_class("aten._fused_adam_") == "fused_optimizer"
     assert K.op_class("aten._log_softmax_backward_data") == "softmax"
     assert K.op_class("aten.nll_loss_forward") == "reduce"
     assert K.op_class("aten._foreach_addcdiv_") == "foreach"
