@@ -558,8 +558,9 @@ def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *
                 head = f"No measurable saving: {fmt_pct(share)} of the run's GPU cost, within {why}"
             if memory_saved_bytes > 0 and short:
                 freed = (f" (it frees {fmt_bytes(memory_saved_bytes)}, {fmt_pct(memory_saved_bytes / peak)} of the "
-                         f"{fmt_bytes(peak)} peak: the run still does not fit the {fmt_bytes(fit_now.capacity_bytes)} usable "
-                         "on the target GPU, and so small a part of the gap changes nothing it needs)")
+                         f"{fmt_bytes(peak)} peak: the run still does not fit the {fmt_bytes(fit_now.capacity_bytes)} "
+                         f"{'usable on' if fit_now.rule == 'tensors' else 'of'} the target GPU, and so small a part "
+                         "of the gap changes nothing it needs)")
             elif memory_saved_bytes > 0:
                 freed = f" (it frees {fmt_bytes(memory_saved_bytes)}, which this run does not need)"
             else:
@@ -576,7 +577,7 @@ def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *
                     f"peak ({fmt_bytes(fit_now.need_bytes)} with the caching allocator's reserve, NCCL's buffers "
                     "and the CUDA context)")
             rationale = (f"Recommended for memory, not money: the {fmt_bytes(peak)} {what} does not fit the "
-                         f"{fmt_bytes(fit_now.capacity_bytes)} usable on the target GPU, and freeing "
+                         f"{fmt_bytes(fit_now.capacity_bytes)} {'usable on' if fit_now.rule == 'tensors' else 'of'} the target GPU, and freeing "
                          f"{fmt_bytes(memory_saved_bytes)} (peak {fmt_bytes(after)}) {verdict}; its cost is "
                          f"{fmt_pct(-share) if share < -0.0005 else 'none'} of the run's GPU cost. " + rationale)
     rationale = rationale.strip() + one_time_note
