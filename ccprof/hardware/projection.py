@@ -69,6 +69,10 @@ MEMORY_FIT_SOURCES = [
     "NVIDIA/nccl#964 (688 MB for one 4 x A100 communicator's all-reduce), #1685 (32 channels, 10 MiB buffers on H100), "
     "#986 (memory grows with communicators and channels)",
     "pytorch/pytorch#107667, #109888 (CUDA context ~300-400 MB with lazy module loading)",
+    "pytorch/pytorch c10/cuda/CUDACachingAllocator.cpp at 001074d25084 (the reserved peak: the caching allocator's "
+    "rules under the run's PYTORCH_ALLOC_CONF / PYTORCH_CUDA_ALLOC_CONF settings: default segments, or "
+    "expandable_segments' one growing segment per stream and pool in 2 / 20 MiB pages; max_split_size_mb, "
+    "roundup_power2_divisions) and c10/core/AllocatorConfig.cpp (which variable wins, how it is parsed)",
 ]
 
 
@@ -91,6 +95,8 @@ class MemoryFit:
     capacity_bytes: int
     parts: dict[str, int]
     communicators: tuple[tuple[int, int], ...] = ()
+    # the allocator settings the reserved peak was replayed under, in words ("" the defaults)
+    allocator_rule: str = ""
 
     @property
     def margin_bytes(self) -> int:
@@ -115,7 +121,8 @@ def communicators(profile: Profile | StepInputs) -> tuple[tuple[int, int], ...]:
 
 
 def memory_fit(peak_bytes: int, spec: GpuSpec, *, reserved_bytes: int | None = None,
-               groups: tuple[tuple[int, int], ...] = (), headroom_frac: float = MEMORY_HEADROOM_FRAC) -> MemoryFit:
+               groups: tuple[tuple[int, int], ...] = (), headroom_frac: float = MEMORY_HEADROOM_FRAC,
+               allocator_rule: str = "") -> MemoryFit:
     """Whether a step fits ``spec``, and by how much: the one rule every caller uses.
 
     With ``reserved_bytes`` (PyTorch's caching allocator's reserved peak, replayed from the step's
@@ -136,7 +143,8 @@ def memory_fit(peak_bytes: int, spec: GpuSpec, *, reserved_bytes: int | None = N
         parts = {"tensors": int(max(peak_bytes, 0))}
         need, capacity, rule = parts["tensors"], usable_memory_bytes(spec, headroom_frac), "tensors"
     return MemoryFit(fits=need <= capacity, rule=rule, need_bytes=need, capacity_bytes=capacity, parts=parts,
-                     communicators=tuple(groups) if rule == "reserved" else ())
+                     communicators=tuple(groups) if rule == "reserved" else (),
+                     allocator_rule=allocator_rule if rule == "reserved" else "")
 
 
 def memory_fit_for(profile: Profile | StepInputs, spec: GpuSpec, peak_bytes: int | None = None,
@@ -158,7 +166,7 @@ def memory_fit_for(profile: Profile | StepInputs, spec: GpuSpec, peak_bytes: int
         reserved = max(int(reserved) + peak - mf.peak_bytes, peak)
     if groups is None:
         groups = communicators(inputs) if reserved else ()
-    return memory_fit(peak, spec, reserved_bytes=reserved, groups=groups)
+    return memory_fit(peak, spec, reserved_bytes=reserved, groups=groups, allocator_rule=mf.allocator_rule)
 
 
 def fits_memory(peak_bytes: int, spec: GpuSpec, headroom_frac: float = MEMORY_HEADROOM_FRAC) -> bool:

@@ -85,6 +85,10 @@ def _fit_line(fit: MemoryFit) -> str:
     names = {"reserved": "reserved", "nccl": "NCCL buffers", "cuda_context": "CUDA context", "tensors": "tensors"}
     # a part that is 0 (no collective: no NCCL buffers) is left out
     parts = " + ".join(f"{names.get(k, k)} {fmt_bytes(v)}" for k, v in fit.parts.items() if v or k == "tensors")
+    if fit.allocator_rule:      # the run's allocator settings the reserved peak was replayed under
+        parts = parts.replace(f"reserved {fmt_bytes(fit.parts['reserved'])}",
+                              f"reserved {fmt_bytes(fit.parts['reserved'])} (caching allocator, "
+                              f"{fit.allocator_rule.split(';')[0]})", 1)
     of = "usable" if fit.rule == "tensors" else "on the GPU"
     if fit.fits:
         return f"fits, {fmt_bytes(fit.margin_bytes)} to spare of the {fmt_bytes(fit.capacity_bytes)} {of} ({parts})"
@@ -98,9 +102,17 @@ def _fits_note(profile: Profile, peak: int, rule: str) -> str:
     if rule != "reserved" or not reserved:
         return (f"{tensors} Against {1 - MEMORY_HEADROOM_FRAC:.0%} of each GPU's memory (the rest left free for the "
                 "CUDA context, workspaces and fragmentation).")
+    settings = profile.memory.allocator
+    if settings is not None and settings.expandable_segments:
+        rules = ("512-byte rounding, best-fit reuse and expandable segments: one segment per stream and pool that "
+                 "maps 2 MiB (small) or 20 MiB (large) pages at its end as it grows")
+    else:
+        rules = "512-byte rounding, 2 and 20 MiB segments and best-fit reuse"
+    if settings is not None:
+        rules += f"; the run's settings: {settings.describe()}"
     return (f"{tensors} PyTorch's CUDA caching allocator would reserve {fmt_bytes(reserved)} for these allocations "
             "(torch.cuda.max_memory_reserved, what training logs show: the ledger's allocations replayed through its "
-            "512-byte rounding, 2 and 20 MiB segments and best-fit reuse, each on the stream it was made on). "
+            f"{rules}, each allocation on the stream it was made on). "
             "Beside it the GPU holds what that figure leaves out: NCCL's buffers for each process group that ran a "
             "collective (an estimate: 32 channels x 3 peers x the Simple 4 MiB, LL 512 KiB and LL128 4.7 MiB buffers, "
             "NCCL's defaults, in 10 MiB; NCCL docs NCCL_BUFFSIZE, NVIDIA/nccl#964 and #1685) and the CUDA context "
