@@ -269,3 +269,13 @@ def test_the_settings_in_force_env_then_calls():
     assert conf.source == "torch.cuda.memory._set_allocator_settings at train.py:3"
     conf = settings_in_force({}, [("expandable_segments:True", "a.py:1"), ("expandable_segments:False", "a.py:9")])
     assert not conf.expandable_segments and conf.text == "expandable_segments:False"
+
+
+def test_the_settings_round_trip_in_the_profiles_memory_and_older_profiles_load():
+    from ccprof._serde import from_dict, to_dict
+    from ccprof.artefacts.profile import Memory
+    conf = parse_alloc_conf("expandable_segments:True,roundup_power2_divisions:4,foo:1", "PYTORCH_CUDA_ALLOC_CONF")
+    memory = Memory(peak_bytes=10, reserved_peak_bytes=20 * MiB, allocator=conf)
+    assert from_dict(Memory, to_dict(memory)) == memory
+    old = {k: v for k, v in to_dict(memory).items() if k != "allocator"}       # a profile from before the field
+    assert from_dict(Memory, old).allocator is None
