@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -75,7 +76,9 @@ ASSUMPTIONS = {
     "reserved": "published = torch.cuda.max_memory_reserved (torchtitan logs max_reserved_gib as 'memory'), compared "
                 "with the ledger's allocations replayed through PyTorch's caching allocator (ccprof.profiler.allocator: "
                 "512 B rounding, 2/20 MiB segments, best fit with splitting; a pool per stream: FSDP2's all-gather and "
-                "reduce-scatter streams keep their own segments); the "
+                "reduce-scatter streams keep their own segments; under the PYTORCH_CUDA_ALLOC_CONF the published "
+                "run's launcher set, the entry's alloc_conf: expandable_segments:True replayed as one growing "
+                "segment per stream and pool in 2/20 MiB pages); the "
                 "caching allocator's segments, so it exceeds the tensors' peak (ccprof's ledger) by the "
                 "allocator's slack and fragmentation",
     "world": "multi-rank rows: one process traced as rank 0 of N x M ranks on a fake process group; every rank "
@@ -135,24 +138,39 @@ def projectable(e: dict[str, Any]) -> bool:
     return bool(e["projectable"]) and (e["single_gpu"] or "world" in e)
 
 
-def run_key(e: dict[str, Any]) -> tuple:
+def alloc_conf(e: dict[str, Any], override: str | None = None) -> str | None:
+    """The PYTORCH_CUDA_ALLOC_CONF the entry's dry run gets: ``override`` (a what-if, --alloc-conf), else
+    what the published run's launcher set (``alloc_conf.value``, "" none), else None (this shell's)."""
+    if override is not None:
+        return override
+    return (e.get("alloc_conf") or {}).get("value")
+
+
+def run_key(e: dict[str, Any], override: str | None = None) -> tuple:
     """Entries with the same key share one dry run (a compiled row reuses its eager twin's trace)."""
     w = e.get("world") or {}
     return (e.get("script", "llama_loop"), tuple(script_args(e)), w.get("nproc", 1), w.get("nnodes", 1),
-            e["gpu"]["catalog_id"])
+            e["gpu"]["catalog_id"], alloc_conf(e, override))
 
 
-def dry_run(e: dict[str, Any], out: Path, timeout_s: float) -> dict[str, Any]:
+def dry_run(e: dict[str, Any], out: Path, timeout_s: float, override: str | None = None) -> dict[str, Any]:
     """Run ``ccprof analyze --dry-run`` on the entry's loop (``--nproc N --nnodes M`` for a world of
-    ranks); its profile.json plus the wall time."""
+    ranks) under the entry's allocator settings (:func:`alloc_conf`); its profile.json plus the wall time."""
     gpu = e["gpu"]["catalog_id"]
     world = e.get("world")
     ranks = ["--nproc", str(world["nproc"]), "--nnodes", str(world["nnodes"])] if world else []
     script = SCRIPTS[e.get("script", "llama_loop")]
     cmd = [sys.executable, "-m", "ccprof", "analyze", str(script), "--dry-run", "--steps", "2", "--warmup", "1",
            *ranks, "--gpu", gpu, "--out", str(out), "-q", "--timeout", str(timeout_s), "--", *script_args(e)]
+    env = dict(os.environ)
+    conf = alloc_conf(e, override)
+    if conf is not None:                # the published run's setting, not this shell's
+        env.pop("PYTORCH_ALLOC_CONF", None)
+        env.pop("PYTORCH_CUDA_ALLOC_CONF", None)
+        if conf:
+            env["PYTORCH_CUDA_ALLOC_CONF"] = conf
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s + 60)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s + 60, env=env)
     wall_s = time.perf_counter() - t0
     if proc.returncode != 0:
         return {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-600:]}", "wall_s": wall_s, "cmd": cmd}
@@ -227,8 +245,17 @@ def compare(e: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
         "step_s": step_s, "tokens_per_step": tokens_per_step, "flops_per_step": p["flops"]["per_step"],
         "pub_tok_s": pub_tok_s, "dry_tok_s": tok_s, "tok_err": _err(tok_s, pub_tok_s) if pub_tok_s else None,
         "mfu": (p.get("projection") or {}).get(gpu, {}).get("mfu"),
-        "split": split, "world_size": p.get("world_size"),
+        "split": split, "world_size": p.get("world_size"), "fit": _fit(run, gpu) if reserved else None,
     }
+
+
+def _fit(run: dict[str, Any], gpu: str) -> str:
+    """The report's fit line on ``gpu``: the replayed reserved peak (under the allocator rule it names)
+    + NCCL's buffers + the CUDA context against the GPU's memory."""
+    from ccprof.artefacts.profile import Profile
+    from ccprof.hardware import load_catalog
+    from ccprof.hardware.projection import memory_fit_for
+    return memory_fit_for(Profile.from_json(run["path"]), load_catalog()[gpu]).says()
 
 
 def _mem(b: float | None, unit: str | None) -> str:
@@ -290,6 +317,8 @@ def render(entries: list[dict[str, Any]], rows: dict[str, dict[str, Any]], heade
                      f"ledger GB: {parts}; step {r['step_s']:.3f} s on {r['gpu']} for {r['tokens_per_step']:,} "
                      f"tokens, {r['flops_per_step'] / 1e12:.1f} TFLOP{_mfu_note(r)}; dry run {r['wall_s']:.0f} s wall"
                      f"{' (the trace of ' + r['shared_with'] + ')' if r.get('shared_with') else ''}{time_note}")
+        if r.get("fit"):
+            lines.append(f"    fit on {r['gpu']}: {r['fit']}")
         sp = r.get("split")
         if sp:
             w = e["world"]
@@ -349,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="also write the table here")
     ap.add_argument("--reports", type=Path, help="keep each dry run's ccprof report under this folder")
     ap.add_argument("--timeout", type=float, default=1200.0, help="seconds per dry run")
+    ap.add_argument("--alloc-conf", help="what-if: dry-run every selected entry under this PYTORCH_CUDA_ALLOC_CONF "
+                                         "(\"\" for none) instead of what its published run set")
     args = ap.parse_args(argv)
 
     entries = load_entries()
@@ -364,11 +395,11 @@ def main(argv: list[str] | None = None) -> int:
         for e in entries:
             if not projectable(e):
                 continue
-            key = run_key(e)
+            key = run_key(e, args.alloc_conf)
             shared = key in runs
             if not shared:
                 print(f"dry-running {e['id']} ...", file=sys.stderr, flush=True)
-                runs[key] = {**dry_run(e, base / e["id"], args.timeout), "entry": e["id"]}
+                runs[key] = {**dry_run(e, base / e["id"], args.timeout, args.alloc_conf), "entry": e["id"]}
             run = runs[key]
             rows[e["id"]] = compare(e, run) if "profile" in run else {"error": run["error"]}
             if shared:
@@ -377,7 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     import transformers
     header = (f"ccprof scale accuracy: --dry-run against published full-size training ({DATA.relative_to(ROOT)})\n"
               f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, torch {torch.__version__}, "
-              f"transformers {transformers.__version__}, this machine's CPU (fake tensors: nothing measured)")
+              f"transformers {transformers.__version__}, this machine's CPU (fake tensors: nothing measured)"
+              + (f"\nwhat-if: every entry under PYTORCH_CUDA_ALLOC_CONF={args.alloc_conf!r}, not its published setting"
+                 if args.alloc_conf is not None else ""))
     text = render(entries, rows, header)
     print(text)
     if args.out:

@@ -128,3 +128,19 @@ def test_the_rows_not_projected_print_why_and_no_numbers(capsys):
     out, err = capsys.readouterr()
     assert "CPU offload" in out and "PagedAdamW8bit" in out
     assert "dry-running" not in err and "median" not in out
+
+
+def test_each_titan_row_says_the_allocator_settings_its_launcher_set():
+    # torchtitan's run_llama_train.sh set expandable_segments:True from 2024-10-22 (a5e57e4): the Dec 2024
+    # H100 benchmark rows ran under it, the April 2024 A100 rows did not
+    titan = [e for e in ENTRIES if e.get("script") == "titan_fsdp"]
+    assert titan
+    for e in titan:
+        conf = e["alloc_conf"]
+        assert conf["value"] in ("", "expandable_segments:True") and "run_llama_train.sh" in conf["source"], e["id"]
+        assert (conf["value"] != "") == ("h100_202412" in e["source"]["url"]), e["id"]
+        assert scale_accuracy.alloc_conf(e) == conf["value"]
+        assert scale_accuracy.alloc_conf(e, "expandable_segments:True") == "expandable_segments:True"
+    # a what-if under other settings is another dry run, not the published row's trace
+    e = titan[0]
+    assert scale_accuracy.run_key(e) != scale_accuracy.run_key(e, "max_split_size_mb:64")

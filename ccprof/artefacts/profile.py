@@ -24,7 +24,7 @@ SCHEMA = "ccprof.profile/1"
 
 __all__ = [
     "SCHEMA", "Profile", "Pipeline", "PipelineRank", "Device", "ModuleStat", "RepeatedBlock", "Embedding", "ModelInfo",
-    "OptimizerInfo", "OptimizerSection", "Steps", "OpCost", "Flops", "Memory", "DataInfo",
+    "OptimizerInfo", "OptimizerSection", "Steps", "OpCost", "Flops", "AllocatorSettings", "Memory", "DataInfo",
     "Precision", "GpuSample", "GpuInfo", "HostInfo", "RunLimit", "EvalWork", "Setting", "CallSite", "StaticFacts", "Environment", "Finding",
     "ErrorInfo", "StandIn", "DryRun", "GpuProjection", "Cost", "ArtefactError", "module_ancestors",
 ]
@@ -233,6 +233,52 @@ class Flops:
 
 
 @dataclass(frozen=True)
+class AllocatorSettings:
+    """PyTorch's CUDA caching allocator settings in force at the measured step, as the script's process
+    had them (``ccprof.profiler.allocator.settings_in_force``): the ``PYTORCH_ALLOC_CONF`` /
+    ``PYTORCH_CUDA_ALLOC_CONF`` string, then each ``torch.cuda.memory._set_allocator_settings`` call.
+
+    ``text`` is the last settings string applied and ``source`` where it came from (the variable's
+    name, or the call with the script's file and line). The fields below are what the replay uses;
+    ``not_replayed`` names the keys given but not replayed (``garbage_collection_threshold``, pinned
+    memory options, keys torch does not know) and ``errors`` the parts that could not be read (torch
+    itself would have refused them; the replay then keeps the defaults for them)."""
+    text: str = ""
+    source: str = ""
+    expandable_segments: bool = False
+    max_split_size_bytes: int | None = None            # None: unlimited (torch's default)
+    max_non_split_rounding_bytes: int | None = None    # None: 20 MiB (kLargeBuffer, torch's default)
+    # divisions per power-of-two interval of request sizes, 16 intervals from 1 MiB (index 0: <= 1 MiB)
+    # up to 64 GiB; empty: no rounding beyond 512 bytes (torch's default)
+    roundup_power2_divisions: list[int] = field(default_factory=list)
+    garbage_collection_threshold: float | None = None
+    not_replayed: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def rule(self) -> str:
+        """The replay's rule in words: "expandable segments", "max_split_size 512 MiB", ... or
+        "default settings"."""
+        parts = ["expandable segments"] if self.expandable_segments else []
+        if self.max_split_size_bytes is not None:
+            parts.append(f"max_split_size_mb {self.max_split_size_bytes >> 20}")
+        if self.max_non_split_rounding_bytes is not None:
+            parts.append(f"max_non_split_rounding_mb {self.max_non_split_rounding_bytes >> 20}")
+        if any(d > 1 for d in self.roundup_power2_divisions):
+            parts.append("roundup_power2_divisions")
+        return ", ".join(parts) or "default settings"
+
+    def describe(self) -> str:
+        """The rule, where it came from and what was left out: "expandable segments, from
+        PYTORCH_CUDA_ALLOC_CONF; not replayed: garbage_collection_threshold:0.6"."""
+        words = self.rule() + (f", from {self.source}" if self.source else "")
+        if self.not_replayed:
+            words += f"; not replayed: {', '.join(self.not_replayed)}"
+        if self.errors:
+            words += f"; not read (torch refuses them): {', '.join(self.errors)}"
+        return words
+
+
+@dataclass(frozen=True)
 class Memory:
     peak_bytes: int = 0
     params_bytes: int = 0
@@ -247,6 +293,9 @@ class Memory:
     # what PyTorch's CUDA caching allocator would reserve (torch.cuda.max_memory_reserved) for the
     # ledger's allocations replayed in order (ccprof.profiler.allocator); None in older profiles
     reserved_peak_bytes: int | None = None
+    # the allocator settings that replay honoured; None: none were given (the default allocator), and
+    # in profiles older than the setting
+    allocator: AllocatorSettings | None = None
 
     _json_min = {"peak_bytes": 0}           # checked on load (ccprof._serde)
 

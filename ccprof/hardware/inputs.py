@@ -77,6 +77,8 @@ class ModelFacts:
     # a dry run's allocations replayed through PyTorch's caching allocator (Memory.reserved_peak_bytes):
     # the fit's reserved rule (projection.memory_fit); None for a measured run, which keeps the tensors' rule
     reserved_peak_bytes: int | None = None
+    # the allocator settings that replay honoured, in words (Memory.allocator.describe()); "" the defaults
+    allocator_rule: str = ""
     fusion: dict[str, dict[str, int]] = field(default_factory=dict)   # torch.compile's groups by phase
     compiled: bool = False                       # the script compiles the model already
 
@@ -133,6 +135,7 @@ class StepInputs:
                              model_flops_per_step=profile.flops.model_per_step,
                              peak_bytes=max(m.peak_bytes or 0, m.cuda_max_allocated_bytes or 0),
                              reserved_peak_bytes=m.reserved_peak_bytes if profile.dry_run is not None else None,
+                             allocator_rule=m.allocator.describe() if m.allocator is not None else "",
                              fusion=profile.fusion or {},
                              compiled=bool(profile.static.compile)
                              or any("OptimizedModule" in r for r in profile.model.roots)),

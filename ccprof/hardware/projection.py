@@ -70,6 +70,10 @@ MEMORY_FIT_SOURCES = [
     "NVIDIA/nccl#964 (688 MB for one 4 x A100 communicator's all-reduce), #1685 (32 channels, 10 MiB buffers on H100), "
     "#986 (memory grows with communicators and channels)",
     "pytorch/pytorch#107667, #109888 (CUDA context ~300-400 MB with lazy module loading)",
+    "pytorch/pytorch c10/cuda/CUDACachingAllocator.cpp at 001074d25084 (the reserved peak: the caching allocator's "
+    "rules under the run's PYTORCH_ALLOC_CONF / PYTORCH_CUDA_ALLOC_CONF settings: default segments, or "
+    "expandable_segments' one growing segment per stream and pool in 2 / 20 MiB pages; max_split_size_mb, "
+    "roundup_power2_divisions) and c10/core/AllocatorConfig.cpp (which variable wins, how it is parsed)",
 ]
 # what an advice that decides by the fit cites: the tensors' rule's 90% and the reserved rule's figures
 TENSORS_FIT_SOURCE = ("PyTorch TensorBoard profiler plugin (pytorch/kineto tb_plugin) recommendations: peak memory > "
@@ -96,6 +100,8 @@ class MemoryFit:
     capacity_bytes: int
     parts: dict[str, int]
     communicators: tuple[tuple[int, int], ...] = ()
+    # the allocator settings the reserved peak was replayed under, in words ("" the defaults)
+    allocator_rule: str = ""
 
     @property
     def margin_bytes(self) -> int:
@@ -108,6 +114,10 @@ class MemoryFit:
         names = {"reserved": "reserved", "nccl": "NCCL buffers", "cuda_context": "CUDA context", "tensors": "tensors"}
         # a part that is 0 (no collective: no NCCL buffers) is left out
         parts = " + ".join(f"{names.get(k, k)} {fmt_bytes(v)}" for k, v in self.parts.items() if v or k == "tensors")
+        if self.allocator_rule:     # the run's allocator settings the reserved peak was replayed under
+            parts = parts.replace(f"reserved {fmt_bytes(self.parts['reserved'])}",
+                                  f"reserved {fmt_bytes(self.parts['reserved'])} (caching allocator, "
+                                  f"{self.allocator_rule.split(';')[0]})", 1)
         of = "usable" if self.rule == "tensors" else "on the GPU"
         if self.fits:
             return f"fits, {fmt_bytes(self.margin_bytes)} to spare of the {fmt_bytes(self.capacity_bytes)} {of} ({parts})"
@@ -138,7 +148,8 @@ def communicators(profile: Profile | StepInputs) -> tuple[tuple[int, int], ...]:
 
 
 def memory_fit(peak_bytes: int, spec: GpuSpec, *, reserved_bytes: int | None = None,
-               groups: tuple[tuple[int, int], ...] = (), headroom_frac: float = MEMORY_HEADROOM_FRAC) -> MemoryFit:
+               groups: tuple[tuple[int, int], ...] = (), headroom_frac: float = MEMORY_HEADROOM_FRAC,
+               allocator_rule: str = "") -> MemoryFit:
     """Whether a step fits ``spec``, and by how much: the one rule every caller uses.
 
     With ``reserved_bytes`` (PyTorch's caching allocator's reserved peak, replayed from the step's
@@ -159,7 +170,8 @@ def memory_fit(peak_bytes: int, spec: GpuSpec, *, reserved_bytes: int | None = N
         parts = {"tensors": int(max(peak_bytes, 0))}
         need, capacity, rule = parts["tensors"], usable_memory_bytes(spec, headroom_frac), "tensors"
     return MemoryFit(fits=need <= capacity, rule=rule, need_bytes=need, capacity_bytes=capacity, parts=parts,
-                     communicators=tuple(groups) if rule == "reserved" else ())
+                     communicators=tuple(groups) if rule == "reserved" else (),
+                     allocator_rule=allocator_rule if rule == "reserved" else "")
 
 
 def reserved_at(reserved_bytes: int, peak_bytes: int, traced_peak_bytes: int) -> int:
@@ -189,7 +201,7 @@ def memory_fit_for(profile: Profile | StepInputs, spec: GpuSpec, peak_bytes: int
         reserved = reserved_at(reserved, peak, mf.peak_bytes)
     if groups is None:
         groups = communicators(inputs) if reserved else ()
-    return memory_fit(peak, spec, reserved_bytes=reserved, groups=groups)
+    return memory_fit(peak, spec, reserved_bytes=reserved, groups=groups, allocator_rule=mf.allocator_rule)
 
 
 def peak_budget_bytes(profile: Profile | StepInputs, spec: GpuSpec,

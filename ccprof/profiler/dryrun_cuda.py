@@ -102,6 +102,14 @@ class _Streams:
 
 
 _streams: _Streams | None = None       # while cuda_facade() is on
+# the script's torch.cuda.memory._set_allocator_settings(text) calls while cuda_facade() is on, in order:
+# (text, "train.py:12"); the memory ledger replays the allocator under them (ccprof.profiler.allocator)
+_allocator_calls: list[tuple[str, str]] = []
+
+
+def allocator_calls() -> list[tuple[str, str]]:
+    """The allocator settings the script set by call in this dry run so far (empty outside one)."""
+    return list(_allocator_calls)
 
 
 def current_stream_key() -> int:
@@ -295,6 +303,15 @@ def cuda_facade(log: Any, devices: int = 1) -> Iterator[None]:
     patches = Patches()
     for name, value in replacements.items():
         patches.set(cuda, name, value)
+
+    def set_allocator_settings(text: Any, *args: Any, **kwargs: Any) -> None:
+        """Record the script's allocator settings for the replay; the CPU's allocator is left alone."""
+        line = _script_line()
+        _allocator_calls.append((str(text), f"{os.path.basename(line[0])}:{line[1]}" if line else ""))
+    # torch.cuda.memory._set_allocator_settings calls the first (PyTorch 2.9+) or the second by name
+    for name in ("_accelerator_setAllocatorSettings", "_cuda_cudaCachingAllocator_set_allocator_settings"):
+        if hasattr(torch._C, name):
+            patches.set(torch._C, name, set_allocator_settings)
     # torch.accelerator, the device-generic API (Accelerate and newer scripts ask it which device to
     # use): torch.cuda's answers under its names
     accel = getattr(torch, "accelerator", None)
@@ -364,6 +381,7 @@ def cuda_facade(log: Any, devices: int = 1) -> Iterator[None]:
         return self
     patches.set(torch.nn.Module, "cuda", module_to_cuda)
     _streams = streams
+    _allocator_calls.clear()
     try:
         with fast_paths():
             yield

@@ -43,8 +43,8 @@ from torch.nn.modules.module import register_module_forward_hook, register_modul
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from ccprof.artefacts.profile import Memory, OptimizerInfo, OptimizerSection
-from ccprof.profiler.dryrun_cuda import current_stream_key
+from ccprof.artefacts.profile import AllocatorSettings, Memory, OptimizerInfo, OptimizerSection
+from ccprof.profiler.dryrun_cuda import allocator_calls, current_stream_key
 from ccprof.profiler.flops import module_names, normalize_phase
 
 __all__ = ["MemoryLedger", "optimizer_section", "unique_storage_bytes"]
@@ -276,8 +276,11 @@ class MemoryLedger:
         if self._active:
             raise RuntimeError("MemoryLedger.start() called twice without stop()")
         self._live: dict[int, int] = {}
-        # allocations and frees in order, (what, storage key, bytes, stream): the allocator's replay
+        # allocations and frees in order, (what, storage key, bytes, stream): the allocator's replay,
+        # under the allocator settings the process has as the step starts
         self._events: list[tuple[str, int, int, int]] = []
+        from ccprof.profiler.allocator import settings_in_force
+        self._allocator = settings_in_force(calls=allocator_calls())
         self._finalizers: list[weakref.finalize] = []
         self._live_bytes = 0
         self._peak_bytes = 0
@@ -387,7 +390,8 @@ class MemoryLedger:
             cuda_max_allocated_bytes=cuda_max,
             cuda_reserved_bytes=cuda_reserved,
             method=METHOD,
-            reserved_peak_bytes=_replayed(self._events),
+            reserved_peak_bytes=_replayed(self._events, self._allocator),
+            allocator=self._allocator if self._events else None,
         )
         self._events = []
         by_module = {k: int(v) for k, v in sorted(self._act_by_module.items()) if v}
@@ -473,12 +477,13 @@ def _unpack(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def _replayed(events: list[tuple[str, int, int, int]]) -> int | None:
-    """The caching allocator's peak reserved bytes for the ledger's events (None without any)."""
+def _replayed(events: list[tuple[str, int, int, int]], settings: AllocatorSettings | None = None) -> int | None:
+    """The caching allocator's peak reserved bytes for the ledger's events under ``settings`` (None
+    without any events)."""
     if not events:
         return None
     from ccprof.profiler.allocator import reserved_peak
-    return int(reserved_peak(events)[0])
+    return int(reserved_peak(events, settings)[0])
 
 
 def _watch_resizes(ledger: MemoryLedger) -> Any:

@@ -87,9 +87,18 @@ def _fits_note(profile: Profile, peak: int, rule: str) -> str:
     if rule != "reserved" or not reserved:
         return (f"{tensors} Against {1 - MEMORY_HEADROOM_FRAC:.0%} of each GPU's memory (the rest left free for the "
                 "CUDA context, workspaces and fragmentation).")
+    settings = profile.memory.allocator
+    if settings is not None and settings.expandable_segments:
+        rules = ("512-byte rounding, best-fit reuse and expandable segments: one segment per stream and pool that "
+                 "maps 2 MiB (small) or 20 MiB (large) pages at its end as it grows")
+    else:
+        rules = "512-byte rounding, 2 and 20 MiB segments and best-fit reuse"
+    rules += ", each allocation on the stream it was made on"
+    if settings is not None:
+        rules += f"; the run's allocator settings: {settings.describe()}"
     return (f"{tensors} PyTorch's CUDA caching allocator would reserve {fmt_bytes(reserved)} for these allocations "
             "(torch.cuda.max_memory_reserved, what training logs show: the ledger's allocations replayed through its "
-            "512-byte rounding, 2 and 20 MiB segments and best-fit reuse, each on the stream it was made on). "
+            f"{rules}). "
             "Beside it the GPU holds what that figure leaves out: NCCL's buffers for each process group that ran a "
             "collective (an estimate: 32 channels x 3 peers x the Simple 4 MiB, LL 512 KiB and LL128 4.7 MiB buffers, "
             "NCCL's defaults, in 10 MiB; NCCL docs NCCL_BUFFSIZE, NVIDIA/nccl#964 and #1685) and the CUDA context "

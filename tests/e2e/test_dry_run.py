@@ -90,3 +90,42 @@ def test_a_gpu_script_is_traced_on_its_cuda_branches(tmp_path):
     assert "torch.autocast" in text[lines["torch.autocast('cuda') run as torch.autocast('cpu') with the same dtype"] - 1]
     advice = {a["tweak"]: a["status"] for a in json.loads((out / "advice.json").read_text())["advice"]}
     assert advice["mixed_precision"] == "already_applied" and advice["fused_optimizer"] == "already_applied"
+
+
+ALLOC_SCRIPT = ROOT / "tests" / "scripts" / "dry_alloc_conf.py"
+
+
+def _analyze_alloc(tmp_path, env_conf: str | None, *args: str):
+    import os
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTORCH_ALLOC_CONF", "PYTORCH_CUDA_ALLOC_CONF")}
+    if env_conf is not None:
+        env["PYTORCH_CUDA_ALLOC_CONF"] = env_conf
+    tmp_path.mkdir()
+    out = tmp_path / "report"
+    proc = subprocess.run([sys.executable, "-m", "ccprof", "analyze", str(ALLOC_SCRIPT), "--dry-run", "--steps", "3",
+                           "--warmup", "1", "--out", str(out), "--gpu", "h100-sxm", "--", *args],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((out / "profile.json").read_text()), (out / "report.html").read_text()
+
+
+def test_the_runs_allocator_settings_reach_the_replay_the_profile_and_the_report(tmp_path):
+    default, html = _analyze_alloc(tmp_path / "default", None)
+    assert default["memory"]["allocator"] is None and "caching allocator, expandable" not in html
+    profile, html = _analyze_alloc(tmp_path / "env", "expandable_segments:True,garbage_collection_threshold:0.6")
+    conf = profile["memory"]["allocator"]
+    assert conf["expandable_segments"] and conf["source"] == "PYTORCH_CUDA_ALLOC_CONF"
+    assert conf["not_replayed"] == ["garbage_collection_threshold:0.6"]
+    # the same allocations, another allocator rule: the tensors' peak is the same, the reserved one moves
+    assert profile["memory"]["peak_bytes"] == default["memory"]["peak_bytes"]
+    assert profile["memory"]["reserved_peak_bytes"] != default["memory"]["reserved_peak_bytes"]
+    assert "(caching allocator, expandable segments, from PYTORCH_CUDA_ALLOC_CONF)" in html
+    assert "not replayed: garbage_collection_threshold:0.6" in html
+    # set by the script's own call: recorded at its line, the dry run goes on
+    profile, html = _analyze_alloc(tmp_path / "call", None, "--set-settings", "expandable_segments:True")
+    line = next(i for i, t in enumerate(ALLOC_SCRIPT.read_text().splitlines(), 1) if "_set_allocator_settings(args" in t)
+    assert profile["memory"]["allocator"]["source"] == \
+        f"torch.cuda.memory._set_allocator_settings at dry_alloc_conf.py:{line}"
+    assert profile["memory"]["reserved_peak_bytes"] == \
+        _analyze_alloc(tmp_path / "env2", "expandable_segments:True")[0]["memory"]["reserved_peak_bytes"]
+    assert f"from torch.cuda.memory._set_allocator_settings at dry_alloc_conf.py:{line})" in html

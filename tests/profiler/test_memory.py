@@ -270,3 +270,55 @@ def test_the_ledger_replays_its_allocations_through_the_caching_allocator():
     assert memory.reserved_peak_bytes % (2 << 20) == 0
     # 4 MiB weights each need a 20 MiB large segment of their own or a share of one: far from the peak
     assert memory.reserved_peak_bytes < 4 * memory.peak_bytes
+
+
+def _ledger_step(model: nn.Module) -> tuple:
+    """One forward/backward/AdamW step of ``model`` under a ledger; (Memory, the step's replayed events)."""
+    opt = torch.optim.AdamW(model.parameters())
+    led = MemoryLedger({"": model}, [opt], torch.device("cpu"))
+    led.start()
+    model(torch.randn(64, 512)).square().mean().backward()
+    opt.step()
+    events = list(led._events)
+    memory, _ = led.stop()
+    return memory, events
+
+
+def test_the_ledger_replays_under_the_allocator_settings_the_process_has(monkeypatch):
+    from ccprof.profiler.allocator import parse_alloc_conf, reserved_peak
+    monkeypatch.delenv("PYTORCH_ALLOC_CONF", raising=False)
+    monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF", raising=False)
+    default, events = _ledger_step(nn.Sequential(nn.Linear(512, 2048), nn.GELU(), nn.Linear(2048, 512)))
+    assert default.allocator is None and default.reserved_peak_bytes == reserved_peak(events)[0]
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True,garbage_collection_threshold:0.6")
+    memory, events = _ledger_step(nn.Sequential(nn.Linear(512, 2048), nn.GELU(), nn.Linear(2048, 512)))
+    conf = memory.allocator
+    assert conf.expandable_segments and conf.source == "PYTORCH_CUDA_ALLOC_CONF"
+    assert conf.not_replayed == ["garbage_collection_threshold:0.6"]
+    assert memory.reserved_peak_bytes == reserved_peak(events, parse_alloc_conf("expandable_segments:True"))[0]
+    # expandable segments map whole pages: 2 MiB (small pool) and 20 MiB (large) ones
+    assert memory.reserved_peak_bytes % (2 << 20) == 0 and memory.reserved_peak_bytes >= memory.peak_bytes
+
+
+def test_a_dry_runs_set_allocator_settings_call_is_recorded_not_applied():
+    from ccprof.profiler.dryrun import dry_run
+    from ccprof.profiler.dryrun_cuda import allocator_calls
+
+    with dry_run(cuda=True):
+        model = nn.Sequential(nn.Linear(512, 2048), nn.GELU(), nn.Linear(2048, 512)).cuda()
+        torch.cuda.memory._set_allocator_settings("expandable_segments:True")      # a no-op that does not fail
+        assert allocator_calls() == [("expandable_segments:True", f"test_memory.py:{_this_line() - 1}")]
+        opt = torch.optim.AdamW(model.parameters())
+        led = MemoryLedger({"": model}, [opt], CPU)
+        led.start()
+        model(torch.randn(64, 512, device="cuda")).square().mean().backward()
+        opt.step()
+        memory, _ = led.stop()
+    assert memory.allocator.expandable_segments
+    assert memory.allocator.source.startswith("torch.cuda.memory._set_allocator_settings at test_memory.py:")
+    assert torch._C._accelerator_setAllocatorSettings.__module__ != "ccprof.profiler.dryrun_cuda"
+
+
+def _this_line() -> int:
+    import inspect
+    return inspect.currentframe().f_back.f_lineno
