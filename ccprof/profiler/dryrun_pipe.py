@@ -11,8 +11,8 @@ objects (their input and gradient shapes, before the first step) through a real 
 the receiver polls until the sender's key is there, a stage that failed aborts the channel, or the
 run's timeout passes); tensor sends and receives stay fake (a
 completed Work, no data), recorded as op rows like every collective. The runner merges the
-stages' profiles (:func:`merge_stages`): each rank's op rows, FLOPs and peaks in
-``DryRun.pipeline.ranks``, the profile of the rank with the largest peak around them (it sets
+stages' profiles (:func:`merge_stages`): each rank's op rows, FLOPs, peaks, optimizers, host
+counts and fusion groups (what costing its step reads) in ``DryRun.pipeline.ranks``, the profile of the rank with the largest peak around them (it sets
 the memory per GPU). ``ccprof.hardware.pipeline`` schedules the stages' costs into the step.
 """
 from __future__ import annotations
@@ -216,8 +216,8 @@ def run_stages(spec: Any, spec_path: str, cwd: str | None = None) -> int:
 
 def merge_stages(out: str, read: Any) -> Any:
     """The pipeline's profile from its ranks' (``read(path)`` -> Profile or None): the profile of the
-    rank with the largest peak (it sets the memory per GPU), with every rank's op rows, FLOPs and
-    peaks in ``dry_run.pipeline.ranks``. None when no rank wrote a profile."""
+    rank with the largest peak (it sets the memory per GPU), with every rank's op rows, FLOPs,
+    peaks, optimizers, host counts and fusion groups in ``dry_run.pipeline.ranks``. None when no rank wrote a profile."""
     from ccprof.artefacts.profile import ErrorInfo, Pipeline, PipelineRank
     from ccprof.exit_codes import ExitCode
 
@@ -230,7 +230,8 @@ def merge_stages(out: str, read: Any) -> Any:
     rows = [PipelineRank(rank=r, stages=[i for i, x in enumerate(info["stage_rank"]) if x == r], ops=list(p.ops),
                          flops_per_step=p.flops.per_step, model_flops_per_step=p.flops.model_per_step,
                          peak_bytes=p.memory.peak_bytes, reserved_peak_bytes=p.memory.reserved_peak_bytes,
-                         params=p.model.params) for r, p in sorted(profiles.items())]
+                         params=p.model.params, optimizers=list(p.optimizer.optimizers) if p.optimizer else [],
+                         host=p.host, fusion=dict(p.fusion)) for r, p in sorted(profiles.items())]
     heaviest = max(profiles, key=lambda r: (profiles[r].memory.reserved_peak_bytes or profiles[r].memory.peak_bytes,
                                             -r))
     base = profiles[heaviest]

@@ -49,7 +49,10 @@ def test_each_stage_matches_its_real_rank_on_gloo(tmp_path):
 
 
 def test_four_stages_on_four_ranks_and_the_bubble_in_the_step(tmp_path):
-    dry, stdout = _analyze(tmp_path, "dry4", "--nproc", "4", "--dry-run", script_args=("--microbatches", "8"),
+    # a vocabulary of 32768: the last stage's head (128 x 32768 + 32768) holds 4.2M of its 4.5M parameters, the
+    # first's embedding as many, the middle stages 264K each
+    dry, stdout = _analyze(tmp_path, "dry4", "--nproc", "4", "--dry-run", script_args=("--microbatches", "8",
+                                                                                       "--vocab", "32768"),
                            quiet=False)
     pipe = dry["dry_run"]["pipeline"]
     assert pipe["stage_rank"] == [0, 1, 2, 3] and [r["stages"] for r in pipe["ranks"]] == [[0], [1], [2], [3]]
@@ -58,6 +61,17 @@ def test_four_stages_on_four_ranks_and_the_bubble_in_the_step(tmp_path):
     assert detail["bubble_frac"] == pytest.approx(3 / 11)
     assert 0 < detail["bubble_step_frac"] < 3 / 11
     assert "Pipeline of 4 stages x 8 microbatches (1F1B): bubble" in stdout
+    # each rank is costed with its own optimizer (over its own stage's parameters), host counts and memory
+    ranks = {r["rank"]: r for r in pipe["ranks"]}
+    for r, row in ranks.items():
+        assert [o["param_count"] for o in row["optimizers"]] == [row["params"]], r
+        assert row["host"]["module_calls_per_step"] > 0
+        assert detail["rank_peak_bytes"][str(r)] == (row["reserved_peak_bytes"] or row["peak_bytes"])
+    assert ranks[3]["params"] > 10 * ranks[1]["params"]
+    opt_s = {int(r): ph["optimizer"] for r, ph in detail["rank_phase_s"].items()}
+    assert opt_s[1] == opt_s[2] < opt_s[3]          # the middle stages are alike; the head's optimizer step is longer
+    assert ranks[3]["peak_bytes"] > 10 * ranks[1]["peak_bytes"]
+    assert "by rank, pipelined work / optimizer / peak memory: 0 " in stdout
 
 
 def test_a_stage_that_fails_early_ends_the_dry_run_with_its_error_not_the_timeout(tmp_path):
