@@ -21,7 +21,9 @@ sends and receives, its optimizer step); the schedule then sets the step:
 
 The optimizer step (and the data wait) follows the flush on every rank at once: the step adds the
 slowest rank's. Send and receive rows are costed as each rank's collectives (the link between the
-two ranks' GPUs, the network when they sit on different nodes).
+two ranks' GPUs, the network when they sit on different nodes), in the phase of the schedule's action
+that made them (activations forward, gradients backward: ``ccprof.profiler.dryrun_pipe`` tags them)
+and never hidden behind compute (``ccprof.hardware.step.blocks``: the schedule waits on them).
 """
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ _ZB_H1 = ("ScheduleInterleavedZeroBubble",)
 _ZB_V = ("ScheduleZBVZeroBubble", "ScheduleDualPipeV")
 _INTERLEAVED = ("ScheduleInterleaved1F1B", "ScheduleLoopedBFS")
 # phases that run after the pipeline's flush, on every rank at once (the data wait and the optimizer step);
-# forward, backward and what runs between them (the sends and receives, "other") are pipelined
+# forward, backward (their sends and receives among them) and what runs between them ("other") are pipelined
 _AFTER_FLUSH = tuple(ph for ph in STEP_PHASES if ph not in MODEL_PHASES and ph != "other")
 SOURCES = ["Narayanan et al., SC'21, \"Efficient Large-Scale Language Model Training on GPU Clusters Using "
            "Megatron-LM\", section 2.2 (pipeline bubble)",

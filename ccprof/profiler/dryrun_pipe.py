@@ -142,7 +142,35 @@ def watch_schedules(log: Any, patches: Any, out: str | None, traced: list[int]) 
                        "at once).")
         return original(self, stages, *args, **kwargs)
     patches.set(base, "_initialize_pp_stages", initialize)
+    _tag_p2p_ops(patches, _PipelineStageBase)
     return True
+
+
+# a stage's getters of its sends and receives, and the phase of what each moves
+P2P_GETTERS = {"get_fwd_recv_ops": "forward", "get_fwd_send_ops": "forward",
+               "get_bwd_recv_ops": "backward", "get_bwd_send_ops": "backward"}
+
+
+def _tag_p2p_ops(patches: Any, stage_base: Any) -> None:
+    """The schedule's sends and receives are booked to the phase of its action that made them
+    (activations: forward; gradients: backward), not to the phase that ran last: the schedule waits
+    on them between its stages' forward and backward calls, outside every hook that sets the phase
+    (``_flop_ops.tag_p2p``). A torch whose stages lack a getter keeps the phase clock's for it."""
+    from ccprof.profiler._flop_ops import tag_p2p
+
+    for name, phase in P2P_GETTERS.items():
+        original = getattr(stage_base, name, None)
+        if original is None:
+            continue
+
+        def tagged(self: Any, *args: Any, _original: Any = original, _phase: str = phase, **kwargs: Any) -> Any:
+            ops = _original(self, *args, **kwargs)
+            for op in ops or ():
+                tensor = getattr(op, "tensor", None)
+                if tensor is not None:
+                    tag_p2p(tensor, _phase)
+            return ops
+        patches.set(stage_base, name, tagged)
 
 
 def schedule_hook(schedules: Any, stage_base: Any) -> tuple[Any, Any] | None:

@@ -72,6 +72,19 @@ def test_four_stages_on_four_ranks_and_the_bubble_in_the_step(tmp_path):
     assert opt_s[1] == opt_s[2] < opt_s[3]          # the middle stages are alike; the head's optimizer step is longer
     assert ranks[3]["peak_bytes"] > 10 * ranks[1]["peak_bytes"]
     assert "by rank, pipelined work / optimizer / peak memory: 0 " in stdout
+    # each send and receive in its schedule action's phase, one a microbatch: activations forward (rank r
+    # receives from r - 1, sends to r + 1), gradients backward (the other way), none left in "other"
+    for r, row in ranks.items():
+        p2p: dict = {}
+        for o in row["ops"]:
+            if o["op"] in ("c10d.send", "c10d.recv_"):
+                p2p[(o["op"], o["phase"])] = p2p.get((o["op"], o["phase"]), 0) + o["count"]
+        expected = {}
+        if r > 0:
+            expected |= {("c10d.recv_", "forward"): 8, ("c10d.send", "backward"): 8}
+        if r < 3:
+            expected |= {("c10d.send", "forward"): 8, ("c10d.recv_", "backward"): 8}
+        assert p2p == expected, r
 
 
 def test_a_stage_that_fails_early_ends_the_dry_run_with_its_error_not_the_timeout(tmp_path):
