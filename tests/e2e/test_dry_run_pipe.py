@@ -115,3 +115,42 @@ def test_the_stages_start_where_the_run_started_name_their_rank_and_leave_a_shar
     assert dry["dry_run"]["rank"] == dry["rank"] == 1
     # both stages appended to the log at once; it is back as it was
     assert (tmp_path / "work" / "train.log").read_text() == "epoch 3\n"
+
+
+@pytest.mark.parametrize("flag, schedule, stage_rank, bubble", [
+    # ZB-H1 on 2 looped stages a rank: a third of the interleaved fill and drain, (p - 1) / (3 v) = 1/6 of a
+    # slot, over m + 1/6: (1/6) / (4 + 1/6) = 1/25
+    ("zb", "ScheduleInterleavedZeroBubble", [0, 1, 0, 1], 1 / 25),
+    # ZB-V: stages in a V (rank 0 holds the first and the last), no bubble under equal F, B and W passes
+    ("zbv", "ScheduleZBVZeroBubble", [0, 1, 1, 0], 0.0),
+])
+def test_a_zero_bubble_schedule_is_traced_and_costed_by_its_own_bubble_rule(tmp_path, flag, schedule, stage_rank,
+                                                                            bubble):
+    import torch.distributed.pipelining as pipelining
+
+    from ccprof.hardware.pipeline import bubble_frac
+    if not hasattr(pipelining, schedule):
+        pytest.skip(f"this torch's torch.distributed.pipelining has no {schedule}")
+    dry, stdout = _analyze(tmp_path, flag, "--nproc", "2", "--dry-run", script_args=("--schedule", flag,
+                                                                                     "--microbatches", "4"),
+                           quiet=False)
+    assert dry["error"] is None
+    pipe = dry["dry_run"]["pipeline"]
+    assert (pipe["schedule"], pipe["stage_rank"], pipe["microbatches"]) == (schedule, stage_rank, 4)
+    detail = dry["projection"]["h100-sxm"]["detail"]["pipeline"]
+    assert detail["chunks_per_rank"] == 2 and detail["bubble_frac"] == pytest.approx(bubble)
+    assert detail["bubble_frac"] == pytest.approx(bubble_frac(schedule, 2, 4, 2))
+    assert detail["rule"].startswith("zero bubble (ZB-V)" if flag == "zbv" else "ZB-H1")
+    # the weight gradients' passes are traced: each rank's backward does twice its forward's FLOPs
+    for row in pipe["ranks"]:
+        by_phase: dict = {}
+        for o in row["ops"]:
+            by_phase[o["phase"]] = by_phase.get(o["phase"], 0) + o["flops"]
+        assert by_phase["backward"] == 2 * by_phase["forward"], row["rank"]
+    # the step: the slowest rank's pipelined work stretched by the bubble, then the slowest optimizer step
+    proj = dry["projection"]["h100-sxm"]
+    slowest = detail["rank_work_s"][str(detail["slowest_rank"])]
+    optimizer = max(ph["optimizer"] for ph in detail["rank_phase_s"].values())
+    data = max(ph["data"] for ph in detail["rank_phase_s"].values())
+    assert proj["step_s"] == pytest.approx(slowest / (1 - bubble) + optimizer + data)
+    assert "(" + schedule.removeprefix("Schedule") + "): bubble" in stdout
