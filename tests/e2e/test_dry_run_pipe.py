@@ -1,6 +1,8 @@
 """`ccprof analyze --dry-run --nproc N` on a pipeline-parallel script (torch.distributed.pipelining):
 each stage traced as its own rank. On gloo, a real 2-rank run's per-rank peak memory and FLOPs
-against the dry run's stages; a world of 4 ranks without them, 4 stages and the bubble in the step."""
+against the dry run's stages; a world of 4 ranks without them, 4 stages, each costed with its own
+inputs, its sends and receives in their phases, and the bubble in the step; the zero-bubble schedules;
+a SIGTERM to ccprof while the stages run."""
 from __future__ import annotations
 
 import json
@@ -154,3 +156,70 @@ def test_a_zero_bubble_schedule_is_traced_and_costed_by_its_own_bubble_rule(tmp_
     data = max(ph["data"] for ph in detail["rank_phase_s"].values())
     assert proj["step_s"] == pytest.approx(slowest / (1 - bubble) + optimizer + data)
     assert "(" + schedule.removeprefix("Schedule") + "): bubble" in stdout
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie, ended but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def _wait_for_lines(proc, pattern: str, count: int, deadline_s: float) -> list[str]:
+    """``proc``'s stdout lines until ``count`` of them contain ``pattern``: each read waits on the pipe
+    (select) for what is left of ``deadline_s``; a failure when the deadline passes or the run ends first."""
+    import re
+    import select
+    import time
+    end = time.monotonic() + deadline_s
+    buf, hits = b"", []
+    while len(hits) < count:
+        left = end - time.monotonic()
+        assert left > 0, f"no {count} lines matching {pattern!r} within {deadline_s:g} s: {buf[-2000:]!r}"
+        ready, _, _ = select.select([proc.stdout], [], [], left)
+        if not ready:
+            continue
+        chunk = os.read(proc.stdout.fileno(), 65536)
+        assert chunk, f"the run ended (exit code {proc.wait()}) before {count} lines matching {pattern!r}: {buf!r}"
+        buf += chunk
+        hits = re.findall(pattern, buf.decode("utf-8", "replace"))
+    return hits
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "pause") or not os.path.isdir("/proc"),
+                    reason="the stages wait in signal.pause() and are looked up in /proc: POSIX with procfs only")
+def test_sigterm_to_ccprof_reaches_every_stage_and_puts_the_users_files_back(tmp_path):
+    import signal
+    (tmp_path / "work").mkdir()
+    log = tmp_path / "work" / "train.log"
+    log.write_text("epoch 3\n")             # both stages append their first step to it, then hold
+    out = tmp_path / "held"
+    with open(tmp_path / "stderr.txt", "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "ccprof", "analyze", str(SCRIPT), "--steps", "2", "--warmup",
+                                 "1", "--out", str(out), "--gpu", "h100-sxm", "-q", "--nproc", "2", "--dry-run", "--",
+                                 "--steps", "6", "--chdir", "work", "--log", "train.log", "--hold-at", "0"],
+                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=err)
+        try:
+            # the event: each stage (rank 0's and rank 1's dry runs) logged its step and says it holds
+            held = _wait_for_lines(proc, r"rank (\d) holding pid (\d+)", 2, deadline_s=300)
+            assert sorted(r for r, _ in held) == ["0", "1"]
+            assert log.read_text() != "epoch 3\n"           # the stages' appends are there while they run
+            proc.send_signal(signal.SIGTERM)                # to ccprof alone: it stops rank 0's harness, which
+            code = proc.wait(timeout=300)                   # passes it on to the stages (run_stages)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    said = (tmp_path / "stderr.txt").read_text()
+    # the documented exit code of a run stopped by SIGTERM (ccprof.exit_codes.ExitCode.TERMINATED)
+    assert code == 143, said[-3000:]
+    assert not [pid for _, pid in held if _running(int(pid))]
+    # each stage caught the SIGTERM and wrote what it had (one SIGKILLed would have written no profile)
+    profile = json.loads((out / "profile.json").read_text())
+    assert profile["error"]["kind"] == "terminated" and "stopped by SIGTERM" in profile["error"]["message"]
+    assert [r["rank"] for r in profile["dry_run"]["pipeline"]["ranks"]] == [0, 1]
+    # the stages' journals undone: the log they both appended to is as it was, and nothing else is left there
+    assert log.read_text() == "epoch 3\n"
+    assert sorted(os.listdir(tmp_path / "work")) == ["train.log"]

@@ -3,6 +3,7 @@
 # torch.distributed.pipelining's PipelineStage and a schedule chosen by --schedule; gloo on the CPU, nccl on CUDA.
 import argparse
 import os
+import signal
 
 import torch
 import torch.distributed as dist
@@ -24,6 +25,8 @@ p.add_argument("--steps", type=int, default=20)
 p.add_argument("--chdir", default=None)                # a folder (relative) the script works in, as some do
 p.add_argument("--log", default=None)                  # a file every rank appends its steps to
 p.add_argument("--fail-rank", type=int, default=None)  # this rank raises before its first step (a stage failing)
+# after this step's log line every rank prints "rank R holding pid P" and waits for a signal (a stop from outside)
+p.add_argument("--hold-at", type=int, default=None)
 args = p.parse_args()
 if args.chdir:
     os.chdir(args.chdir)
@@ -107,6 +110,10 @@ for step in range(args.steps):
     if args.log:
         with open(args.log, "a") as fh:
             fh.write(f"rank {rank} step {step}\n")
+    if step == args.hold_at:
+        print(f"rank {rank} holding pid {os.getpid()}", flush=True)
+        while True:
+            signal.pause()
     if losses and step % 5 == 0:
         print(f"rank {rank} step {step} loss {torch.stack(losses).mean().item():.4f}")
 dist.destroy_process_group()
