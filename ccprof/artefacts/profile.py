@@ -612,7 +612,9 @@ class StandIn:
 class PipelineRank:
     """One rank of a pipeline as its own dry run traced it (``--dry-run --nproc``): the stages it
     holds, its step's op rows (every microbatch's forward and backward, its optimizer step), its
-    FLOPs and its memory peaks."""
+    FLOPs and its memory peaks, and what else costing its step reads of its own run: its
+    optimizers (over its own parameters), its host counts (module calls, bytecodes by phase) and
+    its torch.compile fusion groups (``ccprof.hardware.inputs.StepInputs.for_rank``)."""
     rank: int
     stages: list[int] = field(default_factory=list)     # stage indices this rank holds (several: looped)
     ops: list[OpCost] = field(default_factory=list)
@@ -621,6 +623,10 @@ class PipelineRank:
     peak_bytes: int = 0
     reserved_peak_bytes: int | None = None
     params: int = 0
+    # None in profiles made before ccprof kept them: the rank is then costed with the profile's own
+    optimizers: list[OptimizerInfo] | None = None
+    host: HostInfo | None = None
+    fusion: dict[str, dict[str, int]] | None = None
 
 
 @dataclass(frozen=True)

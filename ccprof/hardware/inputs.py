@@ -110,6 +110,8 @@ class StepInputs:
     # a dry run's pipeline: every rank's op rows (``pipeline.ranks``); ``ops`` are rank ``pipeline_rank``'s
     pipeline: Pipeline | None = None
     pipeline_rank: int = 0
+    # the script passes ``fused=`` True only on CUDA and the run was not on CUDA: its optimizers count as fused
+    fused_on_gpu: bool = False
 
     @classmethod
     def from_profile(cls, profile: Profile) -> "StepInputs":
@@ -122,6 +124,7 @@ class StepInputs:
             host = HostCounts(module_calls_per_step=(profile.counters or {}).get("module_calls_per_step", 0))
         m = profile.memory
         pipe = profile.dry_run.pipeline if profile.dry_run is not None else None
+        fused_on_gpu = _fused_on_gpu(profile)
         return cls(
             ops=tuple(profile.ops),
             measured=Measured(step_s=tuple(st.step_s), phase_s=st.phase_s, kernel_s=profile.kernel_s),
@@ -142,11 +145,39 @@ class StepInputs:
             device=DeviceFacts(type=profile.device.type, name=profile.device.name,
                                catalog_id=profile.device.catalog_id),
             precision=_precision_on_gpu(profile),
-            optimizers=_optimizers_on_gpu(profile),
+            optimizers=_optimizers_on_gpu(tuple(profile.optimizer.optimizers) if profile.optimizer else (),
+                                          fused_on_gpu),
             eval=profile.eval,
             pipeline=pipe if pipe is not None and pipe.ranks else None,
             pipeline_rank=profile.dry_run.rank if profile.dry_run is not None else 0,
+            fused_on_gpu=fused_on_gpu,
         )
+
+    def for_rank(self, rank: int) -> "StepInputs":
+        """Rank ``rank`` of the pipeline (``pipeline.ranks``) as a step of its own: its op rows, and
+        its optimizers, host counts (module calls, bytecodes by phase), FLOPs, peaks and fusion
+        groups as its own dry run recorded them (a profile made before ranks kept them: these
+        inputs' own). The data, precision, device, measured times and host speed stay these inputs'
+        (every rank runs the same script on the same kind of GPU and host). ``self`` for the
+        profile's own rank (``pipeline_rank``) and for a rank the pipeline does not hold.
+
+        Example: ``step_inputs(profile).for_rank(3).optimizers[0].param_count`` (the last stage's parameters).
+        """
+        pipe = self.pipeline
+        row = next((r for r in pipe.ranks if r.rank == rank), None) if pipe is not None else None
+        if row is None or rank == self.pipeline_rank:
+            return self
+        host = self.host
+        if row.host is not None:
+            host = replace(host, counted=True, opcodes=row.host.opcodes,
+                           module_calls_per_step=row.host.module_calls_per_step)
+        opts = self.optimizers if row.optimizers is None else _optimizers_on_gpu(tuple(row.optimizers),
+                                                                                 self.fused_on_gpu)
+        model = replace(self.model, flops_per_step=row.flops_per_step, model_flops_per_step=row.model_flops_per_step,
+                        peak_bytes=row.peak_bytes,
+                        reserved_peak_bytes=row.reserved_peak_bytes if self.model.reserved_peak_bytes else None,
+                        fusion=self.model.fusion if row.fusion is None else row.fusion)
+        return replace(self, ops=tuple(row.ops), host=host, optimizers=opts, model=model, pipeline_rank=rank)
 
     def with_ops(self, ops: Iterable[OpCost]) -> "StepInputs":
         """The same step with an edited op list (``ccprof.hardware.edits``)."""
@@ -168,12 +199,15 @@ class StepInputs:
 _FUSED_CLASSES = ("Adam", "AdamW", "SGD", "Adagrad")
 
 
-def _optimizers_on_gpu(profile: Profile) -> tuple[OptimizerInfo, ...]:
-    """The profile's optimizers as the target GPU's run would build them: a CPU run of a script that
-    passes ``fused=`` True only on CUDA (``fused=torch.cuda.is_available()``; the script reader's
-    ``static.on_cuda``) measured the unfused branch, the GPU runs the fused one."""
-    opts = tuple(profile.optimizer.optimizers) if profile.optimizer else ()
-    if "fused_optimizer" not in profile.static.on_cuda or profile.device.type == "cuda":
+def _fused_on_gpu(profile: Profile) -> bool:
+    """A CPU run of a script that passes ``fused=`` True only on CUDA (``fused=torch.cuda.is_available()``;
+    the script reader's ``static.on_cuda``): it measured the unfused branch, the GPU runs the fused one."""
+    return "fused_optimizer" in profile.static.on_cuda and profile.device.type != "cuda"
+
+
+def _optimizers_on_gpu(opts: tuple[OptimizerInfo, ...], fused_on_gpu: bool) -> tuple[OptimizerInfo, ...]:
+    """Optimizers as the target GPU's run would build them (:func:`_fused_on_gpu`)."""
+    if not fused_on_gpu:
         return opts
     return tuple(replace(o, fused=True, foreach=None) if o.class_ in _FUSED_CLASSES and not o.fused else o
                  for o in opts)

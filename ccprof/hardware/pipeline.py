@@ -21,7 +21,9 @@ sends and receives, its optimizer step); the schedule then sets the step:
 
 The optimizer step (and the data wait) follows the flush on every rank at once: the step adds the
 slowest rank's. Send and receive rows are costed as each rank's collectives (the link between the
-two ranks' GPUs, the network when they sit on different nodes).
+two ranks' GPUs, the network when they sit on different nodes), in the phase of the schedule's action
+that made them (activations forward, gradients backward: ``ccprof.profiler.dryrun_pipe`` tags them)
+and never hidden behind compute (``ccprof.hardware.step.blocks``: the schedule waits on them).
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from typing import Any
 
 from ccprof.artefacts.profile import OpCost, Pipeline
 from ccprof.artefacts.vocab import MODEL_PHASES, STEP_PHASES
+from ccprof.units import fmt_bytes, fmt_s
 
 __all__ = ["ZERO_BUBBLE_H1_FRAC", "PipelineStep", "bubble_frac", "chunks_per_rank", "pipeline_ranks", "pipeline_step",
            "describe_pipeline"]
@@ -42,7 +45,7 @@ _ZB_H1 = ("ScheduleInterleavedZeroBubble",)
 _ZB_V = ("ScheduleZBVZeroBubble", "ScheduleDualPipeV")
 _INTERLEAVED = ("ScheduleInterleaved1F1B", "ScheduleLoopedBFS")
 # phases that run after the pipeline's flush, on every rank at once (the data wait and the optimizer step);
-# forward, backward and what runs between them (the sends and receives, "other") are pipelined
+# forward, backward (their sends and receives among them) and what runs between them ("other") are pipelined
 _AFTER_FLUSH = tuple(ph for ph in STEP_PHASES if ph not in MODEL_PHASES and ph != "other")
 SOURCES = ["Narayanan et al., SC'21, \"Efficient Large-Scale Language Model Training on GPU Clusters Using "
            "Megatron-LM\", section 2.2 (pipeline bubble)",
@@ -113,8 +116,11 @@ def pipeline_step(pipe: Pipeline, cost: Callable[[list[OpCost], int], Any], base
     detail = {"schedule": pipe.schedule, "stages": pipe.num_stages, "ranks": p, "chunks_per_rank": v,
               "microbatches": pipe.microbatches, "bubble_frac": frac, "bubble_s": bubble_s,
               "bubble_step_frac": bubble_s / step_s if step_s else 0.0, "slowest_rank": slowest,
-              "rank_work_s": {str(r): s for r, s in sorted(work.items())}, "sources": list(SOURCES),
-              "rule": _rule(pipe.schedule)}
+              "rank_work_s": {str(r): s for r, s in sorted(work.items())},
+              # each rank's own step (its phases, no bubble) and memory: what sets the step and the GPU's fit
+              "rank_phase_s": {str(r): dict(phases) for r, phases in sorted(by_rank.items())},
+              "rank_peak_bytes": {str(row.rank): row.reserved_peak_bytes or row.peak_bytes for row in pipe.ranks},
+              "sources": list(SOURCES), "rule": _rule(pipe.schedule)}
     return PipelineStep(step_s=step_s, phase_s=phase_s, bubble_frac=frac, bubble_s=bubble_s, slowest_rank=slowest,
                         rank_work_s=work, detail=detail)
 
@@ -135,8 +141,17 @@ def _rule(schedule: str) -> str:
 
 def describe_pipeline(detail: dict[str, Any]) -> str:
     """One line for a projection's ``detail["pipeline"]``: "pipeline of 4 stages x 8 microbatches
-    (Schedule1F1B): bubble 27% of the step"."""
+    (1F1B): bubble 27% of the step; by rank, pipelined work / optimizer / peak memory: 0 2.80 ms /
+    95.0 µs / 100 MiB, ..." (the pipelined work: the forward, backward and sends before the bubble; the
+    per-rank figures where the detail has them)."""
     name = str(detail.get("schedule", "")).removeprefix("Schedule") or "pipeline"
     on = f" on {detail['ranks']} ranks" if detail.get("ranks") != detail.get("stages") else ""
-    return (f"pipeline of {detail['stages']} stages{on} x {detail['microbatches']} microbatches ({name}): bubble "
+    line = (f"pipeline of {detail['stages']} stages{on} x {detail['microbatches']} microbatches ({name}): bubble "
             f"{100 * detail.get('bubble_step_frac', 0.0):.0f}% of the step")
+    phases, peaks = detail.get("rank_phase_s") or {}, detail.get("rank_peak_bytes") or {}
+    if phases:
+        work = detail.get("rank_work_s") or {}
+        line += "; by rank, pipelined work / optimizer / peak memory: " + ", ".join(
+            f"{r} {fmt_s(work.get(r, 0.0))} / {fmt_s(ph.get('optimizer', 0.0))} / {fmt_bytes(peaks.get(r) or None)}"
+            for r, ph in phases.items())
+    return line

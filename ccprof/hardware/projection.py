@@ -400,14 +400,15 @@ def pipelined_step(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy,
     """A traced pipeline's step on ``spec`` under ``policy``: every rank's rows costed, then scheduled
     (:func:`ccprof.hardware.pipeline.pipeline_step`). ``ops`` (a what-if's edited rows) and
     ``extra_kernels`` (the kernels a tweak adds) are the profile's own rank's; the other ranks keep
-    their rows. The profile must have a pipeline (``StepInputs.pipeline``)."""
+    their rows, each costed with its own inputs (:meth:`StepInputs.for_rank`). The profile must have
+    a pipeline (``StepInputs.pipeline``)."""
     inputs = step_inputs(profile)
     assert inputs.pipeline is not None
     own = inputs.pipeline_rank
 
-    def cost(rank_ops: list, rank: int) -> StepCost:
-        return step_cost_for(inputs, spec, policy, ops=rank_ops, extra_kernels=extra_kernels if rank == own else (),
-                             class_factors=class_factors)
+    def cost(rank_ops: list, rank: int) -> StepCost:       # each rank with its own optimizers, host counts, fusion
+        return step_cost_for(inputs.for_rank(rank), spec, policy, ops=rank_ops,
+                             extra_kernels=extra_kernels if rank == own else (), class_factors=class_factors)
     return pipeline_step(inputs.pipeline, cost, own, list(inputs.ops if ops is None else ops))
 
 

@@ -29,6 +29,7 @@ from ccprof.artefacts.profile import OpCost, Profile, module_ancestors
 from ccprof.artefacts.vocab import MATMUL_CLASSES, MODEL_PHASES, STEP_PHASES
 from ccprof.hardware import kernels as K
 from ccprof.hardware.catalog import GpuSpec
+from ccprof.hardware.comm import collective_kind
 from ccprof.hardware.host import HostSide, host_side
 from ccprof.hardware.inputs import StepInputs, step_inputs
 from ccprof.hardware.translate import (
@@ -41,7 +42,7 @@ from ccprof.hardware.translate import (
     translate,
 )
 
-__all__ = ["CUDA_LAUNCH_S", "PCIE_BYTES_PER_S", "PHASES", "OVERLAPPED_PHASES", "StepCost", "cost_step",
+__all__ = ["CUDA_LAUNCH_S", "PCIE_BYTES_PER_S", "PHASES", "OVERLAPPED_PHASES", "StepCost", "blocks", "cost_step",
            "data_wait_s", "exposed_comm_s", "fuse", "module_s", "op_s"]
 
 PHASES = STEP_PHASES
@@ -223,10 +224,13 @@ def cost_step(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy | Non
     launches = 0
     comm = dict.fromkeys(PHASES[1:], 0.0)
     comm_longest = dict.fromkeys(PHASES[1:], 0.0)
+    p2p = dict.fromkeys(PHASES[1:], 0.0)            # sends and receives: waited on (:func:`blocks`)
     for k in kernels:
         ph = k.phase if k.phase in device else "other"
         by_class[k.cls] = by_class.get(k.cls, 0.0) + k.device_s
-        if k.cls == "collective":
+        if k.cls == "collective" and blocks(k.op):
+            p2p[ph] += k.device_s
+        elif k.cls == "collective":
             comm[ph] += k.device_s
             comm_longest[ph] = max(comm_longest[ph], k.per_call_s)
         else:
@@ -243,7 +247,8 @@ def cost_step(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy | Non
             host[ph] += hs.python_s.get(ph, 0.0)
     elif not policy.compiled:
         host["forward"] += inputs.host.module_calls_per_step * hs.module_call_s
-    exposed = {ph: exposed_comm_s(ph, comm[ph], comm_longest[ph], device[ph]) for ph in PHASES[1:]}
+    exposed = {ph: exposed_comm_s(ph, comm[ph], comm_longest[ph], device[ph]) + p2p[ph] for ph in PHASES[1:]}
+    comm = {ph: comm[ph] + p2p[ph] for ph in PHASES[1:]}
     if any(comm.values()):
         notes.append("collectives: " + ", ".join(f"{ph} {comm[ph] * 1e3:.2f} ms ({exposed[ph] * 1e3:.2f} ms not hidden)"
                                                  for ph in PHASES[1:] if comm[ph]))
@@ -273,6 +278,15 @@ def cost_step(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy | Non
 # FSDP", VLDB 2023). Elsewhere (the optimizer's, the script's own all-reduce of a loss) the
 # collective blocks.
 OVERLAPPED_PHASES = MODEL_PHASES
+
+
+def blocks(op: str) -> bool:
+    """A send or receive (a pipeline's activations and gradients): never hidden behind compute,
+    whatever its phase. torch.distributed.pipelining's schedules wait on each batch of them before
+    the compute that follows (``_wait_batch_p2p(_batch_p2p(...))`` around every forward and backward
+    chunk in torch/distributed/pipelining/schedules.py, torch 2.13): a received tensor is that
+    compute's input."""
+    return collective_kind(op) in ("send", "recv")
 
 
 def exposed_comm_s(phase: str, comm_s: float, longest_s: float, compute_s: float) -> float:
@@ -328,10 +342,11 @@ def op_s(profile: Profile | StepInputs, spec: GpuSpec, policy: Policy | None = N
         total = sum(weights)
         for o, w in zip(runs, weights):
             out[where[id(o)]] += sec * w / total
-    # a phase's collectives count what its compute does not hide (cost_step's exposed_comm_s)
+    # a phase's collectives count what its compute does not hide (cost_step's exposed_comm_s); a send or
+    # receive is never hidden (:func:`blocks`): all of its seconds count
     is_coll = [K.op_class(r.op) == "collective" for r in rows]
     for ph in PHASES[1:]:
-        coll = [i for i, r in enumerate(rows) if r.phase == ph and is_coll[i]]
+        coll = [i for i, r in enumerate(rows) if r.phase == ph and is_coll[i] and not blocks(r.op)]
         if not coll:
             continue
         comm = sum(out[i] for i in coll)

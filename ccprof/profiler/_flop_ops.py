@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from torch.utils._pytree import tree_flatten
+from torch.utils.weak import WeakIdKeyDictionary
 
 from ccprof.artefacts.vocab import dtype_name
 
@@ -65,6 +66,23 @@ def _schema_attrs(func: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
 COLLECTIVE_NAMESPACES = ("c10d", "_c10d_functional")
 # point-to-point ops (a pipeline's activations and gradients): they return a Work, no tensor
 P2P_OPS = ("c10d.send", "c10d.recv_")
+
+# the phase of a pipeline's send or receive, by the schedule's action that made it (its stage's
+# get_{fwd,bwd}_{send,recv}_ops: ccprof.profiler.dryrun_pipe tags the tensor each moves). The
+# schedule runs them between its stages' forward and backward calls, outside every module's and
+# autograd's hooks: by the phase clock they would land in whichever phase ran last, or "other"
+_P2P_PHASE = WeakIdKeyDictionary()          # a tensor's tag dies with it
+
+
+def tag_p2p(tensor: torch.Tensor, phase: str) -> None:
+    """``tensor`` is sent or received for a schedule's ``phase`` ("forward": activations,
+    "backward": gradients); its send or receive row is booked to that phase."""
+    _P2P_PHASE[tensor] = phase
+
+
+def p2p_phase(tensors: list[torch.Tensor]) -> str | None:
+    """The phase :func:`tag_p2p` gave the first of a send's or receive's ``tensors``; None if untagged."""
+    return next((ph for t in tensors if (ph := _P2P_PHASE.get(t)) is not None), None)
 
 
 def collective_attrs(func: Any, args: tuple, kwargs: dict, out: Any) -> dict[str, Any]:

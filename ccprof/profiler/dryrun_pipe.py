@@ -11,8 +11,8 @@ objects (their input and gradient shapes, before the first step) through a real 
 the receiver polls until the sender's key is there, a stage that failed aborts the channel, or the
 run's timeout passes); tensor sends and receives stay fake (a
 completed Work, no data), recorded as op rows like every collective. The runner merges the
-stages' profiles (:func:`merge_stages`): each rank's op rows, FLOPs and peaks in
-``DryRun.pipeline.ranks``, the profile of the rank with the largest peak around them (it sets
+stages' profiles (:func:`merge_stages`): each rank's op rows, FLOPs, peaks, optimizers, host
+counts and fusion groups (what costing its step reads) in ``DryRun.pipeline.ranks``, the profile of the rank with the largest peak around them (it sets
 the memory per GPU). ``ccprof.hardware.pipeline`` schedules the stages' costs into the step.
 """
 from __future__ import annotations
@@ -142,7 +142,35 @@ def watch_schedules(log: Any, patches: Any, out: str | None, traced: list[int]) 
                        "at once).")
         return original(self, stages, *args, **kwargs)
     patches.set(base, "_initialize_pp_stages", initialize)
+    _tag_p2p_ops(patches, _PipelineStageBase)
     return True
+
+
+# a stage's getters of its sends and receives, and the phase of what each moves
+P2P_GETTERS = {"get_fwd_recv_ops": "forward", "get_fwd_send_ops": "forward",
+               "get_bwd_recv_ops": "backward", "get_bwd_send_ops": "backward"}
+
+
+def _tag_p2p_ops(patches: Any, stage_base: Any) -> None:
+    """The schedule's sends and receives are booked to the phase of its action that made them
+    (activations: forward; gradients: backward), not to the phase that ran last: the schedule waits
+    on them between its stages' forward and backward calls, outside every hook that sets the phase
+    (``_flop_ops.tag_p2p``). A torch whose stages lack a getter keeps the phase clock's for it."""
+    from ccprof.profiler._flop_ops import tag_p2p
+
+    for name, phase in P2P_GETTERS.items():
+        original = getattr(stage_base, name, None)
+        if original is None:
+            continue
+
+        def tagged(self: Any, *args: Any, _original: Any = original, _phase: str = phase, **kwargs: Any) -> Any:
+            ops = _original(self, *args, **kwargs)
+            for op in ops or ():
+                tensor = getattr(op, "tensor", None)
+                if tensor is not None:
+                    tag_p2p(tensor, _phase)
+            return ops
+        patches.set(stage_base, name, tagged)
 
 
 def schedule_hook(schedules: Any, stage_base: Any) -> tuple[Any, Any] | None:
@@ -216,8 +244,8 @@ def run_stages(spec: Any, spec_path: str, cwd: str | None = None) -> int:
 
 def merge_stages(out: str, read: Any) -> Any:
     """The pipeline's profile from its ranks' (``read(path)`` -> Profile or None): the profile of the
-    rank with the largest peak (it sets the memory per GPU), with every rank's op rows, FLOPs and
-    peaks in ``dry_run.pipeline.ranks``. None when no rank wrote a profile."""
+    rank with the largest peak (it sets the memory per GPU), with every rank's op rows, FLOPs,
+    peaks, optimizers, host counts and fusion groups in ``dry_run.pipeline.ranks``. None when no rank wrote a profile."""
     from ccprof.artefacts.profile import ErrorInfo, Pipeline, PipelineRank
     from ccprof.exit_codes import ExitCode
 
@@ -230,7 +258,8 @@ def merge_stages(out: str, read: Any) -> Any:
     rows = [PipelineRank(rank=r, stages=[i for i, x in enumerate(info["stage_rank"]) if x == r], ops=list(p.ops),
                          flops_per_step=p.flops.per_step, model_flops_per_step=p.flops.model_per_step,
                          peak_bytes=p.memory.peak_bytes, reserved_peak_bytes=p.memory.reserved_peak_bytes,
-                         params=p.model.params) for r, p in sorted(profiles.items())]
+                         params=p.model.params, optimizers=list(p.optimizer.optimizers) if p.optimizer else [],
+                         host=p.host, fusion=dict(p.fusion)) for r, p in sorted(profiles.items())]
     heaviest = max(profiles, key=lambda r: (profiles[r].memory.reserved_peak_bytes or profiles[r].memory.peak_bytes,
                                             -r))
     base = profiles[heaviest]

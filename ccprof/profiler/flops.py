@@ -52,6 +52,7 @@ from ccprof.profiler._flop_ops import (  # noqa: F401  (module_names, op_name, s
     collective_attrs,
     module_names,
     op_name,
+    p2p_phase,
     scope_of,
 )
 from ccprof.profiler.flop_formulas import (  # noqa: F401  (re-exported: the op rows and tests name them here)
@@ -352,6 +353,8 @@ class FlopPass(_DataflowTags):
             flops = int(registry[packet](*args, **kwargs, out_val=out))
         phase = self._current_phase()
         name = op_name(func)
+        if collective and name in P2P_OPS:
+            phase = p2p_phase(inputs) or phase         # a pipeline's: the schedule's action's phase (tag_p2p)
         recompute = phase == "backward" and self._recompute_depth > 0
         if recompute:
             self._recompute_flops += flops

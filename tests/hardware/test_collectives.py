@@ -1,7 +1,7 @@
 """Collectives in the cost model: a c10d op row is costed over the links (ccprof.hardware.comm),
 not as a memory-bound kernel; in forward and backward the compute hides what it can (DDP's
-buckets, FSDP's prefetch), the longest collective never; elsewhere it blocks. The per-op seconds
-still sum to the step's device time."""
+buckets, FSDP's prefetch), the longest collective never; elsewhere it blocks, and a pipeline's sends
+and receives block everywhere. The per-op seconds still sum to the step's device time."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -57,10 +57,35 @@ def test_backward_hides_what_its_compute_covers_but_never_the_longest_collective
     assert opt.comm_exposed_s["optimizer"] == pytest.approx(opt.comm_s["optimizer"])
 
 
+def _p2p(op: str, nbytes: int, count: int, phase: str) -> OpCost:
+    """A pipeline's send or receive as a stage's dry run records it: group 2, its bytes in attrs."""
+    n = nbytes // 4
+    return OpCost(op, "float32", count, 0, nbytes * count, nbytes * count, phase, shapes=[[n]],
+                  attrs={"bytes": nbytes, "group": 2, "nodes": 1})
+
+
+def test_a_pipelines_sends_and_receives_are_never_hidden_in_forward_or_backward():
+    # the schedule waits on each batch of them before the compute that follows (step.blocks): a receive in
+    # backward costs all its seconds, where an all-reduce of the same bytes hides behind the backward's compute
+    spec = CAT["a100-80gb"]
+    base = hand_profile()
+    bare = cost_step(base, spec)
+    one = collective_s("recv", 2**20, 2, spec)
+    for phase in ("forward", "backward"):
+        rows = [_p2p("c10d.recv_", 2**20, 4, phase), _p2p("c10d.send", 2**20, 4, phase)]
+        p2p = cost_step(replace(base, ops=base.ops + rows), spec)
+        assert p2p.comm_s[phase] == pytest.approx(8 * one)
+        assert p2p.comm_exposed_s[phase] == pytest.approx(8 * one)
+        assert p2p.device_s[phase] == pytest.approx(bare.device_s[phase] + 8 * one)
+    hidden = cost_step(replace(base, ops=base.ops + [_allreduce(2**20, 4)]), spec)
+    assert hidden.comm_exposed_s["backward"] < hidden.comm_s["backward"]
+
+
 def test_per_op_seconds_still_sum_to_the_step_with_collectives():
     spec = CAT["h100-sxm"]
     base = hand_profile()
-    for extra in ([_allreduce(2**20, 4)], [_allreduce(2**30, 8)], [_allreduce(2**20, 1, phase="optimizer")]):
+    for extra in ([_allreduce(2**20, 4)], [_allreduce(2**30, 8)], [_allreduce(2**20, 1, phase="optimizer")],
+                  [_allreduce(2**20, 4), _p2p("c10d.send", 2**20, 4, "backward")]):
         p = replace(base, ops=base.ops + extra)
         assert sum(op_s(p, spec)) == pytest.approx(sum(cost_step(p, spec).device_s.values()), rel=1e-9)
 

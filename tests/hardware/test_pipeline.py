@@ -55,7 +55,14 @@ def test_the_slowest_rank_sets_the_pace_and_the_bubble_stretches_its_pipelined_p
     assert run.phase_s["optimizer"] == pytest.approx(0.002)
     assert run.step_s == pytest.approx(0.0165 + 0.002)
     assert run.detail["bubble_step_frac"] == pytest.approx(0.0045 / 0.0185)
-    assert describe_pipeline(run.detail) == "pipeline of 4 stages x 8 microbatches (1F1B): bubble 24% of the step"
+    # each rank's pipelined work (forward + backward + other) and optimizer; no peak recorded in these rows
+    assert describe_pipeline(run.detail) == ("pipeline of 4 stages x 8 microbatches (1F1B): bubble 24% of the step; "
+                                             "by rank, pipelined work / optimizer / peak memory: 0 9.00 ms / 1.00 ms "
+                                             "/ —, 1 10.0 ms / 2.00 ms / —, 2 12.0 ms / 1.00 ms / —, 3 10.5 ms / "
+                                             "1.00 ms / —")
+    # a detail made before it had each rank's figures: the schedule and the bubble alone
+    old = {k: v for k, v in run.detail.items() if k not in ("rank_phase_s", "rank_peak_bytes")}
+    assert describe_pipeline(old) == "pipeline of 4 stages x 8 microbatches (1F1B): bubble 24% of the step"
 
 
 def test_a_what_if_edits_the_base_ranks_rows_only():
@@ -104,3 +111,60 @@ def test_the_projection_schedules_each_ranks_cost_model_step():
     peak_flops, _ = compute_peak(profile, spec, policy_for(step_inputs(profile), spec))
     assert got.hfu == pytest.approx(1.5e12 / got.step_s / peak_flops)
     assert sum(got.phase_s.values()) == pytest.approx(got.step_s)
+
+
+def _two_rank_profile(**rank1):
+    """Rank 0 (the profile's own: 100M parameters, the hand profile's optimizer and host) and rank 1, whose
+    stage holds a tenth of the parameters: its own optimizer, module calls and peak where ``rank1`` gives them."""
+    from ccprof.artefacts.profile import DryRun, HostInfo
+    from tests.helpers.profiles import hand_ops, hand_profile
+    ops = hand_ops()
+    pipe = Pipeline(schedule="Schedule1F1B", microbatches=4, num_stages=2, stage_rank=[0, 1],
+                    ranks=[PipelineRank(rank=0, ops=ops, peak_bytes=2 * 10**9), PipelineRank(rank=1, ops=ops, **rank1)])
+    return hand_profile(world_size=2, host=HostInfo(module_calls_per_step=40),
+                        dry_run=DryRun(nproc=2, rank=0, pipeline=pipe))
+
+
+def test_each_rank_is_costed_with_its_own_optimizer_host_counts_and_memory():
+    from dataclasses import replace
+
+    from ccprof.artefacts.profile import HostInfo, OptimizerInfo, OptimizerSection, Profile
+    from ccprof.hardware.catalog import load_catalog
+    from ccprof.hardware.inputs import step_inputs
+    from ccprof.hardware.projection import pipelined_step, project, step_cost_for
+    from ccprof.hardware.translate import policy_for
+    small = OptimizerInfo(class_="AdamW", param_count=10_000_000, state_bytes=80 * 10**6)
+    profile = _two_rank_profile(optimizers=[small], host=HostInfo(module_calls_per_step=400), peak_bytes=5 * 10**8)
+    spec = load_catalog()["h100-sxm"]
+    inputs = step_inputs(profile)
+    # the fused kernel's bytes come from the optimizers' parameters: rank 1 updates a tenth of rank 0's
+    fused = replace(policy_for(inputs, spec), optimizer="fused")
+    run = pipelined_step(inputs, spec, fused)
+    # rank 1 alone, as a profile of its own (its optimizer, module calls and peak at the top level)
+    alone = replace(profile, optimizer=OptimizerSection([small]), host=HostInfo(module_calls_per_step=400),
+                    dry_run=None)
+    assert run.detail["rank_phase_s"]["1"] == pytest.approx(step_cost_for(alone, spec, fused).phase_s)
+    assert run.detail["rank_phase_s"]["1"]["optimizer"] < run.detail["rank_phase_s"]["0"]["optimizer"]
+    assert run.detail["rank_peak_bytes"] == {"0": 2 * 10**9, "1": 5 * 10**8}
+    # the projection says each rank's figures; the facts survive the profile's JSON
+    detail = project(profile, {"h100-sxm": spec})["h100-sxm"].detail["pipeline"]
+    assert "by rank, pipelined work / optimizer / peak memory: 0 " in describe_pipeline(detail)
+    assert describe_pipeline(detail).endswith(" / 477 MiB")           # rank 1's 5e8 bytes
+    back = Profile.from_json(profile.to_json()).dry_run.pipeline.ranks[1]
+    assert (back.optimizers, back.host.module_calls_per_step) == ([small], 400)
+
+
+def test_a_rank_without_its_own_facts_is_costed_with_the_profiles_as_before():
+    # a profile made before ranks kept their optimizers and host counts (no such keys in its JSON)
+    import json
+
+    from ccprof.artefacts.profile import Profile
+    from ccprof.hardware.inputs import step_inputs
+    data = json.loads(_two_rank_profile().to_json())
+    for row in data["dry_run"]["pipeline"]["ranks"]:
+        for key in ("optimizers", "host", "fusion"):
+            del row[key]
+    inputs = step_inputs(Profile.from_dict(data))
+    rank1 = inputs.for_rank(1)
+    assert (rank1.optimizers, rank1.host, rank1.model.fusion) == (inputs.optimizers, inputs.host, inputs.model.fusion)
+    assert inputs.for_rank(0) is inputs and inputs.for_rank(7) is inputs     # its own rank; a rank it does not hold

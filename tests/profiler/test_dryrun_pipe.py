@@ -84,10 +84,12 @@ def test_the_last_stage_traced_as_rank_1_gets_stage_0s_shapes_and_sends_its_grad
     back = ObjectChannel(out, rank=0).recv(1)
     assert isinstance(back[0], _StageBackwardMeta) and back[0].backward_metas[0].shape == (2, 16, WIDTH)
     assert describe(log).pipeline.stage_rank == [0, 1] and describe(log, rank=1).rank == 1
-    p2p = sorted((o.op, o.count, o.attrs["bytes"], o.attrs["group"], o.attrs["nodes"])
+    p2p = sorted((o.op, o.phase, o.count, o.attrs["bytes"], o.attrs["group"], o.attrs["nodes"])
                  for o in ops if o.op.startswith("c10d."))
-    # one activation received and one gradient sent per microbatch: (2, 16, 32) fp32 = 4096 bytes each
-    assert p2p == [("c10d.recv_", MICRO, 4096, 2, 1), ("c10d.send", MICRO, 4096, 2, 1)]
+    # one activation received and one gradient sent per microbatch: (2, 16, 32) fp32 = 4096 bytes each; each
+    # booked to its schedule action's phase (the gradient's send runs after the backward, outside autograd,
+    # and with no phase set the pass books work to "forward": the tag alone makes it "backward")
+    assert p2p == [("c10d.recv_", "forward", MICRO, 4096, 2, 1), ("c10d.send", "backward", MICRO, 4096, 2, 1)]
     # forward and backward of (8, 16) tokens through 32 -> 32 -> 64: 3 x 2 x 128 x (32 x 32 + 32 x 64)
     assert flops.model_per_step == 3 * 2 * 128 * (WIDTH * WIDTH + WIDTH * VOCAB)
     assert not dist.is_initialized()
@@ -140,8 +142,11 @@ def test_a_stage_waiting_for_an_object_never_sent_stops_at_its_deadline(run_dir)
 
 
 def _stage_profile(peak_bytes: int, flops: int, error=None):
-    from ccprof.artefacts.profile import DryRun, Flops, Memory, Profile
+    """A stage's profile whose optimizer updates ``peak_bytes`` parameters and whose step makes ``flops`` // 7 module calls."""
+    from ccprof.artefacts.profile import DryRun, Flops, HostInfo, Memory, OptimizerInfo, OptimizerSection, Profile
     return Profile(memory=Memory(peak_bytes=peak_bytes), flops=Flops(per_step=flops), dry_run=DryRun(nproc=2),
+                   optimizer=OptimizerSection([OptimizerInfo(class_="AdamW", param_count=peak_bytes)]),
+                   host=HostInfo(module_calls_per_step=flops // 7), fusion={"forward": {"gaps": flops}},
                    error=error, status="complete" if error is None else "partial")
 
 
@@ -158,6 +163,9 @@ def test_the_merged_profile_is_the_heaviest_stage_with_every_rank_beside_it(run_
     pipe = merged.dry_run.pipeline
     assert [(r.rank, r.stages, r.peak_bytes, r.flops_per_step) for r in pipe.ranks] == [(0, [0, 2], 100, 7),
                                                                                       (1, [1, 3], 300, 9)]
+    # what costing each rank reads of its own run: its optimizer, host counts and fusion groups
+    assert [(r.optimizers[0].param_count, r.host.module_calls_per_step, r.fusion) for r in pipe.ranks] == \
+        [(100, 1, {"forward": {"gaps": 7}}), (300, 1, {"forward": {"gaps": 9}})]
     # a stage's failure is the merged profile's, named by its rank and stages; a missing rank is said
     stages[stage_out(out, 0)] = _stage_profile(100, 7, ErrorInfo(kind="script_error", message="boom"))
     assert merge_stages(out, stages.get).error.message == "rank 0 (pipeline stage(s) [0, 2]): boom"

@@ -3,6 +3,7 @@
 # torch.distributed.pipelining's PipelineStage and a schedule chosen by --schedule; gloo on the CPU, nccl on CUDA.
 import argparse
 import os
+import signal
 
 import torch
 import torch.distributed as dist
@@ -11,7 +12,8 @@ import torch.nn.functional as F
 from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe, ScheduleInterleaved1F1B
 
 p = argparse.ArgumentParser()
-p.add_argument("--schedule", default="1f1b", choices=["gpipe", "1f1b", "interleaved"])
+# zb: ScheduleInterleavedZeroBubble (ZB-H1 on looped stages); zbv: ScheduleZBVZeroBubble (two stages a rank, a V)
+p.add_argument("--schedule", default="1f1b", choices=["gpipe", "1f1b", "interleaved", "zb", "zbv"])
 p.add_argument("--microbatches", type=int, default=4)
 p.add_argument("--dp", type=int, default=1)             # data-parallel replicas of the whole pipeline
 p.add_argument("--width", type=int, default=128)
@@ -23,6 +25,8 @@ p.add_argument("--steps", type=int, default=20)
 p.add_argument("--chdir", default=None)                # a folder (relative) the script works in, as some do
 p.add_argument("--log", default=None)                  # a file every rank appends its steps to
 p.add_argument("--fail-rank", type=int, default=None)  # this rank raises before its first step (a stage failing)
+# after this step's log line every rank prints "rank R holding pid P" and waits for a signal (a stop from outside)
+p.add_argument("--hold-at", type=int, default=None)
 args = p.parse_args()
 if args.chdir:
     os.chdir(args.chdir)
@@ -38,7 +42,7 @@ pp_group = dist.new_group(list(range(replica * pp, (replica + 1) * pp)))
 for r in range(args.dp):                                # every rank creates every group, in the same order
     if r != replica:
         dist.new_group(list(range(r * pp, (r + 1) * pp)))
-chunks = 2 if args.schedule == "interleaved" else 1     # stages per rank (interleaved: looped)
+chunks = 2 if args.schedule in ("interleaved", "zb", "zbv") else 1     # stages per rank (interleaved: looped)
 num_stages = pp * chunks
 
 
@@ -75,14 +79,22 @@ def loss_fn(logits, targets):                           # (B, T, V), (B, T)
 
 torch.manual_seed(0)
 indices = [pp_rank + k * pp for k in range(chunks)]     # looped placement: rank r holds stages r, r + pp, ...
+if args.schedule == "zbv":                              # V placement: rank r holds stages r and 2 pp - 1 - r
+    indices = [pp_rank, num_stages - 1 - pp_rank]
 mods = [Stage(i).to(device) for i in indices]
 stages = [PipelineStage(m, i, num_stages, device, group=pp_group) for m, i in zip(mods, indices)]
 if args.schedule == "gpipe":
     schedule = ScheduleGPipe(stages[0], n_microbatches=args.microbatches, loss_fn=loss_fn)
 elif args.schedule == "1f1b":
     schedule = Schedule1F1B(stages[0], n_microbatches=args.microbatches, loss_fn=loss_fn)
-else:
+elif args.schedule == "interleaved":
     schedule = ScheduleInterleaved1F1B(stages, n_microbatches=args.microbatches, loss_fn=loss_fn)
+elif args.schedule == "zb":                             # the zero-bubble schedules: not in every torch (imported here)
+    from torch.distributed.pipelining import ScheduleInterleavedZeroBubble
+    schedule = ScheduleInterleavedZeroBubble(stages, n_microbatches=args.microbatches, loss_fn=loss_fn)
+else:
+    from torch.distributed.pipelining import ScheduleZBVZeroBubble
+    schedule = ScheduleZBVZeroBubble(stages, n_microbatches=args.microbatches, loss_fn=loss_fn)
 if rank == args.fail_rank:
     raise RuntimeError(f"rank {rank} failed before its first step")
 opt = torch.optim.AdamW([q for m in mods for q in m.parameters()], lr=1e-3)
@@ -92,16 +104,16 @@ for step in range(args.steps):
     x, y = tokens[:, :-1], tokens[:, 1:]
     opt.zero_grad(set_to_none=True)
     losses: list = []
-    if pp_rank == 0:
-        schedule.step(x, target=y if num_stages == 1 else None, losses=losses if num_stages == 1 else None)
-    elif pp_rank == pp - 1:
-        schedule.step(target=y, losses=losses)
-    else:
-        schedule.step()
+    first, last = 0 in indices, num_stages - 1 in indices     # the V puts both on rank 0
+    schedule.step(*((x,) if first else ()), target=y if last else None, losses=losses if last else None)
     opt.step()
     if args.log:
         with open(args.log, "a") as fh:
             fh.write(f"rank {rank} step {step}\n")
+    if step == args.hold_at:
+        print(f"rank {rank} holding pid {os.getpid()}", flush=True)
+        while True:
+            signal.pause()
     if losses and step % 5 == 0:
         print(f"rank {rank} step {step} loss {torch.stack(losses).mean().item():.4f}")
 dist.destroy_process_group()
