@@ -17,6 +17,8 @@ from ccprof.reports.export import step_trace
 from tests.helpers.profiles import gpt_plain, priced
 
 CHROMIUM = "/usr/bin/chromium"
+# how long each awaited event may take: generous, because the suite runs on two workers of two cores
+WAIT_MS = 120_000
 VIEWER = "devtools://devtools/bundled/trace_app.html"
 # every text node of the page, shadow roots included (DevTools draws in web components)
 TEXTS = """() => { const out = []; const walk = root => root.querySelectorAll('*').forEach(el => {
@@ -30,6 +32,7 @@ pytestmark = [
 
 
 def test_trace_opens_in_chromiums_trace_viewer(tmp_path):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect, sync_playwright
 
     profile = priced(gpt_plain())
@@ -49,23 +52,32 @@ def test_trace_opens_in_chromiums_trace_viewer(tmp_path):
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(VIEWER)
             # the standalone viewer has no page to debug: Escape closes its "connection closed" dialog
-            page.wait_for_selector("text=Debugging connection was closed", state="attached", timeout=30_000)
+            page.wait_for_selector("text=Debugging connection was closed", state="attached", timeout=WAIT_MS)
             page.keyboard.press("Escape")
             tab = page.get_by_role("tab", name="Performance")
             tab.click()
-            expect(tab).to_have_attribute("aria-selected", "true", timeout=30_000)
+            expect(tab).to_have_attribute("aria-selected", "true", timeout=WAIT_MS)
             page.locator("input[type=file]").set_input_files(str(trace_path))
-            page.wait_for_selector("text=Full range", state="attached", timeout=30_000)
+            page.wait_for_selector("text=Full range", state="attached", timeout=WAIT_MS)
             page.keyboard.press("Escape")          # the flame chart's shortcuts dialog opens over the tracks
             # the flame chart is a canvas: find the kernels by name with its search (Ctrl+F), which
             # counts the matches and selects one (its name and arguments show in the summary pane)
             page.get_by_role("tab", name="Summary").click(force=True)     # focus in the panel, for its shortcut
             page.keyboard.press("Control+f")
             find = page.locator("#search-input-field")
-            find.wait_for(state="visible", timeout=30_000)
+            find.wait_for(state="visible", timeout=WAIT_MS)
             find.fill("aten.addmm")
-            find.press("Enter")
-            page.wait_for_function(f"() => ({TEXTS})().includes('Event aten.addmm selected')", timeout=30_000)
+            # Enter selects the next match; one pressed while the panel is still indexing the trace is
+            # lost, so it is pressed again until a match is selected (each press: the next match)
+            for attempt in range(12):
+                find.press("Enter")
+                try:
+                    page.wait_for_function(f"() => ({TEXTS})().includes('Event aten.addmm selected')",
+                                           timeout=WAIT_MS // 12)
+                    break
+                except PlaywrightTimeout:
+                    if attempt == 11:
+                        raise
             page.screenshot(path=str(tmp_path / "trace_viewer.png"))
             texts = page.evaluate(TEXTS)
         finally:
