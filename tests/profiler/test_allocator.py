@@ -53,10 +53,11 @@ def test_fragmentation_reserves_more_than_the_tensors_peak():
     assert peak_reserved == 12 * MiB + 20 * MiB
 
 
-def test_a_random_trace_keeps_the_books_and_frees_back_to_whole_segments():
-    rng = random.Random(0)
-    a = CachingAllocator()
-    live = {}
+def _random_trace(a: CachingAllocator, seed: int, streams: tuple[int, ...] = (0,)):
+    """3000 random allocs (small, mid and large pool sizes, on ``streams``) and frees through ``a``;
+    yields the live requests (key -> bytes) after each, then frees them all."""
+    rng = random.Random(seed)
+    live: dict[int, int] = {}
     for step in range(3000):
         if live and rng.random() < 0.45:
             key = rng.choice(list(live))
@@ -64,12 +65,18 @@ def test_a_random_trace_keeps_the_books_and_frees_back_to_whole_segments():
             del live[key]
         else:
             n = rng.choice([rng.randint(1, 4096), rng.randint(1, 2 * MiB), rng.randint(MiB, 40 * MiB)])
-            a.alloc(step, n)
+            a.alloc(step, n, rng.choice(streams) if len(streams) > 1 else streams[0])
             live[step] = n
-        assert a.allocated >= sum(round_size(n) for n in live.values())
-        assert a.reserved >= a.allocated
+        yield live
     for key in list(live):
         a.free(key)
+
+
+def test_a_random_trace_keeps_the_books_and_frees_back_to_whole_segments():
+    a = CachingAllocator()
+    for live in _random_trace(a, seed=0):
+        assert a.allocated >= sum(round_size(n) for n in live.values())
+        assert a.reserved >= a.allocated
     assert a.allocated == 0
     # every segment is one free block again
     for seg, starts in enumerate(a._starts):
@@ -188,21 +195,9 @@ def test_best_fit_passes_over_the_free_block_at_the_mapped_end():
 
 
 def test_a_random_trace_under_expandable_segments_keeps_the_books():
-    rng = random.Random(2)
     a = CachingAllocator(EXPANDABLE)
-    live = {}
-    for step in range(3000):
-        if live and rng.random() < 0.45:
-            key = rng.choice(list(live))
-            a.free(key)
-            del live[key]
-        else:
-            a.alloc(step, rng.choice([rng.randint(1, 4096), rng.randint(1, 2 * MiB), rng.randint(MiB, 40 * MiB)]),
-                    rng.choice([0, 3]))
-            live[step] = 1
+    for _ in _random_trace(a, seed=2, streams=(0, 3)):
         assert a.reserved == sum(a._mapped.values()) >= a.allocated
-    for key in list(live):
-        a.free(key)
     assert a.allocated == 0 and all(list(s) == [0] and s[0][1] for s in a._starts)
 
 
