@@ -528,6 +528,9 @@ def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *
         # the one fit rule (the tensors' peak against 90% of the GPU; for a dry run the allocator's
         # reserved peak + NCCL's buffers + the CUDA context against all of it)
         fit_now = memory_fit_for(profile, spec, peak)
+        # what the peak is held against: 90% of the GPU under the tensors' rule, all of it under the reserved one
+        capacity = (f"{fmt_bytes(fit_now.capacity_bytes)} {'usable on' if fit_now.rule == 'tensors' else 'of'} "
+                    "the target GPU")
         short = memory_saved_bytes > 0 and not fit_now.fits
         after = (peak_bytes_after if peak_bytes_after is not None else peak - memory_saved_bytes)
         fits_after = memory_fit_for(profile, spec, after).fits
@@ -558,8 +561,7 @@ def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *
                 head = f"No measurable saving: {fmt_pct(share)} of the run's GPU cost, within {why}"
             if memory_saved_bytes > 0 and short:
                 freed = (f" (it frees {fmt_bytes(memory_saved_bytes)}, {fmt_pct(memory_saved_bytes / peak)} of the "
-                         f"{fmt_bytes(peak)} peak: the run still does not fit the {fmt_bytes(fit_now.capacity_bytes)} "
-                         f"{'usable on' if fit_now.rule == 'tensors' else 'of'} the target GPU, and so small a part "
+                         f"{fmt_bytes(peak)} peak: the run still does not fit the {capacity}, and so small a part "
                          "of the gap changes nothing it needs)")
             elif memory_saved_bytes > 0:
                 freed = f" (it frees {fmt_bytes(memory_saved_bytes)}, which this run does not need)"
@@ -577,7 +579,7 @@ def make_advice(tweak: str, status: str, profile: Profile, ctx: AdviceContext, *
                     f"peak ({fmt_bytes(fit_now.need_bytes)} with the caching allocator's reserve, NCCL's buffers "
                     "and the CUDA context)")
             rationale = (f"Recommended for memory, not money: the {fmt_bytes(peak)} {what} does not fit the "
-                         f"{fmt_bytes(fit_now.capacity_bytes)} {'usable on' if fit_now.rule == 'tensors' else 'of'} the target GPU, and freeing "
+                         f"{capacity}, and freeing "
                          f"{fmt_bytes(memory_saved_bytes)} (peak {fmt_bytes(after)}) {verdict}; its cost is "
                          f"{fmt_pct(-share) if share < -0.0005 else 'none'} of the run's GPU cost. " + rationale)
     rationale = rationale.strip() + one_time_note

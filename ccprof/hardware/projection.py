@@ -112,12 +112,11 @@ class MemoryFit:
         CUDA context 512 MiB)", or "does not fit, ... over the ... usable (tensors ...)" under the tensors' rule:
         the verdict, the margin, the capacity and each part, as the report and the advisors word it."""
         names = {"reserved": "reserved", "nccl": "NCCL buffers", "cuda_context": "CUDA context", "tensors": "tensors"}
+        # the run's allocator settings the reserved peak was replayed under, after its figure
+        after = {"reserved": f" (caching allocator, {self.allocator_rule.split(';')[0]})"} if self.allocator_rule else {}
         # a part that is 0 (no collective: no NCCL buffers) is left out
-        parts = " + ".join(f"{names.get(k, k)} {fmt_bytes(v)}" for k, v in self.parts.items() if v or k == "tensors")
-        if self.allocator_rule:     # the run's allocator settings the reserved peak was replayed under
-            parts = parts.replace(f"reserved {fmt_bytes(self.parts['reserved'])}",
-                                  f"reserved {fmt_bytes(self.parts['reserved'])} (caching allocator, "
-                                  f"{self.allocator_rule.split(';')[0]})", 1)
+        parts = " + ".join(f"{names.get(k, k)} {fmt_bytes(v)}{after.get(k, '')}"
+                           for k, v in self.parts.items() if v or k == "tensors")
         of = "usable" if self.rule == "tensors" else "on the GPU"
         if self.fits:
             return f"fits, {fmt_bytes(self.margin_bytes)} to spare of the {fmt_bytes(self.capacity_bytes)} {of} ({parts})"
